@@ -1,0 +1,368 @@
+//! Target selection on a node, and when that choice will next change.
+//!
+//! The rules, in the order they are checked for each out-edge of the booted
+//! release: never a dead-end, never an image that left the registry, never a
+//! release this host rolled back from, never a downgrade unless allowed, never
+//! a release with the booted config digest (a metadata-only change), and never
+//! a rollout that has not reached this node's wariness. Of what remains, the
+//! highest age index wins. When nothing remains the decision says why, in words
+//! an operator can act on.
+
+use crate::document::GraphDocument;
+use crate::graph::{Node, Scheme, UpdateGraph};
+use jiff::Timestamp;
+use std::fmt;
+
+/// What a node asks.
+#[derive(Debug, Clone, Copy)]
+pub struct Query<'a> {
+    /// The booted manifest digest, pull spec or ostree checksum.
+    pub booted: &'a str,
+    /// This node's wariness in [0, 1].
+    pub wariness: f64,
+    /// The current time.
+    pub now: Timestamp,
+    /// Digests this host rolled back from; never offered again.
+    pub deny: &'a [String],
+    /// Whether an out-edge to an older release may be taken.
+    pub allow_downgrade: bool,
+}
+
+/// The release chosen as the next update.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    /// Release version.
+    pub version: String,
+    /// Manifest digest or ostree checksum to stage.
+    pub digest: String,
+    /// Full payload (`repository@digest` for images).
+    pub payload: String,
+    /// Age index of the release.
+    pub age_index: u64,
+}
+
+/// Why an out-edge was not taken.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Hold {
+    /// The target is a dead-end.
+    DeadEnd {
+        /// Its reason.
+        reason: String,
+    },
+    /// The image is no longer in the registry.
+    Unavailable,
+    /// The host rolled back from it.
+    RolledBack,
+    /// It is older than the booted release.
+    Downgrade,
+    /// Same config digest as the booted release.
+    SameConfig,
+    /// Its rollout has not reached this node yet.
+    Rollout {
+        /// Rollout progress now.
+        progress: f64,
+        /// This node's wariness.
+        wariness: f64,
+    },
+}
+
+/// A release the node could reach but does not take, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Held {
+    /// Release version.
+    pub version: String,
+    /// Age index.
+    pub age_index: u64,
+    /// Why it is held.
+    pub hold: Hold,
+}
+
+/// Why there is (or is not) an update.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NoUpdate {
+    /// Nothing newer is offered.
+    UpToDate,
+    /// The booted identifier is in no release of this graph.
+    BootedNotInGraph {
+        /// What the host reported.
+        booted: String,
+    },
+    /// The booted release is a dead-end.
+    DeadEnd {
+        /// Booted version.
+        version: String,
+        /// Reason.
+        reason: String,
+    },
+    /// The document is past its expiry and must not be trusted.
+    DocumentExpired {
+        /// When it expired.
+        expires: Timestamp,
+    },
+    /// The newest reachable release is held back.
+    Held(Held),
+}
+
+/// The outcome of target selection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// The booted release's version, when it was found.
+    pub booted_version: Option<String>,
+    /// The update to take, if any.
+    pub target: Option<Target>,
+    /// Why there is no update; `None` when there is a target.
+    pub no_update: Option<NoUpdate>,
+    /// Every reachable release not taken, newest first.
+    pub held: Vec<Held>,
+}
+
+impl Decision {
+    fn without_update(booted_version: Option<String>, why: NoUpdate) -> Self {
+        Decision {
+            booted_version,
+            target: None,
+            no_update: Some(why),
+            held: Vec::new(),
+        }
+    }
+
+    /// One sentence for operators.
+    pub fn reason(&self) -> String {
+        match (&self.target, &self.no_update) {
+            (Some(target), _) => {
+                let mut text = format!("update available: {}", target.version);
+                if let Some(newer) = self.held.iter().find(|h| h.age_index > target.age_index) {
+                    text.push_str(&format!(" (newer {} held: {})", newer.version, newer.hold));
+                }
+                text
+            }
+            (None, Some(why)) => why.to_string(),
+            (None, None) => NoUpdate::UpToDate.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Hold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Hold::DeadEnd { reason } => write!(f, "it is a dead-end: {}", or_generic(reason)),
+            Hold::Unavailable => f.write_str("its image is no longer in the registry"),
+            Hold::RolledBack => f.write_str("this host rolled back from it"),
+            Hold::Downgrade => f.write_str("it is older than the booted release"),
+            Hold::SameConfig => f.write_str("it has the booted config digest (metadata-only change)"),
+            Hold::Rollout { progress, wariness } => write!(
+                f,
+                "rollout at {}, this node's wariness is {}",
+                percent(*progress),
+                trimmed(*wariness, 3)
+            ),
+        }
+    }
+}
+
+impl fmt::Display for NoUpdate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NoUpdate::UpToDate => f.write_str("up to date"),
+            NoUpdate::BootedNotInGraph { booted } => write!(
+                f,
+                "booted digest not in the graph: {booted} is in no release of this stream and \
+                 architecture; no update is taken until it is"
+            ),
+            NoUpdate::DeadEnd { version, reason } => {
+                write!(f, "dead-end: {version}: {}", or_generic(reason))
+            }
+            NoUpdate::DocumentExpired { expires } => write!(
+                f,
+                "the update graph document expired at {expires}; no update is taken until a fresh one is published"
+            ),
+            NoUpdate::Held(held) => match &held.hold {
+                Hold::Rollout { progress, wariness } => write!(
+                    f,
+                    "rollout of {} at {}, this node's wariness is {}",
+                    held.version,
+                    percent(*progress),
+                    trimmed(*wariness, 3)
+                ),
+                Hold::SameConfig => write!(
+                    f,
+                    "up to date: {} only changes metadata (same config digest)",
+                    held.version
+                ),
+                hold => write!(f, "{} is not offered: {hold}", held.version),
+            },
+        }
+    }
+}
+
+fn or_generic(reason: &str) -> &str {
+    if reason.is_empty() { "generic" } else { reason }
+}
+
+/// `0.37` as `37%`, `0.375` as `37.5%`.
+fn percent(fraction: f64) -> String {
+    format!("{}%", trimmed(fraction * 100.0, 1))
+}
+
+fn trimmed(value: f64, decimals: usize) -> String {
+    let text = format!("{value:.decimals$}");
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    }
+}
+
+fn is_denied(node: &Node, deny: &[String]) -> bool {
+    deny.iter()
+        .any(|digest| node.matches(digest) || node.matches_alias(digest))
+}
+
+/// Why `candidate` is not taken from `booted`, if it is not.
+fn hold_for(booted: &Node, candidate: &Node, query: &Query<'_>) -> Option<Hold> {
+    if let Some(reason) = &candidate.deadend {
+        return Some(Hold::DeadEnd {
+            reason: reason.clone(),
+        });
+    }
+    if !candidate.available {
+        return Some(Hold::Unavailable);
+    }
+    if is_denied(candidate, query.deny) {
+        return Some(Hold::RolledBack);
+    }
+    if candidate.age_index < booted.age_index && !query.allow_downgrade {
+        return Some(Hold::Downgrade);
+    }
+    if candidate.config.is_some() && candidate.config == booted.config {
+        return Some(Hold::SameConfig);
+    }
+    let now = query.now.as_second();
+    if let Some(rollout) = candidate.rollout
+        && rollout.hides(query.wariness, now)
+    {
+        return Some(Hold::Rollout {
+            progress: rollout.progress_at(now),
+            wariness: query.wariness,
+        });
+    }
+    None
+}
+
+impl UpdateGraph {
+    /// Choose the update for a node.
+    pub fn decide(&self, query: &Query<'_>) -> Decision {
+        let Some(booted_at) = self.find_booted(query.booted) else {
+            return Decision::without_update(
+                None,
+                NoUpdate::BootedNotInGraph {
+                    booted: query.booted.to_string(),
+                },
+            );
+        };
+        let booted = &self.nodes[booted_at];
+        if let Some(reason) = &booted.deadend {
+            return Decision::without_update(
+                Some(booted.version.clone()),
+                NoUpdate::DeadEnd {
+                    version: booted.version.clone(),
+                    reason: reason.clone(),
+                },
+            );
+        }
+        let mut candidates: Vec<&Node> = self
+            .successors(booted_at)
+            .filter_map(|to| self.nodes.get(to))
+            .collect();
+        candidates.sort_by(|a, b| b.age_index.cmp(&a.age_index));
+        candidates.dedup_by_key(|node| node.age_index);
+        let mut target = None;
+        let mut held = Vec::new();
+        for candidate in candidates {
+            match hold_for(booted, candidate, query) {
+                Some(hold) => held.push(Held {
+                    version: candidate.version.clone(),
+                    age_index: candidate.age_index,
+                    hold,
+                }),
+                None if target.is_none() => target = Some(candidate),
+                None => {}
+            }
+        }
+        let no_update = match (&target, held.first()) {
+            (Some(_), _) => None,
+            (None, Some(first)) => Some(NoUpdate::Held(first.clone())),
+            (None, None) => Some(NoUpdate::UpToDate),
+        };
+        Decision {
+            booted_version: Some(booted.version.clone()),
+            target: target.map(|node| Target {
+                version: node.version.clone(),
+                digest: node.id.clone(),
+                payload: node.payload.clone(),
+                age_index: node.age_index,
+            }),
+            no_update,
+            held,
+        }
+    }
+
+    /// The first time after `query.now` at which [`UpdateGraph::decide`] gives a
+    /// better target: a held rollout newer than today's target reaching this
+    /// node's wariness (or starting). `None` when only a new document can change it.
+    pub fn next_change_after(&self, query: &Query<'_>) -> Option<Timestamp> {
+        let booted_at = self.find_booted(query.booted)?;
+        let booted = &self.nodes[booted_at];
+        if booted.deadend.is_some() {
+            return None;
+        }
+        let current = self.decide(query).target.map(|t| t.age_index);
+        let now = query.now.as_second();
+        self.successors(booted_at)
+            .filter_map(|to| self.nodes.get(to))
+            .filter(|node| current.is_none_or(|age| node.age_index > age))
+            .filter(|node| matches!(hold_for(booted, node, query), Some(Hold::Rollout { .. })))
+            .filter_map(|node| node.rollout?.visible_from(query.wariness, now))
+            .min()
+            .and_then(|second| Timestamp::from_second(second).ok())
+    }
+}
+
+impl GraphDocument {
+    /// The graph of this document that a host reporting `booted` follows.
+    pub fn graph_for(&self, arch: &str, booted: &str) -> UpdateGraph {
+        UpdateGraph::from_document(self, arch, Scheme::of_booted(booted))
+    }
+
+    /// Choose the update for a node of `arch`. An expired document offers nothing.
+    pub fn decide(&self, arch: &str, query: &Query<'_>) -> Decision {
+        if query.now > self.expires {
+            let graph = self.graph_for(arch, query.booted);
+            let version = graph
+                .find_booted(query.booted)
+                .map(|i| graph.nodes[i].version.clone());
+            return Decision::without_update(
+                version,
+                NoUpdate::DocumentExpired {
+                    expires: self.expires,
+                },
+            );
+        }
+        self.graph_for(arch, query.booted).decide(query)
+    }
+
+    /// When this node's decision will next change: a rollout reaching its
+    /// wariness or starting, or the document expiring, whichever comes first.
+    pub fn next_change_after(&self, arch: &str, query: &Query<'_>) -> Option<Timestamp> {
+        if query.now > self.expires {
+            return None;
+        }
+        let rollout = self.graph_for(arch, query.booted).next_change_after(query);
+        // The document stops being trusted one second after `expires`.
+        let expiry = self.expires.checked_add(jiff::SignedDuration::from_secs(1)).ok();
+        match (rollout, expiry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
