@@ -20,7 +20,10 @@ pub fn is_ostree_commit(value: &str) -> bool {
 }
 
 fn is_lower_hex_64(value: &str) -> bool {
-    value.len() == 64 && value.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    value.len() == 64
+        && value
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// The digest part of a `repository@sha256:...` pull spec, if it has one.

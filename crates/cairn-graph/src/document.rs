@@ -70,7 +70,7 @@ pub struct Release {
 ///
 /// An empty entry (or a missing architecture) marks a source-only release:
 /// it keeps its age index but no host can update to it.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ArchEntry {
     /// The per-architecture image manifest digest (never an index digest).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -88,6 +88,18 @@ pub struct ArchEntry {
     /// find themselves, but it is never offered as a target.
     #[serde(default = "default_true", skip_serializing_if = "is_true")]
     pub available: bool,
+}
+
+impl Default for ArchEntry {
+    fn default() -> Self {
+        ArchEntry {
+            digest: None,
+            config: None,
+            aliases: Vec::new(),
+            ostree: None,
+            available: true,
+        }
+    }
 }
 
 impl ArchEntry {
@@ -243,7 +255,11 @@ impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self.index, &self.version) {
             (Some(index), Some(version)) => {
-                write!(f, "release {version} (releases[{index}]) field `{}`", self.field)
+                write!(
+                    f,
+                    "release {version} (releases[{index}]) field `{}`",
+                    self.field
+                )
             }
             _ => write!(f, "field `{}`", self.field),
         }
@@ -255,7 +271,9 @@ impl fmt::Display for Location {
 #[non_exhaustive]
 pub enum ValidationError {
     /// The schema version is not one this build understands.
-    #[error("field `schema`: unsupported schema version {found}; this build reads version {SCHEMA_VERSION}")]
+    #[error(
+        "field `schema`: unsupported schema version {found}; this build reads version {SCHEMA_VERSION}"
+    )]
     UnknownSchema {
         /// The version found.
         found: u32,
@@ -295,7 +313,9 @@ pub enum ValidationError {
         first: Location,
     },
     /// A digest with the wrong syntax.
-    #[error("{at}: {value:?} is not a digest (expected `sha256:` and 64 lower-case hex characters)")]
+    #[error(
+        "{at}: {value:?} is not a digest (expected `sha256:` and 64 lower-case hex characters)"
+    )]
     BadDigest {
         /// Where.
         at: Location,
@@ -610,6 +630,10 @@ fn validate_rollout(
 fn release_version_at(value: &serde_json::Value, path: &str) -> Option<String> {
     let rest = path.strip_prefix("releases[")?;
     let index: usize = rest.split(']').next()?.parse().ok()?;
-    let version = value.get("releases")?.get(index)?.get("version")?.as_str()?;
+    let version = value
+        .get("releases")?
+        .get(index)?
+        .get("version")?
+        .as_str()?;
     Some(version.to_string())
 }

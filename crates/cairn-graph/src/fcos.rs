@@ -189,8 +189,8 @@ impl IndexRelease {
                 .filter(|i| i.architecture == arch && !i.digest_ref.is_empty())
                 .last()
                 .map(|i| {
-                    let digest = crate::digest::digest_of_pullspec(&i.digest_ref)
-                        .unwrap_or(&i.digest_ref);
+                    let digest =
+                        crate::digest::digest_of_pullspec(&i.digest_ref).unwrap_or(&i.digest_ref);
                     (digest.to_string(), i.digest_ref.clone())
                 }),
         }
@@ -250,10 +250,11 @@ impl LooseNumber {
 impl Updates {
     /// Parse an updates file in the current or the legacy shape.
     pub fn from_json(bytes: &[u8]) -> Result<Updates, FcosError> {
-        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| FcosError::Shape {
-            path: ".".into(),
-            message: e.to_string(),
-        })?;
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| FcosError::Shape {
+                path: ".".into(),
+                message: e.to_string(),
+            })?;
         // Pick the shape by its top-level key, then parse so errors name a field.
         if value.get("releases").is_none() && value.get("updates").is_some() {
             let legacy: LegacyShape = from_value(&value)?;

@@ -143,11 +143,8 @@ impl UpdateGraph {
     /// Remove every edge leaving a dead-end.
     pub fn prune_deadends(&mut self) {
         let nodes = &self.nodes;
-        self.edges.retain(|&(from, _)| {
-            nodes
-                .get(from)
-                .is_some_and(|node| node.deadend.is_none())
-        });
+        self.edges
+            .retain(|&(from, _)| nodes.get(from).is_some_and(|node| node.deadend.is_none()));
     }
 
     /// Positions of rollout nodes hidden from this wariness at `now` (Unix seconds).
@@ -187,7 +184,11 @@ impl UpdateGraph {
         self.nodes
             .iter()
             .position(|node| node.matches(booted))
-            .or_else(|| self.nodes.iter().position(|node| node.matches_alias(booted)))
+            .or_else(|| {
+                self.nodes
+                    .iter()
+                    .position(|node| node.matches_alias(booted))
+            })
     }
 }
 

@@ -173,7 +173,10 @@ mod tests {
         let now = START + 1440 * 60;
         assert!(!r.hides(0.5, now));
         assert!(r.hides(0.500001, now));
-        assert!(!r.hides(0.0, START - 100), "wariness 0 sees unstarted rollouts");
+        assert!(
+            !r.hides(0.0, START - 100),
+            "wariness 0 sees unstarted rollouts"
+        );
         assert!(!r.hides(f64::NAN, now), "NaN never hides, as in Fedora");
     }
 

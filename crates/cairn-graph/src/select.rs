@@ -149,7 +149,9 @@ impl fmt::Display for Hold {
             Hold::Unavailable => f.write_str("its image is no longer in the registry"),
             Hold::RolledBack => f.write_str("this host rolled back from it"),
             Hold::Downgrade => f.write_str("it is older than the booted release"),
-            Hold::SameConfig => f.write_str("it has the booted config digest (metadata-only change)"),
+            Hold::SameConfig => {
+                f.write_str("it has the booted config digest (metadata-only change)")
+            }
             Hold::Rollout { progress, wariness } => write!(
                 f,
                 "rollout at {}, this node's wariness is {}",
@@ -359,7 +361,10 @@ impl GraphDocument {
         }
         let rollout = self.graph_for(arch, query.booted).next_change_after(query);
         // The document stops being trusted one second after `expires`.
-        let expiry = self.expires.checked_add(jiff::SignedDuration::from_secs(1)).ok();
+        let expiry = self
+            .expires
+            .checked_add(jiff::SignedDuration::from_secs(1))
+            .ok();
         match (rollout, expiry) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

@@ -1,0 +1,346 @@
+//! Fedora CoreOS compatibility: Cairn's graphs against the ones Fedora's own
+//! graph builder and policy engine produced from the same inputs.
+
+use cairn_graph::cincinnati::{AGE_INDEX, CincinnatiGraph};
+use cairn_graph::fcos::{self, ConvertOptions, ReleaseIndex, Updates};
+use cairn_graph::{GraphDocument, Query, Scheme, UpdateGraph};
+use jiff::Timestamp;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+const STREAMS: [&str; 3] = ["stable", "testing", "next"];
+const ARCHES: [&str; 4] = ["x86_64", "aarch64", "s390x", "ppc64le"];
+const REPOSITORY: &str = "quay.io/fedora/fedora-coreos";
+
+fn data(path: &str) -> Vec<u8> {
+    let full = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/fcos")
+        .join(path);
+    std::fs::read(&full).unwrap_or_else(|e| panic!("reading {}: {e}", full.display()))
+}
+
+fn inputs(stream: &str) -> (ReleaseIndex, Updates) {
+    let index = ReleaseIndex::from_json(&data(&format!("releases/{stream}/releases.json")))
+        .expect("release index parses");
+    let updates =
+        Updates::from_json(&data(&format!("updates/{stream}.json"))).expect("updates parse");
+    (index, updates)
+}
+
+fn scheme(oci: bool) -> Scheme {
+    if oci { Scheme::Oci } else { Scheme::Checksum }
+}
+
+fn golden(name: &str) -> CincinnatiGraph {
+    CincinnatiGraph::from_json(&data(&format!("fcos-cincinnati-golden/{name}")))
+        .expect("golden graph parses")
+}
+
+/// Same nodes in the same order with the same payload and metadata, and the same edge set.
+fn assert_same_graph(ours: &CincinnatiGraph, theirs: &CincinnatiGraph, label: &str) {
+    assert_eq!(ours.nodes.len(), theirs.nodes.len(), "{label}: node count");
+    for (i, (a, b)) in ours.nodes.iter().zip(&theirs.nodes).enumerate() {
+        assert_eq!(a, b, "{label}: node {i}");
+    }
+    let edges = |g: &CincinnatiGraph| g.edges.iter().copied().collect::<BTreeSet<_>>();
+    assert_eq!(edges(ours), edges(theirs), "{label}: edge set");
+    assert_eq!(
+        ours.edges.len(),
+        edges(ours).len(),
+        "{label}: no duplicate edges"
+    );
+}
+
+#[test]
+fn all_24_graphs_match_fedoras_graph_builder() {
+    let mut checked = 0;
+    for stream in STREAMS {
+        let (index, updates) = inputs(stream);
+        for arch in ARCHES {
+            for oci in [false, true] {
+                let name = format!("gb_{stream}_{arch}_oci-{oci}.json");
+                let ours = fcos::build_graph(&index, &updates, arch, scheme(oci)).to_cincinnati();
+                assert!(!ours.nodes.is_empty(), "{name}: empty graph");
+                assert_same_graph(&ours, &golden(&name), &name);
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 24);
+}
+
+#[test]
+fn policy_engine_outputs_match_after_every_rollout_finished() {
+    let (index, updates) = inputs("stable");
+    let graph = fcos::build_graph(&index, &updates, "x86_64", Scheme::Checksum);
+    // Any time after the last rollout ended reproduces the shipped outputs.
+    let now = Timestamp::from_second(1_790_000_000).expect("valid time");
+    for (wariness, name) in [
+        (0.0, "pe_stable_x86_64_w0.json"),
+        (1.0, "pe_stable_x86_64_w1.json"),
+    ] {
+        let ours = graph.throttled(wariness, now.as_second()).to_cincinnati();
+        assert_same_graph(&ours, &golden(name), name);
+    }
+}
+
+/// The newest stable rollout: 2880 minutes from 1784728800, start value 0.
+const ROLLOUT_VERSION: &str = "44.20260707.3.1";
+const ROLLOUT_START: i64 = 1_784_728_800;
+const ROLLOUT_END: i64 = ROLLOUT_START + 2880 * 60;
+
+fn edges_into(graph: &UpdateGraph, version: &str) -> usize {
+    let target = graph
+        .nodes
+        .iter()
+        .position(|n| n.version == version)
+        .expect("version in graph");
+    graph.edges.iter().filter(|&&(_, to)| to == target).count()
+}
+
+#[test]
+fn policy_vectors_from_the_formula() {
+    let (index, updates) = inputs("stable");
+    let graph = fcos::build_graph(&index, &updates, "x86_64", Scheme::Checksum);
+    let all = edges_into(&graph, ROLLOUT_VERSION);
+    assert!(all > 0, "the rollout has in-edges before throttling");
+    let half = ROLLOUT_START + 1440 * 60;
+    // (now, wariness, visible)
+    let vectors = [
+        (ROLLOUT_START - 3600, 0.0, true), // before the start: only wariness 0 sees it
+        (ROLLOUT_START - 3600, 0.000001, false),
+        (ROLLOUT_START - 3600, 0.3, false),
+        (ROLLOUT_START, 0.0, true), // at the start, progress = start value 0
+        (ROLLOUT_START, 0.1, false),
+        (half, 0.3, true), // mid-rollout, progress 0.5
+        (half, 0.49, true),
+        (half, 0.5, true), // equal wariness is offered (strict >)
+        (half, 0.500001, false),
+        (half, 0.51, false),
+        (half, 0.7, false),
+        (half, 1.0, false),
+        (ROLLOUT_END, 1.0, true), // at the end progress is 1 (within rounding)
+        (ROLLOUT_END + 1, 1.0, true), // after the end everyone
+        (ROLLOUT_END + 86_400, 0.99, true),
+        (half, f64::NAN, true), // NaN hides nothing, as in Fedora
+    ];
+    for (now, wariness, visible) in vectors {
+        let seen = edges_into(&graph.throttled(wariness, now), ROLLOUT_VERSION);
+        let expected = if visible { all } else { 0 };
+        assert_eq!(seen, expected, "now={now} wariness={wariness}");
+    }
+}
+
+#[test]
+fn rollout_without_duration_stays_at_its_start_value() {
+    let (index, mut updates) = inputs("stable");
+    let entry = updates
+        .releases
+        .iter_mut()
+        .find(|e| e.version == ROLLOUT_VERSION)
+        .expect("rollout entry");
+    let rollout = entry.metadata.rollout.as_mut().expect("rollout");
+    rollout.duration_minutes = None;
+    rollout.start_percentage = Some(0.25);
+    let graph = fcos::build_graph(&index, &updates, "x86_64", Scheme::Checksum);
+    let all = edges_into(&graph, ROLLOUT_VERSION);
+    let later = ROLLOUT_START + 365 * 86_400;
+    assert_eq!(
+        edges_into(&graph.throttled(0.25, later), ROLLOUT_VERSION),
+        all
+    );
+    assert_eq!(
+        edges_into(&graph.throttled(0.26, later), ROLLOUT_VERSION),
+        0
+    );
+    assert_eq!(
+        edges_into(&graph.throttled(0.1, ROLLOUT_START - 1), ROLLOUT_VERSION),
+        0
+    );
+}
+
+fn convert(stream: &str, oci: bool) -> GraphDocument {
+    let (index, updates) = inputs(stream);
+    let aliases = fcos::parse_boot_image_digests(&data(
+        "real-fixtures/fcos-cincinnati_bootimages_digests.json",
+    ))
+    .expect("alias map parses");
+    let issued = Timestamp::from_second(1_780_000_000).expect("time");
+    let converted = fcos::to_document(
+        &index,
+        &updates,
+        &ConvertOptions {
+            repository: REPOSITORY,
+            oci,
+            aliases: Some(&aliases),
+            sequence: 1,
+            issued,
+            expires: Timestamp::from_second(1_900_000_000).expect("time"),
+        },
+    )
+    .expect("converts");
+    converted
+        .document
+        .validate()
+        .expect("converted document is valid");
+    // And it survives a JSON round trip.
+    let parsed = GraphDocument::from_json(converted.document.to_json_pretty().as_bytes())
+        .expect("round trip");
+    assert!(parsed.ignored_fields.is_empty());
+    assert_eq!(parsed.document, converted.document);
+    parsed.document
+}
+
+#[test]
+fn converted_documents_render_fedoras_graphs() {
+    for stream in STREAMS {
+        for oci in [false, true] {
+            let document = convert(stream, oci);
+            let (index, _) = inputs(stream);
+            assert_eq!(
+                document.releases.len(),
+                index.releases.len(),
+                "every release kept"
+            );
+            for arch in ARCHES {
+                let name = format!("gb_{stream}_{arch}_oci-{oci}.json");
+                let ours = UpdateGraph::from_document(&document, arch, scheme(oci)).to_cincinnati();
+                assert_same_graph(&ours, &golden(&name), &format!("converted {name}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn converted_documents_keep_age_indexes_of_source_only_releases() {
+    let document = convert("stable", true);
+    let graph = UpdateGraph::from_document(&document, "x86_64", Scheme::Oci);
+    let first = &graph.nodes[0];
+    assert!(first.age_index > 0, "older releases had no OCI image");
+    assert_eq!(
+        document.releases[first.age_index as usize].version,
+        first.version
+    );
+    assert!(document.releases[0].architectures.is_empty());
+    let cin = graph.to_cincinnati();
+    assert_eq!(
+        cin.nodes[0].metadata[AGE_INDEX],
+        first.age_index.to_string()
+    );
+}
+
+#[test]
+fn boot_image_aliases_find_stuck_hosts() {
+    let document = convert("stable", true);
+    let aliases = fcos::parse_boot_image_digests(&data(
+        "real-fixtures/fcos-cincinnati_bootimages_digests.json",
+    ))
+    .expect("alias map parses");
+    let mut found = 0;
+    for (version, arches) in &aliases {
+        let Some((_, release)) = document.release(version) else {
+            continue;
+        };
+        for (arch, pair) in arches {
+            let entry = &release.architectures[arch];
+            assert_eq!(entry.digest.as_deref(), Some(pair.good.as_str()));
+            assert_eq!(entry.aliases, vec![pair.bad.clone()]);
+            let graph = UpdateGraph::from_document(&document, arch, Scheme::Oci);
+            let at = graph
+                .find_booted(&pair.bad)
+                .expect("bad digest finds its release");
+            assert_eq!(graph.nodes[at].version, *version);
+            found += 1;
+        }
+    }
+    assert!(found > 0, "the stable stream has aliased releases");
+}
+
+/// The decision a node makes on Fedora's graph equals the one it makes on the
+/// converted document, for every node, several wariness values and times.
+#[test]
+fn next_on_converted_document_matches_fedora_graph() {
+    let times = [
+        ROLLOUT_START - 3600,
+        ROLLOUT_START + 1440 * 60,
+        ROLLOUT_END + 1,
+    ];
+    let wariness_values = [0.0, 0.2, 0.5, 0.65332, 1.0];
+    let mut compared = 0;
+    for stream in STREAMS {
+        let (index, updates) = inputs(stream);
+        for oci in [false, true] {
+            let document = convert(stream, oci);
+            for arch in ARCHES {
+                let fedora = fcos::build_graph(&index, &updates, arch, scheme(oci));
+                // Read Fedora's graph back from its wire form, as a Zincati client would.
+                let served = UpdateGraph::from_cincinnati(&fedora.to_cincinnati()).expect("parses");
+                for node in &served.nodes {
+                    for &now in &times {
+                        for &wariness in &wariness_values {
+                            let query = Query {
+                                booted: &node.id,
+                                wariness,
+                                now: Timestamp::from_second(now).expect("time"),
+                                deny: &[],
+                                allow_downgrade: false,
+                            };
+                            let a = served.decide(&query);
+                            let b = document.decide(arch, &query);
+                            assert_eq!(
+                                a.target,
+                                b.target,
+                                "{stream} {arch} oci={oci} {} {}",
+                                node.version,
+                                b.reason()
+                            );
+                            assert_eq!(a.reason(), b.reason());
+                            compared += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(compared > 10_000, "compared {compared} decisions");
+}
+
+#[test]
+fn legacy_updates_shape_is_read() {
+    let legacy = br#"{"updates":{
+        "barriers":[{"version":"30.1","reason":"https://example.org/b"}],
+        "deadends":[{"version":"30.2","reason":"broken"}],
+        "rollouts":[{"version":"30.3","start_epoch":"1560000000","start_value":"0.25","duration_minutes":"60"}]}}"#;
+    let updates = Updates::from_json(legacy).expect("legacy parses");
+    assert_eq!(updates.releases.len(), 3);
+    let rollout = updates.releases[2].metadata.rollout.expect("rollout");
+    assert_eq!(rollout.start_epoch, Some(1_560_000_000));
+    assert_eq!(rollout.start_percentage, Some(0.25));
+    assert_eq!(rollout.duration_minutes, Some(60));
+    assert_eq!(
+        updates.releases[0]
+            .metadata
+            .barrier
+            .as_ref()
+            .map(|b| b.reason.as_str()),
+        Some("https://example.org/b")
+    );
+    let bad = br#"{"updates":{"rollouts":[{"version":"30.3","start_epoch":"soon"}]}}"#;
+    let err = Updates::from_json(bad).expect_err("a non-number is rejected");
+    assert!(err.to_string().contains("start_epoch"), "{err}");
+}
+
+#[test]
+fn malformed_fedora_inputs_name_the_field() {
+    let err = ReleaseIndex::from_json(br#"{"releases":[{"version":3}]}"#).expect_err("bad type");
+    assert!(err.to_string().contains("releases[0].version"), "{err}");
+    let err = Updates::from_json(
+        br#"{"stream":"s","releases":[{"version":"1","metadata":{"barrier":{}}}]}"#,
+    )
+    .expect_err("reason is required");
+    assert!(
+        err.to_string().contains("releases[0].metadata.barrier"),
+        "{err}"
+    );
+    assert!(Updates::from_json(b"[1,2").is_err());
+}
