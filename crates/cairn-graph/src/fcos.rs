@@ -179,15 +179,13 @@ impl IndexRelease {
                 .commits
                 .iter()
                 .flatten()
-                .filter(|c| c.architecture == arch && !c.checksum.is_empty())
-                .last()
+                .rfind(|c| c.architecture == arch && !c.checksum.is_empty())
                 .map(|c| (c.checksum.clone(), c.checksum.clone())),
             Scheme::Oci => self
                 .oci_images
                 .iter()
                 .flatten()
-                .filter(|i| i.architecture == arch && !i.digest_ref.is_empty())
-                .last()
+                .rfind(|i| i.architecture == arch && !i.digest_ref.is_empty())
                 .map(|i| {
                     let digest =
                         crate::digest::digest_of_pullspec(&i.digest_ref).unwrap_or(&i.digest_ref);

@@ -1,1 +1,341 @@
-//! Summaries.
+//! Summaries of a document for people (text), scripts (JSON) and Graphviz (DOT).
+//!
+//! Each renderer writes to any `impl Write`, so the same code serves the
+//! terminal and golden tests.
+
+use crate::digest::short;
+use crate::document::{GraphDocument, Release};
+use crate::graph::{Scheme, UpdateGraph};
+use jiff::Timestamp;
+use serde_json::{Value, json};
+use std::io::{self, Write};
+
+/// What to summarise.
+#[derive(Debug, Clone)]
+pub struct ShowOptions {
+    /// Only this architecture; all of them when `None`.
+    pub arch: Option<String>,
+    /// Show the graph as a node of this wariness sees it.
+    pub wariness: Option<f64>,
+    /// The time rollout progress is computed for.
+    pub now: Timestamp,
+}
+
+/// The graph of one architecture, as summarised.
+struct ArchView {
+    arch: String,
+    full: UpdateGraph,
+    seen: UpdateGraph,
+}
+
+fn scheme_for(document: &GraphDocument, arch: &str) -> Scheme {
+    let has_digest = document.releases.iter().any(|release| {
+        release
+            .architectures
+            .get(arch)
+            .is_some_and(|entry| entry.digest.is_some())
+    });
+    if has_digest {
+        Scheme::Oci
+    } else {
+        Scheme::Checksum
+    }
+}
+
+fn views(document: &GraphDocument, options: &ShowOptions) -> Vec<ArchView> {
+    let arches = match &options.arch {
+        Some(arch) => vec![arch.clone()],
+        None => document.architectures(),
+    };
+    arches
+        .into_iter()
+        .map(|arch| {
+            let full = UpdateGraph::from_document(document, &arch, scheme_for(document, &arch));
+            let seen = match options.wariness {
+                Some(w) => full.throttled(w, options.now.as_second()),
+                None => full.clone(),
+            };
+            ArchView { arch, full, seen }
+        })
+        .collect()
+}
+
+fn state_words(release: &Release, options: &ShowOptions) -> Vec<String> {
+    let mut words = Vec::new();
+    if let Some(barrier) = &release.barrier {
+        words.push(format!("barrier ({})", or_generic(&barrier.reason)));
+    }
+    if let Some(deadend) = &release.deadend {
+        words.push(format!("dead-end ({})", or_generic(&deadend.reason)));
+    }
+    if let Some(rollout) = &release.rollout {
+        let now = options.now.as_second();
+        let progress = rollout.progress_at(now);
+        let mut text = format!("rollout {:.1}%", progress * 100.0);
+        if now < rollout.start() {
+            text.push_str(&format!(", starts {}", when(rollout.start())));
+        } else if let Some(end) = rollout.end().filter(|&end| now <= end) {
+            text.push_str(&format!(", full at {}", when(end)));
+        }
+        if let Some(w) = options.wariness {
+            let seen = if rollout.hides(w, now) {
+                "hidden from"
+            } else {
+                "offered to"
+            };
+            text.push_str(&format!(", {seen} wariness {w}"));
+        }
+        words.push(text);
+    }
+    words
+}
+
+fn when(second: i64) -> String {
+    Timestamp::from_second(second).map_or_else(|_| second.to_string(), |t| t.to_string())
+}
+
+fn or_generic(reason: &str) -> &str {
+    if reason.is_empty() { "generic" } else { reason }
+}
+
+fn expiry_note(document: &GraphDocument, now: Timestamp) -> &'static str {
+    if now > document.expires {
+        " (EXPIRED: agents will not use it)"
+    } else {
+        ""
+    }
+}
+
+/// A summary for people.
+pub fn text(
+    document: &GraphDocument,
+    options: &ShowOptions,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    writeln!(
+        out,
+        "stream {} of {} (schema {}, sequence {})",
+        document.stream, document.repository, document.schema, document.sequence
+    )?;
+    writeln!(
+        out,
+        "issued {}, expires {}{}",
+        document.issued,
+        document.expires,
+        expiry_note(document, options.now)
+    )?;
+    writeln!(
+        out,
+        "{} releases; architectures: {}",
+        document.releases.len(),
+        document.architectures().join(", ")
+    )?;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{:>5}  {:<24} {:<30} state",
+        "age", "version", "architectures"
+    )?;
+    for (age, release) in document.releases.iter().enumerate() {
+        let arches: Vec<&str> = release.architectures.keys().map(String::as_str).collect();
+        let arches = if arches.is_empty() {
+            "(source only)".to_string()
+        } else {
+            arches.join(",")
+        };
+        writeln!(
+            out,
+            "{age:>5}  {:<24} {:<30} {}",
+            release.version,
+            arches,
+            state_words(release, options).join("; ")
+        )?;
+    }
+    for view in views(document, options) {
+        write_edges(&view, options, out)?;
+    }
+    for warning in document.warnings() {
+        writeln!(out, "warning: {warning}")?;
+    }
+    Ok(())
+}
+
+fn write_edges(view: &ArchView, options: &ShowOptions, out: &mut impl Write) -> io::Result<()> {
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{} ({}): {} nodes, {} edges{}",
+        view.arch,
+        view.full.scheme.as_str(),
+        view.full.nodes.len(),
+        view.seen.edges.len(),
+        options
+            .wariness
+            .map(|w| format!(" seen at wariness {w} (of {})", view.full.edges.len()))
+            .unwrap_or_default()
+    )?;
+    let mut targets: Vec<usize> = view.seen.edges.iter().map(|&(_, to)| to).collect();
+    targets.sort_unstable();
+    targets.dedup();
+    for target in targets.into_iter().rev() {
+        let mut sources: Vec<usize> = view
+            .seen
+            .edges
+            .iter()
+            .filter(|&&(_, to)| to == target)
+            .map(|&(from, _)| from)
+            .collect();
+        sources.sort_unstable();
+        let node = &view.seen.nodes[target];
+        let (first, last) = match (sources.first(), sources.last()) {
+            (Some(&first), Some(&last)) => (first, last),
+            _ => continue,
+        };
+        let from = if first == last {
+            view.seen.nodes[first].version.clone()
+        } else {
+            format!(
+                "{} .. {}",
+                view.seen.nodes[first].version, view.seen.nodes[last].version
+            )
+        };
+        writeln!(
+            out,
+            "  {} [{}] <- {} ({} sources)",
+            node.version,
+            short(&node.id),
+            from,
+            sources.len()
+        )?;
+    }
+    Ok(())
+}
+
+/// A summary for scripts.
+pub fn json(
+    document: &GraphDocument,
+    options: &ShowOptions,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let now = options.now.as_second();
+    let releases: Vec<Value> = document
+        .releases
+        .iter()
+        .enumerate()
+        .map(|(age, release)| {
+            json!({
+                "age_index": age,
+                "version": release.version,
+                "architectures": release.architectures.keys().collect::<Vec<_>>(),
+                "barrier": release.barrier.as_ref().map(|b| &b.reason),
+                "deadend": release.deadend.as_ref().map(|d| &d.reason),
+                "rollout": release.rollout.map(|r| json!({
+                    "start_epoch": r.start(),
+                    "start_percentage": r.start_value(),
+                    "duration_minutes": r.duration_minutes,
+                    "progress": r.progress_at(now),
+                    "hidden": options.wariness.map(|w| r.hides(w, now)),
+                })),
+            })
+        })
+        .collect();
+    let graphs: Vec<Value> = views(document, options)
+        .iter()
+        .map(|view| {
+            let by_age = |i: usize| view.seen.nodes[i].age_index;
+            json!({
+                "arch": view.arch,
+                "scheme": view.full.scheme.as_str(),
+                "nodes": view.full.nodes.len(),
+                "edges": view.seen.edges.iter().map(|&(a, b)| [by_age(a), by_age(b)]).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let summary = json!({
+        "schema": document.schema,
+        "stream": document.stream,
+        "repository": document.repository,
+        "sequence": document.sequence,
+        "issued": document.issued.to_string(),
+        "expires": document.expires.to_string(),
+        "expired": options.now > document.expires,
+        "now": options.now.to_string(),
+        "wariness": options.wariness,
+        "releases": releases,
+        "graphs": graphs,
+        "warnings": document.warnings(),
+    });
+    serde_json::to_writer_pretty(&mut *out, &summary)?;
+    writeln!(out)
+}
+
+/// A Graphviz digraph, one cluster per architecture.
+pub fn dot(
+    document: &GraphDocument,
+    options: &ShowOptions,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    writeln!(out, "digraph cairn {{")?;
+    writeln!(out, "  rankdir=LR;")?;
+    writeln!(
+        out,
+        "  label={};",
+        quote(&format!("{} {}", document.repository, document.stream))
+    )?;
+    writeln!(out, "  node [shape=ellipse, fontsize=10];")?;
+    for (n, view) in views(document, options).iter().enumerate() {
+        writeln!(out, "  subgraph cluster_{n} {{")?;
+        writeln!(out, "    label={};", quote(&view.arch))?;
+        let now = options.now.as_second();
+        for node in &view.full.nodes {
+            let mut label = escape(&node.version);
+            let mut attributes = Vec::new();
+            if node.barrier.is_some() {
+                label.push_str("\\nbarrier");
+                attributes.push("shape=box".to_string());
+            }
+            if node.deadend.is_some() {
+                label.push_str("\\ndead-end");
+                attributes.push("color=red, fontcolor=red".to_string());
+            }
+            if let Some(rollout) = node.rollout {
+                label.push_str(&format!(
+                    "\\nrollout {:.0}%",
+                    rollout.progress_at(now) * 100.0
+                ));
+                attributes.push("style=dashed".to_string());
+            }
+            attributes.push(format!("label=\"{label}\""));
+            writeln!(
+                out,
+                "    n{n}_{} [{}];",
+                node.age_index,
+                attributes.join(", ")
+            )?;
+        }
+        let seen: std::collections::HashSet<&(usize, usize)> = view.seen.edges.iter().collect();
+        for &(from, to) in &view.full.edges {
+            let hidden = !seen.contains(&(from, to));
+            let style = if hidden {
+                " [style=dotted, color=gray]"
+            } else {
+                ""
+            };
+            writeln!(
+                out,
+                "    n{n}_{} -> n{n}_{}{style};",
+                view.full.nodes[from].age_index, view.full.nodes[to].age_index
+            )?;
+        }
+        writeln!(out, "  }}")?;
+    }
+    writeln!(out, "}}")
+}
+
+fn quote(text: &str) -> String {
+    format!("\"{}\"", escape(text))
+}
+
+fn escape(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('"', "\\\"")
+}

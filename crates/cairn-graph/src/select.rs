@@ -276,7 +276,7 @@ impl UpdateGraph {
             .successors(booted_at)
             .filter_map(|to| self.nodes.get(to))
             .collect();
-        candidates.sort_by(|a, b| b.age_index.cmp(&a.age_index));
+        candidates.sort_by_key(|node| std::cmp::Reverse(node.age_index));
         candidates.dedup_by_key(|node| node.age_index);
         let mut target = None;
         let mut held = Vec::new();

@@ -1,0 +1,131 @@
+//! Argument values shared by several verbs: times, durations, wariness, input files.
+
+use anyhow::{Context, bail};
+use jiff::{SignedDuration, Timestamp};
+use std::path::Path;
+
+/// A time given as Unix seconds or RFC 3339.
+pub fn parse_time(value: &str) -> anyhow::Result<Timestamp> {
+    if let Ok(seconds) = value.parse::<i64>() {
+        return Timestamp::from_second(seconds)
+            .with_context(|| format!("{value} is not a representable Unix time"));
+    }
+    value
+        .parse::<Timestamp>()
+        .with_context(|| format!("{value:?} is neither Unix seconds nor an RFC 3339 time"))
+}
+
+/// The time to evaluate at: the given one, or the clock.
+pub fn now_or(value: Option<&str>) -> anyhow::Result<Timestamp> {
+    match value {
+        Some(value) => parse_time(value).context("--now"),
+        None => Ok(Timestamp::now()),
+    }
+}
+
+/// A duration such as `90s`, `30m`, `48h`, `14d` or `2w`.
+pub fn parse_duration(value: &str) -> anyhow::Result<SignedDuration> {
+    let value = value.trim();
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .with_context(|| format!("{value:?} has no unit; use s, m, h, d or w (for example 14d)"))?;
+    let (number, unit) = value.split_at(split);
+    let number: i64 = number
+        .parse()
+        .with_context(|| format!("{value:?} does not start with a whole number"))?;
+    let seconds_per_unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        "w" => 604_800,
+        _ => bail!("{value:?}: unknown unit {unit:?}; use s, m, h, d or w"),
+    };
+    let seconds = number
+        .checked_mul(seconds_per_unit)
+        .with_context(|| format!("{value:?} is too long"))?;
+    Ok(SignedDuration::from_secs(seconds))
+}
+
+/// A wariness value. Fedora's rules apply: out-of-range values are clamped and
+/// NaN is kept (it hides nothing), but text that is not a number is an error.
+pub fn parse_wariness(value: &str) -> anyhow::Result<f64> {
+    let parsed: f64 = value
+        .trim()
+        .parse()
+        .with_context(|| format!("--wariness {value:?} is not a number in [0, 1]"))?;
+    Ok(parsed.clamp(0.0, 1.0))
+}
+
+/// The wariness from `--wariness`, else `--node-uuid`, else the given default.
+pub fn wariness(
+    explicit: Option<&str>,
+    node_uuid: Option<&str>,
+    default: f64,
+) -> anyhow::Result<f64> {
+    match (explicit, node_uuid) {
+        (Some(value), _) => parse_wariness(value),
+        (None, Some(id)) => Ok(cairn_graph::wariness::from_app_id(id)),
+        (None, None) => Ok(default),
+    }
+}
+
+/// Read a whole file, naming it in any error.
+pub fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Read and validate a Cairn document, naming the file in any error.
+pub fn read_document(path: &Path) -> anyhow::Result<cairn_graph::GraphDocument> {
+    let bytes = read(path)?;
+    let parsed = cairn_graph::GraphDocument::from_json(&bytes)
+        .with_context(|| format!("{}", path.display()))?;
+    for field in &parsed.ignored_fields {
+        eprintln!(
+            "cairn: warning: {}: unknown field `{field}` ignored",
+            path.display()
+        );
+    }
+    Ok(parsed.document)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_take_seconds_or_rfc3339() {
+        assert_eq!(parse_time("0").ok(), Some(Timestamp::UNIX_EPOCH));
+        assert_eq!(
+            parse_time("2026-07-22T14:00:00Z").ok(),
+            Timestamp::from_second(1_784_728_800).ok()
+        );
+        assert!(parse_time("yesterday").is_err());
+    }
+
+    #[test]
+    fn durations_need_a_unit() {
+        assert_eq!(
+            parse_duration("14d").ok(),
+            Some(SignedDuration::from_hours(336))
+        );
+        assert_eq!(
+            parse_duration("90s").ok(),
+            Some(SignedDuration::from_secs(90))
+        );
+        assert!(parse_duration("14").is_err());
+        assert!(parse_duration("5y").is_err());
+        assert!(parse_duration("d").is_err());
+    }
+
+    #[test]
+    fn wariness_is_clamped_but_must_be_a_number() {
+        assert_eq!(parse_wariness("0.5").ok(), Some(0.5));
+        assert_eq!(parse_wariness("3").ok(), Some(1.0));
+        assert!(parse_wariness("NaN").is_ok_and(f64::is_nan));
+        assert!(parse_wariness("half").is_err());
+        assert_eq!(wariness(None, None, 1.0).ok(), Some(1.0));
+        let derived = wariness(None, Some("e0f3745b108f471cbd4883c6fbed8cdd"), 1.0).ok();
+        assert!(derived.is_some_and(|w| (w - 0.65332).abs() < 1e-5));
+    }
+}

@@ -1,0 +1,32 @@
+//! `cairn graph`: inspect and convert update graphs.
+
+mod convert_fcos;
+mod fcos;
+mod next;
+mod show;
+
+use clap::Subcommand;
+use std::process::ExitCode;
+
+/// The `graph` verbs.
+#[derive(Debug, Subcommand)]
+pub enum GraphCommand {
+    /// Print the Cincinnati graph Fedora CoreOS's servers would serve.
+    Fcos(fcos::Args),
+    /// Summarise a Cairn update graph document.
+    Show(show::Args),
+    /// Print the update a node would take, and why.
+    Next(next::Args),
+    /// Write a Cairn document from Fedora CoreOS metadata.
+    ConvertFcos(convert_fcos::Args),
+}
+
+/// Run a `graph` verb.
+pub fn run(command: GraphCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        GraphCommand::Fcos(args) => fcos::run(args),
+        GraphCommand::Show(args) => show::run(args),
+        GraphCommand::Next(args) => next::run(args),
+        GraphCommand::ConvertFcos(args) => convert_fcos::run(args),
+    }
+}

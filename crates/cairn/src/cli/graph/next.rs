@@ -1,0 +1,66 @@
+//! `cairn graph next`: the update a node would take from a document, and why.
+
+use crate::cli::args;
+use cairn_graph::Query;
+use serde_json::json;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Print `{"target": {"version", "digest"} | null, "reason": "..."}`; exits 0
+/// whether or not there is an update.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The update graph document (a JSON file).
+    #[arg(long)]
+    document: PathBuf,
+    /// The node's architecture.
+    #[arg(long)]
+    arch: String,
+    /// The booted manifest digest (`sha256:...`) or ostree checksum.
+    #[arg(long)]
+    booted: String,
+    /// The node's wariness in [0, 1]. Default: 1, the last node of every rollout.
+    #[arg(long, conflicts_with = "node_uuid")]
+    wariness: Option<String>,
+    /// Derive the wariness from this app-specific node id, as Zincati's server did.
+    #[arg(long)]
+    node_uuid: Option<String>,
+    /// The time to decide at (Unix seconds or RFC 3339). Default: now.
+    #[arg(long)]
+    now: Option<String>,
+    /// A digest this node rolled back from; never offered. Repeatable.
+    #[arg(long = "deny", value_name = "DIGEST")]
+    deny: Vec<String>,
+    /// Allow an edge to an older release.
+    #[arg(long)]
+    allow_downgrade: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let document = args::read_document(&args.document)?;
+    let query = Query {
+        booted: &args.booted,
+        wariness: args::wariness(args.wariness.as_deref(), args.node_uuid.as_deref(), 1.0)?,
+        now: args::now_or(args.now.as_deref())?,
+        deny: &args.deny,
+        allow_downgrade: args.allow_downgrade,
+    };
+    let decision = document.decide(&args.arch, &query);
+    let next_change = document.next_change_after(&args.arch, &query);
+    let answer = json!({
+        "target": decision.target.as_ref().map(|t| json!({
+            "version": t.version,
+            "digest": t.digest,
+        })),
+        "reason": decision.reason(),
+        "booted": decision.booted_version,
+        "wariness": query.wariness,
+        "held": decision.held.iter().map(|h| json!({
+            "version": h.version,
+            "reason": h.hold.to_string(),
+        })).collect::<Vec<_>>(),
+        "next_change": next_change.map(|t| t.to_string()),
+    });
+    println!("{}", serde_json::to_string_pretty(&answer)?);
+    Ok(ExitCode::SUCCESS)
+}

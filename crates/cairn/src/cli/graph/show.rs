@@ -1,0 +1,65 @@
+//! `cairn graph show`: a summary of a document for people, scripts or Graphviz.
+
+use crate::cli::args;
+use cairn_graph::render::{self, ShowOptions};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Output formats of `graph show`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Format {
+    Text,
+    Json,
+    Dot,
+}
+
+/// Summarise releases, their barrier, dead-end and rollout state, and the edges.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The update graph document (a JSON file).
+    #[arg(long)]
+    document: PathBuf,
+    /// Only this architecture.
+    #[arg(long)]
+    arch: Option<String>,
+    /// Show the graph as a node of this wariness sees it.
+    #[arg(long)]
+    wariness: Option<String>,
+    /// The time rollouts are evaluated at (Unix seconds or RFC 3339). Default: now.
+    #[arg(long)]
+    now: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let document = args::read_document(&args.document)?;
+    if let Some(arch) = &args.arch
+        && !document.architectures().contains(arch)
+    {
+        anyhow::bail!(
+            "{}: no release has architecture {arch:?} (it has: {})",
+            args.document.display(),
+            document.architectures().join(", ")
+        );
+    }
+    let options = ShowOptions {
+        arch: args.arch,
+        wariness: args
+            .wariness
+            .as_deref()
+            .map(args::parse_wariness)
+            .transpose()?,
+        now: args::now_or(args.now.as_deref())?,
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    match args.format {
+        Format::Text => render::text(&document, &options, &mut out)?,
+        Format::Json => render::json(&document, &options, &mut out)?,
+        Format::Dot => render::dot(&document, &options, &mut out)?,
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}

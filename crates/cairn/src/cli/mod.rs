@@ -1,0 +1,40 @@
+//! The command-line interface: the top-level verbs and their dispatch.
+
+mod args;
+mod graph;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Safe, staged OS updates for hosts that boot from OCI images.
+#[derive(Debug, Parser)]
+#[command(name = "cairn", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Inspect and convert update graphs.
+    #[command(subcommand)]
+    Graph(graph::GraphCommand),
+}
+
+/// Run the chosen verb.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Graph(command) => graph::run(command),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}
