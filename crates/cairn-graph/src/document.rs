@@ -397,7 +397,9 @@ impl GraphDocument {
             ]));
         }
         let mut ignored_fields = Vec::new();
-        let mut record = |path: serde_ignored::Path<'_>| ignored_fields.push(path.to_string());
+        // serde_ignored writes `?` for each Option level; people expect plain paths.
+        let mut record =
+            |path: serde_ignored::Path<'_>| ignored_fields.push(path.to_string().replace(".?", ""));
         let ignoring = serde_ignored::Deserializer::new(&value, &mut record);
         let document: GraphDocument = serde_path_to_error::deserialize(ignoring).map_err(|e| {
             let path = e.path().to_string();

@@ -1,0 +1,302 @@
+//! Target selection and "when does the decision next change", on the example document.
+
+use cairn_graph::cincinnati::CincinnatiGraph;
+use cairn_graph::select::{Hold, NoUpdate};
+use cairn_graph::{GraphDocument, Query, UpdateGraph};
+use jiff::Timestamp;
+use serde_json::json;
+use std::path::PathBuf;
+
+/// The example's rollout of 43.20251110.0: from 0.1, over 2880 minutes.
+const START: i64 = 1_762_790_400;
+const END: i64 = START + 2880 * 60;
+
+fn example() -> GraphDocument {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/stable.json");
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    GraphDocument::from_json(&bytes)
+        .expect("example parses")
+        .document
+}
+
+fn digest(document: &GraphDocument, version: &str, arch: &str) -> String {
+    let (_, release) = document.release(version).expect("version exists");
+    release.architectures[arch]
+        .digest
+        .clone()
+        .expect("has a digest")
+}
+
+fn at(second: i64) -> Timestamp {
+    Timestamp::from_second(second).expect("valid time")
+}
+
+fn query<'a>(booted: &'a str, wariness: f64, now: i64, deny: &'a [String]) -> Query<'a> {
+    Query {
+        booted,
+        wariness,
+        now: at(now),
+        deny,
+        allow_downgrade: false,
+    }
+}
+
+fn target_version(document: &GraphDocument, arch: &str, q: &Query<'_>) -> Option<String> {
+    document.decide(arch, q).target.map(|t| t.version)
+}
+
+#[test]
+fn older_nodes_must_pass_the_barrier() {
+    let doc = example();
+    let booted = digest(&doc, "42.20250915.0", "x86_64");
+    let decision = doc.decide("x86_64", &query(&booted, 0.0, END + 1, &[]));
+    let target = decision.target.expect("an update");
+    assert_eq!(target.version, "42.20250929.0");
+    assert_eq!(target.digest, digest(&doc, "42.20250929.0", "x86_64"));
+    assert_eq!(decision.booted_version.as_deref(), Some("42.20250915.0"));
+}
+
+#[test]
+fn booted_is_found_by_alias() {
+    let doc = example();
+    let (_, release) = doc.release("42.20250915.0").expect("release");
+    let alias = release.architectures["x86_64"].aliases[0].clone();
+    assert_eq!(
+        target_version(&doc, "x86_64", &query(&alias, 0.5, END + 1, &[])).as_deref(),
+        Some("42.20250929.0")
+    );
+}
+
+#[test]
+fn highest_visible_age_wins() {
+    let doc = example();
+    let booted = digest(&doc, "42.20250929.0", "x86_64");
+    let mid = START + 1440 * 60; // progress 0.55
+    assert_eq!(
+        target_version(&doc, "x86_64", &query(&booted, 0.5, mid, &[])).as_deref(),
+        Some("43.20251110.0")
+    );
+    let decision = doc.decide("x86_64", &query(&booted, 0.6, mid, &[]));
+    assert_eq!(
+        decision.target.map(|t| t.version).as_deref(),
+        Some("43.20251027.0")
+    );
+    assert_eq!(decision.held[0].version, "43.20251110.0");
+    assert!(matches!(decision.held[0].hold, Hold::Rollout { .. }));
+}
+
+#[test]
+fn a_held_rollout_explains_itself() {
+    let doc = example();
+    // From 43.20251027.0 the only way on is the rollout.
+    let booted = digest(&doc, "43.20251027.0", "x86_64");
+    let now = START + (2880 * 60) * 3 / 10; // progress 0.1 + 0.9 * 0.3 = 0.37
+    let decision = doc.decide("x86_64", &query(&booted, 0.61, now, &[]));
+    assert!(decision.target.is_none());
+    assert_eq!(
+        decision.reason(),
+        "rollout of 43.20251110.0 at 37%, this node's wariness is 0.61"
+    );
+}
+
+#[test]
+fn up_to_date_on_the_newest_release() {
+    let doc = example();
+    let booted = digest(&doc, "43.20251110.0", "x86_64");
+    let decision = doc.decide("x86_64", &query(&booted, 0.0, END + 1, &[]));
+    assert_eq!(decision.no_update, Some(NoUpdate::UpToDate));
+    assert_eq!(decision.reason(), "up to date");
+}
+
+#[test]
+fn a_deadend_never_updates_and_says_why() {
+    let doc = example();
+    let booted = digest(&doc, "42.20251013.0", "x86_64");
+    let decision = doc.decide("x86_64", &query(&booted, 0.0, END + 1, &[]));
+    assert!(decision.target.is_none());
+    assert_eq!(
+        decision.reason(),
+        "dead-end: 42.20251013.0: https://example.org/issues/17: breaks NFS mounts"
+    );
+}
+
+#[test]
+fn a_deadend_is_never_a_target() {
+    let mut doc = example();
+    // A dead-end that also has a rollout is an edge target in Fedora's graph.
+    doc.releases[5].deadend = Some(cairn_graph::Reason::new("bad"));
+    let booted = digest(&doc, "42.20250929.0", "x86_64");
+    let decision = doc.decide("x86_64", &query(&booted, 0.0, END + 1, &[]));
+    assert_eq!(
+        decision.target.map(|t| t.version).as_deref(),
+        Some("43.20251027.0")
+    );
+    assert!(matches!(decision.held[0].hold, Hold::DeadEnd { .. }));
+    let graph = doc.graph_for("x86_64", &booted);
+    assert!(
+        graph
+            .edges
+            .iter()
+            .any(|&(_, to)| graph.nodes[to].version == "43.20251110.0"),
+        "the Fedora-compatible graph keeps the edge"
+    );
+}
+
+#[test]
+fn rolled_back_releases_are_not_offered_again() {
+    let doc = example();
+    let booted = digest(&doc, "42.20250929.0", "x86_64");
+    let deny = vec![digest(&doc, "43.20251110.0", "x86_64")];
+    let decision = doc.decide("x86_64", &query(&booted, 0.0, END + 1, &deny));
+    assert_eq!(
+        decision.target.map(|t| t.version).as_deref(),
+        Some("43.20251027.0")
+    );
+    assert_eq!(decision.held[0].hold, Hold::RolledBack);
+    let deny = vec![
+        digest(&doc, "43.20251110.0", "x86_64"),
+        digest(&doc, "43.20251027.0", "x86_64"),
+    ];
+    let decision = doc.decide("x86_64", &query(&booted, 0.0, END + 1, &deny));
+    assert!(decision.target.is_none());
+    assert!(
+        decision.reason().contains("rolled back"),
+        "{}",
+        decision.reason()
+    );
+}
+
+#[test]
+fn images_gone_from_the_registry_are_not_targets() {
+    let doc = example();
+    let booted = digest(&doc, "42.20250929.0", "aarch64");
+    let decision = doc.decide("aarch64", &query(&booted, 1.0, START - 10, &[]));
+    assert!(decision.target.is_none(), "{decision:?}");
+    assert!(decision.held.iter().any(|h| h.hold == Hold::Unavailable));
+    // But hosts booted on it still find themselves.
+    let gone = digest(&doc, "43.20251027.0", "aarch64");
+    let decision = doc.decide("aarch64", &query(&gone, 0.0, END + 1, &[]));
+    assert_eq!(decision.booted_version.as_deref(), Some("43.20251027.0"));
+    assert_eq!(
+        decision.target.map(|t| t.version).as_deref(),
+        Some("43.20251110.0")
+    );
+}
+
+#[test]
+fn same_config_is_not_an_update() {
+    let mut doc = example();
+    let config = doc.releases[2].architectures["x86_64"].config.clone();
+    for release in &mut doc.releases[4..] {
+        if let Some(entry) = release.architectures.get_mut("x86_64") {
+            entry.config = config.clone();
+        }
+    }
+    let booted = digest(&doc, "42.20250929.0", "x86_64");
+    let decision = doc.decide("x86_64", &query(&booted, 0.0, END + 1, &[]));
+    assert!(decision.target.is_none());
+    assert_eq!(
+        decision.reason(),
+        "up to date: 43.20251110.0 only changes metadata (same config digest)"
+    );
+}
+
+#[test]
+fn downgrades_only_when_allowed() {
+    // A Cincinnati server may serve an edge to an older release.
+    let graph: CincinnatiGraph = serde_json::from_value(json!({
+        "nodes": [
+            {"version": "1", "payload": "a", "metadata": {
+                "org.fedoraproject.coreos.scheme": "checksum",
+                "org.fedoraproject.coreos.releases.age_index": "0"}},
+            {"version": "2", "payload": "b", "metadata": {
+                "org.fedoraproject.coreos.scheme": "checksum",
+                "org.fedoraproject.coreos.releases.age_index": "1"}}
+        ],
+        "edges": [[1, 0]]
+    }))
+    .expect("graph");
+    let graph = UpdateGraph::from_cincinnati(&graph).expect("valid");
+    let mut q = query("b", 0.5, 0, &[]);
+    let decision = graph.decide(&q);
+    assert!(decision.target.is_none());
+    assert_eq!(decision.held[0].hold, Hold::Downgrade);
+    q.allow_downgrade = true;
+    assert_eq!(
+        graph.decide(&q).target.map(|t| t.version).as_deref(),
+        Some("1")
+    );
+}
+
+#[test]
+fn an_unknown_booted_digest_is_an_error_state() {
+    let doc = example();
+    let unknown = format!("sha256:{}", "0".repeat(64));
+    let decision = doc.decide("x86_64", &query(&unknown, 0.0, END, &[]));
+    assert!(decision.target.is_none());
+    assert!(
+        decision
+            .reason()
+            .starts_with("booted digest not in the graph"),
+        "{}",
+        decision.reason()
+    );
+    // The right digest on the wrong architecture is not found either.
+    let arm = digest(&doc, "42.20250915.0", "aarch64");
+    let decision = doc.decide("x86_64", &query(&arm, 0.0, END, &[]));
+    assert!(matches!(
+        decision.no_update,
+        Some(NoUpdate::BootedNotInGraph { .. })
+    ));
+}
+
+#[test]
+fn an_expired_document_offers_nothing() {
+    let doc = example();
+    let booted = digest(&doc, "42.20250915.0", "x86_64");
+    let after = doc.expires.as_second() + 1;
+    let decision = doc.decide("x86_64", &query(&booted, 0.0, after, &[]));
+    assert!(decision.target.is_none());
+    assert!(
+        decision.reason().contains("expired"),
+        "{}",
+        decision.reason()
+    );
+}
+
+#[test]
+fn next_change_is_when_the_rollout_reaches_the_node() {
+    let doc = example();
+    let booted = digest(&doc, "42.20250929.0", "x86_64");
+    let w = 0.6;
+    let change = doc
+        .next_change_after("x86_64", &query(&booted, w, START, &[]))
+        .expect("a change is coming")
+        .as_second();
+    assert!(change > START && change < END);
+    let before = target_version(&doc, "x86_64", &query(&booted, w, change - 1, &[]));
+    let after = target_version(&doc, "x86_64", &query(&booted, w, change, &[]));
+    assert_eq!(before.as_deref(), Some("43.20251027.0"));
+    assert_eq!(after.as_deref(), Some("43.20251110.0"));
+}
+
+#[test]
+fn next_change_before_a_start_is_the_start() {
+    let doc = example();
+    let booted = digest(&doc, "43.20251027.0", "x86_64");
+    // Wariness within the start value: offered the moment the rollout starts.
+    let change = doc.next_change_after("x86_64", &query(&booted, 0.05, START - 3600, &[]));
+    assert_eq!(change, Some(at(START)));
+}
+
+#[test]
+fn with_nothing_pending_the_next_change_is_expiry() {
+    let doc = example();
+    let booted = digest(&doc, "43.20251110.0", "x86_64");
+    let change = doc.next_change_after("x86_64", &query(&booted, 0.5, START, &[]));
+    assert_eq!(change, Some(at(doc.expires.as_second() + 1)));
+    // Once the rollout has been offered, only expiry is left too.
+    let booted = digest(&doc, "42.20250929.0", "x86_64");
+    let change = doc.next_change_after("x86_64", &query(&booted, 0.0, START, &[]));
+    assert_eq!(change, Some(at(doc.expires.as_second() + 1)));
+}
