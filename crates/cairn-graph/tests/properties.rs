@@ -1,0 +1,216 @@
+//! Properties that must hold for any document, time and wariness.
+
+use cairn_graph::cincinnati::CincinnatiGraph;
+use cairn_graph::fcos::{ReleaseIndex, Updates};
+use cairn_graph::{ArchEntry, GraphDocument, Query, Reason, Release, Rollout, Scheme, UpdateGraph};
+use jiff::Timestamp;
+use proptest::prelude::*;
+
+const ARCH: &str = "x86_64";
+const T0: i64 = 1_700_000_000;
+
+#[derive(Debug, Clone)]
+struct Flags {
+    barrier: bool,
+    deadend: bool,
+    rollout: Option<Rollout>,
+    payload: bool,
+}
+
+fn rollout() -> impl Strategy<Value = Rollout> {
+    (
+        proptest::option::of(T0..T0 + 1_000_000),
+        proptest::option::of(0.0f64..=1.0),
+        proptest::option::of(0u64..5_000),
+    )
+        .prop_map(
+            |(start_epoch, start_percentage, duration_minutes)| Rollout {
+                start_epoch,
+                start_percentage,
+                duration_minutes,
+            },
+        )
+}
+
+fn flags() -> impl Strategy<Value = Flags> {
+    (
+        prop::bool::weighted(0.2),
+        prop::bool::weighted(0.1),
+        proptest::option::weighted(0.3, rollout()),
+        prop::bool::weighted(0.9),
+    )
+        .prop_map(|(barrier, deadend, rollout, payload)| Flags {
+            barrier,
+            deadend,
+            rollout,
+            payload,
+        })
+}
+
+fn document(releases: &[Flags]) -> GraphDocument {
+    GraphDocument {
+        stream: "prop".into(),
+        repository: "registry.example/os".into(),
+        sequence: 1,
+        issued: Timestamp::from_second(T0).expect("time"),
+        expires: Timestamp::from_second(T0 + 10_000_000).expect("time"),
+        releases: releases
+            .iter()
+            .enumerate()
+            .map(|(i, f)| Release {
+                version: format!("v{i}"),
+                architectures: if f.payload {
+                    [(
+                        ARCH.to_string(),
+                        ArchEntry::image(format!("sha256:{i:064x}")),
+                    )]
+                    .into()
+                } else {
+                    Default::default()
+                },
+                barrier: f.barrier.then(|| Reason::new("b")),
+                deadend: f.deadend.then(|| Reason::new("d")),
+                rollout: f.rollout,
+                ..Release::default()
+            })
+            .collect(),
+        ..GraphDocument::default()
+    }
+}
+
+fn graph(releases: &[Flags]) -> UpdateGraph {
+    let doc = document(releases);
+    doc.validate().expect("generated documents are valid");
+    UpdateGraph::from_document(&doc, ARCH, Scheme::Oci)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn visibility_is_monotonic_in_wariness(
+        releases in prop::collection::vec(flags(), 1..40),
+        a in 0.0f64..=1.0,
+        b in 0.0f64..=1.0,
+        now in T0 - 1000..T0 + 1_500_000,
+    ) {
+        let g = graph(&releases);
+        let (low, high) = if a <= b { (a, b) } else { (b, a) };
+        let seen_low = g.throttled(low, now).edges;
+        for edge in g.throttled(high, now).edges {
+            prop_assert!(seen_low.contains(&edge), "{edge:?} seen at {high} but not at {low}");
+        }
+    }
+
+    #[test]
+    fn no_edge_leaves_a_deadend(
+        releases in prop::collection::vec(flags(), 1..40),
+        w in 0.0f64..=1.0,
+        now in T0 - 1000..T0 + 1_500_000,
+    ) {
+        let g = graph(&releases);
+        for view in [g.clone(), g.throttled(w, now)] {
+            for &(from, _) in &view.edges {
+                prop_assert!(view.nodes[from].deadend.is_none());
+            }
+        }
+    }
+
+    #[test]
+    fn no_edge_skips_a_barrier(releases in prop::collection::vec(flags(), 1..40)) {
+        let g = graph(&releases);
+        for &(from, to) in &g.edges {
+            prop_assert!(from < to);
+            for between in from + 1..to {
+                prop_assert!(
+                    g.nodes[between].barrier.is_none(),
+                    "edge {from}->{to} skips barrier {between}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn following_updates_visits_every_barrier(
+        releases in prop::collection::vec(flags(), 1..40),
+        w in 0.0f64..=1.0,
+        now in T0 - 1000..T0 + 1_500_000,
+    ) {
+        let g = graph(&releases);
+        prop_assume!(!g.nodes.is_empty());
+        let mut at = 0usize;
+        let mut steps = 0;
+        loop {
+            let q = Query { booted: &g.nodes[at].id, wariness: w, now: Timestamp::from_second(now).expect("time"), deny: &[], allow_downgrade: false };
+            let Some(target) = g.decide(&q).target else { break };
+            let next = g.find_booted(&target.digest).expect("target is a node");
+            prop_assert!(next > at, "updates move forward");
+            prop_assert!(g.nodes[next].deadend.is_none(), "never a dead-end target");
+            for between in at + 1..next {
+                prop_assert!(g.nodes[between].barrier.is_none(), "skipped barrier {between}");
+            }
+            at = next;
+            steps += 1;
+            prop_assert!(steps <= g.nodes.len());
+        }
+    }
+
+    #[test]
+    fn denied_targets_are_never_chosen(
+        releases in prop::collection::vec(flags(), 1..30),
+        deny_every in 1usize..4,
+    ) {
+        let g = graph(&releases);
+        let deny: Vec<String> = g.nodes.iter().step_by(deny_every).map(|n| n.id.clone()).collect();
+        for node in &g.nodes {
+            let q = Query { booted: &node.id, wariness: 0.0, now: Timestamp::from_second(T0 + 2_000_000).expect("time"), deny: &deny, allow_downgrade: false };
+            if let Some(target) = g.decide(&q).target {
+                prop_assert!(!deny.contains(&target.digest));
+            }
+        }
+    }
+
+    #[test]
+    fn next_change_is_exact(
+        releases in prop::collection::vec(flags(), 1..30),
+        w in 0.0f64..=1.0,
+        now in T0 - 1000..T0 + 1_500_000,
+    ) {
+        let doc = document(&releases);
+        let g = UpdateGraph::from_document(&doc, ARCH, Scheme::Oci);
+        for node in &g.nodes {
+            let q = Query { booted: &node.id, wariness: w, now: Timestamp::from_second(now).expect("time"), deny: &[], allow_downgrade: false };
+            let Some(change) = g.next_change_after(&q) else { continue };
+            prop_assert!(change > q.now);
+            let before = Query { now: Timestamp::from_second(change.as_second() - 1).expect("time"), ..q };
+            let after = Query { now: change, ..q };
+            prop_assert_eq!(g.decide(&q).target, g.decide(&before).target, "nothing changes before");
+            prop_assert_ne!(g.decide(&q).target, g.decide(&after).target, "something changes at the time");
+        }
+    }
+
+    #[test]
+    fn parsing_arbitrary_bytes_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        let _ = GraphDocument::from_json(&bytes);
+        let _ = CincinnatiGraph::from_json(&bytes);
+        let _ = ReleaseIndex::from_json(&bytes);
+        let _ = Updates::from_json(&bytes);
+    }
+
+    #[test]
+    fn parsing_mutated_documents_never_panics(
+        releases in prop::collection::vec(flags(), 1..10),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+    ) {
+        let mut bytes = document(&releases).to_json_pretty().into_bytes();
+        for (index, byte) in edits {
+            let at = index.index(bytes.len());
+            bytes[at] = byte;
+        }
+        if let Ok(parsed) = GraphDocument::from_json(&bytes) {
+            // Whatever parses is valid and usable.
+            prop_assert!(parsed.document.validate().is_ok());
+            let _ = UpdateGraph::from_document(&parsed.document, ARCH, Scheme::Oci).throttled(0.5, T0);
+        }
+    }
+}
