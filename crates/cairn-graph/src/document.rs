@@ -26,19 +26,22 @@ pub const MAX_START_EPOCH: i64 = 253_402_300_799;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct GraphDocument {
     /// Schema version; always 1 for this format.
+    #[schemars(range(min = 1, max = 1))]
     pub schema: u32,
     /// The stream this document describes, for example `stable`.
+    #[schemars(length(min = 1))]
     pub stream: String,
     /// The image repository the releases live in, without tag or digest,
     /// for example `quay.io/fedora/fedora-coreos`.
+    #[schemars(length(min = 1))]
     pub repository: String,
     /// Grows with every publication; readers refuse to go backwards.
     pub sequence: u64,
     /// When this document was issued (RFC 3339).
-    #[schemars(with = "String")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
     pub issued: Timestamp,
     /// After this instant the document must not be trusted (RFC 3339).
-    #[schemars(with = "String")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
     pub expires: Timestamp,
     /// Releases, oldest first. Append-only: a release never moves or leaves.
     pub releases: Vec<Release>,
@@ -48,6 +51,7 @@ pub struct GraphDocument {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 pub struct Release {
     /// The version shown to people. Free-form, unique within the document.
+    #[schemars(length(min = 1))]
     pub version: String,
     /// Per-architecture payloads, keyed by architecture (`x86_64`, `aarch64`, ...).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -74,19 +78,24 @@ pub struct Release {
 pub struct ArchEntry {
     /// The per-architecture image manifest digest (never an index digest).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^sha256:[0-9a-f]{64}$"))]
     pub digest: Option<String>,
     /// The image config digest; two releases with the same config are the same OS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^sha256:[0-9a-f]{64}$"))]
     pub config: Option<String>,
     /// Other manifest digests that hosts of this release may be booted on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(regex(pattern = r"^sha256:[0-9a-f]{64}$")))]
     pub aliases: Vec<String>,
     /// The ostree commit checksum, for hosts that update from ostree commits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
     pub ostree: Option<String>,
     /// False once the image has left the registry: hosts booted on it still
     /// find themselves, but it is never offered as a target.
     #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    #[schemars(extend("default" = true))]
     pub available: bool,
 }
 
@@ -146,8 +155,10 @@ fn is_true(value: &bool) -> bool {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct BaseImage {
     /// The base image repository, for example `quay.io/fedora/fedora-coreos`.
+    #[schemars(length(min = 1))]
     pub repository: String,
     /// The base image digest: its index or one architecture's manifest.
+    #[schemars(regex(pattern = r"^sha256:[0-9a-f]{64}$"))]
     pub digest: String,
 }
 
@@ -382,6 +393,11 @@ impl ValidationError {
 }
 
 impl GraphDocument {
+    /// The JSON Schema of this format, generated from these types.
+    pub fn json_schema() -> serde_json::Value {
+        serde_json::to_value(schemars::schema_for!(GraphDocument)).unwrap_or_default()
+    }
+
     /// Parse and validate a document. Unknown fields are ignored and reported,
     /// so a document from a newer publisher still reads.
     pub fn from_json(bytes: &[u8]) -> Result<Parsed, DocumentError> {

@@ -17,14 +17,17 @@ use serde::{Deserialize, Serialize};
 pub struct Rollout {
     /// Unix time (seconds) when the rollout starts. Absent means 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 253_402_300_799i64))]
     pub start_epoch: Option<i64>,
     /// Fraction of the fleet, in [0, 1], offered the release at `start_epoch`. Absent means 0.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub start_percentage: Option<f64>,
     /// Minutes from `start_epoch` until the whole fleet is offered the release.
     /// Absent means the rollout never grows past `start_percentage`; 0 is
     /// treated as 1 minute, as Fedora's policy engine does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 527_040))]
     pub duration_minutes: Option<u64>,
 }
 

@@ -3,6 +3,7 @@
 mod convert_fcos;
 mod fcos;
 mod next;
+mod schema;
 mod show;
 
 use clap::Subcommand;
@@ -19,6 +20,8 @@ pub enum GraphCommand {
     Next(next::Args),
     /// Write a Cairn document from Fedora CoreOS metadata.
     ConvertFcos(convert_fcos::Args),
+    /// Print the JSON Schema of the update graph document.
+    Schema(schema::Args),
 }
 
 /// Run a `graph` verb.
@@ -28,5 +31,6 @@ pub fn run(command: GraphCommand) -> anyhow::Result<ExitCode> {
         GraphCommand::Show(args) => show::run(args),
         GraphCommand::Next(args) => next::run(args),
         GraphCommand::ConvertFcos(args) => convert_fcos::run(args),
+        GraphCommand::Schema(args) => schema::run(args),
     }
 }
