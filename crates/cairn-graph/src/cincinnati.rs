@@ -110,9 +110,8 @@ impl UpdateGraph {
                 .map(|node| render_node(node, self.scheme))
                 .collect(),
             edges: self
-                .edges
-                .iter()
-                .map(|&(from, to)| (from as u64, to as u64))
+                .edges()
+                .map(|(from, to)| (from as u64, to as u64))
                 .collect(),
         }
     }
@@ -153,11 +152,7 @@ impl UpdateGraph {
                 }
             }
         }
-        Ok(UpdateGraph {
-            scheme,
-            nodes,
-            edges,
-        })
+        Ok(UpdateGraph::with_edges(scheme, nodes, edges))
     }
 }
 

@@ -8,7 +8,6 @@
 
 use crate::document::GraphDocument;
 use crate::rollout::Rollout;
-use std::collections::BTreeSet;
 
 /// How hosts identify the release they run, and what a Cincinnati payload holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -76,28 +75,60 @@ impl Node {
     }
 }
 
-/// Nodes in age order plus `(from, to)` edges between node positions.
+/// Nodes in age order plus the edges between them.
+///
+/// Graphs built from a document or from Fedora metadata do not store their
+/// edges: Fedora's rule is evaluated on demand. A stream where every release
+/// is a rollout has edges quadratic in the barrier window (millions for
+/// 10,000 releases), while a node only ever needs its own out-edges, which
+/// the rule yields in time linear in that window.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpdateGraph {
     /// The payload scheme of every node.
     pub scheme: Scheme,
     /// Nodes, oldest first.
     pub nodes: Vec<Node>,
-    /// Edges as positions into `nodes`.
-    pub edges: Vec<(usize, usize)>,
+    edges: Edges,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Edges {
+    /// Fedora's rule over `nodes`, minus edges into `hidden` targets.
+    Rule {
+        /// Positions of barrier nodes, ascending.
+        barriers: Vec<usize>,
+        /// Targets whose in-edges are hidden; empty when nothing is hidden.
+        hidden: Vec<bool>,
+    },
+    /// Edges as a server sent them.
+    Explicit(Vec<(usize, usize)>),
 }
 
 impl UpdateGraph {
-    /// Build the graph from nodes: compute the edges and prune dead-ends.
+    /// Build the graph from nodes with Fedora's edge rule (dead-ends pruned).
     pub fn from_nodes(scheme: Scheme, nodes: Vec<Node>) -> Self {
-        let edges = compute_edges(&nodes);
-        let mut graph = UpdateGraph {
+        let barriers = (0..nodes.len())
+            .filter(|&i| nodes[i].barrier.is_some())
+            .collect();
+        UpdateGraph {
             scheme,
             nodes,
-            edges,
-        };
-        graph.prune_deadends();
-        graph
+            edges: Edges::Rule {
+                barriers,
+                hidden: Vec::new(),
+            },
+        }
+    }
+
+    /// A graph with edges given explicitly, as in a Cincinnati response.
+    /// Edges must name existing nodes; others are dropped.
+    pub fn with_edges(scheme: Scheme, nodes: Vec<Node>, mut edges: Vec<(usize, usize)>) -> Self {
+        edges.retain(|&(from, to)| from < nodes.len() && to < nodes.len());
+        UpdateGraph {
+            scheme,
+            nodes,
+            edges: Edges::Explicit(edges),
+        }
     }
 
     /// The graph of a document for one architecture. Releases without a
@@ -140,14 +171,75 @@ impl UpdateGraph {
         UpdateGraph::from_nodes(scheme, nodes)
     }
 
-    /// Remove every edge leaving a dead-end.
-    pub fn prune_deadends(&mut self) {
-        let nodes = &self.nodes;
-        self.edges
-            .retain(|&(from, _)| nodes.get(from).is_some_and(|node| node.deadend.is_none()));
+    /// Every edge as `(from, to)` positions, in Fedora's order: rollouts newest
+    /// first, then barriers oldest first. Edges out of dead-ends are never listed.
+    pub fn edges(&self) -> Box<dyn Iterator<Item = (usize, usize)> + '_> {
+        match &self.edges {
+            Edges::Explicit(edges) => Box::new(edges.iter().copied()),
+            Edges::Rule { barriers, hidden } => {
+                let nodes = &self.nodes;
+                let visible = move |to: usize| !hidden.get(to).copied().unwrap_or(false);
+                let previous_barrier = move |t: usize| match barriers.partition_point(|&b| b < t) {
+                    0 => 0,
+                    k => barriers[k - 1],
+                };
+                let rollouts = (0..nodes.len())
+                    .rev()
+                    .filter(move |&t| nodes[t].rollout.is_some() && visible(t))
+                    .flat_map(move |t| (previous_barrier(t)..t).map(move |from| (from, t)));
+                let barrier_edges = barriers
+                    .iter()
+                    .enumerate()
+                    .filter(move |&(_, &t)| nodes[t].rollout.is_none() && visible(t))
+                    .flat_map(move |(n, &t)| {
+                        let start = if n == 0 { 0 } else { barriers[n - 1] };
+                        (start..t).map(move |from| (from, t))
+                    });
+                Box::new(
+                    rollouts
+                        .chain(barrier_edges)
+                        .filter(move |&(from, _)| nodes[from].deadend.is_none()),
+                )
+            }
+        }
     }
 
-    /// Positions of rollout nodes hidden from this wariness at `now` (Unix seconds).
+    /// All edges, collected.
+    pub fn edge_list(&self) -> Vec<(usize, usize)> {
+        self.edges().collect()
+    }
+
+    /// Targets reachable in one step from the node at `from`, as positions.
+    pub fn successors(&self, from: usize) -> Vec<usize> {
+        match &self.edges {
+            Edges::Explicit(edges) => edges
+                .iter()
+                .filter(|&&(source, _)| source == from)
+                .map(|&(_, to)| to)
+                .collect(),
+            Edges::Rule { barriers, hidden } => {
+                if self
+                    .nodes
+                    .get(from)
+                    .is_none_or(|node| node.deadend.is_some())
+                {
+                    return Vec::new();
+                }
+                // Targets lie after `from` up to the next barrier, which no edge passes.
+                let next_barrier = barriers
+                    .get(barriers.partition_point(|&b| b <= from))
+                    .copied();
+                let last = next_barrier.unwrap_or(self.nodes.len().saturating_sub(1));
+                (from + 1..=last)
+                    .filter(|&t| self.nodes[t].rollout.is_some() || Some(t) == next_barrier)
+                    .filter(|&t| !hidden.get(t).copied().unwrap_or(false))
+                    .collect()
+            }
+        }
+    }
+
+    /// Per node position: true when it is a rollout hidden from this
+    /// wariness at `now` (Unix seconds).
     pub fn hidden(&self, wariness: f64, now: i64) -> Vec<bool> {
         self.nodes
             .iter()
@@ -161,21 +253,27 @@ impl UpdateGraph {
     /// The graph a node of this wariness sees at `now`: edges into hidden
     /// rollouts removed, dead-ends pruned. This is Fedora's policy engine.
     pub fn throttled(&self, wariness: f64, now: i64) -> UpdateGraph {
-        let hidden = self.hidden(wariness, now);
-        let mut graph = self.clone();
-        graph
-            .edges
-            .retain(|&(_, to)| !hidden.get(to).copied().unwrap_or(false));
-        graph.prune_deadends();
-        graph
-    }
-
-    /// Targets reachable in one step from the node at `from`, as positions.
-    pub fn successors(&self, from: usize) -> impl Iterator<Item = usize> + '_ {
-        self.edges
-            .iter()
-            .filter(move |&&(source, _)| source == from)
-            .map(|&(_, to)| to)
+        let hidden_now = self.hidden(wariness, now);
+        let edges = match &self.edges {
+            Edges::Rule { barriers, hidden } => Edges::Rule {
+                barriers: barriers.clone(),
+                hidden: (0..self.nodes.len())
+                    .map(|i| hidden_now[i] || hidden.get(i).copied().unwrap_or(false))
+                    .collect(),
+            },
+            Edges::Explicit(edges) => Edges::Explicit(
+                edges
+                    .iter()
+                    .copied()
+                    .filter(|&(from, to)| !hidden_now[to] && self.nodes[from].deadend.is_none())
+                    .collect(),
+            ),
+        };
+        UpdateGraph {
+            scheme: self.scheme,
+            nodes: self.nodes.clone(),
+            edges,
+        }
     }
 
     /// The position of the node a host booted on `booted` runs: by digest
@@ -190,29 +288,6 @@ impl UpdateGraph {
                     .position(|node| node.matches_alias(booted))
             })
     }
-}
-
-/// Fedora's edge rule over node positions.
-fn compute_edges(nodes: &[Node]) -> Vec<(usize, usize)> {
-    let barriers: BTreeSet<usize> = (0..nodes.len())
-        .filter(|&i| nodes[i].barrier.is_some())
-        .collect();
-    let is_rollout = |i: usize| nodes[i].rollout.is_some();
-    let mut edges = Vec::new();
-    // Rollouts, newest first: from the previous barrier (inclusive) onwards.
-    for target in (0..nodes.len()).rev().filter(|&i| is_rollout(i)) {
-        let previous_barrier = barriers.range(..target).next_back().copied().unwrap_or(0);
-        edges.extend((previous_barrier..target).map(|source| (source, target)));
-    }
-    // Barriers that are not rollouts: from the previous barrier onwards.
-    let mut start = 0;
-    for &target in &barriers {
-        if !is_rollout(target) {
-            edges.extend((start..target).map(|source| (source, target)));
-        }
-        start = target;
-    }
-    edges
 }
 
 #[cfg(test)]
@@ -253,21 +328,29 @@ mod tests {
         UpdateGraph::from_nodes(Scheme::Checksum, nodes)
     }
 
-    fn sorted(mut edges: Vec<(usize, usize)>) -> Vec<(usize, usize)> {
+    fn sorted(graph: &UpdateGraph) -> Vec<(usize, usize)> {
+        let mut edges = graph.edge_list();
         edges.sort();
+        // The on-demand successors agree with the full edge list.
+        for from in 0..graph.nodes.len() {
+            let mut expected: Vec<usize> =
+                edges.iter().filter(|e| e.0 == from).map(|e| e.1).collect();
+            expected.sort();
+            assert_eq!(graph.successors(from), expected, "successors of {from}");
+        }
         edges
     }
 
     #[test]
     fn plain_releases_are_never_targets() {
-        assert!(graph("....").edges.is_empty());
+        assert!(sorted(&graph("....")).is_empty());
     }
 
     #[test]
     fn rollout_edges_start_at_the_previous_barrier() {
         let g = graph("..B.R");
         assert_eq!(
-            sorted(g.edges),
+            sorted(&g),
             vec![(0, 2), (1, 2), (2, 4), (3, 4)],
             "the barrier itself is a source, older nodes must go through it"
         );
@@ -276,17 +359,19 @@ mod tests {
     #[test]
     fn barrier_that_is_a_rollout_gets_rollout_edges_only() {
         let g = graph(".X.R");
-        assert_eq!(sorted(g.edges), vec![(0, 1), (1, 3), (2, 3)]);
+        assert_eq!(sorted(&g), vec![(0, 1), (1, 3), (2, 3)]);
     }
 
     #[test]
     fn deadends_lose_out_edges_but_keep_in_edges() {
         let g = graph(".D.R");
-        assert_eq!(sorted(g.edges), vec![(0, 3), (2, 3)]);
+        assert_eq!(sorted(&g), vec![(0, 3), (2, 3)]);
         let g = graph(".R");
-        assert_eq!(g.edges, vec![(0, 1)]);
+        assert_eq!(sorted(&g), vec![(0, 1)]);
         let g = graph("..D");
-        assert!(g.edges.is_empty());
+        assert!(sorted(&g).is_empty());
+        let g = graph("D.BR.B");
+        assert_eq!(sorted(&g), vec![(1, 2), (2, 3), (2, 5), (3, 5), (4, 5)]);
     }
 
     #[test]
@@ -298,10 +383,12 @@ mod tests {
             duration_minutes: Some(10),
         });
         g = UpdateGraph::from_nodes(Scheme::Checksum, g.nodes);
-        assert!(g.throttled(0.5, 50).edges.is_empty());
-        assert_eq!(g.throttled(0.0, 50).edges.len(), 2);
-        assert_eq!(g.throttled(0.5, 100 + 300).edges.len(), 2);
-        assert!(g.throttled(0.51, 100 + 300).edges.is_empty());
+        assert!(sorted(&g.throttled(0.5, 50)).is_empty());
+        assert_eq!(sorted(&g.throttled(0.0, 50)).len(), 2);
+        assert_eq!(sorted(&g.throttled(0.5, 100 + 300)).len(), 2);
+        assert!(sorted(&g.throttled(0.51, 100 + 300)).is_empty());
+        // Throttling twice keeps what the first throttle hid.
+        assert!(sorted(&g.throttled(0.51, 100 + 300).throttled(0.0, 100)).is_empty());
     }
 
     #[test]

@@ -168,23 +168,17 @@ fn write_edges(view: &ArchView, options: &ShowOptions, out: &mut impl Write) -> 
         view.arch,
         view.full.scheme.as_str(),
         view.full.nodes.len(),
-        view.seen.edges.len(),
+        view.seen.edges().count(),
         options
             .wariness
-            .map(|w| format!(" seen at wariness {w} (of {})", view.full.edges.len()))
+            .map(|w| format!(" seen at wariness {w} (of {})", view.full.edges().count()))
             .unwrap_or_default()
     )?;
-    let mut targets: Vec<usize> = view.seen.edges.iter().map(|&(_, to)| to).collect();
-    targets.sort_unstable();
-    targets.dedup();
-    for target in targets.into_iter().rev() {
-        let mut sources: Vec<usize> = view
-            .seen
-            .edges
-            .iter()
-            .filter(|&&(_, to)| to == target)
-            .map(|&(from, _)| from)
-            .collect();
+    let mut by_target: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+    for (from, to) in view.seen.edges() {
+        by_target.entry(to).or_default().push(from);
+    }
+    for (target, mut sources) in by_target.into_iter().rev() {
         sources.sort_unstable();
         let node = &view.seen.nodes[target];
         let (first, last) = match (sources.first(), sources.last()) {
@@ -247,7 +241,7 @@ pub fn json(
                 "arch": view.arch,
                 "scheme": view.full.scheme.as_str(),
                 "nodes": view.full.nodes.len(),
-                "edges": view.seen.edges.iter().map(|&(a, b)| [by_age(a), by_age(b)]).collect::<Vec<_>>(),
+                "edges": view.seen.edges().map(|(a, b)| [by_age(a), by_age(b)]).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -313,8 +307,8 @@ pub fn dot(
                 attributes.join(", ")
             )?;
         }
-        let seen: std::collections::HashSet<&(usize, usize)> = view.seen.edges.iter().collect();
-        for &(from, to) in &view.full.edges {
+        let seen: std::collections::HashSet<(usize, usize)> = view.seen.edges().collect();
+        for (from, to) in view.full.edges() {
             let hidden = !seen.contains(&(from, to));
             let style = if hidden {
                 " [style=dotted, color=gray]"

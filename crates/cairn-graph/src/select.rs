@@ -274,6 +274,7 @@ impl UpdateGraph {
         }
         let mut candidates: Vec<&Node> = self
             .successors(booted_at)
+            .into_iter()
             .filter_map(|to| self.nodes.get(to))
             .collect();
         candidates.sort_by_key(|node| std::cmp::Reverse(node.age_index));
@@ -321,6 +322,7 @@ impl UpdateGraph {
         let current = self.decide(query).target.map(|t| t.age_index);
         let now = query.now.as_second();
         self.successors(booted_at)
+            .into_iter()
             .filter_map(|to| self.nodes.get(to))
             .filter(|node| current.is_none_or(|age| node.age_index > age))
             .filter(|node| matches!(hold_for(booted, node, query), Some(Hold::Rollout { .. })))

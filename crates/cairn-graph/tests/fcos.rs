@@ -95,7 +95,7 @@ fn edges_into(graph: &UpdateGraph, version: &str) -> usize {
         .iter()
         .position(|n| n.version == version)
         .expect("version in graph");
-    graph.edges.iter().filter(|&&(_, to)| to == target).count()
+    graph.edges().filter(|&(_, to)| to == target).count()
 }
 
 #[test]

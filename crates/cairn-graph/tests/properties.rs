@@ -96,8 +96,8 @@ proptest! {
     ) {
         let g = graph(&releases);
         let (low, high) = if a <= b { (a, b) } else { (b, a) };
-        let seen_low = g.throttled(low, now).edges;
-        for edge in g.throttled(high, now).edges {
+        let seen_low = g.throttled(low, now).edge_list();
+        for edge in g.throttled(high, now).edges() {
             prop_assert!(seen_low.contains(&edge), "{edge:?} seen at {high} but not at {low}");
         }
     }
@@ -110,8 +110,28 @@ proptest! {
     ) {
         let g = graph(&releases);
         for view in [g.clone(), g.throttled(w, now)] {
-            for &(from, _) in &view.edges {
+            for (from, _) in view.edges() {
                 prop_assert!(view.nodes[from].deadend.is_none());
+            }
+        }
+    }
+
+    #[test]
+    fn successors_agree_with_the_edge_list(
+        releases in prop::collection::vec(flags(), 1..40),
+        w in 0.0f64..=1.0,
+        now in T0 - 1000..T0 + 1_500_000,
+    ) {
+        let g = graph(&releases);
+        for view in [g.clone(), g.throttled(w, now)] {
+            let edges = view.edge_list();
+            // Fedora's builder never emits an edge twice.
+            let unique: std::collections::BTreeSet<_> = edges.iter().collect();
+            prop_assert_eq!(unique.len(), edges.len());
+            for from in 0..view.nodes.len() {
+                let mut expected: Vec<usize> = edges.iter().filter(|e| e.0 == from).map(|e| e.1).collect();
+                expected.sort_unstable();
+                prop_assert_eq!(view.successors(from), expected);
             }
         }
     }
@@ -119,7 +139,7 @@ proptest! {
     #[test]
     fn no_edge_skips_a_barrier(releases in prop::collection::vec(flags(), 1..40)) {
         let g = graph(&releases);
-        for &(from, to) in &g.edges {
+        for (from, to) in g.edges() {
             prop_assert!(from < to);
             for between in from + 1..to {
                 prop_assert!(

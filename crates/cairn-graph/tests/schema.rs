@@ -50,7 +50,8 @@ fn valid_documents_satisfy_the_schema() {
 #[test]
 fn schema_and_types_reject_the_same_mistakes() {
     let validator = validator();
-    let mutations: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    type Mutation = Box<dyn Fn(&mut Value)>;
+    let mutations: Vec<(&str, Mutation)> = vec![
         (
             "bad digest",
             Box::new(|v| {

@@ -135,9 +135,8 @@ fn a_deadend_is_never_a_target() {
     let graph = doc.graph_for("x86_64", &booted);
     assert!(
         graph
-            .edges
-            .iter()
-            .any(|&(_, to)| graph.nodes[to].version == "43.20251110.0"),
+            .edges()
+            .any(|(_, to)| graph.nodes[to].version == "43.20251110.0"),
         "the Fedora-compatible graph keeps the edge"
     );
 }
