@@ -16,6 +16,33 @@
 //! - [`fcos`] and [`cincinnati`]: the Fedora CoreOS input formats and the
 //!   Cincinnati `/v1/graph` output format.
 //! - [`render`]: human, JSON and Graphviz summaries of a document.
+//!
+//! A host deciding what to do next:
+//!
+//! ```
+//! use cairn_graph::{GraphDocument, Query};
+//! use jiff::Timestamp;
+//!
+//! let json = br#"{
+//!   "schema": 1, "stream": "stable", "repository": "registry.example/os", "sequence": 1,
+//!   "issued": "2026-01-01T00:00:00Z", "expires": "2026-01-15T00:00:00Z",
+//!   "releases": [
+//!     {"version": "1", "architectures": {"x86_64": {"digest": "sha256:1111111111111111111111111111111111111111111111111111111111111111"}}},
+//!     {"version": "2", "architectures": {"x86_64": {"digest": "sha256:2222222222222222222222222222222222222222222222222222222222222222"}},
+//!      "rollout": {"start_epoch": 1767225600, "start_percentage": 0.0, "duration_minutes": 1440}}
+//!   ]
+//! }"#;
+//! let document = GraphDocument::from_json(json)?.document;
+//! let booted = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+//! let noon = "2026-01-01T12:00:00Z".parse::<Timestamp>()?;
+//! let query = |wariness| Query { booted, wariness, now: noon, deny: &[], allow_downgrade: false };
+//!
+//! // Half-way through the rollout: an early node updates, a late one waits.
+//! assert_eq!(document.decide("x86_64", &query(0.2)).target.map(|t| t.version), Some("2".into()));
+//! let late = document.decide("x86_64", &query(0.8));
+//! assert_eq!(late.reason(), "rollout of 2 at 50%, this node's wariness is 0.8");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 #![forbid(unsafe_code)]
 
