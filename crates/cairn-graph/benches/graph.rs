@@ -91,7 +91,7 @@ fn bench_stable(c: &mut Criterion) {
     let updates = Updates::from_json(&data("updates/stable.json")).expect("updates");
     let document = stable_document(&index, &updates);
     let graph = UpdateGraph::from_document(&document, "x86_64", Scheme::Oci);
-    let oldest = graph.nodes[0].id.clone();
+    let oldest = graph.nodes()[0].id.clone();
     let mut group = c.benchmark_group("stable");
     group.bench_function("build_fcos_checksum_graph", |b| {
         b.iter(|| {
@@ -126,7 +126,7 @@ fn bench_stable(c: &mut Criterion) {
 fn bench_synthetic(c: &mut Criterion) {
     let document = synthetic_document(10_000);
     let graph = UpdateGraph::from_document(&document, "x86_64", Scheme::Oci);
-    let middle = graph.nodes[5_000].id.clone();
+    let middle = graph.nodes()[5_000].id.clone();
     let mut group = c.benchmark_group("synthetic_10k");
     group.sample_size(20);
     group.bench_function("build_from_document", |b| {

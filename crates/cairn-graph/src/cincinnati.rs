@@ -105,7 +105,7 @@ impl UpdateGraph {
     pub fn to_cincinnati(&self) -> CincinnatiGraph {
         CincinnatiGraph {
             nodes: self
-                .nodes
+                .nodes()
                 .iter()
                 .map(|node| render_node(node, self.scheme))
                 .collect(),

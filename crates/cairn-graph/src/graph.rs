@@ -86,8 +86,8 @@ impl Node {
 pub struct UpdateGraph {
     /// The payload scheme of every node.
     pub scheme: Scheme,
-    /// Nodes, oldest first.
-    pub nodes: Vec<Node>,
+    /// Private so the edge rule's precomputed positions always fit the nodes.
+    nodes: Vec<Node>,
     edges: Edges,
 }
 
@@ -204,6 +204,11 @@ impl UpdateGraph {
         }
     }
 
+    /// Nodes, oldest first; edges refer to positions in this slice.
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
     /// All edges, collected.
     pub fn edge_list(&self) -> Vec<(usize, usize)> {
         self.edges().collect()
@@ -265,7 +270,10 @@ impl UpdateGraph {
                 edges
                     .iter()
                     .copied()
-                    .filter(|&(from, to)| !hidden_now[to] && self.nodes[from].deadend.is_none())
+                    .filter(|&(from, to)| {
+                        !hidden_now.get(to).copied().unwrap_or(true)
+                            && self.nodes.get(from).is_some_and(|n| n.deadend.is_none())
+                    })
                     .collect(),
             ),
         };

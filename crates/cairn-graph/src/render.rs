@@ -167,7 +167,7 @@ fn write_edges(view: &ArchView, options: &ShowOptions, out: &mut impl Write) -> 
         "{} ({}): {} nodes, {} edges{}",
         view.arch,
         view.full.scheme.as_str(),
-        view.full.nodes.len(),
+        view.full.nodes().len(),
         view.seen.edges().count(),
         options
             .wariness
@@ -180,17 +180,18 @@ fn write_edges(view: &ArchView, options: &ShowOptions, out: &mut impl Write) -> 
     }
     for (target, mut sources) in by_target.into_iter().rev() {
         sources.sort_unstable();
-        let node = &view.seen.nodes[target];
+        let node = &view.seen.nodes()[target];
         let (first, last) = match (sources.first(), sources.last()) {
             (Some(&first), Some(&last)) => (first, last),
             _ => continue,
         };
         let from = if first == last {
-            view.seen.nodes[first].version.clone()
+            view.seen.nodes()[first].version.clone()
         } else {
             format!(
                 "{} .. {}",
-                view.seen.nodes[first].version, view.seen.nodes[last].version
+                view.seen.nodes()[first].version,
+                view.seen.nodes()[last].version
             )
         };
         writeln!(
@@ -236,11 +237,11 @@ pub fn json(
     let graphs: Vec<Value> = views(document, options)
         .iter()
         .map(|view| {
-            let by_age = |i: usize| view.seen.nodes[i].age_index;
+            let by_age = |i: usize| view.seen.nodes()[i].age_index;
             json!({
                 "arch": view.arch,
                 "scheme": view.full.scheme.as_str(),
-                "nodes": view.full.nodes.len(),
+                "nodes": view.full.nodes().len(),
                 "edges": view.seen.edges().map(|(a, b)| [by_age(a), by_age(b)]).collect::<Vec<_>>(),
             })
         })
@@ -281,7 +282,7 @@ pub fn dot(
         writeln!(out, "  subgraph cluster_{n} {{")?;
         writeln!(out, "    label={};", quote(&view.arch))?;
         let now = options.now.as_second();
-        for node in &view.full.nodes {
+        for node in view.full.nodes() {
             let mut label = escape(&node.version);
             let mut attributes = Vec::new();
             if node.barrier.is_some() {
@@ -318,7 +319,8 @@ pub fn dot(
             writeln!(
                 out,
                 "    n{n}_{} -> n{n}_{}{style};",
-                view.full.nodes[from].age_index, view.full.nodes[to].age_index
+                view.full.nodes()[from].age_index,
+                view.full.nodes()[to].age_index
             )?;
         }
         writeln!(out, "  }}")?;

@@ -262,7 +262,7 @@ impl UpdateGraph {
                 },
             );
         };
-        let booted = &self.nodes[booted_at];
+        let booted = &self.nodes()[booted_at];
         if let Some(reason) = &booted.deadend {
             return Decision::without_update(
                 Some(booted.version.clone()),
@@ -275,7 +275,7 @@ impl UpdateGraph {
         let mut candidates: Vec<&Node> = self
             .successors(booted_at)
             .into_iter()
-            .filter_map(|to| self.nodes.get(to))
+            .filter_map(|to| self.nodes().get(to))
             .collect();
         candidates.sort_by_key(|node| std::cmp::Reverse(node.age_index));
         candidates.dedup_by_key(|node| node.age_index);
@@ -315,7 +315,7 @@ impl UpdateGraph {
     /// node's wariness (or starting). `None` when only a new document can change it.
     pub fn next_change_after(&self, query: &Query<'_>) -> Option<Timestamp> {
         let booted_at = self.find_booted(query.booted)?;
-        let booted = &self.nodes[booted_at];
+        let booted = &self.nodes()[booted_at];
         if booted.deadend.is_some() {
             return None;
         }
@@ -323,7 +323,7 @@ impl UpdateGraph {
         let now = query.now.as_second();
         self.successors(booted_at)
             .into_iter()
-            .filter_map(|to| self.nodes.get(to))
+            .filter_map(|to| self.nodes().get(to))
             .filter(|node| current.is_none_or(|age| node.age_index > age))
             .filter(|node| matches!(hold_for(booted, node, query), Some(Hold::Rollout { .. })))
             .filter_map(|node| node.rollout?.visible_from(query.wariness, now))
@@ -344,7 +344,7 @@ impl GraphDocument {
             let graph = self.graph_for(arch, query.booted);
             let version = graph
                 .find_booted(query.booted)
-                .map(|i| graph.nodes[i].version.clone());
+                .map(|i| graph.nodes()[i].version.clone());
             return Decision::without_update(
                 version,
                 NoUpdate::DocumentExpired {

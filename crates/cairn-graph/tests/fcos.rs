@@ -91,7 +91,7 @@ const ROLLOUT_END: i64 = ROLLOUT_START + 2880 * 60;
 
 fn edges_into(graph: &UpdateGraph, version: &str) -> usize {
     let target = graph
-        .nodes
+        .nodes()
         .iter()
         .position(|n| n.version == version)
         .expect("version in graph");
@@ -215,7 +215,7 @@ fn converted_documents_render_fedoras_graphs() {
 fn converted_documents_keep_age_indexes_of_source_only_releases() {
     let document = convert("stable", true);
     let graph = UpdateGraph::from_document(&document, "x86_64", Scheme::Oci);
-    let first = &graph.nodes[0];
+    let first = &graph.nodes()[0];
     assert!(first.age_index > 0, "older releases had no OCI image");
     assert_eq!(
         document.releases[first.age_index as usize].version,
@@ -249,7 +249,7 @@ fn boot_image_aliases_find_stuck_hosts() {
             let at = graph
                 .find_booted(&pair.bad)
                 .expect("bad digest finds its release");
-            assert_eq!(graph.nodes[at].version, *version);
+            assert_eq!(graph.nodes()[at].version, *version);
             found += 1;
         }
     }
@@ -275,7 +275,7 @@ fn next_on_converted_document_matches_fedora_graph() {
                 let fedora = fcos::build_graph(&index, &updates, arch, scheme(oci));
                 // Read Fedora's graph back from its wire form, as a Zincati client would.
                 let served = UpdateGraph::from_cincinnati(&fedora.to_cincinnati()).expect("parses");
-                for node in &served.nodes {
+                for node in served.nodes() {
                     for &now in &times {
                         for &wariness in &wariness_values {
                             let query = Query {

@@ -111,7 +111,7 @@ proptest! {
         let g = graph(&releases);
         for view in [g.clone(), g.throttled(w, now)] {
             for (from, _) in view.edges() {
-                prop_assert!(view.nodes[from].deadend.is_none());
+                prop_assert!(view.nodes()[from].deadend.is_none());
             }
         }
     }
@@ -128,7 +128,7 @@ proptest! {
             // Fedora's builder never emits an edge twice.
             let unique: std::collections::BTreeSet<_> = edges.iter().collect();
             prop_assert_eq!(unique.len(), edges.len());
-            for from in 0..view.nodes.len() {
+            for from in 0..view.nodes().len() {
                 let mut expected: Vec<usize> = edges.iter().filter(|e| e.0 == from).map(|e| e.1).collect();
                 expected.sort_unstable();
                 prop_assert_eq!(view.successors(from), expected);
@@ -143,7 +143,7 @@ proptest! {
             prop_assert!(from < to);
             for between in from + 1..to {
                 prop_assert!(
-                    g.nodes[between].barrier.is_none(),
+                    g.nodes()[between].barrier.is_none(),
                     "edge {from}->{to} skips barrier {between}"
                 );
             }
@@ -157,21 +157,21 @@ proptest! {
         now in T0 - 1000..T0 + 1_500_000,
     ) {
         let g = graph(&releases);
-        prop_assume!(!g.nodes.is_empty());
+        prop_assume!(!g.nodes().is_empty());
         let mut at = 0usize;
         let mut steps = 0;
         loop {
-            let q = Query { booted: &g.nodes[at].id, wariness: w, now: Timestamp::from_second(now).expect("time"), deny: &[], allow_downgrade: false };
+            let q = Query { booted: &g.nodes()[at].id, wariness: w, now: Timestamp::from_second(now).expect("time"), deny: &[], allow_downgrade: false };
             let Some(target) = g.decide(&q).target else { break };
             let next = g.find_booted(&target.digest).expect("target is a node");
             prop_assert!(next > at, "updates move forward");
-            prop_assert!(g.nodes[next].deadend.is_none(), "never a dead-end target");
+            prop_assert!(g.nodes()[next].deadend.is_none(), "never a dead-end target");
             for between in at + 1..next {
-                prop_assert!(g.nodes[between].barrier.is_none(), "skipped barrier {between}");
+                prop_assert!(g.nodes()[between].barrier.is_none(), "skipped barrier {between}");
             }
             at = next;
             steps += 1;
-            prop_assert!(steps <= g.nodes.len());
+            prop_assert!(steps <= g.nodes().len());
         }
     }
 
@@ -181,8 +181,8 @@ proptest! {
         deny_every in 1usize..4,
     ) {
         let g = graph(&releases);
-        let deny: Vec<String> = g.nodes.iter().step_by(deny_every).map(|n| n.id.clone()).collect();
-        for node in &g.nodes {
+        let deny: Vec<String> = g.nodes().iter().step_by(deny_every).map(|n| n.id.clone()).collect();
+        for node in g.nodes() {
             let q = Query { booted: &node.id, wariness: 0.0, now: Timestamp::from_second(T0 + 2_000_000).expect("time"), deny: &deny, allow_downgrade: false };
             if let Some(target) = g.decide(&q).target {
                 prop_assert!(!deny.contains(&target.digest));
@@ -198,7 +198,7 @@ proptest! {
     ) {
         let doc = document(&releases);
         let g = UpdateGraph::from_document(&doc, ARCH, Scheme::Oci);
-        for node in &g.nodes {
+        for node in g.nodes() {
             let q = Query { booted: &node.id, wariness: w, now: Timestamp::from_second(now).expect("time"), deny: &[], allow_downgrade: false };
             let Some(change) = g.next_change_after(&q) else { continue };
             prop_assert!(change > q.now);

@@ -136,7 +136,7 @@ fn a_deadend_is_never_a_target() {
     assert!(
         graph
             .edges()
-            .any(|(_, to)| graph.nodes[to].version == "43.20251110.0"),
+            .any(|(_, to)| graph.nodes()[to].version == "43.20251110.0"),
         "the Fedora-compatible graph keeps the edge"
     );
 }

@@ -203,7 +203,7 @@ fn convert_then_next_agrees_with_graph_fcos() {
             let served = CincinnatiGraph::from_json(ok(&args).as_bytes()).expect("JSON");
             let graph = UpdateGraph::from_cincinnati(&served).expect("graph");
             // Every 7th node keeps the test quick while covering all barrier windows.
-            for node in graph.nodes.iter().step_by(7).chain(graph.nodes.last()) {
+            for node in graph.nodes().iter().step_by(7).chain(graph.nodes().last()) {
                 let booted = if oci {
                     node.id.clone()
                 } else {
