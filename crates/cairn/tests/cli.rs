@@ -22,14 +22,23 @@ fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/stable.json")
 }
 
-fn cairn(args: &[&str]) -> Output {
+/// The words of `fixed` (split on spaces) followed by `values` (paths, digests).
+fn cmd(fixed: &str, values: &[&str]) -> Vec<String> {
+    fixed
+        .split_whitespace()
+        .chain(values.iter().copied())
+        .map(str::to_string)
+        .collect()
+}
+
+fn cairn<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cairn"))
         .args(args)
         .output()
         .expect("cairn runs")
 }
 
-fn ok(args: &[&str]) -> String {
+fn ok<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S]) -> String {
     let out = cairn(args);
     assert!(
         out.status.success(),
@@ -39,7 +48,7 @@ fn ok(args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("UTF-8 output")
 }
 
-fn failure(args: &[&str]) -> String {
+fn failure<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S]) -> String {
     let out = cairn(args);
     assert!(!out.status.success(), "cairn {args:?} should fail");
     assert!(out.stdout.is_empty(), "nothing on stdout when failing");
@@ -55,81 +64,50 @@ fn stable_inputs() -> (String, String) {
     )
 }
 
+fn fcos_graph(fixed: &str) -> CincinnatiGraph {
+    let (releases, updates) = stable_inputs();
+    let out = ok(&cmd(
+        fixed,
+        &["--releases", &releases, "--updates", &updates],
+    ));
+    CincinnatiGraph::from_json(out.as_bytes()).expect("Cincinnati JSON")
+}
+
+fn golden(name: &str) -> CincinnatiGraph {
+    let bytes = std::fs::read(testdata(&format!("fcos-cincinnati-golden/{name}"))).expect("golden");
+    CincinnatiGraph::from_json(&bytes).expect("golden parses")
+}
+
+fn next(document: &str, booted: &str, fixed: &str) -> Value {
+    let args = cmd(
+        &format!("graph next --arch x86_64 {fixed}"),
+        &["--document", document, "--booted", booted],
+    );
+    serde_json::from_str(&ok(&args)).expect("JSON answer")
+}
+
 fn edge_set(graph: &CincinnatiGraph) -> BTreeSet<(u64, u64)> {
     graph.edges.iter().copied().collect()
 }
 
 #[test]
 fn graph_fcos_reproduces_fedoras_builder_and_policy_engine() {
-    let (releases, updates) = stable_inputs();
-    let out = ok(&[
-        "graph",
-        "fcos",
-        "--releases",
-        &releases,
-        "--updates",
-        &updates,
-        "--basearch",
-        "x86_64",
-        "--oci",
-    ]);
-    let ours = CincinnatiGraph::from_json(out.as_bytes()).expect("Cincinnati JSON");
-    let golden = CincinnatiGraph::from_json(
-        &std::fs::read(testdata(
-            "fcos-cincinnati-golden/gb_stable_x86_64_oci-true.json",
-        ))
-        .expect("golden"),
-    )
-    .expect("golden parses");
-    assert_eq!(ours.nodes, golden.nodes);
-    assert_eq!(edge_set(&ours), edge_set(&golden));
+    let ours = fcos_graph("graph fcos --basearch x86_64 --oci");
+    let theirs = golden("gb_stable_x86_64_oci-true.json");
+    assert_eq!(ours.nodes, theirs.nodes);
+    assert_eq!(edge_set(&ours), edge_set(&theirs));
 
-    let out = ok(&[
-        "graph",
-        "fcos",
-        "--releases",
-        &releases,
-        "--updates",
-        &updates,
-        "--basearch",
-        "x86_64",
-        "--wariness",
-        "1",
-        "--now",
-        "1790000000",
-    ]);
-    let ours = CincinnatiGraph::from_json(out.as_bytes()).expect("Cincinnati JSON");
-    let golden = CincinnatiGraph::from_json(
-        &std::fs::read(testdata("fcos-cincinnati-golden/pe_stable_x86_64_w1.json"))
-            .expect("golden"),
-    )
-    .expect("golden parses");
-    assert_eq!(ours.nodes, golden.nodes);
-    assert_eq!(edge_set(&ours), edge_set(&golden));
+    let ours = fcos_graph("graph fcos --basearch x86_64 --wariness 1 --now 1790000000");
+    let theirs = golden("pe_stable_x86_64_w1.json");
+    assert_eq!(ours.nodes, theirs.nodes);
+    assert_eq!(edge_set(&ours), edge_set(&theirs));
 }
 
 #[test]
 fn graph_fcos_filters_by_wariness_mid_rollout() {
-    let (releases, updates) = stable_inputs();
     let count = |w: &str| {
-        let out = ok(&[
-            "graph",
-            "fcos",
-            "--releases",
-            &releases,
-            "--updates",
-            &updates,
-            "--basearch",
-            "x86_64",
-            "--wariness",
-            w,
-            "--now",
-            MID_ROLLOUT,
-        ]);
-        CincinnatiGraph::from_json(out.as_bytes())
-            .expect("JSON")
-            .edges
-            .len()
+        let fixed = format!("graph fcos --basearch x86_64 --wariness {w} --now {MID_ROLLOUT}");
+        fcos_graph(&fixed).edges.len()
     };
     assert!(
         count("0.5") > count("0.51"),
@@ -138,34 +116,32 @@ fn graph_fcos_filters_by_wariness_mid_rollout() {
     assert_eq!(count("0.0"), count("0.5"));
 }
 
-fn convert(dir: &Path, oci: bool) -> PathBuf {
+fn convert(dir: &Path, oci: bool) -> String {
     let (releases, updates) = stable_inputs();
-    let output = dir.join(if oci {
+    let name = if oci {
         "stable-oci.json"
     } else {
         "stable-ostree.json"
-    });
+    };
+    let output = dir.join(name).display().to_string();
     let aliases = testdata("real-fixtures/fcos-cincinnati_bootimages_digests.json");
-    let mut args = vec![
-        "graph",
-        "convert-fcos",
-        "--releases",
-        &releases,
-        "--updates",
-        &updates,
-        "--repository",
-        REPOSITORY,
-        "--now",
-        "1784000000",
-        "--expires-in",
-        "1000d",
-    ];
     let aliases = aliases.display().to_string();
+    let fixed =
+        format!("graph convert-fcos --repository {REPOSITORY} --now 1784000000 --expires-in 1000d");
+    let mut args = cmd(
+        &fixed,
+        &[
+            "--releases",
+            &releases,
+            "--updates",
+            &updates,
+            "--output",
+            &output,
+        ],
+    );
     if oci {
-        args.extend(["--oci", "--aliases", &aliases]);
+        args.extend(cmd("--oci --aliases", &[&aliases]));
     }
-    let out_path = output.display().to_string();
-    args.extend(["--output", &out_path]);
     ok(&args);
     output
 }
@@ -175,7 +151,7 @@ fn convert(dir: &Path, oci: bool) -> PathBuf {
 #[test]
 fn convert_then_next_agrees_with_graph_fcos() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (releases, updates) = stable_inputs();
+    let now = Timestamp::from_second(MID_ROLLOUT.parse().expect("number")).expect("time");
     for oci in [true, false] {
         let document_path = convert(dir.path(), oci);
         let document = GraphDocument::from_json(&std::fs::read(&document_path).expect("written"))
@@ -183,52 +159,21 @@ fn convert_then_next_agrees_with_graph_fcos() {
             .document;
         assert_eq!(document.releases.len(), 179);
         for wariness in ["0.3", "0.7"] {
-            let mut args = vec![
-                "graph",
-                "fcos",
-                "--releases",
-                &releases,
-                "--updates",
-                &updates,
-                "--basearch",
-                "x86_64",
-                "--wariness",
-                wariness,
-                "--now",
-                MID_ROLLOUT,
-            ];
-            if oci {
-                args.push("--oci");
-            }
-            let served = CincinnatiGraph::from_json(ok(&args).as_bytes()).expect("JSON");
+            let oci_flag = if oci { "--oci" } else { "" };
+            let served = fcos_graph(&format!(
+                "graph fcos --basearch x86_64 --wariness {wariness} --now {MID_ROLLOUT} {oci_flag}"
+            ));
             let graph = UpdateGraph::from_cincinnati(&served).expect("graph");
             // Every 7th node keeps the test quick while covering all barrier windows.
             for node in graph.nodes().iter().step_by(7).chain(graph.nodes().last()) {
-                let booted = if oci {
-                    node.id.clone()
-                } else {
-                    node.payload.clone()
-                };
-                let out = ok(&[
-                    "graph",
-                    "next",
-                    "--document",
-                    &document_path.display().to_string(),
-                    "--arch",
-                    "x86_64",
-                    "--booted",
-                    &booted,
-                    "--wariness",
-                    wariness,
-                    "--now",
-                    MID_ROLLOUT,
-                ]);
-                let answer: Value = serde_json::from_str(&out).expect("JSON answer");
+                let booted = if oci { &node.id } else { &node.payload };
+                let fixed = format!("--wariness {wariness} --now {MID_ROLLOUT}");
+                let answer = next(&document_path, booted, &fixed);
+                // The served graph is already filtered for this wariness.
                 let query = Query {
-                    booted: &booted,
-                    // The served graph is already filtered for this wariness.
+                    booted,
                     wariness: 0.0,
-                    now: Timestamp::from_second(MID_ROLLOUT.parse().expect("n")).expect("t"),
+                    now,
                     deny: &[],
                     allow_downgrade: false,
                 };
@@ -249,77 +194,35 @@ fn convert_then_next_agrees_with_graph_fcos() {
 
 #[test]
 fn graph_next_prints_target_and_reason() {
-    let doc = example();
-    let doc = doc.display().to_string();
-    let booted = "sha256:f279c7c604ff1a5e8c34a8ee2a1b3e3a1ac1f5fcd9a94a8d4aa89e2b3f8a8a3b";
-    let out = ok(&[
-        "graph",
-        "next",
-        "--document",
-        &doc,
-        "--arch",
-        "x86_64",
-        "--booted",
-        booted,
-        "--now",
-        "2025-11-11T16:00:00Z",
-    ]);
-    let answer: Value = serde_json::from_str(&out).expect("JSON");
+    let doc = example().display().to_string();
+    let unknown = format!("sha256:{}", "f".repeat(64));
+    let answer = next(&doc, &unknown, "--now 2025-11-11T16:00:00Z");
     assert!(answer["target"].is_null());
+    let reason = answer["reason"].as_str().unwrap_or_default();
     assert!(
-        answer["reason"]
-            .as_str()
-            .is_some_and(|r| r.starts_with("booted digest not in the graph"))
+        reason.starts_with("booted digest not in the graph"),
+        "{reason}"
     );
 
     let document = GraphDocument::from_json(&std::fs::read(example()).expect("read"))
         .expect("parses")
         .document;
-    let (_, release) = document.release("42.20250929.0").expect("release");
-    let booted = release.architectures["x86_64"]
-        .digest
-        .clone()
-        .expect("digest");
-    let (_, newest) = document.release("43.20251110.0").expect("release");
-    let newest_digest = newest.architectures["x86_64"]
-        .digest
-        .clone()
-        .expect("digest");
-    let out = ok(&[
-        "graph",
-        "next",
-        "--document",
-        &doc,
-        "--arch",
-        "x86_64",
-        "--booted",
-        &booted,
-        "--wariness",
-        "0.5",
-        "--now",
-        "2025-11-11T16:00:00Z",
-    ]);
-    let answer: Value = serde_json::from_str(&out).expect("JSON");
+    let digest = |version: &str| {
+        let (_, release) = document.release(version).expect("release");
+        release.architectures["x86_64"]
+            .digest
+            .clone()
+            .expect("digest")
+    };
+    let booted = digest("42.20250929.0");
+    let newest = digest("43.20251110.0");
+    let answer = next(&doc, &booted, "--wariness 0.5 --now 2025-11-11T16:00:00Z");
     assert_eq!(answer["target"]["version"], "43.20251110.0");
-    assert_eq!(answer["target"]["digest"], newest_digest.as_str());
+    assert_eq!(answer["target"]["digest"], newest.as_str());
+    assert_eq!(answer["booted"], "42.20250929.0");
     // Denying it (a rollback) falls back to the older rollout.
-    let out = ok(&[
-        "graph",
-        "next",
-        "--document",
-        &doc,
-        "--arch",
-        "x86_64",
-        "--booted",
-        &booted,
-        "--wariness",
-        "0.5",
-        "--now",
-        "2025-11-11T16:00:00Z",
-        "--deny",
-        &newest_digest,
-    ]);
-    let answer: Value = serde_json::from_str(&out).expect("JSON");
+    let fixed = format!("--wariness 0.5 --now 2025-11-11T16:00:00Z --deny {newest}");
+    let answer = next(&doc, &booted, &fixed);
     assert_eq!(answer["target"]["version"], "43.20251027.0");
     assert!(answer["next_change"].is_string());
 }
@@ -327,44 +230,27 @@ fn graph_next_prints_target_and_reason() {
 #[test]
 fn graph_show_has_three_formats() {
     let doc = example().display().to_string();
-    let text = ok(&[
-        "graph",
-        "show",
-        "--document",
-        &doc,
-        "--now",
-        "2025-11-11T16:00:00Z",
-        "--wariness",
-        "0.6",
-    ]);
-    assert!(
-        text.contains("stream stable of registry.example.org/acme/os"),
-        "{text}"
-    );
-    assert!(
-        text.contains("barrier (https://example.org/docs/barrier-signing-keys)"),
-        "{text}"
-    );
-    assert!(
-        text.contains("dead-end (https://example.org/issues/17"),
-        "{text}"
-    );
-    assert!(text.contains("rollout 55.0%"), "{text}");
-    assert!(text.contains("hidden from wariness 0.6"), "{text}");
+    let show = |fixed: &str| {
+        ok(&cmd(
+            &format!("graph show --now 2025-11-11T16:00:00Z {fixed}"),
+            &["--document", &doc],
+        ))
+    };
+    let text = show("--wariness 0.6");
+    for expected in [
+        "stream stable of registry.example.org/acme/os",
+        "barrier (https://example.org/docs/barrier-signing-keys)",
+        "dead-end (https://example.org/issues/17",
+        "rollout 55.0%",
+        "hidden from wariness 0.6",
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected:?} missing from:\n{text}"
+        );
+    }
 
-    let json = ok(&[
-        "graph",
-        "show",
-        "--document",
-        &doc,
-        "--format",
-        "json",
-        "--arch",
-        "x86_64",
-        "--now",
-        "2025-11-11T16:00:00Z",
-    ]);
-    let summary: Value = serde_json::from_str(&json).expect("JSON");
+    let summary: Value = serde_json::from_str(&show("--format json --arch x86_64")).expect("JSON");
     assert_eq!(summary["releases"].as_array().map(Vec::len), Some(6));
     assert_eq!(summary["graphs"].as_array().map(Vec::len), Some(1));
     let progress = summary["releases"][5]["rollout"]["progress"]
@@ -376,19 +262,11 @@ fn graph_show_has_three_formats() {
 
 #[test]
 fn graph_show_dot_renders_with_graphviz() {
+    use std::io::Write;
+    use std::process::Stdio;
     let doc = example().display().to_string();
-    let dot = ok(&[
-        "graph",
-        "show",
-        "--document",
-        &doc,
-        "--format",
-        "dot",
-        "--wariness",
-        "1",
-        "--now",
-        "2025-11-11T16:00:00Z",
-    ]);
+    let fixed = "graph show --format dot --wariness 1 --now 2025-11-11T16:00:00Z";
+    let dot = ok(&cmd(fixed, &["--document", &doc]));
     assert!(dot.starts_with("digraph cairn {"));
     assert!(
         dot.contains("style=dotted"),
@@ -396,14 +274,13 @@ fn graph_show_dot_renders_with_graphviz() {
     );
     let mut child = Command::new("dot")
         .arg("-Tsvg")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| {
             panic!("Graphviz `dot` is needed for this test (apt-get install -y graphviz): {e}")
         });
-    use std::io::Write;
     child
         .stdin
         .take()
@@ -411,11 +288,8 @@ fn graph_show_dot_renders_with_graphviz() {
         .write_all(dot.as_bytes())
         .expect("write");
     let out = child.wait_with_output().expect("dot runs");
-    assert!(
-        out.status.success(),
-        "dot rejected the output: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "dot rejected the output: {stderr}");
     let svg = String::from_utf8_lossy(&out.stdout);
     assert!(svg.contains("<svg") && svg.contains("43.20251110.0"));
 }
@@ -423,77 +297,52 @@ fn graph_show_dot_renders_with_graphviz() {
 #[test]
 fn errors_are_one_line_and_name_file_and_field() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let bad = dir.path().join("bad.json");
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        path.display().to_string()
+    };
+    let assert_one_line = |err: &str, needles: &[&str]| {
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with("cairn: error: "), "{err}");
+        for needle in needles {
+            assert!(err.contains(needle), "{needle:?} missing from {err}");
+        }
+    };
+
     let mut value: Value =
         serde_json::from_slice(&std::fs::read(example()).expect("read")).expect("JSON");
     value["releases"][5]["rollout"]["start_percentage"] = Value::from(1.5);
-    std::fs::write(&bad, value.to_string()).expect("write");
-    let bad = bad.display().to_string();
-    let err = failure(&["graph", "show", "--document", &bad]);
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains(&bad), "{err}");
-    assert!(
-        err.contains("rollout.start_percentage") && err.contains("43.20251110.0"),
-        "{err}"
-    );
+    let bad = write("bad.json", &value.to_string());
+    let err = failure(&cmd("graph show", &["--document", &bad]));
+    assert_one_line(&err, &[&bad, "rollout.start_percentage", "43.20251110.0"]);
 
-    let garbage = dir.path().join("garbage.json");
-    std::fs::write(&garbage, "{\"releases\": [").expect("write");
-    let garbage = garbage.display().to_string();
-    let err = failure(&[
-        "graph",
-        "next",
-        "--document",
-        &garbage,
-        "--arch",
-        "x86_64",
-        "--booted",
-        "x",
-    ]);
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(
-        err.contains(&garbage) && err.contains("not valid JSON"),
-        "{err}"
-    );
+    let garbage = write("garbage.json", "{\"releases\": [");
+    let err = failure(&cmd(
+        "graph next --arch x86_64 --booted x",
+        &["--document", &garbage],
+    ));
+    assert_one_line(&err, &[&garbage, "not valid JSON"]);
 
     let (releases, _) = stable_inputs();
-    let updates = dir.path().join("updates.json");
-    std::fs::write(&updates, r#"{"stream":"stable","releases":[{"version":"1","metadata":{"rollout":{"start_percentage":"lots"}}}]}"#).expect("write");
-    let updates = updates.display().to_string();
-    let err = failure(&[
-        "graph",
-        "fcos",
-        "--releases",
-        &releases,
-        "--updates",
-        &updates,
-        "--basearch",
-        "x86_64",
-    ]);
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(
-        err.contains(&updates) && err.contains("releases[0].metadata.rollout.start_percentage"),
-        "{err}"
+    let updates = write(
+        "updates.json",
+        r#"{"stream":"stable","releases":[{"version":"1","metadata":{"rollout":{"start_percentage":"lots"}}}]}"#,
+    );
+    let err = failure(&cmd(
+        "graph fcos --basearch x86_64",
+        &["--releases", &releases, "--updates", &updates],
+    ));
+    assert_one_line(
+        &err,
+        &[&updates, "releases[0].metadata.rollout.start_percentage"],
     );
 
-    let err = failure(&["graph", "show", "--document", "/nonexistent/doc.json"]);
-    assert!(err.contains("/nonexistent/doc.json"), "{err}");
-    let err = failure(&[
-        "graph",
-        "show",
-        "--document",
-        &example().display().to_string(),
-        "--wariness",
-        "high",
-    ]);
-    assert!(err.contains("--wariness"), "{err}");
-    let err = failure(&[
-        "graph",
-        "show",
-        "--document",
-        &example().display().to_string(),
-        "--arch",
-        "riscv64",
-    ]);
-    assert!(err.contains("riscv64") && err.contains("x86_64"), "{err}");
+    let doc = example().display().to_string();
+    let err = failure(&cmd("graph show --document /nonexistent/doc.json", &[]));
+    assert_one_line(&err, &["/nonexistent/doc.json"]);
+    let err = failure(&cmd("graph show --wariness high", &["--document", &doc]));
+    assert_one_line(&err, &["--wariness"]);
+    let err = failure(&cmd("graph show --arch riscv64", &["--document", &doc]));
+    assert_one_line(&err, &["riscv64", "x86_64"]);
 }

@@ -1,8 +1,54 @@
 //! Argument values shared by several verbs: times, durations, wariness, input files.
 
 use anyhow::{Context, bail};
+use cairn_graph::fcos::{ReleaseIndex, Updates};
 use jiff::{SignedDuration, Timestamp};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Fedora CoreOS's two metadata files.
+#[derive(Debug, clap::Args)]
+pub struct FedoraFiles {
+    /// Fedora's release index (`releases.json`).
+    #[arg(long)]
+    releases: PathBuf,
+    /// Fedora's updates file (`updates/<stream>.json`).
+    #[arg(long)]
+    updates: PathBuf,
+}
+
+impl FedoraFiles {
+    /// Read and parse both files, naming the file in any error.
+    pub fn load(&self) -> anyhow::Result<(ReleaseIndex, Updates)> {
+        let index = ReleaseIndex::from_json(&read(&self.releases)?)
+            .with_context(|| self.releases.display().to_string())?;
+        let updates = Updates::from_json(&read(&self.updates)?)
+            .with_context(|| self.updates.display().to_string())?;
+        Ok((index, updates))
+    }
+}
+
+/// A node's place in rollouts: given, or derived from its id.
+#[derive(Debug, clap::Args)]
+pub struct WarinessArgs {
+    /// The node's wariness in [0, 1] (0 = first in every rollout).
+    #[arg(long, conflicts_with = "node_uuid")]
+    wariness: Option<String>,
+    /// Derive the wariness from this app-specific node id, as Fedora's server does.
+    #[arg(long)]
+    node_uuid: Option<String>,
+}
+
+impl WarinessArgs {
+    /// True when either option was given.
+    pub fn given(&self) -> bool {
+        self.wariness.is_some() || self.node_uuid.is_some()
+    }
+
+    /// The wariness, or `default` when neither option was given.
+    pub fn resolve(&self, default: f64) -> anyhow::Result<f64> {
+        wariness(self.wariness.as_deref(), self.node_uuid.as_deref(), default)
+    }
+}
 
 /// A time given as Unix seconds or RFC 3339.
 pub fn parse_time(value: &str) -> anyhow::Result<Timestamp> {

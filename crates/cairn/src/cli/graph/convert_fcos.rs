@@ -1,8 +1,8 @@
 //! `cairn graph convert-fcos`: a Cairn document from Fedora CoreOS metadata.
 
-use crate::cli::args;
+use crate::cli::args::{self, FedoraFiles};
 use anyhow::Context;
-use cairn_graph::fcos::{self, ConvertOptions, ReleaseIndex, Updates};
+use cairn_graph::fcos::{self, ConvertOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -10,12 +10,8 @@ use std::process::ExitCode;
 /// its age index.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Fedora's release index (`releases.json`).
-    #[arg(long)]
-    releases: PathBuf,
-    /// Fedora's updates file (`updates/<stream>.json`).
-    #[arg(long)]
-    updates: PathBuf,
+    #[command(flatten)]
+    files: FedoraFiles,
     /// The image repository the document describes, e.g. quay.io/fedora/fedora-coreos.
     #[arg(long)]
     repository: String,
@@ -37,10 +33,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let index = ReleaseIndex::from_json(&args::read(&args.releases)?)
-        .with_context(|| args.releases.display().to_string())?;
-    let updates = Updates::from_json(&args::read(&args.updates)?)
-        .with_context(|| args.updates.display().to_string())?;
+    let (index, updates) = args.files.load()?;
     let aliases = match &args.aliases {
         Some(path) => Some(
             fcos::parse_boot_image_digests(&args::read(path)?)

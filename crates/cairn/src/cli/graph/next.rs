@@ -1,13 +1,14 @@
 //! `cairn graph next`: the update a node would take from a document, and why.
 
-use crate::cli::args;
+use crate::cli::args::{self, WarinessArgs};
 use cairn_graph::Query;
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Print `{"target": {"version", "digest"} | null, "reason": "..."}`; exits 0
-/// whether or not there is an update.
+/// whether or not there is an update. Without `--wariness` or `--node-uuid`
+/// the node is the last of every rollout (wariness 1).
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The update graph document (a JSON file).
@@ -19,12 +20,8 @@ pub struct Args {
     /// The booted manifest digest (`sha256:...`) or ostree checksum.
     #[arg(long)]
     booted: String,
-    /// The node's wariness in [0, 1]. Default: 1, the last node of every rollout.
-    #[arg(long, conflicts_with = "node_uuid")]
-    wariness: Option<String>,
-    /// Derive the wariness from this app-specific node id, as Zincati's server did.
-    #[arg(long)]
-    node_uuid: Option<String>,
+    #[command(flatten)]
+    wariness: WarinessArgs,
     /// The time to decide at (Unix seconds or RFC 3339). Default: now.
     #[arg(long)]
     now: Option<String>,
@@ -40,7 +37,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let document = args::read_document(&args.document)?;
     let query = Query {
         booted: &args.booted,
-        wariness: args::wariness(args.wariness.as_deref(), args.node_uuid.as_deref(), 1.0)?,
+        wariness: args.wariness.resolve(1.0)?,
         now: args::now_or(args.now.as_deref())?,
         deny: &args.deny,
         allow_downgrade: args.allow_downgrade,
