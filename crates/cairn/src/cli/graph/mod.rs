@@ -17,6 +17,9 @@ pub enum GraphCommand {
     /// Summarise a Cairn update graph document.
     Show(show::Args),
     /// Print the update a node would take, and why.
+    ///
+    /// Without `--wariness` or `--node-uuid` the node is the last of every
+    /// rollout (wariness 1). Exits 0 whether or not there is an update.
     Next(next::Args),
     /// Write a Cairn document from Fedora CoreOS metadata.
     ConvertFcos(convert_fcos::Args),
