@@ -63,9 +63,11 @@ pub struct Node {
 }
 
 impl Node {
-    /// True when a host reporting `booted` runs this release.
+    /// True when a host reporting `booted` (a digest, a checksum, or a pull
+    /// spec from any registry, mirrors included) runs this release.
     pub fn matches(&self, booted: &str) -> bool {
-        self.id == booted || self.payload == booted
+        let digest = crate::digest::digest_of_pullspec(booted).unwrap_or(booted);
+        self.id == booted || self.id == digest || self.payload == booted
     }
 
     /// True when `booted` is one of this release's alias digests.

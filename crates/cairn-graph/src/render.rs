@@ -325,6 +325,9 @@ pub fn dot(
         }
         writeln!(out, "  }}")?;
     }
+    for warning in document.warnings() {
+        writeln!(out, "  // warning: {}", warning.replace('\n', " "))?;
+    }
     writeln!(out, "}}")
 }
 

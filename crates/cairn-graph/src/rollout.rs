@@ -102,9 +102,10 @@ impl Rollout {
             return None;
         }
         // Progress never decreases, so bisect for the first visible second.
+        // The width is computed in i128: start and end may come from untrusted metadata.
         let mut high = last;
-        while high - low > 1 {
-            let middle = low + (high - low) / 2;
+        while i128::from(high) - i128::from(low) > 1 {
+            let middle = low + ((i128::from(high) - i128::from(low)) / 2) as i64;
             if self.hides(wariness, middle) {
                 low = middle;
             } else {
@@ -197,5 +198,19 @@ mod tests {
         assert_eq!(r.visible_from(0.3, START - 500), Some(START));
         // No duration: never beyond the start value.
         assert_eq!(rollout(0.4, None).visible_from(0.5, START), None);
+        // Extreme values from untrusted metadata do not overflow.
+        let huge = Rollout {
+            start_epoch: Some(0),
+            start_percentage: None,
+            duration_minutes: Some(u64::MAX),
+        };
+        assert!(huge.visible_from(0.5, -1000).is_some());
+        let early = Rollout {
+            start_epoch: Some(i64::MIN),
+            ..huge
+        };
+        if let Some(t) = early.visible_from(1.0, i64::MIN) {
+            assert!(!early.hides(1.0, t) && early.hides(1.0, t - 1));
+        }
     }
 }

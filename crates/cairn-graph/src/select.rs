@@ -272,16 +272,9 @@ impl UpdateGraph {
                 },
             );
         }
-        let mut candidates: Vec<&Node> = self
-            .successors(booted_at)
-            .into_iter()
-            .filter_map(|to| self.nodes().get(to))
-            .collect();
-        candidates.sort_by_key(|node| std::cmp::Reverse(node.age_index));
-        candidates.dedup_by_key(|node| node.age_index);
         let mut target = None;
         let mut held = Vec::new();
-        for candidate in candidates {
+        for candidate in self.candidates(booted_at) {
             match hold_for(booted, candidate, query) {
                 Some(hold) => held.push(Held {
                     version: candidate.version.clone(),
@@ -321,18 +314,41 @@ impl UpdateGraph {
         }
         let current = self.decide(query).target.map(|t| t.age_index);
         let now = query.now.as_second();
-        self.successors(booted_at)
+        self.candidates(booted_at)
             .into_iter()
-            .filter_map(|to| self.nodes().get(to))
             .filter(|node| current.is_none_or(|age| node.age_index > age))
             .filter(|node| matches!(hold_for(booted, node, query), Some(Hold::Rollout { .. })))
             .filter_map(|node| node.rollout?.visible_from(query.wariness, now))
             .min()
             .and_then(|second| Timestamp::from_second(second).ok())
     }
+
+    /// The out-edge targets of the booted node, newest first: each node once,
+    /// never the booted node itself nor another node of the same age (a
+    /// server may send such edges; following them would re-stage the same release).
+    fn candidates(&self, booted_at: usize) -> Vec<&Node> {
+        let booted_age = self.nodes()[booted_at].age_index;
+        let mut positions = self.successors(booted_at);
+        positions.sort_unstable();
+        positions.dedup();
+        let mut nodes: Vec<&Node> = positions
+            .into_iter()
+            .filter(|&to| to != booted_at)
+            .filter_map(|to| self.nodes().get(to))
+            .filter(|node| node.age_index != booted_age)
+            .collect();
+        nodes.sort_by_key(|node| std::cmp::Reverse(node.age_index));
+        nodes
+    }
 }
 
 impl GraphDocument {
+    /// True from the first whole second after `expires` on. Whole seconds keep
+    /// this in step with rollouts, whose times are Unix seconds too.
+    pub fn is_expired(&self, now: Timestamp) -> bool {
+        now.as_second() > self.expires.as_second()
+    }
+
     /// The graph of this document that a host reporting `booted` follows.
     pub fn graph_for(&self, arch: &str, booted: &str) -> UpdateGraph {
         UpdateGraph::from_document(self, arch, Scheme::of_booted(booted))
@@ -340,7 +356,7 @@ impl GraphDocument {
 
     /// Choose the update for a node of `arch`. An expired document offers nothing.
     pub fn decide(&self, arch: &str, query: &Query<'_>) -> Decision {
-        if query.now > self.expires {
+        if self.is_expired(query.now) {
             let graph = self.graph_for(arch, query.booted);
             let version = graph
                 .find_booted(query.booted)

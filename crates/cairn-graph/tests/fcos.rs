@@ -82,6 +82,15 @@ fn policy_engine_outputs_match_after_every_rollout_finished() {
         let ours = graph.throttled(wariness, now.as_second()).to_cincinnati();
         assert_same_graph(&ours, &golden(name), name);
     }
+    // Those outputs equal the unthrottled graph, so they alone cannot show that
+    // throttling works: mid-rollout, wariness 1 must see fewer edges.
+    let mid = ROLLOUT_START + 1440 * 60;
+    let throttled = graph.throttled(1.0, mid).edge_list().len();
+    assert!(throttled < graph.edge_list().len());
+    assert_eq!(
+        graph.throttled(0.0, mid).edge_list().len(),
+        graph.edge_list().len()
+    );
 }
 
 /// The newest stable rollout: 2880 minutes from 1784728800, start value 0.
@@ -256,10 +265,11 @@ fn boot_image_aliases_find_stuck_hosts() {
     assert!(found > 0, "the stable stream has aliased releases");
 }
 
-/// The decision a node makes on Fedora's graph equals the one it makes on the
-/// converted document, for every node, several wariness values and times.
+/// The decision a node makes on the graph Fedora's own builder produced (the
+/// golden files, read as a Zincati client reads `/v1/graph`) equals the one it
+/// makes on the converted document, for every node, several wariness values and times.
 #[test]
-fn next_on_converted_document_matches_fedora_graph() {
+fn next_on_converted_document_matches_next_on_fedoras_own_graph() {
     let times = [
         ROLLOUT_START - 3600,
         ROLLOUT_START + 1440 * 60,
@@ -268,33 +278,29 @@ fn next_on_converted_document_matches_fedora_graph() {
     let wariness_values = [0.0, 0.2, 0.5, 0.65332, 1.0];
     let mut compared = 0;
     for stream in STREAMS {
-        let (index, updates) = inputs(stream);
         for oci in [false, true] {
             let document = convert(stream, oci);
             for arch in ARCHES {
-                let fedora = fcos::build_graph(&index, &updates, arch, scheme(oci));
-                // Read Fedora's graph back from its wire form, as a Zincati client would.
-                let served = UpdateGraph::from_cincinnati(&fedora.to_cincinnati()).expect("parses");
-                for node in served.nodes() {
+                let served = golden(&format!("gb_{stream}_{arch}_oci-{oci}.json"));
+                let fedora = UpdateGraph::from_cincinnati(&served).expect("golden graph reads");
+                for node in fedora.nodes() {
                     for &now in &times {
                         for &wariness in &wariness_values {
                             let query = Query {
-                                booted: &node.id,
+                                booted: &node.payload,
                                 wariness,
                                 now: Timestamp::from_second(now).expect("time"),
                                 deny: &[],
                                 allow_downgrade: false,
                             };
-                            let a = served.decide(&query);
+                            let a = fedora.decide(&query);
                             let b = document.decide(arch, &query);
-                            assert_eq!(
-                                a.target,
-                                b.target,
-                                "{stream} {arch} oci={oci} {} {}",
-                                node.version,
-                                b.reason()
+                            let label = format!(
+                                "{stream} {arch} oci={oci} {} w={wariness} t={now}",
+                                node.version
                             );
-                            assert_eq!(a.reason(), b.reason());
+                            assert_eq!(a.target, b.target, "{label}");
+                            assert_eq!(a.reason(), b.reason(), "{label}");
                             compared += 1;
                         }
                     }
@@ -303,6 +309,81 @@ fn next_on_converted_document_matches_fedora_graph() {
         }
     }
     assert!(compared > 10_000, "compared {compared} decisions");
+}
+
+#[test]
+fn rendering_and_parsing_rules_of_the_cincinnati_format() {
+    use cairn_graph::cincinnati::{
+        BARRIER_REASON, DEADEND_REASON, DURATION, ROLLOUT, START_EPOCH, START_VALUE,
+    };
+    let index = ReleaseIndex::from_json(br#"{"releases":[
+        {"version":"1","commits":[{"architecture":"x86_64","checksum":"aaa"},{"architecture":"x86_64","checksum":"bbb"}],
+         "oci-images":[{"architecture":"x86_64","image":"r:t","digest-ref":"r@sha256:1"},{"architecture":"x86_64","image":"r:t","digest-ref":"r@sha256:2"}]},
+        {"version":"2","commits":[{"architecture":"x86_64","checksum":"ccc"}]}]}"#)
+    .expect("index");
+    let updates = Updates::from_json(
+        br#"{"stream":"s","releases":[
+        {"version":"1","metadata":{"deadend":{"reason":""}}},
+        {"version":"2","metadata":{"barrier":{"reason":""}}},
+        {"version":"9","metadata":{"barrier":{"reason":"not in the index"}}}]}"#,
+    )
+    .expect("updates");
+    // The last matching entry wins, as in Fedora's builder.
+    let checksum = fcos::build_graph(&index, &updates, "x86_64", Scheme::Checksum);
+    assert_eq!(checksum.nodes()[0].payload, "bbb");
+    let oci = fcos::build_graph(&index, &updates, "x86_64", Scheme::Oci);
+    assert_eq!(oci.nodes()[0].payload, "r@sha256:2");
+    assert_eq!(oci.nodes().len(), 1, "release 2 has no image");
+    // Empty reasons are rendered as "generic"; entries for unknown versions are ignored.
+    let rendered = checksum.to_cincinnati();
+    assert_eq!(rendered.nodes.len(), 2);
+    assert_eq!(rendered.nodes[0].metadata[DEADEND_REASON], "generic");
+    assert_eq!(rendered.nodes[1].metadata[BARRIER_REASON], "generic");
+    assert!(rendered.edges.is_empty(), "a dead-end has no way out");
+    // Unparsable rollout values fall back to Fedora's defaults.
+    let mut served = rendered.clone();
+    let meta = &mut served.nodes[1].metadata;
+    meta.insert(ROLLOUT.into(), "true".into());
+    meta.insert(START_EPOCH.into(), "soon".into());
+    meta.insert(START_VALUE.into(), "half".into());
+    meta.insert(DURATION.into(), "-5".into());
+    let parsed = UpdateGraph::from_cincinnati(&served).expect("parses");
+    let rollout = parsed.nodes()[1].rollout.expect("rollout");
+    assert_eq!(rollout.start_epoch, Some(0));
+    assert_eq!(rollout.start_percentage, Some(0.0));
+    assert_eq!(rollout.duration_minutes, None);
+    // Conversion says what it could not carry over.
+    let options = ConvertOptions {
+        repository: "r",
+        oci: false,
+        aliases: None,
+        sequence: 1,
+        issued: Timestamp::UNIX_EPOCH,
+        expires: Timestamp::UNIX_EPOCH,
+    };
+    let converted = fcos::to_document(&index, &updates, &options).expect("converts");
+    assert_eq!(converted.warnings.len(), 1, "{:?}", converted.warnings);
+    assert!(converted.warnings[0].contains("updates entry for 9"));
+}
+
+#[test]
+fn a_foreign_repository_is_refused_when_converting() {
+    let (index, updates) = inputs("stable");
+    let options = ConvertOptions {
+        repository: "registry.example/other",
+        oci: true,
+        aliases: None,
+        sequence: 1,
+        issued: Timestamp::UNIX_EPOCH,
+        expires: Timestamp::UNIX_EPOCH,
+    };
+    let err = fcos::to_document(&index, &updates, &options).expect_err("another repository");
+    assert_eq!(err.kind(), "foreign_repository");
+    assert!(
+        err.to_string()
+            .contains("quay.io/fedora/fedora-coreos@sha256:"),
+        "{err}"
+    );
 }
 
 #[test]

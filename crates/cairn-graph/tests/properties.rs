@@ -2,7 +2,9 @@
 
 use cairn_graph::cincinnati::CincinnatiGraph;
 use cairn_graph::fcos::{ReleaseIndex, Updates};
-use cairn_graph::{ArchEntry, GraphDocument, Query, Reason, Release, Rollout, Scheme, UpdateGraph};
+use cairn_graph::{
+    ArchEntry, GraphDocument, Node, Query, Reason, Release, Rollout, Scheme, UpdateGraph,
+};
 use jiff::Timestamp;
 use proptest::prelude::*;
 
@@ -206,6 +208,49 @@ proptest! {
             let after = Query { now: change, ..q };
             prop_assert_eq!(g.decide(&q).target, g.decide(&before).target, "nothing changes before");
             prop_assert_ne!(g.decide(&q).target, g.decide(&after).target, "something changes at the time");
+        }
+    }
+
+    #[test]
+    fn decisions_on_server_graphs_are_safe_and_exact(
+        releases in prop::collection::vec((flags(), prop::bool::weighted(0.2)), 1..16),
+        raw_edges in prop::collection::vec((0usize..16, 0usize..16), 0..60),
+        w in 0.0f64..=1.0,
+        now in T0 - 1000..T0 + 1_500_000,
+    ) {
+        // A server may send anything: self loops, duplicates, edges backwards
+        // or between two nodes of the same age.
+        let mut age = 0u64;
+        let nodes: Vec<Node> = releases.iter().enumerate().map(|(i, (f, same_age))| {
+            if i > 0 && !same_age { age += 1; }
+            Node {
+                version: format!("v{i}"),
+                age_index: age,
+                payload: format!("p{i}"),
+                id: format!("p{i}"),
+                available: true,
+                barrier: f.barrier.then(String::new),
+                deadend: f.deadend.then(String::new),
+                rollout: f.rollout,
+                ..Node::default()
+            }
+        }).collect();
+        let g = UpdateGraph::with_edges(Scheme::Checksum, nodes, raw_edges);
+        for booted in g.nodes() {
+            let q = Query { booted: &booted.id, wariness: w, now: Timestamp::from_second(now).expect("time"), deny: &[], allow_downgrade: false };
+            let decision = g.decide(&q);
+            if let Some(target) = &decision.target {
+                prop_assert!(target.age_index > booted.age_index, "only newer releases are updates");
+                let node = &g.nodes()[g.find_booted(&target.digest).expect("a node")];
+                prop_assert!(node.deadend.is_none());
+                prop_assert!(node.rollout.is_none_or(|r| !r.hides(w, now)));
+            }
+            if let Some(change) = g.next_change_after(&q) {
+                let before = Query { now: Timestamp::from_second(change.as_second() - 1).expect("time"), ..q };
+                let after = Query { now: change, ..q };
+                prop_assert_eq!(&decision.target, &g.decide(&before).target);
+                prop_assert_ne!(&decision.target, &g.decide(&after).target);
+            }
         }
     }
 

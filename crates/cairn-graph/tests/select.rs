@@ -228,6 +228,59 @@ fn downgrades_only_when_allowed() {
 }
 
 #[test]
+fn hosts_booted_from_a_mirror_find_their_release() {
+    let doc = example();
+    let digest = digest(&doc, "42.20250915.0", "x86_64");
+    let mirrored = format!("mirror.internal:5000/acme/os@{digest}");
+    let decision = doc.decide("x86_64", &query(&mirrored, 0.0, END + 1, &[]));
+    assert_eq!(decision.booted_version.as_deref(), Some("42.20250915.0"));
+    assert_eq!(
+        decision.target.map(|t| t.version).as_deref(),
+        Some("42.20250929.0")
+    );
+}
+
+#[test]
+fn a_server_edge_back_to_the_same_release_is_not_an_update() {
+    let graph: CincinnatiGraph = serde_json::from_value(json!({
+        "nodes": [
+            {"version": "1", "payload": "a", "metadata": {
+                "org.fedoraproject.coreos.scheme": "checksum",
+                "org.fedoraproject.coreos.releases.age_index": "0"}},
+            {"version": "1-again", "payload": "b", "metadata": {
+                "org.fedoraproject.coreos.scheme": "checksum",
+                "org.fedoraproject.coreos.releases.age_index": "0"}}
+        ],
+        "edges": [[0, 0], [0, 1], [0, 0]]
+    }))
+    .expect("graph");
+    let graph = UpdateGraph::from_cincinnati(&graph).expect("valid");
+    let decision = graph.decide(&query("a", 0.0, 0, &[]));
+    assert_eq!(decision.target, None);
+    assert_eq!(decision.no_update, Some(NoUpdate::UpToDate));
+    assert_eq!(graph.next_change_after(&query("a", 0.0, 0, &[])), None);
+}
+
+#[test]
+fn expiry_is_checked_in_whole_seconds() {
+    let doc = example();
+    let booted = digest(&doc, "42.20250915.0", "x86_64");
+    let expires = doc.expires.as_second();
+    let at_expiry = doc.decide("x86_64", &query(&booted, 0.0, expires, &[]));
+    assert!(
+        at_expiry.target.is_some(),
+        "still valid during its last second"
+    );
+    let change = doc.next_change_after("x86_64", &query(&booted, 0.0, expires, &[]));
+    assert_eq!(change, Some(at(expires + 1)));
+    let after = doc.decide("x86_64", &query(&booted, 0.0, expires + 1, &[]));
+    assert!(matches!(
+        after.no_update,
+        Some(NoUpdate::DocumentExpired { .. })
+    ));
+}
+
+#[test]
 fn an_unknown_booted_digest_is_an_error_state() {
     let doc = example();
     let unknown = format!("sha256:{}", "0".repeat(64));

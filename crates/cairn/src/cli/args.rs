@@ -116,6 +116,14 @@ pub fn wariness(
     }
 }
 
+/// Write `text` to standard output. Errors, a closed pipe included, reach `main`.
+pub fn emit(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()
+}
+
 /// Read a whole file, naming it in any error.
 pub fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))

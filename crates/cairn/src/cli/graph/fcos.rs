@@ -3,7 +3,6 @@
 use crate::cli::args::{self, FedoraFiles, WarinessArgs};
 use cairn_graph::Scheme;
 use cairn_graph::fcos::build_graph;
-use std::io::Write;
 use std::process::ExitCode;
 
 /// Print the graph Fedora's graph builder serves or, with a wariness, the one its
@@ -39,7 +38,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let now = args::now_or(args.now.as_deref())?;
         graph = graph.throttled(wariness, now.as_second());
     }
-    let mut out = std::io::stdout().lock();
-    out.write_all(graph.to_cincinnati().to_json_pretty().as_bytes())?;
+    args::emit(&graph.to_cincinnati().to_json_pretty())?;
     Ok(ExitCode::SUCCESS)
 }

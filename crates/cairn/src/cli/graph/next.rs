@@ -58,6 +58,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         })).collect::<Vec<_>>(),
         "next_change": next_change.map(|t| t.to_string()),
     });
-    println!("{}", serde_json::to_string_pretty(&answer)?);
+    args::emit(&format!("{}\n", serde_json::to_string_pretty(&answer)?))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -8,6 +8,6 @@ pub struct Args {}
 
 pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
     let schema = cairn_graph::GraphDocument::json_schema();
-    println!("{}", serde_json::to_string_pretty(&schema)?);
+    crate::cli::args::emit(&format!("{}\n", serde_json::to_string_pretty(&schema)?))?;
     Ok(ExitCode::SUCCESS)
 }
