@@ -1,0 +1,710 @@
+//! A small registry client for the OCI distribution API, on reqwest with rustls.
+//!
+//! Written for Cairn rather than taken from a general-purpose crate because
+//! the scanner needs things those hide: the `Link` header for tag pagination,
+//! exact `Accept` lists (Debian's registry returns 404 for OCI manifests
+//! otherwise), HEAD requests with `Docker-Content-Digest`, and a request
+//! counter so that the cost of a scan can be measured.
+
+use crate::auth::{Challenge, Credentials, Login};
+use crate::digest::sha256_digest;
+use crate::error::{OciError, Result};
+use crate::reference::Repository;
+use base64::Engine;
+use bytes::Bytes;
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::{Method, StatusCode};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// OCI image manifest.
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// OCI image index.
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// Docker image manifest, schema 2.
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// Docker manifest list.
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// Every manifest type Cairn reads, for `Accept`.
+const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// Largest manifest or document Cairn accepts (registries cap manifests at 4 MiB).
+pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
+
+/// How the client behaves.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Logins by registry.
+    pub credentials: Credentials,
+    /// Registries spoken to over plain HTTP (for example `127.0.0.1:5000` in tests).
+    /// Every other registry is reached over HTTPS only.
+    pub insecure_registries: Vec<String>,
+    /// Timeout of each request.
+    pub timeout: Duration,
+    /// Retries after a 429, a 5xx or a transport error.
+    pub retries: u32,
+    /// First pause between retries; it doubles each time.
+    pub backoff: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            credentials: Credentials::none(),
+            insecure_registries: Vec::new(),
+            timeout: Duration::from_secs(30),
+            retries: 3,
+            backoff: Duration::from_millis(200),
+        }
+    }
+}
+
+/// What a HEAD or GET of a manifest tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestHead {
+    /// The manifest digest.
+    pub digest: String,
+    /// Its media type.
+    pub media_type: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// A fetched manifest.
+#[derive(Debug, Clone)]
+pub struct FetchedManifest {
+    /// The exact bytes.
+    pub bytes: Bytes,
+    /// The media type the registry gave.
+    pub media_type: String,
+    /// The sha256 digest of the bytes.
+    pub digest: String,
+}
+
+/// A registry client; cheap to clone, shares its connection pool and tokens.
+#[derive(Debug, Clone)]
+pub struct RegistryClient {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    http: reqwest::Client,
+    options: ClientOptions,
+    /// `Authorization` values by `host/repository`.
+    authorizations: Mutex<HashMap<String, HeaderValue>>,
+    requests: AtomicU64,
+}
+
+impl RegistryClient {
+    /// A client with these options.
+    pub fn new(options: ClientOptions) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(options.timeout)
+            .connect_timeout(options.timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("cairn/", env!("CARGO_PKG_VERSION")))
+            // Redirects to blob storage must not carry our credentials elsewhere.
+            .redirect(reqwest::redirect::Policy::limited(5))
+            .build()
+            .map_err(|e| OciError::invalid("HTTP client", e))?;
+        Ok(RegistryClient {
+            inner: Arc::new(Inner {
+                http,
+                options,
+                authorizations: Mutex::new(HashMap::new()),
+                requests: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// HTTP requests sent so far, token requests and retries included.
+    pub fn request_count(&self) -> u64 {
+        self.inner.requests.load(Ordering::Relaxed)
+    }
+
+    fn base_url(&self, repository: &Repository) -> String {
+        let host = repository.api_host();
+        let scheme = if self
+            .inner
+            .options
+            .insecure_registries
+            .iter()
+            .any(|h| h == host || h == &repository.registry)
+        {
+            "http"
+        } else {
+            "https"
+        };
+        format!("{scheme}://{host}/v2/{}", repository.path)
+    }
+
+    fn auth_key(repository: &Repository) -> String {
+        format!("{}/{}", repository.api_host(), repository.path)
+    }
+
+    fn cached_authorization(&self, repository: &Repository) -> Option<HeaderValue> {
+        let map = self.inner.authorizations.lock().ok()?;
+        map.get(&Self::auth_key(repository)).cloned()
+    }
+
+    fn remember_authorization(&self, repository: &Repository, value: HeaderValue) {
+        if let Ok(mut map) = self.inner.authorizations.lock() {
+            map.insert(Self::auth_key(repository), value);
+        }
+    }
+
+    /// Send a request, authenticating on a 401 and retrying 429, 5xx and
+    /// transport errors with exponential backoff (honouring `Retry-After`).
+    async fn send(
+        &self,
+        repository: &Repository,
+        method: Method,
+        url: &str,
+        headers: HeaderMap,
+        body: Option<Bytes>,
+    ) -> Result<reqwest::Response> {
+        let options = &self.inner.options;
+        let mut authenticated = false;
+        let mut attempt = 0;
+        loop {
+            let mut request = self
+                .inner
+                .http
+                .request(method.clone(), url)
+                .headers(headers.clone());
+            if let Some(body) = &body {
+                request = request.body(body.clone());
+            }
+            if let Some(value) = self.cached_authorization(repository) {
+                request = request.header(header::AUTHORIZATION, value);
+            }
+            self.inner.requests.fetch_add(1, Ordering::Relaxed);
+            let response = match request.send().await {
+                Ok(response) => response,
+                Err(error) if attempt < options.retries => {
+                    tracing::debug!(%url, %error, attempt, "retrying after transport error");
+                    tokio::time::sleep(options.backoff * 2u32.saturating_pow(attempt)).await;
+                    attempt += 1;
+                    continue;
+                }
+                Err(error) => {
+                    return Err(OciError::Transport {
+                        method: method.to_string(),
+                        url: url.to_string(),
+                        message: error_chain(&error),
+                    });
+                }
+            };
+            let status = response.status();
+            if status == StatusCode::UNAUTHORIZED && !authenticated {
+                let challenge = response
+                    .headers()
+                    .get(header::WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(Challenge::parse);
+                let value = self.authorize(repository, url, challenge).await?;
+                self.remember_authorization(repository, value);
+                authenticated = true;
+                continue;
+            }
+            if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                return Err(OciError::Unauthorized {
+                    url: url.to_string(),
+                    message: format!("HTTP {}", status.as_u16()),
+                });
+            }
+            let retryable = status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
+            if retryable && attempt < options.retries {
+                let pause = retry_after(response.headers())
+                    .unwrap_or(options.backoff * 2u32.saturating_pow(attempt));
+                tracing::debug!(%url, status = status.as_u16(), attempt, "retrying");
+                tokio::time::sleep(pause).await;
+                attempt += 1;
+                continue;
+            }
+            return Ok(response);
+        }
+    }
+
+    /// Work out the `Authorization` value a challenge asks for.
+    async fn authorize(
+        &self,
+        repository: &Repository,
+        url: &str,
+        challenge: Option<Challenge>,
+    ) -> Result<HeaderValue> {
+        let login = self.inner.options.credentials.for_repository(repository);
+        match challenge {
+            Some(Challenge::Basic) => {
+                let login = login.ok_or_else(|| OciError::Unauthorized {
+                    url: url.to_string(),
+                    message: format!(
+                        "the registry wants a login and none is configured for {repository}"
+                    ),
+                })?;
+                header_value(&basic(login))
+            }
+            Some(Challenge::Bearer {
+                realm,
+                service,
+                scope,
+            }) => {
+                let token = self
+                    .fetch_token(&realm, service.as_deref(), scope.as_deref(), login)
+                    .await?;
+                header_value(&format!("Bearer {token}"))
+            }
+            None => Err(OciError::Unauthorized {
+                url: url.to_string(),
+                message: "HTTP 401 without a challenge Cairn understands".into(),
+            }),
+        }
+    }
+
+    async fn fetch_token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scope: Option<&str>,
+        login: Option<&Login>,
+    ) -> Result<String> {
+        let mut query = Vec::new();
+        if let Some(service) = service {
+            query.push(("service", service));
+        }
+        if let Some(scope) = scope {
+            query.push(("scope", scope));
+        }
+        let mut request = self.inner.http.get(realm).query(&query);
+        if let Some(login) = login {
+            request = request.basic_auth(&login.username, Some(&login.password));
+        }
+        self.inner.requests.fetch_add(1, Ordering::Relaxed);
+        let response = request.send().await.map_err(|e| OciError::Transport {
+            method: "GET".into(),
+            url: realm.to_string(),
+            message: error_chain(&e),
+        })?;
+        if !response.status().is_success() {
+            return Err(OciError::Unauthorized {
+                url: realm.to_string(),
+                message: format!(
+                    "token endpoint answered HTTP {}",
+                    response.status().as_u16()
+                ),
+            });
+        }
+        #[derive(serde::Deserialize)]
+        struct TokenReply {
+            #[serde(default)]
+            token: Option<String>,
+            #[serde(default)]
+            access_token: Option<String>,
+        }
+        let bytes = response.bytes().await.map_err(|e| OciError::Transport {
+            method: "GET".into(),
+            url: realm.to_string(),
+            message: error_chain(&e),
+        })?;
+        let reply: TokenReply = serde_json::from_slice(&bytes)
+            .map_err(|e| OciError::invalid(format!("token reply from {realm}"), e))?;
+        reply
+            .token
+            .or(reply.access_token)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| OciError::invalid(format!("token reply from {realm}"), "no token"))
+    }
+
+    /// Every tag of a repository, following `Link` pagination when the registry uses it.
+    pub async fn list_tags(&self, repository: &Repository) -> Result<Vec<String>> {
+        #[derive(serde::Deserialize)]
+        struct TagList {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        let base = self.base_url(repository);
+        let mut url = format!("{base}/tags/list?n=1000");
+        let mut tags = Vec::new();
+        // A registry that loops its Link header must not loop us for ever.
+        for _ in 0..10_000 {
+            let response = self
+                .send(repository, Method::GET, &url, HeaderMap::new(), None)
+                .await?;
+            let response = expect_success(response, "GET", &url).await?;
+            let next = next_link(response.headers(), &url);
+            let bytes = read_body(response, "GET", &url).await?;
+            let page: TagList = serde_json::from_slice(&bytes)
+                .map_err(|e| OciError::invalid(format!("tag list of {repository}"), e))?;
+            tags.extend(page.tags.unwrap_or_default());
+            match next {
+                Some(next) => url = next,
+                None => return Ok(tags),
+            }
+        }
+        Err(OciError::invalid(
+            format!("tag list of {repository}"),
+            "too many pages",
+        ))
+    }
+
+    /// HEAD a manifest by tag or digest; `None` when it does not exist.
+    pub async fn head_manifest(
+        &self,
+        repository: &Repository,
+        reference: &str,
+    ) -> Result<Option<ManifestHead>> {
+        let url = format!("{}/manifests/{reference}", self.base_url(repository));
+        let response = self
+            .send(repository, Method::HEAD, &url, accept_manifests(), None)
+            .await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let response = expect_success(response, "HEAD", &url).await?;
+        let headers = response.headers();
+        let digest = headers
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let media_type = content_type(headers);
+        let size = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        match digest {
+            Some(digest) if cairn_graph::digest::is_sha256_digest(&digest) => {
+                Ok(Some(ManifestHead {
+                    digest,
+                    media_type,
+                    size,
+                }))
+            }
+            // Older registries may omit the header: fall back to GET and hash.
+            _ => match self.get_manifest(repository, reference).await {
+                Ok(manifest) => Ok(Some(ManifestHead {
+                    digest: manifest.digest,
+                    media_type: manifest.media_type,
+                    size: manifest.bytes.len() as u64,
+                })),
+                Err(OciError::NotFound(_)) => Ok(None),
+                Err(e) => Err(e),
+            },
+        }
+    }
+
+    /// GET a manifest by tag or digest, checking the digest of what arrives.
+    pub async fn get_manifest(
+        &self,
+        repository: &Repository,
+        reference: &str,
+    ) -> Result<FetchedManifest> {
+        let url = format!("{}/manifests/{reference}", self.base_url(repository));
+        let response = self
+            .send(repository, Method::GET, &url, accept_manifests(), None)
+            .await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Err(OciError::NotFound(format!(
+                "manifest {repository}:{reference}"
+            )));
+        }
+        let response = expect_success(response, "GET", &url).await?;
+        let media_type = content_type(response.headers());
+        let header_digest = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let bytes = read_limited(response, "GET", &url, MAX_MANIFEST_BYTES).await?;
+        let digest = sha256_digest(&bytes);
+        let expected = if cairn_graph::digest::is_sha256_digest(reference) {
+            Some(reference.to_string())
+        } else {
+            header_digest.filter(|d| d.starts_with("sha256:"))
+        };
+        if let Some(expected) = expected
+            && expected != digest
+        {
+            return Err(OciError::DigestMismatch {
+                what: format!("manifest {repository}:{reference}"),
+                expected,
+                actual: digest,
+            });
+        }
+        Ok(FetchedManifest {
+            bytes,
+            media_type,
+            digest,
+        })
+    }
+
+    /// GET a blob, checking its digest; `limit` bounds its size.
+    pub async fn get_blob(
+        &self,
+        repository: &Repository,
+        digest: &str,
+        limit: usize,
+    ) -> Result<Bytes> {
+        let url = format!("{}/blobs/{digest}", self.base_url(repository));
+        let response = self
+            .send(repository, Method::GET, &url, HeaderMap::new(), None)
+            .await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Err(OciError::NotFound(format!("blob {repository}@{digest}")));
+        }
+        let response = expect_success(response, "GET", &url).await?;
+        let bytes = read_limited(response, "GET", &url, limit).await?;
+        let actual = sha256_digest(&bytes);
+        if actual != digest {
+            return Err(OciError::DigestMismatch {
+                what: format!("blob {repository}@{digest}"),
+                expected: digest.to_string(),
+                actual,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// True when the registry has this blob.
+    pub async fn blob_exists(&self, repository: &Repository, digest: &str) -> Result<bool> {
+        let url = format!("{}/blobs/{digest}", self.base_url(repository));
+        let response = self
+            .send(repository, Method::HEAD, &url, HeaderMap::new(), None)
+            .await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(false),
+            status if status.is_success() => Ok(true),
+            _ => Err(expect_success(response, "HEAD", &url)
+                .await
+                .err()
+                .unwrap_or_else(|| OciError::invalid(url.clone(), "unexpected status"))),
+        }
+    }
+
+    /// Upload a blob (monolithically) unless the registry already has it.
+    pub async fn push_blob(&self, repository: &Repository, data: Bytes) -> Result<String> {
+        let digest = sha256_digest(&data);
+        if self.blob_exists(repository, &digest).await? {
+            return Ok(digest);
+        }
+        let start = format!("{}/blobs/uploads/", self.base_url(repository));
+        let response = self
+            .send(repository, Method::POST, &start, HeaderMap::new(), None)
+            .await?;
+        let response = expect_success(response, "POST", &start).await?;
+        let location = response
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| OciError::invalid(format!("upload to {repository}"), "no Location"))?;
+        let mut upload = resolve_url(&start, location)?;
+        upload.query_pairs_mut().append_pair("digest", &digest);
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        let response = self
+            .send(
+                repository,
+                Method::PUT,
+                upload.as_str(),
+                headers,
+                Some(data),
+            )
+            .await?;
+        expect_success(response, "PUT", upload.as_str()).await?;
+        Ok(digest)
+    }
+
+    /// Upload a manifest under a tag or its digest; returns its digest.
+    pub async fn put_manifest(
+        &self,
+        repository: &Repository,
+        reference: &str,
+        bytes: Bytes,
+        media_type: &str,
+    ) -> Result<String> {
+        let digest = sha256_digest(&bytes);
+        let url = format!("{}/manifests/{reference}", self.base_url(repository));
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, header_value(media_type)?);
+        let response = self
+            .send(repository, Method::PUT, &url, headers, Some(bytes))
+            .await?;
+        let response = expect_success(response, "PUT", &url).await?;
+        if let Some(returned) = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            && returned.starts_with("sha256:")
+            && returned != digest
+        {
+            return Err(OciError::DigestMismatch {
+                what: format!("manifest pushed to {repository}:{reference}"),
+                expected: digest,
+                actual: returned.to_string(),
+            });
+        }
+        Ok(digest)
+    }
+}
+
+fn accept_manifests() -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(header::ACCEPT, HeaderValue::from_static(ACCEPT_MANIFESTS));
+    headers
+}
+
+fn content_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or(v).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn basic(login: &Login) -> String {
+    let raw = format!("{}:{}", login.username, login.password);
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    )
+}
+
+fn header_value(text: &str) -> Result<HeaderValue> {
+    HeaderValue::from_str(text).map_err(|e| OciError::invalid("header value", e))
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let seconds: u64 = headers
+        .get(header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    // A registry asking for minutes should not stall a scan for that long.
+    Some(Duration::from_secs(seconds.min(30)))
+}
+
+/// The URL of `rel="next"` in a `Link` header, resolved against `current`.
+fn next_link(headers: &HeaderMap, current: &str) -> Option<String> {
+    let link = headers.get(header::LINK)?.to_str().ok()?;
+    link.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        if !params.replace(' ', "").contains("rel=\"next\"") {
+            return None;
+        }
+        let target = target.trim().trim_start_matches('<').trim_end_matches('>');
+        resolve_url(current, target).ok().map(|u| u.to_string())
+    })
+}
+
+fn resolve_url(base: &str, target: &str) -> Result<url::Url> {
+    let base = url::Url::parse(base).map_err(|e| OciError::invalid(base.to_string(), e))?;
+    base.join(target)
+        .map_err(|e| OciError::invalid(target.to_string(), e))
+}
+
+async fn expect_success(
+    response: reqwest::Response,
+    method: &str,
+    url: &str,
+) -> Result<reqwest::Response> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let body = response.text().await.unwrap_or_default();
+    Err(OciError::Status {
+        method: method.to_string(),
+        url: url.to_string(),
+        status: status.as_u16(),
+        body: body.chars().take(300).collect(),
+    })
+}
+
+async fn read_body(response: reqwest::Response, method: &str, url: &str) -> Result<Bytes> {
+    read_limited(response, method, url, MAX_MANIFEST_BYTES).await
+}
+
+/// Read a body, refusing more than `limit` bytes so a hostile registry cannot exhaust memory.
+async fn read_limited(
+    mut response: reqwest::Response,
+    method: &str,
+    url: &str,
+    limit: usize,
+) -> Result<Bytes> {
+    let transport = |e: reqwest::Error| OciError::Transport {
+        method: method.to_string(),
+        url: url.to_string(),
+        message: error_chain(&e),
+    };
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(OciError::invalid(
+            url.to_string(),
+            format!("larger than {limit} bytes"),
+        ));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(transport)? {
+        if body.len() + chunk.len() > limit {
+            return Err(OciError::invalid(
+                url.to_string(),
+                format!("larger than {limit} bytes"),
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(body))
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn follows_relative_and_absolute_links() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::LINK,
+            HeaderValue::from_static("</v2/os/tags/list?n=2&last=b>; rel=\"next\""),
+        );
+        assert_eq!(
+            next_link(&headers, "http://127.0.0.1:5000/v2/os/tags/list?n=2").as_deref(),
+            Some("http://127.0.0.1:5000/v2/os/tags/list?n=2&last=b")
+        );
+        headers.insert(
+            header::LINK,
+            HeaderValue::from_static("<https://r.example/x>; rel=\"prev\""),
+        );
+        assert_eq!(
+            next_link(&headers, "https://r.example/v2/os/tags/list"),
+            None
+        );
+    }
+
+    #[test]
+    fn retry_after_is_capped() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
+        headers.insert(header::RETRY_AFTER, HeaderValue::from_static("3600"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(30)));
+    }
+}

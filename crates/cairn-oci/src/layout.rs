@@ -1,0 +1,308 @@
+//! The OCI image-layout directory (`oci:DIR`), as `skopeo copy … oci:DIR:TAG`
+//! writes it: `oci-layout`, `index.json`, and `blobs/sha256/<hex>`.
+//!
+//! It offers the same operations as a registry, so a single machine, a test or
+//! a disconnected site can publish and read documents with no registry at all.
+
+use crate::client::{FetchedManifest, ManifestHead};
+use crate::digest::sha256_digest;
+use crate::error::{OciError, Result};
+use bytes::Bytes;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+
+/// The annotation that names a manifest in `index.json`.
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// An OCI image layout on disk.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    /// Open an existing layout.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Layout> {
+        let root = root.into();
+        let marker = root.join("oci-layout");
+        let text = std::fs::read_to_string(&marker).map_err(|e| OciError::io(&marker, e))?;
+        let value: Value = serde_json::from_str(&text)
+            .map_err(|e| OciError::invalid(marker.display().to_string(), e))?;
+        if value
+            .get("imageLayoutVersion")
+            .and_then(Value::as_str)
+            .is_none()
+        {
+            return Err(OciError::invalid(
+                marker.display().to_string(),
+                "missing imageLayoutVersion",
+            ));
+        }
+        Ok(Layout { root })
+    }
+
+    /// Open a layout, creating an empty one if the directory has none.
+    pub fn open_or_create(root: impl Into<PathBuf>) -> Result<Layout> {
+        let root = root.into();
+        if root.join("oci-layout").exists() {
+            return Layout::open(root);
+        }
+        let blobs = root.join("blobs/sha256");
+        std::fs::create_dir_all(&blobs).map_err(|e| OciError::io(&blobs, e))?;
+        write_atomically(
+            &root.join("oci-layout"),
+            br#"{"imageLayoutVersion":"1.0.0"}"#,
+        )?;
+        let index =
+            json!({"schemaVersion": 2, "mediaType": crate::client::OCI_INDEX, "manifests": []});
+        write_atomically(&root.join("index.json"), index.to_string().as_bytes())?;
+        Ok(Layout { root })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    fn index_path(&self) -> PathBuf {
+        self.root.join("index.json")
+    }
+
+    fn read_index(&self) -> Result<Value> {
+        let path = self.index_path();
+        let bytes = std::fs::read(&path).map_err(|e| OciError::io(&path, e))?;
+        let index: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| OciError::invalid(path.display().to_string(), e))?;
+        if !index.get("manifests").is_some_and(Value::is_array) {
+            return Err(OciError::invalid(
+                path.display().to_string(),
+                "no manifests array",
+            ));
+        }
+        Ok(index)
+    }
+
+    fn entries(&self) -> Result<Vec<Value>> {
+        let index = self.read_index()?;
+        Ok(index["manifests"].as_array().cloned().unwrap_or_default())
+    }
+
+    fn blob_path(&self, digest: &str) -> Result<PathBuf> {
+        if !cairn_graph::digest::is_sha256_digest(digest) {
+            return Err(OciError::invalid(
+                format!("digest {digest:?}"),
+                "not a sha256 digest",
+            ));
+        }
+        Ok(self
+            .root
+            .join("blobs/sha256")
+            .join(&digest["sha256:".len()..]))
+    }
+
+    /// Names (`org.opencontainers.image.ref.name`) in `index.json`.
+    pub fn list_tags(&self) -> Result<Vec<String>> {
+        Ok(self
+            .entries()?
+            .iter()
+            .filter_map(|entry| entry["annotations"][REF_NAME].as_str().map(str::to_string))
+            .collect())
+    }
+
+    /// The manifest a name or digest refers to, if any.
+    pub fn resolve(&self, reference: &str) -> Result<Option<ManifestHead>> {
+        if cairn_graph::digest::is_sha256_digest(reference) {
+            let path = self.blob_path(reference)?;
+            return match std::fs::read(&path) {
+                Ok(bytes) => Ok(Some(ManifestHead {
+                    digest: reference.to_string(),
+                    media_type: media_type_of(&bytes),
+                    size: bytes.len() as u64,
+                })),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(OciError::io(path, e)),
+            };
+        }
+        let entry = self
+            .entries()?
+            .into_iter()
+            .rev()
+            .find(|entry| entry["annotations"][REF_NAME].as_str() == Some(reference));
+        Ok(entry.and_then(|entry| {
+            Some(ManifestHead {
+                digest: entry["digest"].as_str()?.to_string(),
+                media_type: entry["mediaType"].as_str().unwrap_or_default().to_string(),
+                size: entry["size"].as_u64().unwrap_or(0),
+            })
+        }))
+    }
+
+    /// A manifest by name or digest.
+    pub fn get_manifest(&self, reference: &str) -> Result<FetchedManifest> {
+        let head = self.resolve(reference)?.ok_or_else(|| {
+            OciError::NotFound(format!("{reference} in oci:{}", self.root.display()))
+        })?;
+        let bytes = self.get_blob(&head.digest, crate::client::MAX_MANIFEST_BYTES)?;
+        let media_type = if head.media_type.is_empty() {
+            media_type_of(&bytes)
+        } else {
+            head.media_type
+        };
+        Ok(FetchedManifest {
+            bytes,
+            media_type,
+            digest: head.digest,
+        })
+    }
+
+    /// A blob, checked against its digest.
+    pub fn get_blob(&self, digest: &str, limit: usize) -> Result<Bytes> {
+        let path = self.blob_path(digest)?;
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(OciError::NotFound(format!(
+                    "blob {digest} in oci:{}",
+                    self.root.display()
+                )));
+            }
+            Err(e) => return Err(OciError::io(path, e)),
+        };
+        if bytes.len() > limit {
+            return Err(OciError::invalid(
+                path.display().to_string(),
+                format!("larger than {limit} bytes"),
+            ));
+        }
+        let actual = sha256_digest(&bytes);
+        if actual != digest {
+            return Err(OciError::DigestMismatch {
+                what: path.display().to_string(),
+                expected: digest.to_string(),
+                actual,
+            });
+        }
+        Ok(Bytes::from(bytes))
+    }
+
+    /// Store a blob; returns its digest.
+    pub fn put_blob(&self, data: &[u8]) -> Result<String> {
+        let digest = sha256_digest(data);
+        let path = self.blob_path(&digest)?;
+        if !path.exists() {
+            write_atomically(&path, data)?;
+        }
+        Ok(digest)
+    }
+
+    /// Store a manifest and, with a name, point the name at it (replacing
+    /// whatever the name pointed at before).
+    pub fn put_manifest(
+        &self,
+        bytes: &[u8],
+        media_type: &str,
+        name: Option<&str>,
+    ) -> Result<String> {
+        let digest = self.put_blob(bytes)?;
+        let mut index = self.read_index()?;
+        let mut descriptor =
+            json!({"mediaType": media_type, "digest": digest, "size": bytes.len()});
+        if let Some(manifests) = index["manifests"].as_array_mut() {
+            match name {
+                Some(name) => {
+                    manifests.retain(|entry| entry["annotations"][REF_NAME].as_str() != Some(name));
+                    descriptor["annotations"] = json!({ REF_NAME: name });
+                    manifests.push(descriptor);
+                }
+                None => {
+                    if !manifests
+                        .iter()
+                        .any(|entry| entry["digest"].as_str() == Some(&digest))
+                    {
+                        manifests.push(descriptor);
+                    }
+                }
+            }
+        }
+        let text = serde_json::to_vec(&index).map_err(|e| OciError::invalid("index.json", e))?;
+        write_atomically(&self.index_path(), &text)?;
+        Ok(digest)
+    }
+}
+
+/// The `mediaType` a manifest declares.
+fn media_type_of(bytes: &[u8]) -> String {
+    serde_json::from_slice::<Value>(bytes)
+        .ok()
+        .and_then(|v| {
+            v.get("mediaType")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .unwrap_or_default()
+}
+
+/// Write through a temporary file and rename, so readers never see half a file.
+fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
+    let temporary = path.with_extension(format!("tmp-{}", std::process::id()));
+    std::fs::write(&temporary, data).map_err(|e| OciError::io(&temporary, e))?;
+    std::fs::rename(&temporary, path).map_err(|e| OciError::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_of_blobs_and_named_manifests() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let layout = Layout::open_or_create(dir.path()).expect("created");
+        let blob = layout.put_blob(b"hello").expect("blob");
+        assert_eq!(
+            layout.get_blob(&blob, 100).expect("read").as_ref(),
+            b"hello"
+        );
+        let manifest =
+            br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}"#;
+        let first = layout
+            .put_manifest(manifest, crate::client::OCI_MANIFEST, Some("graph-stable"))
+            .expect("manifest");
+        assert_eq!(
+            layout.list_tags().expect("tags"),
+            vec!["graph-stable".to_string()]
+        );
+        let fetched = layout.get_manifest("graph-stable").expect("by name");
+        assert_eq!(fetched.digest, first);
+        assert_eq!(fetched.media_type, crate::client::OCI_MANIFEST);
+        // Re-pointing a name replaces the entry.
+        let other = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","x":1}"#;
+        let second = layout
+            .put_manifest(other, crate::client::OCI_MANIFEST, Some("graph-stable"))
+            .expect("manifest");
+        assert_eq!(
+            layout
+                .resolve("graph-stable")
+                .expect("ok")
+                .map(|h| h.digest),
+            Some(second)
+        );
+        assert_eq!(layout.list_tags().expect("tags").len(), 1);
+        // Reopening works, and corruption is detected.
+        let reopened = Layout::open(dir.path()).expect("reopens");
+        std::fs::write(reopened.blob_path(&blob).expect("path"), b"tampered").expect("write");
+        assert!(matches!(
+            reopened.get_blob(&blob, 100),
+            Err(OciError::DigestMismatch { .. })
+        ));
+        assert!(matches!(
+            reopened.get_manifest("missing"),
+            Err(OciError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn a_directory_without_a_layout_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        assert!(matches!(Layout::open(dir.path()), Err(OciError::Io { .. })));
+    }
+}

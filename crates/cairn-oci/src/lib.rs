@@ -1,0 +1,26 @@
+//! Registry access for Cairn: a distribution-API client, the OCI image-layout
+//! directory backend, and update graph documents stored, signed and verified
+//! as OCI artifacts.
+//!
+//! - [`client`]: the registry client (tags, manifests, blobs, auth, retries).
+//! - [`layout`]: `oci:DIR` layouts with the same operations.
+//! - [`store`]: one interface over both.
+//! - [`document`]: publishing, reading and verifying documents.
+//! - [`signing`]: cosign-compatible ECDSA P-256 keys and signatures.
+
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod client;
+pub mod digest;
+pub mod document;
+pub mod error;
+pub mod layout;
+pub mod reference;
+pub mod signing;
+pub mod store;
+
+pub use client::{ClientOptions, RegistryClient};
+pub use error::OciError;
+pub use reference::{ImageRef, Location, Repository};
+pub use store::Store;

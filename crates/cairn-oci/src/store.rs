@@ -1,0 +1,109 @@
+//! One interface over a registry repository and an OCI layout directory.
+
+use crate::client::{FetchedManifest, ManifestHead, RegistryClient};
+use crate::error::Result;
+use crate::layout::Layout;
+use crate::reference::Repository;
+use bytes::Bytes;
+
+/// Where manifests and blobs are read and written.
+#[derive(Debug, Clone)]
+pub enum Store {
+    /// A repository in a registry.
+    Registry {
+        /// The client.
+        client: RegistryClient,
+        /// The repository.
+        repository: Repository,
+    },
+    /// An OCI image layout directory.
+    Layout(Layout),
+}
+
+impl Store {
+    /// A registry repository.
+    pub fn registry(client: RegistryClient, repository: Repository) -> Self {
+        Store::Registry { client, repository }
+    }
+
+    /// How to name this store to people (`registry/repo` or `oci:DIR`).
+    pub fn describe(&self) -> String {
+        match self {
+            Store::Registry { repository, .. } => repository.to_string(),
+            Store::Layout(layout) => format!("oci:{}", layout.path().display()),
+        }
+    }
+
+    /// Every tag (for a layout: every `ref.name`).
+    pub async fn list_tags(&self) -> Result<Vec<String>> {
+        match self {
+            Store::Registry { client, repository } => client.list_tags(repository).await,
+            Store::Layout(layout) => layout.list_tags(),
+        }
+    }
+
+    /// The manifest a tag or digest points at, if any.
+    pub async fn resolve(&self, reference: &str) -> Result<Option<ManifestHead>> {
+        match self {
+            Store::Registry { client, repository } => {
+                client.head_manifest(repository, reference).await
+            }
+            Store::Layout(layout) => layout.resolve(reference),
+        }
+    }
+
+    /// A manifest by tag or digest.
+    pub async fn get_manifest(&self, reference: &str) -> Result<FetchedManifest> {
+        match self {
+            Store::Registry { client, repository } => {
+                client.get_manifest(repository, reference).await
+            }
+            Store::Layout(layout) => layout.get_manifest(reference),
+        }
+    }
+
+    /// A blob, checked against its digest, at most `limit` bytes.
+    pub async fn get_blob(&self, digest: &str, limit: usize) -> Result<Bytes> {
+        match self {
+            Store::Registry { client, repository } => {
+                client.get_blob(repository, digest, limit).await
+            }
+            Store::Layout(layout) => layout.get_blob(digest, limit),
+        }
+    }
+
+    /// Store a blob; returns its digest.
+    pub async fn put_blob(&self, data: Bytes) -> Result<String> {
+        match self {
+            Store::Registry { client, repository } => client.push_blob(repository, data).await,
+            Store::Layout(layout) => layout.put_blob(&data),
+        }
+    }
+
+    /// Store a manifest by digest only (`tag: None`) or under a tag.
+    pub async fn put_manifest(
+        &self,
+        bytes: Bytes,
+        media_type: &str,
+        tag: Option<&str>,
+    ) -> Result<String> {
+        match self {
+            Store::Registry { client, repository } => {
+                let digest = crate::digest::sha256_digest(&bytes);
+                let reference = tag.unwrap_or(&digest).to_string();
+                client
+                    .put_manifest(repository, &reference, bytes, media_type)
+                    .await
+            }
+            Store::Layout(layout) => layout.put_manifest(&bytes, media_type, tag),
+        }
+    }
+
+    /// HTTP requests sent so far (0 for a layout).
+    pub fn request_count(&self) -> u64 {
+        match self {
+            Store::Registry { client, .. } => client.request_count(),
+            Store::Layout(_) => 0,
+        }
+    }
+}
