@@ -339,12 +339,17 @@ pub fn next_sequence(previous: Option<u64>, issued: Timestamp) -> u64 {
 /// make this atomic, so conflicts are detected instead: the tag is read before,
 /// just before tagging and after; if it moved, the caller is told, and the tag
 /// always holds one complete document from one writer.
+///
+/// `settle` is how long to wait after tagging before the final check; a
+/// concurrent writer that passed its own check just before we tagged will
+/// have tagged by then, so one of the two reports the conflict.
 pub async fn publish(
     store: &Store,
     tag: &str,
     identity: &str,
     mut document: GraphDocument,
     key: Option<&SigningKey>,
+    settle: std::time::Duration,
 ) -> Result<Published> {
     let before = store.resolve(tag).await?.map(|head| head.digest);
     let previous_sequence = match &before {
@@ -382,6 +387,7 @@ pub async fn publish(
     store
         .put_manifest(manifest, OCI_MANIFEST, Some(tag))
         .await?;
+    tokio::time::sleep(settle).await;
     let after = store.resolve(tag).await?.map(|head| head.digest);
     if after.as_deref() != Some(manifest_digest.as_str()) {
         return Err(DocumentStoreError::Conflict {

@@ -1,0 +1,327 @@
+//! Documents in a real registry (Debian's docker-registry, three auth
+//! flavours), in OCI layouts, and mirrored with skopeo.
+
+use cairn_graph::GraphDocument;
+use cairn_oci::document::{self, DocumentStoreError, Seen, TrustPolicy};
+use cairn_oci::signing::{SigningKey, VerifyingKey, signature_tag, simple_signing_payload};
+use cairn_oci::{Store, layout::Layout};
+use cairn_testkit::{Auth, TestRegistry, skopeo};
+use jiff::{SignedDuration, Timestamp};
+use std::path::PathBuf;
+use std::time::Duration;
+
+const TAG: &str = "cairn-graph-stable";
+const SETTLE: Duration = Duration::from_millis(300);
+
+fn example(hours_valid: i64) -> GraphDocument {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/stable.json");
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut document = GraphDocument::from_json(&bytes)
+        .expect("example parses")
+        .document;
+    let now = Timestamp::now();
+    document.issued = now - SignedDuration::from_hours(1);
+    document.expires = now + SignedDuration::from_hours(hours_valid);
+    document
+}
+
+fn policy<'a>(keys: &'a [VerifyingKey], last_seen: Option<Seen<'a>>) -> TrustPolicy<'a> {
+    TrustPolicy {
+        keys,
+        allow_unsigned: false,
+        now: Timestamp::now(),
+        last_seen,
+    }
+}
+
+async fn publish(
+    store: &Store,
+    document: GraphDocument,
+    key: Option<&SigningKey>,
+) -> document::Published {
+    document::publish(store, TAG, &store.describe(), document, key, SETTLE)
+        .await
+        .unwrap_or_else(|e| panic!("publishing to {}: {e}", store.describe()))
+}
+
+#[tokio::test]
+async fn publish_read_and_verify_with_every_kind_of_auth() {
+    for auth in [Auth::None, Auth::Htpasswd, Auth::Token] {
+        let registry = TestRegistry::start(auth).await;
+        let store = registry.store("acme/os");
+        let key = SigningKey::generate();
+        let published = publish(&store, example(24), Some(&key)).await;
+        let fetched = document::fetch(&store, TAG).await.expect("fetch");
+        assert_eq!(
+            fetched.manifest_digest.as_deref(),
+            Some(published.manifest_digest.as_str())
+        );
+        assert_eq!(fetched.document, published.document, "{auth:?}");
+        let keys = [key.verifying_key()];
+        fetched
+            .verify("test", &policy(&keys, None))
+            .expect("verifies");
+        // The tag points at a signed document: the signature exists before the tag.
+        let signature = store
+            .resolve(&signature_tag(&published.manifest_digest))
+            .await
+            .expect("resolve");
+        assert!(signature.is_some(), "{auth:?}");
+        // A second publication gets a higher sequence.
+        let second = publish(&store, example(24), Some(&key)).await;
+        assert!(second.sequence > published.sequence);
+    }
+}
+
+#[tokio::test]
+async fn wrong_credentials_are_refused() {
+    let registry = TestRegistry::start(Auth::Htpasswd).await;
+    let mut options = registry.client_options();
+    options.credentials = cairn_oci::auth::Credentials::none();
+    let store = Store::registry(
+        cairn_oci::RegistryClient::new(options).expect("client"),
+        registry.repository("acme/os"),
+    );
+    let err = document::fetch(&store, TAG).await.expect_err("anonymous");
+    assert_eq!(err.kind(), "unauthorized", "{err}");
+    assert!(err.to_string().contains("no"), "{err}");
+}
+
+#[tokio::test]
+async fn tampered_unsigned_wrong_key_expired_and_replayed_documents_are_rejected() {
+    let registry = TestRegistry::start(Auth::None).await;
+    let store = registry.store("acme/os");
+    let key = SigningKey::generate();
+    let keys = [key.verifying_key()];
+    let original = publish(&store, example(24), Some(&key)).await;
+    let original_fetch = document::fetch(&store, TAG).await.expect("fetch");
+
+    // Wrong key.
+    let strangers = [SigningKey::generate().verifying_key()];
+    let err = original_fetch
+        .verify("t", &policy(&strangers, None))
+        .expect_err("wrong key");
+    assert_eq!(err.kind(), "bad_signature");
+
+    // Tampered: another document under the tag, with the old signature copied over.
+    let mut forged = example(24);
+    forged.releases[5].rollout = None;
+    let forged = publish(&store, forged, None).await;
+    let old_signature = store
+        .get_manifest(&signature_tag(&original.manifest_digest))
+        .await
+        .expect("old signature");
+    store
+        .put_manifest(
+            old_signature.bytes.clone(),
+            &old_signature.media_type,
+            Some(&signature_tag(&forged.manifest_digest)),
+        )
+        .await
+        .expect("copy signature");
+    let fetched = document::fetch(&store, TAG).await.expect("fetch");
+    let err = fetched
+        .verify("t", &policy(&keys, None))
+        .expect_err("copied signature");
+    assert_eq!(
+        err.kind(),
+        "unsigned",
+        "a signature of another digest does not count: {err}"
+    );
+
+    // Tampered: a payload naming the new digest with the old signature value.
+    let mut signed = fetched.clone();
+    signed.signatures.push(cairn_oci::document::Signed {
+        message: simple_signing_payload("x", &forged.manifest_digest).into(),
+        signature: original_fetch.signatures[0].signature.clone(),
+    });
+    assert_eq!(
+        signed
+            .verify("t", &policy(&keys, None))
+            .expect_err("forged")
+            .kind(),
+        "bad_signature"
+    );
+
+    // Unsigned is fine only when no key is configured or unsigned is allowed explicitly.
+    fetched
+        .verify("t", &policy(&[], None))
+        .expect("no key configured");
+    let mut lenient = policy(&keys, None);
+    lenient.allow_unsigned = true;
+    fetched.verify("t", &lenient).expect("explicitly allowed");
+
+    // Expired.
+    let mut stale = example(24);
+    stale.issued = Timestamp::now() - SignedDuration::from_hours(48);
+    stale.expires = Timestamp::now() - SignedDuration::from_hours(1);
+    publish(&store, stale, Some(&key)).await;
+    let fetched = document::fetch(&store, TAG).await.expect("fetch");
+    let err = fetched
+        .verify("t", &policy(&keys, None))
+        .expect_err("expired");
+    assert_eq!(err.kind(), "expired", "{err}");
+
+    // Replayed: an older sequence than one already seen, or the same one with other bytes.
+    let digest = cairn_oci::digest::sha256_digest(&original_fetch.bytes);
+    let newer = Seen {
+        sequence: original.sequence + 1,
+        digest: &digest,
+    };
+    let err = original_fetch
+        .verify("t", &policy(&keys, Some(newer)))
+        .expect_err("replay");
+    assert!(matches!(err, DocumentStoreError::Replayed { .. }), "{err}");
+    let same = Seen {
+        sequence: original.sequence,
+        digest: "sha256:other",
+    };
+    let err = original_fetch
+        .verify("t", &policy(&keys, Some(same)))
+        .expect_err("conflict");
+    assert_eq!(err.kind(), "sequence_conflict");
+    let same = Seen {
+        sequence: original.sequence,
+        digest: &digest,
+    };
+    original_fetch
+        .verify("t", &policy(&keys, Some(same)))
+        .expect("the same document again is fine");
+}
+
+#[tokio::test]
+async fn concurrent_publishers_leave_one_complete_document_and_losers_know() {
+    let registry = TestRegistry::start(Auth::None).await;
+    let key = SigningKey::generate();
+    let mut tasks = Vec::new();
+    for writer in 0..6 {
+        let store = registry.store("acme/os");
+        let key = key.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut doc = example(24);
+            doc.releases[5].version = format!("43.20251110.{writer}");
+            let result = document::publish(&store, TAG, "acme/os", doc, Some(&key), SETTLE).await;
+            (writer, result)
+        }));
+    }
+    let mut winners = Vec::new();
+    for task in tasks {
+        let (writer, result) = task.await.expect("task");
+        match result {
+            Ok(published) => winners.push((writer, published.manifest_digest)),
+            Err(e) => assert_eq!(e.kind(), "conflict", "writer {writer}: {e}"),
+        }
+    }
+    let store = registry.store("acme/os");
+    let on_tag = store
+        .resolve(TAG)
+        .await
+        .expect("resolve")
+        .expect("tagged")
+        .digest;
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one writer may believe it won: {winners:?}"
+    );
+    assert_eq!(winners[0].1, on_tag, "and it is the one on the tag");
+    let fetched = document::fetch(&store, TAG).await.expect("fetch");
+    fetched
+        .verify("t", &policy(&[key.verifying_key()], None))
+        .expect("complete and verifiable");
+}
+
+#[tokio::test]
+async fn a_registry_outage_fails_cleanly_and_leaves_the_tag_alone() {
+    let mut registry = TestRegistry::start(Auth::None).await;
+    let store = registry.store("acme/os");
+    let key = SigningKey::generate();
+    let first = publish(&store, example(24), Some(&key)).await;
+    registry.stop();
+    let err = document::publish(&store, TAG, "acme/os", example(24), Some(&key), SETTLE)
+        .await
+        .expect_err("registry down");
+    assert_eq!(err.kind(), "transport", "{err}");
+    assert!(
+        err.to_string().contains(&registry.host),
+        "names the registry: {err}"
+    );
+    registry.resume();
+    let on_tag = store
+        .resolve(TAG)
+        .await
+        .expect("resolve")
+        .expect("tagged")
+        .digest;
+    assert_eq!(on_tag, first.manifest_digest);
+}
+
+#[tokio::test]
+async fn mirrored_with_skopeo_sync_and_still_verifiable() {
+    let source = TestRegistry::start(Auth::Htpasswd).await;
+    let mirror = TestRegistry::start(Auth::None).await;
+    let key = SigningKey::generate();
+    publish(&source.store("acme/os"), example(24), Some(&key)).await;
+    let creds = source.skopeo_creds().expect("credentials");
+    skopeo(&[
+        "sync",
+        "--src",
+        "docker",
+        "--dest",
+        "docker",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        "--src-creds",
+        &creds,
+        &format!("{}/acme/os", source.host),
+        &format!("{}/mirror", mirror.host),
+    ]);
+    let copy = mirror.store("mirror/os");
+    let fetched = document::fetch(&copy, TAG)
+        .await
+        .expect("the mirror has the document");
+    fetched
+        .verify("mirror", &policy(&[key.verifying_key()], None))
+        .expect("and its signature");
+}
+
+#[tokio::test]
+async fn oci_layout_round_trip() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::Layout(Layout::open_or_create(dir.path()).expect("layout"));
+    let key = SigningKey::generate();
+    let published = publish(&store, example(24), Some(&key)).await;
+    let fetched = document::fetch(&store, TAG).await.expect("fetch");
+    assert_eq!(fetched.document, published.document);
+    fetched
+        .verify("layout", &policy(&[key.verifying_key()], None))
+        .expect("verifies");
+}
+
+#[tokio::test]
+async fn a_layout_written_by_skopeo_is_read() {
+    let registry = TestRegistry::start(Auth::None).await;
+    let store = registry.store("acme/os");
+    let key = SigningKey::generate();
+    let published = publish(&store, example(24), Some(&key)).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let layout = dir.path().display().to_string();
+    let sig = signature_tag(&published.manifest_digest);
+    for tag in [TAG, sig.as_str()] {
+        skopeo(&[
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{}/acme/os:{tag}", registry.host),
+            &format!("oci:{layout}:{tag}"),
+        ]);
+    }
+    let store = Store::Layout(Layout::open(dir.path()).expect("skopeo wrote a layout"));
+    let fetched = document::fetch(&store, TAG).await.expect("fetch");
+    assert_eq!(
+        fetched.manifest_digest.as_deref(),
+        Some(published.manifest_digest.as_str())
+    );
+    fetched
+        .verify("skopeo layout", &policy(&[key.verifying_key()], None))
+        .expect("verifies");
+}

@@ -1,0 +1,143 @@
+//! Real, small OCI images for tests: a one-file layer, a config with labels,
+//! optional manifest annotations, and multi-architecture indexes.
+
+use bytes::Bytes;
+use cairn_oci::Store;
+use cairn_oci::client::{OCI_INDEX, OCI_MANIFEST};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+/// One architecture's image.
+#[derive(Debug, Clone)]
+pub struct ImageSpec {
+    /// OCI architecture name (`amd64`, `arm64`).
+    pub arch: String,
+    /// Config labels.
+    pub labels: BTreeMap<String, String>,
+    /// Manifest annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// Makes the layer (and so the digests) unique.
+    pub content: String,
+}
+
+impl ImageSpec {
+    /// A bootable image with the labels bootc images carry.
+    pub fn bootable(arch: &str, version: &str, stream: &str, created: &str) -> ImageSpec {
+        let labels = [
+            ("containers.bootc", "1"),
+            ("ostree.bootable", "true"),
+            ("org.opencontainers.image.version", version),
+            ("org.opencontainers.image.created", created),
+            ("com.coreos.stream", stream),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        ImageSpec {
+            arch: arch.to_string(),
+            labels,
+            annotations: BTreeMap::new(),
+            content: format!("{version} {arch} {created}"),
+        }
+    }
+}
+
+/// Digests of a written image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// Manifest digest.
+    pub manifest: String,
+    /// Config digest.
+    pub config: String,
+}
+
+fn layer(content: &str) -> Bytes {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(content.len() as u64);
+    header.set_mode(0o644);
+    header.set_mtime(0);
+    header.set_cksum();
+    builder
+        .append_data(
+            &mut header,
+            "usr/lib/cairn-test-release",
+            content.as_bytes(),
+        )
+        .unwrap_or_else(|e| panic!("tar: {e}"));
+    Bytes::from(builder.into_inner().unwrap_or_else(|e| panic!("tar: {e}")))
+}
+
+async fn put(store: &Store, data: Bytes) -> String {
+    store
+        .put_blob(data)
+        .await
+        .unwrap_or_else(|e| panic!("pushing a blob to {}: {e}", store.describe()))
+}
+
+/// Write one image (blobs and manifest; tagged when `tag` is given).
+pub async fn write_image(store: &Store, spec: &ImageSpec, tag: Option<&str>) -> Written {
+    let layer = layer(&spec.content);
+    let layer_size = layer.len();
+    let layer_digest = put(store, layer).await;
+    let created = spec
+        .labels
+        .get("org.opencontainers.image.created")
+        .cloned()
+        .unwrap_or_else(|| "2026-01-01T00:00:00Z".into());
+    let config = json!({
+        "architecture": spec.arch,
+        "os": "linux",
+        "created": created,
+        "config": {"Labels": spec.labels},
+        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+        "history": [{"created": created, "created_by": "cairn-testkit"}]
+    });
+    let config = Bytes::from(config.to_string());
+    let config_size = config.len();
+    let config_digest = put(store, config).await;
+    let mut manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer_size}]
+    });
+    if !spec.annotations.is_empty() {
+        manifest["annotations"] = json!(spec.annotations);
+    }
+    let manifest = store
+        .put_manifest(Bytes::from(manifest.to_string()), OCI_MANIFEST, tag)
+        .await
+        .unwrap_or_else(|e| panic!("pushing a manifest to {}: {e}", store.describe()));
+    Written {
+        manifest,
+        config: config_digest,
+    }
+}
+
+/// Write an image index over one image per spec, tagged `tag`.
+/// Returns the index digest and each architecture's digests.
+pub async fn write_index(store: &Store, specs: &[ImageSpec], tag: &str) -> (String, Vec<Written>) {
+    let mut written = Vec::new();
+    let mut manifests: Vec<Value> = Vec::new();
+    for spec in specs {
+        let image = write_image(store, spec, None).await;
+        let fetched = store
+            .get_manifest(&image.manifest)
+            .await
+            .unwrap_or_else(|e| panic!("re-reading a manifest: {e}"));
+        manifests.push(json!({
+            "mediaType": OCI_MANIFEST,
+            "digest": image.manifest,
+            "size": fetched.bytes.len(),
+            "platform": {"architecture": spec.arch, "os": "linux"}
+        }));
+        written.push(image);
+    }
+    let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests});
+    let digest = store
+        .put_manifest(Bytes::from(index.to_string()), OCI_INDEX, Some(tag))
+        .await
+        .unwrap_or_else(|e| panic!("pushing an index: {e}"));
+    (digest, written)
+}

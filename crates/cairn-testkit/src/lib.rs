@@ -1,0 +1,27 @@
+//! Test support for Cairn: a real registry harness, its token server, and
+//! builders for small real OCI images. Used only by tests and benchmarks.
+
+#![forbid(unsafe_code)]
+
+pub mod images;
+pub mod registry;
+pub mod token;
+
+pub use images::{ImageSpec, Written, write_image, write_index};
+pub use registry::{Auth, TestRegistry};
+
+/// Run `skopeo` with arguments; panics with its stderr when it fails, and with
+/// install instructions when it is missing.
+pub fn skopeo(args: &[&str]) -> String {
+    registry::require_binary("skopeo", "skopeo");
+    let output = std::process::Command::new("skopeo")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running skopeo: {e}"));
+    assert!(
+        output.status.success(),
+        "skopeo {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
