@@ -9,7 +9,7 @@ use crate::document::{ArchEntry, GraphDocument, Reason, Release, SCHEMA_VERSION}
 use crate::graph::{Node, Scheme, UpdateGraph};
 use crate::rollout::Rollout;
 use jiff::Timestamp;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Fedora's release index. Unknown fields are ignored, as Fedora's server does.
@@ -70,7 +70,7 @@ pub struct Updates {
 }
 
 /// Barrier, dead-end and rollout settings of one version.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 pub struct UpdateEntry {
     /// The version they apply to.
     pub version: String,
@@ -79,21 +79,21 @@ pub struct UpdateEntry {
 }
 
 /// The settings of an updates entry.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 pub struct UpdateMetadata {
     /// Barrier, with its reason.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub barrier: Option<RequiredReason>,
     /// Dead-end, with its reason.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadend: Option<RequiredReason>,
     /// Rollout parameters.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<Rollout>,
 }
 
 /// Fedora requires `reason` inside `barrier` and `deadend`.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 pub struct RequiredReason {
     /// The reason.
     pub reason: String,
@@ -246,6 +246,41 @@ impl LooseNumber {
 }
 
 impl Updates {
+    /// The current shape as pretty JSON, with `metadata.last-modified` set.
+    pub fn to_json_pretty(&self, last_modified: Timestamp) -> String {
+        let value = serde_json::json!({
+            "stream": self.stream.clone().unwrap_or_default(),
+            "metadata": {"last-modified": last_modified.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()},
+            "releases": self.releases,
+        });
+        let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
+        text.push('\n');
+        text
+    }
+
+    /// The entry for a version, created (empty) at the end if missing.
+    pub fn entry_mut(&mut self, version: &str) -> &mut UpdateEntry {
+        let position = match self.releases.iter().rposition(|e| e.version == version) {
+            Some(position) => position,
+            None => {
+                self.releases.push(UpdateEntry {
+                    version: version.to_string(),
+                    metadata: UpdateMetadata::default(),
+                });
+                self.releases.len() - 1
+            }
+        };
+        &mut self.releases[position]
+    }
+
+    /// The merged settings of a version, if the file mentions it at all.
+    pub fn settings(&self, version: &str) -> Option<UpdateMetadata> {
+        self.releases
+            .iter()
+            .any(|e| e.version == version)
+            .then(|| settings_for(self, version))
+    }
+
     /// Parse an updates file in the current or the legacy shape.
     pub fn from_json(bytes: &[u8]) -> Result<Updates, FcosError> {
         let value: serde_json::Value =

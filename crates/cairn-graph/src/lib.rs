@@ -16,6 +16,8 @@
 //! - [`fcos`] and [`cincinnati`]: the Fedora CoreOS input formats and the
 //!   Cincinnati `/v1/graph` output format.
 //! - [`render`]: human, JSON and Graphviz summaries of a document.
+//! - [`assemble`] and [`policy`]: the next document from a scan and a policy,
+//!   and edits of the policy file.
 //!
 //! A host deciding what to do next:
 //!
@@ -46,11 +48,13 @@
 
 #![forbid(unsafe_code)]
 
+pub mod assemble;
 pub mod cincinnati;
 pub mod digest;
 pub mod document;
 pub mod fcos;
 pub mod graph;
+pub mod policy;
 pub mod render;
 pub mod rollout;
 pub mod select;

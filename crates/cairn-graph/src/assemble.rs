@@ -1,0 +1,433 @@
+//! Assembling the next document from the previous one, what a registry scan
+//! found, and the release team's policy.
+//!
+//! The rules that keep hosts safe live here, not in the scanner: published
+//! releases never move, new ones are appended in build order, an image that
+//! left the registry stays as a node hosts can find themselves on, and every
+//! new release without a policy entry gets the default rollout, written out.
+
+use crate::document::{ArchEntry, BaseImage, GraphDocument, Reason, Release, SCHEMA_VERSION};
+use crate::fcos::Updates;
+use crate::graph::{Scheme, UpdateGraph};
+use crate::rollout::Rollout;
+use jiff::Timestamp;
+use std::collections::{BTreeMap, HashMap};
+
+/// A release found in the registry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    /// Its version (already disambiguated by the scanner).
+    pub version: String,
+    /// Its build time, for ordering new releases.
+    pub created: Option<Timestamp>,
+    /// The tags that point at it, sorted.
+    pub tags: Vec<String>,
+    /// The digest the tags point at (an index or a manifest).
+    pub source_digest: String,
+    /// Per-architecture manifest and config digests.
+    pub architectures: BTreeMap<String, ArchEntry>,
+    /// The base image, for derived images.
+    pub base: Option<BaseImage>,
+}
+
+/// Settings of an assembly.
+#[derive(Debug, Clone)]
+pub struct AssembleOptions<'a> {
+    /// The stream.
+    pub stream: &'a str,
+    /// The repository.
+    pub repository: &'a str,
+    /// Issue time.
+    pub now: Timestamp,
+    /// Expiry time.
+    pub expires: Timestamp,
+    /// The rollout a new release gets without a policy entry; an absent
+    /// `start_epoch` is stamped with `now`.
+    pub default_rollout: Option<Rollout>,
+    /// The release team's policy.
+    pub policy: Option<&'a Updates>,
+}
+
+/// The result, with what an operator should hear about.
+#[derive(Debug, Clone)]
+pub struct Assembled {
+    /// The new document (sequence 0: the publisher sets it).
+    pub document: GraphDocument,
+    /// Versions appended.
+    pub added: Vec<String>,
+    /// Versions whose image left the registry in this scan.
+    pub gone: Vec<String>,
+    /// Releases no host is ever sent to (not a barrier or rollout target).
+    pub not_offered: Vec<String>,
+    /// Other notes.
+    pub warnings: Vec<String>,
+}
+
+/// Why no document could be assembled.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AssembleError {
+    /// A barrier's image left the registry: hosts below it could never pass.
+    #[error(
+        "barrier {0} is no longer in the registry; hosts below it could never pass it (restore the image or remove the barrier)"
+    )]
+    BarrierGone(String),
+    /// The newest target's image left the registry.
+    #[error(
+        "{0} is the newest update target but is no longer in the registry (restore the image or stop its rollout)"
+    )]
+    TargetGone(String),
+    /// The result breaks a document rule.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Build the next document.
+pub fn assemble(
+    previous: Option<&GraphDocument>,
+    mut candidates: Vec<Candidate>,
+    options: &AssembleOptions<'_>,
+) -> Result<Assembled, AssembleError> {
+    let mut releases: Vec<Release> = previous.map(|p| p.releases.clone()).unwrap_or_default();
+    let mut warnings = Vec::new();
+    let known_before = releases.len();
+
+    // Which existing release owns each digest.
+    let mut owner: HashMap<String, usize> = HashMap::new();
+    for (i, release) in releases.iter().enumerate() {
+        for entry in release.architectures.values() {
+            owner.extend(
+                entry
+                    .digest
+                    .iter()
+                    .chain(&entry.aliases)
+                    .map(|d| (d.clone(), i)),
+            );
+        }
+    }
+    let mut seen_digests = std::collections::HashSet::new();
+    let mut new = Vec::new();
+    for candidate in candidates.drain(..) {
+        let existing = candidate
+            .architectures
+            .values()
+            .filter_map(|e| e.digest.as_ref())
+            .find_map(|d| owner.get(d).copied());
+        seen_digests.extend(
+            candidate
+                .architectures
+                .values()
+                .filter_map(|e| e.digest.clone()),
+        );
+        match existing {
+            Some(i) => {
+                for (arch, entry) in candidate.architectures {
+                    releases[i].architectures.entry(arch).or_insert(entry);
+                }
+            }
+            None => new.push(candidate),
+        }
+    }
+
+    // Published releases whose images are gone stay, marked unavailable.
+    let mut gone = Vec::new();
+    for release in releases.iter_mut().take(known_before) {
+        for entry in release.architectures.values_mut() {
+            let Some(digest) = &entry.digest else {
+                continue;
+            };
+            let present = seen_digests.contains(digest);
+            if entry.available && !present {
+                entry.available = false;
+                if !gone.contains(&release.version) {
+                    gone.push(release.version.clone());
+                }
+            } else if present {
+                entry.available = true;
+            }
+        }
+    }
+
+    // New releases in build order, then tag, then digest.
+    new.sort_by(|a, b| {
+        (a.created, a.tags.first(), &a.source_digest).cmp(&(
+            b.created,
+            b.tags.first(),
+            &b.source_digest,
+        ))
+    });
+    let mut added = Vec::new();
+    for candidate in new {
+        let mut version = candidate.version.clone();
+        if releases.iter().any(|r| r.version == version) {
+            let short = crate::digest::short(&candidate.source_digest).to_string();
+            warnings.push(format!(
+                "version {version} is already used by another image; {} is published as {version}+{short}",
+                candidate.source_digest
+            ));
+            version = format!("{version}+{short}");
+        }
+        added.push(version.clone());
+        releases.push(Release {
+            version,
+            architectures: candidate.architectures,
+            base: candidate.base,
+            ..Release::default()
+        });
+    }
+
+    apply_policy(&mut releases, known_before, options, &mut warnings);
+    check_gone(&releases)?;
+
+    let document = GraphDocument {
+        schema: SCHEMA_VERSION,
+        stream: options.stream.to_string(),
+        repository: options.repository.to_string(),
+        sequence: 0,
+        issued: options.now,
+        expires: options.expires,
+        releases,
+    };
+    document.validate().map_err(|errors| {
+        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        AssembleError::Invalid(text.join("; "))
+    })?;
+    let not_offered = not_offered(&document);
+    Ok(Assembled {
+        document,
+        added,
+        gone,
+        not_offered,
+        warnings,
+    })
+}
+
+/// Policy entries are authoritative for the versions they name; new releases
+/// without one get the default rollout; older ones keep what they had.
+fn apply_policy(
+    releases: &mut [Release],
+    known_before: usize,
+    options: &AssembleOptions<'_>,
+    warnings: &mut Vec<String>,
+) {
+    for (i, release) in releases.iter_mut().enumerate() {
+        match options.policy.and_then(|p| p.settings(&release.version)) {
+            Some(settings) => {
+                release.barrier = settings.barrier.map(|b| Reason::new(b.reason));
+                release.deadend = settings.deadend.map(|d| Reason::new(d.reason));
+                release.rollout = settings.rollout;
+            }
+            None if i >= known_before => {
+                release.rollout = options.default_rollout.map(|mut rollout| {
+                    rollout.start_epoch.get_or_insert(options.now.as_second());
+                    rollout
+                });
+            }
+            None => {}
+        }
+    }
+    if let Some(policy) = options.policy {
+        for entry in &policy.releases {
+            if !releases.iter().any(|r| r.version == entry.version) {
+                warnings.push(format!(
+                    "policy entry for {} names no release in the repository",
+                    entry.version
+                ));
+            }
+        }
+    }
+}
+
+fn check_gone(releases: &[Release]) -> Result<(), AssembleError> {
+    let unavailable = |r: &Release| {
+        !r.architectures.is_empty()
+            && r.architectures
+                .values()
+                .filter(|e| e.digest.is_some())
+                .all(|e| !e.available)
+            && r.architectures.values().any(|e| e.digest.is_some())
+    };
+    if let Some(barrier) = releases
+        .iter()
+        .find(|r| r.barrier.is_some() && unavailable(r))
+    {
+        return Err(AssembleError::BarrierGone(barrier.version.clone()));
+    }
+    let newest_target = releases
+        .iter()
+        .rev()
+        .find(|r| (r.rollout.is_some() || r.barrier.is_some()) && r.deadend.is_none());
+    if let Some(target) = newest_target.filter(|r| unavailable(r)) {
+        return Err(AssembleError::TargetGone(target.version.clone()));
+    }
+    Ok(())
+}
+
+/// Releases with an image that no edge of any architecture leads to.
+pub fn not_offered(document: &GraphDocument) -> Vec<String> {
+    let mut targets = std::collections::HashSet::new();
+    for arch in document.architectures() {
+        for scheme in [Scheme::Oci, Scheme::Checksum] {
+            let graph = UpdateGraph::from_document(document, &arch, scheme);
+            for (_, to) in graph.edges() {
+                targets.insert(graph.nodes()[to].age_index as usize);
+            }
+        }
+    }
+    document
+        .releases
+        .iter()
+        .enumerate()
+        .skip(1)
+        .filter(|(i, r)| !r.architectures.is_empty() && !targets.contains(i))
+        .map(|(_, r)| r.version.clone())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fcos::{RequiredReason, UpdateEntry, UpdateMetadata};
+
+    fn candidate(version: &str, n: u64, created: i64) -> Candidate {
+        Candidate {
+            version: version.into(),
+            created: Timestamp::from_second(created).ok(),
+            tags: vec![version.into()],
+            source_digest: format!("sha256:{:064x}", n + 1000),
+            architectures: [(
+                "x86_64".to_string(),
+                ArchEntry::image(format!("sha256:{n:064x}")),
+            )]
+            .into(),
+            base: None,
+        }
+    }
+
+    fn options(policy: Option<&Updates>) -> AssembleOptions<'_> {
+        AssembleOptions {
+            stream: "stable",
+            repository: "registry.example/os",
+            now: Timestamp::from_second(2_000).expect("time"),
+            expires: Timestamp::from_second(100_000).expect("time"),
+            default_rollout: Some(Rollout::immediate()),
+            policy,
+        }
+    }
+
+    #[test]
+    fn new_releases_are_appended_in_build_order_with_the_default_rollout() {
+        let scan = vec![candidate("b", 2, 200), candidate("a", 1, 100)];
+        let result = assemble(None, scan, &options(None)).expect("assembles");
+        let versions: Vec<&str> = result
+            .document
+            .releases
+            .iter()
+            .map(|r| r.version.as_str())
+            .collect();
+        assert_eq!(versions, vec!["a", "b"]);
+        let rollout = result.document.releases[1]
+            .rollout
+            .expect("default rollout");
+        assert_eq!(rollout.start_epoch, Some(2_000), "stamped at publish time");
+        assert_eq!(rollout.start_percentage, Some(1.0));
+        assert!(result.not_offered.is_empty(), "{:?}", result.not_offered);
+    }
+
+    #[test]
+    fn published_releases_keep_their_positions() {
+        let first = assemble(None, vec![candidate("b", 2, 200)], &options(None)).expect("first");
+        // An image built earlier but found later is still appended.
+        let scan = vec![
+            candidate("a", 1, 100),
+            candidate("b", 2, 200),
+            candidate("c", 3, 300),
+        ];
+        let second = assemble(Some(&first.document), scan, &options(None)).expect("second");
+        let versions: Vec<&str> = second
+            .document
+            .releases
+            .iter()
+            .map(|r| r.version.as_str())
+            .collect();
+        assert_eq!(versions, vec!["b", "a", "c"]);
+        assert_eq!(second.added, vec!["a".to_string(), "c".to_string()]);
+    }
+
+    #[test]
+    fn gone_images_stay_as_unavailable_nodes_unless_they_matter() {
+        let first = assemble(
+            None,
+            vec![
+                candidate("a", 1, 100),
+                candidate("b", 2, 200),
+                candidate("c", 3, 300),
+            ],
+            &options(None),
+        )
+        .expect("first");
+        let second = assemble(
+            Some(&first.document),
+            vec![candidate("b", 2, 200), candidate("c", 3, 300)],
+            &options(None),
+        )
+        .expect("an old release may go");
+        assert_eq!(second.gone, vec!["a".to_string()]);
+        assert!(!second.document.releases[0].architectures["x86_64"].available);
+        let err = assemble(
+            Some(&first.document),
+            vec![candidate("a", 1, 100), candidate("b", 2, 200)],
+            &options(None),
+        )
+        .expect_err("the newest target may not");
+        assert_eq!(err, AssembleError::TargetGone("c".into()));
+        let mut policy = Updates::default();
+        policy.releases.push(UpdateEntry {
+            version: "a".into(),
+            metadata: UpdateMetadata {
+                barrier: Some(RequiredReason {
+                    reason: "keys".into(),
+                }),
+                ..UpdateMetadata::default()
+            },
+        });
+        let err = assemble(
+            Some(&first.document),
+            vec![candidate("b", 2, 200), candidate("c", 3, 300)],
+            &options(Some(&policy)),
+        )
+        .expect_err("nor a barrier");
+        assert_eq!(err, AssembleError::BarrierGone("a".into()));
+    }
+
+    #[test]
+    fn policy_entries_are_authoritative() {
+        let mut policy = Updates::default();
+        policy.entry_mut("b"); // an empty entry: a stopped rollout stays stopped
+        policy.entry_mut("zzz");
+        let result = assemble(
+            None,
+            vec![candidate("a", 1, 100), candidate("b", 2, 200)],
+            &options(Some(&policy)),
+        )
+        .expect("assembles");
+        assert!(result.document.releases[1].rollout.is_none());
+        assert_eq!(result.not_offered, vec!["b".to_string()]);
+        assert!(result.warnings.iter().any(|w| w.contains("zzz")));
+    }
+
+    #[test]
+    fn duplicate_versions_are_disambiguated() {
+        let result = assemble(
+            None,
+            vec![candidate("a", 1, 100), candidate("a", 2, 200)],
+            &options(None),
+        )
+        .expect("assembles");
+        assert_eq!(
+            result.document.releases[1].version,
+            format!("a+{}", &format!("{:064x}", 1002)[..12])
+        );
+        assert_eq!(result.warnings.len(), 1);
+    }
+}

@@ -1,0 +1,488 @@
+//! Edits of a release team's policy file (Fedora's `updates/<stream>.json`
+//! format): start, pause, resume and stop rollouts; add and remove barriers
+//! and dead-ends. Each edit says what changed and what the fleet will see.
+//!
+//! An entry that names a version is authoritative for that version when a
+//! document is assembled, even with empty metadata: that is how a stopped
+//! rollout stays stopped instead of falling back to the default rollout.
+
+use crate::document::MAX_ROLLOUT_MINUTES;
+use crate::fcos::{RequiredReason, Updates};
+use crate::rollout::Rollout;
+use jiff::Timestamp;
+
+/// One edit.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PolicyEdit {
+    /// Start a rollout over `minutes`, at `at` (Unix seconds), from `from` (a fraction).
+    RolloutStart {
+        /// Release.
+        version: String,
+        /// Duration in minutes.
+        minutes: u64,
+        /// Start time.
+        at: i64,
+        /// Starting fraction.
+        from: f64,
+    },
+    /// Freeze a rollout at its current progress.
+    RolloutPause {
+        /// Release.
+        version: String,
+    },
+    /// Let a (paused) rollout grow again from its current value over `minutes`.
+    RolloutResume {
+        /// Release.
+        version: String,
+        /// Remaining duration in minutes.
+        minutes: u64,
+    },
+    /// Remove the rollout: the release is a target for nobody.
+    RolloutStop {
+        /// Release.
+        version: String,
+    },
+    /// Make the release a barrier.
+    BarrierAdd {
+        /// Release.
+        version: String,
+        /// Reason (a URL).
+        reason: String,
+    },
+    /// Remove a barrier.
+    BarrierRemove {
+        /// Release.
+        version: String,
+    },
+    /// Make the release a dead-end; stops its rollout unless `keep_rollout`.
+    DeadendAdd {
+        /// Release.
+        version: String,
+        /// Reason shown to operators.
+        reason: String,
+        /// Keep a live rollout (Zincati hosts keep being sent there).
+        keep_rollout: bool,
+    },
+    /// Remove a dead-end.
+    DeadendRemove {
+        /// Release.
+        version: String,
+    },
+}
+
+/// Why an edit cannot be made.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// The release has no rollout to pause, resume or stop.
+    #[error("{0} has no rollout")]
+    NoRollout(String),
+    /// The release is not a barrier or dead-end.
+    #[error("{version} is not a {what}")]
+    Missing {
+        /// Release.
+        version: String,
+        /// `barrier` or `dead-end`.
+        what: &'static str,
+    },
+    /// A duration out of range.
+    #[error("--over must be between 1 minute and 366 days, not {0} minutes")]
+    Duration(u64),
+    /// A fraction out of range.
+    #[error(
+        "--from must be within [0, 1] (a fraction such as 0.05, or a percentage such as 5%), not {0}"
+    )]
+    Fraction(f64),
+    /// An empty version.
+    #[error("the version must not be empty")]
+    EmptyVersion,
+}
+
+/// What an edit did, in two sentences.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    /// What changed in the file.
+    pub changed: String,
+    /// What hosts will see once the document is published.
+    pub fleet: String,
+}
+
+fn when(second: i64) -> String {
+    Timestamp::from_second(second).map_or_else(|_| second.to_string(), |t| t.to_string())
+}
+
+fn percent(fraction: f64) -> String {
+    let text = format!("{:.1}", fraction * 100.0);
+    format!("{}%", text.trim_end_matches('0').trim_end_matches('.'))
+}
+
+fn check_minutes(minutes: u64) -> Result<(), PolicyError> {
+    if (1..=MAX_ROLLOUT_MINUTES).contains(&minutes) {
+        Ok(())
+    } else {
+        Err(PolicyError::Duration(minutes))
+    }
+}
+
+/// Apply one edit at time `now` (Unix seconds).
+pub fn apply(updates: &mut Updates, edit: &PolicyEdit, now: i64) -> Result<Change, PolicyError> {
+    let version = match edit {
+        PolicyEdit::RolloutStart { version, .. }
+        | PolicyEdit::RolloutPause { version }
+        | PolicyEdit::RolloutResume { version, .. }
+        | PolicyEdit::RolloutStop { version }
+        | PolicyEdit::BarrierAdd { version, .. }
+        | PolicyEdit::BarrierRemove { version }
+        | PolicyEdit::DeadendAdd { version, .. }
+        | PolicyEdit::DeadendRemove { version } => version.clone(),
+    };
+    if version.trim().is_empty() {
+        return Err(PolicyError::EmptyVersion);
+    }
+    let current = updates.settings(&version).unwrap_or_default();
+    let entry = updates.entry_mut(&version);
+    let metadata = &mut entry.metadata;
+    let change = match edit {
+        PolicyEdit::RolloutStart {
+            minutes, at, from, ..
+        } => {
+            check_minutes(*minutes)?;
+            if !(0.0..=1.0).contains(from) {
+                return Err(PolicyError::Fraction(*from));
+            }
+            let rollout = Rollout {
+                start_epoch: Some(*at),
+                start_percentage: Some(*from),
+                duration_minutes: Some(*minutes),
+            };
+            metadata.rollout = Some(rollout);
+            Change {
+                changed: format!(
+                    "{version}: rollout from {} starting {} over {minutes} minutes",
+                    percent(*from),
+                    when(*at)
+                ),
+                fleet: format!(
+                    "{version} is offered to {} of hosts at {}, growing steadily to all hosts by {}",
+                    percent(*from),
+                    when(*at),
+                    when(rollout.end().unwrap_or(*at))
+                ),
+            }
+        }
+        PolicyEdit::RolloutPause { .. } => {
+            let rollout = current
+                .rollout
+                .ok_or_else(|| PolicyError::NoRollout(version.clone()))?;
+            let progress = rollout.progress_at(now);
+            metadata.rollout = Some(Rollout {
+                start_epoch: Some(now.min(rollout.start())),
+                start_percentage: Some(progress),
+                duration_minutes: None,
+            });
+            Change {
+                changed: format!("{version}: rollout paused at {}", percent(progress)),
+                fleet: format!(
+                    "hosts with wariness up to {progress:.3} are still offered {version}; the rest wait until it is resumed"
+                ),
+            }
+        }
+        PolicyEdit::RolloutResume { minutes, .. } => {
+            check_minutes(*minutes)?;
+            let rollout = current
+                .rollout
+                .ok_or_else(|| PolicyError::NoRollout(version.clone()))?;
+            let progress = rollout.progress_at(now);
+            let resumed = Rollout {
+                start_epoch: Some(now),
+                start_percentage: Some(progress),
+                duration_minutes: Some(*minutes),
+            };
+            metadata.rollout = Some(resumed);
+            Change {
+                changed: format!(
+                    "{version}: rollout resumed from {} over {minutes} minutes",
+                    percent(progress)
+                ),
+                fleet: format!(
+                    "{version} reaches more hosts again from now on, all of them by {}",
+                    when(resumed.end().unwrap_or(now))
+                ),
+            }
+        }
+        PolicyEdit::RolloutStop { .. } => {
+            if current.rollout.is_none() {
+                return Err(PolicyError::NoRollout(version.clone()));
+            }
+            metadata.rollout = None;
+            Change {
+                changed: format!("{version}: rollout removed"),
+                fleet: format!(
+                    "no host is sent to {version} any more; hosts already on it stay there"
+                ),
+            }
+        }
+        PolicyEdit::BarrierAdd { reason, .. } => {
+            metadata.barrier = Some(RequiredReason {
+                reason: reason.clone(),
+            });
+            Change {
+                changed: format!("{version}: barrier ({reason})"),
+                fleet: format!("every older host must boot {version} before it may update further"),
+            }
+        }
+        PolicyEdit::BarrierRemove { .. } => {
+            if current.barrier.is_none() {
+                return Err(PolicyError::Missing {
+                    version,
+                    what: "barrier",
+                });
+            }
+            metadata.barrier = None;
+            Change {
+                changed: format!("{version}: barrier removed"),
+                fleet: format!("older hosts may jump past {version}"),
+            }
+        }
+        PolicyEdit::DeadendAdd {
+            reason,
+            keep_rollout,
+            ..
+        } => {
+            metadata.deadend = Some(RequiredReason {
+                reason: reason.clone(),
+            });
+            let stopped = current.rollout.is_some() && !keep_rollout;
+            if stopped {
+                metadata.rollout = None;
+            }
+            Change {
+                changed: format!(
+                    "{version}: dead-end ({reason}){}",
+                    if stopped {
+                        "; its rollout was stopped"
+                    } else {
+                        ""
+                    }
+                ),
+                fleet: format!(
+                    "hosts on {version} stop updating automatically and are told: {reason}{}",
+                    if stopped {
+                        "; no host is sent there any more"
+                    } else {
+                        ""
+                    }
+                ),
+            }
+        }
+        PolicyEdit::DeadendRemove { .. } => {
+            if current.deadend.is_none() {
+                return Err(PolicyError::Missing {
+                    version,
+                    what: "dead-end",
+                });
+            }
+            metadata.deadend = None;
+            Change {
+                changed: format!("{version}: dead-end removed"),
+                fleet: format!("hosts on {version} update normally again"),
+            }
+        }
+    };
+    Ok(change)
+}
+
+/// Parse `--from`: a fraction (`0.05`) or a percentage (`5%`), never a bare
+/// number above 1, which is ambiguous (5 meaning 5% or 500%?).
+pub fn parse_fraction(text: &str) -> Result<f64, String> {
+    let text = text.trim();
+    let value = match text.strip_suffix('%') {
+        Some(number) => number
+            .trim()
+            .parse::<f64>()
+            .map(|n| n / 100.0)
+            .map_err(|_| format!("{text:?} is not a percentage"))?,
+        None => {
+            let n: f64 = text
+                .parse()
+                .map_err(|_| format!("{text:?} is not a number"))?;
+            if n > 1.0 {
+                return Err(format!(
+                    "{text:?} is ambiguous: write a fraction such as 0.05 or a percentage such as 5%"
+                ));
+            }
+            n
+        }
+    };
+    if (0.0..=1.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!("{text:?} is outside 0%..100%"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn start(updates: &mut Updates) {
+        let edit = PolicyEdit::RolloutStart {
+            version: "2".into(),
+            minutes: 100,
+            at: NOW,
+            from: 0.0,
+        };
+        apply(updates, &edit, NOW).expect("start");
+    }
+
+    #[test]
+    fn start_pause_resume_stop() {
+        let mut updates = Updates::default();
+        start(&mut updates);
+        let rollout = updates
+            .settings("2")
+            .and_then(|s| s.rollout)
+            .expect("rollout");
+        assert_eq!(rollout.progress_at(NOW + 50 * 60), 0.5);
+        // Pause at 50%: frozen for ever after.
+        let change = apply(
+            &mut updates,
+            &PolicyEdit::RolloutPause {
+                version: "2".into(),
+            },
+            NOW + 50 * 60,
+        )
+        .expect("pause");
+        assert!(change.changed.contains("50%"), "{change:?}");
+        let paused = updates
+            .settings("2")
+            .and_then(|s| s.rollout)
+            .expect("rollout");
+        assert_eq!(paused.progress_at(NOW + 50 * 60), 0.5);
+        assert_eq!(paused.progress_at(NOW + 10_000 * 60), 0.5);
+        // Resume over 10 minutes from 50%.
+        let later = NOW + 500 * 60;
+        apply(
+            &mut updates,
+            &PolicyEdit::RolloutResume {
+                version: "2".into(),
+                minutes: 10,
+            },
+            later,
+        )
+        .expect("resume");
+        let resumed = updates
+            .settings("2")
+            .and_then(|s| s.rollout)
+            .expect("rollout");
+        assert_eq!(resumed.progress_at(later), 0.5);
+        assert_eq!(resumed.progress_at(later + 5 * 60), 0.75);
+        assert_eq!(resumed.progress_at(later + 11 * 60), 1.0);
+        // Stop: the entry stays, with no rollout.
+        apply(
+            &mut updates,
+            &PolicyEdit::RolloutStop {
+                version: "2".into(),
+            },
+            later,
+        )
+        .expect("stop");
+        assert_eq!(updates.settings("2").map(|s| s.rollout), Some(None));
+        assert_eq!(
+            apply(
+                &mut updates,
+                &PolicyEdit::RolloutStop {
+                    version: "2".into()
+                },
+                later
+            ),
+            Err(PolicyError::NoRollout("2".into()))
+        );
+    }
+
+    #[test]
+    fn deadend_stops_a_rollout_unless_kept() {
+        let mut updates = Updates::default();
+        start(&mut updates);
+        let edit = PolicyEdit::DeadendAdd {
+            version: "2".into(),
+            reason: "bad".into(),
+            keep_rollout: true,
+        };
+        apply(&mut updates, &edit, NOW).expect("deadend");
+        assert!(updates.settings("2").and_then(|s| s.rollout).is_some());
+        let edit = PolicyEdit::DeadendAdd {
+            version: "2".into(),
+            reason: "bad".into(),
+            keep_rollout: false,
+        };
+        let change = apply(&mut updates, &edit, NOW).expect("deadend");
+        assert!(change.changed.contains("stopped"));
+        assert!(updates.settings("2").and_then(|s| s.rollout).is_none());
+        apply(
+            &mut updates,
+            &PolicyEdit::DeadendRemove {
+                version: "2".into(),
+            },
+            NOW,
+        )
+        .expect("remove");
+        assert!(
+            apply(
+                &mut updates,
+                &PolicyEdit::DeadendRemove {
+                    version: "2".into()
+                },
+                NOW
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn barriers_and_bad_values() {
+        let mut updates = Updates::default();
+        let edit = PolicyEdit::BarrierAdd {
+            version: "1".into(),
+            reason: "https://x".into(),
+        };
+        apply(&mut updates, &edit, NOW).expect("barrier");
+        assert_eq!(updates.releases.len(), 1);
+        apply(
+            &mut updates,
+            &PolicyEdit::BarrierRemove {
+                version: "1".into(),
+            },
+            NOW,
+        )
+        .expect("remove");
+        let bad = PolicyEdit::RolloutStart {
+            version: "1".into(),
+            minutes: 0,
+            at: NOW,
+            from: 0.0,
+        };
+        assert_eq!(
+            apply(&mut updates, &bad, NOW),
+            Err(PolicyError::Duration(0))
+        );
+        let bad = PolicyEdit::RolloutPause {
+            version: "9".into(),
+        };
+        assert!(apply(&mut updates, &bad, NOW).is_err());
+    }
+
+    #[test]
+    fn fractions_and_percentages() {
+        assert_eq!(parse_fraction("0.05"), Ok(0.05));
+        assert_eq!(parse_fraction("5%"), Ok(0.05));
+        assert_eq!(parse_fraction("100%"), Ok(1.0));
+        assert_eq!(parse_fraction("1"), Ok(1.0));
+        assert!(parse_fraction("5").is_err_and(|e| e.contains("ambiguous")));
+        assert!(parse_fraction("150%").is_err());
+        assert!(parse_fraction("-0.1").is_err());
+        assert!(parse_fraction("lots").is_err());
+    }
+}
