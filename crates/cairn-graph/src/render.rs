@@ -338,3 +338,80 @@ fn quote(text: &str) -> String {
 fn escape(text: &str) -> String {
     text.replace('\\', "\\\\").replace('"', "\\\"")
 }
+
+/// What changed from `old` to `new`, one line per change, for `publish --dry-run`.
+pub fn diff(old: Option<&GraphDocument>, new: &GraphDocument) -> Vec<String> {
+    let empty = Vec::new();
+    let old_releases = old.map_or(&empty, |d| &d.releases);
+    let mut lines = Vec::new();
+    for (age, release) in new.releases.iter().enumerate() {
+        let arches: Vec<&str> = release.architectures.keys().map(String::as_str).collect();
+        let Some(before) = old_releases.get(age) else {
+            let state = state_words(
+                release,
+                &ShowOptions {
+                    arch: None,
+                    wariness: None,
+                    now: new.issued,
+                },
+            );
+            lines.push(format!(
+                "+ {age:>5} {} [{}]{}",
+                release.version,
+                arches.join(","),
+                if state.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {}", state.join("; "))
+                }
+            ));
+            continue;
+        };
+        let mut changes = Vec::new();
+        if before.barrier != release.barrier {
+            changes.push(format!(
+                "barrier {:?} -> {:?}",
+                before.barrier.as_ref().map(|r| &r.reason),
+                release.barrier.as_ref().map(|r| &r.reason)
+            ));
+        }
+        if before.deadend != release.deadend {
+            changes.push(format!(
+                "dead-end {:?} -> {:?}",
+                before.deadend.as_ref().map(|r| &r.reason),
+                release.deadend.as_ref().map(|r| &r.reason)
+            ));
+        }
+        if before.rollout != release.rollout {
+            changes.push(format!(
+                "rollout {:?} -> {:?}",
+                before.rollout, release.rollout
+            ));
+        }
+        for (arch, entry) in &release.architectures {
+            match before.architectures.get(arch) {
+                None => changes.push(format!("new architecture {arch}")),
+                Some(old_entry) if old_entry.available != entry.available => changes.push(format!(
+                    "{arch} {}",
+                    if entry.available {
+                        "available again"
+                    } else {
+                        "no longer in the registry"
+                    }
+                )),
+                Some(old_entry) if old_entry != entry => {
+                    changes.push(format!("{arch} entry changed"))
+                }
+                Some(_) => {}
+            }
+        }
+        if !changes.is_empty() {
+            lines.push(format!(
+                "~ {age:>5} {}: {}",
+                release.version,
+                changes.join("; ")
+            ));
+        }
+    }
+    lines
+}

@@ -350,6 +350,40 @@ impl RegistryClient {
         ))
     }
 
+    /// GET a plain URL (a document or its `.sig`); `None` on 404. Plain HTTP
+    /// only for hosts listed as insecure registries.
+    pub async fn get_url(&self, url: &str, limit: usize) -> Result<Option<Bytes>> {
+        let parsed = url::Url::parse(url).map_err(|e| OciError::invalid(url.to_string(), e))?;
+        let host = match parsed.port() {
+            Some(port) => format!("{}:{port}", parsed.host_str().unwrap_or_default()),
+            None => parsed.host_str().unwrap_or_default().to_string(),
+        };
+        let insecure = self.inner.options.insecure_registries.contains(&host);
+        if parsed.scheme() != "https" && !(parsed.scheme() == "http" && insecure) {
+            return Err(OciError::invalid(
+                url.to_string(),
+                "only https URLs are accepted (plain http only for hosts given as insecure)",
+            ));
+        }
+        self.inner.requests.fetch_add(1, Ordering::Relaxed);
+        let response = self
+            .inner
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| OciError::Transport {
+                method: "GET".into(),
+                url: url.to_string(),
+                message: error_chain(&e),
+            })?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let response = expect_success(response, "GET", url).await?;
+        read_limited(response, "GET", url, limit).await.map(Some)
+    }
+
     /// HEAD a manifest by tag or digest; `None` when it does not exist.
     pub async fn head_manifest(
         &self,

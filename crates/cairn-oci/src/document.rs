@@ -238,6 +238,71 @@ pub async fn fetch(store: &Store, reference: &str) -> Result<FetchedDocument> {
     })
 }
 
+/// Read a document from any [`Location`](crate::reference::Location): a
+/// registry reference or `oci:` layout (the tag names the document), a file
+/// (with `<file>.sig` when present) or a URL (with `<url>.sig`).
+pub async fn fetch_location(
+    location: &crate::reference::Location,
+    client: &crate::client::RegistryClient,
+) -> Result<FetchedDocument> {
+    use crate::reference::Location;
+    let need_tag = |what: &str| {
+        OciError::invalid(
+            what.to_string(),
+            "name the document's tag, for example :cairn-graph-stable",
+        )
+    };
+    match location {
+        Location::Registry(reference) => {
+            if reference.tag.is_none() && reference.digest.is_none() {
+                return Err(need_tag(&reference.to_string()).into());
+            }
+            let store = Store::registry(client.clone(), reference.repository.clone());
+            fetch(&store, reference.reference()).await
+        }
+        Location::Layout { path, tag } => {
+            let layout = crate::layout::Layout::open(path)?;
+            let tag = match tag {
+                Some(tag) => tag.clone(),
+                None => {
+                    // A layout with a single document needs no tag.
+                    let mut tags: Vec<String> = layout
+                        .list_tags()?
+                        .into_iter()
+                        .filter(|t| t.starts_with("cairn-graph-"))
+                        .collect();
+                    if tags.len() != 1 {
+                        return Err(need_tag(&location.to_string()).into());
+                    }
+                    tags.remove(0)
+                }
+            };
+            fetch(&Store::Layout(layout), &tag).await
+        }
+        Location::File(path) => {
+            let bytes = std::fs::read(path).map_err(|e| OciError::io(path, e))?;
+            let signature_path = std::path::PathBuf::from(format!("{}.sig", path.display()));
+            let signature = match std::fs::read_to_string(&signature_path) {
+                Ok(text) => Some(text),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(OciError::io(signature_path, e).into()),
+            };
+            from_bytes(Bytes::from(bytes), signature, &path.display().to_string())
+        }
+        Location::Url(url) => {
+            let bytes = client
+                .get_url(url, MAX_DOCUMENT_BYTES)
+                .await?
+                .ok_or_else(|| OciError::NotFound(url.clone()))?;
+            let signature = client
+                .get_url(&format!("{url}.sig"), MAX_PAYLOAD_BYTES)
+                .await?
+                .map(|b| String::from_utf8_lossy(&b).into_owned());
+            from_bytes(bytes, signature, url)
+        }
+    }
+}
+
 /// A document from plain bytes (a file or URL) with an optional detached
 /// `cosign sign-blob` signature.
 pub fn from_bytes(

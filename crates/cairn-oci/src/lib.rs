@@ -17,6 +17,7 @@ pub mod document;
 pub mod error;
 pub mod layout;
 pub mod reference;
+pub mod scan;
 pub mod signing;
 pub mod store;
 

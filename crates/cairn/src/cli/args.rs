@@ -129,20 +129,6 @@ pub fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
 
-/// Read and validate a Cairn document, naming the file in any error.
-pub fn read_document(path: &Path) -> anyhow::Result<cairn_graph::GraphDocument> {
-    let bytes = read(path)?;
-    let parsed = cairn_graph::GraphDocument::from_json(&bytes)
-        .with_context(|| format!("{}", path.display()))?;
-    for field in &parsed.ignored_fields {
-        eprintln!(
-            "cairn: warning: {}: unknown field `{field}` ignored",
-            path.display()
-        );
-    }
-    Ok(parsed.document)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,5 +167,104 @@ mod tests {
         assert_eq!(wariness(None, None, 1.0).ok(), Some(1.0));
         let derived = wariness(None, Some("e0f3745b108f471cbd4883c6fbed8cdd"), 1.0).ok();
         assert!(derived.is_some_and(|w| (w - 0.65332).abs() < 1e-5));
+    }
+}
+
+/// How to reach registries.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RegistryArgs {
+    /// Reach this registry over plain HTTP (repeatable; meant for local test registries).
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    insecure_registries: Vec<String>,
+    /// Registry credentials (auth.json format). Default: the containers tools' lookup
+    /// ($REGISTRY_AUTH_FILE, ~/.config/containers/auth.json, ~/.docker/config.json).
+    #[arg(long, value_name = "FILE")]
+    authfile: Option<PathBuf>,
+}
+
+impl RegistryArgs {
+    /// A registry client with these settings.
+    pub fn client(&self) -> anyhow::Result<cairn_oci::RegistryClient> {
+        let credentials = match &self.authfile {
+            Some(path) => cairn_oci::auth::Credentials::from_file(path)?,
+            None => cairn_oci::auth::Credentials::from_default_files()?,
+        };
+        let options = cairn_oci::ClientOptions {
+            credentials,
+            insecure_registries: self.insecure_registries.clone(),
+            ..cairn_oci::ClientOptions::default()
+        };
+        Ok(cairn_oci::RegistryClient::new(options)?)
+    }
+}
+
+/// A runtime for the verbs that talk to registries.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// Read public keys from PEM files.
+pub fn verifying_keys(paths: &[PathBuf]) -> anyhow::Result<Vec<cairn_oci::signing::VerifyingKey>> {
+    paths
+        .iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Ok(cairn_oci::signing::VerifyingKey::from_pem(
+                &text,
+                &path.display().to_string(),
+            )?)
+        })
+        .collect()
+}
+
+/// Where a document comes from, and how far to trust it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DocumentArgs {
+    /// The document: a file, an https URL, `oci:DIR[:TAG]`, or a registry
+    /// reference such as quay.io/acme/os:cairn-graph-stable.
+    #[arg(long)]
+    document: String,
+    /// Require a signature by this public key (PEM; repeatable).
+    #[arg(long = "key", value_name = "PEM")]
+    keys: Vec<PathBuf>,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+impl DocumentArgs {
+    /// The document as given on the command line.
+    pub fn name(&self) -> &str {
+        &self.document
+    }
+
+    /// Read the document and check its signature when keys are given.
+    /// Expiry is left to the caller, which reports it in its own terms.
+    pub fn load(&self) -> anyhow::Result<cairn_graph::GraphDocument> {
+        let location = cairn_oci::Location::parse(&self.document)?;
+        let client = self.registry.client()?;
+        let fetched = runtime()?
+            .block_on(cairn_oci::document::fetch_location(&location, &client))
+            .with_context(|| self.document.clone())?;
+        for field in &fetched.ignored_fields {
+            eprintln!(
+                "cairn: warning: {}: unknown field `{field}` ignored",
+                self.document
+            );
+        }
+        let keys = verifying_keys(&self.keys)?;
+        let policy = cairn_oci::document::TrustPolicy {
+            keys: &keys,
+            allow_unsigned: false,
+            // Expiry is checked by the caller at its own `--now`.
+            now: fetched.document.issued,
+            last_seen: None,
+        };
+        fetched.verify(&self.document, &policy)?;
+        Ok(fetched.document)
     }
 }

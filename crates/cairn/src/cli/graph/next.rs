@@ -3,7 +3,6 @@
 use crate::cli::args::{self, WarinessArgs};
 use cairn_graph::Query;
 use serde_json::json;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Print `{"target": {"version", "digest"} | null, "reason": "..."}`; exits 0
@@ -11,9 +10,8 @@ use std::process::ExitCode;
 /// the node is the last of every rollout (wariness 1).
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The update graph document (a JSON file).
-    #[arg(long)]
-    document: PathBuf,
+    #[command(flatten)]
+    source: args::DocumentArgs,
     /// The node's architecture.
     #[arg(long)]
     arch: String,
@@ -34,7 +32,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let document = args::read_document(&args.document)?;
+    let document = args.source.load()?;
     let query = Query {
         booted: &args.booted,
         wariness: args.wariness.resolve(1.0)?,

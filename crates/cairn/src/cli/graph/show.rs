@@ -3,7 +3,6 @@
 use crate::cli::args;
 use cairn_graph::render::{self, ShowOptions};
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Output formats of `graph show`.
@@ -17,9 +16,8 @@ enum Format {
 /// Summarise releases, their barrier, dead-end and rollout state, and the edges.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The update graph document (a JSON file).
-    #[arg(long)]
-    document: PathBuf,
+    #[command(flatten)]
+    source: args::DocumentArgs,
     /// Only this architecture.
     #[arg(long)]
     arch: Option<String>,
@@ -35,13 +33,13 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let document = args::read_document(&args.document)?;
+    let document = args.source.load()?;
     if let Some(arch) = &args.arch
         && !document.architectures().contains(arch)
     {
         anyhow::bail!(
             "{}: no release has architecture {arch:?} (it has: {})",
-            args.document.display(),
+            args.source.name(),
             document.architectures().join(", ")
         );
     }

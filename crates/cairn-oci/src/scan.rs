@@ -1,0 +1,540 @@
+//! Scanning a repository for releases: tags, manifests, configs and labels.
+//!
+//! Cost matters because release teams re-scan often. A cold scan lists the
+//! tags, HEADs each, and fetches each manifest and config once, by digest,
+//! concurrently. A warm scan, with the cache of digests already read, costs
+//! the tag list plus a HEAD for each new or mutable tag: version tags are
+//! taken as immutable unless `recheck` is set.
+
+use crate::client::{DOCKER_LIST, OCI_INDEX};
+use crate::error::{OciError, Result};
+use crate::reference::ImageRef;
+use crate::store::Store;
+use cairn_graph::assemble::Candidate;
+use cairn_graph::document::{ArchEntry, BaseImage};
+use futures::stream::{self, StreamExt, TryStreamExt};
+use jiff::Timestamp;
+use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Largest config blob read.
+const MAX_CONFIG_BYTES: usize = 4 * 1024 * 1024;
+
+/// Label or annotation keys Cairn reads.
+pub mod keys {
+    /// bootc's bootable marker.
+    pub const BOOTC: &str = "containers.bootc";
+    /// ostree's bootable marker.
+    pub const OSTREE_BOOTABLE: &str = "ostree.bootable";
+    /// The version people see.
+    pub const VERSION: &str = "org.opencontainers.image.version";
+    /// Build time.
+    pub const CREATED: &str = "org.opencontainers.image.created";
+    /// Fedora CoreOS stream label.
+    pub const STREAM: &str = "com.coreos.stream";
+    /// Older Fedora CoreOS stream label.
+    pub const LEGACY_STREAM: &str = "fedora-coreos.stream";
+    /// Base image digest (buildah and podman set it).
+    pub const BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
+    /// Base image name.
+    pub const BASE_NAME: &str = "org.opencontainers.image.base.name";
+}
+
+/// What a scan should look at.
+#[derive(Debug, Clone)]
+pub struct ScanOptions {
+    /// Only images of this stream (by label; images without one are included).
+    pub stream: String,
+    /// Only tags matching this glob.
+    pub tag_pattern: Option<String>,
+    /// Tags that move, so are re-checked every scan.
+    pub mutable_tags: Vec<String>,
+    /// Re-check every tag, ignoring the cache.
+    pub recheck: bool,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+}
+
+impl ScanOptions {
+    /// Defaults for a stream: `stable`, `testing`, `next` and `latest` are mutable.
+    pub fn for_stream(stream: &str) -> Self {
+        ScanOptions {
+            stream: stream.to_string(),
+            tag_pattern: None,
+            mutable_tags: ["stable", "testing", "next", "latest"]
+                .map(String::from)
+                .to_vec(),
+            recheck: false,
+            concurrency: 16,
+        }
+    }
+}
+
+/// What a scan remembers between runs. Everything is keyed by digest (immutable)
+/// except `tags`, which is only trusted for tags that are not mutable.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ScanCache {
+    /// The digest each tag pointed at.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// What each digest (index or manifest) holds, per architecture.
+    #[serde(default)]
+    pub images: BTreeMap<String, BTreeMap<String, ArchImage>>,
+    /// Version labels of base images, by digest (`None`: it has none).
+    #[serde(default)]
+    pub bases: BTreeMap<String, Option<String>>,
+}
+
+/// One architecture of an image.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ArchImage {
+    /// Manifest digest.
+    pub manifest: String,
+    /// Config digest.
+    pub config: String,
+    /// Config labels merged with manifest (and index) annotations; annotations win.
+    pub labels: BTreeMap<String, String>,
+    /// The config's `created`.
+    #[serde(default)]
+    pub created: Option<String>,
+}
+
+/// The outcome of a scan.
+#[derive(Debug, Clone, Default)]
+pub struct ScanReport {
+    /// Releases found.
+    pub candidates: Vec<Candidate>,
+    /// Tags passed over, with the reason.
+    pub skipped: Vec<(String, String)>,
+    /// Notes for the operator.
+    pub warnings: Vec<String>,
+    /// Every tag of the repository, release or not.
+    pub all_tags: Vec<String>,
+}
+
+/// True for tags that can name a release: not signature, attestation, SBOM or
+/// referrer-fallback tags, and not Cairn's own tags.
+pub fn is_release_tag(tag: &str) -> bool {
+    !(tag.starts_with("sha256-")
+        || tag.ends_with(".sig")
+        || tag.ends_with(".att")
+        || tag.ends_with(".sbom")
+        || tag.starts_with("cairn-"))
+}
+
+/// Fedora's architecture names from OCI's.
+pub fn basearch(oci_arch: &str) -> String {
+    match oci_arch {
+        "amd64" => "x86_64",
+        "arm64" => "aarch64",
+        "386" => "i686",
+        other => other,
+    }
+    .to_string()
+}
+
+/// Scan a repository. `progress(done, total)` is called as tags are resolved
+/// and images read.
+pub async fn scan(
+    store: &Store,
+    options: &ScanOptions,
+    cache: &mut ScanCache,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<ScanReport> {
+    let pattern = match &options.tag_pattern {
+        Some(glob) => Some(
+            globset::Glob::new(glob)
+                .map_err(|e| OciError::invalid(format!("tag pattern {glob:?}"), e))?
+                .compile_matcher(),
+        ),
+        None => None,
+    };
+    let mut report = ScanReport::default();
+    report.all_tags = store.list_tags().await?;
+    let tags: Vec<String> = report
+        .all_tags
+        .iter()
+        .cloned()
+        .filter(|tag| is_release_tag(tag))
+        .filter(|tag| {
+            pattern.as_ref().is_none_or(|p| p.is_match(tag)) || options.mutable_tags.contains(tag)
+        })
+        .collect();
+    let total = tags.len() as u64 * 2;
+    let done = std::sync::atomic::AtomicU64::new(0);
+    let tick = || {
+        progress(
+            done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
+            total,
+        )
+    };
+
+    // 1. Which digest each tag points at.
+    let cached_tags = &cache.tags;
+    let resolved: Vec<(String, Option<String>)> = stream::iter(tags)
+        .map(|tag| async {
+            let trusted = !options.recheck && !options.mutable_tags.contains(&tag);
+            let digest = match cached_tags.get(&tag).filter(|_| trusted) {
+                Some(digest) => Some(digest.clone()),
+                None => store.resolve(&tag).await?.map(|head| head.digest),
+            };
+            tick();
+            Ok::<_, OciError>((tag, digest))
+        })
+        .buffer_unordered(options.concurrency.max(1))
+        .try_collect()
+        .await?;
+    let mut by_digest: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    cache.tags.clear();
+    for (tag, digest) in resolved {
+        match digest {
+            Some(digest) => {
+                cache.tags.insert(tag.clone(), digest.clone());
+                by_digest.entry(digest).or_default().push(tag);
+            }
+            None => report
+                .skipped
+                .push((tag, "the tag vanished during the scan".into())),
+        }
+    }
+
+    // 2. Read each image not read before: manifest (or index) and configs.
+    let unknown: Vec<String> = by_digest
+        .keys()
+        .filter(|d| !cache.images.contains_key(*d))
+        .cloned()
+        .collect();
+    let read: Vec<(
+        String,
+        std::result::Result<BTreeMap<String, ArchImage>, String>,
+    )> = stream::iter(unknown)
+        .map(|digest| async {
+            let result = read_image(store, &digest).await;
+            tick();
+            match result {
+                Ok(image) => Ok((digest, Ok(image))),
+                // Only a broken image is skipped; a broken registry fails the scan.
+                Err(OciError::Invalid { what, message }) => {
+                    Ok((digest, Err(format!("{what}: {message}"))))
+                }
+                Err(e) => Err(e),
+            }
+        })
+        .buffer_unordered(options.concurrency.max(1))
+        .try_collect()
+        .await?;
+    let mut broken = BTreeMap::new();
+    for (digest, result) in read {
+        match result {
+            Ok(image) => {
+                cache.images.insert(digest, image);
+            }
+            Err(reason) => {
+                broken.insert(digest, reason);
+            }
+        }
+    }
+
+    // 3. Releases.
+    for (digest, mut tags) in by_digest {
+        tags.sort();
+        if let Some(reason) = broken.get(&digest) {
+            for tag in tags {
+                report.skipped.push((tag, reason.clone()));
+            }
+            continue;
+        }
+        let Some(image) = cache.images.get(&digest).cloned() else {
+            continue;
+        };
+        match candidate(
+            store,
+            options,
+            pattern.as_ref(),
+            &digest,
+            &tags,
+            &image,
+            cache,
+            &mut report.warnings,
+        )
+        .await?
+        {
+            Ok(candidate) => report.candidates.push(candidate),
+            Err(reason) => {
+                for tag in tags {
+                    report.skipped.push((tag, reason.clone()));
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Read one image by digest: an index with its children, or a manifest.
+async fn read_image(store: &Store, digest: &str) -> Result<BTreeMap<String, ArchImage>> {
+    let fetched = store.get_manifest(digest).await?;
+    let media_type = if fetched.media_type.is_empty() {
+        serde_json::from_slice::<serde_json::Value>(&fetched.bytes)
+            .ok()
+            .and_then(|v| v["mediaType"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    } else {
+        fetched.media_type.clone()
+    };
+    let mut images = BTreeMap::new();
+    if media_type == OCI_INDEX || media_type == DOCKER_LIST {
+        let index: ImageIndex = serde_json::from_slice(&fetched.bytes)
+            .map_err(|e| OciError::invalid(format!("image index {digest}"), e))?;
+        let index_annotations = index.annotations().clone().unwrap_or_default();
+        for child in index.manifests() {
+            let Some(platform) = child.platform() else {
+                continue;
+            };
+            let arch = platform.architecture().to_string();
+            // Attestation manifests hide under "unknown".
+            if arch == "unknown" {
+                continue;
+            }
+            let child_digest = child.digest().to_string();
+            let mut image = read_manifest(store, &child_digest).await?;
+            for (key, value) in &index_annotations {
+                image
+                    .labels
+                    .entry(key.clone())
+                    .or_insert_with(|| value.clone());
+            }
+            images.insert(basearch(&arch), image);
+        }
+    } else {
+        let image = read_manifest_bytes(store, digest, &fetched.bytes).await?;
+        let arch = image.1;
+        images.insert(basearch(&arch), image.0);
+    }
+    Ok(images)
+}
+
+async fn read_manifest(store: &Store, digest: &str) -> Result<ArchImage> {
+    let fetched = store.get_manifest(digest).await?;
+    Ok(read_manifest_bytes(store, digest, &fetched.bytes).await?.0)
+}
+
+/// A manifest's config labels plus its annotations, and its architecture.
+async fn read_manifest_bytes(
+    store: &Store,
+    digest: &str,
+    bytes: &[u8],
+) -> Result<(ArchImage, String)> {
+    let manifest: ImageManifest = serde_json::from_slice(bytes)
+        .map_err(|e| OciError::invalid(format!("manifest {digest}"), e))?;
+    let config_digest = manifest.config().digest().to_string();
+    let config_bytes = store.get_blob(&config_digest, MAX_CONFIG_BYTES).await?;
+    let config: ImageConfiguration = serde_json::from_slice(&config_bytes)
+        .map_err(|e| OciError::invalid(format!("config {config_digest} of {digest}"), e))?;
+    let mut labels: BTreeMap<String, String> = config
+        .config()
+        .as_ref()
+        .and_then(|c| c.labels().clone())
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    for (key, value) in manifest.annotations().clone().unwrap_or_default() {
+        labels.insert(key, value);
+    }
+    Ok((
+        ArchImage {
+            manifest: digest.to_string(),
+            config: config_digest,
+            labels,
+            created: config.created().clone(),
+        },
+        config.architecture().to_string(),
+    ))
+}
+
+fn is_bootable(labels: &BTreeMap<String, String>) -> bool {
+    labels.get(keys::BOOTC).is_some_and(|v| v == "1")
+        || labels
+            .get(keys::OSTREE_BOOTABLE)
+            .is_some_and(|v| v == "1" || v == "true")
+}
+
+/// The candidate for one image, or the reason it is not a release.
+#[allow(clippy::too_many_arguments)]
+async fn candidate(
+    store: &Store,
+    options: &ScanOptions,
+    pattern: Option<&globset::GlobMatcher>,
+    digest: &str,
+    tags: &[String],
+    image: &BTreeMap<String, ArchImage>,
+    cache: &mut ScanCache,
+    warnings: &mut Vec<String>,
+) -> Result<std::result::Result<Candidate, String>> {
+    let Some(first) = image.values().next() else {
+        return Ok(Err("no image for any architecture".into()));
+    };
+    if !image.values().any(|arch| is_bootable(&arch.labels)) {
+        return Ok(Err(
+            "not bootable (no containers.bootc=1 or ostree.bootable label)".into(),
+        ));
+    }
+    let labels = &first.labels;
+    if let Some(stream) = labels
+        .get(keys::STREAM)
+        .or_else(|| labels.get(keys::LEGACY_STREAM))
+        && stream != &options.stream
+    {
+        return Ok(Err(format!("belongs to stream {stream}")));
+    }
+    let created_text = labels
+        .get(keys::CREATED)
+        .cloned()
+        .or_else(|| first.created.clone());
+    let created = created_text
+        .as_deref()
+        .and_then(|t| t.parse::<Timestamp>().ok());
+    let base = match (labels.get(keys::BASE_NAME), labels.get(keys::BASE_DIGEST)) {
+        (Some(name), Some(base_digest)) if cairn_graph::digest::is_sha256_digest(base_digest) => {
+            let repository = ImageRef::parse(name)
+                .map(|r| r.repository.to_string())
+                .unwrap_or_else(|_| name.clone());
+            Some(BaseImage {
+                repository,
+                digest: base_digest.clone(),
+            })
+        }
+        _ => None,
+    };
+    let label_version = labels.get(keys::VERSION).cloned();
+    let inherited = match (&base, &label_version) {
+        (Some(base), Some(version)) => {
+            base_version(store, base, cache, warnings).await.as_deref() == Some(version.as_str())
+        }
+        _ => false,
+    };
+    let version = match label_version.filter(|_| !inherited) {
+        Some(version) => version,
+        None => tags
+            .iter()
+            .find(|t| !options.mutable_tags.contains(t) && pattern.is_none_or(|p| p.is_match(t)))
+            .cloned()
+            .unwrap_or_else(|| {
+                let when = created_text.clone().unwrap_or_else(|| "unknown".into());
+                format!("{when}-{}", cairn_graph::digest::short(digest))
+            }),
+    };
+    let architectures = image
+        .iter()
+        .map(|(arch, image)| {
+            (
+                arch.clone(),
+                ArchEntry {
+                    config: Some(image.config.clone()),
+                    ..ArchEntry::image(image.manifest.clone())
+                },
+            )
+        })
+        .collect();
+    Ok(Ok(Candidate {
+        version,
+        created,
+        tags: tags.to_vec(),
+        source_digest: digest.to_string(),
+        architectures,
+        base,
+    }))
+}
+
+/// The version label of a base image, read once per digest. The base usually
+/// lives in another repository of another registry; a failure to read it is a
+/// warning, not an error.
+async fn base_version(
+    store: &Store,
+    base: &BaseImage,
+    cache: &mut ScanCache,
+    warnings: &mut Vec<String>,
+) -> Option<String> {
+    if let Some(known) = cache.bases.get(&base.digest) {
+        return known.clone();
+    }
+    let base_store = match store {
+        Store::Registry { client, .. } => {
+            match crate::reference::Repository::parse(&base.repository) {
+                Ok(repository) => Store::registry(client.clone(), repository),
+                Err(_) => return None,
+            }
+        }
+        // A layout has no other repositories: look for the base inside it.
+        Store::Layout(layout) => Store::Layout(layout.clone()),
+    };
+    match read_image(&base_store, &base.digest).await {
+        Ok(image) => {
+            let version = image
+                .values()
+                .find_map(|a| a.labels.get(keys::VERSION).cloned());
+            cache.bases.insert(base.digest.clone(), version.clone());
+            version
+        }
+        Err(e) => {
+            warnings.push(format!(
+                "base image {}@{} could not be read: {e}",
+                base.repository, base.digest
+            ));
+            None
+        }
+    }
+}
+
+/// The tag that keeps a digest alive through registry garbage collection.
+pub fn keep_tag(digest: &str) -> String {
+    format!("cairn-keep-{}", digest.trim_start_matches("sha256:"))
+}
+
+/// Tag each digest that has no keep tag yet, so that garbage collection cannot
+/// remove a barrier or a target. Returns how many tags were added.
+pub async fn keep(store: &Store, digests: &[String], existing_tags: &[String]) -> Result<usize> {
+    let mut added = 0;
+    for digest in digests {
+        let tag = keep_tag(digest);
+        if existing_tags.contains(&tag) {
+            continue;
+        }
+        let manifest = store.get_manifest(digest).await?;
+        store
+            .put_manifest(manifest.bytes, &manifest.media_type, Some(&tag))
+            .await?;
+        added += 1;
+    }
+    Ok(added)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_and_referrer_tags_are_not_releases() {
+        for tag in [
+            "sha256-abc",
+            "sha256-abc.sig",
+            "v1.att",
+            "v1.sbom",
+            "x.sig",
+            "cairn-graph-stable",
+            "cairn-keep-abc",
+        ] {
+            assert!(!is_release_tag(tag), "{tag}");
+        }
+        for tag in ["stable", "44.20260707.3.1", "latest", "v1.signed"] {
+            assert!(is_release_tag(tag), "{tag}");
+        }
+    }
+
+    #[test]
+    fn architectures_use_fedora_names() {
+        assert_eq!(basearch("amd64"), "x86_64");
+        assert_eq!(basearch("arm64"), "aarch64");
+        assert_eq!(basearch("s390x"), "s390x");
+    }
+}
