@@ -150,16 +150,18 @@ pub async fn scan(
         ),
         None => None,
     };
-    let mut report = ScanReport::default();
-    report.all_tags = store.list_tags().await?;
+    let mut report = ScanReport {
+        all_tags: store.list_tags().await?,
+        ..ScanReport::default()
+    };
     let tags: Vec<String> = report
         .all_tags
         .iter()
-        .cloned()
         .filter(|tag| is_release_tag(tag))
         .filter(|tag| {
             pattern.as_ref().is_none_or(|p| p.is_match(tag)) || options.mutable_tags.contains(tag)
         })
+        .cloned()
         .collect();
     let total = tags.len() as u64 * 2;
     let done = std::sync::atomic::AtomicU64::new(0);
@@ -205,10 +207,11 @@ pub async fn scan(
         .filter(|d| !cache.images.contains_key(*d))
         .cloned()
         .collect();
-    let read: Vec<(
+    type ReadResult = (
         String,
         std::result::Result<BTreeMap<String, ArchImage>, String>,
-    )> = stream::iter(unknown)
+    );
+    let read: Vec<ReadResult> = stream::iter(unknown)
         .map(|digest| async {
             let result = read_image(store, &digest).await;
             tick();

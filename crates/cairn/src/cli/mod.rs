@@ -1,7 +1,10 @@
 //! The command-line interface: the top-level verbs and their dispatch.
 
 mod args;
+mod document;
 mod graph;
+mod policy;
+mod publish;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -19,12 +22,22 @@ enum Command {
     /// Inspect and convert update graphs.
     #[command(subcommand)]
     Graph(graph::GraphCommand),
+    /// Scan a repository and publish its signed update graph document.
+    Publish(publish::Args),
+    /// Edit the release team's policy file.
+    Policy(policy::Args),
+    /// Verify documents and make signing keys.
+    #[command(subcommand)]
+    Document(document::DocumentCommand),
 }
 
 /// Run the chosen verb.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Graph(command) => graph::run(command),
+        Command::Publish(args) => publish::run(args),
+        Command::Policy(args) => policy::run(args),
+        Command::Document(command) => document::run(command),
     }
 }
 

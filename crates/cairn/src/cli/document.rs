@@ -1,0 +1,146 @@
+//! `cairn document`: verify published documents and make signing keys.
+
+use crate::cli::args::{self, RegistryArgs};
+use anyhow::Context;
+use cairn_oci::document::{Seen, TrustPolicy};
+use clap::Subcommand;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Verify documents and manage signing keys.
+#[derive(Debug, Subcommand)]
+pub enum DocumentCommand {
+    /// Check a document's signature, expiry and sequence.
+    Verify(VerifyArgs),
+    /// Make an ECDSA P-256 key pair (PKCS#8 and SPKI PEM, as cosign reads them).
+    Keygen(KeygenArgs),
+}
+
+/// Check, in order: the signature, `expires`, and that `sequence` has not
+/// gone backwards since the last document `--state` recorded.
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// The document: a registry reference, oci:DIR[:TAG], a file or an https URL.
+    location: String,
+    /// A trusted public key (PEM; repeatable). Without one only expiry and sequence are checked.
+    #[arg(long = "key", value_name = "PEM")]
+    keys: Vec<PathBuf>,
+    /// Remembers the last accepted sequence; refuses older ones.
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
+    /// The time to check expiry at (Unix seconds or RFC 3339). Default: now.
+    #[arg(long)]
+    now: Option<String>,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+/// Write `<prefix>.key` (private, mode 0600) and `<prefix>.pub`.
+#[derive(Debug, clap::Args)]
+pub struct KeygenArgs {
+    /// Path prefix of the two files.
+    #[arg(long, default_value = "cairn")]
+    output: PathBuf,
+}
+
+pub fn run(command: DocumentCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        DocumentCommand::Verify(args) => verify(args),
+        DocumentCommand::Keygen(args) => keygen(args),
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct State {
+    sequence: u64,
+    digest: String,
+}
+
+fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let location = cairn_oci::Location::parse(&args.location)?;
+    let client = args.registry.client()?;
+    let fetched = args::runtime()?
+        .block_on(cairn_oci::document::fetch_location(&location, &client))
+        .with_context(|| args.location.clone())?;
+    let keys = args::verifying_keys(&args.keys)?;
+    let state: Option<State> = match &args.state {
+        Some(path) => match std::fs::read(path) {
+            Ok(bytes) => {
+                Some(serde_json::from_slice(&bytes).with_context(|| path.display().to_string())?)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        },
+        None => None,
+    };
+    let policy = TrustPolicy {
+        keys: &keys,
+        allow_unsigned: false,
+        now: args::now_or(args.now.as_deref())?,
+        last_seen: state.as_ref().map(|s| Seen {
+            sequence: s.sequence,
+            digest: &s.digest,
+        }),
+    };
+    fetched.verify(&args.location, &policy)?;
+    let digest = cairn_oci::digest::sha256_digest(&fetched.bytes);
+    if let Some(path) = &args.state {
+        let state = State {
+            sequence: fetched.document.sequence,
+            digest: digest.clone(),
+        };
+        std::fs::write(path, serde_json::to_vec(&state)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let document = &fetched.document;
+    let signature = if keys.is_empty() {
+        "not checked (no --key)"
+    } else {
+        "valid"
+    };
+    args::emit(&format!(
+        "verified {}: stream {}, sequence {}, {} releases, issued {}, expires {}, signature {signature}\n",
+        args.location,
+        document.stream,
+        document.sequence,
+        document.releases.len(),
+        document.issued,
+        document.expires
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn keygen(args: KeygenArgs) -> anyhow::Result<ExitCode> {
+    let key = cairn_oci::signing::SigningKey::generate();
+    let private = PathBuf::from(format!("{}.key", args.output.display()));
+    let public = PathBuf::from(format!("{}.pub", args.output.display()));
+    for path in [&private, &public] {
+        anyhow::ensure!(
+            !path.exists(),
+            "{} exists; not overwriting a key",
+            path.display()
+        );
+    }
+    write_private(&private, key.to_pem()?.as_bytes())?;
+    std::fs::write(&public, key.verifying_key().to_pem()?)
+        .with_context(|| format!("writing {}", public.display()))?;
+    args::emit(&format!(
+        "wrote {} and {}\n",
+        private.display(),
+        public.display()
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))
+}

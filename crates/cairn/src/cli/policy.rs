@@ -1,0 +1,186 @@
+//! `cairn policy`: edit the release team's policy file without hand-editing JSON.
+
+use crate::cli::args;
+use anyhow::Context;
+use cairn_graph::fcos::Updates;
+use cairn_graph::policy::{PolicyEdit, apply, parse_fraction};
+use clap::Subcommand;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Start, pause, resume and stop rollouts; add and remove barriers and dead-ends.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The policy file (Fedora CoreOS updates format); created when missing.
+    #[arg(long, default_value = "updates.json", global = true)]
+    policy: PathBuf,
+    /// The stream, written into a new file.
+    #[arg(long, global = true)]
+    stream: Option<String>,
+    /// The time of the edit (Unix seconds or RFC 3339). Default: now.
+    #[arg(long, global = true)]
+    now: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Rollouts.
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
+    /// Barriers.
+    #[command(subcommand)]
+    Barrier(MarkCommand),
+    /// Dead-ends.
+    #[command(subcommand)]
+    Deadend(DeadendCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum RolloutCommand {
+    /// Offer a release to a growing part of the fleet.
+    Start {
+        /// The release.
+        version: String,
+        /// How long until every host is offered it (s, m, h, d or w).
+        #[arg(long)]
+        over: String,
+        /// When it starts (Unix seconds or RFC 3339). Default: now.
+        #[arg(long)]
+        at: Option<String>,
+        /// Where it starts: a fraction (0.05) or a percentage (5%), never a bare 5.
+        #[arg(long, default_value = "0")]
+        from: String,
+    },
+    /// Freeze a rollout at its current progress.
+    Pause {
+        /// The release.
+        version: String,
+    },
+    /// Let a paused rollout grow again.
+    Resume {
+        /// The release.
+        version: String,
+        /// How long until every host is offered it.
+        #[arg(long)]
+        over: String,
+    },
+    /// Remove the rollout: the release becomes a target for nobody.
+    Stop {
+        /// The release.
+        version: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MarkCommand {
+    /// Make a release a barrier.
+    Add {
+        /// The release.
+        version: String,
+        /// Why (a URL to the migration it carries).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Remove a barrier.
+    Remove {
+        /// The release.
+        version: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DeadendCommand {
+    /// Make a release a dead-end.
+    Add {
+        /// The release.
+        version: String,
+        /// Why; shown to operators of hosts on it.
+        #[arg(long)]
+        reason: String,
+        /// Keep its rollout (Zincati hosts are still sent there).
+        #[arg(long)]
+        keep_rollout: bool,
+    },
+    /// Remove a dead-end.
+    Remove {
+        /// The release.
+        version: String,
+    },
+}
+
+fn minutes(text: &str) -> anyhow::Result<u64> {
+    let duration = args::parse_duration(text).context("--over")?;
+    let seconds = u64::try_from(duration.as_secs()).unwrap_or(0);
+    Ok(seconds.div_ceil(60))
+}
+
+fn edit(command: Command, now: i64) -> anyhow::Result<PolicyEdit> {
+    Ok(match command {
+        Command::Rollout(RolloutCommand::Start {
+            version,
+            over,
+            at,
+            from,
+        }) => PolicyEdit::RolloutStart {
+            version,
+            minutes: minutes(&over)?,
+            at: match at {
+                Some(at) => args::parse_time(&at).context("--at")?.as_second(),
+                None => now,
+            },
+            from: parse_fraction(&from).map_err(|e| anyhow::anyhow!("--from {e}"))?,
+        },
+        Command::Rollout(RolloutCommand::Pause { version }) => PolicyEdit::RolloutPause { version },
+        Command::Rollout(RolloutCommand::Resume { version, over }) => PolicyEdit::RolloutResume {
+            version,
+            minutes: minutes(&over)?,
+        },
+        Command::Rollout(RolloutCommand::Stop { version }) => PolicyEdit::RolloutStop { version },
+        Command::Barrier(MarkCommand::Add { version, reason }) => {
+            PolicyEdit::BarrierAdd { version, reason }
+        }
+        Command::Barrier(MarkCommand::Remove { version }) => PolicyEdit::BarrierRemove { version },
+        Command::Deadend(DeadendCommand::Add {
+            version,
+            reason,
+            keep_rollout,
+        }) => PolicyEdit::DeadendAdd {
+            version,
+            reason,
+            keep_rollout,
+        },
+        Command::Deadend(DeadendCommand::Remove { version }) => {
+            PolicyEdit::DeadendRemove { version }
+        }
+    })
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let now = jiff::Timestamp::from_second(args::now_or(args.now.as_deref())?.as_second())?;
+    let mut updates = match std::fs::read(&args.policy) {
+        Ok(bytes) => {
+            Updates::from_json(&bytes).with_context(|| args.policy.display().to_string())?
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Updates {
+            stream: args.stream.clone(),
+            releases: Vec::new(),
+        },
+        Err(e) => return Err(e).with_context(|| format!("reading {}", args.policy.display())),
+    };
+    let edit = edit(args.command, now.as_second())?;
+    let change = apply(&mut updates, &edit, now.as_second())
+        .with_context(|| args.policy.display().to_string())?;
+    // Write through a temporary file so a crash never leaves half a policy.
+    let temporary = args.policy.with_extension("json.tmp");
+    std::fs::write(&temporary, updates.to_json_pretty(now))
+        .with_context(|| format!("writing {}", temporary.display()))?;
+    std::fs::rename(&temporary, &args.policy)
+        .with_context(|| format!("writing {}", args.policy.display()))?;
+    args::emit(&format!(
+        "changed: {}\nfleet: {} (once published with `cairn publish`)\n",
+        change.changed, change.fleet
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,358 @@
+//! `cairn publish`: scan a repository, merge the policy, sign and push the document.
+
+use crate::cli::args::{self, RegistryArgs};
+use anyhow::{Context, bail};
+use cairn_graph::assemble::{AssembleOptions, assemble};
+use cairn_graph::fcos::Updates;
+use cairn_graph::{GraphDocument, Rollout};
+use cairn_oci::document::{self as doc, DocumentStoreError};
+use cairn_oci::layout::Layout;
+use cairn_oci::scan::{self, ScanCache, ScanOptions};
+use cairn_oci::{Location, Repository, Store};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Exit code when another publisher moved the tag.
+pub const CONFLICT_EXIT: u8 = 3;
+
+/// What a new release without a policy entry gets.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum DefaultRollout {
+    /// Offered to every host at once (`start_percentage: 1.0`, stamped now).
+    Immediate,
+    /// No rollout: offered to nobody until the policy says so.
+    None,
+}
+
+/// Scan a repository's images, merge the release team's policy, and publish
+/// the signed update graph document next to the images.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The repository: registry/path (quay.io/acme/os) or oci:DIR.
+    #[arg(long)]
+    repository: String,
+    /// The stream the document describes.
+    #[arg(long)]
+    stream: String,
+    /// The policy file, in Fedora CoreOS's updates/<stream>.json format.
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// Only tags matching this glob are releases (mutable tags are always read).
+    #[arg(long)]
+    tag_pattern: Option<String>,
+    /// Sign with this ECDSA P-256 private key (PEM).
+    #[arg(long, value_name = "PEM")]
+    sign_key: Option<PathBuf>,
+    /// How long the document stays valid (s, m, h, d or w).
+    #[arg(long, default_value = "14d")]
+    expires_in: String,
+    /// Print what would change instead of publishing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Only re-sign the current document with new `issued` and `expires`.
+    #[arg(long, conflicts_with_all = ["policy", "tag_pattern", "dry_run", "recheck"])]
+    refresh: bool,
+    /// Re-read every tag, not just new and mutable ones.
+    #[arg(long)]
+    recheck: bool,
+    /// Tags that move and are re-read on every scan (repeatable).
+    #[arg(long = "mutable-tag", default_values = ["stable", "testing", "next", "latest"])]
+    mutable_tags: Vec<String>,
+    /// The document's tag. Default: cairn-graph-<stream>.
+    #[arg(long)]
+    tag: Option<String>,
+    /// The rollout new releases without a policy entry get.
+    #[arg(long, value_enum, default_value = "immediate")]
+    default_rollout: DefaultRollout,
+    /// The scan cache (digests already read). Default: under $XDG_CACHE_HOME/cairn.
+    #[arg(long, value_name = "FILE")]
+    cache: Option<PathBuf>,
+    /// The publication time (Unix seconds or RFC 3339). Default: now.
+    #[arg(long)]
+    now: Option<String>,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let store = open_store(&args)?;
+    let runtime = args::runtime()?;
+    match runtime.block_on(publish(&args, &store)) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(error) => match error.downcast_ref::<DocumentStoreError>() {
+            Some(conflict @ DocumentStoreError::Conflict { .. }) => {
+                eprintln!("cairn: {conflict}");
+                Ok(ExitCode::from(CONFLICT_EXIT))
+            }
+            _ => Err(error),
+        },
+    }
+}
+
+fn open_store(args: &Args) -> anyhow::Result<Store> {
+    if args.repository.starts_with("oci:") {
+        let Location::Layout { path, .. } = Location::parse(&args.repository)? else {
+            bail!("{}: not an oci: layout", args.repository);
+        };
+        return Ok(Store::Layout(Layout::open(&path)?));
+    }
+    let repository = Repository::parse(&args.repository)
+        .with_context(|| format!("--repository {}", args.repository))?;
+    Ok(Store::registry(args.registry.client()?, repository))
+}
+
+async fn publish(args: &Args, store: &Store) -> anyhow::Result<()> {
+    let now = args::now_or(args.now.as_deref())?;
+    let now = jiff::Timestamp::from_second(now.as_second())?;
+    let lifetime = args::parse_duration(&args.expires_in).context("--expires-in")?;
+    let expires = now
+        .checked_add(lifetime)
+        .context("--expires-in reaches past the year 9999")?;
+    let tag = args
+        .tag
+        .clone()
+        .unwrap_or_else(|| doc::default_tag(&args.stream));
+    let key = match &args.sign_key {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Some(cairn_oci::signing::SigningKey::from_pem(
+                &text,
+                &path.display().to_string(),
+            )?)
+        }
+        None => None,
+    };
+    let previous = match doc::fetch(store, &tag).await {
+        Ok(fetched) => Some(fetched.document),
+        Err(DocumentStoreError::Store(cairn_oci::OciError::NotFound(_))) => None,
+        Err(e) => return Err(e).with_context(|| format!("reading the published document {tag}")),
+    };
+    if args.refresh {
+        let mut document =
+            previous.with_context(|| format!("--refresh: nothing is published under {tag}"))?;
+        document.issued = now;
+        document.expires = expires;
+        return push(store, &tag, document, key.as_ref()).await;
+    }
+    let policy = match &args.policy {
+        Some(path) => Some(
+            Updates::from_json(&args::read(path)?).with_context(|| path.display().to_string())?,
+        ),
+        None => None,
+    };
+    let (report, requests) = scan_repository(args, store).await?;
+    for (tag, reason) in &report.skipped {
+        eprintln!("cairn: skipped tag {tag}: {reason}");
+    }
+    for warning in &report.warnings {
+        eprintln!("cairn: warning: {warning}");
+    }
+    let repository = match store {
+        Store::Registry { repository, .. } => repository.to_string(),
+        Store::Layout(_) => previous
+            .as_ref()
+            .map(|p| p.repository.clone())
+            .unwrap_or_else(|| args.repository.clone()),
+    };
+    let default_rollout = match args.default_rollout {
+        DefaultRollout::Immediate => Some(Rollout::immediate()),
+        DefaultRollout::None => None,
+    };
+    let assembled = assemble(
+        previous.as_ref(),
+        report.candidates.clone(),
+        &AssembleOptions {
+            stream: &args.stream,
+            repository: &repository,
+            now,
+            expires,
+            default_rollout,
+            policy: policy.as_ref(),
+        },
+    )?;
+    for warning in &assembled.warnings {
+        eprintln!("cairn: warning: {warning}");
+    }
+    if !assembled.gone.is_empty() {
+        eprintln!(
+            "cairn: no longer in the registry (kept as nodes hosts can find themselves on): {}",
+            assembled.gone.join(", ")
+        );
+    }
+    if !assembled.not_offered.is_empty() {
+        eprintln!(
+            "cairn: not a target for any host: {}",
+            assembled.not_offered.join(", ")
+        );
+    }
+    eprintln!(
+        "cairn: scanned {} tags, {} releases ({} new), {requests} HTTP requests",
+        report.all_tags.len(),
+        assembled.document.releases.len(),
+        assembled.added.len()
+    );
+    if args.dry_run {
+        let lines = cairn_graph::render::diff(previous.as_ref(), &assembled.document);
+        let mut text = String::new();
+        for line in &lines {
+            text.push_str(line);
+            text.push('\n');
+        }
+        if lines.is_empty() {
+            text.push_str(
+                "no change to the releases (a publication would only renew issued and expires)\n",
+            );
+        }
+        args::emit(&text)?;
+        return Ok(());
+    }
+    let keep: Vec<String> = keep_digests(&assembled.document, &report.candidates);
+    let kept = scan::keep(store, &keep, &report.all_tags).await?;
+    if kept > 0 {
+        eprintln!(
+            "cairn: tagged {kept} barrier or target image(s) so garbage collection keeps them"
+        );
+    }
+    push(store, &tag, assembled.document, key.as_ref()).await
+}
+
+async fn scan_repository(args: &Args, store: &Store) -> anyhow::Result<(scan::ScanReport, u64)> {
+    let cache_path = args
+        .cache
+        .clone()
+        .or_else(|| default_cache(&args.repository));
+    let mut cache: ScanCache = match &cache_path {
+        // A damaged cache costs a full scan, never a wrong one.
+        Some(path) => std::fs::read(path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default(),
+        None => ScanCache::default(),
+    };
+    let options = ScanOptions {
+        tag_pattern: args.tag_pattern.clone(),
+        mutable_tags: args.mutable_tags.clone(),
+        recheck: args.recheck,
+        ..ScanOptions::for_stream(&args.stream)
+    };
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("scanning {bar:30} {pos}/{len} ({elapsed})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let progress = |done: u64, total: u64| {
+        if let Some(bar) = &bar {
+            bar.set_length(total);
+            bar.set_position(done);
+        }
+    };
+    let before = store.request_count();
+    let report = scan::scan(store, &options, &mut cache, &progress)
+        .await
+        .with_context(|| format!("scanning {}", store.describe()))?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    if let Some(path) = &cache_path {
+        save_cache(path, &cache);
+    }
+    Ok((report, store.request_count() - before))
+}
+
+fn default_cache(repository: &str) -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    let name: String = repository
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    Some(base.join("cairn").join(format!("scan-{name}.json")))
+}
+
+fn save_cache(path: &std::path::Path, cache: &ScanCache) {
+    let result = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(path, serde_json::to_vec(cache).unwrap_or_default()));
+    if let Err(e) = result {
+        // The cache only saves time; losing it is worth a warning, not a failure.
+        eprintln!(
+            "cairn: warning: could not save the scan cache {}: {e}",
+            path.display()
+        );
+    }
+}
+
+/// The tagged digests of barrier and rollout-target releases.
+fn keep_digests(
+    document: &GraphDocument,
+    candidates: &[cairn_graph::assemble::Candidate],
+) -> Vec<String> {
+    let mut digests = Vec::new();
+    for release in &document.releases {
+        let wanted =
+            release.barrier.is_some() || (release.rollout.is_some() && release.deadend.is_none());
+        if !wanted {
+            continue;
+        }
+        for entry in release.architectures.values().filter(|e| e.available) {
+            let Some(digest) = &entry.digest else {
+                continue;
+            };
+            let source = candidates.iter().find(|c| {
+                c.architectures
+                    .values()
+                    .any(|e| e.digest.as_ref() == Some(digest))
+            });
+            if let Some(source) = source
+                && !digests.contains(&source.source_digest)
+            {
+                digests.push(source.source_digest.clone());
+            }
+        }
+    }
+    digests
+}
+
+async fn push(
+    store: &Store,
+    tag: &str,
+    document: GraphDocument,
+    key: Option<&cairn_oci::signing::SigningKey>,
+) -> anyhow::Result<()> {
+    let identity = match store {
+        Store::Registry { repository, .. } => repository.to_string(),
+        Store::Layout(_) => document.repository.clone(),
+    };
+    let published = doc::publish(
+        store,
+        tag,
+        &identity,
+        document,
+        key,
+        Duration::from_millis(500),
+    )
+    .await?;
+    let signed = if key.is_some() { "signed" } else { "unsigned" };
+    args::emit(&format!(
+        "published {signed} document sequence {} ({} releases) as {}:{tag} ({})\n",
+        published.sequence,
+        published.document.releases.len(),
+        store.describe(),
+        published.manifest_digest
+    ))?;
+    Ok(())
+}
