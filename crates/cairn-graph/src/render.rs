@@ -154,6 +154,14 @@ pub fn text(
     for view in views(document, options) {
         write_edges(&view, options, out)?;
     }
+    let not_offered = crate::assemble::not_offered(document);
+    if !not_offered.is_empty() {
+        writeln!(
+            out,
+            "\nnot a target for any host: {}",
+            not_offered.join(", ")
+        )?;
+    }
     for warning in document.warnings() {
         writeln!(out, "warning: {warning}")?;
     }
@@ -259,6 +267,7 @@ pub fn json(
         "releases": releases,
         "graphs": graphs,
         "warnings": document.warnings(),
+        "not_offered": crate::assemble::not_offered(document),
     });
     serde_json::to_writer_pretty(&mut *out, &summary)?;
     writeln!(out)

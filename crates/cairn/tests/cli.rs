@@ -243,6 +243,7 @@ fn graph_show_has_three_formats() {
         "dead-end (https://example.org/issues/17",
         "rollout 55.0%",
         "hidden from wariness 0.6",
+        "not a target for any host: 42.20250915.0, 42.20251013.0",
     ] {
         assert!(
             text.contains(expected),

@@ -1,0 +1,416 @@
+//! A release team's full loop through the `cairn` command against a real
+//! registry: push images, edit the policy, publish signed, read it back.
+
+use cairn_oci::Store;
+use cairn_oci::layout::Layout;
+use cairn_testkit::{Auth, ImageSpec, TestRegistry, write_image, write_index};
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output};
+
+const T0: &str = "2026-03-10T12:00:00Z";
+const DAY_LATER: &str = "2026-03-11T12:00:00Z";
+
+fn cairn(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(args)
+        .env(
+            "XDG_CACHE_HOME",
+            std::env::temp_dir().join("cairn-test-cache-unused"),
+        )
+        .output()
+        .expect("cairn runs")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = cairn(args);
+    assert!(
+        out.status.success(),
+        "cairn {args:?} failed ({:?}): {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+async fn release(
+    store: &Store,
+    version: &str,
+    created: &str,
+    tags: &[&str],
+) -> Vec<cairn_testkit::Written> {
+    let specs = [
+        ImageSpec::bootable("amd64", version, "stable", created),
+        ImageSpec::bootable("arm64", version, "stable", created),
+    ];
+    let (index, written) = write_index(store, &specs, tags[0]).await;
+    for tag in &tags[1..] {
+        let manifest = store.get_manifest(&index).await.expect("index");
+        store
+            .put_manifest(manifest.bytes, &manifest.media_type, Some(tag))
+            .await
+            .expect("tag");
+    }
+    written
+}
+
+fn auth_file(dir: &Path, registry: &TestRegistry) -> String {
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!(
+        "{}:{}",
+        cairn_testkit::registry::USER,
+        cairn_testkit::registry::PASSWORD
+    ));
+    let path = dir.join("auth.json");
+    std::fs::write(
+        &path,
+        format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, registry.host),
+    )
+    .expect("auth.json");
+    path.display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_team_loop() {
+    let registry = TestRegistry::start(Auth::Htpasswd).await;
+    let store = registry.store("acme/os");
+    let r1 = release(&store, "44.1", "2026-01-01T00:00:00Z", &["44.1"]).await;
+    let r2 = release(&store, "44.2", "2026-02-01T00:00:00Z", &["44.2"]).await;
+    release(&store, "44.3", "2026-03-01T00:00:00Z", &["44.3", "stable"]).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = |name: &str| dir.path().join(name).display().to_string();
+    let auth = auth_file(dir.path(), &registry);
+    let host = registry.host.clone();
+    let repo = format!("{host}/acme/os");
+    let doc_ref = format!("{repo}:cairn-graph-stable");
+    let reg = [
+        "--insecure-registry",
+        host.as_str(),
+        "--authfile",
+        auth.as_str(),
+    ];
+
+    ok(&["document", "keygen", "--output", &d("team")]);
+    let changed = ok(&[
+        "policy",
+        "--policy",
+        &d("updates.json"),
+        "--stream",
+        "stable",
+        "--now",
+        T0,
+        "rollout",
+        "start",
+        "44.3",
+        "--over",
+        "2d",
+        "--from",
+        "5%",
+    ]);
+    assert!(
+        changed.contains("changed: 44.3: rollout from 5%"),
+        "{changed}"
+    );
+    assert!(
+        changed.contains("fleet: 44.3 is offered to 5% of hosts"),
+        "{changed}"
+    );
+    ok(&[
+        "policy",
+        "--policy",
+        &d("updates.json"),
+        "--now",
+        T0,
+        "barrier",
+        "add",
+        "44.2",
+        "--reason",
+        "https://example.org/keys",
+    ]);
+    let bare = cairn(&[
+        "policy",
+        "--policy",
+        &d("updates.json"),
+        "rollout",
+        "start",
+        "44.3",
+        "--over",
+        "1d",
+        "--from",
+        "5",
+    ]);
+    assert!(!bare.status.success() && String::from_utf8_lossy(&bare.stderr).contains("ambiguous"));
+
+    let mut publish = vec![
+        "publish",
+        "--repository",
+        repo.as_str(),
+        "--stream",
+        "stable",
+        "--policy",
+    ];
+    let policy = d("updates.json");
+    let key = d("team.key");
+    let cache = d("cache.json");
+    publish.extend([
+        policy.as_str(),
+        "--sign-key",
+        key.as_str(),
+        "--cache",
+        cache.as_str(),
+        "--now",
+        T0,
+    ]);
+    publish.extend(reg);
+    let out = cairn(&publish);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("published signed document sequence"),
+        "{stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("scanned 4 tags, 3 releases (3 new)"),
+        "{stderr}"
+    );
+
+    // Read it back through the registry, checking the signature.
+    let public = d("team.pub");
+    let mut show = vec![
+        "graph",
+        "show",
+        "--document",
+        doc_ref.as_str(),
+        "--key",
+        public.as_str(),
+        "--now",
+        DAY_LATER,
+        "--wariness",
+        "0.5",
+    ];
+    show.extend(reg);
+    let text = ok(&show);
+    assert!(
+        text.contains("barrier (https://example.org/keys)"),
+        "{text}"
+    );
+    assert!(text.contains("rollout 52.5%"), "{text}");
+
+    let next = |booted: &str| -> Value {
+        let mut args = vec![
+            "graph",
+            "next",
+            "--document",
+            doc_ref.as_str(),
+            "--key",
+            public.as_str(),
+            "--arch",
+            "x86_64",
+            "--booted",
+            booted,
+            "--now",
+            DAY_LATER,
+            "--wariness",
+            "0.5",
+        ];
+        args.extend(reg);
+        serde_json::from_str(&ok(&args)).expect("JSON")
+    };
+    assert_eq!(
+        next(&r1[0].manifest)["target"]["version"],
+        "44.2",
+        "the barrier first"
+    );
+    assert_eq!(
+        next(&r2[0].manifest)["target"]["version"],
+        "44.3",
+        "then the rollout"
+    );
+
+    // Verification: good key, wrong key, replay state.
+    let mut verify = vec![
+        "document",
+        "verify",
+        doc_ref.as_str(),
+        "--key",
+        public.as_str(),
+        "--state",
+        cache.as_str(),
+        "--now",
+        DAY_LATER,
+    ];
+    verify.extend(reg);
+    let _ = std::fs::remove_file(&cache);
+    assert!(ok(&verify).contains("signature valid"));
+    ok(&["document", "keygen", "--output", &d("other")]);
+    let other = d("other.pub");
+    let mut wrong = vec![
+        "document",
+        "verify",
+        doc_ref.as_str(),
+        "--key",
+        other.as_str(),
+        "--now",
+        DAY_LATER,
+    ];
+    wrong.extend(reg);
+    let out = cairn(&wrong);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no signature verifies"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Barrier and target images are tagged against garbage collection.
+    let tags = store.list_tags().await.expect("tags");
+    // 44.1 got the default rollout as a new release, 44.2 is a barrier, 44.3 rolls out.
+    assert_eq!(
+        tags.iter().filter(|t| t.starts_with("cairn-keep-")).count(),
+        3,
+        "{tags:?}"
+    );
+
+    // A dry run after a new image shows the diff and publishes nothing.
+    release(&store, "44.4", "2026-03-09T00:00:00Z", &["44.4"]).await;
+    let before = store.resolve("cairn-graph-stable").await.expect("resolve");
+    let mut dry = publish.clone();
+    dry.push("--dry-run");
+    let diff = ok(&dry);
+    assert!(
+        diff.contains("+     3 44.4 [aarch64,x86_64] rollout 100.0%"),
+        "{diff}"
+    );
+    assert_eq!(
+        store.resolve("cairn-graph-stable").await.expect("resolve"),
+        before
+    );
+
+    // Refresh re-signs with a new sequence and keeps the releases.
+    let mut refresh = vec![
+        "publish",
+        "--repository",
+        repo.as_str(),
+        "--stream",
+        "stable",
+        "--refresh",
+        "--sign-key",
+        key.as_str(),
+        "--now",
+        DAY_LATER,
+    ];
+    refresh.extend(reg);
+    let refreshed = ok(&refresh);
+    assert!(refreshed.contains("(3 releases)"), "{refreshed}");
+    let fetched = cairn_oci::document::fetch(&store, "cairn-graph-stable")
+        .await
+        .expect("fetch");
+    assert_eq!(fetched.document.issued.to_string(), DAY_LATER);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_without_a_policy_makes_the_newest_release_reachable() {
+    let registry = TestRegistry::start(Auth::None).await;
+    let store = registry.store("acme/os");
+    let old = write_image(
+        &store,
+        &ImageSpec::bootable("amd64", "1.0", "stable", "2026-01-01T00:00:00Z"),
+        Some("1.0"),
+    )
+    .await;
+    write_image(
+        &store,
+        &ImageSpec::bootable("amd64", "1.1", "stable", "2026-01-02T00:00:00Z"),
+        Some("1.1"),
+    )
+    .await;
+    let repo = format!("{}/acme/os", registry.host);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cache = dir.path().join("cache.json").display().to_string();
+    ok(&[
+        "publish",
+        "--repository",
+        &repo,
+        "--stream",
+        "stable",
+        "--insecure-registry",
+        &registry.host,
+        "--cache",
+        &cache,
+    ]);
+    let doc_ref = format!("{repo}:cairn-graph-stable");
+    let answer: Value = serde_json::from_str(&ok(&[
+        "graph",
+        "next",
+        "--document",
+        &doc_ref,
+        "--insecure-registry",
+        &registry.host,
+        "--arch",
+        "x86_64",
+        "--booted",
+        &old.manifest,
+        "--wariness",
+        "1",
+    ]))
+    .expect("JSON");
+    assert_eq!(answer["target"]["version"], "1.1", "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_into_an_oci_layout() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let layout_dir = dir.path().join("layout");
+    let store = Store::Layout(Layout::open_or_create(&layout_dir).expect("layout"));
+    write_image(
+        &store,
+        &ImageSpec::bootable("amd64", "1.0", "stable", "2026-01-01T00:00:00Z"),
+        Some("1.0"),
+    )
+    .await;
+    write_image(
+        &store,
+        &ImageSpec::bootable("amd64", "1.1", "stable", "2026-01-02T00:00:00Z"),
+        Some("1.1"),
+    )
+    .await;
+    let location = format!("oci:{}", layout_dir.display());
+    let cache = dir.path().join("cache.json").display().to_string();
+    ok(&[
+        "document",
+        "keygen",
+        "--output",
+        &dir.path().join("k").display().to_string(),
+    ]);
+    let key = dir.path().join("k.key").display().to_string();
+    let public = dir.path().join("k.pub").display().to_string();
+    ok(&[
+        "publish",
+        "--repository",
+        &location,
+        "--stream",
+        "stable",
+        "--sign-key",
+        &key,
+        "--cache",
+        &cache,
+    ]);
+    let summary: Value = serde_json::from_str(&ok(&[
+        "graph",
+        "show",
+        "--document",
+        &location,
+        "--key",
+        &public,
+        "--format",
+        "json",
+    ]))
+    .expect("JSON");
+    assert_eq!(summary["releases"].as_array().map(Vec::len), Some(2));
+    assert!(ok(&["document", "verify", &location, "--key", &public]).contains("signature valid"));
+}
