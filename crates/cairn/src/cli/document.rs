@@ -14,6 +14,18 @@ pub enum DocumentCommand {
     Verify(VerifyArgs),
     /// Make an ECDSA P-256 key pair (PKCS#8 and SPKI PEM, as cosign reads them).
     Keygen(KeygenArgs),
+    /// Sign a document file: writes `<file>.sig`, as `cosign sign-blob` does.
+    Sign(SignArgs),
+}
+
+/// Sign a document file for serving from disk or a web server.
+#[derive(Debug, clap::Args)]
+pub struct SignArgs {
+    /// The document file.
+    file: PathBuf,
+    /// The private key (PEM).
+    #[arg(long = "key", value_name = "PEM")]
+    key: PathBuf,
 }
 
 /// Check, in order: the signature, `expires`, and that `sequence` has not
@@ -47,7 +59,23 @@ pub fn run(command: DocumentCommand) -> anyhow::Result<ExitCode> {
     match command {
         DocumentCommand::Verify(args) => verify(args),
         DocumentCommand::Keygen(args) => keygen(args),
+        DocumentCommand::Sign(args) => sign(args),
     }
+}
+
+fn sign(args: SignArgs) -> anyhow::Result<ExitCode> {
+    let bytes = args::read(&args.file)?;
+    // Refuse to sign what no reader would accept.
+    cairn_graph::GraphDocument::from_json(&bytes)
+        .with_context(|| args.file.display().to_string())?;
+    let text = std::fs::read_to_string(&args.key)
+        .with_context(|| format!("reading {}", args.key.display()))?;
+    let key = cairn_oci::signing::SigningKey::from_pem(&text, &args.key.display().to_string())?;
+    let signature_path = PathBuf::from(format!("{}.sig", args.file.display()));
+    std::fs::write(&signature_path, format!("{}\n", key.sign(&bytes)))
+        .with_context(|| format!("writing {}", signature_path.display()))?;
+    args::emit(&format!("wrote {}\n", signature_path.display()))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
