@@ -30,16 +30,8 @@ fn populate(runtime: &tokio::runtime::Runtime) -> (TestRegistry, Store) {
                     let tag = format!("1.0.{n}");
                     let written = write_image(&store, &spec, Some(&tag)).await;
                     if n == IMAGES - 1 {
-                        for mutable in ["stable", "latest"] {
-                            let manifest = store
-                                .get_manifest(&written.manifest)
-                                .await
-                                .expect("manifest");
-                            store
-                                .put_manifest(manifest.bytes, &manifest.media_type, Some(mutable))
-                                .await
-                                .expect("tag");
-                        }
+                        cairn_testkit::add_tags(&store, &written.manifest, &["stable", "latest"])
+                            .await;
                     }
                 }
             })

@@ -2,32 +2,13 @@
 //! warm-scan cost, and an outage in the middle of a scan.
 
 use cairn_oci::scan::{ScanCache, ScanOptions, scan};
-use cairn_oci::{Store, document};
-use cairn_testkit::{Auth, ImageSpec, TestRegistry, write_image, write_index};
+use cairn_oci::document;
+use cairn_testkit::{
+    Auth, ImageSpec, TestRegistry, add_tags, write_image, write_release as release,
+};
 use std::sync::{Arc, Mutex};
 
 fn no_progress(_: u64, _: u64) {}
-
-async fn release(
-    store: &Store,
-    version: &str,
-    created: &str,
-    tags: &[&str],
-) -> (String, Vec<cairn_testkit::Written>) {
-    let specs = [
-        ImageSpec::bootable("amd64", version, "stable", created),
-        ImageSpec::bootable("arm64", version, "stable", created),
-    ];
-    let (index, written) = write_index(store, &specs, tags[0]).await;
-    for tag in &tags[1..] {
-        let manifest = store.get_manifest(&index).await.expect("index");
-        store
-            .put_manifest(manifest.bytes, &manifest.media_type, Some(tag))
-            .await
-            .expect("tag");
-    }
-    (index, written)
-}
 
 #[tokio::test]
 async fn scan_reads_labels_resolves_indexes_and_skips_what_is_not_a_release() {
@@ -52,16 +33,9 @@ async fn scan_reads_labels_resolves_indexes_and_skips_what_is_not_a_release() {
         None,
     )
     .await;
-    let manifest = store.get_manifest(&sig.manifest).await.expect("m");
-    for tag in [
-        format!("{}.sig", index_1.replace(':', "-")),
-        index_1.replace(':', "-"),
-    ] {
-        store
-            .put_manifest(manifest.bytes.clone(), &manifest.media_type, Some(&tag))
-            .await
-            .expect("tag");
-    }
+    let referrer_tag = index_1.replace(':', "-");
+    let signature_tag = format!("{referrer_tag}.sig");
+    add_tags(&store, &sig.manifest, &[&referrer_tag, &signature_tag]).await;
 
     let mut cache = ScanCache::default();
     let report = scan(

@@ -141,3 +141,36 @@ pub async fn write_index(store: &Store, specs: &[ImageSpec], tag: &str) -> (Stri
         .unwrap_or_else(|e| panic!("pushing an index: {e}"));
     (digest, written)
 }
+
+/// Point more tags at an existing manifest or index.
+pub async fn add_tags(store: &Store, digest: &str, tags: &[&str]) {
+    let manifest = store
+        .get_manifest(digest)
+        .await
+        .unwrap_or_else(|e| panic!("reading {digest}: {e}"));
+    for tag in tags {
+        store
+            .put_manifest(manifest.bytes.clone(), &manifest.media_type, Some(tag))
+            .await
+            .unwrap_or_else(|e| panic!("tagging {digest} as {tag}: {e}"));
+    }
+}
+
+/// A bootable two-architecture release (amd64 and arm64) of the `stable`
+/// stream, tagged with every tag given. Returns the index digest and each
+/// architecture's digests.
+pub async fn write_release(
+    store: &Store,
+    version: &str,
+    created: &str,
+    tags: &[&str],
+) -> (String, Vec<Written>) {
+    let specs = [
+        ImageSpec::bootable("amd64", version, "stable", created),
+        ImageSpec::bootable("arm64", version, "stable", created),
+    ];
+    let (first, rest) = tags.split_first().unwrap_or((&"latest", &[]));
+    let (index, written) = write_index(store, &specs, first).await;
+    add_tags(store, &index, rest).await;
+    (index, written)
+}

@@ -7,7 +7,7 @@ pub mod images;
 pub mod registry;
 pub mod token;
 
-pub use images::{ImageSpec, Written, write_image, write_index};
+pub use images::{ImageSpec, Written, add_tags, write_image, write_index, write_release};
 pub use registry::{Auth, TestRegistry};
 
 /// Run `skopeo` with arguments; panics with its stderr when it fails, and with

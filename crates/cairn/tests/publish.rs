@@ -3,7 +3,7 @@
 
 use cairn_oci::Store;
 use cairn_oci::layout::Layout;
-use cairn_testkit::{Auth, ImageSpec, TestRegistry, write_image, write_index};
+use cairn_testkit::{Auth, ImageSpec, TestRegistry, write_image};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -33,27 +33,6 @@ fn ok(args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("UTF-8")
 }
 
-async fn release(
-    store: &Store,
-    version: &str,
-    created: &str,
-    tags: &[&str],
-) -> Vec<cairn_testkit::Written> {
-    let specs = [
-        ImageSpec::bootable("amd64", version, "stable", created),
-        ImageSpec::bootable("arm64", version, "stable", created),
-    ];
-    let (index, written) = write_index(store, &specs, tags[0]).await;
-    for tag in &tags[1..] {
-        let manifest = store.get_manifest(&index).await.expect("index");
-        store
-            .put_manifest(manifest.bytes, &manifest.media_type, Some(tag))
-            .await
-            .expect("tag");
-    }
-    written
-}
-
 fn auth_file(dir: &Path, registry: &TestRegistry) -> String {
     use base64::Engine;
     let auth = base64::engine::general_purpose::STANDARD.encode(format!(
@@ -74,9 +53,11 @@ fn auth_file(dir: &Path, registry: &TestRegistry) -> String {
 async fn release_team_loop() {
     let registry = TestRegistry::start(Auth::Htpasswd).await;
     let store = registry.store("acme/os");
-    let r1 = release(&store, "44.1", "2026-01-01T00:00:00Z", &["44.1"]).await;
-    let r2 = release(&store, "44.2", "2026-02-01T00:00:00Z", &["44.2"]).await;
-    release(&store, "44.3", "2026-03-01T00:00:00Z", &["44.3", "stable"]).await;
+    let (_, r1) =
+        cairn_testkit::write_release(&store, "44.1", "2026-01-01T00:00:00Z", &["44.1"]).await;
+    let (_, r2) =
+        cairn_testkit::write_release(&store, "44.2", "2026-02-01T00:00:00Z", &["44.2"]).await;
+    cairn_testkit::write_release(&store, "44.3", "2026-03-01T00:00:00Z", &["44.3", "stable"]).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let d = |name: &str| dir.path().join(name).display().to_string();
     let auth = auth_file(dir.path(), &registry);
@@ -277,7 +258,7 @@ async fn release_team_loop() {
     );
 
     // A dry run after a new image shows the diff and publishes nothing.
-    release(&store, "44.4", "2026-03-09T00:00:00Z", &["44.4"]).await;
+    cairn_testkit::write_release(&store, "44.4", "2026-03-09T00:00:00Z", &["44.4"]).await;
     let before = store.resolve("cairn-graph-stable").await.expect("resolve");
     let mut dry = publish.clone();
     dry.push("--dry-run");
