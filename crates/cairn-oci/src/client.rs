@@ -106,8 +106,22 @@ impl RegistryClient {
             .timeout(options.timeout)
             .connect_timeout(options.timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("cairn/", env!("CARGO_PKG_VERSION")))
-            // Redirects to blob storage must not carry our credentials elsewhere.
-            .redirect(reqwest::redirect::Policy::limited(5))
+            // Blob storage may redirect elsewhere: reqwest drops credentials on
+            // cross-host redirects, and an https request never follows to http.
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                let downgrade = attempt
+                    .previous()
+                    .last()
+                    .is_some_and(|p| p.scheme() == "https")
+                    && attempt.url().scheme() != "https";
+                if downgrade {
+                    attempt.error("refusing a redirect from https to plain http")
+                } else if attempt.previous().len() > 5 {
+                    attempt.error("too many redirects")
+                } else {
+                    attempt.follow()
+                }
+            }))
             .build()
             .map_err(|e| OciError::invalid("HTTP client", e))?;
         Ok(RegistryClient {
@@ -167,7 +181,10 @@ impl RegistryClient {
         body: Option<Bytes>,
     ) -> Result<reqwest::Response> {
         let options = &self.inner.options;
-        let mut authenticated = false;
+        // Credentials go only to the registry itself, never to another origin
+        // an upload `Location` or a `Link` header may name.
+        let same_origin = origin(url) == origin(&self.base_url(repository));
+        let mut authenticated = !same_origin;
         let mut attempt = 0;
         loop {
             let mut request = self
@@ -178,7 +195,7 @@ impl RegistryClient {
             if let Some(body) = &body {
                 request = request.body(body.clone());
             }
-            if let Some(value) = self.cached_authorization(repository) {
+            if same_origin && let Some(value) = self.cached_authorization(repository) {
                 request = request.header(header::AUTHORIZATION, value);
             }
             self.inner.requests.fetch_add(1, Ordering::Relaxed);
@@ -271,6 +288,24 @@ impl RegistryClient {
         scope: Option<&str>,
         login: Option<&Login>,
     ) -> Result<String> {
+        // A password or token request over plain HTTP only for hosts the
+        // operator named as insecure.
+        let realm_host = url::Url::parse(realm)
+            .ok()
+            .map(|u| match u.port() {
+                Some(port) => format!("{}:{port}", u.host_str().unwrap_or_default()),
+                None => u.host_str().unwrap_or_default().to_string(),
+            })
+            .unwrap_or_default();
+        if !realm.starts_with("https://")
+            && !self.inner.options.insecure_registries.contains(&realm_host)
+        {
+            return Err(OciError::Unauthorized {
+                url: realm.to_string(),
+                message: "the token endpoint is not https and its host is not listed as insecure"
+                    .into(),
+            });
+        }
         let mut query = Vec::new();
         if let Some(service) = service {
             query.push(("service", service));
@@ -335,6 +370,14 @@ impl RegistryClient {
                 .await?;
             let response = expect_success(response, "GET", &url).await?;
             let next = next_link(response.headers(), &url);
+            if let Some(next) = &next
+                && origin(next) != origin(&base)
+            {
+                return Err(OciError::invalid(
+                    format!("tag list of {repository}"),
+                    format!("pagination link to another origin refused: {next}"),
+                ));
+            }
             let bytes = read_body(response, "GET", &url).await?;
             let page: TagList = serde_json::from_slice(&bytes)
                 .map_err(|e| OciError::invalid(format!("tag list of {repository}"), e))?;
@@ -636,6 +679,16 @@ fn next_link(headers: &HeaderMap, current: &str) -> Option<String> {
         let target = target.trim().trim_start_matches('<').trim_end_matches('>');
         resolve_url(current, target).ok().map(|u| u.to_string())
     })
+}
+
+/// Scheme, host and port of a URL.
+fn origin(url: &str) -> Option<(String, String, Option<u16>)> {
+    let parsed = url::Url::parse(url).ok()?;
+    Some((
+        parsed.scheme().to_string(),
+        parsed.host_str()?.to_string(),
+        parsed.port_or_known_default(),
+    ))
 }
 
 fn resolve_url(base: &str, target: &str) -> Result<url::Url> {

@@ -174,3 +174,54 @@ async fn https_is_required_unless_the_registry_is_listed_as_insecure() {
         .expect_err("http URL");
     assert!(url_err.to_string().contains("only https"), "{url_err}");
 }
+
+async fn elsewhere() -> impl IntoResponse {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "link",
+        HeaderValue::from_static(
+            "<https://evil.example/v2/acme/os/tags/list?last=a>; rel=\"next\"",
+        ),
+    );
+    (headers, r#"{"tags":["a"]}"#)
+}
+
+#[tokio::test]
+async fn pagination_to_another_origin_is_refused() {
+    let host =
+        serve(axum::Router::new().route("/v2/acme/os/tags/list", axum::routing::get(elsewhere)))
+            .await;
+    let (client, repo) = client(&host, Duration::from_secs(5));
+    let err = client
+        .list_tags(&repo)
+        .await
+        .expect_err("cross-origin link");
+    assert!(err.to_string().contains("another origin"), "{err}");
+    assert_eq!(
+        client.request_count(),
+        1,
+        "the other origin was never contacted"
+    );
+}
+
+async fn challenge_with_http_realm() -> impl IntoResponse {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "www-authenticate",
+        HeaderValue::from_static("Bearer realm=\"http://tokens.example:9/token\",service=\"x\""),
+    );
+    (StatusCode::UNAUTHORIZED, headers, "")
+}
+
+#[tokio::test]
+async fn credentials_are_not_sent_to_a_plain_http_token_realm() {
+    let host = serve(axum::Router::new().route(
+        "/v2/acme/os/tags/list",
+        axum::routing::get(challenge_with_http_realm),
+    ))
+    .await;
+    let (client, repo) = client(&host, Duration::from_secs(5));
+    let err = client.list_tags(&repo).await.expect_err("http realm");
+    assert_eq!(err.kind(), "unauthorized");
+    assert!(err.to_string().contains("not https"), "{err}");
+}

@@ -1,8 +1,8 @@
 //! Scanning a real registry: labels, indexes, derived images, skipped tags,
 //! warm-scan cost, and an outage in the middle of a scan.
 
-use cairn_oci::scan::{ScanCache, ScanOptions, scan};
 use cairn_oci::document;
+use cairn_oci::scan::{ScanCache, ScanOptions, scan};
 use cairn_testkit::{
     Auth, ImageSpec, TestRegistry, add_tags, write_image, write_release as release,
 };

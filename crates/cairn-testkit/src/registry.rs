@@ -157,9 +157,20 @@ impl TestRegistry {
                 },
             ),
         };
+        let mut insecure_registries = vec![self.host.clone()];
+        // The token server is plain HTTP on loopback too.
+        if let Some(token) = &self._token {
+            let host = token
+                .realm
+                .trim_start_matches("http://")
+                .split('/')
+                .next()
+                .unwrap_or_default();
+            insecure_registries.push(host.to_string());
+        }
         cairn_oci::ClientOptions {
             credentials,
-            insecure_registries: vec![self.host.clone()],
+            insecure_registries,
             timeout: Duration::from_secs(10),
             retries: 2,
             backoff: Duration::from_millis(50),
