@@ -11,7 +11,7 @@ use crate::fcos::Updates;
 use crate::graph::{Scheme, UpdateGraph};
 use crate::rollout::Rollout;
 use jiff::Timestamp;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// A release found in the registry.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +46,9 @@ pub struct AssembleOptions<'a> {
     pub default_rollout: Option<Rollout>,
     /// The release team's policy.
     pub policy: Option<&'a Updates>,
+    /// Every manifest digest the registry still has, releases or not (images
+    /// kept only by a keep tag count). `None`: only the candidates' digests.
+    pub present: Option<&'a BTreeSet<String>>,
 }
 
 /// The result, with what an operator should hear about.
@@ -105,7 +108,7 @@ pub fn assemble(
             );
         }
     }
-    let mut seen_digests = std::collections::HashSet::new();
+    let mut seen_digests: BTreeSet<String> = options.present.cloned().unwrap_or_default();
     let mut new = Vec::new();
     for candidate in candidates.drain(..) {
         let existing = candidate
@@ -122,7 +125,22 @@ pub fn assemble(
         match existing {
             Some(i) => {
                 for (arch, entry) in candidate.architectures {
-                    releases[i].architectures.entry(arch).or_insert(entry);
+                    let release = &mut releases[i];
+                    match release.architectures.get(&arch) {
+                        None => {
+                            release.architectures.insert(arch, entry);
+                        }
+                        // Published digests never change: a rebuilt architecture
+                        // under the same release is reported, not swapped in.
+                        Some(known) if known.digest != entry.digest => warnings.push(format!(
+                            "release {}: {arch} is now {} in the registry but was published as {}; \
+                             keeping the published digest (tag the rebuild as a new version)",
+                            release.version,
+                            entry.digest.as_deref().unwrap_or("nothing"),
+                            known.digest.as_deref().unwrap_or("nothing")
+                        )),
+                        Some(_) => {}
+                    }
                 }
             }
             None => new.push(candidate),
@@ -312,6 +330,7 @@ mod tests {
             expires: Timestamp::from_second(100_000).expect("time"),
             default_rollout: Some(Rollout::immediate()),
             policy,
+            present: None,
         }
     }
 
@@ -414,6 +433,28 @@ mod tests {
         assert!(result.document.releases[1].rollout.is_none());
         assert_eq!(result.not_offered, vec!["b".to_string()]);
         assert!(result.warnings.iter().any(|w| w.contains("zzz")));
+    }
+
+    #[test]
+    fn images_kept_by_keep_tags_are_not_gone() {
+        let first = assemble(
+            None,
+            vec![candidate("a", 1, 100), candidate("b", 2, 200)],
+            &options(None),
+        )
+        .expect("first");
+        // The release tag of b was deleted; only its keep tag holds the image.
+        let present: BTreeSet<String> = [1, 2].iter().map(|n| format!("sha256:{n:064x}")).collect();
+        let mut with_present = options(None);
+        with_present.present = Some(&present);
+        let second = assemble(
+            Some(&first.document),
+            vec![candidate("a", 1, 100)],
+            &with_present,
+        )
+        .expect("b is still there");
+        assert!(second.gone.is_empty());
+        assert!(second.document.releases[1].architectures["x86_64"].available);
     }
 
     #[test]

@@ -211,9 +211,9 @@ pub fn apply(updates: &mut Updates, edit: &PolicyEdit, now: i64) -> Result<Chang
             }
         }
         PolicyEdit::RolloutStop { .. } => {
-            if current.rollout.is_none() {
-                return Err(PolicyError::NoRollout(version.clone()));
-            }
+            // Without a rollout in the file the release may still have the
+            // default rollout in the published document; the entry, now
+            // present and empty, overrides that when the document is assembled.
             metadata.rollout = None;
             Change {
                 changed: format!("{version}: rollout removed"),
@@ -390,16 +390,13 @@ mod tests {
         )
         .expect("stop");
         assert_eq!(updates.settings("2").map(|s| s.rollout), Some(None));
-        assert_eq!(
-            apply(
-                &mut updates,
-                &PolicyEdit::RolloutStop {
-                    version: "2".into()
-                },
-                later
-            ),
-            Err(PolicyError::NoRollout("2".into()))
-        );
+        // Stopping a release's default rollout, which lives only in the
+        // published document, writes an empty entry that overrides it.
+        let stop = PolicyEdit::RolloutStop {
+            version: "7".into(),
+        };
+        apply(&mut updates, &stop, later).expect("stop");
+        assert_eq!(updates.settings("7").map(|s| s.rollout), Some(None));
     }
 
     #[test]

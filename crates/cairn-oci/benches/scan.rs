@@ -54,6 +54,7 @@ async fn dry_run(store: &Store, cache: &mut ScanCache) -> usize {
         expires: now + jiff::SignedDuration::from_hours(24 * 14),
         default_rollout: Some(cairn_graph::Rollout::immediate()),
         policy: None,
+        present: None,
     };
     assemble(None, report.candidates, &options)
         .expect("assemble")

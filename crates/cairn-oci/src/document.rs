@@ -37,6 +37,11 @@ pub fn default_tag(stream: &str) -> String {
     format!("cairn-graph-{stream}")
 }
 
+/// The stream a default tag names, if it is one.
+pub fn stream_of_tag(tag: &str) -> Option<&str> {
+    tag.strip_prefix("cairn-graph-").filter(|s| !s.is_empty())
+}
+
 /// Why a document could not be published, read or trusted.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -81,6 +86,16 @@ pub enum DocumentStoreError {
         /// The highest accepted.
         seen: u64,
     },
+    /// A validly signed document of another stream.
+    #[error("{source_name}: the document is for stream {found}, not {expected}")]
+    WrongStream {
+        /// Where it came from.
+        source_name: String,
+        /// Its stream.
+        found: String,
+        /// The stream asked for.
+        expected: String,
+    },
     /// The same sequence with other bytes.
     #[error("{source_name}: sequence {sequence} was already accepted with different content")]
     SequenceConflict {
@@ -113,6 +128,7 @@ impl DocumentStoreError {
             DocumentStoreError::Unsigned(_) => "unsigned",
             DocumentStoreError::BadSignature(_) => "bad_signature",
             DocumentStoreError::Expired { .. } => "expired",
+            DocumentStoreError::WrongStream { .. } => "wrong_stream",
             DocumentStoreError::Replayed { .. } => "replayed",
             DocumentStoreError::SequenceConflict { .. } => "sequence_conflict",
             DocumentStoreError::Conflict { .. } => "conflict",
@@ -166,6 +182,9 @@ pub struct TrustPolicy<'a> {
     pub now: Timestamp,
     /// The last accepted document, for replay protection.
     pub last_seen: Option<Seen<'a>>,
+    /// The stream the reader follows: a signed document of another stream
+    /// (retagged by someone who can push but cannot sign) is refused.
+    pub stream: Option<&'a str>,
 }
 
 impl FetchedDocument {
@@ -194,6 +213,15 @@ impl FetchedDocument {
             }) {
                 return Err(DocumentStoreError::BadSignature(source_name.to_string()));
             }
+        }
+        if let Some(expected) = policy.stream
+            && self.document.stream != expected
+        {
+            return Err(DocumentStoreError::WrongStream {
+                source_name: source_name.to_string(),
+                found: self.document.stream.clone(),
+                expected: expected.to_string(),
+            });
         }
         if self.document.is_expired(policy.now) {
             return Err(DocumentStoreError::Expired {
@@ -392,31 +420,54 @@ pub struct Published {
     pub document: GraphDocument,
 }
 
+/// How to publish.
+#[derive(Debug, Clone)]
+pub struct PublishOptions<'a> {
+    /// The tag to move.
+    pub tag: &'a str,
+    /// The repository named in the signature payload.
+    pub identity: &'a str,
+    /// Sign with this key.
+    pub key: Option<&'a SigningKey>,
+    /// Wait after tagging before the final check (see [`publish`]).
+    pub settle: std::time::Duration,
+    /// What the tag held when the caller read the document it built on
+    /// (`Some(None)`: nothing). A publication that landed since then is a
+    /// conflict. `None` reads it at the start of the publication.
+    pub expected: Option<Option<String>>,
+}
+
 /// The sequence a new document gets: `max(previous + 1, issued in milliseconds)`.
 pub fn next_sequence(previous: Option<u64>, issued: Timestamp) -> u64 {
     let issued_ms = u64::try_from(issued.as_millisecond()).unwrap_or(0);
     previous.map_or(issued_ms, |p| issued_ms.max(p.saturating_add(1)))
 }
 
-/// Publish a document under `tag`, signing it when a key is given.
+/// Publish a document under `options.tag`, signing it when a key is given.
 ///
 /// Registries without conditional writes (Debian's ignores `If-Match`) cannot
-/// make this atomic, so conflicts are detected instead: the tag is read before,
-/// just before tagging and after; if it moved, the caller is told, and the tag
-/// always holds one complete document from one writer.
-///
-/// `settle` is how long to wait after tagging before the final check; a
-/// concurrent writer that passed its own check just before we tagged will
-/// have tagged by then, so one of the two reports the conflict.
+/// make this atomic, so conflicts are detected instead: the tag is compared
+/// with what the caller built on, checked again just before tagging, and once
+/// more `settle` after tagging, so that of two writers racing, at least the
+/// loser is told. The tag always holds one complete document from one writer.
 pub async fn publish(
     store: &Store,
-    tag: &str,
-    identity: &str,
     mut document: GraphDocument,
-    key: Option<&SigningKey>,
-    settle: std::time::Duration,
+    options: &PublishOptions<'_>,
 ) -> Result<Published> {
-    let before = store.resolve(tag).await?.map(|head| head.digest);
+    let tag = options.tag;
+    let current = store.resolve(tag).await?.map(|head| head.digest);
+    let conflict = |found: Option<String>| DocumentStoreError::Conflict {
+        store: store.describe(),
+        tag: tag.to_string(),
+        found: found.unwrap_or_else(|| "nothing".into()),
+    };
+    if let Some(expected) = &options.expected
+        && &current != expected
+    {
+        return Err(conflict(current));
+    }
+    let before = current;
     let previous_sequence = match &before {
         Some(digest) => match fetch(store, digest).await {
             Ok(previous) => Some(previous.document.sequence),
@@ -438,28 +489,20 @@ pub async fn publish(
     let manifest_digest = store
         .put_manifest(manifest.clone(), OCI_MANIFEST, None)
         .await?;
-    if let Some(key) = key {
-        sign_manifest(store, identity, &manifest_digest, key).await?;
+    if let Some(key) = options.key {
+        sign_manifest(store, options.identity, &manifest_digest, key).await?;
     }
     let current = store.resolve(tag).await?.map(|head| head.digest);
     if current != before {
-        return Err(DocumentStoreError::Conflict {
-            store: store.describe(),
-            tag: tag.to_string(),
-            found: current.unwrap_or_else(|| "nothing".into()),
-        });
+        return Err(conflict(current));
     }
     store
         .put_manifest(manifest, OCI_MANIFEST, Some(tag))
         .await?;
-    tokio::time::sleep(settle).await;
+    tokio::time::sleep(options.settle).await;
     let after = store.resolve(tag).await?.map(|head| head.digest);
     if after.as_deref() != Some(manifest_digest.as_str()) {
-        return Err(DocumentStoreError::Conflict {
-            store: store.describe(),
-            tag: tag.to_string(),
-            found: after.unwrap_or_else(|| "nothing".into()),
-        });
+        return Err(conflict(after));
     }
     Ok(Published {
         manifest_digest,

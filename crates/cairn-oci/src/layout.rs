@@ -158,6 +158,14 @@ impl Layout {
     /// A blob, checked against its digest.
     pub fn get_blob(&self, digest: &str, limit: usize) -> Result<Bytes> {
         let path = self.blob_path(digest)?;
+        if let Ok(metadata) = std::fs::metadata(&path)
+            && metadata.len() > limit as u64
+        {
+            return Err(OciError::invalid(
+                path.display().to_string(),
+                format!("larger than {limit} bytes"),
+            ));
+        }
         let bytes = match std::fs::read(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

@@ -75,6 +75,9 @@ impl ScanOptions {
 /// except `tags`, which is only trusted for tags that are not mutable.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ScanCache {
+    /// The store this cache describes; a cache of another store is discarded.
+    #[serde(default)]
+    pub store: String,
     /// The digest each tag pointed at.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
@@ -111,6 +114,9 @@ pub struct ScanReport {
     pub warnings: Vec<String>,
     /// Every tag of the repository, release or not.
     pub all_tags: Vec<String>,
+    /// Every per-architecture manifest digest still reachable through a tag
+    /// (keep tags included), so that assembly can tell what has gone.
+    pub present: std::collections::BTreeSet<String>,
 }
 
 /// True for tags that can name a release: not signature, attestation, SBOM or
@@ -201,12 +207,25 @@ pub async fn scan(
         }
     }
 
+    // Images held only by a keep tag are still in the registry; the tag names
+    // the digest, so it costs no request.
+    let kept: Vec<String> = report
+        .all_tags
+        .iter()
+        .filter_map(|tag| tag.strip_prefix("cairn-keep-"))
+        .map(|hex| format!("sha256:{hex}"))
+        .filter(|digest| cairn_graph::digest::is_sha256_digest(digest))
+        .collect();
+
     // 2. Read each image not read before: manifest (or index) and configs.
-    let unknown: Vec<String> = by_digest
+    let mut unknown: Vec<String> = by_digest
         .keys()
+        .chain(&kept)
         .filter(|d| !cache.images.contains_key(*d))
         .cloned()
         .collect();
+    unknown.sort();
+    unknown.dedup();
     type ReadResult = (
         String,
         std::result::Result<BTreeMap<String, ArchImage>, String>,
@@ -217,10 +236,13 @@ pub async fn scan(
             tick();
             match result {
                 Ok(image) => Ok((digest, Ok(image))),
-                // Only a broken image is skipped; a broken registry fails the scan.
-                Err(OciError::Invalid { what, message }) => {
-                    Ok((digest, Err(format!("{what}: {message}"))))
-                }
+                // A broken image is skipped; an unreachable registry fails the scan.
+                Err(
+                    e @ (OciError::Invalid { .. }
+                    | OciError::NotFound(_)
+                    | OciError::DigestMismatch { .. }
+                    | OciError::Status { .. }),
+                ) => Ok((digest, Err(e.to_string()))),
                 Err(e) => Err(e),
             }
         })
@@ -239,7 +261,15 @@ pub async fn scan(
         }
     }
 
+    report.present = by_digest
+        .keys()
+        .chain(&kept)
+        .filter_map(|digest| cache.images.get(digest))
+        .flat_map(|image| image.values().map(|arch| arch.manifest.clone()))
+        .collect();
+
     // 3. Releases.
+    let mut failed_bases = std::collections::BTreeSet::new();
     for (digest, mut tags) in by_digest {
         tags.sort();
         if let Some(reason) = broken.get(&digest) {
@@ -259,6 +289,7 @@ pub async fn scan(
             &tags,
             &image,
             cache,
+            &mut failed_bases,
             &mut report.warnings,
         )
         .await?
@@ -295,6 +326,10 @@ async fn read_image(store: &Store, digest: &str) -> Result<BTreeMap<String, Arch
                 continue;
             };
             let arch = platform.architecture().to_string();
+            // Hosts boot Linux images; the first variant of an architecture wins.
+            if platform.os().to_string() != "linux" || images.contains_key(&basearch(&arch)) {
+                continue;
+            }
             // Attestation manifests hide under "unknown".
             if arch == "unknown" {
                 continue;
@@ -372,6 +407,7 @@ async fn candidate(
     tags: &[String],
     image: &BTreeMap<String, ArchImage>,
     cache: &mut ScanCache,
+    failed_bases: &mut std::collections::BTreeSet<String>,
     warnings: &mut Vec<String>,
 ) -> Result<std::result::Result<Candidate, String>> {
     let Some(first) = image.values().next() else {
@@ -412,7 +448,10 @@ async fn candidate(
     let label_version = labels.get(keys::VERSION).cloned();
     let inherited = match (&base, &label_version) {
         (Some(base), Some(version)) => {
-            base_version(store, base, cache, warnings).await.as_deref() == Some(version.as_str())
+            base_version(store, base, cache, failed_bases, warnings)
+                .await
+                .as_deref()
+                == Some(version.as_str())
         }
         _ => false,
     };
@@ -456,10 +495,15 @@ async fn base_version(
     store: &Store,
     base: &BaseImage,
     cache: &mut ScanCache,
+    failed_bases: &mut std::collections::BTreeSet<String>,
     warnings: &mut Vec<String>,
 ) -> Option<String> {
     if let Some(known) = cache.bases.get(&base.digest) {
         return known.clone();
+    }
+    // One failed read per base per scan: not again for every derived image.
+    if failed_bases.contains(&base.digest) {
+        return None;
     }
     let base_store = match store {
         Store::Registry { client, .. } => {
@@ -480,6 +524,7 @@ async fn base_version(
             version
         }
         Err(e) => {
+            failed_bases.insert(base.digest.clone());
             warnings.push(format!(
                 "base image {}@{} could not be read: {e}",
                 base.repository, base.digest

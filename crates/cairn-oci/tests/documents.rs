@@ -31,6 +31,17 @@ fn policy<'a>(keys: &'a [VerifyingKey], last_seen: Option<Seen<'a>>) -> TrustPol
         allow_unsigned: false,
         now: Timestamp::now(),
         last_seen,
+        stream: Some("stable"),
+    }
+}
+
+fn options<'a>(identity: &'a str, key: Option<&'a SigningKey>) -> document::PublishOptions<'a> {
+    document::PublishOptions {
+        tag: TAG,
+        identity,
+        key,
+        settle: SETTLE,
+        expected: None,
     }
 }
 
@@ -39,7 +50,7 @@ async fn publish(
     document: GraphDocument,
     key: Option<&SigningKey>,
 ) -> document::Published {
-    document::publish(store, TAG, &store.describe(), document, key, SETTLE)
+    document::publish(store, document, &options(&store.describe(), key))
         .await
         .unwrap_or_else(|e| panic!("publishing to {}: {e}", store.describe()))
 }
@@ -200,7 +211,7 @@ async fn concurrent_publishers_leave_one_complete_document_and_losers_know() {
         tasks.push(tokio::spawn(async move {
             let mut doc = example(24);
             doc.releases[5].version = format!("43.20251110.{writer}");
-            let result = document::publish(&store, TAG, "acme/os", doc, Some(&key), SETTLE).await;
+            let result = document::publish(&store, doc, &options("acme/os", Some(&key))).await;
             (writer, result)
         }));
     }
@@ -238,7 +249,7 @@ async fn a_registry_outage_fails_cleanly_and_leaves_the_tag_alone() {
     let key = SigningKey::generate();
     let first = publish(&store, example(24), Some(&key)).await;
     registry.stop();
-    let err = document::publish(&store, TAG, "acme/os", example(24), Some(&key), SETTLE)
+    let err = document::publish(&store, example(24), &options("acme/os", Some(&key)))
         .await
         .expect_err("registry down");
     assert_eq!(err.kind(), "transport", "{err}");
@@ -324,4 +335,44 @@ async fn a_layout_written_by_skopeo_is_read() {
     fetched
         .verify("skopeo layout", &policy(&[key.verifying_key()], None))
         .expect("verifies");
+}
+
+#[tokio::test]
+async fn a_signed_document_of_another_stream_is_refused() {
+    let registry = TestRegistry::start(Auth::None).await;
+    let store = registry.store("acme/os");
+    let key = SigningKey::generate();
+    let mut testing = example(24);
+    testing.stream = "testing".into();
+    // Someone who can push but not sign retags the testing document as stable.
+    publish(&store, testing, Some(&key)).await;
+    let fetched = document::fetch(&store, TAG).await.expect("fetch");
+    let err = fetched
+        .verify("t", &policy(&[key.verifying_key()], None))
+        .expect_err("wrong stream");
+    assert_eq!(err.kind(), "wrong_stream", "{err}");
+}
+
+#[tokio::test]
+async fn a_publication_that_landed_since_the_read_is_a_conflict() {
+    let registry = TestRegistry::start(Auth::None).await;
+    let store = registry.store("acme/os");
+    let first = publish(&store, example(24), None).await;
+    // Built on `first`, but someone else published meanwhile.
+    publish(&store, example(24), None).await;
+    let mut stale = options("acme/os", None);
+    stale.expected = Some(Some(first.manifest_digest.clone()));
+    let err = document::publish(&store, example(24), &stale)
+        .await
+        .expect_err("conflict");
+    assert_eq!(err.kind(), "conflict", "{err}");
+    // Built on nothing while something is there: also a conflict.
+    stale.expected = Some(None);
+    assert_eq!(
+        document::publish(&store, example(24), &stale)
+            .await
+            .expect_err("conflict")
+            .kind(),
+        "conflict"
+    );
 }

@@ -257,16 +257,16 @@ async fn an_outage_mid_scan_is_a_clear_error_and_publishes_nothing() {
         version: "0".into(),
         ..Default::default()
     });
-    let first = document::publish(
-        &store,
-        "cairn-graph-stable",
-        "acme/os",
-        doc,
-        Some(&key),
-        std::time::Duration::ZERO,
-    )
-    .await
-    .expect("publish");
+    let options = document::PublishOptions {
+        tag: "cairn-graph-stable",
+        identity: "acme/os",
+        key: Some(&key),
+        settle: std::time::Duration::ZERO,
+        expected: None,
+    };
+    let first = document::publish(&store, doc, &options)
+        .await
+        .expect("publish");
 
     // Stop the registry once a few tags have been resolved.
     let stopper = Arc::clone(&registry);

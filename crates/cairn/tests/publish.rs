@@ -394,4 +394,54 @@ async fn publishing_into_an_oci_layout() {
     .expect("JSON");
     assert_eq!(summary["releases"].as_array().map(Vec::len), Some(2));
     assert!(ok(&["document", "verify", &location, "--key", &public]).contains("signature valid"));
+
+    // Delete the release tag of 1.1: its keep tag still holds the image, so it
+    // is not "gone", and publishing again works.
+    let index_path = layout_dir.join("index.json");
+    let mut index: Value =
+        serde_json::from_slice(&std::fs::read(&index_path).expect("index")).expect("JSON");
+    index["manifests"]
+        .as_array_mut()
+        .expect("manifests")
+        .retain(|m| m["annotations"]["org.opencontainers.image.ref.name"] != "1.1");
+    std::fs::write(&index_path, index.to_string()).expect("write");
+    let publish = [
+        "publish",
+        "--repository",
+        &location,
+        "--stream",
+        "stable",
+        "--sign-key",
+        &key,
+        "--cache",
+        &cache,
+    ];
+    let out = cairn(&publish);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("no longer in the registry"));
+
+    // Someone without the key replaces the document: the team's next publish
+    // refuses to build on it and sign it, unless told to.
+    let unsigned = [
+        "publish",
+        "--repository",
+        &location,
+        "--stream",
+        "stable",
+        "--cache",
+        &cache,
+    ];
+    ok(&unsigned);
+    let refused = cairn(&publish);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("refusing to build on and re-sign it")
+    );
+    let mut accepted = publish.to_vec();
+    accepted.push("--accept-unverified-previous");
+    ok(&accepted);
 }

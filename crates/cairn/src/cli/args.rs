@@ -232,8 +232,26 @@ pub struct DocumentArgs {
     /// Require a signature by this public key (PEM; repeatable).
     #[arg(long = "key", value_name = "PEM")]
     keys: Vec<PathBuf>,
+    /// Refuse a document of another stream. Default: the stream a
+    /// `cairn-graph-<stream>` tag names.
+    #[arg(long)]
+    stream: Option<String>,
     #[command(flatten)]
     registry: RegistryArgs,
+}
+
+/// The stream a document location implies: `--stream`, else its default tag.
+pub fn expected_stream(location: &cairn_oci::Location, explicit: Option<&str>) -> Option<String> {
+    if let Some(stream) = explicit {
+        return Some(stream.to_string());
+    }
+    let tag = match location {
+        cairn_oci::Location::Registry(reference) => reference.tag.as_deref(),
+        cairn_oci::Location::Layout { tag, .. } => tag.as_deref(),
+        _ => None,
+    };
+    tag.and_then(cairn_oci::document::stream_of_tag)
+        .map(str::to_string)
 }
 
 impl DocumentArgs {
@@ -257,12 +275,14 @@ impl DocumentArgs {
             );
         }
         let keys = verifying_keys(&self.keys)?;
+        let stream = expected_stream(&location, self.stream.as_deref());
         let policy = cairn_oci::document::TrustPolicy {
             keys: &keys,
             allow_unsigned: false,
             // Expiry is checked by the caller at its own `--now`.
             now: fetched.document.issued,
             last_seen: None,
+            stream: stream.as_deref(),
         };
         fetched.verify(&self.document, &policy)?;
         Ok(fetched.document)

@@ -43,6 +43,10 @@ pub struct VerifyArgs {
     /// The time to check expiry at (Unix seconds or RFC 3339). Default: now.
     #[arg(long)]
     now: Option<String>,
+    /// Refuse a document of another stream. Default: the stream a
+    /// `cairn-graph-<stream>` tag names.
+    #[arg(long)]
+    stream: Option<String>,
     #[command(flatten)]
     registry: RegistryArgs,
 }
@@ -101,7 +105,9 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         },
         None => None,
     };
+    let stream = args::expected_stream(&location, args.stream.as_deref());
     let policy = TrustPolicy {
+        stream: stream.as_deref(),
         keys: &keys,
         allow_unsigned: false,
         now: args::now_or(args.now.as_deref())?,

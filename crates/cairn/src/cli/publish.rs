@@ -72,6 +72,9 @@ pub struct Args {
     /// The publication time (Unix seconds or RFC 3339). Default: now.
     #[arg(long)]
     now: Option<String>,
+    /// Build on the published document even if it is not signed by --sign-key.
+    #[arg(long)]
+    accept_unverified_previous: bool,
     #[command(flatten)]
     registry: RegistryArgs,
 }
@@ -96,6 +99,9 @@ fn open_store(args: &Args) -> anyhow::Result<Store> {
         let Location::Layout { path, .. } = Location::parse(&args.repository)? else {
             bail!("{}: not an oci: layout", args.repository);
         };
+        // The canonical path names the layout in the scan cache.
+        let path = std::fs::canonicalize(&path)
+            .with_context(|| format!("--repository {}", args.repository))?;
         return Ok(Store::Layout(Layout::open(&path)?));
     }
     let repository = Repository::parse(&args.repository)
@@ -125,9 +131,17 @@ async fn publish(args: &Args, store: &Store) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let previous = match doc::fetch(store, &tag).await {
-        Ok(fetched) => Some(fetched.document),
-        Err(DocumentStoreError::Store(cairn_oci::OciError::NotFound(_))) => None,
+    let (previous, expected) = match doc::fetch(store, &tag).await {
+        Ok(fetched) => {
+            check_previous(
+                &fetched,
+                key.as_ref(),
+                &tag,
+                args.accept_unverified_previous,
+            )?;
+            (Some(fetched.document), Some(fetched.manifest_digest))
+        }
+        Err(DocumentStoreError::Store(cairn_oci::OciError::NotFound(_))) => (None, Some(None)),
         Err(e) => return Err(e).with_context(|| format!("reading the published document {tag}")),
     };
     if args.refresh {
@@ -135,7 +149,7 @@ async fn publish(args: &Args, store: &Store) -> anyhow::Result<()> {
             previous.with_context(|| format!("--refresh: nothing is published under {tag}"))?;
         document.issued = now;
         document.expires = expires;
-        return push(store, &tag, document, key.as_ref()).await;
+        return push(store, &tag, document, key.as_ref(), expected).await;
     }
     let policy = match &args.policy {
         Some(path) => Some(
@@ -171,6 +185,7 @@ async fn publish(args: &Args, store: &Store) -> anyhow::Result<()> {
             expires,
             default_rollout,
             policy: policy.as_ref(),
+            present: Some(&report.present),
         },
     )?;
     for warning in &assembled.warnings {
@@ -216,14 +231,44 @@ async fn publish(args: &Args, store: &Store) -> anyhow::Result<()> {
             "cairn: tagged {kept} barrier or target image(s) so garbage collection keeps them"
         );
     }
-    push(store, &tag, assembled.document, key.as_ref()).await
+    push(store, &tag, assembled.document, key.as_ref(), expected).await
+}
+
+/// Refuse to build on (and so re-sign) a document this key did not sign:
+/// someone who can push but cannot sign must not get their releases signed.
+fn check_previous(
+    previous: &doc::FetchedDocument,
+    key: Option<&cairn_oci::signing::SigningKey>,
+    tag: &str,
+    accept_unverified: bool,
+) -> anyhow::Result<()> {
+    let Some(key) = key else { return Ok(()) };
+    let keys = [key.verifying_key()];
+    let policy = doc::TrustPolicy {
+        keys: &keys,
+        allow_unsigned: false,
+        now: previous.document.issued,
+        last_seen: None,
+        stream: None,
+    };
+    match previous.verify(tag, &policy) {
+        Ok(()) => Ok(()),
+        Err(error) if accept_unverified => {
+            eprintln!("cairn: warning: building on an unverified document ({error})");
+            Ok(())
+        }
+        Err(error) => Err(anyhow::anyhow!(
+            "{error}; refusing to build on and re-sign it (check who pushed it; \
+             --accept-unverified-previous overrides)"
+        )),
+    }
 }
 
 async fn scan_repository(args: &Args, store: &Store) -> anyhow::Result<(scan::ScanReport, u64)> {
     let cache_path = args
         .cache
         .clone()
-        .or_else(|| default_cache(&args.repository));
+        .or_else(|| default_cache(&store.describe()));
     let mut cache: ScanCache = match &cache_path {
         // A damaged cache costs a full scan, never a wrong one.
         Some(path) => std::fs::read(path)
@@ -232,6 +277,13 @@ async fn scan_repository(args: &Args, store: &Store) -> anyhow::Result<(scan::Sc
             .unwrap_or_default(),
         None => ScanCache::default(),
     };
+    if cache.store != store.describe() {
+        // A cache of another repository or layout would lie about tags.
+        cache = ScanCache {
+            store: store.describe(),
+            ..ScanCache::default()
+        };
+    }
     let options = ScanOptions {
         tag_pattern: args.tag_pattern.clone(),
         mutable_tags: args.mutable_tags.clone(),
@@ -332,20 +384,20 @@ async fn push(
     tag: &str,
     document: GraphDocument,
     key: Option<&cairn_oci::signing::SigningKey>,
+    expected: Option<Option<String>>,
 ) -> anyhow::Result<()> {
     let identity = match store {
         Store::Registry { repository, .. } => repository.to_string(),
         Store::Layout(_) => document.repository.clone(),
     };
-    let published = doc::publish(
-        store,
+    let options = doc::PublishOptions {
         tag,
-        &identity,
-        document,
+        identity: &identity,
         key,
-        Duration::from_millis(500),
-    )
-    .await?;
+        settle: Duration::from_millis(500),
+        expected,
+    };
+    let published = doc::publish(store, document, &options).await?;
     let signed = if key.is_some() { "signed" } else { "unsigned" };
     args::emit(&format!(
         "published {signed} document sequence {} ({} releases) as {}:{tag} ({})\n",
