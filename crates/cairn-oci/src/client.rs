@@ -84,6 +84,31 @@ pub struct FetchedManifest {
     pub digest: String,
 }
 
+/// What a server said about a resource's version, for the next conditional GET.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Validators {
+    /// `ETag`.
+    pub etag: Option<String>,
+    /// `Last-Modified`.
+    pub last_modified: Option<String>,
+}
+
+/// The outcome of a conditional GET.
+#[derive(Debug, Clone)]
+pub enum Conditional {
+    /// New content, with its validators.
+    Fetched {
+        /// The body.
+        bytes: Bytes,
+        /// For the next request.
+        validators: Validators,
+    },
+    /// 304: unchanged since the validators given.
+    NotModified,
+    /// 404.
+    NotFound,
+}
+
 /// A registry client; cheap to clone, shares its connection pool and tokens.
 #[derive(Debug, Clone)]
 pub struct RegistryClient {
@@ -396,6 +421,25 @@ impl RegistryClient {
     /// GET a plain URL (a document or its `.sig`); `None` on 404. Plain HTTP
     /// only for hosts listed as insecure registries.
     pub async fn get_url(&self, url: &str, limit: usize) -> Result<Option<Bytes>> {
+        match self
+            .get_url_conditional(url, limit, &Validators::default())
+            .await?
+        {
+            Conditional::Fetched { bytes, .. } => Ok(Some(bytes)),
+            Conditional::NotFound => Ok(None),
+            // Never happens without validators; treat as absent rather than guess.
+            Conditional::NotModified => Ok(None),
+        }
+    }
+
+    /// GET a URL with `If-None-Match`/`If-Modified-Since`, so that an
+    /// unchanged source costs one small request.
+    pub async fn get_url_conditional(
+        &self,
+        url: &str,
+        limit: usize,
+        validators: &Validators,
+    ) -> Result<Conditional> {
         let parsed = url::Url::parse(url).map_err(|e| OciError::invalid(url.to_string(), e))?;
         let host = match parsed.port() {
             Some(port) => format!("{}:{port}", parsed.host_str().unwrap_or_default()),
@@ -408,23 +452,38 @@ impl RegistryClient {
                 "only https URLs are accepted (plain http only for hosts given as insecure)",
             ));
         }
+        let mut request = self.inner.http.get(url);
+        if let Some(etag) = &validators.etag {
+            request = request.header(header::IF_NONE_MATCH, etag);
+        }
+        if let Some(modified) = &validators.last_modified {
+            request = request.header(header::IF_MODIFIED_SINCE, modified);
+        }
         self.inner.requests.fetch_add(1, Ordering::Relaxed);
-        let response = self
-            .inner
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| OciError::Transport {
-                method: "GET".into(),
-                url: url.to_string(),
-                message: error_chain(&e),
-            })?;
-        if response.status() == StatusCode::NOT_FOUND {
-            return Ok(None);
+        let response = request.send().await.map_err(|e| OciError::Transport {
+            method: "GET".into(),
+            url: url.to_string(),
+            message: error_chain(&e),
+        })?;
+        match response.status() {
+            StatusCode::NOT_FOUND => return Ok(Conditional::NotFound),
+            StatusCode::NOT_MODIFIED => return Ok(Conditional::NotModified),
+            _ => {}
         }
         let response = expect_success(response, "GET", url).await?;
-        read_limited(response, "GET", url, limit).await.map(Some)
+        let header_text = |name: header::HeaderName| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let validators = Validators {
+            etag: header_text(header::ETAG),
+            last_modified: header_text(header::LAST_MODIFIED),
+        };
+        let bytes = read_limited(response, "GET", url, limit).await?;
+        Ok(Conditional::Fetched { bytes, validators })
     }
 
     /// HEAD a manifest by tag or digest; `None` when it does not exist.
