@@ -5,6 +5,7 @@ mod document;
 mod graph;
 mod policy;
 mod publish;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -29,6 +30,8 @@ enum Command {
     /// Verify documents and make signing keys.
     #[command(subcommand)]
     Document(document::DocumentCommand),
+    /// Serve the Cincinnati graph API and Cairn documents.
+    Serve(serve::Args),
 }
 
 /// Run the chosen verb.
@@ -38,6 +41,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Publish(args) => publish::run(args),
         Command::Policy(args) => policy::run(args),
         Command::Document(command) => document::run(command),
+        Command::Serve(args) => serve::run(args),
     }
 }
 

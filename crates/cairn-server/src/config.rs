@@ -1,0 +1,343 @@
+//! The server's TOML configuration, read in two steps: the raw file (every key
+//! known, none ignored), then validated settings with real types.
+//!
+//! ```toml
+//! listen = "127.0.0.1:8080"
+//! refresh_interval_seconds = 30
+//!
+//! [[stream]]
+//! name = "stable"
+//! fcos = { releases = "releases.json", updates = "updates/stable.json" }
+//!
+//! [[stream]]
+//! name = "acme"
+//! document = { location = "quay.io/acme/os:cairn-graph-stable", keys = ["acme.pub"] }
+//! ```
+
+use cairn_oci::Location;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The default listen address: loopback, so nothing is exposed by accident.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default refresh interval, as Fedora's graph builder.
+pub const DEFAULT_REFRESH_SECONDS: u64 = 30;
+/// Default timeout of one refresh.
+pub const DEFAULT_TIMEOUT_SECONDS: u64 = 60;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    listen: Option<String>,
+    #[serde(default)]
+    refresh_interval_seconds: Option<u64>,
+    #[serde(default)]
+    timeout_seconds: Option<u64>,
+    #[serde(default)]
+    insecure_registries: Vec<String>,
+    #[serde(default)]
+    authfile: Option<PathBuf>,
+    #[serde(default, rename = "stream")]
+    streams: Vec<RawStream>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStream {
+    name: String,
+    #[serde(default)]
+    fcos: Option<RawFcos>,
+    #[serde(default)]
+    document: Option<RawDocument>,
+    #[serde(default)]
+    scan: Option<RawScan>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFcos {
+    releases: String,
+    updates: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDocument {
+    location: String,
+    #[serde(default)]
+    keys: Vec<PathBuf>,
+    #[serde(default)]
+    allow_unsigned: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScan {
+    repository: String,
+    #[serde(default)]
+    policy: Option<PathBuf>,
+    #[serde(default)]
+    tag_pattern: Option<String>,
+}
+
+/// A file path or an http(s) URL.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// A local file.
+    Path(PathBuf),
+    /// A URL.
+    Url(String),
+}
+
+impl Input {
+    fn parse(text: &str, base: &Path) -> Input {
+        if text.starts_with("https://") || text.starts_with("http://") {
+            Input::Url(text.to_string())
+        } else {
+            Input::Path(base.join(text))
+        }
+    }
+
+    /// How to name it in messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Input::Path(path) => path.display().to_string(),
+            Input::Url(url) => url.clone(),
+        }
+    }
+}
+
+/// Where a stream's graph comes from.
+#[derive(Debug, Clone)]
+pub enum SourceSpec {
+    /// Fedora CoreOS's release index and updates file.
+    Fcos {
+        /// `releases.json`.
+        releases: Input,
+        /// `updates/<stream>.json`.
+        updates: Input,
+    },
+    /// A published Cairn document.
+    Document {
+        /// Where it is.
+        location: Location,
+        /// Trusted keys; with any, a signature is required.
+        keys: Vec<cairn_oci::signing::VerifyingKey>,
+        /// Accept unsigned documents even with keys configured.
+        allow_unsigned: bool,
+    },
+    /// A live scan of a repository, assembled like `cairn publish`.
+    Scan {
+        /// The repository (registry path or `oci:DIR`).
+        repository: String,
+        /// The policy file.
+        policy: Option<PathBuf>,
+        /// Tag glob.
+        tag_pattern: Option<String>,
+    },
+}
+
+/// One served stream.
+#[derive(Debug, Clone)]
+pub struct StreamConfig {
+    /// Its name in `?stream=`.
+    pub name: String,
+    /// Its source.
+    pub source: SourceSpec,
+}
+
+/// Validated settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Time between refreshes of each source.
+    pub refresh_interval: Duration,
+    /// Longest a refresh may take.
+    pub timeout: Duration,
+    /// Registries reached over plain HTTP.
+    pub insecure_registries: Vec<String>,
+    /// Registry credentials file.
+    pub authfile: Option<PathBuf>,
+    /// Streams.
+    pub streams: Vec<StreamConfig>,
+}
+
+/// A configuration that cannot be used; names the file and the key.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {message}")]
+pub struct ConfigError {
+    /// The file.
+    pub file: String,
+    /// What is wrong, with the key.
+    pub message: String,
+}
+
+impl Config {
+    /// Read a configuration; relative paths are relative to the file's directory.
+    pub fn from_toml(text: &str, file: &Path) -> Result<Config, ConfigError> {
+        let error = |message: String| ConfigError {
+            file: file.display().to_string(),
+            message,
+        };
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| error(e.to_string().trim().replace('\n', " ")))?;
+        let base = file.parent().unwrap_or(Path::new("."));
+        let listen = raw
+            .listen
+            .as_deref()
+            .unwrap_or(DEFAULT_LISTEN)
+            .parse()
+            .map_err(|e| error(format!("key `listen`: {e}")))?;
+        let refresh = raw
+            .refresh_interval_seconds
+            .unwrap_or(DEFAULT_REFRESH_SECONDS);
+        if refresh == 0 {
+            return Err(error(
+                "key `refresh_interval_seconds`: must be at least 1".into(),
+            ));
+        }
+        let timeout = raw.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS);
+        if timeout == 0 {
+            return Err(error("key `timeout_seconds`: must be at least 1".into()));
+        }
+        if raw.streams.is_empty() {
+            return Err(error("no [[stream]] is configured".into()));
+        }
+        let mut streams = Vec::new();
+        for (n, stream) in raw.streams.into_iter().enumerate() {
+            let at = |key: &str| format!("key `stream[{n}].{key}` ({})", stream.name);
+            if stream.name.trim().is_empty()
+                || streams.iter().any(|s: &StreamConfig| s.name == stream.name)
+            {
+                return Err(error(format!(
+                    "{}: empty or repeated stream name",
+                    at("name")
+                )));
+            }
+            let source = match (stream.fcos, stream.document, stream.scan) {
+                (Some(fcos), None, None) => SourceSpec::Fcos {
+                    releases: Input::parse(&fcos.releases, base),
+                    updates: Input::parse(&fcos.updates, base),
+                },
+                (None, Some(document), None) => {
+                    let location = Location::parse(&document.location)
+                        .map_err(|e| error(format!("{}: {e}", at("document.location"))))?;
+                    let location = match location {
+                        Location::File(path) => Location::File(base.join(path)),
+                        other => other,
+                    };
+                    let mut keys = Vec::new();
+                    for path in &document.keys {
+                        let path = base.join(path);
+                        let text = std::fs::read_to_string(&path).map_err(|e| {
+                            error(format!("{}: {}: {e}", at("document.keys"), path.display()))
+                        })?;
+                        keys.push(
+                            cairn_oci::signing::VerifyingKey::from_pem(
+                                &text,
+                                &path.display().to_string(),
+                            )
+                            .map_err(|e| error(format!("{}: {e}", at("document.keys"))))?,
+                        );
+                    }
+                    SourceSpec::Document {
+                        location,
+                        keys,
+                        allow_unsigned: document.allow_unsigned,
+                    }
+                }
+                (None, None, Some(scan)) => SourceSpec::Scan {
+                    repository: scan.repository,
+                    policy: scan.policy.map(|p| base.join(p)),
+                    tag_pattern: scan.tag_pattern,
+                },
+                _ => {
+                    return Err(error(format!(
+                        "{}: give exactly one of `fcos`, `document` or `scan`",
+                        at("")
+                    )));
+                }
+            };
+            streams.push(StreamConfig {
+                name: stream.name,
+                source,
+            });
+        }
+        Ok(Config {
+            listen,
+            refresh_interval: Duration::from_secs(refresh),
+            timeout: Duration::from_secs(timeout),
+            insecure_registries: raw.insecure_registries,
+            authfile: raw.authfile.map(|p| base.join(p)),
+            streams,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_complete_configuration() {
+        let text = r#"
+            listen = "127.0.0.1:9000"
+            refresh_interval_seconds = 5
+            [[stream]]
+            name = "stable"
+            fcos = { releases = "releases.json", updates = "https://example.org/updates/stable.json" }
+            [[stream]]
+            name = "acme"
+            scan = { repository = "quay.io/acme/os" }
+        "#;
+        let config = Config::from_toml(text, Path::new("/etc/cairn/server.toml")).expect("valid");
+        assert_eq!(config.listen.to_string(), "127.0.0.1:9000");
+        assert_eq!(config.refresh_interval, Duration::from_secs(5));
+        match &config.streams[0].source {
+            SourceSpec::Fcos { releases, updates } => {
+                assert_eq!(releases, &Input::Path("/etc/cairn/releases.json".into()));
+                assert!(matches!(updates, Input::Url(_)));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_safe() {
+        let text = "[[stream]]\nname = \"s\"\nfcos = { releases = \"r\", updates = \"u\" }\n";
+        let config = Config::from_toml(text, Path::new("c.toml")).expect("valid");
+        assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(config.refresh_interval, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn mistakes_name_the_file_and_key() {
+        let cases = [
+            ("lisen = \"x\"", "lisen"),
+            ("listen = \"nowhere\"", "listen"),
+            ("[[stream]]\nname = \"s\"", "exactly one"),
+            (
+                "[[stream]]\nname = \"s\"\nfcos = { releases = \"r\", updates = \"u\", extra = 1 }",
+                "extra",
+            ),
+            (
+                "refresh_interval_seconds = 0\n[[stream]]\nname = \"s\"\nfcos = { releases = \"r\", updates = \"u\" }",
+                "refresh_interval_seconds",
+            ),
+            ("", "no [[stream]]"),
+        ];
+        for (text, needle) in cases {
+            let err = Config::from_toml(text, Path::new("/etc/cairn/server.toml")).expect_err(text);
+            let message = err.to_string();
+            assert!(message.starts_with("/etc/cairn/server.toml: "), "{message}");
+            assert!(
+                message.contains(needle),
+                "{needle:?} missing from {message}"
+            );
+        }
+    }
+}

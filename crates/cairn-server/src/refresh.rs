@@ -1,0 +1,121 @@
+//! The refresh loop: one task per stream, keeping the last good graph through
+//! any fault and logging once per change of state, not once per attempt.
+
+use crate::config::{SourceSpec, StreamConfig};
+use crate::metrics::{GraphLabels, RefreshLabels, StreamLabels, arch_label};
+use crate::source::{Refresh, SourceError, SourceState, refresh};
+use crate::state::{AppState, Health};
+use cairn_oci::RegistryClient;
+use std::time::Duration;
+
+/// One stream's source, with what it remembers between refreshes.
+#[derive(Debug)]
+pub struct StreamSource {
+    /// Stream name.
+    pub stream: String,
+    spec: SourceSpec,
+    state: SourceState,
+    client: RegistryClient,
+    timeout: Duration,
+}
+
+impl StreamSource {
+    /// A source for a configured stream.
+    pub fn new(config: &StreamConfig, client: RegistryClient, timeout: Duration) -> Self {
+        StreamSource {
+            stream: config.name.clone(),
+            spec: config.source.clone(),
+            state: SourceState::default(),
+            client,
+            timeout,
+        }
+    }
+
+    /// Refresh once and apply the outcome to the served state.
+    pub async fn refresh_once(&mut self, app: &AppState) -> Result<bool, SourceError> {
+        let now = (app.shared.clock)();
+        let attempt = refresh(&self.spec, &self.stream, &mut self.state, &self.client, now);
+        let outcome = match tokio::time::timeout(self.timeout, attempt).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(SourceError {
+                kind: "timeout",
+                message: format!("refresh took longer than {:?}", self.timeout),
+            }),
+        };
+        let metrics = &app.shared.metrics;
+        let stream = StreamLabels {
+            stream: self.stream.clone(),
+        };
+        match outcome {
+            Ok(refreshed) => {
+                let updated = matches!(refreshed, Refresh::Updated(_));
+                if let Refresh::Updated(snapshot) = refreshed {
+                    for (arch, oci, entry) in snapshot.graphs() {
+                        let labels = GraphLabels {
+                            stream: self.stream.clone(),
+                            arch: arch_label(arch),
+                            oci: if oci { "true" } else { "false" },
+                        };
+                        metrics.nodes.get_or_create(&labels).set(entry.nodes as i64);
+                        metrics.edges.get_or_create(&labels).set(entry.edges as i64);
+                    }
+                    app.install(&self.stream, snapshot);
+                }
+                let previous = app.set_health(
+                    &self.stream,
+                    Health {
+                        last_success: Some(now),
+                        failing: None,
+                    },
+                );
+                if let Some((kind, _)) = previous.failing {
+                    tracing::info!(stream = %self.stream, previous_error = kind, "source recovered");
+                }
+                let result = if updated { "updated" } else { "unchanged" };
+                metrics
+                    .refreshes
+                    .get_or_create(&RefreshLabels {
+                        stream: self.stream.clone(),
+                        result,
+                    })
+                    .inc();
+                metrics
+                    .last_success
+                    .get_or_create(&stream)
+                    .set(now.as_millisecond() as f64 / 1000.0);
+                metrics.source_up.get_or_create(&stream).set(1);
+                Ok(updated)
+            }
+            Err(error) => {
+                let previous = app.set_health(
+                    &self.stream,
+                    Health {
+                        last_success: app.health(&self.stream).last_success,
+                        failing: Some((error.kind, error.message.clone())),
+                    },
+                );
+                // Log on a change of state only: a source down for a day logs once.
+                if previous.failing.as_ref().map(|(kind, _)| *kind) != Some(error.kind) {
+                    tracing::warn!(stream = %self.stream, kind = error.kind, error = %error.message, "source refresh failed; serving the last good graph");
+                }
+                metrics
+                    .refreshes
+                    .get_or_create(&RefreshLabels {
+                        stream: self.stream.clone(),
+                        result: error.kind,
+                    })
+                    .inc();
+                metrics.source_up.get_or_create(&stream).set(0);
+                Err(error)
+            }
+        }
+    }
+
+    /// Refresh for ever, every `interval`.
+    pub async fn run(mut self, app: AppState, interval: Duration) {
+        loop {
+            let _ = self.refresh_once(&app).await;
+            tokio::time::sleep(interval).await;
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! `/healthz` (the process answers) and `/readyz` (every stream has a graph).
+
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde_json::json;
+
+/// Always 200 while the process serves.
+pub async fn healthz() -> impl IntoResponse {
+    (StatusCode::OK, "ok\n")
+}
+
+/// 200 when every stream has a graph; the body tells each stream's source health.
+pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let mut ready = true;
+    let mut streams = serde_json::Map::new();
+    for name in state.shared.streams.keys() {
+        let serving = state.snapshot(name).is_some();
+        ready &= serving;
+        let health = state.health(name);
+        streams.insert(
+            name.clone(),
+            json!({
+                "serving": serving,
+                "last_success": health.last_success.map(|t| t.to_string()),
+                "source_error": health.failing.as_ref().map(|(kind, message)| json!({"kind": kind, "message": message})),
+            }),
+        );
+    }
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        axum::Json(json!({"ready": ready, "streams": streams})),
+    )
+}

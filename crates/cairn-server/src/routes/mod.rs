@@ -1,0 +1,6 @@
+//! One module per resource; `router` puts them together.
+
+pub mod document;
+pub mod graph;
+pub mod health;
+pub mod metrics;

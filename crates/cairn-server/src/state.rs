@@ -1,0 +1,113 @@
+//! The server's shared state, passed explicitly to every handler.
+
+use crate::metrics::Metrics;
+use crate::snapshot::Snapshot;
+use jiff::Timestamp;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+/// Where handlers get the time: the real clock, or a fixed one in tests.
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// Cheap to clone: everything is behind one `Arc`.
+#[derive(Clone)]
+pub struct AppState {
+    /// The shared part.
+    pub shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+/// What every handler can see.
+#[allow(missing_debug_implementations)] // holds a clock closure
+pub struct Shared {
+    /// Streams by name.
+    pub streams: BTreeMap<String, StreamSlot>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// The time.
+    pub clock: Clock,
+    /// `Cache-Control: max-age` of graph answers, in seconds.
+    pub max_age: u64,
+}
+
+/// One stream: the graph being served and how its source is doing.
+#[derive(Debug, Default)]
+pub struct StreamSlot {
+    /// The last good snapshot; `None` until the first refresh succeeds.
+    pub snapshot: RwLock<Option<Arc<Snapshot>>>,
+    /// Source health.
+    pub health: Mutex<Health>,
+}
+
+/// How a source is doing.
+#[derive(Debug, Default, Clone)]
+pub struct Health {
+    /// Last successful refresh.
+    pub last_success: Option<Timestamp>,
+    /// The current failure, if the last refresh failed: kind and message.
+    pub failing: Option<(&'static str, String)>,
+}
+
+impl AppState {
+    /// State for these streams, with no graph yet.
+    pub fn new(streams: impl IntoIterator<Item = String>, clock: Clock, max_age: u64) -> Self {
+        AppState {
+            shared: Arc::new(Shared {
+                streams: streams
+                    .into_iter()
+                    .map(|s| (s, StreamSlot::default()))
+                    .collect(),
+                metrics: Metrics::default(),
+                clock,
+                max_age,
+            }),
+        }
+    }
+
+    /// The real clock.
+    pub fn system_clock() -> Clock {
+        Arc::new(Timestamp::now)
+    }
+
+    /// The snapshot being served for a stream.
+    pub fn snapshot(&self, stream: &str) -> Option<Arc<Snapshot>> {
+        let slot = self.shared.streams.get(stream)?;
+        slot.snapshot.read().ok()?.clone()
+    }
+
+    /// Serve a new snapshot for a stream.
+    pub fn install(&self, stream: &str, snapshot: Snapshot) {
+        if let Some(slot) = self.shared.streams.get(stream)
+            && let Ok(mut current) = slot.snapshot.write()
+        {
+            *current = Some(Arc::new(snapshot));
+        }
+    }
+
+    /// Source health of a stream.
+    pub fn health(&self, stream: &str) -> Health {
+        self.shared
+            .streams
+            .get(stream)
+            .and_then(|slot| slot.health.lock().ok().map(|h| h.clone()))
+            .unwrap_or_default()
+    }
+
+    /// Replace the health record; returns the previous one.
+    pub fn set_health(&self, stream: &str, health: Health) -> Health {
+        match self
+            .shared
+            .streams
+            .get(stream)
+            .and_then(|slot| slot.health.lock().ok())
+        {
+            Some(mut current) => std::mem::replace(&mut current, health),
+            None => Health::default(),
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! `cairn serve`: the Cincinnati-compatible graph server.
+
+use anyhow::Context;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Serve `/v1/graph` for Zincati hosts and `/v2/graph/<stream>` for agents.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The server configuration (TOML).
+    #[arg(long)]
+    config: PathBuf,
+    /// Listen address; overrides `listen` (default 127.0.0.1:8080).
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// Seconds between source refreshes; overrides `refresh_interval_seconds`.
+    #[arg(long)]
+    refresh_interval: Option<u64>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(&args.config)
+        .with_context(|| format!("reading {}", args.config.display()))?;
+    let mut config = cairn_server::Config::from_toml(&text, &args.config)?;
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(seconds) = args.refresh_interval {
+        anyhow::ensure!(seconds > 0, "--refresh-interval must be at least 1");
+        config.refresh_interval = std::time::Duration::from_secs(seconds);
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(cairn_server::serve(config))?;
+    Ok(ExitCode::SUCCESS)
+}
