@@ -1,0 +1,231 @@
+//! Faults of real upstreams: an HTTP server with Fedora's files that stops,
+//! fails, sends garbage or hangs, and a real registry holding a document. The
+//! server keeps answering with the last good graph, says so on /readyz and in
+//! /metrics, and recovers by itself.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Request, StatusCode, header};
+use axum::response::IntoResponse;
+use cairn_oci::signing::SigningKey;
+use cairn_server::config::{Input, SourceSpec, StreamConfig};
+use cairn_server::refresh::StreamSource;
+use cairn_server::{AppState, router};
+use cairn_testkit::{Auth, TestRegistry};
+use http_body_util::BodyExt;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tower::ServiceExt;
+
+const OK: u8 = 0;
+const FAIL_500: u8 = 1;
+const GARBAGE: u8 = 2;
+const TRUNCATED: u8 = 3;
+const HANG: u8 = 4;
+
+struct Upstream {
+    mode: AtomicU8,
+    files: Mutex<std::collections::HashMap<String, Vec<u8>>>,
+    not_modified: AtomicUsize,
+}
+
+fn etag(bytes: &[u8]) -> String {
+    format!("\"{}\"", bytes.len() ^ bytes.iter().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(*b as usize)))
+}
+
+async fn file(State(upstream): State<Arc<Upstream>>, Path(name): Path<String>, headers: HeaderMap) -> impl IntoResponse {
+    let Some(bytes) = upstream.files.lock().expect("lock").get(&name).cloned() else {
+        return (StatusCode::NOT_FOUND, HeaderMap::new(), Vec::new());
+    };
+    let tag = etag(&bytes);
+    let mut reply = HeaderMap::new();
+    reply.insert(header::ETAG, tag.parse().expect("etag"));
+    match upstream.mode.load(Ordering::SeqCst) {
+        FAIL_500 => (StatusCode::INTERNAL_SERVER_ERROR, HeaderMap::new(), b"oops".to_vec()),
+        GARBAGE => (StatusCode::OK, HeaderMap::new(), b"<html>maintenance</html>".to_vec()),
+        TRUNCATED => (StatusCode::OK, HeaderMap::new(), bytes[..bytes.len() / 2].to_vec()),
+        HANG => {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            (StatusCode::OK, reply, bytes)
+        }
+        _ if headers.get(header::IF_NONE_MATCH).is_some_and(|v| v.to_str().ok() == Some(tag.as_str())) => {
+            upstream.not_modified.fetch_add(1, Ordering::SeqCst);
+            (StatusCode::NOT_MODIFIED, reply, Vec::new())
+        }
+        _ => (StatusCode::OK, reply, bytes),
+    }
+}
+
+async fn start_upstream(upstream: Arc<Upstream>, port: u16) -> tokio::task::JoinHandle<()> {
+    let app = axum::Router::new().route("/{name}", axum::routing::get(file)).with_state(upstream);
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    })
+}
+
+fn data(path: &str) -> Vec<u8> {
+    let full = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/fcos").join(path);
+    std::fs::read(full).expect("testdata")
+}
+
+async fn get(state: &AppState, uri: &str) -> (StatusCode, String) {
+    let response = router(state.clone())
+        .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
+        .await
+        .expect("response");
+    let status = response.status();
+    let body = response.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn client(insecure: &str, timeout: Duration) -> cairn_oci::RegistryClient {
+    cairn_oci::RegistryClient::new(cairn_oci::ClientOptions {
+        insecure_registries: vec![insecure.to_string()],
+        timeout,
+        retries: 0,
+        ..cairn_oci::ClientOptions::default()
+    })
+    .expect("client")
+}
+
+const GRAPH: &str = "/v1/graph?basearch=x86_64&stream=stable&rollout_wariness=1";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fedora_upstream_faults_keep_the_last_good_graph() {
+    let upstream = Arc::new(Upstream {
+        mode: AtomicU8::new(OK),
+        files: Mutex::new(
+            [
+                ("releases.json".to_string(), data("releases/stable/releases.json")),
+                ("updates.json".to_string(), data("updates/stable.json")),
+            ]
+            .into(),
+        ),
+        not_modified: AtomicUsize::new(0),
+    });
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let host = format!("127.0.0.1:{port}");
+    let server = start_upstream(Arc::clone(&upstream), port).await;
+    let config = StreamConfig {
+        name: "stable".into(),
+        source: SourceSpec::Fcos {
+            releases: Input::Url(format!("http://{host}/releases.json")),
+            updates: Input::Url(format!("http://{host}/updates.json")),
+        },
+    };
+    let state = AppState::new(["stable".to_string()], AppState::system_clock(), 30);
+    let mut source = StreamSource::new(&config, client(&host, Duration::from_millis(800)), Duration::from_secs(2));
+
+    assert!(source.refresh_once(&state).await.expect("first refresh"), "updated");
+    let (status, good) = get(&state, GRAPH).await;
+    assert_eq!(status, StatusCode::OK);
+    // Unchanged upstream: conditional requests, answered 304.
+    assert!(!source.refresh_once(&state).await.expect("second refresh"), "unchanged");
+    assert_eq!(upstream.not_modified.load(Ordering::SeqCst), 2);
+
+    for (mode, kind) in [(FAIL_500, "status"), (GARBAGE, "invalid"), (TRUNCATED, "invalid"), (HANG, "transport")] {
+        upstream.mode.store(mode, Ordering::SeqCst);
+        // Garbage must not be mistaken for "unchanged": validators are per content.
+        let err = source.refresh_once(&state).await.expect_err("upstream fault");
+        assert_eq!(err.kind, kind, "mode {mode}: {}", err.message);
+        assert_eq!(get(&state, GRAPH).await, (StatusCode::OK, good.clone()), "mode {mode}");
+        let (status, ready) = get(&state, "/readyz").await;
+        assert_eq!(status, StatusCode::OK, "still serving");
+        assert!(ready.contains(&format!("\"kind\":\"{kind}\"")), "{ready}");
+        let (_, metrics) = get(&state, "/metrics").await;
+        assert!(metrics.contains("cairn_source_up{stream=\"stable\"} 0"), "{metrics}");
+        assert!(metrics.contains(&format!("cairn_source_refreshes_total{{stream=\"stable\",result=\"{kind}\"}}")), "{metrics}");
+    }
+
+    // The upstream goes away altogether.
+    server.abort();
+    let _ = server.await;
+    upstream.mode.store(OK, Ordering::SeqCst);
+    let err = source.refresh_once(&state).await.expect_err("down");
+    assert_eq!(err.kind, "transport", "{}", err.message);
+    assert_eq!(get(&state, GRAPH).await, (StatusCode::OK, good.clone()));
+
+    // It comes back with a change: recovered, and the change is served.
+    let changed = String::from_utf8(data("updates/stable.json"))
+        .expect("utf-8")
+        .replace("\"start_percentage\": 1.0", "\"start_percentage\": 1.0, \"duration_minutes\": 60");
+    upstream.files.lock().expect("lock").insert("updates.json".into(), changed.into_bytes());
+    let _server = start_upstream(Arc::clone(&upstream), port).await;
+    assert!(source.refresh_once(&state).await.expect("recovered"));
+    let (_, ready) = get(&state, "/readyz").await;
+    assert!(ready.contains("\"source_error\":null"), "{ready}");
+    let (_, metrics) = get(&state, "/metrics").await;
+    assert!(metrics.contains("cairn_source_up{stream=\"stable\"} 1"), "{metrics}");
+    assert!(metrics.contains("cairn_source_last_success_timestamp_seconds{stream=\"stable\"}"), "{metrics}");
+    let (_, fresh) = get(&state, GRAPH).await;
+    assert!(fresh.contains("duration_minutes\": \"60"), "the new metadata is served");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_document_faults_keep_the_last_good_graph() {
+    let mut registry = TestRegistry::start(Auth::None).await;
+    let store = registry.store("acme/os");
+    let key = SigningKey::generate();
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/stable.json");
+    let mut document = cairn_graph::GraphDocument::from_json(&std::fs::read(path).expect("example"))
+        .expect("parses")
+        .document;
+    document.issued = jiff::Timestamp::now();
+    document.expires = document.issued + jiff::SignedDuration::from_hours(24);
+    let publish = |document: cairn_graph::GraphDocument, key: SigningKey| {
+        let store = store.clone();
+        async move {
+            let options = cairn_oci::document::PublishOptions {
+                tag: "cairn-graph-stable",
+                identity: "acme/os",
+                key: Some(&key),
+                settle: Duration::ZERO,
+                expected: None,
+            };
+            cairn_oci::document::publish(&store, document, &options).await.expect("publish")
+        }
+    };
+    publish(document.clone(), key.clone()).await;
+    let config = StreamConfig {
+        name: "stable".into(),
+        source: SourceSpec::Document {
+            location: cairn_oci::Location::parse(&format!("{}/acme/os:cairn-graph-stable", registry.host)).expect("location"),
+            keys: vec![key.verifying_key()],
+            allow_unsigned: false,
+        },
+    };
+    let client = registry.client();
+    let state = AppState::new(["stable".to_string()], AppState::system_clock(), 30);
+    let mut source = StreamSource::new(&config, client.clone(), Duration::from_secs(5));
+    assert!(source.refresh_once(&state).await.expect("first"));
+    let good = get(&state, "/v1/graph?basearch=x86_64&stream=stable&oci=true&rollout_wariness=0").await;
+    assert_eq!(good.0, StatusCode::OK);
+    let (status, served) = get(&state, "/v2/graph/stable").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(served.contains("\"stream\": \"stable\""));
+
+    // Unchanged costs one HEAD.
+    let before = client.request_count();
+    assert!(!source.refresh_once(&state).await.expect("unchanged"));
+    assert_eq!(client.request_count() - before, 1);
+
+    // A document signed by someone else is refused; the old one stays.
+    publish(document.clone(), SigningKey::generate()).await;
+    let err = source.refresh_once(&state).await.expect_err("bad signature");
+    assert_eq!(err.kind, "bad_signature", "{}", err.message);
+    assert_eq!(get(&state, "/v1/graph?basearch=x86_64&stream=stable&oci=true&rollout_wariness=0").await, good);
+
+    // The registry goes down, then comes back with a new document.
+    registry.stop();
+    let err = source.refresh_once(&state).await.expect_err("down");
+    assert_eq!(err.kind, "transport", "{}", err.message);
+    assert_eq!(get(&state, "/v1/graph?basearch=x86_64&stream=stable&oci=true&rollout_wariness=0").await, good);
+    registry.resume();
+    let mut newer = document.clone();
+    newer.releases[5].rollout = None;
+    publish(newer, key.clone()).await;
+    assert!(source.refresh_once(&state).await.expect("recovered"));
+    assert_ne!(get(&state, "/v1/graph?basearch=x86_64&stream=stable&oci=true&rollout_wariness=0").await, good);
+}
