@@ -31,10 +31,20 @@ struct Upstream {
 }
 
 fn etag(bytes: &[u8]) -> String {
-    format!("\"{}\"", bytes.len() ^ bytes.iter().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(*b as usize)))
+    format!(
+        "\"{}\"",
+        bytes.len()
+            ^ bytes
+                .iter()
+                .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(*b as usize))
+    )
 }
 
-async fn file(State(upstream): State<Arc<Upstream>>, Path(name): Path<String>, headers: HeaderMap) -> impl IntoResponse {
+async fn file(
+    State(upstream): State<Arc<Upstream>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> impl IntoResponse {
     let Some(bytes) = upstream.files.lock().expect("lock").get(&name).cloned() else {
         return (StatusCode::NOT_FOUND, HeaderMap::new(), Vec::new());
     };
@@ -42,14 +52,29 @@ async fn file(State(upstream): State<Arc<Upstream>>, Path(name): Path<String>, h
     let mut reply = HeaderMap::new();
     reply.insert(header::ETAG, tag.parse().expect("etag"));
     match upstream.mode.load(Ordering::SeqCst) {
-        FAIL_500 => (StatusCode::INTERNAL_SERVER_ERROR, HeaderMap::new(), b"oops".to_vec()),
-        GARBAGE => (StatusCode::OK, HeaderMap::new(), b"<html>maintenance</html>".to_vec()),
-        TRUNCATED => (StatusCode::OK, HeaderMap::new(), bytes[..bytes.len() / 2].to_vec()),
+        FAIL_500 => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            HeaderMap::new(),
+            b"oops".to_vec(),
+        ),
+        GARBAGE => (
+            StatusCode::OK,
+            HeaderMap::new(),
+            b"<html>maintenance</html>".to_vec(),
+        ),
+        TRUNCATED => (
+            StatusCode::OK,
+            HeaderMap::new(),
+            bytes[..bytes.len() / 2].to_vec(),
+        ),
         HANG => {
             tokio::time::sleep(Duration::from_secs(30)).await;
             (StatusCode::OK, reply, bytes)
         }
-        _ if headers.get(header::IF_NONE_MATCH).is_some_and(|v| v.to_str().ok() == Some(tag.as_str())) => {
+        _ if headers
+            .get(header::IF_NONE_MATCH)
+            .is_some_and(|v| v.to_str().ok() == Some(tag.as_str())) =>
+        {
             upstream.not_modified.fetch_add(1, Ordering::SeqCst);
             (StatusCode::NOT_MODIFIED, reply, Vec::new())
         }
@@ -58,15 +83,21 @@ async fn file(State(upstream): State<Arc<Upstream>>, Path(name): Path<String>, h
 }
 
 async fn start_upstream(upstream: Arc<Upstream>, port: u16) -> tokio::task::JoinHandle<()> {
-    let app = axum::Router::new().route("/{name}", axum::routing::get(file)).with_state(upstream);
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
+    let app = axum::Router::new()
+        .route("/{name}", axum::routing::get(file))
+        .with_state(upstream);
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("bind");
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     })
 }
 
 fn data(path: &str) -> Vec<u8> {
-    let full = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/fcos").join(path);
+    let full = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/fcos")
+        .join(path);
     std::fs::read(full).expect("testdata")
 }
 
@@ -76,7 +107,12 @@ async fn get(state: &AppState, uri: &str) -> (StatusCode, String) {
         .await
         .expect("response");
     let status = response.status();
-    let body = response.into_body().collect().await.expect("body").to_bytes();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
@@ -98,14 +134,21 @@ async fn fedora_upstream_faults_keep_the_last_good_graph() {
         mode: AtomicU8::new(OK),
         files: Mutex::new(
             [
-                ("releases.json".to_string(), data("releases/stable/releases.json")),
+                (
+                    "releases.json".to_string(),
+                    data("releases/stable/releases.json"),
+                ),
                 ("updates.json".to_string(), data("updates/stable.json")),
             ]
             .into(),
         ),
         not_modified: AtomicUsize::new(0),
     });
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
     let host = format!("127.0.0.1:{port}");
     let server = start_upstream(Arc::clone(&upstream), port).await;
     let config = StreamConfig {
@@ -116,27 +159,57 @@ async fn fedora_upstream_faults_keep_the_last_good_graph() {
         },
     };
     let state = AppState::new(["stable".to_string()], AppState::system_clock(), 30);
-    let mut source = StreamSource::new(&config, client(&host, Duration::from_millis(800)), Duration::from_secs(2));
+    let mut source = StreamSource::new(
+        &config,
+        client(&host, Duration::from_millis(800)),
+        Duration::from_secs(2),
+    );
 
-    assert!(source.refresh_once(&state).await.expect("first refresh"), "updated");
+    assert!(
+        source.refresh_once(&state).await.expect("first refresh"),
+        "updated"
+    );
     let (status, good) = get(&state, GRAPH).await;
     assert_eq!(status, StatusCode::OK);
     // Unchanged upstream: conditional requests, answered 304.
-    assert!(!source.refresh_once(&state).await.expect("second refresh"), "unchanged");
+    assert!(
+        !source.refresh_once(&state).await.expect("second refresh"),
+        "unchanged"
+    );
     assert_eq!(upstream.not_modified.load(Ordering::SeqCst), 2);
 
-    for (mode, kind) in [(FAIL_500, "status"), (GARBAGE, "invalid"), (TRUNCATED, "invalid"), (HANG, "transport")] {
+    for (mode, kind) in [
+        (FAIL_500, "status"),
+        (GARBAGE, "invalid"),
+        (TRUNCATED, "invalid"),
+        (HANG, "transport"),
+    ] {
         upstream.mode.store(mode, Ordering::SeqCst);
         // Garbage must not be mistaken for "unchanged": validators are per content.
-        let err = source.refresh_once(&state).await.expect_err("upstream fault");
+        let err = source
+            .refresh_once(&state)
+            .await
+            .expect_err("upstream fault");
         assert_eq!(err.kind, kind, "mode {mode}: {}", err.message);
-        assert_eq!(get(&state, GRAPH).await, (StatusCode::OK, good.clone()), "mode {mode}");
+        assert_eq!(
+            get(&state, GRAPH).await,
+            (StatusCode::OK, good.clone()),
+            "mode {mode}"
+        );
         let (status, ready) = get(&state, "/readyz").await;
         assert_eq!(status, StatusCode::OK, "still serving");
         assert!(ready.contains(&format!("\"kind\":\"{kind}\"")), "{ready}");
         let (_, metrics) = get(&state, "/metrics").await;
-        assert!(metrics.contains("cairn_source_up{stream=\"stable\"} 0"), "{metrics}");
-        assert!(metrics.contains(&format!("cairn_source_refreshes_total{{stream=\"stable\",result=\"{kind}\"}}")), "{metrics}");
+        assert!(
+            metrics.contains("cairn_source_up{stream=\"stable\"} 0"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains(&format!(
+                "cairn_source_refreshes_total{{stream=\"stable\",result=\"{kind}\"}}"
+            )),
+            "{metrics}"
+        );
     }
 
     // The upstream goes away altogether.
@@ -150,17 +223,33 @@ async fn fedora_upstream_faults_keep_the_last_good_graph() {
     // It comes back with a change: recovered, and the change is served.
     let changed = String::from_utf8(data("updates/stable.json"))
         .expect("utf-8")
-        .replace("\"start_percentage\": 1.0", "\"start_percentage\": 1.0, \"duration_minutes\": 60");
-    upstream.files.lock().expect("lock").insert("updates.json".into(), changed.into_bytes());
+        .replace(
+            "\"start_percentage\": 1.0",
+            "\"start_percentage\": 1.0, \"duration_minutes\": 60",
+        );
+    upstream
+        .files
+        .lock()
+        .expect("lock")
+        .insert("updates.json".into(), changed.into_bytes());
     let _server = start_upstream(Arc::clone(&upstream), port).await;
     assert!(source.refresh_once(&state).await.expect("recovered"));
     let (_, ready) = get(&state, "/readyz").await;
     assert!(ready.contains("\"source_error\":null"), "{ready}");
     let (_, metrics) = get(&state, "/metrics").await;
-    assert!(metrics.contains("cairn_source_up{stream=\"stable\"} 1"), "{metrics}");
-    assert!(metrics.contains("cairn_source_last_success_timestamp_seconds{stream=\"stable\"}"), "{metrics}");
+    assert!(
+        metrics.contains("cairn_source_up{stream=\"stable\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("cairn_source_last_success_timestamp_seconds{stream=\"stable\"}"),
+        "{metrics}"
+    );
     let (_, fresh) = get(&state, GRAPH).await;
-    assert!(fresh.contains("duration_minutes\": \"60"), "the new metadata is served");
+    assert!(
+        fresh.contains("duration_minutes\": \"60"),
+        "the new metadata is served"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -168,10 +257,12 @@ async fn registry_document_faults_keep_the_last_good_graph() {
     let mut registry = TestRegistry::start(Auth::None).await;
     let store = registry.store("acme/os");
     let key = SigningKey::generate();
-    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/stable.json");
-    let mut document = cairn_graph::GraphDocument::from_json(&std::fs::read(path).expect("example"))
-        .expect("parses")
-        .document;
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../docs/examples/stable.json");
+    let mut document =
+        cairn_graph::GraphDocument::from_json(&std::fs::read(path).expect("example"))
+            .expect("parses")
+            .document;
     document.issued = jiff::Timestamp::now();
     document.expires = document.issued + jiff::SignedDuration::from_hours(24);
     let publish = |document: cairn_graph::GraphDocument, key: SigningKey| {
@@ -184,14 +275,20 @@ async fn registry_document_faults_keep_the_last_good_graph() {
                 settle: Duration::ZERO,
                 expected: None,
             };
-            cairn_oci::document::publish(&store, document, &options).await.expect("publish")
+            cairn_oci::document::publish(&store, document, &options)
+                .await
+                .expect("publish")
         }
     };
     publish(document.clone(), key.clone()).await;
     let config = StreamConfig {
         name: "stable".into(),
         source: SourceSpec::Document {
-            location: cairn_oci::Location::parse(&format!("{}/acme/os:cairn-graph-stable", registry.host)).expect("location"),
+            location: cairn_oci::Location::parse(&format!(
+                "{}/acme/os:cairn-graph-stable",
+                registry.host
+            ))
+            .expect("location"),
             keys: vec![key.verifying_key()],
             allow_unsigned: false,
         },
@@ -200,7 +297,11 @@ async fn registry_document_faults_keep_the_last_good_graph() {
     let state = AppState::new(["stable".to_string()], AppState::system_clock(), 30);
     let mut source = StreamSource::new(&config, client.clone(), Duration::from_secs(5));
     assert!(source.refresh_once(&state).await.expect("first"));
-    let good = get(&state, "/v1/graph?basearch=x86_64&stream=stable&oci=true&rollout_wariness=0").await;
+    let good = get(
+        &state,
+        "/v1/graph?basearch=x86_64&stream=stable&oci=true&rollout_wariness=0",
+    )
+    .await;
     assert_eq!(good.0, StatusCode::OK);
     let (status, served) = get(&state, "/v2/graph/stable").await;
     assert_eq!(status, StatusCode::OK);
@@ -213,19 +314,43 @@ async fn registry_document_faults_keep_the_last_good_graph() {
 
     // A document signed by someone else is refused; the old one stays.
     publish(document.clone(), SigningKey::generate()).await;
-    let err = source.refresh_once(&state).await.expect_err("bad signature");
+    let err = source
+        .refresh_once(&state)
+        .await
+        .expect_err("bad signature");
     assert_eq!(err.kind, "bad_signature", "{}", err.message);
-    assert_eq!(get(&state, "/v1/graph?basearch=x86_64&stream=stable&oci=true&rollout_wariness=0").await, good);
+    assert_eq!(
+        get(
+            &state,
+            "/v1/graph?basearch=x86_64&stream=stable&oci=true&rollout_wariness=0"
+        )
+        .await,
+        good
+    );
 
     // The registry goes down, then comes back with a new document.
     registry.stop();
     let err = source.refresh_once(&state).await.expect_err("down");
     assert_eq!(err.kind, "transport", "{}", err.message);
-    assert_eq!(get(&state, "/v1/graph?basearch=x86_64&stream=stable&oci=true&rollout_wariness=0").await, good);
+    assert_eq!(
+        get(
+            &state,
+            "/v1/graph?basearch=x86_64&stream=stable&oci=true&rollout_wariness=0"
+        )
+        .await,
+        good
+    );
     registry.resume();
     let mut newer = document.clone();
     newer.releases[5].rollout = None;
     publish(newer, key.clone()).await;
     assert!(source.refresh_once(&state).await.expect("recovered"));
-    assert_ne!(get(&state, "/v1/graph?basearch=x86_64&stream=stable&oci=true&rollout_wariness=0").await, good);
+    assert_ne!(
+        get(
+            &state,
+            "/v1/graph?basearch=x86_64&stream=stable&oci=true&rollout_wariness=0"
+        )
+        .await,
+        good
+    );
 }

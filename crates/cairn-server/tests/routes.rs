@@ -3,9 +3,9 @@
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
+use cairn_graph::Scheme;
 use cairn_graph::cincinnati::CincinnatiGraph;
 use cairn_graph::fcos::{ReleaseIndex, Updates, build_graph};
-use cairn_graph::Scheme;
 use cairn_server::snapshot::Snapshot;
 use cairn_server::{AppState, router};
 use http_body_util::BodyExt;
@@ -20,7 +20,9 @@ const ARCHES: [&str; 4] = ["x86_64", "aarch64", "s390x", "ppc64le"];
 const NOW: i64 = 1_784_815_200;
 
 fn data(path: &str) -> Vec<u8> {
-    let full = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/fcos").join(path);
+    let full = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/fcos")
+        .join(path);
     std::fs::read(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()))
 }
 
@@ -48,7 +50,13 @@ async fn get(state: &AppState, uri: &str) -> (StatusCode, axum::http::HeaderMap,
         .expect("response");
     let status = response.status();
     let headers = response.headers().clone();
-    let body = response.into_body().collect().await.expect("body").to_bytes().to_vec();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes()
+        .to_vec();
     (status, headers, body)
 }
 
@@ -63,7 +71,9 @@ async fn answers_equal_the_model_for_every_stream_arch_scheme_and_wariness() {
                 let scheme = if oci { Scheme::Oci } else { Scheme::Checksum };
                 let graph = build_graph(&index, &updates, arch, scheme);
                 for wariness in ["0", "0.000001", "0.25", "0.5", "0.500001", "0.75", "1"] {
-                    let uri = format!("/v1/graph?basearch={arch}&stream={stream}&oci={oci}&rollout_wariness={wariness}");
+                    let uri = format!(
+                        "/v1/graph?basearch={arch}&stream={stream}&oci={oci}&rollout_wariness={wariness}"
+                    );
                     let (status, headers, body) = get(&state, &uri).await;
                     assert_eq!(status, StatusCode::OK, "{uri}");
                     assert_eq!(headers[header::CONTENT_TYPE], "application/json");
@@ -85,14 +95,36 @@ async fn node_uuid_gives_fedoras_wariness_and_is_filtered_accordingly() {
     let (index, updates) = inputs("stable");
     let graph = build_graph(&index, &updates, "x86_64", Scheme::Checksum);
     // 0.65332 is above the rollout's 0.5 at NOW; 0.39956 is below.
-    for (uuid, wariness) in [("e0f3745b108f471cbd4883c6fbed8cdd", 0.65332), ("00000000000000000000000000000001", 0.39956)] {
-        let (_, _, body) = get(&state, &format!("/v1/graph?basearch=x86_64&stream=stable&node_uuid={uuid}")).await;
+    for (uuid, wariness) in [
+        ("e0f3745b108f471cbd4883c6fbed8cdd", 0.65332),
+        ("00000000000000000000000000000001", 0.39956),
+    ] {
+        let (_, _, body) = get(
+            &state,
+            &format!("/v1/graph?basearch=x86_64&stream=stable&node_uuid={uuid}"),
+        )
+        .await;
         let served = CincinnatiGraph::from_json(&body).expect("JSON");
-        assert_eq!(served, graph.throttled(wariness, NOW).to_cincinnati(), "{uuid}");
+        assert_eq!(
+            served,
+            graph.throttled(wariness, NOW).to_cincinnati(),
+            "{uuid}"
+        );
     }
-    let (_, _, early) = get(&state, "/v1/graph?basearch=x86_64&stream=stable&node_uuid=00000000000000000000000000000001").await;
-    let (_, _, late) = get(&state, "/v1/graph?basearch=x86_64&stream=stable&node_uuid=e0f3745b108f471cbd4883c6fbed8cdd").await;
-    assert_ne!(early, late, "the rollout in progress separates the two nodes");
+    let (_, _, early) = get(
+        &state,
+        "/v1/graph?basearch=x86_64&stream=stable&node_uuid=00000000000000000000000000000001",
+    )
+    .await;
+    let (_, _, late) = get(
+        &state,
+        "/v1/graph?basearch=x86_64&stream=stable&node_uuid=e0f3745b108f471cbd4883c6fbed8cdd",
+    )
+    .await;
+    assert_ne!(
+        early, late,
+        "the rollout in progress separates the two nodes"
+    );
 }
 
 #[tokio::test]
@@ -102,32 +134,67 @@ async fn the_exact_request_zincati_sends_works() {
         &os_checksum=quay.io%2Ffedora%2Ffedora-coreos%40sha256%3A98b2e2b6e4ef1fa2eb24aaabbbf36e1fc3df67ae75229ab26945f098ba7078d2\
         &group=default&node_uuid=e0f3745b108f471cbd4883c6fbed8cdd&platform=metal&oci=true";
     let response = router(state)
-        .oneshot(Request::get(uri).header(header::ACCEPT, "application/json").body(Body::empty()).expect("request"))
+        .oneshot(
+            Request::get(uri)
+                .header(header::ACCEPT, "application/json")
+                .body(Body::empty())
+                .expect("request"),
+        )
         .await
         .expect("response");
     assert_eq!(response.status(), StatusCode::OK);
-    let body = response.into_body().collect().await.expect("body").to_bytes();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
     // Parse it as Zincati does: scheme and age_index on every node, edges in range.
     let graph = CincinnatiGraph::from_json(&body).expect("JSON");
-    let parsed = cairn_graph::UpdateGraph::from_cincinnati(&graph).expect("what Zincati needs is there");
-    assert!(parsed.nodes().iter().any(|n| n.payload.ends_with("98b2e2b6e4ef1fa2eb24aaabbbf36e1fc3df67ae75229ab26945f098ba7078d2")));
+    let parsed =
+        cairn_graph::UpdateGraph::from_cincinnati(&graph).expect("what Zincati needs is there");
+    assert!(parsed.nodes().iter().any(|n| {
+        n.payload
+            .ends_with("98b2e2b6e4ef1fa2eb24aaabbbf36e1fc3df67ae75229ab26945f098ba7078d2")
+    }));
 }
 
 #[tokio::test]
 async fn bad_requests_are_400_with_json_never_500() {
     let state = state();
-    let long = format!("/v1/graph?basearch=x86_64&stream=stable&pad={}", "x".repeat(5000));
+    let long = format!(
+        "/v1/graph?basearch=x86_64&stream=stable&pad={}",
+        "x".repeat(5000)
+    );
     for (uri, kind) in [
         ("/v1/graph", "missing_params"),
         ("/v1/graph?stream=stable", "missing_params"),
         ("/v1/graph?basearch=x86_64", "missing_params"),
         ("/v1/graph?basearch=x86_64&stream=lts", "unknown_stream"),
-        ("/v1/graph?basearch=riscv64&stream=stable", "unknown_basearch"),
-        ("/v1/graph?basearch=x86_64&stream=stable&oci=yes", "invalid_params"),
-        ("/v1/graph?basearch=x86_64&stream=stable&rollout_wariness=NaN", "invalid_params"),
-        ("/v1/graph?basearch=x86_64&stream=stable&rollout_wariness=-1", "invalid_params"),
-        ("/v1/graph?basearch=x86_64&stream=stable&rollout_wariness=2", "invalid_params"),
-        ("/v1/graph?basearch=x86_64&stream=stable&rollout_wariness=abc", "invalid_params"),
+        (
+            "/v1/graph?basearch=riscv64&stream=stable",
+            "unknown_basearch",
+        ),
+        (
+            "/v1/graph?basearch=x86_64&stream=stable&oci=yes",
+            "invalid_params",
+        ),
+        (
+            "/v1/graph?basearch=x86_64&stream=stable&rollout_wariness=NaN",
+            "invalid_params",
+        ),
+        (
+            "/v1/graph?basearch=x86_64&stream=stable&rollout_wariness=-1",
+            "invalid_params",
+        ),
+        (
+            "/v1/graph?basearch=x86_64&stream=stable&rollout_wariness=2",
+            "invalid_params",
+        ),
+        (
+            "/v1/graph?basearch=x86_64&stream=stable&rollout_wariness=abc",
+            "invalid_params",
+        ),
         (long.as_str(), "invalid_params"),
     ] {
         let (status, headers, body) = get(&state, uri).await;
@@ -138,7 +205,11 @@ async fn bad_requests_are_400_with_json_never_500() {
         assert!(error["value"].is_string());
     }
     // Unknown parameters are ignored, as Fedora's server does.
-    let (status, _, _) = get(&state, "/v1/graph?basearch=x86_64&stream=stable&newer_client_param=1").await;
+    let (status, _, _) = get(
+        &state,
+        "/v1/graph?basearch=x86_64&stream=stable&newer_client_param=1",
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
 }
 
@@ -150,12 +221,21 @@ async fn etags_let_clients_revalidate() {
     let etag = headers[header::ETAG].to_str().expect("etag").to_string();
     assert_eq!(headers[header::CACHE_CONTROL], "public, max-age=30");
     let response = router(state.clone())
-        .oneshot(Request::get(uri).header(header::IF_NONE_MATCH, &etag).body(Body::empty()).expect("request"))
+        .oneshot(
+            Request::get(uri)
+                .header(header::IF_NONE_MATCH, &etag)
+                .body(Body::empty())
+                .expect("request"),
+        )
         .await
         .expect("response");
     assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
     // Another visible rollout set is another body and another ETag.
-    let (_, other, _) = get(&state, "/v1/graph?basearch=x86_64&stream=stable&rollout_wariness=0.9").await;
+    let (_, other, _) = get(
+        &state,
+        "/v1/graph?basearch=x86_64&stream=stable&rollout_wariness=0.9",
+    )
+    .await;
     assert_ne!(other[header::ETAG], etag.as_str());
 }
 
@@ -180,15 +260,23 @@ async fn readiness_health_documents_and_metrics() {
     assert_eq!(get(&state, "/v2/graph/nope").await.0, StatusCode::NOT_FOUND);
     let (_, _, metrics) = get(&state, "/metrics").await;
     let text = String::from_utf8_lossy(&metrics);
-    assert!(text.contains("cairn_http_requests_total{route=\"/v1/graph\",status=\"503\"} 1"), "{text}");
-    assert!(text.contains("cairn_http_requests_total{route=\"/readyz\",status=\"200\"} 1"), "{text}");
+    assert!(
+        text.contains("cairn_http_requests_total{route=\"/v1/graph\",status=\"503\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("cairn_http_requests_total{route=\"/readyz\",status=\"200\"} 1"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
 async fn documents_are_served_byte_for_byte() {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/stable.json");
     let bytes = std::fs::read(&path).expect("example");
-    let document = cairn_graph::GraphDocument::from_json(&bytes).expect("parses").document;
+    let document = cairn_graph::GraphDocument::from_json(&bytes)
+        .expect("parses")
+        .document;
     let clock = Arc::new(|| Timestamp::from_second(1_762_876_800).expect("time"));
     let state = AppState::new(["stable".to_string()], clock, 30);
     let served = cairn_server::snapshot::ServedDocument {
@@ -200,10 +288,20 @@ async fn documents_are_served_byte_for_byte() {
     let (status, headers, body) = get(&state, "/v2/graph/stable").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, bytes);
-    assert_eq!(headers["cairn-signature"], "registry.example.org/acme/os:sha256-aaaa.sig");
-    assert_eq!(headers[header::CONTENT_TYPE], "application/vnd.cairn.graph.v1+json");
+    assert_eq!(
+        headers["cairn-signature"],
+        "registry.example.org/acme/os:sha256-aaaa.sig"
+    );
+    assert_eq!(
+        headers[header::CONTENT_TYPE],
+        "application/vnd.cairn.graph.v1+json"
+    );
     // And its graph on /v1/graph, OCI scheme.
-    let (status, _, body) = get(&state, "/v1/graph?basearch=x86_64&stream=stable&oci=true&rollout_wariness=0").await;
+    let (status, _, body) = get(
+        &state,
+        "/v1/graph?basearch=x86_64&stream=stable&oci=true&rollout_wariness=0",
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     let graph = CincinnatiGraph::from_json(&body).expect("JSON");
     assert_eq!(graph.nodes.len(), 5);

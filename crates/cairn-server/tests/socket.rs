@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 fn data(path: &str) -> Vec<u8> {
-    let full = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/fcos").join(path);
+    let full = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/fcos")
+        .join(path);
     std::fs::read(full).expect("testdata")
 }
 
@@ -20,7 +22,9 @@ async fn ten_thousand_requests_without_an_error() {
     let index = ReleaseIndex::from_json(&data("releases/stable/releases.json")).expect("index");
     let updates = Updates::from_json(&data("updates/stable.json")).expect("updates");
     state.install("stable", Snapshot::from_fcos(&index, &updates));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let address = listener.local_addr().expect("address");
     tokio::spawn(async move {
         let _ = axum::serve(listener, router(state)).await;

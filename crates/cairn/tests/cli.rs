@@ -347,3 +347,60 @@ fn errors_are_one_line_and_name_file_and_field() {
     let err = failure(&cmd("graph show --arch riscv64", &["--document", &doc]));
     assert_one_line(&err, &["riscv64", "x86_64"]);
 }
+
+#[test]
+fn cairn_serve_serves_the_shipped_fedora_data() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/server-fcos.toml");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args([
+            "serve",
+            "--config",
+            &config.display().to_string(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("cairn serve starts");
+    let get = |path: &str| -> Option<(u16, String)> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text).ok()?;
+        let status = text.split(' ').nth(1)?.parse().ok()?;
+        Some((status, text))
+    };
+    let mut ready = false;
+    for _ in 0..100 {
+        if get("/readyz").is_some_and(|(status, _)| status == 200) {
+            ready = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let graph = get("/v1/graph?basearch=x86_64&stream=stable&oci=true");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(ready, "cairn serve became ready");
+    let (status, text) = graph.expect("answer");
+    assert_eq!(status, 200);
+    assert!(text.contains("org.fedoraproject.coreos.releases.age_index"));
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bad = dir.path().join("server.toml");
+    std::fs::write(&bad, "lisen = \"127.0.0.1:1\"\n").expect("write");
+    let err = failure(&cmd("serve --config", &[&bad.display().to_string()]));
+    assert!(
+        err.contains("server.toml") && err.contains("lisen"),
+        "{err}"
+    );
+}
