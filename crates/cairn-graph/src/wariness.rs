@@ -24,8 +24,8 @@ pub fn from_app_id(app_id: &str) -> f64 {
 
 /// The wariness Fedora's `/v1/graph` computes from its query parameters: an
 /// explicit `rollout_wariness` that parses as a number wins (clamped to [0, 1];
-/// NaN stays NaN, which hides nothing), otherwise the hash of `node_uuid`
-/// (an absent id hashes as the empty string).
+/// NaN sees every rollout, as it does on Fedora's server), otherwise the hash
+/// of `node_uuid` (an absent id hashes as the empty string).
 pub fn from_query(rollout_wariness: Option<&str>, node_uuid: Option<&str>) -> f64 {
     match rollout_wariness.and_then(|value| value.parse::<f64>().ok()) {
         Some(value) => value.clamp(0.0, 1.0),

@@ -35,8 +35,27 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
         .route("/metrics", get(routes::metrics::get))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
+}
+
+async fn not_found() -> error::ApiError {
+    error::ApiError {
+        status: axum::http::StatusCode::NOT_FOUND,
+        kind: "not_found",
+        value: "no such resource; see /v1/graph, /v2/graph/<stream>, /healthz, /readyz, /metrics"
+            .into(),
+    }
+}
+
+async fn method_not_allowed() -> error::ApiError {
+    error::ApiError {
+        status: axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        kind: "method_not_allowed",
+        value: "only GET is served; the server has no write endpoint".into(),
+    }
 }
 
 /// A fixed label for each route, so metrics never carry request paths.

@@ -35,13 +35,26 @@ impl StreamSource {
     pub async fn refresh_once(&mut self, app: &AppState) -> Result<bool, SourceError> {
         let now = (app.shared.clock)();
         let attempt = refresh(&self.spec, &self.stream, &mut self.state, &self.client, now);
-        let outcome = match tokio::time::timeout(self.timeout, attempt).await {
+        let mut outcome = match tokio::time::timeout(self.timeout, attempt).await {
             Ok(outcome) => outcome,
             Err(_) => Err(SourceError {
                 kind: "timeout",
                 message: format!("refresh took longer than {:?}", self.timeout),
             }),
         };
+        // A source that suddenly lacks an architecture is far more likely broken
+        // than retired: hosts of that architecture would lose their graph.
+        if let (Ok(Refresh::Updated(snapshot)), Some(current)) =
+            (&outcome, app.snapshot(&self.stream))
+            && let Some(lost) = current.arches.difference(&snapshot.arches).next()
+        {
+            outcome = Err(SourceError {
+                kind: "lost_architecture",
+                message: format!(
+                    "the new graph has no {lost} releases; keeping the last good graph (restart the server to accept the change)"
+                ),
+            });
+        }
         let metrics = &app.shared.metrics;
         let stream = StreamLabels {
             stream: self.stream.clone(),
@@ -111,10 +124,23 @@ impl StreamSource {
         }
     }
 
-    /// Refresh for ever, every `interval`.
+    /// Refresh for ever, every `interval`. A panic in one refresh is counted
+    /// and logged, and the loop goes on: a bug must not freeze a stream for good.
     pub async fn run(mut self, app: AppState, interval: Duration) {
+        use futures::FutureExt;
         loop {
-            let _ = self.refresh_once(&app).await;
+            let attempt = std::panic::AssertUnwindSafe(self.refresh_once(&app)).catch_unwind();
+            if attempt.await.is_err() {
+                tracing::error!(stream = %self.stream, "a refresh panicked; retrying at the next interval");
+                app.shared
+                    .metrics
+                    .refreshes
+                    .get_or_create(&RefreshLabels {
+                        stream: self.stream.clone(),
+                        result: "panic",
+                    })
+                    .inc();
+            }
             tokio::time::sleep(interval).await;
         }
     }

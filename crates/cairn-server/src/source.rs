@@ -64,15 +64,20 @@ pub struct SourceState {
     inputs: HashMap<String, InputState>,
     document_digest: Option<String>,
     seen: Option<(u64, String)>,
+    expires: Option<Timestamp>,
     scan_cache: ScanCache,
     previous: Option<GraphDocument>,
 }
+
+/// What identifies a file's content without reading it: a replacement with
+/// the same size and a preserved mtime still changes the inode or ctime.
+type FileStamp = (u64, SystemTime, u64, (i64, i64));
 
 #[derive(Debug, Clone)]
 struct InputState {
     bytes: Bytes,
     validators: Validators,
-    file_stamp: Option<(u64, SystemTime)>,
+    file_stamp: Option<FileStamp>,
 }
 
 /// Fetch the source; `stream` is the stream name documents must carry.
@@ -85,20 +90,34 @@ pub async fn refresh(
 ) -> Result<Refresh, SourceError> {
     match spec {
         SourceSpec::Fcos { releases, updates } => {
-            let (releases_changed, releases_bytes) = read_input(releases, state, client).await?;
-            let (updates_changed, updates_bytes) = read_input(updates, state, client).await?;
+            let (releases_changed, releases_state) =
+                read_input(releases, state.inputs.get(&releases.describe()), client).await?;
+            let (updates_changed, updates_state) =
+                read_input(updates, state.inputs.get(&updates.describe()), client).await?;
+            let commit = |state: &mut SourceState, releases_state, updates_state| {
+                state.inputs.insert(releases.describe(), releases_state);
+                state.inputs.insert(updates.describe(), updates_state);
+            };
             if !releases_changed && !updates_changed {
+                commit(state, releases_state, updates_state);
                 return Ok(Refresh::Unchanged);
             }
-            let index = ReleaseIndex::from_json(&releases_bytes).map_err(|e| {
-                SourceError::new("invalid", format!("{}: {e}", releases.describe()))
-            })?;
-            let updates_file = Updates::from_json(&updates_bytes)
-                .map_err(|e| SourceError::new("invalid", format!("{}: {e}", updates.describe())))?;
+            let (releases_bytes, updates_bytes) =
+                (releases_state.bytes.clone(), updates_state.bytes.clone());
+            let (releases_name, updates_name) = (releases.describe(), updates.describe());
+            // Parsing and building eight graphs is CPU work: off the async workers.
+            let snapshot = tokio::task::spawn_blocking(move || {
+                let index = ReleaseIndex::from_json(&releases_bytes)
+                    .map_err(|e| SourceError::new("invalid", format!("{releases_name}: {e}")))?;
+                let updates = Updates::from_json(&updates_bytes)
+                    .map_err(|e| SourceError::new("invalid", format!("{updates_name}: {e}")))?;
+                Ok::<_, SourceError>(Snapshot::from_fcos(&index, &updates))
+            })
+            .await
+            .map_err(|e| SourceError::new("panic", e.to_string()))??;
             // Parsed fine: only now do the new bytes become the ones to compare against.
-            commit_input(releases, state);
-            commit_input(updates, state);
-            Ok(Refresh::Updated(Snapshot::from_fcos(&index, &updates_file)))
+            commit(state, releases_state, updates_state);
+            Ok(Refresh::Updated(snapshot))
         }
         SourceSpec::Document {
             location,
@@ -124,28 +143,32 @@ pub async fn refresh(
     }
 }
 
-/// Pending new bytes of an input, kept apart until the whole refresh succeeds.
-const PENDING: &str = "\u{0}pending:";
-
+/// Read an input unless it is unchanged since `known`. Returns whether its
+/// content changed and its new state; the caller stores the state only when
+/// the refresh as a whole succeeds.
 async fn read_input(
     input: &Input,
-    state: &mut SourceState,
+    known: Option<&InputState>,
     client: &RegistryClient,
-) -> Result<(bool, Bytes), SourceError> {
-    let key = input.describe();
-    let known = state.inputs.get(&key).cloned();
+) -> Result<(bool, InputState), SourceError> {
     let fresh = match input {
         Input::Path(path) => {
-            let metadata = std::fs::metadata(path)
+            let metadata = tokio::fs::metadata(path)
+                .await
                 .map_err(|e| SourceError::new("io", format!("{}: {e}", path.display())))?;
-            let stamp = (
-                metadata.len(),
-                metadata.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-            );
-            if let Some(known) = &known
+            let stamp = {
+                use std::os::unix::fs::MetadataExt;
+                (
+                    metadata.len(),
+                    metadata.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                    metadata.ino(),
+                    (metadata.ctime(), metadata.ctime_nsec()),
+                )
+            };
+            if let Some(known) = known
                 && known.file_stamp == Some(stamp)
             {
-                return Ok((false, known.bytes.clone()));
+                return Ok((false, known.clone()));
             }
             if metadata.len() > MAX_INPUT_BYTES as u64 {
                 return Err(SourceError::new(
@@ -153,7 +176,8 @@ async fn read_input(
                     format!("{}: too large", path.display()),
                 ));
             }
-            let bytes = std::fs::read(path)
+            let bytes = tokio::fs::read(path)
+                .await
                 .map_err(|e| SourceError::new("io", format!("{}: {e}", path.display())))?;
             InputState {
                 bytes: Bytes::from(bytes),
@@ -162,16 +186,13 @@ async fn read_input(
             }
         }
         Input::Url(url) => {
-            let validators = known
-                .as_ref()
-                .map(|k| k.validators.clone())
-                .unwrap_or_default();
+            let validators = known.map(|k| k.validators.clone()).unwrap_or_default();
             match client
                 .get_url_conditional(url, MAX_INPUT_BYTES, &validators)
                 .await?
             {
-                Conditional::NotModified => match &known {
-                    Some(known) => return Ok((false, known.bytes.clone())),
+                Conditional::NotModified => match known {
+                    Some(known) => return Ok((false, known.clone())),
                     None => {
                         return Err(SourceError::new(
                             "status",
@@ -190,16 +211,21 @@ async fn read_input(
             }
         }
     };
-    let changed = known.as_ref().is_none_or(|k| k.bytes != fresh.bytes);
-    let bytes = fresh.bytes.clone();
-    state.inputs.insert(format!("{PENDING}{key}"), fresh);
-    Ok((changed, bytes))
+    let changed = known.is_none_or(|k| k.bytes != fresh.bytes);
+    Ok((changed, fresh))
 }
 
-fn commit_input(input: &Input, state: &mut SourceState) {
-    let key = input.describe();
-    if let Some(pending) = state.inputs.remove(&format!("{PENDING}{key}")) {
-        state.inputs.insert(key, pending);
+/// An expired document stays served (Zincati hosts know no expiry), but the
+/// source is reported as failing until a fresh one is published.
+fn check_expiry(state: &SourceState, now: Timestamp) -> Result<(), SourceError> {
+    match state.expires {
+        Some(expires) if now.as_second() > expires.as_second() => Err(SourceError::new(
+            "expired",
+            format!(
+                "the document expired at {expires}; still serving it until a fresh one is published"
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -234,6 +260,7 @@ async fn refresh_document(
                 .await?
                 .ok_or_else(|| SourceError::new("not_found", format!("{location}: no document")))?;
             if state.document_digest.as_deref() == Some(head.digest.as_str()) {
+                check_expiry(state, now)?;
                 return Ok(Refresh::Unchanged);
             }
             doc::fetch(store, &head.digest).await?
@@ -242,6 +269,10 @@ async fn refresh_document(
     };
     let digest = cairn_oci::digest::sha256_digest(&fetched.bytes);
     if state.seen.as_ref().is_some_and(|(_, d)| d == &digest) {
+        // The same bytes under another manifest: remember it, so the next
+        // refresh costs one HEAD again.
+        state.document_digest = fetched.manifest_digest.clone();
+        check_expiry(state, now)?;
         return Ok(Refresh::Unchanged);
     }
     let policy = TrustPolicy {
@@ -265,6 +296,7 @@ async fn refresh_document(
     };
     state.document_digest = fetched.manifest_digest.clone();
     state.seen = Some((fetched.document.sequence, digest));
+    state.expires = Some(fetched.document.expires);
     let served = ServedDocument {
         bytes: fetched.bytes.clone(),
         manifest_digest: fetched.manifest_digest.clone(),
@@ -291,7 +323,8 @@ async fn refresh_scan(
     };
     let policy = match policy {
         Some(path) => {
-            let bytes = std::fs::read(path)
+            let bytes = tokio::fs::read(path)
+                .await
                 .map_err(|e| SourceError::new("io", format!("{}: {e}", path.display())))?;
             Some(
                 Updates::from_json(&bytes)
@@ -309,7 +342,7 @@ async fn refresh_scan(
         stream,
         repository,
         now,
-        expires: now + jiff::SignedDuration::from_hours(24),
+        expires: now + jiff::SignedDuration::from_hours(24 * 14),
         default_rollout: Some(cairn_graph::Rollout::immediate()),
         policy: policy.as_ref(),
         present: Some(&report.present),
@@ -318,10 +351,14 @@ async fn refresh_scan(
         cairn_graph::assemble::assemble(state.previous.as_ref(), report.candidates, &options)
             .map_err(|e| SourceError::new("invalid", format!("{repository}: {e}")))?;
     let document = assembled.document;
+    // Unchanged releases need no new snapshot, unless the served document is
+    // within a day of expiring.
+    let fresh_enough =
+        |previous: &GraphDocument| previous.expires.as_second() - now.as_second() > 24 * 3600;
     if state
         .previous
         .as_ref()
-        .is_some_and(|previous| previous.releases == document.releases)
+        .is_some_and(|previous| previous.releases == document.releases && fresh_enough(previous))
     {
         return Ok(Refresh::Unchanged);
     }

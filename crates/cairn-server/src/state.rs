@@ -56,13 +56,24 @@ pub struct Health {
 impl AppState {
     /// State for these streams, with no graph yet.
     pub fn new(streams: impl IntoIterator<Item = String>, clock: Clock, max_age: u64) -> Self {
+        let streams: BTreeMap<String, StreamSlot> = streams
+            .into_iter()
+            .map(|s| (s, StreamSlot::default()))
+            .collect();
+        let metrics = Metrics::default();
+        // Every stream has its health series from the start, so a source that
+        // never comes up is visible (and alertable) too.
+        for stream in streams.keys() {
+            let labels = crate::metrics::StreamLabels {
+                stream: stream.clone(),
+            };
+            metrics.last_success.get_or_create(&labels).set(0.0);
+            metrics.source_up.get_or_create(&labels).set(0);
+        }
         AppState {
             shared: Arc::new(Shared {
-                streams: streams
-                    .into_iter()
-                    .map(|s| (s, StreamSlot::default()))
-                    .collect(),
-                metrics: Metrics::default(),
+                streams,
+                metrics,
                 clock,
                 max_age,
             }),

@@ -306,3 +306,33 @@ async fn documents_are_served_byte_for_byte() {
     let graph = CincinnatiGraph::from_json(&body).expect("JSON");
     assert_eq!(graph.nodes.len(), 5);
 }
+
+#[tokio::test]
+async fn every_error_is_json() {
+    let state = state();
+    for (uri, status) in [
+        ("/nope", StatusCode::NOT_FOUND),
+        ("/v2/graph/%FF", StatusCode::BAD_REQUEST),
+    ] {
+        let (got, headers, body) = get(&state, uri).await;
+        assert_eq!(got, status, "{uri}");
+        assert_eq!(headers[header::CONTENT_TYPE], "application/json", "{uri}");
+        assert!(
+            serde_json::from_slice::<serde_json::Value>(&body).is_ok(),
+            "{uri}"
+        );
+    }
+    let response = router(state)
+        .oneshot(
+            Request::post("/v1/graph")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    assert_eq!(
+        response.status(),
+        StatusCode::METHOD_NOT_ALLOWED,
+        "no write endpoint"
+    );
+}

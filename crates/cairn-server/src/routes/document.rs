@@ -5,6 +5,7 @@
 
 use crate::error::ApiError;
 use crate::state::AppState;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -17,8 +18,10 @@ pub const SIGNATURE: &str = "cairn-signature";
 /// The handler.
 pub async fn get(
     State(state): State<AppState>,
-    Path(stream): Path<String>,
+    stream: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
+    let Path(stream) =
+        stream.map_err(|e| ApiError::bad_request("invalid_params", e.body_text()))?;
     if !state.shared.streams.contains_key(&stream) {
         return Err(ApiError {
             status: StatusCode::NOT_FOUND,

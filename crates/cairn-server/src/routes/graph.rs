@@ -126,7 +126,8 @@ pub async fn get(
         .unwrap_or(HeaderValue::from_static("no-cache"));
     if headers
         .get(header::IF_NONE_MATCH)
-        .is_some_and(|value| value.as_bytes() == rendered.etag.as_bytes())
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| etag_matches(value, &rendered.etag))
     {
         return Ok((
             StatusCode::NOT_MODIFIED,
@@ -148,9 +149,29 @@ pub async fn get(
         .into_response())
 }
 
+/// `If-None-Match` uses the weak comparison (RFC 9110 13.1.2): `W/` prefixes
+/// are ignored (a gzip proxy weakens ETags), lists and `*` are allowed.
+pub fn etag_matches(if_none_match: &str, etag: &str) -> bool {
+    let strip = |tag: &str| tag.trim().trim_start_matches("W/").to_string();
+    let ours = strip(etag);
+    if_none_match.trim() == "*"
+        || if_none_match
+            .split(',')
+            .any(|candidate| strip(candidate) == ours)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn etags_compare_weakly() {
+        assert!(etag_matches("\"abc\"", "\"abc\""));
+        assert!(etag_matches("W/\"abc\"", "\"abc\""));
+        assert!(etag_matches("\"x\", W/\"abc\"", "\"abc\""));
+        assert!(etag_matches("*", "\"abc\""));
+        assert!(!etag_matches("\"abd\"", "\"abc\""));
+    }
 
     #[test]
     fn parses_what_zincati_sends() {

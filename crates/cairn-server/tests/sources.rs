@@ -1,0 +1,177 @@
+//! Source refreshes: file inputs, lost architectures, expiry, and live scans.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use cairn_server::config::{Input, SourceSpec, StreamConfig};
+use cairn_server::refresh::StreamSource;
+use cairn_server::{AppState, router};
+use cairn_testkit::{Auth, TestRegistry};
+use http_body_util::BodyExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+use tower::ServiceExt;
+
+fn data(path: &str) -> Vec<u8> {
+    let full = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/fcos")
+        .join(path);
+    std::fs::read(full).expect("testdata")
+}
+
+async fn get(state: &AppState, uri: &str) -> (StatusCode, String) {
+    let response = router(state.clone())
+        .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
+        .await
+        .expect("response");
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn local_client() -> cairn_oci::RegistryClient {
+    cairn_oci::RegistryClient::new(cairn_oci::ClientOptions::default()).expect("client")
+}
+
+fn fcos_files(dir: &std::path::Path) -> StreamConfig {
+    std::fs::write(
+        dir.join("releases.json"),
+        data("releases/stable/releases.json"),
+    )
+    .expect("write");
+    std::fs::write(dir.join("updates.json"), data("updates/stable.json")).expect("write");
+    StreamConfig {
+        name: "stable".into(),
+        source: SourceSpec::Fcos {
+            releases: Input::Path(dir.join("releases.json")),
+            updates: Input::Path(dir.join("updates.json")),
+        },
+    }
+}
+
+#[tokio::test]
+async fn file_inputs_follow_changes_even_with_a_preserved_mtime() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = fcos_files(dir.path());
+    let state = AppState::new(["stable".to_string()], AppState::system_clock(), 30);
+    let mut source = StreamSource::new(&config, local_client(), Duration::from_secs(5));
+    assert!(source.refresh_once(&state).await.expect("first"));
+    assert!(!source.refresh_once(&state).await.expect("unchanged"));
+    // Same size, different content, old mtime put back.
+    let path = dir.path().join("updates.json");
+    let mtime = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .expect("mtime");
+    let text = String::from_utf8(data("updates/stable.json"))
+        .expect("utf-8")
+        .replace("issues/1890", "issues/1891");
+    std::fs::write(&path, text).expect("write");
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .and_then(|f| f.set_modified(mtime))
+        .expect("set mtime");
+    assert!(
+        source.refresh_once(&state).await.expect("changed"),
+        "the change is noticed"
+    );
+    let (_, body) = get(&state, "/v1/graph?basearch=x86_64&stream=stable").await;
+    assert!(body.contains("issues/1891"));
+}
+
+#[tokio::test]
+async fn a_source_that_loses_an_architecture_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = fcos_files(dir.path());
+    let state = AppState::new(["stable".to_string()], AppState::system_clock(), 30);
+    let mut source = StreamSource::new(&config, local_client(), Duration::from_secs(5));
+    assert!(source.refresh_once(&state).await.expect("first"));
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&data("releases/stable/releases.json")).expect("json");
+    for release in index["releases"].as_array_mut().expect("releases") {
+        for key in ["commits", "oci-images"] {
+            if let Some(list) = release[key].as_array_mut() {
+                list.retain(|entry| entry["architecture"] != "aarch64");
+            }
+        }
+    }
+    std::fs::write(dir.path().join("releases.json"), index.to_string()).expect("write");
+    let err = source.refresh_once(&state).await.expect_err("lost aarch64");
+    assert_eq!(err.kind, "lost_architecture", "{}", err.message);
+    assert_eq!(
+        get(&state, "/v1/graph?basearch=aarch64&stream=stable")
+            .await
+            .0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn an_expired_document_is_reported_but_still_served() {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../docs/examples/stable.json");
+    let now = Arc::new(AtomicI64::new(1_762_876_800)); // 2025-11-11, before expiry
+    let clock_now = Arc::clone(&now);
+    let clock = Arc::new(move || {
+        jiff::Timestamp::from_second(clock_now.load(Ordering::SeqCst)).expect("time")
+    });
+    let state = AppState::new(["stable".to_string()], clock, 30);
+    let config = StreamConfig {
+        name: "stable".into(),
+        source: SourceSpec::Document {
+            location: cairn_oci::Location::File(path),
+            keys: Vec::new(),
+            allow_unsigned: false,
+        },
+    };
+    let mut source = StreamSource::new(&config, local_client(), Duration::from_secs(5));
+    assert!(source.refresh_once(&state).await.expect("fresh"));
+    now.store(1_764_100_000, Ordering::SeqCst); // a day after it expired
+    let err = source.refresh_once(&state).await.expect_err("expired");
+    assert_eq!(err.kind, "expired", "{}", err.message);
+    assert_eq!(
+        get(&state, "/v1/graph?basearch=x86_64&stream=stable&oci=true")
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (_, ready) = get(&state, "/readyz").await;
+    assert!(ready.contains("\"kind\":\"expired\""), "{ready}");
+}
+
+#[tokio::test]
+async fn a_live_scan_serves_the_repository() {
+    let registry = TestRegistry::start(Auth::None).await;
+    let store = registry.store("acme/os");
+    cairn_testkit::write_release(&store, "44.1", "2026-01-01T00:00:00Z", &["44.1"]).await;
+    cairn_testkit::write_release(&store, "44.2", "2026-02-01T00:00:00Z", &["44.2", "stable"]).await;
+    let config = StreamConfig {
+        name: "stable".into(),
+        source: SourceSpec::Scan {
+            repository: format!("{}/acme/os", registry.host),
+            policy: None,
+            tag_pattern: None,
+        },
+    };
+    let state = AppState::new(["stable".to_string()], AppState::system_clock(), 30);
+    let mut source = StreamSource::new(&config, registry.client(), Duration::from_secs(10));
+    assert!(source.refresh_once(&state).await.expect("scan"));
+    let (status, body) = get(
+        &state,
+        "/v1/graph?basearch=aarch64&stream=stable&oci=true&rollout_wariness=1",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let graph = cairn_graph::cincinnati::CincinnatiGraph::from_json(body.as_bytes()).expect("JSON");
+    assert_eq!(graph.nodes.len(), 2);
+    assert_eq!(graph.edges, vec![(0, 1)], "the newest release is reachable");
+    assert!(!source.refresh_once(&state).await.expect("nothing new"));
+    let (status, document) = get(&state, "/v2/graph/stable").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(document.contains("44.2"));
+}
