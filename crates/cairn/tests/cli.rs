@@ -404,3 +404,28 @@ fn cairn_serve_serves_the_shipped_fedora_data() {
         "{err}"
     );
 }
+
+#[test]
+fn config_check_names_the_file_and_key_and_recovers() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let dir = root.path().join("etc/cairn/config.d");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("10-site.toml"),
+        "[identity]\nrollout_wariness = 7\n",
+    )
+    .expect("write");
+    let root_arg = root.path().display().to_string();
+    let err = failure(&cmd("config check --root", &[&root_arg]));
+    assert!(
+        err.contains("10-site.toml") && err.contains("identity.rollout_wariness"),
+        "{err}"
+    );
+    std::fs::write(
+        dir.join("10-site.toml"),
+        "[identity]\nrollout_wariness = 0.7\n",
+    )
+    .expect("write");
+    let out = ok(&cmd("config check --root", &[&root_arg]));
+    assert!(out.contains("wariness 0.7"), "{out}");
+}

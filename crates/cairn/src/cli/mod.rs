@@ -1,6 +1,7 @@
 //! The command-line interface: the top-level verbs and their dispatch.
 
 mod args;
+mod config;
 mod document;
 mod graph;
 mod policy;
@@ -32,6 +33,9 @@ enum Command {
     Document(document::DocumentCommand),
     /// Serve the Cincinnati graph API and Cairn documents.
     Serve(serve::Args),
+    /// Check the agent's configuration.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
 }
 
 /// Run the chosen verb.
@@ -42,6 +46,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Policy(args) => policy::run(args),
         Command::Document(command) => document::run(command),
         Command::Serve(args) => serve::run(args),
+        Command::Config(command) => config::run(command),
     }
 }
 

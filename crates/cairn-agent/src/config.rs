@@ -1,0 +1,499 @@
+//! The agent's configuration, read in three steps: raw TOML fragments (every
+//! key known), merged by precedence, then validated settings.
+//!
+//! Fragments are `*.toml` files in `/usr/lib/cairn/config.d`,
+//! `/run/cairn/config.d` and `/etc/cairn/config.d`. A file in `/etc` replaces
+//! one of the same name in `/run`, which replaces one in `/usr/lib`; a symlink
+//! to `/dev/null` masks the name. The survivors apply in file-name order:
+//! later values win, and maintenance windows add up.
+//!
+//! An unknown key or a bad value is never ignored and never fatal: loading
+//! returns an error naming the file and the key, and the agent sits in a
+//! `config-error` state, staging and finalizing nothing, until it is fixed.
+//! A fragment written for a newer agent must not stop an older (rolled-back)
+//! host from updating for good, nor be half-applied.
+
+use crate::windows::{self, Schedule, Window};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Default time between checks.
+pub const DEFAULT_CHECK_SECONDS: u64 = 300;
+
+/// The three fragment directories, lowest precedence first.
+#[derive(Debug, Clone)]
+pub struct ConfigDirs {
+    /// Directories, lowest precedence first.
+    pub dirs: Vec<PathBuf>,
+}
+
+impl ConfigDirs {
+    /// The directories below `root` (`/` on a host, a temporary root in tests).
+    pub fn under(root: &Path) -> Self {
+        ConfigDirs {
+            dirs: ["usr/lib", "run", "etc"]
+                .iter()
+                .map(|prefix| root.join(prefix).join("cairn/config.d"))
+                .collect(),
+        }
+    }
+}
+
+/// A configuration problem, with the file and the key.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{file}: key `{key}`: {message}")]
+pub struct ConfigError {
+    /// The fragment (or directory).
+    pub file: String,
+    /// The key, as a dotted path.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFragment {
+    #[serde(default)]
+    updates: Option<RawUpdates>,
+    #[serde(default)]
+    identity: Option<RawIdentity>,
+    #[serde(default)]
+    strategy: Option<RawStrategy>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpdates {
+    enabled: Option<bool>,
+    stream: Option<String>,
+    source: Option<String>,
+    keys: Option<Vec<PathBuf>>,
+    allow_unsigned: Option<bool>,
+    allow_downgrade: Option<bool>,
+    max_version: Option<String>,
+    check_interval_seconds: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIdentity {
+    rollout_wariness: Option<f64>,
+    group: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStrategy {
+    time_zone: Option<String>,
+    #[serde(default)]
+    window: Vec<RawWindow>,
+    fleet_lock: Option<RawFleetLock>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWindow {
+    days: Vec<String>,
+    start_time: String,
+    length_minutes: u32,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFleetLock {
+    base_url: Option<String>,
+    group: Option<String>,
+}
+
+/// Where the agent reads its update graph.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    /// The Cairn document in a registry; `None` means the repository the host is booted from.
+    Registry(Option<String>),
+    /// Fedora's release index and updates file for a stream, with an optional base URL.
+    Fcos {
+        /// The base URL of Fedora's metadata.
+        base_url: Option<String>,
+    },
+    /// A Cincinnati `/v1/graph` server; only the local wariness is sent.
+    Cincinnati(String),
+    /// A Cairn server's `/v2/graph/<stream>`.
+    Server(String),
+    /// A document file.
+    File(PathBuf),
+}
+
+/// A FleetLock reboot lock.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetLock {
+    /// Base URL of the lock server.
+    pub base_url: url::Url,
+    /// The lock group.
+    pub group: String,
+}
+
+/// Validated settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// False: check and report, never stage or reboot.
+    pub enabled: bool,
+    /// The stream; `None` means the tag the host follows.
+    pub stream: Option<String>,
+    /// Where the graph comes from.
+    pub source: Source,
+    /// Trusted public keys (PEM files).
+    pub keys: Vec<PathBuf>,
+    /// Accept unsigned documents although keys are configured.
+    pub allow_unsigned: bool,
+    /// Follow edges to older releases.
+    pub allow_downgrade: bool,
+    /// Never update past this version.
+    pub max_version: Option<String>,
+    /// Time between checks (jitter is added at run time).
+    pub check_interval: Duration,
+    /// Explicit wariness; `None` derives it from the node id.
+    pub wariness: Option<f64>,
+    /// The node's group (FleetLock default).
+    pub group: String,
+    /// Maintenance windows, if reboots are limited to them.
+    pub schedule: Option<Schedule>,
+    /// A reboot lock, if reboots need one.
+    pub fleet_lock: Option<FleetLock>,
+}
+
+impl Settings {
+    /// The strategy in words: `immediate`, `periodic`, `fleet_lock` or both.
+    pub fn strategy_name(&self) -> &'static str {
+        match (&self.schedule, &self.fleet_lock) {
+            (None, None) => "immediate",
+            (Some(_), None) => "periodic",
+            (None, Some(_)) => "fleet_lock",
+            (Some(_), Some(_)) => "periodic+fleet_lock",
+        }
+    }
+}
+
+/// The fragment files in effect, in the order they apply.
+pub fn fragments(dirs: &ConfigDirs) -> Result<Vec<PathBuf>, ConfigError> {
+    let mut by_name: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for dir in &dirs.dirs {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                return Err(ConfigError {
+                    file: dir.display().to_string(),
+                    key: String::new(),
+                    message: e.to_string(),
+                });
+            }
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || !name.ends_with(".toml") {
+                continue;
+            }
+            by_name.insert(name, entry.path());
+        }
+    }
+    let masked =
+        |path: &Path| std::fs::read_link(path).is_ok_and(|target| target == Path::new("/dev/null"));
+    Ok(by_name.into_values().filter(|path| !masked(path)).collect())
+}
+
+#[derive(Debug, Default)]
+struct Merged {
+    values: BTreeMap<&'static str, (toml::Value, String)>,
+    windows: Vec<(RawWindow, String)>,
+}
+
+impl Merged {
+    fn set<T: Into<toml::Value>>(&mut self, key: &'static str, value: Option<T>, file: &str) {
+        if let Some(value) = value {
+            self.values.insert(key, (value.into(), file.to_string()));
+        }
+    }
+
+    fn get(&self, key: &'static str) -> Option<&(toml::Value, String)> {
+        self.values.get(key)
+    }
+}
+
+fn merge(merged: &mut Merged, fragment: RawFragment, file: &str) {
+    if let Some(u) = fragment.updates {
+        merged.set("updates.enabled", u.enabled, file);
+        merged.set("updates.stream", u.stream, file);
+        merged.set("updates.source", u.source, file);
+        merged.set(
+            "updates.keys",
+            u.keys.map(|keys| {
+                keys.iter()
+                    .map(|k| k.display().to_string())
+                    .collect::<Vec<_>>()
+            }),
+            file,
+        );
+        merged.set("updates.allow_unsigned", u.allow_unsigned, file);
+        merged.set("updates.allow_downgrade", u.allow_downgrade, file);
+        merged.set("updates.max_version", u.max_version, file);
+        merged.set(
+            "updates.check_interval_seconds",
+            u.check_interval_seconds
+                .map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
+            file,
+        );
+    }
+    if let Some(i) = fragment.identity {
+        merged.set("identity.rollout_wariness", i.rollout_wariness, file);
+        merged.set("identity.group", i.group, file);
+    }
+    if let Some(s) = fragment.strategy {
+        merged.set("strategy.time_zone", s.time_zone, file);
+        merged
+            .windows
+            .extend(s.window.into_iter().map(|w| (w, file.to_string())));
+        if let Some(lock) = s.fleet_lock {
+            merged.set("strategy.fleet_lock.base_url", lock.base_url, file);
+            merged.set("strategy.fleet_lock.group", lock.group, file);
+        }
+    }
+}
+
+/// Read, merge and validate the configuration.
+pub fn load(dirs: &ConfigDirs) -> Result<Settings, ConfigError> {
+    let mut merged = Merged::default();
+    for path in fragments(dirs)? {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(&path).map_err(|e| ConfigError {
+            file: file.clone(),
+            key: String::new(),
+            message: e.to_string(),
+        })?;
+        let deserializer = toml::Deserializer::new(&text);
+        let fragment: RawFragment =
+            serde_path_to_error::deserialize(deserializer).map_err(|e| {
+                let key = e.path().to_string();
+                let inner = e.into_inner();
+                // A syntax error has no key; its full text says the line and column.
+                let (key, message) = if key == "." {
+                    let text = inner.to_string();
+                    let folded: Vec<&str> = text
+                        .lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty())
+                        .collect();
+                    (String::new(), format!("TOML syntax: {}", folded.join(" ")))
+                } else {
+                    (key, inner.message().to_string())
+                };
+                ConfigError {
+                    file: file.clone(),
+                    key,
+                    message,
+                }
+            })?;
+        merge(&mut merged, fragment, &file);
+    }
+    validate(&merged)
+}
+
+fn validate(merged: &Merged) -> Result<Settings, ConfigError> {
+    let error = |key: &'static str, message: String| {
+        let file = merged
+            .get(key)
+            .map(|(_, f)| f.clone())
+            .unwrap_or_else(|| "(defaults)".into());
+        ConfigError {
+            file,
+            key: key.to_string(),
+            message,
+        }
+    };
+    let text = |key: &'static str| {
+        merged
+            .get(key)
+            .and_then(|(v, _)| v.as_str().map(str::to_string))
+    };
+    let flag = |key: &'static str, default: bool| {
+        merged
+            .get(key)
+            .and_then(|(v, _)| v.as_bool())
+            .unwrap_or(default)
+    };
+
+    let source = match text("updates.source").as_deref() {
+        None | Some("registry") => Source::Registry(None),
+        Some(other) => parse_source(other).map_err(|m| error("updates.source", m))?,
+    };
+    let stream = text("updates.stream");
+    if stream.as_deref().is_some_and(|s| s.trim().is_empty()) {
+        return Err(error("updates.stream", "must not be empty".into()));
+    }
+    let check_seconds = merged
+        .get("updates.check_interval_seconds")
+        .and_then(|(v, _)| v.as_integer())
+        .unwrap_or(DEFAULT_CHECK_SECONDS as i64);
+    if !(10..=7 * 24 * 3600).contains(&check_seconds) {
+        return Err(error(
+            "updates.check_interval_seconds",
+            format!("{check_seconds} is outside 10 seconds to 7 days"),
+        ));
+    }
+    let wariness = merged
+        .get("identity.rollout_wariness")
+        .and_then(|(v, _)| v.as_float());
+    if let Some(w) = wariness
+        && !(0.0..=1.0).contains(&w)
+    {
+        return Err(error(
+            "identity.rollout_wariness",
+            format!("{w} is outside [0, 1]"),
+        ));
+    }
+    let group = text("identity.group").unwrap_or_else(|| "default".into());
+    if group.trim().is_empty() {
+        return Err(error("identity.group", "must not be empty".into()));
+    }
+    let keys = merged
+        .get("updates.keys")
+        .and_then(|(v, _)| v.as_array())
+        .map(|keys| {
+            keys.iter()
+                .filter_map(|k| k.as_str().map(PathBuf::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    let schedule = schedule(merged, &error)?;
+    let fleet_lock = match text("strategy.fleet_lock.base_url") {
+        Some(base) => {
+            let url = url::Url::parse(&base)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https"))
+                .ok_or_else(|| {
+                    error(
+                        "strategy.fleet_lock.base_url",
+                        format!("{base:?} is not an http(s) URL"),
+                    )
+                })?;
+            let group = text("strategy.fleet_lock.group").unwrap_or_else(|| group.clone());
+            if group.trim().is_empty() {
+                return Err(error(
+                    "strategy.fleet_lock.group",
+                    "must not be empty".into(),
+                ));
+            }
+            Some(FleetLock {
+                base_url: url,
+                group,
+            })
+        }
+        None if merged.get("strategy.fleet_lock.group").is_some() => {
+            return Err(error(
+                "strategy.fleet_lock.group",
+                "set without strategy.fleet_lock.base_url".into(),
+            ));
+        }
+        None => None,
+    };
+    Ok(Settings {
+        enabled: flag("updates.enabled", true),
+        stream,
+        source,
+        keys,
+        allow_unsigned: flag("updates.allow_unsigned", false),
+        allow_downgrade: flag("updates.allow_downgrade", false),
+        max_version: text("updates.max_version"),
+        check_interval: Duration::from_secs(check_seconds.unsigned_abs()),
+        wariness,
+        group,
+        schedule,
+        fleet_lock,
+    })
+}
+
+fn schedule(
+    merged: &Merged,
+    error: &impl Fn(&'static str, String) -> ConfigError,
+) -> Result<Option<Schedule>, ConfigError> {
+    let zone_name = merged
+        .get("strategy.time_zone")
+        .and_then(|(v, _)| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| "UTC".into());
+    let zone = windows::parse_zone(&zone_name).ok_or_else(|| {
+        error(
+            "strategy.time_zone",
+            format!("unknown time zone {zone_name:?} (an IANA name or \"localtime\")"),
+        )
+    })?;
+    if merged.windows.is_empty() {
+        return Ok(None);
+    }
+    let mut list = Vec::new();
+    for (raw, file) in &merged.windows {
+        let window_error = |message: String| ConfigError {
+            file: file.clone(),
+            key: "strategy.window".into(),
+            message,
+        };
+        let mut days = Vec::new();
+        for day in &raw.days {
+            days.push(
+                windows::parse_day(day)
+                    .ok_or_else(|| window_error(format!("unknown day {day:?}")))?,
+            );
+        }
+        if days.is_empty() {
+            return Err(window_error("days must not be empty".into()));
+        }
+        let start = windows::parse_time(&raw.start_time)
+            .ok_or_else(|| window_error(format!("start_time {:?} is not HH:MM", raw.start_time)))?;
+        if !(1..=windows::MAX_LENGTH_MINUTES).contains(&raw.length_minutes) {
+            return Err(window_error(format!(
+                "length_minutes {} is outside 1 minute to 1 week",
+                raw.length_minutes
+            )));
+        }
+        list.push(Window {
+            days,
+            start,
+            length_minutes: raw.length_minutes,
+        });
+    }
+    Ok(Some(Schedule {
+        windows: list,
+        zone,
+        zone_name,
+    }))
+}
+
+/// Parse `registry:<ref>`, `fcos:<stream-free base URL>`, `cincinnati:<url>`,
+/// `server:<url>` or `file:<path>`.
+pub fn parse_source(text: &str) -> Result<Source, String> {
+    let (kind, rest) = text.split_once(':').unwrap_or((text, ""));
+    let url = |rest: &str| -> Result<String, String> {
+        url::Url::parse(rest)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .map(|_| rest.to_string())
+            .ok_or_else(|| format!("{rest:?} is not an http(s) URL"))
+    };
+    match kind {
+        "registry" if !rest.is_empty() => Ok(Source::Registry(Some(rest.to_string()))),
+        "fcos" => Ok(Source::Fcos {
+            base_url: if rest.is_empty() {
+                None
+            } else {
+                Some(url(rest)?)
+            },
+        }),
+        "cincinnati" => Ok(Source::Cincinnati(url(rest)?)),
+        "server" => Ok(Source::Server(url(rest)?)),
+        "file" if !rest.is_empty() => Ok(Source::File(PathBuf::from(rest))),
+        _ => Err(format!(
+            "{text:?} is not one of registry, registry:<reference>, fcos[:<base-url>], cincinnati:<url>, server:<url>, file:<path>"
+        )),
+    }
+}

@@ -1,0 +1,230 @@
+//! Configuration fragments: precedence, order, masking, merging, and errors
+//! that name the file and the key.
+
+use cairn_agent::config::{ConfigDirs, Source, load};
+use std::path::Path;
+
+fn write(root: &Path, dir: &str, name: &str, text: &str) {
+    let dir = root.join(dir).join("cairn/config.d");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join(name), text).expect("write");
+}
+
+#[test]
+fn defaults_with_no_fragment() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let settings = load(&ConfigDirs::under(root.path())).expect("valid");
+    assert!(settings.enabled);
+    assert_eq!(settings.source, Source::Registry(None));
+    assert_eq!(settings.strategy_name(), "immediate");
+    assert_eq!(settings.check_interval.as_secs(), 300);
+    assert_eq!(settings.group, "default");
+    assert_eq!(settings.wariness, None);
+}
+
+#[test]
+fn etc_beats_run_beats_usr_lib_and_names_apply_in_order() {
+    let root = tempfile::tempdir().expect("temp dir");
+    write(
+        root.path(),
+        "usr/lib",
+        "10-stream.toml",
+        "[updates]\nstream = \"from-usr-lib\"\n",
+    );
+    write(
+        root.path(),
+        "run",
+        "10-stream.toml",
+        "[updates]\nstream = \"from-run\"\n",
+    );
+    let settings = load(&ConfigDirs::under(root.path())).expect("valid");
+    assert_eq!(settings.stream.as_deref(), Some("from-run"));
+    write(
+        root.path(),
+        "etc",
+        "10-stream.toml",
+        "[updates]\nstream = \"from-etc\"\n",
+    );
+    assert_eq!(
+        load(&ConfigDirs::under(root.path()))
+            .expect("valid")
+            .stream
+            .as_deref(),
+        Some("from-etc")
+    );
+    // A later file name wins over an earlier one, whatever its directory.
+    write(
+        root.path(),
+        "usr/lib",
+        "90-stream.toml",
+        "[updates]\nstream = \"latest-name\"\n",
+    );
+    assert_eq!(
+        load(&ConfigDirs::under(root.path()))
+            .expect("valid")
+            .stream
+            .as_deref(),
+        Some("latest-name")
+    );
+    // Dotfiles and other extensions are not fragments.
+    write(
+        root.path(),
+        "etc",
+        ".99-hidden.toml",
+        "[updates]\nstream = \"hidden\"\n",
+    );
+    write(root.path(), "etc", "99-notes.yaml", "nonsense");
+    assert_eq!(
+        load(&ConfigDirs::under(root.path()))
+            .expect("valid")
+            .stream
+            .as_deref(),
+        Some("latest-name")
+    );
+}
+
+#[test]
+fn a_symlink_to_dev_null_masks_a_fragment() {
+    let root = tempfile::tempdir().expect("temp dir");
+    write(
+        root.path(),
+        "usr/lib",
+        "50-lock.toml",
+        "[strategy.fleet_lock]\nbase_url = \"https://locks.example/\"\n",
+    );
+    assert_eq!(
+        load(&ConfigDirs::under(root.path()))
+            .expect("valid")
+            .strategy_name(),
+        "fleet_lock"
+    );
+    let etc = root.path().join("etc/cairn/config.d");
+    std::fs::create_dir_all(&etc).expect("mkdir");
+    std::os::unix::fs::symlink("/dev/null", etc.join("50-lock.toml")).expect("symlink");
+    assert_eq!(
+        load(&ConfigDirs::under(root.path()))
+            .expect("valid")
+            .strategy_name(),
+        "immediate"
+    );
+}
+
+#[test]
+fn windows_add_up_and_combine_with_a_lock() {
+    let root = tempfile::tempdir().expect("temp dir");
+    write(
+        root.path(),
+        "etc",
+        "50-windows.toml",
+        "[strategy]\ntime_zone = \"Europe/Berlin\"\n[[strategy.window]]\ndays = [\"Sat\", \"Sun\"]\nstart_time = \"02:00\"\nlength_minutes = 120\n",
+    );
+    write(
+        root.path(),
+        "etc",
+        "60-more.toml",
+        "[[strategy.window]]\ndays = [\"Wednesday\"]\nstart_time = \"23:30\"\nlength_minutes = 60\n[strategy.fleet_lock]\nbase_url = \"https://locks.example/fleet/\"\ngroup = \"workers\"\n[identity]\nrollout_wariness = 0.25\n",
+    );
+    let settings = load(&ConfigDirs::under(root.path())).expect("valid");
+    let schedule = settings.schedule.as_ref().expect("windows");
+    assert_eq!(schedule.windows.len(), 2);
+    assert_eq!(schedule.zone_name, "Europe/Berlin");
+    assert_eq!(schedule.weekly_minutes(), 2 * 120 + 60);
+    let lock = settings.fleet_lock.as_ref().expect("lock");
+    assert_eq!(lock.group, "workers");
+    assert_eq!(settings.strategy_name(), "periodic+fleet_lock");
+    assert_eq!(settings.wariness, Some(0.25));
+}
+
+#[test]
+fn every_mistake_names_the_file_and_the_key() {
+    let cases = [
+        (
+            "[updates]\nstram = \"stable\"\n",
+            "updates.stram",
+            "unknown field `stram`",
+        ),
+        (
+            "[update]\nstream = \"stable\"\n",
+            "update",
+            "unknown field `update`",
+        ),
+        (
+            "[updates]\ncheck_interval_seconds = \"often\"\n",
+            "updates.check_interval_seconds",
+            "invalid type",
+        ),
+        (
+            "[updates]\ncheck_interval_seconds = 1\n",
+            "updates.check_interval_seconds",
+            "outside",
+        ),
+        (
+            "[updates]\nsource = \"ftp://x\"\n",
+            "updates.source",
+            "not one of",
+        ),
+        (
+            "[updates]\nsource = \"cincinnati:not a url\"\n",
+            "updates.source",
+            "not an http(s) URL",
+        ),
+        (
+            "[identity]\nrollout_wariness = 1.5\n",
+            "identity.rollout_wariness",
+            "outside [0, 1]",
+        ),
+        (
+            "[strategy]\ntime_zone = \"Mars/Olympus\"\n",
+            "strategy.time_zone",
+            "unknown time zone",
+        ),
+        (
+            "[[strategy.window]]\ndays = [\"Caturday\"]\nstart_time = \"02:00\"\nlength_minutes = 60\n",
+            "strategy.window",
+            "unknown day",
+        ),
+        (
+            "[[strategy.window]]\ndays = [\"Sat\"]\nstart_time = \"25:00\"\nlength_minutes = 60\n",
+            "strategy.window",
+            "HH:MM",
+        ),
+        (
+            "[[strategy.window]]\ndays = [\"Sat\"]\nstart_time = \"02:00\"\nlength_minutes = 0\n",
+            "strategy.window",
+            "outside",
+        ),
+        (
+            "[strategy.fleet_lock]\nbase_url = \"locks\"\n",
+            "strategy.fleet_lock.base_url",
+            "not an http(s) URL",
+        ),
+        (
+            "[strategy.fleet_lock]\ngroup = \"g\"\n",
+            "strategy.fleet_lock.group",
+            "without",
+        ),
+        ("[updates\n", "", "TOML"),
+    ];
+    for (text, key, needle) in cases {
+        let root = tempfile::tempdir().expect("temp dir");
+        write(root.path(), "etc", "70-site.toml", text);
+        let err = load(&ConfigDirs::under(root.path())).expect_err(text);
+        assert!(
+            err.file.ends_with("etc/cairn/config.d/70-site.toml"),
+            "{text}: {err}"
+        );
+        assert_eq!(err.key, key, "{text}: {err}");
+        assert!(
+            err.to_string().contains(needle) || needle == "TOML",
+            "{needle:?} missing from {err}"
+        );
+        // Fixing the file recovers.
+        write(
+            root.path(),
+            "etc",
+            "70-site.toml",
+            "[updates]\nstream = \"stable\"\n",
+        );
+        load(&ConfigDirs::under(root.path())).expect("fixed");
+    }
+}
