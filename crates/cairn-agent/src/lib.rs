@@ -8,5 +8,6 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod fleetlock;
 pub mod identity;
 pub mod windows;

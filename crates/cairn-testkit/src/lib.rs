@@ -4,10 +4,12 @@
 #![forbid(unsafe_code)]
 
 pub mod images;
+pub mod lockserver;
 pub mod registry;
 pub mod token;
 
 pub use images::{ImageSpec, Written, add_tags, write_image, write_index, write_release};
+pub use lockserver::LockServer;
 pub use registry::{Auth, TestRegistry};
 
 /// Run `skopeo` with arguments; panics with its stderr when it fails, and with

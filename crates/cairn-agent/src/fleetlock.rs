@@ -1,0 +1,158 @@
+//! The FleetLock client: a reboot slot from a lock server.
+//!
+//! `POST {base}/v1/pre-reboot` takes the slot, `POST {base}/v1/steady-state`
+//! releases it, both with `fleet-lock-protocol: true` and a JSON body naming
+//! the node (its app-specific id, never the raw machine id) and its group.
+//! Any 2xx is success; errors come as `{"kind", "value"}`. Some servers
+//! (airlock) never expire a slot, so callers release it on every way out of
+//! the reboot path that does not reboot.
+
+use serde_json::json;
+use std::time::Duration;
+
+/// Why the lock server did not grant or release the slot.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LockError {
+    /// No HTTP answer.
+    #[error("{url}: {message}")]
+    Transport {
+        /// The URL.
+        url: String,
+        /// What failed.
+        message: String,
+    },
+    /// The server answered with an error.
+    #[error("{url}: HTTP {status}: {kind}: {value}")]
+    Refused {
+        /// The URL.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// The server's error kind (or `generic_http_<status>`).
+        kind: String,
+        /// Its message.
+        value: String,
+    },
+}
+
+impl LockError {
+    /// A short, fixed label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LockError::Transport { .. } => "transport",
+            LockError::Refused { status: 409, .. } => "held_by_others",
+            LockError::Refused { .. } => "refused",
+        }
+    }
+}
+
+/// The URL of an operation: the base always counts as a directory, so a base
+/// without a trailing slash keeps its last path segment.
+pub fn endpoint(base: &url::Url, operation: &str) -> url::Url {
+    let mut base = base.clone();
+    if !base.path().ends_with('/') {
+        let path = format!("{}/", base.path());
+        base.set_path(&path);
+    }
+    base.join(&format!("v1/{operation}")).unwrap_or(base)
+}
+
+/// A FleetLock client for one node.
+#[derive(Debug, Clone)]
+pub struct FleetLockClient {
+    http: reqwest::Client,
+    base: url::Url,
+    id: String,
+    group: String,
+}
+
+impl FleetLockClient {
+    /// A client for node `id` in `group`.
+    pub fn new(
+        base: url::Url,
+        id: &str,
+        group: &str,
+        timeout: Duration,
+    ) -> Result<Self, LockError> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| LockError::Transport {
+                url: base.to_string(),
+                message: e.to_string(),
+            })?;
+        Ok(FleetLockClient {
+            http,
+            base,
+            id: id.to_string(),
+            group: group.to_string(),
+        })
+    }
+
+    /// Take the reboot slot (recursive: holding it already is success).
+    pub async fn pre_reboot(&self) -> Result<(), LockError> {
+        self.call("pre-reboot").await
+    }
+
+    /// Release the slot if held.
+    pub async fn steady_state(&self) -> Result<(), LockError> {
+        self.call("steady-state").await
+    }
+
+    async fn call(&self, operation: &str) -> Result<(), LockError> {
+        let url = endpoint(&self.base, operation);
+        let body = json!({"client_params": {"id": self.id, "group": self.group}});
+        let response = self
+            .http
+            .post(url.clone())
+            .header("fleet-lock-protocol", "true")
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .map_err(|e| LockError::Transport {
+                url: url.to_string(),
+                message: e.to_string(),
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let text = response.text().await.unwrap_or_default();
+        let error: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        Err(LockError::Refused {
+            url: url.to_string(),
+            status: status.as_u16(),
+            kind: error["kind"].as_str().map_or_else(
+                || format!("generic_http_{}", status.as_u16()),
+                str::to_string,
+            ),
+            value: error["value"]
+                .as_str()
+                .map_or_else(|| text.chars().take(200).collect(), str::to_string),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_trailing_slash_keeps_the_path() {
+        let with = url::Url::parse("http://locks.example/fleet_lock/").expect("url");
+        let without = url::Url::parse("http://locks.example/fleet_lock").expect("url");
+        for base in [with, without] {
+            assert_eq!(
+                endpoint(&base, "pre-reboot").as_str(),
+                "http://locks.example/fleet_lock/v1/pre-reboot"
+            );
+        }
+        let root = url::Url::parse("https://locks.example").expect("url");
+        assert_eq!(
+            endpoint(&root, "steady-state").as_str(),
+            "https://locks.example/v1/steady-state"
+        );
+    }
+}

@@ -1,0 +1,189 @@
+//! A FleetLock server for tests: a counting semaphore per group with recursive
+//! locking and, like airlock, no lease timeout, so a test notices any path
+//! that leaves a slot held.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Json};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+/// A running lock server.
+#[derive(Debug)]
+pub struct LockServer {
+    /// Base URL (no trailing slash, on purpose: clients must keep the path).
+    pub base_url: String,
+    state: Arc<Mutex<Locks>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Debug, Default)]
+struct Locks {
+    slots: usize,
+    holders: BTreeMap<String, BTreeSet<String>>,
+    requests: Vec<(String, String, String)>,
+}
+
+impl LockServer {
+    /// Start with `slots` reboot slots per group.
+    pub async fn start(slots: usize) -> LockServer {
+        let state = Arc::new(Mutex::new(Locks {
+            slots,
+            ..Locks::default()
+        }));
+        let app = axum::Router::new()
+            .route("/fleet_lock/v1/pre-reboot", axum::routing::post(pre_reboot))
+            .route(
+                "/fleet_lock/v1/steady-state",
+                axum::routing::post(steady_state),
+            )
+            .with_state(Arc::clone(&state));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("lock server: {e}"));
+        let address = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("lock server: {e}"));
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        LockServer {
+            base_url: format!("http://{address}/fleet_lock"),
+            state,
+            task,
+        }
+    }
+
+    /// Who holds a slot in `group`.
+    pub fn holders(&self, group: &str) -> Vec<String> {
+        self.state
+            .lock()
+            .map(|locks| {
+                locks
+                    .holders
+                    .get(group)
+                    .map(|h| h.iter().cloned().collect())
+                    .unwrap_or_default()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Every request seen: (operation, id, group).
+    pub fn requests(&self) -> Vec<(String, String, String)> {
+        self.state
+            .lock()
+            .map(|l| l.requests.clone())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for LockServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn error(status: StatusCode, kind: &str, value: &str) -> axum::response::Response {
+    (status, Json(json!({"kind": kind, "value": value}))).into_response()
+}
+
+fn client_params(
+    headers: &HeaderMap,
+    body: &str,
+) -> Result<(String, String), axum::response::Response> {
+    if headers
+        .get("fleet-lock-protocol")
+        .and_then(|v| v.to_str().ok())
+        != Some("true")
+    {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "missing_header",
+            "fleet-lock-protocol: true is required",
+        ));
+    }
+    if headers.get("content-type").and_then(|v| v.to_str().ok()) != Some("application/json") {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "bad_content_type",
+            "application/json is required",
+        ));
+    }
+    let value: Value = serde_json::from_str(body)
+        .map_err(|_| error(StatusCode::BAD_REQUEST, "bad_body", "not JSON"))?;
+    let id = value["client_params"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let group = value["client_params"]["group"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    if id.is_empty() || group.is_empty() {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "bad_body",
+            "client_params.id and .group are required",
+        ));
+    }
+    Ok((id, group))
+}
+
+async fn pre_reboot(
+    State(state): State<Arc<Mutex<Locks>>>,
+    headers: HeaderMap,
+    body: String,
+) -> axum::response::Response {
+    let (id, group) = match client_params(&headers, &body) {
+        Ok(params) => params,
+        Err(response) => return response,
+    };
+    let Ok(mut locks) = state.lock() else {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "poisoned",
+            "lock state poisoned",
+        );
+    };
+    locks
+        .requests
+        .push(("pre-reboot".into(), id.clone(), group.clone()));
+    let slots = locks.slots;
+    let holders = locks.holders.entry(group).or_default();
+    if holders.contains(&id) || holders.len() < slots {
+        holders.insert(id);
+        StatusCode::OK.into_response()
+    } else {
+        error(
+            StatusCode::CONFLICT,
+            "failed_lock",
+            "all reboot slots are taken",
+        )
+    }
+}
+
+async fn steady_state(
+    State(state): State<Arc<Mutex<Locks>>>,
+    headers: HeaderMap,
+    body: String,
+) -> axum::response::Response {
+    let (id, group) = match client_params(&headers, &body) {
+        Ok(params) => params,
+        Err(response) => return response,
+    };
+    let Ok(mut locks) = state.lock() else {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "poisoned",
+            "lock state poisoned",
+        );
+    };
+    locks
+        .requests
+        .push(("steady-state".into(), id.clone(), group.clone()));
+    if let Some(holders) = locks.holders.get_mut(&group) {
+        holders.remove(&id);
+    }
+    StatusCode::OK.into_response()
+}
