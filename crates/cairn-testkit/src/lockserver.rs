@@ -137,7 +137,7 @@ async fn pre_reboot(
 ) -> axum::response::Response {
     let (id, group) = match client_params(&headers, &body) {
         Ok(params) => params,
-        Err(response) => return response,
+        Err((kind, value)) => return error(StatusCode::BAD_REQUEST, kind, value),
     };
     let Ok(mut locks) = state.lock() else {
         return error(
@@ -170,7 +170,7 @@ async fn steady_state(
 ) -> axum::response::Response {
     let (id, group) = match client_params(&headers, &body) {
         Ok(params) => params,
-        Err(response) => return response,
+        Err((kind, value)) => return error(StatusCode::BAD_REQUEST, kind, value),
     };
     let Ok(mut locks) = state.lock() else {
         return error(
