@@ -88,44 +88,28 @@ fn error(status: StatusCode, kind: &str, value: &str) -> axum::response::Respons
     (status, Json(json!({"kind": kind, "value": value}))).into_response()
 }
 
+/// The node and group of a request, or the (kind, message) of a 400.
 fn client_params(
     headers: &HeaderMap,
     body: &str,
-) -> Result<(String, String), axum::response::Response> {
-    if headers
-        .get("fleet-lock-protocol")
-        .and_then(|v| v.to_str().ok())
-        != Some("true")
-    {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
-            "missing_header",
-            "fleet-lock-protocol: true is required",
-        ));
+) -> Result<(String, String), (&'static str, &'static str)> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if header("fleet-lock-protocol") != Some("true") {
+        return Err(("missing_header", "fleet-lock-protocol: true is required"));
     }
-    if headers.get("content-type").and_then(|v| v.to_str().ok()) != Some("application/json") {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
-            "bad_content_type",
-            "application/json is required",
-        ));
+    if header("content-type") != Some("application/json") {
+        return Err(("bad_content_type", "application/json is required"));
     }
-    let value: Value = serde_json::from_str(body)
-        .map_err(|_| error(StatusCode::BAD_REQUEST, "bad_body", "not JSON"))?;
-    let id = value["client_params"]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let group = value["client_params"]["group"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let value: Value = serde_json::from_str(body).map_err(|_| ("bad_body", "not JSON"))?;
+    let field = |name: &str| {
+        value["client_params"][name]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (id, group) = (field("id"), field("group"));
     if id.is_empty() || group.is_empty() {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
-            "bad_body",
-            "client_params.id and .group are required",
-        ));
+        return Err(("bad_body", "client_params.id and .group are required"));
     }
     Ok((id, group))
 }
