@@ -9,5 +9,6 @@
 
 pub mod config;
 pub mod fleetlock;
+pub mod host;
 pub mod identity;
 pub mod windows;

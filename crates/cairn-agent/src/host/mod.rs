@@ -1,0 +1,116 @@
+//! The host: what is booted, staged and kept for rollback, as bootc or
+//! rpm-ostree report it, in one shape the agent's decisions use.
+//!
+//! Parsing is lenient (unknown fields ignored, missing ones defaulted), as
+//! bootc's own API types are: a newer host tool must not blind the agent.
+
+pub mod bootc;
+pub mod rpm_ostree;
+
+/// Which tool drives the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tool {
+    /// `bootc`.
+    Bootc,
+    /// `rpm-ostree`.
+    RpmOstree,
+}
+
+/// How the host verifies the images it pulls; kept when staging.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignatureMode {
+    /// containers-policy.json applies (`--enforce-container-sigpolicy`).
+    ContainerPolicy,
+    /// An ostree remote's keys.
+    OstreeRemote(String),
+    /// No verification.
+    Unverified,
+}
+
+/// One deployment.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Deployment {
+    /// The per-architecture manifest digest, for image deployments.
+    pub digest: Option<String>,
+    /// The version label.
+    pub version: Option<String>,
+    /// The ostree commit.
+    pub checksum: Option<String>,
+    /// The image reference as the tool records it.
+    pub image: Option<String>,
+    /// Staged with finalization locked (download only).
+    pub download_only: bool,
+    /// bootc cannot manage it (rpm-ostree layering); use rpm-ostree.
+    pub incompatible: bool,
+}
+
+/// What the agent needs to know about the host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostStatus {
+    /// The tool that reported it.
+    pub tool: Tool,
+    /// Running now.
+    pub booted: Option<Deployment>,
+    /// Queued for the next boot.
+    pub staged: Option<Deployment>,
+    /// What a rollback would boot.
+    pub rollback: Option<Deployment>,
+    /// The image the host follows, as its spec or origin records it.
+    pub followed: Option<String>,
+    /// How pulls are verified.
+    pub signature: SignatureMode,
+    /// The registered rpm-ostree update driver, if any.
+    pub update_driver: Option<String>,
+}
+
+/// A status that cannot be used.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{tool} status: {message}")]
+pub struct StatusError {
+    /// `bootc` or `rpm-ostree`.
+    pub tool: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// The repository part of an image reference (`quay.io/x/y:tag` → `quay.io/x/y`).
+pub fn repository_of(reference: &str) -> &str {
+    let without_digest = reference.split('@').next().unwrap_or(reference);
+    let last_slash = without_digest.rfind('/').map_or(0, |i| i + 1);
+    match without_digest[last_slash..].rfind(':') {
+        Some(i) => &without_digest[..last_slash + i],
+        None => without_digest,
+    }
+}
+
+/// The tag of an image reference, if it has one.
+pub fn tag_of(reference: &str) -> Option<&str> {
+    let without_digest = reference.split('@').next().unwrap_or(reference);
+    let last_slash = without_digest.rfind('/').map_or(0, |i| i + 1);
+    without_digest[last_slash..]
+        .rfind(':')
+        .map(|i| &without_digest[last_slash + i + 1..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repositories_and_tags() {
+        assert_eq!(
+            repository_of("quay.io/fedora/fedora-coreos:stable"),
+            "quay.io/fedora/fedora-coreos"
+        );
+        assert_eq!(
+            repository_of("127.0.0.1:5000/os@sha256:abc"),
+            "127.0.0.1:5000/os"
+        );
+        assert_eq!(
+            tag_of("quay.io/fedora/fedora-coreos:stable"),
+            Some("stable")
+        );
+        assert_eq!(tag_of("127.0.0.1:5000/os"), None);
+        assert_eq!(tag_of("127.0.0.1:5000/os:44@sha256:abc"), Some("44"));
+    }
+}

@@ -1,0 +1,108 @@
+//! `rpm-ostree status --json`.
+
+use super::{Deployment, HostStatus, SignatureMode, StatusError, Tool};
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Status {
+    deployments: Vec<RawDeployment>,
+    #[serde(rename = "update-driver")]
+    update_driver: Option<Driver>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Driver {
+    #[serde(rename = "driver-name")]
+    name: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawDeployment {
+    booted: bool,
+    staged: bool,
+    #[serde(rename = "finalization-locked")]
+    finalization_locked: bool,
+    checksum: Option<String>,
+    version: Option<String>,
+    #[serde(rename = "container-image-reference")]
+    image: Option<String>,
+    #[serde(rename = "container-image-reference-digest")]
+    digest: Option<String>,
+}
+
+impl RawDeployment {
+    fn deployment(&self) -> Deployment {
+        Deployment {
+            digest: self.digest.clone(),
+            version: self.version.clone(),
+            checksum: self.checksum.clone(),
+            image: self.image.clone(),
+            download_only: self.staged && self.finalization_locked,
+            incompatible: false,
+        }
+    }
+}
+
+/// The transport prefix of an rpm-ostree image reference, and the image.
+/// `ostree-image-signed:docker://quay.io/x:tag` → (ContainerPolicy, `quay.io/x:tag`).
+pub fn split_reference(reference: &str) -> (SignatureMode, String) {
+    let strip = |rest: &str| {
+        rest.trim_start_matches("docker://")
+            .trim_start_matches("registry:")
+            .to_string()
+    };
+    if let Some(rest) = reference.strip_prefix("ostree-image-signed:") {
+        (SignatureMode::ContainerPolicy, strip(rest))
+    } else if let Some(rest) = reference.strip_prefix("ostree-unverified-registry:") {
+        (SignatureMode::Unverified, rest.to_string())
+    } else if let Some(rest) = reference.strip_prefix("ostree-unverified-image:") {
+        (SignatureMode::Unverified, strip(rest))
+    } else if let Some(rest) = reference.strip_prefix("ostree-remote-image:") {
+        // ostree-remote-image:<remote>:docker://<image>
+        match rest.split_once(':') {
+            Some((remote, image)) => (
+                SignatureMode::OstreeRemote(remote.to_string()),
+                strip(image),
+            ),
+            None => (SignatureMode::Unverified, rest.to_string()),
+        }
+    } else {
+        (SignatureMode::Unverified, reference.to_string())
+    }
+}
+
+/// Parse rpm-ostree's status JSON.
+pub fn parse_status(bytes: &[u8]) -> Result<HostStatus, StatusError> {
+    let status: Status = serde_json::from_slice(bytes).map_err(|e| StatusError {
+        tool: "rpm-ostree",
+        message: e.to_string(),
+    })?;
+    let booted_index = status.deployments.iter().position(|d| d.booted);
+    let staged = status.deployments.iter().find(|d| d.staged);
+    // The rollback is the first deployment after the booted one that is neither booted nor staged.
+    let rollback = booted_index.and_then(|i| {
+        status.deployments[i + 1..]
+            .iter()
+            .find(|d| !d.booted && !d.staged)
+    });
+    let booted = booted_index.map(|i| &status.deployments[i]);
+    let (signature, followed) = match booted.and_then(|d| d.image.as_deref()) {
+        Some(reference) => {
+            let (mode, image) = split_reference(reference);
+            (mode, Some(image))
+        }
+        None => (SignatureMode::Unverified, None),
+    };
+    Ok(HostStatus {
+        tool: Tool::RpmOstree,
+        booted: booted.map(RawDeployment::deployment),
+        staged: staged.map(RawDeployment::deployment),
+        rollback: rollback.map(RawDeployment::deployment),
+        followed,
+        signature,
+        update_driver: status.update_driver.and_then(|d| d.name),
+    })
+}
