@@ -4,6 +4,10 @@
 //! - [`config`]: TOML fragments, merged and validated.
 //! - [`identity`]: the Zincati-compatible app-specific node id.
 //! - [`windows`]: weekly maintenance windows in a time zone.
+//! - [`fleetlock`]: the FleetLock reboot-lock client.
+//! - [`host`]: bootc and rpm-ostree status, in one shape.
+//! - [`machine`]: the update state machine and crash recovery.
+//! - [`store`]: the persistent state, written atomically.
 
 #![forbid(unsafe_code)]
 
@@ -11,4 +15,6 @@ pub mod config;
 pub mod fleetlock;
 pub mod host;
 pub mod identity;
+pub mod machine;
+pub mod store;
 pub mod windows;

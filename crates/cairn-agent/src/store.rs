@@ -1,0 +1,205 @@
+//! The agent's persistent state under `/var/lib/cairn`, written atomically
+//! (temporary file, fsync, rename, fsync of the directory) so that a crash or
+//! power loss at any instant leaves either the old or the new state, never half.
+
+use crate::machine::State;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The file inside the state directory.
+pub const STATE_FILE: &str = "state.json";
+
+/// A release the host rolled back from; never offered again until removed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DenyEntry {
+    /// Its version.
+    pub version: String,
+    /// When it was added.
+    pub since: Timestamp,
+    /// Why.
+    pub reason: String,
+}
+
+/// Everything the agent must remember across restarts and reboots.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AgentState {
+    /// Format version of this file.
+    pub format: u32,
+    /// Where the state machine was.
+    pub state: State,
+    /// Rolled-back releases by digest.
+    pub deny_list: BTreeMap<String, DenyEntry>,
+    /// The tag the host follows; bootc's spec shows a digest after a digest switch.
+    pub followed: Option<String>,
+    /// The last accepted document: sequence and sha256 of its bytes.
+    pub last_document: Option<(u64, String)>,
+    /// Updates held by the operator until this time (`None` with `held`: indefinitely).
+    pub hold_until: Option<Timestamp>,
+    /// Updates held by the operator.
+    pub held: bool,
+}
+
+impl Default for AgentState {
+    fn default() -> Self {
+        AgentState {
+            format: 1,
+            state: State::Initialized,
+            deny_list: BTreeMap::new(),
+            followed: None,
+            last_document: None,
+            hold_until: None,
+            held: false,
+        }
+    }
+}
+
+/// Why the state could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {message}", .path.display())]
+pub struct StoreError {
+    /// The file or directory.
+    pub path: PathBuf,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl AgentState {
+    /// Read the state; a missing file is a fresh start. A damaged file is an
+    /// error: the agent does nothing rather than forget a deny-list.
+    pub fn load(dir: &Path) -> Result<AgentState, StoreError> {
+        let path = dir.join(STATE_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError {
+                path,
+                message: format!("damaged state file ({e}); move it aside to start over"),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(AgentState::default()),
+            Err(e) => Err(StoreError {
+                path,
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// Write the state atomically.
+    pub fn save(&self, dir: &Path) -> Result<(), StoreError> {
+        let error = |path: &Path, e: std::io::Error| StoreError {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        };
+        std::fs::create_dir_all(dir).map_err(|e| error(dir, e))?;
+        let path = dir.join(STATE_FILE);
+        let temporary = dir.join(format!(".{STATE_FILE}.tmp"));
+        let bytes = serde_json::to_vec_pretty(self).map_err(|e| StoreError {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let mut file = std::fs::File::create(&temporary).map_err(|e| error(&temporary, e))?;
+        file.write_all(&bytes).map_err(|e| error(&temporary, e))?;
+        file.sync_all().map_err(|e| error(&temporary, e))?;
+        drop(file);
+        std::fs::rename(&temporary, &path).map_err(|e| error(&path, e))?;
+        // Make the rename itself durable.
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| error(dir, e))
+    }
+
+    /// Put a release on the deny-list.
+    pub fn deny(&mut self, digest: &str, version: &str, reason: &str, now: Timestamp) {
+        self.deny_list.insert(
+            digest.to_string(),
+            DenyEntry {
+                version: version.to_string(),
+                since: now,
+                reason: reason.to_string(),
+            },
+        );
+    }
+
+    /// The denied digests, for target selection.
+    pub fn denied(&self) -> Vec<String> {
+        self.deny_list.keys().cloned().collect()
+    }
+
+    /// True while the operator holds updates.
+    pub fn is_held(&self, now: Timestamp) -> bool {
+        self.held && self.hold_until.is_none_or(|until| now < until)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::Target;
+
+    fn now() -> Timestamp {
+        Timestamp::from_second(1_800_000_000).expect("time")
+    }
+
+    #[test]
+    fn round_trip_and_fresh_start() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        assert_eq!(
+            AgentState::load(dir.path()).expect("fresh"),
+            AgentState::default()
+        );
+        let mut state = AgentState {
+            state: State::Staged {
+                target: Target {
+                    version: "2".into(),
+                    digest: format!("sha256:{}", "a".repeat(64)),
+                },
+            },
+            followed: Some("quay.io/acme/os:stable".into()),
+            ..AgentState::default()
+        };
+        state.deny(
+            &format!("sha256:{}", "b".repeat(64)),
+            "1.9",
+            "rolled back after boot",
+            now(),
+        );
+        state.save(dir.path()).expect("save");
+        assert_eq!(AgentState::load(dir.path()).expect("load"), state);
+        assert_eq!(state.denied().len(), 1);
+    }
+
+    #[test]
+    fn a_leftover_temporary_file_does_not_matter() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        AgentState::default().save(dir.path()).expect("save");
+        std::fs::write(dir.path().join(format!(".{STATE_FILE}.tmp")), b"{\"half").expect("write");
+        assert_eq!(
+            AgentState::load(dir.path()).expect("load"),
+            AgentState::default()
+        );
+    }
+
+    #[test]
+    fn a_damaged_file_is_an_error_not_a_fresh_start() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join(STATE_FILE), b"{\"state\": ").expect("write");
+        let err = AgentState::load(dir.path()).expect_err("damaged");
+        assert!(
+            err.to_string().contains("state.json") && err.to_string().contains("damaged"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn holds_expire() {
+        let mut state = AgentState {
+            held: true,
+            ..AgentState::default()
+        };
+        assert!(state.is_held(now()));
+        state.hold_until = Timestamp::from_second(1_800_000_100).ok();
+        assert!(state.is_held(now()));
+        assert!(!state.is_held(Timestamp::from_second(1_800_000_100).expect("time")));
+    }
+}
