@@ -5,6 +5,7 @@
 //! bootc's own API types are: a newer host tool must not blind the agent.
 
 pub mod bootc;
+pub mod driver;
 pub mod rpm_ostree;
 
 /// Which tool drives the host.

@@ -1,0 +1,502 @@
+//! Driving the host tools: the exact command lines of bootc and rpm-ostree,
+//! behind a runner seam so that tests see (and a stand-in answers) every call.
+
+use super::{HostStatus, SignatureMode, StatusError, Tool};
+use std::time::Duration;
+
+/// What a command did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Output {
+    /// Exit code; `None` when a signal ended it.
+    pub code: Option<i32>,
+    /// Standard output.
+    pub stdout: Vec<u8>,
+    /// Standard error.
+    pub stderr: String,
+}
+
+/// Runs host commands. Mutating commands go through `systemd-run` on a real
+/// host (see [`ProcessRunner`]); tests record or answer them instead.
+pub trait CommandRunner: Send + Sync {
+    /// Run `program` with `args`, killing it after `timeout`.
+    fn run(
+        &self,
+        program: &str,
+        args: &[String],
+        mutating: bool,
+        timeout: Duration,
+    ) -> impl std::future::Future<Output = Result<Output, DriverError>> + Send;
+}
+
+/// A failed host operation. The short kind is the metric label.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DriverError {
+    /// The tool could not be started or timed out.
+    #[error("{command}: {message}")]
+    Run {
+        /// The command line.
+        command: String,
+        /// What happened.
+        message: String,
+    },
+    /// The tool said `error: …` (exit 1).
+    #[error("{command}: {message}")]
+    Failed {
+        /// The command line.
+        command: String,
+        /// Its error message.
+        message: String,
+    },
+    /// The tool does not know these arguments (exit 2): too old for this call.
+    #[error("{command}: not supported by this version ({message})")]
+    Unsupported {
+        /// The command line.
+        command: String,
+        /// Its message.
+        message: String,
+    },
+    /// The status did not parse.
+    #[error(transparent)]
+    Status(#[from] StatusError),
+}
+
+impl DriverError {
+    /// A short, fixed label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DriverError::Run { .. } => "run",
+            DriverError::Failed { .. } => "failed",
+            DriverError::Unsupported { .. } => "unsupported",
+            DriverError::Status(_) => "status",
+        }
+    }
+}
+
+/// A bootc version, for choosing the staging sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Version(pub u32, pub u32, pub u32);
+
+impl Version {
+    /// Parse `bootc 1.17.0` (or just `1.17.0`).
+    pub fn parse(text: &str) -> Option<Version> {
+        let number = text
+            .split_whitespace()
+            .find(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit()))?;
+        let mut parts = number.split(['.', '-', '+']).map(|p| p.parse::<u32>().ok());
+        Some(Version(
+            parts.next()??,
+            parts.next().flatten().unwrap_or(0),
+            parts.next().flatten().unwrap_or(0),
+        ))
+    }
+}
+
+/// How staging works on a host, by bootc version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StagingTier {
+    /// bootc ≥ 1.17: `switch --download-only` stages without unlocking finalization.
+    DownloadOnlySwitch,
+    /// bootc 1.12–1.16: `switch`, then `upgrade --download-only`.
+    SwitchThenDownloadOnly,
+    /// bootc < 1.12: no download-only; stage only when finalizing is allowed.
+    StageAtFinalize,
+    /// rpm-ostree: `deploy --lock-finalization`.
+    RpmOstree,
+}
+
+/// The staging tier of a bootc version.
+pub fn bootc_tier(version: Version) -> StagingTier {
+    if version >= Version(1, 17, 0) {
+        StagingTier::DownloadOnlySwitch
+    } else if version >= Version(1, 12, 0) {
+        StagingTier::SwitchThenDownloadOnly
+    } else {
+        StagingTier::StageAtFinalize
+    }
+}
+
+/// The command lines that stage `repository@digest`, keeping the host's
+/// signature mode (an unverified switch would turn verification off for good).
+pub fn stage_commands(
+    tier: StagingTier,
+    repository: &str,
+    digest: &str,
+    signature: &SignatureMode,
+) -> Vec<Vec<String>> {
+    let reference = format!("{repository}@{digest}");
+    let enforce = matches!(signature, SignatureMode::ContainerPolicy);
+    let switch = |download_only: bool| {
+        let mut args = vec!["switch".to_string()];
+        if download_only {
+            args.push("--download-only".into());
+        }
+        if enforce {
+            args.push("--enforce-container-sigpolicy".into());
+        }
+        args.push(reference.clone());
+        args
+    };
+    match tier {
+        StagingTier::DownloadOnlySwitch => vec![switch(true)],
+        StagingTier::SwitchThenDownloadOnly => {
+            vec![
+                switch(false),
+                vec!["upgrade".into(), "--download-only".into()],
+            ]
+        }
+        StagingTier::StageAtFinalize => Vec::new(),
+        StagingTier::RpmOstree => vec![vec![
+            "deploy".into(),
+            "--lock-finalization".into(),
+            "--disallow-downgrade".into(),
+            digest.to_string(),
+        ]],
+    }
+}
+
+/// The command line that finalizes and reboots (it never returns on success).
+pub fn apply_command(tool: Tool, digest: &str) -> Vec<String> {
+    match tool {
+        Tool::Bootc => vec![
+            "upgrade".into(),
+            "--from-downloaded".into(),
+            "--apply".into(),
+        ],
+        Tool::RpmOstree => vec!["finalize-deployment".into(), digest.to_string()],
+    }
+}
+
+/// The command line that rolls back and reboots.
+pub fn rollback_command(tool: Tool) -> Vec<String> {
+    match tool {
+        Tool::Bootc => vec!["rollback".into(), "--apply".into()],
+        Tool::RpmOstree => vec!["rollback".into(), "-r".into()],
+    }
+}
+
+/// The command line that drops a staged update, where the tool has one.
+/// bootc has none: a download-only deployment left locked is dropped at
+/// reboot, or replaced by staging the next target (never `bootc rollback`).
+pub fn discard_command(tool: Tool) -> Option<Vec<String>> {
+    match tool {
+        Tool::Bootc => None,
+        Tool::RpmOstree => Some(vec!["cleanup".into(), "-p".into()]),
+    }
+}
+
+/// Registers Cairn as rpm-ostree's update driver.
+pub fn register_driver_command() -> Vec<String> {
+    vec![
+        "deploy".into(),
+        String::new(),
+        "--register-driver=Cairn".into(),
+    ]
+}
+
+/// A host driven through one tool.
+#[derive(Debug, Clone)]
+pub struct Driver<R> {
+    runner: R,
+    tool: Tool,
+    program: String,
+    timeout: Duration,
+}
+
+fn command_line(program: &str, args: &[String]) -> String {
+    let mut parts = vec![program.to_string()];
+    parts.extend(args.iter().map(|a| {
+        if a.is_empty() {
+            "\"\"".to_string()
+        } else {
+            a.clone()
+        }
+    }));
+    parts.join(" ")
+}
+
+impl<R: CommandRunner> Driver<R> {
+    /// A driver for `tool`, run as `program` (`bootc`, `rpm-ostree`, or a stand-in).
+    pub fn new(runner: R, tool: Tool, program: &str, timeout: Duration) -> Self {
+        Driver {
+            runner,
+            tool,
+            program: program.to_string(),
+            timeout,
+        }
+    }
+
+    /// The tool.
+    pub fn tool(&self) -> Tool {
+        self.tool
+    }
+
+    async fn run(&self, args: &[String], mutating: bool) -> Result<Output, DriverError> {
+        let command = command_line(&self.program, args);
+        let output = self
+            .runner
+            .run(&self.program, args, mutating, self.timeout)
+            .await?;
+        let message = || {
+            output
+                .stderr
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .map(|l| l.trim().trim_start_matches("error: ").to_string())
+                .unwrap_or_else(|| format!("exit code {:?}", output.code))
+        };
+        match output.code {
+            Some(0) => Ok(output),
+            Some(2) if self.tool == Tool::Bootc => Err(DriverError::Unsupported {
+                command,
+                message: message(),
+            }),
+            _ => Err(DriverError::Failed {
+                command,
+                message: message(),
+            }),
+        }
+    }
+
+    /// The host's status.
+    pub async fn status(&self) -> Result<HostStatus, DriverError> {
+        let args: Vec<String> = match self.tool {
+            Tool::Bootc => ["status", "--format=json", "--format-version=1"]
+                .map(String::from)
+                .to_vec(),
+            Tool::RpmOstree => ["status", "--json"].map(String::from).to_vec(),
+        };
+        let output = self.run(&args, false).await?;
+        Ok(match self.tool {
+            Tool::Bootc => super::bootc::parse_status(&output.stdout)?,
+            Tool::RpmOstree => super::rpm_ostree::parse_status(&output.stdout)?,
+        })
+    }
+
+    /// How this host stages.
+    pub async fn tier(&self) -> Result<StagingTier, DriverError> {
+        if self.tool == Tool::RpmOstree {
+            return Ok(StagingTier::RpmOstree);
+        }
+        let output = self.run(&["--version".to_string()], false).await?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let version = Version::parse(&text).ok_or_else(|| DriverError::Failed {
+            command: command_line(&self.program, &["--version".into()]),
+            message: format!("cannot read a version from {:?}", text.trim()),
+        })?;
+        Ok(bootc_tier(version))
+    }
+
+    /// Stage `repository@digest` without unlocking finalization.
+    pub async fn stage(
+        &self,
+        tier: StagingTier,
+        repository: &str,
+        digest: &str,
+        signature: &SignatureMode,
+    ) -> Result<(), DriverError> {
+        for args in stage_commands(tier, repository, digest, signature) {
+            self.run(&args, true).await?;
+        }
+        Ok(())
+    }
+
+    /// Register as rpm-ostree's update driver (no-op for bootc).
+    pub async fn register(&self) -> Result<(), DriverError> {
+        if self.tool == Tool::RpmOstree {
+            self.run(&register_driver_command(), true).await?;
+        }
+        Ok(())
+    }
+
+    /// Finalize and reboot. The caller records its intent first: on success the
+    /// host goes down and this never returns; the process being killed by the
+    /// shutdown is the expected end.
+    pub async fn apply(&self, digest: &str) -> Result<(), DriverError> {
+        self.run(&apply_command(self.tool, digest), true)
+            .await
+            .map(|_| ())
+    }
+
+    /// Drop a staged update, where the tool can.
+    pub async fn discard(&self) -> Result<(), DriverError> {
+        match discard_command(self.tool) {
+            Some(args) => self.run(&args, true).await.map(|_| ()),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Runs real processes. Mutating commands run through `systemd-run --wait
+/// --collect --pipe` when systemd is PID 1, so that an agent killed half-way
+/// does not take a half-done `switch` or `--apply` down with it.
+#[derive(Debug, Clone, Default)]
+pub struct ProcessRunner {
+    /// Wrap mutating commands in `systemd-run`.
+    pub use_systemd_run: bool,
+}
+
+impl ProcessRunner {
+    /// A runner that uses `systemd-run` when systemd is PID 1.
+    pub fn detect() -> Self {
+        let systemd =
+            std::fs::read_to_string("/proc/1/comm").is_ok_and(|name| name.trim() == "systemd");
+        ProcessRunner {
+            use_systemd_run: systemd,
+        }
+    }
+}
+
+impl CommandRunner for ProcessRunner {
+    async fn run(
+        &self,
+        program: &str,
+        args: &[String],
+        mutating: bool,
+        timeout: Duration,
+    ) -> Result<Output, DriverError> {
+        let (program, args): (String, Vec<String>) = if mutating && self.use_systemd_run {
+            let mut wrapped: Vec<String> = ["--wait", "--collect", "--pipe", "--quiet", "--"]
+                .map(String::from)
+                .to_vec();
+            wrapped.push(program.to_string());
+            wrapped.extend(args.iter().cloned());
+            ("systemd-run".to_string(), wrapped)
+        } else {
+            (program.to_string(), args.to_vec())
+        };
+        let command = command_line(&program, &args);
+        let child = tokio::process::Command::new(&program)
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| DriverError::Run {
+                command: command.clone(),
+                message: e.to_string(),
+            })?;
+        let output = tokio::time::timeout(timeout, child.wait_with_output())
+            .await
+            .map_err(|_| DriverError::Run {
+                command: command.clone(),
+                message: format!("timed out after {timeout:?}"),
+            })?
+            .map_err(|e| DriverError::Run {
+                command,
+                message: e.to_string(),
+            })?;
+        Ok(Output {
+            code: output.status.code(),
+            stdout: output.stdout,
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DIGEST: &str = "sha256:16dc2b6256b4ff0d2ec18d2dbfb06d117904010c8cf9732cdb022818cf7a7566";
+
+    fn line(args: &[String]) -> String {
+        args.join(" ")
+    }
+
+    #[test]
+    fn versions_and_tiers() {
+        assert_eq!(Version::parse("bootc 1.17.0"), Some(Version(1, 17, 0)));
+        assert_eq!(Version::parse("1.12.1-1.fc42"), Some(Version(1, 12, 1)));
+        assert_eq!(Version::parse("bootc"), None);
+        assert_eq!(
+            bootc_tier(Version(1, 17, 0)),
+            StagingTier::DownloadOnlySwitch
+        );
+        assert_eq!(
+            bootc_tier(Version(2, 0, 0)),
+            StagingTier::DownloadOnlySwitch
+        );
+        assert_eq!(
+            bootc_tier(Version(1, 16, 9)),
+            StagingTier::SwitchThenDownloadOnly
+        );
+        assert_eq!(
+            bootc_tier(Version(1, 12, 0)),
+            StagingTier::SwitchThenDownloadOnly
+        );
+        assert_eq!(bootc_tier(Version(1, 11, 9)), StagingTier::StageAtFinalize);
+    }
+
+    #[test]
+    fn exact_staging_command_lines() {
+        let repo = "quay.io/acme/os";
+        let signed = SignatureMode::ContainerPolicy;
+        let unsigned = SignatureMode::Unverified;
+        let lines = |tier, sig| {
+            stage_commands(tier, repo, DIGEST, sig)
+                .iter()
+                .map(|a| line(a))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            lines(StagingTier::DownloadOnlySwitch, &signed),
+            vec![format!(
+                "switch --download-only --enforce-container-sigpolicy {repo}@{DIGEST}"
+            )]
+        );
+        assert_eq!(
+            lines(StagingTier::DownloadOnlySwitch, &unsigned),
+            vec![format!("switch --download-only {repo}@{DIGEST}")]
+        );
+        assert_eq!(
+            lines(StagingTier::SwitchThenDownloadOnly, &signed),
+            vec![
+                format!("switch --enforce-container-sigpolicy {repo}@{DIGEST}"),
+                "upgrade --download-only".to_string()
+            ]
+        );
+        assert!(lines(StagingTier::StageAtFinalize, &signed).is_empty());
+        assert_eq!(
+            lines(StagingTier::RpmOstree, &signed),
+            vec![format!(
+                "deploy --lock-finalization --disallow-downgrade {DIGEST}"
+            )]
+        );
+    }
+
+    #[test]
+    fn exact_apply_rollback_discard_and_register_lines() {
+        assert_eq!(
+            line(&apply_command(Tool::Bootc, DIGEST)),
+            "upgrade --from-downloaded --apply"
+        );
+        assert_eq!(
+            line(&apply_command(Tool::RpmOstree, DIGEST)),
+            format!("finalize-deployment {DIGEST}")
+        );
+        assert_eq!(line(&rollback_command(Tool::Bootc)), "rollback --apply");
+        assert_eq!(line(&rollback_command(Tool::RpmOstree)), "rollback -r");
+        assert_eq!(
+            discard_command(Tool::Bootc),
+            None,
+            "never bootc rollback to discard"
+        );
+        assert_eq!(
+            discard_command(Tool::RpmOstree)
+                .map(|a| line(&a))
+                .as_deref(),
+            Some("cleanup -p")
+        );
+        assert_eq!(
+            register_driver_command(),
+            vec![
+                "deploy".to_string(),
+                String::new(),
+                "--register-driver=Cairn".to_string()
+            ]
+        );
+    }
+}
