@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod host;
 pub mod images;
 pub mod lockserver;
 pub mod registry;

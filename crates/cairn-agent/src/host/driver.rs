@@ -314,9 +314,23 @@ impl<R: CommandRunner> Driver<R> {
     /// host goes down and this never returns; the process being killed by the
     /// shutdown is the expected end.
     pub async fn apply(&self, digest: &str) -> Result<(), DriverError> {
-        self.run(&apply_command(self.tool, digest), true)
-            .await
-            .map(|_| ())
+        let args = apply_command(self.tool, digest);
+        let output = self
+            .runner
+            .run(&self.program, &args, true, self.timeout)
+            .await?;
+        match output.code {
+            // Killed by the shutdown it started: that is how --apply ends.
+            None | Some(0) => Ok(()),
+            Some(_) => Err(DriverError::Failed {
+                command: command_line(&self.program, &args),
+                message: output
+                    .stderr
+                    .trim()
+                    .trim_start_matches("error: ")
+                    .to_string(),
+            }),
+        }
     }
 
     /// Drop a staged update, where the tool can.

@@ -1,0 +1,169 @@
+//! `fake-bootc`: answers bootc's command lines for tests, with bootc's exit
+//! codes (0, 1 with `error: …`, 2 for usage) and status JSON, keeping its
+//! state in `$CAIRN_FAKE_HOST`. Staging resolves the digest in the registry.
+
+use cairn_testkit::host::{FakeDeployment, FakeState, read_state, write_state};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(1)
+}
+
+fn usage(message: &str) -> ExitCode {
+    eprintln!("error: {message}\n\nUsage: bootc <COMMAND>\n\nFor more information, try '--help'.");
+    ExitCode::from(2)
+}
+
+fn entry(d: &Option<FakeDeployment>, arch: &str) -> serde_json::Value {
+    match d {
+        None => serde_json::Value::Null,
+        Some(d) => serde_json::json!({
+            "cachedUpdate": null, "composefs": null, "downloadOnly": d.download_only,
+            "image": {"architecture": arch, "image": {"image": d.image, "transport": "registry"},
+                      "imageDigest": d.digest, "timestamp": null, "version": d.version},
+            "incompatible": false, "ostree": {"checksum": "0".repeat(64), "deploySerial": 0, "stateroot": "default"},
+            "pinned": false, "softRebootCapable": false, "store": "ostreeContainer"
+        }),
+    }
+}
+
+fn status(state: &FakeState) -> String {
+    let mut spec_image = serde_json::json!({"image": state.spec_image, "transport": "registry"});
+    if state.container_policy {
+        spec_image["signature"] = serde_json::json!("containerPolicy");
+    }
+    let host = serde_json::json!({
+        "apiVersion": "org.containers.bootc/v1", "kind": "BootcHost", "metadata": {"name": "host"},
+        "spec": {"bootOrder": "default", "image": spec_image},
+        "status": {"booted": entry(&state.booted, "amd64"), "staged": entry(&state.staged, "amd64"),
+                   "rollback": entry(&state.rollback, "amd64"), "rollbackQueued": false, "readOnly": false,
+                   "type": "bootcHost", "usrOverlay": null}
+    });
+    host.to_string()
+}
+
+fn version_at_least(state: &FakeState, major: u32, minor: u32) -> bool {
+    let mut parts = state
+        .version
+        .split('.')
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let (a, b) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (a, b) >= (major, minor)
+}
+
+/// Resolve `repo@digest` (or `repo:tag`) in the registry: digest and version label.
+fn resolve(state: &FakeState, reference: &str) -> Result<(String, Option<String>), String> {
+    let image = cairn_oci::ImageRef::parse(reference).map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let client = cairn_oci::RegistryClient::new(cairn_oci::ClientOptions {
+            insecure_registries: state.insecure_registries.clone(),
+            retries: 0,
+            ..cairn_oci::ClientOptions::default()
+        })
+        .map_err(|e| e.to_string())?;
+        let store = cairn_oci::Store::registry(client, image.repository.clone());
+        let manifest = store
+            .get_manifest(image.reference())
+            .await
+            .map_err(|e| format!("Switching: pulling {reference}: {e}"))?;
+        let value: serde_json::Value =
+            serde_json::from_slice(&manifest.bytes).map_err(|e| e.to_string())?;
+        let config = value["config"]["digest"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let config = store
+            .get_blob(&config, 1 << 20)
+            .await
+            .map_err(|e| e.to_string())?;
+        let config: serde_json::Value =
+            serde_json::from_slice(&config).map_err(|e| e.to_string())?;
+        let version = config["config"]["Labels"]["org.opencontainers.image.version"]
+            .as_str()
+            .map(str::to_string);
+        Ok((manifest.digest, version))
+    })
+}
+
+fn block_until_rebooted(dir: &std::path::Path, mut state: FakeState) -> ExitCode {
+    state.apply_pid = Some(std::process::id());
+    write_state(dir, &state);
+    // bootc never returns from --apply: the shutdown kills it.
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    }
+}
+
+fn main() -> ExitCode {
+    let Some(dir) = std::env::var_os("CAIRN_FAKE_HOST").map(PathBuf::from) else {
+        return fail("CAIRN_FAKE_HOST is not set");
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut state = read_state(&dir);
+    state.calls.push(args.join(" "));
+    write_state(&dir, &state);
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    match words.as_slice() {
+        ["--version"] => {
+            println!("bootc {}", state.version);
+            ExitCode::SUCCESS
+        }
+        ["status", "--format=json", "--format-version=1"] => {
+            println!("{}", status(&state));
+            ExitCode::SUCCESS
+        }
+        ["switch", rest @ ..] => {
+            let download_only = rest.contains(&"--download-only");
+            if download_only && !version_at_least(&state, 1, 17) {
+                return usage("unexpected argument '--download-only' found");
+            }
+            let enforce = rest.contains(&"--enforce-container-sigpolicy");
+            let Some(reference) = rest.iter().find(|a| !a.starts_with("--")) else {
+                return usage("the following required arguments were not provided: <TARGET>");
+            };
+            let (digest, version) = match resolve(&state, reference) {
+                Ok(found) => found,
+                Err(message) => return fail(&message),
+            };
+            state.staged = Some(FakeDeployment {
+                digest,
+                version,
+                image: reference.to_string(),
+                download_only,
+            });
+            state.spec_image = reference.to_string();
+            // An unverified switch really does turn verification off.
+            state.container_policy = enforce;
+            write_state(&dir, &state);
+            ExitCode::SUCCESS
+        }
+        ["upgrade", "--download-only"] => match state.staged.as_mut() {
+            Some(staged) => {
+                staged.download_only = true;
+                write_state(&dir, &state);
+                ExitCode::SUCCESS
+            }
+            None => fail("No update available"),
+        },
+        ["upgrade", "--from-downloaded", "--apply"] => {
+            if state.staged.is_none() {
+                return fail("No staged deployment found");
+            }
+            block_until_rebooted(&dir, state)
+        }
+        ["rollback", "--apply"] => {
+            if state.rollback.is_none() {
+                return fail("No rollback available");
+            }
+            std::mem::swap(&mut state.booted, &mut state.rollback);
+            block_until_rebooted(&dir, state)
+        }
+        _ => usage(&format!("unrecognized arguments: {}", args.join(" "))),
+    }
+}

@@ -1,0 +1,160 @@
+//! A stand-in for a booted bootc host: state in a directory, answered by the
+//! `fake-bootc` executable with bootc's command lines, exit codes, stderr style
+//! and status JSON. A "reboot" is a harness call.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// One deployment of the stand-in.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct FakeDeployment {
+    /// Manifest digest.
+    pub digest: String,
+    /// Version label.
+    pub version: Option<String>,
+    /// The image reference it came from.
+    pub image: String,
+    /// Staged with finalization locked.
+    #[serde(default)]
+    pub download_only: bool,
+}
+
+/// The stand-in's state file.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct FakeState {
+    /// The bootc version it pretends to be.
+    pub version: String,
+    /// Registries reached over plain HTTP.
+    pub insecure_registries: Vec<String>,
+    /// `spec.image.image`.
+    pub spec_image: String,
+    /// `spec.image.signature`: `containerPolicy` or none.
+    pub container_policy: bool,
+    /// Booted.
+    pub booted: Option<FakeDeployment>,
+    /// Staged.
+    pub staged: Option<FakeDeployment>,
+    /// Rollback.
+    pub rollback: Option<FakeDeployment>,
+    /// PID of a running `--apply`, which blocks like bootc until "reboot".
+    pub apply_pid: Option<u32>,
+    /// Every command line received.
+    pub calls: Vec<String>,
+}
+
+/// The state file inside a stand-in directory.
+pub fn state_path(dir: &Path) -> PathBuf {
+    dir.join("fake-bootc.json")
+}
+
+/// Read the stand-in's state.
+pub fn read_state(dir: &Path) -> FakeState {
+    let bytes = std::fs::read(state_path(dir)).unwrap_or_else(|e| panic!("fake host state: {e}"));
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("fake host state: {e}"))
+}
+
+/// Write the stand-in's state.
+pub fn write_state(dir: &Path, state: &FakeState) {
+    let bytes = serde_json::to_vec_pretty(state).unwrap_or_else(|e| panic!("fake host state: {e}"));
+    std::fs::write(state_path(dir), bytes).unwrap_or_else(|e| panic!("fake host state: {e}"));
+}
+
+/// Where the `fake-bootc` executable is: `$CAIRN_FAKE_BOOTC`, or next to the
+/// running test in Cargo's target directory (`cargo test --workspace` builds it).
+pub fn fake_bootc_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("CAIRN_FAKE_BOOTC") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current test executable: {e}"));
+    // target/<profile>/deps/<test> → target/<profile>/fake-bootc
+    let candidate = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("fake-bootc"))
+        .filter(|p| p.exists());
+    candidate.unwrap_or_else(|| {
+        panic!("the fake-bootc stand-in is not built: run `cargo build -p cairn-testkit` (or the whole workspace's tests)")
+    })
+}
+
+/// A stand-in host for a test.
+#[derive(Debug)]
+pub struct FakeHost {
+    /// Its directory.
+    pub dir: PathBuf,
+    /// The executable the agent calls as `bootc`.
+    pub program: PathBuf,
+}
+
+impl FakeHost {
+    /// A host booted on `booted` (digest, version), following `image`.
+    pub fn new(
+        dir: &Path,
+        bootc_version: &str,
+        image: &str,
+        booted: (&str, &str),
+        insecure: &[String],
+        container_policy: bool,
+    ) -> FakeHost {
+        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{e}"));
+        let state = FakeState {
+            version: bootc_version.to_string(),
+            insecure_registries: insecure.to_vec(),
+            spec_image: image.to_string(),
+            container_policy,
+            booted: Some(FakeDeployment {
+                digest: booted.0.to_string(),
+                version: Some(booted.1.to_string()),
+                image: image.to_string(),
+                download_only: false,
+            }),
+            ..FakeState::default()
+        };
+        write_state(dir, &state);
+        // Each host gets a wrapper naming its own state directory.
+        let program = dir.join("bootc");
+        let binary = fake_bootc_binary();
+        let binary = binary.display();
+        std::fs::write(
+            &program,
+            format!(
+                "#!/bin/sh\nexec env CAIRN_FAKE_HOST='{}' '{binary}' \"$@\"\n",
+                dir.display()
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755))
+            .unwrap_or_else(|e| panic!("{e}"));
+        FakeHost {
+            dir: dir.to_path_buf(),
+            program,
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> FakeState {
+        read_state(&self.dir)
+    }
+
+    /// Reboot: the running `--apply` dies with the shutdown. A healthy boot
+    /// makes the staged deployment the booted one; a failed boot (greenboot
+    /// rolling back) leaves the old one booted and the new one as rollback.
+    pub fn reboot(&self, healthy: bool) {
+        let mut state = self.state();
+        if let Some(pid) = state.apply_pid.take() {
+            let _ = std::process::Command::new("kill")
+                .arg(pid.to_string())
+                .status();
+        }
+        if let Some(mut staged) = state.staged.take() {
+            staged.download_only = false;
+            if healthy {
+                state.rollback = state.booted.replace(staged);
+            } else {
+                state.rollback = Some(staged);
+            }
+        }
+        write_state(&self.dir, &state);
+    }
+}
