@@ -7,6 +7,7 @@
 //! - [`fleetlock`]: the FleetLock reboot-lock client.
 //! - [`host`]: bootc and rpm-ostree status, in one shape.
 //! - [`machine`]: the update state machine and crash recovery.
+//! - [`plan`]: what a check decides, and the gates before a reboot.
 //! - [`store`]: the persistent state, written atomically.
 
 #![forbid(unsafe_code)]
@@ -16,5 +17,6 @@ pub mod fleetlock;
 pub mod host;
 pub mod identity;
 pub mod machine;
+pub mod plan;
 pub mod store;
 pub mod windows;

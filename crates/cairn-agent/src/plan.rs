@@ -1,0 +1,323 @@
+//! What one check decides, and whether a staged update may be finalized now.
+//! Pure: the host's status, the document and the time come in as values.
+
+use crate::config::Settings;
+use crate::host::HostStatus;
+use crate::machine::Target;
+use cairn_graph::{GraphDocument, Query};
+use jiff::Timestamp;
+
+/// What to do after a check.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plan {
+    /// Stage this target.
+    Stage(Target),
+    /// The staged target is still the right one.
+    Keep(Target),
+    /// A newer target replaces the staged one.
+    Restage(Target),
+    /// The staged target must go (dead-end, gone from the graph, rolled back).
+    Unstage(String),
+    /// Nothing to do, and why.
+    Nothing(String),
+}
+
+/// Everything a check needs.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckInput<'a> {
+    /// Settings.
+    pub settings: &'a Settings,
+    /// The host.
+    pub host: &'a HostStatus,
+    /// The trusted document.
+    pub document: &'a GraphDocument,
+    /// Fedora's architecture name of this host.
+    pub arch: &'a str,
+    /// This node's wariness.
+    pub wariness: f64,
+    /// Now.
+    pub now: Timestamp,
+    /// Rolled-back digests.
+    pub deny: &'a [String],
+    /// Held by the operator.
+    pub held: bool,
+}
+
+/// Decide what a check leads to, with the reason an operator sees.
+pub fn plan(input: &CheckInput<'_>) -> Plan {
+    let Some(booted) = input.host.booted.as_ref().and_then(|b| b.digest.clone()) else {
+        return Plan::Nothing("the host reports no booted image digest".into());
+    };
+    let query = Query {
+        booted: &booted,
+        wariness: input.wariness,
+        now: input.now,
+        deny: input.deny,
+        allow_downgrade: input.settings.allow_downgrade,
+    };
+    let decision = input.document.decide(input.arch, &query);
+    let mut target = decision.target.as_ref().map(|t| Target {
+        version: t.version.clone(),
+        digest: t.digest.clone(),
+    });
+    let mut reason = decision.reason();
+    // A local ceiling: never past max_version.
+    if let (Some(max), Some(chosen)) = (&input.settings.max_version, &decision.target) {
+        let ceiling = input.document.release(max).map(|(age, _)| age as u64);
+        match ceiling {
+            Some(ceiling) if chosen.age_index > ceiling => {
+                reason = format!("{} is past max_version {max}", chosen.version);
+                target = None;
+            }
+            None => {
+                reason = format!(
+                    "max_version {max} is not a release of this stream; no update is taken"
+                );
+                target = None;
+            }
+            _ => {}
+        }
+    }
+    let staged = input.host.staged.as_ref().and_then(|s| s.digest.clone());
+    match (staged, target) {
+        (Some(staged), Some(target)) if target.digest == staged => Plan::Keep(target),
+        (Some(_), Some(target)) => Plan::Restage(target),
+        (Some(staged), None) => {
+            // A staged release that is still a valid, offered target stays;
+            // one that became a dead-end or left the graph must go.
+            let graph = input.document.graph_for(input.arch, &staged);
+            match graph.find_booted(&staged).map(|i| &graph.nodes()[i]) {
+                None => Plan::Unstage(format!(
+                    "the staged release {staged} is no longer in the graph"
+                )),
+                Some(node) if node.deadend.is_some() => Plan::Unstage(format!(
+                    "the staged release {} became a dead-end: {}",
+                    node.version,
+                    node.deadend.clone().unwrap_or_default()
+                )),
+                Some(node) if input.deny.contains(&staged) => Plan::Unstage(format!(
+                    "the staged release {} was rolled back from",
+                    node.version
+                )),
+                Some(node) => Plan::Keep(Target {
+                    version: node.version.clone(),
+                    digest: staged,
+                }),
+            }
+        }
+        (None, Some(_)) if !input.settings.enabled => Plan::Nothing(format!(
+            "{reason}; updates are disabled in the configuration"
+        )),
+        (None, Some(_)) if input.held => Plan::Nothing(format!("{reason}; held by the operator")),
+        (None, Some(target)) => Plan::Stage(target),
+        (None, None) => Plan::Nothing(reason),
+    }
+}
+
+/// Why finalization must wait.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Wait {
+    /// Outside every maintenance window.
+    Window {
+        /// When the next one opens, as `Sat 02:00 Europe/Berlin`.
+        next: String,
+    },
+    /// Held by the operator.
+    Held,
+    /// Interactive users are logged in.
+    Users,
+}
+
+impl std::fmt::Display for Wait {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Wait::Window { next } => write!(f, "waiting for window {next}"),
+            Wait::Held => f.write_str("held by operator"),
+            Wait::Users => f.write_str("waiting for interactive users to log out"),
+        }
+    }
+}
+
+/// The gates before the reboot lock, in order: inside a window, not held,
+/// no interactive users. The lock itself is taken by the caller afterwards.
+pub fn finalize_gate(
+    settings: &Settings,
+    now: Timestamp,
+    held: bool,
+    users_logged_in: bool,
+) -> Result<(), Wait> {
+    if let Some(schedule) = &settings.schedule
+        && !schedule.is_open(now)
+    {
+        let next = schedule.next_opening(now).map_or_else(
+            || "(none in the next week)".to_string(),
+            |t| schedule.describe(t),
+        );
+        return Err(Wait::Window { next });
+    }
+    if held {
+        return Err(Wait::Held);
+    }
+    if users_logged_in {
+        return Err(Wait::Users);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ConfigDirs, load};
+    use crate::host::{Deployment, SignatureMode, Tool};
+
+    fn document() -> GraphDocument {
+        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../docs/examples/stable.json");
+        GraphDocument::from_json(&std::fs::read(path).expect("example"))
+            .expect("parses")
+            .document
+    }
+
+    fn digest(doc: &GraphDocument, version: &str) -> String {
+        doc.release(version)
+            .and_then(|(_, r)| r.architectures["x86_64"].digest.clone())
+            .expect("digest")
+    }
+
+    fn host(booted: &str, staged: Option<&str>) -> HostStatus {
+        let deployment = |d: &str| Deployment {
+            digest: Some(d.to_string()),
+            ..Deployment::default()
+        };
+        HostStatus {
+            tool: Tool::Bootc,
+            booted: Some(deployment(booted)),
+            staged: staged.map(deployment),
+            rollback: None,
+            followed: None,
+            signature: SignatureMode::ContainerPolicy,
+            update_driver: None,
+        }
+    }
+
+    fn settings(text: &str) -> Settings {
+        let root = tempfile::tempdir().expect("temp dir");
+        let dir = root.path().join("etc/cairn/config.d");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join("50-test.toml"), text).expect("write");
+        load(&ConfigDirs::under(root.path())).expect("valid")
+    }
+
+    const NOW: &str = "2025-11-11T16:00:00Z"; // the rollout of 43.20251110.0 is at 55%
+
+    fn input<'a>(
+        settings: &'a Settings,
+        host: &'a HostStatus,
+        doc: &'a GraphDocument,
+        wariness: f64,
+        deny: &'a [String],
+        held: bool,
+    ) -> CheckInput<'a> {
+        CheckInput {
+            settings,
+            host,
+            document: doc,
+            arch: "x86_64",
+            wariness,
+            now: NOW.parse().expect("time"),
+            deny,
+            held,
+        }
+    }
+
+    #[test]
+    fn stage_keep_restage_and_unstage() {
+        let doc = document();
+        let s = settings("");
+        let barrier = digest(&doc, "42.20250929.0");
+        let newest = digest(&doc, "43.20251110.0");
+        let older = digest(&doc, "43.20251027.0");
+        let booted = host(&barrier, None);
+        assert_eq!(
+            plan(&input(&s, &booted, &doc, 0.5, &[], false)),
+            Plan::Stage(Target {
+                version: "43.20251110.0".into(),
+                digest: newest.clone()
+            })
+        );
+        let staged_newest = host(&barrier, Some(&newest));
+        assert!(matches!(
+            plan(&input(&s, &staged_newest, &doc, 0.5, &[], false)),
+            Plan::Keep(_)
+        ));
+        let staged_older = host(&barrier, Some(&older));
+        assert!(
+            matches!(plan(&input(&s, &staged_older, &doc, 0.5, &[], false)), Plan::Restage(t) if t.digest == newest)
+        );
+        // The staged release becomes a dead-end: un-stage.
+        let mut dead = doc.clone();
+        dead.releases[5].deadend = Some(cairn_graph::Reason::new("bad"));
+        dead.releases[4].deadend = Some(cairn_graph::Reason::new("bad too"));
+        assert!(
+            matches!(plan(&input(&s, &staged_newest, &dead, 0.5, &[], false)), Plan::Unstage(r) if r.contains("dead-end"))
+        );
+    }
+
+    #[test]
+    fn holds_ceilings_and_disabled_updates() {
+        let doc = document();
+        let barrier = digest(&doc, "42.20250929.0");
+        let booted = host(&barrier, None);
+        let held = plan(&input(&settings(""), &booted, &doc, 0.5, &[], true));
+        assert!(matches!(held, Plan::Nothing(r) if r.contains("held by the operator")));
+        let capped = settings("[updates]\nmax_version = \"43.20251027.0\"\n");
+        assert_eq!(
+            plan(&input(&capped, &booted, &doc, 0.5, &[], false)),
+            Plan::Nothing("43.20251110.0 is past max_version 43.20251027.0".into())
+        );
+        let disabled = settings("[updates]\nenabled = false\n");
+        assert!(
+            matches!(plan(&input(&disabled, &booted, &doc, 0.5, &[], false)), Plan::Nothing(r) if r.contains("disabled"))
+        );
+        // A held rollout says so.
+        let late = plan(&input(
+            &settings(""),
+            &host(&digest(&doc, "43.20251027.0"), None),
+            &doc,
+            0.9,
+            &[],
+            false,
+        ));
+        assert_eq!(
+            late,
+            Plan::Nothing("rollout of 43.20251110.0 at 55%, this node's wariness is 0.9".into())
+        );
+    }
+
+    #[test]
+    fn gates_in_order() {
+        let s = settings(
+            "[strategy]\ntime_zone = \"UTC\"\n[[strategy.window]]\ndays = [\"Sat\"]\nstart_time = \"02:00\"\nlength_minutes = 60\n",
+        );
+        let thursday: Timestamp = "2026-11-26T12:00:00Z".parse().expect("time");
+        assert_eq!(
+            finalize_gate(&s, thursday, false, false),
+            Err(Wait::Window {
+                next: "Sat 02:00 UTC".into()
+            })
+        );
+        assert_eq!(
+            finalize_gate(&s, thursday, false, false).map_err(|w| w.to_string()),
+            Err("waiting for window Sat 02:00 UTC".into())
+        );
+        let saturday: Timestamp = "2026-11-28T02:30:00Z".parse().expect("time");
+        assert_eq!(finalize_gate(&s, saturday, true, false), Err(Wait::Held));
+        assert_eq!(finalize_gate(&s, saturday, false, true), Err(Wait::Users));
+        assert_eq!(finalize_gate(&s, saturday, false, false), Ok(()));
+        assert_eq!(
+            finalize_gate(&settings(""), thursday, false, false),
+            Ok(()),
+            "immediate"
+        );
+    }
+}
