@@ -12,6 +12,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod config;
 pub mod fleetlock;
 pub mod host;

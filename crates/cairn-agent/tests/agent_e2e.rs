@@ -1,0 +1,389 @@
+//! Agents end to end: a real registry with images and a document published
+//! the way `cairn publish` does it, host stand-ins, and a FleetLock server
+//! without lease timeout.
+
+use cairn_agent::agent::{Agent, World};
+use cairn_agent::config::{ConfigDirs, Settings, load};
+use cairn_agent::fleetlock::FleetLockClient;
+use cairn_agent::host::Tool;
+use cairn_agent::host::driver::{Driver, ProcessRunner};
+use cairn_graph::GraphDocument;
+use cairn_graph::assemble::{AssembleOptions, assemble};
+use cairn_graph::fcos::Updates;
+use cairn_graph::policy::{PolicyEdit, apply};
+use cairn_oci::scan::{ScanCache, ScanOptions, scan};
+use cairn_testkit::host::FakeHost;
+use cairn_testkit::{Auth, LockServer, TestRegistry, write_release};
+use jiff::{SignedDuration, Timestamp};
+use std::path::Path;
+use std::time::Duration;
+
+struct Fleet {
+    registry: TestRegistry,
+    repo: String,
+    document: GraphDocument,
+    /// amd64 manifest digests of 44.1, 44.2 (barrier) and 44.3 (rollout at 50%).
+    digests: [String; 3],
+}
+
+/// Three releases; 44.2 a barrier, 44.3 half-way through a two-day rollout.
+async fn fleet() -> Fleet {
+    let registry = TestRegistry::start(Auth::None).await;
+    let store = registry.store("acme/os");
+    let (_, r1) = write_release(&store, "44.1", "2026-01-01T00:00:00Z", &["44.1"]).await;
+    let (_, r2) = write_release(&store, "44.2", "2026-02-01T00:00:00Z", &["44.2"]).await;
+    let (_, r3) = write_release(&store, "44.3", "2026-03-01T00:00:00Z", &["44.3", "stable"]).await;
+    let now = Timestamp::now();
+    let mut policy = Updates::default();
+    apply(
+        &mut policy,
+        &PolicyEdit::BarrierAdd {
+            version: "44.2".into(),
+            reason: "https://example.org/keys".into(),
+        },
+        now.as_second(),
+    )
+    .expect("barrier");
+    let start = now.as_second() - 24 * 3600;
+    apply(
+        &mut policy,
+        &PolicyEdit::RolloutStart {
+            version: "44.3".into(),
+            minutes: 2 * 24 * 60,
+            at: start,
+            from: 0.0,
+        },
+        now.as_second(),
+    )
+    .expect("rollout");
+    // What `cairn publish` does: scan, assemble, sign and push.
+    let mut cache = ScanCache::default();
+    let report = scan(
+        &store,
+        &ScanOptions::for_stream("stable"),
+        &mut cache,
+        &|_, _| {},
+    )
+    .await
+    .expect("scan");
+    let repo = format!("{}/acme/os", registry.host);
+    let assembled = assemble(
+        None,
+        report.candidates,
+        &AssembleOptions {
+            stream: "stable",
+            repository: &repo,
+            now,
+            expires: now + SignedDuration::from_hours(24 * 14),
+            default_rollout: Some(cairn_graph::Rollout::immediate()),
+            policy: Some(&policy),
+            present: Some(&report.present),
+        },
+    )
+    .expect("assemble");
+    let key = cairn_oci::signing::SigningKey::generate();
+    let options = cairn_oci::document::PublishOptions {
+        tag: "cairn-graph-stable",
+        identity: &repo,
+        key: Some(&key),
+        settle: Duration::ZERO,
+        expected: None,
+    };
+    cairn_oci::document::publish(&store, assembled.document, &options)
+        .await
+        .expect("publish");
+    // What the agent reads back, verified.
+    let fetched = cairn_oci::document::fetch(&store, "cairn-graph-stable")
+        .await
+        .expect("fetch");
+    let keys = [key.verifying_key()];
+    let trust = cairn_oci::document::TrustPolicy {
+        keys: &keys,
+        allow_unsigned: false,
+        now,
+        last_seen: None,
+        stream: Some("stable"),
+    };
+    fetched.verify("test", &trust).expect("verifies");
+    Fleet {
+        repo,
+        document: fetched.document,
+        digests: [
+            r1[0].manifest.clone(),
+            r2[0].manifest.clone(),
+            r3[0].manifest.clone(),
+        ],
+        registry,
+    }
+}
+
+fn settings(root: &Path, text: &str) -> Settings {
+    let dir = root.join("etc/cairn/config.d");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join("50-test.toml"), text).expect("write");
+    load(&ConfigDirs::under(root)).expect("valid configuration")
+}
+
+struct Node {
+    host: FakeHost,
+    state_dir: std::path::PathBuf,
+    config_root: std::path::PathBuf,
+    wariness: f64,
+    _dir: tempfile::TempDir,
+}
+
+fn node(fleet: &Fleet, booted: usize, wariness: f64, config: &str) -> Node {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let insecure = vec![fleet.registry.host.clone()];
+    let booted_version = ["44.1", "44.2", "44.3"][booted];
+    let host = FakeHost::new(
+        &dir.path().join("host"),
+        "1.17.0",
+        &format!("{}:stable", fleet.repo),
+        (&fleet.digests[booted], booted_version),
+        &insecure,
+        true,
+    );
+    let config_root = dir.path().join("config");
+    settings(&config_root, config);
+    Node {
+        host,
+        state_dir: dir.path().join("state"),
+        config_root,
+        wariness,
+        _dir: dir,
+    }
+}
+
+fn agent(fleet: &Fleet, node: &Node, lock: Option<&LockServer>) -> Agent<ProcessRunner> {
+    let settings = load(&ConfigDirs::under(&node.config_root)).expect("valid configuration");
+    let driver = Driver::new(
+        ProcessRunner {
+            use_systemd_run: false,
+        },
+        Tool::Bootc,
+        &node.host.program.display().to_string(),
+        Duration::from_secs(30),
+    );
+    let lock = lock.map(|server| {
+        FleetLockClient::new(
+            url::Url::parse(&server.base_url).expect("url"),
+            &format!("node-{}", node.wariness),
+            "default",
+            Duration::from_secs(5),
+        )
+        .expect("lock client")
+    });
+    Agent::new(
+        settings,
+        driver,
+        lock,
+        node.state_dir.clone(),
+        node.wariness,
+        "x86_64",
+        &fleet.repo,
+    )
+    .expect("agent")
+}
+
+fn world(fleet: &Fleet) -> World {
+    World {
+        now: Timestamp::now(),
+        document: Ok(fleet.document.clone()),
+        users_logged_in: false,
+    }
+}
+
+fn staged(node: &Node) -> Option<String> {
+    node.host.state().staged.map(|s| s.digest)
+}
+
+/// Finalize in the background (bootc --apply blocks), wait for it, reboot the stand-in.
+async fn finalize_and_reboot(fleet: &Fleet, node: &Node, lock: Option<&LockServer>, healthy: bool) {
+    let mut agent = agent(fleet, node, lock);
+    let world = world(fleet);
+    let task = tokio::spawn(async move { agent.tick(&world).await.map(|r| r.reason) });
+    for _ in 0..200 {
+        if node.host.state().apply_pid.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(node.host.state().apply_pid.is_some(), "--apply was called");
+    node.host.reboot(healthy);
+    let reason = task.await.expect("task").expect("tick");
+    assert!(reason.starts_with("rebooting into"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_at_half_updates_exactly_the_nodes_up_to_half() {
+    let fleet = fleet().await;
+    let nodes: Vec<Node> = [0.2, 0.4, 0.6, 0.8]
+        .iter()
+        .map(|&w| node(&fleet, 1, w, ""))
+        .collect();
+    for node in &nodes {
+        let mut agent = agent(&fleet, node, None);
+        agent.tick(&world(&fleet)).await.expect("steady");
+        let report = agent.tick(&world(&fleet)).await.expect("check");
+        if node.wariness <= 0.5 {
+            assert_eq!(report.state, "staged", "{report:?}");
+            assert_eq!(staged(node).as_deref(), Some(fleet.digests[2].as_str()));
+        } else {
+            assert_eq!(report.state, "steady", "{report:?}");
+            assert!(
+                report.reason.starts_with("rollout of 44.3 at 50"),
+                "{}",
+                report.reason
+            );
+            assert!(
+                report
+                    .reason
+                    .ends_with(&format!("this node's wariness is {}", node.wariness)),
+                "{}",
+                report.reason
+            );
+            assert_eq!(staged(node), None);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_node_passes_the_barrier_then_moves_on_and_the_lock_is_released() {
+    let fleet = fleet().await;
+    let lock = LockServer::start(1).await;
+    let old = node(
+        &fleet,
+        0,
+        0.0,
+        "[strategy.fleet_lock]\nbase_url = \"http://unused.invalid/\"\n",
+    );
+    {
+        let mut agent = agent(&fleet, &old, Some(&lock));
+        agent.tick(&world(&fleet)).await.expect("steady");
+        let report = agent.tick(&world(&fleet)).await.expect("check");
+        assert_eq!(report.reason, "staged 44.2", "the barrier first, not 44.3");
+    }
+    finalize_and_reboot(&fleet, &old, Some(&lock), true).await;
+    assert_eq!(
+        lock.holders("default"),
+        vec!["node-0".to_string()],
+        "held across the reboot"
+    );
+    // The agent starts again on the new boot.
+    let mut agent = agent(&fleet, &old, Some(&lock));
+    agent.recover(Timestamp::now()).await.expect("recover");
+    let report = agent.tick(&world(&fleet)).await.expect("verify");
+    assert_eq!(report.reason, "updated to 44.2");
+    assert!(
+        lock.holders("default").is_empty(),
+        "released at steady state after boot"
+    );
+    let report = agent.tick(&world(&fleet)).await.expect("check again");
+    assert_eq!(report.reason, "staged 44.3", "then on past the barrier");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_boot_rolls_back_and_deny_lists_the_release() {
+    let fleet = fleet().await;
+    let n = node(&fleet, 1, 0.1, "");
+    {
+        let mut agent = agent(&fleet, &n, None);
+        agent.tick(&world(&fleet)).await.expect("steady");
+        assert_eq!(
+            agent.tick(&world(&fleet)).await.expect("check").reason,
+            "staged 44.3"
+        );
+    }
+    finalize_and_reboot(&fleet, &n, None, false).await;
+    let mut agent = agent(&fleet, &n, None);
+    let report = agent.recover(Timestamp::now()).await.expect("recover");
+    assert!(report.reason.contains("deny-listed"), "{}", report.reason);
+    agent.tick(&world(&fleet)).await.expect("verify");
+    let report = agent.tick(&world(&fleet)).await.expect("check");
+    assert_eq!(report.state, "steady");
+    assert!(report.reason.contains("rolled back"), "{}", report.reason);
+    assert!(agent.persisted.deny_list.contains_key(&fleet.digests[2]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_and_locks_gate_finalization_and_never_leave_a_slot_held() {
+    let fleet = fleet().await;
+    let lock = LockServer::start(1).await;
+    // A window that is never open now: one minute, a week away... or rather, 12 hours from now.
+    let later = Timestamp::now() + SignedDuration::from_hours(12);
+    let zoned = later.to_zoned_datetime(jiff::tz::TimeZone::UTC);
+    let day = format!("{}", zoned.strftime("%a"));
+    let start = format!("{}", zoned.strftime("%H:%M"));
+    let config = format!(
+        "[[strategy.window]]\ndays = [\"{day}\"]\nstart_time = \"{start}\"\nlength_minutes = 1\n[strategy.fleet_lock]\nbase_url = \"http://unused.invalid/\"\n"
+    );
+    let n = node(&fleet, 1, 0.1, &config);
+    let mut first = agent(&fleet, &n, Some(&lock));
+    first.tick(&world(&fleet)).await.expect("steady");
+    first.tick(&world(&fleet)).await.expect("stage");
+    let report = first.tick(&world(&fleet)).await.expect("gate");
+    assert!(
+        report.reason.starts_with("waiting for window"),
+        "{}",
+        report.reason
+    );
+    assert!(
+        lock.holders("default").is_empty(),
+        "no lock taken outside the window"
+    );
+    assert!(n.host.state().apply_pid.is_none(), "not finalized");
+
+    // Inside the window but another node holds the only slot.
+    let m = node(
+        &fleet,
+        1,
+        0.1,
+        "[strategy.fleet_lock]\nbase_url = \"http://unused.invalid/\"\n",
+    );
+    let other = FleetLockClient::new(
+        url::Url::parse(&lock.base_url).expect("url"),
+        "someone-else",
+        "default",
+        Duration::from_secs(5),
+    )
+    .expect("client");
+    other
+        .pre_reboot()
+        .await
+        .expect("someone else takes the slot");
+    let mut second = agent(&fleet, &m, Some(&lock));
+    second.tick(&world(&fleet)).await.expect("steady");
+    second.tick(&world(&fleet)).await.expect("stage");
+    let report = second.tick(&world(&fleet)).await.expect("gate");
+    assert!(
+        report.reason.starts_with("waiting for reboot lock"),
+        "{}",
+        report.reason
+    );
+    assert!(m.host.state().apply_pid.is_none());
+    assert_eq!(lock.holders("default"), vec!["someone-else".to_string()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_trusted_document_nothing_is_done_and_status_says_why() {
+    let fleet = fleet().await;
+    let n = node(&fleet, 1, 0.1, "");
+    let mut agent = agent(&fleet, &n, None);
+    for why in [
+        "registry down: connection refused",
+        "bad signature",
+        "document expired",
+        "sequence replayed",
+    ] {
+        let world = World {
+            now: Timestamp::now(),
+            document: Err(why.to_string()),
+            users_logged_in: false,
+        };
+        agent.tick(&world).await.expect("tick");
+        let report = agent.tick(&world).await.expect("tick");
+        assert_eq!(report.reason, format!("no action: {why}"));
+        assert_eq!(staged(&n), None);
+    }
+}
