@@ -14,6 +14,7 @@
 
 pub mod agent;
 pub mod config;
+pub mod daemon;
 pub mod fleetlock;
 pub mod host;
 pub mod identity;

@@ -183,18 +183,22 @@ pub struct RegistryArgs {
 }
 
 impl RegistryArgs {
-    /// A registry client with these settings.
-    pub fn client(&self) -> anyhow::Result<cairn_oci::RegistryClient> {
+    /// Client options with these settings.
+    pub fn client_options(&self) -> anyhow::Result<cairn_oci::ClientOptions> {
         let credentials = match &self.authfile {
             Some(path) => cairn_oci::auth::Credentials::from_file(path)?,
             None => cairn_oci::auth::Credentials::from_default_files()?,
         };
-        let options = cairn_oci::ClientOptions {
+        Ok(cairn_oci::ClientOptions {
             credentials,
             insecure_registries: self.insecure_registries.clone(),
             ..cairn_oci::ClientOptions::default()
-        };
-        Ok(cairn_oci::RegistryClient::new(options)?)
+        })
+    }
+
+    /// A registry client with these settings.
+    pub fn client(&self) -> anyhow::Result<cairn_oci::RegistryClient> {
+        Ok(cairn_oci::RegistryClient::new(self.client_options()?)?)
     }
 }
 

@@ -1,5 +1,6 @@
 //! The command-line interface: the top-level verbs and their dispatch.
 
+mod agent;
 mod args;
 mod config;
 mod document;
@@ -36,6 +37,17 @@ enum Command {
     /// Check the agent's configuration.
     #[command(subcommand)]
     Config(config::ConfigCommand),
+    /// Run the node agent.
+    Agent(agent::AgentArgs),
+    /// Show what the agent is doing and why.
+    Status(agent::StatusArgs),
+    /// Hold updates.
+    Hold(agent::HoldArgs),
+    /// Stop holding updates.
+    Unhold(agent::HoldArgs),
+    /// The releases this host rolled back from.
+    #[command(subcommand)]
+    DenyList(agent::DenyListCommand),
 }
 
 /// Run the chosen verb.
@@ -47,6 +59,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Document(command) => document::run(command),
         Command::Serve(args) => serve::run(args),
         Command::Config(command) => config::run(command),
+        Command::Agent(args) => agent::run_agent(args),
+        Command::Status(args) => agent::run_status(args),
+        Command::Hold(args) => agent::run_hold(args, true),
+        Command::Unhold(args) => agent::run_hold(args, false),
+        Command::DenyList(command) => agent::run_deny_list(command),
     }
 }
 

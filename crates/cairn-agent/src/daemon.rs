@@ -1,0 +1,498 @@
+//! The `cairn agent` process: configuration, host tool selection, the
+//! document from its source, and a status file for `cairn status`, around the
+//! [`Agent`](crate::agent::Agent) state machine.
+
+use crate::agent::{Agent, AgentError, World};
+use crate::config::{ConfigDirs, Settings, Source};
+use crate::fleetlock::FleetLockClient;
+use crate::host::driver::{Driver, ProcessRunner};
+use crate::host::{HostStatus, Tool, repository_of, tag_of};
+use crate::machine::{Event, State};
+use crate::store::AgentState;
+use cairn_graph::GraphDocument;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The status file inside the state directory.
+pub const STATUS_FILE: &str = "status.json";
+
+/// Units that update the host on their own; staging waits while any is enabled.
+pub const OTHER_UPDATERS: [&str; 3] = [
+    "bootc-fetch-apply-updates.timer",
+    "zincati.service",
+    "rpm-ostreed-automatic.timer",
+];
+
+/// Where the agent finds things.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Root of the configuration directories and `/etc/machine-id`.
+    pub root: PathBuf,
+    /// Persistent state (`/var/lib/cairn`).
+    pub state_dir: PathBuf,
+    /// The bootc executable.
+    pub bootc: String,
+    /// The rpm-ostree executable.
+    pub rpm_ostree: String,
+    /// `systemctl`, to see whether another updater is enabled; `None` skips the check.
+    pub systemctl: Option<String>,
+    /// Fedora's name of this host's architecture.
+    pub arch: String,
+    /// Registry access.
+    pub client: cairn_oci::ClientOptions,
+    /// Go on to finalize (reboot) when the gates allow; a one-shot check does not.
+    pub finalize: bool,
+}
+
+/// What `cairn status` shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct StatusFile {
+    /// When this was written.
+    pub updated: String,
+    /// State name.
+    pub state: String,
+    /// Why.
+    pub reason: String,
+    /// Booted version and digest.
+    pub booted: Option<(Option<String>, Option<String>)>,
+    /// Staged version and digest.
+    pub staged: Option<(Option<String>, Option<String>)>,
+    /// Stream and repository followed.
+    pub stream: Option<String>,
+    /// Where the graph comes from.
+    pub source: String,
+    /// Sequence of the last trusted document.
+    pub document_sequence: Option<u64>,
+    /// Wariness.
+    pub wariness: Option<f64>,
+    /// Strategy.
+    pub strategy: String,
+    /// When the decision is expected to change.
+    pub next_change: Option<String>,
+    /// Deny-listed versions.
+    pub deny_list: Vec<String>,
+    /// Held by the operator.
+    pub held: bool,
+    /// The last error, if the last step failed.
+    pub last_error: Option<String>,
+}
+
+impl StatusFile {
+    /// Read the status the running agent last wrote.
+    pub fn read(state_dir: &Path) -> Result<StatusFile, String> {
+        let path = state_dir.join(STATUS_FILE);
+        let bytes = std::fs::read(&path)
+            .map_err(|e| format!("{}: {e} (is `cairn agent` running?)", path.display()))?;
+        serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// For people.
+    pub fn render(&self) -> String {
+        let release = |r: &Option<(Option<String>, Option<String>)>| match r {
+            Some((version, digest)) => format!(
+                "{} ({})",
+                version.as_deref().unwrap_or("unknown version"),
+                digest
+                    .as_deref()
+                    .map(cairn_graph::digest::short)
+                    .unwrap_or("no digest")
+            ),
+            None => "none".into(),
+        };
+        let mut text = format!("State:      {} — {}\n", self.state, self.reason);
+        text.push_str(&format!("Booted:     {}\n", release(&self.booted)));
+        text.push_str(&format!("Staged:     {}\n", release(&self.staged)));
+        text.push_str(&format!(
+            "Stream:     {} from {}{}\n",
+            self.stream.as_deref().unwrap_or("unknown"),
+            self.source,
+            self.document_sequence
+                .map(|s| format!(" (document sequence {s})"))
+                .unwrap_or_default()
+        ));
+        text.push_str(&format!(
+            "Strategy:   {}; wariness {}\n",
+            self.strategy,
+            self.wariness
+                .map_or("unknown".to_string(), |w| format!("{w:.3}"))
+        ));
+        if let Some(next) = &self.next_change {
+            text.push_str(&format!("Expected:   about {next}\n"));
+        }
+        if self.held {
+            text.push_str("Held:       by operator\n");
+        }
+        text.push_str(&format!(
+            "Deny-list:  {}\n",
+            if self.deny_list.is_empty() {
+                "none".to_string()
+            } else {
+                self.deny_list.join(", ")
+            }
+        ));
+        text.push_str(&format!(
+            "Last error: {}\n",
+            self.last_error.as_deref().unwrap_or("none")
+        ));
+        text.push_str(&format!("Updated:    {}\n", self.updated));
+        text
+    }
+
+    fn write(&self, state_dir: &Path) {
+        let path = state_dir.join(STATUS_FILE);
+        let temporary = state_dir.join(format!(".{STATUS_FILE}.tmp"));
+        let written = std::fs::create_dir_all(state_dir)
+            .and_then(|()| {
+                std::fs::write(
+                    &temporary,
+                    serde_json::to_vec_pretty(self).unwrap_or_default(),
+                )
+            })
+            .and_then(|()| std::fs::rename(&temporary, &path));
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "could not write the status file");
+        }
+    }
+}
+
+/// Units among [`OTHER_UPDATERS`] that are enabled.
+pub async fn enabled_updaters(systemctl: &str, root: &Path) -> Vec<String> {
+    let mut enabled = Vec::new();
+    for unit in OTHER_UPDATERS {
+        let output = tokio::process::Command::new(systemctl)
+            .args(["is-enabled", unit])
+            .output()
+            .await;
+        let is_enabled =
+            output.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "enabled");
+        // rpm-ostreed's automatic timer only stages with a policy other than "none".
+        let matters = unit != "rpm-ostreed-automatic.timer"
+            || std::fs::read_to_string(root.join("etc/rpm-ostreed.conf")).map_or(true, |conf| {
+                !conf.lines().any(|l| {
+                    l.replace(' ', "")
+                        .eq_ignore_ascii_case("AutomaticUpdatePolicy=none")
+                })
+            });
+        if is_enabled && matters {
+            enabled.push(unit.to_string());
+        }
+    }
+    enabled
+}
+
+fn wariness(settings: &Settings, root: &Path) -> Result<f64, String> {
+    if let Some(w) = settings.wariness {
+        return Ok(w);
+    }
+    let path = root.join("etc/machine-id");
+    let machine_id = std::fs::read_to_string(&path)
+        .map_err(|e| format!("{}: {e}; set identity.rollout_wariness", path.display()))?;
+    let node = crate::identity::node_id(&machine_id).map_err(|e| e.to_string())?;
+    Ok(cairn_graph::wariness::from_app_id(&node))
+}
+
+fn node_id(root: &Path) -> String {
+    std::fs::read_to_string(root.join("etc/machine-id"))
+        .ok()
+        .and_then(|m| crate::identity::node_id(&m).ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The document, fetched and verified as the trust model says.
+async fn document(
+    settings: &Settings,
+    followed: &str,
+    stream: &str,
+    state: &mut AgentState,
+    client: &cairn_oci::RegistryClient,
+    now: Timestamp,
+) -> Result<(GraphDocument, String), String> {
+    let location = match &settings.source {
+        Source::Registry(None) => {
+            let repository = repository_of(followed);
+            cairn_oci::Location::parse(&format!(
+                "{repository}:{}",
+                cairn_oci::document::default_tag(stream)
+            ))
+            .map_err(|e| e.to_string())?
+        }
+        Source::Registry(Some(reference)) => {
+            cairn_oci::Location::parse(reference).map_err(|e| e.to_string())?
+        }
+        Source::File(path) => cairn_oci::Location::File(path.clone()),
+        Source::Server(url) => {
+            cairn_oci::Location::Url(format!("{}/v2/graph/{stream}", url.trim_end_matches('/')))
+        }
+        Source::Fcos { .. } | Source::Cincinnati(_) => {
+            return Err("fcos: and cincinnati: sources are not supported by this agent yet".into());
+        }
+    };
+    let described = location.to_string();
+    let fetched = cairn_oci::document::fetch_location(&location, client)
+        .await
+        .map_err(|e| format!("{described}: {e}"))?;
+    let mut keys = Vec::new();
+    for path in &settings.keys {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        keys.push(
+            cairn_oci::signing::VerifyingKey::from_pem(&text, &path.display().to_string())
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    let last = state.last_document.clone();
+    let policy = cairn_oci::document::TrustPolicy {
+        keys: &keys,
+        allow_unsigned: settings.allow_unsigned,
+        now,
+        last_seen: last
+            .as_ref()
+            .map(|(sequence, digest)| cairn_oci::document::Seen {
+                sequence: *sequence,
+                digest,
+            }),
+        stream: Some(stream),
+    };
+    fetched
+        .verify(&described, &policy)
+        .map_err(|e| e.to_string())?;
+    state.last_document = Some((
+        fetched.document.sequence,
+        cairn_oci::digest::sha256_digest(&fetched.bytes),
+    ));
+    Ok((fetched.document, described))
+}
+
+/// Which tool drives this host: bootc when it reports a booted image it can
+/// manage, else rpm-ostree.
+async fn pick_driver(options: &Options) -> Result<(Driver<ProcessRunner>, HostStatus), String> {
+    let runner = ProcessRunner::detect();
+    let bootc = Driver::new(
+        runner.clone(),
+        Tool::Bootc,
+        &options.bootc,
+        Duration::from_secs(600),
+    );
+    match bootc.status().await {
+        Ok(status)
+            if status
+                .booted
+                .as_ref()
+                .is_some_and(|b| !b.incompatible && b.digest.is_some()) =>
+        {
+            return Ok((bootc, status));
+        }
+        _ => {}
+    }
+    let rpm = Driver::new(
+        runner,
+        Tool::RpmOstree,
+        &options.rpm_ostree,
+        Duration::from_secs(600),
+    );
+    let status = rpm
+        .status()
+        .await
+        .map_err(|e| format!("neither bootc nor rpm-ostree reports a booted image: {e}"))?;
+    Ok((rpm, status))
+}
+
+/// One pass: load the configuration, recover, and step until the state settles.
+pub async fn run_once(options: &Options, now: Timestamp) -> StatusFile {
+    let mut status = StatusFile {
+        updated: now.to_string(),
+        ..StatusFile::default()
+    };
+    let dirs = ConfigDirs::under(&options.root);
+    let mut state = match AgentState::load(&options.state_dir) {
+        Ok(state) => state,
+        Err(e) => {
+            status.state = "error".into();
+            status.reason = "the persistent state cannot be read; nothing is done".into();
+            status.last_error = Some(e.to_string());
+            status.write(&options.state_dir);
+            return status;
+        }
+    };
+    let settings = match crate::config::load(&dirs) {
+        Ok(settings) => {
+            if let State::ConfigError { .. } = state.state
+                && let Ok(next) = state.state.next(&Event::ConfigLoaded)
+            {
+                state.state = next;
+                let _ = state.save(&options.state_dir);
+            }
+            settings
+        }
+        Err(e) => {
+            if let Ok(next) = state.state.next(&Event::ConfigFailed(e.to_string())) {
+                state.state = next;
+                let _ = state.save(&options.state_dir);
+            }
+            status.state = state.state.name().into();
+            status.reason = format!("configuration error: {e}; nothing is staged or finalized");
+            status.last_error = Some(e.to_string());
+            status.write(&options.state_dir);
+            return status;
+        }
+    };
+    status.strategy = settings.strategy_name().into();
+    match pass(options, &settings, state, now, &mut status).await {
+        Ok(()) => {}
+        Err(e) => status.last_error = Some(e),
+    }
+    status.write(&options.state_dir);
+    status
+}
+
+async fn pass(
+    options: &Options,
+    settings: &Settings,
+    mut state: AgentState,
+    now: Timestamp,
+    status: &mut StatusFile,
+) -> Result<(), String> {
+    let wariness = wariness(settings, &options.root)?;
+    status.wariness = Some(wariness);
+    let (driver, host) = pick_driver(options).await?;
+    status.booted = host
+        .booted
+        .as_ref()
+        .map(|b| (b.version.clone(), b.digest.clone()));
+    // The tag is recorded once: after a digest switch bootc's spec shows the digest.
+    if state.followed.is_none() {
+        state.followed = host.followed.clone().filter(|f| !f.contains('@'));
+        state.save(&options.state_dir).map_err(|e| e.to_string())?;
+    }
+    let followed = state
+        .followed
+        .clone()
+        .ok_or("the host follows no image tag; set updates.source")?;
+    let stream = settings
+        .stream
+        .clone()
+        .or_else(|| tag_of(&followed).map(str::to_string))
+        .ok_or("no stream: set updates.stream")?;
+    status.stream = Some(stream.clone());
+    status.deny_list = state
+        .deny_list
+        .values()
+        .map(|d| d.version.clone())
+        .collect();
+    status.held = state.is_held(now);
+    if let Some(systemctl) = &options.systemctl {
+        let others = enabled_updaters(systemctl, &options.root).await;
+        if !others.is_empty() {
+            status.state = state.state.name().into();
+            status.reason = format!(
+                "refusing to stage while another updater is enabled: {} (disable with `systemctl disable --now {}`)",
+                others.join(", "),
+                others.join(" ")
+            );
+            return Ok(());
+        }
+    }
+    if driver.tool() == Tool::RpmOstree && host.update_driver.as_deref() != Some("Cairn") {
+        driver.register().await.map_err(|e| e.to_string())?;
+    }
+    let client =
+        cairn_oci::RegistryClient::new(options.client.clone()).map_err(|e| e.to_string())?;
+    let fetched = document(settings, &followed, &stream, &mut state, &client, now).await;
+    status.source = match &fetched {
+        Ok((_, described)) => described.clone(),
+        Err(_) => format!("{:?}", settings.source),
+    };
+    let lock = match &settings.fleet_lock {
+        Some(lock) => Some(
+            FleetLockClient::new(
+                lock.base_url.clone(),
+                &node_id(&options.root),
+                &lock.group,
+                Duration::from_secs(30),
+            )
+            .map_err(|e| e.to_string())?,
+        ),
+        None => None,
+    };
+    let repository = repository_of(&followed).to_string();
+    state.save(&options.state_dir).map_err(|e| e.to_string())?;
+    let mut agent = Agent::new(
+        settings.clone(),
+        driver,
+        lock,
+        options.state_dir.clone(),
+        wariness,
+        &options.arch,
+        &repository,
+    )
+    .map_err(|e| e.to_string())?;
+    let world = World {
+        now,
+        document: fetched
+            .as_ref()
+            .map(|(d, _)| d.clone())
+            .map_err(Clone::clone),
+        users_logged_in: false,
+    };
+    if let Ok((document, _)) = &fetched {
+        status.document_sequence = Some(document.sequence);
+        if let Some(booted) = host.booted.as_ref().and_then(|b| b.digest.clone()) {
+            let query = cairn_graph::Query {
+                booted: &booted,
+                wariness,
+                now,
+                deny: &agent.persisted.denied(),
+                allow_downgrade: settings.allow_downgrade,
+            };
+            status.next_change = document
+                .next_change_after(&options.arch, &query)
+                .map(|t| t.to_string());
+        }
+    }
+    let mut report = agent.recover(now).await.map_err(|e| e.to_string())?;
+    // Step until the state stops changing (a pass stages, or gates, or waits).
+    for _ in 0..6 {
+        if !options.finalize && matches!(agent.state(), State::Staged { .. }) {
+            break;
+        }
+        let before = agent.state().clone();
+        report = match agent.tick(&world).await {
+            Ok(report) => report,
+            Err(AgentError::Host(e)) => return Err(format!("host: {e}")),
+            Err(e) => return Err(e.to_string()),
+        };
+        if agent.state() == &before {
+            break;
+        }
+    }
+    status.state = report.state.into();
+    status.reason = report.reason;
+    if let Ok(host) = agent_status(options).await {
+        status.staged = host
+            .staged
+            .as_ref()
+            .map(|s| (s.version.clone(), s.digest.clone()));
+    }
+    Ok(())
+}
+
+async fn agent_status(options: &Options) -> Result<HostStatus, String> {
+    pick_driver(options).await.map(|(_, status)| status)
+}
+
+/// Run for ever: one pass per check interval, with up to 10% jitter so a
+/// fleet does not check in lockstep.
+pub async fn run(options: Options) {
+    loop {
+        let status = run_once(&options, Timestamp::now()).await;
+        tracing::info!(state = %status.state, reason = %status.reason, "check done");
+        let interval = crate::config::load(&ConfigDirs::under(&options.root))
+            .map(|s| s.check_interval)
+            .unwrap_or(Duration::from_secs(crate::config::DEFAULT_CHECK_SECONDS));
+        let jitter = Duration::from_millis(
+            u64::from(std::process::id()) % (interval.as_millis() as u64 / 10).max(1),
+        );
+        tokio::time::sleep(interval + jitter).await;
+    }
+}

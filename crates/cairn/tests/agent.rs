@@ -1,0 +1,245 @@
+//! `cairn agent --once` and the operator commands, end to end: images and a
+//! signed document published with `cairn policy` and `cairn publish` in a real
+//! registry, and a host stand-in.
+
+use cairn_testkit::host::FakeHost;
+use cairn_testkit::{Auth, TestRegistry, write_release};
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn cairn(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(args)
+        .output()
+        .expect("cairn runs")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = cairn(args);
+    assert!(
+        out.status.success(),
+        "cairn {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+struct Published {
+    registry: TestRegistry,
+    repo: String,
+    digests: Vec<String>,
+    public_key: String,
+    dir: tempfile::TempDir,
+}
+
+async fn published() -> Published {
+    let registry = TestRegistry::start(Auth::None).await;
+    let store = registry.store("acme/os");
+    let mut digests = Vec::new();
+    for (version, created, tags) in [
+        ("44.1", "2026-01-01T00:00:00Z", vec!["44.1"]),
+        ("44.2", "2026-02-01T00:00:00Z", vec!["44.2"]),
+        ("44.3", "2026-03-01T00:00:00Z", vec!["44.3", "stable"]),
+    ] {
+        let (_, written) = write_release(&store, version, created, &tags).await;
+        digests.push(written[0].manifest.clone());
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = |name: &str| dir.path().join(name).display().to_string();
+    let repo = format!("{}/acme/os", registry.host);
+    ok(&["document", "keygen", "--output", &d("team")]);
+    let yesterday = (jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24)).to_string();
+    ok(&[
+        "policy",
+        "--policy",
+        &d("updates.json"),
+        "rollout",
+        "start",
+        "44.3",
+        "--over",
+        "2d",
+        "--at",
+        &yesterday,
+    ]);
+    ok(&[
+        "publish",
+        "--repository",
+        &repo,
+        "--stream",
+        "stable",
+        "--policy",
+        &d("updates.json"),
+        "--sign-key",
+        &d("team.key"),
+        "--insecure-registry",
+        &registry.host,
+        "--cache",
+        &d("cache.json"),
+    ]);
+    Published {
+        public_key: d("team.pub"),
+        registry,
+        repo,
+        digests,
+        dir,
+    }
+}
+
+struct Node {
+    host: FakeHost,
+    root: String,
+    state: String,
+}
+
+fn node(p: &Published, name: &str, booted: usize, fragment: &str) -> Node {
+    let base = p.dir.path().join(name);
+    let host = FakeHost::new(
+        &base.join("host"),
+        "1.17.0",
+        &format!("{}:stable", p.repo),
+        (&p.digests[booted], ["44.1", "44.2", "44.3"][booted]),
+        std::slice::from_ref(&p.registry.host),
+        true,
+    );
+    let config = base.join("root/etc/cairn/config.d");
+    std::fs::create_dir_all(&config).expect("mkdir");
+    std::fs::write(config.join("50-site.toml"), fragment).expect("write");
+    Node {
+        host,
+        root: base.join("root").display().to_string(),
+        state: base.join("state").display().to_string(),
+    }
+}
+
+fn agent_once(p: &Published, node: &Node, extra: &[&str]) -> String {
+    let program = node.host.program.display().to_string();
+    let mut args = vec![
+        "agent",
+        "--once",
+        "--root",
+        node.root.as_str(),
+        "--state-dir",
+        node.state.as_str(),
+        "--bootc",
+        program.as_str(),
+        "--arch",
+        "x86_64",
+        "--insecure-registry",
+        p.registry.host.as_str(),
+    ];
+    if !extra.contains(&"--systemctl") {
+        args.push("--no-updater-check");
+    }
+    args.extend(extra);
+    ok(&args)
+}
+
+fn status_json(node: &Node) -> Value {
+    serde_json::from_str(&ok(&["status", "--state-dir", &node.state, "--json"])).expect("JSON")
+}
+
+fn fragment(p: &Published, wariness: f64) -> String {
+    format!(
+        "[updates]\nkeys = [\"{}\"]\n[identity]\nrollout_wariness = {wariness}\n",
+        p.public_key
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_follow_the_rollout_and_explain_themselves() {
+    let p = published().await;
+    let early = node(&p, "early", 1, &fragment(&p, 0.3));
+    let out = agent_once(&p, &early, &[]);
+    assert!(out.contains("staged 44.3"), "{out}");
+    assert_eq!(
+        early.host.state().staged.map(|s| s.digest).as_deref(),
+        Some(p.digests[2].as_str())
+    );
+    assert!(early.host.state().container_policy, "signature mode kept");
+    let status = status_json(&early);
+    assert_eq!(status["state"], "staged");
+    assert_eq!(status["stream"], "stable");
+
+    let late = node(&p, "late", 1, &fragment(&p, 0.8));
+    let out = agent_once(&p, &late, &[]);
+    assert!(out.contains("rollout of 44.3 at 50"), "{out}");
+    assert!(out.contains("this node's wariness is 0.8"), "{out}");
+    assert!(
+        out.contains("Expected:   about"),
+        "a time for the change: {out}"
+    );
+    assert!(late.host.state().staged.is_none());
+    let text = ok(&["status", "--state-dir", &late.state]);
+    assert!(
+        text.starts_with("State:      steady — rollout of 44.3"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_errors_signatures_holds_and_other_updaters_stop_the_agent() {
+    let p = published().await;
+    // A broken fragment: config-error, and fixing it recovers.
+    let n = node(&p, "n", 1, "[updates]\nstram = \"stable\"\n");
+    let out = agent_once(&p, &n, &[]);
+    assert!(
+        out.contains("config-error") && out.contains("updates.stram"),
+        "{out}"
+    );
+    assert!(n.host.state().staged.is_none());
+    std::fs::write(
+        Path::new(&n.root).join("etc/cairn/config.d/50-site.toml"),
+        fragment(&p, 0.1),
+    )
+    .expect("fix");
+    assert!(agent_once(&p, &n, &[]).contains("staged 44.3"));
+
+    // A key that did not sign the document: no action, and why.
+    let stranger = p.dir.path().join("stranger");
+    ok(&[
+        "document",
+        "keygen",
+        "--output",
+        &stranger.display().to_string(),
+    ]);
+    let wrong = node(
+        &p,
+        "wrong",
+        1,
+        &format!(
+            "[updates]\nkeys = [\"{}.pub\"]\n[identity]\nrollout_wariness = 0.1\n",
+            stranger.display()
+        ),
+    );
+    let out = agent_once(&p, &wrong, &[]);
+    assert!(
+        out.contains("no action") && out.contains("no signature verifies"),
+        "{out}"
+    );
+    assert!(wrong.host.state().staged.is_none());
+
+    // Held by the operator.
+    let held = node(&p, "held", 1, &fragment(&p, 0.1));
+    ok(&["hold", "--state-dir", &held.state]);
+    assert!(agent_once(&p, &held, &[]).contains("held by the operator"));
+    ok(&["unhold", "--state-dir", &held.state]);
+    assert!(agent_once(&p, &held, &[]).contains("staged 44.3"));
+
+    // Another updater is enabled: refuse, and say how to fix it.
+    let other = node(&p, "other", 1, &fragment(&p, 0.1));
+    let systemctl = p.dir.path().join("systemctl");
+    std::fs::write(&systemctl, "#!/bin/sh\n[ \"$2\" = zincati.service ] && echo enabled && exit 0\necho disabled\nexit 1\n").expect("stub");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&systemctl, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let out = agent_once(
+        &p,
+        &other,
+        &["--systemctl", &systemctl.display().to_string()],
+    );
+    assert!(
+        out.contains("refusing to stage") && out.contains("zincati.service"),
+        "{out}"
+    );
+    assert!(other.host.state().staged.is_none());
+}
