@@ -119,7 +119,12 @@ impl StatusFile {
                 .map_or("unknown".to_string(), |w| format!("{w:.3}"))
         ));
         if let Some(next) = &self.next_change {
-            text.push_str(&format!("Expected:   about {next}\n"));
+            // "Thu 2026-11-27 04:23 UTC" reads better than RFC 3339.
+            let friendly = next
+                .parse::<Timestamp>()
+                .map(|t| t.strftime("%a %Y-%m-%d %H:%M UTC").to_string())
+                .unwrap_or_else(|_| next.clone());
+            text.push_str(&format!("Expected:   a change about {friendly}\n"));
         }
         if self.held {
             text.push_str("Held:       by operator\n");
@@ -301,7 +306,9 @@ async fn pick_driver(options: &Options) -> Result<(Driver<ProcessRunner>, HostSt
 /// One pass: load the configuration, recover, and step until the state settles.
 pub async fn run_once(options: &Options, now: Timestamp) -> StatusFile {
     let mut status = StatusFile {
-        updated: now.to_string(),
+        updated: Timestamp::from_second(now.as_second())
+            .unwrap_or(now)
+            .to_string(),
         ..StatusFile::default()
     };
     let dirs = ConfigDirs::under(&options.root);

@@ -166,7 +166,7 @@ async fn agents_follow_the_rollout_and_explain_themselves() {
     assert!(out.contains("rollout of 44.3 at 50"), "{out}");
     assert!(out.contains("this node's wariness is 0.8"), "{out}");
     assert!(
-        out.contains("Expected:   about"),
+        out.contains("Expected:   a change about"),
         "a time for the change: {out}"
     );
     assert!(late.host.state().staged.is_none());
@@ -175,6 +175,8 @@ async fn agents_follow_the_rollout_and_explain_themselves() {
         text.starts_with("State:      steady — rollout of 44.3"),
         "{text}"
     );
+    // Kept for the documentation's example.
+    let _ = std::fs::write(std::env::temp_dir().join("cairn-status-example.txt"), &text);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -429,3 +429,28 @@ fn config_check_names_the_file_and_key_and_recovers() {
     let out = ok(&cmd("config check --root", &[&root_arg]));
     assert!(out.contains("wariness 0.7"), "{out}");
 }
+
+#[test]
+fn the_shipped_configuration_fragments_are_valid() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let usr = root.path().join("usr/lib/cairn/config.d");
+    let etc = root.path().join("etc/cairn/config.d");
+    std::fs::create_dir_all(&usr).expect("mkdir");
+    std::fs::create_dir_all(&etc).expect("mkdir");
+    let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../dist/config.d");
+    for entry in std::fs::read_dir(&dist).expect("dist/config.d") {
+        let path = entry.expect("entry").path();
+        let name = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        match name.strip_suffix(".example") {
+            Some(live) => std::fs::copy(&path, etc.join(live)).expect("copy"),
+            None => std::fs::copy(&path, usr.join(&name)).expect("copy"),
+        };
+    }
+    let root_arg = root.path().display().to_string();
+    let out = ok(&cmd("config check --root", &[&root_arg]));
+    assert!(out.contains("strategy periodic+fleet_lock"), "{out}");
+}
