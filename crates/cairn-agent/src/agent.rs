@@ -100,28 +100,25 @@ impl<R: CommandRunner> Agent<R> {
                 return Ok(());
             }
         };
-        // A way off the reboot path that is not a reboot releases the lock.
-        let release = self.persisted.state.may_hold_lock()
-            && !next.may_hold_lock()
-            && !matches!(next, State::Verifying { .. });
         self.persisted.state = next;
         self.persisted.save(&self.state_dir)?;
-        if release {
-            self.release_lock_quietly();
-        }
         Ok(())
     }
 
-    fn release_lock_quietly(&self) {
-        if let Some(lock) = self.lock.clone() {
-            // Must not wait for the next tick: a lock server without lease
-            // timeout would keep the slot for good.
-            tokio::spawn(async move {
-                if let Err(e) = lock.steady_state().await {
-                    tracing::warn!(error = %e, "releasing the reboot slot failed; retried at steady state");
-                }
-            });
+    /// Release the reboot slot when it is held and the agent is not on its
+    /// way into a reboot. Awaited, and retried at every tick until it works:
+    /// some lock servers (airlock) never expire a slot.
+    async fn release_lock_if_off_path(&mut self) -> Result<(), AgentError> {
+        let on_path = self.persisted.state.may_hold_lock();
+        if !self.persisted.lock_held || on_path {
+            return Ok(());
         }
+        if let Some(lock) = &self.lock {
+            lock.steady_state().await?;
+        }
+        self.persisted.lock_held = false;
+        self.persisted.save(&self.state_dir)?;
+        Ok(())
     }
 
     /// After a restart: reconcile the persisted state with the host.
@@ -143,6 +140,18 @@ impl<R: CommandRunner> Agent<R> {
             );
         }
         self.persisted.save(&self.state_dir)?;
+        // A crash between `switch` and `upgrade --download-only` (bootc 1.12–1.16)
+        // leaves an unlocked deployment that any reboot would finalize, gates or
+        // not: stage it again, locked.
+        if let State::Staged { target } = &self.persisted.state
+            && host.staged.as_ref().is_some_and(|s| !s.download_only)
+        {
+            let target = target.clone();
+            let tier = self.driver.tier().await?;
+            self.driver
+                .stage(tier, &self.repository, &target.digest, &host.signature)
+                .await?;
+        }
         Ok(self.report(match outcome {
             Some(BootOutcome::Booted) => "booted the target; verifying".into(),
             Some(BootOutcome::RolledBack) => {
@@ -164,6 +173,7 @@ impl<R: CommandRunner> Agent<R> {
 
     /// One step.
     pub async fn tick(&mut self, world: &World) -> Result<Report, AgentError> {
+        self.release_lock_if_off_path().await?;
         match self.persisted.state.clone() {
             State::ConfigError { message } => {
                 Ok(self.report(format!("configuration error: {message}")))
@@ -185,6 +195,7 @@ impl<R: CommandRunner> Agent<R> {
                 if let Some(lock) = &self.lock {
                     lock.steady_state().await?;
                 }
+                self.persisted.lock_held = false;
                 self.transition(&event)?;
                 let reason = if denied {
                     format!(
@@ -202,6 +213,14 @@ impl<R: CommandRunner> Agent<R> {
             }
             State::Staged { .. } | State::FinalizeAllowed { .. } => {
                 let report = self.check(world).await?;
+                // Without a trusted document there is no reboot either.
+                if world.document.is_err() {
+                    if matches!(self.persisted.state, State::FinalizeAllowed { .. }) {
+                        self.transition(&Event::GatesClosed)?;
+                        self.release_lock_if_off_path().await?;
+                    }
+                    return Ok(report);
+                }
                 match self.persisted.state.clone() {
                     State::Staged { target } | State::FinalizeAllowed { target } => {
                         self.finalize(world, target).await
@@ -261,7 +280,14 @@ impl<R: CommandRunner> Agent<R> {
                     }
                 }
             }
-            Plan::Keep(target) => Ok(self.report(format!("{} is staged", target.version))),
+            Plan::Keep(target) => {
+                // A staged update found after a reset is adopted, not ignored.
+                if matches!(self.persisted.state, State::Checking) {
+                    self.transition(&Event::Found(target.clone()))?;
+                    self.transition(&Event::StagedOk)?;
+                }
+                Ok(self.report(format!("{} is staged", target.version)))
+            }
             Plan::Unstage(why) => {
                 self.driver.discard().await?;
                 self.transition(&Event::Withdrawn)?;
@@ -281,10 +307,15 @@ impl<R: CommandRunner> Agent<R> {
         if let Err(wait) = finalize_gate(&self.settings, world.now, held, world.users_logged_in) {
             if matches!(self.persisted.state, State::FinalizeAllowed { .. }) {
                 self.transition(&Event::GatesClosed)?;
+                self.release_lock_if_off_path().await?;
             }
             return Ok(self.report(wait.to_string()));
         }
         if let Some(lock) = &self.lock {
+            // Recorded before asking: a crash after the server granted the
+            // slot must still lead to its release.
+            self.persisted.lock_held = true;
+            self.persisted.save(&self.state_dir)?;
             if let Err(e) = lock.pre_reboot().await {
                 return Ok(self.report(format!("waiting for reboot lock ({e})")));
             }
@@ -297,9 +328,10 @@ impl<R: CommandRunner> Agent<R> {
         match self.driver.apply(&target.digest).await {
             Ok(()) => Ok(self.report(format!("rebooting into {}", target.version))),
             Err(e) => {
-                // Back to staged; the transition out of FinalizeAllowed releases the lock.
+                // Back to staged, and the slot goes back at once.
                 self.persisted.state = State::FinalizeAllowed { target };
                 self.transition(&Event::FinalizeFailed)?;
+                self.release_lock_if_off_path().await?;
                 Err(e.into())
             }
         }

@@ -38,6 +38,8 @@ pub struct Options {
     pub rpm_ostree: String,
     /// `systemctl`, to see whether another updater is enabled; `None` skips the check.
     pub systemctl: Option<String>,
+    /// `loginctl`, to delay reboots while users are logged in; `None` skips the check.
+    pub loginctl: Option<String>,
     /// Fedora's name of this host's architecture.
     pub arch: String,
     /// Registry access.
@@ -162,7 +164,8 @@ impl StatusFile {
     }
 }
 
-/// Units among [`OTHER_UPDATERS`] that are enabled.
+/// Units among [`OTHER_UPDATERS`] that are enabled, or whose state cannot be
+/// told: the agent does nothing rather than race another updater.
 pub async fn enabled_updaters(systemctl: &str, root: &Path) -> Vec<String> {
     let mut enabled = Vec::new();
     for unit in OTHER_UPDATERS {
@@ -170,8 +173,14 @@ pub async fn enabled_updaters(systemctl: &str, root: &Path) -> Vec<String> {
             .args(["is-enabled", unit])
             .output()
             .await;
-        let is_enabled =
-            output.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "enabled");
+        // A `systemctl` that cannot answer (no bus, no systemd) is not a "no".
+        let is_enabled = match output {
+            Ok(o) => {
+                let answer = String::from_utf8_lossy(&o.stdout).trim().to_string();
+                answer.starts_with("enabled") || (answer.is_empty() && !o.status.success())
+            }
+            Err(_) => true,
+        };
         // rpm-ostreed's automatic timer only stages with a policy other than "none".
         let matters = unit != "rpm-ostreed-automatic.timer"
             || std::fs::read_to_string(root.join("etc/rpm-ostreed.conf")).map_or(true, |conf| {
@@ -203,6 +212,21 @@ fn node_id(root: &Path) -> String {
         .ok()
         .and_then(|m| crate::identity::node_id(&m).ok())
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// True when an interactive user session exists; a `loginctl` that fails
+/// counts as "users present", so nobody is rebooted out from under them.
+pub async fn users_logged_in(loginctl: &str) -> bool {
+    let output = tokio::process::Command::new(loginctl)
+        .args(["list-sessions", "--no-legend"])
+        .output()
+        .await;
+    match output {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .any(|l| !l.trim().is_empty()),
+        _ => true,
+    }
 }
 
 /// The document, fetched and verified as the trust model says.
@@ -288,7 +312,12 @@ async fn pick_driver(options: &Options) -> Result<(Driver<ProcessRunner>, HostSt
         {
             return Ok((bootc, status));
         }
-        _ => {}
+        // bootc answered, but cannot manage this deployment: rpm-ostree can.
+        Ok(_) => {}
+        // bootc is not installed: an rpm-ostree host.
+        Err(crate::host::driver::DriverError::Run { .. }) => {}
+        // bootc failed: falling back would drive the host behind bootc's back.
+        Err(e) => return Err(format!("bootc status failed: {e}")),
     }
     let rpm = Driver::new(
         runner,
@@ -328,14 +357,18 @@ pub async fn run_once(options: &Options, now: Timestamp) -> StatusFile {
                 && let Ok(next) = state.state.next(&Event::ConfigLoaded)
             {
                 state.state = next;
-                let _ = state.save(&options.state_dir);
+                if let Err(e) = state.save(&options.state_dir) {
+                    status.last_error = Some(e.to_string());
+                }
             }
             settings
         }
         Err(e) => {
             if let Ok(next) = state.state.next(&Event::ConfigFailed(e.to_string())) {
                 state.state = next;
-                let _ = state.save(&options.state_dir);
+                if let Err(save) = state.save(&options.state_dir) {
+                    tracing::warn!(error = %save, "could not record the config-error state");
+                }
             }
             status.state = state.state.name().into();
             status.reason = format!("configuration error: {e}; nothing is staged or finalized");
@@ -368,19 +401,22 @@ async fn pass(
         .as_ref()
         .map(|b| (b.version.clone(), b.digest.clone()));
     // The tag is recorded once: after a digest switch bootc's spec shows the digest.
-    if state.followed.is_none() {
-        state.followed = host.followed.clone().filter(|f| !f.contains('@'));
+    if state.followed.is_none() && host.followed.as_ref().is_some_and(|f| !f.contains('@')) {
+        state.followed = host.followed.clone();
         state.save(&options.state_dir).map_err(|e| e.to_string())?;
     }
+    // Without a recorded tag (a reset after a digest switch), the repository
+    // still comes from the digest reference; the stream must then be configured.
     let followed = state
         .followed
         .clone()
-        .ok_or("the host follows no image tag; set updates.source")?;
+        .or_else(|| host.followed.clone())
+        .ok_or("the host follows no image; set updates.source")?;
     let stream = settings
         .stream
         .clone()
         .or_else(|| tag_of(&followed).map(str::to_string))
-        .ok_or("no stream: set updates.stream")?;
+        .ok_or("the followed tag is not known (the host is on a digest): set updates.stream")?;
     status.stream = Some(stream.clone());
     status.deny_list = state
         .deny_list
@@ -406,6 +442,8 @@ async fn pass(
     let client =
         cairn_oci::RegistryClient::new(options.client.clone()).map_err(|e| e.to_string())?;
     let fetched = document(settings, &followed, &stream, &mut state, &client, now).await;
+    // The trust state is kept as soon as a document is accepted.
+    state.save(&options.state_dir).map_err(|e| e.to_string())?;
     status.source = match &fetched {
         Ok((_, described)) => described.clone(),
         Err(_) => format!("{:?}", settings.source),
@@ -440,7 +478,10 @@ async fn pass(
             .as_ref()
             .map(|(d, _)| d.clone())
             .map_err(Clone::clone),
-        users_logged_in: false,
+        users_logged_in: match &options.loginctl {
+            Some(loginctl) => users_logged_in(loginctl).await,
+            None => false,
+        },
     };
     if let Ok((document, _)) = &fetched {
         status.document_sequence = Some(document.sequence);

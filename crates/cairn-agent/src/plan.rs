@@ -79,8 +79,37 @@ pub fn plan(input: &CheckInput<'_>) -> Plan {
         }
     }
     let staged = input.host.staged.as_ref().and_then(|s| s.digest.clone());
+    // A staged release past the local ceiling goes, whatever the graph says.
+    if let (Some(max), Some(staged_digest)) = (&input.settings.max_version, &staged) {
+        let ceiling = input.document.release(max).map(|(age, _)| age);
+        let staged_age = input.document.releases.iter().position(|r| {
+            r.architectures
+                .values()
+                .any(|e| e.digest.as_deref() == Some(staged_digest.as_str()))
+        });
+        if let (Some(ceiling), Some(age)) = (ceiling, staged_age)
+            && age > ceiling
+        {
+            return Plan::Unstage(format!("the staged release is past max_version {max}"));
+        }
+    }
+    let frozen = input.held || !input.settings.enabled;
     match (staged, target) {
         (Some(staged), Some(target)) if target.digest == staged => Plan::Keep(target),
+        // Held or disabled: nothing new is staged, not even over an older one.
+        (Some(staged), Some(_)) if frozen => Plan::Keep(Target {
+            version: input
+                .document
+                .releases
+                .iter()
+                .find(|r| {
+                    r.architectures
+                        .values()
+                        .any(|e| e.digest.as_deref() == Some(staged.as_str()))
+                })
+                .map_or_else(|| "the staged release".to_string(), |r| r.version.clone()),
+            digest: staged,
+        }),
         (Some(_), Some(target)) => Plan::Restage(target),
         (Some(staged), None) => {
             // A staged release that is still a valid, offered target stays;
@@ -126,6 +155,8 @@ pub enum Wait {
     Held,
     /// Interactive users are logged in.
     Users,
+    /// Updates are disabled in the configuration.
+    Disabled,
 }
 
 impl std::fmt::Display for Wait {
@@ -134,6 +165,7 @@ impl std::fmt::Display for Wait {
             Wait::Window { next } => write!(f, "waiting for window {next}"),
             Wait::Held => f.write_str("held by operator"),
             Wait::Users => f.write_str("waiting for interactive users to log out"),
+            Wait::Disabled => f.write_str("updates are disabled in the configuration"),
         }
     }
 }
@@ -146,6 +178,9 @@ pub fn finalize_gate(
     held: bool,
     users_logged_in: bool,
 ) -> Result<(), Wait> {
+    if !settings.enabled {
+        return Err(Wait::Disabled);
+    }
     if let Some(schedule) = &settings.schedule
         && !schedule.is_open(now)
     {
@@ -291,6 +326,52 @@ mod tests {
         assert_eq!(
             late,
             Plan::Nothing("rollout of 43.20251110.0 at 55%, this node's wariness is 0.9".into())
+        );
+    }
+
+    #[test]
+    fn a_staged_update_stays_put_while_held_and_goes_past_the_ceiling() {
+        let doc = document();
+        let barrier = digest(&doc, "42.20250929.0");
+        let older = digest(&doc, "43.20251027.0");
+        let newest = digest(&doc, "43.20251110.0");
+        let staged_older = host(&barrier, Some(&older));
+        let held = plan(&input(&settings(""), &staged_older, &doc, 0.5, &[], true));
+        assert_eq!(
+            held,
+            Plan::Keep(Target {
+                version: "43.20251027.0".into(),
+                digest: older.clone()
+            }),
+            "no re-stage while held"
+        );
+        let disabled = plan(&input(
+            &settings("[updates]\nenabled = false\n"),
+            &staged_older,
+            &doc,
+            0.5,
+            &[],
+            false,
+        ));
+        assert!(matches!(disabled, Plan::Keep(_)));
+        let staged_newest = host(&barrier, Some(&newest));
+        let capped = plan(&input(
+            &settings("[updates]\nmax_version = \"43.20251027.0\"\n"),
+            &staged_newest,
+            &doc,
+            0.5,
+            &[],
+            false,
+        ));
+        assert!(matches!(capped, Plan::Unstage(r) if r.contains("max_version")));
+        assert_eq!(
+            finalize_gate(
+                &settings("[updates]\nenabled = false\n"),
+                NOW.parse().expect("time"),
+                false,
+                false
+            ),
+            Err(Wait::Disabled)
         );
     }
 

@@ -41,6 +41,9 @@ pub struct AgentState {
     pub hold_until: Option<Timestamp>,
     /// Updates held by the operator.
     pub held: bool,
+    /// This host holds a FleetLock slot; released whenever the agent is not
+    /// on its way into a reboot, retried until it succeeds.
+    pub lock_held: bool,
 }
 
 impl Default for AgentState {
@@ -53,6 +56,7 @@ impl Default for AgentState {
             last_document: None,
             hold_until: None,
             held: false,
+            lock_held: false,
         }
     }
 }

@@ -387,3 +387,109 @@ async fn without_a_trusted_document_nothing_is_done_and_status_says_why() {
         assert_eq!(staged(&n), None);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_staged_update_is_not_finalized_without_a_trusted_document() {
+    let fleet = fleet().await;
+    let n = node(&fleet, 1, 0.1, "");
+    let mut agent = agent(&fleet, &n, None);
+    agent.tick(&world(&fleet)).await.expect("steady");
+    assert_eq!(
+        agent.tick(&world(&fleet)).await.expect("stage").reason,
+        "staged 44.3"
+    );
+    let untrusted = World {
+        now: Timestamp::now(),
+        document: Err("bad signature".into()),
+        users_logged_in: false,
+    };
+    let report = agent.tick(&untrusted).await.expect("tick");
+    assert!(report.reason.starts_with("no action"), "{}", report.reason);
+    assert!(
+        n.host.state().apply_pid.is_none(),
+        "no reboot without a trusted document"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_held_at_a_crash_is_released_after_restart() {
+    let fleet = fleet().await;
+    let lock = LockServer::start(1).await;
+    // A window that is closed now, so the restarted agent does not finalize.
+    let later = Timestamp::now() + SignedDuration::from_hours(12);
+    let zoned = later.to_zoned_datetime(jiff::tz::TimeZone::UTC);
+    let config = format!(
+        "[[strategy.window]]\ndays = [\"{}\"]\nstart_time = \"{}\"\nlength_minutes = 1\n",
+        zoned.strftime("%a"),
+        zoned.strftime("%H:%M")
+    );
+    let n = node(&fleet, 1, 0.1, &config);
+    {
+        let mut agent = agent(&fleet, &n, Some(&lock));
+        agent.tick(&world(&fleet)).await.expect("steady");
+        agent.tick(&world(&fleet)).await.expect("stage");
+    }
+    // A crash right after the slot was granted: FinalizeAllowed, lock held.
+    let mut state = cairn_agent::store::AgentState::load(&n.state_dir).expect("state");
+    let target = state.state.target().cloned().expect("target");
+    state.state = cairn_agent::machine::State::FinalizeAllowed { target };
+    state.lock_held = true;
+    state.save(&n.state_dir).expect("save");
+    let slot = FleetLockClient::new(
+        url::Url::parse(&lock.base_url).expect("url"),
+        "node-0.1",
+        "default",
+        Duration::from_secs(5),
+    )
+    .expect("client");
+    slot.pre_reboot()
+        .await
+        .expect("the slot was granted before the crash");
+    let mut agent = agent(&fleet, &n, Some(&lock));
+    agent.recover(Timestamp::now()).await.expect("recover");
+    let report = agent.tick(&world(&fleet)).await.expect("tick");
+    assert!(
+        report.reason.starts_with("waiting for window"),
+        "{}",
+        report.reason
+    );
+    assert!(lock.holders("default").is_empty(), "the slot was released");
+    assert!(!agent.persisted.lock_held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_staged_update_found_after_a_reset_is_adopted() {
+    let fleet = fleet().await;
+    let later = Timestamp::now() + SignedDuration::from_hours(12);
+    let zoned = later.to_zoned_datetime(jiff::tz::TimeZone::UTC);
+    let config = format!(
+        "[[strategy.window]]\ndays = [\"{}\"]\nstart_time = \"{}\"\nlength_minutes = 1\n",
+        zoned.strftime("%a"),
+        zoned.strftime("%H:%M")
+    );
+    let n = node(&fleet, 1, 0.1, &config);
+    {
+        let mut agent = agent(&fleet, &n, None);
+        agent.tick(&world(&fleet)).await.expect("steady");
+        agent.tick(&world(&fleet)).await.expect("stage");
+    }
+    // The state file is lost; the host still has the update staged.
+    std::fs::remove_file(n.state_dir.join(cairn_agent::store::STATE_FILE)).expect("remove");
+    let mut agent = agent(&fleet, &n, None);
+    agent.recover(Timestamp::now()).await.expect("recover");
+    agent.tick(&world(&fleet)).await.expect("steady");
+    agent.tick(&world(&fleet)).await.expect("check");
+    assert_eq!(
+        agent.state().name(),
+        "staged",
+        "adopted, not stuck in checking"
+    );
+    let calls = n
+        .host
+        .state()
+        .calls
+        .iter()
+        .filter(|c| c.starts_with("switch"))
+        .count();
+    assert_eq!(calls, 1, "not staged twice");
+}

@@ -296,6 +296,22 @@ impl<R: CommandRunner> Driver<R> {
         digest: &str,
         signature: &SignatureMode,
     ) -> Result<(), DriverError> {
+        // bootc cannot express an ostree-remote signature origin: a plain
+        // switch would turn verification off for good. Such hosts need rpm-ostree.
+        if let (Tool::Bootc, SignatureMode::OstreeRemote(remote)) = (self.tool, signature) {
+            return Err(DriverError::Failed {
+                command: format!("{} switch", self.program),
+                message: format!(
+                    "the host verifies images with the ostree remote {remote:?}, which bootc cannot keep; use rpm-ostree for this host"
+                ),
+            });
+        }
+        if tier == StagingTier::StageAtFinalize {
+            return Err(DriverError::Unsupported {
+                command: format!("{} switch --download-only", self.program),
+                message: "bootc older than 1.12 cannot stage without rebooting; update bootc to 1.12 or later".into(),
+            });
+        }
         for args in stage_commands(tier, repository, digest, signature) {
             self.run(&args, true).await?;
         }

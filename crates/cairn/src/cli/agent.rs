@@ -36,6 +36,12 @@ pub struct AgentArgs {
     /// Skip the check for other updaters (for hosts without systemd).
     #[arg(long)]
     no_updater_check: bool,
+    /// loginctl, to delay reboots while users are logged in.
+    #[arg(long, default_value = "loginctl")]
+    loginctl: String,
+    /// Reboot even with users logged in (hosts without logind).
+    #[arg(long)]
+    no_user_check: bool,
     /// This host's architecture (Fedora's names). Default: the running one.
     #[arg(long)]
     arch: Option<String>,
@@ -60,6 +66,7 @@ pub fn run_agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
         bootc: args.bootc,
         rpm_ostree: args.rpm_ostree,
         systemctl: (!args.no_updater_check).then_some(args.systemctl),
+        loginctl: (!args.no_user_check).then_some(args.loginctl),
         arch: args.arch.unwrap_or_else(host_arch),
         client: args.registry.client_options()?,
         finalize: !args.once,
