@@ -40,6 +40,8 @@ pub struct Options {
     pub systemctl: Option<String>,
     /// `loginctl`, to delay reboots while users are logged in; `None` skips the check.
     pub loginctl: Option<String>,
+    /// Where the MOTD snippet goes (`/run/motd.d`); `None` writes none.
+    pub motd_dir: Option<PathBuf>,
     /// Fedora's name of this host's architecture.
     pub arch: String,
     /// Registry access.
@@ -79,6 +81,15 @@ pub struct StatusFile {
     pub held: bool,
     /// The last error, if the last step failed.
     pub last_error: Option<String>,
+    /// Age index of the booted release in the document.
+    #[serde(default)]
+    pub booted_age_index: Option<u64>,
+    /// Age index of the staged release in the document.
+    #[serde(default)]
+    pub staged_age_index: Option<u64>,
+    /// Last pass without an error (Unix seconds).
+    #[serde(default)]
+    pub last_success: Option<i64>,
 }
 
 impl StatusFile {
@@ -347,7 +358,7 @@ pub async fn run_once(options: &Options, now: Timestamp) -> StatusFile {
             status.state = "error".into();
             status.reason = "the persistent state cannot be read; nothing is done".into();
             status.last_error = Some(e.to_string());
-            status.write(&options.state_dir);
+            finish(options, &mut status, now);
             return status;
         }
     };
@@ -373,7 +384,7 @@ pub async fn run_once(options: &Options, now: Timestamp) -> StatusFile {
             status.state = state.state.name().into();
             status.reason = format!("configuration error: {e}; nothing is staged or finalized");
             status.last_error = Some(e.to_string());
-            status.write(&options.state_dir);
+            finish(options, &mut status, now);
             return status;
         }
     };
@@ -382,8 +393,125 @@ pub async fn run_once(options: &Options, now: Timestamp) -> StatusFile {
         Ok(()) => {}
         Err(e) => status.last_error = Some(e),
     }
-    status.write(&options.state_dir);
+    finish(options, &mut status, now);
     status
+}
+
+/// Status file, metrics textfile and MOTD, from the outcome of a pass.
+fn finish(options: &Options, status: &mut StatusFile, now: Timestamp) {
+    let previous = StatusFile::read(&options.state_dir).ok();
+    status.last_success = if status.last_error.is_none() {
+        Some(now.as_second())
+    } else {
+        previous.and_then(|p| p.last_success)
+    };
+    status.write(&options.state_dir);
+    let metrics = metrics_text(status, now);
+    let path = options.state_dir.join(METRICS_FILE);
+    let temporary = options.state_dir.join(format!(".{METRICS_FILE}.tmp"));
+    if let Err(e) =
+        std::fs::write(&temporary, metrics).and_then(|()| std::fs::rename(&temporary, &path))
+    {
+        tracing::warn!(error = %e, "could not write the metrics file");
+    }
+    if let Some(dir) = &options.motd_dir {
+        let path = dir.join(MOTD_FILE);
+        let result = match motd(status) {
+            Some(text) => std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, text)),
+            None => match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            },
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "could not update the MOTD");
+        }
+    }
+}
+
+/// The metrics textfile, for node_exporter's textfile collector. A file
+/// rather than a listening socket: nothing to secure, and it outlives restarts.
+pub const METRICS_FILE: &str = "metrics.prom";
+/// The MOTD snippet's name in `/run/motd.d`.
+pub const MOTD_FILE: &str = "85-cairn.motd";
+
+/// The MOTD, when an operator must know: a dead-end, a hold, a configuration
+/// error, a host not in the graph, another updater in the way.
+pub fn motd(status: &StatusFile) -> Option<String> {
+    let reason = &status.reason;
+    let needs_attention = status.state == "config-error"
+        || status.held
+        || reason.starts_with("dead-end")
+        || reason.contains("not in the graph")
+        || reason.starts_with("refusing to stage");
+    needs_attention.then(|| format!("Cairn updates: {reason}\n"))
+}
+
+/// Prometheus text for a status.
+pub fn metrics_text(status: &StatusFile, now: Timestamp) -> String {
+    let mut text = String::new();
+    let mut gauge = |name: &str, help: &str, value: String| {
+        text.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
+        ));
+    };
+    gauge(
+        "cairn_agent_last_check_timestamp_seconds",
+        "Unix time of the last check",
+        now.as_second().to_string(),
+    );
+    if let Some(success) = status.last_success {
+        gauge(
+            "cairn_agent_last_success_timestamp_seconds",
+            "Unix time of the last check without error",
+            success.to_string(),
+        );
+    }
+    if let Some(age) = status.booted_age_index {
+        gauge(
+            "cairn_agent_booted_age_index",
+            "Age index of the booted release",
+            age.to_string(),
+        );
+    }
+    if let Some(age) = status.staged_age_index {
+        gauge(
+            "cairn_agent_staged_age_index",
+            "Age index of the staged release",
+            age.to_string(),
+        );
+    }
+    gauge(
+        "cairn_agent_deny_list_size",
+        "Releases this host rolled back from",
+        status.deny_list.len().to_string(),
+    );
+    gauge(
+        "cairn_agent_held",
+        "1 while updates are held by the operator",
+        u8::from(status.held).to_string(),
+    );
+    text.push_str(
+        "# HELP cairn_agent_state 1 for the current state\n# TYPE cairn_agent_state gauge\n",
+    );
+    for state in [
+        "initialized",
+        "config-error",
+        "steady",
+        "checking",
+        "update-available",
+        "staged",
+        "finalize-allowed",
+        "rebooting",
+        "verifying",
+        "error",
+    ] {
+        text.push_str(&format!(
+            "cairn_agent_state{{state=\"{state}\"}} {}\n",
+            u8::from(status.state == state)
+        ));
+    }
+    text
 }
 
 async fn pass(
@@ -485,6 +613,10 @@ async fn pass(
     };
     if let Ok((document, _)) = &fetched {
         status.document_sequence = Some(document.sequence);
+        status.booted_age_index = age_in(
+            document,
+            host.booted.as_ref().and_then(|b| b.digest.as_ref()),
+        );
         if let Some(booted) = host.booted.as_ref().and_then(|b| b.digest.clone()) {
             let query = cairn_graph::Query {
                 booted: &booted,
@@ -521,8 +653,28 @@ async fn pass(
             .staged
             .as_ref()
             .map(|s| (s.version.clone(), s.digest.clone()));
+        if let Ok((document, _)) = &fetched {
+            status.staged_age_index = age_in(
+                document,
+                host.staged.as_ref().and_then(|s| s.digest.as_ref()),
+            );
+        }
     }
     Ok(())
+}
+
+/// The age index of the release a digest (or alias) belongs to.
+fn age_in(document: &GraphDocument, digest: Option<&String>) -> Option<u64> {
+    let digest = digest?;
+    document
+        .releases
+        .iter()
+        .position(|r| {
+            r.architectures
+                .values()
+                .any(|e| e.digest.as_ref() == Some(digest) || e.aliases.contains(digest))
+        })
+        .map(|i| i as u64)
 }
 
 async fn agent_status(options: &Options) -> Result<HostStatus, String> {

@@ -190,12 +190,39 @@ async fn config_errors_signatures_holds_and_other_updaters_stop_the_agent() {
         "{out}"
     );
     assert!(n.host.state().staged.is_none());
+    let motd_path = Path::new(&n.root).join("run/motd.d/85-cairn.motd");
+    let motd = std::fs::read_to_string(&motd_path).expect("MOTD written");
+    assert!(
+        motd.contains("configuration error") && motd.contains("updates.stram"),
+        "{motd}"
+    );
+    let metrics =
+        std::fs::read_to_string(Path::new(&n.state).join("metrics.prom")).expect("metrics");
+    assert!(
+        metrics.contains("cairn_agent_state{state=\"config-error\"} 1"),
+        "{metrics}"
+    );
     std::fs::write(
         Path::new(&n.root).join("etc/cairn/config.d/50-site.toml"),
         fragment(&p, 0.1),
     )
     .expect("fix");
     assert!(agent_once(&p, &n, &[]).contains("staged 44.3"));
+    assert!(!motd_path.exists(), "the MOTD goes away once fixed");
+    let metrics =
+        std::fs::read_to_string(Path::new(&n.state).join("metrics.prom")).expect("metrics");
+    assert!(
+        metrics.contains("cairn_agent_state{state=\"staged\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("cairn_agent_booted_age_index 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("cairn_agent_staged_age_index 2"),
+        "{metrics}"
+    );
 
     // A key that did not sign the document: no action, and why.
     let stranger = p.dir.path().join("stranger");

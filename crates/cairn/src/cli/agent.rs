@@ -52,6 +52,10 @@ pub struct AgentArgs {
     registry: RegistryArgs,
 }
 
+fn root_motd(root: &std::path::Path) -> PathBuf {
+    root.join("run/motd.d")
+}
+
 fn host_arch() -> String {
     match std::env::consts::ARCH {
         "powerpc64" => "ppc64le".to_string(),
@@ -61,12 +65,13 @@ fn host_arch() -> String {
 
 pub fn run_agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
     let options = Options {
-        root: args.root,
+        root: args.root.clone(),
         state_dir: args.state.state_dir,
         bootc: args.bootc,
         rpm_ostree: args.rpm_ostree,
         systemctl: (!args.no_updater_check).then_some(args.systemctl),
         loginctl: (!args.no_user_check).then_some(args.loginctl),
+        motd_dir: Some(root_motd(&args.root)),
         arch: args.arch.unwrap_or_else(host_arch),
         client: args.registry.client_options()?,
         finalize: !args.once,
