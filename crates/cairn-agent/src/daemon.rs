@@ -48,6 +48,9 @@ pub struct Options {
     pub client: cairn_oci::ClientOptions,
     /// Go on to finalize (reboot) when the gates allow; a one-shot check does not.
     pub finalize: bool,
+    /// `cairn update-now`: wariness 0 and no windows or lock, but barriers,
+    /// dead-ends, the deny-list, max_version and holds still apply.
+    pub update_now: bool,
 }
 
 /// What `cairn status` shows.
@@ -388,7 +391,17 @@ pub async fn run_once(options: &Options, now: Timestamp) -> StatusFile {
             return status;
         }
     };
-    status.strategy = settings.strategy_name().into();
+    let mut settings = settings;
+    if options.update_now {
+        settings.wariness = Some(0.0);
+        settings.schedule = None;
+        settings.fleet_lock = None;
+    }
+    status.strategy = if options.update_now {
+        "update-now".into()
+    } else {
+        settings.strategy_name().into()
+    };
     match pass(options, &settings, state, now, &mut status).await {
         Ok(()) => {}
         Err(e) => status.last_error = Some(e),
@@ -642,7 +655,8 @@ async fn pass(
             Err(AgentError::Host(e)) => return Err(format!("host: {e}")),
             Err(e) => return Err(e.to_string()),
         };
-        if agent.state() == &before {
+        // The host is going down (or the state settled): stop here.
+        if agent.state() == &before || matches!(agent.state(), State::Rebooting { .. }) {
             break;
         }
     }
@@ -681,12 +695,43 @@ async fn agent_status(options: &Options) -> Result<HostStatus, String> {
     pick_driver(options).await.map(|(_, status)| status)
 }
 
+/// Tell systemd (a `Type=notify` service) that the agent is up and what it
+/// is doing; a no-op outside systemd.
+pub fn notify(message: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(socket) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
+    let path = path.to_string_lossy().into_owned();
+    let sent = match path.strip_prefix('@') {
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+                .and_then(|address| socket.send_to_addr(message.as_bytes(), &address))
+        }
+        None => socket.send_to(message.as_bytes(), &path),
+    };
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "could not notify systemd");
+    }
+}
+
 /// Run for ever: one pass per check interval, with up to 10% jitter so a
 /// fleet does not check in lockstep.
 pub async fn run(options: Options) {
+    let mut ready = false;
     loop {
         let status = run_once(&options, Timestamp::now()).await;
         tracing::info!(state = %status.state, reason = %status.reason, "check done");
+        let line = format!("{}: {}", status.state, status.reason).replace('\n', " ");
+        if ready {
+            notify(&format!("STATUS={line}"));
+        } else {
+            notify(&format!("READY=1\nSTATUS={line}"));
+            ready = true;
+        }
         let interval = crate::config::load(&ConfigDirs::under(&options.root))
             .map(|s| s.check_interval)
             .unwrap_or(Duration::from_secs(crate::config::DEFAULT_CHECK_SECONDS));

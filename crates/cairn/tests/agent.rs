@@ -272,3 +272,110 @@ async fn config_errors_signatures_holds_and_other_updaters_stop_the_agent() {
     );
     assert!(other.host.state().staged.is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_now_reboots_into_the_newest_allowed_release_at_wariness_zero() {
+    let p = published().await;
+    // Wariness 1 and a window that is never open: update-now ignores both.
+    let n = node(
+        &p,
+        "now",
+        1,
+        &format!(
+            "{}[[strategy.window]]\ndays = [\"Mon\"]\nstart_time = \"00:00\"\nlength_minutes = 1\n",
+            fragment(&p, 1.0)
+        ),
+    );
+    let program = n.host.program.display().to_string();
+    let args: Vec<String> = [
+        "update-now",
+        "--root",
+        &n.root,
+        "--state-dir",
+        &n.state,
+        "--bootc",
+        &program,
+        "--arch",
+        "x86_64",
+        "--insecure-registry",
+        &p.registry.host,
+        "--no-updater-check",
+        "--no-user-check",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    for _ in 0..200 {
+        if n.host.state().apply_pid.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(n.host.state().apply_pid.is_some(), "finalization started");
+    n.host.reboot(true);
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("join")
+        .expect("exit");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("rebooting into 44.3"), "{stdout}");
+    assert!(stdout.contains("Strategy:   update-now"), "{stdout}");
+    assert_eq!(
+        n.host.state().booted.map(|b| b.digest).as_deref(),
+        Some(p.digests[2].as_str())
+    );
+}
+
+#[test]
+fn systemd_is_told_when_the_agent_is_ready() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket_path = dir.path().join("notify");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).expect("bind");
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .expect("timeout");
+    // No host tools here: the pass fails, and the agent still reports READY with its status.
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("etc/cairn/config.d")).expect("mkdir");
+    std::fs::write(
+        root.join("etc/cairn/config.d/50.toml"),
+        "[identity]\nrollout_wariness = 0.5\n",
+    )
+    .expect("write");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args([
+            "agent",
+            "--root",
+            &root.display().to_string(),
+            "--state-dir",
+            &dir.path().join("state").display().to_string(),
+            "--bootc",
+            "/nonexistent/bootc",
+            "--rpm-ostree",
+            "/nonexistent/rpm-ostree",
+            "--no-updater-check",
+        ])
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut buffer = [0u8; 4096];
+    let received = socket.recv(&mut buffer);
+    let _ = child.kill();
+    let _ = child.wait();
+    let message =
+        String::from_utf8_lossy(&buffer[..received.expect("a notification")]).into_owned();
+    assert!(message.starts_with("READY=1\nSTATUS="), "{message}");
+}

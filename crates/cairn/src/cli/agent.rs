@@ -63,19 +63,38 @@ fn host_arch() -> String {
     }
 }
 
-pub fn run_agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
-    let options = Options {
+/// Check, stage and reboot now: wariness 0 and no windows or lock, but
+/// barriers, dead-ends, the deny-list, max_version and holds still apply.
+pub fn run_update_now(args: AgentArgs) -> anyhow::Result<ExitCode> {
+    let mut options = options(&args)?;
+    options.finalize = true;
+    options.update_now = true;
+    let status = args::runtime()?.block_on(cairn_agent::daemon::run_once(
+        &options,
+        jiff::Timestamp::now(),
+    ));
+    args::emit(&status.render())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn options(args: &AgentArgs) -> anyhow::Result<Options> {
+    Ok(Options {
         root: args.root.clone(),
-        state_dir: args.state.state_dir,
-        bootc: args.bootc,
-        rpm_ostree: args.rpm_ostree,
-        systemctl: (!args.no_updater_check).then_some(args.systemctl),
-        loginctl: (!args.no_user_check).then_some(args.loginctl),
+        state_dir: args.state.state_dir.clone(),
+        bootc: args.bootc.clone(),
+        rpm_ostree: args.rpm_ostree.clone(),
+        systemctl: (!args.no_updater_check).then(|| args.systemctl.clone()),
+        loginctl: (!args.no_user_check).then(|| args.loginctl.clone()),
         motd_dir: Some(root_motd(&args.root)),
-        arch: args.arch.unwrap_or_else(host_arch),
+        arch: args.arch.clone().unwrap_or_else(host_arch),
         client: args.registry.client_options()?,
         finalize: !args.once,
-    };
+        update_now: false,
+    })
+}
+
+pub fn run_agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
+    let options = options(&args)?;
     let runtime = args::runtime()?;
     if args.once {
         let status = runtime.block_on(cairn_agent::daemon::run_once(

@@ -39,6 +39,8 @@ enum Command {
     Config(config::ConfigCommand),
     /// Run the node agent.
     Agent(agent::AgentArgs),
+    /// Check, stage and reboot into the newest allowed release now.
+    UpdateNow(agent::AgentArgs),
     /// Show what the agent is doing and why.
     Status(agent::StatusArgs),
     /// Hold updates.
@@ -60,6 +62,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(args),
         Command::Config(command) => config::run(command),
         Command::Agent(args) => agent::run_agent(args),
+        Command::UpdateNow(args) => agent::run_update_now(args),
         Command::Status(args) => agent::run_status(args),
         Command::Hold(args) => agent::run_hold(args, true),
         Command::Unhold(args) => agent::run_hold(args, false),
