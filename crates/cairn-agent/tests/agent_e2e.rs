@@ -186,6 +186,17 @@ fn agent(fleet: &Fleet, node: &Node, lock: Option<&LockServer>) -> Agent<Process
     .expect("agent")
 }
 
+/// A one-minute window twelve hours from now: closed for the whole test.
+fn closed_window() -> String {
+    let later = Timestamp::now() + SignedDuration::from_hours(12);
+    let zoned = later.to_zoned_datetime(jiff::tz::TimeZone::UTC);
+    format!(
+        "[[strategy.window]]\ndays = [\"{}\"]\nstart_time = \"{}\"\nlength_minutes = 1\n",
+        zoned.strftime("%a"),
+        zoned.strftime("%H:%M")
+    )
+}
+
 fn world(fleet: &Fleet) -> World {
     World {
         now: Timestamp::now(),
@@ -310,13 +321,10 @@ async fn a_failed_boot_rolls_back_and_deny_lists_the_release() {
 async fn windows_and_locks_gate_finalization_and_never_leave_a_slot_held() {
     let fleet = fleet().await;
     let lock = LockServer::start(1).await;
-    // A window that is never open now: one minute, a week away... or rather, 12 hours from now.
-    let later = Timestamp::now() + SignedDuration::from_hours(12);
-    let zoned = later.to_zoned_datetime(jiff::tz::TimeZone::UTC);
-    let day = format!("{}", zoned.strftime("%a"));
-    let start = format!("{}", zoned.strftime("%H:%M"));
+    // Outside any window, so no finalization and no lock.
     let config = format!(
-        "[[strategy.window]]\ndays = [\"{day}\"]\nstart_time = \"{start}\"\nlength_minutes = 1\n[strategy.fleet_lock]\nbase_url = \"http://unused.invalid/\"\n"
+        "{}[strategy.fleet_lock]\nbase_url = \"http://unused.invalid/\"\n",
+        closed_window()
     );
     let n = node(&fleet, 1, 0.1, &config);
     let mut first = agent(&fleet, &n, Some(&lock));
@@ -416,13 +424,7 @@ async fn a_slot_held_at_a_crash_is_released_after_restart() {
     let fleet = fleet().await;
     let lock = LockServer::start(1).await;
     // A window that is closed now, so the restarted agent does not finalize.
-    let later = Timestamp::now() + SignedDuration::from_hours(12);
-    let zoned = later.to_zoned_datetime(jiff::tz::TimeZone::UTC);
-    let config = format!(
-        "[[strategy.window]]\ndays = [\"{}\"]\nstart_time = \"{}\"\nlength_minutes = 1\n",
-        zoned.strftime("%a"),
-        zoned.strftime("%H:%M")
-    );
+    let config = closed_window();
     let n = node(&fleet, 1, 0.1, &config);
     {
         let mut agent = agent(&fleet, &n, Some(&lock));
@@ -460,13 +462,7 @@ async fn a_slot_held_at_a_crash_is_released_after_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_staged_update_found_after_a_reset_is_adopted() {
     let fleet = fleet().await;
-    let later = Timestamp::now() + SignedDuration::from_hours(12);
-    let zoned = later.to_zoned_datetime(jiff::tz::TimeZone::UTC);
-    let config = format!(
-        "[[strategy.window]]\ndays = [\"{}\"]\nstart_time = \"{}\"\nlength_minutes = 1\n",
-        zoned.strftime("%a"),
-        zoned.strftime("%H:%M")
-    );
+    let config = closed_window();
     let n = node(&fleet, 1, 0.1, &config);
     {
         let mut agent = agent(&fleet, &n, None);

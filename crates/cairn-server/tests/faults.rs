@@ -3,20 +3,20 @@
 //! server keeps answering with the last good graph, says so on /readyz and in
 //! /metrics, and recovers by itself.
 
-use axum::body::Body;
+mod common;
+use common::{data, get};
+
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Request, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use cairn_oci::signing::SigningKey;
+use cairn_server::AppState;
 use cairn_server::config::{Input, SourceSpec, StreamConfig};
 use cairn_server::refresh::StreamSource;
-use cairn_server::{AppState, router};
 use cairn_testkit::{Auth, TestRegistry};
-use http_body_util::BodyExt;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tower::ServiceExt;
 
 const OK: u8 = 0;
 const FAIL_500: u8 = 1;
@@ -92,28 +92,6 @@ async fn start_upstream(upstream: Arc<Upstream>, port: u16) -> tokio::task::Join
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     })
-}
-
-fn data(path: &str) -> Vec<u8> {
-    let full = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata/fcos")
-        .join(path);
-    std::fs::read(full).expect("testdata")
-}
-
-async fn get(state: &AppState, uri: &str) -> (StatusCode, String) {
-    let response = router(state.clone())
-        .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
-        .await
-        .expect("response");
-    let status = response.status();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 fn client(insecure: &str, timeout: Duration) -> cairn_oci::RegistryClient {

@@ -1,38 +1,16 @@
 //! Source refreshes: file inputs, lost architectures, expiry, and live scans.
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+mod common;
+use common::{data, get};
+
+use axum::http::StatusCode;
+use cairn_server::AppState;
 use cairn_server::config::{Input, SourceSpec, StreamConfig};
 use cairn_server::refresh::StreamSource;
-use cairn_server::{AppState, router};
 use cairn_testkit::{Auth, TestRegistry};
-use http_body_util::BodyExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
-use tower::ServiceExt;
-
-fn data(path: &str) -> Vec<u8> {
-    let full = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata/fcos")
-        .join(path);
-    std::fs::read(full).expect("testdata")
-}
-
-async fn get(state: &AppState, uri: &str) -> (StatusCode, String) {
-    let response = router(state.clone())
-        .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
-        .await
-        .expect("response");
-    let status = response.status();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
-}
 
 fn local_client() -> cairn_oci::RegistryClient {
     cairn_oci::RegistryClient::new(cairn_oci::ClientOptions::default()).expect("client")
