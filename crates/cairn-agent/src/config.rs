@@ -126,6 +126,22 @@ pub enum Source {
     File(PathBuf),
 }
 
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Registry(None) => f.write_str("registry (the repository the host follows)"),
+            Source::Registry(Some(reference)) => write!(f, "registry:{reference}"),
+            Source::Fcos { base_url: None } => f.write_str("fcos"),
+            Source::Fcos {
+                base_url: Some(base),
+            } => write!(f, "fcos:{base}"),
+            Source::Cincinnati(url) => write!(f, "cincinnati:{url}"),
+            Source::Server(url) => write!(f, "server:{url}"),
+            Source::File(path) => write!(f, "file:{}", path.display()),
+        }
+    }
+}
+
 /// A FleetLock reboot lock.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FleetLock {

@@ -253,6 +253,12 @@ async fn document(
     now: Timestamp,
 ) -> Result<(GraphDocument, String), String> {
     let location = match &settings.source {
+        Source::Fcos { base_url } => {
+            return fcos_document(base_url.as_deref(), stream, client, now).await;
+        }
+        Source::Registry(None) if repository_of(followed) == FEDORA_COREOS_REPOSITORY => {
+            return fcos_document(None, stream, client, now).await;
+        }
         Source::Registry(None) => {
             let repository = repository_of(followed);
             cairn_oci::Location::parse(&format!(
@@ -268,8 +274,8 @@ async fn document(
         Source::Server(url) => {
             cairn_oci::Location::Url(format!("{}/v2/graph/{stream}", url.trim_end_matches('/')))
         }
-        Source::Fcos { .. } | Source::Cincinnati(_) => {
-            return Err("fcos: and cincinnati: sources are not supported by this agent yet".into());
+        Source::Cincinnati(_) => {
+            return Err("cincinnati: sources are not supported by this agent yet; use fcos: or a Cairn document".into());
         }
     };
     let described = location.to_string();
@@ -305,6 +311,67 @@ async fn document(
         cairn_oci::digest::sha256_digest(&fetched.bytes),
     ));
     Ok((fetched.document, described))
+}
+
+/// Fedora publishes no Cairn document for its own repository; its release
+/// index and updates file are the source there.
+pub const FEDORA_COREOS_REPOSITORY: &str = "quay.io/fedora/fedora-coreos";
+
+/// Where Fedora serves `prod/streams/<stream>/releases.json` and `updates/<stream>.json`.
+pub const FEDORA_METADATA_BASE: &str = "https://builds.coreos.fedoraproject.org";
+
+/// Fedora's files are a few MB; anything far larger is not them.
+const MAX_FCOS_BYTES: usize = 64 * 1024 * 1024;
+
+/// A document made from Fedora's release index and updates file. Fedora does
+/// not sign these; HTTPS to Fedora's host is the trust, as for Zincati.
+async fn fcos_document(
+    base_url: Option<&str>,
+    stream: &str,
+    client: &cairn_oci::RegistryClient,
+    now: Timestamp,
+) -> Result<(GraphDocument, String), String> {
+    let base = base_url
+        .unwrap_or(FEDORA_METADATA_BASE)
+        .trim_end_matches('/');
+    let releases_url = format!("{base}/prod/streams/{stream}/releases.json");
+    let updates_url = format!("{base}/updates/{stream}.json");
+    let get = async |url: &str| -> Result<Vec<u8>, String> {
+        let body = client
+            .get_url(url, MAX_FCOS_BYTES)
+            .await
+            .map_err(|e| format!("{url}: {e}"))?
+            .ok_or_else(|| format!("{url}: not found (is {stream:?} a Fedora CoreOS stream?)"))?;
+        Ok(body.to_vec())
+    };
+    let index = cairn_graph::fcos::ReleaseIndex::from_json(&get(&releases_url).await?)
+        .map_err(|e| format!("{releases_url}: {e}"))?;
+    let updates = cairn_graph::fcos::Updates::from_json(&get(&updates_url).await?)
+        .map_err(|e| format!("{updates_url}: {e}"))?;
+    let converted = cairn_graph::fcos::to_document(
+        &index,
+        &updates,
+        &cairn_graph::fcos::ConvertOptions {
+            // Fedora's digest-refs name its own repository; a mirror the host
+            // follows carries the same digests.
+            repository: FEDORA_COREOS_REPOSITORY,
+            oci: true,
+            aliases: None,
+            sequence: 1,
+            issued: now,
+            expires: now + jiff::SignedDuration::from_hours(24),
+        },
+    )
+    .map_err(|e| format!("{releases_url}: {e}"))?;
+    let mut document = converted.document;
+    if document.stream.is_empty() {
+        document.stream = stream.to_string();
+    }
+    document.validate().map_err(|errors| {
+        let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        format!("{releases_url}: {}", listed.join("; "))
+    })?;
+    Ok((document, format!("fcos:{base} ({stream})")))
 }
 
 /// Which tool drives this host: bootc when it reports a booted image it can
@@ -587,7 +654,7 @@ async fn pass(
     state.save(&options.state_dir).map_err(|e| e.to_string())?;
     status.source = match &fetched {
         Ok((_, described)) => described.clone(),
-        Err(_) => format!("{:?}", settings.source),
+        Err(_) => settings.source.to_string(),
     };
     let lock = match &settings.fleet_lock {
         Some(lock) => Some(

@@ -379,3 +379,131 @@ fn systemd_is_told_when_the_agent_is_ready() {
         String::from_utf8_lossy(&buffer[..received.expect("a notification")]).into_owned();
     assert!(message.starts_with("READY=1\nSTATUS="), "{message}");
 }
+
+/// Fedora's shipped stable files, with the two newest releases pointed at
+/// images in the test registry and the newest one's rollout moved to
+/// half-way through, served over loopback HTTP as Fedora serves them.
+async fn serve_fedora_files(digests: &[String; 2], versions: &[&str; 2]) -> String {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/fcos");
+    let mut index: Value = serde_json::from_slice(
+        &std::fs::read(data.join("releases/stable/releases.json")).expect("releases.json"),
+    )
+    .expect("JSON");
+    let releases = index["releases"].as_array_mut().expect("releases");
+    for (version, digest) in versions.iter().zip(digests) {
+        let release = releases
+            .iter_mut()
+            .find(|r| r["version"] == *version)
+            .expect("the shipped data has this release");
+        for image in release["oci-images"].as_array_mut().expect("oci-images") {
+            // Fedora names quay.io; the host follows a mirror with the same digests.
+            if image["architecture"] == "x86_64" {
+                image["digest-ref"] =
+                    Value::String(format!("quay.io/fedora/fedora-coreos@{digest}"));
+            }
+        }
+    }
+    let mut updates: Value =
+        serde_json::from_slice(&std::fs::read(data.join("updates/stable.json")).expect("updates"))
+            .expect("JSON");
+    let entry = updates["releases"]
+        .as_array_mut()
+        .expect("releases")
+        .iter_mut()
+        .find(|r| r["version"] == versions[1])
+        .expect("the shipped updates file has a rollout for the newest release");
+    let yesterday = jiff::Timestamp::now().as_second() - 24 * 3600;
+    entry["metadata"]["rollout"] = serde_json::json!({
+        "start_epoch": yesterday, "start_percentage": 0.0, "duration_minutes": 2880
+    });
+    let router = axum::Router::new()
+        .route(
+            "/prod/streams/stable/releases.json",
+            axum::routing::get(move || async move { index.to_string() }),
+        )
+        .route(
+            "/updates/stable.json",
+            axum::routing::get(move || async move { updates.to_string() }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    address.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fcos_source_follows_fedoras_own_rollout() {
+    let registry = TestRegistry::start(Auth::None).await;
+    let store = registry.store("fedora/fedora-coreos");
+    let versions = ["44.20260621.3.1", "44.20260707.3.1"];
+    let mut digests = Vec::new();
+    for (version, created) in versions
+        .iter()
+        .zip(["2026-06-21T00:00:00Z", "2026-07-07T00:00:00Z"])
+    {
+        let (_, written) = write_release(&store, version, created, &[version]).await;
+        digests.push(written[0].manifest.clone());
+    }
+    let repo = format!("{}/fedora/fedora-coreos", registry.host);
+    let fedora = serve_fedora_files(&[digests[0].clone(), digests[1].clone()], &versions).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let run = |name: &str, wariness: f64| {
+        let base = dir.path().join(name);
+        let host = FakeHost::new(
+            &base.join("host"),
+            "1.17.0",
+            &format!("{repo}:stable"),
+            (&digests[0], versions[0]),
+            std::slice::from_ref(&registry.host),
+            true,
+        );
+        let config = base.join("root/etc/cairn/config.d");
+        std::fs::create_dir_all(&config).expect("mkdir");
+        std::fs::write(
+            config.join("50-site.toml"),
+            format!(
+                "[updates]\nsource = \"fcos:http://{fedora}\"\n[identity]\nrollout_wariness = {wariness}\n"
+            ),
+        )
+        .expect("write");
+        let root = base.join("root").display().to_string();
+        let state = base.join("state").display().to_string();
+        let program = host.program.display().to_string();
+        let out = ok(&[
+            "agent",
+            "--once",
+            "--no-updater-check",
+            "--root",
+            &root,
+            "--state-dir",
+            &state,
+            "--bootc",
+            &program,
+            "--arch",
+            "x86_64",
+            "--insecure-registry",
+            &registry.host,
+            "--insecure-registry",
+            &fedora,
+        ]);
+        (host, out)
+    };
+    let (early, out) = run("early", 0.3);
+    assert!(out.contains(&format!("staged {}", versions[1])), "{out}");
+    assert_eq!(
+        early.state().staged.map(|s| s.digest).as_deref(),
+        Some(digests[1].as_str())
+    );
+    let (late, out) = run("late", 0.8);
+    assert!(
+        out.contains(&format!("rollout of {} at 50", versions[1])),
+        "{out}"
+    );
+    assert!(late.state().staged.is_none(), "{out}");
+    assert!(
+        out.contains(&format!("stable from fcos:http://{fedora}")),
+        "{out}"
+    );
+}
