@@ -51,6 +51,9 @@ pub struct Options {
     /// `cairn update-now`: wariness 0 and no windows or lock, but barriers,
     /// dead-ends, the deny-list, max_version and holds still apply.
     pub update_now: bool,
+    /// Check this often instead of the configured interval, without jitter
+    /// (benchmarks).
+    pub check_interval: Option<Duration>,
 }
 
 /// What `cairn status` shows.
@@ -469,9 +472,16 @@ pub async fn run_once(options: &Options, now: Timestamp) -> StatusFile {
     } else {
         settings.strategy_name().into()
     };
+    // What status says when the pass stops before it decides anything.
+    status.state = state.state.name().into();
     match pass(options, &settings, state, now, &mut status).await {
         Ok(()) => {}
-        Err(e) => status.last_error = Some(e),
+        Err(e) => {
+            if status.reason.is_empty() {
+                status.reason = format!("no action: {e}");
+            }
+            status.last_error = Some(e);
+        }
     }
     finish(options, &mut status, now);
     status
@@ -798,6 +808,10 @@ pub async fn run(options: Options) {
         } else {
             notify(&format!("READY=1\nSTATUS={line}"));
             ready = true;
+        }
+        if let Some(interval) = options.check_interval {
+            tokio::time::sleep(interval).await;
+            continue;
         }
         let interval = crate::config::load(&ConfigDirs::under(&options.root))
             .map(|s| s.check_interval)

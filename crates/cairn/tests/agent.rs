@@ -507,3 +507,24 @@ async fn fcos_source_follows_fedoras_own_rollout() {
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_that_stops_early_still_names_the_state_and_why() {
+    let p = published().await;
+    // No wariness and no /etc/machine-id: the agent cannot place itself.
+    let lost = node(
+        &p,
+        "lost",
+        1,
+        &format!("[updates]\nkeys = [\"{}\"]\n", p.public_key),
+    );
+    agent_once(&p, &lost, &[]);
+    let status = status_json(&lost);
+    assert_eq!(status["state"], "initialized", "{status}");
+    let reason = status["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("no action:") && reason.contains("machine-id"),
+        "{status}"
+    );
+    assert!(lost.host.state().staged.is_none());
+}

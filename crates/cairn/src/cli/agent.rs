@@ -48,6 +48,9 @@ pub struct AgentArgs {
     /// One check, then exit: stage an update if there is one, but never reboot.
     #[arg(long)]
     once: bool,
+    /// Check this often instead of the configured interval (benchmarks only).
+    #[arg(long, hide = true)]
+    check_interval_ms: Option<u64>,
     #[command(flatten)]
     registry: RegistryArgs,
 }
@@ -90,12 +93,17 @@ fn options(args: &AgentArgs) -> anyhow::Result<Options> {
         client: args.registry.client_options()?,
         finalize: !args.once,
         update_now: false,
+        check_interval: args.check_interval_ms.map(std::time::Duration::from_millis),
     })
 }
 
 pub fn run_agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
     let options = options(&args)?;
-    let runtime = args::runtime()?;
+    // The agent does one thing at a time; one thread keeps its idle memory small.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     if args.once {
         let status = runtime.block_on(cairn_agent::daemon::run_once(
             &options,
@@ -104,6 +112,7 @@ pub fn run_agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
         args::emit(&status.render())?;
         return Ok(ExitCode::SUCCESS);
     }
+    args::init_logging();
     runtime.block_on(cairn_agent::daemon::run(options));
     Ok(ExitCode::SUCCESS)
 }
