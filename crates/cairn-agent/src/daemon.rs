@@ -54,6 +54,8 @@ pub struct Options {
     /// Check this often instead of the configured interval, without jitter
     /// (benchmarks).
     pub check_interval: Option<Duration>,
+    /// The control socket the daemon listens on; `None` for no socket.
+    pub socket: Option<PathBuf>,
 }
 
 /// What `cairn status` shows.
@@ -798,9 +800,16 @@ pub fn notify(message: &str) {
 /// Run for ever: one pass per check interval, with up to 10% jitter so a
 /// fleet does not check in lockstep.
 pub async fn run(options: Options) {
+    let listener = options.socket.as_deref().and_then(|path| {
+        crate::control::bind(path)
+            .inspect_err(|e| {
+                tracing::warn!(socket = %path.display(), error = %e, "no control socket; operator commands fall back to the state directory");
+            })
+            .ok()
+    });
     let mut ready = false;
+    let mut status = run_once(&options, Timestamp::now()).await;
     loop {
-        let status = run_once(&options, Timestamp::now()).await;
         tracing::info!(state = %status.state, reason = %status.reason, "check done");
         let line = format!("{}: {}", status.state, status.reason).replace('\n', " ");
         if ready {
@@ -809,16 +818,116 @@ pub async fn run(options: Options) {
             notify(&format!("READY=1\nSTATUS={line}"));
             ready = true;
         }
-        if let Some(interval) = options.check_interval {
-            tokio::time::sleep(interval).await;
-            continue;
-        }
-        let interval = crate::config::load(&ConfigDirs::under(&options.root))
-            .map(|s| s.check_interval)
-            .unwrap_or(Duration::from_secs(crate::config::DEFAULT_CHECK_SECONDS));
-        let jitter = Duration::from_millis(
-            u64::from(std::process::id()) % (interval.as_millis() as u64 / 10).max(1),
-        );
-        tokio::time::sleep(interval + jitter).await;
+        let sleep = tokio::time::sleep(next_interval(&options));
+        tokio::pin!(sleep);
+        // Operator requests are served here, between passes, so they never race one.
+        status = loop {
+            let accepted = async {
+                match &listener {
+                    Some(listener) => listener.accept().await.map(|(stream, _)| stream),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = &mut sleep => break run_once(&options, Timestamp::now()).await,
+                stream = accepted => {
+                    let Ok(mut stream) = stream else { continue };
+                    if let Some(status) = serve_request(&options, &mut stream).await {
+                        break status;
+                    }
+                }
+            }
+        };
     }
+}
+
+fn next_interval(options: &Options) -> Duration {
+    if let Some(interval) = options.check_interval {
+        return interval;
+    }
+    let interval = crate::config::load(&ConfigDirs::under(&options.root))
+        .map(|s| s.check_interval)
+        .unwrap_or(Duration::from_secs(crate::config::DEFAULT_CHECK_SECONDS));
+    let jitter = Duration::from_millis(
+        u64::from(std::process::id()) % (interval.as_millis() as u64 / 10).max(1),
+    );
+    interval + jitter
+}
+
+/// Carry out one operator request. Returns the status of a pass it ran, so
+/// the loop reports it and starts a new interval.
+async fn serve_request(
+    options: &Options,
+    stream: &mut tokio::net::UnixStream,
+) -> Option<StatusFile> {
+    use crate::control::{Request, Response, apply_hold, read_request, write_response};
+    let request = read_request(stream).await?;
+    tracing::info!(?request, "operator request");
+    let (response, ran) = match request {
+        Request::Status => (
+            match StatusFile::read(&options.state_dir) {
+                Ok(status) => Response {
+                    ok: true,
+                    message: String::new(),
+                    status: Some(status),
+                },
+                Err(e) => Response {
+                    ok: false,
+                    message: e,
+                    status: None,
+                },
+            },
+            None,
+        ),
+        Request::Hold { .. } | Request::Unhold => {
+            let (hold, until) = match request {
+                Request::Hold { until } => {
+                    (true, until.and_then(|s| Timestamp::from_second(s).ok()))
+                }
+                _ => (false, None),
+            };
+            match apply_hold(&options.state_dir, hold, until) {
+                // A pass right away, so that status shows the hold's effect.
+                Ok(message) => {
+                    let status = run_once(options, Timestamp::now()).await;
+                    (
+                        Response {
+                            ok: true,
+                            message,
+                            status: Some(status.clone()),
+                        },
+                        Some(status),
+                    )
+                }
+                Err(message) => (
+                    Response {
+                        ok: false,
+                        message,
+                        status: None,
+                    },
+                    None,
+                ),
+            }
+        }
+        Request::UpdateNow => {
+            let now_options = Options {
+                finalize: true,
+                update_now: true,
+                ..options.clone()
+            };
+            let status = run_once(&now_options, Timestamp::now()).await;
+            (
+                Response {
+                    ok: status.last_error.is_none(),
+                    message: String::new(),
+                    status: Some(status.clone()),
+                },
+                Some(status),
+            )
+        }
+    };
+    if let Err(e) = write_response(stream, &response).await {
+        tracing::warn!(error = %e, "could not answer an operator request");
+    }
+    ran
 }

@@ -2,6 +2,7 @@
 //! `cairn status` are built from.
 //!
 //! - [`config`]: TOML fragments, merged and validated.
+//! - [`control`]: the root-only socket operator commands use.
 //! - [`identity`]: the Zincati-compatible app-specific node id.
 //! - [`windows`]: weekly maintenance windows in a time zone.
 //! - [`fleetlock`]: the FleetLock reboot-lock client.
@@ -14,6 +15,7 @@
 
 pub mod agent;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod fleetlock;
 pub mod host;

@@ -528,3 +528,121 @@ async fn a_pass_that_stops_early_still_names_the_state_and_why() {
     );
     assert!(lost.host.state().staged.is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_commands_go_through_the_running_agents_socket() {
+    let p = published().await;
+    // Wariness 0.8: the 50% rollout leaves this host waiting.
+    let n = node(&p, "daemon", 1, &fragment(&p, 0.8));
+    let socket = p.dir.path().join("daemon/run/agent.sock");
+    let socket_arg = socket.display().to_string();
+    let program = n.host.program.display().to_string();
+    let host_args = [
+        "--root",
+        n.root.as_str(),
+        "--state-dir",
+        n.state.as_str(),
+        "--socket",
+        socket_arg.as_str(),
+        "--bootc",
+        program.as_str(),
+        "--arch",
+        "x86_64",
+        "--insecure-registry",
+        p.registry.host.as_str(),
+        "--no-updater-check",
+        "--no-user-check",
+    ];
+    let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .arg("agent")
+        .args(host_args)
+        .args(["--check-interval-ms", "600000"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn the agent");
+    for _ in 0..200 {
+        if socket.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&socket)
+        .expect("socket")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "root-only socket");
+    let state_args = [
+        "--state-dir",
+        n.state.as_str(),
+        "--socket",
+        socket_arg.as_str(),
+    ];
+    let status = |json: bool| {
+        let mut args = vec!["status"];
+        args.extend(state_args);
+        if json {
+            args.push("--json");
+        }
+        ok(&args)
+    };
+    let text = status(false);
+    assert!(
+        text.starts_with("State:      steady — rollout of 44.3"),
+        "{text}"
+    );
+    assert!(!text.contains("no agent is running"), "{text}");
+
+    let mut hold = vec!["hold"];
+    hold.extend(state_args);
+    let out = ok(&hold);
+    assert_eq!(out, "updates held until `cairn unhold`\n");
+    let json: Value = serde_json::from_str(&status(true)).expect("JSON");
+    assert_eq!(json["held"], true, "the agent re-checked at once: {json}");
+    let mut unhold = vec!["unhold"];
+    unhold.extend(state_args);
+    assert_eq!(ok(&unhold), "updates no longer held\n");
+    let json: Value = serde_json::from_str(&status(true)).expect("JSON");
+    assert_eq!(json["held"], false, "{json}");
+
+    // update-now runs in the agent: wariness 0, so 44.3 is staged and finalized.
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .arg("update-now")
+        .args(host_args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    for _ in 0..200 {
+        if n.host.state().apply_pid.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(n.host.state().apply_pid.is_some(), "finalization started");
+    n.host.reboot(true);
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("join")
+        .expect("exit");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("no agent is running"), "{stderr}");
+    assert!(stdout.contains("rebooting into 44.3"), "{stdout}");
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+
+    // With the agent gone, commands say so and still work on the state directory.
+    let text = status(false);
+    assert!(text.contains("Agent:      no agent is running"), "{text}");
+    let out = ok(&hold);
+    assert!(out.contains("no agent is running"), "{out}");
+    assert_eq!(
+        serde_json::from_slice::<Value>(
+            &std::fs::read(Path::new(&n.state).join("state.json")).expect("state")
+        )
+        .expect("JSON")["held"],
+        true
+    );
+}

@@ -2,11 +2,13 @@
 
 use crate::cli::args::{self, RegistryArgs};
 use anyhow::Context;
+use cairn_agent::control::{self, AskError, Request, Response};
 use cairn_agent::daemon::{Options, StatusFile};
 use cairn_agent::store::AgentState;
 use clap::Subcommand;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// Where the agent keeps its state.
 #[derive(Debug, Clone, clap::Args)]
@@ -14,6 +16,26 @@ pub struct StateArgs {
     /// The agent's state directory.
     #[arg(long, default_value = "/var/lib/cairn")]
     state_dir: PathBuf,
+    /// The running agent's control socket.
+    #[arg(long, default_value = cairn_agent::control::DEFAULT_SOCKET)]
+    socket: PathBuf,
+}
+
+/// Ask the running agent; `Ok(None)` when none is running.
+fn ask_agent(
+    state: &StateArgs,
+    request: &Request,
+    timeout: Duration,
+) -> anyhow::Result<Option<Response>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    match runtime.block_on(control::ask(&state.socket, request, timeout)) {
+        Ok(response) => Ok(Some(response)),
+        Err(AskError::NotRunning(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Run the node agent.
@@ -69,6 +91,21 @@ fn host_arch() -> String {
 /// Check, stage and reboot now: wariness 0 and no windows or lock, but
 /// barriers, dead-ends, the deny-list, max_version and holds still apply.
 pub fn run_update_now(args: AgentArgs) -> anyhow::Result<ExitCode> {
+    // Staging can take a while; the agent answers when its pass is done.
+    if let Some(response) = ask_agent(&args.state, &Request::UpdateNow, Duration::from_secs(3600))?
+    {
+        if let Some(status) = &response.status {
+            args::emit(&status.render())?;
+        }
+        if !response.message.is_empty() {
+            eprintln!("cairn: {}", response.message);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!(
+        "cairn: no agent is running (nothing answers on {}); checking in this process",
+        args.state.socket.display()
+    );
     let mut options = options(&args)?;
     options.finalize = true;
     options.update_now = true;
@@ -93,7 +130,8 @@ fn options(args: &AgentArgs) -> anyhow::Result<Options> {
         client: args.registry.client_options()?,
         finalize: !args.once,
         update_now: false,
-        check_interval: args.check_interval_ms.map(std::time::Duration::from_millis),
+        check_interval: args.check_interval_ms.map(Duration::from_millis),
+        socket: (!args.once).then(|| args.state.socket.clone()),
     })
 }
 
@@ -128,12 +166,32 @@ pub struct StatusArgs {
 }
 
 pub fn run_status(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let status = StatusFile::read(&args.state.state_dir).map_err(anyhow::Error::msg)?;
+    let (status, note) = match ask_agent(&args.state, &Request::Status, Duration::from_secs(10))? {
+        Some(Response {
+            status: Some(status),
+            ..
+        }) => (status, None),
+        Some(response) => anyhow::bail!("the agent answered: {}", response.message),
+        None => (
+            StatusFile::read(&args.state.state_dir).map_err(anyhow::Error::msg)?,
+            Some(format!(
+                "no agent is running (nothing answers on {}); this is the last status it wrote",
+                args.state.socket.display()
+            )),
+        ),
+    };
     let text = if args.json {
         format!("{}\n", serde_json::to_string_pretty(&status)?)
     } else {
-        status.render()
+        let mut text = status.render();
+        if let Some(note) = &note {
+            text.push_str(&format!("Agent:      {note}\n"));
+        }
+        text
     };
+    if let (Some(note), true) = (&note, args.json) {
+        eprintln!("cairn: {note}");
+    }
     args::emit(&text)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -149,20 +207,31 @@ pub struct HoldArgs {
 }
 
 pub fn run_hold(args: HoldArgs, hold: bool) -> anyhow::Result<ExitCode> {
-    let dir = &args.state.state_dir;
-    let mut state = AgentState::load(dir)?;
-    state.held = hold;
-    state.hold_until = match (&args.until, hold) {
+    let until = match (&args.until, hold) {
         (Some(until), true) => Some(args::parse_time(until).context("--until")?),
         _ => None,
     };
-    state.save(dir)?;
-    let text = match (hold, state.hold_until) {
-        (true, Some(until)) => format!("updates held until {until}\n"),
-        (true, None) => "updates held until `cairn unhold`\n".to_string(),
-        (false, _) => "updates no longer held\n".to_string(),
+    let request = if hold {
+        Request::Hold {
+            until: until.map(|t| t.as_second()),
+        }
+    } else {
+        Request::Unhold
     };
-    args::emit(&text)?;
+    let message = match ask_agent(&args.state, &request, Duration::from_secs(600))? {
+        Some(response) if response.ok => response.message,
+        Some(response) => anyhow::bail!("the agent refused: {}", response.message),
+        None => {
+            let message = control::apply_hold(&args.state.state_dir, hold, until)
+                .map_err(anyhow::Error::msg)?;
+            format!(
+                "{message} (no agent is running on {}; recorded in {}, it applies when the agent starts)",
+                args.state.socket.display(),
+                args.state.state_dir.display()
+            )
+        }
+    };
+    args::emit(&format!("{message}\n"))?;
     Ok(ExitCode::SUCCESS)
 }
 

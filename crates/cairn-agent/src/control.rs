@@ -1,0 +1,189 @@
+//! The running agent's root-only control socket. `cairn status`, `hold`,
+//! `unhold` and `update-now` go through it, so an operator's command never
+//! races a check: the agent serves one request at a time between its passes.
+
+use crate::daemon::StatusFile;
+use crate::store::AgentState;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+/// Where the agent listens unless told otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/cairn/agent.sock";
+
+/// Requests are one short JSON line; anything longer is not ours.
+const MAX_REQUEST_BYTES: u64 = 4096;
+
+/// What an operator asks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "kebab-case")]
+pub enum Request {
+    /// The current status.
+    Status,
+    /// Hold updates, optionally until a time (Unix seconds).
+    Hold {
+        /// End of the hold.
+        until: Option<i64>,
+    },
+    /// Lift a hold.
+    Unhold,
+    /// Check, stage and finalize now (wariness 0, no windows or lock).
+    UpdateNow,
+}
+
+/// The agent's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    /// Whether the request was carried out.
+    pub ok: bool,
+    /// One line for people.
+    pub message: String,
+    /// The status after the request.
+    pub status: Option<StatusFile>,
+}
+
+/// Why asking the agent failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AskError {
+    /// Nothing listens: the agent is not running.
+    #[error("no agent is running (nothing answers on {0})")]
+    NotRunning(String),
+    /// It listens but the exchange failed.
+    #[error("{socket}: {message}")]
+    Exchange {
+        /// The socket.
+        socket: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// Listen on `path`: a stale socket from a killed agent is replaced, and only
+/// root (the owner) may connect.
+pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Send one request to the running agent and wait up to `timeout` for its answer.
+pub async fn ask(path: &Path, request: &Request, timeout: Duration) -> Result<Response, AskError> {
+    let socket = path.display().to_string();
+    let exchange = |message: String| AskError::Exchange {
+        socket: socket.clone(),
+        message,
+    };
+    let stream = match UnixStream::connect(path).await {
+        Ok(stream) => stream,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Err(AskError::NotRunning(socket));
+        }
+        Err(e) => return Err(exchange(e.to_string())),
+    };
+    let talk = async {
+        let (read, mut write) = stream.into_split();
+        let mut line = serde_json::to_string(request).map_err(|e| e.to_string())?;
+        line.push('\n');
+        write
+            .write_all(line.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut answer = String::new();
+        BufReader::new(read)
+            .read_line(&mut answer)
+            .await
+            .map_err(|e| e.to_string())?;
+        if answer.is_empty() {
+            return Err("the agent closed the connection without answering".to_string());
+        }
+        serde_json::from_str::<Response>(&answer).map_err(|e| format!("answer: {e}"))
+    };
+    tokio::time::timeout(timeout, talk)
+        .await
+        .map_err(|_| exchange(format!("no answer within {}s", timeout.as_secs())))?
+        .map_err(exchange)
+}
+
+/// Read one request from a connection; `None` when it is not a valid request
+/// (the error is sent back).
+pub async fn read_request(stream: &mut UnixStream) -> Option<Request> {
+    let (read, mut write) = stream.split();
+    let mut line = String::new();
+    let read = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::take(BufReader::new(read), MAX_REQUEST_BYTES).read_line(&mut line),
+    )
+    .await;
+    let problem = match read {
+        Err(_) => "no request within 5s".to_string(),
+        Ok(Err(e)) => e.to_string(),
+        Ok(Ok(_)) => match serde_json::from_str::<Request>(&line) {
+            Ok(request) => return Some(request),
+            Err(e) => format!("not a request: {e}"),
+        },
+    };
+    let response = Response {
+        ok: false,
+        message: problem,
+        status: None,
+    };
+    let _ = write_response(&mut write, &response).await;
+    None
+}
+
+/// Send the answer as one JSON line.
+pub async fn write_response(
+    write: &mut (impl AsyncWriteExt + Unpin),
+    response: &Response,
+) -> std::io::Result<()> {
+    let mut line = serde_json::to_string(response).map_err(std::io::Error::other)?;
+    line.push('\n');
+    write.write_all(line.as_bytes()).await
+}
+
+/// Record a hold or its end in the state directory; returns what to tell the operator.
+pub fn apply_hold(
+    state_dir: &Path,
+    hold: bool,
+    until: Option<Timestamp>,
+) -> Result<String, String> {
+    let mut state = AgentState::load(state_dir).map_err(|e| e.to_string())?;
+    state.held = hold;
+    state.hold_until = if hold { until } else { None };
+    state.save(state_dir).map_err(|e| e.to_string())?;
+    Ok(match (hold, until) {
+        (true, Some(until)) => format!("updates held until {until}"),
+        (true, None) => "updates held until `cairn unhold`".to_string(),
+        (false, _) => "updates no longer held".to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_tagged_json() {
+        let text = serde_json::to_string(&Request::Hold { until: Some(5) }).expect("JSON");
+        assert_eq!(text, r#"{"command":"hold","until":5}"#);
+        let parsed: Request = serde_json::from_str(r#"{"command":"update-now"}"#).expect("parses");
+        assert_eq!(parsed, Request::UpdateNow);
+        assert!(serde_json::from_str::<Request>(r#"{"command":"reboot"}"#).is_err());
+    }
+}
