@@ -40,6 +40,15 @@ pub struct FakeState {
     pub apply_pid: Option<u32>,
     /// Every command line received.
     pub calls: Vec<String>,
+    /// Stop before carrying out this subcommand (`status`, `switch`, …) until
+    /// [`FakeHost::resume`], so a test can kill the agent mid-command.
+    #[serde(default)]
+    pub pause_before: Option<String>,
+}
+
+/// The file a paused stand-in creates (holding its PID) and waits to see removed.
+pub fn pause_marker(dir: &Path) -> PathBuf {
+    dir.join("paused")
 }
 
 /// The state file inside a stand-in directory.
@@ -53,10 +62,13 @@ pub fn read_state(dir: &Path) -> FakeState {
     serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("fake host state: {e}"))
 }
 
-/// Write the stand-in's state.
+/// Write the stand-in's state; by rename, so that a test reading it while
+/// the stand-in runs never sees half a file.
 pub fn write_state(dir: &Path, state: &FakeState) {
     let bytes = serde_json::to_vec_pretty(state).unwrap_or_else(|e| panic!("fake host state: {e}"));
-    std::fs::write(state_path(dir), bytes).unwrap_or_else(|e| panic!("fake host state: {e}"));
+    let temporary = dir.join(format!("fake-bootc.json.{}", std::process::id()));
+    std::fs::write(&temporary, bytes).unwrap_or_else(|e| panic!("fake host state: {e}"));
+    std::fs::rename(&temporary, state_path(dir)).unwrap_or_else(|e| panic!("fake host state: {e}"));
 }
 
 /// Where the `fake-bootc` executable is: `$CAIRN_FAKE_BOOTC`, or next to the
@@ -135,6 +147,28 @@ impl FakeHost {
     /// The current state.
     pub fn state(&self) -> FakeState {
         read_state(&self.dir)
+    }
+
+    /// Make the next `subcommand` wait until [`FakeHost::resume`].
+    pub fn pause_before(&self, subcommand: &str) {
+        let mut state = self.state();
+        state.pause_before = Some(subcommand.to_string());
+        write_state(&self.dir, &state);
+    }
+
+    /// The PID of a stand-in process waiting at the pause, if one is.
+    pub fn paused_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(pause_marker(&self.dir))
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+    }
+
+    /// Let a paused command go on, and pause no more.
+    pub fn resume(&self) {
+        let mut state = self.state();
+        state.pause_before = None;
+        write_state(&self.dir, &state);
+        let _ = std::fs::remove_file(pause_marker(&self.dir));
     }
 
     /// Reboot: the running `--apply` dies with the shutdown. A healthy boot

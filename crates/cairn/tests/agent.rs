@@ -646,3 +646,194 @@ async fn operator_commands_go_through_the_running_agents_socket() {
         true
     );
 }
+
+/// A weekly window on a day other than today, so finalization waits.
+fn closed_window() -> String {
+    // 1970-01-01 was a Thursday; three days away from today in any time zone.
+    let today = (jiff::Timestamp::now().as_second().div_euclid(86_400) + 4) % 7;
+    let day = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"][((today + 3) % 7) as usize];
+    format!(
+        "[[strategy.window]]\ndays = [\"{day}\"]\nstart_time = \"00:00\"\nlength_minutes = 60\n"
+    )
+}
+
+fn spawn_daemon(p: &Published, n: &Node) -> std::process::Child {
+    let program = n.host.program.display().to_string();
+    let socket = format!("{}/agent.sock", n.state);
+    std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args([
+            "agent",
+            "--root",
+            n.root.as_str(),
+            "--state-dir",
+            n.state.as_str(),
+            "--socket",
+            socket.as_str(),
+            "--bootc",
+            program.as_str(),
+            "--arch",
+            "x86_64",
+            "--insecure-registry",
+            p.registry.host.as_str(),
+            "--no-updater-check",
+            "--no-user-check",
+            "--check-interval-ms",
+            "100",
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn the agent")
+}
+
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..300 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+fn kill9(child: &mut std::process::Child) {
+    // `Child::kill` is SIGKILL.
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+}
+
+fn count_calls(n: &Node, prefix: &str) -> usize {
+    n.host
+        .state()
+        .calls
+        .iter()
+        .filter(|c| c.starts_with(prefix))
+        .count()
+}
+
+fn state_name(n: &Node) -> String {
+    std::fs::read(Path::new(&n.state).join("status.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|v| v["state"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_agent_converges_after_restart_in_every_state() {
+    let p = published().await;
+    let target = p.digests[2].clone();
+    let staged_once = |n: &Node| n.host.state().staged.map(|s| s.digest) == Some(target.clone());
+
+    // Killed while asking the host for its status (initializing, checking).
+    let n = node(
+        &p,
+        "kill-status",
+        1,
+        &(fragment(&p, 0.3) + &closed_window()),
+    );
+    n.host.pause_before("status");
+    let mut agent = spawn_daemon(&p, &n);
+    wait_until("bootc status is paused", || n.host.paused_pid().is_some()).await;
+    kill9(&mut agent);
+    n.host.resume();
+    let mut agent = spawn_daemon(&p, &n);
+    wait_until("staged after restart", || state_name(&n) == "staged").await;
+    kill9(&mut agent);
+    assert!(staged_once(&n));
+    assert_eq!(count_calls(&n, "switch"), 1, "staged once");
+
+    // Killed during `bootc switch` (update available); the switch finishes
+    // without the agent, as under systemd-run.
+    let n = node(
+        &p,
+        "kill-switch",
+        1,
+        &(fragment(&p, 0.3) + &closed_window()),
+    );
+    n.host.pause_before("switch");
+    let mut agent = spawn_daemon(&p, &n);
+    wait_until("bootc switch is paused", || n.host.paused_pid().is_some()).await;
+    kill9(&mut agent);
+    n.host.resume();
+    wait_until("the orphaned switch finished", || staged_once(&n)).await;
+    let mut agent = spawn_daemon(&p, &n);
+    wait_until("staged after restart", || state_name(&n) == "staged").await;
+    // A few more checks: none may stage again.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    kill9(&mut agent);
+    assert_eq!(count_calls(&n, "switch"), 1, "no double staging");
+
+    // Killed during `bootc switch`, and the switch died with it.
+    let n = node(
+        &p,
+        "kill-switch-too",
+        1,
+        &(fragment(&p, 0.3) + &closed_window()),
+    );
+    n.host.pause_before("switch");
+    let mut agent = spawn_daemon(&p, &n);
+    wait_until("bootc switch is paused", || n.host.paused_pid().is_some()).await;
+    kill9(&mut agent);
+    if let Some(pid) = n.host.paused_pid() {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
+    }
+    n.host.resume();
+    assert!(n.host.state().staged.is_none());
+    let mut agent = spawn_daemon(&p, &n);
+    wait_until("staged after restart", || state_name(&n) == "staged").await;
+    kill9(&mut agent);
+    assert!(staged_once(&n));
+
+    // Killed while staged, between checks.
+    let mut agent = spawn_daemon(&p, &n);
+    wait_until("a check ran", || count_calls(&n, "status") >= 8).await;
+    kill9(&mut agent);
+    let switches = count_calls(&n, "switch");
+    let mut agent = spawn_daemon(&p, &n);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    kill9(&mut agent);
+    assert_eq!(count_calls(&n, "switch"), switches, "no re-staging");
+    assert_eq!(state_name(&n), "staged");
+
+    // Killed while finalizing (rebooting) under a reboot lock; the reboot
+    // happens. After restart: verified, steady, lock released, no reboot loop.
+    let lock = cairn_testkit::LockServer::start(1).await;
+    let n = node(
+        &p,
+        "kill-reboot",
+        1,
+        &format!(
+            "{}[strategy.fleet_lock]\nbase_url = \"{}\"\n",
+            fragment(&p, 0.3),
+            lock.base_url
+        ),
+    );
+    std::fs::write(
+        Path::new(&n.root).join("etc/machine-id"),
+        "0123456789abcdef0123456789abcdef\n",
+    )
+    .expect("machine-id");
+    let mut agent = spawn_daemon(&p, &n);
+    wait_until("finalization started", || {
+        n.host.state().apply_pid.is_some()
+    })
+    .await;
+    assert_eq!(lock.holders("default").len(), 1, "lock taken before reboot");
+    kill9(&mut agent);
+    n.host.reboot(true);
+    let mut agent = spawn_daemon(&p, &n);
+    wait_until("steady on the new release", || state_name(&n) == "steady").await;
+    wait_until("lock released", || lock.holders("default").is_empty()).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    kill9(&mut agent);
+    let host = n.host.state();
+    assert_eq!(host.booted.map(|b| b.digest), Some(target.clone()));
+    assert!(host.staged.is_none(), "nothing staged again");
+    assert_eq!(
+        count_calls(&n, "upgrade --from-downloaded --apply"),
+        1,
+        "no reboot loop"
+    );
+}

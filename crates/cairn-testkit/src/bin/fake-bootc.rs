@@ -2,7 +2,7 @@
 //! codes (0, 1 with `error: …`, 2 for usage) and status JSON, keeping its
 //! state in `$CAIRN_FAKE_HOST`. Staging resolves the digest in the registry.
 
-use cairn_testkit::host::{FakeDeployment, FakeState, read_state, write_state};
+use cairn_testkit::host::{FakeDeployment, FakeState, pause_marker, read_state, write_state};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -108,6 +108,18 @@ fn main() -> ExitCode {
     let mut state = read_state(&dir);
     state.calls.push(args.join(" "));
     write_state(&dir, &state);
+    if args
+        .first()
+        .is_some_and(|a| state.pause_before.as_ref() == Some(a))
+    {
+        let marker = pause_marker(&dir);
+        let _ = std::fs::write(&marker, std::process::id().to_string());
+        while marker.exists() {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // The test may have changed the host meanwhile.
+        state = read_state(&dir);
+    }
     let words: Vec<&str> = args.iter().map(String::as_str).collect();
     match words.as_slice() {
         ["--version"] => {
