@@ -40,6 +40,9 @@ pub struct FakeState {
     pub apply_pid: Option<u32>,
     /// Every command line received.
     pub calls: Vec<String>,
+    /// rpm-ostree's registered update driver.
+    #[serde(default)]
+    pub update_driver: Option<String>,
     /// Stop before carrying out this subcommand (`status`, `switch`, …) until
     /// [`FakeHost::resume`], so a test can kill the agent mid-command.
     #[serde(default)]
@@ -49,6 +52,47 @@ pub struct FakeState {
 /// The file a paused stand-in creates (holding its PID) and waits to see removed.
 pub fn pause_marker(dir: &Path) -> PathBuf {
     dir.join("paused")
+}
+
+/// Resolve `repo@digest` (or `repo:tag`) in the registry: digest and version label.
+pub fn resolve_digest(
+    state: &FakeState,
+    reference: &str,
+) -> Result<(String, Option<String>), String> {
+    let image = cairn_oci::ImageRef::parse(reference).map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let client = cairn_oci::RegistryClient::new(cairn_oci::ClientOptions {
+            insecure_registries: state.insecure_registries.clone(),
+            retries: 0,
+            ..cairn_oci::ClientOptions::default()
+        })
+        .map_err(|e| e.to_string())?;
+        let store = cairn_oci::Store::registry(client, image.repository.clone());
+        let manifest = store
+            .get_manifest(image.reference())
+            .await
+            .map_err(|e| e.to_string())?;
+        let value: serde_json::Value =
+            serde_json::from_slice(&manifest.bytes).map_err(|e| e.to_string())?;
+        let config = value["config"]["digest"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let config = store
+            .get_blob(&config, 1 << 20)
+            .await
+            .map_err(|e| e.to_string())?;
+        let config: serde_json::Value =
+            serde_json::from_slice(&config).map_err(|e| e.to_string())?;
+        let version = config["config"]["Labels"]["org.opencontainers.image.version"]
+            .as_str()
+            .map(str::to_string);
+        Ok((manifest.digest, version))
+    })
 }
 
 /// The state file inside a stand-in directory.
@@ -74,18 +118,27 @@ pub fn write_state(dir: &Path, state: &FakeState) {
 /// Where the `fake-bootc` executable is: `$CAIRN_FAKE_BOOTC`, or next to the
 /// running test in Cargo's target directory (`cargo test --workspace` builds it).
 pub fn fake_bootc_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("CAIRN_FAKE_BOOTC") {
+    fake_binary("fake-bootc", "CAIRN_FAKE_BOOTC")
+}
+
+/// Where the `fake-rpm-ostree` executable is (`$CAIRN_FAKE_RPM_OSTREE` or Cargo's target directory).
+pub fn fake_rpm_ostree_binary() -> PathBuf {
+    fake_binary("fake-rpm-ostree", "CAIRN_FAKE_RPM_OSTREE")
+}
+
+fn fake_binary(name: &str, variable: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(variable) {
         return PathBuf::from(path);
     }
     let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current test executable: {e}"));
-    // target/<profile>/deps/<test> → target/<profile>/fake-bootc
+    // target/<profile>/deps/<test> → target/<profile>/<name>
     let candidate = exe
         .parent()
         .and_then(Path::parent)
-        .map(|dir| dir.join("fake-bootc"))
+        .map(|dir| dir.join(name))
         .filter(|p| p.exists());
     candidate.unwrap_or_else(|| {
-        panic!("the fake-bootc stand-in is not built: run `cargo build -p cairn-testkit` (or the whole workspace's tests)")
+        panic!("the {name} stand-in is not built: run `cargo build -p cairn-testkit` (or the whole workspace's tests)")
     })
 }
 
@@ -123,9 +176,40 @@ impl FakeHost {
             ..FakeState::default()
         };
         write_state(dir, &state);
-        // Each host gets a wrapper naming its own state directory.
-        let program = dir.join("bootc");
-        let binary = fake_bootc_binary();
+        FakeHost::wrap(dir, "bootc", &fake_bootc_binary())
+    }
+
+    /// An rpm-ostree host booted on `booted` (digest, version) from `image`,
+    /// verified by signature policy when `signed` (an `ostree-image-signed:`
+    /// origin, which bootc cannot drive).
+    pub fn rpm_ostree(
+        dir: &Path,
+        image: &str,
+        booted: (&str, &str),
+        insecure: &[String],
+        signed: bool,
+    ) -> FakeHost {
+        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{e}"));
+        let state = FakeState {
+            version: "2025.10".to_string(),
+            insecure_registries: insecure.to_vec(),
+            spec_image: image.to_string(),
+            container_policy: signed,
+            booted: Some(FakeDeployment {
+                digest: booted.0.to_string(),
+                version: Some(booted.1.to_string()),
+                image: image.to_string(),
+                download_only: false,
+            }),
+            ..FakeState::default()
+        };
+        write_state(dir, &state);
+        FakeHost::wrap(dir, "rpm-ostree", &fake_rpm_ostree_binary())
+    }
+
+    /// Each host gets a wrapper naming its own state directory.
+    fn wrap(dir: &Path, name: &str, binary: &Path) -> FakeHost {
+        let program = dir.join(name);
         let binary = binary.display();
         std::fs::write(
             &program,

@@ -837,3 +837,102 @@ async fn a_killed_agent_converges_after_restart_in_every_state() {
         "no reboot loop"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rpm_ostree_hosts_are_driven_through_rpm_ostree_and_keep_their_signed_origin() {
+    let p = published().await;
+    let base = p.dir.path().join("rpm");
+    let image = format!("{}:stable", p.repo);
+    let host = FakeHost::rpm_ostree(
+        &base.join("host"),
+        &image,
+        (&p.digests[1], "44.2"),
+        std::slice::from_ref(&p.registry.host),
+        true,
+    );
+    let config = base.join("root/etc/cairn/config.d");
+    std::fs::create_dir_all(&config).expect("mkdir");
+    std::fs::write(config.join("50-site.toml"), fragment(&p, 0.3)).expect("write");
+    let root = base.join("root").display().to_string();
+    let state = base.join("state").display().to_string();
+    let socket = base.join("none.sock").display().to_string();
+    let program = host.program.display().to_string();
+    let missing_bootc = base.join("no-bootc").display().to_string();
+    let common = [
+        "--root",
+        root.as_str(),
+        "--state-dir",
+        state.as_str(),
+        "--socket",
+        socket.as_str(),
+        "--bootc",
+        missing_bootc.as_str(),
+        "--rpm-ostree",
+        program.as_str(),
+        "--arch",
+        "x86_64",
+        "--insecure-registry",
+        p.registry.host.as_str(),
+        "--no-updater-check",
+        "--no-user-check",
+    ];
+    let mut once = vec!["agent", "--once"];
+    once.extend(common);
+    let out = ok(&once);
+    assert!(out.contains("staged 44.3"), "{out}");
+    let fake = host.state();
+    assert!(
+        fake.calls.contains(&format!(
+            "deploy --lock-finalization --disallow-downgrade {}",
+            p.digests[2]
+        )),
+        "{:?}",
+        fake.calls
+    );
+    assert_eq!(
+        fake.update_driver.as_deref(),
+        Some("Cairn"),
+        "registered as update driver"
+    );
+    let staged = fake.staged.expect("staged");
+    assert_eq!(staged.digest, p.digests[2]);
+    assert!(staged.download_only, "finalization stays locked");
+    assert!(
+        fake.container_policy && fake.spec_image == image,
+        "signed origin kept"
+    );
+
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .arg("update-now")
+        .args(common)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_until("finalization started", || host.state().apply_pid.is_some()).await;
+    assert!(
+        host.state()
+            .calls
+            .contains(&format!("finalize-deployment {}", p.digests[2])),
+        "{:?}",
+        host.state().calls
+    );
+    host.reboot(true);
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("join")
+        .expect("exit");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut once = vec!["agent", "--once"];
+    once.extend(common);
+    let out = ok(&once);
+    assert!(out.contains("44.3"), "{out}");
+    assert_eq!(
+        host.state().booted.map(|b| b.digest).as_deref(),
+        Some(p.digests[2].as_str())
+    );
+}

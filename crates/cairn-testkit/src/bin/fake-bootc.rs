@@ -2,7 +2,9 @@
 //! codes (0, 1 with `error: …`, 2 for usage) and status JSON, keeping its
 //! state in `$CAIRN_FAKE_HOST`. Staging resolves the digest in the registry.
 
-use cairn_testkit::host::{FakeDeployment, FakeState, pause_marker, read_state, write_state};
+use cairn_testkit::host::{
+    FakeDeployment, FakeState, pause_marker, read_state, resolve_digest, write_state,
+};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -53,44 +55,6 @@ fn version_at_least(state: &FakeState, major: u32, minor: u32) -> bool {
     (a, b) >= (major, minor)
 }
 
-/// Resolve `repo@digest` (or `repo:tag`) in the registry: digest and version label.
-fn resolve(state: &FakeState, reference: &str) -> Result<(String, Option<String>), String> {
-    let image = cairn_oci::ImageRef::parse(reference).map_err(|e| e.to_string())?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    runtime.block_on(async {
-        let client = cairn_oci::RegistryClient::new(cairn_oci::ClientOptions {
-            insecure_registries: state.insecure_registries.clone(),
-            retries: 0,
-            ..cairn_oci::ClientOptions::default()
-        })
-        .map_err(|e| e.to_string())?;
-        let store = cairn_oci::Store::registry(client, image.repository.clone());
-        let manifest = store
-            .get_manifest(image.reference())
-            .await
-            .map_err(|e| format!("Switching: pulling {reference}: {e}"))?;
-        let value: serde_json::Value =
-            serde_json::from_slice(&manifest.bytes).map_err(|e| e.to_string())?;
-        let config = value["config"]["digest"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let config = store
-            .get_blob(&config, 1 << 20)
-            .await
-            .map_err(|e| e.to_string())?;
-        let config: serde_json::Value =
-            serde_json::from_slice(&config).map_err(|e| e.to_string())?;
-        let version = config["config"]["Labels"]["org.opencontainers.image.version"]
-            .as_str()
-            .map(str::to_string);
-        Ok((manifest.digest, version))
-    })
-}
-
 fn block_until_rebooted(dir: &std::path::Path, mut state: FakeState) -> ExitCode {
     state.apply_pid = Some(std::process::id());
     write_state(dir, &state);
@@ -139,9 +103,9 @@ fn main() -> ExitCode {
             let Some(reference) = rest.iter().find(|a| !a.starts_with("--")) else {
                 return usage("the following required arguments were not provided: <TARGET>");
             };
-            let (digest, version) = match resolve(&state, reference) {
+            let (digest, version) = match resolve_digest(&state, reference) {
                 Ok(found) => found,
-                Err(message) => return fail(&message),
+                Err(message) => return fail(&format!("Switching: pulling {reference}: {message}")),
             };
             state.staged = Some(FakeDeployment {
                 digest,

@@ -1,0 +1,142 @@
+//! `fake-rpm-ostree`: answers the rpm-ostree command lines Cairn uses, with
+//! rpm-ostree's exit codes (0, or 1 with `error: …`) and `status --json`
+//! shape, on the same host state as `fake-bootc` (`$CAIRN_FAKE_HOST`). The
+//! origin is an ostree container reference, `ostree-image-signed:docker://…`
+//! when the host verifies signatures.
+
+use cairn_testkit::host::{FakeDeployment, FakeState, read_state, resolve_digest, write_state};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(1)
+}
+
+fn origin(state: &FakeState, image: &str) -> String {
+    if state.container_policy {
+        format!("ostree-image-signed:docker://{image}")
+    } else {
+        format!("ostree-unverified-registry:{image}")
+    }
+}
+
+fn deployment(
+    state: &FakeState,
+    d: &FakeDeployment,
+    serial: u32,
+    booted: bool,
+    staged: bool,
+) -> serde_json::Value {
+    serde_json::json!({
+        "id": format!("default-{}.{serial}", &d.digest.trim_start_matches("sha256:")[..12.min(d.digest.len())]),
+        "osname": "default",
+        "checksum": "0".repeat(64),
+        "serial": serial,
+        "booted": booted,
+        "staged": staged,
+        "finalization-locked": staged && d.download_only,
+        "version": d.version,
+        "container-image-reference": origin(state, &d.image),
+        "container-image-reference-digest": d.digest,
+    })
+}
+
+fn status(state: &FakeState) -> String {
+    let mut deployments = Vec::new();
+    if let Some(d) = &state.staged {
+        deployments.push(deployment(state, d, 0, false, true));
+    }
+    if let Some(d) = &state.booted {
+        deployments.push(deployment(state, d, 0, true, false));
+    }
+    if let Some(d) = &state.rollback {
+        deployments.push(deployment(state, d, 1, false, false));
+    }
+    serde_json::json!({
+        "deployments": deployments,
+        "transaction": null,
+        "cached-update": null,
+        "update-driver": state.update_driver.as_ref().map(|name| serde_json::json!({"driver-name": name, "driver-sd-unit": "cairn-agent.service"})),
+    })
+    .to_string()
+}
+
+fn block_until_rebooted(dir: &std::path::Path, mut state: FakeState) -> ExitCode {
+    state.apply_pid = Some(std::process::id());
+    write_state(dir, &state);
+    // The reboot kills it, as it kills rpm-ostree's client.
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    }
+}
+
+fn main() -> ExitCode {
+    let Some(dir) = std::env::var_os("CAIRN_FAKE_HOST").map(PathBuf::from) else {
+        return fail("CAIRN_FAKE_HOST is not set");
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut state = read_state(&dir);
+    state.calls.push(args.join(" "));
+    write_state(&dir, &state);
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    match words.as_slice() {
+        ["status", "--json"] => {
+            println!("{}", status(&state));
+            ExitCode::SUCCESS
+        }
+        ["deploy", "", "--register-driver=Cairn"] => {
+            state.update_driver = Some("Cairn".into());
+            write_state(&dir, &state);
+            ExitCode::SUCCESS
+        }
+        [
+            "deploy",
+            "--lock-finalization",
+            "--disallow-downgrade",
+            digest,
+        ] => {
+            // Deploying a digest keeps the origin's repository.
+            let repository = state
+                .spec_image
+                .rsplit_once(':')
+                .filter(|(repo, tag)| !tag.contains('/') && repo.contains('/'))
+                .map_or(state.spec_image.as_str(), |(repo, _)| repo)
+                .to_string();
+            let reference = format!("{repository}@{digest}");
+            let (digest, version) = match resolve_digest(&state, &reference) {
+                Ok(found) => found,
+                Err(message) => return fail(&message),
+            };
+            state.staged = Some(FakeDeployment {
+                digest,
+                version,
+                image: state.spec_image.clone(),
+                download_only: true,
+            });
+            write_state(&dir, &state);
+            ExitCode::SUCCESS
+        }
+        ["finalize-deployment", digest] => match &state.staged {
+            Some(staged) if staged.digest == *digest => block_until_rebooted(&dir, state),
+            Some(staged) => fail(&format!(
+                "Expected staged base checksum {digest}, but found {}",
+                staged.digest
+            )),
+            None => fail("No staged deployment found"),
+        },
+        ["cleanup", "-p"] => {
+            state.staged = None;
+            write_state(&dir, &state);
+            ExitCode::SUCCESS
+        }
+        ["rollback", "-r"] => {
+            if state.rollback.is_none() {
+                return fail("No rollback deployment found");
+            }
+            std::mem::swap(&mut state.booted, &mut state.rollback);
+            block_until_rebooted(&dir, state)
+        }
+        _ => fail(&format!("Unknown command or options: {}", args.join(" "))),
+    }
+}
