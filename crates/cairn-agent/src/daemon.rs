@@ -668,6 +668,11 @@ async fn pass(
         Ok((_, described)) => described.clone(),
         Err(_) => settings.source.to_string(),
     };
+    // An unreachable or untrusted source is an error operators must see,
+    // and it keeps `last_success` (and its metric) from advancing.
+    if let Err(e) = &fetched {
+        status.last_error = Some(e.clone());
+    }
     let lock = match &settings.fleet_lock {
         Some(lock) => Some(
             FleetLockClient::new(

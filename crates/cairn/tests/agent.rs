@@ -936,3 +936,87 @@ async fn rpm_ostree_hosts_are_driven_through_rpm_ostree_and_keep_their_signed_or
         Some(p.digests[2].as_str())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_reads_the_hosts_ostree_registry_credentials() {
+    use base64::Engine;
+    let registry = TestRegistry::start(Auth::Htpasswd).await;
+    let store = registry.store("acme/os");
+    let (_, written) =
+        write_release(&store, "44.1", "2026-01-01T00:00:00Z", &["44.1", "stable"]).await;
+    let digest = written[0].manifest.clone();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = |name: &str| dir.path().join(name).display().to_string();
+    let login = base64::engine::general_purpose::STANDARD.encode(format!(
+        "{}:{}",
+        cairn_testkit::registry::USER,
+        cairn_testkit::registry::PASSWORD
+    ));
+    let auth = format!(
+        r#"{{"auths":{{"{}":{{"auth":"{login}"}}}}}}"#,
+        registry.host
+    );
+    std::fs::write(d("auth.json"), &auth).expect("auth.json");
+    let repo = format!("{}/acme/os", registry.host);
+    ok(&["document", "keygen", "--output", &d("team")]);
+    ok(&[
+        "publish",
+        "--repository",
+        &repo,
+        "--stream",
+        "stable",
+        "--sign-key",
+        &d("team.key"),
+        "--insecure-registry",
+        &registry.host,
+        "--cache",
+        &d("cache.json"),
+        "--authfile",
+        &d("auth.json"),
+    ]);
+    let host = FakeHost::new(
+        &dir.path().join("host"),
+        "1.17.0",
+        &format!("{repo}:stable"),
+        (&digest, "44.1"),
+        std::slice::from_ref(&registry.host),
+        true,
+    );
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("etc/cairn/config.d")).expect("mkdir");
+    std::fs::write(
+        root.join("etc/cairn/config.d/50-site.toml"),
+        format!(
+            "[updates]\nkeys = [\"{}\"]\n[identity]\nrollout_wariness = 0.5\n",
+            d("team.pub")
+        ),
+    )
+    .expect("config");
+    let program = host.program.display().to_string();
+    let root_arg = root.display().to_string();
+    let once = || {
+        ok(&[
+            "agent",
+            "--once",
+            "--root",
+            &root_arg,
+            "--state-dir",
+            &d("state"),
+            "--bootc",
+            &program,
+            "--arch",
+            "x86_64",
+            "--insecure-registry",
+            &registry.host,
+            "--no-updater-check",
+        ])
+    };
+    let out = once();
+    assert!(out.contains("not authorized"), "{out}");
+    assert!(out.contains("Last error: 127.0.0.1"), "{out}");
+    std::fs::create_dir_all(root.join("etc/ostree")).expect("mkdir");
+    std::fs::write(root.join("etc/ostree/auth.json"), &auth).expect("auth.json");
+    let out = once();
+    assert!(out.contains("State:      steady — up to date"), "{out}");
+    assert!(out.contains("Last error: none"), "{out}");
+}

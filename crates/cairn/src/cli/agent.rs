@@ -127,7 +127,14 @@ fn options(args: &AgentArgs) -> anyhow::Result<Options> {
         loginctl: (!args.no_user_check).then(|| args.loginctl.clone()),
         motd_dir: Some(root_motd(&args.root)),
         arch: args.arch.clone().unwrap_or_else(host_arch),
-        client: args.registry.client_options()?,
+        client: args.registry.host_client_options(
+            &[
+                "run/ostree/auth.json",
+                "etc/ostree/auth.json",
+                "usr/lib/ostree/auth.json",
+            ]
+            .map(|path| args.root.join(path)),
+        )?,
         finalize: !args.once,
         update_now: false,
         check_interval: args.check_interval_ms.map(Duration::from_millis),

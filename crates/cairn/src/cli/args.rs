@@ -196,6 +196,27 @@ impl RegistryArgs {
         })
     }
 
+    /// Client options for a host agent: without `--authfile`, the first of
+    /// `host_files` that exists, as bootc reads `/run/ostree/auth.json`,
+    /// `/etc/ostree/auth.json` and `/usr/lib/ostree/auth.json`; never a user's file.
+    pub fn host_client_options(
+        &self,
+        host_files: &[PathBuf],
+    ) -> anyhow::Result<cairn_oci::ClientOptions> {
+        if self.authfile.is_some() {
+            return self.client_options();
+        }
+        let credentials = match host_files.iter().find(|path| path.exists()) {
+            Some(path) => cairn_oci::auth::Credentials::from_file(path)?,
+            None => cairn_oci::auth::Credentials::none(),
+        };
+        Ok(cairn_oci::ClientOptions {
+            credentials,
+            insecure_registries: self.insecure_registries.clone(),
+            ..cairn_oci::ClientOptions::default()
+        })
+    }
+
     /// A registry client with these settings.
     pub fn client(&self) -> anyhow::Result<cairn_oci::RegistryClient> {
         Ok(cairn_oci::RegistryClient::new(self.client_options()?)?)
