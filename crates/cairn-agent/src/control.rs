@@ -32,6 +32,11 @@ pub enum Request {
     Unhold,
     /// Check, stage and finalize now (wariness 0, no windows or lock).
     UpdateNow,
+    /// Offer a deny-listed release (version or digest) again.
+    DenyListRemove {
+        /// Its version or digest.
+        release: String,
+    },
 }
 
 /// The agent's answer.
@@ -172,6 +177,22 @@ pub fn apply_hold(
         (true, None) => "updates held until `cairn unhold`".to_string(),
         (false, _) => "updates no longer held".to_string(),
     })
+}
+
+/// Take a release (version or digest) off the deny-list; returns what to tell the operator.
+pub fn remove_from_deny_list(state_dir: &Path, release: &str) -> Result<String, String> {
+    let mut state = AgentState::load(state_dir).map_err(|e| e.to_string())?;
+    let before = state.deny_list.len();
+    state
+        .deny_list
+        .retain(|digest, entry| digest != release && entry.version != release);
+    if state.deny_list.len() == before {
+        return Err(format!("{release} is not on the deny-list"));
+    }
+    state.save(state_dir).map_err(|e| e.to_string())?;
+    Ok(format!(
+        "{release} removed from the deny-list; it may be offered again"
+    ))
 }
 
 #[cfg(test)]

@@ -859,6 +859,35 @@ fn next_interval(options: &Options) -> Duration {
     interval + jitter
 }
 
+/// After an operator's change to the state, a pass right away, so that
+/// status shows its effect.
+async fn after_change(
+    options: &Options,
+    change: Result<String, String>,
+) -> (crate::control::Response, Option<StatusFile>) {
+    match change {
+        Ok(message) => {
+            let status = run_once(options, Timestamp::now()).await;
+            (
+                crate::control::Response {
+                    ok: true,
+                    message,
+                    status: Some(status.clone()),
+                },
+                Some(status),
+            )
+        }
+        Err(message) => (
+            crate::control::Response {
+                ok: false,
+                message,
+                status: None,
+            },
+            None,
+        ),
+    }
+}
+
 /// Carry out one operator request. Returns the status of a pass it ran, so
 /// the loop reports it and starts a new interval.
 async fn serve_request(
@@ -891,28 +920,14 @@ async fn serve_request(
                 }
                 _ => (false, None),
             };
-            match apply_hold(&options.state_dir, hold, until) {
-                // A pass right away, so that status shows the hold's effect.
-                Ok(message) => {
-                    let status = run_once(options, Timestamp::now()).await;
-                    (
-                        Response {
-                            ok: true,
-                            message,
-                            status: Some(status.clone()),
-                        },
-                        Some(status),
-                    )
-                }
-                Err(message) => (
-                    Response {
-                        ok: false,
-                        message,
-                        status: None,
-                    },
-                    None,
-                ),
-            }
+            after_change(options, apply_hold(&options.state_dir, hold, until)).await
+        }
+        Request::DenyListRemove { release } => {
+            after_change(
+                options,
+                crate::control::remove_from_deny_list(&options.state_dir, &release),
+            )
+            .await
         }
         Request::UpdateNow => {
             let now_options = Options {

@@ -602,6 +602,16 @@ async fn operator_commands_go_through_the_running_agents_socket() {
     let mut unhold = vec!["unhold"];
     unhold.extend(state_args);
     assert_eq!(ok(&unhold), "updates no longer held\n");
+    let mut remove = vec!["deny-list", "remove"];
+    remove.extend(state_args);
+    remove.push("44.9");
+    let out = cairn(&remove);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("44.9 is not on the deny-list"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let json: Value = serde_json::from_str(&status(true)).expect("JSON");
     assert_eq!(json["held"], false, "{json}");
 

@@ -273,19 +273,16 @@ pub fn run_deny_list(command: DenyListCommand) -> anyhow::Result<ExitCode> {
             args::emit(&text)?;
         }
         DenyListCommand::Remove { state, release } => {
-            let mut loaded = AgentState::load(&state.state_dir)?;
-            let before = loaded.deny_list.len();
-            loaded
-                .deny_list
-                .retain(|digest, entry| digest != &release && entry.version != release);
-            anyhow::ensure!(
-                loaded.deny_list.len() < before,
-                "{release} is not on the deny-list"
-            );
-            loaded.save(&state.state_dir)?;
-            args::emit(&format!(
-                "{release} removed from the deny-list; it may be offered again\n"
-            ))?;
+            let request = Request::DenyListRemove {
+                release: release.clone(),
+            };
+            let message = match ask_agent(&state, &request, Duration::from_secs(600))? {
+                Some(response) if response.ok => response.message,
+                Some(response) => anyhow::bail!("{}", response.message),
+                None => control::remove_from_deny_list(&state.state_dir, &release)
+                    .map_err(anyhow::Error::msg)?,
+            };
+            args::emit(&format!("{message}\n"))?;
         }
     }
     Ok(ExitCode::SUCCESS)
