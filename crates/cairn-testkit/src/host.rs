@@ -260,11 +260,7 @@ impl FakeHost {
     /// rolling back) leaves the old one booted and the new one as rollback.
     pub fn reboot(&self, healthy: bool) {
         let mut state = self.state();
-        if let Some(pid) = state.apply_pid.take() {
-            let _ = std::process::Command::new("kill")
-                .arg(pid.to_string())
-                .status();
-        }
+        let apply = state.apply_pid.take();
         if let Some(mut staged) = state.staged.take() {
             staged.download_only = false;
             if healthy {
@@ -273,6 +269,13 @@ impl FakeHost {
                 state.rollback = Some(staged);
             }
         }
+        // The new boot first: an agent that outlives the killed `--apply`
+        // (a test's update-now) may ask for status at once.
         write_state(&self.dir, &state);
+        if let Some(pid) = apply {
+            let _ = std::process::Command::new("kill")
+                .arg(pid.to_string())
+                .status();
+        }
     }
 }
