@@ -67,11 +67,22 @@ pub enum AskError {
 }
 
 /// Listen on `path`: a stale socket from a killed agent is replaced, and only
-/// root (the owner) may connect.
+/// root (the owner) may connect. Fails when another agent answers there.
 pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     use std::os::unix::fs::PermissionsExt;
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
+    }
+    // A socket that answers belongs to a running agent: two agents would
+    // drive one host at once.
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            format!(
+                "another agent is running (it answers on {})",
+                path.display()
+            ),
+        ));
     }
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),

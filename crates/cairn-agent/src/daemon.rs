@@ -804,14 +804,20 @@ pub fn notify(message: &str) {
 
 /// Run for ever: one pass per check interval, with up to 10% jitter so a
 /// fleet does not check in lockstep.
-pub async fn run(options: Options) {
-    let listener = options.socket.as_deref().and_then(|path| {
-        crate::control::bind(path)
-            .inspect_err(|e| {
-                tracing::warn!(socket = %path.display(), error = %e, "no control socket; operator commands fall back to the state directory");
-            })
-            .ok()
-    });
+pub async fn run(options: Options) -> Result<(), String> {
+    let listener = match options
+        .socket
+        .as_deref()
+        .map(|path| (path, crate::control::bind(path)))
+    {
+        None => None,
+        Some((_, Ok(listener))) => Some(listener),
+        Some((_, Err(e))) if e.kind() == std::io::ErrorKind::AddrInUse => return Err(e.to_string()),
+        Some((path, Err(e))) => {
+            tracing::warn!(socket = %path.display(), error = %e, "no control socket; operator commands fall back to the state directory");
+            None
+        }
+    };
     let mut ready = false;
     let mut status = run_once(&options, Timestamp::now()).await;
     loop {

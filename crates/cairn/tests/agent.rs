@@ -572,6 +572,15 @@ async fn operator_commands_go_through_the_running_agents_socket() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600, "root-only socket");
+    let mut second = vec!["agent"];
+    second.extend(host_args);
+    let out = cairn(&second);
+    assert!(!out.status.success(), "a second agent must not start");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("another agent is running"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let state_args = [
         "--state-dir",
         n.state.as_str(),

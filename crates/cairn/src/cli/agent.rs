@@ -158,7 +158,9 @@ pub fn run_agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     args::init_logging();
-    runtime.block_on(cairn_agent::daemon::run(options));
+    runtime
+        .block_on(cairn_agent::daemon::run(options))
+        .map_err(anyhow::Error::msg)?;
     Ok(ExitCode::SUCCESS)
 }
 
