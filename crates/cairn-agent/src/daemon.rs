@@ -255,38 +255,55 @@ async fn document(
     stream: &str,
     state: &mut AgentState,
     client: &cairn_oci::RegistryClient,
+    mirrors: &crate::mirrors::Mirrors,
     now: Timestamp,
 ) -> Result<(GraphDocument, String), String> {
-    let location = match &settings.source {
+    let locations = match &settings.source {
         Source::Fcos { base_url } => {
             return fcos_document(base_url.as_deref(), stream, client, now).await;
         }
         Source::Registry(None) if repository_of(followed) == FEDORA_COREOS_REPOSITORY => {
             return fcos_document(None, stream, client, now).await;
         }
-        Source::Registry(None) => {
-            let repository = repository_of(followed);
-            cairn_oci::Location::parse(&format!(
-                "{repository}:{}",
-                cairn_oci::document::default_tag(stream)
-            ))
-            .map_err(|e| e.to_string())?
-        }
+        // Mirrors first, as the host's own pulls go.
+        Source::Registry(None) => mirrors
+            .for_tag(repository_of(followed))
+            .iter()
+            .map(|repository| {
+                cairn_oci::Location::parse(&format!(
+                    "{repository}:{}",
+                    cairn_oci::document::default_tag(stream)
+                ))
+                .map_err(|e| e.to_string())
+            })
+            .collect::<Result<Vec<_>, _>>()?,
         Source::Registry(Some(reference)) => {
-            cairn_oci::Location::parse(reference).map_err(|e| e.to_string())?
+            vec![cairn_oci::Location::parse(reference).map_err(|e| e.to_string())?]
         }
-        Source::File(path) => cairn_oci::Location::File(path.clone()),
-        Source::Server(url) => {
-            cairn_oci::Location::Url(format!("{}/v2/graph/{stream}", url.trim_end_matches('/')))
-        }
+        Source::File(path) => vec![cairn_oci::Location::File(path.clone())],
+        Source::Server(url) => vec![cairn_oci::Location::Url(format!(
+            "{}/v2/graph/{stream}",
+            url.trim_end_matches('/')
+        ))],
         Source::Cincinnati(_) => {
             return Err("cincinnati: sources are not supported by this agent yet; use fcos: or a Cairn document".into());
         }
     };
-    let described = location.to_string();
-    let fetched = cairn_oci::document::fetch_location(&location, client)
-        .await
-        .map_err(|e| format!("{described}: {e}"))?;
+    let mut failures = Vec::new();
+    let mut found = None;
+    for location in locations {
+        let described = location.to_string();
+        match cairn_oci::document::fetch_location(&location, client).await {
+            Ok(fetched) => {
+                found = Some((fetched, described));
+                break;
+            }
+            Err(e) => failures.push(format!("{described}: {e}")),
+        }
+    }
+    let Some((fetched, described)) = found else {
+        return Err(failures.join("; "));
+    };
     let mut keys = Vec::new();
     for path in &settings.keys {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -659,9 +676,17 @@ async fn pass(
     if driver.tool() == Tool::RpmOstree && host.update_driver.as_deref() != Some("Cairn") {
         driver.register().await.map_err(|e| e.to_string())?;
     }
-    let client =
-        cairn_oci::RegistryClient::new(options.client.clone()).map_err(|e| e.to_string())?;
-    let fetched = document(settings, &followed, &stream, &mut state, &client, now).await;
+    // A broken registries.conf breaks the host's own pulls too: do nothing.
+    let mirrors = crate::mirrors::Mirrors::load(&options.root)?;
+    let mut client_options = options.client.clone();
+    client_options
+        .insecure_registries
+        .extend(mirrors.insecure_hosts());
+    let client = cairn_oci::RegistryClient::new(client_options).map_err(|e| e.to_string())?;
+    let fetched = document(
+        settings, &followed, &stream, &mut state, &client, &mirrors, now,
+    )
+    .await;
     // The trust state is kept as soon as a document is accepted.
     state.save(&options.state_dir).map_err(|e| e.to_string())?;
     status.source = match &fetched {

@@ -21,6 +21,7 @@ pub mod fleetlock;
 pub mod host;
 pub mod identity;
 pub mod machine;
+pub mod mirrors;
 pub mod plan;
 pub mod store;
 pub mod windows;

@@ -1039,3 +1039,66 @@ async fn the_agent_reads_the_hosts_ostree_registry_credentials() {
     assert!(out.contains("State:      steady — up to date"), "{out}");
     assert!(out.contains("Last error: none"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disconnected_host_reads_the_document_from_its_registries_conf_mirror() {
+    let p = published().await;
+    let base = p.dir.path().join("mirrored");
+    // The host follows a registry it cannot reach; registries.conf names a mirror.
+    let host = FakeHost::new(
+        &base.join("host"),
+        "1.17.0",
+        "127.0.0.1:1/acme/os:stable",
+        (&p.digests[2], "44.3"),
+        &[],
+        true,
+    );
+    let root = base.join("root");
+    std::fs::create_dir_all(root.join("etc/cairn/config.d")).expect("mkdir");
+    std::fs::write(
+        root.join("etc/cairn/config.d/50-site.toml"),
+        fragment(&p, 0.5),
+    )
+    .expect("config");
+    let program = host.program.display().to_string();
+    let root_arg = root.display().to_string();
+    let state = base.join("state").display().to_string();
+    let once = || {
+        ok(&[
+            "agent",
+            "--once",
+            "--root",
+            &root_arg,
+            "--state-dir",
+            &state,
+            "--bootc",
+            &program,
+            "--arch",
+            "x86_64",
+            "--no-updater-check",
+        ])
+    };
+    let out = once();
+    assert!(
+        out.contains("Last error: 127.0.0.1:1/acme/os:cairn-graph-stable"),
+        "{out}"
+    );
+    std::fs::create_dir_all(root.join("etc/containers/registries.conf.d")).expect("mkdir");
+    std::fs::write(
+        root.join("etc/containers/registries.conf.d/50-mirror.conf"),
+        format!(
+            "[[registry]]\nprefix = \"127.0.0.1:1/acme\"\nlocation = \"127.0.0.1:1/acme\"\n[[registry.mirror]]\nlocation = \"{}/acme\"\ninsecure = true\n",
+            p.registry.host
+        ),
+    )
+    .expect("registries.conf");
+    let out = once();
+    assert!(out.contains("State:      steady — up to date"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "from {}/acme/os:cairn-graph-stable",
+            p.registry.host
+        )),
+        "{out}"
+    );
+}
