@@ -95,6 +95,60 @@ pub fn resolve_digest(
     })
 }
 
+/// The start of every stand-in command: record the command line, then wait
+/// while the test pauses this subcommand. Returns the host state to act on.
+pub fn begin_command(dir: &Path, args: &[String]) -> FakeState {
+    let mut state = read_state(dir);
+    state.calls.push(args.join(" "));
+    write_state(dir, &state);
+    if args
+        .first()
+        .is_some_and(|a| state.pause_before.as_ref() == Some(a))
+    {
+        let marker = pause_marker(dir);
+        let _ = std::fs::write(&marker, std::process::id().to_string());
+        while marker.exists() {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // The test may have changed the host meanwhile.
+        state = read_state(dir);
+    }
+    state
+}
+
+/// What `bootc ... --apply` and `rpm-ostree finalize-deployment` do: never
+/// return; the harness's "reboot" kills the process.
+pub fn block_until_rebooted(dir: &Path, mut state: FakeState) -> ! {
+    state.apply_pid = Some(std::process::id());
+    write_state(dir, &state);
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    }
+}
+
+/// A host state booted on `booted` (digest, version) from `image`.
+fn booted_state(
+    tool_version: &str,
+    image: &str,
+    booted: (&str, &str),
+    insecure: &[String],
+    container_policy: bool,
+) -> FakeState {
+    FakeState {
+        version: tool_version.to_string(),
+        insecure_registries: insecure.to_vec(),
+        spec_image: image.to_string(),
+        container_policy,
+        booted: Some(FakeDeployment {
+            digest: booted.0.to_string(),
+            version: Some(booted.1.to_string()),
+            image: image.to_string(),
+            download_only: false,
+        }),
+        ..FakeState::default()
+    }
+}
+
 /// The state file inside a stand-in directory.
 pub fn state_path(dir: &Path) -> PathBuf {
     dir.join("fake-bootc.json")
@@ -162,19 +216,7 @@ impl FakeHost {
         container_policy: bool,
     ) -> FakeHost {
         std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{e}"));
-        let state = FakeState {
-            version: bootc_version.to_string(),
-            insecure_registries: insecure.to_vec(),
-            spec_image: image.to_string(),
-            container_policy,
-            booted: Some(FakeDeployment {
-                digest: booted.0.to_string(),
-                version: Some(booted.1.to_string()),
-                image: image.to_string(),
-                download_only: false,
-            }),
-            ..FakeState::default()
-        };
+        let state = booted_state(bootc_version, image, booted, insecure, container_policy);
         write_state(dir, &state);
         FakeHost::wrap(dir, "bootc", &fake_bootc_binary())
     }
@@ -190,19 +232,7 @@ impl FakeHost {
         signed: bool,
     ) -> FakeHost {
         std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{e}"));
-        let state = FakeState {
-            version: "2025.10".to_string(),
-            insecure_registries: insecure.to_vec(),
-            spec_image: image.to_string(),
-            container_policy: signed,
-            booted: Some(FakeDeployment {
-                digest: booted.0.to_string(),
-                version: Some(booted.1.to_string()),
-                image: image.to_string(),
-                download_only: false,
-            }),
-            ..FakeState::default()
-        };
+        let state = booted_state("2025.10", image, booted, insecure, signed);
         write_state(dir, &state);
         FakeHost::wrap(dir, "rpm-ostree", &fake_rpm_ostree_binary())
     }

@@ -3,7 +3,7 @@
 //! state in `$CAIRN_FAKE_HOST`. Staging resolves the digest in the registry.
 
 use cairn_testkit::host::{
-    FakeDeployment, FakeState, pause_marker, read_state, resolve_digest, write_state,
+    FakeDeployment, FakeState, begin_command, block_until_rebooted, resolve_digest, write_state,
 };
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,35 +55,12 @@ fn version_at_least(state: &FakeState, major: u32, minor: u32) -> bool {
     (a, b) >= (major, minor)
 }
 
-fn block_until_rebooted(dir: &std::path::Path, mut state: FakeState) -> ExitCode {
-    state.apply_pid = Some(std::process::id());
-    write_state(dir, &state);
-    // bootc never returns from --apply: the shutdown kills it.
-    loop {
-        std::thread::sleep(std::time::Duration::from_secs(3600));
-    }
-}
-
 fn main() -> ExitCode {
     let Some(dir) = std::env::var_os("CAIRN_FAKE_HOST").map(PathBuf::from) else {
         return fail("CAIRN_FAKE_HOST is not set");
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut state = read_state(&dir);
-    state.calls.push(args.join(" "));
-    write_state(&dir, &state);
-    if args
-        .first()
-        .is_some_and(|a| state.pause_before.as_ref() == Some(a))
-    {
-        let marker = pause_marker(&dir);
-        let _ = std::fs::write(&marker, std::process::id().to_string());
-        while marker.exists() {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        // The test may have changed the host meanwhile.
-        state = read_state(&dir);
-    }
+    let mut state = begin_command(&dir, &args);
     let words: Vec<&str> = args.iter().map(String::as_str).collect();
     match words.as_slice() {
         ["--version"] => {

@@ -4,7 +4,9 @@
 //! origin is an ostree container reference, `ostree-image-signed:docker://…`
 //! when the host verifies signatures.
 
-use cairn_testkit::host::{FakeDeployment, FakeState, read_state, resolve_digest, write_state};
+use cairn_testkit::host::{
+    FakeDeployment, FakeState, begin_command, block_until_rebooted, resolve_digest, write_state,
+};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -62,23 +64,12 @@ fn status(state: &FakeState) -> String {
     .to_string()
 }
 
-fn block_until_rebooted(dir: &std::path::Path, mut state: FakeState) -> ExitCode {
-    state.apply_pid = Some(std::process::id());
-    write_state(dir, &state);
-    // The reboot kills it, as it kills rpm-ostree's client.
-    loop {
-        std::thread::sleep(std::time::Duration::from_secs(3600));
-    }
-}
-
 fn main() -> ExitCode {
     let Some(dir) = std::env::var_os("CAIRN_FAKE_HOST").map(PathBuf::from) else {
         return fail("CAIRN_FAKE_HOST is not set");
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut state = read_state(&dir);
-    state.calls.push(args.join(" "));
-    write_state(&dir, &state);
+    let mut state = begin_command(&dir, &args);
     let words: Vec<&str> = args.iter().map(String::as_str).collect();
     match words.as_slice() {
         ["status", "--json"] => {
