@@ -8,8 +8,8 @@ use crate::fleetlock::FleetLockClient;
 use crate::host::driver::{CommandRunner, Driver};
 use crate::machine::{BootOutcome, Event, State, Target, recover};
 use crate::plan::{CheckInput, Plan, finalize_gate, plan};
+use crate::source::SourceGraph;
 use crate::store::{AgentState, StoreError};
-use cairn_graph::GraphDocument;
 use jiff::Timestamp;
 use std::path::PathBuf;
 
@@ -18,9 +18,10 @@ use std::path::PathBuf;
 pub struct World {
     /// Now.
     pub now: Timestamp,
-    /// The verified document, or why there is none (registry down, bad
-    /// signature, expired, replayed): then nothing is done.
-    pub document: Result<GraphDocument, String>,
+    /// The verified document (or the Cincinnati server's graph), or why
+    /// there is none (source down, bad signature, expired, replayed): then
+    /// nothing is done.
+    pub graph: Result<SourceGraph, String>,
     /// Interactive users are logged in (a failing `loginctl` counts as yes).
     pub users_logged_in: bool,
 }
@@ -214,7 +215,7 @@ impl<R: CommandRunner> Agent<R> {
             State::Staged { .. } | State::FinalizeAllowed { .. } => {
                 let report = self.check(world).await?;
                 // Without a trusted document there is no reboot either.
-                if world.document.is_err() {
+                if world.graph.is_err() {
                     if matches!(self.persisted.state, State::FinalizeAllowed { .. }) {
                         self.transition(&Event::GatesClosed)?;
                         self.release_lock_if_off_path().await?;
@@ -235,8 +236,8 @@ impl<R: CommandRunner> Agent<R> {
         if matches!(self.persisted.state, State::Steady) {
             self.transition(&Event::CheckStarted)?;
         }
-        let document = match &world.document {
-            Ok(document) => document,
+        let graph = match &world.graph {
+            Ok(graph) => graph,
             Err(why) => {
                 if matches!(self.persisted.state, State::Checking) {
                     self.transition(&Event::NothingToDo)?;
@@ -249,7 +250,7 @@ impl<R: CommandRunner> Agent<R> {
         let plan = plan(&CheckInput {
             settings: &self.settings,
             host: &host,
-            document,
+            graph,
             arch: &self.arch,
             wariness: self.wariness,
             now: world.now,

@@ -8,6 +8,7 @@ use crate::fleetlock::FleetLockClient;
 use crate::host::driver::{Driver, ProcessRunner};
 use crate::host::{HostStatus, Tool, repository_of, tag_of};
 use crate::machine::{Event, State};
+use crate::source::SourceGraph;
 use crate::store::AgentState;
 use cairn_graph::GraphDocument;
 use jiff::Timestamp;
@@ -285,8 +286,9 @@ async fn document(
             "{}/v2/graph/{stream}",
             url.trim_end_matches('/')
         ))],
-        Source::Cincinnati(_) => {
-            return Err("cincinnati: sources are not supported by this agent yet; use fcos: or a Cairn document".into());
+        // Read by `cincinnati_graph`: a Cincinnati server sends no document.
+        Source::Cincinnati(url) => {
+            return Err(format!("cincinnati:{url} serves a graph, not a document"));
         }
     };
     let mut failures = Vec::new();
@@ -394,6 +396,68 @@ async fn fcos_document(
         format!("{releases_url}: {}", listed.join("; "))
     })?;
     Ok((document, format!("fcos:{base} ({stream})")))
+}
+
+/// Cincinnati answers for one stream are tens of kB; Fedora's largest are a few MB.
+const MAX_CINCINNATI_BYTES: usize = 64 * 1024 * 1024;
+
+/// The `/v1/graph` request: the architecture, stream, payload scheme and the
+/// locally computed wariness, nothing that identifies the node.
+pub fn cincinnati_request(
+    url: &str,
+    stream: &str,
+    arch: &str,
+    wariness: f64,
+    booted: Option<&str>,
+) -> Result<url::Url, String> {
+    let base = url.trim_end_matches('/');
+    let endpoint = if base.ends_with("/v1/graph") {
+        base.to_string()
+    } else {
+        format!("{base}/v1/graph")
+    };
+    let mut request = url::Url::parse(&endpoint).map_err(|e| format!("cincinnati:{url}: {e}"))?;
+    if request.query().is_some() {
+        return Err(format!(
+            "cincinnati:{url}: give the server's base URL, without a query"
+        ));
+    }
+    request
+        .query_pairs_mut()
+        .append_pair("basearch", arch)
+        .append_pair("stream", stream)
+        .append_pair("rollout_wariness", &wariness.to_string());
+    // A host booted from an image needs the OCI graph (payloads are pull specs).
+    if booted.is_some_and(|b| cairn_graph::Scheme::of_booted(b) == cairn_graph::Scheme::Oci) {
+        request.query_pairs_mut().append_pair("oci", "true");
+    }
+    Ok(request)
+}
+
+/// The graph a Cincinnati `/v1/graph` server computes for this node. Only the
+/// architecture, stream, payload scheme and the locally computed wariness are
+/// sent: no node id, no booted version. The answer is unsigned; HTTPS to the
+/// configured server is the trust, as for Zincati.
+async fn cincinnati_graph(
+    url: &str,
+    stream: &str,
+    arch: &str,
+    wariness: f64,
+    booted: Option<&str>,
+    client: &cairn_oci::RegistryClient,
+) -> Result<(SourceGraph, String), String> {
+    let request = cincinnati_request(url, stream, arch, wariness, booted)?;
+    let shown = format!("cincinnati:{} ({stream})", url.trim_end_matches('/'));
+    let body = client
+        .get_json_url(request.as_str(), MAX_CINCINNATI_BYTES)
+        .await
+        .map_err(|e| format!("{shown}: {e}"))?
+        .ok_or_else(|| format!("{shown}: {request} was not found"))?;
+    let parsed = cairn_graph::cincinnati::CincinnatiGraph::from_json(&body)
+        .map_err(|e| format!("{shown}: {e}"))?;
+    let graph =
+        cairn_graph::UpdateGraph::from_cincinnati(&parsed).map_err(|e| format!("{shown}: {e}"))?;
+    Ok((SourceGraph::Cincinnati(graph), shown))
 }
 
 /// Which tool drives this host: bootc when it reports a booted image it can
@@ -683,10 +747,17 @@ async fn pass(
         .insecure_registries
         .extend(mirrors.insecure_hosts());
     let client = cairn_oci::RegistryClient::new(client_options).map_err(|e| e.to_string())?;
-    let fetched = document(
-        settings, &followed, &stream, &mut state, &client, &mirrors, now,
-    )
-    .await;
+    let fetched = match &settings.source {
+        Source::Cincinnati(url) => {
+            let booted = host.booted.as_ref().and_then(|b| b.digest.as_deref());
+            cincinnati_graph(url, &stream, &options.arch, wariness, booted, &client).await
+        }
+        _ => document(
+            settings, &followed, &stream, &mut state, &client, &mirrors, now,
+        )
+        .await
+        .map(|(document, described)| (SourceGraph::Document(document), described)),
+    };
     // The trust state is kept as soon as a document is accepted.
     state.save(&options.state_dir).map_err(|e| e.to_string())?;
     status.source = match &fetched {
@@ -724,21 +795,19 @@ async fn pass(
     .map_err(|e| e.to_string())?;
     let world = World {
         now,
-        document: fetched
+        graph: fetched
             .as_ref()
-            .map(|(d, _)| d.clone())
+            .map(|(graph, _)| graph.clone())
             .map_err(Clone::clone),
         users_logged_in: match &options.loginctl {
             Some(loginctl) => users_logged_in(loginctl).await,
             None => false,
         },
     };
-    if let Ok((document, _)) = &fetched {
-        status.document_sequence = Some(document.sequence);
-        status.booted_age_index = age_in(
-            document,
-            host.booted.as_ref().and_then(|b| b.digest.as_ref()),
-        );
+    if let Ok((graph, _)) = &fetched {
+        status.document_sequence = graph.sequence();
+        status.booted_age_index =
+            age_in(graph, host.booted.as_ref().and_then(|b| b.digest.as_ref()));
         if let Some(booted) = host.booted.as_ref().and_then(|b| b.digest.clone()) {
             let query = cairn_graph::Query {
                 booted: &booted,
@@ -747,7 +816,7 @@ async fn pass(
                 deny: &agent.persisted.denied(),
                 allow_downgrade: settings.allow_downgrade,
             };
-            status.next_change = document
+            status.next_change = graph
                 .next_change_after(&options.arch, &query)
                 .map(|t| t.to_string());
         }
@@ -776,28 +845,17 @@ async fn pass(
             .staged
             .as_ref()
             .map(|s| (s.version.clone(), s.digest.clone()));
-        if let Ok((document, _)) = &fetched {
-            status.staged_age_index = age_in(
-                document,
-                host.staged.as_ref().and_then(|s| s.digest.as_ref()),
-            );
+        if let Ok((graph, _)) = &fetched {
+            status.staged_age_index =
+                age_in(graph, host.staged.as_ref().and_then(|s| s.digest.as_ref()));
         }
     }
     Ok(())
 }
 
 /// The age index of the release a digest (or alias) belongs to.
-fn age_in(document: &GraphDocument, digest: Option<&String>) -> Option<u64> {
-    let digest = digest?;
-    document
-        .releases
-        .iter()
-        .position(|r| {
-            r.architectures
-                .values()
-                .any(|e| e.digest.as_ref() == Some(digest) || e.aliases.contains(digest))
-        })
-        .map(|i| i as u64)
+fn age_in(graph: &SourceGraph, digest: Option<&String>) -> Option<u64> {
+    graph.release_of_digest(digest?).map(|(_, age)| age)
 }
 
 async fn agent_status(options: &Options) -> Result<HostStatus, String> {
@@ -981,4 +1039,57 @@ async fn serve_request(
         tracing::warn!(error = %e, "could not answer an operator request");
     }
     ran
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cincinnati_request;
+
+    #[test]
+    fn a_cincinnati_request_carries_the_wariness_and_nothing_that_identifies_the_node() {
+        let booted = "sha256:9fd03cdbd64cb0b2ee6ee1a4bf6b5a4e0f8c4f43f3f1a8a2e3a4d0c6e5f7a8b9";
+        let request = cincinnati_request(
+            "https://updates.example.org/",
+            "stable",
+            "x86_64",
+            0.25,
+            Some(booted),
+        )
+        .expect("valid");
+        assert_eq!(
+            request.as_str(),
+            "https://updates.example.org/v1/graph?basearch=x86_64&stream=stable&rollout_wariness=0.25&oci=true"
+        );
+        for pair in request.query_pairs() {
+            assert!(
+                !matches!(
+                    &*pair.0,
+                    "node_uuid" | "os_checksum" | "os_version" | "group"
+                ),
+                "{pair:?}"
+            );
+        }
+        // An ostree commit host asks for the checksum graph; a full endpoint is kept.
+        let request = cincinnati_request(
+            "https://updates.example.org/v1/graph",
+            "next",
+            "aarch64",
+            1.0,
+            Some("0123abcd"),
+        )
+        .expect("valid");
+        assert_eq!(
+            request.as_str(),
+            "https://updates.example.org/v1/graph?basearch=aarch64&stream=next&rollout_wariness=1"
+        );
+        let err = cincinnati_request(
+            "https://u.example/v1/graph?stream=x",
+            "s",
+            "x86_64",
+            0.5,
+            None,
+        )
+        .expect_err("a query is refused");
+        assert!(err.contains("without a query"), "{err}");
+    }
 }

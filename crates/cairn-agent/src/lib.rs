@@ -9,6 +9,7 @@
 //! - [`host`]: bootc and rpm-ostree status, in one shape.
 //! - [`machine`]: the update state machine and crash recovery.
 //! - [`plan`]: what a check decides, and the gates before a reboot.
+//! - [`source`]: the graph a check plans against: a document or a Cincinnati answer.
 //! - [`store`]: the persistent state, written atomically.
 
 #![forbid(unsafe_code)]
@@ -23,5 +24,6 @@ pub mod identity;
 pub mod machine;
 pub mod mirrors;
 pub mod plan;
+pub mod source;
 pub mod store;
 pub mod windows;

@@ -4,7 +4,8 @@
 use crate::config::Settings;
 use crate::host::HostStatus;
 use crate::machine::Target;
-use cairn_graph::{GraphDocument, Query};
+use crate::source::SourceGraph;
+use cairn_graph::Query;
 use jiff::Timestamp;
 
 /// What to do after a check.
@@ -29,8 +30,8 @@ pub struct CheckInput<'a> {
     pub settings: &'a Settings,
     /// The host.
     pub host: &'a HostStatus,
-    /// The trusted document.
-    pub document: &'a GraphDocument,
+    /// The trusted document, or the graph a Cincinnati server sent.
+    pub graph: &'a SourceGraph,
     /// Fedora's architecture name of this host.
     pub arch: &'a str,
     /// This node's wariness.
@@ -55,7 +56,7 @@ pub fn plan(input: &CheckInput<'_>) -> Plan {
         deny: input.deny,
         allow_downgrade: input.settings.allow_downgrade,
     };
-    let decision = input.document.decide(input.arch, &query);
+    let decision = input.graph.decide(input.arch, &query);
     let mut target = decision.target.as_ref().map(|t| Target {
         version: t.version.clone(),
         digest: t.digest.clone(),
@@ -63,8 +64,7 @@ pub fn plan(input: &CheckInput<'_>) -> Plan {
     let mut reason = decision.reason();
     // A local ceiling: never past max_version.
     if let (Some(max), Some(chosen)) = (&input.settings.max_version, &decision.target) {
-        let ceiling = input.document.release(max).map(|(age, _)| age as u64);
-        match ceiling {
+        match input.graph.age_of_version(max) {
             Some(ceiling) if chosen.age_index > ceiling => {
                 reason = format!("{} is past max_version {max}", chosen.version);
                 target = None;
@@ -81,12 +81,11 @@ pub fn plan(input: &CheckInput<'_>) -> Plan {
     let staged = input.host.staged.as_ref().and_then(|s| s.digest.clone());
     // A staged release past the local ceiling goes, whatever the graph says.
     if let (Some(max), Some(staged_digest)) = (&input.settings.max_version, &staged) {
-        let ceiling = input.document.release(max).map(|(age, _)| age);
-        let staged_age = input.document.releases.iter().position(|r| {
-            r.architectures
-                .values()
-                .any(|e| e.digest.as_deref() == Some(staged_digest.as_str()))
-        });
+        let ceiling = input.graph.age_of_version(max);
+        let staged_age = input
+            .graph
+            .release_of_digest(staged_digest)
+            .map(|(_, age)| age);
         if let (Some(ceiling), Some(age)) = (ceiling, staged_age)
             && age > ceiling
         {
@@ -99,22 +98,16 @@ pub fn plan(input: &CheckInput<'_>) -> Plan {
         // Held or disabled: nothing new is staged, not even over an older one.
         (Some(staged), Some(_)) if frozen => Plan::Keep(Target {
             version: input
-                .document
-                .releases
-                .iter()
-                .find(|r| {
-                    r.architectures
-                        .values()
-                        .any(|e| e.digest.as_deref() == Some(staged.as_str()))
-                })
-                .map_or_else(|| "the staged release".to_string(), |r| r.version.clone()),
+                .graph
+                .release_of_digest(&staged)
+                .map_or_else(|| "the staged release".to_string(), |(version, _)| version),
             digest: staged,
         }),
         (Some(_), Some(target)) => Plan::Restage(target),
         (Some(staged), None) => {
             // A staged release that is still a valid, offered target stays;
             // one that became a dead-end or left the graph must go.
-            let graph = input.document.graph_for(input.arch, &staged);
+            let graph = input.graph.graph_for(input.arch, &staged);
             match graph.find_booted(&staged).map(|i| &graph.nodes()[i]) {
                 None => Plan::Unstage(format!(
                     "the staged release {staged} is no longer in the graph"
@@ -205,15 +198,20 @@ mod tests {
     use crate::config::{ConfigDirs, load};
     use crate::host::{Deployment, SignatureMode, Tool};
 
-    fn document() -> GraphDocument {
+    fn document() -> SourceGraph {
         let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("../../docs/examples/stable.json");
-        GraphDocument::from_json(&std::fs::read(path).expect("example"))
-            .expect("parses")
-            .document
+        SourceGraph::Document(
+            cairn_graph::GraphDocument::from_json(&std::fs::read(path).expect("example"))
+                .expect("parses")
+                .document,
+        )
     }
 
-    fn digest(doc: &GraphDocument, version: &str) -> String {
+    fn digest(doc: &SourceGraph, version: &str) -> String {
+        let SourceGraph::Document(doc) = doc else {
+            panic!("a document")
+        };
         doc.release(version)
             .and_then(|(_, r)| r.architectures["x86_64"].digest.clone())
             .expect("digest")
@@ -248,7 +246,7 @@ mod tests {
     fn input<'a>(
         settings: &'a Settings,
         host: &'a HostStatus,
-        doc: &'a GraphDocument,
+        doc: &'a SourceGraph,
         wariness: f64,
         deny: &'a [String],
         held: bool,
@@ -256,7 +254,7 @@ mod tests {
         CheckInput {
             settings,
             host,
-            document: doc,
+            graph: doc,
             arch: "x86_64",
             wariness,
             now: NOW.parse().expect("time"),
@@ -290,9 +288,12 @@ mod tests {
             matches!(plan(&input(&s, &staged_older, &doc, 0.5, &[], false)), Plan::Restage(t) if t.digest == newest)
         );
         // The staged release becomes a dead-end: un-stage.
-        let mut dead = doc.clone();
+        let SourceGraph::Document(mut dead) = doc.clone() else {
+            panic!("a document")
+        };
         dead.releases[5].deadend = Some(cairn_graph::Reason::new("bad"));
         dead.releases[4].deadend = Some(cairn_graph::Reason::new("bad too"));
+        let dead = SourceGraph::Document(dead);
         assert!(
             matches!(plan(&input(&s, &staged_newest, &dead, 0.5, &[], false)), Plan::Unstage(r) if r.contains("dead-end"))
         );

@@ -7,6 +7,7 @@ use cairn_agent::config::{ConfigDirs, Settings, load};
 use cairn_agent::fleetlock::FleetLockClient;
 use cairn_agent::host::Tool;
 use cairn_agent::host::driver::{Driver, ProcessRunner};
+use cairn_agent::source::SourceGraph;
 use cairn_graph::GraphDocument;
 use cairn_graph::assemble::{AssembleOptions, assemble};
 use cairn_graph::fcos::Updates;
@@ -200,7 +201,7 @@ fn closed_window() -> String {
 fn world(fleet: &Fleet) -> World {
     World {
         now: Timestamp::now(),
-        document: Ok(fleet.document.clone()),
+        graph: Ok(SourceGraph::Document(fleet.document.clone())),
         users_logged_in: false,
     }
 }
@@ -386,7 +387,7 @@ async fn without_a_trusted_document_nothing_is_done_and_status_says_why() {
     ] {
         let world = World {
             now: Timestamp::now(),
-            document: Err(why.to_string()),
+            graph: Err(why.to_string()),
             users_logged_in: false,
         };
         agent.tick(&world).await.expect("tick");
@@ -408,7 +409,7 @@ async fn a_staged_update_is_not_finalized_without_a_trusted_document() {
     );
     let untrusted = World {
         now: Timestamp::now(),
-        document: Err("bad signature".into()),
+        graph: Err("bad signature".into()),
         users_logged_in: false,
     };
     let report = agent.tick(&untrusted).await.expect("tick");

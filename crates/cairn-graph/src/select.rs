@@ -323,6 +323,91 @@ impl UpdateGraph {
             .and_then(|second| Timestamp::from_second(second).ok())
     }
 
+    /// [`UpdateGraph::decide`] on a graph a Cincinnati server already
+    /// throttled with this node's wariness. Such a server drops the edges into
+    /// rollouts that have not reached the node, which would leave the node
+    /// saying "up to date". The nodes keep their rollout metadata, so those
+    /// releases (up to the next barrier, as Fedora's edge rule allows) are
+    /// named as held, and the node can still say why it waits.
+    pub fn decide_served(&self, query: &Query<'_>) -> Decision {
+        let mut decision = self.decide(query);
+        let Some(booted_at) = self.find_booted(query.booted) else {
+            return decision;
+        };
+        if self.nodes()[booted_at].deadend.is_some() {
+            return decision;
+        }
+        let floor = decision
+            .target
+            .as_ref()
+            .map_or(self.nodes()[booted_at].age_index, |t| t.age_index);
+        for (node, hold) in self.withheld_rollouts(booted_at, query) {
+            if node.age_index > floor && !decision.held.iter().any(|h| h.version == node.version) {
+                decision.held.push(Held {
+                    version: node.version.clone(),
+                    age_index: node.age_index,
+                    hold,
+                });
+            }
+        }
+        decision
+            .held
+            .sort_by_key(|held| std::cmp::Reverse(held.age_index));
+        if decision.target.is_none()
+            && matches!(decision.no_update, Some(NoUpdate::UpToDate))
+            && let Some(first) = decision.held.first()
+        {
+            decision.no_update = Some(NoUpdate::Held(first.clone()));
+        }
+        decision
+    }
+
+    /// [`UpdateGraph::next_change_after`] for a server-throttled graph: also
+    /// the moment a withheld rollout reaches this node.
+    pub fn next_change_after_served(&self, query: &Query<'_>) -> Option<Timestamp> {
+        let booted_at = self.find_booted(query.booted)?;
+        let booted = &self.nodes()[booted_at];
+        if booted.deadend.is_some() {
+            return None;
+        }
+        let floor = self
+            .decide(query)
+            .target
+            .map_or(booted.age_index, |t| t.age_index);
+        let now = query.now.as_second();
+        let withheld = self
+            .withheld_rollouts(booted_at, query)
+            .into_iter()
+            .filter(|(node, _)| node.age_index > floor)
+            .filter_map(|(node, _)| node.rollout?.visible_from(query.wariness, now))
+            .min()
+            .and_then(|second| Timestamp::from_second(second).ok());
+        match (self.next_change_after(query), withheld) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Newer releases up to the next barrier whose rollout hides them from
+    /// this node, whether or not an edge leads there.
+    fn withheld_rollouts(&self, booted_at: usize, query: &Query<'_>) -> Vec<(&Node, Hold)> {
+        let booted = &self.nodes()[booted_at];
+        let barrier = self
+            .nodes()
+            .iter()
+            .filter(|n| n.age_index > booted.age_index && n.barrier.is_some())
+            .map(|n| n.age_index)
+            .min();
+        self.nodes()
+            .iter()
+            .filter(|n| n.age_index > booted.age_index && barrier.is_none_or(|b| n.age_index <= b))
+            .filter_map(|n| match hold_for(booted, n, query) {
+                Some(hold @ Hold::Rollout { .. }) => Some((n, hold)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The out-edge targets of the booted node, newest first: each node once,
     /// never the booted node itself nor another node of the same age (a
     /// server may send such edges; following them would re-stage the same release).

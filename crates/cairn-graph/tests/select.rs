@@ -352,3 +352,53 @@ fn with_nothing_pending_the_next_change_is_expiry() {
     let change = doc.next_change_after("x86_64", &query(&booted, 0.0, START, &[]));
     assert_eq!(change, Some(at(doc.expires.as_second() + 1)));
 }
+
+/// What a Cincinnati server that throttles for `wariness` sends, read back.
+fn served(doc: &GraphDocument, booted: &str, wariness: f64, now: i64) -> UpdateGraph {
+    let throttled = doc.graph_for("x86_64", booted).throttled(wariness, now);
+    UpdateGraph::from_cincinnati(&throttled.to_cincinnati()).expect("round trip")
+}
+
+#[test]
+fn a_server_throttled_graph_still_says_which_rollout_it_waits_for() {
+    let doc = example();
+    let booted = digest(&doc, "43.20251027.0", "x86_64");
+    let now = START + (2880 * 60) * 3 / 10; // progress 0.37
+    let q = query(&booted, 0.61, now, &[]);
+    let graph = served(&doc, &booted, 0.61, now);
+    // Without the rollout metadata the server dropped the edge: "up to date".
+    assert_eq!(graph.decide(&q).no_update, Some(NoUpdate::UpToDate));
+    let decision = graph.decide_served(&q);
+    assert!(decision.target.is_none());
+    assert_eq!(decision.reason(), doc.decide("x86_64", &q).reason());
+    assert_eq!(
+        graph.next_change_after_served(&q),
+        doc.graph_for("x86_64", &booted).next_change_after(&q)
+    );
+    assert!(graph.next_change_after_served(&q).is_some());
+    // Once the rollout reaches the node, the server sends the edge and it is taken.
+    let later = query(&booted, 0.61, END, &[]);
+    let decision = served(&doc, &booted, 0.61, END).decide_served(&later);
+    assert_eq!(
+        decision.target.map(|t| t.version).as_deref(),
+        Some("43.20251110.0")
+    );
+}
+
+#[test]
+fn a_server_throttled_graph_names_a_withheld_rollout_beside_an_older_target() {
+    let doc = example();
+    // From the barrier, 43.20251027.0 is offered while 43.20251110.0 waits.
+    let booted = digest(&doc, "42.20250929.0", "x86_64");
+    let now = START + (2880 * 60) * 3 / 10;
+    let q = query(&booted, 0.61, now, &[]);
+    let decision = served(&doc, &booted, 0.61, now).decide_served(&q);
+    let expected = doc.decide("x86_64", &q);
+    assert_eq!(decision.target, expected.target);
+    assert_eq!(decision.reason(), expected.reason());
+    assert!(
+        decision.reason().contains("newer 43.20251110.0 held"),
+        "{}",
+        decision.reason()
+    );
+}

@@ -440,6 +440,28 @@ impl RegistryClient {
         limit: usize,
         validators: &Validators,
     ) -> Result<Conditional> {
+        self.fetch_url(url, limit, validators, None).await
+    }
+
+    /// GET a JSON API (Cincinnati's `/v1/graph` insists on `Accept:
+    /// application/json`); `None` when the URL is not found.
+    pub async fn get_json_url(&self, url: &str, limit: usize) -> Result<Option<Bytes>> {
+        match self
+            .fetch_url(url, limit, &Validators::default(), Some("application/json"))
+            .await?
+        {
+            Conditional::Fetched { bytes, .. } => Ok(Some(bytes)),
+            Conditional::NotFound | Conditional::NotModified => Ok(None),
+        }
+    }
+
+    async fn fetch_url(
+        &self,
+        url: &str,
+        limit: usize,
+        validators: &Validators,
+        accept: Option<&'static str>,
+    ) -> Result<Conditional> {
         let parsed = url::Url::parse(url).map_err(|e| OciError::invalid(url.to_string(), e))?;
         let host = match parsed.port() {
             Some(port) => format!("{}:{port}", parsed.host_str().unwrap_or_default()),
@@ -453,6 +475,9 @@ impl RegistryClient {
             ));
         }
         let mut request = self.inner.http.get(url);
+        if let Some(accept) = accept {
+            request = request.header(header::ACCEPT, accept);
+        }
         if let Some(etag) = &validators.etag {
             request = request.header(header::IF_NONE_MATCH, etag);
         }

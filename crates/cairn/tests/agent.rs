@@ -1102,3 +1102,96 @@ async fn a_disconnected_host_reads_the_document_from_its_registries_conf_mirror(
         "{out}"
     );
 }
+
+/// `cairn serve` over the published document, on a free loopback port; the
+/// child and its `host:port`, once it answers `/readyz`.
+async fn serve_published(p: &Published) -> (std::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let config = p.dir.path().join("server.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "insecure_registries = [\"{}\"]\n[[stream]]\nname = \"stable\"\ndocument = {{ location = \"{}:cairn-graph-stable\", keys = [\"{}\"] }}\n",
+            p.registry.host, p.repo, p.public_key
+        ),
+    )
+    .expect("write");
+    let listen = format!("127.0.0.1:{port}");
+    let child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["serve", "--config", &config.display().to_string()])
+        .args(["--listen", &listen])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("cairn serve starts");
+    wait_until("cairn serve to be ready", || {
+        use std::io::{Read, Write};
+        let Ok(mut stream) = std::net::TcpStream::connect(&listen) else {
+            return false;
+        };
+        let mut answer = String::new();
+        write!(
+            stream,
+            "GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .and_then(|()| stream.read_to_string(&mut answer))
+        .is_ok_and(|_| answer.starts_with("HTTP/1.1 200"))
+    })
+    .await;
+    (child, listen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cincinnati_source_follows_the_servers_graph_with_the_local_wariness() {
+    let p = published().await;
+    let (mut server, listen) = serve_published(&p).await;
+    let fragment = |w: f64| {
+        format!(
+            "[updates]\nsource = \"cincinnati:http://{listen}\"\n[identity]\nrollout_wariness = {w}\n"
+        )
+    };
+    let extra = ["--insecure-registry", listen.as_str()];
+
+    let early = node(&p, "early", 1, &fragment(0.3));
+    let out = agent_once(&p, &early, &extra);
+    assert!(out.contains("staged 44.3"), "{out}");
+    assert_eq!(
+        early.host.state().staged.map(|s| s.digest).as_deref(),
+        Some(p.digests[2].as_str())
+    );
+    let status = status_json(&early);
+    assert_eq!(
+        status["source"],
+        format!("cincinnati:http://{listen} (stable)")
+    );
+    assert_eq!(status["document_sequence"], Value::Null, "no document");
+    assert_eq!(status["booted_age_index"], 1);
+
+    // The server drops the edge for this wariness; the node still says why it waits.
+    let late = node(&p, "late", 1, &fragment(0.8));
+    let out = agent_once(&p, &late, &extra);
+    assert!(out.contains("rollout of 44.3 at 50"), "{out}");
+    assert!(out.contains("this node's wariness is 0.8"), "{out}");
+    assert!(out.contains("Expected:   a change about"), "{out}");
+    assert!(late.host.state().staged.is_none());
+
+    // An old node walks the graph the server sent: one step at a time.
+    let old = node(&p, "old", 0, &fragment(0.3));
+    let out = agent_once(&p, &old, &extra);
+    assert!(out.contains("staged 44.3"), "{out}");
+
+    // The server gone: nothing is done, and status says why.
+    let _ = server.kill();
+    let _ = server.wait();
+    let down = node(&p, "down", 1, &fragment(0.3));
+    let out = agent_once(&p, &down, &extra);
+    assert!(down.host.state().staged.is_none(), "{out}");
+    let status = status_json(&down);
+    let error = status["last_error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains(&format!("cincinnati:http://{listen}")),
+        "{status}"
+    );
+}

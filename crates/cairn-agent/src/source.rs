@@ -1,0 +1,158 @@
+//! What a check plans against. A Cairn document (or Fedora's files turned
+//! into one) carries every release and its own expiry; a Cincinnati server
+//! sends a graph it already computed, edges included, and nothing that
+//! expires. Both answer the same questions, so the plan does not care which.
+
+use cairn_graph::{Decision, GraphDocument, Query, UpdateGraph};
+use jiff::Timestamp;
+use std::borrow::Cow;
+
+/// The update graph of one check.
+#[derive(Debug, Clone)]
+pub enum SourceGraph {
+    /// A verified document.
+    Document(GraphDocument),
+    /// A Cincinnati `/v1/graph` answer, edges as the server sent them.
+    Cincinnati(UpdateGraph),
+}
+
+impl SourceGraph {
+    /// The graph a host reporting `booted` follows.
+    pub fn graph_for(&self, arch: &str, booted: &str) -> Cow<'_, UpdateGraph> {
+        match self {
+            SourceGraph::Document(document) => Cow::Owned(document.graph_for(arch, booted)),
+            SourceGraph::Cincinnati(graph) => Cow::Borrowed(graph),
+        }
+    }
+
+    /// Choose the update; an expired document offers nothing.
+    pub fn decide(&self, arch: &str, query: &Query<'_>) -> Decision {
+        match self {
+            SourceGraph::Document(document) => document.decide(arch, query),
+            SourceGraph::Cincinnati(graph) => graph.decide_served(query),
+        }
+    }
+
+    /// When the decision will next change without a new graph.
+    pub fn next_change_after(&self, arch: &str, query: &Query<'_>) -> Option<Timestamp> {
+        match self {
+            SourceGraph::Document(document) => document.next_change_after(arch, query),
+            SourceGraph::Cincinnati(graph) => graph.next_change_after_served(query),
+        }
+    }
+
+    /// The document's sequence; a Cincinnati graph has none.
+    pub fn sequence(&self) -> Option<u64> {
+        match self {
+            SourceGraph::Document(document) => Some(document.sequence),
+            SourceGraph::Cincinnati(_) => None,
+        }
+    }
+
+    /// The age index of a release named by version, on any architecture.
+    pub fn age_of_version(&self, version: &str) -> Option<u64> {
+        match self {
+            SourceGraph::Document(document) => document.release(version).map(|(age, _)| age as u64),
+            SourceGraph::Cincinnati(graph) => graph
+                .nodes()
+                .iter()
+                .find(|node| node.version == version)
+                .map(|node| node.age_index),
+        }
+    }
+
+    /// The release (version, age index) a digest or one of its aliases belongs to.
+    pub fn release_of_digest(&self, digest: &str) -> Option<(String, u64)> {
+        match self {
+            SourceGraph::Document(document) => document
+                .releases
+                .iter()
+                .enumerate()
+                .find(|(_, release)| {
+                    release.architectures.values().any(|entry| {
+                        entry.digest.as_deref() == Some(digest)
+                            || entry.aliases.iter().any(|alias| alias == digest)
+                    })
+                })
+                .map(|(age, release)| (release.version.clone(), age as u64)),
+            SourceGraph::Cincinnati(graph) => graph
+                .nodes()
+                .iter()
+                .find(|node| node.matches(digest) || node.matches_alias(digest))
+                .map(|node| (node.version.clone(), node.age_index)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn document() -> GraphDocument {
+        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../docs/examples/stable.json");
+        GraphDocument::from_json(&std::fs::read(path).expect("example document"))
+            .expect("parses")
+            .document
+    }
+
+    #[test]
+    fn a_served_graph_answers_as_the_document_it_came_from() {
+        let document = document();
+        let booted = document.releases[1].architectures["x86_64"]
+            .digest
+            .clone()
+            .expect("digest");
+        let from_document = SourceGraph::Document(document.clone());
+        let served = SourceGraph::Cincinnati(
+            UpdateGraph::from_cincinnati(
+                &from_document.graph_for("x86_64", &booted).to_cincinnati(),
+            )
+            .expect("round trip"),
+        );
+        // Mid-rollout of the newest release, from both sides of it.
+        for wariness in [0.1, 0.5, 0.9] {
+            let query = Query {
+                booted: &booted,
+                wariness,
+                now: "2025-11-11T16:00:00Z".parse().expect("time"),
+                deny: &[],
+                allow_downgrade: false,
+            };
+            let expected = from_document.decide("x86_64", &query);
+            assert!(expected.target.is_some(), "the example offers an update");
+            assert_eq!(expected.target, served.decide("x86_64", &query).target);
+            assert_eq!(
+                from_document
+                    .graph_for("x86_64", &booted)
+                    .next_change_after(&query),
+                served.next_change_after("x86_64", &query)
+            );
+        }
+        // Releases with an image for this architecture are in both.
+        for release in document.releases.iter().filter(|r| {
+            r.architectures
+                .get("x86_64")
+                .is_some_and(|e| e.digest.is_some())
+        }) {
+            assert_eq!(
+                from_document.age_of_version(&release.version),
+                served.age_of_version(&release.version),
+                "{}",
+                release.version
+            );
+            if let Some(digest) = release
+                .architectures
+                .get("x86_64")
+                .and_then(|e| e.digest.clone())
+            {
+                assert_eq!(
+                    from_document.release_of_digest(&digest),
+                    served.release_of_digest(&digest)
+                );
+            }
+        }
+        assert_eq!(served.sequence(), None);
+        assert_eq!(from_document.sequence(), Some(document.sequence));
+    }
+}
