@@ -205,6 +205,8 @@ pub fn assemble(
         issued: options.now,
         expires: options.expires,
         releases,
+        // Re-applied by the publisher from the base graph, when it is given.
+        base: previous.and_then(|p| p.base.clone()),
     };
     document.validate().map_err(|errors| {
         let text: Vec<String> = errors.iter().map(ToString::to_string).collect();

@@ -247,5 +247,6 @@ fn parse_node(raw: &CincinnatiNode, age_index: u64, scheme: Scheme) -> Node {
         barrier: is_barrier.then(|| reason(BARRIER_REASON)),
         deadend: is_deadend.then(|| reason(DEADEND_REASON)),
         rollout,
+        base_age: None,
     }
 }

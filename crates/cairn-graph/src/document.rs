@@ -45,6 +45,38 @@ pub struct GraphDocument {
     pub expires: Timestamp,
     /// Releases, oldest first. Append-only: a release never moves or leaves.
     pub releases: Vec<Release>,
+    /// For a repository of derived images: the base graph they inherit from.
+    /// Its barriers are kept here so every reader applies the same guard: no
+    /// edge crosses a base barrier that no release of this document is built on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<BaseGraphSummary>,
+}
+
+/// What a derived document keeps of its base graph.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct BaseGraphSummary {
+    /// Where the base graph was read (`fcos:stable`, a registry reference, ...).
+    #[schemars(length(min = 1))]
+    pub source: String,
+    /// The base image repository, for example `quay.io/fedora/fedora-coreos`.
+    #[schemars(length(min = 1))]
+    pub repository: String,
+    /// The base graph's barriers, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub barriers: Vec<BaseBarrier>,
+}
+
+/// A barrier of the base graph.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct BaseBarrier {
+    /// The base release's version.
+    #[schemars(length(min = 1))]
+    pub version: String,
+    /// Its age index in the base graph.
+    pub age_index: u64,
+    /// The base's reason. May be empty ("generic").
+    #[serde(default)]
+    pub reason: String,
 }
 
 /// One release of the stream.
@@ -139,6 +171,7 @@ impl Default for GraphDocument {
             issued: Timestamp::UNIX_EPOCH,
             expires: Timestamp::UNIX_EPOCH,
             releases: Vec::new(),
+            base: None,
         }
     }
 }
@@ -154,12 +187,32 @@ fn is_true(value: &bool) -> bool {
 /// The base image a derived release was built on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct BaseImage {
-    /// The base image repository, for example `quay.io/fedora/fedora-coreos`.
-    #[schemars(length(min = 1))]
+    /// The base image repository, for example `quay.io/fedora/fedora-coreos`;
+    /// empty when the image records only its base's digest.
+    #[serde(default)]
     pub repository: String,
     /// The base image digest: its index or one architecture's manifest.
     #[schemars(regex(pattern = r"^sha256:[0-9a-f]{64}$"))]
     pub digest: String,
+    /// The base release's version, once found in the base graph.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The base release's age index in the base graph; absent while the base
+    /// digest is unknown to it, and then no edge leads to or from this release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age_index: Option<u64>,
+}
+
+impl BaseImage {
+    /// A base known by repository and digest, not yet found in a base graph.
+    pub fn new(repository: impl Into<String>, digest: impl Into<String>) -> Self {
+        BaseImage {
+            repository: repository.into(),
+            digest: digest.into(),
+            version: None,
+            age_index: None,
+        }
+    }
 }
 
 /// Why a release is a barrier or a dead-end.
@@ -168,6 +221,10 @@ pub struct Reason {
     /// A URL or a sentence for operators. May be empty ("generic").
     #[serde(default)]
     pub reason: String,
+    /// Set when the reason was inherited: the base release it came from.
+    /// Inherited reasons are recomputed at every publication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_base: Option<String>,
 }
 
 impl Reason {
@@ -175,6 +232,16 @@ impl Reason {
     pub fn new(text: impl Into<String>) -> Self {
         Reason {
             reason: text.into(),
+            from_base: None,
+        }
+    }
+
+    /// The text operators see: an inherited reason names the base release.
+    pub fn describe(&self) -> String {
+        match &self.from_base {
+            Some(base) if self.reason.is_empty() => format!("inherited from base {base}"),
+            Some(base) => format!("{} (inherited from base {base})", self.reason),
+            None => self.reason.clone(),
         }
     }
 }
@@ -458,6 +525,25 @@ impl GraphDocument {
                 expires: self.expires,
             });
         }
+        if let Some(base) = &self.base {
+            for (field, value) in [
+                ("base.source", &base.source),
+                ("base.repository", &base.repository),
+            ] {
+                if value.trim().is_empty() {
+                    errors.push(ValidationError::Empty {
+                        at: Location::document(field),
+                    });
+                }
+            }
+            for (i, barrier) in base.barriers.iter().enumerate() {
+                if barrier.version.trim().is_empty() {
+                    errors.push(ValidationError::Empty {
+                        at: Location::document(&format!("base.barriers[{i}].version")),
+                    });
+                }
+            }
+        }
         let mut versions: HashMap<&str, usize> = HashMap::new();
         let mut digests: HashMap<String, Location> = HashMap::new();
         for (index, release) in self.releases.iter().enumerate() {
@@ -600,11 +686,6 @@ fn validate_release(
             errors.push(ValidationError::BadDigest {
                 at: at("base.digest".into()),
                 value: base.digest.clone(),
-            });
-        }
-        if base.repository.trim().is_empty() {
-            errors.push(ValidationError::Empty {
-                at: at("base.repository".into()),
             });
         }
     }

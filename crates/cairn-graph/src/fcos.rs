@@ -417,6 +417,7 @@ pub fn build_graph(
                 barrier: settings.barrier.map(|b| b.reason),
                 deadend: settings.deadend.map(|d| d.reason),
                 rollout: settings.rollout,
+                base_age: None,
             })
         })
         .collect();
@@ -508,6 +509,7 @@ pub fn to_document(
             issued: options.issued,
             expires: options.expires,
             releases,
+            base: None,
         },
         warnings,
     })

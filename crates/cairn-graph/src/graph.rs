@@ -6,7 +6,8 @@
 //! Keeping Fedora's rule exactly lets `/v1/graph` serve Zincati unchanged and
 //! lets Cairn's own agents reach the same decisions without a server.
 
-use crate::document::GraphDocument;
+use crate::derive::{Blocked, crossed_base_barrier};
+use crate::document::{BaseBarrier, GraphDocument, Reason};
 use crate::rollout::Rollout;
 
 /// How hosts identify the release they run, and what a Cincinnati payload holds.
@@ -60,6 +61,9 @@ pub struct Node {
     pub deadend: Option<String>,
     /// The rollout of this release, if any.
     pub rollout: Option<Rollout>,
+    /// For a derived release: its base release's age index in the base
+    /// graph; `None` while unknown.
+    pub base_age: Option<u64>,
 }
 
 impl Node {
@@ -91,6 +95,26 @@ pub struct UpdateGraph {
     /// Private so the edge rule's precomputed positions always fit the nodes.
     nodes: Vec<Node>,
     edges: Edges,
+    /// For a graph of derived releases: no edge crosses a base barrier.
+    base_guard: Option<BaseGuard>,
+}
+
+/// The base graph's barriers as a derived graph applies them.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BaseGuard {
+    /// The derived repository, for messages.
+    pub repository: String,
+    /// The base repository.
+    pub base_repository: String,
+    /// The base's barriers, oldest first.
+    pub barriers: Vec<BaseBarrier>,
+}
+
+impl BaseGuard {
+    /// Whether a host on `from` may move to `to`.
+    pub fn allows(&self, from: &Node, to: &Node) -> Result<(), Blocked<'_>> {
+        crossed_base_barrier(from.base_age, to.base_age, &self.barriers)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -119,6 +143,7 @@ impl UpdateGraph {
                 barriers,
                 hidden: Vec::new(),
             },
+            base_guard: None,
         }
     }
 
@@ -130,6 +155,7 @@ impl UpdateGraph {
             scheme,
             nodes,
             edges: Edges::Explicit(edges),
+            base_guard: None,
         }
     }
 
@@ -164,13 +190,43 @@ impl UpdateGraph {
                     },
                     config: entry.config.clone(),
                     available: entry.available,
-                    barrier: release.barrier.as_ref().map(|b| b.reason.clone()),
-                    deadend: release.deadend.as_ref().map(|d| d.reason.clone()),
+                    barrier: release.barrier.as_ref().map(Reason::describe),
+                    deadend: release.deadend.as_ref().map(Reason::describe),
                     rollout: release.rollout,
+                    base_age: release.base.as_ref().and_then(|b| b.age_index),
                 })
             })
             .collect();
-        UpdateGraph::from_nodes(scheme, nodes)
+        let mut graph = UpdateGraph::from_nodes(scheme, nodes);
+        graph.base_guard = document.base.as_ref().map(|base| BaseGuard {
+            repository: document.repository.clone(),
+            base_repository: base.repository.clone(),
+            barriers: base.barriers.clone(),
+        });
+        graph
+    }
+
+    /// The base guard of a derived graph.
+    pub fn base_guard(&self) -> Option<&BaseGuard> {
+        self.base_guard.as_ref()
+    }
+
+    /// This graph with the base guard's barriers lifted (`update-now
+    /// --cross-barrier`); releases with an unknown base stay unreachable.
+    pub fn crossing_base_barriers(mut self) -> Self {
+        if let Some(guard) = &mut self.base_guard {
+            guard.barriers.clear();
+        }
+        self
+    }
+
+    /// True when the base guard lets a host on `from` move to `to`.
+    fn guard_allows(&self, from: usize, to: usize) -> bool {
+        match (&self.base_guard, self.nodes.get(from), self.nodes.get(to)) {
+            (None, _, _) => true,
+            (Some(guard), Some(from), Some(to)) => guard.allows(from, to).is_ok(),
+            _ => false,
+        }
     }
 
     /// Every edge as `(from, to)` positions, in Fedora's order: rollouts newest
@@ -200,7 +256,8 @@ impl UpdateGraph {
                 Box::new(
                     rollouts
                         .chain(barrier_edges)
-                        .filter(move |&(from, _)| nodes[from].deadend.is_none()),
+                        .filter(move |&(from, _)| nodes[from].deadend.is_none())
+                        .filter(move |&(from, to)| self.guard_allows(from, to)),
                 )
             }
         }
@@ -218,6 +275,14 @@ impl UpdateGraph {
 
     /// Targets reachable in one step from the node at `from`, as positions.
     pub fn successors(&self, from: usize) -> Vec<usize> {
+        let mut targets = self.rule_successors(from);
+        targets.retain(|&to| self.guard_allows(from, to));
+        targets
+    }
+
+    /// [`UpdateGraph::successors`] before the base guard, so that a node
+    /// held by it can say which base barrier holds it.
+    pub(crate) fn rule_successors(&self, from: usize) -> Vec<usize> {
         match &self.edges {
             Edges::Explicit(edges) => edges
                 .iter()
@@ -283,6 +348,7 @@ impl UpdateGraph {
             scheme: self.scheme,
             nodes: self.nodes.clone(),
             edges,
+            base_guard: self.base_guard.clone(),
         }
     }
 

@@ -50,6 +50,7 @@
 
 pub mod assemble;
 pub mod cincinnati;
+pub mod derive;
 pub mod digest;
 pub mod document;
 pub mod fcos;
@@ -60,7 +61,9 @@ pub mod rollout;
 pub mod select;
 pub mod wariness;
 
-pub use document::{ArchEntry, BaseImage, GraphDocument, Reason, Release};
+pub use document::{
+    ArchEntry, BaseBarrier, BaseGraphSummary, BaseImage, GraphDocument, Reason, Release,
+};
 pub use graph::{Node, Scheme, UpdateGraph};
 pub use rollout::Rollout;
 pub use select::{Decision, NoUpdate, Query, Target};

@@ -57,6 +57,17 @@ pub enum Hold {
     Downgrade,
     /// Same config digest as the booted release.
     SameConfig,
+    /// Reaching it would cross a base barrier no derived image is built on.
+    BaseBarrier {
+        /// The base barrier.
+        barrier: crate::document::BaseBarrier,
+        /// The derived repository.
+        repository: String,
+        /// The base repository.
+        base_repository: String,
+    },
+    /// Its base image, or the booted one's, is not in the base graph.
+    UnknownBase,
     /// Its rollout has not reached this node yet.
     Rollout {
         /// Rollout progress now.
@@ -152,6 +163,20 @@ impl fmt::Display for Hold {
             Hold::SameConfig => {
                 f.write_str("it has the booted config digest (metadata-only change)")
             }
+            Hold::BaseBarrier {
+                barrier,
+                repository,
+                base_repository,
+            } => write!(
+                f,
+                "no image in {repository} is built on {base_repository} {} (barrier: {}); \
+                 build one, or run `cairn update-now --cross-barrier` to accept the risk",
+                barrier.version,
+                or_generic(&barrier.reason)
+            ),
+            Hold::UnknownBase => f.write_str(
+                "its base image (or the booted one's) is not in the base graph, so the move would be blind",
+            ),
             Hold::Rollout { progress, wariness } => write!(
                 f,
                 "rollout at {}, this node's wariness is {}",
@@ -275,7 +300,7 @@ impl UpdateGraph {
         let mut target = None;
         let mut held = Vec::new();
         for candidate in self.candidates(booted_at) {
-            match hold_for(booted, candidate, query) {
+            match self.hold(booted, candidate, query) {
                 Some(hold) => held.push(Held {
                     version: candidate.version.clone(),
                     age_index: candidate.age_index,
@@ -317,10 +342,31 @@ impl UpdateGraph {
         self.candidates(booted_at)
             .into_iter()
             .filter(|node| current.is_none_or(|age| node.age_index > age))
-            .filter(|node| matches!(hold_for(booted, node, query), Some(Hold::Rollout { .. })))
+            .filter(|node| matches!(self.hold(booted, node, query), Some(Hold::Rollout { .. })))
             .filter_map(|node| node.rollout?.visible_from(query.wariness, now))
             .min()
             .and_then(|second| Timestamp::from_second(second).ok())
+    }
+
+    /// Why `candidate` is not taken from `booted`: [`hold_for`], with the
+    /// base guard of a derived graph ahead of the rollout check.
+    fn hold(&self, booted: &Node, candidate: &Node, query: &Query<'_>) -> Option<Hold> {
+        let hold = hold_for(booted, candidate, query);
+        if !matches!(hold, None | Some(Hold::Rollout { .. })) {
+            return hold;
+        }
+        let Some(guard) = self.base_guard() else {
+            return hold;
+        };
+        match guard.allows(booted, candidate) {
+            Ok(()) => hold,
+            Err(crate::derive::Blocked::UnknownBase) => Some(Hold::UnknownBase),
+            Err(crate::derive::Blocked::Barrier(barrier)) => Some(Hold::BaseBarrier {
+                barrier: barrier.clone(),
+                repository: guard.repository.clone(),
+                base_repository: guard.base_repository.clone(),
+            }),
+        }
     }
 
     /// [`UpdateGraph::decide`] on a graph a Cincinnati server already
@@ -413,7 +459,8 @@ impl UpdateGraph {
     /// server may send such edges; following them would re-stage the same release).
     fn candidates(&self, booted_at: usize) -> Vec<&Node> {
         let booted_age = self.nodes()[booted_at].age_index;
-        let mut positions = self.successors(booted_at);
+        // Before the base guard: a node it holds says which barrier holds it.
+        let mut positions = self.rule_successors(booted_at);
         positions.sort_unstable();
         positions.dedup();
         let mut nodes: Vec<&Node> = positions

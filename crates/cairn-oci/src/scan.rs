@@ -54,6 +54,9 @@ pub struct ScanOptions {
     pub recheck: bool,
     /// Requests in flight at once.
     pub concurrency: usize,
+    /// Where base images live when an image records only its base's digest
+    /// (the base graph's repository).
+    pub base_repository: Option<String>,
 }
 
 impl ScanOptions {
@@ -67,6 +70,7 @@ impl ScanOptions {
                 .to_vec(),
             recheck: false,
             concurrency: 16,
+            base_repository: None,
         }
     }
 }
@@ -433,15 +437,28 @@ async fn candidate(
     let created = created_text
         .as_deref()
         .and_then(|t| t.parse::<Timestamp>().ok());
+    // The digest is authoritative; the name (often a tag) only says where.
     let base = match (labels.get(keys::BASE_NAME), labels.get(keys::BASE_DIGEST)) {
-        (Some(name), Some(base_digest)) if cairn_graph::digest::is_sha256_digest(base_digest) => {
-            let repository = ImageRef::parse(name)
-                .map(|r| r.repository.to_string())
-                .unwrap_or_else(|_| name.clone());
-            Some(BaseImage {
-                repository,
-                digest: base_digest.clone(),
-            })
+        (name, Some(base_digest)) if cairn_graph::digest::is_sha256_digest(base_digest) => {
+            let repository = name
+                .map(|name| {
+                    ImageRef::parse(name)
+                        .map(|r| r.repository.to_string())
+                        .unwrap_or_else(|_| name.clone())
+                })
+                .unwrap_or_default();
+            let repository = match (repository.is_empty(), &options.base_repository) {
+                (true, Some(fallback)) => fallback.clone(),
+                _ => repository,
+            };
+            Some(BaseImage::new(repository, base_digest.clone()))
+        }
+        (_, Some(bad)) => {
+            warnings.push(format!(
+                "{digest}: {} {bad:?} is not a sha256 digest; the base is ignored",
+                keys::BASE_DIGEST
+            ));
+            None
         }
         _ => None,
     };

@@ -1,0 +1,359 @@
+//! Derived images: releases built `FROM` a base image that has its own graph.
+//!
+//! A derived release inherits what its base release is: built on a base
+//! barrier it is a barrier, built on a base dead-end it is a dead-end. The
+//! hard case is the common one: images are rebuilt on their own schedule and
+//! base barriers are often added after the fact, so usually no derived image
+//! was built on the exact barrier. Then no edge may cross it, or hosts would
+//! skip the migration the barrier exists for. [`crossed_base_barrier`] is
+//! that one decision, used by the publisher, the graph (and so the agent and
+//! the server), and the tag-following agent alike.
+
+use crate::document::{BaseBarrier, BaseGraphSummary, GraphDocument, Reason};
+use crate::graph::UpdateGraph;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Why a move between two derived releases is refused.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Blocked<'a> {
+    /// One end's base is not in the base graph: a move would be a blind jump.
+    UnknownBase,
+    /// The move would cross this base barrier without a release built on it.
+    Barrier(&'a BaseBarrier),
+}
+
+/// May a host on a release built on base age `from` move to one built on
+/// base age `to`? Not when a base barrier lies strictly between the two: a
+/// release built on the barrier itself is the way through (and inherits the
+/// barrier), and a release on an older base never passed it. `None` (a base
+/// not found in the base graph) refuses every move.
+pub fn crossed_base_barrier(
+    from: Option<u64>,
+    to: Option<u64>,
+    barriers: &[BaseBarrier],
+) -> Result<(), Blocked<'_>> {
+    let (Some(from), Some(to)) = (from, to) else {
+        return Err(Blocked::UnknownBase);
+    };
+    match barriers
+        .iter()
+        .filter(|b| from < b.age_index && b.age_index < to)
+        .min_by_key(|b| b.age_index)
+    {
+        Some(barrier) => Err(Blocked::Barrier(barrier)),
+        None => Ok(()),
+    }
+}
+
+/// The base graph as a derived graph sees it: each base release with every
+/// digest a derived image may name it by.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BaseGraph {
+    /// Where it was read, for messages.
+    pub source: String,
+    /// The base image repository.
+    pub repository: String,
+    /// Releases, in any order.
+    pub releases: Vec<BaseRelease>,
+}
+
+/// One base release.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BaseRelease {
+    /// Version.
+    pub version: String,
+    /// Age index in the base graph.
+    pub age_index: u64,
+    /// Manifest digests of every architecture, and their aliases.
+    pub digests: BTreeSet<String>,
+    /// Barrier reason, when it is one.
+    pub barrier: Option<String>,
+    /// Dead-end reason, when it is one.
+    pub deadend: Option<String>,
+}
+
+impl BaseGraph {
+    /// From a Cairn document (or Fedora's files turned into one).
+    pub fn from_document(document: &GraphDocument, source: &str) -> Self {
+        BaseGraph {
+            source: source.to_string(),
+            repository: document.repository.clone(),
+            releases: document
+                .releases
+                .iter()
+                .enumerate()
+                .map(|(age, release)| BaseRelease {
+                    version: release.version.clone(),
+                    age_index: age as u64,
+                    digests: release
+                        .architectures
+                        .values()
+                        .flat_map(|e| e.digest.iter().chain(&e.aliases))
+                        .cloned()
+                        .collect(),
+                    barrier: release.barrier.as_ref().map(Reason::describe),
+                    deadend: release.deadend.as_ref().map(Reason::describe),
+                })
+                .collect(),
+        }
+    }
+
+    /// From a graph a Cincinnati server sent (one architecture).
+    pub fn from_update_graph(graph: &UpdateGraph, repository: &str, source: &str) -> Self {
+        BaseGraph {
+            source: source.to_string(),
+            repository: repository.to_string(),
+            releases: graph
+                .nodes()
+                .iter()
+                .map(|node| BaseRelease {
+                    version: node.version.clone(),
+                    age_index: node.age_index,
+                    digests: std::iter::once(&node.id)
+                        .chain(&node.aliases)
+                        .cloned()
+                        .collect(),
+                    barrier: node.barrier.clone(),
+                    deadend: node.deadend.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The base release any of these digests names: an index's digest is
+    /// given together with its per-architecture manifests' digests.
+    pub fn find<'a>(&self, digests: impl IntoIterator<Item = &'a str>) -> Option<&BaseRelease> {
+        let digests: Vec<&str> = digests.into_iter().collect();
+        self.releases
+            .iter()
+            .find(|release| digests.iter().any(|d| release.digests.contains(*d)))
+    }
+
+    /// The barriers, oldest first.
+    pub fn barriers(&self) -> Vec<BaseBarrier> {
+        let mut barriers: Vec<BaseBarrier> = self
+            .releases
+            .iter()
+            .filter_map(|release| {
+                Some(BaseBarrier {
+                    version: release.version.clone(),
+                    age_index: release.age_index,
+                    reason: release.barrier.clone()?,
+                })
+            })
+            .collect();
+        barriers.sort_by_key(|b| b.age_index);
+        barriers
+    }
+
+    /// What a derived document records of this graph.
+    pub fn summary(&self) -> BaseGraphSummary {
+        BaseGraphSummary {
+            source: self.source.clone(),
+            repository: self.repository.clone(),
+            barriers: self.barriers(),
+        }
+    }
+}
+
+/// What an operator should hear after inheriting.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Inheritance {
+    /// Releases whose base is not in the base graph (version, base digest).
+    pub unresolved: Vec<(String, String)>,
+    /// Releases that record no base at all.
+    pub without_base: Vec<String>,
+    /// Base barriers no release is built on, each with the releases on older
+    /// bases that cannot pass it and the newer releases they cannot reach.
+    pub missing_barriers: Vec<MissingBarrier>,
+}
+
+/// A base barrier without a derived release on it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MissingBarrier {
+    /// The base barrier.
+    pub barrier: BaseBarrier,
+    /// Releases built on older bases: their hosts hold until one is built.
+    pub held_back: Vec<String>,
+    /// Releases built past the barrier, out of their reach.
+    pub beyond: Vec<String>,
+}
+
+impl Inheritance {
+    /// One line per problem, for the publisher's output.
+    pub fn warnings(&self, base: &BaseGraph) -> Vec<String> {
+        let mut lines = Vec::new();
+        for (version, digest) in &self.unresolved {
+            lines.push(format!(
+                "release {version}: base {digest} is not in the base graph ({}); no edge leads to or from it until it is",
+                base.source
+            ));
+        }
+        for version in &self.without_base {
+            lines.push(format!(
+                "release {version}: records no base image (no org.opencontainers.image.base.digest); no edge leads to or from it"
+            ));
+        }
+        for missing in &self.missing_barriers {
+            if missing.held_back.is_empty() || missing.beyond.is_empty() {
+                continue;
+            }
+            lines.push(format!(
+                "no release is built on base barrier {} {} ({}): {} release(s) on older bases cannot update past it ({}); build an image on {}",
+                base.repository,
+                missing.barrier.version,
+                or_generic(&missing.barrier.reason),
+                missing.held_back.len(),
+                missing.held_back.join(", "),
+                missing.barrier.version
+            ));
+        }
+        lines
+    }
+}
+
+fn or_generic(reason: &str) -> &str {
+    if reason.is_empty() { "generic" } else { reason }
+}
+
+/// Apply the base graph to a derived document: find each release's base
+/// release (`expand` gives, for a base digest naming an index, its
+/// per-architecture manifest digests), inherit barriers and dead-ends, and
+/// record the base's barriers for the edge guard. Inherited reasons from an
+/// earlier publication are recomputed; the team's own ones are kept and win.
+pub fn inherit(
+    document: &mut GraphDocument,
+    base: &BaseGraph,
+    expand: &BTreeMap<String, Vec<String>>,
+) -> Inheritance {
+    let mut report = Inheritance::default();
+    for release in &mut document.releases {
+        if release
+            .barrier
+            .as_ref()
+            .is_some_and(|r| r.from_base.is_some())
+        {
+            release.barrier = None;
+        }
+        if release
+            .deadend
+            .as_ref()
+            .is_some_and(|r| r.from_base.is_some())
+        {
+            release.deadend = None;
+        }
+        let Some(image) = release.base.as_mut() else {
+            if !release.architectures.is_empty() {
+                report.without_base.push(release.version.clone());
+            }
+            continue;
+        };
+        let mut names = vec![image.digest.as_str()];
+        names.extend(
+            expand
+                .get(&image.digest)
+                .into_iter()
+                .flatten()
+                .map(String::as_str),
+        );
+        let Some(found) = base.find(names) else {
+            image.version = None;
+            image.age_index = None;
+            report
+                .unresolved
+                .push((release.version.clone(), image.digest.clone()));
+            continue;
+        };
+        image.version = Some(found.version.clone());
+        image.age_index = Some(found.age_index);
+        if image.repository.trim().is_empty() {
+            image.repository = base.repository.clone();
+        }
+        let inherited = |reason: &str| Reason {
+            reason: reason.to_string(),
+            from_base: Some(format!("{} {}", base.repository, found.version)),
+        };
+        if release.barrier.is_none()
+            && let Some(reason) = &found.barrier
+        {
+            release.barrier = Some(inherited(reason));
+        }
+        if release.deadend.is_none()
+            && let Some(reason) = &found.deadend
+        {
+            release.deadend = Some(inherited(reason));
+        }
+    }
+    let summary = base.summary();
+    let base_age = |r: &crate::document::Release| r.base.as_ref().and_then(|b| b.age_index);
+    for barrier in &summary.barriers {
+        if document
+            .releases
+            .iter()
+            .any(|r| base_age(r) == Some(barrier.age_index))
+        {
+            continue;
+        }
+        let versions = |keep: &dyn Fn(u64) -> bool| -> Vec<String> {
+            document
+                .releases
+                .iter()
+                .filter(|r| base_age(r).is_some_and(keep))
+                .map(|r| r.version.clone())
+                .collect()
+        };
+        report.missing_barriers.push(MissingBarrier {
+            barrier: barrier.clone(),
+            held_back: versions(&|age| age < barrier.age_index),
+            beyond: versions(&|age| age > barrier.age_index),
+        });
+    }
+    document.base = Some(summary);
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn barrier(version: &str, age_index: u64) -> BaseBarrier {
+        BaseBarrier {
+            version: version.into(),
+            age_index,
+            reason: "migration".into(),
+        }
+    }
+
+    #[test]
+    fn no_move_crosses_a_base_barrier_strictly_between_its_ends() {
+        let barriers = [barrier("b5", 5), barrier("b9", 9)];
+        assert_eq!(crossed_base_barrier(Some(1), Some(4), &barriers), Ok(()));
+        // Onto the barrier itself, and onwards from it: allowed.
+        assert_eq!(crossed_base_barrier(Some(1), Some(5), &barriers), Ok(()));
+        assert_eq!(crossed_base_barrier(Some(5), Some(8), &barriers), Ok(()));
+        // Past it from below: the first barrier crossed is named.
+        assert_eq!(
+            crossed_base_barrier(Some(1), Some(6), &barriers),
+            Err(Blocked::Barrier(&barriers[0]))
+        );
+        assert_eq!(
+            crossed_base_barrier(Some(1), Some(12), &barriers),
+            Err(Blocked::Barrier(&barriers[0]))
+        );
+        assert_eq!(
+            crossed_base_barrier(Some(6), Some(12), &barriers),
+            Err(Blocked::Barrier(&barriers[1]))
+        );
+        // Same base (a rebuild) or an older one: nothing crossed.
+        assert_eq!(crossed_base_barrier(Some(6), Some(6), &barriers), Ok(()));
+        assert_eq!(crossed_base_barrier(Some(12), Some(1), &barriers), Ok(()));
+        assert_eq!(
+            crossed_base_barrier(None, Some(1), &barriers),
+            Err(Blocked::UnknownBase)
+        );
+        assert_eq!(
+            crossed_base_barrier(Some(1), None, &[]),
+            Err(Blocked::UnknownBase)
+        );
+    }
+}
