@@ -261,10 +261,11 @@ async fn document(
 ) -> Result<(GraphDocument, String), String> {
     let locations = match &settings.source {
         Source::Fcos { base_url } => {
-            return fcos_document(base_url.as_deref(), stream, client, now).await;
+            return cairn_oci::sources::fcos_document(client, base_url.as_deref(), stream, now)
+                .await;
         }
         Source::Registry(None) if repository_of(followed) == FEDORA_COREOS_REPOSITORY => {
-            return fcos_document(None, stream, client, now).await;
+            return cairn_oci::sources::fcos_document(client, None, stream, now).await;
         }
         // Mirrors first, as the host's own pulls go.
         Source::Registry(None) => mirrors
@@ -339,126 +340,7 @@ async fn document(
 
 /// Fedora publishes no Cairn document for its own repository; its release
 /// index and updates file are the source there.
-pub const FEDORA_COREOS_REPOSITORY: &str = "quay.io/fedora/fedora-coreos";
-
-/// Where Fedora serves `prod/streams/<stream>/releases.json` and `updates/<stream>.json`.
-pub const FEDORA_METADATA_BASE: &str = "https://builds.coreos.fedoraproject.org";
-
-/// Fedora's files are a few MB; anything far larger is not them.
-const MAX_FCOS_BYTES: usize = 64 * 1024 * 1024;
-
-/// A document made from Fedora's release index and updates file. Fedora does
-/// not sign these; HTTPS to Fedora's host is the trust, as for Zincati.
-async fn fcos_document(
-    base_url: Option<&str>,
-    stream: &str,
-    client: &cairn_oci::RegistryClient,
-    now: Timestamp,
-) -> Result<(GraphDocument, String), String> {
-    let base = base_url
-        .unwrap_or(FEDORA_METADATA_BASE)
-        .trim_end_matches('/');
-    let releases_url = format!("{base}/prod/streams/{stream}/releases.json");
-    let updates_url = format!("{base}/updates/{stream}.json");
-    let get = async |url: &str| -> Result<Vec<u8>, String> {
-        let body = client
-            .get_url(url, MAX_FCOS_BYTES)
-            .await
-            .map_err(|e| format!("{url}: {e}"))?
-            .ok_or_else(|| format!("{url}: not found (is {stream:?} a Fedora CoreOS stream?)"))?;
-        Ok(body.to_vec())
-    };
-    let index = cairn_graph::fcos::ReleaseIndex::from_json(&get(&releases_url).await?)
-        .map_err(|e| format!("{releases_url}: {e}"))?;
-    let updates = cairn_graph::fcos::Updates::from_json(&get(&updates_url).await?)
-        .map_err(|e| format!("{updates_url}: {e}"))?;
-    let converted = cairn_graph::fcos::to_document(
-        &index,
-        &updates,
-        &cairn_graph::fcos::ConvertOptions {
-            // Fedora's digest-refs name its own repository; a mirror the host
-            // follows carries the same digests.
-            repository: FEDORA_COREOS_REPOSITORY,
-            oci: true,
-            aliases: None,
-            sequence: 1,
-            issued: now,
-            expires: now + jiff::SignedDuration::from_hours(24),
-        },
-    )
-    .map_err(|e| format!("{releases_url}: {e}"))?;
-    let mut document = converted.document;
-    if document.stream.is_empty() {
-        document.stream = stream.to_string();
-    }
-    document.validate().map_err(|errors| {
-        let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        format!("{releases_url}: {}", listed.join("; "))
-    })?;
-    Ok((document, format!("fcos:{base} ({stream})")))
-}
-
-/// Cincinnati answers for one stream are tens of kB; Fedora's largest are a few MB.
-const MAX_CINCINNATI_BYTES: usize = 64 * 1024 * 1024;
-
-/// The `/v1/graph` request: the architecture, stream, payload scheme and the
-/// locally computed wariness, nothing that identifies the node.
-pub fn cincinnati_request(
-    url: &str,
-    stream: &str,
-    arch: &str,
-    wariness: f64,
-    booted: Option<&str>,
-) -> Result<url::Url, String> {
-    let base = url.trim_end_matches('/');
-    let endpoint = if base.ends_with("/v1/graph") {
-        base.to_string()
-    } else {
-        format!("{base}/v1/graph")
-    };
-    let mut request = url::Url::parse(&endpoint).map_err(|e| format!("cincinnati:{url}: {e}"))?;
-    if request.query().is_some() {
-        return Err(format!(
-            "cincinnati:{url}: give the server's base URL, without a query"
-        ));
-    }
-    request
-        .query_pairs_mut()
-        .append_pair("basearch", arch)
-        .append_pair("stream", stream)
-        .append_pair("rollout_wariness", &wariness.to_string());
-    // A host booted from an image needs the OCI graph (payloads are pull specs).
-    if booted.is_some_and(|b| cairn_graph::Scheme::of_booted(b) == cairn_graph::Scheme::Oci) {
-        request.query_pairs_mut().append_pair("oci", "true");
-    }
-    Ok(request)
-}
-
-/// The graph a Cincinnati `/v1/graph` server computes for this node. Only the
-/// architecture, stream, payload scheme and the locally computed wariness are
-/// sent: no node id, no booted version. The answer is unsigned; HTTPS to the
-/// configured server is the trust, as for Zincati.
-async fn cincinnati_graph(
-    url: &str,
-    stream: &str,
-    arch: &str,
-    wariness: f64,
-    booted: Option<&str>,
-    client: &cairn_oci::RegistryClient,
-) -> Result<(SourceGraph, String), String> {
-    let request = cincinnati_request(url, stream, arch, wariness, booted)?;
-    let shown = format!("cincinnati:{} ({stream})", url.trim_end_matches('/'));
-    let body = client
-        .get_json_url(request.as_str(), MAX_CINCINNATI_BYTES)
-        .await
-        .map_err(|e| format!("{shown}: {e}"))?
-        .ok_or_else(|| format!("{shown}: {request} was not found"))?;
-    let parsed = cairn_graph::cincinnati::CincinnatiGraph::from_json(&body)
-        .map_err(|e| format!("{shown}: {e}"))?;
-    let graph =
-        cairn_graph::UpdateGraph::from_cincinnati(&parsed).map_err(|e| format!("{shown}: {e}"))?;
-    Ok((SourceGraph::Cincinnati(graph), shown))
-}
+pub use cairn_oci::sources::{FEDORA_COREOS_REPOSITORY, FEDORA_METADATA_BASE};
 
 /// Which tool drives this host: bootc when it reports a booted image it can
 /// manage, else rpm-ostree.
@@ -749,8 +631,22 @@ async fn pass(
     let client = cairn_oci::RegistryClient::new(client_options).map_err(|e| e.to_string())?;
     let fetched = match &settings.source {
         Source::Cincinnati(url) => {
-            let booted = host.booted.as_ref().and_then(|b| b.digest.as_deref());
-            cincinnati_graph(url, &stream, &options.arch, wariness, booted, &client).await
+            // A host booted from an image needs the OCI graph.
+            let oci = host
+                .booted
+                .as_ref()
+                .and_then(|b| b.digest.as_deref())
+                .is_some_and(|d| cairn_graph::Scheme::of_booted(d) == cairn_graph::Scheme::Oci);
+            cairn_oci::sources::cincinnati_graph(
+                &client,
+                url,
+                &stream,
+                &options.arch,
+                wariness,
+                oci,
+            )
+            .await
+            .map(|(graph, shown)| (SourceGraph::Cincinnati(graph), shown))
         }
         _ => document(
             settings, &followed, &stream, &mut state, &client, &mirrors, now,
@@ -1039,57 +935,4 @@ async fn serve_request(
         tracing::warn!(error = %e, "could not answer an operator request");
     }
     ran
-}
-
-#[cfg(test)]
-mod tests {
-    use super::cincinnati_request;
-
-    #[test]
-    fn a_cincinnati_request_carries_the_wariness_and_nothing_that_identifies_the_node() {
-        let booted = "sha256:9fd03cdbd64cb0b2ee6ee1a4bf6b5a4e0f8c4f43f3f1a8a2e3a4d0c6e5f7a8b9";
-        let request = cincinnati_request(
-            "https://updates.example.org/",
-            "stable",
-            "x86_64",
-            0.25,
-            Some(booted),
-        )
-        .expect("valid");
-        assert_eq!(
-            request.as_str(),
-            "https://updates.example.org/v1/graph?basearch=x86_64&stream=stable&rollout_wariness=0.25&oci=true"
-        );
-        for pair in request.query_pairs() {
-            assert!(
-                !matches!(
-                    &*pair.0,
-                    "node_uuid" | "os_checksum" | "os_version" | "group"
-                ),
-                "{pair:?}"
-            );
-        }
-        // An ostree commit host asks for the checksum graph; a full endpoint is kept.
-        let request = cincinnati_request(
-            "https://updates.example.org/v1/graph",
-            "next",
-            "aarch64",
-            1.0,
-            Some("0123abcd"),
-        )
-        .expect("valid");
-        assert_eq!(
-            request.as_str(),
-            "https://updates.example.org/v1/graph?basearch=aarch64&stream=next&rollout_wariness=1"
-        );
-        let err = cincinnati_request(
-            "https://u.example/v1/graph?stream=x",
-            "s",
-            "x86_64",
-            0.5,
-            None,
-        )
-        .expect_err("a query is refused");
-        assert!(err.contains("without a query"), "{err}");
-    }
 }

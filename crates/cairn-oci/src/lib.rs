@@ -7,6 +7,7 @@
 //! - [`store`]: one interface over both.
 //! - [`document`]: publishing, reading and verifying documents.
 //! - [`signing`]: cosign-compatible ECDSA P-256 keys and signatures.
+//! - [`sources`]: Fedora's files, Cincinnati answers, and base graphs.
 
 #![forbid(unsafe_code)]
 
@@ -19,6 +20,7 @@ pub mod layout;
 pub mod reference;
 pub mod scan;
 pub mod signing;
+pub mod sources;
 pub mod store;
 
 pub use client::{ClientOptions, RegistryClient};

@@ -1,0 +1,359 @@
+//! Update metadata that is not a Cairn document: Fedora's release index and
+//! updates file, and Cincinnati `/v1/graph` answers. And the base graph of a
+//! derived repository, which may be any of these or a Cairn document.
+
+use crate::client::RegistryClient;
+use crate::document::TrustPolicy;
+use crate::signing::VerifyingKey;
+use cairn_graph::derive::BaseGraph;
+use cairn_graph::{GraphDocument, UpdateGraph};
+use jiff::Timestamp;
+
+/// Fedora's image repository; Fedora publishes no Cairn document for it.
+pub const FEDORA_COREOS_REPOSITORY: &str = "quay.io/fedora/fedora-coreos";
+
+/// Where Fedora serves `prod/streams/<stream>/releases.json` and `updates/<stream>.json`.
+pub const FEDORA_METADATA_BASE: &str = "https://builds.coreos.fedoraproject.org";
+
+/// Fedora's files are a few MB, Cincinnati answers less; far larger is not them.
+const MAX_METADATA_BYTES: usize = 64 * 1024 * 1024;
+
+/// A document made from Fedora's release index and updates file, valid for a
+/// day from `now`. Fedora does not sign these; HTTPS to Fedora's host is the
+/// trust, as for Zincati. Returns the document and how to name its source.
+pub async fn fcos_document(
+    client: &RegistryClient,
+    base_url: Option<&str>,
+    stream: &str,
+    now: Timestamp,
+) -> Result<(GraphDocument, String), String> {
+    let base = base_url
+        .unwrap_or(FEDORA_METADATA_BASE)
+        .trim_end_matches('/');
+    let releases_url = format!("{base}/prod/streams/{stream}/releases.json");
+    let updates_url = format!("{base}/updates/{stream}.json");
+    let get = async |url: &str| -> Result<Vec<u8>, String> {
+        let body = client
+            .get_url(url, MAX_METADATA_BYTES)
+            .await
+            .map_err(|e| format!("{url}: {e}"))?
+            .ok_or_else(|| format!("{url}: not found (is {stream:?} a Fedora CoreOS stream?)"))?;
+        Ok(body.to_vec())
+    };
+    let index = cairn_graph::fcos::ReleaseIndex::from_json(&get(&releases_url).await?)
+        .map_err(|e| format!("{releases_url}: {e}"))?;
+    let updates = cairn_graph::fcos::Updates::from_json(&get(&updates_url).await?)
+        .map_err(|e| format!("{updates_url}: {e}"))?;
+    let converted = cairn_graph::fcos::to_document(
+        &index,
+        &updates,
+        &cairn_graph::fcos::ConvertOptions {
+            // Fedora's digest-refs name its own repository; a mirror carries
+            // the same digests.
+            repository: FEDORA_COREOS_REPOSITORY,
+            oci: true,
+            aliases: None,
+            sequence: 1,
+            issued: now,
+            expires: now + jiff::SignedDuration::from_hours(24),
+        },
+    )
+    .map_err(|e| format!("{releases_url}: {e}"))?;
+    let mut document = converted.document;
+    if document.stream.is_empty() {
+        document.stream = stream.to_string();
+    }
+    document.validate().map_err(|errors| {
+        let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        format!("{releases_url}: {}", listed.join("; "))
+    })?;
+    Ok((document, format!("fcos:{base} ({stream})")))
+}
+
+/// The `/v1/graph` request: the architecture, stream, payload scheme and the
+/// locally computed wariness, nothing that identifies the node.
+pub fn cincinnati_request(
+    url: &str,
+    stream: &str,
+    arch: &str,
+    wariness: f64,
+    oci: bool,
+) -> Result<url::Url, String> {
+    let base = url.trim_end_matches('/');
+    let endpoint = if base.ends_with("/v1/graph") {
+        base.to_string()
+    } else {
+        format!("{base}/v1/graph")
+    };
+    let mut request = url::Url::parse(&endpoint).map_err(|e| format!("cincinnati:{url}: {e}"))?;
+    if request.query().is_some() {
+        return Err(format!(
+            "cincinnati:{url}: give the server's base URL, without a query"
+        ));
+    }
+    request
+        .query_pairs_mut()
+        .append_pair("basearch", arch)
+        .append_pair("stream", stream)
+        .append_pair("rollout_wariness", &wariness.to_string());
+    // A host booted from an image needs the OCI graph (payloads are pull specs).
+    if oci {
+        request.query_pairs_mut().append_pair("oci", "true");
+    }
+    Ok(request)
+}
+
+/// The graph a Cincinnati `/v1/graph` server computes for this node. The
+/// answer is unsigned; HTTPS to the configured server is the trust, as for
+/// Zincati. Returns the graph and how to name its source.
+pub async fn cincinnati_graph(
+    client: &RegistryClient,
+    url: &str,
+    stream: &str,
+    arch: &str,
+    wariness: f64,
+    oci: bool,
+) -> Result<(UpdateGraph, String), String> {
+    let request = cincinnati_request(url, stream, arch, wariness, oci)?;
+    let shown = format!("cincinnati:{} ({stream})", url.trim_end_matches('/'));
+    let body = client
+        .get_json_url(request.as_str(), MAX_METADATA_BYTES)
+        .await
+        .map_err(|e| format!("{shown}: {e}"))?
+        .ok_or_else(|| format!("{shown}: {request} was not found"))?;
+    let parsed = cairn_graph::cincinnati::CincinnatiGraph::from_json(&body)
+        .map_err(|e| format!("{shown}: {e}"))?;
+    let graph = UpdateGraph::from_cincinnati(&parsed).map_err(|e| format!("{shown}: {e}"))?;
+    Ok((graph, shown))
+}
+
+/// Where a derived repository's base graph comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BaseSource {
+    /// Fedora's files for a stream: `fcos:<stream>` or `fcos:<stream>:<base-url>`.
+    Fcos {
+        /// The stream.
+        stream: String,
+        /// Where Fedora's files are served; Fedora's host when absent.
+        base_url: Option<String>,
+    },
+    /// A Cincinnati server: `cincinnati:<url>`, asked for `stream`.
+    Cincinnati {
+        /// The server.
+        url: String,
+        /// The stream.
+        stream: String,
+    },
+    /// A Cairn document: a registry reference, `oci:DIR[:TAG]`, a file or a URL.
+    Document(String),
+}
+
+impl BaseSource {
+    /// Parse a base source. A Cincinnati server needs the stream to ask for,
+    /// given as `cincinnati:<url>#<stream>`.
+    pub fn parse(text: &str) -> Result<BaseSource, String> {
+        if let Some(rest) = text.strip_prefix("fcos:") {
+            let (stream, base_url) = match rest.split_once(':') {
+                Some((stream, url)) => (stream, Some(url.to_string())),
+                None => (rest, None),
+            };
+            if stream.is_empty() || stream.contains('/') {
+                return Err(format!(
+                    "{text:?}: expected fcos:<stream> or fcos:<stream>:<base-url>"
+                ));
+            }
+            if let Some(url) = &base_url
+                && !(url.starts_with("https://") || url.starts_with("http://"))
+            {
+                return Err(format!("{text:?}: {url:?} is not an http(s) URL"));
+            }
+            return Ok(BaseSource::Fcos {
+                stream: stream.to_string(),
+                base_url,
+            });
+        }
+        if let Some(rest) = text.strip_prefix("cincinnati:") {
+            let Some((url, stream)) = rest.rsplit_once('#') else {
+                return Err(format!(
+                    "{text:?}: expected cincinnati:<url>#<stream>, for example cincinnati:https://updates.example.org#stable"
+                ));
+            };
+            if !(url.starts_with("https://") || url.starts_with("http://")) || stream.is_empty() {
+                return Err(format!(
+                    "{text:?}: expected cincinnati:<http(s) url>#<stream>"
+                ));
+            }
+            return Ok(BaseSource::Cincinnati {
+                url: url.to_string(),
+                stream: stream.to_string(),
+            });
+        }
+        if text.trim().is_empty() {
+            return Err("the base graph source is empty".into());
+        }
+        Ok(BaseSource::Document(text.to_string()))
+    }
+}
+
+impl std::fmt::Display for BaseSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BaseSource::Fcos {
+                stream,
+                base_url: None,
+            } => write!(f, "fcos:{stream}"),
+            BaseSource::Fcos {
+                stream,
+                base_url: Some(url),
+            } => write!(f, "fcos:{stream}:{url}"),
+            BaseSource::Cincinnati { url, stream } => write!(f, "cincinnati:{url}#{stream}"),
+            BaseSource::Document(location) => f.write_str(location),
+        }
+    }
+}
+
+/// How a base graph is read and trusted.
+#[derive(Debug, Clone, Copy)]
+pub struct BaseRead<'a> {
+    /// Keys a Cairn document must be signed with.
+    pub keys: &'a [VerifyingKey],
+    /// Accept an unsigned Cairn document.
+    pub allow_unsigned: bool,
+    /// Now, for expiry.
+    pub now: Timestamp,
+    /// The host's architecture (a Cincinnati server answers for one).
+    pub arch: &'a str,
+}
+
+/// Read a base graph and check it as its kind requires: a Cairn document's
+/// signature (unless unsigned documents are allowed) and expiry; HTTPS for
+/// Fedora's files and a Cincinnati server.
+pub async fn read_base_graph(
+    client: &RegistryClient,
+    source: &BaseSource,
+    read: &BaseRead<'_>,
+) -> Result<BaseGraph, String> {
+    match source {
+        BaseSource::Fcos { stream, base_url } => {
+            let (document, shown) =
+                fcos_document(client, base_url.as_deref(), stream, read.now).await?;
+            Ok(BaseGraph::from_document(&document, &shown))
+        }
+        BaseSource::Cincinnati { url, stream } => {
+            // Wariness 1: a base release counts once the whole fleet may have it.
+            let (graph, shown) =
+                cincinnati_graph(client, url, stream, read.arch, 1.0, true).await?;
+            // OCI payloads are `<repository>@<digest>`.
+            let repository = graph
+                .nodes()
+                .iter()
+                .find_map(|node| node.payload.split_once('@').map(|(r, _)| r.to_string()))
+                .unwrap_or_else(|| FEDORA_COREOS_REPOSITORY.to_string());
+            Ok(BaseGraph::from_update_graph(&graph, &repository, &shown))
+        }
+        BaseSource::Document(text) => {
+            let location = crate::Location::parse(text).map_err(|e| format!("{text}: {e}"))?;
+            let fetched = crate::document::fetch_location(&location, client)
+                .await
+                .map_err(|e| format!("{text}: {e}"))?;
+            if read.keys.is_empty() && !read.allow_unsigned {
+                return Err(format!(
+                    "{text}: no key to verify the base graph with (give its public key, or allow unsigned base graphs)"
+                ));
+            }
+            let policy = TrustPolicy {
+                keys: read.keys,
+                allow_unsigned: read.allow_unsigned,
+                now: read.now,
+                last_seen: None,
+                stream: None,
+            };
+            fetched
+                .verify(text, &policy)
+                .map_err(|e| format!("{text}: {e}"))?;
+            Ok(BaseGraph::from_document(&fetched.document, text))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_sources_parse_and_print_back() {
+        for text in [
+            "fcos:stable",
+            "fcos:next:http://127.0.0.1:8080/fedora",
+            "cincinnati:https://updates.example.org#stable",
+            "quay.io/acme/base:cairn-graph-stable",
+            "oci:/srv/layout:cairn-graph-stable",
+        ] {
+            let parsed = BaseSource::parse(text).expect(text);
+            assert_eq!(parsed.to_string(), text);
+        }
+        assert_eq!(
+            BaseSource::parse("fcos:next:http://h:1").expect("valid"),
+            BaseSource::Fcos {
+                stream: "next".into(),
+                base_url: Some("http://h:1".into())
+            }
+        );
+        for bad in [
+            "fcos:",
+            "fcos:stable:ftp://x",
+            "cincinnati:https://u.example",
+            "cincinnati:ftp://u#s",
+            "",
+        ] {
+            assert!(BaseSource::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_cincinnati_request_carries_the_wariness_and_nothing_that_identifies_the_node() {
+        let request = cincinnati_request(
+            "https://updates.example.org/",
+            "stable",
+            "x86_64",
+            0.25,
+            true,
+        )
+        .expect("valid");
+        assert_eq!(
+            request.as_str(),
+            "https://updates.example.org/v1/graph?basearch=x86_64&stream=stable&rollout_wariness=0.25&oci=true"
+        );
+        for pair in request.query_pairs() {
+            assert!(
+                !matches!(
+                    &*pair.0,
+                    "node_uuid" | "os_checksum" | "os_version" | "group"
+                ),
+                "{pair:?}"
+            );
+        }
+        // An ostree commit host asks for the checksum graph; a full endpoint is kept.
+        let request = cincinnati_request(
+            "https://updates.example.org/v1/graph",
+            "next",
+            "aarch64",
+            1.0,
+            false,
+        )
+        .expect("valid");
+        assert_eq!(
+            request.as_str(),
+            "https://updates.example.org/v1/graph?basearch=aarch64&stream=next&rollout_wariness=1"
+        );
+        let err = cincinnati_request(
+            "https://u.example/v1/graph?stream=x",
+            "s",
+            "x86_64",
+            0.5,
+            false,
+        )
+        .expect_err("a query is refused");
+        assert!(err.contains("without a query"), "{err}");
+    }
+}
