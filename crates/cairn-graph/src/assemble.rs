@@ -176,6 +176,27 @@ pub fn assemble(
     });
     let mut added = Vec::new();
     for candidate in new {
+        // Same config on every architecture: the same OS under a new manifest
+        // (re-annotated, re-pushed). Its digests become aliases, not a release.
+        if let Some(i) = same_config_release(&releases, &candidate) {
+            let release = &mut releases[i];
+            for (arch, entry) in &candidate.architectures {
+                if let (Some(known), Some(digest)) =
+                    (release.architectures.get_mut(arch), &entry.digest)
+                    && known.digest.as_ref() != Some(digest)
+                    && !known.aliases.contains(digest)
+                {
+                    known.aliases.push(digest.clone());
+                }
+            }
+            warnings.push(format!(
+                "{} ({}) only changes metadata: it has the config of release {}, so it is recorded as an alias of it, not a new release",
+                candidate.tags.first().map_or(candidate.source_digest.as_str(), String::as_str),
+                crate::digest::short(&candidate.source_digest),
+                release.version
+            ));
+            continue;
+        }
         let mut version = candidate.version.clone();
         if releases.iter().any(|r| r.version == version) {
             let short = crate::digest::short(&candidate.source_digest).to_string();
@@ -219,6 +240,24 @@ pub fn assemble(
         gone,
         not_offered,
         warnings,
+    })
+}
+
+/// The release whose config digest equals the candidate's on every
+/// architecture the candidate has (and that has one).
+fn same_config_release(releases: &[Release], candidate: &Candidate) -> Option<usize> {
+    if candidate.architectures.is_empty()
+        || candidate.architectures.values().any(|e| e.config.is_none())
+    {
+        return None;
+    }
+    releases.iter().position(|release| {
+        candidate.architectures.iter().all(|(arch, entry)| {
+            release
+                .architectures
+                .get(arch)
+                .is_some_and(|known| known.config.is_some() && known.config == entry.config)
+        })
     })
 }
 
@@ -334,6 +373,52 @@ mod tests {
             policy,
             present: None,
         }
+    }
+
+    fn with_config(mut c: Candidate, config: u64) -> Candidate {
+        for entry in c.architectures.values_mut() {
+            entry.config = Some(format!("sha256:{config:064x}"));
+        }
+        c
+    }
+
+    #[test]
+    fn a_manifest_with_a_known_config_is_an_alias_not_a_release() {
+        let first = assemble(
+            None,
+            vec![with_config(candidate("1", 1, 100), 77)],
+            &options(None),
+        )
+        .expect("assembles");
+        // Re-annotated: new manifest digest, same config.
+        let republished = with_config(candidate("1-reannotated", 2, 200), 77);
+        // The first manifest is still there (a keep tag holds it).
+        let present: BTreeSet<String> = [1, 2].map(|n| format!("sha256:{n:064x}")).into();
+        let next = assemble(
+            Some(&first.document),
+            vec![republished],
+            &AssembleOptions {
+                present: Some(&present),
+                ..options(None)
+            },
+        )
+        .expect("assembles");
+        assert_eq!(next.document.releases.len(), 1, "{:?}", next.added);
+        assert!(next.added.is_empty());
+        assert_eq!(
+            next.document.releases[0].architectures["x86_64"].aliases,
+            vec![format!("sha256:{:064x}", 2)]
+        );
+        assert!(
+            next.warnings
+                .iter()
+                .any(|w| w.contains("only changes metadata"))
+        );
+        // A real rebuild has another config and is a release.
+        let rebuilt = with_config(candidate("2", 3, 300), 78);
+        let next =
+            assemble(Some(&next.document), vec![rebuilt], &options(None)).expect("assembles");
+        assert_eq!(next.added, vec!["2".to_string()]);
     }
 
     #[test]

@@ -62,11 +62,20 @@ fn views(document: &GraphDocument, options: &ShowOptions) -> Vec<ArchView> {
 
 fn state_words(release: &Release, options: &ShowOptions) -> Vec<String> {
     let mut words = Vec::new();
+    if let Some(base) = &release.base {
+        words.push(match &base.version {
+            Some(version) => format!("on base {version}"),
+            None => format!(
+                "on base {} (not in the base graph: no edges)",
+                crate::digest::short(&base.digest)
+            ),
+        });
+    }
     if let Some(barrier) = &release.barrier {
-        words.push(format!("barrier ({})", or_generic(&barrier.reason)));
+        words.push(format!("barrier ({})", or_generic(&barrier.describe())));
     }
     if let Some(deadend) = &release.deadend {
-        words.push(format!("dead-end ({})", or_generic(&deadend.reason)));
+        words.push(format!("dead-end ({})", or_generic(&deadend.describe())));
     }
     if let Some(rollout) = &release.rollout {
         let now = options.now.as_second();
@@ -130,6 +139,20 @@ pub fn text(
         document.releases.len(),
         document.architectures().join(", ")
     )?;
+    if let Some(base) = &document.base {
+        let barriers: Vec<&str> = base.barriers.iter().map(|b| b.version.as_str()).collect();
+        writeln!(
+            out,
+            "derived from {} ({}); base barriers no edge may cross: {}",
+            base.repository,
+            base.source,
+            if barriers.is_empty() {
+                "none".to_string()
+            } else {
+                barriers.join(", ")
+            }
+        )?;
+    }
     writeln!(out)?;
     writeln!(
         out,
@@ -232,6 +255,17 @@ pub fn json(
                 "architectures": release.architectures.keys().collect::<Vec<_>>(),
                 "barrier": release.barrier.as_ref().map(|b| &b.reason),
                 "deadend": release.deadend.as_ref().map(|d| &d.reason),
+                "inherited_from": release
+                    .barrier
+                    .iter()
+                    .chain(&release.deadend)
+                    .find_map(|r| r.from_base.as_ref()),
+                "base": release.base.as_ref().map(|b| json!({
+                    "repository": b.repository,
+                    "digest": b.digest,
+                    "version": b.version,
+                    "age_index": b.age_index,
+                })),
                 "rollout": release.rollout.map(|r| json!({
                     "start_epoch": r.start(),
                     "start_percentage": r.start_value(),

@@ -6,6 +6,7 @@
 //! - [`layout`]: `oci:DIR` layouts with the same operations.
 //! - [`store`]: one interface over both.
 //! - [`document`]: publishing, reading and verifying documents.
+//! - [`derived`]: finding a derived image's base release.
 //! - [`signing`]: cosign-compatible ECDSA P-256 keys and signatures.
 //! - [`sources`]: Fedora's files, Cincinnati answers, and base graphs.
 
@@ -13,6 +14,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod derived;
 pub mod digest;
 pub mod document;
 pub mod error;

@@ -91,6 +91,9 @@ pub struct ScanCache {
     /// Version labels of base images, by digest (`None`: it has none).
     #[serde(default)]
     pub bases: BTreeMap<String, Option<String>>,
+    /// Layer digests of manifests, by manifest digest (matching bases by layers).
+    #[serde(default)]
+    pub layers: BTreeMap<String, Vec<String>>,
 }
 
 /// One architecture of an image.
@@ -522,16 +525,7 @@ async fn base_version(
     if failed_bases.contains(&base.digest) {
         return None;
     }
-    let base_store = match store {
-        Store::Registry { client, .. } => {
-            match crate::reference::Repository::parse(&base.repository) {
-                Ok(repository) => Store::registry(client.clone(), repository),
-                Err(_) => return None,
-            }
-        }
-        // A layout has no other repositories: look for the base inside it.
-        Store::Layout(layout) => Store::Layout(layout.clone()),
-    };
+    let base_store = crate::derived::sibling_store(store, &base.repository)?;
     match read_image(&base_store, &base.digest).await {
         Ok(image) => {
             let version = image

@@ -75,6 +75,21 @@ pub struct Args {
     /// Build on the published document even if it is not signed by --sign-key.
     #[arg(long)]
     accept_unverified_previous: bool,
+    /// The base graph derived releases inherit barriers and dead-ends from:
+    /// fcos:<stream>[:<base-url>], cincinnati:<url>#<stream>, or a Cairn
+    /// document (registry reference, oci:DIR[:TAG], file or URL).
+    #[arg(long, value_name = "SOURCE")]
+    base_graph: Option<String>,
+    /// Public key (PEM) a Cairn base document must be signed with (repeatable).
+    #[arg(long = "base-key", value_name = "PEM", requires = "base_graph")]
+    base_keys: Vec<PathBuf>,
+    /// Accept an unsigned Cairn base document.
+    #[arg(long, requires = "base_graph")]
+    base_unsigned: bool,
+    /// For images that record no base: match their lower layers against the
+    /// base releases' images in this repository.
+    #[arg(long, value_name = "REPOSITORY", requires = "base_graph")]
+    base_layers_from: Option<String>,
     #[command(flatten)]
     registry: RegistryArgs,
 }
@@ -157,7 +172,26 @@ async fn publish(args: &Args, store: &Store) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let (report, requests) = scan_repository(args, store).await?;
+    let base = match &args.base_graph {
+        Some(text) => Some(read_base(args, text, now).await?),
+        None => None,
+    };
+    let (mut report, mut cache, requests) =
+        scan_repository(args, store, base.as_ref().map(|b| b.repository.clone())).await?;
+    if let (Some(base), Some(from)) = (&base, &args.base_layers_from) {
+        let matched = cairn_oci::derived::match_base_layers(
+            store,
+            from,
+            &mut report.candidates,
+            base,
+            &mut cache,
+            &mut report.warnings,
+        )
+        .await
+        .with_context(|| format!("--base-layers-from {from}"))?;
+        eprintln!("cairn: matched {matched} image(s) to a base release by their layers");
+        save_scan_cache(args, store, &cache);
+    }
     for (tag, reason) in &report.skipped {
         eprintln!("cairn: skipped tag {tag}: {reason}");
     }
@@ -175,7 +209,7 @@ async fn publish(args: &Args, store: &Store) -> anyhow::Result<()> {
         DefaultRollout::Immediate => Some(Rollout::immediate()),
         DefaultRollout::None => None,
     };
-    let assembled = assemble(
+    let mut assembled = assemble(
         previous.as_ref(),
         report.candidates.clone(),
         &AssembleOptions {
@@ -188,6 +222,20 @@ async fn publish(args: &Args, store: &Store) -> anyhow::Result<()> {
             present: Some(&report.present),
         },
     )?;
+    if let Some(base) = &base {
+        let mut notes = Vec::new();
+        let expanded =
+            cairn_oci::derived::expand_base_digests(store, &report.candidates, base, &mut notes)
+                .await;
+        let inheritance = cairn_graph::derive::inherit(&mut assembled.document, base, &expanded);
+        assembled.warnings.extend(notes);
+        assembled.warnings.extend(inheritance.warnings(base));
+        assembled.document.validate().map_err(|errors| {
+            let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            anyhow::anyhow!("{}", text.join("; "))
+        })?;
+        assembled.not_offered = cairn_graph::assemble::not_offered(&assembled.document);
+    }
     for warning in &assembled.warnings {
         eprintln!("cairn: warning: {warning}");
     }
@@ -264,11 +312,57 @@ fn check_previous(
     }
 }
 
-async fn scan_repository(args: &Args, store: &Store) -> anyhow::Result<(scan::ScanReport, u64)> {
-    let cache_path = args
-        .cache
+/// The base graph, read and checked as its kind requires.
+async fn read_base(
+    args: &Args,
+    text: &str,
+    now: jiff::Timestamp,
+) -> anyhow::Result<cairn_graph::derive::BaseGraph> {
+    let source = cairn_oci::sources::BaseSource::parse(text)
+        .map_err(anyhow::Error::msg)
+        .context("--base-graph")?;
+    let keys = args::verifying_keys(&args.base_keys)?;
+    let client = args.registry.client()?;
+    let base = cairn_oci::sources::read_base_graph(
+        &client,
+        &source,
+        &cairn_oci::sources::BaseRead {
+            keys: &keys,
+            allow_unsigned: args.base_unsigned,
+            now,
+            arch: "x86_64",
+        },
+    )
+    .await
+    .map_err(anyhow::Error::msg)
+    .context("--base-graph")?;
+    eprintln!(
+        "cairn: base graph {}: {} releases, {} barriers",
+        base.source,
+        base.releases.len(),
+        base.barriers().len()
+    );
+    Ok(base)
+}
+
+fn cache_path(args: &Args, store: &Store) -> Option<PathBuf> {
+    args.cache
         .clone()
-        .or_else(|| default_cache(&store.describe()));
+        .or_else(|| default_cache(&store.describe()))
+}
+
+fn save_scan_cache(args: &Args, store: &Store, cache: &ScanCache) {
+    if let Some(path) = cache_path(args, store) {
+        save_cache(&path, cache);
+    }
+}
+
+async fn scan_repository(
+    args: &Args,
+    store: &Store,
+    base_repository: Option<String>,
+) -> anyhow::Result<(scan::ScanReport, ScanCache, u64)> {
+    let cache_path = cache_path(args, store);
     let mut cache: ScanCache = match &cache_path {
         // A damaged cache costs a full scan, never a wrong one.
         Some(path) => std::fs::read(path)
@@ -288,6 +382,7 @@ async fn scan_repository(args: &Args, store: &Store) -> anyhow::Result<(scan::Sc
         tag_pattern: args.tag_pattern.clone(),
         mutable_tags: args.mutable_tags.clone(),
         recheck: args.recheck,
+        base_repository,
         ..ScanOptions::for_stream(&args.stream)
     };
     let bar = std::io::stderr().is_terminal().then(|| {
@@ -314,7 +409,7 @@ async fn scan_repository(args: &Args, store: &Store) -> anyhow::Result<(scan::Sc
     if let Some(path) = &cache_path {
         save_cache(path, &cache);
     }
-    Ok((report, store.request_count() - before))
+    Ok((report, cache, store.request_count() - before))
 }
 
 fn default_cache(repository: &str) -> Option<PathBuf> {
