@@ -31,7 +31,14 @@ pub enum Request {
     /// Lift a hold.
     Unhold,
     /// Check, stage and finalize now (wariness 0, no windows or lock).
-    UpdateNow,
+    UpdateNow {
+        /// Lift the base-barrier guard (the operator accepts the risk).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        cross_barrier: bool,
+        /// Stage, but do not finalize.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        stage_only: bool,
+    },
     /// Offer a deny-listed release (version or digest) again.
     DenyListRemove {
         /// Its version or digest.
@@ -215,7 +222,23 @@ mod tests {
         let text = serde_json::to_string(&Request::Hold { until: Some(5) }).expect("JSON");
         assert_eq!(text, r#"{"command":"hold","until":5}"#);
         let parsed: Request = serde_json::from_str(r#"{"command":"update-now"}"#).expect("parses");
-        assert_eq!(parsed, Request::UpdateNow);
+        assert_eq!(
+            parsed,
+            Request::UpdateNow {
+                cross_barrier: false,
+                stage_only: false
+            }
+        );
+        let parsed: Request =
+            serde_json::from_str(r#"{"command":"update-now","cross_barrier":true}"#)
+                .expect("parses");
+        assert!(matches!(
+            parsed,
+            Request::UpdateNow {
+                cross_barrier: true,
+                ..
+            }
+        ));
         assert!(serde_json::from_str::<Request>(r#"{"command":"reboot"}"#).is_err());
     }
 }

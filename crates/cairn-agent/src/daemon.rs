@@ -52,6 +52,9 @@ pub struct Options {
     /// `cairn update-now`: wariness 0 and no windows or lock, but barriers,
     /// dead-ends, the deny-list, max_version and holds still apply.
     pub update_now: bool,
+    /// `cairn update-now --cross-barrier`: the base-barrier guard of a
+    /// derived graph is lifted for this pass, and that is logged.
+    pub cross_barrier: bool,
     /// Check this often instead of the configured interval, without jitter
     /// (benchmarks).
     pub check_interval: Option<Duration>,
@@ -654,6 +657,17 @@ async fn pass(
         .await
         .map(|(document, described)| (SourceGraph::Document(document), described)),
     };
+    let fetched = fetched.map(|(graph, described)| {
+        if options.cross_barrier {
+            tracing::warn!(
+                source = %described,
+                "update-now --cross-barrier: the operator lifted the base-barrier guard for this pass"
+            );
+            (graph.crossing_base_barriers(), described)
+        } else {
+            (graph, described)
+        }
+    });
     // The trust state is kept as soon as a document is accepted.
     state.save(&options.state_dir).map_err(|e| e.to_string())?;
     status.source = match &fetched {
@@ -914,10 +928,14 @@ async fn serve_request(
             )
             .await
         }
-        Request::UpdateNow => {
+        Request::UpdateNow {
+            cross_barrier,
+            stage_only,
+        } => {
             let now_options = Options {
-                finalize: true,
+                finalize: !stage_only,
                 update_now: true,
+                cross_barrier,
                 ..options.clone()
             };
             let status = run_once(&now_options, Timestamp::now()).await;

@@ -41,6 +41,21 @@ impl SourceGraph {
         }
     }
 
+    /// The same graph with the base-barrier guard of a derived document
+    /// lifted (`update-now --cross-barrier`); releases whose base is unknown
+    /// stay unreachable, and inherited barriers stay barriers.
+    pub fn crossing_base_barriers(self) -> SourceGraph {
+        match self {
+            SourceGraph::Document(mut document) => {
+                if let Some(base) = &mut document.base {
+                    base.barriers.clear();
+                }
+                SourceGraph::Document(document)
+            }
+            SourceGraph::Cincinnati(graph) => SourceGraph::Cincinnati(graph),
+        }
+    }
+
     /// The document's sequence; a Cincinnati graph has none.
     pub fn sequence(&self) -> Option<u64> {
         match self {

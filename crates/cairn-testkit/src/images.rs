@@ -18,6 +18,9 @@ pub struct ImageSpec {
     pub annotations: BTreeMap<String, String>,
     /// Makes the layer (and so the digests) unique.
     pub content: String,
+    /// Contents of the layers below this image's own, oldest first: a
+    /// derived image repeats its base's layers exactly.
+    pub lower_layers: Vec<String>,
 }
 
 impl ImageSpec {
@@ -38,6 +41,7 @@ impl ImageSpec {
             labels,
             annotations: BTreeMap::new(),
             content: format!("{version} {arch} {created}"),
+            lower_layers: Vec::new(),
         }
     }
 }
@@ -77,9 +81,12 @@ async fn put(store: &Store, data: Bytes) -> String {
 
 /// Write one image (blobs and manifest; tagged when `tag` is given).
 pub async fn write_image(store: &Store, spec: &ImageSpec, tag: Option<&str>) -> Written {
-    let layer = layer(&spec.content);
-    let layer_size = layer.len();
-    let layer_digest = put(store, layer).await;
+    let mut layers = Vec::new();
+    for content in spec.lower_layers.iter().chain([&spec.content]) {
+        let bytes = layer(content);
+        let size = bytes.len();
+        layers.push((put(store, bytes).await, size));
+    }
     let created = spec
         .labels
         .get("org.opencontainers.image.created")
@@ -90,7 +97,7 @@ pub async fn write_image(store: &Store, spec: &ImageSpec, tag: Option<&str>) -> 
         "os": "linux",
         "created": created,
         "config": {"Labels": spec.labels},
-        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+        "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|(d, _)| d).collect::<Vec<_>>()},
         "history": [{"created": created, "created_by": "cairn-testkit"}]
     });
     let config = Bytes::from(config.to_string());
@@ -100,7 +107,9 @@ pub async fn write_image(store: &Store, spec: &ImageSpec, tag: Option<&str>) -> 
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer_size}]
+        "layers": layers.iter().map(|(digest, size)| json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest, "size": size
+        })).collect::<Vec<_>>()
     });
     if !spec.annotations.is_empty() {
         manifest["annotations"] = json!(spec.annotations);
@@ -169,6 +178,71 @@ pub async fn write_release(
         ImageSpec::bootable("amd64", version, "stable", created),
         ImageSpec::bootable("arm64", version, "stable", created),
     ];
+    let (first, rest) = tags.split_first().unwrap_or((&"latest", &[]));
+    let (index, written) = write_index(store, &specs, first).await;
+    add_tags(store, &index, rest).await;
+    (index, written)
+}
+
+/// The base a derived image is built `FROM`.
+#[derive(Debug, Clone)]
+pub struct Base<'a> {
+    /// What `FROM` named, recorded as `org.opencontainers.image.base.name`
+    /// (a tag, as in `quay.io/fedora/fedora-coreos:stable`).
+    pub name: &'a str,
+    /// The base release's version label (inherited by the derived image).
+    pub version: &'a str,
+    /// The base release's build time, as `write_release` was given it.
+    pub created: &'a str,
+    /// What each architecture records as `org.opencontainers.image.base.digest`.
+    pub recorded: Recorded,
+}
+
+/// The base digest a derived image records.
+#[derive(Debug, Clone)]
+pub enum Recorded {
+    /// The base's index digest, on every architecture.
+    Index(String),
+    /// Each architecture's own base manifest digest: amd64, then arm64.
+    Manifests(String, String),
+    /// No base keys at all.
+    Nothing,
+}
+
+/// A two-architecture derived release: each architecture is its base's
+/// image (same layers, same labels, version label included) plus one layer
+/// of its own, with the annotations buildah and podman write. `own` makes
+/// the derived layer unique.
+pub async fn write_derived_release(
+    store: &Store,
+    base: &Base<'_>,
+    own: &str,
+    created: &str,
+    tags: &[&str],
+) -> (String, Vec<Written>) {
+    let specs: Vec<ImageSpec> = ["amd64", "arm64"]
+        .into_iter()
+        .map(|arch| {
+            let mut spec = ImageSpec::bootable(arch, base.version, "stable", created);
+            spec.lower_layers = vec![format!("{} {arch} {}", base.version, base.created)];
+            spec.content = format!("derived {own} {arch} {created}");
+            let digest = match (&base.recorded, arch) {
+                (Recorded::Index(digest), _) => Some(digest.clone()),
+                (Recorded::Manifests(amd64, _), "amd64") => Some(amd64.clone()),
+                (Recorded::Manifests(_, arm64), _) => Some(arm64.clone()),
+                (Recorded::Nothing, _) => None,
+            };
+            if let Some(digest) = digest {
+                spec.annotations.insert(
+                    "org.opencontainers.image.base.name".into(),
+                    base.name.to_string(),
+                );
+                spec.annotations
+                    .insert("org.opencontainers.image.base.digest".into(), digest);
+            }
+            spec
+        })
+        .collect();
     let (first, rest) = tags.split_first().unwrap_or((&"latest", &[]));
     let (index, written) = write_index(store, &specs, first).await;
     add_tags(store, &index, rest).await;

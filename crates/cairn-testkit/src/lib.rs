@@ -9,7 +9,10 @@ pub mod lockserver;
 pub mod registry;
 pub mod token;
 
-pub use images::{ImageSpec, Written, add_tags, write_image, write_index, write_release};
+pub use images::{
+    Base, ImageSpec, Recorded, Written, add_tags, write_derived_release, write_image, write_index,
+    write_release,
+};
 pub use lockserver::LockServer;
 pub use registry::{Auth, TestRegistry};
 

@@ -88,12 +88,31 @@ fn host_arch() -> String {
     }
 }
 
+/// Check, stage and reboot into the newest allowed release now.
+#[derive(Debug, clap::Args)]
+pub struct UpdateNowArgs {
+    #[command(flatten)]
+    agent: AgentArgs,
+    /// Cross a base barrier that no image of this repository is built on:
+    /// the operator accepts skipping that base migration. Logged.
+    #[arg(long)]
+    cross_barrier: bool,
+}
+
 /// Check, stage and reboot now: wariness 0 and no windows or lock, but
 /// barriers, dead-ends, the deny-list, max_version and holds still apply.
-pub fn run_update_now(args: AgentArgs) -> anyhow::Result<ExitCode> {
+/// `--once` stages without rebooting.
+pub fn run_update_now(args: UpdateNowArgs) -> anyhow::Result<ExitCode> {
+    let UpdateNowArgs {
+        agent: args,
+        cross_barrier,
+    } = args;
+    let request = Request::UpdateNow {
+        cross_barrier,
+        stage_only: args.once,
+    };
     // Staging can take a while; the agent answers when its pass is done.
-    if let Some(response) = ask_agent(&args.state, &Request::UpdateNow, Duration::from_secs(3600))?
-    {
+    if let Some(response) = ask_agent(&args.state, &request, Duration::from_secs(3600))? {
         if let Some(status) = &response.status {
             args::emit(&status.render())?;
         }
@@ -107,8 +126,9 @@ pub fn run_update_now(args: AgentArgs) -> anyhow::Result<ExitCode> {
         args.state.socket.display()
     );
     let mut options = options(&args)?;
-    options.finalize = true;
+    options.finalize = !args.once;
     options.update_now = true;
+    options.cross_barrier = cross_barrier;
     let status = args::runtime()?.block_on(cairn_agent::daemon::run_once(
         &options,
         jiff::Timestamp::now(),
@@ -137,6 +157,7 @@ fn options(args: &AgentArgs) -> anyhow::Result<Options> {
         )?,
         finalize: !args.once,
         update_now: false,
+        cross_barrier: false,
         check_interval: args.check_interval_ms.map(Duration::from_millis),
         socket: (!args.once).then(|| args.state.socket.clone()),
     })

@@ -40,7 +40,7 @@ enum Command {
     /// Run the node agent.
     Agent(agent::AgentArgs),
     /// Check, stage and reboot into the newest allowed release now.
-    UpdateNow(agent::AgentArgs),
+    UpdateNow(agent::UpdateNowArgs),
     /// Show what the agent is doing and why.
     Status(agent::StatusArgs),
     /// Hold updates.

@@ -1,0 +1,702 @@
+//! Derived images, end to end: a base repository and derived repositories of
+//! real images in the registry harness (each derived image is its base's
+//! layers plus one more, with buildah's annotations), `cairn publish
+//! --base-graph`, and agents on stand-in hosts. Every scenario runs twice:
+//! with the base graph as a signed Cairn document, and as Fedora-format
+//! files served over loopback HTTP.
+
+use cairn_testkit::host::FakeHost;
+use cairn_testkit::{Auth, Base, Recorded, TestRegistry, write_derived_release, write_release};
+use serde_json::{Value, json};
+use std::process::{Command, Output};
+
+fn cairn(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(args)
+        .output()
+        .expect("cairn runs")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = cairn(args);
+    assert!(
+        out.status.success(),
+        "cairn {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The base stream: a barrier at 40.2 and a dead-end at 40.4.
+const BASE: [(&str, &str); 5] = [
+    ("40.1", "2026-01-01T00:00:00Z"),
+    ("40.2", "2026-01-15T00:00:00Z"),
+    ("40.3", "2026-02-01T00:00:00Z"),
+    ("40.4", "2026-02-15T00:00:00Z"),
+    ("40.5", "2026-03-01T00:00:00Z"),
+];
+const BARRIER_REASON: &str = "https://example.org/migrate-bootloader";
+const DEADEND_REASON: &str = "broken kernel on some NICs";
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum BaseKind {
+    /// A signed Cairn document in the base repository.
+    Document,
+    /// Fedora's release index and updates file over loopback HTTP.
+    Fcos,
+}
+
+struct World {
+    registry: TestRegistry,
+    dir: tempfile::TempDir,
+    kind: BaseKind,
+    base_repo: String,
+    base_index: Vec<String>,
+    base_manifests: Vec<(String, String)>,
+    fedora: String,
+}
+
+impl World {
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    /// `--base-graph` and what goes with it.
+    fn base_args(&self) -> Vec<String> {
+        match self.kind {
+            BaseKind::Document => vec![
+                "--base-graph".into(),
+                format!("{}:cairn-graph-stable", self.base_repo),
+                "--base-key".into(),
+                self.path("base.pub"),
+            ],
+            BaseKind::Fcos => vec![
+                "--base-graph".into(),
+                format!("fcos:stable:http://{}", self.fedora),
+                "--insecure-registry".into(),
+                self.fedora.clone(),
+            ],
+        }
+    }
+
+    /// The repository the base graph names (Fedora's files name quay.io).
+    fn base_graph_repository(&self) -> String {
+        match self.kind {
+            BaseKind::Document => self.base_repo.clone(),
+            BaseKind::Fcos => "quay.io/fedora/fedora-coreos".into(),
+        }
+    }
+
+    fn base(&self, at: usize, recorded: Recorded) -> Base<'_> {
+        Base {
+            name: "",
+            version: BASE[at].0,
+            created: BASE[at].1,
+            recorded,
+        }
+    }
+
+    fn by_index(&self, at: usize) -> Recorded {
+        Recorded::Index(self.base_index[at].clone())
+    }
+
+    fn by_manifest(&self, at: usize) -> Recorded {
+        let (amd64, arm64) = self.base_manifests[at].clone();
+        Recorded::Manifests(amd64, arm64)
+    }
+}
+
+async fn world(kind: BaseKind) -> World {
+    let registry = TestRegistry::start(Auth::None).await;
+    let store = registry.store("fedora/fedora-coreos");
+    let mut base_index = Vec::new();
+    let mut base_manifests = Vec::new();
+    for (i, (version, created)) in BASE.iter().enumerate() {
+        let mut tags = vec![*version];
+        if i == BASE.len() - 1 {
+            tags.push("stable");
+        }
+        let (index, written) = write_release(&store, version, created, &tags).await;
+        base_index.push(index);
+        base_manifests.push((written[0].manifest.clone(), written[1].manifest.clone()));
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let base_repo = format!("{}/fedora/fedora-coreos", registry.host);
+    let d = |name: &str| dir.path().join(name).display().to_string();
+    let policy = d("base-updates.json");
+    ok(&[
+        "policy",
+        "--policy",
+        &policy,
+        "barrier",
+        "add",
+        "40.2",
+        "--reason",
+        BARRIER_REASON,
+    ]);
+    ok(&[
+        "policy",
+        "--policy",
+        &policy,
+        "deadend",
+        "add",
+        "40.4",
+        "--reason",
+        DEADEND_REASON,
+    ]);
+    if kind == BaseKind::Document {
+        ok(&["document", "keygen", "--output", &d("base")]);
+        ok(&[
+            "publish",
+            "--repository",
+            &base_repo,
+            "--stream",
+            "stable",
+            "--policy",
+            &policy,
+            "--sign-key",
+            &d("base.key"),
+            "--insecure-registry",
+            &registry.host,
+            "--cache",
+            &d("base-cache.json"),
+        ]);
+    }
+    let fedora = serve_fedora_files(&base_manifests, &policy).await;
+    World {
+        registry,
+        dir,
+        kind,
+        base_repo,
+        base_index,
+        base_manifests,
+        fedora,
+    }
+}
+
+/// Fedora-format files for the base stream, with the base policy as the updates file.
+async fn serve_fedora_files(manifests: &[(String, String)], policy: &str) -> String {
+    let releases: Vec<Value> = BASE
+        .iter()
+        .zip(manifests)
+        .map(|((version, _), (amd64, arm64))| {
+            json!({
+                "version": version,
+                "oci-images": [
+                    {"architecture": "x86_64", "image": "quay.io/fedora/fedora-coreos:stable",
+                     "digest-ref": format!("quay.io/fedora/fedora-coreos@{amd64}")},
+                    {"architecture": "aarch64", "image": "quay.io/fedora/fedora-coreos:stable",
+                     "digest-ref": format!("quay.io/fedora/fedora-coreos@{arm64}")},
+                ],
+                "metadata": format!("https://example.org/{version}/release.json"),
+            })
+        })
+        .collect();
+    let index = json!({"stream": "stable", "metadata": {"last-modified": "2026-03-01T00:00:00Z"}, "releases": releases});
+    let updates = std::fs::read_to_string(policy).expect("base policy");
+    let router = axum::Router::new()
+        .route(
+            "/prod/streams/stable/releases.json",
+            axum::routing::get(move || async move { index.to_string() }),
+        )
+        .route(
+            "/updates/stable.json",
+            axum::routing::get(move || async move { updates }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    address.to_string()
+}
+
+/// One derived release to build: its own name, base position, what it
+/// records of its base, build time and tags.
+struct Build<'a> {
+    own: &'a str,
+    base: usize,
+    recorded: Recorded,
+    created: &'a str,
+    tags: &'a [&'a str],
+}
+
+/// Build derived releases into `repo`; returns each one's amd64 manifest digest.
+async fn derive(w: &World, repo: &str, builds: Vec<Build<'_>>) -> Vec<String> {
+    let store = w.registry.store(repo);
+    let name = format!("{}:stable", w.base_repo);
+    let mut digests = Vec::new();
+    for build in builds {
+        let base = Base {
+            name: &name,
+            ..w.base(build.base, build.recorded)
+        };
+        let (_, written) =
+            write_derived_release(&store, &base, build.own, build.created, build.tags).await;
+        digests.push(written[0].manifest.clone());
+    }
+    digests
+}
+
+/// `cairn publish` of a derived repository with the base graph; stderr.
+fn publish(w: &World, repo: &str, extra: &[&str]) -> String {
+    let repository = format!("{}/{repo}", w.registry.host);
+    let cache = w.path(&format!("{}-cache.json", repo.replace('/', "-")));
+    let key = w.path("team.key");
+    if !std::path::Path::new(&key).exists() {
+        ok(&["document", "keygen", "--output", &w.path("team")]);
+    }
+    let mut args: Vec<String> = [
+        "publish",
+        "--repository",
+        &repository,
+        "--stream",
+        "stable",
+        "--sign-key",
+        &key,
+        "--insecure-registry",
+        &w.registry.host,
+        "--cache",
+        &cache,
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(w.base_args());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = cairn(&refs);
+    assert!(
+        out.status.success(),
+        "cairn {refs:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The published document as `cairn graph show --format json` reports it.
+fn show(w: &World, repo: &str) -> Value {
+    let text = ok(&[
+        "graph",
+        "show",
+        "--document",
+        &format!("{}/{repo}:cairn-graph-stable", w.registry.host),
+        "--key",
+        &w.path("team.pub"),
+        "--insecure-registry",
+        &w.registry.host,
+        "--arch",
+        "x86_64",
+        "--format",
+        "json",
+    ]);
+    serde_json::from_str(&text).expect("JSON")
+}
+
+fn release<'a>(shown: &'a Value, version: &str) -> &'a Value {
+    shown["releases"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["version"] == version))
+        .unwrap_or_else(|| panic!("no release {version} in {shown}"))
+}
+
+fn edges(shown: &Value) -> Vec<(String, String)> {
+    let versions: Vec<String> = shown["releases"]
+        .as_array()
+        .expect("releases")
+        .iter()
+        .map(|r| r["version"].as_str().unwrap_or_default().to_string())
+        .collect();
+    shown["graphs"][0]["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|e| {
+            let at = |i: usize| versions[e[i].as_u64().expect("age") as usize].clone();
+            (at(0), at(1))
+        })
+        .collect()
+}
+
+struct Host {
+    host: FakeHost,
+    root: String,
+    state: String,
+}
+
+/// A stand-in host booted on `digest` (version `version`) following `repo:stable`.
+fn host(w: &World, name: &str, repo: &str, booted: (&str, &str), config: &str) -> Host {
+    let base = w.dir.path().join(name);
+    let host = FakeHost::new(
+        &base.join("host"),
+        "1.17.0",
+        &format!("{}/{repo}:stable", w.registry.host),
+        booted,
+        std::slice::from_ref(&w.registry.host),
+        true,
+    );
+    let dir = base.join("root/etc/cairn/config.d");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join("50-site.toml"), config).expect("write");
+    Host {
+        host,
+        root: base.join("root").display().to_string(),
+        state: base.join("state").display().to_string(),
+    }
+}
+
+fn agent_once(w: &World, h: &Host, verb: &[&str]) -> String {
+    let program = h.host.program.display().to_string();
+    let mut args: Vec<&str> = verb.to_vec();
+    args.extend([
+        "--root",
+        h.root.as_str(),
+        "--state-dir",
+        h.state.as_str(),
+        "--bootc",
+        program.as_str(),
+        "--arch",
+        "x86_64",
+        "--insecure-registry",
+        w.registry.host.as_str(),
+        "--insecure-registry",
+        w.fedora.as_str(),
+        "--no-updater-check",
+    ]);
+    ok(&args)
+}
+
+fn staged(h: &Host) -> Option<String> {
+    h.host.state().staged.map(|s| s.digest)
+}
+
+fn team_config(w: &World, wariness: f64) -> String {
+    format!(
+        "[updates]\nkeys = [\"{}\"]\n[identity]\nrollout_wariness = {wariness}\n",
+        w.path("team.pub")
+    )
+}
+
+macro_rules! both_base_kinds {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn with_a_cairn_base_document() {
+                super::$name(super::BaseKind::Document).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn with_fedora_files() {
+                super::$name(super::BaseKind::Fcos).await;
+            }
+        }
+    };
+}
+
+both_base_kinds!(a_release_on_the_base_barrier_is_walked_through_first);
+async fn a_release_on_the_base_barrier_is_walked_through_first(kind: BaseKind) {
+    let w = world(kind).await;
+    let repo = "acme/walk";
+    // 40.1 records the base index; 40.2 and 40.3 record per-architecture manifests.
+    let digests = derive(
+        &w,
+        repo,
+        vec![
+            Build {
+                own: "a1",
+                base: 0,
+                recorded: w.by_index(0),
+                created: "2026-01-03T00:00:00Z",
+                tags: &["a1"],
+            },
+            Build {
+                own: "a2",
+                base: 1,
+                recorded: w.by_manifest(1),
+                created: "2026-01-17T00:00:00Z",
+                tags: &["a2"],
+            },
+            Build {
+                own: "a3",
+                base: 2,
+                recorded: w.by_manifest(2),
+                created: "2026-02-03T00:00:00Z",
+                tags: &["a3", "stable"],
+            },
+        ],
+    )
+    .await;
+    // The derived team's own rollout of a3, half-way, on top of the inherited barrier.
+    let policy = w.path("walk-updates.json");
+    let yesterday = (jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24)).to_string();
+    ok(&[
+        "policy", "--policy", &policy, "rollout", "start", "a3", "--over", "2d", "--at", &yesterday,
+    ]);
+    publish(&w, repo, &["--policy", &policy]);
+    let shown = show(&w, repo);
+    let a2 = release(&shown, "a2");
+    assert_eq!(a2["base"]["version"], "40.2");
+    assert_eq!(a2["barrier"], BARRIER_REASON);
+    assert!(
+        a2["inherited_from"]
+            .as_str()
+            .is_some_and(|b| b.ends_with("40.2")),
+        "{a2}"
+    );
+    assert_eq!(
+        release(&shown, "a1")["base"]["version"],
+        "40.1",
+        "index digest resolved"
+    );
+    let edges = edges(&shown);
+    assert!(edges.contains(&("a1".into(), "a2".into())), "{edges:?}");
+    assert!(!edges.contains(&("a1".into(), "a3".into())), "{edges:?}");
+    let text = ok(&[
+        "graph",
+        "show",
+        "--document",
+        &format!("{}/{repo}:cairn-graph-stable", w.registry.host),
+        "--key",
+        &w.path("team.pub"),
+        "--insecure-registry",
+        &w.registry.host,
+    ]);
+    assert!(text.contains("on base 40.2"), "{text}");
+
+    // An old host goes to the barrier image first.
+    let old = host(
+        &w,
+        "walk-old",
+        repo,
+        (&digests[0], "a1"),
+        &team_config(&w, 0.3),
+    );
+    let out = agent_once(&w, &old, &["agent", "--once"]);
+    assert!(out.contains("staged a2"), "{out}");
+    assert_eq!(staged(&old).as_deref(), Some(digests[1].as_str()));
+    // From the barrier, the team's rollout decides.
+    let early = host(
+        &w,
+        "walk-early",
+        repo,
+        (&digests[1], "a2"),
+        &team_config(&w, 0.3),
+    );
+    let out = agent_once(&w, &early, &["agent", "--once"]);
+    assert!(out.contains("staged a3"), "{out}");
+    let late = host(
+        &w,
+        "walk-late",
+        repo,
+        (&digests[1], "a2"),
+        &team_config(&w, 0.8),
+    );
+    let out = agent_once(&w, &late, &["agent", "--once"]);
+    assert!(out.contains("rollout of a3 at 50"), "{out}");
+    assert_eq!(staged(&late), None);
+}
+
+both_base_kinds!(no_edge_crosses_a_base_barrier_without_an_image_on_it);
+async fn no_edge_crosses_a_base_barrier_without_an_image_on_it(kind: BaseKind) {
+    let w = world(kind).await;
+    let repo = "acme/gap";
+    let digests = derive(
+        &w,
+        repo,
+        vec![
+            Build {
+                own: "g1",
+                base: 0,
+                recorded: w.by_manifest(0),
+                created: "2026-01-03T00:00:00Z",
+                tags: &["g1"],
+            },
+            Build {
+                own: "g3",
+                base: 2,
+                recorded: w.by_index(2),
+                created: "2026-02-03T00:00:00Z",
+                tags: &["g3", "stable"],
+            },
+        ],
+    )
+    .await;
+    let stderr = publish(&w, repo, &[]);
+    assert!(
+        stderr.contains("no release is built on base barrier")
+            && stderr.contains("40.2")
+            && stderr.contains("1 release(s) on older bases cannot update past it (g1)"),
+        "{stderr}"
+    );
+    let shown = show(&w, repo);
+    assert!(edges(&shown).is_empty(), "{:?}", edges(&shown));
+
+    let h = host(
+        &w,
+        "gap-old",
+        repo,
+        (&digests[0], "g1"),
+        &team_config(&w, 0.0),
+    );
+    let out = agent_once(&w, &h, &["agent", "--once"]);
+    let expected = format!(
+        "no image in {}/{repo} is built on {} 40.2 (barrier: {BARRIER_REASON}); build one, or run `cairn update-now --cross-barrier`",
+        w.registry.host,
+        w.base_graph_repository()
+    );
+    assert!(out.contains(&expected), "{out}\nexpected: {expected}");
+    assert_eq!(staged(&h), None);
+    // update-now alone still obeys the guard; --cross-barrier is the logged override.
+    let out = agent_once(&w, &h, &["update-now", "--once"]);
+    assert!(out.contains("no image in"), "{out}");
+    assert_eq!(staged(&h), None);
+    let out = agent_once(&w, &h, &["update-now", "--once", "--cross-barrier"]);
+    assert!(out.contains("staged g3"), "{out}");
+    assert_eq!(staged(&h).as_deref(), Some(digests[1].as_str()));
+}
+
+both_base_kinds!(a_base_dead_end_propagates_and_names_the_base_release);
+async fn a_base_dead_end_propagates_and_names_the_base_release(kind: BaseKind) {
+    let w = world(kind).await;
+    let repo = "acme/dead";
+    let digests = derive(
+        &w,
+        repo,
+        vec![
+            Build {
+                own: "d4",
+                base: 3,
+                recorded: w.by_manifest(3),
+                created: "2026-02-17T00:00:00Z",
+                tags: &["d4"],
+            },
+            Build {
+                own: "d5",
+                base: 4,
+                recorded: w.by_manifest(4),
+                created: "2026-03-03T00:00:00Z",
+                tags: &["d5", "stable"],
+            },
+        ],
+    )
+    .await;
+    publish(&w, repo, &[]);
+    let shown = show(&w, repo);
+    assert_eq!(release(&shown, "d4")["deadend"], DEADEND_REASON);
+    let h = host(
+        &w,
+        "dead-host",
+        repo,
+        (&digests[0], "d4"),
+        &team_config(&w, 0.0),
+    );
+    let out = agent_once(&w, &h, &["agent", "--once"]);
+    assert!(
+        out.contains(&format!(
+            "dead-end: d4: {DEADEND_REASON} (inherited from base {} 40.4)",
+            w.base_graph_repository()
+        )),
+        "{out}"
+    );
+    assert_eq!(staged(&h), None);
+}
+
+both_base_kinds!(a_metadata_only_republish_is_not_a_release);
+async fn a_metadata_only_republish_is_not_a_release(kind: BaseKind) {
+    let w = world(kind).await;
+    let repo = "acme/meta";
+    let digests = derive(
+        &w,
+        repo,
+        vec![
+            Build {
+                own: "m2",
+                base: 1,
+                recorded: w.by_manifest(1),
+                created: "2026-01-17T00:00:00Z",
+                tags: &["m2"],
+            },
+            Build {
+                own: "m3",
+                base: 2,
+                recorded: w.by_manifest(2),
+                created: "2026-02-03T00:00:00Z",
+                tags: &["m3", "stable"],
+            },
+        ],
+    )
+    .await;
+    publish(&w, repo, &[]);
+    // Re-annotate m3: a new manifest with the same config and layers, pushed
+    // as the new `stable` (what `skopeo copy` with other annotations does).
+    let store = w.registry.store(repo);
+    let fetched = store.get_manifest(&digests[1]).await.expect("m3 manifest");
+    let mut manifest: Value = serde_json::from_slice(&fetched.bytes).expect("JSON");
+    manifest["annotations"]["org.example.signed-off-by"] = json!("release-team");
+    let republished = store
+        .put_manifest(
+            bytes::Bytes::from(manifest.to_string()),
+            &fetched.media_type,
+            Some("stable"),
+        )
+        .await
+        .expect("push");
+    assert_ne!(republished, digests[1]);
+    let stderr = publish(&w, repo, &[]);
+    assert!(stderr.contains("only changes metadata"), "{stderr}");
+    let shown = show(&w, repo);
+    assert_eq!(
+        shown["releases"].as_array().map(Vec::len),
+        Some(2),
+        "{shown}"
+    );
+    // A host booted on the re-annotated manifest has nothing to do.
+    let h = host(
+        &w,
+        "meta-host",
+        repo,
+        (&republished, "m3"),
+        &team_config(&w, 0.0),
+    );
+    let out = agent_once(&w, &h, &["agent", "--once"]);
+    assert!(out.contains("up to date"), "{out}");
+    assert_eq!(staged(&h), None);
+}
+
+both_base_kinds!(rebuilds_on_one_base_get_distinct_versions);
+async fn rebuilds_on_one_base_get_distinct_versions(kind: BaseKind) {
+    let w = world(kind).await;
+    let repo = "acme/rebuilds";
+    // Both carry the base's version label 40.3; neither may be published as "40.3".
+    derive(
+        &w,
+        repo,
+        vec![
+            Build {
+                own: "r1",
+                base: 2,
+                recorded: w.by_manifest(2),
+                created: "2026-02-03T00:00:00Z",
+                tags: &["2026.02.03"],
+            },
+            Build {
+                own: "r2",
+                base: 2,
+                recorded: w.by_manifest(2),
+                created: "2026-02-10T00:00:00Z",
+                tags: &["2026.02.10", "stable"],
+            },
+        ],
+    )
+    .await;
+    publish(&w, repo, &["--tag-pattern", "2026.*"]);
+    let shown = show(&w, repo);
+    let versions: Vec<&str> = shown["releases"]
+        .as_array()
+        .expect("releases")
+        .iter()
+        .filter_map(|r| r["version"].as_str())
+        .collect();
+    assert_eq!(versions, ["2026.02.03", "2026.02.10"]);
+    for version in versions {
+        assert_eq!(release(&shown, version)["base"]["version"], "40.3");
+    }
+}
