@@ -72,6 +72,8 @@ struct RawUpdates {
     source: Option<String>,
     keys: Option<Vec<PathBuf>>,
     allow_unsigned: Option<bool>,
+    base_source: Option<String>,
+    base_keys: Option<Vec<PathBuf>>,
     allow_downgrade: Option<bool>,
     max_version: Option<String>,
     check_interval_seconds: Option<u64>,
@@ -124,6 +126,9 @@ pub enum Source {
     Server(String),
     /// A document file.
     File(PathBuf),
+    /// No document: follow the tag the host was booted from, guarded by the
+    /// base graph (derived images whose repository publishes nothing).
+    Tag,
 }
 
 impl std::fmt::Display for Source {
@@ -138,6 +143,7 @@ impl std::fmt::Display for Source {
             Source::Cincinnati(url) => write!(f, "cincinnati:{url}"),
             Source::Server(url) => write!(f, "server:{url}"),
             Source::File(path) => write!(f, "file:{}", path.display()),
+            Source::Tag => f.write_str("tag (the tag the host follows, with the base guard)"),
         }
     }
 }
@@ -164,6 +170,11 @@ pub struct Settings {
     pub keys: Vec<PathBuf>,
     /// Accept unsigned documents although keys are configured.
     pub allow_unsigned: bool,
+    /// Where the base graph of a derived image comes from; `None`: Fedora's
+    /// files when the image is built on Fedora CoreOS.
+    pub base_source: Option<cairn_oci::sources::BaseSource>,
+    /// Keys a Cairn base document must be signed with.
+    pub base_keys: Vec<PathBuf>,
     /// Follow edges to older releases.
     pub allow_downgrade: bool,
     /// Never update past this version.
@@ -253,6 +264,16 @@ fn merge(merged: &mut Merged, fragment: RawFragment, file: &str) {
             file,
         );
         merged.set("updates.allow_unsigned", u.allow_unsigned, file);
+        merged.set("updates.base_source", u.base_source, file);
+        merged.set(
+            "updates.base_keys",
+            u.base_keys.map(|keys| {
+                keys.iter()
+                    .map(|k| k.display().to_string())
+                    .collect::<Vec<_>>()
+            }),
+            file,
+        );
         merged.set("updates.allow_downgrade", u.allow_downgrade, file);
         merged.set("updates.max_version", u.max_version, file);
         merged.set(
@@ -373,15 +394,26 @@ fn validate(merged: &Merged) -> Result<Settings, ConfigError> {
     if group.trim().is_empty() {
         return Err(error("identity.group", "must not be empty".into()));
     }
-    let keys = merged
-        .get("updates.keys")
-        .and_then(|(v, _)| v.as_array())
-        .map(|keys| {
-            keys.iter()
-                .filter_map(|k| k.as_str().map(PathBuf::from))
-                .collect()
-        })
-        .unwrap_or_default();
+    let paths = |key: &'static str| -> Vec<PathBuf> {
+        merged
+            .get(key)
+            .and_then(|(v, _)| v.as_array())
+            .map(|keys| {
+                keys.iter()
+                    .filter_map(|k| k.as_str().map(PathBuf::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let keys = paths("updates.keys");
+    let base_keys = paths("updates.base_keys");
+    let base_source = match text("updates.base_source") {
+        Some(text) => Some(
+            cairn_oci::sources::BaseSource::parse(&text)
+                .map_err(|m| error("updates.base_source", m))?,
+        ),
+        None => None,
+    };
     let schedule = schedule(merged, &error)?;
     let fleet_lock = match text("strategy.fleet_lock.base_url") {
         Some(base) => {
@@ -420,6 +452,8 @@ fn validate(merged: &Merged) -> Result<Settings, ConfigError> {
         source,
         keys,
         allow_unsigned: flag("updates.allow_unsigned", false),
+        base_source,
+        base_keys,
         allow_downgrade: flag("updates.allow_downgrade", false),
         max_version: text("updates.max_version"),
         check_interval: Duration::from_secs(check_seconds.unsigned_abs()),
@@ -508,8 +542,9 @@ pub fn parse_source(text: &str) -> Result<Source, String> {
         "cincinnati" => Ok(Source::Cincinnati(url(rest)?)),
         "server" => Ok(Source::Server(url(rest)?)),
         "file" if !rest.is_empty() => Ok(Source::File(PathBuf::from(rest))),
+        "tag" if rest.is_empty() => Ok(Source::Tag),
         _ => Err(format!(
-            "{text:?} is not one of registry, registry:<reference>, fcos[:<base-url>], cincinnati:<url>, server:<url>, file:<path>"
+            "{text:?} is not one of registry, registry:<reference>, tag, fcos[:<base-url>], cincinnati:<url>, server:<url>, file:<path>"
         )),
     }
 }

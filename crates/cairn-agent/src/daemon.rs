@@ -102,6 +102,10 @@ pub struct StatusFile {
     /// Last pass without an error (Unix seconds).
     #[serde(default)]
     pub last_success: Option<i64>,
+    /// A newer release is out of reach because no image of this repository
+    /// is built on this base barrier (`<base repository> <version>`).
+    #[serde(default)]
+    pub missing_base_image: Option<String>,
 }
 
 impl StatusFile {
@@ -290,6 +294,9 @@ async fn document(
             "{}/v2/graph/{stream}",
             url.trim_end_matches('/')
         ))],
+        Source::Tag => {
+            return Err("the tag-following source builds its own document".into());
+        }
         // Read by `cincinnati_graph`: a Cincinnati server sends no document.
         Source::Cincinnati(url) => {
             return Err(format!("cincinnati:{url} serves a graph, not a document"));
@@ -499,6 +506,7 @@ pub fn motd(status: &StatusFile) -> Option<String> {
     let reason = &status.reason;
     let needs_attention = status.state == "config-error"
         || status.held
+        || status.missing_base_image.is_some()
         || reason.starts_with("dead-end")
         || reason.contains("not in the graph")
         || reason.starts_with("refusing to stage");
@@ -549,6 +557,17 @@ pub fn metrics_text(status: &StatusFile, now: Timestamp) -> String {
         "1 while updates are held by the operator",
         u8::from(status.held).to_string(),
     );
+    text.push_str(
+        "# HELP cairn_agent_missing_base_image 1 while updates wait for an image built on this base barrier\n\
+         # TYPE cairn_agent_missing_base_image gauge\n",
+    );
+    match &status.missing_base_image {
+        Some(barrier) => text.push_str(&format!(
+            "cairn_agent_missing_base_image{{barrier=\"{}\"}} 1\n",
+            barrier.replace(['"', '\\', '\n'], "_")
+        )),
+        None => text.push_str("cairn_agent_missing_base_image{barrier=\"\"} 0\n"),
+    }
     text.push_str(
         "# HELP cairn_agent_state 1 for the current state\n# TYPE cairn_agent_state gauge\n",
     );
@@ -651,6 +670,25 @@ async fn pass(
             .await
             .map(|(graph, shown)| (SourceGraph::Cincinnati(graph), shown))
         }
+        Source::Tag => {
+            let booted = host
+                .booted
+                .as_ref()
+                .and_then(|b| b.digest.clone())
+                .unwrap_or_default();
+            // After a digest switch the spec names a digest: the recorded tag is followed.
+            let follow = crate::follow::Follow {
+                followed: &followed,
+                stream: &stream,
+                booted: &booted,
+                arch: &options.arch,
+                now,
+                state_dir: &options.state_dir,
+            };
+            crate::follow::tag_document(settings, &follow, &client)
+                .await
+                .map(|(document, described)| (SourceGraph::Followed(document), described))
+        }
         _ => document(
             settings, &followed, &stream, &mut state, &client, &mirrors, now,
         )
@@ -729,6 +767,18 @@ async fn pass(
             status.next_change = graph
                 .next_change_after(&options.arch, &query)
                 .map(|t| t.to_string());
+            status.missing_base_image = graph
+                .decide(&options.arch, &query)
+                .held
+                .into_iter()
+                .find_map(|held| match held.hold {
+                    cairn_graph::select::Hold::BaseBarrier {
+                        barrier,
+                        base_repository,
+                        ..
+                    } => Some(format!("{base_repository} {}", barrier.version)),
+                    _ => None,
+                });
         }
     }
     let mut report = agent.recover(now).await.map_err(|e| e.to_string())?;

@@ -6,6 +6,7 @@
 //! - [`identity`]: the Zincati-compatible app-specific node id.
 //! - [`windows`]: weekly maintenance windows in a time zone.
 //! - [`fleetlock`]: the FleetLock reboot-lock client.
+//! - [`follow`]: following a tag, guarded by the base graph (derived images).
 //! - [`host`]: bootc and rpm-ostree status, in one shape.
 //! - [`machine`]: the update state machine and crash recovery.
 //! - [`plan`]: what a check decides, and the gates before a reboot.
@@ -19,6 +20,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod fleetlock;
+pub mod follow;
 pub mod host;
 pub mod identity;
 pub mod machine;

@@ -14,13 +14,18 @@ pub enum SourceGraph {
     Document(GraphDocument),
     /// A Cincinnati `/v1/graph` answer, edges as the server sent them.
     Cincinnati(UpdateGraph),
+    /// The document a tag-following host builds for itself at each check:
+    /// nothing signed it and nothing expires.
+    Followed(GraphDocument),
 }
 
 impl SourceGraph {
     /// The graph a host reporting `booted` follows.
     pub fn graph_for(&self, arch: &str, booted: &str) -> Cow<'_, UpdateGraph> {
         match self {
-            SourceGraph::Document(document) => Cow::Owned(document.graph_for(arch, booted)),
+            SourceGraph::Document(document) | SourceGraph::Followed(document) => {
+                Cow::Owned(document.graph_for(arch, booted))
+            }
             SourceGraph::Cincinnati(graph) => Cow::Borrowed(graph),
         }
     }
@@ -30,6 +35,7 @@ impl SourceGraph {
         match self {
             SourceGraph::Document(document) => document.decide(arch, query),
             SourceGraph::Cincinnati(graph) => graph.decide_served(query),
+            SourceGraph::Followed(document) => document.graph_for(arch, query.booted).decide(query),
         }
     }
 
@@ -38,6 +44,9 @@ impl SourceGraph {
         match self {
             SourceGraph::Document(document) => document.next_change_after(arch, query),
             SourceGraph::Cincinnati(graph) => graph.next_change_after_served(query),
+            SourceGraph::Followed(document) => document
+                .graph_for(arch, query.booted)
+                .next_change_after(query),
         }
     }
 
@@ -47,10 +56,12 @@ impl SourceGraph {
     pub fn crossing_base_barriers(self) -> SourceGraph {
         match self {
             SourceGraph::Document(mut document) => {
-                if let Some(base) = &mut document.base {
-                    base.barriers.clear();
-                }
+                lift(&mut document);
                 SourceGraph::Document(document)
+            }
+            SourceGraph::Followed(mut document) => {
+                lift(&mut document);
+                SourceGraph::Followed(document)
             }
             SourceGraph::Cincinnati(graph) => SourceGraph::Cincinnati(graph),
         }
@@ -60,14 +71,16 @@ impl SourceGraph {
     pub fn sequence(&self) -> Option<u64> {
         match self {
             SourceGraph::Document(document) => Some(document.sequence),
-            SourceGraph::Cincinnati(_) => None,
+            SourceGraph::Cincinnati(_) | SourceGraph::Followed(_) => None,
         }
     }
 
     /// The age index of a release named by version, on any architecture.
     pub fn age_of_version(&self, version: &str) -> Option<u64> {
         match self {
-            SourceGraph::Document(document) => document.release(version).map(|(age, _)| age as u64),
+            SourceGraph::Document(document) | SourceGraph::Followed(document) => {
+                document.release(version).map(|(age, _)| age as u64)
+            }
             SourceGraph::Cincinnati(graph) => graph
                 .nodes()
                 .iter()
@@ -79,7 +92,7 @@ impl SourceGraph {
     /// The release (version, age index) a digest or one of its aliases belongs to.
     pub fn release_of_digest(&self, digest: &str) -> Option<(String, u64)> {
         match self {
-            SourceGraph::Document(document) => document
+            SourceGraph::Document(document) | SourceGraph::Followed(document) => document
                 .releases
                 .iter()
                 .enumerate()
@@ -96,6 +109,12 @@ impl SourceGraph {
                 .find(|node| node.matches(digest) || node.matches_alias(digest))
                 .map(|node| (node.version.clone(), node.age_index)),
         }
+    }
+}
+
+fn lift(document: &mut GraphDocument) {
+    if let Some(base) = &mut document.base {
+        base.barriers.clear();
     }
 }
 

@@ -97,20 +97,11 @@ impl AgentState {
         };
         std::fs::create_dir_all(dir).map_err(|e| error(dir, e))?;
         let path = dir.join(STATE_FILE);
-        let temporary = dir.join(format!(".{STATE_FILE}.tmp"));
         let bytes = serde_json::to_vec_pretty(self).map_err(|e| StoreError {
             path: path.clone(),
             message: e.to_string(),
         })?;
-        let mut file = std::fs::File::create(&temporary).map_err(|e| error(&temporary, e))?;
-        file.write_all(&bytes).map_err(|e| error(&temporary, e))?;
-        file.sync_all().map_err(|e| error(&temporary, e))?;
-        drop(file);
-        std::fs::rename(&temporary, &path).map_err(|e| error(&path, e))?;
-        // Make the rename itself durable.
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| error(dir, e))
+        write_atomically(&path, &bytes).map_err(|e| error(&path, e))
     }
 
     /// Put a release on the deny-list.
@@ -134,6 +125,24 @@ impl AgentState {
     pub fn is_held(&self, now: Timestamp) -> bool {
         self.held && self.hold_until.is_none_or(|until| now < until)
     }
+}
+
+/// Write a file so that a crash leaves either the old or the new content:
+/// a temporary file beside it, synced, renamed over it, and the directory synced.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temporary = dir.join(format!(".{name}.tmp"));
+    let mut file = std::fs::File::create(&temporary)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&temporary, path)?;
+    // Make the rename itself durable.
+    std::fs::File::open(dir).and_then(|d| d.sync_all())
 }
 
 #[cfg(test)]

@@ -312,6 +312,75 @@ pub fn inherit(
     report
 }
 
+/// The document a host builds for itself when it follows a tag in a
+/// repository that publishes none: the booted image, the tag's image and any
+/// images found on the way to a base barrier, ordered by their base's age
+/// and then build time, each offered at once (the derived team runs no
+/// rollouts here), with the base's barriers and dead-ends inherited. Planning
+/// on it applies the same guard and explanations as a published document.
+pub fn tag_following_document(
+    repository: &str,
+    stream: &str,
+    candidates: Vec<crate::assemble::Candidate>,
+    base: &BaseGraph,
+    expand: &BTreeMap<String, Vec<String>>,
+    now: jiff::Timestamp,
+) -> (GraphDocument, Inheritance) {
+    let base_age = |candidate: &crate::assemble::Candidate| {
+        let image = candidate.base.as_ref()?;
+        let mut names = vec![image.digest.as_str()];
+        names.extend(
+            expand
+                .get(&image.digest)
+                .into_iter()
+                .flatten()
+                .map(String::as_str),
+        );
+        base.find(names).map(|found| found.age_index)
+    };
+    let mut seen = BTreeSet::new();
+    let mut ordered: Vec<(Option<u64>, crate::assemble::Candidate)> = candidates
+        .into_iter()
+        .filter(|c| seen.insert(c.source_digest.clone()))
+        .map(|c| (base_age(&c), c))
+        .collect();
+    ordered.sort_by(|(a_age, a), (b_age, b)| {
+        (a_age, a.created, &a.source_digest).cmp(&(b_age, b.created, &b.source_digest))
+    });
+    let mut releases: Vec<crate::document::Release> = Vec::new();
+    for (_, candidate) in ordered {
+        let mut version = candidate.version.clone();
+        if releases.iter().any(|r| r.version == version) {
+            version = format!(
+                "{version}+{}",
+                crate::digest::short(&candidate.source_digest)
+            );
+        }
+        releases.push(crate::document::Release {
+            version,
+            architectures: candidate.architectures,
+            base: candidate.base,
+            rollout: Some(crate::rollout::Rollout {
+                start_epoch: Some(0),
+                start_percentage: Some(1.0),
+                duration_minutes: None,
+            }),
+            ..crate::document::Release::default()
+        });
+    }
+    let mut document = GraphDocument {
+        stream: stream.to_string(),
+        repository: repository.to_string(),
+        issued: now,
+        // Rebuilt at every check; the hour only keeps it from reading as expired.
+        expires: now + jiff::SignedDuration::from_hours(1),
+        releases,
+        ..GraphDocument::default()
+    };
+    let report = inherit(&mut document, base, expand);
+    (document, report)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

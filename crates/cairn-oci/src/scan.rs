@@ -508,6 +508,40 @@ async fn candidate(
     }))
 }
 
+/// Read one image by digest (a manifest or an index) as a candidate, as a
+/// scan would: `tags` are the tags known to point at it. `Ok(Err(reason))`
+/// when it is not a release.
+pub async fn read_candidate(
+    store: &Store,
+    options: &ScanOptions,
+    digest: &str,
+    tags: &[String],
+    cache: &mut ScanCache,
+    warnings: &mut Vec<String>,
+) -> Result<std::result::Result<Candidate, String>> {
+    let image = match cache.images.get(digest) {
+        Some(image) => image.clone(),
+        None => {
+            let image = read_image(store, digest).await?;
+            cache.images.insert(digest.to_string(), image.clone());
+            image
+        }
+    };
+    let mut failed_bases = std::collections::BTreeSet::new();
+    candidate(
+        store,
+        options,
+        None,
+        digest,
+        tags,
+        &image,
+        cache,
+        &mut failed_bases,
+        warnings,
+    )
+    .await
+}
+
 /// The version label of a base image, read once per digest. The base usually
 /// lives in another repository of another registry; a failure to read it is a
 /// warning, not an error.

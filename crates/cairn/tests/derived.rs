@@ -700,3 +700,241 @@ async fn rebuilds_on_one_base_get_distinct_versions(kind: BaseKind) {
         assert_eq!(release(&shown, version)["base"]["version"], "40.3");
     }
 }
+
+/// A host that follows the tag with no document: `source = "tag"` and the base graph.
+fn tag_config(w: &World) -> String {
+    let base = match w.kind {
+        BaseKind::Document => format!(
+            "base_source = \"{}:cairn-graph-stable\"\nbase_keys = [\"{}\"]\n",
+            w.base_repo,
+            w.path("base.pub")
+        ),
+        BaseKind::Fcos => format!("base_source = \"fcos:stable:http://{}\"\n", w.fedora),
+    };
+    format!("[updates]\nsource = \"tag\"\n{base}[identity]\nrollout_wariness = 0.5\n")
+}
+
+/// Agent passes until something is staged (a reboot's first pass verifies it).
+fn until_staged(w: &World, h: &Host) -> String {
+    let mut out = String::new();
+    for _ in 0..3 {
+        out = agent_once(w, h, &["agent", "--once"]);
+        if staged(h).is_some() {
+            break;
+        }
+    }
+    out
+}
+
+both_base_kinds!(a_tag_following_host_stages_the_barrier_image_first);
+async fn a_tag_following_host_stages_the_barrier_image_first(kind: BaseKind) {
+    let w = world(kind).await;
+    let repo = "acme/follow-walk";
+    let digests = derive(
+        &w,
+        repo,
+        vec![
+            Build {
+                own: "t1",
+                base: 0,
+                recorded: w.by_manifest(0),
+                created: "2026-01-03T00:00:00Z",
+                tags: &["t1"],
+            },
+            Build {
+                own: "t2",
+                base: 1,
+                recorded: w.by_index(1),
+                created: "2026-01-17T00:00:00Z",
+                tags: &["t2"],
+            },
+            Build {
+                own: "t3",
+                base: 2,
+                recorded: w.by_manifest(2),
+                created: "2026-02-03T00:00:00Z",
+                tags: &["t3", "stable"],
+            },
+        ],
+    )
+    .await;
+    let h = host(
+        &w,
+        "follow-walk",
+        repo,
+        (&digests[0], "t1"),
+        &tag_config(&w),
+    );
+    let out = agent_once(&w, &h, &["agent", "--once"]);
+    assert!(out.contains("staged t2"), "the barrier image first: {out}");
+    assert_eq!(staged(&h).as_deref(), Some(digests[1].as_str()));
+    let status: Value =
+        serde_json::from_str(&ok(&["status", "--state-dir", &h.state, "--json"])).expect("JSON");
+    assert!(
+        status["source"]
+            .as_str()
+            .is_some_and(|s| s.starts_with(&format!("tag {}/{repo}:stable", w.registry.host))),
+        "{status}"
+    );
+    h.host.reboot(true);
+    // The tag's image carries only its base's version label: it is named
+    // by build time and digest, as the brief describes.
+    let out = until_staged(&w, &h);
+    assert!(
+        out.contains("staged 2026-02-03T00:00:00Z-"),
+        "then the tag's image: {out}"
+    );
+    assert_eq!(staged(&h).as_deref(), Some(digests[2].as_str()));
+}
+
+both_base_kinds!(a_tag_following_host_holds_without_a_barrier_image_and_says_what_is_missing);
+async fn a_tag_following_host_holds_without_a_barrier_image_and_says_what_is_missing(
+    kind: BaseKind,
+) {
+    let w = world(kind).await;
+    let repo = "acme/follow-gap";
+    let digests = derive(
+        &w,
+        repo,
+        vec![
+            Build {
+                own: "u1",
+                base: 0,
+                recorded: w.by_manifest(0),
+                created: "2026-01-03T00:00:00Z",
+                tags: &["u1"],
+            },
+            // Another image on an older base than the barrier does not help.
+            Build {
+                own: "u1b",
+                base: 0,
+                recorded: w.by_manifest(0),
+                created: "2026-01-05T00:00:00Z",
+                tags: &["u1b"],
+            },
+            Build {
+                own: "u3",
+                base: 2,
+                recorded: w.by_manifest(2),
+                created: "2026-02-03T00:00:00Z",
+                tags: &["u3", "stable"],
+            },
+        ],
+    )
+    .await;
+    let h = host(&w, "follow-gap", repo, (&digests[0], "u1"), &tag_config(&w));
+    let out = agent_once(&w, &h, &["agent", "--once"]);
+    let missing = format!(
+        "no image in {}/{repo} is built on {} 40.2 (barrier: {BARRIER_REASON}); build one, or run `cairn update-now --cross-barrier` to accept the risk",
+        w.registry.host,
+        w.base_graph_repository()
+    );
+    assert!(out.contains(&missing), "{out}");
+    assert_eq!(staged(&h), None);
+    let motd =
+        std::fs::read_to_string(std::path::Path::new(&h.root).join("run/motd.d/85-cairn.motd"))
+            .expect("a MOTD");
+    assert!(motd.contains(&missing), "{motd}");
+    let metrics = std::fs::read_to_string(std::path::Path::new(&h.state).join("metrics.prom"))
+        .expect("metrics");
+    assert!(
+        metrics.contains(&format!(
+            "cairn_agent_missing_base_image{{barrier=\"{} 40.2\"}} 1",
+            w.base_graph_repository()
+        )),
+        "{metrics}"
+    );
+    let out = agent_once(&w, &h, &["update-now", "--once", "--cross-barrier"]);
+    assert!(out.contains("staged 2026-02-03T00:00:00Z-"), "{out}");
+    assert_eq!(staged(&h).as_deref(), Some(digests[2].as_str()));
+}
+
+both_base_kinds!(a_tag_following_host_stays_on_a_base_dead_end);
+async fn a_tag_following_host_stays_on_a_base_dead_end(kind: BaseKind) {
+    let w = world(kind).await;
+    let repo = "acme/follow-dead";
+    let digests = derive(
+        &w,
+        repo,
+        vec![
+            Build {
+                own: "v4",
+                base: 3,
+                recorded: w.by_manifest(3),
+                created: "2026-02-17T00:00:00Z",
+                tags: &["v4"],
+            },
+            Build {
+                own: "v5",
+                base: 4,
+                recorded: w.by_manifest(4),
+                created: "2026-03-03T00:00:00Z",
+                tags: &["v5", "stable"],
+            },
+        ],
+    )
+    .await;
+    let h = host(
+        &w,
+        "follow-dead",
+        repo,
+        (&digests[0], "v4"),
+        &tag_config(&w),
+    );
+    let out = agent_once(&w, &h, &["agent", "--once"]);
+    assert!(
+        out.contains(&format!(
+            "{DEADEND_REASON} (inherited from base {} 40.4)",
+            w.base_graph_repository()
+        )),
+        "{out}"
+    );
+    assert_eq!(staged(&h), None);
+}
+
+both_base_kinds!(a_tag_following_host_ignores_a_metadata_only_change);
+async fn a_tag_following_host_ignores_a_metadata_only_change(kind: BaseKind) {
+    let w = world(kind).await;
+    let repo = "acme/follow-meta";
+    let digests = derive(
+        &w,
+        repo,
+        vec![Build {
+            own: "n3",
+            base: 2,
+            recorded: w.by_manifest(2),
+            created: "2026-02-03T00:00:00Z",
+            tags: &["n3", "stable"],
+        }],
+    )
+    .await;
+    // `stable` moves to a re-annotated copy of the same image.
+    let store = w.registry.store(repo);
+    let index = store
+        .resolve("stable")
+        .await
+        .expect("HEAD")
+        .expect("tag")
+        .digest;
+    let fetched = store.get_manifest(&index).await.expect("index");
+    let mut manifest: Value = serde_json::from_slice(&fetched.bytes).expect("JSON");
+    manifest["annotations"] = json!({"org.example.scanned": "yes"});
+    store
+        .put_manifest(
+            bytes::Bytes::from(manifest.to_string()),
+            &fetched.media_type,
+            Some("stable"),
+        )
+        .await
+        .expect("push");
+    let h = host(
+        &w,
+        "follow-meta",
+        repo,
+        (&digests[0], "n3"),
+        &tag_config(&w),
+    );
+    let out = agent_once(&w, &h, &["agent", "--once"]);
+    assert!(out.contains("only changes metadata"), "{out}");
+    assert_eq!(staged(&h), None);
+}
