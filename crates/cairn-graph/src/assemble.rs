@@ -124,6 +124,10 @@ pub fn assemble(
         );
         match existing {
             Some(i) => {
+                // A base found later (say, by layers) resolves a release that had none.
+                if releases[i].base.is_none() {
+                    releases[i].base = candidate.base.clone();
+                }
                 for (arch, entry) in candidate.architectures {
                     let release = &mut releases[i];
                     match release.architectures.get(&arch) {

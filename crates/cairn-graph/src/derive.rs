@@ -393,6 +393,95 @@ mod tests {
         }
     }
 
+    fn digest(n: u64) -> String {
+        format!("sha256:{n:064x}")
+    }
+
+    fn base_graph(barrier_at: Option<u64>) -> BaseGraph {
+        BaseGraph {
+            source: "test".into(),
+            repository: "quay.io/base".into(),
+            releases: (0..4)
+                .map(|age| BaseRelease {
+                    version: format!("b{age}"),
+                    age_index: age,
+                    digests: [digest(100 + age)].into(),
+                    barrier: (Some(age) == barrier_at).then(|| "migrate".to_string()),
+                    deadend: (age == 3).then(|| "broken".to_string()),
+                })
+                .collect(),
+        }
+    }
+
+    fn derived(bases: &[u64]) -> GraphDocument {
+        GraphDocument {
+            stream: "stable".into(),
+            repository: "quay.io/derived".into(),
+            releases: bases
+                .iter()
+                .enumerate()
+                .map(|(i, &base)| crate::document::Release {
+                    version: format!("d{i}"),
+                    architectures: [(
+                        "x86_64".to_string(),
+                        crate::document::ArchEntry::image(digest(i as u64)),
+                    )]
+                    .into(),
+                    base: Some(crate::document::BaseImage::new("", digest(base))),
+                    ..crate::document::Release::default()
+                })
+                .collect(),
+            ..GraphDocument::default()
+        }
+    }
+
+    #[test]
+    fn inheritance_is_recomputed_and_the_teams_own_reasons_win() {
+        let mut document = derived(&[100, 101, 103, 999]);
+        document.releases[1].deadend = Some(Reason::new("ours"));
+        let report = inherit(&mut document, &base_graph(Some(1)), &BTreeMap::new());
+        let r = &document.releases;
+        assert_eq!(
+            r[1].barrier.as_ref().map(Reason::describe).as_deref(),
+            Some("migrate (inherited from base quay.io/base b1)")
+        );
+        assert_eq!(
+            r[1].deadend,
+            Some(Reason::new("ours")),
+            "the team's own dead-end stays"
+        );
+        assert_eq!(
+            r[2].deadend
+                .as_ref()
+                .and_then(|d| d.from_base.clone())
+                .as_deref(),
+            Some("quay.io/base b3")
+        );
+        assert_eq!(
+            r[0].base.as_ref().map(|b| b.repository.as_str()),
+            Some("quay.io/base"),
+            "filled in"
+        );
+        assert_eq!(report.unresolved, vec![("d3".to_string(), digest(999))]);
+        assert!(report.missing_barriers.is_empty(), "d1 is on the barrier");
+        // The base drops its barrier: the inherited one goes at the next publication.
+        let report = inherit(&mut document, &base_graph(None), &BTreeMap::new());
+        assert_eq!(document.releases[1].barrier, None);
+        assert!(report.missing_barriers.is_empty());
+        // A barrier no release is built on is reported with who it holds back.
+        let mut document = derived(&[100, 102]);
+        let report = inherit(&mut document, &base_graph(Some(1)), &BTreeMap::new());
+        assert_eq!(report.missing_barriers.len(), 1);
+        assert_eq!(report.missing_barriers[0].held_back, vec!["d0".to_string()]);
+        assert_eq!(report.missing_barriers[0].beyond, vec!["d1".to_string()]);
+        let graph = document.graph_for("x86_64", &digest(0));
+        assert_eq!(
+            graph.edge_list(),
+            Vec::<(usize, usize)>::new(),
+            "no rollouts, and the guard"
+        );
+    }
+
     #[test]
     fn no_move_crosses_a_base_barrier_strictly_between_its_ends() {
         let barriers = [barrier("b5", 5), barrier("b9", 9)];

@@ -279,3 +279,52 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Derived releases on random bases (some unknown), random base barriers:
+    /// no edge (and so no decision) crosses a base barrier strictly between
+    /// the two releases' bases, or touches a release whose base is unknown.
+    #[test]
+    fn no_edge_crosses_a_base_barrier(
+        releases in prop::collection::vec((flags(), proptest::option::weighted(0.9, 0u64..12)), 1..30),
+        barriers in prop::collection::btree_set(0u64..12, 0..4),
+        w in 0.0f64..=1.0,
+        now in T0 - 1000..T0 + 1_500_000,
+    ) {
+        let flags: Vec<Flags> = releases.iter().map(|(f, _)| f.clone()).collect();
+        let mut doc = document(&flags);
+        for (release, (_, base)) in doc.releases.iter_mut().zip(&releases) {
+            release.base = Some(cairn_graph::BaseImage {
+                age_index: *base,
+                ..cairn_graph::BaseImage::new("registry.example/base", format!("sha256:{:064x}", 9))
+            });
+        }
+        let barriers: Vec<cairn_graph::BaseBarrier> = barriers
+            .iter()
+            .map(|&age| cairn_graph::BaseBarrier { version: format!("b{age}"), age_index: age, reason: String::new() })
+            .collect();
+        doc.base = Some(cairn_graph::BaseGraphSummary {
+            source: "prop".into(),
+            repository: "registry.example/base".into(),
+            barriers: barriers.clone(),
+        });
+        let g = UpdateGraph::from_document(&doc, ARCH, Scheme::Oci).throttled(w, now);
+        for (from, to) in g.edges() {
+            let (a, b) = (g.nodes()[from].base_age, g.nodes()[to].base_age);
+            prop_assert!(a.is_some() && b.is_some(), "edge {from}->{to} touches an unknown base");
+            let (a, b) = (a.unwrap_or_default(), b.unwrap_or_default());
+            prop_assert!(
+                !barriers.iter().any(|x| a < x.age_index && x.age_index < b),
+                "edge {from}->{to} crosses a base barrier between {a} and {b}"
+            );
+        }
+        for booted in g.nodes() {
+            let query = Query { booted: &booted.id, wariness: w, now: Timestamp::from_second(now).expect("time"), deny: &[], allow_downgrade: false };
+            if let Some(target) = g.decide(&query).target {
+                prop_assert!(g.successors(g.find_booted(&booted.id).unwrap_or(0)).iter().any(|&t| g.nodes()[t].id == target.digest));
+            }
+        }
+    }
+}

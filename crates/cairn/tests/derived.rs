@@ -938,3 +938,79 @@ async fn a_tag_following_host_ignores_a_metadata_only_change(kind: BaseKind) {
     assert!(out.contains("only changes metadata"), "{out}");
     assert_eq!(staged(&h), None);
 }
+
+both_base_kinds!(unknown_bases_are_excluded_and_layers_find_unrecorded_ones);
+async fn unknown_bases_are_excluded_and_layers_find_unrecorded_ones(kind: BaseKind) {
+    let w = world(kind).await;
+    let repo = "acme/bases";
+    let unknown = format!("sha256:{}", "ab".repeat(32));
+    derive(
+        &w,
+        repo,
+        vec![
+            // Built on 40.1, but the build recorded no base keys.
+            Build {
+                own: "x1",
+                base: 0,
+                recorded: Recorded::Nothing,
+                created: "2026-01-03T00:00:00Z",
+                tags: &["x1"],
+            },
+            // Records a base the base graph does not know.
+            Build {
+                own: "x2",
+                base: 0,
+                recorded: Recorded::Manifests(unknown.clone(), unknown.clone()),
+                created: "2026-01-04T00:00:00Z",
+                tags: &["x2"],
+            },
+            Build {
+                own: "x3",
+                base: 0,
+                recorded: w.by_manifest(0),
+                created: "2026-01-05T00:00:00Z",
+                tags: &["x3", "stable"],
+            },
+        ],
+    )
+    .await;
+    // Releases in build order: x1, x2, x3. Neither x1 nor x2 can tell its
+    // version label was inherited, so both carry the base's (x2 disambiguated).
+    let at = |shown: &Value, i: usize| shown["releases"][i].clone();
+    let version = |shown: &Value, i: usize| {
+        at(shown, i)["version"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let stderr = publish(&w, repo, &[]);
+    let shown = show(&w, repo);
+    let (x1, x2) = (version(&shown, 0), version(&shown, 1));
+    assert_eq!(version(&shown, 2), "x3");
+    assert!(
+        stderr.contains(&format!("release {x1}: records no base image")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "release {x2}: base {unknown} is not in the base graph"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        edges(&shown).is_empty(),
+        "no edge to or from either: {:?}",
+        edges(&shown)
+    );
+    // With the layer fallback, x1's lower layer is found among the base releases' images.
+    let stderr = publish(&w, repo, &["--base-layers-from", &w.base_repo]);
+    assert!(
+        stderr.contains("matched 1 image(s) to a base release by their layers"),
+        "{stderr}"
+    );
+    let shown = show(&w, repo);
+    assert_eq!(at(&shown, 0)["base"]["version"], "40.1", "{shown}");
+    assert_eq!(at(&shown, 1)["base"]["version"], Value::Null);
+    let edges = edges(&shown);
+    assert_eq!(edges, vec![(x1, "x3".to_string())]);
+}
