@@ -28,6 +28,9 @@ pub struct Candidate {
     pub architectures: BTreeMap<String, ArchEntry>,
     /// The base image, for derived images.
     pub base: Option<BaseImage>,
+    /// Other digests the image's architectures record for the same base
+    /// (each architecture names its own base manifest).
+    pub base_aliases: Vec<String>,
 }
 
 /// Settings of an assembly.
@@ -364,6 +367,7 @@ mod tests {
             )]
             .into(),
             base: None,
+            base_aliases: Vec::new(),
         }
     }
 

@@ -32,12 +32,29 @@ pub async fn expand_base_digests(
     base: &BaseGraph,
     warnings: &mut Vec<String>,
 ) -> BTreeMap<String, Vec<String>> {
-    let mut expanded = BTreeMap::new();
+    let mut expanded: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut read = std::collections::BTreeSet::new();
     for candidate in candidates {
         let Some(image) = &candidate.base else {
             continue;
         };
-        if expanded.contains_key(&image.digest) || base.find([image.digest.as_str()]).is_some() {
+        // A one-architecture base graph may know another architecture's base manifest.
+        if !candidate.base_aliases.is_empty() {
+            let names = expanded.entry(image.digest.clone()).or_default();
+            for alias in &candidate.base_aliases {
+                if !names.contains(alias) {
+                    names.push(alias.clone());
+                }
+            }
+        }
+        if base.find([image.digest.as_str()]).is_some()
+            || expanded
+                .get(&image.digest)
+                .is_some_and(|names| base.find(names.iter().map(String::as_str)).is_some())
+        {
+            continue;
+        }
+        if !read.insert(image.digest.clone()) {
             continue;
         }
         let repository = if image.repository.is_empty() {
@@ -54,7 +71,10 @@ pub async fn expand_base_digests(
         };
         match index_children(&base_store, &image.digest).await {
             Ok(children) => {
-                expanded.insert(image.digest.clone(), children);
+                expanded
+                    .entry(image.digest.clone())
+                    .or_default()
+                    .extend(children);
             }
             Err(e) => warnings.push(format!(
                 "release {}: base {repository}@{} could not be read: {e}",

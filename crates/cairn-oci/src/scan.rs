@@ -465,6 +465,14 @@ async fn candidate(
         }
         _ => None,
     };
+    // Other architectures record their own base manifests: the same base release.
+    let base_aliases: Vec<String> = image
+        .values()
+        .filter_map(|arch| arch.labels.get(keys::BASE_DIGEST))
+        .filter(|d| cairn_graph::digest::is_sha256_digest(d))
+        .filter(|d| base.as_ref().is_some_and(|b| &b.digest != *d))
+        .cloned()
+        .collect();
     let label_version = labels.get(keys::VERSION).cloned();
     let inherited = match (&base, &label_version) {
         (Some(base), Some(version)) => {
@@ -505,6 +513,7 @@ async fn candidate(
         source_digest: digest.to_string(),
         architectures,
         base,
+        base_aliases,
     }))
 }
 

@@ -7,6 +7,7 @@ pub mod host;
 pub mod images;
 pub mod lockserver;
 pub mod registry;
+pub mod serve;
 pub mod token;
 
 pub use images::{
@@ -15,6 +16,7 @@ pub use images::{
 };
 pub use lockserver::LockServer;
 pub use registry::{Auth, TestRegistry};
+pub use serve::GraphServer;
 
 /// Run `skopeo` with arguments; panics with its stderr when it fails, and with
 /// install instructions when it is missing.

@@ -1103,50 +1103,17 @@ async fn a_disconnected_host_reads_the_document_from_its_registries_conf_mirror(
     );
 }
 
-/// `cairn serve` over the published document, on a free loopback port; the
-/// child and its `host:port`, once it answers `/readyz`.
-async fn serve_published(p: &Published) -> (std::process::Child, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let config = p.dir.path().join("server.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "insecure_registries = [\"{}\"]\n[[stream]]\nname = \"stable\"\ndocument = {{ location = \"{}:cairn-graph-stable\", keys = [\"{}\"] }}\n",
-            p.registry.host, p.repo, p.public_key
-        ),
-    )
-    .expect("write");
-    let listen = format!("127.0.0.1:{port}");
-    let child = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(["serve", "--config", &config.display().to_string()])
-        .args(["--listen", &listen])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("cairn serve starts");
-    wait_until("cairn serve to be ready", || {
-        use std::io::{Read, Write};
-        let Ok(mut stream) = std::net::TcpStream::connect(&listen) else {
-            return false;
-        };
-        let mut answer = String::new();
-        write!(
-            stream,
-            "GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-        )
-        .and_then(|()| stream.read_to_string(&mut answer))
-        .is_ok_and(|_| answer.starts_with("HTTP/1.1 200"))
-    })
-    .await;
-    (child, listen)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cincinnati_source_follows_the_servers_graph_with_the_local_wariness() {
     let p = published().await;
-    let (mut server, listen) = serve_published(&p).await;
+    let mut server = cairn_testkit::GraphServer::document(
+        env!("CARGO_BIN_EXE_cairn"),
+        p.dir.path(),
+        &p.registry.host,
+        &format!("{}:cairn-graph-stable", p.repo),
+        &p.public_key,
+    );
+    let listen = server.listen.clone();
     let fragment = |w: f64| {
         format!(
             "[updates]\nsource = \"cincinnati:http://{listen}\"\n[identity]\nrollout_wariness = {w}\n"
@@ -1183,8 +1150,7 @@ async fn cincinnati_source_follows_the_servers_graph_with_the_local_wariness() {
     assert!(out.contains("staged 44.3"), "{out}");
 
     // The server gone: nothing is done, and status says why.
-    let _ = server.kill();
-    let _ = server.wait();
+    server.stop();
     let down = node(&p, "down", 1, &fragment(0.3));
     let out = agent_once(&p, &down, &extra);
     assert!(down.host.state().staged.is_none(), "{out}");

@@ -1014,3 +1014,64 @@ async fn unknown_bases_are_excluded_and_layers_find_unrecorded_ones(kind: BaseKi
     let edges = edges(&shown);
     assert_eq!(edges, vec![(x1, "x3".to_string())]);
 }
+
+/// The base graph from a Cincinnati server (`cairn serve` over the base document).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_following_host_reads_its_base_graph_from_a_cincinnati_server() {
+    let w = world(BaseKind::Document).await;
+    let server = cairn_testkit::GraphServer::document(
+        env!("CARGO_BIN_EXE_cairn"),
+        w.dir.path(),
+        &w.registry.host,
+        &format!("{}:cairn-graph-stable", w.base_repo),
+        &w.path("base.pub"),
+    );
+    let repo = "acme/follow-cincinnati";
+    let digests = derive(
+        &w,
+        repo,
+        vec![
+            Build {
+                own: "c1",
+                base: 0,
+                recorded: w.by_index(0),
+                created: "2026-01-03T00:00:00Z",
+                tags: &["c1"],
+            },
+            Build {
+                own: "c2",
+                base: 1,
+                recorded: w.by_manifest(1),
+                created: "2026-01-17T00:00:00Z",
+                tags: &["c2"],
+            },
+            Build {
+                own: "c3",
+                base: 2,
+                recorded: w.by_index(2),
+                created: "2026-02-03T00:00:00Z",
+                tags: &["c3", "stable"],
+            },
+        ],
+    )
+    .await;
+    let config = format!(
+        "[updates]\nsource = \"tag\"\nbase_source = \"cincinnati:http://{}#stable\"\n[identity]\nrollout_wariness = 0.5\n",
+        server.listen
+    );
+    let h = host(&w, "follow-cincinnati", repo, (&digests[0], "c1"), &config);
+    let out = agent_once(
+        &w,
+        &h,
+        &["agent", "--once", "--insecure-registry", &server.listen],
+    );
+    assert!(out.contains("staged c2"), "the barrier image first: {out}");
+    assert!(
+        out.contains(&format!(
+            "base graph cincinnati:http://{} (stable)",
+            server.listen
+        )),
+        "{out}"
+    );
+    assert_eq!(staged(&h).as_deref(), Some(digests[1].as_str()));
+}

@@ -1,0 +1,84 @@
+//! `cairn serve` as a child process on a free loopback port, for tests that
+//! need a real graph server (Cincinnati clients, `server:` sources).
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `cairn serve`; killed when dropped.
+#[derive(Debug)]
+pub struct GraphServer {
+    child: Child,
+    /// `127.0.0.1:<port>`.
+    pub listen: String,
+}
+
+impl GraphServer {
+    /// Serve one stream, `stable`, from a signed document in a registry:
+    /// `cairn` is the binary, `dir` holds the configuration.
+    pub fn document(
+        cairn: &str,
+        dir: &Path,
+        registry_host: &str,
+        location: &str,
+        key: &str,
+    ) -> GraphServer {
+        let config = dir.join("server.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "insecure_registries = [\"{registry_host}\"]\n[[stream]]\nname = \"stable\"\n\
+                 document = {{ location = \"{location}\", keys = [\"{key}\"] }}\n"
+            ),
+        )
+        .unwrap_or_else(|e| panic!("writing {}: {e}", config.display()));
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap_or_else(|e| panic!("no free port on 127.0.0.1: {e}"))
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let child = Command::new(cairn)
+            .args(["serve", "--config", &config.display().to_string()])
+            .args(["--listen", &listen])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {cairn} serve: {e}"));
+        let server = GraphServer { child, listen };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !server.ready() {
+            assert!(
+                Instant::now() < deadline,
+                "cairn serve on {} was not ready within 30 s",
+                server.listen
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    fn ready(&self) -> bool {
+        let Ok(mut stream) = std::net::TcpStream::connect(&self.listen) else {
+            return false;
+        };
+        let mut answer = String::new();
+        write!(
+            stream,
+            "GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .and_then(|()| stream.read_to_string(&mut answer))
+        .is_ok_and(|_| answer.starts_with("HTTP/1.1 200"))
+    }
+
+    /// Stop the server now.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for GraphServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
