@@ -345,6 +345,16 @@ fn host(w: &World, name: &str, repo: &str, booted: (&str, &str), config: &str) -
 }
 
 fn agent_once(w: &World, h: &Host, verb: &[&str]) -> String {
+    let out = agent_output(w, h, verb);
+    assert!(
+        out.status.success(),
+        "cairn {verb:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn agent_output(w: &World, h: &Host, verb: &[&str]) -> Output {
     let program = h.host.program.display().to_string();
     let mut args: Vec<&str> = verb.to_vec();
     args.extend([
@@ -362,7 +372,7 @@ fn agent_once(w: &World, h: &Host, verb: &[&str]) -> String {
         w.fedora.as_str(),
         "--no-updater-check",
     ]);
-    ok(&args)
+    cairn(&args)
 }
 
 fn staged(h: &Host) -> Option<String> {
@@ -844,8 +854,16 @@ async fn a_tag_following_host_holds_without_a_barrier_image_and_says_what_is_mis
         )),
         "{metrics}"
     );
-    let out = agent_once(&w, &h, &["update-now", "--once", "--cross-barrier"]);
-    assert!(out.contains("staged 2026-02-03T00:00:00Z-"), "{out}");
+    let out = agent_output(&w, &h, &["update-now", "--once", "--cross-barrier"]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(stdout.contains("staged 2026-02-03T00:00:00Z-"), "{stdout}");
+    assert!(
+        stderr.contains("update-now --cross-barrier: the operator lifted the base-barrier guard"),
+        "the override is logged: {stderr}"
+    );
     assert_eq!(staged(&h).as_deref(), Some(digests[2].as_str()));
 }
 

@@ -125,6 +125,8 @@ pub fn run_update_now(args: UpdateNowArgs) -> anyhow::Result<ExitCode> {
         "cairn: no agent is running (nothing answers on {}); checking in this process",
         args.state.socket.display()
     );
+    // The override of a base barrier must leave a trace.
+    args::init_logging();
     let mut options = options(&args)?;
     options.finalize = !args.once;
     options.update_now = true;
