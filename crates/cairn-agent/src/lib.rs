@@ -7,6 +7,7 @@
 //! - [`windows`]: weekly maintenance windows in a time zone.
 //! - [`fleetlock`]: the FleetLock reboot-lock client.
 //! - [`follow`]: following a tag, guarded by the base graph (derived images).
+//! - [`hooks`]: pre-update hooks from the new image, and the operator's.
 //! - [`host`]: bootc and rpm-ostree status, in one shape.
 //! - [`machine`]: the update state machine and crash recovery.
 //! - [`plan`]: what a check decides, and the gates before a reboot.
@@ -21,6 +22,7 @@ pub mod control;
 pub mod daemon;
 pub mod fleetlock;
 pub mod follow;
+pub mod hooks;
 pub mod host;
 pub mod identity;
 pub mod machine;

@@ -51,9 +51,11 @@ struct ImageStatus {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+#[serde(default, rename_all = "camelCase")]
 struct Ostree {
     checksum: Option<String>,
+    deploy_serial: u32,
+    stateroot: Option<String>,
 }
 
 impl BootEntry {
@@ -65,6 +67,13 @@ impl BootEntry {
             image: self.image.as_ref().map(|i| i.image.image.clone()),
             download_only: self.download_only,
             incompatible: self.incompatible,
+            deploy_path: self.ostree.as_ref().and_then(|o| {
+                super::ostree_deploy_path(
+                    o.stateroot.as_deref().unwrap_or("default"),
+                    o.checksum.as_deref()?,
+                    o.deploy_serial,
+                )
+            }),
         }
     }
 }

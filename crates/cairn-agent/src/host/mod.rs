@@ -43,6 +43,18 @@ pub struct Deployment {
     pub download_only: bool,
     /// bootc cannot manage it (rpm-ostree layering); use rpm-ostree.
     pub incompatible: bool,
+    /// Where its tree is, relative to the sysroot:
+    /// `ostree/deploy/<stateroot>/deploy/<checksum>.<serial>`. `None` on the
+    /// composefs backend, which has no such directory.
+    pub deploy_path: Option<String>,
+}
+
+/// The ostree deployment directory of a checksum, relative to the sysroot.
+pub fn ostree_deploy_path(stateroot: &str, checksum: &str, serial: u32) -> Option<String> {
+    // Names from a status file become a path: refuse anything but plain names.
+    let plain = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    (plain(stateroot) && plain(checksum))
+        .then(|| format!("ostree/deploy/{stateroot}/deploy/{checksum}.{serial}"))
 }
 
 /// What the agent needs to know about the host.

@@ -31,6 +31,8 @@ struct RawDeployment {
     image: Option<String>,
     #[serde(rename = "container-image-reference-digest")]
     digest: Option<String>,
+    osname: Option<String>,
+    serial: u32,
 }
 
 impl RawDeployment {
@@ -42,6 +44,11 @@ impl RawDeployment {
             image: self.image.clone(),
             download_only: self.staged && self.finalization_locked,
             incompatible: false,
+            deploy_path: super::ostree_deploy_path(
+                self.osname.as_deref().unwrap_or("default"),
+                self.checksum.as_deref().unwrap_or_default(),
+                self.serial,
+            ),
         }
     }
 }
