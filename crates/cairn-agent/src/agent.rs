@@ -62,6 +62,8 @@ pub struct Agent<R> {
     wariness: f64,
     arch: String,
     repository: String,
+    /// Pre- and post-update hooks; `None` runs none (library tests).
+    hooks: Option<(crate::hooks::HookSettings, String)>,
 }
 
 impl<R: CommandRunner> Agent<R> {
@@ -85,6 +87,27 @@ impl<R: CommandRunner> Agent<R> {
             wariness,
             arch: arch.to_string(),
             repository: repository.to_string(),
+            hooks: None,
+        })
+    }
+
+    /// Run update hooks, with `stream` in their environment.
+    pub fn with_hooks(mut self, hooks: crate::hooks::HookSettings, stream: &str) -> Self {
+        self.hooks = Some((hooks, stream.to_string()));
+        self
+    }
+
+    /// The hook veto that keeps `digest` from being staged now, in words.
+    fn vetoed(&self, digest: &str, now: Timestamp) -> Option<String> {
+        let veto = self.persisted.vetoes.get(digest)?;
+        (veto.retry_after > now).then(|| {
+            format!(
+                "pre-update hook {} vetoed {}: {}; retrying after {}",
+                veto.hook,
+                veto.version,
+                veto.reason,
+                veto.retry_after.strftime("%a %Y-%m-%d %H:%M UTC")
+            )
         })
     }
 
@@ -257,6 +280,15 @@ impl<R: CommandRunner> Agent<R> {
             deny: &deny,
             held: self.persisted.is_held(world.now),
         });
+        // A vetoed target waits out its backoff, staged or not.
+        let plan = match plan {
+            Plan::Stage(target) | Plan::Restage(target) | Plan::Keep(target)
+                if self.vetoed(&target.digest, world.now).is_some() =>
+            {
+                Plan::Nothing(self.vetoed(&target.digest, world.now).unwrap_or_default())
+            }
+            plan => plan,
+        };
         match plan {
             Plan::Stage(target) | Plan::Restage(target) => {
                 let event = if matches!(self.persisted.state, State::Checking) {
@@ -303,7 +335,110 @@ impl<R: CommandRunner> Agent<R> {
         }
     }
 
+    /// Run the pre-update hooks once per staged target. `Err` carries the
+    /// report when a hook vetoed (the target is withdrawn); `Ok` a note for
+    /// the report when the host cannot run the image's hooks.
+    async fn run_hooks(
+        &mut self,
+        world: &World,
+        target: &Target,
+    ) -> Result<Result<Option<String>, Report>, AgentError> {
+        let Some((settings, stream)) = self.hooks.clone() else {
+            return Ok(Ok(None));
+        };
+        if self.persisted.hooks_passed.as_deref() == Some(target.digest.as_str()) {
+            return Ok(Ok(None));
+        }
+        let host = self.driver.status().await?;
+        let deployment = host
+            .staged
+            .as_ref()
+            .filter(|s| s.digest.as_deref() == Some(target.digest.as_str()))
+            .and_then(|s| s.deploy_path.as_ref())
+            .map(|path| settings.sysroot.join(path));
+        let unsupported = match &deployment {
+            None => Some("hooks unsupported on this host (no ostree deployment directory, as on the composefs backend): the new image's pre-update hooks were not run".to_string()),
+            Some(path) if !path.is_dir() => Some(format!(
+                "hooks unsupported: the staged deployment {} is not a directory; the new image's pre-update hooks were not run",
+                path.display()
+            )),
+            Some(_) => None,
+        };
+        let staged_root = deployment.filter(|_| unsupported.is_none());
+        let booted = host.booted.as_ref();
+        let env = crate::hooks::HookEnv {
+            from_version: booted.and_then(|b| b.version.clone()).unwrap_or_default(),
+            from_digest: booted.and_then(|b| b.digest.clone()).unwrap_or_default(),
+            to_version: target.version.clone(),
+            to_digest: target.digest.clone(),
+            stream,
+        };
+        match crate::hooks::pre_update(&settings, staged_root.as_deref(), &env).await {
+            crate::hooks::Outcome::Passed(ran) => {
+                tracing::info!(target = %target.version, hooks = ?ran, "pre-update hooks passed");
+                self.persisted.hooks_passed = Some(target.digest.clone());
+                self.persisted.vetoes.remove(&target.digest);
+                self.persisted.save(&self.state_dir)?;
+                Ok(Ok(unsupported))
+            }
+            crate::hooks::Outcome::Vetoed(veto) => {
+                let attempts = self
+                    .persisted
+                    .vetoes
+                    .get(&target.digest)
+                    .map_or(1, |v| v.attempts.saturating_add(1));
+                let wait = if veto.temporary {
+                    jiff::SignedDuration::from_mins(1)
+                } else {
+                    // 5 minutes, doubling per veto in a row, at most 6 hours.
+                    jiff::SignedDuration::from_mins(5 * (1i64 << attempts.saturating_sub(1).min(7)))
+                        .min(jiff::SignedDuration::from_hours(6))
+                };
+                let retry_after = world.now.checked_add(wait).unwrap_or(world.now);
+                tracing::warn!(hook = %veto.hook, reason = %veto.reason, target = %target.version, "pre-update hook vetoed the update");
+                self.persisted.vetoes.insert(
+                    target.digest.clone(),
+                    crate::store::VetoEntry {
+                        version: target.version.clone(),
+                        hook: veto.hook,
+                        reason: veto.reason,
+                        attempts,
+                        retry_after,
+                    },
+                );
+                self.persisted.hooks_passed = None;
+                self.persisted.save(&self.state_dir)?;
+                self.driver.discard().await?;
+                self.transition(&Event::Withdrawn)?;
+                self.release_lock_if_off_path().await?;
+                let reason = self
+                    .vetoed(&target.digest, world.now)
+                    .unwrap_or_else(|| "a pre-update hook vetoed the update".into());
+                Ok(Err(self.report(reason)))
+            }
+        }
+    }
+
     async fn finalize(&mut self, world: &World, target: Target) -> Result<Report, AgentError> {
+        let note = match self.run_hooks(world, &target).await? {
+            Ok(note) => note,
+            Err(vetoed) => return Ok(vetoed),
+        };
+        let report = self.finalize_gated(world, target).await?;
+        Ok(match note {
+            Some(note) => Report {
+                reason: format!("{}; {note}", report.reason),
+                ..report
+            },
+            None => report,
+        })
+    }
+
+    async fn finalize_gated(
+        &mut self,
+        world: &World,
+        target: Target,
+    ) -> Result<Report, AgentError> {
         let held = self.persisted.is_held(world.now);
         if let Err(wait) = finalize_gate(&self.settings, world.now, held, world.users_logged_in) {
             if matches!(self.persisted.state, State::FinalizeAllowed { .. }) {

@@ -62,6 +62,23 @@ struct RawFragment {
     identity: Option<RawIdentity>,
     #[serde(default)]
     strategy: Option<RawStrategy>,
+    #[serde(default)]
+    hooks: Option<RawHooks>,
+    #[serde(default)]
+    health: Option<RawHealth>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHooks {
+    timeout_seconds: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    rollback_on_failure: Option<bool>,
+    timeout_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -189,6 +206,12 @@ pub struct Settings {
     pub schedule: Option<Schedule>,
     /// A reboot lock, if reboots need one.
     pub fleet_lock: Option<FleetLock>,
+    /// Longest a single update hook may run.
+    pub hook_timeout: Duration,
+    /// Roll back (and reboot) when the health checks fail after an update.
+    pub rollback_on_failure: bool,
+    /// Longest the post-boot verification waits for `boot-complete.target`.
+    pub health_timeout: Duration,
 }
 
 impl Settings {
@@ -286,6 +309,23 @@ fn merge(merged: &mut Merged, fragment: RawFragment, file: &str) {
     if let Some(i) = fragment.identity {
         merged.set("identity.rollout_wariness", i.rollout_wariness, file);
         merged.set("identity.group", i.group, file);
+    }
+    if let Some(h) = fragment.hooks {
+        merged.set(
+            "hooks.timeout_seconds",
+            h.timeout_seconds
+                .map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
+            file,
+        );
+    }
+    if let Some(h) = fragment.health {
+        merged.set("health.rollback_on_failure", h.rollback_on_failure, file);
+        merged.set(
+            "health.timeout_seconds",
+            h.timeout_seconds
+                .map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
+            file,
+        );
     }
     if let Some(s) = fragment.strategy {
         merged.set("strategy.time_zone", s.time_zone, file);
@@ -414,6 +454,26 @@ fn validate(merged: &Merged) -> Result<Settings, ConfigError> {
         ),
         None => None,
     };
+    let seconds = |key: &'static str, default: i64, range: std::ops::RangeInclusive<i64>| {
+        let value = merged
+            .get(key)
+            .and_then(|(v, _)| v.as_integer())
+            .unwrap_or(default);
+        if range.contains(&value) {
+            Ok(Duration::from_secs(value.unsigned_abs()))
+        } else {
+            Err(error(
+                key,
+                format!(
+                    "{value} is outside {} to {} seconds",
+                    range.start(),
+                    range.end()
+                ),
+            ))
+        }
+    };
+    let hook_timeout = seconds("hooks.timeout_seconds", 300, 1..=24 * 3600)?;
+    let health_timeout = seconds("health.timeout_seconds", 900, 1..=24 * 3600)?;
     let schedule = schedule(merged, &error)?;
     let fleet_lock = match text("strategy.fleet_lock.base_url") {
         Some(base) => {
@@ -461,6 +521,9 @@ fn validate(merged: &Merged) -> Result<Settings, ConfigError> {
         group,
         schedule,
         fleet_lock,
+        hook_timeout,
+        rollback_on_failure: flag("health.rollback_on_failure", false),
+        health_timeout,
     })
 }
 

@@ -31,6 +31,8 @@ pub const OTHER_UPDATERS: [&str; 3] = [
 pub struct Options {
     /// Root of the configuration directories and `/etc/machine-id`.
     pub root: PathBuf,
+    /// The sysroot the host's deployments live under (`/sysroot`).
+    pub sysroot: PathBuf,
     /// Persistent state (`/var/lib/cairn`).
     pub state_dir: PathBuf,
     /// The bootc executable.
@@ -740,7 +742,16 @@ async fn pass(
         &options.arch,
         &repository,
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| e.to_string())?
+    .with_hooks(
+        crate::hooks::HookSettings {
+            root: options.root.clone(),
+            sysroot: options.sysroot.clone(),
+            timeout: settings.hook_timeout,
+            systemd: ProcessRunner::detect().use_systemd_run,
+        },
+        &stream,
+    );
     let world = World {
         now,
         graph: fetched

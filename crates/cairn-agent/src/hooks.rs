@@ -129,11 +129,19 @@ pub fn systemd_run_line(
     ]
     .map(String::from)
     .to_vec();
-    line.push(format!("--property=RootDirectory={}", staged_root.display()));
+    line.push(format!(
+        "--property=RootDirectory={}",
+        staged_root.display()
+    ));
     line.push("--property=MountAPIVFS=yes".into());
-    line.push(format!("--property=BindReadOnlyPaths=/:{BOOTED_ROOT_INSIDE}"));
+    line.push(format!(
+        "--property=BindReadOnlyPaths=/:{BOOTED_ROOT_INSIDE}"
+    ));
     line.push("--property=BindPaths=/boot /sysroot".into());
-    line.push(format!("--property=RuntimeMaxSec={}", timeout.as_secs().max(1)));
+    line.push(format!(
+        "--property=RuntimeMaxSec={}",
+        timeout.as_secs().max(1)
+    ));
     for (key, value) in env.pairs(BOOTED_ROOT_INSIDE, "/") {
         line.push(format!("--setenv={key}={value}"));
     }
@@ -143,7 +151,11 @@ pub fn systemd_run_line(
 }
 
 /// Run the new image's pre-update hooks, then the operator's.
-pub async fn pre_update(settings: &HookSettings, staged_root: Option<&Path>, env: &HookEnv) -> Outcome {
+pub async fn pre_update(
+    settings: &HookSettings,
+    staged_root: Option<&Path>,
+    env: &HookEnv,
+) -> Outcome {
     let mut ran = Vec::new();
     if let Some(staged_root) = staged_root {
         for name in list(&staged_root.join(IMAGE_HOOKS)) {
@@ -158,7 +170,11 @@ pub async fn pre_update(settings: &HookSettings, staged_root: Option<&Path>, env
                 )
             } else {
                 (
-                    staged_root.join(IMAGE_HOOKS).join(&name).display().to_string(),
+                    staged_root
+                        .join(IMAGE_HOOKS)
+                        .join(&name)
+                        .display()
+                        .to_string(),
                     Vec::new(),
                     settings.root.display().to_string(),
                     staged_root.display().to_string(),
@@ -166,13 +182,17 @@ pub async fn pre_update(settings: &HookSettings, staged_root: Option<&Path>, env
                 )
             };
             let pairs = env.pairs(&booted_root, &staged_env);
-            if let Some(veto) = run_one(&label, &program, &args, &pairs, &cwd, settings.timeout).await {
+            if let Some(veto) =
+                run_one(&label, &program, &args, &pairs, &cwd, settings.timeout).await
+            {
                 return Outcome::Vetoed(veto);
             }
             ran.push(label);
         }
     }
-    let staged = staged_root.map(|p| p.display().to_string()).unwrap_or_default();
+    let staged = staged_root
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
     match operator(settings, "pre-update.d", env, &staged).await {
         Ok(names) => {
             ran.extend(names);
@@ -195,7 +215,16 @@ pub async fn operator(
     for name in list(&base) {
         let label = format!("operator:{name}");
         let program = base.join(&name).display().to_string();
-        if let Some(veto) = run_one(&label, &program, &[], &pairs, &settings.root, settings.timeout).await {
+        if let Some(veto) = run_one(
+            &label,
+            &program,
+            &[],
+            &pairs,
+            &settings.root,
+            settings.timeout,
+        )
+        .await
+        {
             return Err(veto);
         }
         ran.push(label);
@@ -259,7 +288,10 @@ async fn run_one(
             let _ = child.kill().await;
             out_task.abort();
             err_task.abort();
-            return veto(format!("timed out after {}s and was killed", timeout.as_secs()), false);
+            return veto(
+                format!("timed out after {}s and was killed", timeout.as_secs()),
+                false,
+            );
         }
     };
     let _ = out_task.await;
@@ -284,7 +316,11 @@ async fn run_one(
 }
 
 /// Log a stream line by line (bounded), returning its last non-empty line.
-async fn drain(label: &str, stream_name: &str, stream: impl tokio::io::AsyncRead + Unpin) -> Option<String> {
+async fn drain(
+    label: &str,
+    stream_name: &str,
+    stream: impl tokio::io::AsyncRead + Unpin,
+) -> Option<String> {
     let mut reader = BufReader::new(stream);
     let mut buffer = Vec::new();
     let mut last = None;
@@ -384,20 +420,33 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let staged = dir.path().join("staged");
         let hooks = staged.join(IMAGE_HOOKS);
-        script(&hooks, "20-second", "echo second >> \"$CAIRN_STAGED_ROOT/ran\"");
+        script(
+            &hooks,
+            "20-second",
+            "echo second >> \"$CAIRN_STAGED_ROOT/ran\"",
+        );
         script(
             &hooks,
             "10-first",
             "echo first >> \"$CAIRN_STAGED_ROOT/ran\"; env | sort > \"$CAIRN_STAGED_ROOT/env\"",
         );
         std::fs::write(hooks.join("30-not-executable"), "exit 1").expect("write");
-        script(&dir.path().join("etc/cairn/hooks/pre-update.d"), "50-drain", "echo drained > \"$CAIRN_STAGED_ROOT/drained\"");
+        script(
+            &dir.path().join("etc/cairn/hooks/pre-update.d"),
+            "50-drain",
+            "echo drained > \"$CAIRN_STAGED_ROOT/drained\"",
+        );
         let env = HookEnv {
             to_version: "2".into(),
             ..HookEnv::default()
         };
         // SAFETY of the check: a variable of the agent's must not leak into hooks.
-        let outcome = pre_update(&settings(dir.path(), Duration::from_secs(10)), Some(&staged), &env).await;
+        let outcome = pre_update(
+            &settings(dir.path(), Duration::from_secs(10)),
+            Some(&staged),
+            &env,
+        )
+        .await;
         assert_eq!(
             outcome,
             Outcome::Passed(vec![
@@ -406,12 +455,16 @@ mod tests {
                 "operator:50-drain".into()
             ])
         );
-        assert_eq!(std::fs::read_to_string(staged.join("ran")).expect("ran"), "first\nsecond\n");
+        assert_eq!(
+            std::fs::read_to_string(staged.join("ran")).expect("ran"),
+            "first\nsecond\n"
+        );
         let seen = std::fs::read_to_string(staged.join("env")).expect("env");
         let names: Vec<&str> = seen.lines().filter_map(|l| l.split('=').next()).collect();
         for name in &names {
             assert!(
-                name.starts_with("CAIRN_") || ["PATH", "PWD", "SHLVL", "_", "OLDPWD"].contains(name),
+                name.starts_with("CAIRN_")
+                    || ["PATH", "PWD", "SHLVL", "_", "OLDPWD"].contains(name),
                 "unexpected variable {name} in {seen}"
             );
         }
@@ -424,9 +477,18 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let staged = dir.path().join("staged");
         let hooks = staged.join(IMAGE_HOOKS);
-        script(&hooks, "10-check", "echo checking; echo 'disk too small' >&2; echo 'need 2 GiB free on /boot' >&2; exit 3");
+        script(
+            &hooks,
+            "10-check",
+            "echo checking; echo 'disk too small' >&2; echo 'need 2 GiB free on /boot' >&2; exit 3",
+        );
         script(&hooks, "20-never", "touch \"$CAIRN_STAGED_ROOT/never\"");
-        let outcome = pre_update(&settings(dir.path(), Duration::from_secs(10)), Some(&staged), &HookEnv::default()).await;
+        let outcome = pre_update(
+            &settings(dir.path(), Duration::from_secs(10)),
+            Some(&staged),
+            &HookEnv::default(),
+        )
+        .await;
         assert_eq!(
             outcome,
             Outcome::Vetoed(Veto {
@@ -437,17 +499,40 @@ mod tests {
         );
         assert!(!staged.join("never").exists(), "later hooks do not run");
         script(&hooks, "10-check", "echo 'registry busy' >&2; exit 75");
-        let outcome = pre_update(&settings(dir.path(), Duration::from_secs(10)), Some(&staged), &HookEnv::default()).await;
-        assert!(matches!(outcome, Outcome::Vetoed(Veto { temporary: true, .. })), "{outcome:?}");
+        let outcome = pre_update(
+            &settings(dir.path(), Duration::from_secs(10)),
+            Some(&staged),
+            &HookEnv::default(),
+        )
+        .await;
+        assert!(
+            matches!(
+                outcome,
+                Outcome::Vetoed(Veto {
+                    temporary: true,
+                    ..
+                })
+            ),
+            "{outcome:?}"
+        );
     }
 
     #[tokio::test]
     async fn a_hanging_hook_and_its_children_are_killed_at_the_timeout() {
         let dir = tempfile::tempdir().expect("temp dir");
         let staged = dir.path().join("staged");
-        script(&staged.join(IMAGE_HOOKS), "10-hang", "sleep 300 & echo $! > \"$CAIRN_STAGED_ROOT/child\"; sleep 300");
+        script(
+            &staged.join(IMAGE_HOOKS),
+            "10-hang",
+            "sleep 300 & echo $! > \"$CAIRN_STAGED_ROOT/child\"; sleep 300",
+        );
         let started = std::time::Instant::now();
-        let outcome = pre_update(&settings(dir.path(), Duration::from_secs(1)), Some(&staged), &HookEnv::default()).await;
+        let outcome = pre_update(
+            &settings(dir.path(), Duration::from_secs(1)),
+            Some(&staged),
+            &HookEnv::default(),
+        )
+        .await;
         assert!(started.elapsed() < Duration::from_secs(20));
         assert!(
             matches!(&outcome, Outcome::Vetoed(Veto { reason, .. }) if reason.contains("timed out after 1s")),
@@ -456,8 +541,12 @@ mod tests {
         let child = std::fs::read_to_string(staged.join("child")).expect("child pid");
         let alive = std::path::Path::new(&format!("/proc/{}", child.trim())).exists();
         // A zombie may linger briefly until reaped by init; it must not be running.
-        let state = std::fs::read_to_string(format!("/proc/{}/stat", child.trim())).unwrap_or_default();
-        assert!(!alive || state.contains(") Z"), "the hook's child still runs: {state}");
+        let state =
+            std::fs::read_to_string(format!("/proc/{}/stat", child.trim())).unwrap_or_default();
+        assert!(
+            !alive || state.contains(") Z"),
+            "the hook's child still runs: {state}"
+        );
     }
 
     #[tokio::test]
@@ -465,8 +554,17 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let staged = dir.path().join("staged");
         // About 20 MB on each stream: more than any pipe buffer.
-        script(&staged.join(IMAGE_HOOKS), "10-loud", "yes 'a line of hook output' | head -c 20000000; yes 'noise' | head -c 20000000 >&2; exit 0");
-        let outcome = pre_update(&settings(dir.path(), Duration::from_secs(60)), Some(&staged), &HookEnv::default()).await;
+        script(
+            &staged.join(IMAGE_HOOKS),
+            "10-loud",
+            "yes 'a line of hook output' | head -c 20000000; yes 'noise' | head -c 20000000 >&2; exit 0",
+        );
+        let outcome = pre_update(
+            &settings(dir.path(), Duration::from_secs(60)),
+            Some(&staged),
+            &HookEnv::default(),
+        )
+        .await;
         assert_eq!(outcome, Outcome::Passed(vec!["image:10-loud".into()]));
     }
 }

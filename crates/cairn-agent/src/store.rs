@@ -23,6 +23,21 @@ pub struct DenyEntry {
     pub reason: String,
 }
 
+/// A target a pre-update hook refused; it is staged again after `retry_after`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VetoEntry {
+    /// Its version.
+    pub version: String,
+    /// The hook (`image:<name>` or `operator:<name>`).
+    pub hook: String,
+    /// The hook's last line on stderr.
+    pub reason: String,
+    /// Vetoes in a row.
+    pub attempts: u32,
+    /// Not staged again before this.
+    pub retry_after: Timestamp,
+}
+
 /// Everything the agent must remember across restarts and reboots.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -44,6 +59,11 @@ pub struct AgentState {
     /// This host holds a FleetLock slot; released whenever the agent is not
     /// on its way into a reboot, retried until it succeeds.
     pub lock_held: bool,
+    /// The staged digest whose pre-update hooks all passed. A crash between
+    /// staging and this record reruns the hooks (they must be idempotent).
+    pub hooks_passed: Option<String>,
+    /// Targets vetoed by a hook, by digest.
+    pub vetoes: BTreeMap<String, VetoEntry>,
 }
 
 impl Default for AgentState {
@@ -57,6 +77,8 @@ impl Default for AgentState {
             hold_until: None,
             held: false,
             lock_held: false,
+            hooks_passed: None,
+            vetoes: BTreeMap::new(),
         }
     }
 }

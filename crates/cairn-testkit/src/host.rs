@@ -95,6 +95,67 @@ pub fn resolve_digest(
     })
 }
 
+/// The ostree checksum the stand-in gives a deployment of `digest`: its hex.
+pub fn checksum_of(digest: &str) -> String {
+    digest.trim_start_matches("sha256:").to_string()
+}
+
+/// A deployment's directory, as a real host has it under `/sysroot`:
+/// `<host>/sysroot/ostree/deploy/default/deploy/<checksum>.0`.
+pub fn deployment_dir(dir: &Path, digest: &str) -> PathBuf {
+    dir.join("sysroot/ostree/deploy/default/deploy")
+        .join(format!("{}.0", checksum_of(digest)))
+}
+
+/// Check the image out into its deployment directory, as staging does:
+/// every layer (plain tar, as the test images are) unpacked in order.
+pub fn check_out(
+    dir: &Path,
+    state: &FakeState,
+    reference: &str,
+    digest: &str,
+) -> Result<(), String> {
+    let image = cairn_oci::ImageRef::parse(reference).map_err(|e| e.to_string())?;
+    let target = deployment_dir(dir, digest);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let layers = runtime.block_on(async {
+        let client = cairn_oci::RegistryClient::new(cairn_oci::ClientOptions {
+            insecure_registries: state.insecure_registries.clone(),
+            retries: 0,
+            ..cairn_oci::ClientOptions::default()
+        })
+        .map_err(|e| e.to_string())?;
+        let store = cairn_oci::Store::registry(client, image.repository.clone());
+        let manifest = store
+            .get_manifest(digest)
+            .await
+            .map_err(|e| e.to_string())?;
+        let value: serde_json::Value =
+            serde_json::from_slice(&manifest.bytes).map_err(|e| e.to_string())?;
+        let mut layers = Vec::new();
+        for layer in value["layers"].as_array().into_iter().flatten() {
+            let digest = layer["digest"].as_str().unwrap_or_default();
+            layers.push(
+                store
+                    .get_blob(digest, 64 << 20)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        Ok::<_, String>(layers)
+    })?;
+    std::fs::create_dir_all(&target).map_err(|e| e.to_string())?;
+    for layer in layers {
+        tar::Archive::new(&layer[..])
+            .unpack(&target)
+            .map_err(|e| format!("unpacking a layer into {}: {e}", target.display()))?;
+    }
+    Ok(())
+}
+
 /// The start of every stand-in command: record the command line, then wait
 /// while the test pauses this subcommand. Returns the host state to act on.
 pub fn begin_command(dir: &Path, args: &[String]) -> FakeState {

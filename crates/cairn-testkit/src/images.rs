@@ -21,6 +21,8 @@ pub struct ImageSpec {
     /// Contents of the layers below this image's own, oldest first: a
     /// derived image repeats its base's layers exactly.
     pub lower_layers: Vec<String>,
+    /// More files in this image's own layer: path, content, mode (hooks).
+    pub files: Vec<(String, String, u32)>,
 }
 
 impl ImageSpec {
@@ -42,6 +44,7 @@ impl ImageSpec {
             annotations: BTreeMap::new(),
             content: format!("{version} {arch} {created}"),
             lower_layers: Vec::new(),
+            files: Vec::new(),
         }
     }
 }
@@ -55,20 +58,23 @@ pub struct Written {
     pub config: String,
 }
 
-fn layer(content: &str) -> Bytes {
+fn layer(content: &str, files: &[(String, String, u32)]) -> Bytes {
     let mut builder = tar::Builder::new(Vec::new());
-    let mut header = tar::Header::new_gnu();
-    header.set_size(content.len() as u64);
-    header.set_mode(0o644);
-    header.set_mtime(0);
-    header.set_cksum();
-    builder
-        .append_data(
-            &mut header,
-            "usr/lib/cairn-test-release",
-            content.as_bytes(),
-        )
-        .unwrap_or_else(|e| panic!("tar: {e}"));
+    let release = (
+        "usr/lib/cairn-test-release".to_string(),
+        content.to_string(),
+        0o644,
+    );
+    for (path, data, mode) in std::iter::once(&release).chain(files) {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(*mode);
+        header.set_mtime(0);
+        header.set_cksum();
+        builder
+            .append_data(&mut header, path, data.as_bytes())
+            .unwrap_or_else(|e| panic!("tar: {e}"));
+    }
     Bytes::from(builder.into_inner().unwrap_or_else(|e| panic!("tar: {e}")))
 }
 
@@ -82,8 +88,10 @@ async fn put(store: &Store, data: Bytes) -> String {
 /// Write one image (blobs and manifest; tagged when `tag` is given).
 pub async fn write_image(store: &Store, spec: &ImageSpec, tag: Option<&str>) -> Written {
     let mut layers = Vec::new();
-    for content in spec.lower_layers.iter().chain([&spec.content]) {
-        let bytes = layer(content);
+    let own = [(&spec.content, spec.files.as_slice())];
+    let lower = spec.lower_layers.iter().map(|c| (c, &[][..]));
+    for (content, files) in lower.chain(own) {
+        let bytes = layer(content, files);
         let size = bytes.len();
         layers.push((put(store, bytes).await, size));
     }

@@ -52,7 +52,11 @@ pub struct Deployment {
 /// The ostree deployment directory of a checksum, relative to the sysroot.
 pub fn ostree_deploy_path(stateroot: &str, checksum: &str, serial: u32) -> Option<String> {
     // Names from a status file become a path: refuse anything but plain names.
-    let plain = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let plain = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
     (plain(stateroot) && plain(checksum))
         .then(|| format!("ostree/deploy/{stateroot}/deploy/{checksum}.{serial}"))
 }

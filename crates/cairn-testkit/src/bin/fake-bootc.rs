@@ -3,7 +3,8 @@
 //! state in `$CAIRN_FAKE_HOST`. Staging resolves the digest in the registry.
 
 use cairn_testkit::host::{
-    FakeDeployment, FakeState, begin_command, block_until_rebooted, resolve_digest, write_state,
+    FakeDeployment, FakeState, begin_command, block_until_rebooted, check_out, checksum_of,
+    resolve_digest, write_state,
 };
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,7 +26,7 @@ fn entry(d: &Option<FakeDeployment>, arch: &str) -> serde_json::Value {
             "cachedUpdate": null, "composefs": null, "downloadOnly": d.download_only,
             "image": {"architecture": arch, "image": {"image": d.image, "transport": "registry"},
                       "imageDigest": d.digest, "timestamp": null, "version": d.version},
-            "incompatible": false, "ostree": {"checksum": "0".repeat(64), "deploySerial": 0, "stateroot": "default"},
+            "incompatible": false, "ostree": {"checksum": checksum_of(&d.digest), "deploySerial": 0, "stateroot": "default"},
             "pinned": false, "softRebootCapable": false, "store": "ostreeContainer"
         }),
     }
@@ -84,6 +85,9 @@ fn main() -> ExitCode {
                 Ok(found) => found,
                 Err(message) => return fail(&format!("Switching: pulling {reference}: {message}")),
             };
+            if let Err(message) = check_out(&dir, &state, reference, &digest) {
+                return fail(&format!("Switching: deploying {reference}: {message}"));
+            }
             state.staged = Some(FakeDeployment {
                 digest,
                 version,

@@ -5,7 +5,8 @@
 //! when the host verifies signatures.
 
 use cairn_testkit::host::{
-    FakeDeployment, FakeState, begin_command, block_until_rebooted, resolve_digest, write_state,
+    FakeDeployment, FakeState, begin_command, block_until_rebooted, check_out, checksum_of,
+    resolve_digest, write_state,
 };
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,7 +34,7 @@ fn deployment(
     serde_json::json!({
         "id": format!("default-{}.{serial}", &d.digest.trim_start_matches("sha256:")[..12.min(d.digest.len())]),
         "osname": "default",
-        "checksum": "0".repeat(64),
+        "checksum": checksum_of(&d.digest),
         "serial": serial,
         "booted": booted,
         "staged": staged,
@@ -99,6 +100,9 @@ fn main() -> ExitCode {
                 Ok(found) => found,
                 Err(message) => return fail(&message),
             };
+            if let Err(message) = check_out(&dir, &state, &reference, &digest) {
+                return fail(&message);
+            }
             state.staged = Some(FakeDeployment {
                 digest,
                 version,

@@ -44,6 +44,9 @@ pub struct AgentArgs {
     /// Root of the configuration fragments and /etc/machine-id.
     #[arg(long, default_value = "/")]
     root: PathBuf,
+    /// The sysroot the host's deployments live under (hooks run in the staged one).
+    #[arg(long, default_value = "/sysroot")]
+    sysroot: PathBuf,
     #[command(flatten)]
     state: StateArgs,
     /// The bootc executable.
@@ -142,6 +145,7 @@ pub fn run_update_now(args: UpdateNowArgs) -> anyhow::Result<ExitCode> {
 fn options(args: &AgentArgs) -> anyhow::Result<Options> {
     Ok(Options {
         root: args.root.clone(),
+        sysroot: args.sysroot.clone(),
         state_dir: args.state.state_dir.clone(),
         bootc: args.bootc.clone(),
         rpm_ostree: args.rpm_ostree.clone(),
