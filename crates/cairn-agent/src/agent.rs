@@ -24,6 +24,9 @@ pub struct World {
     pub graph: Result<SourceGraph, String>,
     /// Interactive users are logged in (a failing `loginctl` counts as yes).
     pub users_logged_in: bool,
+    /// Go on to finalize when the gates allow; a one-shot check stops after
+    /// staging and the pre-update hooks.
+    pub may_reboot: bool,
 }
 
 /// What the agent is doing and why, after a tick.
@@ -439,6 +442,12 @@ impl<R: CommandRunner> Agent<R> {
         world: &World,
         target: Target,
     ) -> Result<Report, AgentError> {
+        if !world.may_reboot {
+            return Ok(self.report(format!(
+                "staged {}; pre-update hooks passed; a one-shot check does not reboot",
+                target.version
+            )));
+        }
         let held = self.persisted.is_held(world.now);
         if let Err(wait) = finalize_gate(&self.settings, world.now, held, world.users_logged_in) {
             if matches!(self.persisted.state, State::FinalizeAllowed { .. }) {

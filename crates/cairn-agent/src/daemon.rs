@@ -762,6 +762,7 @@ async fn pass(
             Some(loginctl) => users_logged_in(loginctl).await,
             None => false,
         },
+        may_reboot: options.finalize,
     };
     if let Ok((graph, _)) = &fetched {
         status.document_sequence = graph.sequence();
@@ -795,9 +796,6 @@ async fn pass(
     let mut report = agent.recover(now).await.map_err(|e| e.to_string())?;
     // Step until the state stops changing (a pass stages, or gates, or waits).
     for _ in 0..6 {
-        if !options.finalize && matches!(agent.state(), State::Staged { .. }) {
-            break;
-        }
         let before = agent.state().clone();
         report = match agent.tick(&world).await {
             Ok(report) => report,

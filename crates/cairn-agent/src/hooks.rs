@@ -261,7 +261,19 @@ async fn run_one(
         // Its own process group, so a timeout kills whatever it started too.
         .process_group(0)
         .kill_on_drop(true);
-    let mut child = match command.spawn() {
+    // A file just written may be briefly "busy" while another thread's fork
+    // still holds its write descriptor: retry that, nothing else.
+    let mut spawned = command.spawn();
+    for _ in 0..10 {
+        match &spawned {
+            Err(e) if e.raw_os_error() == Some(26) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                spawned = command.spawn();
+            }
+            _ => break,
+        }
+    }
+    let mut child = match spawned {
         Ok(child) => child,
         Err(e) => return veto(format!("could not run {program}: {e}"), false),
     };
@@ -539,12 +551,19 @@ mod tests {
             "{outcome:?}"
         );
         let child = std::fs::read_to_string(staged.join("child")).expect("child pid");
-        let alive = std::path::Path::new(&format!("/proc/{}", child.trim())).exists();
-        // A zombie may linger briefly until reaped by init; it must not be running.
-        let state =
-            std::fs::read_to_string(format!("/proc/{}/stat", child.trim())).unwrap_or_default();
+        // SIGKILL is delivered at once but the process may take a moment to
+        // die; a zombie waiting for init to reap it is dead.
+        let mut state = String::new();
+        for _ in 0..100 {
+            state =
+                std::fs::read_to_string(format!("/proc/{}/stat", child.trim())).unwrap_or_default();
+            if state.is_empty() || state.contains(") Z") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         assert!(
-            !alive || state.contains(") Z"),
+            state.is_empty() || state.contains(") Z"),
             "the hook's child still runs: {state}"
         );
     }

@@ -203,6 +203,7 @@ fn world(fleet: &Fleet) -> World {
         now: Timestamp::now(),
         graph: Ok(SourceGraph::Document(fleet.document.clone())),
         users_logged_in: false,
+        may_reboot: true,
     }
 }
 
@@ -389,6 +390,7 @@ async fn without_a_trusted_document_nothing_is_done_and_status_says_why() {
             now: Timestamp::now(),
             graph: Err(why.to_string()),
             users_logged_in: false,
+            may_reboot: true,
         };
         agent.tick(&world).await.expect("tick");
         let report = agent.tick(&world).await.expect("tick");
@@ -411,6 +413,7 @@ async fn a_staged_update_is_not_finalized_without_a_trusted_document() {
         now: Timestamp::now(),
         graph: Err("bad signature".into()),
         users_logged_in: false,
+        may_reboot: true,
     };
     let report = agent.tick(&untrusted).await.expect("tick");
     assert!(report.reason.starts_with("no action"), "{}", report.reason);

@@ -337,11 +337,14 @@ impl UpdateGraph {
         if booted.deadend.is_some() {
             return None;
         }
-        let current = self.decide(query).target.map(|t| t.age_index);
+        let current = self.decide(query).target.map(|t| t.digest);
         let now = query.now.as_second();
+        // The decision takes the first candidate not held, so it changes only
+        // when one ahead of today's target is released (same-age nodes of a
+        // server graph included).
         self.candidates(booted_at)
             .into_iter()
-            .filter(|node| current.is_none_or(|age| node.age_index > age))
+            .take_while(|node| current.as_deref() != Some(node.id.as_str()))
             .filter(|node| matches!(self.hold(booted, node, query), Some(Hold::Rollout { .. })))
             .filter_map(|node| node.rollout?.visible_from(query.wariness, now))
             .min()
