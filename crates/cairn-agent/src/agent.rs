@@ -27,6 +27,8 @@ pub struct World {
     /// Go on to finalize when the gates allow; a one-shot check stops after
     /// staging and the pre-update hooks.
     pub may_reboot: bool,
+    /// The verdict on this boot, consulted after a reboot into a target.
+    pub boot_health: crate::health::BootHealth,
 }
 
 /// What the agent is doing and why, after a tick.
@@ -165,6 +167,12 @@ impl<R: CommandRunner> Agent<R> {
                 "the host rolled back after booting it",
                 now,
             );
+            self.record(
+                &target,
+                now,
+                "rolled-back",
+                "the host came back up on the previous release (a failed boot, or greenboot rolled back); the target is deny-listed and the agent does not roll back again",
+            );
         }
         self.persisted.save(&self.state_dir)?;
         // A crash between `switch` and `upgrade --download-only` (bootc 1.12–1.16)
@@ -191,6 +199,96 @@ impl<R: CommandRunner> Agent<R> {
         }))
     }
 
+    /// Append the outcome of the update under way to the history, once.
+    fn record(&mut self, target: &Target, now: Timestamp, result: &str, reason: &str) {
+        let underway = self.persisted.underway.take();
+        let attempt = crate::history::Attempt {
+            from_version: underway.as_ref().and_then(|u| u.from_version.clone()),
+            from_digest: underway.as_ref().and_then(|u| u.from_digest.clone()),
+            to_version: target.version.clone(),
+            to_digest: target.digest.clone(),
+            started: underway.as_ref().map_or(now, |u| u.started),
+            finished: now,
+            result: result.to_string(),
+            reason: reason.to_string(),
+        };
+        // Recorded once: only while an update is under way.
+        if underway.is_some()
+            && let Err(e) = crate::history::append(&self.state_dir, &attempt)
+        {
+            tracing::warn!(error = %e, "could not append to the update history");
+        }
+    }
+
+    /// The operator's post-update hooks, after a healthy boot. They cannot
+    /// undo the update; a failure is logged and reported, nothing more.
+    async fn post_update_hooks(&self, target: &Target) {
+        let Some((settings, stream)) = &self.hooks else {
+            return;
+        };
+        let env = crate::hooks::HookEnv {
+            to_version: target.version.clone(),
+            to_digest: target.digest.clone(),
+            stream: stream.clone(),
+            ..crate::hooks::HookEnv::default()
+        };
+        if let Err(veto) = crate::hooks::operator(settings, "post-update.d", &env, "").await {
+            tracing::warn!(hook = %veto.hook, reason = %veto.reason, "post-update hook failed");
+        }
+    }
+
+    /// The boot into `target` failed its health checks: deny-list it, and
+    /// roll back if configured, but only while the target is what is booted
+    /// (after a rollback it is not, so there is never a second one).
+    async fn unhealthy(
+        &mut self,
+        world: &World,
+        target: Target,
+        why: String,
+    ) -> Result<Report, AgentError> {
+        let host = self.driver.status().await?;
+        let booted_is_target =
+            host.booted.as_ref().and_then(|b| b.digest.as_deref()) == Some(target.digest.as_str());
+        self.persisted.deny(
+            &target.digest,
+            &target.version,
+            &format!("its health checks failed: {why}"),
+            world.now,
+        );
+        if self.settings.rollback_on_failure && booted_is_target && host.rollback.is_some() {
+            self.record(
+                &target,
+                world.now,
+                "rolling-back",
+                &format!("health checks failed ({why}); rolling back"),
+            );
+            // Persisted before the reboot: the restart sees a rolled-back target.
+            self.persisted.save(&self.state_dir)?;
+            tracing::warn!(target = %target.version, reason = %why, "health checks failed; rolling back");
+            self.driver.rollback().await?;
+            return Ok(self.report(format!(
+                "{} failed its health checks ({why}); rolling back to the previous release",
+                target.version
+            )));
+        }
+        let reason = format!(
+            "booted {} but its health checks failed ({why}); it is deny-listed{}",
+            target.version,
+            if self.settings.rollback_on_failure {
+                "; there is nothing to roll back to"
+            } else {
+                "; health.rollback_on_failure is off, so the host stays on it"
+            }
+        );
+        self.record(&target, world.now, "unhealthy", &reason);
+        if let Some(lock) = &self.lock {
+            lock.steady_state().await?;
+        }
+        self.persisted.lock_held = false;
+        self.transition(&Event::BootedHealthy)?;
+        Ok(self.report(reason))
+    }
+
     fn report(&self, reason: String) -> Report {
         Report {
             state: self.persisted.state.name(),
@@ -214,6 +312,28 @@ impl<R: CommandRunner> Agent<R> {
             }
             State::Verifying { target } => {
                 let denied = self.persisted.deny_list.contains_key(&target.digest);
+                if !denied {
+                    match world.boot_health.clone() {
+                        crate::health::BootHealth::Pending => {
+                            return Ok(self.report(format!(
+                                "verifying {}: waiting for boot-complete.target",
+                                target.version
+                            )));
+                        }
+                        crate::health::BootHealth::Failed(why) => {
+                            return self.unhealthy(world, target, why).await;
+                        }
+                        crate::health::BootHealth::Healthy | crate::health::BootHealth::Unknown => {
+                            self.record(
+                                &target,
+                                world.now,
+                                "succeeded",
+                                &format!("booted {} and the boot completed", target.version),
+                            );
+                            self.post_update_hooks(&target).await;
+                        }
+                    }
+                }
                 let event = if denied {
                     Event::RolledBack
                 } else {
@@ -411,6 +531,21 @@ impl<R: CommandRunner> Agent<R> {
                 );
                 self.persisted.hooks_passed = None;
                 self.persisted.save(&self.state_dir)?;
+                if let Some(veto) = self.persisted.vetoes.get(&target.digest) {
+                    let attempt = crate::history::Attempt {
+                        from_version: env.from_version.clone().into(),
+                        from_digest: env.from_digest.clone().into(),
+                        to_version: target.version.clone(),
+                        to_digest: target.digest.clone(),
+                        started: world.now,
+                        finished: world.now,
+                        result: "vetoed".into(),
+                        reason: format!("pre-update hook {}: {}", veto.hook, veto.reason),
+                    };
+                    if let Err(e) = crate::history::append(&self.state_dir, &attempt) {
+                        tracing::warn!(error = %e, "could not record the veto in the history");
+                    }
+                }
                 self.driver.discard().await?;
                 self.transition(&Event::Withdrawn)?;
                 self.release_lock_if_off_path().await?;
@@ -469,6 +604,12 @@ impl<R: CommandRunner> Agent<R> {
             self.transition(&Event::GatesPassed)?;
         }
         // Intent first: if the host goes down during --apply, the restart knows.
+        let booted = self.driver.status().await?.booted;
+        self.persisted.underway = Some(crate::store::Underway {
+            from_version: booted.as_ref().and_then(|b| b.version.clone()),
+            from_digest: booted.as_ref().and_then(|b| b.digest.clone()),
+            started: world.now,
+        });
         self.transition(&Event::RebootStarted)?;
         match self.driver.apply(&target.digest).await {
             Ok(()) => Ok(self.report(format!("rebooting into {}", target.version))),

@@ -39,6 +39,8 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         stage_only: bool,
     },
+    /// Do a pass now (after boot: judge the boot into a new release).
+    Verify,
     /// Offer a deny-listed release (version or digest) again.
     DenyListRemove {
         /// Its version or digest.

@@ -62,6 +62,9 @@ pub struct Options {
     pub check_interval: Option<Duration>,
     /// The control socket the daemon listens on; `None` for no socket.
     pub socket: Option<PathBuf>,
+    /// `cairn verify` gave up waiting: a boot that has still not reached
+    /// `boot-complete.target` counts as failed.
+    pub pending_is_failure: bool,
 }
 
 /// What `cairn status` shows.
@@ -108,6 +111,9 @@ pub struct StatusFile {
     /// is built on this base barrier (`<base repository> <version>`).
     #[serde(default)]
     pub missing_base_image: Option<String>,
+    /// A pre-update hook's veto still in force: the hook and its reason.
+    #[serde(default)]
+    pub hook_veto: Option<(String, String)>,
 }
 
 impl StatusFile {
@@ -563,6 +569,17 @@ pub fn metrics_text(status: &StatusFile, now: Timestamp) -> String {
         "# HELP cairn_agent_missing_base_image 1 while updates wait for an image built on this base barrier\n\
          # TYPE cairn_agent_missing_base_image gauge\n",
     );
+    text.push_str(
+        "# HELP cairn_agent_hook_veto 1 while a pre-update hook's veto holds the update back\n\
+         # TYPE cairn_agent_hook_veto gauge\n",
+    );
+    match &status.hook_veto {
+        Some((hook, _)) => text.push_str(&format!(
+            "cairn_agent_hook_veto{{hook=\"{}\"}} 1\n",
+            hook.replace(['"', '\\', '\n'], "_")
+        )),
+        None => text.push_str("cairn_agent_hook_veto{hook=\"\"} 0\n"),
+    }
     match &status.missing_base_image {
         Some(barrier) => text.push_str(&format!(
             "cairn_agent_missing_base_image{{barrier=\"{}\"}} 1\n",
@@ -752,6 +769,21 @@ async fn pass(
         },
         &stream,
     );
+    // Only a boot into a target needs a verdict.
+    let boot_health = match (&options.systemctl, agent.state()) {
+        (Some(systemctl), State::Rebooting { .. } | State::Verifying { .. }) => {
+            match crate::health::boot_health(systemctl, Duration::from_secs(30)).await {
+                crate::health::BootHealth::Pending if options.pending_is_failure => {
+                    crate::health::BootHealth::Failed(format!(
+                        "boot-complete.target was not reached within {} s",
+                        settings.health_timeout.as_secs()
+                    ))
+                }
+                verdict => verdict,
+            }
+        }
+        _ => crate::health::BootHealth::Unknown,
+    };
     let world = World {
         now,
         graph: fetched
@@ -763,6 +795,7 @@ async fn pass(
             None => false,
         },
         may_reboot: options.finalize,
+        boot_health,
     };
     if let Ok((graph, _)) = &fetched {
         status.document_sequence = graph.sequence();
@@ -802,13 +835,29 @@ async fn pass(
             Err(AgentError::Host(e)) => return Err(format!("host: {e}")),
             Err(e) => return Err(e.to_string()),
         };
-        // The host is going down (or the state settled): stop here.
-        if agent.state() == &before || matches!(agent.state(), State::Rebooting { .. }) {
+        // The host is going down, the state settled, or a boot was just
+        // judged (its outcome is what this pass reports): stop here.
+        if agent.state() == &before
+            || matches!(agent.state(), State::Rebooting { .. })
+            || matches!(before, State::Verifying { .. })
+        {
             break;
         }
     }
     status.state = report.state.into();
     status.reason = report.reason;
+    status.deny_list = agent
+        .persisted
+        .deny_list
+        .values()
+        .map(|d| d.version.clone())
+        .collect();
+    status.hook_veto = agent
+        .persisted
+        .vetoes
+        .values()
+        .find(|veto| veto.retry_after > now)
+        .map(|veto| (veto.hook.clone(), veto.reason.clone()));
     if let Ok(host) = agent_status(options).await {
         status.staged = host
             .staged
@@ -986,6 +1035,17 @@ async fn serve_request(
                 crate::control::remove_from_deny_list(&options.state_dir, &release),
             )
             .await
+        }
+        Request::Verify => {
+            let status = run_once(options, Timestamp::now()).await;
+            (
+                Response {
+                    ok: status.last_error.is_none(),
+                    message: String::new(),
+                    status: Some(status.clone()),
+                },
+                Some(status),
+            )
         }
         Request::UpdateNow {
             cross_barrier,

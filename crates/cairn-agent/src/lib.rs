@@ -7,6 +7,8 @@
 //! - [`windows`]: weekly maintenance windows in a time zone.
 //! - [`fleetlock`]: the FleetLock reboot-lock client.
 //! - [`follow`]: following a tag, guarded by the base graph (derived images).
+//! - [`health`]: whether a boot into a new release is healthy.
+//! - [`history`]: the outcome of every update attempt.
 //! - [`hooks`]: pre-update hooks from the new image, and the operator's.
 //! - [`host`]: bootc and rpm-ostree status, in one shape.
 //! - [`machine`]: the update state machine and crash recovery.
@@ -22,6 +24,8 @@ pub mod control;
 pub mod daemon;
 pub mod fleetlock;
 pub mod follow;
+pub mod health;
+pub mod history;
 pub mod hooks;
 pub mod host;
 pub mod identity;

@@ -64,6 +64,20 @@ pub struct AgentState {
     pub hooks_passed: Option<String>,
     /// Targets vetoed by a hook, by digest.
     pub vetoes: BTreeMap<String, VetoEntry>,
+    /// The update under way since finalization began; its outcome goes to
+    /// the history once, then this is cleared.
+    pub underway: Option<Underway>,
+}
+
+/// An update between finalization and its verified outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Underway {
+    /// The release the host was on.
+    pub from_version: Option<String>,
+    /// Its digest.
+    pub from_digest: Option<String>,
+    /// When finalization began.
+    pub started: Timestamp,
 }
 
 impl Default for AgentState {
@@ -79,6 +93,7 @@ impl Default for AgentState {
             lock_held: false,
             hooks_passed: None,
             vetoes: BTreeMap::new(),
+            underway: None,
         }
     }
 }

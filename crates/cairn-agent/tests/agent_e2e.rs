@@ -204,6 +204,7 @@ fn world(fleet: &Fleet) -> World {
         graph: Ok(SourceGraph::Document(fleet.document.clone())),
         users_logged_in: false,
         may_reboot: true,
+        boot_health: cairn_agent::health::BootHealth::Unknown,
     }
 }
 
@@ -391,6 +392,7 @@ async fn without_a_trusted_document_nothing_is_done_and_status_says_why() {
             graph: Err(why.to_string()),
             users_logged_in: false,
             may_reboot: true,
+            boot_health: cairn_agent::health::BootHealth::Unknown,
         };
         agent.tick(&world).await.expect("tick");
         let report = agent.tick(&world).await.expect("tick");
@@ -414,6 +416,7 @@ async fn a_staged_update_is_not_finalized_without_a_trusted_document() {
         graph: Err("bad signature".into()),
         users_logged_in: false,
         may_reboot: true,
+        boot_health: cairn_agent::health::BootHealth::Unknown,
     };
     let report = agent.tick(&untrusted).await.expect("tick");
     assert!(report.reason.starts_with("no action"), "{}", report.reason);

@@ -349,6 +349,28 @@ impl<R: CommandRunner> Driver<R> {
         }
     }
 
+    /// Roll back to the previous deployment and reboot (`bootc rollback
+    /// --apply`, `rpm-ostree rollback -r`); like [`Driver::apply`], a kill by
+    /// the shutdown is the expected end.
+    pub async fn rollback(&self) -> Result<(), DriverError> {
+        let args = rollback_command(self.tool);
+        let output = self
+            .runner
+            .run(&self.program, &args, true, self.timeout)
+            .await?;
+        match output.code {
+            None | Some(0) => Ok(()),
+            Some(_) => Err(DriverError::Failed {
+                command: command_line(&self.program, &args),
+                message: output
+                    .stderr
+                    .trim()
+                    .trim_start_matches("error: ")
+                    .to_string(),
+            }),
+        }
+    }
+
     /// Drop a staged update, where the tool can.
     pub async fn discard(&self) -> Result<(), DriverError> {
         match discard_command(self.tool) {

@@ -91,6 +91,46 @@ fn host_arch() -> String {
     }
 }
 
+/// After a reboot into a new release: wait for `boot-complete.target`
+/// (at most `health.timeout_seconds`), judge the boot, record the outcome,
+/// and roll back if it failed and `health.rollback_on_failure` is set.
+/// Run by `cairn-verify.service`.
+pub fn run_verify(args: AgentArgs) -> anyhow::Result<ExitCode> {
+    args::init_logging();
+    let mut options = options(&args)?;
+    options.finalize = false;
+    options.socket = None;
+    let settings = cairn_agent::config::load(&cairn_agent::config::ConfigDirs::under(&args.root));
+    let deadline = std::time::Instant::now()
+        + settings
+            .as_ref()
+            .map_or(Duration::from_secs(900), |s| s.health_timeout);
+    let runtime = args::runtime()?;
+    loop {
+        let last_try = std::time::Instant::now() >= deadline;
+        options.pending_is_failure = last_try;
+        // The running agent does the pass when there is one, so that two
+        // processes never act on the host at once.
+        let status = match ask_agent(&args.state, &Request::Verify, Duration::from_secs(600))? {
+            Some(Response {
+                status: Some(status),
+                ..
+            }) if !last_try => status,
+            _ => runtime.block_on(cairn_agent::daemon::run_once(
+                &options,
+                jiff::Timestamp::now(),
+            )),
+        };
+        let waiting =
+            status.state == "verifying" && status.reason.contains("waiting for boot-complete");
+        if !waiting || last_try {
+            args::emit(&status.render())?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::thread::sleep(Duration::from_secs(5));
+    }
+}
+
 /// Check, stage and reboot into the newest allowed release now.
 #[derive(Debug, clap::Args)]
 pub struct UpdateNowArgs {
@@ -164,6 +204,7 @@ fn options(args: &AgentArgs) -> anyhow::Result<Options> {
         finalize: !args.once,
         update_now: false,
         cross_barrier: false,
+        pending_is_failure: false,
         check_interval: args.check_interval_ms.map(Duration::from_millis),
         socket: (!args.once).then(|| args.state.socket.clone()),
     })
@@ -199,9 +240,28 @@ pub struct StatusArgs {
     /// JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// The update attempts and their outcomes (from, to, times, result, reason), newest first.
+    #[arg(long)]
+    history: bool,
 }
 
 pub fn run_status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    if args.history {
+        let (attempts, damaged) =
+            cairn_agent::history::read(&args.state.state_dir).with_context(|| {
+                format!("reading the history in {}", args.state.state_dir.display())
+            })?;
+        if damaged > 0 {
+            eprintln!("cairn: warning: {damaged} damaged line(s) in the history were skipped");
+        }
+        let text = if args.json {
+            format!("{}\n", serde_json::to_string_pretty(&attempts)?)
+        } else {
+            cairn_agent::history::render(&attempts)
+        };
+        args::emit(&text)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let (status, note) = match ask_agent(&args.state, &Request::Status, Duration::from_secs(10))? {
         Some(Response {
             status: Some(status),

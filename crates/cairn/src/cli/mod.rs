@@ -39,6 +39,8 @@ enum Command {
     Config(config::ConfigCommand),
     /// Run the node agent.
     Agent(agent::AgentArgs),
+    /// Judge the boot into a new release and record it (cairn-verify.service).
+    Verify(agent::AgentArgs),
     /// Check, stage and reboot into the newest allowed release now.
     UpdateNow(agent::UpdateNowArgs),
     /// Show what the agent is doing and why.
@@ -63,6 +65,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(command) => config::run(command),
         Command::Agent(args) => agent::run_agent(args),
         Command::UpdateNow(args) => agent::run_update_now(args),
+        Command::Verify(args) => agent::run_verify(args),
         Command::Status(args) => agent::run_status(args),
         Command::Hold(args) => agent::run_hold(args, true),
         Command::Unhold(args) => agent::run_hold(args, false),

@@ -1,0 +1,500 @@
+//! Update hooks and boot health, end to end: images whose layers carry
+//! pre-update hooks, published with `cairn publish` in a real registry, a
+//! stand-in host that checks staged images out into ostree deployment
+//! directories, a stand-in `systemctl` for boot-complete.target and
+//! greenboot, and `cairn agent`, `cairn update-now`, `cairn verify` and
+//! `cairn status --history`.
+
+use cairn_testkit::host::FakeHost;
+use cairn_testkit::{Auth, ImageSpec, TestRegistry, write_index, write_release};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn cairn(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(args)
+        .output()
+        .expect("cairn runs")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = cairn(args);
+    assert!(
+        out.status.success(),
+        "cairn {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+struct World {
+    registry: TestRegistry,
+    repo: String,
+    old: String,
+    new: String,
+    dir: tempfile::TempDir,
+}
+
+const NEW_CREATED: &str = "2026-03-01T00:00:00Z";
+
+/// 44.2 and 44.3 of `acme/os`, 44.3 shipping `hooks` (name, script body) in
+/// `/usr/lib/cairn/hooks/pre-update.d`, published with an immediate rollout.
+async fn world(hooks: &[(&str, &str)]) -> World {
+    let registry = TestRegistry::start(Auth::None).await;
+    let store = registry.store("acme/os");
+    let (_, old) = write_release(&store, "44.2", "2026-02-01T00:00:00Z", &["44.2"]).await;
+    let specs: Vec<ImageSpec> = ["amd64", "arm64"]
+        .into_iter()
+        .map(|arch| {
+            let mut spec = ImageSpec::bootable(arch, "44.3", "stable", NEW_CREATED);
+            spec.files = hooks
+                .iter()
+                .map(|(name, body)| {
+                    (
+                        format!("usr/lib/cairn/hooks/pre-update.d/{name}"),
+                        format!("#!/bin/sh\n{body}\n"),
+                        0o755,
+                    )
+                })
+                .collect();
+            spec
+        })
+        .collect();
+    let (_, new) = write_index(&store, &specs, "44.3").await;
+    cairn_testkit::add_tags(
+        &store,
+        &store
+            .resolve("44.3")
+            .await
+            .expect("HEAD")
+            .expect("tag")
+            .digest,
+        &["stable"],
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let repo = format!("{}/acme/os", registry.host);
+    let d = |name: &str| dir.path().join(name).display().to_string();
+    ok(&["document", "keygen", "--output", &d("team")]);
+    ok(&[
+        "publish",
+        "--repository",
+        &repo,
+        "--stream",
+        "stable",
+        "--sign-key",
+        &d("team.key"),
+        "--insecure-registry",
+        &registry.host,
+        "--cache",
+        &d("cache.json"),
+    ]);
+    World {
+        old: old[0].manifest.clone(),
+        new: new[0].manifest.clone(),
+        registry,
+        repo,
+        dir,
+    }
+}
+
+struct Node {
+    host: FakeHost,
+    root: PathBuf,
+    state: String,
+    systemctl: PathBuf,
+}
+
+impl Node {
+    fn root(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    /// Tell the stand-in systemctl how this boot went.
+    fn boot(&self, boot_complete_failed: bool, greenboot_failed: Option<bool>) {
+        let flags = self.systemctl.parent().expect("dir");
+        let set = |name: &str, on: bool| {
+            let path = flags.join(name);
+            if on {
+                std::fs::write(&path, "").expect("flag");
+            } else {
+                let _ = std::fs::remove_file(&path);
+            }
+        };
+        set("boot-complete-failed", boot_complete_failed);
+        set("greenboot", greenboot_failed.is_some());
+        set("greenboot-failed", greenboot_failed == Some(true));
+    }
+}
+
+/// A systemctl that answers the questions the agent asks, from flag files:
+/// no other updater is enabled; boot-complete.target and greenboot as set.
+fn fake_systemctl(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let path = dir.join("systemctl");
+    let flags = dir.display();
+    std::fs::write(
+        &path,
+        format!(
+            r#"#!/bin/sh
+case "$*" in
+  "is-enabled "*) echo disabled; exit 1 ;;
+  "is-failed --quiet boot-complete.target") [ -e '{flags}/boot-complete-failed' ] && exit 0; exit 1 ;;
+  "show --property=LoadState --value greenboot-healthcheck.service") [ -e '{flags}/greenboot' ] && echo loaded || echo not-found; exit 0 ;;
+  "is-failed --quiet greenboot-healthcheck.service") [ -e '{flags}/greenboot-failed' ] && exit 0; exit 1 ;;
+  "is-active boot-complete.target") if [ -e '{flags}/boot-complete-failed' ]; then echo failed; exit 3; fi; echo active; exit 0 ;;
+esac
+echo "unexpected: $*" >&2; exit 1
+"#
+        ),
+    )
+    .expect("write");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
+fn node(w: &World, name: &str, config: &str) -> Node {
+    let base = w.dir.path().join(name);
+    let host = FakeHost::new(
+        &base.join("host"),
+        "1.17.0",
+        &format!("{}:stable", w.repo),
+        (&w.old, "44.2"),
+        std::slice::from_ref(&w.registry.host),
+        true,
+    );
+    let root = base.join("root");
+    let dir = root.join("etc/cairn/config.d");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("50-site.toml"),
+        format!(
+            "[updates]\nkeys = [\"{}\"]\n[identity]\nrollout_wariness = 0.5\n{config}",
+            w.dir.path().join("team.pub").display()
+        ),
+    )
+    .expect("write");
+    Node {
+        systemctl: fake_systemctl(&base.join("systemd")),
+        host,
+        root,
+        state: base.join("state").display().to_string(),
+    }
+}
+
+/// `cairn <verb>` against the node, with its stand-ins.
+fn args(w: &World, n: &Node, verb: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = verb.iter().map(|s| s.to_string()).collect();
+    args.extend(
+        [
+            "--root",
+            &n.root(),
+            "--sysroot",
+            &n.host.dir.join("sysroot").display().to_string(),
+            "--state-dir",
+            &n.state,
+            "--bootc",
+            &n.host.program.display().to_string(),
+            "--systemctl",
+            &n.systemctl.display().to_string(),
+            "--no-user-check",
+            "--arch",
+            "x86_64",
+            "--insecure-registry",
+            &w.registry.host,
+            "--socket",
+            &format!("{}/agent.sock", n.state),
+        ]
+        .map(String::from),
+    );
+    args
+}
+
+fn run(w: &World, n: &Node, verb: &[&str]) -> String {
+    let args = args(w, n, verb);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    ok(&refs)
+}
+
+/// `cairn update-now`, which blocks in `--apply` until the stand-in reboots.
+async fn update_now_and_reboot(w: &World, n: &Node, healthy: bool) -> String {
+    let child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(args(w, n, &["update-now"]))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_for_apply(n).await;
+    n.host.reboot(healthy);
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("join")
+        .expect("exit");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+async fn wait_for_apply(n: &Node) {
+    for _ in 0..400 {
+        if n.host.state().apply_pid.is_some() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("no --apply started: {:?}", n.host.state().calls);
+}
+
+fn history(n: &Node) -> Vec<Value> {
+    let text = ok(&["status", "--state-dir", &n.state, "--history", "--json"]);
+    serde_json::from_str::<Vec<Value>>(&text).expect("JSON")
+}
+
+fn calls(n: &Node, prefix: &str) -> usize {
+    n.host
+        .state()
+        .calls
+        .iter()
+        .filter(|c| c.starts_with(prefix))
+        .count()
+}
+
+fn deny_listed(n: &Node) -> bool {
+    ok(&["deny-list", "list", "--state-dir", &n.state]).contains("44.3")
+}
+
+const RECORD: &str = r#"cat "$CAIRN_STAGED_ROOT/usr/lib/cairn-test-release" > "$CAIRN_BOOTED_ROOT/seen-release"
+env | grep '^CAIRN_' | sort > "$CAIRN_BOOTED_ROOT/seen-env"
+echo "checked the new tree""#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passing_hook_runs_in_the_new_image_with_the_contracted_environment() {
+    let w = world(&[
+        ("10-record", RECORD),
+        (
+            "20-loud",
+            "yes 'progress line' | head -c 5000000; echo done >&2",
+        ),
+    ])
+    .await;
+    let n = node(&w, "pass", "");
+    // The booted tree has its own release file; the hook must see the new one.
+    std::fs::create_dir_all(n.root.join("usr/lib")).expect("mkdir");
+    std::fs::write(n.root.join("usr/lib/cairn-test-release"), "44.2 booted").expect("write");
+    let out = run(&w, &n, &["agent", "--once"]);
+    assert!(
+        out.contains("staged 44.3; pre-update hooks passed"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(n.root.join("seen-release")).expect("hook ran"),
+        format!("44.3 amd64 {NEW_CREATED}"),
+        "the hook read the staged image's /usr"
+    );
+    let env = std::fs::read_to_string(n.root.join("seen-env")).expect("env");
+    for expected in [
+        "CAIRN_FROM_VERSION=44.2".to_string(),
+        format!("CAIRN_FROM_DIGEST={}", w.old),
+        "CAIRN_TO_VERSION=44.3".to_string(),
+        format!("CAIRN_TO_DIGEST={}", w.new),
+        "CAIRN_STREAM=stable".to_string(),
+        format!("CAIRN_BOOTED_ROOT={}", n.root.display()),
+    ] {
+        assert!(env.lines().any(|l| l == expected), "{expected} in {env}");
+    }
+    // The hooks passed once; the update goes on with no further hook run.
+    std::fs::remove_file(n.root.join("seen-release")).expect("rm");
+    let out = update_now_and_reboot(&w, &n, true).await;
+    assert!(out.contains("rebooting into 44.3"), "{out}");
+    assert!(
+        !n.root.join("seen-release").exists(),
+        "hooks do not run twice"
+    );
+    let out = run(&w, &n, &["verify"]);
+    assert!(out.contains("updated to 44.3"), "{out}");
+    let history = history(&n);
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(history[0]["result"], "succeeded");
+    assert_eq!(history[0]["from_version"], "44.2");
+    assert_eq!(history[0]["to_version"], "44.3");
+    let text = ok(&["status", "--state-dir", &n.state, "--history"]);
+    assert!(text.contains("44.2 -> 44.3  succeeded"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vetoing_hook_withdraws_the_update_and_says_why() {
+    let w = world(&[(
+        "10-check",
+        r#"echo run >> "$CAIRN_BOOTED_ROOT/runs"; echo 'checking /boot' >&2; echo 'needs 300 MiB free on /boot' >&2; exit 1"#,
+    )])
+    .await;
+    let n = node(&w, "veto", "");
+    let out = run(&w, &n, &["agent", "--once"]);
+    assert!(
+        out.contains("pre-update hook image:10-check vetoed 44.3: needs 300 MiB free on /boot; retrying after"),
+        "{out}"
+    );
+    let status: Value =
+        serde_json::from_str(&ok(&["status", "--state-dir", &n.state, "--json"])).expect("JSON");
+    assert_eq!(status["hook_veto"][0], "image:10-check");
+    let metrics =
+        std::fs::read_to_string(Path::new(&n.state).join("metrics.prom")).expect("metrics");
+    assert!(
+        metrics.contains("cairn_agent_hook_veto{hook=\"image:10-check\"} 1"),
+        "{metrics}"
+    );
+    assert_eq!(history(&n)[0]["result"], "vetoed");
+    // Within the backoff, nothing is staged again and the hook does not rerun.
+    let out = run(&w, &n, &["agent", "--once"]);
+    assert!(out.contains("retrying after"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(n.root.join("runs")).expect("runs"),
+        "run\n"
+    );
+    assert_eq!(calls(&n, "upgrade --from-downloaded --apply"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_hook_is_killed_at_the_timeout() {
+    let w = world(&[("10-hang", "sleep 120")]).await;
+    let n = node(&w, "hang", "[hooks]\ntimeout_seconds = 1\n");
+    let started = std::time::Instant::now();
+    let out = run(&w, &n, &["agent", "--once"]);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(out.contains("timed out after 1s and was killed"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_killed_during_the_hooks_runs_them_again_after_restart() {
+    // The first run kills its parent, the agent, as a crash would.
+    let w = world(&[(
+        "10-once",
+        r#"if [ ! -e "$CAIRN_BOOTED_ROOT/crashed" ]; then touch "$CAIRN_BOOTED_ROOT/crashed"; kill -9 $PPID; sleep 5; fi
+echo run >> "$CAIRN_BOOTED_ROOT/runs""#,
+    )])
+    .await;
+    let n = node(&w, "crash", "");
+    let args = args(&w, &n, &["agent", "--once"]);
+    let crashed = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(&args)
+        .output()
+        .expect("run");
+    assert!(!crashed.status.success(), "the agent was killed");
+    assert_eq!(
+        n.host.state().staged.map(|s| s.digest).as_deref(),
+        Some(w.new.as_str())
+    );
+    let out = run(&w, &n, &["agent", "--once"]);
+    assert!(
+        out.contains("staged 44.3; pre-update hooks passed"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(n.root.join("runs")).expect("runs"),
+        "run\n"
+    );
+    assert_eq!(
+        calls(&n, "switch"),
+        1,
+        "staged once: {:?}",
+        n.host.state().calls
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_boot_is_recorded_and_deny_listed() {
+    let w = world(&[]).await;
+    let n = node(&w, "failed-boot", "[health]\nrollback_on_failure = true\n");
+    update_now_and_reboot(&w, &n, false).await;
+    let out = run(&w, &n, &["verify"]);
+    assert!(out.contains("rolled back from 44.3"), "{out}");
+    assert!(deny_listed(&n));
+    assert_eq!(history(&n)[0]["result"], "rolled-back");
+    assert_eq!(
+        calls(&n, "rollback"),
+        0,
+        "the host is already on the old release"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_health_checks_roll_back_when_configured_and_only_once() {
+    let w = world(&[]).await;
+    let n = node(
+        &w,
+        "unhealthy-rollback",
+        "[health]\nrollback_on_failure = true\n",
+    );
+    update_now_and_reboot(&w, &n, true).await;
+    n.boot(true, None);
+    let child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(args(&w, &n, &["verify"]))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_for_apply(&n).await;
+    assert_eq!(calls(&n, "rollback --apply"), 1);
+    n.host.reboot(true);
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("join")
+        .expect("exit");
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.contains("failed its health checks (boot-complete.target failed); rolling back"),
+        "{out}"
+    );
+    assert_eq!(
+        n.host.state().booted.map(|b| b.digest).as_deref(),
+        Some(w.old.as_str())
+    );
+    // Back on the old release: recorded, deny-listed, never a second rollback.
+    let out = run(&w, &n, &["verify"]);
+    assert!(out.contains("rolled back from 44.3"), "{out}");
+    assert_eq!(calls(&n, "rollback --apply"), 1);
+    assert!(deny_listed(&n));
+    assert_eq!(history(&n)[0]["result"], "rolling-back");
+    let out = run(&w, &n, &["agent", "--once"]);
+    assert!(
+        !out.contains("staged 44.3"),
+        "a rolled-back release is not offered again: {out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_health_checks_are_reported_when_rollback_is_off() {
+    let w = world(&[]).await;
+    let n = node(&w, "unhealthy-report", "");
+    update_now_and_reboot(&w, &n, true).await;
+    n.boot(true, None);
+    let out = run(&w, &n, &["verify"]);
+    assert!(
+        out.contains("booted 44.3 but its health checks failed (boot-complete.target failed); it is deny-listed; health.rollback_on_failure is off"),
+        "{out}"
+    );
+    assert_eq!(calls(&n, "rollback"), 0);
+    assert_eq!(history(&n)[0]["result"], "unhealthy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_greenboot_rolled_back_first_the_agent_does_not_roll_back_again() {
+    let w = world(&[]).await;
+    let n = node(&w, "greenboot", "[health]\nrollback_on_failure = true\n");
+    // greenboot's checks failed and it already booted the old release.
+    update_now_and_reboot(&w, &n, false).await;
+    n.boot(false, Some(true));
+    let out = run(&w, &n, &["verify"]);
+    assert!(out.contains("rolled back from 44.3"), "{out}");
+    assert_eq!(calls(&n, "rollback"), 0, "no second rollback");
+    assert!(deny_listed(&n));
+    assert_eq!(history(&n)[0]["result"], "rolled-back");
+}
