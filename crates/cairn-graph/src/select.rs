@@ -279,7 +279,21 @@ fn hold_for(booted: &Node, candidate: &Node, query: &Query<'_>) -> Option<Hold> 
 impl UpdateGraph {
     /// Choose the update for a node.
     pub fn decide(&self, query: &Query<'_>) -> Decision {
-        let Some(booted_at) = self.find_booted(query.booted) else {
+        match self.find_booted(query.booted) {
+            Some(booted_at) => self.decide_at(booted_at, query),
+            None => Decision::without_update(
+                None,
+                NoUpdate::BootedNotInGraph {
+                    booted: query.booted.to_string(),
+                },
+            ),
+        }
+    }
+
+    /// [`UpdateGraph::decide`] for a node already found at `booted_at`
+    /// (the simulator decides for a million nodes and skips the lookup).
+    pub fn decide_at(&self, booted_at: usize, query: &Query<'_>) -> Decision {
+        let Some(booted) = self.nodes().get(booted_at) else {
             return Decision::without_update(
                 None,
                 NoUpdate::BootedNotInGraph {
@@ -287,7 +301,6 @@ impl UpdateGraph {
                 },
             );
         };
-        let booted = &self.nodes()[booted_at];
         if let Some(reason) = &booted.deadend {
             return Decision::without_update(
                 Some(booted.version.clone()),
@@ -332,12 +345,16 @@ impl UpdateGraph {
     /// better target: a held rollout newer than today's target reaching this
     /// node's wariness (or starting). `None` when only a new document can change it.
     pub fn next_change_after(&self, query: &Query<'_>) -> Option<Timestamp> {
-        let booted_at = self.find_booted(query.booted)?;
-        let booted = &self.nodes()[booted_at];
+        self.next_change_after_at(self.find_booted(query.booted)?, query)
+    }
+
+    /// [`UpdateGraph::next_change_after`] for a node already found at `booted_at`.
+    pub fn next_change_after_at(&self, booted_at: usize, query: &Query<'_>) -> Option<Timestamp> {
+        let booted = self.nodes().get(booted_at)?;
         if booted.deadend.is_some() {
             return None;
         }
-        let current = self.decide(query).target.map(|t| t.digest);
+        let current = self.decide_at(booted_at, query).target.map(|t| t.digest);
         let now = query.now.as_second();
         // The decision takes the first candidate not held, so it changes only
         // when one ahead of today's target is released (same-age nodes of a

@@ -1,0 +1,393 @@
+//! A fleet of nodes following one update graph over simulated weeks, decided
+//! by the same `cairn-graph` code the agent runs, so a rollout plan can be
+//! seen before it is published.
+//!
+//! Ticking every node at every check interval would be billions of decisions
+//! for a million nodes over a month. A node's decision only changes when a
+//! rollout reaches its wariness or it reboots into another release, and
+//! [`UpdateGraph::next_change_after`] says exactly when the first happens. So
+//! each node costs a handful of events in one time-ordered queue:
+//! O(N log N + events).
+
+#![forbid(unsafe_code)]
+
+pub mod plot;
+
+use cairn_agent::windows::Schedule;
+use cairn_graph::{GraphDocument, Query, Scheme, UpdateGraph};
+use jiff::{SignedDuration, Timestamp};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+
+/// How wariness is spread over the fleet.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Wariness {
+    /// Evenly over [0, 1] (Fedora's hash of the node id is uniform).
+    Uniform,
+    /// These values, repeated over the fleet in order.
+    Values(Vec<f64>),
+}
+
+/// What to simulate.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Number of nodes.
+    pub nodes: usize,
+    /// Their wariness.
+    pub wariness: Wariness,
+    /// The architecture whose graph the fleet follows.
+    pub arch: String,
+    /// The release every node starts on; default: the newest one a node of
+    /// wariness 1 would be offered at `start` from the oldest release (what
+    /// new installs get), or the newest release when none is offered.
+    pub booted: Option<String>,
+    /// Start of the simulation.
+    pub start: Timestamp,
+    /// How long it runs.
+    pub span: SignedDuration,
+    /// Time between a node's checks; each node has its own phase.
+    pub check_interval: SignedDuration,
+    /// Time from the decision to reboot until the new release is up.
+    pub reboot_time: SignedDuration,
+    /// Maintenance windows, when reboots are limited to them.
+    pub schedule: Option<Schedule>,
+    /// Points on the timeline.
+    pub samples: usize,
+    /// Seed of the node phases (and of uniform wariness order).
+    pub seed: u64,
+}
+
+/// Why a simulation cannot run.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SimError {
+    /// The document has no image releases for this architecture.
+    #[error("the document has no releases with an image for {0}")]
+    NoReleases(String),
+    /// The starting release is not in this architecture's graph.
+    #[error("release {0} is not in the graph for {1}")]
+    UnknownRelease(String, String),
+    /// A setting is out of range.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A release on the timeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Line {
+    /// Version.
+    pub version: String,
+    /// Barrier reason, if it is one.
+    pub barrier: Option<String>,
+    /// Dead-end reason, if it is one.
+    pub deadend: Option<String>,
+    /// Rollout start and end (Unix seconds), when it has a rollout.
+    pub rollout: Option<(i64, Option<i64>)>,
+    /// Share of the fleet on it at each sample, 0 to 1.
+    pub shares: Vec<f64>,
+}
+
+/// The result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timeline {
+    /// Sample times.
+    pub times: Vec<Timestamp>,
+    /// Every release some node was on, in graph order.
+    pub lines: Vec<Line>,
+    /// Nodes simulated.
+    pub nodes: usize,
+    /// Events processed (checks and boots).
+    pub events: u64,
+    /// Node counts per release at the end, in graph order of `lines`.
+    pub final_counts: Vec<usize>,
+    /// Per wariness quartile: when its last node made its last move.
+    pub settled: [Option<Timestamp>; 4],
+    /// The simulation's start.
+    pub start: Timestamp,
+}
+
+/// A tiny deterministic generator (SplitMix64) for phases: no dependency,
+/// and the same seed gives the same fleet.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    /// The node comes up on its new release (before checks at the same second).
+    Boot,
+    /// The node asks the graph.
+    Check,
+}
+
+/// Simulate the fleet.
+pub fn simulate(document: &GraphDocument, options: &Options) -> Result<Timeline, SimError> {
+    if options.nodes == 0 || options.samples < 2 {
+        return Err(SimError::Invalid(
+            "at least one node and two samples are needed".into(),
+        ));
+    }
+    let interval = options.check_interval.as_secs();
+    if interval <= 0 {
+        return Err(SimError::Invalid(
+            "the check interval must be positive".into(),
+        ));
+    }
+    let graph = UpdateGraph::from_document(document, &options.arch, Scheme::Oci);
+    if graph.nodes().is_empty() {
+        return Err(SimError::NoReleases(options.arch.clone()));
+    }
+    let start_at = starting_release(&graph, options)?;
+    let position: HashMap<&str, usize> = graph
+        .nodes()
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.id.as_str(), i))
+        .collect();
+
+    let mut random = SplitMix(options.seed);
+    let wariness: Vec<f64> = (0..options.nodes)
+        .map(|i| match &options.wariness {
+            // Evenly spaced, not random: the closed form is then exact.
+            Wariness::Uniform => (i as f64 + 0.5) / options.nodes as f64,
+            Wariness::Values(values) if values.is_empty() => 0.5,
+            Wariness::Values(values) => values[i % values.len()].clamp(0.0, 1.0),
+        })
+        .collect();
+    let phase: Vec<i64> = (0..options.nodes)
+        .map(|_| (random.next() % interval.unsigned_abs()) as i64)
+        .collect();
+    let start = options.start.as_second();
+    let end = start.saturating_add(options.span.as_secs());
+    // The first check at or after `t` for node `i`.
+    let check_after = |i: usize, t: i64| {
+        let since = t - start - phase[i];
+        start
+            + phase[i]
+            + since.div_euclid(interval) * interval
+            + if since.rem_euclid(interval) == 0 {
+                0
+            } else {
+                interval
+            }
+    };
+
+    let mut at = vec![start_at; options.nodes];
+    let mut counts = vec![0usize; graph.nodes().len()];
+    counts[start_at] = options.nodes;
+    let mut last_move = vec![None::<i64>; options.nodes];
+    let mut queue: BinaryHeap<Reverse<(i64, Kind, u32, u32)>> =
+        BinaryHeap::with_capacity(options.nodes * 2);
+    for i in 0..options.nodes {
+        queue.push(Reverse((check_after(i, start), Kind::Check, i as u32, 0)));
+    }
+    let sample_times: Vec<i64> = (0..options.samples)
+        .map(|k| start + (end - start) * k as i64 / (options.samples as i64 - 1))
+        .collect();
+    let mut samples: Vec<Vec<usize>> = Vec::with_capacity(options.samples);
+    let mut next_sample = 0;
+    let mut events = 0u64;
+
+    while let Some(Reverse((t, kind, node, target))) = queue.pop() {
+        if t > end {
+            break;
+        }
+        while next_sample < sample_times.len() && sample_times[next_sample] < t {
+            samples.push(counts.clone());
+            next_sample += 1;
+        }
+        events += 1;
+        let i = node as usize;
+        match kind {
+            Kind::Boot => {
+                counts[at[i]] -= 1;
+                at[i] = target as usize;
+                counts[at[i]] += 1;
+                last_move[i] = Some(t);
+                queue.push(Reverse((check_after(i, t), Kind::Check, node, 0)));
+            }
+            Kind::Check => {
+                let now =
+                    Timestamp::from_second(t).map_err(|e| SimError::Invalid(e.to_string()))?;
+                let booted = &graph.nodes()[at[i]];
+                let query = Query {
+                    booted: &booted.id,
+                    wariness: wariness[i],
+                    now,
+                    deny: &[],
+                    allow_downgrade: false,
+                };
+                let decision = graph.decide_at(at[i], &query);
+                if let Some(to) = decision
+                    .target
+                    .as_ref()
+                    .and_then(|t| position.get(t.digest.as_str()))
+                {
+                    let reboot = match &options.schedule {
+                        Some(schedule) if !schedule.is_open(now) => {
+                            match schedule.next_opening(now) {
+                                Some(opening) => opening.as_second(),
+                                None => continue,
+                            }
+                        }
+                        _ => t,
+                    };
+                    let up = reboot.saturating_add(options.reboot_time.as_secs().max(1));
+                    queue.push(Reverse((up, Kind::Boot, node, *to as u32)));
+                } else if let Some(change) = graph.next_change_after_at(at[i], &query) {
+                    queue.push(Reverse((
+                        check_after(i, change.as_second()),
+                        Kind::Check,
+                        node,
+                        0,
+                    )));
+                }
+            }
+        }
+    }
+    while samples.len() < sample_times.len() {
+        samples.push(counts.clone());
+    }
+
+    let used: Vec<usize> = (0..graph.nodes().len())
+        .filter(|&p| samples.iter().any(|s| s[p] > 0))
+        .collect();
+    let lines = used
+        .iter()
+        .map(|&p| {
+            let node = &graph.nodes()[p];
+            Line {
+                version: node.version.clone(),
+                barrier: node.barrier.clone(),
+                deadend: node.deadend.clone(),
+                rollout: node.rollout.map(|r| (r.start(), r.end())),
+                shares: samples
+                    .iter()
+                    .map(|s| s[p] as f64 / options.nodes as f64)
+                    .collect(),
+            }
+        })
+        .collect();
+    let mut settled = [None; 4];
+    for (i, moved) in last_move.iter().enumerate() {
+        let quartile = ((wariness[i] * 4.0) as usize).min(3);
+        if let Some(t) = moved {
+            settled[quartile] = Some(settled[quartile].map_or(*t, |s: i64| s.max(*t)));
+        }
+    }
+    Ok(Timeline {
+        times: sample_times
+            .iter()
+            .filter_map(|&t| Timestamp::from_second(t).ok())
+            .collect(),
+        lines,
+        nodes: options.nodes,
+        events,
+        final_counts: used.iter().map(|&p| counts[p]).collect(),
+        settled: settled.map(|s| s.and_then(|t| Timestamp::from_second(t).ok())),
+        start: options.start,
+    })
+}
+
+fn starting_release(graph: &UpdateGraph, options: &Options) -> Result<usize, SimError> {
+    if let Some(version) = &options.booted {
+        return graph
+            .nodes()
+            .iter()
+            .position(|n| &n.version == version)
+            .ok_or_else(|| SimError::UnknownRelease(version.clone(), options.arch.clone()));
+    }
+    // What a fresh install gets: the newest release released to everybody.
+    let newest = graph.nodes().len() - 1;
+    let fully_out = (0..graph.nodes().len()).rev().find(|&p| {
+        let node = &graph.nodes()[p];
+        node.deadend.is_none()
+            && node
+                .rollout
+                .is_none_or(|r| !r.hides(1.0, options.start.as_second()))
+    });
+    Ok(fully_out.unwrap_or(newest))
+}
+
+/// Time as people read it: `2 d 4 h`, `3 h 10 min`.
+pub fn human(duration: SignedDuration) -> String {
+    let minutes = duration.as_secs() / 60;
+    let (days, hours, mins) = (minutes / 1440, minutes / 60 % 24, minutes % 60);
+    match (days, hours) {
+        (0, 0) => format!("{mins} min"),
+        (0, _) => format!("{hours} h {mins} min"),
+        _ => format!("{days} d {hours} h"),
+    }
+}
+
+impl Timeline {
+    /// A few lines for people.
+    pub fn summary(&self) -> String {
+        let mut text = format!(
+            "{} nodes, {} events, from {} for {}\n",
+            self.nodes,
+            self.events,
+            self.start.strftime("%Y-%m-%d %H:%M UTC"),
+            human(
+                self.times
+                    .last()
+                    .map_or(SignedDuration::ZERO, |t| t.duration_since(self.start))
+            )
+        );
+        // The release most of the fleet ends on, and when 95% got there.
+        if let Some((line, count)) = self
+            .lines
+            .iter()
+            .zip(&self.final_counts)
+            .max_by_key(|(_, c)| **c)
+        {
+            let share = *count as f64 / self.nodes as f64;
+            let reached = line
+                .shares
+                .iter()
+                .position(|s| *s >= 0.95)
+                .map(|k| self.times[k].duration_since(self.start));
+            match reached {
+                Some(after) => {
+                    text.push_str(&format!("95% on {} after {}\n", line.version, human(after)))
+                }
+                None => text.push_str(&format!(
+                    "{:.1}% on {} at the end (95% not reached)\n",
+                    share * 100.0,
+                    line.version
+                )),
+            }
+        }
+        for (line, count) in self.lines.iter().zip(&self.final_counts) {
+            if *count == 0 {
+                continue;
+            }
+            if let Some(reason) = &line.deadend {
+                text.push_str(&format!(
+                    "{count} nodes stuck on dead-end {} ({})\n",
+                    line.version,
+                    if reason.is_empty() { "generic" } else { reason }
+                ));
+            }
+        }
+        for (q, settled) in self.settled.iter().enumerate() {
+            let range = format!("{:.2}-{:.2}", q as f64 / 4.0, (q + 1) as f64 / 4.0);
+            match settled {
+                Some(t) => text.push_str(&format!(
+                    "wariness {range}: last move after {}\n",
+                    human(t.duration_since(self.start))
+                )),
+                None => text.push_str(&format!("wariness {range}: no node moved\n")),
+            }
+        }
+        text
+    }
+}

@@ -1,0 +1,177 @@
+//! The simulator against the agent's own decision code and against closed
+//! forms, and its plot.
+
+use cairn_graph::{ArchEntry, GraphDocument, Query, Reason, Release, Rollout};
+use cairn_sim::{Options, Wariness, simulate};
+use jiff::{SignedDuration, Timestamp};
+
+const T0: i64 = 1_780_000_000;
+
+fn release(n: u64, rollout: Option<Rollout>) -> Release {
+    Release {
+        version: format!("1.{n}"),
+        architectures: [(
+            "x86_64".to_string(),
+            ArchEntry::image(format!("sha256:{n:064x}")),
+        )]
+        .into(),
+        rollout,
+        ..Release::default()
+    }
+}
+
+fn document(releases: Vec<Release>) -> GraphDocument {
+    GraphDocument {
+        stream: "stable".into(),
+        repository: "registry.example/os".into(),
+        sequence: 1,
+        issued: Timestamp::from_second(T0).expect("time"),
+        expires: Timestamp::from_second(T0 + 90 * 86_400).expect("time"),
+        releases,
+        ..GraphDocument::default()
+    }
+}
+
+fn options(nodes: usize, hours: i64) -> Options {
+    Options {
+        nodes,
+        wariness: Wariness::Uniform,
+        arch: "x86_64".into(),
+        booted: Some("1.0".into()),
+        start: Timestamp::from_second(T0).expect("time"),
+        span: SignedDuration::from_hours(hours),
+        check_interval: SignedDuration::from_mins(5),
+        reboot_time: SignedDuration::from_mins(2),
+        schedule: None,
+        samples: 97,
+        seed: 7,
+    }
+}
+
+fn linear(start: i64, hours: u64) -> Option<Rollout> {
+    Some(Rollout {
+        start_epoch: Some(start),
+        start_percentage: Some(0.0),
+        duration_minutes: Some(hours * 60),
+    })
+}
+
+#[test]
+fn half_the_fleet_is_offered_a_48_hour_linear_rollout_at_24_hours() {
+    let doc = document(vec![release(0, None), release(1, linear(T0, 48))]);
+    let timeline = simulate(&doc, &options(20_000, 48)).expect("runs");
+    let on_new = &timeline
+        .lines
+        .iter()
+        .find(|l| l.version == "1.1")
+        .expect("1.1")
+        .shares;
+    // Sample 48 of 97 is at 24 h; nodes lag their check by up to 5 min + 2 min reboot.
+    let at_24h = on_new[48];
+    assert!((at_24h - 0.5).abs() < 0.01, "share at 24 h: {at_24h}");
+    assert!(
+        (on_new[24] - 0.25).abs() < 0.01,
+        "share at 12 h: {}",
+        on_new[24]
+    );
+    assert!(on_new[96] > 0.99, "everybody at the end: {}", on_new[96]);
+}
+
+#[test]
+fn each_node_lands_where_the_agents_decision_sends_it() {
+    // A barrier, a rollout half-way, a dead-end beyond: several hops.
+    let mut releases = vec![release(0, None), release(1, Some(Rollout::immediate()))];
+    let mut barrier = release(2, Some(Rollout::immediate()));
+    barrier.barrier = Some(Reason::new("migrate"));
+    releases.push(barrier);
+    releases.push(release(3, linear(T0 - 24 * 3600, 48)));
+    let mut dead = release(4, linear(T0 - 24 * 3600, 48));
+    dead.deadend = Some(Reason::new("broken"));
+    releases.push(dead);
+    let doc = document(releases);
+    let graph = doc.graph_for("x86_64", "sha256:");
+    for wariness in [0.0, 0.2, 0.49, 0.6, 0.9, 1.0] {
+        // One node, a short span: follow the agent's decisions hop by hop.
+        let mut expected = "1.0".to_string();
+        loop {
+            let (at, node) = graph
+                .nodes()
+                .iter()
+                .enumerate()
+                .find(|(_, n)| n.version == expected)
+                .expect("node");
+            let query = Query {
+                booted: &node.id,
+                wariness,
+                now: Timestamp::from_second(T0).expect("time"),
+                deny: &[],
+                allow_downgrade: false,
+            };
+            match graph.decide_at(at, &query).target {
+                Some(target) => expected = target.version,
+                None => break,
+            }
+        }
+        let timeline = simulate(
+            &doc,
+            &Options {
+                wariness: Wariness::Values(vec![wariness]),
+                // Short enough that the rollout (50% now) stays below 0.6.
+                ..options(1, 1)
+            },
+        )
+        .expect("runs");
+        let ended: Vec<&str> = timeline
+            .lines
+            .iter()
+            .zip(&timeline.final_counts)
+            .filter(|(_, c)| **c == 1)
+            .map(|(l, _)| l.version.as_str())
+            .collect();
+        assert_eq!(ended, vec![expected.as_str()], "wariness {wariness}");
+    }
+}
+
+#[test]
+fn the_summary_names_dead_ends_and_convergence() {
+    let mut dead = release(1, Some(Rollout::immediate()));
+    dead.deadend = Some(Reason::new("broken kernel"));
+    let doc = document(vec![
+        release(0, None),
+        dead,
+        release(2, Some(Rollout::immediate())),
+    ]);
+    // From 1.0 the dead-end is never a target: the fleet goes to 1.2.
+    let summary = simulate(&doc, &options(1000, 24)).expect("runs").summary();
+    assert!(summary.contains("95% on 1.2 after"), "{summary}");
+    assert!(!summary.contains("stuck"), "{summary}");
+    assert!(
+        summary.contains("wariness 0.75-1.00: last move after"),
+        "{summary}"
+    );
+    // Booted on the dead-end, nobody moves, and the summary says so.
+    let stuck = Options {
+        booted: Some("1.1".into()),
+        ..options(1000, 24)
+    };
+    let summary = simulate(&doc, &stuck).expect("runs").summary();
+    assert!(
+        summary.contains("1000 nodes stuck on dead-end 1.1 (broken kernel)"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn the_plot_is_an_svg_with_every_release() {
+    let doc = document(vec![release(0, None), release(1, linear(T0 + 3600, 24))]);
+    let timeline = simulate(&doc, &options(500, 36)).expect("runs");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("plot.svg");
+    cairn_sim::plot::svg(&timeline, "test rollout", &path).expect("plot");
+    let text = std::fs::read_to_string(&path).expect("svg");
+    assert!(text.starts_with("<svg"), "{}", &text[..text.len().min(80)]);
+    assert!(text.trim_end().ends_with("</svg>"));
+    for label in ["1.0", "1.1", "test rollout", "1.1 rollout start"] {
+        assert!(text.contains(label), "{label} in the plot");
+    }
+}
