@@ -11,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod host;
 pub mod plot;
 
 use cairn_agent::windows::Schedule;
@@ -184,6 +185,9 @@ pub fn simulate(document: &GraphDocument, options: &Options) -> Result<Timeline,
     let mut counts = vec![0usize; graph.nodes().len()];
     counts[start_at] = options.nodes;
     let mut last_move = vec![None::<i64>; options.nodes];
+    // Releases passed through between samples (a barrier hop takes minutes).
+    let mut visited = vec![false; graph.nodes().len()];
+    visited[start_at] = true;
     let mut queue: BinaryHeap<Reverse<(i64, Kind, u32, u32)>> =
         BinaryHeap::with_capacity(options.nodes * 2);
     for i in 0..options.nodes {
@@ -211,6 +215,7 @@ pub fn simulate(document: &GraphDocument, options: &Options) -> Result<Timeline,
                 counts[at[i]] -= 1;
                 at[i] = target as usize;
                 counts[at[i]] += 1;
+                visited[at[i]] = true;
                 last_move[i] = Some(t);
                 queue.push(Reverse((check_after(i, t), Kind::Check, node, 0)));
             }
@@ -257,9 +262,7 @@ pub fn simulate(document: &GraphDocument, options: &Options) -> Result<Timeline,
         samples.push(counts.clone());
     }
 
-    let used: Vec<usize> = (0..graph.nodes().len())
-        .filter(|&p| samples.iter().any(|s| s[p] > 0))
-        .collect();
+    let used: Vec<usize> = (0..graph.nodes().len()).filter(|&p| visited[p]).collect();
     let lines = used
         .iter()
         .map(|&p| {

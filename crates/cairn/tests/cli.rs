@@ -454,3 +454,107 @@ fn the_shipped_configuration_fragments_are_valid() {
     let out = ok(&cmd("config check --root", &[&root_arg]));
     assert!(out.contains("strategy periodic+fleet_lock"), "{out}");
 }
+
+#[test]
+fn simulate_plots_fedoras_stable_stream_with_a_rollout_moved_into_the_present() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = |name: &str| dir.path().join(name).display().to_string();
+    let (releases, updates) = (
+        testdata("releases/stable/releases.json")
+            .display()
+            .to_string(),
+        testdata("updates/stable.json").display().to_string(),
+    );
+    ok(&cmd(
+        "graph convert-fcos --oci --repository quay.io/fedora/fedora-coreos --releases",
+        &[
+            &releases,
+            "--updates",
+            &updates,
+            "--output",
+            &d("stable.json"),
+        ],
+    ));
+    // The release team's next step: the newest release over 2 days, from 12 h ago.
+    std::fs::copy(testdata("updates/stable.json"), d("updates.json")).expect("copy");
+    let started = (Timestamp::now() - jiff::SignedDuration::from_hours(12)).to_string();
+    ok(&cmd(
+        "policy rollout start 44.20260707.3.1 --over 2d --policy",
+        &[&d("updates.json"), "--at", &started],
+    ));
+    let out = ok(&cmd(
+        "simulate --nodes 20000 --days 3 --booted 43.20260119.3.1 --document",
+        &[
+            &d("stable.json"),
+            "--policy",
+            &d("updates.json"),
+            "--out",
+            &d("plot.svg"),
+        ],
+    ));
+    // Progress is 25% now: a quarter of the fleet goes at once, the rest over
+    // the next 36 hours; 95% is reached at 12 h + 95% of 48 h - 12 h = about 33.6 h.
+    assert!(out.contains("20000 nodes"), "{out}");
+    assert!(
+        out.contains("95% on 44.20260707.3.1 after 1 d 9 h"),
+        "{out}"
+    );
+    assert!(out.contains("wariness 0.00-0.25: last move after"), "{out}");
+    let svg = std::fs::read_to_string(d("plot.svg")).expect("plot");
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    for label in [
+        "43.20260217.3.1 (barrier)",
+        "43.20260413.3.2 (barrier)",
+        "44.20260707.3.1 rollout end",
+    ] {
+        assert!(svg.contains(label), "{label} in the plot");
+    }
+    let err = failure(&cmd(
+        "simulate --strategy periodic --document",
+        &[&d("stable.json")],
+    ));
+    assert!(err.contains("--window"), "{err}");
+    let err = failure(&cmd(
+        "simulate --window",
+        &["Funday 02:00 60", "--document", &d("stable.json")],
+    ));
+    assert!(err.contains("Funday"), "{err}");
+}
+
+#[test]
+fn the_demo_runs_and_leaves_a_plot() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let demo = dir.path().join("demo");
+    let started = std::time::Instant::now();
+    let out = ok(&cmd(
+        "demo --nodes 2000 --dir",
+        &[&demo.display().to_string()],
+    ));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    for expected in [
+        "staged 1.1",
+        "dead-end: 1.2: kernel regression on some NICs",
+        "rollout of 1.4 at 25%, this node's wariness is 0.9",
+        "-> now on 1.4 after 2 reboot(s)",
+        "2000 nodes",
+        "Plot: ",
+    ] {
+        assert!(out.contains(expected), "{expected} in {out}");
+    }
+    let svg = std::fs::read_to_string(demo.join("rollout.svg")).expect("plot");
+    assert!(svg.starts_with("<svg") && svg.contains("1.1 (barrier)"));
+    // The document it published verifies with the key it printed.
+    let shown = ok(&cmd(
+        "graph show --document",
+        &[
+            &format!("oci:{}:cairn-graph-stable", demo.join("repo").display()),
+            "--key",
+            &demo.join("demo.pub").display().to_string(),
+        ],
+    ));
+    assert!(shown.contains("5 releases"), "{shown}");
+}

@@ -3,11 +3,13 @@
 mod agent;
 mod args;
 mod config;
+mod demo;
 mod document;
 mod graph;
 mod policy;
 mod publish;
 mod serve;
+mod simulate;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -37,6 +39,10 @@ enum Command {
     /// Check the agent's configuration.
     #[command(subcommand)]
     Config(config::ConfigCommand),
+    /// See Cairn work in a minute: images, a signed graph, agents, a fleet plot.
+    Demo(demo::Args),
+    /// Simulate a fleet following a document, and plot it.
+    Simulate(simulate::Args),
     /// Run the node agent.
     Agent(agent::AgentArgs),
     /// Judge the boot into a new release and record it (cairn-verify.service).
@@ -62,6 +68,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Policy(args) => policy::run(args),
         Command::Document(command) => document::run(command),
         Command::Serve(args) => serve::run(args),
+        Command::Simulate(args) => simulate::run(args),
+        Command::Demo(args) => demo::run(args),
         Command::Config(command) => config::run(command),
         Command::Agent(args) => agent::run_agent(args),
         Command::UpdateNow(args) => agent::run_update_now(args),

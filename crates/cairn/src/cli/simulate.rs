@@ -1,0 +1,172 @@
+//! `cairn simulate`: a fleet following a document over simulated days.
+
+use crate::cli::args::{self, DocumentArgs};
+use anyhow::Context;
+use cairn_graph::Reason;
+use cairn_graph::fcos::Updates;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Simulate a fleet following a document, and plot it.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    document: DocumentArgs,
+    /// A release team's policy (updates.json) applied on top of the document:
+    /// preview a rollout before publishing it.
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// Number of nodes.
+    #[arg(long, default_value_t = 10_000)]
+    nodes: usize,
+    /// `uniform`, or a file with one wariness in [0, 1] per line.
+    #[arg(long, default_value = "uniform")]
+    wariness_dist: String,
+    /// The architecture whose graph the fleet follows.
+    #[arg(long, default_value = "x86_64")]
+    arch: String,
+    /// The release every node starts on. Default: the newest one offered to everybody at the start.
+    #[arg(long)]
+    booted: Option<String>,
+    /// Start (Unix seconds or RFC 3339). Default: now.
+    #[arg(long)]
+    start: Option<String>,
+    /// Days to simulate.
+    #[arg(long, default_value_t = 14.0)]
+    days: f64,
+    /// Time between a node's checks (s, m, h, d or w).
+    #[arg(long, default_value = "5m")]
+    check_interval: String,
+    /// `immediate`, or `periodic` with --window.
+    #[arg(long, default_value = "immediate")]
+    strategy: String,
+    /// A maintenance window: `DAYS HH:MM MINUTES`, days comma-separated
+    /// (`"Sat,Sun 02:00 120"`). Repeatable; implies `periodic`.
+    #[arg(long = "window")]
+    windows: Vec<String>,
+    /// Time zone of the windows (IANA name).
+    #[arg(long, default_value = "UTC")]
+    time_zone: String,
+    /// Write the plot here (SVG).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Seed of the nodes' check phases.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let mut document = args.document.load()?;
+    if let Some(path) = &args.policy {
+        let policy =
+            Updates::from_json(&args::read(path)?).with_context(|| path.display().to_string())?;
+        for release in &mut document.releases {
+            if let Some(settings) = policy.settings(&release.version) {
+                release.barrier = settings.barrier.map(|b| Reason::new(b.reason));
+                release.deadend = settings.deadend.map(|d| Reason::new(d.reason));
+                release.rollout = settings.rollout;
+            }
+        }
+    }
+    let wariness = if args.wariness_dist == "uniform" {
+        cairn_sim::Wariness::Uniform
+    } else {
+        let path = PathBuf::from(&args.wariness_dist);
+        let text = String::from_utf8(args::read(&path)?).context("--wariness-dist")?;
+        let mut values = Vec::new();
+        for (n, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let value: f64 = line
+                .trim()
+                .parse()
+                .ok()
+                .filter(|v: &f64| (0.0..=1.0).contains(v))
+                .with_context(|| {
+                    format!(
+                        "{}:{}: {line:?} is not a wariness in [0, 1]",
+                        path.display(),
+                        n + 1
+                    )
+                })?;
+            values.push(value);
+        }
+        anyhow::ensure!(!values.is_empty(), "{}: no wariness values", path.display());
+        cairn_sim::Wariness::Values(values)
+    };
+    let schedule = match (args.strategy.as_str(), args.windows.is_empty()) {
+        ("immediate", true) => None,
+        ("immediate" | "periodic", false) => Some(schedule(&args.windows, &args.time_zone)?),
+        ("periodic", true) => anyhow::bail!("--strategy periodic needs at least one --window"),
+        (other, _) => anyhow::bail!("--strategy {other:?} is not immediate or periodic"),
+    };
+    anyhow::ensure!(
+        args.days > 0.0 && args.days <= 3660.0,
+        "--days must be in (0, 3660]"
+    );
+    let options = cairn_sim::Options {
+        nodes: args.nodes,
+        wariness,
+        arch: args.arch.clone(),
+        booted: args.booted.clone(),
+        start: args::now_or(args.start.as_deref())?,
+        span: jiff::SignedDuration::from_secs((args.days * 86_400.0) as i64),
+        check_interval: args::parse_duration(&args.check_interval).context("--check-interval")?,
+        reboot_time: jiff::SignedDuration::from_mins(2),
+        schedule,
+        samples: 400,
+        seed: args.seed,
+    };
+    let timeline = cairn_sim::simulate(&document, &options)?;
+    let mut text = timeline.summary();
+    if let Some(out) = &args.out {
+        let title = format!(
+            "{} {} ({}), {} nodes",
+            document.repository, document.stream, args.arch, args.nodes
+        );
+        cairn_sim::plot::svg(&timeline, &title, out).map_err(anyhow::Error::msg)?;
+        text.push_str(&format!("plot: {}\n", out.display()));
+    }
+    args::emit(&text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `DAYS HH:MM MINUTES` windows in a time zone.
+fn schedule(specs: &[String], zone_name: &str) -> anyhow::Result<cairn_agent::windows::Schedule> {
+    use cairn_agent::windows::{Schedule, Window, parse_day, parse_time, parse_zone};
+    let zone = parse_zone(zone_name)
+        .with_context(|| format!("--time-zone {zone_name:?} is not an IANA name"))?;
+    let mut windows = Vec::new();
+    for spec in specs {
+        let bad = || {
+            format!(
+                "--window {spec:?}: expected DAYS HH:MM MINUTES, for example \"Sat,Sun 02:00 120\""
+            )
+        };
+        let parts: Vec<&str> = spec.split_whitespace().collect();
+        let [days, start, minutes] = parts.as_slice() else {
+            anyhow::bail!(bad());
+        };
+        let days = days
+            .split(',')
+            .map(parse_day)
+            .collect::<Option<Vec<_>>>()
+            .with_context(bad)?;
+        windows.push(Window {
+            days,
+            start: parse_time(start).with_context(bad)?,
+            length_minutes: minutes
+                .parse()
+                .ok()
+                .filter(|m| (1..=10_080).contains(m))
+                .with_context(bad)?,
+        });
+    }
+    Ok(Schedule {
+        windows,
+        zone,
+        zone_name: zone_name.to_string(),
+    })
+}
