@@ -350,18 +350,39 @@ impl UpdateGraph {
 
     /// [`UpdateGraph::next_change_after`] for a node already found at `booted_at`.
     pub fn next_change_after_at(&self, booted_at: usize, query: &Query<'_>) -> Option<Timestamp> {
+        self.decide_and_next_change_at(booted_at, query).1
+    }
+
+    /// [`UpdateGraph::decide_at`] and [`UpdateGraph::next_change_after_at`]
+    /// together, deciding once (the simulator needs both for every event).
+    pub fn decide_and_next_change_at(
+        &self,
+        booted_at: usize,
+        query: &Query<'_>,
+    ) -> (Decision, Option<Timestamp>) {
+        let decision = self.decide_at(booted_at, query);
+        let next = self.next_change_given(booted_at, query, &decision);
+        (decision, next)
+    }
+
+    fn next_change_given(
+        &self,
+        booted_at: usize,
+        query: &Query<'_>,
+        decision: &Decision,
+    ) -> Option<Timestamp> {
         let booted = self.nodes().get(booted_at)?;
         if booted.deadend.is_some() {
             return None;
         }
-        let current = self.decide_at(booted_at, query).target.map(|t| t.digest);
+        let current = decision.target.as_ref().map(|t| t.digest.as_str());
         let now = query.now.as_second();
         // The decision takes the first candidate not held, so it changes only
         // when one ahead of today's target is released (same-age nodes of a
         // server graph included).
         self.candidates(booted_at)
             .into_iter()
-            .take_while(|node| current.as_deref() != Some(node.id.as_str()))
+            .take_while(|node| current != Some(node.id.as_str()))
             .filter(|node| matches!(self.hold(booted, node, query), Some(Hold::Rollout { .. })))
             .filter_map(|node| node.rollout?.visible_from(query.wariness, now))
             .min()

@@ -54,7 +54,7 @@ fn bench(c: &mut Criterion) {
         nodes: 1_000_000,
         wariness: Wariness::Uniform,
         arch: "x86_64".into(),
-        booted: Some("43.20260119.3.1".into()),
+        booted: vec![("43.20260119.3.1".into(), 1.0)],
         start: Timestamp::from_second(START).expect("time"),
         span: SignedDuration::from_hours(24 * 30),
         check_interval: SignedDuration::from_mins(5),

@@ -38,10 +38,10 @@ pub struct Options {
     pub wariness: Wariness,
     /// The architecture whose graph the fleet follows.
     pub arch: String,
-    /// The release every node starts on; default: the newest one a node of
-    /// wariness 1 would be offered at `start` from the oldest release (what
-    /// new installs get), or the newest release when none is offered.
-    pub booted: Option<String>,
+    /// The releases nodes start on, with the share of the fleet on each
+    /// (shares are normalised). Empty: everybody on the newest release that
+    /// is offered to the whole fleet at `start` (what new installs get).
+    pub booted: Vec<(String, f64)>,
     /// Start of the simulation.
     pub start: Timestamp,
     /// How long it runs.
@@ -146,7 +146,7 @@ pub fn simulate(document: &GraphDocument, options: &Options) -> Result<Timeline,
     if graph.nodes().is_empty() {
         return Err(SimError::NoReleases(options.arch.clone()));
     }
-    let start_at = starting_release(&graph, options)?;
+    let starts = starting_releases(&graph, options)?;
     let position: HashMap<&str, usize> = graph
         .nodes()
         .iter()
@@ -181,13 +181,30 @@ pub fn simulate(document: &GraphDocument, options: &Options) -> Result<Timeline,
             }
     };
 
-    let mut at = vec![start_at; options.nodes];
+    // Node i starts on the release whose cumulative share covers it.
+    let total: f64 = starts.iter().map(|(_, share)| share).sum();
+    let mut at = Vec::with_capacity(options.nodes);
     let mut counts = vec![0usize; graph.nodes().len()];
-    counts[start_at] = options.nodes;
+    let mut cumulative = 0.0;
+    for (position, share) in &starts {
+        cumulative += share / total;
+        let until = ((cumulative * options.nodes as f64).round() as usize).min(options.nodes);
+        while at.len() < until {
+            at.push(*position);
+            counts[*position] += 1;
+        }
+    }
+    while at.len() < options.nodes {
+        let last = starts.last().map_or(0, |(p, _)| *p);
+        at.push(last);
+        counts[last] += 1;
+    }
     let mut last_move = vec![None::<i64>; options.nodes];
     // Releases passed through between samples (a barrier hop takes minutes).
     let mut visited = vec![false; graph.nodes().len()];
-    visited[start_at] = true;
+    for (position, _) in &starts {
+        visited[*position] = true;
+    }
     let mut queue: BinaryHeap<Reverse<(i64, Kind, u32, u32)>> =
         BinaryHeap::with_capacity(options.nodes * 2);
     for i in 0..options.nodes {
@@ -230,7 +247,7 @@ pub fn simulate(document: &GraphDocument, options: &Options) -> Result<Timeline,
                     deny: &[],
                     allow_downgrade: false,
                 };
-                let decision = graph.decide_at(at[i], &query);
+                let (decision, change) = graph.decide_and_next_change_at(at[i], &query);
                 if let Some(to) = decision
                     .target
                     .as_ref()
@@ -247,7 +264,7 @@ pub fn simulate(document: &GraphDocument, options: &Options) -> Result<Timeline,
                     };
                     let up = reboot.saturating_add(options.reboot_time.as_secs().max(1));
                     queue.push(Reverse((up, Kind::Boot, node, *to as u32)));
-                } else if let Some(change) = graph.next_change_after_at(at[i], &query) {
+                } else if let Some(change) = change {
                     queue.push(Reverse((
                         check_after(i, change.as_second()),
                         Kind::Check,
@@ -300,13 +317,26 @@ pub fn simulate(document: &GraphDocument, options: &Options) -> Result<Timeline,
     })
 }
 
-fn starting_release(graph: &UpdateGraph, options: &Options) -> Result<usize, SimError> {
-    if let Some(version) = &options.booted {
-        return graph
-            .nodes()
-            .iter()
-            .position(|n| &n.version == version)
-            .ok_or_else(|| SimError::UnknownRelease(version.clone(), options.arch.clone()));
+fn starting_releases(
+    graph: &UpdateGraph,
+    options: &Options,
+) -> Result<Vec<(usize, f64)>, SimError> {
+    if !options.booted.is_empty() {
+        let mut starts = Vec::new();
+        for (version, share) in &options.booted {
+            if !(share.is_finite() && *share > 0.0) {
+                return Err(SimError::Invalid(format!(
+                    "the share of {version} must be positive"
+                )));
+            }
+            let position = graph
+                .nodes()
+                .iter()
+                .position(|n| &n.version == version)
+                .ok_or_else(|| SimError::UnknownRelease(version.clone(), options.arch.clone()))?;
+            starts.push((position, *share));
+        }
+        return Ok(starts);
     }
     // What a fresh install gets: the newest release released to everybody.
     let newest = graph.nodes().len() - 1;
@@ -317,7 +347,7 @@ fn starting_release(graph: &UpdateGraph, options: &Options) -> Result<usize, Sim
                 .rollout
                 .is_none_or(|r| !r.hides(1.0, options.start.as_second()))
     });
-    Ok(fully_out.unwrap_or(newest))
+    Ok(vec![(fully_out.unwrap_or(newest), 1.0)])
 }
 
 /// Time as people read it: `2 d 4 h`, `3 h 10 min`.

@@ -37,7 +37,7 @@ fn options(nodes: usize, hours: i64) -> Options {
         nodes,
         wariness: Wariness::Uniform,
         arch: "x86_64".into(),
-        booted: Some("1.0".into()),
+        booted: vec![("1.0".into(), 1.0)],
         start: Timestamp::from_second(T0).expect("time"),
         span: SignedDuration::from_hours(hours),
         check_interval: SignedDuration::from_mins(5),
@@ -151,7 +151,7 @@ fn the_summary_names_dead_ends_and_convergence() {
     );
     // Booted on the dead-end, nobody moves, and the summary says so.
     let stuck = Options {
-        booted: Some("1.1".into()),
+        booted: vec![("1.1".into(), 1.0)],
         ..options(1000, 24)
     };
     let summary = simulate(&doc, &stuck).expect("runs").summary();
@@ -174,4 +174,30 @@ fn the_plot_is_an_svg_with_every_release() {
     for label in ["1.0", "1.1", "test rollout", "1.1 rollout start"] {
         assert!(text.contains(label), "{label} in the plot");
     }
+}
+
+#[test]
+fn the_fleet_starts_spread_as_asked() {
+    let doc = document(vec![
+        release(0, None),
+        release(1, None),
+        release(2, linear(T0 + 86_400, 24)),
+    ]);
+    let timeline = simulate(
+        &doc,
+        &Options {
+            booted: vec![("1.0".into(), 3.0), ("1.1".into(), 7.0)],
+            ..options(1000, 12)
+        },
+    )
+    .expect("runs");
+    let first: Vec<f64> = timeline.lines.iter().map(|l| l.shares[0]).collect();
+    assert_eq!(first, vec![0.3, 0.7]);
+    // Nothing is offered before the rollout starts tomorrow.
+    assert_eq!(timeline.final_counts, vec![300, 700]);
+    let unknown = Options {
+        booted: vec![("9.9".into(), 1.0)],
+        ..options(10, 1)
+    };
+    assert!(simulate(&doc, &unknown).is_err());
 }

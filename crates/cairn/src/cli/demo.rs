@@ -184,7 +184,7 @@ async fn demo(dir: &Path, nodes: usize) -> anyhow::Result<()> {
             nodes,
             wariness: cairn_sim::Wariness::Uniform,
             arch: "x86_64".into(),
-            booted: Some("1.0".into()),
+            booted: vec![("1.0".into(), 1.0)],
             start: now,
             span: SignedDuration::from_hours(72),
             check_interval: SignedDuration::from_mins(5),

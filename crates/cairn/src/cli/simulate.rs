@@ -25,7 +25,9 @@ pub struct Args {
     /// The architecture whose graph the fleet follows.
     #[arg(long, default_value = "x86_64")]
     arch: String,
-    /// The release every node starts on. Default: the newest one offered to everybody at the start.
+    /// Where the fleet starts: a version, or shares such as
+    /// `43.20260413.3.2=0.3,44.20260621.3.1=0.7`. Default: everybody on the
+    /// newest release offered to the whole fleet at the start.
     #[arg(long)]
     booted: Option<String>,
     /// Start (Unix seconds or RFC 3339). Default: now.
@@ -110,7 +112,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         nodes: args.nodes,
         wariness,
         arch: args.arch.clone(),
-        booted: args.booted.clone(),
+        booted: match &args.booted {
+            None => Vec::new(),
+            Some(text) => parse_booted(text)?,
+        },
         start: args::now_or(args.start.as_deref())?,
         span: jiff::SignedDuration::from_secs((args.days * 86_400.0) as i64),
         check_interval: args::parse_duration(&args.check_interval).context("--check-interval")?,
@@ -169,4 +174,26 @@ fn schedule(specs: &[String], zone_name: &str) -> anyhow::Result<cairn_agent::wi
         zone,
         zone_name: zone_name.to_string(),
     })
+}
+
+/// `V` or `V1=share,V2=share`.
+fn parse_booted(text: &str) -> anyhow::Result<Vec<(String, f64)>> {
+    if !text.contains('=') {
+        return Ok(vec![(text.to_string(), 1.0)]);
+    }
+    text.split(',')
+        .map(|part| {
+            let (version, share) = part
+                .split_once('=')
+                .with_context(|| format!("--booted {part:?}: expected VERSION=SHARE"))?;
+            let share: f64 = share
+                .parse()
+                .ok()
+                .filter(|s: &f64| s.is_finite() && *s > 0.0)
+                .with_context(|| {
+                    format!("--booted {part:?}: the share must be a positive number")
+                })?;
+            Ok((version.to_string(), share))
+        })
+        .collect()
 }
