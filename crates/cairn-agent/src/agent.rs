@@ -249,12 +249,6 @@ impl<R: CommandRunner> Agent<R> {
         let host = self.driver.status().await?;
         let booted_is_target =
             host.booted.as_ref().and_then(|b| b.digest.as_deref()) == Some(target.digest.as_str());
-        self.persisted.deny(
-            &target.digest,
-            &target.version,
-            &format!("its health checks failed: {why}"),
-            world.now,
-        );
         if self.settings.rollback_on_failure && booted_is_target && host.rollback.is_some() {
             self.record(
                 &target,
@@ -262,7 +256,9 @@ impl<R: CommandRunner> Agent<R> {
                 "rolling-back",
                 &format!("health checks failed ({why}); rolling back"),
             );
-            // Persisted before the reboot: the restart sees a rolled-back target.
+            // Intent persisted before the reboot. The deny-list entry comes
+            // when the restart finds the previous release booted; a rollback
+            // that failed leaves the target booted, and the next pass retries.
             self.persisted.save(&self.state_dir)?;
             tracing::warn!(target = %target.version, reason = %why, "health checks failed; rolling back");
             self.driver.rollback().await?;
@@ -271,6 +267,12 @@ impl<R: CommandRunner> Agent<R> {
                 target.version
             )));
         }
+        self.persisted.deny(
+            &target.digest,
+            &target.version,
+            &format!("its health checks failed: {why}"),
+            world.now,
+        );
         let reason = format!(
             "booted {} but its health checks failed ({why}); it is deny-listed{}",
             target.version,
@@ -505,59 +507,97 @@ impl<R: CommandRunner> Agent<R> {
                 Ok(Ok(unsupported))
             }
             crate::hooks::Outcome::Vetoed(veto) => {
-                let attempts = self
-                    .persisted
-                    .vetoes
-                    .get(&target.digest)
-                    .map_or(1, |v| v.attempts.saturating_add(1));
-                let wait = if veto.temporary {
-                    jiff::SignedDuration::from_mins(1)
-                } else {
-                    // 5 minutes, doubling per veto in a row, at most 6 hours.
-                    jiff::SignedDuration::from_mins(5 * (1i64 << attempts.saturating_sub(1).min(7)))
-                        .min(jiff::SignedDuration::from_hours(6))
-                };
-                let retry_after = world.now.checked_add(wait).unwrap_or(world.now);
-                tracing::warn!(hook = %veto.hook, reason = %veto.reason, target = %target.version, "pre-update hook vetoed the update");
-                self.persisted.vetoes.insert(
-                    target.digest.clone(),
-                    crate::store::VetoEntry {
-                        version: target.version.clone(),
-                        hook: veto.hook,
-                        reason: veto.reason,
-                        attempts,
-                        retry_after,
-                    },
-                );
-                self.persisted.hooks_passed = None;
-                self.persisted.save(&self.state_dir)?;
-                if let Some(veto) = self.persisted.vetoes.get(&target.digest) {
-                    let attempt = crate::history::Attempt {
-                        from_version: env.from_version.clone().into(),
-                        from_digest: env.from_digest.clone().into(),
-                        to_version: target.version.clone(),
-                        to_digest: target.digest.clone(),
-                        started: world.now,
-                        finished: world.now,
-                        result: "vetoed".into(),
-                        reason: format!("pre-update hook {}: {}", veto.hook, veto.reason),
-                    };
-                    if let Err(e) = crate::history::append(&self.state_dir, &attempt) {
-                        tracing::warn!(error = %e, "could not record the veto in the history");
-                    }
-                }
-                self.driver.discard().await?;
-                self.transition(&Event::Withdrawn)?;
-                self.release_lock_if_off_path().await?;
-                let reason = self
-                    .vetoed(&target.digest, world.now)
-                    .unwrap_or_else(|| "a pre-update hook vetoed the update".into());
-                Ok(Err(self.report(reason)))
+                Ok(Err(self.withdraw_vetoed(world, target, veto, &env).await?))
             }
         }
     }
 
+    /// The environment hooks get for `target`.
+    async fn hook_env(&self, target: &Target) -> Result<crate::hooks::HookEnv, AgentError> {
+        let host = self.driver.status().await?;
+        let booted = host.booted.as_ref();
+        Ok(crate::hooks::HookEnv {
+            from_version: booted.and_then(|b| b.version.clone()).unwrap_or_default(),
+            from_digest: booted.and_then(|b| b.digest.clone()).unwrap_or_default(),
+            to_version: target.version.clone(),
+            to_digest: target.digest.clone(),
+            stream: self
+                .hooks
+                .as_ref()
+                .map(|(_, s)| s.clone())
+                .unwrap_or_default(),
+        })
+    }
+
+    /// A hook vetoed `target`: back off (exit 75 sooner), record it, drop
+    /// the staged update where the tool can, leave the reboot path and its lock.
+    async fn withdraw_vetoed(
+        &mut self,
+        world: &World,
+        target: &Target,
+        veto: crate::hooks::Veto,
+        env: &crate::hooks::HookEnv,
+    ) -> Result<Report, AgentError> {
+        let attempts = self
+            .persisted
+            .vetoes
+            .get(&target.digest)
+            .map_or(1, |v| v.attempts.saturating_add(1));
+        let wait = if veto.temporary {
+            jiff::SignedDuration::from_mins(1)
+        } else {
+            // 5 minutes, doubling per veto in a row, at most 6 hours.
+            jiff::SignedDuration::from_mins(5 * (1i64 << attempts.saturating_sub(1).min(7)))
+                .min(jiff::SignedDuration::from_hours(6))
+        };
+        let retry_after = world.now.checked_add(wait).unwrap_or(world.now);
+        tracing::warn!(hook = %veto.hook, reason = %veto.reason, target = %target.version, "an update hook vetoed the update");
+        let attempt = crate::history::Attempt {
+            from_version: Some(env.from_version.clone()),
+            from_digest: Some(env.from_digest.clone()),
+            to_version: target.version.clone(),
+            to_digest: target.digest.clone(),
+            started: world.now,
+            finished: world.now,
+            result: "vetoed".into(),
+            reason: format!("hook {}: {}", veto.hook, veto.reason),
+        };
+        self.persisted.vetoes.insert(
+            target.digest.clone(),
+            crate::store::VetoEntry {
+                version: target.version.clone(),
+                hook: veto.hook,
+                reason: veto.reason,
+                attempts,
+                retry_after,
+            },
+        );
+        self.persisted.hooks_passed = None;
+        self.persisted.save(&self.state_dir)?;
+        if let Err(e) = crate::history::append(&self.state_dir, &attempt) {
+            tracing::warn!(error = %e, "could not record the veto in the history");
+        }
+        self.withdraw(world, target).await
+    }
+
+    /// Leave the reboot path for a vetoed target: drop it where the tool
+    /// can, release the lock, and say until when it waits.
+    async fn withdraw(&mut self, world: &World, target: &Target) -> Result<Report, AgentError> {
+        self.driver.discard().await?;
+        self.transition(&Event::Withdrawn)?;
+        self.release_lock_if_off_path().await?;
+        let reason = self
+            .vetoed(&target.digest, world.now)
+            .unwrap_or_else(|| "an update hook vetoed the update".into());
+        Ok(self.report(reason))
+    }
+
     async fn finalize(&mut self, world: &World, target: Target) -> Result<Report, AgentError> {
+        // Still vetoed (say a discard failed, or the agent died before
+        // withdrawing): withdraw now rather than rerun the hooks.
+        if self.vetoed(&target.digest, world.now).is_some() {
+            return self.withdraw(world, &target).await;
+        }
         let note = match self.run_hooks(world, &target).await? {
             Ok(note) => note,
             Err(vetoed) => return Ok(vetoed),
@@ -602,6 +642,17 @@ impl<R: CommandRunner> Agent<R> {
         }
         if matches!(self.persisted.state, State::Staged { .. }) {
             self.transition(&Event::GatesPassed)?;
+        }
+        // The operator's hooks (drain the node, …) run last, once nothing but
+        // the reboot is left; a veto leaves the path and releases the lock.
+        if let Some((settings, _)) = self.hooks.clone() {
+            let env = self.hook_env(&target).await?;
+            if let Err(veto) = crate::hooks::operator(&settings, "pre-update.d", &env, "").await {
+                if matches!(self.persisted.state, State::Staged { .. }) {
+                    self.transition(&Event::GatesPassed)?;
+                }
+                return self.withdraw_vetoed(world, &target, veto, &env).await;
+            }
         }
         // Intent first: if the host goes down during --apply, the restart knows.
         let booted = self.driver.status().await?.booted;

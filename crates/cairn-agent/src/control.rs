@@ -40,7 +40,11 @@ pub enum Request {
         stage_only: bool,
     },
     /// Do a pass now (after boot: judge the boot into a new release).
-    Verify,
+    Verify {
+        /// A boot still waiting for boot-complete.target counts as failed.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        pending_is_failure: bool,
+    },
     /// Offer a deny-listed release (version or digest) again.
     DenyListRemove {
         /// Its version or digest.

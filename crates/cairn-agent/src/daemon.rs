@@ -1036,8 +1036,12 @@ async fn serve_request(
             )
             .await
         }
-        Request::Verify => {
-            let status = run_once(options, Timestamp::now()).await;
+        Request::Verify { pending_is_failure } => {
+            let verify_options = Options {
+                pending_is_failure,
+                ..options.clone()
+            };
+            let status = run_once(&verify_options, Timestamp::now()).await;
             (
                 Response {
                     ok: status.last_error.is_none(),

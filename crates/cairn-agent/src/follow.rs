@@ -144,7 +144,7 @@ pub async fn tag_document(
                     .flatten()
                     .map(String::as_str),
             );
-            let age = base.find(names)?.age_index;
+            let age = base.resolve(names).ok()?.age_index;
             let after_booted = booted_age.is_none_or(|b| age > b);
             (after_booted && age <= barrier.age_index).then_some(())
         };

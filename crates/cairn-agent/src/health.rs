@@ -18,7 +18,9 @@ pub enum BootHealth {
     Unknown,
 }
 
-/// Ask systemd (and greenboot, when installed) about this boot.
+/// Ask systemd (and greenboot, when installed) about this boot. A target
+/// never enters a failed state itself: when a unit it requires fails, its
+/// start job fails and it stays inactive. So the units it requires are asked.
 pub async fn boot_health(systemctl: &str, timeout: Duration) -> BootHealth {
     let ask = async |args: &[&str]| -> Option<(i32, String)> {
         let run = tokio::process::Command::new(systemctl)
@@ -33,8 +35,26 @@ pub async fn boot_health(systemctl: &str, timeout: Duration) -> BootHealth {
         ))
     };
     // `is-failed` exits 0 only for a failed unit.
-    if let Some((0, _)) = ask(&["is-failed", "--quiet", "boot-complete.target"]).await {
+    let failed =
+        async |unit: &str| matches!(ask(&["is-failed", "--quiet", unit]).await, Some((0, _)));
+    if failed("boot-complete.target").await {
         return BootHealth::Failed("boot-complete.target failed".into());
+    }
+    let required = ask(&[
+        "show",
+        "--property=Requires",
+        "--value",
+        "boot-complete.target",
+    ])
+    .await
+    .map(|(_, units)| units)
+    .unwrap_or_default();
+    for unit in required.split_whitespace() {
+        if failed(unit).await {
+            return BootHealth::Failed(format!(
+                "{unit} failed, so boot-complete.target was not reached"
+            ));
+        }
     }
     let greenboot = ask(&[
         "show",
@@ -44,17 +64,26 @@ pub async fn boot_health(systemctl: &str, timeout: Duration) -> BootHealth {
     ])
     .await
     .is_some_and(|(_, state)| state == "loaded");
-    if greenboot
-        && let Some((0, _)) = ask(&["is-failed", "--quiet", "greenboot-healthcheck.service"]).await
-    {
+    if greenboot && failed("greenboot-healthcheck.service").await {
         return BootHealth::Failed(
             "greenboot's health checks failed (greenboot-healthcheck.service)".into(),
         );
     }
     match ask(&["is-active", "boot-complete.target"]).await {
         Some((0, _)) => BootHealth::Healthy,
-        Some((_, state)) if state == "inactive" || state == "activating" => BootHealth::Pending,
-        Some((_, state)) => BootHealth::Failed(format!("boot-complete.target is {state}")),
+        Some((_, state)) if state == "activating" => BootHealth::Pending,
+        Some(_) => {
+            // Inactive: still queued, or nothing on this host asks for it
+            // (then the booted digest alone decides).
+            let queued = ask(&["list-jobs", "--no-legend", "boot-complete.target"])
+                .await
+                .is_some_and(|(_, jobs)| !jobs.is_empty());
+            if queued {
+                BootHealth::Pending
+            } else {
+                BootHealth::Unknown
+            }
+        }
         None => BootHealth::Unknown,
     }
 }

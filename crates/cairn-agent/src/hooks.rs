@@ -150,7 +150,8 @@ pub fn systemd_run_line(
     line
 }
 
-/// Run the new image's pre-update hooks, then the operator's.
+/// Run the new image's pre-update hooks. The operator's run separately, just
+/// before the reboot, once every gate has passed (see [`operator`]).
 pub async fn pre_update(
     settings: &HookSettings,
     staged_root: Option<&Path>,
@@ -190,16 +191,7 @@ pub async fn pre_update(
             ran.push(label);
         }
     }
-    let staged = staged_root
-        .map(|p| p.display().to_string())
-        .unwrap_or_default();
-    match operator(settings, "pre-update.d", env, &staged).await {
-        Ok(names) => {
-            ran.extend(names);
-            Outcome::Passed(ran)
-        }
-        Err(veto) => Outcome::Vetoed(veto),
-    }
+    Outcome::Passed(ran)
 }
 
 /// Run the operator's hooks in `/etc/cairn/hooks/<dir>` on the booted root.
@@ -281,13 +273,13 @@ async fn run_one(
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
     let out_label = label.to_string();
-    let out_task = tokio::spawn(async move {
+    let mut out_task = tokio::spawn(async move {
         if let Some(stream) = stdout {
             drain(&out_label, "stdout", stream).await;
         }
     });
     let err_label = label.to_string();
-    let err_task = tokio::spawn(async move {
+    let mut err_task = tokio::spawn(async move {
         match stderr {
             Some(stream) => drain(&err_label, "stderr", stream).await,
             None => None,
@@ -306,8 +298,17 @@ async fn run_one(
             );
         }
     };
-    let _ = out_task.await;
-    let last = err_task.await.ok().flatten();
+    // Whatever the hook left running goes with it; its output pipes then
+    // close. A child that escaped its group cannot hold the agent either.
+    kill_group(pid).await;
+    let drained = tokio::time::timeout(Duration::from_secs(5), async {
+        let _ = (&mut out_task).await;
+        (&mut err_task).await.ok().flatten()
+    })
+    .await;
+    out_task.abort();
+    err_task.abort();
+    let last = drained.ok().flatten();
     match status {
         Ok(status) if status.success() => {
             tracing::info!(hook = label, "hook passed");
@@ -338,12 +339,32 @@ async fn drain(
     let mut last = None;
     let mut lines = 0usize;
     loop {
+        // One line, keeping at most LINE_BYTES of it: a hook that never
+        // writes a newline cannot grow the agent's memory.
         buffer.clear();
-        match reader.read_until(b'\n', &mut buffer).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
+        let mut ended = false;
+        loop {
+            let chunk = match reader.fill_buf().await {
+                Ok([]) | Err(_) => {
+                    ended = true;
+                    break;
+                }
+                Ok(chunk) => chunk,
+            };
+            let (take, newline) = match chunk.iter().position(|&b| b == b'\n') {
+                Some(at) => (at + 1, true),
+                None => (chunk.len(), false),
+            };
+            let room = LINE_BYTES.saturating_sub(buffer.len());
+            buffer.extend_from_slice(&chunk[..take.min(room)]);
+            reader.consume(take);
+            if newline {
+                break;
+            }
         }
-        buffer.truncate(LINE_BYTES);
+        if ended && buffer.is_empty() {
+            break;
+        }
         let line = String::from_utf8_lossy(&buffer).trim_end().to_string();
         lines += 1;
         if lines <= LOGGED_LINES {
@@ -461,12 +482,16 @@ mod tests {
         .await;
         assert_eq!(
             outcome,
-            Outcome::Passed(vec![
-                "image:10-first".into(),
-                "image:20-second".into(),
-                "operator:50-drain".into()
-            ])
+            Outcome::Passed(vec!["image:10-first".into(), "image:20-second".into()])
         );
+        let operator_ran = operator(
+            &settings(dir.path(), Duration::from_secs(10)),
+            "pre-update.d",
+            &env,
+            &staged.display().to_string(),
+        )
+        .await;
+        assert_eq!(operator_ran, Ok(vec!["operator:50-drain".to_string()]));
         assert_eq!(
             std::fs::read_to_string(staged.join("ran")).expect("ran"),
             "first\nsecond\n"
@@ -565,6 +590,44 @@ mod tests {
         assert!(
             state.is_empty() || state.contains(") Z"),
             "the hook's child still runs: {state}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_hook_that_leaves_a_process_behind_does_not_hold_the_agent() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let staged = dir.path().join("staged");
+        script(
+            &staged.join(IMAGE_HOOKS),
+            "10-daemon",
+            "sleep 300 & echo $! > \"$CAIRN_STAGED_ROOT/child\"; head -c 3000000 /dev/zero | tr '\\0' x; exit 0",
+        );
+        let started = std::time::Instant::now();
+        let outcome = pre_update(
+            &settings(dir.path(), Duration::from_secs(60)),
+            Some(&staged),
+            &HookEnv::default(),
+        )
+        .await;
+        assert_eq!(outcome, Outcome::Passed(vec!["image:10-daemon".into()]));
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
+        let child = std::fs::read_to_string(staged.join("child")).expect("child pid");
+        let mut state = String::new();
+        for _ in 0..100 {
+            state =
+                std::fs::read_to_string(format!("/proc/{}/stat", child.trim())).unwrap_or_default();
+            if state.is_empty() || state.contains(") Z") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            state.is_empty() || state.contains(") Z"),
+            "the hook's leftover still runs: {state}"
         );
     }
 

@@ -121,6 +121,20 @@ pub fn plan(input: &CheckInput<'_>) -> Plan {
                     "the staged release {} was rolled back from",
                     node.version
                 )),
+                // A base barrier added (or a base gone unknown) since staging.
+                Some(node)
+                    if graph.base_guard().is_some_and(|guard| {
+                        graph
+                            .find_booted(&booted)
+                            .map(|at| &graph.nodes()[at])
+                            .is_none_or(|from| guard.allows(from, node).is_err())
+                    }) =>
+                {
+                    Plan::Unstage(format!(
+                        "the staged release {} would cross a base barrier no image is built on",
+                        node.version
+                    ))
+                }
                 Some(node) => Plan::Keep(Target {
                     version: node.version.clone(),
                     digest: staged,

@@ -20,12 +20,17 @@ pub enum Blocked<'a> {
     UnknownBase,
     /// The move would cross this base barrier without a release built on it.
     Barrier(&'a BaseBarrier),
+    /// The target is built on an older base than the booted release: a
+    /// downgrade of the base, even when the derived release is newer.
+    OlderBase,
 }
 
 /// May a host on a release built on base age `from` move to one built on
 /// base age `to`? Not when a base barrier lies strictly between the two: a
 /// release built on the barrier itself is the way through (and inherits the
-/// barrier), and a release on an older base never passed it. `None` (a base
+/// barrier), and a release on an older base never passed it. Not backwards
+/// across a barrier either (that would undo its migration), and a move to an
+/// older base at all is a downgrade ([`Blocked::OlderBase`]). `None` (a base
 /// not found in the base graph) refuses every move.
 pub fn crossed_base_barrier(
     from: Option<u64>,
@@ -35,12 +40,18 @@ pub fn crossed_base_barrier(
     let (Some(from), Some(to)) = (from, to) else {
         return Err(Blocked::UnknownBase);
     };
-    match barriers
+    let (low, high) = (from.min(to), from.max(to));
+    let crossed = barriers
         .iter()
-        .filter(|b| from < b.age_index && b.age_index < to)
-        .min_by_key(|b| b.age_index)
-    {
+        .filter(|b| {
+            // Forwards: strictly between. Backwards: leaving a barrier's base counts too.
+            (from < to && low < b.age_index && b.age_index < high)
+                || (to < from && to < b.age_index && b.age_index <= from)
+        })
+        .min_by_key(|b| b.age_index);
+    match crossed {
         Some(barrier) => Err(Blocked::Barrier(barrier)),
+        None if to < from => Err(Blocked::OlderBase),
         None => Ok(()),
     }
 }
@@ -129,6 +140,25 @@ impl BaseGraph {
             .find(|release| digests.iter().any(|d| release.digests.contains(*d)))
     }
 
+    /// The one base release all these digests name. Architectures built on
+    /// different base releases (or nothing known) give `None`: such a
+    /// release has no single base age, so it gets no edges.
+    pub fn resolve<'a>(
+        &self,
+        digests: impl IntoIterator<Item = &'a str>,
+    ) -> Result<&BaseRelease, Vec<String>> {
+        let digests: Vec<&str> = digests.into_iter().collect();
+        let found: Vec<&BaseRelease> = self
+            .releases
+            .iter()
+            .filter(|release| digests.iter().any(|d| release.digests.contains(*d)))
+            .collect();
+        match found.as_slice() {
+            [one] => Ok(one),
+            _ => Err(found.iter().map(|r| r.version.clone()).collect()),
+        }
+    }
+
     /// The barriers, oldest first.
     pub fn barriers(&self) -> Vec<BaseBarrier> {
         let mut barriers: Vec<BaseBarrier> = self
@@ -163,6 +193,8 @@ pub struct Inheritance {
     pub unresolved: Vec<(String, String)>,
     /// Releases that record no base at all.
     pub without_base: Vec<String>,
+    /// Releases whose architectures were built on different base releases.
+    pub mixed: Vec<(String, Vec<String>)>,
     /// Base barriers no release is built on, each with the releases on older
     /// bases that cannot pass it and the newer releases they cannot reach.
     pub missing_barriers: Vec<MissingBarrier>,
@@ -187,6 +219,12 @@ impl Inheritance {
             lines.push(format!(
                 "release {version}: base {digest} is not in the base graph ({}); no edge leads to or from it until it is",
                 base.source
+            ));
+        }
+        for (version, bases) in &self.mixed {
+            lines.push(format!(
+                "release {version}: its architectures were built on different base releases ({}); no edge leads to or from it",
+                bases.join(", ")
             ));
         }
         for version in &self.without_base {
@@ -256,13 +294,20 @@ pub fn inherit(
                 .flatten()
                 .map(String::as_str),
         );
-        let Some(found) = base.find(names) else {
-            image.version = None;
-            image.age_index = None;
-            report
-                .unresolved
-                .push((release.version.clone(), image.digest.clone()));
-            continue;
+        let found = match base.resolve(names) {
+            Ok(found) => found,
+            Err(bases) => {
+                image.version = None;
+                image.age_index = None;
+                if bases.is_empty() {
+                    report
+                        .unresolved
+                        .push((release.version.clone(), image.digest.clone()));
+                } else {
+                    report.mixed.push((release.version.clone(), bases));
+                }
+                continue;
+            }
         };
         image.version = Some(found.version.clone());
         image.age_index = Some(found.age_index);
@@ -336,7 +381,7 @@ pub fn tag_following_document(
                 .flatten()
                 .map(String::as_str),
         );
-        base.find(names).map(|found| found.age_index)
+        base.resolve(names).ok().map(|found| found.age_index)
     };
     let mut seen = BTreeSet::new();
     let mut ordered: Vec<(Option<u64>, crate::assemble::Candidate)> = candidates
@@ -483,6 +528,21 @@ mod tests {
     }
 
     #[test]
+    fn architectures_on_different_base_releases_have_no_single_base() {
+        let mut document = derived(&[100]);
+        let aliases: BTreeMap<String, Vec<String>> = [(digest(100), vec![digest(102)])].into();
+        let report = inherit(&mut document, &base_graph(Some(1)), &aliases);
+        assert_eq!(
+            report.mixed,
+            vec![("d0".to_string(), vec!["b0".to_string(), "b2".to_string()])]
+        );
+        assert_eq!(
+            document.releases[0].base.as_ref().and_then(|b| b.age_index),
+            None
+        );
+    }
+
+    #[test]
     fn no_move_crosses_a_base_barrier_strictly_between_its_ends() {
         let barriers = [barrier("b5", 5), barrier("b9", 9)];
         assert_eq!(crossed_base_barrier(Some(1), Some(4), &barriers), Ok(()));
@@ -502,9 +562,26 @@ mod tests {
             crossed_base_barrier(Some(6), Some(12), &barriers),
             Err(Blocked::Barrier(&barriers[1]))
         );
-        // Same base (a rebuild) or an older one: nothing crossed.
+        // Same base (a rebuild): nothing crossed.
         assert_eq!(crossed_base_barrier(Some(6), Some(6), &barriers), Ok(()));
-        assert_eq!(crossed_base_barrier(Some(12), Some(1), &barriers), Ok(()));
+        // Backwards: an older base is a downgrade, and never back over a barrier.
+        assert_eq!(
+            crossed_base_barrier(Some(8), Some(6), &barriers),
+            Err(Blocked::OlderBase)
+        );
+        assert_eq!(
+            crossed_base_barrier(Some(6), Some(5), &barriers),
+            Err(Blocked::OlderBase),
+            "onto the barrier from above is no crossing"
+        );
+        assert_eq!(
+            crossed_base_barrier(Some(5), Some(4), &barriers),
+            Err(Blocked::Barrier(&barriers[0]))
+        );
+        assert_eq!(
+            crossed_base_barrier(Some(12), Some(1), &barriers),
+            Err(Blocked::Barrier(&barriers[0]))
+        );
         assert_eq!(
             crossed_base_barrier(None, Some(1), &barriers),
             Err(Blocked::UnknownBase)

@@ -401,6 +401,8 @@ impl UpdateGraph {
         };
         match guard.allows(booted, candidate) {
             Ok(()) => hold,
+            Err(crate::derive::Blocked::OlderBase) if query.allow_downgrade => hold,
+            Err(crate::derive::Blocked::OlderBase) => Some(Hold::Downgrade),
             Err(crate::derive::Blocked::UnknownBase) => Some(Hold::UnknownBase),
             Err(crate::derive::Blocked::Barrier(barrier)) => Some(Hold::BaseBarrier {
                 barrier: barrier.clone(),

@@ -141,10 +141,13 @@ fn fake_systemctl(dir: &Path) -> PathBuf {
             r#"#!/bin/sh
 case "$*" in
   "is-enabled "*) echo disabled; exit 1 ;;
-  "is-failed --quiet boot-complete.target") [ -e '{flags}/boot-complete-failed' ] && exit 0; exit 1 ;;
+  "is-failed --quiet boot-complete.target") exit 1 ;;
+  "show --property=Requires --value boot-complete.target") echo health-check.service; exit 0 ;;
+  "is-failed --quiet health-check.service") [ -e '{flags}/boot-complete-failed' ] && exit 0; exit 1 ;;
+  "list-jobs --no-legend boot-complete.target") exit 0 ;;
   "show --property=LoadState --value greenboot-healthcheck.service") [ -e '{flags}/greenboot' ] && echo loaded || echo not-found; exit 0 ;;
   "is-failed --quiet greenboot-healthcheck.service") [ -e '{flags}/greenboot-failed' ] && exit 0; exit 1 ;;
-  "is-active boot-complete.target") if [ -e '{flags}/boot-complete-failed' ]; then echo failed; exit 3; fi; echo active; exit 0 ;;
+  "is-active boot-complete.target") if [ -e '{flags}/boot-complete-failed' ]; then echo inactive; exit 3; fi; echo active; exit 0 ;;
 esac
 echo "unexpected: $*" >&2; exit 1
 "#
@@ -283,6 +286,22 @@ async fn a_passing_hook_runs_in_the_new_image_with_the_contracted_environment() 
     ])
     .await;
     let n = node(&w, "pass", "");
+    // An operator hook (drain the node) runs only when the reboot is next.
+    let operator = n.root.join("etc/cairn/hooks/pre-update.d");
+    std::fs::create_dir_all(&operator).expect("mkdir");
+    std::fs::write(
+        operator.join("50-drain"),
+        "#!/bin/sh\necho \"$CAIRN_TO_VERSION\" > \"$CAIRN_BOOTED_ROOT/drained\"\n",
+    )
+    .expect("write");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            operator.join("50-drain"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .expect("chmod");
+    }
     // The booted tree has its own release file; the hook must see the new one.
     std::fs::create_dir_all(n.root.join("usr/lib")).expect("mkdir");
     std::fs::write(n.root.join("usr/lib/cairn-test-release"), "44.2 booted").expect("write");
@@ -307,6 +326,10 @@ async fn a_passing_hook_runs_in_the_new_image_with_the_contracted_environment() 
     ] {
         assert!(env.lines().any(|l| l == expected), "{expected} in {env}");
     }
+    assert!(
+        !n.root.join("drained").exists(),
+        "no drain without a reboot"
+    );
     // The hooks passed once; the update goes on with no further hook run.
     std::fs::remove_file(n.root.join("seen-release")).expect("rm");
     let out = update_now_and_reboot(&w, &n, true).await;
@@ -314,6 +337,10 @@ async fn a_passing_hook_runs_in_the_new_image_with_the_contracted_environment() 
     assert!(
         !n.root.join("seen-release").exists(),
         "hooks do not run twice"
+    );
+    assert_eq!(
+        std::fs::read_to_string(n.root.join("drained")).expect("drained before the reboot"),
+        "44.3\n"
     );
     let out = run(&w, &n, &["verify"]);
     assert!(out.contains("updated to 44.3"), "{out}");
@@ -450,7 +477,7 @@ async fn failing_health_checks_roll_back_when_configured_and_only_once() {
         .expect("exit");
     let out = String::from_utf8_lossy(&out.stdout);
     assert!(
-        out.contains("failed its health checks (boot-complete.target failed); rolling back"),
+        out.contains("failed its health checks (health-check.service failed, so boot-complete.target was not reached); rolling back"),
         "{out}"
     );
     assert_eq!(
@@ -478,7 +505,7 @@ async fn failing_health_checks_are_reported_when_rollback_is_off() {
     n.boot(true, None);
     let out = run(&w, &n, &["verify"]);
     assert!(
-        out.contains("booted 44.3 but its health checks failed (boot-complete.target failed); it is deny-listed; health.rollback_on_failure is off"),
+        out.contains("booted 44.3 but its health checks failed (health-check.service failed, so boot-complete.target was not reached); it is deny-listed; health.rollback_on_failure is off"),
         "{out}"
     );
     assert_eq!(calls(&n, "rollback"), 0);

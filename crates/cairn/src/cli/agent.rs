@@ -111,12 +111,16 @@ pub fn run_verify(args: AgentArgs) -> anyhow::Result<ExitCode> {
         options.pending_is_failure = last_try;
         // The running agent does the pass when there is one, so that two
         // processes never act on the host at once.
-        let status = match ask_agent(&args.state, &Request::Verify, Duration::from_secs(600))? {
+        let request = Request::Verify {
+            pending_is_failure: last_try,
+        };
+        let status = match ask_agent(&args.state, &request, Duration::from_secs(600))? {
             Some(Response {
                 status: Some(status),
                 ..
-            }) if !last_try => status,
-            _ => runtime.block_on(cairn_agent::daemon::run_once(
+            }) => status,
+            Some(response) => anyhow::bail!("the agent answered: {}", response.message),
+            None => runtime.block_on(cairn_agent::daemon::run_once(
                 &options,
                 jiff::Timestamp::now(),
             )),
