@@ -703,6 +703,7 @@ async fn pass(
                 arch: &options.arch,
                 now,
                 state_dir: &options.state_dir,
+                mirrors: &mirrors,
             };
             crate::follow::tag_document(settings, &follow, &client)
                 .await

@@ -36,6 +36,8 @@ pub struct Follow<'a> {
     pub now: Timestamp,
     /// The agent's state directory.
     pub state_dir: &'a Path,
+    /// The host's registries.conf mirrors.
+    pub mirrors: &'a crate::mirrors::Mirrors,
 }
 
 /// The document a tag-following host plans on, and how to name its source.
@@ -51,10 +53,31 @@ pub async fn tag_document(
         .clone()
         .ok_or_else(|| format!("{} names no tag to follow", follow.followed))?;
     let repository = reference.repository.to_string();
-    let store = Store::registry(
-        client.clone(),
-        Repository::parse(&repository).map_err(|e| format!("{repository}: {e}"))?,
-    );
+    // The host's registries.conf mirrors first, as its own pulls go; the
+    // document keeps the canonical name, so staging goes through them too.
+    let mut places = follow.mirrors.for_tag(&repository);
+    if places.is_empty() {
+        places.push(repository.clone());
+    }
+    let mut failures = Vec::new();
+    let mut found = None;
+    for place in &places {
+        let store = Store::registry(
+            client.clone(),
+            Repository::parse(place).map_err(|e| format!("{place}: {e}"))?,
+        );
+        match store.resolve(&tag).await {
+            Ok(Some(head)) => {
+                found = Some((store, head));
+                break;
+            }
+            Ok(None) => failures.push(format!("{place}:{tag}: the tag does not exist")),
+            Err(e) => failures.push(format!("{place}:{tag}: {e}")),
+        }
+    }
+    let Some((store, head)) = found else {
+        return Err(failures.join("; "));
+    };
     let cache_path = follow.state_dir.join(CACHE_FILE);
     let mut cache: ScanCache = std::fs::read(&cache_path)
         .ok()
@@ -68,11 +91,6 @@ pub async fn tag_document(
     let booted = read(&store, &options, follow.booted, &[], &mut cache, &mut notes)
         .await
         .map_err(|e| format!("the booted image {repository}@{}: {e}", follow.booted))?;
-    let head = store
-        .resolve(&tag)
-        .await
-        .map_err(|e| format!("{}: {e}", follow.followed))?
-        .ok_or_else(|| format!("{}: the tag does not exist", follow.followed))?;
     let target = read(
         &store,
         &options,

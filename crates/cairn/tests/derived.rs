@@ -1093,3 +1093,67 @@ async fn a_tag_following_host_reads_its_base_graph_from_a_cincinnati_server() {
     );
     assert_eq!(staged(&h).as_deref(), Some(digests[1].as_str()));
 }
+
+/// A disconnected host: the registry it follows is unreachable, and its
+/// registries.conf names a mirror that has the images.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_following_host_reads_through_its_registries_conf_mirror() {
+    let w = world(BaseKind::Fcos).await;
+    let repo = "acme/follow-mirror";
+    let digests = derive(
+        &w,
+        repo,
+        vec![
+            Build {
+                own: "m1",
+                base: 0,
+                recorded: w.by_manifest(0),
+                created: "2026-01-03T00:00:00Z",
+                tags: &["m1"],
+            },
+            Build {
+                own: "m3",
+                base: 2,
+                recorded: w.by_manifest(2),
+                created: "2026-02-03T00:00:00Z",
+                tags: &["m3", "stable"],
+            },
+        ],
+    )
+    .await;
+    let base = w.dir.path().join("follow-mirror");
+    let host = FakeHost::new(
+        &base.join("host"),
+        "1.17.0",
+        &format!("127.0.0.1:1/{repo}:stable"),
+        (&digests[0], "m1"),
+        &[],
+        true,
+    );
+    let root = base.join("root");
+    std::fs::create_dir_all(root.join("etc/cairn/config.d")).expect("mkdir");
+    std::fs::write(root.join("etc/cairn/config.d/50-site.toml"), tag_config(&w)).expect("config");
+    std::fs::create_dir_all(root.join("etc/containers/registries.conf.d")).expect("mkdir");
+    std::fs::write(
+        root.join("etc/containers/registries.conf.d/50-mirror.conf"),
+        format!(
+            "[[registry]]\nprefix = \"127.0.0.1:1/acme\"\nlocation = \"127.0.0.1:1/acme\"\n[[registry.mirror]]\nlocation = \"{}/acme\"\ninsecure = true\n",
+            w.registry.host
+        ),
+    )
+    .expect("registries.conf");
+    let h = Host {
+        host,
+        root: root.display().to_string(),
+        state: base.join("state").display().to_string(),
+    };
+    let out = agent_once(&w, &h, &["agent", "--once"]);
+    // Both images and the repository's tags were read through the mirror.
+    assert!(
+        out.contains(&format!(
+            "no image in 127.0.0.1:1/{repo} is built on quay.io/fedora/fedora-coreos 40.2"
+        )),
+        "{out}"
+    );
+    assert!(out.contains("Last error: none"), "{out}");
+}
