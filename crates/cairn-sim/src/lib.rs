@@ -129,6 +129,74 @@ enum Kind {
     Check,
 }
 
+type Event = (i64, Kind, u32, u32);
+
+/// A time-ordered event queue in one-minute buckets. A binary heap of a
+/// million events spends most of its time on cache misses; appending to the
+/// bucket of an event's minute and sorting each minute when it comes is
+/// cache-friendly. Events for the minute being processed go to a small heap.
+struct Calendar {
+    start: i64,
+    end: i64,
+    buckets: Vec<Vec<Event>>,
+    /// The minute being processed, sorted newest first (popped from the end).
+    current: Vec<Event>,
+    /// Its index.
+    current_index: Option<usize>,
+    /// Events pushed for the current minute (or earlier) while it is processed.
+    late: BinaryHeap<Reverse<Event>>,
+}
+
+const BUCKET_SECONDS: i64 = 60;
+
+impl Calendar {
+    fn new(start: i64, end: i64) -> Self {
+        let count = ((end - start) / BUCKET_SECONDS + 1).max(1) as usize;
+        Calendar {
+            start,
+            end,
+            buckets: vec![Vec::new(); count],
+            current: Vec::new(),
+            current_index: None,
+            late: BinaryHeap::new(),
+        }
+    }
+
+    fn push(&mut self, event: Event) {
+        if event.0 > self.end {
+            return;
+        }
+        let index = ((event.0 - self.start).max(0) / BUCKET_SECONDS) as usize;
+        match self.current_index {
+            Some(current) if index <= current => self.late.push(Reverse(event)),
+            _ => {
+                if let Some(bucket) = self.buckets.get_mut(index) {
+                    bucket.push(event);
+                }
+            }
+        }
+    }
+
+    fn pop(&mut self) -> Option<Event> {
+        loop {
+            let next_sorted = self.current.last().copied();
+            let next_late = self.late.peek().map(|Reverse(e)| *e);
+            match (next_sorted, next_late) {
+                (Some(a), Some(b)) if b < a => return self.late.pop().map(|Reverse(e)| e),
+                (Some(_), _) => return self.current.pop(),
+                (None, Some(_)) => return self.late.pop().map(|Reverse(e)| e),
+                (None, None) => {}
+            }
+            // The current minute is done: sort the next non-empty one.
+            let from = self.current_index.map_or(0, |i| i + 1);
+            let next = (from..self.buckets.len()).find(|&i| !self.buckets[i].is_empty())?;
+            self.current_index = Some(next);
+            self.current = std::mem::take(&mut self.buckets[next]);
+            self.current.sort_unstable_by(|a, b| b.cmp(a));
+        }
+    }
+}
+
 /// Simulate the fleet.
 pub fn simulate(document: &GraphDocument, options: &Options) -> Result<Timeline, SimError> {
     if options.nodes == 0 || options.samples < 2 {
@@ -205,10 +273,9 @@ pub fn simulate(document: &GraphDocument, options: &Options) -> Result<Timeline,
     for (position, _) in &starts {
         visited[*position] = true;
     }
-    let mut queue: BinaryHeap<Reverse<(i64, Kind, u32, u32)>> =
-        BinaryHeap::with_capacity(options.nodes * 2);
+    let mut queue = Calendar::new(start, end);
     for i in 0..options.nodes {
-        queue.push(Reverse((check_after(i, start), Kind::Check, i as u32, 0)));
+        queue.push((check_after(i, start), Kind::Check, i as u32, 0));
     }
     let sample_times: Vec<i64> = (0..options.samples)
         .map(|k| start + (end - start) * k as i64 / (options.samples as i64 - 1))
@@ -217,10 +284,7 @@ pub fn simulate(document: &GraphDocument, options: &Options) -> Result<Timeline,
     let mut next_sample = 0;
     let mut events = 0u64;
 
-    while let Some(Reverse((t, kind, node, target))) = queue.pop() {
-        if t > end {
-            break;
-        }
+    while let Some((t, kind, node, target)) = queue.pop() {
         while next_sample < sample_times.len() && sample_times[next_sample] < t {
             samples.push(counts.clone());
             next_sample += 1;
@@ -234,7 +298,7 @@ pub fn simulate(document: &GraphDocument, options: &Options) -> Result<Timeline,
                 counts[at[i]] += 1;
                 visited[at[i]] = true;
                 last_move[i] = Some(t);
-                queue.push(Reverse((check_after(i, t), Kind::Check, node, 0)));
+                queue.push((check_after(i, t), Kind::Check, node, 0));
             }
             Kind::Check => {
                 let now =
@@ -263,14 +327,9 @@ pub fn simulate(document: &GraphDocument, options: &Options) -> Result<Timeline,
                         _ => t,
                     };
                     let up = reboot.saturating_add(options.reboot_time.as_secs().max(1));
-                    queue.push(Reverse((up, Kind::Boot, node, *to as u32)));
+                    queue.push((up, Kind::Boot, node, *to as u32));
                 } else if let Some(change) = change {
-                    queue.push(Reverse((
-                        check_after(i, change.as_second()),
-                        Kind::Check,
-                        node,
-                        0,
-                    )));
+                    queue.push((check_after(i, change.as_second()), Kind::Check, node, 0));
                 }
             }
         }
