@@ -265,6 +265,7 @@ pub async fn users_logged_in(loginctl: &str) -> bool {
 }
 
 /// The document, fetched and verified as the trust model says.
+#[allow(clippy::too_many_arguments)]
 async fn document(
     settings: &Settings,
     followed: &str,
@@ -273,14 +274,22 @@ async fn document(
     client: &cairn_oci::RegistryClient,
     mirrors: &crate::mirrors::Mirrors,
     now: Timestamp,
+    fcos_cache: &Path,
 ) -> Result<(GraphDocument, String), String> {
     let locations = match &settings.source {
         Source::Fcos { base_url } => {
-            return cairn_oci::sources::fcos_document(client, base_url.as_deref(), stream, now)
-                .await;
+            return cairn_oci::sources::fcos_document(
+                client,
+                base_url.as_deref(),
+                stream,
+                now,
+                Some(fcos_cache),
+            )
+            .await;
         }
         Source::Registry(None) if repository_of(followed) == FEDORA_COREOS_REPOSITORY => {
-            return cairn_oci::sources::fcos_document(client, None, stream, now).await;
+            return cairn_oci::sources::fcos_document(client, None, stream, now, Some(fcos_cache))
+                .await;
         }
         // Mirrors first, as the host's own pulls go.
         Source::Registry(None) => mirrors
@@ -710,7 +719,14 @@ async fn pass(
                 .map(|(document, described)| (SourceGraph::Followed(document), described))
         }
         _ => document(
-            settings, &followed, &stream, &mut state, &client, &mirrors, now,
+            settings,
+            &followed,
+            &stream,
+            &mut state,
+            &client,
+            &mirrors,
+            now,
+            &options.state_dir.join("fcos"),
         )
         .await
         .map(|(document, described)| (SourceGraph::Document(document), described)),

@@ -85,7 +85,7 @@ pub struct FetchedManifest {
 }
 
 /// What a server said about a resource's version, for the next conditional GET.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Validators {
     /// `ETag`.
     pub etag: Option<String>,

@@ -21,11 +21,16 @@ const MAX_METADATA_BYTES: usize = 64 * 1024 * 1024;
 /// A document made from Fedora's release index and updates file, valid for a
 /// day from `now`. Fedora does not sign these; HTTPS to Fedora's host is the
 /// trust, as for Zincati. Returns the document and how to name its source.
+///
+/// With a `cache` directory, each file is kept there with its `ETag` and
+/// `Last-Modified`, so a check that finds nothing new costs two conditional
+/// GETs answered with 304, not a few megabytes from Fedora's servers.
 pub async fn fcos_document(
     client: &RegistryClient,
     base_url: Option<&str>,
     stream: &str,
     now: Timestamp,
+    cache: Option<&std::path::Path>,
 ) -> Result<(GraphDocument, String), String> {
     let base = base_url
         .unwrap_or(FEDORA_METADATA_BASE)
@@ -33,12 +38,34 @@ pub async fn fcos_document(
     let releases_url = format!("{base}/prod/streams/{stream}/releases.json");
     let updates_url = format!("{base}/updates/{stream}.json");
     let get = async |url: &str| -> Result<Vec<u8>, String> {
-        let body = client
-            .get_url(url, MAX_METADATA_BYTES)
+        let missing = || format!("{url}: not found (is {stream:?} a Fedora CoreOS stream?)");
+        let Some(dir) = cache else {
+            let body = client
+                .get_url(url, MAX_METADATA_BYTES)
+                .await
+                .map_err(|e| format!("{url}: {e}"))?
+                .ok_or_else(missing)?;
+            return Ok(body.to_vec());
+        };
+        let cached = CachedFile::read(dir, url);
+        let validators = cached
+            .as_ref()
+            .map(|c| c.validators.clone())
+            .unwrap_or_default();
+        match client
+            .get_url_conditional(url, MAX_METADATA_BYTES, &validators)
             .await
             .map_err(|e| format!("{url}: {e}"))?
-            .ok_or_else(|| format!("{url}: not found (is {stream:?} a Fedora CoreOS stream?)"))?;
-        Ok(body.to_vec())
+        {
+            crate::client::Conditional::Fetched { bytes, validators } => {
+                CachedFile::write(dir, url, &bytes, validators);
+                Ok(bytes.to_vec())
+            }
+            crate::client::Conditional::NotModified => cached
+                .map(|c| c.body)
+                .ok_or_else(|| format!("{url}: 304 Not Modified to a request without validators")),
+            crate::client::Conditional::NotFound => Err(missing()),
+        }
     };
     let index = cairn_graph::fcos::ReleaseIndex::from_json(&get(&releases_url).await?)
         .map_err(|e| format!("{releases_url}: {e}"))?;
@@ -68,6 +95,68 @@ pub async fn fcos_document(
         format!("{releases_url}: {}", listed.join("; "))
     })?;
     Ok((document, format!("fcos:{base} ({stream})")))
+}
+
+/// A file of Fedora's kept between checks: its body, the validators the
+/// server gave, and the body's digest (a damaged cache is simply not used).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CachedMeta {
+    validators: crate::client::Validators,
+    sha256: String,
+}
+
+struct CachedFile {
+    body: Vec<u8>,
+    validators: crate::client::Validators,
+}
+
+impl CachedFile {
+    fn paths(dir: &std::path::Path, url: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+        let name: String = url
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        (
+            dir.join(format!("{name}.body")),
+            dir.join(format!("{name}.meta.json")),
+        )
+    }
+
+    fn read(dir: &std::path::Path, url: &str) -> Option<CachedFile> {
+        let (body_path, meta_path) = Self::paths(dir, url);
+        let body = std::fs::read(body_path).ok()?;
+        let meta: CachedMeta = serde_json::from_slice(&std::fs::read(meta_path).ok()?).ok()?;
+        (crate::digest::sha256_digest(&body) == meta.sha256).then_some(CachedFile {
+            body,
+            validators: meta.validators,
+        })
+    }
+
+    /// Best effort: a cache that cannot be written costs a full fetch next time.
+    fn write(dir: &std::path::Path, url: &str, body: &[u8], validators: crate::client::Validators) {
+        let (body_path, meta_path) = Self::paths(dir, url);
+        let meta = CachedMeta {
+            validators,
+            sha256: crate::digest::sha256_digest(body),
+        };
+        let put = |path: &std::path::Path, bytes: &[u8]| -> std::io::Result<()> {
+            let temporary = path.with_extension("tmp");
+            std::fs::write(&temporary, bytes)?;
+            std::fs::rename(&temporary, path)
+        };
+        let written = std::fs::create_dir_all(dir)
+            .and_then(|()| put(&body_path, body))
+            .and_then(|()| put(&meta_path, &serde_json::to_vec(&meta).unwrap_or_default()));
+        if let Err(e) = written {
+            tracing::warn!(dir = %dir.display(), error = %e, "could not keep Fedora's file for the next check");
+        }
+    }
 }
 
 /// The `/v1/graph` request: the architecture, stream, payload scheme and the
@@ -236,7 +325,7 @@ pub async fn read_base_graph(
     match source {
         BaseSource::Fcos { stream, base_url } => {
             let (document, shown) =
-                fcos_document(client, base_url.as_deref(), stream, read.now).await?;
+                fcos_document(client, base_url.as_deref(), stream, read.now, None).await?;
             Ok(BaseGraph::from_document(&document, &shown))
         }
         BaseSource::Cincinnati { url, stream } => {

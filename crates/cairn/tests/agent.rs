@@ -383,7 +383,10 @@ fn systemd_is_told_when_the_agent_is_ready() {
 /// Fedora's shipped stable files, with the two newest releases pointed at
 /// images in the test registry and the newest one's rollout moved to
 /// half-way through, served over loopback HTTP as Fedora serves them.
-async fn serve_fedora_files(digests: &[String; 2], versions: &[&str; 2]) -> String {
+async fn serve_fedora_files(
+    digests: &[String; 2],
+    versions: &[&str; 2],
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/fcos");
     let mut index: Value = serde_json::from_slice(
         &std::fs::read(data.join("releases/stable/releases.json")).expect("releases.json"),
@@ -416,21 +419,38 @@ async fn serve_fedora_files(digests: &[String; 2], versions: &[&str; 2]) -> Stri
     entry["metadata"]["rollout"] = serde_json::json!({
         "start_epoch": yesterday, "start_percentage": 0.0, "duration_minutes": 2880
     });
+    // Like Fedora's servers: an ETag, and 304 to a request that has it.
+    let full = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let serve = |body: String, full: std::sync::Arc<std::sync::atomic::AtomicUsize>| {
+        move |headers: axum::http::HeaderMap| {
+            let body = body.clone();
+            let full = full.clone();
+            async move {
+                use axum::response::IntoResponse;
+                let etag = "\"v1\"";
+                if headers.get("if-none-match").is_some_and(|v| v == etag) {
+                    return axum::http::StatusCode::NOT_MODIFIED.into_response();
+                }
+                full.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                ([("etag", etag)], body).into_response()
+            }
+        }
+    };
     let router = axum::Router::new()
         .route(
             "/prod/streams/stable/releases.json",
-            axum::routing::get(move || async move { index.to_string() }),
+            axum::routing::get(serve(index.to_string(), full.clone())),
         )
         .route(
             "/updates/stable.json",
-            axum::routing::get(move || async move { updates.to_string() }),
+            axum::routing::get(serve(updates.to_string(), full.clone())),
         );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let address = listener.local_addr().expect("address");
     tokio::spawn(async move { axum::serve(listener, router).await });
-    address.to_string()
+    (address.to_string(), full)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -447,7 +467,8 @@ async fn fcos_source_follows_fedoras_own_rollout() {
         digests.push(written[0].manifest.clone());
     }
     let repo = format!("{}/fedora/fedora-coreos", registry.host);
-    let fedora = serve_fedora_files(&[digests[0].clone(), digests[1].clone()], &versions).await;
+    let (fedora, full_answers) =
+        serve_fedora_files(&[digests[0].clone(), digests[1].clone()], &versions).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let run = |name: &str, wariness: f64| {
         let base = dir.path().join(name);
@@ -506,6 +527,15 @@ async fn fcos_source_follows_fedoras_own_rollout() {
         out.contains(&format!("stable from fcos:http://{fedora}")),
         "{out}"
     );
+    // Each host fetched both files once; a second check of the late host
+    // costs two 304s and decides the same.
+    assert_eq!(full_answers.load(std::sync::atomic::Ordering::SeqCst), 4);
+    let (_, again) = run("late", 0.8);
+    assert!(
+        again.contains(&format!("rollout of {} at 50", versions[1])),
+        "{again}"
+    );
+    assert_eq!(full_answers.load(std::sync::atomic::Ordering::SeqCst), 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
