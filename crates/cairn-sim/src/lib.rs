@@ -317,17 +317,20 @@ pub fn simulate(document: &GraphDocument, options: &Options) -> Result<Timeline,
                     .as_ref()
                     .and_then(|t| position.get(t.digest.as_str()))
                 {
-                    let reboot = match &options.schedule {
+                    match &options.schedule {
+                        // Staged, waiting for the window: like the agent, it
+                        // decides again at its first check inside the window.
                         Some(schedule) if !schedule.is_open(now) => {
-                            match schedule.next_opening(now) {
-                                Some(opening) => opening.as_second(),
-                                None => continue,
+                            if let Some(opening) = schedule.next_opening(now) {
+                                let next = check_after(i, opening.as_second());
+                                queue.push((next, Kind::Check, node, 0));
                             }
                         }
-                        _ => t,
-                    };
-                    let up = reboot.saturating_add(options.reboot_time.as_secs().max(1));
-                    queue.push((up, Kind::Boot, node, *to as u32));
+                        _ => {
+                            let up = t.saturating_add(options.reboot_time.as_secs().max(1));
+                            queue.push((up, Kind::Boot, node, *to as u32));
+                        }
+                    }
                 } else if let Some(change) = change {
                     queue.push((check_after(i, change.as_second()), Kind::Check, node, 0));
                 }

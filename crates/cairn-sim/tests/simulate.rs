@@ -201,3 +201,60 @@ fn the_fleet_starts_spread_as_asked() {
     };
     assert!(simulate(&doc, &unknown).is_err());
 }
+
+#[test]
+fn reboots_wait_for_the_window_and_take_the_best_target_then() {
+    use cairn_agent::windows::{Schedule, Window, parse_day, parse_time, parse_zone};
+    // 1.1 is offered at once, 1.2 six hours later; the only window opens at
+    // 12:00 UTC on Friday, the day after the start (T0 is Thursday 20:26 UTC).
+    let doc = document(vec![
+        release(0, None),
+        release(1, Some(Rollout::immediate())),
+        release(
+            2,
+            Some(Rollout {
+                start_epoch: Some(T0 + 6 * 3600),
+                start_percentage: Some(1.0),
+                duration_minutes: None,
+            }),
+        ),
+    ]);
+    let schedule = Schedule {
+        windows: vec![Window {
+            days: vec![parse_day("Fri").expect("day")],
+            start: parse_time("12:00").expect("time"),
+            length_minutes: 120,
+        }],
+        zone: parse_zone("UTC").expect("zone"),
+        zone_name: "UTC".into(),
+    };
+    let timeline = simulate(
+        &doc,
+        &Options {
+            schedule: Some(schedule),
+            ..options(200, 48)
+        },
+    )
+    .expect("runs");
+    // Nobody reboots before the window; then everybody goes straight to 1.2.
+    let on = |v: &str| {
+        timeline
+            .lines
+            .iter()
+            .find(|l| l.version == v)
+            .map(|l| l.shares.clone())
+    };
+    let new = on("1.2").expect("1.2");
+    let window_opens = (Timestamp::from_second(T0)
+        .expect("time")
+        .duration_until("2026-05-29T12:00:00Z".parse().expect("time")))
+    .as_secs_f64()
+        / (48.0 * 3600.0);
+    let before = ((window_opens * 96.0).floor() as usize).saturating_sub(1);
+    assert_eq!(new[before], 0.0, "nobody before the window");
+    assert_eq!(*new.last().expect("end"), 1.0, "everybody on 1.2 after it");
+    assert!(
+        on("1.1").is_none_or(|s| s.iter().all(|x| *x == 0.0)),
+        "nobody stopped at 1.1"
+    );
+}
