@@ -60,6 +60,7 @@ fn bench(c: &mut Criterion) {
         check_interval: SignedDuration::from_mins(5),
         reboot_time: SignedDuration::from_mins(2),
         schedule: None,
+        lock_slots: None,
         samples: 400,
         seed: 1,
     };

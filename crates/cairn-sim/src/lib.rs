@@ -52,6 +52,9 @@ pub struct Options {
     pub reboot_time: SignedDuration,
     /// Maintenance windows, when reboots are limited to them.
     pub schedule: Option<Schedule>,
+    /// A FleetLock with this many slots: a node reboots only holding one,
+    /// and releases it once it is up again.
+    pub lock_slots: Option<usize>,
     /// Points on the timeline.
     pub samples: usize,
     /// Seed of the node phases (and of uniform wariness order).
@@ -283,6 +286,7 @@ pub fn simulate(document: &GraphDocument, options: &Options) -> Result<Timeline,
     let mut samples: Vec<Vec<usize>> = Vec::with_capacity(options.samples);
     let mut next_sample = 0;
     let mut events = 0u64;
+    let mut slots_taken = 0usize;
 
     while let Some((t, kind, node, target)) = queue.pop() {
         while next_sample < sample_times.len() && sample_times[next_sample] < t {
@@ -293,6 +297,7 @@ pub fn simulate(document: &GraphDocument, options: &Options) -> Result<Timeline,
         let i = node as usize;
         match kind {
             Kind::Boot => {
+                slots_taken = slots_taken.saturating_sub(1);
                 counts[at[i]] -= 1;
                 at[i] = target as usize;
                 counts[at[i]] += 1;
@@ -326,7 +331,14 @@ pub fn simulate(document: &GraphDocument, options: &Options) -> Result<Timeline,
                                 queue.push((next, Kind::Check, node, 0));
                             }
                         }
+                        // Every slot taken: try again at the next check.
+                        _ if options.lock_slots.is_some_and(|slots| slots_taken >= slots) => {
+                            queue.push((check_after(i, t + 1), Kind::Check, node, 0));
+                        }
                         _ => {
+                            if options.lock_slots.is_some() {
+                                slots_taken += 1;
+                            }
                             let up = t.saturating_add(options.reboot_time.as_secs().max(1));
                             queue.push((up, Kind::Boot, node, *to as u32));
                         }

@@ -43,6 +43,7 @@ fn options(nodes: usize, hours: i64) -> Options {
         check_interval: SignedDuration::from_mins(5),
         reboot_time: SignedDuration::from_mins(2),
         schedule: None,
+        lock_slots: None,
         samples: 97,
         seed: 7,
     }
@@ -256,5 +257,40 @@ fn reboots_wait_for_the_window_and_take_the_best_target_then() {
     assert!(
         on("1.1").is_none_or(|s| s.iter().all(|x| *x == 0.0)),
         "nobody stopped at 1.1"
+    );
+}
+
+#[test]
+fn a_fleet_lock_lets_one_node_reboot_at_a_time() {
+    let doc = document(vec![
+        release(0, None),
+        release(1, Some(Rollout::immediate())),
+    ]);
+    let free = simulate(&doc, &options(60, 6)).expect("runs");
+    let locked = simulate(
+        &doc,
+        &Options {
+            lock_slots: Some(1),
+            ..options(60, 6)
+        },
+    )
+    .expect("runs");
+    let on_new = |t: &cairn_sim::Timeline| {
+        t.lines
+            .iter()
+            .find(|l| l.version == "1.1")
+            .expect("1.1")
+            .shares
+            .clone()
+    };
+    // Sample 16 is 60 minutes in. Without a lock everybody is through after
+    // one check interval and a reboot; with one slot a reboot takes 2 minutes each.
+    assert_eq!(on_new(&free)[16], 1.0);
+    let through = on_new(&locked)[16];
+    assert!(through > 0.2 && through <= 0.5, "one at a time: {through}");
+    assert_eq!(
+        *on_new(&locked).last().expect("end"),
+        1.0,
+        "all through in the end"
     );
 }

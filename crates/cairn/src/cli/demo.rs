@@ -190,6 +190,7 @@ async fn demo(dir: &Path, nodes: usize) -> anyhow::Result<()> {
             check_interval: SignedDuration::from_mins(5),
             reboot_time: SignedDuration::from_mins(2),
             schedule: None,
+            lock_slots: None,
             samples: 400,
             seed: 1,
         },

@@ -39,9 +39,13 @@ pub struct Args {
     /// Time between a node's checks (s, m, h, d or w).
     #[arg(long, default_value = "5m")]
     check_interval: String,
-    /// `immediate`, or `periodic` with --window.
+    /// `immediate`, `periodic` (with --window), or `fleet_lock` (with
+    /// --lock-slots); windows and a lock combine.
     #[arg(long, default_value = "immediate")]
     strategy: String,
+    /// Slots of a FleetLock reboot lock: at most this many nodes reboot at once.
+    #[arg(long)]
+    lock_slots: Option<usize>,
     /// A maintenance window: `DAYS HH:MM MINUTES`, days comma-separated
     /// (`"Sat,Sun 02:00 120"`). Repeatable; implies `periodic`.
     #[arg(long = "window")]
@@ -99,11 +103,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         cairn_sim::Wariness::Values(values)
     };
     let schedule = match (args.strategy.as_str(), args.windows.is_empty()) {
-        ("immediate", true) => None,
-        ("immediate" | "periodic", false) => Some(schedule(&args.windows, &args.time_zone)?),
+        ("immediate" | "fleet_lock", true) => None,
+        ("immediate" | "periodic" | "fleet_lock", false) => {
+            Some(schedule(&args.windows, &args.time_zone)?)
+        }
         ("periodic", true) => anyhow::bail!("--strategy periodic needs at least one --window"),
-        (other, _) => anyhow::bail!("--strategy {other:?} is not immediate or periodic"),
+        (other, _) => {
+            anyhow::bail!("--strategy {other:?} is not immediate, periodic or fleet_lock")
+        }
     };
+    anyhow::ensure!(
+        args.strategy != "fleet_lock" || args.lock_slots.is_some(),
+        "--strategy fleet_lock needs --lock-slots"
+    );
+    anyhow::ensure!(
+        args.lock_slots != Some(0),
+        "--lock-slots must be at least 1"
+    );
     anyhow::ensure!(
         args.days > 0.0 && args.days <= 3660.0,
         "--days must be in (0, 3660]"
@@ -121,6 +137,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         check_interval: args::parse_duration(&args.check_interval).context("--check-interval")?,
         reboot_time: jiff::SignedDuration::from_mins(2),
         schedule,
+        lock_slots: args.lock_slots,
         samples: 400,
         seed: args.seed,
     };
