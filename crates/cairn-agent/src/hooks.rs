@@ -439,6 +439,22 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     }
 
+    /// The process whose pid is in `pid_file` is gone. SIGKILL is delivered
+    /// at once but dying may take a moment; a zombie waiting for init is dead.
+    fn assert_dead(pid_file: &Path) {
+        let pid = std::fs::read_to_string(pid_file).expect("pid file");
+        let mut state = String::new();
+        for _ in 0..100 {
+            state =
+                std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+            if state.is_empty() || state.contains(") Z") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the hook's child still runs: {state}");
+    }
+
     fn settings(root: &Path, timeout: Duration) -> HookSettings {
         HookSettings {
             root: root.to_path_buf(),
@@ -575,22 +591,7 @@ mod tests {
             matches!(&outcome, Outcome::Vetoed(Veto { reason, .. }) if reason.contains("timed out after 1s")),
             "{outcome:?}"
         );
-        let child = std::fs::read_to_string(staged.join("child")).expect("child pid");
-        // SIGKILL is delivered at once but the process may take a moment to
-        // die; a zombie waiting for init to reap it is dead.
-        let mut state = String::new();
-        for _ in 0..100 {
-            state =
-                std::fs::read_to_string(format!("/proc/{}/stat", child.trim())).unwrap_or_default();
-            if state.is_empty() || state.contains(") Z") {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        assert!(
-            state.is_empty() || state.contains(") Z"),
-            "the hook's child still runs: {state}"
-        );
+        assert_dead(&staged.join("child"));
     }
 
     #[tokio::test]
@@ -615,20 +616,7 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
-        let child = std::fs::read_to_string(staged.join("child")).expect("child pid");
-        let mut state = String::new();
-        for _ in 0..100 {
-            state =
-                std::fs::read_to_string(format!("/proc/{}/stat", child.trim())).unwrap_or_default();
-            if state.is_empty() || state.contains(") Z") {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        assert!(
-            state.is_empty() || state.contains(") Z"),
-            "the hook's leftover still runs: {state}"
-        );
+        assert_dead(&staged.join("child"));
     }
 
     #[tokio::test]

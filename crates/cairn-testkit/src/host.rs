@@ -346,6 +346,33 @@ impl FakeHost {
         let _ = std::fs::remove_file(pause_marker(&self.dir));
     }
 
+    /// Wait until a command that reboots (`--apply`, `finalize-deployment`,
+    /// `rollback --apply`) is blocked in the stand-in, as it is until the reboot.
+    pub async fn wait_for_apply(&self) {
+        for _ in 0..400 {
+            if self.state().apply_pid.is_some() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("no command reached the reboot: {:?}", self.state().calls);
+    }
+
+    /// Let `child`, a `cairn` process that finalizes, reach its reboot;
+    /// reboot (healthy or not); and collect its output.
+    pub async fn reboot_under(
+        &self,
+        child: std::process::Child,
+        healthy: bool,
+    ) -> std::process::Output {
+        self.wait_for_apply().await;
+        self.reboot(healthy);
+        tokio::task::spawn_blocking(move || child.wait_with_output())
+            .await
+            .unwrap_or_else(|e| panic!("joining {e}"))
+            .unwrap_or_else(|e| panic!("waiting for cairn: {e}"))
+    }
+
     /// Reboot: the running `--apply` dies with the shutdown. A healthy boot
     /// makes the staged deployment the booted one; a failed boot (greenboot
     /// rolling back) leaves the old one booted and the new one as rollback.

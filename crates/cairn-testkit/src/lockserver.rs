@@ -114,25 +114,37 @@ fn client_params(
     Ok((id, group))
 }
 
+/// What both endpoints do first: check the body, take the state, record the request.
+fn begin<'a>(
+    state: &'a Mutex<Locks>,
+    headers: &HeaderMap,
+    body: &str,
+    endpoint: &str,
+) -> Result<(std::sync::MutexGuard<'a, Locks>, String, String), axum::response::Response> {
+    let (id, group) = client_params(headers, body)
+        .map_err(|(kind, value)| error(StatusCode::BAD_REQUEST, kind, value))?;
+    let mut locks = state.lock().map_err(|_| {
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "poisoned",
+            "lock state poisoned",
+        )
+    })?;
+    locks
+        .requests
+        .push((endpoint.into(), id.clone(), group.clone()));
+    Ok((locks, id, group))
+}
+
 async fn pre_reboot(
     State(state): State<Arc<Mutex<Locks>>>,
     headers: HeaderMap,
     body: String,
 ) -> axum::response::Response {
-    let (id, group) = match client_params(&headers, &body) {
-        Ok(params) => params,
-        Err((kind, value)) => return error(StatusCode::BAD_REQUEST, kind, value),
+    let (mut locks, id, group) = match begin(&state, &headers, &body, "pre-reboot") {
+        Ok(begun) => begun,
+        Err(response) => return response,
     };
-    let Ok(mut locks) = state.lock() else {
-        return error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "poisoned",
-            "lock state poisoned",
-        );
-    };
-    locks
-        .requests
-        .push(("pre-reboot".into(), id.clone(), group.clone()));
     let slots = locks.slots;
     let holders = locks.holders.entry(group).or_default();
     if holders.contains(&id) || holders.len() < slots {
@@ -152,20 +164,10 @@ async fn steady_state(
     headers: HeaderMap,
     body: String,
 ) -> axum::response::Response {
-    let (id, group) = match client_params(&headers, &body) {
-        Ok(params) => params,
-        Err((kind, value)) => return error(StatusCode::BAD_REQUEST, kind, value),
+    let (mut locks, id, group) = match begin(&state, &headers, &body, "steady-state") {
+        Ok(begun) => begun,
+        Err(response) => return response,
     };
-    let Ok(mut locks) = state.lock() else {
-        return error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "poisoned",
-            "lock state poisoned",
-        );
-    };
-    locks
-        .requests
-        .push(("steady-state".into(), id.clone(), group.clone()));
     if let Some(holders) = locks.holders.get_mut(&group) {
         holders.remove(&id);
     }

@@ -2,28 +2,13 @@
 //! signed document published with `cairn policy` and `cairn publish` in a real
 //! registry, and a host stand-in.
 
+mod common;
+use common::{cairn, ok};
+
 use cairn_testkit::host::FakeHost;
 use cairn_testkit::{Auth, TestRegistry, write_release};
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn cairn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(args)
-        .output()
-        .expect("cairn runs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = cairn(args);
-    assert!(
-        out.status.success(),
-        "cairn {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 struct Published {
     registry: TestRegistry,
@@ -311,18 +296,7 @@ async fn update_now_reboots_into_the_newest_allowed_release_at_wariness_zero() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
-    for _ in 0..200 {
-        if n.host.state().apply_pid.is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(n.host.state().apply_pid.is_some(), "finalization started");
-    n.host.reboot(true);
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .expect("join")
-        .expect("exit");
+    let out = n.host.reboot_under(child, true).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -662,18 +636,7 @@ async fn operator_commands_go_through_the_running_agents_socket() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
-    for _ in 0..200 {
-        if n.host.state().apply_pid.is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(n.host.state().apply_pid.is_some(), "finalization started");
-    n.host.reboot(true);
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .expect("join")
-        .expect("exit");
+    let out = n.host.reboot_under(child, true).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -966,11 +929,7 @@ async fn rpm_ostree_hosts_are_driven_through_rpm_ostree_and_keep_their_signed_or
         "{:?}",
         host.state().calls
     );
-    host.reboot(true);
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .expect("join")
-        .expect("exit");
+    let out = host.reboot_under(child, true).await;
     assert!(
         out.status.success(),
         "{}",

@@ -1,12 +1,15 @@
 //! The `cairn` command end to end: real files in, real output and exit codes out.
 
+mod common;
+use common::{cairn, ok};
+
 use cairn_graph::cincinnati::CincinnatiGraph;
 use cairn_graph::{GraphDocument, Query, UpdateGraph};
 use jiff::Timestamp;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 const REPOSITORY: &str = "quay.io/fedora/fedora-coreos";
 /// Mid-way through the newest stable rollout (progress 0.5).
@@ -29,23 +32,6 @@ fn cmd(fixed: &str, values: &[&str]) -> Vec<String> {
         .chain(values.iter().copied())
         .map(str::to_string)
         .collect()
-}
-
-fn cairn<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(args)
-        .output()
-        .expect("cairn runs")
-}
-
-fn ok<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S]) -> String {
-    let out = cairn(args);
-    assert!(
-        out.status.success(),
-        "cairn {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8 output")
 }
 
 fn failure<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S]) -> String {
@@ -509,6 +495,27 @@ fn simulate_plots_fedoras_stable_stream_with_a_rollout_moved_into_the_present() 
     ] {
         assert!(svg.contains(label), "{label} in the plot");
     }
+    // A fleet of canaries from a wariness file: all in the first quartile,
+    // all through at once (the rollout is at 25%).
+    std::fs::write(d("wariness.txt"), "0.1\n0.2\n\n0.05\n").expect("write");
+    let out = ok(&cmd(
+        "simulate --nodes 300 --days 1 --booted 44.20260621.3.1 --wariness-dist",
+        &[
+            &d("wariness.txt"),
+            "--document",
+            &d("stable.json"),
+            "--policy",
+            &d("updates.json"),
+        ],
+    ));
+    assert!(out.contains("95% on 44.20260707.3.1 after"), "{out}");
+    assert!(out.contains("wariness 0.25-0.50: no node moved"), "{out}");
+    std::fs::write(d("bad.txt"), "0.1\nlots\n").expect("write");
+    let err = failure(&cmd(
+        "simulate --wariness-dist",
+        &[&d("bad.txt"), "--document", &d("stable.json")],
+    ));
+    assert!(err.contains("bad.txt:2") && err.contains("lots"), "{err}");
     let err = failure(&cmd(
         "simulate --strategy periodic --document",
         &[&d("stable.json")],

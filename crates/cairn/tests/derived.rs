@@ -5,27 +5,13 @@
 //! with the base graph as a signed Cairn document, and as Fedora-format
 //! files served over loopback HTTP.
 
+mod common;
+use common::{cairn, ok};
+
 use cairn_testkit::host::FakeHost;
 use cairn_testkit::{Auth, Base, Recorded, TestRegistry, write_derived_release, write_release};
 use serde_json::{Value, json};
-use std::process::{Command, Output};
-
-fn cairn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(args)
-        .output()
-        .expect("cairn runs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = cairn(args);
-    assert!(
-        out.status.success(),
-        "cairn {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use std::process::Output;
 
 /// The base stream: a barrier at 40.2 and a dead-end at 40.4.
 const BASE: [(&str, &str); 5] = [
@@ -315,6 +301,24 @@ fn edges(shown: &Value) -> Vec<(String, String)> {
             (at(0), at(1))
         })
         .collect()
+}
+
+/// Push `digest` again as `stable` with one more annotation: a new manifest
+/// with the same config and layers (what `skopeo copy` with other annotations
+/// does). Returns the new manifest's digest.
+async fn reannotate(w: &World, repo: &str, digest: &str) -> String {
+    let store = w.registry.store(repo);
+    let fetched = store.get_manifest(digest).await.expect("manifest");
+    let mut manifest: Value = serde_json::from_slice(&fetched.bytes).expect("JSON");
+    manifest["annotations"]["org.example.reviewed-by"] = json!("release-team");
+    store
+        .put_manifest(
+            bytes::Bytes::from(manifest.to_string()),
+            &fetched.media_type,
+            Some("stable"),
+        )
+        .await
+        .expect("push")
 }
 
 struct Host {
@@ -637,18 +641,7 @@ async fn a_metadata_only_republish_is_not_a_release(kind: BaseKind) {
     publish(&w, repo, &[]);
     // Re-annotate m3: a new manifest with the same config and layers, pushed
     // as the new `stable` (what `skopeo copy` with other annotations does).
-    let store = w.registry.store(repo);
-    let fetched = store.get_manifest(&digests[1]).await.expect("m3 manifest");
-    let mut manifest: Value = serde_json::from_slice(&fetched.bytes).expect("JSON");
-    manifest["annotations"]["org.example.signed-off-by"] = json!("release-team");
-    let republished = store
-        .put_manifest(
-            bytes::Bytes::from(manifest.to_string()),
-            &fetched.media_type,
-            Some("stable"),
-        )
-        .await
-        .expect("push");
+    let republished = reannotate(&w, repo, &digests[1]).await;
     assert_ne!(republished, digests[1]);
     let stderr = publish(&w, repo, &[]);
     assert!(stderr.contains("only changes metadata"), "{stderr}");
@@ -934,17 +927,7 @@ async fn a_tag_following_host_ignores_a_metadata_only_change(kind: BaseKind) {
         .expect("HEAD")
         .expect("tag")
         .digest;
-    let fetched = store.get_manifest(&index).await.expect("index");
-    let mut manifest: Value = serde_json::from_slice(&fetched.bytes).expect("JSON");
-    manifest["annotations"] = json!({"org.example.scanned": "yes"});
-    store
-        .put_manifest(
-            bytes::Bytes::from(manifest.to_string()),
-            &fetched.media_type,
-            Some("stable"),
-        )
-        .await
-        .expect("push");
+    reannotate(&w, repo, &index).await;
     let h = host(
         &w,
         "follow-meta",

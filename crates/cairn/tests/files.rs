@@ -1,13 +1,9 @@
 //! Documents as plain files and https-style URLs, signed like `cosign sign-blob`.
 
-use std::process::{Command, Output};
+mod common;
+use common::cairn;
 
-fn cairn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(args)
-        .output()
-        .expect("cairn runs")
-}
+use std::process::Command;
 
 fn example_document(dir: &std::path::Path) -> String {
     let source =

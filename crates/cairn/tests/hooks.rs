@@ -5,28 +5,14 @@
 //! greenboot, and `cairn agent`, `cairn update-now`, `cairn verify` and
 //! `cairn status --history`.
 
+mod common;
+use common::ok;
+
 use cairn_testkit::host::FakeHost;
 use cairn_testkit::{Auth, ImageSpec, TestRegistry, write_index, write_release};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn cairn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(args)
-        .output()
-        .expect("cairn runs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = cairn(args);
-    assert!(
-        out.status.success(),
-        "cairn {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use std::process::Command;
 
 struct World {
     registry: TestRegistry,
@@ -229,28 +215,13 @@ async fn update_now_and_reboot(w: &World, n: &Node, healthy: bool) -> String {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
-    wait_for_apply(n).await;
-    n.host.reboot(healthy);
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .expect("join")
-        .expect("exit");
+    let out = n.host.reboot_under(child, healthy).await;
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-async fn wait_for_apply(n: &Node) {
-    for _ in 0..400 {
-        if n.host.state().apply_pid.is_some() {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("no --apply started: {:?}", n.host.state().calls);
 }
 
 fn history(n: &Node) -> Vec<Value> {
@@ -468,13 +439,9 @@ async fn failing_health_checks_roll_back_when_configured_and_only_once() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
-    wait_for_apply(&n).await;
+    n.host.wait_for_apply().await;
     assert_eq!(calls(&n, "rollback --apply"), 1);
-    n.host.reboot(true);
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .expect("join")
-        .expect("exit");
+    let out = n.host.reboot_under(child, true).await;
     let out = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.contains("failed its health checks (health-check.service failed, so boot-complete.target was not reached); rolling back"),

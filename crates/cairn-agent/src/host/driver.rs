@@ -327,41 +327,29 @@ impl<R: CommandRunner> Driver<R> {
     }
 
     /// Finalize and reboot. The caller records its intent first: on success the
-    /// host goes down and this never returns; the process being killed by the
-    /// shutdown is the expected end.
+    /// host goes down and this never returns.
     pub async fn apply(&self, digest: &str) -> Result<(), DriverError> {
-        let args = apply_command(self.tool, digest);
-        let output = self
-            .runner
-            .run(&self.program, &args, true, self.timeout)
-            .await?;
-        match output.code {
-            // Killed by the shutdown it started: that is how --apply ends.
-            None | Some(0) => Ok(()),
-            Some(_) => Err(DriverError::Failed {
-                command: command_line(&self.program, &args),
-                message: output
-                    .stderr
-                    .trim()
-                    .trim_start_matches("error: ")
-                    .to_string(),
-            }),
-        }
+        self.run_until_reboot(&apply_command(self.tool, digest))
+            .await
     }
 
     /// Roll back to the previous deployment and reboot (`bootc rollback
-    /// --apply`, `rpm-ostree rollback -r`); like [`Driver::apply`], a kill by
-    /// the shutdown is the expected end.
+    /// --apply`, `rpm-ostree rollback -r`).
     pub async fn rollback(&self) -> Result<(), DriverError> {
-        let args = rollback_command(self.tool);
+        self.run_until_reboot(&rollback_command(self.tool)).await
+    }
+
+    /// A command that reboots the host: being killed by the shutdown it
+    /// started (no exit code) is how it ends, not a failure.
+    async fn run_until_reboot(&self, args: &[String]) -> Result<(), DriverError> {
         let output = self
             .runner
-            .run(&self.program, &args, true, self.timeout)
+            .run(&self.program, args, true, self.timeout)
             .await?;
         match output.code {
             None | Some(0) => Ok(()),
             Some(_) => Err(DriverError::Failed {
-                command: command_line(&self.program, &args),
+                command: command_line(&self.program, args),
                 message: output
                     .stderr
                     .trim()

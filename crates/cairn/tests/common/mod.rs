@@ -1,0 +1,25 @@
+//! What every end-to-end test of the `cairn` binary starts from.
+
+#![allow(dead_code)] // Each test file uses what it needs.
+
+use std::ffi::OsStr;
+use std::process::{Command, Output};
+
+/// Run `cairn` with these arguments.
+pub fn cairn<S: AsRef<OsStr>>(args: &[S]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(args)
+        .output()
+        .expect("cairn runs")
+}
+
+/// Run `cairn`, require success, and return its standard output.
+pub fn ok<S: AsRef<OsStr> + std::fmt::Debug>(args: &[S]) -> String {
+    let out = cairn(args);
+    assert!(
+        out.status.success(),
+        "cairn {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
