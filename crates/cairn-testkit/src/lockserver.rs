@@ -120,15 +120,15 @@ fn begin<'a>(
     headers: &HeaderMap,
     body: &str,
     endpoint: &str,
-) -> Result<(std::sync::MutexGuard<'a, Locks>, String, String), axum::response::Response> {
+) -> Result<(std::sync::MutexGuard<'a, Locks>, String, String), Box<axum::response::Response>> {
     let (id, group) = client_params(headers, body)
-        .map_err(|(kind, value)| error(StatusCode::BAD_REQUEST, kind, value))?;
+        .map_err(|(kind, value)| Box::new(error(StatusCode::BAD_REQUEST, kind, value)))?;
     let mut locks = state.lock().map_err(|_| {
-        error(
+        Box::new(error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "poisoned",
             "lock state poisoned",
-        )
+        ))
     })?;
     locks
         .requests
@@ -143,7 +143,7 @@ async fn pre_reboot(
 ) -> axum::response::Response {
     let (mut locks, id, group) = match begin(&state, &headers, &body, "pre-reboot") {
         Ok(begun) => begun,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let slots = locks.slots;
     let holders = locks.holders.entry(group).or_default();
@@ -166,7 +166,7 @@ async fn steady_state(
 ) -> axum::response::Response {
     let (mut locks, id, group) = match begin(&state, &headers, &body, "steady-state") {
         Ok(begun) => begun,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     if let Some(holders) = locks.holders.get_mut(&group) {
         holders.remove(&id);
