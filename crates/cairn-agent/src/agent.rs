@@ -183,9 +183,18 @@ impl<R: CommandRunner> Agent<R> {
         {
             let target = target.clone();
             let tier = self.driver.tier().await?;
+            // The unlocked deployment is this very target: rpm-ostree would
+            // compare it with itself, so its date check changes nothing here.
             self.driver
-                .stage(tier, &self.repository, &target.digest, &host.signature)
-                .await?;
+                .stage(
+                    tier,
+                    &self.repository,
+                    &target.digest,
+                    &host.signature,
+                    !self.settings.allow_downgrade,
+                )
+                .await
+                .map_err(|e| e.naming_release(&target.version))?;
         }
         Ok(self.report(match outcome {
             Some(BootOutcome::Booted) => "booted the target; verifying".into(),
@@ -423,10 +432,24 @@ impl<R: CommandRunner> Agent<R> {
                 };
                 self.transition(&event)?;
                 let tier = self.driver.tier().await?;
+                // rpm-ostree's downgrade check compares build dates; for a
+                // move to a newer base Cairn's signed order is the check.
+                let booted = host.booted.as_ref().and_then(|b| b.digest.as_deref());
+                let disallow_downgrade = !self.settings.allow_downgrade
+                    && !booted.is_some_and(|booted| {
+                        graph.moves_to_newer_base(&self.arch, booted, &target.digest)
+                    });
                 match self
                     .driver
-                    .stage(tier, &self.repository, &target.digest, &host.signature)
+                    .stage(
+                        tier,
+                        &self.repository,
+                        &target.digest,
+                        &host.signature,
+                        disallow_downgrade,
+                    )
                     .await
+                    .map_err(|e| e.naming_release(&target.version))
                 {
                     Ok(()) => {
                         self.transition(&Event::StagedOk)?;

@@ -50,6 +50,20 @@ impl SourceGraph {
         }
     }
 
+    /// True when the target is built on a newer base release than the
+    /// booted release. Then the base decides what is newer, not build
+    /// dates: an image built late on a base barrier may be newer than the
+    /// next release, so the host tool's own date check must stay out of it.
+    pub fn moves_to_newer_base(&self, arch: &str, booted: &str, target: &str) -> bool {
+        let graph = self.graph_for(arch, booted);
+        let base_age = |digest: &str| {
+            graph
+                .find_booted(digest)
+                .and_then(|at| graph.nodes()[at].base_age)
+        };
+        matches!((base_age(booted), base_age(target)), (Some(from), Some(to)) if to > from)
+    }
+
     /// The same graph with the base-barrier guard of a derived document
     /// lifted (`update-now --cross-barrier`); releases whose base is unknown
     /// stay unreachable, and inherited barriers stay barriers.
@@ -78,9 +92,9 @@ impl SourceGraph {
     /// The age index of a release named by version, on any architecture.
     pub fn age_of_version(&self, version: &str) -> Option<u64> {
         match self {
-            SourceGraph::Document(document) | SourceGraph::Followed(document) => {
-                document.release(version).map(|(age, _)| age as u64)
-            }
+            SourceGraph::Document(document) | SourceGraph::Followed(document) => document
+                .release_in_update_order(version)
+                .map(|(age, _)| age),
             SourceGraph::Cincinnati(graph) => graph
                 .nodes()
                 .iter()
@@ -92,17 +106,20 @@ impl SourceGraph {
     /// The release (version, age index) a digest or one of its aliases belongs to.
     pub fn release_of_digest(&self, digest: &str) -> Option<(String, u64)> {
         match self {
-            SourceGraph::Document(document) | SourceGraph::Followed(document) => document
-                .releases
-                .iter()
-                .enumerate()
-                .find(|(_, release)| {
-                    release.architectures.values().any(|entry| {
-                        entry.digest.as_deref() == Some(digest)
-                            || entry.aliases.iter().any(|alias| alias == digest)
+            SourceGraph::Document(document) | SourceGraph::Followed(document) => {
+                let ranks = document.update_ranks();
+                document
+                    .releases
+                    .iter()
+                    .zip(ranks)
+                    .find(|(release, _)| {
+                        release.architectures.values().any(|entry| {
+                            entry.digest.as_deref() == Some(digest)
+                                || entry.aliases.iter().any(|alias| alias == digest)
+                        })
                     })
-                })
-                .map(|(age, release)| (release.version.clone(), age as u64)),
+                    .map(|(release, age)| (release.version.clone(), age))
+            }
             SourceGraph::Cincinnati(graph) => graph
                 .nodes()
                 .iter()

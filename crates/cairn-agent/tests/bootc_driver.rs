@@ -66,7 +66,7 @@ async fn stage_apply_and_reboot_on_a_current_bootc() {
     assert_eq!(tier, StagingTier::DownloadOnlySwitch);
 
     driver
-        .stage(tier, &setup.repo, &setup.new, &status.signature)
+        .stage(tier, &setup.repo, &setup.new, &status.signature, true)
         .await
         .expect("stage");
     let status = driver.status().await.expect("status");
@@ -142,6 +142,7 @@ async fn a_missing_digest_fails_as_bootc_does() {
             &setup.repo,
             &missing,
             &SignatureMode::Unverified,
+            true,
         )
         .await
         .expect_err("not in the registry");
@@ -170,12 +171,19 @@ async fn older_bootc_versions_use_the_two_step_sequence() {
             &setup.repo,
             &setup.new,
             &SignatureMode::Unverified,
+            true,
         )
         .await
         .expect_err("old bootc");
     assert!(matches!(err, DriverError::Unsupported { .. }), "{err}");
     driver
-        .stage(tier, &setup.repo, &setup.new, &SignatureMode::Unverified)
+        .stage(
+            tier,
+            &setup.repo,
+            &setup.new,
+            &SignatureMode::Unverified,
+            true,
+        )
         .await
         .expect("two steps");
     let staged = driver
@@ -208,6 +216,7 @@ async fn a_failed_boot_leaves_the_old_release_booted() {
             &setup.repo,
             &setup.new,
             &SignatureMode::ContainerPolicy,
+            true,
         )
         .await
         .expect("stage");

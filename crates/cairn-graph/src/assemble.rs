@@ -319,9 +319,10 @@ fn check_gone(releases: &[Release]) -> Result<(), AssembleError> {
     {
         return Err(AssembleError::BarrierGone(barrier.version.clone()));
     }
-    let newest_target = releases
-        .iter()
+    let newest_target = crate::derive::update_order(releases)
+        .into_iter()
         .rev()
+        .map(|position| &releases[position])
         .find(|r| (r.rollout.is_some() || r.barrier.is_some()) && r.deadend.is_none());
     if let Some(target) = newest_target.filter(|r| unavailable(r)) {
         return Err(AssembleError::TargetGone(target.version.clone()));
@@ -336,17 +337,18 @@ pub fn not_offered(document: &GraphDocument) -> Vec<String> {
         for scheme in [Scheme::Oci, Scheme::Checksum] {
             let graph = UpdateGraph::from_document(document, &arch, scheme);
             for (_, to) in graph.edges() {
-                targets.insert(graph.nodes()[to].age_index as usize);
+                targets.insert(graph.nodes()[to].version.clone());
             }
         }
     }
+    // The oldest release in update order is where hosts start, not a target.
     document
-        .releases
-        .iter()
-        .enumerate()
+        .update_order()
+        .into_iter()
         .skip(1)
-        .filter(|(i, r)| !r.architectures.is_empty() && !targets.contains(i))
-        .map(|(_, r)| r.version.clone())
+        .map(|position| &document.releases[position])
+        .filter(|r| !r.architectures.is_empty() && !targets.contains(&r.version))
+        .map(|r| r.version.clone())
         .collect()
 }
 

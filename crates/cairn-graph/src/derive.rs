@@ -56,6 +56,25 @@ pub fn crossed_base_barrier(
     }
 }
 
+/// The order edges follow, as positions in `releases`, oldest first: by base
+/// age, then by position in the document.
+///
+/// A document's release list is append-only, so a derived image built on a
+/// base barrier after the fact (the fix the publisher asks for) lands after
+/// images on newer bases. Ordering by position would then make the way
+/// through a barrier "newer" than what lies beyond it, and the base guard
+/// would strand hosts there. Ordering by base first keeps edges, downgrade
+/// checks and "newest" in step with the base; the position stays each
+/// release's identity and breaks ties (rebuilds on one base, in publication
+/// order). Releases without a known base sort first: they get no edges, and
+/// there they cannot shift the edges of the others. A document with no base
+/// information keeps its own order.
+pub fn update_order(releases: &[crate::document::Release]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..releases.len()).collect();
+    order.sort_by_key(|&i| (releases[i].base.as_ref().and_then(|b| b.age_index), i));
+    order
+}
+
 /// The base graph as a derived graph sees it: each base release with every
 /// digest a derived image may name it by.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -525,6 +544,50 @@ mod tests {
             Vec::<(usize, usize)>::new(),
             "no rollouts, and the guard"
         );
+    }
+
+    #[test]
+    fn a_barrier_image_published_late_is_walked_through_then_onwards() {
+        // d0 on b0 and d1 on b2 first; d2 on the barrier b1 is built after the fact.
+        let mut document = derived(&[100, 102, 101]);
+        for release in &mut document.releases {
+            release.rollout = Some(crate::rollout::Rollout::immediate());
+        }
+        inherit(&mut document, &base_graph(Some(1)), &BTreeMap::new());
+        assert_eq!(
+            document.update_order(),
+            vec![0, 2, 1],
+            "by base, then position"
+        );
+        assert_eq!(document.update_ranks(), vec![0, 2, 1]);
+        let graph = document.graph_for("x86_64", &digest(0));
+        let versions: Vec<&str> = graph.nodes().iter().map(|n| n.version.as_str()).collect();
+        assert_eq!(versions, ["d0", "d2", "d1"]);
+        let ages: Vec<u64> = graph.nodes().iter().map(|n| n.age_index).collect();
+        assert_eq!(ages, [0, 1, 2], "age indexes follow update order");
+        let mut edges = graph.edge_list();
+        edges.sort();
+        assert_eq!(
+            edges,
+            vec![(0, 1), (1, 2)],
+            "through the barrier image, then on"
+        );
+        assert_eq!(
+            crate::assemble::not_offered(&document),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn releases_without_a_known_base_sort_first_and_plain_documents_keep_their_order() {
+        let mut document = derived(&[102, 999, 100]);
+        inherit(&mut document, &base_graph(None), &BTreeMap::new());
+        assert_eq!(document.update_order(), vec![1, 2, 0]);
+        let plain = GraphDocument {
+            releases: vec![crate::document::Release::default(); 3],
+            ..GraphDocument::default()
+        };
+        assert_eq!(plain.update_order(), vec![0, 1, 2]);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Cairn's update graph document, schema version 1: types, parsing and validation.
 //!
-//! One document describes one stream of one repository. Its release list is in
-//! age order and append-only; the position of a release *is* its age index.
+//! One document describes one stream of one repository. Its release list is
+//! append-only, in publication order; the position of a release is its
+//! identity. Edges follow the update order ([`GraphDocument::update_order`]):
+//! the same order, except that derived releases go by their base's age first.
 //! The full specification, with examples, is `docs/graph-document.md`.
 
 use crate::digest::{is_ostree_commit, is_sha256_digest};
@@ -569,7 +571,31 @@ impl GraphDocument {
         }
     }
 
-    /// The release with this version, with its age index.
+    /// Positions of the releases in the order edges follow, oldest first
+    /// ([`crate::derive::update_order`]): the document's own order, except
+    /// that derived releases go by their base's age first.
+    pub fn update_order(&self) -> Vec<usize> {
+        crate::derive::update_order(&self.releases)
+    }
+
+    /// Each release's age index in update order, by position in `releases`.
+    /// This is the age index graphs, selection and `/v1/graph` use.
+    pub fn update_ranks(&self) -> Vec<u64> {
+        let mut ranks = vec![0; self.releases.len()];
+        for (rank, position) in self.update_order().into_iter().enumerate() {
+            ranks[position] = rank as u64;
+        }
+        ranks
+    }
+
+    /// The release with this version, with its age index in update order.
+    pub fn release_in_update_order(&self, version: &str) -> Option<(u64, &Release)> {
+        let (position, release) = self.release(version)?;
+        let ranks = self.update_ranks();
+        Some((ranks[position], release))
+    }
+
+    /// The release with this version, with its position in the document.
     pub fn release(&self, version: &str) -> Option<(usize, &Release)> {
         self.releases
             .iter()

@@ -159,14 +159,17 @@ impl UpdateGraph {
         }
     }
 
-    /// The graph of a document for one architecture. Releases without a
-    /// payload of this scheme are left out but keep their age index.
+    /// The graph of a document for one architecture, in update order
+    /// ([`GraphDocument::update_order`]); a node's age index is its rank in
+    /// that order. Releases without a payload of this scheme are left out but
+    /// keep their age index.
     pub fn from_document(document: &GraphDocument, arch: &str, scheme: Scheme) -> Self {
         let nodes = document
-            .releases
-            .iter()
+            .update_order()
+            .into_iter()
             .enumerate()
-            .filter_map(|(age, release)| {
+            .filter_map(|(age, position)| {
+                let release = &document.releases[position];
                 let entry = release.architectures.get(arch)?;
                 let (id, payload) = match scheme {
                     Scheme::Oci => {

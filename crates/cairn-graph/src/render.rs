@@ -152,6 +152,10 @@ pub fn text(
                 barriers.join(", ")
             }
         )?;
+        writeln!(
+            out,
+            "releases in update order: by base release, then publication"
+        )?;
     }
     writeln!(out)?;
     writeln!(
@@ -159,7 +163,10 @@ pub fn text(
         "{:>5}  {:<24} {:<30} state",
         "age", "version", "architectures"
     )?;
-    for (age, release) in document.releases.iter().enumerate() {
+    // In update order, so the last line is the newest release: for derived
+    // releases, by base first (see `GraphDocument::update_order`).
+    for (age, position) in document.update_order().into_iter().enumerate() {
+        let release = &document.releases[position];
         let arches: Vec<&str> = release.architectures.keys().map(String::as_str).collect();
         let arches = if arches.is_empty() {
             "(source only)".to_string()
@@ -245,12 +252,14 @@ pub fn json(
 ) -> io::Result<()> {
     let now = options.now.as_second();
     let releases: Vec<Value> = document
-        .releases
-        .iter()
+        .update_order()
+        .into_iter()
         .enumerate()
-        .map(|(age, release)| {
+        .map(|(age, position)| {
+            let release = &document.releases[position];
             json!({
                 "age_index": age,
+                "position": position,
                 "version": release.version,
                 "architectures": release.architectures.keys().collect::<Vec<_>>(),
                 "barrier": release.barrier.as_ref().map(|b| &b.reason),

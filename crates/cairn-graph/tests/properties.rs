@@ -328,3 +328,113 @@ proptest! {
         }
     }
 }
+
+/// A base chain of `bases` releases with barriers at `barriers`, and one
+/// derived release per entry of `built_on` (its base), published in that order.
+fn derived_document(bases: u64, barriers: &[u64], built_on: &[u64]) -> GraphDocument {
+    use cairn_graph::derive::{BaseGraph, BaseRelease, inherit};
+    let base_digest = |age: u64| format!("sha256:{:064x}", 10_000 + age);
+    let base = BaseGraph {
+        source: "prop".into(),
+        repository: "registry.example/base".into(),
+        releases: (0..bases)
+            .map(|age| BaseRelease {
+                version: format!("b{age}"),
+                age_index: age,
+                digests: [base_digest(age)].into(),
+                barrier: barriers.contains(&age).then(|| "migrate".to_string()),
+                deadend: None,
+            })
+            .collect(),
+    };
+    let mut doc = GraphDocument {
+        stream: "prop".into(),
+        repository: "registry.example/derived".into(),
+        sequence: 1,
+        issued: Timestamp::from_second(T0).expect("time"),
+        expires: Timestamp::from_second(T0 + 10_000_000).expect("time"),
+        releases: built_on
+            .iter()
+            .enumerate()
+            .map(|(i, &age)| Release {
+                version: format!("d{i}-on-b{age}"),
+                architectures: [(
+                    ARCH.to_string(),
+                    ArchEntry::image(format!("sha256:{i:064x}")),
+                )]
+                .into(),
+                base: Some(cairn_graph::BaseImage::new("", base_digest(age))),
+                rollout: Some(Rollout::immediate()),
+                ..Release::default()
+            })
+            .collect(),
+        ..GraphDocument::default()
+    };
+    inherit(&mut doc, &base, &Default::default());
+    doc
+}
+
+/// Base ages for derived releases, with at least one release on every base
+/// barrier below the newest base used (the publisher's advice followed), in
+/// a random publication order.
+fn derived_fleet() -> impl Strategy<Value = (u64, Vec<u64>, Vec<u64>)> {
+    (2u64..10)
+        .prop_flat_map(|bases| {
+            (
+                Just(bases),
+                prop::collection::btree_set(0..bases, 0..4),
+                prop::collection::vec(0..bases, 1..10),
+            )
+        })
+        .prop_flat_map(|(bases, barriers, mut built_on)| {
+            let newest = built_on.iter().copied().max().unwrap_or(0);
+            for &barrier in barriers.iter().filter(|&&b| b < newest) {
+                if !built_on.contains(&barrier) {
+                    built_on.push(barrier);
+                }
+            }
+            let barriers: Vec<u64> = barriers.into_iter().collect();
+            (Just(bases), Just(barriers), Just(built_on).prop_shuffle())
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    /// Whatever order derived images were published in (barrier images built
+    /// late included), a host on any release follows decisions to the newest
+    /// release in update order, booting a release on every base barrier
+    /// between its base and the newest one on the way.
+    #[test]
+    fn every_host_reaches_the_newest_derived_release_through_every_base_barrier(
+        (bases, barriers, built_on) in derived_fleet(),
+    ) {
+        let doc = derived_document(bases, &barriers, &built_on);
+        doc.validate().map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+        let g = UpdateGraph::from_document(&doc, ARCH, Scheme::Oci);
+        let newest = g.nodes().last().map(|n| n.id.clone()).unwrap_or_default();
+        let newest_base = built_on.iter().copied().max().unwrap_or(0);
+        let newest_age = g.nodes().iter().map(|n| n.age_index).max();
+        prop_assert_eq!(g.nodes().last().map(|n| n.age_index), newest_age, "nodes are in update order");
+        prop_assert_eq!(g.nodes().last().and_then(|n| n.base_age), Some(newest_base));
+        let now = Timestamp::from_second(T0 + 100).expect("time");
+        for start in g.nodes() {
+            let mut booted = start.id.clone();
+            let mut visited_bases = vec![start.base_age];
+            for _ in 0..=g.nodes().len() {
+                let query = Query { booted: &booted, wariness: 1.0, now, deny: &[], allow_downgrade: false };
+                let Some(target) = g.decide(&query).target else { break };
+                let at = g.find_booted(&target.digest).unwrap_or(0);
+                let from = g.find_booted(&booted).unwrap_or(0);
+                prop_assert!(g.nodes()[at].age_index > g.nodes()[from].age_index, "never backwards");
+                visited_bases.push(g.nodes()[at].base_age);
+                booted = target.digest;
+            }
+            prop_assert_eq!(&booted, &newest, "from {} (published order {:?}, barriers {:?})", start.version, built_on, barriers);
+            let start_base = start.base_age.unwrap_or(0);
+            for &barrier in barriers.iter().filter(|&&b| start_base < b && b <= newest_base) {
+                prop_assert!(visited_bases.contains(&Some(barrier)), "from {} skipped base barrier b{}", start.version, barrier);
+            }
+        }
+    }
+}

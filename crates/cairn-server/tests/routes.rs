@@ -336,3 +336,81 @@ async fn every_error_is_json() {
         "no write endpoint"
     );
 }
+
+/// A derived stream whose barrier image was built after the fact: d0 on base
+/// 0, d1 on base 2, then d2 on the base barrier 1. `/v1/graph` must number
+/// nodes in update order, because Zincati takes only a target whose age index
+/// is above the booted one's.
+#[tokio::test]
+async fn derived_streams_number_nodes_in_update_order() {
+    use cairn_graph::derive::{BaseGraph, BaseRelease, inherit};
+    use cairn_graph::{ArchEntry, BaseImage, GraphDocument, Release, Rollout};
+    let base_digest = |age: u64| format!("sha256:{:064x}", 100 + age);
+    let base = BaseGraph {
+        source: "test".into(),
+        repository: "quay.io/base".into(),
+        releases: (0..3)
+            .map(|age| BaseRelease {
+                version: format!("b{age}"),
+                age_index: age,
+                digests: [base_digest(age)].into(),
+                barrier: (age == 1).then(|| "migrate".to_string()),
+                deadend: None,
+            })
+            .collect(),
+    };
+    let mut document = GraphDocument {
+        stream: "stable".into(),
+        repository: "quay.io/derived".into(),
+        sequence: 1,
+        issued: Timestamp::from_second(1_000).expect("time"),
+        expires: Timestamp::from_second(NOW + 86_400).expect("time"),
+        releases: [("d0", 0), ("d1", 2), ("d2", 1)]
+            .iter()
+            .enumerate()
+            .map(|(i, &(version, on))| Release {
+                version: version.into(),
+                architectures: [(
+                    "x86_64".to_string(),
+                    ArchEntry::image(format!("sha256:{i:064x}")),
+                )]
+                .into(),
+                base: Some(BaseImage::new("", base_digest(on))),
+                rollout: Some(Rollout::immediate()),
+                ..Release::default()
+            })
+            .collect(),
+        ..GraphDocument::default()
+    };
+    inherit(&mut document, &base, &Default::default());
+    let clock = Arc::new(|| Timestamp::from_second(NOW).expect("time"));
+    let state = AppState::new(["stable".to_string()], clock, 30);
+    state.install("stable", Snapshot::from_document(&document, None));
+    let (status, _, body) = get(
+        &state,
+        "/v1/graph?basearch=x86_64&stream=stable&oci=true&rollout_wariness=0.5",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let graph = CincinnatiGraph::from_json(&body).expect("JSON");
+    let age = |i: u64| -> u64 {
+        graph.nodes[i as usize].metadata[cairn_graph::cincinnati::AGE_INDEX]
+            .parse()
+            .expect("age index")
+    };
+    let version = |i: u64| graph.nodes[i as usize].version.clone();
+    let mut edges: Vec<(String, String)> = graph
+        .edges
+        .iter()
+        .map(|&(from, to)| {
+            assert!(age(to) > age(from), "Zincati would refuse {from} -> {to}");
+            (version(from), version(to))
+        })
+        .collect();
+    edges.sort();
+    assert_eq!(
+        edges,
+        [("d0".into(), "d2".into()), ("d2".into(), "d1".into())],
+        "through the barrier image, then on"
+    );
+}

@@ -294,3 +294,57 @@ fn a_fleet_lock_lets_one_node_reboot_at_a_time() {
         "all through in the end"
     );
 }
+
+#[test]
+fn a_derived_fleet_walks_a_late_barrier_image_to_the_newest_base() {
+    use cairn_graph::derive::{BaseGraph, BaseRelease, inherit};
+    let base_digest = |age: u64| format!("sha256:{:064x}", 100 + age);
+    let base = BaseGraph {
+        source: "test".into(),
+        repository: "registry.example/base".into(),
+        releases: (0..3)
+            .map(|age| BaseRelease {
+                version: format!("b{age}"),
+                age_index: age,
+                digests: [base_digest(age)].into(),
+                barrier: (age == 1).then(|| "migrate".to_string()),
+                deadend: None,
+            })
+            .collect(),
+    };
+    // Published as 1.0 (base 0), 1.1 (base 2), then 1.2 on the barrier base 1.
+    let mut releases: Vec<Release> = [0, 2, 1]
+        .iter()
+        .enumerate()
+        .map(|(n, &on)| Release {
+            base: Some(cairn_graph::BaseImage::new("", base_digest(on))),
+            ..release(n as u64, Some(Rollout::immediate()))
+        })
+        .collect();
+    releases[0].rollout = None;
+    let mut doc = document(releases);
+    inherit(&mut doc, &base, &Default::default());
+    let timeline = simulate(&doc, &options(200, 6)).expect("runs");
+    let names: Vec<&str> = timeline.lines.iter().map(|l| l.version.as_str()).collect();
+    let on_newest = names
+        .iter()
+        .position(|v| *v == "1.1")
+        .map(|i| timeline.final_counts[i]);
+    assert_eq!(
+        on_newest,
+        Some(200),
+        "{names:?} {:?}",
+        timeline.final_counts
+    );
+    // A fresh fleet starts on the newest release in update order: 1.1.
+    let fresh = simulate(
+        &doc,
+        &Options {
+            booted: Vec::new(),
+            ..options(10, 1)
+        },
+    )
+    .expect("runs");
+    assert_eq!(fresh.lines.len(), 1);
+    assert_eq!(fresh.lines[0].version, "1.1");
+}

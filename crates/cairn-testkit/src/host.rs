@@ -54,11 +54,15 @@ pub fn pause_marker(dir: &Path) -> PathBuf {
     dir.join("paused")
 }
 
-/// Resolve `repo@digest` (or `repo:tag`) in the registry: digest and version label.
-pub fn resolve_digest(
-    state: &FakeState,
-    reference: &str,
-) -> Result<(String, Option<String>), String> {
+/// An image as read from the registry: manifest digest, manifest and config.
+struct ReadImage {
+    digest: String,
+    manifest: serde_json::Value,
+    config: serde_json::Value,
+}
+
+/// Read `repo@digest` (or `repo:tag`) from the registry.
+fn read_image(state: &FakeState, reference: &str) -> Result<ReadImage, String> {
     let image = cairn_oci::ImageRef::parse(reference).map_err(|e| e.to_string())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -72,13 +76,13 @@ pub fn resolve_digest(
         })
         .map_err(|e| e.to_string())?;
         let store = cairn_oci::Store::registry(client, image.repository.clone());
-        let manifest = store
+        let fetched = store
             .get_manifest(image.reference())
             .await
             .map_err(|e| e.to_string())?;
-        let value: serde_json::Value =
-            serde_json::from_slice(&manifest.bytes).map_err(|e| e.to_string())?;
-        let config = value["config"]["digest"]
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&fetched.bytes).map_err(|e| e.to_string())?;
+        let config = manifest["config"]["digest"]
             .as_str()
             .unwrap_or_default()
             .to_string();
@@ -88,11 +92,43 @@ pub fn resolve_digest(
             .map_err(|e| e.to_string())?;
         let config: serde_json::Value =
             serde_json::from_slice(&config).map_err(|e| e.to_string())?;
-        let version = config["config"]["Labels"]["org.opencontainers.image.version"]
-            .as_str()
-            .map(str::to_string);
-        Ok((manifest.digest, version))
+        Ok(ReadImage {
+            digest: fetched.digest,
+            manifest,
+            config,
+        })
     })
+}
+
+/// Resolve `repo@digest` (or `repo:tag`) in the registry: digest and version label.
+pub fn resolve_digest(
+    state: &FakeState,
+    reference: &str,
+) -> Result<(String, Option<String>), String> {
+    let image = read_image(state, reference)?;
+    let version = image.config["config"]["Labels"]["org.opencontainers.image.version"]
+        .as_str()
+        .map(str::to_string);
+    Ok((image.digest, version))
+}
+
+/// The timestamp ostree-ext gives the commit it imports an image as (and so
+/// what `rpm-ostree deploy --disallow-downgrade` compares): the manifest's
+/// `org.opencontainers.image.created` annotation, else the config's
+/// `created`, in Unix seconds. `None` when neither parses: ostree-ext then
+/// uses the import time.
+pub fn image_timestamp(state: &FakeState, reference: &str) -> Result<Option<i64>, String> {
+    let image = read_image(state, reference)?;
+    let parse = |value: &serde_json::Value| {
+        value
+            .as_str()
+            .and_then(|text| text.parse::<jiff::Timestamp>().ok())
+            .map(|t| t.as_second())
+    };
+    Ok(
+        parse(&image.manifest["annotations"]["org.opencontainers.image.created"])
+            .or_else(|| parse(&image.config["created"])),
+    )
 }
 
 /// The ostree checksum the stand-in gives a deployment of `digest`: its hex.

@@ -93,6 +93,11 @@ impl World {
 }
 
 async fn world(kind: BaseKind) -> World {
+    world_with_barriers(kind, &["40.2"]).await
+}
+
+/// A base stream with barriers at `barriers` (and the dead-end at 40.4).
+async fn world_with_barriers(kind: BaseKind, barriers: &[&str]) -> World {
     let registry = TestRegistry::start(Auth::None).await;
     let store = registry.store("fedora/fedora-coreos");
     let mut base_index = Vec::new();
@@ -110,16 +115,18 @@ async fn world(kind: BaseKind) -> World {
     let base_repo = format!("{}/fedora/fedora-coreos", registry.host);
     let d = |name: &str| dir.path().join(name).display().to_string();
     let policy = d("base-updates.json");
-    ok(&[
-        "policy",
-        "--policy",
-        &policy,
-        "barrier",
-        "add",
-        "40.2",
-        "--reason",
-        BARRIER_REASON,
-    ]);
+    for barrier in barriers {
+        ok(&[
+            "policy",
+            "--policy",
+            &policy,
+            "barrier",
+            "add",
+            barrier,
+            "--reason",
+            BARRIER_REASON,
+        ]);
+    }
     ok(&[
         "policy",
         "--policy",
@@ -327,7 +334,7 @@ struct Host {
     state: String,
 }
 
-/// A stand-in host booted on `digest` (version `version`) following `repo:stable`.
+/// A stand-in bootc host booted on `digest` (version `version`) following `repo:stable`.
 fn host(w: &World, name: &str, repo: &str, booted: (&str, &str), config: &str) -> Host {
     let base = w.dir.path().join(name);
     let host = FakeHost::new(
@@ -338,6 +345,23 @@ fn host(w: &World, name: &str, repo: &str, booted: (&str, &str), config: &str) -
         std::slice::from_ref(&w.registry.host),
         true,
     );
+    configured(host, &base, config)
+}
+
+/// The same as an rpm-ostree host (a signed container origin).
+fn rpm_host(w: &World, name: &str, repo: &str, booted: (&str, &str), config: &str) -> Host {
+    let base = w.dir.path().join(name);
+    let host = FakeHost::rpm_ostree(
+        &base.join("host"),
+        &format!("{}/{repo}:stable", w.registry.host),
+        booted,
+        std::slice::from_ref(&w.registry.host),
+        true,
+    );
+    configured(host, &base, config)
+}
+
+fn configured(host: FakeHost, base: &std::path::Path, config: &str) -> Host {
     let dir = base.join("root/etc/cairn/config.d");
     std::fs::create_dir_all(&dir).expect("mkdir");
     std::fs::write(dir.join("50-site.toml"), config).expect("write");
@@ -360,14 +384,24 @@ fn agent_once(w: &World, h: &Host, verb: &[&str]) -> String {
 
 fn agent_output(w: &World, h: &Host, verb: &[&str]) -> Output {
     let program = h.host.program.display().to_string();
+    let rpm_ostree = h.host.program.ends_with("rpm-ostree");
+    let no_bootc = format!("{}/no-bootc", h.root);
     let mut args: Vec<&str> = verb.to_vec();
+    if rpm_ostree {
+        args.extend([
+            "--rpm-ostree",
+            program.as_str(),
+            "--bootc",
+            no_bootc.as_str(),
+        ]);
+    } else {
+        args.extend(["--bootc", program.as_str()]);
+    }
     args.extend([
         "--root",
         h.root.as_str(),
         "--state-dir",
         h.state.as_str(),
-        "--bootc",
-        program.as_str(),
         "--arch",
         "x86_64",
         "--insecure-registry",
@@ -1139,4 +1173,289 @@ async fn a_tag_following_host_reads_through_its_registries_conf_mirror() {
         "{out}"
     );
     assert!(out.contains("Last error: none"), "{out}");
+}
+
+/// The text of `cairn graph show` for the published document.
+fn show_text(w: &World, repo: &str) -> String {
+    ok(&[
+        "graph",
+        "show",
+        "--document",
+        &format!("{}/{repo}:cairn-graph-stable", w.registry.host),
+        "--key",
+        &w.path("team.pub"),
+        "--insecure-registry",
+        &w.registry.host,
+    ])
+}
+
+/// Boot what is staged, then check until the next release is staged.
+fn reboot_and_stage_next(w: &World, h: &Host, expected: &str) {
+    h.host.reboot(true);
+    let out = until_staged(w, h);
+    assert_eq!(
+        staged(h).as_deref(),
+        Some(expected),
+        "after the reboot into {:?}: {out}",
+        h.host.state().booted.map(|b| b.version)
+    );
+}
+
+both_base_kinds!(a_barrier_image_built_late_is_walked_through_and_then_onwards);
+async fn a_barrier_image_built_late_is_walked_through_and_then_onwards(kind: BaseKind) {
+    let w = world(kind).await;
+    let repo = "acme/late";
+    let first = derive(
+        &w,
+        repo,
+        vec![
+            Build {
+                own: "l1",
+                base: 0,
+                recorded: w.by_manifest(0),
+                created: "2026-01-03T00:00:00Z",
+                tags: &["l1"],
+            },
+            Build {
+                own: "l3",
+                base: 2,
+                recorded: w.by_manifest(2),
+                created: "2026-02-03T00:00:00Z",
+                tags: &["l3", "stable"],
+            },
+        ],
+    )
+    .await;
+    let stderr = publish(&w, repo, &[]);
+    assert!(stderr.contains("build an image on 40.2"), "{stderr}");
+    let h = host(&w, "late", repo, (&first[0], "l1"), &team_config(&w, 0.5));
+    let out = agent_once(&w, &h, &["agent", "--once"]);
+    assert!(out.contains("no image in"), "held: {out}");
+    assert_eq!(staged(&h), None);
+
+    // The team follows the advice: an image on the barrier, built and
+    // published last (after l3).
+    let late = derive(
+        &w,
+        repo,
+        vec![Build {
+            own: "l2",
+            base: 1,
+            recorded: w.by_manifest(1),
+            created: "2026-03-05T00:00:00Z",
+            tags: &["l2"],
+        }],
+    )
+    .await;
+    let stderr = publish(&w, repo, &[]);
+    assert!(!stderr.contains("build an image on"), "{stderr}");
+    let text = show_text(&w, repo);
+    let order: Vec<&str> = ["l1", "l2", "l3"]
+        .iter()
+        .map(|v| {
+            text.lines()
+                .find(|l| l.split_whitespace().nth(1) == Some(v))
+                .unwrap_or_else(|| panic!("{v} in {text}"))
+        })
+        .collect();
+    assert!(
+        order[0].trim_start().starts_with("0 ")
+            && order[1].trim_start().starts_with("1 ")
+            && order[2].trim_start().starts_with("2 "),
+        "update order by base: {text}"
+    );
+    assert!(!text.contains("not a target for any host"), "{text}");
+    let edges = edges(&show(&w, repo));
+    assert!(edges.contains(&("l1".into(), "l2".into())), "{edges:?}");
+    assert!(edges.contains(&("l2".into(), "l3".into())), "{edges:?}");
+
+    let out = agent_once(&w, &h, &["agent", "--once"]);
+    assert!(out.contains("staged l2"), "the barrier image first: {out}");
+    assert_eq!(staged(&h).as_deref(), Some(late[0].as_str()));
+    reboot_and_stage_next(&w, &h, &first[1]);
+    h.host.reboot(true);
+    let out = agent_once(&w, &h, &["agent", "--once"]);
+    assert_eq!(
+        h.host.state().booted.map(|b| b.digest).as_deref(),
+        Some(first[1].as_str())
+    );
+    assert!(out.contains("up to date"), "on the newest release: {out}");
+    assert_eq!(staged(&h), None);
+}
+
+both_base_kinds!(two_missing_barrier_images_filled_in_reverse_order);
+async fn two_missing_barrier_images_filled_in_reverse_order(kind: BaseKind) {
+    let w = world_with_barriers(kind, &["40.2", "40.3"]).await;
+    let repo = "acme/reverse";
+    let first = derive(
+        &w,
+        repo,
+        vec![
+            Build {
+                own: "r1",
+                base: 0,
+                recorded: w.by_manifest(0),
+                created: "2026-01-03T00:00:00Z",
+                tags: &["r1"],
+            },
+            Build {
+                own: "r5",
+                base: 4,
+                recorded: w.by_index(4),
+                created: "2026-03-03T00:00:00Z",
+                tags: &["r5", "stable"],
+            },
+        ],
+    )
+    .await;
+    let stderr = publish(&w, repo, &[]);
+    assert!(
+        stderr.contains("build an image on 40.2") && stderr.contains("build an image on 40.3"),
+        "{stderr}"
+    );
+    let h = host(
+        &w,
+        "reverse",
+        repo,
+        (&first[0], "r1"),
+        &team_config(&w, 0.5),
+    );
+    // The later barrier's image comes first: still held, by the earlier one.
+    let r3 = derive(
+        &w,
+        repo,
+        vec![Build {
+            own: "r3",
+            base: 2,
+            recorded: w.by_manifest(2),
+            created: "2026-03-10T00:00:00Z",
+            tags: &["r3"],
+        }],
+    )
+    .await;
+    let stderr = publish(&w, repo, &[]);
+    assert!(
+        stderr.contains("build an image on 40.2") && !stderr.contains("build an image on 40.3"),
+        "{stderr}"
+    );
+    let out = agent_once(&w, &h, &["agent", "--once"]);
+    assert!(out.contains("no image in") && out.contains("40.2"), "{out}");
+    assert_eq!(staged(&h), None);
+    let r2 = derive(
+        &w,
+        repo,
+        vec![Build {
+            own: "r2",
+            base: 1,
+            recorded: w.by_index(1),
+            created: "2026-03-20T00:00:00Z",
+            tags: &["r2"],
+        }],
+    )
+    .await;
+    let stderr = publish(&w, repo, &[]);
+    assert!(!stderr.contains("build an image on"), "{stderr}");
+    assert!(
+        !show_text(&w, repo).contains("not a target for any host"),
+        "every release is reachable"
+    );
+    let out = agent_once(&w, &h, &["agent", "--once"]);
+    assert!(out.contains("staged r2"), "{out}");
+    assert_eq!(staged(&h).as_deref(), Some(r2[0].as_str()));
+    reboot_and_stage_next(&w, &h, &r3[0]);
+    reboot_and_stage_next(&w, &h, &first[1]);
+}
+
+/// rpm-ostree's `--disallow-downgrade` compares image creation times. A barrier
+/// image built late is newer than the release after it; Cairn leaves the flag
+/// off for moves to a newer base, so the host still moves on. On one base
+/// the flag stays, and a rebuild pushed out of order is refused with a
+/// message that names the release to rebuild.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rpm_ostree_host_moves_on_from_a_late_barrier_image() {
+    let w = world(BaseKind::Document).await;
+    let repo = "acme/rpm-late";
+    let mut digests = derive(
+        &w,
+        repo,
+        vec![
+            Build {
+                own: "p1",
+                base: 0,
+                recorded: w.by_manifest(0),
+                created: "2026-01-03T00:00:00Z",
+                tags: &["p1"],
+            },
+            Build {
+                own: "p3",
+                base: 2,
+                recorded: w.by_manifest(2),
+                created: "2026-02-03T00:00:00Z",
+                tags: &["p3", "stable"],
+            },
+            Build {
+                own: "p2",
+                base: 1,
+                recorded: w.by_manifest(1),
+                created: "2026-03-05T00:00:00Z",
+                tags: &["p2"],
+            },
+        ],
+    )
+    .await;
+    publish(&w, repo, &[]);
+    let h = rpm_host(
+        &w,
+        "rpm-late",
+        repo,
+        (&digests[0], "p1"),
+        &team_config(&w, 0.5),
+    );
+    let out = agent_once(&w, &h, &["agent", "--once"]);
+    assert!(out.contains("staged p2"), "{out}");
+    reboot_and_stage_next(&w, &h, &digests[1]);
+    let calls = h.host.state().calls;
+    assert!(
+        calls.contains(&format!("deploy --lock-finalization {}", digests[1])),
+        "a move to a newer base leaves rpm-ostree's date check off: {calls:?}"
+    );
+
+    // A rebuild on p3's base, built before p3 but pushed after it.
+    digests.extend(
+        derive(
+            &w,
+            repo,
+            vec![Build {
+                own: "p3-rebuild",
+                base: 2,
+                recorded: w.by_manifest(2),
+                created: "2026-02-01T00:00:00Z",
+                tags: &["p3-rebuild"],
+            }],
+        )
+        .await,
+    );
+    publish(&w, repo, &[]);
+    h.host.reboot(true);
+    let _ = agent_output(&w, &h, &["agent", "--once"]);
+    let out = agent_output(&w, &h, &["agent", "--once"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let status = ok(&["status", "--state-dir", &h.state]);
+    let said = format!("{stdout}{stderr}{status}");
+    assert!(
+        said.contains("rpm-ostree refuses p3-rebuild")
+            && said.contains("created before the current deployment")
+            && said.contains("rebuild it so it is the newest image on its base"),
+        "{said}"
+    );
+    let calls = h.host.state().calls;
+    assert!(
+        calls.contains(&format!(
+            "deploy --lock-finalization --disallow-downgrade {}",
+            digests[3]
+        )),
+        "on one base the date check stays: {calls:?}"
+    );
+    assert_eq!(staged(&h), None);
 }

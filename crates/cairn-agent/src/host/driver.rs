@@ -56,18 +56,49 @@ pub enum DriverError {
         /// Its message.
         message: String,
     },
+    /// rpm-ostree refused the target as older than the current deployment:
+    /// `--disallow-downgrade` compares image creation times, and this image
+    /// was built before the one the host runs (or has staged).
+    #[error(
+        "{command}: rpm-ostree refuses {release}: its image was created before the current deployment's, and --disallow-downgrade compares creation times ({message}). Cairn's signed order puts it later: rebuild it so it is the newest image on its base, or set `updates.allow_downgrade = true` (which also lets Cairn itself go back)"
+    )]
+    OlderThanCurrent {
+        /// The command line.
+        command: String,
+        /// rpm-ostree's message.
+        message: String,
+        /// The target, as operators know it (its digest until the agent names it).
+        release: String,
+    },
     /// The status did not parse.
     #[error(transparent)]
     Status(#[from] StatusError),
 }
 
 impl DriverError {
+    /// The same error naming the target by its version.
+    pub fn naming_release(self, version: &str) -> Self {
+        match self {
+            DriverError::OlderThanCurrent {
+                command,
+                message,
+                release,
+            } => DriverError::OlderThanCurrent {
+                command,
+                message,
+                release: format!("{version} ({release})"),
+            },
+            other => other,
+        }
+    }
+
     /// A short, fixed label for metrics.
     pub fn kind(&self) -> &'static str {
         match self {
             DriverError::Run { .. } => "run",
             DriverError::Failed { .. } => "failed",
             DriverError::Unsupported { .. } => "unsupported",
+            DriverError::OlderThanCurrent { .. } => "older-than-current",
             DriverError::Status(_) => "status",
         }
     }
@@ -118,11 +149,14 @@ pub fn bootc_tier(version: Version) -> StagingTier {
 
 /// The command lines that stage `repository@digest`, keeping the host's
 /// signature mode (an unverified switch would turn verification off for good).
+/// `disallow_downgrade` asks rpm-ostree to refuse an image older than the
+/// current deployment (bootc has no such check).
 pub fn stage_commands(
     tier: StagingTier,
     repository: &str,
     digest: &str,
     signature: &SignatureMode,
+    disallow_downgrade: bool,
 ) -> Vec<Vec<String>> {
     let reference = format!("{repository}@{digest}");
     let enforce = matches!(signature, SignatureMode::ContainerPolicy);
@@ -146,12 +180,14 @@ pub fn stage_commands(
             ]
         }
         StagingTier::StageAtFinalize => Vec::new(),
-        StagingTier::RpmOstree => vec![vec![
-            "deploy".into(),
-            "--lock-finalization".into(),
-            "--disallow-downgrade".into(),
-            digest.to_string(),
-        ]],
+        StagingTier::RpmOstree => {
+            let mut args = vec!["deploy".to_string(), "--lock-finalization".into()];
+            if disallow_downgrade {
+                args.push("--disallow-downgrade".into());
+            }
+            args.push(digest.to_string());
+            vec![args]
+        }
     }
 }
 
@@ -248,6 +284,16 @@ impl<R: CommandRunner> Driver<R> {
         };
         match output.code {
             Some(0) => Ok(output),
+            Some(_)
+                if self.tool == Tool::RpmOstree
+                    && output.stderr.contains("is chronologically older than") =>
+            {
+                Err(DriverError::OlderThanCurrent {
+                    release: args.last().cloned().unwrap_or_default(),
+                    command,
+                    message: message(),
+                })
+            }
             Some(2) if self.tool == Tool::Bootc => Err(DriverError::Unsupported {
                 command,
                 message: message(),
@@ -289,12 +335,14 @@ impl<R: CommandRunner> Driver<R> {
     }
 
     /// Stage `repository@digest` without unlocking finalization.
+    /// `disallow_downgrade`: see [`stage_commands`].
     pub async fn stage(
         &self,
         tier: StagingTier,
         repository: &str,
         digest: &str,
         signature: &SignatureMode,
+        disallow_downgrade: bool,
     ) -> Result<(), DriverError> {
         // bootc cannot express an ostree-remote signature origin: a plain
         // switch would turn verification off for good. Such hosts need rpm-ostree.
@@ -312,7 +360,7 @@ impl<R: CommandRunner> Driver<R> {
                 message: "bootc older than 1.12 cannot stage without rebooting; update bootc to 1.12 or later".into(),
             });
         }
-        for args in stage_commands(tier, repository, digest, signature) {
+        for args in stage_commands(tier, repository, digest, signature, disallow_downgrade) {
             self.run(&args, true).await?;
         }
         Ok(())
@@ -476,7 +524,7 @@ mod tests {
         let signed = SignatureMode::ContainerPolicy;
         let unsigned = SignatureMode::Unverified;
         let lines = |tier, sig| {
-            stage_commands(tier, repo, DIGEST, sig)
+            stage_commands(tier, repo, DIGEST, sig, true)
                 .iter()
                 .map(|a| line(a))
                 .collect::<Vec<_>>()
@@ -504,6 +552,15 @@ mod tests {
             vec![format!(
                 "deploy --lock-finalization --disallow-downgrade {DIGEST}"
             )]
+        );
+        // A move Cairn's own order vouches for (a newer base) leaves it off.
+        assert_eq!(
+            stage_commands(StagingTier::RpmOstree, repo, DIGEST, &signed, false),
+            vec![vec![
+                "deploy".to_string(),
+                "--lock-finalization".into(),
+                DIGEST.into()
+            ]]
         );
     }
 

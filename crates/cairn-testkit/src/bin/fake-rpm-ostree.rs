@@ -2,11 +2,12 @@
 //! rpm-ostree's exit codes (0, or 1 with `error: …`) and `status --json`
 //! shape, on the same host state as `fake-bootc` (`$CAIRN_FAKE_HOST`). The
 //! origin is an ostree container reference, `ostree-image-signed:docker://…`
-//! when the host verifies signatures.
+//! when the host verifies signatures. `deploy --disallow-downgrade` refuses an
+//! image created before the current deployment's, as rpm-ostree does.
 
 use cairn_testkit::host::{
     FakeDeployment, FakeState, begin_command, block_until_rebooted, check_out, checksum_of,
-    resolve_digest, write_state,
+    image_timestamp, resolve_digest, write_state,
 };
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -65,6 +66,39 @@ fn status(state: &FakeState) -> String {
     .to_string()
 }
 
+/// rpm-ostree's downgrade check for a container deployment: the new commit's
+/// timestamp (the image's creation time) must not be older than the current
+/// base's, the pending deployment's if there is one, else the booted one's.
+/// Equal times pass; so does the same commit.
+fn check_timestamps(state: &FakeState, repository: &str, digest: &str) -> Result<(), String> {
+    let Some(current) = state.staged.as_ref().or(state.booted.as_ref()) else {
+        return Ok(());
+    };
+    if current.digest == digest {
+        return Ok(());
+    }
+    let now = jiff::Timestamp::now().as_second();
+    let stamp = |digest: &str| -> Result<i64, String> {
+        Ok(image_timestamp(state, &format!("{repository}@{digest}"))?.unwrap_or(now))
+    };
+    let (current_time, new_time) = (stamp(&current.digest)?, stamp(digest)?);
+    if new_time >= current_time {
+        return Ok(());
+    }
+    let show = |second: i64| {
+        jiff::Timestamp::from_second(second)
+            .map(|t| t.strftime("%a %b %e %H:%M:%S %Y").to_string())
+            .unwrap_or_else(|_| second.to_string())
+    };
+    Err(format!(
+        "While checking against deployment timestamp: Upgrade target revision '{}' with timestamp '{}' is chronologically older than current revision '{}' with timestamp '{}'; use --allow-downgrade to permit",
+        checksum_of(digest),
+        show(new_time),
+        checksum_of(&current.digest),
+        show(current_time)
+    ))
+}
+
 fn main() -> ExitCode {
     let Some(dir) = std::env::var_os("CAIRN_FAKE_HOST").map(PathBuf::from) else {
         return fail("CAIRN_FAKE_HOST is not set");
@@ -82,12 +116,11 @@ fn main() -> ExitCode {
             write_state(&dir, &state);
             ExitCode::SUCCESS
         }
-        [
-            "deploy",
-            "--lock-finalization",
-            "--disallow-downgrade",
-            digest,
-        ] => {
+        ["deploy", "--lock-finalization", rest @ ..]
+            if matches!(rest, [_] | ["--disallow-downgrade", _]) =>
+        {
+            let disallow_downgrade = rest.len() == 2;
+            let digest = rest[rest.len() - 1];
             // Deploying a digest keeps the origin's repository.
             let repository = state
                 .spec_image
@@ -100,6 +133,11 @@ fn main() -> ExitCode {
                 Ok(found) => found,
                 Err(message) => return fail(&message),
             };
+            if disallow_downgrade
+                && let Err(message) = check_timestamps(&state, &repository, &digest)
+            {
+                return fail(&message);
+            }
             if let Err(message) = check_out(&dir, &state, &reference, &digest) {
                 return fail(&message);
             }
