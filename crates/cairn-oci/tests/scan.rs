@@ -136,6 +136,13 @@ async fn derived_images_inheriting_the_base_version_are_named_by_tag() {
     own.labels
         .insert("org.opencontainers.image.version".into(), "acme-7".into());
     write_image(&store, &own, Some("acme-7")).await;
+    // Any tag that does not move names the release, not only date-like ones.
+    write_image(
+        &store,
+        &derived("d", "2026-07-22T00:00:00Z"),
+        Some("build-1234"),
+    )
+    .await;
 
     let mut cache = ScanCache::default();
     let report = scan(
@@ -153,7 +160,12 @@ async fn derived_images_inheriting_the_base_version_are_named_by_tag() {
         .collect();
     versions.sort();
     let fallback = format!("2026-07-15T00:00:00Z-{}", &untagged.manifest[7..19]);
-    let mut expected = vec!["2026.07.08".to_string(), fallback, "acme-7".to_string()];
+    let mut expected = vec![
+        "2026.07.08".to_string(),
+        fallback,
+        "acme-7".to_string(),
+        "build-1234".to_string(),
+    ];
     expected.sort();
     assert_eq!(versions, expected);
     let base_record = report.candidates[0].base.as_ref().expect("base recorded");
