@@ -342,10 +342,20 @@ pub fn not_offered(document: &GraphDocument) -> Vec<String> {
         }
     }
     // The oldest release in update order is where hosts start, not a target.
+    // In a derived document releases without a known base sort first and
+    // have no edges at all: they are not offered, and the oldest release
+    // with a known base is the start.
+    let known = |r: &Release| {
+        document.base.is_none() || r.base.as_ref().is_some_and(|b| b.age_index.is_some())
+    };
+    let start = document
+        .update_order()
+        .into_iter()
+        .find(|&position| known(&document.releases[position]));
     document
         .update_order()
         .into_iter()
-        .skip(1)
+        .filter(|&position| Some(position) != start)
         .map(|position| &document.releases[position])
         .filter(|r| !r.architectures.is_empty() && !targets.contains(&r.version))
         .map(|r| r.version.clone())

@@ -1009,9 +1009,16 @@ async fn unknown_bases_are_excluded_and_layers_find_unrecorded_ones(kind: BaseKi
         ],
     )
     .await;
-    // Releases in build order: x1, x2, x3. Neither x1 nor x2 can tell its
-    // version label was inherited, so both carry the base's (x2 disambiguated).
-    let at = |shown: &Value, i: usize| shown["releases"][i].clone();
+    // Published in build order: x1, x2, x3 (positions 0, 1, 2; `graph show`
+    // lists them in update order). Neither x1 nor x2 can tell its version
+    // label was inherited, so both carry the base's (x2 disambiguated).
+    let at = |shown: &Value, i: usize| {
+        shown["releases"]
+            .as_array()
+            .and_then(|all| all.iter().find(|r| r["position"] == i))
+            .cloned()
+            .unwrap_or_default()
+    };
     let version = |shown: &Value, i: usize| {
         at(shown, i)["version"]
             .as_str()
@@ -1046,6 +1053,11 @@ async fn unknown_bases_are_excluded_and_layers_find_unrecorded_ones(kind: BaseKi
     let shown = show(&w, repo);
     assert_eq!(at(&shown, 0)["base"]["version"], "40.1", "{shown}");
     assert_eq!(at(&shown, 1)["base"]["version"], Value::Null);
+    assert_eq!(
+        shown["not_offered"],
+        json!([x2]),
+        "the unknown base is never a target; x1 is where hosts start"
+    );
     let edges = edges(&shown);
     assert_eq!(edges, vec![(x1, "x3".to_string())]);
 }
