@@ -47,6 +47,10 @@ pub struct FakeState {
     /// [`FakeHost::resume`], so a test can kill the agent mid-command.
     #[serde(default)]
     pub pause_before: Option<String>,
+    /// Fail this subcommand (`rollback`, `switch`, …) as the tool does:
+    /// exit 1 with `error: <message>`.
+    #[serde(default)]
+    pub fail: Option<(String, String)>,
 }
 
 /// The file a paused stand-in creates (holding its PID) and waits to see removed.
@@ -328,6 +332,13 @@ impl FakeHost {
     pub fn pause_before(&self, subcommand: &str) {
         let mut state = self.state();
         state.pause_before = Some(subcommand.to_string());
+        write_state(&self.dir, &state);
+    }
+
+    /// Make every later `subcommand` fail with `message`, as the tool does.
+    pub fn fail(&self, subcommand: &str, message: &str) {
+        let mut state = self.state();
+        state.fail = Some((subcommand.to_string(), message.to_string()));
         write_state(&self.dir, &state);
     }
 

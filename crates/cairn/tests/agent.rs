@@ -1150,3 +1150,113 @@ async fn cincinnati_source_follows_the_servers_graph_with_the_local_wariness() {
         "{status}"
     );
 }
+
+/// Sign and push the document again, after a policy edit.
+fn republish(p: &Published) {
+    let d = |name: &str| p.dir.path().join(name).display().to_string();
+    ok(&[
+        "publish",
+        "--repository",
+        &p.repo,
+        "--stream",
+        "stable",
+        "--policy",
+        &d("updates.json"),
+        "--sign-key",
+        &d("team.key"),
+        "--insecure-registry",
+        &p.registry.host,
+        "--cache",
+        &d("cache.json"),
+    ]);
+}
+
+/// The history's records, oldest first, as (to_version, result).
+fn history_words(n: &Node) -> Vec<(String, String)> {
+    let text = ok(&["status", "--state-dir", &n.state, "--history", "--json"]);
+    serde_json::from_str::<Vec<Value>>(&text)
+        .expect("JSON")
+        .iter()
+        .map(|r| {
+            (
+                r["to_version"].as_str().unwrap_or_default().to_string(),
+                r["result"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_staged_target_no_longer_offered_ends_its_attempt_as_withdrawn() {
+    let p = published().await;
+    // On 44.1 at wariness 0.8: 44.3's rollout has not reached it, 44.2 is the target.
+    let replaced = node(&p, "replaced", 0, &fragment(&p, 0.8));
+    let out = agent_once(&p, &replaced, &[]);
+    assert!(out.contains("staged 44.2"), "{out}");
+    // On 44.2 at wariness 0.3: 44.3 is staged.
+    let dead = node(&p, "dead-end", 1, &fragment(&p, 0.3));
+    let out = agent_once(&p, &dead, &[]);
+    assert!(out.contains("staged 44.3"), "{out}");
+
+    // 44.3's rollout completes: it replaces the staged 44.2.
+    let d = |name: &str| p.dir.path().join(name).display().to_string();
+    let yesterday = (jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24)).to_string();
+    ok(&[
+        "policy",
+        "--policy",
+        &d("updates.json"),
+        "rollout",
+        "start",
+        "44.3",
+        "--over",
+        "1m",
+        "--at",
+        &yesterday,
+    ]);
+    republish(&p);
+    let out = agent_once(&p, &replaced, &[]);
+    assert!(out.contains("staged 44.3"), "{out}");
+    let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+        list.iter()
+            .map(|(v, w)| (v.to_string(), w.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        history_words(&replaced),
+        pairs(&[
+            ("44.2", "staged"),
+            ("44.2", "withdrawn"),
+            ("44.3", "staged")
+        ])
+    );
+    let text = ok(&["status", "--state-dir", &replaced.state, "--history"]);
+    assert!(
+        text.contains("44.1 -> 44.2  withdrawn: 44.3 replaced it as the target"),
+        "{text}"
+    );
+
+    // 44.3 becomes a dead-end: on 44.2 nothing else is offered, so the staged
+    // target goes, and its attempt ends.
+    ok(&[
+        "policy",
+        "--policy",
+        &d("updates.json"),
+        "deadend",
+        "add",
+        "44.3",
+        "--reason",
+        "https://example.org/broken",
+    ]);
+    republish(&p);
+    let out = agent_once(&p, &dead, &[]);
+    assert!(out.contains("became a dead-end"), "{out}");
+    assert_eq!(
+        history_words(&dead),
+        pairs(&[("44.3", "staged"), ("44.3", "withdrawn")])
+    );
+    let text = ok(&["status", "--state-dir", &dead.state, "--history"]);
+    assert!(
+        text.contains("44.2 -> 44.3  withdrawn: the staged release 44.3 became a dead-end"),
+        "{text}"
+    );
+}

@@ -62,6 +62,11 @@ fn main() -> ExitCode {
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut state = begin_command(&dir, &args);
+    if let Some((subcommand, message)) = &state.fail
+        && args.first() == Some(subcommand)
+    {
+        return fail(message);
+    }
     let words: Vec<&str> = args.iter().map(String::as_str).collect();
     match words.as_slice() {
         ["--version"] => {
