@@ -373,6 +373,12 @@ async fn a_passing_hook_runs_in_the_new_image_with_the_contracted_environment() 
     assert_eq!(last["to_version"], "44.3");
     let text = ok(&["status", "--state-dir", &n.state, "--history"]);
     assert!(text.contains("44.2 -> 44.3  booted_healthy"), "{text}");
+    let metrics =
+        std::fs::read_to_string(Path::new(&n.state).join("metrics.prom")).expect("metrics");
+    assert!(
+        metrics.contains("cairn_agent_last_outcome{outcome=\"booted_healthy\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -604,4 +610,58 @@ async fn a_boot_nothing_can_judge_is_recorded_as_unverified() {
     );
     assert_eq!(outcomes(&n), ["staged", "rebooting", "booted_unverified"]);
     assert!(!deny_listed(&n));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skipping_the_updater_check_still_judges_the_boot() {
+    let w = world(&[]).await;
+    let n = node(&w, "no-updater-check", "");
+    update_now_and_reboot(&w, &n, true).await;
+    n.boot(true, None);
+    let out = run(&w, &n, &["verify", "--no-updater-check"]);
+    assert!(
+        out.contains("booted 44.3 but its health checks failed (health-check.service failed"),
+        "{out}"
+    );
+    assert_eq!(outcomes(&n), ["staged", "rebooting", "booted_unhealthy"]);
+    assert!(deny_listed(&n));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_without_systemd_records_its_boots_as_unverified() {
+    let w = world(&[]).await;
+    // The stand-in systemctl would report a failed check: it must not be asked.
+    let flag = node(&w, "no-systemd-flag", "");
+    let key = node(&w, "no-systemd-key", "[host]\nsystemd = false\n");
+    for (n, extra) in [(&flag, Some("--no-systemd")), (&key, None)] {
+        update_now_and_reboot(&w, n, true).await;
+        n.boot(true, None);
+        let mut verb = vec!["verify"];
+        verb.extend(extra);
+        let out = run(&w, n, &verb);
+        assert!(
+            out.contains("updated to 44.3; the boot is unverified"),
+            "{out}"
+        );
+        assert!(
+            out.contains("Outcome:    booted_unverified (newest attempt, 44.3)"),
+            "{out}"
+        );
+        assert_eq!(outcomes(n), ["staged", "rebooting", "booted_unverified"]);
+        assert!(!deny_listed(n));
+        let status: Value =
+            serde_json::from_str(&ok(&["status", "--state-dir", &n.state, "--json"]))
+                .expect("JSON");
+        assert_eq!(status["last_outcome"][1], "booted_unverified", "{status}");
+        let metrics =
+            std::fs::read_to_string(Path::new(&n.state).join("metrics.prom")).expect("metrics");
+        assert!(
+            metrics.contains("cairn_agent_last_outcome{outcome=\"booted_unverified\"} 1"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("cairn_agent_last_outcome{outcome=\"booted_healthy\"} 0"),
+            "{metrics}"
+        );
+    }
 }
