@@ -391,7 +391,8 @@ async fn pick_driver(options: &Options) -> Result<(Driver<ProcessRunner>, HostSt
         Tool::Bootc,
         &options.bootc,
         Duration::from_secs(600),
-    );
+    )
+    .with_probe_file(options.state_dir.join(crate::host::probe::PROBE_FILE));
     match bootc.status().await {
         Ok(status)
             if status

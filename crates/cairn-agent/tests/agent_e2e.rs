@@ -501,7 +501,7 @@ async fn a_staged_update_found_after_a_reset_is_adopted() {
         .state()
         .calls
         .iter()
-        .filter(|c| c.starts_with("switch"))
+        .filter(|c| c.starts_with("switch --download-only"))
         .count();
     assert_eq!(calls, 1, "not staged twice");
 }

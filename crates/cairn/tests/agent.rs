@@ -752,7 +752,7 @@ async fn a_killed_agent_converges_after_restart_in_every_state() {
     wait_until("staged after restart", || state_name(&n) == "staged").await;
     kill9(&mut agent);
     assert!(staged_once(&n));
-    assert_eq!(count_calls(&n, "switch"), 1, "staged once");
+    assert_eq!(count_calls(&n, "switch --download-only"), 1, "staged once");
 
     // Killed during `bootc switch` (update available); the switch finishes
     // without the agent, as under systemd-run.
@@ -762,7 +762,7 @@ async fn a_killed_agent_converges_after_restart_in_every_state() {
         1,
         &(fragment(&p, 0.3) + &closed_window()),
     );
-    n.host.pause_before("switch");
+    n.host.pause_before("switch --download-only");
     let mut agent = spawn_daemon(&p, &n);
     wait_until("bootc switch is paused", || n.host.paused_pid().is_some()).await;
     kill9(&mut agent);
@@ -773,7 +773,11 @@ async fn a_killed_agent_converges_after_restart_in_every_state() {
     // A few more checks: none may stage again.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     kill9(&mut agent);
-    assert_eq!(count_calls(&n, "switch"), 1, "no double staging");
+    assert_eq!(
+        count_calls(&n, "switch --download-only"),
+        1,
+        "no double staging"
+    );
 
     // Killed during `bootc switch`, and the switch died with it.
     let n = node(
@@ -782,7 +786,7 @@ async fn a_killed_agent_converges_after_restart_in_every_state() {
         1,
         &(fragment(&p, 0.3) + &closed_window()),
     );
-    n.host.pause_before("switch");
+    n.host.pause_before("switch --download-only");
     let mut agent = spawn_daemon(&p, &n);
     wait_until("bootc switch is paused", || n.host.paused_pid().is_some()).await;
     kill9(&mut agent);
@@ -802,11 +806,15 @@ async fn a_killed_agent_converges_after_restart_in_every_state() {
     let mut agent = spawn_daemon(&p, &n);
     wait_until("a check ran", || count_calls(&n, "status") >= 8).await;
     kill9(&mut agent);
-    let switches = count_calls(&n, "switch");
+    let switches = count_calls(&n, "switch --download-only");
     let mut agent = spawn_daemon(&p, &n);
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     kill9(&mut agent);
-    assert_eq!(count_calls(&n, "switch"), switches, "no re-staging");
+    assert_eq!(
+        count_calls(&n, "switch --download-only"),
+        switches,
+        "no re-staging"
+    );
     assert_eq!(state_name(&n), "staged");
 
     // Killed while finalizing (rebooting) under a reboot lock; the reboot
@@ -1259,4 +1267,53 @@ async fn a_staged_target_no_longer_offered_ends_its_attempt_as_withdrawn() {
         text.contains("44.2 -> 44.3  withdrawn: the staged release 44.3 became a dead-end"),
         "{text}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staging_follows_what_the_installed_bootc_accepts() {
+    let p = published().await;
+    let reference = format!("{}@{}", p.repo, p.digests[2]);
+    // (reported version, switch accepts --download-only, the staging commands)
+    let cases = [
+        (
+            "1.17.0",
+            false,
+            vec![
+                format!("switch --enforce-container-sigpolicy {reference}"),
+                "upgrade --download-only".to_string(),
+            ],
+        ),
+        (
+            "1.16.9",
+            true,
+            vec![format!(
+                "switch --download-only --enforce-container-sigpolicy {reference}"
+            )],
+        ),
+    ];
+    for (version, accepts, expected) in cases {
+        let n = node(&p, &format!("bootc-{version}"), 1, &fragment(&p, 0.3));
+        n.host.set_bootc(version, accepts);
+        let out = agent_once(&p, &n, &[]);
+        assert!(out.contains("staged 44.3"), "{version}: {out}");
+        let host = n.host.state();
+        let staged = host.staged.as_ref().expect("staged");
+        assert_eq!(staged.digest, p.digests[2]);
+        assert!(staged.download_only, "{version}: staged locked");
+        let staging: Vec<String> = host
+            .calls
+            .iter()
+            .filter(|c| c.starts_with("switch") || c.starts_with("upgrade"))
+            .cloned()
+            .collect();
+        let mut want = vec!["switch --help".to_string()];
+        want.extend(expected);
+        assert_eq!(staging, want, "{version}");
+        let probe: Value = serde_json::from_slice(
+            &std::fs::read(Path::new(&n.state).join("bootc-probe.json")).expect("probe kept"),
+        )
+        .expect("JSON");
+        assert_eq!(probe["version"], format!("bootc {version}"));
+        assert_eq!(probe["switch_download_only"], accepts);
+    }
 }

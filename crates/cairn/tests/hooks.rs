@@ -458,7 +458,7 @@ echo run >> "$CAIRN_BOOTED_ROOT/runs""#,
         "run\n"
     );
     assert_eq!(
-        calls(&n, "switch"),
+        calls(&n, "switch --download-only"),
         1,
         "staged once: {:?}",
         n.host.state().calls
