@@ -3,8 +3,11 @@
 //! on it. The time, the document and the host tool come in from outside, so
 //! tests control all three.
 
+mod attempt;
+
 use crate::config::Settings;
 use crate::fleetlock::FleetLockClient;
+use crate::history::Outcome;
 use crate::host::driver::{CommandRunner, Driver};
 use crate::machine::{BootOutcome, Event, State, Target, recover};
 use crate::plan::{CheckInput, Plan, finalize_gate, plan};
@@ -161,18 +164,7 @@ impl<R: CommandRunner> Agent<R> {
             (&outcome, &self.persisted.state)
         {
             let target = target.clone();
-            self.persisted.deny(
-                &target.digest,
-                &target.version,
-                "the host rolled back after booting it",
-                now,
-            );
-            self.record(
-                &target,
-                now,
-                "rolled-back",
-                "the host came back up on the previous release (a failed boot, or greenboot rolled back); the target is deny-listed and the agent does not roll back again",
-            );
+            self.came_back(&target, now);
         }
         self.persisted.save(&self.state_dir)?;
         // A crash between `switch` and `upgrade --download-only` (bootc 1.12–1.16)
@@ -208,29 +200,8 @@ impl<R: CommandRunner> Agent<R> {
         }))
     }
 
-    /// Append the outcome of the update under way to the history, once.
-    fn record(&mut self, target: &Target, now: Timestamp, result: &str, reason: &str) {
-        let underway = self.persisted.underway.take();
-        let attempt = crate::history::Attempt {
-            from_version: underway.as_ref().and_then(|u| u.from_version.clone()),
-            from_digest: underway.as_ref().and_then(|u| u.from_digest.clone()),
-            to_version: target.version.clone(),
-            to_digest: target.digest.clone(),
-            started: underway.as_ref().map_or(now, |u| u.started),
-            finished: now,
-            result: result.to_string(),
-            reason: reason.to_string(),
-        };
-        // Recorded once: only while an update is under way.
-        if underway.is_some()
-            && let Err(e) = crate::history::append(&self.state_dir, &attempt)
-        {
-            tracing::warn!(error = %e, "could not append to the update history");
-        }
-    }
-
-    /// The operator's post-update hooks, after a healthy boot. They cannot
-    /// undo the update; a failure is logged and reported, nothing more.
+    /// The operator's post-update hooks, after a healthy (or unverifiable)
+    /// boot. They cannot undo the update; a failure is logged, nothing more.
     async fn post_update_hooks(&self, target: &Target) {
         let Some((settings, stream)) = &self.hooks else {
             return;
@@ -244,60 +215,6 @@ impl<R: CommandRunner> Agent<R> {
         if let Err(veto) = crate::hooks::operator(settings, "post-update.d", &env, "").await {
             tracing::warn!(hook = %veto.hook, reason = %veto.reason, "post-update hook failed");
         }
-    }
-
-    /// The boot into `target` failed its health checks: deny-list it, and
-    /// roll back if configured, but only while the target is what is booted
-    /// (after a rollback it is not, so there is never a second one).
-    async fn unhealthy(
-        &mut self,
-        world: &World,
-        target: Target,
-        why: String,
-    ) -> Result<Report, AgentError> {
-        let host = self.driver.status().await?;
-        let booted_is_target =
-            host.booted.as_ref().and_then(|b| b.digest.as_deref()) == Some(target.digest.as_str());
-        if self.settings.rollback_on_failure && booted_is_target && host.rollback.is_some() {
-            self.record(
-                &target,
-                world.now,
-                "rolling-back",
-                &format!("health checks failed ({why}); rolling back"),
-            );
-            // Intent persisted before the reboot. The deny-list entry comes
-            // when the restart finds the previous release booted; a rollback
-            // that failed leaves the target booted, and the next pass retries.
-            self.persisted.save(&self.state_dir)?;
-            tracing::warn!(target = %target.version, reason = %why, "health checks failed; rolling back");
-            self.driver.rollback().await?;
-            return Ok(self.report(format!(
-                "{} failed its health checks ({why}); rolling back to the previous release",
-                target.version
-            )));
-        }
-        self.persisted.deny(
-            &target.digest,
-            &target.version,
-            &format!("its health checks failed: {why}"),
-            world.now,
-        );
-        let reason = format!(
-            "booted {} but its health checks failed ({why}); it is deny-listed{}",
-            target.version,
-            if self.settings.rollback_on_failure {
-                "; there is nothing to roll back to"
-            } else {
-                "; health.rollback_on_failure is off, so the host stays on it"
-            }
-        );
-        self.record(&target, world.now, "unhealthy", &reason);
-        if let Some(lock) = &self.lock {
-            lock.steady_state().await?;
-        }
-        self.persisted.lock_held = false;
-        self.transition(&Event::BootedHealthy)?;
-        Ok(self.report(reason))
     }
 
     fn report(&self, reason: String) -> Report {
@@ -321,50 +238,7 @@ impl<R: CommandRunner> Agent<R> {
                 self.transition(&Event::ReportedSteady)?;
                 Ok(self.report("steady state reported".into()))
             }
-            State::Verifying { target } => {
-                let denied = self.persisted.deny_list.contains_key(&target.digest);
-                if !denied {
-                    match world.boot_health.clone() {
-                        crate::health::BootHealth::Pending => {
-                            return Ok(self.report(format!(
-                                "verifying {}: waiting for boot-complete.target",
-                                target.version
-                            )));
-                        }
-                        crate::health::BootHealth::Failed(why) => {
-                            return self.unhealthy(world, target, why).await;
-                        }
-                        crate::health::BootHealth::Healthy | crate::health::BootHealth::Unknown => {
-                            self.record(
-                                &target,
-                                world.now,
-                                "succeeded",
-                                &format!("booted {} and the boot completed", target.version),
-                            );
-                            self.post_update_hooks(&target).await;
-                        }
-                    }
-                }
-                let event = if denied {
-                    Event::RolledBack
-                } else {
-                    Event::BootedHealthy
-                };
-                if let Some(lock) = &self.lock {
-                    lock.steady_state().await?;
-                }
-                self.persisted.lock_held = false;
-                self.transition(&event)?;
-                let reason = if denied {
-                    format!(
-                        "rolled back from {}; it will not be offered again",
-                        target.version
-                    )
-                } else {
-                    format!("updated to {}", target.version)
-                };
-                Ok(self.report(reason))
-            }
+            State::Verifying { target } => self.verify(world, target).await,
             State::Rebooting { .. } => Ok(self.report("rebooting".into())),
             State::Steady | State::Checking | State::UpdateAvailable { .. } => {
                 self.check(world).await
@@ -403,6 +277,9 @@ impl<R: CommandRunner> Agent<R> {
             }
         };
         let host = self.driver.status().await?;
+        if matches!(self.persisted.state, State::Checking) {
+            self.close_stale_attempt(&host, world.now);
+        }
         let deny = self.persisted.denied();
         let plan = plan(&CheckInput {
             settings: &self.settings,
@@ -452,6 +329,7 @@ impl<R: CommandRunner> Agent<R> {
                     .map_err(|e| e.naming_release(&target.version))
                 {
                     Ok(()) => {
+                        self.begin_attempt(&target, &host, world.now)?;
                         self.transition(&Event::StagedOk)?;
                         Ok(self.report(format!("staged {}", target.version)))
                     }
@@ -464,6 +342,7 @@ impl<R: CommandRunner> Agent<R> {
             Plan::Keep(target) => {
                 // A staged update found after a reset is adopted, not ignored.
                 if matches!(self.persisted.state, State::Checking) {
+                    self.begin_attempt(&target, &host, world.now)?;
                     self.transition(&Event::Found(target.clone()))?;
                     self.transition(&Event::StagedOk)?;
                 }
@@ -471,6 +350,7 @@ impl<R: CommandRunner> Agent<R> {
             }
             Plan::Unstage(why) => {
                 self.driver.discard().await?;
+                self.end_attempt(world.now, Outcome::Withdrawn, &why);
                 self.transition(&Event::Withdrawn)?;
                 Ok(self.report(why))
             }
@@ -575,16 +455,16 @@ impl<R: CommandRunner> Agent<R> {
         };
         let retry_after = world.now.checked_add(wait).unwrap_or(world.now);
         tracing::warn!(hook = %veto.hook, reason = %veto.reason, target = %target.version, "an update hook vetoed the update");
-        let attempt = crate::history::Attempt {
-            from_version: Some(env.from_version.clone()),
-            from_digest: Some(env.from_digest.clone()),
-            to_version: target.version.clone(),
-            to_digest: target.digest.clone(),
-            started: world.now,
-            finished: world.now,
-            result: "vetoed".into(),
-            reason: format!("hook {}: {}", veto.hook, veto.reason),
-        };
+        let from = (
+            Some(env.from_version.clone()),
+            Some(env.from_digest.clone()),
+        );
+        self.attempt_at(target, from, world.now);
+        self.end_attempt(
+            world.now,
+            Outcome::HookVeto,
+            &format!("hook {}: {}", veto.hook, veto.reason),
+        );
         self.persisted.vetoes.insert(
             target.digest.clone(),
             crate::store::VetoEntry {
@@ -597,9 +477,6 @@ impl<R: CommandRunner> Agent<R> {
         );
         self.persisted.hooks_passed = None;
         self.persisted.save(&self.state_dir)?;
-        if let Err(e) = crate::history::append(&self.state_dir, &attempt) {
-            tracing::warn!(error = %e, "could not record the veto in the history");
-        }
         self.withdraw(world, target).await
     }
 
@@ -678,13 +555,14 @@ impl<R: CommandRunner> Agent<R> {
             }
         }
         // Intent first: if the host goes down during --apply, the restart knows.
-        let booted = self.driver.status().await?.booted;
-        self.persisted.underway = Some(crate::store::Underway {
-            from_version: booted.as_ref().and_then(|b| b.version.clone()),
-            from_digest: booted.as_ref().and_then(|b| b.digest.clone()),
-            started: world.now,
-        });
+        let host = self.driver.status().await?;
+        self.attempt_at(&target, attempt::from(&host), world.now);
         self.transition(&Event::RebootStarted)?;
+        self.record_step(
+            world.now,
+            Outcome::Rebooting,
+            &format!("rebooting into {}", target.version),
+        );
         match self.driver.apply(&target.digest).await {
             Ok(()) => Ok(self.report(format!("rebooting into {}", target.version))),
             Err(e) => {

@@ -66,6 +66,14 @@ struct RawFragment {
     hooks: Option<RawHooks>,
     #[serde(default)]
     health: Option<RawHealth>,
+    #[serde(default)]
+    host: Option<RawHost>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHost {
+    systemd: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -212,6 +220,10 @@ pub struct Settings {
     pub rollback_on_failure: bool,
     /// Longest the post-boot verification waits for `boot-complete.target`.
     pub health_timeout: Duration,
+    /// The host runs systemd: boot health and other updaters are asked of
+    /// `systemctl`. False: boots are recorded as unverified, and no other
+    /// updater can be seen.
+    pub systemd: bool,
 }
 
 impl Settings {
@@ -326,6 +338,9 @@ fn merge(merged: &mut Merged, fragment: RawFragment, file: &str) {
                 .map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
             file,
         );
+    }
+    if let Some(h) = fragment.host {
+        merged.set("host.systemd", h.systemd, file);
     }
     if let Some(s) = fragment.strategy {
         merged.set("strategy.time_zone", s.time_zone, file);
@@ -524,6 +539,7 @@ fn validate(merged: &Merged) -> Result<Settings, ConfigError> {
         hook_timeout,
         rollback_on_failure: flag("health.rollback_on_failure", false),
         health_timeout,
+        systemd: flag("host.systemd", true),
     })
 }
 

@@ -39,8 +39,12 @@ pub struct Options {
     pub bootc: String,
     /// The rpm-ostree executable.
     pub rpm_ostree: String,
-    /// `systemctl`, to see whether another updater is enabled; `None` skips the check.
+    /// `systemctl`, asked about the boot's health and other updaters; `None`:
+    /// this host has no systemd (as has `host.systemd = false`), so boots are
+    /// recorded as unverified.
     pub systemctl: Option<String>,
+    /// Refuse to stage while another updater is enabled.
+    pub updater_check: bool,
     /// `loginctl`, to delay reboots while users are logged in; `None` skips the check.
     pub loginctl: Option<String>,
     /// Where the MOTD snippet goes (`/run/motd.d`); `None` writes none.
@@ -114,6 +118,10 @@ pub struct StatusFile {
     /// A pre-update hook's veto still in force: the hook and its reason.
     #[serde(default)]
     pub hook_veto: Option<(String, String)>,
+    /// The newest finished attempt: its target version and final outcome
+    /// (`booted_healthy`, `booted_unverified`, …; see docs/hooks.md).
+    #[serde(default)]
+    pub last_outcome: Option<(String, String)>,
 }
 
 impl StatusFile {
@@ -174,6 +182,11 @@ impl StatusFile {
                 self.deny_list.join(", ")
             }
         ));
+        if let Some((version, outcome)) = &self.last_outcome {
+            text.push_str(&format!(
+                "Outcome:    {outcome} (newest attempt, {version})\n"
+            ));
+        }
         text.push_str(&format!(
             "Last error: {}\n",
             self.last_error.as_deref().unwrap_or("none")
@@ -378,7 +391,8 @@ async fn pick_driver(options: &Options) -> Result<(Driver<ProcessRunner>, HostSt
         Tool::Bootc,
         &options.bootc,
         Duration::from_secs(600),
-    );
+    )
+    .with_probe_file(options.state_dir.join(crate::host::probe::PROBE_FILE));
     match bootc.status().await {
         Ok(status)
             if status
@@ -486,6 +500,13 @@ fn finish(options: &Options, status: &mut StatusFile, now: Timestamp) {
         Some(now.as_second())
     } else {
         previous.and_then(|p| p.last_success)
+    };
+    status.last_outcome = match crate::history::last_final(&options.state_dir) {
+        Ok(last) => last.map(|a| (a.to_version, a.result.as_str().to_string())),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the update history");
+            None
+        }
     };
     status.write(&options.state_dir);
     let metrics = metrics_text(status, now);
@@ -597,6 +618,17 @@ pub fn metrics_text(status: &StatusFile, now: Timestamp) -> String {
         None => text.push_str("cairn_agent_missing_base_image{barrier=\"\"} 0\n"),
     }
     text.push_str(
+        "# HELP cairn_agent_last_outcome 1 for the final outcome of the newest finished update attempt\n\
+         # TYPE cairn_agent_last_outcome gauge\n",
+    );
+    let last = status.last_outcome.as_ref().map(|(_, o)| o.as_str());
+    for outcome in crate::history::Outcome::ALL.iter().filter(|o| o.is_final()) {
+        text.push_str(&format!(
+            "cairn_agent_last_outcome{{outcome=\"{outcome}\"}} {}\n",
+            u8::from(last == Some(outcome.as_str()))
+        ));
+    }
+    text.push_str(
         "# HELP cairn_agent_state 1 for the current state\n# TYPE cairn_agent_state gauge\n",
     );
     for state in [
@@ -657,7 +689,9 @@ async fn pass(
         .map(|d| d.version.clone())
         .collect();
     status.held = state.is_held(now);
-    if let Some(systemctl) = &options.systemctl {
+    // Without systemd there is neither a boot verdict nor another updater to ask about.
+    let systemctl = options.systemctl.as_deref().filter(|_| settings.systemd);
+    if let Some(systemctl) = systemctl.filter(|_| options.updater_check) {
         let others = enabled_updaters(systemctl, &options.root).await;
         if !others.is_empty() {
             status.state = state.state.name().into();
@@ -787,7 +821,7 @@ async fn pass(
         &stream,
     );
     // Only a boot into a target needs a verdict.
-    let boot_health = match (&options.systemctl, agent.state()) {
+    let boot_health = match (systemctl, agent.state()) {
         (Some(systemctl), State::Rebooting { .. } | State::Verifying { .. }) => {
             match crate::health::boot_health(systemctl, Duration::from_secs(30)).await {
                 crate::health::BootHealth::Pending if options.pending_is_failure => {

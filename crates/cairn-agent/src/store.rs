@@ -2,7 +2,7 @@
 //! (temporary file, fsync, rename, fsync of the directory) so that a crash or
 //! power loss at any instant leaves either the old or the new state, never half.
 
-use crate::machine::State;
+use crate::machine::{State, Target};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -64,20 +64,29 @@ pub struct AgentState {
     pub hooks_passed: Option<String>,
     /// Targets vetoed by a hook, by digest.
     pub vetoes: BTreeMap<String, VetoEntry>,
-    /// The update under way since finalization began; its outcome goes to
-    /// the history once, then this is cleared.
+    /// The attempt under way since its target was staged; it ends with one
+    /// final record in the history, then this is cleared.
     pub underway: Option<Underway>,
 }
 
-/// An update between finalization and its verified outcome.
+/// An attempt between staging and its final outcome.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Underway {
     /// The release the host was on.
     pub from_version: Option<String>,
     /// Its digest.
     pub from_digest: Option<String>,
-    /// When finalization began.
+    /// When the attempt began.
     pub started: Timestamp,
+    /// Its target. Absent in state written by agents that began attempts at
+    /// finalization; the state machine's target is the one then.
+    #[serde(default)]
+    pub target: Option<Target>,
+    /// Set, with the failed check, once Cairn has started a rollback: the
+    /// boot that follows ends the attempt as rolled back, and a boot still on
+    /// the target is never rolled back a second time.
+    #[serde(default)]
+    pub rolling_back: Option<String>,
 }
 
 impl Default for AgentState {
@@ -185,7 +194,6 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::machine::Target;
 
     fn now() -> Timestamp {
         Timestamp::from_second(1_800_000_000).expect("time")
@@ -239,6 +247,21 @@ mod tests {
             err.to_string().contains("state.json") && err.to_string().contains("damaged"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn an_attempt_recorded_by_an_older_agent_still_loads() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(
+            dir.path().join(STATE_FILE),
+            r#"{"format":1,"state":{"state":"rebooting","target":{"version":"2","digest":"sha256:b"}},
+               "underway":{"from_version":"1","from_digest":"sha256:a","started":"2026-03-01T04:10:51Z"}}"#,
+        )
+        .expect("write");
+        let state = AgentState::load(dir.path()).expect("loads");
+        let underway = state.underway.expect("under way");
+        assert_eq!(underway.from_version.as_deref(), Some("1"));
+        assert_eq!((underway.target, underway.rolling_back), (None, None));
     }
 
     #[test]

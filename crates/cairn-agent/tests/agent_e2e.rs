@@ -288,7 +288,15 @@ async fn an_old_node_passes_the_barrier_then_moves_on_and_the_lock_is_released()
     let mut agent = agent(&fleet, &old, Some(&lock));
     agent.recover(Timestamp::now()).await.expect("recover");
     let report = agent.tick(&world(&fleet)).await.expect("verify");
-    assert_eq!(report.reason, "updated to 44.2");
+    // Nothing in this world reports boot health: moved on, but not verified.
+    assert!(
+        report
+            .reason
+            .starts_with("updated to 44.2; the boot is unverified"),
+        "{}",
+        report.reason
+    );
+    assert_eq!(outcomes(&old), ["staged", "rebooting", "booted_unverified"]);
     assert!(
         lock.holders("default").is_empty(),
         "released at steady state after boot"
@@ -318,6 +326,7 @@ async fn a_failed_boot_rolls_back_and_deny_lists_the_release() {
     assert_eq!(report.state, "steady");
     assert!(report.reason.contains("rolled back"), "{}", report.reason);
     assert!(agent.persisted.deny_list.contains_key(&fleet.digests[2]));
+    assert_eq!(outcomes(&n), ["staged", "rebooting", "boot_failed"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -492,7 +501,94 @@ async fn a_staged_update_found_after_a_reset_is_adopted() {
         .state()
         .calls
         .iter()
-        .filter(|c| c.starts_with("switch"))
+        .filter(|c| c.starts_with("switch --download-only"))
         .count();
     assert_eq!(calls, 1, "not staged twice");
+}
+
+/// The history's words, oldest first.
+fn outcomes(node: &Node) -> Vec<String> {
+    let (records, damaged) = cairn_agent::history::read(&node.state_dir).expect("history");
+    assert_eq!(damaged, 0);
+    records.iter().map(|r| r.result.to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_staged_update_the_host_dropped_ends_its_attempt_and_a_new_one_begins() {
+    let fleet = fleet().await;
+    let n = node(&fleet, 1, 0.1, &closed_window());
+    {
+        let mut agent = agent(&fleet, &n, None);
+        agent.tick(&world(&fleet)).await.expect("steady");
+        agent.tick(&world(&fleet)).await.expect("stage");
+    }
+    // A reboot by someone else drops the download-only deployment.
+    let mut host = n.host.state();
+    host.staged = None;
+    cairn_testkit::host::write_state(&n.host.dir, &host);
+    let mut agent = agent(&fleet, &n, None);
+    agent.recover(Timestamp::now()).await.expect("recover");
+    agent.tick(&world(&fleet)).await.expect("steady");
+    let report = agent.tick(&world(&fleet)).await.expect("check");
+    assert_eq!(report.reason, "staged 44.3");
+    assert_eq!(outcomes(&n), ["staged", "withdrawn", "staged"]);
+    let (records, _) = cairn_agent::history::read(&n.state_dir).expect("history");
+    assert!(
+        records[1].reason.contains("no longer staged on the host"),
+        "{}",
+        records[1].reason
+    );
+    assert_ne!(records[0].started, records[2].started, "a new attempt");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_that_does_not_take_effect_is_not_repeated() {
+    let fleet = fleet().await;
+    let n = node(&fleet, 1, 0.1, "[health]\nrollback_on_failure = true\n");
+    {
+        let mut agent = agent(&fleet, &n, None);
+        agent.tick(&world(&fleet)).await.expect("steady");
+        agent.tick(&world(&fleet)).await.expect("stage");
+    }
+    finalize_and_reboot(&fleet, &n, None, true).await;
+    let failed = World {
+        boot_health: cairn_agent::health::BootHealth::Failed("check.service failed".into()),
+        ..world(&fleet)
+    };
+    let rolling = {
+        let mut agent = agent(&fleet, &n, None);
+        agent.recover(Timestamp::now()).await.expect("recover");
+        let failed = failed.clone();
+        tokio::spawn(async move { agent.tick(&failed).await.map(|r| r.reason) })
+    };
+    n.host.wait_for_apply().await;
+    // The host comes back on the target anyway (the rollback did not stick).
+    let mut host = n.host.state();
+    std::mem::swap(&mut host.booted, &mut host.rollback);
+    cairn_testkit::host::write_state(&n.host.dir, &host);
+    n.host.reboot(true);
+    let reason = rolling.await.expect("task").expect("tick");
+    assert!(reason.contains("rolling back"), "{reason}");
+    let mut agent = agent(&fleet, &n, None);
+    agent.recover(Timestamp::now()).await.expect("recover");
+    let report = agent.tick(&failed).await.expect("verify");
+    assert!(
+        report.reason.contains("the rollback did not take effect"),
+        "{}",
+        report.reason
+    );
+    assert_eq!(report.state, "steady");
+    let rollbacks = n
+        .host
+        .state()
+        .calls
+        .iter()
+        .filter(|c| c.starts_with("rollback"))
+        .count();
+    assert_eq!(rollbacks, 1, "never a second rollback");
+    assert_eq!(
+        outcomes(&n),
+        ["staged", "rebooting", "rolling_back", "rollback_failed"]
+    );
+    assert!(agent.persisted.deny_list.contains_key(&fleet.digests[2]));
 }

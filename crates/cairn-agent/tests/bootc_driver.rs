@@ -176,6 +176,11 @@ async fn older_bootc_versions_use_the_two_step_sequence() {
         .await
         .expect_err("old bootc");
     assert!(matches!(err, DriverError::Unsupported { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("unexpected argument '--download-only' found"),
+        "clap's error line, not its usage lines: {err}"
+    );
     driver
         .stage(
             tier,
@@ -230,5 +235,143 @@ async fn a_failed_boot_leaves_the_old_release_booted() {
         status.rollback.and_then(|b| b.digest).as_deref(),
         Some(setup.new.as_str()),
         "the failed target shows as rollback"
+    );
+}
+
+/// `tier()` then `stage()`, as the agent does; the staged deployment and
+/// the command lines the stand-in received.
+async fn stage_with_probe(setup: &Setup, host: &FakeHost) -> (StagingTier, Vec<String>) {
+    let driver = driver(host);
+    let tier = driver.tier().await.expect("probe");
+    driver
+        .stage(tier, &setup.repo, &setup.new, &SignatureMode::Unverified)
+        .await
+        .expect("stage");
+    let staged = driver
+        .status()
+        .await
+        .expect("status")
+        .staged
+        .expect("staged");
+    assert_eq!(staged.digest.as_deref(), Some(setup.new.as_str()));
+    assert!(staged.download_only, "staged locked");
+    (tier, host.state().calls)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staging_follows_what_switch_accepts_not_the_version() {
+    let setup = setup().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let reference = format!("{}@{}", setup.repo, setup.new);
+
+    // Reports 1.17 but has no `switch --download-only`: two steps.
+    let without = host(&dir.path().join("without"), "1.17.0", &setup, false);
+    without.set_bootc("1.17.0", false);
+    let (tier, calls) = stage_with_probe(&setup, &without).await;
+    assert_eq!(tier, StagingTier::SwitchThenDownloadOnly);
+    let calls: Vec<&str> = calls.iter().map(String::as_str).collect();
+    assert_eq!(
+        calls,
+        [
+            "--version",
+            "switch --help",
+            &format!("switch {reference}"),
+            "upgrade --download-only",
+            "status --format=json --format-version=1"
+        ],
+    );
+
+    // Reports 1.16 but has it (a build with the change): one locked switch.
+    let with = host(&dir.path().join("with"), "1.16.9", &setup, false);
+    with.set_bootc("1.16.9", true);
+    let (tier, calls) = stage_with_probe(&setup, &with).await;
+    assert_eq!(tier, StagingTier::DownloadOnlySwitch);
+    let calls: Vec<&str> = calls.iter().map(String::as_str).collect();
+    assert_eq!(
+        calls,
+        [
+            "--version",
+            "switch --help",
+            &format!("switch --download-only {reference}"),
+            "status --format=json --format-version=1"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_bootc_is_probed_once_and_the_answer_is_kept() {
+    let setup = setup().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let host = host(&dir.path().join("host"), "1.17.0", &setup, false);
+    let file = dir
+        .path()
+        .join("state")
+        .join(cairn_agent::host::probe::PROBE_FILE);
+    let probes = || {
+        host.state()
+            .calls
+            .iter()
+            .filter(|c| *c == "switch --help")
+            .count()
+    };
+    let first = driver(&host).with_probe_file(file.clone());
+    assert_eq!(
+        first.tier().await.expect("probe"),
+        StagingTier::DownloadOnlySwitch
+    );
+    assert_eq!(
+        first.tier().await.expect("again"),
+        StagingTier::DownloadOnlySwitch
+    );
+    assert_eq!(probes(), 1, "remembered in the process");
+    // Another process (the next pass) reads the file.
+    let second = driver(&host).with_probe_file(file.clone());
+    assert_eq!(
+        second.tier().await.expect("cached"),
+        StagingTier::DownloadOnlySwitch
+    );
+    assert_eq!(probes(), 1, "kept in the state directory");
+    let kept: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).expect("probe file")).expect("JSON");
+    assert_eq!(kept["version"], "bootc 1.17.0");
+    assert_eq!(kept["switch_download_only"], true);
+    // A new bootc (an update of the host) is asked again.
+    host.set_bootc("1.17.1", false);
+    assert_eq!(
+        second.tier().await.expect("probe"),
+        StagingTier::SwitchThenDownloadOnly
+    );
+    assert_eq!(probes(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_that_fails_is_an_error_and_stages_nothing() {
+    let setup = setup().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let host = host(dir.path(), "1.17.0", &setup, false);
+    host.fail("switch", "This command must be executed as the root user");
+    let file = dir
+        .path()
+        .join("state")
+        .join(cairn_agent::host::probe::PROBE_FILE);
+    let err = driver(&host)
+        .with_probe_file(file.clone())
+        .tier()
+        .await
+        .expect_err("no answer");
+    assert_eq!(err.kind(), "probe", "{err}");
+    assert!(err.to_string().contains("root user"), "{err}");
+    assert!(!file.exists(), "no answer kept");
+    let state = host.state();
+    assert!(state.staged.is_none());
+    assert_eq!(
+        state
+            .calls
+            .iter()
+            .filter(|c| c.starts_with("switch"))
+            .count(),
+        1,
+        "only the probe: {:?}",
+        state.calls
     );
 }

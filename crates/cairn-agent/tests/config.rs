@@ -20,6 +20,40 @@ fn defaults_with_no_fragment() {
     assert_eq!(settings.check_interval.as_secs(), 300);
     assert_eq!(settings.group, "default");
     assert_eq!(settings.wariness, None);
+    assert!(settings.systemd, "a host has systemd unless told otherwise");
+}
+
+#[test]
+fn a_host_without_systemd_is_said_so_in_the_host_table() {
+    let root = tempfile::tempdir().expect("temp dir");
+    write(
+        root.path(),
+        "etc",
+        "50-host.toml",
+        "[host]\nsystemd = false\n",
+    );
+    assert!(
+        !load(&ConfigDirs::under(root.path()))
+            .expect("valid")
+            .systemd
+    );
+    write(
+        root.path(),
+        "etc",
+        "50-host.toml",
+        "[host]\nsystemd = \"no\"\n",
+    );
+    let err = load(&ConfigDirs::under(root.path())).expect_err("not a boolean");
+    assert_eq!(err.key, "host.systemd", "{err}");
+    write(
+        root.path(),
+        "etc",
+        "50-host.toml",
+        "[host]\nsystem = false\n",
+    );
+    let err = load(&ConfigDirs::under(root.path())).expect_err("unknown key");
+    assert!(err.key.starts_with("host"), "{err}");
+    assert!(err.message.contains("unknown field"), "{err}");
 }
 
 #[test]

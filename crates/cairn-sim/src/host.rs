@@ -1,6 +1,6 @@
 //! A simulated bootc host, in process: it answers the command lines the
-//! agent's bootc driver runs (`status`, `switch`, `upgrade --download-only`,
-//! `upgrade --from-downloaded --apply`, `rollback --apply`) with bootc's
+//! agent's bootc driver runs (`status`, `switch --help`, `switch`, `upgrade
+//! --download-only`, `upgrade --from-downloaded --apply`, `rollback --apply`) with bootc's
 //! status JSON and exit codes, keeping its deployments in memory. Finalizing
 //! "reboots" at once. `cairn demo` drives real agents against it.
 
@@ -89,6 +89,8 @@ impl SimulatedHost {
         match words.as_slice() {
             ["--version"] => ok("bootc 1.17.0\n".into()),
             ["status", "--format=json", "--format-version=1"] => ok(status(&state)),
+            // A bootc whose switch stages locked (download only).
+            ["switch", "--help"] => ok("Usage: bootc switch [OPTIONS] <TARGET>\n\nOptions:\n      --download-only  Stage the image without applying it at the next reboot\n".into()),
             ["switch", rest @ ..] => {
                 let Some(reference) = rest.iter().find(|a| !a.starts_with("--")) else {
                     return Output {

@@ -43,10 +43,33 @@ pub struct FakeState {
     /// rpm-ostree's registered update driver.
     #[serde(default)]
     pub update_driver: Option<String>,
-    /// Stop before carrying out this subcommand (`status`, `switch`, …) until
-    /// [`FakeHost::resume`], so a test can kill the agent mid-command.
+    /// Stop before carrying out a command line that starts with this
+    /// (`status`, `switch --download-only`, …) until [`FakeHost::resume`], so
+    /// a test can kill the agent mid-command.
     #[serde(default)]
     pub pause_before: Option<String>,
+    /// Fail command lines that start with this (`rollback`, `switch`, …) as
+    /// the tool does: exit 1 with `error: <message>`.
+    #[serde(default)]
+    pub fail: Option<(String, String)>,
+    /// `bootc switch` accepts `--download-only` (and lists it in `switch
+    /// --help`). Unset: as bootc releases do, from 1.17 on.
+    #[serde(default)]
+    pub switch_download_only: Option<bool>,
+}
+
+impl FakeState {
+    /// Whether this stand-in's `switch` accepts `--download-only`.
+    pub fn accepts_switch_download_only(&self) -> bool {
+        self.switch_download_only.unwrap_or_else(|| {
+            let mut parts = self
+                .version
+                .split('.')
+                .map(|p| p.parse::<u32>().unwrap_or(0));
+            let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+            (major, minor) >= (1, 17)
+        })
+    }
 }
 
 /// The file a paused stand-in creates (holding its PID) and waits to see removed.
@@ -198,9 +221,10 @@ pub fn begin_command(dir: &Path, args: &[String]) -> FakeState {
     let mut state = read_state(dir);
     state.calls.push(args.join(" "));
     write_state(dir, &state);
-    if args
-        .first()
-        .is_some_and(|a| state.pause_before.as_ref() == Some(a))
+    if state
+        .pause_before
+        .as_ref()
+        .is_some_and(|prefix| args.join(" ").starts_with(prefix.as_str()))
     {
         let marker = pause_marker(dir);
         let _ = std::fs::write(&marker, std::process::id().to_string());
@@ -360,10 +384,28 @@ impl FakeHost {
         read_state(&self.dir)
     }
 
-    /// Make the next `subcommand` wait until [`FakeHost::resume`].
-    pub fn pause_before(&self, subcommand: &str) {
+    /// Make the next command line that starts with `prefix` wait until
+    /// [`FakeHost::resume`].
+    pub fn pause_before(&self, prefix: &str) {
         let mut state = self.state();
-        state.pause_before = Some(subcommand.to_string());
+        state.pause_before = Some(prefix.to_string());
+        write_state(&self.dir, &state);
+    }
+
+    /// Pretend to be bootc `version`, whose `switch` does or does not accept
+    /// `--download-only`, whatever the version would suggest.
+    pub fn set_bootc(&self, version: &str, switch_download_only: bool) {
+        let mut state = self.state();
+        state.version = version.to_string();
+        state.switch_download_only = Some(switch_download_only);
+        write_state(&self.dir, &state);
+    }
+
+    /// Make every later command line that starts with `prefix` fail with
+    /// `message`, as the tool does.
+    pub fn fail(&self, prefix: &str, message: &str) {
+        let mut state = self.state();
+        state.fail = Some((prefix.to_string(), message.to_string()));
         write_state(&self.dir, &state);
     }
 

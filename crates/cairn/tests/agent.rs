@@ -752,7 +752,7 @@ async fn a_killed_agent_converges_after_restart_in_every_state() {
     wait_until("staged after restart", || state_name(&n) == "staged").await;
     kill9(&mut agent);
     assert!(staged_once(&n));
-    assert_eq!(count_calls(&n, "switch"), 1, "staged once");
+    assert_eq!(count_calls(&n, "switch --download-only"), 1, "staged once");
 
     // Killed during `bootc switch` (update available); the switch finishes
     // without the agent, as under systemd-run.
@@ -762,7 +762,7 @@ async fn a_killed_agent_converges_after_restart_in_every_state() {
         1,
         &(fragment(&p, 0.3) + &closed_window()),
     );
-    n.host.pause_before("switch");
+    n.host.pause_before("switch --download-only");
     let mut agent = spawn_daemon(&p, &n);
     wait_until("bootc switch is paused", || n.host.paused_pid().is_some()).await;
     kill9(&mut agent);
@@ -773,7 +773,11 @@ async fn a_killed_agent_converges_after_restart_in_every_state() {
     // A few more checks: none may stage again.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     kill9(&mut agent);
-    assert_eq!(count_calls(&n, "switch"), 1, "no double staging");
+    assert_eq!(
+        count_calls(&n, "switch --download-only"),
+        1,
+        "no double staging"
+    );
 
     // Killed during `bootc switch`, and the switch died with it.
     let n = node(
@@ -782,7 +786,7 @@ async fn a_killed_agent_converges_after_restart_in_every_state() {
         1,
         &(fragment(&p, 0.3) + &closed_window()),
     );
-    n.host.pause_before("switch");
+    n.host.pause_before("switch --download-only");
     let mut agent = spawn_daemon(&p, &n);
     wait_until("bootc switch is paused", || n.host.paused_pid().is_some()).await;
     kill9(&mut agent);
@@ -802,11 +806,15 @@ async fn a_killed_agent_converges_after_restart_in_every_state() {
     let mut agent = spawn_daemon(&p, &n);
     wait_until("a check ran", || count_calls(&n, "status") >= 8).await;
     kill9(&mut agent);
-    let switches = count_calls(&n, "switch");
+    let switches = count_calls(&n, "switch --download-only");
     let mut agent = spawn_daemon(&p, &n);
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     kill9(&mut agent);
-    assert_eq!(count_calls(&n, "switch"), switches, "no re-staging");
+    assert_eq!(
+        count_calls(&n, "switch --download-only"),
+        switches,
+        "no re-staging"
+    );
     assert_eq!(state_name(&n), "staged");
 
     // Killed while finalizing (rebooting) under a reboot lock; the reboot
@@ -1149,4 +1157,163 @@ async fn cincinnati_source_follows_the_servers_graph_with_the_local_wariness() {
         error.contains(&format!("cincinnati:http://{listen}")),
         "{status}"
     );
+}
+
+/// Sign and push the document again, after a policy edit.
+fn republish(p: &Published) {
+    let d = |name: &str| p.dir.path().join(name).display().to_string();
+    ok(&[
+        "publish",
+        "--repository",
+        &p.repo,
+        "--stream",
+        "stable",
+        "--policy",
+        &d("updates.json"),
+        "--sign-key",
+        &d("team.key"),
+        "--insecure-registry",
+        &p.registry.host,
+        "--cache",
+        &d("cache.json"),
+    ]);
+}
+
+/// The history's records, oldest first, as (to_version, result).
+fn history_words(n: &Node) -> Vec<(String, String)> {
+    let text = ok(&["status", "--state-dir", &n.state, "--history", "--json"]);
+    serde_json::from_str::<Vec<Value>>(&text)
+        .expect("JSON")
+        .iter()
+        .map(|r| {
+            (
+                r["to_version"].as_str().unwrap_or_default().to_string(),
+                r["result"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_staged_target_no_longer_offered_ends_its_attempt_as_withdrawn() {
+    let p = published().await;
+    // On 44.1 at wariness 0.8: 44.3's rollout has not reached it, 44.2 is the target.
+    let replaced = node(&p, "replaced", 0, &fragment(&p, 0.8));
+    let out = agent_once(&p, &replaced, &[]);
+    assert!(out.contains("staged 44.2"), "{out}");
+    // On 44.2 at wariness 0.3: 44.3 is staged.
+    let dead = node(&p, "dead-end", 1, &fragment(&p, 0.3));
+    let out = agent_once(&p, &dead, &[]);
+    assert!(out.contains("staged 44.3"), "{out}");
+
+    // 44.3's rollout completes: it replaces the staged 44.2.
+    let d = |name: &str| p.dir.path().join(name).display().to_string();
+    let yesterday = (jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24)).to_string();
+    ok(&[
+        "policy",
+        "--policy",
+        &d("updates.json"),
+        "rollout",
+        "start",
+        "44.3",
+        "--over",
+        "1m",
+        "--at",
+        &yesterday,
+    ]);
+    republish(&p);
+    let out = agent_once(&p, &replaced, &[]);
+    assert!(out.contains("staged 44.3"), "{out}");
+    let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+        list.iter()
+            .map(|(v, w)| (v.to_string(), w.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        history_words(&replaced),
+        pairs(&[
+            ("44.2", "staged"),
+            ("44.2", "withdrawn"),
+            ("44.3", "staged")
+        ])
+    );
+    let text = ok(&["status", "--state-dir", &replaced.state, "--history"]);
+    assert!(
+        text.contains("44.1 -> 44.2  withdrawn: 44.3 replaced it as the target"),
+        "{text}"
+    );
+
+    // 44.3 becomes a dead-end: on 44.2 nothing else is offered, so the staged
+    // target goes, and its attempt ends.
+    ok(&[
+        "policy",
+        "--policy",
+        &d("updates.json"),
+        "deadend",
+        "add",
+        "44.3",
+        "--reason",
+        "https://example.org/broken",
+    ]);
+    republish(&p);
+    let out = agent_once(&p, &dead, &[]);
+    assert!(out.contains("became a dead-end"), "{out}");
+    assert_eq!(
+        history_words(&dead),
+        pairs(&[("44.3", "staged"), ("44.3", "withdrawn")])
+    );
+    let text = ok(&["status", "--state-dir", &dead.state, "--history"]);
+    assert!(
+        text.contains("44.2 -> 44.3  withdrawn: the staged release 44.3 became a dead-end"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staging_follows_what_the_installed_bootc_accepts() {
+    let p = published().await;
+    let reference = format!("{}@{}", p.repo, p.digests[2]);
+    // (reported version, switch accepts --download-only, the staging commands)
+    let cases = [
+        (
+            "1.17.0",
+            false,
+            vec![
+                format!("switch --enforce-container-sigpolicy {reference}"),
+                "upgrade --download-only".to_string(),
+            ],
+        ),
+        (
+            "1.16.9",
+            true,
+            vec![format!(
+                "switch --download-only --enforce-container-sigpolicy {reference}"
+            )],
+        ),
+    ];
+    for (version, accepts, expected) in cases {
+        let n = node(&p, &format!("bootc-{version}"), 1, &fragment(&p, 0.3));
+        n.host.set_bootc(version, accepts);
+        let out = agent_once(&p, &n, &[]);
+        assert!(out.contains("staged 44.3"), "{version}: {out}");
+        let host = n.host.state();
+        let staged = host.staged.as_ref().expect("staged");
+        assert_eq!(staged.digest, p.digests[2]);
+        assert!(staged.download_only, "{version}: staged locked");
+        let staging: Vec<String> = host
+            .calls
+            .iter()
+            .filter(|c| c.starts_with("switch") || c.starts_with("upgrade"))
+            .cloned()
+            .collect();
+        let mut want = vec!["switch --help".to_string()];
+        want.extend(expected);
+        assert_eq!(staging, want, "{version}");
+        let probe: Value = serde_json::from_slice(
+            &std::fs::read(Path::new(&n.state).join("bootc-probe.json")).expect("probe kept"),
+        )
+        .expect("JSON");
+        assert_eq!(probe["version"], format!("bootc {version}"));
+        assert_eq!(probe["switch_download_only"], accepts);
+    }
 }

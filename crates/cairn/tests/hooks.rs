@@ -97,25 +97,32 @@ impl Node {
         self.root.display().to_string()
     }
 
+    fn flag(&self, name: &str, on: bool) {
+        let path = self.systemctl.parent().expect("dir").join(name);
+        if on {
+            std::fs::write(&path, "").expect("flag");
+        } else {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+
     /// Tell the stand-in systemctl how this boot went.
     fn boot(&self, boot_complete_failed: bool, greenboot_failed: Option<bool>) {
-        let flags = self.systemctl.parent().expect("dir");
-        let set = |name: &str, on: bool| {
-            let path = flags.join(name);
-            if on {
-                std::fs::write(&path, "").expect("flag");
-            } else {
-                let _ = std::fs::remove_file(&path);
-            }
-        };
-        set("boot-complete-failed", boot_complete_failed);
-        set("greenboot", greenboot_failed.is_some());
-        set("greenboot-failed", greenboot_failed == Some(true));
+        self.flag("boot-complete-failed", boot_complete_failed);
+        self.flag("greenboot", greenboot_failed.is_some());
+        self.flag("greenboot-failed", greenboot_failed == Some(true));
+    }
+
+    /// A host with nothing that asks for boot-complete.target: no unit
+    /// requires it and it is never started, so health cannot be judged.
+    fn no_health_checks(&self) {
+        self.flag("no-health-checks", true);
     }
 }
 
 /// A systemctl that answers the questions the agent asks, from flag files:
-/// no other updater is enabled; boot-complete.target and greenboot as set.
+/// no other updater is enabled; boot-complete.target and greenboot as set,
+/// or nothing asking for boot-complete.target at all.
 fn fake_systemctl(dir: &Path) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(dir).expect("mkdir");
@@ -128,12 +135,12 @@ fn fake_systemctl(dir: &Path) -> PathBuf {
 case "$*" in
   "is-enabled "*) echo disabled; exit 1 ;;
   "is-failed --quiet boot-complete.target") exit 1 ;;
-  "show --property=Requires --value boot-complete.target") echo health-check.service; exit 0 ;;
+  "show --property=Requires --value boot-complete.target") [ -e '{flags}/no-health-checks' ] || echo health-check.service; exit 0 ;;
   "is-failed --quiet health-check.service") [ -e '{flags}/boot-complete-failed' ] && exit 0; exit 1 ;;
   "list-jobs --no-legend boot-complete.target") exit 0 ;;
   "show --property=LoadState --value greenboot-healthcheck.service") [ -e '{flags}/greenboot' ] && echo loaded || echo not-found; exit 0 ;;
   "is-failed --quiet greenboot-healthcheck.service") [ -e '{flags}/greenboot-failed' ] && exit 0; exit 1 ;;
-  "is-active boot-complete.target") if [ -e '{flags}/boot-complete-failed' ]; then echo inactive; exit 3; fi; echo active; exit 0 ;;
+  "is-active boot-complete.target") if [ -e '{flags}/boot-complete-failed' ] || [ -e '{flags}/no-health-checks' ]; then echo inactive; exit 3; fi; echo active; exit 0 ;;
 esac
 echo "unexpected: $*" >&2; exit 1
 "#
@@ -229,6 +236,46 @@ fn history(n: &Node) -> Vec<Value> {
     serde_json::from_str::<Vec<Value>>(&text).expect("JSON")
 }
 
+/// The words that end an attempt (docs/hooks.md).
+const FINAL: [&str; 8] = [
+    "booted_healthy",
+    "booted_unverified",
+    "booted_unhealthy",
+    "rolled_back",
+    "boot_failed",
+    "rollback_failed",
+    "hook_veto",
+    "withdrawn",
+];
+
+/// The history's words, oldest first, once every attempt in it (the records
+/// with one target and start time) is seen to end in exactly one final
+/// word, its last.
+fn outcomes(n: &Node) -> Vec<String> {
+    let records = history(n);
+    let mut attempts: Vec<((Value, Value), Vec<&str>)> = Vec::new();
+    for record in &records {
+        let key = (record["to_digest"].clone(), record["started"].clone());
+        let word = record["result"].as_str().expect("a word");
+        match attempts.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, words)) => words.push(word),
+            None => attempts.push((key, vec![word])),
+        }
+    }
+    for (key, words) in &attempts {
+        let finals = words.iter().filter(|w| FINAL.contains(w)).count();
+        assert_eq!(finals, 1, "attempt {key:?}: {words:?}");
+        assert!(
+            words.last().is_some_and(|w| FINAL.contains(w)),
+            "attempt {key:?} ends with a final word: {words:?}"
+        );
+    }
+    records
+        .iter()
+        .map(|r| r["result"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
 fn calls(n: &Node, prefix: &str) -> usize {
     n.host
         .state()
@@ -315,13 +362,23 @@ async fn a_passing_hook_runs_in_the_new_image_with_the_contracted_environment() 
     );
     let out = run(&w, &n, &["verify"]);
     assert!(out.contains("updated to 44.3"), "{out}");
-    let history = history(&n);
-    assert_eq!(history.len(), 1, "{history:?}");
-    assert_eq!(history[0]["result"], "succeeded");
-    assert_eq!(history[0]["from_version"], "44.2");
-    assert_eq!(history[0]["to_version"], "44.3");
+    assert_eq!(
+        outcomes(&n),
+        ["staged", "rebooting", "booted_healthy"],
+        "{:?}",
+        history(&n)
+    );
+    let last = &history(&n)[2];
+    assert_eq!(last["from_version"], "44.2");
+    assert_eq!(last["to_version"], "44.3");
     let text = ok(&["status", "--state-dir", &n.state, "--history"]);
-    assert!(text.contains("44.2 -> 44.3  succeeded"), "{text}");
+    assert!(text.contains("44.2 -> 44.3  booted_healthy"), "{text}");
+    let metrics =
+        std::fs::read_to_string(Path::new(&n.state).join("metrics.prom")).expect("metrics");
+    assert!(
+        metrics.contains("cairn_agent_last_outcome{outcome=\"booted_healthy\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -346,7 +403,7 @@ async fn a_vetoing_hook_withdraws_the_update_and_says_why() {
         metrics.contains("cairn_agent_hook_veto{hook=\"image:10-check\"} 1"),
         "{metrics}"
     );
-    assert_eq!(history(&n)[0]["result"], "vetoed");
+    assert_eq!(outcomes(&n), ["staged", "hook_veto"]);
     // Within the backoff, nothing is staged again and the hook does not rerun.
     let out = run(&w, &n, &["agent", "--once"]);
     assert!(out.contains("retrying after"), "{out}");
@@ -401,7 +458,7 @@ echo run >> "$CAIRN_BOOTED_ROOT/runs""#,
         "run\n"
     );
     assert_eq!(
-        calls(&n, "switch"),
+        calls(&n, "switch --download-only"),
         1,
         "staged once: {:?}",
         n.host.state().calls
@@ -416,7 +473,7 @@ async fn a_failed_boot_is_recorded_and_deny_listed() {
     let out = run(&w, &n, &["verify"]);
     assert!(out.contains("rolled back from 44.3"), "{out}");
     assert!(deny_listed(&n));
-    assert_eq!(history(&n)[0]["result"], "rolled-back");
+    assert_eq!(outcomes(&n), ["staged", "rebooting", "boot_failed"]);
     assert_eq!(
         calls(&n, "rollback"),
         0,
@@ -456,7 +513,17 @@ async fn failing_health_checks_roll_back_when_configured_and_only_once() {
     assert!(out.contains("rolled back from 44.3"), "{out}");
     assert_eq!(calls(&n, "rollback --apply"), 1);
     assert!(deny_listed(&n));
-    assert_eq!(history(&n)[0]["result"], "rolling-back");
+    assert_eq!(
+        outcomes(&n),
+        ["staged", "rebooting", "rolling_back", "rolled_back"]
+    );
+    let text = ok(&["status", "--state-dir", &n.state, "--history"]);
+    assert!(
+        text.lines().next().is_some_and(|l| l.contains(
+            "44.2 -> 44.3  rolled_back: health checks failed (health-check.service failed"
+        )),
+        "the newest line is the final outcome: {text}"
+    );
     let out = run(&w, &n, &["agent", "--once"]);
     assert!(
         !out.contains("staged 44.3"),
@@ -476,7 +543,7 @@ async fn failing_health_checks_are_reported_when_rollback_is_off() {
         "{out}"
     );
     assert_eq!(calls(&n, "rollback"), 0);
-    assert_eq!(history(&n)[0]["result"], "unhealthy");
+    assert_eq!(outcomes(&n), ["staged", "rebooting", "booted_unhealthy"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -490,5 +557,111 @@ async fn when_greenboot_rolled_back_first_the_agent_does_not_roll_back_again() {
     assert!(out.contains("rolled back from 44.3"), "{out}");
     assert_eq!(calls(&n, "rollback"), 0, "no second rollback");
     assert!(deny_listed(&n));
-    assert_eq!(history(&n)[0]["result"], "rolled-back");
+    assert_eq!(outcomes(&n), ["staged", "rebooting", "boot_failed"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_that_fails_ends_the_attempt_and_the_host_stays() {
+    let w = world(&[]).await;
+    let n = node(
+        &w,
+        "rollback-fails",
+        "[health]\nrollback_on_failure = true\n",
+    );
+    update_now_and_reboot(&w, &n, true).await;
+    n.boot(true, None);
+    n.host.fail(
+        "rollback",
+        "Rollback: acquiring the sysroot lock: timed out",
+    );
+    let out = run(&w, &n, &["verify"]);
+    assert!(
+        out.contains("the rollback failed (") && out.contains("acquiring the sysroot lock"),
+        "{out}"
+    );
+    assert_eq!(calls(&n, "rollback --apply"), 1);
+    assert_eq!(
+        n.host.state().booted.map(|b| b.digest).as_deref(),
+        Some(w.new.as_str()),
+        "still on the target"
+    );
+    assert!(deny_listed(&n));
+    assert_eq!(
+        outcomes(&n),
+        ["staged", "rebooting", "rolling_back", "rollback_failed"]
+    );
+    // Settled: the next pass neither rolls back again nor records anything.
+    let out = run(&w, &n, &["verify"]);
+    assert!(out.contains("State:      steady"), "{out}");
+    assert_eq!(calls(&n, "rollback --apply"), 1);
+    assert_eq!(outcomes(&n).len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_boot_nothing_can_judge_is_recorded_as_unverified() {
+    let w = world(&[]).await;
+    let n = node(&w, "unverified", "");
+    update_now_and_reboot(&w, &n, true).await;
+    n.no_health_checks();
+    let out = run(&w, &n, &["verify"]);
+    assert!(
+        out.contains("updated to 44.3; the boot is unverified"),
+        "{out}"
+    );
+    assert_eq!(outcomes(&n), ["staged", "rebooting", "booted_unverified"]);
+    assert!(!deny_listed(&n));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skipping_the_updater_check_still_judges_the_boot() {
+    let w = world(&[]).await;
+    let n = node(&w, "no-updater-check", "");
+    update_now_and_reboot(&w, &n, true).await;
+    n.boot(true, None);
+    let out = run(&w, &n, &["verify", "--no-updater-check"]);
+    assert!(
+        out.contains("booted 44.3 but its health checks failed (health-check.service failed"),
+        "{out}"
+    );
+    assert_eq!(outcomes(&n), ["staged", "rebooting", "booted_unhealthy"]);
+    assert!(deny_listed(&n));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_without_systemd_records_its_boots_as_unverified() {
+    let w = world(&[]).await;
+    // The stand-in systemctl would report a failed check: it must not be asked.
+    let flag = node(&w, "no-systemd-flag", "");
+    let key = node(&w, "no-systemd-key", "[host]\nsystemd = false\n");
+    for (n, extra) in [(&flag, Some("--no-systemd")), (&key, None)] {
+        update_now_and_reboot(&w, n, true).await;
+        n.boot(true, None);
+        let mut verb = vec!["verify"];
+        verb.extend(extra);
+        let out = run(&w, n, &verb);
+        assert!(
+            out.contains("updated to 44.3; the boot is unverified"),
+            "{out}"
+        );
+        assert!(
+            out.contains("Outcome:    booted_unverified (newest attempt, 44.3)"),
+            "{out}"
+        );
+        assert_eq!(outcomes(n), ["staged", "rebooting", "booted_unverified"]);
+        assert!(!deny_listed(n));
+        let status: Value =
+            serde_json::from_str(&ok(&["status", "--state-dir", &n.state, "--json"]))
+                .expect("JSON");
+        assert_eq!(status["last_outcome"][1], "booted_unverified", "{status}");
+        let metrics =
+            std::fs::read_to_string(Path::new(&n.state).join("metrics.prom")).expect("metrics");
+        assert!(
+            metrics.contains("cairn_agent_last_outcome{outcome=\"booted_unverified\"} 1"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("cairn_agent_last_outcome{outcome=\"booted_healthy\"} 0"),
+            "{metrics}"
+        );
+    }
 }

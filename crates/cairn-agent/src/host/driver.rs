@@ -1,7 +1,10 @@
 //! Driving the host tools: the exact command lines of bootc and rpm-ostree,
 //! behind a runner seam so that tests see (and a stand-in answers) every call.
 
+use super::probe::{self, Probe};
 use super::{HostStatus, SignatureMode, StatusError, Tool};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// What a command did.
@@ -73,6 +76,14 @@ pub enum DriverError {
     /// The status did not parse.
     #[error(transparent)]
     Status(#[from] StatusError),
+    /// What the tool accepts could not be found out; nothing was done.
+    #[error("{command}: {message}; cannot tell how this bootc stages, so nothing was staged")]
+    Probe {
+        /// The command line.
+        command: String,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 impl DriverError {
@@ -100,6 +111,7 @@ impl DriverError {
             DriverError::Unsupported { .. } => "unsupported",
             DriverError::OlderThanCurrent { .. } => "older-than-current",
             DriverError::Status(_) => "status",
+            DriverError::Probe { .. } => "probe",
         }
     }
 }
@@ -123,12 +135,13 @@ impl Version {
     }
 }
 
-/// How staging works on a host, by bootc version.
+/// How staging works on a host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StagingTier {
-    /// bootc ≥ 1.17: `switch --download-only` stages without unlocking finalization.
+    /// bootc whose `switch` accepts `--download-only` (bootc-dev/bootc#2342,
+    /// after 1.16.9): one switch stages without unlocking finalization.
     DownloadOnlySwitch,
-    /// bootc 1.12–1.16: `switch`, then `upgrade --download-only`.
+    /// bootc 1.12 or later without it: `switch`, then `upgrade --download-only`.
     SwitchThenDownloadOnly,
     /// bootc < 1.12: no download-only; stage only when finalizing is allowed.
     StageAtFinalize,
@@ -136,9 +149,10 @@ pub enum StagingTier {
     RpmOstree,
 }
 
-/// The staging tier of a bootc version.
-pub fn bootc_tier(version: Version) -> StagingTier {
-    if version >= Version(1, 17, 0) {
+/// The staging tier of a bootc: what its `switch` accepts decides; the
+/// version only chooses the fallback (`upgrade --download-only` is 1.12's).
+pub fn bootc_tier(version: Version, switch_download_only: bool) -> StagingTier {
+    if switch_download_only {
         StagingTier::DownloadOnlySwitch
     } else if version >= Version(1, 12, 0) {
         StagingTier::SwitchThenDownloadOnly
@@ -237,6 +251,10 @@ pub struct Driver<R> {
     tool: Tool,
     program: String,
     timeout: Duration,
+    /// Where the probe's answer is kept across processes, if anywhere.
+    probe_file: Option<PathBuf>,
+    /// The probe's answer in this process.
+    probed: Arc<Mutex<Option<Probe>>>,
 }
 
 fn command_line(program: &str, args: &[String]) -> String {
@@ -259,7 +277,16 @@ impl<R: CommandRunner> Driver<R> {
             tool,
             program: program.to_string(),
             timeout,
+            probe_file: None,
+            probed: Arc::default(),
         }
+    }
+
+    /// Keep what bootc was found to accept in this file (in the state
+    /// directory), so that each bootc version is probed once.
+    pub fn with_probe_file(mut self, path: PathBuf) -> Self {
+        self.probe_file = Some(path);
+        self
     }
 
     /// The tool.
@@ -273,13 +300,13 @@ impl<R: CommandRunner> Driver<R> {
             .runner
             .run(&self.program, args, mutating, self.timeout)
             .await?;
+        // The `error:` line: clap follows it with a tip and usage lines.
         let message = || {
-            output
-                .stderr
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .map(|l| l.trim().trim_start_matches("error: ").to_string())
+            let lines = || output.stderr.lines().map(str::trim);
+            lines()
+                .find_map(|l| l.strip_prefix("error: "))
+                .or_else(|| lines().rev().find(|l| !l.is_empty()))
+                .map(str::to_string)
                 .unwrap_or_else(|| format!("exit code {:?}", output.code))
         };
         match output.code {
@@ -326,12 +353,62 @@ impl<R: CommandRunner> Driver<R> {
             return Ok(StagingTier::RpmOstree);
         }
         let output = self.run(&["--version".to_string()], false).await?;
-        let text = String::from_utf8_lossy(&output.stdout);
+        let text = String::from_utf8_lossy(&output.stdout).trim().to_string();
         let version = Version::parse(&text).ok_or_else(|| DriverError::Failed {
             command: command_line(&self.program, &["--version".into()]),
-            message: format!("cannot read a version from {:?}", text.trim()),
+            message: format!("cannot read a version from {text:?}"),
         })?;
-        Ok(bootc_tier(version))
+        let switch_download_only = self.switch_download_only(&text).await?;
+        Ok(bootc_tier(version, switch_download_only))
+    }
+
+    /// Whether this bootc's `switch` accepts `--download-only`: from this
+    /// process's answer, the probe file, or `bootc switch --help`, for the
+    /// bootc that reports `version`. A probe that fails is an error, never
+    /// a guess.
+    async fn switch_download_only(&self, version: &str) -> Result<bool, DriverError> {
+        let remembered = self.probed.lock().ok().and_then(|p| p.clone());
+        let found = remembered.filter(|p| p.version == version).or_else(|| {
+            let path = self.probe_file.as_ref()?;
+            probe::cached(path, version)
+        });
+        if let Some(found) = found {
+            self.remember(&found);
+            return Ok(found.switch_download_only);
+        }
+        let args = ["switch".to_string(), "--help".to_string()];
+        let output = self
+            .run(&args, false)
+            .await
+            .map_err(|e| DriverError::Probe {
+                command: command_line(&self.program, &args),
+                message: match e {
+                    DriverError::Run { message, .. }
+                    | DriverError::Failed { message, .. }
+                    | DriverError::Unsupported { message, .. } => message,
+                    other => other.to_string(),
+                },
+            })?;
+        let found = Probe {
+            version: version.to_string(),
+            switch_download_only: probe::offers_download_only(&String::from_utf8_lossy(
+                &output.stdout,
+            )),
+        };
+        tracing::info!(bootc = %version, switch_download_only = found.switch_download_only, "probed bootc switch");
+        self.remember(&found);
+        if let Some(path) = &self.probe_file
+            && let Err(e) = probe::store(path, &found)
+        {
+            tracing::warn!(file = %path.display(), error = %e, "could not keep the bootc probe's answer");
+        }
+        Ok(found.switch_download_only)
+    }
+
+    fn remember(&self, found: &Probe) {
+        if let Ok(mut probed) = self.probed.lock() {
+            *probed = Some(found.clone());
+        }
     }
 
     /// Stage `repository@digest` without unlocking finalization.
@@ -499,23 +576,30 @@ mod tests {
         assert_eq!(Version::parse("bootc 1.17.0"), Some(Version(1, 17, 0)));
         assert_eq!(Version::parse("1.12.1-1.fc42"), Some(Version(1, 12, 1)));
         assert_eq!(Version::parse("bootc"), None);
+        // What `switch` accepts decides, whatever the version says.
+        for version in [Version(1, 16, 9), Version(1, 17, 0), Version(2, 0, 0)] {
+            assert_eq!(
+                bootc_tier(version, true),
+                StagingTier::DownloadOnlySwitch,
+                "{version:?}"
+            );
+        }
         assert_eq!(
-            bootc_tier(Version(1, 17, 0)),
-            StagingTier::DownloadOnlySwitch
-        );
-        assert_eq!(
-            bootc_tier(Version(2, 0, 0)),
-            StagingTier::DownloadOnlySwitch
-        );
-        assert_eq!(
-            bootc_tier(Version(1, 16, 9)),
+            bootc_tier(Version(1, 17, 0), false),
             StagingTier::SwitchThenDownloadOnly
         );
         assert_eq!(
-            bootc_tier(Version(1, 12, 0)),
+            bootc_tier(Version(1, 16, 9), false),
             StagingTier::SwitchThenDownloadOnly
         );
-        assert_eq!(bootc_tier(Version(1, 11, 9)), StagingTier::StageAtFinalize);
+        assert_eq!(
+            bootc_tier(Version(1, 12, 0), false),
+            StagingTier::SwitchThenDownloadOnly
+        );
+        assert_eq!(
+            bootc_tier(Version(1, 11, 9), false),
+            StagingTier::StageAtFinalize
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 pub mod bootc;
 pub mod driver;
+pub mod probe;
 pub mod rpm_ostree;
 
 /// Which tool drives the host.

@@ -19,6 +19,56 @@ fn usage(message: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// An option `switch` does not know, reported the way clap does.
+fn unknown_switch_option(option: &str) -> ExitCode {
+    eprintln!(
+        "error: unexpected argument '{option}' found\n\n  tip: to pass '{option}' as a value, use '-- {option}'\n\nUsage: bootc switch [OPTIONS] <TARGET>\n\nFor more information, try '--help'."
+    );
+    ExitCode::from(2)
+}
+
+/// `bootc switch --help`, laid out as clap lays it out; `--download-only`
+/// only where the stand-in's bootc has it.
+fn switch_help(download_only: bool) -> String {
+    let mut options = vec![
+        ("--quiet", "Do not show progress"),
+        (
+            "--apply",
+            "Reboot into the new image once it is staged (to keep it locked, see `bootc upgrade --download-only`)",
+        ),
+        (
+            "--soft-reboot <SOFT_REBOOT>",
+            "Soft-reboot when possible [possible values: required, auto]",
+        ),
+        (
+            "--transport <TRANSPORT>",
+            "How to fetch the image: registry, oci, oci-archive, containers-storage [default: registry]",
+        ),
+        (
+            "--enforce-container-sigpolicy",
+            "Refuse images that containers-policy.json does not verify",
+        ),
+        ("--retain", "Keep the ostree ref of the booted deployment"),
+    ];
+    if download_only {
+        options.insert(
+            3,
+            (
+                "--download-only",
+                "Fetch and stage the image, but do not apply it at the next reboot",
+            ),
+        );
+    }
+    let mut text = String::from(
+        "Switch the host to another container image\n\nUsage: bootc switch [OPTIONS] <TARGET>\n\nArguments:\n  <TARGET>  The image to boot next\n\nOptions:\n",
+    );
+    for (option, help) in options {
+        text.push_str(&format!("      {option:<31}  {help}\n"));
+    }
+    text.push_str(&format!("  {:<35}  Print help\n", "-h, --help"));
+    text
+}
+
 fn entry(d: &Option<FakeDeployment>, arch: &str) -> serde_json::Value {
     match d {
         None => serde_json::Value::Null,
@@ -47,21 +97,17 @@ fn status(state: &FakeState) -> String {
     host.to_string()
 }
 
-fn version_at_least(state: &FakeState, major: u32, minor: u32) -> bool {
-    let mut parts = state
-        .version
-        .split('.')
-        .map(|p| p.parse::<u32>().unwrap_or(0));
-    let (a, b) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    (a, b) >= (major, minor)
-}
-
 fn main() -> ExitCode {
     let Some(dir) = std::env::var_os("CAIRN_FAKE_HOST").map(PathBuf::from) else {
         return fail("CAIRN_FAKE_HOST is not set");
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut state = begin_command(&dir, &args);
+    if let Some((prefix, message)) = &state.fail
+        && args.join(" ").starts_with(prefix.as_str())
+    {
+        return fail(message);
+    }
     let words: Vec<&str> = args.iter().map(String::as_str).collect();
     match words.as_slice() {
         ["--version"] => {
@@ -72,10 +118,14 @@ fn main() -> ExitCode {
             println!("{}", status(&state));
             ExitCode::SUCCESS
         }
+        ["switch", "--help"] => {
+            print!("{}", switch_help(state.accepts_switch_download_only()));
+            ExitCode::SUCCESS
+        }
         ["switch", rest @ ..] => {
             let download_only = rest.contains(&"--download-only");
-            if download_only && !version_at_least(&state, 1, 17) {
-                return usage("unexpected argument '--download-only' found");
+            if download_only && !state.accepts_switch_download_only() {
+                return unknown_switch_option("--download-only");
             }
             let enforce = rest.contains(&"--enforce-container-sigpolicy");
             let Some(reference) = rest.iter().find(|a| !a.starts_with("--")) else {

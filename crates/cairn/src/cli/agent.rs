@@ -55,12 +55,17 @@ pub struct AgentArgs {
     /// The rpm-ostree executable.
     #[arg(long, default_value = "rpm-ostree")]
     rpm_ostree: String,
-    /// systemctl, to refuse staging while another updater is enabled.
+    /// systemctl, asked whether the boot into a new release is healthy and
+    /// whether another updater is enabled.
     #[arg(long, default_value = "systemctl")]
     systemctl: String,
-    /// Skip the check for other updaters (for hosts without systemd).
+    /// Skip only the check for other updaters; boot health is still asked.
     #[arg(long)]
     no_updater_check: bool,
+    /// This host has no systemd: nothing is asked of systemctl, and boots
+    /// are recorded as unverified (as `host.systemd = false` does).
+    #[arg(long)]
+    no_systemd: bool,
     /// loginctl, to delay reboots while users are logged in.
     #[arg(long, default_value = "loginctl")]
     loginctl: String,
@@ -193,7 +198,8 @@ fn options(args: &AgentArgs) -> anyhow::Result<Options> {
         state_dir: args.state.state_dir.clone(),
         bootc: args.bootc.clone(),
         rpm_ostree: args.rpm_ostree.clone(),
-        systemctl: (!args.no_updater_check).then(|| args.systemctl.clone()),
+        systemctl: (!args.no_systemd).then(|| args.systemctl.clone()),
+        updater_check: !args.no_updater_check,
         loginctl: (!args.no_user_check).then(|| args.loginctl.clone()),
         motd_dir: Some(root_motd(&args.root)),
         arch: args.arch.clone().unwrap_or_else(host_arch),

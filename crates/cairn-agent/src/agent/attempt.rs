@@ -1,0 +1,353 @@
+//! An attempt's records in the history, and the judgement of the boot that
+//! ends most attempts: healthy, unverified, unhealthy, rolled back.
+//!
+//! An attempt begins when its target is staged and ends with exactly one
+//! final record (see [`crate::history::Outcome`]). Final records are only
+//! written while the attempt is under way, and the attempt is cleared with
+//! them, so a step the agent repeats after a restart never ends one twice.
+
+use super::{Agent, AgentError, Report, World};
+use crate::health::BootHealth;
+use crate::history::{Attempt, Outcome};
+use crate::host::HostStatus;
+use crate::host::driver::CommandRunner;
+use crate::machine::{Event, Target};
+use crate::store::Underway;
+use jiff::Timestamp;
+
+/// The booted release (version, digest) an attempt starts from.
+pub(super) fn from(host: &HostStatus) -> (Option<String>, Option<String>) {
+    let booted = host.booted.as_ref();
+    (
+        booted.and_then(|b| b.version.clone()),
+        booted.and_then(|b| b.digest.clone()),
+    )
+}
+
+impl<R: CommandRunner> Agent<R> {
+    /// The target of the attempt under way: its own, or (state written by
+    /// older agents) the state machine's.
+    fn attempt_target(&self) -> Option<Target> {
+        let underway = self.persisted.underway.as_ref()?;
+        underway
+            .target
+            .clone()
+            .or_else(|| self.persisted.state.target().cloned())
+    }
+
+    fn write(
+        &self,
+        underway: &Underway,
+        target: &Target,
+        now: Timestamp,
+        result: Outcome,
+        reason: &str,
+    ) {
+        let attempt = Attempt {
+            from_version: underway.from_version.clone(),
+            from_digest: underway.from_digest.clone(),
+            to_version: target.version.clone(),
+            to_digest: target.digest.clone(),
+            started: underway.started,
+            finished: now,
+            result,
+            reason: reason.to_string(),
+        };
+        if let Err(e) = crate::history::append(&self.state_dir, &attempt) {
+            tracing::warn!(error = %e, result = %result, "could not append to the update history");
+        }
+    }
+
+    /// An intermediate record of the attempt under way.
+    pub(super) fn record_step(&self, now: Timestamp, result: Outcome, reason: &str) {
+        debug_assert!(!result.is_final());
+        if let (Some(underway), Some(target)) = (&self.persisted.underway, self.attempt_target()) {
+            self.write(underway, &target, now, result, reason);
+        }
+    }
+
+    /// End the attempt under way with its final record. Nothing under way
+    /// (already ended before a restart): nothing is written. The caller saves
+    /// the state.
+    pub(super) fn end_attempt(&mut self, now: Timestamp, result: Outcome, reason: &str) {
+        debug_assert!(result.is_final());
+        let target = self.attempt_target();
+        if let (Some(underway), Some(target)) = (self.persisted.underway.take(), target) {
+            self.write(&underway, &target, now, result, reason);
+        }
+    }
+
+    /// Make the attempt under way the one at `target`. An attempt at another
+    /// target ends first (a newer one replaced it), and one begins from
+    /// `from` (version, digest) now. True when it began now.
+    pub(super) fn attempt_at(
+        &mut self,
+        target: &Target,
+        from: (Option<String>, Option<String>),
+        now: Timestamp,
+    ) -> bool {
+        if let Some(current) = self.attempt_target() {
+            if current.digest == target.digest {
+                return false;
+            }
+            self.end_attempt(
+                now,
+                Outcome::Withdrawn,
+                &format!("{} replaced it as the target", target.version),
+            );
+        }
+        self.persisted.underway = Some(Underway {
+            from_version: from.0,
+            from_digest: from.1,
+            started: now,
+            target: Some(target.clone()),
+            rolling_back: None,
+        });
+        true
+    }
+
+    /// `target` is staged: begin its attempt, unless it is the one under way.
+    pub(super) fn begin_attempt(
+        &mut self,
+        target: &Target,
+        host: &HostStatus,
+        now: Timestamp,
+    ) -> Result<(), AgentError> {
+        if self.attempt_at(target, from(host), now) {
+            // Saved first, so that the record's attempt is the one a restart finds.
+            self.persisted.save(&self.state_dir)?;
+            self.record_step(now, Outcome::Staged, &format!("staged {}", target.version));
+        }
+        Ok(())
+    }
+
+    /// Checking again while an attempt is still under way: its target was
+    /// neither finalized nor withdrawn by the agent (the host dropped the
+    /// staged deployment, or the state machine was reset by a configuration
+    /// error). A target still staged is adopted by the check; otherwise the
+    /// attempt ends here, and staging it again begins a new one.
+    pub(super) fn close_stale_attempt(&mut self, host: &HostStatus, now: Timestamp) {
+        let Some(target) = self.attempt_target() else {
+            if self.persisted.underway.take().is_some() {
+                tracing::warn!("dropped an update attempt without a known target");
+            }
+            return;
+        };
+        let digest =
+            |d: &Option<crate::host::Deployment>| d.as_ref().and_then(|d| d.digest.clone());
+        if digest(&host.staged).as_deref() == Some(target.digest.as_str()) {
+            return;
+        }
+        if digest(&host.booted).as_deref() == Some(target.digest.as_str()) {
+            self.end_attempt(
+                now,
+                Outcome::BootedUnverified,
+                &format!(
+                    "booted {}, but the agent's state was reset before the boot was judged",
+                    target.version
+                ),
+            );
+        } else {
+            self.end_attempt(
+                now,
+                Outcome::Withdrawn,
+                &format!(
+                    "{} is no longer staged on the host (a reboot dropped the download-only deployment, or it was removed)",
+                    target.version
+                ),
+            );
+        }
+    }
+
+    /// After a restart found the previous release booted instead of the
+    /// target: deny-list the target and end the attempt. After Cairn's own
+    /// rollback that is `rolled_back`; otherwise the host came back by itself.
+    pub(super) fn came_back(&mut self, target: &Target, now: Timestamp) {
+        let Some(underway) = &self.persisted.underway else {
+            // Ended already, before a restart: keep the deny-list entry's reason.
+            if !self.persisted.deny_list.contains_key(&target.digest) {
+                self.persisted.deny(
+                    &target.digest,
+                    &target.version,
+                    "the host rolled back after booting it",
+                    now,
+                );
+            }
+            return;
+        };
+        match underway.rolling_back.clone() {
+            Some(why) => {
+                self.persisted.deny(
+                    &target.digest,
+                    &target.version,
+                    &format!("its health checks failed: {why}"),
+                    now,
+                );
+                self.end_attempt(
+                    now,
+                    Outcome::RolledBack,
+                    &format!(
+                        "health checks failed ({why}); Cairn rolled back to the previous release and deny-listed {}",
+                        target.version
+                    ),
+                );
+            }
+            None => {
+                self.persisted.deny(
+                    &target.digest,
+                    &target.version,
+                    "the host rolled back after booting it",
+                    now,
+                );
+                self.end_attempt(
+                    now,
+                    Outcome::BootFailed,
+                    "the host came back up on the previous release (a failed boot, or greenboot rolled back); the target is deny-listed and the agent does not roll back again",
+                );
+            }
+        }
+    }
+
+    /// Judge the boot into `target` (the `Verifying` state).
+    pub(super) async fn verify(
+        &mut self,
+        world: &World,
+        target: Target,
+    ) -> Result<Report, AgentError> {
+        // Deny-listed by the restart that found the previous release booted.
+        if self.persisted.deny_list.contains_key(&target.digest) {
+            self.leave_verifying(Event::RolledBack).await?;
+            return Ok(self.report(format!(
+                "rolled back from {}; it will not be offered again",
+                target.version
+            )));
+        }
+        let (result, reason) = match world.boot_health.clone() {
+            BootHealth::Pending => {
+                return Ok(self.report(format!(
+                    "verifying {}: waiting for boot-complete.target",
+                    target.version
+                )));
+            }
+            BootHealth::Failed(why) => return self.unhealthy(world, target, why).await,
+            BootHealth::Healthy => (
+                Outcome::BootedHealthy,
+                format!("booted {} and its health checks passed", target.version),
+            ),
+            BootHealth::Unknown => (
+                Outcome::BootedUnverified,
+                format!(
+                    "booted {}; its health could not be verified (nothing on this host reports it)",
+                    target.version
+                ),
+            ),
+        };
+        self.end_attempt(world.now, result, &reason);
+        self.post_update_hooks(&target).await;
+        self.leave_verifying(Event::BootedHealthy).await?;
+        Ok(self.report(match result {
+            Outcome::BootedHealthy => format!("updated to {}", target.version),
+            _ => format!(
+                "updated to {}; the boot is unverified: nothing on this host reports its health",
+                target.version
+            ),
+        }))
+    }
+
+    /// Steady again after a judged boot: the reboot slot goes back.
+    async fn leave_verifying(&mut self, event: Event) -> Result<(), AgentError> {
+        if let Some(lock) = &self.lock {
+            lock.steady_state().await?;
+        }
+        self.persisted.lock_held = false;
+        self.transition(&event)
+    }
+
+    /// The boot into `target` failed its health checks: roll back once if
+    /// configured and possible, else deny-list it and stay.
+    async fn unhealthy(
+        &mut self,
+        world: &World,
+        target: Target,
+        why: String,
+    ) -> Result<Report, AgentError> {
+        let host = self.driver.status().await?;
+        let booted_is_target =
+            host.booted.as_ref().and_then(|b| b.digest.as_deref()) == Some(target.digest.as_str());
+        let tried = self
+            .persisted
+            .underway
+            .as_ref()
+            .is_some_and(|u| u.rolling_back.is_some());
+        if !self.settings.rollback_on_failure {
+            let reason = format!(
+                "booted {} but its health checks failed ({why}); it is deny-listed; health.rollback_on_failure is off, so the host stays on it",
+                target.version
+            );
+            return self
+                .stay(world, &target, &why, Outcome::BootedUnhealthy, reason)
+                .await;
+        }
+        if tried || !booted_is_target || host.rollback.is_none() {
+            let cause = if tried {
+                "the rollback did not take effect (the host booted it again)"
+            } else {
+                "there is nothing to roll back to"
+            };
+            let reason = format!(
+                "booted {} but its health checks failed ({why}); {cause}; it is deny-listed and the host stays on it",
+                target.version
+            );
+            return self
+                .stay(world, &target, &why, Outcome::RollbackFailed, reason)
+                .await;
+        }
+        // Intent persisted before the reboot; the restart that finds the
+        // previous release booted deny-lists the target and ends the attempt.
+        self.attempt_at(&target, from(&host), world.now);
+        if let Some(underway) = self.persisted.underway.as_mut() {
+            underway.rolling_back = Some(why.clone());
+        }
+        self.persisted.save(&self.state_dir)?;
+        self.record_step(
+            world.now,
+            Outcome::RollingBack,
+            &format!("health checks failed ({why}); rolling back"),
+        );
+        tracing::warn!(target = %target.version, reason = %why, "health checks failed; rolling back");
+        if let Err(e) = self.driver.rollback().await {
+            tracing::warn!(error = %e, "the rollback failed");
+            let reason = format!(
+                "booted {} but its health checks failed ({why}); the rollback failed ({e}); it is deny-listed and the host stays on it",
+                target.version
+            );
+            return self
+                .stay(world, &target, &why, Outcome::RollbackFailed, reason)
+                .await;
+        }
+        Ok(self.report(format!(
+            "{} failed its health checks ({why}); rolling back to the previous release",
+            target.version
+        )))
+    }
+
+    /// The host stays on an unhealthy target: deny-list it, end the attempt.
+    async fn stay(
+        &mut self,
+        world: &World,
+        target: &Target,
+        why: &str,
+        result: Outcome,
+        reason: String,
+    ) -> Result<Report, AgentError> {
+        self.persisted.deny(
+            &target.digest,
+            &target.version,
+            &format!("its health checks failed: {why}"),
+            world.now,
+        );
+        self.end_attempt(world.now, result, &reason);
+        self.leave_verifying(Event::BootedHealthy).await?;
+        Ok(self.report(reason))
+    }
+}
