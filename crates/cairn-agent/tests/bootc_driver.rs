@@ -244,7 +244,13 @@ async fn stage_with_probe(setup: &Setup, host: &FakeHost) -> (StagingTier, Vec<S
     let driver = driver(host);
     let tier = driver.tier().await.expect("probe");
     driver
-        .stage(tier, &setup.repo, &setup.new, &SignatureMode::Unverified)
+        .stage(
+            tier,
+            &setup.repo,
+            &setup.new,
+            &SignatureMode::Unverified,
+            true,
+        )
         .await
         .expect("stage");
     let staged = driver
