@@ -1187,6 +1187,24 @@ async fn a_tag_following_host_reads_through_its_registries_conf_mirror() {
     assert!(out.contains("Last error: none"), "{out}");
 }
 
+/// A derived release to build: own name, base position, what it records,
+/// build time and tags.
+fn build<'a>(
+    own: &'a str,
+    base: usize,
+    recorded: Recorded,
+    created: &'a str,
+    tags: &'a [&'a str],
+) -> Build<'a> {
+    Build {
+        own,
+        base,
+        recorded,
+        created,
+        tags,
+    }
+}
+
 /// The text of `cairn graph show` for the published document.
 fn show_text(w: &World, repo: &str) -> String {
     ok(&[
@@ -1221,20 +1239,14 @@ async fn a_barrier_image_built_late_is_walked_through_and_then_onwards(kind: Bas
         &w,
         repo,
         vec![
-            Build {
-                own: "l1",
-                base: 0,
-                recorded: w.by_manifest(0),
-                created: "2026-01-03T00:00:00Z",
-                tags: &["l1"],
-            },
-            Build {
-                own: "l3",
-                base: 2,
-                recorded: w.by_manifest(2),
-                created: "2026-02-03T00:00:00Z",
-                tags: &["l3", "stable"],
-            },
+            build("l1", 0, w.by_manifest(0), "2026-01-03T00:00:00Z", &["l1"]),
+            build(
+                "l3",
+                2,
+                w.by_manifest(2),
+                "2026-02-03T00:00:00Z",
+                &["l3", "stable"],
+            ),
         ],
     )
     .await;
@@ -1250,13 +1262,13 @@ async fn a_barrier_image_built_late_is_walked_through_and_then_onwards(kind: Bas
     let late = derive(
         &w,
         repo,
-        vec![Build {
-            own: "l2",
-            base: 1,
-            recorded: w.by_manifest(1),
-            created: "2026-03-05T00:00:00Z",
-            tags: &["l2"],
-        }],
+        vec![build(
+            "l2",
+            1,
+            w.by_manifest(1),
+            "2026-03-05T00:00:00Z",
+            &["l2"],
+        )],
     )
     .await;
     let stderr = publish(&w, repo, &[]);
@@ -1303,20 +1315,14 @@ async fn two_missing_barrier_images_filled_in_reverse_order(kind: BaseKind) {
         &w,
         repo,
         vec![
-            Build {
-                own: "r1",
-                base: 0,
-                recorded: w.by_manifest(0),
-                created: "2026-01-03T00:00:00Z",
-                tags: &["r1"],
-            },
-            Build {
-                own: "r5",
-                base: 4,
-                recorded: w.by_index(4),
-                created: "2026-03-03T00:00:00Z",
-                tags: &["r5", "stable"],
-            },
+            build("r1", 0, w.by_manifest(0), "2026-01-03T00:00:00Z", &["r1"]),
+            build(
+                "r5",
+                4,
+                w.by_index(4),
+                "2026-03-03T00:00:00Z",
+                &["r5", "stable"],
+            ),
         ],
     )
     .await;
@@ -1336,13 +1342,13 @@ async fn two_missing_barrier_images_filled_in_reverse_order(kind: BaseKind) {
     let r3 = derive(
         &w,
         repo,
-        vec![Build {
-            own: "r3",
-            base: 2,
-            recorded: w.by_manifest(2),
-            created: "2026-03-10T00:00:00Z",
-            tags: &["r3"],
-        }],
+        vec![build(
+            "r3",
+            2,
+            w.by_manifest(2),
+            "2026-03-10T00:00:00Z",
+            &["r3"],
+        )],
     )
     .await;
     let stderr = publish(&w, repo, &[]);
@@ -1356,13 +1362,13 @@ async fn two_missing_barrier_images_filled_in_reverse_order(kind: BaseKind) {
     let r2 = derive(
         &w,
         repo,
-        vec![Build {
-            own: "r2",
-            base: 1,
-            recorded: w.by_index(1),
-            created: "2026-03-20T00:00:00Z",
-            tags: &["r2"],
-        }],
+        vec![build(
+            "r2",
+            1,
+            w.by_index(1),
+            "2026-03-20T00:00:00Z",
+            &["r2"],
+        )],
     )
     .await;
     let stderr = publish(&w, repo, &[]);
@@ -1391,27 +1397,15 @@ async fn an_rpm_ostree_host_moves_on_from_a_late_barrier_image() {
         &w,
         repo,
         vec![
-            Build {
-                own: "p1",
-                base: 0,
-                recorded: w.by_manifest(0),
-                created: "2026-01-03T00:00:00Z",
-                tags: &["p1"],
-            },
-            Build {
-                own: "p3",
-                base: 2,
-                recorded: w.by_manifest(2),
-                created: "2026-02-03T00:00:00Z",
-                tags: &["p3", "stable"],
-            },
-            Build {
-                own: "p2",
-                base: 1,
-                recorded: w.by_manifest(1),
-                created: "2026-03-05T00:00:00Z",
-                tags: &["p2"],
-            },
+            build("p1", 0, w.by_manifest(0), "2026-01-03T00:00:00Z", &["p1"]),
+            build(
+                "p3",
+                2,
+                w.by_manifest(2),
+                "2026-02-03T00:00:00Z",
+                &["p3", "stable"],
+            ),
+            build("p2", 1, w.by_manifest(1), "2026-03-05T00:00:00Z", &["p2"]),
         ],
     )
     .await;
@@ -1437,13 +1431,13 @@ async fn an_rpm_ostree_host_moves_on_from_a_late_barrier_image() {
         derive(
             &w,
             repo,
-            vec![Build {
-                own: "p3-rebuild",
-                base: 2,
-                recorded: w.by_manifest(2),
-                created: "2026-02-01T00:00:00Z",
-                tags: &["p3-rebuild"],
-            }],
+            vec![build(
+                "p3-rebuild",
+                2,
+                w.by_manifest(2),
+                "2026-02-01T00:00:00Z",
+                &["p3-rebuild"],
+            )],
         )
         .await,
     );
