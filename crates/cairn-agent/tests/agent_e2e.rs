@@ -79,6 +79,7 @@ async fn fleet() -> Fleet {
             default_rollout: Some(cairn_graph::Rollout::immediate()),
             policy: Some(&policy),
             present: Some(&report.present),
+            base: None,
         },
     )
     .expect("assemble");

@@ -52,6 +52,19 @@ pub struct AssembleOptions<'a> {
     /// Every manifest digest the registry still has, releases or not (images
     /// kept only by a keep tag count). `None`: only the candidates' digests.
     pub present: Option<&'a BTreeSet<String>>,
+    /// For derived images: the base graph to inherit from. Inheritance comes
+    /// before the checks, because the update order depends on the bases.
+    pub base: Option<BaseInput<'a>>,
+}
+
+/// The base graph of a derived repository, as assembly applies it.
+#[derive(Debug, Clone, Copy)]
+pub struct BaseInput<'a> {
+    /// The base graph.
+    pub graph: &'a crate::derive::BaseGraph,
+    /// For a base digest naming an image index: its per-architecture
+    /// manifest digests.
+    pub expanded: &'a BTreeMap<String, Vec<String>>,
 }
 
 /// The result, with what an operator should hear about.
@@ -112,6 +125,17 @@ pub fn assemble(
         }
     }
     let mut seen_digests: BTreeSet<String> = options.present.cloned().unwrap_or_default();
+    // Build times by manifest digest, for the creation-order warnings.
+    let created_by_digest: HashMap<String, Timestamp> = candidates
+        .iter()
+        .filter_map(|c| Some((c, c.created?)))
+        .flat_map(|(c, created)| {
+            c.architectures
+                .values()
+                .filter_map(|e| e.digest.clone())
+                .map(move |digest| (digest, created))
+        })
+        .collect();
     let mut new = Vec::new();
     for candidate in candidates.drain(..) {
         let existing = candidate
@@ -223,9 +247,8 @@ pub fn assemble(
     }
 
     apply_policy(&mut releases, known_before, options, &mut warnings);
-    check_gone(&releases)?;
 
-    let document = GraphDocument {
+    let mut document = GraphDocument {
         schema: SCHEMA_VERSION,
         stream: options.stream.to_string(),
         repository: options.repository.to_string(),
@@ -233,9 +256,16 @@ pub fn assemble(
         issued: options.now,
         expires: options.expires,
         releases,
-        // Re-applied by the publisher from the base graph, when it is given.
+        // Replaced from the base graph, when it is given.
         base: previous.and_then(|p| p.base.clone()),
     };
+    if let Some(base) = options.base {
+        let inheritance = crate::derive::inherit(&mut document, base.graph, base.expanded);
+        warnings.extend(inheritance.warnings(base.graph));
+        let created: BTreeMap<&str, Timestamp> = candidates_created(&created_by_digest, &document);
+        warnings.extend(crate::derive::creation_order_warnings(&document, &created));
+    }
+    check_gone(&document)?;
     document.validate().map_err(|errors| {
         let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
         AssembleError::Invalid(text.join("; "))
@@ -304,7 +334,27 @@ fn apply_policy(
     }
 }
 
-fn check_gone(releases: &[Release]) -> Result<(), AssembleError> {
+/// Each release's build time, by version, from what the scan found.
+fn candidates_created<'d>(
+    created_by_digest: &HashMap<String, Timestamp>,
+    document: &'d GraphDocument,
+) -> BTreeMap<&'d str, Timestamp> {
+    document
+        .releases
+        .iter()
+        .filter_map(|release| {
+            let created = release
+                .architectures
+                .values()
+                .filter_map(|entry| entry.digest.as_ref())
+                .find_map(|digest| created_by_digest.get(digest))?;
+            Some((release.version.as_str(), *created))
+        })
+        .collect()
+}
+
+fn check_gone(document: &GraphDocument) -> Result<(), AssembleError> {
+    let releases = &document.releases;
     let unavailable = |r: &Release| {
         !r.architectures.is_empty()
             && r.architectures
@@ -319,7 +369,8 @@ fn check_gone(releases: &[Release]) -> Result<(), AssembleError> {
     {
         return Err(AssembleError::BarrierGone(barrier.version.clone()));
     }
-    let newest_target = crate::derive::update_order(releases)
+    let newest_target = document
+        .update_order()
         .into_iter()
         .rev()
         .map(|position| &releases[position])
@@ -392,6 +443,7 @@ mod tests {
             default_rollout: Some(Rollout::immediate()),
             policy,
             present: None,
+            base: None,
         }
     }
 
@@ -577,5 +629,106 @@ mod tests {
             format!("a+{}", &format!("{:064x}", 1002)[..12])
         );
         assert_eq!(result.warnings.len(), 1);
+    }
+
+    fn on_base(mut c: Candidate, base: u64) -> Candidate {
+        c.base = Some(BaseImage::new("", format!("sha256:{:064x}", 500 + base)));
+        c
+    }
+
+    fn base_chain(barrier: Option<u64>) -> crate::derive::BaseGraph {
+        crate::derive::BaseGraph {
+            source: "test".into(),
+            repository: "quay.io/base".into(),
+            releases: (0..3)
+                .map(|age| crate::derive::BaseRelease {
+                    version: format!("b{age}"),
+                    age_index: age,
+                    digests: [format!("sha256:{:064x}", 500 + age)].into(),
+                    barrier: (Some(age) == barrier).then(|| "migrate".to_string()),
+                    deadend: None,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_derived_release_replacing_a_gone_newest_target_is_published() {
+        let base = base_chain(None);
+        let expanded = BTreeMap::new();
+        let derived = |present| AssembleOptions {
+            present,
+            base: Some(BaseInput {
+                graph: &base,
+                expanded: &expanded,
+            }),
+            ..options(None)
+        };
+        let first = assemble(
+            None,
+            vec![
+                on_base(candidate("d1", 1, 100), 0),
+                on_base(candidate("d2", 2, 200), 1),
+            ],
+            &derived(None),
+        )
+        .expect("assembles");
+        // d2's image is deleted and d3, on a newer base, pushed in the same run.
+        let present: BTreeSet<String> = [1, 3].map(|n| format!("sha256:{n:064x}")).into();
+        let next = assemble(
+            Some(&first.document),
+            vec![
+                on_base(candidate("d1", 1, 100), 0),
+                on_base(candidate("d3", 3, 300), 2),
+            ],
+            &derived(Some(&present)),
+        )
+        .expect("the newest target is d3, which is present");
+        assert_eq!(next.gone, vec!["d2".to_string()]);
+        assert_eq!(next.document.releases[2].version, "d3");
+        assert_eq!(
+            next.document.releases[2]
+                .base
+                .as_ref()
+                .and_then(|b| b.age_index),
+            Some(2),
+            "inherited during assembly"
+        );
+    }
+
+    #[test]
+    fn images_built_out_of_update_order_are_named() {
+        let base = base_chain(Some(1));
+        let expanded = BTreeMap::new();
+        // The barrier image d2 (base 1) is built last, after d3 (base 2).
+        let result = assemble(
+            None,
+            vec![
+                on_base(candidate("d1", 1, 100), 0),
+                on_base(candidate("d3", 3, 300), 2),
+                on_base(candidate("d2", 2, 400), 1),
+            ],
+            &AssembleOptions {
+                base: Some(BaseInput {
+                    graph: &base,
+                    expanded: &expanded,
+                }),
+                ..options(None)
+            },
+        )
+        .expect("assembles");
+        let named: Vec<&String> = result
+            .warnings
+            .iter()
+            .filter(|w| w.contains("was built before"))
+            .collect();
+        assert_eq!(named.len(), 1, "{:?}", result.warnings);
+        assert!(
+            named[0].starts_with("release d3 was built before d2")
+                && named[0].contains("Zincati")
+                && named[0].ends_with("rebuild d3"),
+            "{}",
+            named[0]
+        );
     }
 }

@@ -69,10 +69,52 @@ pub fn crossed_base_barrier(
 /// order). Releases without a known base sort first: they get no edges, and
 /// there they cannot shift the edges of the others. A document with no base
 /// information keeps its own order.
-pub fn update_order(releases: &[crate::document::Release]) -> Vec<usize> {
+pub fn update_order(document: &GraphDocument) -> Vec<usize> {
+    let releases = &document.releases;
     let mut order: Vec<usize> = (0..releases.len()).collect();
-    order.sort_by_key(|&i| (releases[i].base.as_ref().and_then(|b| b.age_index), i));
+    if document.base.is_some() {
+        order.sort_by_key(|&i| (releases[i].base.as_ref().and_then(|b| b.age_index), i));
+    }
     order
+}
+
+/// Releases built before a release that comes earlier in update order, on an
+/// older base: typically the images after a barrier image built late. Cairn's
+/// agents go by the update order, but `rpm-ostree deploy --disallow-downgrade`
+/// (which Zincati always uses, and Cairn's agent on a move within one base)
+/// compares image creation times and refuses them. One line per such release,
+/// naming the newest-built release before it and what to rebuild.
+pub fn creation_order_warnings(
+    document: &GraphDocument,
+    created: &BTreeMap<&str, jiff::Timestamp>,
+) -> Vec<String> {
+    let base_age = |r: &crate::document::Release| r.base.as_ref().and_then(|b| b.age_index);
+    let mut warnings = Vec::new();
+    let mut latest: Option<(&crate::document::Release, jiff::Timestamp)> = None;
+    for position in update_order(document) {
+        let release = &document.releases[position];
+        let (Some(age), Some(&built)) = (base_age(release), created.get(release.version.as_str()))
+        else {
+            continue;
+        };
+        if let Some((before, before_built)) = latest
+            && built < before_built
+        {
+            let who = if base_age(before).is_some_and(|b| b < age) {
+                "Cairn's agents move on (it is on a newer base), but Zincati and `rpm-ostree deploy --disallow-downgrade` compare build times and refuse it"
+            } else {
+                "rpm-ostree hosts (Cairn's agent and Zincati alike) compare build times within one base and refuse it"
+            };
+            warnings.push(format!(
+                "release {} was built before {} ({built} < {before_built}), which comes before it in update order: {who}; rebuild {}",
+                release.version, before.version, release.version
+            ));
+        }
+        if latest.is_none_or(|(_, t)| built > t) {
+            latest = Some((release, built));
+        }
+    }
+    warnings
 }
 
 /// The base graph as a derived graph sees it: each base release with every
@@ -111,10 +153,11 @@ impl BaseGraph {
             releases: document
                 .releases
                 .iter()
-                .enumerate()
-                .map(|(age, release)| BaseRelease {
+                .zip(document.update_ranks())
+                .map(|(release, age)| BaseRelease {
                     version: release.version.clone(),
-                    age_index: age as u64,
+                    // A derived base's own update order, not its positions.
+                    age_index: age,
                     digests: release
                         .architectures
                         .values()
@@ -588,6 +631,28 @@ mod tests {
             ..GraphDocument::default()
         };
         assert_eq!(plain.update_order(), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn a_derived_base_gives_its_update_order_as_base_ages() {
+        // The base is itself derived, with its barrier image built late.
+        let mut base_document = derived(&[100, 102, 101]);
+        inherit(&mut base_document, &base_graph(Some(1)), &BTreeMap::new());
+        let base = BaseGraph::from_document(&base_document, "test");
+        let ages: Vec<(&str, u64)> = base
+            .releases
+            .iter()
+            .map(|r| (r.version.as_str(), r.age_index))
+            .collect();
+        assert_eq!(ages, [("d0", 0), ("d1", 2), ("d2", 1)]);
+        assert_eq!(
+            base.barriers()
+                .iter()
+                .map(|b| (b.version.as_str(), b.age_index))
+                .collect::<Vec<_>>(),
+            [("d2", 1)],
+            "the inherited barrier sits at its rank"
+        );
     }
 
     #[test]

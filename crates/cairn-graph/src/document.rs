@@ -575,7 +575,7 @@ impl GraphDocument {
     /// ([`crate::derive::update_order`]): the document's own order, except
     /// that derived releases go by their base's age first.
     pub fn update_order(&self) -> Vec<usize> {
-        crate::derive::update_order(&self.releases)
+        crate::derive::update_order(self)
     }
 
     /// Each release's age index in update order, by position in `releases`.

@@ -396,9 +396,9 @@ pub fn diff(old: Option<&GraphDocument>, new: &GraphDocument) -> Vec<String> {
     let empty = Vec::new();
     let old_releases = old.map_or(&empty, |d| &d.releases);
     let mut lines = Vec::new();
-    for (age, release) in new.releases.iter().enumerate() {
+    for (position, release) in new.releases.iter().enumerate() {
         let arches: Vec<&str> = release.architectures.keys().map(String::as_str).collect();
-        let Some(before) = old_releases.get(age) else {
+        let Some(before) = old_releases.get(position) else {
             let state = state_words(
                 release,
                 &ShowOptions {
@@ -408,7 +408,7 @@ pub fn diff(old: Option<&GraphDocument>, new: &GraphDocument) -> Vec<String> {
                 },
             );
             lines.push(format!(
-                "+ {age:>5} {} [{}]{}",
+                "+ {position:>5} {} [{}]{}",
                 release.version,
                 arches.join(","),
                 if state.is_empty() {
@@ -459,7 +459,7 @@ pub fn diff(old: Option<&GraphDocument>, new: &GraphDocument) -> Vec<String> {
         }
         if !changes.is_empty() {
             lines.push(format!(
-                "~ {age:>5} {}: {}",
+                "~ {position:>5} {}: {}",
                 release.version,
                 changes.join("; ")
             ));

@@ -55,6 +55,7 @@ async fn dry_run(store: &Store, cache: &mut ScanCache) -> usize {
         default_rollout: Some(cairn_graph::Rollout::immediate()),
         policy: None,
         present: None,
+        base: None,
     };
     assemble(None, report.candidates, &options)
         .expect("assemble")

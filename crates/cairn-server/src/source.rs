@@ -346,6 +346,7 @@ async fn refresh_scan(
         default_rollout: Some(cairn_graph::Rollout::immediate()),
         policy: policy.as_ref(),
         present: Some(&report.present),
+        base: None,
     };
     let assembled =
         cairn_graph::assemble::assemble(state.previous.as_ref(), report.candidates, &options)

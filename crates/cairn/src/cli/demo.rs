@@ -117,6 +117,7 @@ async fn demo(dir: &Path, nodes: usize) -> anyhow::Result<()> {
             default_rollout: Some(cairn_graph::Rollout::immediate()),
             policy: Some(&policy),
             present: Some(&report.present),
+            base: None,
         },
     )?;
     let tag = cairn_oci::document::default_tag(STREAM);

@@ -2,7 +2,7 @@
 
 use crate::cli::args::{self, RegistryArgs};
 use anyhow::{Context, bail};
-use cairn_graph::assemble::{AssembleOptions, assemble};
+use cairn_graph::assemble::{AssembleOptions, BaseInput, assemble};
 use cairn_graph::fcos::Updates;
 use cairn_graph::{GraphDocument, Rollout};
 use cairn_oci::document::{self as doc, DocumentStoreError};
@@ -209,7 +209,15 @@ async fn publish(args: &Args, store: &Store) -> anyhow::Result<()> {
         DefaultRollout::Immediate => Some(Rollout::immediate()),
         DefaultRollout::None => None,
     };
-    let mut assembled = assemble(
+    let mut notes = Vec::new();
+    let expanded = match &base {
+        Some(base) => {
+            cairn_oci::derived::expand_base_digests(store, &report.candidates, base, &mut notes)
+                .await
+        }
+        None => Default::default(),
+    };
+    let assembled = assemble(
         previous.as_ref(),
         report.candidates.clone(),
         &AssembleOptions {
@@ -220,23 +228,13 @@ async fn publish(args: &Args, store: &Store) -> anyhow::Result<()> {
             default_rollout,
             policy: policy.as_ref(),
             present: Some(&report.present),
+            base: base.as_ref().map(|graph| BaseInput {
+                graph,
+                expanded: &expanded,
+            }),
         },
     )?;
-    if let Some(base) = &base {
-        let mut notes = Vec::new();
-        let expanded =
-            cairn_oci::derived::expand_base_digests(store, &report.candidates, base, &mut notes)
-                .await;
-        let inheritance = cairn_graph::derive::inherit(&mut assembled.document, base, &expanded);
-        assembled.warnings.extend(notes);
-        assembled.warnings.extend(inheritance.warnings(base));
-        assembled.document.validate().map_err(|errors| {
-            let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            anyhow::anyhow!("{}", text.join("; "))
-        })?;
-        assembled.not_offered = cairn_graph::assemble::not_offered(&assembled.document);
-    }
-    for warning in &assembled.warnings {
+    for warning in notes.iter().chain(&assembled.warnings) {
         eprintln!("cairn: warning: {warning}");
     }
     if !assembled.gone.is_empty() {

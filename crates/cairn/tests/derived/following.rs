@@ -1,0 +1,427 @@
+//! Path 1, "I publish nothing": hosts that follow a tag with the base guard.
+
+use super::*;
+
+both_base_kinds!(a_tag_following_host_stages_the_barrier_image_first);
+async fn a_tag_following_host_stages_the_barrier_image_first(kind: BaseKind) {
+    let w = world(kind).await;
+    let repo = "acme/follow-walk";
+    let digests = derive(
+        &w,
+        repo,
+        vec![
+            Build {
+                own: "t1",
+                base: 0,
+                recorded: w.by_manifest(0),
+                created: "2026-01-03T00:00:00Z",
+                tags: &["t1"],
+            },
+            Build {
+                own: "t2",
+                base: 1,
+                recorded: w.by_index(1),
+                created: "2026-01-17T00:00:00Z",
+                tags: &["t2"],
+            },
+            Build {
+                own: "t3",
+                base: 2,
+                recorded: w.by_manifest(2),
+                created: "2026-02-03T00:00:00Z",
+                tags: &["t3", "stable"],
+            },
+        ],
+    )
+    .await;
+    let h = host(
+        &w,
+        "follow-walk",
+        repo,
+        (&digests[0], "t1"),
+        &tag_config(&w),
+    );
+    let out = agent_once(&w, &h, &["agent", "--once"]);
+    assert!(out.contains("staged t2"), "the barrier image first: {out}");
+    assert_eq!(staged(&h).as_deref(), Some(digests[1].as_str()));
+    let status: Value =
+        serde_json::from_str(&ok(&["status", "--state-dir", &h.state, "--json"])).expect("JSON");
+    assert!(
+        status["source"]
+            .as_str()
+            .is_some_and(|s| s.starts_with(&format!("tag {}/{repo}:stable", w.registry.host))),
+        "{status}"
+    );
+    h.host.reboot(true);
+    // The tag's image carries only its base's version label: it is named
+    // by build time and digest, as the brief describes.
+    let out = until_staged(&w, &h);
+    assert!(
+        out.contains("staged 2026-02-03T00:00:00Z-"),
+        "then the tag's image: {out}"
+    );
+    assert_eq!(staged(&h).as_deref(), Some(digests[2].as_str()));
+}
+
+both_base_kinds!(a_tag_following_host_holds_without_a_barrier_image_and_says_what_is_missing);
+async fn a_tag_following_host_holds_without_a_barrier_image_and_says_what_is_missing(
+    kind: BaseKind,
+) {
+    let w = world(kind).await;
+    let repo = "acme/follow-gap";
+    let digests = derive(
+        &w,
+        repo,
+        vec![
+            Build {
+                own: "u1",
+                base: 0,
+                recorded: w.by_manifest(0),
+                created: "2026-01-03T00:00:00Z",
+                tags: &["u1"],
+            },
+            // Another image on an older base than the barrier does not help.
+            Build {
+                own: "u1b",
+                base: 0,
+                recorded: w.by_manifest(0),
+                created: "2026-01-05T00:00:00Z",
+                tags: &["u1b"],
+            },
+            Build {
+                own: "u3",
+                base: 2,
+                recorded: w.by_manifest(2),
+                created: "2026-02-03T00:00:00Z",
+                tags: &["u3", "stable"],
+            },
+        ],
+    )
+    .await;
+    let h = host(&w, "follow-gap", repo, (&digests[0], "u1"), &tag_config(&w));
+    let out = agent_once(&w, &h, &["agent", "--once"]);
+    let missing = format!(
+        "no image in {}/{repo} is built on {} 40.2 (barrier: {BARRIER_REASON}); build one, or run `cairn update-now --cross-barrier` to accept the risk",
+        w.registry.host,
+        w.base_graph_repository()
+    );
+    assert!(out.contains(&missing), "{out}");
+    assert_eq!(staged(&h), None);
+    let motd =
+        std::fs::read_to_string(std::path::Path::new(&h.root).join("run/motd.d/85-cairn.motd"))
+            .expect("a MOTD");
+    assert!(motd.contains(&missing), "{motd}");
+    let metrics = std::fs::read_to_string(std::path::Path::new(&h.state).join("metrics.prom"))
+        .expect("metrics");
+    assert!(
+        metrics.contains(&format!(
+            "cairn_agent_missing_base_image{{barrier=\"{} 40.2\"}} 1",
+            w.base_graph_repository()
+        )),
+        "{metrics}"
+    );
+    let out = agent_output(&w, &h, &["update-now", "--once", "--cross-barrier"]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(stdout.contains("staged 2026-02-03T00:00:00Z-"), "{stdout}");
+    assert!(
+        stderr.contains("update-now --cross-barrier: the operator lifted the base-barrier guard"),
+        "the override is logged: {stderr}"
+    );
+    assert_eq!(staged(&h).as_deref(), Some(digests[2].as_str()));
+}
+
+both_base_kinds!(a_tag_following_host_stays_on_a_base_dead_end);
+async fn a_tag_following_host_stays_on_a_base_dead_end(kind: BaseKind) {
+    let w = world(kind).await;
+    let repo = "acme/follow-dead";
+    let digests = derive(
+        &w,
+        repo,
+        vec![
+            Build {
+                own: "v4",
+                base: 3,
+                recorded: w.by_manifest(3),
+                created: "2026-02-17T00:00:00Z",
+                tags: &["v4"],
+            },
+            Build {
+                own: "v5",
+                base: 4,
+                recorded: w.by_manifest(4),
+                created: "2026-03-03T00:00:00Z",
+                tags: &["v5", "stable"],
+            },
+        ],
+    )
+    .await;
+    let h = host(
+        &w,
+        "follow-dead",
+        repo,
+        (&digests[0], "v4"),
+        &tag_config(&w),
+    );
+    let out = agent_once(&w, &h, &["agent", "--once"]);
+    assert!(
+        out.contains(&format!(
+            "{DEADEND_REASON} (inherited from base {} 40.4)",
+            w.base_graph_repository()
+        )),
+        "{out}"
+    );
+    assert_eq!(staged(&h), None);
+}
+
+both_base_kinds!(a_tag_following_host_ignores_a_metadata_only_change);
+async fn a_tag_following_host_ignores_a_metadata_only_change(kind: BaseKind) {
+    let w = world(kind).await;
+    let repo = "acme/follow-meta";
+    let digests = derive(
+        &w,
+        repo,
+        vec![Build {
+            own: "n3",
+            base: 2,
+            recorded: w.by_manifest(2),
+            created: "2026-02-03T00:00:00Z",
+            tags: &["n3", "stable"],
+        }],
+    )
+    .await;
+    // `stable` moves to a re-annotated copy of the same image.
+    let store = w.registry.store(repo);
+    let index = store
+        .resolve("stable")
+        .await
+        .expect("HEAD")
+        .expect("tag")
+        .digest;
+    reannotate(&w, repo, &index).await;
+    let h = host(
+        &w,
+        "follow-meta",
+        repo,
+        (&digests[0], "n3"),
+        &tag_config(&w),
+    );
+    let out = agent_once(&w, &h, &["agent", "--once"]);
+    assert!(out.contains("only changes metadata"), "{out}");
+    assert_eq!(staged(&h), None);
+}
+
+both_base_kinds!(unknown_bases_are_excluded_and_layers_find_unrecorded_ones);
+async fn unknown_bases_are_excluded_and_layers_find_unrecorded_ones(kind: BaseKind) {
+    let w = world(kind).await;
+    let repo = "acme/bases";
+    let unknown = format!("sha256:{}", "ab".repeat(32));
+    derive(
+        &w,
+        repo,
+        vec![
+            // Built on 40.1, but the build recorded no base keys.
+            Build {
+                own: "x1",
+                base: 0,
+                recorded: Recorded::Nothing,
+                created: "2026-01-03T00:00:00Z",
+                tags: &["x1"],
+            },
+            // Records a base the base graph does not know.
+            Build {
+                own: "x2",
+                base: 0,
+                recorded: Recorded::Manifests(unknown.clone(), unknown.clone()),
+                created: "2026-01-04T00:00:00Z",
+                tags: &["x2"],
+            },
+            Build {
+                own: "x3",
+                base: 0,
+                recorded: w.by_manifest(0),
+                created: "2026-01-05T00:00:00Z",
+                tags: &["x3", "stable"],
+            },
+        ],
+    )
+    .await;
+    // Published in build order: x1, x2, x3 (positions 0, 1, 2; `graph show`
+    // lists them in update order). Neither x1 nor x2 can tell its version
+    // label was inherited, so both carry the base's (x2 disambiguated).
+    let at = |shown: &Value, i: usize| {
+        shown["releases"]
+            .as_array()
+            .and_then(|all| all.iter().find(|r| r["position"] == i))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let version = |shown: &Value, i: usize| {
+        at(shown, i)["version"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let stderr = publish(&w, repo, &[]);
+    let shown = show(&w, repo);
+    let (x1, x2) = (version(&shown, 0), version(&shown, 1));
+    assert_eq!(version(&shown, 2), "x3");
+    assert!(
+        stderr.contains(&format!("release {x1}: records no base image")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "release {x2}: base {unknown} is not in the base graph"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        edges(&shown).is_empty(),
+        "no edge to or from either: {:?}",
+        edges(&shown)
+    );
+    // With the layer fallback, x1's lower layer is found among the base releases' images.
+    let stderr = publish(&w, repo, &["--base-layers-from", &w.base_repo]);
+    assert!(
+        stderr.contains("matched 1 image(s) to a base release by their layers"),
+        "{stderr}"
+    );
+    let shown = show(&w, repo);
+    assert_eq!(at(&shown, 0)["base"]["version"], "40.1", "{shown}");
+    assert_eq!(at(&shown, 1)["base"]["version"], Value::Null);
+    assert_eq!(
+        shown["not_offered"],
+        json!([x2]),
+        "the unknown base is never a target; x1 is where hosts start"
+    );
+    let edges = edges(&shown);
+    assert_eq!(edges, vec![(x1, "x3".to_string())]);
+}
+
+/// The base graph from a Cincinnati server (`cairn serve` over the base document).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_following_host_reads_its_base_graph_from_a_cincinnati_server() {
+    let w = world(BaseKind::Document).await;
+    let server = cairn_testkit::GraphServer::document(
+        env!("CARGO_BIN_EXE_cairn"),
+        w.dir.path(),
+        &w.registry.host,
+        &format!("{}:cairn-graph-stable", w.base_repo),
+        &w.path("base.pub"),
+    );
+    let repo = "acme/follow-cincinnati";
+    let digests = derive(
+        &w,
+        repo,
+        vec![
+            Build {
+                own: "c1",
+                base: 0,
+                recorded: w.by_index(0),
+                created: "2026-01-03T00:00:00Z",
+                tags: &["c1"],
+            },
+            Build {
+                own: "c2",
+                base: 1,
+                recorded: w.by_manifest(1),
+                created: "2026-01-17T00:00:00Z",
+                tags: &["c2"],
+            },
+            Build {
+                own: "c3",
+                base: 2,
+                recorded: w.by_index(2),
+                created: "2026-02-03T00:00:00Z",
+                tags: &["c3", "stable"],
+            },
+        ],
+    )
+    .await;
+    let config = format!(
+        "[updates]\nsource = \"tag\"\nbase_source = \"cincinnati:http://{}#stable\"\n[identity]\nrollout_wariness = 0.5\n",
+        server.listen
+    );
+    let h = host(&w, "follow-cincinnati", repo, (&digests[0], "c1"), &config);
+    let out = agent_once(
+        &w,
+        &h,
+        &["agent", "--once", "--insecure-registry", &server.listen],
+    );
+    assert!(out.contains("staged c2"), "the barrier image first: {out}");
+    assert!(
+        out.contains(&format!(
+            "base graph cincinnati:http://{} (stable)",
+            server.listen
+        )),
+        "{out}"
+    );
+    assert_eq!(staged(&h).as_deref(), Some(digests[1].as_str()));
+}
+
+/// A disconnected host: the registry it follows is unreachable, and its
+/// registries.conf names a mirror that has the images.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_following_host_reads_through_its_registries_conf_mirror() {
+    let w = world(BaseKind::Fcos).await;
+    let repo = "acme/follow-mirror";
+    let digests = derive(
+        &w,
+        repo,
+        vec![
+            Build {
+                own: "m1",
+                base: 0,
+                recorded: w.by_manifest(0),
+                created: "2026-01-03T00:00:00Z",
+                tags: &["m1"],
+            },
+            Build {
+                own: "m3",
+                base: 2,
+                recorded: w.by_manifest(2),
+                created: "2026-02-03T00:00:00Z",
+                tags: &["m3", "stable"],
+            },
+        ],
+    )
+    .await;
+    let base = w.dir.path().join("follow-mirror");
+    let host = FakeHost::new(
+        &base.join("host"),
+        "1.17.0",
+        &format!("127.0.0.1:1/{repo}:stable"),
+        (&digests[0], "m1"),
+        &[],
+        true,
+    );
+    let root = base.join("root");
+    std::fs::create_dir_all(root.join("etc/cairn/config.d")).expect("mkdir");
+    std::fs::write(root.join("etc/cairn/config.d/50-site.toml"), tag_config(&w)).expect("config");
+    std::fs::create_dir_all(root.join("etc/containers/registries.conf.d")).expect("mkdir");
+    std::fs::write(
+        root.join("etc/containers/registries.conf.d/50-mirror.conf"),
+        format!(
+            "[[registry]]\nprefix = \"127.0.0.1:1/acme\"\nlocation = \"127.0.0.1:1/acme\"\n[[registry.mirror]]\nlocation = \"{}/acme\"\ninsecure = true\n",
+            w.registry.host
+        ),
+    )
+    .expect("registries.conf");
+    let h = Host {
+        host,
+        root: root.display().to_string(),
+        state: base.join("state").display().to_string(),
+    };
+    let out = agent_once(&w, &h, &["agent", "--once"]);
+    // Both images and the repository's tags were read through the mirror.
+    assert!(
+        out.contains(&format!(
+            "no image in 127.0.0.1:1/{repo} is built on quay.io/fedora/fedora-coreos 40.2"
+        )),
+        "{out}"
+    );
+    assert!(out.contains("Last error: none"), "{out}");
+}
