@@ -32,6 +32,12 @@ pub const START_VALUE: &str = "org.fedoraproject.coreos.updates.start_value";
 /// `org.fedoraproject.coreos.updates.duration_minutes`
 pub const DURATION: &str = "org.fedoraproject.coreos.updates.duration_minutes";
 
+/// Cairn's own key, on derived streams only: the age index of the base
+/// release a node is built on. Zincati ignores it; Cairn's agent uses it to
+/// know a move to a newer base, where rpm-ostree's build-date check must stay
+/// out of the way (see `docs/derived-images.md`).
+pub const BASE_AGE_INDEX: &str = "dev.cairn.base.age_index";
+
 /// The reason Fedora writes when a barrier or dead-end has none.
 const GENERIC_REASON: &str = "generic";
 
@@ -178,6 +184,9 @@ fn render_node(node: &Node, scheme: Scheme) -> CincinnatiNode {
     let mut metadata = BTreeMap::new();
     metadata.insert(SCHEME.to_string(), scheme.as_str().to_string());
     metadata.insert(AGE_INDEX.to_string(), node.age_index.to_string());
+    if let Some(base_age) = node.base_age {
+        metadata.insert(BASE_AGE_INDEX.to_string(), base_age.to_string());
+    }
     let or_generic = |reason: &str| {
         if reason.is_empty() {
             GENERIC_REASON.to_string()
@@ -247,6 +256,9 @@ fn parse_node(raw: &CincinnatiNode, age_index: u64, scheme: Scheme) -> Node {
         barrier: is_barrier.then(|| reason(BARRIER_REASON)),
         deadend: is_deadend.then(|| reason(DEADEND_REASON)),
         rollout,
-        base_age: None,
+        base_age: raw
+            .metadata
+            .get(BASE_AGE_INDEX)
+            .and_then(|v| v.parse().ok()),
     }
 }

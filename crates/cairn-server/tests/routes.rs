@@ -413,4 +413,13 @@ async fn derived_streams_number_nodes_in_update_order() {
         [("d0".into(), "d2".into()), ("d2".into(), "d1".into())],
         "through the barrier image, then on"
     );
+    // Each node names its base, so Cairn's agents on a `cincinnati:` source
+    // know a move to a newer base as such.
+    let read = cairn_graph::UpdateGraph::from_cincinnati(&graph).expect("graph");
+    let bases: Vec<(&str, Option<u64>)> = read
+        .nodes()
+        .iter()
+        .map(|n| (n.version.as_str(), n.base_age))
+        .collect();
+    assert_eq!(bases, [("d0", Some(0)), ("d2", Some(1)), ("d1", Some(2))]);
 }
