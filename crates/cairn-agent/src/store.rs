@@ -87,6 +87,11 @@ pub struct Underway {
     /// the target is never rolled back a second time.
     #[serde(default)]
     pub rolling_back: Option<String>,
+    /// The boot in which the rollback command ran. A pass in that same boot
+    /// (the host not yet down) waits; only a later boot judges the rollback.
+    /// Absent in state written by older agents.
+    #[serde(default)]
+    pub rolling_back_boot: Option<String>,
 }
 
 impl Default for AgentState {
@@ -262,6 +267,27 @@ mod tests {
         let underway = state.underway.expect("under way");
         assert_eq!(underway.from_version.as_deref(), Some("1"));
         assert_eq!((underway.target, underway.rolling_back), (None, None));
+    }
+
+    #[test]
+    fn a_rollback_recorded_without_its_boot_still_loads() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(
+            dir.path().join(STATE_FILE),
+            r#"{"format":1,"state":{"state":"verifying","target":{"version":"2","digest":"sha256:b"}},
+               "underway":{"from_version":"1","from_digest":"sha256:a","started":"2026-03-01T04:10:51Z",
+                           "target":{"version":"2","digest":"sha256:b"},"rolling_back":"check.service failed"}}"#,
+        )
+        .expect("write");
+        let underway = AgentState::load(dir.path())
+            .expect("loads")
+            .underway
+            .expect("under way");
+        assert_eq!(
+            underway.rolling_back.as_deref(),
+            Some("check.service failed")
+        );
+        assert_eq!(underway.rolling_back_boot, None);
     }
 
     #[test]
