@@ -67,6 +67,10 @@ pub struct AgentState {
     /// The attempt under way since its target was staged; it ends with one
     /// final record in the history, then this is cleared.
     pub underway: Option<Underway>,
+    /// The target whose post-update hooks ran for the boot being judged;
+    /// cleared on leaving `Verifying`. A pass retried after a failure (the
+    /// lock server, say) does not run them again; a crash while they run does.
+    pub post_update_ran: Option<String>,
 }
 
 /// An attempt between staging and its final outcome.
@@ -108,6 +112,7 @@ impl Default for AgentState {
             hooks_passed: None,
             vetoes: BTreeMap::new(),
             underway: None,
+            post_update_ran: None,
         }
     }
 }

@@ -682,3 +682,94 @@ async fn a_rollback_recorded_by_an_older_agent_is_judged_without_a_boot_id() {
         ["staged", "rebooting", "rolling_back", "rollback_failed"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_update_hooks_run_once_even_when_the_lock_release_fails() {
+    use std::os::unix::fs::PermissionsExt;
+    let fleet = fleet().await;
+    let n = node(&fleet, 1, 0.1, "");
+    {
+        let mut agent = agent(&fleet, &n, None);
+        agent.tick(&world(&fleet)).await.expect("steady");
+        agent.tick(&world(&fleet)).await.expect("stage");
+    }
+    finalize_and_reboot(&fleet, &n, None, true).await;
+    // An operator hook that counts its runs.
+    let hooks = n.config_root.join("etc/cairn/hooks/post-update.d");
+    std::fs::create_dir_all(&hooks).expect("mkdir");
+    let runs = n.config_root.join("post-update-runs");
+    std::fs::write(
+        hooks.join("50-uncordon"),
+        format!("#!/bin/sh\necho run >> '{}'\n", runs.display()),
+    )
+    .expect("write");
+    std::fs::set_permissions(
+        hooks.join("50-uncordon"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .expect("chmod");
+    let healthy = World {
+        boot_health: cairn_agent::health::BootHealth::Healthy,
+        boot_id: Some("boot-2".into()),
+        ..world(&fleet)
+    };
+    // A lock server that does not answer: the slot cannot go back.
+    let unreachable = FleetLockClient::new(
+        url::Url::parse("http://127.0.0.1:9/").expect("url"),
+        "node-0.1",
+        "default",
+        Duration::from_secs(5),
+    )
+    .expect("client");
+    let with_hooks = |lock: Option<FleetLockClient>| {
+        let settings = load(&ConfigDirs::under(&n.config_root)).expect("configuration");
+        let driver = Driver::new(
+            ProcessRunner {
+                use_systemd_run: false,
+            },
+            Tool::Bootc,
+            &n.host.program.display().to_string(),
+            Duration::from_secs(30),
+        );
+        Agent::new(
+            settings,
+            driver,
+            lock,
+            n.state_dir.clone(),
+            n.wariness,
+            "x86_64",
+            &fleet.repo,
+        )
+        .expect("agent")
+        .with_hooks(
+            cairn_agent::hooks::HookSettings {
+                root: n.config_root.clone(),
+                sysroot: n.host.dir.join("sysroot"),
+                timeout: Duration::from_secs(30),
+                systemd: false,
+            },
+            "stable",
+        )
+    };
+    for pass in 0..2 {
+        let mut agent = with_hooks(Some(unreachable.clone()));
+        agent.recover(Timestamp::now()).await.expect("recover");
+        let err = agent.tick(&healthy).await.expect_err("no lock server");
+        assert!(
+            matches!(err, cairn_agent::agent::AgentError::Lock(_)),
+            "pass {pass}: {err}"
+        );
+        assert_eq!(agent.state().name(), "verifying", "pass {pass}");
+        assert_eq!(
+            std::fs::read_to_string(&runs).expect("the hook ran"),
+            "run\n",
+            "pass {pass}: the hooks ran once"
+        );
+    }
+    let mut agent = with_hooks(None);
+    agent.recover(Timestamp::now()).await.expect("recover");
+    agent.tick(&healthy).await.expect("verify");
+    assert_eq!(agent.state().name(), "steady");
+    assert_eq!(std::fs::read_to_string(&runs).expect("runs"), "run\n");
+    assert_eq!(outcomes(&n), ["staged", "rebooting", "booted_healthy"]);
+}

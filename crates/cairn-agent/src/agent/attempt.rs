@@ -252,7 +252,11 @@ impl<R: CommandRunner> Agent<R> {
             ),
         };
         self.end_attempt(world.now, result, &reason);
-        self.post_update_hooks(&target).await;
+        if self.persisted.post_update_ran.as_deref() != Some(target.digest.as_str()) {
+            self.post_update_hooks(&target).await;
+            self.persisted.post_update_ran = Some(target.digest.clone());
+            self.persisted.save(&self.state_dir)?;
+        }
         self.leave_verifying(Event::BootedHealthy).await?;
         Ok(self.report(match result {
             Outcome::BootedHealthy => format!("updated to {}", target.version),
@@ -285,6 +289,7 @@ impl<R: CommandRunner> Agent<R> {
             lock.steady_state().await?;
         }
         self.persisted.lock_held = false;
+        self.persisted.post_update_ran = None;
         self.transition(&event)
     }
 
