@@ -32,6 +32,10 @@ pub struct World {
     pub may_reboot: bool,
     /// The verdict on this boot, consulted after a reboot into a target.
     pub boot_health: crate::health::BootHealth,
+    /// This boot's ID (`/proc/sys/kernel/random/boot_id`), `None` when it
+    /// cannot be read: it tells a pass after Cairn's rollback command in the
+    /// same boot (still going down) from one after the reboot.
+    pub boot_id: Option<String>,
 }
 
 /// What the agent is doing and why, after a tick.

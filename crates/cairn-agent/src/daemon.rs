@@ -29,7 +29,8 @@ pub const OTHER_UPDATERS: [&str; 3] = [
 /// Where the agent finds things.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Root of the configuration directories and `/etc/machine-id`.
+    /// Root of the configuration directories, `/etc/machine-id` and
+    /// `/proc/sys/kernel/random/boot_id`.
     pub root: PathBuf,
     /// The sysroot the host's deployments live under (`/sysroot`).
     pub sysroot: PathBuf,
@@ -260,6 +261,19 @@ fn node_id(root: &Path) -> String {
         .ok()
         .and_then(|m| crate::identity::node_id(&m).ok())
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// This boot's ID, under `root` (`/` on a host) so tests can give one.
+fn boot_id(root: &Path) -> Option<String> {
+    let path = root.join("proc/sys/kernel/random/boot_id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => Some(id.trim().to_string()),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::debug!(file = %path.display(), error = %e, "no boot ID");
+            None
+        }
+    }
 }
 
 /// True when an interactive user session exists; a `loginctl` that fails
@@ -847,6 +861,7 @@ async fn pass(
         },
         may_reboot: options.finalize,
         boot_health,
+        boot_id: boot_id(&options.root),
     };
     if let Ok((graph, _)) = &fetched {
         status.document_sequence = graph.sequence();

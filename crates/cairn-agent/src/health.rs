@@ -13,77 +13,154 @@ pub enum BootHealth {
     Failed(String),
     /// `boot-complete.target` is neither reached nor failed yet.
     Pending,
-    /// No systemd to ask (containers, tests without it): the booted digest
-    /// alone decides, as before health checks existed.
+    /// Nothing to judge by: nothing on this host asks for
+    /// `boot-complete.target`, or it has no systemd (`host.systemd = false`).
+    /// The booted digest alone decides, as before health checks existed.
     Unknown,
 }
 
 /// Ask systemd (and greenboot, when installed) about this boot. A target
 /// never enters a failed state itself: when a unit it requires fails, its
 /// start job fails and it stays inactive. So the units it requires are asked.
+///
+/// Only called where systemd is declared present: a `systemctl` that does not
+/// answer (cannot run, times out, no bus) leaves the boot `Pending`, so the
+/// agent keeps waiting (up to `health.timeout_seconds`) instead of recording
+/// an unverified boot and skipping health checks and rollback.
 pub async fn boot_health(systemctl: &str, timeout: Duration) -> BootHealth {
-    let ask = async |args: &[&str]| -> Option<(i32, String)> {
-        let run = tokio::process::Command::new(systemctl)
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .output();
-        let output = tokio::time::timeout(timeout, run).await.ok()?.ok()?;
-        Some((
-            output.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&output.stdout).trim().to_string(),
-        ))
-    };
-    // `is-failed` exits 0 only for a failed unit.
-    let failed =
-        async |unit: &str| matches!(ask(&["is-failed", "--quiet", unit]).await, Some((0, _)));
-    if failed("boot-complete.target").await {
-        return BootHealth::Failed("boot-complete.target failed".into());
+    match judge(systemctl, timeout).await {
+        Ok(verdict) => verdict,
+        Err(why) => {
+            tracing::warn!(error = %why, "systemctl did not answer; the boot's health stays pending");
+            BootHealth::Pending
+        }
     }
-    let required = ask(&[
+}
+
+/// `systemctl <args>`: its exit code and standard output, or why it gave
+/// no answer at all.
+async fn ask(systemctl: &str, timeout: Duration, args: &[&str]) -> Result<(i32, String), String> {
+    let command = format!("{systemctl} {}", args.join(" "));
+    let run = tokio::process::Command::new(systemctl)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(timeout, run)
+        .await
+        .map_err(|_| format!("{command}: timed out after {timeout:?}"))?
+        .map_err(|e| format!("{command}: {e}"))?;
+    let code = output
+        .status
+        .code()
+        .ok_or_else(|| format!("{command}: killed by a signal"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    // `show`, `is-active` and `list-jobs` print their answer; failing with
+    // nothing printed is systemctl's own failure (no bus, say).
+    if code != 0 && stdout.is_empty() && args.first() != Some(&"is-failed") {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let last = stderr.lines().rev().find(|l| !l.trim().is_empty());
+        return Err(format!(
+            "{command}: exit code {code}: {}",
+            last.unwrap_or("no output").trim()
+        ));
+    }
+    Ok((code, stdout))
+}
+
+async fn judge(systemctl: &str, timeout: Duration) -> Result<BootHealth, String> {
+    let ask = async |args: &[&str]| ask(systemctl, timeout, args).await;
+    // `is-failed` exits 0 only for a failed unit.
+    let failed = async |unit: &str| {
+        ask(&["is-failed", "--quiet", unit])
+            .await
+            .map(|(code, _)| code == 0)
+    };
+    if failed("boot-complete.target").await? {
+        return Ok(BootHealth::Failed("boot-complete.target failed".into()));
+    }
+    let (_, required) = ask(&[
         "show",
         "--property=Requires",
         "--value",
         "boot-complete.target",
     ])
-    .await
-    .map(|(_, units)| units)
-    .unwrap_or_default();
+    .await?;
     for unit in required.split_whitespace() {
-        if failed(unit).await {
-            return BootHealth::Failed(format!(
+        if failed(unit).await? {
+            return Ok(BootHealth::Failed(format!(
                 "{unit} failed, so boot-complete.target was not reached"
-            ));
+            )));
         }
     }
-    let greenboot = ask(&[
+    let (_, load_state) = ask(&[
         "show",
         "--property=LoadState",
         "--value",
         "greenboot-healthcheck.service",
     ])
-    .await
-    .is_some_and(|(_, state)| state == "loaded");
-    if greenboot && failed("greenboot-healthcheck.service").await {
-        return BootHealth::Failed(
+    .await?;
+    if load_state == "loaded" && failed("greenboot-healthcheck.service").await? {
+        return Ok(BootHealth::Failed(
             "greenboot's health checks failed (greenboot-healthcheck.service)".into(),
-        );
+        ));
     }
-    match ask(&["is-active", "boot-complete.target"]).await {
-        Some((0, _)) => BootHealth::Healthy,
-        Some((_, state)) if state == "activating" => BootHealth::Pending,
-        Some(_) => {
+    Ok(match ask(&["is-active", "boot-complete.target"]).await? {
+        (0, _) => BootHealth::Healthy,
+        (_, state) if state == "activating" => BootHealth::Pending,
+        _ => {
             // Inactive: still queued, or nothing on this host asks for it
             // (then the booted digest alone decides).
-            let queued = ask(&["list-jobs", "--no-legend", "boot-complete.target"])
-                .await
-                .is_some_and(|(_, jobs)| !jobs.is_empty());
-            if queued {
-                BootHealth::Pending
-            } else {
+            let (_, jobs) = ask(&["list-jobs", "--no-legend", "boot-complete.target"]).await?;
+            if jobs.is_empty() {
                 BootHealth::Unknown
+            } else {
+                BootHealth::Pending
             }
         }
-        None => BootHealth::Unknown,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `systemctl` script in `dir` with this shell body.
+    fn systemctl(dir: &std::path::Path, name: &str, body: &str) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        path.display().to_string()
+    }
+
+    #[tokio::test]
+    async fn a_systemctl_that_does_not_answer_keeps_the_boot_pending() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let no_bus = systemctl(
+            dir.path(),
+            "no-bus",
+            "echo 'Failed to connect to bus: No such file or directory' >&2; exit 1",
+        );
+        let hangs = systemctl(dir.path(), "hangs", "exec sleep 30");
+        // Nothing asks for boot-complete.target: an answer, so Unknown.
+        let nothing_asks = systemctl(
+            dir.path(),
+            "nothing-asks",
+            r#"case "$*" in
+  "is-active boot-complete.target") echo inactive; exit 3 ;;
+  "is-failed "*) exit 1 ;;
+esac
+exit 0"#,
+        );
+        let second = Duration::from_secs(1);
+        let missing = dir.path().join("missing").display().to_string();
+        assert_eq!(boot_health(&missing, second).await, BootHealth::Pending);
+        assert_eq!(boot_health(&no_bus, second).await, BootHealth::Pending);
+        assert_eq!(boot_health(&hangs, second).await, BootHealth::Pending);
+        assert_eq!(
+            boot_health(&nothing_asks, second).await,
+            BootHealth::Unknown
+        );
     }
 }

@@ -156,17 +156,22 @@ pub fn append(state_dir: &Path, attempt: &Attempt) -> std::io::Result<()> {
     file.sync_data()
 }
 
-/// Every record, oldest first; a damaged line is skipped (and counted).
+/// Every record, oldest first; a damaged line (bad JSON, or bytes that are
+/// not UTF-8) is skipped and counted. Read as bytes, line by line: one bad
+/// byte must not hide the rest, nor stop `append` from recording.
 pub fn read(state_dir: &Path) -> std::io::Result<(Vec<Attempt>, usize)> {
-    let text = match std::fs::read_to_string(state_dir.join(HISTORY_FILE)) {
-        Ok(text) => text,
+    let bytes = match std::fs::read(state_dir.join(HISTORY_FILE)) {
+        Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
         Err(e) => return Err(e),
     };
     let mut attempts = Vec::new();
     let mut damaged = 0;
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        match serde_json::from_str(line) {
+    for line in bytes
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.trim_ascii().is_empty())
+    {
+        match serde_json::from_slice(line) {
             Ok(attempt) => attempts.push(attempt),
             Err(_) => damaged += 1,
         }
@@ -232,6 +237,27 @@ mod tests {
         assert_eq!(read_back, vec![staged, healthy.clone()]);
         assert_eq!(damaged, 1);
         assert!(render(&read_back).contains("1 -> 2  booted_healthy"));
+        assert_eq!(last_final(dir.path()).expect("read"), Some(healthy));
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_damage_one_line_and_recording_goes_on() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let staged = attempt(Outcome::Staged, 100);
+        append(dir.path(), &staged).expect("append");
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(HISTORY_FILE))
+            .and_then(|mut f| f.write_all(b"{\"reason\":\"\xff\xfe\"}\n"))
+            .expect("damage");
+        let healthy = attempt(Outcome::BootedHealthy, 100);
+        append(dir.path(), &healthy).expect("a final record is still appended");
+        let (read_back, damaged) = read(dir.path()).expect("read");
+        assert_eq!(read_back, vec![staged, healthy.clone()]);
+        assert_eq!(damaged, 1);
+        // The dedupe still sees the final record past the damaged line.
+        append(dir.path(), &healthy).expect("append");
+        assert_eq!(read(dir.path()).expect("read").0.len(), 2);
         assert_eq!(last_final(dir.path()).expect("read"), Some(healthy));
     }
 

@@ -67,6 +67,10 @@ pub struct AgentState {
     /// The attempt under way since its target was staged; it ends with one
     /// final record in the history, then this is cleared.
     pub underway: Option<Underway>,
+    /// The target whose post-update hooks ran for the boot being judged;
+    /// cleared on leaving `Verifying`. A pass retried after a failure (the
+    /// lock server, say) does not run them again; a crash while they run does.
+    pub post_update_ran: Option<String>,
 }
 
 /// An attempt between staging and its final outcome.
@@ -87,6 +91,11 @@ pub struct Underway {
     /// the target is never rolled back a second time.
     #[serde(default)]
     pub rolling_back: Option<String>,
+    /// The boot in which the rollback command ran. A pass in that same boot
+    /// (the host not yet down) waits; only a later boot judges the rollback.
+    /// Absent in state written by older agents.
+    #[serde(default)]
+    pub rolling_back_boot: Option<String>,
 }
 
 impl Default for AgentState {
@@ -103,6 +112,7 @@ impl Default for AgentState {
             hooks_passed: None,
             vetoes: BTreeMap::new(),
             underway: None,
+            post_update_ran: None,
         }
     }
 }
@@ -262,6 +272,27 @@ mod tests {
         let underway = state.underway.expect("under way");
         assert_eq!(underway.from_version.as_deref(), Some("1"));
         assert_eq!((underway.target, underway.rolling_back), (None, None));
+    }
+
+    #[test]
+    fn a_rollback_recorded_without_its_boot_still_loads() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(
+            dir.path().join(STATE_FILE),
+            r#"{"format":1,"state":{"state":"verifying","target":{"version":"2","digest":"sha256:b"}},
+               "underway":{"from_version":"1","from_digest":"sha256:a","started":"2026-03-01T04:10:51Z",
+                           "target":{"version":"2","digest":"sha256:b"},"rolling_back":"check.service failed"}}"#,
+        )
+        .expect("write");
+        let underway = AgentState::load(dir.path())
+            .expect("loads")
+            .underway
+            .expect("under way");
+        assert_eq!(
+            underway.rolling_back.as_deref(),
+            Some("check.service failed")
+        );
+        assert_eq!(underway.rolling_back_boot, None);
     }
 
     #[test]

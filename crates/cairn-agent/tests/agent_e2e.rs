@@ -206,6 +206,7 @@ fn world(fleet: &Fleet) -> World {
         users_logged_in: false,
         may_reboot: true,
         boot_health: cairn_agent::health::BootHealth::Unknown,
+        boot_id: Some("boot-1".into()),
     }
 }
 
@@ -403,6 +404,7 @@ async fn without_a_trusted_document_nothing_is_done_and_status_says_why() {
             users_logged_in: false,
             may_reboot: true,
             boot_health: cairn_agent::health::BootHealth::Unknown,
+            boot_id: None,
         };
         agent.tick(&world).await.expect("tick");
         let report = agent.tick(&world).await.expect("tick");
@@ -427,6 +429,7 @@ async fn a_staged_update_is_not_finalized_without_a_trusted_document() {
         users_logged_in: false,
         may_reboot: true,
         boot_health: cairn_agent::health::BootHealth::Unknown,
+        boot_id: None,
     };
     let report = agent.tick(&untrusted).await.expect("tick");
     assert!(report.reason.starts_with("no action"), "{}", report.reason);
@@ -542,34 +545,130 @@ async fn a_staged_update_the_host_dropped_ends_its_attempt_and_a_new_one_begins(
     assert_ne!(records[0].started, records[2].started, "a new attempt");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rollback_that_does_not_take_effect_is_not_repeated() {
-    let fleet = fleet().await;
-    let n = node(&fleet, 1, 0.1, "[health]\nrollback_on_failure = true\n");
+/// Up to a rollback Cairn started in the boot `boot-2` whose command
+/// returned (exit 0) while the host is still up on the target, as when the
+/// shutdown is delayed; then a pass in that same boot.
+async fn rolling_back_in_the_same_boot(fleet: &Fleet, n: &Node) -> World {
     {
-        let mut agent = agent(&fleet, &n, None);
-        agent.tick(&world(&fleet)).await.expect("steady");
-        agent.tick(&world(&fleet)).await.expect("stage");
+        let mut agent = agent(fleet, n, None);
+        agent.tick(&world(fleet)).await.expect("steady");
+        agent.tick(&world(fleet)).await.expect("stage");
     }
-    finalize_and_reboot(&fleet, &n, None, true).await;
+    finalize_and_reboot(fleet, n, None, true).await;
     let failed = World {
         boot_health: cairn_agent::health::BootHealth::Failed("check.service failed".into()),
-        ..world(&fleet)
+        boot_id: Some("boot-2".into()),
+        ..world(fleet)
     };
     let rolling = {
-        let mut agent = agent(&fleet, &n, None);
+        let mut agent = agent(fleet, n, None);
         agent.recover(Timestamp::now()).await.expect("recover");
         let failed = failed.clone();
         tokio::spawn(async move { agent.tick(&failed).await.map(|r| r.reason) })
     };
     n.host.wait_for_apply().await;
-    // The host comes back on the target anyway (the rollback did not stick).
+    // The command ends; the host has not gone down yet, so it still reports
+    // the target booted (the stand-in swaps at once; a real bootc at boot).
     let mut host = n.host.state();
     std::mem::swap(&mut host.booted, &mut host.rollback);
     cairn_testkit::host::write_state(&n.host.dir, &host);
     n.host.reboot(true);
     let reason = rolling.await.expect("task").expect("tick");
     assert!(reason.contains("rolling back"), "{reason}");
+    // Another pass before the reboot (a timer, `cairn verify`): the boot is
+    // still judged failed, and nothing ends.
+    let mut agent = agent(fleet, n, None);
+    agent.recover(Timestamp::now()).await.expect("recover");
+    let report = agent.tick(&failed).await.expect("same boot");
+    assert_eq!(report.state, "verifying", "{}", report.reason);
+    assert!(
+        report.reason.contains("the rollback is in progress"),
+        "{}",
+        report.reason
+    );
+    assert_eq!(outcomes(n), ["staged", "rebooting", "rolling_back"]);
+    assert!(!agent.persisted.deny_list.contains_key(&fleet.digests[2]));
+    failed
+}
+
+fn rollbacks(n: &Node) -> usize {
+    n.host
+        .state()
+        .calls
+        .iter()
+        .filter(|c| c.starts_with("rollback"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_that_does_not_take_effect_is_not_repeated() {
+    let fleet = fleet().await;
+    let n = node(&fleet, 1, 0.1, "[health]\nrollback_on_failure = true\n");
+    let failed = rolling_back_in_the_same_boot(&fleet, &n).await;
+    // The next boot is the target's again: the rollback did not stick.
+    let next_boot = World {
+        boot_id: Some("boot-3".into()),
+        ..failed
+    };
+    let mut agent = agent(&fleet, &n, None);
+    agent.recover(Timestamp::now()).await.expect("recover");
+    let report = agent.tick(&next_boot).await.expect("verify");
+    assert!(
+        report.reason.contains("the rollback did not take effect"),
+        "{}",
+        report.reason
+    );
+    assert_eq!(report.state, "steady");
+    assert_eq!(rollbacks(&n), 1, "never a second rollback");
+    assert_eq!(
+        outcomes(&n),
+        ["staged", "rebooting", "rolling_back", "rollback_failed"]
+    );
+    assert!(agent.persisted.deny_list.contains_key(&fleet.digests[2]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_that_reboots_late_still_ends_as_rolled_back() {
+    let fleet = fleet().await;
+    let n = node(&fleet, 1, 0.1, "[health]\nrollback_on_failure = true\n");
+    let failed = rolling_back_in_the_same_boot(&fleet, &n).await;
+    // The delayed shutdown happens: the previous release boots.
+    let mut host = n.host.state();
+    std::mem::swap(&mut host.booted, &mut host.rollback);
+    cairn_testkit::host::write_state(&n.host.dir, &host);
+    let next_boot = World {
+        boot_id: Some("boot-3".into()),
+        boot_health: cairn_agent::health::BootHealth::Healthy,
+        ..failed
+    };
+    let mut agent = agent(&fleet, &n, None);
+    agent.recover(Timestamp::now()).await.expect("recover");
+    let report = agent.tick(&next_boot).await.expect("verify");
+    assert!(
+        report.reason.contains("rolled back from 44.3"),
+        "{}",
+        report.reason
+    );
+    assert_eq!(report.state, "steady");
+    assert_eq!(rollbacks(&n), 1);
+    assert_eq!(
+        outcomes(&n),
+        ["staged", "rebooting", "rolling_back", "rolled_back"]
+    );
+    assert!(agent.persisted.deny_list.contains_key(&fleet.digests[2]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_recorded_by_an_older_agent_is_judged_without_a_boot_id() {
+    let fleet = fleet().await;
+    let n = node(&fleet, 1, 0.1, "[health]\nrollback_on_failure = true\n");
+    let failed = rolling_back_in_the_same_boot(&fleet, &n).await;
+    // Older agents recorded no boot: the agent that reads it runs in a later one.
+    let mut state = cairn_agent::store::AgentState::load(&n.state_dir).expect("state");
+    if let Some(underway) = state.underway.as_mut() {
+        underway.rolling_back_boot = None;
+    }
+    state.save(&n.state_dir).expect("save");
     let mut agent = agent(&fleet, &n, None);
     agent.recover(Timestamp::now()).await.expect("recover");
     let report = agent.tick(&failed).await.expect("verify");
@@ -578,18 +677,100 @@ async fn a_rollback_that_does_not_take_effect_is_not_repeated() {
         "{}",
         report.reason
     );
-    assert_eq!(report.state, "steady");
-    let rollbacks = n
-        .host
-        .state()
-        .calls
-        .iter()
-        .filter(|c| c.starts_with("rollback"))
-        .count();
-    assert_eq!(rollbacks, 1, "never a second rollback");
+    assert_eq!(rollbacks(&n), 1, "never a second rollback");
     assert_eq!(
         outcomes(&n),
         ["staged", "rebooting", "rolling_back", "rollback_failed"]
     );
-    assert!(agent.persisted.deny_list.contains_key(&fleet.digests[2]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_update_hooks_run_once_even_when_the_lock_release_fails() {
+    use std::os::unix::fs::PermissionsExt;
+    let fleet = fleet().await;
+    let n = node(&fleet, 1, 0.1, "");
+    {
+        let mut agent = agent(&fleet, &n, None);
+        agent.tick(&world(&fleet)).await.expect("steady");
+        agent.tick(&world(&fleet)).await.expect("stage");
+    }
+    finalize_and_reboot(&fleet, &n, None, true).await;
+    // An operator hook that counts its runs.
+    let hooks = n.config_root.join("etc/cairn/hooks/post-update.d");
+    std::fs::create_dir_all(&hooks).expect("mkdir");
+    let runs = n.config_root.join("post-update-runs");
+    std::fs::write(
+        hooks.join("50-uncordon"),
+        format!("#!/bin/sh\necho run >> '{}'\n", runs.display()),
+    )
+    .expect("write");
+    std::fs::set_permissions(
+        hooks.join("50-uncordon"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .expect("chmod");
+    let healthy = World {
+        boot_health: cairn_agent::health::BootHealth::Healthy,
+        boot_id: Some("boot-2".into()),
+        ..world(&fleet)
+    };
+    // A lock server that does not answer: the slot cannot go back.
+    let unreachable = FleetLockClient::new(
+        url::Url::parse("http://127.0.0.1:9/").expect("url"),
+        "node-0.1",
+        "default",
+        Duration::from_secs(5),
+    )
+    .expect("client");
+    let with_hooks = |lock: Option<FleetLockClient>| {
+        let settings = load(&ConfigDirs::under(&n.config_root)).expect("configuration");
+        let driver = Driver::new(
+            ProcessRunner {
+                use_systemd_run: false,
+            },
+            Tool::Bootc,
+            &n.host.program.display().to_string(),
+            Duration::from_secs(30),
+        );
+        Agent::new(
+            settings,
+            driver,
+            lock,
+            n.state_dir.clone(),
+            n.wariness,
+            "x86_64",
+            &fleet.repo,
+        )
+        .expect("agent")
+        .with_hooks(
+            cairn_agent::hooks::HookSettings {
+                root: n.config_root.clone(),
+                sysroot: n.host.dir.join("sysroot"),
+                timeout: Duration::from_secs(30),
+                systemd: false,
+            },
+            "stable",
+        )
+    };
+    for pass in 0..2 {
+        let mut agent = with_hooks(Some(unreachable.clone()));
+        agent.recover(Timestamp::now()).await.expect("recover");
+        let err = agent.tick(&healthy).await.expect_err("no lock server");
+        assert!(
+            matches!(err, cairn_agent::agent::AgentError::Lock(_)),
+            "pass {pass}: {err}"
+        );
+        assert_eq!(agent.state().name(), "verifying", "pass {pass}");
+        assert_eq!(
+            std::fs::read_to_string(&runs).expect("the hook ran"),
+            "run\n",
+            "pass {pass}: the hooks ran once"
+        );
+    }
+    let mut agent = with_hooks(None);
+    agent.recover(Timestamp::now()).await.expect("recover");
+    agent.tick(&healthy).await.expect("verify");
+    assert_eq!(agent.state().name(), "steady");
+    assert_eq!(std::fs::read_to_string(&runs).expect("runs"), "run\n");
+    assert_eq!(outcomes(&n), ["staged", "rebooting", "booted_healthy"]);
 }

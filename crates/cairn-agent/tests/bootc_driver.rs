@@ -164,23 +164,6 @@ async fn older_bootc_versions_use_the_two_step_sequence() {
     let driver = driver(&host);
     let tier = driver.tier().await.expect("version");
     assert_eq!(tier, StagingTier::SwitchThenDownloadOnly);
-    // The new flag on an old bootc is a usage error (exit 2), reported as such.
-    let err = driver
-        .stage(
-            StagingTier::DownloadOnlySwitch,
-            &setup.repo,
-            &setup.new,
-            &SignatureMode::Unverified,
-            true,
-        )
-        .await
-        .expect_err("old bootc");
-    assert!(matches!(err, DriverError::Unsupported { .. }), "{err}");
-    assert!(
-        err.to_string()
-            .contains("unexpected argument '--download-only' found"),
-        "clap's error line, not its usage lines: {err}"
-    );
     driver
         .stage(
             tier,
@@ -355,11 +338,27 @@ async fn a_probe_that_fails_is_an_error_and_stages_nothing() {
     let setup = setup().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let host = host(dir.path(), "1.17.0", &setup, false);
-    host.fail("switch", "This command must be executed as the root user");
     let file = dir
         .path()
         .join("state")
         .join(cairn_agent::host::probe::PROBE_FILE);
+    // A kept answer from when the probe worked.
+    assert_eq!(
+        driver(&host)
+            .with_probe_file(file.clone())
+            .tier()
+            .await
+            .expect("probe"),
+        StagingTier::DownloadOnlySwitch
+    );
+    let before = host.state().calls.len();
+
+    // The probe fails: tier() is an error, and nothing is kept.
+    host.fail(
+        "switch --help",
+        "This command must be executed as the root user",
+    );
+    std::fs::remove_file(&file).expect("drop the kept answer");
     let err = driver(&host)
         .with_probe_file(file.clone())
         .tier()
@@ -368,16 +367,149 @@ async fn a_probe_that_fails_is_an_error_and_stages_nothing() {
     assert_eq!(err.kind(), "probe", "{err}");
     assert!(err.to_string().contains("root user"), "{err}");
     assert!(!file.exists(), "no answer kept");
+
+    // Staging on a kept answer that this bootc rejects probes again; that
+    // probe fails too: an error, and no switch is run that stages.
+    cairn_agent::host::probe::store(
+        &file,
+        &cairn_agent::host::probe::Probe {
+            version: "bootc 1.17.0".into(),
+            switch_download_only: true,
+        },
+    )
+    .expect("keep an answer");
+    host.fail_usage("switch --download-only");
+    let driver = driver(&host).with_probe_file(file.clone());
+    let tier = driver.tier().await.expect("kept answer");
+    let err = driver
+        .stage(
+            tier,
+            &setup.repo,
+            &setup.new,
+            &SignatureMode::Unverified,
+            true,
+        )
+        .await
+        .expect_err("no answer");
+    assert_eq!(err.kind(), "probe", "{err}");
+    assert!(!file.exists(), "the stale answer is dropped, none kept");
     let state = host.state();
     assert!(state.staged.is_none());
+    let switches: Vec<&String> = state.calls[before..]
+        .iter()
+        .filter(|c| c.starts_with("switch"))
+        .collect();
+    let reference = format!("{}@{}", setup.repo, setup.new);
     assert_eq!(
-        state
-            .calls
-            .iter()
-            .filter(|c| c.starts_with("switch"))
-            .count(),
-        1,
-        "only the probe: {:?}",
+        switches,
+        [
+            "switch --help",
+            &format!("switch --download-only {reference}"),
+            "switch --help",
+        ],
+        "only probes and the rejected switch: {:?}",
         state.calls
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_answer_that_switch_contradicts_is_probed_again() {
+    let setup = setup().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let host = host(&dir.path().join("host"), "1.17.0", &setup, false);
+    let file = dir
+        .path()
+        .join("state")
+        .join(cairn_agent::host::probe::PROBE_FILE);
+    host.set_bootc("1.17.0", true);
+    assert_eq!(
+        driver(&host)
+            .with_probe_file(file.clone())
+            .tier()
+            .await
+            .expect("probe"),
+        StagingTier::DownloadOnlySwitch
+    );
+    // Another build that reports the same version, without the option.
+    host.set_bootc("1.17.0", false);
+    let driver = driver(&host).with_probe_file(file.clone());
+    let tier = driver.tier().await.expect("kept answer");
+    assert_eq!(tier, StagingTier::DownloadOnlySwitch, "from the file");
+    let before = host.state().calls.len();
+    driver
+        .stage(
+            tier,
+            &setup.repo,
+            &setup.new,
+            &SignatureMode::Unverified,
+            true,
+        )
+        .await
+        .expect("staged after probing again");
+    let reference = format!("{}@{}", setup.repo, setup.new);
+    let calls = host.state().calls[before..].to_vec();
+    assert_eq!(
+        calls,
+        [
+            format!("switch --download-only {reference}"),
+            "--version".to_string(),
+            "switch --help".to_string(),
+            format!("switch {reference}"),
+            "upgrade --download-only".to_string(),
+        ]
+    );
+    let staged = driver
+        .status()
+        .await
+        .expect("status")
+        .staged
+        .expect("staged");
+    assert!(staged.download_only, "staged locked");
+    let kept: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).expect("probe file")).expect("JSON");
+    assert_eq!(
+        kept["switch_download_only"], false,
+        "the new answer is kept"
+    );
+    assert_eq!(
+        driver.tier().await.expect("remembered"),
+        StagingTier::SwitchThenDownloadOnly
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switch_that_rejects_what_a_fresh_probe_found_fails_after_one_probe() {
+    let setup = setup().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let host = host(&dir.path().join("host"), "1.17.0", &setup, false);
+    // The help lists the option, the switch rejects it anyway: probing
+    // again finds the same, so the error stands.
+    host.set_bootc("1.17.0", true);
+    let driver = driver(&host);
+    let tier = driver.tier().await.expect("probe");
+    host.fail_usage("switch --download-only");
+    let err = driver
+        .stage(
+            tier,
+            &setup.repo,
+            &setup.new,
+            &SignatureMode::Unverified,
+            true,
+        )
+        .await
+        .expect_err("rejected");
+    assert!(matches!(err, DriverError::Unsupported { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("unexpected argument '--download-only' found"),
+        "clap's error line, not its usage lines: {err}"
+    );
+    let state = host.state();
+    let probes = state.calls.iter().filter(|c| *c == "switch --help").count();
+    assert_eq!(
+        probes, 2,
+        "probed once more, not in a loop: {:?}",
+        state.calls
+    );
+    assert!(state.staged.is_none());
 }

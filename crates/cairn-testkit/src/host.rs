@@ -52,6 +52,10 @@ pub struct FakeState {
     /// the tool does: exit 1 with `error: <message>`.
     #[serde(default)]
     pub fail: Option<(String, String)>,
+    /// Reject command lines that start with this as a usage error (exit 2),
+    /// whatever the help says.
+    #[serde(default)]
+    pub fail_usage: Option<String>,
     /// `bootc switch` accepts `--download-only` (and lists it in `switch
     /// --help`). Unset: as bootc releases do, from 1.17 on.
     #[serde(default)]
@@ -406,6 +410,14 @@ impl FakeHost {
     pub fn fail(&self, prefix: &str, message: &str) {
         let mut state = self.state();
         state.fail = Some((prefix.to_string(), message.to_string()));
+        write_state(&self.dir, &state);
+    }
+
+    /// Make every later command line that starts with `prefix` a usage
+    /// error (exit 2), as clap reports an argument it does not know.
+    pub fn fail_usage(&self, prefix: &str) {
+        let mut state = self.state();
+        state.fail_usage = Some(prefix.to_string());
         write_state(&self.dir, &state);
     }
 

@@ -122,7 +122,7 @@ impl Node {
 
 /// A systemctl that answers the questions the agent asks, from flag files:
 /// no other updater is enabled; boot-complete.target and greenboot as set,
-/// or nothing asking for boot-complete.target at all.
+/// or nothing asking for boot-complete.target at all; or no answer (`down`).
 fn fake_systemctl(dir: &Path) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(dir).expect("mkdir");
@@ -132,6 +132,7 @@ fn fake_systemctl(dir: &Path) -> PathBuf {
         &path,
         format!(
             r#"#!/bin/sh
+[ -e '{flags}/down' ] && {{ echo 'Failed to connect to bus: No such file or directory' >&2; exit 1; }}
 case "$*" in
   "is-enabled "*) echo disabled; exit 1 ;;
   "is-failed --quiet boot-complete.target") exit 1 ;;
@@ -271,6 +272,14 @@ fn outcomes(n: &Node) -> Vec<String> {
         );
     }
     records
+        .iter()
+        .map(|r| r["result"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// The history's words, oldest first, with an attempt still under way.
+fn outcomes_so_far(n: &Node) -> Vec<String> {
+    history(n)
         .iter()
         .map(|r| r["result"].as_str().unwrap_or_default().to_string())
         .collect()
@@ -610,6 +619,26 @@ async fn a_boot_nothing_can_judge_is_recorded_as_unverified() {
     );
     assert_eq!(outcomes(&n), ["staged", "rebooting", "booted_unverified"]);
     assert!(!deny_listed(&n));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_systemctl_that_does_not_answer_keeps_the_boot_waiting() {
+    let w = world(&[]).await;
+    let n = node(&w, "systemctl-down", "");
+    update_now_and_reboot(&w, &n, true).await;
+    n.flag("down", true);
+    // The updater check would refuse to go on without an answer; the boot
+    // is judged all the same.
+    let out = run(&w, &n, &["agent", "--once", "--no-updater-check"]);
+    assert!(
+        out.contains("verifying 44.3: waiting for boot-complete.target"),
+        "{out}"
+    );
+    assert_eq!(outcomes_so_far(&n), ["staged", "rebooting"]);
+    n.flag("down", false);
+    let out = run(&w, &n, &["verify"]);
+    assert!(out.contains("updated to 44.3"), "{out}");
+    assert_eq!(outcomes(&n), ["staged", "rebooting", "booted_healthy"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

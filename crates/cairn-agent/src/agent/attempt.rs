@@ -102,6 +102,7 @@ impl<R: CommandRunner> Agent<R> {
             started: now,
             target: Some(target.clone()),
             rolling_back: None,
+            rolling_back_boot: None,
         });
         true
     }
@@ -222,6 +223,14 @@ impl<R: CommandRunner> Agent<R> {
                 target.version
             )));
         }
+        // Cairn's rollback ran in this very boot: the host is on its way
+        // down (a delayed or inhibited shutdown). Nothing to judge yet.
+        if let Some(why) = self.rollback_in_progress(world) {
+            return Ok(self.report(format!(
+                "{} failed its health checks ({why}); the rollback is in progress: waiting for the reboot into the previous release",
+                target.version
+            )));
+        }
         let (result, reason) = match world.boot_health.clone() {
             BootHealth::Pending => {
                 return Ok(self.report(format!(
@@ -243,7 +252,11 @@ impl<R: CommandRunner> Agent<R> {
             ),
         };
         self.end_attempt(world.now, result, &reason);
-        self.post_update_hooks(&target).await;
+        if self.persisted.post_update_ran.as_deref() != Some(target.digest.as_str()) {
+            self.post_update_hooks(&target).await;
+            self.persisted.post_update_ran = Some(target.digest.clone());
+            self.persisted.save(&self.state_dir)?;
+        }
         self.leave_verifying(Event::BootedHealthy).await?;
         Ok(self.report(match result {
             Outcome::BootedHealthy => format!("updated to {}", target.version),
@@ -254,12 +267,29 @@ impl<R: CommandRunner> Agent<R> {
         }))
     }
 
+    /// The failed check, while Cairn's rollback was started in the current
+    /// boot. Only a later boot can show whether it took effect.
+    fn rollback_in_progress(&self, world: &World) -> Option<String> {
+        let underway = self.persisted.underway.as_ref()?;
+        let why = underway.rolling_back.clone()?;
+        let same_boot = match (&underway.rolling_back_boot, &world.boot_id) {
+            (Some(then), Some(now)) => then == now,
+            // This boot cannot be told apart: wait rather than end it wrongly.
+            (Some(_), None) => true,
+            // Recorded by an older agent, which ran in an earlier boot (the
+            // agent changes with the image), or with no boot ID to compare.
+            (None, _) => false,
+        };
+        same_boot.then_some(why)
+    }
+
     /// Steady again after a judged boot: the reboot slot goes back.
     async fn leave_verifying(&mut self, event: Event) -> Result<(), AgentError> {
         if let Some(lock) = &self.lock {
             lock.steady_state().await?;
         }
         self.persisted.lock_held = false;
+        self.persisted.post_update_ran = None;
         self.transition(&event)
     }
 
@@ -289,6 +319,7 @@ impl<R: CommandRunner> Agent<R> {
                 .await;
         }
         if tried || !booted_is_target || host.rollback.is_none() {
+            // `tried`: a later boot than the rollback's (see `verify`).
             let cause = if tried {
                 "the rollback did not take effect (the host booted it again)"
             } else {
@@ -307,6 +338,7 @@ impl<R: CommandRunner> Agent<R> {
         self.attempt_at(&target, from(&host), world.now);
         if let Some(underway) = self.persisted.underway.as_mut() {
             underway.rolling_back = Some(why.clone());
+            underway.rolling_back_boot = world.boot_id.clone();
         }
         self.persisted.save(&self.state_dir)?;
         self.record_step(

@@ -431,6 +431,36 @@ impl<R: CommandRunner> Driver<R> {
                 ),
             });
         }
+        let staged = self
+            .stage_as(tier, repository, digest, signature, disallow_downgrade)
+            .await;
+        match staged {
+            // The kept answer is stale (another build with the same version
+            // string): probe once more, and stage as that answer says.
+            Err(rejected @ DriverError::Unsupported { .. })
+                if tier == StagingTier::DownloadOnlySwitch && self.tool == Tool::Bootc =>
+            {
+                self.forget_probe();
+                let again = self.tier().await?;
+                if again == StagingTier::DownloadOnlySwitch {
+                    return Err(rejected);
+                }
+                tracing::warn!(error = %rejected, tier = ?again, "bootc rejected the download-only switch its probe had found; probed again");
+                self.stage_as(again, repository, digest, signature, disallow_downgrade)
+                    .await
+            }
+            other => other,
+        }
+    }
+
+    async fn stage_as(
+        &self,
+        tier: StagingTier,
+        repository: &str,
+        digest: &str,
+        signature: &SignatureMode,
+        disallow_downgrade: bool,
+    ) -> Result<(), DriverError> {
         if tier == StagingTier::StageAtFinalize {
             return Err(DriverError::Unsupported {
                 command: format!("{} switch --download-only", self.program),
@@ -441,6 +471,18 @@ impl<R: CommandRunner> Driver<R> {
             self.run(&args, true).await?;
         }
         Ok(())
+    }
+
+    /// Drop the probe's answer, in this process and in its file.
+    fn forget_probe(&self) {
+        if let Ok(mut probed) = self.probed.lock() {
+            *probed = None;
+        }
+        if let Some(path) = &self.probe_file
+            && let Err(e) = probe::forget(path)
+        {
+            tracing::warn!(file = %path.display(), error = %e, "could not drop the bootc probe's answer");
+        }
     }
 
     /// Register as rpm-ostree's update driver (no-op for bootc).

@@ -19,19 +19,56 @@ pub struct Probe {
     pub switch_download_only: bool,
 }
 
-/// True when `bootc switch --help` lists a `--download-only` option. An
-/// option line, not any mention: a description may name another verb's flag.
+/// True when `bootc switch --help` (short or long help) lists a
+/// `--download-only` option: an entry in an options section, not any
+/// mention. A description may name another verb's flag, and a wrapped
+/// description line may even start with it.
 pub fn offers_download_only(help: &str) -> bool {
+    let mut in_options = false;
     help.lines().any(|line| {
-        let line = line.trim_start();
-        // `-d, --download-only` if it ever gets a short form.
-        let line = match line.split_once(", ") {
-            Some((short, rest)) if short.len() == 2 && short.starts_with('-') => rest,
-            _ => line,
-        };
-        line.strip_prefix("--download-only")
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '=', '<']))
+        if !line.starts_with(' ') && !line.trim().is_empty() {
+            // A heading (`Options:`, or a custom one) starts a section; any
+            // other unindented text (usage, after-help) ends it.
+            in_options = line.ends_with(':') && !matches!(line.trim(), "Arguments:" | "Commands:");
+            return false;
+        }
+        in_options && names_option(line, "--download-only")
     })
+}
+
+/// True when `line` is clap 4's entry for the option `long`. clap writes an
+/// entry as two spaces, then `-x, ` or four spaces, then `--long`; wrapped
+/// and long-help description lines are indented further (to the description
+/// column, or by ten spaces).
+fn names_option(line: &str, long: &str) -> bool {
+    let entry = match line.strip_prefix("  ") {
+        Some(rest) if rest.starts_with("    ") => &rest[4..],
+        Some(rest) => {
+            let mut chars = rest.chars();
+            match (chars.next(), chars.next()) {
+                (Some('-'), Some(short)) if short != '-' && !short.is_whitespace() => {
+                    match chars.as_str().strip_prefix(", ") {
+                        Some(entry) => entry,
+                        None => return false,
+                    }
+                }
+                _ => return false,
+            }
+        }
+        None => return false,
+    };
+    entry
+        .strip_prefix(long)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '=', '<', '[']))
+}
+
+/// Forget the kept answer: the bootc it was found for turned out to reject
+/// what it was found to accept.
+pub fn forget(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// The cached answer for `version`, if the file has one. A missing or
@@ -73,16 +110,96 @@ mod tests {
         text
     }
 
+    /// Long help (`--help`) in clap 4's layout: each entry on its own line,
+    /// its description below, indented by ten spaces.
+    fn long_help(with_option: bool) -> String {
+        let mut text = String::from(
+            "Target a new container image reference to boot\n\n\
+             Usage: bootc switch [OPTIONS] <TARGET>\n\n\
+             Arguments:\n  <TARGET>\n          Target image to use for the next boot\n\n\
+             Options:\n      --quiet\n          Don't display progress\n\n\
+             \x20     --apply\n          Restart or reboot into the new target image. To stage it\n\
+             \x20         locked instead, see `bootc upgrade`:\n\
+             \x20         --download-only there keeps the next boot on this image\n\n",
+        );
+        if with_option {
+            text.push_str(
+                "      --download-only\n          Download and stage the image, but do not apply it on reboot\n\n",
+            );
+        }
+        text.push_str("  -h, --help\n          Print help (see a summary with '-h')\n");
+        text
+    }
+
     #[test]
-    fn only_an_option_line_counts() {
+    fn only_an_option_entry_counts() {
         assert!(offers_download_only(&help(true)));
         assert!(
             !offers_download_only(&help(false)),
             "a mention in a description is not the option"
         );
-        assert!(offers_download_only("  -d, --download-only  Stage only\n"));
-        assert!(!offers_download_only("      --download-only-later  x\n"));
+        assert!(offers_download_only(&long_help(true)));
+        assert!(
+            !offers_download_only(&long_help(false)),
+            "a long-help description line that starts with it is not the option"
+        );
+        let options = |entry: &str| format!("Options:\n{entry}\n");
+        assert!(offers_download_only(&options(
+            "  -d, --download-only  Stage only"
+        )));
+        assert!(offers_download_only(&options("      --download-only")));
+        assert!(offers_download_only(&options(
+            "      --download-only <WHEN>  Stage only"
+        )));
+        assert!(!offers_download_only(&options(
+            "      --download-only-later  x"
+        )));
+        // Not clap's option column.
+        assert!(!offers_download_only(&options("  --download-only  x")));
+        assert!(!offers_download_only(&options("    --download-only  x")));
+        assert!(!offers_download_only(&options("  -d --download-only  x")));
+        // Outside an options section.
+        assert!(!offers_download_only("      --download-only  x\n"));
+        assert!(!offers_download_only(
+            "Arguments:\n      --download-only  x\n"
+        ));
+        assert!(!offers_download_only(
+            "Options:\n      --quiet  q\n\nExamples:\n  bootc switch\nSee also:\n          --download-only\n"
+        ));
         assert!(!offers_download_only(""));
+    }
+
+    #[test]
+    fn a_wrapped_description_line_that_starts_with_the_flag_does_not_count() {
+        // Short help wraps a description at its column, 37 spaces in here.
+        let help = "Options:\n      \
+                    --quiet                        Don't display progress\n      \
+                    --apply                        Restart or reboot into the new target image; to keep it\n\
+                    \x20                                    --download-only of `bootc upgrade`\n  \
+                    -h, --help                         Print help (see more with '--help')\n";
+        assert!(
+            help.lines()
+                .any(|l| l.trim_start().starts_with("--download-only")),
+            "the fixture has the wrapped line"
+        );
+        assert!(!offers_download_only(help));
+        // clap's next-line layout (a narrow terminal) indents by ten spaces.
+        let narrow = "Options:\n      --apply\n          Reboot; to keep it locked see\n          --download-only of `bootc upgrade`\n";
+        assert!(!offers_download_only(narrow));
+    }
+
+    #[test]
+    fn a_forgotten_answer_is_gone_and_forgetting_twice_is_fine() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join(PROBE_FILE);
+        let probe = Probe {
+            version: "bootc 1.17.1".into(),
+            switch_download_only: true,
+        };
+        store(&path, &probe).expect("store");
+        forget(&path).expect("forget");
+        assert_eq!(cached(&path, "bootc 1.17.1"), None);
+        forget(&path).expect("nothing to forget");
     }
 
     #[test]

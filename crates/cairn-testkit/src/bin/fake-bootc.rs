@@ -19,7 +19,7 @@ fn usage(message: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// An option `switch` does not know, reported the way clap does.
+/// An argument `switch` does not know, reported the way clap does.
 fn unknown_switch_option(option: &str) -> ExitCode {
     eprintln!(
         "error: unexpected argument '{option}' found\n\n  tip: to pass '{option}' as a value, use '-- {option}'\n\nUsage: bootc switch [OPTIONS] <TARGET>\n\nFor more information, try '--help'."
@@ -107,6 +107,11 @@ fn main() -> ExitCode {
         && args.join(" ").starts_with(prefix.as_str())
     {
         return fail(message);
+    }
+    if let Some(prefix) = &state.fail_usage
+        && args.join(" ").starts_with(prefix.as_str())
+    {
+        return unknown_switch_option(args.get(1).map_or("", String::as_str));
     }
     let words: Vec<&str> = args.iter().map(String::as_str).collect();
     match words.as_slice() {

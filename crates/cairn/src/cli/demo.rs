@@ -265,6 +265,7 @@ async fn run_agent(
         users_logged_in: false,
         may_reboot: true,
         boot_health: cairn_agent::health::BootHealth::Healthy,
+        boot_id: None,
     };
     let mut said = String::new();
     agent.recover(now).await?;
