@@ -167,6 +167,7 @@ async fn update_now_reboots_into_the_newest_allowed_release_at_wariness_zero() {
         "--insecure-registry",
         &p.registry.host,
         "--no-updater-check",
+        "--no-systemd",
         "--no-user-check",
     ]
     .iter()
@@ -221,6 +222,7 @@ fn systemd_is_told_when_the_agent_is_ready() {
             "--rpm-ostree",
             "/nonexistent/rpm-ostree",
             "--no-updater-check",
+            "--no-systemd",
         ])
         .env("NOTIFY_SOCKET", &socket_path)
         .stdout(std::process::Stdio::null())
@@ -352,6 +354,7 @@ async fn fcos_source_follows_fedoras_own_rollout() {
             "agent",
             "--once",
             "--no-updater-check",
+            "--no-systemd",
             "--root",
             &root,
             "--state-dir",
@@ -437,6 +440,7 @@ async fn operator_commands_go_through_the_running_agents_socket() {
         "--insecure-registry",
         p.registry.host.as_str(),
         "--no-updater-check",
+        "--no-systemd",
         "--no-user-check",
     ];
     let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
@@ -551,7 +555,19 @@ fn closed_window() -> String {
     )
 }
 
-fn spawn_daemon(p: &Published, n: &Node) -> std::process::Child {
+/// A running `cairn agent`, killed when dropped: a test that fails midway
+/// leaves no agent behind (holding the test's output pipe open).
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // Already gone after `kill9`; errors mean just that.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_daemon(p: &Published, n: &Node) -> Daemon {
     let program = n.host.program.display().to_string();
     let socket = format!("{}/agent.sock", n.state);
     std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
@@ -570,19 +586,21 @@ fn spawn_daemon(p: &Published, n: &Node) -> std::process::Child {
             "--insecure-registry",
             p.registry.host.as_str(),
             "--no-updater-check",
+            "--no-systemd",
             "--no-user-check",
             "--check-interval-ms",
             "100",
         ])
         .stderr(std::process::Stdio::null())
         .spawn()
+        .map(Daemon)
         .expect("spawn the agent")
 }
 
-fn kill9(child: &mut std::process::Child) {
+fn kill9(daemon: &mut Daemon) {
     // `Child::kill` is SIGKILL.
-    child.kill().expect("SIGKILL");
-    let _ = child.wait();
+    daemon.0.kill().expect("SIGKILL");
+    let _ = daemon.0.wait();
 }
 
 fn state_name(n: &Node) -> String {
@@ -797,6 +815,7 @@ async fn the_agent_reads_the_hosts_ostree_registry_credentials() {
             "--insecure-registry",
             &registry.host,
             "--no-updater-check",
+            "--no-systemd",
         ])
     };
     let out = once();
@@ -845,6 +864,7 @@ async fn a_disconnected_host_reads_the_document_from_its_registries_conf_mirror(
             "--arch",
             "x86_64",
             "--no-updater-check",
+            "--no-systemd",
         ])
     };
     let out = once();

@@ -175,6 +175,7 @@ fn rpm_node(p: &Published, name: &str, booted: usize, fragment: &str) -> RpmNode
         "--insecure-registry",
         &p.registry.host,
         "--no-updater-check",
+        "--no-systemd",
         "--no-user-check",
     ]
     .map(String::from)

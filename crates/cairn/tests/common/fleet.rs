@@ -111,8 +111,9 @@ pub fn agent_once(p: &Published, node: &Node, extra: &[&str]) -> String {
         "--insecure-registry",
         p.registry.host.as_str(),
     ];
+    // Without a stand-in systemctl, this machine's has no systemd to ask.
     if !extra.contains(&"--systemctl") {
-        args.push("--no-updater-check");
+        args.extend(["--no-updater-check", "--no-systemd"]);
     }
     args.extend(extra);
     ok(&args)
