@@ -844,6 +844,12 @@ async fn pass(
                         settings.health_timeout.as_secs()
                     ))
                 }
+                crate::health::BootHealth::Unanswered(why) if options.pending_is_failure => {
+                    crate::health::BootHealth::Failed(format!(
+                        "systemctl did not answer within {} s ({why}), so the boot was never seen healthy",
+                        settings.health_timeout.as_secs()
+                    ))
+                }
                 verdict => verdict,
             }
         }
