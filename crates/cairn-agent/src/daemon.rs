@@ -904,7 +904,9 @@ async fn pass(
         let before = agent.state().clone();
         report = match agent.tick(&world).await {
             Ok(report) => report,
-            Err(AgentError::Host(e)) => return Err(format!("host: {e}")),
+            Err(e @ (AgentError::Host(_) | AgentError::Refused { .. })) => {
+                return Err(format!("host: {e}"));
+            }
             Err(e) => return Err(e.to_string()),
         };
         // The host is going down, the state settled, or a boot was just

@@ -1,11 +1,12 @@
 //! What became of update attempts, and how each host tool was driven, end
 //! to end with `cairn agent --once` on the published stream of
 //! [`common::fleet`]: targets withdrawn, staging by what the installed bootc
-//! accepts, rpm-ostree hosts.
+//! accepts, rpm-ostree hosts and the targets rpm-ostree refuses.
 
 mod common;
 use common::fleet::{
-    Published, agent_once, fragment, history_words, node, published, republish, wait_until,
+    Published, agent_once, count_calls, fragment, history_words, node, published, republish,
+    wait_until,
 };
 use common::ok;
 
@@ -142,6 +143,7 @@ async fn staging_follows_what_the_installed_bootc_accepts() {
 struct RpmNode {
     host: FakeHost,
     image: String,
+    state: String,
     args: Vec<String>,
 }
 
@@ -159,11 +161,12 @@ fn rpm_node(p: &Published, name: &str, booted: usize, fragment: &str) -> RpmNode
     std::fs::create_dir_all(&config).expect("mkdir");
     std::fs::write(config.join("50-site.toml"), fragment).expect("write");
     let path = |name: &str| base.join(name).display().to_string();
+    let state = path("state");
     let args = [
         "--root",
         &path("root"),
         "--state-dir",
-        &path("state"),
+        &state,
         "--socket",
         &path("none.sock"),
         "--bootc",
@@ -180,7 +183,12 @@ fn rpm_node(p: &Published, name: &str, booted: usize, fragment: &str) -> RpmNode
     ]
     .map(String::from)
     .to_vec();
-    RpmNode { host, image, args }
+    RpmNode {
+        host,
+        image,
+        state,
+        args,
+    }
 }
 
 impl RpmNode {
@@ -220,6 +228,27 @@ async fn rpm_ostree_hosts_are_driven_through_rpm_ostree_and_keep_their_signed_or
         fake.container_policy && fake.spec_image == n.image,
         "signed origin kept"
     );
+    // Found unlocked after a restart (as a crash mid-staging leaves bootc's
+    // two steps): staged again, locked. It was vetted when first staged, so
+    // rpm-ostree's date check is not asked for again.
+    let mut unlocked = host.state();
+    if let Some(staged) = unlocked.staged.as_mut() {
+        staged.download_only = false;
+    }
+    cairn_testkit::host::write_state(&host.dir, &unlocked);
+    ok(&n.command(&["agent", "--once"]));
+    let fake = host.state();
+    let deploys: Vec<&String> = fake
+        .calls
+        .iter()
+        .filter(|c| c.starts_with("deploy --lock-finalization"))
+        .collect();
+    assert_eq!(
+        deploys.last().map(|c| c.as_str()),
+        Some(format!("deploy --lock-finalization {}", p.digests[2]).as_str()),
+        "{deploys:?}"
+    );
+    assert!(fake.staged.is_some_and(|s| s.download_only), "locked again");
 
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
         .args(n.command(&["update-now"]))
@@ -246,5 +275,47 @@ async fn rpm_ostree_hosts_are_driven_through_rpm_ostree_and_keep_their_signed_or
     assert_eq!(
         host.state().booted.map(|b| b.digest).as_deref(),
         Some(p.digests[2].as_str())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_rpm_ostree_refuses_as_older_waits_out_a_backoff() {
+    let p = published().await;
+    // On 44.1 at wariness 0.8 the target is 44.2 (44.3's rollout has not
+    // reached it), but 44.3, created later, is staged already (by hand):
+    // rpm-ostree's date check refuses 44.2 over it.
+    let n = rpm_node(&p, "rpm-refused", 0, &fragment(&p, 0.8));
+    let mut host = n.host.state();
+    host.staged = Some(cairn_testkit::host::FakeDeployment {
+        digest: p.digests[2].clone(),
+        version: Some("44.3".into()),
+        image: n.image.clone(),
+        download_only: true,
+    });
+    cairn_testkit::host::write_state(&n.host.dir, &host);
+    let deploys = || count_calls(&n.host, "deploy --lock-finalization");
+    let statuses = || count_calls(&n.host, "status");
+    let refused = |text: &str| {
+        text.contains("rpm-ostree refuses 44.2")
+            && text.contains("created before the current deployment")
+    };
+
+    let out = ok(&n.command(&["agent", "--once"]));
+    assert!(refused(&out), "{out}");
+    assert_eq!(deploys(), 1);
+    let seen = statuses();
+
+    // Within the backoff: the check runs (it asks the host again), the
+    // error stays in status, and rpm-ostree is not asked to pull it again.
+    let out = ok(&n.command(&["agent", "--once"]));
+    assert!(statuses() > seen, "the second check ran");
+    assert!(refused(&out), "{out}");
+    assert!(out.contains("not staged again before"), "{out}");
+    assert_eq!(deploys(), 1, "{:?}", n.host.state().calls);
+    let status: Value =
+        serde_json::from_str(&ok(&["status", "--state-dir", &n.state, "--json"])).expect("JSON");
+    assert!(
+        status["last_error"].as_str().is_some_and(refused),
+        "{status}"
     );
 }
