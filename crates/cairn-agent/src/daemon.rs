@@ -866,3 +866,21 @@ async fn serve_request(
     }
     ran
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_boot_id_is_read_under_the_root() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        assert_eq!(boot_id(dir.path()), None);
+        let file = dir.path().join("proc/sys/kernel/random/boot_id");
+        std::fs::create_dir_all(file.parent().expect("dir")).expect("mkdir");
+        std::fs::write(&file, "6f1c2e0a-3b4d-4e5f-8a9b-0c1d2e3f4a5b\n").expect("write");
+        assert_eq!(
+            boot_id(dir.path()).as_deref(),
+            Some("6f1c2e0a-3b4d-4e5f-8a9b-0c1d2e3f4a5b")
+        );
+    }
+}

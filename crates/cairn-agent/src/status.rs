@@ -134,16 +134,10 @@ impl StatusFile {
     }
 
     fn write(&self, state_dir: &Path) {
-        let path = state_dir.join(STATUS_FILE);
-        let temporary = state_dir.join(format!(".{STATUS_FILE}.tmp"));
-        let written = std::fs::create_dir_all(state_dir)
-            .and_then(|()| {
-                std::fs::write(
-                    &temporary,
-                    serde_json::to_vec_pretty(self).unwrap_or_default(),
-                )
-            })
-            .and_then(|()| std::fs::rename(&temporary, &path));
+        let written = std::fs::create_dir_all(state_dir).and_then(|()| {
+            let bytes = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+            crate::store::write_atomically(&state_dir.join(STATUS_FILE), &bytes)
+        });
         if let Err(e) = written {
             tracing::warn!(error = %e, "could not write the status file");
         }
@@ -173,10 +167,8 @@ pub(crate) fn finish(
     };
     status.write(state_dir);
     let metrics = metrics_text(status, now);
-    let path = state_dir.join(METRICS_FILE);
-    let temporary = state_dir.join(format!(".{METRICS_FILE}.tmp"));
     if let Err(e) =
-        std::fs::write(&temporary, metrics).and_then(|()| std::fs::rename(&temporary, &path))
+        crate::store::write_atomically(&state_dir.join(METRICS_FILE), metrics.as_bytes())
     {
         tracing::warn!(error = %e, "could not write the metrics file");
     }
@@ -312,4 +304,45 @@ pub fn metrics_text(status: &StatusFile, now: Timestamp) -> String {
         ));
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pass_leaves_status_metrics_and_a_motd_only_when_needed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (state, run) = (dir.path().join("state"), dir.path().join("run"));
+        let now = Timestamp::from_second(1_800_000_000).expect("time");
+        let mut held = StatusFile {
+            state: "steady".into(),
+            reason: "held by the operator".into(),
+            held: true,
+            ..StatusFile::default()
+        };
+        finish(&state, Some(&run), &mut held, now);
+        let read = StatusFile::read(&state).expect("status");
+        assert_eq!(read.last_success, Some(now.as_second()));
+        assert!(read.held);
+        let metrics = std::fs::read_to_string(state.join(METRICS_FILE)).expect("metrics");
+        assert!(metrics.contains("cairn_agent_held 1\n"), "{metrics}");
+        assert_eq!(
+            std::fs::read_to_string(run.join(MOTD_FILE)).expect("motd"),
+            "Cairn updates: held by the operator\n"
+        );
+        // Released, and a failed pass: the MOTD goes, the last success stays.
+        let mut failed = StatusFile {
+            state: "steady".into(),
+            last_error: Some("registry down".into()),
+            ..StatusFile::default()
+        };
+        let later = Timestamp::from_second(1_800_000_600).expect("time");
+        finish(&state, Some(&run), &mut failed, later);
+        assert_eq!(
+            StatusFile::read(&state).expect("status").last_success,
+            Some(now.as_second())
+        );
+        assert!(!run.join(MOTD_FILE).exists());
+    }
 }
