@@ -60,6 +60,34 @@ pub enum AgentError {
     /// The lock server failed.
     #[error(transparent)]
     Lock(#[from] crate::fleetlock::LockError),
+    /// The host tool refused this target as older than the current
+    /// deployment; it waits out a backoff before it is tried again.
+    #[error("{message}; not staged again before {}", .retry_after.strftime("%a %Y-%m-%d %H:%M UTC"))]
+    Refused {
+        /// The refusal, as the host tool's error reported it.
+        message: String,
+        /// When it is tried again.
+        retry_after: Timestamp,
+    },
+}
+
+impl AgentError {
+    /// A short, fixed label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AgentError::Store(_) => "store",
+            AgentError::Host(e) => e.kind(),
+            AgentError::Lock(_) => "lock",
+            AgentError::Refused { .. } => "refused-backoff",
+        }
+    }
+}
+
+/// How long a target a hook vetoed, or the host tool refused, waits after
+/// `attempts` in a row: 5 minutes, doubling each time, at most 6 hours.
+fn backoff(attempts: u32) -> jiff::SignedDuration {
+    jiff::SignedDuration::from_mins(5 * (1i64 << attempts.saturating_sub(1).min(7)))
+        .min(jiff::SignedDuration::from_hours(6))
 }
 
 /// An agent for one host.
@@ -123,6 +151,41 @@ impl<R: CommandRunner> Agent<R> {
         })
     }
 
+    /// The refusal that keeps `digest` from being staged now. Only while the
+    /// date check is on: `allow_downgrade` lifts it at once.
+    fn refusal(&self, digest: &str, now: Timestamp) -> Option<AgentError> {
+        let refused = self.persisted.refused.get(digest)?;
+        (refused.retry_after > now && !self.settings.allow_downgrade).then(|| AgentError::Refused {
+            message: refused.message.clone(),
+            retry_after: refused.retry_after,
+        })
+    }
+
+    /// The host tool refused `target` as older: back off before trying again.
+    fn refused(
+        &mut self,
+        target: &Target,
+        error: &crate::host::driver::DriverError,
+        now: Timestamp,
+    ) {
+        let attempts = self
+            .persisted
+            .refused
+            .get(&target.digest)
+            .map_or(1, |r| r.attempts.saturating_add(1));
+        let retry_after = now.checked_add(backoff(attempts)).unwrap_or(now);
+        tracing::warn!(target = %target.version, error = %error, %retry_after, "the host tool refused the target as older");
+        self.persisted.refused.insert(
+            target.digest.clone(),
+            crate::store::RefusalEntry {
+                version: target.version.clone(),
+                message: error.to_string(),
+                attempts,
+                retry_after,
+            },
+        );
+    }
+
     /// The current state.
     pub fn state(&self) -> &State {
         &self.persisted.state
@@ -179,15 +242,15 @@ impl<R: CommandRunner> Agent<R> {
         {
             let target = target.clone();
             let tier = self.driver.tier().await?;
-            // The unlocked deployment is this very target: rpm-ostree would
-            // compare it with itself, so its date check changes nothing here.
+            // The same target again, vetted (date check included) when it
+            // was first staged: no downgrade check.
             self.driver
                 .stage(
                     tier,
                     &self.repository,
                     &target.digest,
                     &host.signature,
-                    !self.settings.allow_downgrade,
+                    false,
                 )
                 .await
                 .map_err(|e| e.naming_release(&target.version))?;
@@ -304,6 +367,16 @@ impl<R: CommandRunner> Agent<R> {
             }
             plan => plan,
         };
+        // A target the host tool refused as older waits out its backoff
+        // (a retry would pull it again); its refusal stays the error.
+        if let Plan::Stage(target) | Plan::Restage(target) = &plan
+            && let Some(refused) = self.refusal(&target.digest, world.now)
+        {
+            if matches!(self.persisted.state, State::Checking) {
+                self.transition(&Event::NothingToDo)?;
+            }
+            return Err(refused);
+        }
         match plan {
             Plan::Stage(target) | Plan::Restage(target) => {
                 let event = if matches!(self.persisted.state, State::Checking) {
@@ -333,11 +406,16 @@ impl<R: CommandRunner> Agent<R> {
                     .map_err(|e| e.naming_release(&target.version))
                 {
                     Ok(()) => {
+                        self.persisted.refused.remove(&target.digest);
                         self.begin_attempt(&target, &host, world.now)?;
                         self.transition(&Event::StagedOk)?;
                         Ok(self.report(format!("staged {}", target.version)))
                     }
                     Err(e) => {
+                        if matches!(e, crate::host::driver::DriverError::OlderThanCurrent { .. }) {
+                            self.refused(&target, &e, world.now);
+                        }
+                        // Saved with the refusal, if any.
                         self.transition(&Event::StageFailed)?;
                         Err(e.into())
                     }
@@ -453,9 +531,7 @@ impl<R: CommandRunner> Agent<R> {
         let wait = if veto.temporary {
             jiff::SignedDuration::from_mins(1)
         } else {
-            // 5 minutes, doubling per veto in a row, at most 6 hours.
-            jiff::SignedDuration::from_mins(5 * (1i64 << attempts.saturating_sub(1).min(7)))
-                .min(jiff::SignedDuration::from_hours(6))
+            backoff(attempts)
         };
         let retry_after = world.now.checked_add(wait).unwrap_or(world.now);
         tracing::warn!(hook = %veto.hook, reason = %veto.reason, target = %target.version, "an update hook vetoed the update");

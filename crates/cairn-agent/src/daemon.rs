@@ -1,6 +1,7 @@
 //! The `cairn agent` process: configuration, host tool selection, the
-//! document from its source, and a status file for `cairn status`, around the
-//! [`Agent`](crate::agent::Agent) state machine.
+//! document from its source and the operator's requests, around the
+//! [`Agent`](crate::agent::Agent) state machine. What a pass leaves for
+//! `cairn status` is rendered by [`crate::status`].
 
 use crate::agent::{Agent, AgentError, World};
 use crate::config::{ConfigDirs, Settings, Source};
@@ -12,12 +13,10 @@ use crate::source::SourceGraph;
 use crate::store::AgentState;
 use cairn_graph::GraphDocument;
 use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The status file inside the state directory.
-pub const STATUS_FILE: &str = "status.json";
+pub use crate::status::{METRICS_FILE, MOTD_FILE, STATUS_FILE, StatusFile, metrics_text, motd};
 
 /// Units that update the host on their own; staging waits while any is enabled.
 pub const OTHER_UPDATERS: [&str; 3] = [
@@ -70,147 +69,6 @@ pub struct Options {
     /// `cairn verify` gave up waiting: a boot that has still not reached
     /// `boot-complete.target` counts as failed.
     pub pending_is_failure: bool,
-}
-
-/// What `cairn status` shows.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-pub struct StatusFile {
-    /// When this was written.
-    pub updated: String,
-    /// State name.
-    pub state: String,
-    /// Why.
-    pub reason: String,
-    /// Booted version and digest.
-    pub booted: Option<(Option<String>, Option<String>)>,
-    /// Staged version and digest.
-    pub staged: Option<(Option<String>, Option<String>)>,
-    /// Stream and repository followed.
-    pub stream: Option<String>,
-    /// Where the graph comes from.
-    pub source: String,
-    /// Sequence of the last trusted document.
-    pub document_sequence: Option<u64>,
-    /// Wariness.
-    pub wariness: Option<f64>,
-    /// Strategy.
-    pub strategy: String,
-    /// When the decision is expected to change.
-    pub next_change: Option<String>,
-    /// Deny-listed versions.
-    pub deny_list: Vec<String>,
-    /// Held by the operator.
-    pub held: bool,
-    /// The last error, if the last step failed.
-    pub last_error: Option<String>,
-    /// Age index of the booted release in the document.
-    #[serde(default)]
-    pub booted_age_index: Option<u64>,
-    /// Age index of the staged release in the document.
-    #[serde(default)]
-    pub staged_age_index: Option<u64>,
-    /// Last pass without an error (Unix seconds).
-    #[serde(default)]
-    pub last_success: Option<i64>,
-    /// A newer release is out of reach because no image of this repository
-    /// is built on this base barrier (`<base repository> <version>`).
-    #[serde(default)]
-    pub missing_base_image: Option<String>,
-    /// A pre-update hook's veto still in force: the hook and its reason.
-    #[serde(default)]
-    pub hook_veto: Option<(String, String)>,
-    /// The newest finished attempt: its target version and final outcome
-    /// (`booted_healthy`, `booted_unverified`, …; see docs/hooks.md).
-    #[serde(default)]
-    pub last_outcome: Option<(String, String)>,
-}
-
-impl StatusFile {
-    /// Read the status the running agent last wrote.
-    pub fn read(state_dir: &Path) -> Result<StatusFile, String> {
-        let path = state_dir.join(STATUS_FILE);
-        let bytes = std::fs::read(&path)
-            .map_err(|e| format!("{}: {e} (is `cairn agent` running?)", path.display()))?;
-        serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))
-    }
-
-    /// For people.
-    pub fn render(&self) -> String {
-        let release = |r: &Option<(Option<String>, Option<String>)>| match r {
-            Some((version, digest)) => format!(
-                "{} ({})",
-                version.as_deref().unwrap_or("unknown version"),
-                digest
-                    .as_deref()
-                    .map(cairn_graph::digest::short)
-                    .unwrap_or("no digest")
-            ),
-            None => "none".into(),
-        };
-        let mut text = format!("State:      {} — {}\n", self.state, self.reason);
-        text.push_str(&format!("Booted:     {}\n", release(&self.booted)));
-        text.push_str(&format!("Staged:     {}\n", release(&self.staged)));
-        text.push_str(&format!(
-            "Stream:     {} from {}{}\n",
-            self.stream.as_deref().unwrap_or("unknown"),
-            self.source,
-            self.document_sequence
-                .map(|s| format!(" (document sequence {s})"))
-                .unwrap_or_default()
-        ));
-        text.push_str(&format!(
-            "Strategy:   {}; wariness {}\n",
-            self.strategy,
-            self.wariness
-                .map_or("unknown".to_string(), |w| format!("{w:.3}"))
-        ));
-        if let Some(next) = &self.next_change {
-            // "Thu 2026-11-27 04:23 UTC" reads better than RFC 3339.
-            let friendly = next
-                .parse::<Timestamp>()
-                .map(|t| t.strftime("%a %Y-%m-%d %H:%M UTC").to_string())
-                .unwrap_or_else(|_| next.clone());
-            text.push_str(&format!("Expected:   a change about {friendly}\n"));
-        }
-        if self.held {
-            text.push_str("Held:       by operator\n");
-        }
-        text.push_str(&format!(
-            "Deny-list:  {}\n",
-            if self.deny_list.is_empty() {
-                "none".to_string()
-            } else {
-                self.deny_list.join(", ")
-            }
-        ));
-        if let Some((version, outcome)) = &self.last_outcome {
-            text.push_str(&format!(
-                "Outcome:    {outcome} (newest attempt, {version})\n"
-            ));
-        }
-        text.push_str(&format!(
-            "Last error: {}\n",
-            self.last_error.as_deref().unwrap_or("none")
-        ));
-        text.push_str(&format!("Updated:    {}\n", self.updated));
-        text
-    }
-
-    fn write(&self, state_dir: &Path) {
-        let path = state_dir.join(STATUS_FILE);
-        let temporary = state_dir.join(format!(".{STATUS_FILE}.tmp"));
-        let written = std::fs::create_dir_all(state_dir)
-            .and_then(|()| {
-                std::fs::write(
-                    &temporary,
-                    serde_json::to_vec_pretty(self).unwrap_or_default(),
-                )
-            })
-            .and_then(|()| std::fs::rename(&temporary, &path));
-        if let Err(e) = written {
-            tracing::warn!(error = %e, "could not write the status file");
-        }
-    }
 }
 
 /// Units among [`OTHER_UPDATERS`] that are enabled, or whose state cannot be
@@ -451,7 +309,12 @@ pub async fn run_once(options: &Options, now: Timestamp) -> StatusFile {
             status.state = "error".into();
             status.reason = "the persistent state cannot be read; nothing is done".into();
             status.last_error = Some(e.to_string());
-            finish(options, &mut status, now);
+            crate::status::finish(
+                &options.state_dir,
+                options.motd_dir.as_deref(),
+                &mut status,
+                now,
+            );
             return status;
         }
     };
@@ -477,7 +340,12 @@ pub async fn run_once(options: &Options, now: Timestamp) -> StatusFile {
             status.state = state.state.name().into();
             status.reason = format!("configuration error: {e}; nothing is staged or finalized");
             status.last_error = Some(e.to_string());
-            finish(options, &mut status, now);
+            crate::status::finish(
+                &options.state_dir,
+                options.motd_dir.as_deref(),
+                &mut status,
+                now,
+            );
             return status;
         }
     };
@@ -503,166 +371,13 @@ pub async fn run_once(options: &Options, now: Timestamp) -> StatusFile {
             status.last_error = Some(e);
         }
     }
-    finish(options, &mut status, now);
+    crate::status::finish(
+        &options.state_dir,
+        options.motd_dir.as_deref(),
+        &mut status,
+        now,
+    );
     status
-}
-
-/// Status file, metrics textfile and MOTD, from the outcome of a pass.
-fn finish(options: &Options, status: &mut StatusFile, now: Timestamp) {
-    let previous = StatusFile::read(&options.state_dir).ok();
-    status.last_success = if status.last_error.is_none() {
-        Some(now.as_second())
-    } else {
-        previous.and_then(|p| p.last_success)
-    };
-    status.last_outcome = match crate::history::last_final(&options.state_dir) {
-        Ok(last) => last.map(|a| (a.to_version, a.result.as_str().to_string())),
-        Err(e) => {
-            tracing::warn!(error = %e, "could not read the update history");
-            None
-        }
-    };
-    status.write(&options.state_dir);
-    let metrics = metrics_text(status, now);
-    let path = options.state_dir.join(METRICS_FILE);
-    let temporary = options.state_dir.join(format!(".{METRICS_FILE}.tmp"));
-    if let Err(e) =
-        std::fs::write(&temporary, metrics).and_then(|()| std::fs::rename(&temporary, &path))
-    {
-        tracing::warn!(error = %e, "could not write the metrics file");
-    }
-    if let Some(dir) = &options.motd_dir {
-        let path = dir.join(MOTD_FILE);
-        let result = match motd(status) {
-            Some(text) => std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, text)),
-            None => match std::fs::remove_file(&path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-                _ => Ok(()),
-            },
-        };
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "could not update the MOTD");
-        }
-    }
-}
-
-/// The metrics textfile, for node_exporter's textfile collector. A file
-/// rather than a listening socket: nothing to secure, and it outlives restarts.
-pub const METRICS_FILE: &str = "metrics.prom";
-/// The MOTD snippet's name in `/run/motd.d`.
-pub const MOTD_FILE: &str = "85-cairn.motd";
-
-/// The MOTD, when an operator must know: a dead-end, a hold, a configuration
-/// error, a host not in the graph, another updater in the way.
-pub fn motd(status: &StatusFile) -> Option<String> {
-    let reason = &status.reason;
-    let needs_attention = status.state == "config-error"
-        || status.held
-        || status.missing_base_image.is_some()
-        || reason.starts_with("dead-end")
-        || reason.contains("not in the graph")
-        || reason.starts_with("refusing to stage");
-    needs_attention.then(|| format!("Cairn updates: {reason}\n"))
-}
-
-/// Prometheus text for a status.
-pub fn metrics_text(status: &StatusFile, now: Timestamp) -> String {
-    let mut text = String::new();
-    let mut gauge = |name: &str, help: &str, value: String| {
-        text.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
-        ));
-    };
-    gauge(
-        "cairn_agent_last_check_timestamp_seconds",
-        "Unix time of the last check",
-        now.as_second().to_string(),
-    );
-    if let Some(success) = status.last_success {
-        gauge(
-            "cairn_agent_last_success_timestamp_seconds",
-            "Unix time of the last check without error",
-            success.to_string(),
-        );
-    }
-    if let Some(age) = status.booted_age_index {
-        gauge(
-            "cairn_agent_booted_age_index",
-            "Age index of the booted release",
-            age.to_string(),
-        );
-    }
-    if let Some(age) = status.staged_age_index {
-        gauge(
-            "cairn_agent_staged_age_index",
-            "Age index of the staged release",
-            age.to_string(),
-        );
-    }
-    gauge(
-        "cairn_agent_deny_list_size",
-        "Releases this host rolled back from",
-        status.deny_list.len().to_string(),
-    );
-    gauge(
-        "cairn_agent_held",
-        "1 while updates are held by the operator",
-        u8::from(status.held).to_string(),
-    );
-    text.push_str(
-        "# HELP cairn_agent_missing_base_image 1 while updates wait for an image built on this base barrier\n\
-         # TYPE cairn_agent_missing_base_image gauge\n",
-    );
-    text.push_str(
-        "# HELP cairn_agent_hook_veto 1 while a pre-update hook's veto holds the update back\n\
-         # TYPE cairn_agent_hook_veto gauge\n",
-    );
-    match &status.hook_veto {
-        Some((hook, _)) => text.push_str(&format!(
-            "cairn_agent_hook_veto{{hook=\"{}\"}} 1\n",
-            hook.replace(['"', '\\', '\n'], "_")
-        )),
-        None => text.push_str("cairn_agent_hook_veto{hook=\"\"} 0\n"),
-    }
-    match &status.missing_base_image {
-        Some(barrier) => text.push_str(&format!(
-            "cairn_agent_missing_base_image{{barrier=\"{}\"}} 1\n",
-            barrier.replace(['"', '\\', '\n'], "_")
-        )),
-        None => text.push_str("cairn_agent_missing_base_image{barrier=\"\"} 0\n"),
-    }
-    text.push_str(
-        "# HELP cairn_agent_last_outcome 1 for the final outcome of the newest finished update attempt\n\
-         # TYPE cairn_agent_last_outcome gauge\n",
-    );
-    let last = status.last_outcome.as_ref().map(|(_, o)| o.as_str());
-    for outcome in crate::history::Outcome::ALL.iter().filter(|o| o.is_final()) {
-        text.push_str(&format!(
-            "cairn_agent_last_outcome{{outcome=\"{outcome}\"}} {}\n",
-            u8::from(last == Some(outcome.as_str()))
-        ));
-    }
-    text.push_str(
-        "# HELP cairn_agent_state 1 for the current state\n# TYPE cairn_agent_state gauge\n",
-    );
-    for state in [
-        "initialized",
-        "config-error",
-        "steady",
-        "checking",
-        "update-available",
-        "staged",
-        "finalize-allowed",
-        "rebooting",
-        "verifying",
-        "error",
-    ] {
-        text.push_str(&format!(
-            "cairn_agent_state{{state=\"{state}\"}} {}\n",
-            u8::from(status.state == state)
-        ));
-    }
-    text
 }
 
 async fn pass(
@@ -844,6 +559,12 @@ async fn pass(
                         settings.health_timeout.as_secs()
                     ))
                 }
+                crate::health::BootHealth::Unanswered(why) if options.pending_is_failure => {
+                    crate::health::BootHealth::Failed(format!(
+                        "systemctl did not answer within {} s ({why}), so the boot was never seen healthy",
+                        settings.health_timeout.as_secs()
+                    ))
+                }
                 verdict => verdict,
             }
         }
@@ -898,7 +619,9 @@ async fn pass(
         let before = agent.state().clone();
         report = match agent.tick(&world).await {
             Ok(report) => report,
-            Err(AgentError::Host(e)) => return Err(format!("host: {e}")),
+            Err(e @ (AgentError::Host(_) | AgentError::Refused { .. })) => {
+                return Err(format!("host: {e}"));
+            }
             Err(e) => return Err(e.to_string()),
         };
         // The host is going down, the state settled, or a boot was just
@@ -1142,4 +865,22 @@ async fn serve_request(
         tracing::warn!(error = %e, "could not answer an operator request");
     }
     ran
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_boot_id_is_read_under_the_root() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        assert_eq!(boot_id(dir.path()), None);
+        let file = dir.path().join("proc/sys/kernel/random/boot_id");
+        std::fs::create_dir_all(file.parent().expect("dir")).expect("mkdir");
+        std::fs::write(&file, "6f1c2e0a-3b4d-4e5f-8a9b-0c1d2e3f4a5b\n").expect("write");
+        assert_eq!(
+            boot_id(dir.path()).as_deref(),
+            Some("6f1c2e0a-3b4d-4e5f-8a9b-0c1d2e3f4a5b")
+        );
+    }
 }

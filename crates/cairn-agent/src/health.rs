@@ -13,6 +13,9 @@ pub enum BootHealth {
     Failed(String),
     /// `boot-complete.target` is neither reached nor failed yet.
     Pending,
+    /// systemd is declared present but `systemctl` did not answer (it could
+    /// not run, timed out, or has no bus); why. Waited on as `Pending`.
+    Unanswered(String),
     /// Nothing to judge by: nothing on this host asks for
     /// `boot-complete.target`, or it has no systemd (`host.systemd = false`).
     /// The booted digest alone decides, as before health checks existed.
@@ -24,15 +27,15 @@ pub enum BootHealth {
 /// start job fails and it stays inactive. So the units it requires are asked.
 ///
 /// Only called where systemd is declared present: a `systemctl` that does not
-/// answer (cannot run, times out, no bus) leaves the boot `Pending`, so the
-/// agent keeps waiting (up to `health.timeout_seconds`) instead of recording
-/// an unverified boot and skipping health checks and rollback.
+/// answer (cannot run, times out, no bus) is `Unanswered`, and the agent
+/// keeps waiting (up to `health.timeout_seconds`) instead of recording an
+/// unverified boot and skipping health checks and rollback.
 pub async fn boot_health(systemctl: &str, timeout: Duration) -> BootHealth {
     match judge(systemctl, timeout).await {
         Ok(verdict) => verdict,
         Err(why) => {
             tracing::warn!(error = %why, "systemctl did not answer; the boot's health stays pending");
-            BootHealth::Pending
+            BootHealth::Unanswered(why)
         }
     }
 }
@@ -155,9 +158,17 @@ exit 0"#,
         );
         let second = Duration::from_secs(1);
         let missing = dir.path().join("missing").display().to_string();
-        assert_eq!(boot_health(&missing, second).await, BootHealth::Pending);
-        assert_eq!(boot_health(&no_bus, second).await, BootHealth::Pending);
-        assert_eq!(boot_health(&hangs, second).await, BootHealth::Pending);
+        let unanswered = async |systemctl: &str| match boot_health(systemctl, second).await {
+            BootHealth::Unanswered(why) => why,
+            other => panic!("{systemctl}: {other:?}"),
+        };
+        assert!(unanswered(&missing).await.contains("missing"));
+        assert!(
+            unanswered(&no_bus)
+                .await
+                .contains("Failed to connect to bus")
+        );
+        assert!(unanswered(&hangs).await.contains("timed out"));
         assert_eq!(
             boot_health(&nothing_asks, second).await,
             BootHealth::Unknown

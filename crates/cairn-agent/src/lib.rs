@@ -14,6 +14,7 @@
 //! - [`machine`]: the update state machine and crash recovery.
 //! - [`plan`]: what a check decides, and the gates before a reboot.
 //! - [`source`]: the graph a check plans against: a document or a Cincinnati answer.
+//! - [`status`]: what `cairn status` shows; the status, metrics and MOTD files.
 //! - [`store`]: the persistent state, written atomically.
 
 #![forbid(unsafe_code)]
@@ -33,5 +34,6 @@ pub mod machine;
 pub mod mirrors;
 pub mod plan;
 pub mod source;
+pub mod status;
 pub mod store;
 pub mod windows;

@@ -38,6 +38,20 @@ pub struct VetoEntry {
     pub retry_after: Timestamp,
 }
 
+/// A target the host tool refused as older than the current deployment
+/// (rpm-ostree's date check); it is not staged again before `retry_after`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefusalEntry {
+    /// Its version.
+    pub version: String,
+    /// The refusal, as reported (it names what to do).
+    pub message: String,
+    /// Refusals in a row.
+    pub attempts: u32,
+    /// Not staged again before this.
+    pub retry_after: Timestamp,
+}
+
 /// Everything the agent must remember across restarts and reboots.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -64,6 +78,8 @@ pub struct AgentState {
     pub hooks_passed: Option<String>,
     /// Targets vetoed by a hook, by digest.
     pub vetoes: BTreeMap<String, VetoEntry>,
+    /// Targets the host tool refused as older, by digest.
+    pub refused: BTreeMap<String, RefusalEntry>,
     /// The attempt under way since its target was staged; it ends with one
     /// final record in the history, then this is cleared.
     pub underway: Option<Underway>,
@@ -111,6 +127,7 @@ impl Default for AgentState {
             lock_held: false,
             hooks_passed: None,
             vetoes: BTreeMap::new(),
+            refused: BTreeMap::new(),
             underway: None,
             post_update_ran: None,
         }

@@ -3,133 +3,15 @@
 //! registry, and a host stand-in.
 
 mod common;
+use common::fleet::{
+    Node, Published, agent_once, count_calls, fragment, node, published, status_json, wait_until,
+};
 use common::{cairn, ok};
 
 use cairn_testkit::host::FakeHost;
 use cairn_testkit::{Auth, TestRegistry, write_release};
 use serde_json::Value;
 use std::path::Path;
-
-struct Published {
-    registry: TestRegistry,
-    repo: String,
-    digests: Vec<String>,
-    public_key: String,
-    dir: tempfile::TempDir,
-}
-
-async fn published() -> Published {
-    let registry = TestRegistry::start(Auth::None).await;
-    let store = registry.store("acme/os");
-    let mut digests = Vec::new();
-    for (version, created, tags) in [
-        ("44.1", "2026-01-01T00:00:00Z", vec!["44.1"]),
-        ("44.2", "2026-02-01T00:00:00Z", vec!["44.2"]),
-        ("44.3", "2026-03-01T00:00:00Z", vec!["44.3", "stable"]),
-    ] {
-        let (_, written) = write_release(&store, version, created, &tags).await;
-        digests.push(written[0].manifest.clone());
-    }
-    let dir = tempfile::tempdir().expect("temp dir");
-    let d = |name: &str| dir.path().join(name).display().to_string();
-    let repo = format!("{}/acme/os", registry.host);
-    ok(&["document", "keygen", "--output", &d("team")]);
-    let yesterday = (jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24)).to_string();
-    ok(&[
-        "policy",
-        "--policy",
-        &d("updates.json"),
-        "rollout",
-        "start",
-        "44.3",
-        "--over",
-        "2d",
-        "--at",
-        &yesterday,
-    ]);
-    ok(&[
-        "publish",
-        "--repository",
-        &repo,
-        "--stream",
-        "stable",
-        "--policy",
-        &d("updates.json"),
-        "--sign-key",
-        &d("team.key"),
-        "--insecure-registry",
-        &registry.host,
-        "--cache",
-        &d("cache.json"),
-    ]);
-    Published {
-        public_key: d("team.pub"),
-        registry,
-        repo,
-        digests,
-        dir,
-    }
-}
-
-struct Node {
-    host: FakeHost,
-    root: String,
-    state: String,
-}
-
-fn node(p: &Published, name: &str, booted: usize, fragment: &str) -> Node {
-    let base = p.dir.path().join(name);
-    let host = FakeHost::new(
-        &base.join("host"),
-        "1.17.0",
-        &format!("{}:stable", p.repo),
-        (&p.digests[booted], ["44.1", "44.2", "44.3"][booted]),
-        std::slice::from_ref(&p.registry.host),
-        true,
-    );
-    let config = base.join("root/etc/cairn/config.d");
-    std::fs::create_dir_all(&config).expect("mkdir");
-    std::fs::write(config.join("50-site.toml"), fragment).expect("write");
-    Node {
-        host,
-        root: base.join("root").display().to_string(),
-        state: base.join("state").display().to_string(),
-    }
-}
-
-fn agent_once(p: &Published, node: &Node, extra: &[&str]) -> String {
-    let program = node.host.program.display().to_string();
-    let mut args = vec![
-        "agent",
-        "--once",
-        "--root",
-        node.root.as_str(),
-        "--state-dir",
-        node.state.as_str(),
-        "--bootc",
-        program.as_str(),
-        "--arch",
-        "x86_64",
-        "--insecure-registry",
-        p.registry.host.as_str(),
-    ];
-    if !extra.contains(&"--systemctl") {
-        args.push("--no-updater-check");
-    }
-    args.extend(extra);
-    ok(&args)
-}
-
-fn status_json(node: &Node) -> Value {
-    serde_json::from_str(&ok(&["status", "--state-dir", &node.state, "--json"])).expect("JSON")
-}
-
-fn fragment(p: &Published, wariness: f64) -> String {
-    format!(
-        "[updates]\nkeys = [\"{}\"]\n[identity]\nrollout_wariness = {wariness}\n",
-        p.public_key
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_follow_the_rollout_and_explain_themselves() {
@@ -285,6 +167,7 @@ async fn update_now_reboots_into_the_newest_allowed_release_at_wariness_zero() {
         "--insecure-registry",
         &p.registry.host,
         "--no-updater-check",
+        "--no-systemd",
         "--no-user-check",
     ]
     .iter()
@@ -339,6 +222,7 @@ fn systemd_is_told_when_the_agent_is_ready() {
             "--rpm-ostree",
             "/nonexistent/rpm-ostree",
             "--no-updater-check",
+            "--no-systemd",
         ])
         .env("NOTIFY_SOCKET", &socket_path)
         .stdout(std::process::Stdio::null())
@@ -470,6 +354,7 @@ async fn fcos_source_follows_fedoras_own_rollout() {
             "agent",
             "--once",
             "--no-updater-check",
+            "--no-systemd",
             "--root",
             &root,
             "--state-dir",
@@ -555,6 +440,7 @@ async fn operator_commands_go_through_the_running_agents_socket() {
         "--insecure-registry",
         p.registry.host.as_str(),
         "--no-updater-check",
+        "--no-systemd",
         "--no-user-check",
     ];
     let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
@@ -669,7 +555,19 @@ fn closed_window() -> String {
     )
 }
 
-fn spawn_daemon(p: &Published, n: &Node) -> std::process::Child {
+/// A running `cairn agent`, killed when dropped: a test that fails midway
+/// leaves no agent behind (holding the test's output pipe open).
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // Already gone after `kill9`; errors mean just that.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_daemon(p: &Published, n: &Node) -> Daemon {
     let program = n.host.program.display().to_string();
     let socket = format!("{}/agent.sock", n.state);
     std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
@@ -688,38 +586,21 @@ fn spawn_daemon(p: &Published, n: &Node) -> std::process::Child {
             "--insecure-registry",
             p.registry.host.as_str(),
             "--no-updater-check",
+            "--no-systemd",
             "--no-user-check",
             "--check-interval-ms",
             "100",
         ])
         .stderr(std::process::Stdio::null())
         .spawn()
+        .map(Daemon)
         .expect("spawn the agent")
 }
 
-async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    for _ in 0..300 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting until {what}");
-}
-
-fn kill9(child: &mut std::process::Child) {
+fn kill9(daemon: &mut Daemon) {
     // `Child::kill` is SIGKILL.
-    child.kill().expect("SIGKILL");
-    let _ = child.wait();
-}
-
-fn count_calls(n: &Node, prefix: &str) -> usize {
-    n.host
-        .state()
-        .calls
-        .iter()
-        .filter(|c| c.starts_with(prefix))
-        .count()
+    daemon.0.kill().expect("SIGKILL");
+    let _ = daemon.0.wait();
 }
 
 fn state_name(n: &Node) -> String {
@@ -752,7 +633,11 @@ async fn a_killed_agent_converges_after_restart_in_every_state() {
     wait_until("staged after restart", || state_name(&n) == "staged").await;
     kill9(&mut agent);
     assert!(staged_once(&n));
-    assert_eq!(count_calls(&n, "switch --download-only"), 1, "staged once");
+    assert_eq!(
+        count_calls(&n.host, "switch --download-only"),
+        1,
+        "staged once"
+    );
 
     // Killed during `bootc switch` (update available); the switch finishes
     // without the agent, as under systemd-run.
@@ -774,7 +659,7 @@ async fn a_killed_agent_converges_after_restart_in_every_state() {
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     kill9(&mut agent);
     assert_eq!(
-        count_calls(&n, "switch --download-only"),
+        count_calls(&n.host, "switch --download-only"),
         1,
         "no double staging"
     );
@@ -804,14 +689,14 @@ async fn a_killed_agent_converges_after_restart_in_every_state() {
 
     // Killed while staged, between checks.
     let mut agent = spawn_daemon(&p, &n);
-    wait_until("a check ran", || count_calls(&n, "status") >= 8).await;
+    wait_until("a check ran", || count_calls(&n.host, "status") >= 8).await;
     kill9(&mut agent);
-    let switches = count_calls(&n, "switch --download-only");
+    let switches = count_calls(&n.host, "switch --download-only");
     let mut agent = spawn_daemon(&p, &n);
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     kill9(&mut agent);
     assert_eq!(
-        count_calls(&n, "switch --download-only"),
+        count_calls(&n.host, "switch --download-only"),
         switches,
         "no re-staging"
     );
@@ -852,104 +737,9 @@ async fn a_killed_agent_converges_after_restart_in_every_state() {
     assert_eq!(host.booted.map(|b| b.digest), Some(target.clone()));
     assert!(host.staged.is_none(), "nothing staged again");
     assert_eq!(
-        count_calls(&n, "upgrade --from-downloaded --apply"),
+        count_calls(&n.host, "upgrade --from-downloaded --apply"),
         1,
         "no reboot loop"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rpm_ostree_hosts_are_driven_through_rpm_ostree_and_keep_their_signed_origin() {
-    let p = published().await;
-    let base = p.dir.path().join("rpm");
-    let image = format!("{}:stable", p.repo);
-    let host = FakeHost::rpm_ostree(
-        &base.join("host"),
-        &image,
-        (&p.digests[1], "44.2"),
-        std::slice::from_ref(&p.registry.host),
-        true,
-    );
-    let config = base.join("root/etc/cairn/config.d");
-    std::fs::create_dir_all(&config).expect("mkdir");
-    std::fs::write(config.join("50-site.toml"), fragment(&p, 0.3)).expect("write");
-    let root = base.join("root").display().to_string();
-    let state = base.join("state").display().to_string();
-    let socket = base.join("none.sock").display().to_string();
-    let program = host.program.display().to_string();
-    let missing_bootc = base.join("no-bootc").display().to_string();
-    let common = [
-        "--root",
-        root.as_str(),
-        "--state-dir",
-        state.as_str(),
-        "--socket",
-        socket.as_str(),
-        "--bootc",
-        missing_bootc.as_str(),
-        "--rpm-ostree",
-        program.as_str(),
-        "--arch",
-        "x86_64",
-        "--insecure-registry",
-        p.registry.host.as_str(),
-        "--no-updater-check",
-        "--no-user-check",
-    ];
-    let mut once = vec!["agent", "--once"];
-    once.extend(common);
-    let out = ok(&once);
-    assert!(out.contains("staged 44.3"), "{out}");
-    let fake = host.state();
-    assert!(
-        fake.calls.contains(&format!(
-            "deploy --lock-finalization --disallow-downgrade {}",
-            p.digests[2]
-        )),
-        "{:?}",
-        fake.calls
-    );
-    assert_eq!(
-        fake.update_driver.as_deref(),
-        Some("Cairn"),
-        "registered as update driver"
-    );
-    let staged = fake.staged.expect("staged");
-    assert_eq!(staged.digest, p.digests[2]);
-    assert!(staged.download_only, "finalization stays locked");
-    assert!(
-        fake.container_policy && fake.spec_image == image,
-        "signed origin kept"
-    );
-
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .arg("update-now")
-        .args(common)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    wait_until("finalization started", || host.state().apply_pid.is_some()).await;
-    assert!(
-        host.state()
-            .calls
-            .contains(&format!("finalize-deployment {}", p.digests[2])),
-        "{:?}",
-        host.state().calls
-    );
-    let out = host.reboot_under(child, true).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut once = vec!["agent", "--once"];
-    once.extend(common);
-    let out = ok(&once);
-    assert!(out.contains("44.3"), "{out}");
-    assert_eq!(
-        host.state().booted.map(|b| b.digest).as_deref(),
-        Some(p.digests[2].as_str())
     );
 }
 
@@ -1025,6 +815,7 @@ async fn the_agent_reads_the_hosts_ostree_registry_credentials() {
             "--insecure-registry",
             &registry.host,
             "--no-updater-check",
+            "--no-systemd",
         ])
     };
     let out = once();
@@ -1073,6 +864,7 @@ async fn a_disconnected_host_reads_the_document_from_its_registries_conf_mirror(
             "--arch",
             "x86_64",
             "--no-updater-check",
+            "--no-systemd",
         ])
     };
     let out = once();
@@ -1157,163 +949,4 @@ async fn cincinnati_source_follows_the_servers_graph_with_the_local_wariness() {
         error.contains(&format!("cincinnati:http://{listen}")),
         "{status}"
     );
-}
-
-/// Sign and push the document again, after a policy edit.
-fn republish(p: &Published) {
-    let d = |name: &str| p.dir.path().join(name).display().to_string();
-    ok(&[
-        "publish",
-        "--repository",
-        &p.repo,
-        "--stream",
-        "stable",
-        "--policy",
-        &d("updates.json"),
-        "--sign-key",
-        &d("team.key"),
-        "--insecure-registry",
-        &p.registry.host,
-        "--cache",
-        &d("cache.json"),
-    ]);
-}
-
-/// The history's records, oldest first, as (to_version, result).
-fn history_words(n: &Node) -> Vec<(String, String)> {
-    let text = ok(&["status", "--state-dir", &n.state, "--history", "--json"]);
-    serde_json::from_str::<Vec<Value>>(&text)
-        .expect("JSON")
-        .iter()
-        .map(|r| {
-            (
-                r["to_version"].as_str().unwrap_or_default().to_string(),
-                r["result"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_staged_target_no_longer_offered_ends_its_attempt_as_withdrawn() {
-    let p = published().await;
-    // On 44.1 at wariness 0.8: 44.3's rollout has not reached it, 44.2 is the target.
-    let replaced = node(&p, "replaced", 0, &fragment(&p, 0.8));
-    let out = agent_once(&p, &replaced, &[]);
-    assert!(out.contains("staged 44.2"), "{out}");
-    // On 44.2 at wariness 0.3: 44.3 is staged.
-    let dead = node(&p, "dead-end", 1, &fragment(&p, 0.3));
-    let out = agent_once(&p, &dead, &[]);
-    assert!(out.contains("staged 44.3"), "{out}");
-
-    // 44.3's rollout completes: it replaces the staged 44.2.
-    let d = |name: &str| p.dir.path().join(name).display().to_string();
-    let yesterday = (jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24)).to_string();
-    ok(&[
-        "policy",
-        "--policy",
-        &d("updates.json"),
-        "rollout",
-        "start",
-        "44.3",
-        "--over",
-        "1m",
-        "--at",
-        &yesterday,
-    ]);
-    republish(&p);
-    let out = agent_once(&p, &replaced, &[]);
-    assert!(out.contains("staged 44.3"), "{out}");
-    let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
-        list.iter()
-            .map(|(v, w)| (v.to_string(), w.to_string()))
-            .collect()
-    };
-    assert_eq!(
-        history_words(&replaced),
-        pairs(&[
-            ("44.2", "staged"),
-            ("44.2", "withdrawn"),
-            ("44.3", "staged")
-        ])
-    );
-    let text = ok(&["status", "--state-dir", &replaced.state, "--history"]);
-    assert!(
-        text.contains("44.1 -> 44.2  withdrawn: 44.3 replaced it as the target"),
-        "{text}"
-    );
-
-    // 44.3 becomes a dead-end: on 44.2 nothing else is offered, so the staged
-    // target goes, and its attempt ends.
-    ok(&[
-        "policy",
-        "--policy",
-        &d("updates.json"),
-        "deadend",
-        "add",
-        "44.3",
-        "--reason",
-        "https://example.org/broken",
-    ]);
-    republish(&p);
-    let out = agent_once(&p, &dead, &[]);
-    assert!(out.contains("became a dead-end"), "{out}");
-    assert_eq!(
-        history_words(&dead),
-        pairs(&[("44.3", "staged"), ("44.3", "withdrawn")])
-    );
-    let text = ok(&["status", "--state-dir", &dead.state, "--history"]);
-    assert!(
-        text.contains("44.2 -> 44.3  withdrawn: the staged release 44.3 became a dead-end"),
-        "{text}"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn staging_follows_what_the_installed_bootc_accepts() {
-    let p = published().await;
-    let reference = format!("{}@{}", p.repo, p.digests[2]);
-    // (reported version, switch accepts --download-only, the staging commands)
-    let cases = [
-        (
-            "1.17.0",
-            false,
-            vec![
-                format!("switch --enforce-container-sigpolicy {reference}"),
-                "upgrade --download-only".to_string(),
-            ],
-        ),
-        (
-            "1.16.9",
-            true,
-            vec![format!(
-                "switch --download-only --enforce-container-sigpolicy {reference}"
-            )],
-        ),
-    ];
-    for (version, accepts, expected) in cases {
-        let n = node(&p, &format!("bootc-{version}"), 1, &fragment(&p, 0.3));
-        n.host.set_bootc(version, accepts);
-        let out = agent_once(&p, &n, &[]);
-        assert!(out.contains("staged 44.3"), "{version}: {out}");
-        let host = n.host.state();
-        let staged = host.staged.as_ref().expect("staged");
-        assert_eq!(staged.digest, p.digests[2]);
-        assert!(staged.download_only, "{version}: staged locked");
-        let staging: Vec<String> = host
-            .calls
-            .iter()
-            .filter(|c| c.starts_with("switch") || c.starts_with("upgrade"))
-            .cloned()
-            .collect();
-        let mut want = vec!["switch --help".to_string()];
-        want.extend(expected);
-        assert_eq!(staging, want, "{version}");
-        let probe: Value = serde_json::from_slice(
-            &std::fs::read(Path::new(&n.state).join("bootc-probe.json")).expect("probe kept"),
-        )
-        .expect("JSON");
-        assert_eq!(probe["version"], format!("bootc {version}"));
-        assert_eq!(probe["switch_download_only"], accepts);
-    }
 }

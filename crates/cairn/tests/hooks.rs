@@ -631,7 +631,8 @@ async fn a_systemctl_that_does_not_answer_keeps_the_boot_waiting() {
     // is judged all the same.
     let out = run(&w, &n, &["agent", "--once", "--no-updater-check"]);
     assert!(
-        out.contains("verifying 44.3: waiting for boot-complete.target"),
+        out.contains("verifying 44.3: waiting for boot-complete.target; systemctl did not answer")
+            && out.contains("Failed to connect to bus"),
         "{out}"
     );
     assert_eq!(outcomes_so_far(&n), ["staged", "rebooting"]);
@@ -639,6 +640,18 @@ async fn a_systemctl_that_does_not_answer_keeps_the_boot_waiting() {
     let out = run(&w, &n, &["verify"]);
     assert!(out.contains("updated to 44.3"), "{out}");
     assert_eq!(outcomes(&n), ["staged", "rebooting", "booted_healthy"]);
+
+    // The wait is bounded: at health.timeout_seconds the boot counts as
+    // failed, and the reason says systemctl never answered.
+    let n = node(&w, "systemctl-gone", "[health]\ntimeout_seconds = 1\n");
+    update_now_and_reboot(&w, &n, true).await;
+    n.flag("down", true);
+    let out = run(&w, &n, &["verify", "--no-updater-check"]);
+    assert!(
+        out.contains("its health checks failed (systemctl did not answer within 1 s"),
+        "{out}"
+    );
+    assert_eq!(outcomes(&n), ["staged", "rebooting", "booted_unhealthy"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -238,6 +238,12 @@ impl<R: CommandRunner> Agent<R> {
                     target.version
                 )));
             }
+            BootHealth::Unanswered(why) => {
+                return Ok(self.report(format!(
+                    "verifying {}: waiting for boot-complete.target; systemctl did not answer ({why})",
+                    target.version
+                )));
+            }
             BootHealth::Failed(why) => return self.unhealthy(world, target, why).await,
             BootHealth::Healthy => (
                 Outcome::BootedHealthy,

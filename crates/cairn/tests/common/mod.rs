@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // Each test file uses what it needs.
 
+pub mod fleet;
+
 use std::ffi::OsStr;
 use std::process::{Command, Output};
 

@@ -410,6 +410,7 @@ fn agent_output(w: &World, h: &Host, verb: &[&str]) -> Output {
         "--insecure-registry",
         w.fedora.as_str(),
         "--no-updater-check",
+        "--no-systemd",
     ]);
     cairn(&args)
 }

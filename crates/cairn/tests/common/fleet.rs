@@ -1,0 +1,186 @@
+//! A published stream for end-to-end tests of `cairn agent`: releases 44.1,
+//! 44.2 and 44.3 of `acme/os` in a real registry, a document signed and
+//! pushed with `cairn policy` and `cairn publish` (44.3 half-way through a
+//! two-day rollout), and stand-in hosts that follow it.
+
+use super::ok;
+use cairn_testkit::host::FakeHost;
+use cairn_testkit::{Auth, TestRegistry, write_release};
+use serde_json::Value;
+
+pub struct Published {
+    pub registry: TestRegistry,
+    pub repo: String,
+    pub digests: Vec<String>,
+    pub public_key: String,
+    pub dir: tempfile::TempDir,
+}
+
+pub async fn published() -> Published {
+    let registry = TestRegistry::start(Auth::None).await;
+    let store = registry.store("acme/os");
+    let mut digests = Vec::new();
+    for (version, created, tags) in [
+        ("44.1", "2026-01-01T00:00:00Z", vec!["44.1"]),
+        ("44.2", "2026-02-01T00:00:00Z", vec!["44.2"]),
+        ("44.3", "2026-03-01T00:00:00Z", vec!["44.3", "stable"]),
+    ] {
+        let (_, written) = write_release(&store, version, created, &tags).await;
+        digests.push(written[0].manifest.clone());
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = |name: &str| dir.path().join(name).display().to_string();
+    let repo = format!("{}/acme/os", registry.host);
+    ok(&["document", "keygen", "--output", &d("team")]);
+    let yesterday = (jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24)).to_string();
+    ok(&[
+        "policy",
+        "--policy",
+        &d("updates.json"),
+        "rollout",
+        "start",
+        "44.3",
+        "--over",
+        "2d",
+        "--at",
+        &yesterday,
+    ]);
+    ok(&[
+        "publish",
+        "--repository",
+        &repo,
+        "--stream",
+        "stable",
+        "--policy",
+        &d("updates.json"),
+        "--sign-key",
+        &d("team.key"),
+        "--insecure-registry",
+        &registry.host,
+        "--cache",
+        &d("cache.json"),
+    ]);
+    Published {
+        public_key: d("team.pub"),
+        registry,
+        repo,
+        digests,
+        dir,
+    }
+}
+
+pub struct Node {
+    pub host: FakeHost,
+    pub root: String,
+    pub state: String,
+}
+
+pub fn node(p: &Published, name: &str, booted: usize, fragment: &str) -> Node {
+    let base = p.dir.path().join(name);
+    let host = FakeHost::new(
+        &base.join("host"),
+        "1.17.0",
+        &format!("{}:stable", p.repo),
+        (&p.digests[booted], ["44.1", "44.2", "44.3"][booted]),
+        std::slice::from_ref(&p.registry.host),
+        true,
+    );
+    let config = base.join("root/etc/cairn/config.d");
+    std::fs::create_dir_all(&config).expect("mkdir");
+    std::fs::write(config.join("50-site.toml"), fragment).expect("write");
+    Node {
+        host,
+        root: base.join("root").display().to_string(),
+        state: base.join("state").display().to_string(),
+    }
+}
+
+pub fn agent_once(p: &Published, node: &Node, extra: &[&str]) -> String {
+    let program = node.host.program.display().to_string();
+    let mut args = vec![
+        "agent",
+        "--once",
+        "--root",
+        node.root.as_str(),
+        "--state-dir",
+        node.state.as_str(),
+        "--bootc",
+        program.as_str(),
+        "--arch",
+        "x86_64",
+        "--insecure-registry",
+        p.registry.host.as_str(),
+    ];
+    // Without a stand-in systemctl, this machine's has no systemd to ask.
+    if !extra.contains(&"--systemctl") {
+        args.extend(["--no-updater-check", "--no-systemd"]);
+    }
+    args.extend(extra);
+    ok(&args)
+}
+
+pub fn status_json(node: &Node) -> Value {
+    serde_json::from_str(&ok(&["status", "--state-dir", &node.state, "--json"])).expect("JSON")
+}
+
+pub fn fragment(p: &Published, wariness: f64) -> String {
+    format!(
+        "[updates]\nkeys = [\"{}\"]\n[identity]\nrollout_wariness = {wariness}\n",
+        p.public_key
+    )
+}
+
+/// Sign and push the document again, after a policy edit.
+pub fn republish(p: &Published) {
+    let d = |name: &str| p.dir.path().join(name).display().to_string();
+    ok(&[
+        "publish",
+        "--repository",
+        &p.repo,
+        "--stream",
+        "stable",
+        "--policy",
+        &d("updates.json"),
+        "--sign-key",
+        &d("team.key"),
+        "--insecure-registry",
+        &p.registry.host,
+        "--cache",
+        &d("cache.json"),
+    ]);
+}
+
+/// The history's records, oldest first, as (to_version, result).
+pub fn history_words(n: &Node) -> Vec<(String, String)> {
+    let text = ok(&["status", "--state-dir", &n.state, "--history", "--json"]);
+    serde_json::from_str::<Vec<Value>>(&text)
+        .expect("JSON")
+        .iter()
+        .map(|r| {
+            (
+                r["to_version"].as_str().unwrap_or_default().to_string(),
+                r["result"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Wait (at most 15 s) until `done`.
+pub async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..300 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+/// How many command lines the stand-in received that start with `prefix`.
+pub fn count_calls(host: &FakeHost, prefix: &str) -> usize {
+    host.state()
+        .calls
+        .iter()
+        .filter(|c| c.starts_with(prefix))
+        .count()
+}
