@@ -45,28 +45,15 @@ pub async fn published() -> Published {
         "--at",
         &yesterday,
     ]);
-    ok(&[
-        "publish",
-        "--repository",
-        &repo,
-        "--stream",
-        "stable",
-        "--policy",
-        &d("updates.json"),
-        "--sign-key",
-        &d("team.key"),
-        "--insecure-registry",
-        &registry.host,
-        "--cache",
-        &d("cache.json"),
-    ]);
-    Published {
+    let published = Published {
         public_key: d("team.pub"),
         registry,
         repo,
         digests,
         dir,
-    }
+    };
+    republish(&published);
+    published
 }
 
 pub struct Node {
@@ -130,7 +117,7 @@ pub fn fragment(p: &Published, wariness: f64) -> String {
     )
 }
 
-/// Sign and push the document again, after a policy edit.
+/// Sign and push the document (again, after a policy edit).
 pub fn republish(p: &Published) {
     let d = |name: &str| p.dir.path().join(name).display().to_string();
     ok(&[

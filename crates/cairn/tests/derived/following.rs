@@ -10,27 +10,15 @@ async fn a_tag_following_host_stages_the_barrier_image_first(kind: BaseKind) {
         &w,
         repo,
         vec![
-            Build {
-                own: "t1",
-                base: 0,
-                recorded: w.by_manifest(0),
-                created: "2026-01-03T00:00:00Z",
-                tags: &["t1"],
-            },
-            Build {
-                own: "t2",
-                base: 1,
-                recorded: w.by_index(1),
-                created: "2026-01-17T00:00:00Z",
-                tags: &["t2"],
-            },
-            Build {
-                own: "t3",
-                base: 2,
-                recorded: w.by_manifest(2),
-                created: "2026-02-03T00:00:00Z",
-                tags: &["t3", "stable"],
-            },
+            build("t1", 0, w.by_manifest(0), "2026-01-03T00:00:00Z", &["t1"]),
+            build("t2", 1, w.by_index(1), "2026-01-17T00:00:00Z", &["t2"]),
+            build(
+                "t3",
+                2,
+                w.by_manifest(2),
+                "2026-02-03T00:00:00Z",
+                &["t3", "stable"],
+            ),
         ],
     )
     .await;
@@ -73,28 +61,16 @@ async fn a_tag_following_host_holds_without_a_barrier_image_and_says_what_is_mis
         &w,
         repo,
         vec![
-            Build {
-                own: "u1",
-                base: 0,
-                recorded: w.by_manifest(0),
-                created: "2026-01-03T00:00:00Z",
-                tags: &["u1"],
-            },
+            build("u1", 0, w.by_manifest(0), "2026-01-03T00:00:00Z", &["u1"]),
             // Another image on an older base than the barrier does not help.
-            Build {
-                own: "u1b",
-                base: 0,
-                recorded: w.by_manifest(0),
-                created: "2026-01-05T00:00:00Z",
-                tags: &["u1b"],
-            },
-            Build {
-                own: "u3",
-                base: 2,
-                recorded: w.by_manifest(2),
-                created: "2026-02-03T00:00:00Z",
-                tags: &["u3", "stable"],
-            },
+            build("u1b", 0, w.by_manifest(0), "2026-01-05T00:00:00Z", &["u1b"]),
+            build(
+                "u3",
+                2,
+                w.by_manifest(2),
+                "2026-02-03T00:00:00Z",
+                &["u3", "stable"],
+            ),
         ],
     )
     .await;
@@ -141,20 +117,14 @@ async fn a_tag_following_host_stays_on_a_base_dead_end(kind: BaseKind) {
         &w,
         repo,
         vec![
-            Build {
-                own: "v4",
-                base: 3,
-                recorded: w.by_manifest(3),
-                created: "2026-02-17T00:00:00Z",
-                tags: &["v4"],
-            },
-            Build {
-                own: "v5",
-                base: 4,
-                recorded: w.by_manifest(4),
-                created: "2026-03-03T00:00:00Z",
-                tags: &["v5", "stable"],
-            },
+            build("v4", 3, w.by_manifest(3), "2026-02-17T00:00:00Z", &["v4"]),
+            build(
+                "v5",
+                4,
+                w.by_manifest(4),
+                "2026-03-03T00:00:00Z",
+                &["v5", "stable"],
+            ),
         ],
     )
     .await;
@@ -183,13 +153,13 @@ async fn a_tag_following_host_ignores_a_metadata_only_change(kind: BaseKind) {
     let digests = derive(
         &w,
         repo,
-        vec![Build {
-            own: "n3",
-            base: 2,
-            recorded: w.by_manifest(2),
-            created: "2026-02-03T00:00:00Z",
-            tags: &["n3", "stable"],
-        }],
+        vec![build(
+            "n3",
+            2,
+            w.by_manifest(2),
+            "2026-02-03T00:00:00Z",
+            &["n3", "stable"],
+        )],
     )
     .await;
     // `stable` moves to a re-annotated copy of the same image.
@@ -223,28 +193,22 @@ async fn unknown_bases_are_excluded_and_layers_find_unrecorded_ones(kind: BaseKi
         repo,
         vec![
             // Built on 40.1, but the build recorded no base keys.
-            Build {
-                own: "x1",
-                base: 0,
-                recorded: Recorded::Nothing,
-                created: "2026-01-03T00:00:00Z",
-                tags: &["x1"],
-            },
+            build("x1", 0, Recorded::Nothing, "2026-01-03T00:00:00Z", &["x1"]),
             // Records a base the base graph does not know.
-            Build {
-                own: "x2",
-                base: 0,
-                recorded: Recorded::Manifests(unknown.clone(), unknown.clone()),
-                created: "2026-01-04T00:00:00Z",
-                tags: &["x2"],
-            },
-            Build {
-                own: "x3",
-                base: 0,
-                recorded: w.by_manifest(0),
-                created: "2026-01-05T00:00:00Z",
-                tags: &["x3", "stable"],
-            },
+            build(
+                "x2",
+                0,
+                Recorded::Manifests(unknown.clone(), unknown.clone()),
+                "2026-01-04T00:00:00Z",
+                &["x2"],
+            ),
+            build(
+                "x3",
+                0,
+                w.by_manifest(0),
+                "2026-01-05T00:00:00Z",
+                &["x3", "stable"],
+            ),
         ],
     )
     .await;
@@ -317,27 +281,15 @@ async fn a_tag_following_host_reads_its_base_graph_from_a_cincinnati_server() {
         &w,
         repo,
         vec![
-            Build {
-                own: "c1",
-                base: 0,
-                recorded: w.by_index(0),
-                created: "2026-01-03T00:00:00Z",
-                tags: &["c1"],
-            },
-            Build {
-                own: "c2",
-                base: 1,
-                recorded: w.by_manifest(1),
-                created: "2026-01-17T00:00:00Z",
-                tags: &["c2"],
-            },
-            Build {
-                own: "c3",
-                base: 2,
-                recorded: w.by_index(2),
-                created: "2026-02-03T00:00:00Z",
-                tags: &["c3", "stable"],
-            },
+            build("c1", 0, w.by_index(0), "2026-01-03T00:00:00Z", &["c1"]),
+            build("c2", 1, w.by_manifest(1), "2026-01-17T00:00:00Z", &["c2"]),
+            build(
+                "c3",
+                2,
+                w.by_index(2),
+                "2026-02-03T00:00:00Z",
+                &["c3", "stable"],
+            ),
         ],
     )
     .await;
@@ -372,20 +324,14 @@ async fn a_tag_following_host_reads_through_its_registries_conf_mirror() {
         &w,
         repo,
         vec![
-            Build {
-                own: "m1",
-                base: 0,
-                recorded: w.by_manifest(0),
-                created: "2026-01-03T00:00:00Z",
-                tags: &["m1"],
-            },
-            Build {
-                own: "m3",
-                base: 2,
-                recorded: w.by_manifest(2),
-                created: "2026-02-03T00:00:00Z",
-                tags: &["m3", "stable"],
-            },
+            build("m1", 0, w.by_manifest(0), "2026-01-03T00:00:00Z", &["m1"]),
+            build(
+                "m3",
+                2,
+                w.by_manifest(2),
+                "2026-02-03T00:00:00Z",
+                &["m3", "stable"],
+            ),
         ],
     )
     .await;

@@ -12,27 +12,15 @@ async fn a_release_on_the_base_barrier_is_walked_through_first(kind: BaseKind) {
         &w,
         repo,
         vec![
-            Build {
-                own: "a1",
-                base: 0,
-                recorded: w.by_index(0),
-                created: "2026-01-03T00:00:00Z",
-                tags: &["a1"],
-            },
-            Build {
-                own: "a2",
-                base: 1,
-                recorded: w.by_manifest(1),
-                created: "2026-01-17T00:00:00Z",
-                tags: &["a2"],
-            },
-            Build {
-                own: "a3",
-                base: 2,
-                recorded: w.by_manifest(2),
-                created: "2026-02-03T00:00:00Z",
-                tags: &["a3", "stable"],
-            },
+            build("a1", 0, w.by_index(0), "2026-01-03T00:00:00Z", &["a1"]),
+            build("a2", 1, w.by_manifest(1), "2026-01-17T00:00:00Z", &["a2"]),
+            build(
+                "a3",
+                2,
+                w.by_manifest(2),
+                "2026-02-03T00:00:00Z",
+                &["a3", "stable"],
+            ),
         ],
     )
     .await;
@@ -114,20 +102,14 @@ async fn no_edge_crosses_a_base_barrier_without_an_image_on_it(kind: BaseKind) {
         &w,
         repo,
         vec![
-            Build {
-                own: "g1",
-                base: 0,
-                recorded: w.by_manifest(0),
-                created: "2026-01-03T00:00:00Z",
-                tags: &["g1"],
-            },
-            Build {
-                own: "g3",
-                base: 2,
-                recorded: w.by_index(2),
-                created: "2026-02-03T00:00:00Z",
-                tags: &["g3", "stable"],
-            },
+            build("g1", 0, w.by_manifest(0), "2026-01-03T00:00:00Z", &["g1"]),
+            build(
+                "g3",
+                2,
+                w.by_index(2),
+                "2026-02-03T00:00:00Z",
+                &["g3", "stable"],
+            ),
         ],
     )
     .await;
@@ -173,20 +155,14 @@ async fn a_base_dead_end_propagates_and_names_the_base_release(kind: BaseKind) {
         &w,
         repo,
         vec![
-            Build {
-                own: "d4",
-                base: 3,
-                recorded: w.by_manifest(3),
-                created: "2026-02-17T00:00:00Z",
-                tags: &["d4"],
-            },
-            Build {
-                own: "d5",
-                base: 4,
-                recorded: w.by_manifest(4),
-                created: "2026-03-03T00:00:00Z",
-                tags: &["d5", "stable"],
-            },
+            build("d4", 3, w.by_manifest(3), "2026-02-17T00:00:00Z", &["d4"]),
+            build(
+                "d5",
+                4,
+                w.by_manifest(4),
+                "2026-03-03T00:00:00Z",
+                &["d5", "stable"],
+            ),
         ],
     )
     .await;
@@ -219,20 +195,14 @@ async fn a_metadata_only_republish_is_not_a_release(kind: BaseKind) {
         &w,
         repo,
         vec![
-            Build {
-                own: "m2",
-                base: 1,
-                recorded: w.by_manifest(1),
-                created: "2026-01-17T00:00:00Z",
-                tags: &["m2"],
-            },
-            Build {
-                own: "m3",
-                base: 2,
-                recorded: w.by_manifest(2),
-                created: "2026-02-03T00:00:00Z",
-                tags: &["m3", "stable"],
-            },
+            build("m2", 1, w.by_manifest(1), "2026-01-17T00:00:00Z", &["m2"]),
+            build(
+                "m3",
+                2,
+                w.by_manifest(2),
+                "2026-02-03T00:00:00Z",
+                &["m3", "stable"],
+            ),
         ],
     )
     .await;
@@ -271,20 +241,20 @@ async fn rebuilds_on_one_base_get_distinct_versions(kind: BaseKind) {
         &w,
         repo,
         vec![
-            Build {
-                own: "r1",
-                base: 2,
-                recorded: w.by_manifest(2),
-                created: "2026-02-03T00:00:00Z",
-                tags: &["2026.02.03"],
-            },
-            Build {
-                own: "r2",
-                base: 2,
-                recorded: w.by_manifest(2),
-                created: "2026-02-10T00:00:00Z",
-                tags: &["2026.02.10", "stable"],
-            },
+            build(
+                "r1",
+                2,
+                w.by_manifest(2),
+                "2026-02-03T00:00:00Z",
+                &["2026.02.03"],
+            ),
+            build(
+                "r2",
+                2,
+                w.by_manifest(2),
+                "2026-02-10T00:00:00Z",
+                &["2026.02.10", "stable"],
+            ),
         ],
     )
     .await;
