@@ -112,6 +112,11 @@ pub struct Underway {
     /// Absent in state written by older agents.
     #[serde(default)]
     pub rolling_back_boot: Option<String>,
+    /// When the rollback intent was saved: a host still up on the target
+    /// `health.timeout_seconds` later ends the attempt rather than wait for
+    /// good. Absent in state written by older agents (the clock starts then).
+    #[serde(default)]
+    pub rolling_back_at: Option<Timestamp>,
 }
 
 impl Default for AgentState {

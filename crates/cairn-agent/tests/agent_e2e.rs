@@ -684,6 +684,86 @@ async fn a_rollback_recorded_by_an_older_agent_is_judged_without_a_boot_id() {
     );
 }
 
+/// Passes in the boot of the rollback, `minutes` after it, reporting whose
+/// boot ID is `boot_id`.
+async fn pass_after(
+    fleet: &Fleet,
+    n: &Node,
+    failed: &World,
+    minutes: i64,
+    boot_id: Option<&str>,
+) -> cairn_agent::agent::Report {
+    let later = World {
+        now: failed.now + SignedDuration::from_mins(minutes),
+        boot_id: boot_id.map(str::to_string),
+        ..failed.clone()
+    };
+    let mut agent = agent(fleet, n, None);
+    agent.recover(later.now).await.expect("recover");
+    agent.tick(&later).await.expect("pass")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_does_not_reboot_after_the_rollback_ends_it_as_failed() {
+    let fleet = fleet().await;
+    let n = node(&fleet, 1, 0.1, "[health]\nrollback_on_failure = true\n");
+    let failed = rolling_back_in_the_same_boot(&fleet, &n).await;
+    // Within health.timeout_seconds (15 minutes by default): still waiting.
+    let report = pass_after(&fleet, &n, &failed, 14, Some("boot-2")).await;
+    assert!(
+        report.reason.contains("the rollback is in progress"),
+        "{}",
+        report.reason
+    );
+    assert_eq!(report.state, "verifying");
+    // Past it, in the same boot: the attempt ends; the slot goes back.
+    let report = pass_after(&fleet, &n, &failed, 16, Some("boot-2")).await;
+    assert!(
+        report
+            .reason
+            .contains("the host did not reboot within 15 minutes after the rollback command"),
+        "{}",
+        report.reason
+    );
+    assert_eq!(report.state, "steady");
+    let report = pass_after(&fleet, &n, &failed, 17, Some("boot-2")).await;
+    assert_eq!(report.state, "steady", "{}", report.reason);
+    assert_eq!(rollbacks(&n), 1, "never a second rollback");
+    assert_eq!(
+        outcomes(&n),
+        ["staged", "rebooting", "rolling_back", "rollback_failed"],
+        "one final record"
+    );
+    let state = cairn_agent::store::AgentState::load(&n.state_dir).expect("state");
+    assert!(state.deny_list.contains_key(&fleet.digests[2]));
+    assert!(!state.lock_held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_waited_on_without_a_boot_id_is_bounded_too() {
+    let fleet = fleet().await;
+    let n = node(&fleet, 1, 0.1, "[health]\nrollback_on_failure = true\n");
+    let failed = rolling_back_in_the_same_boot(&fleet, &n).await;
+    let report = pass_after(&fleet, &n, &failed, 1, None).await;
+    assert!(
+        report.reason.contains("the rollback is in progress"),
+        "{}",
+        report.reason
+    );
+    let report = pass_after(&fleet, &n, &failed, 16, None).await;
+    assert!(
+        report.reason.contains("did not reboot within 15 minutes"),
+        "{}",
+        report.reason
+    );
+    assert_eq!(report.state, "steady");
+    assert_eq!(rollbacks(&n), 1);
+    assert_eq!(
+        outcomes(&n),
+        ["staged", "rebooting", "rolling_back", "rollback_failed"]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn post_update_hooks_run_once_even_when_the_lock_release_fails() {
     use std::os::unix::fs::PermissionsExt;

@@ -15,6 +15,24 @@ use crate::machine::{Event, Target};
 use crate::store::Underway;
 use jiff::Timestamp;
 
+/// A rollback Cairn started in the current boot, with the failed check.
+enum Rollback {
+    /// Within the bound: the reboot may still come.
+    Waiting(String),
+    /// Past the bound: the host did not go down.
+    Overdue(String),
+}
+
+/// A duration for operators: whole minutes when it is some.
+fn in_words(duration: std::time::Duration) -> String {
+    let seconds = duration.as_secs();
+    if seconds % 60 == 0 {
+        format!("{} minutes", seconds / 60)
+    } else {
+        format!("{seconds} seconds")
+    }
+}
+
 /// The booted release (version, digest) an attempt starts from.
 pub(super) fn from(host: &HostStatus) -> (Option<String>, Option<String>) {
     let booted = host.booted.as_ref();
@@ -103,6 +121,7 @@ impl<R: CommandRunner> Agent<R> {
             target: Some(target.clone()),
             rolling_back: None,
             rolling_back_boot: None,
+            rolling_back_at: None,
         });
         true
     }
@@ -224,12 +243,26 @@ impl<R: CommandRunner> Agent<R> {
             )));
         }
         // Cairn's rollback ran in this very boot: the host is on its way
-        // down (a delayed or inhibited shutdown). Nothing to judge yet.
-        if let Some(why) = self.rollback_in_progress(world) {
-            return Ok(self.report(format!(
-                "{} failed its health checks ({why}); the rollback is in progress: waiting for the reboot into the previous release",
-                target.version
-            )));
+        // down (a delayed or inhibited shutdown). Nothing to judge yet, up
+        // to a bound: the rollback command is never run again (it toggles).
+        match self.rollback_in_progress(world)? {
+            Some(Rollback::Waiting(why)) => {
+                return Ok(self.report(format!(
+                    "{} failed its health checks ({why}); the rollback is in progress: waiting for the reboot into the previous release",
+                    target.version
+                )));
+            }
+            Some(Rollback::Overdue(why)) => {
+                let reason = format!(
+                    "booted {} but its health checks failed ({why}); the host did not reboot within {} after the rollback command; it is deny-listed and the host stays on it",
+                    target.version,
+                    in_words(self.settings.health_timeout)
+                );
+                return self
+                    .stay(world, &target, &why, Outcome::RollbackFailed, reason)
+                    .await;
+            }
+            None => {}
         }
         let (result, reason) = match world.boot_health.clone() {
             BootHealth::Pending => {
@@ -274,19 +307,39 @@ impl<R: CommandRunner> Agent<R> {
     }
 
     /// The failed check, while Cairn's rollback was started in the current
-    /// boot. Only a later boot can show whether it took effect.
-    fn rollback_in_progress(&self, world: &World) -> Option<String> {
-        let underway = self.persisted.underway.as_ref()?;
-        let why = underway.rolling_back.clone()?;
+    /// boot (or this boot cannot be told apart). Only a later boot can show
+    /// whether it took effect; past `health.timeout_seconds` it is overdue.
+    fn rollback_in_progress(&mut self, world: &World) -> Result<Option<Rollback>, AgentError> {
+        let Some(underway) = self.persisted.underway.as_mut() else {
+            return Ok(None);
+        };
+        let Some(why) = underway.rolling_back.clone() else {
+            return Ok(None);
+        };
         let same_boot = match (&underway.rolling_back_boot, &world.boot_id) {
             (Some(then), Some(now)) => then == now,
-            // This boot cannot be told apart: wait rather than end it wrongly.
+            // This boot cannot be told apart: wait (bounded) rather than end it wrongly.
             (Some(_), None) => true,
             // Recorded by an older agent, which ran in an earlier boot (the
             // agent changes with the image), or with no boot ID to compare.
             (None, _) => false,
         };
-        same_boot.then_some(why)
+        if !same_boot {
+            return Ok(None);
+        }
+        let Some(since) = underway.rolling_back_at else {
+            // An intent saved without its time: the bound starts now.
+            underway.rolling_back_at = Some(world.now);
+            self.persisted.save(&self.state_dir)?;
+            return Ok(Some(Rollback::Waiting(why)));
+        };
+        let bound = jiff::SignedDuration::try_from(self.settings.health_timeout)
+            .unwrap_or(jiff::SignedDuration::MAX);
+        Ok(Some(if world.now.duration_since(since) > bound {
+            Rollback::Overdue(why)
+        } else {
+            Rollback::Waiting(why)
+        }))
     }
 
     /// Steady again after a judged boot: the reboot slot goes back.
@@ -345,6 +398,7 @@ impl<R: CommandRunner> Agent<R> {
         if let Some(underway) = self.persisted.underway.as_mut() {
             underway.rolling_back = Some(why.clone());
             underway.rolling_back_boot = world.boot_id.clone();
+            underway.rolling_back_at = Some(world.now);
         }
         self.persisted.save(&self.state_dir)?;
         self.record_step(
