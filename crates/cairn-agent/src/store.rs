@@ -87,6 +87,11 @@ pub struct AgentState {
     /// cleared on leaving `Verifying`. A pass retried after a failure (the
     /// lock server, say) does not run them again; a crash while they run does.
     pub post_update_ran: Option<String>,
+    /// The target whose boot was judged (healthy or unverified), saved with
+    /// the end of its attempt: a pass retried before `Verifying` is left
+    /// (the lock server down, a crash) only finishes leaving, never judges
+    /// again. Cleared on leaving `Verifying` and when an attempt begins.
+    pub judged: Option<String>,
 }
 
 /// An attempt between staging and its final outcome.
@@ -135,6 +140,7 @@ impl Default for AgentState {
             refused: BTreeMap::new(),
             underway: None,
             post_update_ran: None,
+            judged: None,
         }
     }
 }

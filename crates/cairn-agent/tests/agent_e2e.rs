@@ -158,6 +158,22 @@ fn node(fleet: &Fleet, booted: usize, wariness: f64, config: &str) -> Node {
 }
 
 fn agent(fleet: &Fleet, node: &Node, lock: Option<&LockServer>) -> Agent<ProcessRunner> {
+    let lock = lock.map(|server| lock_client(node, &server.base_url));
+    agent_with(fleet, node, lock)
+}
+
+/// The node's FleetLock client, against any URL.
+fn lock_client(node: &Node, base_url: &str) -> FleetLockClient {
+    FleetLockClient::new(
+        url::Url::parse(base_url).expect("url"),
+        &format!("node-{}", node.wariness),
+        "default",
+        Duration::from_secs(5),
+    )
+    .expect("lock client")
+}
+
+fn agent_with(fleet: &Fleet, node: &Node, lock: Option<FleetLockClient>) -> Agent<ProcessRunner> {
     let settings = load(&ConfigDirs::under(&node.config_root)).expect("valid configuration");
     let driver = Driver::new(
         ProcessRunner {
@@ -167,15 +183,6 @@ fn agent(fleet: &Fleet, node: &Node, lock: Option<&LockServer>) -> Agent<Process
         &node.host.program.display().to_string(),
         Duration::from_secs(30),
     );
-    let lock = lock.map(|server| {
-        FleetLockClient::new(
-            url::Url::parse(&server.base_url).expect("url"),
-            &format!("node-{}", node.wariness),
-            "default",
-            Duration::from_secs(5),
-        )
-        .expect("lock client")
-    });
     Agent::new(
         settings,
         driver,
@@ -853,4 +860,62 @@ async fn post_update_hooks_run_once_even_when_the_lock_release_fails() {
     assert_eq!(agent.state().name(), "steady");
     assert_eq!(std::fs::read_to_string(&runs).expect("runs"), "run\n");
     assert_eq!(outcomes(&n), ["staged", "rebooting", "booted_healthy"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_boot_judged_healthy_is_not_judged_again_when_leaving_is_retried() {
+    let fleet = fleet().await;
+    let lock = LockServer::start(1).await;
+    let n = node(&fleet, 1, 0.1, "[health]\nrollback_on_failure = true\n");
+    {
+        let mut agent = agent(&fleet, &n, None);
+        agent.tick(&world(&fleet)).await.expect("steady");
+        agent.tick(&world(&fleet)).await.expect("stage");
+    }
+    finalize_and_reboot(&fleet, &n, None, true).await;
+    // Judged healthy, but the lock server does not answer the release.
+    let healthy = World {
+        boot_health: cairn_agent::health::BootHealth::Healthy,
+        boot_id: Some("boot-2".into()),
+        ..world(&fleet)
+    };
+    {
+        let mut agent = agent_with(&fleet, &n, Some(lock_client(&n, "http://127.0.0.1:9/")));
+        agent.recover(Timestamp::now()).await.expect("recover");
+        let err = agent.tick(&healthy).await.expect_err("no lock server");
+        assert!(
+            matches!(err, cairn_agent::agent::AgentError::Lock(_)),
+            "{err}"
+        );
+        assert_eq!(agent.state().name(), "verifying");
+    }
+    assert_eq!(outcomes(&n), ["staged", "rebooting", "booted_healthy"]);
+    // A required unit fails meanwhile; the lock server is back, still
+    // holding the slot the release did not reach.
+    lock_client(&n, &lock.base_url)
+        .pre_reboot()
+        .await
+        .expect("the slot");
+    assert_eq!(lock.holders("default"), vec!["node-0.1".to_string()]);
+    let failed = World {
+        boot_health: cairn_agent::health::BootHealth::Failed("check.service failed".into()),
+        ..healthy
+    };
+    let mut agent = agent(&fleet, &n, Some(&lock));
+    agent.recover(Timestamp::now()).await.expect("recover");
+    let report = agent.tick(&failed).await.expect("leave");
+    assert_eq!(report.state, "steady", "{}", report.reason);
+    assert!(
+        report.reason.contains("updated to 44.3"),
+        "{}",
+        report.reason
+    );
+    assert_eq!(rollbacks(&n), 0, "no rollback after a healthy verdict");
+    assert!(lock.holders("default").is_empty(), "the slot was released");
+    assert!(!agent.persisted.deny_list.contains_key(&fleet.digests[2]));
+    assert_eq!(
+        outcomes(&n),
+        ["staged", "rebooting", "booted_healthy"],
+        "exactly one final record"
+    );
 }

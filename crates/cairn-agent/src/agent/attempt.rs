@@ -134,6 +134,9 @@ impl<R: CommandRunner> Agent<R> {
         now: Timestamp,
     ) -> Result<(), AgentError> {
         if self.attempt_at(target, from(host), now) {
+            // Markers of an earlier attempt (perhaps at this same digest).
+            self.persisted.judged = None;
+            self.persisted.post_update_ran = None;
             // Saved first, so that the record's attempt is the one a restart finds.
             self.persisted.save(&self.state_dir)?;
             self.record_step(now, Outcome::Staged, &format!("staged {}", target.version));
@@ -242,6 +245,14 @@ impl<R: CommandRunner> Agent<R> {
                 target.version
             )));
         }
+        // Judged already, and the attempt ended: only leaving is left.
+        if self.persisted.judged.as_deref() == Some(target.digest.as_str()) {
+            self.finish_judged(&target).await?;
+            return Ok(self.report(format!(
+                "updated to {}; its boot was judged earlier",
+                target.version
+            )));
+        }
         // Cairn's rollback ran in this very boot: the host is on its way
         // down (a delayed or inhibited shutdown). Nothing to judge yet, up
         // to a bound: the rollback command is never run again (it toggles).
@@ -291,12 +302,9 @@ impl<R: CommandRunner> Agent<R> {
             ),
         };
         self.end_attempt(world.now, result, &reason);
-        if self.persisted.post_update_ran.as_deref() != Some(target.digest.as_str()) {
-            self.post_update_hooks(&target).await;
-            self.persisted.post_update_ran = Some(target.digest.clone());
-            self.persisted.save(&self.state_dir)?;
-        }
-        self.leave_verifying(Event::BootedHealthy).await?;
+        self.persisted.judged = Some(target.digest.clone());
+        self.persisted.save(&self.state_dir)?;
+        self.finish_judged(&target).await?;
         Ok(self.report(match result {
             Outcome::BootedHealthy => format!("updated to {}", target.version),
             _ => format!(
@@ -342,6 +350,16 @@ impl<R: CommandRunner> Agent<R> {
         }))
     }
 
+    /// After the verdict: the post-update hooks (once), then leave `Verifying`.
+    async fn finish_judged(&mut self, target: &Target) -> Result<(), AgentError> {
+        if self.persisted.post_update_ran.as_deref() != Some(target.digest.as_str()) {
+            self.post_update_hooks(target).await;
+            self.persisted.post_update_ran = Some(target.digest.clone());
+            self.persisted.save(&self.state_dir)?;
+        }
+        self.leave_verifying(Event::BootedHealthy).await
+    }
+
     /// Steady again after a judged boot: the reboot slot goes back.
     async fn leave_verifying(&mut self, event: Event) -> Result<(), AgentError> {
         if let Some(lock) = &self.lock {
@@ -349,6 +367,7 @@ impl<R: CommandRunner> Agent<R> {
         }
         self.persisted.lock_held = false;
         self.persisted.post_update_ran = None;
+        self.persisted.judged = None;
         self.transition(&event)
     }
 
