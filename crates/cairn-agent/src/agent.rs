@@ -186,6 +186,25 @@ impl<R: CommandRunner> Agent<R> {
         );
     }
 
+    /// The release on the host's staged slot when it is this agent's own
+    /// (the attempt under way), not one staged by hand.
+    fn own_staged(&self, host: &crate::host::HostStatus, graph: &SourceGraph) -> Option<Target> {
+        let staged = host.staged.as_ref()?.digest.clone()?;
+        let ours = self
+            .persisted
+            .underway
+            .as_ref()
+            .and_then(|u| u.target.as_ref())
+            .or(self.persisted.state.target())
+            .is_some_and(|t| t.digest == staged);
+        ours.then(|| Target {
+            version: graph
+                .release_of_digest(&staged)
+                .map_or_else(|| "the staged release".to_string(), |(version, _)| version),
+            digest: staged,
+        })
+    }
+
     /// The current state.
     pub fn state(&self) -> &State {
         &self.persisted.state
@@ -308,10 +327,10 @@ impl<R: CommandRunner> Agent<R> {
             State::Verifying { target } => self.verify(world, target).await,
             State::Rebooting { .. } => Ok(self.report("rebooting".into())),
             State::Steady | State::Checking | State::UpdateAvailable { .. } => {
-                self.check(world).await
+                self.check(world).await.map(|(report, _)| report)
             }
             State::Staged { .. } | State::FinalizeAllowed { .. } => {
-                let report = self.check(world).await?;
+                let (report, refusal) = self.check(world).await?;
                 // Without a trusted document there is no reboot either.
                 if world.graph.is_err() {
                     if matches!(self.persisted.state, State::FinalizeAllowed { .. }) {
@@ -322,7 +341,14 @@ impl<R: CommandRunner> Agent<R> {
                 }
                 match self.persisted.state.clone() {
                     State::Staged { target } | State::FinalizeAllowed { target } => {
-                        self.finalize(world, target).await
+                        let report = self.finalize(world, target).await?;
+                        Ok(match refusal {
+                            Some(note) => Report {
+                                reason: format!("{}; {note}", report.reason),
+                                ..report
+                            },
+                            None => report,
+                        })
                     }
                     _ => Ok(report),
                 }
@@ -330,7 +356,9 @@ impl<R: CommandRunner> Agent<R> {
         }
     }
 
-    async fn check(&mut self, world: &World) -> Result<Report, AgentError> {
+    /// The check: its report, and the refusal of a newer target that left
+    /// the staged one on its way (a note for the report).
+    async fn check(&mut self, world: &World) -> Result<(Report, Option<String>), AgentError> {
         if matches!(self.persisted.state, State::Steady) {
             self.transition(&Event::CheckStarted)?;
         }
@@ -340,7 +368,7 @@ impl<R: CommandRunner> Agent<R> {
                 if matches!(self.persisted.state, State::Checking) {
                     self.transition(&Event::NothingToDo)?;
                 }
-                return Ok(self.report(format!("no action: {why}")));
+                return Ok((self.report(format!("no action: {why}")), None));
             }
         };
         let host = self.driver.status().await?;
@@ -358,6 +386,29 @@ impl<R: CommandRunner> Agent<R> {
             deny: &deny,
             held: self.persisted.is_held(world.now),
         });
+        // A target the host tool refused as older waits out its backoff (a
+        // retry would pull it again). The release this agent staged before
+        // stays on its way, as for a vetoed one; else the refusal is the error.
+        let mut refusal = None;
+        let plan = match plan {
+            Plan::Stage(target) | Plan::Restage(target)
+                if let Some(refused) = self.refusal(&target.digest, world.now) =>
+            {
+                match self.own_staged(&host, graph) {
+                    Some(staged) => {
+                        refusal = Some(refused.to_string());
+                        Plan::Keep(staged)
+                    }
+                    None => {
+                        if matches!(self.persisted.state, State::Checking) {
+                            self.transition(&Event::NothingToDo)?;
+                        }
+                        return Err(refused);
+                    }
+                }
+            }
+            plan => plan,
+        };
         // A vetoed target waits out its backoff, staged or not.
         let plan = match plan {
             Plan::Stage(target) | Plan::Restage(target) | Plan::Keep(target)
@@ -367,17 +418,7 @@ impl<R: CommandRunner> Agent<R> {
             }
             plan => plan,
         };
-        // A target the host tool refused as older waits out its backoff
-        // (a retry would pull it again); its refusal stays the error.
-        if let Plan::Stage(target) | Plan::Restage(target) = &plan
-            && let Some(refused) = self.refusal(&target.digest, world.now)
-        {
-            if matches!(self.persisted.state, State::Checking) {
-                self.transition(&Event::NothingToDo)?;
-            }
-            return Err(refused);
-        }
-        match plan {
+        let report: Result<Report, AgentError> = match plan {
             Plan::Stage(target) | Plan::Restage(target) => {
                 let event = if matches!(self.persisted.state, State::Checking) {
                     Event::Found(target.clone())
@@ -428,7 +469,10 @@ impl<R: CommandRunner> Agent<R> {
                     self.transition(&Event::Found(target.clone()))?;
                     self.transition(&Event::StagedOk)?;
                 }
-                Ok(self.report(format!("{} is staged", target.version)))
+                Ok(self.report(match &refusal {
+                    Some(note) => format!("{} is staged; {note}", target.version),
+                    None => format!("{} is staged", target.version),
+                }))
             }
             Plan::Unstage(why) => {
                 self.driver.discard().await?;
@@ -442,7 +486,8 @@ impl<R: CommandRunner> Agent<R> {
                 }
                 Ok(self.report(why))
             }
-        }
+        };
+        Ok((report?, refusal))
     }
 
     /// Run the pre-update hooks once per staged target. `Err` carries the

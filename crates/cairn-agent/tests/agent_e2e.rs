@@ -919,3 +919,62 @@ async fn a_boot_judged_healthy_is_not_judged_again_when_leaving_is_retried() {
         "exactly one final record"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_newer_target_does_not_keep_the_staged_one_from_finalizing() {
+    let fleet = fleet().await;
+    let n = node(&fleet, 0, 0.1, "");
+    // This agent staged 44.3 on 44.1 (under an earlier document); the
+    // target now is 44.2 (the barrier), which the host tool refused as older.
+    let mut host = n.host.state();
+    let booted = host.booted.clone().expect("booted");
+    host.staged = Some(cairn_testkit::host::FakeDeployment {
+        digest: fleet.digests[2].clone(),
+        version: Some("44.3".into()),
+        download_only: true,
+        ..booted
+    });
+    cairn_testkit::host::write_state(&n.host.dir, &host);
+    let x = cairn_agent::machine::Target {
+        version: "44.3".into(),
+        digest: fleet.digests[2].clone(),
+    };
+    let now = Timestamp::now();
+    let mut state = cairn_agent::store::AgentState {
+        state: cairn_agent::machine::State::Staged { target: x.clone() },
+        underway: Some(cairn_agent::store::Underway {
+            from_version: Some("44.1".into()),
+            from_digest: Some(fleet.digests[0].clone()),
+            started: now,
+            target: Some(x),
+            rolling_back: None,
+            rolling_back_boot: None,
+            rolling_back_at: None,
+        }),
+        ..Default::default()
+    };
+    state.refused.insert(
+        fleet.digests[1].clone(),
+        cairn_agent::store::RefusalEntry {
+            version: "44.2".into(),
+            message: "rpm-ostree refuses 44.2: created before the current deployment".into(),
+            attempts: 1,
+            retry_after: now + SignedDuration::from_hours(1),
+        },
+    );
+    state.save(&n.state_dir).expect("save");
+    let mut agent = agent(&fleet, &n, None);
+    agent.recover(now).await.expect("recover");
+    let world = world(&fleet);
+    let task = tokio::spawn(async move { agent.tick(&world).await.map(|r| r.reason) });
+    n.host.wait_for_apply().await;
+    n.host.reboot(true);
+    let reason = task.await.expect("task").expect("tick");
+    assert!(reason.starts_with("rebooting into 44.3"), "{reason}");
+    assert!(reason.contains("rpm-ostree refuses 44.2"), "{reason}");
+    let calls = n.host.state().calls;
+    assert!(
+        !calls.iter().any(|c| c.starts_with("switch")),
+        "44.2 not pulled again: {calls:?}"
+    );
+}
