@@ -978,3 +978,41 @@ async fn a_refused_newer_target_does_not_keep_the_staged_one_from_finalizing() {
         "44.2 not pulled again: {calls:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_kept_on_an_unhealthy_target_is_not_reported_as_rolled_back() {
+    let fleet = fleet().await;
+    let n = node(&fleet, 1, 0.1, "");
+    {
+        let mut agent = agent(&fleet, &n, None);
+        agent.tick(&world(&fleet)).await.expect("steady");
+        agent.tick(&world(&fleet)).await.expect("stage");
+    }
+    finalize_and_reboot(&fleet, &n, None, true).await;
+    // Unhealthy without rollback_on_failure: the host stays; leaving fails.
+    let failed = World {
+        boot_health: cairn_agent::health::BootHealth::Failed("check.service failed".into()),
+        boot_id: Some("boot-2".into()),
+        ..world(&fleet)
+    };
+    {
+        let mut agent = agent_with(&fleet, &n, Some(lock_client(&n, "http://127.0.0.1:9/")));
+        agent.recover(Timestamp::now()).await.expect("recover");
+        let err = agent.tick(&failed).await.expect_err("no lock server");
+        assert!(
+            matches!(err, cairn_agent::agent::AgentError::Lock(_)),
+            "{err}"
+        );
+    }
+    let mut agent = agent(&fleet, &n, None);
+    agent.recover(Timestamp::now()).await.expect("recover");
+    let report = agent.tick(&failed).await.expect("leave");
+    assert_eq!(report.state, "steady", "{}", report.reason);
+    assert!(
+        report.reason.contains("44.3 is deny-listed") && report.reason.contains("stays on it"),
+        "{}",
+        report.reason
+    );
+    assert!(!report.reason.contains("rolled back"), "{}", report.reason);
+    assert_eq!(outcomes(&n), ["staged", "rebooting", "booted_unhealthy"]);
+}

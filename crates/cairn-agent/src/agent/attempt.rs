@@ -237,8 +237,19 @@ impl<R: CommandRunner> Agent<R> {
         world: &World,
         target: Target,
     ) -> Result<Report, AgentError> {
-        // Deny-listed by the restart that found the previous release booted.
-        if self.persisted.deny_list.contains_key(&target.digest) {
+        // Deny-listed by the restart that found the previous release booted,
+        // or by a verdict that kept the host on it (leaving failed then).
+        if let Some(denied) = self.persisted.deny_list.get(&target.digest).cloned() {
+            let host = self.driver.status().await?;
+            let still_on = host.booted.as_ref().and_then(|b| b.digest.as_deref())
+                == Some(target.digest.as_str());
+            if still_on {
+                self.leave_verifying(Event::BootedHealthy).await?;
+                return Ok(self.report(format!(
+                    "{} is deny-listed ({}); the host stays on it",
+                    target.version, denied.reason
+                )));
+            }
             self.leave_verifying(Event::RolledBack).await?;
             return Ok(self.report(format!(
                 "rolled back from {}; it will not be offered again",
@@ -458,6 +469,8 @@ impl<R: CommandRunner> Agent<R> {
             world.now,
         );
         self.end_attempt(world.now, result, &reason);
+        // Saved with the final record: a retried pass only leaves.
+        self.persisted.save(&self.state_dir)?;
         self.leave_verifying(Event::BootedHealthy).await?;
         Ok(self.report(reason))
     }
