@@ -600,26 +600,7 @@ async fn post_update_hooks_run_once_even_when_the_lock_release_fails() {
     )
     .expect("client");
     let with_hooks = |lock: Option<FleetLockClient>| {
-        let settings = load(&ConfigDirs::under(&n.config_root)).expect("configuration");
-        let driver = Driver::new(
-            ProcessRunner {
-                use_systemd_run: false,
-            },
-            Tool::Bootc,
-            &n.host.program.display().to_string(),
-            Duration::from_secs(30),
-        );
-        Agent::new(
-            settings,
-            driver,
-            lock,
-            n.state_dir.clone(),
-            n.wariness,
-            "x86_64",
-            &fleet.repo,
-        )
-        .expect("agent")
-        .with_hooks(
+        agent_with(&fleet, &n, lock).with_hooks(
             cairn_agent::hooks::HookSettings {
                 root: n.config_root.clone(),
                 sysroot: n.host.dir.join("sysroot"),

@@ -59,21 +59,14 @@ async fn a_rollback_that_does_not_take_effect_is_not_repeated() {
         boot_id: Some("boot-3".into()),
         ..failed
     };
-    let mut agent = agent(&fleet, &n, None);
-    agent.recover(Timestamp::now()).await.expect("recover");
-    let report = agent.tick(&next_boot).await.expect("verify");
+    let report = pass_in(&fleet, &n, &next_boot).await;
     assert!(
         report.reason.contains("the rollback did not take effect"),
         "{}",
         report.reason
     );
     assert_eq!(report.state, "steady");
-    assert_eq!(rollbacks(&n), 1, "never a second rollback");
-    assert_eq!(
-        outcomes(&n),
-        ["staged", "rebooting", "rolling_back", "rollback_failed"]
-    );
-    assert!(agent.persisted.deny_list.contains_key(&fleet.digests[2]));
+    assert_ended_once_as(&fleet, &n, "rollback_failed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,21 +83,14 @@ async fn a_rollback_that_reboots_late_still_ends_as_rolled_back() {
         boot_health: cairn_agent::health::BootHealth::Healthy,
         ..failed
     };
-    let mut agent = agent(&fleet, &n, None);
-    agent.recover(Timestamp::now()).await.expect("recover");
-    let report = agent.tick(&next_boot).await.expect("verify");
+    let report = pass_in(&fleet, &n, &next_boot).await;
     assert!(
         report.reason.contains("rolled back from 44.3"),
         "{}",
         report.reason
     );
     assert_eq!(report.state, "steady");
-    assert_eq!(rollbacks(&n), 1);
-    assert_eq!(
-        outcomes(&n),
-        ["staged", "rebooting", "rolling_back", "rolled_back"]
-    );
-    assert!(agent.persisted.deny_list.contains_key(&fleet.digests[2]));
+    assert_ended_once_as(&fleet, &n, "rolled_back");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,19 +104,13 @@ async fn a_rollback_recorded_by_an_older_agent_is_judged_without_a_boot_id() {
         underway.rolling_back_boot = None;
     }
     state.save(&n.state_dir).expect("save");
-    let mut agent = agent(&fleet, &n, None);
-    agent.recover(Timestamp::now()).await.expect("recover");
-    let report = agent.tick(&failed).await.expect("verify");
+    let report = pass_in(&fleet, &n, &failed).await;
     assert!(
         report.reason.contains("the rollback did not take effect"),
         "{}",
         report.reason
     );
-    assert_eq!(rollbacks(&n), 1, "never a second rollback");
-    assert_eq!(
-        outcomes(&n),
-        ["staged", "rebooting", "rolling_back", "rollback_failed"]
-    );
+    assert_ended_once_as(&fleet, &n, "rollback_failed");
 }
 
 /// Passes in the boot of the rollback, `minutes` after it, reporting whose
@@ -147,9 +127,28 @@ async fn pass_after(
         boot_id: boot_id.map(str::to_string),
         ..failed.clone()
     };
+    pass_in(fleet, n, &later).await
+}
+
+/// One pass of a freshly started agent (as after a reboot or restart).
+async fn pass_in(fleet: &Fleet, n: &Node, world: &World) -> cairn_agent::agent::Report {
     let mut agent = agent(fleet, n, None);
-    agent.recover(later.now).await.expect("recover");
-    agent.tick(&later).await.expect("pass")
+    agent.recover(world.now).await.expect("recover");
+    agent.tick(world).await.expect("pass")
+}
+
+/// The attempt ended once, as `last`, after exactly one rollback command;
+/// the target is deny-listed and no lock slot is held.
+fn assert_ended_once_as(fleet: &Fleet, n: &Node, last: &str) {
+    assert_eq!(rollbacks(n), 1, "never a second rollback");
+    assert_eq!(
+        outcomes(n),
+        ["staged", "rebooting", "rolling_back", last],
+        "one final record"
+    );
+    let state = cairn_agent::store::AgentState::load(&n.state_dir).expect("state");
+    assert!(state.deny_list.contains_key(&fleet.digests[2]));
+    assert!(!state.lock_held);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,15 +176,7 @@ async fn a_host_that_does_not_reboot_after_the_rollback_ends_it_as_failed() {
     assert_eq!(report.state, "steady");
     let report = pass_after(&fleet, &n, &failed, 17, Some("boot-2")).await;
     assert_eq!(report.state, "steady", "{}", report.reason);
-    assert_eq!(rollbacks(&n), 1, "never a second rollback");
-    assert_eq!(
-        outcomes(&n),
-        ["staged", "rebooting", "rolling_back", "rollback_failed"],
-        "one final record"
-    );
-    let state = cairn_agent::store::AgentState::load(&n.state_dir).expect("state");
-    assert!(state.deny_list.contains_key(&fleet.digests[2]));
-    assert!(!state.lock_held);
+    assert_ended_once_as(&fleet, &n, "rollback_failed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,9 +197,5 @@ async fn a_rollback_waited_on_without_a_boot_id_is_bounded_too() {
         report.reason
     );
     assert_eq!(report.state, "steady");
-    assert_eq!(rollbacks(&n), 1);
-    assert_eq!(
-        outcomes(&n),
-        ["staged", "rebooting", "rolling_back", "rollback_failed"]
-    );
+    assert_ended_once_as(&fleet, &n, "rollback_failed");
 }
