@@ -171,12 +171,12 @@ impl<R: CommandRunner> Agent<R> {
         let attempts = self
             .persisted
             .refused
-            .get(&target.digest)
+            .get(target.digest.as_str())
             .map_or(1, |r| r.attempts.saturating_add(1));
         let retry_after = now.checked_add(backoff(attempts)).unwrap_or(now);
         tracing::warn!(target = %target.version, error = %error, %retry_after, "the host tool refused the target as older");
         self.persisted.refused.insert(
-            target.digest.clone(),
+            target.digest.to_string(),
             crate::store::RefusalEntry {
                 version: target.version.clone(),
                 message: error.to_string(),
@@ -294,7 +294,7 @@ impl<R: CommandRunner> Agent<R> {
         };
         let env = crate::hooks::HookEnv {
             to_version: target.version.clone(),
-            to_digest: target.digest.clone(),
+            to_digest: target.digest.to_string(),
             stream: stream.clone(),
             ..crate::hooks::HookEnv::default()
         };
@@ -447,7 +447,7 @@ impl<R: CommandRunner> Agent<R> {
                     .map_err(|e| e.naming_release(&target.version))
                 {
                     Ok(()) => {
-                        self.persisted.refused.remove(&target.digest);
+                        self.persisted.refused.remove(target.digest.as_str());
                         self.begin_attempt(&target, &host, world.now)?;
                         self.transition(&Event::StagedOk)?;
                         Ok(self.report(format!("staged {}", target.version)))
@@ -523,16 +523,18 @@ impl<R: CommandRunner> Agent<R> {
         let booted = host.booted.as_ref();
         let env = crate::hooks::HookEnv {
             from_version: booted.and_then(|b| b.version.clone()).unwrap_or_default(),
-            from_digest: booted.and_then(|b| b.digest.clone()).unwrap_or_default(),
+            from_digest: booted
+                .and_then(|b| b.digest.as_ref().map(ToString::to_string))
+                .unwrap_or_default(),
             to_version: target.version.clone(),
-            to_digest: target.digest.clone(),
+            to_digest: target.digest.to_string(),
             stream,
         };
         match crate::hooks::pre_update(&settings, staged_root.as_deref(), &env).await {
             crate::hooks::Outcome::Passed(ran) => {
                 tracing::info!(target = %target.version, hooks = ?ran, "pre-update hooks passed");
-                self.persisted.hooks_passed = Some(target.digest.clone());
-                self.persisted.vetoes.remove(&target.digest);
+                self.persisted.hooks_passed = Some(target.digest.to_string());
+                self.persisted.vetoes.remove(target.digest.as_str());
                 self.persisted.save(&self.state_dir)?;
                 Ok(Ok(unsupported))
             }
@@ -548,9 +550,11 @@ impl<R: CommandRunner> Agent<R> {
         let booted = host.booted.as_ref();
         Ok(crate::hooks::HookEnv {
             from_version: booted.and_then(|b| b.version.clone()).unwrap_or_default(),
-            from_digest: booted.and_then(|b| b.digest.clone()).unwrap_or_default(),
+            from_digest: booted
+                .and_then(|b| b.digest.as_ref().map(ToString::to_string))
+                .unwrap_or_default(),
             to_version: target.version.clone(),
-            to_digest: target.digest.clone(),
+            to_digest: target.digest.to_string(),
             stream: self
                 .hooks
                 .as_ref()
@@ -571,7 +575,7 @@ impl<R: CommandRunner> Agent<R> {
         let attempts = self
             .persisted
             .vetoes
-            .get(&target.digest)
+            .get(target.digest.as_str())
             .map_or(1, |v| v.attempts.saturating_add(1));
         let wait = if veto.temporary {
             jiff::SignedDuration::from_mins(1)
@@ -591,7 +595,7 @@ impl<R: CommandRunner> Agent<R> {
             &format!("hook {}: {}", veto.hook, veto.reason),
         );
         self.persisted.vetoes.insert(
-            target.digest.clone(),
+            target.digest.to_string(),
             crate::store::VetoEntry {
                 version: target.version.clone(),
                 hook: veto.hook,

@@ -390,10 +390,12 @@ async fn pass(
     let wariness = wariness(settings, &options.root)?;
     status.wariness = Some(wariness);
     let (driver, host) = pick_driver(options).await?;
-    status.booted = host
-        .booted
-        .as_ref()
-        .map(|b| (b.version.clone(), b.digest.clone()));
+    status.booted = host.booted.as_ref().map(|b| {
+        (
+            b.version.clone(),
+            b.digest.as_ref().map(ToString::to_string),
+        )
+    });
     // The tag is recorded once: after a digest switch bootc's spec shows the digest.
     if state.followed.is_none() && host.followed.as_ref().is_some_and(|f| !f.contains('@')) {
         state.followed = host.followed.clone();
@@ -450,7 +452,7 @@ async fn pass(
                 .as_ref()
                 .and_then(|b| b.digest.as_deref())
                 .is_some_and(|d| cairn_graph::Scheme::of_booted(d) == cairn_graph::Scheme::Oci);
-            cairn_oci::sources::cincinnati_graph(
+            cairn_oci::sources::cincinnati_graph_for_host(
                 &client,
                 url,
                 &stream,
@@ -465,7 +467,7 @@ async fn pass(
             let booted = host
                 .booted
                 .as_ref()
-                .and_then(|b| b.digest.clone())
+                .and_then(|b| b.digest.as_ref().map(ToString::to_string))
                 .unwrap_or_default();
             // After a digest switch the spec names a digest: the recorded tag is followed.
             let follow = crate::follow::Follow {
@@ -586,8 +588,10 @@ async fn pass(
     };
     if let Ok((graph, _)) = &fetched {
         status.document_sequence = graph.sequence();
-        status.booted_age_index =
-            age_in(graph, host.booted.as_ref().and_then(|b| b.digest.as_ref()));
+        status.booted_age_index = age_in(
+            graph,
+            host.booted.as_ref().and_then(|b| b.digest.as_deref()),
+        );
         if let Some(booted) = host.booted.as_ref().and_then(|b| b.digest.clone()) {
             let query = cairn_graph::Query {
                 booted: &booted,
@@ -648,20 +652,24 @@ async fn pass(
         .find(|veto| veto.retry_after > now)
         .map(|veto| (veto.hook.clone(), veto.reason.clone()));
     if let Ok(host) = agent_status(options).await {
-        status.staged = host
-            .staged
-            .as_ref()
-            .map(|s| (s.version.clone(), s.digest.clone()));
+        status.staged = host.staged.as_ref().map(|s| {
+            (
+                s.version.clone(),
+                s.digest.as_ref().map(ToString::to_string),
+            )
+        });
         if let Ok((graph, _)) = &fetched {
-            status.staged_age_index =
-                age_in(graph, host.staged.as_ref().and_then(|s| s.digest.as_ref()));
+            status.staged_age_index = age_in(
+                graph,
+                host.staged.as_ref().and_then(|s| s.digest.as_deref()),
+            );
         }
     }
     Ok(())
 }
 
 /// The age index of the release a digest (or alias) belongs to.
-fn age_in(graph: &SourceGraph, digest: Option<&String>) -> Option<u64> {
+fn age_in(graph: &SourceGraph, digest: Option<&str>) -> Option<u64> {
     graph.release_of_digest(digest?).map(|(_, age)| age)
 }
 

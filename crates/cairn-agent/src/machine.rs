@@ -8,6 +8,7 @@
 //! ```
 //! Any state may move to `ConfigError`, which stages and finalizes nothing.
 
+use cairn_graph::digest::TargetId;
 use serde::{Deserialize, Serialize};
 
 /// A release the agent is moving the host to.
@@ -15,8 +16,9 @@ use serde::{Deserialize, Serialize};
 pub struct Target {
     /// Version shown to people.
     pub version: String,
-    /// Manifest digest to stage.
-    pub digest: String,
+    /// Manifest digest or ostree checksum to stage, checked where it
+    /// entered (graph, host status or state file).
+    pub digest: TargetId,
 }
 
 /// Where the agent is.
@@ -278,7 +280,9 @@ mod tests {
     fn target(n: u8) -> Target {
         Target {
             version: format!("v{n}"),
-            digest: format!("sha256:{}", format!("{n:02x}").repeat(32)),
+            digest: format!("sha256:{}", format!("{n:02x}").repeat(32))
+                .parse()
+                .expect("an id"),
         }
     }
 

@@ -117,7 +117,7 @@ pub fn plan(input: &CheckInput<'_>) -> Plan {
                     node.version,
                     node.deadend.clone().unwrap_or_default()
                 )),
-                Some(node) if input.deny.contains(&staged) => Plan::Unstage(format!(
+                Some(node) if input.deny.iter().any(|d| *d == staged) => Plan::Unstage(format!(
                     "the staged release {} was rolled back from",
                     node.version
                 )),
@@ -233,7 +233,7 @@ mod tests {
 
     fn host(booted: &str, staged: Option<&str>) -> HostStatus {
         let deployment = |d: &str| Deployment {
-            digest: Some(d.to_string()),
+            digest: Some(d.parse().expect("an id")),
             ..Deployment::default()
         };
         HostStatus {
@@ -289,7 +289,7 @@ mod tests {
             plan(&input(&s, &booted, &doc, 0.5, &[], false)),
             Plan::Stage(Target {
                 version: "43.20251110.0".into(),
-                digest: newest.clone()
+                digest: newest.parse().expect("an id")
             })
         );
         let staged_newest = host(&barrier, Some(&newest));
@@ -356,7 +356,7 @@ mod tests {
             held,
             Plan::Keep(Target {
                 version: "43.20251027.0".into(),
-                digest: older.clone()
+                digest: older.parse().expect("an id")
             }),
             "no re-stage while held"
         );

@@ -248,7 +248,7 @@ mod tests {
             state: State::Staged {
                 target: Target {
                     version: "2".into(),
-                    digest: format!("sha256:{}", "a".repeat(64)),
+                    digest: format!("sha256:{}", "a".repeat(64)).parse().expect("an id"),
                 },
             },
             followed: Some("quay.io/acme/os:stable".into()),
@@ -292,7 +292,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(
             dir.path().join(STATE_FILE),
-            r#"{"format":1,"state":{"state":"rebooting","target":{"version":"2","digest":"sha256:b"}},
+            r#"{"format":1,"state":{"state":"rebooting","target":{"version":"2","digest":"sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"}},
                "underway":{"from_version":"1","from_digest":"sha256:a","started":"2026-03-01T04:10:51Z"}}"#,
         )
         .expect("write");
@@ -307,9 +307,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(
             dir.path().join(STATE_FILE),
-            r#"{"format":1,"state":{"state":"verifying","target":{"version":"2","digest":"sha256:b"}},
+            r#"{"format":1,"state":{"state":"verifying","target":{"version":"2","digest":"sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"}},
                "underway":{"from_version":"1","from_digest":"sha256:a","started":"2026-03-01T04:10:51Z",
-                           "target":{"version":"2","digest":"sha256:b"},"rolling_back":"check.service failed"}}"#,
+                           "target":{"version":"2","digest":"sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"},"rolling_back":"check.service failed"}}"#,
         )
         .expect("write");
         let underway = AgentState::load(dir.path())

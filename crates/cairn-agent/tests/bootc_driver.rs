@@ -3,6 +3,7 @@
 
 use cairn_agent::host::driver::{Driver, DriverError, ProcessRunner, StagingTier};
 use cairn_agent::host::{SignatureMode, Tool};
+use cairn_graph::digest::TargetId;
 use cairn_testkit::host::FakeHost;
 use cairn_testkit::{Auth, TestRegistry, write_release};
 use std::time::Duration;
@@ -11,7 +12,7 @@ struct Setup {
     _registry: TestRegistry,
     repo: String,
     old: String,
-    new: String,
+    new: TargetId,
 }
 
 async fn setup() -> Setup {
@@ -22,7 +23,7 @@ async fn setup() -> Setup {
     Setup {
         repo: format!("{}/acme/os", registry.host),
         old: old[0].manifest.clone(),
-        new: new[0].manifest.clone(),
+        new: new[0].manifest.parse().expect("a digest"),
         _registry: registry,
     }
 }
@@ -135,7 +136,9 @@ async fn a_missing_digest_fails_as_bootc_does() {
     let dir = tempfile::tempdir().expect("temp dir");
     let host = host(dir.path(), "1.17.0", &setup, false);
     let driver = driver(&host);
-    let missing = format!("sha256:{}", "e".repeat(64));
+    let missing: TargetId = format!("sha256:{}", "e".repeat(64))
+        .parse()
+        .expect("a digest");
     let err = driver
         .stage(
             StagingTier::DownloadOnlySwitch,
@@ -147,7 +150,7 @@ async fn a_missing_digest_fails_as_bootc_does() {
         .await
         .expect_err("not in the registry");
     assert_eq!(err.kind(), "failed", "{err}");
-    assert!(err.to_string().contains(&missing), "{err}");
+    assert!(err.to_string().contains(missing.as_str()), "{err}");
     assert!(
         driver.status().await.expect("status").staged.is_none(),
         "nothing half-staged"

@@ -4,6 +4,7 @@
 //! policy engine serve; parsing reads such a response back into a graph, so
 //! the agent can follow a Cincinnati server the same way it follows a document.
 
+use crate::digest::TargetId;
 use crate::graph::{Node, Scheme, UpdateGraph};
 use crate::rollout::Rollout;
 use serde::{Deserialize, Serialize};
@@ -83,6 +84,16 @@ pub enum CincinnatiError {
         /// The key.
         key: &'static str,
     },
+    /// A payload that is not a valid release id (or `repository@digest`).
+    #[error("node {index} ({version}): payload: {error}")]
+    InvalidPayload {
+        /// Node position.
+        index: usize,
+        /// Node version.
+        version: String,
+        /// What is wrong with it.
+        error: crate::digest::InvalidId,
+    },
     /// An edge that names a node that does not exist.
     #[error("edge [{from}, {to}] names a node beyond the {nodes} nodes")]
     EdgeOutOfRange {
@@ -102,6 +113,7 @@ impl CincinnatiError {
             CincinnatiError::Shape { .. } => "shape",
             CincinnatiError::Metadata { .. } => "metadata",
             CincinnatiError::EdgeOutOfRange { .. } => "edge_out_of_range",
+            CincinnatiError::InvalidPayload { .. } => "invalid_payload",
         }
     }
 }
@@ -142,7 +154,18 @@ impl UpdateGraph {
                 .get(AGE_INDEX)
                 .and_then(|value| value.parse().ok())
                 .ok_or_else(|| missing(AGE_INDEX))?;
-            nodes.push(parse_node(raw, age_index, scheme));
+            // The payload becomes a host tool's argument: the whole answer
+            // is refused if any node's is not a valid id.
+            let id = match scheme {
+                Scheme::Oci => TargetId::of_pullspec(&raw.payload),
+                Scheme::Checksum => TargetId::checksum(&raw.payload),
+            }
+            .map_err(|error| CincinnatiError::InvalidPayload {
+                index,
+                version: raw.version.clone(),
+                error,
+            })?;
+            nodes.push(parse_node(raw, id, age_index));
         }
         let mut edges = Vec::with_capacity(graph.edges.len());
         for &(from, to) in &graph.edges {
@@ -222,17 +245,11 @@ fn render_node(node: &Node, scheme: Scheme) -> CincinnatiNode {
     }
 }
 
-fn parse_node(raw: &CincinnatiNode, age_index: u64, scheme: Scheme) -> Node {
+fn parse_node(raw: &CincinnatiNode, id: TargetId, age_index: u64) -> Node {
     // Fedora's builder tests barriers by key presence and dead-ends by the value "true".
     let is_barrier = raw.metadata.contains_key(BARRIER);
     let is_deadend = raw.metadata.get(DEADEND).is_some_and(|v| v == "true");
     let reason = |key: &str| raw.metadata.get(key).cloned().unwrap_or_default();
-    let id = match scheme {
-        Scheme::Oci => crate::digest::digest_of_pullspec(&raw.payload)
-            .unwrap_or(&raw.payload)
-            .to_string(),
-        Scheme::Checksum => raw.payload.clone(),
-    };
     // Unparsable rollout values fall back to the defaults, as in Fedora's policy engine.
     let rollout = raw.metadata.contains_key(ROLLOUT).then(|| Rollout {
         start_epoch: raw

@@ -182,9 +182,8 @@ impl BaseGraph {
                 .map(|node| BaseRelease {
                     version: node.version.clone(),
                     age_index: node.age_index,
-                    digests: std::iter::once(&node.id)
-                        .chain(&node.aliases)
-                        .cloned()
+                    digests: std::iter::once(node.id.to_string())
+                        .chain(node.aliases.iter().cloned())
                         .collect(),
                     barrier: node.barrier.clone(),
                     deadend: node.deadend.clone(),

@@ -5,6 +5,7 @@
 //! serve ([`build_graph`]) and a Cairn document that carries the same
 //! information ([`to_document`]), so a stream can move to Cairn without loss.
 
+use crate::digest::TargetId;
 use crate::document::{ArchEntry, GraphDocument, Reason, Release, SCHEMA_VERSION};
 use crate::graph::{Node, Scheme, UpdateGraph};
 use crate::rollout::Rollout;
@@ -125,6 +126,16 @@ pub enum FcosError {
         /// The document's repository.
         repository: String,
     },
+    /// A commit checksum or image digest that is not a valid id.
+    #[error("releases.json: `{path}` (release {version}): {error}")]
+    InvalidId {
+        /// JSON path of the field.
+        path: String,
+        /// Release.
+        version: String,
+        /// What is wrong with it.
+        error: crate::digest::InvalidId,
+    },
     /// A `digest-ref` without `@digest`.
     #[error("release {version} ({arch}): digest-ref {digest_ref:?} has no @digest")]
     NoDigest {
@@ -144,6 +155,7 @@ impl FcosError {
             FcosError::Shape { .. } => "shape",
             FcosError::ForeignRepository { .. } => "foreign_repository",
             FcosError::NoDigest { .. } => "no_digest",
+            FcosError::InvalidId { .. } => "invalid_id",
         }
     }
 }
@@ -166,30 +178,61 @@ fn from_value<T: serde::de::DeserializeOwned>(value: &serde_json::Value) -> Resu
 impl ReleaseIndex {
     /// Parse `releases.json`.
     pub fn from_json(bytes: &[u8]) -> Result<ReleaseIndex, FcosError> {
-        from_json(bytes)
+        let index: ReleaseIndex = from_json(bytes)?;
+        index.check_ids()?;
+        Ok(index)
+    }
+
+    /// Every checksum and digest becomes a host tool's argument one day:
+    /// refuse the whole file if any of them is not a valid id.
+    fn check_ids(&self) -> Result<(), FcosError> {
+        for (r, release) in self.releases.iter().enumerate() {
+            let invalid = |path: String, error| FcosError::InvalidId {
+                path,
+                version: release.version.clone(),
+                error,
+            };
+            for (c, commit) in release.commits.iter().flatten().enumerate() {
+                if !commit.checksum.is_empty() {
+                    TargetId::checksum(&commit.checksum)
+                        .map_err(|e| invalid(format!("releases[{r}].commits[{c}].checksum"), e))?;
+                }
+            }
+            for (i, image) in release.oci_images.iter().flatten().enumerate() {
+                if !image.digest_ref.is_empty() {
+                    TargetId::of_pullspec(&image.digest_ref).map_err(|e| {
+                        invalid(format!("releases[{r}].oci-images[{i}].digest-ref"), e)
+                    })?;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
 impl IndexRelease {
     /// The payload for one architecture and scheme: `(id, payload)`.
     /// When several entries match, the last one wins, as in Fedora's builder.
-    fn payload(&self, arch: &str, scheme: Scheme) -> Option<(String, String)> {
+    /// An entry whose id is not valid (possible only in an index built by
+    /// hand, not parsed) is left out rather than passed on.
+    fn payload(&self, arch: &str, scheme: Scheme) -> Option<(TargetId, String)> {
         match scheme {
             Scheme::Checksum => self
                 .commits
                 .iter()
                 .flatten()
                 .rfind(|c| c.architecture == arch && !c.checksum.is_empty())
-                .map(|c| (c.checksum.clone(), c.checksum.clone())),
+                .and_then(|c| Some((TargetId::checksum(&c.checksum).ok()?, c.checksum.clone()))),
             Scheme::Oci => self
                 .oci_images
                 .iter()
                 .flatten()
                 .rfind(|i| i.architecture == arch && !i.digest_ref.is_empty())
-                .map(|i| {
-                    let digest =
-                        crate::digest::digest_of_pullspec(&i.digest_ref).unwrap_or(&i.digest_ref);
-                    (digest.to_string(), i.digest_ref.clone())
+                .and_then(|i| {
+                    Some((
+                        TargetId::of_pullspec(&i.digest_ref).ok()?,
+                        i.digest_ref.clone(),
+                    ))
                 }),
         }
     }

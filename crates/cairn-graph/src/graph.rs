@@ -7,6 +7,7 @@
 //! lets Cairn's own agents reach the same decisions without a server.
 
 use crate::derive::{Blocked, crossed_base_barrier};
+use crate::digest::TargetId;
 use crate::document::{BaseBarrier, GraphDocument, Reason};
 use crate::rollout::Rollout;
 
@@ -39,7 +40,7 @@ impl Scheme {
 }
 
 /// One release in the graph of one architecture.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Node {
     /// The release version.
     pub version: String,
@@ -47,8 +48,9 @@ pub struct Node {
     pub age_index: u64,
     /// The Cincinnati payload: the checksum, or `repository@digest`.
     pub payload: String,
-    /// What a host booted on this release reports: manifest digest or checksum.
-    pub id: String,
+    /// What a host booted on this release reports: manifest digest or
+    /// checksum. Validated: this is what host tools are asked to stage.
+    pub id: TargetId,
     /// Other digests that hosts of this release may be booted on.
     pub aliases: Vec<String>,
     /// The image config digest, when known.
@@ -67,6 +69,23 @@ pub struct Node {
 }
 
 impl Node {
+    /// A plain available release: no aliases, config, barrier, dead-end or rollout.
+    pub fn new(version: impl Into<String>, id: TargetId, payload: impl Into<String>) -> Node {
+        Node {
+            version: version.into(),
+            age_index: 0,
+            payload: payload.into(),
+            id,
+            aliases: Vec::new(),
+            config: None,
+            available: true,
+            barrier: None,
+            deadend: None,
+            rollout: None,
+            base_age: None,
+        }
+    }
+
     /// True when a host reporting `booted` (a digest, a checksum, or a pull
     /// spec from any registry, mirrors included) runs this release.
     pub fn matches(&self, booted: &str) -> bool {
@@ -171,15 +190,18 @@ impl UpdateGraph {
             .filter_map(|(age, position)| {
                 let release = &document.releases[position];
                 let entry = release.architectures.get(arch)?;
+                // A validated document holds only valid ids; one that
+                // does not is left out, never passed on.
                 let (id, payload) = match scheme {
                     Scheme::Oci => {
-                        let digest = entry.digest.clone()?;
+                        let digest = TargetId::digest(entry.digest.as_deref()?).ok()?;
                         let payload = format!("{}@{digest}", document.repository);
                         (digest, payload)
                     }
                     Scheme::Checksum => {
-                        let commit = entry.ostree.clone()?;
-                        (commit.clone(), commit)
+                        let commit = TargetId::checksum(entry.ostree.as_deref()?).ok()?;
+                        let payload = commit.to_string();
+                        (commit, payload)
                     }
                 };
                 Some(Node {
@@ -373,14 +395,14 @@ impl UpdateGraph {
 mod tests {
     use super::*;
 
+    /// A checksum that spells the version in hex, so tests can name it.
+    fn id(version: &str) -> TargetId {
+        let hex: String = version.bytes().map(|b| format!("{b:02x}")).collect();
+        TargetId::checksum(&format!("{hex:0<64}")).expect("a test id")
+    }
+
     fn node(version: &str) -> Node {
-        Node {
-            version: version.into(),
-            id: version.into(),
-            payload: version.into(),
-            available: true,
-            ..Node::default()
-        }
+        Node::new(version, id(version), id(version).to_string())
     }
 
     fn graph(spec: &str) -> UpdateGraph {
@@ -473,11 +495,12 @@ mod tests {
     #[test]
     fn booted_is_found_by_digest_then_alias() {
         let mut g = graph("..");
-        g.nodes[0].aliases = vec!["v1".into()];
-        assert_eq!(g.find_booted("v1"), Some(1), "a digest beats an alias");
-        g.nodes[1].id = "other".into();
+        let v1 = id("v1").to_string();
+        g.nodes[0].aliases = vec![v1.clone()];
+        assert_eq!(g.find_booted(&v1), Some(1), "a digest beats an alias");
+        g.nodes[1].id = id("other");
         g.nodes[1].payload = "other".into();
-        assert_eq!(g.find_booted("v1"), Some(0));
+        assert_eq!(g.find_booted(&v1), Some(0));
         assert_eq!(g.find_booted("nope"), None);
     }
 }

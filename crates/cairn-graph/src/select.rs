@@ -34,7 +34,7 @@ pub struct Target {
     /// Release version.
     pub version: String,
     /// Manifest digest or ostree checksum to stage.
-    pub digest: String,
+    pub digest: crate::digest::TargetId,
     /// Full payload (`repository@digest` for images).
     pub payload: String,
     /// Age index of the release.

@@ -104,6 +104,10 @@ fn digests_must_be_lowercase_sha256() {
         hex.clone(),
         format!("sha256:{}", &hex[1..]),
         "sha256:xyz".to_string(),
+        "--reboot".to_string(),
+        "sha256:../../x".to_string(),
+        format!("sha256:{} --reboot", &hex[..50]),
+        format!("sha256:{hex} "),
     ] {
         let mut value = example();
         value["releases"][3]["architectures"]["aarch64"]["digest"] = json!(bad);

@@ -316,10 +316,14 @@ fn rendering_and_parsing_rules_of_the_cincinnati_format() {
     use cairn_graph::cincinnati::{
         BARRIER_REASON, DEADEND_REASON, DURATION, ROLLOUT, START_EPOCH, START_VALUE,
     };
-    let index = ReleaseIndex::from_json(br#"{"releases":[
-        {"version":"1","commits":[{"architecture":"x86_64","checksum":"aaa"},{"architecture":"x86_64","checksum":"bbb"}],
-         "oci-images":[{"architecture":"x86_64","image":"r:t","digest-ref":"r@sha256:1"},{"architecture":"x86_64","image":"r:t","digest-ref":"r@sha256:2"}]},
-        {"version":"2","commits":[{"architecture":"x86_64","checksum":"ccc"}]}]}"#)
+    let [a, b, c, one, two] = ["a", "b", "c", "1", "2"].map(|x| x.repeat(64));
+    let index = ReleaseIndex::from_json(
+        format!(r#"{{"releases":[
+        {{"version":"1","commits":[{{"architecture":"x86_64","checksum":"{a}"}},{{"architecture":"x86_64","checksum":"{b}"}}],
+         "oci-images":[{{"architecture":"x86_64","image":"r:t","digest-ref":"r@sha256:{one}"}},{{"architecture":"x86_64","image":"r:t","digest-ref":"r@sha256:{two}"}}]}},
+        {{"version":"2","commits":[{{"architecture":"x86_64","checksum":"{c}"}}]}}]}}"#)
+        .as_bytes(),
+    )
     .expect("index");
     let updates = Updates::from_json(
         br#"{"stream":"s","releases":[
@@ -330,9 +334,9 @@ fn rendering_and_parsing_rules_of_the_cincinnati_format() {
     .expect("updates");
     // The last matching entry wins, as in Fedora's builder.
     let checksum = fcos::build_graph(&index, &updates, "x86_64", Scheme::Checksum);
-    assert_eq!(checksum.nodes()[0].payload, "bbb");
+    assert_eq!(checksum.nodes()[0].payload, b);
     let oci = fcos::build_graph(&index, &updates, "x86_64", Scheme::Oci);
-    assert_eq!(oci.nodes()[0].payload, "r@sha256:2");
+    assert_eq!(oci.nodes()[0].payload, format!("r@sha256:{two}"));
     assert_eq!(oci.nodes().len(), 1, "release 2 has no image");
     // Empty reasons are rendered as "generic"; entries for unknown versions are ignored.
     let rendered = checksum.to_cincinnati();
@@ -424,4 +428,90 @@ fn malformed_fedora_inputs_name_the_field() {
         "{err}"
     );
     assert!(Updates::from_json(b"[1,2").is_err());
+}
+
+#[test]
+fn ids_that_are_not_digests_or_checksums_refuse_the_whole_file() {
+    let good = "a".repeat(64);
+    for bad in [
+        "--reboot",
+        "sha256:../../x",
+        "abc",
+        &"A".repeat(64),
+        &format!("{} ", &good[..63]),
+    ] {
+        let commits = format!(
+            r#"{{"releases":[{{"version":"1","commits":[{{"architecture":"x86_64","checksum":"{good}"}}]}},
+            {{"version":"2","commits":[{{"architecture":"x86_64","checksum":"{bad}"}}]}}]}}"#
+        );
+        let err = ReleaseIndex::from_json(commits.as_bytes()).expect_err(bad);
+        assert_eq!(err.kind(), "invalid_id");
+        assert!(
+            err.to_string().contains("releases[1].commits[0].checksum")
+                && err.to_string().contains("release 2"),
+            "{err}"
+        );
+        for digest_ref in [
+            format!("r@{bad}"),
+            format!("r@sha256:{bad}"),
+            bad.to_string(),
+        ] {
+            let images = format!(
+                r#"{{"releases":[{{"version":"1","oci-images":[{{"architecture":"x86_64","digest-ref":"{digest_ref}"}}]}}]}}"#
+            );
+            let err = ReleaseIndex::from_json(images.as_bytes()).expect_err(&digest_ref);
+            assert!(
+                err.to_string()
+                    .contains("releases[0].oci-images[0].digest-ref"),
+                "{err}"
+            );
+        }
+    }
+}
+
+#[test]
+fn cincinnati_payloads_that_are_not_ids_refuse_the_whole_answer() {
+    use cairn_graph::cincinnati::CincinnatiNode;
+    let node = |payload: &str, scheme: &str| CincinnatiNode {
+        version: "1".into(),
+        metadata: [
+            (
+                "org.fedoraproject.coreos.scheme".to_string(),
+                scheme.to_string(),
+            ),
+            (
+                "org.fedoraproject.coreos.releases.age_index".to_string(),
+                "0".to_string(),
+            ),
+        ]
+        .into(),
+        payload: payload.into(),
+    };
+    let answer = |payload: &str, scheme: &str| CincinnatiGraph {
+        nodes: vec![node(&"c".repeat(64), "checksum"), node(payload, scheme)],
+        edges: vec![(0, 1)],
+    };
+    let digest = format!("sha256:{}", "d".repeat(64));
+    assert!(UpdateGraph::from_cincinnati(&answer(&"e".repeat(64), "checksum")).is_ok());
+    assert!(UpdateGraph::from_cincinnati(&answer(&format!("quay.io/x/y@{digest}"), "oci")).is_ok());
+    assert!(UpdateGraph::from_cincinnati(&answer(&digest, "oci")).is_ok());
+    for bad in [
+        "--reboot",
+        "sha256:../../x",
+        "abc",
+        &"E".repeat(64),
+        &format!("{} x", "e".repeat(62)),
+    ] {
+        for (payload, scheme) in [
+            (bad.to_string(), "checksum"),
+            (bad.to_string(), "oci"),
+            (format!("quay.io/x/y@{bad}"), "oci"),
+            (digest.clone(), "checksum"),
+        ] {
+            let err = UpdateGraph::from_cincinnati(&answer(&payload, scheme))
+                .expect_err(&format!("{payload} ({scheme})"));
+            assert_eq!(err.kind(), "invalid_payload");
+            assert!(err.to_string().starts_with("node 1 (1): payload:"), "{err}");
+        }
+    }
 }

@@ -205,10 +205,10 @@ fn downgrades_only_when_allowed() {
     // A Cincinnati server may serve an edge to an older release.
     let graph: CincinnatiGraph = serde_json::from_value(json!({
         "nodes": [
-            {"version": "1", "payload": "a", "metadata": {
+            {"version": "1", "payload": "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "metadata": {
                 "org.fedoraproject.coreos.scheme": "checksum",
                 "org.fedoraproject.coreos.releases.age_index": "0"}},
-            {"version": "2", "payload": "b", "metadata": {
+            {"version": "2", "payload": "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", "metadata": {
                 "org.fedoraproject.coreos.scheme": "checksum",
                 "org.fedoraproject.coreos.releases.age_index": "1"}}
         ],
@@ -216,7 +216,8 @@ fn downgrades_only_when_allowed() {
     }))
     .expect("graph");
     let graph = UpdateGraph::from_cincinnati(&graph).expect("valid");
-    let mut q = query("b", 0.5, 0, &[]);
+    let booted = "b".repeat(64);
+    let mut q = query(&booted, 0.5, 0, &[]);
     let decision = graph.decide(&q);
     assert!(decision.target.is_none());
     assert_eq!(decision.held[0].hold, Hold::Downgrade);
@@ -244,10 +245,10 @@ fn hosts_booted_from_a_mirror_find_their_release() {
 fn a_server_edge_back_to_the_same_release_is_not_an_update() {
     let graph: CincinnatiGraph = serde_json::from_value(json!({
         "nodes": [
-            {"version": "1", "payload": "a", "metadata": {
+            {"version": "1", "payload": "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "metadata": {
                 "org.fedoraproject.coreos.scheme": "checksum",
                 "org.fedoraproject.coreos.releases.age_index": "0"}},
-            {"version": "1-again", "payload": "b", "metadata": {
+            {"version": "1-again", "payload": "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", "metadata": {
                 "org.fedoraproject.coreos.scheme": "checksum",
                 "org.fedoraproject.coreos.releases.age_index": "0"}}
         ],
@@ -255,7 +256,7 @@ fn a_server_edge_back_to_the_same_release_is_not_an_update() {
     }))
     .expect("graph");
     let graph = UpdateGraph::from_cincinnati(&graph).expect("valid");
-    let decision = graph.decide(&query("a", 0.0, 0, &[]));
+    let decision = graph.decide(&query(&"a".repeat(64), 0.0, 0, &[]));
     assert_eq!(decision.target, None);
     assert_eq!(decision.no_update, Some(NoUpdate::UpToDate));
     assert_eq!(graph.next_change_after(&query("a", 0.0, 0, &[])), None);

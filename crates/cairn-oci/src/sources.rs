@@ -192,9 +192,11 @@ pub fn cincinnati_request(
     Ok(request)
 }
 
-/// The graph a Cincinnati `/v1/graph` server computes for this node. The
-/// answer is unsigned; HTTPS to the configured server is the trust, as for
-/// Zincati. Returns the graph and how to name its source.
+/// The graph a Cincinnati `/v1/graph` server computes for `wariness`, in
+/// one request. The answer is unsigned; HTTPS to the configured server is
+/// the trust, as for Zincati, and every payload must be a valid id. Returns
+/// the graph and how to name its source. Hosts use
+/// [`cincinnati_graph_for_host`].
 pub async fn cincinnati_graph(
     client: &RegistryClient,
     url: &str,
@@ -214,6 +216,40 @@ pub async fn cincinnati_graph(
         .map_err(|e| format!("{shown}: {e}"))?;
     let graph = UpdateGraph::from_cincinnati(&parsed).map_err(|e| format!("{shown}: {e}"))?;
     Ok((graph, shown))
+}
+
+/// The wariness a host sends when it must send one: two decimals, so it is
+/// one of 101 values, each shared by about a hundredth of every fleet.
+pub fn coarse_wariness(wariness: f64) -> f64 {
+    if wariness.is_nan() {
+        return 1.0;
+    }
+    (wariness.clamp(0.0, 1.0) * 100.0).round() / 100.0
+}
+
+/// The graph a Cincinnati server serves a host, asked for without singling
+/// the host out.
+///
+/// A host's wariness comes from its machine id and never changes: sent in
+/// full with every request, it is a node id under another name. So the
+/// first request says `rollout_wariness=0`, which hides no rollout edge,
+/// and the host applies its own wariness to the rollout metadata the nodes
+/// carry, as Fedora's graph does. Only an answer with no rollout metadata
+/// at all (no rollout under way, or a server that keeps it to itself and
+/// filters edges on its side) is asked again, with [`coarse_wariness`].
+pub async fn cincinnati_graph_for_host(
+    client: &RegistryClient,
+    url: &str,
+    stream: &str,
+    arch: &str,
+    wariness: f64,
+    oci: bool,
+) -> Result<(UpdateGraph, String), String> {
+    let (graph, shown) = cincinnati_graph(client, url, stream, arch, 0.0, oci).await?;
+    if graph.nodes().iter().any(|node| node.rollout.is_some()) {
+        return Ok((graph, shown));
+    }
+    cincinnati_graph(client, url, stream, arch, coarse_wariness(wariness), oci).await
 }
 
 /// Where a derived repository's base graph comes from.
@@ -397,6 +433,17 @@ mod tests {
         ] {
             assert!(BaseSource::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_coarse_wariness_has_two_decimals() {
+        assert_eq!(coarse_wariness(0.7193282501649758).to_string(), "0.72");
+        assert_eq!(coarse_wariness(0.0061).to_string(), "0.01");
+        assert_eq!(coarse_wariness(f64::NAN).to_string(), "1");
+        assert_eq!(coarse_wariness(0.0).to_string(), "0");
+        assert_eq!(coarse_wariness(1.0).to_string(), "1");
+        assert_eq!(coarse_wariness(7.0).to_string(), "1");
+        assert_eq!(coarse_wariness(-1.0).to_string(), "0");
     }
 
     #[test]

@@ -152,7 +152,11 @@ fn convert_then_next_agrees_with_graph_fcos() {
             let graph = UpdateGraph::from_cincinnati(&served).expect("graph");
             // Every 7th node keeps the test quick while covering all barrier windows.
             for node in graph.nodes().iter().step_by(7).chain(graph.nodes().last()) {
-                let booted = if oci { &node.id } else { &node.payload };
+                let booted = if oci {
+                    node.id.as_str()
+                } else {
+                    node.payload.as_str()
+                };
                 let fixed = format!("--wariness {wariness} --now {MID_ROLLOUT}");
                 let answer = next(&document_path, booted, &fixed);
                 // The served graph is already filtered for this wariness.

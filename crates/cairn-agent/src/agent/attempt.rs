@@ -38,7 +38,7 @@ pub(super) fn from(host: &HostStatus) -> (Option<String>, Option<String>) {
     let booted = host.booted.as_ref();
     (
         booted.and_then(|b| b.version.clone()),
-        booted.and_then(|b| b.digest.clone()),
+        booted.and_then(|b| b.digest.as_ref().map(ToString::to_string)),
     )
 }
 
@@ -65,7 +65,7 @@ impl<R: CommandRunner> Agent<R> {
             from_version: underway.from_version.clone(),
             from_digest: underway.from_digest.clone(),
             to_version: target.version.clone(),
-            to_digest: target.digest.clone(),
+            to_digest: target.digest.to_string(),
             started: underway.started,
             finished: now,
             result,
@@ -188,7 +188,11 @@ impl<R: CommandRunner> Agent<R> {
     pub(super) fn came_back(&mut self, target: &Target, now: Timestamp) {
         let Some(underway) = &self.persisted.underway else {
             // Ended already, before a restart: keep the deny-list entry's reason.
-            if !self.persisted.deny_list.contains_key(&target.digest) {
+            if !self
+                .persisted
+                .deny_list
+                .contains_key(target.digest.as_str())
+            {
                 self.persisted.deny(
                     &target.digest,
                     &target.version,
@@ -239,7 +243,12 @@ impl<R: CommandRunner> Agent<R> {
     ) -> Result<Report, AgentError> {
         // Deny-listed by the restart that found the previous release booted,
         // or by a verdict that kept the host on it (leaving failed then).
-        if let Some(denied) = self.persisted.deny_list.get(&target.digest).cloned() {
+        if let Some(denied) = self
+            .persisted
+            .deny_list
+            .get(target.digest.as_str())
+            .cloned()
+        {
             let host = self.driver.status().await?;
             let still_on = host.booted.as_ref().and_then(|b| b.digest.as_deref())
                 == Some(target.digest.as_str());
@@ -313,7 +322,7 @@ impl<R: CommandRunner> Agent<R> {
             ),
         };
         self.end_attempt(world.now, result, &reason);
-        self.persisted.judged = Some(target.digest.clone());
+        self.persisted.judged = Some(target.digest.to_string());
         self.persisted.save(&self.state_dir)?;
         self.finish_judged(&target).await?;
         Ok(self.report(match result {
@@ -365,7 +374,7 @@ impl<R: CommandRunner> Agent<R> {
     async fn finish_judged(&mut self, target: &Target) -> Result<(), AgentError> {
         if self.persisted.post_update_ran.as_deref() != Some(target.digest.as_str()) {
             self.post_update_hooks(target).await;
-            self.persisted.post_update_ran = Some(target.digest.clone());
+            self.persisted.post_update_ran = Some(target.digest.to_string());
             self.persisted.save(&self.state_dir)?;
         }
         self.leave_verifying(Event::BootedHealthy).await

@@ -61,7 +61,10 @@ struct Ostree {
 impl BootEntry {
     fn deployment(&self) -> Deployment {
         Deployment {
-            digest: self.image.as_ref().and_then(|i| i.image_digest.clone()),
+            digest: super::checked_digest(
+                "bootc",
+                self.image.as_ref().and_then(|i| i.image_digest.as_deref()),
+            ),
             version: self.image.as_ref().and_then(|i| i.version.clone()),
             checksum: self.ostree.as_ref().and_then(|o| o.checksum.clone()),
             image: self.image.as_ref().map(|i| i.image.image.clone()),

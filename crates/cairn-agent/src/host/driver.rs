@@ -3,6 +3,7 @@
 
 use super::probe::{self, Probe};
 use super::{HostStatus, SignatureMode, StatusError, Tool};
+use cairn_graph::digest::{IdForm, TargetId};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -168,7 +169,7 @@ pub fn bootc_tier(version: Version, switch_download_only: bool) -> StagingTier {
 pub fn stage_commands(
     tier: StagingTier,
     repository: &str,
-    digest: &str,
+    digest: &TargetId,
     signature: &SignatureMode,
     disallow_downgrade: bool,
 ) -> Vec<Vec<String>> {
@@ -195,18 +196,29 @@ pub fn stage_commands(
         }
         StagingTier::StageAtFinalize => Vec::new(),
         StagingTier::RpmOstree => {
+            // No `--`: rpm-ostree's parser stops at it and then finds no
+            // revision. The id's type is the defence: it cannot start with `-`.
             let mut args = vec!["deploy".to_string(), "--lock-finalization".into()];
+            let revision = match digest.form() {
+                IdForm::Digest => digest.to_string(),
+                // Without `revision=`, rpm-ostree takes what is not a
+                // checksum for a version; a commit may sit on another branch.
+                IdForm::Checksum => {
+                    args.push("--skip-branch-check".into());
+                    format!("revision={digest}")
+                }
+            };
             if disallow_downgrade {
                 args.push("--disallow-downgrade".into());
             }
-            args.push(digest.to_string());
+            args.push(revision);
             vec![args]
         }
     }
 }
 
 /// The command line that finalizes and reboots (it never returns on success).
-pub fn apply_command(tool: Tool, digest: &str) -> Vec<String> {
+pub fn apply_command(tool: Tool, digest: &TargetId) -> Vec<String> {
     match tool {
         Tool::Bootc => vec![
             "upgrade".into(),
@@ -417,7 +429,7 @@ impl<R: CommandRunner> Driver<R> {
         &self,
         tier: StagingTier,
         repository: &str,
-        digest: &str,
+        digest: &TargetId,
         signature: &SignatureMode,
         disallow_downgrade: bool,
     ) -> Result<(), DriverError> {
@@ -457,7 +469,7 @@ impl<R: CommandRunner> Driver<R> {
         &self,
         tier: StagingTier,
         repository: &str,
-        digest: &str,
+        digest: &TargetId,
         signature: &SignatureMode,
         disallow_downgrade: bool,
     ) -> Result<(), DriverError> {
@@ -495,7 +507,7 @@ impl<R: CommandRunner> Driver<R> {
 
     /// Finalize and reboot. The caller records its intent first: on success the
     /// host goes down and this never returns.
-    pub async fn apply(&self, digest: &str) -> Result<(), DriverError> {
+    pub async fn apply(&self, digest: &TargetId) -> Result<(), DriverError> {
         self.run_until_reboot(&apply_command(self.tool, digest))
             .await
     }
@@ -608,6 +620,11 @@ mod tests {
     use super::*;
 
     const DIGEST: &str = "sha256:16dc2b6256b4ff0d2ec18d2dbfb06d117904010c8cf9732cdb022818cf7a7566";
+    const CHECKSUM: &str = "16dc2b6256b4ff0d2ec18d2dbfb06d117904010c8cf9732cdb022818cf7a7566";
+
+    fn digest() -> TargetId {
+        DIGEST.parse().expect("an id")
+    }
 
     fn line(args: &[String]) -> String {
         args.join(" ")
@@ -650,7 +667,7 @@ mod tests {
         let signed = SignatureMode::ContainerPolicy;
         let unsigned = SignatureMode::Unverified;
         let lines = |tier, sig| {
-            stage_commands(tier, repo, DIGEST, sig, true)
+            stage_commands(tier, repo, &digest(), sig, true)
                 .iter()
                 .map(|a| line(a))
                 .collect::<Vec<_>>()
@@ -679,9 +696,17 @@ mod tests {
                 "deploy --lock-finalization --disallow-downgrade {DIGEST}"
             )]
         );
+        // A commit is named as one, so rpm-ostree never reads it as a version.
+        let commit: TargetId = CHECKSUM.parse().expect("an id");
+        assert_eq!(
+            line(&stage_commands(StagingTier::RpmOstree, repo, &commit, &signed, true)[0]),
+            format!(
+                "deploy --lock-finalization --skip-branch-check --disallow-downgrade revision={CHECKSUM}"
+            )
+        );
         // A move Cairn's own order vouches for (a newer base) leaves it off.
         assert_eq!(
-            stage_commands(StagingTier::RpmOstree, repo, DIGEST, &signed, false),
+            stage_commands(StagingTier::RpmOstree, repo, &digest(), &signed, false),
             vec![vec![
                 "deploy".to_string(),
                 "--lock-finalization".into(),
@@ -693,11 +718,11 @@ mod tests {
     #[test]
     fn exact_apply_rollback_discard_and_register_lines() {
         assert_eq!(
-            line(&apply_command(Tool::Bootc, DIGEST)),
+            line(&apply_command(Tool::Bootc, &digest())),
             "upgrade --from-downloaded --apply"
         );
         assert_eq!(
-            line(&apply_command(Tool::RpmOstree, DIGEST)),
+            line(&apply_command(Tool::RpmOstree, &digest())),
             format!("finalize-deployment {DIGEST}")
         );
         assert_eq!(line(&rollback_command(Tool::Bootc)), "rollback --apply");

@@ -4,6 +4,8 @@
 //! Parsing is lenient (unknown fields ignored, missing ones defaulted), as
 //! bootc's own API types are: a newer host tool must not blind the agent.
 
+use cairn_graph::digest::TargetId;
+
 pub mod bootc;
 pub mod driver;
 pub mod probe;
@@ -32,8 +34,9 @@ pub enum SignatureMode {
 /// One deployment.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Deployment {
-    /// The per-architecture manifest digest, for image deployments.
-    pub digest: Option<String>,
+    /// The per-architecture manifest digest, for image deployments; `None`
+    /// also when the tool reported something that is not a digest.
+    pub digest: Option<TargetId>,
     /// The version label.
     pub version: Option<String>,
     /// The ostree commit.
@@ -48,6 +51,19 @@ pub struct Deployment {
     /// `ostree/deploy/<stateroot>/deploy/<checksum>.<serial>`. `None` on the
     /// composefs backend, which has no such directory.
     pub deploy_path: Option<String>,
+}
+
+/// A digest from a host tool's status, checked like every other id: one that
+/// is not valid is dropped (and logged), never passed back to a tool.
+pub fn checked_digest(tool: &str, value: Option<&str>) -> Option<TargetId> {
+    let value = value?;
+    match TargetId::digest(value) {
+        Ok(id) => Some(id),
+        Err(e) => {
+            tracing::warn!(tool, error = %e, "the host status names an image digest that is not valid; ignoring it");
+            None
+        }
+    }
 }
 
 /// The ostree deployment directory of a checksum, relative to the sysroot.

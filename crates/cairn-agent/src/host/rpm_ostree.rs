@@ -38,7 +38,7 @@ struct RawDeployment {
 impl RawDeployment {
     fn deployment(&self) -> Deployment {
         Deployment {
-            digest: self.digest.clone(),
+            digest: super::checked_digest("rpm-ostree", self.digest.as_deref()),
             version: self.version.clone(),
             checksum: self.checksum.clone(),
             image: self.image.clone(),

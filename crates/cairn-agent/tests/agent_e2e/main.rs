@@ -708,7 +708,7 @@ async fn a_refused_newer_target_does_not_keep_the_staged_one_from_finalizing() {
     cairn_testkit::host::write_state(&n.host.dir, &host);
     let x = cairn_agent::machine::Target {
         version: "44.3".into(),
-        digest: fleet.digests[2].clone(),
+        digest: fleet.digests[2].parse().expect("a digest"),
     };
     let now = Timestamp::now();
     let mut state = cairn_agent::store::AgentState {

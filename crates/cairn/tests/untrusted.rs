@@ -1,0 +1,393 @@
+//! What a graph source says is not trusted blindly: ids that are not digests
+//! or checksums never reach a host tool, and the Cincinnati request carries
+//! nothing that singles the host out. Every source here is a real HTTP
+//! server on loopback; every host is a stand-in that records its calls.
+
+mod common;
+
+use cairn_testkit::host::FakeHost;
+use common::{cairn, ok};
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+
+const BOOTED_VERSION: &str = "44.1";
+const REPO: &str = "quay.io/fedora/fedora-coreos";
+
+/// Ids an attacker might put where a digest belongs.
+const HOSTILE: [&str; 5] = [
+    "--reboot",
+    "sha256:../../x",
+    "sha256:abc",
+    "SHA256:44528ECC3FE8AB2C2A4D0990CDC0898ACA334AA632D4A77F23118F8900435636",
+    "sha256:44528ecc3fe8ab2c2a4d0990cdc0898aca334aa6 --reboot",
+];
+
+fn booted_digest() -> String {
+    format!("sha256:{}", "1".repeat(64))
+}
+
+/// A loopback server answering `path` with `body` and keeping each
+/// request's query string.
+struct Served {
+    address: String,
+    queries: Arc<Mutex<Vec<String>>>,
+}
+
+async fn serve(routes: Vec<(&'static str, String)>) -> Served {
+    let queries = Arc::new(Mutex::new(Vec::new()));
+    let mut router = axum::Router::new();
+    for (path, body) in routes {
+        let seen = queries.clone();
+        router = router.route(
+            path,
+            axum::routing::get(move |uri: axum::http::Uri| {
+                let body = body.clone();
+                let seen = seen.clone();
+                async move {
+                    seen.lock()
+                        .expect("lock")
+                        .push(uri.query().unwrap_or_default().to_string());
+                    ([("content-type", "application/json")], body)
+                }
+            }),
+        );
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address").to_string();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    Served { address, queries }
+}
+
+impl Served {
+    fn queries(&self) -> Vec<String> {
+        self.queries.lock().expect("lock").clone()
+    }
+}
+
+/// Which stand-in drives the host.
+#[derive(Clone, Copy, Debug)]
+enum Tool {
+    Bootc,
+    RpmOstree,
+}
+
+struct Host {
+    host: FakeHost,
+    state: String,
+    args: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+fn host(tool: Tool, fragment: &str, server: &str) -> Host {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let image = format!("{REPO}:stable");
+    let booted = booted_digest();
+    let host = match tool {
+        Tool::Bootc => FakeHost::new(
+            &dir.path().join("host"),
+            "1.17.0",
+            &image,
+            (&booted, BOOTED_VERSION),
+            &[],
+            true,
+        ),
+        Tool::RpmOstree => FakeHost::rpm_ostree(
+            &dir.path().join("host"),
+            &image,
+            (&booted, BOOTED_VERSION),
+            &[],
+            true,
+        ),
+    };
+    let config = dir.path().join("root/etc/cairn/config.d");
+    std::fs::create_dir_all(&config).expect("mkdir");
+    std::fs::write(config.join("50-site.toml"), fragment).expect("write");
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let program = host.program.display().to_string();
+    let (bootc, rpm_ostree) = match tool {
+        Tool::Bootc => (program, path("no-rpm-ostree")),
+        Tool::RpmOstree => (path("no-bootc"), program),
+    };
+    let args = [
+        "agent",
+        "--once",
+        "--root",
+        &path("root"),
+        "--state-dir",
+        &path("state"),
+        "--socket",
+        &path("none.sock"),
+        "--bootc",
+        &bootc,
+        "--rpm-ostree",
+        &rpm_ostree,
+        "--arch",
+        "x86_64",
+        "--insecure-registry",
+        server,
+        "--no-updater-check",
+        "--no-systemd",
+        "--no-user-check",
+    ]
+    .map(String::from)
+    .to_vec();
+    Host {
+        host,
+        state: path("state"),
+        args,
+        _dir: dir,
+    }
+}
+
+impl Host {
+    fn run_once(&self) -> String {
+        ok(&self.args)
+    }
+
+    fn last_error(&self) -> String {
+        let status: Value =
+            serde_json::from_str(&ok(&["status", "--state-dir", &self.state, "--json"]))
+                .expect("JSON");
+        status["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// The stand-in's calls that would change the host.
+    fn changes(&self) -> Vec<String> {
+        let reads = [
+            "status",
+            "--version",
+            "switch --help",
+            "deploy  --register-driver",
+        ];
+        self.host
+            .state()
+            .calls
+            .into_iter()
+            .filter(|call| !reads.iter().any(|read| call.starts_with(read)))
+            .collect()
+    }
+
+    fn asked_status(&self) -> bool {
+        self.host
+            .state()
+            .calls
+            .iter()
+            .any(|c| c.starts_with("status"))
+    }
+}
+
+fn cincinnati_node(version: &str, age: usize, payload: &str, rollout: bool) -> Value {
+    let mut metadata = json!({
+        "org.fedoraproject.coreos.scheme": "oci",
+        "org.fedoraproject.coreos.releases.age_index": age.to_string(),
+    });
+    if rollout {
+        metadata["org.fedoraproject.coreos.updates.rollout"] = json!("true");
+        metadata["org.fedoraproject.coreos.updates.start_epoch"] = json!("1");
+        metadata["org.fedoraproject.coreos.updates.start_value"] = json!("0");
+        metadata["org.fedoraproject.coreos.updates.duration_minutes"] = json!("1");
+    }
+    json!({"version": version, "metadata": metadata, "payload": payload})
+}
+
+fn cincinnati_answer(newer_payload: &str, rollout: bool) -> String {
+    json!({
+        "nodes": [
+            cincinnati_node(BOOTED_VERSION, 0, &format!("{REPO}@{}", booted_digest()), false),
+            cincinnati_node("44.2", 1, newer_payload, rollout),
+        ],
+        "edges": [[0, 1]],
+    })
+    .to_string()
+}
+
+fn cincinnati_fragment(server: &str, wariness: f64) -> String {
+    format!(
+        "[updates]\nsource = \"cincinnati:http://{server}\"\n[identity]\nrollout_wariness = {wariness}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_cincinnati_payloads_never_reach_a_host_tool() {
+    for bad in HOSTILE {
+        for payload in [bad.to_string(), format!("{REPO}@{bad}")] {
+            let server = serve(vec![("/v1/graph", cincinnati_answer(&payload, false))]).await;
+            for tool in [Tool::Bootc, Tool::RpmOstree] {
+                let label = format!("{payload:?} on {tool:?}");
+                let node = host(
+                    tool,
+                    &cincinnati_fragment(&server.address, 0.5),
+                    &server.address,
+                );
+                let out = node.run_once();
+                assert!(node.asked_status(), "{label}: the agent ran: {out}");
+                assert!(
+                    !server.queries().is_empty(),
+                    "{label}: the server was asked"
+                );
+                assert_eq!(node.changes(), Vec::<String>::new(), "{label}: {out}");
+                let error = node.last_error();
+                assert!(
+                    error.contains(&format!("cincinnati:http://{}", server.address))
+                        && error.contains("node 1 (44.2): payload:")
+                        && error.contains("is not a release id"),
+                    "{label}: {error}"
+                );
+            }
+        }
+    }
+}
+
+/// Fedora's two files: the booted release and a newer one whose image is `digest_ref`.
+async fn serve_fedora(digest_ref: &str) -> Served {
+    let image = |version: &str, digest_ref: &str| {
+        json!({"version": version, "oci-images": [
+            {"architecture": "x86_64", "image": format!("{REPO}:{version}"), "digest-ref": digest_ref}
+        ]})
+    };
+    let index = json!({"stream": "stable", "releases": [
+        image(BOOTED_VERSION, &format!("{REPO}@{}", booted_digest())),
+        image("44.2", digest_ref),
+    ]});
+    let updates = json!({"stream": "stable", "releases": []});
+    serve(vec![
+        ("/prod/streams/stable/releases.json", index.to_string()),
+        ("/updates/stable.json", updates.to_string()),
+    ])
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_fedora_digests_never_reach_a_host_tool() {
+    for bad in HOSTILE {
+        for digest_ref in [bad.to_string(), format!("{REPO}@{bad}")] {
+            let server = serve_fedora(&digest_ref).await;
+            let fragment = format!(
+                "[updates]\nsource = \"fcos:http://{}\"\n[identity]\nrollout_wariness = 0.5\n",
+                server.address
+            );
+            for tool in [Tool::Bootc, Tool::RpmOstree] {
+                let label = format!("{digest_ref:?} on {tool:?}");
+                let node = host(tool, &fragment, &server.address);
+                let out = node.run_once();
+                assert!(node.asked_status(), "{label}: the agent ran: {out}");
+                assert!(
+                    !server.queries().is_empty(),
+                    "{label}: the server was asked"
+                );
+                assert_eq!(node.changes(), Vec::<String>::new(), "{label}: {out}");
+                let error = node.last_error();
+                assert!(
+                    error.contains("releases[1].oci-images[0].digest-ref")
+                        && error.contains("is not a release id"),
+                    "{label}: {error}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_valid_newer_payload_is_staged_as_the_control_case() {
+    // Without this, the tests above would pass for an agent that never stages.
+    let registry = cairn_testkit::TestRegistry::start(cairn_testkit::Auth::None).await;
+    let store = registry.store("fedora/fedora-coreos");
+    let (_, old) =
+        cairn_testkit::write_release(&store, "44.1", "2026-01-01T00:00:00Z", &["44.1"]).await;
+    let (_, new) =
+        cairn_testkit::write_release(&store, "44.2", "2026-02-01T00:00:00Z", &["44.2", "stable"])
+            .await;
+    let repo = format!("{}/fedora/fedora-coreos", registry.host);
+    let answer = json!({
+        "nodes": [
+            cincinnati_node("44.1", 0, &format!("{repo}@{}", old[0].manifest), false),
+            cincinnati_node("44.2", 1, &format!("{repo}@{}", new[0].manifest), false),
+        ],
+        "edges": [[0, 1]],
+    });
+    let server = serve(vec![("/v1/graph", answer.to_string())]).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let host = FakeHost::new(
+        &dir.path().join("host"),
+        "1.17.0",
+        &format!("{repo}:stable"),
+        (&old[0].manifest, "44.1"),
+        std::slice::from_ref(&registry.host),
+        true,
+    );
+    let config = dir.path().join("root/etc/cairn/config.d");
+    std::fs::create_dir_all(&config).expect("mkdir");
+    std::fs::write(
+        config.join("50-site.toml"),
+        cincinnati_fragment(&server.address, 0.5),
+    )
+    .expect("write");
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let out = ok(&[
+        "agent",
+        "--once",
+        "--root",
+        &path("root"),
+        "--state-dir",
+        &path("state"),
+        "--bootc",
+        &host.program.display().to_string(),
+        "--arch",
+        "x86_64",
+        "--insecure-registry",
+        &registry.host,
+        "--insecure-registry",
+        &server.address,
+        "--no-updater-check",
+        "--no-systemd",
+    ]);
+    assert!(out.contains("staged 44.2"), "{out}");
+    assert_eq!(
+        host.state().staged.map(|s| s.digest).as_deref(),
+        Some(new[0].manifest.as_str())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cincinnati_request_does_not_single_the_host_out() {
+    // The wariness a machine id gives: sixteen digits that never change.
+    let wariness = 0.7193282501649758;
+    let newer = format!("{REPO}@sha256:{}", "2".repeat(64));
+    // Fedora's kind of answer: rollout metadata in the nodes. Wariness 0 is
+    // sent, and the host's own wariness decides, locally.
+    let server = serve(vec![("/v1/graph", cincinnati_answer(&newer, true))]).await;
+    let node = host(
+        Tool::RpmOstree,
+        &cincinnati_fragment(&server.address, wariness),
+        &server.address,
+    );
+    let out = node.run_once();
+    assert_eq!(
+        server.queries(),
+        vec!["basearch=x86_64&stream=stable&rollout_wariness=0&oci=true".to_string()],
+        "{out}"
+    );
+    // An answer without rollout metadata: asked again with two decimals.
+    let server = serve(vec![("/v1/graph", cincinnati_answer(&newer, false))]).await;
+    let node = host(
+        Tool::Bootc,
+        &cincinnati_fragment(&server.address, wariness),
+        &server.address,
+    );
+    let out = node.run_once();
+    assert_eq!(
+        server.queries(),
+        vec![
+            "basearch=x86_64&stream=stable&rollout_wariness=0&oci=true".to_string(),
+            "basearch=x86_64&stream=stable&rollout_wariness=0.72&oci=true".to_string(),
+        ],
+        "{out}"
+    );
+    let status = cairn(&["status", "--state-dir", &node.state, "--json"]);
+    assert!(status.status.success());
+}
