@@ -6,9 +6,18 @@
 //! Any 2xx is success; errors come as `{"kind", "value"}`. Some servers
 //! (airlock) never expire a slot, so callers release it on every way out of
 //! the reboot path that does not reboot.
+//!
+//! Requests go through Cairn's shared HTTP layer (`cairn_oci::http`) for its
+//! client settings and its size-limited reader, but without its retries: the
+//! agent's loop already asks again at every tick, and a lock call held up by
+//! backoff would only delay the tick that reports the failure.
 
+use cairn_oci::http::{Http, Overflow, RetryPolicy, error_chain, limits, read_body};
 use serde_json::json;
 use std::time::Duration;
+
+/// The largest FleetLock reply read; servers send a short JSON object.
+pub const MAX_REPLY_BYTES: usize = limits::FLEETLOCK_REPLY;
 
 /// Why the lock server did not grant or release the slot.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -61,7 +70,7 @@ pub fn endpoint(base: &url::Url, operation: &str) -> url::Url {
 /// A FleetLock client for one node.
 #[derive(Debug, Clone)]
 pub struct FleetLockClient {
-    http: reqwest::Client,
+    http: Http,
     base: url::Url,
     id: String,
     group: String,
@@ -75,13 +84,10 @@ impl FleetLockClient {
         group: &str,
         timeout: Duration,
     ) -> Result<Self, LockError> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| LockError::Transport {
-                url: base.to_string(),
-                message: e.to_string(),
-            })?;
+        let http = Http::new(timeout, RetryPolicy::NONE).map_err(|e| LockError::Transport {
+            url: base.to_string(),
+            message: error_chain(&e),
+        })?;
         Ok(FleetLockClient {
             http,
             base,
@@ -103,23 +109,32 @@ impl FleetLockClient {
     async fn call(&self, operation: &str) -> Result<(), LockError> {
         let url = endpoint(&self.base, operation);
         let body = json!({"client_params": {"id": self.id, "group": self.group}});
+        let body = body.to_string();
         let response = self
             .http
-            .post(url.clone())
-            .header("fleet-lock-protocol", "true")
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
+            .send(|http| {
+                http.post(url.clone())
+                    .header("fleet-lock-protocol", "true")
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+            })
             .await
             .map_err(|e| LockError::Transport {
                 url: url.to_string(),
-                message: e.to_string(),
+                message: error_chain(&e),
             })?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
         }
-        let text = response.text().await.unwrap_or_default();
+        // Only the start of an error reply is read, whatever the server sends.
+        let text = match read_body(response, MAX_REPLY_BYTES, Overflow::Truncate).await {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(e) => {
+                tracing::debug!(%url, error = %e, "could not read the lock server's reply");
+                String::new()
+            }
+        };
         let error: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
         Err(LockError::Refused {
             url: url.to_string(),

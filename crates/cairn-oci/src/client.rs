@@ -9,13 +9,13 @@
 use crate::auth::{Challenge, Credentials, Login};
 use crate::digest::sha256_digest;
 use crate::error::{OciError, Result};
+use crate::http::{BodyError, Http, Overflow, RetryPolicy, error_chain, limits};
 use crate::reference::Repository;
 use base64::Engine;
 use bytes::Bytes;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,8 +31,8 @@ pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list
 /// Every manifest type Cairn reads, for `Accept`.
 const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
 
-/// Largest manifest or document Cairn accepts (registries cap manifests at 4 MiB).
-pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
+/// Largest manifest Cairn accepts (registries cap manifests at 4 MiB).
+pub const MAX_MANIFEST_BYTES: usize = limits::MANIFEST;
 
 /// How the client behaves.
 #[derive(Debug, Clone)]
@@ -44,7 +44,8 @@ pub struct ClientOptions {
     pub insecure_registries: Vec<String>,
     /// Timeout of each request.
     pub timeout: Duration,
-    /// Retries after a 429, a 5xx or a transport error.
+    /// Retries after a 429, a 5xx or a transport error, for registry calls
+    /// and plain URLs alike.
     pub retries: u32,
     /// First pause between retries; it doubles each time.
     pub backoff: Duration,
@@ -117,51 +118,33 @@ pub struct RegistryClient {
 
 #[derive(Debug)]
 struct Inner {
-    http: reqwest::Client,
+    http: Http,
     options: ClientOptions,
     /// `Authorization` values by `host/repository`.
     authorizations: Mutex<HashMap<String, HeaderValue>>,
-    requests: AtomicU64,
 }
 
 impl RegistryClient {
     /// A client with these options.
     pub fn new(options: ClientOptions) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(options.timeout)
-            .connect_timeout(options.timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("cairn/", env!("CARGO_PKG_VERSION")))
-            // Blob storage may redirect elsewhere: reqwest drops credentials on
-            // cross-host redirects, and an https request never follows to http.
-            .redirect(reqwest::redirect::Policy::custom(|attempt| {
-                let downgrade = attempt
-                    .previous()
-                    .last()
-                    .is_some_and(|p| p.scheme() == "https")
-                    && attempt.url().scheme() != "https";
-                if downgrade {
-                    attempt.error("refusing a redirect from https to plain http")
-                } else if attempt.previous().len() > 5 {
-                    attempt.error("too many redirects")
-                } else {
-                    attempt.follow()
-                }
-            }))
-            .build()
-            .map_err(|e| OciError::invalid("HTTP client", e))?;
+        let retry = RetryPolicy {
+            retries: options.retries,
+            backoff: options.backoff,
+        };
+        let http =
+            Http::new(options.timeout, retry).map_err(|e| OciError::invalid("HTTP client", e))?;
         Ok(RegistryClient {
             inner: Arc::new(Inner {
                 http,
                 options,
                 authorizations: Mutex::new(HashMap::new()),
-                requests: AtomicU64::new(0),
             }),
         })
     }
 
     /// HTTP requests sent so far, token requests and retries included.
     pub fn request_count(&self) -> u64 {
-        self.inner.requests.load(Ordering::Relaxed)
+        self.inner.http.request_count()
     }
 
     fn base_url(&self, repository: &Repository) -> String {
@@ -195,8 +178,7 @@ impl RegistryClient {
         }
     }
 
-    /// Send a request, authenticating on a 401 and retrying 429, 5xx and
-    /// transport errors with exponential backoff (honouring `Retry-After`).
+    /// Send a request through the retrying HTTP layer, authenticating on a 401.
     async fn send(
         &self,
         repository: &Repository,
@@ -205,41 +187,31 @@ impl RegistryClient {
         headers: HeaderMap,
         body: Option<Bytes>,
     ) -> Result<reqwest::Response> {
-        let options = &self.inner.options;
         // Credentials go only to the registry itself, never to another origin
         // an upload `Location` or a `Link` header may name.
         let same_origin = origin(url) == origin(&self.base_url(repository));
         let mut authenticated = !same_origin;
-        let mut attempt = 0;
         loop {
-            let mut request = self
+            let authorization = if same_origin {
+                self.cached_authorization(repository)
+            } else {
+                None
+            };
+            let response = self
                 .inner
                 .http
-                .request(method.clone(), url)
-                .headers(headers.clone());
-            if let Some(body) = &body {
-                request = request.body(body.clone());
-            }
-            if same_origin && let Some(value) = self.cached_authorization(repository) {
-                request = request.header(header::AUTHORIZATION, value);
-            }
-            self.inner.requests.fetch_add(1, Ordering::Relaxed);
-            let response = match request.send().await {
-                Ok(response) => response,
-                Err(error) if attempt < options.retries => {
-                    tracing::debug!(%url, %error, attempt, "retrying after transport error");
-                    tokio::time::sleep(options.backoff * 2u32.saturating_pow(attempt)).await;
-                    attempt += 1;
-                    continue;
-                }
-                Err(error) => {
-                    return Err(OciError::Transport {
-                        method: method.to_string(),
-                        url: url.to_string(),
-                        message: error_chain(&error),
-                    });
-                }
-            };
+                .send(|http| {
+                    let mut request = http.request(method.clone(), url).headers(headers.clone());
+                    if let Some(body) = &body {
+                        request = request.body(body.clone());
+                    }
+                    if let Some(value) = &authorization {
+                        request = request.header(header::AUTHORIZATION, value.clone());
+                    }
+                    request
+                })
+                .await
+                .map_err(|e| transport(method.as_str(), url, &e))?;
             let status = response.status();
             if status == StatusCode::UNAUTHORIZED && !authenticated {
                 let challenge = response
@@ -257,15 +229,6 @@ impl RegistryClient {
                     url: url.to_string(),
                     message: format!("HTTP {}", status.as_u16()),
                 });
-            }
-            let retryable = status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
-            if retryable && attempt < options.retries {
-                let pause = retry_after(response.headers())
-                    .unwrap_or(options.backoff * 2u32.saturating_pow(attempt));
-                tracing::debug!(%url, status = status.as_u16(), attempt, "retrying");
-                tokio::time::sleep(pause).await;
-                attempt += 1;
-                continue;
             }
             return Ok(response);
         }
@@ -338,16 +301,18 @@ impl RegistryClient {
         if let Some(scope) = scope {
             query.push(("scope", scope));
         }
-        let mut request = self.inner.http.get(realm).query(&query);
-        if let Some(login) = login {
-            request = request.basic_auth(&login.username, Some(&login.password));
-        }
-        self.inner.requests.fetch_add(1, Ordering::Relaxed);
-        let response = request.send().await.map_err(|e| OciError::Transport {
-            method: "GET".into(),
-            url: realm.to_string(),
-            message: error_chain(&e),
-        })?;
+        let response = self
+            .inner
+            .http
+            .send(|http| {
+                let request = http.get(realm).query(&query);
+                match login {
+                    Some(login) => request.basic_auth(&login.username, Some(&login.password)),
+                    None => request,
+                }
+            })
+            .await
+            .map_err(|e| transport("GET", realm, &e))?;
         if !response.status().is_success() {
             return Err(OciError::Unauthorized {
                 url: realm.to_string(),
@@ -364,11 +329,8 @@ impl RegistryClient {
             #[serde(default)]
             access_token: Option<String>,
         }
-        let bytes = response.bytes().await.map_err(|e| OciError::Transport {
-            method: "GET".into(),
-            url: realm.to_string(),
-            message: error_chain(&e),
-        })?;
+        // The realm is wherever the registry points: read no more than a token needs.
+        let bytes = read_limited(response, "GET", realm, limits::TOKEN_REPLY).await?;
         let reply: TokenReply = serde_json::from_slice(&bytes)
             .map_err(|e| OciError::invalid(format!("token reply from {realm}"), e))?;
         reply
@@ -403,7 +365,7 @@ impl RegistryClient {
                     format!("pagination link to another origin refused: {next}"),
                 ));
             }
-            let bytes = read_body(response, "GET", &url).await?;
+            let bytes = read_limited(response, "GET", &url, limits::TAG_LIST_PAGE).await?;
             let page: TagList = serde_json::from_slice(&bytes)
                 .map_err(|e| OciError::invalid(format!("tag list of {repository}"), e))?;
             tags.extend(page.tags.unwrap_or_default());
@@ -474,22 +436,26 @@ impl RegistryClient {
                 "only https URLs are accepted (plain http only for hosts given as insecure)",
             ));
         }
-        let mut request = self.inner.http.get(url);
-        if let Some(accept) = accept {
-            request = request.header(header::ACCEPT, accept);
-        }
-        if let Some(etag) = &validators.etag {
-            request = request.header(header::IF_NONE_MATCH, etag);
-        }
-        if let Some(modified) = &validators.last_modified {
-            request = request.header(header::IF_MODIFIED_SINCE, modified);
-        }
-        self.inner.requests.fetch_add(1, Ordering::Relaxed);
-        let response = request.send().await.map_err(|e| OciError::Transport {
-            method: "GET".into(),
-            url: url.to_string(),
-            message: error_chain(&e),
-        })?;
+        // The same retrying layer as registry calls: a mirror's 503 or a
+        // dropped connection is retried here too.
+        let response = self
+            .inner
+            .http
+            .send(|http| {
+                let mut request = http.get(url);
+                if let Some(accept) = accept {
+                    request = request.header(header::ACCEPT, accept);
+                }
+                if let Some(etag) = &validators.etag {
+                    request = request.header(header::IF_NONE_MATCH, etag);
+                }
+                if let Some(modified) = &validators.last_modified {
+                    request = request.header(header::IF_MODIFIED_SINCE, modified);
+                }
+                request
+            })
+            .await
+            .map_err(|e| transport("GET", url, &e))?;
         match response.status() {
             StatusCode::NOT_FOUND => return Ok(Conditional::NotFound),
             StatusCode::NOT_MODIFIED => return Ok(Conditional::NotModified),
@@ -517,6 +483,7 @@ impl RegistryClient {
         repository: &Repository,
         reference: &str,
     ) -> Result<Option<ManifestHead>> {
+        check_reference(reference)?;
         let url = format!("{}/manifests/{reference}", self.base_url(repository));
         let response = self
             .send(repository, Method::HEAD, &url, accept_manifests(), None)
@@ -563,6 +530,7 @@ impl RegistryClient {
         repository: &Repository,
         reference: &str,
     ) -> Result<FetchedManifest> {
+        check_reference(reference)?;
         let url = format!("{}/manifests/{reference}", self.base_url(repository));
         let response = self
             .send(repository, Method::GET, &url, accept_manifests(), None)
@@ -579,7 +547,7 @@ impl RegistryClient {
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let bytes = read_limited(response, "GET", &url, MAX_MANIFEST_BYTES).await?;
+        let bytes = read_limited(response, "GET", &url, limits::MANIFEST).await?;
         let digest = sha256_digest(&bytes);
         let expected = if cairn_graph::digest::is_sha256_digest(reference) {
             Some(reference.to_string())
@@ -609,6 +577,7 @@ impl RegistryClient {
         digest: &str,
         limit: usize,
     ) -> Result<Bytes> {
+        check_digest(digest)?;
         let url = format!("{}/blobs/{digest}", self.base_url(repository));
         let response = self
             .send(repository, Method::GET, &url, HeaderMap::new(), None)
@@ -631,6 +600,7 @@ impl RegistryClient {
 
     /// True when the registry has this blob.
     pub async fn blob_exists(&self, repository: &Repository, digest: &str) -> Result<bool> {
+        check_digest(digest)?;
         let url = format!("{}/blobs/{digest}", self.base_url(repository));
         let response = self
             .send(repository, Method::HEAD, &url, HeaderMap::new(), None)
@@ -689,6 +659,7 @@ impl RegistryClient {
         bytes: Bytes,
         media_type: &str,
     ) -> Result<String> {
+        check_reference(reference)?;
         let digest = sha256_digest(&bytes);
         let url = format!("{}/manifests/{reference}", self.base_url(repository));
         let mut headers = HeaderMap::new();
@@ -740,18 +711,6 @@ fn header_value(text: &str) -> Result<HeaderValue> {
     HeaderValue::from_str(text).map_err(|e| OciError::invalid("header value", e))
 }
 
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let seconds: u64 = headers
-        .get(header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    // A registry asking for minutes should not stall a scan for that long.
-    Some(Duration::from_secs(seconds.min(30)))
-}
-
 /// The URL of `rel="next"` in a `Link` header, resolved against `current`.
 fn next_link(headers: &HeaderMap, current: &str) -> Option<String> {
     let link = headers.get(header::LINK)?.to_str().ok()?;
@@ -781,6 +740,40 @@ fn resolve_url(base: &str, target: &str) -> Result<url::Url> {
         .map_err(|e| OciError::invalid(target.to_string(), e))
 }
 
+/// A digest as it goes into a URL path: only `sha256:` and 64 lower-case hex,
+/// so that a digest from an untrusted manifest can never reshape the URL.
+fn check_digest(digest: &str) -> Result<()> {
+    if cairn_graph::digest::is_sha256_digest(digest) {
+        Ok(())
+    } else {
+        Err(OciError::invalid(
+            format!("digest {digest:?}"),
+            "expected sha256: and 64 lower-case hex digits",
+        ))
+    }
+}
+
+/// A manifest reference: a tag or a digest, nothing that changes the path.
+fn check_reference(reference: &str) -> Result<()> {
+    if crate::reference::is_valid_tag(reference) || cairn_graph::digest::is_sha256_digest(reference)
+    {
+        Ok(())
+    } else {
+        Err(OciError::invalid(
+            format!("manifest reference {reference:?}"),
+            "expected a tag or a sha256 digest",
+        ))
+    }
+}
+
+fn transport(method: &str, url: &str, error: &reqwest::Error) -> OciError {
+    OciError::Transport {
+        method: method.to_string(),
+        url: url.to_string(),
+        message: error_chain(error),
+    }
+}
+
 async fn expect_success(
     response: reqwest::Response,
     method: &str,
@@ -790,59 +783,34 @@ async fn expect_success(
     if status.is_success() {
         return Ok(response);
     }
-    let body = response.text().await.unwrap_or_default();
     Err(OciError::Status {
         method: method.to_string(),
         url: url.to_string(),
         status: status.as_u16(),
-        body: body.chars().take(300).collect(),
+        body: crate::http::error_text(response, 300).await,
     })
 }
 
-async fn read_body(response: reqwest::Response, method: &str, url: &str) -> Result<Bytes> {
-    read_limited(response, method, url, MAX_MANIFEST_BYTES).await
-}
-
-/// Read a body, refusing more than `limit` bytes so a hostile registry cannot exhaust memory.
+/// Read a whole body through the shared size-limited reader.
 async fn read_limited(
-    mut response: reqwest::Response,
+    response: reqwest::Response,
     method: &str,
     url: &str,
     limit: usize,
 ) -> Result<Bytes> {
-    let transport = |e: reqwest::Error| OciError::Transport {
-        method: method.to_string(),
-        url: url.to_string(),
-        message: error_chain(&e),
-    };
-    if response.content_length().is_some_and(|n| n > limit as u64) {
-        return Err(OciError::invalid(
-            url.to_string(),
-            format!("larger than {limit} bytes"),
-        ));
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(transport)? {
-        if body.len() + chunk.len() > limit {
-            return Err(OciError::invalid(
-                url.to_string(),
-                format!("larger than {limit} bytes"),
-            ));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(Bytes::from(body))
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    crate::http::read_body(response, limit, Overflow::Fail)
+        .await
+        .map_err(|e| match e {
+            BodyError::TooLarge { limit } => OciError::TooLarge {
+                what: format!("{method} {url}"),
+                limit,
+            },
+            e => OciError::Transport {
+                method: method.to_string(),
+                url: url.to_string(),
+                message: e.to_string(),
+            },
+        })
 }
 
 #[cfg(test)]
@@ -868,14 +836,5 @@ mod tests {
             next_link(&headers, "https://r.example/v2/os/tags/list"),
             None
         );
-    }
-
-    #[test]
-    fn retry_after_is_capped() {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
-        assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
-        headers.insert(header::RETRY_AFTER, HeaderValue::from_static("3600"));
-        assert_eq!(retry_after(&headers), Some(Duration::from_secs(30)));
     }
 }

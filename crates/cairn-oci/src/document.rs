@@ -28,9 +28,11 @@ pub const DOCUMENT_MEDIA_TYPE: &str = "application/vnd.cairn.graph.v1+json";
 /// The OCI empty config.
 pub const EMPTY_CONFIG: &str = "application/vnd.oci.empty.v1+json";
 /// Largest document accepted: 16 MiB, far above 10,000 releases.
-pub const MAX_DOCUMENT_BYTES: usize = 16 * 1024 * 1024;
+pub const MAX_DOCUMENT_BYTES: usize = crate::http::limits::DOCUMENT;
 /// Largest signature payload accepted.
-const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
+const MAX_PAYLOAD_BYTES: usize = crate::http::limits::SIGNATURE_PAYLOAD;
+/// Most layers read from one signature manifest.
+const MAX_SIGNATURE_LAYERS: usize = crate::http::limits::SIGNATURE_LAYERS;
 
 /// The tag a stream's document is published under unless configured otherwise.
 pub fn default_tag(stream: &str) -> String {
@@ -386,8 +388,20 @@ async fn fetch_signatures(store: &Store, manifest_digest: &str) -> Result<Vec<Si
     };
     let value: Value = serde_json::from_slice(&manifest.bytes)
         .map_err(|e| OciError::invalid(format!("signature manifest {tag}"), e))?;
+    let layers = value["layers"].as_array().map_or(&[][..], Vec::as_slice);
+    // Each layer costs a blob request: an untrusted manifest must not choose how many.
+    if layers.len() > MAX_SIGNATURE_LAYERS {
+        return Err(OciError::invalid(
+            format!("signature manifest {tag}"),
+            format!(
+                "{} layers; at most {MAX_SIGNATURE_LAYERS} signatures are read",
+                layers.len()
+            ),
+        )
+        .into());
+    }
     let mut signatures = Vec::new();
-    for layer in value["layers"].as_array().into_iter().flatten() {
+    for layer in layers {
         let (Some(digest), Some(signature)) = (
             layer["digest"].as_str(),
             layer["annotations"][SIGNATURE_ANNOTATION].as_str(),

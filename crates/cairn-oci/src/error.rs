@@ -54,6 +54,14 @@ pub enum OciError {
         /// What is wrong.
         message: String,
     },
+    /// A reply larger than Cairn reads for its kind.
+    #[error("{what}: larger than {limit} bytes")]
+    TooLarge {
+        /// What was being read.
+        what: String,
+        /// The limit for that kind of reply.
+        limit: usize,
+    },
     /// A reference that cannot be parsed.
     #[error("invalid reference {reference:?}: {message}")]
     Reference {
@@ -93,6 +101,7 @@ impl OciError {
             OciError::Unauthorized { .. } => "unauthorized",
             OciError::DigestMismatch { .. } => "digest_mismatch",
             OciError::Invalid { .. } => "invalid",
+            OciError::TooLarge { .. } => "too_large",
             OciError::Reference { .. } => "reference",
             OciError::NotFound(_) => "not_found",
             OciError::Io { .. } => "io",

@@ -2,7 +2,8 @@
 //! directory backend, and update graph documents stored, signed and verified
 //! as OCI artifacts.
 //!
-//! - [`client`]: the registry client (tags, manifests, blobs, auth, retries).
+//! - [`client`]: the registry client (tags, manifests, blobs, auth).
+//! - [`http`]: the HTTP layer under every request: retries and size limits.
 //! - [`layout`]: `oci:DIR` layouts with the same operations.
 //! - [`store`]: one interface over both.
 //! - [`document`]: publishing, reading and verifying documents.
@@ -18,6 +19,7 @@ pub mod derived;
 pub mod digest;
 pub mod document;
 pub mod error;
+pub mod http;
 pub mod layout;
 pub mod reference;
 pub mod scan;

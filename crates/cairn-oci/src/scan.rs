@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Largest config blob read.
-const MAX_CONFIG_BYTES: usize = 4 * 1024 * 1024;
+const MAX_CONFIG_BYTES: usize = crate::http::limits::IMAGE_CONFIG;
 
 /// Label or annotation keys Cairn reads.
 pub mod keys {

@@ -16,7 +16,7 @@ pub const FEDORA_COREOS_REPOSITORY: &str = "quay.io/fedora/fedora-coreos";
 pub const FEDORA_METADATA_BASE: &str = "https://builds.coreos.fedoraproject.org";
 
 /// Fedora's files are a few MB, Cincinnati answers less; far larger is not them.
-const MAX_METADATA_BYTES: usize = 64 * 1024 * 1024;
+const MAX_METADATA_BYTES: usize = crate::http::limits::METADATA;
 
 /// A document made from Fedora's release index and updates file, valid for a
 /// day from `now`. Fedora does not sign these; HTTPS to Fedora's host is the

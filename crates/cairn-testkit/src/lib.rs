@@ -4,12 +4,14 @@
 #![forbid(unsafe_code)]
 
 pub mod host;
+pub mod hostile;
 pub mod images;
 pub mod lockserver;
 pub mod registry;
 pub mod serve;
 pub mod token;
 
+pub use hostile::HostileServer;
 pub use images::{
     Base, ImageSpec, Recorded, Written, add_tags, write_derived_release, write_image, write_index,
     write_release,
