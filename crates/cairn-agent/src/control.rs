@@ -186,6 +186,22 @@ pub async fn write_response(
     write.write_all(line.as_bytes()).await
 }
 
+/// The end of a hold as a request carries it (Unix seconds). A time out of
+/// range is refused: read as "no end", it would hold updates for ever.
+pub fn hold_end(until: Option<i64>) -> Result<Option<Timestamp>, String> {
+    until
+        .map(|seconds| {
+            Timestamp::from_second(seconds).map_err(|_| {
+                format!(
+                    "hold time {seconds} is out of range (Unix seconds from {} to {})",
+                    Timestamp::MIN.as_second(),
+                    Timestamp::MAX.as_second()
+                )
+            })
+        })
+        .transpose()
+}
+
 /// Record a hold or its end in the state directory, under the state's lock
 /// (waiting for a pass under way); returns what to tell the operator.
 pub fn apply_hold(
@@ -250,6 +266,22 @@ mod tests {
             }
         ));
         assert!(serde_json::from_str::<Request>(r#"{"command":"reboot"}"#).is_err());
+    }
+
+    #[test]
+    fn a_hold_time_out_of_range_is_refused_not_made_indefinite() {
+        assert_eq!(hold_end(None), Ok(None));
+        assert_eq!(
+            hold_end(Some(1_800_000_000)),
+            Ok(Timestamp::from_second(1_800_000_000).ok())
+        );
+        for seconds in [i64::MAX, i64::MIN, Timestamp::MAX.as_second() + 1] {
+            let error = hold_end(Some(seconds)).expect_err("out of range");
+            assert!(
+                error.contains(&seconds.to_string()) && error.contains("out of range"),
+                "{error}"
+            );
+        }
     }
 
     #[test]

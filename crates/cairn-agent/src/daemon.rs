@@ -826,15 +826,11 @@ async fn serve_request(
             },
             None,
         ),
-        Request::Hold { .. } | Request::Unhold => {
-            let (hold, until) = match request {
-                Request::Hold { until } => {
-                    (true, until.and_then(|s| Timestamp::from_second(s).ok()))
-                }
-                _ => (false, None),
-            };
-            after_change(options, apply_hold(&options.state_dir, hold, until)).await
-        }
+        Request::Hold { until } => match crate::control::hold_end(until) {
+            Ok(until) => after_change(options, apply_hold(&options.state_dir, true, until)).await,
+            Err(message) => after_change(options, Err(message)).await,
+        },
+        Request::Unhold => after_change(options, apply_hold(&options.state_dir, false, None)).await,
         Request::DenyListRemove { release } => {
             after_change(
                 options,
