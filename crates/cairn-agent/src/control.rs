@@ -186,16 +186,34 @@ pub async fn write_response(
     write.write_all(line.as_bytes()).await
 }
 
-/// Record a hold or its end in the state directory; returns what to tell the operator.
+/// The end of a hold as a request carries it (Unix seconds). A time out of
+/// range is refused: read as "no end", it would hold updates for ever.
+pub fn hold_end(until: Option<i64>) -> Result<Option<Timestamp>, String> {
+    until
+        .map(|seconds| {
+            Timestamp::from_second(seconds).map_err(|_| {
+                format!(
+                    "hold time {seconds} is out of range (Unix seconds from {} to {})",
+                    Timestamp::MIN.as_second(),
+                    Timestamp::MAX.as_second()
+                )
+            })
+        })
+        .transpose()
+}
+
+/// Record a hold or its end in the state directory, under the state's lock
+/// (waiting for a pass under way); returns what to tell the operator.
 pub fn apply_hold(
     state_dir: &Path,
     hold: bool,
     until: Option<Timestamp>,
 ) -> Result<String, String> {
-    let mut state = AgentState::load(state_dir).map_err(|e| e.to_string())?;
-    state.held = hold;
-    state.hold_until = if hold { until } else { None };
-    state.save(state_dir).map_err(|e| e.to_string())?;
+    AgentState::update(state_dir, |state| {
+        state.held = hold;
+        state.hold_until = if hold { until } else { None };
+    })
+    .map_err(|e| e.to_string())?;
     Ok(match (hold, until) {
         (true, Some(until)) => format!("updates held until {until}"),
         (true, None) => "updates held until `cairn unhold`".to_string(),
@@ -205,15 +223,17 @@ pub fn apply_hold(
 
 /// Take a release (version or digest) off the deny-list; returns what to tell the operator.
 pub fn remove_from_deny_list(state_dir: &Path, release: &str) -> Result<String, String> {
-    let mut state = AgentState::load(state_dir).map_err(|e| e.to_string())?;
-    let before = state.deny_list.len();
-    state
-        .deny_list
-        .retain(|digest, entry| digest != release && entry.version != release);
-    if state.deny_list.len() == before {
+    let removed = AgentState::update(state_dir, |state| {
+        let before = state.deny_list.len();
+        state
+            .deny_list
+            .retain(|digest, entry| digest != release && entry.version != release);
+        state.deny_list.len() < before
+    })
+    .map_err(|e| e.to_string())?;
+    if !removed {
         return Err(format!("{release} is not on the deny-list"));
     }
-    state.save(state_dir).map_err(|e| e.to_string())?;
     Ok(format!(
         "{release} removed from the deny-list; it may be offered again"
     ))
@@ -246,5 +266,48 @@ mod tests {
             }
         ));
         assert!(serde_json::from_str::<Request>(r#"{"command":"reboot"}"#).is_err());
+    }
+
+    #[test]
+    fn a_hold_time_out_of_range_is_refused_not_made_indefinite() {
+        assert_eq!(hold_end(None), Ok(None));
+        assert_eq!(
+            hold_end(Some(1_800_000_000)),
+            Ok(Timestamp::from_second(1_800_000_000).ok())
+        );
+        for seconds in [i64::MAX, i64::MIN, Timestamp::MAX.as_second() + 1] {
+            let error = hold_end(Some(seconds)).expect_err("out of range");
+            assert!(
+                error.contains(&seconds.to_string()) && error.contains("out of range"),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn holds_and_removals_from_two_threads_are_all_kept() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut state = AgentState::default();
+        for n in 0..20 {
+            let digest = format!("sha256:{n:064}");
+            state.deny(&digest, &format!("9.{n}"), "test", Timestamp::UNIX_EPOCH);
+        }
+        state.save(dir.path()).expect("save");
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                for n in (0..20).step_by(2) {
+                    remove_from_deny_list(dir.path(), &format!("9.{n}")).expect("remove");
+                }
+            });
+            scope.spawn(|| {
+                apply_hold(dir.path(), true, None).expect("hold");
+                for n in (1..20).step_by(2) {
+                    remove_from_deny_list(dir.path(), &format!("9.{n}")).expect("remove");
+                }
+            });
+        });
+        let state = AgentState::load(dir.path()).expect("load");
+        assert!(state.held);
+        assert!(state.deny_list.is_empty(), "{:?}", state.deny_list);
     }
 }

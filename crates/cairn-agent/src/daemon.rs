@@ -303,8 +303,15 @@ pub async fn run_once(options: &Options, now: Timestamp) -> StatusFile {
         ..StatusFile::default()
     };
     let dirs = ConfigDirs::under(&options.root);
-    let mut state = match AgentState::load(&options.state_dir) {
-        Ok(state) => state,
+    // The pass is one read-modify-write of the state: an operator's change
+    // made meanwhile (`cairn hold` without a socket) waits for it to end
+    // instead of being overwritten by its saves.
+    let locked = match lock_for_pass(&options.state_dir).await {
+        Ok(lock) => AgentState::load(&options.state_dir).map(|state| (lock, state)),
+        Err(e) => Err(e),
+    };
+    let (_pass, mut state) = match locked {
+        Ok(locked) => locked,
         Err(e) => {
             status.state = "error".into();
             status.reason = "the persistent state cannot be read; nothing is done".into();
@@ -378,6 +385,16 @@ pub async fn run_once(options: &Options, now: Timestamp) -> StatusFile {
         now,
     );
     status
+}
+
+/// Wait for the state's lock without stalling the runtime.
+async fn lock_for_pass(state_dir: &Path) -> Result<cairn_fs::FileLock, crate::store::StoreError> {
+    let dir = state_dir.to_path_buf();
+    match tokio::task::spawn_blocking(move || crate::store::lock(&dir)).await {
+        Ok(locked) => locked,
+        // Only a panic ends the task early; wait here instead.
+        Err(_) => crate::store::lock(state_dir),
+    }
 }
 
 async fn pass(
@@ -817,15 +834,11 @@ async fn serve_request(
             },
             None,
         ),
-        Request::Hold { .. } | Request::Unhold => {
-            let (hold, until) = match request {
-                Request::Hold { until } => {
-                    (true, until.and_then(|s| Timestamp::from_second(s).ok()))
-                }
-                _ => (false, None),
-            };
-            after_change(options, apply_hold(&options.state_dir, hold, until)).await
-        }
+        Request::Hold { until } => match crate::control::hold_end(until) {
+            Ok(until) => after_change(options, apply_hold(&options.state_dir, true, until)).await,
+            Err(message) => after_change(options, Err(message)).await,
+        },
+        Request::Unhold => after_change(options, apply_hold(&options.state_dir, false, None)).await,
         Request::DenyListRemove { release } => {
             after_change(
                 options,

@@ -273,7 +273,7 @@ fn base_source(
 fn save(path: &Path, cache: &ScanCache) {
     let written = serde_json::to_vec(cache)
         .map_err(std::io::Error::other)
-        .and_then(|bytes| crate::store::write_atomically(path, &bytes));
+        .and_then(|bytes| cairn_fs::write_atomic(path, &bytes).map_err(std::io::Error::other));
     if let Err(e) = written {
         // The cache only saves requests; losing it costs a full read next time.
         tracing::warn!(path = %path.display(), error = %e, "could not save the tag scan cache");

@@ -134,10 +134,13 @@ impl StatusFile {
     }
 
     fn write(&self, state_dir: &Path) {
-        let written = std::fs::create_dir_all(state_dir).and_then(|()| {
-            let bytes = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-            crate::store::write_atomically(&state_dir.join(STATUS_FILE), &bytes)
-        });
+        let written = std::fs::create_dir_all(state_dir)
+            .and_then(|()| serde_json::to_vec_pretty(self).map_err(std::io::Error::other))
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                cairn_fs::write_atomic(&state_dir.join(STATUS_FILE), &bytes)
+                    .map_err(|e| e.to_string())
+            });
         if let Err(e) = written {
             tracing::warn!(error = %e, "could not write the status file");
         }
@@ -167,17 +170,19 @@ pub(crate) fn finish(
     };
     status.write(state_dir);
     let metrics = metrics_text(status, now);
-    if let Err(e) =
-        crate::store::write_atomically(&state_dir.join(METRICS_FILE), metrics.as_bytes())
-    {
+    if let Err(e) = cairn_fs::write_atomic(&state_dir.join(METRICS_FILE), metrics.as_bytes()) {
         tracing::warn!(error = %e, "could not write the metrics file");
     }
     if let Some(dir) = motd_dir {
         let path = dir.join(MOTD_FILE);
         let result = match motd(status) {
-            Some(text) => std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, text)),
+            Some(text) => std::fs::create_dir_all(dir)
+                .map_err(|e| e.to_string())
+                .and_then(|()| {
+                    cairn_fs::write_atomic(&path, text.as_bytes()).map_err(|e| e.to_string())
+                }),
             None => match std::fs::remove_file(&path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.to_string()),
                 _ => Ok(()),
             },
         };

@@ -1,12 +1,13 @@
 //! The agent's persistent state under `/var/lib/cairn`, written atomically
 //! (temporary file, fsync, rename, fsync of the directory) so that a crash or
-//! power loss at any instant leaves either the old or the new state, never half.
+//! power loss at any instant leaves either the old or the new state, never half,
+//! and changed only under its lock so that no writer loses another's change.
 
 use crate::machine::{State, Target};
+use cairn_fs::{FileLock, FsError};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The file inside the state directory.
@@ -145,14 +146,56 @@ impl Default for AgentState {
     }
 }
 
-/// Why the state could not be read or written.
+/// Why the state could not be read, written or locked.
 #[derive(Debug, thiserror::Error)]
-#[error("{}: {message}", .path.display())]
-pub struct StoreError {
-    /// The file or directory.
-    pub path: PathBuf,
-    /// What went wrong.
-    pub message: String,
+#[non_exhaustive]
+pub enum StoreError {
+    /// The file is there but is not a state file.
+    #[error("{}: damaged state file ({message}); move it aside to start over", .path.display())]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// What does not parse.
+        message: String,
+    },
+    /// Reading, writing or locking failed.
+    #[error(transparent)]
+    File(#[from] FsError),
+    /// The state could not be turned into JSON.
+    #[error("encoding the state: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+impl StoreError {
+    /// A short, fixed label for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreError::Damaged { .. } => "damaged",
+            StoreError::File(e) => e.kind(),
+            StoreError::Encode(_) => "encode",
+        }
+    }
+}
+
+/// Lock the state for a read-modify-write: a pass from its load to its last
+/// save, or an operator's [`AgentState::update`]. Waits for the holder.
+pub fn lock(dir: &Path) -> Result<FileLock, StoreError> {
+    std::fs::create_dir_all(dir).map_err(|source| FsError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    // A sidecar file: `state.json` itself is replaced by rename, and a lock
+    // on a renamed-away inode protects nothing.
+    Ok(FileLock::acquire(&cairn_fs::lock_path(
+        &dir.join(STATE_FILE),
+    ))?)
+}
+
+/// True while another process holds the state's lock (an agent's pass, for
+/// a message before waiting for it); false when that cannot be told.
+pub fn is_locked(dir: &Path) -> bool {
+    let path = cairn_fs::lock_path(&dir.join(STATE_FILE));
+    path.exists() && matches!(FileLock::try_acquire(&path), Ok(None))
 }
 
 impl AgentState {
@@ -160,32 +203,42 @@ impl AgentState {
     /// error: the agent does nothing rather than forget a deny-list.
     pub fn load(dir: &Path) -> Result<AgentState, StoreError> {
         let path = dir.join(STATE_FILE);
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError {
-                path,
-                message: format!("damaged state file ({e}); move it aside to start over"),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(AgentState::default()),
-            Err(e) => Err(StoreError {
+        match cairn_fs::read_optional(&path)? {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Damaged {
                 path,
                 message: e.to_string(),
             }),
+            None => Ok(AgentState::default()),
         }
     }
 
-    /// Write the state atomically.
+    /// Write the state atomically. Between [`AgentState::load`] and this the
+    /// caller holds [`lock`], or a concurrent change is lost.
     pub fn save(&self, dir: &Path) -> Result<(), StoreError> {
-        let error = |path: &Path, e: std::io::Error| StoreError {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        };
-        std::fs::create_dir_all(dir).map_err(|e| error(dir, e))?;
-        let path = dir.join(STATE_FILE);
-        let bytes = serde_json::to_vec_pretty(self).map_err(|e| StoreError {
-            path: path.clone(),
-            message: e.to_string(),
+        std::fs::create_dir_all(dir).map_err(|source| FsError::Write {
+            path: dir.to_path_buf(),
+            source,
         })?;
-        write_atomically(&path, &bytes).map_err(|e| error(&path, e))
+        let path = dir.join(STATE_FILE);
+        let bytes = serde_json::to_vec_pretty(self)?;
+        Ok(cairn_fs::write_atomic(&path, &bytes)?)
+    }
+
+    /// Load, change and save the state under its lock (an operator's hold or
+    /// deny-list removal); it waits for a pass under way to end. Written only
+    /// when `change` changed something.
+    pub fn update<R>(
+        dir: &Path,
+        change: impl FnOnce(&mut AgentState) -> R,
+    ) -> Result<R, StoreError> {
+        let _lock = lock(dir)?;
+        let before = AgentState::load(dir)?;
+        let mut state = before.clone();
+        let result = change(&mut state);
+        if state != before {
+            state.save(dir)?;
+        }
+        Ok(result)
     }
 
     /// Put a release on the deny-list.
@@ -209,24 +262,6 @@ impl AgentState {
     pub fn is_held(&self, now: Timestamp) -> bool {
         self.held && self.hold_until.is_none_or(|until| now < until)
     }
-}
-
-/// Write a file so that a crash leaves either the old or the new content:
-/// a temporary file beside it, synced, renamed over it, and the directory synced.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temporary = dir.join(format!(".{name}.tmp"));
-    let mut file = std::fs::File::create(&temporary)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&temporary, path)?;
-    // Make the rename itself durable.
-    std::fs::File::open(dir).and_then(|d| d.sync_all())
 }
 
 #[cfg(test)]

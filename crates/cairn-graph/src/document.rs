@@ -707,13 +707,13 @@ fn validate_release(
             }
         }
     }
-    if let Some(base) = &release.base {
-        if !is_sha256_digest(&base.digest) {
-            errors.push(ValidationError::BadDigest {
-                at: at("base.digest".into()),
-                value: base.digest.clone(),
-            });
-        }
+    if let Some(base) = &release.base
+        && !is_sha256_digest(&base.digest)
+    {
+        errors.push(ValidationError::BadDigest {
+            at: at("base.digest".into()),
+            value: base.digest.clone(),
+        });
     }
     if let Some(rollout) = &release.rollout {
         validate_rollout(rollout, |field| at(format!("rollout.{field}")), errors);

@@ -132,5 +132,12 @@ fn body_suffix(body: &str) -> String {
     }
 }
 
+impl From<cairn_fs::FsError> for OciError {
+    fn from(error: cairn_fs::FsError) -> Self {
+        let (path, source) = error.into_parts();
+        OciError::Io { path, source }
+    }
+}
+
 /// Results of this crate.
 pub type Result<T> = std::result::Result<T, OciError>;

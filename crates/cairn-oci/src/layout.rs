@@ -8,6 +8,7 @@ use crate::client::{FetchedManifest, ManifestHead};
 use crate::digest::sha256_digest;
 use crate::error::{OciError, Result};
 use bytes::Bytes;
+use cairn_fs::FileLock;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 
@@ -49,13 +50,19 @@ impl Layout {
         }
         let blobs = root.join("blobs/sha256");
         std::fs::create_dir_all(&blobs).map_err(|e| OciError::io(&blobs, e))?;
-        write_atomically(
+        // Under the index's lock: a second creator must not write an empty
+        // index over one the first has already added a tag to.
+        let _lock = FileLock::acquire(&cairn_fs::lock_path(&root.join("index.json")))?;
+        if !root.join("index.json").exists() {
+            let index =
+                json!({"schemaVersion": 2, "mediaType": crate::client::OCI_INDEX, "manifests": []});
+            cairn_fs::write_atomic(&root.join("index.json"), index.to_string().as_bytes())?;
+        }
+        // Written last: it marks a complete layout.
+        cairn_fs::write_atomic(
             &root.join("oci-layout"),
             br#"{"imageLayoutVersion":"1.0.0"}"#,
         )?;
-        let index =
-            json!({"schemaVersion": 2, "mediaType": crate::client::OCI_INDEX, "manifests": []});
-        write_atomically(&root.join("index.json"), index.to_string().as_bytes())?;
         Ok(Layout { root })
     }
 
@@ -198,7 +205,7 @@ impl Layout {
         let digest = sha256_digest(data);
         let path = self.blob_path(&digest)?;
         if !path.exists() {
-            write_atomically(&path, data)?;
+            cairn_fs::write_atomic(&path, data)?;
         }
         Ok(digest)
     }
@@ -212,9 +219,28 @@ impl Layout {
         name: Option<&str>,
     ) -> Result<String> {
         let digest = self.put_blob(bytes)?;
+        // Under the index's lock (a sidecar file: `index.json` is replaced by
+        // rename, and a lock on a renamed-away inode protects nothing), so
+        // that two publishers into one layout both keep their tags.
+        cairn_fs::update_locked(&self.index_path(), |_| -> Result<_> {
+            let index = self.with_manifest(&digest, bytes.len(), media_type, name)?;
+            let text =
+                serde_json::to_vec(&index).map_err(|e| OciError::invalid("index.json", e))?;
+            Ok(Some(text))
+        })?;
+        Ok(digest)
+    }
+
+    /// The index with a manifest added, or a name pointed at it.
+    fn with_manifest(
+        &self,
+        digest: &str,
+        size: usize,
+        media_type: &str,
+        name: Option<&str>,
+    ) -> Result<Value> {
         let mut index = self.read_index()?;
-        let mut descriptor =
-            json!({"mediaType": media_type, "digest": digest, "size": bytes.len()});
+        let mut descriptor = json!({"mediaType": media_type, "digest": digest, "size": size});
         if let Some(manifests) = index["manifests"].as_array_mut() {
             match name {
                 Some(name) => {
@@ -225,16 +251,14 @@ impl Layout {
                 None => {
                     if !manifests
                         .iter()
-                        .any(|entry| entry["digest"].as_str() == Some(&digest))
+                        .any(|entry| entry["digest"].as_str() == Some(digest))
                     {
                         manifests.push(descriptor);
                     }
                 }
             }
         }
-        let text = serde_json::to_vec(&index).map_err(|e| OciError::invalid("index.json", e))?;
-        write_atomically(&self.index_path(), &text)?;
-        Ok(digest)
+        Ok(index)
     }
 }
 
@@ -248,13 +272,6 @@ fn media_type_of(bytes: &[u8]) -> String {
                 .map(str::to_string)
         })
         .unwrap_or_default()
-}
-
-/// Write through a temporary file and rename, so readers never see half a file.
-fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
-    let temporary = path.with_extension(format!("tmp-{}", std::process::id()));
-    std::fs::write(&temporary, data).map_err(|e| OciError::io(&temporary, e))?;
-    std::fs::rename(&temporary, path).map_err(|e| OciError::io(path, e))
 }
 
 #[cfg(test)]
@@ -306,6 +323,46 @@ mod tests {
             reopened.get_manifest("missing"),
             Err(OciError::NotFound(_))
         ));
+    }
+
+    #[test]
+    fn publishers_into_one_layout_at_once_keep_every_tag() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        const TAGS: usize = 30;
+        std::thread::scope(|scope| {
+            for publisher in 0..3 {
+                let root = dir.path().to_path_buf();
+                scope.spawn(move || {
+                    // Each creates the layout too: a late creator must not
+                    // empty an index another has already tagged into.
+                    let layout = Layout::open_or_create(root).expect("layout");
+                    for n in 0..TAGS {
+                        let manifest = format!(
+                            r#"{{"schemaVersion":2,"mediaType":"{}","n":"{publisher}-{n}"}}"#,
+                            crate::client::OCI_MANIFEST
+                        );
+                        let name = format!("graph-{publisher}-{n}");
+                        layout
+                            .put_manifest(
+                                manifest.as_bytes(),
+                                crate::client::OCI_MANIFEST,
+                                Some(&name),
+                            )
+                            .expect("manifest");
+                    }
+                });
+            }
+        });
+        let mut tags = Layout::open(dir.path())
+            .expect("layout")
+            .list_tags()
+            .expect("tags");
+        tags.sort();
+        let mut expected: Vec<String> = (0..3)
+            .flat_map(|p| (0..TAGS).map(move |n| format!("graph-{p}-{n}")))
+            .collect();
+        expected.sort();
+        assert_eq!(tags, expected);
     }
 
     #[test]

@@ -146,13 +146,12 @@ impl CachedFile {
             sha256: crate::digest::sha256_digest(body),
         };
         let put = |path: &std::path::Path, bytes: &[u8]| -> std::io::Result<()> {
-            let temporary = path.with_extension("tmp");
-            std::fs::write(&temporary, bytes)?;
-            std::fs::rename(&temporary, path)
+            cairn_fs::write_atomic(path, bytes).map_err(std::io::Error::other)
         };
         let written = std::fs::create_dir_all(dir)
             .and_then(|()| put(&body_path, body))
-            .and_then(|()| put(&meta_path, &serde_json::to_vec(&meta).unwrap_or_default()));
+            .and_then(|()| serde_json::to_vec(&meta).map_err(std::io::Error::other))
+            .and_then(|meta| put(&meta_path, &meta));
         if let Err(e) = written {
             tracing::warn!(dir = %dir.display(), error = %e, "could not keep Fedora's file for the next check");
         }

@@ -26,7 +26,7 @@ enum Rollback {
 /// A duration for operators: whole minutes when it is some.
 fn in_words(duration: std::time::Duration) -> String {
     let seconds = duration.as_secs();
-    if seconds % 60 == 0 {
+    if seconds.is_multiple_of(60) {
         format!("{} minutes", seconds / 60)
     } else {
         format!("{seconds} seconds")

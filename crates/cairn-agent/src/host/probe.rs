@@ -85,7 +85,7 @@ pub fn store(path: &Path, probe: &Probe) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    crate::store::write_atomically(path, &bytes)
+    cairn_fs::write_atomic(path, &bytes).map_err(std::io::Error::other)
 }
 
 #[cfg(test)]

@@ -302,6 +302,17 @@ pub fn run_status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Without a socket to ask, a change to the state waits for a pass under
+/// way (`cairn agent --once`, say); say so rather than hang silently.
+fn say_if_waiting(state: &StateArgs) {
+    if cairn_agent::store::is_locked(&state.state_dir) {
+        eprintln!(
+            "cairn: an agent pass is under way in {}; waiting for it to end",
+            state.state_dir.display()
+        );
+    }
+}
+
 /// Hold updates (staging and rebooting) until unheld or a time.
 #[derive(Debug, clap::Args)]
 pub struct HoldArgs {
@@ -328,6 +339,7 @@ pub fn run_hold(args: HoldArgs, hold: bool) -> anyhow::Result<ExitCode> {
         Some(response) if response.ok => response.message,
         Some(response) => anyhow::bail!("the agent refused: {}", response.message),
         None => {
+            say_if_waiting(&args.state);
             let message = control::apply_hold(&args.state.state_dir, hold, until)
                 .map_err(anyhow::Error::msg)?;
             format!(
@@ -378,8 +390,11 @@ pub fn run_deny_list(command: DenyListCommand) -> anyhow::Result<ExitCode> {
             let message = match ask_agent(&state, &request, Duration::from_secs(600))? {
                 Some(response) if response.ok => response.message,
                 Some(response) => anyhow::bail!("{}", response.message),
-                None => control::remove_from_deny_list(&state.state_dir, &release)
-                    .map_err(anyhow::Error::msg)?,
+                None => {
+                    say_if_waiting(&state);
+                    control::remove_from_deny_list(&state.state_dir, &release)
+                        .map_err(anyhow::Error::msg)?
+                }
             };
             args::emit(&format!("{message}\n"))?;
         }

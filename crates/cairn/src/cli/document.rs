@@ -123,8 +123,7 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             sequence: fetched.document.sequence,
             digest: digest.clone(),
         };
-        std::fs::write(path, serde_json::to_vec(&state)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+        cairn_fs::write_atomic(path, &serde_json::to_vec(&state)?)?;
     }
     let document = &fetched.document;
     let signature = if keys.is_empty() {

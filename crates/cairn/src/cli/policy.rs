@@ -159,25 +159,26 @@ fn edit(command: Command, now: i64) -> anyhow::Result<PolicyEdit> {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let now = jiff::Timestamp::from_second(args::now_or(args.now.as_deref())?.as_second())?;
-    let mut updates = match std::fs::read(&args.policy) {
-        Ok(bytes) => {
-            Updates::from_json(&bytes).with_context(|| args.policy.display().to_string())?
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Updates {
-            stream: args.stream.clone(),
-            releases: Vec::new(),
-        },
-        Err(e) => return Err(e).with_context(|| format!("reading {}", args.policy.display())),
-    };
     let edit = edit(args.command, now.as_second())?;
-    let change = apply(&mut updates, &edit, now.as_second())
-        .with_context(|| args.policy.display().to_string())?;
-    // Write through a temporary file so a crash never leaves half a policy.
-    let temporary = args.policy.with_extension("json.tmp");
-    std::fs::write(&temporary, updates.to_json_pretty(now))
-        .with_context(|| format!("writing {}", temporary.display()))?;
-    std::fs::rename(&temporary, &args.policy)
-        .with_context(|| format!("writing {}", args.policy.display()))?;
+    let mut change = None;
+    // Under the policy's lock, so that two edits at once both land; written
+    // atomically, so a crash never leaves half a policy.
+    cairn_fs::update_locked(&args.policy, |old| -> anyhow::Result<_> {
+        let mut updates = match old {
+            Some(bytes) => {
+                Updates::from_json(bytes).with_context(|| args.policy.display().to_string())?
+            }
+            None => Updates {
+                stream: args.stream.clone(),
+                releases: Vec::new(),
+            },
+        };
+        let applied = apply(&mut updates, &edit, now.as_second())
+            .with_context(|| args.policy.display().to_string())?;
+        change = Some(applied);
+        Ok(Some(updates.to_json_pretty(now).into_bytes()))
+    })?;
+    let change = change.context("the policy edit was not applied")?;
     args::emit(&format!(
         "changed: {}\nfleet: {} (once published with `cairn publish`)\n",
         change.changed, change.fleet

@@ -431,7 +431,8 @@ fn save_cache(path: &std::path::Path, cache: &ScanCache) {
     let result = path
         .parent()
         .map_or(Ok(()), std::fs::create_dir_all)
-        .and_then(|()| std::fs::write(path, serde_json::to_vec(cache).unwrap_or_default()));
+        .and_then(|()| serde_json::to_vec(cache).map_err(std::io::Error::other))
+        .and_then(|bytes| cairn_fs::write_atomic(path, &bytes).map_err(std::io::Error::other));
     if let Err(e) = result {
         // The cache only saves time; losing it is worth a warning, not a failure.
         eprintln!(
