@@ -451,7 +451,9 @@ async fn pass(
             return Ok(());
         }
     }
-    if driver.tool() == Tool::RpmOstree && host.update_driver.as_deref() != Some("Cairn") {
+    if driver.tool() == Tool::RpmOstree
+        && crate::host::needs_driver_registration(&host, crate::host::own_systemd_unit().as_deref())
+    {
         driver.register().await.map_err(|e| e.to_string())?;
     }
     // A broken registries.conf breaks the host's own pulls too: do nothing.

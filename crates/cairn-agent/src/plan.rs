@@ -244,6 +244,7 @@ mod tests {
             followed: None,
             signature: SignatureMode::ContainerPolicy,
             update_driver: None,
+            update_driver_unit: None,
         }
     }
 

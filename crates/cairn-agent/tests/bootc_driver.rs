@@ -32,6 +32,7 @@ fn driver(host: &FakeHost) -> Driver<ProcessRunner> {
     Driver::new(
         ProcessRunner {
             use_systemd_run: false,
+            systemd_run: None,
         },
         Tool::Bootc,
         &host.program.display().to_string(),

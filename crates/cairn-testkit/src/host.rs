@@ -43,6 +43,10 @@ pub struct FakeState {
     /// rpm-ostree's registered update driver.
     #[serde(default)]
     pub update_driver: Option<String>,
+    /// The systemd unit the driver registered from (rpm-ostree records the
+    /// caller's unit, and lets only that unit deploy without `--bypass-driver`).
+    #[serde(default)]
+    pub update_driver_unit: Option<String>,
     /// Stop before carrying out a command line that starts with this
     /// (`status`, `switch --download-only`, …) until [`FakeHost::resume`], so
     /// a test can kill the agent mid-command.
@@ -298,6 +302,11 @@ pub fn write_state(dir: &Path, state: &FakeState) {
 /// running test in Cargo's target directory (`cargo test --workspace` builds it).
 pub fn fake_bootc_binary() -> PathBuf {
     fake_binary("fake-bootc", "CAIRN_FAKE_BOOTC")
+}
+
+/// Where the `fake-systemd-run` executable is (`$CAIRN_FAKE_SYSTEMD_RUN` or Cargo's target directory).
+pub fn fake_systemd_run_binary() -> PathBuf {
+    fake_binary("fake-systemd-run", "CAIRN_FAKE_SYSTEMD_RUN")
 }
 
 /// Where the `fake-rpm-ostree` executable is (`$CAIRN_FAKE_RPM_OSTREE` or Cargo's target directory).

@@ -210,7 +210,7 @@ async fn rpm_ostree_hosts_are_driven_through_rpm_ostree_and_keep_their_signed_or
     let fake = host.state();
     assert!(
         fake.calls.contains(&format!(
-            "deploy --lock-finalization --disallow-downgrade {}",
+            "deploy --lock-finalization --bypass-driver --disallow-downgrade {}",
             p.digests[2]
         )),
         "{:?}",
@@ -245,7 +245,13 @@ async fn rpm_ostree_hosts_are_driven_through_rpm_ostree_and_keep_their_signed_or
         .collect();
     assert_eq!(
         deploys.last().map(|c| c.as_str()),
-        Some(format!("deploy --lock-finalization {}", p.digests[2]).as_str()),
+        Some(
+            format!(
+                "deploy --lock-finalization --bypass-driver {}",
+                p.digests[2]
+            )
+            .as_str()
+        ),
         "{deploys:?}"
     );
     assert!(fake.staged.is_some_and(|s| s.download_only), "locked again");

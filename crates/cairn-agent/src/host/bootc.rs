@@ -121,5 +121,6 @@ pub fn parse_status(bytes: &[u8]) -> Result<HostStatus, StatusError> {
         followed,
         signature,
         update_driver: None,
+        update_driver_unit: None,
     })
 }

@@ -199,6 +199,10 @@ pub fn stage_commands(
             // No `--`: rpm-ostree's parser stops at it and then finds no
             // revision. The id's type is the defence: it cannot start with `-`.
             let mut args = vec!["deploy".to_string(), "--lock-finalization".into()];
+            // The driver is registered from the agent's own unit; this
+            // deploy runs in a transient one (systemd-run), which rpm-ostree
+            // would turn away as "driven by Cairn" without the bypass.
+            args.push("--bypass-driver".into());
             let revision = match digest.form() {
                 IdForm::Digest => digest.to_string(),
                 // Without `revision=`, rpm-ostree takes what is not a
@@ -498,9 +502,14 @@ impl<R: CommandRunner> Driver<R> {
     }
 
     /// Register as rpm-ostree's update driver (no-op for bootc).
+    ///
+    /// Run directly, never through `systemd-run`: rpm-ostree ties the
+    /// driver to the caller's unit and ignores a driver whose unit is not
+    /// active, so a registration from a short-lived transient unit would
+    /// warn nobody off. From here it is the agent's own service.
     pub async fn register(&self) -> Result<(), DriverError> {
         if self.tool == Tool::RpmOstree {
-            self.run(&register_driver_command(), true).await?;
+            self.run(&register_driver_command(), false).await?;
         }
         Ok(())
     }
@@ -554,6 +563,8 @@ impl<R: CommandRunner> Driver<R> {
 pub struct ProcessRunner {
     /// Wrap mutating commands in `systemd-run`.
     pub use_systemd_run: bool,
+    /// The `systemd-run` executable; `None` is `systemd-run` from `PATH`.
+    pub systemd_run: Option<String>,
 }
 
 impl ProcessRunner {
@@ -563,6 +574,7 @@ impl ProcessRunner {
             std::fs::read_to_string("/proc/1/comm").is_ok_and(|name| name.trim() == "systemd");
         ProcessRunner {
             use_systemd_run: systemd,
+            systemd_run: None,
         }
     }
 }
@@ -581,7 +593,8 @@ impl CommandRunner for ProcessRunner {
                 .to_vec();
             wrapped.push(program.to_string());
             wrapped.extend(args.iter().cloned());
-            ("systemd-run".to_string(), wrapped)
+            let systemd_run = self.systemd_run.as_deref().unwrap_or("systemd-run");
+            (systemd_run.to_string(), wrapped)
         } else {
             (program.to_string(), args.to_vec())
         };
@@ -693,7 +706,7 @@ mod tests {
         assert_eq!(
             lines(StagingTier::RpmOstree, &signed),
             vec![format!(
-                "deploy --lock-finalization --disallow-downgrade {DIGEST}"
+                "deploy --lock-finalization --bypass-driver --disallow-downgrade {DIGEST}"
             )]
         );
         // A commit is named as one, so rpm-ostree never reads it as a version.
@@ -701,7 +714,7 @@ mod tests {
         assert_eq!(
             line(&stage_commands(StagingTier::RpmOstree, repo, &commit, &signed, true)[0]),
             format!(
-                "deploy --lock-finalization --skip-branch-check --disallow-downgrade revision={CHECKSUM}"
+                "deploy --lock-finalization --bypass-driver --skip-branch-check --disallow-downgrade revision={CHECKSUM}"
             )
         );
         // A move Cairn's own order vouches for (a newer base) leaves it off.
@@ -710,6 +723,7 @@ mod tests {
             vec![vec![
                 "deploy".to_string(),
                 "--lock-finalization".into(),
+                "--bypass-driver".into(),
                 DIGEST.into()
             ]]
         );

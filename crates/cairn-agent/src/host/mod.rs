@@ -66,6 +66,33 @@ pub fn checked_digest(tool: &str, value: Option<&str>) -> Option<TargetId> {
     }
 }
 
+/// The systemd service this process runs in, from `/proc/self/cgroup`.
+pub fn own_systemd_unit() -> Option<String> {
+    unit_of_cgroup(&std::fs::read_to_string("/proc/self/cgroup").ok()?)
+}
+
+/// The service named by a cgroup file's unified (`0::`) line, if it ends in one.
+pub fn unit_of_cgroup(text: &str) -> Option<String> {
+    let path = text.lines().find_map(|line| line.strip_prefix("0::"))?;
+    let last = path.trim_end().rsplit('/').next()?;
+    last.ends_with(".service").then(|| last.to_string())
+}
+
+/// Whether Cairn must register (again) as rpm-ostree's update driver: it is
+/// not the driver, or it registered from another unit than the one it runs
+/// in now (older agents did so from a transient `systemd-run` unit, which
+/// rpm-ostree stops honouring as soon as that unit ends).
+pub fn needs_driver_registration(status: &HostStatus, own_unit: Option<&str>) -> bool {
+    if status.update_driver.as_deref() != Some("Cairn") {
+        return true;
+    }
+    match (status.update_driver_unit.as_deref(), own_unit) {
+        (Some(registered), Some(own)) => registered != own,
+        (Some(registered), None) => registered.starts_with("run-"),
+        (None, _) => false,
+    }
+}
+
 /// The ostree deployment directory of a checksum, relative to the sysroot.
 pub fn ostree_deploy_path(stateroot: &str, checksum: &str, serial: u32) -> Option<String> {
     // Names from a status file become a path: refuse anything but plain names.
@@ -95,6 +122,8 @@ pub struct HostStatus {
     pub signature: SignatureMode,
     /// The registered rpm-ostree update driver, if any.
     pub update_driver: Option<String>,
+    /// The systemd unit that driver registered from.
+    pub update_driver_unit: Option<String>,
 }
 
 /// A status that cannot be used.
@@ -129,6 +158,53 @@ pub fn tag_of(reference: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_own_unit_comes_from_the_unified_cgroup_line() {
+        assert_eq!(
+            unit_of_cgroup("0::/system.slice/cairn-agent.service\n").as_deref(),
+            Some("cairn-agent.service")
+        );
+        assert_eq!(
+            unit_of_cgroup("12:pids:/x\n0::/user.slice/user-0.slice/session-3.scope\n"),
+            None
+        );
+        assert_eq!(unit_of_cgroup("0::/\n"), None);
+        assert_eq!(unit_of_cgroup(""), None);
+    }
+
+    #[test]
+    fn registration_is_renewed_from_the_agents_own_unit() {
+        let status = |name: Option<&str>, unit: Option<&str>| HostStatus {
+            tool: Tool::RpmOstree,
+            booted: None,
+            staged: None,
+            rollback: None,
+            followed: None,
+            signature: SignatureMode::Unverified,
+            update_driver: name.map(String::from),
+            update_driver_unit: unit.map(String::from),
+        };
+        let own = Some("cairn-agent.service");
+        assert!(needs_driver_registration(&status(None, None), own));
+        assert!(needs_driver_registration(
+            &status(Some("Zincati"), Some("zincati.service")),
+            own
+        ));
+        assert!(!needs_driver_registration(&status(Some("Cairn"), own), own));
+        assert!(needs_driver_registration(
+            &status(Some("Cairn"), Some("run-u7.service")),
+            own
+        ));
+        assert!(needs_driver_registration(
+            &status(Some("Cairn"), Some("run-u7.service")),
+            None
+        ));
+        assert!(!needs_driver_registration(
+            &status(Some("Cairn"), Some("cairn-agent.service")),
+            None
+        ));
+    }
 
     #[test]
     fn repositories_and_tags() {

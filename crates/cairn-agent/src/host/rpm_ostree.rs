@@ -16,6 +16,8 @@ struct Status {
 struct Driver {
     #[serde(rename = "driver-name")]
     name: Option<String>,
+    #[serde(rename = "driver-sd-unit")]
+    unit: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -110,6 +112,7 @@ pub fn parse_status(bytes: &[u8]) -> Result<HostStatus, StatusError> {
         rollback: rollback.map(RawDeployment::deployment),
         followed,
         signature,
+        update_driver_unit: status.update_driver.as_ref().and_then(|d| d.unit.clone()),
         update_driver: status.update_driver.and_then(|d| d.name),
     })
 }

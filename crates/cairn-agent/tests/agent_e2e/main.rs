@@ -178,6 +178,7 @@ fn agent_with(fleet: &Fleet, node: &Node, lock: Option<FleetLockClient>) -> Agen
     let driver = Driver::new(
         ProcessRunner {
             use_systemd_run: false,
+            systemd_run: None,
         },
         Tool::Bootc,
         &node.host.program.display().to_string(),

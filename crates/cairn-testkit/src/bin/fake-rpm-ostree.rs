@@ -4,6 +4,11 @@
 //! origin is an ostree container reference, `ostree-image-signed:docker://…`
 //! when the host verifies signatures. `deploy --disallow-downgrade` refuses an
 //! image created before the current deployment's, as rpm-ostree does.
+//!
+//! A registered update driver is tied to the caller's systemd unit
+//! (`$CAIRN_FAKE_UNIT`, set by `fake-systemd-run`; a command started
+//! directly runs in the agent's own `cairn-agent.service`): `deploy` from any
+//! other unit is refused unless it says `--bypass-driver`, as rpm-ostree does.
 
 use cairn_testkit::host::{
     FakeDeployment, FakeState, begin_command, block_until_rebooted, check_out, checksum_of,
@@ -61,7 +66,10 @@ fn status(state: &FakeState) -> String {
         "deployments": deployments,
         "transaction": null,
         "cached-update": null,
-        "update-driver": state.update_driver.as_ref().map(|name| serde_json::json!({"driver-name": name, "driver-sd-unit": "cairn-agent.service"})),
+        "update-driver": state.update_driver.as_ref().map(|name| serde_json::json!({
+            "driver-name": name,
+            "driver-sd-unit": state.update_driver_unit.as_deref().unwrap_or("cairn-agent.service"),
+        })),
     })
     .to_string()
 }
@@ -99,6 +107,11 @@ fn check_timestamps(state: &FakeState, repository: &str, digest: &str) -> Result
     ))
 }
 
+/// The systemd unit the caller runs in.
+fn caller_unit() -> String {
+    std::env::var("CAIRN_FAKE_UNIT").unwrap_or_else(|_| "cairn-agent.service".into())
+}
+
 fn main() -> ExitCode {
     let Some(dir) = std::env::var_os("CAIRN_FAKE_HOST").map(PathBuf::from) else {
         return fail("CAIRN_FAKE_HOST is not set");
@@ -113,14 +126,32 @@ fn main() -> ExitCode {
         }
         ["deploy", "", "--register-driver=Cairn"] => {
             state.update_driver = Some("Cairn".into());
+            state.update_driver_unit = Some(caller_unit());
             write_state(&dir, &state);
             ExitCode::SUCCESS
         }
         ["deploy", "--lock-finalization", rest @ ..]
-            if matches!(rest, [_] | ["--disallow-downgrade", _]) =>
+            if matches!(
+                rest,
+                [_] | ["--disallow-downgrade", _]
+                    | ["--bypass-driver", _]
+                    | ["--bypass-driver", "--disallow-downgrade", _]
+            ) =>
         {
-            let disallow_downgrade = rest.len() == 2;
+            let bypass = rest[0] == "--bypass-driver";
+            let disallow_downgrade = rest.contains(&"--disallow-downgrade");
             let digest = rest[rest.len() - 1];
+            if let (Some(name), false) = (&state.update_driver, bypass) {
+                let unit = state
+                    .update_driver_unit
+                    .clone()
+                    .unwrap_or_else(|| "cairn-agent.service".into());
+                if unit != caller_unit() {
+                    return fail(&format!(
+                        "Updates and deployments are driven by {name} ({unit})\nSee {name}'s documentation. Use --bypass-driver to bypass {name} and perform the operation."
+                    ));
+                }
+            }
             // Deploying a digest keeps the origin's repository.
             let repository = state
                 .spec_image
