@@ -8,6 +8,7 @@ pub mod images;
 pub mod lockserver;
 pub mod registry;
 pub mod serve;
+pub mod standins;
 pub mod token;
 
 pub use images::{
