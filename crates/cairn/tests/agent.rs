@@ -450,12 +450,7 @@ async fn operator_commands_go_through_the_running_agents_socket() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn the agent");
-    for _ in 0..200 {
-        if socket.exists() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_until("the agent listens", || socket.exists()).await;
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&socket)
         .expect("socket")
@@ -611,6 +606,28 @@ fn state_name(n: &Node) -> String {
         .unwrap_or_default()
 }
 
+/// Every pass of the agent ends by rewriting its metrics file (nothing reads
+/// it back), so a removed one that reappears proves a whole pass ran.
+fn forget_passes(n: &Node) {
+    match std::fs::remove_file(Path::new(&n.state).join("metrics.prom")) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => panic!("metrics.prom: {e}"),
+        _ => {}
+    }
+}
+
+/// Wait until the running agent has finished `passes` more whole passes:
+/// only then may a test conclude that something did *not* happen.
+async fn wait_for_passes(n: &Node, passes: usize) {
+    let metrics = Path::new(&n.state).join("metrics.prom");
+    for pass in 1..=passes {
+        forget_passes(n);
+        wait_until(&format!("pass {pass} of {passes} finished"), || {
+            metrics.exists()
+        })
+        .await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_agent_converges_after_restart_in_every_state() {
     let p = published().await;
@@ -656,7 +673,7 @@ async fn a_killed_agent_converges_after_restart_in_every_state() {
     let mut agent = spawn_daemon(&p, &n);
     wait_until("staged after restart", || state_name(&n) == "staged").await;
     // A few more checks: none may stage again.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    wait_for_passes(&n, 3).await;
     kill9(&mut agent);
     assert_eq!(
         count_calls(&n.host, "switch --download-only"),
@@ -693,7 +710,7 @@ async fn a_killed_agent_converges_after_restart_in_every_state() {
     kill9(&mut agent);
     let switches = count_calls(&n.host, "switch --download-only");
     let mut agent = spawn_daemon(&p, &n);
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    wait_for_passes(&n, 2).await;
     kill9(&mut agent);
     assert_eq!(
         count_calls(&n.host, "switch --download-only"),
@@ -731,7 +748,7 @@ async fn a_killed_agent_converges_after_restart_in_every_state() {
     let mut agent = spawn_daemon(&p, &n);
     wait_until("steady on the new release", || state_name(&n) == "steady").await;
     wait_until("lock released", || lock.holders("default").is_empty()).await;
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    wait_for_passes(&n, 2).await;
     kill9(&mut agent);
     let host = n.host.state();
     assert_eq!(host.booted.map(|b| b.digest), Some(target.clone()));
