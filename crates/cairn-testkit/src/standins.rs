@@ -57,7 +57,9 @@ fn layout() -> Result<Layout, String> {
                 exe.display()
             )
         })?;
-    let profile_dir = deps.parent().unwrap_or(Path::new("/"));
+    let profile_dir = deps
+        .parent()
+        .ok_or_else(|| format!("{} has no parent", deps.display()))?;
     let target_dir = profile_dir
         .parent()
         .ok_or_else(|| format!("{} has no parent", profile_dir.display()))?;
