@@ -97,12 +97,7 @@ async fn stage_apply_and_reboot_on_a_current_bootc() {
         let digest = setup.new.clone();
         async move { driver.apply(&digest).await }
     });
-    for _ in 0..100 {
-        if host.state().apply_pid.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    host.wait_for_apply().await;
     host.reboot(true);
     applying
         .await

@@ -298,36 +298,21 @@ pub fn write_state(dir: &Path, state: &FakeState) {
     std::fs::rename(&temporary, state_path(dir)).unwrap_or_else(|e| panic!("fake host state: {e}"));
 }
 
-/// Where the `fake-bootc` executable is: `$CAIRN_FAKE_BOOTC`, or next to the
-/// running test in Cargo's target directory (`cargo test --workspace` builds it).
+/// Where the `fake-bootc` executable is: `$CAIRN_FAKE_BOOTC`, or built
+/// (once per test process, if missing or stale) next to the running test in
+/// Cargo's target directory; see [`crate::standins`].
 pub fn fake_bootc_binary() -> PathBuf {
-    fake_binary("fake-bootc", "CAIRN_FAKE_BOOTC")
+    crate::standins::locate("fake-bootc", "CAIRN_FAKE_BOOTC")
 }
 
-/// Where the `fake-systemd-run` executable is (`$CAIRN_FAKE_SYSTEMD_RUN` or Cargo's target directory).
+/// Where the `fake-systemd-run` executable is: `$CAIRN_FAKE_SYSTEMD_RUN`, or built as above.
 pub fn fake_systemd_run_binary() -> PathBuf {
-    fake_binary("fake-systemd-run", "CAIRN_FAKE_SYSTEMD_RUN")
+    crate::standins::locate("fake-systemd-run", "CAIRN_FAKE_SYSTEMD_RUN")
 }
 
-/// Where the `fake-rpm-ostree` executable is (`$CAIRN_FAKE_RPM_OSTREE` or Cargo's target directory).
+/// Where the `fake-rpm-ostree` executable is: `$CAIRN_FAKE_RPM_OSTREE`, or built as above.
 pub fn fake_rpm_ostree_binary() -> PathBuf {
-    fake_binary("fake-rpm-ostree", "CAIRN_FAKE_RPM_OSTREE")
-}
-
-fn fake_binary(name: &str, variable: &str) -> PathBuf {
-    if let Some(path) = std::env::var_os(variable) {
-        return PathBuf::from(path);
-    }
-    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current test executable: {e}"));
-    // target/<profile>/deps/<test> → target/<profile>/<name>
-    let candidate = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|dir| dir.join(name))
-        .filter(|p| p.exists());
-    candidate.unwrap_or_else(|| {
-        panic!("the {name} stand-in is not built: run `cargo build -p cairn-testkit` (or the whole workspace's tests)")
-    })
+    crate::standins::locate("fake-rpm-ostree", "CAIRN_FAKE_RPM_OSTREE")
 }
 
 /// A stand-in host for a test.

@@ -9,6 +9,7 @@ pub mod images;
 pub mod lockserver;
 pub mod registry;
 pub mod serve;
+pub mod standins;
 pub mod token;
 
 pub use hostile::HostileServer;

@@ -3,9 +3,12 @@
 //! registry, and a host stand-in.
 
 mod common;
+use common::agent::AgentCommand;
 use common::fleet::{
-    Node, Published, agent_once, count_calls, fragment, node, published, status_json, wait_until,
+    Node, Published, agent_once, command, count_calls, fragment, node, published, status_json,
+    wait_until,
 };
+use common::publish::Publish;
 use common::{cairn, ok};
 
 use cairn_testkit::host::FakeHost;
@@ -128,11 +131,9 @@ async fn config_errors_signatures_holds_and_other_updaters_stop_the_agent() {
     std::fs::write(&systemctl, "#!/bin/sh\n[ \"$2\" = zincati.service ] && echo enabled && exit 0\necho disabled\nexit 1\n").expect("stub");
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&systemctl, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let out = agent_once(
-        &p,
-        &other,
-        &["--systemctl", &systemctl.display().to_string()],
-    );
+    let out = command(&p, &other, &["agent", "--once"])
+        .systemctl(&systemctl)
+        .ok();
     assert!(
         out.contains("refusing to stage") && out.contains("zincati.service"),
         "{out}"
@@ -153,32 +154,9 @@ async fn update_now_reboots_into_the_newest_allowed_release_at_wariness_zero() {
             fragment(&p, 1.0)
         ),
     );
-    let program = n.host.program.display().to_string();
-    let args: Vec<String> = [
-        "update-now",
-        "--root",
-        &n.root,
-        "--state-dir",
-        &n.state,
-        "--bootc",
-        &program,
-        "--arch",
-        "x86_64",
-        "--insecure-registry",
-        &p.registry.host,
-        "--no-updater-check",
-        "--no-systemd",
-        "--no-user-check",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(&args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let child = command(&p, &n, &["update-now"])
+        .arg("--no-user-check")
+        .spawn();
     let out = n.host.reboot_under(child, true).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -347,27 +325,15 @@ async fn fcos_source_follows_fedoras_own_rollout() {
             ),
         )
         .expect("write");
-        let root = base.join("root").display().to_string();
-        let state = base.join("state").display().to_string();
-        let program = host.program.display().to_string();
-        let out = ok(&[
-            "agent",
-            "--once",
-            "--no-updater-check",
-            "--no-systemd",
-            "--root",
-            &root,
-            "--state-dir",
-            &state,
-            "--bootc",
-            &program,
-            "--arch",
-            "x86_64",
-            "--insecure-registry",
-            &registry.host,
-            "--insecure-registry",
-            &fedora,
-        ]);
+        let out = AgentCommand::new(
+            &["agent", "--once"],
+            &host,
+            base.join("root"),
+            base.join("state"),
+        )
+        .insecure_registry(&registry.host)
+        .insecure_registry(&fedora)
+        .ok();
         (host, out)
     };
     let (early, out) = run("early", 0.3);
@@ -425,46 +391,23 @@ async fn operator_commands_go_through_the_running_agents_socket() {
     let n = node(&p, "daemon", 1, &fragment(&p, 0.8));
     let socket = p.dir.path().join("daemon/run/agent.sock");
     let socket_arg = socket.display().to_string();
-    let program = n.host.program.display().to_string();
-    let host_args = [
-        "--root",
-        n.root.as_str(),
-        "--state-dir",
-        n.state.as_str(),
-        "--socket",
-        socket_arg.as_str(),
-        "--bootc",
-        program.as_str(),
-        "--arch",
-        "x86_64",
-        "--insecure-registry",
-        p.registry.host.as_str(),
-        "--no-updater-check",
-        "--no-systemd",
-        "--no-user-check",
-    ];
-    let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .arg("agent")
-        .args(host_args)
+    let on_host = |verb: &str| {
+        command(&p, &n, &[verb]).args(["--socket", socket_arg.as_str(), "--no-user-check"])
+    };
+    let mut daemon = on_host("agent")
         .args(["--check-interval-ms", "600000"])
+        .command()
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn the agent");
-    for _ in 0..200 {
-        if socket.exists() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_until("the agent listens", || socket.exists()).await;
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&socket)
         .expect("socket")
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600, "root-only socket");
-    let mut second = vec!["agent"];
-    second.extend(host_args);
-    let out = cairn(&second);
+    let out = on_host("agent").output();
     assert!(!out.status.success(), "a second agent must not start");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("another agent is running"),
@@ -515,13 +458,7 @@ async fn operator_commands_go_through_the_running_agents_socket() {
     assert_eq!(json["held"], false, "{json}");
 
     // update-now runs in the agent: wariness 0, so 44.3 is staged and finalized.
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .arg("update-now")
-        .args(host_args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let child = on_host("update-now").spawn();
     let out = n.host.reboot_under(child, true).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -568,29 +505,11 @@ impl Drop for Daemon {
 }
 
 fn spawn_daemon(p: &Published, n: &Node) -> Daemon {
-    let program = n.host.program.display().to_string();
     let socket = format!("{}/agent.sock", n.state);
-    std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args([
-            "agent",
-            "--root",
-            n.root.as_str(),
-            "--state-dir",
-            n.state.as_str(),
-            "--socket",
-            socket.as_str(),
-            "--bootc",
-            program.as_str(),
-            "--arch",
-            "x86_64",
-            "--insecure-registry",
-            p.registry.host.as_str(),
-            "--no-updater-check",
-            "--no-systemd",
-            "--no-user-check",
-            "--check-interval-ms",
-            "100",
-        ])
+    command(p, n, &["agent"])
+        .args(["--socket", socket.as_str(), "--no-user-check"])
+        .args(["--check-interval-ms", "100"])
+        .command()
         .stderr(std::process::Stdio::null())
         .spawn()
         .map(Daemon)
@@ -609,6 +528,28 @@ fn state_name(n: &Node) -> String {
         .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
         .and_then(|v| v["state"].as_str().map(str::to_string))
         .unwrap_or_default()
+}
+
+/// Every pass of the agent ends by rewriting its metrics file (nothing reads
+/// it back), so a removed one that reappears proves a whole pass ran.
+fn forget_passes(n: &Node) {
+    match std::fs::remove_file(Path::new(&n.state).join("metrics.prom")) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => panic!("metrics.prom: {e}"),
+        _ => {}
+    }
+}
+
+/// Wait until the running agent has finished `passes` more whole passes:
+/// only then may a test conclude that something did *not* happen.
+async fn wait_for_passes(n: &Node, passes: usize) {
+    let metrics = Path::new(&n.state).join("metrics.prom");
+    for pass in 1..=passes {
+        forget_passes(n);
+        wait_until(&format!("pass {pass} of {passes} finished"), || {
+            metrics.exists()
+        })
+        .await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -656,7 +597,7 @@ async fn a_killed_agent_converges_after_restart_in_every_state() {
     let mut agent = spawn_daemon(&p, &n);
     wait_until("staged after restart", || state_name(&n) == "staged").await;
     // A few more checks: none may stage again.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    wait_for_passes(&n, 3).await;
     kill9(&mut agent);
     assert_eq!(
         count_calls(&n.host, "switch --download-only"),
@@ -693,7 +634,7 @@ async fn a_killed_agent_converges_after_restart_in_every_state() {
     kill9(&mut agent);
     let switches = count_calls(&n.host, "switch --download-only");
     let mut agent = spawn_daemon(&p, &n);
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    wait_for_passes(&n, 2).await;
     kill9(&mut agent);
     assert_eq!(
         count_calls(&n.host, "switch --download-only"),
@@ -731,7 +672,7 @@ async fn a_killed_agent_converges_after_restart_in_every_state() {
     let mut agent = spawn_daemon(&p, &n);
     wait_until("steady on the new release", || state_name(&n) == "steady").await;
     wait_until("lock released", || lock.holders("default").is_empty()).await;
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    wait_for_passes(&n, 2).await;
     kill9(&mut agent);
     let host = n.host.state();
     assert_eq!(host.booted.map(|b| b.digest), Some(target.clone()));
@@ -765,21 +706,11 @@ async fn the_agent_reads_the_hosts_ostree_registry_credentials() {
     std::fs::write(d("auth.json"), &auth).expect("auth.json");
     let repo = format!("{}/acme/os", registry.host);
     ok(&["document", "keygen", "--output", &d("team")]);
-    ok(&[
-        "publish",
-        "--repository",
-        &repo,
-        "--stream",
-        "stable",
-        "--sign-key",
-        &d("team.key"),
-        "--insecure-registry",
-        &registry.host,
-        "--cache",
-        &d("cache.json"),
-        "--authfile",
-        &d("auth.json"),
-    ]);
+    Publish::signed(&repo, d("team.key"))
+        .insecure_registry(&registry.host)
+        .cache(d("cache.json"))
+        .args(["--authfile", &d("auth.json")])
+        .run();
     let host = FakeHost::new(
         &dir.path().join("host"),
         "1.17.0",
@@ -798,25 +729,10 @@ async fn the_agent_reads_the_hosts_ostree_registry_credentials() {
         ),
     )
     .expect("config");
-    let program = host.program.display().to_string();
-    let root_arg = root.display().to_string();
     let once = || {
-        ok(&[
-            "agent",
-            "--once",
-            "--root",
-            &root_arg,
-            "--state-dir",
-            &d("state"),
-            "--bootc",
-            &program,
-            "--arch",
-            "x86_64",
-            "--insecure-registry",
-            &registry.host,
-            "--no-updater-check",
-            "--no-systemd",
-        ])
+        AgentCommand::new(&["agent", "--once"], &host, &root, d("state"))
+            .insecure_registry(&registry.host)
+            .ok()
     };
     let out = once();
     assert!(out.contains("not authorized"), "{out}");
@@ -848,25 +764,8 @@ async fn a_disconnected_host_reads_the_document_from_its_registries_conf_mirror(
         fragment(&p, 0.5),
     )
     .expect("config");
-    let program = host.program.display().to_string();
-    let root_arg = root.display().to_string();
-    let state = base.join("state").display().to_string();
-    let once = || {
-        ok(&[
-            "agent",
-            "--once",
-            "--root",
-            &root_arg,
-            "--state-dir",
-            &state,
-            "--bootc",
-            &program,
-            "--arch",
-            "x86_64",
-            "--no-updater-check",
-            "--no-systemd",
-        ])
-    };
+    // No --insecure-registry: only registries.conf may name the mirror's.
+    let once = || AgentCommand::new(&["agent", "--once"], &host, &root, base.join("state")).ok();
     let out = once();
     assert!(
         out.contains("Last error: 127.0.0.1:1/acme/os:cairn-graph-stable"),
@@ -908,10 +807,14 @@ async fn cincinnati_source_follows_the_servers_graph_with_the_local_wariness() {
             "[updates]\nsource = \"cincinnati:http://{listen}\"\n[identity]\nrollout_wariness = {w}\n"
         )
     };
-    let extra = ["--insecure-registry", listen.as_str()];
+    let once = |n: &Node| {
+        command(&p, n, &["agent", "--once"])
+            .insecure_registry(&listen)
+            .ok()
+    };
 
     let early = node(&p, "early", 1, &fragment(0.3));
-    let out = agent_once(&p, &early, &extra);
+    let out = once(&early);
     assert!(out.contains("staged 44.3"), "{out}");
     assert_eq!(
         early.host.state().staged.map(|s| s.digest).as_deref(),
@@ -927,7 +830,7 @@ async fn cincinnati_source_follows_the_servers_graph_with_the_local_wariness() {
 
     // The server drops the edge for this wariness; the node still says why it waits.
     let late = node(&p, "late", 1, &fragment(0.8));
-    let out = agent_once(&p, &late, &extra);
+    let out = once(&late);
     assert!(out.contains("rollout of 44.3 at 50"), "{out}");
     assert!(out.contains("this node's wariness is 0.8"), "{out}");
     assert!(out.contains("Expected:   a change about"), "{out}");
@@ -935,13 +838,13 @@ async fn cincinnati_source_follows_the_servers_graph_with_the_local_wariness() {
 
     // An old node walks the graph the server sent: one step at a time.
     let old = node(&p, "old", 0, &fragment(0.3));
-    let out = agent_once(&p, &old, &extra);
+    let out = once(&old);
     assert!(out.contains("staged 44.3"), "{out}");
 
     // The server gone: nothing is done, and status says why.
     server.stop();
     let down = node(&p, "down", 1, &fragment(0.3));
-    let out = agent_once(&p, &down, &extra);
+    let out = once(&down);
     assert!(down.host.state().staged.is_none(), "{out}");
     let status = status_json(&down);
     let error = status["last_error"].as_str().unwrap_or_default();

@@ -6,13 +6,14 @@
 //! `cairn status --history`.
 
 mod common;
+use common::agent::AgentCommand;
 use common::ok;
+use common::publish::Publish;
 
 use cairn_testkit::host::FakeHost;
 use cairn_testkit::{Auth, ImageSpec, TestRegistry, write_index, write_release};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 struct World {
     registry: TestRegistry,
@@ -63,19 +64,10 @@ async fn world(hooks: &[(&str, &str)]) -> World {
     let repo = format!("{}/acme/os", registry.host);
     let d = |name: &str| dir.path().join(name).display().to_string();
     ok(&["document", "keygen", "--output", &d("team")]);
-    ok(&[
-        "publish",
-        "--repository",
-        &repo,
-        "--stream",
-        "stable",
-        "--sign-key",
-        &d("team.key"),
-        "--insecure-registry",
-        &registry.host,
-        "--cache",
-        &d("cache.json"),
-    ]);
+    Publish::signed(&repo, d("team.key"))
+        .insecure_registry(&registry.host)
+        .cache(d("cache.json"))
+        .run();
     World {
         old: old[0].manifest.clone(),
         new: new[0].manifest.clone(),
@@ -93,10 +85,6 @@ struct Node {
 }
 
 impl Node {
-    fn root(&self) -> String {
-        self.root.display().to_string()
-    }
-
     fn flag(&self, name: &str, on: bool) {
         let path = self.systemctl.parent().expect("dir").join(name);
         if on {
@@ -182,47 +170,28 @@ fn node(w: &World, name: &str, config: &str) -> Node {
 }
 
 /// `cairn <verb>` against the node, with its stand-ins.
-fn args(w: &World, n: &Node, verb: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = verb.iter().map(|s| s.to_string()).collect();
-    args.extend(
-        [
-            "--root",
-            &n.root(),
+fn command(w: &World, n: &Node, verb: &[&str]) -> AgentCommand {
+    let sysroot = n.host.dir.join("sysroot").display().to_string();
+    let socket = format!("{}/agent.sock", n.state);
+    AgentCommand::new(verb, &n.host, &n.root, &n.state)
+        .systemctl(&n.systemctl)
+        .insecure_registry(&w.registry.host)
+        .args([
             "--sysroot",
-            &n.host.dir.join("sysroot").display().to_string(),
-            "--state-dir",
-            &n.state,
-            "--bootc",
-            &n.host.program.display().to_string(),
-            "--systemctl",
-            &n.systemctl.display().to_string(),
-            "--no-user-check",
-            "--arch",
-            "x86_64",
-            "--insecure-registry",
-            &w.registry.host,
+            &sysroot,
             "--socket",
-            &format!("{}/agent.sock", n.state),
-        ]
-        .map(String::from),
-    );
-    args
+            &socket,
+            "--no-user-check",
+        ])
 }
 
 fn run(w: &World, n: &Node, verb: &[&str]) -> String {
-    let args = args(w, n, verb);
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    ok(&refs)
+    command(w, n, verb).ok()
 }
 
 /// `cairn update-now`, which blocks in `--apply` until the stand-in reboots.
 async fn update_now_and_reboot(w: &World, n: &Node, healthy: bool) -> String {
-    let child = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(args(w, n, &["update-now"]))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let child = command(w, n, &["update-now"]).spawn();
     let out = n.host.reboot_under(child, healthy).await;
     assert!(
         out.status.success(),
@@ -447,11 +416,7 @@ echo run >> "$CAIRN_BOOTED_ROOT/runs""#,
     )])
     .await;
     let n = node(&w, "crash", "");
-    let args = args(&w, &n, &["agent", "--once"]);
-    let crashed = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(&args)
-        .output()
-        .expect("run");
+    let crashed = command(&w, &n, &["agent", "--once"]).output();
     assert!(!crashed.status.success(), "the agent was killed");
     assert_eq!(
         n.host.state().staged.map(|s| s.digest).as_deref(),
@@ -500,11 +465,7 @@ async fn failing_health_checks_roll_back_when_configured_and_only_once() {
     );
     update_now_and_reboot(&w, &n, true).await;
     n.boot(true, None);
-    let child = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(args(&w, &n, &["verify"]))
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let child = command(&w, &n, &["verify"]).spawn();
     n.host.wait_for_apply().await;
     assert_eq!(calls(&n, "rollback --apply"), 1);
     let out = n.host.reboot_under(child, true).await;

@@ -4,9 +4,10 @@
 //! accepts, rpm-ostree hosts and the targets rpm-ostree refuses.
 
 mod common;
+use common::agent::AgentCommand;
 use common::fleet::{
-    Published, agent_once, count_calls, fragment, history_words, node, published, republish,
-    wait_until,
+    Node, Published, agent_once, command, count_calls, fragment, history_words, node, published,
+    republish, wait_until,
 };
 use common::ok;
 
@@ -138,13 +139,10 @@ async fn staging_follows_what_the_installed_bootc_accepts() {
     }
 }
 
-/// An rpm-ostree host on release `booted` (no bootc there), and the
-/// arguments that point a `cairn` verb at it.
+/// An rpm-ostree host on release `booted` (no bootc there).
 struct RpmNode {
-    host: FakeHost,
+    node: Node,
     image: String,
-    state: String,
-    args: Vec<String>,
 }
 
 fn rpm_node(p: &Published, name: &str, booted: usize, fragment: &str) -> RpmNode {
@@ -157,55 +155,24 @@ fn rpm_node(p: &Published, name: &str, booted: usize, fragment: &str) -> RpmNode
         std::slice::from_ref(&p.registry.host),
         true,
     );
-    let config = base.join("root/etc/cairn/config.d");
-    std::fs::create_dir_all(&config).expect("mkdir");
-    std::fs::write(config.join("50-site.toml"), fragment).expect("write");
-    let path = |name: &str| base.join(name).display().to_string();
-    let state = path("state");
-    let args = [
-        "--root",
-        &path("root"),
-        "--state-dir",
-        &state,
-        "--socket",
-        &path("none.sock"),
-        "--bootc",
-        &path("no-bootc"),
-        "--rpm-ostree",
-        &host.program.display().to_string(),
-        "--arch",
-        "x86_64",
-        "--insecure-registry",
-        &p.registry.host,
-        "--no-updater-check",
-        "--no-systemd",
-        "--no-user-check",
-    ]
-    .map(String::from)
-    .to_vec();
     RpmNode {
-        host,
+        node: Node::configured(host, &base, fragment),
         image,
-        state,
-        args,
     }
 }
 
-impl RpmNode {
-    /// `cairn <verb>` against this host.
-    fn command(&self, verb: &[&str]) -> Vec<String> {
-        let mut args: Vec<String> = verb.iter().map(|s| s.to_string()).collect();
-        args.extend(self.args.iter().cloned());
-        args
-    }
+/// `cairn <verb…>` against an rpm-ostree host, through no agent's socket.
+fn on_rpm(p: &Published, n: &RpmNode, verb: &[&str]) -> AgentCommand {
+    let socket = format!("{}/none.sock", n.node.state);
+    command(p, &n.node, verb).args(["--socket", socket.as_str(), "--no-user-check"])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rpm_ostree_hosts_are_driven_through_rpm_ostree_and_keep_their_signed_origin() {
     let p = published().await;
     let n = rpm_node(&p, "rpm", 1, &fragment(&p, 0.3));
-    let host = &n.host;
-    let out = ok(&n.command(&["agent", "--once"]));
+    let host = &n.node.host;
+    let out = on_rpm(&p, &n, &["agent", "--once"]).ok();
     assert!(out.contains("staged 44.3"), "{out}");
     let fake = host.state();
     assert!(
@@ -236,7 +203,7 @@ async fn rpm_ostree_hosts_are_driven_through_rpm_ostree_and_keep_their_signed_or
         staged.download_only = false;
     }
     cairn_testkit::host::write_state(&host.dir, &unlocked);
-    ok(&n.command(&["agent", "--once"]));
+    on_rpm(&p, &n, &["agent", "--once"]).ok();
     let fake = host.state();
     let deploys: Vec<&String> = fake
         .calls
@@ -256,12 +223,7 @@ async fn rpm_ostree_hosts_are_driven_through_rpm_ostree_and_keep_their_signed_or
     );
     assert!(fake.staged.is_some_and(|s| s.download_only), "locked again");
 
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(n.command(&["update-now"]))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let child = on_rpm(&p, &n, &["update-now"]).spawn();
     wait_until("finalization started", || host.state().apply_pid.is_some()).await;
     assert!(
         host.state()
@@ -276,7 +238,7 @@ async fn rpm_ostree_hosts_are_driven_through_rpm_ostree_and_keep_their_signed_or
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = ok(&n.command(&["agent", "--once"]));
+    let out = on_rpm(&p, &n, &["agent", "--once"]).ok();
     assert!(out.contains("44.3"), "{out}");
     assert_eq!(
         host.state().booted.map(|b| b.digest).as_deref(),
@@ -291,35 +253,36 @@ async fn a_target_rpm_ostree_refuses_as_older_waits_out_a_backoff() {
     // reached it), but 44.3, created later, is staged already (by hand):
     // rpm-ostree's date check refuses 44.2 over it.
     let n = rpm_node(&p, "rpm-refused", 0, &fragment(&p, 0.8));
-    let mut host = n.host.state();
+    let mut host = n.node.host.state();
     host.staged = Some(cairn_testkit::host::FakeDeployment {
         digest: p.digests[2].clone(),
         version: Some("44.3".into()),
         image: n.image.clone(),
         download_only: true,
     });
-    cairn_testkit::host::write_state(&n.host.dir, &host);
-    let deploys = || count_calls(&n.host, "deploy --lock-finalization");
-    let statuses = || count_calls(&n.host, "status");
+    cairn_testkit::host::write_state(&n.node.host.dir, &host);
+    let deploys = || count_calls(&n.node.host, "deploy --lock-finalization");
+    let statuses = || count_calls(&n.node.host, "status");
     let refused = |text: &str| {
         text.contains("rpm-ostree refuses 44.2")
             && text.contains("created before the current deployment")
     };
 
-    let out = ok(&n.command(&["agent", "--once"]));
+    let out = on_rpm(&p, &n, &["agent", "--once"]).ok();
     assert!(refused(&out), "{out}");
     assert_eq!(deploys(), 1);
     let seen = statuses();
 
     // Within the backoff: the check runs (it asks the host again), the
     // error stays in status, and rpm-ostree is not asked to pull it again.
-    let out = ok(&n.command(&["agent", "--once"]));
+    let out = on_rpm(&p, &n, &["agent", "--once"]).ok();
     assert!(statuses() > seen, "the second check ran");
     assert!(refused(&out), "{out}");
     assert!(out.contains("not staged again before"), "{out}");
-    assert_eq!(deploys(), 1, "{:?}", n.host.state().calls);
+    assert_eq!(deploys(), 1, "{:?}", n.node.host.state().calls);
     let status: Value =
-        serde_json::from_str(&ok(&["status", "--state-dir", &n.state, "--json"])).expect("JSON");
+        serde_json::from_str(&ok(&["status", "--state-dir", &n.node.state, "--json"]))
+            .expect("JSON");
     assert!(
         status["last_error"].as_str().is_some_and(refused),
         "{status}"

@@ -1,6 +1,9 @@
 //! A release team's full loop through the `cairn` command against a real
 //! registry: push images, edit the policy, publish signed, read it back.
 
+mod common;
+use common::publish::Publish;
+
 use cairn_oci::Store;
 use cairn_oci::layout::Layout;
 use cairn_testkit::{Auth, ImageSpec, TestRegistry, write_image};
@@ -122,42 +125,23 @@ async fn release_team_loop() {
     ]);
     assert!(!bare.status.success() && String::from_utf8_lossy(&bare.stderr).contains("ambiguous"));
 
-    let mut publish = vec![
-        "publish",
-        "--repository",
-        repo.as_str(),
-        "--stream",
-        "stable",
-        "--policy",
-    ];
-    let policy = d("updates.json");
     let key = d("team.key");
     let cache = d("cache.json");
-    publish.extend([
-        policy.as_str(),
-        "--sign-key",
-        key.as_str(),
-        "--cache",
-        cache.as_str(),
-        "--now",
-        T0,
-    ]);
-    publish.extend(reg);
-    let out = cairn(&publish);
+    let publish = Publish::signed(&repo, &key)
+        .policy(d("updates.json"))
+        .cache(&cache)
+        .args(["--now", T0])
+        .args(reg);
+    let out = publish.run();
     assert!(
-        out.status.success(),
+        out.stdout.contains("published signed document sequence"),
         "{}",
-        String::from_utf8_lossy(&out.stderr)
+        out.stdout
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("published signed document sequence"),
-        "{stdout}"
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("scanned 4 tags, 3 releases (3 new)"),
-        "{stderr}"
+        out.stderr.contains("scanned 4 tags, 3 releases (3 new)"),
+        "{}",
+        out.stderr
     );
 
     // Read it back through the registry, checking the signature.
@@ -260,9 +244,7 @@ async fn release_team_loop() {
     // A dry run after a new image shows the diff and publishes nothing.
     cairn_testkit::write_release(&store, "44.4", "2026-03-09T00:00:00Z", &["44.4"]).await;
     let before = store.resolve("cairn-graph-stable").await.expect("resolve");
-    let mut dry = publish.clone();
-    dry.push("--dry-run");
-    let diff = ok(&dry);
+    let diff = publish.clone().arg("--dry-run").run().stdout;
     assert!(
         diff.contains("+     3 44.4 [aarch64,x86_64] rollout 100.0%"),
         "{diff}"
@@ -273,20 +255,11 @@ async fn release_team_loop() {
     );
 
     // Refresh re-signs with a new sequence and keeps the releases.
-    let mut refresh = vec![
-        "publish",
-        "--repository",
-        repo.as_str(),
-        "--stream",
-        "stable",
-        "--refresh",
-        "--sign-key",
-        key.as_str(),
-        "--now",
-        DAY_LATER,
-    ];
-    refresh.extend(reg);
-    let refreshed = ok(&refresh);
+    let refreshed = Publish::signed(&repo, &key)
+        .args(["--refresh", "--now", DAY_LATER])
+        .args(reg)
+        .run()
+        .stdout;
     assert!(refreshed.contains("(3 releases)"), "{refreshed}");
     let fetched = cairn_oci::document::fetch(&store, "cairn-graph-stable")
         .await
@@ -313,17 +286,10 @@ async fn publishing_without_a_policy_makes_the_newest_release_reachable() {
     let repo = format!("{}/acme/os", registry.host);
     let dir = tempfile::tempdir().expect("temp dir");
     let cache = dir.path().join("cache.json").display().to_string();
-    ok(&[
-        "publish",
-        "--repository",
-        &repo,
-        "--stream",
-        "stable",
-        "--insecure-registry",
-        &registry.host,
-        "--cache",
-        &cache,
-    ]);
+    Publish::unsigned(&repo)
+        .insecure_registry(&registry.host)
+        .cache(&cache)
+        .run();
     let doc_ref = format!("{repo}:cairn-graph-stable");
     let answer: Value = serde_json::from_str(&ok(&[
         "graph",
@@ -370,17 +336,8 @@ async fn publishing_into_an_oci_layout() {
     ]);
     let key = dir.path().join("k.key").display().to_string();
     let public = dir.path().join("k.pub").display().to_string();
-    ok(&[
-        "publish",
-        "--repository",
-        &location,
-        "--stream",
-        "stable",
-        "--sign-key",
-        &key,
-        "--cache",
-        &cache,
-    ]);
+    let publish = Publish::signed(&location, &key).cache(&cache);
+    publish.run();
     let summary: Value = serde_json::from_str(&ok(&[
         "graph",
         "show",
@@ -405,43 +362,16 @@ async fn publishing_into_an_oci_layout() {
         .expect("manifests")
         .retain(|m| m["annotations"]["org.opencontainers.image.ref.name"] != "1.1");
     std::fs::write(&index_path, index.to_string()).expect("write");
-    let publish = [
-        "publish",
-        "--repository",
-        &location,
-        "--stream",
-        "stable",
-        "--sign-key",
-        &key,
-        "--cache",
-        &cache,
-    ];
-    let out = cairn(&publish);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!String::from_utf8_lossy(&out.stderr).contains("no longer in the registry"));
+    let out = publish.run();
+    assert!(!out.stderr.contains("no longer in the registry"));
 
     // Someone without the key replaces the document: the team's next publish
     // refuses to build on it and sign it, unless told to.
-    let unsigned = [
-        "publish",
-        "--repository",
-        &location,
-        "--stream",
-        "stable",
-        "--cache",
-        &cache,
-    ];
-    ok(&unsigned);
-    let refused = cairn(&publish);
+    Publish::unsigned(&location).cache(&cache).run();
+    let refused = publish.output();
     assert!(!refused.status.success());
     assert!(
         String::from_utf8_lossy(&refused.stderr).contains("refusing to build on and re-sign it")
     );
-    let mut accepted = publish.to_vec();
-    accepted.push("--accept-unverified-previous");
-    ok(&accepted);
+    publish.arg("--accept-unverified-previous").run();
 }

@@ -227,13 +227,7 @@ async fn finalize_and_reboot(fleet: &Fleet, node: &Node, lock: Option<&LockServe
     let mut agent = agent(fleet, node, lock);
     let world = world(fleet);
     let task = tokio::spawn(async move { agent.tick(&world).await.map(|r| r.reason) });
-    for _ in 0..200 {
-        if node.host.state().apply_pid.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(node.host.state().apply_pid.is_some(), "--apply was called");
+    node.host.wait_for_apply().await;
     node.host.reboot(healthy);
     let reason = task.await.expect("task").expect("tick");
     assert!(reason.starts_with("rebooting into"), "{reason}");

@@ -3,7 +3,10 @@
 //! pushed with `cairn policy` and `cairn publish` (44.3 half-way through a
 //! two-day rollout), and stand-in hosts that follow it.
 
+use super::agent::AgentCommand;
+pub use super::agent::Node;
 use super::ok;
+use super::publish::Publish;
 use cairn_testkit::host::FakeHost;
 use cairn_testkit::{Auth, TestRegistry, write_release};
 use serde_json::Value;
@@ -56,12 +59,6 @@ pub async fn published() -> Published {
     published
 }
 
-pub struct Node {
-    pub host: FakeHost,
-    pub root: String,
-    pub state: String,
-}
-
 pub fn node(p: &Published, name: &str, booted: usize, fragment: &str) -> Node {
     let base = p.dir.path().join(name);
     let host = FakeHost::new(
@@ -72,38 +69,17 @@ pub fn node(p: &Published, name: &str, booted: usize, fragment: &str) -> Node {
         std::slice::from_ref(&p.registry.host),
         true,
     );
-    let config = base.join("root/etc/cairn/config.d");
-    std::fs::create_dir_all(&config).expect("mkdir");
-    std::fs::write(config.join("50-site.toml"), fragment).expect("write");
-    Node {
-        host,
-        root: base.join("root").display().to_string(),
-        state: base.join("state").display().to_string(),
-    }
+    Node::configured(host, &base, fragment)
 }
 
+/// `cairn <verb…>` against `node`, reaching the stream's registry.
+pub fn command(p: &Published, node: &Node, verb: &[&str]) -> AgentCommand {
+    node.command(verb).insecure_registry(&p.registry.host)
+}
+
+/// `cairn agent --once` against `node`, with `extra` arguments; its output.
 pub fn agent_once(p: &Published, node: &Node, extra: &[&str]) -> String {
-    let program = node.host.program.display().to_string();
-    let mut args = vec![
-        "agent",
-        "--once",
-        "--root",
-        node.root.as_str(),
-        "--state-dir",
-        node.state.as_str(),
-        "--bootc",
-        program.as_str(),
-        "--arch",
-        "x86_64",
-        "--insecure-registry",
-        p.registry.host.as_str(),
-    ];
-    // Without a stand-in systemctl, this machine's has no systemd to ask.
-    if !extra.contains(&"--systemctl") {
-        args.extend(["--no-updater-check", "--no-systemd"]);
-    }
-    args.extend(extra);
-    ok(&args)
+    command(p, node, &["agent", "--once"]).args(extra).ok()
 }
 
 pub fn status_json(node: &Node) -> Value {
@@ -119,22 +95,12 @@ pub fn fragment(p: &Published, wariness: f64) -> String {
 
 /// Sign and push the document (again, after a policy edit).
 pub fn republish(p: &Published) {
-    let d = |name: &str| p.dir.path().join(name).display().to_string();
-    ok(&[
-        "publish",
-        "--repository",
-        &p.repo,
-        "--stream",
-        "stable",
-        "--policy",
-        &d("updates.json"),
-        "--sign-key",
-        &d("team.key"),
-        "--insecure-registry",
-        &p.registry.host,
-        "--cache",
-        &d("cache.json"),
-    ]);
+    let d = |name: &str| p.dir.path().join(name);
+    Publish::signed(&p.repo, d("team.key"))
+        .policy(d("updates.json"))
+        .insecure_registry(&p.registry.host)
+        .cache(d("cache.json"))
+        .run();
 }
 
 /// The history's records, oldest first, as (to_version, result).

@@ -2,7 +2,9 @@
 
 #![allow(dead_code)] // Each test file uses what it needs.
 
+pub mod agent;
 pub mod fleet;
+pub mod publish;
 
 use std::ffi::OsStr;
 use std::process::{Command, Output};

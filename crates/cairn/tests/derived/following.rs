@@ -9,16 +9,10 @@ async fn a_tag_following_host_stages_the_barrier_image_first(kind: BaseKind) {
     let digests = derive(
         &w,
         repo,
-        vec![
-            build("t1", 0, w.by_manifest(0), "2026-01-03T00:00:00Z", &["t1"]),
-            build("t2", 1, w.by_index(1), "2026-01-17T00:00:00Z", &["t2"]),
-            build(
-                "t3",
-                2,
-                w.by_manifest(2),
-                "2026-02-03T00:00:00Z",
-                &["t3", "stable"],
-            ),
+        &[
+            ("t1", 0, Manifests, "2026-01-03", "t1"),
+            ("t2", 1, Index, "2026-01-17", "t2"),
+            ("t3", 2, Manifests, "2026-02-03", "t3 stable"),
         ],
     )
     .await;
@@ -60,17 +54,11 @@ async fn a_tag_following_host_holds_without_a_barrier_image_and_says_what_is_mis
     let digests = derive(
         &w,
         repo,
-        vec![
-            build("u1", 0, w.by_manifest(0), "2026-01-03T00:00:00Z", &["u1"]),
+        &[
+            ("u1", 0, Manifests, "2026-01-03", "u1"),
             // Another image on an older base than the barrier does not help.
-            build("u1b", 0, w.by_manifest(0), "2026-01-05T00:00:00Z", &["u1b"]),
-            build(
-                "u3",
-                2,
-                w.by_manifest(2),
-                "2026-02-03T00:00:00Z",
-                &["u3", "stable"],
-            ),
+            ("u1b", 0, Manifests, "2026-01-05", "u1b"),
+            ("u3", 2, Manifests, "2026-02-03", "u3 stable"),
         ],
     )
     .await;
@@ -109,106 +97,83 @@ async fn a_tag_following_host_holds_without_a_barrier_image_and_says_what_is_mis
     assert_eq!(staged(&h).as_deref(), Some(digests[2].as_str()));
 }
 
-both_base_kinds!(a_tag_following_host_stays_on_a_base_dead_end);
-async fn a_tag_following_host_stays_on_a_base_dead_end(kind: BaseKind) {
-    let w = world(kind).await;
-    let repo = "acme/follow-dead";
-    let digests = derive(
-        &w,
-        repo,
-        vec![
-            build("v4", 3, w.by_manifest(3), "2026-02-17T00:00:00Z", &["v4"]),
-            build(
-                "v5",
-                4,
-                w.by_manifest(4),
-                "2026-03-03T00:00:00Z",
-                &["v5", "stable"],
-            ),
-        ],
-    )
-    .await;
-    let h = host(
-        &w,
-        "follow-dead",
-        repo,
-        (&digests[0], "v4"),
-        &tag_config(&w),
-    );
-    let out = agent_once(&w, &h, &["agent", "--once"]);
-    assert!(
-        out.contains(&format!(
-            "{DEADEND_REASON} (inherited from base {} 40.4)",
-            w.base_graph_repository()
-        )),
-        "{out}"
-    );
-    assert_eq!(staged(&h), None);
+/// A tag-following host that must stay where it is: what is built (the
+/// host boots the first), whether `stable` then moves to a re-annotated copy
+/// of the same image, and what the agent must say.
+struct StaysPut {
+    name: &'static str,
+    why: &'static str,
+    builds: &'static [Build],
+    reannotate_stable: bool,
+    says: fn(&World) -> String,
 }
 
-both_base_kinds!(a_tag_following_host_ignores_a_metadata_only_change);
-async fn a_tag_following_host_ignores_a_metadata_only_change(kind: BaseKind) {
+const STAYS_PUT: [StaysPut; 2] = [
+    StaysPut {
+        name: "follow-dead",
+        why: "on a base dead-end",
+        builds: &[
+            ("v4", 3, Manifests, "2026-02-17", "v4"),
+            ("v5", 4, Manifests, "2026-03-03", "v5 stable"),
+        ],
+        reannotate_stable: false,
+        says: |w| {
+            format!(
+                "{DEADEND_REASON} (inherited from base {} 40.4)",
+                w.base_graph_repository()
+            )
+        },
+    },
+    StaysPut {
+        name: "follow-meta",
+        why: "when the tag moves to a metadata-only change",
+        builds: &[("n3", 2, Manifests, "2026-02-03", "n3 stable")],
+        reannotate_stable: true,
+        says: |_| "only changes metadata".to_string(),
+    },
+];
+
+both_base_kinds!(a_tag_following_host_stays_put);
+/// Every case of [`STAYS_PUT`], in one world; a failure names its case.
+async fn a_tag_following_host_stays_put(kind: BaseKind) {
     let w = world(kind).await;
-    let repo = "acme/follow-meta";
-    let digests = derive(
-        &w,
-        repo,
-        vec![build(
-            "n3",
-            2,
-            w.by_manifest(2),
-            "2026-02-03T00:00:00Z",
-            &["n3", "stable"],
-        )],
-    )
-    .await;
-    // `stable` moves to a re-annotated copy of the same image.
-    let store = w.registry.store(repo);
-    let index = store
-        .resolve("stable")
-        .await
-        .expect("HEAD")
-        .expect("tag")
-        .digest;
-    reannotate(&w, repo, &index).await;
-    let h = host(
-        &w,
-        "follow-meta",
-        repo,
-        (&digests[0], "n3"),
-        &tag_config(&w),
-    );
-    let out = agent_once(&w, &h, &["agent", "--once"]);
-    assert!(out.contains("only changes metadata"), "{out}");
-    assert_eq!(staged(&h), None);
+    for case in &STAYS_PUT {
+        let (name, why) = (case.name, case.why);
+        let repo = format!("acme/{name}");
+        let digests = derive(&w, &repo, case.builds).await;
+        if case.reannotate_stable {
+            let store = w.registry.store(&repo);
+            let index = store
+                .resolve("stable")
+                .await
+                .expect("HEAD")
+                .expect("tag")
+                .digest;
+            reannotate(&w, &repo, &index).await;
+        }
+        let booted = (digests[0].as_str(), case.builds[0].0);
+        let h = host(&w, name, &repo, booted, &tag_config(&w));
+        let out = agent_once(&w, &h, &["agent", "--once"]);
+        let says = (case.says)(&w);
+        assert!(out.contains(&says), "{name} ({why}): {says:?} not in {out}");
+        assert_eq!(staged(&h), None, "{name} ({why}): nothing staged");
+    }
 }
 
 both_base_kinds!(unknown_bases_are_excluded_and_layers_find_unrecorded_ones);
 async fn unknown_bases_are_excluded_and_layers_find_unrecorded_ones(kind: BaseKind) {
     let w = world(kind).await;
     let repo = "acme/bases";
-    let unknown = format!("sha256:{}", "ab".repeat(32));
+    let unknown = UNKNOWN_BASE;
     derive(
         &w,
         repo,
-        vec![
+        &[
             // Built on 40.1, but the build recorded no base keys.
-            build("x1", 0, Recorded::Nothing, "2026-01-03T00:00:00Z", &["x1"]),
+            ("x1", 0, Nothing, "2026-01-03", "x1"),
             // Records a base the base graph does not know.
-            build(
-                "x2",
-                0,
-                Recorded::Manifests(unknown.clone(), unknown.clone()),
-                "2026-01-04T00:00:00Z",
-                &["x2"],
-            ),
-            build(
-                "x3",
-                0,
-                w.by_manifest(0),
-                "2026-01-05T00:00:00Z",
-                &["x3", "stable"],
-            ),
+            ("x2", 0, Unknown, "2026-01-04", "x2"),
+            ("x3", 0, Manifests, "2026-01-05", "x3 stable"),
         ],
     )
     .await;
@@ -280,16 +245,10 @@ async fn a_tag_following_host_reads_its_base_graph_from_a_cincinnati_server() {
     let digests = derive(
         &w,
         repo,
-        vec![
-            build("c1", 0, w.by_index(0), "2026-01-03T00:00:00Z", &["c1"]),
-            build("c2", 1, w.by_manifest(1), "2026-01-17T00:00:00Z", &["c2"]),
-            build(
-                "c3",
-                2,
-                w.by_index(2),
-                "2026-02-03T00:00:00Z",
-                &["c3", "stable"],
-            ),
+        &[
+            ("c1", 0, Index, "2026-01-03", "c1"),
+            ("c2", 1, Manifests, "2026-01-17", "c2"),
+            ("c3", 2, Index, "2026-02-03", "c3 stable"),
         ],
     )
     .await;
@@ -323,15 +282,9 @@ async fn a_tag_following_host_reads_through_its_registries_conf_mirror() {
     let digests = derive(
         &w,
         repo,
-        vec![
-            build("m1", 0, w.by_manifest(0), "2026-01-03T00:00:00Z", &["m1"]),
-            build(
-                "m3",
-                2,
-                w.by_manifest(2),
-                "2026-02-03T00:00:00Z",
-                &["m3", "stable"],
-            ),
+        &[
+            ("m1", 0, Manifests, "2026-01-03", "m1"),
+            ("m3", 2, Manifests, "2026-02-03", "m3 stable"),
         ],
     )
     .await;
@@ -344,9 +297,8 @@ async fn a_tag_following_host_reads_through_its_registries_conf_mirror() {
         &[],
         true,
     );
-    let root = base.join("root");
-    std::fs::create_dir_all(root.join("etc/cairn/config.d")).expect("mkdir");
-    std::fs::write(root.join("etc/cairn/config.d/50-site.toml"), tag_config(&w)).expect("config");
+    let h = Host::configured(host, &base, &tag_config(&w));
+    let root = std::path::Path::new(&h.root);
     std::fs::create_dir_all(root.join("etc/containers/registries.conf.d")).expect("mkdir");
     std::fs::write(
         root.join("etc/containers/registries.conf.d/50-mirror.conf"),
@@ -356,11 +308,6 @@ async fn a_tag_following_host_reads_through_its_registries_conf_mirror() {
         ),
     )
     .expect("registries.conf");
-    let h = Host {
-        host,
-        root: root.display().to_string(),
-        state: base.join("state").display().to_string(),
-    };
     let out = agent_once(&w, &h, &["agent", "--once"]);
     // Both images and the repository's tags were read through the mirror.
     assert!(

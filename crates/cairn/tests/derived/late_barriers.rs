@@ -10,15 +10,9 @@ async fn a_barrier_image_built_late_is_walked_through_and_then_onwards(kind: Bas
     let first = derive(
         &w,
         repo,
-        vec![
-            build("l1", 0, w.by_manifest(0), "2026-01-03T00:00:00Z", &["l1"]),
-            build(
-                "l3",
-                2,
-                w.by_manifest(2),
-                "2026-02-03T00:00:00Z",
-                &["l3", "stable"],
-            ),
+        &[
+            ("l1", 0, Manifests, "2026-01-03", "l1"),
+            ("l3", 2, Manifests, "2026-02-03", "l3 stable"),
         ],
     )
     .await;
@@ -31,18 +25,7 @@ async fn a_barrier_image_built_late_is_walked_through_and_then_onwards(kind: Bas
 
     // The team follows the advice: an image on the barrier, built and
     // published last (after l3).
-    let late = derive(
-        &w,
-        repo,
-        vec![build(
-            "l2",
-            1,
-            w.by_manifest(1),
-            "2026-03-05T00:00:00Z",
-            &["l2"],
-        )],
-    )
-    .await;
+    let late = derive(&w, repo, &[("l2", 1, Manifests, "2026-03-05", "l2")]).await;
     let stderr = publish(&w, repo, &[]);
     assert!(!stderr.contains("build an image on"), "{stderr}");
     assert!(
@@ -90,15 +73,9 @@ async fn two_missing_barrier_images_filled_in_reverse_order(kind: BaseKind) {
     let first = derive(
         &w,
         repo,
-        vec![
-            build("r1", 0, w.by_manifest(0), "2026-01-03T00:00:00Z", &["r1"]),
-            build(
-                "r5",
-                4,
-                w.by_index(4),
-                "2026-03-03T00:00:00Z",
-                &["r5", "stable"],
-            ),
+        &[
+            ("r1", 0, Manifests, "2026-01-03", "r1"),
+            ("r5", 4, Index, "2026-03-03", "r5 stable"),
         ],
     )
     .await;
@@ -115,18 +92,7 @@ async fn two_missing_barrier_images_filled_in_reverse_order(kind: BaseKind) {
         &team_config(&w, 0.5),
     );
     // The later barrier's image comes first: still held, by the earlier one.
-    let r3 = derive(
-        &w,
-        repo,
-        vec![build(
-            "r3",
-            2,
-            w.by_manifest(2),
-            "2026-03-10T00:00:00Z",
-            &["r3"],
-        )],
-    )
-    .await;
+    let r3 = derive(&w, repo, &[("r3", 2, Manifests, "2026-03-10", "r3")]).await;
     let stderr = publish(&w, repo, &[]);
     assert!(
         stderr.contains("build an image on 40.2") && !stderr.contains("build an image on 40.3"),
@@ -135,18 +101,7 @@ async fn two_missing_barrier_images_filled_in_reverse_order(kind: BaseKind) {
     let out = agent_once(&w, &h, &["agent", "--once"]);
     assert!(out.contains("no image in") && out.contains("40.2"), "{out}");
     assert_eq!(staged(&h), None);
-    let r2 = derive(
-        &w,
-        repo,
-        vec![build(
-            "r2",
-            1,
-            w.by_index(1),
-            "2026-03-20T00:00:00Z",
-            &["r2"],
-        )],
-    )
-    .await;
+    let r2 = derive(&w, repo, &[("r2", 1, Index, "2026-03-20", "r2")]).await;
     let stderr = publish(&w, repo, &[]);
     assert!(!stderr.contains("build an image on"), "{stderr}");
     assert!(
@@ -172,16 +127,10 @@ async fn an_rpm_ostree_host_moves_on_from_a_late_barrier_image() {
     let mut digests = derive(
         &w,
         repo,
-        vec![
-            build("p1", 0, w.by_manifest(0), "2026-01-03T00:00:00Z", &["p1"]),
-            build(
-                "p3",
-                2,
-                w.by_manifest(2),
-                "2026-02-03T00:00:00Z",
-                &["p3", "stable"],
-            ),
-            build("p2", 1, w.by_manifest(1), "2026-03-05T00:00:00Z", &["p2"]),
+        &[
+            ("p1", 0, Manifests, "2026-01-03", "p1"),
+            ("p3", 2, Manifests, "2026-02-03", "p3 stable"),
+            ("p2", 1, Manifests, "2026-03-05", "p2"),
         ],
     )
     .await;
@@ -210,13 +159,7 @@ async fn an_rpm_ostree_host_moves_on_from_a_late_barrier_image() {
         derive(
             &w,
             repo,
-            vec![build(
-                "p3-rebuild",
-                2,
-                w.by_manifest(2),
-                "2026-02-01T00:00:00Z",
-                &["p3-rebuild"],
-            )],
+            &[("p3-rebuild", 2, Manifests, "2026-02-01", "p3-rebuild")],
         )
         .await,
     );

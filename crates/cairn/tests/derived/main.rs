@@ -7,7 +7,9 @@
 
 #[path = "../common/mod.rs"]
 mod common;
-use common::{cairn, ok};
+use common::agent::Node as Host;
+use common::ok;
+use common::publish::Publish;
 
 use cairn_testkit::host::FakeHost;
 use cairn_testkit::{Auth, Base, Recorded, TestRegistry, write_derived_release, write_release};
@@ -140,21 +142,11 @@ async fn world_with_barriers(kind: BaseKind, barriers: &[&str]) -> World {
     ]);
     if kind == BaseKind::Document {
         ok(&["document", "keygen", "--output", &d("base")]);
-        ok(&[
-            "publish",
-            "--repository",
-            &base_repo,
-            "--stream",
-            "stable",
-            "--policy",
-            &policy,
-            "--sign-key",
-            &d("base.key"),
-            "--insecure-registry",
-            &registry.host,
-            "--cache",
-            &d("base-cache.json"),
-        ]);
+        Publish::signed(&base_repo, d("base.key"))
+            .policy(&policy)
+            .insecure_registry(&registry.host)
+            .cache(d("base-cache.json"))
+            .run();
     }
     let fedora = serve_fedora_files(&base_manifests, &policy).await;
     World {
@@ -205,28 +197,47 @@ async fn serve_fedora_files(manifests: &[(String, String)], policy: &str) -> Str
     address.to_string()
 }
 
-/// One derived release to build: its own name, base position, what it
-/// records of its base, build time and tags.
-struct Build<'a> {
-    own: &'a str,
-    base: usize,
-    recorded: Recorded,
-    created: &'a str,
-    tags: &'a [&'a str],
+/// What a derived image records of the base it is built on.
+#[derive(Debug, Clone, Copy)]
+enum Records {
+    /// The base's index digest.
+    Index,
+    /// The base's per-architecture manifest digests.
+    Manifests,
+    /// No base keys at all.
+    Nothing,
+    /// Manifest digests the base graph does not know ([`UNKNOWN_BASE`]).
+    Unknown,
 }
+use Records::{Index, Manifests, Nothing, Unknown};
+
+/// The base digest no base release has.
+const UNKNOWN_BASE: &str =
+    "sha256:abababababababababababababababababababababababababababababababab";
+
+/// One derived release to build: its own name, base position, what it
+/// records of its base, build day (at midnight UTC) and tags (space-separated).
+type Build = (&'static str, usize, Records, &'static str, &'static str);
 
 /// Build derived releases into `repo`; returns each one's amd64 manifest digest.
-async fn derive(w: &World, repo: &str, builds: Vec<Build<'_>>) -> Vec<String> {
+async fn derive(w: &World, repo: &str, builds: &[Build]) -> Vec<String> {
     let store = w.registry.store(repo);
     let name = format!("{}:stable", w.base_repo);
     let mut digests = Vec::new();
-    for build in builds {
+    for &(own, at, records, created, tags) in builds {
+        let recorded = match records {
+            Index => w.by_index(at),
+            Manifests => w.by_manifest(at),
+            Nothing => Recorded::Nothing,
+            Unknown => Recorded::Manifests(UNKNOWN_BASE.into(), UNKNOWN_BASE.into()),
+        };
         let base = Base {
             name: &name,
-            ..w.base(build.base, build.recorded)
+            ..w.base(at, recorded)
         };
-        let (_, written) =
-            write_derived_release(&store, &base, build.own, build.created, build.tags).await;
+        let created = format!("{created}T00:00:00Z");
+        let tags: Vec<&str> = tags.split_whitespace().collect();
+        let (_, written) = write_derived_release(&store, &base, own, &created, &tags).await;
         digests.push(written[0].manifest.clone());
     }
     digests
@@ -234,37 +245,17 @@ async fn derive(w: &World, repo: &str, builds: Vec<Build<'_>>) -> Vec<String> {
 
 /// `cairn publish` of a derived repository with the base graph; stderr.
 fn publish(w: &World, repo: &str, extra: &[&str]) -> String {
-    let repository = format!("{}/{repo}", w.registry.host);
-    let cache = w.path(&format!("{}-cache.json", repo.replace('/', "-")));
     let key = w.path("team.key");
     if !std::path::Path::new(&key).exists() {
         ok(&["document", "keygen", "--output", &w.path("team")]);
     }
-    let mut args: Vec<String> = [
-        "publish",
-        "--repository",
-        &repository,
-        "--stream",
-        "stable",
-        "--sign-key",
-        &key,
-        "--insecure-registry",
-        &w.registry.host,
-        "--cache",
-        &cache,
-    ]
-    .map(String::from)
-    .to_vec();
-    args.extend(w.base_args());
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = cairn(&refs);
-    assert!(
-        out.status.success(),
-        "cairn {refs:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    Publish::signed(&format!("{}/{repo}", w.registry.host), key)
+        .insecure_registry(&w.registry.host)
+        .cache(w.path(&format!("{}-cache.json", repo.replace('/', "-"))))
+        .args(w.base_args())
+        .args(extra)
+        .run()
+        .stderr
 }
 
 /// The published document as `cairn graph show --format json` reports it.
@@ -329,12 +320,6 @@ async fn reannotate(w: &World, repo: &str, digest: &str) -> String {
         .expect("push")
 }
 
-struct Host {
-    host: FakeHost,
-    root: String,
-    state: String,
-}
-
 /// A stand-in bootc host booted on `digest` (version `version`) following `repo:stable`.
 fn host(w: &World, name: &str, repo: &str, booted: (&str, &str), config: &str) -> Host {
     let base = w.dir.path().join(name);
@@ -346,7 +331,7 @@ fn host(w: &World, name: &str, repo: &str, booted: (&str, &str), config: &str) -
         std::slice::from_ref(&w.registry.host),
         true,
     );
-    configured(host, &base, config)
+    Host::configured(host, &base, config)
 }
 
 /// The same as an rpm-ostree host (a signed container origin).
@@ -359,18 +344,7 @@ fn rpm_host(w: &World, name: &str, repo: &str, booted: (&str, &str), config: &st
         std::slice::from_ref(&w.registry.host),
         true,
     );
-    configured(host, &base, config)
-}
-
-fn configured(host: FakeHost, base: &std::path::Path, config: &str) -> Host {
-    let dir = base.join("root/etc/cairn/config.d");
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    std::fs::write(dir.join("50-site.toml"), config).expect("write");
-    Host {
-        host,
-        root: base.join("root").display().to_string(),
-        state: base.join("state").display().to_string(),
-    }
+    Host::configured(host, &base, config)
 }
 
 fn agent_once(w: &World, h: &Host, verb: &[&str]) -> String {
@@ -384,35 +358,10 @@ fn agent_once(w: &World, h: &Host, verb: &[&str]) -> String {
 }
 
 fn agent_output(w: &World, h: &Host, verb: &[&str]) -> Output {
-    let program = h.host.program.display().to_string();
-    let rpm_ostree = h.host.program.ends_with("rpm-ostree");
-    let no_bootc = format!("{}/no-bootc", h.root);
-    let mut args: Vec<&str> = verb.to_vec();
-    if rpm_ostree {
-        args.extend([
-            "--rpm-ostree",
-            program.as_str(),
-            "--bootc",
-            no_bootc.as_str(),
-        ]);
-    } else {
-        args.extend(["--bootc", program.as_str()]);
-    }
-    args.extend([
-        "--root",
-        h.root.as_str(),
-        "--state-dir",
-        h.state.as_str(),
-        "--arch",
-        "x86_64",
-        "--insecure-registry",
-        w.registry.host.as_str(),
-        "--insecure-registry",
-        w.fedora.as_str(),
-        "--no-updater-check",
-        "--no-systemd",
-    ]);
-    cairn(&args)
+    h.command(verb)
+        .insecure_registry(&w.registry.host)
+        .insecure_registry(&w.fedora)
+        .output()
 }
 
 fn staged(h: &Host) -> Option<String> {
@@ -464,24 +413,6 @@ fn until_staged(w: &World, h: &Host) -> String {
         }
     }
     out
-}
-
-/// A derived release to build: own name, base position, what it records,
-/// build time and tags.
-fn build<'a>(
-    own: &'a str,
-    base: usize,
-    recorded: Recorded,
-    created: &'a str,
-    tags: &'a [&'a str],
-) -> Build<'a> {
-    Build {
-        own,
-        base,
-        recorded,
-        created,
-        tags,
-    }
 }
 
 /// The text of `cairn graph show` for the published document.

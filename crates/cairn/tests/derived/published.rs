@@ -11,16 +11,10 @@ async fn a_release_on_the_base_barrier_is_walked_through_first(kind: BaseKind) {
     let digests = derive(
         &w,
         repo,
-        vec![
-            build("a1", 0, w.by_index(0), "2026-01-03T00:00:00Z", &["a1"]),
-            build("a2", 1, w.by_manifest(1), "2026-01-17T00:00:00Z", &["a2"]),
-            build(
-                "a3",
-                2,
-                w.by_manifest(2),
-                "2026-02-03T00:00:00Z",
-                &["a3", "stable"],
-            ),
+        &[
+            ("a1", 0, Index, "2026-01-03", "a1"),
+            ("a2", 1, Manifests, "2026-01-17", "a2"),
+            ("a3", 2, Manifests, "2026-02-03", "a3 stable"),
         ],
     )
     .await;
@@ -49,16 +43,7 @@ async fn a_release_on_the_base_barrier_is_walked_through_first(kind: BaseKind) {
     let edges = edges(&shown);
     assert!(edges.contains(&("a1".into(), "a2".into())), "{edges:?}");
     assert!(!edges.contains(&("a1".into(), "a3".into())), "{edges:?}");
-    let text = ok(&[
-        "graph",
-        "show",
-        "--document",
-        &format!("{}/{repo}:cairn-graph-stable", w.registry.host),
-        "--key",
-        &w.path("team.pub"),
-        "--insecure-registry",
-        &w.registry.host,
-    ]);
+    let text = show_text(&w, repo);
     assert!(text.contains("on base 40.2"), "{text}");
 
     // An old host goes to the barrier image first.
@@ -101,15 +86,9 @@ async fn no_edge_crosses_a_base_barrier_without_an_image_on_it(kind: BaseKind) {
     let digests = derive(
         &w,
         repo,
-        vec![
-            build("g1", 0, w.by_manifest(0), "2026-01-03T00:00:00Z", &["g1"]),
-            build(
-                "g3",
-                2,
-                w.by_index(2),
-                "2026-02-03T00:00:00Z",
-                &["g3", "stable"],
-            ),
+        &[
+            ("g1", 0, Manifests, "2026-01-03", "g1"),
+            ("g3", 2, Index, "2026-02-03", "g3 stable"),
         ],
     )
     .await;
@@ -154,15 +133,9 @@ async fn a_base_dead_end_propagates_and_names_the_base_release(kind: BaseKind) {
     let digests = derive(
         &w,
         repo,
-        vec![
-            build("d4", 3, w.by_manifest(3), "2026-02-17T00:00:00Z", &["d4"]),
-            build(
-                "d5",
-                4,
-                w.by_manifest(4),
-                "2026-03-03T00:00:00Z",
-                &["d5", "stable"],
-            ),
+        &[
+            ("d4", 3, Manifests, "2026-02-17", "d4"),
+            ("d5", 4, Manifests, "2026-03-03", "d5 stable"),
         ],
     )
     .await;
@@ -194,15 +167,9 @@ async fn a_metadata_only_republish_is_not_a_release(kind: BaseKind) {
     let digests = derive(
         &w,
         repo,
-        vec![
-            build("m2", 1, w.by_manifest(1), "2026-01-17T00:00:00Z", &["m2"]),
-            build(
-                "m3",
-                2,
-                w.by_manifest(2),
-                "2026-02-03T00:00:00Z",
-                &["m3", "stable"],
-            ),
+        &[
+            ("m2", 1, Manifests, "2026-01-17", "m2"),
+            ("m3", 2, Manifests, "2026-02-03", "m3 stable"),
         ],
     )
     .await;
@@ -240,21 +207,9 @@ async fn rebuilds_on_one_base_get_distinct_versions(kind: BaseKind) {
     derive(
         &w,
         repo,
-        vec![
-            build(
-                "r1",
-                2,
-                w.by_manifest(2),
-                "2026-02-03T00:00:00Z",
-                &["2026.02.03"],
-            ),
-            build(
-                "r2",
-                2,
-                w.by_manifest(2),
-                "2026-02-10T00:00:00Z",
-                &["2026.02.10", "stable"],
-            ),
+        &[
+            ("r1", 2, Manifests, "2026-02-03", "2026.02.03"),
+            ("r2", 2, Manifests, "2026-02-10", "2026.02.10 stable"),
         ],
     )
     .await;

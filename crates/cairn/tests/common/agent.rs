@@ -1,0 +1,159 @@
+//! One builder for the `cairn` commands that act on a host (`agent`,
+//! `update-now`, `verify`, …), pointed at a stand-in: the flags that keep a
+//! test's agent off this machine and on the test's registry live here only.
+
+use cairn_testkit::host::FakeHost;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+/// A `cairn` command line for one stand-in host.
+///
+/// Always given: the host's tool (`--bootc`, or for an rpm-ostree stand-in
+/// `--rpm-ostree` with `--bootc` pointed at nothing), `--root`, `--state-dir`
+/// and `--arch x86_64`; and, unless [`AgentCommand::systemctl`] names a
+/// stand-in, `--no-updater-check --no-systemd`, since this machine's systemd
+/// is not the host's.
+///
+/// ```ignore
+/// let out = AgentCommand::new(&["agent", "--once"], &host, &root, &state)
+///     .insecure_registry(&registry.host)
+///     .ok();
+/// let child = node.command(&["update-now"]).arg("--no-user-check").spawn();
+/// ```
+#[derive(Debug, Clone)]
+pub struct AgentCommand {
+    verb: Vec<String>,
+    host: Vec<String>,
+    systemctl: Option<String>,
+    extra: Vec<String>,
+}
+
+fn text(path: impl AsRef<Path>) -> String {
+    path.as_ref().display().to_string()
+}
+
+impl AgentCommand {
+    /// `cairn <verb…>` for `host`, configured under `root`, with its state in `state_dir`.
+    pub fn new(
+        verb: &[&str],
+        host: &FakeHost,
+        root: impl AsRef<Path>,
+        state_dir: impl AsRef<Path>,
+    ) -> AgentCommand {
+        let program = text(&host.program);
+        let mut tool = if host.program.ends_with("rpm-ostree") {
+            vec![
+                "--rpm-ostree".to_string(),
+                program,
+                "--bootc".to_string(),
+                text(host.dir.join("no-bootc")),
+            ]
+        } else {
+            vec!["--bootc".to_string(), program]
+        };
+        tool.extend([
+            "--root".to_string(),
+            text(root),
+            "--state-dir".to_string(),
+            text(state_dir),
+            "--arch".to_string(),
+            "x86_64".to_string(),
+        ]);
+        AgentCommand {
+            verb: verb.iter().map(|s| s.to_string()).collect(),
+            host: tool,
+            systemctl: None,
+            extra: Vec::new(),
+        }
+    }
+
+    /// Reach `registry` (`host:port`) over plain HTTP; repeat for more.
+    pub fn insecure_registry(self, registry: &str) -> AgentCommand {
+        self.args(["--insecure-registry", registry])
+    }
+
+    /// Ask this stand-in `systemctl`, instead of asking no systemd at all.
+    pub fn systemctl(mut self, path: impl AsRef<Path>) -> AgentCommand {
+        self.systemctl = Some(text(path));
+        self
+    }
+
+    /// One more argument.
+    pub fn arg(mut self, arg: impl AsRef<str>) -> AgentCommand {
+        self.extra.push(arg.as_ref().to_string());
+        self
+    }
+
+    /// More arguments.
+    pub fn args<S: AsRef<str>>(mut self, args: impl IntoIterator<Item = S>) -> AgentCommand {
+        self.extra
+            .extend(args.into_iter().map(|s| s.as_ref().to_string()));
+        self
+    }
+
+    /// The whole argument list after `cairn`.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = self.verb.clone();
+        args.extend(self.host.iter().cloned());
+        match &self.systemctl {
+            Some(path) => args.extend(["--systemctl".to_string(), path.clone()]),
+            None => args.extend(["--no-updater-check", "--no-systemd"].map(String::from)),
+        }
+        args.extend(self.extra.iter().cloned());
+        args
+    }
+
+    /// The process, to adjust before running.
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cairn"));
+        command.args(self.to_args());
+        command
+    }
+
+    /// Run it, whatever the outcome.
+    pub fn output(&self) -> Output {
+        self.command().output().expect("cairn runs")
+    }
+
+    /// Run it, require success, and return its standard output.
+    pub fn ok(&self) -> String {
+        super::ok(&self.to_args())
+    }
+
+    /// Start it with its output piped (for a command that blocks until the
+    /// stand-in reboots, as [`FakeHost::reboot_under`] wants).
+    pub fn spawn(&self) -> Child {
+        self.command()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cairn starts")
+    }
+}
+
+/// A stand-in host with its configuration root and state directory.
+pub struct Node {
+    pub host: FakeHost,
+    pub root: String,
+    pub state: String,
+}
+
+impl Node {
+    /// Put `host` in `base`: `config` as `root/etc/cairn/config.d/50-site.toml`,
+    /// state in `state`.
+    pub fn configured(host: FakeHost, base: &Path, config: &str) -> Node {
+        let dir = base.join("root/etc/cairn/config.d");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join("50-site.toml"), config).expect("write");
+        Node {
+            host,
+            root: text(base.join("root")),
+            state: text(base.join("state")),
+        }
+    }
+
+    /// `cairn <verb…>` against this host.
+    pub fn command(&self, verb: &[&str]) -> AgentCommand {
+        AgentCommand::new(verb, &self.host, &self.root, &self.state)
+    }
+}
