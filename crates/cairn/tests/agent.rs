@@ -828,7 +828,8 @@ async fn cincinnati_source_follows_the_servers_graph_with_the_local_wariness() {
     assert_eq!(status["document_sequence"], Value::Null, "no document");
     assert_eq!(status["booted_age_index"], 1);
 
-    // The server drops the edge for this wariness; the node still says why it waits.
+    // The server is asked with wariness 0 and keeps the edge; the node applies
+    // its own wariness to the node metadata and says why it waits.
     let late = node(&p, "late", 1, &fragment(0.8));
     let out = once(&late);
     assert!(out.contains("rollout of 44.3 at 50"), "{out}");

@@ -6,6 +6,7 @@
 mod common;
 
 use cairn_testkit::host::FakeHost;
+use common::agent::Node;
 use common::{cairn, ok};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
@@ -74,9 +75,8 @@ enum Tool {
 }
 
 struct Host {
-    host: FakeHost,
-    state: String,
-    args: Vec<String>,
+    node: Node,
+    server: String,
     _dir: tempfile::TempDir,
 }
 
@@ -101,54 +101,24 @@ fn host(tool: Tool, fragment: &str, server: &str) -> Host {
             true,
         ),
     };
-    let config = dir.path().join("root/etc/cairn/config.d");
-    std::fs::create_dir_all(&config).expect("mkdir");
-    std::fs::write(config.join("50-site.toml"), fragment).expect("write");
-    let path = |name: &str| dir.path().join(name).display().to_string();
-    let program = host.program.display().to_string();
-    let (bootc, rpm_ostree) = match tool {
-        Tool::Bootc => (program, path("no-rpm-ostree")),
-        Tool::RpmOstree => (path("no-bootc"), program),
-    };
-    let args = [
-        "agent",
-        "--once",
-        "--root",
-        &path("root"),
-        "--state-dir",
-        &path("state"),
-        "--socket",
-        &path("none.sock"),
-        "--bootc",
-        &bootc,
-        "--rpm-ostree",
-        &rpm_ostree,
-        "--arch",
-        "x86_64",
-        "--insecure-registry",
-        server,
-        "--no-updater-check",
-        "--no-systemd",
-        "--no-user-check",
-    ]
-    .map(String::from)
-    .to_vec();
     Host {
-        host,
-        state: path("state"),
-        args,
+        node: Node::configured(host, dir.path(), fragment),
+        server: server.to_string(),
         _dir: dir,
     }
 }
 
 impl Host {
     fn run_once(&self) -> String {
-        ok(&self.args)
+        self.node
+            .command(&["agent", "--once"])
+            .insecure_registry(&self.server)
+            .ok()
     }
 
     fn last_error(&self) -> String {
         let status: Value =
-            serde_json::from_str(&ok(&["status", "--state-dir", &self.state, "--json"]))
+            serde_json::from_str(&ok(&["status", "--state-dir", &self.node.state, "--json"]))
                 .expect("JSON");
         status["last_error"]
             .as_str()
@@ -164,7 +134,8 @@ impl Host {
             "switch --help",
             "deploy  --register-driver",
         ];
-        self.host
+        self.node
+            .host
             .state()
             .calls
             .into_iter()
@@ -173,7 +144,8 @@ impl Host {
     }
 
     fn asked_status(&self) -> bool {
-        self.host
+        self.node
+            .host
             .state()
             .calls
             .iter()
@@ -320,35 +292,15 @@ async fn a_valid_newer_payload_is_staged_as_the_control_case() {
         std::slice::from_ref(&registry.host),
         true,
     );
-    let config = dir.path().join("root/etc/cairn/config.d");
-    std::fs::create_dir_all(&config).expect("mkdir");
-    std::fs::write(
-        config.join("50-site.toml"),
-        cincinnati_fragment(&server.address, 0.5),
-    )
-    .expect("write");
-    let path = |name: &str| dir.path().join(name).display().to_string();
-    let out = ok(&[
-        "agent",
-        "--once",
-        "--root",
-        &path("root"),
-        "--state-dir",
-        &path("state"),
-        "--bootc",
-        &host.program.display().to_string(),
-        "--arch",
-        "x86_64",
-        "--insecure-registry",
-        &registry.host,
-        "--insecure-registry",
-        &server.address,
-        "--no-updater-check",
-        "--no-systemd",
-    ]);
+    let node = Node::configured(host, dir.path(), &cincinnati_fragment(&server.address, 0.5));
+    let out = node
+        .command(&["agent", "--once"])
+        .insecure_registry(&registry.host)
+        .insecure_registry(&server.address)
+        .ok();
     assert!(out.contains("staged 44.2"), "{out}");
     assert_eq!(
-        host.state().staged.map(|s| s.digest).as_deref(),
+        node.host.state().staged.map(|s| s.digest).as_deref(),
         Some(new[0].manifest.as_str())
     );
 }
@@ -388,6 +340,6 @@ async fn the_cincinnati_request_does_not_single_the_host_out() {
         ],
         "{out}"
     );
-    let status = cairn(&["status", "--state-dir", &node.state, "--json"]);
+    let status = cairn(&["status", "--state-dir", &node.node.state, "--json"]);
     assert!(status.status.success());
 }
