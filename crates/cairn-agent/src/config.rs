@@ -80,6 +80,7 @@ struct RawHost {
 #[serde(deny_unknown_fields)]
 struct RawHooks {
     timeout_seconds: Option<u64>,
+    allow_unconfined: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -216,6 +217,9 @@ pub struct Settings {
     pub fleet_lock: Option<FleetLock>,
     /// Longest a single update hook may run.
     pub hook_timeout: Duration,
+    /// Run a new image's hooks even where systemd cannot confine them (it
+    /// is not PID 1): as root, on the host. Off by default.
+    pub allow_unconfined_hooks: bool,
     /// Roll back (and reboot) when the health checks fail after an update.
     pub rollback_on_failure: bool,
     /// Longest the post-boot verification waits for `boot-complete.target`.
@@ -329,6 +333,7 @@ fn merge(merged: &mut Merged, fragment: RawFragment, file: &str) {
                 .map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
             file,
         );
+        merged.set("hooks.allow_unconfined", h.allow_unconfined, file);
     }
     if let Some(h) = fragment.health {
         merged.set("health.rollback_on_failure", h.rollback_on_failure, file);
@@ -537,6 +542,7 @@ fn validate(merged: &Merged) -> Result<Settings, ConfigError> {
         schedule,
         fleet_lock,
         hook_timeout,
+        allow_unconfined_hooks: flag("hooks.allow_unconfined", false),
         rollback_on_failure: flag("health.rollback_on_failure", false),
         health_timeout,
         systemd: flag("host.systemd", true),

@@ -567,6 +567,7 @@ async fn pass(
             sysroot: options.sysroot.clone(),
             timeout: settings.hook_timeout,
             systemd: ProcessRunner::detect().use_systemd_run,
+            allow_unconfined: settings.allow_unconfined_hooks,
         },
         &stream,
     );

@@ -58,6 +58,9 @@ impl HookEnv {
     }
 }
 
+/// Why an image hook did not run where systemd is not PID 1.
+pub const UNCONFINED_REFUSED: &str = "not run: systemd is not PID 1, so the image's hook cannot be confined to its tree and would run as root on the host; set hooks.allow_unconfined = true to run it anyway";
+
 /// How hooks run on this host.
 #[derive(Debug, Clone)]
 pub struct HookSettings {
@@ -70,6 +73,9 @@ pub struct HookSettings {
     pub timeout: Duration,
     /// Run through `systemd-run` (systemd is PID 1).
     pub systemd: bool,
+    /// Run image hooks unconfined where `systemd` is false
+    /// (`hooks.allow_unconfined`); otherwise they veto the update.
+    pub allow_unconfined: bool,
 }
 
 /// One hook that did not pass.
@@ -161,6 +167,16 @@ pub async fn pre_update(
     if let Some(staged_root) = staged_root {
         for name in list(&staged_root.join(IMAGE_HOOKS)) {
             let label = format!("image:{name}");
+            // An image's hooks come from whoever built the image; only
+            // systemd-run confines them to its tree. Unconfined, they would
+            // run as root on the host: refuse, unless the operator said so.
+            if !settings.systemd && !settings.allow_unconfined {
+                return Outcome::Vetoed(Veto {
+                    hook: label,
+                    reason: UNCONFINED_REFUSED.to_string(),
+                    temporary: false,
+                });
+            }
             let (program, args, booted_root, staged_env, cwd) = if settings.systemd {
                 (
                     "systemd-run".to_string(),
@@ -461,7 +477,47 @@ mod tests {
             sysroot: root.join("sysroot"),
             timeout,
             systemd: false,
+            allow_unconfined: true,
         }
+    }
+
+    #[tokio::test]
+    async fn image_hooks_are_refused_unconfined_unless_allowed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let staged = dir.path().join("staged");
+        script(
+            &staged.join(IMAGE_HOOKS),
+            "10-check",
+            "touch \"$CAIRN_STAGED_ROOT/ran\"",
+        );
+        let confined_only = HookSettings {
+            allow_unconfined: false,
+            ..settings(dir.path(), Duration::from_secs(10))
+        };
+        let outcome = pre_update(&confined_only, Some(&staged), &HookEnv::default()).await;
+        assert_eq!(
+            outcome,
+            Outcome::Vetoed(Veto {
+                hook: "image:10-check".into(),
+                reason: UNCONFINED_REFUSED.into(),
+                temporary: false,
+            })
+        );
+        assert!(!staged.join("ran").exists(), "the hook did not run");
+        // No image hooks: nothing to refuse.
+        let empty = dir.path().join("empty");
+        std::fs::create_dir_all(&empty).expect("mkdir");
+        assert_eq!(
+            pre_update(&confined_only, Some(&empty), &HookEnv::default()).await,
+            Outcome::Passed(Vec::new())
+        );
+        // Allowed: it runs.
+        let allowed = settings(dir.path(), Duration::from_secs(10));
+        assert_eq!(
+            pre_update(&allowed, Some(&staged), &HookEnv::default()).await,
+            Outcome::Passed(vec!["image:10-check".into()])
+        );
+        assert!(staged.join("ran").exists());
     }
 
     #[tokio::test]

@@ -140,6 +140,8 @@ echo "unexpected: $*" >&2; exit 1
     path
 }
 
+const UNCONFINED_FRAGMENT: &str = "40-this-host.toml";
+
 fn node(w: &World, name: &str, config: &str) -> Node {
     let base = w.dir.path().join(name);
     let host = FakeHost::new(
@@ -159,6 +161,12 @@ fn node(w: &World, name: &str, config: &str) -> Node {
             "[updates]\nkeys = [\"{}\"]\n[identity]\nrollout_wariness = 0.5\n{config}",
             w.dir.path().join("team.pub").display()
         ),
+    )
+    .expect("write");
+    // This machine's systemd is not PID 1: image hooks run only if allowed.
+    std::fs::write(
+        dir.join(UNCONFINED_FRAGMENT),
+        "[hooks]\nallow_unconfined = true\n",
     )
     .expect("write");
     Node {
@@ -389,6 +397,31 @@ async fn a_vetoing_hook_withdraws_the_update_and_says_why() {
         std::fs::read_to_string(n.root.join("runs")).expect("runs"),
         "run\n"
     );
+    assert_eq!(calls(&n, "upgrade --from-downloaded --apply"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_hooks_are_not_run_unconfined_unless_allowed() {
+    let w = world(&[("10-check", r#"echo run >> "$CAIRN_BOOTED_ROOT/runs""#)]).await;
+    let n = node(&w, "confined", "");
+    std::fs::remove_file(n.root.join("etc/cairn/config.d").join(UNCONFINED_FRAGMENT))
+        .expect("remove");
+    let out = run(&w, &n, &["agent", "--once"]);
+    assert!(
+        out.contains("pre-update hook image:10-check vetoed 44.3: not run: systemd is not PID 1"),
+        "{out}"
+    );
+    let status: Value =
+        serde_json::from_str(&ok(&["status", "--state-dir", &n.state, "--json"])).expect("JSON");
+    assert_eq!(status["hook_veto"][0], "image:10-check", "{status}");
+    assert!(
+        status["hook_veto"][1]
+            .as_str()
+            .is_some_and(|reason| reason.contains("hooks.allow_unconfined = true")),
+        "{status}"
+    );
+    assert!(!n.root.join("runs").exists(), "the hook never ran");
+    assert_eq!(outcomes(&n), ["staged", "hook_veto"]);
     assert_eq!(calls(&n, "upgrade --from-downloaded --apply"), 0);
 }
 

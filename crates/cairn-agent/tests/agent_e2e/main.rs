@@ -601,6 +601,7 @@ async fn post_update_hooks_run_once_even_when_the_lock_release_fails() {
                 sysroot: n.host.dir.join("sysroot"),
                 timeout: Duration::from_secs(30),
                 systemd: false,
+                allow_unconfined: false,
             },
             "stable",
         )
