@@ -143,6 +143,23 @@ impl Host {
             .collect()
     }
 
+    /// Run one pass against `server`: it must have been asked, nothing
+    /// must have changed on the host, and the status must say `why`.
+    fn assert_refused(&self, server: &Served, label: &str, why: &[&str]) {
+        let out = self.run_once();
+        assert!(self.asked_status(), "{label}: the agent ran: {out}");
+        assert!(
+            !server.queries().is_empty(),
+            "{label}: the server was asked"
+        );
+        assert_eq!(self.changes(), Vec::<String>::new(), "{label}: {out}");
+        let error = self.last_error();
+        assert!(
+            why.iter().all(|part| error.contains(part)),
+            "{label}: {error}"
+        );
+    }
+
     fn asked_status(&self) -> bool {
         self.node
             .host
@@ -196,19 +213,11 @@ async fn hostile_cincinnati_payloads_never_reach_a_host_tool() {
                     &cincinnati_fragment(&server.address, 0.5),
                     &server.address,
                 );
-                let out = node.run_once();
-                assert!(node.asked_status(), "{label}: the agent ran: {out}");
-                assert!(
-                    !server.queries().is_empty(),
-                    "{label}: the server was asked"
-                );
-                assert_eq!(node.changes(), Vec::<String>::new(), "{label}: {out}");
-                let error = node.last_error();
-                assert!(
-                    error.contains(&format!("cincinnati:http://{}", server.address))
-                        && error.contains("node 1 (44.2): payload:")
-                        && error.contains("is not a release id"),
-                    "{label}: {error}"
+                let source = format!("cincinnati:http://{}", server.address);
+                node.assert_refused(
+                    &server,
+                    &label,
+                    &[&source, "node 1 (44.2): payload:", "is not a release id"],
                 );
             }
         }
@@ -246,18 +255,13 @@ async fn hostile_fedora_digests_never_reach_a_host_tool() {
             for tool in [Tool::Bootc, Tool::RpmOstree] {
                 let label = format!("{digest_ref:?} on {tool:?}");
                 let node = host(tool, &fragment, &server.address);
-                let out = node.run_once();
-                assert!(node.asked_status(), "{label}: the agent ran: {out}");
-                assert!(
-                    !server.queries().is_empty(),
-                    "{label}: the server was asked"
-                );
-                assert_eq!(node.changes(), Vec::<String>::new(), "{label}: {out}");
-                let error = node.last_error();
-                assert!(
-                    error.contains("releases[1].oci-images[0].digest-ref")
-                        && error.contains("is not a release id"),
-                    "{label}: {error}"
+                node.assert_refused(
+                    &server,
+                    &label,
+                    &[
+                        "releases[1].oci-images[0].digest-ref",
+                        "is not a release id",
+                    ],
                 );
             }
         }
