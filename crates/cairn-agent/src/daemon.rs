@@ -69,6 +69,14 @@ pub struct Options {
     /// `cairn verify` gave up waiting: a boot that has still not reached
     /// `boot-complete.target` counts as failed.
     pub pending_is_failure: bool,
+    /// Register as rpm-ostree's update driver. Only the agent's own passes
+    /// do: rpm-ostree ties the driver to the caller's unit, so a
+    /// registration from `cairn-verify.service` or a shell would take it
+    /// away from `cairn-agent.service` (or be refused).
+    pub register_driver: bool,
+    /// The systemd unit this process runs in (`/proc/self/cgroup`), to tell
+    /// whether the registration is its own; `None` when not a service.
+    pub own_unit: Option<String>,
 }
 
 /// Units among [`OTHER_UPDATERS`] that are enabled, or whose state cannot be
@@ -451,10 +459,16 @@ async fn pass(
             return Ok(());
         }
     }
-    if driver.tool() == Tool::RpmOstree
-        && crate::host::needs_driver_registration(&host, crate::host::own_systemd_unit().as_deref())
+    if options.register_driver
+        && driver.tool() == Tool::RpmOstree
+        && crate::host::needs_driver_registration(&host, options.own_unit.as_deref())
     {
-        driver.register().await.map_err(|e| e.to_string())?;
+        // Not being the driver only means other tools are not warned off:
+        // no reason to stop updating.
+        if let Err(e) = driver.register().await {
+            tracing::warn!(error = %e, "could not register as rpm-ostree's update driver");
+            status.driver_registration = Some(e.to_string());
+        }
     }
     // A broken registries.conf breaks the host's own pulls too: do nothing.
     let mirrors = crate::mirrors::Mirrors::load(&options.root)?;

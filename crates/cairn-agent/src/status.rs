@@ -60,6 +60,10 @@ pub struct StatusFile {
     /// (`booted_healthy`, `booted_unverified`, …; see docs/hooks.md).
     #[serde(default)]
     pub last_outcome: Option<(String, String)>,
+    /// Why registering as rpm-ostree's update driver failed, if it did:
+    /// updates go on, but other tools are not warned off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver_registration: Option<String>,
 }
 
 impl StatusFile {
@@ -123,6 +127,11 @@ impl StatusFile {
         if let Some((version, outcome)) = &self.last_outcome {
             text.push_str(&format!(
                 "Outcome:    {outcome} (newest attempt, {version})\n"
+            ));
+        }
+        if let Some(error) = &self.driver_registration {
+            text.push_str(&format!(
+                "Driver:     not registered with rpm-ostree: {error}\n"
             ));
         }
         text.push_str(&format!(

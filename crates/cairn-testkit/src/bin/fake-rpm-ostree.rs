@@ -107,6 +107,23 @@ fn check_timestamps(state: &FakeState, repository: &str, digest: &str) -> Result
     ))
 }
 
+/// rpm-ostree's refusal when a driver registered from another unit that is
+/// still active. A transient `run-u*` unit is gone once its command ended
+/// (`systemd-run --collect`), and rpm-ostree ignores a driver whose unit is
+/// not active.
+fn driven_elsewhere(state: &FakeState) -> Option<String> {
+    let name = state.update_driver.as_ref()?;
+    let unit = state
+        .update_driver_unit
+        .clone()
+        .unwrap_or_else(|| "cairn-agent.service".into());
+    (unit != caller_unit() && !unit.starts_with("run-u")).then(|| {
+        format!(
+            "Updates and deployments are driven by {name} ({unit})\nSee {name}'s documentation. Use --bypass-driver to bypass {name} and perform the operation."
+        )
+    })
+}
+
 /// The systemd unit the caller runs in.
 fn caller_unit() -> String {
     std::env::var("CAIRN_FAKE_UNIT").unwrap_or_else(|_| "cairn-agent.service".into())
@@ -125,6 +142,10 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         ["deploy", "", "--register-driver=Cairn"] => {
+            // rpm-ostree checks the driver for a registration too.
+            if let Some(message) = driven_elsewhere(&state) {
+                return fail(&message);
+            }
             state.update_driver = Some("Cairn".into());
             state.update_driver_unit = Some(caller_unit());
             write_state(&dir, &state);
@@ -141,16 +162,8 @@ fn main() -> ExitCode {
             let bypass = rest[0] == "--bypass-driver";
             let disallow_downgrade = rest.contains(&"--disallow-downgrade");
             let digest = rest[rest.len() - 1];
-            if let (Some(name), false) = (&state.update_driver, bypass) {
-                let unit = state
-                    .update_driver_unit
-                    .clone()
-                    .unwrap_or_else(|| "cairn-agent.service".into());
-                if unit != caller_unit() {
-                    return fail(&format!(
-                        "Updates and deployments are driven by {name} ({unit})\nSee {name}'s documentation. Use --bypass-driver to bypass {name} and perform the operation."
-                    ));
-                }
+            if let (Some(message), false) = (driven_elsewhere(&state), bypass) {
+                return fail(&message);
             }
             // Deploying a digest keeps the origin's repository.
             let repository = state

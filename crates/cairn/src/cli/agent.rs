@@ -105,6 +105,7 @@ pub fn run_verify(args: AgentArgs) -> anyhow::Result<ExitCode> {
     let mut options = options(&args)?;
     options.finalize = false;
     options.socket = None;
+    options.register_driver = false;
     let settings = cairn_agent::config::load(&cairn_agent::config::ConfigDirs::under(&args.root));
     let deadline = std::time::Instant::now()
         + settings
@@ -182,6 +183,7 @@ pub fn run_update_now(args: UpdateNowArgs) -> anyhow::Result<ExitCode> {
     let mut options = options(&args)?;
     options.finalize = !args.once;
     options.update_now = true;
+    options.register_driver = false;
     options.cross_barrier = cross_barrier;
     let status = args::runtime()?.block_on(cairn_agent::daemon::run_once(
         &options,
@@ -217,6 +219,8 @@ fn options(args: &AgentArgs) -> anyhow::Result<Options> {
         pending_is_failure: false,
         check_interval: args.check_interval_ms.map(Duration::from_millis),
         socket: (!args.once).then(|| args.state.socket.clone()),
+        register_driver: true,
+        own_unit: cairn_agent::host::own_systemd_unit(),
     })
 }
 
