@@ -86,9 +86,9 @@ async fn the_driver_is_registered_from_the_agents_own_unit_and_blocks_other_upda
         Some(new[0].manifest.as_str())
     );
 
-    // A registration made through systemd-run (as agents before this fix did)
-    // names a transient unit, and is renewed.
-    runner()
+    // A registration from another unit, while the agent's holds it, is
+    // refused, as rpm-ostree does.
+    let elsewhere = runner()
         .run(
             &program,
             &register_driver_command(),
@@ -97,9 +97,19 @@ async fn the_driver_is_registered_from_the_agents_own_unit_and_blocks_other_upda
         )
         .await
         .expect("runs");
+    assert_eq!(elsewhere.code, Some(1), "{}", elsewhere.stderr);
+    assert_eq!(host.state().update_driver_unit.as_deref(), Some(AGENT_UNIT));
+
+    // A registration left by an older agent, made through systemd-run,
+    // names a transient unit that is gone: it is renewed from the agent's.
+    let mut state = host.state();
+    state.update_driver_unit = Some("run-u4242.service".into());
+    cairn_testkit::host::write_state(&host.dir, &state);
     let status = driver.status().await.expect("status");
-    let unit = status.update_driver_unit.clone().unwrap_or_default();
-    assert!(unit.starts_with("run-u"), "{unit}");
     assert!(needs_driver_registration(&status, Some(AGENT_UNIT)));
     assert!(needs_driver_registration(&status, None));
+    driver.register().await.expect("register again");
+    let status = driver.status().await.expect("status");
+    assert_eq!(status.update_driver_unit.as_deref(), Some(AGENT_UNIT));
+    assert!(!needs_driver_registration(&status, Some(AGENT_UNIT)));
 }
