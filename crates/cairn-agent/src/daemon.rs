@@ -492,6 +492,9 @@ async fn pass(
                 &options.arch,
                 wariness,
                 oci,
+                host.booted
+                    .as_ref()
+                    .and_then(|b| b.digest.as_deref().or(b.checksum.as_deref())),
             )
             .await
             .map(|(graph, shown)| (SourceGraph::Cincinnati(graph), shown))

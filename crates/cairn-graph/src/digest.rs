@@ -98,7 +98,9 @@ impl TargetId {
     /// The image digest of a pull spec: the digest after `@`, or a bare
     /// digest. Never a checksum: an image's id must not become a commit's.
     pub fn of_pullspec(pullspec: &str) -> Result<TargetId, InvalidId> {
-        let digest = pullspec.rsplit_once('@').map_or(pullspec, |(_, digest)| digest);
+        let digest = pullspec
+            .rsplit_once('@')
+            .map_or(pullspec, |(_, digest)| digest);
         TargetId::digest(digest)
     }
 
@@ -241,8 +243,14 @@ mod tests {
             Ok(digest.clone())
         );
         assert!(TargetId::of_pullspec(&format!("quay.io/x/y@{HEX}")).is_err());
-        assert!(TargetId::of_pullspec(HEX).is_err(), "a bare checksum is no image");
-        assert_eq!(TargetId::of_pullspec(&digest).map(String::from), Ok(digest.clone()));
+        assert!(
+            TargetId::of_pullspec(HEX).is_err(),
+            "a bare checksum is no image"
+        );
+        assert_eq!(
+            TargetId::of_pullspec(&digest).map(String::from),
+            Ok(digest.clone())
+        );
         for bad in [
             "--reboot",
             "sha256:../../x",

@@ -219,11 +219,16 @@ pub async fn cincinnati_graph(
 
 /// The wariness a host sends when it must send one: two decimals, so it is
 /// one of 101 values, each shared by about a hundredth of every fleet.
+/// Rounded up, so the host is never taken for less wary than it is.
 pub fn coarse_wariness(wariness: f64) -> f64 {
     if wariness.is_nan() {
         return 1.0;
     }
-    (wariness.clamp(0.0, 1.0) * 100.0).round() / 100.0
+    if wariness <= 0.0 {
+        return 0.0;
+    }
+    // The small margin keeps 0.72 (71.99999… or 72.00000…1 times 100) at 0.72.
+    (wariness.min(1.0) * 100.0 - 1e-9).ceil() / 100.0
 }
 
 /// The graph a Cincinnati server serves a host, asked for without singling
@@ -233,9 +238,11 @@ pub fn coarse_wariness(wariness: f64) -> f64 {
 /// full with every request, it is a node id under another name. So the
 /// first request says `rollout_wariness=0`, which hides no rollout edge,
 /// and the host applies its own wariness to the rollout metadata the nodes
-/// carry, as Fedora's graph does. Only an answer with no rollout metadata
-/// at all (no rollout under way, or a server that keeps it to itself and
-/// filters edges on its side) is asked again, with [`coarse_wariness`].
+/// carry, as Fedora's graph does. Only an answer that offers `booted` an
+/// update and has no rollout metadata at all (a server that keeps its
+/// rollouts to itself and filters edges on its side) is asked again, with
+/// [`coarse_wariness`]: a higher wariness can only take edges away, so an
+/// answer with nothing to offer needs no second question.
 pub async fn cincinnati_graph_for_host(
     client: &RegistryClient,
     url: &str,
@@ -243,9 +250,13 @@ pub async fn cincinnati_graph_for_host(
     arch: &str,
     wariness: f64,
     oci: bool,
+    booted: Option<&str>,
 ) -> Result<(UpdateGraph, String), String> {
     let (graph, shown) = cincinnati_graph(client, url, stream, arch, 0.0, oci).await?;
-    if graph.nodes().iter().any(|node| node.rollout.is_some()) {
+    let offers_update = booted
+        .and_then(|booted| graph.find_booted(booted))
+        .is_some_and(|at| graph.successors(at).iter().any(|&to| to != at));
+    if !offers_update || graph.nodes().iter().any(|node| node.rollout.is_some()) {
         return Ok((graph, shown));
     }
     cincinnati_graph(client, url, stream, arch, coarse_wariness(wariness), oci).await
@@ -437,7 +448,11 @@ mod tests {
     #[test]
     fn a_coarse_wariness_has_two_decimals() {
         assert_eq!(coarse_wariness(0.7193282501649758).to_string(), "0.72");
-        assert_eq!(coarse_wariness(0.0061).to_string(), "0.01");
+        assert_eq!(coarse_wariness(0.7203).to_string(), "0.73", "rounded up");
+        assert_eq!(coarse_wariness(0.72).to_string(), "0.72");
+        assert_eq!(coarse_wariness(0.29).to_string(), "0.29");
+        assert_eq!(coarse_wariness(0.57).to_string(), "0.57");
+        assert_eq!(coarse_wariness(0.0001).to_string(), "0.01");
         assert_eq!(coarse_wariness(f64::NAN).to_string(), "1");
         assert_eq!(coarse_wariness(0.0).to_string(), "0");
         assert_eq!(coarse_wariness(1.0).to_string(), "1");

@@ -7,7 +7,7 @@ mod common;
 
 use cairn_testkit::host::FakeHost;
 use common::agent::Node;
-use common::{cairn, ok};
+use common::ok;
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 
@@ -176,10 +176,12 @@ fn cincinnati_node(version: &str, age: usize, payload: &str, rollout: bool) -> V
         "org.fedoraproject.coreos.releases.age_index": age.to_string(),
     });
     if rollout {
+        // Half-way through a two-day rollout.
+        let yesterday = jiff::Timestamp::now().as_second() - 24 * 3600;
         metadata["org.fedoraproject.coreos.updates.rollout"] = json!("true");
-        metadata["org.fedoraproject.coreos.updates.start_epoch"] = json!("1");
+        metadata["org.fedoraproject.coreos.updates.start_epoch"] = json!(yesterday.to_string());
         metadata["org.fedoraproject.coreos.updates.start_value"] = json!("0");
-        metadata["org.fedoraproject.coreos.updates.duration_minutes"] = json!("1");
+        metadata["org.fedoraproject.coreos.updates.duration_minutes"] = json!("2880");
     }
     json!({"version": version, "metadata": metadata, "payload": payload})
 }
@@ -314,8 +316,9 @@ async fn the_cincinnati_request_does_not_single_the_host_out() {
     // The wariness a machine id gives: sixteen digits that never change.
     let wariness = 0.7193282501649758;
     let newer = format!("{REPO}@sha256:{}", "2".repeat(64));
+    let first = "basearch=x86_64&stream=stable&rollout_wariness=0&oci=true".to_string();
     // Fedora's kind of answer: rollout metadata in the nodes. Wariness 0 is
-    // sent, and the host's own wariness decides, locally.
+    // sent, and the host's own wariness holds it back, locally.
     let server = serve(vec![("/v1/graph", cincinnati_answer(&newer, true))]).await;
     let node = host(
         Tool::RpmOstree,
@@ -323,12 +326,13 @@ async fn the_cincinnati_request_does_not_single_the_host_out() {
         &server.address,
     );
     let out = node.run_once();
-    assert_eq!(
-        server.queries(),
-        vec!["basearch=x86_64&stream=stable&rollout_wariness=0&oci=true".to_string()],
-        "{out}"
-    );
-    // An answer without rollout metadata: asked again with two decimals.
+    assert_eq!(server.queries(), vec![first.clone()], "{out}");
+    assert!(out.contains("rollout of 44.2 at 50"), "{out}");
+    assert!(out.contains("this node's wariness is 0.719"), "{out}");
+    assert_eq!(node.changes(), Vec::<String>::new(), "{out}");
+
+    // An update offered with no rollout metadata: the server may be
+    // filtering on its side, so it is asked again with two decimals.
     let server = serve(vec![("/v1/graph", cincinnati_answer(&newer, false))]).await;
     let node = host(
         Tool::Bootc,
@@ -339,11 +343,25 @@ async fn the_cincinnati_request_does_not_single_the_host_out() {
     assert_eq!(
         server.queries(),
         vec![
-            "basearch=x86_64&stream=stable&rollout_wariness=0&oci=true".to_string(),
+            first.clone(),
             "basearch=x86_64&stream=stable&rollout_wariness=0.72&oci=true".to_string(),
         ],
         "{out}"
     );
-    let status = cairn(&["status", "--state-dir", &node.node.state, "--json"]);
-    assert!(status.status.success());
+
+    // Nothing offered at wariness 0: a higher wariness could only take edges
+    // away, so there is no second question.
+    let answer = json!({
+        "nodes": [cincinnati_node(BOOTED_VERSION, 0, &format!("{REPO}@{}", booted_digest()), false)],
+        "edges": [],
+    });
+    let server = serve(vec![("/v1/graph", answer.to_string())]).await;
+    let node = host(
+        Tool::Bootc,
+        &cincinnati_fragment(&server.address, wariness),
+        &server.address,
+    );
+    let out = node.run_once();
+    assert!(node.asked_status(), "{out}");
+    assert_eq!(server.queries(), vec![first], "{out}");
 }
