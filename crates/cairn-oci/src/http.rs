@@ -132,6 +132,10 @@ impl Http {
     /// Send the request `build` makes, building it again for each retry of a
     /// transient failure (transport error, timeout, 429, 5xx) with exponential
     /// backoff, honouring `Retry-After`. Other statuses come back as they are.
+    ///
+    /// Only reads (GET, HEAD) are retried. A write may have taken effect
+    /// before its answer was lost: a blob upload's `Location` is single-use,
+    /// and a POST asked twice starts two uploads. Its caller decides.
     pub async fn send<F>(&self, build: F) -> Result<reqwest::Response, reqwest::Error>
     where
         F: Fn(&reqwest::Client) -> reqwest::RequestBuilder,
@@ -139,12 +143,21 @@ impl Http {
         let mut attempt = 0;
         loop {
             self.requests.fetch_add(1, Ordering::Relaxed);
-            let error = match build(&self.client).send().await {
+            let request = build(&self.client).build()?;
+            let retries = if matches!(
+                *request.method(),
+                reqwest::Method::GET | reqwest::Method::HEAD
+            ) {
+                self.retry.retries
+            } else {
+                0
+            };
+            let error = match self.client.execute(request).await {
                 Ok(response) => {
                     let status = response.status();
                     let transient =
                         status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
-                    if !transient || attempt >= self.retry.retries {
+                    if !transient || attempt >= retries {
                         return Ok(response);
                     }
                     let pause =
@@ -157,7 +170,7 @@ impl Http {
                 Err(error) => error,
             };
             // A bad URL or a refused redirect will not get better by asking again.
-            if error.is_builder() || error.is_redirect() || attempt >= self.retry.retries {
+            if error.is_builder() || error.is_redirect() || attempt >= retries {
                 return Err(error);
             }
             tracing::debug!(%error, attempt, "retrying after transport error");

@@ -394,3 +394,26 @@ async fn persistent_failures_give_up_after_the_retries() {
     );
     assert_eq!(server.requests().len(), 3, "one try and two retries");
 }
+
+#[tokio::test]
+async fn writes_are_not_retried() {
+    // HEAD (does the blob exist?) is a read and is retried; the POST that
+    // starts an upload is a write and is not: a lost answer may hide an
+    // upload that did start.
+    let server = HostileServer::start(|request, _| {
+        if request.method == "HEAD" {
+            Reply::full(404, "")
+        } else {
+            Reply::full(503, "busy")
+        }
+    })
+    .await;
+    let (client, repository) = client_for(&server, 3);
+    let err = client
+        .push_blob(&repository, bytes::Bytes::from_static(b"layer"))
+        .await
+        .expect_err("503");
+    assert!(err.to_string().contains("503"), "{err}");
+    let methods: Vec<String> = server.requests().iter().map(|r| r.method.clone()).collect();
+    assert_eq!(methods, ["HEAD", "POST"], "the POST was sent once");
+}
