@@ -365,3 +365,43 @@ async fn the_cincinnati_request_does_not_single_the_host_out() {
     assert!(node.asked_status(), "{out}");
     assert_eq!(server.queries(), vec![first], "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_document_digests_never_reach_a_host_tool() {
+    let now = jiff::Timestamp::now();
+    for bad in HOSTILE {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let document = dir.path().join("stable.json");
+        let release = |version: &str, digest: &str| json!({"version": version, "architectures": {"x86_64": {"digest": digest}}});
+        std::fs::write(
+            &document,
+            json!({
+                "schema": 1,
+                "stream": "stable",
+                "repository": REPO,
+                "sequence": 1,
+                "issued": (now - jiff::SignedDuration::from_hours(1)).to_string(),
+                "expires": (now + jiff::SignedDuration::from_hours(24)).to_string(),
+                "releases": [release(BOOTED_VERSION, &booted_digest()), release("44.2", bad)],
+            })
+            .to_string(),
+        )
+        .expect("write");
+        let fragment = format!(
+            "[updates]\nsource = \"file:{}\"\nallow_unsigned = true\n[identity]\nrollout_wariness = 0.5\n",
+            document.display()
+        );
+        for tool in [Tool::Bootc, Tool::RpmOstree] {
+            let label = format!("{bad:?} on {tool:?}");
+            let node = host(tool, &fragment, "127.0.0.1:1");
+            let out = node.run_once();
+            assert!(node.asked_status(), "{label}: the agent ran: {out}");
+            assert_eq!(node.changes(), Vec::<String>::new(), "{label}: {out}");
+            let error = node.last_error();
+            assert!(
+                error.contains("releases[1]") && error.contains("architectures.x86_64.digest"),
+                "{label}: {error}"
+            );
+        }
+    }
+}
