@@ -2,7 +2,10 @@
 //! change is lost, and a hold whose time is out of range is refused rather
 //! than made indefinite.
 
+mod common;
+
 use cairn_testkit::host::FakeHost;
+use common::agent::AgentCommand;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -70,21 +73,10 @@ impl Drop for Daemon {
 }
 
 fn agent(h: &Host, socket: &Path, interval_ms: u64) -> Daemon {
-    Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args([
-            "agent",
-            "--root",
-            &arg(&h.root),
-            "--state-dir",
-            &arg(&h.state),
-        ])
-        .args(["--socket", &arg(socket), "--bootc", &arg(&h.host.program)])
-        .args(["--arch", "x86_64", "--no-updater-check", "--no-systemd"])
-        .args([
-            "--no-user-check",
-            "--check-interval-ms",
-            &interval_ms.to_string(),
-        ])
+    AgentCommand::new(&["agent"], &h.host, &h.root, &h.state)
+        .args(["--socket", &arg(socket), "--no-user-check"])
+        .args(["--check-interval-ms", &interval_ms.to_string()])
+        .command()
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
