@@ -4,7 +4,8 @@
 //! Refreshes run on a runtime of their own ([`Refreshers`]), never on the
 //! workers that answer requests: reading a 16 MiB input, hashing it, checking
 //! its signature and building eight graphs from it takes long enough to stall
-//! every request queued behind it.
+//! every request queued behind it. The refresh threads also run at a lower
+//! priority, so that on a busy machine answers come first.
 
 use crate::config::{SourceSpec, StreamConfig};
 use crate::metrics::{GraphLabels, RefreshLabels, StreamLabels, arch_label};
@@ -170,6 +171,7 @@ impl Refreshers {
             .worker_threads(sources.len().clamp(1, MAX_REFRESH_WORKERS))
             .max_blocking_threads(MAX_REFRESH_WORKERS)
             .thread_name("cairn-refresh")
+            .on_thread_start(lower_priority)
             .enable_all()
             .build()?;
         for source in sources {
@@ -192,3 +194,18 @@ impl Drop for Refreshers {
 
 /// Refresh threads at most: sources are few, and their work is mostly waiting.
 const MAX_REFRESH_WORKERS: usize = 4;
+
+/// The nice value of refresh threads. When the CPU is short, a refresh takes
+/// longer rather than answers: a graph a few seconds late harms nobody.
+const REFRESH_NICE: i32 = 10;
+
+/// Run the calling thread at [`REFRESH_NICE`]; on Linux, a thread id given to
+/// `setpriority` sets that thread's nice value alone.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(error) =
+        rustix::process::setpriority_process(Some(rustix::thread::gettid()), REFRESH_NICE)
+    {
+        tracing::warn!(%error, "could not lower the priority of a refresh thread");
+    }
+}
