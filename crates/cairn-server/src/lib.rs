@@ -101,6 +101,9 @@ pub enum ServeError {
     /// Registry settings are unusable.
     #[error(transparent)]
     Registry(#[from] cairn_oci::OciError),
+    /// The refresh threads could not start.
+    #[error("starting the refresh threads: {0}")]
+    Refresh(std::io::Error),
     /// The listen address is unusable.
     #[error("listening on {address}: {source}")]
     Listen {
@@ -128,10 +131,14 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         AppState::system_clock(),
         config.refresh_interval.as_secs(),
     );
-    for stream in &config.streams {
-        let source = refresh::StreamSource::new(stream, client.clone(), config.timeout);
-        tokio::spawn(source.run(state.clone(), config.refresh_interval));
-    }
+    let sources = config
+        .streams
+        .iter()
+        .map(|stream| refresh::StreamSource::new(stream, client.clone(), config.timeout))
+        .collect();
+    // Held until serving ends: dropping it stops the refreshes.
+    let _refreshers = refresh::Refreshers::start(sources, &state, config.refresh_interval)
+        .map_err(ServeError::Refresh)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Listen {

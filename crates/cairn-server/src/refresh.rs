@@ -1,5 +1,11 @@
 //! The refresh loop: one task per stream, keeping the last good graph through
 //! any fault and logging once per change of state, not once per attempt.
+//!
+//! Refreshes run on a runtime of their own ([`Refreshers`]), never on the
+//! workers that answer requests: reading a 16 MiB input, hashing it, checking
+//! its signature and building eight graphs from it takes long enough to stall
+//! every request queued behind it. The refresh threads also run at a lower
+//! priority, so that on a busy machine answers come first.
 
 use crate::config::{SourceSpec, StreamConfig};
 use crate::metrics::{GraphLabels, RefreshLabels, StreamLabels, arch_label};
@@ -143,5 +149,63 @@ impl StreamSource {
             }
             tokio::time::sleep(interval).await;
         }
+    }
+}
+
+/// The runtime that runs every stream's refresh loop, apart from the request
+/// workers. Dropping it stops the refreshes.
+#[derive(Debug)]
+pub struct Refreshers {
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Refreshers {
+    /// Start one refresh loop per source on a runtime of its own, with one
+    /// worker per stream so a slow source does not hold back the others.
+    pub fn start(
+        sources: Vec<StreamSource>,
+        app: &AppState,
+        interval: Duration,
+    ) -> std::io::Result<Refreshers> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(sources.len().clamp(1, MAX_REFRESH_WORKERS))
+            .max_blocking_threads(MAX_REFRESH_WORKERS)
+            .thread_name("cairn-refresh")
+            .on_thread_start(lower_priority)
+            .enable_all()
+            .build()?;
+        for source in sources {
+            runtime.spawn(source.run(app.clone(), interval));
+        }
+        Ok(Refreshers {
+            runtime: Some(runtime),
+        })
+    }
+}
+
+impl Drop for Refreshers {
+    fn drop(&mut self) {
+        // A plain drop would block, which panics inside an async context.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Refresh threads at most: sources are few, and their work is mostly waiting.
+const MAX_REFRESH_WORKERS: usize = 4;
+
+/// The nice value of refresh threads. When the CPU is short, a refresh takes
+/// longer rather than answers: a graph a few seconds late harms nobody.
+const REFRESH_NICE: i32 = 10;
+
+/// Run the calling thread at [`REFRESH_NICE`]; on Linux, a thread id given to
+/// `setpriority` sets that thread's nice value alone.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(error) =
+        rustix::process::setpriority_process(Some(rustix::thread::gettid()), REFRESH_NICE)
+    {
+        tracing::warn!(%error, "could not lower the priority of a refresh thread");
     }
 }

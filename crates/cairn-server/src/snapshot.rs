@@ -11,7 +11,8 @@ use bytes::Bytes;
 use cairn_graph::{GraphDocument, Rollout, Scheme, UpdateGraph};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use tokio::sync::OnceCell;
 
 /// Rendered variants kept per graph before the cache is cleared.
 const MAX_VARIANTS: usize = 64;
@@ -25,12 +26,16 @@ pub struct Rendered {
     pub etag: String,
 }
 
+/// A variant being rendered or rendered: concurrent misses of one variant
+/// wait for a single render instead of each starting their own.
+type Variant = Arc<OnceCell<Rendered>>;
+
 /// One architecture and scheme of a stream.
 #[derive(Debug)]
 pub struct GraphEntry {
     graph: UpdateGraph,
     rollouts: Vec<(usize, Rollout)>,
-    cache: Mutex<HashMap<Vec<usize>, Rendered>>,
+    cache: Mutex<HashMap<Vec<usize>, Variant>>,
     /// Node count, for metrics.
     pub nodes: usize,
     /// Edge count before filtering, for metrics.
@@ -57,19 +62,47 @@ impl GraphEntry {
         }
     }
 
-    /// The answer for a wariness at `now` (Unix seconds).
-    pub fn render(&self, wariness: f64, now: i64) -> Rendered {
+    /// The answer for a wariness at `now` (Unix seconds). A cached answer is
+    /// returned at once; a new one is rendered on the blocking pool, since a
+    /// large graph takes milliseconds to serialize and hash.
+    pub async fn render(
+        self: &Arc<Self>,
+        wariness: f64,
+        now: i64,
+    ) -> Result<Rendered, RenderError> {
         let hidden: Vec<usize> = self
             .rollouts
             .iter()
             .filter(|(_, rollout)| rollout.hides(wariness, now))
             .map(|(i, _)| *i)
             .collect();
-        if let Ok(cache) = self.cache.lock()
-            && let Some(rendered) = cache.get(&hidden)
-        {
-            return rendered.clone();
+        let variant = {
+            let mut cache = self.cache.lock().map_err(|_| RenderError)?;
+            if let Some(variant) = cache.get(&hidden) {
+                variant.clone()
+            } else {
+                if cache.len() >= MAX_VARIANTS {
+                    cache.clear();
+                }
+                cache.entry(hidden).or_default().clone()
+            }
+        };
+        if let Some(rendered) = variant.get() {
+            return Ok(rendered.clone());
         }
+        let entry = self.clone();
+        variant
+            .get_or_try_init(|| async move {
+                tokio::task::spawn_blocking(move || entry.render_now(wariness, now))
+                    .await
+                    .map_err(|_| RenderError)
+            })
+            .await
+            .cloned()
+    }
+
+    /// Render without the cache.
+    pub fn render_now(&self, wariness: f64, now: i64) -> Rendered {
         let body = Bytes::from(
             self.graph
                 .throttled(wariness, now)
@@ -77,16 +110,14 @@ impl GraphEntry {
                 .to_json_pretty(),
         );
         let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&body))[..32]);
-        let rendered = Rendered { body, etag };
-        if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= MAX_VARIANTS {
-                cache.clear();
-            }
-            cache.insert(hidden, rendered.clone());
-        }
-        rendered
+        Rendered { body, etag }
     }
 }
+
+/// A render failed: it panicked, or a panic poisoned the cache.
+#[derive(Debug, thiserror::Error)]
+#[error("rendering the graph failed")]
+pub struct RenderError;
 
 /// A document to serve on `/v2/graph/<stream>`.
 #[derive(Debug, Clone)]
@@ -102,7 +133,7 @@ pub struct ServedDocument {
 /// Everything served for one stream.
 #[derive(Debug)]
 pub struct Snapshot {
-    graphs: HashMap<(String, bool), GraphEntry>,
+    graphs: HashMap<(String, bool), Arc<GraphEntry>>,
     /// Architectures with a graph.
     pub arches: BTreeSet<String>,
     /// The Cairn document, if the source has one.
@@ -137,7 +168,7 @@ impl Snapshot {
         for arch in &arches {
             for (oci, scheme) in [(false, Scheme::Checksum), (true, Scheme::Oci)] {
                 let graph = cairn_graph::fcos::build_graph(index, updates, arch, scheme);
-                graphs.insert((arch.clone(), oci), GraphEntry::new(graph));
+                graphs.insert((arch.clone(), oci), Arc::new(GraphEntry::new(graph)));
             }
         }
         Snapshot {
@@ -155,7 +186,7 @@ impl Snapshot {
         for arch in &arches {
             for (oci, scheme) in [(false, Scheme::Checksum), (true, Scheme::Oci)] {
                 let graph = UpdateGraph::from_document(document, arch, scheme);
-                graphs.insert((arch.clone(), oci), GraphEntry::new(graph));
+                graphs.insert((arch.clone(), oci), Arc::new(GraphEntry::new(graph)));
             }
         }
         Snapshot {
@@ -167,7 +198,7 @@ impl Snapshot {
     }
 
     /// The graph of one architecture and scheme.
-    pub fn graph(&self, arch: &str, oci: bool) -> Option<&GraphEntry> {
+    pub fn graph(&self, arch: &str, oci: bool) -> Option<&Arc<GraphEntry>> {
         self.graphs.get(&(arch.to_string(), oci))
     }
 
@@ -175,6 +206,6 @@ impl Snapshot {
     pub fn graphs(&self) -> impl Iterator<Item = (&str, bool, &GraphEntry)> {
         self.graphs
             .iter()
-            .map(|((arch, oci), entry)| (arch.as_str(), *oci, entry))
+            .map(|((arch, oci), entry)| (arch.as_str(), *oci, entry.as_ref()))
     }
 }

@@ -63,6 +63,7 @@ pub enum Refresh {
 pub struct SourceState {
     inputs: HashMap<String, InputState>,
     document_digest: Option<String>,
+    document_stamps: Option<(FileStamp, Option<FileStamp>)>,
     seen: Option<(u64, String)>,
     expires: Option<Timestamp>,
     scan_cache: ScanCache,
@@ -153,18 +154,7 @@ async fn read_input(
 ) -> Result<(bool, InputState), SourceError> {
     let fresh = match input {
         Input::Path(path) => {
-            let metadata = tokio::fs::metadata(path)
-                .await
-                .map_err(|e| SourceError::new("io", format!("{}: {e}", path.display())))?;
-            let stamp = {
-                use std::os::unix::fs::MetadataExt;
-                (
-                    metadata.len(),
-                    metadata.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-                    metadata.ino(),
-                    (metadata.ctime(), metadata.ctime_nsec()),
-                )
-            };
+            let (metadata, stamp) = file_stamp(path).await?;
             if let Some(known) = known
                 && known.file_stamp == Some(stamp)
             {
@@ -215,6 +205,34 @@ async fn read_input(
     Ok((changed, fresh))
 }
 
+/// A file's metadata and stamp.
+async fn file_stamp(path: &std::path::Path) -> Result<(std::fs::Metadata, FileStamp), SourceError> {
+    use std::os::unix::fs::MetadataExt;
+    let metadata = tokio::fs::metadata(path)
+        .await
+        .map_err(|e| SourceError::new("io", format!("{}: {e}", path.display())))?;
+    let stamp = (
+        metadata.len(),
+        metadata.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+        metadata.ino(),
+        (metadata.ctime(), metadata.ctime_nsec()),
+    );
+    Ok((metadata, stamp))
+}
+
+/// The stamps of a document file and of its `.sig`, which may be absent.
+async fn document_stamps(
+    path: &std::path::Path,
+) -> Result<(FileStamp, Option<FileStamp>), SourceError> {
+    let (_, document) = file_stamp(path).await?;
+    let signature = std::path::PathBuf::from(format!("{}.sig", path.display()));
+    let signature = match tokio::fs::try_exists(&signature).await {
+        Ok(true) => Some(file_stamp(&signature).await?.1),
+        _ => None,
+    };
+    Ok((document, signature))
+}
+
 /// An expired document stays served (Zincati hosts know no expiry), but the
 /// source is reported as failing until a fresh one is published.
 fn check_expiry(state: &SourceState, now: Timestamp) -> Result<(), SourceError> {
@@ -253,6 +271,15 @@ async fn refresh_document(
         ),
         _ => (None, String::new()),
     };
+    // For a file, its stamps tell whether anything changed, without reading it.
+    let stamps = match location {
+        Location::File(path) => Some(document_stamps(path).await?),
+        _ => None,
+    };
+    if stamps.is_some() && state.document_stamps == stamps {
+        check_expiry(state, now)?;
+        return Ok(Refresh::Unchanged);
+    }
     let fetched = match &store {
         Some(store) => {
             let head = store
@@ -269,9 +296,10 @@ async fn refresh_document(
     };
     let digest = cairn_oci::digest::sha256_digest(&fetched.bytes);
     if state.seen.as_ref().is_some_and(|(_, d)| d == &digest) {
-        // The same bytes under another manifest: remember it, so the next
-        // refresh costs one HEAD again.
+        // The same bytes under another manifest or file stamp: remember it,
+        // so the next refresh costs one HEAD or stat again.
         state.document_digest = fetched.manifest_digest.clone();
+        state.document_stamps = stamps;
         check_expiry(state, now)?;
         return Ok(Refresh::Unchanged);
     }
@@ -295,6 +323,7 @@ async fn refresh_document(
         _ => (!fetched.signatures.is_empty()).then(|| format!("{location}.sig")),
     };
     state.document_digest = fetched.manifest_digest.clone();
+    state.document_stamps = stamps;
     state.seen = Some((fetched.document.sequence, digest));
     state.expires = Some(fetched.document.expires);
     let served = ServedDocument {

@@ -153,3 +153,35 @@ async fn a_live_scan_serves_the_repository() {
     assert_eq!(status, StatusCode::OK);
     assert!(document.contains("44.2"));
 }
+
+#[tokio::test]
+async fn a_document_file_is_reread_only_when_it_changes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let example = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../docs/examples/stable.json");
+    let text = std::fs::read_to_string(example).expect("example");
+    let path = dir.path().join("stable.json");
+    std::fs::write(&path, &text).expect("write");
+    let clock = Arc::new(|| jiff::Timestamp::from_second(1_762_876_800).expect("time"));
+    let state = AppState::new(["stable".to_string()], clock, 30);
+    let config = StreamConfig {
+        name: "stable".into(),
+        source: SourceSpec::Document {
+            location: cairn_oci::Location::File(path.clone()),
+            keys: Vec::new(),
+            allow_unsigned: false,
+        },
+    };
+    let mut source = StreamSource::new(&config, local_client(), Duration::from_secs(5));
+    assert!(source.refresh_once(&state).await.expect("first"));
+    assert!(!source.refresh_once(&state).await.expect("unchanged"));
+    // The same size and a newer sequence: the stamp changes, so it is read.
+    let next = text.replace("1762790400000", "1762790400001");
+    assert_eq!(next.len(), text.len());
+    // Replaced as publishers do, so the inode changes even within one clock tick.
+    std::fs::write(dir.path().join("next.json"), next).expect("write");
+    std::fs::rename(dir.path().join("next.json"), &path).expect("rename");
+    assert!(source.refresh_once(&state).await.expect("changed"));
+    let sequence = state.snapshot("stable").and_then(|s| s.sequence);
+    assert_eq!(sequence, Some(1_762_790_400_001));
+}

@@ -120,7 +120,14 @@ pub async fn get(
         )
     })?;
     let now = (state.shared.clock)().as_second();
-    let rendered = entry.render(query.wariness, now);
+    let rendered = entry.render(query.wariness, now).await.map_err(|e| {
+        tracing::error!(stream = %query.stream, error = %e, "rendering a graph answer failed");
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            kind: "render_failed",
+            value: "the answer could not be rendered".into(),
+        }
+    })?;
     let etag = HeaderValue::from_str(&rendered.etag).unwrap_or(HeaderValue::from_static("\"\""));
     let cache_control = HeaderValue::from_str(&format!("public, max-age={}", state.shared.max_age))
         .unwrap_or(HeaderValue::from_static("no-cache"));
