@@ -143,9 +143,13 @@ impl FleetLockClient {
                 || format!("generic_http_{}", status.as_u16()),
                 str::to_string,
             ),
+            // Shown in status and the MOTD: keep it short.
             value: error["value"]
                 .as_str()
-                .map_or_else(|| text.chars().take(200).collect(), str::to_string),
+                .unwrap_or(&text)
+                .chars()
+                .take(200)
+                .collect(),
         })
     }
 }

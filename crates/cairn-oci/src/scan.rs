@@ -312,6 +312,9 @@ pub async fn scan(
     Ok(report)
 }
 
+/// Most architectures one image index may name.
+const MAX_ARCHITECTURES: usize = 16;
+
 /// Read one image by digest: an index with its children, or a manifest.
 async fn read_image(store: &Store, digest: &str) -> Result<BTreeMap<String, ArchImage>> {
     let fetched = store.get_manifest(digest).await?;
@@ -340,6 +343,14 @@ async fn read_image(store: &Store, digest: &str) -> Result<BTreeMap<String, Arch
             // Attestation manifests hide under "unknown".
             if arch == "unknown" {
                 continue;
+            }
+            // Each architecture costs a request: an index from an untrusted
+            // registry may name thousands.
+            if images.len() >= MAX_ARCHITECTURES {
+                return Err(OciError::invalid(
+                    format!("image index {digest}"),
+                    format!("names more than {MAX_ARCHITECTURES} architectures"),
+                ));
             }
             let child_digest = child.digest().to_string();
             let mut image = read_manifest(store, &child_digest).await?;

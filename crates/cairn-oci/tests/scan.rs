@@ -308,3 +308,36 @@ async fn an_outage_mid_scan_is_a_clear_error_and_publishes_nothing() {
         Some(first.manifest_digest.as_str())
     );
 }
+
+#[tokio::test]
+async fn an_index_naming_too_many_architectures_is_not_read_through() {
+    let registry = TestRegistry::start(Auth::None).await;
+    let store = registry.store("acme/os");
+    let specs: Vec<ImageSpec> = (0..17)
+        .map(|n| {
+            ImageSpec::bootable(
+                &format!("arch{n}"),
+                "44.1",
+                "stable",
+                "2026-01-01T00:00:00Z",
+            )
+        })
+        .collect();
+    cairn_testkit::write_index(&store, &specs, "44.1").await;
+    let mut cache = ScanCache::default();
+    let outcome = scan(
+        &store,
+        &ScanOptions::for_stream("stable"),
+        &mut cache,
+        &no_progress,
+    )
+    .await;
+    let text = match &outcome {
+        Ok(report) => format!("{:?}", report.skipped),
+        Err(e) => e.to_string(),
+    };
+    assert!(text.contains("more than 16 architectures"), "{text}");
+    if let Ok(report) = outcome {
+        assert!(report.candidates.is_empty(), "{:?}", report.candidates);
+    }
+}
