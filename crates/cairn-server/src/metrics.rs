@@ -147,6 +147,24 @@ impl Metrics {
 }
 
 /// A fixed label for an architecture name from data.
+/// Record a built graph's node and edge counts.
+pub fn record_graph(
+    metrics: &Metrics,
+    stream: &str,
+    arch: &str,
+    oci: bool,
+    nodes: usize,
+    edges: usize,
+) {
+    let labels = GraphLabels {
+        stream: stream.to_string(),
+        arch: arch_label(arch),
+        oci: if oci { "true" } else { "false" },
+    };
+    metrics.nodes.get_or_create(&labels).set(nodes as i64);
+    metrics.edges.get_or_create(&labels).set(edges as i64);
+}
+
 pub fn arch_label(arch: &str) -> &'static str {
     match arch {
         "x86_64" => "x86_64",

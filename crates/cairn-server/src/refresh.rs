@@ -8,7 +8,7 @@
 //! priority, so that on a busy machine answers come first.
 
 use crate::config::{SourceSpec, StreamConfig};
-use crate::metrics::{GraphLabels, RefreshLabels, StreamLabels, arch_label};
+use crate::metrics::{RefreshLabels, StreamLabels, record_graph};
 use crate::source::{Refresh, SourceError, SourceState, refresh};
 use crate::state::{AppState, Health};
 use cairn_oci::RegistryClient;
@@ -69,14 +69,13 @@ impl StreamSource {
             Ok(refreshed) => {
                 let updated = matches!(refreshed, Refresh::Updated(_));
                 if let Refresh::Updated(snapshot) = refreshed {
+                    // The graphs clients asked of the last snapshot are built
+                    // here, on the refresh runtime, so no request waits for them.
+                    if let Some(current) = app.snapshot(&self.stream) {
+                        snapshot.build_like(&current);
+                    }
                     for (arch, oci, entry) in snapshot.graphs() {
-                        let labels = GraphLabels {
-                            stream: self.stream.clone(),
-                            arch: arch_label(arch),
-                            oci: if oci { "true" } else { "false" },
-                        };
-                        metrics.nodes.get_or_create(&labels).set(entry.nodes as i64);
-                        metrics.edges.get_or_create(&labels).set(entry.edges as i64);
+                        record_graph(metrics, &self.stream, arch, oci, entry.nodes, entry.edges);
                     }
                     app.install(&self.stream, snapshot);
                 }

@@ -130,10 +130,23 @@ pub struct ServedDocument {
     pub signature: Option<String>,
 }
 
+/// What the graphs of a snapshot are built from.
+#[derive(Debug)]
+enum Inputs {
+    Document(Arc<GraphDocument>),
+    Fcos(Arc<(cairn_graph::fcos::ReleaseIndex, cairn_graph::fcos::Updates)>),
+}
+
 /// Everything served for one stream.
+///
+/// A graph is built the first time it is asked for, not at every refresh:
+/// a source lists every architecture in both schemes, and most fleets ask
+/// for one or two of them. A refresh builds again only the graphs the last
+/// snapshot had built (see [`Snapshot::build_like`]), on the refresh runtime.
 #[derive(Debug)]
 pub struct Snapshot {
-    graphs: HashMap<(String, bool), Arc<GraphEntry>>,
+    graphs: HashMap<(String, bool), std::sync::OnceLock<Arc<GraphEntry>>>,
+    inputs: Inputs,
     /// Architectures with a graph.
     pub arches: BTreeSet<String>,
     /// The Cairn document, if the source has one.
@@ -164,48 +177,119 @@ impl Snapshot {
                     )
             })
             .collect();
-        let mut graphs = HashMap::new();
-        for arch in &arches {
-            for (oci, scheme) in [(false, Scheme::Checksum), (true, Scheme::Oci)] {
-                let graph = cairn_graph::fcos::build_graph(index, updates, arch, scheme);
-                graphs.insert((arch.clone(), oci), Arc::new(GraphEntry::new(graph)));
-            }
-        }
-        Snapshot {
-            graphs,
+        Snapshot::lazy(
             arches,
-            document: None,
-            sequence: None,
-        }
+            Inputs::Fcos(Arc::new((index.clone(), updates.clone()))),
+            None,
+            None,
+        )
     }
 
     /// Graphs from a Cairn document.
     pub fn from_document(document: &GraphDocument, served: Option<ServedDocument>) -> Self {
         let arches: BTreeSet<String> = document.architectures().into_iter().collect();
-        let mut graphs = HashMap::new();
-        for arch in &arches {
-            for (oci, scheme) in [(false, Scheme::Checksum), (true, Scheme::Oci)] {
-                let graph = UpdateGraph::from_document(document, arch, scheme);
-                graphs.insert((arch.clone(), oci), Arc::new(GraphEntry::new(graph)));
-            }
-        }
+        Snapshot::lazy(
+            arches,
+            Inputs::Document(Arc::new(document.clone())),
+            served,
+            Some(document.sequence),
+        )
+    }
+
+    fn lazy(
+        arches: BTreeSet<String>,
+        inputs: Inputs,
+        document: Option<ServedDocument>,
+        sequence: Option<u64>,
+    ) -> Self {
+        let graphs = arches
+            .iter()
+            .flat_map(|arch| [(arch.clone(), false), (arch.clone(), true)])
+            .map(|key| (key, std::sync::OnceLock::new()))
+            .collect();
         Snapshot {
             graphs,
+            inputs,
             arches,
-            document: served,
-            sequence: Some(document.sequence),
+            document,
+            sequence,
         }
     }
 
-    /// The graph of one architecture and scheme.
+    /// The graph of one architecture and scheme, built now if it has not
+    /// been: CPU work, so a request handler calls this off its worker
+    /// unless [`Snapshot::built_graph`] has it.
     pub fn graph(&self, arch: &str, oci: bool) -> Option<&Arc<GraphEntry>> {
-        self.graphs.get(&(arch.to_string(), oci))
+        let slot = self.graphs.get(&(arch.to_string(), oci))?;
+        Some(slot.get_or_init(|| {
+            let scheme = if oci { Scheme::Oci } else { Scheme::Checksum };
+            let graph = match &self.inputs {
+                Inputs::Document(document) => UpdateGraph::from_document(document, arch, scheme),
+                Inputs::Fcos(inputs) => {
+                    cairn_graph::fcos::build_graph(&inputs.0, &inputs.1, arch, scheme)
+                }
+            };
+            Arc::new(GraphEntry::new(graph))
+        }))
     }
 
-    /// Every graph, for metrics.
-    pub fn graphs(&self) -> impl Iterator<Item = (&str, bool, &GraphEntry)> {
+    /// `None`: no such graph; `Some(None)`: not built yet.
+    pub fn built_graph(&self, arch: &str, oci: bool) -> Option<Option<&Arc<GraphEntry>>> {
         self.graphs
-            .iter()
-            .map(|((arch, oci), entry)| (arch.as_str(), *oci, entry.as_ref()))
+            .get(&(arch.to_string(), oci))
+            .map(|slot| slot.get())
+    }
+
+    /// Build the graphs `previous` had built: those clients ask for.
+    pub fn build_like(&self, previous: &Snapshot) {
+        for ((arch, oci), slot) in &previous.graphs {
+            if slot.get().is_some() {
+                self.graph(arch, *oci);
+            }
+        }
+    }
+
+    /// Every graph built so far, for metrics.
+    pub fn graphs(&self) -> impl Iterator<Item = (&str, bool, &GraphEntry)> {
+        self.graphs.iter().filter_map(|((arch, oci), slot)| {
+            slot.get()
+                .map(|entry| (arch.as_str(), *oci, entry.as_ref()))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example() -> GraphDocument {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../docs/examples/stable.json");
+        let bytes = std::fs::read(path).expect("example document");
+        GraphDocument::from_json(&bytes)
+            .expect("valid example")
+            .document
+    }
+
+    #[test]
+    fn graphs_are_built_when_first_asked_for_and_again_at_each_refresh() {
+        let document = example();
+        let first = Snapshot::from_document(&document, None);
+        assert_eq!(first.graphs().count(), 0, "nothing is built up front");
+        assert!(matches!(first.built_graph("x86_64", true), Some(None)));
+        assert!(first.built_graph("mips", true).is_none());
+        let entry = first.graph("x86_64", true).expect("a graph").clone();
+        assert!(entry.nodes > 0);
+        let built: Vec<_> = first.graphs().map(|(a, o, _)| (a.to_string(), o)).collect();
+        assert_eq!(built, [("x86_64".to_string(), true)]);
+        // The next snapshot builds what clients asked of this one, and only that.
+        let next = Snapshot::from_document(&document, None);
+        next.build_like(&first);
+        let built: Vec<_> = next.graphs().map(|(a, o, _)| (a.to_string(), o)).collect();
+        assert_eq!(built, [("x86_64".to_string(), true)]);
+        assert_eq!(
+            next.built_graph("x86_64", true).flatten().map(|e| e.nodes),
+            Some(entry.nodes)
+        );
     }
 }

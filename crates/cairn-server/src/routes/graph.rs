@@ -95,6 +95,41 @@ pub fn parse_query(raw: Option<&str>) -> Result<GraphQuery, ApiError> {
     })
 }
 
+/// Build a graph no client had asked for yet, on the blocking pool.
+async fn build(
+    state: &AppState,
+    query: &GraphQuery,
+    snapshot: std::sync::Arc<crate::snapshot::Snapshot>,
+) -> Result<std::sync::Arc<crate::snapshot::GraphEntry>, ApiError> {
+    let (arch, oci) = (query.basearch.clone(), query.oci);
+    let built = tokio::task::spawn_blocking(move || snapshot.graph(&arch, oci).cloned()).await;
+    match built {
+        Ok(Some(entry)) => {
+            crate::metrics::record_graph(
+                &state.shared.metrics,
+                &query.stream,
+                &query.basearch,
+                oci,
+                entry.nodes,
+                entry.edges,
+            );
+            Ok(entry)
+        }
+        Ok(None) => Err(ApiError::bad_request(
+            "unknown_basearch",
+            format!("unknown basearch {:?}", query.basearch),
+        )),
+        Err(e) => {
+            tracing::error!(stream = %query.stream, error = %e, "building a graph failed");
+            Err(ApiError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                kind: "render_failed",
+                value: "the answer could not be rendered".into(),
+            })
+        }
+    }
+}
+
 /// The handler.
 pub async fn get(
     State(state): State<AppState>,
@@ -113,12 +148,17 @@ pub async fn get(
         kind: "not_ready",
         value: format!("no graph for stream {} yet", query.stream),
     })?;
-    let entry = snapshot.graph(&query.basearch, query.oci).ok_or_else(|| {
-        ApiError::bad_request(
-            "unknown_basearch",
-            format!("unknown basearch {:?}", query.basearch),
-        )
-    })?;
+    let entry = match snapshot.built_graph(&query.basearch, query.oci) {
+        None => {
+            return Err(ApiError::bad_request(
+                "unknown_basearch",
+                format!("unknown basearch {:?}", query.basearch),
+            ));
+        }
+        Some(Some(entry)) => entry.clone(),
+        // First asked for: built off the worker, like a render.
+        Some(None) => build(&state, &query, snapshot.clone()).await?,
+    };
     let now = (state.shared.clock)().as_second();
     let rendered = entry.render(query.wariness, now).await.map_err(|e| {
         tracing::error!(stream = %query.stream, error = %e, "rendering a graph answer failed");
