@@ -53,6 +53,21 @@ pub struct Options {
     pub arch: String,
     /// Registry access.
     pub client: cairn_oci::ClientOptions,
+    /// Check this often instead of the configured interval, without jitter
+    /// (benchmarks).
+    pub check_interval: Option<Duration>,
+    /// The control socket the daemon listens on; `None` for no socket.
+    pub socket: Option<PathBuf>,
+    /// The systemd unit this process runs in (`/proc/self/cgroup`), to tell
+    /// whether the registration is its own; `None` when not a service.
+    pub own_unit: Option<String>,
+}
+
+/// What one pass may do, beyond what the configuration says: the daemon's
+/// passes, `cairn agent --once`, `cairn verify` and `cairn update-now` differ
+/// only in this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PassMode {
     /// Go on to finalize (reboot) when the gates allow; a one-shot check does not.
     pub finalize: bool,
     /// `cairn update-now`: wariness 0 and no windows or lock, but barriers,
@@ -61,11 +76,6 @@ pub struct Options {
     /// `cairn update-now --cross-barrier`: the base-barrier guard of a
     /// derived graph is lifted for this pass, and that is logged.
     pub cross_barrier: bool,
-    /// Check this often instead of the configured interval, without jitter
-    /// (benchmarks).
-    pub check_interval: Option<Duration>,
-    /// The control socket the daemon listens on; `None` for no socket.
-    pub socket: Option<PathBuf>,
     /// `cairn verify` gave up waiting: a boot that has still not reached
     /// `boot-complete.target` counts as failed.
     pub pending_is_failure: bool,
@@ -74,9 +84,28 @@ pub struct Options {
     /// registration from `cairn-verify.service` or a shell would take it
     /// away from `cairn-agent.service` (or be refused).
     pub register_driver: bool,
-    /// The systemd unit this process runs in (`/proc/self/cgroup`), to tell
-    /// whether the registration is its own; `None` when not a service.
-    pub own_unit: Option<String>,
+}
+
+impl PassMode {
+    /// A pass of the agent itself: the daemon's (`finalize`) or `--once`.
+    pub fn agent(finalize: bool) -> PassMode {
+        PassMode {
+            finalize,
+            update_now: false,
+            cross_barrier: false,
+            pending_is_failure: false,
+            register_driver: true,
+        }
+    }
+
+    /// A pass `cairn verify` or `cairn update-now` runs in its own process
+    /// because no agent answered: it never registers the driver.
+    pub fn fallback(self) -> PassMode {
+        PassMode {
+            register_driver: false,
+            ..self
+        }
+    }
 }
 
 /// Units among [`OTHER_UPDATERS`] that are enabled, or whose state cannot be
@@ -303,7 +332,7 @@ async fn pick_driver(options: &Options) -> Result<(Driver<ProcessRunner>, HostSt
 }
 
 /// One pass: load the configuration, recover, and step until the state settles.
-pub async fn run_once(options: &Options, now: Timestamp) -> StatusFile {
+pub async fn run_once(options: &Options, mode: PassMode, now: Timestamp) -> StatusFile {
     let mut status = StatusFile {
         updated: Timestamp::from_second(now.as_second())
             .unwrap_or(now)
@@ -365,19 +394,19 @@ pub async fn run_once(options: &Options, now: Timestamp) -> StatusFile {
         }
     };
     let mut settings = settings;
-    if options.update_now {
+    if mode.update_now {
         settings.wariness = Some(0.0);
         settings.schedule = None;
         settings.fleet_lock = None;
     }
-    status.strategy = if options.update_now {
+    status.strategy = if mode.update_now {
         "update-now".into()
     } else {
         settings.strategy_name().into()
     };
     // What status says when the pass stops before it decides anything.
     status.state = state.state.name().into();
-    match pass(options, &settings, state, now, &mut status).await {
+    match pass(options, mode, &settings, state, now, &mut status).await {
         Ok(()) => {}
         Err(e) => {
             if status.reason.is_empty() {
@@ -407,6 +436,7 @@ async fn lock_for_pass(state_dir: &Path) -> Result<cairn_fs::FileLock, crate::st
 
 async fn pass(
     options: &Options,
+    mode: PassMode,
     settings: &Settings,
     mut state: AgentState,
     now: Timestamp,
@@ -459,7 +489,7 @@ async fn pass(
             return Ok(());
         }
     }
-    if options.register_driver
+    if mode.register_driver
         && driver.tool() == Tool::RpmOstree
         && crate::host::needs_driver_registration(&host, options.own_unit.as_deref())
     {
@@ -533,7 +563,7 @@ async fn pass(
         .map(|(document, described)| (SourceGraph::Document(document), described)),
     };
     let fetched = fetched.map(|(graph, described)| {
-        if options.cross_barrier {
+        if mode.cross_barrier {
             tracing::warn!(
                 source = %described,
                 "update-now --cross-barrier: the operator lifted the base-barrier guard for this pass"
@@ -592,13 +622,13 @@ async fn pass(
     let boot_health = match (systemctl, agent.state()) {
         (Some(systemctl), State::Rebooting { .. } | State::Verifying { .. }) => {
             match crate::health::boot_health(systemctl, Duration::from_secs(30)).await {
-                crate::health::BootHealth::Pending if options.pending_is_failure => {
+                crate::health::BootHealth::Pending if mode.pending_is_failure => {
                     crate::health::BootHealth::Failed(format!(
                         "boot-complete.target was not reached within {} s",
                         settings.health_timeout.as_secs()
                     ))
                 }
-                crate::health::BootHealth::Unanswered(why) if options.pending_is_failure => {
+                crate::health::BootHealth::Unanswered(why) if mode.pending_is_failure => {
                     crate::health::BootHealth::Failed(format!(
                         "systemctl did not answer within {} s ({why}), so the boot was never seen healthy",
                         settings.health_timeout.as_secs()
@@ -619,7 +649,7 @@ async fn pass(
             Some(loginctl) => users_logged_in(loginctl).await,
             None => false,
         },
-        may_reboot: options.finalize,
+        may_reboot: mode.finalize,
         boot_health,
         boot_id: boot_id(&options.root),
     };
@@ -754,7 +784,7 @@ pub async fn run(options: Options) -> Result<(), String> {
         }
     };
     let mut ready = false;
-    let mut status = run_once(&options, Timestamp::now()).await;
+    let mut status = run_once(&options, PassMode::agent(true), Timestamp::now()).await;
     loop {
         tracing::info!(state = %status.state, reason = %status.reason, "check done");
         let line = format!("{}: {}", status.state, status.reason).replace('\n', " ");
@@ -775,7 +805,7 @@ pub async fn run(options: Options) -> Result<(), String> {
                 }
             };
             tokio::select! {
-                () = &mut sleep => break run_once(&options, Timestamp::now()).await,
+                () = &mut sleep => break run_once(&options, PassMode::agent(true), Timestamp::now()).await,
                 stream = accepted => {
                     let Ok(mut stream) = stream else { continue };
                     if let Some(status) = serve_request(&options, &mut stream).await {
@@ -808,7 +838,7 @@ async fn after_change(
 ) -> (crate::control::Response, Option<StatusFile>) {
     match change {
         Ok(message) => {
-            let status = run_once(options, Timestamp::now()).await;
+            let status = run_once(options, PassMode::agent(true), Timestamp::now()).await;
             (
                 crate::control::Response {
                     ok: true,
@@ -867,11 +897,11 @@ async fn serve_request(
             .await
         }
         Request::Verify { pending_is_failure } => {
-            let verify_options = Options {
+            let mode = PassMode {
                 pending_is_failure,
-                ..options.clone()
+                ..PassMode::agent(true)
             };
-            let status = run_once(&verify_options, Timestamp::now()).await;
+            let status = run_once(options, mode, Timestamp::now()).await;
             (
                 Response {
                     ok: status.last_error.is_none(),
@@ -885,13 +915,13 @@ async fn serve_request(
             cross_barrier,
             stage_only,
         } => {
-            let now_options = Options {
+            let mode = PassMode {
                 finalize: !stage_only,
                 update_now: true,
                 cross_barrier,
-                ..options.clone()
+                ..PassMode::agent(true)
             };
-            let status = run_once(&now_options, Timestamp::now()).await;
+            let status = run_once(options, mode, Timestamp::now()).await;
             (
                 Response {
                     ok: status.last_error.is_none(),

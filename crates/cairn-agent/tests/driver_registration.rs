@@ -4,7 +4,7 @@
 //! would take the driver away from `cairn-agent.service`, or be refused.
 //! A refused registration never stops a pass.
 
-use cairn_agent::daemon::{Options, run_once};
+use cairn_agent::daemon::{Options, PassMode, run_once};
 use cairn_testkit::host::{FakeHost, write_state};
 use std::path::Path;
 
@@ -20,7 +20,7 @@ fn host(dir: &Path) -> FakeHost {
     )
 }
 
-fn options(dir: &Path, host: &FakeHost, register_driver: bool, own_unit: &str) -> Options {
+fn options(dir: &Path, host: &FakeHost, own_unit: &str) -> Options {
     let config = dir.join("root/etc/cairn/config.d");
     std::fs::create_dir_all(&config).expect("mkdir");
     // A source that cannot be read: the pass goes on past registration
@@ -45,13 +45,8 @@ fn options(dir: &Path, host: &FakeHost, register_driver: bool, own_unit: &str) -
         motd_dir: None,
         arch: "x86_64".into(),
         client: cairn_oci::ClientOptions::default(),
-        finalize: false,
-        update_now: false,
-        cross_barrier: false,
         check_interval: None,
         socket: None,
-        pending_is_failure: false,
-        register_driver,
         own_unit: Some(own_unit.into()),
     }
 }
@@ -73,8 +68,9 @@ async fn a_verify_or_update_now_pass_does_not_register() {
     state.update_driver_unit = Some("cairn-agent.service".into());
     write_state(&host.dir, &state);
     // As `cairn verify` runs it: in cairn-verify.service, with no agent to ask.
-    let options = options(dir.path(), &host, false, "cairn-verify.service");
-    let status = run_once(&options, jiff::Timestamp::now()).await;
+    let options = options(dir.path(), &host, "cairn-verify.service");
+    let mode = PassMode::agent(false).fallback();
+    let status = run_once(&options, mode, jiff::Timestamp::now()).await;
     assert!(
         host.state().calls.iter().any(|c| c.starts_with("status")),
         "the pass ran: {status:?}"
@@ -92,8 +88,9 @@ async fn the_agent_registers_and_a_refusal_does_not_stop_its_pass() {
     let dir = tempfile::tempdir().expect("temp dir");
     let host = host(dir.path());
     // Not registered yet: the agent's pass registers from its own unit.
-    let options = options(dir.path(), &host, true, "cairn-agent.service");
-    let status = run_once(&options, jiff::Timestamp::now()).await;
+    let options = options(dir.path(), &host, "cairn-agent.service");
+    let mode = PassMode::agent(false);
+    let status = run_once(&options, mode, jiff::Timestamp::now()).await;
     assert_eq!(registrations(&host), 1, "{:?}", host.state().calls);
     assert_eq!(
         host.state().update_driver_unit.as_deref(),
@@ -106,7 +103,7 @@ async fn the_agent_registers_and_a_refusal_does_not_stop_its_pass() {
     let mut state = host.state();
     state.update_driver_unit = Some("other-updater.service".into());
     write_state(&host.dir, &state);
-    let status = run_once(&options, jiff::Timestamp::now()).await;
+    let status = run_once(&options, mode, jiff::Timestamp::now()).await;
     assert_eq!(registrations(&host), 2);
     let refused = status.driver_registration.clone().unwrap_or_default();
     assert!(

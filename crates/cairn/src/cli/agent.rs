@@ -3,7 +3,7 @@
 use crate::cli::args::{self, RegistryArgs};
 use anyhow::Context;
 use cairn_agent::control::{self, AskError, Request, Response};
-use cairn_agent::daemon::{Options, StatusFile};
+use cairn_agent::daemon::{Options, PassMode, StatusFile};
 use cairn_agent::store::AgentState;
 use clap::Subcommand;
 use std::path::PathBuf;
@@ -103,9 +103,7 @@ fn host_arch() -> String {
 pub fn run_verify(args: AgentArgs) -> anyhow::Result<ExitCode> {
     args::init_logging();
     let mut options = options(&args)?;
-    options.finalize = false;
     options.socket = None;
-    options.register_driver = false;
     let settings = cairn_agent::config::load(&cairn_agent::config::ConfigDirs::under(&args.root));
     let deadline = std::time::Instant::now()
         + settings
@@ -114,7 +112,11 @@ pub fn run_verify(args: AgentArgs) -> anyhow::Result<ExitCode> {
     let runtime = args::runtime()?;
     loop {
         let last_try = std::time::Instant::now() >= deadline;
-        options.pending_is_failure = last_try;
+        let mode = PassMode {
+            pending_is_failure: last_try,
+            ..PassMode::agent(false)
+        }
+        .fallback();
         // The running agent does the pass when there is one, so that two
         // processes never act on the host at once.
         let request = Request::Verify {
@@ -128,6 +130,7 @@ pub fn run_verify(args: AgentArgs) -> anyhow::Result<ExitCode> {
             Some(response) => anyhow::bail!("the agent answered: {}", response.message),
             None => runtime.block_on(cairn_agent::daemon::run_once(
                 &options,
+                mode,
                 jiff::Timestamp::now(),
             )),
         };
@@ -180,13 +183,16 @@ pub fn run_update_now(args: UpdateNowArgs) -> anyhow::Result<ExitCode> {
     );
     // The override of a base barrier must leave a trace.
     args::init_logging();
-    let mut options = options(&args)?;
-    options.finalize = !args.once;
-    options.update_now = true;
-    options.register_driver = false;
-    options.cross_barrier = cross_barrier;
+    let options = options(&args)?;
+    let mode = PassMode {
+        update_now: true,
+        cross_barrier,
+        ..PassMode::agent(!args.once)
+    }
+    .fallback();
     let status = args::runtime()?.block_on(cairn_agent::daemon::run_once(
         &options,
+        mode,
         jiff::Timestamp::now(),
     ));
     args::emit(&status.render())?;
@@ -213,13 +219,8 @@ fn options(args: &AgentArgs) -> anyhow::Result<Options> {
             ]
             .map(|path| args.root.join(path)),
         )?,
-        finalize: !args.once,
-        update_now: false,
-        cross_barrier: false,
-        pending_is_failure: false,
         check_interval: args.check_interval_ms.map(Duration::from_millis),
         socket: (!args.once).then(|| args.state.socket.clone()),
-        register_driver: true,
         own_unit: cairn_agent::host::own_systemd_unit(),
     })
 }
@@ -234,6 +235,7 @@ pub fn run_agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
     if args.once {
         let status = runtime.block_on(cairn_agent::daemon::run_once(
             &options,
+            PassMode::agent(false),
             jiff::Timestamp::now(),
         ));
         args::emit(&status.render())?;
