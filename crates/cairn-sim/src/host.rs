@@ -2,12 +2,23 @@
 //! agent's bootc driver runs (`status`, `switch --help`, `switch`, `upgrade
 //! --download-only`, `upgrade --from-downloaded --apply`, `rollback --apply`) with bootc's
 //! status JSON and exit codes, keeping its deployments in memory. Finalizing
-//! "reboots" at once. `cairn demo` drives real agents against it.
+//! "reboots" at once. `cairn demo` drives real agents against it, through a
+//! few lines that adapt [`SimulatedHost::answer`] to the agent's command
+//! runner: the simulator itself stays free of the agent and its I/O crates.
 
-use cairn_agent::host::driver::{CommandRunner, DriverError, Output};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+
+/// What a command printed and how it exited, as a process would report it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    /// Exit code.
+    pub code: i32,
+    /// Standard output.
+    pub stdout: Vec<u8>,
+    /// Standard error.
+    pub stderr: String,
+}
 
 #[derive(Debug, Clone, PartialEq)]
 struct Deployment {
@@ -73,16 +84,17 @@ impl SimulatedHost {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn answer(&self, args: &[String]) -> Output {
+    /// Run `bootc` with `args` against this host.
+    pub fn answer(&self, args: &[String]) -> Output {
         let words: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut state = self.lock();
         let ok = |stdout: String| Output {
-            code: Some(0),
+            code: 0,
             stdout: stdout.into_bytes(),
             stderr: String::new(),
         };
         let fail = |message: String| Output {
-            code: Some(1),
+            code: 1,
             stdout: Vec::new(),
             stderr: format!("error: {message}\n"),
         };
@@ -94,7 +106,7 @@ impl SimulatedHost {
             ["switch", rest @ ..] => {
                 let Some(reference) = rest.iter().find(|a| !a.starts_with("--")) else {
                     return Output {
-                        code: Some(2),
+                        code: 2,
                         stdout: Vec::new(),
                         stderr:
                             "error: the following required arguments were not provided: <TARGET>\n"
@@ -140,7 +152,7 @@ impl SimulatedHost {
                 None => fail("No rollback available".into()),
             },
             _ => Output {
-                code: Some(2),
+                code: 2,
                 stdout: Vec::new(),
                 stderr: format!("error: unrecognized arguments: {}\n", args.join(" ")),
             },
@@ -165,16 +177,4 @@ fn status(state: &State) -> String {
                    "rollback": entry(&state.rollback), "rollbackQueued": false, "type": "bootcHost"}
     })
     .to_string()
-}
-
-impl CommandRunner for SimulatedHost {
-    async fn run(
-        &self,
-        _program: &str,
-        args: &[String],
-        _mutating: bool,
-        _timeout: Duration,
-    ) -> Result<Output, DriverError> {
-        Ok(self.answer(args))
-    }
 }
