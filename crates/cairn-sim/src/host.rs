@@ -178,3 +178,50 @@ fn status(state: &State) -> String {
     })
     .to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Vec<String> {
+        line.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn stages_locked_applies_and_rolls_back() {
+        let versions = HashMap::from([
+            ("sha256:aa".to_string(), "1.0".to_string()),
+            ("sha256:bb".to_string(), "1.1".to_string()),
+        ]);
+        let host = SimulatedHost::new("registry.example/os:stable", "sha256:aa", versions);
+        let switch = host.answer(&args(
+            "switch --download-only registry.example/os@sha256:bb",
+        ));
+        assert_eq!(switch.code, 0, "{}", switch.stderr);
+        let status = host.answer(&args("status --format=json --format-version=1"));
+        let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("json");
+        assert_eq!(status["status"]["staged"]["downloadOnly"], true);
+        assert_eq!(status["status"]["staged"]["image"]["version"], "1.1");
+
+        assert_eq!(
+            host.answer(&args("upgrade --from-downloaded --apply")).code,
+            0
+        );
+        assert_eq!((host.booted_version(), host.reboots()), ("1.1".into(), 1));
+        assert_eq!(host.answer(&args("rollback --apply")).code, 0);
+        assert_eq!((host.booted_version(), host.reboots()), ("1.0".into(), 2));
+    }
+
+    #[test]
+    fn unknown_images_and_arguments_fail_like_bootc() {
+        let host = SimulatedHost::new("registry.example/os:stable", "sha256:aa", HashMap::new());
+        let pull = host.answer(&args("switch registry.example/os@sha256:cc"));
+        assert_eq!(pull.code, 1);
+        assert!(pull.stderr.contains("manifest unknown"), "{}", pull.stderr);
+        assert_eq!(host.answer(&args("frobnicate")).code, 2);
+        assert_eq!(
+            host.answer(&args("upgrade --from-downloaded --apply")).code,
+            1
+        );
+    }
+}
