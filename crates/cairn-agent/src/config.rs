@@ -13,7 +13,8 @@
 //! A fragment written for a newer agent must not stop an older (rolled-back)
 //! host from updating for good, nor be half-applied.
 
-use crate::windows::{self, Schedule, Window};
+use crate::windows::parse_zone;
+use cairn_graph::windows::{self, Schedule, Window};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -557,7 +558,7 @@ fn schedule(
         .get("strategy.time_zone")
         .and_then(|(v, _)| v.as_str().map(str::to_string))
         .unwrap_or_else(|| "UTC".into());
-    let zone = windows::parse_zone(&zone_name).ok_or_else(|| {
+    let zone = parse_zone(&zone_name).ok_or_else(|| {
         error(
             "strategy.time_zone",
             format!("unknown time zone {zone_name:?} (an IANA name or \"localtime\")"),

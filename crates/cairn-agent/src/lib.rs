@@ -4,7 +4,8 @@
 //! - [`config`]: TOML fragments, merged and validated.
 //! - [`control`]: the root-only socket operator commands use.
 //! - [`identity`]: the Zincati-compatible app-specific node id.
-//! - [`windows`]: weekly maintenance windows in a time zone.
+//! - [`windows`]: time zones for maintenance windows, by name (the schedule is
+//!   [`cairn_graph::windows`]).
 //! - [`fleetlock`]: the FleetLock reboot-lock client.
 //! - [`follow`]: following a tag, guarded by the base graph (derived images).
 //! - [`health`]: whether a boot into a new release is healthy.

@@ -18,6 +18,7 @@
 //! - [`render`]: human, JSON and Graphviz summaries of a document.
 //! - [`assemble`] and [`policy`]: the next document from a scan and a policy,
 //!   and edits of the policy file.
+//! - [`windows`]: weekly maintenance windows in a time zone.
 //!
 //! A host deciding what to do next:
 //!
@@ -60,6 +61,7 @@ pub mod render;
 pub mod rollout;
 pub mod select;
 pub mod wariness;
+pub mod windows;
 
 pub use document::{
     ArchEntry, BaseBarrier, BaseGraphSummary, BaseImage, GraphDocument, Reason, Release,

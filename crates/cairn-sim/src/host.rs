@@ -2,12 +2,23 @@
 //! agent's bootc driver runs (`status`, `switch --help`, `switch`, `upgrade
 //! --download-only`, `upgrade --from-downloaded --apply`, `rollback --apply`) with bootc's
 //! status JSON and exit codes, keeping its deployments in memory. Finalizing
-//! "reboots" at once. `cairn demo` drives real agents against it.
+//! "reboots" at once. `cairn demo` drives real agents against it, through a
+//! few lines that adapt [`SimulatedHost::answer`] to the agent's command
+//! runner: the simulator itself stays free of the agent and its I/O crates.
 
-use cairn_agent::host::driver::{CommandRunner, DriverError, Output};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+
+/// What a command printed and how it exited, as a process would report it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    /// Exit code.
+    pub code: i32,
+    /// Standard output.
+    pub stdout: Vec<u8>,
+    /// Standard error.
+    pub stderr: String,
+}
 
 #[derive(Debug, Clone, PartialEq)]
 struct Deployment {
@@ -73,16 +84,17 @@ impl SimulatedHost {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn answer(&self, args: &[String]) -> Output {
+    /// Run `bootc` with `args` against this host.
+    pub fn answer(&self, args: &[String]) -> Output {
         let words: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut state = self.lock();
         let ok = |stdout: String| Output {
-            code: Some(0),
+            code: 0,
             stdout: stdout.into_bytes(),
             stderr: String::new(),
         };
         let fail = |message: String| Output {
-            code: Some(1),
+            code: 1,
             stdout: Vec::new(),
             stderr: format!("error: {message}\n"),
         };
@@ -94,7 +106,7 @@ impl SimulatedHost {
             ["switch", rest @ ..] => {
                 let Some(reference) = rest.iter().find(|a| !a.starts_with("--")) else {
                     return Output {
-                        code: Some(2),
+                        code: 2,
                         stdout: Vec::new(),
                         stderr:
                             "error: the following required arguments were not provided: <TARGET>\n"
@@ -140,7 +152,7 @@ impl SimulatedHost {
                 None => fail("No rollback available".into()),
             },
             _ => Output {
-                code: Some(2),
+                code: 2,
                 stdout: Vec::new(),
                 stderr: format!("error: unrecognized arguments: {}\n", args.join(" ")),
             },
@@ -167,14 +179,49 @@ fn status(state: &State) -> String {
     .to_string()
 }
 
-impl CommandRunner for SimulatedHost {
-    async fn run(
-        &self,
-        _program: &str,
-        args: &[String],
-        _mutating: bool,
-        _timeout: Duration,
-    ) -> Result<Output, DriverError> {
-        Ok(self.answer(args))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Vec<String> {
+        line.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn stages_locked_applies_and_rolls_back() {
+        let versions = HashMap::from([
+            ("sha256:aa".to_string(), "1.0".to_string()),
+            ("sha256:bb".to_string(), "1.1".to_string()),
+        ]);
+        let host = SimulatedHost::new("registry.example/os:stable", "sha256:aa", versions);
+        let switch = host.answer(&args(
+            "switch --download-only registry.example/os@sha256:bb",
+        ));
+        assert_eq!(switch.code, 0, "{}", switch.stderr);
+        let status = host.answer(&args("status --format=json --format-version=1"));
+        let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("json");
+        assert_eq!(status["status"]["staged"]["downloadOnly"], true);
+        assert_eq!(status["status"]["staged"]["image"]["version"], "1.1");
+
+        assert_eq!(
+            host.answer(&args("upgrade --from-downloaded --apply")).code,
+            0
+        );
+        assert_eq!((host.booted_version(), host.reboots()), ("1.1".into(), 1));
+        assert_eq!(host.answer(&args("rollback --apply")).code, 0);
+        assert_eq!((host.booted_version(), host.reboots()), ("1.0".into(), 2));
+    }
+
+    #[test]
+    fn unknown_images_and_arguments_fail_like_bootc() {
+        let host = SimulatedHost::new("registry.example/os:stable", "sha256:aa", HashMap::new());
+        let pull = host.answer(&args("switch registry.example/os@sha256:cc"));
+        assert_eq!(pull.code, 1);
+        assert!(pull.stderr.contains("manifest unknown"), "{}", pull.stderr);
+        assert_eq!(host.answer(&args("frobnicate")).code, 2);
+        assert_eq!(
+            host.answer(&args("upgrade --from-downloaded --apply")).code,
+            1
+        );
     }
 }

@@ -14,7 +14,7 @@
 pub mod host;
 pub mod plot;
 
-use cairn_agent::windows::Schedule;
+use cairn_graph::windows::Schedule;
 use cairn_graph::{GraphDocument, Query, Scheme, UpdateGraph};
 use jiff::{SignedDuration, Timestamp};
 use std::cmp::Reverse;

@@ -205,7 +205,7 @@ fn the_fleet_starts_spread_as_asked() {
 
 #[test]
 fn reboots_wait_for_the_window_and_take_the_best_target_then() {
-    use cairn_agent::windows::{Schedule, Window, parse_day, parse_time, parse_zone};
+    use cairn_graph::windows::{Schedule, Window, parse_day, parse_time};
     // 1.1 is offered at once, 1.2 six hours later; the only window opens at
     // 12:00 UTC on Friday, the day after the start (T0 is Thursday 20:26 UTC).
     let doc = document(vec![
@@ -226,7 +226,7 @@ fn reboots_wait_for_the_window_and_take_the_best_target_then() {
             start: parse_time("12:00").expect("time"),
             length_minutes: 120,
         }],
-        zone: parse_zone("UTC").expect("zone"),
+        zone: jiff::tz::TimeZone::UTC,
         zone_name: "UTC".into(),
     };
     let timeline = simulate(

@@ -8,7 +8,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use cairn_agent::agent::{Agent, World};
 use cairn_agent::host::Tool;
-use cairn_agent::host::driver::Driver;
+use cairn_agent::host::driver::{CommandRunner, Driver, DriverError, Output};
 use cairn_agent::source::SourceGraph;
 use cairn_oci::Store;
 use cairn_oci::layout::Layout;
@@ -245,7 +245,7 @@ async fn run_agent(
     )?;
     let settings = cairn_agent::config::load(&cairn_agent::config::ConfigDirs::under(&root))?;
     let driver = Driver::new(
-        host.clone(),
+        Simulated(host.clone()),
         Tool::Bootc,
         "bootc",
         std::time::Duration::from_secs(60),
@@ -285,6 +285,27 @@ async fn run_agent(
         }
     }
     Ok(())
+}
+
+/// The agent's bootc driver, answered by a simulated host. The simulator
+/// knows nothing of the agent, so the two meet here.
+struct Simulated(SimulatedHost);
+
+impl CommandRunner for Simulated {
+    async fn run(
+        &self,
+        _program: &str,
+        args: &[String],
+        _mutating: bool,
+        _timeout: std::time::Duration,
+    ) -> Result<Output, DriverError> {
+        let answer = self.0.answer(args);
+        Ok(Output {
+            code: Some(answer.code),
+            stdout: answer.stdout,
+            stderr: answer.stderr,
+        })
+    }
 }
 
 /// One small bootable image: a layer with an os-release file, a config with

@@ -156,8 +156,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// `DAYS HH:MM MINUTES` windows in a time zone.
-fn schedule(specs: &[String], zone_name: &str) -> anyhow::Result<cairn_agent::windows::Schedule> {
-    use cairn_agent::windows::{Schedule, Window, parse_day, parse_time, parse_zone};
+fn schedule(specs: &[String], zone_name: &str) -> anyhow::Result<cairn_graph::windows::Schedule> {
+    use cairn_agent::windows::parse_zone;
+    use cairn_graph::windows::{MAX_LENGTH_MINUTES, Schedule, Window, parse_day, parse_time};
     let zone = parse_zone(zone_name)
         .with_context(|| format!("--time-zone {zone_name:?} is not an IANA name"))?;
     let mut windows = Vec::new();
@@ -182,7 +183,7 @@ fn schedule(specs: &[String], zone_name: &str) -> anyhow::Result<cairn_agent::wi
             length_minutes: minutes
                 .parse()
                 .ok()
-                .filter(|m| (1..=10_080).contains(m))
+                .filter(|m| (1..=MAX_LENGTH_MINUTES).contains(m))
                 .with_context(bad)?,
         });
     }
