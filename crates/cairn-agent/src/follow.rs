@@ -103,14 +103,8 @@ pub async fn tag_document(
     .map_err(|e| format!("{}: {e}", follow.followed))?;
 
     let source = base_source(settings, &cache, follow)?;
-    let mut base_keys = Vec::new();
-    for path in &settings.base_keys {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        base_keys.push(
-            cairn_oci::signing::VerifyingKey::from_pem(&text, &path.display().to_string())
-                .map_err(|e| e.to_string())?,
-        );
-    }
+    let base_keys = cairn_oci::signing::VerifyingKey::from_files(&settings.base_keys)
+        .map_err(|e| e.to_string())?;
     let base = cairn_oci::sources::read_base_graph(
         client,
         &source,
