@@ -147,16 +147,7 @@ pub async fn tag_document(
             cairn_oci::derived::expand_base_digests(&store, &report.candidates, &base, &mut notes)
                 .await;
         let on_the_way = |c: &Candidate| {
-            let image = c.base.as_ref()?;
-            let mut names = vec![image.digest.as_str()];
-            names.extend(
-                expanded
-                    .get(&image.digest)
-                    .into_iter()
-                    .flatten()
-                    .map(String::as_str),
-            );
-            let age = base.resolve(names).ok()?.age_index;
+            let age = base.age_of(c.base.as_ref()?, &expanded)?;
             let after_booted = booted_age.is_none_or(|b| age > b);
             (after_booted && age <= barrier.age_index).then_some(())
         };
