@@ -256,14 +256,8 @@ async fn document(
     let Some((fetched, described)) = found else {
         return Err(failures.join("; "));
     };
-    let mut keys = Vec::new();
-    for path in &settings.keys {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        keys.push(
-            cairn_oci::signing::VerifyingKey::from_pem(&text, &path.display().to_string())
-                .map_err(|e| e.to_string())?,
-        );
-    }
+    let keys =
+        cairn_oci::signing::VerifyingKey::from_files(&settings.keys).map_err(|e| e.to_string())?;
     let last = state.last_document.clone();
     let policy = cairn_oci::document::TrustPolicy {
         keys: &keys,

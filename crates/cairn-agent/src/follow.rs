@@ -103,14 +103,8 @@ pub async fn tag_document(
     .map_err(|e| format!("{}: {e}", follow.followed))?;
 
     let source = base_source(settings, &cache, follow)?;
-    let mut base_keys = Vec::new();
-    for path in &settings.base_keys {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        base_keys.push(
-            cairn_oci::signing::VerifyingKey::from_pem(&text, &path.display().to_string())
-                .map_err(|e| e.to_string())?,
-        );
-    }
+    let base_keys = cairn_oci::signing::VerifyingKey::from_files(&settings.base_keys)
+        .map_err(|e| e.to_string())?;
     let base = cairn_oci::sources::read_base_graph(
         client,
         &source,
@@ -153,16 +147,7 @@ pub async fn tag_document(
             cairn_oci::derived::expand_base_digests(&store, &report.candidates, &base, &mut notes)
                 .await;
         let on_the_way = |c: &Candidate| {
-            let image = c.base.as_ref()?;
-            let mut names = vec![image.digest.as_str()];
-            names.extend(
-                expanded
-                    .get(&image.digest)
-                    .into_iter()
-                    .flatten()
-                    .map(String::as_str),
-            );
-            let age = base.resolve(names).ok()?.age_index;
+            let age = base.age_of(c.base.as_ref()?, &expanded)?;
             let after_booted = booted_age.is_none_or(|b| age > b);
             (after_booted && age <= barrier.age_index).then_some(())
         };

@@ -9,7 +9,7 @@
 //! that one decision, used by the publisher, the graph (and so the agent and
 //! the server), and the tag-following agent alike.
 
-use crate::document::{BaseBarrier, BaseGraphSummary, GraphDocument, Reason};
+use crate::document::{BaseBarrier, BaseGraphSummary, BaseImage, GraphDocument, Reason};
 use crate::graph::UpdateGraph;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -220,6 +220,26 @@ impl BaseGraph {
         }
     }
 
+    /// The one base release a derived image's recorded base names: by its
+    /// digest, or, when that names an index, by the per-architecture
+    /// manifest digests `expand` gives for it. Errors as [`Self::resolve`].
+    pub fn resolve_image(
+        &self,
+        image: &BaseImage,
+        expand: &BTreeMap<String, Vec<String>>,
+    ) -> Result<&BaseRelease, Vec<String>> {
+        let expanded = expand.get(&image.digest).into_iter().flatten();
+        self.resolve(std::iter::once(image.digest.as_str()).chain(expanded.map(String::as_str)))
+    }
+
+    /// The base age of an image built on `image`: `None` unless the base
+    /// graph knows it as exactly one release.
+    pub fn age_of(&self, image: &BaseImage, expand: &BTreeMap<String, Vec<String>>) -> Option<u64> {
+        self.resolve_image(image, expand)
+            .ok()
+            .map(|found| found.age_index)
+    }
+
     /// The barriers, oldest first.
     pub fn barriers(&self) -> Vec<BaseBarrier> {
         let mut barriers: Vec<BaseBarrier> = self
@@ -347,15 +367,7 @@ pub fn inherit(
             }
             continue;
         };
-        let mut names = vec![image.digest.as_str()];
-        names.extend(
-            expand
-                .get(&image.digest)
-                .into_iter()
-                .flatten()
-                .map(String::as_str),
-        );
-        let found = match base.resolve(names) {
+        let found = match base.resolve_image(image, expand) {
             Ok(found) => found,
             Err(bases) => {
                 image.version = None;
@@ -432,18 +444,8 @@ pub fn tag_following_document(
     expand: &BTreeMap<String, Vec<String>>,
     now: jiff::Timestamp,
 ) -> (GraphDocument, Inheritance) {
-    let base_age = |candidate: &crate::assemble::Candidate| {
-        let image = candidate.base.as_ref()?;
-        let mut names = vec![image.digest.as_str()];
-        names.extend(
-            expand
-                .get(&image.digest)
-                .into_iter()
-                .flatten()
-                .map(String::as_str),
-        );
-        base.resolve(names).ok().map(|found| found.age_index)
-    };
+    let base_age =
+        |candidate: &crate::assemble::Candidate| base.age_of(candidate.base.as_ref()?, expand);
     let mut seen = BTreeSet::new();
     let mut ordered: Vec<(Option<u64>, crate::assemble::Candidate)> = candidates
         .into_iter()
@@ -666,6 +668,29 @@ mod tests {
         assert_eq!(
             document.releases[0].base.as_ref().and_then(|b| b.age_index),
             None
+        );
+    }
+
+    #[test]
+    fn a_base_image_has_an_age_only_when_it_names_one_known_release() {
+        let base = base_graph(None);
+        let index = digest(900);
+        let image = |d: &str| BaseImage::new("quay.io/base", d);
+        let none = BTreeMap::new();
+        // By its own digest.
+        assert_eq!(base.age_of(&image(&digest(102)), &none), Some(2));
+        // An index: by the manifests it expands to, all on one release.
+        let one: BTreeMap<String, Vec<String>> = [(index.clone(), vec![digest(101)])].into();
+        assert_eq!(base.age_of(&image(&index), &one), Some(1));
+        assert_eq!(base.age_of(&image(&index), &none), None, "unknown index");
+        // Architectures on different base releases: no single age.
+        let mixed: BTreeMap<String, Vec<String>> =
+            [(index.clone(), vec![digest(101), digest(103)])].into();
+        assert_eq!(base.age_of(&image(&index), &mixed), None);
+        assert_eq!(
+            base.resolve_image(&image(&index), &mixed)
+                .map(|r| r.version.clone()),
+            Err(vec!["b1".to_string(), "b3".to_string()])
         );
     }
 

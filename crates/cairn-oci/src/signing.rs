@@ -16,6 +16,7 @@ use p256::pkcs8::{
     DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding,
 };
 use serde_json::json;
+use std::path::Path;
 
 /// The layer media type of a cosign simple-signing payload.
 pub const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
@@ -95,6 +96,21 @@ impl VerifyingKey {
                 what: source.to_string(),
                 message: format!("expected a PEM ECDSA P-256 public key: {e}"),
             })
+    }
+
+    /// Read a PEM public key file. Errors name the file.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| OciError::io(path, e))?;
+        Self::from_pem(&text, &path.display().to_string())
+    }
+
+    /// Read every key file in `paths`, in order; the first that fails is
+    /// the error, naming its file.
+    pub fn from_files<P: AsRef<Path>>(paths: impl IntoIterator<Item = P>) -> Result<Vec<Self>> {
+        paths
+            .into_iter()
+            .map(|path| Self::from_file(path.as_ref()))
+            .collect()
     }
 
     /// SPKI PEM, as `cosign.pub`.
@@ -181,6 +197,28 @@ mod tests {
         .expect_err("encrypted");
         assert!(err.to_string().contains("cosign.key") && err.to_string().contains("encrypted"));
         assert!(VerifyingKey::from_pem("nonsense", "p").is_err());
+    }
+
+    #[test]
+    fn key_files_are_read_and_their_errors_name_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let good = dir.path().join("team.pub");
+        let key = SigningKey::generate();
+        let pem = key.verifying_key().to_pem().expect("pem");
+        std::fs::write(&good, pem).expect("write");
+        let keys = VerifyingKey::from_files([&good]).expect("reads");
+        assert_eq!(keys, vec![key.verifying_key()]);
+
+        let bad = dir.path().join("bad.pub");
+        std::fs::write(&bad, "not a key").expect("write");
+        let err = VerifyingKey::from_files([&good, &bad]).expect_err("bad key");
+        assert_eq!(err.kind(), "key");
+        assert!(err.to_string().contains("bad.pub"), "{err}");
+
+        let missing = dir.path().join("missing.pub");
+        let err = VerifyingKey::from_file(&missing).expect_err("missing file");
+        assert_eq!(err.kind(), "io");
+        assert!(err.to_string().contains("missing.pub"), "{err}");
     }
 
     #[test]

@@ -230,20 +230,10 @@ impl Config {
                         Location::File(path) => Location::File(base.join(path)),
                         other => other,
                     };
-                    let mut keys = Vec::new();
-                    for path in &document.keys {
-                        let path = base.join(path);
-                        let text = std::fs::read_to_string(&path).map_err(|e| {
-                            error(format!("{}: {}: {e}", at("document.keys"), path.display()))
-                        })?;
-                        keys.push(
-                            cairn_oci::signing::VerifyingKey::from_pem(
-                                &text,
-                                &path.display().to_string(),
-                            )
-                            .map_err(|e| error(format!("{}: {e}", at("document.keys"))))?,
-                        );
-                    }
+                    let keys = cairn_oci::signing::VerifyingKey::from_files(
+                        document.keys.iter().map(|path| base.join(path)),
+                    )
+                    .map_err(|e| error(format!("{}: {e}", at("document.keys"))))?;
                     SourceSpec::Document {
                         location,
                         keys,

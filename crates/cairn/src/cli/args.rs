@@ -247,17 +247,7 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Read public keys from PEM files.
 pub fn verifying_keys(paths: &[PathBuf]) -> anyhow::Result<Vec<cairn_oci::signing::VerifyingKey>> {
-    paths
-        .iter()
-        .map(|path| {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            Ok(cairn_oci::signing::VerifyingKey::from_pem(
-                &text,
-                &path.display().to_string(),
-            )?)
-        })
-        .collect()
+    Ok(cairn_oci::signing::VerifyingKey::from_files(paths)?)
 }
 
 /// Where a document comes from, and how far to trust it.
