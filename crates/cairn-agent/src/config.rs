@@ -471,7 +471,7 @@ fn validate(merged: &Merged) -> Result<Settings, ConfigError> {
     let base_source = match text("updates.base_source") {
         Some(text) => Some(
             cairn_oci::sources::BaseSource::parse(&text)
-                .map_err(|m| error("updates.base_source", m))?,
+                .map_err(|e| error("updates.base_source", e.to_string()))?,
         ),
         None => None,
     };

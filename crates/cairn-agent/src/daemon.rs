@@ -207,11 +207,13 @@ async fn document(
                 now,
                 Some(fcos_cache),
             )
-            .await;
+            .await
+            .map_err(|e| e.to_string());
         }
         Source::Registry(None) if repository_of(followed) == FEDORA_COREOS_REPOSITORY => {
             return cairn_oci::sources::fcos_document(client, None, stream, now, Some(fcos_cache))
-                .await;
+                .await
+                .map_err(|e| e.to_string());
         }
         // Mirrors first, as the host's own pulls go.
         Source::Registry(None) => mirrors
@@ -522,6 +524,7 @@ async fn pass(
             )
             .await
             .map(|(graph, shown)| (SourceGraph::Cincinnati(graph), shown))
+            .map_err(|e| e.to_string())
         }
         Source::Tag => {
             let booted = host

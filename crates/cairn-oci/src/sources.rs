@@ -31,19 +31,24 @@ pub async fn fcos_document(
     stream: &str,
     now: Timestamp,
     cache: Option<&std::path::Path>,
-) -> Result<(GraphDocument, String), String> {
+) -> Result<(GraphDocument, String), SourceError> {
     let base = base_url
         .unwrap_or(FEDORA_METADATA_BASE)
         .trim_end_matches('/');
     let releases_url = format!("{base}/prod/streams/{stream}/releases.json");
     let updates_url = format!("{base}/updates/{stream}.json");
-    let get = async |url: &str| -> Result<Vec<u8>, String> {
-        let missing = || format!("{url}: not found (is {stream:?} a Fedora CoreOS stream?)");
+    let get = async |url: &str| -> Result<Vec<u8>, SourceError> {
+        let missing = || {
+            SourceError::new(
+                "not_found",
+                format!("{url}: not found (is {stream:?} a Fedora CoreOS stream?)"),
+            )
+        };
         let Some(dir) = cache else {
             let body = client
                 .get_url(url, MAX_METADATA_BYTES)
                 .await
-                .map_err(|e| format!("{url}: {e}"))?
+                .map_err(|e| SourceError::new(e.kind(), format!("{url}: {e}")))?
                 .ok_or_else(missing)?;
             return Ok(body.to_vec());
         };
@@ -55,22 +60,25 @@ pub async fn fcos_document(
         match client
             .get_url_conditional(url, MAX_METADATA_BYTES, &validators)
             .await
-            .map_err(|e| format!("{url}: {e}"))?
+            .map_err(|e| SourceError::new(e.kind(), format!("{url}: {e}")))?
         {
             crate::client::Conditional::Fetched { bytes, validators } => {
                 CachedFile::write(dir, url, &bytes, validators);
                 Ok(bytes.to_vec())
             }
-            crate::client::Conditional::NotModified => cached
-                .map(|c| c.body)
-                .ok_or_else(|| format!("{url}: 304 Not Modified to a request without validators")),
+            crate::client::Conditional::NotModified => cached.map(|c| c.body).ok_or_else(|| {
+                SourceError::new(
+                    "not_modified",
+                    format!("{url}: 304 Not Modified to a request without validators"),
+                )
+            }),
             crate::client::Conditional::NotFound => Err(missing()),
         }
     };
     let index = cairn_graph::fcos::ReleaseIndex::from_json(&get(&releases_url).await?)
-        .map_err(|e| format!("{releases_url}: {e}"))?;
+        .map_err(|e| SourceError::new(e.kind(), format!("{releases_url}: {e}")))?;
     let updates = cairn_graph::fcos::Updates::from_json(&get(&updates_url).await?)
-        .map_err(|e| format!("{updates_url}: {e}"))?;
+        .map_err(|e| SourceError::new(e.kind(), format!("{updates_url}: {e}")))?;
     let converted = cairn_graph::fcos::to_document(
         &index,
         &updates,
@@ -85,16 +93,43 @@ pub async fn fcos_document(
             expires: now + jiff::SignedDuration::from_hours(24),
         },
     )
-    .map_err(|e| format!("{releases_url}: {e}"))?;
+    .map_err(|e| SourceError::new(e.kind(), format!("{releases_url}: {e}")))?;
     let mut document = converted.document;
     if document.stream.is_empty() {
         document.stream = stream.to_string();
     }
     document.validate().map_err(|errors| {
         let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        format!("{releases_url}: {}", listed.join("; "))
+        SourceError::new(
+            "invalid_document",
+            format!("{releases_url}: {}", listed.join("; ")),
+        )
     })?;
     Ok((document, format!("fcos:{base} ({stream})")))
+}
+
+/// Why a graph source could not be read or trusted. The message names the
+/// source; [`SourceError::kind`] is a fixed label for metrics and status.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct SourceError {
+    kind: &'static str,
+    message: String,
+}
+
+impl SourceError {
+    fn new(kind: &'static str, message: impl Into<String>) -> SourceError {
+        SourceError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// A short, fixed label: the underlying error's kind, or `not_found`,
+    /// `bad_source`, `invalid_document`, `no_key`.
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
 }
 
 /// A file of Fedora's kept between checks: its body, the validators the
@@ -166,17 +201,19 @@ pub fn cincinnati_request(
     arch: &str,
     wariness: f64,
     oci: bool,
-) -> Result<url::Url, String> {
+) -> Result<url::Url, SourceError> {
     let base = url.trim_end_matches('/');
     let endpoint = if base.ends_with("/v1/graph") {
         base.to_string()
     } else {
         format!("{base}/v1/graph")
     };
-    let mut request = url::Url::parse(&endpoint).map_err(|e| format!("cincinnati:{url}: {e}"))?;
+    let mut request = url::Url::parse(&endpoint)
+        .map_err(|e| SourceError::new("bad_source", format!("cincinnati:{url}: {e}")))?;
     if request.query().is_some() {
-        return Err(format!(
-            "cincinnati:{url}: give the server's base URL, without a query"
+        return Err(SourceError::new(
+            "bad_source",
+            format!("cincinnati:{url}: give the server's base URL, without a query"),
         ));
     }
     request
@@ -203,17 +240,20 @@ pub async fn cincinnati_graph(
     arch: &str,
     wariness: f64,
     oci: bool,
-) -> Result<(UpdateGraph, String), String> {
+) -> Result<(UpdateGraph, String), SourceError> {
     let request = cincinnati_request(url, stream, arch, wariness, oci)?;
     let shown = format!("cincinnati:{} ({stream})", url.trim_end_matches('/'));
     let body = client
         .get_json_url(request.as_str(), MAX_METADATA_BYTES)
         .await
-        .map_err(|e| format!("{shown}: {e}"))?
-        .ok_or_else(|| format!("{shown}: {request} was not found"))?;
+        .map_err(|e| SourceError::new(e.kind(), format!("{shown}: {e}")))?
+        .ok_or_else(|| {
+            SourceError::new("not_found", format!("{shown}: {request} was not found"))
+        })?;
     let parsed = cairn_graph::cincinnati::CincinnatiGraph::from_json(&body)
-        .map_err(|e| format!("{shown}: {e}"))?;
-    let graph = UpdateGraph::from_cincinnati(&parsed).map_err(|e| format!("{shown}: {e}"))?;
+        .map_err(|e| SourceError::new(e.kind(), format!("{shown}: {e}")))?;
+    let graph = UpdateGraph::from_cincinnati(&parsed)
+        .map_err(|e| SourceError::new(e.kind(), format!("{shown}: {e}")))?;
     Ok((graph, shown))
 }
 
@@ -251,7 +291,7 @@ pub async fn cincinnati_graph_for_host(
     wariness: f64,
     oci: bool,
     booted: Option<&str>,
-) -> Result<(UpdateGraph, String), String> {
+) -> Result<(UpdateGraph, String), SourceError> {
     let (graph, shown) = cincinnati_graph(client, url, stream, arch, 0.0, oci).await?;
     let offers_update = booted
         .and_then(|booted| graph.find_booted(booted))
@@ -286,21 +326,25 @@ pub enum BaseSource {
 impl BaseSource {
     /// Parse a base source. A Cincinnati server needs the stream to ask for,
     /// given as `cincinnati:<url>#<stream>`.
-    pub fn parse(text: &str) -> Result<BaseSource, String> {
+    pub fn parse(text: &str) -> Result<BaseSource, SourceError> {
         if let Some(rest) = text.strip_prefix("fcos:") {
             let (stream, base_url) = match rest.split_once(':') {
                 Some((stream, url)) => (stream, Some(url.to_string())),
                 None => (rest, None),
             };
             if stream.is_empty() || stream.contains('/') {
-                return Err(format!(
-                    "{text:?}: expected fcos:<stream> or fcos:<stream>:<base-url>"
+                return Err(SourceError::new(
+                    "bad_source",
+                    format!("{text:?}: expected fcos:<stream> or fcos:<stream>:<base-url>"),
                 ));
             }
             if let Some(url) = &base_url
                 && !(url.starts_with("https://") || url.starts_with("http://"))
             {
-                return Err(format!("{text:?}: {url:?} is not an http(s) URL"));
+                return Err(SourceError::new(
+                    "bad_source",
+                    format!("{text:?}: {url:?} is not an http(s) URL"),
+                ));
             }
             return Ok(BaseSource::Fcos {
                 stream: stream.to_string(),
@@ -309,13 +353,17 @@ impl BaseSource {
         }
         if let Some(rest) = text.strip_prefix("cincinnati:") {
             let Some((url, stream)) = rest.rsplit_once('#') else {
-                return Err(format!(
-                    "{text:?}: expected cincinnati:<url>#<stream>, for example cincinnati:https://updates.example.org#stable"
+                return Err(SourceError::new(
+                    "bad_source",
+                    format!(
+                        "{text:?}: expected cincinnati:<url>#<stream>, for example cincinnati:https://updates.example.org#stable"
+                    ),
                 ));
             };
             if !(url.starts_with("https://") || url.starts_with("http://")) || stream.is_empty() {
-                return Err(format!(
-                    "{text:?}: expected cincinnati:<http(s) url>#<stream>"
+                return Err(SourceError::new(
+                    "bad_source",
+                    format!("{text:?}: expected cincinnati:<http(s) url>#<stream>"),
                 ));
             }
             return Ok(BaseSource::Cincinnati {
@@ -324,7 +372,10 @@ impl BaseSource {
             });
         }
         if text.trim().is_empty() {
-            return Err("the base graph source is empty".into());
+            return Err(SourceError::new(
+                "bad_source",
+                "the base graph source is empty",
+            ));
         }
         Ok(BaseSource::Document(text.to_string()))
     }
@@ -367,7 +418,7 @@ pub async fn read_base_graph(
     client: &RegistryClient,
     source: &BaseSource,
     read: &BaseRead<'_>,
-) -> Result<BaseGraph, String> {
+) -> Result<BaseGraph, SourceError> {
     match source {
         BaseSource::Fcos { stream, base_url } => {
             let (document, shown) =
@@ -387,13 +438,17 @@ pub async fn read_base_graph(
             Ok(BaseGraph::from_update_graph(&graph, &repository, &shown))
         }
         BaseSource::Document(text) => {
-            let location = crate::Location::parse(text).map_err(|e| format!("{text}: {e}"))?;
+            let location = crate::Location::parse(text)
+                .map_err(|e| SourceError::new("bad_source", format!("{text}: {e}")))?;
             let fetched = crate::document::fetch_location(&location, client)
                 .await
-                .map_err(|e| format!("{text}: {e}"))?;
+                .map_err(|e| SourceError::new(e.kind(), format!("{text}: {e}")))?;
             if read.keys.is_empty() && !read.allow_unsigned {
-                return Err(format!(
-                    "{text}: no key to verify the base graph with (give its public key, or allow unsigned base graphs)"
+                return Err(SourceError::new(
+                    "no_key",
+                    format!(
+                        "{text}: no key to verify the base graph with (give its public key, or allow unsigned base graphs)"
+                    ),
                 ));
             }
             let policy = TrustPolicy {
@@ -405,7 +460,7 @@ pub async fn read_base_graph(
             };
             fetched
                 .verify(text, &policy)
-                .map_err(|e| format!("{text}: {e}"))?;
+                .map_err(|e| SourceError::new(e.kind(), format!("{text}: {e}")))?;
             Ok(BaseGraph::from_document(&fetched.document, text))
         }
     }
@@ -441,7 +496,8 @@ mod tests {
             "cincinnati:ftp://u#s",
             "",
         ] {
-            assert!(BaseSource::parse(bad).is_err(), "{bad:?}");
+            let err = BaseSource::parse(bad).expect_err(bad);
+            assert_eq!(err.kind(), "bad_source", "{bad:?}: {err}");
         }
     }
 
@@ -504,6 +560,7 @@ mod tests {
             false,
         )
         .expect_err("a query is refused");
-        assert!(err.contains("without a query"), "{err}");
+        assert_eq!(err.kind(), "bad_source");
+        assert!(err.to_string().contains("without a query"), "{err}");
     }
 }
