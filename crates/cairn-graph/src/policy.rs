@@ -292,23 +292,42 @@ pub fn apply(updates: &mut Updates, edit: &PolicyEdit, now: i64) -> Result<Chang
     Ok(change)
 }
 
+/// A `--from` value that is not a fraction or a percentage.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{text:?} {problem}")]
+pub struct FractionError {
+    /// The value given.
+    pub text: String,
+    /// What is wrong with it.
+    pub problem: &'static str,
+}
+
+impl FractionError {
+    /// A short, fixed label for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        "bad_fraction"
+    }
+}
+
 /// Parse `--from`: a fraction (`0.05`) or a percentage (`5%`), never a bare
 /// number above 1, which is ambiguous (5 meaning 5% or 500%?).
-pub fn parse_fraction(text: &str) -> Result<f64, String> {
+pub fn parse_fraction(text: &str) -> Result<f64, FractionError> {
     let text = text.trim();
+    let error = |problem| FractionError {
+        text: text.to_string(),
+        problem,
+    };
     let value = match text.strip_suffix('%') {
         Some(number) => number
             .trim()
             .parse::<f64>()
             .map(|n| n / 100.0)
-            .map_err(|_| format!("{text:?} is not a percentage"))?,
+            .map_err(|_| error("is not a percentage"))?,
         None => {
-            let n: f64 = text
-                .parse()
-                .map_err(|_| format!("{text:?} is not a number"))?;
+            let n: f64 = text.parse().map_err(|_| error("is not a number"))?;
             if n > 1.0 {
-                return Err(format!(
-                    "{text:?} is ambiguous: write a fraction such as 0.05 or a percentage such as 5%"
+                return Err(error(
+                    "is ambiguous: write a fraction such as 0.05 or a percentage such as 5%",
                 ));
             }
             n
@@ -317,7 +336,7 @@ pub fn parse_fraction(text: &str) -> Result<f64, String> {
     if (0.0..=1.0).contains(&value) {
         Ok(value)
     } else {
-        Err(format!("{text:?} is outside 0%..100%"))
+        Err(error("is outside 0%..100%"))
     }
 }
 
@@ -477,7 +496,11 @@ mod tests {
         assert_eq!(parse_fraction("5%"), Ok(0.05));
         assert_eq!(parse_fraction("100%"), Ok(1.0));
         assert_eq!(parse_fraction("1"), Ok(1.0));
-        assert!(parse_fraction("5").is_err_and(|e| e.contains("ambiguous")));
+        assert!(parse_fraction("5").is_err_and(|e| e.to_string().contains("ambiguous")));
+        assert_eq!(
+            parse_fraction("lots").map_err(|e| e.kind()),
+            Err("bad_fraction")
+        );
         assert!(parse_fraction("150%").is_err());
         assert!(parse_fraction("-0.1").is_err());
         assert!(parse_fraction("lots").is_err());

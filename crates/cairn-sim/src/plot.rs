@@ -20,12 +20,32 @@ const PALETTE: [RGBColor; 10] = [
     RGBColor(23, 190, 207),
 ];
 
+/// The plot could not be drawn or written.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct PlotError {
+    /// The file being written.
+    pub path: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl PlotError {
+    /// A short, fixed label for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        "plot"
+    }
+}
+
 /// Write the plot; `title` heads it.
-pub fn svg(timeline: &Timeline, title: &str, path: &Path) -> Result<(), String> {
+pub fn svg(timeline: &Timeline, title: &str, path: &Path) -> Result<(), PlotError> {
+    let failed = |message: String| PlotError {
+        path: path.display().to_string(),
+        message,
+    };
     let root = SVGBackend::new(path, (1100, 620)).into_drawing_area();
-    draw(timeline, title, &root).map_err(|e| format!("{}: {e}", path.display()))?;
-    root.present()
-        .map_err(|e| format!("{}: {e}", path.display()))
+    draw(timeline, title, &root).map_err(|e| failed(e.to_string()))?;
+    root.present().map_err(|e| failed(e.to_string()))
 }
 
 fn draw<DB: DrawingBackend>(
