@@ -222,6 +222,17 @@ fn staged(node: &Node) -> Option<String> {
     node.host.state().staged.map(|s| s.digest)
 }
 
+/// A fresh agent's first two passes (steady, then stage), then the reboot
+/// into the staged release, healthy.
+async fn stage_and_boot_healthy(fleet: &Fleet, n: &Node) {
+    {
+        let mut agent = agent(fleet, n, None);
+        agent.tick(&world(fleet)).await.expect("steady");
+        agent.tick(&world(fleet)).await.expect("stage");
+    }
+    finalize_and_reboot(fleet, n, None, true).await;
+}
+
 /// Finalize in the background (bootc --apply blocks), wait for it, reboot the stand-in.
 async fn finalize_and_reboot(fleet: &Fleet, node: &Node, lock: Option<&LockServer>, healthy: bool) {
     let mut agent = agent(fleet, node, lock);
@@ -561,12 +572,7 @@ async fn post_update_hooks_run_once_even_when_the_lock_release_fails() {
     use std::os::unix::fs::PermissionsExt;
     let fleet = fleet().await;
     let n = node(&fleet, 1, 0.1, "");
-    {
-        let mut agent = agent(&fleet, &n, None);
-        agent.tick(&world(&fleet)).await.expect("steady");
-        agent.tick(&world(&fleet)).await.expect("stage");
-    }
-    finalize_and_reboot(&fleet, &n, None, true).await;
+    stage_and_boot_healthy(&fleet, &n).await;
     // An operator hook that counts its runs.
     let hooks = n.config_root.join("etc/cairn/hooks/post-update.d");
     std::fs::create_dir_all(&hooks).expect("mkdir");
@@ -634,12 +640,7 @@ async fn a_boot_judged_healthy_is_not_judged_again_when_leaving_is_retried() {
     let fleet = fleet().await;
     let lock = LockServer::start(1).await;
     let n = node(&fleet, 1, 0.1, "[health]\nrollback_on_failure = true\n");
-    {
-        let mut agent = agent(&fleet, &n, None);
-        agent.tick(&world(&fleet)).await.expect("steady");
-        agent.tick(&world(&fleet)).await.expect("stage");
-    }
-    finalize_and_reboot(&fleet, &n, None, true).await;
+    stage_and_boot_healthy(&fleet, &n).await;
     // Judged healthy, but the lock server does not answer the release.
     let healthy = World {
         boot_health: cairn_agent::health::BootHealth::Healthy,
@@ -750,12 +751,7 @@ async fn a_refused_newer_target_does_not_keep_the_staged_one_from_finalizing() {
 async fn a_host_kept_on_an_unhealthy_target_is_not_reported_as_rolled_back() {
     let fleet = fleet().await;
     let n = node(&fleet, 1, 0.1, "");
-    {
-        let mut agent = agent(&fleet, &n, None);
-        agent.tick(&world(&fleet)).await.expect("steady");
-        agent.tick(&world(&fleet)).await.expect("stage");
-    }
-    finalize_and_reboot(&fleet, &n, None, true).await;
+    stage_and_boot_healthy(&fleet, &n).await;
     // Unhealthy without rollback_on_failure: the host stays; leaving fails.
     let failed = World {
         boot_health: cairn_agent::health::BootHealth::Failed("check.service failed".into()),

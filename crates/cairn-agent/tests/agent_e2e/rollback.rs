@@ -7,12 +7,7 @@ use super::*;
 /// returned (exit 0) while the host is still up on the target, as when the
 /// shutdown is delayed; then a pass in that same boot.
 async fn rolling_back_in_the_same_boot(fleet: &Fleet, n: &Node) -> World {
-    {
-        let mut agent = agent(fleet, n, None);
-        agent.tick(&world(fleet)).await.expect("steady");
-        agent.tick(&world(fleet)).await.expect("stage");
-    }
-    finalize_and_reboot(fleet, n, None, true).await;
+    stage_and_boot_healthy(fleet, n).await;
     let failed = World {
         boot_health: cairn_agent::health::BootHealth::Failed("check.service failed".into()),
         boot_id: Some("boot-2".into()),
