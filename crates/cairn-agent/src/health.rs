@@ -15,11 +15,61 @@ pub enum BootHealth {
     Pending,
     /// systemd is declared present but `systemctl` did not answer (it could
     /// not run, timed out, or has no bus); why. Waited on as `Pending`.
-    Unanswered(String),
+    Unanswered(SystemctlError),
     /// Nothing to judge by: nothing on this host asks for
     /// `boot-complete.target`, or it has no systemd (`host.systemd = false`).
     /// The booted digest alone decides, as before health checks existed.
     Unknown,
+}
+
+/// Why `systemctl` gave no answer at all. The message names the command.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SystemctlError {
+    /// It did not finish in time.
+    #[error("{command}: timed out after {after:?}")]
+    TimedOut {
+        /// The command line.
+        command: String,
+        /// How long it was given.
+        after: Duration,
+    },
+    /// It could not be started (missing, not executable).
+    #[error("{command}: {message}")]
+    NotRun {
+        /// The command line.
+        command: String,
+        /// What the OS said.
+        message: String,
+    },
+    /// A signal ended it.
+    #[error("{command}: killed by a signal")]
+    Killed {
+        /// The command line.
+        command: String,
+    },
+    /// It failed without printing an answer (no bus, say).
+    #[error("{command}: exit code {code}: {stderr}")]
+    Failed {
+        /// The command line.
+        command: String,
+        /// Its exit code.
+        code: i32,
+        /// The last line it wrote to standard error, or `no output`.
+        stderr: String,
+    },
+}
+
+impl SystemctlError {
+    /// A short, fixed label for metrics and status.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SystemctlError::TimedOut { .. } => "timed_out",
+            SystemctlError::NotRun { .. } => "not_run",
+            SystemctlError::Killed { .. } => "killed",
+            SystemctlError::Failed { .. } => "failed",
+        }
+    }
 }
 
 /// Ask systemd (and greenboot, when installed) about this boot. A target
@@ -42,7 +92,11 @@ pub async fn boot_health(systemctl: &str, timeout: Duration) -> BootHealth {
 
 /// `systemctl <args>`: its exit code and standard output, or why it gave
 /// no answer at all.
-async fn ask(systemctl: &str, timeout: Duration, args: &[&str]) -> Result<(i32, String), String> {
+async fn ask(
+    systemctl: &str,
+    timeout: Duration,
+    args: &[&str],
+) -> Result<(i32, String), SystemctlError> {
     let command = format!("{systemctl} {}", args.join(" "));
     let run = tokio::process::Command::new(systemctl)
         .args(args)
@@ -51,27 +105,33 @@ async fn ask(systemctl: &str, timeout: Duration, args: &[&str]) -> Result<(i32, 
         .output();
     let output = tokio::time::timeout(timeout, run)
         .await
-        .map_err(|_| format!("{command}: timed out after {timeout:?}"))?
-        .map_err(|e| format!("{command}: {e}"))?;
-    let code = output
-        .status
-        .code()
-        .ok_or_else(|| format!("{command}: killed by a signal"))?;
+        .map_err(|_| SystemctlError::TimedOut {
+            command: command.clone(),
+            after: timeout,
+        })?
+        .map_err(|e| SystemctlError::NotRun {
+            command: command.clone(),
+            message: e.to_string(),
+        })?;
+    let Some(code) = output.status.code() else {
+        return Err(SystemctlError::Killed { command });
+    };
     let stdout = String::from_utf8_lossy(&output.stdout).trim().to_string();
     // `show`, `is-active` and `list-jobs` print their answer; failing with
     // nothing printed is systemctl's own failure (no bus, say).
     if code != 0 && stdout.is_empty() && args.first() != Some(&"is-failed") {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let last = stderr.lines().rev().find(|l| !l.trim().is_empty());
-        return Err(format!(
-            "{command}: exit code {code}: {}",
-            last.unwrap_or("no output").trim()
-        ));
+        return Err(SystemctlError::Failed {
+            command,
+            code,
+            stderr: last.unwrap_or("no output").trim().to_string(),
+        });
     }
     Ok((code, stdout))
 }
 
-async fn judge(systemctl: &str, timeout: Duration) -> Result<BootHealth, String> {
+async fn judge(systemctl: &str, timeout: Duration) -> Result<BootHealth, SystemctlError> {
     let ask = async |args: &[&str]| ask(systemctl, timeout, args).await;
     // `is-failed` exits 0 only for a failed unit.
     let failed = async |unit: &str| {
@@ -146,6 +206,7 @@ mod tests {
             "echo 'Failed to connect to bus: No such file or directory' >&2; exit 1",
         );
         let hangs = systemctl(dir.path(), "hangs", "exec sleep 30");
+        let killed = systemctl(dir.path(), "killed", "kill -KILL $$");
         // Nothing asks for boot-complete.target: an answer, so Unknown.
         let nothing_asks = systemctl(
             dir.path(),
@@ -159,16 +220,29 @@ exit 0"#,
         let second = Duration::from_secs(1);
         let missing = dir.path().join("missing").display().to_string();
         let unanswered = async |systemctl: &str| match boot_health(systemctl, second).await {
-            BootHealth::Unanswered(why) => why,
+            BootHealth::Unanswered(why) => (why.kind(), why.to_string()),
             other => panic!("{systemctl}: {other:?}"),
         };
-        assert!(unanswered(&missing).await.contains("missing"));
+        // Each names the command it ran and says why it has no answer.
+        let (kind, message) = unanswered(&missing).await;
+        assert_eq!(kind, "not_run", "{message}");
         assert!(
-            unanswered(&no_bus)
-                .await
-                .contains("Failed to connect to bus")
+            message.starts_with(&format!("{missing} is-failed")),
+            "{message}"
         );
-        assert!(unanswered(&hangs).await.contains("timed out"));
+        let (kind, message) = unanswered(&no_bus).await;
+        assert_eq!(kind, "failed", "{message}");
+        assert!(message.starts_with(&no_bus), "{message}");
+        assert!(message.contains("Failed to connect to bus"), "{message}");
+        let (kind, message) = unanswered(&hangs).await;
+        assert_eq!(kind, "timed_out", "{message}");
+        assert!(
+            message.starts_with(&hangs) && message.contains("timed out"),
+            "{message}"
+        );
+        let (kind, message) = unanswered(&killed).await;
+        assert_eq!(kind, "killed", "{message}");
+        assert!(message.starts_with(&killed), "{message}");
         assert_eq!(
             boot_health(&nothing_asks, second).await,
             BootHealth::Unknown
