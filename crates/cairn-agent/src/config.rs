@@ -52,6 +52,47 @@ pub struct ConfigError {
     pub key: String,
     /// What is wrong.
     pub message: String,
+    kind: &'static str,
+}
+
+impl ConfigError {
+    /// A short, fixed label for metrics and status: `read`, `syntax`,
+    /// `invalid_key` (unknown, or of the wrong type), `invalid_value`, or the
+    /// kind of a source that does not parse (`unknown_source`,
+    /// `not_http_url`, `bad_source`).
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+}
+
+/// Why an `updates.source` value does not parse.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SourceParseError {
+    /// A source that needs an http(s) URL got something else.
+    #[error("{value:?} is not an http(s) URL")]
+    NotHttpUrl {
+        /// The text after the source's name.
+        value: String,
+    },
+    /// Not one of the sources Cairn knows.
+    #[error(
+        "{value:?} is not one of registry, registry:<reference>, tag, fcos[:<base-url>], cincinnati:<url>, server:<url>, file:<path>"
+    )]
+    Unknown {
+        /// The whole value.
+        value: String,
+    },
+}
+
+impl SourceParseError {
+    /// A short, fixed label for metrics and status.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceParseError::NotHttpUrl { .. } => "not_http_url",
+            SourceParseError::Unknown { .. } => "unknown_source",
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -255,6 +296,7 @@ pub fn fragments(dirs: &ConfigDirs) -> Result<Vec<PathBuf>, ConfigError> {
                     file: dir.display().to_string(),
                     key: String::new(),
                     message: e.to_string(),
+                    kind: "read",
                 });
             }
         };
@@ -369,6 +411,7 @@ pub fn load(dirs: &ConfigDirs) -> Result<Settings, ConfigError> {
             file: file.clone(),
             key: String::new(),
             message: e.to_string(),
+            kind: "read",
         })?;
         let deserializer = toml::Deserializer::new(&text);
         let fragment: RawFragment =
@@ -376,21 +419,26 @@ pub fn load(dirs: &ConfigDirs) -> Result<Settings, ConfigError> {
                 let key = e.path().to_string();
                 let inner = e.into_inner();
                 // A syntax error has no key; its full text says the line and column.
-                let (key, message) = if key == "." {
+                let (key, message, kind) = if key == "." {
                     let text = inner.to_string();
                     let folded: Vec<&str> = text
                         .lines()
                         .map(str::trim)
                         .filter(|l| !l.is_empty())
                         .collect();
-                    (String::new(), format!("TOML syntax: {}", folded.join(" ")))
+                    (
+                        String::new(),
+                        format!("TOML syntax: {}", folded.join(" ")),
+                        "syntax",
+                    )
                 } else {
-                    (key, inner.message().to_string())
+                    (key, inner.message().to_string(), "invalid_key")
                 };
                 ConfigError {
                     file: file.clone(),
                     key,
                     message,
+                    kind,
                 }
             })?;
         merge(&mut merged, fragment, &file);
@@ -408,6 +456,7 @@ fn validate(merged: &Merged) -> Result<Settings, ConfigError> {
             file,
             key: key.to_string(),
             message,
+            kind: "invalid_value",
         }
     };
     let text = |key: &'static str| {
@@ -424,7 +473,10 @@ fn validate(merged: &Merged) -> Result<Settings, ConfigError> {
 
     let source = match text("updates.source").as_deref() {
         None | Some("registry") => Source::Registry(None),
-        Some(other) => parse_source(other).map_err(|m| error("updates.source", m))?,
+        Some(other) => parse_source(other).map_err(|e| ConfigError {
+            kind: e.kind(),
+            ..error("updates.source", e.to_string())
+        })?,
     };
     let stream = text("updates.stream");
     if stream.as_deref().is_some_and(|s| s.trim().is_empty()) {
@@ -469,10 +521,14 @@ fn validate(merged: &Merged) -> Result<Settings, ConfigError> {
     let keys = paths("updates.keys");
     let base_keys = paths("updates.base_keys");
     let base_source = match text("updates.base_source") {
-        Some(text) => Some(
-            cairn_oci::sources::BaseSource::parse(&text)
-                .map_err(|e| error("updates.base_source", e.to_string()))?,
-        ),
+        Some(text) => {
+            Some(
+                cairn_oci::sources::BaseSource::parse(&text).map_err(|e| ConfigError {
+                    kind: e.kind(),
+                    ..error("updates.base_source", e.to_string())
+                })?,
+            )
+        }
         None => None,
     };
     let seconds = |key: &'static str, default: i64, range: std::ops::RangeInclusive<i64>| {
@@ -573,6 +629,7 @@ fn schedule(
             file: file.clone(),
             key: "strategy.window".into(),
             message,
+            kind: "invalid_value",
         };
         let mut days = Vec::new();
         for day in &raw.days {
@@ -607,14 +664,16 @@ fn schedule(
 
 /// Parse `registry:<ref>`, `fcos:<stream-free base URL>`, `cincinnati:<url>`,
 /// `server:<url>` or `file:<path>`.
-pub fn parse_source(text: &str) -> Result<Source, String> {
+pub fn parse_source(text: &str) -> Result<Source, SourceParseError> {
     let (kind, rest) = text.split_once(':').unwrap_or((text, ""));
-    let url = |rest: &str| -> Result<String, String> {
+    let url = |rest: &str| -> Result<String, SourceParseError> {
         url::Url::parse(rest)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https"))
             .map(|_| rest.to_string())
-            .ok_or_else(|| format!("{rest:?} is not an http(s) URL"))
+            .ok_or_else(|| SourceParseError::NotHttpUrl {
+                value: rest.to_string(),
+            })
     };
     match kind {
         "registry" if !rest.is_empty() => Ok(Source::Registry(Some(rest.to_string()))),
@@ -629,8 +688,8 @@ pub fn parse_source(text: &str) -> Result<Source, String> {
         "server" => Ok(Source::Server(url(rest)?)),
         "file" if !rest.is_empty() => Ok(Source::File(PathBuf::from(rest))),
         "tag" if rest.is_empty() => Ok(Source::Tag),
-        _ => Err(format!(
-            "{text:?} is not one of registry, registry:<reference>, tag, fcos[:<base-url>], cincinnati:<url>, server:<url>, file:<path>"
-        )),
+        _ => Err(SourceParseError::Unknown {
+            value: text.to_string(),
+        }),
     }
 }

@@ -176,70 +176,89 @@ fn every_mistake_names_the_file_and_the_key() {
             "[updates]\nstram = \"stable\"\n",
             "updates.stram",
             "unknown field `stram`",
+            "invalid_key",
         ),
         (
             "[update]\nstream = \"stable\"\n",
             "update",
             "unknown field `update`",
+            "invalid_key",
         ),
         (
             "[updates]\ncheck_interval_seconds = \"often\"\n",
             "updates.check_interval_seconds",
             "invalid type",
+            "invalid_key",
         ),
         (
             "[updates]\ncheck_interval_seconds = 1\n",
             "updates.check_interval_seconds",
             "outside",
+            "invalid_value",
         ),
         (
             "[updates]\nsource = \"ftp://x\"\n",
             "updates.source",
             "not one of",
+            "unknown_source",
         ),
         (
             "[updates]\nsource = \"cincinnati:not a url\"\n",
             "updates.source",
             "not an http(s) URL",
+            "not_http_url",
         ),
         (
             "[identity]\nrollout_wariness = 1.5\n",
             "identity.rollout_wariness",
             "outside [0, 1]",
+            "invalid_value",
         ),
         (
             "[strategy]\ntime_zone = \"Mars/Olympus\"\n",
             "strategy.time_zone",
             "unknown time zone",
+            "invalid_value",
         ),
         (
             "[[strategy.window]]\ndays = [\"Caturday\"]\nstart_time = \"02:00\"\nlength_minutes = 60\n",
             "strategy.window",
             "unknown day",
+            "invalid_value",
         ),
         (
             "[[strategy.window]]\ndays = [\"Sat\"]\nstart_time = \"25:00\"\nlength_minutes = 60\n",
             "strategy.window",
             "HH:MM",
+            "invalid_value",
         ),
         (
             "[[strategy.window]]\ndays = [\"Sat\"]\nstart_time = \"02:00\"\nlength_minutes = 0\n",
             "strategy.window",
             "outside",
+            "invalid_value",
         ),
         (
             "[strategy.fleet_lock]\nbase_url = \"locks\"\n",
             "strategy.fleet_lock.base_url",
             "not an http(s) URL",
+            "invalid_value",
         ),
         (
             "[strategy.fleet_lock]\ngroup = \"g\"\n",
             "strategy.fleet_lock.group",
             "without",
+            "invalid_value",
         ),
-        ("[updates\n", "", "TOML"),
+        ("[updates\n", "", "TOML", "syntax"),
+        (
+            "[updates]\nbase_source = \"fcos:\"\n",
+            "updates.base_source",
+            "expected fcos:<stream>",
+            "bad_source",
+        ),
     ];
-    for (text, key, needle) in cases {
+    for (text, key, needle, kind) in cases {
         let root = tempfile::tempdir().expect("temp dir");
         write(root.path(), "etc", "70-site.toml", text);
         let err = load(&ConfigDirs::under(root.path())).expect_err(text);
@@ -248,6 +267,7 @@ fn every_mistake_names_the_file_and_the_key() {
             "{text}: {err}"
         );
         assert_eq!(err.key, key, "{text}: {err}");
+        assert_eq!(err.kind(), kind, "{text}: {err}");
         assert!(
             err.to_string().contains(needle) || needle == "TOML",
             "{needle:?} missing from {err}"
