@@ -3,7 +3,7 @@
 //! races a check: the agent serves one request at a time between its passes.
 
 use crate::daemon::StatusFile;
-use crate::store::AgentState;
+use crate::store::{AgentState, StoreError};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -186,18 +186,49 @@ pub async fn write_response(
     write.write_all(line.as_bytes()).await
 }
 
+/// Why an operator's change to the state was not made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ControlError {
+    /// A hold end outside the times Cairn can represent: read as "no end",
+    /// it would hold updates for ever.
+    #[error(
+        "hold time {seconds} is out of range (Unix seconds from {} to {})",
+        Timestamp::MIN.as_second(),
+        Timestamp::MAX.as_second()
+    )]
+    HoldOutOfRange {
+        /// The time asked for.
+        seconds: i64,
+    },
+    /// The release is not on the deny-list.
+    #[error("{release} is not on the deny-list")]
+    NotDenied {
+        /// The version or digest asked for.
+        release: String,
+    },
+    /// The state could not be read or written (the message names the file).
+    #[error(transparent)]
+    State(#[from] StoreError),
+}
+
+impl ControlError {
+    /// A short, fixed label for metrics and status.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ControlError::HoldOutOfRange { .. } => "hold_out_of_range",
+            ControlError::NotDenied { .. } => "not_denied",
+            ControlError::State(e) => e.kind(),
+        }
+    }
+}
+
 /// The end of a hold as a request carries it (Unix seconds). A time out of
 /// range is refused: read as "no end", it would hold updates for ever.
-pub fn hold_end(until: Option<i64>) -> Result<Option<Timestamp>, String> {
+pub fn hold_end(until: Option<i64>) -> Result<Option<Timestamp>, ControlError> {
     until
         .map(|seconds| {
-            Timestamp::from_second(seconds).map_err(|_| {
-                format!(
-                    "hold time {seconds} is out of range (Unix seconds from {} to {})",
-                    Timestamp::MIN.as_second(),
-                    Timestamp::MAX.as_second()
-                )
-            })
+            Timestamp::from_second(seconds).map_err(|_| ControlError::HoldOutOfRange { seconds })
         })
         .transpose()
 }
@@ -208,12 +239,11 @@ pub fn apply_hold(
     state_dir: &Path,
     hold: bool,
     until: Option<Timestamp>,
-) -> Result<String, String> {
+) -> Result<String, ControlError> {
     AgentState::update(state_dir, |state| {
         state.held = hold;
         state.hold_until = if hold { until } else { None };
-    })
-    .map_err(|e| e.to_string())?;
+    })?;
     Ok(match (hold, until) {
         (true, Some(until)) => format!("updates held until {until}"),
         (true, None) => "updates held until `cairn unhold`".to_string(),
@@ -222,17 +252,18 @@ pub fn apply_hold(
 }
 
 /// Take a release (version or digest) off the deny-list; returns what to tell the operator.
-pub fn remove_from_deny_list(state_dir: &Path, release: &str) -> Result<String, String> {
+pub fn remove_from_deny_list(state_dir: &Path, release: &str) -> Result<String, ControlError> {
     let removed = AgentState::update(state_dir, |state| {
         let before = state.deny_list.len();
         state
             .deny_list
             .retain(|digest, entry| digest != release && entry.version != release);
         state.deny_list.len() < before
-    })
-    .map_err(|e| e.to_string())?;
+    })?;
     if !removed {
-        return Err(format!("{release} is not on the deny-list"));
+        return Err(ControlError::NotDenied {
+            release: release.to_string(),
+        });
     }
     Ok(format!(
         "{release} removed from the deny-list; it may be offered again"
@@ -270,15 +301,39 @@ mod tests {
 
     #[test]
     fn a_hold_time_out_of_range_is_refused_not_made_indefinite() {
-        assert_eq!(hold_end(None), Ok(None));
+        assert_eq!(hold_end(None).expect("no end"), None);
         assert_eq!(
-            hold_end(Some(1_800_000_000)),
-            Ok(Timestamp::from_second(1_800_000_000).ok())
+            hold_end(Some(1_800_000_000)).expect("in range"),
+            Timestamp::from_second(1_800_000_000).ok()
         );
         for seconds in [i64::MAX, i64::MIN, Timestamp::MAX.as_second() + 1] {
             let error = hold_end(Some(seconds)).expect_err("out of range");
+            assert_eq!(error.kind(), "hold_out_of_range");
+            let message = error.to_string();
             assert!(
-                error.contains(&seconds.to_string()) && error.contains("out of range"),
+                message.contains(&seconds.to_string()) && message.contains("out of range"),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn removing_a_release_not_denied_or_with_a_damaged_state_says_which() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        AgentState::default().save(dir.path()).expect("save");
+        let error = remove_from_deny_list(dir.path(), "44.9").expect_err("not denied");
+        assert_eq!(error.kind(), "not_denied");
+        assert_eq!(error.to_string(), "44.9 is not on the deny-list");
+        // A damaged state file: the store's own kind, and the file is named.
+        let file = dir.path().join(crate::store::STATE_FILE);
+        std::fs::write(&file, "not json").expect("damage");
+        for error in [
+            apply_hold(dir.path(), true, None).expect_err("damaged"),
+            remove_from_deny_list(dir.path(), "44.9").expect_err("damaged"),
+        ] {
+            assert_eq!(error.kind(), "damaged");
+            assert!(
+                error.to_string().contains(&file.display().to_string()),
                 "{error}"
             );
         }

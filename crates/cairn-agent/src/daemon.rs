@@ -831,7 +831,7 @@ fn next_interval(options: &Options) -> Duration {
 /// status shows its effect.
 async fn after_change(
     options: &Options,
-    change: Result<String, String>,
+    change: Result<String, crate::control::ControlError>,
 ) -> (crate::control::Response, Option<StatusFile>) {
     match change {
         Ok(message) => {
@@ -845,10 +845,10 @@ async fn after_change(
                 Some(status),
             )
         }
-        Err(message) => (
+        Err(error) => (
             crate::control::Response {
                 ok: false,
-                message,
+                message: error.to_string(),
                 status: None,
             },
             None,
@@ -883,7 +883,7 @@ async fn serve_request(
         ),
         Request::Hold { until } => match crate::control::hold_end(until) {
             Ok(until) => after_change(options, apply_hold(&options.state_dir, true, until)).await,
-            Err(message) => after_change(options, Err(message)).await,
+            Err(error) => after_change(options, Err(error)).await,
         },
         Request::Unhold => after_change(options, apply_hold(&options.state_dir, false, None)).await,
         Request::DenyListRemove { release } => {
