@@ -497,7 +497,7 @@ async fn pass(
         }
     }
     // A broken registries.conf breaks the host's own pulls too: do nothing.
-    let mirrors = crate::mirrors::Mirrors::load(&options.root)?;
+    let mirrors = crate::mirrors::Mirrors::load(&options.root).map_err(|e| e.to_string())?;
     let mut client_options = options.client.clone();
     client_options
         .insecure_registries

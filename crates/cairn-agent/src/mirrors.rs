@@ -47,6 +47,47 @@ struct Entry {
     mirrors: Vec<Mirror>,
 }
 
+/// Why the host's mirrors could not be read. The message names the file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MirrorsError {
+    /// The file exists but could not be read.
+    #[error("{file}: {error}")]
+    Read {
+        /// The file.
+        file: String,
+        /// What the OS said.
+        error: std::io::Error,
+    },
+    /// The file is not TOML of the `registries.conf` shape.
+    #[error("{file}: {error}")]
+    Syntax {
+        /// The file.
+        file: String,
+        /// What does not parse.
+        error: toml::de::Error,
+    },
+    /// A `[[registry]]` entry says neither what it covers nor where it is.
+    #[error("{file}: registry[{index}] has neither `prefix` nor `location`")]
+    NoPrefix {
+        /// The file.
+        file: String,
+        /// The entry's index in the file.
+        index: usize,
+    },
+}
+
+impl MirrorsError {
+    /// A short, fixed label for metrics and status.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            MirrorsError::Read { .. } => "read",
+            MirrorsError::Syntax { .. } => "syntax",
+            MirrorsError::NoPrefix { .. } => "no_prefix",
+        }
+    }
+}
+
 /// The mirrors configured on the host.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Mirrors {
@@ -57,7 +98,7 @@ impl Mirrors {
     /// Read `etc/containers/registries.conf` and then `registries.conf.d/*.conf`
     /// in name order under `root`; a later entry for the same prefix replaces an
     /// earlier one. Missing files mean no mirrors.
-    pub fn load(root: &Path) -> Result<Mirrors, String> {
+    pub fn load(root: &Path) -> Result<Mirrors, MirrorsError> {
         let base = root.join("etc/containers");
         let mut files = vec![base.join("registries.conf")];
         if let Ok(dir) = std::fs::read_dir(base.join("registries.conf.d")) {
@@ -74,7 +115,12 @@ impl Mirrors {
             let text = match std::fs::read_to_string(&file) {
                 Ok(text) => text,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(format!("{}: {e}", file.display())),
+                Err(error) => {
+                    return Err(MirrorsError::Read {
+                        file: file.display().to_string(),
+                        error,
+                    });
+                }
             };
             mirrors.add(&text, &file.display().to_string())?;
         }
@@ -82,13 +128,17 @@ impl Mirrors {
     }
 
     /// Add the entries of one file's text; `source` names it in errors.
-    pub fn add(&mut self, text: &str, source: &str) -> Result<(), String> {
-        let raw: RawFile = toml::from_str(text).map_err(|e| format!("{source}: {e}"))?;
+    pub fn add(&mut self, text: &str, source: &str) -> Result<(), MirrorsError> {
+        let raw: RawFile = toml::from_str(text).map_err(|error| MirrorsError::Syntax {
+            file: source.to_string(),
+            error,
+        })?;
         for (index, registry) in raw.registry.into_iter().enumerate() {
             let Some(prefix) = registry.prefix.or(registry.location.clone()) else {
-                return Err(format!(
-                    "{source}: registry[{index}] has neither `prefix` nor `location`"
-                ));
+                return Err(MirrorsError::NoPrefix {
+                    file: source.to_string(),
+                    index,
+                });
             };
             let prefix = prefix.trim_end_matches('/').to_string();
             let location = registry
@@ -216,13 +266,46 @@ location = "whole.example.net"
                 "/etc/containers/registries.conf",
             )
             .expect_err("no prefix");
+        assert_eq!(err.kind(), "no_prefix");
         assert!(
-            err.contains("/etc/containers/registries.conf: registry[0]"),
+            err.to_string()
+                .contains("/etc/containers/registries.conf: registry[0]"),
             "{err}"
         );
         let err = mirrors
             .add("[[registry]\n", "x.conf")
             .expect_err("bad TOML");
-        assert!(err.starts_with("x.conf: "), "{err}");
+        assert_eq!(err.kind(), "syntax");
+        assert!(err.to_string().starts_with("x.conf: "), "{err}");
+    }
+
+    #[test]
+    fn loading_names_the_fragment_with_a_bad_entry_or_that_cannot_be_read() {
+        let root = tempfile::tempdir().expect("temp dir");
+        let fragments = root.path().join("etc/containers/registries.conf.d");
+        std::fs::create_dir_all(&fragments).expect("mkdir");
+        assert_eq!(
+            Mirrors::load(root.path()).expect("no files"),
+            Mirrors::default()
+        );
+        std::fs::write(fragments.join("10-good.conf"), CONF).expect("write");
+        let bad = fragments.join("20-bad.conf");
+        std::fs::write(&bad, "[[registry]]\ninsecure = true\n").expect("write");
+        let err = Mirrors::load(root.path()).expect_err("no prefix");
+        assert_eq!(err.kind(), "no_prefix");
+        assert!(
+            err.to_string()
+                .starts_with(&format!("{}: registry[0]", bad.display())),
+            "{err}"
+        );
+        // A directory where a file should be cannot be read.
+        std::fs::remove_file(&bad).expect("remove");
+        std::fs::create_dir(&bad).expect("mkdir");
+        let err = Mirrors::load(root.path()).expect_err("unreadable");
+        assert_eq!(err.kind(), "read");
+        assert!(
+            err.to_string().starts_with(&format!("{}: ", bad.display())),
+            "{err}"
+        );
     }
 }
