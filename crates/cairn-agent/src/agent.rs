@@ -11,7 +11,7 @@ use crate::history::Outcome;
 use crate::host::driver::{CommandRunner, Driver};
 use crate::machine::{BootOutcome, Event, State, Target, recover};
 use crate::plan::{CheckInput, Plan, finalize_gate, plan};
-use crate::source::SourceGraph;
+use crate::source::{GraphUnavailable, SourceGraph};
 use crate::store::{AgentState, StoreError};
 use jiff::Timestamp;
 use std::path::PathBuf;
@@ -24,7 +24,7 @@ pub struct World {
     /// The verified document (or the Cincinnati server's graph), or why
     /// there is none (source down, bad signature, expired, replayed): then
     /// nothing is done.
-    pub graph: Result<SourceGraph, String>,
+    pub graph: Result<SourceGraph, GraphUnavailable>,
     /// Interactive users are logged in (a failing `loginctl` counts as yes).
     pub users_logged_in: bool,
     /// Go on to finalize when the gates allow; a one-shot check stops after

@@ -9,7 +9,7 @@ use crate::fleetlock::FleetLockClient;
 use crate::host::driver::{Driver, ProcessRunner};
 use crate::host::{HostStatus, Tool, repository_of, tag_of};
 use crate::machine::{Event, State};
-use crate::source::SourceGraph;
+use crate::source::{GraphUnavailable, SourceGraph};
 use crate::store::AgentState;
 use cairn_graph::GraphDocument;
 use jiff::Timestamp;
@@ -197,7 +197,7 @@ async fn document(
     mirrors: &crate::mirrors::Mirrors,
     now: Timestamp,
     fcos_cache: &Path,
-) -> Result<(GraphDocument, String), String> {
+) -> Result<(GraphDocument, String), GraphUnavailable> {
     let locations = match &settings.source {
         Source::Fcos { base_url } => {
             return cairn_oci::sources::fcos_document(
@@ -208,12 +208,12 @@ async fn document(
                 Some(fcos_cache),
             )
             .await
-            .map_err(|e| e.to_string());
+            .map_err(GraphUnavailable::from);
         }
         Source::Registry(None) if repository_of(followed) == FEDORA_COREOS_REPOSITORY => {
             return cairn_oci::sources::fcos_document(client, None, stream, now, Some(fcos_cache))
                 .await
-                .map_err(|e| e.to_string());
+                .map_err(GraphUnavailable::from);
         }
         // Mirrors first, as the host's own pulls go.
         Source::Registry(None) => mirrors
@@ -224,11 +224,14 @@ async fn document(
                     "{repository}:{}",
                     cairn_oci::document::default_tag(stream)
                 ))
-                .map_err(|e| e.to_string())
+                .map_err(|e| GraphUnavailable::new(e.kind(), e.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()?,
         Source::Registry(Some(reference)) => {
-            vec![cairn_oci::Location::parse(reference).map_err(|e| e.to_string())?]
+            vec![
+                cairn_oci::Location::parse(reference)
+                    .map_err(|e| GraphUnavailable::new(e.kind(), format!("updates.source: {e}")))?,
+            ]
         }
         Source::File(path) => vec![cairn_oci::Location::File(path.clone())],
         Source::Server(url) => vec![cairn_oci::Location::Url(format!(
@@ -236,11 +239,17 @@ async fn document(
             url.trim_end_matches('/')
         ))],
         Source::Tag => {
-            return Err("the tag-following source builds its own document".into());
+            return Err(GraphUnavailable::new(
+                "bad_source",
+                "the tag-following source builds its own document",
+            ));
         }
         // Read by `cincinnati_graph`: a Cincinnati server sends no document.
         Source::Cincinnati(url) => {
-            return Err(format!("cincinnati:{url} serves a graph, not a document"));
+            return Err(GraphUnavailable::new(
+                "bad_source",
+                format!("cincinnati:{url} serves a graph, not a document"),
+            ));
         }
     };
     let mut failures = Vec::new();
@@ -252,14 +261,14 @@ async fn document(
                 found = Some((fetched, described));
                 break;
             }
-            Err(e) => failures.push(format!("{described}: {e}")),
+            Err(e) => failures.push(GraphUnavailable::new(e.kind(), format!("{described}: {e}"))),
         }
     }
     let Some((fetched, described)) = found else {
-        return Err(failures.join("; "));
+        return Err(GraphUnavailable::all_failed(failures));
     };
-    let keys =
-        cairn_oci::signing::VerifyingKey::from_files(&settings.keys).map_err(|e| e.to_string())?;
+    let keys = cairn_oci::signing::VerifyingKey::from_files(&settings.keys)
+        .map_err(|e| GraphUnavailable::new(e.kind(), format!("updates.keys: {e}")))?;
     let last = state.last_document.clone();
     let policy = cairn_oci::document::TrustPolicy {
         keys: &keys,
@@ -275,7 +284,7 @@ async fn document(
     };
     fetched
         .verify(&described, &policy)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| GraphUnavailable::new(e.kind(), e.to_string()))?;
     state.last_document = Some((
         fetched.document.sequence,
         cairn_oci::digest::sha256_digest(&fetched.bytes),
@@ -524,7 +533,7 @@ async fn pass(
             )
             .await
             .map(|(graph, shown)| (SourceGraph::Cincinnati(graph), shown))
-            .map_err(|e| e.to_string())
+            .map_err(GraphUnavailable::from)
         }
         Source::Tag => {
             let booted = host
@@ -545,6 +554,7 @@ async fn pass(
             crate::follow::tag_document(settings, &follow, &client)
                 .await
                 .map(|(document, described)| (SourceGraph::Followed(document), described))
+                .map_err(GraphUnavailable::from)
         }
         _ => document(
             settings,
@@ -579,7 +589,7 @@ async fn pass(
     // An unreachable or untrusted source is an error operators must see,
     // and it keeps `last_success` (and its metric) from advancing.
     if let Err(e) = &fetched {
-        status.last_error = Some(e.clone());
+        status.last_error = Some(e.to_string());
     }
     let lock = match &settings.fleet_lock {
         Some(lock) => Some(

@@ -7,19 +7,107 @@
 //! are searched for an image built on the way.
 
 use crate::config::Settings;
+use crate::source::GraphUnavailable;
 use cairn_graph::GraphDocument;
 use cairn_graph::assemble::Candidate;
 use cairn_graph::derive::{BaseGraph, tag_following_document};
 use cairn_graph::select::Hold;
 use cairn_oci::scan::{ScanCache, ScanOptions, keys};
-use cairn_oci::sources::{BaseRead, BaseSource, FEDORA_COREOS_REPOSITORY};
-use cairn_oci::{ImageRef, RegistryClient, Repository, Store};
+use cairn_oci::sources::{BaseRead, BaseSource, FEDORA_COREOS_REPOSITORY, SourceError};
+use cairn_oci::{ImageRef, OciError, RegistryClient, Repository, Store};
 use jiff::Timestamp;
 use std::path::Path;
 
 /// The scan cache of tag-following mode, in the state directory: digests
 /// already read are never read again.
 pub const CACHE_FILE: &str = "tag-scan.json";
+
+/// Why a tag-following host has no document. The message names what was
+/// read (the reference, the image, the base graph or the config key).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FollowError {
+    /// The followed reference, or a mirror's repository, does not parse.
+    #[error("{what}: {error}")]
+    Reference {
+        /// The text that was parsed.
+        what: String,
+        /// Why it does not parse.
+        error: OciError,
+    },
+    /// The followed reference names a digest, not a tag.
+    #[error("{followed} names no tag to follow")]
+    NoTag {
+        /// The reference followed.
+        followed: String,
+    },
+    /// No place (mirror or the repository) had the tag.
+    #[error("{0}")]
+    Tag(GraphUnavailable),
+    /// An image could not be read.
+    #[error("{what}: {error}")]
+    Image {
+        /// Which image.
+        what: String,
+        /// Why.
+        error: OciError,
+    },
+    /// An image is not a release Cairn can plan on (no version, say).
+    #[error("{what}: {reason}")]
+    NotARelease {
+        /// Which image.
+        what: String,
+        /// Why not.
+        reason: String,
+    },
+    /// The base graph's keys could not be read.
+    #[error("updates.base_keys: {0}")]
+    BaseKeys(OciError),
+    /// The base graph could not be read or trusted.
+    #[error("base graph: {0}")]
+    BaseGraph(SourceError),
+    /// No base source is configured and the booted image's base has no
+    /// known graph.
+    #[error("the booted image's base ({recorded}) has no known graph: set updates.base_source")]
+    NoBaseSource {
+        /// The base the image recorded, or `not recorded`.
+        recorded: String,
+    },
+    /// Searching the repository for an image built on the way failed.
+    #[error("searching {repository} for an image on base {version}: {error}")]
+    Search {
+        /// The repository.
+        repository: String,
+        /// The base barrier's version.
+        version: String,
+        /// Why (boxed: with two names beside it, the largest variant).
+        error: Box<OciError>,
+    },
+}
+
+impl FollowError {
+    /// A short, fixed label for metrics and status: the underlying error's
+    /// kind, or `no_tag`, `not_a_release`, `no_base_source`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FollowError::Reference { error, .. }
+            | FollowError::Image { error, .. }
+            | FollowError::BaseKeys(error) => error.kind(),
+            FollowError::Search { error, .. } => error.kind(),
+            FollowError::NoTag { .. } => "no_tag",
+            FollowError::Tag(unavailable) => unavailable.kind(),
+            FollowError::NotARelease { .. } => "not_a_release",
+            FollowError::BaseGraph(error) => error.kind(),
+            FollowError::NoBaseSource { .. } => "no_base_source",
+        }
+    }
+}
+
+impl From<FollowError> for GraphUnavailable {
+    fn from(error: FollowError) -> GraphUnavailable {
+        GraphUnavailable::new(error.kind(), error.to_string())
+    }
+}
 
 /// What a tag-following check starts from.
 #[derive(Debug, Clone, Copy)]
@@ -45,13 +133,14 @@ pub async fn tag_document(
     settings: &Settings,
     follow: &Follow<'_>,
     client: &RegistryClient,
-) -> Result<(GraphDocument, String), String> {
-    let reference =
-        ImageRef::parse(follow.followed).map_err(|e| format!("{}: {e}", follow.followed))?;
-    let tag = reference
-        .tag
-        .clone()
-        .ok_or_else(|| format!("{} names no tag to follow", follow.followed))?;
+) -> Result<(GraphDocument, String), FollowError> {
+    let reference = ImageRef::parse(follow.followed).map_err(|error| FollowError::Reference {
+        what: follow.followed.to_string(),
+        error,
+    })?;
+    let tag = reference.tag.clone().ok_or_else(|| FollowError::NoTag {
+        followed: follow.followed.to_string(),
+    })?;
     let repository = reference.repository.to_string();
     // The host's registries.conf mirrors first, as its own pulls go; the
     // document keeps the canonical name, so staging goes through them too.
@@ -62,21 +151,28 @@ pub async fn tag_document(
     let mut failures = Vec::new();
     let mut found = None;
     for place in &places {
-        let store = Store::registry(
-            client.clone(),
-            Repository::parse(place).map_err(|e| format!("{place}: {e}"))?,
-        );
+        let repository = Repository::parse(place).map_err(|error| FollowError::Reference {
+            what: place.clone(),
+            error,
+        })?;
+        let store = Store::registry(client.clone(), repository);
         match store.resolve(&tag).await {
             Ok(Some(head)) => {
                 found = Some((store, head));
                 break;
             }
-            Ok(None) => failures.push(format!("{place}:{tag}: the tag does not exist")),
-            Err(e) => failures.push(format!("{place}:{tag}: {e}")),
+            Ok(None) => failures.push(GraphUnavailable::new(
+                "not_found",
+                format!("{place}:{tag}: the tag does not exist"),
+            )),
+            Err(e) => failures.push(GraphUnavailable::new(
+                e.kind(),
+                format!("{place}:{tag}: {e}"),
+            )),
         }
     }
     let Some((store, head)) = found else {
-        return Err(failures.join("; "));
+        return Err(FollowError::Tag(GraphUnavailable::all_failed(failures)));
     };
     let cache_path = follow.state_dir.join(CACHE_FILE);
     let mut cache: ScanCache = std::fs::read(&cache_path)
@@ -88,23 +184,30 @@ pub async fn tag_document(
         ..ScanOptions::for_stream(follow.stream)
     };
     let mut notes = Vec::new();
-    let booted = read(&store, &options, follow.booted, &[], &mut cache, &mut notes)
-        .await
-        .map_err(|e| format!("the booted image {repository}@{}: {e}", follow.booted))?;
+    let booted = read(
+        &store,
+        &options,
+        &format!("the booted image {repository}@{}", follow.booted),
+        follow.booted,
+        &[],
+        &mut cache,
+        &mut notes,
+    )
+    .await?;
     let target = read(
         &store,
         &options,
+        follow.followed,
         &head.digest,
         std::slice::from_ref(&tag),
         &mut cache,
         &mut notes,
     )
-    .await
-    .map_err(|e| format!("{}: {e}", follow.followed))?;
+    .await?;
 
     let source = base_source(settings, &cache, follow)?;
     let base_keys = cairn_oci::signing::VerifyingKey::from_files(&settings.base_keys)
-        .map_err(|e| e.to_string())?;
+        .map_err(FollowError::BaseKeys)?;
     let base = cairn_oci::sources::read_base_graph(
         client,
         &source,
@@ -116,7 +219,7 @@ pub async fn tag_document(
         },
     )
     .await
-    .map_err(|e| format!("base graph: {e}"))?;
+    .map_err(FollowError::BaseGraph)?;
 
     let mut candidates = vec![booted.clone(), target];
     let mut document = build(&store, follow, &repository, &candidates, &base, &mut notes).await;
@@ -137,11 +240,10 @@ pub async fn tag_document(
         };
         let report = cairn_oci::scan::scan(&store, &search, &mut cache, &|_, _| {})
             .await
-            .map_err(|e| {
-                format!(
-                    "searching {repository} for an image on base {}: {e}",
-                    barrier.version
-                )
+            .map_err(|error| FollowError::Search {
+                repository: repository.clone(),
+                version: barrier.version.clone(),
+                error: Box::new(error),
             })?;
         let expanded =
             cairn_oci::derived::expand_base_digests(&store, &report.candidates, &base, &mut notes)
@@ -169,17 +271,26 @@ pub async fn tag_document(
     ))
 }
 
+/// Read one image as a candidate; `what` names it in errors.
 async fn read(
     store: &Store,
     options: &ScanOptions,
+    what: &str,
     digest: &str,
     tags: &[String],
     cache: &mut ScanCache,
     notes: &mut Vec<String>,
-) -> Result<Candidate, String> {
+) -> Result<Candidate, FollowError> {
     cairn_oci::scan::read_candidate(store, options, digest, tags, cache, notes)
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(|error| FollowError::Image {
+            what: what.to_string(),
+            error,
+        })?
+        .map_err(|reason| FollowError::NotARelease {
+            what: what.to_string(),
+            reason,
+        })
 }
 
 async fn build(
@@ -230,7 +341,7 @@ fn base_source(
     settings: &Settings,
     cache: &ScanCache,
     follow: &Follow<'_>,
-) -> Result<BaseSource, String> {
+) -> Result<BaseSource, FollowError> {
     if let Some(source) = &settings.base_source {
         return Ok(source.clone());
     }
@@ -248,10 +359,9 @@ fn base_source(
             stream,
             base_url: None,
         }),
-        None => Err(format!(
-            "the booted image's base ({}) has no known graph: set updates.base_source",
-            recorded.as_deref().unwrap_or("not recorded")
-        )),
+        None => Err(FollowError::NoBaseSource {
+            recorded: recorded.unwrap_or_else(|| "not recorded".into()),
+        }),
     }
 }
 
@@ -262,5 +372,81 @@ fn save(path: &Path, cache: &ScanCache) {
     if let Err(e) = written {
         // The cache only saves requests; losing it costs a full read next time.
         tracing::warn!(path = %path.display(), error = %e, "could not save the tag scan cache");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn tag_document_of(followed: &str) -> FollowError {
+        let root = tempfile::tempdir().expect("temp dir");
+        let settings = crate::config::load(&crate::config::ConfigDirs::under(root.path()))
+            .expect("the defaults");
+        let mirrors = crate::mirrors::Mirrors::default();
+        let follow = Follow {
+            followed,
+            stream: "stable",
+            booted: "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+            arch: "x86_64",
+            now: Timestamp::UNIX_EPOCH,
+            state_dir: root.path(),
+            mirrors: &mirrors,
+        };
+        // Nothing listens on port 1: refused at once, and not retried.
+        let client = RegistryClient::new(cairn_oci::ClientOptions {
+            insecure_registries: vec!["127.0.0.1:1".into()],
+            retries: 0,
+            ..Default::default()
+        })
+        .expect("client");
+        match tag_document(&settings, &follow, &client).await {
+            Ok((_, described)) => panic!("{followed}: a document from {described}"),
+            Err(error) => error,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_tag_that_cannot_be_followed_says_why_and_names_the_reference() {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let cases = [
+            ("quay.io/Not A Reference", "reference"),
+            (&*format!("quay.io/example/os@{digest}"), "no_tag"),
+            ("127.0.0.1:1/example/os:stable", "transport"),
+        ];
+        for (followed, kind) in cases {
+            let error = tag_document_of(followed).await;
+            assert_eq!(error.kind(), kind, "{followed}: {error}");
+            let unavailable = GraphUnavailable::from(error);
+            assert_eq!(unavailable.kind(), kind);
+            assert!(
+                unavailable.to_string().contains(followed),
+                "{followed} missing from {unavailable}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_base_asks_for_the_config_key() {
+        let root = tempfile::tempdir().expect("temp dir");
+        let settings = crate::config::load(&crate::config::ConfigDirs::under(root.path()))
+            .expect("the defaults");
+        let mirrors = crate::mirrors::Mirrors::default();
+        let follow = Follow {
+            followed: "quay.io/example/os:stable",
+            stream: "stable",
+            booted: "sha256:1",
+            arch: "x86_64",
+            now: Timestamp::UNIX_EPOCH,
+            state_dir: root.path(),
+            mirrors: &mirrors,
+        };
+        let error = base_source(&settings, &ScanCache::default(), &follow).expect_err("unknown");
+        assert_eq!(error.kind(), "no_base_source");
+        let message = error.to_string();
+        assert!(
+            message.contains("(not recorded)") && message.contains("set updates.base_source"),
+            "{message}"
+        );
     }
 }

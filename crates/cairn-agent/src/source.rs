@@ -129,6 +129,51 @@ impl SourceGraph {
     }
 }
 
+/// Why a check has no graph to plan against: the source is down, the
+/// document is untrusted (bad signature, expired, replayed), the tag cannot
+/// be read. The message names the source; the kind is a fixed label for the
+/// status and metrics, taken from the error behind it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct GraphUnavailable {
+    kind: &'static str,
+    message: String,
+}
+
+impl GraphUnavailable {
+    /// `kind` is a fixed label (an error's `kind()`), never text from a source.
+    pub fn new(kind: &'static str, message: impl Into<String>) -> GraphUnavailable {
+        GraphUnavailable {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// A short, fixed label for metrics and status.
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    /// Every place tried (mirrors, then the origin) failed: their messages
+    /// joined, and the kind of the first failure that is more than a
+    /// `not_found` (an unreachable mirror says more than a missing tag).
+    pub fn all_failed(failures: Vec<GraphUnavailable>) -> GraphUnavailable {
+        let kind = failures
+            .iter()
+            .map(GraphUnavailable::kind)
+            .find(|kind| *kind != "not_found")
+            .unwrap_or("not_found");
+        let messages: Vec<String> = failures.into_iter().map(|f| f.message).collect();
+        GraphUnavailable::new(kind, messages.join("; "))
+    }
+}
+
+impl From<cairn_oci::sources::SourceError> for GraphUnavailable {
+    fn from(error: cairn_oci::sources::SourceError) -> GraphUnavailable {
+        GraphUnavailable::new(error.kind(), error.to_string())
+    }
+}
+
 fn lift(document: &mut GraphDocument) {
     if let Some(base) = &mut document.base {
         base.barriers.clear();
@@ -138,6 +183,25 @@ fn lift(document: &mut GraphDocument) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn all_places_failing_keeps_every_message_and_the_telling_kind() {
+        let missing =
+            |place: &str| GraphUnavailable::new("not_found", format!("{place}: not found"));
+        let joined = GraphUnavailable::all_failed(vec![
+            missing("mirror.example.net/os"),
+            GraphUnavailable::new("transport", "quay.io/os: connection refused"),
+            missing("ghcr.io/os"),
+        ]);
+        assert_eq!(joined.kind(), "transport");
+        assert_eq!(
+            joined.to_string(),
+            "mirror.example.net/os: not found; quay.io/os: connection refused; ghcr.io/os: not found"
+        );
+        let joined = GraphUnavailable::all_failed(vec![missing("a"), missing("b")]);
+        assert_eq!(joined.kind(), "not_found");
+        assert_eq!(joined.to_string(), "a: not found; b: not found");
+    }
 
     fn document() -> GraphDocument {
         let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -7,7 +7,7 @@ use cairn_agent::config::{ConfigDirs, Settings, load};
 use cairn_agent::fleetlock::FleetLockClient;
 use cairn_agent::host::Tool;
 use cairn_agent::host::driver::{Driver, ProcessRunner};
-use cairn_agent::source::SourceGraph;
+use cairn_agent::source::{GraphUnavailable, SourceGraph};
 use cairn_graph::GraphDocument;
 use cairn_graph::assemble::{AssembleOptions, assemble};
 use cairn_graph::fcos::Updates;
@@ -405,15 +405,15 @@ async fn without_a_trusted_document_nothing_is_done_and_status_says_why() {
     let fleet = fleet().await;
     let n = node(&fleet, 1, 0.1, "");
     let mut agent = agent(&fleet, &n, None);
-    for why in [
-        "registry down: connection refused",
-        "bad signature",
-        "document expired",
-        "sequence replayed",
+    for (kind, why) in [
+        ("transport", "registry down: connection refused"),
+        ("bad_signature", "bad signature"),
+        ("expired", "document expired"),
+        ("replayed", "sequence replayed"),
     ] {
         let world = World {
             now: Timestamp::now(),
-            graph: Err(why.to_string()),
+            graph: Err(GraphUnavailable::new(kind, why)),
             users_logged_in: false,
             may_reboot: true,
             boot_health: cairn_agent::health::BootHealth::Unknown,
@@ -438,7 +438,7 @@ async fn a_staged_update_is_not_finalized_without_a_trusted_document() {
     );
     let untrusted = World {
         now: Timestamp::now(),
-        graph: Err("bad signature".into()),
+        graph: Err(GraphUnavailable::new("bad_signature", "bad signature")),
         users_logged_in: false,
         may_reboot: true,
         boot_health: cairn_agent::health::BootHealth::Unknown,
