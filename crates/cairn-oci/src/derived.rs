@@ -4,6 +4,7 @@
 
 use crate::client::{DOCKER_LIST, OCI_INDEX};
 use crate::error::Result;
+use crate::manifest;
 use crate::scan::ScanCache;
 use crate::store::Store;
 use cairn_graph::assemble::Candidate;
@@ -92,8 +93,7 @@ async fn index_children(store: &Store, digest: &str) -> Result<Vec<String>> {
     if media_type != OCI_INDEX && media_type != DOCKER_LIST {
         return Ok(Vec::new());
     }
-    let index: ImageIndex = serde_json::from_slice(&fetched.bytes)
-        .map_err(|e| crate::OciError::invalid(format!("image index {digest}"), e))?;
+    let index: ImageIndex = manifest::parse(&fetched.bytes, &format!("image index {digest}"))?;
     Ok(index
         .manifests()
         .iter()
@@ -105,10 +105,7 @@ fn media_type(header: &str, bytes: &[u8]) -> String {
     if !header.is_empty() {
         return header.to_string();
     }
-    serde_json::from_slice::<serde_json::Value>(bytes)
-        .ok()
-        .and_then(|v| v["mediaType"].as_str().map(str::to_string))
-        .unwrap_or_default()
+    manifest::declared_media_type(bytes)
 }
 
 /// The layer digests of a manifest, read once per digest (digests are immutable).
@@ -117,9 +114,8 @@ async fn layers_of(store: &Store, digest: &str, cache: &mut ScanCache) -> Result
         return Ok(known.clone());
     }
     let fetched = store.get_manifest(digest).await?;
-    let manifest: ImageManifest = serde_json::from_slice(&fetched.bytes)
-        .map_err(|e| crate::OciError::invalid(format!("manifest {digest}"), e))?;
-    let layers: Vec<String> = manifest
+    let parsed: ImageManifest = manifest::parse(&fetched.bytes, &format!("manifest {digest}"))?;
+    let layers: Vec<String> = parsed
         .layers()
         .iter()
         .map(|l| l.digest().to_string())

@@ -10,9 +10,10 @@
 //! Publishing order: blobs, the manifest by digest, the signature, then the
 //! tag, so the tag never points at an unsigned document.
 
-use crate::client::{FetchedManifest, OCI_MANIFEST};
+use crate::client::{DOCKER_LIST, FetchedManifest, OCI_INDEX, OCI_MANIFEST};
 use crate::digest::sha256_digest;
 use crate::error::OciError;
+use crate::manifest;
 use crate::signing::{
     SIGNATURE_ANNOTATION, SIMPLE_SIGNING, SigningKey, VerifyingKey, signature_tag, signed_digest,
     simple_signing_payload,
@@ -21,7 +22,12 @@ use crate::store::Store;
 use bytes::Bytes;
 use cairn_graph::GraphDocument;
 use jiff::Timestamp;
-use serde_json::{Value, json};
+use oci_spec::image::{
+    ANNOTATION_CREATED, ANNOTATION_TITLE, ConfigBuilder, Descriptor, DescriptorBuilder,
+    ImageConfigurationBuilder, ImageManifest, ImageManifestBuilder, MediaType, RootFsBuilder,
+    SCHEMA_VERSION,
+};
+use std::collections::HashMap;
 
 /// `artifactType` of a document manifest, and media type of its layer.
 pub const DOCUMENT_MEDIA_TYPE: &str = "application/vnd.cairn.graph.v1+json";
@@ -358,41 +364,57 @@ pub fn from_bytes(
 }
 
 /// The digest of the document layer, after checking the manifest is a document.
-fn document_layer(manifest: &FetchedManifest, source_name: &str) -> Result<String> {
-    let value: Value = serde_json::from_slice(&manifest.bytes)
-        .map_err(|e| OciError::invalid(format!("manifest of {source_name}"), e))?;
-    let layers = value["layers"].as_array().cloned().unwrap_or_default();
-    let is_document = value["artifactType"].as_str() == Some(DOCUMENT_MEDIA_TYPE)
-        || layers
-            .iter()
-            .any(|l| l["mediaType"].as_str() == Some(DOCUMENT_MEDIA_TYPE));
-    if !is_document {
-        return Err(DocumentStoreError::NotADocument(source_name.to_string()));
+fn document_layer(fetched: &FetchedManifest, source_name: &str) -> Result<String> {
+    let not_a_document = || DocumentStoreError::NotADocument(source_name.to_string());
+    let media_type = if fetched.media_type.is_empty() {
+        manifest::declared_media_type(&fetched.bytes)
+    } else {
+        fetched.media_type.clone()
+    };
+    // An image index under the tag is something else, not a broken document.
+    if media_type == OCI_INDEX || media_type == DOCKER_LIST {
+        return Err(not_a_document());
     }
-    layers
+    let what = format!("manifest of {source_name}");
+    let parsed: ImageManifest = manifest::parse(&fetched.bytes, &what)?;
+    let is_document_layer = |layer: &Descriptor| layer.media_type().as_ref() == DOCUMENT_MEDIA_TYPE;
+    let is_document = parsed
+        .artifact_type()
+        .as_ref()
+        .is_some_and(|t| t.as_ref() == DOCUMENT_MEDIA_TYPE)
+        || parsed.layers().iter().any(is_document_layer);
+    if !is_document {
+        return Err(not_a_document());
+    }
+    let (index, layer) = parsed
+        .layers()
         .iter()
-        .find(|l| l["mediaType"].as_str() == Some(DOCUMENT_MEDIA_TYPE))
-        .and_then(|l| l["digest"].as_str())
-        .filter(|d| cairn_graph::digest::is_sha256_digest(d))
-        .map(str::to_string)
-        .ok_or_else(|| DocumentStoreError::NotADocument(source_name.to_string()))
+        .enumerate()
+        .find(|(_, layer)| is_document_layer(layer))
+        .ok_or_else(not_a_document)?;
+    Ok(manifest::blob_digest(
+        layer,
+        MAX_DOCUMENT_BYTES,
+        &what,
+        &format!("layers[{index}]"),
+    )?)
 }
 
 /// Signatures under the cosign tag that vouch for exactly this manifest digest.
 async fn fetch_signatures(store: &Store, manifest_digest: &str) -> Result<Vec<Signed>> {
     let tag = signature_tag(manifest_digest);
-    let manifest = match store.get_manifest(&tag).await {
-        Ok(manifest) => manifest,
+    let fetched = match store.get_manifest(&tag).await {
+        Ok(fetched) => fetched,
         Err(OciError::NotFound(_)) => return Ok(Vec::new()),
         Err(e) => return Err(e.into()),
     };
-    let value: Value = serde_json::from_slice(&manifest.bytes)
-        .map_err(|e| OciError::invalid(format!("signature manifest {tag}"), e))?;
-    let layers = value["layers"].as_array().map_or(&[][..], Vec::as_slice);
+    let what = format!("signature manifest {}:{tag}", store.describe());
+    let parsed: ImageManifest = manifest::parse(&fetched.bytes, &what)?;
+    let layers = parsed.layers();
     // Each layer costs a blob request: an untrusted manifest must not choose how many.
     if layers.len() > MAX_SIGNATURE_LAYERS {
         return Err(OciError::invalid(
-            format!("signature manifest {tag}"),
+            what,
             format!(
                 "{} layers; at most {MAX_SIGNATURE_LAYERS} signatures are read",
                 layers.len()
@@ -401,22 +423,25 @@ async fn fetch_signatures(store: &Store, manifest_digest: &str) -> Result<Vec<Si
         .into());
     }
     let mut signatures = Vec::new();
-    for layer in layers {
-        let (Some(digest), Some(signature)) = (
-            layer["digest"].as_str(),
-            layer["annotations"][SIGNATURE_ANNOTATION].as_str(),
-        ) else {
-            continue;
-        };
-        if layer["mediaType"].as_str() != Some(SIMPLE_SIGNING) {
+    for (index, layer) in layers.iter().enumerate() {
+        if layer.media_type().as_ref() != SIMPLE_SIGNING {
             continue;
         }
-        let payload = store.get_blob(digest, MAX_PAYLOAD_BYTES).await?;
+        let Some(signature) = layer
+            .annotations()
+            .as_ref()
+            .and_then(|annotations| annotations.get(SIGNATURE_ANNOTATION))
+        else {
+            continue;
+        };
+        let digest =
+            manifest::blob_digest(layer, MAX_PAYLOAD_BYTES, &what, &format!("layers[{index}]"))?;
+        let payload = store.get_blob(&digest, MAX_PAYLOAD_BYTES).await?;
         // A valid signature of another manifest must not count for this one.
         if signed_digest(&payload).as_deref() == Some(manifest_digest) {
             signatures.push(Signed {
                 message: payload,
-                signature: signature.to_string(),
+                signature: signature.clone(),
             });
         }
     }
@@ -527,28 +552,63 @@ pub async fn publish(
 
 /// Push the blobs of a document and return its manifest bytes.
 async fn document_manifest(store: &Store, document: &GraphDocument, body: Bytes) -> Result<Bytes> {
-    let empty = Bytes::from_static(b"{}");
     let size = body.len();
-    let config_digest = store.put_blob(empty).await?;
+    let config_digest = store.put_blob(Bytes::from_static(EMPTY_JSON)).await?;
     let layer_digest = store.put_blob(body).await?;
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "artifactType": DOCUMENT_MEDIA_TYPE,
-        "config": {"mediaType": EMPTY_CONFIG, "digest": config_digest, "size": 2},
-        "layers": [{
-            "mediaType": DOCUMENT_MEDIA_TYPE,
-            "digest": layer_digest,
-            "size": size,
-            "annotations": {"org.opencontainers.image.title": format!("{}.json", default_tag(&document.stream))}
-        }],
-        "annotations": {
-            "org.opencontainers.image.created": document.issued.to_string(),
-            "dev.cairn.graph.stream": document.stream,
-            "dev.cairn.graph.sequence": document.sequence.to_string(),
-        }
-    });
-    Ok(Bytes::from(manifest.to_string()))
+    Ok(document_manifest_json(
+        document,
+        &config_digest,
+        &layer_digest,
+        size,
+    )?)
+}
+
+/// The empty config's bytes.
+const EMPTY_JSON: &[u8] = b"{}";
+
+/// A document's manifest: the empty config, the document as its one layer, and
+/// annotations a registry UI shows (stream, sequence, creation time).
+fn document_manifest_json(
+    document: &GraphDocument,
+    config_digest: &str,
+    layer_digest: &str,
+    size: usize,
+) -> crate::error::Result<Bytes> {
+    const WHAT: &str = "document manifest";
+    let layer = DescriptorBuilder::default()
+        .media_type(MediaType::from(DOCUMENT_MEDIA_TYPE))
+        .digest(manifest::digest(layer_digest)?)
+        .size(size as u64)
+        .annotations(HashMap::from([(
+            ANNOTATION_TITLE.to_string(),
+            format!("{}.json", default_tag(&document.stream)),
+        )]))
+        .build()
+        .map_err(|e| OciError::invalid(WHAT, e))?;
+    let built = ImageManifestBuilder::default()
+        .schema_version(SCHEMA_VERSION)
+        .media_type(MediaType::ImageManifest)
+        .artifact_type(MediaType::from(DOCUMENT_MEDIA_TYPE))
+        .config(manifest::descriptor(
+            EMPTY_CONFIG,
+            config_digest,
+            EMPTY_JSON.len(),
+        )?)
+        .layers(vec![layer])
+        .annotations(HashMap::from([
+            (ANNOTATION_CREATED.to_string(), document.issued.to_string()),
+            (
+                "dev.cairn.graph.stream".to_string(),
+                document.stream.clone(),
+            ),
+            (
+                "dev.cairn.graph.sequence".to_string(),
+                document.sequence.to_string(),
+            ),
+        ]))
+        .build()
+        .map_err(|e| OciError::invalid(WHAT, e))?;
+    Ok(Bytes::from(manifest::to_json(&built, WHAT)?))
 }
 
 /// Store a cosign signature of `manifest_digest` under its `.sig` tag.
@@ -562,34 +622,81 @@ async fn sign_manifest(
     let signature = key.sign(&payload);
     let payload_size = payload.len();
     let payload_digest = store.put_blob(payload).await?;
-    let config = json!({
-        "architecture": "",
-        "os": "",
-        "config": {},
-        "rootfs": {"type": "layers", "diff_ids": [payload_digest]}
-    });
-    let config = Bytes::from(config.to_string());
+    let config = signature_config_json(&payload_digest)?;
     let config_size = config.len();
     let config_digest = store.put_blob(config).await?;
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size},
-        "layers": [{
-            "mediaType": SIMPLE_SIGNING,
-            "digest": payload_digest,
-            "size": payload_size,
-            "annotations": {SIGNATURE_ANNOTATION: signature}
-        }]
-    });
+    let signature_manifest = signature_manifest_json(
+        &config_digest,
+        config_size,
+        &payload_digest,
+        payload_size,
+        signature,
+    )?;
     store
         .put_manifest(
-            Bytes::from(manifest.to_string()),
+            signature_manifest,
             OCI_MANIFEST,
             Some(&signature_tag(manifest_digest)),
         )
         .await?;
     Ok(())
+}
+
+/// The image config cosign writes next to a signature: no platform, and the
+/// payload as its only layer.
+fn signature_config_json(payload_digest: &str) -> crate::error::Result<Bytes> {
+    const WHAT: &str = "signature config";
+    let rootfs = RootFsBuilder::default()
+        .typ("layers")
+        .diff_ids(vec![payload_digest.to_string()])
+        .build()
+        .map_err(|e| OciError::invalid(WHAT, e))?;
+    let config = ImageConfigurationBuilder::default()
+        .architecture("")
+        .os("")
+        .config(
+            ConfigBuilder::default()
+                .build()
+                .map_err(|e| OciError::invalid(WHAT, e))?,
+        )
+        .rootfs(rootfs)
+        .build()
+        .map_err(|e| OciError::invalid(WHAT, e))?;
+    Ok(Bytes::from(manifest::to_json(&config, WHAT)?))
+}
+
+/// A signature manifest in cosign's format: one simple-signing layer (the
+/// payload), its signature in an annotation.
+fn signature_manifest_json(
+    config_digest: &str,
+    config_size: usize,
+    payload_digest: &str,
+    payload_size: usize,
+    signature: String,
+) -> crate::error::Result<Bytes> {
+    const WHAT: &str = "signature manifest";
+    let layer = DescriptorBuilder::default()
+        .media_type(MediaType::from(SIMPLE_SIGNING))
+        .digest(manifest::digest(payload_digest)?)
+        .size(payload_size as u64)
+        .annotations(HashMap::from([(
+            SIGNATURE_ANNOTATION.to_string(),
+            signature,
+        )]))
+        .build()
+        .map_err(|e| OciError::invalid(WHAT, e))?;
+    let built = ImageManifestBuilder::default()
+        .schema_version(SCHEMA_VERSION)
+        .media_type(MediaType::ImageManifest)
+        .config(Descriptor::new(
+            MediaType::ImageConfig,
+            config_size as u64,
+            manifest::digest(config_digest)?,
+        ))
+        .layers(vec![layer])
+        .build()
+        .map_err(|e| OciError::invalid(WHAT, e))?;
+    Ok(Bytes::from(manifest::to_json(&built, WHAT)?))
 }
 
 #[cfg(test)]
@@ -602,5 +709,137 @@ mod tests {
         assert_eq!(next_sequence(None, issued), 1_000_000);
         assert_eq!(next_sequence(Some(5), issued), 1_000_000);
         assert_eq!(next_sequence(Some(2_000_000), issued), 2_000_001);
+    }
+
+    fn example() -> GraphDocument {
+        GraphDocument::from_json(include_bytes!("../../../docs/examples/stable.json"))
+            .expect("example document")
+            .document
+    }
+
+    fn fetched(bytes: Bytes, media_type: &str) -> FetchedManifest {
+        FetchedManifest {
+            digest: sha256_digest(&bytes),
+            bytes,
+            media_type: media_type.to_string(),
+        }
+    }
+
+    /// The JSON these manifests had when they were written by hand with
+    /// `serde_json::json!`: the oci-spec types must give the same bytes, so
+    /// that cosign and skopeo see what they saw before.
+    #[test]
+    fn manifests_are_byte_for_byte_what_the_hand_written_json_was() {
+        let document = example();
+        let config_digest = sha256_digest(b"{}");
+        let layer_digest = sha256_digest(b"the document");
+        let built = document_manifest_json(&document, &config_digest, &layer_digest, 12)
+            .expect("document manifest");
+        let before = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": DOCUMENT_MEDIA_TYPE,
+            "config": {"mediaType": EMPTY_CONFIG, "digest": config_digest, "size": 2},
+            "layers": [{
+                "mediaType": DOCUMENT_MEDIA_TYPE,
+                "digest": layer_digest,
+                "size": 12,
+                "annotations": {"org.opencontainers.image.title": format!("{}.json", default_tag(&document.stream))}
+            }],
+            "annotations": {
+                "org.opencontainers.image.created": document.issued.to_string(),
+                "dev.cairn.graph.stream": document.stream,
+                "dev.cairn.graph.sequence": document.sequence.to_string(),
+            }
+        });
+        assert_eq!(std::str::from_utf8(&built), Ok(before.to_string().as_str()));
+        // What is written is read back as a document.
+        assert_eq!(
+            document_layer(&fetched(built, OCI_MANIFEST), "test").expect("a document"),
+            layer_digest
+        );
+
+        let payload_digest = sha256_digest(b"payload");
+        let config = signature_config_json(&payload_digest).expect("config");
+        let before = serde_json::json!({
+            "architecture": "",
+            "os": "",
+            "config": {},
+            "rootfs": {"type": "layers", "diff_ids": [payload_digest]}
+        });
+        assert_eq!(
+            std::str::from_utf8(&config),
+            Ok(before.to_string().as_str())
+        );
+        let config_digest = sha256_digest(&config);
+        let signature = signature_manifest_json(
+            &config_digest,
+            config.len(),
+            &payload_digest,
+            7,
+            "c2lnbmF0dXJl".to_string(),
+        )
+        .expect("signature manifest");
+        let before = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+            "layers": [{
+                "mediaType": SIMPLE_SIGNING,
+                "digest": payload_digest,
+                "size": 7,
+                "annotations": {SIGNATURE_ANNOTATION: "c2lnbmF0dXJl"}
+            }]
+        });
+        assert_eq!(
+            std::str::from_utf8(&signature),
+            Ok(before.to_string().as_str())
+        );
+    }
+
+    #[test]
+    fn malformed_document_manifests_fail_naming_the_field() {
+        let digest = sha256_digest(b"x");
+        let manifest = |layer: String| {
+            Bytes::from(format!(
+                r#"{{"schemaVersion":2,"artifactType":"{DOCUMENT_MEDIA_TYPE}","config":{{"mediaType":"{EMPTY_CONFIG}","digest":"{digest}","size":2}},"layers":[{layer}]}}"#
+            ))
+        };
+        let cases = [
+            (
+                format!(r#"{{"digest":"{digest}","size":1}}"#),
+                "layers[0]: missing field `mediaType`",
+            ),
+            (
+                format!(r#"{{"mediaType":"{DOCUMENT_MEDIA_TYPE}","digest":"{digest}","size":-5}}"#),
+                "layers[0].size: invalid value: integer `-5`",
+            ),
+            (
+                format!(
+                    r#"{{"mediaType":"{DOCUMENT_MEDIA_TYPE}","digest":"{digest}","size":18446744073709551615}}"#
+                ),
+                "layers[0].size: 18446744073709551615 bytes, more than",
+            ),
+            (
+                format!(
+                    r#"{{"mediaType":"{DOCUMENT_MEDIA_TYPE}","digest":["{digest}"],"size":1}}"#
+                ),
+                "layers[0].digest: invalid type: sequence",
+            ),
+        ];
+        for (layer, expected) in cases {
+            let err = document_layer(&fetched(manifest(layer), OCI_MANIFEST), "r/os:tag")
+                .expect_err(expected);
+            assert_eq!(err.kind(), "invalid", "{err}");
+            let message = err.to_string();
+            assert!(
+                message.starts_with("manifest of r/os:tag: ") && message.contains(expected),
+                "{message}\n  wanted: {expected}"
+            );
+        }
+        // An image index under the tag is something else, not a broken document.
+        let index = Bytes::from_static(br#"{"schemaVersion":2,"manifests":[]}"#);
+        let err = document_layer(&fetched(index, OCI_INDEX), "r/os:tag").expect_err("index");
+        assert_eq!(err.kind(), "not_a_document", "{err}");
     }
 }

@@ -7,13 +7,18 @@
 use crate::client::{FetchedManifest, ManifestHead};
 use crate::digest::sha256_digest;
 use crate::error::{OciError, Result};
+use crate::manifest;
 use bytes::Bytes;
 use cairn_fs::FileLock;
-use serde_json::{Value, json};
+use oci_spec::image::{
+    ANNOTATION_REF_NAME, Descriptor, ImageIndex, ImageIndexBuilder, MediaType, OciLayout,
+    OciLayoutBuilder, SCHEMA_VERSION,
+};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// The annotation that names a manifest in `index.json`.
-pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+pub const REF_NAME: &str = ANNOTATION_REF_NAME;
 
 /// An OCI image layout on disk.
 #[derive(Debug, Clone)]
@@ -26,19 +31,10 @@ impl Layout {
     pub fn open(root: impl Into<PathBuf>) -> Result<Layout> {
         let root = root.into();
         let marker = root.join("oci-layout");
-        let text = std::fs::read_to_string(&marker).map_err(|e| OciError::io(&marker, e))?;
-        let value: Value = serde_json::from_str(&text)
-            .map_err(|e| OciError::invalid(marker.display().to_string(), e))?;
-        if value
-            .get("imageLayoutVersion")
-            .and_then(Value::as_str)
-            .is_none()
-        {
-            return Err(OciError::invalid(
-                marker.display().to_string(),
-                "missing imageLayoutVersion",
-            ));
-        }
+        let bytes = std::fs::read(&marker).map_err(|e| OciError::io(&marker, e))?;
+        // Only its presence and shape matter: skopeo writes 1.0.0, and a newer
+        // version is still a directory of blobs and an index.
+        manifest::parse::<OciLayout>(&bytes, &marker.display().to_string())?;
         Ok(Layout { root })
     }
 
@@ -54,14 +50,25 @@ impl Layout {
         // index over one the first has already added a tag to.
         let _lock = FileLock::acquire(&cairn_fs::lock_path(&root.join("index.json")))?;
         if !root.join("index.json").exists() {
-            let index =
-                json!({"schemaVersion": 2, "mediaType": crate::client::OCI_INDEX, "manifests": []});
-            cairn_fs::write_atomic(&root.join("index.json"), index.to_string().as_bytes())?;
+            let index = ImageIndexBuilder::default()
+                .schema_version(SCHEMA_VERSION)
+                .media_type(MediaType::ImageIndex)
+                .manifests(Vec::new())
+                .build()
+                .map_err(|e| OciError::invalid("index.json", e))?;
+            cairn_fs::write_atomic(
+                &root.join("index.json"),
+                &manifest::to_json(&index, "index.json")?,
+            )?;
         }
+        let marker = OciLayoutBuilder::default()
+            .image_layout_version("1.0.0")
+            .build()
+            .map_err(|e| OciError::invalid("oci-layout", e))?;
         // Written last: it marks a complete layout.
         cairn_fs::write_atomic(
             &root.join("oci-layout"),
-            br#"{"imageLayoutVersion":"1.0.0"}"#,
+            &manifest::to_json(&marker, "oci-layout")?,
         )?;
         Ok(Layout { root })
     }
@@ -75,23 +82,14 @@ impl Layout {
         self.root.join("index.json")
     }
 
-    fn read_index(&self) -> Result<Value> {
+    fn read_index(&self) -> Result<ImageIndex> {
         let path = self.index_path();
         let bytes = std::fs::read(&path).map_err(|e| OciError::io(&path, e))?;
-        let index: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| OciError::invalid(path.display().to_string(), e))?;
-        if !index.get("manifests").is_some_and(Value::is_array) {
-            return Err(OciError::invalid(
-                path.display().to_string(),
-                "no manifests array",
-            ));
-        }
-        Ok(index)
+        manifest::parse(&bytes, &path.display().to_string())
     }
 
-    fn entries(&self) -> Result<Vec<Value>> {
-        let index = self.read_index()?;
-        Ok(index["manifests"].as_array().cloned().unwrap_or_default())
+    fn entries(&self) -> Result<Vec<Descriptor>> {
+        Ok(self.read_index()?.manifests().clone())
     }
 
     fn blob_path(&self, digest: &str) -> Result<PathBuf> {
@@ -112,7 +110,7 @@ impl Layout {
         Ok(self
             .entries()?
             .iter()
-            .filter_map(|entry| entry["annotations"][REF_NAME].as_str().map(str::to_string))
+            .filter_map(|entry| ref_name(entry).map(str::to_string))
             .collect())
     }
 
@@ -123,7 +121,7 @@ impl Layout {
             return match std::fs::read(&path) {
                 Ok(bytes) => Ok(Some(ManifestHead {
                     digest: reference.to_string(),
-                    media_type: media_type_of(&bytes),
+                    media_type: manifest::declared_media_type(&bytes),
                     size: bytes.len() as u64,
                 })),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -134,13 +132,11 @@ impl Layout {
             .entries()?
             .into_iter()
             .rev()
-            .find(|entry| entry["annotations"][REF_NAME].as_str() == Some(reference));
-        Ok(entry.and_then(|entry| {
-            Some(ManifestHead {
-                digest: entry["digest"].as_str()?.to_string(),
-                media_type: entry["mediaType"].as_str().unwrap_or_default().to_string(),
-                size: entry["size"].as_u64().unwrap_or(0),
-            })
+            .find(|entry| ref_name(entry) == Some(reference));
+        Ok(entry.map(|entry| ManifestHead {
+            digest: entry.digest().to_string(),
+            media_type: entry.media_type().to_string(),
+            size: entry.size(),
         }))
     }
 
@@ -151,7 +147,7 @@ impl Layout {
         })?;
         let bytes = self.get_blob(&head.digest, crate::client::MAX_MANIFEST_BYTES)?;
         let media_type = if head.media_type.is_empty() {
-            media_type_of(&bytes)
+            manifest::declared_media_type(&bytes)
         } else {
             head.media_type
         };
@@ -224,9 +220,7 @@ impl Layout {
         // that two publishers into one layout both keep their tags.
         cairn_fs::update_locked(&self.index_path(), |_| -> Result<_> {
             let index = self.with_manifest(&digest, bytes.len(), media_type, name)?;
-            let text =
-                serde_json::to_vec(&index).map_err(|e| OciError::invalid("index.json", e))?;
-            Ok(Some(text))
+            Ok(Some(manifest::to_json(&index, "index.json")?))
         })?;
         Ok(digest)
     }
@@ -238,40 +232,40 @@ impl Layout {
         size: usize,
         media_type: &str,
         name: Option<&str>,
-    ) -> Result<Value> {
+    ) -> Result<ImageIndex> {
         let mut index = self.read_index()?;
-        let mut descriptor = json!({"mediaType": media_type, "digest": digest, "size": size});
-        if let Some(manifests) = index["manifests"].as_array_mut() {
-            match name {
-                Some(name) => {
-                    manifests.retain(|entry| entry["annotations"][REF_NAME].as_str() != Some(name));
-                    descriptor["annotations"] = json!({ REF_NAME: name });
+        let mut descriptor = manifest::descriptor(media_type, digest, size)?;
+        let mut manifests = index.manifests().clone();
+        match name {
+            Some(name) => {
+                manifests.retain(|entry| ref_name(entry) != Some(name));
+                descriptor.set_annotations(Some(HashMap::from([(
+                    REF_NAME.to_string(),
+                    name.to_string(),
+                )])));
+                manifests.push(descriptor);
+            }
+            None => {
+                if !manifests
+                    .iter()
+                    .any(|entry| entry.digest().as_ref() == digest)
+                {
                     manifests.push(descriptor);
-                }
-                None => {
-                    if !manifests
-                        .iter()
-                        .any(|entry| entry["digest"].as_str() == Some(digest))
-                    {
-                        manifests.push(descriptor);
-                    }
                 }
             }
         }
+        index.set_manifests(manifests);
         Ok(index)
     }
 }
 
-/// The `mediaType` a manifest declares.
-fn media_type_of(bytes: &[u8]) -> String {
-    serde_json::from_slice::<Value>(bytes)
-        .ok()
-        .and_then(|v| {
-            v.get("mediaType")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        })
-        .unwrap_or_default()
+/// The name an `index.json` entry carries, if any.
+fn ref_name(entry: &Descriptor) -> Option<&str> {
+    entry
+        .annotations()
+        .as_ref()?
+        .get(REF_NAME)
+        .map(String::as_str)
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ pub mod document;
 pub mod error;
 pub mod http;
 pub mod layout;
+mod manifest;
 pub mod reference;
 pub mod scan;
 pub mod signing;

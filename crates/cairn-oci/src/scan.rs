@@ -319,17 +319,14 @@ const MAX_ARCHITECTURES: usize = 16;
 async fn read_image(store: &Store, digest: &str) -> Result<BTreeMap<String, ArchImage>> {
     let fetched = store.get_manifest(digest).await?;
     let media_type = if fetched.media_type.is_empty() {
-        serde_json::from_slice::<serde_json::Value>(&fetched.bytes)
-            .ok()
-            .and_then(|v| v["mediaType"].as_str().map(str::to_string))
-            .unwrap_or_default()
+        crate::manifest::declared_media_type(&fetched.bytes)
     } else {
         fetched.media_type.clone()
     };
     let mut images = BTreeMap::new();
     if media_type == OCI_INDEX || media_type == DOCKER_LIST {
-        let index: ImageIndex = serde_json::from_slice(&fetched.bytes)
-            .map_err(|e| OciError::invalid(format!("image index {digest}"), e))?;
+        let index: ImageIndex =
+            crate::manifest::parse(&fetched.bytes, &format!("image index {digest}"))?;
         let index_annotations = index.annotations().clone().unwrap_or_default();
         for child in index.manifests() {
             let Some(platform) = child.platform() else {
@@ -381,12 +378,13 @@ async fn read_manifest_bytes(
     digest: &str,
     bytes: &[u8],
 ) -> Result<(ArchImage, String)> {
-    let manifest: ImageManifest = serde_json::from_slice(bytes)
-        .map_err(|e| OciError::invalid(format!("manifest {digest}"), e))?;
+    let manifest: ImageManifest = crate::manifest::parse(bytes, &format!("manifest {digest}"))?;
     let config_digest = manifest.config().digest().to_string();
     let config_bytes = store.get_blob(&config_digest, MAX_CONFIG_BYTES).await?;
-    let config: ImageConfiguration = serde_json::from_slice(&config_bytes)
-        .map_err(|e| OciError::invalid(format!("config {config_digest} of {digest}"), e))?;
+    let config: ImageConfiguration = crate::manifest::parse(
+        &config_bytes,
+        &format!("config {config_digest} of {digest}"),
+    )?;
     let mut labels: BTreeMap<String, String> = config
         .config()
         .as_ref()
