@@ -134,11 +134,15 @@ pub enum ReasonKind {
     RollbackFailed,
     /// The host stays on a deny-listed target it booted.
     StaysOnDenied,
+    /// A kind this version does not know, read from a newer agent's status
+    /// (kinds may be added within `cairn.dev/v1`). Never written by this one.
+    #[serde(other)]
+    Unknown,
 }
 
 impl ReasonKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ReasonKind; 59] = [
+    pub const ALL: [ReasonKind; 60] = [
         ReasonKind::StateUnreadable,
         ReasonKind::StateUnwritable,
         ReasonKind::ConfigError,
@@ -198,6 +202,7 @@ impl ReasonKind {
         ReasonKind::RolledBack,
         ReasonKind::RollbackFailed,
         ReasonKind::StaysOnDenied,
+        ReasonKind::Unknown,
     ];
 
     /// The wire name, also the metric label.
@@ -263,6 +268,7 @@ impl ReasonKind {
             RolledBack => "rolled_back",
             RollbackFailed => "rollback_failed",
             StaysOnDenied => "stays_on_denied",
+            Unknown => "unknown",
         }
     }
 

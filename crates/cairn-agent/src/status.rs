@@ -761,6 +761,9 @@ mod tests {
         for state in StateName::ALL {
             assert_eq!(serde_json::to_value(state).expect("state"), state.as_str());
         }
+        // A newer agent's kind reads as unknown, not as an error.
+        let newer: ReasonKind = serde_json::from_str("\"cosmic_rays\"").expect("reads");
+        assert_eq!(newer, ReasonKind::Unknown);
         let machine = State::Staged {
             target: crate::machine::Target {
                 version: "44.3".into(),
