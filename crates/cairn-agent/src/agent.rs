@@ -11,7 +11,9 @@ use crate::history::Outcome;
 use crate::host::driver::{CommandRunner, Driver};
 use crate::machine::{BootOutcome, Event, State, Target, recover};
 use crate::plan::{CheckInput, Plan, finalize_gate, plan};
+use crate::reason::{Reason, ReasonKind};
 use crate::source::{GraphUnavailable, SourceGraph};
+use crate::status::StateName;
 use crate::store::{AgentState, StoreError};
 use jiff::Timestamp;
 use std::path::PathBuf;
@@ -41,10 +43,10 @@ pub struct World {
 /// What the agent is doing and why, after a tick.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
-    /// The state's name.
-    pub state: &'static str,
-    /// One sentence for operators.
-    pub reason: String,
+    /// The state.
+    pub state: StateName,
+    /// Why: a kind for code, one sentence for operators.
+    pub reason: Reason,
 }
 
 /// Why a tick could not proceed; the state is kept and retried next tick.
@@ -79,6 +81,16 @@ impl AgentError {
             AgentError::Host(e) => e.kind(),
             AgentError::Lock(_) => "lock",
             AgentError::Refused { .. } => "refused-backoff",
+        }
+    }
+
+    /// The reason kind a status carries when a tick fails with this.
+    pub fn reason_kind(&self) -> ReasonKind {
+        match self {
+            AgentError::Store(_) => ReasonKind::StateUnwritable,
+            AgentError::Host(_) => ReasonKind::HostError,
+            AgentError::Lock(_) => ReasonKind::LockError,
+            AgentError::Refused { .. } => ReasonKind::StagingRefused,
         }
     }
 }
@@ -137,16 +149,19 @@ impl<R: CommandRunner> Agent<R> {
         self
     }
 
-    /// The hook veto that keeps `digest` from being staged now, in words.
-    fn vetoed(&self, digest: &str, now: Timestamp) -> Option<String> {
+    /// The hook veto that keeps `digest` from being staged now.
+    fn vetoed(&self, digest: &str, now: Timestamp) -> Option<Reason> {
         let veto = self.persisted.vetoes.get(digest)?;
         (veto.retry_after > now).then(|| {
-            format!(
-                "pre-update hook {} vetoed {}: {}; retrying after {}",
-                veto.hook,
-                veto.version,
-                veto.reason,
-                veto.retry_after.strftime("%a %Y-%m-%d %H:%M UTC")
+            Reason::new(
+                ReasonKind::HookVeto,
+                format!(
+                    "pre-update hook {} vetoed {}: {}; retrying after {}",
+                    veto.hook,
+                    veto.version,
+                    veto.reason,
+                    veto.retry_after.strftime("%a %Y-%m-%d %H:%M UTC")
+                ),
             )
         })
     }
@@ -274,16 +289,21 @@ impl<R: CommandRunner> Agent<R> {
                 .await
                 .map_err(|e| e.naming_release(&target.version))?;
         }
-        Ok(self.report(match outcome {
-            Some(BootOutcome::Booted) => "booted the target; verifying".into(),
-            Some(BootOutcome::RolledBack) => {
-                "the target did not stay booted; it is deny-listed".into()
+        let (kind, message) = match outcome {
+            Some(BootOutcome::Booted) => {
+                (ReasonKind::RecoveredBooted, "booted the target; verifying")
             }
-            Some(BootOutcome::StillStaged) => {
-                "the reboot did not happen; the update is still staged".into()
-            }
-            None => "resuming".into(),
-        }))
+            Some(BootOutcome::RolledBack) => (
+                ReasonKind::RecoveredRolledBack,
+                "the target did not stay booted; it is deny-listed",
+            ),
+            Some(BootOutcome::StillStaged) => (
+                ReasonKind::RebootDidNotHappen,
+                "the reboot did not happen; the update is still staged",
+            ),
+            None => (ReasonKind::Resuming, "resuming"),
+        };
+        Ok(self.report(kind, message))
     }
 
     /// The operator's post-update hooks, after a healthy (or unverifiable)
@@ -303,9 +323,13 @@ impl<R: CommandRunner> Agent<R> {
         }
     }
 
-    fn report(&self, reason: String) -> Report {
+    fn report(&self, kind: ReasonKind, message: impl Into<String>) -> Report {
+        self.report_why(Reason::new(kind, message))
+    }
+
+    fn report_why(&self, reason: Reason) -> Report {
         Report {
-            state: self.persisted.state.name(),
+            state: StateName::from(&self.persisted.state),
             reason,
         }
     }
@@ -314,18 +338,19 @@ impl<R: CommandRunner> Agent<R> {
     pub async fn tick(&mut self, world: &World) -> Result<Report, AgentError> {
         self.release_lock_if_off_path().await?;
         match self.persisted.state.clone() {
-            State::ConfigError { message } => {
-                Ok(self.report(format!("configuration error: {message}")))
-            }
+            State::ConfigError { message } => Ok(self.report(
+                ReasonKind::ConfigError,
+                format!("configuration error: {message}"),
+            )),
             State::Initialized => {
                 if let Some(lock) = &self.lock {
                     lock.steady_state().await?;
                 }
                 self.transition(&Event::ReportedSteady)?;
-                Ok(self.report("steady state reported".into()))
+                Ok(self.report(ReasonKind::SteadyStateReported, "steady state reported"))
             }
             State::Verifying { target } => self.verify(world, target).await,
-            State::Rebooting { .. } => Ok(self.report("rebooting".into())),
+            State::Rebooting { .. } => Ok(self.report(ReasonKind::Rebooting, "rebooting")),
             State::Steady | State::Checking | State::UpdateAvailable { .. } => {
                 self.check(world).await.map(|(report, _)| report)
             }
@@ -344,7 +369,7 @@ impl<R: CommandRunner> Agent<R> {
                         let report = self.finalize(world, target).await?;
                         Ok(match refusal {
                             Some(note) => Report {
-                                reason: format!("{}; {note}", report.reason),
+                                reason: report.reason.noting(&note),
                                 ..report
                             },
                             None => report,
@@ -368,7 +393,10 @@ impl<R: CommandRunner> Agent<R> {
                 if matches!(self.persisted.state, State::Checking) {
                     self.transition(&Event::NothingToDo)?;
                 }
-                return Ok((self.report(format!("no action: {why}")), None));
+                return Ok((
+                    self.report(ReasonKind::SourceError, format!("no action: {why}")),
+                    None,
+                ));
             }
         };
         let host = self.driver.status().await?;
@@ -414,7 +442,13 @@ impl<R: CommandRunner> Agent<R> {
             Plan::Stage(target) | Plan::Restage(target) | Plan::Keep(target)
                 if self.vetoed(&target.digest, world.now).is_some() =>
             {
-                Plan::Nothing(self.vetoed(&target.digest, world.now).unwrap_or_default())
+                match self.vetoed(&target.digest, world.now) {
+                    Some(veto) => Plan::Nothing(veto),
+                    None => Plan::Nothing(Reason::new(
+                        ReasonKind::HookVeto,
+                        "an update hook vetoed the update",
+                    )),
+                }
             }
             plan => plan,
         };
@@ -450,7 +484,7 @@ impl<R: CommandRunner> Agent<R> {
                         self.persisted.refused.remove(target.digest.as_str());
                         self.begin_attempt(&target, &host, world.now)?;
                         self.transition(&Event::StagedOk)?;
-                        Ok(self.report(format!("staged {}", target.version)))
+                        Ok(self.report(ReasonKind::Staged, format!("staged {}", target.version)))
                     }
                     Err(e) => {
                         if matches!(e, crate::host::driver::DriverError::OlderThanCurrent { .. }) {
@@ -469,22 +503,26 @@ impl<R: CommandRunner> Agent<R> {
                     self.transition(&Event::Found(target.clone()))?;
                     self.transition(&Event::StagedOk)?;
                 }
-                Ok(self.report(match &refusal {
-                    Some(note) => format!("{} is staged; {note}", target.version),
-                    None => format!("{} is staged", target.version),
+                let kept = Reason::new(
+                    ReasonKind::StillStaged,
+                    format!("{} is staged", target.version),
+                );
+                Ok(self.report_why(match &refusal {
+                    Some(note) => kept.noting(note),
+                    None => kept,
                 }))
             }
             Plan::Unstage(why) => {
                 self.driver.discard().await?;
-                self.end_attempt(world.now, Outcome::Withdrawn, &why);
+                self.end_attempt(world.now, Outcome::Withdrawn, &why.message);
                 self.transition(&Event::Withdrawn)?;
-                Ok(self.report(why))
+                Ok(self.report_why(why))
             }
             Plan::Nothing(why) => {
                 if matches!(self.persisted.state, State::Checking) {
                     self.transition(&Event::NothingToDo)?;
                 }
-                Ok(self.report(why))
+                Ok(self.report_why(why))
             }
         };
         Ok((report?, refusal))
@@ -615,10 +653,10 @@ impl<R: CommandRunner> Agent<R> {
         self.driver.discard().await?;
         self.transition(&Event::Withdrawn)?;
         self.release_lock_if_off_path().await?;
-        let reason = self
-            .vetoed(&target.digest, world.now)
-            .unwrap_or_else(|| "an update hook vetoed the update".into());
-        Ok(self.report(reason))
+        let reason = self.vetoed(&target.digest, world.now).unwrap_or_else(|| {
+            Reason::new(ReasonKind::HookVeto, "an update hook vetoed the update")
+        });
+        Ok(self.report_why(reason))
     }
 
     async fn finalize(&mut self, world: &World, target: Target) -> Result<Report, AgentError> {
@@ -634,7 +672,7 @@ impl<R: CommandRunner> Agent<R> {
         let report = self.finalize_gated(world, target).await?;
         Ok(match note {
             Some(note) => Report {
-                reason: format!("{}; {note}", report.reason),
+                reason: report.reason.noting(&note),
                 ..report
             },
             None => report,
@@ -647,10 +685,13 @@ impl<R: CommandRunner> Agent<R> {
         target: Target,
     ) -> Result<Report, AgentError> {
         if !world.may_reboot {
-            return Ok(self.report(format!(
-                "staged {}; pre-update hooks passed; a one-shot check does not reboot",
-                target.version
-            )));
+            return Ok(self.report(
+                ReasonKind::OneShot,
+                format!(
+                    "staged {}; pre-update hooks passed; a one-shot check does not reboot",
+                    target.version
+                ),
+            ));
         }
         let held = self.persisted.is_held(world.now);
         if let Err(wait) = finalize_gate(&self.settings, world.now, held, world.users_logged_in) {
@@ -658,7 +699,7 @@ impl<R: CommandRunner> Agent<R> {
                 self.transition(&Event::GatesClosed)?;
                 self.release_lock_if_off_path().await?;
             }
-            return Ok(self.report(wait.to_string()));
+            return Ok(self.report_why(wait.reason()));
         }
         if let Some(lock) = &self.lock {
             // Recorded before asking: a crash after the server granted the
@@ -666,7 +707,10 @@ impl<R: CommandRunner> Agent<R> {
             self.persisted.lock_held = true;
             self.persisted.save(&self.state_dir)?;
             if let Err(e) = lock.pre_reboot().await {
-                return Ok(self.report(format!("waiting for reboot lock ({e})")));
+                return Ok(self.report(
+                    ReasonKind::RebootLockWait,
+                    format!("waiting for reboot lock ({e})"),
+                ));
             }
         }
         if matches!(self.persisted.state, State::Staged { .. }) {
@@ -693,7 +737,10 @@ impl<R: CommandRunner> Agent<R> {
             &format!("rebooting into {}", target.version),
         );
         match self.driver.apply(&target.digest).await {
-            Ok(()) => Ok(self.report(format!("rebooting into {}", target.version))),
+            Ok(()) => Ok(self.report(
+                ReasonKind::Rebooting,
+                format!("rebooting into {}", target.version),
+            )),
             Err(e) => {
                 // Back to staged, and the slot goes back at once.
                 self.persisted.state = State::FinalizeAllowed { target };

@@ -2,7 +2,7 @@
 //! `unhold` and `update-now` go through it, so an operator's command never
 //! races a check: the agent serves one request at a time between its passes.
 
-use crate::daemon::StatusFile;
+use crate::status::AgentStatus;
 use crate::store::{AgentState, StoreError};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -60,7 +60,7 @@ pub struct Response {
     /// One line for people.
     pub message: String,
     /// The status after the request.
-    pub status: Option<StatusFile>,
+    pub status: Option<AgentStatus>,
 }
 
 /// Why asking the agent failed.

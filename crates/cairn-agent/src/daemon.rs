@@ -9,6 +9,7 @@ use crate::fleetlock::FleetLockClient;
 use crate::host::driver::{Driver, ProcessRunner};
 use crate::host::{HostStatus, Tool, repository_of, tag_of};
 use crate::machine::{Event, State};
+use crate::reason::{Reason, ReasonKind};
 use crate::source::{GraphUnavailable, SourceGraph};
 use crate::store::AgentState;
 use cairn_graph::GraphDocument;
@@ -16,7 +17,9 @@ use jiff::Timestamp;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use crate::status::{METRICS_FILE, MOTD_FILE, STATUS_FILE, StatusFile, metrics_text, motd};
+pub use crate::status::{
+    AgentStatus, METRICS_FILE, MOTD_FILE, STATUS_FILE, StateName, metrics_text, motd,
+};
 
 /// Units that update the host on their own; staging waits while any is enabled.
 pub const OTHER_UPDATERS: [&str; 3] = [
@@ -337,13 +340,13 @@ async fn pick_driver(options: &Options) -> Result<(Driver<ProcessRunner>, HostSt
 }
 
 /// One pass: load the configuration, recover, and step until the state settles.
-pub async fn run_once(options: &Options, mode: PassMode, now: Timestamp) -> StatusFile {
-    let mut status = StatusFile {
-        updated: Timestamp::from_second(now.as_second())
-            .unwrap_or(now)
-            .to_string(),
-        ..StatusFile::default()
-    };
+pub async fn run_once(options: &Options, mode: PassMode, now: Timestamp) -> AgentStatus {
+    // Every way out of the pass sets the state and reason.
+    let mut status = AgentStatus::new(
+        Timestamp::from_second(now.as_second()).unwrap_or(now),
+        StateName::Initialized,
+        Reason::new(ReasonKind::Resuming, "resuming"),
+    );
     let dirs = ConfigDirs::under(&options.root);
     // The pass is one read-modify-write of the state: an operator's change
     // made meanwhile (`cairn hold` without a socket) waits for it to end
@@ -355,8 +358,11 @@ pub async fn run_once(options: &Options, mode: PassMode, now: Timestamp) -> Stat
     let (_pass, mut state) = match locked {
         Ok(locked) => locked,
         Err(e) => {
-            status.state = "error".into();
-            status.reason = "the persistent state cannot be read; nothing is done".into();
+            status.state = StateName::Error;
+            status.reason = Reason::new(
+                ReasonKind::StateUnreadable,
+                "the persistent state cannot be read; nothing is done",
+            );
             status.last_error = Some(e.to_string());
             crate::status::finish(
                 &options.state_dir,
@@ -386,8 +392,11 @@ pub async fn run_once(options: &Options, mode: PassMode, now: Timestamp) -> Stat
                     tracing::warn!(error = %save, "could not record the config-error state");
                 }
             }
-            status.state = state.state.name().into();
-            status.reason = format!("configuration error: {e}; nothing is staged or finalized");
+            status.state = StateName::from(&state.state);
+            status.reason = Reason::new(
+                ReasonKind::ConfigError,
+                format!("configuration error: {e}; nothing is staged or finalized"),
+            );
             status.last_error = Some(e.to_string());
             crate::status::finish(
                 &options.state_dir,
@@ -410,15 +419,11 @@ pub async fn run_once(options: &Options, mode: PassMode, now: Timestamp) -> Stat
         settings.strategy_name().into()
     };
     // What status says when the pass stops before it decides anything.
-    status.state = state.state.name().into();
-    match pass(options, mode, &settings, state, now, &mut status).await {
-        Ok(()) => {}
-        Err(e) => {
-            if status.reason.is_empty() {
-                status.reason = format!("no action: {e}");
-            }
-            status.last_error = Some(e);
-        }
+    status.state = StateName::from(&state.state);
+    // A pass that fails has not set the reason: the failure is the reason.
+    if let Err(stopped) = pass(options, mode, &settings, state, now, &mut status).await {
+        status.reason = Reason::new(stopped.kind, format!("no action: {}", stopped.message));
+        status.last_error = Some(stopped.message);
     }
     crate::status::finish(
         &options.state_dir,
@@ -439,27 +444,56 @@ async fn lock_for_pass(state_dir: &Path) -> Result<cairn_fs::FileLock, crate::st
     }
 }
 
+/// Why a pass stopped before the state machine decided: the reason's kind
+/// and the error.
+#[derive(Debug)]
+struct Stopped {
+    kind: ReasonKind,
+    message: String,
+}
+
+/// Map an error to a [`Stopped`] of `kind`.
+fn stopped<E: std::fmt::Display>(kind: ReasonKind) -> impl FnOnce(E) -> Stopped {
+    move |e| Stopped {
+        kind,
+        message: e.to_string(),
+    }
+}
+
+/// A release on the host, with its age in the graph when there is one.
+fn release_of(
+    deployment: Option<&crate::host::Deployment>,
+    graph: Option<&SourceGraph>,
+) -> Option<crate::status::Release> {
+    let deployment = deployment?;
+    Some(crate::status::Release {
+        version: deployment.version.clone(),
+        digest: deployment.digest.clone(),
+        age_index: graph.and_then(|g| age_in(g, deployment.digest.as_deref())),
+    })
+}
+
 async fn pass(
     options: &Options,
     mode: PassMode,
     settings: &Settings,
     mut state: AgentState,
     now: Timestamp,
-    status: &mut StatusFile,
-) -> Result<(), String> {
-    let wariness = wariness(settings, &options.root)?;
+    status: &mut AgentStatus,
+) -> Result<(), Stopped> {
+    let wariness =
+        wariness(settings, &options.root).map_err(stopped(ReasonKind::WarinessUnknown))?;
     status.wariness = Some(wariness);
-    let (driver, host) = pick_driver(options).await?;
-    status.booted = host.booted.as_ref().map(|b| {
-        (
-            b.version.clone(),
-            b.digest.as_ref().map(ToString::to_string),
-        )
-    });
+    let (driver, host) = pick_driver(options)
+        .await
+        .map_err(stopped(ReasonKind::HostUnreadable))?;
+    status.booted = release_of(host.booted.as_ref(), None);
     // The tag is recorded once: after a digest switch bootc's spec shows the digest.
     if state.followed.is_none() && host.followed.as_ref().is_some_and(|f| !f.contains('@')) {
         state.followed = host.followed.clone();
-        state.save(&options.state_dir).map_err(|e| e.to_string())?;
+        state
+            .save(&options.state_dir)
+            .map_err(stopped(ReasonKind::StateUnwritable))?;
     }
     // Without a recorded tag (a reset after a digest switch), the repository
     // still comes from the digest reference; the stream must then be configured.
@@ -467,12 +501,14 @@ async fn pass(
         .followed
         .clone()
         .or_else(|| host.followed.clone())
-        .ok_or("the host follows no image; set updates.source")?;
+        .ok_or("the host follows no image; set updates.source")
+        .map_err(stopped(ReasonKind::NoFollowedImage))?;
     let stream = settings
         .stream
         .clone()
         .or_else(|| tag_of(&followed).map(str::to_string))
-        .ok_or("the followed tag is not known (the host is on a digest): set updates.stream")?;
+        .ok_or("the followed tag is not known (the host is on a digest): set updates.stream")
+        .map_err(stopped(ReasonKind::StreamUnknown))?;
     status.stream = Some(stream.clone());
     status.deny_list = state
         .deny_list
@@ -485,11 +521,14 @@ async fn pass(
     if let Some(systemctl) = systemctl.filter(|_| options.updater_check) {
         let others = enabled_updaters(systemctl, &options.root).await;
         if !others.is_empty() {
-            status.state = state.state.name().into();
-            status.reason = format!(
-                "refusing to stage while another updater is enabled: {} (disable with `systemctl disable --now {}`)",
-                others.join(", "),
-                others.join(" ")
+            status.state = StateName::from(&state.state);
+            status.reason = Reason::new(
+                ReasonKind::OtherUpdaterEnabled,
+                format!(
+                    "refusing to stage while another updater is enabled: {} (disable with `systemctl disable --now {}`)",
+                    others.join(", "),
+                    others.join(" ")
+                ),
             );
             return Ok(());
         }
@@ -506,12 +545,14 @@ async fn pass(
         }
     }
     // A broken registries.conf breaks the host's own pulls too: do nothing.
-    let mirrors = crate::mirrors::Mirrors::load(&options.root).map_err(|e| e.to_string())?;
+    let mirrors = crate::mirrors::Mirrors::load(&options.root)
+        .map_err(stopped(ReasonKind::RegistriesConfInvalid))?;
     let mut client_options = options.client.clone();
     client_options
         .insecure_registries
         .extend(mirrors.insecure_hosts());
-    let client = cairn_oci::RegistryClient::new(client_options).map_err(|e| e.to_string())?;
+    let client =
+        cairn_oci::RegistryClient::new(client_options).map_err(stopped(ReasonKind::SetupFailed))?;
     let fetched = match &settings.source {
         Source::Cincinnati(url) => {
             // A host booted from an image needs the OCI graph.
@@ -581,7 +622,9 @@ async fn pass(
         }
     });
     // The trust state is kept as soon as a document is accepted.
-    state.save(&options.state_dir).map_err(|e| e.to_string())?;
+    state
+        .save(&options.state_dir)
+        .map_err(stopped(ReasonKind::StateUnwritable))?;
     status.source = match &fetched {
         Ok((_, described)) => described.clone(),
         Err(_) => settings.source.to_string(),
@@ -599,12 +642,14 @@ async fn pass(
                 &lock.group,
                 Duration::from_secs(30),
             )
-            .map_err(|e| e.to_string())?,
+            .map_err(stopped(ReasonKind::SetupFailed))?,
         ),
         None => None,
     };
     let repository = repository_of(&followed).to_string();
-    state.save(&options.state_dir).map_err(|e| e.to_string())?;
+    state
+        .save(&options.state_dir)
+        .map_err(stopped(ReasonKind::StateUnwritable))?;
     let mut agent = Agent::new(
         settings.clone(),
         driver,
@@ -614,7 +659,10 @@ async fn pass(
         &options.arch,
         &repository,
     )
-    .map_err(|e| e.to_string())?
+    .map_err(|e| Stopped {
+        kind: e.reason_kind(),
+        message: e.to_string(),
+    })?
     .with_hooks(
         crate::hooks::HookSettings {
             root: options.root.clone(),
@@ -662,10 +710,7 @@ async fn pass(
     };
     if let Ok((graph, _)) = &fetched {
         status.document_sequence = graph.sequence();
-        status.booted_age_index = age_in(
-            graph,
-            host.booted.as_ref().and_then(|b| b.digest.as_deref()),
-        );
+        status.booted = release_of(host.booted.as_ref(), Some(graph));
         if let Some(booted) = host.booted.as_ref().and_then(|b| b.digest.clone()) {
             let query = cairn_graph::Query {
                 booted: &booted,
@@ -674,9 +719,7 @@ async fn pass(
                 deny: &agent.persisted.denied(),
                 allow_downgrade: settings.allow_downgrade,
             };
-            status.next_change = graph
-                .next_change_after(&options.arch, &query)
-                .map(|t| t.to_string());
+            status.next_change = graph.next_change_after(&options.arch, &query);
             status.missing_base_image = graph
                 .decide(&options.arch, &query)
                 .held
@@ -686,21 +729,35 @@ async fn pass(
                         barrier,
                         base_repository,
                         ..
-                    } => Some(format!("{base_repository} {}", barrier.version)),
+                    } => Some(crate::status::MissingBaseImage {
+                        base_repository,
+                        version: barrier.version,
+                    }),
                     _ => None,
                 });
         }
     }
-    let mut report = agent.recover(now).await.map_err(|e| e.to_string())?;
+    let mut report = agent.recover(now).await.map_err(|e| Stopped {
+        kind: e.reason_kind(),
+        message: e.to_string(),
+    })?;
     // Step until the state stops changing (a pass stages, or gates, or waits).
     for _ in 0..6 {
         let before = agent.state().clone();
         report = match agent.tick(&world).await {
             Ok(report) => report,
             Err(e @ (AgentError::Host(_) | AgentError::Refused { .. })) => {
-                return Err(format!("host: {e}"));
+                return Err(Stopped {
+                    kind: e.reason_kind(),
+                    message: format!("host: {e}"),
+                });
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => {
+                return Err(Stopped {
+                    kind: e.reason_kind(),
+                    message: e.to_string(),
+                });
+            }
         };
         // The host is going down, the state settled, or a boot was just
         // judged (its outcome is what this pass reports): stop here.
@@ -711,8 +768,16 @@ async fn pass(
             break;
         }
     }
-    status.state = report.state.into();
+    status.state = report.state;
     status.reason = report.reason;
+    status.target = agent.state().target().map(|t| crate::status::Release {
+        version: Some(t.version.clone()),
+        digest: Some(t.digest.clone()),
+        age_index: fetched
+            .as_ref()
+            .ok()
+            .and_then(|(graph, _)| age_in(graph, Some(t.digest.as_str()))),
+    });
     status.deny_list = agent
         .persisted
         .deny_list
@@ -724,20 +789,15 @@ async fn pass(
         .vetoes
         .values()
         .find(|veto| veto.retry_after > now)
-        .map(|veto| (veto.hook.clone(), veto.reason.clone()));
-    if let Ok(host) = agent_status(options).await {
-        status.staged = host.staged.as_ref().map(|s| {
-            (
-                s.version.clone(),
-                s.digest.as_ref().map(ToString::to_string),
-            )
+        .map(|veto| crate::status::HookVeto {
+            hook: veto.hook.clone(),
+            version: veto.version.clone(),
+            reason: veto.reason.clone(),
+            retry_after: veto.retry_after,
         });
-        if let Ok((graph, _)) = &fetched {
-            status.staged_age_index = age_in(
-                graph,
-                host.staged.as_ref().and_then(|s| s.digest.as_deref()),
-            );
-        }
+    if let Ok(host) = agent_status(options).await {
+        let graph = fetched.as_ref().ok().map(|(graph, _)| graph);
+        status.staged = release_of(host.staged.as_ref(), graph);
     }
     Ok(())
 }
@@ -793,7 +853,7 @@ pub async fn run(options: Options) -> Result<(), String> {
     let mut ready = false;
     let mut status = run_once(&options, PassMode::agent(true), Timestamp::now()).await;
     loop {
-        tracing::info!(state = %status.state, reason = %status.reason, "check done");
+        tracing::info!(state = %status.state, reason = %status.reason, kind = %status.reason.kind, "check done");
         let line = format!("{}: {}", status.state, status.reason).replace('\n', " ");
         if ready {
             notify(&format!("STATUS={line}"));
@@ -842,7 +902,7 @@ fn next_interval(options: &Options) -> Duration {
 async fn after_change(
     options: &Options,
     change: Result<String, crate::control::ControlError>,
-) -> (crate::control::Response, Option<StatusFile>) {
+) -> (crate::control::Response, Option<AgentStatus>) {
     match change {
         Ok(message) => {
             let status = run_once(options, PassMode::agent(true), Timestamp::now()).await;
@@ -871,13 +931,13 @@ async fn after_change(
 async fn serve_request(
     options: &Options,
     stream: &mut tokio::net::UnixStream,
-) -> Option<StatusFile> {
+) -> Option<AgentStatus> {
     use crate::control::{Request, Response, apply_hold, read_request, write_response};
     let request = read_request(stream).await?;
     tracing::info!(?request, "operator request");
     let (response, ran) = match request {
         Request::Status => (
-            match StatusFile::read(&options.state_dir) {
+            match AgentStatus::read(&options.state_dir) {
                 Ok(status) => Response {
                     ok: true,
                     message: String::new(),
@@ -885,7 +945,7 @@ async fn serve_request(
                 },
                 Err(e) => Response {
                     ok: false,
-                    message: e,
+                    message: e.to_string(),
                     status: None,
                 },
             },

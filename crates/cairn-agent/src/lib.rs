@@ -14,6 +14,7 @@
 //! - [`host`]: bootc and rpm-ostree status, in one shape.
 //! - [`machine`]: the update state machine and crash recovery.
 //! - [`plan`]: what a check decides, and the gates before a reboot.
+//! - [`reason`]: why the agent is where it is, as a kind and a sentence.
 //! - [`source`]: the graph a check plans against: a document or a Cincinnati answer.
 //! - [`status`]: what `cairn status` shows; the status, metrics and MOTD files.
 //! - [`store`]: the persistent state, written atomically.
@@ -34,6 +35,7 @@ pub mod identity;
 pub mod machine;
 pub mod mirrors;
 pub mod plan;
+pub mod reason;
 pub mod source;
 pub mod status;
 pub mod store;

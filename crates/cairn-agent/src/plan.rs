@@ -4,6 +4,7 @@
 use crate::config::Settings;
 use crate::host::HostStatus;
 use crate::machine::Target;
+use crate::reason::{Reason, ReasonKind};
 use crate::source::SourceGraph;
 use cairn_graph::Query;
 use jiff::Timestamp;
@@ -18,9 +19,9 @@ pub enum Plan {
     /// A newer target replaces the staged one.
     Restage(Target),
     /// The staged target must go (dead-end, gone from the graph, rolled back).
-    Unstage(String),
+    Unstage(Reason),
     /// Nothing to do, and why.
-    Nothing(String),
+    Nothing(Reason),
 }
 
 /// Everything a check needs.
@@ -47,7 +48,10 @@ pub struct CheckInput<'a> {
 /// Decide what a check leads to, with the reason an operator sees.
 pub fn plan(input: &CheckInput<'_>) -> Plan {
     let Some(booted) = input.host.booted.as_ref().and_then(|b| b.digest.clone()) else {
-        return Plan::Nothing("the host reports no booted image digest".into());
+        return Plan::Nothing(Reason::new(
+            ReasonKind::NoBootedDigest,
+            "the host reports no booted image digest",
+        ));
     };
     let query = Query {
         booted: &booted,
@@ -61,17 +65,23 @@ pub fn plan(input: &CheckInput<'_>) -> Plan {
         version: t.version.clone(),
         digest: t.digest.clone(),
     });
-    let mut reason = decision.reason();
+    let mut reason = Reason::of_decision(&decision);
     // A local ceiling: never past max_version.
     if let (Some(max), Some(chosen)) = (&input.settings.max_version, &decision.target) {
         match input.graph.age_of_version(max) {
             Some(ceiling) if chosen.age_index > ceiling => {
-                reason = format!("{} is past max_version {max}", chosen.version);
+                reason = Reason::new(
+                    ReasonKind::PastMaxVersion,
+                    format!("{} is past max_version {max}", chosen.version),
+                );
                 target = None;
             }
             None => {
-                reason = format!(
-                    "max_version {max} is not a release of this stream; no update is taken"
+                reason = Reason::new(
+                    ReasonKind::MaxVersionUnknown,
+                    format!(
+                        "max_version {max} is not a release of this stream; no update is taken"
+                    ),
                 );
                 target = None;
             }
@@ -89,7 +99,10 @@ pub fn plan(input: &CheckInput<'_>) -> Plan {
         if let (Some(ceiling), Some(age)) = (ceiling, staged_age)
             && age > ceiling
         {
-            return Plan::Unstage(format!("the staged release is past max_version {max}"));
+            return Plan::Unstage(Reason::new(
+                ReasonKind::StagedPastMaxVersion,
+                format!("the staged release is past max_version {max}"),
+            ));
         }
     }
     let frozen = input.held || !input.settings.enabled;
@@ -109,18 +122,24 @@ pub fn plan(input: &CheckInput<'_>) -> Plan {
             // one that became a dead-end or left the graph must go.
             let graph = input.graph.graph_for(input.arch, &staged);
             match graph.find_booted(&staged).map(|i| &graph.nodes()[i]) {
-                None => Plan::Unstage(format!(
-                    "the staged release {staged} is no longer in the graph"
+                None => Plan::Unstage(Reason::new(
+                    ReasonKind::StagedLeftGraph,
+                    format!("the staged release {staged} is no longer in the graph"),
                 )),
-                Some(node) if node.deadend.is_some() => Plan::Unstage(format!(
-                    "the staged release {} became a dead-end: {}",
-                    node.version,
-                    node.deadend.clone().unwrap_or_default()
+                Some(node) if node.deadend.is_some() => Plan::Unstage(Reason::new(
+                    ReasonKind::StagedDeadEnd,
+                    format!(
+                        "the staged release {} became a dead-end: {}",
+                        node.version,
+                        node.deadend.clone().unwrap_or_default()
+                    ),
                 )),
-                Some(node) if input.deny.iter().any(|d| *d == staged) => Plan::Unstage(format!(
-                    "the staged release {} was rolled back from",
-                    node.version
-                )),
+                Some(node) if input.deny.iter().any(|d| *d == staged) => {
+                    Plan::Unstage(Reason::new(
+                        ReasonKind::StagedDenied,
+                        format!("the staged release {} was rolled back from", node.version),
+                    ))
+                }
                 // A base barrier added (or a base gone unknown) since staging.
                 Some(node)
                     if graph.base_guard().is_some_and(|guard| {
@@ -130,9 +149,12 @@ pub fn plan(input: &CheckInput<'_>) -> Plan {
                             .is_none_or(|from| guard.allows(from, node).is_err())
                     }) =>
                 {
-                    Plan::Unstage(format!(
-                        "the staged release {} would cross a base barrier no image is built on",
-                        node.version
+                    Plan::Unstage(Reason::new(
+                        ReasonKind::StagedCrossesBaseBarrier,
+                        format!(
+                            "the staged release {} would cross a base barrier no image is built on",
+                            node.version
+                        ),
                     ))
                 }
                 Some(node) => Plan::Keep(Target {
@@ -141,10 +163,14 @@ pub fn plan(input: &CheckInput<'_>) -> Plan {
                 }),
             }
         }
-        (None, Some(_)) if !input.settings.enabled => Plan::Nothing(format!(
-            "{reason}; updates are disabled in the configuration"
-        )),
-        (None, Some(_)) if input.held => Plan::Nothing(format!("{reason}; held by the operator")),
+        (None, Some(_)) if !input.settings.enabled => Plan::Nothing(Reason {
+            kind: ReasonKind::Disabled,
+            ..reason.noting("updates are disabled in the configuration")
+        }),
+        (None, Some(_)) if input.held => Plan::Nothing(Reason {
+            kind: ReasonKind::Held,
+            ..reason.noting("held by the operator")
+        }),
         (None, Some(target)) => Plan::Stage(target),
         (None, None) => Plan::Nothing(reason),
     }
@@ -164,6 +190,23 @@ pub enum Wait {
     Users,
     /// Updates are disabled in the configuration.
     Disabled,
+}
+
+impl Wait {
+    /// The reason kind a status carries while finalization waits.
+    pub fn kind(&self) -> ReasonKind {
+        match self {
+            Wait::Window { .. } => ReasonKind::WindowClosed,
+            Wait::Held => ReasonKind::Held,
+            Wait::Users => ReasonKind::UsersLoggedIn,
+            Wait::Disabled => ReasonKind::Disabled,
+        }
+    }
+
+    /// The wait, in kind and words.
+    pub fn reason(&self) -> Reason {
+        Reason::new(self.kind(), self.to_string())
+    }
 }
 
 impl std::fmt::Display for Wait {
@@ -310,7 +353,7 @@ mod tests {
         dead.releases[4].deadend = Some(cairn_graph::Reason::new("bad too"));
         let dead = SourceGraph::Document(dead);
         assert!(
-            matches!(plan(&input(&s, &staged_newest, &dead, 0.5, &[], false)), Plan::Unstage(r) if r.contains("dead-end"))
+            matches!(plan(&input(&s, &staged_newest, &dead, 0.5, &[], false)), Plan::Unstage(r) if r.kind == ReasonKind::StagedDeadEnd)
         );
     }
 
@@ -320,15 +363,20 @@ mod tests {
         let barrier = digest(&doc, "42.20250929.0");
         let booted = host(&barrier, None);
         let held = plan(&input(&settings(""), &booted, &doc, 0.5, &[], true));
-        assert!(matches!(held, Plan::Nothing(r) if r.contains("held by the operator")));
+        assert!(
+            matches!(&held, Plan::Nothing(r) if r.kind == ReasonKind::Held && r.message.contains("held by the operator"))
+        );
         let capped = settings("[updates]\nmax_version = \"43.20251027.0\"\n");
         assert_eq!(
             plan(&input(&capped, &booted, &doc, 0.5, &[], false)),
-            Plan::Nothing("43.20251110.0 is past max_version 43.20251027.0".into())
+            Plan::Nothing(Reason::new(
+                ReasonKind::PastMaxVersion,
+                "43.20251110.0 is past max_version 43.20251027.0"
+            ))
         );
         let disabled = settings("[updates]\nenabled = false\n");
         assert!(
-            matches!(plan(&input(&disabled, &booted, &doc, 0.5, &[], false)), Plan::Nothing(r) if r.contains("disabled"))
+            matches!(plan(&input(&disabled, &booted, &doc, 0.5, &[], false)), Plan::Nothing(r) if r.kind == ReasonKind::Disabled)
         );
         // A held rollout says so.
         let late = plan(&input(
@@ -341,7 +389,10 @@ mod tests {
         ));
         assert_eq!(
             late,
-            Plan::Nothing("rollout of 43.20251110.0 at 55%, this node's wariness is 0.9".into())
+            Plan::Nothing(Reason::new(
+                ReasonKind::RolloutPending,
+                "rollout of 43.20251110.0 at 55%, this node's wariness is 0.9"
+            ))
         );
     }
 
@@ -379,7 +430,7 @@ mod tests {
             &[],
             false,
         ));
-        assert!(matches!(capped, Plan::Unstage(r) if r.contains("max_version")));
+        assert!(matches!(capped, Plan::Unstage(r) if r.kind == ReasonKind::StagedPastMaxVersion));
         assert_eq!(
             finalize_gate(
                 &settings("[updates]\nenabled = false\n"),

@@ -28,7 +28,16 @@ async fn agents_follow_the_rollout_and_explain_themselves() {
     );
     assert!(early.host.state().container_policy, "signature mode kept");
     let status = status_json(&early);
+    assert_eq!(status["apiVersion"], "cairn.dev/v1", "{status}");
+    assert_eq!(status["kind"], "AgentStatus");
     assert_eq!(status["state"], "staged");
+    assert_eq!(status["reason"]["kind"], "one_shot", "{status}");
+    assert_eq!(status["staged"]["version"], "44.3", "{status}");
+    assert_eq!(
+        status["target"]["digest"],
+        p.digests[2].as_str(),
+        "{status}"
+    );
     assert_eq!(status["stream"], "stable");
 
     let late = node(&p, "late", 1, &fragment(&p, 0.8));
@@ -376,7 +385,8 @@ async fn a_pass_that_stops_early_still_names_the_state_and_why() {
     agent_once(&p, &lost, &[]);
     let status = status_json(&lost);
     assert_eq!(status["state"], "initialized", "{status}");
-    let reason = status["reason"].as_str().unwrap_or_default();
+    assert_eq!(status["reason"]["kind"], "wariness_unknown", "{status}");
+    let reason = status["reason"]["message"].as_str().unwrap_or_default();
     assert!(
         reason.starts_with("no action:") && reason.contains("machine-id"),
         "{status}"
@@ -825,8 +835,8 @@ async fn cincinnati_source_follows_the_servers_graph_with_the_local_wariness() {
         status["source"],
         format!("cincinnati:http://{listen} (stable)")
     );
-    assert_eq!(status["document_sequence"], Value::Null, "no document");
-    assert_eq!(status["booted_age_index"], 1);
+    assert_eq!(status["documentSequence"], Value::Null, "no document");
+    assert_eq!(status["booted"]["ageIndex"], 1);
 
     // The server is asked with wariness 0 and keeps the edge; the node applies
     // its own wariness to the node metadata and says why it waits.
@@ -848,7 +858,7 @@ async fn cincinnati_source_follows_the_servers_graph_with_the_local_wariness() {
     let out = once(&down);
     assert!(down.host.state().staged.is_none(), "{out}");
     let status = status_json(&down);
-    let error = status["last_error"].as_str().unwrap_or_default();
+    let error = status["lastError"].as_str().unwrap_or_default();
     assert!(
         error.contains(&format!("cincinnati:http://{listen}")),
         "{status}"

@@ -382,7 +382,9 @@ async fn a_vetoing_hook_withdraws_the_update_and_says_why() {
     );
     let status: Value =
         serde_json::from_str(&ok(&["status", "--state-dir", &n.state, "--json"])).expect("JSON");
-    assert_eq!(status["hook_veto"][0], "image:10-check");
+    assert_eq!(status["hookVeto"]["hook"], "image:10-check");
+    assert_eq!(status["hookVeto"]["version"], "44.3");
+    assert_eq!(status["reason"]["kind"], "hook_veto", "{status}");
     let metrics =
         std::fs::read_to_string(Path::new(&n.state).join("metrics.prom")).expect("metrics");
     assert!(
@@ -413,9 +415,9 @@ async fn image_hooks_are_not_run_unconfined_unless_allowed() {
     );
     let status: Value =
         serde_json::from_str(&ok(&["status", "--state-dir", &n.state, "--json"])).expect("JSON");
-    assert_eq!(status["hook_veto"][0], "image:10-check", "{status}");
+    assert_eq!(status["hookVeto"]["hook"], "image:10-check", "{status}");
     assert!(
-        status["hook_veto"][1]
+        status["hookVeto"]["reason"]
             .as_str()
             .is_some_and(|reason| reason.contains("hooks.allow_unconfined = true")),
         "{status}"
@@ -688,7 +690,11 @@ async fn a_host_without_systemd_records_its_boots_as_unverified() {
         let status: Value =
             serde_json::from_str(&ok(&["status", "--state-dir", &n.state, "--json"]))
                 .expect("JSON");
-        assert_eq!(status["last_outcome"][1], "booted_unverified", "{status}");
+        assert_eq!(
+            status["lastOutcome"]["outcome"], "booted_unverified",
+            "{status}"
+        );
+        assert_eq!(status["lastOutcome"]["version"], "44.3", "{status}");
         let metrics =
             std::fs::read_to_string(Path::new(&n.state).join("metrics.prom")).expect("metrics");
         assert!(

@@ -284,7 +284,8 @@ async fn a_target_rpm_ostree_refuses_as_older_waits_out_a_backoff() {
         serde_json::from_str(&ok(&["status", "--state-dir", &n.node.state, "--json"]))
             .expect("JSON");
     assert!(
-        status["last_error"].as_str().is_some_and(refused),
+        status["lastError"].as_str().is_some_and(refused),
         "{status}"
     );
+    assert_eq!(status["reason"]["kind"], "staging_refused", "{status}");
 }

@@ -120,10 +120,7 @@ impl Host {
         let status: Value =
             serde_json::from_str(&ok(&["status", "--state-dir", &self.node.state, "--json"]))
                 .expect("JSON");
-        status["last_error"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
+        status["lastError"].as_str().unwrap_or_default().to_string()
     }
 
     /// The stand-in's calls that would change the host.

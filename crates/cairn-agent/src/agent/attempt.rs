@@ -12,6 +12,7 @@ use crate::history::{Attempt, Outcome};
 use crate::host::HostStatus;
 use crate::host::driver::CommandRunner;
 use crate::machine::{Event, Target};
+use crate::reason::ReasonKind;
 use crate::store::Underway;
 use jiff::Timestamp;
 
@@ -254,34 +255,43 @@ impl<R: CommandRunner> Agent<R> {
                 == Some(target.digest.as_str());
             if still_on {
                 self.leave_verifying(Event::BootedHealthy).await?;
-                return Ok(self.report(format!(
-                    "{} is deny-listed ({}); the host stays on it",
-                    target.version, denied.reason
-                )));
+                return Ok(self.report(
+                    ReasonKind::StaysOnDenied,
+                    format!(
+                        "{} is deny-listed ({}); the host stays on it",
+                        target.version, denied.reason
+                    ),
+                ));
             }
             self.leave_verifying(Event::RolledBack).await?;
-            return Ok(self.report(format!(
-                "rolled back from {}; it will not be offered again",
-                target.version
-            )));
+            return Ok(self.report(
+                ReasonKind::RolledBack,
+                format!(
+                    "rolled back from {}; it will not be offered again",
+                    target.version
+                ),
+            ));
         }
         // Judged already, and the attempt ended: only leaving is left.
         if self.persisted.judged.as_deref() == Some(target.digest.as_str()) {
             self.finish_judged(&target).await?;
-            return Ok(self.report(format!(
-                "updated to {}; its boot was judged earlier",
-                target.version
-            )));
+            return Ok(self.report(
+                ReasonKind::AlreadyJudged,
+                format!("updated to {}; its boot was judged earlier", target.version),
+            ));
         }
         // Cairn's rollback ran in this very boot: the host is on its way
         // down (a delayed or inhibited shutdown). Nothing to judge yet, up
         // to a bound: the rollback command is never run again (it toggles).
         match self.rollback_in_progress(world)? {
             Some(Rollback::Waiting(why)) => {
-                return Ok(self.report(format!(
-                    "{} failed its health checks ({why}); the rollback is in progress: waiting for the reboot into the previous release",
-                    target.version
-                )));
+                return Ok(self.report(
+                    ReasonKind::RollbackInProgress,
+                    format!(
+                        "{} failed its health checks ({why}); the rollback is in progress: waiting for the reboot into the previous release",
+                        target.version
+                    ),
+                ));
             }
             Some(Rollback::Overdue(why)) => {
                 let reason = format!(
@@ -297,16 +307,22 @@ impl<R: CommandRunner> Agent<R> {
         }
         let (result, reason) = match world.boot_health.clone() {
             BootHealth::Pending => {
-                return Ok(self.report(format!(
-                    "verifying {}: waiting for boot-complete.target",
-                    target.version
-                )));
+                return Ok(self.report(
+                    ReasonKind::WaitingForBootComplete,
+                    format!(
+                        "verifying {}: waiting for boot-complete.target",
+                        target.version
+                    ),
+                ));
             }
             BootHealth::Unanswered(why) => {
-                return Ok(self.report(format!(
-                    "verifying {}: waiting for boot-complete.target; systemctl did not answer ({why})",
-                    target.version
-                )));
+                return Ok(self.report(
+                    ReasonKind::WaitingForBootComplete,
+                    format!(
+                        "verifying {}: waiting for boot-complete.target; systemctl did not answer ({why})",
+                        target.version
+                    ),
+                ));
             }
             BootHealth::Failed(why) => return self.unhealthy(world, target, why).await,
             BootHealth::Healthy => (
@@ -325,13 +341,19 @@ impl<R: CommandRunner> Agent<R> {
         self.persisted.judged = Some(target.digest.to_string());
         self.persisted.save(&self.state_dir)?;
         self.finish_judged(&target).await?;
-        Ok(self.report(match result {
-            Outcome::BootedHealthy => format!("updated to {}", target.version),
-            _ => format!(
-                "updated to {}; the boot is unverified: nothing on this host reports its health",
-                target.version
+        Ok(match result {
+            Outcome::BootedHealthy => self.report(
+                ReasonKind::BootedHealthy,
+                format!("updated to {}", target.version),
             ),
-        }))
+            _ => self.report(
+                ReasonKind::BootedUnverified,
+                format!(
+                    "updated to {}; the boot is unverified: nothing on this host reports its health",
+                    target.version
+                ),
+            ),
+        })
     }
 
     /// The failed check, while Cairn's rollback was started in the current
@@ -456,10 +478,13 @@ impl<R: CommandRunner> Agent<R> {
                 .stay(world, &target, &why, Outcome::RollbackFailed, reason)
                 .await;
         }
-        Ok(self.report(format!(
-            "{} failed its health checks ({why}); rolling back to the previous release",
-            target.version
-        )))
+        Ok(self.report(
+            ReasonKind::RollingBack,
+            format!(
+                "{} failed its health checks ({why}); rolling back to the previous release",
+                target.version
+            ),
+        ))
     }
 
     /// The host stays on an unhealthy target: deny-list it, end the attempt.
@@ -481,6 +506,11 @@ impl<R: CommandRunner> Agent<R> {
         // Saved with the final record: a retried pass only leaves.
         self.persisted.save(&self.state_dir)?;
         self.leave_verifying(Event::BootedHealthy).await?;
-        Ok(self.report(reason))
+        // The same word as the outcome: the host stays on the target.
+        let kind = match result {
+            Outcome::BootedUnhealthy => ReasonKind::BootedUnhealthy,
+            _ => ReasonKind::RollbackFailed,
+        };
+        Ok(self.report(kind, reason))
     }
 }

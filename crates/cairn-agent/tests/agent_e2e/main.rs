@@ -7,7 +7,9 @@ use cairn_agent::config::{ConfigDirs, Settings, load};
 use cairn_agent::fleetlock::FleetLockClient;
 use cairn_agent::host::Tool;
 use cairn_agent::host::driver::{Driver, ProcessRunner};
+use cairn_agent::reason::ReasonKind;
 use cairn_agent::source::{GraphUnavailable, SourceGraph};
+use cairn_agent::status::StateName;
 use cairn_graph::GraphDocument;
 use cairn_graph::assemble::{AssembleOptions, assemble};
 use cairn_graph::fcos::Updates;
@@ -237,7 +239,7 @@ async fn stage_and_boot_healthy(fleet: &Fleet, n: &Node) {
 async fn finalize_and_reboot(fleet: &Fleet, node: &Node, lock: Option<&LockServer>, healthy: bool) {
     let mut agent = agent(fleet, node, lock);
     let world = world(fleet);
-    let task = tokio::spawn(async move { agent.tick(&world).await.map(|r| r.reason) });
+    let task = tokio::spawn(async move { agent.tick(&world).await.map(|r| r.reason.message) });
     node.host.wait_for_apply().await;
     node.host.reboot(healthy);
     let reason = task.await.expect("task").expect("tick");
@@ -256,21 +258,23 @@ async fn a_rollout_at_half_updates_exactly_the_nodes_up_to_half() {
         agent.tick(&world(&fleet)).await.expect("steady");
         let report = agent.tick(&world(&fleet)).await.expect("check");
         if node.wariness <= 0.5 {
-            assert_eq!(report.state, "staged", "{report:?}");
+            assert_eq!(report.state, StateName::Staged, "{report:?}");
             assert_eq!(staged(node).as_deref(), Some(fleet.digests[2].as_str()));
         } else {
-            assert_eq!(report.state, "steady", "{report:?}");
+            assert_eq!(report.state, StateName::Steady, "{report:?}");
+            assert_eq!(report.reason.kind, ReasonKind::RolloutPending);
             assert!(
-                report.reason.starts_with("rollout of 44.3 at 50"),
+                report.reason.message.starts_with("rollout of 44.3 at 50"),
                 "{}",
-                report.reason
+                report.reason.message
             );
             assert!(
                 report
                     .reason
+                    .message
                     .ends_with(&format!("this node's wariness is {}", node.wariness)),
                 "{}",
-                report.reason
+                report.reason.message
             );
             assert_eq!(staged(node), None);
         }
@@ -291,7 +295,11 @@ async fn an_old_node_passes_the_barrier_then_moves_on_and_the_lock_is_released()
         let mut agent = agent(&fleet, &old, Some(&lock));
         agent.tick(&world(&fleet)).await.expect("steady");
         let report = agent.tick(&world(&fleet)).await.expect("check");
-        assert_eq!(report.reason, "staged 44.2", "the barrier first, not 44.3");
+        assert_eq!(
+            report.reason.message, "staged 44.2",
+            "the barrier first, not 44.3"
+        );
+        assert_eq!(report.reason.kind, ReasonKind::Staged);
     }
     finalize_and_reboot(&fleet, &old, Some(&lock), true).await;
     assert_eq!(
@@ -304,12 +312,14 @@ async fn an_old_node_passes_the_barrier_then_moves_on_and_the_lock_is_released()
     agent.recover(Timestamp::now()).await.expect("recover");
     let report = agent.tick(&world(&fleet)).await.expect("verify");
     // Nothing in this world reports boot health: moved on, but not verified.
+    assert_eq!(report.reason.kind, ReasonKind::BootedUnverified);
     assert!(
         report
             .reason
+            .message
             .starts_with("updated to 44.2; the boot is unverified"),
         "{}",
-        report.reason
+        report.reason.message
     );
     assert_eq!(outcomes(&old), ["staged", "rebooting", "booted_unverified"]);
     assert!(
@@ -317,7 +327,10 @@ async fn an_old_node_passes_the_barrier_then_moves_on_and_the_lock_is_released()
         "released at steady state after boot"
     );
     let report = agent.tick(&world(&fleet)).await.expect("check again");
-    assert_eq!(report.reason, "staged 44.3", "then on past the barrier");
+    assert_eq!(
+        report.reason.message, "staged 44.3",
+        "then on past the barrier"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -328,18 +341,31 @@ async fn a_failed_boot_rolls_back_and_deny_lists_the_release() {
         let mut agent = agent(&fleet, &n, None);
         agent.tick(&world(&fleet)).await.expect("steady");
         assert_eq!(
-            agent.tick(&world(&fleet)).await.expect("check").reason,
+            agent
+                .tick(&world(&fleet))
+                .await
+                .expect("check")
+                .reason
+                .message,
             "staged 44.3"
         );
     }
     finalize_and_reboot(&fleet, &n, None, false).await;
     let mut agent = agent(&fleet, &n, None);
     let report = agent.recover(Timestamp::now()).await.expect("recover");
-    assert!(report.reason.contains("deny-listed"), "{}", report.reason);
+    assert!(
+        report.reason.message.contains("deny-listed"),
+        "{}",
+        report.reason.message
+    );
     agent.tick(&world(&fleet)).await.expect("verify");
     let report = agent.tick(&world(&fleet)).await.expect("check");
-    assert_eq!(report.state, "steady");
-    assert!(report.reason.contains("rolled back"), "{}", report.reason);
+    assert_eq!(report.state, StateName::Steady);
+    assert!(
+        report.reason.message.contains("rolled back"),
+        "{}",
+        report.reason.message
+    );
     assert!(agent.persisted.deny_list.contains_key(&fleet.digests[2]));
     assert_eq!(outcomes(&n), ["staged", "rebooting", "boot_failed"]);
 }
@@ -359,9 +385,10 @@ async fn windows_and_locks_gate_finalization_and_never_leave_a_slot_held() {
     first.tick(&world(&fleet)).await.expect("stage");
     let report = first.tick(&world(&fleet)).await.expect("gate");
     assert!(
-        report.reason.starts_with("waiting for window"),
+        report.reason.kind == ReasonKind::WindowClosed
+            && report.reason.message.starts_with("waiting for window"),
         "{}",
-        report.reason
+        report.reason.message
     );
     assert!(
         lock.holders("default").is_empty(),
@@ -392,9 +419,10 @@ async fn windows_and_locks_gate_finalization_and_never_leave_a_slot_held() {
     second.tick(&world(&fleet)).await.expect("stage");
     let report = second.tick(&world(&fleet)).await.expect("gate");
     assert!(
-        report.reason.starts_with("waiting for reboot lock"),
+        report.reason.kind == ReasonKind::RebootLockWait
+            && report.reason.message.starts_with("waiting for reboot lock"),
         "{}",
-        report.reason
+        report.reason.message
     );
     assert!(m.host.state().apply_pid.is_none());
     assert_eq!(lock.holders("default"), vec!["someone-else".to_string()]);
@@ -421,7 +449,8 @@ async fn without_a_trusted_document_nothing_is_done_and_status_says_why() {
         };
         agent.tick(&world).await.expect("tick");
         let report = agent.tick(&world).await.expect("tick");
-        assert_eq!(report.reason, format!("no action: {why}"));
+        assert_eq!(report.reason.message, format!("no action: {why}"));
+        assert_eq!(report.reason.kind, ReasonKind::SourceError);
         assert_eq!(staged(&n), None);
     }
 }
@@ -433,7 +462,12 @@ async fn a_staged_update_is_not_finalized_without_a_trusted_document() {
     let mut agent = agent(&fleet, &n, None);
     agent.tick(&world(&fleet)).await.expect("steady");
     assert_eq!(
-        agent.tick(&world(&fleet)).await.expect("stage").reason,
+        agent
+            .tick(&world(&fleet))
+            .await
+            .expect("stage")
+            .reason
+            .message,
         "staged 44.3"
     );
     let untrusted = World {
@@ -445,7 +479,11 @@ async fn a_staged_update_is_not_finalized_without_a_trusted_document() {
         boot_id: None,
     };
     let report = agent.tick(&untrusted).await.expect("tick");
-    assert!(report.reason.starts_with("no action"), "{}", report.reason);
+    assert!(
+        report.reason.message.starts_with("no action"),
+        "{}",
+        report.reason.message
+    );
     assert!(
         n.host.state().apply_pid.is_none(),
         "no reboot without a trusted document"
@@ -484,9 +522,10 @@ async fn a_slot_held_at_a_crash_is_released_after_restart() {
     agent.recover(Timestamp::now()).await.expect("recover");
     let report = agent.tick(&world(&fleet)).await.expect("tick");
     assert!(
-        report.reason.starts_with("waiting for window"),
+        report.reason.kind == ReasonKind::WindowClosed
+            && report.reason.message.starts_with("waiting for window"),
         "{}",
-        report.reason
+        report.reason.message
     );
     assert!(lock.holders("default").is_empty(), "the slot was released");
     assert!(!agent.persisted.lock_held);
@@ -547,7 +586,7 @@ async fn a_staged_update_the_host_dropped_ends_its_attempt_and_a_new_one_begins(
     agent.recover(Timestamp::now()).await.expect("recover");
     agent.tick(&world(&fleet)).await.expect("steady");
     let report = agent.tick(&world(&fleet)).await.expect("check");
-    assert_eq!(report.reason, "staged 44.3");
+    assert_eq!(report.reason.message, "staged 44.3");
     assert_eq!(outcomes(&n), ["staged", "withdrawn", "staged"]);
     let (records, _) = cairn_agent::history::read(&n.state_dir).expect("history");
     assert!(
@@ -672,11 +711,11 @@ async fn a_boot_judged_healthy_is_not_judged_again_when_leaving_is_retried() {
     let mut agent = agent(&fleet, &n, Some(&lock));
     agent.recover(Timestamp::now()).await.expect("recover");
     let report = agent.tick(&failed).await.expect("leave");
-    assert_eq!(report.state, "steady", "{}", report.reason);
+    assert_eq!(report.state, StateName::Steady, "{}", report.reason.message);
     assert!(
-        report.reason.contains("updated to 44.3"),
+        report.reason.message.contains("updated to 44.3"),
         "{}",
-        report.reason
+        report.reason.message
     );
     assert_eq!(rollbacks(&n), 0, "no rollback after a healthy verdict");
     assert!(lock.holders("default").is_empty(), "the slot was released");
@@ -734,7 +773,7 @@ async fn a_refused_newer_target_does_not_keep_the_staged_one_from_finalizing() {
     let mut agent = agent(&fleet, &n, None);
     agent.recover(now).await.expect("recover");
     let world = world(&fleet);
-    let task = tokio::spawn(async move { agent.tick(&world).await.map(|r| r.reason) });
+    let task = tokio::spawn(async move { agent.tick(&world).await.map(|r| r.reason.message) });
     n.host.wait_for_apply().await;
     n.host.reboot(true);
     let reason = task.await.expect("task").expect("tick");
@@ -770,13 +809,18 @@ async fn a_host_kept_on_an_unhealthy_target_is_not_reported_as_rolled_back() {
     let mut agent = agent(&fleet, &n, None);
     agent.recover(Timestamp::now()).await.expect("recover");
     let report = agent.tick(&failed).await.expect("leave");
-    assert_eq!(report.state, "steady", "{}", report.reason);
+    assert_eq!(report.state, StateName::Steady, "{}", report.reason.message);
     assert!(
-        report.reason.contains("44.3 is deny-listed") && report.reason.contains("stays on it"),
+        report.reason.message.contains("44.3 is deny-listed")
+            && report.reason.message.contains("stays on it"),
         "{}",
-        report.reason
+        report.reason.message
     );
-    assert!(!report.reason.contains("rolled back"), "{}", report.reason);
+    assert!(
+        !report.reason.message.contains("rolled back"),
+        "{}",
+        report.reason.message
+    );
     assert_eq!(outcomes(&n), ["staged", "rebooting", "booted_unhealthy"]);
 }
 

@@ -17,7 +17,7 @@ async fn rolling_back_in_the_same_boot(fleet: &Fleet, n: &Node) -> World {
         let mut agent = agent(fleet, n, None);
         agent.recover(Timestamp::now()).await.expect("recover");
         let failed = failed.clone();
-        tokio::spawn(async move { agent.tick(&failed).await.map(|r| r.reason) })
+        tokio::spawn(async move { agent.tick(&failed).await.map(|r| r.reason.message) })
     };
     n.host.wait_for_apply().await;
     // The command ends; the host has not gone down yet, so it still reports
@@ -33,11 +33,19 @@ async fn rolling_back_in_the_same_boot(fleet: &Fleet, n: &Node) -> World {
     let mut agent = agent(fleet, n, None);
     agent.recover(Timestamp::now()).await.expect("recover");
     let report = agent.tick(&failed).await.expect("same boot");
-    assert_eq!(report.state, "verifying", "{}", report.reason);
-    assert!(
-        report.reason.contains("the rollback is in progress"),
+    assert_eq!(
+        report.state,
+        StateName::Verifying,
         "{}",
-        report.reason
+        report.reason.message
+    );
+    assert!(
+        report
+            .reason
+            .message
+            .contains("the rollback is in progress"),
+        "{}",
+        report.reason.message
     );
     assert_eq!(outcomes(n), ["staged", "rebooting", "rolling_back"]);
     assert!(!agent.persisted.deny_list.contains_key(&fleet.digests[2]));
@@ -56,11 +64,14 @@ async fn a_rollback_that_does_not_take_effect_is_not_repeated() {
     };
     let report = pass_in(&fleet, &n, &next_boot).await;
     assert!(
-        report.reason.contains("the rollback did not take effect"),
+        report
+            .reason
+            .message
+            .contains("the rollback did not take effect"),
         "{}",
-        report.reason
+        report.reason.message
     );
-    assert_eq!(report.state, "steady");
+    assert_eq!(report.state, StateName::Steady);
     assert_ended_once_as(&fleet, &n, "rollback_failed");
 }
 
@@ -80,11 +91,11 @@ async fn a_rollback_that_reboots_late_still_ends_as_rolled_back() {
     };
     let report = pass_in(&fleet, &n, &next_boot).await;
     assert!(
-        report.reason.contains("rolled back from 44.3"),
+        report.reason.message.contains("rolled back from 44.3"),
         "{}",
-        report.reason
+        report.reason.message
     );
-    assert_eq!(report.state, "steady");
+    assert_eq!(report.state, StateName::Steady);
     assert_ended_once_as(&fleet, &n, "rolled_back");
 }
 
@@ -101,9 +112,12 @@ async fn a_rollback_recorded_by_an_older_agent_is_judged_without_a_boot_id() {
     state.save(&n.state_dir).expect("save");
     let report = pass_in(&fleet, &n, &failed).await;
     assert!(
-        report.reason.contains("the rollback did not take effect"),
+        report
+            .reason
+            .message
+            .contains("the rollback did not take effect"),
         "{}",
-        report.reason
+        report.reason.message
     );
     assert_ended_once_as(&fleet, &n, "rollback_failed");
 }
@@ -154,23 +168,27 @@ async fn a_host_that_does_not_reboot_after_the_rollback_ends_it_as_failed() {
     // Within health.timeout_seconds (15 minutes by default): still waiting.
     let report = pass_after(&fleet, &n, &failed, 14, Some("boot-2")).await;
     assert!(
-        report.reason.contains("the rollback is in progress"),
+        report
+            .reason
+            .message
+            .contains("the rollback is in progress"),
         "{}",
-        report.reason
+        report.reason.message
     );
-    assert_eq!(report.state, "verifying");
+    assert_eq!(report.state, StateName::Verifying);
     // Past it, in the same boot: the attempt ends; the slot goes back.
     let report = pass_after(&fleet, &n, &failed, 16, Some("boot-2")).await;
     assert!(
         report
             .reason
+            .message
             .contains("the host did not reboot within 15 minutes after the rollback command"),
         "{}",
-        report.reason
+        report.reason.message
     );
-    assert_eq!(report.state, "steady");
+    assert_eq!(report.state, StateName::Steady);
     let report = pass_after(&fleet, &n, &failed, 17, Some("boot-2")).await;
-    assert_eq!(report.state, "steady", "{}", report.reason);
+    assert_eq!(report.state, StateName::Steady, "{}", report.reason.message);
     assert_ended_once_as(&fleet, &n, "rollback_failed");
 }
 
@@ -181,16 +199,22 @@ async fn a_rollback_waited_on_without_a_boot_id_is_bounded_too() {
     let failed = rolling_back_in_the_same_boot(&fleet, &n).await;
     let report = pass_after(&fleet, &n, &failed, 1, None).await;
     assert!(
-        report.reason.contains("the rollback is in progress"),
+        report
+            .reason
+            .message
+            .contains("the rollback is in progress"),
         "{}",
-        report.reason
+        report.reason.message
     );
     let report = pass_after(&fleet, &n, &failed, 16, None).await;
     assert!(
-        report.reason.contains("did not reboot within 15 minutes"),
+        report
+            .reason
+            .message
+            .contains("did not reboot within 15 minutes"),
         "{}",
-        report.reason
+        report.reason.message
     );
-    assert_eq!(report.state, "steady");
+    assert_eq!(report.state, StateName::Steady);
     assert_ended_once_as(&fleet, &n, "rollback_failed");
 }

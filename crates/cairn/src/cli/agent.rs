@@ -3,7 +3,7 @@
 use crate::cli::args::{self, RegistryArgs};
 use anyhow::Context;
 use cairn_agent::control::{self, AskError, Request, Response};
-use cairn_agent::daemon::{Options, PassMode, StatusFile};
+use cairn_agent::daemon::{AgentStatus, Options, PassMode};
 use cairn_agent::store::AgentState;
 use clap::Subcommand;
 use std::path::PathBuf;
@@ -134,9 +134,7 @@ pub fn run_verify(args: AgentArgs) -> anyhow::Result<ExitCode> {
                 jiff::Timestamp::now(),
             )),
         };
-        let waiting =
-            status.state == "verifying" && status.reason.contains("waiting for boot-complete");
-        if !waiting || last_try {
+        if !status.waiting_for_boot() || last_try {
             args::emit(&status.render())?;
             return Ok(ExitCode::SUCCESS);
         }
@@ -285,7 +283,7 @@ pub fn run_status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         }) => (status, None),
         Some(response) => anyhow::bail!("the agent answered: {}", response.message),
         None => (
-            StatusFile::read(&args.state.state_dir).map_err(anyhow::Error::msg)?,
+            AgentStatus::read(&args.state.state_dir)?,
             Some(format!(
                 "no agent is running (nothing answers on {}); this is the last status it wrote",
                 args.state.socket.display()

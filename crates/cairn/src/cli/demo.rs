@@ -9,7 +9,9 @@ use bytes::Bytes;
 use cairn_agent::agent::{Agent, World};
 use cairn_agent::host::Tool;
 use cairn_agent::host::driver::{CommandRunner, Driver, DriverError, Output};
+use cairn_agent::reason::ReasonKind;
 use cairn_agent::source::SourceGraph;
+use cairn_agent::status::StateName;
 use cairn_oci::Store;
 use cairn_oci::layout::Layout;
 use cairn_sim::host::SimulatedHost;
@@ -276,11 +278,12 @@ async fn run_agent(
         }
         let before = agent.state().clone();
         let report = agent.tick(&world).await?;
-        if report.reason != said && !report.reason.starts_with("steady state reported") {
+        let startup = report.reason.kind == ReasonKind::SteadyStateReported;
+        if report.reason.message != said && !startup {
             say(&format!("     {}: {}", report.state, report.reason));
-            said = report.reason.clone();
+            said = report.reason.message.clone();
         }
-        if agent.state() == &before && report.state == "steady" {
+        if agent.state() == &before && report.state == StateName::Steady {
             break;
         }
     }

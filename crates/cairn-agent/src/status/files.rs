@@ -1,0 +1,315 @@
+//! The files a pass leaves from its status: the status file, the metrics
+//! textfile for node_exporter and the MOTD snippet.
+
+use super::{AgentStatus, LastOutcome, StateName, StatusError};
+use jiff::Timestamp;
+use std::path::Path;
+
+/// The last successful pass the previous status file records. An
+/// unversioned file (an older agent's) still gives its `last_success`.
+fn previous_success(state_dir: &Path) -> Option<Timestamp> {
+    match AgentStatus::read(state_dir) {
+        Ok(previous) => previous.last_success,
+        Err(StatusError::Unversioned { last_success, .. }) => last_success,
+        Err(e) if e.kind() == "missing" => None,
+        Err(e) => {
+            tracing::warn!(error = %e, kind = e.kind(), "the previous status is unreadable; its last success is lost");
+            None
+        }
+    }
+}
+
+/// Status file, metrics textfile and MOTD (in `motd_dir`, if any), from the
+/// outcome of a pass.
+pub(crate) fn finish(
+    state_dir: &Path,
+    motd_dir: Option<&Path>,
+    status: &mut AgentStatus,
+    now: Timestamp,
+) {
+    status.last_success = if status.last_error.is_none() {
+        Some(Timestamp::from_second(now.as_second()).unwrap_or(now))
+    } else {
+        previous_success(state_dir)
+    };
+    status.last_outcome = match crate::history::last_final(state_dir) {
+        Ok(last) => last.map(|a| LastOutcome {
+            digest: a.to_digest.parse().ok(),
+            version: a.to_version,
+            outcome: a.result,
+            finished: a.finished,
+        }),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the update history");
+            None
+        }
+    };
+    status.write(state_dir);
+    let metrics = metrics_text(status, now);
+    if let Err(e) = cairn_fs::write_atomic(&state_dir.join(METRICS_FILE), metrics.as_bytes()) {
+        tracing::warn!(error = %e, "could not write the metrics file");
+    }
+    if let Some(dir) = motd_dir {
+        let path = dir.join(MOTD_FILE);
+        let result = match motd(status) {
+            Some(text) => std::fs::create_dir_all(dir)
+                .map_err(|e| e.to_string())
+                .and_then(|()| {
+                    cairn_fs::write_atomic(&path, text.as_bytes()).map_err(|e| e.to_string())
+                }),
+            None => match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.to_string()),
+                _ => Ok(()),
+            },
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "could not update the MOTD");
+        }
+    }
+}
+
+/// The metrics textfile, for node_exporter's textfile collector. A file
+/// rather than a listening socket: nothing to secure, and it outlives restarts.
+pub const METRICS_FILE: &str = "metrics.prom";
+/// The MOTD snippet's name in `/run/motd.d`.
+pub const MOTD_FILE: &str = "85-cairn.motd";
+
+/// The MOTD, when an operator must know: a dead-end, a hold, a configuration
+/// error, a host not in the graph, another updater in the way.
+pub fn motd(status: &AgentStatus) -> Option<String> {
+    status
+        .needs_attention()
+        .then(|| format!("Cairn updates: {}\n", status.reason.message))
+}
+
+/// Prometheus text for a status.
+pub fn metrics_text(status: &AgentStatus, now: Timestamp) -> String {
+    let mut text = String::new();
+    let mut gauge = |name: &str, help: &str, value: String| {
+        text.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
+        ));
+    };
+    gauge(
+        "cairn_agent_last_check_timestamp_seconds",
+        "Unix time of the last check",
+        now.as_second().to_string(),
+    );
+    if let Some(success) = status.last_success {
+        gauge(
+            "cairn_agent_last_success_timestamp_seconds",
+            "Unix time of the last check without error",
+            success.as_second().to_string(),
+        );
+    }
+    if let Some(age) = status.booted.as_ref().and_then(|r| r.age_index) {
+        gauge(
+            "cairn_agent_booted_age_index",
+            "Age index of the booted release",
+            age.to_string(),
+        );
+    }
+    if let Some(age) = status.staged.as_ref().and_then(|r| r.age_index) {
+        gauge(
+            "cairn_agent_staged_age_index",
+            "Age index of the staged release",
+            age.to_string(),
+        );
+    }
+    gauge(
+        "cairn_agent_deny_list_size",
+        "Releases this host rolled back from",
+        status.deny_list.len().to_string(),
+    );
+    gauge(
+        "cairn_agent_held",
+        "1 while updates are held by the operator",
+        u8::from(status.held).to_string(),
+    );
+    text.push_str(
+        "# HELP cairn_agent_missing_base_image 1 while updates wait for an image built on this base barrier\n\
+         # TYPE cairn_agent_missing_base_image gauge\n",
+    );
+    text.push_str(
+        "# HELP cairn_agent_hook_veto 1 while a pre-update hook's veto holds the update back\n\
+         # TYPE cairn_agent_hook_veto gauge\n",
+    );
+    match &status.hook_veto {
+        Some(veto) => text.push_str(&format!(
+            "cairn_agent_hook_veto{{hook=\"{}\"}} 1\n",
+            veto.hook.replace(['"', '\\', '\n'], "_")
+        )),
+        None => text.push_str("cairn_agent_hook_veto{hook=\"\"} 0\n"),
+    }
+    match &status.missing_base_image {
+        Some(missing) => text.push_str(&format!(
+            "cairn_agent_missing_base_image{{barrier=\"{} {}\"}} 1\n",
+            missing.base_repository.replace(['"', '\\', '\n'], "_"),
+            missing.version.replace(['"', '\\', '\n'], "_")
+        )),
+        None => text.push_str("cairn_agent_missing_base_image{barrier=\"\"} 0\n"),
+    }
+    text.push_str(
+        "# HELP cairn_agent_last_outcome 1 for the final outcome of the newest finished update attempt\n\
+         # TYPE cairn_agent_last_outcome gauge\n",
+    );
+    let last = status.last_outcome.as_ref().map(|l| l.outcome);
+    for outcome in crate::history::Outcome::ALL.iter().filter(|o| o.is_final()) {
+        text.push_str(&format!(
+            "cairn_agent_last_outcome{{outcome=\"{outcome}\"}} {}\n",
+            u8::from(last == Some(*outcome))
+        ));
+    }
+    text.push_str(
+        "# HELP cairn_agent_state 1 for the current state\n# TYPE cairn_agent_state gauge\n",
+    );
+    for state in StateName::ALL {
+        text.push_str(&format!(
+            "cairn_agent_state{{state=\"{state}\"}} {}\n",
+            u8::from(status.state == state)
+        ));
+    }
+    // Only the current kind: a textfile is rewritten whole, so the previous
+    // kind's series goes with it.
+    text.push_str(&format!(
+        "# HELP cairn_agent_reason 1 for the kind of the current reason\n\
+         # TYPE cairn_agent_reason gauge\n\
+         cairn_agent_reason{{kind=\"{}\"}} 1\n",
+        status.reason.kind
+    ));
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reason::{Reason, ReasonKind};
+    use crate::status::STATUS_FILE;
+
+    fn at(second: i64) -> Timestamp {
+        Timestamp::from_second(second).expect("time")
+    }
+
+    fn status(state: StateName, kind: ReasonKind, message: &str) -> AgentStatus {
+        AgentStatus::new(at(1_800_000_000), state, Reason::new(kind, message))
+    }
+
+    #[test]
+    fn a_pass_leaves_status_metrics_and_a_motd_only_when_needed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (state, run) = (dir.path().join("state"), dir.path().join("run"));
+        let now = at(1_800_000_000);
+        let mut held = AgentStatus {
+            held: true,
+            ..status(StateName::Steady, ReasonKind::Held, "held by the operator")
+        };
+        finish(&state, Some(&run), &mut held, now);
+        let read = AgentStatus::read(&state).expect("status");
+        assert_eq!(read.last_success, Some(now));
+        assert!(read.held);
+        let metrics = std::fs::read_to_string(state.join(METRICS_FILE)).expect("metrics");
+        assert!(metrics.contains("cairn_agent_held 1\n"), "{metrics}");
+        assert!(
+            metrics.contains("cairn_agent_reason{kind=\"held\"} 1\n"),
+            "{metrics}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(run.join(MOTD_FILE)).expect("motd"),
+            "Cairn updates: held by the operator\n"
+        );
+        // Released, and a failed pass: the MOTD goes, the last success stays.
+        let mut failed = AgentStatus {
+            last_error: Some("registry down".into()),
+            ..status(StateName::Steady, ReasonKind::SourceError, "no action")
+        };
+        finish(&state, Some(&run), &mut failed, at(1_800_000_600));
+        assert_eq!(
+            AgentStatus::read(&state).expect("status").last_success,
+            Some(now)
+        );
+        assert!(!run.join(MOTD_FILE).exists());
+    }
+
+    #[test]
+    fn the_motd_and_verify_decide_on_kinds_not_words() {
+        // Reworded messages that match none of the old phrases.
+        let dead_end = status(
+            StateName::Steady,
+            ReasonKind::BootedDeadEnd,
+            "the booted release is withdrawn",
+        );
+        assert_eq!(
+            motd(&dead_end).as_deref(),
+            Some("Cairn updates: the booted release is withdrawn\n")
+        );
+        let other = status(
+            StateName::Steady,
+            ReasonKind::OtherUpdaterEnabled,
+            "zincati is on",
+        );
+        assert!(motd(&other).is_some());
+        // The old phrases, under a kind that needs no attention.
+        let fine = status(
+            StateName::Steady,
+            ReasonKind::StagedDeadEnd,
+            "dead-end: not in the graph; refusing to stage",
+        );
+        assert_eq!(motd(&fine), None);
+        let config = status(StateName::ConfigError, ReasonKind::ConfigError, "bad key");
+        assert!(motd(&config).is_some());
+
+        let waiting = status(
+            StateName::Verifying,
+            ReasonKind::WaitingForBootComplete,
+            "patience",
+        );
+        assert!(waiting.waiting_for_boot());
+        let worded = status(
+            StateName::Verifying,
+            ReasonKind::BootedHealthy,
+            "verifying 44.3: waiting for boot-complete.target",
+        );
+        assert!(!worded.waiting_for_boot());
+        let elsewhere = status(StateName::Steady, ReasonKind::WaitingForBootComplete, "");
+        assert!(!elsewhere.waiting_for_boot());
+    }
+
+    #[test]
+    fn an_old_status_file_is_refused_cleanly_but_keeps_its_last_success() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let old = r#"{"updated":"2026-11-26T13:59:50Z","state":"steady","reason":"up to date",
+            "booted":["44.2","sha256:00"],"staged":null,"stream":"stable","source":"x",
+            "document_sequence":1,"wariness":0.5,"strategy":"immediate","next_change":null,
+            "deny_list":[],"held":false,"last_error":null,"last_success":1795701590}"#;
+        std::fs::write(dir.path().join(STATUS_FILE), old).expect("write");
+        let e = AgentStatus::read(dir.path()).expect_err("unversioned");
+        assert_eq!(e.kind(), "unversioned", "{e}");
+        assert_eq!(previous_success(dir.path()), Some(at(1_795_701_590)));
+        // A failed pass after the upgrade keeps it, in the new format.
+        let mut failed = AgentStatus {
+            last_error: Some("registry down".into()),
+            ..status(StateName::Steady, ReasonKind::SourceError, "no action")
+        };
+        finish(dir.path(), None, &mut failed, at(1_800_000_000));
+        let read = AgentStatus::read(dir.path()).expect("rewritten");
+        assert_eq!(read.last_success, Some(at(1_795_701_590)));
+
+        std::fs::write(
+            dir.path().join(STATUS_FILE),
+            r#"{"apiVersion":"cairn.dev/v2"}"#,
+        )
+        .expect("write");
+        let e = AgentStatus::read(dir.path()).expect_err("v2");
+        assert_eq!(e.kind(), "unsupported_version", "{e}");
+        std::fs::write(dir.path().join(STATUS_FILE), "{").expect("write");
+        assert_eq!(
+            AgentStatus::read(dir.path()).expect_err("junk").kind(),
+            "invalid"
+        );
+        let empty = tempfile::tempdir().expect("temp dir");
+        assert_eq!(
+            AgentStatus::read(empty.path()).expect_err("none").kind(),
+            "missing"
+        );
+    }
+}
