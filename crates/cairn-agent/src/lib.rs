@@ -3,6 +3,8 @@
 //!
 //! - [`config`]: TOML fragments, merged and validated.
 //! - [`control`]: the root-only socket operator commands use.
+//! - [`daemon`]: the `cairn agent` process: host probes, document trust, the
+//!   pass and the socket loop.
 //! - [`identity`]: the Zincati-compatible app-specific node id.
 //! - [`windows`]: time zones for maintenance windows, by name (the schedule is
 //!   [`cairn_graph::windows`]).

@@ -3,7 +3,8 @@
 use crate::cli::args::{self, RegistryArgs};
 use anyhow::Context;
 use cairn_agent::control::{self, AskError, Request, Response};
-use cairn_agent::daemon::{AgentStatus, Options, PassMode};
+use cairn_agent::daemon::{Options, PassMode};
+use cairn_agent::status::AgentStatus;
 use cairn_agent::store::AgentState;
 use clap::Subcommand;
 use std::path::PathBuf;

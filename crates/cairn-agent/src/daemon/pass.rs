@@ -1,0 +1,489 @@
+//! One pass: load the configuration, gather what the host and the source
+//! say, step the state machine until it settles, and leave the status.
+
+use super::probes::{
+    agent_status, boot_id, enabled_updaters, node_id, pick_driver, users_logged_in, wariness,
+};
+use super::trust::document;
+use super::{Options, PassMode};
+use crate::agent::{Agent, AgentError, World};
+use crate::config::{ConfigDirs, Settings, Source};
+use crate::fleetlock::FleetLockClient;
+use crate::host::driver::ProcessRunner;
+use crate::host::{Tool, repository_of, tag_of};
+use crate::machine::{Event, State};
+use crate::reason::{Reason, ReasonKind};
+use crate::source::{GraphUnavailable, SourceGraph};
+use crate::status::{AgentStatus, StateName};
+use crate::store::AgentState;
+use jiff::Timestamp;
+use std::path::Path;
+use std::time::Duration;
+
+/// One pass: load the configuration, recover, and step until the state settles.
+pub async fn run_once(options: &Options, mode: PassMode, now: Timestamp) -> AgentStatus {
+    // Every way out of the pass sets the state and reason.
+    let mut status = AgentStatus::new(
+        Timestamp::from_second(now.as_second()).unwrap_or(now),
+        StateName::Initialized,
+        Reason::new(ReasonKind::Resuming, "resuming"),
+    );
+    let dirs = ConfigDirs::under(&options.root);
+    // The pass is one read-modify-write of the state: an operator's change
+    // made meanwhile (`cairn hold` without a socket) waits for it to end
+    // instead of being overwritten by its saves.
+    let locked = match lock_for_pass(&options.state_dir).await {
+        Ok(lock) => AgentState::load(&options.state_dir).map(|state| (lock, state)),
+        Err(e) => Err(e),
+    };
+    let (_pass, mut state) = match locked {
+        Ok(locked) => locked,
+        Err(e) => {
+            status.state = StateName::Error;
+            status.reason = Reason::new(
+                ReasonKind::StateUnreadable,
+                "the persistent state cannot be read; nothing is done",
+            );
+            status.last_error = Some(e.to_string());
+            crate::status::finish(
+                &options.state_dir,
+                options.motd_dir.as_deref(),
+                &mut status,
+                now,
+            );
+            return status;
+        }
+    };
+    let settings = match crate::config::load(&dirs) {
+        Ok(settings) => {
+            if let State::ConfigError { .. } = state.state
+                && let Ok(next) = state.state.next(&Event::ConfigLoaded)
+            {
+                state.state = next;
+                if let Err(e) = state.save(&options.state_dir) {
+                    status.last_error = Some(e.to_string());
+                }
+            }
+            settings
+        }
+        Err(e) => {
+            if let Ok(next) = state.state.next(&Event::ConfigFailed(e.to_string())) {
+                state.state = next;
+                if let Err(save) = state.save(&options.state_dir) {
+                    tracing::warn!(error = %save, "could not record the config-error state");
+                }
+            }
+            status.state = StateName::from(&state.state);
+            status.reason = Reason::new(
+                ReasonKind::ConfigError,
+                format!("configuration error: {e}; nothing is staged or finalized"),
+            );
+            status.last_error = Some(e.to_string());
+            crate::status::finish(
+                &options.state_dir,
+                options.motd_dir.as_deref(),
+                &mut status,
+                now,
+            );
+            return status;
+        }
+    };
+    let mut settings = settings;
+    if mode.update_now {
+        settings.wariness = Some(0.0);
+        settings.schedule = None;
+        settings.fleet_lock = None;
+    }
+    status.strategy = if mode.update_now {
+        "update-now".into()
+    } else {
+        settings.strategy_name().into()
+    };
+    // What status says when the pass stops before it decides anything.
+    status.state = StateName::from(&state.state);
+    // A pass that fails has not set the reason: the failure is the reason.
+    if let Err(stopped) = pass(options, mode, &settings, state, now, &mut status).await {
+        status.reason = Reason::new(stopped.kind, format!("no action: {}", stopped.message));
+        status.last_error = Some(stopped.message);
+    }
+    crate::status::finish(
+        &options.state_dir,
+        options.motd_dir.as_deref(),
+        &mut status,
+        now,
+    );
+    status
+}
+
+/// Wait for the state's lock without stalling the runtime.
+async fn lock_for_pass(state_dir: &Path) -> Result<cairn_fs::FileLock, crate::store::StoreError> {
+    let dir = state_dir.to_path_buf();
+    match tokio::task::spawn_blocking(move || crate::store::lock(&dir)).await {
+        Ok(locked) => locked,
+        // Only a panic ends the task early; wait here instead.
+        Err(_) => crate::store::lock(state_dir),
+    }
+}
+
+/// Why a pass stopped before the state machine decided: the reason's kind
+/// and the error.
+#[derive(Debug)]
+struct Stopped {
+    kind: ReasonKind,
+    message: String,
+}
+
+/// Map an error to a [`Stopped`] of `kind`.
+fn stopped<E: std::fmt::Display>(kind: ReasonKind) -> impl FnOnce(E) -> Stopped {
+    move |e| Stopped {
+        kind,
+        message: e.to_string(),
+    }
+}
+
+/// A release on the host, with its age in the graph when there is one.
+fn release_of(
+    deployment: Option<&crate::host::Deployment>,
+    graph: Option<&SourceGraph>,
+) -> Option<crate::status::Release> {
+    let deployment = deployment?;
+    Some(crate::status::Release {
+        version: deployment.version.clone(),
+        digest: deployment.digest.clone(),
+        age_index: graph.and_then(|g| age_in(g, deployment.digest.as_deref())),
+    })
+}
+
+async fn pass(
+    options: &Options,
+    mode: PassMode,
+    settings: &Settings,
+    mut state: AgentState,
+    now: Timestamp,
+    status: &mut AgentStatus,
+) -> Result<(), Stopped> {
+    let wariness =
+        wariness(settings, &options.root).map_err(stopped(ReasonKind::WarinessUnknown))?;
+    status.wariness = Some(wariness);
+    let (driver, host) = pick_driver(options)
+        .await
+        .map_err(stopped(ReasonKind::HostUnreadable))?;
+    status.booted = release_of(host.booted.as_ref(), None);
+    // The tag is recorded once: after a digest switch bootc's spec shows the digest.
+    if state.followed.is_none() && host.followed.as_ref().is_some_and(|f| !f.contains('@')) {
+        state.followed = host.followed.clone();
+        state
+            .save(&options.state_dir)
+            .map_err(stopped(ReasonKind::StateUnwritable))?;
+    }
+    // Without a recorded tag (a reset after a digest switch), the repository
+    // still comes from the digest reference; the stream must then be configured.
+    let followed = state
+        .followed
+        .clone()
+        .or_else(|| host.followed.clone())
+        .ok_or("the host follows no image; set updates.source")
+        .map_err(stopped(ReasonKind::NoFollowedImage))?;
+    let stream = settings
+        .stream
+        .clone()
+        .or_else(|| tag_of(&followed).map(str::to_string))
+        .ok_or("the followed tag is not known (the host is on a digest): set updates.stream")
+        .map_err(stopped(ReasonKind::StreamUnknown))?;
+    status.stream = Some(stream.clone());
+    status.deny_list = state
+        .deny_list
+        .values()
+        .map(|d| d.version.clone())
+        .collect();
+    status.held = state.is_held(now);
+    // Without systemd there is neither a boot verdict nor another updater to ask about.
+    let systemctl = options.systemctl.as_deref().filter(|_| settings.systemd);
+    if let Some(systemctl) = systemctl.filter(|_| options.updater_check) {
+        let others = enabled_updaters(systemctl, &options.root).await;
+        if !others.is_empty() {
+            status.state = StateName::from(&state.state);
+            status.reason = Reason::new(
+                ReasonKind::OtherUpdaterEnabled,
+                format!(
+                    "refusing to stage while another updater is enabled: {} (disable with `systemctl disable --now {}`)",
+                    others.join(", "),
+                    others.join(" ")
+                ),
+            );
+            return Ok(());
+        }
+    }
+    if mode.register_driver
+        && driver.tool() == Tool::RpmOstree
+        && crate::host::needs_driver_registration(&host, options.own_unit.as_deref())
+    {
+        // Not being the driver only means other tools are not warned off:
+        // no reason to stop updating.
+        if let Err(e) = driver.register().await {
+            tracing::warn!(error = %e, "could not register as rpm-ostree's update driver");
+            status.driver_registration = Some(e.to_string());
+        }
+    }
+    // A broken registries.conf breaks the host's own pulls too: do nothing.
+    let mirrors = crate::mirrors::Mirrors::load(&options.root)
+        .map_err(stopped(ReasonKind::RegistriesConfInvalid))?;
+    let mut client_options = options.client.clone();
+    client_options
+        .insecure_registries
+        .extend(mirrors.insecure_hosts());
+    let client =
+        cairn_oci::RegistryClient::new(client_options).map_err(stopped(ReasonKind::SetupFailed))?;
+    let fetched = match &settings.source {
+        Source::Cincinnati(url) => {
+            // A host booted from an image needs the OCI graph.
+            let oci = host
+                .booted
+                .as_ref()
+                .and_then(|b| b.digest.as_deref())
+                .is_some_and(|d| cairn_graph::Scheme::of_booted(d) == cairn_graph::Scheme::Oci);
+            cairn_oci::sources::cincinnati_graph_for_host(
+                &client,
+                url,
+                &stream,
+                &options.arch,
+                wariness,
+                oci,
+                host.booted
+                    .as_ref()
+                    .and_then(|b| b.digest.as_deref().or(b.checksum.as_deref())),
+            )
+            .await
+            .map(|(graph, shown)| (SourceGraph::Cincinnati(graph), shown))
+            .map_err(GraphUnavailable::from)
+        }
+        Source::Tag => {
+            let booted = host
+                .booted
+                .as_ref()
+                .and_then(|b| b.digest.as_ref().map(ToString::to_string))
+                .unwrap_or_default();
+            // After a digest switch the spec names a digest: the recorded tag is followed.
+            let follow = crate::follow::Follow {
+                followed: &followed,
+                stream: &stream,
+                booted: &booted,
+                arch: &options.arch,
+                now,
+                state_dir: &options.state_dir,
+                mirrors: &mirrors,
+            };
+            crate::follow::tag_document(settings, &follow, &client)
+                .await
+                .map(|(document, described)| (SourceGraph::Followed(document), described))
+                .map_err(GraphUnavailable::from)
+        }
+        _ => document(
+            settings,
+            &followed,
+            &stream,
+            &mut state,
+            &client,
+            &mirrors,
+            now,
+            &options.state_dir.join("fcos"),
+        )
+        .await
+        .map(|(document, described)| (SourceGraph::Document(document), described)),
+    };
+    let fetched = fetched.map(|(graph, described)| {
+        if mode.cross_barrier {
+            tracing::warn!(
+                source = %described,
+                "update-now --cross-barrier: the operator lifted the base-barrier guard for this pass"
+            );
+            (graph.crossing_base_barriers(), described)
+        } else {
+            (graph, described)
+        }
+    });
+    // The trust state is kept as soon as a document is accepted.
+    state
+        .save(&options.state_dir)
+        .map_err(stopped(ReasonKind::StateUnwritable))?;
+    status.source = match &fetched {
+        Ok((_, described)) => described.clone(),
+        Err(_) => settings.source.to_string(),
+    };
+    // An unreachable or untrusted source is an error operators must see,
+    // and it keeps `last_success` (and its metric) from advancing.
+    if let Err(e) = &fetched {
+        status.last_error = Some(e.to_string());
+    }
+    let lock = match &settings.fleet_lock {
+        Some(lock) => Some(
+            FleetLockClient::new(
+                lock.base_url.clone(),
+                &node_id(&options.root),
+                &lock.group,
+                Duration::from_secs(30),
+            )
+            .map_err(stopped(ReasonKind::SetupFailed))?,
+        ),
+        None => None,
+    };
+    let repository = repository_of(&followed).to_string();
+    state
+        .save(&options.state_dir)
+        .map_err(stopped(ReasonKind::StateUnwritable))?;
+    let mut agent = Agent::new(
+        settings.clone(),
+        driver,
+        lock,
+        options.state_dir.clone(),
+        wariness,
+        &options.arch,
+        &repository,
+    )
+    .map_err(|e| Stopped {
+        kind: e.reason_kind(),
+        message: e.to_string(),
+    })?
+    .with_hooks(
+        crate::hooks::HookSettings {
+            root: options.root.clone(),
+            sysroot: options.sysroot.clone(),
+            timeout: settings.hook_timeout,
+            systemd: ProcessRunner::detect().use_systemd_run,
+            allow_unconfined: settings.allow_unconfined_hooks,
+        },
+        &stream,
+    );
+    // Only a boot into a target needs a verdict.
+    let boot_health = match (systemctl, agent.state()) {
+        (Some(systemctl), State::Rebooting { .. } | State::Verifying { .. }) => {
+            match crate::health::boot_health(systemctl, Duration::from_secs(30)).await {
+                crate::health::BootHealth::Pending if mode.pending_is_failure => {
+                    crate::health::BootHealth::Failed(format!(
+                        "boot-complete.target was not reached within {} s",
+                        settings.health_timeout.as_secs()
+                    ))
+                }
+                crate::health::BootHealth::Unanswered(why) if mode.pending_is_failure => {
+                    crate::health::BootHealth::Failed(format!(
+                        "systemctl did not answer within {} s ({why}), so the boot was never seen healthy",
+                        settings.health_timeout.as_secs()
+                    ))
+                }
+                verdict => verdict,
+            }
+        }
+        _ => crate::health::BootHealth::Unknown,
+    };
+    let world = World {
+        now,
+        graph: fetched
+            .as_ref()
+            .map(|(graph, _)| graph.clone())
+            .map_err(Clone::clone),
+        users_logged_in: match &options.loginctl {
+            Some(loginctl) => users_logged_in(loginctl).await,
+            None => false,
+        },
+        may_reboot: mode.finalize,
+        boot_health,
+        boot_id: boot_id(&options.root),
+    };
+    if let Ok((graph, _)) = &fetched {
+        status.document_sequence = graph.sequence();
+        status.booted = release_of(host.booted.as_ref(), Some(graph));
+        if let Some(booted) = host.booted.as_ref().and_then(|b| b.digest.clone()) {
+            let query = cairn_graph::Query {
+                booted: &booted,
+                wariness,
+                now,
+                deny: &agent.persisted.denied(),
+                allow_downgrade: settings.allow_downgrade,
+            };
+            status.next_change = graph.next_change_after(&options.arch, &query);
+            status.missing_base_image = graph
+                .decide(&options.arch, &query)
+                .held
+                .into_iter()
+                .find_map(|held| match held.hold {
+                    cairn_graph::select::Hold::BaseBarrier {
+                        barrier,
+                        base_repository,
+                        ..
+                    } => Some(crate::status::MissingBaseImage {
+                        base_repository,
+                        version: barrier.version,
+                    }),
+                    _ => None,
+                });
+        }
+    }
+    let mut report = agent.recover(now).await.map_err(|e| Stopped {
+        kind: e.reason_kind(),
+        message: e.to_string(),
+    })?;
+    // Step until the state stops changing (a pass stages, or gates, or waits).
+    for _ in 0..6 {
+        let before = agent.state().clone();
+        report = match agent.tick(&world).await {
+            Ok(report) => report,
+            Err(e @ (AgentError::Host(_) | AgentError::Refused { .. })) => {
+                return Err(Stopped {
+                    kind: e.reason_kind(),
+                    message: format!("host: {e}"),
+                });
+            }
+            Err(e) => {
+                return Err(Stopped {
+                    kind: e.reason_kind(),
+                    message: e.to_string(),
+                });
+            }
+        };
+        // The host is going down, the state settled, or a boot was just
+        // judged (its outcome is what this pass reports): stop here.
+        if agent.state() == &before
+            || matches!(agent.state(), State::Rebooting { .. })
+            || matches!(before, State::Verifying { .. })
+        {
+            break;
+        }
+    }
+    status.state = report.state;
+    status.reason = report.reason;
+    status.target = agent.state().target().map(|t| crate::status::Release {
+        version: Some(t.version.clone()),
+        digest: Some(t.digest.clone()),
+        age_index: fetched
+            .as_ref()
+            .ok()
+            .and_then(|(graph, _)| age_in(graph, Some(t.digest.as_str()))),
+    });
+    status.deny_list = agent
+        .persisted
+        .deny_list
+        .values()
+        .map(|d| d.version.clone())
+        .collect();
+    status.hook_veto = agent
+        .persisted
+        .vetoes
+        .values()
+        .find(|veto| veto.retry_after > now)
+        .map(|veto| crate::status::HookVeto {
+            hook: veto.hook.clone(),
+            version: veto.version.clone(),
+            reason: veto.reason.clone(),
+            retry_after: veto.retry_after,
+        });
+    if let Ok(host) = agent_status(options).await {
+        let graph = fetched.as_ref().ok().map(|(graph, _)| graph);
+        status.staged = release_of(host.staged.as_ref(), graph);
+    }
+    Ok(())
+}
+
+/// The age index of the release a digest (or alias) belongs to.
+fn age_in(graph: &SourceGraph, digest: Option<&str>) -> Option<u64> {
+    graph.release_of_digest(digest?).map(|(_, age)| age)
+}

@@ -1,0 +1,159 @@
+//! What the agent asks the host outside the host tools' status: other
+//! updaters, logged-in users, the machine and boot IDs, the wariness they
+//! give, and which tool (bootc or rpm-ostree) drives it.
+
+use super::Options;
+use crate::config::Settings;
+use crate::host::driver::{Driver, ProcessRunner};
+use crate::host::{HostStatus, Tool};
+use std::path::Path;
+use std::time::Duration;
+
+/// Units that update the host on their own; staging waits while any is enabled.
+pub const OTHER_UPDATERS: [&str; 3] = [
+    "bootc-fetch-apply-updates.timer",
+    "zincati.service",
+    "rpm-ostreed-automatic.timer",
+];
+
+/// Units among [`OTHER_UPDATERS`] that are enabled, or whose state cannot be
+/// told: the agent does nothing rather than race another updater.
+pub async fn enabled_updaters(systemctl: &str, root: &Path) -> Vec<String> {
+    let mut enabled = Vec::new();
+    for unit in OTHER_UPDATERS {
+        let output = tokio::process::Command::new(systemctl)
+            .args(["is-enabled", unit])
+            .output()
+            .await;
+        // A `systemctl` that cannot answer (no bus, no systemd) is not a "no".
+        let is_enabled = match output {
+            Ok(o) => {
+                let answer = String::from_utf8_lossy(&o.stdout).trim().to_string();
+                answer.starts_with("enabled") || (answer.is_empty() && !o.status.success())
+            }
+            Err(_) => true,
+        };
+        // rpm-ostreed's automatic timer only stages with a policy other than "none".
+        let matters = unit != "rpm-ostreed-automatic.timer"
+            || std::fs::read_to_string(root.join("etc/rpm-ostreed.conf")).map_or(true, |conf| {
+                !conf.lines().any(|l| {
+                    l.replace(' ', "")
+                        .eq_ignore_ascii_case("AutomaticUpdatePolicy=none")
+                })
+            });
+        if is_enabled && matters {
+            enabled.push(unit.to_string());
+        }
+    }
+    enabled
+}
+
+pub(super) fn wariness(settings: &Settings, root: &Path) -> Result<f64, String> {
+    if let Some(w) = settings.wariness {
+        return Ok(w);
+    }
+    let path = root.join("etc/machine-id");
+    let machine_id = std::fs::read_to_string(&path)
+        .map_err(|e| format!("{}: {e}; set identity.rollout_wariness", path.display()))?;
+    let node = crate::identity::node_id(&machine_id).map_err(|e| e.to_string())?;
+    Ok(cairn_graph::wariness::from_app_id(&node))
+}
+
+pub(super) fn node_id(root: &Path) -> String {
+    std::fs::read_to_string(root.join("etc/machine-id"))
+        .ok()
+        .and_then(|m| crate::identity::node_id(&m).ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// This boot's ID, under `root` (`/` on a host) so tests can give one.
+pub(super) fn boot_id(root: &Path) -> Option<String> {
+    let path = root.join("proc/sys/kernel/random/boot_id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => Some(id.trim().to_string()),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::debug!(file = %path.display(), error = %e, "no boot ID");
+            None
+        }
+    }
+}
+
+/// True when an interactive user session exists; a `loginctl` that fails
+/// counts as "users present", so nobody is rebooted out from under them.
+pub async fn users_logged_in(loginctl: &str) -> bool {
+    let output = tokio::process::Command::new(loginctl)
+        .args(["list-sessions", "--no-legend"])
+        .output()
+        .await;
+    match output {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .any(|l| !l.trim().is_empty()),
+        _ => true,
+    }
+}
+
+/// Which tool drives this host: bootc when it reports a booted image it can
+/// manage, else rpm-ostree.
+pub(super) async fn pick_driver(
+    options: &Options,
+) -> Result<(Driver<ProcessRunner>, HostStatus), String> {
+    let runner = ProcessRunner::detect();
+    let bootc = Driver::new(
+        runner.clone(),
+        Tool::Bootc,
+        &options.bootc,
+        Duration::from_secs(600),
+    )
+    .with_probe_file(options.state_dir.join(crate::host::probe::PROBE_FILE));
+    match bootc.status().await {
+        Ok(status)
+            if status
+                .booted
+                .as_ref()
+                .is_some_and(|b| !b.incompatible && b.digest.is_some()) =>
+        {
+            return Ok((bootc, status));
+        }
+        // bootc answered, but cannot manage this deployment: rpm-ostree can.
+        Ok(_) => {}
+        // bootc is not installed: an rpm-ostree host.
+        Err(crate::host::driver::DriverError::Run { .. }) => {}
+        // bootc failed: falling back would drive the host behind bootc's back.
+        Err(e) => return Err(format!("bootc status failed: {e}")),
+    }
+    let rpm = Driver::new(
+        runner,
+        Tool::RpmOstree,
+        &options.rpm_ostree,
+        Duration::from_secs(600),
+    );
+    let status = rpm
+        .status()
+        .await
+        .map_err(|e| format!("neither bootc nor rpm-ostree reports a booted image: {e}"))?;
+    Ok((rpm, status))
+}
+
+pub(super) async fn agent_status(options: &Options) -> Result<HostStatus, String> {
+    pick_driver(options).await.map(|(_, status)| status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_boot_id_is_read_under_the_root() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        assert_eq!(boot_id(dir.path()), None);
+        let file = dir.path().join("proc/sys/kernel/random/boot_id");
+        std::fs::create_dir_all(file.parent().expect("dir")).expect("mkdir");
+        std::fs::write(&file, "6f1c2e0a-3b4d-4e5f-8a9b-0c1d2e3f4a5b\n").expect("write");
+        assert_eq!(
+            boot_id(dir.path()).as_deref(),
+            Some("6f1c2e0a-3b4d-4e5f-8a9b-0c1d2e3f4a5b")
+        );
+    }
+}

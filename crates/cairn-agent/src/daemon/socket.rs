@@ -1,0 +1,203 @@
+//! The daemon's loop: a pass per check interval, and the operator's
+//! requests on the control socket served between passes.
+
+use super::pass::run_once;
+use super::{Options, PassMode};
+use crate::config::ConfigDirs;
+use crate::status::AgentStatus;
+use jiff::Timestamp;
+use std::time::Duration;
+
+/// Tell systemd (a `Type=notify` service) that the agent is up and what it
+/// is doing; a no-op outside systemd.
+pub fn notify(message: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(socket) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
+    let path = path.to_string_lossy().into_owned();
+    let sent = match path.strip_prefix('@') {
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+                .and_then(|address| socket.send_to_addr(message.as_bytes(), &address))
+        }
+        None => socket.send_to(message.as_bytes(), &path),
+    };
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "could not notify systemd");
+    }
+}
+
+/// Run for ever: one pass per check interval, with up to 10% jitter so a
+/// fleet does not check in lockstep.
+pub async fn run(options: Options) -> Result<(), String> {
+    let listener = match options
+        .socket
+        .as_deref()
+        .map(|path| (path, crate::control::bind(path)))
+    {
+        None => None,
+        Some((_, Ok(listener))) => Some(listener),
+        Some((_, Err(e))) if e.kind() == std::io::ErrorKind::AddrInUse => return Err(e.to_string()),
+        Some((path, Err(e))) => {
+            tracing::warn!(socket = %path.display(), error = %e, "no control socket; operator commands fall back to the state directory");
+            None
+        }
+    };
+    let mut ready = false;
+    let mut status = run_once(&options, PassMode::agent(true), Timestamp::now()).await;
+    loop {
+        tracing::info!(state = %status.state, reason = %status.reason, kind = %status.reason.kind, "check done");
+        let line = format!("{}: {}", status.state, status.reason).replace('\n', " ");
+        if ready {
+            notify(&format!("STATUS={line}"));
+        } else {
+            notify(&format!("READY=1\nSTATUS={line}"));
+            ready = true;
+        }
+        let sleep = tokio::time::sleep(next_interval(&options));
+        tokio::pin!(sleep);
+        // Operator requests are served here, between passes, so they never race one.
+        status = loop {
+            let accepted = async {
+                match &listener {
+                    Some(listener) => listener.accept().await.map(|(stream, _)| stream),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = &mut sleep => break run_once(&options, PassMode::agent(true), Timestamp::now()).await,
+                stream = accepted => {
+                    let Ok(mut stream) = stream else { continue };
+                    if let Some(status) = serve_request(&options, &mut stream).await {
+                        break status;
+                    }
+                }
+            }
+        };
+    }
+}
+
+fn next_interval(options: &Options) -> Duration {
+    if let Some(interval) = options.check_interval {
+        return interval;
+    }
+    let interval = crate::config::load(&ConfigDirs::under(&options.root))
+        .map(|s| s.check_interval)
+        .unwrap_or(Duration::from_secs(crate::config::DEFAULT_CHECK_SECONDS));
+    let jitter = Duration::from_millis(
+        u64::from(std::process::id()) % (interval.as_millis() as u64 / 10).max(1),
+    );
+    interval + jitter
+}
+
+/// After an operator's change to the state, a pass right away, so that
+/// status shows its effect.
+async fn after_change(
+    options: &Options,
+    change: Result<String, crate::control::ControlError>,
+) -> (crate::control::Response, Option<AgentStatus>) {
+    match change {
+        Ok(message) => {
+            let status = run_once(options, PassMode::agent(true), Timestamp::now()).await;
+            (
+                crate::control::Response {
+                    ok: true,
+                    message,
+                    status: Some(status.clone()),
+                },
+                Some(status),
+            )
+        }
+        Err(error) => (
+            crate::control::Response {
+                ok: false,
+                message: error.to_string(),
+                status: None,
+            },
+            None,
+        ),
+    }
+}
+
+/// Carry out one operator request. Returns the status of a pass it ran, so
+/// the loop reports it and starts a new interval.
+async fn serve_request(
+    options: &Options,
+    stream: &mut tokio::net::UnixStream,
+) -> Option<AgentStatus> {
+    use crate::control::{Request, Response, apply_hold, read_request, write_response};
+    let request = read_request(stream).await?;
+    tracing::info!(?request, "operator request");
+    let (response, ran) = match request {
+        Request::Status => (
+            match AgentStatus::read(&options.state_dir) {
+                Ok(status) => Response {
+                    ok: true,
+                    message: String::new(),
+                    status: Some(status),
+                },
+                Err(e) => Response {
+                    ok: false,
+                    message: e.to_string(),
+                    status: None,
+                },
+            },
+            None,
+        ),
+        Request::Hold { until } => match crate::control::hold_end(until) {
+            Ok(until) => after_change(options, apply_hold(&options.state_dir, true, until)).await,
+            Err(error) => after_change(options, Err(error)).await,
+        },
+        Request::Unhold => after_change(options, apply_hold(&options.state_dir, false, None)).await,
+        Request::DenyListRemove { release } => {
+            after_change(
+                options,
+                crate::control::remove_from_deny_list(&options.state_dir, &release),
+            )
+            .await
+        }
+        Request::Verify { pending_is_failure } => {
+            let mode = PassMode {
+                pending_is_failure,
+                ..PassMode::agent(true)
+            };
+            let status = run_once(options, mode, Timestamp::now()).await;
+            (
+                Response {
+                    ok: status.last_error.is_none(),
+                    message: String::new(),
+                    status: Some(status.clone()),
+                },
+                Some(status),
+            )
+        }
+        Request::UpdateNow {
+            cross_barrier,
+            stage_only,
+        } => {
+            let mode = PassMode {
+                finalize: !stage_only,
+                update_now: true,
+                cross_barrier,
+                ..PassMode::agent(true)
+            };
+            let status = run_once(options, mode, Timestamp::now()).await;
+            (
+                Response {
+                    ok: status.last_error.is_none(),
+                    message: String::new(),
+                    status: Some(status.clone()),
+                },
+                Some(status),
+            )
+        }
+    };
+    if let Err(e) = write_response(stream, &response).await {
+        tracing::warn!(error = %e, "could not answer an operator request");
+    }
+    ran
+}

@@ -1,0 +1,119 @@
+//! The document, fetched from its source (mirrors first) and verified as
+//! the trust model says: keys, expiry, replay and stream.
+
+use crate::config::{Settings, Source};
+use crate::host::repository_of;
+use crate::source::GraphUnavailable;
+use crate::store::AgentState;
+use cairn_graph::GraphDocument;
+// Fedora publishes no Cairn document for its own repository: its release
+// index and updates file are the source there.
+use cairn_oci::sources::FEDORA_COREOS_REPOSITORY;
+use jiff::Timestamp;
+use std::path::Path;
+
+/// The document, fetched and verified as the trust model says.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn document(
+    settings: &Settings,
+    followed: &str,
+    stream: &str,
+    state: &mut AgentState,
+    client: &cairn_oci::RegistryClient,
+    mirrors: &crate::mirrors::Mirrors,
+    now: Timestamp,
+    fcos_cache: &Path,
+) -> Result<(GraphDocument, String), GraphUnavailable> {
+    let locations = match &settings.source {
+        Source::Fcos { base_url } => {
+            return cairn_oci::sources::fcos_document(
+                client,
+                base_url.as_deref(),
+                stream,
+                now,
+                Some(fcos_cache),
+            )
+            .await
+            .map_err(GraphUnavailable::from);
+        }
+        Source::Registry(None) if repository_of(followed) == FEDORA_COREOS_REPOSITORY => {
+            return cairn_oci::sources::fcos_document(client, None, stream, now, Some(fcos_cache))
+                .await
+                .map_err(GraphUnavailable::from);
+        }
+        // Mirrors first, as the host's own pulls go.
+        Source::Registry(None) => mirrors
+            .for_tag(repository_of(followed))
+            .iter()
+            .map(|repository| {
+                cairn_oci::Location::parse(&format!(
+                    "{repository}:{}",
+                    cairn_oci::document::default_tag(stream)
+                ))
+                .map_err(|e| GraphUnavailable::new(e.kind(), e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        Source::Registry(Some(reference)) => {
+            vec![
+                cairn_oci::Location::parse(reference)
+                    .map_err(|e| GraphUnavailable::new(e.kind(), format!("updates.source: {e}")))?,
+            ]
+        }
+        Source::File(path) => vec![cairn_oci::Location::File(path.clone())],
+        Source::Server(url) => vec![cairn_oci::Location::Url(format!(
+            "{}/v2/graph/{stream}",
+            url.trim_end_matches('/')
+        ))],
+        Source::Tag => {
+            return Err(GraphUnavailable::new(
+                "bad_source",
+                "the tag-following source builds its own document",
+            ));
+        }
+        // Read by `cincinnati_graph`: a Cincinnati server sends no document.
+        Source::Cincinnati(url) => {
+            return Err(GraphUnavailable::new(
+                "bad_source",
+                format!("cincinnati:{url} serves a graph, not a document"),
+            ));
+        }
+    };
+    let mut failures = Vec::new();
+    let mut found = None;
+    for location in locations {
+        let described = location.to_string();
+        match cairn_oci::document::fetch_location(&location, client).await {
+            Ok(fetched) => {
+                found = Some((fetched, described));
+                break;
+            }
+            Err(e) => failures.push(GraphUnavailable::new(e.kind(), format!("{described}: {e}"))),
+        }
+    }
+    let Some((fetched, described)) = found else {
+        return Err(GraphUnavailable::all_failed(failures));
+    };
+    let keys = cairn_oci::signing::VerifyingKey::from_files(&settings.keys)
+        .map_err(|e| GraphUnavailable::new(e.kind(), format!("updates.keys: {e}")))?;
+    let last = state.last_document.clone();
+    let policy = cairn_oci::document::TrustPolicy {
+        keys: &keys,
+        allow_unsigned: settings.allow_unsigned,
+        now,
+        last_seen: last
+            .as_ref()
+            .map(|(sequence, digest)| cairn_oci::document::Seen {
+                sequence: *sequence,
+                digest,
+            }),
+        stream: Some(stream),
+    };
+    fetched
+        .verify(&described, &policy)
+        .map_err(|e| GraphUnavailable::new(e.kind(), e.to_string()))?;
+    state.last_document = Some((
+        fetched.document.sequence,
+        cairn_oci::digest::sha256_digest(&fetched.bytes),
+    ));
+    Ok((fetched.document, described))
+}
