@@ -9,8 +9,8 @@ mod socket;
 mod trust;
 
 pub use pass::run_once;
-pub use probes::{OTHER_UPDATERS, enabled_updaters, users_logged_in};
-pub use socket::{notify, run};
+pub use probes::{HostToolError, OTHER_UPDATERS, WarinessError, enabled_updaters, users_logged_in};
+pub use socket::{RunError, notify, run};
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -4,9 +4,9 @@
 
 use super::Options;
 use crate::config::Settings;
-use crate::host::driver::{Driver, ProcessRunner};
+use crate::host::driver::{Driver, DriverError, ProcessRunner};
 use crate::host::{HostStatus, Tool};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Units that update the host on their own; staging waits while any is enabled.
@@ -48,14 +48,41 @@ pub async fn enabled_updaters(systemctl: &str, root: &Path) -> Vec<String> {
     enabled
 }
 
-pub(super) fn wariness(settings: &Settings, root: &Path) -> Result<f64, String> {
+/// Why this node's wariness cannot be told.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WarinessError {
+    /// None is configured and `/etc/machine-id` cannot be read.
+    #[error("{}: {error}; set identity.rollout_wariness", path.display())]
+    MachineIdUnreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why it cannot be read.
+        error: std::io::Error,
+    },
+    /// `/etc/machine-id` holds no machine ID.
+    #[error(transparent)]
+    InvalidMachineId(#[from] crate::identity::IdError),
+}
+
+impl WarinessError {
+    /// A short, fixed label for metrics and status.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            WarinessError::MachineIdUnreadable { .. } => "machine_id_unreadable",
+            WarinessError::InvalidMachineId(_) => "invalid_machine_id",
+        }
+    }
+}
+
+pub(super) fn wariness(settings: &Settings, root: &Path) -> Result<f64, WarinessError> {
     if let Some(w) = settings.wariness {
         return Ok(w);
     }
     let path = root.join("etc/machine-id");
     let machine_id = std::fs::read_to_string(&path)
-        .map_err(|e| format!("{}: {e}; set identity.rollout_wariness", path.display()))?;
-    let node = crate::identity::node_id(&machine_id).map_err(|e| e.to_string())?;
+        .map_err(|error| WarinessError::MachineIdUnreadable { path, error })?;
+    let node = crate::identity::node_id(&machine_id)?;
     Ok(cairn_graph::wariness::from_app_id(&node))
 }
 
@@ -94,11 +121,34 @@ pub async fn users_logged_in(loginctl: &str) -> bool {
     }
 }
 
+/// Why no host tool can drive this host.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostToolError {
+    /// bootc is installed but failed: falling back to rpm-ostree would drive
+    /// the host behind bootc's back.
+    #[error("bootc status failed: {0}")]
+    BootcFailed(DriverError),
+    /// rpm-ostree, asked after bootc, reports no booted image either.
+    #[error("neither bootc nor rpm-ostree reports a booted image: {0}")]
+    NoBootedImage(DriverError),
+}
+
+impl HostToolError {
+    /// A short, fixed label for metrics and status.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            HostToolError::BootcFailed(_) => "bootc_failed",
+            HostToolError::NoBootedImage(_) => "no_booted_image",
+        }
+    }
+}
+
 /// Which tool drives this host: bootc when it reports a booted image it can
 /// manage, else rpm-ostree.
 pub(super) async fn pick_driver(
     options: &Options,
-) -> Result<(Driver<ProcessRunner>, HostStatus), String> {
+) -> Result<(Driver<ProcessRunner>, HostStatus), HostToolError> {
     let runner = ProcessRunner::detect();
     let bootc = Driver::new(
         runner.clone(),
@@ -119,9 +169,9 @@ pub(super) async fn pick_driver(
         // bootc answered, but cannot manage this deployment: rpm-ostree can.
         Ok(_) => {}
         // bootc is not installed: an rpm-ostree host.
-        Err(crate::host::driver::DriverError::Run { .. }) => {}
+        Err(DriverError::Run { .. }) => {}
         // bootc failed: falling back would drive the host behind bootc's back.
-        Err(e) => return Err(format!("bootc status failed: {e}")),
+        Err(e) => return Err(HostToolError::BootcFailed(e)),
     }
     let rpm = Driver::new(
         runner,
@@ -129,14 +179,12 @@ pub(super) async fn pick_driver(
         &options.rpm_ostree,
         Duration::from_secs(600),
     );
-    let status = rpm
-        .status()
-        .await
-        .map_err(|e| format!("neither bootc nor rpm-ostree reports a booted image: {e}"))?;
+    let status = rpm.status().await.map_err(HostToolError::NoBootedImage)?;
     Ok((rpm, status))
 }
 
-pub(super) async fn agent_status(options: &Options) -> Result<HostStatus, String> {
+/// What the host tool reports now.
+pub(super) async fn agent_status(options: &Options) -> Result<HostStatus, HostToolError> {
     pick_driver(options).await.map(|(_, status)| status)
 }
 

@@ -31,9 +31,27 @@ pub fn notify(message: &str) {
     }
 }
 
+/// Why the daemon cannot run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// Another agent answers on the control socket: two would drive one host.
+    #[error("{0}")]
+    AnotherAgent(std::io::Error),
+}
+
+impl RunError {
+    /// A short, fixed label for metrics and status.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RunError::AnotherAgent(_) => "another_agent",
+        }
+    }
+}
+
 /// Run for ever: one pass per check interval, with up to 10% jitter so a
 /// fleet does not check in lockstep.
-pub async fn run(options: Options) -> Result<(), String> {
+pub async fn run(options: Options) -> Result<(), RunError> {
     let listener = match options
         .socket
         .as_deref()
@@ -41,7 +59,9 @@ pub async fn run(options: Options) -> Result<(), String> {
     {
         None => None,
         Some((_, Ok(listener))) => Some(listener),
-        Some((_, Err(e))) if e.kind() == std::io::ErrorKind::AddrInUse => return Err(e.to_string()),
+        Some((_, Err(e))) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            return Err(RunError::AnotherAgent(e));
+        }
         Some((path, Err(e))) => {
             tracing::warn!(socket = %path.display(), error = %e, "no control socket; operator commands fall back to the state directory");
             None

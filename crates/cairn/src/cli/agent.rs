@@ -241,9 +241,7 @@ pub fn run_agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     args::init_logging();
-    runtime
-        .block_on(cairn_agent::daemon::run(options))
-        .map_err(anyhow::Error::msg)?;
+    runtime.block_on(cairn_agent::daemon::run(options))?;
     Ok(ExitCode::SUCCESS)
 }
 
