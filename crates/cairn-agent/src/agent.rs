@@ -393,10 +393,9 @@ impl<R: CommandRunner> Agent<R> {
                 if matches!(self.persisted.state, State::Checking) {
                     self.transition(&Event::NothingToDo)?;
                 }
-                return Ok((
-                    self.report(ReasonKind::SourceError, format!("no action: {why}")),
-                    None,
-                ));
+                let reason = Reason::new(ReasonKind::SourceError, format!("no action: {why}"))
+                    .caused_by(why.kind());
+                return Ok((self.report_why(reason), None));
             }
         };
         let host = self.driver.status().await?;

@@ -302,11 +302,18 @@ impl std::fmt::Display for ReasonKind {
 
 /// A reason: its kind, for code, and one sentence, for operators.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Reason {
     /// What code decides on.
     pub kind: ReasonKind,
     /// What operators read; its wording may change at any time.
     pub message: String,
+    /// The short kind of the error behind the reason (`expired`,
+    /// `bad_signature`, `transport`, `syntax`…), when one stopped the pass:
+    /// an error's `kind()`, never text from a source. Added within
+    /// `cairn.dev/v1`, so a status an older agent wrote has none.
+    #[serde(default)]
+    pub cause: Option<String>,
 }
 
 impl Reason {
@@ -315,6 +322,15 @@ impl Reason {
         Reason {
             kind,
             message: message.into(),
+            cause: None,
+        }
+    }
+
+    /// The same reason, caused by an error of kind `cause` (its `kind()`).
+    pub fn caused_by(self, cause: &'static str) -> Reason {
+        Reason {
+            cause: Some(cause.to_string()),
+            ..self
         }
     }
 

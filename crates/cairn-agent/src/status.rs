@@ -524,6 +524,7 @@ mod tests {
         assert_eq!(json["kind"], "AgentStatus");
         assert_eq!(json["state"], "finalize-allowed");
         assert_eq!(json["reason"]["kind"], "reboot_lock_wait");
+        assert_eq!(json["reason"]["cause"], serde_json::Value::Null);
         assert_eq!(json["booted"]["ageIndex"], 1);
         assert_eq!(json["updated"], "2027-01-15T08:00:00Z");
         assert_eq!(json["hookVeto"]["retryAfter"], "2027-01-15T08:05:00Z");
@@ -535,6 +536,23 @@ mod tests {
         let bytes = serde_json::to_vec(&full).expect("serializes");
         let back = AgentStatus::from_json(&bytes, Path::new("status.json")).expect("parses");
         assert_eq!(back, full);
+    }
+
+    #[test]
+    fn a_reason_carries_the_kind_of_the_error_behind_it() {
+        let stopped = AgentStatus {
+            reason: Reason::new(ReasonKind::SourceError, "no action: expired").caused_by("expired"),
+            ..status(StateName::Steady, ReasonKind::SourceError, "")
+        };
+        let json = serde_json::to_value(&stopped).expect("serializes");
+        assert_eq!(json["reason"]["cause"], "expired");
+        let bytes = serde_json::to_vec(&stopped).expect("serializes");
+        let back = AgentStatus::from_json(&bytes, Path::new("status.json")).expect("parses");
+        assert_eq!(back.reason.cause.as_deref(), Some("expired"));
+        // An earlier v1 agent wrote no cause: it reads as none.
+        let earlier: Reason =
+            serde_json::from_str(r#"{"kind":"source_error","message":"down"}"#).expect("reads");
+        assert_eq!(earlier.cause, None);
     }
 
     #[test]

@@ -32,6 +32,7 @@ async fn agents_follow_the_rollout_and_explain_themselves() {
     assert_eq!(status["kind"], "AgentStatus");
     assert_eq!(status["state"], "staged");
     assert_eq!(status["reason"]["kind"], "one_shot", "{status}");
+    assert_eq!(status["reason"]["cause"], Value::Null, "no error: {status}");
     assert_eq!(status["staged"]["version"], "44.3", "{status}");
     assert_eq!(
         status["target"]["digest"],
@@ -69,6 +70,9 @@ async fn config_errors_signatures_holds_and_other_updaters_stop_the_agent() {
         "{out}"
     );
     assert!(n.host.state().staged.is_none());
+    let status = status_json(&n);
+    assert_eq!(status["reason"]["kind"], "config_error", "{status}");
+    assert_eq!(status["reason"]["cause"], "invalid_key", "{status}");
     let motd_path = Path::new(&n.root).join("run/motd.d/85-cairn.motd");
     let motd = std::fs::read_to_string(&motd_path).expect("MOTD written");
     assert!(
@@ -126,6 +130,10 @@ async fn config_errors_signatures_holds_and_other_updaters_stop_the_agent() {
         "{out}"
     );
     assert!(wrong.host.state().staged.is_none());
+    // The error's own kind says which trust check failed.
+    let status = status_json(&wrong);
+    assert_eq!(status["reason"]["kind"], "source_error", "{status}");
+    assert_eq!(status["reason"]["cause"], "bad_signature", "{status}");
 
     // Held by the operator.
     let held = node(&p, "held", 1, &fragment(&p, 0.1));
@@ -386,6 +394,10 @@ async fn a_pass_that_stops_early_still_names_the_state_and_why() {
     let status = status_json(&lost);
     assert_eq!(status["state"], "initialized", "{status}");
     assert_eq!(status["reason"]["kind"], "wariness_unknown", "{status}");
+    assert_eq!(
+        status["reason"]["cause"], "machine_id_unreadable",
+        "{status}"
+    );
     let reason = status["reason"]["message"].as_str().unwrap_or_default();
     assert!(
         reason.starts_with("no action:") && reason.contains("machine-id"),

@@ -12,7 +12,7 @@ use crate::history::{Attempt, Outcome};
 use crate::host::HostStatus;
 use crate::host::driver::CommandRunner;
 use crate::machine::{Event, Target};
-use crate::reason::ReasonKind;
+use crate::reason::{Reason, ReasonKind};
 use crate::store::Underway;
 use jiff::Timestamp;
 
@@ -316,13 +316,14 @@ impl<R: CommandRunner> Agent<R> {
                 ));
             }
             BootHealth::Unanswered(why) => {
-                return Ok(self.report(
+                let reason = Reason::new(
                     ReasonKind::WaitingForBootComplete,
                     format!(
                         "verifying {}: waiting for boot-complete.target; systemctl did not answer ({why})",
                         target.version
                     ),
-                ));
+                );
+                return Ok(self.report_why(reason.caused_by(why.kind())));
             }
             BootHealth::Failed(why) => return self.unhealthy(world, target, why).await,
             BootHealth::Healthy => (

@@ -15,7 +15,7 @@ use crate::machine::{Event, State};
 use crate::reason::{Reason, ReasonKind};
 use crate::source::{GraphUnavailable, SourceGraph};
 use crate::status::{AgentStatus, StateName};
-use crate::store::AgentState;
+use crate::store::{AgentState, StoreError};
 use jiff::Timestamp;
 use std::path::Path;
 use std::time::Duration;
@@ -43,7 +43,8 @@ pub async fn run_once(options: &Options, mode: PassMode, now: Timestamp) -> Agen
             status.reason = Reason::new(
                 ReasonKind::StateUnreadable,
                 "the persistent state cannot be read; nothing is done",
-            );
+            )
+            .caused_by(e.kind());
             status.last_error = Some(e.to_string());
             crate::status::finish(
                 &options.state_dir,
@@ -77,7 +78,8 @@ pub async fn run_once(options: &Options, mode: PassMode, now: Timestamp) -> Agen
             status.reason = Reason::new(
                 ReasonKind::ConfigError,
                 format!("configuration error: {e}; nothing is staged or finalized"),
-            );
+            )
+            .caused_by(e.kind());
             status.last_error = Some(e.to_string());
             crate::status::finish(
                 &options.state_dir,
@@ -104,6 +106,9 @@ pub async fn run_once(options: &Options, mode: PassMode, now: Timestamp) -> Agen
     // A pass that fails has not set the reason: the failure is the reason.
     if let Err(stopped) = pass(options, mode, &settings, state, now, &mut status).await {
         status.reason = Reason::new(stopped.kind, format!("no action: {}", stopped.message));
+        if let Some(cause) = stopped.cause {
+            status.reason = status.reason.caused_by(cause);
+        }
         status.last_error = Some(stopped.message);
     }
     crate::status::finish(
@@ -125,19 +130,43 @@ async fn lock_for_pass(state_dir: &Path) -> Result<cairn_fs::FileLock, crate::st
     }
 }
 
-/// Why a pass stopped before the state machine decided: the reason's kind
-/// and the error.
+/// Why a pass stopped before the state machine decided: the reason's kind,
+/// the error's own kind when it has one, and the error.
 #[derive(Debug)]
 struct Stopped {
     kind: ReasonKind,
+    cause: Option<&'static str>,
     message: String,
 }
 
-/// Map an error to a [`Stopped`] of `kind`.
+/// Map an error without a kind of its own to a [`Stopped`] of `kind`.
 fn stopped<E: std::fmt::Display>(kind: ReasonKind) -> impl FnOnce(E) -> Stopped {
     move |e| Stopped {
         kind,
+        cause: None,
         message: e.to_string(),
+    }
+}
+
+/// Map an error to a [`Stopped`] of `kind`, caused by the error's `cause` (its `kind()`).
+fn stopped_by<E: std::fmt::Display>(
+    kind: ReasonKind,
+    cause: fn(&E) -> &'static str,
+) -> impl FnOnce(E) -> Stopped {
+    move |e| Stopped {
+        kind,
+        cause: Some(cause(&e)),
+        message: e.to_string(),
+    }
+}
+
+impl From<AgentError> for Stopped {
+    fn from(e: AgentError) -> Stopped {
+        Stopped {
+            kind: e.reason_kind(),
+            cause: Some(e.kind()),
+            message: e.to_string(),
+        }
     }
 }
 
@@ -162,19 +191,22 @@ async fn pass(
     now: Timestamp,
     status: &mut AgentStatus,
 ) -> Result<(), Stopped> {
-    let wariness =
-        wariness(settings, &options.root).map_err(stopped(ReasonKind::WarinessUnknown))?;
+    let wariness = wariness(settings, &options.root).map_err(stopped_by(
+        ReasonKind::WarinessUnknown,
+        super::WarinessError::kind,
+    ))?;
     status.wariness = Some(wariness);
-    let (driver, host) = pick_driver(options)
-        .await
-        .map_err(stopped(ReasonKind::HostUnreadable))?;
+    let (driver, host) = pick_driver(options).await.map_err(stopped_by(
+        ReasonKind::HostUnreadable,
+        super::HostToolError::kind,
+    ))?;
     status.booted = release_of(host.booted.as_ref(), None);
     // The tag is recorded once: after a digest switch bootc's spec shows the digest.
     if state.followed.is_none() && host.followed.as_ref().is_some_and(|f| !f.contains('@')) {
         state.followed = host.followed.clone();
         state
             .save(&options.state_dir)
-            .map_err(stopped(ReasonKind::StateUnwritable))?;
+            .map_err(stopped_by(ReasonKind::StateUnwritable, StoreError::kind))?;
     }
     // Without a recorded tag (a reset after a digest switch), the repository
     // still comes from the digest reference; the stream must then be configured.
@@ -226,14 +258,18 @@ async fn pass(
         }
     }
     // A broken registries.conf breaks the host's own pulls too: do nothing.
-    let mirrors = crate::mirrors::Mirrors::load(&options.root)
-        .map_err(stopped(ReasonKind::RegistriesConfInvalid))?;
+    let mirrors = crate::mirrors::Mirrors::load(&options.root).map_err(stopped_by(
+        ReasonKind::RegistriesConfInvalid,
+        crate::mirrors::MirrorsError::kind,
+    ))?;
     let mut client_options = options.client.clone();
     client_options
         .insecure_registries
         .extend(mirrors.insecure_hosts());
-    let client =
-        cairn_oci::RegistryClient::new(client_options).map_err(stopped(ReasonKind::SetupFailed))?;
+    let client = cairn_oci::RegistryClient::new(client_options).map_err(stopped_by(
+        ReasonKind::SetupFailed,
+        cairn_oci::OciError::kind,
+    ))?;
     let fetched = match &settings.source {
         Source::Cincinnati(url) => {
             // A host booted from an image needs the OCI graph.
@@ -305,7 +341,7 @@ async fn pass(
     // The trust state is kept as soon as a document is accepted.
     state
         .save(&options.state_dir)
-        .map_err(stopped(ReasonKind::StateUnwritable))?;
+        .map_err(stopped_by(ReasonKind::StateUnwritable, StoreError::kind))?;
     status.source = match &fetched {
         Ok((_, described)) => described.clone(),
         Err(_) => settings.source.to_string(),
@@ -323,14 +359,17 @@ async fn pass(
                 &lock.group,
                 Duration::from_secs(30),
             )
-            .map_err(stopped(ReasonKind::SetupFailed))?,
+            .map_err(stopped_by(
+                ReasonKind::SetupFailed,
+                crate::fleetlock::LockError::kind,
+            ))?,
         ),
         None => None,
     };
     let repository = repository_of(&followed).to_string();
     state
         .save(&options.state_dir)
-        .map_err(stopped(ReasonKind::StateUnwritable))?;
+        .map_err(stopped_by(ReasonKind::StateUnwritable, StoreError::kind))?;
     let mut agent = Agent::new(
         settings.clone(),
         driver,
@@ -340,10 +379,7 @@ async fn pass(
         &options.arch,
         &repository,
     )
-    .map_err(|e| Stopped {
-        kind: e.reason_kind(),
-        message: e.to_string(),
-    })?
+    .map_err(Stopped::from)?
     .with_hooks(
         crate::hooks::HookSettings {
             root: options.root.clone(),
@@ -418,10 +454,7 @@ async fn pass(
                 });
         }
     }
-    let mut report = agent.recover(now).await.map_err(|e| Stopped {
-        kind: e.reason_kind(),
-        message: e.to_string(),
-    })?;
+    let mut report = agent.recover(now).await.map_err(Stopped::from)?;
     // Step until the state stops changing (a pass stages, or gates, or waits).
     for _ in 0..6 {
         let before = agent.state().clone();
@@ -429,16 +462,11 @@ async fn pass(
             Ok(report) => report,
             Err(e @ (AgentError::Host(_) | AgentError::Refused { .. })) => {
                 return Err(Stopped {
-                    kind: e.reason_kind(),
                     message: format!("host: {e}"),
+                    ..Stopped::from(e)
                 });
             }
-            Err(e) => {
-                return Err(Stopped {
-                    kind: e.reason_kind(),
-                    message: e.to_string(),
-                });
-            }
+            Err(e) => return Err(Stopped::from(e)),
         };
         // The host is going down, the state settled, or a boot was just
         // judged (its outcome is what this pass reports): stop here.
