@@ -3,6 +3,11 @@
 
 use super::{AgentStatus, LastOutcome, StateName, StatusError};
 use jiff::Timestamp;
+use prometheus_client::encoding::text::encode_registry;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use std::path::Path;
 
 /// The last successful pass the previous status file records. An
@@ -82,101 +87,188 @@ pub fn motd(status: &AgentStatus) -> Option<String> {
         .then(|| format!("Cairn updates: {}\n", status.reason.message))
 }
 
-/// Prometheus text for a status.
+/// A label value, escaped as the text format asks (`\\`, `\"`, `\n`):
+/// prometheus-client 0.23 writes label values as given, and hook names and
+/// base versions come from images.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct Escaped(String);
+
+impl EncodeLabelValue for Escaped {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write;
+        for c in self.0.chars() {
+            match c {
+                '\\' => encoder.write_str("\\\\")?,
+                '"' => encoder.write_str("\\\"")?,
+                '\n' => encoder.write_str("\\n")?,
+                c => encoder.write_char(c)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HookLabel {
+    hook: Escaped,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BarrierLabel {
+    barrier: Escaped,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+/// A gauge holding `value`.
+fn gauge(value: i64) -> Gauge {
+    let gauge = Gauge::default();
+    gauge.set(value);
+    gauge
+}
+
+/// A gauge family of one series per label set given.
+fn family<L>(series: impl IntoIterator<Item = (L, i64)>) -> Family<L, Gauge>
+where
+    L: Clone + std::hash::Hash + Eq + EncodeLabelSet + std::fmt::Debug + Send + Sync + 'static,
+{
+    let family = Family::<L, Gauge>::default();
+    for (labels, value) in series {
+        family.get_or_create(&labels).set(value);
+    }
+    family
+}
+
+/// Prometheus text for a status. Every metric is a gauge: a textfile is
+/// rewritten whole at each pass, so no series outlives the state it shows.
 pub fn metrics_text(status: &AgentStatus, now: Timestamp) -> String {
-    let mut text = String::new();
-    let mut gauge = |name: &str, help: &str, value: String| {
-        text.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
-        ));
-    };
-    gauge(
+    let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let mut registry = Registry::default();
+    registry.register(
         "cairn_agent_last_check_timestamp_seconds",
         "Unix time of the last check",
-        now.as_second().to_string(),
+        gauge(now.as_second()),
     );
     if let Some(success) = status.last_success {
-        gauge(
+        registry.register(
             "cairn_agent_last_success_timestamp_seconds",
             "Unix time of the last check without error",
-            success.as_second().to_string(),
+            gauge(success.as_second()),
         );
     }
     if let Some(age) = status.booted.as_ref().and_then(|r| r.age_index) {
-        gauge(
+        registry.register(
             "cairn_agent_booted_age_index",
             "Age index of the booted release",
-            age.to_string(),
+            gauge(count(age)),
         );
     }
     if let Some(age) = status.staged.as_ref().and_then(|r| r.age_index) {
-        gauge(
+        registry.register(
             "cairn_agent_staged_age_index",
             "Age index of the staged release",
-            age.to_string(),
+            gauge(count(age)),
         );
     }
-    gauge(
+    registry.register(
         "cairn_agent_deny_list_size",
         "Releases this host rolled back from",
-        status.deny_list.len().to_string(),
+        gauge(count(status.deny_list.len() as u64)),
     );
-    gauge(
+    registry.register(
         "cairn_agent_held",
         "1 while updates are held by the operator",
-        u8::from(status.held).to_string(),
+        gauge(i64::from(status.held)),
     );
-    text.push_str(
-        "# HELP cairn_agent_missing_base_image 1 while updates wait for an image built on this base barrier\n\
-         # TYPE cairn_agent_missing_base_image gauge\n",
+    // One series even when nothing is missing or vetoed, so a dashboard
+    // sees 0 rather than no data.
+    let missing = match &status.missing_base_image {
+        Some(missing) => (
+            format!("{} {}", missing.base_repository, missing.version),
+            1,
+        ),
+        None => (String::new(), 0),
+    };
+    registry.register(
+        "cairn_agent_missing_base_image",
+        "1 while updates wait for an image built on this base barrier",
+        family([(
+            BarrierLabel {
+                barrier: Escaped(missing.0),
+            },
+            missing.1,
+        )]),
     );
-    text.push_str(
-        "# HELP cairn_agent_hook_veto 1 while a pre-update hook's veto holds the update back\n\
-         # TYPE cairn_agent_hook_veto gauge\n",
-    );
-    match &status.hook_veto {
-        Some(veto) => text.push_str(&format!(
-            "cairn_agent_hook_veto{{hook=\"{}\"}} 1\n",
-            veto.hook.replace(['"', '\\', '\n'], "_")
-        )),
-        None => text.push_str("cairn_agent_hook_veto{hook=\"\"} 0\n"),
-    }
-    match &status.missing_base_image {
-        Some(missing) => text.push_str(&format!(
-            "cairn_agent_missing_base_image{{barrier=\"{} {}\"}} 1\n",
-            missing.base_repository.replace(['"', '\\', '\n'], "_"),
-            missing.version.replace(['"', '\\', '\n'], "_")
-        )),
-        None => text.push_str("cairn_agent_missing_base_image{barrier=\"\"} 0\n"),
-    }
-    text.push_str(
-        "# HELP cairn_agent_last_outcome 1 for the final outcome of the newest finished update attempt\n\
-         # TYPE cairn_agent_last_outcome gauge\n",
+    let veto = match &status.hook_veto {
+        Some(veto) => (veto.hook.clone(), 1),
+        None => (String::new(), 0),
+    };
+    registry.register(
+        "cairn_agent_hook_veto",
+        "1 while a pre-update hook's veto holds the update back",
+        family([(
+            HookLabel {
+                hook: Escaped(veto.0),
+            },
+            veto.1,
+        )]),
     );
     let last = status.last_outcome.as_ref().map(|l| l.outcome);
-    for outcome in crate::history::Outcome::ALL.iter().filter(|o| o.is_final()) {
-        text.push_str(&format!(
-            "cairn_agent_last_outcome{{outcome=\"{outcome}\"}} {}\n",
-            u8::from(last == Some(*outcome))
-        ));
-    }
-    text.push_str(
-        "# HELP cairn_agent_state 1 for the current state\n# TYPE cairn_agent_state gauge\n",
+    registry.register(
+        "cairn_agent_last_outcome",
+        "1 for the final outcome of the newest finished update attempt",
+        family(
+            crate::history::Outcome::ALL
+                .iter()
+                .filter(|o| o.is_final())
+                .map(|o| {
+                    let labels = OutcomeLabel {
+                        outcome: o.as_str(),
+                    };
+                    (labels, i64::from(last == Some(*o)))
+                }),
+        ),
     );
-    for state in StateName::ALL {
-        text.push_str(&format!(
-            "cairn_agent_state{{state=\"{state}\"}} {}\n",
-            u8::from(status.state == state)
-        ));
-    }
+    registry.register(
+        "cairn_agent_state",
+        "1 for the current state",
+        family(StateName::ALL.map(|state| {
+            let labels = StateLabel {
+                state: state.as_str(),
+            };
+            (labels, i64::from(status.state == state))
+        })),
+    );
     // Only the current kind: a textfile is rewritten whole, so the previous
     // kind's series goes with it.
-    text.push_str(&format!(
-        "# HELP cairn_agent_reason 1 for the kind of the current reason\n\
-         # TYPE cairn_agent_reason gauge\n\
-         cairn_agent_reason{{kind=\"{}\"}} 1\n",
-        status.reason.kind
-    ));
+    registry.register(
+        "cairn_agent_reason",
+        "1 for the kind of the current reason",
+        family([(
+            KindLabel {
+                kind: status.reason.kind.as_str(),
+            },
+            1,
+        )]),
+    );
+    let mut text = String::new();
+    // Writing to a String cannot fail; the encoder's signature is fmt's.
+    if let Err(e) = encode_registry(&mut text, &registry) {
+        tracing::warn!(error = %e, "could not encode the metrics");
+    }
     text
 }
 
@@ -228,6 +320,86 @@ mod tests {
             Some(now)
         );
         assert!(!run.join(MOTD_FILE).exists());
+    }
+
+    /// The value of `label` in the one series of `metric`, unescaped as a
+    /// Prometheus text parser reads it.
+    fn label_value(text: &str, metric: &str, label: &str) -> Option<String> {
+        let start = format!("{metric}{{{label}=\"");
+        let line = text.lines().find(|l| l.starts_with(&start))?;
+        let mut value = String::new();
+        let mut chars = line[start.len()..].chars();
+        loop {
+            match chars.next()? {
+                '"' => break,
+                '\\' => match chars.next()? {
+                    'n' => value.push('\n'),
+                    c @ ('\\' | '"') => value.push(c),
+                    _ => return None,
+                },
+                c => value.push(c),
+            }
+        }
+        (chars.as_str().starts_with("} 1")).then_some(value)
+    }
+
+    #[test]
+    fn metrics_keep_their_names_and_escape_label_values() {
+        let awkward = "quay.io/a\"b\\c\nd";
+        let mut veto = status(StateName::Staged, ReasonKind::HookVeto, "vetoed");
+        veto.hook_veto = Some(crate::status::HookVeto {
+            hook: "image:10-\"check\"\\\n".into(),
+            version: "44.3".into(),
+            reason: "no".into(),
+            retry_after: at(1_800_000_300),
+        });
+        veto.missing_base_image = Some(crate::status::MissingBaseImage {
+            base_repository: awkward.into(),
+            version: "42.1\"".into(),
+        });
+        let text = metrics_text(&veto, at(1_800_000_000));
+        assert_eq!(
+            label_value(&text, "cairn_agent_hook_veto", "hook").as_deref(),
+            Some("image:10-\"check\"\\\n"),
+            "{text}"
+        );
+        assert_eq!(
+            label_value(&text, "cairn_agent_missing_base_image", "barrier"),
+            Some(format!("{awkward} 42.1\"")),
+            "{text}"
+        );
+        // No value broke a line: every line is a comment or a sample.
+        assert!(
+            text.lines()
+                .all(|l| l.starts_with("# ") || l.starts_with("cairn_agent_")),
+            "{text}"
+        );
+        for line in [
+            "# TYPE cairn_agent_last_check_timestamp_seconds gauge\n",
+            "cairn_agent_last_check_timestamp_seconds 1800000000\n",
+            "cairn_agent_deny_list_size 0\n",
+            "cairn_agent_held 0\n",
+            "cairn_agent_state{state=\"staged\"} 1\n",
+            "cairn_agent_state{state=\"steady\"} 0\n",
+            "cairn_agent_last_outcome{outcome=\"booted_healthy\"} 0\n",
+            "cairn_agent_reason{kind=\"hook_veto\"} 1\n",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        // Plain text format for node_exporter: no OpenMetrics end marker.
+        assert!(!text.contains("# EOF"), "{text}");
+        let calm = metrics_text(
+            &status(StateName::Steady, ReasonKind::UpToDate, "fine"),
+            at(1_800_000_000),
+        );
+        assert!(
+            calm.contains("cairn_agent_hook_veto{hook=\"\"} 0\n"),
+            "{calm}"
+        );
+        assert!(
+            calm.contains("cairn_agent_missing_base_image{barrier=\"\"} 0\n"),
+            "{calm}"
+        );
     }
 
     #[test]
