@@ -2,7 +2,8 @@
 //! say, step the state machine until it settles, and leave the status.
 
 use super::probes::{
-    agent_status, boot_id, enabled_updaters, node_id, pick_driver, users_logged_in, wariness,
+    HostToolError, WarinessError, agent_status, boot_id, enabled_updaters, node_id, pick_driver,
+    users_logged_in, wariness,
 };
 use super::trust::document;
 use super::{Options, PassMode};
@@ -191,15 +192,12 @@ async fn pass(
     now: Timestamp,
     status: &mut AgentStatus,
 ) -> Result<(), Stopped> {
-    let wariness = wariness(settings, &options.root).map_err(stopped_by(
-        ReasonKind::WarinessUnknown,
-        super::WarinessError::kind,
-    ))?;
+    let wariness = wariness(settings, &options.root)
+        .map_err(stopped_by(ReasonKind::WarinessUnknown, WarinessError::kind))?;
     status.wariness = Some(wariness);
-    let (driver, host) = pick_driver(options).await.map_err(stopped_by(
-        ReasonKind::HostUnreadable,
-        super::HostToolError::kind,
-    ))?;
+    let (driver, host) = pick_driver(options)
+        .await
+        .map_err(stopped_by(ReasonKind::HostUnreadable, HostToolError::kind))?;
     status.booted = release_of(host.booted.as_ref(), None);
     // The tag is recorded once: after a digest switch bootc's spec shows the digest.
     if state.followed.is_none() && host.followed.as_ref().is_some_and(|f| !f.contains('@')) {
