@@ -180,6 +180,7 @@ async fn read(
     cairn_oci::scan::read_candidate(store, options, digest, tags, cache, notes)
         .await
         .map_err(|e| e.to_string())?
+        .map_err(|reason| reason.to_string())
 }
 
 async fn build(
