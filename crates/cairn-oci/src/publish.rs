@@ -188,39 +188,8 @@ pub async fn assemble(
     cache: &mut ScanCache,
     observer: &dyn Observer,
 ) -> Result<Assembly, PublishError> {
-    let mut base = None;
-    if let Some(wanted) = options.base
-        && !per_architecture(&wanted.source)
-    {
-        base = Some(read_base(client, wanted, options.now, &[], observer).await?);
-    }
-    let base_repository = base.as_ref().map(|b: &BaseGraph| b.repository.clone());
-    let (mut report, mut requests) = scan(store, options, base_repository, cache, observer).await?;
-    if let Some(wanted) = options.base
-        && per_architecture(&wanted.source)
-    {
-        let arches = architectures(&report.candidates, previous);
-        let read = read_base(client, wanted, options.now, &arches, observer).await?;
-        // Only now is the base repository known: images that record only
-        // their base's digest are read again with it (from the cache).
-        if report
-            .candidates
-            .iter()
-            .any(|c| c.base.as_ref().is_some_and(|b| b.repository.is_empty()))
-        {
-            let again = scan(
-                store,
-                options,
-                Some(read.repository.clone()),
-                cache,
-                observer,
-            )
-            .await?;
-            report = again.0;
-            requests += again.1;
-        }
-        base = Some(read);
-    }
+    let (mut report, requests, base) =
+        scan_with_base(store, client, previous, options, cache, observer).await?;
     if let (Some(base), Some(from)) = (&base, options.base.and_then(|b| b.layers_from.as_ref())) {
         let matched = crate::derived::match_base_layers(
             store,
@@ -275,6 +244,42 @@ pub async fn assemble(
         notes,
         requests,
     })
+}
+
+/// Scan, and read the base graph: before the scan, which needs its
+/// repository, unless the source answers per architecture; then after it,
+/// for the architectures found. Returns the report, the scan's HTTP
+/// requests, and the base graph.
+async fn scan_with_base(
+    store: &Store,
+    client: &RegistryClient,
+    previous: Option<&GraphDocument>,
+    options: &Options<'_>,
+    cache: &mut ScanCache,
+    observer: &dyn Observer,
+) -> Result<(ScanReport, u64, Option<BaseGraph>), PublishError> {
+    let Some(wanted) = options.base else {
+        let (report, requests) = scan(store, options, None, cache, observer).await?;
+        return Ok((report, requests, None));
+    };
+    if !per_architecture(&wanted.source) {
+        let base = read_base(client, wanted, options.now, &[], observer).await?;
+        let repository = Some(base.repository.clone());
+        let (report, requests) = scan(store, options, repository, cache, observer).await?;
+        return Ok((report, requests, Some(base)));
+    }
+    let (report, requests) = scan(store, options, None, cache, observer).await?;
+    let arches = architectures(&report.candidates, previous);
+    let base = read_base(client, wanted, options.now, &arches, observer).await?;
+    // Only now is the base repository known: images that record only their
+    // base's digest are read again with it (from the cache).
+    let nameless = |c: &Candidate| c.base.as_ref().is_some_and(|b| b.repository.is_empty());
+    if !report.candidates.iter().any(nameless) {
+        return Ok((report, requests, Some(base)));
+    }
+    let repository = Some(base.repository.clone());
+    let (report, again) = scan(store, options, repository, cache, observer).await?;
+    Ok((report, requests + again, Some(base)))
 }
 
 /// A Cincinnati server answers for one architecture at a time; the other
