@@ -58,7 +58,7 @@ pub enum FollowError {
         /// Which image.
         what: String,
         /// Why not.
-        reason: String,
+        reason: cairn_oci::scan::NotRelease,
     },
     /// The base graph's keys could not be read.
     #[error("updates.base_keys: {0}")]

@@ -101,6 +101,17 @@ pub enum AssembleError {
     Invalid(String),
 }
 
+impl AssembleError {
+    /// A short, fixed label: `barrier_gone`, `target_gone` or `invalid_document`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AssembleError::BarrierGone(_) => "barrier_gone",
+            AssembleError::TargetGone(_) => "target_gone",
+            AssembleError::Invalid(_) => "invalid_document",
+        }
+    }
+}
+
 /// Build the next document.
 pub fn assemble(
     previous: Option<&GraphDocument>,

@@ -257,6 +257,54 @@ impl BaseGraph {
         barriers
     }
 
+    /// One graph from the graphs of one stream's architectures (a Cincinnati
+    /// server answers for one at a time): a release is a version, with the
+    /// digests of every architecture, a barrier or dead-end if any
+    /// architecture has one. A version only later graphs have goes after the
+    /// release it follows there, and ages are then renumbered in that order;
+    /// graphs that agree keep the first one's ages.
+    pub fn merge(graphs: Vec<BaseGraph>) -> BaseGraph {
+        let mut graphs = graphs.into_iter();
+        let Some(mut merged) = graphs.next() else {
+            return BaseGraph::default();
+        };
+        merged.releases.sort_by_key(|r| r.age_index);
+        let mut inserted = false;
+        for graph in graphs {
+            let mut releases = graph.releases;
+            releases.sort_by_key(|r| r.age_index);
+            let mut after: Option<usize> = None;
+            for release in releases {
+                let known = merged
+                    .releases
+                    .iter()
+                    .position(|r| r.version == release.version);
+                let at = match known {
+                    Some(at) => {
+                        let known = &mut merged.releases[at];
+                        known.digests.extend(release.digests);
+                        known.barrier = known.barrier.take().or(release.barrier);
+                        known.deadend = known.deadend.take().or(release.deadend);
+                        at
+                    }
+                    None => {
+                        let at = after.map_or(0, |a| a + 1);
+                        merged.releases.insert(at, release);
+                        inserted = true;
+                        at
+                    }
+                };
+                after = Some(at);
+            }
+        }
+        if inserted {
+            for (age, release) in merged.releases.iter_mut().enumerate() {
+                release.age_index = age as u64;
+            }
+        }
+        merged
+    }
+
     /// What a derived document records of this graph.
     pub fn summary(&self) -> BaseGraphSummary {
         BaseGraphSummary {
@@ -742,5 +790,45 @@ mod tests {
             crossed_base_barrier(Some(1), None, &[]),
             Err(Blocked::UnknownBase)
         );
+    }
+
+    #[test]
+    fn per_architecture_graphs_merge_into_one_release_per_version() {
+        let x86 = base_graph(Some(1));
+        // aarch64 lacks b1 and has b2a, which only it shipped, after b2.
+        let mut arm = base_graph(None);
+        arm.releases.remove(1);
+        for release in &mut arm.releases {
+            release.digests = [digest(200 + release.age_index)].into();
+        }
+        arm.releases.insert(
+            2,
+            BaseRelease {
+                version: "b2a".into(),
+                age_index: 9,
+                digests: [digest(299)].into(),
+                ..BaseRelease::default()
+            },
+        );
+        for (age, release) in arm.releases.iter_mut().enumerate() {
+            release.age_index = age as u64;
+        }
+        let merged = BaseGraph::merge(vec![x86.clone(), arm]);
+        let order: Vec<(&str, u64)> = merged
+            .releases
+            .iter()
+            .map(|r| (r.version.as_str(), r.age_index))
+            .collect();
+        assert_eq!(
+            order,
+            [("b0", 0), ("b1", 1), ("b2", 2), ("b2a", 3), ("b3", 4)]
+        );
+        let b2 = merged.find([digest(202).as_str()]).map(|r| &r.version);
+        assert_eq!(b2.map(String::as_str), Some("b2"), "aarch64's digest of b2");
+        assert_eq!(merged.releases[1].barrier.as_deref(), Some("migrate"));
+        assert_eq!(merged.releases[4].deadend.as_deref(), Some("broken"));
+        // One graph, or graphs that agree, keep their ages.
+        assert_eq!(BaseGraph::merge(vec![x86.clone()]), x86);
+        assert_eq!(BaseGraph::merge(vec![x86.clone(), x86.clone()]), x86);
     }
 }

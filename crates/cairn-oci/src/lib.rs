@@ -8,6 +8,7 @@
 //! - [`store`]: one interface over both.
 //! - [`document`]: publishing, reading and verifying documents.
 //! - [`derived`]: finding a derived image's base release.
+//! - [`publish`]: the publish pipeline, from scan to pushed document.
 //! - [`signing`]: cosign-compatible ECDSA P-256 keys and signatures.
 //! - [`sources`]: Fedora's files, Cincinnati answers, and base graphs.
 
@@ -22,6 +23,7 @@ pub mod error;
 pub mod http;
 pub mod layout;
 mod manifest;
+pub mod publish;
 pub mod reference;
 pub mod scan;
 pub mod signing;

@@ -110,13 +110,49 @@ pub struct ArchImage {
     pub created: Option<String>,
 }
 
+/// Why a tag's image is not a release. [`NotRelease::kind`] is a fixed label;
+/// the message is for people.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotRelease {
+    /// The tag was listed but gone when resolved.
+    #[error("the tag vanished during the scan")]
+    Vanished,
+    /// The image could not be read: broken, missing, or refused by the registry.
+    #[error(transparent)]
+    Unreadable(std::sync::Arc<OciError>),
+    /// An index with no Linux image.
+    #[error("no image for any architecture")]
+    NoImage,
+    /// Neither bootable label.
+    #[error("not bootable (no containers.bootc=1 or ostree.bootable label)")]
+    NotBootable,
+    /// Labelled with another stream.
+    #[error("belongs to stream {0}")]
+    OtherStream(String),
+}
+
+impl NotRelease {
+    /// A short, fixed label: `vanished`, `unreadable`, `no_image`,
+    /// `not_bootable` or `other_stream`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            NotRelease::Vanished => "vanished",
+            NotRelease::Unreadable(_) => "unreadable",
+            NotRelease::NoImage => "no_image",
+            NotRelease::NotBootable => "not_bootable",
+            NotRelease::OtherStream(_) => "other_stream",
+        }
+    }
+}
+
 /// The outcome of a scan.
 #[derive(Debug, Clone, Default)]
 pub struct ScanReport {
     /// Releases found.
     pub candidates: Vec<Candidate>,
     /// Tags passed over, with the reason.
-    pub skipped: Vec<(String, String)>,
+    pub skipped: Vec<(String, NotRelease)>,
     /// Notes for the operator.
     pub warnings: Vec<String>,
     /// Every tag of the repository, release or not.
@@ -208,9 +244,7 @@ pub async fn scan(
                 cache.tags.insert(tag.clone(), digest.clone());
                 by_digest.entry(digest).or_default().push(tag);
             }
-            None => report
-                .skipped
-                .push((tag, "the tag vanished during the scan".into())),
+            None => report.skipped.push((tag, NotRelease::Vanished)),
         }
     }
 
@@ -235,7 +269,7 @@ pub async fn scan(
     unknown.dedup();
     type ReadResult = (
         String,
-        std::result::Result<BTreeMap<String, ArchImage>, String>,
+        std::result::Result<BTreeMap<String, ArchImage>, NotRelease>,
     );
     let read: Vec<ReadResult> = stream::iter(unknown)
         .map(|digest| async {
@@ -249,7 +283,7 @@ pub async fn scan(
                     | OciError::NotFound(_)
                     | OciError::DigestMismatch { .. }
                     | OciError::Status { .. }),
-                ) => Ok((digest, Err(e.to_string()))),
+                ) => Ok((digest, Err(NotRelease::Unreadable(std::sync::Arc::new(e))))),
                 Err(e) => Err(e),
             }
         })
@@ -413,7 +447,7 @@ fn is_bootable(labels: &BTreeMap<String, String>) -> bool {
             .is_some_and(|v| v == "1" || v == "true")
 }
 
-/// The candidate for one image, or the reason it is not a release.
+/// The candidate for one image, or why it is not a release.
 #[allow(clippy::too_many_arguments)]
 async fn candidate(
     store: &Store,
@@ -425,14 +459,12 @@ async fn candidate(
     cache: &mut ScanCache,
     failed_bases: &mut std::collections::BTreeSet<String>,
     warnings: &mut Vec<String>,
-) -> Result<std::result::Result<Candidate, String>> {
+) -> Result<std::result::Result<Candidate, NotRelease>> {
     let Some(first) = image.values().next() else {
-        return Ok(Err("no image for any architecture".into()));
+        return Ok(Err(NotRelease::NoImage));
     };
     if !image.values().any(|arch| is_bootable(&arch.labels)) {
-        return Ok(Err(
-            "not bootable (no containers.bootc=1 or ostree.bootable label)".into(),
-        ));
+        return Ok(Err(NotRelease::NotBootable));
     }
     let labels = &first.labels;
     if let Some(stream) = labels
@@ -440,7 +472,7 @@ async fn candidate(
         .or_else(|| labels.get(keys::LEGACY_STREAM))
         && stream != &options.stream
     {
-        return Ok(Err(format!("belongs to stream {stream}")));
+        return Ok(Err(NotRelease::OtherStream(stream.clone())));
     }
     let created_text = labels
         .get(keys::CREATED)
@@ -536,7 +568,7 @@ pub async fn read_candidate(
     tags: &[String],
     cache: &mut ScanCache,
     warnings: &mut Vec<String>,
-) -> Result<std::result::Result<Candidate, String>> {
+) -> Result<std::result::Result<Candidate, NotRelease>> {
     let image = match cache.images.get(digest) {
         Some(image) => image.clone(),
         None => {

@@ -81,6 +81,14 @@ struct RawScan {
     policy: Option<PathBuf>,
     #[serde(default)]
     tag_pattern: Option<String>,
+    #[serde(default)]
+    base_graph: Option<String>,
+    #[serde(default)]
+    base_keys: Vec<PathBuf>,
+    #[serde(default)]
+    base_unsigned: bool,
+    #[serde(default)]
+    base_layers_from: Option<String>,
 }
 
 /// A file path or an http(s) URL.
@@ -137,6 +145,9 @@ pub enum SourceSpec {
         policy: Option<PathBuf>,
         /// Tag glob.
         tag_pattern: Option<String>,
+        /// The base graph derived releases inherit from, as `cairn publish
+        /// --base-graph` reads it.
+        base: Option<cairn_oci::publish::BaseOptions>,
     },
 }
 
@@ -240,11 +251,17 @@ impl Config {
                         allow_unsigned: document.allow_unsigned,
                     }
                 }
-                (None, None, Some(scan)) => SourceSpec::Scan {
-                    repository: scan.repository,
-                    policy: scan.policy.map(|p| base.join(p)),
-                    tag_pattern: scan.tag_pattern,
-                },
+                (None, None, Some(scan)) => {
+                    let base_options = scan_base(&scan, base).map_err(|(key, message)| {
+                        error(format!("{}: {message}", at(&format!("scan.{key}"))))
+                    })?;
+                    SourceSpec::Scan {
+                        repository: scan.repository,
+                        policy: scan.policy.map(|p| base.join(p)),
+                        tag_pattern: scan.tag_pattern,
+                        base: base_options,
+                    }
+                }
                 _ => {
                     return Err(error(format!(
                         "{}: give exactly one of `fcos`, `document` or `scan`",
@@ -266,6 +283,49 @@ impl Config {
             streams,
         })
     }
+}
+
+/// A scan's base graph settings, checked as `cairn publish` checks its
+/// `--base-*` options. An error names the key (under `scan.`) and the fault.
+fn scan_base(
+    scan: &RawScan,
+    dir: &Path,
+) -> Result<Option<cairn_oci::publish::BaseOptions>, (&'static str, String)> {
+    use cairn_oci::sources::BaseSource;
+    let Some(text) = &scan.base_graph else {
+        let orphan = [
+            ("base_keys", !scan.base_keys.is_empty()),
+            ("base_unsigned", scan.base_unsigned),
+            ("base_layers_from", scan.base_layers_from.is_some()),
+        ];
+        return match orphan.into_iter().find(|(_, given)| *given) {
+            Some((key, _)) => Err((key, "only means something with `base_graph`".into())),
+            None => Ok(None),
+        };
+    };
+    let source = BaseSource::parse(text).map_err(|e| ("base_graph", e.to_string()))?;
+    let keys = cairn_oci::signing::VerifyingKey::from_files(
+        scan.base_keys.iter().map(|path| dir.join(path)),
+    )
+    .map_err(|e| ("base_keys", e.to_string()))?;
+    if matches!(source, BaseSource::Document(_)) && keys.is_empty() && !scan.base_unsigned {
+        return Err((
+            "base_keys",
+            format!(
+                "the base graph {text} is a Cairn document: give the public key it is signed with (or `base_unsigned = true`)"
+            ),
+        ));
+    }
+    if let Some(repository) = &scan.base_layers_from {
+        cairn_oci::Repository::parse(repository)
+            .map_err(|e| ("base_layers_from", format!("{repository:?}: {e}")))?;
+    }
+    Ok(Some(cairn_oci::publish::BaseOptions {
+        source,
+        keys,
+        allow_unsigned: scan.base_unsigned,
+        layers_from: scan.base_layers_from.clone(),
+    }))
 }
 
 #[cfg(test)]
@@ -297,6 +357,40 @@ mod tests {
     }
 
     #[test]
+    fn a_scan_reads_its_base_graph_settings() {
+        let text = r#"
+            [[stream]]
+            name = "stable"
+            scan = { repository = "quay.io/acme/os", base_graph = "cincinnati:https://updates.example.org#stable", base_layers_from = "quay.io/fedora/fedora-coreos" }
+            [[stream]]
+            name = "next"
+            scan = { repository = "quay.io/acme/os", base_graph = "quay.io/acme/base:cairn-graph-next", base_unsigned = true }
+        "#;
+        let config = Config::from_toml(text, Path::new("/etc/cairn/server.toml")).expect("valid");
+        let SourceSpec::Scan {
+            base: Some(base), ..
+        } = &config.streams[0].source
+        else {
+            panic!("{:?}", config.streams[0].source);
+        };
+        assert_eq!(
+            base.source.to_string(),
+            "cincinnati:https://updates.example.org#stable"
+        );
+        assert_eq!(
+            base.layers_from.as_deref(),
+            Some("quay.io/fedora/fedora-coreos")
+        );
+        let SourceSpec::Scan {
+            base: Some(base), ..
+        } = &config.streams[1].source
+        else {
+            panic!("{:?}", config.streams[1].source);
+        };
+        assert!(base.allow_unsigned && base.keys.is_empty());
+    }
+
+    #[test]
     fn defaults_are_safe() {
         let text = "[[stream]]\nname = \"s\"\nfcos = { releases = \"r\", updates = \"u\" }\n";
         let config = Config::from_toml(text, Path::new("c.toml")).expect("valid");
@@ -319,6 +413,26 @@ mod tests {
                 "refresh_interval_seconds",
             ),
             ("", "no [[stream]]"),
+            (
+                "[[stream]]\nname = \"s\"\nscan = { repository = \"r.example/os\", base_graph = \"fcos:\" }",
+                "key `stream[0].scan.base_graph` (s): ",
+            ),
+            (
+                "[[stream]]\nname = \"s\"\nscan = { repository = \"r.example/os\", base_graph = \"r.example/base:cairn-graph-s\" }",
+                "key `stream[0].scan.base_keys` (s): the base graph r.example/base:cairn-graph-s is a Cairn document",
+            ),
+            (
+                "[[stream]]\nname = \"s\"\nscan = { repository = \"r.example/os\", base_graph = \"fcos:s\", base_keys = [\"missing.pub\"] }",
+                "key `stream[0].scan.base_keys` (s): ",
+            ),
+            (
+                "[[stream]]\nname = \"s\"\nscan = { repository = \"r.example/os\", base_unsigned = true }",
+                "key `stream[0].scan.base_unsigned` (s): only means something with `base_graph`",
+            ),
+            (
+                "[[stream]]\nname = \"s\"\nscan = { repository = \"r.example/os\", base_graph = \"fcos:s\", base_layers_from = \"Not A Repo\" }",
+                "key `stream[0].scan.base_layers_from` (s): ",
+            ),
         ];
         for (text, needle) in cases {
             let err = Config::from_toml(text, Path::new("/etc/cairn/server.toml")).expect_err(text);

@@ -9,7 +9,8 @@ use cairn_graph::GraphDocument;
 use cairn_graph::fcos::{ReleaseIndex, Updates};
 use cairn_oci::client::{Conditional, Validators};
 use cairn_oci::document::{self as doc, DocumentStoreError, Seen, TrustPolicy};
-use cairn_oci::scan::{ScanCache, ScanOptions};
+use cairn_oci::publish::{self, BaseOptions};
+use cairn_oci::scan::ScanCache;
 use cairn_oci::{Location, RegistryClient, Store};
 use jiff::Timestamp;
 use std::collections::HashMap;
@@ -129,17 +130,15 @@ pub async fn refresh(
             repository,
             policy,
             tag_pattern,
+            base,
         } => {
-            refresh_scan(
+            let scan = Scan {
                 repository,
-                policy.as_deref(),
-                tag_pattern.clone(),
-                stream,
-                state,
-                client,
-                now,
-            )
-            .await
+                policy: policy.as_deref(),
+                tag_pattern: tag_pattern.as_deref(),
+                base: base.as_ref(),
+            };
+            refresh_scan(&scan, stream, state, client, now).await
         }
     }
 }
@@ -337,20 +336,32 @@ async fn refresh_document(
     )))
 }
 
+/// A scan source's settings.
+struct Scan<'a> {
+    repository: &'a str,
+    policy: Option<&'a std::path::Path>,
+    tag_pattern: Option<&'a str>,
+    base: Option<&'a BaseOptions>,
+}
+
+/// Tags that move and are read again at every refresh, as `cairn publish`'s default.
+const MUTABLE_TAGS: [&str; 4] = ["stable", "testing", "next", "latest"];
+
+/// Assemble the document `cairn publish` would publish now, base inheritance
+/// included, and serve it unsigned.
 async fn refresh_scan(
-    repository: &str,
-    policy: Option<&std::path::Path>,
-    tag_pattern: Option<String>,
+    scan: &Scan<'_>,
     stream: &str,
     state: &mut SourceState,
     client: &RegistryClient,
     now: Timestamp,
 ) -> Result<Refresh, SourceError> {
+    let repository = scan.repository;
     let store = match Location::parse(repository)? {
         Location::Layout { path, .. } => Store::Layout(cairn_oci::layout::Layout::open(path)?),
         _ => Store::registry(client.clone(), cairn_oci::Repository::parse(repository)?),
     };
-    let policy = match policy {
+    let policy = match scan.policy {
         Some(path) => {
             let bytes = tokio::fs::read(path)
                 .await
@@ -362,35 +373,49 @@ async fn refresh_scan(
         }
         None => None,
     };
-    let options = ScanOptions {
-        tag_pattern,
-        ..ScanOptions::for_stream(stream)
-    };
-    let report = cairn_oci::scan::scan(&store, &options, &mut state.scan_cache, &|_, _| {}).await?;
-    let options = cairn_graph::assemble::AssembleOptions {
+    let mutable_tags = MUTABLE_TAGS.map(String::from);
+    let options = publish::Options {
         stream,
-        repository,
+        policy: policy.as_ref(),
+        tag_pattern: scan.tag_pattern,
+        mutable_tags: &mutable_tags,
+        recheck: false,
+        default_rollout: Some(cairn_graph::Rollout::immediate()),
         now,
         expires: now + jiff::SignedDuration::from_hours(24 * 14),
-        default_rollout: Some(cairn_graph::Rollout::immediate()),
-        policy: policy.as_ref(),
-        present: Some(&report.present),
-        base: None,
+        base: scan.base,
+        layout_repository: repository,
     };
-    let assembled =
-        cairn_graph::assemble::assemble(state.previous.as_ref(), report.candidates, &options)
-            .map_err(|e| SourceError::new("invalid", format!("{repository}: {e}")))?;
-    let document = assembled.document;
-    // Unchanged releases need no new snapshot, unless the served document is
-    // within a day of expiring.
+    let assembly = publish::assemble(
+        &store,
+        client,
+        state.previous.as_ref(),
+        &options,
+        &mut state.scan_cache,
+        &publish::Quiet,
+    )
+    .await
+    .map_err(|e| scan_error(repository, &e))?;
+    let document = assembly.assembled.document;
+    // Unchanged releases and base barriers need no new snapshot, unless the
+    // served document is within a day of expiring.
     let fresh_enough =
         |previous: &GraphDocument| previous.expires.as_second() - now.as_second() > 24 * 3600;
-    if state
-        .previous
-        .as_ref()
-        .is_some_and(|previous| previous.releases == document.releases && fresh_enough(previous))
-    {
+    if state.previous.as_ref().is_some_and(|previous| {
+        previous.releases == document.releases
+            && previous.base == document.base
+            && fresh_enough(previous)
+    }) {
         return Ok(Refresh::Unchanged);
+    }
+    // Said once per new snapshot, not at every refresh.
+    let report = &assembly.report;
+    for (tag, reason) in &report.skipped {
+        tracing::info!(stream, tag, kind = reason.kind(), reason = %reason, "tag skipped");
+    }
+    let warnings = report.warnings.iter().chain(&assembly.notes);
+    for warning in warnings.chain(&assembly.assembled.warnings) {
+        tracing::warn!(stream, "{warning}");
     }
     let served = ServedDocument {
         bytes: Bytes::from(document.to_json_pretty()),
@@ -400,4 +425,19 @@ async fn refresh_scan(
     let snapshot = Snapshot::from_document(&document, Some(served));
     state.previous = Some(document);
     Ok(Refresh::Updated(snapshot))
+}
+
+/// A pipeline error, named by the setting behind it, with the whole chain.
+fn scan_error(repository: &str, error: &publish::PublishError) -> SourceError {
+    let mut message = match error {
+        publish::PublishError::BaseGraph { .. } => format!("scan.base_graph: {error}"),
+        publish::PublishError::BaseLayers { .. } => format!("scan.base_layers_from: {error}"),
+        _ => format!("{repository}: {error}"),
+    };
+    let mut cause = std::error::Error::source(error);
+    while let Some(inner) = cause {
+        message.push_str(&format!(": {inner}"));
+        cause = inner.source();
+    }
+    SourceError::new(error.kind(), message)
 }

@@ -134,6 +134,7 @@ async fn a_live_scan_serves_the_repository() {
             repository: format!("{}/acme/os", registry.host),
             policy: None,
             tag_pattern: None,
+            base: None,
         },
     };
     let state = AppState::new(["stable".to_string()], AppState::system_clock(), 30);

@@ -33,15 +33,25 @@ impl GraphServer {
             ),
         )
         .unwrap_or_else(|e| panic!("writing {}: {e}", config.display()));
+        GraphServer::with_config(cairn, &config)
+    }
+
+    /// Serve what the configuration file `config` says; returns once every
+    /// stream has a graph (`/readyz` answers 200).
+    pub fn with_config(cairn: &str, config: &Path) -> GraphServer {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .unwrap_or_else(|e| panic!("no free port on 127.0.0.1: {e}"))
             .port();
         let listen = format!("127.0.0.1:{port}");
+        // The log says why a server never became ready.
+        let log_path = config.with_extension("log");
+        let log = std::fs::File::create(&log_path)
+            .unwrap_or_else(|e| panic!("creating {}: {e}", log_path.display()));
         let child = Command::new(cairn)
             .args(["serve", "--config", &config.display().to_string()])
             .args(["--listen", &listen])
-            .stderr(Stdio::null())
+            .stderr(Stdio::from(log))
             .spawn()
             .unwrap_or_else(|e| panic!("starting {cairn} serve: {e}"));
         let server = GraphServer { child, listen };
@@ -49,12 +59,35 @@ impl GraphServer {
         while !server.ready() {
             assert!(
                 Instant::now() < deadline,
-                "cairn serve on {} was not ready within 30 s",
-                server.listen
+                "cairn serve on {} was not ready within 30 s; its log:\n{}",
+                server.listen,
+                std::fs::read_to_string(&log_path).unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
         server
+    }
+
+    /// `GET path`: the status code and the body.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let mut stream = std::net::TcpStream::connect(&self.listen)
+            .unwrap_or_else(|e| panic!("connecting to {}: {e}", self.listen));
+        let mut answer = String::new();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .and_then(|()| stream.read_to_string(&mut answer))
+        .unwrap_or_else(|e| panic!("GET {path} from {}: {e}", self.listen));
+        let (head, body) = answer
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("GET {path}: no header end in {answer:?}"));
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("GET {path}: no status in {head:?}"));
+        (status, body.to_string())
     }
 
     fn ready(&self) -> bool {

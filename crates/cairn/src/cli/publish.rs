@@ -1,18 +1,23 @@
-//! `cairn publish`: scan a repository, merge the policy, sign and push the document.
+//! `cairn publish`: scan a repository, merge the policy, sign and push the
+//! document. The pipeline is `cairn_oci::publish`; this module parses the
+//! arguments and tells the operator what happened.
 
 use crate::cli::args::{self, RegistryArgs};
 use anyhow::{Context, bail};
-use cairn_graph::assemble::{AssembleOptions, BaseInput, assemble};
+use cairn_graph::Rollout;
+use cairn_graph::derive::BaseGraph;
 use cairn_graph::fcos::Updates;
-use cairn_graph::{GraphDocument, Rollout};
 use cairn_oci::document::{self as doc, DocumentStoreError};
 use cairn_oci::layout::Layout;
-use cairn_oci::scan::{self, ScanCache, ScanOptions};
-use cairn_oci::{Location, Repository, Store};
+use cairn_oci::publish::{
+    Assembly, BaseOptions, Observer, Options, Outcome, Publication, PublishError,
+};
+use cairn_oci::scan::{ScanCache, ScanReport};
+use cairn_oci::sources::BaseSource;
+use cairn_oci::{Location, RegistryClient, Repository, Store};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 /// Exit code when another publisher moved the tag.
 pub const CONFLICT_EXIT: u8 = 3;
@@ -146,26 +151,6 @@ async fn publish(args: &Args, store: &Store) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let (previous, expected) = match doc::fetch(store, &tag).await {
-        Ok(fetched) => {
-            check_previous(
-                &fetched,
-                key.as_ref(),
-                &tag,
-                args.accept_unverified_previous,
-            )?;
-            (Some(fetched.document), Some(fetched.manifest_digest))
-        }
-        Err(DocumentStoreError::Store(cairn_oci::OciError::NotFound(_))) => (None, Some(None)),
-        Err(e) => return Err(e).with_context(|| format!("reading the published document {tag}")),
-    };
-    if args.refresh {
-        let mut document =
-            previous.with_context(|| format!("--refresh: nothing is published under {tag}"))?;
-        document.issued = now;
-        document.expires = expires;
-        return push(store, &tag, document, key.as_ref(), expected).await;
-    }
     let policy = match &args.policy {
         Some(path) => Some(
             Updates::from_json(&args::read(path)?).with_context(|| path.display().to_string())?,
@@ -173,195 +158,47 @@ async fn publish(args: &Args, store: &Store) -> anyhow::Result<()> {
         None => None,
     };
     let base = match &args.base_graph {
-        Some(text) => Some(read_base(args, text, now).await?),
+        Some(text) => Some(BaseOptions {
+            source: BaseSource::parse(text).context("--base-graph")?,
+            keys: args::verifying_keys(&args.base_keys)?,
+            allow_unsigned: args.base_unsigned,
+            layers_from: args.base_layers_from.clone(),
+        }),
         None => None,
     };
-    let (mut report, mut cache, requests) =
-        scan_repository(args, store, base.as_ref().map(|b| b.repository.clone())).await?;
-    if let (Some(base), Some(from)) = (&base, &args.base_layers_from) {
-        let matched = cairn_oci::derived::match_base_layers(
-            store,
-            from,
-            &mut report.candidates,
-            base,
-            &mut cache,
-            &mut report.warnings,
-        )
-        .await
-        .with_context(|| format!("--base-layers-from {from}"))?;
-        eprintln!("cairn: matched {matched} image(s) to a base release by their layers");
-        save_scan_cache(args, store, &cache);
-    }
-    for (tag, reason) in &report.skipped {
-        eprintln!("cairn: skipped tag {tag}: {reason}");
-    }
-    for warning in &report.warnings {
-        eprintln!("cairn: warning: {warning}");
-    }
-    let repository = match store {
-        Store::Registry { repository, .. } => repository.to_string(),
-        Store::Layout(_) => previous
-            .as_ref()
-            .map(|p| p.repository.clone())
-            .unwrap_or_else(|| args.repository.clone()),
+    let client = match (store, &base) {
+        (Store::Registry { client, .. }, _) => client.clone(),
+        (Store::Layout(_), Some(_)) => args.registry.client()?,
+        // Nothing to fetch: a layout without a base graph needs no credentials.
+        (Store::Layout(_), None) => RegistryClient::new(cairn_oci::ClientOptions::default())?,
     };
-    let default_rollout = match args.default_rollout {
-        DefaultRollout::Immediate => Some(Rollout::immediate()),
-        DefaultRollout::None => None,
-    };
-    let mut notes = Vec::new();
-    let expanded = match &base {
-        Some(base) => {
-            cairn_oci::derived::expand_base_digests(store, &report.candidates, base, &mut notes)
-                .await
-        }
-        None => Default::default(),
-    };
-    let assembled = assemble(
-        previous.as_ref(),
-        report.candidates.clone(),
-        &AssembleOptions {
+    let publication = Publication {
+        options: Options {
             stream: &args.stream,
-            repository: &repository,
+            policy: policy.as_ref(),
+            tag_pattern: args.tag_pattern.as_deref(),
+            mutable_tags: &args.mutable_tags,
+            recheck: args.recheck,
+            default_rollout: match args.default_rollout {
+                DefaultRollout::Immediate => Some(Rollout::immediate()),
+                DefaultRollout::None => None,
+            },
             now,
             expires,
-            default_rollout,
-            policy: policy.as_ref(),
-            present: Some(&report.present),
-            base: base.as_ref().map(|graph| BaseInput {
-                graph,
-                expanded: &expanded,
-            }),
+            base: base.as_ref(),
+            layout_repository: &args.repository,
         },
-    )?;
-    for warning in notes.iter().chain(&assembled.warnings) {
-        eprintln!("cairn: warning: {warning}");
-    }
-    if !assembled.gone.is_empty() {
-        eprintln!(
-            "cairn: no longer in the registry (kept as nodes hosts can find themselves on): {}",
-            assembled.gone.join(", ")
-        );
-    }
-    if !assembled.not_offered.is_empty() {
-        eprintln!(
-            "cairn: not a target for any host: {}",
-            assembled.not_offered.join(", ")
-        );
-    }
-    eprintln!(
-        "cairn: scanned {} tags, {} releases ({} new), {requests} HTTP requests",
-        report.all_tags.len(),
-        assembled.document.releases.len(),
-        assembled.added.len()
-    );
-    if args.dry_run {
-        let lines = cairn_graph::render::diff(previous.as_ref(), &assembled.document);
-        let mut text = String::new();
-        for line in &lines {
-            text.push_str(line);
-            text.push('\n');
-        }
-        if lines.is_empty() {
-            text.push_str(
-                "no change to the releases (a publication would only renew issued and expires)\n",
-            );
-        }
-        args::emit(&text)?;
-        return Ok(());
-    }
-    let keep: Vec<String> = keep_digests(&assembled.document, &report.candidates);
-    let kept = scan::keep(store, &keep, &report.all_tags).await?;
-    if kept > 0 {
-        eprintln!(
-            "cairn: tagged {kept} barrier or target image(s) so garbage collection keeps them"
-        );
-    }
-    push(store, &tag, assembled.document, key.as_ref(), expected).await
-}
-
-/// Refuse to build on (and so re-sign) a document this key did not sign:
-/// someone who can push but cannot sign must not get their releases signed.
-fn check_previous(
-    previous: &doc::FetchedDocument,
-    key: Option<&cairn_oci::signing::SigningKey>,
-    tag: &str,
-    accept_unverified: bool,
-) -> anyhow::Result<()> {
-    let Some(key) = key else { return Ok(()) };
-    let keys = [key.verifying_key()];
-    let policy = doc::TrustPolicy {
-        keys: &keys,
-        allow_unsigned: false,
-        now: previous.document.issued,
-        last_seen: None,
-        stream: None,
+        tag: &tag,
+        key: key.as_ref(),
+        accept_unverified_previous: args.accept_unverified_previous,
+        dry_run: args.dry_run,
+        refresh: args.refresh,
     };
-    match previous.verify(tag, &policy) {
-        Ok(()) => Ok(()),
-        Err(error) if accept_unverified => {
-            eprintln!("cairn: warning: building on an unverified document ({error})");
-            Ok(())
-        }
-        Err(error) => Err(anyhow::anyhow!(
-            "{error}; refusing to build on and re-sign it (check who pushed it; \
-             --accept-unverified-previous overrides)"
-        )),
-    }
-}
-
-/// The base graph, read and checked as its kind requires.
-async fn read_base(
-    args: &Args,
-    text: &str,
-    now: jiff::Timestamp,
-) -> anyhow::Result<cairn_graph::derive::BaseGraph> {
-    let source = cairn_oci::sources::BaseSource::parse(text)
-        .map_err(anyhow::Error::msg)
-        .context("--base-graph")?;
-    let keys = args::verifying_keys(&args.base_keys)?;
-    let client = args.registry.client()?;
-    let base = cairn_oci::sources::read_base_graph(
-        &client,
-        &source,
-        &cairn_oci::sources::BaseRead {
-            keys: &keys,
-            allow_unsigned: args.base_unsigned,
-            now,
-            arch: "x86_64",
-        },
-    )
-    .await
-    .map_err(anyhow::Error::msg)
-    .context("--base-graph")?;
-    eprintln!(
-        "cairn: base graph {}: {} releases, {} barriers",
-        base.source,
-        base.releases.len(),
-        base.barriers().len()
-    );
-    Ok(base)
-}
-
-fn cache_path(args: &Args, store: &Store) -> Option<PathBuf> {
-    args.cache
+    let cache_path = args
+        .cache
         .clone()
-        .or_else(|| default_cache(&store.describe()))
-}
-
-fn save_scan_cache(args: &Args, store: &Store, cache: &ScanCache) {
-    if let Some(path) = cache_path(args, store) {
-        save_cache(&path, cache);
-    }
-}
-
-async fn scan_repository(
-    args: &Args,
-    store: &Store,
-    base_repository: Option<String>,
-) -> anyhow::Result<(scan::ScanReport, ScanCache, u64)> {
-    let cache_path = cache_path(args, store);
-    let mut cache: ScanCache = match &cache_path {
+        .or_else(|| default_cache(&store.describe()));
+    let mut cache = match &cache_path {
         // A damaged cache costs a full scan, never a wrong one.
         Some(path) => std::fs::read(path)
             .ok()
@@ -369,45 +206,161 @@ async fn scan_repository(
             .unwrap_or_default(),
         None => ScanCache::default(),
     };
-    if cache.store != store.describe() {
-        // A cache of another repository or layout would lie about tags.
-        cache = ScanCache {
-            store: store.describe(),
-            ..ScanCache::default()
-        };
+    let printer = Printer::new();
+    let outcome =
+        cairn_oci::publish::publish(store, &client, &publication, &mut cache, &printer).await;
+    // What was read is worth keeping even when publishing failed.
+    if let Some(path) = &cache_path
+        && !args.refresh
+    {
+        save_cache(path, &cache);
     }
-    let options = ScanOptions {
-        tag_pattern: args.tag_pattern.clone(),
-        mutable_tags: args.mutable_tags.clone(),
-        recheck: args.recheck,
-        base_repository,
-        ..ScanOptions::for_stream(&args.stream)
-    };
-    let bar = std::io::stderr().is_terminal().then(|| {
-        let bar = indicatif::ProgressBar::new(0);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("scanning {bar:30} {pos}/{len} ({elapsed})")
+    match outcome.map_err(cli_error)? {
+        Outcome::DryRun(lines) => {
+            let mut text = String::new();
+            for line in &lines {
+                text.push_str(line);
+                text.push('\n');
+            }
+            if lines.is_empty() {
+                text.push_str(
+                    "no change to the releases (a publication would only renew issued and expires)\n",
+                );
+            }
+            args::emit(&text)?;
+        }
+        Outcome::Published(published) => {
+            let signed = if key.is_some() { "signed" } else { "unsigned" };
+            args::emit(&format!(
+                "published {signed} document sequence {} ({} releases) as {}:{tag} ({})\n",
+                published.sequence,
+                published.document.releases.len(),
+                store.describe(),
+                published.manifest_digest
+            ))?;
+        }
+    }
+    Ok(())
+}
+
+/// The pipeline's errors, named by the options that caused them.
+fn cli_error(error: PublishError) -> anyhow::Error {
+    match error {
+        PublishError::UnverifiedPrevious(error) => anyhow::anyhow!(
+            "{error}; refusing to build on and re-sign it (check who pushed it; \
+             --accept-unverified-previous overrides)"
+        ),
+        PublishError::NothingPublished(tag) => {
+            anyhow::anyhow!("--refresh: nothing is published under {tag}")
+        }
+        PublishError::BaseGraph { source, .. } => {
+            anyhow::Error::new(source).context("--base-graph")
+        }
+        PublishError::BaseLayers { repository, source } => {
+            anyhow::Error::new(source).context(format!("--base-layers-from {repository}"))
+        }
+        PublishError::Keep(error) => error.into(),
+        // Unwrapped, so a conflict is recognised by its type.
+        PublishError::Push(error) => error.into(),
+        other => other.into(),
+    }
+}
+
+/// Tells the operator, on stderr, what the pipeline does; a progress bar
+/// while scanning on a terminal.
+struct Printer {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Printer {
+    fn new() -> Printer {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "scanning {bar:30} {pos}/{len} ({elapsed})",
+                )
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar
+        });
+        Printer { bar }
+    }
+}
+
+impl Observer for Printer {
+    fn base_read(&self, base: &BaseGraph) {
+        eprintln!(
+            "cairn: base graph {}: {} releases, {} barriers",
+            base.source,
+            base.releases.len(),
+            base.barriers().len()
         );
-        bar
-    });
-    let progress = |done: u64, total: u64| {
-        if let Some(bar) = &bar {
+    }
+
+    fn progress(&self, done: u64, total: u64) {
+        if let Some(bar) = &self.bar {
             bar.set_length(total);
             bar.set_position(done);
         }
-    };
-    let before = store.request_count();
-    let report = scan::scan(store, &options, &mut cache, &progress)
-        .await
-        .with_context(|| format!("scanning {}", store.describe()))?;
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
     }
-    if let Some(path) = &cache_path {
-        save_cache(path, &cache);
+
+    fn scanned(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
     }
-    Ok((report, cache, store.request_count() - before))
+
+    fn matched_by_layers(&self, matched: usize) {
+        eprintln!("cairn: matched {matched} image(s) to a base release by their layers");
+    }
+
+    fn unverified_previous(&self, error: &DocumentStoreError) {
+        eprintln!("cairn: warning: building on an unverified document ({error})");
+    }
+
+    fn found(&self, report: &ScanReport) {
+        for (tag, reason) in &report.skipped {
+            eprintln!("cairn: skipped tag {tag}: {reason}");
+        }
+        for warning in &report.warnings {
+            eprintln!("cairn: warning: {warning}");
+        }
+    }
+
+    fn assembled(&self, assembly: &Assembly) {
+        let assembled = &assembly.assembled;
+        for warning in assembly.notes.iter().chain(&assembled.warnings) {
+            eprintln!("cairn: warning: {warning}");
+        }
+        if !assembled.gone.is_empty() {
+            eprintln!(
+                "cairn: no longer in the registry (kept as nodes hosts can find themselves on): {}",
+                assembled.gone.join(", ")
+            );
+        }
+        if !assembled.not_offered.is_empty() {
+            eprintln!(
+                "cairn: not a target for any host: {}",
+                assembled.not_offered.join(", ")
+            );
+        }
+        eprintln!(
+            "cairn: scanned {} tags, {} releases ({} new), {} HTTP requests",
+            assembly.report.all_tags.len(),
+            assembled.document.releases.len(),
+            assembled.added.len(),
+            assembly.requests
+        );
+    }
+
+    fn kept(&self, kept: usize) {
+        if kept > 0 {
+            eprintln!(
+                "cairn: tagged {kept} barrier or target image(s) so garbage collection keeps them"
+            );
+        }
+    }
 }
 
 fn default_cache(repository: &str) -> Option<PathBuf> {
@@ -440,65 +393,4 @@ fn save_cache(path: &std::path::Path, cache: &ScanCache) {
             path.display()
         );
     }
-}
-
-/// The tagged digests of barrier and rollout-target releases.
-fn keep_digests(
-    document: &GraphDocument,
-    candidates: &[cairn_graph::assemble::Candidate],
-) -> Vec<String> {
-    let mut digests = Vec::new();
-    for release in &document.releases {
-        let wanted =
-            release.barrier.is_some() || (release.rollout.is_some() && release.deadend.is_none());
-        if !wanted {
-            continue;
-        }
-        for entry in release.architectures.values().filter(|e| e.available) {
-            let Some(digest) = &entry.digest else {
-                continue;
-            };
-            let source = candidates.iter().find(|c| {
-                c.architectures
-                    .values()
-                    .any(|e| e.digest.as_ref() == Some(digest))
-            });
-            if let Some(source) = source
-                && !digests.contains(&source.source_digest)
-            {
-                digests.push(source.source_digest.clone());
-            }
-        }
-    }
-    digests
-}
-
-async fn push(
-    store: &Store,
-    tag: &str,
-    document: GraphDocument,
-    key: Option<&cairn_oci::signing::SigningKey>,
-    expected: Option<Option<String>>,
-) -> anyhow::Result<()> {
-    let identity = match store {
-        Store::Registry { repository, .. } => repository.to_string(),
-        Store::Layout(_) => document.repository.clone(),
-    };
-    let options = doc::PublishOptions {
-        tag,
-        identity: &identity,
-        key,
-        settle: Duration::from_millis(500),
-        expected,
-    };
-    let published = doc::publish(store, document, &options).await?;
-    let signed = if key.is_some() { "signed" } else { "unsigned" };
-    args::emit(&format!(
-        "published {signed} document sequence {} ({} releases) as {}:{tag} ({})\n",
-        published.sequence,
-        published.document.releases.len(),
-        store.describe(),
-        published.manifest_digest
-    ))?;
-    Ok(())
 }

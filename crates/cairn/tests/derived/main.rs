@@ -444,3 +444,4 @@ fn reboot_and_stage_next(w: &World, h: &Host, expected: &str) {
 mod following;
 mod late_barriers;
 mod published;
+mod served;

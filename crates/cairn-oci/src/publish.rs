@@ -1,0 +1,533 @@
+//! The publish pipeline: scan a repository, find each image's base release,
+//! assemble the next document (inheriting from the base graph, carrying the
+//! previous document's barriers, dead-ends and rollouts forward), then keep
+//! its images from garbage collection and push it. `cairn publish` runs all
+//! of it; `cairn serve`'s scan sources run [`assemble`], so that what they
+//! serve is what would be published.
+
+use crate::client::RegistryClient;
+use crate::document::{self as doc, DocumentStoreError, FetchedDocument, Published};
+use crate::error::OciError;
+use crate::scan::{self, ScanCache, ScanOptions, ScanReport};
+use crate::signing::{SigningKey, VerifyingKey};
+use crate::sources::{BaseRead, BaseSource, SourceError};
+use crate::store::Store;
+use cairn_graph::assemble::{AssembleError, AssembleOptions, Assembled, BaseInput, Candidate};
+use cairn_graph::derive::BaseGraph;
+use cairn_graph::fcos::Updates;
+use cairn_graph::{GraphDocument, Rollout};
+use jiff::Timestamp;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// Why the pipeline stopped. The message names what failed;
+/// [`PublishError::kind`] is a fixed label.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// The published document could not be read.
+    #[error("reading the published document {tag}")]
+    Previous {
+        /// The document tag.
+        tag: String,
+        /// Why.
+        #[source]
+        source: DocumentStoreError,
+    },
+    /// The published document is not signed by the publishing key.
+    #[error("{0}; refusing to build on and re-sign it (check who pushed it)")]
+    UnverifiedPrevious(DocumentStoreError),
+    /// A refresh, with nothing published to refresh.
+    #[error("nothing is published under {0}")]
+    NothingPublished(String),
+    /// The base graph could not be read or trusted.
+    #[error("base graph {source_text}")]
+    BaseGraph {
+        /// The base source as given.
+        source_text: String,
+        /// Why.
+        #[source]
+        source: SourceError,
+    },
+    /// The repository could not be scanned.
+    #[error("scanning {store}")]
+    Scan {
+        /// The store.
+        store: String,
+        /// Why.
+        #[source]
+        source: OciError,
+    },
+    /// Base images could not be matched by their layers.
+    #[error("matching layers with {repository}")]
+    BaseLayers {
+        /// The base image repository.
+        repository: String,
+        /// Why.
+        #[source]
+        source: OciError,
+    },
+    /// No valid document could be assembled.
+    #[error(transparent)]
+    Assemble(#[from] AssembleError),
+    /// Tagging barrier and target images failed.
+    #[error("tagging images to keep")]
+    Keep(#[source] OciError),
+    /// The push failed, or another publisher moved the tag.
+    #[error(transparent)]
+    Push(#[from] DocumentStoreError),
+}
+
+impl PublishError {
+    /// A short, fixed label: `unverified_previous`, `nothing_published`, or
+    /// the underlying error's own kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PublishError::Previous { source, .. } => source.kind(),
+            PublishError::UnverifiedPrevious(_) => "unverified_previous",
+            PublishError::NothingPublished(_) => "nothing_published",
+            PublishError::BaseGraph { source, .. } => source.kind(),
+            PublishError::Scan { source, .. } | PublishError::BaseLayers { source, .. } => {
+                source.kind()
+            }
+            PublishError::Assemble(e) => e.kind(),
+            PublishError::Keep(e) => e.kind(),
+            PublishError::Push(e) => e.kind(),
+        }
+    }
+}
+
+/// The base graph derived releases inherit from, and how to read it.
+#[derive(Debug, Clone)]
+pub struct BaseOptions {
+    /// Where it comes from.
+    pub source: BaseSource,
+    /// Keys a Cairn base document must be signed with.
+    pub keys: Vec<VerifyingKey>,
+    /// Accept an unsigned Cairn base document.
+    pub allow_unsigned: bool,
+    /// For images that record no base: match their lower layers against
+    /// the base releases' images in this repository.
+    pub layers_from: Option<String>,
+}
+
+/// What to assemble, and from what.
+#[derive(Debug, Clone)]
+pub struct Options<'a> {
+    /// The stream the document describes.
+    pub stream: &'a str,
+    /// The release team's policy.
+    pub policy: Option<&'a Updates>,
+    /// Only tags matching this glob are releases (mutable tags are always read).
+    pub tag_pattern: Option<&'a str>,
+    /// Tags that move, re-read on every scan.
+    pub mutable_tags: &'a [String],
+    /// Re-read every tag, not just new and mutable ones.
+    pub recheck: bool,
+    /// The rollout new releases without a policy entry get.
+    pub default_rollout: Option<Rollout>,
+    /// The publication time.
+    pub now: Timestamp,
+    /// When the document expires.
+    pub expires: Timestamp,
+    /// The base graph, for derived repositories.
+    pub base: Option<&'a BaseOptions>,
+    /// The repository a layout's document names when no previous one does.
+    pub layout_repository: &'a str,
+}
+
+/// What the pipeline tells as it goes; every method does nothing by default.
+pub trait Observer: Sync {
+    /// The base graph was read.
+    fn base_read(&self, _base: &BaseGraph) {}
+    /// Scanning: `done` of `total` steps.
+    fn progress(&self, _done: u64, _total: u64) {}
+    /// The scan is over.
+    fn scanned(&self) {}
+    /// This many images were matched to a base release by their layers.
+    fn matched_by_layers(&self, _matched: usize) {}
+    /// The releases and tags found, before assembling.
+    fn found(&self, _report: &ScanReport) {}
+    /// Building on a document the key does not verify, as allowed.
+    fn unverified_previous(&self, _error: &DocumentStoreError) {}
+    /// The document is assembled; keeping and pushing come next.
+    fn assembled(&self, _assembly: &Assembly) {}
+    /// This many images were tagged to keep them.
+    fn kept(&self, _kept: usize) {}
+}
+
+/// An observer that hears nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Quiet;
+
+impl Observer for Quiet {}
+
+/// What [`assemble`] found and built.
+#[derive(Debug, Clone)]
+pub struct Assembly {
+    /// The new document and what changed.
+    pub assembled: Assembled,
+    /// The scan: tags skipped and why, warnings, every tag.
+    pub report: ScanReport,
+    /// The base graph read, for derived repositories.
+    pub base: Option<BaseGraph>,
+    /// Notes from finding base releases.
+    pub notes: Vec<String>,
+    /// HTTP requests the scan made.
+    pub requests: u64,
+}
+
+/// Scan `store`, find base releases, and assemble the document that follows
+/// `previous`. `client` reads the base graph. `cache` is read and updated,
+/// and holds what was read even when this fails.
+pub async fn assemble(
+    store: &Store,
+    client: &RegistryClient,
+    previous: Option<&GraphDocument>,
+    options: &Options<'_>,
+    cache: &mut ScanCache,
+    observer: &dyn Observer,
+) -> Result<Assembly, PublishError> {
+    let (mut report, requests, base) =
+        scan_with_base(store, client, previous, options, cache, observer).await?;
+    if let (Some(base), Some(from)) = (&base, options.base.and_then(|b| b.layers_from.as_ref())) {
+        let matched = crate::derived::match_base_layers(
+            store,
+            from,
+            &mut report.candidates,
+            base,
+            cache,
+            &mut report.warnings,
+        )
+        .await
+        .map_err(|source| PublishError::BaseLayers {
+            repository: from.clone(),
+            source,
+        })?;
+        observer.matched_by_layers(matched);
+    }
+    observer.found(&report);
+    let repository = match store {
+        Store::Registry { repository, .. } => repository.to_string(),
+        Store::Layout(_) => previous
+            .map(|p| p.repository.clone())
+            .unwrap_or_else(|| options.layout_repository.to_string()),
+    };
+    let mut notes = Vec::new();
+    let expanded = match &base {
+        Some(base) => {
+            crate::derived::expand_base_digests(store, &report.candidates, base, &mut notes).await
+        }
+        None => BTreeMap::new(),
+    };
+    let assembled = cairn_graph::assemble::assemble(
+        previous,
+        report.candidates.clone(),
+        &AssembleOptions {
+            stream: options.stream,
+            repository: &repository,
+            now: options.now,
+            expires: options.expires,
+            default_rollout: options.default_rollout,
+            policy: options.policy,
+            present: Some(&report.present),
+            base: base.as_ref().map(|graph| BaseInput {
+                graph,
+                expanded: &expanded,
+            }),
+        },
+    )?;
+    Ok(Assembly {
+        assembled,
+        report,
+        base,
+        notes,
+        requests,
+    })
+}
+
+/// Scan, and read the base graph: before the scan, which needs its
+/// repository, unless the source answers per architecture; then after it,
+/// for the architectures found. Returns the report, the scan's HTTP
+/// requests, and the base graph.
+async fn scan_with_base(
+    store: &Store,
+    client: &RegistryClient,
+    previous: Option<&GraphDocument>,
+    options: &Options<'_>,
+    cache: &mut ScanCache,
+    observer: &dyn Observer,
+) -> Result<(ScanReport, u64, Option<BaseGraph>), PublishError> {
+    let Some(wanted) = options.base else {
+        let (report, requests) = scan(store, options, None, cache, observer).await?;
+        return Ok((report, requests, None));
+    };
+    if !per_architecture(&wanted.source) {
+        let base = read_base(client, wanted, options.now, &[], observer).await?;
+        let repository = Some(base.repository.clone());
+        let (report, requests) = scan(store, options, repository, cache, observer).await?;
+        return Ok((report, requests, Some(base)));
+    }
+    let (report, requests) = scan(store, options, None, cache, observer).await?;
+    let arches = architectures(&report.candidates, previous);
+    let base = read_base(client, wanted, options.now, &arches, observer).await?;
+    // Only now is the base repository known: images that record only their
+    // base's digest are read again with it (from the cache).
+    let nameless = |c: &Candidate| c.base.as_ref().is_some_and(|b| b.repository.is_empty());
+    if !report.candidates.iter().any(nameless) {
+        return Ok((report, requests, Some(base)));
+    }
+    let repository = Some(base.repository.clone());
+    let (report, again) = scan(store, options, repository, cache, observer).await?;
+    Ok((report, requests + again, Some(base)))
+}
+
+/// A Cincinnati server answers for one architecture at a time; the other
+/// sources describe every architecture at once.
+fn per_architecture(source: &BaseSource) -> bool {
+    matches!(source, BaseSource::Cincinnati { .. })
+}
+
+/// Every architecture the releases have, so each one's base manifests are
+/// known; `x86_64` when there are none at all.
+fn architectures(candidates: &[Candidate], previous: Option<&GraphDocument>) -> Vec<String> {
+    let mut arches: BTreeSet<String> = candidates
+        .iter()
+        .flat_map(|c| c.architectures.keys().cloned())
+        .collect();
+    if let Some(previous) = previous {
+        arches.extend(previous.architectures());
+    }
+    if arches.is_empty() {
+        arches.insert("x86_64".to_string());
+    }
+    arches.into_iter().collect()
+}
+
+/// The base graph, read and checked as its kind requires; for a source that
+/// answers per architecture, once per architecture in `arches`, merged.
+async fn read_base(
+    client: &RegistryClient,
+    base: &BaseOptions,
+    now: Timestamp,
+    arches: &[String],
+    observer: &dyn Observer,
+) -> Result<BaseGraph, PublishError> {
+    let failed = |source| PublishError::BaseGraph {
+        source_text: base.source.to_string(),
+        source,
+    };
+    let read = |arch| BaseRead {
+        keys: &base.keys,
+        allow_unsigned: base.allow_unsigned,
+        now,
+        arch,
+    };
+    let graph = if arches.is_empty() {
+        // Only a Cincinnati server reads the architecture.
+        crate::sources::read_base_graph(client, &base.source, &read(""))
+            .await
+            .map_err(failed)?
+    } else {
+        let mut graphs = Vec::new();
+        for arch in arches {
+            let graph = crate::sources::read_base_graph(client, &base.source, &read(arch))
+                .await
+                .map_err(failed)?;
+            graphs.push(graph);
+        }
+        BaseGraph::merge(graphs)
+    };
+    observer.base_read(&graph);
+    Ok(graph)
+}
+
+async fn scan(
+    store: &Store,
+    options: &Options<'_>,
+    base_repository: Option<String>,
+    cache: &mut ScanCache,
+    observer: &dyn Observer,
+) -> Result<(ScanReport, u64), PublishError> {
+    if cache.store != store.describe() {
+        // A cache of another repository or layout would lie about tags.
+        *cache = ScanCache {
+            store: store.describe(),
+            ..ScanCache::default()
+        };
+    }
+    let scan_options = ScanOptions {
+        tag_pattern: options.tag_pattern.map(str::to_string),
+        mutable_tags: options.mutable_tags.to_vec(),
+        recheck: options.recheck,
+        base_repository,
+        ..ScanOptions::for_stream(options.stream)
+    };
+    let before = store.request_count();
+    let progress = |done, total| observer.progress(done, total);
+    let report = scan::scan(store, &scan_options, cache, &progress).await;
+    observer.scanned();
+    let report = report.map_err(|source| PublishError::Scan {
+        store: store.describe(),
+        source,
+    })?;
+    Ok((report, store.request_count() - before))
+}
+
+/// What to publish, and how.
+#[derive(Debug, Clone)]
+pub struct Publication<'a> {
+    /// What to assemble.
+    pub options: Options<'a>,
+    /// The document's tag.
+    pub tag: &'a str,
+    /// Sign with this key.
+    pub key: Option<&'a SigningKey>,
+    /// Build on a published document this key does not verify.
+    pub accept_unverified_previous: bool,
+    /// Only work out what would change.
+    pub dry_run: bool,
+    /// Only re-sign the published document with new `issued` and `expires`.
+    pub refresh: bool,
+}
+
+/// What [`publish`] did.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Pushed: the document as published.
+    Published(Published),
+    /// A dry run: the lines that would change (none: only `issued` and
+    /// `expires` would).
+    DryRun(Vec<String>),
+}
+
+/// The whole pipeline: read the published document (and check it is this
+/// key's), assemble the next one, tag its barrier and target images so
+/// garbage collection keeps them, and push it. A conflict with another
+/// publisher is [`PublishError::Push`] with [`DocumentStoreError::Conflict`].
+pub async fn publish(
+    store: &Store,
+    client: &RegistryClient,
+    publication: &Publication<'_>,
+    cache: &mut ScanCache,
+    observer: &dyn Observer,
+) -> Result<Outcome, PublishError> {
+    let tag = publication.tag;
+    let (previous, expected) = match doc::fetch(store, tag).await {
+        Ok(fetched) => {
+            check_previous(&fetched, publication, observer)?;
+            (Some(fetched.document), Some(fetched.manifest_digest))
+        }
+        Err(DocumentStoreError::Store(OciError::NotFound(_))) => (None, Some(None)),
+        Err(source) => {
+            return Err(PublishError::Previous {
+                tag: tag.to_string(),
+                source,
+            });
+        }
+    };
+    if publication.refresh {
+        let mut document = previous.ok_or_else(|| PublishError::NothingPublished(tag.into()))?;
+        document.issued = publication.options.now;
+        document.expires = publication.options.expires;
+        return push(store, document, publication, expected).await;
+    }
+    let assembly = assemble(
+        store,
+        client,
+        previous.as_ref(),
+        &publication.options,
+        cache,
+        observer,
+    )
+    .await?;
+    observer.assembled(&assembly);
+    if publication.dry_run {
+        let lines = cairn_graph::render::diff(previous.as_ref(), &assembly.assembled.document);
+        return Ok(Outcome::DryRun(lines));
+    }
+    let keep = keep_digests(&assembly.assembled.document, &assembly.report.candidates);
+    let kept = scan::keep(store, &keep, &assembly.report.all_tags)
+        .await
+        .map_err(PublishError::Keep)?;
+    observer.kept(kept);
+    push(store, assembly.assembled.document, publication, expected).await
+}
+
+/// Refuse to build on (and so re-sign) a document this key did not sign:
+/// someone who can push but cannot sign must not get their releases signed.
+fn check_previous(
+    previous: &FetchedDocument,
+    publication: &Publication<'_>,
+    observer: &dyn Observer,
+) -> Result<(), PublishError> {
+    let Some(key) = publication.key else {
+        return Ok(());
+    };
+    let keys = [key.verifying_key()];
+    let policy = doc::TrustPolicy {
+        keys: &keys,
+        allow_unsigned: false,
+        now: previous.document.issued,
+        last_seen: None,
+        stream: None,
+    };
+    match previous.verify(publication.tag, &policy) {
+        Ok(()) => Ok(()),
+        Err(error) if publication.accept_unverified_previous => {
+            observer.unverified_previous(&error);
+            Ok(())
+        }
+        Err(error) => Err(PublishError::UnverifiedPrevious(error)),
+    }
+}
+
+/// The tagged digests of barrier and rollout-target releases.
+fn keep_digests(document: &GraphDocument, candidates: &[Candidate]) -> Vec<String> {
+    let mut digests = Vec::new();
+    for release in &document.releases {
+        let wanted =
+            release.barrier.is_some() || (release.rollout.is_some() && release.deadend.is_none());
+        if !wanted {
+            continue;
+        }
+        for entry in release.architectures.values().filter(|e| e.available) {
+            let Some(digest) = &entry.digest else {
+                continue;
+            };
+            let source = candidates.iter().find(|c| {
+                c.architectures
+                    .values()
+                    .any(|e| e.digest.as_ref() == Some(digest))
+            });
+            if let Some(source) = source
+                && !digests.contains(&source.source_digest)
+            {
+                digests.push(source.source_digest.clone());
+            }
+        }
+    }
+    digests
+}
+
+async fn push(
+    store: &Store,
+    document: GraphDocument,
+    publication: &Publication<'_>,
+    expected: Option<Option<String>>,
+) -> Result<Outcome, PublishError> {
+    let identity = match store {
+        Store::Registry { repository, .. } => repository.to_string(),
+        Store::Layout(_) => document.repository.clone(),
+    };
+    let options = doc::PublishOptions {
+        tag: publication.tag,
+        identity: &identity,
+        key: publication.key,
+        settle: Duration::from_millis(500),
+        expected,
+    };
+    Ok(Outcome::Published(
+        doc::publish(store, document, &options).await?,
+    ))
+}
