@@ -69,8 +69,15 @@ pub enum DocumentStoreError {
     #[error("{0} is not a Cairn update graph document")]
     NotADocument(String),
     /// A signature is required and there is none.
-    #[error("{0}: no signature, and unsigned documents are not accepted")]
-    Unsigned(String),
+    #[error("{source_name}: no signature, and unsigned documents are not accepted{}",
+        unusable.iter().map(|why| format!("; skipped: {why}")).collect::<String>())]
+    Unsigned {
+        /// The document's source.
+        source_name: String,
+        /// Signatures found but not usable, and why (a malformed signature
+        /// manifest, a layer that declares an oversized payload).
+        unusable: Vec<String>,
+    },
     /// Signatures exist but none verifies with a trusted key.
     #[error("{0}: no signature verifies with the trusted key(s)")]
     BadSignature(String),
@@ -133,7 +140,7 @@ impl DocumentStoreError {
             DocumentStoreError::Store(e) => e.kind(),
             DocumentStoreError::Document { .. } => "invalid_document",
             DocumentStoreError::NotADocument(_) => "not_a_document",
-            DocumentStoreError::Unsigned(_) => "unsigned",
+            DocumentStoreError::Unsigned { .. } => "unsigned",
             DocumentStoreError::BadSignature(_) => "bad_signature",
             DocumentStoreError::Expired { .. } => "expired",
             DocumentStoreError::WrongStream { .. } => "wrong_stream",
@@ -157,6 +164,11 @@ pub struct FetchedDocument {
     pub manifest_digest: Option<String>,
     /// Base64 signatures found, with the message each signs.
     pub signatures: Vec<Signed>,
+    /// Signatures that were found but could not be used, and why. A
+    /// signature is optional data beside the document: a malformed one counts
+    /// as absent (so an unsigned document may still be accepted where the
+    /// policy allows it), and the reasons explain an "unsigned" refusal.
+    pub unusable_signatures: Vec<String>,
     /// Unknown fields that were ignored.
     pub ignored_fields: Vec<String>,
 }
@@ -211,7 +223,10 @@ impl FetchedDocument {
         if !policy.keys.is_empty() {
             if self.signatures.is_empty() {
                 if !policy.allow_unsigned {
-                    return Err(DocumentStoreError::Unsigned(source_name.to_string()));
+                    return Err(DocumentStoreError::Unsigned {
+                        source_name: source_name.to_string(),
+                        unusable: self.unusable_signatures.clone(),
+                    });
                 }
             } else if !self.signatures.iter().any(|signed| {
                 policy
@@ -264,12 +279,13 @@ pub async fn fetch(store: &Store, reference: &str) -> Result<FetchedDocument> {
     let layer = document_layer(&manifest, &source_name)?;
     let bytes = store.get_blob(&layer, MAX_DOCUMENT_BYTES).await?;
     let (document, ignored_fields) = FetchedDocument::parse(bytes.clone(), &source_name)?;
-    let signatures = fetch_signatures(store, &manifest.digest).await?;
+    let (signatures, unusable_signatures) = fetch_signatures(store, &manifest.digest).await?;
     Ok(FetchedDocument {
         bytes,
         document,
         manifest_digest: Some(manifest.digest),
         signatures,
+        unusable_signatures,
         ignored_fields,
     })
 }
@@ -359,6 +375,7 @@ pub fn from_bytes(
         document,
         manifest_digest: None,
         signatures,
+        unusable_signatures: Vec::new(),
         ignored_fields,
     })
 }
@@ -401,26 +418,34 @@ fn document_layer(fetched: &FetchedManifest, source_name: &str) -> Result<String
 }
 
 /// Signatures under the cosign tag that vouch for exactly this manifest digest.
-async fn fetch_signatures(store: &Store, manifest_digest: &str) -> Result<Vec<Signed>> {
+async fn fetch_signatures(
+    store: &Store,
+    manifest_digest: &str,
+) -> Result<(Vec<Signed>, Vec<String>)> {
     let tag = signature_tag(manifest_digest);
     let fetched = match store.get_manifest(&tag).await {
         Ok(fetched) => fetched,
-        Err(OciError::NotFound(_)) => return Ok(Vec::new()),
+        Err(OciError::NotFound(_)) => return Ok((Vec::new(), Vec::new())),
         Err(e) => return Err(e.into()),
     };
     let what = format!("signature manifest {}:{tag}", store.describe());
-    let parsed: ImageManifest = manifest::parse(&fetched.bytes, &what)?;
+    let mut unusable = Vec::new();
+    let parsed: ImageManifest = match manifest::parse(&fetched.bytes, &what) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            tracing::warn!(error = %e, "a malformed signature manifest counts as no signature");
+            unusable.push(e.to_string());
+            return Ok((Vec::new(), unusable));
+        }
+    };
     let layers = parsed.layers();
     // Each layer costs a blob request: an untrusted manifest must not choose how many.
     if layers.len() > MAX_SIGNATURE_LAYERS {
-        return Err(OciError::invalid(
-            what,
-            format!(
-                "{} layers; at most {MAX_SIGNATURE_LAYERS} signatures are read",
-                layers.len()
-            ),
-        )
-        .into());
+        unusable.push(format!(
+            "{what}: {} layers; at most {MAX_SIGNATURE_LAYERS} signatures are read",
+            layers.len()
+        ));
+        return Ok((Vec::new(), unusable));
     }
     let mut signatures = Vec::new();
     for (index, layer) in layers.iter().enumerate() {
@@ -434,8 +459,19 @@ async fn fetch_signatures(store: &Store, manifest_digest: &str) -> Result<Vec<Si
         else {
             continue;
         };
-        let digest =
-            manifest::blob_digest(layer, MAX_PAYLOAD_BYTES, &what, &format!("layers[{index}]"))?;
+        let digest = match manifest::blob_digest(
+            layer,
+            MAX_PAYLOAD_BYTES,
+            &what,
+            &format!("layers[{index}]"),
+        ) {
+            Ok(digest) => digest,
+            Err(e) => {
+                tracing::warn!(error = %e, "skipping a signature layer");
+                unusable.push(e.to_string());
+                continue;
+            }
+        };
         let payload = store.get_blob(&digest, MAX_PAYLOAD_BYTES).await?;
         // A valid signature of another manifest must not count for this one.
         if signed_digest(&payload).as_deref() == Some(manifest_digest) {
@@ -445,7 +481,7 @@ async fn fetch_signatures(store: &Store, manifest_digest: &str) -> Result<Vec<Si
             });
         }
     }
-    Ok(signatures)
+    Ok((signatures, unusable))
 }
 
 /// What [`publish`] did.
@@ -753,6 +789,14 @@ mod tests {
             }
         });
         assert_eq!(std::str::from_utf8(&built), Ok(before.to_string().as_str()));
+        let sorted_annotations = format!(
+            r#"{{"annotations":{{"dev.cairn.graph.sequence":"{}","dev.cairn.graph.stream":"{}","org.opencontainers.image.created":"{}"}},"artifactType":"#,
+            document.sequence, document.stream, document.issued
+        );
+        assert!(
+            String::from_utf8_lossy(&built).starts_with(&sorted_annotations),
+            "keys sorted at every level"
+        );
         // What is written is read back as a document.
         assert_eq!(
             document_layer(&fetched(built, OCI_MANIFEST), "test").expect("a document"),
@@ -795,6 +839,13 @@ mod tests {
             std::str::from_utf8(&signature),
             Ok(before.to_string().as_str())
         );
+        // Spelled out, so a change in how `json!` orders keys cannot hide one
+        // in the manifests: these bytes are what signatures and digests cover.
+        let golden = format!(
+            r#"{{"config":{{"digest":"{config_digest}","mediaType":"application/vnd.oci.image.config.v1+json","size":{}}},"layers":[{{"annotations":{{"{SIGNATURE_ANNOTATION}":"c2lnbmF0dXJl"}},"digest":"{payload_digest}","mediaType":"{SIMPLE_SIGNING}","size":7}}],"mediaType":"{OCI_MANIFEST}","schemaVersion":2}}"#,
+            config.len()
+        );
+        assert_eq!(std::str::from_utf8(&signature), Ok(golden.as_str()));
     }
 
     #[test]

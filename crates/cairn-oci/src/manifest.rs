@@ -29,12 +29,24 @@ pub(crate) fn parse<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> 
 /// The JSON of a manifest or index, compact and with keys sorted.
 ///
 /// `oci-spec` keeps annotations in `HashMap`s, whose order changes from run
-/// to run; going through `serde_json::Value` (a sorted map in this workspace)
-/// gives the same bytes, and so the same digest, for the same content.
+/// to run. Sorting every object's keys gives the same bytes, and so the same
+/// digest, for the same content, whether or not some dependency turns on
+/// serde_json's `preserve_order`.
 pub(crate) fn to_json<T: Serialize>(value: &T, what: &str) -> Result<Vec<u8>> {
-    serde_json::to_value(value)
-        .and_then(|value| serde_json::to_vec(&value))
-        .map_err(|e| OciError::invalid(what, e))
+    let mut value = serde_json::to_value(value).map_err(|e| OciError::invalid(what, e))?;
+    sort_keys(&mut value);
+    serde_json::to_vec(&value).map_err(|e| OciError::invalid(what, e))
+}
+
+fn sort_keys(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            map.sort_keys();
+            map.values_mut().for_each(sort_keys);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(sort_keys),
+        _ => {}
+    }
 }
 
 /// The `mediaType` a manifest or index declares; empty when it declares none

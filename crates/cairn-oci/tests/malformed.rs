@@ -115,33 +115,67 @@ async fn malformed_document_manifests_from_a_registry_name_the_field() {
     }
 }
 
+/// A signature is optional data beside the document: a malformed one counts
+/// as absent, so a policy that requires a signature refuses the document as
+/// unsigned (saying what was skipped), and one that allows unsigned
+/// documents still reads it.
 #[tokio::test]
-async fn a_malformed_signature_manifest_names_the_field_and_fetches_no_payload() {
+async fn a_malformed_signature_counts_as_none_names_the_field_and_fetches_no_payload() {
     let document = document_bytes();
     let manifest = document_manifest(&format!(
         r#"{{"mediaType":"{DOCUMENT_MEDIA_TYPE}","digest":"{}","size":{}}}"#,
         sha256_digest(&document),
         document.len()
     ));
-    let signature = format!(
+    let huge_payload = format!(
         r#"{{"schemaVersion":2,"config":{{"mediaType":"{EMPTY_CONFIG}","digest":"{}","size":2}},"layers":[{{"mediaType":"{}","digest":"{}","size":18446744073709551615,"annotations":{{"{}":"c2ln"}}}}]}}"#,
         sha256_digest(b"{}"),
         cairn_oci::signing::SIMPLE_SIGNING,
         sha256_digest(b"payload"),
         cairn_oci::signing::SIGNATURE_ANNOTATION,
     );
-    let (server, store) = registry(manifest, Some(signature.into_bytes())).await;
-    let err = document::fetch(&store, "cairn-graph-stable")
-        .await
-        .expect_err("huge signature payload");
-    let message = err.to_string();
-    assert_eq!(err.kind(), "invalid", "{message}");
-    assert!(
-        message.starts_with(&format!("signature manifest {}/acme/os:", server.host))
-            && message.contains("layers[0].size: 18446744073709551615 bytes, more than"),
-        "{message}"
-    );
-    assert_eq!(blob_requests(&server), 1, "only the document was fetched");
+    let no_config = r#"{"schemaVersion":2,"layers":[]}"#.to_string();
+    for (signature, expected) in [
+        (
+            huge_payload,
+            "layers[0].size: 18446744073709551615 bytes, more than",
+        ),
+        (no_config, "missing field `config`"),
+    ] {
+        let (server, store) = registry(manifest.clone(), Some(signature.into_bytes())).await;
+        let fetched = document::fetch(&store, "cairn-graph-stable")
+            .await
+            .expect("a malformed signature does not stop the fetch");
+        assert!(fetched.signatures.is_empty(), "{expected}");
+        assert_eq!(
+            blob_requests(&server),
+            1,
+            "{expected}: only the document was fetched"
+        );
+        let key = cairn_oci::signing::SigningKey::generate().verifying_key();
+        let keys = [key];
+        let now = fetched.document.expires - jiff::SignedDuration::from_hours(1);
+        let policy = |allow_unsigned| document::TrustPolicy {
+            keys: &keys,
+            allow_unsigned,
+            now,
+            last_seen: None,
+            stream: None,
+        };
+        let refused = fetched
+            .verify("the source", &policy(false))
+            .expect_err("a signature is required");
+        let message = refused.to_string();
+        assert_eq!(refused.kind(), "unsigned", "{message}");
+        assert!(
+            message.contains(&format!("signature manifest {}/acme/os:", server.host))
+                && message.contains(expected),
+            "{message}\n  wanted: {expected}"
+        );
+        fetched
+            .verify("the source", &policy(true))
+            .expect("unsigned documents are allowed");
+    }
 }
 
 #[tokio::test]
