@@ -429,6 +429,33 @@ async fn windows_and_locks_gate_finalization_and_never_leave_a_slot_held() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_server_that_does_not_answer_is_a_lock_error_not_a_wait() {
+    let fleet = fleet().await;
+    let n = node(
+        &fleet,
+        1,
+        0.1,
+        "[strategy.fleet_lock]\nbase_url = \"http://unused.invalid/\"\n",
+    );
+    {
+        // Staged without a lock: steady state needs no answer here.
+        let mut agent = agent(&fleet, &n, None);
+        agent.tick(&world(&fleet)).await.expect("steady");
+        agent.tick(&world(&fleet)).await.expect("stage");
+    }
+    let mut agent = agent_with(&fleet, &n, Some(lock_client(&n, "http://127.0.0.1:9/")));
+    let report = agent.tick(&world(&fleet)).await.expect("gate");
+    assert_eq!(
+        report.reason.kind,
+        ReasonKind::LockError,
+        "{}",
+        report.reason.message
+    );
+    assert_eq!(report.state, StateName::Staged);
+    assert!(n.host.state().apply_pid.is_none(), "not finalized");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_trusted_document_nothing_is_done_and_status_says_why() {
     let fleet = fleet().await;
     let n = node(&fleet, 1, 0.1, "");
