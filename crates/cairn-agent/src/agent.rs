@@ -87,7 +87,7 @@ impl AgentError {
     /// The reason kind a status carries when a tick fails with this.
     pub fn reason_kind(&self) -> ReasonKind {
         match self {
-            AgentError::Store(_) => ReasonKind::StateUnwritable,
+            AgentError::Store(e) => e.reason_kind(),
             AgentError::Host(_) => ReasonKind::HostError,
             AgentError::Lock(_) => ReasonKind::LockError,
             AgentError::Refused { .. } => ReasonKind::StagingRefused,
@@ -786,5 +786,13 @@ mod tests {
             message: "connection refused".into(),
         };
         assert_eq!(lock_wait(&down).kind, ReasonKind::LockError);
+    }
+
+    #[test]
+    fn a_state_the_agent_cannot_load_is_unreadable_not_unwritable() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join(crate::store::STATE_FILE), "{not json").expect("write");
+        let e = AgentError::from(AgentState::load(dir.path()).expect_err("damaged"));
+        assert_eq!(e.reason_kind(), ReasonKind::StateUnreadable, "{e}");
     }
 }
