@@ -66,10 +66,15 @@ pub enum StateName {
     Verifying,
     /// The persistent state could not be read: nothing is done.
     Error,
+    /// A state this version does not know, read from a newer agent's status
+    /// (states may be added within `cairn.dev/v1`). Never written by this one.
+    #[serde(other)]
+    Unknown,
 }
 
 impl StateName {
-    /// Every state, in the order of the machine.
+    /// Every state this version writes, in the order of the machine (not
+    /// [`StateName::Unknown`], which is only read).
     pub const ALL: [StateName; 10] = [
         StateName::Initialized,
         StateName::ConfigError,
@@ -96,6 +101,7 @@ impl StateName {
             StateName::Rebooting => "rebooting",
             StateName::Verifying => "verifying",
             StateName::Error => "error",
+            StateName::Unknown => "unknown",
         }
     }
 }
@@ -537,6 +543,44 @@ mod tests {
         assert_eq!(back, full);
     }
 
+    /// A status a newer `cairn.dev/v1` agent may write: a field, a state, a
+    /// reason kind and an outcome this version does not know.
+    const NEWER: &str = r#"{"apiVersion":"cairn.dev/v1","kind":"AgentStatus",
+        "updated":"2027-01-15T08:00:00Z","state":"hibernating",
+        "reason":{"kind":"cosmic_rays","message":"resting"},"source":"x",
+        "strategy":"immediate","lastSuccess":"2027-01-15T07:00:00Z",
+        "lastOutcome":{"version":"44.3","outcome":"booted_and_blessed",
+            "finished":"2027-01-15T06:00:00Z"},
+        "solarFlares":3}"#;
+
+    #[test]
+    fn a_newer_v1_status_reads_with_unknown_words_and_keeps_its_last_success() {
+        let read = AgentStatus::from_json(NEWER.as_bytes(), Path::new("status.json"))
+            .expect("a newer v1 status reads");
+        assert_eq!(read.state, StateName::Unknown);
+        assert_eq!(read.reason.kind, ReasonKind::Unknown);
+        assert_eq!(read.last_outcome.map(|l| l.outcome), Some(Outcome::Unknown));
+        // `cairn status` through the socket reads it as well.
+        let answer = format!(r#"{{"ok":true,"message":"","status":{NEWER}}}"#);
+        let response: crate::control::Response =
+            serde_json::from_str(&answer).expect("the answer reads");
+        assert_eq!(response.status.map(|s| s.state), Some(StateName::Unknown));
+        // After a downgrade, a failed pass keeps the newer agent's last success.
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join(STATUS_FILE), NEWER).expect("write");
+        let mut failed = AgentStatus {
+            last_error: Some("registry down".into()),
+            ..status(StateName::Steady, ReasonKind::SourceError, "no action")
+        };
+        finish(dir.path(), None, &mut failed, at(1_800_000_000));
+        assert_eq!(
+            AgentStatus::read(dir.path())
+                .expect("rewritten")
+                .last_success,
+            Some("2027-01-15T07:00:00Z".parse().expect("time"))
+        );
+    }
+
     #[test]
     fn wire_names_are_the_documented_ones() {
         for kind in ReasonKind::ALL {
@@ -552,7 +596,7 @@ mod tests {
                 "a metric label: {kind}"
             );
         }
-        for state in StateName::ALL {
+        for state in StateName::ALL.into_iter().chain([StateName::Unknown]) {
             assert_eq!(serde_json::to_value(state).expect("state"), state.as_str());
         }
         // A newer agent's kind reads as unknown, not as an error.
