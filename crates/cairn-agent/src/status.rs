@@ -281,10 +281,12 @@ pub enum StatusError {
         found: String,
     },
     /// Not a status document.
-    #[error("{}: {source}", .path.display())]
+    #[error("{}: {}{source}", .path.display(), .field.as_deref().map(|f| format!("{f}: ")).unwrap_or_default())]
     Invalid {
         /// The file.
         path: PathBuf,
+        /// The field that does not parse (`reason.kind`), when it is one.
+        field: Option<String>,
         /// Why.
         source: serde_json::Error,
     },
@@ -344,15 +346,20 @@ impl AgentStatus {
         AgentStatus::from_json(&bytes, &path)
     }
 
-    /// Parse a status file's bytes; `path` names it in errors.
+    /// Parse a status file's bytes; `path` names it (and the field that
+    /// does not parse) in errors.
     pub fn from_json(bytes: &[u8], path: &Path) -> Result<AgentStatus, StatusError> {
-        let invalid = |source| StatusError::Invalid {
+        let invalid = |field: Option<String>, source| StatusError::Invalid {
             path: path.to_path_buf(),
+            field,
             source,
         };
-        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(invalid)?;
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| invalid(None, e))?;
         match value.get("apiVersion") {
-            None => {
+            // Only the older agent's object (it always had these two) is
+            // unversioned; `{}`, `[]` or `null` is no status at all.
+            None if value.get("state").is_some() && value.get("updated").is_some() => {
                 // The unversioned file had `last_success` in Unix seconds.
                 let last_success = value
                     .get("last_success")
@@ -363,6 +370,7 @@ impl AgentStatus {
                     last_success,
                 });
             }
+            None => {}
             Some(serde_json::Value::String(v)) if v == API_VERSION => {}
             Some(other) => {
                 return Err(StatusError::Version {
@@ -373,7 +381,12 @@ impl AgentStatus {
                 });
             }
         }
-        serde_json::from_value(value).map_err(invalid)
+        // From the bytes again, not the value: the error keeps its line.
+        let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+        serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+            let field = e.path().to_string();
+            invalid((field != ".").then_some(field), e.into_inner())
+        })
     }
 
     /// True while the boot into a target waits for `boot-complete.target`:
@@ -579,6 +592,27 @@ mod tests {
                 .last_success,
             Some("2027-01-15T07:00:00Z".parse().expect("time"))
         );
+    }
+
+    #[test]
+    fn a_status_that_does_not_parse_names_the_file_and_the_field() {
+        let path = Path::new("/var/lib/cairn/status.json");
+        let bad = NEWER.replace(r#""message":"resting""#, r#""message":5"#);
+        let e = AgentStatus::from_json(bad.as_bytes(), path).expect_err("a number");
+        assert_eq!(e.kind(), "invalid");
+        let text = e.to_string();
+        assert!(
+            text.starts_with("/var/lib/cairn/status.json: reason.message: "),
+            "{text}"
+        );
+        // Only the older agent's object is unversioned; these are no status.
+        for junk in ["[]", "null", "{}", "3", r#"{"state":"steady"}"#] {
+            let e = AgentStatus::from_json(junk.as_bytes(), path).expect_err(junk);
+            assert_eq!(e.kind(), "invalid", "{junk}: {e}");
+        }
+        let old = r#"{"updated":"2026-11-26T13:59:50Z","state":"steady"}"#;
+        let e = AgentStatus::from_json(old.as_bytes(), path).expect_err("old");
+        assert_eq!(e.kind(), "unversioned", "{e}");
     }
 
     #[test]
