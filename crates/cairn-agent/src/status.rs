@@ -256,7 +256,13 @@ pub struct AgentStatus {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StatusError {
-    /// No status file, or it cannot be read.
+    /// No status file: no agent has written one here yet.
+    #[error("{}: no status yet (is `cairn agent` running?)", .path.display())]
+    Missing {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The status file cannot be read.
     #[error("{}: {source} (is `cairn agent` running?)", .path.display())]
     Read {
         /// The file.
@@ -296,9 +302,7 @@ impl StatusError {
     /// A short, fixed label for metrics and logs.
     pub fn kind(&self) -> &'static str {
         match self {
-            StatusError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-                "missing"
-            }
+            StatusError::Missing { .. } => "missing",
             StatusError::Read { .. } => "unreadable",
             StatusError::Unversioned { .. } => "unversioned",
             StatusError::Version { .. } => "unsupported_version",
@@ -339,10 +343,13 @@ impl AgentStatus {
     /// Read the status the running agent last wrote.
     pub fn read(state_dir: &Path) -> Result<AgentStatus, StatusError> {
         let path = state_dir.join(STATUS_FILE);
-        let bytes = std::fs::read(&path).map_err(|source| StatusError::Read {
-            path: path.clone(),
-            source,
-        })?;
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StatusError::Missing { path });
+            }
+            Err(source) => return Err(StatusError::Read { path, source }),
+        };
         AgentStatus::from_json(&bytes, &path)
     }
 
@@ -613,6 +620,18 @@ mod tests {
         let old = r#"{"updated":"2026-11-26T13:59:50Z","state":"steady"}"#;
         let e = AgentStatus::from_json(old.as_bytes(), path).expect_err("old");
         assert_eq!(e.kind(), "unversioned", "{e}");
+    }
+
+    #[test]
+    fn a_missing_status_is_told_from_an_unreadable_one_by_its_variant() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let e = AgentStatus::read(dir.path()).expect_err("none yet");
+        assert!(matches!(e, StatusError::Missing { .. }), "{e}");
+        assert_eq!(e.kind(), "missing");
+        std::fs::create_dir(dir.path().join(STATUS_FILE)).expect("mkdir");
+        let e = AgentStatus::read(dir.path()).expect_err("a directory");
+        assert!(matches!(e, StatusError::Read { .. }), "{e}");
+        assert_eq!(e.kind(), "unreadable");
     }
 
     #[test]
