@@ -135,7 +135,8 @@ pub struct Release {
     /// Version, when known.
     #[serde(default)]
     pub version: Option<String>,
-    /// Manifest digest or ostree checksum, when known.
+    /// For a deployment, the image's manifest digest (`None` for a plain
+    /// ostree commit); for the target, the id staged (digest or checksum).
     #[serde(default)]
     pub digest: Option<TargetId>,
     /// Age index in the graph, when the release is in it.
@@ -192,7 +193,7 @@ pub struct AgentStatus {
     pub api_version: ApiVersion,
     /// Always `AgentStatus`.
     pub kind: StatusKind,
-    /// When this was written.
+    /// When the pass that wrote this started: the time it decided at.
     pub updated: Timestamp,
     /// Where the agent is.
     pub state: StateName,
@@ -210,7 +211,7 @@ pub struct AgentStatus {
     /// The stream followed.
     #[serde(default)]
     pub stream: Option<String>,
-    /// Where the graph comes from.
+    /// Where the graph comes from; empty when the pass stopped before asking.
     #[serde(default)]
     pub source: String,
     /// Sequence of the last trusted document.
@@ -219,7 +220,7 @@ pub struct AgentStatus {
     /// This node's wariness.
     #[serde(default)]
     pub wariness: Option<f64>,
-    /// The strategy.
+    /// The strategy; empty when no valid configuration was read.
     #[serde(default)]
     pub strategy: String,
     /// When the decision is expected to change without a new document.
