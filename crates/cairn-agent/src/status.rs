@@ -2,6 +2,8 @@
 //! `AgentStatus`), how it is read and rendered for people. The files a pass
 //! leaves from it (status, metrics, MOTD) are written by [`files`].
 
+#[cfg(test)]
+mod documented;
 mod files;
 
 pub(crate) use files::finish;
