@@ -356,6 +356,75 @@ mod tests {
     }
 
     #[test]
+    fn every_decision_without_an_update_has_its_own_kind() {
+        use cairn_graph::select::{Decision, Held, Hold, NoUpdate};
+        let held = |hold: Hold| {
+            NoUpdate::Held(Held {
+                version: "44.3".into(),
+                age_index: 2,
+                hold,
+            })
+        };
+        let barrier = Hold::BaseBarrier {
+            barrier: cairn_graph::document::BaseBarrier::default(),
+            repository: "acme/os".into(),
+            base_repository: "fedora/fedora-coreos".into(),
+        };
+        let expires = NOW.parse().expect("time");
+        let cases = [
+            (None, ReasonKind::UpToDate),
+            (Some(NoUpdate::UpToDate), ReasonKind::UpToDate),
+            (
+                Some(NoUpdate::BootedNotInGraph {
+                    booted: "sha256:a".into(),
+                }),
+                ReasonKind::BootedNotInGraph,
+            ),
+            (
+                Some(NoUpdate::DeadEnd {
+                    version: "44.2".into(),
+                    reason: String::new(),
+                }),
+                ReasonKind::BootedDeadEnd,
+            ),
+            (
+                Some(NoUpdate::DocumentExpired { expires }),
+                ReasonKind::DocumentExpired,
+            ),
+            (
+                Some(held(Hold::Rollout {
+                    progress: 0.5,
+                    wariness: 0.9,
+                })),
+                ReasonKind::RolloutPending,
+            ),
+            (Some(held(Hold::SameConfig)), ReasonKind::UpToDate),
+            (
+                Some(held(Hold::DeadEnd {
+                    reason: String::new(),
+                })),
+                ReasonKind::TargetDeadEnd,
+            ),
+            (Some(held(Hold::Unavailable)), ReasonKind::TargetUnavailable),
+            (Some(held(Hold::RolledBack)), ReasonKind::TargetRolledBack),
+            (Some(held(Hold::Downgrade)), ReasonKind::TargetDowngrade),
+            (Some(held(barrier)), ReasonKind::BaseBarrier),
+            (Some(held(Hold::UnknownBase)), ReasonKind::UnknownBase),
+        ];
+        for (no_update, kind) in cases {
+            let decision = Decision {
+                booted_version: Some("44.2".into()),
+                target: None,
+                no_update: no_update.clone(),
+                held: Vec::new(),
+            };
+            let reason = Reason::of_decision(&decision).expect_err("no target");
+            assert_eq!(reason.kind, kind, "{no_update:?}");
+            assert_eq!(reason.message, decision.reason());
+        }
+    }
+
+    #[test]
     fn holds_ceilings_and_disabled_updates() {
         let doc = document();
         let barrier = digest(&doc, "42.20250929.0");
