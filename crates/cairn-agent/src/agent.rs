@@ -87,7 +87,7 @@ impl AgentError {
     /// The reason kind a status carries when a tick fails with this.
     pub fn reason_kind(&self) -> ReasonKind {
         match self {
-            AgentError::Store(_) => ReasonKind::StateUnwritable,
+            AgentError::Store(e) => e.reason_kind(),
             AgentError::Host(_) => ReasonKind::HostError,
             AgentError::Lock(_) => ReasonKind::LockError,
             AgentError::Refused { .. } => ReasonKind::StagingRefused,
@@ -100,6 +100,22 @@ impl AgentError {
 fn backoff(attempts: u32) -> jiff::SignedDuration {
     jiff::SignedDuration::from_mins(5 * (1i64 << attempts.saturating_sub(1).min(7)))
         .min(jiff::SignedDuration::from_hours(6))
+}
+
+/// Why finalization stops at the reboot lock: every slot held by others is
+/// a wait; any other answer (or none) is the lock server failing.
+fn lock_wait(error: &crate::fleetlock::LockError) -> Reason {
+    if error.held_by_others() {
+        Reason::new(
+            ReasonKind::RebootLockWait,
+            format!("waiting for reboot lock ({error})"),
+        )
+    } else {
+        Reason::new(
+            ReasonKind::LockError,
+            format!("the reboot-lock server failed ({error}); finalization waits"),
+        )
+    }
 }
 
 /// An agent for one host.
@@ -706,10 +722,7 @@ impl<R: CommandRunner> Agent<R> {
             self.persisted.lock_held = true;
             self.persisted.save(&self.state_dir)?;
             if let Err(e) = lock.pre_reboot().await {
-                return Ok(self.report(
-                    ReasonKind::RebootLockWait,
-                    format!("waiting for reboot lock ({e})"),
-                ));
+                return Ok(self.report_why(lock_wait(&e)));
             }
         }
         if matches!(self.persisted.state, State::Staged { .. }) {
@@ -748,5 +761,37 @@ impl<R: CommandRunner> Agent<R> {
                 Err(e.into())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleetlock::LockError;
+
+    #[test]
+    fn only_slots_held_by_others_are_a_wait_for_the_reboot_lock() {
+        let refused = |status: u16| LockError::Refused {
+            url: "http://lock/v1/pre-reboot".into(),
+            status,
+            kind: "k".into(),
+            value: "v".into(),
+        };
+        assert_eq!(lock_wait(&refused(409)).kind, ReasonKind::RebootLockWait);
+        assert_eq!(lock_wait(&refused(500)).kind, ReasonKind::LockError);
+        assert_eq!(lock_wait(&refused(400)).kind, ReasonKind::LockError);
+        let down = LockError::Transport {
+            url: "http://lock/v1/pre-reboot".into(),
+            message: "connection refused".into(),
+        };
+        assert_eq!(lock_wait(&down).kind, ReasonKind::LockError);
+    }
+
+    #[test]
+    fn a_state_the_agent_cannot_load_is_unreadable_not_unwritable() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join(crate::store::STATE_FILE), "{not json").expect("write");
+        let e = AgentError::from(AgentState::load(dir.path()).expect_err("damaged"));
+        assert_eq!(e.reason_kind(), ReasonKind::StateUnreadable, "{e}");
     }
 }

@@ -50,9 +50,15 @@ impl LockError {
     pub fn kind(&self) -> &'static str {
         match self {
             LockError::Transport { .. } => "transport",
-            LockError::Refused { status: 409, .. } => "held_by_others",
+            _ if self.held_by_others() => "held_by_others",
             LockError::Refused { .. } => "refused",
         }
+    }
+
+    /// True when the server answered that other nodes hold every slot
+    /// (409, the FleetLock protocol's answer): a wait, not a failure.
+    pub fn held_by_others(&self) -> bool {
+        matches!(self, LockError::Refused { status: 409, .. })
     }
 }
 

@@ -53,10 +53,16 @@ pub enum Outcome {
     /// Final: the staged target is no longer offered (or was replaced by a
     /// newer one, or vanished from the host before the reboot).
     Withdrawn,
+    /// A word this version does not know, read from a newer agent's status
+    /// (outcomes may be added within `cairn.dev/v1`). Never written by this
+    /// one, and never trusted in its own history: [`read`] skips the record.
+    #[serde(other)]
+    Unknown,
 }
 
 impl Outcome {
-    /// Every outcome, intermediate ones first.
+    /// Every outcome this version writes, intermediate ones first (not
+    /// [`Outcome::Unknown`], which is only read).
     pub const ALL: [Outcome; 11] = [
         Outcome::Staged,
         Outcome::Rebooting,
@@ -85,14 +91,15 @@ impl Outcome {
             Outcome::RollbackFailed => "rollback_failed",
             Outcome::HookVeto => "hook_veto",
             Outcome::Withdrawn => "withdrawn",
+            Outcome::Unknown => "unknown",
         }
     }
 
-    /// True for the words that end an attempt.
+    /// True for the words that end an attempt; an unknown word is not known to.
     pub fn is_final(self) -> bool {
         !matches!(
             self,
-            Outcome::Staged | Outcome::Rebooting | Outcome::RollingBack
+            Outcome::Staged | Outcome::Rebooting | Outcome::RollingBack | Outcome::Unknown
         )
     }
 }
@@ -156,8 +163,8 @@ pub fn append(state_dir: &Path, attempt: &Attempt) -> std::io::Result<()> {
     file.sync_data()
 }
 
-/// Every record, oldest first; a damaged line (bad JSON, or bytes that are
-/// not UTF-8) is skipped and counted. Read as bytes, line by line: one bad
+/// Every record, oldest first; a damaged line (bad JSON, bytes that are not
+/// UTF-8, or a word this version does not know) is skipped and counted. Read as bytes, line by line: one bad
 /// byte must not hide the rest, nor stop `append` from recording.
 pub fn read(state_dir: &Path) -> std::io::Result<(Vec<Attempt>, usize)> {
     let bytes = match std::fs::read(state_dir.join(HISTORY_FILE)) {
@@ -171,7 +178,10 @@ pub fn read(state_dir: &Path) -> std::io::Result<(Vec<Attempt>, usize)> {
         .split(|&b| b == b'\n')
         .filter(|l| !l.trim_ascii().is_empty())
     {
-        match serde_json::from_slice(line) {
+        match serde_json::from_slice::<Attempt>(line) {
+            // The agent decides on its history (an attempt's end, the last
+            // outcome): a word it does not know must not count as any.
+            Ok(attempt) if attempt.result == Outcome::Unknown => damaged += 1,
             Ok(attempt) => attempts.push(attempt),
             Err(_) => damaged += 1,
         }
@@ -324,5 +334,28 @@ mod tests {
         }
         let finals = Outcome::ALL.iter().filter(|o| o.is_final()).count();
         assert_eq!(finals, 8);
+        assert!(!Outcome::ALL.contains(&Outcome::Unknown));
+    }
+
+    #[test]
+    fn a_word_from_a_newer_agent_is_skipped_in_the_history_never_taken_for_an_outcome() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let rolled_back = attempt(Outcome::RolledBack, 100);
+        append(dir.path(), &rolled_back).expect("append");
+        let newer = serde_json::to_string(&attempt(Outcome::BootedHealthy, 300))
+            .expect("JSON")
+            .replace("booted_healthy", "booted_and_blessed");
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(HISTORY_FILE))
+            .and_then(|mut f| f.write_all(format!("{newer}\n").as_bytes()))
+            .expect("append");
+        let (records, damaged) = read(dir.path()).expect("read");
+        assert_eq!((records, damaged), (vec![rolled_back.clone()], 1));
+        assert_eq!(last_final(dir.path()).expect("read"), Some(rolled_back));
+        // A status reader takes the word as unknown rather than fail.
+        let word: Outcome = serde_json::from_str("\"booted_and_blessed\"").expect("reads");
+        assert_eq!(word, Outcome::Unknown);
+        assert!(!word.is_final());
     }
 }

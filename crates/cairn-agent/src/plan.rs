@@ -61,29 +61,27 @@ pub fn plan(input: &CheckInput<'_>) -> Plan {
         allow_downgrade: input.settings.allow_downgrade,
     };
     let decision = input.graph.decide(input.arch, &query);
-    let mut target = decision.target.as_ref().map(|t| Target {
+    // The target to take, or why there is none.
+    let mut target = Reason::of_decision(&decision).map(|t| Target {
         version: t.version.clone(),
         digest: t.digest.clone(),
     });
-    let mut reason = Reason::of_decision(&decision);
     // A local ceiling: never past max_version.
     if let (Some(max), Some(chosen)) = (&input.settings.max_version, &decision.target) {
         match input.graph.age_of_version(max) {
             Some(ceiling) if chosen.age_index > ceiling => {
-                reason = Reason::new(
+                target = Err(Reason::new(
                     ReasonKind::PastMaxVersion,
                     format!("{} is past max_version {max}", chosen.version),
-                );
-                target = None;
+                ));
             }
             None => {
-                reason = Reason::new(
+                target = Err(Reason::new(
                     ReasonKind::MaxVersionUnknown,
                     format!(
                         "max_version {max} is not a release of this stream; no update is taken"
                     ),
-                );
-                target = None;
+                ));
             }
             _ => {}
         }
@@ -107,17 +105,17 @@ pub fn plan(input: &CheckInput<'_>) -> Plan {
     }
     let frozen = input.held || !input.settings.enabled;
     match (staged, target) {
-        (Some(staged), Some(target)) if target.digest == staged => Plan::Keep(target),
+        (Some(staged), Ok(target)) if target.digest == staged => Plan::Keep(target),
         // Held or disabled: nothing new is staged, not even over an older one.
-        (Some(staged), Some(_)) if frozen => Plan::Keep(Target {
+        (Some(staged), Ok(_)) if frozen => Plan::Keep(Target {
             version: input
                 .graph
                 .release_of_digest(&staged)
                 .map_or_else(|| "the staged release".to_string(), |(version, _)| version),
             digest: staged,
         }),
-        (Some(_), Some(target)) => Plan::Restage(target),
-        (Some(staged), None) => {
+        (Some(_), Ok(target)) => Plan::Restage(target),
+        (Some(staged), Err(_)) => {
             // A staged release that is still a valid, offered target stays;
             // one that became a dead-end or left the graph must go.
             let graph = input.graph.graph_for(input.arch, &staged);
@@ -163,16 +161,16 @@ pub fn plan(input: &CheckInput<'_>) -> Plan {
                 }),
             }
         }
-        (None, Some(_)) if !input.settings.enabled => Plan::Nothing(Reason {
-            kind: ReasonKind::Disabled,
-            ..reason.noting("updates are disabled in the configuration")
-        }),
-        (None, Some(_)) if input.held => Plan::Nothing(Reason {
-            kind: ReasonKind::Held,
-            ..reason.noting("held by the operator")
-        }),
-        (None, Some(target)) => Plan::Stage(target),
-        (None, None) => Plan::Nothing(reason),
+        // The offered update, in the graph's words, under what keeps it back.
+        (None, Ok(_)) if !input.settings.enabled => Plan::Nothing(
+            Reason::new(ReasonKind::Disabled, decision.reason())
+                .noting("updates are disabled in the configuration"),
+        ),
+        (None, Ok(_)) if input.held => Plan::Nothing(
+            Reason::new(ReasonKind::Held, decision.reason()).noting("held by the operator"),
+        ),
+        (None, Ok(target)) => Plan::Stage(target),
+        (None, Err(why)) => Plan::Nothing(why),
     }
 }
 
@@ -358,13 +356,91 @@ mod tests {
     }
 
     #[test]
+    fn every_decision_without_an_update_has_its_own_kind() {
+        use cairn_graph::select::{Decision, Held, Hold, NoUpdate};
+        let held = |hold: Hold| {
+            NoUpdate::Held(Held {
+                version: "44.3".into(),
+                age_index: 2,
+                hold,
+            })
+        };
+        let barrier = Hold::BaseBarrier {
+            barrier: cairn_graph::document::BaseBarrier::default(),
+            repository: "acme/os".into(),
+            base_repository: "fedora/fedora-coreos".into(),
+        };
+        let expires = NOW.parse().expect("time");
+        let cases = [
+            (None, ReasonKind::UpToDate),
+            (Some(NoUpdate::UpToDate), ReasonKind::UpToDate),
+            (
+                Some(NoUpdate::BootedNotInGraph {
+                    booted: "sha256:a".into(),
+                }),
+                ReasonKind::BootedNotInGraph,
+            ),
+            (
+                Some(NoUpdate::DeadEnd {
+                    version: "44.2".into(),
+                    reason: String::new(),
+                }),
+                ReasonKind::BootedDeadEnd,
+            ),
+            (
+                Some(NoUpdate::DocumentExpired { expires }),
+                ReasonKind::DocumentExpired,
+            ),
+            (
+                Some(held(Hold::Rollout {
+                    progress: 0.5,
+                    wariness: 0.9,
+                })),
+                ReasonKind::RolloutPending,
+            ),
+            (Some(held(Hold::SameConfig)), ReasonKind::UpToDate),
+            (
+                Some(held(Hold::DeadEnd {
+                    reason: String::new(),
+                })),
+                ReasonKind::TargetDeadEnd,
+            ),
+            (Some(held(Hold::Unavailable)), ReasonKind::TargetUnavailable),
+            (Some(held(Hold::RolledBack)), ReasonKind::TargetRolledBack),
+            (Some(held(Hold::Downgrade)), ReasonKind::TargetDowngrade),
+            (Some(held(barrier)), ReasonKind::BaseBarrier),
+            (Some(held(Hold::UnknownBase)), ReasonKind::UnknownBase),
+        ];
+        for (no_update, kind) in cases {
+            let decision = Decision {
+                booted_version: Some("44.2".into()),
+                target: None,
+                no_update: no_update.clone(),
+                held: Vec::new(),
+            };
+            let reason = Reason::of_decision(&decision).expect_err("no target");
+            assert_eq!(reason.kind, kind, "{no_update:?}");
+            assert_eq!(reason.message, decision.reason());
+        }
+    }
+
+    #[test]
     fn holds_ceilings_and_disabled_updates() {
         let doc = document();
         let barrier = digest(&doc, "42.20250929.0");
         let booted = host(&barrier, None);
+        // The offered update in the graph's words, under the kind that keeps it back.
         let held = plan(&input(&settings(""), &booted, &doc, 0.5, &[], true));
+        assert_eq!(
+            held,
+            Plan::Nothing(Reason::new(
+                ReasonKind::Held,
+                "update available: 43.20251110.0; held by the operator"
+            ))
+        );
+        let unknown = settings("[updates]\nmax_version = \"99.0\"\n");
         assert!(
-            matches!(&held, Plan::Nothing(r) if r.kind == ReasonKind::Held && r.message.contains("held by the operator"))
+            matches!(plan(&input(&unknown, &booted, &doc, 0.5, &[], false)), Plan::Nothing(r) if r.kind == ReasonKind::MaxVersionUnknown)
         );
         let capped = settings("[updates]\nmax_version = \"43.20251027.0\"\n");
         assert_eq!(
@@ -376,7 +452,7 @@ mod tests {
         );
         let disabled = settings("[updates]\nenabled = false\n");
         assert!(
-            matches!(plan(&input(&disabled, &booted, &doc, 0.5, &[], false)), Plan::Nothing(r) if r.kind == ReasonKind::Disabled)
+            matches!(plan(&input(&disabled, &booted, &doc, 0.5, &[], false)), Plan::Nothing(r) if r.kind == ReasonKind::Disabled && r.message.starts_with("update available: 43.20251110.0"))
         );
         // A held rollout says so.
         let late = plan(&input(

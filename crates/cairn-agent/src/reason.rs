@@ -2,7 +2,7 @@
 //! sentence operators read. Code (the MOTD, `cairn verify`, metrics) decides
 //! on the kind, so rewording a message never changes behaviour.
 
-use cairn_graph::select::{Decision, Hold, NoUpdate};
+use cairn_graph::select::{Decision, Hold, NoUpdate, Target};
 use serde::{Deserialize, Serialize};
 
 /// What kind of reason a status or report carries. The wire names
@@ -47,8 +47,6 @@ pub enum ReasonKind {
     NoBootedDigest,
     /// Nothing newer is offered.
     UpToDate,
-    /// An update is available (only ever seen with a note that holds it back).
-    UpdateAvailable,
     /// The booted image is in no release of the graph.
     BootedNotInGraph,
     /// The booted release is a dead-end.
@@ -142,7 +140,7 @@ pub enum ReasonKind {
 
 impl ReasonKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ReasonKind; 60] = [
+    pub const ALL: [ReasonKind; 59] = [
         ReasonKind::StateUnreadable,
         ReasonKind::StateUnwritable,
         ReasonKind::ConfigError,
@@ -160,7 +158,6 @@ impl ReasonKind {
         ReasonKind::SteadyStateReported,
         ReasonKind::NoBootedDigest,
         ReasonKind::UpToDate,
-        ReasonKind::UpdateAvailable,
         ReasonKind::BootedNotInGraph,
         ReasonKind::BootedDeadEnd,
         ReasonKind::DocumentExpired,
@@ -226,7 +223,6 @@ impl ReasonKind {
             SteadyStateReported => "steady_state_reported",
             NoBootedDigest => "no_booted_digest",
             UpToDate => "up_to_date",
-            UpdateAvailable => "update_available",
             BootedNotInGraph => "booted_not_in_graph",
             BootedDeadEnd => "booted_dead_end",
             DocumentExpired => "document_expired",
@@ -272,15 +268,14 @@ impl ReasonKind {
         }
     }
 
-    /// The kind of a graph decision's reason (see [`Decision::reason`]).
-    pub fn of_decision(decision: &Decision) -> ReasonKind {
-        match (&decision.target, &decision.no_update) {
-            (Some(_), _) => ReasonKind::UpdateAvailable,
-            (None, None) | (None, Some(NoUpdate::UpToDate)) => ReasonKind::UpToDate,
-            (None, Some(NoUpdate::BootedNotInGraph { .. })) => ReasonKind::BootedNotInGraph,
-            (None, Some(NoUpdate::DeadEnd { .. })) => ReasonKind::BootedDeadEnd,
-            (None, Some(NoUpdate::DocumentExpired { .. })) => ReasonKind::DocumentExpired,
-            (None, Some(NoUpdate::Held(held))) => match held.hold {
+    /// The kind of the reason a graph decision takes no update.
+    fn of_no_update(no_update: Option<&NoUpdate>) -> ReasonKind {
+        match no_update {
+            None | Some(NoUpdate::UpToDate) => ReasonKind::UpToDate,
+            Some(NoUpdate::BootedNotInGraph { .. }) => ReasonKind::BootedNotInGraph,
+            Some(NoUpdate::DeadEnd { .. }) => ReasonKind::BootedDeadEnd,
+            Some(NoUpdate::DocumentExpired { .. }) => ReasonKind::DocumentExpired,
+            Some(NoUpdate::Held(held)) => match held.hold {
                 Hold::Rollout { .. } => ReasonKind::RolloutPending,
                 Hold::SameConfig => ReasonKind::UpToDate,
                 Hold::DeadEnd { .. } => ReasonKind::TargetDeadEnd,
@@ -342,9 +337,17 @@ impl Reason {
         }
     }
 
-    /// The graph's decision, in words and kind.
-    pub fn of_decision(decision: &Decision) -> Reason {
-        Reason::new(ReasonKind::of_decision(decision), decision.reason())
+    /// The target a graph decision offers, or why it offers none, in words
+    /// and kind. An offered update has no kind of its own: it is staged, or
+    /// what keeps it back (a hold, `max_version`) is the reason.
+    pub fn of_decision(decision: &Decision) -> Result<&Target, Reason> {
+        match &decision.target {
+            Some(target) => Ok(target),
+            None => Err(Reason::new(
+                ReasonKind::of_no_update(decision.no_update.as_ref()),
+                decision.reason(),
+            )),
+        }
     }
 }
 

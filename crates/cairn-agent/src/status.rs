@@ -2,6 +2,8 @@
 //! `AgentStatus`), how it is read and rendered for people. The files a pass
 //! leaves from it (status, metrics, MOTD) are written by [`files`].
 
+#[cfg(test)]
+mod documented;
 mod files;
 
 pub(crate) use files::finish;
@@ -66,10 +68,15 @@ pub enum StateName {
     Verifying,
     /// The persistent state could not be read: nothing is done.
     Error,
+    /// A state this version does not know, read from a newer agent's status
+    /// (states may be added within `cairn.dev/v1`). Never written by this one.
+    #[serde(other)]
+    Unknown,
 }
 
 impl StateName {
-    /// Every state, in the order of the machine.
+    /// Every state this version writes, in the order of the machine (not
+    /// [`StateName::Unknown`], which is only read).
     pub const ALL: [StateName; 10] = [
         StateName::Initialized,
         StateName::ConfigError,
@@ -96,6 +103,7 @@ impl StateName {
             StateName::Rebooting => "rebooting",
             StateName::Verifying => "verifying",
             StateName::Error => "error",
+            StateName::Unknown => "unknown",
         }
     }
 }
@@ -129,7 +137,8 @@ pub struct Release {
     /// Version, when known.
     #[serde(default)]
     pub version: Option<String>,
-    /// Manifest digest or ostree checksum, when known.
+    /// For a deployment, the image's manifest digest (`None` for a plain
+    /// ostree commit); for the target, the id staged (digest or checksum).
     #[serde(default)]
     pub digest: Option<TargetId>,
     /// Age index in the graph, when the release is in it.
@@ -186,7 +195,7 @@ pub struct AgentStatus {
     pub api_version: ApiVersion,
     /// Always `AgentStatus`.
     pub kind: StatusKind,
-    /// When this was written.
+    /// When the pass that wrote this started: the time it decided at.
     pub updated: Timestamp,
     /// Where the agent is.
     pub state: StateName,
@@ -204,7 +213,7 @@ pub struct AgentStatus {
     /// The stream followed.
     #[serde(default)]
     pub stream: Option<String>,
-    /// Where the graph comes from.
+    /// Where the graph comes from; empty when the pass stopped before asking.
     #[serde(default)]
     pub source: String,
     /// Sequence of the last trusted document.
@@ -213,7 +222,7 @@ pub struct AgentStatus {
     /// This node's wariness.
     #[serde(default)]
     pub wariness: Option<f64>,
-    /// The strategy.
+    /// The strategy; empty when no valid configuration was read.
     #[serde(default)]
     pub strategy: String,
     /// When the decision is expected to change without a new document.
@@ -250,7 +259,13 @@ pub struct AgentStatus {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StatusError {
-    /// No status file, or it cannot be read.
+    /// No status file: no agent has written one here yet.
+    #[error("{}: no status yet (is `cairn agent` running?)", .path.display())]
+    Missing {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The status file cannot be read.
     #[error("{}: {source} (is `cairn agent` running?)", .path.display())]
     Read {
         /// The file.
@@ -275,10 +290,12 @@ pub enum StatusError {
         found: String,
     },
     /// Not a status document.
-    #[error("{}: {source}", .path.display())]
+    #[error("{}: {}{source}", .path.display(), .field.as_deref().map(|f| format!("{f}: ")).unwrap_or_default())]
     Invalid {
         /// The file.
         path: PathBuf,
+        /// The field that does not parse (`reason.kind`), when it is one.
+        field: Option<String>,
         /// Why.
         source: serde_json::Error,
     },
@@ -288,9 +305,7 @@ impl StatusError {
     /// A short, fixed label for metrics and logs.
     pub fn kind(&self) -> &'static str {
         match self {
-            StatusError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-                "missing"
-            }
+            StatusError::Missing { .. } => "missing",
             StatusError::Read { .. } => "unreadable",
             StatusError::Unversioned { .. } => "unversioned",
             StatusError::Version { .. } => "unsupported_version",
@@ -331,22 +346,30 @@ impl AgentStatus {
     /// Read the status the running agent last wrote.
     pub fn read(state_dir: &Path) -> Result<AgentStatus, StatusError> {
         let path = state_dir.join(STATUS_FILE);
-        let bytes = std::fs::read(&path).map_err(|source| StatusError::Read {
-            path: path.clone(),
-            source,
-        })?;
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StatusError::Missing { path });
+            }
+            Err(source) => return Err(StatusError::Read { path, source }),
+        };
         AgentStatus::from_json(&bytes, &path)
     }
 
-    /// Parse a status file's bytes; `path` names it in errors.
+    /// Parse a status file's bytes; `path` names it (and the field that
+    /// does not parse) in errors.
     pub fn from_json(bytes: &[u8], path: &Path) -> Result<AgentStatus, StatusError> {
-        let invalid = |source| StatusError::Invalid {
+        let invalid = |field: Option<String>, source| StatusError::Invalid {
             path: path.to_path_buf(),
+            field,
             source,
         };
-        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(invalid)?;
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| invalid(None, e))?;
         match value.get("apiVersion") {
-            None => {
+            // Only the older agent's object (it always had these two) is
+            // unversioned; `{}`, `[]` or `null` is no status at all.
+            None if value.get("state").is_some() && value.get("updated").is_some() => {
                 // The unversioned file had `last_success` in Unix seconds.
                 let last_success = value
                     .get("last_success")
@@ -357,6 +380,7 @@ impl AgentStatus {
                     last_success,
                 });
             }
+            None => {}
             Some(serde_json::Value::String(v)) if v == API_VERSION => {}
             Some(other) => {
                 return Err(StatusError::Version {
@@ -367,7 +391,12 @@ impl AgentStatus {
                 });
             }
         }
-        serde_json::from_value(value).map_err(invalid)
+        // From the bytes again, not the value: the error keeps its line.
+        let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+        serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+            let field = e.path().to_string();
+            invalid((field != ".").then_some(field), e.into_inner())
+        })
     }
 
     /// True while the boot into a target waits for `boot-complete.target`:
@@ -538,6 +567,77 @@ mod tests {
         assert_eq!(back, full);
     }
 
+    /// A status a newer `cairn.dev/v1` agent may write: a field, a state, a
+    /// reason kind and an outcome this version does not know.
+    const NEWER: &str = r#"{"apiVersion":"cairn.dev/v1","kind":"AgentStatus",
+        "updated":"2027-01-15T08:00:00Z","state":"hibernating",
+        "reason":{"kind":"cosmic_rays","message":"resting"},"source":"x",
+        "strategy":"immediate","lastSuccess":"2027-01-15T07:00:00Z",
+        "lastOutcome":{"version":"44.3","outcome":"booted_and_blessed",
+            "finished":"2027-01-15T06:00:00Z"},
+        "solarFlares":3}"#;
+
+    #[test]
+    fn a_newer_v1_status_reads_with_unknown_words_and_keeps_its_last_success() {
+        let read = AgentStatus::from_json(NEWER.as_bytes(), Path::new("status.json"))
+            .expect("a newer v1 status reads");
+        assert_eq!(read.state, StateName::Unknown);
+        assert_eq!(read.reason.kind, ReasonKind::Unknown);
+        assert_eq!(read.last_outcome.map(|l| l.outcome), Some(Outcome::Unknown));
+        // `cairn status` through the socket reads it as well.
+        let answer = format!(r#"{{"ok":true,"message":"","status":{NEWER}}}"#);
+        let response: crate::control::Response =
+            serde_json::from_str(&answer).expect("the answer reads");
+        assert_eq!(response.status.map(|s| s.state), Some(StateName::Unknown));
+        // After a downgrade, a failed pass keeps the newer agent's last success.
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join(STATUS_FILE), NEWER).expect("write");
+        let mut failed = AgentStatus {
+            last_error: Some("registry down".into()),
+            ..status(StateName::Steady, ReasonKind::SourceError, "no action")
+        };
+        finish(dir.path(), None, &mut failed, at(1_800_000_000));
+        assert_eq!(
+            AgentStatus::read(dir.path())
+                .expect("rewritten")
+                .last_success,
+            Some("2027-01-15T07:00:00Z".parse().expect("time"))
+        );
+    }
+
+    #[test]
+    fn a_status_that_does_not_parse_names_the_file_and_the_field() {
+        let path = Path::new("/var/lib/cairn/status.json");
+        let bad = NEWER.replace(r#""message":"resting""#, r#""message":5"#);
+        let e = AgentStatus::from_json(bad.as_bytes(), path).expect_err("a number");
+        assert_eq!(e.kind(), "invalid");
+        let text = e.to_string();
+        assert!(
+            text.starts_with("/var/lib/cairn/status.json: reason.message: "),
+            "{text}"
+        );
+        // Only the older agent's object is unversioned; these are no status.
+        for junk in ["[]", "null", "{}", "3", r#"{"state":"steady"}"#] {
+            let e = AgentStatus::from_json(junk.as_bytes(), path).expect_err(junk);
+            assert_eq!(e.kind(), "invalid", "{junk}: {e}");
+        }
+        let old = r#"{"updated":"2026-11-26T13:59:50Z","state":"steady"}"#;
+        let e = AgentStatus::from_json(old.as_bytes(), path).expect_err("old");
+        assert_eq!(e.kind(), "unversioned", "{e}");
+    }
+
+    #[test]
+    fn a_missing_status_is_told_from_an_unreadable_one_by_its_variant() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let e = AgentStatus::read(dir.path()).expect_err("none yet");
+        assert!(matches!(e, StatusError::Missing { .. }), "{e}");
+        assert_eq!(e.kind(), "missing");
+        std::fs::create_dir(dir.path().join(STATUS_FILE)).expect("mkdir");
+        let e = AgentStatus::read(dir.path()).expect_err("a directory");
+        assert!(matches!(e, StatusError::Read { .. }), "{e}");
+        assert_eq!(e.kind(), "unreadable");
+    }
+
     #[test]
     fn a_reason_carries_the_kind_of_the_error_behind_it() {
         let stopped = AgentStatus {
@@ -570,7 +670,7 @@ mod tests {
                 "a metric label: {kind}"
             );
         }
-        for state in StateName::ALL {
+        for state in StateName::ALL.into_iter().chain([StateName::Unknown]) {
             assert_eq!(serde_json::to_value(state).expect("state"), state.as_str());
         }
         // A newer agent's kind reads as unknown, not as an error.

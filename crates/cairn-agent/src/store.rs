@@ -175,6 +175,20 @@ impl StoreError {
             StoreError::Encode(_) => "encode",
         }
     }
+
+    /// The reason kind a status carries for this: a state that cannot be
+    /// read (damaged, unreadable, or its lock not taken) or one that cannot
+    /// be written.
+    pub fn reason_kind(&self) -> crate::reason::ReasonKind {
+        use crate::reason::ReasonKind;
+        match self {
+            StoreError::Damaged { .. }
+            | StoreError::File(FsError::Read { .. } | FsError::Lock { .. }) => {
+                ReasonKind::StateUnreadable
+            }
+            StoreError::File(_) | StoreError::Encode(_) => ReasonKind::StateUnwritable,
+        }
+    }
 }
 
 /// Lock the state for a read-modify-write: a pass from its load to its last
@@ -267,6 +281,32 @@ impl AgentState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reason::ReasonKind;
+
+    #[test]
+    fn a_state_that_cannot_be_read_is_unreadable_and_one_that_cannot_be_saved_unwritable() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join(STATE_FILE), "{not json").expect("write");
+        let damaged = AgentState::load(dir.path()).expect_err("damaged");
+        assert_eq!(
+            damaged.reason_kind(),
+            ReasonKind::StateUnreadable,
+            "{damaged}"
+        );
+        // A directory where the file should be: it cannot be read.
+        let unreadable = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir(unreadable.path().join(STATE_FILE)).expect("mkdir");
+        let e = AgentState::load(unreadable.path()).expect_err("a directory");
+        assert!(matches!(e, StoreError::File(FsError::Read { .. })), "{e}");
+        assert_eq!(e.reason_kind(), ReasonKind::StateUnreadable, "{e}");
+        // A state directory under a regular file cannot be created.
+        let blocked = dir.path().join("file");
+        std::fs::write(&blocked, "").expect("write");
+        let e = AgentState::default()
+            .save(&blocked.join("state"))
+            .expect_err("not a directory");
+        assert_eq!(e.reason_kind(), ReasonKind::StateUnwritable, "{e}");
+    }
 
     fn now() -> Timestamp {
         Timestamp::from_second(1_800_000_000).expect("time")

@@ -16,7 +16,7 @@ fn previous_success(state_dir: &Path) -> Option<Timestamp> {
     match AgentStatus::read(state_dir) {
         Ok(previous) => previous.last_success,
         Err(StatusError::Unversioned { last_success, .. }) => last_success,
-        Err(e) if e.kind() == "missing" => None,
+        Err(StatusError::Missing { .. }) => None,
         Err(e) => {
             tracing::warn!(error = %e, kind = e.kind(), "the previous status is unreadable; its last success is lost");
             None

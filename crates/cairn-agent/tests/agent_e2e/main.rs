@@ -229,8 +229,10 @@ fn staged(node: &Node) -> Option<String> {
 async fn stage_and_boot_healthy(fleet: &Fleet, n: &Node) {
     {
         let mut agent = agent(fleet, n, None);
-        agent.tick(&world(fleet)).await.expect("steady");
-        agent.tick(&world(fleet)).await.expect("stage");
+        let report = agent.tick(&world(fleet)).await.expect("steady");
+        assert_eq!(report.reason.kind, ReasonKind::SteadyStateReported);
+        let report = agent.tick(&world(fleet)).await.expect("stage");
+        assert_eq!(report.reason.kind, ReasonKind::Staged, "{}", report.reason);
     }
     finalize_and_reboot(fleet, n, None, true).await;
 }
@@ -239,11 +241,12 @@ async fn stage_and_boot_healthy(fleet: &Fleet, n: &Node) {
 async fn finalize_and_reboot(fleet: &Fleet, node: &Node, lock: Option<&LockServer>, healthy: bool) {
     let mut agent = agent(fleet, node, lock);
     let world = world(fleet);
-    let task = tokio::spawn(async move { agent.tick(&world).await.map(|r| r.reason.message) });
+    let task = tokio::spawn(async move { agent.tick(&world).await.map(|r| r.reason) });
     node.host.wait_for_apply().await;
     node.host.reboot(healthy);
     let reason = task.await.expect("task").expect("tick");
-    assert!(reason.starts_with("rebooting into"), "{reason}");
+    assert_eq!(reason.kind, ReasonKind::Rebooting, "{reason}");
+    assert!(reason.message.starts_with("rebooting into"), "{reason}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -353,14 +356,27 @@ async fn a_failed_boot_rolls_back_and_deny_lists_the_release() {
     finalize_and_reboot(&fleet, &n, None, false).await;
     let mut agent = agent(&fleet, &n, None);
     let report = agent.recover(Timestamp::now()).await.expect("recover");
+    assert_eq!(report.reason.kind, ReasonKind::RecoveredRolledBack);
     assert!(
         report.reason.message.contains("deny-listed"),
         "{}",
         report.reason.message
     );
-    agent.tick(&world(&fleet)).await.expect("verify");
+    let report = agent.tick(&world(&fleet)).await.expect("verify");
+    assert_eq!(
+        report.reason.kind,
+        ReasonKind::RolledBack,
+        "{}",
+        report.reason
+    );
     let report = agent.tick(&world(&fleet)).await.expect("check");
     assert_eq!(report.state, StateName::Steady);
+    assert_eq!(
+        report.reason.kind,
+        ReasonKind::TargetRolledBack,
+        "{}",
+        report.reason
+    );
     assert!(
         report.reason.message.contains("rolled back"),
         "{}",
@@ -426,6 +442,33 @@ async fn windows_and_locks_gate_finalization_and_never_leave_a_slot_held() {
     );
     assert!(m.host.state().apply_pid.is_none());
     assert_eq!(lock.holders("default"), vec!["someone-else".to_string()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_server_that_does_not_answer_is_a_lock_error_not_a_wait() {
+    let fleet = fleet().await;
+    let n = node(
+        &fleet,
+        1,
+        0.1,
+        "[strategy.fleet_lock]\nbase_url = \"http://unused.invalid/\"\n",
+    );
+    {
+        // Staged without a lock: steady state needs no answer here.
+        let mut agent = agent(&fleet, &n, None);
+        agent.tick(&world(&fleet)).await.expect("steady");
+        agent.tick(&world(&fleet)).await.expect("stage");
+    }
+    let mut agent = agent_with(&fleet, &n, Some(lock_client(&n, "http://127.0.0.1:9/")));
+    let report = agent.tick(&world(&fleet)).await.expect("gate");
+    assert_eq!(
+        report.reason.kind,
+        ReasonKind::LockError,
+        "{}",
+        report.reason.message
+    );
+    assert_eq!(report.state, StateName::Staged);
+    assert!(n.host.state().apply_pid.is_none(), "not finalized");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -544,9 +587,16 @@ async fn a_staged_update_found_after_a_reset_is_adopted() {
     // The state file is lost; the host still has the update staged.
     std::fs::remove_file(n.state_dir.join(cairn_agent::store::STATE_FILE)).expect("remove");
     let mut agent = agent(&fleet, &n, None);
-    agent.recover(Timestamp::now()).await.expect("recover");
+    let report = agent.recover(Timestamp::now()).await.expect("recover");
+    assert_eq!(report.reason.kind, ReasonKind::Resuming);
     agent.tick(&world(&fleet)).await.expect("steady");
-    agent.tick(&world(&fleet)).await.expect("check");
+    let report = agent.tick(&world(&fleet)).await.expect("check");
+    assert_eq!(
+        report.reason.kind,
+        ReasonKind::StillStaged,
+        "{}",
+        report.reason
+    );
     assert_eq!(
         agent.state().name(),
         "staged",
@@ -712,6 +762,7 @@ async fn a_boot_judged_healthy_is_not_judged_again_when_leaving_is_retried() {
     agent.recover(Timestamp::now()).await.expect("recover");
     let report = agent.tick(&failed).await.expect("leave");
     assert_eq!(report.state, StateName::Steady, "{}", report.reason.message);
+    assert_eq!(report.reason.kind, ReasonKind::AlreadyJudged);
     assert!(
         report.reason.message.contains("updated to 44.3"),
         "{}",
@@ -773,10 +824,12 @@ async fn a_refused_newer_target_does_not_keep_the_staged_one_from_finalizing() {
     let mut agent = agent(&fleet, &n, None);
     agent.recover(now).await.expect("recover");
     let world = world(&fleet);
-    let task = tokio::spawn(async move { agent.tick(&world).await.map(|r| r.reason.message) });
+    let task = tokio::spawn(async move { agent.tick(&world).await.map(|r| r.reason) });
     n.host.wait_for_apply().await;
     n.host.reboot(true);
     let reason = task.await.expect("task").expect("tick");
+    assert_eq!(reason.kind, ReasonKind::Rebooting, "{reason}");
+    let reason = reason.message;
     assert!(reason.starts_with("rebooting into 44.3"), "{reason}");
     assert!(reason.contains("rpm-ostree refuses 44.2"), "{reason}");
     let calls = n.host.state().calls;
@@ -810,6 +863,7 @@ async fn a_host_kept_on_an_unhealthy_target_is_not_reported_as_rolled_back() {
     agent.recover(Timestamp::now()).await.expect("recover");
     let report = agent.tick(&failed).await.expect("leave");
     assert_eq!(report.state, StateName::Steady, "{}", report.reason.message);
+    assert_eq!(report.reason.kind, ReasonKind::StaysOnDenied);
     assert!(
         report.reason.message.contains("44.3 is deny-listed")
             && report.reason.message.contains("stays on it"),
@@ -822,6 +876,17 @@ async fn a_host_kept_on_an_unhealthy_target_is_not_reported_as_rolled_back() {
         report.reason.message
     );
     assert_eq!(outcomes(&n), ["staged", "rebooting", "booted_unhealthy"]);
+    // The same verdict where leaving works: judged in one pass, in the
+    // outcome's word.
+    let m = node(&fleet, 1, 0.2, "");
+    stage_and_boot_healthy(&fleet, &m).await;
+    let mut judged = agent_with(&fleet, &m, None);
+    let report = judged.recover(Timestamp::now()).await.expect("recover");
+    assert_eq!(report.reason.kind, ReasonKind::RecoveredBooted);
+    let report = judged.tick(&failed).await.expect("judge");
+    assert_eq!(report.state, StateName::Steady, "{}", report.reason.message);
+    assert_eq!(report.reason.kind, ReasonKind::BootedUnhealthy);
+    assert_eq!(outcomes(&m), ["staged", "rebooting", "booted_unhealthy"]);
 }
 
 mod rollback;

@@ -17,7 +17,7 @@ async fn rolling_back_in_the_same_boot(fleet: &Fleet, n: &Node) -> World {
         let mut agent = agent(fleet, n, None);
         agent.recover(Timestamp::now()).await.expect("recover");
         let failed = failed.clone();
-        tokio::spawn(async move { agent.tick(&failed).await.map(|r| r.reason.message) })
+        tokio::spawn(async move { agent.tick(&failed).await.map(|r| r.reason) })
     };
     n.host.wait_for_apply().await;
     // The command ends; the host has not gone down yet, so it still reports
@@ -27,7 +27,8 @@ async fn rolling_back_in_the_same_boot(fleet: &Fleet, n: &Node) -> World {
     cairn_testkit::host::write_state(&n.host.dir, &host);
     n.host.reboot(true);
     let reason = rolling.await.expect("task").expect("tick");
-    assert!(reason.contains("rolling back"), "{reason}");
+    assert_eq!(reason.kind, ReasonKind::RollingBack, "{reason}");
+    assert!(reason.message.contains("rolling back"), "{reason}");
     // Another pass before the reboot (a timer, `cairn verify`): the boot is
     // still judged failed, and nothing ends.
     let mut agent = agent(fleet, n, None);
@@ -39,6 +40,7 @@ async fn rolling_back_in_the_same_boot(fleet: &Fleet, n: &Node) -> World {
         "{}",
         report.reason.message
     );
+    assert_eq!(report.reason.kind, ReasonKind::RollbackInProgress);
     assert!(
         report
             .reason
@@ -63,6 +65,7 @@ async fn a_rollback_that_does_not_take_effect_is_not_repeated() {
         ..failed
     };
     let report = pass_in(&fleet, &n, &next_boot).await;
+    assert_eq!(report.reason.kind, ReasonKind::RollbackFailed);
     assert!(
         report
             .reason
@@ -90,6 +93,7 @@ async fn a_rollback_that_reboots_late_still_ends_as_rolled_back() {
         ..failed
     };
     let report = pass_in(&fleet, &n, &next_boot).await;
+    assert_eq!(report.reason.kind, ReasonKind::RolledBack);
     assert!(
         report.reason.message.contains("rolled back from 44.3"),
         "{}",
@@ -111,6 +115,7 @@ async fn a_rollback_recorded_by_an_older_agent_is_judged_without_a_boot_id() {
     }
     state.save(&n.state_dir).expect("save");
     let report = pass_in(&fleet, &n, &failed).await;
+    assert_eq!(report.reason.kind, ReasonKind::RollbackFailed);
     assert!(
         report
             .reason
@@ -167,6 +172,7 @@ async fn a_host_that_does_not_reboot_after_the_rollback_ends_it_as_failed() {
     let failed = rolling_back_in_the_same_boot(&fleet, &n).await;
     // Within health.timeout_seconds (15 minutes by default): still waiting.
     let report = pass_after(&fleet, &n, &failed, 14, Some("boot-2")).await;
+    assert_eq!(report.reason.kind, ReasonKind::RollbackInProgress);
     assert!(
         report
             .reason
@@ -178,6 +184,7 @@ async fn a_host_that_does_not_reboot_after_the_rollback_ends_it_as_failed() {
     assert_eq!(report.state, StateName::Verifying);
     // Past it, in the same boot: the attempt ends; the slot goes back.
     let report = pass_after(&fleet, &n, &failed, 16, Some("boot-2")).await;
+    assert_eq!(report.reason.kind, ReasonKind::RollbackFailed);
     assert!(
         report
             .reason
@@ -198,6 +205,7 @@ async fn a_rollback_waited_on_without_a_boot_id_is_bounded_too() {
     let n = node(&fleet, 1, 0.1, "[health]\nrollback_on_failure = true\n");
     let failed = rolling_back_in_the_same_boot(&fleet, &n).await;
     let report = pass_after(&fleet, &n, &failed, 1, None).await;
+    assert_eq!(report.reason.kind, ReasonKind::RollbackInProgress);
     assert!(
         report
             .reason
@@ -207,6 +215,7 @@ async fn a_rollback_waited_on_without_a_boot_id_is_bounded_too() {
         report.reason.message
     );
     let report = pass_after(&fleet, &n, &failed, 16, None).await;
+    assert_eq!(report.reason.kind, ReasonKind::RollbackFailed);
     assert!(
         report
             .reason
