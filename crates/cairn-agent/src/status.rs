@@ -213,18 +213,18 @@ pub struct AgentStatus {
     /// The stream followed.
     #[serde(default)]
     pub stream: Option<String>,
-    /// Where the graph comes from; empty when the pass stopped before asking.
+    /// Where the graph comes from; none when the pass stopped before asking.
     #[serde(default)]
-    pub source: String,
+    pub source: Option<String>,
     /// Sequence of the last trusted document.
     #[serde(default)]
     pub document_sequence: Option<u64>,
     /// This node's wariness.
     #[serde(default)]
     pub wariness: Option<f64>,
-    /// The strategy; empty when no valid configuration was read.
+    /// The strategy; none when no valid configuration was read.
     #[serde(default)]
-    pub strategy: String,
+    pub strategy: Option<String>,
     /// When the decision is expected to change without a new document.
     #[serde(default)]
     pub next_change: Option<Timestamp>,
@@ -327,10 +327,10 @@ impl AgentStatus {
             staged: None,
             target: None,
             stream: None,
-            source: String::new(),
+            source: None,
             document_sequence: None,
             wariness: None,
-            strategy: String::new(),
+            strategy: None,
             next_change: None,
             deny_list: Vec::new(),
             held: false,
@@ -441,14 +441,14 @@ impl AgentStatus {
         text.push_str(&format!(
             "Stream:     {} from {}{}\n",
             self.stream.as_deref().unwrap_or("unknown"),
-            self.source,
+            self.source.as_deref().unwrap_or("no source asked"),
             self.document_sequence
                 .map(|s| format!(" (document sequence {s})"))
                 .unwrap_or_default()
         ));
         text.push_str(&format!(
             "Strategy:   {}; wariness {}\n",
-            self.strategy,
+            self.strategy.as_deref().unwrap_or("unknown"),
             self.wariness
                 .map_or("unknown".to_string(), |w| format!("{w:.3}"))
         ));

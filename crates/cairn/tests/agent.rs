@@ -73,6 +73,11 @@ async fn config_errors_signatures_holds_and_other_updaters_stop_the_agent() {
     let status = status_json(&n);
     assert_eq!(status["reason"]["kind"], "config_error", "{status}");
     assert_eq!(status["reason"]["cause"], "invalid_key", "{status}");
+    // Without a configuration there is no strategy and no source asked.
+    assert!(
+        status["strategy"].is_null() && status["source"].is_null(),
+        "{status}"
+    );
     let motd_path = Path::new(&n.root).join("run/motd.d/85-cairn.motd");
     let motd = std::fs::read_to_string(&motd_path).expect("MOTD written");
     assert!(

@@ -41,19 +41,12 @@ pub async fn run_once(options: &Options, mode: PassMode, now: Timestamp) -> Agen
         Ok(locked) => locked,
         Err(e) => {
             status.state = StateName::Error;
-            status.reason = Reason::new(
+            let reason = Reason::new(
                 ReasonKind::StateUnreadable,
                 "the persistent state cannot be read; nothing is done",
             )
             .caused_by(e.kind());
-            status.last_error = Some(e.to_string());
-            crate::status::finish(
-                &options.state_dir,
-                options.motd_dir.as_deref(),
-                &mut status,
-                now,
-            );
-            return status;
+            return stop_early(options, status, reason, e.to_string(), now);
         }
     };
     let settings = match crate::config::load(&dirs) {
@@ -76,19 +69,12 @@ pub async fn run_once(options: &Options, mode: PassMode, now: Timestamp) -> Agen
                 }
             }
             status.state = StateName::from(&state.state);
-            status.reason = Reason::new(
+            let reason = Reason::new(
                 ReasonKind::ConfigError,
                 format!("configuration error: {e}; nothing is staged or finalized"),
             )
             .caused_by(e.kind());
-            status.last_error = Some(e.to_string());
-            crate::status::finish(
-                &options.state_dir,
-                options.motd_dir.as_deref(),
-                &mut status,
-                now,
-            );
-            return status;
+            return stop_early(options, status, reason, e.to_string(), now);
         }
     };
     let mut settings = settings;
@@ -97,11 +83,11 @@ pub async fn run_once(options: &Options, mode: PassMode, now: Timestamp) -> Agen
         settings.schedule = None;
         settings.fleet_lock = None;
     }
-    status.strategy = if mode.update_now {
+    status.strategy = Some(if mode.update_now {
         "update-now".into()
     } else {
         settings.strategy_name().into()
-    };
+    });
     // What status says when the pass stops before it decides anything.
     status.state = StateName::from(&state.state);
     // A pass that fails has not set the reason: the failure is the reason.
@@ -112,6 +98,26 @@ pub async fn run_once(options: &Options, mode: PassMode, now: Timestamp) -> Agen
         }
         status.last_error = Some(stopped.message);
     }
+    crate::status::finish(
+        &options.state_dir,
+        options.motd_dir.as_deref(),
+        &mut status,
+        now,
+    );
+    status
+}
+
+/// End a pass that stopped before it could decide anything: the status says
+/// why, and the status, metrics and MOTD files are written as after any pass.
+fn stop_early(
+    options: &Options,
+    mut status: AgentStatus,
+    reason: Reason,
+    error: String,
+    now: Timestamp,
+) -> AgentStatus {
+    status.reason = reason;
+    status.last_error = Some(error);
     crate::status::finish(
         &options.state_dir,
         options.motd_dir.as_deref(),
@@ -340,10 +346,10 @@ async fn pass(
     state
         .save(&options.state_dir)
         .map_err(stopped_by(ReasonKind::StateUnwritable, StoreError::kind))?;
-    status.source = match &fetched {
+    status.source = Some(match &fetched {
         Ok((_, described)) => described.clone(),
         Err(_) => settings.source.to_string(),
-    };
+    });
     // An unreachable or untrusted source is an error operators must see,
     // and it keeps `last_success` (and its metric) from advancing.
     if let Err(e) = &fetched {

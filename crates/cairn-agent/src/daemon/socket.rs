@@ -114,6 +114,22 @@ fn next_interval(options: &Options) -> Duration {
     interval + jitter
 }
 
+/// A pass the operator asked for, answered with the status it left.
+async fn pass_now(
+    options: &Options,
+    mode: PassMode,
+) -> (crate::control::Response, Option<AgentStatus>) {
+    let status = run_once(options, mode, Timestamp::now()).await;
+    (
+        crate::control::Response {
+            ok: status.last_error.is_none(),
+            message: String::new(),
+            status: Some(status.clone()),
+        },
+        Some(status),
+    )
+}
+
 /// After an operator's change to the state, a pass right away, so that
 /// status shows its effect.
 async fn after_change(
@@ -185,15 +201,7 @@ async fn serve_request(
                 pending_is_failure,
                 ..PassMode::agent(true)
             };
-            let status = run_once(options, mode, Timestamp::now()).await;
-            (
-                Response {
-                    ok: status.last_error.is_none(),
-                    message: String::new(),
-                    status: Some(status.clone()),
-                },
-                Some(status),
-            )
+            pass_now(options, mode).await
         }
         Request::UpdateNow {
             cross_barrier,
@@ -205,15 +213,7 @@ async fn serve_request(
                 cross_barrier,
                 ..PassMode::agent(true)
             };
-            let status = run_once(options, mode, Timestamp::now()).await;
-            (
-                Response {
-                    ok: status.last_error.is_none(),
-                    message: String::new(),
-                    status: Some(status.clone()),
-                },
-                Some(status),
-            )
+            pass_now(options, mode).await
         }
     };
     if let Err(e) = write_response(stream, &response).await {
