@@ -472,7 +472,23 @@ async fn fetch_signatures(
                 continue;
             }
         };
-        let payload = store.get_blob(&digest, MAX_PAYLOAD_BYTES).await?;
+        let payload = match store.get_blob(&digest, MAX_PAYLOAD_BYTES).await {
+            Ok(payload) => payload,
+            // What the signature layer points at is missing, too large or not
+            // what it claims: that signature is unusable, the document is not.
+            // A registry that cannot be reached is still an error.
+            Err(
+                e @ (OciError::NotFound(_)
+                | OciError::TooLarge { .. }
+                | OciError::DigestMismatch { .. }
+                | OciError::Invalid { .. }),
+            ) => {
+                tracing::warn!(error = %e, "skipping a signature layer");
+                unusable.push(format!("{what}: layers[{index}]: {e}"));
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         // A valid signature of another manifest must not count for this one.
         if signed_digest(&payload).as_deref() == Some(manifest_digest) {
             signatures.push(Signed {

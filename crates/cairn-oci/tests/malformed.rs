@@ -135,12 +135,22 @@ async fn a_malformed_signature_counts_as_none_names_the_field_and_fetches_no_pay
         cairn_oci::signing::SIGNATURE_ANNOTATION,
     );
     let no_config = r#"{"schemaVersion":2,"layers":[]}"#.to_string();
-    for (signature, expected) in [
+    let missing_payload = format!(
+        r#"{{"schemaVersion":2,"config":{{"mediaType":"{EMPTY_CONFIG}","digest":"{}","size":2}},"layers":[{{"mediaType":"{}","digest":"{}","size":7,"annotations":{{"{}":"c2ln"}}}}]}}"#,
+        sha256_digest(b"{}"),
+        cairn_oci::signing::SIMPLE_SIGNING,
+        sha256_digest(b"payload"),
+        cairn_oci::signing::SIGNATURE_ANNOTATION,
+    );
+    for (signature, expected, blobs_fetched) in [
         (
             huge_payload,
             "layers[0].size: 18446744073709551615 bytes, more than",
+            1,
         ),
-        (no_config, "missing field `config`"),
+        (no_config, "missing field `config`", 1),
+        // The payload it points at is not in the registry: asked for, then skipped.
+        (missing_payload, "layers[0]: ", 2),
     ] {
         let (server, store) = registry(manifest.clone(), Some(signature.into_bytes())).await;
         let fetched = document::fetch(&store, "cairn-graph-stable")
@@ -149,8 +159,8 @@ async fn a_malformed_signature_counts_as_none_names_the_field_and_fetches_no_pay
         assert!(fetched.signatures.is_empty(), "{expected}");
         assert_eq!(
             blob_requests(&server),
-            1,
-            "{expected}: only the document was fetched"
+            blobs_fetched,
+            "{expected}: blobs fetched"
         );
         let key = cairn_oci::signing::SigningKey::generate().verifying_key();
         let keys = [key];
