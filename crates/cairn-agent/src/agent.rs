@@ -74,13 +74,14 @@ pub enum AgentError {
 }
 
 impl AgentError {
-    /// A short, fixed label for metrics.
+    /// A short, fixed label for metrics and status: the inner error's own
+    /// kind, so one error has one kind on every path.
     pub fn kind(&self) -> &'static str {
         match self {
-            AgentError::Store(_) => "store",
+            AgentError::Store(e) => e.kind(),
             AgentError::Host(e) => e.kind(),
-            AgentError::Lock(_) => "lock",
-            AgentError::Refused { .. } => "refused-backoff",
+            AgentError::Lock(e) => e.kind(),
+            AgentError::Refused { .. } => "refused_backoff",
         }
     }
 
@@ -110,11 +111,13 @@ fn lock_wait(error: &crate::fleetlock::LockError) -> Reason {
             ReasonKind::RebootLockWait,
             format!("waiting for reboot lock ({error})"),
         )
+        .caused_by(error.kind())
     } else {
         Reason::new(
             ReasonKind::LockError,
             format!("the reboot-lock server failed ({error}); finalization waits"),
         )
+        .caused_by(error.kind())
     }
 }
 
@@ -777,14 +780,46 @@ mod tests {
             kind: "k".into(),
             value: "v".into(),
         };
-        assert_eq!(lock_wait(&refused(409)).kind, ReasonKind::RebootLockWait);
-        assert_eq!(lock_wait(&refused(500)).kind, ReasonKind::LockError);
+        let wait = lock_wait(&refused(409));
+        assert_eq!(wait.kind, ReasonKind::RebootLockWait);
+        assert_eq!(wait.cause.as_deref(), Some("held_by_others"));
+        let failed = lock_wait(&refused(500));
+        assert_eq!(failed.kind, ReasonKind::LockError);
+        assert_eq!(failed.cause.as_deref(), Some("refused"));
         assert_eq!(lock_wait(&refused(400)).kind, ReasonKind::LockError);
         let down = LockError::Transport {
             url: "http://lock/v1/pre-reboot".into(),
             message: "connection refused".into(),
         };
-        assert_eq!(lock_wait(&down).kind, ReasonKind::LockError);
+        let down = lock_wait(&down);
+        assert_eq!(down.kind, ReasonKind::LockError);
+        assert_eq!(down.cause.as_deref(), Some("transport"));
+    }
+
+    #[test]
+    fn an_error_has_its_inner_kind_on_every_path() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join(crate::store::STATE_FILE), "{not json").expect("write");
+        let store = AgentState::load(dir.path()).expect_err("damaged");
+        let inner = store.kind();
+        assert_eq!(inner, "damaged");
+        assert_eq!(AgentError::from(store).kind(), inner);
+        let lock = LockError::Transport {
+            url: "http://lock/v1/steady-state".into(),
+            message: "connection refused".into(),
+        };
+        assert_eq!(AgentError::from(lock).kind(), "transport");
+        let older = crate::host::driver::DriverError::OlderThanCurrent {
+            command: "rpm-ostree deploy".into(),
+            message: "older".into(),
+            release: "sha256:ab".into(),
+        };
+        assert_eq!(AgentError::from(older).kind(), "older_than_current");
+        let refused = AgentError::Refused {
+            message: "older".into(),
+            retry_after: jiff::Timestamp::UNIX_EPOCH,
+        };
+        assert_eq!(refused.kind(), "refused_backoff");
     }
 
     #[test]

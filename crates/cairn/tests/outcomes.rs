@@ -288,4 +288,5 @@ async fn a_target_rpm_ostree_refuses_as_older_waits_out_a_backoff() {
         "{status}"
     );
     assert_eq!(status["reason"]["kind"], "staging_refused", "{status}");
+    assert_eq!(status["reason"]["cause"], "refused_backoff", "{status}");
 }

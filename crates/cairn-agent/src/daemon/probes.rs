@@ -135,11 +135,14 @@ pub enum HostToolError {
 }
 
 impl HostToolError {
-    /// A short, fixed label for metrics and status.
+    /// A short, fixed label for metrics and status: `bootc_failed` (bootc is
+    /// there, so nothing falls back to rpm-ostree), or rpm-ostree's own
+    /// error kind (`run` when it cannot be started, `timed_out`, `failed`,
+    /// `status`…), which tells a missing tool from a hung one.
     pub fn kind(&self) -> &'static str {
         match self {
             HostToolError::BootcFailed(_) => "bootc_failed",
-            HostToolError::NoBootedImage(_) => "no_booted_image",
+            HostToolError::NoBootedImage(e) => e.kind(),
         }
     }
 }
@@ -168,9 +171,10 @@ pub(super) async fn pick_driver(
         }
         // bootc answered, but cannot manage this deployment: rpm-ostree can.
         Ok(_) => {}
-        // bootc is not installed: an rpm-ostree host.
+        // bootc cannot be started (not installed): an rpm-ostree host.
         Err(DriverError::Run { .. }) => {}
-        // bootc failed: falling back would drive the host behind bootc's back.
+        // bootc failed, or hung (so it is installed): falling back would
+        // drive the host behind bootc's back.
         Err(e) => return Err(HostToolError::BootcFailed(e)),
     }
     let rpm = Driver::new(
@@ -191,6 +195,25 @@ pub(super) async fn agent_status(options: &Options) -> Result<HostStatus, HostTo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_booted_image_carries_the_host_tool_s_kind() {
+        let missing = HostToolError::NoBootedImage(DriverError::Run {
+            command: "rpm-ostree status --json".into(),
+            message: "No such file or directory".into(),
+        });
+        assert_eq!(missing.kind(), "run");
+        let hung = HostToolError::NoBootedImage(DriverError::TimedOut {
+            command: "rpm-ostree status --json".into(),
+            after: Duration::from_secs(600),
+        });
+        assert_eq!(hung.kind(), "timed_out");
+        let bootc = HostToolError::BootcFailed(DriverError::TimedOut {
+            command: "bootc status --json".into(),
+            after: Duration::from_secs(600),
+        });
+        assert_eq!(bootc.kind(), "bootc_failed");
+    }
 
     #[test]
     fn the_boot_id_is_read_under_the_root() {

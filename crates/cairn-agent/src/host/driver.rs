@@ -36,13 +36,22 @@ pub trait CommandRunner: Send + Sync {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DriverError {
-    /// The tool could not be started or timed out.
+    /// The tool could not be started (not installed, say), or waiting for
+    /// it failed.
     #[error("{command}: {message}")]
     Run {
         /// The command line.
         command: String,
         /// What happened.
         message: String,
+    },
+    /// The tool started but did not finish in time: it is installed.
+    #[error("{command}: timed out after {after:?}")]
+    TimedOut {
+        /// The command line.
+        command: String,
+        /// How long it was given.
+        after: Duration,
     },
     /// The tool said `error: …` (exit 1).
     #[error("{command}: {message}")]
@@ -108,9 +117,10 @@ impl DriverError {
     pub fn kind(&self) -> &'static str {
         match self {
             DriverError::Run { .. } => "run",
+            DriverError::TimedOut { .. } => "timed_out",
             DriverError::Failed { .. } => "failed",
             DriverError::Unsupported { .. } => "unsupported",
-            DriverError::OlderThanCurrent { .. } => "older-than-current",
+            DriverError::OlderThanCurrent { .. } => "older_than_current",
             DriverError::Status(_) => "status",
             DriverError::Probe { .. } => "probe",
         }
@@ -612,9 +622,9 @@ impl CommandRunner for ProcessRunner {
             })?;
         let output = tokio::time::timeout(timeout, child.wait_with_output())
             .await
-            .map_err(|_| DriverError::Run {
+            .map_err(|_| DriverError::TimedOut {
                 command: command.clone(),
-                message: format!("timed out after {timeout:?}"),
+                after: timeout,
             })?
             .map_err(|e| DriverError::Run {
                 command,

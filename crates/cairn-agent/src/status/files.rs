@@ -269,7 +269,35 @@ pub fn metrics_text(status: &AgentStatus, now: Timestamp) -> String {
     if let Err(e) = encode_registry(&mut text, &registry) {
         tracing::warn!(error = %e, "could not encode the metrics");
     }
-    text
+    sorted_samples(&text)
+}
+
+/// The encoder's text with each metric's sample lines sorted. A `Family`
+/// keeps its series in a hash map, so their order changes from pass to
+/// pass; the file is rewritten every pass, and a stable order keeps diffs
+/// and file churn to what changed. Comment lines (`# HELP`, `# TYPE`) stay
+/// where they are, first in their metric's block.
+fn sorted_samples(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut samples: Vec<&str> = Vec::new();
+    let flush = |samples: &mut Vec<&str>, out: &mut String| {
+        samples.sort_unstable();
+        for line in samples.drain(..) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    };
+    for line in text.lines() {
+        if line.starts_with('#') {
+            flush(&mut samples, &mut out);
+            out.push_str(line);
+            out.push('\n');
+        } else {
+            samples.push(line);
+        }
+    }
+    flush(&mut samples, &mut out);
+    out
 }
 
 #[cfg(test)]
@@ -399,6 +427,53 @@ mod tests {
         assert!(
             calm.contains("cairn_agent_missing_base_image{barrier=\"\"} 0\n"),
             "{calm}"
+        );
+    }
+
+    #[test]
+    fn metrics_are_the_same_bytes_for_the_same_status_with_series_in_order() {
+        let mut staged = status(StateName::Staged, ReasonKind::Staged, "staged 44.3");
+        staged.last_outcome = Some(LastOutcome {
+            digest: None,
+            version: "44.2".into(),
+            outcome: crate::history::Outcome::BootedHealthy,
+            finished: at(1_799_999_000),
+        });
+        let first = metrics_text(&staged, at(1_800_000_000));
+        // Families hash with a random seed per map: many encodings would
+        // differ somewhere if the order were left to them.
+        for _ in 0..20 {
+            assert_eq!(metrics_text(&staged, at(1_800_000_000)), first);
+        }
+        for metric in ["cairn_agent_state{", "cairn_agent_last_outcome{"] {
+            let series: Vec<&str> = first.lines().filter(|l| l.starts_with(metric)).collect();
+            assert!(series.len() > 1, "{metric} in {first}");
+            assert!(series.is_sorted(), "{series:?}");
+        }
+        // Each block still opens with its HELP and TYPE lines.
+        let state = first.find("# HELP cairn_agent_state ").expect("state help");
+        assert!(
+            first[state..]
+                .lines()
+                .nth(1)
+                .is_some_and(|l| l == "# TYPE cairn_agent_state gauge"),
+            "{first}"
+        );
+        assert!(
+            first[state..]
+                .lines()
+                .nth(2)
+                .is_some_and(|l| l.starts_with("cairn_agent_state{state=\"")),
+            "{first}"
+        );
+    }
+
+    #[test]
+    fn sorting_keeps_comments_in_place_and_sorts_each_block() {
+        let text = "# HELP b b\n# TYPE b gauge\nb{x=\"z\"} 0\nb{x=\"a\"} 1\n# HELP a a\na 1\n";
+        assert_eq!(
+            sorted_samples(text),
+            "# HELP b b\n# TYPE b gauge\nb{x=\"a\"} 1\nb{x=\"z\"} 0\n# HELP a a\na 1\n"
         );
     }
 
