@@ -263,23 +263,26 @@ async fn scan_with_base(
         return Ok((report, requests, None));
     };
     if !per_architecture(&wanted.source) {
-        let base = read_base(client, wanted, options.now, &[], observer).await?;
+        let (base, _) = read_base(client, wanted, options.now, &[], observer).await?;
         let repository = Some(base.repository.clone());
         let (report, requests) = scan(store, options, repository, cache, observer).await?;
         return Ok((report, requests, Some(base)));
     }
     let (report, requests) = scan(store, options, None, cache, observer).await?;
     let arches = architectures(&report.candidates, previous);
-    let base = read_base(client, wanted, options.now, &arches, observer).await?;
+    let (base, skipped) = read_base(client, wanted, options.now, &arches, observer).await?;
     // Only now is the base repository known: images that record only their
     // base's digest are read again with it (from the cache).
     let nameless = |c: &Candidate| c.base.as_ref().is_some_and(|b| b.repository.is_empty());
-    if !report.candidates.iter().any(nameless) {
-        return Ok((report, requests, Some(base)));
-    }
-    let repository = Some(base.repository.clone());
-    let (report, again) = scan(store, options, repository, cache, observer).await?;
-    Ok((report, requests + again, Some(base)))
+    let (mut report, requests) = if report.candidates.iter().any(nameless) {
+        let repository = Some(base.repository.clone());
+        let (report, again) = scan(store, options, repository, cache, observer).await?;
+        (report, requests + again)
+    } else {
+        (report, requests)
+    };
+    report.warnings.extend(skipped);
+    Ok((report, requests, Some(base)))
 }
 
 /// A Cincinnati server answers for one architecture at a time; the other
@@ -288,15 +291,24 @@ fn per_architecture(source: &BaseSource) -> bool {
     matches!(source, BaseSource::Cincinnati { .. })
 }
 
-/// Every architecture the releases have, so each one's base manifests are
-/// known; `x86_64` when there are none at all.
+/// Every architecture the current releases have, so each one's base
+/// manifests are known; `x86_64` when there are none at all. Architectures
+/// of gone releases are left out: a base that dropped one must not fail
+/// every later publish.
 fn architectures(candidates: &[Candidate], previous: Option<&GraphDocument>) -> Vec<String> {
     let mut arches: BTreeSet<String> = candidates
         .iter()
         .flat_map(|c| c.architectures.keys().cloned())
         .collect();
     if let Some(previous) = previous {
-        arches.extend(previous.architectures());
+        let available = previous.releases.iter().flat_map(|release| {
+            release
+                .architectures
+                .iter()
+                .filter(|(_, entry)| entry.available)
+                .map(|(arch, _)| arch.clone())
+        });
+        arches.extend(available);
     }
     if arches.is_empty() {
         arches.insert("x86_64".to_string());
@@ -306,13 +318,16 @@ fn architectures(candidates: &[Candidate], previous: Option<&GraphDocument>) -> 
 
 /// The base graph, read and checked as its kind requires; for a source that
 /// answers per architecture, once per architecture in `arches`, merged.
+/// An architecture the base does not serve (not found, or refused with an
+/// HTTP status) is left out with a warning, returned; at least one must be
+/// read. An unreachable server fails the whole read.
 async fn read_base(
     client: &RegistryClient,
     base: &BaseOptions,
     now: Timestamp,
     arches: &[String],
     observer: &dyn Observer,
-) -> Result<BaseGraph, PublishError> {
+) -> Result<(BaseGraph, Vec<String>), PublishError> {
     let failed = |source| PublishError::BaseGraph {
         source_text: base.source.to_string(),
         source,
@@ -323,6 +338,7 @@ async fn read_base(
         now,
         arch,
     };
+    let mut skipped = Vec::new();
     let graph = if arches.is_empty() {
         // Only a Cincinnati server reads the architecture.
         crate::sources::read_base_graph(client, &base.source, &read(""))
@@ -330,16 +346,33 @@ async fn read_base(
             .map_err(failed)?
     } else {
         let mut graphs = Vec::new();
+        let mut refused = Vec::new();
         for arch in arches {
-            let graph = crate::sources::read_base_graph(client, &base.source, &read(arch))
-                .await
-                .map_err(failed)?;
-            graphs.push(graph);
+            match crate::sources::read_base_graph(client, &base.source, &read(arch)).await {
+                Ok(graph) => graphs.push((arch.clone(), graph)),
+                Err(error) if not_served(&error) => refused.push(error),
+                Err(error) => return Err(failed(error)),
+            }
         }
+        if graphs.is_empty() {
+            return Err(failed(SourceError::no_architecture(&refused)));
+        }
+        skipped = refused
+            .iter()
+            .map(|error| {
+                format!("base graph {}: {error}; its releases inherit nothing from the base until it is served", base.source)
+            })
+            .collect();
         BaseGraph::merge(graphs)
     };
     observer.base_read(&graph);
-    Ok(graph)
+    Ok((graph, skipped))
+}
+
+/// A per-architecture answer that says the base does not serve that
+/// architecture, as opposed to a server that could not be reached.
+fn not_served(error: &SourceError) -> bool {
+    matches!(error.kind(), "not_found" | "status")
 }
 
 async fn scan(

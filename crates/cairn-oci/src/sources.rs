@@ -126,9 +126,21 @@ impl SourceError {
     }
 
     /// A short, fixed label: the underlying error's kind, or `not_found`,
-    /// `bad_source`, `invalid_document`, `no_key`.
+    /// `bad_source`, `invalid_document`, `no_key`, `no_architecture`.
     pub fn kind(&self) -> &'static str {
         self.kind
+    }
+
+    /// No architecture of a per-architecture base was served: each one's error.
+    pub(crate) fn no_architecture(refused: &[SourceError]) -> SourceError {
+        let each: Vec<String> = refused.iter().map(ToString::to_string).collect();
+        SourceError::new(
+            "no_architecture",
+            format!(
+                "the base serves none of the releases' architectures: {}",
+                each.join("; ")
+            ),
+        )
     }
 }
 
@@ -427,8 +439,9 @@ pub async fn read_base_graph(
         }
         BaseSource::Cincinnati { url, stream } => {
             // Wariness 1: a base release counts once the whole fleet may have it.
-            let (graph, shown) =
-                cincinnati_graph(client, url, stream, read.arch, 1.0, true).await?;
+            let (graph, shown) = cincinnati_graph(client, url, stream, read.arch, 1.0, true)
+                .await
+                .map_err(|e| SourceError::new(e.kind, format!("{}: {}", read.arch, e.message)))?;
             // OCI payloads are `<repository>@<digest>`.
             let repository = graph
                 .nodes()
