@@ -81,6 +81,11 @@ async fn a_source_that_loses_an_architecture_is_refused() {
     std::fs::write(dir.path().join("releases.json"), index.to_string()).expect("write");
     let err = source.refresh_once(&state).await.expect_err("lost aarch64");
     assert_eq!(err.kind, "lost_architecture", "{}", err.message);
+    // The refused input is not taken for the served one: still refused.
+    let err = source.refresh_once(&state).await.expect_err("still lost");
+    assert_eq!(err.kind, "lost_architecture", "{}", err.message);
+    let (_, ready) = get(&state, "/readyz").await;
+    assert!(ready.contains("\"kind\":\"lost_architecture\""), "{ready}");
     assert_eq!(
         get(&state, "/v1/graph?basearch=aarch64&stream=stable")
             .await
