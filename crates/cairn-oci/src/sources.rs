@@ -431,11 +431,23 @@ pub async fn read_base_graph(
     source: &BaseSource,
     read: &BaseRead<'_>,
 ) -> Result<BaseGraph, SourceError> {
+    Ok(read_base_graph_after(client, source, read, None).await?.0)
+}
+
+/// As [`read_base_graph`], refusing a Cairn base document older than
+/// `last_seen` (a replay: kind `replayed`). Returns the graph and, for a
+/// Cairn document, its sequence and digest, to give as `last_seen` next time.
+pub async fn read_base_graph_after(
+    client: &RegistryClient,
+    source: &BaseSource,
+    read: &BaseRead<'_>,
+    last_seen: Option<crate::document::Seen<'_>>,
+) -> Result<(BaseGraph, Option<(u64, String)>), SourceError> {
     match source {
         BaseSource::Fcos { stream, base_url } => {
             let (document, shown) =
                 fcos_document(client, base_url.as_deref(), stream, read.now, None).await?;
-            Ok(BaseGraph::from_document(&document, &shown))
+            Ok((BaseGraph::from_document(&document, &shown), None))
         }
         BaseSource::Cincinnati { url, stream } => {
             // Wariness 1: a base release counts once the whole fleet may have it.
@@ -448,7 +460,10 @@ pub async fn read_base_graph(
                 .iter()
                 .find_map(|node| node.payload.split_once('@').map(|(r, _)| r.to_string()))
                 .unwrap_or_else(|| FEDORA_COREOS_REPOSITORY.to_string());
-            Ok(BaseGraph::from_update_graph(&graph, &repository, &shown))
+            Ok((
+                BaseGraph::from_update_graph(&graph, &repository, &shown),
+                None,
+            ))
         }
         BaseSource::Document(text) => {
             let location = crate::Location::parse(text)
@@ -468,13 +483,20 @@ pub async fn read_base_graph(
                 keys: read.keys,
                 allow_unsigned: read.allow_unsigned,
                 now: read.now,
-                last_seen: None,
+                last_seen,
                 stream: None,
             };
             fetched
                 .verify(text, &policy)
                 .map_err(|e| SourceError::new(e.kind(), format!("{text}: {e}")))?;
-            Ok(BaseGraph::from_document(&fetched.document, text))
+            let seen = (
+                fetched.document.sequence,
+                crate::digest::sha256_digest(&fetched.bytes),
+            );
+            Ok((
+                BaseGraph::from_document(&fetched.document, text),
+                Some(seen),
+            ))
         }
     }
 }
