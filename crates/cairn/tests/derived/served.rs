@@ -118,12 +118,29 @@ fn a_scan_with_an_unverifiable_base_document_is_refused_at_start() {
          scan = { repository = \"registry.example/acme/os\", base_graph = \"registry.example/base:cairn-graph-stable\" }\n",
     )
     .expect("write");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
         .args(["serve", "--config", &config.display().to_string()])
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("cairn serve");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+    // A wrongly accepted config would serve for ever: give it a deadline.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("cairn serve accepted the config and kept running");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("read stderr");
+    assert!(!status.success(), "{stderr}");
     assert!(
         stderr.contains("key `stream[0].scan.base_keys` (stable)"),
         "{stderr}"
