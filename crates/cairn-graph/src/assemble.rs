@@ -660,6 +660,7 @@ mod tests {
                     deadend: None,
                 })
                 .collect(),
+            uneven: Vec::new(),
         }
     }
 

@@ -127,6 +127,24 @@ pub struct BaseGraph {
     pub repository: String,
     /// Releases, in any order.
     pub releases: Vec<BaseRelease>,
+    /// Barriers and dead-ends the merged architectures disagree on.
+    pub uneven: Vec<UnevenMark>,
+}
+
+/// A barrier or dead-end that some architectures' base graphs have on a
+/// release and others do not. The document has one flag per release, so the
+/// merged graph keeps it for every architecture (the safe side), and the
+/// publisher is told.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnevenMark {
+    /// The base release.
+    pub version: String,
+    /// `barrier` or `dead-end`.
+    pub mark: &'static str,
+    /// Architectures whose graph has it.
+    pub on: Vec<String>,
+    /// Architectures whose graph has the release without it.
+    pub off: Vec<String>,
 }
 
 /// One base release.
@@ -168,6 +186,7 @@ impl BaseGraph {
                     deadend: release.deadend.as_ref().map(Reason::describe),
                 })
                 .collect(),
+            uneven: Vec::new(),
         }
     }
 
@@ -189,6 +208,7 @@ impl BaseGraph {
                     deadend: node.deadend.clone(),
                 })
                 .collect(),
+            uneven: Vec::new(),
         }
     }
 
@@ -258,13 +278,15 @@ impl BaseGraph {
     }
 
     /// One graph from the graphs of one stream's architectures (a Cincinnati
-    /// server answers for one at a time): a release is a version, with the
-    /// digests of every architecture, a barrier or dead-end if any
-    /// architecture has one. A version only later graphs have goes after the
-    /// release it follows there, and ages are then renumbered in that order;
-    /// graphs that agree keep the first one's ages.
-    pub fn merge(graphs: Vec<BaseGraph>) -> BaseGraph {
-        let mut graphs = graphs.into_iter();
+    /// server answers for one at a time), each given with its architecture:
+    /// a release is a version, with the digests of every architecture, a
+    /// barrier or dead-end if any architecture has one (recorded in
+    /// [`BaseGraph::uneven`] when others do not). A version only later graphs
+    /// have goes after the release it follows there, and ages are then
+    /// renumbered in that order; graphs that agree keep the first one's ages.
+    pub fn merge(graphs: Vec<(String, BaseGraph)>) -> BaseGraph {
+        let uneven = uneven_marks(&graphs);
+        let mut graphs = graphs.into_iter().map(|(_, graph)| graph);
         let Some(mut merged) = graphs.next() else {
             return BaseGraph::default();
         };
@@ -302,6 +324,10 @@ impl BaseGraph {
                 release.age_index = age as u64;
             }
         }
+        let order: Vec<&str> = merged.releases.iter().map(|r| r.version.as_str()).collect();
+        let mut uneven = uneven;
+        uneven.sort_by_key(|u| (order.iter().position(|v| *v == u.version), u.mark));
+        merged.uneven = uneven;
         merged
     }
 
@@ -327,6 +353,9 @@ pub struct Inheritance {
     /// Base barriers no release is built on, each with the releases on older
     /// bases that cannot pass it and the newer releases they cannot reach.
     pub missing_barriers: Vec<MissingBarrier>,
+    /// Base barriers and dead-ends only some architectures have; inherited
+    /// by every architecture.
+    pub uneven: Vec<UnevenMark>,
 }
 
 /// A base barrier without a derived release on it.
@@ -375,8 +404,54 @@ impl Inheritance {
                 missing.barrier.version
             ));
         }
+        for uneven in &self.uneven {
+            lines.push(format!(
+                "base release {} {} is a {} on {} but not on {}; a release has one {} flag for every architecture, so {} hosts inherit it too",
+                base.repository,
+                uneven.version,
+                uneven.mark,
+                uneven.on.join(", "),
+                uneven.off.join(", "),
+                uneven.mark,
+                uneven.off.join(", ")
+            ));
+        }
         lines
     }
+}
+
+/// The barriers and dead-ends that architectures having the same release
+/// disagree on.
+fn uneven_marks(graphs: &[(String, BaseGraph)]) -> Vec<UnevenMark> {
+    // Per version: each architecture having it, with [barrier, dead-end].
+    let mut by_version: BTreeMap<&str, Vec<(&str, [bool; 2])>> = BTreeMap::new();
+    for (arch, graph) in graphs {
+        for release in &graph.releases {
+            let marks = [release.barrier.is_some(), release.deadend.is_some()];
+            by_version
+                .entry(&release.version)
+                .or_default()
+                .push((arch, marks));
+        }
+    }
+    let mut uneven = Vec::new();
+    for (version, arches) in by_version {
+        for (index, mark) in ["barrier", "dead-end"].into_iter().enumerate() {
+            let (on, off): (Vec<_>, Vec<_>) = arches.iter().partition(|(_, m)| m[index]);
+            if on.is_empty() || off.is_empty() {
+                continue;
+            }
+            let names =
+                |list: Vec<&(&str, [bool; 2])>| list.iter().map(|a| a.0.to_string()).collect();
+            uneven.push(UnevenMark {
+                version: version.to_string(),
+                mark,
+                on: names(on),
+                off: names(off),
+            });
+        }
+    }
+    uneven
 }
 
 fn or_generic(reason: &str) -> &str {
@@ -393,7 +468,10 @@ pub fn inherit(
     base: &BaseGraph,
     expand: &BTreeMap<String, Vec<String>>,
 ) -> Inheritance {
-    let mut report = Inheritance::default();
+    let mut report = Inheritance {
+        uneven: base.uneven.clone(),
+        ..Inheritance::default()
+    };
     for release in &mut document.releases {
         if release
             .barrier
@@ -566,6 +644,7 @@ mod tests {
                     deadend: (age == 3).then(|| "broken".to_string()),
                 })
                 .collect(),
+            uneven: Vec::new(),
         }
     }
 
@@ -795,25 +874,32 @@ mod tests {
     #[test]
     fn per_architecture_graphs_merge_into_one_release_per_version() {
         let x86 = base_graph(Some(1));
-        // aarch64 lacks b1 and has b2a, which only it shipped, after b2.
+        // aarch64 lacks b1 and has b2a, which only it shipped, after b2; its
+        // b2 is a barrier, its b2a a dead-end, and its b3 is no dead-end.
         let mut arm = base_graph(None);
         arm.releases.remove(1);
         for release in &mut arm.releases {
             release.digests = [digest(200 + release.age_index)].into();
+            release.deadend = None;
         }
+        arm.releases[1].barrier = Some("arm-migrate".into());
         arm.releases.insert(
             2,
             BaseRelease {
                 version: "b2a".into(),
                 age_index: 9,
                 digests: [digest(299)].into(),
+                deadend: Some("arm-broken".into()),
                 ..BaseRelease::default()
             },
         );
         for (age, release) in arm.releases.iter_mut().enumerate() {
             release.age_index = age as u64;
         }
-        let merged = BaseGraph::merge(vec![x86.clone(), arm]);
+        let merged = BaseGraph::merge(vec![
+            ("x86_64".into(), x86.clone()),
+            ("aarch64".into(), arm),
+        ]);
         let order: Vec<(&str, u64)> = merged
             .releases
             .iter()
@@ -825,10 +911,100 @@ mod tests {
         );
         let b2 = merged.find([digest(202).as_str()]).map(|r| &r.version);
         assert_eq!(b2.map(String::as_str), Some("b2"), "aarch64's digest of b2");
-        assert_eq!(merged.releases[1].barrier.as_deref(), Some("migrate"));
-        assert_eq!(merged.releases[4].deadend.as_deref(), Some("broken"));
+        let marks: Vec<(Option<&str>, Option<&str>)> = merged
+            .releases
+            .iter()
+            .map(|r| (r.barrier.as_deref(), r.deadend.as_deref()))
+            .collect();
+        assert_eq!(
+            marks,
+            [
+                (None, None),
+                (Some("migrate"), None),
+                (Some("arm-migrate"), None),
+                (None, Some("arm-broken")),
+                (None, Some("broken")),
+            ],
+            "the union, whichever graph has the mark"
+        );
+        // b1 and b2a are on one architecture only: nothing to disagree on.
+        let uneven: Vec<(&str, &str, Vec<String>, Vec<String>)> = merged
+            .uneven
+            .iter()
+            .map(|u| (u.version.as_str(), u.mark, u.on.clone(), u.off.clone()))
+            .collect();
+        assert_eq!(
+            uneven,
+            [
+                (
+                    "b2",
+                    "barrier",
+                    vec!["aarch64".into()],
+                    vec!["x86_64".into()]
+                ),
+                (
+                    "b3",
+                    "dead-end",
+                    vec!["x86_64".into()],
+                    vec!["aarch64".into()]
+                ),
+            ]
+        );
+        let mut document = derived(&[100, 102]);
+        let warnings = inherit(&mut document, &merged, &BTreeMap::new()).warnings(&merged);
+        let b2_warning = warnings
+            .iter()
+            .find(|w| w.contains("b2 is a barrier on aarch64 but not on x86_64"));
+        assert!(b2_warning.is_some(), "{warnings:?}");
         // One graph, or graphs that agree, keep their ages.
-        assert_eq!(BaseGraph::merge(vec![x86.clone()]), x86);
-        assert_eq!(BaseGraph::merge(vec![x86.clone(), x86.clone()]), x86);
+        let one = |graph: &BaseGraph| vec![("x86_64".to_string(), graph.clone())];
+        assert_eq!(BaseGraph::merge(one(&x86)), x86);
+        let twice = [one(&x86), vec![("aarch64".into(), x86.clone())]].concat();
+        assert_eq!(BaseGraph::merge(twice), x86);
+    }
+
+    #[test]
+    fn graphs_that_order_releases_differently_keep_the_first_graphs_order() {
+        let chain = |versions: &[&str]| BaseGraph {
+            releases: versions
+                .iter()
+                .enumerate()
+                .map(|(age, version)| BaseRelease {
+                    version: version.to_string(),
+                    age_index: age as u64,
+                    ..BaseRelease::default()
+                })
+                .collect(),
+            ..BaseGraph::default()
+        };
+        let versions = |graph: &BaseGraph| -> Vec<(String, u64)> {
+            let mut releases: Vec<_> = graph
+                .releases
+                .iter()
+                .map(|r| (r.version.clone(), r.age_index))
+                .collect();
+            releases.sort_by_key(|r| r.1);
+            releases
+        };
+        let x86 = chain(&["c0", "c1", "c2"]);
+        let swapped = BaseGraph::merge(vec![
+            ("x86_64".into(), x86.clone()),
+            ("aarch64".into(), chain(&["c0", "c2", "c1"])),
+        ]);
+        assert_eq!(
+            versions(&swapped),
+            versions(&x86),
+            "no release added: ages kept"
+        );
+        // A release only the second graph has goes after the one it follows
+        // there, even where the two disagree.
+        let with_new = BaseGraph::merge(vec![
+            ("x86_64".into(), x86),
+            ("aarch64".into(), chain(&["c0", "c2", "n", "c1"])),
+        ]);
+        let expected: Vec<(String, u64)> = [("c0", 0), ("c1", 1), ("c2", 2), ("n", 3)]
+            .map(|(v, a)| (v.to_string(), a))
+            .into();
+        assert_eq!(versions(&with_new), expected);
     }
 }

@@ -343,6 +343,7 @@ fn derived_document(bases: u64, barriers: &[u64], built_on: &[u64]) -> GraphDocu
                 deadend: None,
             })
             .collect(),
+        uneven: Vec::new(),
     };
     let mut doc = GraphDocument {
         stream: "prop".into(),

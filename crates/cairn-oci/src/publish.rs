@@ -6,7 +6,7 @@
 //! serve is what would be published.
 
 use crate::client::RegistryClient;
-use crate::document::{self as doc, DocumentStoreError, FetchedDocument, Published};
+use crate::document::{self as doc, DocumentStoreError, FetchedDocument, Published, Seen};
 use crate::error::OciError;
 use crate::scan::{self, ScanCache, ScanOptions, ScanReport};
 use crate::signing::{SigningKey, VerifyingKey};
@@ -109,6 +109,21 @@ pub struct BaseOptions {
     /// For images that record no base: match their lower layers against
     /// the base releases' images in this repository.
     pub layers_from: Option<String>,
+    /// Reuse the base graph kept in the scan cache until it is this old
+    /// (`cairn serve`, which assembles every few seconds); `None` reads it
+    /// every time.
+    pub reread_after: Option<Duration>,
+}
+
+/// The base graph as last read, kept in the [`ScanCache`] between
+/// assemblies, and the last Cairn base document accepted, so that an older
+/// one (a replay, which could drop a barrier) is refused.
+#[derive(Debug, Clone, Default)]
+pub struct BaseMemory {
+    /// The graph, and when it was read.
+    pub graph: Option<(BaseGraph, Timestamp)>,
+    /// The accepted base document's sequence and digest.
+    pub seen: Option<(u64, String)>,
 }
 
 /// What to assemble, and from what.
@@ -262,24 +277,42 @@ async fn scan_with_base(
         let (report, requests) = scan(store, options, None, cache, observer).await?;
         return Ok((report, requests, None));
     };
+    if let Some(base) = recent_base(&cache.base, wanted, options.now) {
+        let repository = Some(base.repository.clone());
+        let (report, requests) = scan(store, options, repository, cache, observer).await?;
+        return Ok((report, requests, Some(base)));
+    }
     if !per_architecture(&wanted.source) {
-        let base = read_base(client, wanted, options.now, &[], observer).await?;
+        let (base, _) = read_base(client, wanted, options.now, &[], cache, observer).await?;
         let repository = Some(base.repository.clone());
         let (report, requests) = scan(store, options, repository, cache, observer).await?;
         return Ok((report, requests, Some(base)));
     }
     let (report, requests) = scan(store, options, None, cache, observer).await?;
     let arches = architectures(&report.candidates, previous);
-    let base = read_base(client, wanted, options.now, &arches, observer).await?;
+    let (base, skipped) = read_base(client, wanted, options.now, &arches, cache, observer).await?;
     // Only now is the base repository known: images that record only their
     // base's digest are read again with it (from the cache).
     let nameless = |c: &Candidate| c.base.as_ref().is_some_and(|b| b.repository.is_empty());
-    if !report.candidates.iter().any(nameless) {
-        return Ok((report, requests, Some(base)));
-    }
-    let repository = Some(base.repository.clone());
-    let (report, again) = scan(store, options, repository, cache, observer).await?;
-    Ok((report, requests + again, Some(base)))
+    let (mut report, requests) = if report.candidates.iter().any(nameless) {
+        let repository = Some(base.repository.clone());
+        let (report, again) = scan(store, options, repository, cache, observer).await?;
+        (report, requests + again)
+    } else {
+        (report, requests)
+    };
+    report.warnings.extend(skipped);
+    Ok((report, requests, Some(base)))
+}
+
+/// The base graph kept in the cache, when reusing it is asked for and it is
+/// recent enough.
+fn recent_base(memory: &BaseMemory, wanted: &BaseOptions, now: Timestamp) -> Option<BaseGraph> {
+    let after = wanted.reread_after?;
+    let (graph, read_at) = memory.graph.as_ref()?;
+    let age = now.duration_since(*read_at);
+    let fresh = age >= jiff::SignedDuration::ZERO && age.unsigned_abs() < after;
+    fresh.then(|| graph.clone())
 }
 
 /// A Cincinnati server answers for one architecture at a time; the other
@@ -288,15 +321,24 @@ fn per_architecture(source: &BaseSource) -> bool {
     matches!(source, BaseSource::Cincinnati { .. })
 }
 
-/// Every architecture the releases have, so each one's base manifests are
-/// known; `x86_64` when there are none at all.
+/// Every architecture the current releases have, so each one's base
+/// manifests are known; `x86_64` when there are none at all. Architectures
+/// of gone releases are left out: a base that dropped one must not fail
+/// every later publish.
 fn architectures(candidates: &[Candidate], previous: Option<&GraphDocument>) -> Vec<String> {
     let mut arches: BTreeSet<String> = candidates
         .iter()
         .flat_map(|c| c.architectures.keys().cloned())
         .collect();
     if let Some(previous) = previous {
-        arches.extend(previous.architectures());
+        let available = previous.releases.iter().flat_map(|release| {
+            release
+                .architectures
+                .iter()
+                .filter(|(_, entry)| entry.available)
+                .map(|(arch, _)| arch.clone())
+        });
+        arches.extend(available);
     }
     if arches.is_empty() {
         arches.insert("x86_64".to_string());
@@ -306,13 +348,17 @@ fn architectures(candidates: &[Candidate], previous: Option<&GraphDocument>) -> 
 
 /// The base graph, read and checked as its kind requires; for a source that
 /// answers per architecture, once per architecture in `arches`, merged.
+/// An architecture the base does not serve (not found, or refused with an
+/// HTTP status) is left out with a warning, returned; at least one must be
+/// read. An unreachable server fails the whole read.
 async fn read_base(
     client: &RegistryClient,
     base: &BaseOptions,
     now: Timestamp,
     arches: &[String],
+    cache: &mut ScanCache,
     observer: &dyn Observer,
-) -> Result<BaseGraph, PublishError> {
+) -> Result<(BaseGraph, Vec<String>), PublishError> {
     let failed = |source| PublishError::BaseGraph {
         source_text: base.source.to_string(),
         source,
@@ -323,23 +369,52 @@ async fn read_base(
         now,
         arch,
     };
+    let mut skipped = Vec::new();
     let graph = if arches.is_empty() {
         // Only a Cincinnati server reads the architecture.
-        crate::sources::read_base_graph(client, &base.source, &read(""))
-            .await
-            .map_err(failed)?
-    } else {
-        let mut graphs = Vec::new();
-        for arch in arches {
-            let graph = crate::sources::read_base_graph(client, &base.source, &read(arch))
+        let memory = &mut cache.base;
+        let last_seen = memory.seen.as_ref().map(|(sequence, digest)| Seen {
+            sequence: *sequence,
+            digest,
+        });
+        let (graph, seen) =
+            crate::sources::read_base_graph_after(client, &base.source, &read(""), last_seen)
                 .await
                 .map_err(failed)?;
-            graphs.push(graph);
+        if seen.is_some() {
+            memory.seen = seen;
         }
+        graph
+    } else {
+        let mut graphs = Vec::new();
+        let mut refused = Vec::new();
+        for arch in arches {
+            match crate::sources::read_base_graph(client, &base.source, &read(arch)).await {
+                Ok(graph) => graphs.push((arch.clone(), graph)),
+                Err(error) if not_served(&error) => refused.push(error),
+                Err(error) => return Err(failed(error)),
+            }
+        }
+        if graphs.is_empty() {
+            return Err(failed(SourceError::no_architecture(&refused)));
+        }
+        skipped = refused
+            .iter()
+            .map(|error| {
+                format!("base graph {}: {error}; its releases inherit nothing from the base until it is served", base.source)
+            })
+            .collect();
         BaseGraph::merge(graphs)
     };
     observer.base_read(&graph);
-    Ok(graph)
+    cache.base.graph = Some((graph.clone(), now));
+    Ok((graph, skipped))
+}
+
+/// A per-architecture answer that says the base does not serve that
+/// architecture, as opposed to a server that could not be reached.
+fn not_served(error: &SourceError) -> bool {
+    matches!(error.kind(), "not_found" | "status")
 }
 
 async fn scan(
@@ -353,6 +428,8 @@ async fn scan(
         // A cache of another repository or layout would lie about tags.
         *cache = ScanCache {
             store: store.describe(),
+            // The base graph is not the store's.
+            base: std::mem::take(&mut cache.base),
             ..ScanCache::default()
         };
     }

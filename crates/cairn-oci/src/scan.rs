@@ -94,6 +94,9 @@ pub struct ScanCache {
     /// Layer digests of manifests, by manifest digest (matching bases by layers).
     #[serde(default)]
     pub layers: BTreeMap<String, Vec<String>>,
+    /// The base graph between assemblies; kept in memory only.
+    #[serde(skip)]
+    pub base: crate::publish::BaseMemory,
 }
 
 /// One architecture of an image.

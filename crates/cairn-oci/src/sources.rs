@@ -126,9 +126,21 @@ impl SourceError {
     }
 
     /// A short, fixed label: the underlying error's kind, or `not_found`,
-    /// `bad_source`, `invalid_document`, `no_key`.
+    /// `bad_source`, `invalid_document`, `no_key`, `no_architecture`.
     pub fn kind(&self) -> &'static str {
         self.kind
+    }
+
+    /// No architecture of a per-architecture base was served: each one's error.
+    pub(crate) fn no_architecture(refused: &[SourceError]) -> SourceError {
+        let each: Vec<String> = refused.iter().map(ToString::to_string).collect();
+        SourceError::new(
+            "no_architecture",
+            format!(
+                "the base serves none of the releases' architectures: {}",
+                each.join("; ")
+            ),
+        )
     }
 }
 
@@ -419,23 +431,39 @@ pub async fn read_base_graph(
     source: &BaseSource,
     read: &BaseRead<'_>,
 ) -> Result<BaseGraph, SourceError> {
+    Ok(read_base_graph_after(client, source, read, None).await?.0)
+}
+
+/// As [`read_base_graph`], refusing a Cairn base document older than
+/// `last_seen` (a replay: kind `replayed`). Returns the graph and, for a
+/// Cairn document, its sequence and digest, to give as `last_seen` next time.
+pub async fn read_base_graph_after(
+    client: &RegistryClient,
+    source: &BaseSource,
+    read: &BaseRead<'_>,
+    last_seen: Option<crate::document::Seen<'_>>,
+) -> Result<(BaseGraph, Option<(u64, String)>), SourceError> {
     match source {
         BaseSource::Fcos { stream, base_url } => {
             let (document, shown) =
                 fcos_document(client, base_url.as_deref(), stream, read.now, None).await?;
-            Ok(BaseGraph::from_document(&document, &shown))
+            Ok((BaseGraph::from_document(&document, &shown), None))
         }
         BaseSource::Cincinnati { url, stream } => {
             // Wariness 1: a base release counts once the whole fleet may have it.
-            let (graph, shown) =
-                cincinnati_graph(client, url, stream, read.arch, 1.0, true).await?;
+            let (graph, shown) = cincinnati_graph(client, url, stream, read.arch, 1.0, true)
+                .await
+                .map_err(|e| SourceError::new(e.kind, format!("{}: {}", read.arch, e.message)))?;
             // OCI payloads are `<repository>@<digest>`.
             let repository = graph
                 .nodes()
                 .iter()
                 .find_map(|node| node.payload.split_once('@').map(|(r, _)| r.to_string()))
                 .unwrap_or_else(|| FEDORA_COREOS_REPOSITORY.to_string());
-            Ok(BaseGraph::from_update_graph(&graph, &repository, &shown))
+            Ok((
+                BaseGraph::from_update_graph(&graph, &repository, &shown),
+                None,
+            ))
         }
         BaseSource::Document(text) => {
             let location = crate::Location::parse(text)
@@ -455,13 +483,20 @@ pub async fn read_base_graph(
                 keys: read.keys,
                 allow_unsigned: read.allow_unsigned,
                 now: read.now,
-                last_seen: None,
+                last_seen,
                 stream: None,
             };
             fetched
                 .verify(text, &policy)
                 .map_err(|e| SourceError::new(e.kind(), format!("{text}: {e}")))?;
-            Ok(BaseGraph::from_document(&fetched.document, text))
+            let seen = (
+                fetched.document.sequence,
+                crate::digest::sha256_digest(&fetched.bytes),
+            );
+            Ok((
+                BaseGraph::from_document(&fetched.document, text),
+                Some(seen),
+            ))
         }
     }
 }

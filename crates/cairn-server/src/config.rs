@@ -89,7 +89,13 @@ struct RawScan {
     base_unsigned: bool,
     #[serde(default)]
     base_layers_from: Option<String>,
+    #[serde(default)]
+    base_refresh_interval_seconds: Option<u64>,
 }
+
+/// How long a scan reuses the base graph it read: the base changes rarely,
+/// and reading it can mean megabytes per stream.
+const DEFAULT_BASE_REFRESH: Duration = Duration::from_secs(600);
 
 /// A file path or an http(s) URL.
 #[derive(Debug, Clone, PartialEq)]
@@ -297,6 +303,10 @@ fn scan_base(
             ("base_keys", !scan.base_keys.is_empty()),
             ("base_unsigned", scan.base_unsigned),
             ("base_layers_from", scan.base_layers_from.is_some()),
+            (
+                "base_refresh_interval_seconds",
+                scan.base_refresh_interval_seconds.is_some(),
+            ),
         ];
         return match orphan.into_iter().find(|(_, given)| *given) {
             Some((key, _)) => Err((key, "only means something with `base_graph`".into())),
@@ -325,6 +335,10 @@ fn scan_base(
         keys,
         allow_unsigned: scan.base_unsigned,
         layers_from: scan.base_layers_from.clone(),
+        reread_after: Some(
+            scan.base_refresh_interval_seconds
+                .map_or(DEFAULT_BASE_REFRESH, Duration::from_secs),
+        ),
     }))
 }
 
@@ -428,6 +442,10 @@ mod tests {
             (
                 "[[stream]]\nname = \"s\"\nscan = { repository = \"r.example/os\", base_unsigned = true }",
                 "key `stream[0].scan.base_unsigned` (s): only means something with `base_graph`",
+            ),
+            (
+                "[[stream]]\nname = \"s\"\nscan = { repository = \"r.example/os\", base_refresh_interval_seconds = 60 }",
+                "key `stream[0].scan.base_refresh_interval_seconds` (s): only means something with `base_graph`",
             ),
             (
                 "[[stream]]\nname = \"s\"\nscan = { repository = \"r.example/os\", base_graph = \"fcos:s\", base_layers_from = \"Not A Repo\" }",

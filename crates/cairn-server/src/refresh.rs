@@ -40,6 +40,7 @@ impl StreamSource {
     /// Refresh once and apply the outcome to the served state.
     pub async fn refresh_once(&mut self, app: &AppState) -> Result<bool, SourceError> {
         let now = (app.shared.clock)();
+        let served_from = self.state.checkpoint();
         let attempt = refresh(&self.spec, &self.stream, &mut self.state, &self.client, now);
         let mut outcome = match tokio::time::timeout(self.timeout, attempt).await {
             Ok(outcome) => outcome,
@@ -54,6 +55,8 @@ impl StreamSource {
             (&outcome, app.snapshot(&self.stream))
             && let Some(lost) = current.arches.difference(&snapshot.arches).next()
         {
+            // Not installed, so not what the next refresh compares against.
+            self.state.rollback(served_from);
             outcome = Err(SourceError {
                 kind: "lost_architecture",
                 message: format!(

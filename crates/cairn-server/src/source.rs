@@ -62,13 +62,35 @@ pub enum Refresh {
 /// What a source remembers between refreshes.
 #[derive(Debug, Default)]
 pub struct SourceState {
+    known: Known,
+    scan_cache: ScanCache,
+}
+
+/// What decides that a refresh found nothing new. A refresh writes it as it
+/// accepts a snapshot, but the snapshot may still be refused (a lost
+/// architecture): [`SourceState::checkpoint`] and [`SourceState::rollback`]
+/// then put back what the served snapshot came from, so the refused one is
+/// not taken for "unchanged" next time.
+#[derive(Debug, Default, Clone)]
+pub struct Known {
     inputs: HashMap<String, InputState>,
     document_digest: Option<String>,
     document_stamps: Option<(FileStamp, Option<FileStamp>)>,
     seen: Option<(u64, String)>,
     expires: Option<Timestamp>,
-    scan_cache: ScanCache,
-    previous: Option<GraphDocument>,
+    previous: Option<std::sync::Arc<GraphDocument>>,
+}
+
+impl SourceState {
+    /// What the served snapshot came from, to put back with [`Self::rollback`].
+    pub fn checkpoint(&self) -> Known {
+        self.known.clone()
+    }
+
+    /// Forget a refresh whose snapshot was not installed.
+    pub fn rollback(&mut self, known: Known) {
+        self.known = known;
+    }
 }
 
 /// What identifies a file's content without reading it: a replacement with
@@ -92,13 +114,20 @@ pub async fn refresh(
 ) -> Result<Refresh, SourceError> {
     match spec {
         SourceSpec::Fcos { releases, updates } => {
-            let (releases_changed, releases_state) =
-                read_input(releases, state.inputs.get(&releases.describe()), client).await?;
+            let (releases_changed, releases_state) = read_input(
+                releases,
+                state.known.inputs.get(&releases.describe()),
+                client,
+            )
+            .await?;
             let (updates_changed, updates_state) =
-                read_input(updates, state.inputs.get(&updates.describe()), client).await?;
+                read_input(updates, state.known.inputs.get(&updates.describe()), client).await?;
             let commit = |state: &mut SourceState, releases_state, updates_state| {
-                state.inputs.insert(releases.describe(), releases_state);
-                state.inputs.insert(updates.describe(), updates_state);
+                state
+                    .known
+                    .inputs
+                    .insert(releases.describe(), releases_state);
+                state.known.inputs.insert(updates.describe(), updates_state);
             };
             if !releases_changed && !updates_changed {
                 commit(state, releases_state, updates_state);
@@ -235,7 +264,7 @@ async fn document_stamps(
 /// An expired document stays served (Zincati hosts know no expiry), but the
 /// source is reported as failing until a fresh one is published.
 fn check_expiry(state: &SourceState, now: Timestamp) -> Result<(), SourceError> {
-    match state.expires {
+    match state.known.expires {
         Some(expires) if now.as_second() > expires.as_second() => Err(SourceError::new(
             "expired",
             format!(
@@ -275,7 +304,7 @@ async fn refresh_document(
         Location::File(path) => Some(document_stamps(path).await?),
         _ => None,
     };
-    if stamps.is_some() && state.document_stamps == stamps {
+    if stamps.is_some() && state.known.document_stamps == stamps {
         check_expiry(state, now)?;
         return Ok(Refresh::Unchanged);
     }
@@ -285,7 +314,7 @@ async fn refresh_document(
                 .resolve(&reference)
                 .await?
                 .ok_or_else(|| SourceError::new("not_found", format!("{location}: no document")))?;
-            if state.document_digest.as_deref() == Some(head.digest.as_str()) {
+            if state.known.document_digest.as_deref() == Some(head.digest.as_str()) {
                 check_expiry(state, now)?;
                 return Ok(Refresh::Unchanged);
             }
@@ -294,11 +323,11 @@ async fn refresh_document(
         None => doc::fetch_location(location, client).await?,
     };
     let digest = cairn_oci::digest::sha256_digest(&fetched.bytes);
-    if state.seen.as_ref().is_some_and(|(_, d)| d == &digest) {
+    if state.known.seen.as_ref().is_some_and(|(_, d)| d == &digest) {
         // The same bytes under another manifest or file stamp: remember it,
         // so the next refresh costs one HEAD or stat again.
-        state.document_digest = fetched.manifest_digest.clone();
-        state.document_stamps = stamps;
+        state.known.document_digest = fetched.manifest_digest.clone();
+        state.known.document_stamps = stamps;
         check_expiry(state, now)?;
         return Ok(Refresh::Unchanged);
     }
@@ -306,7 +335,7 @@ async fn refresh_document(
         keys,
         allow_unsigned,
         now,
-        last_seen: state.seen.as_ref().map(|(sequence, digest)| Seen {
+        last_seen: state.known.seen.as_ref().map(|(sequence, digest)| Seen {
             sequence: *sequence,
             digest,
         }),
@@ -321,10 +350,10 @@ async fn refresh_document(
         )),
         _ => (!fetched.signatures.is_empty()).then(|| format!("{location}.sig")),
     };
-    state.document_digest = fetched.manifest_digest.clone();
-    state.document_stamps = stamps;
-    state.seen = Some((fetched.document.sequence, digest));
-    state.expires = Some(fetched.document.expires);
+    state.known.document_digest = fetched.manifest_digest.clone();
+    state.known.document_stamps = stamps;
+    state.known.seen = Some((fetched.document.sequence, digest));
+    state.known.expires = Some(fetched.document.expires);
     let served = ServedDocument {
         bytes: fetched.bytes.clone(),
         manifest_digest: fetched.manifest_digest.clone(),
@@ -389,7 +418,7 @@ async fn refresh_scan(
     let assembly = publish::assemble(
         &store,
         client,
-        state.previous.as_ref(),
+        state.known.previous.as_deref(),
         &options,
         &mut state.scan_cache,
         &publish::Quiet,
@@ -401,7 +430,7 @@ async fn refresh_scan(
     // served document is within a day of expiring.
     let fresh_enough =
         |previous: &GraphDocument| previous.expires.as_second() - now.as_second() > 24 * 3600;
-    if state.previous.as_ref().is_some_and(|previous| {
+    if state.known.previous.as_ref().is_some_and(|previous| {
         previous.releases == document.releases
             && previous.base == document.base
             && fresh_enough(previous)
@@ -423,7 +452,7 @@ async fn refresh_scan(
         signature: None,
     };
     let snapshot = Snapshot::from_document(&document, Some(served));
-    state.previous = Some(document);
+    state.known.previous = Some(std::sync::Arc::new(document));
     Ok(Refresh::Updated(snapshot))
 }
 

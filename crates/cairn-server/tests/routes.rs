@@ -358,6 +358,7 @@ async fn derived_streams_number_nodes_in_update_order() {
                 deadend: None,
             })
             .collect(),
+        uneven: Vec::new(),
     };
     let mut document = GraphDocument {
         stream: "stable".into(),

@@ -81,6 +81,11 @@ async fn a_source_that_loses_an_architecture_is_refused() {
     std::fs::write(dir.path().join("releases.json"), index.to_string()).expect("write");
     let err = source.refresh_once(&state).await.expect_err("lost aarch64");
     assert_eq!(err.kind, "lost_architecture", "{}", err.message);
+    // The refused input is not taken for the served one: still refused.
+    let err = source.refresh_once(&state).await.expect_err("still lost");
+    assert_eq!(err.kind, "lost_architecture", "{}", err.message);
+    let (_, ready) = get(&state, "/readyz").await;
+    assert!(ready.contains("\"kind\":\"lost_architecture\""), "{ready}");
     assert_eq!(
         get(&state, "/v1/graph?basearch=aarch64&stream=stable")
             .await
@@ -185,4 +190,75 @@ async fn a_document_file_is_reread_only_when_it_changes() {
     assert!(source.refresh_once(&state).await.expect("changed"));
     let sequence = state.snapshot("stable").and_then(|s| s.sequence);
     assert_eq!(sequence, Some(1_762_790_400_001));
+}
+
+/// A scan reads its base graph again only after `reread_after`, keeping the
+/// last one in between, and refuses a base document older than the last one
+/// it accepted (a replay could drop a barrier).
+#[tokio::test]
+async fn a_scan_keeps_its_base_graph_and_refuses_a_replayed_one() {
+    let registry = TestRegistry::start(Auth::None).await;
+    let store = registry.store("acme/os");
+    cairn_testkit::write_release(&store, "44.1", "2026-01-01T00:00:00Z", &["44.1", "stable"]).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let base_path = dir.path().join("base.json");
+    let example = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../docs/examples/stable.json");
+    let example: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(example).expect("example")).expect("JSON");
+    let write_base = |sequence: u64| {
+        let mut document = example.clone();
+        document["sequence"] = sequence.into();
+        std::fs::write(&base_path, document.to_string()).expect("write");
+    };
+    // Before the example document expires.
+    let clock = Arc::new(|| jiff::Timestamp::from_second(1_762_876_800).expect("time"));
+    let config = |reread: Duration| StreamConfig {
+        name: "stable".into(),
+        source: SourceSpec::Scan {
+            repository: format!("{}/acme/os", registry.host),
+            policy: None,
+            tag_pattern: None,
+            base: Some(cairn_oci::publish::BaseOptions {
+                source: cairn_oci::sources::BaseSource::Document(base_path.display().to_string()),
+                keys: Vec::new(),
+                allow_unsigned: true,
+                layers_from: None,
+                reread_after: Some(reread),
+            }),
+        },
+    };
+
+    write_base(10);
+    let state = AppState::new(["stable".to_string()], clock.clone(), 30);
+    let mut eager = StreamSource::new(
+        &config(Duration::ZERO),
+        registry.client(),
+        Duration::from_secs(10),
+    );
+    assert!(eager.refresh_once(&state).await.expect("first"));
+    write_base(9);
+    let err = eager
+        .refresh_once(&state)
+        .await
+        .expect_err("an older base document");
+    assert_eq!(err.kind, "replayed", "{}", err.message);
+    let (status, _) = get(&state, "/v2/graph/stable").await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the last good graph is still served"
+    );
+
+    write_base(10);
+    let state = AppState::new(["stable".to_string()], clock, 30);
+    let hour = Duration::from_secs(3600);
+    let mut lazy = StreamSource::new(&config(hour), registry.client(), Duration::from_secs(10));
+    assert!(lazy.refresh_once(&state).await.expect("first"));
+    std::fs::remove_file(&base_path).expect("remove");
+    let refreshed = lazy.refresh_once(&state).await;
+    assert!(
+        !refreshed.expect("the kept base graph, not the file"),
+        "nothing new"
+    );
 }

@@ -311,6 +311,7 @@ fn a_derived_fleet_walks_a_late_barrier_image_to_the_newest_base() {
                 deadend: None,
             })
             .collect(),
+        uneven: Vec::new(),
     };
     // Published as 1.0 (base 0), 1.1 (base 2), then 1.2 on the barrier base 1.
     let mut releases: Vec<Release> = [0, 2, 1]

@@ -163,6 +163,7 @@ async fn publish(args: &Args, store: &Store) -> anyhow::Result<()> {
             keys: args::verifying_keys(&args.base_keys)?,
             allow_unsigned: args.base_unsigned,
             layers_from: args.base_layers_from.clone(),
+            reread_after: None,
         }),
         None => None,
     };

@@ -118,12 +118,29 @@ fn a_scan_with_an_unverifiable_base_document_is_refused_at_start() {
          scan = { repository = \"registry.example/acme/os\", base_graph = \"registry.example/base:cairn-graph-stable\" }\n",
     )
     .expect("write");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
         .args(["serve", "--config", &config.display().to_string()])
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("cairn serve");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+    // A wrongly accepted config would serve for ever: give it a deadline.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("cairn serve accepted the config and kept running");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("read stderr");
+    assert!(!status.success(), "{stderr}");
     assert!(
         stderr.contains("key `stream[0].scan.base_keys` (stable)"),
         "{stderr}"
@@ -217,5 +234,83 @@ async fn a_cincinnati_base_graph_is_read_for_every_architecture() {
     assert!(
         !edges.contains(&("p1".into(), "p3".into())),
         "no edge crosses the barrier: {edges:?}"
+    );
+}
+
+/// A Cincinnati base that does not serve one of the releases' architectures
+/// (Cairn's server answers 400 `unknown_basearch`) leaves that architecture
+/// out with a warning naming it; one that serves none fails, naming each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cincinnati_base_missing_an_architecture_skips_it_with_a_warning() {
+    let w = world(BaseKind::Document).await;
+    let server = GraphServer::document(
+        env!("CARGO_BIN_EXE_cairn"),
+        w.dir.path(),
+        &w.registry.host,
+        &format!("{}:cairn-graph-stable", w.base_repo),
+        &w.path("base.pub"),
+    );
+    let repo = "acme/mixed";
+    derive_arm64(
+        &w,
+        repo,
+        &[
+            ("p1", 0, "2026-01-03", "p1"),
+            ("p2", 1, "2026-01-17", "p2 stable"),
+        ],
+    )
+    .await;
+    // A ppc64le image the base has no graph for.
+    let odd = |repo: &str| {
+        let store = w.registry.store(repo);
+        async move {
+            let spec = ImageSpec::bootable("ppc64le", "41.9", "stable", "2026-02-01T00:00:00Z");
+            write_image(&store, &spec, Some("q1")).await;
+        }
+    };
+    odd(repo).await;
+    ok(&["document", "keygen", "--output", &w.path("team")]);
+    let base_graph = format!("cincinnati:http://{}#stable", server.listen);
+    let publish = |repo: &str| {
+        Publish::signed(&format!("{}/{repo}", w.registry.host), w.path("team.key"))
+            .insecure_registry(&w.registry.host)
+            .insecure_registry(&server.listen)
+            .arg("--base-graph")
+            .arg(&base_graph)
+    };
+    let stderr = publish(repo).run().stderr;
+    assert!(
+        stderr.contains("ppc64le: ") && stderr.contains("inherit nothing from the base"),
+        "the missing architecture is named: {stderr}"
+    );
+    let text = ok(&[
+        "graph",
+        "show",
+        "--document",
+        &format!("{}/{repo}:cairn-graph-stable", w.registry.host),
+        "--key",
+        &w.path("team.pub"),
+        "--insecure-registry",
+        &w.registry.host,
+        "--arch",
+        "aarch64",
+        "--format",
+        "json",
+    ]);
+    let shown: Value = serde_json::from_str(&text).expect("JSON");
+    let p2 = release(&shown, "p2");
+    assert_eq!(
+        p2["barrier"], BARRIER_REASON,
+        "aarch64 still inherits: {p2}"
+    );
+
+    let only_odd = "acme/odd";
+    odd(only_odd).await;
+    let out = publish(only_odd).output();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "no architecture served: {stderr}");
+    assert!(
+        stderr.contains("serves none of the releases' architectures") && stderr.contains("ppc64le"),
+        "{stderr}"
     );
 }
