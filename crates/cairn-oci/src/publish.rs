@@ -122,6 +122,9 @@ pub struct BaseOptions {
 pub struct BaseMemory {
     /// The graph, and when it was read.
     pub graph: Option<(BaseGraph, Timestamp)>,
+    /// The architectures it was asked for, for a base that answers per
+    /// architecture (served or not): a new one means reading it again.
+    pub arches: Vec<String>,
     /// The accepted base document's sequence and digest.
     pub seen: Option<(u64, String)>,
 }
@@ -277,20 +280,27 @@ async fn scan_with_base(
         let (report, requests) = scan(store, options, None, cache, observer).await?;
         return Ok((report, requests, None));
     };
-    if let Some(base) = recent_base(&cache.base, wanted, options.now) {
-        let repository = Some(base.repository.clone());
-        let (report, requests) = scan(store, options, repository, cache, observer).await?;
-        return Ok((report, requests, Some(base)));
-    }
     if !per_architecture(&wanted.source) {
-        let (base, _) = read_base(client, wanted, options.now, &[], cache, observer).await?;
+        let base = match recent_base(&cache.base, wanted, options.now) {
+            Some(base) => base,
+            None => {
+                read_base(client, wanted, options.now, &[], cache, observer)
+                    .await?
+                    .0
+            }
+        };
         let repository = Some(base.repository.clone());
         let (report, requests) = scan(store, options, repository, cache, observer).await?;
         return Ok((report, requests, Some(base)));
     }
+    // Which architectures to ask for is known only after the scan; a kept
+    // graph serves only if it was asked for each of them.
     let (report, requests) = scan(store, options, None, cache, observer).await?;
     let arches = architectures(&report.candidates, previous);
-    let (base, skipped) = read_base(client, wanted, options.now, &arches, cache, observer).await?;
+    let (base, skipped) = match kept_for(&cache.base, wanted, &arches, options.now) {
+        Some(base) => (base, Vec::new()),
+        None => read_base(client, wanted, options.now, &arches, cache, observer).await?,
+    };
     // Only now is the base repository known: images that record only their
     // base's digest are read again with it (from the cache).
     let nameless = |c: &Candidate| c.base.as_ref().is_some_and(|b| b.repository.is_empty());
@@ -313,6 +323,17 @@ fn recent_base(memory: &BaseMemory, wanted: &BaseOptions, now: Timestamp) -> Opt
     let age = now.duration_since(*read_at);
     let fresh = age >= jiff::SignedDuration::ZERO && age.unsigned_abs() < after;
     fresh.then(|| graph.clone())
+}
+
+/// The kept graph of a base that answers per architecture, when it is recent
+/// and was asked for every one of `arches`.
+fn kept_for(
+    memory: &BaseMemory,
+    wanted: &BaseOptions,
+    arches: &[String],
+    now: Timestamp,
+) -> Option<BaseGraph> {
+    recent_base(memory, wanted, now).filter(|_| arches.iter().all(|a| memory.arches.contains(a)))
 }
 
 /// A Cincinnati server answers for one architecture at a time; the other
@@ -408,6 +429,7 @@ async fn read_base(
     };
     observer.base_read(&graph);
     cache.base.graph = Some((graph.clone(), now));
+    cache.base.arches = arches.to_vec();
     Ok((graph, skipped))
 }
 
@@ -607,4 +629,43 @@ async fn push(
     Ok(Outcome::Published(
         doc::publish(store, document, &options).await?,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A kept per-architecture base graph serves only while it is recent and
+    /// only for the architectures it was asked for: one that appears later
+    /// is read, not left without its base's barriers.
+    #[test]
+    fn a_kept_base_graph_serves_only_recent_and_only_its_architectures() {
+        let read_at: Timestamp = "2026-11-29T12:00:00Z".parse().expect("time");
+        let memory = BaseMemory {
+            graph: Some((BaseGraph::default(), read_at)),
+            seen: None,
+            arches: vec!["x86_64".into(), "ppc64le".into()],
+        };
+        let wanted = BaseOptions {
+            source: BaseSource::Cincinnati {
+                url: "https://base.example".into(),
+                stream: "stable".into(),
+            },
+            keys: Vec::new(),
+            allow_unsigned: false,
+            layers_from: None,
+            reread_after: Some(Duration::from_secs(600)),
+        };
+        let soon = read_at + jiff::SignedDuration::from_secs(60);
+        let later = read_at + jiff::SignedDuration::from_secs(601);
+        let arches = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert!(kept_for(&memory, &wanted, &arches(&["x86_64"]), soon).is_some());
+        assert!(kept_for(&memory, &wanted, &arches(&["x86_64", "aarch64"]), soon).is_none());
+        assert!(kept_for(&memory, &wanted, &arches(&["x86_64"]), later).is_none());
+        let every_time = BaseOptions {
+            reread_after: None,
+            ..wanted
+        };
+        assert!(kept_for(&memory, &every_time, &arches(&["x86_64"]), soon).is_none());
+    }
 }
