@@ -503,17 +503,24 @@ impl AgentStatus {
     }
 }
 
+/// Statuses for this module's tests and its children's.
 #[cfg(test)]
-mod tests {
+mod sample {
     use super::*;
 
-    fn at(second: i64) -> Timestamp {
+    pub(super) fn at(second: i64) -> Timestamp {
         Timestamp::from_second(second).expect("time")
     }
 
-    fn status(state: StateName, kind: ReasonKind, message: &str) -> AgentStatus {
+    pub(super) fn status(state: StateName, kind: ReasonKind, message: &str) -> AgentStatus {
         AgentStatus::new(at(1_800_000_000), state, Reason::new(kind, message))
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sample::{at, status};
+    use super::*;
 
     #[test]
     fn the_status_round_trips_with_its_version_and_camel_case_fields() {

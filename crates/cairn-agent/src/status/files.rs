@@ -303,16 +303,9 @@ fn sorted_samples(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reason::{Reason, ReasonKind};
+    use crate::reason::ReasonKind;
     use crate::status::STATUS_FILE;
-
-    fn at(second: i64) -> Timestamp {
-        Timestamp::from_second(second).expect("time")
-    }
-
-    fn status(state: StateName, kind: ReasonKind, message: &str) -> AgentStatus {
-        AgentStatus::new(at(1_800_000_000), state, Reason::new(kind, message))
-    }
+    use crate::status::sample::{at, status};
 
     #[test]
     fn a_pass_leaves_status_metrics_and_a_motd_only_when_needed() {
