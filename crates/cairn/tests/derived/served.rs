@@ -174,18 +174,42 @@ async fn derive_arm64(w: &World, repo: &str, builds: &[(&str, usize, &str, &str)
     digests
 }
 
-/// A Cincinnati server answers for one architecture; an arm64 repository's
-/// base releases are found in its aarch64 graph.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cincinnati_base_graph_is_read_for_every_architecture() {
-    let w = world(BaseKind::Document).await;
-    let server = GraphServer::document(
+/// Cairn's own graph server over the base document: the Cincinnati base.
+fn base_graph_server(w: &World) -> GraphServer {
+    GraphServer::document(
         env!("CARGO_BIN_EXE_cairn"),
         w.dir.path(),
         &w.registry.host,
         &format!("{}:cairn-graph-stable", w.base_repo),
         &w.path("base.pub"),
-    );
+    )
+}
+
+/// The aarch64 graph of `repo`'s published document, as `graph show` gives it.
+fn aarch64_graph(w: &World, repo: &str) -> Value {
+    let text = ok(&[
+        "graph",
+        "show",
+        "--document",
+        &format!("{}/{repo}:cairn-graph-stable", w.registry.host),
+        "--key",
+        &w.path("team.pub"),
+        "--insecure-registry",
+        &w.registry.host,
+        "--arch",
+        "aarch64",
+        "--format",
+        "json",
+    ]);
+    serde_json::from_str(&text).expect("JSON")
+}
+
+/// A Cincinnati server answers for one architecture; an arm64 repository's
+/// base releases are found in its aarch64 graph.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cincinnati_base_graph_is_read_for_every_architecture() {
+    let w = world(BaseKind::Document).await;
+    let server = base_graph_server(&w);
     let repo = "acme/arm";
     derive_arm64(
         &w,
@@ -210,21 +234,7 @@ async fn a_cincinnati_base_graph_is_read_for_every_architecture() {
         !stderr.contains("is not in the base graph"),
         "every base is found: {stderr}"
     );
-    let text = ok(&[
-        "graph",
-        "show",
-        "--document",
-        &format!("{}/{repo}:cairn-graph-stable", w.registry.host),
-        "--key",
-        &w.path("team.pub"),
-        "--insecure-registry",
-        &w.registry.host,
-        "--arch",
-        "aarch64",
-        "--format",
-        "json",
-    ]);
-    let shown: Value = serde_json::from_str(&text).expect("JSON");
+    let shown = aarch64_graph(&w, repo);
     assert_eq!(release(&shown, "p1")["base"]["version"], "40.1", "{shown}");
     let p2 = release(&shown, "p2");
     assert_eq!(p2["base"]["version"], "40.2");
@@ -243,13 +253,7 @@ async fn a_cincinnati_base_graph_is_read_for_every_architecture() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cincinnati_base_missing_an_architecture_skips_it_with_a_warning() {
     let w = world(BaseKind::Document).await;
-    let server = GraphServer::document(
-        env!("CARGO_BIN_EXE_cairn"),
-        w.dir.path(),
-        &w.registry.host,
-        &format!("{}:cairn-graph-stable", w.base_repo),
-        &w.path("base.pub"),
-    );
+    let server = base_graph_server(&w);
     let repo = "acme/mixed";
     derive_arm64(
         &w,
@@ -283,21 +287,7 @@ async fn a_cincinnati_base_missing_an_architecture_skips_it_with_a_warning() {
         stderr.contains("ppc64le: ") && stderr.contains("inherit nothing from the base"),
         "the missing architecture is named: {stderr}"
     );
-    let text = ok(&[
-        "graph",
-        "show",
-        "--document",
-        &format!("{}/{repo}:cairn-graph-stable", w.registry.host),
-        "--key",
-        &w.path("team.pub"),
-        "--insecure-registry",
-        &w.registry.host,
-        "--arch",
-        "aarch64",
-        "--format",
-        "json",
-    ]);
-    let shown: Value = serde_json::from_str(&text).expect("JSON");
+    let shown = aarch64_graph(&w, repo);
     let p2 = release(&shown, "p2");
     assert_eq!(
         p2["barrier"], BARRIER_REASON,
