@@ -121,3 +121,43 @@ async fn the_agent_registers_and_a_refusal_does_not_stop_its_pass() {
         status.render()
     );
 }
+
+/// Only a missing bootc program makes this an rpm-ostree host. A bootc that
+/// is there but cannot be started (here: not executable) stops the pass, and
+/// rpm-ostree is never asked: driving the host behind bootc's back is worse
+/// than doing nothing.
+#[tokio::test]
+async fn a_bootc_that_cannot_start_is_not_taken_for_a_missing_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let host = host(dir.path());
+    let mut options = options(dir.path(), &host, "cairn-agent.service");
+    let bootc = dir.path().join("bootc-not-executable");
+    std::fs::write(&bootc, "#!/bin/sh\nexit 0\n").expect("write");
+    options.bootc = bootc.display().to_string();
+    let status = run_once(&options, PassMode::agent(true), jiff::Timestamp::now()).await;
+    assert_eq!(
+        status.reason.kind,
+        cairn_agent::reason::ReasonKind::HostUnreadable,
+        "{status:?}"
+    );
+    assert_eq!(
+        status.reason.cause.as_deref(),
+        Some("bootc_failed"),
+        "{status:?}"
+    );
+    assert!(host.state().calls.is_empty(), "rpm-ostree was never asked");
+
+    // With no bootc program at all, the same host is driven by rpm-ostree.
+    options.bootc = dir.path().join("no-bootc").display().to_string();
+    let status = run_once(&options, PassMode::agent(true), jiff::Timestamp::now()).await;
+    assert_ne!(
+        status.reason.kind,
+        cairn_agent::reason::ReasonKind::HostUnreadable,
+        "{status:?}"
+    );
+    assert!(
+        host.state().calls.iter().any(|c| c.contains("status")),
+        "rpm-ostree was asked: {:?}",
+        host.state().calls
+    );
+}

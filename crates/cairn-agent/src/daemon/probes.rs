@@ -171,10 +171,11 @@ pub(super) async fn pick_driver(
         }
         // bootc answered, but cannot manage this deployment: rpm-ostree can.
         Ok(_) => {}
-        // bootc cannot be started (not installed): an rpm-ostree host.
-        Err(DriverError::Run { .. }) => {}
-        // bootc failed, or hung (so it is installed): falling back would
-        // drive the host behind bootc's back.
+        // No bootc program: an rpm-ostree host.
+        Err(DriverError::NotInstalled { .. }) => {}
+        // bootc is there but failed, hung or could not be started (no
+        // resources, no permission): falling back would drive the host
+        // behind bootc's back.
         Err(e) => return Err(HostToolError::BootcFailed(e)),
     }
     let rpm = Driver::new(
@@ -198,11 +199,16 @@ mod tests {
 
     #[test]
     fn no_booted_image_carries_the_host_tool_s_kind() {
-        let missing = HostToolError::NoBootedImage(DriverError::Run {
+        let missing = HostToolError::NoBootedImage(DriverError::NotInstalled {
             command: "rpm-ostree status --json".into(),
             message: "No such file or directory".into(),
         });
-        assert_eq!(missing.kind(), "run");
+        assert_eq!(missing.kind(), "not_installed");
+        let unstartable = HostToolError::NoBootedImage(DriverError::Run {
+            command: "rpm-ostree status --json".into(),
+            message: "Resource temporarily unavailable".into(),
+        });
+        assert_eq!(unstartable.kind(), "run");
         let hung = HostToolError::NoBootedImage(DriverError::TimedOut {
             command: "rpm-ostree status --json".into(),
             after: Duration::from_secs(600),

@@ -36,8 +36,16 @@ pub trait CommandRunner: Send + Sync {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DriverError {
-    /// The tool could not be started (not installed, say), or waiting for
-    /// it failed.
+    /// The tool is not installed: starting it found no such program.
+    #[error("{command}: not installed ({message})")]
+    NotInstalled {
+        /// The command line.
+        command: String,
+        /// What starting it said.
+        message: String,
+    },
+    /// The tool could not be started for another reason (permissions, no
+    /// resources), or waiting for it failed.
     #[error("{command}: {message}")]
     Run {
         /// The command line.
@@ -116,6 +124,7 @@ impl DriverError {
     /// A short, fixed label for metrics.
     pub fn kind(&self) -> &'static str {
         match self {
+            DriverError::NotInstalled { .. } => "not_installed",
             DriverError::Run { .. } => "run",
             DriverError::TimedOut { .. } => "timed_out",
             DriverError::Failed { .. } => "failed",
@@ -410,6 +419,7 @@ impl<R: CommandRunner> Driver<R> {
                 command: command_line(&self.program, &args),
                 message: match e {
                     DriverError::Run { message, .. }
+                    | DriverError::NotInstalled { message, .. }
                     | DriverError::Failed { message, .. }
                     | DriverError::Unsupported { message, .. } => message,
                     other => other.to_string(),
@@ -616,9 +626,20 @@ impl CommandRunner for ProcessRunner {
             .stderr(std::process::Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| DriverError::Run {
-                command: command.clone(),
-                message: e.to_string(),
+            .map_err(|e| {
+                // Only a missing program means "not installed"; a host short
+                // of processes or memory still has the tool.
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    DriverError::NotInstalled {
+                        command: command.clone(),
+                        message: e.to_string(),
+                    }
+                } else {
+                    DriverError::Run {
+                        command: command.clone(),
+                        message: e.to_string(),
+                    }
+                }
             })?;
         let output = tokio::time::timeout(timeout, child.wait_with_output())
             .await

@@ -109,6 +109,10 @@ fn the_host_tool_s_lock_server_s_and_source_setting_s_causes_are_documented() {
     let command = || "rpm-ostree deploy".to_string();
     let message = || "no".to_string();
     let host = [
+        DriverError::NotInstalled {
+            command: command(),
+            message: message(),
+        },
         DriverError::Run {
             command: command(),
             message: message(),
