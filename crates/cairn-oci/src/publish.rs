@@ -125,6 +125,9 @@ pub struct BaseMemory {
     /// The architectures it was asked for, for a base that answers per
     /// architecture (served or not): a new one means reading it again.
     pub arches: Vec<String>,
+    /// The warnings of that read (architectures the base does not serve),
+    /// given again with every assembly that reuses the graph.
+    pub warnings: Vec<String>,
     /// The accepted base document's sequence and digest.
     pub seen: Option<(u64, String)>,
 }
@@ -298,7 +301,7 @@ async fn scan_with_base(
     let (report, requests) = scan(store, options, None, cache, observer).await?;
     let arches = architectures(&report.candidates, previous);
     let (base, skipped) = match kept_for(&cache.base, wanted, &arches, options.now) {
-        Some(base) => (base, Vec::new()),
+        Some(base) => (base, cache.base.warnings.clone()),
         None => read_base(client, wanted, options.now, &arches, cache, observer).await?,
     };
     // Only now is the base repository known: images that record only their
@@ -430,13 +433,17 @@ async fn read_base(
     observer.base_read(&graph);
     cache.base.graph = Some((graph.clone(), now));
     cache.base.arches = arches.to_vec();
+    cache.base.warnings.clone_from(&skipped);
     Ok((graph, skipped))
 }
 
 /// A per-architecture answer that says the base does not serve that
-/// architecture, as opposed to a server that could not be reached.
+/// architecture: not found, or refused as a bad request (Cairn's server
+/// answers 400 `unknown_basearch`). A server that could not be reached, is
+/// overloaded or failed (429, 5xx) fails the read, so it is tried again
+/// rather than an architecture published without its base.
 fn not_served(error: &SourceError) -> bool {
-    matches!(error.kind(), "not_found" | "status")
+    error.is_not_found() || matches!(error.http_status(), Some(400 | 404))
 }
 
 async fn scan(
@@ -635,6 +642,18 @@ async fn push(
 mod tests {
     use super::*;
 
+    /// Only an answer that the architecture is not there skips it; an
+    /// overloaded or failing server fails the read, to be tried again.
+    #[test]
+    fn only_not_found_and_bad_request_mean_an_architecture_is_not_served() {
+        for status in [400, 404] {
+            assert!(not_served(&SourceError::answered(status)), "{status}");
+        }
+        for status in [401, 429, 500, 502, 503, 504] {
+            assert!(!not_served(&SourceError::answered(status)), "{status}");
+        }
+    }
+
     /// A kept per-architecture base graph serves only while it is recent and
     /// only for the architectures it was asked for: one that appears later
     /// is read, not left without its base's barriers.
@@ -645,6 +664,7 @@ mod tests {
             graph: Some((BaseGraph::default(), read_at)),
             seen: None,
             arches: vec!["x86_64".into(), "ppc64le".into()],
+            warnings: Vec::new(),
         };
         let wanted = BaseOptions {
             source: BaseSource::Cincinnati {

@@ -115,6 +115,7 @@ pub async fn fcos_document(
 pub struct SourceError {
     kind: &'static str,
     message: String,
+    http_status: Option<u16>,
 }
 
 impl SourceError {
@@ -122,7 +123,40 @@ impl SourceError {
         SourceError {
             kind,
             message: message.into(),
+            http_status: None,
         }
+    }
+
+    /// A fetch that failed, with where it was going: the fetch's kind, and
+    /// the HTTP status when the server answered with one.
+    fn fetch(error: &crate::error::OciError, message: impl Into<String>) -> SourceError {
+        let http_status = match error {
+            crate::error::OciError::Status { status, .. } => Some(*status),
+            _ => None,
+        };
+        SourceError {
+            http_status,
+            ..SourceError::new(error.kind(), message)
+        }
+    }
+
+    /// A server's HTTP error answer, for tests of what callers make of it.
+    #[cfg(test)]
+    pub(crate) fn answered(status: u16) -> SourceError {
+        SourceError {
+            http_status: Some(status),
+            ..SourceError::new("status", format!("answered {status}"))
+        }
+    }
+
+    /// The source, or what it points at, does not exist.
+    pub fn is_not_found(&self) -> bool {
+        self.kind == "not_found"
+    }
+
+    /// The HTTP status the server answered with, when that was the failure.
+    pub fn http_status(&self) -> Option<u16> {
+        self.http_status
     }
 
     /// A short, fixed label: the underlying error's kind, or `not_found`,
@@ -258,7 +292,7 @@ pub async fn cincinnati_graph(
     let body = client
         .get_json_url(request.as_str(), MAX_METADATA_BYTES)
         .await
-        .map_err(|e| SourceError::new(e.kind(), format!("{shown}: {e}")))?
+        .map_err(|e| SourceError::fetch(&e, format!("{shown}: {e}")))?
         .ok_or_else(|| {
             SourceError::new("not_found", format!("{shown}: {request} was not found"))
         })?;
