@@ -487,7 +487,10 @@ pub async fn read_base_graph_after(
             // Wariness 1: a base release counts once the whole fleet may have it.
             let (graph, shown) = cincinnati_graph(client, url, stream, read.arch, 1.0, true)
                 .await
-                .map_err(|e| SourceError::new(e.kind, format!("{}: {}", read.arch, e.message)))?;
+                .map_err(|e| SourceError {
+                    message: format!("{}: {}", read.arch, e.message),
+                    ..e
+                })?;
             // OCI payloads are `<repository>@<digest>`.
             let repository = graph
                 .nodes()
