@@ -98,13 +98,7 @@ pub async fn run_once(options: &Options, mode: PassMode, now: Timestamp) -> Agen
         }
         status.last_error = Some(stopped.message);
     }
-    crate::status::finish(
-        &options.state_dir,
-        options.motd_dir.as_deref(),
-        &mut status,
-        now,
-    );
-    status
+    leave(options, status, now)
 }
 
 /// End a pass that stopped before it could decide anything: the status says
@@ -118,6 +112,11 @@ fn stop_early(
 ) -> AgentStatus {
     status.reason = reason;
     status.last_error = Some(error);
+    leave(options, status, now)
+}
+
+/// Write the status, metrics and MOTD files a pass leaves, and return the status.
+fn leave(options: &Options, mut status: AgentStatus, now: Timestamp) -> AgentStatus {
     crate::status::finish(
         &options.state_dir,
         options.motd_dir.as_deref(),
