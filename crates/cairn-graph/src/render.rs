@@ -184,13 +184,8 @@ pub fn text(
     for view in views(document, options) {
         write_edges(&view, options, out)?;
     }
-    let not_offered = crate::assemble::not_offered(document);
-    if !not_offered.is_empty() {
-        writeln!(
-            out,
-            "\nnot a target for any host: {}",
-            not_offered.join(", ")
-        )?;
+    if let Some(line) = not_offered_line(document) {
+        writeln!(out, "\n{line}")?;
     }
     for warning in document.warnings() {
         writeln!(out, "warning: {warning}")?;
@@ -219,29 +214,80 @@ fn write_edges(view: &ArchView, options: &ShowOptions, out: &mut impl Write) -> 
     for (target, mut sources) in by_target.into_iter().rev() {
         sources.sort_unstable();
         let node = &view.seen.nodes()[target];
-        let (first, last) = match (sources.first(), sources.last()) {
-            (Some(&first), Some(&last)) => (first, last),
-            _ => continue,
-        };
-        let from = if first == last {
-            view.seen.nodes()[first].version.clone()
-        } else {
-            format!(
-                "{} .. {}",
-                view.seen.nodes()[first].version,
-                view.seen.nodes()[last].version
-            )
-        };
         writeln!(
             out,
-            "  {} [{}] <- {} ({} sources)",
+            "  {} [{}] <- {}",
             node.version,
             short(&node.id),
-            from,
-            sources.len()
+            sources_text(view.seen.nodes(), &sources)
         )?;
     }
     Ok(())
+}
+
+/// Lists longer than this are shown as a range and the releases it skips.
+const LISTED_SOURCES: usize = 6;
+
+/// `1 source: a`, `2 sources: a, c`, or for many `9 sources: a .. i, not c (dead-end)`,
+/// so that a range never hides the releases it leaves out.
+fn sources_text(nodes: &[crate::graph::Node], sources: &[usize]) -> String {
+    let count = match sources.len() {
+        1 => "1 source".to_string(),
+        n => format!("{n} sources"),
+    };
+    let (Some(&first), Some(&last)) = (sources.first(), sources.last()) else {
+        return count;
+    };
+    if sources.len() <= LISTED_SOURCES {
+        let names: Vec<&str> = sources.iter().map(|&i| nodes[i].version.as_str()).collect();
+        return format!("{count}: {}", names.join(", "));
+    }
+    let skipped: Vec<String> = (first..=last)
+        .filter(|i| sources.binary_search(i).is_err())
+        .map(|i| match nodes[i].deadend {
+            Some(_) => format!("{} (dead-end)", nodes[i].version),
+            None => nodes[i].version.clone(),
+        })
+        .collect();
+    let mut text = format!(
+        "{count}: {} .. {}",
+        nodes[first].version, nodes[last].version
+    );
+    if !skipped.is_empty() {
+        let shown = skipped.len().min(LISTED_SOURCES);
+        text.push_str(&format!(", not {}", skipped[..shown].join(", ")));
+        if skipped.len() > shown {
+            text.push_str(&format!(" and {} more", skipped.len() - shown));
+        }
+    }
+    text
+}
+
+/// Why no host is sent to `release`, in a word or two.
+fn not_offered_reason(release: &Release) -> &'static str {
+    if release.deadend.is_some() {
+        "dead-end"
+    } else if release.rollout.is_none() && release.barrier.is_none() {
+        "no rollout or barrier"
+    } else {
+        "no edge leads to it"
+    }
+}
+
+/// `not a target for any host: 44.3 (dead-end), …`, or `None` when every
+/// release is a target: information for `graph show` and `publish`.
+pub fn not_offered_line(document: &GraphDocument) -> Option<String> {
+    let listed: Vec<String> = crate::assemble::not_offered(document)
+        .into_iter()
+        .map(|version| match document.release(&version) {
+            Some((_, release)) => format!("{version} ({})", not_offered_reason(release)),
+            None => version,
+        })
+        .collect();
+    if listed.is_empty() {
+        return None;
+    }
+    Some(format!("not a target for any host: {}", listed.join(", ")))
 }
 
 /// A summary for scripts.

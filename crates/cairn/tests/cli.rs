@@ -233,13 +233,22 @@ fn graph_show_has_three_formats() {
         "dead-end (https://example.org/issues/17",
         "rollout 55.0%",
         "hidden from wariness 0.6",
-        "not a target for any host: 42.20250915.0, 42.20251013.0",
+        "  43.20251027.0 [98187510f36a] <- 1 source: 42.20250929.0\n",
+        "\nnot a target for any host: 42.20250915.0 (no rollout or barrier), 42.20251013.0 (dead-end)\n",
     ] {
         assert!(
             text.contains(expected),
             "{expected:?} missing from:\n{text}"
         );
     }
+
+    let text = show("--arch x86_64");
+    assert!(
+        text.contains(
+            "  43.20251110.0 [487d59a14012] <- 2 sources: 42.20250929.0, 43.20251027.0\n"
+        ),
+        "{text}"
+    );
 
     let summary: Value = serde_json::from_str(&show("--format json --arch x86_64")).expect("JSON");
     assert_eq!(summary["releases"].as_array().map(Vec::len), Some(6));
@@ -568,4 +577,173 @@ fn the_demo_runs_and_leaves_a_plot() {
         ],
     ));
     assert!(shown.contains("5 releases"), "{shown}");
+}
+
+const EXAMPLE_NOW: &str = "2025-11-11T16:00:00Z";
+
+/// The example document signed with a fresh key: (document, public key).
+fn signed_example(dir: &Path) -> (String, String) {
+    let doc = dir.join("stable.json");
+    std::fs::copy(example(), &doc).expect("copy");
+    let prefix = dir.join("team").display().to_string();
+    ok(&["document", "keygen", "--output", &prefix]);
+    let doc = doc.display().to_string();
+    ok(&["document", "sign", "--key", &format!("{prefix}.key"), &doc]);
+    (doc, format!("{prefix}.pub"))
+}
+
+#[test]
+fn graph_show_says_what_was_checked() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (doc, public) = signed_example(dir.path());
+    let out = cairn(&cmd("graph show --now", &[EXAMPLE_NOW, &doc]));
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with(&format!(
+            "{doc}: signature NOT checked (no --key)\nstream stable"
+        )),
+        "{stdout}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "cairn: warning: {doc}: signature not checked; give the publisher's key with --key\n"
+        )
+    );
+
+    let out = cairn(&cmd(
+        "graph show --now",
+        &[EXAMPLE_NOW, &doc, "--key", &public],
+    ));
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with(&format!(
+            "{doc}: signature verified with {public}\nstream stable"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn document_verify_without_a_key_fails_unless_unsigned_is_allowed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (doc, public) = signed_example(dir.path());
+    let out = cairn(&cmd("document verify --now", &[EXAMPLE_NOW, &doc]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "cairn: error: {doc}: no --key, so the signature cannot be checked; give the \
+             publisher's public key with --key, or --allow-unsigned to check only stream, \
+             expiry and sequence\n"
+        )
+    );
+
+    let out = ok(&cmd(
+        "document verify --allow-unsigned --now",
+        &[EXAMPLE_NOW, &doc],
+    ));
+    assert_eq!(
+        out,
+        format!(
+            "checked {doc}: stream stable, sequence 1762790400000, 6 releases, issued \
+             2025-11-10T16:00:00Z, expires 2025-11-24T16:00:00Z, signature NOT checked \
+             (--allow-unsigned)\n"
+        )
+    );
+    assert!(!out.contains("verified"), "{out}");
+
+    let out = ok(&cmd(
+        "document verify --now",
+        &[EXAMPLE_NOW, &doc, "--key", &public],
+    ));
+    assert!(
+        out.starts_with(&format!("verified {doc}: stream stable")),
+        "{out}"
+    );
+    assert!(
+        out.ends_with(&format!("signature valid ({public})\n")),
+        "{out}"
+    );
+}
+
+#[test]
+fn documents_are_named_the_same_way_everywhere() {
+    let doc = example().display().to_string();
+    let positional = ok(&cmd("graph show --now", &[EXAMPLE_NOW, &doc]));
+    let option = ok(&cmd("graph show --now", &[EXAMPLE_NOW, "--document", &doc]));
+    assert_eq!(positional, option);
+    let fixed = format!("graph next --arch x86_64 --booted 42.20250929.0 --now {EXAMPLE_NOW}");
+    assert_eq!(
+        ok(&cmd(&fixed, &[&doc])),
+        ok(&cmd(&fixed, &["--document", &doc]))
+    );
+    let out = ok(&cmd(
+        "simulate --nodes 50 --days 1 --start",
+        &[EXAMPLE_NOW, &doc],
+    ));
+    assert!(out.contains("50 nodes"), "{out}");
+
+    let err = failure(&cmd("graph show", &[&doc, "--document", &doc]));
+    assert!(err.contains("cannot be used with"), "{err}");
+    let err = failure(&cmd("graph show localhost:1/acme/os", &[]));
+    assert_eq!(
+        err,
+        "cairn: error: localhost:1/acme/os: name the document's tag, for example :cairn-graph-stable\n"
+    );
+}
+
+#[test]
+fn booted_takes_a_version_or_a_digest() {
+    let doc = example().display().to_string();
+    let document = GraphDocument::from_json(&std::fs::read(example()).expect("read"))
+        .expect("parses")
+        .document;
+    let digest = document
+        .release("42.20250929.0")
+        .expect("release")
+        .1
+        .architectures["x86_64"]
+        .digest
+        .clone()
+        .expect("digest");
+    let by_version = next(&doc, "42.20250929.0", &format!("--now {EXAMPLE_NOW}"));
+    let by_digest = next(&doc, &digest, &format!("--now {EXAMPLE_NOW}"));
+    assert_eq!(by_version, by_digest);
+    assert_eq!(by_version["booted"], "42.20250929.0");
+    assert_eq!(by_version["target"]["version"], "43.20251027.0");
+
+    let err = failure(&cmd(
+        "graph next --arch aarch64 --booted 42.20250901.0 --now",
+        &[EXAMPLE_NOW, &doc],
+    ));
+    assert!(
+        err.ends_with(
+            "cairn: error: --booted 42.20250901.0: release 42.20250901.0 has no aarch64 image (it has: x86_64)\n"
+        ),
+        "{err}"
+    );
+
+    let simulate = |booted: &str| {
+        ok(&cmd(
+            "simulate --nodes 50 --days 2 --start",
+            &[EXAMPLE_NOW, &doc, "--booted", booted],
+        ))
+    };
+    assert_eq!(simulate("42.20250929.0"), simulate(&digest));
+    let err = failure(&cmd("simulate --booted 44.4 --start", &[EXAMPLE_NOW, &doc]));
+    assert!(
+        err.ends_with(
+            "cairn: error: --booted 44.4: no x86_64 release has this version or digest\n"
+        ),
+        "{err}"
+    );
 }

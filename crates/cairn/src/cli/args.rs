@@ -255,9 +255,17 @@ pub fn verifying_keys(paths: &[PathBuf]) -> anyhow::Result<Vec<cairn_oci::signin
 pub struct DocumentArgs {
     /// The document: a file, an https URL, `oci:DIR[:TAG]`, or a registry
     /// reference such as quay.io/acme/os:cairn-graph-stable.
-    #[arg(long)]
-    document: String,
-    /// Require a signature by this public key (PEM; repeatable).
+    #[arg(
+        value_name = "DOCUMENT",
+        required_unless_present = "document",
+        conflicts_with = "document"
+    )]
+    location: Option<String>,
+    /// The document, as an option (the same as the positional DOCUMENT).
+    #[arg(long, value_name = "DOCUMENT")]
+    document: Option<String>,
+    /// Require a signature by this public key (PEM; repeatable). Without one
+    /// the signature is not checked, and a warning says so.
     #[arg(long = "key", value_name = "PEM")]
     keys: Vec<PathBuf>,
     /// Refuse a document of another stream. Default: the stream a
@@ -282,25 +290,63 @@ pub fn expected_stream(location: &cairn_oci::Location, explicit: Option<&str>) -
         .map(str::to_string)
 }
 
+/// Fetch a document, naming `name` (as the user wrote it) in any error that
+/// does not already name the location.
+pub fn fetch_document(
+    name: &str,
+    location: &cairn_oci::Location,
+    client: &cairn_oci::RegistryClient,
+) -> anyhow::Result<cairn_oci::document::FetchedDocument> {
+    use cairn_oci::OciError;
+    use cairn_oci::document::DocumentStoreError;
+    match runtime()?.block_on(cairn_oci::document::fetch_location(location, client)) {
+        Ok(fetched) => Ok(fetched),
+        // A location the reader cannot use (no tag) is already its subject.
+        Err(DocumentStoreError::Store(error @ OciError::Invalid { .. })) if matches!(&error, OciError::Invalid { what, .. } if *what == location.to_string()) => {
+            Err(error.into())
+        }
+        Err(error) => Err(anyhow::Error::new(error).context(name.to_string())),
+    }
+}
+
+/// How `--key` files read for people: `a.pub` or `one of a.pub, b.pub`.
+pub fn key_names(paths: &[PathBuf]) -> String {
+    let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    match names.as_slice() {
+        [one] => one.clone(),
+        _ => format!("one of {}", names.join(", ")),
+    }
+}
+
 impl DocumentArgs {
     /// The document as given on the command line.
     pub fn name(&self) -> &str {
-        &self.document
+        // Clap requires one of the two.
+        self.location
+            .as_deref()
+            .or(self.document.as_deref())
+            .unwrap_or_default()
     }
 
-    /// Read the document and check its signature when keys are given.
+    /// What `load` checked of the signature, in words.
+    pub fn signature_note(&self) -> String {
+        if self.keys.is_empty() {
+            "signature NOT checked (no --key)".to_string()
+        } else {
+            format!("signature verified with {}", key_names(&self.keys))
+        }
+    }
+
+    /// Read the document and check its signature when keys are given
+    /// (callers then say what was checked: [`DocumentArgs::warn_if_unchecked`]).
     /// Expiry is left to the caller, which reports it in its own terms.
     pub fn load(&self) -> anyhow::Result<cairn_graph::GraphDocument> {
-        let location = cairn_oci::Location::parse(&self.document)?;
+        let name = self.name();
+        let location = cairn_oci::Location::parse(name)?;
         let client = self.registry.client()?;
-        let fetched = runtime()?
-            .block_on(cairn_oci::document::fetch_location(&location, &client))
-            .with_context(|| self.document.clone())?;
+        let fetched = fetch_document(name, &location, &client)?;
         for field in &fetched.ignored_fields {
-            eprintln!(
-                "cairn: warning: {}: unknown field `{field}` ignored",
-                self.document
-            );
+            eprintln!("cairn: warning: {name}: unknown field `{field}` ignored");
         }
         let keys = verifying_keys(&self.keys)?;
         let stream = expected_stream(&location, self.stream.as_deref());
@@ -312,7 +358,66 @@ impl DocumentArgs {
             last_seen: None,
             stream: stream.as_deref(),
         };
-        fetched.verify(&self.document, &policy)?;
+        fetched.verify(name, &policy)?;
         Ok(fetched.document)
     }
+
+    /// After a command's output: warn when `load` checked no signature.
+    /// Not before, so that an error stays the only line of a failure.
+    pub fn warn_if_unchecked(&self) {
+        if self.keys.is_empty() {
+            eprintln!(
+                "cairn: warning: {}: signature not checked; give the publisher's key with --key",
+                self.name()
+            );
+        }
+    }
+}
+
+/// The release a `--booted` value names on `arch`: a version, a manifest
+/// digest (or alias), or an ostree checksum. `None` when no release matches.
+pub fn booted_release<'a>(
+    document: &'a cairn_graph::GraphDocument,
+    arch: &str,
+    booted: &str,
+) -> Option<&'a cairn_graph::document::Release> {
+    if let Some((_, release)) = document.release(booted) {
+        return Some(release);
+    }
+    document.releases.iter().find(|release| {
+        release.architectures.get(arch).is_some_and(|entry| {
+            entry.digest.as_deref() == Some(booted)
+                || entry.ostree.as_deref() == Some(booted)
+                || entry.aliases.iter().any(|alias| alias == booted)
+        })
+    })
+}
+
+/// The identifier the graph knows a `--booted` version by on `arch`: its
+/// manifest digest, else its ostree checksum. Digests and unknown values
+/// pass through, so the decision can say what is wrong with them.
+pub fn booted_id(
+    document: &cairn_graph::GraphDocument,
+    arch: &str,
+    booted: &str,
+) -> anyhow::Result<String> {
+    let Some((_, release)) = document.release(booted) else {
+        return Ok(booted.to_string());
+    };
+    let entry = release.architectures.get(arch).with_context(|| {
+        format!(
+            "--booted {booted}: release {booted} has no {arch} image (it has: {})",
+            release
+                .architectures
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })?;
+    entry
+        .digest
+        .clone()
+        .or_else(|| entry.ostree.clone())
+        .with_context(|| format!("--booted {booted}: release {booted} has no {arch} digest"))
 }

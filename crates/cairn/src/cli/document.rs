@@ -34,9 +34,13 @@ pub struct SignArgs {
 pub struct VerifyArgs {
     /// The document: a registry reference, oci:DIR[:TAG], a file or an https URL.
     location: String,
-    /// A trusted public key (PEM; repeatable). Without one only expiry and sequence are checked.
+    /// A trusted public key (PEM; repeatable). Required unless `--allow-unsigned`.
     #[arg(long = "key", value_name = "PEM")]
     keys: Vec<PathBuf>,
+    /// Without `--key`, check only stream, expiry and sequence, and exit 0
+    /// if they pass; the signature is not checked.
+    #[arg(long)]
+    allow_unsigned: bool,
     /// Remembers the last accepted sequence; refuses older ones.
     #[arg(long, value_name = "FILE")]
     state: Option<PathBuf>,
@@ -89,11 +93,16 @@ struct State {
 }
 
 fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    // Refused before any fetch: without a key, nothing would be verified.
+    anyhow::ensure!(
+        !args.keys.is_empty() || args.allow_unsigned,
+        "{}: no --key, so the signature cannot be checked; give the publisher's public key \
+         with --key, or --allow-unsigned to check only stream, expiry and sequence",
+        args.location
+    );
     let location = cairn_oci::Location::parse(&args.location)?;
     let client = args.registry.client()?;
-    let fetched = args::runtime()?
-        .block_on(cairn_oci::document::fetch_location(&location, &client))
-        .with_context(|| args.location.clone())?;
+    let fetched = args::fetch_document(&args.location, &location, &client)?;
     let keys = args::verifying_keys(&args.keys)?;
     let state: Option<State> = match &args.state {
         Some(path) => match std::fs::read(path) {
@@ -126,13 +135,16 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         cairn_fs::write_atomic(path, &serde_json::to_vec(&state)?)?;
     }
     let document = &fetched.document;
-    let signature = if keys.is_empty() {
-        "not checked (no --key)"
+    let (verdict, signature) = if keys.is_empty() {
+        ("checked", "NOT checked (--allow-unsigned)".to_string())
     } else {
-        "valid"
+        (
+            "verified",
+            format!("valid ({})", args::key_names(&args.keys)),
+        )
     };
     args::emit(&format!(
-        "verified {}: stream {}, sequence {}, {} releases, issued {}, expires {}, signature {signature}\n",
+        "{verdict} {}: stream {}, sequence {}, {} releases, issued {}, expires {}, signature {signature}\n",
         args.location,
         document.stream,
         document.sequence,

@@ -340,11 +340,9 @@ impl Observer for Printer {
                 assembled.gone.join(", ")
             );
         }
-        if !assembled.not_offered.is_empty() {
-            eprintln!(
-                "cairn: not a target for any host: {}",
-                assembled.not_offered.join(", ")
-            );
+        // Information, not a warning: dead-ends are often meant.
+        if let Some(line) = cairn_graph::render::not_offered_line(&assembled.document) {
+            eprintln!("{line}");
         }
         eprintln!(
             "cairn: scanned {} tags, {} releases ({} new), {} HTTP requests",

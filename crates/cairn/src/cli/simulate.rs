@@ -25,7 +25,7 @@ pub struct Args {
     /// The architecture whose graph the fleet follows.
     #[arg(long, default_value = "x86_64")]
     arch: String,
-    /// Where the fleet starts: a version, or shares such as
+    /// Where the fleet starts: a release (version or digest), or shares such as
     /// `43.20260413.3.2=0.3,44.20260621.3.1=0.7`. Default: everybody on the
     /// newest release offered to the whole fleet at the start.
     #[arg(long)]
@@ -130,7 +130,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         arch: args.arch.clone(),
         booted: match &args.booted {
             None => Vec::new(),
-            Some(text) => parse_booted(text)?,
+            Some(text) => parse_booted(text)?
+                .into_iter()
+                .map(|(booted, share)| {
+                    let release = args::booted_release(&document, &args.arch, &booted)
+                        .with_context(|| {
+                            format!(
+                                "--booted {booted}: no {} release has this version or digest",
+                                args.arch
+                            )
+                        })?;
+                    Ok((release.version.clone(), share))
+                })
+                .collect::<anyhow::Result<_>>()?,
         },
         start: args::now_or(args.start.as_deref())?,
         span: jiff::SignedDuration::from_secs((args.days * 86_400.0) as i64),
@@ -152,6 +164,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         text.push_str(&format!("plot: {}\n", out.display()));
     }
     args::emit(&text)?;
+    args.document.warn_if_unchecked();
     Ok(ExitCode::SUCCESS)
 }
 
@@ -194,7 +207,7 @@ fn schedule(specs: &[String], zone_name: &str) -> anyhow::Result<cairn_graph::wi
     })
 }
 
-/// `V` or `V1=share,V2=share`.
+/// `V` or `V1=share,V2=share`; each `V` a version or a digest.
 fn parse_booted(text: &str) -> anyhow::Result<Vec<(String, f64)>> {
     if !text.contains('=') {
         return Ok(vec![(text.to_string(), 1.0)]);

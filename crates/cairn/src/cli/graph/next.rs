@@ -15,7 +15,8 @@ pub struct Args {
     /// The node's architecture.
     #[arg(long)]
     arch: String,
-    /// The booted manifest digest (`sha256:...`) or ostree checksum.
+    /// The booted release: its version, manifest digest (`sha256:...`) or
+    /// ostree checksum.
     #[arg(long)]
     booted: String,
     #[command(flatten)]
@@ -33,8 +34,9 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let document = args.source.load()?;
+    let booted = args::booted_id(&document, &args.arch, &args.booted)?;
     let query = Query {
-        booted: &args.booted,
+        booted: &booted,
         wariness: args.wariness.resolve(1.0)?,
         now: args::now_or(args.now.as_deref())?,
         deny: &args.deny,
@@ -57,5 +59,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "next_change": next_change.map(|t| t.to_string()),
     });
     args::emit(&format!("{}\n", serde_json::to_string_pretty(&answer)?))?;
+    args.source.warn_if_unchecked();
     Ok(ExitCode::SUCCESS)
 }

@@ -54,10 +54,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match args.format {
-        Format::Text => render::text(&document, &options, &mut out)?,
+        Format::Text => {
+            writeln!(
+                out,
+                "{}: {}",
+                args.source.name(),
+                args.source.signature_note()
+            )?;
+            render::text(&document, &options, &mut out)?
+        }
         Format::Json => render::json(&document, &options, &mut out)?,
         Format::Dot => render::dot(&document, &options, &mut out)?,
     }
     out.flush()?;
+    args.source.warn_if_unchecked();
     Ok(ExitCode::SUCCESS)
 }
