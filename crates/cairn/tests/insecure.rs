@@ -1,0 +1,65 @@
+//! A registry that speaks plain HTTP, as a local test registry does: what
+//! `cairn` says when it is not listed as insecure, and how a script lists it
+//! once, in `CAIRN_INSECURE_REGISTRIES`, instead of on every command.
+
+use cairn_testkit::{Auth, TestRegistry};
+use std::path::Path;
+use std::process::{Command, Output};
+
+const ENV: &str = "CAIRN_INSECURE_REGISTRIES";
+
+/// `cairn` with `args`, and the insecure-registry variable set to `insecure`
+/// (removed when `None`, whatever the test's own environment holds).
+fn cairn(args: &[String], insecure: Option<&str>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cairn"));
+    command.args(args).env(
+        "XDG_CACHE_HOME",
+        std::env::temp_dir().join("cairn-test-cache-unused"),
+    );
+    match insecure {
+        Some(hosts) => command.env(ENV, hosts),
+        None => command.env_remove(ENV),
+    };
+    command.output().expect("cairn runs")
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+fn keygen(dir: &Path) -> (String, String) {
+    let prefix = dir.join("team").display().to_string();
+    let out = cairn(&strings(&["document", "keygen", "--output", &prefix]), None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (format!("{prefix}.key"), format!("{prefix}.pub"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_http_registry_is_named_with_the_flag_to_use() {
+    let registry = TestRegistry::start(Auth::None).await;
+    let host = registry.host.clone();
+    let document = format!("{host}/acme/os:cairn-graph-stable");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (_, public) = keygen(dir.path());
+
+    let out = cairn(
+        &strings(&["document", "verify", &document, "--key", &public]),
+        None,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let url = format!("https://{host}/v2/acme/os/manifests/cairn-graph-stable");
+    assert_eq!(
+        stderr,
+        format!(
+            "cairn: error: {document}: GET {url}: {host} answered in plain HTTP, not TLS; \
+             if that is meant (a local registry), pass --insecure-registry {host} or set \
+             CAIRN_INSECURE_REGISTRIES={host} (for `cairn serve`: insecure_registries = [\"{host}\"])\n"
+        )
+    );
+    assert!(!stderr.contains("InvalidContentType"), "{stderr}");
+}
