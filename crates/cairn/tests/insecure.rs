@@ -2,6 +2,9 @@
 //! `cairn` says when it is not listed as insecure, and how a script lists it
 //! once, in `CAIRN_INSECURE_REGISTRIES`, instead of on every command.
 
+mod common;
+use common::publish::Publish;
+
 use cairn_testkit::{Auth, TestRegistry};
 use std::path::Path;
 use std::process::{Command, Output};
@@ -62,4 +65,37 @@ async fn a_plain_http_registry_is_named_with_the_flag_to_use() {
         )
     );
     assert!(!stderr.contains("InvalidContentType"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_variable_lists_insecure_registries_for_every_command() {
+    let registry = TestRegistry::start(Auth::None).await;
+    let store = registry.store("acme/os");
+    cairn_testkit::write_release(&store, "44.1", "2026-01-01T00:00:00Z", &["44.1"]).await;
+    let host = registry.host.clone();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (key, public) = keygen(dir.path());
+    let publish = Publish::signed(&format!("{host}/acme/os"), &key)
+        .cache(dir.path().join("cache.json"))
+        .to_args();
+
+    // Other hosts in the list, and blanks, do not get in the way.
+    let listed = format!("registry.invalid:5000, {host}");
+    let out = cairn(&publish, Some(&listed));
+    assert!(
+        out.status.success(),
+        "publish with {ENV}={listed}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let document = format!("{host}/acme/os:cairn-graph-stable");
+    let verify = strings(&["document", "verify", &document, "--key", &public]);
+    let out = cairn(&verify, Some(&listed));
+    assert!(
+        out.status.success(),
+        "verify with {ENV}={listed}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The same command without the variable proves it was the variable.
+    let out = cairn(&verify, None);
+    assert!(!out.status.success(), "verify without {ENV} reached {host}");
 }
