@@ -6,8 +6,10 @@ mod common;
 use common::publish::Publish;
 
 use cairn_testkit::{Auth, TestRegistry};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 const ENV: &str = "CAIRN_INSECURE_REGISTRIES";
 
@@ -98,4 +100,63 @@ async fn the_variable_lists_insecure_registries_for_every_command() {
     // The same command without the variable proves it was the variable.
     let out = cairn(&verify, None);
     assert!(!out.status.success(), "verify without {ENV} reached {host}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_without_a_good_graph_says_there_is_none_yet() {
+    let registry = TestRegistry::start(Auth::None).await;
+    let host = registry.host.clone();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (_, public) = keygen(dir.path());
+    let config = dir.path().join("server.toml");
+    // The registry is not listed as insecure, so the first refresh fails.
+    std::fs::write(
+        &config,
+        format!(
+            "[[stream]]\nname = \"stable\"\n\
+             document = {{ location = \"{host}/acme/os:cairn-graph-stable\", keys = [\"{public}\"] }}\n"
+        ),
+    )
+    .expect("server config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["serve", "--config", &config.display().to_string()])
+        .args(["--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cairn serve starts");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (lines, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut log = String::new();
+    let failed = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match seen.recv_timeout(left) {
+            Ok(line) if line.contains("source refresh failed") => break line,
+            Ok(line) => log.push_str(&format!("{line}\n")),
+            Err(_) => break String::new(),
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(!failed.is_empty(), "no refresh failure logged:\n{log}");
+    assert!(
+        failed.contains(
+            "source refresh failed and no refresh has succeeded yet: no graph to serve, so this stream's requests get 503 until one does"
+        ),
+        "{failed}"
+    );
+    assert!(failed.contains("kind=\"plain_http\""), "{failed}");
+    assert!(
+        failed.contains(&format!("{host} answered in plain HTTP, not TLS")),
+        "{failed}"
+    );
+    assert!(!failed.contains("last good graph"), "{failed}");
 }
