@@ -9,7 +9,7 @@
 use crate::auth::{Challenge, Credentials, Login};
 use crate::digest::sha256_digest;
 use crate::error::{OciError, Result};
-use crate::http::{BodyError, Http, Overflow, RetryPolicy, error_chain, limits};
+use crate::http::{BodyError, Http, Overflow, RetryPolicy, error_chain, limits, met_plain_http};
 use crate::reference::Repository;
 use base64::Engine;
 use bytes::Bytes;
@@ -767,10 +767,29 @@ fn check_reference(reference: &str) -> Result<()> {
 }
 
 fn transport(method: &str, url: &str, error: &reqwest::Error) -> OciError {
+    if met_plain_http(error) {
+        return OciError::PlainHttp {
+            method: method.to_string(),
+            url: url.to_string(),
+            host: url_host(url),
+        };
+    }
     OciError::Transport {
         method: method.to_string(),
         url: url.to_string(),
         message: error_chain(error),
+    }
+}
+
+/// `host[:port]` of a URL, as an insecure-registry list names it.
+fn url_host(url: &str) -> String {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return url.to_string();
+    };
+    let host = parsed.host_str().unwrap_or_default();
+    match parsed.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
     }
 }
 

@@ -16,6 +16,22 @@ pub enum OciError {
         /// What the HTTP stack said.
         message: String,
     },
+    /// A TLS handshake met a server speaking plain HTTP: the registry is
+    /// probably a local one that must be listed as insecure.
+    // Wrappers up the chain may be transparent, so the message itself says
+    // what to do rather than leaving a hint to the caller.
+    #[error(
+        "{method} {url}: {host} answered in plain HTTP, not TLS; if that is meant (a local registry), pass --insecure-registry {host} or set {env}={host} (for `cairn serve`: insecure_registries = [\"{host}\"])",
+        env = crate::INSECURE_REGISTRIES_ENV
+    )]
+    PlainHttp {
+        /// HTTP method.
+        method: String,
+        /// The URL.
+        url: String,
+        /// `host[:port]` as an insecure-registry list names it.
+        host: String,
+    },
     /// The registry answered with an unexpected status.
     #[error("{method} {url}: HTTP {status}{}", body_suffix(.body))]
     Status {
@@ -97,6 +113,7 @@ impl OciError {
     pub fn kind(&self) -> &'static str {
         match self {
             OciError::Transport { .. } => "transport",
+            OciError::PlainHttp { .. } => "plain_http",
             OciError::Status { .. } => "status",
             OciError::Unauthorized { .. } => "unauthorized",
             OciError::DigestMismatch { .. } => "digest_mismatch",

@@ -169,8 +169,13 @@ impl Http {
                 }
                 Err(error) => error,
             };
-            // A bad URL or a refused redirect will not get better by asking again.
-            if error.is_builder() || error.is_redirect() || attempt >= retries {
+            // A bad URL, a refused redirect or a plain-HTTP peer will not get
+            // better by asking again.
+            if error.is_builder()
+                || error.is_redirect()
+                || met_plain_http(&error)
+                || attempt >= retries
+            {
                 return Err(error);
             }
             tracing::debug!(%error, attempt, "retrying after transport error");
@@ -239,6 +244,34 @@ pub async fn error_text(response: reqwest::Response, max_chars: usize) -> String
     }
 }
 
+/// Whether a TLS handshake failed because the peer answered in plain HTTP:
+/// rustls then reads the first bytes of `HTTP/1.1 400` as a record header
+/// whose content type is invalid.
+pub fn met_plain_http(error: &reqwest::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        // An `io::Error`'s `source()` skips the error it wraps, and the TLS
+        // stack nests one `io::Error` in another, so unwrap them by hand.
+        let mut inner = current;
+        while let Some(wrapped) = inner
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            inner = wrapped;
+        }
+        if matches!(
+            inner.downcast_ref::<rustls::Error>(),
+            Some(rustls::Error::InvalidMessage(
+                rustls::InvalidMessage::InvalidContentType
+            ))
+        ) {
+            return true;
+        }
+        cause = current.source();
+    }
+    false
+}
+
 /// An error and its causes on one line.
 pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
@@ -267,6 +300,35 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 mod tests {
     use super::*;
     use reqwest::header::HeaderValue;
+
+    #[tokio::test]
+    async fn a_plain_http_peer_is_recognised_and_not_retried() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut hello = [0u8; 512];
+                let _ = socket.read(&mut hello).await;
+                let _ = socket
+                    .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                    .await;
+            }
+        });
+        let retry = RetryPolicy {
+            retries: 3,
+            backoff: Duration::from_millis(50),
+        };
+        let http = Http::new(Duration::from_secs(5), retry).expect("client");
+        let error = http
+            .send(|c| c.get(format!("https://{address}/v2/")))
+            .await
+            .expect_err("TLS to a plain HTTP peer fails");
+        assert!(met_plain_http(&error), "{}", error_chain(&error));
+        assert_eq!(http.request_count(), 1, "asking again cannot help");
+    }
 
     #[test]
     fn retry_after_is_capped() {

@@ -31,6 +31,11 @@ pub mod sources;
 pub mod store;
 
 pub use client::{ClientOptions, RegistryClient};
+
+/// The environment variable the `cairn` command reads for more registries
+/// to reach over plain HTTP (comma-separated `host[:port]`), so that scripts
+/// need not repeat `--insecure-registry`.
+pub const INSECURE_REGISTRIES_ENV: &str = "CAIRN_INSECURE_REGISTRIES";
 pub use error::OciError;
 pub use reference::{ImageRef, Location, Repository};
 pub use store::Store;

@@ -161,9 +161,15 @@ async fn https_is_required_unless_the_registry_is_listed_as_insecure() {
     })
     .expect("client");
     let repo = Repository::parse(&format!("{host}/acme/os")).expect("repo");
-    // Plain HTTP is never tried: the TLS handshake with an HTTP server fails.
+    // Plain HTTP is never tried: the TLS handshake with an HTTP server fails,
+    // and the error says why and how to list the registry.
     let err = client.list_tags(&repo).await.expect_err("no TLS here");
-    assert_eq!(err.kind(), "transport");
+    assert_eq!(err.kind(), "plain_http", "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("pass --insecure-registry {host}")),
+        "{err}"
+    );
     assert!(
         err.to_string().contains(&format!("https://{host}")),
         "{err}"

@@ -117,7 +117,11 @@ impl StreamSource {
                 );
                 // Log on a change of state only: a source down for a day logs once.
                 if previous.failing.as_ref().map(|(kind, _)| *kind) != Some(error.kind) {
-                    tracing::warn!(stream = %self.stream, kind = error.kind, error = %error.message, "source refresh failed; serving the last good graph");
+                    if app.snapshot(&self.stream).is_some() {
+                        tracing::warn!(stream = %self.stream, kind = error.kind, error = %error.message, "source refresh failed; serving the last good graph");
+                    } else {
+                        tracing::warn!(stream = %self.stream, kind = error.kind, error = %error.message, "source refresh failed and no refresh has succeeded yet: no graph to serve, so this stream's requests get 503 until one does");
+                    }
                 }
                 metrics
                     .refreshes

@@ -159,6 +159,16 @@ mod tests {
     }
 
     #[test]
+    fn insecure_registries_merge_flags_and_the_variable() {
+        let flags = vec!["127.0.0.1:5000".to_string()];
+        assert_eq!(
+            merge_insecure(&flags, " localhost:5001 ,,127.0.0.1:5000, "),
+            ["127.0.0.1:5000", "localhost:5001"]
+        );
+        assert_eq!(merge_insecure(&[], ""), Vec::<String>::new());
+    }
+
+    #[test]
     fn wariness_is_clamped_but_must_be_a_number() {
         assert_eq!(parse_wariness("0.5").ok(), Some(0.5));
         assert_eq!(parse_wariness("3").ok(), Some(1.0));
@@ -170,10 +180,24 @@ mod tests {
     }
 }
 
+/// The hosts given as flags, then those of the variable's comma-separated
+/// list (blanks ignored, each host once).
+fn merge_insecure(flags: &[String], from_env: &str) -> Vec<String> {
+    let mut hosts: Vec<String> = Vec::new();
+    let listed = from_env.split(',').map(str::trim).filter(|h| !h.is_empty());
+    for host in flags.iter().map(String::as_str).chain(listed) {
+        if !hosts.iter().any(|h| h == host) {
+            hosts.push(host.to_string());
+        }
+    }
+    hosts
+}
+
 /// How to reach registries.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RegistryArgs {
     /// Reach this registry over plain HTTP (repeatable; meant for local test registries).
+    /// Hosts in $CAIRN_INSECURE_REGISTRIES (comma-separated) are added to these.
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     insecure_registries: Vec<String>,
     /// Registry credentials (auth.json format). Default: the containers tools' lookup
@@ -191,7 +215,7 @@ impl RegistryArgs {
         };
         Ok(cairn_oci::ClientOptions {
             credentials,
-            insecure_registries: self.insecure_registries.clone(),
+            insecure_registries: self.insecure_registries(),
             ..cairn_oci::ClientOptions::default()
         })
     }
@@ -212,9 +236,16 @@ impl RegistryArgs {
         };
         Ok(cairn_oci::ClientOptions {
             credentials,
-            insecure_registries: self.insecure_registries.clone(),
+            insecure_registries: self.insecure_registries(),
             ..cairn_oci::ClientOptions::default()
         })
+    }
+
+    /// The `--insecure-registry` hosts, then those of
+    /// [`cairn_oci::INSECURE_REGISTRIES_ENV`].
+    fn insecure_registries(&self) -> Vec<String> {
+        let from_env = std::env::var(cairn_oci::INSECURE_REGISTRIES_ENV).unwrap_or_default();
+        merge_insecure(&self.insecure_registries, &from_env)
     }
 
     /// A registry client with these settings.
