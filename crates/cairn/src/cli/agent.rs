@@ -39,8 +39,30 @@ fn ask_agent(
     }
 }
 
+/// The credentials the agent reads without `--authfile`, below `--root`:
+/// the first that exists, as bootc reads them; never a user's file.
+pub const OSTREE_AUTH_FILES: [&str; 3] = [
+    "run/ostree/auth.json",
+    "etc/ostree/auth.json",
+    "usr/lib/ostree/auth.json",
+];
+
+/// `--authfile` as the agent reads it: the registry commands' text names a
+/// user's files, which the agent never reads.
+fn agent_authfile_help() -> String {
+    let files: Vec<String> = OSTREE_AUTH_FILES
+        .iter()
+        .map(|path| format!("/{path}"))
+        .collect();
+    format!(
+        "Registry credentials (auth.json format). Default: the first of the host's ostree auth files that exists, as bootc reads them ({}, below --root); never a user's file",
+        files.join(", ")
+    )
+}
+
 /// Run the node agent.
 #[derive(Debug, clap::Args)]
+#[command(mut_arg("authfile", |arg| arg.help(agent_authfile_help())))]
 pub struct AgentArgs {
     /// Root of the configuration fragments and /etc/machine-id.
     #[arg(long, default_value = "/")]
@@ -210,14 +232,9 @@ fn options(args: &AgentArgs) -> anyhow::Result<Options> {
         loginctl: (!args.no_user_check).then(|| args.loginctl.clone()),
         motd_dir: Some(root_motd(&args.root)),
         arch: args.arch.clone().unwrap_or_else(host_arch),
-        client: args.registry.host_client_options(
-            &[
-                "run/ostree/auth.json",
-                "etc/ostree/auth.json",
-                "usr/lib/ostree/auth.json",
-            ]
-            .map(|path| args.root.join(path)),
-        )?,
+        client: args
+            .registry
+            .host_client_options(&OSTREE_AUTH_FILES.map(|path| args.root.join(path)))?,
         check_interval: args.check_interval_ms.map(Duration::from_millis),
         socket: (!args.once).then(|| args.state.socket.clone()),
         own_unit: cairn_agent::host::own_systemd_unit(),
