@@ -13,6 +13,10 @@
 //! A fragment written for a newer agent must not stop an older (rolled-back)
 //! host from updating for good, nor be half-applied.
 
+mod check;
+
+pub use check::{Checked, check};
+
 use crate::windows::parse_zone;
 use cairn_graph::windows::{self, Schedule, Window};
 use serde::Deserialize;
@@ -44,7 +48,7 @@ impl ConfigDirs {
 
 /// A configuration problem, with the file and the key.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{file}: key `{key}`: {message}")]
+#[error("{file}: {}{message}", if key.is_empty() { String::new() } else { format!("key `{key}`: ") })]
 pub struct ConfigError {
     /// The fragment (or directory).
     pub file: String,
@@ -53,6 +57,8 @@ pub struct ConfigError {
     /// What is wrong.
     pub message: String,
     kind: &'static str,
+    /// A syntax error as the TOML parser renders it, over several lines.
+    rendered: Option<String>,
 }
 
 impl ConfigError {
@@ -62,6 +68,15 @@ impl ConfigError {
     /// `not_http_url`, `bad_source`).
     pub fn kind(&self) -> &'static str {
         self.kind
+    }
+
+    /// The error over several lines where the parser shows the line and
+    /// column (a syntax error); else its one-line form.
+    pub fn rendered(&self) -> String {
+        match &self.rendered {
+            Some(rendered) => format!("{}: {rendered}", self.file),
+            None => self.to_string(),
+        }
     }
 }
 
@@ -74,6 +89,14 @@ pub enum SourceParseError {
     NotHttpUrl {
         /// The text after the source's name.
         value: String,
+    },
+    /// `registry:` followed by something that is not a reference.
+    #[error("registry:{value}: {message}")]
+    BadReference {
+        /// The text after `registry:`.
+        value: String,
+        /// Why it does not parse.
+        message: String,
     },
     /// Not one of the sources Cairn knows.
     #[error(
@@ -90,6 +113,7 @@ impl SourceParseError {
     pub fn kind(&self) -> &'static str {
         match self {
             SourceParseError::NotHttpUrl { .. } => "not_http_url",
+            SourceParseError::BadReference { .. } => "bad_reference",
             SourceParseError::Unknown { .. } => "unknown_source",
         }
     }
@@ -297,6 +321,7 @@ pub fn fragments(dirs: &ConfigDirs) -> Result<Vec<PathBuf>, ConfigError> {
                     key: String::new(),
                     message: e.to_string(),
                     kind: "read",
+                    rendered: None,
                 });
             }
         };
@@ -404,46 +429,64 @@ fn merge(merged: &mut Merged, fragment: RawFragment, file: &str) {
 
 /// Read, merge and validate the configuration.
 pub fn load(dirs: &ConfigDirs) -> Result<Settings, ConfigError> {
+    validate(&read_merged(&fragments(dirs)?)?)
+}
+
+/// Read and merge these fragments, in this order.
+fn read_merged(files: &[PathBuf]) -> Result<Merged, ConfigError> {
     let mut merged = Merged::default();
-    for path in fragments(dirs)? {
+    for path in files {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(&path).map_err(|e| ConfigError {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: file.clone(),
             key: String::new(),
             message: e.to_string(),
             kind: "read",
+            rendered: None,
         })?;
         let deserializer = toml::Deserializer::new(&text);
         let fragment: RawFragment =
             serde_path_to_error::deserialize(deserializer).map_err(|e| {
                 let key = e.path().to_string();
                 let inner = e.into_inner();
-                // A syntax error has no key; its full text says the line and column.
-                let (key, message, kind) = if key == "." {
+                // A syntax error has no key; its full text says the line and
+                // column, folded onto one line for the status.
+                if key == "." {
                     let text = inner.to_string();
                     let folded: Vec<&str> = text
                         .lines()
                         .map(str::trim)
                         .filter(|l| !l.is_empty())
                         .collect();
-                    (
-                        String::new(),
-                        format!("TOML syntax: {}", folded.join(" ")),
-                        "syntax",
-                    )
+                    ConfigError {
+                        file: file.clone(),
+                        key: String::new(),
+                        message: format!("TOML syntax: {}", folded.join(" ")),
+                        kind: "syntax",
+                        rendered: Some(text.trim_end().to_string()),
+                    }
                 } else {
-                    (key, inner.message().to_string(), "invalid_key")
-                };
-                ConfigError {
-                    file: file.clone(),
-                    key,
-                    message,
-                    kind,
+                    ConfigError {
+                        file: file.clone(),
+                        key,
+                        message: in_user_terms(inner.message()),
+                        kind: "invalid_key",
+                        rendered: None,
+                    }
                 }
             })?;
         merge(&mut merged, fragment, &file);
     }
-    validate(&merged)
+    Ok(merged)
+}
+
+/// serde's type names in the words of a TOML file.
+fn in_user_terms(message: &str) -> String {
+    message
+        .replace("expected f64", "expected a number")
+        .replace("expected u64", "expected a whole number, 0 or more")
+        .replace("expected u32", "expected a whole number, 0 or more")
+        .replace("expected a sequence", "expected a list")
 }
 
 fn validate(merged: &Merged) -> Result<Settings, ConfigError> {
@@ -457,6 +500,7 @@ fn validate(merged: &Merged) -> Result<Settings, ConfigError> {
             key: key.to_string(),
             message,
             kind: "invalid_value",
+            rendered: None,
         }
     };
     let text = |key: &'static str| {
@@ -630,6 +674,7 @@ fn schedule(
             key: "strategy.window".into(),
             message,
             kind: "invalid_value",
+            rendered: None,
         };
         let mut days = Vec::new();
         for day in &raw.days {
@@ -676,7 +721,14 @@ pub fn parse_source(text: &str) -> Result<Source, SourceParseError> {
             })
     };
     match kind {
-        "registry" if !rest.is_empty() => Ok(Source::Registry(Some(rest.to_string()))),
+        // Read by the agent at every check: a reference that cannot parse would fail each one.
+        "registry" if !rest.is_empty() => match cairn_oci::Location::parse(rest) {
+            Ok(_) => Ok(Source::Registry(Some(rest.to_string()))),
+            Err(e) => Err(SourceParseError::BadReference {
+                value: rest.to_string(),
+                message: e.to_string(),
+            }),
+        },
         "fcos" => Ok(Source::Fcos {
             base_url: if rest.is_empty() {
                 None

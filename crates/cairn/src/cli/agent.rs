@@ -39,8 +39,30 @@ fn ask_agent(
     }
 }
 
+/// The credentials the agent reads without `--authfile`, below `--root`:
+/// the first that exists, as bootc reads them; never a user's file.
+pub const OSTREE_AUTH_FILES: [&str; 3] = [
+    "run/ostree/auth.json",
+    "etc/ostree/auth.json",
+    "usr/lib/ostree/auth.json",
+];
+
+/// `--authfile` as the agent reads it: the registry commands' text names a
+/// user's files, which the agent never reads.
+fn agent_authfile_help() -> String {
+    let files: Vec<String> = OSTREE_AUTH_FILES
+        .iter()
+        .map(|path| format!("/{path}"))
+        .collect();
+    format!(
+        "Registry credentials (auth.json format). Default: the first of the host's ostree auth files that exists, as bootc reads them ({}, below --root); never a user's file",
+        files.join(", ")
+    )
+}
+
 /// Run the node agent.
 #[derive(Debug, clap::Args)]
+#[command(mut_arg("authfile", |arg| arg.help(agent_authfile_help())))]
 pub struct AgentArgs {
     /// Root of the configuration fragments and /etc/machine-id.
     #[arg(long, default_value = "/")]
@@ -210,14 +232,9 @@ fn options(args: &AgentArgs) -> anyhow::Result<Options> {
         loginctl: (!args.no_user_check).then(|| args.loginctl.clone()),
         motd_dir: Some(root_motd(&args.root)),
         arch: args.arch.clone().unwrap_or_else(host_arch),
-        client: args.registry.host_client_options(
-            &[
-                "run/ostree/auth.json",
-                "etc/ostree/auth.json",
-                "usr/lib/ostree/auth.json",
-            ]
-            .map(|path| args.root.join(path)),
-        )?,
+        client: args
+            .registry
+            .host_client_options(&OSTREE_AUTH_FILES.map(|path| args.root.join(path)))?,
         check_interval: args.check_interval_ms.map(Duration::from_millis),
         socket: (!args.once).then(|| args.state.socket.clone()),
         own_unit: cairn_agent::host::own_systemd_unit(),
@@ -250,7 +267,7 @@ pub fn run_agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
 pub struct StatusArgs {
     #[command(flatten)]
     state: StateArgs,
-    /// JSON instead of text.
+    /// JSON instead of text; a failure is an object `{"error": {"kind", "message", "socket", "stateDir"}}`.
     #[arg(long)]
     json: bool,
     /// The update attempts and their outcomes (from, to, times, result, reason), newest first.
@@ -260,35 +277,49 @@ pub struct StatusArgs {
 
 pub fn run_status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     if args.history {
-        let (attempts, damaged) =
-            cairn_agent::history::read(&args.state.state_dir).with_context(|| {
-                format!("reading the history in {}", args.state.state_dir.display())
-            })?;
-        if damaged > 0 {
-            eprintln!("cairn: warning: {damaged} damaged line(s) in the history were skipped");
-        }
-        let text = if args.json {
-            format!("{}\n", serde_json::to_string_pretty(&attempts)?)
-        } else {
-            cairn_agent::history::render(&attempts)
-        };
-        args::emit(&text)?;
-        return Ok(ExitCode::SUCCESS);
+        return run_history(&args);
     }
-    let (status, note) = match ask_agent(&args.state, &Request::Status, Duration::from_secs(10))? {
+    let dir = &args.state.state_dir;
+    let (mut status, mut note) = match ask_agent(
+        &args.state,
+        &Request::Status,
+        Duration::from_secs(10),
+    )? {
         Some(Response {
             status: Some(status),
             ..
         }) => (status, None),
         Some(response) => anyhow::bail!("the agent answered: {}", response.message),
-        None => (
-            AgentStatus::read(&args.state.state_dir)?,
-            Some(format!(
-                "no agent is running (nothing answers on {}); this is the last status it wrote",
-                args.state.socket.display()
-            )),
-        ),
+        None => match AgentStatus::read(dir) {
+            Ok(status) => (
+                status,
+                Some(format!(
+                    "no agent is running (nothing answers on {}); this is the last status it wrote in {}",
+                    args.state.socket.display(),
+                    dir.display()
+                )),
+            ),
+            Err(e) => return no_status(&args, &e),
+        },
     };
+    // A hold or unhold recorded while no agent runs is in the state, not yet
+    // in the status the agent last wrote.
+    if let Some(note) = &mut note {
+        match AgentState::load(dir) {
+            Ok(state) => {
+                let held = state.is_held(jiff::Timestamp::now());
+                if held != status.held {
+                    status.held = held;
+                    note.push_str(&if held {
+                        format!("; updates held {} since then", hold_until(&state))
+                    } else {
+                        "; the hold was lifted since then".to_string()
+                    });
+                }
+            }
+            Err(e) => eprintln!("cairn: warning: a hold cannot be shown: {e}"),
+        }
+    }
     let text = if args.json {
         format!("{}\n", serde_json::to_string_pretty(&status)?)
     } else {
@@ -301,6 +332,85 @@ pub fn run_status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     if let (Some(note), true) = (&note, args.json) {
         eprintln!("cairn: {note}");
     }
+    args::emit(&text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn hold_until(state: &AgentState) -> String {
+    state
+        .hold_until
+        .map_or("until `cairn unhold`".to_string(), |until| {
+            format!("until {until}")
+        })
+}
+
+/// No agent answers and no status can be read: name both places tried.
+fn no_status(
+    args: &StatusArgs,
+    error: &cairn_agent::status::StatusError,
+) -> anyhow::Result<ExitCode> {
+    let dir = &args.state.state_dir;
+    let (kind, found) = if !dir.exists() {
+        (
+            "no_state_dir",
+            format!("the state directory {} does not exist", dir.display()),
+        )
+    } else if matches!(error, cairn_agent::status::StatusError::Missing { .. }) {
+        (
+            "no_status",
+            format!("the state directory {} has no status yet", dir.display()),
+        )
+    } else {
+        (error.kind(), error.to_string())
+    };
+    let held = AgentState::load(dir)
+        .ok()
+        .filter(|state| state.is_held(jiff::Timestamp::now()))
+        .map(|state| format!("; updates are held {}", hold_until(&state)))
+        .unwrap_or_default();
+    let message = format!(
+        "no agent is running (nothing answers on {}), and {found}{held}: is `cairn agent` running, with this --socket and --state-dir?",
+        args.state.socket.display()
+    );
+    fail(args.json, kind, &message, &args.state)
+}
+
+/// A failure as `--json` promises it (an error object on stdout, exit 1), or as an error.
+fn fail(json: bool, kind: &str, message: &str, state: &StateArgs) -> anyhow::Result<ExitCode> {
+    if !json {
+        anyhow::bail!("{message}");
+    }
+    let object = serde_json::json!({
+        "error": {
+            "kind": kind,
+            "message": message,
+            "socket": state.socket,
+            "stateDir": state.state_dir,
+        }
+    });
+    args::emit(&format!("{}\n", serde_json::to_string_pretty(&object)?))?;
+    Ok(ExitCode::FAILURE)
+}
+
+fn run_history(args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let dir = &args.state.state_dir;
+    if !dir.exists() {
+        let message = format!(
+            "the state directory {} does not exist, so it holds no history: has `cairn agent` run on this host, with this --state-dir?",
+            dir.display()
+        );
+        return fail(args.json, "no_state_dir", &message, &args.state);
+    }
+    let (attempts, damaged) = cairn_agent::history::read(dir)
+        .with_context(|| format!("reading the history in {}", dir.display()))?;
+    if damaged > 0 {
+        eprintln!("cairn: warning: {damaged} damaged line(s) in the history were skipped");
+    }
+    let text = if args.json {
+        format!("{}\n", serde_json::to_string_pretty(&attempts)?)
+    } else {
+        cairn_agent::history::render(&attempts)
+    };
     args::emit(&text)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -22,31 +22,12 @@ pub struct CheckArgs {
 
 pub fn run(command: ConfigCommand) -> anyhow::Result<ExitCode> {
     let ConfigCommand::Check(args) = command;
-    let dirs = cairn_agent::config::ConfigDirs::under(&args.root);
-    let files = cairn_agent::config::fragments(&dirs)?;
-    let settings = cairn_agent::config::load(&dirs)?;
-    let mut text = String::new();
-    for file in &files {
-        text.push_str(&format!("fragment: {}\n", file.display()));
+    // A syntax error keeps the parser's lines, which point at the column.
+    let checked =
+        cairn_agent::config::check(&args.root).map_err(|e| anyhow::anyhow!(e.rendered()))?;
+    for warning in &checked.warnings {
+        eprintln!("cairn: warning: {warning}");
     }
-    text.push_str(&format!(
-        "ok: stream {}, source {:?}, strategy {}, wariness {}, check every {}s{}\n",
-        settings
-            .stream
-            .as_deref()
-            .unwrap_or("(the tag the host follows)"),
-        settings.source,
-        settings.strategy_name(),
-        settings
-            .wariness
-            .map_or("derived from the node id".to_string(), |w| w.to_string()),
-        settings.check_interval.as_secs(),
-        if settings.enabled {
-            ""
-        } else {
-            ", updates disabled"
-        }
-    ));
-    crate::cli::args::emit(&text)?;
+    crate::cli::args::emit(&format!("{}ok\n", checked.summary))?;
     Ok(ExitCode::SUCCESS)
 }

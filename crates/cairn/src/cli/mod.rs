@@ -6,6 +6,8 @@ mod config;
 mod demo;
 mod document;
 mod graph;
+#[cfg(test)]
+mod help_defaults;
 mod policy;
 mod publish;
 mod serve;

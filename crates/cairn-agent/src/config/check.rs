@@ -1,0 +1,204 @@
+//! `cairn config check`: everything that would fail the agent, found before it
+//! runs, and the effective settings with the file that set each one.
+
+use super::{ConfigDirs, ConfigError, Merged, Settings, Source, fragments, read_merged, validate};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// A configuration that will load, and what an operator should know about it.
+#[derive(Debug)]
+pub struct Checked {
+    /// The validated settings.
+    pub settings: Settings,
+    /// Risks that do not stop the agent (no keys: unsigned documents pass).
+    pub warnings: Vec<String>,
+    /// The fragments and effective settings, for people.
+    pub summary: String,
+}
+
+fn error(file: &str, key: &str, message: String, kind: &'static str) -> ConfigError {
+    ConfigError {
+        file: file.to_string(),
+        key: key.to_string(),
+        message,
+        kind,
+        rendered: None,
+    }
+}
+
+/// Read, merge and validate the fragments under `root`, read every key file,
+/// and explain the result. A root that does not exist, or holds no fragment
+/// at all, is an error: the agent would silently run on defaults.
+pub fn check(root: &Path) -> Result<Checked, ConfigError> {
+    let shown = root.display().to_string();
+    if !root.is_dir() {
+        return Err(error(
+            &format!("--root {shown}"),
+            "",
+            "does not exist".into(),
+            "no_root",
+        ));
+    }
+    let dirs = ConfigDirs::under(root);
+    let files = fragments(&dirs)?;
+    if files.is_empty() {
+        let looked: Vec<String> = dirs.dirs.iter().map(|d| d.display().to_string()).collect();
+        return Err(error(
+            &format!("--root {shown}"),
+            "",
+            format!(
+                "no configuration fragments (*.toml) in {}",
+                looked.join(", ")
+            ),
+            "no_fragments",
+        ));
+    }
+    let merged = read_merged(&files)?;
+    let settings = validate(&merged)?;
+    for key in ["updates.keys", "updates.base_keys"] {
+        let paths = if key == "updates.keys" {
+            &settings.keys
+        } else {
+            &settings.base_keys
+        };
+        for path in paths {
+            cairn_oci::signing::VerifyingKey::from_file(path)
+                .map_err(|e| error(&origin(&merged, key), key, e.to_string(), "bad_key"))?;
+        }
+    }
+    let mut warnings = Vec::new();
+    let reads_documents = matches!(
+        settings.source,
+        Source::Registry(_) | Source::Server(_) | Source::File(_)
+    );
+    if reads_documents && settings.keys.is_empty() {
+        warnings.push(
+            "updates.keys is not set: unsigned documents are accepted (set it to the release team's public key files)".into(),
+        );
+    } else if reads_documents && settings.allow_unsigned {
+        warnings.push(format!(
+            "updates.allow_unsigned = true ({}): unsigned documents are accepted although keys are set",
+            origin(&merged, "updates.allow_unsigned")
+        ));
+    }
+    let summary = summary(&files, &merged, &settings);
+    Ok(Checked {
+        settings,
+        warnings,
+        summary,
+    })
+}
+
+/// The file that set `key`, or "default".
+fn origin(merged: &Merged, key: &'static str) -> String {
+    merged
+        .get(key)
+        .map_or_else(|| "default".to_string(), |(_, file)| file.clone())
+}
+
+fn summary(files: &[PathBuf], merged: &Merged, settings: &Settings) -> String {
+    let mut text = String::from("fragments, in the order they apply:\n");
+    for file in files {
+        let _ = writeln!(text, "  {}", file.display());
+    }
+    let mut line = |name: &str, value: String, from: String| {
+        let _ = writeln!(text, "{name:<12}{value}  ({from})");
+    };
+    let written = |key: &'static str| {
+        merged
+            .get(key)
+            .and_then(|(v, _)| v.as_str().map(str::to_string))
+    };
+    line(
+        "source:",
+        written("updates.source").unwrap_or_else(|| settings.source.to_string()),
+        origin(merged, "updates.source"),
+    );
+    line(
+        "stream:",
+        settings
+            .stream
+            .clone()
+            .unwrap_or_else(|| "the tag the host follows".into()),
+        origin(merged, "updates.stream"),
+    );
+    let keys: Vec<String> = settings
+        .keys
+        .iter()
+        .map(|k| k.display().to_string())
+        .collect();
+    line(
+        "keys:",
+        if keys.is_empty() {
+            "none".into()
+        } else {
+            keys.join(", ")
+        },
+        origin(merged, "updates.keys"),
+    );
+    if merged.windows.is_empty() {
+        line(
+            "windows:",
+            "none: reboots at any time".into(),
+            "default".into(),
+        );
+    }
+    for (window, file) in &merged.windows {
+        line(
+            "window:",
+            format!(
+                "{} {} for {} min",
+                window.days.join(","),
+                window.start_time,
+                window.length_minutes
+            ),
+            file.clone(),
+        );
+    }
+    line(
+        "time zone:",
+        settings
+            .schedule
+            .as_ref()
+            .map_or_else(|| "UTC".to_string(), |s| s.zone_name.clone()),
+        origin(merged, "strategy.time_zone"),
+    );
+    line(
+        "strategy:",
+        match &settings.fleet_lock {
+            Some(lock) => format!(
+                "{} (lock {}, group {})",
+                settings.strategy_name(),
+                lock.base_url,
+                lock.group
+            ),
+            None => settings.strategy_name().to_string(),
+        },
+        match (&settings.fleet_lock, merged.windows.is_empty()) {
+            (None, false) => "the windows above".to_string(),
+            _ => origin(merged, "strategy.fleet_lock.base_url"),
+        },
+    );
+    line(
+        "wariness:",
+        settings
+            .wariness
+            .map_or("derived from the node id".to_string(), |w| w.to_string()),
+        origin(merged, "identity.rollout_wariness"),
+    );
+    line(
+        "check:",
+        format!("every {} s", settings.check_interval.as_secs()),
+        origin(merged, "updates.check_interval_seconds"),
+    );
+    line(
+        "updates:",
+        if settings.enabled {
+            "enabled".into()
+        } else {
+            "disabled: checked and reported, never staged".into()
+        },
+        origin(merged, "updates.enabled"),
+    );
+    text
+}
