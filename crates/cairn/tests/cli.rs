@@ -426,7 +426,10 @@ fn config_check_names_the_file_and_key_and_recovers() {
     )
     .expect("write");
     let out = ok(&cmd("config check --root", &[&root_arg]));
-    assert!(out.contains("wariness 0.7"), "{out}");
+    assert!(
+        out.contains("wariness:   0.7  (") && out.contains("10-site.toml)"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -449,9 +452,26 @@ fn the_shipped_configuration_fragments_are_valid() {
             None => std::fs::copy(&path, usr.join(&name)).expect("copy"),
         };
     }
+    // The example names the key where a host keeps it; `config check` reads
+    // key files as the agent does, so this host's key is put in its place.
+    let keys = tempfile::tempdir().expect("temp dir");
+    let key = keys.path().join("release-team");
+    ok(&cmd(
+        "document keygen --output",
+        &[&key.display().to_string()],
+    ));
+    let fragment = std::fs::read_to_string(etc.join("50-keys.toml")).expect("keys fragment");
+    std::fs::write(
+        etc.join("50-keys.toml"),
+        fragment.replace(
+            "/etc/cairn/keys/release-team.pub",
+            &format!("{}.pub", key.display()),
+        ),
+    )
+    .expect("write");
     let root_arg = root.path().display().to_string();
     let out = ok(&cmd("config check --root", &[&root_arg]));
-    assert!(out.contains("strategy periodic+fleet_lock"), "{out}");
+    assert!(out.contains("periodic+fleet_lock"), "{out}");
 }
 
 #[test]
