@@ -116,6 +116,50 @@ fn percent(fraction: f64) -> String {
     format!("{}%", text.trim_end_matches('0').trim_end_matches('.'))
 }
 
+/// A duration in minutes as people say it: `2 d`, `1 d 12 h`, `90 min` → `1 h 30 min`.
+pub fn duration_words(minutes: u64) -> String {
+    let (days, hours, minutes) = (minutes / 1440, minutes % 1440 / 60, minutes % 60);
+    let mut parts = Vec::new();
+    if days > 0 {
+        parts.push(format!("{days} d"));
+    }
+    if hours > 0 {
+        parts.push(format!("{hours} h"));
+    }
+    if minutes > 0 || parts.is_empty() {
+        parts.push(format!("{minutes} min"));
+    }
+    parts.join(" ")
+}
+
+/// A time as people read it: `2026-03-10 12:00 UTC`.
+fn clock(second: i64) -> String {
+    Timestamp::from_second(second).map_or_else(
+        |_| second.to_string(),
+        |t| t.strftime("%Y-%m-%d %H:%M UTC").to_string(),
+    )
+}
+
+/// The rollout a release gets by default: everybody, at once, for ever.
+pub fn is_default(rollout: &Rollout) -> bool {
+    rollout.duration_minutes.is_none() && rollout.start_value() >= 1.0
+}
+
+/// A rollout in `cairn policy`'s words: `100%`, `paused at 5%`, or
+/// `5% → 100% over 2 d from 2026-03-10 12:00 UTC`.
+pub fn describe_rollout(rollout: &Rollout) -> String {
+    match rollout.duration_minutes {
+        None if is_default(rollout) => "100%".to_string(),
+        None => format!("paused at {}", percent(rollout.start_value())),
+        Some(minutes) => format!(
+            "{} → 100% over {} from {}",
+            percent(rollout.start_value()),
+            duration_words(minutes),
+            clock(rollout.start())
+        ),
+    }
+}
+
 fn check_minutes(minutes: u64) -> Result<(), PolicyError> {
     if (1..=MAX_ROLLOUT_MINUTES).contains(&minutes) {
         Ok(())
@@ -139,7 +183,8 @@ pub fn apply(updates: &mut Updates, edit: &PolicyEdit, now: i64) -> Result<Chang
     if version.trim().is_empty() {
         return Err(PolicyError::EmptyVersion);
     }
-    let current = updates.settings(&version).unwrap_or_default();
+    let known = updates.settings(&version);
+    let current = known.clone().unwrap_or_default();
     let entry = updates.entry_mut(&version);
     let metadata = &mut entry.metadata;
     let change = match edit {
@@ -229,6 +274,18 @@ pub fn apply(updates: &mut Updates, edit: &PolicyEdit, now: i64) -> Result<Chang
             Change {
                 changed: format!("{version}: barrier ({reason})"),
                 fleet: format!("every older host must boot {version} before it may update further"),
+            }
+        }
+        PolicyEdit::BarrierRemove { .. } | PolicyEdit::DeadendRemove { .. } if known.is_none() => {
+            // The published document may still carry a value the policy no
+            // longer mentions; an entry, even empty, is authoritative.
+            Change {
+                changed: format!(
+                    "{version}: new entry with no barrier, dead-end or rollout; once published it replaces whatever the published document has for {version}"
+                ),
+                fleet: format!(
+                    "{version} is no barrier or dead-end, and no host is sent to it (give it a rollout with `cairn policy rollout start {version}` to keep offering it)"
+                ),
             }
         }
         PolicyEdit::BarrierRemove { .. } => {

@@ -1,11 +1,11 @@
 //! `cairn policy`: edit the release team's policy file without hand-editing JSON.
 
 use crate::cli::args;
-use anyhow::Context;
+use anyhow::{Context, bail};
 use cairn_graph::fcos::Updates;
 use cairn_graph::policy::{PolicyEdit, apply, parse_fraction};
 use clap::Subcommand;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Start, pause, resume and stop rollouts; add and remove barriers and dead-ends.
@@ -14,7 +14,7 @@ pub struct Args {
     /// The policy file (Fedora CoreOS updates format); created when missing.
     #[arg(long, default_value = "updates.json", global = true)]
     policy: PathBuf,
-    /// The stream, written into a new file.
+    /// The stream: required for a new file, and checked against an existing one.
     #[arg(long, global = true)]
     stream: Option<String>,
     /// The time of the edit (Unix seconds or RFC 3339). Default: now.
@@ -157,6 +157,36 @@ fn edit(command: Command, now: i64) -> anyhow::Result<PolicyEdit> {
     })
 }
 
+/// The policy as it is, or a new one; either way for the stream named.
+fn open(path: &Path, old: Option<&[u8]>, stream: Option<&str>) -> anyhow::Result<Updates> {
+    let name = path.display();
+    let Some(bytes) = old else {
+        // A policy without a stream cannot be checked against the stream it
+        // is published for.
+        return match stream.map(str::trim) {
+            Some(stream) if !stream.is_empty() => Ok(Updates {
+                stream: Some(stream.to_string()),
+                releases: Vec::new(),
+            }),
+            _ => bail!(
+                "{name} does not exist yet: name the stream it is for with --stream \
+                 (the --stream you publish with)"
+            ),
+        };
+    };
+    let mut updates = Updates::from_json(bytes).with_context(|| name.to_string())?;
+    match (updates.stream.as_deref(), stream) {
+        (Some(named), Some(given)) if named != given => {
+            bail!("{name}: the policy is for stream {named:?}, not --stream {given:?}")
+        }
+        (None, Some(given)) if !given.trim().is_empty() => {
+            updates.stream = Some(given.to_string());
+        }
+        _ => {}
+    }
+    Ok(updates)
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let now = jiff::Timestamp::from_second(args::now_or(args.now.as_deref())?.as_second())?;
     let edit = edit(args.command, now.as_second())?;
@@ -164,15 +194,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Under the policy's lock, so that two edits at once both land; written
     // atomically, so a crash never leaves half a policy.
     cairn_fs::update_locked(&args.policy, |old| -> anyhow::Result<_> {
-        let mut updates = match old {
-            Some(bytes) => {
-                Updates::from_json(bytes).with_context(|| args.policy.display().to_string())?
-            }
-            None => Updates {
-                stream: args.stream.clone(),
-                releases: Vec::new(),
-            },
-        };
+        let mut updates = open(&args.policy, old, args.stream.as_deref())?;
         let applied = apply(&mut updates, &edit, now.as_second())
             .with_context(|| args.policy.display().to_string())?;
         change = Some(applied);

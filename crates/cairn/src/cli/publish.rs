@@ -71,6 +71,10 @@ pub struct Args {
     /// The rollout new releases without a policy entry get.
     #[arg(long, value_enum, default_value = "immediate")]
     default_rollout: DefaultRollout,
+    /// Publish even when a policy entry names no release in the repository
+    /// (its settings then apply to nothing, until that release appears).
+    #[arg(long)]
+    allow_unknown_releases: bool,
     /// The scan cache (digests already read). Default: under $XDG_CACHE_HOME/cairn.
     #[arg(long, value_name = "FILE")]
     cache: Option<PathBuf>,
@@ -152,9 +156,7 @@ async fn publish(args: &Args, store: &Store) -> anyhow::Result<()> {
         None => None,
     };
     let policy = match &args.policy {
-        Some(path) => Some(
-            Updates::from_json(&args::read(path)?).with_context(|| path.display().to_string())?,
-        ),
+        Some(path) => Some(read_policy(path, &args.stream)?),
         None => None,
     };
     let base = match &args.base_graph {
@@ -194,6 +196,7 @@ async fn publish(args: &Args, store: &Store) -> anyhow::Result<()> {
         accept_unverified_previous: args.accept_unverified_previous,
         dry_run: args.dry_run,
         refresh: args.refresh,
+        allow_unknown_releases: args.allow_unknown_releases,
     };
     let cache_path = args
         .cache
@@ -244,6 +247,20 @@ async fn publish(args: &Args, store: &Store) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The policy file, which must be for the stream published: another
+/// stream's barriers and rollouts would land on releases of the same names.
+fn read_policy(path: &std::path::Path, stream: &str) -> anyhow::Result<Updates> {
+    let name = path.display().to_string();
+    let policy = Updates::from_json(&args::read(path)?).with_context(|| name.clone())?;
+    match policy.stream.as_deref() {
+        Some(named) if named != stream => bail!(
+            "{name}: the policy is for stream {named:?}, not --stream {stream:?} \
+             (publish --stream {named:?}, or use the policy of stream {stream:?})"
+        ),
+        _ => Ok(policy),
+    }
+}
+
 /// The pipeline's errors, named by the options that caused them.
 fn cli_error(error: PublishError) -> anyhow::Error {
     match error {
@@ -261,6 +278,12 @@ fn cli_error(error: PublishError) -> anyhow::Error {
             anyhow::Error::new(source).context(format!("--base-layers-from {repository}"))
         }
         PublishError::Keep(error) => error.into(),
+        PublishError::UnknownReleases(versions) => anyhow::anyhow!(
+            "--policy: the policy names no release {}, so its settings there would apply to \
+             nothing (a typo? fix the version with `cairn policy`, or publish with \
+             --allow-unknown-releases if the release is still to come)",
+            versions.join(", ")
+        ),
         // Unwrapped, so a conflict is recognised by its type.
         PublishError::Push(error) => error.into(),
         other => other.into(),
@@ -331,7 +354,13 @@ impl Observer for Printer {
 
     fn assembled(&self, assembly: &Assembly) {
         let assembled = &assembly.assembled;
-        for warning in assembly.notes.iter().chain(&assembled.warnings) {
+        let policy = assembled.policy_warnings();
+        for warning in assembly
+            .notes
+            .iter()
+            .chain(&assembled.warnings)
+            .chain(&policy)
+        {
             eprintln!("cairn: warning: {warning}");
         }
         if !assembled.gone.is_empty() {
