@@ -30,12 +30,13 @@ pub enum PolicyEdit {
         /// Release.
         version: String,
     },
-    /// Let a (paused) rollout grow again from its current value over `minutes`.
+    /// Let a (paused) rollout grow again from its current value over
+    /// `minutes`, or over the minutes it had left when it was paused.
     RolloutResume {
         /// Release.
         version: String,
-        /// Remaining duration in minutes.
-        minutes: u64,
+        /// Remaining duration in minutes; `None`: what pausing remembered.
+        minutes: Option<u64>,
     },
     /// Remove the rollout: the release is a target for nobody.
     RolloutStop {
@@ -96,6 +97,11 @@ pub enum PolicyError {
     /// An empty version.
     #[error("the version must not be empty")]
     EmptyVersion,
+    /// A resume without `--over` of a rollout that has no remembered duration.
+    #[error(
+        "{0}'s rollout has no duration to resume with (it was paused without one): give --over"
+    )]
+    NoDuration(String),
 }
 
 /// What an edit did, in two sentences.
@@ -201,6 +207,7 @@ pub fn apply(updates: &mut Updates, edit: &PolicyEdit, now: i64) -> Result<Chang
                 duration_minutes: Some(*minutes),
             };
             metadata.rollout = Some(rollout);
+            metadata.resume_minutes = None;
             Change {
                 changed: format!(
                     "{version}: rollout from {} starting {} over {minutes} minutes",
@@ -220,23 +227,45 @@ pub fn apply(updates: &mut Updates, edit: &PolicyEdit, now: i64) -> Result<Chang
                 .rollout
                 .ok_or_else(|| PolicyError::NoRollout(version.clone()))?;
             let progress = rollout.progress_at(now);
+            // What it had left, so that resuming continues at the same pace.
+            let left = match rollout.end() {
+                Some(end) => u64::try_from(end.saturating_sub(now.max(rollout.start())))
+                    .ok()
+                    .map(|seconds| seconds.div_ceil(60))
+                    .filter(|&minutes| minutes > 0),
+                None => current.resume_minutes,
+            };
             metadata.rollout = Some(Rollout {
                 start_epoch: Some(now.min(rollout.start())),
                 start_percentage: Some(progress),
                 duration_minutes: None,
             });
+            metadata.resume_minutes = left;
+            let remembered = left.map_or(String::new(), |minutes| {
+                format!(
+                    "; `resume` grows it again over the {} it had left",
+                    duration_words(minutes)
+                )
+            });
             Change {
-                changed: format!("{version}: rollout paused at {}", percent(progress)),
+                changed: format!(
+                    "{version}: rollout paused at {}{remembered}",
+                    percent(progress)
+                ),
                 fleet: format!(
                     "hosts with wariness up to {progress:.3} are still offered {version}; the rest wait until it is resumed"
                 ),
             }
         }
         PolicyEdit::RolloutResume { minutes, .. } => {
-            check_minutes(*minutes)?;
             let rollout = current
                 .rollout
                 .ok_or_else(|| PolicyError::NoRollout(version.clone()))?;
+            let minutes = &minutes
+                .or(current.resume_minutes)
+                .ok_or_else(|| PolicyError::NoDuration(version.clone()))?;
+            check_minutes(*minutes)?;
+            metadata.resume_minutes = None;
             let progress = rollout.progress_at(now);
             let resumed = Rollout {
                 start_epoch: Some(now),
@@ -246,8 +275,9 @@ pub fn apply(updates: &mut Updates, edit: &PolicyEdit, now: i64) -> Result<Chang
             metadata.rollout = Some(resumed);
             Change {
                 changed: format!(
-                    "{version}: rollout resumed from {} over {minutes} minutes",
-                    percent(progress)
+                    "{version}: rollout resumed from {} over {}",
+                    percent(progress),
+                    duration_words(*minutes)
                 ),
                 fleet: format!(
                     "{version} reaches more hosts again from now on, all of them by {}",
@@ -260,6 +290,7 @@ pub fn apply(updates: &mut Updates, edit: &PolicyEdit, now: i64) -> Result<Chang
             // default rollout in the published document; the entry, now
             // present and empty, overrides that when the document is assembled.
             metadata.rollout = None;
+            metadata.resume_minutes = None;
             Change {
                 changed: format!("{version}: rollout removed"),
                 fleet: format!(
@@ -438,17 +469,40 @@ mod tests {
             .expect("rollout");
         assert_eq!(paused.progress_at(NOW + 50 * 60), 0.5);
         assert_eq!(paused.progress_at(NOW + 10_000 * 60), 0.5);
-        // Resume over 10 minutes from 50%.
+        // Pausing remembers the 50 minutes left: resuming without a
+        // duration continues at the same pace.
+        assert_eq!(
+            change.changed,
+            "2: rollout paused at 50%; `resume` grows it again over the 50 min it had left"
+        );
         let later = NOW + 500 * 60;
-        apply(
-            &mut updates,
-            &PolicyEdit::RolloutResume {
-                version: "2".into(),
-                minutes: 10,
-            },
-            later,
-        )
-        .expect("resume");
+        let mut remembered = updates.clone();
+        let resume = |minutes| PolicyEdit::RolloutResume {
+            version: "2".into(),
+            minutes,
+        };
+        let change = apply(&mut remembered, &resume(None), later).expect("resume");
+        assert_eq!(change.changed, "2: rollout resumed from 50% over 50 min");
+        let resumed = remembered.settings("2").and_then(|s| s.rollout);
+        assert_eq!(resumed.map(|r| r.progress_at(later + 25 * 60)), Some(0.75));
+        assert_eq!(
+            remembered.settings("2").map(|s| s.resume_minutes),
+            Some(None)
+        );
+        assert_eq!(
+            apply(
+                &mut remembered,
+                &PolicyEdit::RolloutPause {
+                    version: "2".into()
+                },
+                later
+            )
+            .and_then(|_| apply(&mut remembered, &resume(None), later))
+            .map(|c| c.changed),
+            Ok("2: rollout resumed from 50% over 50 min".to_string())
+        );
+        // Resume over 10 minutes from 50%: --over changes the pace.
+        apply(&mut updates, &resume(Some(10)), later).expect("resume");
         let resumed = updates
             .settings("2")
             .and_then(|s| s.rollout)

@@ -182,3 +182,44 @@ async fn a_published_value_the_policy_no_longer_mentions_is_named_with_its_remed
     let show = common::ok(&["graph", "show", "--document", &s.location]);
     assert!(!show.contains("barrier ("), "{show}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_rollout_resumes_at_its_pace_and_reasons_are_required() {
+    let s = Setup::new().await;
+    let args = [
+        "--stream", "stable", "rollout", "start", "1.1", "--over", "2d",
+    ];
+    assert!(s.policy(&args).status.success());
+    let policy = s.policy_path();
+    let at = |now: &str, args: &[&str]| {
+        let mut all = vec!["policy", "--policy", policy.as_str(), "--now", now];
+        all.extend(args);
+        common::ok(&all)
+    };
+    let paused = at("2026-03-11T12:00:00Z", &["rollout", "pause", "1.1"]);
+    assert!(
+        paused.starts_with(
+            "changed: 1.1: rollout paused at 50%; `resume` grows it again over the 1 d it had left\n"
+        ),
+        "{paused}"
+    );
+    let resumed = at("2026-03-20T00:00:00Z", &["rollout", "resume", "1.1"]);
+    assert!(
+        resumed.starts_with("changed: 1.1: rollout resumed from 50% over 1 d\n"),
+        "{resumed}"
+    );
+    // --reason is required, and the help says so.
+    let out = s.policy(&["barrier", "add", "1.0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--reason <REASON>"),
+        "{}",
+        stderr(&out)
+    );
+    for what in ["barrier", "deadend"] {
+        let help = common::ok(&["policy", what, "add", "--help"]);
+        assert!(help.contains("Required: why"), "{help}");
+        let help = common::ok(&["policy", what, "--help"]);
+        assert!(help.contains("(--reason is required)"), "{help}");
+    }
+}

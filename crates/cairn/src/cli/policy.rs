@@ -62,9 +62,10 @@ enum RolloutCommand {
     Resume {
         /// The release.
         version: String,
-        /// How long until every host is offered it.
+        /// How long until every host is offered it. Default: the time it had
+        /// left when it was paused.
         #[arg(long)]
-        over: String,
+        over: Option<String>,
     },
     /// Remove the rollout: the release becomes a target for nobody.
     Stop {
@@ -75,11 +76,11 @@ enum RolloutCommand {
 
 #[derive(Debug, Subcommand)]
 enum MarkCommand {
-    /// Make a release a barrier.
+    /// Make a release a barrier (--reason is required).
     Add {
         /// The release.
         version: String,
-        /// Why (a URL to the migration it carries).
+        /// Required: why (a URL to the migration it carries).
         #[arg(long)]
         reason: String,
     },
@@ -92,11 +93,11 @@ enum MarkCommand {
 
 #[derive(Debug, Subcommand)]
 enum DeadendCommand {
-    /// Make a release a dead-end.
+    /// Make a release a dead-end (--reason is required).
     Add {
         /// The release.
         version: String,
-        /// Why; shown to operators of hosts on it.
+        /// Required: why; shown to operators of hosts on it.
         #[arg(long)]
         reason: String,
         /// Keep its rollout (Zincati hosts are still sent there).
@@ -135,7 +136,7 @@ fn edit(command: Command, now: i64) -> anyhow::Result<PolicyEdit> {
         Command::Rollout(RolloutCommand::Pause { version }) => PolicyEdit::RolloutPause { version },
         Command::Rollout(RolloutCommand::Resume { version, over }) => PolicyEdit::RolloutResume {
             version,
-            minutes: minutes(&over)?,
+            minutes: over.as_deref().map(minutes).transpose()?,
         },
         Command::Rollout(RolloutCommand::Stop { version }) => PolicyEdit::RolloutStop { version },
         Command::Barrier(MarkCommand::Add { version, reason }) => {
