@@ -223,3 +223,28 @@ async fn a_paused_rollout_resumes_at_its_pace_and_reasons_are_required() {
         assert!(help.contains("(--reason is required)"), "{help}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_says_what_changes_in_the_policy_words() {
+    let s = Setup::new().await;
+    let start = [
+        "--stream", "stable", "rollout", "start", "1.1", "--over", "2d", "--from", "5%",
+    ];
+    assert!(s.policy(&start).status.success());
+    let barrier = ["barrier", "add", "1.0", "--reason", "https://example.org/a"];
+    assert!(s.policy(&barrier).status.success());
+    s.publish().run();
+    let barrier = ["barrier", "add", "1.0", "--reason", "x"];
+    assert!(s.policy(&barrier).status.success());
+    let pause = ["rollout", "pause", "1.1"];
+    assert!(s.policy(&pause).status.success());
+    let diff = s.publish().arg("--dry-run").run().stdout;
+    assert_eq!(
+        diff,
+        "1.0: barrier reason \"x\" (was \"https://example.org/a\")\n\
+         1.1: rollout paused at 5% (was 5% → 100% over 2 d from 2026-03-10 12:00 UTC)\n"
+    );
+    s.publish().run();
+    let show = common::ok(&["graph", "show", "--document", &s.location, "--now", T0]);
+    assert!(show.contains("rollout 5.0%, paused"), "{show}");
+}

@@ -246,7 +246,7 @@ async fn release_team_loop() {
     let before = store.resolve("cairn-graph-stable").await.expect("resolve");
     let diff = publish.clone().arg("--dry-run").run().stdout;
     assert!(
-        diff.contains("+     3 44.4 [aarch64,x86_64] rollout 100.0%"),
+        diff.contains("44.4: new release [aarch64,x86_64], rollout 100%\n"),
         "{diff}"
     );
     assert_eq!(
