@@ -248,3 +248,35 @@ async fn a_dry_run_says_what_changes_in_the_policy_words() {
     let show = common::ok(&["graph", "show", "--document", &s.location, "--now", T0]);
     assert!(show.contains("rollout 5.0%, paused"), "{show}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_publish_explains_its_defaults_and_counts_cairns_own_tags_apart() {
+    let s = Setup::new().await;
+    let first = Publish::unsigned(&s.location)
+        .cache(s.path("cache.json"))
+        .args(["--now", T0])
+        .run();
+    assert_eq!(
+        first.stderr,
+        "cairn: scanned 2 image tags: 2 releases (2 new); also 0 of Cairn's own tags \
+         (documents, keep tags)\n\
+         cairn: 2 new release(s) without a policy entry get rollout 100.0%, offered to every \
+         host at once: 1.0, 1.1 (--default-rollout none offers new releases to nobody until \
+         the policy names them)\n\
+         cairn: tagged 2 barrier or target image(s) so garbage collection keeps them\n\
+         cairn: 0 HTTP requests in all\n"
+    );
+    let again = Publish::unsigned(&s.location)
+        .cache(s.path("cache.json"))
+        .args(["--now", T0])
+        .run();
+    assert!(
+        again.stderr.starts_with(
+            "cairn: scanned 2 image tags: 2 releases (0 new); also 3 of Cairn's own tags \
+             (documents, keep tags)\n"
+        ),
+        "{}",
+        again.stderr
+    );
+    assert!(!again.stderr.contains("without a policy entry"));
+}

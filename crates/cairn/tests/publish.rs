@@ -139,7 +139,13 @@ async fn release_team_loop() {
         out.stdout
     );
     assert!(
-        out.stderr.contains("scanned 4 tags, 3 releases (3 new)"),
+        out.stderr.contains(
+            "cairn: scanned 4 image tags: 3 releases (3 new); also 0 of Cairn's own tags \
+             (documents, keep tags)\n\
+             cairn: 1 new release(s) without a policy entry get rollout 100.0%, offered to \
+             every host at once: 44.1 (--default-rollout none offers new releases to nobody \
+             until the policy names them)\n"
+        ),
         "{}",
         out.stderr
     );

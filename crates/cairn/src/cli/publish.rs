@@ -12,7 +12,7 @@ use cairn_oci::layout::Layout;
 use cairn_oci::publish::{
     Assembly, BaseOptions, Observer, Options, Outcome, Publication, PublishError,
 };
-use cairn_oci::scan::{ScanCache, ScanReport};
+use cairn_oci::scan::{ScanCache, ScanReport, is_release_tag};
 use cairn_oci::sources::BaseSource;
 use cairn_oci::{Location, RegistryClient, Repository, Store};
 use std::io::IsTerminal;
@@ -210,7 +210,13 @@ async fn publish(args: &Args, store: &Store) -> anyhow::Result<()> {
             .unwrap_or_default(),
         None => ScanCache::default(),
     };
-    let printer = Printer::new();
+    let printer = Printer {
+        policy_versions: policy
+            .iter()
+            .flat_map(|p| p.releases.iter().map(|e| e.version.clone()))
+            .collect(),
+        ..Printer::new()
+    };
     let outcome =
         cairn_oci::publish::publish(store, &client, &publication, &mut cache, &printer).await;
     // What was read is worth keeping even when publishing failed.
@@ -219,7 +225,10 @@ async fn publish(args: &Args, store: &Store) -> anyhow::Result<()> {
     {
         save_cache(path, &cache);
     }
-    match outcome.map_err(cli_error)? {
+    let outcome = outcome.map_err(cli_error)?;
+    // The store's requests go through `client` too (a layout makes none).
+    eprintln!("cairn: {} HTTP requests in all", client.request_count());
+    match outcome {
         Outcome::DryRun(lines) => {
             let mut text = String::new();
             for line in &lines {
@@ -294,6 +303,8 @@ fn cli_error(error: PublishError) -> anyhow::Error {
 /// while scanning on a terminal.
 struct Printer {
     bar: Option<indicatif::ProgressBar>,
+    /// The versions the policy names: the others got the default rollout.
+    policy_versions: Vec<String>,
 }
 
 impl Printer {
@@ -308,7 +319,39 @@ impl Printer {
             );
             bar
         });
-        Printer { bar }
+        Printer {
+            bar,
+            policy_versions: Vec::new(),
+        }
+    }
+}
+
+impl Printer {
+    /// New releases the policy does not name got the default rollout, 100%
+    /// at once: on a first publish, every release. Say so, and how not to.
+    fn defaults(&self, assembled: &cairn_graph::assemble::Assembled) {
+        let defaulted: Vec<&str> = assembled
+            .document
+            .releases
+            .iter()
+            .filter(|r| assembled.added.contains(&r.version))
+            .filter(|r| !self.policy_versions.contains(&r.version))
+            .filter(|r| {
+                r.rollout
+                    .as_ref()
+                    .is_some_and(cairn_graph::policy::is_default)
+            })
+            .map(|r| r.version.as_str())
+            .collect();
+        if !defaulted.is_empty() {
+            eprintln!(
+                "cairn: {} new release(s) without a policy entry get rollout 100.0%, offered to \
+                 every host at once: {} (--default-rollout none offers new releases to nobody \
+                 until the policy names them)",
+                defaulted.len(),
+                defaulted.join(", ")
+            );
+        }
     }
 }
 
@@ -375,13 +418,22 @@ impl Observer for Printer {
                 assembled.not_offered.join(", ")
             );
         }
+        let tags = &assembly.report.all_tags;
+        let own = tags.iter().filter(|t| t.starts_with("cairn-")).count();
+        let images = tags.iter().filter(|t| is_release_tag(t)).count();
+        let other = tags.len() - own - images;
+        let other = if other > 0 {
+            format!(", {other} signature or attachment tags")
+        } else {
+            String::new()
+        };
         eprintln!(
-            "cairn: scanned {} tags, {} releases ({} new), {} HTTP requests",
-            assembly.report.all_tags.len(),
+            "cairn: scanned {images} image tags: {} releases ({} new); \
+             also {own} of Cairn's own tags (documents, keep tags){other}",
             assembled.document.releases.len(),
             assembled.added.len(),
-            assembly.requests
         );
+        self.defaults(assembled);
     }
 
     fn kept(&self, kept: usize) {
