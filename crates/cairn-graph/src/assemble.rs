@@ -80,6 +80,31 @@ pub struct Assembled {
     pub not_offered: Vec<String>,
     /// Other notes.
     pub warnings: Vec<String>,
+    /// Policy entries that name no release (a typo such as `44.50` for
+    /// `44.5`): their settings apply to nothing.
+    pub unknown_entries: Vec<String>,
+    /// Published settings the policy no longer mentions, kept as they were:
+    /// one sentence each, naming the release and how to remove them.
+    pub unmentioned: Vec<String>,
+}
+
+impl Assembled {
+    /// What the policy says about this assembly, as warnings: its unknown
+    /// entries, and the settings it no longer mentions.
+    pub fn policy_warnings(&self) -> Vec<String> {
+        self.unknown_entries
+            .iter()
+            .map(|version| unknown_entry(version))
+            .chain(self.unmentioned.iter().cloned())
+            .collect()
+    }
+}
+
+/// The sentence for a policy entry that names no release.
+pub fn unknown_entry(version: &str) -> String {
+    format!(
+        "policy entry for {version} names no release in the repository, so it applies to nothing"
+    )
 }
 
 /// Why no document could be assembled.
@@ -257,7 +282,8 @@ pub fn assemble(
         });
     }
 
-    apply_policy(&mut releases, known_before, options, &mut warnings);
+    let unmentioned = unmentioned(&releases[..known_before], options.policy);
+    let unknown_entries = apply_policy(&mut releases, known_before, options);
 
     let mut document = GraphDocument {
         schema: SCHEMA_VERSION,
@@ -288,6 +314,8 @@ pub fn assemble(
         gone,
         not_offered,
         warnings,
+        unknown_entries,
+        unmentioned,
     })
 }
 
@@ -311,12 +339,12 @@ fn same_config_release(releases: &[Release], candidate: &Candidate) -> Option<us
 
 /// Policy entries are authoritative for the versions they name; new releases
 /// without one get the default rollout; older ones keep what they had.
+/// Returns the entries that name no release.
 fn apply_policy(
     releases: &mut [Release],
     known_before: usize,
     options: &AssembleOptions<'_>,
-    warnings: &mut Vec<String>,
-) {
+) -> Vec<String> {
     for (i, release) in releases.iter_mut().enumerate() {
         match options.policy.and_then(|p| p.settings(&release.version)) {
             Some(settings) => {
@@ -333,16 +361,57 @@ fn apply_policy(
             None => {}
         }
     }
-    if let Some(policy) = options.policy {
-        for entry in &policy.releases {
-            if !releases.iter().any(|r| r.version == entry.version) {
-                warnings.push(format!(
-                    "policy entry for {} names no release in the repository",
-                    entry.version
-                ));
-            }
+    let mut unknown: Vec<String> = Vec::new();
+    for entry in options.policy.map_or(&[][..], |p| &p.releases[..]) {
+        let named = releases.iter().any(|r| r.version == entry.version);
+        if !named && !unknown.contains(&entry.version) {
+            unknown.push(entry.version.clone());
         }
     }
+    unknown
+}
+
+/// Published settings that only a policy can have set (a barrier or dead-end
+/// not inherited from a base, a rollout other than the immediate default) on
+/// releases the policy has no entry for. They stay published, which is a
+/// surprise for whoever deleted the entry to remove them.
+fn unmentioned(published: &[Release], policy: Option<&Updates>) -> Vec<String> {
+    let Some(policy) = policy else {
+        return Vec::new();
+    };
+    let mut sentences = Vec::new();
+    for release in published {
+        let version = &release.version;
+        if policy.settings(version).is_some() {
+            continue;
+        }
+        let mut kept = Vec::new();
+        let mut remove = Vec::new();
+        if let Some(barrier) = release.barrier.as_ref().filter(|b| b.from_base.is_none()) {
+            kept.push(format!("barrier {:?}", barrier.reason));
+            remove.push(format!("`cairn policy barrier remove {version}`"));
+        }
+        if let Some(deadend) = release.deadend.as_ref().filter(|d| d.from_base.is_none()) {
+            kept.push(format!("dead-end {:?}", deadend.reason));
+            remove.push(format!("`cairn policy deadend remove {version}`"));
+        }
+        if let Some(rollout) = release.rollout.filter(|r| !crate::policy::is_default(r)) {
+            kept.push(format!(
+                "rollout {}",
+                crate::policy::describe_rollout(&rollout)
+            ));
+            remove.push(format!("`cairn policy rollout stop {version}`"));
+        }
+        if !kept.is_empty() {
+            sentences.push(format!(
+                "{version}: the published document has {}, which the policy no longer mentions; \
+                 it stays published (remove it with {})",
+                kept.join(" and "),
+                remove.join(" and ")
+            ));
+        }
+    }
+    sentences
 }
 
 /// Each release's build time, by version, from what the scan found.
@@ -602,7 +671,7 @@ mod tests {
         .expect("assembles");
         assert!(result.document.releases[1].rollout.is_none());
         assert_eq!(result.not_offered, vec!["b".to_string()]);
-        assert!(result.warnings.iter().any(|w| w.contains("zzz")));
+        assert_eq!(result.unknown_entries, vec!["zzz".to_string()]);
     }
 
     #[test]

@@ -91,6 +91,14 @@ pub struct UpdateMetadata {
     /// Rollout parameters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<Rollout>,
+    /// Cairn's own: the minutes a paused rollout had left, which `cairn
+    /// policy rollout resume` grows it over again. Fedora's tools ignore it.
+    #[serde(
+        default,
+        rename = "cairn_resume_minutes",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub resume_minutes: Option<u64>,
 }
 
 /// Fedora requires `reason` inside `barrier` and `deadend`.
@@ -421,6 +429,9 @@ fn settings_for(updates: &Updates, version: &str) -> UpdateMetadata {
         }
         if let Some(deadend) = &entry.metadata.deadend {
             merged.deadend = Some(deadend.clone());
+        }
+        if let Some(minutes) = entry.metadata.resume_minutes {
+            merged.resume_minutes = Some(minutes);
         }
         if let Some(rollout) = &entry.metadata.rollout {
             // Fedora inserts each present key, so later entries override per field.

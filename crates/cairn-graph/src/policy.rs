@@ -30,12 +30,13 @@ pub enum PolicyEdit {
         /// Release.
         version: String,
     },
-    /// Let a (paused) rollout grow again from its current value over `minutes`.
+    /// Let a (paused) rollout grow again from its current value over
+    /// `minutes`, or over the minutes it had left when it was paused.
     RolloutResume {
         /// Release.
         version: String,
-        /// Remaining duration in minutes.
-        minutes: u64,
+        /// Remaining duration in minutes; `None`: what pausing remembered.
+        minutes: Option<u64>,
     },
     /// Remove the rollout: the release is a target for nobody.
     RolloutStop {
@@ -96,6 +97,11 @@ pub enum PolicyError {
     /// An empty version.
     #[error("the version must not be empty")]
     EmptyVersion,
+    /// A resume without `--over` of a rollout that has no remembered duration.
+    #[error(
+        "{0}'s rollout has no duration to resume with (it was paused without one): give --over"
+    )]
+    NoDuration(String),
 }
 
 /// What an edit did, in two sentences.
@@ -114,6 +120,50 @@ fn when(second: i64) -> String {
 fn percent(fraction: f64) -> String {
     let text = format!("{:.1}", fraction * 100.0);
     format!("{}%", text.trim_end_matches('0').trim_end_matches('.'))
+}
+
+/// A duration in minutes as people say it: `2 d`, `1 d 12 h`, `90 min` → `1 h 30 min`.
+pub fn duration_words(minutes: u64) -> String {
+    let (days, hours, minutes) = (minutes / 1440, minutes % 1440 / 60, minutes % 60);
+    let mut parts = Vec::new();
+    if days > 0 {
+        parts.push(format!("{days} d"));
+    }
+    if hours > 0 {
+        parts.push(format!("{hours} h"));
+    }
+    if minutes > 0 || parts.is_empty() {
+        parts.push(format!("{minutes} min"));
+    }
+    parts.join(" ")
+}
+
+/// A time as people read it: `2026-03-10 12:00 UTC`.
+fn clock(second: i64) -> String {
+    Timestamp::from_second(second).map_or_else(
+        |_| second.to_string(),
+        |t| t.strftime("%Y-%m-%d %H:%M UTC").to_string(),
+    )
+}
+
+/// The rollout a release gets by default: everybody, at once, for ever.
+pub fn is_default(rollout: &Rollout) -> bool {
+    rollout.duration_minutes.is_none() && rollout.start_value() >= 1.0
+}
+
+/// A rollout in `cairn policy`'s words: `100%`, `paused at 5%`, or
+/// `5% → 100% over 2 d from 2026-03-10 12:00 UTC`.
+pub fn describe_rollout(rollout: &Rollout) -> String {
+    match rollout.duration_minutes {
+        None if is_default(rollout) => "100%".to_string(),
+        None => format!("paused at {}", percent(rollout.start_value())),
+        Some(minutes) => format!(
+            "{} → 100% over {} from {}",
+            percent(rollout.start_value()),
+            duration_words(minutes),
+            clock(rollout.start())
+        ),
+    }
 }
 
 fn check_minutes(minutes: u64) -> Result<(), PolicyError> {
@@ -139,7 +189,8 @@ pub fn apply(updates: &mut Updates, edit: &PolicyEdit, now: i64) -> Result<Chang
     if version.trim().is_empty() {
         return Err(PolicyError::EmptyVersion);
     }
-    let current = updates.settings(&version).unwrap_or_default();
+    let known = updates.settings(&version);
+    let current = known.clone().unwrap_or_default();
     let entry = updates.entry_mut(&version);
     let metadata = &mut entry.metadata;
     let change = match edit {
@@ -156,6 +207,7 @@ pub fn apply(updates: &mut Updates, edit: &PolicyEdit, now: i64) -> Result<Chang
                 duration_minutes: Some(*minutes),
             };
             metadata.rollout = Some(rollout);
+            metadata.resume_minutes = None;
             Change {
                 changed: format!(
                     "{version}: rollout from {} starting {} over {minutes} minutes",
@@ -175,23 +227,45 @@ pub fn apply(updates: &mut Updates, edit: &PolicyEdit, now: i64) -> Result<Chang
                 .rollout
                 .ok_or_else(|| PolicyError::NoRollout(version.clone()))?;
             let progress = rollout.progress_at(now);
+            // What it had left, so that resuming continues at the same pace.
+            let left = match rollout.end() {
+                Some(end) => u64::try_from(end.saturating_sub(now.max(rollout.start())))
+                    .ok()
+                    .map(|seconds| seconds.div_ceil(60))
+                    .filter(|&minutes| minutes > 0),
+                None => current.resume_minutes,
+            };
             metadata.rollout = Some(Rollout {
                 start_epoch: Some(now.min(rollout.start())),
                 start_percentage: Some(progress),
                 duration_minutes: None,
             });
+            metadata.resume_minutes = left;
+            let remembered = left.map_or(String::new(), |minutes| {
+                format!(
+                    "; `resume` grows it again over the {} it had left",
+                    duration_words(minutes)
+                )
+            });
             Change {
-                changed: format!("{version}: rollout paused at {}", percent(progress)),
+                changed: format!(
+                    "{version}: rollout paused at {}{remembered}",
+                    percent(progress)
+                ),
                 fleet: format!(
                     "hosts with wariness up to {progress:.3} are still offered {version}; the rest wait until it is resumed"
                 ),
             }
         }
         PolicyEdit::RolloutResume { minutes, .. } => {
-            check_minutes(*minutes)?;
             let rollout = current
                 .rollout
                 .ok_or_else(|| PolicyError::NoRollout(version.clone()))?;
+            let minutes = &minutes
+                .or(current.resume_minutes)
+                .ok_or_else(|| PolicyError::NoDuration(version.clone()))?;
+            check_minutes(*minutes)?;
+            metadata.resume_minutes = None;
             let progress = rollout.progress_at(now);
             let resumed = Rollout {
                 start_epoch: Some(now),
@@ -201,8 +275,9 @@ pub fn apply(updates: &mut Updates, edit: &PolicyEdit, now: i64) -> Result<Chang
             metadata.rollout = Some(resumed);
             Change {
                 changed: format!(
-                    "{version}: rollout resumed from {} over {minutes} minutes",
-                    percent(progress)
+                    "{version}: rollout resumed from {} over {}",
+                    percent(progress),
+                    duration_words(*minutes)
                 ),
                 fleet: format!(
                     "{version} reaches more hosts again from now on, all of them by {}",
@@ -215,6 +290,7 @@ pub fn apply(updates: &mut Updates, edit: &PolicyEdit, now: i64) -> Result<Chang
             // default rollout in the published document; the entry, now
             // present and empty, overrides that when the document is assembled.
             metadata.rollout = None;
+            metadata.resume_minutes = None;
             Change {
                 changed: format!("{version}: rollout removed"),
                 fleet: format!(
@@ -229,6 +305,18 @@ pub fn apply(updates: &mut Updates, edit: &PolicyEdit, now: i64) -> Result<Chang
             Change {
                 changed: format!("{version}: barrier ({reason})"),
                 fleet: format!("every older host must boot {version} before it may update further"),
+            }
+        }
+        PolicyEdit::BarrierRemove { .. } | PolicyEdit::DeadendRemove { .. } if known.is_none() => {
+            // The published document may still carry a value the policy no
+            // longer mentions; an entry, even empty, is authoritative.
+            Change {
+                changed: format!(
+                    "{version}: new entry with no barrier, dead-end or rollout; once published it replaces whatever the published document has for {version}"
+                ),
+                fleet: format!(
+                    "{version} is no barrier or dead-end, and no host is sent to it (give it a rollout with `cairn policy rollout start {version}` to keep offering it)"
+                ),
             }
         }
         PolicyEdit::BarrierRemove { .. } => {
@@ -381,17 +469,40 @@ mod tests {
             .expect("rollout");
         assert_eq!(paused.progress_at(NOW + 50 * 60), 0.5);
         assert_eq!(paused.progress_at(NOW + 10_000 * 60), 0.5);
-        // Resume over 10 minutes from 50%.
+        // Pausing remembers the 50 minutes left: resuming without a
+        // duration continues at the same pace.
+        assert_eq!(
+            change.changed,
+            "2: rollout paused at 50%; `resume` grows it again over the 50 min it had left"
+        );
         let later = NOW + 500 * 60;
-        apply(
-            &mut updates,
-            &PolicyEdit::RolloutResume {
-                version: "2".into(),
-                minutes: 10,
-            },
-            later,
-        )
-        .expect("resume");
+        let mut remembered = updates.clone();
+        let resume = |minutes| PolicyEdit::RolloutResume {
+            version: "2".into(),
+            minutes,
+        };
+        let change = apply(&mut remembered, &resume(None), later).expect("resume");
+        assert_eq!(change.changed, "2: rollout resumed from 50% over 50 min");
+        let resumed = remembered.settings("2").and_then(|s| s.rollout);
+        assert_eq!(resumed.map(|r| r.progress_at(later + 25 * 60)), Some(0.75));
+        assert_eq!(
+            remembered.settings("2").map(|s| s.resume_minutes),
+            Some(None)
+        );
+        assert_eq!(
+            apply(
+                &mut remembered,
+                &PolicyEdit::RolloutPause {
+                    version: "2".into()
+                },
+                later
+            )
+            .and_then(|_| apply(&mut remembered, &resume(None), later))
+            .map(|c| c.changed),
+            Ok("2: rollout resumed from 50% over 50 min".to_string())
+        );
+        // Resume over 10 minutes from 50%: --over changes the pace.
+        apply(&mut updates, &resume(Some(10)), later).expect("resume");
         let resumed = updates
             .settings("2")
             .and_then(|s| s.rollout)

@@ -6,6 +6,7 @@
 use crate::digest::short;
 use crate::document::{GraphDocument, Release};
 use crate::graph::{Scheme, UpdateGraph};
+use crate::policy::describe_rollout;
 use jiff::Timestamp;
 use serde_json::{Value, json};
 use std::io::{self, Write};
@@ -81,6 +82,9 @@ fn state_words(release: &Release, options: &ShowOptions) -> Vec<String> {
         let now = options.now.as_second();
         let progress = rollout.progress_at(now);
         let mut text = format!("rollout {:.1}%", progress * 100.0);
+        if rollout.duration_minutes.is_none() && rollout.start_value() < 1.0 {
+            text.push_str(", paused");
+        }
         if now < rollout.start() {
             text.push_str(&format!(", starts {}", when(rollout.start())));
         } else if let Some(end) = rollout.end().filter(|&end| now <= end) {
@@ -437,54 +441,57 @@ fn escape(text: &str) -> String {
     text.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
-/// What changed from `old` to `new`, one line per change, for `publish --dry-run`.
+/// What changed from `old` to `new`, one line per change, for `publish
+/// --dry-run`, in `cairn policy`'s words: `44.5: rollout paused at 5% (was
+/// 5% → 100% over 2 d from 2026-03-10 12:00 UTC)`.
 pub fn diff(old: Option<&GraphDocument>, new: &GraphDocument) -> Vec<String> {
     let empty = Vec::new();
     let old_releases = old.map_or(&empty, |d| &d.releases);
     let mut lines = Vec::new();
     for (position, release) in new.releases.iter().enumerate() {
-        let arches: Vec<&str> = release.architectures.keys().map(String::as_str).collect();
+        let version = &release.version;
         let Some(before) = old_releases.get(position) else {
-            let state = state_words(
-                release,
-                &ShowOptions {
-                    arch: None,
-                    wariness: None,
-                    now: new.issued,
-                },
+            let arches: Vec<&str> = release.architectures.keys().map(String::as_str).collect();
+            let mut words = vec![format!("new release [{}]", arches.join(","))];
+            words.extend(
+                release
+                    .barrier
+                    .as_ref()
+                    .map(|r| format!("barrier {}", reason(r))),
             );
-            lines.push(format!(
-                "+ {position:>5} {} [{}]{}",
-                release.version,
-                arches.join(","),
-                if state.is_empty() {
-                    String::new()
-                } else {
-                    format!(" {}", state.join("; "))
-                }
-            ));
+            words.extend(
+                release
+                    .deadend
+                    .as_ref()
+                    .map(|r| format!("dead-end {}", reason(r))),
+            );
+            words.push(match &release.rollout {
+                Some(rollout) => format!("rollout {}", describe_rollout(rollout)),
+                None => "no rollout".to_string(),
+            });
+            lines.push(format!("{version}: {}", words.join(", ")));
             continue;
         };
         let mut changes = Vec::new();
-        if before.barrier != release.barrier {
-            changes.push(format!(
-                "barrier {:?} -> {:?}",
-                before.barrier.as_ref().map(|r| &r.reason),
-                release.barrier.as_ref().map(|r| &r.reason)
-            ));
-        }
-        if before.deadend != release.deadend {
-            changes.push(format!(
-                "dead-end {:?} -> {:?}",
-                before.deadend.as_ref().map(|r| &r.reason),
-                release.deadend.as_ref().map(|r| &r.reason)
-            ));
+        for (what, was, now) in [
+            ("barrier", &before.barrier, &release.barrier),
+            ("dead-end", &before.deadend, &release.deadend),
+        ] {
+            changes.extend(reason_change(what, was.as_ref(), now.as_ref()));
         }
         if before.rollout != release.rollout {
-            changes.push(format!(
-                "rollout {:?} -> {:?}",
-                before.rollout, release.rollout
-            ));
+            let words = |rollout: &Option<crate::Rollout>| match rollout {
+                Some(rollout) => describe_rollout(rollout),
+                None => "none".to_string(),
+            };
+            changes.push(match release.rollout {
+                Some(_) => format!(
+                    "rollout {} (was {})",
+                    words(&release.rollout),
+                    words(&before.rollout)
+                ),
+                None => format!("rollout stopped (was {})", words(&before.rollout)),
+            });
         }
         for (arch, entry) in &release.architectures {
             match before.architectures.get(arch) {
@@ -503,13 +510,38 @@ pub fn diff(old: Option<&GraphDocument>, new: &GraphDocument) -> Vec<String> {
                 Some(_) => {}
             }
         }
-        if !changes.is_empty() {
-            lines.push(format!(
-                "~ {position:>5} {}: {}",
-                release.version,
-                changes.join("; ")
-            ));
-        }
+        lines.extend(
+            changes
+                .into_iter()
+                .map(|change| format!("{version}: {change}")),
+        );
     }
     lines
+}
+
+/// A barrier's or dead-end's reason, quoted, with where it was inherited from.
+fn reason(reason: &crate::document::Reason) -> String {
+    match &reason.from_base {
+        Some(base) => format!("{:?} (inherited from base {base})", reason.reason),
+        None => format!("{:?}", reason.reason),
+    }
+}
+
+/// `barrier "x" (was none)`, `barrier reason "x" (was "y")`, `barrier removed (was "y")`.
+fn reason_change(
+    what: &str,
+    was: Option<&crate::document::Reason>,
+    now: Option<&crate::document::Reason>,
+) -> Option<String> {
+    match (was, now) {
+        (was, now) if was == now => None,
+        (None, Some(now)) => Some(format!("{what} {} (was none)", reason(now))),
+        (Some(was), None) => Some(format!("{what} removed (was {})", reason(was))),
+        (Some(was), Some(now)) => Some(format!(
+            "{what} reason {} (was {})",
+            reason(now),
+            reason(was)
+        )),
+        (None, None) => None,
+    }
 }

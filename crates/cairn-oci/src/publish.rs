@@ -76,6 +76,9 @@ pub enum PublishError {
     /// The push failed, or another publisher moved the tag.
     #[error(transparent)]
     Push(#[from] DocumentStoreError),
+    /// Policy entries name no release, and that was not allowed.
+    #[error("the policy names no release {}: its settings would apply to nothing (fix the version, or allow it)", .0.join(", "))]
+    UnknownReleases(Vec<String>),
 }
 
 impl PublishError {
@@ -93,6 +96,7 @@ impl PublishError {
             PublishError::Assemble(e) => e.kind(),
             PublishError::Keep(e) => e.kind(),
             PublishError::Push(e) => e.kind(),
+            PublishError::UnknownReleases(_) => "unknown_releases",
         }
     }
 }
@@ -495,6 +499,9 @@ pub struct Publication<'a> {
     pub dry_run: bool,
     /// Only re-sign the published document with new `issued` and `expires`.
     pub refresh: bool,
+    /// Publish even when policy entries name no release (they apply to
+    /// nothing); otherwise that is [`PublishError::UnknownReleases`].
+    pub allow_unknown_releases: bool,
 }
 
 /// What [`publish`] did.
@@ -548,6 +555,10 @@ pub async fn publish(
     )
     .await?;
     observer.assembled(&assembly);
+    let unknown = &assembly.assembled.unknown_entries;
+    if !unknown.is_empty() && !publication.allow_unknown_releases {
+        return Err(PublishError::UnknownReleases(unknown.clone()));
+    }
     if publication.dry_run {
         let lines = cairn_graph::render::diff(previous.as_ref(), &assembly.assembled.document);
         return Ok(Outcome::DryRun(lines));

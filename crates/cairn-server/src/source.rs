@@ -443,7 +443,10 @@ async fn refresh_scan(
         tracing::info!(stream, tag, kind = reason.kind(), reason = %reason, "tag skipped");
     }
     let warnings = report.warnings.iter().chain(&assembly.notes);
-    for warning in warnings.chain(&assembly.assembled.warnings) {
+    let unknown = assembly.assembled.unknown_entries.iter();
+    let policy = unknown.map(|v| cairn_graph::assemble::unknown_entry(v));
+    let policy: Vec<String> = policy.chain(assembly.assembled.unmentioned).collect();
+    for warning in warnings.chain(&assembly.assembled.warnings).chain(&policy) {
         tracing::warn!(stream, "{warning}");
     }
     let served = ServedDocument {

@@ -139,7 +139,13 @@ async fn release_team_loop() {
         out.stdout
     );
     assert!(
-        out.stderr.contains("scanned 4 tags, 3 releases (3 new)"),
+        out.stderr.contains(
+            "cairn: scanned 4 image tags: 3 releases (3 new); also 0 of Cairn's own tags \
+             (documents, keep tags)\n\
+             cairn: 1 new release(s) without a policy entry get rollout 100.0%, offered to \
+             every host at once: 44.1 (--default-rollout none offers new releases to nobody \
+             until the policy names them)\n"
+        ),
         "{}",
         out.stderr
     );
@@ -246,7 +252,7 @@ async fn release_team_loop() {
     let before = store.resolve("cairn-graph-stable").await.expect("resolve");
     let diff = publish.clone().arg("--dry-run").run().stdout;
     assert!(
-        diff.contains("+     3 44.4 [aarch64,x86_64] rollout 100.0%"),
+        diff.contains("44.4: new release [aarch64,x86_64], rollout 100%\n"),
         "{diff}"
     );
     assert_eq!(

@@ -1,11 +1,11 @@
 //! `cairn policy`: edit the release team's policy file without hand-editing JSON.
 
 use crate::cli::args;
-use anyhow::Context;
+use anyhow::{Context, bail};
 use cairn_graph::fcos::Updates;
 use cairn_graph::policy::{PolicyEdit, apply, parse_fraction};
 use clap::Subcommand;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Start, pause, resume and stop rollouts; add and remove barriers and dead-ends.
@@ -14,7 +14,7 @@ pub struct Args {
     /// The policy file (Fedora CoreOS updates format); created when missing.
     #[arg(long, default_value = "updates.json", global = true)]
     policy: PathBuf,
-    /// The stream, written into a new file.
+    /// The stream: required for a new file, and checked against an existing one.
     #[arg(long, global = true)]
     stream: Option<String>,
     /// The time of the edit (Unix seconds or RFC 3339). Default: now.
@@ -62,9 +62,10 @@ enum RolloutCommand {
     Resume {
         /// The release.
         version: String,
-        /// How long until every host is offered it.
+        /// How long until every host is offered it. Default: the time it had
+        /// left when it was paused.
         #[arg(long)]
-        over: String,
+        over: Option<String>,
     },
     /// Remove the rollout: the release becomes a target for nobody.
     Stop {
@@ -75,11 +76,11 @@ enum RolloutCommand {
 
 #[derive(Debug, Subcommand)]
 enum MarkCommand {
-    /// Make a release a barrier.
+    /// Make a release a barrier (--reason is required).
     Add {
         /// The release.
         version: String,
-        /// Why (a URL to the migration it carries).
+        /// Required: why (a URL to the migration it carries).
         #[arg(long)]
         reason: String,
     },
@@ -92,11 +93,11 @@ enum MarkCommand {
 
 #[derive(Debug, Subcommand)]
 enum DeadendCommand {
-    /// Make a release a dead-end.
+    /// Make a release a dead-end (--reason is required).
     Add {
         /// The release.
         version: String,
-        /// Why; shown to operators of hosts on it.
+        /// Required: why; shown to operators of hosts on it.
         #[arg(long)]
         reason: String,
         /// Keep its rollout (Zincati hosts are still sent there).
@@ -135,7 +136,7 @@ fn edit(command: Command, now: i64) -> anyhow::Result<PolicyEdit> {
         Command::Rollout(RolloutCommand::Pause { version }) => PolicyEdit::RolloutPause { version },
         Command::Rollout(RolloutCommand::Resume { version, over }) => PolicyEdit::RolloutResume {
             version,
-            minutes: minutes(&over)?,
+            minutes: over.as_deref().map(minutes).transpose()?,
         },
         Command::Rollout(RolloutCommand::Stop { version }) => PolicyEdit::RolloutStop { version },
         Command::Barrier(MarkCommand::Add { version, reason }) => {
@@ -157,6 +158,36 @@ fn edit(command: Command, now: i64) -> anyhow::Result<PolicyEdit> {
     })
 }
 
+/// The policy as it is, or a new one; either way for the stream named.
+fn open(path: &Path, old: Option<&[u8]>, stream: Option<&str>) -> anyhow::Result<Updates> {
+    let name = path.display();
+    let Some(bytes) = old else {
+        // A policy without a stream cannot be checked against the stream it
+        // is published for.
+        return match stream.map(str::trim) {
+            Some(stream) if !stream.is_empty() => Ok(Updates {
+                stream: Some(stream.to_string()),
+                releases: Vec::new(),
+            }),
+            _ => bail!(
+                "{name} does not exist yet: name the stream it is for with --stream \
+                 (the --stream you publish with)"
+            ),
+        };
+    };
+    let mut updates = Updates::from_json(bytes).with_context(|| name.to_string())?;
+    match (updates.stream.as_deref(), stream) {
+        (Some(named), Some(given)) if named != given => {
+            bail!("{name}: the policy is for stream {named:?}, not --stream {given:?}")
+        }
+        (None, Some(given)) if !given.trim().is_empty() => {
+            updates.stream = Some(given.to_string());
+        }
+        _ => {}
+    }
+    Ok(updates)
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let now = jiff::Timestamp::from_second(args::now_or(args.now.as_deref())?.as_second())?;
     let edit = edit(args.command, now.as_second())?;
@@ -164,15 +195,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Under the policy's lock, so that two edits at once both land; written
     // atomically, so a crash never leaves half a policy.
     cairn_fs::update_locked(&args.policy, |old| -> anyhow::Result<_> {
-        let mut updates = match old {
-            Some(bytes) => {
-                Updates::from_json(bytes).with_context(|| args.policy.display().to_string())?
-            }
-            None => Updates {
-                stream: args.stream.clone(),
-                releases: Vec::new(),
-            },
-        };
+        let mut updates = open(&args.policy, old, args.stream.as_deref())?;
         let applied = apply(&mut updates, &edit, now.as_second())
             .with_context(|| args.policy.display().to_string())?;
         change = Some(applied);

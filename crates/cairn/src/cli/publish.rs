@@ -12,7 +12,7 @@ use cairn_oci::layout::Layout;
 use cairn_oci::publish::{
     Assembly, BaseOptions, Observer, Options, Outcome, Publication, PublishError,
 };
-use cairn_oci::scan::{ScanCache, ScanReport};
+use cairn_oci::scan::{ScanCache, ScanReport, is_release_tag};
 use cairn_oci::sources::BaseSource;
 use cairn_oci::{Location, RegistryClient, Repository, Store};
 use std::io::IsTerminal;
@@ -71,6 +71,10 @@ pub struct Args {
     /// The rollout new releases without a policy entry get.
     #[arg(long, value_enum, default_value = "immediate")]
     default_rollout: DefaultRollout,
+    /// Publish even when a policy entry names no release in the repository
+    /// (its settings then apply to nothing, until that release appears).
+    #[arg(long)]
+    allow_unknown_releases: bool,
     /// The scan cache (digests already read). Default: under $XDG_CACHE_HOME/cairn.
     #[arg(long, value_name = "FILE")]
     cache: Option<PathBuf>,
@@ -152,9 +156,7 @@ async fn publish(args: &Args, store: &Store) -> anyhow::Result<()> {
         None => None,
     };
     let policy = match &args.policy {
-        Some(path) => Some(
-            Updates::from_json(&args::read(path)?).with_context(|| path.display().to_string())?,
-        ),
+        Some(path) => Some(read_policy(path, &args.stream)?),
         None => None,
     };
     let base = match &args.base_graph {
@@ -194,6 +196,7 @@ async fn publish(args: &Args, store: &Store) -> anyhow::Result<()> {
         accept_unverified_previous: args.accept_unverified_previous,
         dry_run: args.dry_run,
         refresh: args.refresh,
+        allow_unknown_releases: args.allow_unknown_releases,
     };
     let cache_path = args
         .cache
@@ -207,7 +210,13 @@ async fn publish(args: &Args, store: &Store) -> anyhow::Result<()> {
             .unwrap_or_default(),
         None => ScanCache::default(),
     };
-    let printer = Printer::new();
+    let printer = Printer {
+        policy_versions: policy
+            .iter()
+            .flat_map(|p| p.releases.iter().map(|e| e.version.clone()))
+            .collect(),
+        ..Printer::new()
+    };
     let outcome =
         cairn_oci::publish::publish(store, &client, &publication, &mut cache, &printer).await;
     // What was read is worth keeping even when publishing failed.
@@ -216,7 +225,10 @@ async fn publish(args: &Args, store: &Store) -> anyhow::Result<()> {
     {
         save_cache(path, &cache);
     }
-    match outcome.map_err(cli_error)? {
+    let outcome = outcome.map_err(cli_error)?;
+    // The store's requests go through `client` too (a layout makes none).
+    eprintln!("cairn: {} HTTP requests in all", client.request_count());
+    match outcome {
         Outcome::DryRun(lines) => {
             let mut text = String::new();
             for line in &lines {
@@ -244,6 +256,20 @@ async fn publish(args: &Args, store: &Store) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The policy file, which must be for the stream published: another
+/// stream's barriers and rollouts would land on releases of the same names.
+fn read_policy(path: &std::path::Path, stream: &str) -> anyhow::Result<Updates> {
+    let name = path.display().to_string();
+    let policy = Updates::from_json(&args::read(path)?).with_context(|| name.clone())?;
+    match policy.stream.as_deref() {
+        Some(named) if named != stream => bail!(
+            "{name}: the policy is for stream {named:?}, not --stream {stream:?} \
+             (publish --stream {named:?}, or use the policy of stream {stream:?})"
+        ),
+        _ => Ok(policy),
+    }
+}
+
 /// The pipeline's errors, named by the options that caused them.
 fn cli_error(error: PublishError) -> anyhow::Error {
     match error {
@@ -261,6 +287,12 @@ fn cli_error(error: PublishError) -> anyhow::Error {
             anyhow::Error::new(source).context(format!("--base-layers-from {repository}"))
         }
         PublishError::Keep(error) => error.into(),
+        PublishError::UnknownReleases(versions) => anyhow::anyhow!(
+            "--policy: the policy names no release {}, so its settings there would apply to \
+             nothing (a typo? fix the version with `cairn policy`, or publish with \
+             --allow-unknown-releases if the release is still to come)",
+            versions.join(", ")
+        ),
         // Unwrapped, so a conflict is recognised by its type.
         PublishError::Push(error) => error.into(),
         other => other.into(),
@@ -271,6 +303,8 @@ fn cli_error(error: PublishError) -> anyhow::Error {
 /// while scanning on a terminal.
 struct Printer {
     bar: Option<indicatif::ProgressBar>,
+    /// The versions the policy names: the others got the default rollout.
+    policy_versions: Vec<String>,
 }
 
 impl Printer {
@@ -285,7 +319,39 @@ impl Printer {
             );
             bar
         });
-        Printer { bar }
+        Printer {
+            bar,
+            policy_versions: Vec::new(),
+        }
+    }
+}
+
+impl Printer {
+    /// New releases the policy does not name got the default rollout, 100%
+    /// at once: on a first publish, every release. Say so, and how not to.
+    fn defaults(&self, assembled: &cairn_graph::assemble::Assembled) {
+        let defaulted: Vec<&str> = assembled
+            .document
+            .releases
+            .iter()
+            .filter(|r| assembled.added.contains(&r.version))
+            .filter(|r| !self.policy_versions.contains(&r.version))
+            .filter(|r| {
+                r.rollout
+                    .as_ref()
+                    .is_some_and(cairn_graph::policy::is_default)
+            })
+            .map(|r| r.version.as_str())
+            .collect();
+        if !defaulted.is_empty() {
+            eprintln!(
+                "cairn: {} new release(s) without a policy entry get rollout 100.0%, offered to \
+                 every host at once: {} (--default-rollout none offers new releases to nobody \
+                 until the policy names them)",
+                defaulted.len(),
+                defaulted.join(", ")
+            );
+        }
     }
 }
 
@@ -331,7 +397,13 @@ impl Observer for Printer {
 
     fn assembled(&self, assembly: &Assembly) {
         let assembled = &assembly.assembled;
-        for warning in assembly.notes.iter().chain(&assembled.warnings) {
+        let policy = assembled.policy_warnings();
+        for warning in assembly
+            .notes
+            .iter()
+            .chain(&assembled.warnings)
+            .chain(&policy)
+        {
             eprintln!("cairn: warning: {warning}");
         }
         if !assembled.gone.is_empty() {
@@ -344,13 +416,22 @@ impl Observer for Printer {
         if let Some(line) = cairn_graph::render::not_offered_line(&assembled.document) {
             eprintln!("{line}");
         }
+        let tags = &assembly.report.all_tags;
+        let own = tags.iter().filter(|t| t.starts_with("cairn-")).count();
+        let images = tags.iter().filter(|t| is_release_tag(t)).count();
+        let other = tags.len() - own - images;
+        let other = if other > 0 {
+            format!(", {other} signature or attachment tags")
+        } else {
+            String::new()
+        };
         eprintln!(
-            "cairn: scanned {} tags, {} releases ({} new), {} HTTP requests",
-            assembly.report.all_tags.len(),
+            "cairn: scanned {images} image tags: {} releases ({} new); \
+             also {own} of Cairn's own tags (documents, keep tags){other}",
             assembled.document.releases.len(),
             assembled.added.len(),
-            assembly.requests
         );
+        self.defaults(assembled);
     }
 
     fn kept(&self, kept: usize) {

@@ -40,6 +40,8 @@ pub async fn published() -> Published {
         "policy",
         "--policy",
         &d("updates.json"),
+        "--stream",
+        "stable",
         "rollout",
         "start",
         "44.3",

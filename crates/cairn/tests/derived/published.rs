@@ -22,7 +22,8 @@ async fn a_release_on_the_base_barrier_is_walked_through_first(kind: BaseKind) {
     let policy = w.path("walk-updates.json");
     let yesterday = (jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24)).to_string();
     ok(&[
-        "policy", "--policy", &policy, "rollout", "start", "a3", "--over", "2d", "--at", &yesterday,
+        "policy", "--policy", &policy, "--stream", "stable", "rollout", "start", "a3", "--over",
+        "2d", "--at", &yesterday,
     ]);
     publish(&w, repo, &["--policy", &policy]);
     let shown = show(&w, repo);
