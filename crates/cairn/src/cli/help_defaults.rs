@@ -128,6 +128,10 @@ fn expected() -> BTreeMap<String, String> {
     put("cairn policy --policy [default]", "updates.json");
     put("cairn policy rollout start --from [default]", "0");
     put(
+        "cairn policy rollout resume --over [prose]",
+        "the time it had left when it was paused",
+    );
+    put(
         "cairn publish --cache [prose]",
         "under $XDG_CACHE_HOME/cairn",
     );
