@@ -436,6 +436,31 @@ pub fn human(duration: SignedDuration) -> String {
 }
 
 impl Timeline {
+    /// Where the fleet ends, most-held release first: `at the end: 1.2 95.0%
+    /// (950 nodes), 1.1 5.0% (50 nodes)`.
+    fn final_spread(&self) -> String {
+        let mut held: Vec<(&str, usize)> = self
+            .lines
+            .iter()
+            .zip(&self.final_counts)
+            .filter(|(_, count)| **count > 0)
+            .map(|(line, count)| (line.version.as_str(), *count))
+            .collect();
+        held.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        let nodes = self.nodes.max(1) as f64;
+        let each: Vec<String> = held
+            .iter()
+            .map(|(version, count)| {
+                let noun = if *count == 1 { "node" } else { "nodes" };
+                format!(
+                    "{version} {:.1}% ({count} {noun})",
+                    *count as f64 * 100.0 / nodes
+                )
+            })
+            .collect();
+        format!("at the end: {}\n", each.join(", "))
+    }
+
     /// A few lines for people.
     pub fn summary(&self) -> String {
         let mut text = format!(
@@ -463,6 +488,11 @@ impl Timeline {
                 .position(|s| *s >= 0.95)
                 .map(|k| self.times[k].duration_since(self.start));
             match reached {
+                // The fleet began there: nothing had to move.
+                Some(after) if after <= SignedDuration::ZERO => text.push_str(&format!(
+                    "95% on {} from the start (the fleet began there)\n",
+                    line.version
+                )),
                 Some(after) => {
                     text.push_str(&format!("95% on {} after {}\n", line.version, human(after)))
                 }
@@ -473,6 +503,7 @@ impl Timeline {
                 )),
             }
         }
+        text.push_str(&self.final_spread());
         for (line, count) in self.lines.iter().zip(&self.final_counts) {
             if *count == 0 {
                 continue;

@@ -160,6 +160,46 @@ fn the_summary_names_dead_ends_and_convergence() {
         summary.contains("1000 nodes stuck on dead-end 1.1 (broken kernel)"),
         "{summary}"
     );
+    // The fleet began on the dead-end: that is not a move "after 0 min".
+    assert!(
+        summary.contains("95% on 1.1 from the start (the fleet began there)"),
+        "{summary}"
+    );
+    assert!(!summary.contains("after 0 min"), "{summary}");
+    assert!(
+        summary.contains("at the end: 1.1 100.0% (1000 nodes)\n"),
+        "{summary}"
+    );
+}
+
+/// The summary gives where the whole fleet ends, most-held release first.
+#[test]
+fn the_summary_gives_the_final_spread() {
+    let doc = document(vec![release(0, None), release(1, None)]);
+    let split = Options {
+        booted: vec![("1.0".into(), 3.0), ("1.1".into(), 1.0)],
+        ..options(1000, 1)
+    };
+    let timeline = simulate(&doc, &split).expect("runs");
+    let summary = timeline.summary();
+    let on = |version: &str| {
+        timeline
+            .lines
+            .iter()
+            .zip(&timeline.final_counts)
+            .find(|(line, _)| line.version == version)
+            .map_or(0, |(_, count)| *count)
+    };
+    let (old, new) = (on("1.0"), on("1.1"));
+    assert_eq!(old + new, 1000, "{summary}");
+    // Release 1.1 has no rollout: nobody moves, so the start's split stays.
+    assert!(old > new, "{summary}");
+    let expected = format!(
+        "at the end: 1.0 {:.1}% ({old} nodes), 1.1 {:.1}% ({new} nodes)\n",
+        old as f64 / 10.0,
+        new as f64 / 10.0
+    );
+    assert!(summary.contains(&expected), "{expected}\n{summary}");
 }
 
 #[test]

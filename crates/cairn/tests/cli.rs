@@ -519,6 +519,11 @@ fn simulate_plots_fedoras_stable_stream_with_a_rollout_moved_into_the_present() 
         "{out}"
     );
     assert!(out.contains("wariness 0.00-0.25: last move after"), "{out}");
+    assert!(
+        out.contains("at the end: 44.20260707.3.1 ")
+            && out.contains("windows: none, nodes reboot at any time\n"),
+        "{out}"
+    );
     let svg = std::fs::read_to_string(d("plot.svg")).expect("plot");
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
     for label in [
@@ -559,6 +564,15 @@ fn simulate_plots_fedoras_stable_stream_with_a_rollout_moved_into_the_present() 
         &["Funday 02:00 60", "--document", &d("stable.json")],
     ));
     assert!(err.contains("Funday"), "{err}");
+    // The summary names the windows and their time zone.
+    let out = ok(&cmd(
+        "simulate --nodes 50 --days 1 --time-zone Europe/Berlin --window",
+        &["Sat,Sun 02:00 120", "--document", &d("stable.json")],
+    ));
+    assert!(
+        out.contains("windows: Sat,Sun 02:00 120 (time zone Europe/Berlin)\n"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -155,6 +155,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let timeline = cairn_sim::simulate(&document, &options)?;
     let mut text = timeline.summary();
+    // What the fleet's reboots were bound to, so the numbers above can be read.
+    text.push_str(&if args.windows.is_empty() {
+        "windows: none, nodes reboot at any time\n".to_string()
+    } else {
+        format!(
+            "windows: {} (time zone {})\n",
+            args.windows.join("; "),
+            args.time_zone
+        )
+    });
     if let Some(out) = &args.out {
         let title = format!(
             "{} {} ({}), {} nodes",
