@@ -260,14 +260,6 @@ async fn signed_document_registry(layers: usize) -> HostileServer {
     .await
 }
 
-fn blob_requests(server: &HostileServer) -> usize {
-    server
-        .requests()
-        .iter()
-        .filter(|r| r.target.contains("/blobs/"))
-        .count()
-}
-
 #[tokio::test]
 async fn signature_manifests_with_too_many_layers_are_not_read() {
     let most = limits::SIGNATURE_LAYERS;
@@ -278,7 +270,7 @@ async fn signature_manifests_with_too_many_layers_are_not_read() {
         .expect("at the limit");
     assert_eq!(fetched.signatures.len(), most);
     assert!(fetched.unusable_signatures.is_empty());
-    assert_eq!(blob_requests(&server), 1 + most);
+    assert_eq!(server.blob_requests(), 1 + most);
 
     // One layer more and none is read: the document counts as unsigned, and
     // says why.
@@ -297,7 +289,7 @@ async fn signature_manifests_with_too_many_layers_are_not_read() {
         fetched.unusable_signatures
     );
     assert_eq!(
-        blob_requests(&server),
+        server.blob_requests(),
         1,
         "only the document itself was fetched"
     );

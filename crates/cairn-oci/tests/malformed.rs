@@ -60,14 +60,6 @@ async fn registry(manifest: Vec<u8>, signature: Option<Vec<u8>>) -> (HostileServ
     (server, Store::registry(client, repository))
 }
 
-fn blob_requests(server: &HostileServer) -> usize {
-    server
-        .requests()
-        .iter()
-        .filter(|r| r.target.contains("/blobs/"))
-        .count()
-}
-
 #[tokio::test]
 async fn malformed_document_manifests_from_a_registry_name_the_field() {
     let digest = sha256_digest(&document_bytes());
@@ -111,7 +103,7 @@ async fn malformed_document_manifests_from_a_registry_name_the_field() {
             message.starts_with(&source) && message.contains(expected),
             "{message}\n  wanted: {source}…{expected}"
         );
-        assert_eq!(blob_requests(&server), 0, "{expected}: nothing fetched");
+        assert_eq!(server.blob_requests(), 0, "{expected}: nothing fetched");
     }
 }
 
@@ -158,7 +150,7 @@ async fn a_malformed_signature_counts_as_none_names_the_field_and_fetches_no_pay
             .expect("a malformed signature does not stop the fetch");
         assert!(fetched.signatures.is_empty(), "{expected}");
         assert_eq!(
-            blob_requests(&server),
+            server.blob_requests(),
             blobs_fetched,
             "{expected}: blobs fetched"
         );

@@ -134,6 +134,14 @@ impl HostileServer {
     pub fn requests(&self) -> Vec<SeenRequest> {
         self.requests.lock().map(|r| r.clone()).unwrap_or_default()
     }
+
+    /// How many requests so far asked for a blob (`/v2/…/blobs/…`).
+    pub fn blob_requests(&self) -> usize {
+        self.requests()
+            .iter()
+            .filter(|r| r.target.contains("/blobs/"))
+            .count()
+    }
 }
 
 impl std::fmt::Debug for HostileServer {

@@ -264,6 +264,11 @@ fn publish(w: &World, repo: &str, extra: &[&str]) -> String {
 
 /// The published document as `cairn graph show --format json` reports it.
 fn show(w: &World, repo: &str) -> Value {
+    show_arch(w, repo, "x86_64")
+}
+
+/// The same, for one architecture.
+fn show_arch(w: &World, repo: &str, arch: &str) -> Value {
     let text = ok(&[
         "graph",
         "show",
@@ -274,7 +279,7 @@ fn show(w: &World, repo: &str) -> Value {
         "--insecure-registry",
         &w.registry.host,
         "--arch",
-        "x86_64",
+        arch,
         "--format",
         "json",
     ]);

@@ -185,25 +185,6 @@ fn base_graph_server(w: &World) -> GraphServer {
     )
 }
 
-/// The aarch64 graph of `repo`'s published document, as `graph show` gives it.
-fn aarch64_graph(w: &World, repo: &str) -> Value {
-    let text = ok(&[
-        "graph",
-        "show",
-        "--document",
-        &format!("{}/{repo}:cairn-graph-stable", w.registry.host),
-        "--key",
-        &w.path("team.pub"),
-        "--insecure-registry",
-        &w.registry.host,
-        "--arch",
-        "aarch64",
-        "--format",
-        "json",
-    ]);
-    serde_json::from_str(&text).expect("JSON")
-}
-
 /// A Cincinnati server answers for one architecture; an arm64 repository's
 /// base releases are found in its aarch64 graph.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -234,7 +215,7 @@ async fn a_cincinnati_base_graph_is_read_for_every_architecture() {
         !stderr.contains("is not in the base graph"),
         "every base is found: {stderr}"
     );
-    let shown = aarch64_graph(&w, repo);
+    let shown = show_arch(&w, repo, "aarch64");
     assert_eq!(release(&shown, "p1")["base"]["version"], "40.1", "{shown}");
     let p2 = release(&shown, "p2");
     assert_eq!(p2["base"]["version"], "40.2");
@@ -287,7 +268,7 @@ async fn a_cincinnati_base_missing_an_architecture_skips_it_with_a_warning() {
         stderr.contains("ppc64le: ") && stderr.contains("inherit nothing from the base"),
         "the missing architecture is named: {stderr}"
     );
-    let shown = aarch64_graph(&w, repo);
+    let shown = show_arch(&w, repo, "aarch64");
     let p2 = release(&shown, "p2");
     assert_eq!(
         p2["barrier"], BARRIER_REASON,
