@@ -125,7 +125,7 @@ pub struct Follow<'a> {
     /// The agent's state directory.
     pub state_dir: &'a Path,
     /// The host's registries.conf mirrors.
-    pub mirrors: &'a crate::mirrors::Mirrors,
+    pub mirrors: &'a cairn_oci::registries_conf::RegistriesConf,
 }
 
 /// The document a tag-following host plans on, and how to name its source.
@@ -383,7 +383,7 @@ mod tests {
         let root = tempfile::tempdir().expect("temp dir");
         let settings = crate::config::load(&crate::config::ConfigDirs::under(root.path()))
             .expect("the defaults");
-        let mirrors = crate::mirrors::Mirrors::default();
+        let mirrors = cairn_oci::registries_conf::RegistriesConf::default();
         let follow = Follow {
             followed,
             stream: "stable",
@@ -431,7 +431,7 @@ mod tests {
         let root = tempfile::tempdir().expect("temp dir");
         let settings = crate::config::load(&crate::config::ConfigDirs::under(root.path()))
             .expect("the defaults");
-        let mirrors = crate::mirrors::Mirrors::default();
+        let mirrors = cairn_oci::registries_conf::RegistriesConf::default();
         let follow = Follow {
             followed: "quay.io/example/os:stable",
             stream: "stable",

@@ -35,7 +35,6 @@ pub mod hooks;
 pub mod host;
 pub mod identity;
 pub mod machine;
-pub mod mirrors;
 pub mod plan;
 pub mod reason;
 pub mod source;

@@ -149,18 +149,24 @@ impl RegistryClient {
 
     fn base_url(&self, repository: &Repository) -> String {
         let host = repository.api_host();
-        let scheme = if self
-            .inner
-            .options
-            .insecure_registries
-            .iter()
-            .any(|h| h == host || h == &repository.registry)
-        {
+        let scheme = if self.is_insecure(host) || self.is_insecure(&repository.registry) {
             "http"
         } else {
             "https"
         };
         format!("{scheme}://{host}/v2/{}", repository.path)
+    }
+
+    /// `host` (`name[:port]`) is listed as insecure, by name or by a
+    /// `*.domain` pattern as `registries.conf` writes one.
+    fn is_insecure(&self, host: &str) -> bool {
+        self.inner.options.insecure_registries.iter().any(|listed| {
+            listed == host
+                || listed.strip_prefix("*.").is_some_and(|domain| {
+                    host.strip_suffix(domain)
+                        .is_some_and(|sub| sub.len() > 1 && sub.ends_with('.'))
+                })
+        })
     }
 
     fn auth_key(repository: &Repository) -> String {
@@ -285,9 +291,7 @@ impl RegistryClient {
                 None => u.host_str().unwrap_or_default().to_string(),
             })
             .unwrap_or_default();
-        if !realm.starts_with("https://")
-            && !self.inner.options.insecure_registries.contains(&realm_host)
-        {
+        if !realm.starts_with("https://") && !self.is_insecure(&realm_host) {
             return Err(OciError::Unauthorized {
                 url: realm.to_string(),
                 message: "the token endpoint is not https and its host is not listed as insecure"
@@ -429,7 +433,7 @@ impl RegistryClient {
             Some(port) => format!("{}:{port}", parsed.host_str().unwrap_or_default()),
             None => parsed.host_str().unwrap_or_default().to_string(),
         };
-        let insecure = self.inner.options.insecure_registries.contains(&host);
+        let insecure = self.is_insecure(&host);
         if parsed.scheme() != "https" && !(parsed.scheme() == "http" && insecure) {
             return Err(OciError::invalid(
                 url.to_string(),
@@ -855,5 +859,21 @@ mod tests {
             next_link(&headers, "https://r.example/v2/os/tags/list"),
             None
         );
+    }
+
+    #[test]
+    fn insecure_hosts_match_by_name_or_by_a_domain_pattern() {
+        let client = RegistryClient::new(ClientOptions {
+            insecure_registries: vec!["localhost:5000".into(), "*.lab.example".into()],
+            ..ClientOptions::default()
+        })
+        .expect("client");
+        assert!(client.is_insecure("localhost:5000"));
+        assert!(!client.is_insecure("localhost:5001"));
+        assert!(client.is_insecure("reg.lab.example"));
+        assert!(client.is_insecure("a.b.lab.example"));
+        assert!(!client.is_insecure("lab.example"));
+        assert!(!client.is_insecure("evillab.example"));
+        assert!(!client.is_insecure("reg.lab.example.com"));
     }
 }

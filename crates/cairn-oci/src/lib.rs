@@ -25,6 +25,7 @@ pub mod layout;
 mod manifest;
 pub mod publish;
 pub mod reference;
+pub mod registries_conf;
 pub mod scan;
 pub mod signing;
 pub mod sources;

@@ -200,8 +200,10 @@ impl Config {
             file: file.display().to_string(),
             message,
         };
+        // The parser's own rendering, on several lines, shows the line, the
+        // column and a caret under the mistake.
         let raw: RawConfig =
-            toml::from_str(text).map_err(|e| error(e.to_string().trim().replace('\n', " ")))?;
+            toml::from_str(text).map_err(|e| error(in_user_terms(e.to_string().trim_end())))?;
         let base = file.parent().unwrap_or(Path::new("."));
         let listen = raw
             .listen
@@ -293,6 +295,14 @@ impl Config {
 
 /// A scan's base graph settings, checked as `cairn publish` checks its
 /// `--base-*` options. An error names the key (under `scan.`) and the fault.
+/// serde's type names in the words of a TOML file.
+fn in_user_terms(message: &str) -> String {
+    message
+        .replace("expected f64", "expected a number")
+        .replace("expected u64", "expected a whole number, 0 or more")
+        .replace("expected a sequence", "expected a list")
+}
+
 fn scan_base(
     scan: &RawScan,
     dir: &Path,
@@ -410,6 +420,25 @@ mod tests {
         let config = Config::from_toml(text, Path::new("c.toml")).expect("valid");
         assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(config.refresh_interval, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_toml_mistake_is_shown_as_the_parser_renders_it() {
+        let text = "listen = \"127.0.0.1:8080\"\nrefresh_interval_seconds = \"soon\"\n";
+        let err = Config::from_toml(text, Path::new("/etc/cairn/server.toml")).expect_err(text);
+        let message = err.to_string();
+        assert!(
+            message.starts_with("/etc/cairn/server.toml: TOML parse error at line 2, column 28\n"),
+            "{message}"
+        );
+        assert!(
+            message.contains("2 | refresh_interval_seconds = \"soon\"\n"),
+            "{message}"
+        );
+        assert!(
+            message.ends_with("expected a whole number, 0 or more"),
+            "{message}"
+        );
     }
 
     #[test]

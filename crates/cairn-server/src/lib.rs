@@ -145,7 +145,12 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             address: config.listen,
             source,
         })?;
-    tracing::info!(address = %config.listen, "serving");
+    // With port 0 the kernel picks the port: log the one actually bound.
+    let bound = listener.local_addr().map_err(|source| ServeError::Listen {
+        address: config.listen,
+        source,
+    })?;
+    tracing::info!(address = %bound, "serving");
     axum::serve(listener, router(state))
         .await
         .map_err(|source| ServeError::Listen {

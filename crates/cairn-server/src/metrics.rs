@@ -71,6 +71,9 @@ pub struct Metrics {
     pub last_success: Family<StreamLabels, Gauge<f64, AtomicU64>>,
     /// 1 while the last refresh of the stream succeeded.
     pub source_up: Family<StreamLabels, Gauge>,
+    /// Checksum-graph requests (no `oci=true`) answered with an empty graph:
+    /// an image-only stream has no commit checksums to offer.
+    pub empty_checksum_answers: Family<StreamLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -91,6 +94,7 @@ impl Default for Metrics {
         let refreshes = Family::<RefreshLabels, Counter>::default();
         let last_success = Family::<StreamLabels, Gauge<f64, AtomicU64>>::default();
         let source_up = Family::<StreamLabels, Gauge>::default();
+        let empty_checksum_answers = Family::<StreamLabels, Counter>::default();
         registry.register(
             "cairn_http_requests",
             "HTTP requests by route and status",
@@ -122,6 +126,11 @@ impl Default for Metrics {
             "1 while the last refresh succeeded",
             source_up.clone(),
         );
+        registry.register(
+            "cairn_graph_empty_checksum_answers",
+            "Requests without oci=true answered with an empty graph, as the stream has no commit checksums",
+            empty_checksum_answers.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -131,6 +140,7 @@ impl Default for Metrics {
             refreshes,
             last_success,
             source_up,
+            empty_checksum_answers,
         }
     }
 }

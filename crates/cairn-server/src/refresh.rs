@@ -9,6 +9,7 @@
 
 use crate::config::{SourceSpec, StreamConfig};
 use crate::metrics::{RefreshLabels, StreamLabels, record_graph};
+use crate::snapshot::Snapshot;
 use crate::source::{Refresh, SourceError, SourceState, refresh};
 use crate::state::{AppState, Health};
 use cairn_oci::RegistryClient;
@@ -72,9 +73,11 @@ impl StreamSource {
             Ok(refreshed) => {
                 let updated = matches!(refreshed, Refresh::Updated(_));
                 if let Refresh::Updated(snapshot) = refreshed {
+                    let current = app.snapshot(&self.stream);
+                    log_update(&self.stream, current.as_deref(), &snapshot);
                     // The graphs clients asked of the last snapshot are built
                     // here, on the refresh runtime, so no request waits for them.
-                    if let Some(current) = app.snapshot(&self.stream) {
+                    if let Some(current) = current {
                         snapshot.build_like(&current);
                     }
                     for (arch, oci, entry) in snapshot.graphs() {
@@ -155,6 +158,21 @@ impl StreamSource {
             }
             tokio::time::sleep(interval).await;
         }
+    }
+}
+
+/// One line per new graph: a refresh that finds nothing new logs nothing.
+fn log_update(stream: &str, current: Option<&Snapshot>, new: &Snapshot) {
+    let arches = new.arches.iter().cloned().collect::<Vec<_>>().join(",");
+    let previous = current.and_then(|c| c.sequence);
+    match (new.sequence, previous) {
+        (Some(sequence), Some(previous)) => {
+            tracing::info!(stream, sequence, previous, %arches, "serving a new document sequence")
+        }
+        (Some(sequence), None) => {
+            tracing::info!(stream, sequence, %arches, "serving the document's sequence")
+        }
+        (None, _) => tracing::info!(stream, %arches, "serving new release metadata"),
     }
 }
 

@@ -39,23 +39,34 @@ impl GraphServer {
     /// Serve what the configuration file `config` says; returns once every
     /// stream has a graph (`/readyz` answers 200).
     pub fn with_config(cairn: &str, config: &Path) -> GraphServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap_or_else(|e| panic!("no free port on 127.0.0.1: {e}"))
-            .port();
-        let listen = format!("127.0.0.1:{port}");
-        // The log says why a server never became ready.
+        // The log says why a server never became ready, and which port the
+        // kernel gave it: port 0 leaves no window for another process to
+        // take a port picked here.
         let log_path = config.with_extension("log");
         let log = std::fs::File::create(&log_path)
             .unwrap_or_else(|e| panic!("creating {}: {e}", log_path.display()));
-        let child = Command::new(cairn)
+        let mut child = Command::new(cairn)
             .args(["serve", "--config", &config.display().to_string()])
-            .args(["--listen", &listen])
+            .args(["--listen", "127.0.0.1:0"])
             .stderr(Stdio::from(log))
             .spawn()
             .unwrap_or_else(|e| panic!("starting {cairn} serve: {e}"));
-        let server = GraphServer { child, listen };
         let deadline = Instant::now() + Duration::from_secs(30);
+        let listen = loop {
+            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            if let Some(address) = bound_address(&text) {
+                break address;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("cairn serve exited ({status}) before listening; its log:\n{text}");
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                panic!("cairn serve logged no listening address within 30 s; its log:\n{text}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let server = GraphServer { child, listen };
         while !server.ready() {
             assert!(
                 Instant::now() < deadline,
@@ -108,6 +119,14 @@ impl GraphServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The address in `cairn serve`'s "serving address=…" log line.
+pub fn bound_address(log: &str) -> Option<String> {
+    log.lines()
+        .filter(|line| line.contains(" serving "))
+        .find_map(|line| line.split_once("address=")?.1.split_whitespace().next())
+        .map(str::to_string)
 }
 
 impl Drop for GraphServer {

@@ -781,3 +781,114 @@ fn booted_takes_a_version_or_a_digest() {
         "{err}"
     );
 }
+
+/// A counter's value in `cairn serve`'s OpenMetrics text (0 when absent).
+fn counter(metrics: &str, sample: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// `cairn serve` on port 0 logs the port it bound (the testkit reads it from
+/// the log); a new document sequence is logged once, however many refreshes
+/// follow; and a checksum-graph request to an image-only architecture is
+/// answered with an empty graph and counted.
+#[test]
+fn cairn_serve_logs_its_port_and_each_new_sequence_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Unsigned, so its expiry can move past today.
+    let text = std::fs::read_to_string(example())
+        .expect("example")
+        .replace("2025-11-24T16:00:00Z", "2099-01-01T00:00:00Z");
+    let document = dir.path().join("stable.json");
+    std::fs::write(&document, &text).expect("write");
+    let config = dir.path().join("server.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "refresh_interval_seconds = 1\n[[stream]]\nname = \"stable\"\n\
+             document = {{ location = \"{}\", allow_unsigned = true }}\n",
+            document.display()
+        ),
+    )
+    .expect("write");
+    let server = cairn_testkit::GraphServer::with_config(env!("CARGO_BIN_EXE_cairn"), &config);
+    let port = server
+        .listen
+        .strip_prefix("127.0.0.1:")
+        .and_then(|p| p.parse::<u16>().ok());
+    assert!(port.is_some_and(|p| p != 0), "bound {}", server.listen);
+
+    // aarch64 has images only: without oci=true its graph is empty, and counted.
+    let empty = "cairn_graph_empty_checksum_answers_total{stream=\"stable\"}";
+    let (status, body) = server.get("/v1/graph?basearch=aarch64&stream=stable");
+    assert_eq!(status, 200);
+    let graph: Value = serde_json::from_str(&body).expect("graph JSON");
+    assert_eq!(graph["nodes"], serde_json::json!([]), "{body}");
+    assert_eq!(counter(&server.get("/metrics").1, empty), 1);
+    let (_, body) = server.get("/v1/graph?basearch=aarch64&stream=stable&oci=true");
+    assert!(body.contains("43.20251110.0"), "{body}");
+    assert_eq!(counter(&server.get("/metrics").1, empty), 1);
+
+    // A new sequence, replaced as publishers do.
+    let next = text.replace("1762790400000", "1762790400001");
+    std::fs::write(dir.path().join("next.json"), next).expect("write");
+    std::fs::rename(dir.path().join("next.json"), &document).expect("rename");
+    let log_path = config.with_extension("log");
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !log().contains("serving a new document sequence") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no update logged:\n{}",
+            log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Two more refreshes that find nothing new.
+    let unchanged = "cairn_source_refreshes_total{stream=\"stable\",result=\"unchanged\"}";
+    let before = counter(&server.get("/metrics").1, unchanged);
+    while counter(&server.get("/metrics").1, unchanged) < before + 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no refreshes:\n{}",
+            log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let log = log();
+    let updates: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("serving a new document sequence"))
+        .collect();
+    assert_eq!(updates.len(), 1, "{log}");
+    assert!(
+        updates[0].contains("sequence=1762790400001 previous=1762790400000"),
+        "{log}"
+    );
+    assert_eq!(
+        log.matches("serving the document's sequence").count(),
+        1,
+        "{log}"
+    );
+}
+
+/// A configuration mistake is shown as the TOML parser renders it: the
+/// file, then the line, a caret under the mistake, and what was expected.
+#[test]
+fn cairn_serve_shows_a_config_mistake_on_several_lines() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("server.toml");
+    std::fs::write(&config, "listen = \"127.0.0.1:0\"\ntimeout_seconds = 1.5\n").expect("write");
+    let output = cairn(&["serve", "--config", &config.display().to_string()]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr,
+        format!(
+            "cairn: error: {}: TOML parse error at line 2, column 19\n  |\n2 | timeout_seconds = 1.5\n  |                   ^^^\ninvalid type: floating point `1.5`, expected a whole number, 0 or more\n",
+            config.display()
+        )
+    );
+}

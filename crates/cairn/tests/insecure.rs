@@ -16,16 +16,51 @@ const ENV: &str = "CAIRN_INSECURE_REGISTRIES";
 /// `cairn` with `args`, and the insecure-registry variable set to `insecure`
 /// (removed when `None`, whatever the test's own environment holds).
 fn cairn(args: &[String], insecure: Option<&str>) -> Output {
+    command(args, insecure, Path::new("/nonexistent/registries.conf"))
+        .output()
+        .expect("cairn runs")
+}
+
+/// `cairn` with `args`, the insecure-registry variable as in [`cairn`], and
+/// `registries_conf` as the containers tools' main file.
+fn command(args: &[String], insecure: Option<&str>, registries_conf: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_cairn"));
-    command.args(args).env(
-        "XDG_CACHE_HOME",
-        std::env::temp_dir().join("cairn-test-cache-unused"),
-    );
+    command
+        .args(args)
+        .env(
+            "XDG_CACHE_HOME",
+            std::env::temp_dir().join("cairn-test-cache-unused"),
+        )
+        .env("CONTAINERS_REGISTRIES_CONF", registries_conf);
     match insecure {
         Some(hosts) => command.env(ENV, hosts),
         None => command.env_remove(ENV),
     };
-    command.output().expect("cairn runs")
+    command
+}
+
+/// The first line of `child`'s stderr that contains `wanted`, within 30 s;
+/// the lines before it when none does.
+fn wait_for_line(child: &mut std::process::Child, wanted: &str) -> Result<String, String> {
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (lines, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut log = String::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match seen.recv_timeout(left) {
+            Ok(line) if line.contains(wanted) => return Ok(line),
+            Ok(line) => log.push_str(&format!("{line}\n")),
+            Err(_) => return Err(log),
+        }
+    }
 }
 
 fn strings(args: &[&str]) -> Vec<String> {
@@ -118,35 +153,17 @@ async fn serve_without_a_good_graph_says_there_is_none_yet() {
         ),
     )
     .expect("server config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(["serve", "--config", &config.display().to_string()])
+    let serve = strings(&["serve", "--config", &config.display().to_string()]);
+    let mut child = command(&serve, None, Path::new("/nonexistent/registries.conf"))
         .args(["--listen", "127.0.0.1:0"])
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()
         .expect("cairn serve starts");
-    let stderr = child.stderr.take().expect("piped stderr");
-    let (lines, seen) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if lines.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut log = String::new();
-    let failed = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match seen.recv_timeout(left) {
-            Ok(line) if line.contains("source refresh failed") => break line,
-            Ok(line) => log.push_str(&format!("{line}\n")),
-            Err(_) => break String::new(),
-        }
-    };
+    let failed = wait_for_line(&mut child, "source refresh failed");
     let _ = child.kill();
     let _ = child.wait();
-    assert!(!failed.is_empty(), "no refresh failure logged:\n{log}");
+    let failed = failed.unwrap_or_else(|log| panic!("no refresh failure logged:\n{log}"));
     assert!(
         failed.contains(
             "source refresh failed and no refresh has succeeded yet: no graph to serve, so this stream's requests get 503 until one does"
@@ -159,4 +176,86 @@ async fn serve_without_a_good_graph_says_there_is_none_yet() {
         "{failed}"
     );
     assert!(!failed.contains("last good graph"), "{failed}");
+}
+
+/// A registry marked `insecure = true` in the containers tools'
+/// `registries.conf` is reached over plain HTTP by every command, `cairn
+/// serve` included, with no flag and no variable; a broken file is named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registries_conf_marks_a_registry_insecure_for_every_command() {
+    let registry = TestRegistry::start(Auth::None).await;
+    let store = registry.store("acme/os");
+    cairn_testkit::write_release(&store, "44.1", "2026-01-01T00:00:00Z", &["44.1"]).await;
+    let host = registry.host.clone();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (key, public) = keygen(dir.path());
+    let conf = dir.path().join("registries.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "unqualified-search-registries = [\"docker.io\"]\n\
+             [[registry]]\nlocation = \"{host}\"\ninsecure = true\n"
+        ),
+    )
+    .expect("write");
+    let publish = Publish::signed(&format!("{host}/acme/os"), &key)
+        .cache(dir.path().join("cache.json"))
+        .to_args();
+    let out = command(&publish, None, &conf).output().expect("cairn runs");
+    assert!(
+        out.status.success(),
+        "publish with {}: {}",
+        conf.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let document = format!("{host}/acme/os:cairn-graph-stable");
+    let verify = strings(&["document", "verify", &document, "--key", &public]);
+    let out = command(&verify, None, &conf).output().expect("cairn runs");
+    assert!(
+        out.status.success(),
+        "verify with {}: {}",
+        conf.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Without the file's entry, the same command meets plain HTTP.
+    let out = cairn(&verify, None);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("answered in plain HTTP"),
+        "{out:?}"
+    );
+
+    // `cairn serve` with no insecure_registries of its own.
+    let config = dir.path().join("server.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[stream]]\nname = \"stable\"\n\
+             document = {{ location = \"{document}\", keys = [\"{public}\"] }}\n"
+        ),
+    )
+    .expect("server config");
+    let serve = strings(&["serve", "--config", &config.display().to_string()]);
+    let mut child = command(&serve, None, &conf)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cairn serve starts");
+    let served = wait_for_line(&mut child, "serving the document's sequence");
+    let _ = child.kill();
+    let _ = child.wait();
+    served.unwrap_or_else(|log| panic!("the document was not served:\n{log}"));
+
+    // A file that does not parse stops the command and is named.
+    std::fs::write(&conf, "[[registry]\n").expect("write");
+    let out = command(&verify, None, &conf).output().expect("cairn runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "cairn: error: {}: TOML parse error at line 1",
+            conf.display()
+        )),
+        "{stderr}"
+    );
 }

@@ -261,10 +261,11 @@ async fn pass(
         }
     }
     // A broken registries.conf breaks the host's own pulls too: do nothing.
-    let mirrors = crate::mirrors::Mirrors::load(&options.root).map_err(stopped_by(
-        ReasonKind::RegistriesConfInvalid,
-        crate::mirrors::MirrorsError::kind,
-    ))?;
+    let mirrors =
+        cairn_oci::registries_conf::RegistriesConf::load(&options.root).map_err(stopped_by(
+            ReasonKind::RegistriesConfInvalid,
+            cairn_oci::registries_conf::RegistriesConfError::kind,
+        ))?;
     let mut client_options = options.client.clone();
     client_options
         .insecure_registries

@@ -20,7 +20,7 @@ pub(super) async fn document(
     stream: &str,
     state: &mut AgentState,
     client: &cairn_oci::RegistryClient,
-    mirrors: &crate::mirrors::Mirrors,
+    mirrors: &cairn_oci::registries_conf::RegistriesConf,
     now: Timestamp,
     fcos_cache: &Path,
 ) -> Result<(GraphDocument, String), GraphUnavailable> {

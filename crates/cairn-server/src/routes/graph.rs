@@ -159,6 +159,16 @@ pub async fn get(
         // First asked for: built off the worker, like a render.
         Some(None) => build(&state, &query, snapshot.clone()).await?,
     };
+    if !query.oci && entry.nodes == 0 {
+        state
+            .shared
+            .metrics
+            .empty_checksum_answers
+            .get_or_create(&crate::metrics::StreamLabels {
+                stream: query.stream.clone(),
+            })
+            .inc();
+    }
     let now = (state.shared.clock)().as_second();
     let rendered = entry.render(query.wariness, now).await.map_err(|e| {
         tracing::error!(stream = %query.stream, error = %e, "rendering a graph answer failed");

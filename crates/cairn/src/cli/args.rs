@@ -197,7 +197,8 @@ fn merge_insecure(flags: &[String], from_env: &str) -> Vec<String> {
 #[derive(Debug, Clone, clap::Args)]
 pub struct RegistryArgs {
     /// Reach this registry over plain HTTP (repeatable; meant for local test registries).
-    /// Hosts in $CAIRN_INSECURE_REGISTRIES (comma-separated) are added to these.
+    /// Hosts in $CAIRN_INSECURE_REGISTRIES (comma-separated) and registries marked
+    /// `insecure = true` in registries.conf are added to these.
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     insecure_registries: Vec<String>,
     /// Registry credentials (auth.json format). Default: the containers tools' lookup
@@ -213,9 +214,15 @@ impl RegistryArgs {
             Some(path) => cairn_oci::auth::Credentials::from_file(path)?,
             None => cairn_oci::auth::Credentials::from_default_files()?,
         };
+        let mut insecure_registries = self.insecure_registries();
+        for host in cairn_oci::registries_conf::RegistriesConf::load_for_user()?.insecure_hosts() {
+            if !insecure_registries.contains(&host) {
+                insecure_registries.push(host);
+            }
+        }
         Ok(cairn_oci::ClientOptions {
             credentials,
-            insecure_registries: self.insecure_registries(),
+            insecure_registries,
             ..cairn_oci::ClientOptions::default()
         })
     }
@@ -223,6 +230,8 @@ impl RegistryArgs {
     /// Client options for a host agent: without `--authfile`, the first of
     /// `host_files` that exists, as bootc reads `/run/ostree/auth.json`,
     /// `/etc/ostree/auth.json` and `/usr/lib/ostree/auth.json`; never a user's file.
+    /// The agent adds the insecure registries of the host's own
+    /// `registries.conf` (under its `--root`) itself.
     pub fn host_client_options(
         &self,
         host_files: &[PathBuf],
