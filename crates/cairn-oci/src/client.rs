@@ -11,6 +11,7 @@ use crate::digest::sha256_digest;
 use crate::error::{OciError, Result};
 use crate::http::{BodyError, Http, Overflow, RetryPolicy, error_chain, limits, met_plain_http};
 use crate::reference::Repository;
+use crate::registries_conf::{RegistriesConf, RegistriesConfError};
 use base64::Engine;
 use bytes::Bytes;
 use reqwest::header::{self, HeaderMap, HeaderValue};
@@ -49,6 +50,11 @@ pub struct ClientOptions {
     pub retries: u32,
     /// First pause between retries; it doubles each time.
     pub backoff: Duration,
+    /// The containers tools' `registries.conf`: a repository it marks
+    /// insecure is tried over HTTPS first and over plain HTTP when its
+    /// registry does not speak TLS. A file that could not be read fails
+    /// every registry request (not a local file's read) with its error.
+    pub registries_conf: std::result::Result<RegistriesConf, Arc<RegistriesConfError>>,
 }
 
 impl Default for ClientOptions {
@@ -59,6 +65,7 @@ impl Default for ClientOptions {
             timeout: Duration::from_secs(30),
             retries: 3,
             backoff: Duration::from_millis(200),
+            registries_conf: Ok(RegistriesConf::default()),
         }
     }
 }
@@ -122,6 +129,8 @@ struct Inner {
     options: ClientOptions,
     /// `Authorization` values by `host/repository`.
     authorizations: Mutex<HashMap<String, HeaderValue>>,
+    /// Hosts that `registries.conf` lets speak plain HTTP and that did.
+    plain_http_hosts: Mutex<std::collections::HashSet<String>>,
 }
 
 impl RegistryClient {
@@ -138,6 +147,7 @@ impl RegistryClient {
                 http,
                 options,
                 authorizations: Mutex::new(HashMap::new()),
+                plain_http_hosts: Mutex::new(std::collections::HashSet::new()),
             }),
         })
     }
@@ -149,7 +159,10 @@ impl RegistryClient {
 
     fn base_url(&self, repository: &Repository) -> String {
         let host = repository.api_host();
-        let scheme = if self.is_insecure(host) || self.is_insecure(&repository.registry) {
+        let scheme = if self.is_insecure(host)
+            || self.is_insecure(&repository.registry)
+            || self.fell_back_to_plain_http(host)
+        {
             "http"
         } else {
             "https"
@@ -167,6 +180,25 @@ impl RegistryClient {
                         .is_some_and(|sub| sub.len() > 1 && sub.ends_with('.'))
                 })
         })
+    }
+
+    /// `registries.conf` marks `repository` insecure.
+    fn conf_allows_plain_http(&self, repository: &Repository) -> bool {
+        let name = format!("{}/{}", repository.registry, repository.path);
+        self.inner
+            .options
+            .registries_conf
+            .as_ref()
+            .is_ok_and(|conf| conf.allows_plain_http(&name))
+    }
+
+    /// `host` was found to speak plain HTTP for a repository `registries.conf`
+    /// marks insecure.
+    fn fell_back_to_plain_http(&self, host: &str) -> bool {
+        self.inner
+            .plain_http_hosts
+            .lock()
+            .is_ok_and(|hosts| hosts.contains(host))
     }
 
     fn auth_key(repository: &Repository) -> String {
@@ -193,9 +225,13 @@ impl RegistryClient {
         headers: HeaderMap,
         body: Option<Bytes>,
     ) -> Result<reqwest::Response> {
+        if let Err(error) = &self.inner.options.registries_conf {
+            return Err(OciError::RegistriesConf(error.clone()));
+        }
+        let mut url = url.to_string();
         // Credentials go only to the registry itself, never to another origin
         // an upload `Location` or a `Link` header may name.
-        let same_origin = origin(url) == origin(&self.base_url(repository));
+        let mut same_origin = origin(&url) == origin(&self.base_url(repository));
         let mut authenticated = !same_origin;
         loop {
             let authorization = if same_origin {
@@ -203,11 +239,13 @@ impl RegistryClient {
             } else {
                 None
             };
-            let response = self
+            let sent = self
                 .inner
                 .http
                 .send(|http| {
-                    let mut request = http.request(method.clone(), url).headers(headers.clone());
+                    let mut request = http
+                        .request(method.clone(), url.as_str())
+                        .headers(headers.clone());
                     if let Some(body) = &body {
                         request = request.body(body.clone());
                     }
@@ -217,7 +255,26 @@ impl RegistryClient {
                     request
                 })
                 .await
-                .map_err(|e| transport(method.as_str(), url, &e))?;
+                .map_err(|e| transport(method.as_str(), &url, &e));
+            let response = match sent {
+                Ok(response) => response,
+                // As containers/image does for an insecure registry: HTTPS
+                // first, plain HTTP once the registry shows it has no TLS.
+                Err(OciError::PlainHttp { host, .. })
+                    if self.conf_allows_plain_http(repository)
+                        && host == repository.api_host()
+                        && url.starts_with("https://") =>
+                {
+                    tracing::info!(%host, "registries.conf marks it insecure and it speaks plain HTTP: using HTTP");
+                    if let Ok(mut hosts) = self.inner.plain_http_hosts.lock() {
+                        hosts.insert(host);
+                    }
+                    url = format!("http://{}", &url["https://".len()..]);
+                    same_origin = origin(&url) == origin(&self.base_url(repository));
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
             let status = response.status();
             if status == StatusCode::UNAUTHORIZED && !authenticated {
                 let challenge = response
@@ -225,7 +282,7 @@ impl RegistryClient {
                     .get(header::WWW_AUTHENTICATE)
                     .and_then(|v| v.to_str().ok())
                     .and_then(Challenge::parse);
-                let value = self.authorize(repository, url, challenge).await?;
+                let value = self.authorize(repository, &url, challenge).await?;
                 self.remember_authorization(repository, value);
                 authenticated = true;
                 continue;
@@ -291,7 +348,10 @@ impl RegistryClient {
                 None => u.host_str().unwrap_or_default().to_string(),
             })
             .unwrap_or_default();
-        if !realm.starts_with("https://") && !self.is_insecure(&realm_host) {
+        if !realm.starts_with("https://")
+            && !self.is_insecure(&realm_host)
+            && !self.fell_back_to_plain_http(&realm_host)
+        {
             return Err(OciError::Unauthorized {
                 url: realm.to_string(),
                 message: "the token endpoint is not https and its host is not listed as insecure"

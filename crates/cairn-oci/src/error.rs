@@ -98,6 +98,10 @@ pub enum OciError {
         #[source]
         source: std::io::Error,
     },
+    /// The containers tools' `registries.conf` could not be read; no
+    /// registry is contacted without it, as podman would not either.
+    #[error("{0}")]
+    RegistriesConf(std::sync::Arc<crate::registries_conf::RegistriesConfError>),
     /// A key that cannot be used.
     #[error("key {what}: {message}")]
     Key {
@@ -123,6 +127,7 @@ impl OciError {
             OciError::NotFound(_) => "not_found",
             OciError::Io { .. } => "io",
             OciError::Key { .. } => "key",
+            OciError::RegistriesConf(_) => "registries_conf",
         }
     }
 

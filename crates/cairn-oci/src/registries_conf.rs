@@ -143,15 +143,29 @@ impl RegistriesConf {
     /// `/etc/containers/registries.conf`; then the drop-ins of
     /// `/etc/containers/registries.conf.d` and `~/.config/containers/registries.conf.d`.
     pub fn load_for_user() -> Result<RegistriesConf, RegistriesConfError> {
-        let (main, dropins) = user_files(
-            std::env::var_os(REGISTRIES_CONF_ENV).map(PathBuf::from),
-            std::env::var_os("HOME").map(PathBuf::from),
-            Path::new("/"),
-        );
+        // An empty variable is unset: a relative path would let the working
+        // directory decide which registries are insecure.
+        let set = |name: &str| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        let named = set(REGISTRIES_CONF_ENV);
+        let (main, dropins) = user_files(named.clone(), set("HOME"), Path::new("/"));
+        // A file named on purpose must be there; the default ones need not be.
+        if let Some(named) = &named
+            && let Err(error) = std::fs::metadata(named)
+        {
+            return Err(RegistriesConfError::Read {
+                file: named.display().to_string(),
+                error,
+            });
+        }
         RegistriesConf::load_files(&main, &dropins)
     }
 
-    /// `main`, then each directory's `*.conf` files in name order.
+    /// `main`, then each directory's `*.conf` files in name order. Only the
+    /// main file may use the version 1 format, as in containers/image.
     fn load_files(
         main: &Path,
         dropin_dirs: &[PathBuf],
@@ -180,22 +194,34 @@ impl RegistriesConf {
                     });
                 }
             };
-            mirrors.add(&text, &file.display().to_string())?;
+            let is_main = file == main;
+            mirrors.add_file(&text, &file.display().to_string(), is_main)?;
         }
         Ok(mirrors)
     }
 
-    /// Add the entries of one file's text; `source` names it in errors.
+    /// Add the entries of one main file's text; `source` names it in errors.
     pub fn add(&mut self, text: &str, source: &str) -> Result<(), RegistriesConfError> {
+        self.add_file(text, source, true)
+    }
+
+    fn add_file(
+        &mut self,
+        text: &str,
+        source: &str,
+        is_main: bool,
+    ) -> Result<(), RegistriesConfError> {
         let raw: RawFile = toml::from_str(text).map_err(|error| RegistriesConfError::Syntax {
             file: source.to_string(),
             error,
         })?;
-        if let Some(list) = raw.registries.and_then(|r| r.insecure) {
+        if is_main && let Some(list) = raw.registries.and_then(|r| r.insecure) {
             self.insecure_v1 = list.registries;
         }
         for (index, registry) in raw.registry.into_iter().enumerate() {
-            let Some(prefix) = registry.prefix.or(registry.location.clone()) else {
+            // An empty prefix is no prefix: the location stands for it.
+            let prefix = registry.prefix.filter(|p| !p.is_empty());
+            let Some(prefix) = prefix.or(registry.location.clone()) else {
                 return Err(RegistriesConfError::NoPrefix {
                     file: source.to_string(),
                     index,
@@ -248,48 +274,69 @@ impl RegistriesConf {
             .collect()
     }
 
-    /// Hosts (`host[:port]`, or a `*.domain` pattern) configured as insecure:
-    /// registries and mirrors with `insecure = true`, and the version 1
-    /// `[registries.insecure]` list. Cairn reaches them over plain HTTP.
-    pub fn insecure_hosts(&self) -> Vec<String> {
-        let registries = self
-            .entries
-            .iter()
-            .filter(|e| e.insecure)
-            .map(|e| e.location.as_str());
-        let mirrors = self
-            .entries
-            .iter()
-            .flat_map(|e| &e.mirrors)
-            .filter(|m| m.insecure)
-            .map(|m| m.location.as_str());
-        let mut hosts: Vec<String> = Vec::new();
-        for location in registries
-            .chain(mirrors)
-            .chain(self.insecure_v1.iter().map(String::as_str))
-        {
-            let host = location.split('/').next().unwrap_or_default().to_string();
-            if !host.is_empty() && !hosts.contains(&host) {
-                hosts.push(host);
-            }
-        }
-        hosts
+    /// Whether `repository` (`host[:port]/path`) may be reached over plain
+    /// HTTP when its registry does not speak TLS, as containers/image decides:
+    /// the entry with the longest matching prefix (or mirror or relocated
+    /// location, for the places the agent reads from) says, so a namespace
+    /// marked insecure does not make its whole host so; a host in the version 1
+    /// `[registries.insecure]` list counts for every repository on it.
+    pub fn allows_plain_http(&self, repository: &str) -> bool {
+        let places = self.entries.iter().flat_map(|e| {
+            let relocated = (e.location != e.prefix).then_some((e.location.as_str(), e.insecure));
+            std::iter::once((e.prefix.as_str(), e.insecure))
+                .chain(relocated)
+                .chain(e.mirrors.iter().map(|m| (m.location.as_str(), m.insecure)))
+        });
+        let hosts = self.insecure_v1.iter().map(|h| (h.as_str(), true));
+        places
+            .chain(hosts)
+            .filter(|(place, _)| covers(place, repository))
+            .max_by_key(|(place, _)| place.len())
+            .is_some_and(|(_, insecure)| insecure)
     }
 }
-
 /// The main file and drop-in directories a user's containers tools read:
 /// `env` is `$CONTAINERS_REGISTRIES_CONF`, `home` is `$HOME`, `root` is `/`
 /// except in tests.
 fn user_files(env: Option<PathBuf>, home: Option<PathBuf>, root: &Path) -> (PathBuf, Vec<PathBuf>) {
     let user = home.map(|h| h.join(".config/containers"));
-    let main = match (env, &user) {
-        (Some(path), _) => path,
-        (None, Some(user)) if user.join("registries.conf").exists() => user.join("registries.conf"),
-        _ => root.join("etc/containers/registries.conf"),
-    };
-    let mut dropins = vec![root.join("etc/containers/registries.conf.d")];
-    dropins.extend(user.map(|u| u.join("registries.conf.d")));
-    (main, dropins)
+    let system_dropins = root.join("etc/containers/registries.conf.d");
+    let user_dropins = user.as_ref().map(|u| u.join("registries.conf.d"));
+    match (env, &user) {
+        (Some(path), _) => (
+            path,
+            [Some(system_dropins), user_dropins]
+                .into_iter()
+                .flatten()
+                .collect(),
+        ),
+        // The user's own file replaces the system's, drop-ins included.
+        (None, Some(user)) if user.join("registries.conf").exists() => (
+            user.join("registries.conf"),
+            user_dropins.into_iter().collect(),
+        ),
+        _ => (
+            root.join("etc/containers/registries.conf"),
+            [Some(system_dropins), user_dropins]
+                .into_iter()
+                .flatten()
+                .collect(),
+        ),
+    }
+}
+
+/// `place` (a `host[:port][/path]` prefix, or `*.domain`) covers `repository`.
+fn covers(place: &str, repository: &str) -> bool {
+    match place.strip_prefix("*.") {
+        // A subdomain of `domain`, any port and path.
+        Some(domain) => {
+            let host = repository.split('/').next().unwrap_or_default();
+            let name = host.split(':').next().unwrap_or_default();
+            name.strip_suffix(domain)
+                .is_some_and(|sub| sub.len() > 1 && sub.ends_with('.'))
+        }
+        None => matches_prefix(repository, place),
+    }
 }
 
 /// A prefix matches whole path components only: `quay.io/fedora` covers
@@ -346,24 +393,32 @@ location = "whole.example.net"
             mirrors.for_tag("ghcr.io/a/b"),
             vec!["ghcr.io/a/b".to_string()]
         );
-        assert_eq!(
-            mirrors.insecure_hosts(),
-            vec!["mirror.example.net:5000".to_string()]
-        );
+        assert!(mirrors.allows_plain_http("mirror.example.net:5000/fedora/fedora-coreos"));
+        assert!(!mirrors.allows_plain_http("quay.io/fedora/fedora-coreos"));
     }
 
     #[test]
-    fn insecure_registries_come_from_entries_mirrors_and_the_old_list() {
+    fn plain_http_follows_the_longest_prefix_mirrors_and_the_old_list() {
         let mut conf = RegistriesConf::default();
         conf.add(
             r#"
+[registries.insecure]
+registries = ["old.example:5002"]
+
 [[registry]]
 location = "localhost:5000"
+insecure = true
+[[registry]]
+location = "localhost:5000/secure"
+[[registry]]
+prefix = "ns.example/team"
+location = "ns.example/team"
 insecure = true
 [[registry]]
 prefix = "*.lab.example"
 insecure = true
 [[registry]]
+prefix = ""
 location = "quay.io"
 [[registry.mirror]]
 location = "mirror.lab:5001/quay"
@@ -372,20 +427,49 @@ insecure = true
             "/etc/containers/registries.conf",
         )
         .expect("parses");
-        conf.add(
-            "[registries.insecure]\nregistries = [\"old.example:5002\", \"localhost:5000\"]\n",
-            "/etc/containers/registries.conf.d/10-old.conf",
+        let plain = |repository: &str| conf.allows_plain_http(repository);
+        assert!(plain("localhost:5000/acme/os"));
+        // A more specific entry without the flag wins.
+        assert!(!plain("localhost:5000/secure/os"));
+        // A namespace marked insecure does not make its whole host so.
+        assert!(plain("ns.example/team/os"));
+        assert!(!plain("ns.example/other/os"));
+        // A wildcard covers subdomains, with or without a port.
+        assert!(plain("reg.lab.example/os"));
+        assert!(plain("reg.lab.example:5000/os"));
+        assert!(!plain("lab.example/os"));
+        assert!(!plain("evillab.example/os"));
+        // A mirror's own flag; the registry it mirrors keeps TLS. An empty
+        // prefix stands for the location.
+        assert!(plain("mirror.lab:5001/quay/fedora/os"));
+        assert!(!plain("quay.io/fedora/os"));
+        assert_eq!(conf.for_tag("quay.io/x")[0], "mirror.lab:5001/quay/x");
+        // The version 1 list covers the whole host.
+        assert!(plain("old.example:5002/any/os"));
+        assert!(!plain("other.example/os"));
+    }
+
+    #[test]
+    fn only_the_main_file_may_use_the_old_list() {
+        let root = tempfile::tempdir().expect("temp dir");
+        let main = root.path().join("registries.conf");
+        let dropins = root.path().join("registries.conf.d");
+        std::fs::create_dir_all(&dropins).expect("mkdir");
+        std::fs::write(
+            dropins.join("10-old.conf"),
+            "[registries.insecure]\nregistries = [\"old.example:5002\"]\n",
         )
-        .expect("parses");
-        assert_eq!(
-            conf.insecure_hosts(),
-            [
-                "localhost:5000",
-                "*.lab.example",
-                "mirror.lab:5001",
-                "old.example:5002"
-            ]
-        );
+        .expect("write");
+        let conf =
+            RegistriesConf::load_files(&main, std::slice::from_ref(&dropins)).expect("loads");
+        assert!(!conf.allows_plain_http("old.example:5002/os"));
+        std::fs::write(
+            &main,
+            "[registries.insecure]\nregistries = [\"old.example:5002\"]\n",
+        )
+        .expect("write");
+        let conf = RegistriesConf::load_files(&main, &[dropins]).expect("loads");
+        assert!(conf.allows_plain_http("old.example:5002/os"));
     }
 
     #[test]
@@ -393,24 +477,29 @@ insecure = true
         let root = tempfile::tempdir().expect("temp dir");
         let home = root.path().join("home/u");
         let system = root.path().join("etc/containers");
+        let user = home.join(".config/containers");
+        let both = [
+            system.join("registries.conf.d"),
+            user.join("registries.conf.d"),
+        ];
         let (main, dropins) = user_files(None, Some(home.clone()), root.path());
         assert_eq!(main, system.join("registries.conf"));
-        assert_eq!(
-            dropins,
-            [
-                system.join("registries.conf.d"),
-                home.join(".config/containers/registries.conf.d")
-            ]
-        );
-        // The user's own file replaces the system's once it exists.
-        std::fs::create_dir_all(home.join(".config/containers")).expect("mkdir");
-        std::fs::write(home.join(".config/containers/registries.conf"), "").expect("write");
-        let (main, _) = user_files(None, Some(home.clone()), root.path());
-        assert_eq!(main, home.join(".config/containers/registries.conf"));
-        // The variable wins over both.
+        assert_eq!(dropins, both);
+        // The user's own file replaces the system's, and its drop-ins too.
+        std::fs::create_dir_all(&user).expect("mkdir");
+        std::fs::write(user.join("registries.conf"), "").expect("write");
+        let (main, dropins) = user_files(None, Some(home.clone()), root.path());
+        assert_eq!(main, user.join("registries.conf"));
+        assert_eq!(dropins, [user.join("registries.conf.d")]);
+        // The variable wins over both, and both drop-in directories count.
         let named = root.path().join("named.conf");
-        let (main, _) = user_files(Some(named.clone()), Some(home), root.path());
+        let (main, dropins) = user_files(Some(named.clone()), Some(home), root.path());
         assert_eq!(main, named);
+        assert_eq!(dropins, both);
+        // Without a home, only the system's.
+        let (main, dropins) = user_files(None, None, root.path());
+        assert_eq!(main, system.join("registries.conf"));
+        assert_eq!(dropins, [system.join("registries.conf.d")]);
     }
 
     #[test]

@@ -177,6 +177,9 @@ pub struct Config {
     pub timeout: Duration,
     /// Registries reached over plain HTTP.
     pub insecure_registries: Vec<String>,
+    /// The containers tools' `registries.conf` (empty unless the caller
+    /// reads it): repositories it marks insecure may use plain HTTP.
+    pub registries_conf: cairn_oci::registries_conf::RegistriesConf,
     /// Registry credentials file.
     pub authfile: Option<PathBuf>,
     /// Streams.
@@ -287,14 +290,13 @@ impl Config {
             refresh_interval: Duration::from_secs(refresh),
             timeout: Duration::from_secs(timeout),
             insecure_registries: raw.insecure_registries,
+            registries_conf: Default::default(),
             authfile: raw.authfile.map(|p| base.join(p)),
             streams,
         })
     }
 }
 
-/// A scan's base graph settings, checked as `cairn publish` checks its
-/// `--base-*` options. An error names the key (under `scan.`) and the fault.
 /// serde's type names in the words of a TOML file.
 fn in_user_terms(message: &str) -> String {
     message
@@ -303,6 +305,8 @@ fn in_user_terms(message: &str) -> String {
         .replace("expected a sequence", "expected a list")
 }
 
+/// A scan's base graph settings, checked as `cairn publish` checks its
+/// `--base-*` options. An error names the key (under `scan.`) and the fault.
 fn scan_base(
     scan: &RawScan,
     dir: &Path,

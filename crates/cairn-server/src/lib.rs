@@ -123,6 +123,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let client = cairn_oci::RegistryClient::new(cairn_oci::ClientOptions {
         credentials,
         insecure_registries: config.insecure_registries.clone(),
+        registries_conf: Ok(config.registries_conf.clone()),
         timeout: config.timeout,
         ..cairn_oci::ClientOptions::default()
     })?;

@@ -174,6 +174,7 @@ impl TestRegistry {
             timeout: Duration::from_secs(10),
             retries: 2,
             backoff: Duration::from_millis(50),
+            registries_conf: Ok(Default::default()),
         }
     }
 

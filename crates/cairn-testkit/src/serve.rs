@@ -48,6 +48,8 @@ impl GraphServer {
         let mut child = Command::new(cairn)
             .args(["serve", "--config", &config.display().to_string()])
             .args(["--listen", "127.0.0.1:0"])
+            // The bound port is read from an info line, whatever the caller's level.
+            .env("RUST_LOG", "info")
             .stderr(Stdio::from(log))
             .spawn()
             .unwrap_or_else(|e| panic!("starting {cairn} serve: {e}"));

@@ -16,7 +16,7 @@ const ENV: &str = "CAIRN_INSECURE_REGISTRIES";
 /// `cairn` with `args`, and the insecure-registry variable set to `insecure`
 /// (removed when `None`, whatever the test's own environment holds).
 fn cairn(args: &[String], insecure: Option<&str>) -> Output {
-    command(args, insecure, Path::new("/nonexistent/registries.conf"))
+    command(args, insecure, Path::new("/dev/null"))
         .output()
         .expect("cairn runs")
 }
@@ -154,7 +154,7 @@ async fn serve_without_a_good_graph_says_there_is_none_yet() {
     )
     .expect("server config");
     let serve = strings(&["serve", "--config", &config.display().to_string()]);
-    let mut child = command(&serve, None, Path::new("/nonexistent/registries.conf"))
+    let mut child = command(&serve, None, Path::new("/dev/null"))
         .args(["--listen", "127.0.0.1:0"])
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
@@ -179,8 +179,10 @@ async fn serve_without_a_good_graph_says_there_is_none_yet() {
 }
 
 /// A registry marked `insecure = true` in the containers tools'
-/// `registries.conf` is reached over plain HTTP by every command, `cairn
-/// serve` included, with no flag and no variable; a broken file is named.
+/// `registries.conf` is reached over plain HTTP, once it shows it has no TLS,
+/// by every command, `cairn serve` included, with no flag and no variable;
+/// a namespace marked insecure leaves the rest of its host on TLS; a file
+/// named by the variable must exist; a broken file is named.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registries_conf_marks_a_registry_insecure_for_every_command() {
     let registry = TestRegistry::start(Auth::None).await;
@@ -223,6 +225,32 @@ async fn registries_conf_marks_a_registry_insecure_for_every_command() {
         String::from_utf8_lossy(&out.stderr).contains("answered in plain HTTP"),
         "{out:?}"
     );
+    // An entry for another namespace of the host leaves this one on TLS.
+    let other = dir.path().join("other.conf");
+    std::fs::write(
+        &other,
+        format!("[[registry]]\nlocation = \"{host}/other\"\ninsecure = true\n"),
+    )
+    .expect("write");
+    let out = command(&verify, None, &other).output().expect("cairn runs");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("answered in plain HTTP"),
+        "{out:?}"
+    );
+    // A file named on purpose that is not there is an error, not "no entries".
+    let missing = dir.path().join("missing.conf");
+    let out = command(&verify, None, &missing)
+        .output()
+        .expect("cairn runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.ends_with(&format!(
+            ":cairn-graph-stable: {}: No such file or directory (os error 2)\n",
+            missing.display()
+        )),
+        "{stderr}"
+    );
 
     // `cairn serve` with no insecure_registries of its own.
     let config = dir.path().join("server.toml");
@@ -246,14 +274,24 @@ async fn registries_conf_marks_a_registry_insecure_for_every_command() {
     let _ = child.wait();
     served.unwrap_or_else(|log| panic!("the document was not served:\n{log}"));
 
-    // A file that does not parse stops the command and is named.
+    // A file that does not parse stops a registry command and is named, but
+    // not a command on local files.
     std::fs::write(&conf, "[[registry]\n").expect("write");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/stable.json");
+    let local = strings(&[
+        "graph",
+        "show",
+        "--document",
+        &example.display().to_string(),
+    ]);
+    let out = command(&local, None, &conf).output().expect("cairn runs");
+    assert!(out.status.success(), "{out:?}");
     let out = command(&verify, None, &conf).output().expect("cairn runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.starts_with(&format!(
-            "cairn: error: {}: TOML parse error at line 1",
+            "cairn: error: {host}/acme/os:cairn-graph-stable: {}: TOML parse error at line 1, column 11\n",
             conf.display()
         )),
         "{stderr}"

@@ -267,9 +267,7 @@ async fn pass(
             cairn_oci::registries_conf::RegistriesConfError::kind,
         ))?;
     let mut client_options = options.client.clone();
-    client_options
-        .insecure_registries
-        .extend(mirrors.insecure_hosts());
+    client_options.registries_conf = Ok(mirrors.clone());
     let client = cairn_oci::RegistryClient::new(client_options).map_err(stopped_by(
         ReasonKind::SetupFailed,
         cairn_oci::OciError::kind,

@@ -214,15 +214,13 @@ impl RegistryArgs {
             Some(path) => cairn_oci::auth::Credentials::from_file(path)?,
             None => cairn_oci::auth::Credentials::from_default_files()?,
         };
-        let mut insecure_registries = self.insecure_registries();
-        for host in cairn_oci::registries_conf::RegistriesConf::load_for_user()?.insecure_hosts() {
-            if !insecure_registries.contains(&host) {
-                insecure_registries.push(host);
-            }
-        }
         Ok(cairn_oci::ClientOptions {
             credentials,
-            insecure_registries,
+            insecure_registries: self.insecure_registries(),
+            // Read now, but an unreadable file fails only registry requests:
+            // a command on local files does not need it.
+            registries_conf: cairn_oci::registries_conf::RegistriesConf::load_for_user()
+                .map_err(std::sync::Arc::new),
             ..cairn_oci::ClientOptions::default()
         })
     }
@@ -236,10 +234,11 @@ impl RegistryArgs {
         &self,
         host_files: &[PathBuf],
     ) -> anyhow::Result<cairn_oci::ClientOptions> {
-        if self.authfile.is_some() {
-            return self.client_options();
-        }
-        let credentials = match host_files.iter().find(|path| path.exists()) {
+        let credentials = match self
+            .authfile
+            .as_ref()
+            .or_else(|| host_files.iter().find(|path| path.exists()))
+        {
             Some(path) => cairn_oci::auth::Credentials::from_file(path)?,
             None => cairn_oci::auth::Credentials::none(),
         };

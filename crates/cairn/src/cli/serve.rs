@@ -24,11 +24,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut config = cairn_server::Config::from_toml(&text, &args.config)?;
     // As containers tools do, registries the host marks insecure in
     // registries.conf are reached over plain HTTP without repeating them here.
-    for host in cairn_oci::registries_conf::RegistriesConf::load_for_user()?.insecure_hosts() {
-        if !config.insecure_registries.contains(&host) {
-            config.insecure_registries.push(host);
-        }
-    }
+    // A server runs for long: a broken file stops it now, not at each refresh.
+    config.registries_conf = cairn_oci::registries_conf::RegistriesConf::load_for_user()?;
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
