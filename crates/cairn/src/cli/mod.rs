@@ -2,6 +2,8 @@
 
 mod agent;
 mod args;
+#[cfg(test)]
+mod ci_examples;
 mod config;
 mod demo;
 mod document;
