@@ -2,12 +2,15 @@
 
 mod agent;
 mod args;
+#[cfg(test)]
+mod ci_examples;
 mod config;
 mod demo;
 mod document;
 mod graph;
 #[cfg(test)]
 mod help_defaults;
+mod manual;
 mod policy;
 mod publish;
 mod serve;
@@ -60,6 +63,10 @@ enum Command {
     /// The releases this host rolled back from.
     #[command(subcommand)]
     DenyList(agent::DenyListCommand),
+    /// Print a shell completion script (bash, zsh or fish).
+    Completions(manual::CompletionsArgs),
+    /// Write a man page for every command into a directory.
+    Man(manual::ManArgs),
 }
 
 /// Run the chosen verb.
@@ -80,6 +87,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Hold(args) => agent::run_hold(args, true),
         Command::Unhold(args) => agent::run_hold(args, false),
         Command::DenyList(command) => agent::run_deny_list(command),
+        Command::Completions(args) => manual::run_completions(args),
+        Command::Man(args) => manual::run_man(args),
     }
 }
 
