@@ -337,3 +337,15 @@ fn the_example_containerfile_layers_the_agent_into_a_bootc_image() {
 
     buildah.run(&["umount", &container]);
 }
+
+#[test]
+fn the_docs_show_the_example_containerfile_as_it_is() {
+    let repository = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let containerfile =
+        std::fs::read_to_string(repository.join("examples/bootc/Containerfile")).expect("read");
+    let docs = std::fs::read_to_string(repository.join("docs/bootc-image.md")).expect("read");
+    assert!(
+        docs.contains(&format!("```dockerfile\n{containerfile}```\n")),
+        "docs/bootc-image.md does not show examples/bootc/Containerfile as it is"
+    );
+}
