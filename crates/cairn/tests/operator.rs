@@ -134,43 +134,46 @@ fn check(root: &Path) -> Output {
 
 #[test]
 fn config_check_fails_on_what_will_fail() {
-    let bad_key_root = root_with(&[]);
-    let bad_key = bad_key_root.path().join("bad.pub");
-    std::fs::write(&bad_key, "not a key\n").expect("write");
     let cases = [
         (
-            "[updates]\nsource = \"registry:not a ref\"\n".to_string(),
+            "[updates]\nsource = \"registry:not a ref\"\n",
             "key `updates.source`: registry:not a ref: invalid reference \"not a ref\": expected registry/repository with lower-case path components\n",
         ),
+        // Key files are read under --root: the root's own keys, not the host's.
         (
-            "[updates]\nkeys = [\"/nonexistent/release.pub\"]\n".to_string(),
-            "key `updates.keys`: /nonexistent/release.pub: No such file or directory (os error 2)\n",
+            "[updates]\nkeys = [\"/etc/cairn/keys/missing.pub\"]\n",
+            "key `updates.keys`: {root}/etc/cairn/keys/missing.pub: No such file or directory (os error 2)\n",
         ),
         (
-            format!("[updates]\nkeys = [\"{}\"]\n", bad_key.display()),
+            "[updates]\nkeys = [\"/etc/cairn/keys/bad.pub\"]\n",
             "key `updates.keys`: key ",
         ),
         (
-            "[identity]\nrollout_wariness = \"high\"\n".to_string(),
+            "[identity]\nrollout_wariness = \"high\"\n",
             "key `identity.rollout_wariness`: invalid type: string \"high\", expected a number\n",
         ),
         (
-            "[updates]\nstream = \n".to_string(),
+            "[updates]\nstream = \n",
             "TOML parse error at line 2, column 10\n  |\n2 | stream = \n  |          ^\ninvalid string\nexpected `\"`, `'`\n",
         ),
     ];
     for (fragment, want) in cases {
-        let root = root_with(&[("50-site.toml", &fragment)]);
+        let root = root_with(&[("50-site.toml", fragment)]);
+        let keys = root.path().join("etc/cairn/keys");
+        std::fs::create_dir_all(&keys).expect("mkdir");
+        std::fs::write(keys.join("bad.pub"), "not a key\n").expect("write");
         let out = check(root.path());
         let file = root.path().join("etc/cairn/config.d/50-site.toml");
         assert_eq!(out.status.code(), Some(1), "{fragment}");
         let got = stderr(&out);
+        let want = want.replace("{root}", &root.path().display().to_string());
         assert!(
             got.starts_with(&format!("cairn: error: {}: {want}", file.display())),
             "{fragment}: {got}"
         );
     }
-    let missing = bad_key_root.path().join("no-such-root");
+    let parent = root_with(&[]);
+    let missing = parent.path().join("no-such-root");
     let out = check(&missing);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(

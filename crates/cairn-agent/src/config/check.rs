@@ -26,8 +26,8 @@ fn error(file: &str, key: &str, message: String, kind: &'static str) -> ConfigEr
     }
 }
 
-/// Read, merge and validate the fragments under `root`, read every key file,
-/// and explain the result. A root that does not exist, or holds no fragment
+/// Read, merge and validate the fragments under `root`, read every key file
+/// (under `root` too), and explain the result. A root that does not exist, or holds no fragment
 /// at all, is an error: the agent would silently run on defaults.
 pub fn check(root: &Path) -> Result<Checked, ConfigError> {
     let shown = root.display().to_string();
@@ -62,7 +62,7 @@ pub fn check(root: &Path) -> Result<Checked, ConfigError> {
             &settings.base_keys
         };
         for path in paths {
-            cairn_oci::signing::VerifyingKey::from_file(path)
+            cairn_oci::signing::VerifyingKey::from_file(&under_root(root, path))
                 .map_err(|e| error(&origin(&merged, key), key, e.to_string(), "bad_key"))?;
         }
     }
@@ -87,6 +87,13 @@ pub fn check(root: &Path) -> Result<Checked, ConfigError> {
         warnings,
         summary,
     })
+}
+
+/// Where the agent on `root` reads `path`: a root being checked (an image's
+/// file system) carries its own keys, and the host's must not stand in for them.
+/// The agent's working directory is `/`, so a relative path is under `root` too.
+fn under_root(root: &Path, path: &Path) -> PathBuf {
+    root.join(path.strip_prefix("/").unwrap_or(path))
 }
 
 /// The file that set `key`, or "default".

@@ -15,7 +15,8 @@ pub enum ConfigCommand {
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
     /// The root the three fragment directories are under (usr/lib, run and
-    /// etc/cairn/config.d).
+    /// etc/cairn/config.d). Key files the fragments name are read under it
+    /// too, so an image's file system is checked with its own keys.
     #[arg(long, default_value = "/")]
     root: PathBuf,
 }
