@@ -39,6 +39,38 @@ fn command(args: &[String], insecure: Option<&str>, registries_conf: &Path) -> C
     command
 }
 
+/// Run `cairn serve` on `document` (signed with `public`) with
+/// `registries_conf`, until its log has a line with `wanted` (returned) or
+/// 30 s have passed (the log so far is the error).
+fn serve_until(
+    dir: &Path,
+    document: &str,
+    public: &str,
+    registries_conf: &Path,
+    wanted: &str,
+) -> Result<String, String> {
+    let config = dir.join("server.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[stream]]\nname = \"stable\"\n\
+             document = {{ location = \"{document}\", keys = [\"{public}\"] }}\n"
+        ),
+    )
+    .expect("server config");
+    let serve = strings(&["serve", "--config", &config.display().to_string()]);
+    let mut child = command(&serve, None, registries_conf)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cairn serve starts");
+    let line = wait_for_line(&mut child, wanted);
+    let _ = child.kill();
+    let _ = child.wait();
+    line
+}
+
 /// The first line of `child`'s stderr that contains `wanted`, within 30 s;
 /// the lines before it when none does.
 fn wait_for_line(child: &mut std::process::Child, wanted: &str) -> Result<String, String> {
@@ -143,27 +175,16 @@ async fn serve_without_a_good_graph_says_there_is_none_yet() {
     let host = registry.host.clone();
     let dir = tempfile::tempdir().expect("temp dir");
     let (_, public) = keygen(dir.path());
-    let config = dir.path().join("server.toml");
     // The registry is not listed as insecure, so the first refresh fails.
-    std::fs::write(
-        &config,
-        format!(
-            "[[stream]]\nname = \"stable\"\n\
-             document = {{ location = \"{host}/acme/os:cairn-graph-stable\", keys = [\"{public}\"] }}\n"
-        ),
+    let document = format!("{host}/acme/os:cairn-graph-stable");
+    let failed = serve_until(
+        dir.path(),
+        &document,
+        &public,
+        Path::new("/dev/null"),
+        "source refresh failed",
     )
-    .expect("server config");
-    let serve = strings(&["serve", "--config", &config.display().to_string()]);
-    let mut child = command(&serve, None, Path::new("/dev/null"))
-        .args(["--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cairn serve starts");
-    let failed = wait_for_line(&mut child, "source refresh failed");
-    let _ = child.kill();
-    let _ = child.wait();
-    let failed = failed.unwrap_or_else(|log| panic!("no refresh failure logged:\n{log}"));
+    .unwrap_or_else(|log| panic!("no refresh failure logged:\n{log}"));
     assert!(
         failed.contains(
             "source refresh failed and no refresh has succeeded yet: no graph to serve, so this stream's requests get 503 until one does"
@@ -253,26 +274,14 @@ async fn registries_conf_marks_a_registry_insecure_for_every_command() {
     );
 
     // `cairn serve` with no insecure_registries of its own.
-    let config = dir.path().join("server.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[stream]]\nname = \"stable\"\n\
-             document = {{ location = \"{document}\", keys = [\"{public}\"] }}\n"
-        ),
+    serve_until(
+        dir.path(),
+        &document,
+        &public,
+        &conf,
+        "serving the document's sequence",
     )
-    .expect("server config");
-    let serve = strings(&["serve", "--config", &config.display().to_string()]);
-    let mut child = command(&serve, None, &conf)
-        .args(["--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cairn serve starts");
-    let served = wait_for_line(&mut child, "serving the document's sequence");
-    let _ = child.kill();
-    let _ = child.wait();
-    served.unwrap_or_else(|log| panic!("the document was not served:\n{log}"));
+    .unwrap_or_else(|log| panic!("the document was not served:\n{log}"));
 
     // A file that does not parse stops a registry command and is named, but
     // not a command on local files.
