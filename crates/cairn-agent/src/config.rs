@@ -14,6 +14,7 @@
 //! host from updating for good, nor be half-applied.
 
 mod check;
+pub mod zincati;
 
 pub use check::{Checked, check};
 
@@ -444,40 +445,51 @@ fn read_merged(files: &[PathBuf]) -> Result<Merged, ConfigError> {
             kind: "read",
             rendered: None,
         })?;
-        let deserializer = toml::Deserializer::new(&text);
-        let fragment: RawFragment =
-            serde_path_to_error::deserialize(deserializer).map_err(|e| {
-                let key = e.path().to_string();
-                let inner = e.into_inner();
-                // A syntax error has no key; its full text says the line and
-                // column, folded onto one line for the status.
-                if key == "." {
-                    let text = inner.to_string();
-                    let folded: Vec<&str> = text
-                        .lines()
-                        .map(str::trim)
-                        .filter(|l| !l.is_empty())
-                        .collect();
-                    ConfigError {
-                        file: file.clone(),
-                        key: String::new(),
-                        message: format!("TOML syntax: {}", folded.join(" ")),
-                        kind: "syntax",
-                        rendered: Some(text.trim_end().to_string()),
-                    }
-                } else {
-                    ConfigError {
-                        file: file.clone(),
-                        key,
-                        message: in_user_terms(inner.message()),
-                        kind: "invalid_key",
-                        rendered: None,
-                    }
-                }
-            })?;
-        merge(&mut merged, fragment, &file);
+        merge(&mut merged, parse_fragment(&text, &file)?, &file);
     }
     Ok(merged)
+}
+
+/// Validate one fragment on its own, as if it were the only one: what a
+/// generated fragment must pass before it is written.
+pub fn validate_fragment(text: &str, file: &str) -> Result<Settings, ConfigError> {
+    let mut merged = Merged::default();
+    merge(&mut merged, parse_fragment(text, file)?, file);
+    validate(&merged)
+}
+
+/// One fragment's text, every key known.
+fn parse_fragment(text: &str, file: &str) -> Result<RawFragment, ConfigError> {
+    let deserializer = toml::Deserializer::new(text);
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let key = e.path().to_string();
+        let inner = e.into_inner();
+        // A syntax error has no key; its full text says the line and
+        // column, folded onto one line for the status.
+        if key == "." {
+            let text = inner.to_string();
+            let folded: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            ConfigError {
+                file: file.to_string(),
+                key: String::new(),
+                message: format!("TOML syntax: {}", folded.join(" ")),
+                kind: "syntax",
+                rendered: Some(text.trim_end().to_string()),
+            }
+        } else {
+            ConfigError {
+                file: file.to_string(),
+                key,
+                message: in_user_terms(inner.message()),
+                kind: "invalid_key",
+                rendered: None,
+            }
+        }
+    })
 }
 
 /// serde's type names in the words of a TOML file.

@@ -217,6 +217,7 @@ window:     Sat,Sun 02:00 for 120 min  ({f})
 time zone:  Europe/Berlin  ({f})
 strategy:   periodic  (the windows above)
 wariness:   derived from the node id  (default)
+group:      default  (default)
 check:      every 300 s  (default)
 updates:    enabled  (default)
 ok

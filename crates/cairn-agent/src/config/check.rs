@@ -81,7 +81,7 @@ pub fn check(root: &Path) -> Result<Checked, ConfigError> {
             origin(&merged, "updates.allow_unsigned")
         ));
     }
-    let summary = summary(&files, &merged, &settings);
+    let summary = summary(&files, &merged, &settings, root);
     Ok(Checked {
         settings,
         warnings,
@@ -103,7 +103,14 @@ fn origin(merged: &Merged, key: &'static str) -> String {
         .map_or_else(|| "default".to_string(), |(_, file)| file.clone())
 }
 
-fn summary(files: &[PathBuf], merged: &Merged, settings: &Settings) -> String {
+/// The wariness the agent on `root` derives from its machine id, if it can.
+fn derived_wariness(root: &Path) -> Option<f64> {
+    let machine_id = std::fs::read_to_string(root.join("etc/machine-id")).ok()?;
+    let node = crate::identity::node_id(&machine_id).ok()?;
+    Some(cairn_graph::wariness::from_app_id(&node))
+}
+
+fn summary(files: &[PathBuf], merged: &Merged, settings: &Settings, root: &Path) -> String {
     let mut text = String::from("fragments, in the order they apply:\n");
     for file in files {
         let _ = writeln!(text, "  {}", file.display());
@@ -188,10 +195,17 @@ fn summary(files: &[PathBuf], merged: &Merged, settings: &Settings) -> String {
     );
     line(
         "wariness:",
-        settings
-            .wariness
-            .map_or("derived from the node id".to_string(), |w| w.to_string()),
+        match (settings.wariness, derived_wariness(root)) {
+            (Some(w), _) => w.to_string(),
+            (None, Some(w)) => format!("{w}, derived from the node id"),
+            (None, None) => "derived from the node id".to_string(),
+        },
         origin(merged, "identity.rollout_wariness"),
+    );
+    line(
+        "group:",
+        settings.group.clone(),
+        origin(merged, "identity.group"),
     );
     line(
         "check:",

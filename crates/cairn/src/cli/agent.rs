@@ -112,7 +112,7 @@ fn root_motd(root: &std::path::Path) -> PathBuf {
     root.join("run/motd.d")
 }
 
-fn host_arch() -> String {
+pub(super) fn host_arch() -> String {
     match std::env::consts::ARCH {
         "powerpc64" => "ppc64le".to_string(),
         other => other.to_string(),

@@ -90,6 +90,19 @@ fn expected() -> BTreeMap<String, String> {
     put("cairn hold --until [prose]", "until `cairn unhold`");
     put("cairn unhold --until [prose]", "until `cairn unhold`");
     put("cairn config check --root [default]", "/");
+    put("cairn config import-zincati --root [default]", "/");
+    put(
+        "cairn config import-zincati --output [prose]",
+        "standard output",
+    );
+    put(
+        "cairn config import-zincati --basearch [prose]",
+        "the running one",
+    );
+    put(
+        "cairn config import-zincati --platform [prose]",
+        "the ignition.platform.id on proc/cmdline under --root",
+    );
     // Registry commands read a user's credentials, as the containers tools do.
     let stream_tag = format!(
         "the stream a `{}` tag names",

@@ -41,7 +41,7 @@ enum Command {
     Document(document::DocumentCommand),
     /// Serve the Cincinnati graph API and Cairn documents.
     Serve(serve::Args),
-    /// Check the agent's configuration.
+    /// Check the agent's configuration, or import Zincati's.
     #[command(subcommand)]
     Config(config::ConfigCommand),
     /// See Cairn work in a minute: images, a signed graph, agents, a fleet plot.
