@@ -361,3 +361,72 @@ fn windows(value: &toml::Value) -> Result<(Vec<Window>, Vec<String>), String> {
     }
     Ok((windows, unknown))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn applied(fragments: &[(&str, &str)]) -> (Merged, Findings) {
+        let mut merged = Merged::default();
+        let mut findings = Findings::default();
+        for (file, text) in fragments {
+            let table: toml::Table = text.parse().expect("TOML");
+            apply(&mut merged, &table, file, &mut findings);
+        }
+        (merged, findings)
+    }
+
+    #[test]
+    fn the_last_file_wins_and_windows_add_up() {
+        let window = "[[updates.periodic.window]]\ndays = [\"Sat\", \"Sat\"]\nstart_time = \"01:00\"\nlength_minutes = 60\n";
+        let (merged, findings) = applied(&[
+            (
+                "a",
+                &format!("[updates]\nstrategy = \"immediate\"\n{window}"),
+            ),
+            (
+                "b",
+                &format!(
+                    "[updates]\nstrategy = \"periodic\"\nfleet_lock.base_url = \"http://l/\"\n{window}"
+                ),
+            ),
+        ]);
+        assert_eq!(
+            merged.strategy,
+            Some(Set {
+                value: "periodic".to_string(),
+                file: "b".to_string()
+            })
+        );
+        assert_eq!(merged.windows.len(), 2);
+        assert_eq!(merged.windows[0].value.days, ["Sat"]);
+        assert_eq!(merged.windows[1].file, "b");
+        assert_eq!(
+            merged.fleet_lock_base_url.map(|s| s.value).as_deref(),
+            Some("http://l/")
+        );
+        assert!(findings.notes.is_empty() && findings.refused.is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_are_noted_and_wrong_types_refused() {
+        let (merged, findings) = applied(&[(
+            "f",
+            "[drogue]\nenabled = true\n[identity]\nrollout_wariness = 1\ngroup = 7\n[updates]\nperiodic = 3\n",
+        )]);
+        assert_eq!(merged.rollout_wariness.map(|s| s.value), Some(1.0));
+        let notes: Vec<String> = findings.notes.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            notes,
+            ["f: drogue: not carried: Zincati does not know this key (it ignores it too)"]
+        );
+        let refused: Vec<String> = findings.refused.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            refused,
+            [
+                "f: identity.group: expected a string; Zincati would not start with this file",
+                "f: updates.periodic: expected a table; Zincati would not start with this file",
+            ]
+        );
+    }
+}
