@@ -11,6 +11,7 @@
 
 mod convert;
 mod read;
+mod urls;
 
 pub use convert::HostValues;
 pub use read::ReadError;
