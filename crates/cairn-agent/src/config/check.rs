@@ -103,13 +103,6 @@ fn origin(merged: &Merged, key: &'static str) -> String {
         .map_or_else(|| "default".to_string(), |(_, file)| file.clone())
 }
 
-/// The wariness the agent on `root` derives from its machine id, if it can.
-fn derived_wariness(root: &Path) -> Option<f64> {
-    let machine_id = std::fs::read_to_string(root.join("etc/machine-id")).ok()?;
-    let node = crate::identity::node_id(&machine_id).ok()?;
-    Some(cairn_graph::wariness::from_app_id(&node))
-}
-
 fn summary(files: &[PathBuf], merged: &Merged, settings: &Settings, root: &Path) -> String {
     let mut text = String::from("fragments, in the order they apply:\n");
     for file in files {
@@ -195,7 +188,10 @@ fn summary(files: &[PathBuf], merged: &Merged, settings: &Settings, root: &Path)
     );
     line(
         "wariness:",
-        match (settings.wariness, derived_wariness(root)) {
+        match (
+            settings.wariness,
+            crate::daemon::derived_wariness(root).ok(),
+        ) {
             (Some(w), _) => w.to_string(),
             (None, Some(w)) => format!("{w}, derived from the node id"),
             (None, None) => "derived from the node id".to_string(),

@@ -9,7 +9,10 @@ mod socket;
 mod trust;
 
 pub use pass::run_once;
-pub use probes::{HostToolError, OTHER_UPDATERS, WarinessError, enabled_updaters, users_logged_in};
+pub use probes::{
+    HostToolError, OTHER_UPDATERS, WarinessError, derived_wariness, enabled_updaters,
+    users_logged_in,
+};
 pub use socket::{RunError, notify, run};
 
 use std::path::PathBuf;

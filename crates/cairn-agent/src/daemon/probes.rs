@@ -76,9 +76,15 @@ impl WarinessError {
 }
 
 pub(super) fn wariness(settings: &Settings, root: &Path) -> Result<f64, WarinessError> {
-    if let Some(w) = settings.wariness {
-        return Ok(w);
+    match settings.wariness {
+        Some(w) => Ok(w),
+        None => derived_wariness(root),
     }
+}
+
+/// The wariness derived from `/etc/machine-id` under `root`, as Fedora's
+/// server derives it from Zincati's node id.
+pub fn derived_wariness(root: &Path) -> Result<f64, WarinessError> {
     let path = root.join("etc/machine-id");
     let machine_id = std::fs::read_to_string(&path)
         .map_err(|error| WarinessError::MachineIdUnreadable { path, error })?;
