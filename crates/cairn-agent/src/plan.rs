@@ -283,6 +283,7 @@ mod tests {
             staged: staged.map(deployment),
             rollback: None,
             followed: None,
+            ostree_origin: None,
             signature: SignatureMode::ContainerPolicy,
             update_driver: None,
             update_driver_unit: None,

@@ -131,3 +131,42 @@ fn rpm_ostree_references() {
         );
     }
 }
+
+/// A host booted from an ostree commit (origin `fedora:fedora/x86_64/coreos/stable`),
+/// in the shape rpm-ostree prints: the graph's id is the commit, or with
+/// local layering the base commit it was built on.
+#[test]
+fn rpm_ostree_commit_host() {
+    let status =
+        rpm_ostree::parse_status(&testdata("rpm-ostree/status-commit.json")).expect("parses");
+    assert_eq!(status.tool, Tool::RpmOstree);
+    assert_eq!(
+        status.ostree_origin.as_deref(),
+        Some("fedora:fedora/x86_64/coreos/stable")
+    );
+    assert_eq!(status.followed, None, "no image");
+    let booted = status.booted.expect("booted");
+    assert_eq!(
+        booted.digest.as_deref(),
+        Some("5e7f9b1d3c2a4e6f8b0d1c3e5a7f9b2d4c6e8a0f1b3d5c7e9a2f4b6d8c0e1a3f"),
+        "layered: the base commit"
+    );
+    assert_eq!(
+        booted.checksum.as_deref(),
+        Some("3b0d4c2b6e1f8a9d7c5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c")
+    );
+    assert_eq!(booted.version.as_deref(), Some("44.20260621.3.1"));
+    let staged = status.staged.expect("staged");
+    assert!(staged.download_only);
+    assert_eq!(
+        staged.digest.as_deref(),
+        Some("961fa74adb5ff62bef2b4ad1a20fd0b339aad25e9bbe914c7487e03aaa13f46c")
+    );
+
+    // A checksum that is not one is dropped, never handed back to a tool.
+    let mut value: serde_json::Value =
+        serde_json::from_slice(&testdata("rpm-ostree/status-commit.json")).expect("json");
+    value["deployments"][0]["checksum"] = serde_json::json!("--reboot");
+    let status = rpm_ostree::parse_status(value.to_string().as_bytes()).expect("parses");
+    assert_eq!(status.staged.expect("staged").digest, None);
+}

@@ -118,6 +118,7 @@ pub fn parse_status(bytes: &[u8]) -> Result<HostStatus, StatusError> {
         booted: host.status.booted.as_ref().map(BootEntry::deployment),
         staged: host.status.staged.as_ref().map(BootEntry::deployment),
         rollback: host.status.rollback.as_ref().map(BootEntry::deployment),
+        ostree_origin: None,
         followed,
         signature,
         update_driver: None,

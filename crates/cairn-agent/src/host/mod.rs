@@ -34,8 +34,10 @@ pub enum SignatureMode {
 /// One deployment.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Deployment {
-    /// The per-architecture manifest digest, for image deployments; `None`
-    /// also when the tool reported something that is not a digest.
+    /// The id the update graph knows the deployment by: the per-architecture
+    /// manifest digest of an image deployment, or the (base) commit checksum
+    /// of a deployment of an ostree commit. `None` when the tool reported
+    /// something that is not a valid id.
     pub digest: Option<TargetId>,
     /// The version label.
     pub version: Option<String>,
@@ -118,12 +120,36 @@ pub struct HostStatus {
     pub rollback: Option<Deployment>,
     /// The image the host follows, as its spec or origin records it.
     pub followed: Option<String>,
+    /// The ostree branch (`remote:ref`) the booted deployment follows, on a
+    /// host booted from an ostree commit rather than an image.
+    pub ostree_origin: Option<String>,
     /// How pulls are verified.
     pub signature: SignatureMode,
     /// The registered rpm-ostree update driver, if any.
     pub update_driver: Option<String>,
     /// The systemd unit that driver registered from.
     pub update_driver_unit: Option<String>,
+}
+
+/// The stream of a Fedora CoreOS ostree branch:
+/// `fedora:fedora/x86_64/coreos/stable` (remote optional) → `stable`. `None`
+/// for any other branch.
+pub fn fcos_stream_of_refspec(refspec: &str) -> Option<&str> {
+    let branch = refspec
+        .split_once(':')
+        .map_or(refspec, |(_, branch)| branch);
+    match branch.split('/').collect::<Vec<_>>().as_slice() {
+        ["fedora", arch, "coreos", stream]
+            if !arch.is_empty()
+                && !stream.is_empty()
+                && stream
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
+        {
+            Some(stream)
+        }
+        _ => None,
+    }
 }
 
 /// A status that cannot be used.
@@ -181,6 +207,7 @@ mod tests {
             staged: None,
             rollback: None,
             followed: None,
+            ostree_origin: None,
             signature: SignatureMode::Unverified,
             update_driver: name.map(String::from),
             update_driver_unit: unit.map(String::from),
@@ -204,6 +231,28 @@ mod tests {
             &status(Some("Cairn"), Some("cairn-agent.service")),
             None
         ));
+    }
+
+    #[test]
+    fn fedora_coreos_branches_name_their_stream() {
+        assert_eq!(
+            fcos_stream_of_refspec("fedora:fedora/x86_64/coreos/stable"),
+            Some("stable")
+        );
+        assert_eq!(
+            fcos_stream_of_refspec("fedora/aarch64/coreos/testing-devel"),
+            Some("testing-devel")
+        );
+        assert_eq!(fcos_stream_of_refspec("fedora:fedora/x86_64/coreos/"), None);
+        assert_eq!(fcos_stream_of_refspec("acme:acme/x86_64/os/stable"), None);
+        assert_eq!(
+            fcos_stream_of_refspec("fedora:fedora/x86_64/coreos/stable/extra"),
+            None
+        );
+        assert_eq!(
+            fcos_stream_of_refspec("fedora:fedora/x86_64/coreos/a b"),
+            None
+        );
     }
 
     #[test]

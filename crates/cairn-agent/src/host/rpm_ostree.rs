@@ -1,6 +1,7 @@
 //! `rpm-ostree status --json`.
 
 use super::{Deployment, HostStatus, SignatureMode, StatusError, Tool};
+use cairn_graph::digest::TargetId;
 use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
@@ -33,14 +34,36 @@ struct RawDeployment {
     image: Option<String>,
     #[serde(rename = "container-image-reference-digest")]
     digest: Option<String>,
+    /// The ostree branch, for a deployment of a commit (not of an image).
+    origin: Option<String>,
+    /// The commit the local layering was built on, when there is layering:
+    /// the graph knows the base, not the layered commit.
+    #[serde(rename = "base-checksum")]
+    base_checksum: Option<String>,
     osname: Option<String>,
     serial: u32,
 }
 
 impl RawDeployment {
+    /// The graph's id: the image's digest, or for a deployment of an ostree
+    /// commit, its base commit's checksum (checked like every other id).
+    fn id(&self) -> Option<TargetId> {
+        if self.image.is_some() || self.origin.is_none() {
+            return super::checked_digest("rpm-ostree", self.digest.as_deref());
+        }
+        let checksum = self.base_checksum.as_deref().or(self.checksum.as_deref())?;
+        match TargetId::checksum(checksum) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                tracing::warn!(error = %e, "rpm-ostree's status names a commit checksum that is not valid; ignoring it");
+                None
+            }
+        }
+    }
+
     fn deployment(&self) -> Deployment {
         Deployment {
-            digest: super::checked_digest("rpm-ostree", self.digest.as_deref()),
+            digest: self.id(),
             version: self.version.clone(),
             checksum: self.checksum.clone(),
             image: self.image.clone(),
@@ -111,6 +134,11 @@ pub fn parse_status(bytes: &[u8]) -> Result<HostStatus, StatusError> {
         staged: staged.map(RawDeployment::deployment),
         rollback: rollback.map(RawDeployment::deployment),
         followed,
+        // Only a deployment of a commit has an ostree origin; an image's is
+        // its container reference.
+        ostree_origin: booted
+            .filter(|d| d.image.is_none())
+            .and_then(|d| d.origin.clone()),
         signature,
         update_driver_unit: status.update_driver.as_ref().and_then(|d| d.unit.clone()),
         update_driver: status.update_driver.and_then(|d| d.name),
