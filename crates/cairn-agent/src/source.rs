@@ -103,7 +103,8 @@ impl SourceGraph {
         }
     }
 
-    /// The release (version, age index) a digest or one of its aliases belongs to.
+    /// The release (version, age index) a digest, one of its aliases, or an
+    /// ostree commit checksum belongs to.
     pub fn release_of_digest(&self, digest: &str) -> Option<(String, u64)> {
         match self {
             SourceGraph::Document(document) | SourceGraph::Followed(document) => {
@@ -115,6 +116,7 @@ impl SourceGraph {
                     .find(|(release, _)| {
                         release.architectures.values().any(|entry| {
                             entry.digest.as_deref() == Some(digest)
+                                || entry.ostree.as_deref() == Some(digest)
                                 || entry.aliases.iter().any(|alias| alias == digest)
                         })
                     })

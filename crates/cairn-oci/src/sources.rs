@@ -21,6 +21,9 @@ const MAX_METADATA_BYTES: usize = crate::http::limits::METADATA;
 /// A document made from Fedora's release index and updates file, valid for a
 /// day from `now`. Fedora does not sign these; HTTPS to Fedora's host is the
 /// trust, as for Zincati. Returns the document and how to name its source.
+/// `oci` chooses the payloads: image digests (`true`), or ostree commit
+/// checksums for hosts booted from commits (`false`), as Fedora's graph
+/// builder does for `oci=true` and `oci=false`.
 ///
 /// With a `cache` directory, each file is kept there with its `ETag` and
 /// `Last-Modified`, so a check that finds nothing new costs two conditional
@@ -31,6 +34,7 @@ pub async fn fcos_document(
     stream: &str,
     now: Timestamp,
     cache: Option<&std::path::Path>,
+    oci: bool,
 ) -> Result<(GraphDocument, String), SourceError> {
     let base = base_url
         .unwrap_or(FEDORA_METADATA_BASE)
@@ -86,7 +90,7 @@ pub async fn fcos_document(
             // Fedora's digest-refs name its own repository; a mirror carries
             // the same digests.
             repository: FEDORA_COREOS_REPOSITORY,
-            oci: true,
+            oci,
             aliases: None,
             sequence: 1,
             issued: now,
@@ -480,7 +484,7 @@ pub async fn read_base_graph_after(
     match source {
         BaseSource::Fcos { stream, base_url } => {
             let (document, shown) =
-                fcos_document(client, base_url.as_deref(), stream, read.now, None).await?;
+                fcos_document(client, base_url.as_deref(), stream, read.now, None, true).await?;
             Ok((BaseGraph::from_document(&document, &shown), None))
         }
         BaseSource::Cincinnati { url, stream } => {

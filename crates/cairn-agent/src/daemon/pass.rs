@@ -11,7 +11,7 @@ use crate::agent::{Agent, AgentError, World};
 use crate::config::{ConfigDirs, Settings, Source};
 use crate::fleetlock::FleetLockClient;
 use crate::host::driver::ProcessRunner;
-use crate::host::{Tool, repository_of, tag_of};
+use crate::host::{Tool, fcos_stream_of_refspec, repository_of, tag_of};
 use crate::machine::{Event, State};
 use crate::reason::{Reason, ReasonKind};
 use crate::source::{GraphUnavailable, SourceGraph};
@@ -211,20 +211,45 @@ async fn pass(
             .save(&options.state_dir)
             .map_err(stopped_by(ReasonKind::StateUnwritable, StoreError::kind))?;
     }
-    // Without a recorded tag (a reset after a digest switch), the repository
-    // still comes from the digest reference; the stream must then be configured.
-    let followed = state
-        .followed
-        .clone()
-        .or_else(|| host.followed.clone())
-        .ok_or("the host follows no image; set updates.source")
-        .map_err(stopped(ReasonKind::NoFollowedImage))?;
-    let stream = settings
-        .stream
-        .clone()
-        .or_else(|| tag_of(&followed).map(str::to_string))
-        .ok_or("the followed tag is not known (the host is on a digest): set updates.stream")
-        .map_err(stopped(ReasonKind::StreamUnknown))?;
+    let (followed, stream, source) = match &host.ostree_origin {
+        // Booted from an ostree commit: the branch is followed, and the
+        // graph's payloads are commit checksums.
+        Some(origin) => {
+            let stream = settings
+                .stream
+                .clone()
+                .or_else(|| fcos_stream_of_refspec(origin).map(str::to_string))
+                .ok_or_else(|| {
+                    format!(
+                        "the host boots from ostree commits on {origin}, which is not a Fedora CoreOS branch: set updates.stream"
+                    )
+                })
+                .map_err(stopped(ReasonKind::StreamUnknown))?;
+            let source = commit_source(&settings.source, origin)
+                .map_err(stopped(ReasonKind::NoFollowedImage))?;
+            (origin.clone(), stream, source)
+        }
+        None => {
+            // Without a recorded tag (a reset after a digest switch), the repository
+            // still comes from the digest reference; the stream must then be configured.
+            let followed = state
+                .followed
+                .clone()
+                .or_else(|| host.followed.clone())
+                .ok_or("the host follows no image; set updates.source")
+                .map_err(stopped(ReasonKind::NoFollowedImage))?;
+            let stream = settings
+                .stream
+                .clone()
+                .or_else(|| tag_of(&followed).map(str::to_string))
+                .ok_or(
+                    "the followed tag is not known (the host is on a digest): set updates.stream",
+                )
+                .map_err(stopped(ReasonKind::StreamUnknown))?;
+            (followed, stream, settings.source.clone())
+        }
+    };
+    let oci = host.ostree_origin.is_none();
     status.stream = Some(stream.clone());
     status.deny_list = state
         .deny_list
@@ -272,14 +297,10 @@ async fn pass(
         ReasonKind::SetupFailed,
         cairn_oci::OciError::kind,
     ))?;
-    let fetched = match &settings.source {
+    let fetched = match &source {
         Source::Cincinnati(url) => {
-            // A host booted from an image needs the OCI graph.
-            let oci = host
-                .booted
-                .as_ref()
-                .and_then(|b| b.digest.as_deref())
-                .is_some_and(|d| cairn_graph::Scheme::of_booted(d) == cairn_graph::Scheme::Oci);
+            // A host booted from an image needs the OCI graph; one booted
+            // from a commit, the checksum graph (no `oci=true`).
             cairn_oci::sources::cincinnati_graph_for_host(
                 &client,
                 url,
@@ -318,6 +339,8 @@ async fn pass(
         }
         _ => document(
             settings,
+            &source,
+            oci,
             &followed,
             &stream,
             &mut state,
@@ -346,7 +369,7 @@ async fn pass(
         .map_err(stopped_by(ReasonKind::StateUnwritable, StoreError::kind))?;
     status.source = Some(match &fetched {
         Ok((_, described)) => described.clone(),
-        Err(_) => settings.source.to_string(),
+        Err(_) => source.to_string(),
     });
     // An unreachable or untrusted source is an error operators must see,
     // and it keeps `last_success` (and its metric) from advancing.
@@ -368,6 +391,7 @@ async fn pass(
         ),
         None => None,
     };
+    // Only image staging names a repository; a commit is staged by checksum.
     let repository = repository_of(&followed).to_string();
     state
         .save(&options.state_dir)
@@ -513,7 +537,57 @@ async fn pass(
     Ok(())
 }
 
+/// The source a host booted from ostree commits on `origin` reads. With
+/// `updates.source` unset, a Fedora CoreOS branch reads Fedora's own files
+/// (`fcos`), in the checksum scheme; any other branch must be told. The
+/// `tag` source follows an image's tag, which such a host has not.
+fn commit_source(configured: &Source, origin: &str) -> Result<Source, String> {
+    match configured {
+        Source::Registry(None) if fcos_stream_of_refspec(origin).is_some() => {
+            Ok(Source::Fcos { base_url: None })
+        }
+        Source::Registry(None) => Err(format!(
+            "the host boots from ostree commits on {origin}, not from an image, and that is not a Fedora CoreOS branch: set updates.source"
+        )),
+        Source::Tag => Err(format!(
+            "updates.source = \"tag\" follows an image's tag, and the host boots from ostree commits on {origin}: set another updates.source"
+        )),
+        other => Ok(other.clone()),
+    }
+}
+
 /// The age index of the release a digest (or alias) belongs to.
 fn age_in(graph: &SourceGraph, digest: Option<&str>) -> Option<u64> {
     graph.release_of_digest(digest?).map(|(_, age)| age)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FCOS: &str = "fedora:fedora/x86_64/coreos/stable";
+
+    #[test]
+    fn a_commit_booted_fedora_coreos_host_reads_fedoras_files_by_default() {
+        assert_eq!(
+            commit_source(&Source::Registry(None), FCOS),
+            Ok(Source::Fcos { base_url: None })
+        );
+        // What is configured is read, in the checksum scheme.
+        for configured in [
+            Source::Cincinnati("https://updates.coreos.fedoraproject.org".into()),
+            Source::Fcos {
+                base_url: Some("https://mirror.example.org".into()),
+            },
+            Source::Server("https://cairn.example.org".into()),
+        ] {
+            assert_eq!(commit_source(&configured, FCOS), Ok(configured.clone()));
+        }
+        let other = commit_source(&Source::Registry(None), "acme:acme/x86_64/os/stable")
+            .expect_err("not Fedora's branch");
+        assert!(other.contains("acme:acme/x86_64/os/stable"), "{other}");
+        assert!(other.contains("set updates.source"), "{other}");
+        let tag = commit_source(&Source::Tag, FCOS).expect_err("no tag to follow");
+        assert!(tag.contains(FCOS), "{tag}");
+    }
 }

@@ -12,10 +12,15 @@ use cairn_oci::sources::FEDORA_COREOS_REPOSITORY;
 use jiff::Timestamp;
 use std::path::Path;
 
-/// The document, fetched and verified as the trust model says.
+/// The document, fetched and verified as the trust model says. `source` is
+/// the effective one (a commit-booted Fedora CoreOS host's default is
+/// Fedora's files); `oci` is false on a host booted from ostree commits, whose
+/// graph from Fedora's files carries commit checksums.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn document(
     settings: &Settings,
+    source: &Source,
+    oci: bool,
     followed: &str,
     stream: &str,
     state: &mut AgentState,
@@ -24,7 +29,7 @@ pub(super) async fn document(
     now: Timestamp,
     fcos_cache: &Path,
 ) -> Result<(GraphDocument, String), GraphUnavailable> {
-    let locations = match &settings.source {
+    let locations = match source {
         Source::Fcos { base_url } => {
             return cairn_oci::sources::fcos_document(
                 client,
@@ -32,14 +37,22 @@ pub(super) async fn document(
                 stream,
                 now,
                 Some(fcos_cache),
+                oci,
             )
             .await
             .map_err(GraphUnavailable::from);
         }
         Source::Registry(None) if repository_of(followed) == FEDORA_COREOS_REPOSITORY => {
-            return cairn_oci::sources::fcos_document(client, None, stream, now, Some(fcos_cache))
-                .await
-                .map_err(GraphUnavailable::from);
+            return cairn_oci::sources::fcos_document(
+                client,
+                None,
+                stream,
+                now,
+                Some(fcos_cache),
+                oci,
+            )
+            .await
+            .map_err(GraphUnavailable::from);
         }
         // Mirrors first, as the host's own pulls go.
         Source::Registry(None) => mirrors
