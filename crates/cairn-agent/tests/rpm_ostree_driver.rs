@@ -113,3 +113,144 @@ async fn the_driver_is_registered_from_the_agents_own_unit_and_blocks_other_upda
     assert_eq!(status.update_driver_unit.as_deref(), Some(AGENT_UNIT));
     assert!(!needs_driver_registration(&status, Some(AGENT_UNIT)));
 }
+
+/// Three Fedora CoreOS stable commits (checksums from Fedora's shipped
+/// release index); only the newest is in the branch's history, as a target
+/// older than the branch head (a barrier) is not.
+fn commits() -> Vec<cairn_testkit::host::FakeCommit> {
+    let commit = |checksum: &str, version: &str, timestamp: i64, on_branch: bool| {
+        cairn_testkit::host::FakeCommit {
+            checksum: checksum.into(),
+            version: version.into(),
+            timestamp,
+            on_branch,
+        }
+    };
+    vec![
+        commit(OLD_COMMIT, "44.20260607.3.1", 1_780_790_400, false),
+        commit(BOOTED_COMMIT, "44.20260621.3.1", 1_782_000_000, false),
+        commit(NEW_COMMIT, "44.20260707.3.1", 1_783_382_400, true),
+    ]
+}
+
+const OLD_COMMIT: &str = "1f9e1f2cf1d1ab5e0fd4b2bba6e5e8e2ea5b6b2b7fc41b47a8c5d6dd3e4a0b11";
+const BOOTED_COMMIT: &str = "3b0d4c2b6e1f8a9d7c5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c";
+const NEW_COMMIT: &str = "961fa74adb5ff62bef2b4ad1a20fd0b339aad25e9bbe914c7487e03aaa13f46c";
+const ORIGIN: &str = "fedora:fedora/x86_64/coreos/stable";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_is_staged_by_checksum_as_zincati_stages_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let host = FakeHost::rpm_ostree_commits(dir.path(), ORIGIN, BOOTED_COMMIT, commits());
+    let program = host.program.display().to_string();
+    let driver = Driver::new(runner(), Tool::RpmOstree, &program, Duration::from_secs(30));
+    driver.register().await.expect("register");
+    let status = driver.status().await.expect("status");
+    assert_eq!(status.ostree_origin.as_deref(), Some(ORIGIN));
+    assert_eq!(
+        status.booted.and_then(|b| b.digest).as_deref(),
+        Some(BOOTED_COMMIT)
+    );
+
+    // rpm-ostree's own checks, as the stand-in reproduces them: a commit
+    // outside the branch's history needs --skip-branch-check, `--` leaves
+    // no revision, and --disallow-downgrade compares commit timestamps.
+    let run = |args: &[&str]| {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let runner = runner();
+        let program = program.clone();
+        async move {
+            runner
+                .run(&program, &args, true, Duration::from_secs(30))
+                .await
+                .expect("runs")
+        }
+    };
+    let revision = format!("revision={OLD_COMMIT}");
+    let branch = run(&[
+        "deploy",
+        "--lock-finalization",
+        "--bypass-driver",
+        &revision,
+    ])
+    .await;
+    assert_eq!(branch.code, Some(1));
+    assert!(
+        branch
+            .stderr
+            .contains(&format!("Checksum {OLD_COMMIT} not found in {ORIGIN}")),
+        "{}",
+        branch.stderr
+    );
+    let dashes = run(&[
+        "deploy",
+        "--lock-finalization",
+        "--bypass-driver",
+        "--skip-branch-check",
+        "--",
+        &revision,
+    ])
+    .await;
+    assert_eq!(dashes.code, Some(1), "{}", dashes.stderr);
+    let older = run(&[
+        "deploy",
+        "--lock-finalization",
+        "--bypass-driver",
+        "--skip-branch-check",
+        "--disallow-downgrade",
+        &revision,
+    ])
+    .await;
+    assert_eq!(older.code, Some(1));
+    assert!(
+        older.stderr.contains("is chronologically older than"),
+        "{}",
+        older.stderr
+    );
+    assert!(host.state().staged.is_none());
+
+    // The driver's own stage of a commit: checksum validated by its type,
+    // named with `revision=`, the branch check skipped.
+    let target = TargetId::checksum(NEW_COMMIT).expect("a checksum");
+    driver
+        .stage(
+            StagingTier::RpmOstree,
+            ORIGIN,
+            &target,
+            &SignatureMode::Unverified,
+            true,
+        )
+        .await
+        .expect("stage");
+    let state = host.state();
+    assert_eq!(
+        state.calls.last().map(String::as_str),
+        Some(
+            format!(
+                "deploy --lock-finalization --bypass-driver --skip-branch-check --disallow-downgrade revision={NEW_COMMIT}"
+            )
+            .as_str()
+        )
+    );
+    let staged = state.staged.expect("staged");
+    assert!(staged.download_only, "locked");
+    let status = driver.status().await.expect("status");
+    let staged = status.staged.expect("staged");
+    assert_eq!(staged.digest.as_deref(), Some(NEW_COMMIT));
+    assert_eq!(staged.version.as_deref(), Some("44.20260707.3.1"));
+    assert!(staged.download_only);
+
+    // An older commit the driver is asked for is refused as rpm-ostree
+    // refuses it, and named so.
+    let older = driver
+        .stage(
+            StagingTier::RpmOstree,
+            ORIGIN,
+            &TargetId::checksum(OLD_COMMIT).expect("a checksum"),
+            &SignatureMode::Unverified,
+            true,
+        )
+        .await
+        .expect_err("older");
+    assert_eq!(older.kind(), "older_than_current", "{older}");
+}

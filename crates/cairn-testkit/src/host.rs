@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 /// One deployment of the stand-in.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct FakeDeployment {
-    /// Manifest digest.
+    /// Manifest digest; on a host booted from ostree commits, the commit checksum.
     pub digest: String,
     /// Version label.
     pub version: Option<String>,
@@ -17,6 +17,20 @@ pub struct FakeDeployment {
     /// Staged with finalization locked.
     #[serde(default)]
     pub download_only: bool,
+}
+
+/// An ostree commit the stand-in's remote has, for a host booted from commits.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct FakeCommit {
+    /// Its checksum.
+    pub checksum: String,
+    /// Its `version` metadata.
+    pub version: String,
+    /// Its timestamp, in Unix seconds (what `--disallow-downgrade` compares).
+    pub timestamp: i64,
+    /// In the history of the origin's branch: what rpm-ostree's branch check
+    /// (skipped with `--skip-branch-check`) looks for.
+    pub on_branch: bool,
 }
 
 /// The stand-in's state file.
@@ -64,6 +78,21 @@ pub struct FakeState {
     /// --help`). Unset: as bootc releases do, from 1.17 on.
     #[serde(default)]
     pub switch_download_only: Option<bool>,
+    /// On an rpm-ostree host booted from ostree commits: the branch the
+    /// deployments follow (`fedora:fedora/x86_64/coreos/stable`). Unset: the
+    /// host boots from images.
+    #[serde(default)]
+    pub origin: Option<String>,
+    /// The commits the ostree remote has, for a host booted from commits.
+    #[serde(default)]
+    pub commits: Vec<FakeCommit>,
+}
+
+impl FakeState {
+    /// The remote's commit with this checksum.
+    pub fn commit(&self, checksum: &str) -> Option<&FakeCommit> {
+        self.commits.iter().find(|c| c.checksum == checksum)
+    }
 }
 
 impl FakeState {
@@ -352,6 +381,29 @@ impl FakeHost {
     ) -> FakeHost {
         std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{e}"));
         let state = booted_state("2025.10", image, booted, insecure, signed);
+        write_state(dir, &state);
+        FakeHost::wrap(dir, "rpm-ostree", &fake_rpm_ostree_binary())
+    }
+
+    /// An rpm-ostree host booted from the ostree commit `booted` of `commits`
+    /// (its remote), following the branch `origin`
+    /// (`fedora:fedora/x86_64/coreos/stable`), as Fedora CoreOS hosts that
+    /// Zincati updates are.
+    pub fn rpm_ostree_commits(
+        dir: &Path,
+        origin: &str,
+        booted: &str,
+        commits: Vec<FakeCommit>,
+    ) -> FakeHost {
+        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{e}"));
+        let version = commits
+            .iter()
+            .find(|c| c.checksum == booted)
+            .map(|c| c.version.clone())
+            .unwrap_or_else(|| panic!("the booted commit {booted} is not among the commits"));
+        let mut state = booted_state("2025.10", origin, (booted, &version), &[], false);
+        state.origin = Some(origin.to_string());
+        state.commits = commits;
         write_state(dir, &state);
         FakeHost::wrap(dir, "rpm-ostree", &fake_rpm_ostree_binary())
     }

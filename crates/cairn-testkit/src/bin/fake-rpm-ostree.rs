@@ -5,14 +5,21 @@
 //! when the host verifies signatures. `deploy --disallow-downgrade` refuses an
 //! image created before the current deployment's, as rpm-ostree does.
 //!
+//! A host booted from ostree commits (`FakeState::origin` set) reports the
+//! branch as each deployment's `origin`, with the commit's checksum, version
+//! and timestamp, and deploys a commit of its remote named by
+//! `revision=<checksum>` (or a bare checksum): without `--skip-branch-check`
+//! only a commit in the branch's history is accepted, and
+//! `--disallow-downgrade` compares commit timestamps, as rpm-ostree does.
+//!
 //! A registered update driver is tied to the caller's systemd unit
 //! (`$CAIRN_FAKE_UNIT`, set by `fake-systemd-run`; a command started
 //! directly runs in the agent's own `cairn-agent.service`): `deploy` from any
 //! other unit is refused unless it says `--bypass-driver`, as rpm-ostree does.
 
 use cairn_testkit::host::{
-    FakeDeployment, FakeState, begin_command, block_until_rebooted, check_out, checksum_of,
-    image_timestamp, resolve_digest, write_state,
+    FakeCommit, FakeDeployment, FakeState, begin_command, block_until_rebooted, check_out,
+    checksum_of, image_timestamp, resolve_digest, write_state,
 };
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +44,30 @@ fn deployment(
     booted: bool,
     staged: bool,
 ) -> serde_json::Value {
+    if let Some(origin) = &state.origin {
+        // A deployment of a commit: its origin is the branch, and there is
+        // no container reference.
+        let timestamp = state.commit(&d.digest).map(|c| c.timestamp);
+        return serde_json::json!({
+            "id": format!("fedora-coreos-{}.{serial}", d.digest),
+            "osname": "fedora-coreos",
+            "checksum": d.digest,
+            "serial": serial,
+            "booted": booted,
+            "staged": staged,
+            "finalization-locked": staged && d.download_only,
+            "version": d.version,
+            "timestamp": timestamp,
+            "origin": origin,
+            "pinned": false,
+            "unlocked": "none",
+            "gpg-enabled": true,
+            "packages": [],
+            "requested-packages": [],
+            "base-removals": [],
+            "regenerate-initramfs": false,
+        });
+    }
     serde_json::json!({
         "id": format!("default-{}.{serial}", &d.digest.trim_start_matches("sha256:")[..12.min(d.digest.len())]),
         "osname": "default",
@@ -93,18 +124,96 @@ fn check_timestamps(state: &FakeState, repository: &str, digest: &str) -> Result
     if new_time >= current_time {
         return Ok(());
     }
-    let show = |second: i64| {
-        jiff::Timestamp::from_second(second)
-            .map(|t| t.strftime("%a %b %e %H:%M:%S %Y").to_string())
-            .unwrap_or_else(|_| second.to_string())
-    };
-    Err(format!(
-        "While checking against deployment timestamp: Upgrade target revision '{}' with timestamp '{}' is chronologically older than current revision '{}' with timestamp '{}'; use --allow-downgrade to permit",
-        checksum_of(digest),
-        show(new_time),
-        checksum_of(&current.digest),
-        show(current_time)
+    Err(older_than(
+        (&checksum_of(digest), new_time),
+        (&checksum_of(&current.digest), current_time),
     ))
+}
+
+/// How ostree shows a commit timestamp in its downgrade message.
+fn show_time(second: i64) -> String {
+    jiff::Timestamp::from_second(second)
+        .map(|t| t.strftime("%a %b %e %H:%M:%S %Y").to_string())
+        .unwrap_or_else(|_| second.to_string())
+}
+
+/// The downgrade refusal rpm-ostree passes on from ostree.
+fn older_than(new: (&str, i64), current: (&str, i64)) -> String {
+    format!(
+        "While checking against deployment timestamp: Upgrade target revision '{}' with timestamp '{}' is chronologically older than current revision '{}' with timestamp '{}'; use --allow-downgrade to permit",
+        new.0,
+        show_time(new.1),
+        current.0,
+        show_time(current.1)
+    )
+}
+
+/// The commit a deploy names, as rpm-ostree reads its REVISION: the text
+/// after `revision=`, or the whole argument, is a checksum when it is 64
+/// lower-case hex digits and a version otherwise (`version=` says so). A
+/// version is looked up in the branch's history.
+fn commit_of<'a>(
+    state: &'a FakeState,
+    origin: &str,
+    revision: &str,
+) -> Result<&'a FakeCommit, String> {
+    let is_checksum = |text: &str| {
+        text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
+    let named = revision.strip_prefix("revision=").unwrap_or(revision);
+    if is_checksum(named) && !revision.starts_with("version=") {
+        return state
+            .commit(named)
+            .ok_or_else(|| format!("No such metadata object {named}.commit"));
+    }
+    let version = named.strip_prefix("version=").unwrap_or(named);
+    state
+        .commits
+        .iter()
+        .find(|c| c.on_branch && c.version == version)
+        .ok_or_else(|| format!("Version {version} not found in {origin}"))
+}
+
+/// `deploy` on a host booted from commits.
+fn deploy_commit(
+    dir: &std::path::Path,
+    mut state: FakeState,
+    origin: &str,
+    revision: &str,
+    options: &[&str],
+) -> ExitCode {
+    let commit = match commit_of(&state, origin, revision) {
+        Ok(commit) => commit.clone(),
+        Err(message) => return fail(&message),
+    };
+    // A checksum must be in the branch's history unless the check is skipped.
+    let by_checksum = !revision.starts_with("version=");
+    if by_checksum && !options.contains(&"--skip-branch-check") && !commit.on_branch {
+        return fail(&format!(
+            "Checksum {} not found in {origin}",
+            commit.checksum
+        ));
+    }
+    if options.contains(&"--disallow-downgrade")
+        && let Some(current) = state.staged.as_ref().or(state.booted.as_ref())
+        && current.digest != commit.checksum
+    {
+        let current_time = state.commit(&current.digest).map_or(0, |c| c.timestamp);
+        if commit.timestamp < current_time {
+            return fail(&older_than(
+                (&commit.checksum, commit.timestamp),
+                (&current.digest, current_time),
+            ));
+        }
+    }
+    state.staged = Some(FakeDeployment {
+        digest: commit.checksum.clone(),
+        version: Some(commit.version.clone()),
+        image: origin.to_string(),
+        download_only: options.contains(&"--lock-finalization"),
+    });
+    write_state(dir, &state);
+    ExitCode::SUCCESS
 }
 
 /// rpm-ostree's refusal when a driver registered from another unit that is
@@ -122,6 +231,27 @@ fn driven_elsewhere(state: &FakeState) -> Option<String> {
             "Updates and deployments are driven by {name} ({unit})\nSee {name}'s documentation. Use --bypass-driver to bypass {name} and perform the operation."
         )
     })
+}
+
+/// The options and the one REVISION of a `deploy` on a host booted from
+/// commits, in any order, as rpm-ostree's option parser takes them; `None`
+/// for an option it does not know, for `--` (after which rpm-ostree's parser
+/// finds no revision), or for no revision or more than one.
+fn deploy_arguments<'a>(words: &[&'a str]) -> Option<(Vec<&'a str>, &'a str)> {
+    const KNOWN: [&str; 3] = [
+        "--bypass-driver",
+        "--skip-branch-check",
+        "--disallow-downgrade",
+    ];
+    let (options, revisions): (Vec<&str>, Vec<&str>) =
+        words.iter().partition(|word| word.starts_with('-'));
+    match (
+        options.iter().all(|o| KNOWN.contains(o)),
+        revisions.as_slice(),
+    ) {
+        (true, [revision]) if !revision.is_empty() => Some((options, revision)),
+        _ => None,
+    }
 }
 
 /// The systemd unit the caller runs in.
@@ -152,12 +282,30 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         ["deploy", "--lock-finalization", rest @ ..]
-            if matches!(
-                rest,
-                [_] | ["--disallow-downgrade", _]
-                    | ["--bypass-driver", _]
-                    | ["--bypass-driver", "--disallow-downgrade", _]
-            ) =>
+            if state.origin.is_some() && deploy_arguments(rest).is_some() =>
+        {
+            let Some((options, revision)) = deploy_arguments(rest) else {
+                return fail("no revision");
+            };
+            if let (Some(message), false) = (
+                driven_elsewhere(&state),
+                options.contains(&"--bypass-driver"),
+            ) {
+                return fail(&message);
+            }
+            let origin = state.origin.clone().unwrap_or_default();
+            let mut options = options;
+            options.push("--lock-finalization");
+            deploy_commit(&dir, state, &origin, revision, &options)
+        }
+        ["deploy", "--lock-finalization", rest @ ..]
+            if state.origin.is_none()
+                && matches!(
+                    rest,
+                    [_] | ["--disallow-downgrade", _]
+                        | ["--bypass-driver", _]
+                        | ["--bypass-driver", "--disallow-downgrade", _]
+                ) =>
         {
             let bypass = rest[0] == "--bypass-driver";
             let disallow_downgrade = rest.contains(&"--disallow-downgrade");
