@@ -212,18 +212,7 @@ async fn a_commit_booted_host_follows_fedoras_rollout_and_barriers_by_checksum()
 
     // The running agent finalizes it (unlock and reboot, by checksum), and
     // after the reboot it is booted.
-    let socket = format!("{}/agent.sock", early.state);
-    let daemon = Daemon(
-        early
-            .command(&["agent"])
-            .insecure_registry(&fedora)
-            .args(["--socket", socket.as_str(), "--no-user-check"])
-            .args(["--check-interval-ms", "100"])
-            .command()
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn the agent"),
-    );
+    let daemon = spawn_daemon(&early, &fedora);
     early.host.wait_for_apply().await;
     let calls = early.host.state().calls;
     assert_eq!(
@@ -275,6 +264,61 @@ async fn a_commit_booted_host_follows_fedoras_rollout_and_barriers_by_checksum()
     assert_eq!(
         deploys(&old),
         vec![stage_line(&checksum_of(&commits, BARRIER))]
+    );
+}
+
+/// Start `cairn agent` (a daemon checking every 100 ms) on `node`.
+fn spawn_daemon(node: &Node, fedora: &str) -> Daemon {
+    let socket = format!("{}/agent.sock", node.state);
+    Daemon(
+        node.command(&["agent"])
+            .insecure_registry(fedora)
+            .args(["--socket", socket.as_str(), "--no-user-check"])
+            .args(["--check-interval-ms", "100"])
+            .command()
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn the agent"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_the_host_came_back_from_is_deny_listed() {
+    let index = release_index();
+    let commits = commits(&index);
+    let fedora = serve_fedora_files(&index).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let newest = checksum_of(&commits, NEWEST);
+    let node = host(
+        dir.path(),
+        &commits,
+        BOOTED,
+        &format!("fcos:http://{fedora}"),
+        0.3,
+    );
+    let daemon = spawn_daemon(&node, &fedora);
+    node.host.wait_for_apply().await;
+    assert_eq!(deploys(&node), vec![stage_line(&newest)]);
+    // The boot fails and the host comes back to the commit it ran.
+    node.host.reboot(false);
+    wait_until("the agent deny-listed the commit", || {
+        status(&node)["denyList"]
+            .as_array()
+            .is_some_and(|list| list.iter().any(|v| v == NEWEST))
+    })
+    .await;
+    // A whole pass after that decides with the deny-list: nothing to stage.
+    let metrics = Path::new(&node.state).join("metrics.prom");
+    let _ = std::fs::remove_file(&metrics);
+    wait_until("another pass finished", || metrics.exists()).await;
+    drop(daemon);
+    let shown = status(&node);
+    assert_eq!(shown["booted"]["digest"], checksum_of(&commits, BOOTED));
+    assert_eq!(shown["staged"], Value::Null, "{shown}");
+    assert_eq!(deploys(&node).len(), 1, "never staged again");
+    assert_eq!(
+        node.host.state().rollback.map(|r| r.digest).as_deref(),
+        Some(newest.as_str())
     );
 }
 

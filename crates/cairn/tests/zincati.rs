@@ -199,7 +199,7 @@ length_minutes = 30
             "fragments, in the order they apply:
   {f}
 source:     cincinnati:https://updates.coreos.fedoraproject.org  ({f})
-stream:     the tag the host follows  (default)
+stream:     the tag the host follows, or its Fedora CoreOS branch's  (default)
 keys:       none  (default)
 window:     Sat,Sun 23:30 for 60 min  ({f})
 window:     Wed 01:00 for 30 min  ({f})
@@ -299,7 +299,7 @@ base_url = \"http://fleet-lock.example.com:8080/workers/aarch64/\"
             "fragments, in the order they apply:
   {f}
 source:     cincinnati:https://updates.coreos.fedoraproject.org  ({f})
-stream:     the tag the host follows  (default)
+stream:     the tag the host follows, or its Fedora CoreOS branch's  (default)
 keys:       none  (default)
 windows:    none: reboots at any time  (default)
 time zone:  UTC  (default)

@@ -118,7 +118,11 @@ fn summary(files: &[PathBuf], merged: &Merged, settings: &Settings, root: &Path)
     };
     line(
         "source:",
-        written("updates.source").unwrap_or_else(|| settings.source.to_string()),
+        written("updates.source").unwrap_or_else(|| match settings.source {
+            // Which one applies depends on the host, which the check does not ask.
+            Source::Registry(None) => "registry (the repository the host follows), or fcos on a host booted from Fedora CoreOS commits".into(),
+            ref other => other.to_string(),
+        }),
         origin(merged, "updates.source"),
     );
     line(
@@ -126,7 +130,7 @@ fn summary(files: &[PathBuf], merged: &Merged, settings: &Settings, root: &Path)
         settings
             .stream
             .clone()
-            .unwrap_or_else(|| "the tag the host follows".into()),
+            .unwrap_or_else(|| "the tag the host follows, or its Fedora CoreOS branch's".into()),
         origin(merged, "updates.stream"),
     );
     let keys: Vec<String> = settings
