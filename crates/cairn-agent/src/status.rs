@@ -137,8 +137,9 @@ pub struct Release {
     /// Version, when known.
     #[serde(default)]
     pub version: Option<String>,
-    /// For a deployment, the image's manifest digest (`None` for a plain
-    /// ostree commit); for the target, the id staged (digest or checksum).
+    /// For a deployment, the id the graph knows it by: the image's manifest
+    /// digest, or a deployment of an ostree commit's (base) checksum; for
+    /// the target, the id staged (digest or checksum).
     #[serde(default)]
     pub digest: Option<TargetId>,
     /// Age index in the graph, when the release is in it.
