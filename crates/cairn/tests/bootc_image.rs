@@ -1,12 +1,14 @@
 //! `examples/bootc/Containerfile`, built with real buildah on a tiny local
 //! base image (there is no network): the preset enables the agent's units, the
 //! other updaters end up masked, `cairn config check` passes on the result,
-//! and the bootc labels survive.
+//! and the bootc labels survive. Once with the agent binary copied in, once
+//! from the cairn-agent RPM with real rpm (after scripts/build-rpms).
 
 mod common;
 use common::cairn;
 
 use cairn_testkit::registry::require_binary;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -120,9 +122,17 @@ fn symlink(target: &str, link: PathBuf) {
     std::os::unix::fs::symlink(target, link).expect("symlink");
 }
 
-/// The smallest base a bootc image build needs here: a shell and systemctl
-/// (the host's, with their libraries) in a Fedora-like merged /usr, and the
-/// updaters as a bootc base has them. bootc's timer is enabled the way a
+/// How the Containerfile gets the agent.
+enum Agent {
+    /// The binary and dist/'s files, copied (no CAIRN_RPM).
+    Binary,
+    /// The cairn-agent RPM at this path (CAIRN_RPM), installed with rpm.
+    Rpm(PathBuf),
+}
+
+/// The smallest base a bootc image build needs here: a shell, `install` and
+/// systemctl (the host's, with their libraries) in a Fedora-like merged /usr,
+/// and the updaters as a bootc base has them. bootc's timer is enabled the way a
 /// distribution's presets enable it (a symlink in /etc); rpm-ostreed's timer
 /// is enabled under /usr, which no `systemctl disable` can undo; Zincati is
 /// absent, as on Fedora bootc, so masking it must work without a unit file.
@@ -139,6 +149,7 @@ fn base_rootfs(root: &Path) {
         symlink(target, root.join(link));
     }
     copy_program(root, &which("sh"), "/usr/bin/sh");
+    copy_program(root, &which("install"), "/usr/bin/install");
     copy_program(root, &which("systemctl"), "/usr/bin/systemctl");
     let units = root.join("usr/lib/systemd/system");
     let service = "[Unit]\nDescription=stand-in\n[Service]\nExecStart=/usr/bin/true\n";
@@ -157,14 +168,82 @@ fn base_rootfs(root: &Path) {
     );
 }
 
-/// Copy a directory tree (files and directories only: the repository's).
+/// Where Fedora's rpm keeps its database; the stand-in base's rpm too.
+const RPM_DBPATH: &str = "/usr/lib/sysimage/rpm";
+
+/// The host's rpm (Debian's) in the base, set up as Fedora's is in a real one:
+/// the program, its configuration and plugins, its database where Fedora has
+/// it, and in that database what the base provides that `agent_rpm` needs
+/// (glibc, libgcc, /bin/sh), as a real base's packages do.
+fn add_rpm(root: &Path, agent_rpm: &Path, work: &Path) {
+    copy_program(root, &which("rpm"), "/usr/bin/rpm");
+    copy_tree(Path::new("/usr/lib/rpm"), &inside(root, "/usr/lib/rpm"));
+    write(
+        inside(root, "/usr/lib/rpm/macros.d/macros.dbpath"),
+        &format!("%_dbpath {RPM_DBPATH}\n"),
+    );
+    let plugins = Path::new("/usr/lib/x86_64-linux-gnu/rpm-plugins");
+    if plugins.is_dir() {
+        copy_tree(plugins, &inside(root, plugins));
+    }
+    // Scriptlets run from /var/tmp.
+    std::fs::create_dir_all(root.join("var/tmp")).expect("mkdir");
+
+    let requires = rpm_query(
+        &[
+            "--query",
+            "--requires",
+            "--package",
+            &agent_rpm.display().to_string(),
+        ],
+        None,
+    );
+    let mut spec = String::from(
+        "Name: bootc-base-standin\nVersion: 1\nRelease: 1\nLicense: none\n\
+         Summary: What the stand-in base provides\nBuildArch: noarch\n",
+    );
+    for capability in requires.lines().filter(|line| !line.starts_with("rpmlib(")) {
+        spec.push_str(&format!("Provides: {capability}\n"));
+    }
+    spec.push_str("%description\nThe stand-in base's glibc, libgcc and shell.\n%files\n");
+    let topdir = work.join("rpmbuild");
+    write(topdir.join("base.spec"), &spec);
+    let out = Command::new("rpmbuild")
+        .args(["-bb", "--quiet", "--define"])
+        .arg(format!("_topdir {}", topdir.display()))
+        .args(["--define", "_build_name_fmt base.rpm"])
+        .arg(topdir.join("base.spec"))
+        .output()
+        .expect("rpmbuild runs");
+    assert!(
+        out.status.success(),
+        "rpmbuild of the base's package: {out:?}"
+    );
+    let base_rpm = topdir.join("RPMS/base.rpm").display().to_string();
+    rpm_query(
+        &[
+            "--dbpath",
+            RPM_DBPATH,
+            "--install",
+            "--force-debian",
+            &base_rpm,
+        ],
+        Some(root),
+    );
+}
+
+/// Copy a directory tree: directories, files and symbolic links as links.
 fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
     for entry in std::fs::read_dir(from).expect("read dir") {
         let entry = entry.expect("entry");
         let target = to.join(entry.file_name());
-        if entry.file_type().expect("file type").is_dir() {
+        let file_type = entry.file_type().expect("file type");
+        if file_type.is_dir() {
             copy_tree(&entry.path(), &target);
+        } else if file_type.is_symlink() {
+            let link = std::fs::read_link(entry.path()).expect("read link");
+            std::os::unix::fs::symlink(link, &target).expect("symlink");
         } else {
             std::fs::copy(entry.path(), &target).expect("copy");
         }
@@ -172,18 +251,32 @@ fn copy_tree(from: &Path, to: &Path) {
 }
 
 /// The build context as the docs lay it out, at the repository's root: dist/,
-/// examples/bootc/, the agent binary where scripts/build-release writes it and
-/// the release team's public key next to the Containerfile.
-fn build_context(context: &Path) {
+/// examples/bootc/, the agent binary where scripts/build-release writes it (or
+/// the RPM where scripts/build-rpms does) and the release team's public key
+/// next to the Containerfile. Returns the path of the RPM in the context.
+fn build_context(context: &Path, agent: &Agent) -> Option<String> {
     let repository = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     copy_tree(&repository.join("dist"), &context.join("dist"));
     copy_tree(
         &repository.join("examples/bootc"),
         &context.join("examples/bootc"),
     );
-    let binary = context.join("target/dist/agent/cairn");
-    std::fs::create_dir_all(binary.parent().expect("parent")).expect("mkdir");
-    std::fs::copy(env!("CARGO_BIN_EXE_cairn"), &binary).expect("copy cairn");
+    let in_context = match agent {
+        Agent::Binary => {
+            let binary = context.join("target/dist/agent/cairn");
+            std::fs::create_dir_all(binary.parent().expect("parent")).expect("mkdir");
+            std::fs::copy(env!("CARGO_BIN_EXE_cairn"), &binary).expect("copy cairn");
+            None
+        }
+        Agent::Rpm(rpm) => {
+            let name = rpm.file_name().expect("an RPM file name");
+            let relative = Path::new("target/dist/rpms").join(name);
+            let target = context.join(&relative);
+            std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
+            std::fs::copy(rpm, &target).unwrap_or_else(|e| panic!("copy {}: {e}", rpm.display()));
+            Some(relative.display().to_string())
+        }
+    };
     let keys = tempfile::tempdir().expect("temp dir");
     let prefix = keys.path().join("release-team");
     let out = cairn(&[
@@ -198,6 +291,7 @@ fn build_context(context: &Path) {
         context.join("examples/bootc/release-team.pub"),
     )
     .expect("copy key");
+    in_context
 }
 
 /// Where `link` (an absolute symlink inside `root`) ends, resolved in `root`.
@@ -233,13 +327,43 @@ fn is_enabled(root: &Path, unit: &str) -> String {
 
 #[test]
 fn the_example_containerfile_layers_the_agent_into_a_bootc_image() {
+    build_and_check(Agent::Binary);
+}
+
+/// Needs the RPM, so scripts/test runs it after scripts/build-rpms.
+#[test]
+#[ignore = "needs the cairn-agent RPM: CAIRN_AGENT_RPM=<path> (scripts/test sets it after scripts/build-rpms)"]
+fn the_example_containerfile_installs_the_agent_rpm() {
+    let rpm = std::env::var_os("CAIRN_AGENT_RPM")
+        .map(PathBuf::from)
+        .expect(
+            "CAIRN_AGENT_RPM must name the cairn-agent RPM: scripts/build-rpms writes \
+         target/dist/rpms/cairn-agent-VERSION-1.x86_64.rpm",
+        );
+    assert!(
+        rpm.is_file(),
+        "CAIRN_AGENT_RPM: {} is no file",
+        rpm.display()
+    );
+    build_and_check(Agent::Rpm(rpm));
+}
+
+fn build_and_check(agent: Agent) {
     require_binary("systemctl", "systemd");
     require_binary("ldd", "libc-bin");
+    require_binary("install", "coreutils");
+    if let Agent::Rpm(_) = agent {
+        require_binary("rpm", "rpm");
+        require_binary("rpmbuild", "rpm");
+    }
     let buildah = Buildah::new();
     let work = tempfile::tempdir().expect("temp dir");
 
     let rootfs = work.path().join("rootfs");
     base_rootfs(&rootfs);
+    if let Agent::Rpm(rpm) = &agent {
+        add_rpm(&rootfs, rpm, work.path());
+    }
     let base = buildah.run(&["from", "scratch"]);
     buildah.run(&["copy", &base, &rootfs.display().to_string(), "/"]);
     buildah.run(&[
@@ -253,21 +377,29 @@ fn the_example_containerfile_layers_the_agent_into_a_bootc_image() {
     buildah.run(&["commit", "--quiet", &base, BASE_IMAGE]);
 
     let context = work.path().join("context");
-    build_context(&context);
-    let containerfile = context.join("examples/bootc/Containerfile");
-    buildah.run(&[
+    let rpm_in_context = build_context(&context, &agent);
+    let containerfile = context
+        .join("examples/bootc/Containerfile")
+        .display()
+        .to_string();
+    let base_arg = format!("BASE={BASE_IMAGE}");
+    let mut build = vec![
         "build",
         "--isolation",
         "chroot",
         "--pull=never",
         "--file",
-        &containerfile.display().to_string(),
+        &containerfile,
         "--build-arg",
-        &format!("BASE={BASE_IMAGE}"),
-        "--tag",
-        IMAGE,
-        &context.display().to_string(),
-    ]);
+        &base_arg,
+    ];
+    let rpm_arg = rpm_in_context.map(|rpm| format!("CAIRN_RPM={rpm}"));
+    if let Some(rpm_arg) = &rpm_arg {
+        build.extend(["--build-arg", rpm_arg]);
+    }
+    let context_arg = context.display().to_string();
+    build.extend(["--tag", IMAGE, &context_arg]);
+    buildah.run(&build);
 
     // The labels that make the result a bootc image, inherited from the base.
     let inspect: serde_json::Value =
@@ -281,12 +413,35 @@ fn the_example_containerfile_layers_the_agent_into_a_bootc_image() {
     let image = PathBuf::from(buildah.run(&["mount", &container]));
 
     // The agent build and its units are where docs/bootc-image.md says.
-    let installed = std::fs::read(image.join("usr/bin/cairn")).expect("/usr/bin/cairn");
-    let built = std::fs::read(env!("CARGO_BIN_EXE_cairn")).expect("the cairn binary");
-    assert!(
-        installed == built,
-        "/usr/bin/cairn is not the binary copied in"
-    );
+    match &agent {
+        Agent::Binary => {
+            let installed = std::fs::read(image.join("usr/bin/cairn")).expect("/usr/bin/cairn");
+            let built = std::fs::read(env!("CARGO_BIN_EXE_cairn")).expect("the cairn binary");
+            assert!(
+                installed == built,
+                "/usr/bin/cairn is not the binary copied in"
+            );
+        }
+        Agent::Rpm(rpm) => {
+            // Installed by rpm: in the image's database, every file as the package has it.
+            let name = rpm_query(&["--query", "--package", &rpm.display().to_string()], None);
+            let in_image = |args: &[&str]| {
+                let mut args = args.to_vec();
+                args.extend(["--dbpath", RPM_DBPATH]);
+                rpm_query(&args, Some(&image))
+            };
+            assert_eq!(in_image(&["--query", "cairn-agent"]), name);
+            assert_eq!(in_image(&["--verify", "cairn-agent"]), "");
+            assert_eq!(
+                std::fs::metadata(image.join("usr/bin/cairn"))
+                    .expect("/usr/bin/cairn")
+                    .permissions()
+                    .mode()
+                    & 0o7777,
+                0o755
+            );
+        }
+    }
     let etc_units = image.join("etc/systemd/system");
     for unit in AGENT_UNITS {
         let path = image.join("usr/lib/systemd/system").join(unit);
@@ -336,6 +491,27 @@ fn the_example_containerfile_layers_the_agent_into_a_bootc_image() {
     );
 
     buildah.run(&["umount", &container]);
+}
+
+/// Run rpm (on the image's root and database when given), require success,
+/// and return its standard output, trimmed.
+fn rpm_query(args: &[&str], root: Option<&Path>) -> String {
+    let mut command = Command::new("rpm");
+    if let Some(root) = root {
+        // Where rpm in the build (Debian's, run as root) kept its database.
+        command.arg("--root").arg(root);
+    }
+    let out = command.args(args).output().expect("rpm runs");
+    assert!(
+        out.status.success(),
+        "rpm {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("UTF-8 output")
+        .trim()
+        .to_string()
 }
 
 #[test]
