@@ -232,6 +232,7 @@ impl RegistryArgs {
     /// `/etc/ostree/auth.json` and `/usr/lib/ostree/auth.json`; never a user's file.
     /// The agent adds the insecure registries of the host's own
     /// `registries.conf` (under its `--root`) itself.
+    #[cfg(feature = "agent")]
     pub fn host_client_options(
         &self,
         host_files: &[PathBuf],
@@ -263,8 +264,8 @@ impl RegistryArgs {
     }
 }
 
-/// A runtime for the verbs that talk to registries.
 /// Log to stderr (the journal, under systemd) at `RUST_LOG`, default `info`.
+#[cfg(any(feature = "agent", feature = "server"))]
 pub fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -277,6 +278,7 @@ pub fn init_logging() {
         .init();
 }
 
+/// A runtime for the verbs that talk to registries.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -412,25 +414,6 @@ impl DocumentArgs {
             );
         }
     }
-}
-
-/// The release a `--booted` value names on `arch`: a version, a manifest
-/// digest (or alias), or an ostree checksum. `None` when no release matches.
-pub fn booted_release<'a>(
-    document: &'a cairn_graph::GraphDocument,
-    arch: &str,
-    booted: &str,
-) -> Option<&'a cairn_graph::document::Release> {
-    if let Some((_, release)) = document.release(booted) {
-        return Some(release);
-    }
-    document.releases.iter().find(|release| {
-        release.architectures.get(arch).is_some_and(|entry| {
-            entry.digest.as_deref() == Some(booted)
-                || entry.ostree.as_deref() == Some(booted)
-                || entry.aliases.iter().any(|alias| alias == booted)
-        })
-    })
 }
 
 /// The identifier the graph knows a `--booted` version by on `arch`: its
