@@ -265,16 +265,27 @@ impl RegistryArgs {
 }
 
 /// Log to stderr (the journal, under systemd) at `RUST_LOG`, default `info`.
+/// `RUST_LOG` takes a level and `target=level` directives, comma-separated
+/// (`cairn_agent=debug,info`); an empty value or one that does not parse
+/// means `info`.
+/// (Span and field filters would need a regex engine in every agent.)
 #[cfg(any(feature = "agent", feature = "server"))]
 pub fn init_logging() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|value| !value.trim().is_empty())
+        .and_then(|value| value.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO));
+    let output = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         // The journal shows escape codes literally.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    tracing_subscriber::registry()
+        .with(output)
+        .with(filter)
         .init();
 }
 
