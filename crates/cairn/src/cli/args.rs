@@ -289,8 +289,20 @@ pub fn init_logging() {
         .init();
 }
 
-/// A runtime for the verbs that talk to registries.
+/// A runtime for the verbs that talk to registries one request at a time,
+/// on this thread: in the agent build tokio's multi-threaded scheduler (and
+/// the libm it needs) is then left out altogether.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// A runtime with two workers, for the verbs that hash and move many blobs
+/// at once (publish, demo).
+#[cfg(any(feature = "publish", feature = "demo"))]
+pub fn parallel_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
