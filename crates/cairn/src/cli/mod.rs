@@ -44,7 +44,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Inspect and convert update graphs.
+    #[cfg_attr(feature = "publish", doc = "Inspect and convert update graphs.")]
+    #[cfg_attr(not(feature = "publish"), doc = "Inspect update graphs.")]
     #[command(subcommand)]
     Graph(graph::GraphCommand),
     #[cfg(feature = "publish")]
@@ -53,7 +54,8 @@ enum Command {
     #[cfg(feature = "publish")]
     /// Edit the release team's policy file.
     Policy(policy::Args),
-    /// Verify documents and make signing keys.
+    #[cfg_attr(feature = "publish", doc = "Verify documents and make signing keys.")]
+    #[cfg_attr(not(feature = "publish"), doc = "Verify documents.")]
     #[command(subcommand)]
     Document(document::DocumentCommand),
     #[cfg(feature = "server")]
@@ -127,6 +129,67 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Verbs a build may leave out, with the feature that brings each in.
+const GATED_VERBS: &[(&str, &str)] = &[
+    ("publish", "publish"),
+    ("policy", "publish"),
+    ("fcos", "publish"),
+    ("convert-fcos", "publish"),
+    ("schema", "publish"),
+    ("keygen", "publish"),
+    ("sign", "publish"),
+    ("serve", "server"),
+    ("simulate", "sim"),
+    ("demo", "demo"),
+    ("agent", "agent"),
+    ("verify", "agent"),
+    ("update-now", "agent"),
+    ("status", "agent"),
+    ("hold", "agent"),
+    ("unhold", "agent"),
+    ("deny-list", "agent"),
+    ("config", "agent"),
+];
+
+fn feature_enabled(feature: &str) -> bool {
+    let enabled = [
+        ("agent", cfg!(feature = "agent")),
+        ("publish", cfg!(feature = "publish")),
+        ("server", cfg!(feature = "server")),
+        ("sim", cfg!(feature = "sim")),
+        ("demo", cfg!(feature = "demo")),
+    ];
+    enabled.iter().any(|&(name, on)| name == feature && on)
+}
+
+/// For a verb clap did not know: a note when this build left it out, so
+/// that the agent build does not just say the verb does not exist.
+pub fn compiled_out(error: &clap::Error) -> Option<String> {
+    if error.kind() != clap::error::ErrorKind::InvalidSubcommand {
+        return None;
+    }
+    let clap::error::ContextValue::String(verb) =
+        error.get(clap::error::ContextKind::InvalidSubcommand)?
+    else {
+        return None;
+    };
+    missing_feature(verb).map(|feature| {
+        format!(
+            "cairn: `{verb}` is not in this build of cairn: it needs the `{feature}` feature \
+             (the full build has every verb; see docs/install.md#builds)"
+        )
+    })
+}
+
+/// The feature a verb needs, when this build lacks it.
+fn missing_feature(verb: &str) -> Option<&'static str> {
+    GATED_VERBS
+        .iter()
+        .find(|(name, _)| *name == verb)
+        .map(|(_, feature)| *feature)
+        .filter(|feature| !feature_enabled(feature))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,5 +198,41 @@ mod tests {
     #[test]
     fn command_line_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// The table names real verbs of the full build, with real features.
+    #[cfg(all(
+        feature = "agent",
+        feature = "publish",
+        feature = "server",
+        feature = "sim",
+        feature = "demo"
+    ))]
+    #[test]
+    fn every_gated_verb_exists_in_the_full_build() {
+        fn verb_names(command: &clap::Command, names: &mut Vec<String>) {
+            for sub in command.get_subcommands() {
+                names.push(sub.get_name().to_string());
+                verb_names(sub, names);
+            }
+        }
+        let mut names = Vec::new();
+        verb_names(&Cli::command(), &mut names);
+        for (verb, feature) in GATED_VERBS {
+            assert!(names.iter().any(|name| name == verb), "{verb} is no verb");
+            assert!(feature_enabled(feature), "{feature} is no feature");
+            assert_eq!(missing_feature(verb), None, "{verb}");
+        }
+    }
+
+    #[cfg(not(feature = "publish"))]
+    #[test]
+    fn a_build_without_publish_names_the_feature_publish_needs() {
+        let error = Cli::try_parse_from(["cairn", "publish", "--stream", "s"])
+            .expect_err("publish is compiled out");
+        let note = compiled_out(&error).expect("a note");
+        assert!(note.contains("`publish` feature"), "{note}");
+        let error = Cli::try_parse_from(["cairn", "no-such-verb"]).expect_err("no verb");
+        assert_eq!(compiled_out(&error), None);
     }
 }
