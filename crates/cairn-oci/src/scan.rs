@@ -46,7 +46,7 @@ pub mod keys {
 pub struct ScanOptions {
     /// Only images of this stream (by label; images without one are included).
     pub stream: String,
-    /// Only tags matching this glob.
+    /// Only tags matching this glob (`*`, `?`, `[...]`, `[!...]`).
     pub tag_pattern: Option<String>,
     /// Tags that move, so are re-checked every scan.
     pub mutable_tags: Vec<String>,
@@ -186,6 +186,13 @@ pub fn basearch(oci_arch: &str) -> String {
     .to_string()
 }
 
+/// A tag pattern: a shell glob (`*`, `?`, `[...]`, `[!...]`). A plain
+/// matcher rather than a regex engine keeps the agent, which scans base
+/// repositories too, small.
+fn tag_pattern(glob: &str) -> Result<glob::Pattern> {
+    glob::Pattern::new(glob).map_err(|e| OciError::invalid(format!("tag pattern {glob:?}"), e))
+}
+
 /// Scan a repository. `progress(done, total)` is called as tags are resolved
 /// and images read.
 pub async fn scan(
@@ -194,14 +201,11 @@ pub async fn scan(
     cache: &mut ScanCache,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<ScanReport> {
-    let pattern = match &options.tag_pattern {
-        Some(glob) => Some(
-            globset::Glob::new(glob)
-                .map_err(|e| OciError::invalid(format!("tag pattern {glob:?}"), e))?
-                .compile_matcher(),
-        ),
-        None => None,
-    };
+    let pattern = options
+        .tag_pattern
+        .as_deref()
+        .map(tag_pattern)
+        .transpose()?;
     let mut report = ScanReport {
         all_tags: store.list_tags().await?,
         ..ScanReport::default()
@@ -211,7 +215,7 @@ pub async fn scan(
         .iter()
         .filter(|tag| is_release_tag(tag))
         .filter(|tag| {
-            pattern.as_ref().is_none_or(|p| p.is_match(tag)) || options.mutable_tags.contains(tag)
+            pattern.as_ref().is_none_or(|p| p.matches(tag)) || options.mutable_tags.contains(tag)
         })
         .cloned()
         .collect();
@@ -455,7 +459,7 @@ fn is_bootable(labels: &BTreeMap<String, String>) -> bool {
 async fn candidate(
     store: &Store,
     options: &ScanOptions,
-    pattern: Option<&globset::GlobMatcher>,
+    pattern: Option<&glob::Pattern>,
     digest: &str,
     tags: &[String],
     image: &BTreeMap<String, ArchImage>,
@@ -531,7 +535,7 @@ async fn candidate(
         Some(version) => version,
         None => tags
             .iter()
-            .find(|t| !options.mutable_tags.contains(t) && pattern.is_none_or(|p| p.is_match(t)))
+            .find(|t| !options.mutable_tags.contains(t) && pattern.is_none_or(|p| p.matches(t)))
             .cloned()
             .unwrap_or_else(|| {
                 let when = created_text.clone().unwrap_or_else(|| "unknown".into());
@@ -675,6 +679,20 @@ mod tests {
         for tag in ["stable", "44.20260707.3.1", "latest", "v1.signed"] {
             assert!(is_release_tag(tag), "{tag}");
         }
+    }
+
+    #[test]
+    fn tag_patterns_are_shell_globs() {
+        let year = tag_pattern("2026.*").expect("valid");
+        assert!(year.matches("2026.03.1"));
+        assert!(!year.matches("2025.12.1"));
+        assert!(!year.matches("x2026.03"));
+        let minor = tag_pattern("44.[0-3]?").expect("valid");
+        assert!(minor.matches("44.2a"));
+        assert!(!minor.matches("44.5a"));
+        assert!(tag_pattern("v[!0]*").expect("valid").matches("v1.2"));
+        let error = tag_pattern("44.[0-").expect_err("unclosed class");
+        assert!(error.to_string().contains("\"44.[0-\""), "{error}");
     }
 
     #[test]

@@ -11,7 +11,17 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let args = cli::Cli::parse();
+    let args = match cli::Cli::try_parse() {
+        Ok(args) => args,
+        Err(error) => {
+            // Help and version are "errors" too, printed to stdout with exit code 0.
+            let _ = error.print();
+            if let Some(note) = cli::compiled_out(&error) {
+                eprintln!("{note}");
+            }
+            return ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2));
+        }
+    };
     match cli::run(args) {
         Ok(code) => code,
         // A reader that stopped early (`cairn ... | head`) is not a failure.

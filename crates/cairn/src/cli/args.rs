@@ -1,4 +1,17 @@
 //! Argument values shared by several verbs: times, durations, wariness, input files.
+//!
+//! A build with fewer verbs (docs/install.md#builds) leaves some of these
+//! unused, so only the full build checks them for dead code.
+#![cfg_attr(
+    not(all(
+        feature = "agent",
+        feature = "publish",
+        feature = "server",
+        feature = "sim",
+        feature = "demo"
+    )),
+    allow(dead_code)
+)]
 
 use anyhow::{Context, bail};
 use cairn_graph::fcos::{ReleaseIndex, Updates};
@@ -230,6 +243,7 @@ impl RegistryArgs {
     /// `/etc/ostree/auth.json` and `/usr/lib/ostree/auth.json`; never a user's file.
     /// The agent adds the insecure registries of the host's own
     /// `registries.conf` (under its `--root`) itself.
+    #[cfg(feature = "agent")]
     pub fn host_client_options(
         &self,
         host_files: &[PathBuf],
@@ -262,21 +276,45 @@ impl RegistryArgs {
     }
 }
 
-/// A runtime for the verbs that talk to registries.
 /// Log to stderr (the journal, under systemd) at `RUST_LOG`, default `info`.
+/// `RUST_LOG` takes a level and `target=level` directives, comma-separated
+/// (`cairn_agent=debug,info`); an empty value or one that does not parse
+/// means `info`.
+/// (Span and field filters would need a regex engine in every agent.)
+#[cfg(any(feature = "agent", feature = "server"))]
 pub fn init_logging() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|value| !value.trim().is_empty())
+        .and_then(|value| value.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO));
+    let output = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         // The journal shows escape codes literally.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    tracing_subscriber::registry()
+        .with(output)
+        .with(filter)
         .init();
 }
 
+/// A runtime for the verbs that talk to registries one request at a time,
+/// on this thread: in the agent build tokio's multi-threaded scheduler (and
+/// the libm it needs) is then left out altogether.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// A runtime with two workers, for the verbs that hash and move many blobs
+/// at once (publish, demo).
+#[cfg(any(feature = "publish", feature = "demo"))]
+pub fn parallel_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -411,25 +449,6 @@ impl DocumentArgs {
             );
         }
     }
-}
-
-/// The release a `--booted` value names on `arch`: a version, a manifest
-/// digest (or alias), or an ostree checksum. `None` when no release matches.
-pub fn booted_release<'a>(
-    document: &'a cairn_graph::GraphDocument,
-    arch: &str,
-    booted: &str,
-) -> Option<&'a cairn_graph::document::Release> {
-    if let Some((_, release)) = document.release(booted) {
-        return Some(release);
-    }
-    document.releases.iter().find(|release| {
-        release.architectures.get(arch).is_some_and(|entry| {
-            entry.digest.as_deref() == Some(booted)
-                || entry.ostree.as_deref() == Some(booted)
-                || entry.aliases.iter().any(|alias| alias == booted)
-        })
-    })
 }
 
 /// The identifier the graph knows a `--booted` version by on `arch`: its

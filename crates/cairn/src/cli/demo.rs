@@ -53,7 +53,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .context("creating a temporary directory")?
             .keep(),
     };
-    args::runtime()?.block_on(demo(&dir, args.nodes))?;
+    args::parallel_runtime()?.block_on(demo(&dir, args.nodes))?;
     Ok(ExitCode::SUCCESS)
 }
 

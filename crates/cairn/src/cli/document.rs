@@ -13,12 +13,15 @@ pub enum DocumentCommand {
     /// Check a document's signature, expiry and sequence.
     Verify(VerifyArgs),
     /// Make an ECDSA P-256 key pair (PKCS#8 and SPKI PEM, as cosign reads them).
+    #[cfg(feature = "publish")]
     Keygen(KeygenArgs),
     /// Sign a document file: writes `<file>.sig`, as `cosign sign-blob` does.
+    #[cfg(feature = "publish")]
     Sign(SignArgs),
 }
 
 /// Sign a document file for serving from disk or a web server.
+#[cfg(feature = "publish")]
 #[derive(Debug, clap::Args)]
 pub struct SignArgs {
     /// The document file.
@@ -56,6 +59,7 @@ pub struct VerifyArgs {
 }
 
 /// Write `<prefix>.key` (private, mode 0600) and `<prefix>.pub`.
+#[cfg(feature = "publish")]
 #[derive(Debug, clap::Args)]
 pub struct KeygenArgs {
     /// Path prefix of the two files.
@@ -66,11 +70,14 @@ pub struct KeygenArgs {
 pub fn run(command: DocumentCommand) -> anyhow::Result<ExitCode> {
     match command {
         DocumentCommand::Verify(args) => verify(args),
+        #[cfg(feature = "publish")]
         DocumentCommand::Keygen(args) => keygen(args),
+        #[cfg(feature = "publish")]
         DocumentCommand::Sign(args) => sign(args),
     }
 }
 
+#[cfg(feature = "publish")]
 fn sign(args: SignArgs) -> anyhow::Result<ExitCode> {
     let bytes = args::read(&args.file)?;
     // Refuse to sign what no reader would accept.
@@ -155,6 +162,7 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+#[cfg(feature = "publish")]
 fn keygen(args: KeygenArgs) -> anyhow::Result<ExitCode> {
     let key = cairn_oci::signing::SigningKey::generate();
     let private = PathBuf::from(format!("{}.key", args.output.display()));
@@ -177,6 +185,7 @@ fn keygen(args: KeygenArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+#[cfg(feature = "publish")]
 fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;

@@ -105,7 +105,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let store = open_store(&args)?;
-    let runtime = args::runtime()?;
+    let runtime = args::parallel_runtime()?;
     match runtime.block_on(publish(&args, &store)) {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(error) => match error.downcast_ref::<DocumentStoreError>() {

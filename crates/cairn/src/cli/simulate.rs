@@ -133,8 +133,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Some(text) => parse_booted(text)?
                 .into_iter()
                 .map(|(booted, share)| {
-                    let release = args::booted_release(&document, &args.arch, &booted)
-                        .with_context(|| {
+                    let release =
+                        booted_release(&document, &args.arch, &booted).with_context(|| {
                             format!(
                                 "--booted {booted}: no {} release has this version or digest",
                                 args.arch
@@ -176,6 +176,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     args::emit(&text)?;
     args.document.warn_if_unchecked();
     Ok(ExitCode::SUCCESS)
+}
+
+/// The release a `--booted` value names on `arch`: a version, a manifest
+/// digest (or alias), or an ostree checksum. `None` when no release matches.
+pub fn booted_release<'a>(
+    document: &'a cairn_graph::GraphDocument,
+    arch: &str,
+    booted: &str,
+) -> Option<&'a cairn_graph::document::Release> {
+    if let Some((_, release)) = document.release(booted) {
+        return Some(release);
+    }
+    document.releases.iter().find(|release| {
+        release.architectures.get(arch).is_some_and(|entry| {
+            entry.digest.as_deref() == Some(booted)
+                || entry.ostree.as_deref() == Some(booted)
+                || entry.aliases.iter().any(|alias| alias == booted)
+        })
+    })
 }
 
 /// `DAYS HH:MM MINUTES` windows in a time zone.
