@@ -217,6 +217,10 @@ fn systemd_is_told_when_the_agent_is_ready() {
             &root.display().to_string(),
             "--state-dir",
             &dir.path().join("state").display().to_string(),
+            // Its own socket: on the default one, it would answer the other
+            // tests' status requests while it runs.
+            "--socket",
+            &dir.path().join("agent.sock").display().to_string(),
             "--bootc",
             "/nonexistent/bootc",
             "--rpm-ostree",
