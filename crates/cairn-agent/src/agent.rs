@@ -260,15 +260,29 @@ impl<R: CommandRunner> Agent<R> {
     /// Release the reboot slot when it is held and the agent is not on its
     /// way into a reboot. Awaited, and retried at every tick until it works:
     /// some lock servers (airlock) never expire a slot.
+    /// A lock is configured, and its slot is kept after a failed boot.
+    fn keeps_slot_after_failure(&self) -> bool {
+        self.lock.is_some()
+            && self
+                .settings
+                .fleet_lock
+                .as_ref()
+                .is_some_and(|lock| lock.keep_after_failure)
+    }
+
+    /// A slot kept after a failed boot stays held while the configuration
+    /// still asks for that (`keep_after_failure`).
     async fn release_lock_if_off_path(&mut self) -> Result<(), AgentError> {
         let on_path = self.persisted.state.may_hold_lock();
-        if !self.persisted.lock_held || on_path {
+        let kept = self.persisted.slot_kept.is_some() && self.keeps_slot_after_failure();
+        if !self.persisted.lock_held || on_path || kept {
             return Ok(());
         }
         if let Some(lock) = &self.lock {
             lock.steady_state().await?;
         }
         self.persisted.lock_held = false;
+        self.persisted.slot_kept = None;
         self.persisted.save(&self.state_dir)?;
         Ok(())
     }
@@ -362,7 +376,14 @@ impl<R: CommandRunner> Agent<R> {
                 format!("configuration error: {message}"),
             )),
             State::Initialized => {
-                if let Some(lock) = &self.lock {
+                // A first start reports steady state, as Zincati does: a
+                // slot left by an earlier install goes back. Not one kept
+                // after a failed boot.
+                if let Some(lock) = self
+                    .lock
+                    .as_ref()
+                    .filter(|_| self.persisted.slot_kept.is_none())
+                {
                     lock.steady_state().await?;
                 }
                 self.transition(&Event::ReportedSteady)?;

@@ -201,6 +201,7 @@ struct RawWindow {
 struct RawFleetLock {
     base_url: Option<String>,
     group: Option<String>,
+    keep_after_failure: Option<bool>,
 }
 
 /// Where the agent reads its update graph.
@@ -248,6 +249,9 @@ pub struct FleetLock {
     pub base_url: url::Url,
     /// The lock group.
     pub group: String,
+    /// Keep the slot after a boot that failed (unhealthy, rolled back), so
+    /// the group stops until an operator releases it. On by default.
+    pub keep_after_failure: bool,
 }
 
 /// Validated settings.
@@ -424,6 +428,11 @@ fn merge(merged: &mut Merged, fragment: RawFragment, file: &str) {
         if let Some(lock) = s.fleet_lock {
             merged.set("strategy.fleet_lock.base_url", lock.base_url, file);
             merged.set("strategy.fleet_lock.group", lock.group, file);
+            merged.set(
+                "strategy.fleet_lock.keep_after_failure",
+                lock.keep_after_failure,
+                file,
+            );
         }
     }
 }
@@ -629,15 +638,23 @@ fn validate(merged: &Merged) -> Result<Settings, ConfigError> {
             Some(FleetLock {
                 base_url: url,
                 group,
+                keep_after_failure: flag("strategy.fleet_lock.keep_after_failure", true),
             })
         }
-        None if merged.get("strategy.fleet_lock.group").is_some() => {
-            return Err(error(
+        None => {
+            for key in [
                 "strategy.fleet_lock.group",
-                "set without strategy.fleet_lock.base_url".into(),
-            ));
+                "strategy.fleet_lock.keep_after_failure",
+            ] {
+                if merged.get(key).is_some() {
+                    return Err(error(
+                        key,
+                        "set without strategy.fleet_lock.base_url".into(),
+                    ));
+                }
+            }
+            None
         }
-        None => None,
     };
     Ok(Settings {
         enabled: flag("updates.enabled", true),

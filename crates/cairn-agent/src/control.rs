@@ -50,6 +50,8 @@ pub enum Request {
         /// Its version or digest.
         release: String,
     },
+    /// Hand back the FleetLock slot kept after a failed boot.
+    FleetLockRelease,
 }
 
 /// The agent's answer.
@@ -207,6 +209,9 @@ pub enum ControlError {
         /// The version or digest asked for.
         release: String,
     },
+    /// No FleetLock slot is kept after a failed boot.
+    #[error("{0}")]
+    NoSlotKept(String),
     /// The state could not be read or written (the message names the file).
     #[error(transparent)]
     State(#[from] StoreError),
@@ -218,6 +223,7 @@ impl ControlError {
         match self {
             ControlError::HoldOutOfRange { .. } => "hold_out_of_range",
             ControlError::NotDenied { .. } => "not_denied",
+            ControlError::NoSlotKept(_) => "no_slot_kept",
             ControlError::State(e) => e.kind(),
         }
     }
@@ -268,6 +274,27 @@ pub fn remove_from_deny_list(state_dir: &Path, release: &str) -> Result<String, 
     Ok(format!(
         "{release} removed from the deny-list; it may be offered again"
     ))
+}
+
+/// Stop keeping the FleetLock slot kept after a failed boot: the agent's
+/// next pass hands it back to the lock server (and retries until it can).
+pub fn release_kept_slot(state_dir: &Path) -> Result<String, ControlError> {
+    let (kept, held) = AgentState::update(state_dir, |state| {
+        let held = state.lock_held;
+        (state.slot_kept.take(), held)
+    })?;
+    match kept {
+        Some(kept) => Ok(format!(
+            "the FleetLock slot kept since {} (the boot into {} failed: {}) is handed back",
+            kept.since, kept.version, kept.reason
+        )),
+        None if held => Err(ControlError::NoSlotKept(
+            "no slot is kept after a failed boot; the slot this host holds is for a reboot under way, and goes back once the new boot is judged".into(),
+        )),
+        None => Err(ControlError::NoSlotKept(
+            "this host holds no FleetLock slot".into(),
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -138,12 +138,13 @@ impl State {
         }
     }
 
-    /// True while the agent may hold the reboot lock: leaving these states
-    /// without a reboot must release it.
+    /// True while the agent may hold the reboot lock: from the permission to
+    /// reboot until the new boot is judged. Leaving these states any other
+    /// way must release it (or, after a failed boot, keep it on purpose).
     pub fn may_hold_lock(&self) -> bool {
         matches!(
             self,
-            State::FinalizeAllowed { .. } | State::Rebooting { .. }
+            State::FinalizeAllowed { .. } | State::Rebooting { .. } | State::Verifying { .. }
         )
     }
 
@@ -380,6 +381,14 @@ mod tests {
                 !next.may_hold_lock(),
                 "{event:?}: the caller must release the lock"
             );
+        }
+        // Held through the reboot and the judgement of the new boot.
+        let rebooting = State::Rebooting { target: target(1) };
+        assert!(rebooting.may_hold_lock());
+        let verifying = rebooting.next(&Event::BootedHealthy).expect("valid");
+        assert!(verifying.may_hold_lock(), "{verifying:?}");
+        for event in [Event::BootedHealthy, Event::RolledBack] {
+            assert!(!verifying.next(&event).expect("valid").may_hold_lock());
         }
     }
 

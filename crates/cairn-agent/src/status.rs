@@ -172,6 +172,19 @@ pub struct HookVeto {
     pub retry_after: Timestamp,
 }
 
+/// The FleetLock slot this host holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetLockSlot {
+    /// The lock group.
+    pub group: String,
+    /// Kept after a failed boot: the group waits for the operator (`cairn
+    /// fleet-lock release`) or this host's next healthy boot. `None`: held
+    /// for the reboot under way.
+    #[serde(default)]
+    pub kept_after_failure: Option<crate::store::KeptSlot>,
+}
+
 /// The newest finished update attempt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -250,6 +263,9 @@ pub struct AgentStatus {
     /// The newest finished update attempt.
     #[serde(default)]
     pub last_outcome: Option<LastOutcome>,
+    /// The FleetLock slot this host holds, if it holds one.
+    #[serde(default)]
+    pub fleet_lock_slot: Option<FleetLockSlot>,
     /// Why registering as rpm-ostree's update driver failed, if it did:
     /// updates go on, but other tools are not warned off.
     #[serde(default)]
@@ -339,6 +355,7 @@ impl AgentStatus {
             last_success: None,
             missing_base_image: None,
             hook_veto: None,
+            fleet_lock_slot: None,
             last_outcome: None,
             driver_registration: None,
         }
@@ -476,6 +493,21 @@ impl AgentStatus {
                 "Outcome:    {} (newest attempt, {})\n",
                 last.outcome, last.version
             ));
+        }
+        if let Some(slot) = &self.fleet_lock_slot {
+            text.push_str(&match &slot.kept_after_failure {
+                Some(kept) => format!(
+                    "Lock:       keeps a FleetLock slot of group {} since {}: the boot into {} failed ({}); the group waits until `cairn fleet-lock release` or a healthy boot\n",
+                    slot.group,
+                    kept.since.strftime("%a %Y-%m-%d %H:%M UTC"),
+                    kept.version,
+                    kept.reason
+                ),
+                None => format!(
+                    "Lock:       holds a FleetLock slot of group {} for the reboot under way\n",
+                    slot.group
+                ),
+            });
         }
         if let Some(error) = &self.driver_registration {
             text.push_str(&format!(

@@ -53,6 +53,18 @@ pub struct RefusalEntry {
     pub retry_after: Timestamp,
 }
 
+/// The FleetLock slot a host keeps after a failed boot, so that its group
+/// stops rebooting until an operator has looked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptSlot {
+    /// The release whose boot failed.
+    pub version: String,
+    /// What happened, as the attempt's final record says it.
+    pub reason: String,
+    /// Since when.
+    pub since: Timestamp,
+}
+
 /// Everything the agent must remember across restarts and reboots.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -72,8 +84,13 @@ pub struct AgentState {
     /// Updates held by the operator.
     pub held: bool,
     /// This host holds a FleetLock slot; released whenever the agent is not
-    /// on its way into a reboot, retried until it succeeds.
+    /// on its way into a reboot (or kept, see `slot_kept`), retried until it
+    /// succeeds.
     pub lock_held: bool,
+    /// Set after a failed boot while `strategy.fleet_lock.keep_after_failure`
+    /// holds: the slot is not released until the operator runs `cairn
+    /// fleet-lock release` or a later boot is judged healthy.
+    pub slot_kept: Option<KeptSlot>,
     /// The staged digest whose pre-update hooks all passed. A crash between
     /// staging and this record reruns the hooks (they must be idempotent).
     pub hooks_passed: Option<String>,
@@ -136,6 +153,7 @@ impl Default for AgentState {
             hold_until: None,
             held: false,
             lock_held: false,
+            slot_kept: None,
             hooks_passed: None,
             vetoes: BTreeMap::new(),
             refused: BTreeMap::new(),

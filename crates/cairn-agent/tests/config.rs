@@ -165,6 +165,7 @@ fn windows_add_up_and_combine_with_a_lock() {
     assert_eq!(schedule.weekly_minutes(), 2 * 120 + 60);
     let lock = settings.fleet_lock.as_ref().expect("lock");
     assert_eq!(lock.group, "workers");
+    assert!(lock.keep_after_failure, "kept by default");
     assert_eq!(settings.strategy_name(), "periodic+fleet_lock");
     assert_eq!(settings.wariness, Some(0.25));
 }
@@ -249,6 +250,18 @@ fn every_mistake_names_the_file_and_the_key() {
             "strategy.fleet_lock.group",
             "without",
             "invalid_value",
+        ),
+        (
+            "[strategy.fleet_lock]\nkeep_after_failure = false\n",
+            "strategy.fleet_lock.keep_after_failure",
+            "without",
+            "invalid_value",
+        ),
+        (
+            "[strategy.fleet_lock]\nbase_url = \"https://l/\"\nkeep_after_failure = \"no\"\n",
+            "strategy.fleet_lock.keep_after_failure",
+            "boolean",
+            "invalid_key",
         ),
         ("[updates\n", "", "TOML", "syntax"),
         (

@@ -716,6 +716,84 @@ async fn a_killed_agent_converges_after_restart_in_every_state() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_boot_keeps_the_reboot_slot_until_fleet_lock_release() {
+    let p = published().await;
+    let lock = cairn_testkit::LockServer::start(1).await;
+    let n = node(
+        &p,
+        "kept-slot",
+        1,
+        &format!(
+            "{}[strategy.fleet_lock]\nbase_url = \"{}\"\ngroup = \"workers\"\n",
+            fragment(&p, 0.3),
+            lock.base_url
+        ),
+    );
+    let socket = format!("{}/agent.sock", n.state);
+    let on_host = |verb: &[&str]| {
+        let mut args = verb.to_vec();
+        args.extend(["--state-dir", n.state.as_str(), "--socket", socket.as_str()]);
+        cairn(&args)
+    };
+    let agent = spawn_daemon(&p, &n);
+    wait_until("finalization started", || {
+        n.host.state().apply_pid.is_some()
+    })
+    .await;
+    assert_eq!(lock.holders("workers").len(), 1, "lock taken before reboot");
+    // The new boot fails: the host comes back on 44.2.
+    n.host.reboot(false);
+    let status_json = || -> Value {
+        std::fs::read(Path::new(&n.state).join("status.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Value::Null)
+    };
+    wait_until("the failed boot was judged", || {
+        !status_json()["fleetLockSlot"]["keptAfterFailure"].is_null()
+    })
+    .await;
+    let shown = status_json();
+    assert_eq!(shown["fleetLockSlot"]["group"], "workers", "{shown}");
+    assert_eq!(
+        shown["fleetLockSlot"]["keptAfterFailure"]["version"], "44.3",
+        "{shown}"
+    );
+    assert_eq!(lock.holders("workers").len(), 1, "kept after the failure");
+    let out = on_host(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Lock:       keeps a FleetLock slot of group workers since"),
+        "{text}"
+    );
+
+    let out = on_host(&["fleet-lock", "release"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("the boot into 44.3 failed"), "{stdout}");
+    assert!(stdout.ends_with("is handed back\n"), "{stdout}");
+    // The pass the release ran handed it back before answering.
+    assert!(lock.holders("workers").is_empty(), "released");
+    assert!(
+        status_json()["fleetLockSlot"].is_null(),
+        "{}",
+        status_json()
+    );
+    drop(agent);
+
+    let out = on_host(&["fleet-lock", "release"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "cairn: error: this host holds no FleetLock slot\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_reads_the_hosts_ostree_registry_credentials() {
     use base64::Engine;
     let registry = TestRegistry::start(Auth::Htpasswd).await;

@@ -13,7 +13,7 @@ use crate::host::HostStatus;
 use crate::host::driver::CommandRunner;
 use crate::machine::{Event, Target};
 use crate::reason::{Reason, ReasonKind};
-use crate::store::Underway;
+use crate::store::{KeptSlot, Underway};
 use jiff::Timestamp;
 
 /// A rollback Cairn started in the current boot, with the failed check.
@@ -254,7 +254,9 @@ impl<R: CommandRunner> Agent<R> {
             let still_on = host.booted.as_ref().and_then(|b| b.digest.as_deref())
                 == Some(target.digest.as_str());
             if still_on {
-                self.leave_verifying(Event::BootedHealthy).await?;
+                let reason = format!("booted it and stays on it: {}", denied.reason);
+                self.leave_failed(Event::BootedHealthy, &target, &reason, world.now)
+                    .await?;
                 return Ok(self.report(
                     ReasonKind::StaysOnDenied,
                     format!(
@@ -263,7 +265,9 @@ impl<R: CommandRunner> Agent<R> {
                     ),
                 ));
             }
-            self.leave_verifying(Event::RolledBack).await?;
+            let reason = format!("rolled back from it: {}", denied.reason);
+            self.leave_failed(Event::RolledBack, &target, &reason, world.now)
+                .await?;
             return Ok(self.report(
                 ReasonKind::RolledBack,
                 format!(
@@ -403,12 +407,46 @@ impl<R: CommandRunner> Agent<R> {
         self.leave_verifying(Event::BootedHealthy).await
     }
 
-    /// Steady again after a judged boot: the reboot slot goes back.
+    /// Steady again after a boot judged healthy (or unverified): the reboot
+    /// slot goes back, a slot kept after an earlier failure included.
     async fn leave_verifying(&mut self, event: Event) -> Result<(), AgentError> {
         if let Some(lock) = &self.lock {
             lock.steady_state().await?;
         }
         self.persisted.lock_held = false;
+        self.persisted.slot_kept = None;
+        self.leave(event)
+    }
+
+    /// Steady again after a failed boot into `target`. A FleetLock slot
+    /// held for it is kept (unless `keep_after_failure` is off): the group
+    /// stops rebooting until an operator has looked, rather than hand the
+    /// next host the slot, and perhaps the same failure.
+    async fn leave_failed(
+        &mut self,
+        event: Event,
+        target: &Target,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<(), AgentError> {
+        if !(self.persisted.lock_held && self.keeps_slot_after_failure()) {
+            return self.leave_verifying(event).await;
+        }
+        if self.persisted.slot_kept.is_none() {
+            tracing::warn!(
+                target = %target.version,
+                "the boot failed: the FleetLock slot is kept until `cairn fleet-lock release` or a healthy boot"
+            );
+            self.persisted.slot_kept = Some(KeptSlot {
+                version: target.version.clone(),
+                reason: reason.to_string(),
+                since: now,
+            });
+        }
+        self.leave(event)
+    }
+
+    fn leave(&mut self, event: Event) -> Result<(), AgentError> {
         self.persisted.post_update_ran = None;
         self.persisted.judged = None;
         self.transition(&event)
@@ -506,7 +544,8 @@ impl<R: CommandRunner> Agent<R> {
         self.end_attempt(world.now, result, &reason);
         // Saved with the final record: a retried pass only leaves.
         self.persisted.save(&self.state_dir)?;
-        self.leave_verifying(Event::BootedHealthy).await?;
+        self.leave_failed(Event::BootedHealthy, target, &reason, world.now)
+            .await?;
         // The same word as the outcome: the host stays on the target.
         let kind = match result {
             Outcome::BootedUnhealthy => ReasonKind::BootedUnhealthy,

@@ -178,10 +178,15 @@ fn summary(files: &[PathBuf], merged: &Merged, settings: &Settings, root: &Path)
         "strategy:",
         match &settings.fleet_lock {
             Some(lock) => format!(
-                "{} (lock {}, group {})",
+                "{} (lock {}, group {}, {})",
                 settings.strategy_name(),
                 lock.base_url,
-                lock.group
+                lock.group,
+                if lock.keep_after_failure {
+                    "slot kept after a failed boot"
+                } else {
+                    "slot given back after a failed boot"
+                }
             ),
             None => settings.strategy_name().to_string(),
         },

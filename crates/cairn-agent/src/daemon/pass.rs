@@ -530,6 +530,14 @@ async fn pass(
             reason: veto.reason.clone(),
             retry_after: veto.retry_after,
         });
+    status.fleet_lock_slot = settings
+        .fleet_lock
+        .as_ref()
+        .filter(|_| agent.persisted.lock_held)
+        .map(|lock| crate::status::FleetLockSlot {
+            group: lock.group.clone(),
+            kept_after_failure: agent.persisted.slot_kept.clone(),
+        });
     if let Ok(host) = agent_status(options).await {
         let graph = fetched.as_ref().ok().map(|(graph, _)| graph);
         status.staged = release_of(host.staged.as_ref(), graph);

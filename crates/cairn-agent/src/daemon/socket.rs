@@ -159,6 +159,30 @@ async fn after_change(
     }
 }
 
+/// The pass after `cairn fleet-lock release` gave the slot back, or the
+/// answer says it did not (the lock server down: the agent retries).
+fn slot_handed_back(
+    options: &Options,
+    mut response: crate::control::Response,
+) -> crate::control::Response {
+    let still_held = crate::store::AgentState::load(&options.state_dir).is_ok_and(|state| {
+        state.lock_held && state.slot_kept.is_none() && !state.state.may_hold_lock()
+    });
+    if response.ok && still_held {
+        let error = response
+            .status
+            .as_ref()
+            .and_then(|s| s.last_error.clone())
+            .unwrap_or_else(|| "no answer".into());
+        response.ok = false;
+        response.message = format!(
+            "{}, but the lock server did not take it back yet ({error}); the agent retries at every pass",
+            response.message
+        );
+    }
+    response
+}
+
 /// Carry out one operator request. Returns the status of a pass it ran, so
 /// the loop reports it and starts a new interval.
 async fn serve_request(
@@ -195,6 +219,11 @@ async fn serve_request(
                 crate::control::remove_from_deny_list(&options.state_dir, &release),
             )
             .await
+        }
+        Request::FleetLockRelease => {
+            let change = crate::control::release_kept_slot(&options.state_dir);
+            let (response, ran) = after_change(options, change).await;
+            (slot_handed_back(options, response), ran)
         }
         Request::Verify { pending_is_failure } => {
             let mode = PassMode {

@@ -80,11 +80,24 @@ pub const METRICS_FILE: &str = "metrics.prom";
 pub const MOTD_FILE: &str = "85-cairn.motd";
 
 /// The MOTD, when an operator must know: a dead-end, a hold, a configuration
-/// error, a host not in the graph, another updater in the way.
+/// error, a host not in the graph, another updater in the way, a FleetLock
+/// slot kept after a failed boot.
 pub fn motd(status: &AgentStatus) -> Option<String> {
-    status
-        .needs_attention()
-        .then(|| format!("Cairn updates: {}\n", status.reason.message))
+    let mut text = String::new();
+    if status.needs_attention() {
+        text.push_str(&format!("Cairn updates: {}\n", status.reason.message));
+    }
+    let kept = status
+        .fleet_lock_slot
+        .as_ref()
+        .and_then(|slot| Some((&slot.group, slot.kept_after_failure.as_ref()?)));
+    if let Some((group, kept)) = kept {
+        text.push_str(&format!(
+            "Cairn updates: the boot into {} failed, and this host keeps its FleetLock slot: group {group} reboots no other host until `cairn fleet-lock release`\n",
+            kept.version
+        ));
+    }
+    (!text.is_empty()).then_some(text)
 }
 
 /// A label value, escaped as the text format asks (`\\`, `\"`, `\n`):
@@ -192,6 +205,16 @@ pub fn metrics_text(status: &AgentStatus, now: Timestamp) -> String {
         "cairn_agent_held",
         "1 while updates are held by the operator",
         gauge(i64::from(status.held)),
+    );
+    registry.register(
+        "cairn_agent_fleet_lock_kept",
+        "1 while this host keeps its FleetLock slot after a failed boot",
+        gauge(i64::from(
+            status
+                .fleet_lock_slot
+                .as_ref()
+                .is_some_and(|slot| slot.kept_after_failure.is_some()),
+        )),
     );
     // One series even when nothing is missing or vetoed, so a dashboard
     // sees 0 rather than no data.
@@ -362,6 +385,41 @@ mod tests {
             }
         }
         (chars.as_str().starts_with("} 1")).then_some(value)
+    }
+
+    #[test]
+    fn a_slot_kept_after_a_failed_boot_is_in_the_motd_the_metric_and_status() {
+        let mut kept = status(StateName::Steady, ReasonKind::UpToDate, "up to date");
+        let slot = |kept_after_failure| crate::status::FleetLockSlot {
+            group: "workers".into(),
+            kept_after_failure,
+        };
+        // Held for a reboot under way: no MOTD, metric 0.
+        kept.fleet_lock_slot = Some(slot(None));
+        assert_eq!(motd(&kept), None);
+        let text = metrics_text(&kept, at(1_800_000_000));
+        assert!(text.contains("\ncairn_agent_fleet_lock_kept 0\n"), "{text}");
+        assert!(kept.render().contains(
+            "Lock:       holds a FleetLock slot of group workers for the reboot under way\n"
+        ));
+        kept.fleet_lock_slot = Some(slot(Some(crate::store::KeptSlot {
+            version: "44.3".into(),
+            reason: "rolled back from it".into(),
+            since: at(1_800_000_000),
+        })));
+        assert_eq!(
+            motd(&kept).as_deref(),
+            Some(
+                "Cairn updates: the boot into 44.3 failed, and this host keeps its FleetLock slot: group workers reboots no other host until `cairn fleet-lock release`\n"
+            )
+        );
+        let text = metrics_text(&kept, at(1_800_000_000));
+        assert!(text.contains("\ncairn_agent_fleet_lock_kept 1\n"), "{text}");
+        let shown = kept.render();
+        assert!(
+            shown.contains("Lock:       keeps a FleetLock slot of group workers since Fri 2027-01-15 08:00 UTC: the boot into 44.3 failed (rolled back from it)"),
+            "{shown}"
+        );
     }
 
     #[test]

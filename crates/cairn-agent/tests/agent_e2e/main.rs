@@ -889,4 +889,5 @@ async fn a_host_kept_on_an_unhealthy_target_is_not_reported_as_rolled_back() {
     assert_eq!(outcomes(&m), ["staged", "rebooting", "booted_unhealthy"]);
 }
 
+mod kept_slot;
 mod rollback;

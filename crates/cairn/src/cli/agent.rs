@@ -514,3 +514,31 @@ pub fn run_deny_list(command: DenyListCommand) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// The FleetLock slot kept after a failed boot.
+#[derive(Debug, Subcommand)]
+pub enum FleetLockCommand {
+    /// Hand it back to the lock server, so the group's other hosts may
+    /// reboot again (after you have looked at why the boot failed).
+    Release(StateArgs),
+}
+
+pub fn run_fleet_lock(command: FleetLockCommand) -> anyhow::Result<ExitCode> {
+    let FleetLockCommand::Release(state) = command;
+    let message = match ask_agent(&state, &Request::FleetLockRelease, Duration::from_secs(600))? {
+        Some(response) if response.ok => response.message,
+        Some(response) => anyhow::bail!("{}", response.message),
+        None => {
+            say_if_waiting(&state);
+            let message =
+                control::release_kept_slot(&state.state_dir).map_err(anyhow::Error::msg)?;
+            format!(
+                "{message} when the agent starts (no agent is running on {}; recorded in {})",
+                state.socket.display(),
+                state.state_dir.display()
+            )
+        }
+    };
+    args::emit(&format!("{message}\n"))?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -97,6 +97,10 @@ enum Command {
     /// The releases this host rolled back from.
     #[command(subcommand)]
     DenyList(agent::DenyListCommand),
+    #[cfg(feature = "agent")]
+    /// The FleetLock slot this host keeps after a failed boot.
+    #[command(subcommand)]
+    FleetLock(agent::FleetLockCommand),
     /// Print a shell completion script (bash, zsh or fish).
     Completions(manual::CompletionsArgs),
     /// Write a man page for every command into a directory.
@@ -134,6 +138,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Unhold(args) => agent::run_hold(args, false),
         #[cfg(feature = "agent")]
         Command::DenyList(command) => agent::run_deny_list(command),
+        #[cfg(feature = "agent")]
+        Command::FleetLock(command) => agent::run_fleet_lock(command),
         Command::Completions(args) => manual::run_completions(args),
         Command::Man(args) => manual::run_man(args),
     }
@@ -158,6 +164,7 @@ const GATED_VERBS: &[(&str, &str)] = &[
     ("hold", "agent"),
     ("unhold", "agent"),
     ("deny-list", "agent"),
+    ("fleet-lock", "agent"),
     ("config", "agent"),
 ];
 
