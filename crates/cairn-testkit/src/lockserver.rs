@@ -69,6 +69,17 @@ impl LockServer {
             .unwrap_or_default()
     }
 
+    /// Let node `id` hold a slot in `group`, as another node that took it.
+    pub fn hold(&self, group: &str, id: &str) {
+        if let Ok(mut locks) = self.state.lock() {
+            locks
+                .holders
+                .entry(group.to_string())
+                .or_default()
+                .insert(id.to_string());
+        }
+    }
+
     /// Every request seen: (operation, id, group).
     pub fn requests(&self) -> Vec<(String, String, String)> {
         self.state

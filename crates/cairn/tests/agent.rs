@@ -3,13 +3,12 @@
 //! registry, and a host stand-in.
 
 mod common;
-use common::agent::AgentCommand;
+use common::agent::{AgentCommand, Daemon, closed_window, wait_for_passes};
 use common::fleet::{
     Node, Published, agent_once, command, count_calls, fragment, node, published, status_json,
-    wait_until,
 };
 use common::publish::Publish;
-use common::{cairn, ok};
+use common::{cairn, ok, wait_until};
 
 use cairn_testkit::host::FakeHost;
 use cairn_testkit::{Auth, TestRegistry, write_release};
@@ -513,38 +512,8 @@ async fn operator_commands_go_through_the_running_agents_socket() {
     );
 }
 
-/// A weekly window on a day other than today, so finalization waits.
-fn closed_window() -> String {
-    // 1970-01-01 was a Thursday; three days away from today in any time zone.
-    let today = (jiff::Timestamp::now().as_second().div_euclid(86_400) + 4) % 7;
-    let day = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"][((today + 3) % 7) as usize];
-    format!(
-        "[[strategy.window]]\ndays = [\"{day}\"]\nstart_time = \"00:00\"\nlength_minutes = 60\n"
-    )
-}
-
-/// A running `cairn agent`, killed when dropped: a test that fails midway
-/// leaves no agent behind (holding the test's output pipe open).
-struct Daemon(std::process::Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        // Already gone after `kill9`; errors mean just that.
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn spawn_daemon(p: &Published, n: &Node) -> Daemon {
-    let socket = format!("{}/agent.sock", n.state);
-    command(p, n, &["agent"])
-        .args(["--socket", socket.as_str(), "--no-user-check"])
-        .args(["--check-interval-ms", "100"])
-        .command()
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .map(Daemon)
-        .expect("spawn the agent")
+    command(p, n, &["agent"]).daemon(&n.state)
 }
 
 fn kill9(daemon: &mut Daemon) {
@@ -559,28 +528,6 @@ fn state_name(n: &Node) -> String {
         .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
         .and_then(|v| v["state"].as_str().map(str::to_string))
         .unwrap_or_default()
-}
-
-/// Every pass of the agent ends by rewriting its metrics file (nothing reads
-/// it back), so a removed one that reappears proves a whole pass ran.
-fn forget_passes(n: &Node) {
-    match std::fs::remove_file(Path::new(&n.state).join("metrics.prom")) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => panic!("metrics.prom: {e}"),
-        _ => {}
-    }
-}
-
-/// Wait until the running agent has finished `passes` more whole passes:
-/// only then may a test conclude that something did *not* happen.
-async fn wait_for_passes(n: &Node, passes: usize) {
-    let metrics = Path::new(&n.state).join("metrics.prom");
-    for pass in 1..=passes {
-        forget_passes(n);
-        wait_until(&format!("pass {pass} of {passes} finished"), || {
-            metrics.exists()
-        })
-        .await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

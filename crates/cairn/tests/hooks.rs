@@ -9,6 +9,7 @@ mod common;
 use common::agent::AgentCommand;
 use common::ok;
 use common::publish::Publish;
+use common::systemctl::FakeSystemctl;
 
 use cairn_testkit::host::FakeHost;
 use cairn_testkit::{Auth, ImageSpec, TestRegistry, write_index, write_release};
@@ -81,63 +82,7 @@ struct Node {
     host: FakeHost,
     root: PathBuf,
     state: String,
-    systemctl: PathBuf,
-}
-
-impl Node {
-    fn flag(&self, name: &str, on: bool) {
-        let path = self.systemctl.parent().expect("dir").join(name);
-        if on {
-            std::fs::write(&path, "").expect("flag");
-        } else {
-            let _ = std::fs::remove_file(&path);
-        }
-    }
-
-    /// Tell the stand-in systemctl how this boot went.
-    fn boot(&self, boot_complete_failed: bool, greenboot_failed: Option<bool>) {
-        self.flag("boot-complete-failed", boot_complete_failed);
-        self.flag("greenboot", greenboot_failed.is_some());
-        self.flag("greenboot-failed", greenboot_failed == Some(true));
-    }
-
-    /// A host with nothing that asks for boot-complete.target: no unit
-    /// requires it and it is never started, so health cannot be judged.
-    fn no_health_checks(&self) {
-        self.flag("no-health-checks", true);
-    }
-}
-
-/// A systemctl that answers the questions the agent asks, from flag files:
-/// no other updater is enabled; boot-complete.target and greenboot as set,
-/// or nothing asking for boot-complete.target at all; or no answer (`down`).
-fn fake_systemctl(dir: &Path) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(dir).expect("mkdir");
-    let path = dir.join("systemctl");
-    let flags = dir.display();
-    std::fs::write(
-        &path,
-        format!(
-            r#"#!/bin/sh
-[ -e '{flags}/down' ] && {{ echo 'Failed to connect to bus: No such file or directory' >&2; exit 1; }}
-case "$*" in
-  "is-enabled "*) echo disabled; exit 1 ;;
-  "is-failed --quiet boot-complete.target") exit 1 ;;
-  "show --property=Requires --value boot-complete.target") [ -e '{flags}/no-health-checks' ] || echo health-check.service; exit 0 ;;
-  "is-failed --quiet health-check.service") [ -e '{flags}/boot-complete-failed' ] && exit 0; exit 1 ;;
-  "list-jobs --no-legend boot-complete.target") exit 0 ;;
-  "show --property=LoadState --value greenboot-healthcheck.service") [ -e '{flags}/greenboot' ] && echo loaded || echo not-found; exit 0 ;;
-  "is-failed --quiet greenboot-healthcheck.service") [ -e '{flags}/greenboot-failed' ] && exit 0; exit 1 ;;
-  "is-active boot-complete.target") if [ -e '{flags}/boot-complete-failed' ] || [ -e '{flags}/no-health-checks' ]; then echo inactive; exit 3; fi; echo active; exit 0 ;;
-esac
-echo "unexpected: $*" >&2; exit 1
-"#
-        ),
-    )
-    .expect("write");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    path
+    systemctl: FakeSystemctl,
 }
 
 const UNCONFINED_FRAGMENT: &str = "40-this-host.toml";
@@ -170,7 +115,7 @@ fn node(w: &World, name: &str, config: &str) -> Node {
     )
     .expect("write");
     Node {
-        systemctl: fake_systemctl(&base.join("systemd")),
+        systemctl: FakeSystemctl::new(&base.join("systemd")),
         host,
         root,
         state: base.join("state").display().to_string(),
@@ -182,7 +127,7 @@ fn command(w: &World, n: &Node, verb: &[&str]) -> AgentCommand {
     let sysroot = n.host.dir.join("sysroot").display().to_string();
     let socket = format!("{}/agent.sock", n.state);
     AgentCommand::new(verb, &n.host, &n.root, &n.state)
-        .systemctl(&n.systemctl)
+        .systemctl(&n.systemctl.path)
         .insecure_registry(&w.registry.host)
         .args([
             "--sysroot",
@@ -499,7 +444,7 @@ async fn failing_health_checks_roll_back_when_configured_and_only_once() {
         "[health]\nrollback_on_failure = true\n",
     );
     update_now_and_reboot(&w, &n, true).await;
-    n.boot(true, None);
+    n.systemctl.boot(true, None);
     let child = command(&w, &n, &["verify"]).spawn();
     n.host.wait_for_apply().await;
     assert_eq!(calls(&n, "rollback --apply"), 1);
@@ -541,7 +486,7 @@ async fn failing_health_checks_are_reported_when_rollback_is_off() {
     let w = world(&[]).await;
     let n = node(&w, "unhealthy-report", "");
     update_now_and_reboot(&w, &n, true).await;
-    n.boot(true, None);
+    n.systemctl.boot(true, None);
     let out = run(&w, &n, &["verify"]);
     assert!(
         out.contains("booted 44.3 but its health checks failed (health-check.service failed, so boot-complete.target was not reached); it is deny-listed; health.rollback_on_failure is off"),
@@ -557,7 +502,7 @@ async fn when_greenboot_rolled_back_first_the_agent_does_not_roll_back_again() {
     let n = node(&w, "greenboot", "[health]\nrollback_on_failure = true\n");
     // greenboot's checks failed and it already booted the old release.
     update_now_and_reboot(&w, &n, false).await;
-    n.boot(false, Some(true));
+    n.systemctl.boot(false, Some(true));
     let out = run(&w, &n, &["verify"]);
     assert!(out.contains("rolled back from 44.3"), "{out}");
     assert_eq!(calls(&n, "rollback"), 0, "no second rollback");
@@ -574,7 +519,7 @@ async fn a_rollback_that_fails_ends_the_attempt_and_the_host_stays() {
         "[health]\nrollback_on_failure = true\n",
     );
     update_now_and_reboot(&w, &n, true).await;
-    n.boot(true, None);
+    n.systemctl.boot(true, None);
     n.host.fail(
         "rollback",
         "Rollback: acquiring the sysroot lock: timed out",
@@ -607,7 +552,7 @@ async fn a_boot_nothing_can_judge_is_recorded_as_unverified() {
     let w = world(&[]).await;
     let n = node(&w, "unverified", "");
     update_now_and_reboot(&w, &n, true).await;
-    n.no_health_checks();
+    n.systemctl.no_health_checks();
     let out = run(&w, &n, &["verify"]);
     assert!(
         out.contains("updated to 44.3; the boot is unverified"),
@@ -622,7 +567,7 @@ async fn a_systemctl_that_does_not_answer_keeps_the_boot_waiting() {
     let w = world(&[]).await;
     let n = node(&w, "systemctl-down", "");
     update_now_and_reboot(&w, &n, true).await;
-    n.flag("down", true);
+    n.systemctl.flag("down", true);
     // The updater check would refuse to go on without an answer; the boot
     // is judged all the same.
     let out = run(&w, &n, &["agent", "--once", "--no-updater-check"]);
@@ -632,7 +577,7 @@ async fn a_systemctl_that_does_not_answer_keeps_the_boot_waiting() {
         "{out}"
     );
     assert_eq!(outcomes_so_far(&n), ["staged", "rebooting"]);
-    n.flag("down", false);
+    n.systemctl.flag("down", false);
     let out = run(&w, &n, &["verify"]);
     assert!(out.contains("updated to 44.3"), "{out}");
     assert_eq!(outcomes(&n), ["staged", "rebooting", "booted_healthy"]);
@@ -641,7 +586,7 @@ async fn a_systemctl_that_does_not_answer_keeps_the_boot_waiting() {
     // failed, and the reason says systemctl never answered.
     let n = node(&w, "systemctl-gone", "[health]\ntimeout_seconds = 1\n");
     update_now_and_reboot(&w, &n, true).await;
-    n.flag("down", true);
+    n.systemctl.flag("down", true);
     let out = run(&w, &n, &["verify", "--no-updater-check"]);
     assert!(
         out.contains("its health checks failed (systemctl did not answer within 1 s"),
@@ -655,7 +600,7 @@ async fn skipping_the_updater_check_still_judges_the_boot() {
     let w = world(&[]).await;
     let n = node(&w, "no-updater-check", "");
     update_now_and_reboot(&w, &n, true).await;
-    n.boot(true, None);
+    n.systemctl.boot(true, None);
     let out = run(&w, &n, &["verify", "--no-updater-check"]);
     assert!(
         out.contains("booted 44.3 but its health checks failed (health-check.service failed"),
@@ -673,7 +618,7 @@ async fn a_host_without_systemd_records_its_boots_as_unverified() {
     let key = node(&w, "no-systemd-key", "[host]\nsystemd = false\n");
     for (n, extra) in [(&flag, Some("--no-systemd")), (&key, None)] {
         update_now_and_reboot(&w, n, true).await;
-        n.boot(true, None);
+        n.systemctl.boot(true, None);
         let mut verb = vec!["verify"];
         verb.extend(extra);
         let out = run(&w, n, &verb);

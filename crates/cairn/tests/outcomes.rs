@@ -7,9 +7,9 @@ mod common;
 use common::agent::AgentCommand;
 use common::fleet::{
     Node, Published, agent_once, command, count_calls, fragment, history_words, node, published,
-    republish, wait_until,
+    republish,
 };
-use common::ok;
+use common::{ok, wait_until};
 
 use cairn_testkit::host::FakeHost;
 use serde_json::Value;

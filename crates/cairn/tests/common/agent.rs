@@ -120,6 +120,19 @@ impl AgentCommand {
         super::ok(&self.to_args())
     }
 
+    /// Start it as a daemon (`cairn agent` checking every 100 ms), on its
+    /// own socket in `state_dir`, never on the default one.
+    pub fn daemon(self, state_dir: &str) -> Daemon {
+        let socket = format!("{state_dir}/agent.sock");
+        self.args(["--socket", socket.as_str(), "--no-user-check"])
+            .args(["--check-interval-ms", "100"])
+            .command()
+            .stderr(Stdio::null())
+            .spawn()
+            .map(Daemon)
+            .expect("spawn the agent")
+    }
+
     /// Start it with its output piped (for a command that blocks until the
     /// stand-in reboots, as [`FakeHost::reboot_under`] wants).
     pub fn spawn(&self) -> Child {
@@ -156,4 +169,60 @@ impl Node {
     pub fn command(&self, verb: &[&str]) -> AgentCommand {
         AgentCommand::new(verb, &self.host, &self.root, &self.state)
     }
+}
+
+/// A running `cairn agent`, killed when dropped: a test that fails midway
+/// leaves no agent behind (holding the test's output pipe open).
+pub struct Daemon(pub Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // Already gone after a test's SIGKILL; errors mean just that.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Every pass of the agent ends by rewriting its metrics file (nothing reads
+/// it back), so a removed one that reappears proves a whole pass ran.
+pub fn forget_passes(n: &Node) {
+    match std::fs::remove_file(Path::new(&n.state).join("metrics.prom")) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => panic!("metrics.prom: {e}"),
+        _ => {}
+    }
+}
+
+/// Wait until the running agent has finished `passes` more whole passes:
+/// only then may a test conclude that something did *not* happen.
+pub async fn wait_for_passes(n: &Node, passes: usize) {
+    let metrics = Path::new(&n.state).join("metrics.prom");
+    for pass in 1..=passes {
+        forget_passes(n);
+        super::wait_until(&format!("pass {pass} of {passes} finished"), || {
+            metrics.exists()
+        })
+        .await;
+    }
+}
+
+/// The weekday `days_from_today` days after today (UTC), as a window names it.
+pub fn weekday(days_from_today: i64) -> &'static str {
+    // 1970-01-01 was a Thursday.
+    let today = jiff::Timestamp::now().as_second().div_euclid(86_400) + 4;
+    ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
+        [(today + days_from_today).rem_euclid(7) as usize]
+}
+
+/// A weekly window on a day other than today, so finalization waits: three
+/// days away, so it is closed now in any time zone.
+pub fn closed_window() -> String {
+    format!(
+        "[[strategy.window]]\ndays = [\"{}\"]\nstart_time = \"00:00\"\nlength_minutes = 60\n",
+        weekday(3)
+    )
+}
+
+/// A window open every day, all day, so finalization may go on now.
+pub fn open_window() -> String {
+    "[[strategy.window]]\ndays = [\"Mon\", \"Tue\", \"Wed\", \"Thu\", \"Fri\", \"Sat\", \"Sun\"]\nstart_time = \"00:00\"\nlength_minutes = 1440\n".to_string()
 }

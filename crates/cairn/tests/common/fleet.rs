@@ -120,17 +120,6 @@ pub fn history_words(n: &Node) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Wait (at most 15 s) until `done`.
-pub async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    for _ in 0..300 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting until {what}");
-}
-
 /// How many command lines the stand-in received that start with `prefix`.
 pub fn count_calls(host: &FakeHost, prefix: &str) -> usize {
     host.state()

@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod fleet;
 pub mod publish;
+pub mod systemctl;
 
 use std::ffi::OsStr;
 use std::process::{Command, Output};
@@ -26,4 +27,15 @@ pub fn ok<S: AsRef<OsStr> + std::fmt::Debug>(args: &[S]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+/// Wait (at most 20 s) until `done`.
+pub async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..400 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting until {what}");
 }
