@@ -63,6 +63,11 @@ pub struct Response {
     pub message: String,
     /// The status after the request.
     pub status: Option<AgentStatus>,
+    /// The state directory of the agent that answered, so that a command
+    /// meant for another one (`--state-dir` without `--socket`) can tell.
+    /// Absent in answers of older agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// Why asking the agent failed.
@@ -173,6 +178,7 @@ pub async fn read_request(stream: &mut UnixStream) -> Option<Request> {
         ok: false,
         message: problem,
         status: None,
+        state_dir: None,
     };
     let _ = write_response(&mut write, &response).await;
     None

@@ -464,6 +464,25 @@ async fn operator_commands_go_through_the_running_agents_socket() {
         "{text}"
     );
     assert!(!text.contains("no agent is running"), "{text}");
+    // Asked about another state directory, this agent says it is not that one's.
+    let elsewhere = p.dir.path().join("elsewhere");
+    let out = cairn(&[
+        "status",
+        "--state-dir",
+        &elsewhere.display().to_string(),
+        "--socket",
+        socket_arg.as_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with(&format!(
+            "cairn: error: the agent on {socket_arg} keeps its state in {}, not {}; pass --socket",
+            n.state,
+            elsewhere.display()
+        )),
+        "{stderr}"
+    );
 
     let mut hold = vec!["hold"];
     hold.extend(state_args);

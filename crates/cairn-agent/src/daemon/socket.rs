@@ -125,6 +125,7 @@ async fn pass_now(
             ok: status.last_error.is_none(),
             message: String::new(),
             status: Some(status.clone()),
+            state_dir: None,
         },
         Some(status),
     )
@@ -144,6 +145,7 @@ async fn after_change(
                     ok: true,
                     message,
                     status: Some(status.clone()),
+                    state_dir: None,
                 },
                 Some(status),
             )
@@ -153,6 +155,7 @@ async fn after_change(
                 ok: false,
                 message: error.to_string(),
                 status: None,
+                state_dir: None,
             },
             None,
         ),
@@ -199,11 +202,13 @@ async fn serve_request(
                     ok: true,
                     message: String::new(),
                     status: Some(status),
+                    state_dir: None,
                 },
                 Err(e) => Response {
                     ok: false,
                     message: e.to_string(),
                     status: None,
+                    state_dir: None,
                 },
             },
             None,
@@ -244,6 +249,10 @@ async fn serve_request(
             };
             pass_now(options, mode).await
         }
+    };
+    let response = Response {
+        state_dir: Some(options.state_dir.clone()),
+        ..response
     };
     if let Err(e) = write_response(stream, &response).await {
         tracing::warn!(error = %e, "could not answer an operator request");

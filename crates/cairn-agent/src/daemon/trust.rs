@@ -29,30 +29,18 @@ pub(super) async fn document(
     now: Timestamp,
     fcos_cache: &Path,
 ) -> Result<(GraphDocument, String), GraphUnavailable> {
+    // Fedora's own files: configured, or the default for Fedora's repository.
+    let fedora_files = |base_url| {
+        cairn_oci::sources::fcos_document(client, base_url, stream, now, Some(fcos_cache), oci)
+    };
     let locations = match source {
         Source::Fcos { base_url } => {
-            return cairn_oci::sources::fcos_document(
-                client,
-                base_url.as_deref(),
-                stream,
-                now,
-                Some(fcos_cache),
-                oci,
-            )
-            .await
-            .map_err(GraphUnavailable::from);
+            return fedora_files(base_url.as_deref())
+                .await
+                .map_err(GraphUnavailable::from);
         }
         Source::Registry(None) if repository_of(followed) == FEDORA_COREOS_REPOSITORY => {
-            return cairn_oci::sources::fcos_document(
-                client,
-                None,
-                stream,
-                now,
-                Some(fcos_cache),
-                oci,
-            )
-            .await
-            .map_err(GraphUnavailable::from);
+            return fedora_files(None).await.map_err(GraphUnavailable::from);
         }
         // Mirrors first, as the host's own pulls go.
         Source::Registry(None) => mirrors

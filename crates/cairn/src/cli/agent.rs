@@ -32,10 +32,33 @@ fn ask_agent(
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    match runtime.block_on(control::ask(&state.socket, request, timeout)) {
-        Ok(response) => Ok(Some(response)),
-        Err(AskError::NotRunning(_)) => Ok(None),
-        Err(e) => Err(e.into()),
+    let response = match runtime.block_on(control::ask(&state.socket, request, timeout)) {
+        Ok(response) => response,
+        Err(AskError::NotRunning(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    // The socket's agent may keep its state elsewhere (the default socket
+    // and another `--state-dir`): its answer would be about another host state.
+    if let Some(theirs) = &response.state_dir
+        && !same_directory(theirs, &state.state_dir)
+    {
+        anyhow::bail!(
+            "the agent on {} keeps its state in {}, not {}; pass --socket with the socket of the agent for {} (or --state-dir {})",
+            state.socket.display(),
+            theirs.display(),
+            state.state_dir.display(),
+            state.state_dir.display(),
+            theirs.display()
+        );
+    }
+    Ok(Some(response))
+}
+
+/// Two spellings of one directory (relative, with `..`, through links).
+fn same_directory(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
     }
 }
 
