@@ -267,11 +267,11 @@ impl<R: CommandRunner> Agent<R> {
                 .settings
                 .fleet_lock
                 .as_ref()
-                .is_some_and(|lock| lock.keep_after_failure)
+                .is_some_and(|lock| !lock.release_on_failure)
     }
 
     /// A slot kept after a failed boot stays held while the configuration
-    /// still asks for that (`keep_after_failure`).
+    /// still asks for that (`release_on_failure` unset).
     async fn release_lock_if_off_path(&mut self) -> Result<(), AgentError> {
         let on_path = self.persisted.state.may_hold_lock();
         let kept = self.persisted.slot_kept.is_some() && self.keeps_slot_after_failure();

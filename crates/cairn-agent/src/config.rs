@@ -201,7 +201,7 @@ struct RawWindow {
 struct RawFleetLock {
     base_url: Option<String>,
     group: Option<String>,
-    keep_after_failure: Option<bool>,
+    release_on_failure: Option<bool>,
 }
 
 /// Where the agent reads its update graph.
@@ -249,9 +249,10 @@ pub struct FleetLock {
     pub base_url: url::Url,
     /// The lock group.
     pub group: String,
-    /// Keep the slot after a boot that failed (unhealthy, rolled back), so
-    /// the group stops until an operator releases it. On by default.
-    pub keep_after_failure: bool,
+    /// Release the slot after a boot that failed (unhealthy, rolled back).
+    /// Off by default: the slot is kept, so the group stops until an
+    /// operator releases it.
+    pub release_on_failure: bool,
 }
 
 /// Validated settings.
@@ -429,8 +430,8 @@ fn merge(merged: &mut Merged, fragment: RawFragment, file: &str) {
             merged.set("strategy.fleet_lock.base_url", lock.base_url, file);
             merged.set("strategy.fleet_lock.group", lock.group, file);
             merged.set(
-                "strategy.fleet_lock.keep_after_failure",
-                lock.keep_after_failure,
+                "strategy.fleet_lock.release_on_failure",
+                lock.release_on_failure,
                 file,
             );
         }
@@ -638,13 +639,13 @@ fn validate(merged: &Merged) -> Result<Settings, ConfigError> {
             Some(FleetLock {
                 base_url: url,
                 group,
-                keep_after_failure: flag("strategy.fleet_lock.keep_after_failure", true),
+                release_on_failure: flag("strategy.fleet_lock.release_on_failure", false),
             })
         }
         None => {
             for key in [
                 "strategy.fleet_lock.group",
-                "strategy.fleet_lock.keep_after_failure",
+                "strategy.fleet_lock.release_on_failure",
             ] {
                 if merged.get(key).is_some() {
                     return Err(error(

@@ -51,7 +51,7 @@ pub enum Request {
         release: String,
     },
     /// Hand back the FleetLock slot kept after a failed boot.
-    FleetLockRelease,
+    ReleaseSlot,
 }
 
 /// The agent's answer.

@@ -179,7 +179,7 @@ pub struct FleetLockSlot {
     /// The lock group.
     pub group: String,
     /// Kept after a failed boot: the group waits for the operator (`cairn
-    /// fleet-lock release`) or this host's next healthy boot. `None`: held
+    /// release-slot`) or this host's next healthy boot. `None`: held
     /// for the reboot under way.
     #[serde(default)]
     pub kept_after_failure: Option<crate::store::KeptSlot>,
@@ -497,7 +497,7 @@ impl AgentStatus {
         if let Some(slot) = &self.fleet_lock_slot {
             text.push_str(&match &slot.kept_after_failure {
                 Some(kept) => format!(
-                    "Lock:       keeps a FleetLock slot of group {} since {}: the boot into {} failed ({}); the group waits until `cairn fleet-lock release` or a healthy boot\n",
+                    "Lock:       keeps a FleetLock slot of group {} since {}: the boot into {} failed ({}); the group waits until `cairn release-slot` or a healthy boot\n",
                     slot.group,
                     kept.since.strftime("%a %Y-%m-%d %H:%M UTC"),
                     kept.version,

@@ -87,9 +87,9 @@ pub struct AgentState {
     /// on its way into a reboot (or kept, see `slot_kept`), retried until it
     /// succeeds.
     pub lock_held: bool,
-    /// Set after a failed boot while `strategy.fleet_lock.keep_after_failure`
-    /// holds: the slot is not released until the operator runs `cairn
-    /// fleet-lock release` or a later boot is judged healthy.
+    /// Set after a failed boot unless `strategy.fleet_lock.release_on_failure`:
+    /// the slot is not released until the operator runs `cairn release-slot`
+    /// or a later boot is judged healthy.
     pub slot_kept: Option<KeptSlot>,
     /// The staged digest whose pre-update hooks all passed. A crash between
     /// staging and this record reruns the hooks (they must be idempotent).

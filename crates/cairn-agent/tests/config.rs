@@ -165,7 +165,7 @@ fn windows_add_up_and_combine_with_a_lock() {
     assert_eq!(schedule.weekly_minutes(), 2 * 120 + 60);
     let lock = settings.fleet_lock.as_ref().expect("lock");
     assert_eq!(lock.group, "workers");
-    assert!(lock.keep_after_failure, "kept by default");
+    assert!(!lock.release_on_failure, "kept by default");
     assert_eq!(settings.strategy_name(), "periodic+fleet_lock");
     assert_eq!(settings.wariness, Some(0.25));
 }
@@ -252,14 +252,14 @@ fn every_mistake_names_the_file_and_the_key() {
             "invalid_value",
         ),
         (
-            "[strategy.fleet_lock]\nkeep_after_failure = false\n",
-            "strategy.fleet_lock.keep_after_failure",
+            "[strategy.fleet_lock]\nrelease_on_failure = true\n",
+            "strategy.fleet_lock.release_on_failure",
             "without",
             "invalid_value",
         ),
         (
-            "[strategy.fleet_lock]\nbase_url = \"https://l/\"\nkeep_after_failure = \"no\"\n",
-            "strategy.fleet_lock.keep_after_failure",
+            "[strategy.fleet_lock]\nbase_url = \"https://l/\"\nrelease_on_failure = \"no\"\n",
+            "strategy.fleet_lock.release_on_failure",
             "boolean",
             "invalid_key",
         ),

@@ -733,7 +733,7 @@ async fn a_failed_boot_keeps_the_reboot_slot_until_fleet_lock_release() {
         "{text}"
     );
 
-    let out = on_host(&["fleet-lock", "release"]);
+    let out = on_host(&["release-slot"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -751,7 +751,7 @@ async fn a_failed_boot_keeps_the_reboot_slot_until_fleet_lock_release() {
     );
     drop(agent);
 
-    let out = on_host(&["fleet-lock", "release"]);
+    let out = on_host(&["release-slot"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),

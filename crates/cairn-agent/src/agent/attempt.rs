@@ -419,7 +419,7 @@ impl<R: CommandRunner> Agent<R> {
     }
 
     /// Steady again after a failed boot into `target`. A FleetLock slot
-    /// held for it is kept (unless `keep_after_failure` is off): the group
+    /// held for it is kept (unless `release_on_failure` is set): the group
     /// stops rebooting until an operator has looked, rather than hand the
     /// next host the slot, and perhaps the same failure.
     async fn leave_failed(
@@ -435,7 +435,7 @@ impl<R: CommandRunner> Agent<R> {
         if self.persisted.slot_kept.is_none() {
             tracing::warn!(
                 target = %target.version,
-                "the boot failed: the FleetLock slot is kept until `cairn fleet-lock release` or a healthy boot"
+                "the boot failed: the FleetLock slot is kept until `cairn release-slot` or a healthy boot"
             );
             self.persisted.slot_kept = Some(KeptSlot {
                 version: target.version.clone(),

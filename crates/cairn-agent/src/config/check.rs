@@ -182,7 +182,7 @@ fn summary(files: &[PathBuf], merged: &Merged, settings: &Settings, root: &Path)
                 settings.strategy_name(),
                 lock.base_url,
                 lock.group,
-                if lock.keep_after_failure {
+                if !lock.release_on_failure {
                     "slot kept after a failed boot"
                 } else {
                     "slot given back after a failed boot"

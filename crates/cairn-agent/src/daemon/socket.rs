@@ -162,7 +162,7 @@ async fn after_change(
     }
 }
 
-/// The pass after `cairn fleet-lock release` gave the slot back, or the
+/// The pass after `cairn release-slot` gave the slot back, or the
 /// answer says it did not (the lock server down: the agent retries).
 fn slot_handed_back(
     options: &Options,
@@ -225,7 +225,7 @@ async fn serve_request(
             )
             .await
         }
-        Request::FleetLockRelease => {
+        Request::ReleaseSlot => {
             let change = crate::control::release_kept_slot(&options.state_dir);
             let (response, ran) = after_change(options, change).await;
             (slot_handed_back(options, response), ran)

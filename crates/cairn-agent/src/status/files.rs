@@ -93,7 +93,7 @@ pub fn motd(status: &AgentStatus) -> Option<String> {
         .and_then(|slot| Some((&slot.group, slot.kept_after_failure.as_ref()?)));
     if let Some((group, kept)) = kept {
         text.push_str(&format!(
-            "Cairn updates: the boot into {} failed, and this host keeps its FleetLock slot: group {group} reboots no other host until `cairn fleet-lock release`\n",
+            "Cairn updates: the boot into {} failed, and this host keeps its FleetLock slot: group {group} reboots no other host until `cairn release-slot`\n",
             kept.version
         ));
     }
@@ -410,7 +410,7 @@ mod tests {
         assert_eq!(
             motd(&kept).as_deref(),
             Some(
-                "Cairn updates: the boot into 44.3 failed, and this host keeps its FleetLock slot: group workers reboots no other host until `cairn fleet-lock release`\n"
+                "Cairn updates: the boot into 44.3 failed, and this host keeps its FleetLock slot: group workers reboots no other host until `cairn release-slot`\n"
             )
         );
         let text = metrics_text(&kept, at(1_800_000_000));

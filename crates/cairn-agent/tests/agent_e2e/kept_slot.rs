@@ -1,6 +1,6 @@
 //! After a failed boot the host keeps its FleetLock slot, so that its group
-//! stops rebooting until an operator has looked; `keep_after_failure =
-//! false` hands it on as before.
+//! stops rebooting until an operator has looked; `release_on_failure =
+//! true` hands it on as before.
 
 use super::*;
 
@@ -107,10 +107,10 @@ async fn a_healthy_boot_later_hands_back_a_kept_slot() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_keep_after_failure_the_slot_goes_back_after_a_failed_boot() {
+async fn with_release_on_failure_the_slot_goes_back_after_a_failed_boot() {
     let fleet = fleet().await;
     let lock = LockServer::start(1).await;
-    let config = format!("{LOCK}keep_after_failure = false\n");
+    let config = format!("{LOCK}release_on_failure = true\n");
     let n = node(&fleet, 1, 0.1, &config);
     let agent = fail_a_boot(&fleet, &n, &lock).await;
     assert!(lock.holders("default").is_empty(), "handed on");

@@ -538,17 +538,9 @@ pub fn run_deny_list(command: DenyListCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The FleetLock slot kept after a failed boot.
-#[derive(Debug, Subcommand)]
-pub enum FleetLockCommand {
-    /// Hand it back to the lock server, so the group's other hosts may
-    /// reboot again (after you have looked at why the boot failed).
-    Release(StateArgs),
-}
-
-pub fn run_fleet_lock(command: FleetLockCommand) -> anyhow::Result<ExitCode> {
-    let FleetLockCommand::Release(state) = command;
-    let message = match ask_agent(&state, &Request::FleetLockRelease, Duration::from_secs(600))? {
+/// Hand back the FleetLock slot this host keeps after a failed boot.
+pub fn run_release_slot(state: StateArgs) -> anyhow::Result<ExitCode> {
+    let message = match ask_agent(&state, &Request::ReleaseSlot, Duration::from_secs(600))? {
         Some(response) if response.ok => response.message,
         Some(response) => anyhow::bail!("{}", response.message),
         None => {

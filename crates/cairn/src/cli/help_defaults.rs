@@ -80,7 +80,7 @@ fn expected() -> BTreeMap<String, String> {
         "cairn unhold",
         "cairn deny-list list",
         "cairn deny-list remove",
-        "cairn fleet-lock release",
+        "cairn release-slot",
     ] {
         put(&format!("{verb} --state-dir [default]"), "/var/lib/cairn");
         put(

@@ -98,9 +98,9 @@ enum Command {
     #[command(subcommand)]
     DenyList(agent::DenyListCommand),
     #[cfg(feature = "agent")]
-    /// The FleetLock slot this host keeps after a failed boot.
-    #[command(subcommand)]
-    FleetLock(agent::FleetLockCommand),
+    /// Hand back the FleetLock slot this host keeps after a failed boot, so
+    /// the rest of its group may reboot again.
+    ReleaseSlot(agent::StateArgs),
     /// Print a shell completion script (bash, zsh or fish).
     Completions(manual::CompletionsArgs),
     /// Write a man page for every command into a directory.
@@ -139,7 +139,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         #[cfg(feature = "agent")]
         Command::DenyList(command) => agent::run_deny_list(command),
         #[cfg(feature = "agent")]
-        Command::FleetLock(command) => agent::run_fleet_lock(command),
+        Command::ReleaseSlot(state) => agent::run_release_slot(state),
         Command::Completions(args) => manual::run_completions(args),
         Command::Man(args) => manual::run_man(args),
     }
@@ -164,7 +164,7 @@ const GATED_VERBS: &[(&str, &str)] = &[
     ("hold", "agent"),
     ("unhold", "agent"),
     ("deny-list", "agent"),
-    ("fleet-lock", "agent"),
+    ("release-slot", "agent"),
     ("config", "agent"),
 ];
 
