@@ -135,6 +135,9 @@ pub struct Agent<R> {
     repository: String,
     /// Pre- and post-update hooks; `None` runs none (library tests).
     hooks: Option<(crate::hooks::HookSettings, String)>,
+    /// Reboots wait for a slot (`false` for `update-now`, which still
+    /// releases a slot held or kept).
+    lock_gate: bool,
 }
 
 impl<R: CommandRunner> Agent<R> {
@@ -159,7 +162,15 @@ impl<R: CommandRunner> Agent<R> {
             arch: arch.to_string(),
             repository: repository.to_string(),
             hooks: None,
+            lock_gate: true,
         })
+    }
+
+    /// Reboot without taking a FleetLock slot (`update-now`); a slot already
+    /// held or kept is still released when its time comes.
+    pub fn without_lock_gate(mut self) -> Self {
+        self.lock_gate = false;
+        self
     }
 
     /// Run update hooks, with `stream` in their environment.
@@ -270,20 +281,37 @@ impl<R: CommandRunner> Agent<R> {
                 .is_some_and(|lock| !lock.release_on_failure)
     }
 
-    /// A slot kept after a failed boot stays held while the configuration
-    /// still asks for that (`release_on_failure` unset).
+    /// Release the reboot slot when it is held and the agent is not on its
+    /// way into a reboot. Awaited, and retried at every tick until it works:
+    /// some lock servers (airlock) never expire a slot. A slot kept after a
+    /// failed boot stays held while the configuration asks for that.
     async fn release_lock_if_off_path(&mut self) -> Result<(), AgentError> {
         let on_path = self.persisted.state.may_hold_lock();
-        let kept = self.persisted.slot_kept.is_some() && self.keeps_slot_after_failure();
-        if !self.persisted.lock_held || on_path || kept {
+        if !self.persisted.lock_held || on_path {
             return Ok(());
         }
-        if let Some(lock) = &self.lock {
-            lock.steady_state().await?;
+        if self.persisted.slot_kept.is_some()
+            && (self.keeps_slot_after_failure() || self.lock.is_none())
+        {
+            return Ok(());
+        }
+        self.give_slot_back().await?;
+        self.persisted.save(&self.state_dir)?;
+        Ok(())
+    }
+
+    /// `steady-state` at the lock server, and forget the slot. With no lock
+    /// configured any more there is no server to tell: say so, loudly.
+    pub(crate) async fn give_slot_back(&mut self) -> Result<(), AgentError> {
+        match &self.lock {
+            Some(lock) => lock.steady_state().await?,
+            None if self.persisted.lock_held => tracing::warn!(
+                "this host held a FleetLock slot, but strategy.fleet_lock is no longer configured: release it at the lock server"
+            ),
+            None => {}
         }
         self.persisted.lock_held = false;
         self.persisted.slot_kept = None;
-        self.persisted.save(&self.state_dir)?;
         Ok(())
     }
 
@@ -740,7 +768,7 @@ impl<R: CommandRunner> Agent<R> {
             }
             return Ok(self.report_why(wait.reason()));
         }
-        if let Some(lock) = &self.lock {
+        if let Some(lock) = self.lock.as_ref().filter(|_| self.lock_gate) {
             // Recorded before asking: a crash after the server granted the
             // slot must still lead to its release.
             self.persisted.lock_held = true;

@@ -155,8 +155,13 @@ impl State {
         use State as S;
         let next = match (self, event) {
             // A configuration error wins everywhere except mid-reboot, where the
-            // host is already going down and the error is seen after boot.
-            (S::Rebooting { .. }, E::ConfigFailed(_)) => return Err(self.invalid(event)),
+            // host is already going down and the error is seen after boot, and
+            // while a boot waits for its verdict: that boot is judged once the
+            // configuration is fixed (its reboot slot held until then), never
+            // forgotten.
+            (S::Rebooting { .. } | S::Verifying { .. }, E::ConfigFailed(_)) => {
+                return Err(self.invalid(event));
+            }
             (_, E::ConfigFailed(message)) => S::ConfigError {
                 message: message.clone(),
             },
@@ -343,9 +348,10 @@ mod tests {
                 }
             }
         }
-        // ConfigFailed is valid in 8 states; NewerTarget, Withdrawn, BootedHealthy
-        // and RolledBack in 2; every other event in exactly 1.
-        assert_eq!(valid, 8 + 4 * 2 + 11);
+        // ConfigFailed is valid in 7 states (not while rebooting or verifying);
+        // NewerTarget, Withdrawn, BootedHealthy and RolledBack in 2; every
+        // other event in exactly 1.
+        assert_eq!(valid, 7 + 4 * 2 + 11);
     }
 
     #[test]
@@ -393,7 +399,7 @@ mod tests {
     }
 
     #[test]
-    fn config_errors_stop_everything_but_a_reboot_in_flight() {
+    fn config_errors_stop_everything_but_a_reboot_in_flight_or_its_verdict() {
         let staged = State::Staged { target: target(1) };
         assert_eq!(
             staged
@@ -403,6 +409,8 @@ mod tests {
         );
         let rebooting = State::Rebooting { target: target(1) };
         assert!(rebooting.next(&Event::ConfigFailed("k".into())).is_err());
+        let verifying = State::Verifying { target: target(1) };
+        assert!(verifying.next(&Event::ConfigFailed("k".into())).is_err());
         let broken = State::ConfigError {
             message: "k".into(),
         };

@@ -176,8 +176,10 @@ pub struct HookVeto {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FleetLockSlot {
-    /// The lock group.
-    pub group: String,
+    /// The lock group; none when `strategy.fleet_lock` is no longer
+    /// configured and the slot was not kept with its group.
+    #[serde(default)]
+    pub group: Option<String>,
     /// Kept after a failed boot: the group waits for the operator (`cairn
     /// release-slot`) or this host's next healthy boot. `None`: held
     /// for the reboot under way.
@@ -495,17 +497,19 @@ impl AgentStatus {
             ));
         }
         if let Some(slot) = &self.fleet_lock_slot {
+            let group = slot
+                .group
+                .as_deref()
+                .unwrap_or("(strategy.fleet_lock is no longer configured)");
             text.push_str(&match &slot.kept_after_failure {
                 Some(kept) => format!(
-                    "Lock:       keeps a FleetLock slot of group {} since {}: the boot into {} failed ({}); the group waits until `cairn release-slot` or a healthy boot\n",
-                    slot.group,
+                    "Lock:       keeps a FleetLock slot of group {group} since {}: the boot into {} failed ({}); the group waits until `cairn release-slot` or a healthy boot\n",
                     kept.since.strftime("%a %Y-%m-%d %H:%M UTC"),
                     kept.version,
                     kept.reason
                 ),
                 None => format!(
-                    "Lock:       holds a FleetLock slot of group {} for the reboot under way\n",
-                    slot.group
+                    "Lock:       holds a FleetLock slot of group {group} for the reboot under way\n"
                 ),
             });
         }

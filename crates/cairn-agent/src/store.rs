@@ -57,6 +57,9 @@ pub struct RefusalEntry {
 /// stops rebooting until an operator has looked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeptSlot {
+    /// The lock group, as configured when the slot was kept.
+    #[serde(default)]
+    pub group: Option<String>,
     /// The release whose boot failed.
     pub version: String,
     /// What happened, as the attempt's final record says it.

@@ -695,6 +695,12 @@ async fn a_failed_boot_keeps_the_reboot_slot_until_fleet_lock_release() {
             lock.base_url
         ),
     );
+    // The FleetLock id comes from the machine id.
+    std::fs::write(
+        Path::new(&n.root).join("etc/machine-id"),
+        "0123456789abcdef0123456789abcdef\n",
+    )
+    .expect("machine-id");
     let socket = format!("{}/agent.sock", n.state);
     let on_host = |verb: &[&str]| {
         let mut args = verb.to_vec();
@@ -757,6 +763,31 @@ async fn a_failed_boot_keeps_the_reboot_slot_until_fleet_lock_release() {
         String::from_utf8_lossy(&out.stderr),
         "cairn: error: this host holds no FleetLock slot\n"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_without_a_machine_id_stops_rather_than_share_an_id() {
+    let p = published().await;
+    let lock = cairn_testkit::LockServer::start(1).await;
+    // A wariness is configured, so only the FleetLock id needs the machine id.
+    let n = node(
+        &p,
+        "no-machine-id",
+        1,
+        &format!(
+            "{}[strategy.fleet_lock]\nbase_url = \"{}\"\n",
+            fragment(&p, 0.3),
+            lock.base_url
+        ),
+    );
+    let machine_id = Path::new(&n.root).join("etc/machine-id");
+    assert!(!machine_id.exists(), "{}", machine_id.display());
+    command(&p, &n, &["agent", "--once"]).output();
+    let shown = status_json(&n);
+    assert_eq!(shown["reason"]["kind"], "wariness_unknown", "{shown}");
+    assert_eq!(shown["reason"]["cause"], "machine_id_unreadable", "{shown}");
+    assert!(n.host.state().staged.is_none(), "nothing staged");
+    assert!(lock.requests().is_empty(), "{:?}", lock.requests());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -873,3 +873,70 @@ async fn a_commit_that_fails_its_health_checks_is_rolled_back_and_deny_listed() 
         ["staged", "rebooting", "rolling_back", "rolled_back"]
     );
 }
+
+/// Fedora CoreOS ships bootc beside rpm-ostree. On a host booted from a
+/// commit, `bootc status` answers with no image (bootc cannot manage such a
+/// deployment), and the agent drives rpm-ostree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootc_seeing_no_image_leaves_a_commit_booted_host_to_rpm_ostree() {
+    use std::os::unix::fs::PermissionsExt;
+    let index = release_index();
+    let commits = commits(&index);
+    let fedora = serve_fedora_files(&index).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = host(
+        &dir.path().join("both"),
+        &commits,
+        BOOTED,
+        &format!("fcos:http://{fedora}"),
+        0.3,
+    );
+    let booted = checksum_of(&commits, BOOTED);
+    // bootc's status of an ostree deployment that came from no image.
+    let answer = serde_json::json!({
+        "apiVersion": "org.containers.bootc/v1",
+        "kind": "BootcHost",
+        "metadata": {"name": "host"},
+        "spec": {"image": null, "bootOrder": "default"},
+        "status": {
+            "staged": null,
+            "booted": {
+                "image": null,
+                "cachedUpdate": null,
+                "incompatible": false,
+                "pinned": false,
+                "store": null,
+                "ostree": {"checksum": booted, "deploySerial": 0, "stateroot": "fedora-coreos"}
+            },
+            "rollback": null,
+            "rollbackQueued": false,
+            "type": null
+        }
+    });
+    let calls = node.host.dir.join("bootc-calls");
+    let bootc = node.host.dir.join("no-bootc");
+    std::fs::write(
+        &bootc,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\n[ \"$1\" = status ] || exit 1\ncat <<'JSON'\n{answer}\nJSON\n",
+            calls.display()
+        ),
+    )
+    .expect("bootc stand-in");
+    std::fs::set_permissions(&bootc, std::fs::Permissions::from_mode(0o755)).expect("mode");
+    let out = node
+        .command(&["agent", "--once"])
+        .insecure_registry(&fedora)
+        .ok();
+    assert!(out.contains(&format!("staged {NEWEST}")), "{out}");
+    let asked = std::fs::read_to_string(&calls).expect("bootc was asked");
+    assert!(
+        asked.lines().all(|l| l.starts_with("status ")),
+        "only asked for its status: {asked}"
+    );
+    assert_eq!(
+        deploys(&node),
+        vec![stage_line(&checksum_of(&commits, NEWEST))]
+    );
+    assert_eq!(status(&node)["booted"]["digest"], booted.as_str());
+}

@@ -410,11 +410,10 @@ impl<R: CommandRunner> Agent<R> {
     /// Steady again after a boot judged healthy (or unverified): the reboot
     /// slot goes back, a slot kept after an earlier failure included.
     async fn leave_verifying(&mut self, event: Event) -> Result<(), AgentError> {
-        if let Some(lock) = &self.lock {
-            lock.steady_state().await?;
+        // A slot taken for this reboot, or kept since an earlier failure.
+        if self.lock.is_some() || self.persisted.lock_held {
+            self.give_slot_back().await?;
         }
-        self.persisted.lock_held = false;
-        self.persisted.slot_kept = None;
         self.leave(event)
     }
 
@@ -438,6 +437,7 @@ impl<R: CommandRunner> Agent<R> {
                 "the boot failed: the FleetLock slot is kept until `cairn release-slot` or a healthy boot"
             );
             self.persisted.slot_kept = Some(KeptSlot {
+                group: self.settings.fleet_lock.as_ref().map(|l| l.group.clone()),
                 version: target.version.clone(),
                 reason: reason.to_string(),
                 since: now,

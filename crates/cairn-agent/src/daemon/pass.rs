@@ -78,10 +78,11 @@ pub async fn run_once(options: &Options, mode: PassMode, now: Timestamp) -> Agen
         }
     };
     let mut settings = settings;
+    // update-now skips windows and the lock's gate, but keeps the lock
+    // client: a slot held or kept must still be released at its server.
     if mode.update_now {
         settings.wariness = Some(0.0);
         settings.schedule = None;
-        settings.fleet_lock = None;
     }
     status.strategy = Some(if mode.update_now {
         "update-now".into()
@@ -380,7 +381,8 @@ async fn pass(
         Some(lock) => Some(
             FleetLockClient::new(
                 lock.base_url.clone(),
-                &node_id(&options.root),
+                &node_id(&options.root)
+                    .map_err(stopped_by(ReasonKind::WarinessUnknown, WarinessError::kind))?,
                 &lock.group,
                 Duration::from_secs(30),
             )
@@ -416,6 +418,9 @@ async fn pass(
         },
         &stream,
     );
+    if mode.update_now {
+        agent = agent.without_lock_gate();
+    }
     // Only a boot into a target needs a verdict.
     let boot_health = match (systemctl, agent.state()) {
         (Some(systemctl), State::Rebooting { .. } | State::Verifying { .. }) => {
@@ -530,13 +535,17 @@ async fn pass(
             reason: veto.reason.clone(),
             retry_after: veto.retry_after,
         });
-    status.fleet_lock_slot = settings
-        .fleet_lock
-        .as_ref()
-        .filter(|_| agent.persisted.lock_held)
-        .map(|lock| crate::status::FleetLockSlot {
-            group: lock.group.clone(),
-            kept_after_failure: agent.persisted.slot_kept.clone(),
+    let kept = agent.persisted.slot_kept.clone();
+    status.fleet_lock_slot = agent
+        .persisted
+        .lock_held
+        .then(|| crate::status::FleetLockSlot {
+            group: settings
+                .fleet_lock
+                .as_ref()
+                .map(|lock| lock.group.clone())
+                .or_else(|| kept.as_ref().and_then(|k| k.group.clone())),
+            kept_after_failure: kept,
         });
     if let Ok(host) = agent_status(options).await {
         let graph = fetched.as_ref().ok().map(|(graph, _)| graph);

@@ -85,18 +85,17 @@ pub(super) fn wariness(settings: &Settings, root: &Path) -> Result<f64, Wariness
 /// The wariness derived from `/etc/machine-id` under `root`, as Fedora's
 /// server derives it from Zincati's node id.
 pub fn derived_wariness(root: &Path) -> Result<f64, WarinessError> {
+    Ok(cairn_graph::wariness::from_app_id(&node_id(root)?))
+}
+
+/// The app-specific node id from `/etc/machine-id` under `root`: the FleetLock
+/// id, and where the wariness comes from. Never a shared stand-in: two hosts
+/// with one id would hold one recursive slot and reboot together.
+pub(super) fn node_id(root: &Path) -> Result<String, WarinessError> {
     let path = root.join("etc/machine-id");
     let machine_id = std::fs::read_to_string(&path)
         .map_err(|error| WarinessError::MachineIdUnreadable { path, error })?;
-    let node = crate::identity::node_id(&machine_id)?;
-    Ok(cairn_graph::wariness::from_app_id(&node))
-}
-
-pub(super) fn node_id(root: &Path) -> String {
-    std::fs::read_to_string(root.join("etc/machine-id"))
-        .ok()
-        .and_then(|m| crate::identity::node_id(&m).ok())
-        .unwrap_or_else(|| "unknown".into())
+    Ok(crate::identity::node_id(&machine_id)?)
 }
 
 /// This boot's ID, under `root` (`/` on a host) so tests can give one.

@@ -171,6 +171,14 @@ fn slot_handed_back(
     let still_held = crate::store::AgentState::load(&options.state_dir).is_ok_and(|state| {
         state.lock_held && state.slot_kept.is_none() && !state.state.may_hold_lock()
     });
+    let no_server = crate::config::load(&ConfigDirs::under(&options.root))
+        .is_ok_and(|settings| settings.fleet_lock.is_none());
+    if response.ok && no_server {
+        response.message = format!(
+            "{}; strategy.fleet_lock is no longer configured, so no lock server was told: release the slot at the server",
+            response.message
+        );
+    }
     if response.ok && still_held {
         let error = response
             .status

@@ -90,11 +90,12 @@ pub fn motd(status: &AgentStatus) -> Option<String> {
     let kept = status
         .fleet_lock_slot
         .as_ref()
-        .and_then(|slot| Some((&slot.group, slot.kept_after_failure.as_ref()?)));
+        .and_then(|slot| Some((slot.group.as_deref(), slot.kept_after_failure.as_ref()?)));
     if let Some((group, kept)) = kept {
         text.push_str(&format!(
-            "Cairn updates: the boot into {} failed, and this host keeps its FleetLock slot: group {group} reboots no other host until `cairn release-slot`\n",
-            kept.version
+            "Cairn updates: the boot into {} failed, and this host keeps its FleetLock slot: group {} reboots no other host until `cairn release-slot`\n",
+            kept.version,
+            group.unwrap_or("(no longer configured)")
         ));
     }
     (!text.is_empty()).then_some(text)
@@ -391,7 +392,7 @@ mod tests {
     fn a_slot_kept_after_a_failed_boot_is_in_the_motd_the_metric_and_status() {
         let mut kept = status(StateName::Steady, ReasonKind::UpToDate, "up to date");
         let slot = |kept_after_failure| crate::status::FleetLockSlot {
-            group: "workers".into(),
+            group: Some("workers".into()),
             kept_after_failure,
         };
         // Held for a reboot under way: no MOTD, metric 0.
@@ -403,6 +404,7 @@ mod tests {
             "Lock:       holds a FleetLock slot of group workers for the reboot under way\n"
         ));
         kept.fleet_lock_slot = Some(slot(Some(crate::store::KeptSlot {
+            group: Some("workers".into()),
             version: "44.3".into(),
             reason: "rolled back from it".into(),
             since: at(1_800_000_000),

@@ -151,3 +151,59 @@ async fn the_slot_is_held_while_the_new_boot_is_judged() {
     );
     assert!(lock.holders("default").is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_now_keeps_a_kept_slot_and_a_healthy_boot_hands_it_back() {
+    let fleet = fleet().await;
+    let lock = LockServer::start(1).await;
+    let n = node(&fleet, 1, 0.1, LOCK);
+    drop(fail_a_boot(&fleet, &n, &lock).await);
+    let taken = |lock: &LockServer| {
+        lock.requests()
+            .iter()
+            .filter(|(operation, _, _)| operation == "pre-reboot")
+            .count()
+    };
+    let before = taken(&lock);
+    // update-now takes no slot, and does not forget the kept one.
+    let mut now = agent(&fleet, &n, Some(&lock)).without_lock_gate();
+    let report = now.tick(&world(&fleet)).await.expect("update-now");
+    assert_eq!(
+        report.reason.kind,
+        ReasonKind::TargetRolledBack,
+        "{}",
+        report.reason
+    );
+    assert!(now.persisted.slot_kept.is_some(), "still kept");
+    assert_eq!(lock.holders("default"), vec!["node-0.1".to_string()]);
+    // 44.3 fixed and offered again: update-now reboots into it, healthy.
+    cairn_agent::control::remove_from_deny_list(&n.state_dir, "44.3").expect("denied");
+    let mut now = agent(&fleet, &n, Some(&lock)).without_lock_gate();
+    let report = now.tick(&world(&fleet)).await.expect("stage");
+    assert_eq!(report.reason.message, "staged 44.3");
+    let now = agent(&fleet, &n, Some(&lock)).without_lock_gate();
+    reboot_with(&fleet, &n, now, true).await;
+    assert_eq!(taken(&lock), before, "update-now took no slot");
+    let mut agent = agent(&fleet, &n, Some(&lock));
+    agent.recover(Timestamp::now()).await.expect("recover");
+    agent.tick(&world(&fleet)).await.expect("verify");
+    assert!(
+        lock.holders("default").is_empty(),
+        "handed back after the healthy boot"
+    );
+    assert_eq!(agent.persisted.slot_kept, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_slot_outlives_removing_the_lock_from_the_configuration() {
+    let fleet = fleet().await;
+    let lock = LockServer::start(1).await;
+    let n = node(&fleet, 1, 0.1, LOCK);
+    drop(fail_a_boot(&fleet, &n, &lock).await);
+    // The lock section removed: no client, and the kept slot is not forgotten.
+    let mut unlocked = agent(&fleet, &n, None);
+    unlocked.tick(&world(&fleet)).await.expect("check");
+    assert!(unlocked.persisted.lock_held);
+    let kept = unlocked.persisted.slot_kept.clone().expect("kept");
+    assert_eq!(kept.group.as_deref(), Some("default"));
+}

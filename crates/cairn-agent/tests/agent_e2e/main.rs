@@ -239,7 +239,11 @@ async fn stage_and_boot_healthy(fleet: &Fleet, n: &Node) {
 
 /// Finalize in the background (bootc --apply blocks), wait for it, reboot the stand-in.
 async fn finalize_and_reboot(fleet: &Fleet, node: &Node, lock: Option<&LockServer>, healthy: bool) {
-    let mut agent = agent(fleet, node, lock);
+    reboot_with(fleet, node, agent(fleet, node, lock), healthy).await;
+}
+
+/// Finalize with `agent` in the background, wait for it, reboot the stand-in.
+async fn reboot_with(fleet: &Fleet, node: &Node, mut agent: Agent<ProcessRunner>, healthy: bool) {
     let world = world(fleet);
     let task = tokio::spawn(async move { agent.tick(&world).await.map(|r| r.reason) });
     node.host.wait_for_apply().await;

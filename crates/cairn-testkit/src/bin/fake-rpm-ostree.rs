@@ -37,7 +37,25 @@ fn origin(state: &FakeState, image: &str) -> String {
     }
 }
 
+/// A deployment as `rpm-ostree status --json` lists it: `finalization-locked`
+/// appears only when true, as rpm-ostree writes it.
 fn deployment(
+    state: &FakeState,
+    d: &FakeDeployment,
+    serial: u32,
+    booted: bool,
+    staged: bool,
+) -> serde_json::Value {
+    let mut value = deployment_fields(state, d, serial, booted, staged);
+    if let Some(fields) = value.as_object_mut()
+        && fields.get("finalization-locked") == Some(&serde_json::Value::Bool(false))
+    {
+        fields.remove("finalization-locked");
+    }
+    value
+}
+
+fn deployment_fields(
     state: &FakeState,
     d: &FakeDeployment,
     serial: u32,
@@ -198,7 +216,14 @@ fn deploy_commit(
         && let Some(current) = state.staged.as_ref().or(state.booted.as_ref())
         && current.digest != commit.checksum
     {
-        let current_time = state.commit(&current.digest).map_or(0, |c| c.timestamp);
+        // rpm-ostree reads the current commit from the local repository,
+        // where it always is; a stand-in without it was set up wrong.
+        let Some(current_time) = state.commit(&current.digest).map(|c| c.timestamp) else {
+            return fail(&format!(
+                "stand-in: the current commit {} is not among the stand-in's commits",
+                current.digest
+            ));
+        };
         if commit.timestamp < current_time {
             return fail(&older_than(
                 (&commit.checksum, commit.timestamp),
@@ -343,12 +368,15 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         ["finalize-deployment", digest] => match &state.staged {
+            Some(staged) if staged.digest == *digest && !staged.download_only => {
+                fail("Staged deployment already unlocked")
+            }
             Some(staged) if staged.digest == *digest => block_until_rebooted(&dir, state),
             Some(staged) => fail(&format!(
                 "Expected staged base checksum {digest}, but found {}",
                 staged.digest
             )),
-            None => fail("No staged deployment found"),
+            None => fail("No pending staged deployment found"),
         },
         ["cleanup", "-p"] => {
             state.staged = None;

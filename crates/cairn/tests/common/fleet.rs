@@ -84,8 +84,19 @@ pub fn agent_once(p: &Published, node: &Node, extra: &[&str]) -> String {
     command(p, node, &["agent", "--once"]).args(extra).ok()
 }
 
+/// The node's status, asking the socket its daemon would listen on (never
+/// the default one, where another test's agent may answer).
 pub fn status_json(node: &Node) -> Value {
-    serde_json::from_str(&ok(&["status", "--state-dir", &node.state, "--json"])).expect("JSON")
+    let socket = format!("{}/agent.sock", node.state);
+    let args = [
+        "status",
+        "--state-dir",
+        &node.state,
+        "--socket",
+        &socket,
+        "--json",
+    ];
+    serde_json::from_str(&ok(&args)).expect("JSON")
 }
 
 pub fn fragment(p: &Published, wariness: f64) -> String {
