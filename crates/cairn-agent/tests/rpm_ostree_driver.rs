@@ -133,8 +133,8 @@ fn commits() -> Vec<cairn_testkit::host::FakeCommit> {
     ]
 }
 
-const OLD_COMMIT: &str = "1f9e1f2cf1d1ab5e0fd4b2bba6e5e8e2ea5b6b2b7fc41b47a8c5d6dd3e4a0b11";
-const BOOTED_COMMIT: &str = "3b0d4c2b6e1f8a9d7c5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c";
+const OLD_COMMIT: &str = "ba7f7cbfb41f1afd2bc870a7e69ff21a64b9169fa10000e9a06d120a42e84799";
+const BOOTED_COMMIT: &str = "74fa90b848b54de71e79147a8f1efcf43ba384a9d91ebf1ad492eb912e190f00";
 const NEW_COMMIT: &str = "961fa74adb5ff62bef2b4ad1a20fd0b339aad25e9bbe914c7487e03aaa13f46c";
 const ORIGIN: &str = "fedora:fedora/x86_64/coreos/stable";
 

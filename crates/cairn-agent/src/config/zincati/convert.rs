@@ -297,14 +297,18 @@ fn periodic(
         for day in &value.days {
             match zincati_day(day) {
                 Some(short) => days.push(short),
-                // Zincati's parser misspells Tuesday; the intent is plain.
+                // Zincati's parser misspells Tuesday, so a file naming it
+                // never ran: carrying it would reboot on days Zincati never did.
                 None => match parse_day(day) {
                     Some(weekday) => {
-                        findings.notes.push(Line::key(file, KEY, format!(
-                            "day {day:?}: Zincati's parser refuses it (it knows \"tue\" and the misspelling \"tuesady\"), so Zincati did not start with this file; carried as {}",
-                            short_name(weekday)
-                        )));
-                        days.push(short_name(weekday));
+                        let short = short_name(weekday);
+                        findings.refused.push(Line::key(
+                            file,
+                            KEY,
+                            format!(
+                                "day {day:?}: Zincati's parser refuses it (it knows \"tue\" and the misspelling \"tuesady\"), so Zincati never ran with this file; if {short} is meant, write \"{short}\""
+                            ),
+                        ));
                     }
                     None => findings.refused.push(Line::key(
                         file,
