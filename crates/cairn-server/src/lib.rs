@@ -12,12 +12,14 @@
 
 pub mod config;
 pub mod error;
+pub mod fleetlock;
 pub mod metrics;
 pub mod refresh;
 pub mod routes;
 pub mod snapshot;
 pub mod source;
 pub mod state;
+pub mod store;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
