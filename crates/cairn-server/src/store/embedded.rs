@@ -251,9 +251,13 @@ impl Worker {
         };
         let transaction = self.connection.transaction().map_err(io)?;
         for name in changed {
-            match self.groups.get(name) {
-                // An empty group is no record at all.
-                Some(state) if state.holders.is_empty() && state.halt.is_none() => {
+            // An empty group (dropped from memory, or not yet) is no record at all.
+            let kept = self
+                .groups
+                .get(name)
+                .filter(|state| !state.holders.is_empty() || state.halt.is_some());
+            match kept {
+                None => {
                     transaction
                         .execute("DELETE FROM lock_groups WHERE name = ?1", params![name])
                         .map_err(io)?;
@@ -271,7 +275,6 @@ impl Worker {
                         )
                         .map_err(io)?;
                 }
-                None => {}
             }
         }
         if let Some(now) = heartbeat {
@@ -414,6 +417,35 @@ mod tests {
             change.applied.outcome,
             Outcome::Denied(Denial::Full { slots: 1 })
         );
+    }
+
+    #[tokio::test]
+    async fn a_released_slot_stays_released_after_a_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("locks.sqlite");
+        let policy = GroupPolicy::default();
+        {
+            let (store, _) = EmbeddedStore::open(&path, t(0)).expect("open");
+            store
+                .apply("g", policy, take("a"), t(0))
+                .await
+                .expect("take");
+            store
+                .apply("h", policy, take("b"), t(0))
+                .await
+                .expect("take");
+            let give = LockOp::SteadyState { id: "a".into() };
+            let change = store.apply("g", policy, give, t(1)).await.expect("give");
+            assert!(change.after.holders.is_empty());
+        }
+        let store = loop {
+            match EmbeddedStore::open(&path, t(2)) {
+                Ok((store, _)) => break store,
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            }
+        };
+        let groups = store.groups().await.expect("groups");
+        assert_eq!(groups.keys().collect::<Vec<_>>(), ["h"], "{groups:?}");
     }
 
     #[tokio::test]
