@@ -19,6 +19,9 @@ use std::time::Duration;
 /// The largest FleetLock reply read; servers send a short JSON object.
 pub const MAX_REPLY_BYTES: usize = limits::FLEETLOCK_REPLY;
 
+/// The longest failure reason sent to the lock server.
+pub const MAX_REASON_CHARS: usize = 200;
+
 /// Why the lock server did not grant or release the slot.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
@@ -112,9 +115,30 @@ impl FleetLockClient {
         self.call("steady-state").await
     }
 
+    /// Tell a Cairn lock server that this node's boot failed, so it halts the
+    /// group at once (Cairn's extension `POST {base}/v1/x-cairn/boot-failed`).
+    /// A server without the extension (airlock) answers 404 or 405: that is
+    /// success here, as the slot kept by the node halts its group anyway.
+    pub async fn boot_failed(&self, reason: &str) -> Result<(), LockError> {
+        let reason: String = reason.chars().take(MAX_REASON_CHARS).collect();
+        match self.send("x-cairn/boot-failed", Some(&reason)).await {
+            Err(LockError::Refused {
+                status: 404 | 405, ..
+            }) => Ok(()),
+            other => other,
+        }
+    }
+
     async fn call(&self, operation: &str) -> Result<(), LockError> {
+        self.send(operation, None).await
+    }
+
+    async fn send(&self, operation: &str, reason: Option<&str>) -> Result<(), LockError> {
         let url = endpoint(&self.base, operation);
-        let body = json!({"client_params": {"id": self.id, "group": self.group}});
+        let mut body = json!({"client_params": {"id": self.id, "group": self.group}});
+        if let Some(reason) = reason {
+            body["reason"] = json!(reason);
+        }
         let body = body.to_string();
         let response = self
             .http

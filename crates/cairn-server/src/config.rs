@@ -14,10 +14,14 @@
 //! document = { location = "quay.io/acme/os:cairn-graph-stable", keys = ["acme.pub"] }
 //! ```
 
+use crate::fleetlock::model::{GroupPolicy, OnExpiry};
+use crate::tokens::{Scope, Token, Tokens};
 use cairn_oci::Location;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The default listen address: loopback, so nothing is exposed by accident.
@@ -42,6 +46,112 @@ struct RawConfig {
     authfile: Option<PathBuf>,
     #[serde(default, rename = "stream")]
     streams: Vec<RawStream>,
+    #[serde(default)]
+    fleet_lock: Option<RawFleetLock>,
+    #[serde(default, rename = "token")]
+    tokens: Vec<RawToken>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFleetLock {
+    database: PathBuf,
+    allowed_networks: Vec<String>,
+    #[serde(default)]
+    unknown_groups: UnknownGroups,
+    #[serde(default)]
+    default_group: Option<RawPolicy>,
+    #[serde(default, rename = "group")]
+    groups: Vec<RawGroup>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    #[serde(default)]
+    slots: Option<u32>,
+    #[serde(default)]
+    lease_seconds: Option<u64>,
+    #[serde(default)]
+    on_expiry: Option<OnExpiry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGroup {
+    name: String,
+    #[serde(default)]
+    slots: Option<u32>,
+    #[serde(default)]
+    lease_seconds: Option<u64>,
+    #[serde(default)]
+    on_expiry: Option<OnExpiry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToken {
+    file: PathBuf,
+    scopes: Vec<Scope>,
+}
+
+/// What a FleetLock call for a group not listed in the configuration gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownGroups {
+    /// The default group's rules.
+    #[default]
+    Default,
+    /// A 403 `unknown_group`.
+    Refuse,
+}
+
+/// The `[fleet_lock]` section, validated.
+#[derive(Debug, Clone)]
+pub struct FleetLockConfig {
+    /// The embedded store's SQLite file.
+    pub database: PathBuf,
+    /// Networks FleetLock clients may call from.
+    pub allowed_networks: Vec<ipnet::IpNet>,
+    /// Rules of `default` and, under `unknown_groups = "default"`, of every
+    /// group not listed.
+    pub default_group: GroupPolicy,
+    /// Listed groups.
+    pub groups: BTreeMap<String, GroupPolicy>,
+    /// What unlisted groups get.
+    pub unknown_groups: UnknownGroups,
+}
+
+impl FleetLockConfig {
+    /// A group's rules; `None` when the group is refused.
+    pub fn policy(&self, group: &str) -> Option<GroupPolicy> {
+        match self.groups.get(group) {
+            Some(policy) => Some(*policy),
+            None if group == DEFAULT_GROUP || self.unknown_groups == UnknownGroups::Default => {
+                Some(self.default_group)
+            }
+            None => None,
+        }
+    }
+
+    /// Whether a FleetLock client at `address` may call.
+    pub fn allows(&self, address: std::net::IpAddr) -> bool {
+        let address = address.to_canonical();
+        self.allowed_networks
+            .iter()
+            .any(|net| net.contains(&address))
+    }
+}
+
+/// The group FleetLock clients use when none is configured.
+pub const DEFAULT_GROUP: &str = "default";
+
+/// A FleetLock group name: `^[a-zA-Z0-9.-]+$`, as the protocol defines it.
+pub fn valid_group(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
 }
 
 #[derive(Debug, Deserialize)]
@@ -184,6 +294,10 @@ pub struct Config {
     pub authfile: Option<PathBuf>,
     /// Streams.
     pub streams: Vec<StreamConfig>,
+    /// FleetLock, when configured.
+    pub fleet_lock: Option<FleetLockConfig>,
+    /// Bearer tokens for the calls that need one.
+    pub tokens: Arc<Tokens>,
 }
 
 /// A configuration that cannot be used; names the file and the key.
@@ -226,8 +340,25 @@ impl Config {
         if timeout == 0 {
             return Err(error("key `timeout_seconds`: must be at least 1".into()));
         }
-        if raw.streams.is_empty() {
-            return Err(error("no [[stream]] is configured".into()));
+        if raw.streams.is_empty() && raw.fleet_lock.is_none() {
+            return Err(error(
+                "nothing to serve: no [[stream]] and no [fleet_lock] is configured".into(),
+            ));
+        }
+        let fleet_lock = raw
+            .fleet_lock
+            .map(|section| fleet_lock(section, base))
+            .transpose()
+            .map_err(error)?;
+        let mut tokens = Vec::new();
+        for (n, token) in raw.tokens.into_iter().enumerate() {
+            let file = base.join(&token.file);
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| error(format!("key `token[{n}].file`: {}: {e}", file.display())))?;
+            tokens.push(
+                Token::from_text(file, &text, token.scopes)
+                    .map_err(|e| error(format!("key `token[{n}].file`: {e}")))?,
+            );
         }
         let mut streams = Vec::new();
         for (n, stream) in raw.streams.into_iter().enumerate() {
@@ -293,8 +424,87 @@ impl Config {
             registries_conf: Default::default(),
             authfile: raw.authfile.map(|p| base.join(p)),
             streams,
+            fleet_lock,
+            tokens: Arc::new(Tokens(tokens)),
         })
     }
+}
+
+fn policy(
+    raw_slots: Option<u32>,
+    lease_seconds: Option<u64>,
+    on_expiry: Option<OnExpiry>,
+    at: &str,
+) -> Result<GroupPolicy, String> {
+    let defaults = GroupPolicy::default();
+    let slots = raw_slots.unwrap_or(defaults.slots);
+    if slots == 0 {
+        return Err(format!("key `{at}.slots`: must be at least 1"));
+    }
+    let lease = match lease_seconds {
+        None => defaults.lease,
+        Some(0) => return Err(format!("key `{at}.lease_seconds`: must be at least 1")),
+        Some(seconds) => i64::try_from(seconds)
+            .ok()
+            .filter(|s| *s <= 366 * 86_400)
+            .map(jiff::SignedDuration::from_secs)
+            .ok_or_else(|| format!("key `{at}.lease_seconds`: at most a year"))?,
+    };
+    Ok(GroupPolicy {
+        slots,
+        lease,
+        on_expiry: on_expiry.unwrap_or_default(),
+    })
+}
+
+fn fleet_lock(raw: RawFleetLock, base: &Path) -> Result<FleetLockConfig, String> {
+    if raw.allowed_networks.is_empty() {
+        return Err(
+            "key `fleet_lock.allowed_networks`: give the networks FleetLock clients call from (CIDR, e.g. \"10.0.0.0/8\")".into(),
+        );
+    }
+    let allowed_networks = raw
+        .allowed_networks
+        .iter()
+        .map(|text| {
+            text.parse::<ipnet::IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|e| format!("key `fleet_lock.allowed_networks`: {text:?}: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let default_group = match raw.default_group {
+        Some(p) => policy(
+            p.slots,
+            p.lease_seconds,
+            p.on_expiry,
+            "fleet_lock.default_group",
+        )?,
+        None => GroupPolicy::default(),
+    };
+    let mut groups = BTreeMap::new();
+    for (n, group) in raw.groups.into_iter().enumerate() {
+        let at = format!("fleet_lock.group[{n}]");
+        if !valid_group(&group.name) {
+            return Err(format!(
+                "key `{at}.name`: {:?} is not a FleetLock group name (letters, digits, `.` and `-`)",
+                group.name
+            ));
+        }
+        let rules = policy(group.slots, group.lease_seconds, group.on_expiry, &at)?;
+        if groups.insert(group.name.clone(), rules).is_some() {
+            return Err(format!(
+                "key `{at}.name`: group {:?} is listed twice",
+                group.name
+            ));
+        }
+    }
+    Ok(FleetLockConfig {
+        database: base.join(raw.database),
+        allowed_networks,
+        default_group,
+        groups,
+        unknown_groups: raw.unknown_groups,
+    })
 }
 
 /// serde's type names in the words of a TOML file.
@@ -385,6 +595,41 @@ mod tests {
     }
 
     #[test]
+    fn reads_a_fleet_lock_section_without_streams() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("admin.token"), "0123456789abcdef-admin\n").expect("write");
+        let text = r#"
+            [fleet_lock]
+            database = "locks.sqlite"
+            allowed_networks = ["10.0.0.0/8", "192.0.2.7", "fd00::/8"]
+            unknown_groups = "refuse"
+            default_group = { slots = 2 }
+            [[fleet_lock.group]]
+            name = "workers"
+            slots = 3
+            lease_seconds = 7200
+            on_expiry = "release"
+            [[token]]
+            file = "admin.token"
+            scopes = ["lock-admin", "report"]
+        "#;
+        let config = Config::from_toml(text, &dir.path().join("server.toml")).expect("valid");
+        assert!(config.streams.is_empty());
+        let lock = config.fleet_lock.expect("fleet_lock");
+        assert_eq!(lock.database, dir.path().join("locks.sqlite"));
+        assert_eq!(lock.policy("default").map(|p| p.slots), Some(2));
+        let workers = lock.policy("workers").expect("workers");
+        assert_eq!(workers.lease, jiff::SignedDuration::from_hours(2));
+        assert_eq!(workers.on_expiry, OnExpiry::Release);
+        assert_eq!(lock.policy("other"), None);
+        assert!(lock.allows("10.1.2.3".parse().expect("ip")));
+        assert!(lock.allows("::ffff:10.1.2.3".parse().expect("ip")));
+        assert!(lock.allows("192.0.2.7".parse().expect("ip")));
+        assert!(!lock.allows("192.0.2.8".parse().expect("ip")));
+        assert_eq!(config.tokens.0.len(), 1);
+    }
+
+    #[test]
     fn a_scan_reads_its_base_graph_settings() {
         let text = r#"
             [[stream]]
@@ -459,7 +704,35 @@ mod tests {
                 "refresh_interval_seconds = 0\n[[stream]]\nname = \"s\"\nfcos = { releases = \"r\", updates = \"u\" }",
                 "refresh_interval_seconds",
             ),
-            ("", "no [[stream]]"),
+            ("", "no [[stream]] and no [fleet_lock]"),
+            (
+                "[fleet_lock]\ndatabase = \"l.db\"\nallowed_networks = []",
+                "key `fleet_lock.allowed_networks`",
+            ),
+            (
+                "[fleet_lock]\ndatabase = \"l.db\"\nallowed_networks = [\"10.0.0.0/33\"]",
+                "key `fleet_lock.allowed_networks`: \"10.0.0.0/33\"",
+            ),
+            (
+                "[fleet_lock]\ndatabase = \"l.db\"\nallowed_networks = [\"10.0.0.0/8\"]\n[[fleet_lock.group]]\nname = \"a b\"",
+                "key `fleet_lock.group[0].name`",
+            ),
+            (
+                "[fleet_lock]\ndatabase = \"l.db\"\nallowed_networks = [\"10.0.0.0/8\"]\n[[fleet_lock.group]]\nname = \"w\"\nslots = 0",
+                "key `fleet_lock.group[0].slots`",
+            ),
+            (
+                "[fleet_lock]\ndatabase = \"l.db\"\nallowed_networks = [\"10.0.0.0/8\"]\n[[fleet_lock.group]]\nname = \"w\"\non_expiry = \"later\"",
+                "on_expiry",
+            ),
+            (
+                "[fleet_lock]\ndatabase = \"l.db\"\nallowed_networks = [\"10.0.0.0/8\"]\n[[token]]\nfile = \"missing-token\"\nscopes = [\"lock-admin\"]",
+                "key `token[0].file`: /etc/cairn/missing-token",
+            ),
+            (
+                "[fleet_lock]\ndatabase = \"l.db\"\nallowed_networks = [\"10.0.0.0/8\"]\n[[token]]\nfile = \"t\"\nscopes = [\"everything\"]",
+                "everything",
+            ),
             (
                 "[[stream]]\nname = \"s\"\nscan = { repository = \"r.example/os\", base_graph = \"fcos:\" }",
                 "key `stream[0].scan.base_graph` (s): ",

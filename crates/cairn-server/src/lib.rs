@@ -12,24 +12,43 @@
 
 pub mod config;
 pub mod error;
+pub mod fleetlock;
 pub mod metrics;
 pub mod refresh;
 pub mod routes;
 pub mod snapshot;
 pub mod source;
 pub mod state;
+pub mod store;
+pub mod tokens;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 pub use config::Config;
 pub use state::AppState;
 
-/// Every route of the server.
+/// Every route of the server. FleetLock routes exist only when it is
+/// configured; they need the peer address, so serve this router with
+/// `into_make_service_with_connect_info::<SocketAddr>()`.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let mut router = Router::new();
+    if state.shared.fleet_lock.is_some() {
+        use routes::fleetlock;
+        router = router
+            .route("/v1/pre-reboot", post(fleetlock::pre_reboot))
+            .route("/v1/steady-state", post(fleetlock::steady_state))
+            .route("/v1/x-cairn/boot-failed", post(fleetlock::boot_failed))
+            .route("/v1/x-cairn/locks", get(fleetlock::status))
+            .route(
+                "/v1/x-cairn/locks/{group}/release",
+                post(fleetlock::release),
+            )
+            .route("/v1/x-cairn/locks/{group}/ack", post(fleetlock::ack));
+    }
+    router
         .route("/v1/graph", get(routes::graph::get))
         .route("/v2/graph/{stream}", get(routes::document::get))
         .route("/healthz", get(routes::health::healthz))
@@ -54,7 +73,7 @@ async fn method_not_allowed() -> error::ApiError {
     error::ApiError {
         status: axum::http::StatusCode::METHOD_NOT_ALLOWED,
         kind: "method_not_allowed",
-        value: "only GET is served; the server has no write endpoint".into(),
+        value: "this method is not served here: graph routes take GET, FleetLock calls POST".into(),
     }
 }
 
@@ -66,6 +85,12 @@ fn route_label(path: Option<&str>) -> &'static str {
         Some("/healthz") => "/healthz",
         Some("/readyz") => "/readyz",
         Some("/metrics") => "/metrics",
+        Some("/v1/pre-reboot") => "/v1/pre-reboot",
+        Some("/v1/steady-state") => "/v1/steady-state",
+        Some("/v1/x-cairn/boot-failed") => "/v1/x-cairn/boot-failed",
+        Some("/v1/x-cairn/locks") => "/v1/x-cairn/locks",
+        Some("/v1/x-cairn/locks/{group}/release") => "/v1/x-cairn/locks/release",
+        Some("/v1/x-cairn/locks/{group}/ack") => "/v1/x-cairn/locks/ack",
         _ => "other",
     }
 }
@@ -104,6 +129,9 @@ pub enum ServeError {
     /// The refresh threads could not start.
     #[error("starting the refresh threads: {0}")]
     Refresh(std::io::Error),
+    /// The FleetLock store could not be opened.
+    #[error("[fleet_lock]: {0}")]
+    Store(#[from] store::StoreError),
     /// The listen address is unusable.
     #[error("listening on {address}: {source}")]
     Listen {
@@ -127,11 +155,34 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         timeout: config.timeout,
         ..cairn_oci::ClientOptions::default()
     })?;
-    let state = AppState::new(
+    let clock = AppState::system_clock();
+    let fleet_lock = match &config.fleet_lock {
+        Some(section) => Some(open_fleet_lock(section, clock())?),
+        None => None,
+    };
+    let state = AppState::with_services(
         config.streams.iter().map(|s| s.name.clone()),
-        AppState::system_clock(),
+        clock,
         config.refresh_interval.as_secs(),
+        fleet_lock,
+        config.tokens.clone(),
     );
+    if let Some(lock) = &state.shared.fleet_lock {
+        if let Err(error) = lock.load_metrics(&state.shared.metrics).await {
+            tracing::error!(value = %error.value, "reading the FleetLock groups for metrics failed");
+        }
+        let ticking = state.clone();
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(fleetlock::TICK);
+            loop {
+                interval.tick().await;
+                if let Some(lock) = &ticking.shared.fleet_lock {
+                    lock.tick(&ticking.shared.metrics, (ticking.shared.clock)())
+                        .await;
+                }
+            }
+        });
+    }
     let sources = config
         .streams
         .iter()
@@ -152,10 +203,30 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         source,
     })?;
     tracing::info!(address = %bound, "serving");
-    axum::serve(listener, router(state))
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .await
         .map_err(|source| ServeError::Listen {
             address: config.listen,
             source,
         })
+}
+
+/// Open the configured FleetLock store; leases get the grace of the time the
+/// server was down, judged at `now`.
+pub fn open_fleet_lock(
+    section: &config::FleetLockConfig,
+    now: jiff::Timestamp,
+) -> Result<fleetlock::FleetLock, store::StoreError> {
+    let (store, opened) = store::embedded::EmbeddedStore::open(&section.database, now)?;
+    if opened.grace.is_positive() {
+        tracing::info!(
+            seconds = opened.grace.as_secs(),
+            "every FleetLock lease was extended by the time the server was down"
+        );
+    }
+    Ok(fleetlock::FleetLock::new(
+        section.clone(),
+        store::locks::LockBackend::Embedded(store),
+    ))
 }

@@ -53,6 +53,30 @@ pub struct StreamLabels {
     pub stream: String,
 }
 
+/// Labels of FleetLock metrics per group: a listed group's name, or
+/// `unlisted` for all the others (their names come from requests).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupLabels {
+    /// The group.
+    pub group: String,
+}
+
+/// Labels of lease expiries.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ExpiryLabels {
+    /// The group, as in [`GroupLabels`].
+    pub group: String,
+    /// `halt` or `release`.
+    pub on_expiry: &'static str,
+}
+
+/// Labels with only an error kind.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    /// A fixed error kind.
+    pub kind: &'static str,
+}
+
 /// Every metric the server exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -74,6 +98,18 @@ pub struct Metrics {
     /// Checksum-graph requests (no `oci=true`) answered with an empty graph:
     /// an image-only stream has no commit checksums to offer.
     pub empty_checksum_answers: Family<StreamLabels, Counter>,
+    /// FleetLock slots held, per group.
+    pub lock_slots_held: Family<GroupLabels, Gauge>,
+    /// FleetLock slots granted (new grants, not repeats), per group.
+    pub lock_grants: Family<GroupLabels, Counter>,
+    /// FleetLock calls refused, by error kind.
+    pub lock_denials: Family<KindLabels, Counter>,
+    /// Leases that ran out unreleased.
+    pub lock_lease_expiries: Family<ExpiryLabels, Counter>,
+    /// Groups halted now.
+    pub lock_halted_groups: Gauge,
+    /// Failed calls to the lock store, by error kind.
+    pub lock_backend_errors: Family<KindLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -131,7 +167,49 @@ impl Default for Metrics {
             "Requests without oci=true answered with an empty graph, as the stream has no commit checksums",
             empty_checksum_answers.clone(),
         );
+        let lock_slots_held = Family::<GroupLabels, Gauge>::default();
+        let lock_grants = Family::<GroupLabels, Counter>::default();
+        let lock_denials = Family::<KindLabels, Counter>::default();
+        let lock_lease_expiries = Family::<ExpiryLabels, Counter>::default();
+        let lock_halted_groups = Gauge::default();
+        let lock_backend_errors = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "cairn_fleet_lock_slots_held",
+            "FleetLock slots held, per group (unlisted groups together)",
+            lock_slots_held.clone(),
+        );
+        registry.register(
+            "cairn_fleet_lock_grants",
+            "FleetLock slots granted, per group",
+            lock_grants.clone(),
+        );
+        registry.register(
+            "cairn_fleet_lock_denials",
+            "FleetLock calls refused, by error kind",
+            lock_denials.clone(),
+        );
+        registry.register(
+            "cairn_fleet_lock_lease_expiries",
+            "FleetLock leases that ran out unreleased",
+            lock_lease_expiries.clone(),
+        );
+        registry.register(
+            "cairn_fleet_lock_halted_groups",
+            "FleetLock groups halted until an operator acks",
+            lock_halted_groups.clone(),
+        );
+        registry.register(
+            "cairn_fleet_lock_backend_errors",
+            "Failed calls to the FleetLock store, by error kind",
+            lock_backend_errors.clone(),
+        );
         Metrics {
+            lock_slots_held,
+            lock_grants,
+            lock_denials,
+            lock_lease_expiries,
+            lock_halted_groups,
+            lock_backend_errors,
             registry,
             requests,
             latency,

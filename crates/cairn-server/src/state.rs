@@ -1,7 +1,9 @@
 //! The server's shared state, passed explicitly to every handler.
 
+use crate::fleetlock::FleetLock;
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
+use crate::tokens::Tokens;
 use jiff::Timestamp;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -33,6 +35,10 @@ pub struct Shared {
     pub clock: Clock,
     /// `Cache-Control: max-age` of graph answers, in seconds.
     pub max_age: u64,
+    /// FleetLock, when configured.
+    pub fleet_lock: Option<FleetLock>,
+    /// Bearer tokens.
+    pub tokens: Arc<Tokens>,
 }
 
 /// One stream: the graph being served and how its source is doing.
@@ -56,6 +62,17 @@ pub struct Health {
 impl AppState {
     /// State for these streams, with no graph yet.
     pub fn new(streams: impl IntoIterator<Item = String>, clock: Clock, max_age: u64) -> Self {
+        Self::with_services(streams, clock, max_age, None, Arc::default())
+    }
+
+    /// State with FleetLock (when given) and tokens as well.
+    pub fn with_services(
+        streams: impl IntoIterator<Item = String>,
+        clock: Clock,
+        max_age: u64,
+        fleet_lock: Option<FleetLock>,
+        tokens: Arc<Tokens>,
+    ) -> Self {
         let streams: BTreeMap<String, StreamSlot> = streams
             .into_iter()
             .map(|s| (s, StreamSlot::default()))
@@ -76,6 +93,8 @@ impl AppState {
                 metrics,
                 clock,
                 max_age,
+                fleet_lock,
+                tokens,
             }),
         }
     }

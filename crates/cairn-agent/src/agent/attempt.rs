@@ -442,6 +442,14 @@ impl<R: CommandRunner> Agent<R> {
                 reason: reason.to_string(),
                 since: now,
             });
+            // Once, when the slot is first kept: a Cairn lock server halts the
+            // group now. If it cannot be told, the kept slot halts the group
+            // when its lease runs out (or holds it, on airlock).
+            if let Some(lock) = &self.lock
+                && let Err(error) = lock.boot_failed(reason).await
+            {
+                tracing::warn!(%error, "could not report the failed boot to the lock server");
+            }
         }
         self.leave(event)
     }

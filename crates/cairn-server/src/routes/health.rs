@@ -1,4 +1,5 @@
-//! `/healthz` (the process answers) and `/readyz` (every stream has a graph).
+//! `/healthz` (the process answers) and `/readyz` (every stream has a graph,
+//! and the FleetLock store, when configured, takes writes).
 
 use crate::state::AppState;
 use axum::extract::State;
@@ -28,13 +29,17 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             }),
         );
     }
+    let mut body = json!({"ready": ready, "streams": streams});
+    if let Some(lock) = &state.shared.fleet_lock {
+        let store = lock.ready().await;
+        ready &= store.is_ok();
+        body["ready"] = json!(ready);
+        body["fleet_lock"] = json!({"store_ok": store.is_ok(), "store_error": store.err()});
+    }
     let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (
-        status,
-        axum::Json(json!({"ready": ready, "streams": streams})),
-    )
+    (status, axum::Json(body))
 }

@@ -1,6 +1,7 @@
 //! One module per resource; `router` puts them together.
 
 pub mod document;
+pub mod fleetlock;
 pub mod graph;
 pub mod health;
 pub mod metrics;

@@ -181,6 +181,13 @@ fn expected() -> BTreeMap<String, String> {
         "cairn serve --listen [prose]",
         cairn_server::config::DEFAULT_LISTEN,
     );
+    // `cairn lock` asks a server at `cairn serve`'s own default address.
+    for verb in ["status", "release", "ack"] {
+        put(
+            &format!("cairn lock {verb} --server [default]"),
+            &format!("http://{}", cairn_server::config::DEFAULT_LISTEN),
+        );
+    }
     map
 }
 

@@ -15,6 +15,8 @@ mod config;
 mod demo;
 mod document;
 mod graph;
+#[cfg(feature = "server")]
+mod lock;
 // It checks every verb's help, so it needs them all: the default build.
 #[cfg(all(
     test,
@@ -65,6 +67,10 @@ enum Command {
     #[cfg(feature = "server")]
     /// Serve the Cincinnati graph API and Cairn documents.
     Serve(serve::Args),
+    #[cfg(feature = "server")]
+    /// Reboot slots on a `cairn serve` FleetLock service: status, release, ack.
+    #[command(subcommand)]
+    Lock(lock::LockCommand),
     #[cfg(feature = "agent")]
     /// Check the agent's configuration, or import Zincati's.
     #[command(subcommand)]
@@ -118,6 +124,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Document(command) => document::run(command),
         #[cfg(feature = "server")]
         Command::Serve(args) => serve::run(args),
+        #[cfg(feature = "server")]
+        Command::Lock(command) => lock::run(command),
         #[cfg(feature = "sim")]
         Command::Simulate(args) => simulate::run(args),
         #[cfg(feature = "demo")]
@@ -155,6 +163,7 @@ const GATED_VERBS: &[(&str, &str)] = &[
     ("keygen", "publish"),
     ("sign", "publish"),
     ("serve", "server"),
+    ("lock", "server"),
     ("simulate", "sim"),
     ("demo", "demo"),
     ("agent", "agent"),

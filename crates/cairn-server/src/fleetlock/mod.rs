@@ -1,0 +1,210 @@
+//! FleetLock: reboot slots for a fleet, with leases and failure halts.
+//!
+//! [`model`] holds the rules; the store (`crate::store::locks`) keeps the
+//! state; [`FleetLock`] puts them together for the handlers in
+//! `crate::routes::fleetlock`, with a timeout on every store call and the
+//! metrics.
+
+pub mod model;
+
+use crate::config::FleetLockConfig;
+use crate::error::ApiError;
+use crate::metrics::{ExpiryLabels, GroupLabels, KindLabels, Metrics};
+use crate::store::locks::{Change, LockBackend, LockStore};
+use axum::http::StatusCode;
+use jiff::Timestamp;
+use model::{GroupPolicy, LockOp, Outcome};
+use std::time::Duration;
+
+/// The longest a store call may take before the answer is a 503.
+pub const STORE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How often the server records its heartbeat and judges expired leases.
+pub const TICK: Duration = Duration::from_secs(5);
+
+/// FleetLock as the handlers see it.
+#[derive(Debug)]
+pub struct FleetLock {
+    /// The `[fleet_lock]` section.
+    pub config: FleetLockConfig,
+    /// Where the state is kept.
+    pub store: LockBackend,
+    /// The longest a store call may take.
+    pub timeout: Duration,
+}
+
+fn unavailable(value: String) -> ApiError {
+    ApiError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        kind: "backend_unavailable",
+        value,
+    }
+}
+
+impl FleetLock {
+    /// FleetLock over this store.
+    pub fn new(config: FleetLockConfig, store: LockBackend) -> FleetLock {
+        FleetLock {
+            config,
+            store,
+            timeout: STORE_TIMEOUT,
+        }
+    }
+
+    /// A group's metric label: listed groups by name, the rest together.
+    pub fn label(&self, group: &str) -> GroupLabels {
+        let listed =
+            self.config.groups.contains_key(group) || group == crate::config::DEFAULT_GROUP;
+        GroupLabels {
+            group: if listed { group } else { "unlisted" }.to_string(),
+        }
+    }
+
+    /// A group's rules for judging what is stored, even when calls for it
+    /// are refused now.
+    pub fn stored_policy(&self, group: &str) -> GroupPolicy {
+        self.config
+            .policy(group)
+            .unwrap_or(self.config.default_group)
+    }
+
+    /// Apply one operation through the store, within the timeout.
+    pub async fn apply(
+        &self,
+        metrics: &Metrics,
+        group: &str,
+        policy: GroupPolicy,
+        op: LockOp,
+        now: Timestamp,
+    ) -> Result<Change, ApiError> {
+        let name = op.name();
+        let answer =
+            tokio::time::timeout(self.timeout, self.store.apply(group, policy, op, now)).await;
+        let change = match answer {
+            Ok(Ok(change)) => change,
+            Ok(Err(error)) => {
+                metrics
+                    .lock_backend_errors
+                    .get_or_create(&KindLabels { kind: error.kind() })
+                    .inc();
+                tracing::error!(%error, operation = name, "the lock store failed");
+                return Err(unavailable(format!("the lock store failed: {error}")));
+            }
+            Err(_) => {
+                metrics
+                    .lock_backend_errors
+                    .get_or_create(&KindLabels { kind: "timeout" })
+                    .inc();
+                tracing::error!(operation = name, "the lock store did not answer in time");
+                return Err(unavailable(format!(
+                    "the lock store did not answer within {} s",
+                    self.timeout.as_secs_f64()
+                )));
+            }
+        };
+        self.record(metrics, group, policy, &change);
+        Ok(change)
+    }
+
+    fn record(&self, metrics: &Metrics, group: &str, policy: GroupPolicy, change: &Change) {
+        let label = self.label(group);
+        let held = change.after.holders.len() as i64 - change.before.holders.len() as i64;
+        metrics.lock_slots_held.get_or_create(&label).inc_by(held);
+        let halted =
+            i64::from(change.after.halt.is_some()) - i64::from(change.before.halt.is_some());
+        metrics.lock_halted_groups.inc_by(halted);
+        if change.applied.outcome == (Outcome::Granted { already: false }) {
+            metrics.lock_grants.get_or_create(&label).inc();
+        }
+        for expired in &change.applied.expired {
+            metrics
+                .lock_lease_expiries
+                .get_or_create(&ExpiryLabels {
+                    group: label.group.clone(),
+                    on_expiry: policy.on_expiry.as_str(),
+                })
+                .inc();
+            tracing::warn!(
+                group,
+                node = %expired.node,
+                at = %expired.at,
+                halted = expired.halted,
+                "a FleetLock lease ran out before the node released its slot"
+            );
+        }
+        if let (None, Some(halt)) = (&change.before.halt, &change.after.halt) {
+            tracing::warn!(group, node = %halt.node, reason = halt.reason.kind(), "FleetLock group halted");
+        }
+    }
+
+    /// Set the gauges from what is stored (at start).
+    pub async fn load_metrics(&self, metrics: &Metrics) -> Result<(), ApiError> {
+        let groups = self.groups().await?;
+        for (name, state) in &groups {
+            metrics
+                .lock_slots_held
+                .get_or_create(&self.label(name))
+                .inc_by(state.holders.len() as i64);
+            metrics
+                .lock_halted_groups
+                .inc_by(i64::from(state.halt.is_some()));
+        }
+        for name in self.config.groups.keys() {
+            metrics
+                .lock_slots_held
+                .get_or_create(&self.label(name))
+                .inc_by(0);
+        }
+        Ok(())
+    }
+
+    /// Every stored group, within the timeout.
+    pub async fn groups(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, model::GroupState>, ApiError> {
+        match tokio::time::timeout(self.timeout, self.store.groups()).await {
+            Ok(Ok(groups)) => Ok(groups),
+            Ok(Err(error)) => Err(unavailable(format!("the lock store failed: {error}"))),
+            Err(_) => Err(unavailable("the lock store did not answer in time".into())),
+        }
+    }
+
+    /// Judge the leases that ran out by `now`, in every group that has one.
+    pub async fn sweep(&self, metrics: &Metrics, now: Timestamp) -> Result<(), ApiError> {
+        for (name, state) in self.groups().await? {
+            if state.holders.values().any(|holder| holder.expires <= now) {
+                let policy = self.stored_policy(&name);
+                self.apply(metrics, &name, policy, LockOp::Expire, now)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The periodic work: the heartbeat, then expired leases.
+    pub async fn tick(&self, metrics: &Metrics, now: Timestamp) {
+        match tokio::time::timeout(self.timeout, self.store.heartbeat(now)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                metrics
+                    .lock_backend_errors
+                    .get_or_create(&KindLabels { kind: error.kind() })
+                    .inc();
+                tracing::error!(%error, "the lock store could not record the heartbeat");
+            }
+            Err(_) => tracing::error!("the lock store did not record the heartbeat in time"),
+        }
+        if let Err(error) = self.sweep(metrics, now).await {
+            tracing::error!(kind = error.kind, value = %error.value, "judging expired leases failed");
+        }
+    }
+
+    /// Whether the store can take writes, within the timeout.
+    pub async fn ready(&self) -> Result<(), String> {
+        match tokio::time::timeout(self.timeout, self.store.check()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err("the lock store did not answer in time".into()),
+        }
+    }
+}

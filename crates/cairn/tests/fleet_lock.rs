@@ -1,0 +1,328 @@
+//! `cairn serve` as a FleetLock server, as a process: slots survive SIGKILL,
+//! `cairn lock` shows, releases and acks, and Cairn agents on stand-in hosts
+//! hold a failed boot's slot and halt their group.
+
+mod common;
+use common::agent::{Daemon, wait_for_passes};
+use common::fleet::{Node, Published, command, fragment, node, published};
+use common::{cairn, wait_until};
+
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "lock-admin-token-0123456789";
+
+/// A running `cairn serve`, killed (SIGKILL) when dropped.
+struct Served {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Write the server's configuration into `dir`.
+fn configure(dir: &Path, groups: &str) {
+    std::fs::write(dir.join("admin.token"), format!("{TOKEN}\n")).expect("token");
+    std::fs::write(
+        dir.join("server.toml"),
+        format!(
+            "[[token]]\nfile = \"admin.token\"\nscopes = [\"lock-admin\"]\n\
+             [fleet_lock]\ndatabase = \"locks.sqlite\"\nallowed_networks = [\"127.0.0.0/8\"]\n{groups}"
+        ),
+    )
+    .expect("config");
+}
+
+/// Start `cairn serve` on a free loopback port; waits until it listens.
+fn serve(dir: &Path) -> Served {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(dir.join("server.toml"))
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cairn serve starts");
+    let stderr = child.stderr.take().expect("piped");
+    let (lines, seen) = std::sync::mpsc::channel();
+    // Keeps draining after the address is found, so the pipe never fills.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut log = String::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(line) = seen.recv_timeout(left) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("cairn serve did not start:\n{log}");
+        };
+        if let Some(at) = line.find("address=") {
+            let address: String = line[at + "address=".len()..]
+                .chars()
+                .take_while(|c| !c.is_whitespace())
+                .collect();
+            return Served {
+                child,
+                url: format!("http://{address}"),
+            };
+        }
+        log.push_str(&line);
+        log.push('\n');
+    }
+}
+
+/// A FleetLock call exactly as Zincati makes it; the status and error kind.
+async fn zincati(server: &Served, operation: &str, id: &str, group: &str) -> (u16, String) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/{operation}", server.url))
+        .header("fleet-lock-protocol", "true")
+        .header("content-type", "application/json")
+        .body(json!({"client_params": {"id": id, "group": group}}).to_string())
+        .send()
+        .await
+        .expect("send");
+    let status = response.status().as_u16();
+    let body: Value =
+        serde_json::from_str(&response.text().await.expect("body")).unwrap_or_default();
+    (
+        status,
+        body["kind"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+fn lock_cli(server: &Served, dir: &Path, args: &[&str]) -> std::process::Output {
+    let token = dir.join("admin.token").display().to_string();
+    let mut all: Vec<&str> = vec!["lock"];
+    all.extend(args);
+    all.extend([
+        "--server",
+        server.url.as_str(),
+        "--token-file",
+        token.as_str(),
+    ]);
+    cairn(&all)
+}
+
+fn lock_status(server: &Served, dir: &Path) -> Value {
+    let out = lock_cli(server, dir, &["status", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+fn group<'a>(status: &'a Value, name: &str) -> &'a Value {
+    status["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .find(|g| g["group"] == name)
+        .unwrap_or(&Value::Null)
+}
+
+fn holder_ids(status: &Value, name: &str) -> Vec<String> {
+    group(status, name)["holders"]
+        .as_array()
+        .map(|h| {
+            h.iter()
+                .filter_map(|h| h["id"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn held_slots_survive_sigkill_and_operators_release_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    configure(dir.path(), "default_group = { slots = 2 }\n");
+    let server = serve(dir.path());
+    assert_eq!(
+        zincati(&server, "pre-reboot", "node-a", "default").await,
+        (200, String::new())
+    );
+    assert_eq!(
+        zincati(&server, "pre-reboot", "node-b", "default").await,
+        (200, String::new())
+    );
+    // SIGKILL: no shutdown code runs.
+    drop(server);
+    let server = serve(dir.path());
+    assert_eq!(
+        zincati(&server, "pre-reboot", "node-c", "default").await,
+        (409, "group_full".to_string())
+    );
+    // The holders hold, recursively.
+    assert_eq!(
+        zincati(&server, "pre-reboot", "node-a", "default").await.0,
+        200
+    );
+    let status = lock_status(&server, dir.path());
+    assert_eq!(holder_ids(&status, "default"), ["node-a", "node-b"]);
+
+    let out = lock_cli(&server, dir.path(), &["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("group default: 2 of 2 slots held; lease 1h; on expiry halt\n"),
+        "{text}"
+    );
+    assert!(text.contains("  node-a: taken "), "{text}");
+
+    let out = lock_cli(&server, dir.path(), &["release", "default", "node-a"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "node-a's slot in group default is released\n"
+    );
+    assert_eq!(
+        zincati(&server, "pre-reboot", "node-c", "default").await.0,
+        200
+    );
+    let out = lock_cli(&server, dir.path(), &["ack", "default"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "group default was not halted; nothing changed\n"
+    );
+
+    // Without a token: a clear refusal.
+    let out = cairn(&["lock", "status", "--server", server.url.as_str()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("HTTP 401: missing_token") && stderr.contains("pass --token-file"),
+        "{stderr}"
+    );
+    let readyz = reqwest::get(format!("{}/readyz", server.url))
+        .await
+        .expect("readyz");
+    assert_eq!(readyz.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn a_second_server_on_the_same_database_refuses_to_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    configure(dir.path(), "");
+    let _server = serve(dir.path());
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(dir.path().join("server.toml"))
+        .output()
+        .expect("cairn runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("another `cairn serve`"), "{stderr}");
+}
+
+fn spawn_agent(p: &Published, n: &Node) -> Daemon {
+    command(p, n, &["agent"]).daemon(&n.state)
+}
+
+fn agent_node(p: &Published, name: &str, machine_id: &str, server: &Served) -> Node {
+    let n = node(
+        p,
+        name,
+        1,
+        &format!(
+            "{}[strategy.fleet_lock]\nbase_url = \"{}/\"\ngroup = \"workers\"\n",
+            fragment(p, 0.3),
+            server.url
+        ),
+    );
+    std::fs::write(
+        Path::new(&n.root).join("etc/machine-id"),
+        format!("{machine_id}\n"),
+    )
+    .expect("machine-id");
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_boot_halts_the_group_and_the_other_host_waits_for_ack() {
+    let p = published().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    configure(
+        dir.path(),
+        "[[fleet_lock.group]]\nname = \"workers\"\nslots = 2\n",
+    );
+    let server = serve(dir.path());
+    let first = agent_node(&p, "first", "0123456789abcdef0123456789abcdef", &server);
+    let second = agent_node(&p, "second", "fedcba9876543210fedcba9876543210", &server);
+
+    let _first_agent = spawn_agent(&p, &first);
+    wait_until("the first host finalizes", || {
+        first.host.state().apply_pid.is_some()
+    })
+    .await;
+    let status = lock_status(&server, dir.path());
+    let holders = holder_ids(&status, "workers");
+    assert_eq!(holders.len(), 1, "{status}");
+    // Its new boot fails: it comes back on the old release.
+    first.host.reboot(false);
+    let mut halted = Value::Null;
+    for _ in 0..400 {
+        halted = lock_status(&server, dir.path());
+        if !group(&halted, "workers")["halt"].is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let halt = &group(&halted, "workers")["halt"];
+    assert_eq!(halt["reason"], "boot_failed", "{halted}");
+    assert_eq!(halt["node"].as_str(), Some(holders[0].as_str()), "{halted}");
+    assert_eq!(
+        holder_ids(&halted, "workers"),
+        holders,
+        "the failed host keeps its slot"
+    );
+
+    // The second host stages, but may not reboot while the group is halted,
+    // though a slot is free.
+    let _second_agent = spawn_agent(&p, &second);
+    wait_until("the second host staged", || {
+        second.host.state().staged.is_some()
+    })
+    .await;
+    wait_for_passes(&second, 3).await;
+    assert!(
+        second.host.state().apply_pid.is_none(),
+        "no reboot while halted"
+    );
+    let metrics = reqwest::get(format!("{}/metrics", server.url))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("cairn_fleet_lock_halted_groups 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("cairn_fleet_lock_denials_total{kind=\"group_halted\"}"),
+        "{metrics}"
+    );
+
+    let out = lock_cli(&server, dir.path(), &["ack", "workers"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "group workers is resumed: its nodes may take slots again\n"
+    );
+    wait_until("the second host finalizes after the ack", || {
+        second.host.state().apply_pid.is_some()
+    })
+    .await;
+    let status = lock_status(&server, dir.path());
+    assert_eq!(holder_ids(&status, "workers").len(), 2, "{status}");
+}
