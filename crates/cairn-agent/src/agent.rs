@@ -106,7 +106,15 @@ fn backoff(attempts: u32) -> jiff::SignedDuration {
 /// Why finalization stops at the reboot lock: every slot held by others is
 /// a wait; any other answer (or none) is the lock server failing.
 fn lock_wait(error: &crate::fleetlock::LockError) -> Reason {
-    if error.held_by_others() {
+    if error.group_halted() {
+        Reason::new(
+            ReasonKind::RebootLockWait,
+            format!(
+                "waiting: the lock server halted this host's group ({error}); an operator lifts it"
+            ),
+        )
+        .caused_by(error.kind())
+    } else if error.held_by_others() {
         Reason::new(
             ReasonKind::RebootLockWait,
             format!("waiting for reboot lock ({error})"),
@@ -293,11 +301,39 @@ impl<R: CommandRunner> Agent<R> {
         if self.persisted.slot_kept.is_some()
             && (self.keeps_slot_after_failure() || self.lock.is_none())
         {
+            self.report_kept_slot().await;
             return Ok(());
         }
         self.give_slot_back().await?;
         self.persisted.save(&self.state_dir)?;
         Ok(())
+    }
+
+    /// Tell the lock server that the boot behind a kept slot failed, so a
+    /// Cairn server halts the group at once; until it has heard (the network
+    /// may not be up right after the boot), every pass asks again. Without
+    /// the report, a server with `on_expiry = "release"` would hand the slot
+    /// to the next host when the lease runs out.
+    pub(crate) async fn report_kept_slot(&mut self) {
+        let (Some(lock), Some(kept)) = (&self.lock, &self.persisted.slot_kept) else {
+            return;
+        };
+        if kept.reported {
+            return;
+        }
+        match lock.boot_failed(&kept.reason).await {
+            Ok(()) => {
+                if let Some(kept) = self.persisted.slot_kept.as_mut() {
+                    kept.reported = true;
+                }
+                if let Err(error) = self.persisted.save(&self.state_dir) {
+                    tracing::warn!(%error, "could not record that the failed boot was reported");
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "could not report the failed boot to the lock server; trying again at the next pass");
+            }
+        }
     }
 
     /// `steady-state` at the lock server, and forget the slot. With no lock
@@ -836,6 +872,16 @@ mod tests {
         assert_eq!(failed.kind, ReasonKind::LockError);
         assert_eq!(failed.cause.as_deref(), Some("refused"));
         assert_eq!(lock_wait(&refused(400)).kind, ReasonKind::LockError);
+        // A Cairn server's halted group is a wait, whatever its status code.
+        let halted = lock_wait(&LockError::Refused {
+            url: "http://lock/v1/pre-reboot".into(),
+            status: 423,
+            kind: "group_halted".into(),
+            value: "node n's boot failed at t".into(),
+        });
+        assert_eq!(halted.kind, ReasonKind::RebootLockWait);
+        assert_eq!(halted.cause.as_deref(), Some("group_halted"));
+        assert!(halted.message.contains("halted"), "{}", halted.message);
         let down = LockError::Transport {
             url: "http://lock/v1/pre-reboot".into(),
             message: "connection refused".into(),

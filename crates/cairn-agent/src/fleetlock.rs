@@ -54,6 +54,7 @@ impl LockError {
         match self {
             LockError::Transport { .. } => "transport",
             _ if self.held_by_others() => "held_by_others",
+            _ if self.group_halted() => "group_halted",
             LockError::Refused { .. } => "refused",
         }
     }
@@ -62,6 +63,12 @@ impl LockError {
     /// (409, the FleetLock protocol's answer): a wait, not a failure.
     pub fn held_by_others(&self) -> bool {
         matches!(self, LockError::Refused { status: 409, .. })
+    }
+
+    /// True when a Cairn lock server halted the group (after a failed boot
+    /// or an expired lease) until an operator acknowledges it: a wait too.
+    pub fn group_halted(&self) -> bool {
+        matches!(self, LockError::Refused { kind, .. } if kind == "group_halted")
     }
 }
 

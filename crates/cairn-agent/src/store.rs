@@ -66,6 +66,10 @@ pub struct KeptSlot {
     pub reason: String,
     /// Since when.
     pub since: Timestamp,
+    /// The lock server was told (Cairn's boot-failed extension), or needs
+    /// no telling (it has no such extension). Retried at every pass until so.
+    #[serde(default)]
+    pub reported: bool,
 }
 
 /// Everything the agent must remember across restarts and reboots.

@@ -23,6 +23,9 @@ struct Locks {
     slots: usize,
     holders: BTreeMap<String, BTreeSet<String>>,
     requests: Vec<(String, String, String)>,
+    /// The status Cairn's boot-failed extension answers; `None`: 404, as a
+    /// server without the extension (airlock) answers.
+    boot_failed_status: Option<u16>,
 }
 
 impl LockServer {
@@ -37,6 +40,10 @@ impl LockServer {
             .route(
                 "/fleet_lock/v1/steady-state",
                 axum::routing::post(steady_state),
+            )
+            .route(
+                "/fleet_lock/v1/x-cairn/boot-failed",
+                axum::routing::post(boot_failed),
             )
             .with_state(Arc::clone(&state));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -77,6 +84,14 @@ impl LockServer {
                 .entry(group.to_string())
                 .or_default()
                 .insert(id.to_string());
+        }
+    }
+
+    /// Answer Cairn's boot-failed extension with `status` (`None`: 404, as
+    /// airlock does). Each call is recorded as `x-cairn/boot-failed`.
+    pub fn answer_boot_failed(&self, status: Option<u16>) {
+        if let Ok(mut locks) = self.state.lock() {
+            locks.boot_failed_status = status;
         }
     }
 
@@ -183,4 +198,23 @@ async fn steady_state(
         holders.remove(&id);
     }
     StatusCode::OK.into_response()
+}
+
+async fn boot_failed(
+    State(state): State<Arc<Mutex<Locks>>>,
+    headers: HeaderMap,
+    body: String,
+) -> axum::response::Response {
+    let (locks, _, _) = match begin(&state, &headers, &body, "x-cairn/boot-failed") {
+        Ok(begun) => begun,
+        Err(response) => return *response,
+    };
+    match locks
+        .boot_failed_status
+        .and_then(|code| StatusCode::from_u16(code).ok())
+    {
+        Some(status) if status.is_success() => status.into_response(),
+        Some(status) => error(status, "unavailable", "the test says no"),
+        None => error(StatusCode::NOT_FOUND, "not_found", "no such resource"),
+    }
 }

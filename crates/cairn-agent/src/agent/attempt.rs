@@ -441,16 +441,11 @@ impl<R: CommandRunner> Agent<R> {
                 version: target.version.clone(),
                 reason: reason.to_string(),
                 since: now,
+                reported: false,
             });
-            // Once, when the slot is first kept: a Cairn lock server halts the
-            // group now. If it cannot be told, the kept slot halts the group
-            // when its lease runs out (or holds it, on airlock).
-            if let Some(lock) = &self.lock
-                && let Err(error) = lock.boot_failed(reason).await
-            {
-                tracing::warn!(%error, "could not report the failed boot to the lock server");
-            }
+            self.persisted.save(&self.state_dir)?;
         }
+        self.report_kept_slot().await;
         self.leave(event)
     }
 

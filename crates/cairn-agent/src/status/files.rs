@@ -408,6 +408,7 @@ mod tests {
             version: "44.3".into(),
             reason: "rolled back from it".into(),
             since: at(1_800_000_000),
+            reported: true,
         })));
         assert_eq!(
             motd(&kept).as_deref(),

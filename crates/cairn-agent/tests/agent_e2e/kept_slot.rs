@@ -207,3 +207,31 @@ async fn a_kept_slot_outlives_removing_the_lock_from_the_configuration() {
     let kept = unlocked.persisted.slot_kept.clone().expect("kept");
     assert_eq!(kept.group.as_deref(), Some("default"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_failed_boot_is_reported_to_the_lock_server_until_it_hears() {
+    let fleet = fleet().await;
+    let lock = LockServer::start(1).await;
+    // A Cairn lock server that is not reachable yet right after the boot.
+    lock.answer_boot_failed(Some(503));
+    let n = node(&fleet, 1, 0.1, LOCK);
+    let mut agent = fail_a_boot(&fleet, &n, &lock).await;
+    let reports = |lock: &LockServer| {
+        lock.requests()
+            .iter()
+            .filter(|(operation, _, _)| operation == "x-cairn/boot-failed")
+            .count()
+    };
+    assert_eq!(reports(&lock), 1, "told at once");
+    assert!(!agent.persisted.slot_kept.clone().expect("kept").reported);
+    // Every pass asks again until the server hears it; then never again.
+    agent.tick(&world(&fleet)).await.expect("check");
+    assert_eq!(reports(&lock), 2);
+    lock.answer_boot_failed(Some(200));
+    agent.tick(&world(&fleet)).await.expect("check");
+    assert_eq!(reports(&lock), 3);
+    assert!(agent.persisted.slot_kept.clone().expect("kept").reported);
+    agent.tick(&world(&fleet)).await.expect("check");
+    assert_eq!(reports(&lock), 3, "heard: not sent again");
+    assert_eq!(lock.holders("default"), vec!["node-0.1".to_string()]);
+}
