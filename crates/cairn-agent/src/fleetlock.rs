@@ -132,6 +132,12 @@ impl FleetLockClient {
             Err(LockError::Refused {
                 status: 404 | 405, ..
             }) => Ok(()),
+            // The server no longer counts this node as a holder (its lease
+            // ran out, or an operator released it): asking again cannot help.
+            Err(LockError::Refused { kind, value, .. }) if kind == "not_holder" => {
+                tracing::warn!(%value, "the lock server did not take the failed-boot report");
+                Ok(())
+            }
             other => other,
         }
     }

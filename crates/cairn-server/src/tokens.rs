@@ -92,7 +92,11 @@ impl Tokens {
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
+            // The scheme is case-insensitive (RFC 9110).
+            .and_then(|value| {
+                let (scheme, token) = value.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then_some(token)
+            })
             .map(str::trim)
             .ok_or_else(|| {
                 unauthorized(
@@ -154,6 +158,7 @@ mod tests {
         ]);
         let kind = |h: &HeaderMap| tokens.authorize(h, Scope::LockAdmin).err().map(|e| e.kind);
         assert_eq!(kind(&headers("Bearer admin-secret-0123456789")), None);
+        assert_eq!(kind(&headers("bearer admin-secret-0123456789")), None);
         assert_eq!(kind(&HeaderMap::new()), Some("missing_token"));
         assert_eq!(kind(&headers("Basic abc")), Some("missing_token"));
         assert_eq!(

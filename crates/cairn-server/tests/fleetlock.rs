@@ -597,3 +597,42 @@ async fn a_restarted_server_does_not_halt_groups_for_its_own_downtime() {
         Some("a")
     );
 }
+
+#[tokio::test]
+async fn only_a_holder_halts_its_group_and_ack_frees_the_failed_node_s_slot() {
+    let server = start(LOOPBACK).await;
+    let report = |id: &'static str| {
+        let url = format!("{}/v1/x-cairn/boot-failed", server.url);
+        async move {
+            let response = reqwest::Client::new()
+                .post(url)
+                .header("fleet-lock-protocol", "true")
+                .body(json!({"client_params": {"id": id, "group": "default"}, "reason": "rolled back"}).to_string())
+                .send()
+                .await
+                .expect("send");
+            let status = response.status().as_u16();
+            let body: Value =
+                serde_json::from_str(&response.text().await.expect("body")).expect("json");
+            (status, body)
+        }
+    };
+    // A client holding nothing cannot halt the group.
+    let (status, body) = report("stranger").await;
+    assert_eq!(
+        (status, body["kind"].as_str()),
+        (409, Some("not_holder")),
+        "{body}"
+    );
+    let (_, locks) = admin(&server, "GET", "", None).await;
+    assert!(holders(&locks, "default").is_empty(), "{locks}");
+    // The holder's failed boot halts it; the ack frees its slot as well.
+    assert_eq!(zincati(&server, "pre-reboot", "a", "default").await.0, 200);
+    assert_eq!(report("a").await.0, 200);
+    assert_eq!(zincati(&server, "pre-reboot", "b", "default").await.0, 423);
+    let (status, body) = admin(&server, "POST", "/default/ack", None).await;
+    assert_eq!((status, &body["was_halted"]), (200, &json!(true)), "{body}");
+    let (_, locks) = admin(&server, "GET", "", None).await;
+    assert!(holders(&locks, "default").is_empty(), "{locks}");
+    assert_eq!(zincati(&server, "pre-reboot", "b", "default").await.0, 200);
+}

@@ -88,7 +88,11 @@ impl FleetLock {
                     .get_or_create(&KindLabels { kind: error.kind() })
                     .inc();
                 tracing::error!(%error, operation = name, "the lock store failed");
-                return Err(unavailable(format!("the lock store failed: {error}")));
+                // The details (file names) stay in the server's log.
+                return Err(unavailable(format!(
+                    "the lock store failed ({}); nothing was granted",
+                    error.kind()
+                )));
             }
             Err(_) => {
                 metrics
@@ -97,7 +101,7 @@ impl FleetLock {
                     .inc();
                 tracing::error!(operation = name, "the lock store did not answer in time");
                 return Err(unavailable(format!(
-                    "the lock store did not answer within {} s",
+                    "the lock store did not answer within {} s; the call may still have taken effect, so ask again (calls are recursive and idempotent)",
                     self.timeout.as_secs_f64()
                 )));
             }
@@ -164,7 +168,13 @@ impl FleetLock {
     ) -> Result<std::collections::BTreeMap<String, model::GroupState>, ApiError> {
         match tokio::time::timeout(self.timeout, self.store.groups()).await {
             Ok(Ok(groups)) => Ok(groups),
-            Ok(Err(error)) => Err(unavailable(format!("the lock store failed: {error}"))),
+            Ok(Err(error)) => {
+                tracing::error!(%error, "the lock store failed");
+                Err(unavailable(format!(
+                    "the lock store failed ({})",
+                    error.kind()
+                )))
+            }
             Err(_) => Err(unavailable("the lock store did not answer in time".into())),
         }
     }

@@ -173,6 +173,9 @@ pub enum Denial {
     },
     /// The group is halted.
     Halted(Halt),
+    /// Only a node holding a slot may report its failed boot (so a client
+    /// cannot halt a group it has no part in, or invent groups to halt).
+    NotHolder,
 }
 
 impl Denial {
@@ -181,6 +184,7 @@ impl Denial {
         match self {
             Denial::Full { .. } => "group_full",
             Denial::Halted(_) => "group_halted",
+            Denial::NotHolder => "not_holder",
         }
     }
 }
@@ -245,6 +249,9 @@ impl GroupState {
             LockOp::SteadyState { id } | LockOp::Release { id } => Outcome::Released {
                 was_held: self.holders.remove(id).is_some(),
             },
+            LockOp::BootFailed { id, .. } if !self.holders.contains_key(id) => {
+                Outcome::Denied(Denial::NotHolder)
+            }
             LockOp::BootFailed { id, reason } => {
                 if self.halt.is_none() {
                     self.halt = Some(Halt {
@@ -257,9 +264,22 @@ impl GroupState {
                 }
                 Outcome::Halted
             }
-            LockOp::Ack => Outcome::Acked {
-                was_halted: self.halt.take().is_some(),
-            },
+            LockOp::Ack => {
+                // The operator has looked at the failure: the slot the failed
+                // node kept goes too, or its lease would halt the group again.
+                let halt = self.halt.take();
+                if let Some(Halt {
+                    node,
+                    reason: HaltReason::BootFailed { .. },
+                    ..
+                }) = &halt
+                {
+                    self.holders.remove(node);
+                }
+                Outcome::Acked {
+                    was_halted: halt.is_some(),
+                }
+            }
             LockOp::Expire => Outcome::Judged,
         };
         Applied { outcome, expired }
@@ -537,6 +557,43 @@ mod tests {
         ));
         g.apply(&LockOp::Ack, &p, t(10));
         assert_eq!(g.apply(&take("b"), &p, t(11)).outcome, granted(false));
+    }
+
+    #[test]
+    fn only_a_holder_reports_a_failed_boot() {
+        let p = policy(1, OnExpiry::Halt);
+        let mut g = GroupState::default();
+        let stranger = LockOp::BootFailed {
+            id: "z".into(),
+            reason: "made up".into(),
+        };
+        assert_eq!(
+            g.apply(&stranger, &p, t(0)).outcome,
+            Outcome::Denied(Denial::NotHolder)
+        );
+        assert_eq!(g, GroupState::default(), "nothing stored for it");
+        assert_eq!(Denial::NotHolder.kind(), "not_holder");
+    }
+
+    #[test]
+    fn ack_after_a_failed_boot_frees_the_failed_node_s_slot() {
+        let p = policy(1, OnExpiry::Halt);
+        let mut g = GroupState::default();
+        g.apply(&take("a"), &p, t(0));
+        let failed = LockOp::BootFailed {
+            id: "a".into(),
+            reason: "rolled back".into(),
+        };
+        g.apply(&failed, &p, t(5));
+        assert_eq!(
+            g.apply(&LockOp::Ack, &p, t(10)).outcome,
+            Outcome::Acked { was_halted: true }
+        );
+        assert!(g.holders.is_empty(), "{g:?}");
+        // So its lease cannot halt the group again an hour later.
+        assert_eq!(g.apply(&LockOp::Expire, &p, t(120)).expired, vec![]);
+        assert_eq!(g.halt, None);
+        assert_eq!(g.apply(&take("b"), &p, t(121)).outcome, granted(false));
     }
 
     #[test]

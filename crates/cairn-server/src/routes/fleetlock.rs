@@ -60,7 +60,7 @@ struct Call {
 }
 
 /// Check everything about a lock call before the store is asked.
-async fn check(lock: &FleetLock, request: Request) -> Result<Call, ApiError> {
+async fn check(lock: &FleetLock, request: Request, releasing: bool) -> Result<Call, ApiError> {
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -110,11 +110,21 @@ async fn check(lock: &FleetLock, request: Request) -> Result<Call, ApiError> {
             ),
         ));
     }
-    let policy = lock.config.policy(&group).ok_or_else(|| ApiError {
-        status: StatusCode::FORBIDDEN,
-        kind: "unknown_group",
-        value: format!("group {group} is not configured, and this server refuses unlisted groups"),
-    })?;
+    // A slot is always given back, even in a group the configuration now
+    // refuses: its holder could never release it otherwise.
+    let policy = match lock.config.policy(&group) {
+        Some(policy) => policy,
+        None if releasing => lock.stored_policy(&group),
+        None => {
+            return Err(ApiError {
+                status: StatusCode::FORBIDDEN,
+                kind: "unknown_group",
+                value: format!(
+                    "group {group} is not configured, and this server refuses unlisted groups"
+                ),
+            });
+        }
+    };
     Ok(Call {
         id,
         group,
@@ -140,7 +150,16 @@ async fn lock_call(
     op: impl FnOnce(&Call) -> LockOp,
 ) -> Result<(Call, Outcome), ApiError> {
     let lock = fleet(state)?;
-    let call = check(lock, request).await?;
+    let call = check(lock, request, false).await?;
+    apply_call(state, lock, call, op).await
+}
+
+async fn apply_call(
+    state: &AppState,
+    lock: &FleetLock,
+    call: Call,
+    op: impl FnOnce(&Call) -> LockOp,
+) -> Result<(Call, Outcome), ApiError> {
     let now = (state.shared.clock)();
     let change = lock
         .apply(
@@ -210,11 +229,15 @@ fn internal(outcome: &Outcome) -> Response {
 
 /// `POST /v1/steady-state`: give the slot back (success when none is held).
 pub async fn steady_state(State(state): State<AppState>, request: Request) -> Response {
-    match lock_call(&state, request, |call| LockOp::SteadyState {
-        id: call.id.clone(),
-    })
-    .await
-    {
+    let released = async {
+        let lock = fleet(&state)?;
+        let call = check(lock, request, true).await?;
+        apply_call(&state, lock, call, |call| LockOp::SteadyState {
+            id: call.id.clone(),
+        })
+        .await
+    };
+    match released.await {
         Ok((_, Outcome::Released { was_held })) => {
             Json(json!({"released": was_held})).into_response()
         }
@@ -231,6 +254,17 @@ pub async fn boot_failed(State(state): State<AppState>, request: Request) -> Res
     };
     match lock_call(&state, request, op).await {
         Ok((_, Outcome::Halted)) => Json(json!({"halted": true})).into_response(),
+        Ok((call, Outcome::Denied(Denial::NotHolder))) => refused(
+            &state,
+            ApiError {
+                status: StatusCode::CONFLICT,
+                kind: "not_holder",
+                value: format!(
+                    "node {} holds no slot in group {}; only a holder's failed boot halts it",
+                    call.id, call.group
+                ),
+            },
+        ),
         Ok((_, other)) => internal(&other),
         Err(error) => refused(&state, error),
     }
@@ -311,11 +345,19 @@ pub async fn release(
     State(state): State<AppState>,
     Path(group): Path<String>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let lock = fleet(&state)?;
+    // The token first: nobody else gets a body read.
     state.shared.tokens.authorize(&headers, Scope::LockAdmin)?;
     let policy = admin_group(lock, &group)?;
+    let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            kind: "body_too_large",
+            value: format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+        })?;
     let body: ReleaseBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request("invalid_body", format!("expected {{\"id\":..}}: {e}"))
     })?;

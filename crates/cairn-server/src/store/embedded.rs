@@ -75,6 +75,27 @@ impl EmbeddedStore {
     /// Open (or create) the database at `path` and start its thread. Leases
     /// are extended by the time since the last heartbeat, judged at `now`.
     pub fn open(path: &Path, now: Timestamp) -> Result<(EmbeddedStore, Opened), StoreError> {
+        let (worker, opened) = Worker::open(path, now)?;
+        let writable = worker.writable.clone();
+        let (requests, receiver) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("fleet-lock-store".into())
+            .spawn(move || worker.run(&receiver))
+            .map_err(|e| StoreError::Open {
+                path: path.display().to_string(),
+                message: format!("starting its thread: {e}"),
+            })?;
+        Ok((EmbeddedStore { requests, writable }, opened))
+    }
+
+    fn send(&self, request: Request) -> Result<(), StoreError> {
+        self.requests.send(request).map_err(|_| StoreError::Stopped)
+    }
+}
+
+impl Worker {
+    /// Open the database and bring every lease past the downtime.
+    fn open(path: &Path, now: Timestamp) -> Result<(Worker, Opened), StoreError> {
         let shown = path.display().to_string();
         let open_error = |e: rusqlite::Error| StoreError::Open {
             path: shown.clone(),
@@ -96,7 +117,11 @@ impl EmbeddedStore {
             )
             .map_err(|e| StoreError::Open {
                 path: shown.clone(),
-                message: format!("{e} (is another `cairn serve` using this database?)"),
+                message: if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) {
+                    format!("{e} (is another `cairn serve` using this database?)")
+                } else {
+                    e.to_string()
+                },
             })?;
         let mut worker = Worker {
             connection,
@@ -128,20 +153,7 @@ impl EmbeddedStore {
             })
             .collect();
         worker.commit(&changed, Some(now))?;
-        let writable = worker.writable.clone();
-        let (requests, receiver) = mpsc::channel();
-        std::thread::Builder::new()
-            .name("fleet-lock-store".into())
-            .spawn(move || worker.run(&receiver))
-            .map_err(|e| StoreError::Open {
-                path: shown,
-                message: format!("starting its thread: {e}"),
-            })?;
-        Ok((EmbeddedStore { requests, writable }, Opened { grace }))
-    }
-
-    fn send(&self, request: Request) -> Result<(), StoreError> {
-        self.requests.send(request).map_err(|_| StoreError::Stopped)
+        Ok((worker, Opened { grace }))
     }
 }
 
@@ -232,7 +244,11 @@ impl Worker {
         heartbeat: Option<Timestamp>,
     ) -> Result<(), StoreError> {
         let result = self.try_commit(changed, heartbeat);
-        self.writable.store(result.is_ok(), Ordering::Relaxed);
+        // Only a write tried says whether the store can write: a batch of
+        // readers alone must not clear the mark of a failed commit.
+        if !changed.is_empty() || heartbeat.is_some() {
+            self.writable.store(result.is_ok(), Ordering::Relaxed);
+        }
         result
     }
 
@@ -298,11 +314,22 @@ impl Worker {
                     Err(_) => break,
                 }
             }
-            self.serve_batch(batch);
+            if self.serve_batch(batch).is_err() {
+                // Memory may now be ahead of the disk: serving it could show
+                // grants that were answered 503. Stop: every later call gets
+                // 503, and /readyz fails.
+                self.writable.store(false, Ordering::Relaxed);
+                tracing::error!(
+                    "the lock store stopped: restart the server once the database is usable"
+                );
+                return;
+            }
         }
     }
 
-    fn serve_batch(&mut self, batch: Vec<Request>) {
+    /// Serve one batch. An error means memory could not be brought back in
+    /// line with the disk after a failed commit.
+    fn serve_batch(&mut self, batch: Vec<Request>) -> Result<(), StoreError> {
         let mut changed: Vec<String> = Vec::new();
         let mut heartbeat: Option<Timestamp> = None;
         let mut applied = Vec::new();
@@ -317,6 +344,11 @@ impl Worker {
                     now,
                     reply,
                 } => {
+                    // The caller gave up (its timeout answered 503): applying
+                    // it now would grant a slot nobody heard of.
+                    if reply.is_closed() {
+                        continue;
+                    }
                     let state = self.groups.entry(group.clone()).or_default();
                     let before = state.clone();
                     let result = state.apply(&op, &policy, now);
@@ -355,21 +387,23 @@ impl Worker {
             }
             Err(error) => {
                 tracing::error!(%error, "the lock store could not commit; nothing was granted");
-                // Memory must not run ahead of the disk: read it back.
-                if let Err(error) = self.load() {
-                    tracing::error!(%error, "the lock store could not re-read its database");
-                }
                 for (reply, _) in applied {
                     let _ = reply.send(Err(self.io(&error)));
                 }
                 for reply in beats {
                     let _ = reply.send(Err(self.io(&error)));
                 }
+                // Memory must not run ahead of the disk: read it back.
+                if let Err(error) = self.load() {
+                    tracing::error!(%error, "the lock store could not re-read its database");
+                    return Err(error);
+                }
             }
         }
         for reply in readers {
             let _ = reply.send(self.groups.clone());
         }
+        Ok(())
     }
 }
 
@@ -384,6 +418,72 @@ mod tests {
 
     fn take(id: &str) -> LockOp {
         LockOp::PreReboot { id: id.into() }
+    }
+
+    fn apply_request(
+        group: &str,
+        op: LockOp,
+        now: Timestamp,
+    ) -> (Request, oneshot::Receiver<Result<Change, StoreError>>) {
+        let (reply, answer) = oneshot::channel();
+        let request = Request::Apply {
+            group: group.into(),
+            policy: GroupPolicy::default(),
+            op,
+            now,
+            reply,
+        };
+        (request, answer)
+    }
+
+    #[test]
+    fn a_request_its_caller_gave_up_on_is_not_applied() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut worker, _) = Worker::open(&dir.path().join("locks.sqlite"), t(0)).expect("open");
+        // The caller's timeout answered 503 and dropped its end.
+        let (abandoned, answer) = apply_request("g", take("a"), t(0));
+        drop(answer);
+        let (waited, mut answer) = apply_request("g", take("b"), t(0));
+        worker.serve_batch(vec![abandoned, waited]).expect("served");
+        let change = answer.try_recv().expect("answered").expect("applied");
+        assert_eq!(change.applied.outcome, Outcome::Granted { already: false });
+        let holders: Vec<&String> = worker.groups["g"].holders.keys().collect();
+        assert_eq!(holders, ["b"], "only the request still awaited");
+    }
+
+    #[test]
+    fn a_failed_commit_keeps_the_store_unready_until_a_write_succeeds() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut worker, _) = Worker::open(&dir.path().join("locks.sqlite"), t(0)).expect("open");
+        worker
+            .connection
+            .execute_batch("PRAGMA query_only = 1;")
+            .expect("read-only");
+        let (request, mut answer) = apply_request("g", take("a"), t(1));
+        worker.serve_batch(vec![request]).expect("memory re-read");
+        assert!(
+            answer.try_recv().expect("answered").is_err(),
+            "503, not a grant"
+        );
+        assert!(worker.groups.is_empty(), "memory follows the disk");
+        assert!(!worker.writable.load(Ordering::Relaxed));
+        // A batch of readers alone writes nothing: still not ready.
+        let (reply, _answer) = oneshot::channel();
+        worker
+            .serve_batch(vec![Request::Groups { reply }])
+            .expect("served");
+        assert!(
+            !worker.writable.load(Ordering::Relaxed),
+            "/readyz still fails"
+        );
+        worker
+            .connection
+            .execute_batch("PRAGMA query_only = 0;")
+            .expect("writable");
+        let (request, mut answer) = apply_request("g", take("a"), t(2));
+        worker.serve_batch(vec![request]).expect("served");
+        assert!(answer.try_recv().expect("answered").is_ok());
+        assert!(worker.writable.load(Ordering::Relaxed), "ready again");
     }
 
     #[tokio::test]
