@@ -326,3 +326,87 @@ async fn a_failed_boot_halts_the_group_and_the_other_host_waits_for_ack() {
     assert_eq!(now_held.len(), 1, "{status}");
     assert_ne!(now_held, holders, "{status}");
 }
+
+/// Four hosts, two slots: never more than two reboot at once, and every host
+/// gets its turn as the ones before it come back healthy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_agents_never_reboot_more_than_the_slots_at_once() {
+    let p = published().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    configure(
+        dir.path(),
+        "[[fleet_lock.group]]\nname = \"workers\"\nslots = 2\n",
+    );
+    let server = serve(dir.path());
+    let nodes: Vec<Node> = (0..4)
+        .map(|i| {
+            agent_node(
+                &p,
+                &format!("host-{i}"),
+                &format!("{:032x}", 0xc0ffee + i),
+                &server,
+            )
+        })
+        .collect();
+    let _agents: Vec<Daemon> = nodes.iter().map(|n| spawn_agent(&p, n)).collect();
+    let rebooting = |nodes: &[Node]| {
+        nodes
+            .iter()
+            .filter(|n| n.host.state().apply_pid.is_some())
+            .count()
+    };
+    let status_of = |n: &Node| {
+        std::fs::read(Path::new(&n.state).join("status.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .unwrap_or_default()
+    };
+    let reason = |n: &Node| {
+        status_of(n)["reason"]["kind"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let mut done = vec![false; nodes.len()];
+    while done.iter().any(|d| !d) {
+        let left = done.iter().filter(|d| !**d).count();
+        // The positive event: as many hosts finalizing as there are slots (or
+        // hosts left), and every other host left waiting for the lock.
+        wait_until("the slots are taken and the rest wait", || {
+            let finalizing = rebooting(&nodes);
+            let waiting = nodes
+                .iter()
+                .enumerate()
+                .filter(|(i, n)| !done[*i] && n.host.state().apply_pid.is_none())
+                .filter(|(_, n)| reason(n) == "reboot_lock_wait")
+                .count();
+            finalizing == left.min(2) && finalizing + waiting == left
+        })
+        .await;
+        assert!(rebooting(&nodes) <= 2, "more reboots than slots");
+        let status = lock_status(&server, dir.path());
+        assert_eq!(
+            holder_ids(&status, "workers").len(),
+            left.min(2),
+            "{status}"
+        );
+        // One of them comes back healthy.
+        let (i, next) = nodes
+            .iter()
+            .enumerate()
+            .find(|(i, n)| !done[*i] && n.host.state().apply_pid.is_some())
+            .expect("a host finalizing");
+        next.host.reboot(true);
+        wait_until("the host judged its new boot", || {
+            let shown = status_of(next);
+            shown["booted"]["version"] == "44.3" && shown["state"] == "steady"
+        })
+        .await;
+        // Its slot goes back; the next round waits for a waiting host to take it.
+        done[i] = true;
+    }
+    wait_until("every slot is given back", || {
+        holder_ids(&lock_status(&server, dir.path()), "workers").is_empty()
+    })
+    .await;
+}
