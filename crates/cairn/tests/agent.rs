@@ -5,7 +5,8 @@
 mod common;
 use common::agent::{AgentCommand, Daemon, closed_window, wait_for_passes};
 use common::fleet::{
-    Node, Published, agent_once, command, count_calls, fragment, node, published, status_json,
+    Node, Published, agent_once, command, count_calls, fragment, node, node_with_lock, published,
+    status_json,
 };
 use common::publish::Publish;
 use common::{cairn, ok, wait_until};
@@ -643,21 +644,13 @@ async fn a_killed_agent_converges_after_restart_in_every_state() {
     // Killed while finalizing (rebooting) under a reboot lock; the reboot
     // happens. After restart: verified, steady, lock released, no reboot loop.
     let lock = cairn_testkit::LockServer::start(1).await;
-    let n = node(
+    let n = node_with_lock(
         &p,
         "kill-reboot",
-        1,
-        &format!(
-            "{}[strategy.fleet_lock]\nbase_url = \"{}\"\n",
-            fragment(&p, 0.3),
-            lock.base_url
-        ),
+        &lock.base_url,
+        "default",
+        "0123456789abcdef0123456789abcdef",
     );
-    std::fs::write(
-        Path::new(&n.root).join("etc/machine-id"),
-        "0123456789abcdef0123456789abcdef\n",
-    )
-    .expect("machine-id");
     let mut agent = spawn_daemon(&p, &n);
     wait_until("finalization started", || {
         n.host.state().apply_pid.is_some()
@@ -685,22 +678,13 @@ async fn a_killed_agent_converges_after_restart_in_every_state() {
 async fn a_failed_boot_keeps_the_reboot_slot_until_fleet_lock_release() {
     let p = published().await;
     let lock = cairn_testkit::LockServer::start(1).await;
-    let n = node(
+    let n = node_with_lock(
         &p,
         "kept-slot",
-        1,
-        &format!(
-            "{}[strategy.fleet_lock]\nbase_url = \"{}\"\ngroup = \"workers\"\n",
-            fragment(&p, 0.3),
-            lock.base_url
-        ),
+        &lock.base_url,
+        "workers",
+        "0123456789abcdef0123456789abcdef",
     );
-    // The FleetLock id comes from the machine id.
-    std::fs::write(
-        Path::new(&n.root).join("etc/machine-id"),
-        "0123456789abcdef0123456789abcdef\n",
-    )
-    .expect("machine-id");
     let socket = format!("{}/agent.sock", n.state);
     let on_host = |verb: &[&str]| {
         let mut args = verb.to_vec();

@@ -150,6 +150,25 @@ async fn serve_fedora_files(index: &Value) -> String {
     serve_fedora(index, &fedora_updates()).await
 }
 
+/// What most tests start from: Fedora's shipped stable files served as they
+/// are (`fedora`, an address), their commits, and a directory for the hosts.
+struct Served {
+    commits: Vec<FakeCommit>,
+    fedora: String,
+    dir: tempfile::TempDir,
+}
+
+impl Served {
+    async fn start() -> Served {
+        let index = release_index();
+        Served {
+            commits: commits(&index),
+            fedora: serve_fedora_files(&index).await,
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+}
+
 /// A commit-booted host on `version`, reading `source` with `wariness`.
 fn host(base: &Path, commits: &[FakeCommit], version: &str, source: &str, wariness: f64) -> Node {
     host_with(base, commits, version, source, wariness, "")
@@ -216,11 +235,12 @@ fn status(node: &Node) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_booted_host_follows_fedoras_rollout_and_barriers_by_checksum() {
-    let index = release_index();
-    let commits = commits(&index);
-    let fedora = serve_fedora_files(&index).await;
+    let Served {
+        commits,
+        fedora,
+        dir,
+    } = Served::start().await;
     let source = format!("fcos:http://{fedora}");
-    let dir = tempfile::tempdir().expect("temp dir");
     let newest = checksum_of(&commits, NEWEST);
 
     // Below the rollout's progress: staged by checksum, exactly as Zincati
@@ -301,10 +321,11 @@ fn spawn_daemon(node: &Node, fedora: &str) -> Daemon {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_the_host_came_back_from_is_deny_listed() {
-    let index = release_index();
-    let commits = commits(&index);
-    let fedora = serve_fedora_files(&index).await;
-    let dir = tempfile::tempdir().expect("temp dir");
+    let Served {
+        commits,
+        fedora,
+        dir,
+    } = Served::start().await;
     let newest = checksum_of(&commits, NEWEST);
     let node = host(
         dir.path(),
@@ -513,10 +534,11 @@ async fn a_dead_end_commit_is_never_staged_and_a_host_booted_on_one_says_so() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finalizing_a_commit_takes_the_fleet_lock_first_with_zincatis_id() {
-    let index = release_index();
-    let commits = commits(&index);
-    let fedora = serve_fedora_files(&index).await;
-    let dir = tempfile::tempdir().expect("temp dir");
+    let Served {
+        commits,
+        fedora,
+        dir,
+    } = Served::start().await;
     let newest = checksum_of(&commits, NEWEST);
     let lock = LockServer::start(1).await;
     let node = locked_host(
@@ -594,10 +616,11 @@ async fn finalizing_a_commit_takes_the_fleet_lock_first_with_zincatis_id() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_waits_for_a_reboot_slot_another_node_holds() {
-    let index = release_index();
-    let commits = commits(&index);
-    let fedora = serve_fedora_files(&index).await;
-    let dir = tempfile::tempdir().expect("temp dir");
+    let Served {
+        commits,
+        fedora,
+        dir,
+    } = Served::start().await;
     let lock = LockServer::start(1).await;
     lock.hold("default", "another-node");
     let node = locked_host(
@@ -640,11 +663,12 @@ async fn a_commit_waits_for_a_reboot_slot_another_node_holds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_staged_commit_is_finalized_only_in_a_maintenance_window() {
-    let index = release_index();
-    let commits = commits(&index);
-    let fedora = serve_fedora_files(&index).await;
+    let Served {
+        commits,
+        fedora,
+        dir,
+    } = Served::start().await;
     let source = format!("fcos:http://{fedora}");
-    let dir = tempfile::tempdir().expect("temp dir");
     let newest = checksum_of(&commits, NEWEST);
 
     // Closed now: staged, not finalized, and the status names the next window.
@@ -697,10 +721,11 @@ async fn a_staged_commit_is_finalized_only_in_a_maintenance_window() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hooks_see_the_commit_and_post_update_hooks_run_after_the_healthy_boot() {
-    let index = release_index();
-    let commits = commits(&index);
-    let fedora = serve_fedora_files(&index).await;
-    let dir = tempfile::tempdir().expect("temp dir");
+    let Served {
+        commits,
+        fedora,
+        dir,
+    } = Served::start().await;
     let booted = checksum_of(&commits, BOOTED);
     let newest = checksum_of(&commits, NEWEST);
     let host = Judged::new(
@@ -775,10 +800,11 @@ async fn hooks_see_the_commit_and_post_update_hooks_run_after_the_healthy_boot()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vetoing_hook_keeps_a_commit_from_being_finalized() {
-    let index = release_index();
-    let commits = commits(&index);
-    let fedora = serve_fedora_files(&index).await;
-    let dir = tempfile::tempdir().expect("temp dir");
+    let Served {
+        commits,
+        fedora,
+        dir,
+    } = Served::start().await;
     let node = host(
         dir.path(),
         &commits,
@@ -830,10 +856,11 @@ async fn a_vetoing_hook_keeps_a_commit_from_being_finalized() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_that_fails_its_health_checks_is_rolled_back_and_deny_listed() {
-    let index = release_index();
-    let commits = commits(&index);
-    let fedora = serve_fedora_files(&index).await;
-    let dir = tempfile::tempdir().expect("temp dir");
+    let Served {
+        commits,
+        fedora,
+        dir,
+    } = Served::start().await;
     let booted = checksum_of(&commits, BOOTED);
     let newest = checksum_of(&commits, NEWEST);
     let host = Judged::new(
@@ -880,10 +907,11 @@ async fn a_commit_that_fails_its_health_checks_is_rolled_back_and_deny_listed() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bootc_seeing_no_image_leaves_a_commit_booted_host_to_rpm_ostree() {
     use std::os::unix::fs::PermissionsExt;
-    let index = release_index();
-    let commits = commits(&index);
-    let fedora = serve_fedora_files(&index).await;
-    let dir = tempfile::tempdir().expect("temp dir");
+    let Served {
+        commits,
+        fedora,
+        dir,
+    } = Served::start().await;
     let node = host(
         &dir.path().join("both"),
         &commits,

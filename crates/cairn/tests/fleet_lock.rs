@@ -4,7 +4,7 @@
 
 mod common;
 use common::agent::{Daemon, wait_for_passes};
-use common::fleet::{Node, Published, command, fragment, node, published};
+use common::fleet::{Node, Published, command, node_with_lock, published};
 use common::{cairn, wait_until};
 
 use serde_json::{Value, json};
@@ -230,22 +230,7 @@ fn spawn_agent(p: &Published, n: &Node) -> Daemon {
 }
 
 fn agent_node(p: &Published, name: &str, machine_id: &str, server: &Served) -> Node {
-    let n = node(
-        p,
-        name,
-        1,
-        &format!(
-            "{}[strategy.fleet_lock]\nbase_url = \"{}/\"\ngroup = \"workers\"\n",
-            fragment(p, 0.3),
-            server.url
-        ),
-    );
-    std::fs::write(
-        Path::new(&n.root).join("etc/machine-id"),
-        format!("{machine_id}\n"),
-    )
-    .expect("machine-id");
-    n
+    node_with_lock(p, name, &format!("{}/", server.url), "workers", machine_id)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -59,6 +59,17 @@ struct Call {
     reason: Option<String>,
 }
 
+/// A request body, at most [`MAX_BODY_BYTES`].
+async fn read_body(body: axum::body::Body) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            kind: "body_too_large",
+            value: format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+        })
+}
+
 /// Check everything about a lock call before the store is asked.
 async fn check(lock: &FleetLock, request: Request, releasing: bool) -> Result<Call, ApiError> {
     let peer = request
@@ -82,13 +93,7 @@ async fn check(lock: &FleetLock, request: Request, releasing: bool) -> Result<Ca
             "FleetLock calls need the header `fleet-lock-protocol: true`",
         ));
     }
-    let bytes = axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES)
-        .await
-        .map_err(|_| ApiError {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            kind: "body_too_large",
-            value: format!("the body is larger than {MAX_BODY_BYTES} bytes"),
-        })?;
+    let bytes = read_body(request.into_body()).await?;
     let body: LockBody = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::bad_request(
             "invalid_body",
@@ -351,13 +356,7 @@ pub async fn release(
     // The token first: nobody else gets a body read.
     state.shared.tokens.authorize(&headers, Scope::LockAdmin)?;
     let policy = admin_group(lock, &group)?;
-    let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| ApiError {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            kind: "body_too_large",
-            value: format!("the body is larger than {MAX_BODY_BYTES} bytes"),
-        })?;
+    let body = read_body(body).await?;
     let body: ReleaseBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request("invalid_body", format!("expected {{\"id\":..}}: {e}"))
     })?;

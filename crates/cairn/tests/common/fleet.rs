@@ -74,6 +74,33 @@ pub fn node(p: &Published, name: &str, booted: usize, fragment: &str) -> Node {
     Node::configured(host, &base, fragment)
 }
 
+/// A node on release 44.2 at wariness 0.3 that reboots only holding a slot
+/// of `group` at the FleetLock server `base_url`, with `machine_id` (where
+/// its FleetLock id comes from).
+pub fn node_with_lock(
+    p: &Published,
+    name: &str,
+    base_url: &str,
+    group: &str,
+    machine_id: &str,
+) -> Node {
+    let n = node(
+        p,
+        name,
+        1,
+        &format!(
+            "{}[strategy.fleet_lock]\nbase_url = \"{base_url}\"\ngroup = \"{group}\"\n",
+            fragment(p, 0.3)
+        ),
+    );
+    std::fs::write(
+        std::path::Path::new(&n.root).join("etc/machine-id"),
+        format!("{machine_id}\n"),
+    )
+    .expect("machine-id");
+    n
+}
+
 /// `cairn <verb…>` against `node`, reaching the stream's registry.
 pub fn command(p: &Published, node: &Node, verb: &[&str]) -> AgentCommand {
     node.command(verb).insecure_registry(&p.registry.host)
