@@ -55,7 +55,14 @@ struct RawConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFleetLock {
-    database: PathBuf,
+    #[serde(default)]
+    backend: BackendName,
+    #[serde(default)]
+    database: Option<PathBuf>,
+    #[serde(default)]
+    endpoints: Vec<String>,
+    #[serde(default)]
+    key_prefix: Option<String>,
     allowed_networks: Vec<String>,
     #[serde(default)]
     unknown_groups: UnknownGroups,
@@ -95,6 +102,34 @@ struct RawToken {
     scopes: Vec<Scope>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum BackendName {
+    #[default]
+    Embedded,
+    Etcd,
+}
+
+/// Where FleetLock state is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockStoreConfig {
+    /// SQLite on this server's disk (`database`).
+    Embedded {
+        /// The SQLite file.
+        database: PathBuf,
+    },
+    /// An etcd cluster shared by several servers.
+    Etcd {
+        /// Client URLs of the cluster's members (`http://host:port`).
+        endpoints: Vec<String>,
+        /// Every key this server writes starts with it.
+        key_prefix: String,
+    },
+}
+
+/// The etcd keys' prefix when `key_prefix` is not given.
+pub const DEFAULT_ETCD_PREFIX: &str = "/cairn/fleet-lock/";
+
 /// What a FleetLock call for a group not listed in the configuration gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -109,8 +144,8 @@ pub enum UnknownGroups {
 /// The `[fleet_lock]` section, validated.
 #[derive(Debug, Clone)]
 pub struct FleetLockConfig {
-    /// The embedded store's SQLite file.
-    pub database: PathBuf,
+    /// The backend and where it keeps the state.
+    pub store: LockStoreConfig,
     /// Networks FleetLock clients may call from.
     pub allowed_networks: Vec<ipnet::IpNet>,
     /// Rules of `default` and, under `unknown_groups = "default"`, of every
@@ -472,6 +507,7 @@ fn fleet_lock(raw: RawFleetLock, base: &Path) -> Result<FleetLockConfig, String>
                 .map_err(|e| format!("key `fleet_lock.allowed_networks`: {text:?}: {e}"))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let store = lock_store(&raw, base)?;
     let default_group = match raw.default_group {
         Some(p) => policy(
             p.slots,
@@ -499,12 +535,62 @@ fn fleet_lock(raw: RawFleetLock, base: &Path) -> Result<FleetLockConfig, String>
         }
     }
     Ok(FleetLockConfig {
-        database: base.join(raw.database),
+        store,
         allowed_networks,
         default_group,
         groups,
         unknown_groups: raw.unknown_groups,
     })
+}
+
+fn lock_store(raw: &RawFleetLock, base: &Path) -> Result<LockStoreConfig, String> {
+    match raw.backend {
+        BackendName::Embedded => {
+            if !raw.endpoints.is_empty() || raw.key_prefix.is_some() {
+                return Err(
+                    "key `fleet_lock.endpoints`/`key_prefix`: only mean something with `backend = \"etcd\"`".into(),
+                );
+            }
+            let database = raw.database.as_ref().ok_or(
+                "key `fleet_lock.database`: give the SQLite file the locks are kept in (or `backend = \"etcd\"`)",
+            )?;
+            Ok(LockStoreConfig::Embedded {
+                database: base.join(database),
+            })
+        }
+        BackendName::Etcd => {
+            if raw.database.is_some() {
+                return Err(
+                    "key `fleet_lock.database`: the etcd backend keeps no local database; remove it".into(),
+                );
+            }
+            if raw.endpoints.is_empty() {
+                return Err(
+                    "key `fleet_lock.endpoints`: give the etcd members' client URLs (e.g. \"http://10.0.0.5:2379\")".into(),
+                );
+            }
+            for endpoint in &raw.endpoints {
+                let parsed = url::Url::parse(endpoint)
+                    .map_err(|e| format!("key `fleet_lock.endpoints`: {endpoint:?}: {e}"))?;
+                if parsed.scheme() != "http" || parsed.host().is_none() {
+                    return Err(format!(
+                        "key `fleet_lock.endpoints`: {endpoint:?}: give http://host:port (TLS is not supported yet)"
+                    ));
+                }
+            }
+            let key_prefix = raw
+                .key_prefix
+                .clone()
+                .unwrap_or_else(|| DEFAULT_ETCD_PREFIX.to_string());
+            if key_prefix.is_empty() {
+                return Err("key `fleet_lock.key_prefix`: must not be empty".into());
+            }
+            Ok(LockStoreConfig::Etcd {
+                endpoints: raw.endpoints.clone(),
+                key_prefix,
+            })
+        }
+    }
 }
 
 /// serde's type names in the words of a TOML file.
@@ -616,7 +702,12 @@ mod tests {
         let config = Config::from_toml(text, &dir.path().join("server.toml")).expect("valid");
         assert!(config.streams.is_empty());
         let lock = config.fleet_lock.expect("fleet_lock");
-        assert_eq!(lock.database, dir.path().join("locks.sqlite"));
+        assert_eq!(
+            lock.store,
+            LockStoreConfig::Embedded {
+                database: dir.path().join("locks.sqlite")
+            }
+        );
         assert_eq!(lock.policy("default").map(|p| p.slots), Some(2));
         let workers = lock.policy("workers").expect("workers");
         assert_eq!(workers.lease, jiff::SignedDuration::from_hours(2));
@@ -627,6 +718,25 @@ mod tests {
         assert!(lock.allows("192.0.2.7".parse().expect("ip")));
         assert!(!lock.allows("192.0.2.8".parse().expect("ip")));
         assert_eq!(config.tokens.0.len(), 1);
+    }
+
+    #[test]
+    fn reads_an_etcd_backend() {
+        let text = r#"
+            [fleet_lock]
+            backend = "etcd"
+            endpoints = ["http://10.0.0.5:2379", "http://10.0.0.6:2379"]
+            allowed_networks = ["10.0.0.0/8"]
+        "#;
+        let config = Config::from_toml(text, Path::new("/etc/cairn/server.toml")).expect("valid");
+        let lock = config.fleet_lock.expect("fleet_lock");
+        assert_eq!(
+            lock.store,
+            LockStoreConfig::Etcd {
+                endpoints: vec!["http://10.0.0.5:2379".into(), "http://10.0.0.6:2379".into()],
+                key_prefix: DEFAULT_ETCD_PREFIX.into(),
+            }
+        );
     }
 
     #[test]
@@ -705,6 +815,26 @@ mod tests {
                 "refresh_interval_seconds",
             ),
             ("", "no [[stream]] and no [fleet_lock]"),
+            (
+                "[fleet_lock]\nallowed_networks = [\"10.0.0.0/8\"]",
+                "key `fleet_lock.database`",
+            ),
+            (
+                "[fleet_lock]\nbackend = \"etcd\"\nallowed_networks = [\"10.0.0.0/8\"]",
+                "key `fleet_lock.endpoints`: give",
+            ),
+            (
+                "[fleet_lock]\nbackend = \"etcd\"\nendpoints = [\"https://e:2379\"]\nallowed_networks = [\"10.0.0.0/8\"]",
+                "TLS is not supported yet",
+            ),
+            (
+                "[fleet_lock]\nbackend = \"etcd\"\nendpoints = [\"http://e:2379\"]\ndatabase = \"l.db\"\nallowed_networks = [\"10.0.0.0/8\"]",
+                "key `fleet_lock.database`: the etcd backend",
+            ),
+            (
+                "[fleet_lock]\ndatabase = \"l.db\"\nendpoints = [\"http://e:2379\"]\nallowed_networks = [\"10.0.0.0/8\"]",
+                "only mean something with `backend = \"etcd\"`",
+            ),
             (
                 "[fleet_lock]\ndatabase = \"l.db\"\nallowed_networks = []",
                 "key `fleet_lock.allowed_networks`",

@@ -157,7 +157,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     })?;
     let clock = AppState::system_clock();
     let fleet_lock = match &config.fleet_lock {
-        Some(section) => Some(open_fleet_lock(section, clock())?),
+        Some(section) => Some(open_fleet_lock(section, clock()).await?),
         None => None,
     };
     let state = AppState::with_services(
@@ -212,21 +212,33 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         })
 }
 
-/// Open the configured FleetLock store; leases get the grace of the time the
-/// server was down, judged at `now`.
-pub fn open_fleet_lock(
+/// Open the configured FleetLock store. The embedded one gives every lease
+/// the grace of the time the server was down, judged at `now`; etcd's leases
+/// run on etcd's clock and need none.
+pub async fn open_fleet_lock(
     section: &config::FleetLockConfig,
     now: jiff::Timestamp,
 ) -> Result<fleetlock::FleetLock, store::StoreError> {
-    let (store, opened) = store::embedded::EmbeddedStore::open(&section.database, now)?;
-    if opened.grace.is_positive() {
-        tracing::info!(
-            seconds = opened.grace.as_secs(),
-            "every FleetLock lease was extended by the time the server was down"
-        );
-    }
-    Ok(fleetlock::FleetLock::new(
-        section.clone(),
-        store::locks::LockBackend::Embedded(store),
-    ))
+    let backend = match &section.store {
+        config::LockStoreConfig::Embedded { database } => {
+            let (store, opened) = store::embedded::EmbeddedStore::open(database, now)?;
+            if opened.grace.is_positive() {
+                tracing::info!(
+                    seconds = opened.grace.as_secs(),
+                    "every FleetLock lease was extended by the time the server was down"
+                );
+            }
+            store::locks::LockBackend::Embedded(store)
+        }
+        #[cfg(feature = "etcd")]
+        config::LockStoreConfig::Etcd {
+            endpoints,
+            key_prefix,
+        } => store::locks::LockBackend::Etcd(Box::new(
+            store::etcd::EtcdStore::connect(endpoints, key_prefix).await?,
+        )),
+        #[cfg(not(feature = "etcd"))]
+        config::LockStoreConfig::Etcd { .. } => return Err(store::StoreError::NotBuilt),
+    };
+    Ok(fleetlock::FleetLock::new(section.clone(), backend))
 }

@@ -14,11 +14,21 @@ use std::sync::{Arc, Mutex};
 const ADMIN_TOKEN: &str = "admin-token-0123456789";
 const REPORT_TOKEN: &str = "report-token-0123456789";
 
+/// Where the server under test keeps its locks.
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Embedded,
+    #[cfg(feature = "etcd")]
+    Etcd,
+}
+
 /// A server with a settable clock.
 struct Server {
     url: String,
     now: Arc<Mutex<Timestamp>>,
     _dir: tempfile::TempDir,
+    #[cfg(feature = "etcd")]
+    _etcd: Option<cairn_testkit::EtcdCluster>,
 }
 
 impl Server {
@@ -32,23 +42,42 @@ fn t(minutes: i64) -> Timestamp {
 }
 
 async fn start(section: &str) -> Server {
-    start_in(tempfile::tempdir().expect("tempdir"), section).await
+    start_on(Backend::Embedded, section).await
 }
 
-async fn start_in(dir: tempfile::TempDir, section: &str) -> Server {
+async fn start_on(backend: Backend, section: &str) -> Server {
+    let dir = tempfile::tempdir().expect("tempdir");
+    match backend {
+        Backend::Embedded => start_in(dir, "database = \"locks.sqlite\"\n", section).await,
+        #[cfg(feature = "etcd")]
+        Backend::Etcd => {
+            let etcd = tokio::task::spawn_blocking(|| cairn_testkit::EtcdCluster::start(1))
+                .await
+                .expect("etcd");
+            let store = format!("backend = \"etcd\"\nendpoints = {:?}\n", etcd.endpoints());
+            let mut server = start_in(dir, &store, section).await;
+            server._etcd = Some(etcd);
+            server
+        }
+    }
+}
+
+async fn start_in(dir: tempfile::TempDir, store: &str, section: &str) -> Server {
     std::fs::write(dir.path().join("admin.token"), ADMIN_TOKEN).expect("token");
     std::fs::write(dir.path().join("report.token"), REPORT_TOKEN).expect("token");
     let text = format!(
         "[[token]]\nfile = \"admin.token\"\nscopes = [\"lock-admin\"]\n\
          [[token]]\nfile = \"report.token\"\nscopes = [\"report\"]\n\
-         [fleet_lock]\ndatabase = \"locks.sqlite\"\n{section}"
+         [fleet_lock]\n{store}{section}"
     );
     let config = Config::from_toml(&text, &dir.path().join("server.toml")).expect("config");
     let section = config.fleet_lock.expect("fleet_lock");
     let now = Arc::new(Mutex::new(t(0)));
     let clock_now = Arc::clone(&now);
     let clock = Arc::new(move || *clock_now.lock().expect("clock"));
-    let lock = cairn_server::open_fleet_lock(&section, t(0)).expect("store");
+    let lock = cairn_server::open_fleet_lock(&section, t(0))
+        .await
+        .expect("store");
     let state = AppState::with_services(Vec::<String>::new(), clock, 30, Some(lock), config.tokens);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -62,10 +91,45 @@ async fn start_in(dir: tempfile::TempDir, section: &str) -> Server {
         url: format!("http://{address}"),
         now,
         _dir: dir,
+        #[cfg(feature = "etcd")]
+        _etcd: None,
     }
 }
 
 const LOOPBACK: &str = "allowed_networks = [\"127.0.0.0/8\"]\n";
+
+/// The protocol tests, once per backend: `embedded::NAME` and `etcd::NAME`
+/// (a one-member etcd per test, with the `etcd` feature).
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::Embedded).await
+                }
+            )*
+        }
+        #[cfg(feature = "etcd")]
+        mod etcd {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::Etcd).await
+                }
+            )*
+        }
+    };
+}
+
+on_every_backend!(
+    zincati_requests_take_and_release_slots_recursively,
+    cairns_own_client_is_granted_and_sees_a_full_group_as_held_by_others,
+    every_malformed_request_gets_its_4xx_and_kind,
+    a_client_outside_the_allowed_networks_is_forbidden,
+    two_hundred_clients_racing_for_three_slots_never_hold_more_than_three,
+    admin_calls_need_a_lock_admin_token_and_release_one_holder,
+);
 
 /// Exactly what Zincati sends: the header, a JSON body, nothing else.
 async fn zincati(server: &Server, operation: &str, id: &str, group: &str) -> (u16, Value) {
@@ -117,9 +181,8 @@ fn holders(status: &Value, group: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-#[tokio::test]
-async fn zincati_requests_take_and_release_slots_recursively() {
-    let server = start(LOOPBACK).await;
+async fn zincati_requests_take_and_release_slots_recursively(backend: Backend) {
+    let server = start_on(backend, LOOPBACK).await;
     let id = "e0f3745b108f471cbd4883c6fbed8cdd";
     assert_eq!(zincati(&server, "pre-reboot", id, "default").await.0, 200);
     // Recursive and idempotent.
@@ -137,9 +200,8 @@ async fn zincati_requests_take_and_release_slots_recursively() {
     );
 }
 
-#[tokio::test]
-async fn cairns_own_client_is_granted_and_sees_a_full_group_as_held_by_others() {
-    let server = start(LOOPBACK).await;
+async fn cairns_own_client_is_granted_and_sees_a_full_group_as_held_by_others(backend: Backend) {
+    let server = start_on(backend, LOOPBACK).await;
     // A base URL with and without the trailing slash both reach the routes.
     let base = url::Url::parse(&server.url).expect("url");
     let timeout = std::time::Duration::from_secs(5);
@@ -172,11 +234,13 @@ async fn cairns_own_client_is_granted_and_sees_a_full_group_as_held_by_others() 
     );
 }
 
-#[tokio::test]
-async fn every_malformed_request_gets_its_4xx_and_kind() {
-    let server = start(&format!(
-        "{LOOPBACK}unknown_groups = \"refuse\"\n[[fleet_lock.group]]\nname = \"workers\"\n"
-    ))
+async fn every_malformed_request_gets_its_4xx_and_kind(backend: Backend) {
+    let server = start_on(
+        backend,
+        &format!(
+            "{LOOPBACK}unknown_groups = \"refuse\"\n[[fleet_lock.group]]\nname = \"workers\"\n"
+        ),
+    )
     .await;
     let client = reqwest::Client::new();
     let good = json!({"client_params": {"id": "n1", "group": "workers"}}).to_string();
@@ -312,9 +376,12 @@ async fn every_malformed_request_gets_its_4xx_and_kind() {
     );
 }
 
-#[tokio::test]
-async fn a_client_outside_the_allowed_networks_is_forbidden() {
-    let server = start("allowed_networks = [\"10.0.0.0/8\", \"fd00::/8\"]\n").await;
+async fn a_client_outside_the_allowed_networks_is_forbidden(backend: Backend) {
+    let server = start_on(
+        backend,
+        "allowed_networks = [\"10.0.0.0/8\", \"fd00::/8\"]\n",
+    )
+    .await;
     let (status, body) = zincati(&server, "pre-reboot", "n1", "default").await;
     assert_eq!(
         (status, body["kind"].as_str()),
@@ -330,11 +397,11 @@ async fn a_client_outside_the_allowed_networks_is_forbidden() {
     assert_eq!(status, 200);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_hundred_clients_racing_for_three_slots_never_hold_more_than_three() {
-    let server = start(&format!(
-        "{LOOPBACK}[[fleet_lock.group]]\nname = \"race\"\nslots = 3\n"
-    ))
+async fn two_hundred_clients_racing_for_three_slots_never_hold_more_than_three(backend: Backend) {
+    let server = start_on(
+        backend,
+        &format!("{LOOPBACK}[[fleet_lock.group]]\nname = \"race\"\nslots = 3\n"),
+    )
     .await;
     let url = server.url.clone();
     let holding = Arc::new(AtomicUsize::new(0));
@@ -485,9 +552,12 @@ async fn on_expiry_release_frees_the_slot_and_goes_on() {
     assert_eq!(holders(&status, "spot"), ["b"]);
 }
 
-#[tokio::test]
-async fn admin_calls_need_a_lock_admin_token_and_release_one_holder() {
-    let server = start(&format!("{LOOPBACK}default_group = {{ slots = 2 }}\n")).await;
+async fn admin_calls_need_a_lock_admin_token_and_release_one_holder(backend: Backend) {
+    let server = start_on(
+        backend,
+        &format!("{LOOPBACK}default_group = {{ slots = 2 }}\n"),
+    )
+    .await;
     zincati(&server, "pre-reboot", "a", "default").await;
     zincati(&server, "pre-reboot", "b", "default").await;
     let client = reqwest::Client::new();
@@ -566,7 +636,9 @@ async fn a_restarted_server_does_not_halt_groups_for_its_own_downtime() {
     let metrics = cairn_server::metrics::Metrics::default();
     let policy = section.default_group;
     {
-        let lock = cairn_server::open_fleet_lock(&section, t(0)).expect("open");
+        let lock = cairn_server::open_fleet_lock(&section, t(0))
+            .await
+            .expect("open");
         let take = LockOp::PreReboot { id: "a".into() };
         lock.apply(&metrics, "default", policy, take, t(0))
             .await
@@ -576,7 +648,7 @@ async fn a_restarted_server_does_not_halt_groups_for_its_own_downtime() {
     }
     // Up again at minute 180, long past the lease, after 170 minutes down.
     let reopened = loop {
-        match cairn_server::open_fleet_lock(&section, t(180)) {
+        match cairn_server::open_fleet_lock(&section, t(180)).await {
             Ok(lock) => break lock,
             // The old store's thread lets go of the file once its last handle is gone.
             Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,

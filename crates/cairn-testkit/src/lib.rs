@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod etcd;
 pub mod host;
 pub mod hostile;
 pub mod images;
@@ -12,6 +13,7 @@ pub mod serve;
 pub mod standins;
 pub mod token;
 
+pub use etcd::EtcdCluster;
 pub use hostile::HostileServer;
 pub use images::{
     Base, ImageSpec, Recorded, Written, add_tags, write_derived_release, write_image, write_index,

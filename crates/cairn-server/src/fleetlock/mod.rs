@@ -181,12 +181,15 @@ impl FleetLock {
 
     /// Judge the leases that ran out by `now`, in every group that has one.
     pub async fn sweep(&self, metrics: &Metrics, now: Timestamp) -> Result<(), ApiError> {
-        for (name, state) in self.groups().await? {
-            if state.holders.values().any(|holder| holder.expires <= now) {
-                let policy = self.stored_policy(&name);
-                self.apply(metrics, &name, policy, LockOp::Expire, now)
-                    .await?;
-            }
+        let due = match tokio::time::timeout(self.timeout, self.store.due(now)).await {
+            Ok(Ok(due)) => due,
+            Ok(Err(error)) => return Err(unavailable(format!("the lock store failed: {error}"))),
+            Err(_) => return Err(unavailable("the lock store did not answer in time".into())),
+        };
+        for name in due {
+            let policy = self.stored_policy(&name);
+            self.apply(metrics, &name, policy, LockOp::Expire, now)
+                .await?;
         }
         Ok(())
     }

@@ -243,7 +243,20 @@ impl GroupState {
     /// Apply `op` at `now` under `policy`. Expired leases are always judged
     /// first, so the outcome never depends on when a sweep last ran.
     pub fn apply(&mut self, op: &LockOp, policy: &GroupPolicy, now: Timestamp) -> Applied {
-        let expired = self.expire_due(policy, now);
+        self.apply_judged(op, policy, now, |_, holder| holder.expires <= now)
+    }
+
+    /// [`GroupState::apply`], with the backend's own judgement of which
+    /// leases ran out (`ran_out(node, holder)`): on etcd, a holder whose
+    /// lease key is gone. The rest of the rules are the same.
+    pub fn apply_judged(
+        &mut self,
+        op: &LockOp,
+        policy: &GroupPolicy,
+        now: Timestamp,
+        ran_out: impl Fn(&str, &Holder) -> bool,
+    ) -> Applied {
+        let expired = self.expire_due(policy, now, ran_out);
         let outcome = match op {
             LockOp::PreReboot { id } => self.pre_reboot(id, policy, now),
             LockOp::SteadyState { id } | LockOp::Release { id } => Outcome::Released {
@@ -309,14 +322,20 @@ impl GroupState {
         Outcome::Granted { already: false }
     }
 
-    /// Free every slot whose lease ran out by `now`; under `halt`, the first
-    /// one halts the group (an existing halt is kept: it came first).
-    fn expire_due(&mut self, policy: &GroupPolicy, now: Timestamp) -> Vec<Expired> {
+    /// Free every slot whose lease ran out; under `halt`, the first one
+    /// halts the group (an existing halt is kept: it came first). A lease
+    /// judged gone before its recorded end (another clock) ran out `now`.
+    fn expire_due(
+        &mut self,
+        policy: &GroupPolicy,
+        now: Timestamp,
+        ran_out: impl Fn(&str, &Holder) -> bool,
+    ) -> Vec<Expired> {
         let due: Vec<(String, Timestamp)> = self
             .holders
             .iter()
-            .filter(|(_, holder)| holder.expires <= now)
-            .map(|(node, holder)| (node.clone(), holder.expires))
+            .filter(|(node, holder)| ran_out(node, holder))
+            .map(|(node, holder)| (node.clone(), holder.expires.min(now)))
             .collect();
         let mut expired = Vec::new();
         for (node, at) in due {
@@ -628,6 +647,31 @@ mod tests {
         g.apply(&take("a"), &p, t(0));
         g.extend_leases(SignedDuration::from_mins(-30));
         assert_eq!(g.holders["a"].expires, t(60));
+    }
+
+    #[test]
+    fn a_backend_judges_expiry_by_its_own_clock() {
+        let p = policy(2, OnExpiry::Halt);
+        let mut g = GroupState::default();
+        g.apply(&take("a"), &p, t(0));
+        g.apply(&take("b"), &p, t(0));
+        // Past a's recorded end, but the backend says its lease still runs.
+        let applied = g.apply_judged(&LockOp::Expire, &p, t(90), |_, _| false);
+        assert!(applied.expired.is_empty() && g.holders.len() == 2);
+        // Before the recorded end, b's lease is gone: it ran out now.
+        let applied = g.apply_judged(&take("c"), &p, t(20), |node, _| node == "b");
+        assert_eq!(
+            applied.expired,
+            vec![Expired {
+                node: "b".into(),
+                at: t(20),
+                halted: true
+            }]
+        );
+        assert!(matches!(
+            applied.outcome,
+            Outcome::Denied(Denial::Halted(_))
+        ));
     }
 
     #[test]

@@ -182,6 +182,16 @@ impl LockStore for EmbeddedStore {
         answer.await.map_err(|_| StoreError::Stopped)
     }
 
+    async fn due(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .groups()
+            .await?
+            .into_iter()
+            .filter(|(_, state)| state.holders.values().any(|holder| holder.expires <= now))
+            .map(|(name, _)| name)
+            .collect())
+    }
+
     async fn heartbeat(&self, now: Timestamp) -> Result<(), StoreError> {
         let (reply, answer) = oneshot::channel();
         self.send(Request::Heartbeat { now, reply })?;

@@ -44,6 +44,10 @@ pub trait LockStore {
         &self,
     ) -> impl Future<Output = Result<BTreeMap<String, GroupState>, StoreError>> + Send;
 
+    /// The groups with a lease that ran out by `now`, by this backend's
+    /// clock (the server's own for embedded, etcd's leases for etcd).
+    fn due(&self, now: Timestamp) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
     /// Record that the server is alive at `now` (the embedded backend's
     /// measure of its own downtime).
     fn heartbeat(&self, now: Timestamp) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -58,6 +62,9 @@ pub trait LockStore {
 pub enum LockBackend {
     /// SQLite on the server's disk.
     Embedded(EmbeddedStore),
+    /// An etcd cluster shared by several servers.
+    #[cfg(feature = "etcd")]
+    Etcd(Box<super::etcd::EtcdStore>),
 }
 
 impl LockStore for LockBackend {
@@ -70,24 +77,40 @@ impl LockStore for LockBackend {
     ) -> Result<Change, StoreError> {
         match self {
             LockBackend::Embedded(store) => store.apply(group, policy, op, now).await,
+            #[cfg(feature = "etcd")]
+            LockBackend::Etcd(store) => store.apply(group, policy, op, now).await,
         }
     }
 
     async fn groups(&self) -> Result<BTreeMap<String, GroupState>, StoreError> {
         match self {
             LockBackend::Embedded(store) => store.groups().await,
+            #[cfg(feature = "etcd")]
+            LockBackend::Etcd(store) => store.groups().await,
+        }
+    }
+
+    async fn due(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {
+        match self {
+            LockBackend::Embedded(store) => store.due(now).await,
+            #[cfg(feature = "etcd")]
+            LockBackend::Etcd(store) => store.due(now).await,
         }
     }
 
     async fn heartbeat(&self, now: Timestamp) -> Result<(), StoreError> {
         match self {
             LockBackend::Embedded(store) => store.heartbeat(now).await,
+            #[cfg(feature = "etcd")]
+            LockBackend::Etcd(store) => store.heartbeat(now).await,
         }
     }
 
     async fn check(&self) -> Result<(), StoreError> {
         match self {
             LockBackend::Embedded(store) => store.check().await,
+            #[cfg(feature = "etcd")]
+            LockBackend::Etcd(store) => store.check().await,
         }
     }
 }

@@ -6,6 +6,8 @@
 //! `async fn`, and [`locks::LockBackend`] forwards to the configured one.
 
 pub mod embedded;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub mod locks;
 
 /// Why the store could not answer.
@@ -41,6 +43,27 @@ pub enum StoreError {
     /// The backend's worker has stopped.
     #[error("the lock store has stopped")]
     Stopped,
+    /// etcd did not answer, or refused.
+    #[error("etcd {endpoints}: {message}")]
+    Etcd {
+        /// The configured members.
+        endpoints: String,
+        /// What failed.
+        message: String,
+    },
+    /// Other servers kept changing the group first.
+    #[error("group {group}: other servers changed it first {tries} times in a row")]
+    Conflict {
+        /// The group.
+        group: String,
+        /// How many times.
+        tries: usize,
+    },
+    /// The configured backend is not in this build.
+    #[error(
+        "`backend = \"etcd\"` needs a cairn built with the etcd backend (`cargo build --features etcd`, docs/fleet-lock.md#high-availability-etcd)"
+    )]
+    NotBuilt,
 }
 
 impl StoreError {
@@ -51,6 +74,9 @@ impl StoreError {
             StoreError::Io { .. } => "io",
             StoreError::Corrupt { .. } => "corrupt",
             StoreError::Stopped => "stopped",
+            StoreError::Etcd { .. } => "etcd",
+            StoreError::Conflict { .. } => "conflict",
+            StoreError::NotBuilt => "not_built",
         }
     }
 }

@@ -1,0 +1,209 @@
+//! Two `cairn serve` processes sharing one real etcd (built with `--features
+//! etcd`): clients split between them never hold more slots than there are,
+//! and when one copy is SIGKILLed the other carries on with the same holders.
+
+use cairn_testkit::EtcdCluster;
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "lock-admin-token-0123456789";
+
+/// A running `cairn serve`, killed (SIGKILL) when dropped.
+struct Served {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Configure `dir` for a server whose locks are in `etcd`.
+fn configure(dir: &Path, etcd: &EtcdCluster, groups: &str) {
+    std::fs::write(dir.join("admin.token"), format!("{TOKEN}\n")).expect("token");
+    std::fs::write(
+        dir.join("server.toml"),
+        format!(
+            "[[token]]\nfile = \"admin.token\"\nscopes = [\"lock-admin\"]\n\
+             [fleet_lock]\nbackend = \"etcd\"\nendpoints = {:?}\n\
+             allowed_networks = [\"127.0.0.0/8\"]\n{groups}",
+            etcd.endpoints()
+        ),
+    )
+    .expect("config");
+}
+
+/// Start `cairn serve` on a free loopback port; waits until it listens.
+fn serve(dir: &Path) -> Served {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(dir.join("server.toml"))
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cairn serve starts");
+    let stderr = child.stderr.take().expect("piped");
+    let (lines, seen) = std::sync::mpsc::channel();
+    // Keeps draining after the address is found, so the pipe never fills.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut log = String::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(line) = seen.recv_timeout(left) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("cairn serve did not start:\n{log}");
+        };
+        if let Some(at) = line.find("address=") {
+            let address: String = line[at + "address=".len()..]
+                .chars()
+                .take_while(|c| !c.is_whitespace())
+                .collect();
+            return Served {
+                child,
+                url: format!("http://{address}"),
+            };
+        }
+        log.push_str(&line);
+        log.push('\n');
+    }
+}
+
+async fn zincati(url: &str, operation: &str, id: &str, group: &str) -> (u16, String) {
+    let response = reqwest::Client::new()
+        .post(format!("{url}/v1/{operation}"))
+        .header("fleet-lock-protocol", "true")
+        .body(json!({"client_params": {"id": id, "group": group}}).to_string())
+        .send()
+        .await
+        .expect("send");
+    let status = response.status().as_u16();
+    let body: Value =
+        serde_json::from_str(&response.text().await.expect("body")).unwrap_or_default();
+    (
+        status,
+        body["kind"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+async fn holders(url: &str, group: &str) -> Vec<String> {
+    let text = reqwest::Client::new()
+        .get(format!("{url}/v1/x-cairn/locks"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("status")
+        .text()
+        .await
+        .expect("text");
+    let status: Value = serde_json::from_str(&text).expect("json");
+    status["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .filter(|g| g["group"] == group)
+        .flat_map(|g| g["holders"].as_array().cloned().unwrap_or_default())
+        .map(|h| h["id"].as_str().expect("id").to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_clients_on_two_servers_never_hold_more_than_three_slots() {
+    let etcd = tokio::task::spawn_blocking(|| EtcdCluster::start(1))
+        .await
+        .expect("etcd");
+    let (first_dir, second_dir) = (
+        tempfile::tempdir().expect("d"),
+        tempfile::tempdir().expect("d"),
+    );
+    let groups = "[[fleet_lock.group]]\nname = \"race\"\nslots = 3\n";
+    configure(first_dir.path(), &etcd, groups);
+    configure(second_dir.path(), &etcd, groups);
+    let (first, second) = (serve(first_dir.path()), serve(second_dir.path()));
+    let urls = [first.url.clone(), second.url.clone()];
+    let holding = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..200)
+        .map(|n| {
+            // Even clients call one server, odd ones the other.
+            let url = urls[n % 2].clone();
+            let (holding, most) = (Arc::clone(&holding), Arc::clone(&most));
+            tokio::spawn(async move {
+                let id = format!("node-{n}");
+                let mut attempts = 0;
+                loop {
+                    attempts += 1;
+                    let (status, kind) = zincati(&url, "pre-reboot", &id, "race").await;
+                    if status == 200 {
+                        break;
+                    }
+                    assert_eq!((status, kind.as_str()), (409, "group_full"));
+                    tokio::task::yield_now().await;
+                }
+                // Counted while etcd records the slot as this node's.
+                let now = holding.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                tokio::task::yield_now().await;
+                holding.fetch_sub(1, Ordering::SeqCst);
+                assert_eq!(zincati(&url, "steady-state", &id, "race").await.0, 200);
+                attempts
+            })
+        })
+        .collect();
+    let mut attempts = 0;
+    for task in tasks {
+        attempts += task.await.expect("client");
+    }
+    let most = most.load(Ordering::SeqCst);
+    assert!(most <= 3, "{most} nodes held a slot at once");
+    assert!(attempts > 200, "the slots were contended ({attempts})");
+    assert!(holders(&first.url, "race").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_one_server_is_killed_the_other_carries_on_with_the_same_holders() {
+    let etcd = tokio::task::spawn_blocking(|| EtcdCluster::start(1))
+        .await
+        .expect("etcd");
+    let (first_dir, second_dir) = (
+        tempfile::tempdir().expect("d"),
+        tempfile::tempdir().expect("d"),
+    );
+    let groups = "[[fleet_lock.group]]\nname = \"g\"\nslots = 2\n";
+    configure(first_dir.path(), &etcd, groups);
+    configure(second_dir.path(), &etcd, groups);
+    let first = serve(first_dir.path());
+    let second = serve(second_dir.path());
+    assert_eq!(zincati(&first.url, "pre-reboot", "a", "g").await.0, 200);
+    assert_eq!(zincati(&first.url, "pre-reboot", "b", "g").await.0, 200);
+    let url = first.url.clone();
+    drop(first); // SIGKILL, while a and b hold their slots.
+    assert!(
+        reqwest::get(format!("{url}/healthz")).await.is_err(),
+        "the first server is gone"
+    );
+    assert_eq!(holders(&second.url, "g").await, ["a", "b"]);
+    assert_eq!(
+        zincati(&second.url, "pre-reboot", "c", "g").await,
+        (409, "group_full".to_string())
+    );
+    // The holders carry on through the other copy: recursively held, then released.
+    assert_eq!(zincati(&second.url, "pre-reboot", "a", "g").await.0, 200);
+    assert_eq!(zincati(&second.url, "steady-state", "a", "g").await.0, 200);
+    assert_eq!(zincati(&second.url, "pre-reboot", "c", "g").await.0, 200);
+    assert_eq!(holders(&second.url, "g").await, ["b", "c"]);
+}
