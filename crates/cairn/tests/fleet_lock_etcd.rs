@@ -197,6 +197,17 @@ async fn when_one_server_is_killed_the_other_carries_on_with_the_same_holders() 
         "the first server is gone"
     );
     assert_eq!(holders(&second.url, "g").await, ["a", "b"]);
+    // Its gauges show the slots the first copy granted: read from etcd.
+    let metrics = reqwest::get(format!("{}/metrics", second.url))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("cairn_fleet_lock_slots_held{group=\"g\"} 2"),
+        "{metrics}"
+    );
     assert_eq!(
         zincati(&second.url, "pre-reboot", "c", "g").await,
         (409, "group_full".to_string())

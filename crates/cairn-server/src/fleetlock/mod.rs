@@ -112,11 +112,8 @@ impl FleetLock {
 
     fn record(&self, metrics: &Metrics, group: &str, policy: GroupPolicy, change: &Change) {
         let label = self.label(group);
-        let held = change.after.holders.len() as i64 - change.before.holders.len() as i64;
-        metrics.lock_slots_held.get_or_create(&label).inc_by(held);
-        let halted =
-            i64::from(change.after.halt.is_some()) - i64::from(change.before.halt.is_some());
-        metrics.lock_halted_groups.inc_by(halted);
+        // The two gauges are set from the store itself (`load_metrics`, at
+        // every scrape): with several copies, every change counts.
         if change.applied.outcome == (Outcome::Granted { already: false }) {
             metrics.lock_grants.get_or_create(&label).inc();
         }
@@ -141,24 +138,30 @@ impl FleetLock {
         }
     }
 
-    /// Set the gauges from what is stored (at start).
+    /// Set the slots-held and halted-groups gauges from what is stored (at
+    /// start, and at every scrape of `/metrics`): the store is the truth,
+    /// whichever copy of the server changed it.
     pub async fn load_metrics(&self, metrics: &Metrics) -> Result<(), ApiError> {
         let groups = self.groups().await?;
+        let mut held: std::collections::BTreeMap<String, i64> = self
+            .config
+            .groups
+            .keys()
+            .map(String::as_str)
+            .chain([crate::config::DEFAULT_GROUP, "unlisted"])
+            .map(|name| (self.label(name).group, 0))
+            .collect();
         for (name, state) in &groups {
+            *held.entry(self.label(name).group).or_default() += state.holders.len() as i64;
+        }
+        for (group, count) in held {
             metrics
                 .lock_slots_held
-                .get_or_create(&self.label(name))
-                .inc_by(state.holders.len() as i64);
-            metrics
-                .lock_halted_groups
-                .inc_by(i64::from(state.halt.is_some()));
+                .get_or_create(&GroupLabels { group })
+                .set(count);
         }
-        for name in self.config.groups.keys() {
-            metrics
-                .lock_slots_held
-                .get_or_create(&self.label(name))
-                .inc_by(0);
-        }
+        let halted = groups.values().filter(|state| state.halt.is_some()).count();
+        metrics.lock_halted_groups.set(halted as i64);
         Ok(())
     }
 

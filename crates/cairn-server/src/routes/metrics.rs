@@ -7,6 +7,12 @@ use axum::response::IntoResponse;
 
 /// The handler.
 pub async fn get(State(state): State<AppState>) -> impl IntoResponse {
+    // The lock gauges as stored now; on a store failure, the last values.
+    if let Some(lock) = &state.shared.fleet_lock
+        && let Err(error) = lock.load_metrics(&state.shared.metrics).await
+    {
+        tracing::warn!(value = %error.value, "the FleetLock gauges could not be read from the store");
+    }
     (
         [(
             header::CONTENT_TYPE,
