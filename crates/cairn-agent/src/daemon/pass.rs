@@ -226,8 +226,10 @@ async fn pass(
                     )
                 })
                 .map_err(stopped(ReasonKind::StreamUnknown))?;
-            let source = commit_source(&settings.source, origin)
-                .map_err(stopped(ReasonKind::NoFollowedImage))?;
+            let source = commit_source(&settings.source, origin).map_err(stopped_by(
+                ReasonKind::NoFollowedImage,
+                CommitSourceError::kind,
+            ))?;
             (origin.clone(), stream, source)
         }
         None => {
@@ -558,18 +560,49 @@ async fn pass(
 /// `updates.source` unset, a Fedora CoreOS branch reads Fedora's own files
 /// (`fcos`), in the checksum scheme; any other branch must be told. The
 /// `tag` source follows an image's tag, which such a host has not.
-fn commit_source(configured: &Source, origin: &str) -> Result<Source, String> {
+fn commit_source(configured: &Source, origin: &str) -> Result<Source, CommitSourceError> {
     match configured {
         Source::Registry(None) if fcos_stream_of_refspec(origin).is_some() => {
             Ok(Source::Fcos { base_url: None })
         }
-        Source::Registry(None) => Err(format!(
-            "the host boots from ostree commits on {origin}, not from an image, and that is not a Fedora CoreOS branch: set updates.source"
-        )),
-        Source::Tag => Err(format!(
-            "updates.source = \"tag\" follows an image's tag, and the host boots from ostree commits on {origin}: set another updates.source"
-        )),
+        Source::Registry(None) => Err(CommitSourceError::NotFedoraBranch {
+            origin: origin.to_string(),
+        }),
+        Source::Tag => Err(CommitSourceError::NoTag {
+            origin: origin.to_string(),
+        }),
         other => Ok(other.clone()),
+    }
+}
+
+/// Why a host booted from ostree commits has no graph to follow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum CommitSourceError {
+    /// No `updates.source`, on a branch that is not Fedora CoreOS's.
+    #[error(
+        "the host boots from ostree commits on {origin}, not from an image, and that is not a Fedora CoreOS branch: set updates.source"
+    )]
+    NotFedoraBranch {
+        /// The booted origin.
+        origin: String,
+    },
+    /// `updates.source = "tag"`, which needs an image's tag.
+    #[error(
+        "updates.source = \"tag\" follows an image's tag, and the host boots from ostree commits on {origin}: set another updates.source"
+    )]
+    NoTag {
+        /// The booted origin.
+        origin: String,
+    },
+}
+
+impl CommitSourceError {
+    /// A short, fixed label (the status reason's cause).
+    fn kind(&self) -> &'static str {
+        match self {
+            CommitSourceError::NotFedoraBranch { .. } => "not_fedora_branch",
+            CommitSourceError::NoTag { .. } => "tag_source_without_tag",
+        }
     }
 }
 
@@ -602,9 +635,12 @@ mod tests {
         }
         let other = commit_source(&Source::Registry(None), "acme:acme/x86_64/os/stable")
             .expect_err("not Fedora's branch");
+        assert_eq!(other.kind(), "not_fedora_branch");
+        let other = other.to_string();
         assert!(other.contains("acme:acme/x86_64/os/stable"), "{other}");
         assert!(other.contains("set updates.source"), "{other}");
         let tag = commit_source(&Source::Tag, FCOS).expect_err("no tag to follow");
-        assert!(tag.contains(FCOS), "{tag}");
+        assert_eq!(tag.kind(), "tag_source_without_tag");
+        assert!(tag.to_string().contains(FCOS), "{tag}");
     }
 }

@@ -18,7 +18,28 @@ pub struct HostValues {
     pub stream: Option<String>,
     /// The app-specific node id Zincati derived from `/etc/machine-id`, or
     /// why it cannot be told.
-    pub node_id: Result<String, String>,
+    pub node_id: Result<String, NodeIdError>,
+}
+
+/// Why the host's node id cannot be told.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeIdError {
+    /// `/etc/machine-id` cannot be read.
+    #[error("/etc/machine-id cannot be read ({0})")]
+    Unreadable(String),
+    /// It holds no machine id.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl NodeIdError {
+    /// A short, fixed label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            NodeIdError::Unreadable(_) => "machine_id_unreadable",
+            NodeIdError::Invalid(_) => "invalid_machine_id",
+        }
+    }
 }
 
 /// Cairn's values, ready to be written.

@@ -13,7 +13,7 @@ mod convert;
 mod read;
 mod urls;
 
-pub use convert::HostValues;
+pub use convert::{HostValues, NodeIdError};
 pub use read::ReadError;
 
 use super::ConfigError;
@@ -136,8 +136,9 @@ pub fn host_values(
             .map(str::to_string)
     });
     let node_id = match std::fs::read_to_string(root.join("etc/machine-id")) {
-        Ok(machine_id) => crate::identity::node_id(&machine_id).map_err(|e| e.to_string()),
-        Err(e) => Err(format!("/etc/machine-id cannot be read ({e})")),
+        Ok(machine_id) => crate::identity::node_id(&machine_id)
+            .map_err(|e| convert::NodeIdError::Invalid(e.to_string())),
+        Err(e) => Err(convert::NodeIdError::Unreadable(e.to_string())),
     };
     HostValues {
         basearch,

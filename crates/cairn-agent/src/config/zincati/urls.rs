@@ -173,7 +173,9 @@ mod tests {
             basearch: Some("x86_64".into()),
             platform: Some("metal".into()),
             stream: None,
-            node_id: Err("no /etc/machine-id".into()),
+            node_id: Err(crate::config::zincati::NodeIdError::Unreadable(
+                "no such file".into(),
+            )),
         }
     }
 
