@@ -406,11 +406,13 @@ async fn two_hundred_clients_racing_for_three_slots_never_hold_more_than_three(b
     let url = server.url.clone();
     let holding = Arc::new(AtomicUsize::new(0));
     let most = Arc::new(AtomicUsize::new(0));
+    let timeouts = Arc::new(AtomicUsize::new(0));
     let client = reqwest::Client::new();
     let tasks: Vec<_> = (0..200)
         .map(|n| {
             let (client, url) = (client.clone(), url.clone());
             let (holding, most) = (Arc::clone(&holding), Arc::clone(&most));
+            let timeouts = Arc::clone(&timeouts);
             tokio::spawn(async move {
                 let body = json!({"client_params": {"id": format!("node-{n}"), "group": "race"}})
                     .to_string();
@@ -428,13 +430,22 @@ async fn two_hundred_clients_racing_for_three_slots_never_hold_more_than_three(b
                     if status == 200 {
                         break;
                     }
-                    assert_eq!(status, 409, "only a full group may refuse");
+                    // Only a full group refuses. On etcd, where 200 callers
+                    // queue for one group, a call past its 2 s deadline is a
+                    // 503 too, and is asked again (calls are recursive).
+                    let queued = matches!(backend, Backend::Embedded) || status != 503;
+                    assert!(status == 409 || !queued, "refused with {status}");
+                    if status == 503 {
+                        timeouts.fetch_add(1, Ordering::SeqCst);
+                    }
                     tokio::task::yield_now().await;
                 }
                 // Counted while the server holds the slot for this node.
                 let now = holding.fetch_add(1, Ordering::SeqCst) + 1;
                 most.fetch_max(now, Ordering::SeqCst);
-                tokio::task::yield_now().await;
+                // Held a while, as a rebooting node does: a server granting a
+                // slot too many would show as overlapping holders.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 holding.fetch_sub(1, Ordering::SeqCst);
                 assert_eq!(
                     call("steady-state").await.expect("send").status().as_u16(),
@@ -450,6 +461,7 @@ async fn two_hundred_clients_racing_for_three_slots_never_hold_more_than_three(b
     }
     let most = most.load(Ordering::SeqCst);
     assert!(most <= 3, "{most} nodes held a slot at once");
+    assert_eq!(most, 3, "the test saw the group full at least once");
     assert!(
         attempts > 200,
         "the slots were contended ({attempts} attempts)"
@@ -460,9 +472,17 @@ async fn two_hundred_clients_racing_for_three_slots_never_hold_more_than_three(b
         .text()
         .await
         .expect("t");
+    // Every grant counted, but for those answered 503 after they committed
+    // (their node then found its slot held already).
+    let grants: usize = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("cairn_fleet_lock_grants_total{group=\"race\"} "))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("a grants count");
+    let timeouts = timeouts.load(Ordering::SeqCst);
     assert!(
-        metrics.contains("cairn_fleet_lock_grants_total{group=\"race\"} 200"),
-        "{metrics}"
+        (200 - timeouts.min(200)..=200).contains(&grants),
+        "{grants} grants, {timeouts} timeouts"
     );
     assert!(
         metrics.contains("cairn_fleet_lock_slots_held{group=\"race\"} 0"),

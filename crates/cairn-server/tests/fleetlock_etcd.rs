@@ -198,8 +198,19 @@ async fn a_three_member_cluster_grants_with_one_down_refuses_without_quorum_and_
     assert_eq!(zincati(&server, "pre-reboot", "n0", "g").await.0, 200);
     assert_eq!(zincati(&server, "steady-state", "n0", "g").await.0, 200);
 
-    // One member down (perhaps the leader): the other two are a quorum.
-    etcd.kill(0);
+    // The leader down: the other two elect another, and are a quorum.
+    let leader = tokio::task::block_in_place(|| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(leader) = etcd.leader() {
+                break leader;
+            }
+            assert!(Instant::now() < deadline, "no member says it leads");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    etcd.kill(leader);
+    let other = (0..3).find(|&n| n != leader).expect("another member");
     let (status, _) = wait_for(
         "a grant with one member down",
         Duration::from_secs(20),
@@ -217,7 +228,7 @@ async fn a_three_member_cluster_grants_with_one_down_refuses_without_quorum_and_
     assert_eq!(readyz(&server).await, 200);
 
     // Two down: no quorum. Every call is a 503, never a grant.
-    etcd.kill(1);
+    etcd.kill(other);
     wait_for("/readyz to fail", Duration::from_secs(20), || async {
         (readyz(&server).await == 503).then_some(())
     })
@@ -248,11 +259,11 @@ async fn a_three_member_cluster_grants_with_one_down_refuses_without_quorum_and_
     );
 
     // Back: it recovers by itself, with n1 still the only holder.
-    etcd.restart(0);
-    etcd.restart(1);
+    etcd.restart(leader);
+    etcd.restart(other);
     tokio::task::block_in_place(|| {
-        etcd.wait_healthy(0);
-        etcd.wait_healthy(1);
+        etcd.wait_healthy(leader);
+        etcd.wait_healthy(other);
     });
     wait_for("/readyz to pass", Duration::from_secs(30), || async {
         (readyz(&server).await == 200).then_some(())

@@ -40,21 +40,26 @@ fn free_port() -> u16 {
 
 /// `GET /health` on a member's client port: whether it answers healthy
 /// (it has a leader and its cluster has a quorum).
-fn healthy(port: u16) -> bool {
+/// The answer of member `port` to `GET path`, empty when there is none.
+fn get(port: u16, path: &str) -> String {
     let Ok(mut stream) = TcpStream::connect_timeout(
         &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
         Duration::from_millis(500),
     ) else {
-        return false;
+        return String::new();
     };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(3)));
-    let request = format!("GET /health HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n");
     if stream.write_all(request.as_bytes()).is_err() {
-        return false;
+        return String::new();
     }
     let mut answer = String::new();
     let _ = stream.read_to_string(&mut answer);
-    answer.contains("\"health\":\"true\"")
+    answer
+}
+
+fn healthy(port: u16) -> bool {
+    get(port, "/health").contains("\"health\":\"true\"")
 }
 
 impl EtcdCluster {
@@ -133,6 +138,9 @@ impl EtcdCluster {
             .args(["--initial-cluster-state", "new"])
             .args(["--initial-cluster-token", &self.token])
             .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+            // As docs/fleet-lock.md asks of production members: without it,
+            // every leader change gives each lease its whole TTL again.
+            .arg("--experimental-enable-lease-checkpoint=true")
             .args(["--logger", "zap", "--log-level", "warn"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -168,6 +176,17 @@ impl EtcdCluster {
     pub fn restart(&mut self, n: usize) {
         self.kill(n);
         self.spawn(n);
+    }
+
+    /// The member that leads the cluster now (its `etcd_server_is_leader`
+    /// metric is 1), if a running one does.
+    pub fn leader(&self) -> Option<usize> {
+        (0..self.members.len()).find(|&n| {
+            self.members[n].child.is_some()
+                && get(self.members[n].client_port, "/metrics")
+                    .lines()
+                    .any(|line| line.trim() == "etcd_server_is_leader 1")
+        })
     }
 
     /// Whether member `n` answers healthy now.

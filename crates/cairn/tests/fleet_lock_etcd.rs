@@ -151,13 +151,23 @@ async fn two_hundred_clients_on_two_servers_never_hold_more_than_three_slots() {
                     if status == 200 {
                         break;
                     }
-                    assert_eq!((status, kind.as_str()), (409, "group_full"));
+                    // A full group waits; a 503 (a copy busy past its 2 s
+                    // deadline) is asked again, as calls are recursive.
+                    assert!(
+                        matches!(
+                            (status, kind.as_str()),
+                            (409, "group_full") | (503, "backend_unavailable")
+                        ),
+                        "{status} {kind}"
+                    );
                     tokio::task::yield_now().await;
                 }
                 // Counted while etcd records the slot as this node's.
                 let now = holding.fetch_add(1, Ordering::SeqCst) + 1;
                 most.fetch_max(now, Ordering::SeqCst);
-                tokio::task::yield_now().await;
+                // Held a while, as a rebooting node does: a server granting a
+                // slot too many would show as overlapping holders.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 holding.fetch_sub(1, Ordering::SeqCst);
                 assert_eq!(zincati(&url, "steady-state", &id, "race").await.0, 200);
                 attempts
@@ -170,6 +180,7 @@ async fn two_hundred_clients_on_two_servers_never_hold_more_than_three_slots() {
     }
     let most = most.load(Ordering::SeqCst);
     assert!(most <= 3, "{most} nodes held a slot at once");
+    assert_eq!(most, 3, "the test saw the group full at least once");
     assert!(attempts > 200, "the slots were contended ({attempts})");
     assert!(holders(&first.url, "race").await.is_empty());
 }
