@@ -301,3 +301,51 @@ async fn a_three_member_cluster_grants_with_one_down_refuses_without_quorum_and_
     }
     assert_eq!(granted, 1, "one slot, one grant");
 }
+
+/// Under `release`, a node whose lease ran out and that asks again is granted
+/// a fresh slot, with a fresh lease behind it: the next call on the group
+/// must still count it as holding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_granted_again_after_its_lease_ran_out_holds_a_real_lease() {
+    let etcd = start_cluster(1).await;
+    let server = start(
+        &etcd,
+        "[[fleet_lock.group]]\nname = \"spot\"\nslots = 1\nlease_seconds = 2\non_expiry = \"release\"\n",
+    )
+    .await;
+    let take = |id: &'static str| {
+        let url = format!("{}/v1/pre-reboot", server.url);
+        async move {
+            let response = reqwest::Client::new()
+                .post(url)
+                .header("fleet-lock-protocol", "true")
+                .body(json!({"client_params": {"id": id, "group": "spot"}}).to_string())
+                .send()
+                .await
+                .expect("send");
+            let status = response.status().as_u16();
+            let body: Value =
+                serde_json::from_str(&response.text().await.expect("body")).unwrap_or(Value::Null);
+            (status, body)
+        }
+    };
+    assert_eq!(take("a").await.0, 200);
+    // Asking again holds it as it is, until the lease has run out: then the
+    // grant is a new one.
+    wait_for(
+        "a's lease to run out and a new grant",
+        Duration::from_secs(30),
+        || async {
+            let (status, body) = take("a").await;
+            assert_eq!(status, 200, "{body}");
+            (body["already_held"] == json!(false)).then_some(())
+        },
+    )
+    .await;
+    let (status, body) = take("b").await;
+    assert_eq!(
+        (status, body["kind"].as_str()),
+        (409, Some("group_full")),
+        "{body}"
+    );
+}

@@ -246,11 +246,13 @@ impl LockStore for EtcdStore {
                     after,
                 });
             }
-            // A lease for each new holder, as long as the group's lease.
+            // A lease for each holder without a live key, as long as the
+            // group's lease: a new one, and one whose lease ran out and that
+            // the rules granted again in this call (under `release`).
             let ttl = policy.lease.as_secs().max(1);
             let mut granted = Vec::new();
             for node in after.holders.keys() {
-                if !before.holders.contains_key(node) {
+                if !snapshot.live.contains_key(node) {
                     let lease = self
                         .retrying(|mut client| async move { client.lease_grant(ttl, None).await })
                         .await?;
