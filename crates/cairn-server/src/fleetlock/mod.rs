@@ -89,8 +89,10 @@ impl FleetLock {
                     .inc();
                 tracing::error!(%error, operation = name, "the lock store failed");
                 // The details (file names) stay in the server's log.
+                // On etcd a failed transaction may still have committed:
+                // the host learns the truth by asking again.
                 return Err(unavailable(format!(
-                    "the lock store failed ({}); nothing was granted",
+                    "the lock store failed ({}); ask again (calls are recursive and idempotent)",
                     error.kind()
                 )));
             }
