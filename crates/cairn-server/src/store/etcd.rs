@@ -19,7 +19,7 @@ use super::locks::{Change, LockStore};
 use crate::fleetlock::model::{GroupPolicy, GroupState, LockOp};
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, PutOptions, Txn, TxnOp,
-    TxnOpResponse,
+    TxnOpResponse, TxnResponse,
 };
 use jiff::Timestamp;
 use std::collections::{BTreeMap, HashMap};
@@ -36,6 +36,16 @@ const RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// The most compare failures (another server wrote first) one call retries.
 const MAX_CONFLICTS: usize = 32;
 
+/// The most released leases one copy keeps for later grants; a release past
+/// it revokes its lease.
+const POOL_LIMIT: usize = 256;
+
+/// The most groups one copy remembers the last state of.
+const CACHE_LIMIT: usize = 4096;
+
+/// How long renewing a pooled lease may take before a fresh one is granted.
+const RENEW_FOR: Duration = Duration::from_millis(500);
+
 /// A handle on the etcd store; cheap to clone.
 #[derive(Clone)]
 pub struct EtcdStore {
@@ -45,6 +55,32 @@ pub struct EtcdStore {
     /// One queue per group, so this server's own requests for a group take
     /// turns instead of failing each other's compares.
     turns: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    /// Each group as this copy last read or wrote it.
+    cache: Arc<Mutex<HashMap<String, Snapshot>>>,
+    /// Leases whose holder key this copy deleted, by TTL in seconds, with
+    /// when they were pooled (newest last).
+    pool: Arc<Mutex<LeasePool>>,
+}
+
+/// Key-less leases kept for the next grants instead of being revoked.
+#[derive(Debug, Default)]
+struct LeasePool {
+    by_ttl: HashMap<i64, Vec<(i64, Instant)>>,
+    count: usize,
+}
+
+/// The etcd lease a holder key is bound to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct HeldLease {
+    id: i64,
+    /// The TTL it was granted with, stored as the holder key's value; `None`
+    /// for a key written without it.
+    ttl: Option<i64>,
+}
+
+/// Whether `state` is stored (a group with no holder and no halt has no key).
+fn writes_state(state: &GroupState) -> bool {
+    !(state.holders.is_empty() && state.halt.is_none())
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -57,13 +93,13 @@ impl std::fmt::Debug for EtcdStore {
 }
 
 /// One group as read at one revision.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Snapshot {
     state: GroupState,
     /// The state key's mod revision; 0 when there is none.
     revision: i64,
-    /// Holders whose lease key still exists, with the lease's id.
-    live: BTreeMap<String, i64>,
+    /// Holders whose lease key still exists, with its lease.
+    live: BTreeMap<String, HeldLease>,
 }
 
 impl EtcdStore {
@@ -89,6 +125,8 @@ impl EtcdStore {
             prefix: prefix.to_string(),
             endpoints: shown,
             turns: Arc::default(),
+            cache: Arc::default(),
+            pool: Arc::default(),
         })
     }
 
@@ -139,7 +177,17 @@ impl EtcdStore {
                     })?;
                 entry.revision = kv.mod_revision();
             } else if let Some(node) = what.strip_prefix("holder/") {
-                entry.live.insert(node.to_string(), kv.lease());
+                let ttl = std::str::from_utf8(kv.value())
+                    .ok()
+                    .and_then(|text| text.parse::<i64>().ok())
+                    .filter(|ttl| *ttl > 0);
+                entry.live.insert(
+                    node.to_string(),
+                    HeldLease {
+                        id: kv.lease(),
+                        ttl,
+                    },
+                );
             }
         }
         Ok(groups)
@@ -206,6 +254,131 @@ impl EtcdStore {
         Arc::clone(turns.entry(group.to_string()).or_default())
     }
 
+    fn cached(&self, group: &str) -> Option<Snapshot> {
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.get(group).cloned()
+    }
+
+    fn remember(&self, group: &str, snapshot: Snapshot) {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= CACHE_LIMIT && !cache.contains_key(group) {
+            cache.clear();
+        }
+        cache.insert(group.to_string(), snapshot);
+    }
+
+    fn forget(&self, group: &str) {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.remove(group);
+    }
+
+    /// What a decision on `snapshot` rests on: the state key's revision, and
+    /// for each holder whether its key still exists on the same lease.
+    fn compares(&self, group: &str, snapshot: &Snapshot) -> Vec<Compare> {
+        let state_key = self.state_key(group);
+        let mut compares = vec![if snapshot.revision == 0 {
+            Compare::create_revision(state_key, CompareOp::Equal, 0)
+        } else {
+            Compare::mod_revision(state_key, CompareOp::Equal, snapshot.revision)
+        }];
+        for node in snapshot.state.holders.keys() {
+            let key = self.holder_key(group, node);
+            compares.push(match snapshot.live.get(node) {
+                Some(lease) => Compare::lease(key, CompareOp::Equal, lease.id),
+                None => Compare::version(key, CompareOp::Equal, 0),
+            });
+        }
+        compares
+    }
+
+    /// The group as the failed transaction's fallback read it.
+    fn fallback_snapshot(
+        &self,
+        group: &str,
+        response: TxnResponse,
+    ) -> Result<Snapshot, StoreError> {
+        let kvs: Vec<KeyValue> = response
+            .op_responses()
+            .into_iter()
+            .flat_map(|answer| match answer {
+                TxnOpResponse::Get(mut get) => get.take_kvs(),
+                _ => Vec::new(),
+            })
+            .collect();
+        let snapshot = self.snapshots(&kvs)?.remove(group).unwrap_or_default();
+        self.remember(group, snapshot.clone());
+        Ok(snapshot)
+    }
+
+    /// A lease of `ttl` seconds for a new holder, running from now: a pooled
+    /// one renewed (a renewal is answered by etcd's leader, not written
+    /// through raft), or else a new grant.
+    async fn lease(&self, ttl: i64) -> Result<HeldLease, StoreError> {
+        while let Some(id) = self.take_pooled(ttl) {
+            let mut client = self.client.clone();
+            match tokio::time::timeout(RENEW_FOR, client.lease_keep_alive(id)).await {
+                // The stream answered with a TTL above 0: renewed in full.
+                Ok(Ok(_)) => return Ok(HeldLease { id, ttl: Some(ttl) }),
+                // Run out, or revoked: try the next one.
+                Ok(Err(etcd_client::Error::LeaseKeepAliveError(_))) => continue,
+                // etcd is unwell: let a grant retry it.
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, lease = id, "renewing a pooled etcd lease failed");
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let lease = self
+            .retrying(|mut client| async move { client.lease_grant(ttl, None).await })
+            .await?;
+        Ok(HeldLease {
+            id: lease.id(),
+            ttl: Some(ttl),
+        })
+    }
+
+    /// The newest pooled lease of `ttl` that may still run; older ones of
+    /// that TTL that cannot are dropped (they have run out by themselves).
+    fn take_pooled(&self, ttl: i64) -> Option<i64> {
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        let pool = &mut *pool;
+        let leases = pool.by_ttl.get_mut(&ttl)?;
+        let (id, pooled) = leases.pop()?;
+        pool.count -= 1;
+        let span = Duration::from_secs(u64::try_from(ttl).unwrap_or(0));
+        if pooled.elapsed() >= span {
+            // Renewed last before it was pooled: it, and every older one,
+            // has run out.
+            pool.count -= leases.len();
+            leases.clear();
+            return None;
+        }
+        Some(id)
+    }
+
+    /// Keep leases whose keys are gone for later grants; revoke those past
+    /// the pool's limit or of unknown TTL.
+    fn pool_leases(&self, leases: Vec<HeldLease>) {
+        let mut overflow = Vec::new();
+        {
+            let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+            for lease in leases {
+                match lease.ttl {
+                    Some(ttl) if pool.count < POOL_LIMIT => {
+                        pool.by_ttl
+                            .entry(ttl)
+                            .or_default()
+                            .push((lease.id, Instant::now()));
+                        pool.count += 1;
+                    }
+                    _ => overflow.push(lease.id),
+                }
+            }
+        }
+        self.revoke_later(overflow);
+    }
+
     /// Best effort: a lease whose key was deleted would only run out later.
     fn revoke_later(&self, leases: Vec<i64>) {
         if leases.is_empty() {
@@ -233,35 +406,63 @@ impl LockStore for EtcdStore {
         let turn = self.turn(group);
         let _turn = turn.lock().await;
         let state_key = self.state_key(group);
-        let mut snapshot = self.read_group(group).await?;
+        let ttl = policy.lease.as_secs().max(1);
+        // What this copy last saw of the group, if anything: the transaction's
+        // compares check it, so a stale copy costs a failed compare, never a
+        // wrong decision.
+        let (mut snapshot, mut confirmed) = match self.cached(group) {
+            Some(snapshot) => (snapshot, false),
+            None => (self.read_group(group).await?, true),
+        };
         for _ in 0..MAX_CONFLICTS {
             let before = snapshot.state.clone();
             let mut after = before.clone();
             let live = &snapshot.live;
             let applied = after.apply_judged(&op, &policy, now, |node, _| !live.contains_key(node));
+            let compares = self.compares(group, &snapshot);
+            let fallback = TxnOp::get(
+                self.group_prefix(group),
+                Some(GetOptions::new().with_prefix()),
+            );
             if after == before {
-                return Ok(Change {
-                    applied,
-                    before,
-                    after,
-                });
+                if confirmed {
+                    self.remember(group, snapshot);
+                    return Ok(Change {
+                        applied,
+                        before,
+                        after,
+                    });
+                }
+                // Nothing to write, but the decision came from the cache:
+                // confirm it with a read-only transaction (a linearizable
+                // read in etcd, no raft write).
+                let txn = Txn::new().when(compares).or_else([fallback]);
+                match self.client.clone().txn(txn).await {
+                    Ok(response) if response.succeeded() => {
+                        self.remember(group, snapshot);
+                        return Ok(Change {
+                            applied,
+                            before,
+                            after,
+                        });
+                    }
+                    Ok(response) => snapshot = self.fallback_snapshot(group, response)?,
+                    Err(error) => {
+                        tracing::debug!(%error, group, "etcd read failed; reading again");
+                        self.forget(group);
+                        snapshot = self.read_group(group).await?;
+                    }
+                }
+                confirmed = true;
+                continue;
             }
             // A lease for each new holder, as long as the group's lease.
-            let ttl = policy.lease.as_secs().max(1);
             let mut granted = Vec::new();
             for node in after.holders.keys() {
                 if !before.holders.contains_key(node) {
-                    let lease = self
-                        .retrying(|mut client| async move { client.lease_grant(ttl, None).await })
-                        .await?;
-                    granted.push((node.clone(), lease.id()));
+                    granted.push((node.clone(), self.lease(ttl).await?));
                 }
             }
-            let compare = if snapshot.revision == 0 {
-                Compare::create_revision(state_key.clone(), CompareOp::Equal, 0)
-            } else {
-                Compare::mod_revision(state_key.clone(), CompareOp::Equal, snapshot.revision)
-            };
             let mut writes = Vec::new();
             if after.holders.is_empty() && after.halt.is_none() {
                 writes.push(TxnOp::delete(state_key.clone(), None));
@@ -281,49 +482,70 @@ impl LockStore for EtcdStore {
             for (node, lease) in &granted {
                 writes.push(TxnOp::put(
                     self.holder_key(group, node),
-                    Vec::new(),
-                    Some(PutOptions::new().with_lease(*lease)),
+                    ttl.to_string(),
+                    Some(PutOptions::new().with_lease(lease.id)),
                 ));
             }
             let txn = Txn::new()
-                .when([compare])
+                .when(compares)
                 .and_then(writes)
-                .or_else([TxnOp::get(
-                    self.group_prefix(group),
-                    Some(GetOptions::new().with_prefix()),
-                )]);
+                .or_else([fallback]);
             // Not retried blindly: after an error the outcome is unknown, so
             // the next try reads again and decides on what it finds (a grant
             // that did commit shows as the node already holding its slot).
+            // The leases taken for it are neither pooled nor revoked: one may
+            // now hold a key.
             let response = match self.client.clone().txn(txn).await {
                 Ok(response) => response,
                 Err(error) => {
                     tracing::debug!(%error, group, "etcd transaction failed; reading again");
+                    self.forget(group);
                     tokio::time::sleep(RETRY_PAUSE).await;
                     snapshot = self.read_group(group).await?;
+                    confirmed = true;
                     continue;
                 }
             };
             if response.succeeded() {
-                self.revoke_later(gone);
+                // The holder keys deleted here were their leases' only keys:
+                // those leases are free for later grants.
+                self.pool_leases(gone);
+                let mut live = snapshot.live.clone();
+                live.retain(|node, _| after.holders.contains_key(node));
+                for (node, lease) in granted {
+                    live.insert(node, lease);
+                }
+                // The state key's new revision is the transaction's; a
+                // deleted state key has none.
+                let revision = if writes_state(&after) {
+                    response.header().map(|header| header.revision())
+                } else {
+                    Some(0)
+                };
+                match revision {
+                    Some(revision) => self.remember(
+                        group,
+                        Snapshot {
+                            state: after.clone(),
+                            revision,
+                            live,
+                        },
+                    ),
+                    None => self.forget(group),
+                }
                 return Ok(Change {
                     applied,
                     before,
                     after,
                 });
             }
-            // Another server wrote first: the leases granted here are unused.
-            self.revoke_later(granted.into_iter().map(|(_, lease)| lease).collect());
-            let kvs: Vec<KeyValue> = response
-                .op_responses()
-                .into_iter()
-                .flat_map(|answer| match answer {
-                    TxnOpResponse::Get(mut get) => get.take_kvs(),
-                    _ => Vec::new(),
-                })
-                .collect();
-            snapshot = self.snapshots(&kvs)?.remove(group).unwrap_or_default();
+            // The group changed since it was read or cached: nothing was
+            // written, so the leases taken for this try are still key-less.
+            self.pool_leases(granted.into_iter().map(|(_, lease)| lease).collect());
+            snapshot = self.fallback_snapshot(group, response)?;
+            confirmed = true;
         }
+        self.forget(group);
         Err(StoreError::Conflict {
             group: group.to_string(),
             tries: MAX_CONFLICTS,
