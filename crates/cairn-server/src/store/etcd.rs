@@ -5,14 +5,23 @@
 //! - `group/<name>/holder/<node>`: one per holder, bound to an etcd lease
 //!   as long as the group's lease, so etcd deletes it when the lease runs out.
 //!
-//! An operation reads both kinds of key in one linearizable range read,
-//! lets the model decide (a holder whose key is gone has expired: etcd's
-//! clock judges leases, not this server's), and writes the result in one
-//! transaction that first compares the state key's revision with the one
-//! read. Two servers can therefore never both grant from the same state: the
-//! second one's compare fails, and it decides again on what the first wrote.
-//! An operation that changes nothing (a full group, a repeated `pre-reboot`)
-//! writes nothing: the linearizable read already saw the latest state.
+//! An operation lets the model decide on the group as this copy last saw it
+//! (or, when it has not seen it, as one linearizable range read shows it),
+//! and writes the result in one transaction that first compares everything
+//! the decision rested on: the state key's revision, and for each holder
+//! whether its key still exists on the same lease (a holder whose key is
+//! gone has expired: etcd's clock judges leases, not this server's). When a
+//! compare fails nothing is written, and the transaction's fallback read
+//! brings the group as it is for the next try. Two servers can therefore
+//! never both grant from the same state. An operation that changes nothing
+//! (a full group, a repeated `pre-reboot`) writes nothing: a decision from
+//! the cache is confirmed by a read-only transaction with the same compares.
+//!
+//! Writes of different groups that wait together go to etcd as one
+//! transaction; if any of their compares fails, each is sent again alone.
+//! A released holder's lease is kept (key-less) for a later grant, which
+//! renews it to its full TTL first: etcd's leader answers a renewal without
+//! a raft write, where a grant and a revocation are one each.
 
 use super::StoreError;
 use super::locks::{Change, LockStore};
@@ -25,6 +34,7 @@ use jiff::Timestamp;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 /// How long one call keeps retrying etcd errors (a member down, an election)
 /// before it gives up; under the server's 2 s answer deadline.
@@ -46,6 +56,13 @@ const CACHE_LIMIT: usize = 4096;
 /// How long renewing a pooled lease may take before a fresh one is granted.
 const RENEW_FOR: Duration = Duration::from_millis(500);
 
+/// The most compares, and the most writes, one batched transaction carries
+/// (etcd's default `--max-txn-ops` is 128).
+const BATCH_OPS: usize = 128;
+
+/// How many batched transactions one copy has in flight at once.
+const BATCHES_IN_FLIGHT: usize = 4;
+
 /// A handle on the etcd store; cheap to clone.
 #[derive(Clone)]
 pub struct EtcdStore {
@@ -60,6 +77,8 @@ pub struct EtcdStore {
     /// Leases whose holder key this copy deleted, by TTL in seconds, with
     /// when they were pooled (newest last).
     pool: Arc<Mutex<LeasePool>>,
+    /// Transactions that write, on their way to the batcher.
+    queue: mpsc::UnboundedSender<Part>,
 }
 
 /// Key-less leases kept for the next grants instead of being revoked.
@@ -120,7 +139,10 @@ impl EtcdStore {
                 path: format!("etcd {shown}"),
                 message: e.to_string(),
             })?;
+        let (queue, parts) = mpsc::unbounded_channel();
+        tokio::spawn(batcher(client.clone(), parts));
         Ok(EtcdStore {
+            queue,
             client,
             prefix: prefix.to_string(),
             endpoints: shown,
@@ -486,18 +508,32 @@ impl LockStore for EtcdStore {
                     Some(PutOptions::new().with_lease(lease.id)),
                 ));
             }
-            let txn = Txn::new()
-                .when(compares)
-                .and_then(writes)
-                .or_else([fallback]);
             // Not retried blindly: after an error the outcome is unknown, so
             // the next try reads again and decides on what it finds (a grant
             // that did commit shows as the node already holding its slot).
             // The leases taken for it are neither pooled nor revoked: one may
             // now hold a key.
-            let response = match self.client.clone().txn(txn).await {
-                Ok(response) => response,
-                Err(error) => {
+            let (answer, outcome) = oneshot::channel();
+            self.queue
+                .send(Part {
+                    compares,
+                    writes,
+                    fallback,
+                    answer,
+                })
+                .map_err(|_| StoreError::Stopped)?;
+            let committed = match outcome.await.map_err(|_| StoreError::Stopped)? {
+                Outcome::Committed(revision) => revision,
+                Outcome::Changed(response) => {
+                    // The group changed since it was read or cached: nothing
+                    // was written, so the leases taken for this try are
+                    // still key-less.
+                    self.pool_leases(granted.into_iter().map(|(_, lease)| lease).collect());
+                    snapshot = self.fallback_snapshot(group, response)?;
+                    confirmed = true;
+                    continue;
+                }
+                Outcome::Unknown(error) => {
                     tracing::debug!(%error, group, "etcd transaction failed; reading again");
                     self.forget(group);
                     tokio::time::sleep(RETRY_PAUSE).await;
@@ -506,44 +542,37 @@ impl LockStore for EtcdStore {
                     continue;
                 }
             };
-            if response.succeeded() {
-                // The holder keys deleted here were their leases' only keys:
-                // those leases are free for later grants.
-                self.pool_leases(gone);
-                let mut live = snapshot.live.clone();
-                live.retain(|node, _| after.holders.contains_key(node));
-                for (node, lease) in granted {
-                    live.insert(node, lease);
-                }
-                // The state key's new revision is the transaction's; a
-                // deleted state key has none.
-                let revision = if writes_state(&after) {
-                    response.header().map(|header| header.revision())
-                } else {
-                    Some(0)
-                };
-                match revision {
-                    Some(revision) => self.remember(
-                        group,
-                        Snapshot {
-                            state: after.clone(),
-                            revision,
-                            live,
-                        },
-                    ),
-                    None => self.forget(group),
-                }
-                return Ok(Change {
-                    applied,
-                    before,
-                    after,
-                });
+            // The holder keys deleted here were their leases' only keys:
+            // those leases are free for later grants.
+            self.pool_leases(gone);
+            let mut live = snapshot.live.clone();
+            live.retain(|node, _| after.holders.contains_key(node));
+            for (node, lease) in granted {
+                live.insert(node, lease);
             }
-            // The group changed since it was read or cached: nothing was
-            // written, so the leases taken for this try are still key-less.
-            self.pool_leases(granted.into_iter().map(|(_, lease)| lease).collect());
-            snapshot = self.fallback_snapshot(group, response)?;
-            confirmed = true;
+            // The state key's new revision is the transaction's; a
+            // deleted state key has none.
+            let revision = if writes_state(&after) {
+                committed
+            } else {
+                Some(0)
+            };
+            match revision {
+                Some(revision) => self.remember(
+                    group,
+                    Snapshot {
+                        state: after.clone(),
+                        revision,
+                        live,
+                    },
+                ),
+                None => self.forget(group),
+            }
+            return Ok(Change {
+                applied,
+                before,
+                after,
+            });
         }
         self.forget(group);
         Err(StoreError::Conflict {
@@ -593,5 +622,124 @@ impl LockStore for EtcdStore {
         })
         .await
         .map(|_| ())
+    }
+}
+
+/// One call's transaction, waiting to be sent together with other groups'.
+struct Part {
+    compares: Vec<Compare>,
+    writes: Vec<TxnOp>,
+    /// Read back when the compares fail: the group as it is now.
+    fallback: TxnOp,
+    answer: oneshot::Sender<Outcome>,
+}
+
+/// What became of one call's part.
+enum Outcome {
+    /// Written, at this revision.
+    Committed(Option<i64>),
+    /// Nothing written: the group changed; the answer carries it as it is.
+    Changed(TxnResponse),
+    /// The transaction failed: it may or may not have been written.
+    Unknown(String),
+}
+
+impl Part {
+    fn txn(&self) -> Txn {
+        Txn::new()
+            .when(self.compares.clone())
+            .and_then(self.writes.clone())
+            .or_else([self.fallback.clone()])
+    }
+}
+
+/// Send one part as its own transaction.
+async fn send_alone(mut client: Client, part: Part) {
+    let outcome = match client.txn(part.txn()).await {
+        Ok(response) if response.succeeded() => {
+            Outcome::Committed(response.header().map(|header| header.revision()))
+        }
+        Ok(response) => Outcome::Changed(response),
+        Err(error) => Outcome::Unknown(error.to_string()),
+    };
+    // The caller may have given up already (past its deadline).
+    let _ = part.answer.send(outcome);
+}
+
+/// Send several groups' parts as one transaction: all their compares, then
+/// all their writes. If any compare fails nothing is written, and each part
+/// is sent again alone, so each learns its own group's fate.
+async fn send_batch(client: Client, mut parts: Vec<Part>) {
+    if parts.len() == 1 {
+        if let Some(part) = parts.pop() {
+            send_alone(client, part).await;
+        }
+        return;
+    }
+    let compares: Vec<Compare> = parts
+        .iter()
+        .flat_map(|part| part.compares.iter().cloned())
+        .collect();
+    let writes: Vec<TxnOp> = parts
+        .iter()
+        .flat_map(|part| part.writes.iter().cloned())
+        .collect();
+    let txn = Txn::new().when(compares).and_then(writes);
+    match client.clone().txn(txn).await {
+        Ok(response) if response.succeeded() => {
+            let revision = response.header().map(|header| header.revision());
+            for part in parts {
+                let _ = part.answer.send(Outcome::Committed(revision));
+            }
+        }
+        Ok(_) => {
+            for part in parts {
+                tokio::spawn(send_alone(client.clone(), part));
+            }
+        }
+        Err(error) => {
+            let message = error.to_string();
+            for part in parts {
+                let _ = part.answer.send(Outcome::Unknown(message.clone()));
+            }
+        }
+    }
+}
+
+/// Gather the parts that wait while earlier transactions are in flight into
+/// one transaction, up to [`BATCH_OPS`] compares and writes, with at most
+/// [`BATCHES_IN_FLIGHT`] transactions in flight.
+async fn batcher(client: Client, mut queue: mpsc::UnboundedReceiver<Part>) {
+    let in_flight = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
+    let mut held: Option<Part> = None;
+    loop {
+        let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
+            return;
+        };
+        let first = match held.take() {
+            Some(part) => part,
+            None => match queue.recv().await {
+                Some(part) => part,
+                None => return,
+            },
+        };
+        let mut compares = first.compares.len();
+        let mut writes = first.writes.len();
+        let mut parts = vec![first];
+        while let Ok(part) = queue.try_recv() {
+            if compares + part.compares.len() > BATCH_OPS || writes + part.writes.len() > BATCH_OPS
+            {
+                held = Some(part);
+                break;
+            }
+            compares += part.compares.len();
+            writes += part.writes.len();
+            parts.push(part);
+        }
+        let client = client.clone();
+        tokio::spawn(async move {
+            send_batch(client, parts).await;
+            drop(permit);
+        });
     }
 }
