@@ -516,6 +516,7 @@ impl LockStore for EtcdStore {
             let (answer, outcome) = oneshot::channel();
             self.queue
                 .send(Part {
+                    group: group.to_string(),
                     compares,
                     writes,
                     fallback,
@@ -627,6 +628,10 @@ impl LockStore for EtcdStore {
 
 /// One call's transaction, waiting to be sent together with other groups'.
 struct Part {
+    /// Its group: one transaction carries at most one part per group (a call
+    /// cut off by its deadline leaves its part behind while the group's next
+    /// call sends its own).
+    group: String,
     compares: Vec<Compare>,
     writes: Vec<TxnOp>,
     /// Read back when the compares fail: the group as it is now.
@@ -727,7 +732,9 @@ async fn batcher(client: Client, mut queue: mpsc::UnboundedReceiver<Part>) {
         let mut writes = first.writes.len();
         let mut parts = vec![first];
         while let Ok(part) = queue.try_recv() {
-            if compares + part.compares.len() > BATCH_OPS || writes + part.writes.len() > BATCH_OPS
+            if compares + part.compares.len() > BATCH_OPS
+                || writes + part.writes.len() > BATCH_OPS
+                || parts.iter().any(|other| other.group == part.group)
             {
                 held = Some(part);
                 break;
