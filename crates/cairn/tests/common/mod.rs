@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod fleet;
 pub mod publish;
+pub mod served;
 pub mod systemctl;
 
 use std::ffi::OsStr;
