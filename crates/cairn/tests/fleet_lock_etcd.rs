@@ -3,7 +3,7 @@
 //! and when one copy is SIGKILLed the other carries on with the same holders.
 
 mod common;
-use common::served::serve;
+use common::served::{Served, serve};
 
 use cairn_testkit::EtcdCluster;
 use serde_json::{Value, json};
@@ -66,19 +66,36 @@ async fn holders(url: &str, group: &str) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_hundred_clients_on_two_servers_never_hold_more_than_three_slots() {
+/// What two `cairn serve` copies share: a one-member etcd, and their
+/// configuration directories. Kept alive while the copies run.
+struct Shared {
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+    _etcd: EtcdCluster,
+}
+
+/// Two `cairn serve` copies with the same `groups`, sharing one etcd.
+async fn two_copies(groups: &str) -> (Shared, Served, Served) {
     let etcd = tokio::task::spawn_blocking(|| EtcdCluster::start(1))
         .await
         .expect("etcd");
-    let (first_dir, second_dir) = (
+    let dirs = (
         tempfile::tempdir().expect("d"),
         tempfile::tempdir().expect("d"),
     );
-    let groups = "[[fleet_lock.group]]\nname = \"race\"\nslots = 3\n";
-    configure(first_dir.path(), &etcd, groups);
-    configure(second_dir.path(), &etcd, groups);
-    let (first, second) = (serve(first_dir.path()), serve(second_dir.path()));
+    configure(dirs.0.path(), &etcd, groups);
+    configure(dirs.1.path(), &etcd, groups);
+    let (first, second) = (serve(dirs.0.path()), serve(dirs.1.path()));
+    let shared = Shared {
+        _dirs: dirs,
+        _etcd: etcd,
+    };
+    (shared, first, second)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_clients_on_two_servers_never_hold_more_than_three_slots() {
+    let (_shared, first, second) =
+        two_copies("[[fleet_lock.group]]\nname = \"race\"\nslots = 3\n").await;
     let urls = [first.url.clone(), second.url.clone()];
     let holding = Arc::new(AtomicUsize::new(0));
     let most = Arc::new(AtomicUsize::new(0));
@@ -132,18 +149,8 @@ async fn two_hundred_clients_on_two_servers_never_hold_more_than_three_slots() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_one_server_is_killed_the_other_carries_on_with_the_same_holders() {
-    let etcd = tokio::task::spawn_blocking(|| EtcdCluster::start(1))
-        .await
-        .expect("etcd");
-    let (first_dir, second_dir) = (
-        tempfile::tempdir().expect("d"),
-        tempfile::tempdir().expect("d"),
-    );
-    let groups = "[[fleet_lock.group]]\nname = \"g\"\nslots = 2\n";
-    configure(first_dir.path(), &etcd, groups);
-    configure(second_dir.path(), &etcd, groups);
-    let first = serve(first_dir.path());
-    let second = serve(second_dir.path());
+    let (_shared, first, second) =
+        two_copies("[[fleet_lock.group]]\nname = \"g\"\nslots = 2\n").await;
     assert_eq!(zincati(&first.url, "pre-reboot", "a", "g").await.0, 200);
     assert_eq!(zincati(&first.url, "pre-reboot", "b", "g").await.0, 200);
     let url = first.url.clone();

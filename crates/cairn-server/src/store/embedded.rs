@@ -496,6 +496,17 @@ mod tests {
         assert!(worker.writable.load(Ordering::Relaxed), "ready again");
     }
 
+    /// Open `path` again once the earlier store's thread has let go of the
+    /// file (it does when its last handle is gone).
+    async fn reopen(path: &Path, now: Timestamp) -> EmbeddedStore {
+        loop {
+            match EmbeddedStore::open(path, now) {
+                Ok((store, _)) => return store,
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            }
+        }
+    }
+
     #[tokio::test]
     async fn granted_slots_survive_a_reopen() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -510,13 +521,7 @@ mod tests {
                 .expect("apply");
             assert_eq!(change.applied.outcome, Outcome::Granted { already: false });
         }
-        // The first thread lets go of the file once its last handle is gone.
-        let store = loop {
-            match EmbeddedStore::open(&path, t(1)) {
-                Ok((store, _)) => break store,
-                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
-            }
-        };
+        let store = reopen(&path, t(1)).await;
         let groups = store.groups().await.expect("groups");
         assert!(groups["g"].holders.contains_key("a"), "{groups:?}");
         let change = store
@@ -548,12 +553,7 @@ mod tests {
             let change = store.apply("g", policy, give, t(1)).await.expect("give");
             assert!(change.after.holders.is_empty());
         }
-        let store = loop {
-            match EmbeddedStore::open(&path, t(2)) {
-                Ok((store, _)) => break store,
-                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
-            }
-        };
+        let store = reopen(&path, t(2)).await;
         let groups = store.groups().await.expect("groups");
         assert_eq!(groups.keys().collect::<Vec<_>>(), ["h"], "{groups:?}");
     }
