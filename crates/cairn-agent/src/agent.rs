@@ -146,6 +146,9 @@ pub struct Agent<R> {
     /// Reboots wait for a slot (`false` for `update-now`, which still
     /// releases a slot held or kept).
     lock_gate: bool,
+    /// The operator's command when this pass stages on purpose
+    /// (`cairn update-now`): what it stages is recorded as theirs.
+    operator_staging: Option<&'static str>,
 }
 
 impl<R: CommandRunner> Agent<R> {
@@ -171,6 +174,7 @@ impl<R: CommandRunner> Agent<R> {
             repository: repository.to_string(),
             hooks: None,
             lock_gate: true,
+            operator_staging: None,
         })
     }
 
@@ -179,6 +183,27 @@ impl<R: CommandRunner> Agent<R> {
     pub fn without_lock_gate(mut self) -> Self {
         self.lock_gate = false;
         self
+    }
+
+    /// What this pass stages, the operator staged on purpose with
+    /// `command`: later checks keep it while only the rollout's wariness or
+    /// the base-barrier guard would withdraw it.
+    pub fn staging_for_operator(mut self, command: &'static str) -> Self {
+        self.operator_staging = Some(command);
+        self
+    }
+
+    /// Record `target` as staged by the operator in this pass, or forget an
+    /// earlier operator pick when an ordinary pass staged something else.
+    fn note_staged_by(&mut self, target: &Target, now: Timestamp) {
+        self.persisted.operator_staged =
+            self.operator_staging
+                .map(|command| crate::store::OperatorStaged {
+                    digest: target.digest.to_string(),
+                    version: target.version.clone(),
+                    by: command.to_string(),
+                    since: now,
+                });
     }
 
     /// Run update hooks, with `stream` in their environment.
@@ -507,6 +532,16 @@ impl<R: CommandRunner> Agent<R> {
             self.close_stale_attempt(&host, world.now);
         }
         let deny = self.persisted.denied();
+        let staged_digest = host.staged.as_ref().and_then(|s| s.digest.as_deref());
+        // An operator's pick counts only while it is what is staged.
+        if self
+            .persisted
+            .operator_staged
+            .as_ref()
+            .is_some_and(|pick| Some(pick.digest.as_str()) != staged_digest)
+        {
+            self.persisted.operator_staged = None;
+        }
         let plan = plan(&CheckInput {
             settings: &self.settings,
             host: &host,
@@ -516,6 +551,7 @@ impl<R: CommandRunner> Agent<R> {
             now: world.now,
             deny: &deny,
             held: self.persisted.is_held(world.now),
+            operator_staged: self.persisted.operator_staged.is_some(),
         });
         // A target the host tool refused as older waits out its backoff (a
         // retry would pull it again). The release this agent staged before
@@ -585,6 +621,7 @@ impl<R: CommandRunner> Agent<R> {
                 {
                     Ok(()) => {
                         self.persisted.refused.remove(target.digest.as_str());
+                        self.note_staged_by(&target, world.now);
                         self.begin_attempt(&target, &host, world.now)?;
                         self.transition(&Event::StagedOk)?;
                         Ok(self.report(ReasonKind::Staged, format!("staged {}", target.version)))
@@ -600,6 +637,11 @@ impl<R: CommandRunner> Agent<R> {
                 }
             }
             Plan::Keep(target) => {
+                // `update-now` takes the staged release as the operator's pick.
+                if self.operator_staging.is_some() {
+                    self.note_staged_by(&target, world.now);
+                    self.persisted.save(&self.state_dir)?;
+                }
                 // A staged update found after a reset is adopted, not ignored.
                 if matches!(self.persisted.state, State::Checking) {
                     self.begin_attempt(&target, &host, world.now)?;
@@ -617,6 +659,7 @@ impl<R: CommandRunner> Agent<R> {
             }
             Plan::Unstage(why) => {
                 self.driver.discard().await?;
+                self.persisted.operator_staged = None;
                 self.end_attempt(world.now, Outcome::Withdrawn, &why.message);
                 self.transition(&Event::Withdrawn)?;
                 Ok(self.report_why(why))

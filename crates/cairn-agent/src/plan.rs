@@ -6,7 +6,7 @@ use crate::host::HostStatus;
 use crate::machine::Target;
 use crate::reason::{Reason, ReasonKind};
 use crate::source::SourceGraph;
-use cairn_graph::Query;
+use cairn_graph::{NotOffered, Query};
 use jiff::Timestamp;
 
 /// What to do after a check.
@@ -43,6 +43,9 @@ pub struct CheckInput<'a> {
     pub deny: &'a [String],
     /// Held by the operator.
     pub held: bool,
+    /// The staged release was staged by the operator on purpose: the
+    /// rollout's wariness and the base-barrier guard do not withdraw it.
+    pub operator_staged: bool,
 }
 
 /// Decide what a check leads to, with the reason an operator sees.
@@ -103,64 +106,52 @@ pub fn plan(input: &CheckInput<'_>) -> Plan {
             ));
         }
     }
+    // A staged release the graph no longer offers this host, now, goes
+    // before anything else is decided: a rollout paused or narrowed, an
+    // edge gone, a dead-end, the deny-list, an expired document.
+    if let Some(staged_digest) = &staged
+        && target.as_ref().map_or(true, |t| t.digest != *staged_digest)
+        && let Err(why) = input.graph.offers(input.arch, &query, staged_digest)
+        && !(input.operator_staged && why.waived_for_operator())
+    {
+        return Plan::Unstage(withdrawal(input, staged_digest, &why));
+    }
     let frozen = input.held || !input.settings.enabled;
+    let staged_version = |staged: &str| {
+        input
+            .graph
+            .release_of_digest(staged)
+            .map_or_else(|| "the staged release".to_string(), |(version, _)| version)
+    };
+    let staged_age = |staged: &str| input.graph.release_of_digest(staged).map(|(_, age)| age);
     match (staged, target) {
         (Some(staged), Ok(target)) if target.digest == staged => Plan::Keep(target),
         // Held or disabled: nothing new is staged, not even over an older one.
         (Some(staged), Ok(_)) if frozen => Plan::Keep(Target {
-            version: input
-                .graph
-                .release_of_digest(&staged)
-                .map_or_else(|| "the staged release".to_string(), |(version, _)| version),
+            version: staged_version(&staged),
             digest: staged,
         }),
-        (Some(_), Ok(target)) => Plan::Restage(target),
-        (Some(staged), Err(_)) => {
-            // A staged release that is still a valid, offered target stays;
-            // one that became a dead-end or left the graph must go.
-            let graph = input.graph.graph_for(input.arch, &staged);
-            match graph.find_booted(&staged).map(|i| &graph.nodes()[i]) {
-                None => Plan::Unstage(Reason::new(
-                    ReasonKind::StagedLeftGraph,
-                    format!("the staged release {staged} is no longer in the graph"),
-                )),
-                Some(node) if node.deadend.is_some() => Plan::Unstage(Reason::new(
-                    ReasonKind::StagedDeadEnd,
-                    format!(
-                        "the staged release {} became a dead-end: {}",
-                        node.version,
-                        node.deadend.clone().unwrap_or_default()
-                    ),
-                )),
-                Some(node) if input.deny.iter().any(|d| *d == staged) => {
-                    Plan::Unstage(Reason::new(
-                        ReasonKind::StagedDenied,
-                        format!("the staged release {} was rolled back from", node.version),
-                    ))
-                }
-                // A base barrier added (or a base gone unknown) since staging.
-                Some(node)
-                    if graph.base_guard().is_some_and(|guard| {
-                        graph
-                            .find_booted(&booted)
-                            .map(|at| &graph.nodes()[at])
-                            .is_none_or(|from| guard.allows(from, node).is_err())
-                    }) =>
-                {
-                    Plan::Unstage(Reason::new(
-                        ReasonKind::StagedCrossesBaseBarrier,
-                        format!(
-                            "the staged release {} would cross a base barrier no image is built on",
-                            node.version
-                        ),
-                    ))
-                }
-                Some(node) => Plan::Keep(Target {
-                    version: node.version.clone(),
-                    digest: staged,
-                }),
-            }
+        // The operator's pick stays unless something newer is offered.
+        (Some(staged), Ok(target))
+            if input.operator_staged
+                && staged_age(&staged).is_some_and(|age| {
+                    input
+                        .graph
+                        .release_of_digest(&target.digest)
+                        .is_none_or(|(_, target_age)| target_age <= age)
+                }) =>
+        {
+            Plan::Keep(Target {
+                version: staged_version(&staged),
+                digest: staged,
+            })
         }
+        (Some(_), Ok(target)) => Plan::Restage(target),
+        // Still offered (checked above), or kept as the operator's pick.
+        (Some(staged), Err(_)) => Plan::Keep(Target {
+            version: staged_version(&staged),
+            digest: staged,
+        }),
         // The offered update, in the graph's words, under what keeps it back.
         (None, Ok(_)) if !input.settings.enabled => Plan::Nothing(
             Reason::new(ReasonKind::Disabled, decision.reason())
@@ -172,6 +163,37 @@ pub fn plan(input: &CheckInput<'_>) -> Plan {
         (None, Ok(target)) => Plan::Stage(target),
         (None, Err(why)) => Plan::Nothing(why),
     }
+}
+
+/// The reason a staged release is withdrawn, with the kind that names why.
+fn withdrawal(input: &CheckInput<'_>, staged: &str, why: &NotOffered) -> Reason {
+    use cairn_graph::select::Hold;
+    let version = input
+        .graph
+        .release_of_digest(staged)
+        .map_or_else(|| staged.to_string(), |(version, _)| version);
+    let kind = match why {
+        NotOffered::NotInGraph => ReasonKind::StagedLeftGraph,
+        NotOffered::Held(Hold::DeadEnd { .. }) => ReasonKind::StagedDeadEnd,
+        NotOffered::Held(Hold::RolledBack) => ReasonKind::StagedDenied,
+        NotOffered::Held(Hold::BaseBarrier { .. } | Hold::UnknownBase) => {
+            ReasonKind::StagedCrossesBaseBarrier
+        }
+        _ => ReasonKind::StagedNotOffered,
+    };
+    let message = match why {
+        NotOffered::NotInGraph => {
+            format!("the staged release {staged} is no longer in the graph")
+        }
+        NotOffered::Held(Hold::DeadEnd { reason }) => {
+            format!("the staged release {version} became a dead-end: {reason}")
+        }
+        NotOffered::Held(Hold::RolledBack) => {
+            format!("the staged release {version} was rolled back from")
+        }
+        why => format!("the staged release {version} is no longer offered to this host: {why}"),
+    };
+    Reason::new(kind, message)
 }
 
 /// Why finalization must wait.
@@ -317,6 +339,7 @@ mod tests {
             now: NOW.parse().expect("time"),
             deny,
             held,
+            operator_staged: false,
         }
     }
 
@@ -516,6 +539,76 @@ mod tests {
                 false
             ),
             Err(Wait::Disabled)
+        );
+    }
+
+    #[test]
+    fn a_staged_release_no_longer_offered_goes_unless_the_operator_staged_it() {
+        let doc = document();
+        let s = settings("");
+        let barrier = digest(&doc, "42.20250929.0");
+        let newest = digest(&doc, "43.20251110.0");
+        let staged_newest = host(&barrier, Some(&newest));
+        // At 55%, the rollout of the staged release no longer reaches 0.9:
+        // withdrawn, though an older release is offered.
+        let narrowed = plan(&input(&s, &staged_newest, &doc, 0.9, &[], false));
+        assert_eq!(
+            narrowed,
+            Plan::Unstage(Reason::new(
+                ReasonKind::StagedNotOffered,
+                "the staged release 43.20251110.0 is no longer offered to this host: rollout at 55%, this node's wariness is 0.9"
+            ))
+        );
+        // Held, or with updates disabled, it goes all the same.
+        let held = plan(&input(&s, &staged_newest, &doc, 0.9, &[], true));
+        assert!(matches!(held, Plan::Unstage(r) if r.kind == ReasonKind::StagedNotOffered));
+        // Staged by the operator (update-now at wariness 0): kept, not
+        // replaced by the older release the rollout offers.
+        let operator = CheckInput {
+            operator_staged: true,
+            ..input(&s, &staged_newest, &doc, 0.9, &[], false)
+        };
+        assert_eq!(
+            plan(&operator),
+            Plan::Keep(Target {
+                version: "43.20251110.0".into(),
+                digest: newest.parse().expect("an id")
+            })
+        );
+        // ...but not once it is a dead-end or deny-listed.
+        let SourceGraph::Document(mut dead) = doc.clone() else {
+            panic!("a document")
+        };
+        dead.releases[5].deadend = Some(cairn_graph::Reason::new("bad"));
+        dead.releases[4].deadend = Some(cairn_graph::Reason::new("bad too"));
+        let dead = SourceGraph::Document(dead);
+        let operator_dead = CheckInput {
+            graph: &dead,
+            ..operator
+        };
+        assert!(
+            matches!(plan(&operator_dead), Plan::Unstage(r) if r.kind == ReasonKind::StagedDeadEnd)
+        );
+        let deny = [newest.clone()];
+        let operator_denied = CheckInput {
+            deny: &deny,
+            ..operator
+        };
+        assert!(
+            matches!(plan(&operator_denied), Plan::Unstage(r) if r.kind == ReasonKind::StagedDenied)
+        );
+        // An expired document offers nothing: the staged release goes too.
+        let SourceGraph::Document(mut expired) = doc.clone() else {
+            panic!("a document")
+        };
+        expired.expires = "2025-11-01T00:00:00Z".parse().expect("time");
+        let expired = SourceGraph::Document(expired);
+        let stale = CheckInput {
+            graph: &expired,
+            ..input(&s, &staged_newest, &doc, 0.5, &[], false)
+        };
+        assert!(
+            matches!(plan(&stale), Plan::Unstage(r) if r.kind == ReasonKind::StagedNotOffered && r.message.contains("expired"))
         );
     }
 

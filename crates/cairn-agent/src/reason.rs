@@ -91,6 +91,10 @@ pub enum ReasonKind {
     StagedDenied,
     /// The staged release was withdrawn: it would cross a base barrier.
     StagedCrossesBaseBarrier,
+    /// The staged release was withdrawn: the graph no longer offers it to
+    /// this host now (its rollout no longer reaches this wariness, its edge
+    /// went, the document expired, ...).
+    StagedNotOffered,
     // Finalization.
     /// A one-shot check stages and runs the hooks, but never reboots.
     OneShot,
@@ -140,7 +144,7 @@ pub enum ReasonKind {
 
 impl ReasonKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ReasonKind; 59] = [
+    pub const ALL: [ReasonKind; 60] = [
         ReasonKind::StateUnreadable,
         ReasonKind::StateUnwritable,
         ReasonKind::ConfigError,
@@ -180,6 +184,7 @@ impl ReasonKind {
         ReasonKind::StagedDeadEnd,
         ReasonKind::StagedDenied,
         ReasonKind::StagedCrossesBaseBarrier,
+        ReasonKind::StagedNotOffered,
         ReasonKind::OneShot,
         ReasonKind::WindowClosed,
         ReasonKind::UsersLoggedIn,
@@ -244,6 +249,7 @@ impl ReasonKind {
             StagedLeftGraph => "staged_left_graph",
             StagedDeadEnd => "staged_dead_end",
             StagedDenied => "staged_denied",
+            StagedNotOffered => "staged_not_offered",
             StagedCrossesBaseBarrier => "staged_crosses_base_barrier",
             OneShot => "one_shot",
             WindowClosed => "window_closed",

@@ -39,6 +39,23 @@ impl SourceGraph {
         }
     }
 
+    /// Whether a host on `query.booted` may take `release` now (the check
+    /// a staged release must keep passing); an expired document offers nothing.
+    pub fn offers(
+        &self,
+        arch: &str,
+        query: &Query<'_>,
+        release: &str,
+    ) -> Result<(), cairn_graph::NotOffered> {
+        match self {
+            SourceGraph::Document(document) => document.offers(arch, query, release),
+            SourceGraph::Cincinnati(graph) => graph.offers_served(query, release),
+            SourceGraph::Followed(document) => document
+                .graph_for(arch, query.booted)
+                .offers(query, release),
+        }
+    }
+
     /// When the decision will next change without a new graph.
     pub fn next_change_after(&self, arch: &str, query: &Query<'_>) -> Option<Timestamp> {
         match self {

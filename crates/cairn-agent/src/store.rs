@@ -72,6 +72,21 @@ pub struct KeptSlot {
     pub reported: bool,
 }
 
+/// A target the operator staged on purpose (`cairn update-now`, at
+/// wariness 0, or with `--cross-barrier`). Later checks keep it while only
+/// the rollout's wariness or the base-barrier guard would withdraw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorStaged {
+    /// The staged release's digest (or commit checksum).
+    pub digest: String,
+    /// Its version.
+    pub version: String,
+    /// The command that staged it, as the operator typed it.
+    pub by: String,
+    /// When.
+    pub since: Timestamp,
+}
+
 /// Everything the agent must remember across restarts and reboots.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -117,6 +132,9 @@ pub struct AgentState {
     /// (the lock server down, a crash) only finishes leaving, never judges
     /// again. Cleared on leaving `Verifying` and when an attempt begins.
     pub judged: Option<String>,
+    /// The staged target, when the operator staged it on purpose; cleared
+    /// when another target is staged or the staged one goes.
+    pub operator_staged: Option<OperatorStaged>,
 }
 
 /// An attempt between staging and its final outcome.
@@ -167,6 +185,7 @@ impl Default for AgentState {
             underway: None,
             post_update_ran: None,
             judged: None,
+            operator_staged: None,
         }
     }
 }

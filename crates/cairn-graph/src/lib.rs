@@ -68,4 +68,4 @@ pub use document::{
 };
 pub use graph::{Node, Scheme, UpdateGraph};
 pub use rollout::Rollout;
-pub use select::{Decision, NoUpdate, Query, Target};
+pub use select::{Decision, NoUpdate, NotOffered, Query, Target};

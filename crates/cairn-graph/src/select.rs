@@ -222,6 +222,64 @@ impl fmt::Display for NoUpdate {
     }
 }
 
+/// Why a host may not take one given release now: the check a staged
+/// release must pass at every later check to stay staged.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NotOffered {
+    /// The release is in no node of this graph.
+    NotInGraph,
+    /// The booted release is in no node of this graph.
+    BootedNotInGraph,
+    /// The booted release is a dead-end: nothing is offered from it.
+    BootedDeadEnd {
+        /// Its reason.
+        reason: String,
+    },
+    /// No edge leads from the booted release to it.
+    NotAnEdge,
+    /// The document is past its expiry.
+    DocumentExpired {
+        /// When it expired.
+        expires: Timestamp,
+    },
+    /// An edge leads there, but a rule holds it back.
+    Held(Hold),
+}
+
+impl NotOffered {
+    /// True for the parts of the check an operator's deliberate staging
+    /// overrides (`update-now` at wariness 0, `--cross-barrier`): the
+    /// rollout's wariness and the base-barrier guard. Dead-ends, the
+    /// deny-list and a missing edge still withdraw it.
+    pub fn waived_for_operator(&self) -> bool {
+        matches!(
+            self,
+            NotOffered::Held(Hold::Rollout { .. } | Hold::BaseBarrier { .. })
+        )
+    }
+}
+
+impl fmt::Display for NotOffered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NotOffered::NotInGraph => f.write_str("it is no longer in the graph"),
+            NotOffered::BootedNotInGraph => f.write_str("the booted release is not in the graph"),
+            NotOffered::BootedDeadEnd { reason } => write!(
+                f,
+                "the booted release became a dead-end ({}), so nothing is offered from it",
+                or_generic(reason)
+            ),
+            NotOffered::NotAnEdge => {
+                f.write_str("the graph no longer has an edge to it from the booted release")
+            }
+            NotOffered::DocumentExpired { expires } => {
+                write!(f, "the update graph document expired at {expires}")
+            }
+            NotOffered::Held(hold) => hold.fmt(f),
+        }
+    }
+}
+
 fn or_generic(reason: &str) -> &str {
     if reason.is_empty() { "generic" } else { reason }
 }
@@ -497,6 +555,65 @@ impl UpdateGraph {
             .collect()
     }
 
+    /// Whether a host on `query.booted` may take `release` (a digest,
+    /// alias or checksum) now, by the same rules as [`UpdateGraph::decide`],
+    /// whether or not it is the newest such release.
+    pub fn offers(&self, query: &Query<'_>, release: &str) -> Result<(), NotOffered> {
+        let booted_at = self
+            .find_booted(query.booted)
+            .ok_or(NotOffered::BootedNotInGraph)?;
+        let booted = &self.nodes()[booted_at];
+        if let Some(reason) = &booted.deadend {
+            return Err(NotOffered::BootedDeadEnd {
+                reason: reason.clone(),
+            });
+        }
+        let at = self.find_booted(release).ok_or(NotOffered::NotInGraph)?;
+        let candidate = &self.nodes()[at];
+        // What the release itself is (a dead-end, gone, rolled back from)
+        // before whether an edge leads there: a rule graph has no edges
+        // into a dead-end, and the operator must hear why.
+        if let Some(hold @ (Hold::DeadEnd { .. } | Hold::Unavailable | Hold::RolledBack)) =
+            hold_for(booted, candidate, query)
+        {
+            return Err(NotOffered::Held(hold));
+        }
+        if !self
+            .candidates(booted_at)
+            .iter()
+            .any(|node| std::ptr::eq(*node, candidate))
+        {
+            return Err(NotOffered::NotAnEdge);
+        }
+        match self.hold(booted, candidate, query) {
+            Some(hold) => Err(NotOffered::Held(hold)),
+            None => Ok(()),
+        }
+    }
+
+    /// [`UpdateGraph::offers`] on a graph a Cincinnati server already
+    /// throttled: a release missing its edge only because its rollout has
+    /// not reached this node is held by that rollout, not edgeless.
+    pub fn offers_served(&self, query: &Query<'_>, release: &str) -> Result<(), NotOffered> {
+        match self.offers(query, release) {
+            Err(NotOffered::NotAnEdge) => {
+                let (Some(booted_at), Some(at)) =
+                    (self.find_booted(query.booted), self.find_booted(release))
+                else {
+                    return Err(NotOffered::NotAnEdge);
+                };
+                let candidate = &self.nodes()[at];
+                self.withheld_rollouts(booted_at, query)
+                    .into_iter()
+                    .find(|(node, _)| std::ptr::eq(*node, candidate))
+                    .map_or(Err(NotOffered::NotAnEdge), |(_, hold)| {
+                        Err(NotOffered::Held(hold))
+                    })
+            }
+            other => other,
+        }
+    }
+
     /// The out-edge targets of the booted node, newest first: each node once,
     /// never the booted node itself nor another node of the same age (a
     /// server may send such edges; following them would re-stage the same release).
@@ -544,6 +661,17 @@ impl GraphDocument {
             );
         }
         self.graph_for(arch, query.booted).decide(query)
+    }
+
+    /// [`UpdateGraph::offers`] for a node of `arch`; an expired document
+    /// offers nothing.
+    pub fn offers(&self, arch: &str, query: &Query<'_>, release: &str) -> Result<(), NotOffered> {
+        if self.is_expired(query.now) {
+            return Err(NotOffered::DocumentExpired {
+                expires: self.expires,
+            });
+        }
+        self.graph_for(arch, query.booted).offers(query, release)
     }
 
     /// When this node's decision will next change: a rollout reaching its

@@ -403,3 +403,71 @@ fn a_server_throttled_graph_names_a_withheld_rollout_beside_an_older_target() {
         decision.reason()
     );
 }
+
+#[test]
+fn a_staged_release_is_offered_only_while_every_rule_still_allows_it() {
+    use cairn_graph::NotOffered;
+    let doc = example();
+    let booted = digest(&doc, "42.20250929.0", "x86_64");
+    let older = digest(&doc, "43.20251027.0", "x86_64");
+    let newest = digest(&doc, "43.20251110.0", "x86_64");
+    let now = START + (2880 * 60) * 3 / 10; // progress 0.37
+    // Not the chosen target, still offered: an older release on an edge.
+    assert_eq!(
+        doc.offers("x86_64", &query(&booted, 0.2, now, &[]), &older),
+        Ok(())
+    );
+    assert_eq!(
+        doc.offers("x86_64", &query(&booted, 0.2, now, &[]), &newest),
+        Ok(())
+    );
+    // The rollout no longer reaches this wariness.
+    assert!(matches!(
+        doc.offers("x86_64", &query(&booted, 0.61, now, &[]), &newest),
+        Err(NotOffered::Held(Hold::Rollout { .. }))
+    ));
+    assert!(
+        doc.offers("x86_64", &query(&booted, 0.61, now, &[]), &newest)
+            .expect_err("held")
+            .waived_for_operator()
+    );
+    // Deny-listed: never waived.
+    let deny = [newest.clone()];
+    let denied = doc
+        .offers("x86_64", &query(&booted, 0.2, now, &deny), &newest)
+        .expect_err("denied");
+    assert_eq!(denied, NotOffered::Held(Hold::RolledBack));
+    assert!(!denied.waived_for_operator());
+    // No edge back, and an unknown release.
+    assert_eq!(
+        doc.offers("x86_64", &query(&newest, 0.2, END, &[]), &older),
+        Err(NotOffered::NotAnEdge)
+    );
+    assert_eq!(
+        doc.offers(
+            "x86_64",
+            &query(&booted, 0.2, now, &[]),
+            &format!("sha256:{}", "0".repeat(64))
+        ),
+        Err(NotOffered::NotInGraph)
+    );
+    // Expired.
+    assert!(matches!(
+        doc.offers(
+            "x86_64",
+            &query(&booted, 0.2, doc.expires.as_second() + 2, &[]),
+            &older
+        ),
+        Err(NotOffered::DocumentExpired { .. })
+    ));
+    // A server-throttled graph dropped the edge into the rollout: still
+    // named as held by that rollout, so an operator's pick survives it.
+    let q = query(&booted, 0.61, now, &[]);
+    let graph = served(&doc, &booted, 0.61, now);
+    assert_eq!(graph.offers(&q, &newest), Err(NotOffered::NotAnEdge));
+    assert!(matches!(
+        graph.offers_served(&q, &newest),
+        Err(NotOffered::Held(Hold::Rollout { .. }))
+    ));
+    assert_eq!(graph.offers_served(&q, &older), Ok(()));
+}

@@ -5,8 +5,8 @@
 mod common;
 use common::agent::{AgentCommand, Daemon, closed_window, wait_for_passes};
 use common::fleet::{
-    Node, Published, agent_once, command, count_calls, fragment, node, node_with_lock, published,
-    status_json,
+    Node, Published, agent_once, command, count_calls, fragment, history_words, node,
+    node_with_lock, published, republish, status_json,
 };
 use common::publish::Publish;
 use common::{cairn, ok, wait_until};
@@ -192,6 +192,126 @@ async fn update_now_reboots_into_the_newest_allowed_release_at_wariness_zero() {
         n.host.state().booted.map(|b| b.digest).as_deref(),
         Some(p.digests[2].as_str())
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_staged_release_the_document_stops_offering_is_withdrawn_and_not_staged_again() {
+    let p = published().await;
+    let n = node(&p, "stopped", 1, &fragment(&p, 0.3));
+    let out = agent_once(&p, &n, &[]);
+    assert!(out.contains("staged 44.3"), "{out}");
+    // The release team stops the rollout: 44.3 is a target for nobody.
+    ok(&[
+        "policy",
+        "--policy",
+        &p.dir.path().join("updates.json").display().to_string(),
+        "--stream",
+        "stable",
+        "rollout",
+        "stop",
+        "44.3",
+    ]);
+    republish(&p);
+    let out = agent_once(&p, &n, &[]);
+    assert!(
+        out.contains("the staged release 44.3 is no longer offered to this host"),
+        "{out}"
+    );
+    assert_eq!(
+        history_words(&n),
+        attempt_words(&[("44.3", "staged"), ("44.3", "withdrawn")])
+    );
+    let status = status_json(&n);
+    assert_eq!(status["lastOutcome"]["outcome"], "withdrawn", "{status}");
+    assert_eq!(status["reason"]["kind"], "staged_not_offered", "{status}");
+    assert_eq!(status["target"], Value::Null, "{status}");
+    // bootc cannot drop a staged deployment; left locked (download only),
+    // it never becomes the boot: nothing unlocked or applied it.
+    assert_locked_never_applied(&n);
+    // The next check does not stage it again while it stays unoffered.
+    let out = agent_once(&p, &n, &[]);
+    assert!(out.contains("no longer offered"), "{out}");
+    assert_eq!(
+        history_words(&n),
+        attempt_words(&[("44.3", "staged"), ("44.3", "withdrawn")])
+    );
+    assert_locked_never_applied(&n);
+}
+
+fn attempt_words(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(version, word)| (version.to_string(), word.to_string()))
+        .collect()
+}
+
+/// The staged deployment is still download-only and no command unlocked or
+/// applied it; the host is still on 44.2.
+fn assert_locked_never_applied(n: &Node) {
+    let host = n.host.state();
+    assert!(
+        host.staged.as_ref().is_some_and(|s| s.download_only),
+        "{:?}",
+        host.staged
+    );
+    assert!(
+        !host
+            .calls
+            .iter()
+            .any(|c| c.contains("--apply") || c.contains("unlock")),
+        "{:?}",
+        host.calls
+    );
+    assert_eq!(
+        host.booted.map(|b| b.version),
+        Some(Some("44.2".to_string()))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_staged_with_update_now_is_kept_by_the_next_check() {
+    let p = published().await;
+    // Wariness 0.8: the 50% rollout of 44.3 does not reach this host.
+    let n = node(&p, "picked", 1, &fragment(&p, 0.8));
+    let out = command(&p, &n, &["update-now", "--once"]).ok();
+    assert!(out.contains("staged 44.3"), "{out}");
+    let state: Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(&n.state).join("state.json")).expect("state"),
+    )
+    .expect("JSON");
+    assert_eq!(state["operator_staged"]["version"], "44.3", "{state}");
+    assert_eq!(
+        state["operator_staged"]["by"], "cairn update-now",
+        "{state}"
+    );
+    // An ordinary check at wariness 0.8 keeps the operator's pick.
+    let out = agent_once(&p, &n, &[]);
+    assert_eq!(
+        n.host.state().staged.map(|s| s.digest).as_deref(),
+        Some(p.digests[2].as_str()),
+        "{out}"
+    );
+    assert_eq!(
+        history_words(&n),
+        attempt_words(&[("44.3", "staged")]),
+        "{out}"
+    );
+    // A host that staged it by itself, at 0.3, loses it once its wariness
+    // is 0.8: the same check, without the operator's pick.
+    let own = node(&p, "own", 1, &fragment(&p, 0.3));
+    assert!(agent_once(&p, &own, &[]).contains("staged 44.3"));
+    std::fs::write(
+        Path::new(&own.root).join("etc/cairn/config.d/50-site.toml"),
+        fragment(&p, 0.8),
+    )
+    .expect("rewrite the fragment");
+    let out = agent_once(&p, &own, &[]);
+    assert!(out.contains("no longer offered"), "{out}");
+    assert_eq!(
+        history_words(&own),
+        attempt_words(&[("44.3", "staged"), ("44.3", "withdrawn")]),
+        "{out}"
+    );
+    assert_locked_never_applied(&own);
 }
 
 #[test]

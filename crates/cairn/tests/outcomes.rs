@@ -247,12 +247,13 @@ async fn rpm_ostree_hosts_are_driven_through_rpm_ostree_and_keep_their_signed_or
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_target_rpm_ostree_refuses_as_older_waits_out_a_backoff() {
+async fn a_release_staged_by_hand_that_is_not_offered_goes_before_the_target_is_staged() {
     let p = published().await;
     // On 44.1 at wariness 0.8 the target is 44.2 (44.3's rollout has not
-    // reached it), but 44.3, created later, is staged already (by hand):
-    // rpm-ostree's date check refuses 44.2 over it.
-    let n = rpm_node(&p, "rpm-refused", 0, &fragment(&p, 0.8));
+    // reached it), but 44.3 is staged already, by hand. Left there,
+    // rpm-ostree's date check would refuse 44.2 over it, and a reboot could
+    // take the host where its rollout has not reached.
+    let n = rpm_node(&p, "rpm-by-hand", 0, &fragment(&p, 0.8));
     let mut host = n.node.host.state();
     host.staged = Some(cairn_testkit::host::FakeDeployment {
         digest: p.digests[2].clone(),
@@ -261,32 +262,21 @@ async fn a_target_rpm_ostree_refuses_as_older_waits_out_a_backoff() {
         download_only: true,
     });
     cairn_testkit::host::write_state(&n.node.host.dir, &host);
-    let deploys = || count_calls(&n.node.host, "deploy --lock-finalization");
-    let statuses = || count_calls(&n.node.host, "status");
-    let refused = |text: &str| {
-        text.contains("rpm-ostree refuses 44.2")
-            && text.contains("created before the current deployment")
-    };
-
+    // One pass drops it, then stages the release that is offered.
     let out = on_rpm(&p, &n, &["agent", "--once"]).ok();
-    assert!(refused(&out), "{out}");
-    assert_eq!(deploys(), 1);
-    let seen = statuses();
-
-    // Within the backoff: the check runs (it asks the host again), the
-    // error stays in status, and rpm-ostree is not asked to pull it again.
-    let out = on_rpm(&p, &n, &["agent", "--once"]).ok();
-    assert!(statuses() > seen, "the second check ran");
-    assert!(refused(&out), "{out}");
-    assert!(out.contains("not staged again before"), "{out}");
-    assert_eq!(deploys(), 1, "{:?}", n.node.host.state().calls);
-    let status: Value =
-        serde_json::from_str(&ok(&["status", "--state-dir", &n.node.state, "--json"]))
-            .expect("JSON");
+    assert!(out.contains("staged 44.2"), "{out}");
+    let calls = n.node.host.state().calls;
+    let position = |prefix: &str| calls.iter().position(|c| c.starts_with(prefix));
     assert!(
-        status["lastError"].as_str().is_some_and(refused),
-        "{status}"
+        matches!(
+            (position("cleanup -p"), position("deploy --lock-finalization")),
+            (Some(cleanup), Some(deploy)) if cleanup < deploy
+        ),
+        "{calls:?}"
     );
-    assert_eq!(status["reason"]["kind"], "staging_refused", "{status}");
-    assert_eq!(status["reason"]["cause"], "refused_backoff", "{status}");
+    assert_eq!(count_calls(&n.node.host, "deploy --lock-finalization"), 1);
+    assert_eq!(
+        n.node.host.state().staged.map(|s| s.digest).as_deref(),
+        Some(p.digests[1].as_str())
+    );
 }

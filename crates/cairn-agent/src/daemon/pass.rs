@@ -421,7 +421,13 @@ async fn pass(
         &stream,
     );
     if mode.update_now {
-        agent = agent.without_lock_gate();
+        agent = agent
+            .without_lock_gate()
+            .staging_for_operator(if mode.cross_barrier {
+                "cairn update-now --cross-barrier"
+            } else {
+                "cairn update-now"
+            });
     }
     // Only a boot into a target needs a verdict.
     let boot_health = match (systemctl, agent.state()) {

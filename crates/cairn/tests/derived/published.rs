@@ -125,6 +125,11 @@ async fn no_edge_crosses_a_base_barrier_without_an_image_on_it(kind: BaseKind) {
     let out = agent_once(&w, &h, &["update-now", "--once", "--cross-barrier"]);
     assert!(out.contains("staged g3"), "{out}");
     assert_eq!(staged(&h).as_deref(), Some(digests[1].as_str()));
+    // The operator's pick: the next ordinary check, with the guard back in
+    // place, keeps it rather than withdraw it.
+    let out = agent_once(&w, &h, &["agent", "--once"]);
+    assert_eq!(staged(&h).as_deref(), Some(digests[1].as_str()), "{out}");
+    assert!(!out.contains("withdrawn"), "{out}");
 }
 
 both_base_kinds!(a_base_dead_end_propagates_and_names_the_base_release);
