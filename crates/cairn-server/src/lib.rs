@@ -220,7 +220,7 @@ pub async fn open_fleet_lock(
     now: jiff::Timestamp,
 ) -> Result<fleetlock::FleetLock, store::StoreError> {
     let backend = match &section.store {
-        config::LockStoreConfig::Embedded { database } => {
+        config::StoreConfig::Embedded { database } => {
             let (store, opened) = store::embedded::EmbeddedStore::open(database, now)?;
             if opened.grace.is_positive() {
                 tracing::info!(
@@ -231,14 +231,14 @@ pub async fn open_fleet_lock(
             store::locks::LockBackend::Embedded(store)
         }
         #[cfg(feature = "etcd")]
-        config::LockStoreConfig::Etcd {
+        config::StoreConfig::Etcd {
             endpoints,
             key_prefix,
         } => store::locks::LockBackend::Etcd(Box::new(
             store::etcd::EtcdStore::connect(endpoints, key_prefix).await?,
         )),
         #[cfg(not(feature = "etcd"))]
-        config::LockStoreConfig::Etcd { .. } => return Err(store::StoreError::NotBuilt),
+        config::StoreConfig::Etcd { .. } => return Err(store::StoreError::NotBuilt),
     };
     Ok(fleetlock::FleetLock::new(section.clone(), backend))
 }
