@@ -9,6 +9,7 @@
 use crate::error::ApiError;
 use crate::metrics::{KindLabels, ReportLabels, StreamLabels};
 use crate::reports::Reports;
+use crate::reports::limit::Taken;
 use crate::reports::model::{self, ReportError};
 use crate::reports::plausible::Verdict;
 use crate::state::AppState;
@@ -58,22 +59,35 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
 }
 
-fn with_retry_after(error: ApiError, seconds: u64) -> Response {
-    let mut response = error.into_response();
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
-    response
+/// A refused report: the error, and when to send it again, if said.
+struct Refusal {
+    error: ApiError,
+    retry_after: Option<u64>,
+}
+
+fn refusal(error: ApiError) -> Refusal {
+    Refusal {
+        error,
+        retry_after: None,
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let mut response = self.error.into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        }
+        response
+    }
 }
 
 /// A refused report: counted by kind, logged (with the client's address
 /// only when the configuration asks for it).
-fn refused(
-    state: &AppState,
-    client: Option<IpAddr>,
-    response: Response,
-    kind: &'static str,
-) -> Response {
+fn refused(state: &AppState, client: Option<IpAddr>, refusal: Refusal) -> Response {
+    let kind = refusal.error.kind;
     state
         .shared
         .metrics
@@ -89,7 +103,7 @@ fn refused(
         Some(client) => tracing::info!(kind, %client, "report refused"),
         None => tracing::debug!(kind, "report refused"),
     }
-    response
+    refusal.into_response()
 }
 
 /// The handler of `POST`.
@@ -104,15 +118,8 @@ pub async fn post(
         .map(|info| info.0.ip());
     match accept(&state, stream, client, request).await {
         Ok(response) => response,
-        Err((response, kind)) => refused(&state, client, response, kind),
+        Err(refusal) => refused(&state, client, refusal),
     }
-}
-
-type Refusal = (Response, &'static str);
-
-fn refusal(error: ApiError) -> Refusal {
-    let kind = error.kind;
-    (error.into_response(), kind)
 }
 
 async fn accept(
@@ -122,7 +129,50 @@ async fn accept(
     request: Request,
 ) -> Result<Response, Refusal> {
     let reports = collector(state).map_err(refusal)?;
-    // The token first: nobody else gets a body read.
+    let (stream, report) = read_report(state, stream, request).await?;
+    let now = (state.shared.clock)();
+    check_step(state, reports, &stream, &report, now)?;
+    // The limit before the id is recorded: a report over it is not counted
+    // and its id not kept, so the same report sent later can count.
+    let taken = take_allowance(reports, client, &stream, &report, now)?;
+    let outcome = report.outcome;
+    let record = ReportRecord {
+        stream: stream.clone(),
+        release: report.to,
+        outcome,
+        id: report.id,
+    };
+    let metrics = &state.shared.metrics;
+    let recorded = reports.record(metrics, record, now).await;
+    if !matches!(recorded, Ok(Recorded::Counted))
+        && let Some(taken) = taken
+    {
+        reports.limit.give_back(taken);
+    }
+    match recorded.map_err(refusal)? {
+        Recorded::Counted => {
+            let labels = ReportLabels {
+                stream,
+                outcome: outcome.as_str(),
+            };
+            metrics.reports_counted.get_or_create(&labels).inc();
+            Ok(Json(json!({"counted": true})).into_response())
+        }
+        Recorded::Duplicate => {
+            let labels = StreamLabels { stream };
+            metrics.report_duplicates.get_or_create(&labels).inc();
+            Ok(Json(json!({"counted": false, "duplicate": true})).into_response())
+        }
+    }
+}
+
+/// The token, the stream, the media type, the size and the body, checked
+/// in that order: the token first, so nobody else gets a body read.
+async fn read_report(
+    state: &AppState,
+    stream: Result<Path<String>, PathRejection>,
+    request: Request,
+) -> Result<(String, model::Report), Refusal> {
     state
         .shared
         .tokens
@@ -152,21 +202,30 @@ async fn accept(
         };
         refusal(ApiError::bad_request(kind, error.to_string()))
     })?;
-    let now = (state.shared.clock)();
+    Ok((stream, report))
+}
+
+/// Whether the stream offered the report's step lately.
+fn check_step(
+    state: &AppState,
+    reports: &Reports,
+    stream: &str,
+    report: &model::Report,
+    now: jiff::Timestamp,
+) -> Result<(), Refusal> {
     match reports
         .graphs
-        .judge(&stream, report.from.as_ref(), &report.to, now)
+        .judge(stream, report.from.as_ref(), &report.to, now)
     {
-        Verdict::Plausible => {}
-        Verdict::Implausible => {
-            return Err(refusal(ApiError {
-                status: StatusCode::UNPROCESSABLE_ENTITY,
-                kind: "implausible",
-                value: format!(
-                    "no graph stream {stream} served in the last 72 hours has this step from one release to the other (version and digest must both match)"
-                ),
-            }));
-        }
+        Verdict::Plausible => Ok(()),
+        Verdict::Implausible => Err(refusal(ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            kind: "implausible",
+            value: format!(
+                "no graph stream {stream} served in the last 72 hours has this step from one release to the other (version and digest must both match)"
+            ),
+        })),
+        // Not a 4xx: the agent would drop a good report. It tries again.
         Verdict::NoGraphYet => {
             let error = ApiError {
                 status: StatusCode::SERVICE_UNAVAILABLE,
@@ -175,62 +234,44 @@ async fn accept(
                     "stream {stream} has no graph yet to check reports against; send the report again later"
                 ),
             };
-            return Err((with_retry_after(error, state.shared.max_age), "not_ready"));
+            Err(Refusal {
+                error,
+                retry_after: Some(state.shared.max_age),
+            })
         }
     }
-    // The limit before the id is recorded: a report over it is not counted
-    // and its id not kept, so the same report sent later can count.
-    let taken = match client.filter(|address| !reports.config.exempt(*address)) {
-        // Without a peer address (a router served without connection
-        // info, in tests) there is nothing to limit by.
-        None => None,
-        Some(address) => reports
-            .limit
-            .take(address, &stream, &report.to.digest, report.outcome, now)
-            .map_err(|over| {
-                let error = ApiError {
-                    status: StatusCode::TOO_MANY_REQUESTS,
-                    kind: "address_limit",
-                    value: format!(
-                        "this address already had {} report(s) of this outcome for this release this hour; not counted",
-                        reports.config.per_address_per_hour
-                    ),
-                };
-                (with_retry_after(error, over.retry_after), "address_limit")
-            })?,
+}
+
+/// Take the report from its source address's allowance for the hour.
+fn take_allowance(
+    reports: &Reports,
+    client: Option<IpAddr>,
+    stream: &str,
+    report: &model::Report,
+    now: jiff::Timestamp,
+) -> Result<Option<Taken>, Refusal> {
+    // Without a peer address (a router served without connection info, in
+    // tests) there is nothing to limit by.
+    let Some(address) = client.filter(|address| !reports.config.exempt(*address)) else {
+        return Ok(None);
     };
-    let record = ReportRecord {
-        stream: stream.clone(),
-        release: report.to,
-        outcome: report.outcome,
-        id: report.id,
-    };
-    let metrics = &state.shared.metrics;
-    let recorded = reports.record(metrics, record, now).await;
-    if !matches!(recorded, Ok(Recorded::Counted))
-        && let Some(taken) = taken
-    {
-        reports.limit.give_back(taken);
-    }
-    match recorded.map_err(refusal)? {
-        Recorded::Counted => {
-            metrics
-                .reports_counted
-                .get_or_create(&ReportLabels {
-                    stream,
-                    outcome: report.outcome.as_str(),
-                })
-                .inc();
-            Ok(Json(json!({"counted": true})).into_response())
-        }
-        Recorded::Duplicate => {
-            metrics
-                .report_duplicates
-                .get_or_create(&StreamLabels { stream })
-                .inc();
-            Ok(Json(json!({"counted": false, "duplicate": true})).into_response())
-        }
-    }
+    reports
+        .limit
+        .take(address, stream, &report.to.digest, report.outcome, now)
+        .map_err(|over| {
+            let error = ApiError {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                kind: "address_limit",
+                value: format!(
+                    "this address already had {} report(s) of this outcome for this release this hour; not counted",
+                    reports.config.per_address_per_hour
+                ),
+            };
+            Refusal {
+                error,
+                retry_after: Some(over.retry_after),
+            }
+        })
 }
 
 /// The handler of `GET`.
