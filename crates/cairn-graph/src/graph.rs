@@ -305,6 +305,33 @@ impl UpdateGraph {
         targets
     }
 
+    /// Whether `to` is one of [`UpdateGraph::successors`] of `from`, found
+    /// without listing them: under Fedora's rule in time logarithmic in the
+    /// barriers, where the list is linear in the barrier window. For checking
+    /// many single steps, such as a collector judging hosts' reports.
+    pub fn has_edge(&self, from: usize, to: usize) -> bool {
+        let (Some(source), Some(target)) = (self.nodes.get(from), self.nodes.get(to)) else {
+            return false;
+        };
+        let by_rule = match &self.edges {
+            Edges::Explicit(edges) => edges.contains(&(from, to)),
+            Edges::Rule { barriers, hidden } => {
+                // A target is a rollout or a barrier after `from`, with no
+                // barrier in between (no edge passes one).
+                let last_barrier_before = match barriers.partition_point(|&b| b < to) {
+                    0 => None,
+                    k => Some(barriers[k - 1]),
+                };
+                from < to
+                    && source.deadend.is_none()
+                    && (target.rollout.is_some() || target.barrier.is_some())
+                    && !hidden.get(to).copied().unwrap_or(false)
+                    && last_barrier_before.is_none_or(|barrier| barrier <= from)
+            }
+        };
+        by_rule && self.guard_allows(from, to)
+    }
+
     /// [`UpdateGraph::successors`] before the base guard, so that a node
     /// held by it can say which base barrier holds it.
     pub(crate) fn rule_successors(&self, from: usize) -> Vec<usize> {
@@ -438,6 +465,13 @@ mod tests {
                 edges.iter().filter(|e| e.0 == from).map(|e| e.1).collect();
             expected.sort();
             assert_eq!(graph.successors(from), expected, "successors of {from}");
+            for to in 0..=graph.nodes.len() {
+                assert_eq!(
+                    graph.has_edge(from, to),
+                    expected.contains(&to),
+                    "has_edge({from}, {to})"
+                );
+            }
         }
         edges
     }

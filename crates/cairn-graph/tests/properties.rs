@@ -133,6 +133,9 @@ proptest! {
             for from in 0..view.nodes().len() {
                 let mut expected: Vec<usize> = edges.iter().filter(|e| e.0 == from).map(|e| e.1).collect();
                 expected.sort_unstable();
+                for to in 0..view.nodes().len() {
+                    prop_assert_eq!(view.has_edge(from, to), expected.contains(&to));
+                }
                 prop_assert_eq!(view.successors(from), expected);
             }
         }

@@ -48,6 +48,8 @@ struct RawConfig {
     streams: Vec<RawStream>,
     #[serde(default)]
     fleet_lock: Option<RawFleetLock>,
+    #[serde(default)]
+    reports: Option<RawReports>,
     #[serde(default, rename = "token")]
     tokens: Vec<RawToken>,
 }
@@ -70,6 +72,31 @@ struct RawFleetLock {
     default_group: Option<RawPolicy>,
     #[serde(default, rename = "group")]
     groups: Vec<RawGroup>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReports {
+    #[serde(default)]
+    backend: BackendName,
+    #[serde(default)]
+    database: Option<PathBuf>,
+    #[serde(default)]
+    endpoints: Vec<String>,
+    #[serde(default)]
+    key_prefix: Option<String>,
+    #[serde(default)]
+    dedup_window_seconds: Option<u64>,
+    #[serde(default)]
+    missing_after_seconds: Option<u64>,
+    #[serde(default)]
+    retention_days: Option<u64>,
+    #[serde(default)]
+    per_address_per_hour: Option<u32>,
+    #[serde(default)]
+    exempt_networks: Vec<String>,
+    #[serde(default)]
+    log_client_addresses: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -110,9 +137,9 @@ enum BackendName {
     Etcd,
 }
 
-/// Where FleetLock state is kept.
+/// Where a service's durable state (FleetLock's, the reports') is kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LockStoreConfig {
+pub enum StoreConfig {
     /// SQLite on this server's disk (`database`).
     Embedded {
         /// The SQLite file.
@@ -127,8 +154,56 @@ pub enum LockStoreConfig {
     },
 }
 
-/// The etcd keys' prefix when `key_prefix` is not given.
+/// The etcd keys' prefix of FleetLock when `key_prefix` is not given.
 pub const DEFAULT_ETCD_PREFIX: &str = "/cairn/fleet-lock/";
+
+/// The etcd keys' prefix of the reports when `key_prefix` is not given.
+pub const DEFAULT_REPORTS_ETCD_PREFIX: &str = "/cairn/reports/";
+
+/// The agent's retry horizon: it drops a report it could not deliver within
+/// 72 hours, so a de-duplication window shorter than that would count a late
+/// retry twice.
+pub const AGENT_RETRY_HORIZON: jiff::SignedDuration = jiff::SignedDuration::from_hours(72);
+
+/// Default de-duplication window: 7 days, well past the agent's retry horizon.
+pub const DEFAULT_DEDUP_WINDOW_SECONDS: u64 = 7 * 86_400;
+/// Default time after which a `rebooting` report with no final one counts as missing.
+pub const DEFAULT_MISSING_AFTER_SECONDS: u64 = 3600;
+/// Default time counts are kept.
+pub const DEFAULT_RETENTION_DAYS: u64 = 30;
+/// Default reports of one outcome per release per hour from one address.
+pub const DEFAULT_PER_ADDRESS_PER_HOUR: u32 = 1;
+
+/// The `[reports]` section, validated.
+#[derive(Debug, Clone)]
+pub struct ReportsConfig {
+    /// The backend and where it keeps the counts.
+    pub store: StoreConfig,
+    /// A report id seen within this window counts once.
+    pub dedup_window: jiff::SignedDuration,
+    /// A `rebooting` report with no final outcome this long after it came
+    /// counts as missing.
+    pub missing_after: jiff::SignedDuration,
+    /// Counts of hours older than this are pruned.
+    pub retention: jiff::SignedDuration,
+    /// Reports of one outcome for one release counted per source address
+    /// and hour; 0 turns the limit off.
+    pub per_address_per_hour: u32,
+    /// Source networks the limit does not apply to.
+    pub exempt_networks: Vec<ipnet::IpNet>,
+    /// Log the client address of refused reports.
+    pub log_client_addresses: bool,
+}
+
+impl ReportsConfig {
+    /// Whether the per-address limit leaves `address` alone.
+    pub fn exempt(&self, address: std::net::IpAddr) -> bool {
+        let address = address.to_canonical();
+        self.exempt_networks
+            .iter()
+            .any(|net| net.contains(&address))
+    }
+}
 
 /// What a FleetLock call for a group not listed in the configuration gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -145,7 +220,7 @@ pub enum UnknownGroups {
 #[derive(Debug, Clone)]
 pub struct FleetLockConfig {
     /// The backend and where it keeps the state.
-    pub store: LockStoreConfig,
+    pub store: StoreConfig,
     /// Networks FleetLock clients may call from.
     pub allowed_networks: Vec<ipnet::IpNet>,
     /// Rules of `default` and, under `unknown_groups = "default"`, of every
@@ -331,6 +406,8 @@ pub struct Config {
     pub streams: Vec<StreamConfig>,
     /// FleetLock, when configured.
     pub fleet_lock: Option<FleetLockConfig>,
+    /// The outcome-report collector, when configured.
+    pub reports: Option<ReportsConfig>,
     /// Bearer tokens for the calls that need one.
     pub tokens: Arc<Tokens>,
 }
@@ -385,6 +462,28 @@ impl Config {
             .map(|section| fleet_lock(section, base))
             .transpose()
             .map_err(error)?;
+        let reports = raw
+            .reports
+            .map(|section| reports(section, base))
+            .transpose()
+            .map_err(error)?;
+        if let (Some(reports), Some(lock)) = (&reports, &fleet_lock)
+            && let (
+                StoreConfig::Embedded { database: ours },
+                StoreConfig::Embedded { database: theirs },
+            ) = (&reports.store, &lock.store)
+            && ours == theirs
+        {
+            return Err(error(format!(
+                "key `reports.database`: {} is FleetLock's database too; give each its own file (each store holds its file alone)",
+                ours.display()
+            )));
+        }
+        if reports.is_some() && raw.streams.is_empty() {
+            return Err(error(
+                "key `reports`: the collector needs at least one [[stream]]: a report is checked against its stream's graph".into(),
+            ));
+        }
         let mut tokens = Vec::new();
         for (n, token) in raw.tokens.into_iter().enumerate() {
             let file = base.join(&token.file);
@@ -394,6 +493,15 @@ impl Config {
                 Token::from_text(file, &text, token.scopes)
                     .map_err(|e| error(format!("key `token[{n}].file`: {e}")))?,
             );
+        }
+        if reports.is_some()
+            && !tokens
+                .iter()
+                .any(|token: &Token| token.scopes.contains(&Scope::Report))
+        {
+            return Err(error(
+                "key `reports`: the collector needs at least one [[token]] with scope \"report\", which the hosts send their reports with".into(),
+            ));
         }
         let mut streams = Vec::new();
         for (n, stream) in raw.streams.into_iter().enumerate() {
@@ -460,6 +568,7 @@ impl Config {
             authfile: raw.authfile.map(|p| base.join(p)),
             streams,
             fleet_lock,
+            reports,
             tokens: Arc::new(Tokens(tokens)),
         })
     }
@@ -498,16 +607,19 @@ fn fleet_lock(raw: RawFleetLock, base: &Path) -> Result<FleetLockConfig, String>
             "key `fleet_lock.allowed_networks`: give the networks FleetLock clients call from (CIDR, e.g. \"10.0.0.0/8\")".into(),
         );
     }
-    let allowed_networks = raw
-        .allowed_networks
-        .iter()
-        .map(|text| {
-            text.parse::<ipnet::IpNet>()
-                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                .map_err(|e| format!("key `fleet_lock.allowed_networks`: {text:?}: {e}"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let store = lock_store(&raw, base)?;
+    let allowed_networks = networks(&raw.allowed_networks, "fleet_lock.allowed_networks")?;
+    let store = store(
+        RawStore {
+            section: "fleet_lock",
+            holds: "the locks",
+            backend: raw.backend,
+            database: raw.database.as_ref(),
+            endpoints: &raw.endpoints,
+            key_prefix: raw.key_prefix.as_ref(),
+            default_prefix: DEFAULT_ETCD_PREFIX,
+        },
+        base,
+    )?;
     let default_group = match raw.default_group {
         Some(p) => policy(
             p.slots,
@@ -543,54 +655,143 @@ fn fleet_lock(raw: RawFleetLock, base: &Path) -> Result<FleetLockConfig, String>
     })
 }
 
-fn lock_store(raw: &RawFleetLock, base: &Path) -> Result<LockStoreConfig, String> {
+/// A `[fleet_lock]` or `[reports]` section's store keys, as one.
+struct RawStore<'a> {
+    /// The section, as keys are named: `fleet_lock`, `reports`.
+    section: &'static str,
+    /// What the database holds, for messages: "the locks", "the counts".
+    holds: &'static str,
+    backend: BackendName,
+    database: Option<&'a PathBuf>,
+    endpoints: &'a [String],
+    key_prefix: Option<&'a String>,
+    default_prefix: &'static str,
+}
+
+fn store(raw: RawStore<'_>, base: &Path) -> Result<StoreConfig, String> {
+    let section = raw.section;
     match raw.backend {
         BackendName::Embedded => {
             if !raw.endpoints.is_empty() || raw.key_prefix.is_some() {
-                return Err(
-                    "key `fleet_lock.endpoints`/`key_prefix`: only mean something with `backend = \"etcd\"`".into(),
-                );
+                return Err(format!(
+                    "key `{section}.endpoints`/`key_prefix`: only mean something with `backend = \"etcd\"`"
+                ));
             }
-            let database = raw.database.as_ref().ok_or(
-                "key `fleet_lock.database`: give the SQLite file the locks are kept in (or `backend = \"etcd\"`)",
-            )?;
-            Ok(LockStoreConfig::Embedded {
+            let database = raw.database.ok_or_else(|| {
+                format!(
+                    "key `{section}.database`: give the SQLite file {} are kept in (or `backend = \"etcd\"`)",
+                    raw.holds
+                )
+            })?;
+            Ok(StoreConfig::Embedded {
                 database: base.join(database),
             })
         }
         BackendName::Etcd => {
             if raw.database.is_some() {
-                return Err(
-                    "key `fleet_lock.database`: the etcd backend keeps no local database; remove it".into(),
-                );
+                return Err(format!(
+                    "key `{section}.database`: the etcd backend keeps no local database; remove it"
+                ));
             }
             if raw.endpoints.is_empty() {
-                return Err(
-                    "key `fleet_lock.endpoints`: give the etcd members' client URLs (e.g. \"http://10.0.0.5:2379\")".into(),
-                );
+                return Err(format!(
+                    "key `{section}.endpoints`: give the etcd members' client URLs (e.g. \"http://10.0.0.5:2379\")"
+                ));
             }
-            for endpoint in &raw.endpoints {
+            for endpoint in raw.endpoints {
                 let parsed = url::Url::parse(endpoint)
-                    .map_err(|e| format!("key `fleet_lock.endpoints`: {endpoint:?}: {e}"))?;
+                    .map_err(|e| format!("key `{section}.endpoints`: {endpoint:?}: {e}"))?;
                 if parsed.scheme() != "http" || parsed.host().is_none() {
                     return Err(format!(
-                        "key `fleet_lock.endpoints`: {endpoint:?}: give http://host:port (TLS is not supported yet)"
+                        "key `{section}.endpoints`: {endpoint:?}: give http://host:port (TLS is not supported yet)"
                     ));
                 }
             }
             let key_prefix = raw
                 .key_prefix
-                .clone()
-                .unwrap_or_else(|| DEFAULT_ETCD_PREFIX.to_string());
+                .cloned()
+                .unwrap_or_else(|| raw.default_prefix.to_string());
             if key_prefix.is_empty() {
-                return Err("key `fleet_lock.key_prefix`: must not be empty".into());
+                return Err(format!("key `{section}.key_prefix`: must not be empty"));
             }
-            Ok(LockStoreConfig::Etcd {
-                endpoints: raw.endpoints.clone(),
+            Ok(StoreConfig::Etcd {
+                endpoints: raw.endpoints.to_vec(),
                 key_prefix,
             })
         }
     }
+}
+
+/// CIDR networks or single addresses, as `key` lists them.
+fn networks(texts: &[String], key: &str) -> Result<Vec<ipnet::IpNet>, String> {
+    texts
+        .iter()
+        .map(|text| {
+            text.parse::<ipnet::IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|e| format!("key `{key}`: {text:?}: {e}"))
+        })
+        .collect()
+}
+
+fn reports(raw: RawReports, base: &Path) -> Result<ReportsConfig, String> {
+    let store = store(
+        RawStore {
+            section: "reports",
+            holds: "the counts",
+            backend: raw.backend,
+            database: raw.database.as_ref(),
+            endpoints: &raw.endpoints,
+            key_prefix: raw.key_prefix.as_ref(),
+            default_prefix: DEFAULT_REPORTS_ETCD_PREFIX,
+        },
+        base,
+    )?;
+    let seconds = |value: u64, key: &str| {
+        i64::try_from(value)
+            .ok()
+            .filter(|s| *s <= 10 * 366 * 86_400)
+            .map(jiff::SignedDuration::from_secs)
+            .ok_or_else(|| format!("key `reports.{key}`: at most ten years"))
+    };
+    let dedup_window = seconds(
+        raw.dedup_window_seconds
+            .unwrap_or(DEFAULT_DEDUP_WINDOW_SECONDS),
+        "dedup_window_seconds",
+    )?;
+    if dedup_window < AGENT_RETRY_HORIZON {
+        return Err(format!(
+            "key `reports.dedup_window_seconds`: must be at least {} (72 hours): agents retry a report for up to 72 hours, and a retry after the window would count twice",
+            AGENT_RETRY_HORIZON.as_secs()
+        ));
+    }
+    let missing_after = seconds(
+        raw.missing_after_seconds
+            .unwrap_or(DEFAULT_MISSING_AFTER_SECONDS),
+        "missing_after_seconds",
+    )?;
+    let retention_days = raw.retention_days.unwrap_or(DEFAULT_RETENTION_DAYS);
+    if retention_days == 0 {
+        return Err("key `reports.retention_days`: must be at least 1".into());
+    }
+    let retention = seconds(retention_days.saturating_mul(86_400), "retention_days")?;
+    if missing_after.is_zero() || missing_after >= retention {
+        return Err(format!(
+            "key `reports.missing_after_seconds`: must be at least 1 and less than the retention ({} s)",
+            retention.as_secs()
+        ));
+    }
+    Ok(ReportsConfig {
+        store,
+        dedup_window,
+        missing_after,
+        retention,
+        per_address_per_hour: raw
+            .per_address_per_hour
+            .unwrap_or(DEFAULT_PER_ADDRESS_PER_HOUR),
+        exempt_networks: networks(&raw.exempt_networks, "reports.exempt_networks")?,
+        log_client_addresses: raw.log_client_addresses,
+    })
 }
 
 /// serde's type names in the words of a TOML file.
@@ -704,7 +905,7 @@ mod tests {
         let lock = config.fleet_lock.expect("fleet_lock");
         assert_eq!(
             lock.store,
-            LockStoreConfig::Embedded {
+            StoreConfig::Embedded {
                 database: dir.path().join("locks.sqlite")
             }
         );
@@ -732,11 +933,140 @@ mod tests {
         let lock = config.fleet_lock.expect("fleet_lock");
         assert_eq!(
             lock.store,
-            LockStoreConfig::Etcd {
+            StoreConfig::Etcd {
                 endpoints: vec!["http://10.0.0.5:2379".into(), "http://10.0.0.6:2379".into()],
                 key_prefix: DEFAULT_ETCD_PREFIX.into(),
             }
         );
+    }
+
+    #[test]
+    fn reads_a_reports_section_with_its_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("report.token"), "0123456789abcdef-report\n")
+            .expect("write");
+        let head = "[[stream]]\nname = \"s\"\nfcos = { releases = \"r\", updates = \"u\" }\n\
+                    [[token]]\nfile = \"report.token\"\nscopes = [\"report\"]\n";
+        let text = format!("{head}[reports]\ndatabase = \"reports.sqlite\"\n");
+        let config = Config::from_toml(&text, &dir.path().join("server.toml")).expect("valid");
+        let reports = config.reports.expect("reports");
+        assert_eq!(
+            reports.store,
+            StoreConfig::Embedded {
+                database: dir.path().join("reports.sqlite")
+            }
+        );
+        assert_eq!(
+            reports.dedup_window,
+            jiff::SignedDuration::from_hours(7 * 24)
+        );
+        assert_eq!(reports.missing_after, jiff::SignedDuration::from_hours(1));
+        assert_eq!(reports.retention, jiff::SignedDuration::from_hours(30 * 24));
+        assert_eq!(reports.per_address_per_hour, 1);
+        assert!(!reports.log_client_addresses);
+        assert!(!reports.exempt("127.0.0.1".parse().expect("ip")));
+        let text = format!(
+            "{head}[reports]\nbackend = \"etcd\"\nendpoints = [\"http://10.0.0.5:2379\"]\n\
+             dedup_window_seconds = 259200\nmissing_after_seconds = 5\nretention_days = 2\n\
+             per_address_per_hour = 0\nexempt_networks = [\"127.0.0.0/8\", \"::1\"]\nlog_client_addresses = true\n"
+        );
+        let config = Config::from_toml(&text, &dir.path().join("server.toml")).expect("valid");
+        let reports = config.reports.expect("reports");
+        assert_eq!(
+            reports.store,
+            StoreConfig::Etcd {
+                endpoints: vec!["http://10.0.0.5:2379".into()],
+                key_prefix: DEFAULT_REPORTS_ETCD_PREFIX.into(),
+            }
+        );
+        assert_eq!(reports.missing_after, jiff::SignedDuration::from_secs(5));
+        assert_eq!(reports.per_address_per_hour, 0);
+        assert!(reports.exempt("127.9.9.9".parse().expect("ip")));
+        assert!(reports.exempt("::ffff:127.0.0.1".parse().expect("ip")));
+        assert!(reports.exempt("::1".parse().expect("ip")));
+        assert!(!reports.exempt("10.0.0.1".parse().expect("ip")));
+        assert!(reports.log_client_addresses);
+    }
+
+    #[test]
+    fn reports_mistakes_name_the_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("report.token"), "0123456789abcdef-report").expect("write");
+        std::fs::write(dir.path().join("admin.token"), "0123456789abcdef-admin").expect("write");
+        let stream = "[[stream]]\nname = \"s\"\nfcos = { releases = \"r\", updates = \"u\" }\n";
+        let token = "[[token]]\nfile = \"report.token\"\nscopes = [\"report\"]\n";
+        let admin = "[[token]]\nfile = \"admin.token\"\nscopes = [\"lock-admin\"]\n";
+        let db = "[reports]\ndatabase = \"r.db\"\n";
+        let cases = [
+            (format!("{token}{db}"), "no [[stream]]"),
+            (
+                format!(
+                    "{token}[fleet_lock]\ndatabase = \"l.db\"\nallowed_networks = [\"10.0.0.0/8\"]\n{db}"
+                ),
+                "key `reports`: the collector needs at least one [[stream]]",
+            ),
+            (
+                format!("{stream}{admin}{db}"),
+                "key `reports`: the collector needs at least one [[token]] with scope \"report\"",
+            ),
+            (
+                format!("{stream}{token}[reports]\n"),
+                "key `reports.database`: give the SQLite file the counts",
+            ),
+            (
+                format!("{stream}{token}[reports]\nbackend = \"etcd\"\n"),
+                "key `reports.endpoints`: give",
+            ),
+            (
+                format!(
+                    "{stream}{token}[reports]\nbackend = \"etcd\"\nendpoints = [\"https://e:2379\"]\n"
+                ),
+                "key `reports.endpoints`: \"https://e:2379\": give http://host:port",
+            ),
+            (
+                format!("{stream}{token}{db}endpoints = [\"http://e:2379\"]\n"),
+                "key `reports.endpoints`/`key_prefix`: only mean something",
+            ),
+            (
+                format!("{stream}{token}{db}dedup_window_seconds = 259199\n"),
+                "key `reports.dedup_window_seconds`: must be at least 259200",
+            ),
+            (
+                format!("{stream}{token}{db}missing_after_seconds = 0\n"),
+                "key `reports.missing_after_seconds`",
+            ),
+            (
+                format!("{stream}{token}{db}retention_days = 1\nmissing_after_seconds = 86400\n"),
+                "key `reports.missing_after_seconds`",
+            ),
+            (
+                format!("{stream}{token}{db}retention_days = 0\n"),
+                "key `reports.retention_days`",
+            ),
+            (
+                format!("{stream}{token}{db}exempt_networks = [\"10.0.0.0/33\"]\n"),
+                "key `reports.exempt_networks`: \"10.0.0.0/33\"",
+            ),
+            (
+                format!("{stream}{token}{db}per_address_per_hour = -1\n"),
+                "per_address_per_hour",
+            ),
+            (format!("{stream}{token}{db}limit = 3\n"), "limit"),
+            (
+                format!(
+                    "{stream}{token}[fleet_lock]\ndatabase = \"r.db\"\nallowed_networks = [\"10.0.0.0/8\"]\n{db}"
+                ),
+                "key `reports.database`: ",
+            ),
+        ];
+        for (text, needle) in cases {
+            let err = Config::from_toml(&text, &dir.path().join("server.toml")).expect_err(&text);
+            let message = err.to_string();
+            assert!(
+                message.contains(needle),
+                "{needle:?} missing from {message}"
+            );
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod error;
 pub mod fleetlock;
 pub mod metrics;
 pub mod refresh;
+pub mod reports;
 pub mod routes;
 pub mod snapshot;
 pub mod source;
@@ -30,7 +31,7 @@ use axum::routing::{get, post};
 pub use config::Config;
 pub use state::AppState;
 
-/// Every route of the server. FleetLock routes exist only when it is
+/// Every route of the server. FleetLock and report routes exist only when
 /// configured; they need the peer address, so serve this router with
 /// `into_make_service_with_connect_info::<SocketAddr>()`.
 pub fn router(state: AppState) -> Router {
@@ -47,6 +48,12 @@ pub fn router(state: AppState) -> Router {
                 post(fleetlock::release),
             )
             .route("/v1/x-cairn/locks/{group}/ack", post(fleetlock::ack));
+    }
+    if state.shared.reports.is_some() {
+        router = router.route(
+            "/v2/reports/{stream}",
+            get(routes::reports::get).post(routes::reports::post),
+        );
     }
     router
         .route("/v1/graph", get(routes::graph::get))
@@ -73,7 +80,7 @@ async fn method_not_allowed() -> error::ApiError {
     error::ApiError {
         status: axum::http::StatusCode::METHOD_NOT_ALLOWED,
         kind: "method_not_allowed",
-        value: "this method is not served here: graph routes take GET, FleetLock calls POST".into(),
+        value: "this method is not served here: graph routes take GET, FleetLock calls POST, reports GET or POST".into(),
     }
 }
 
@@ -82,6 +89,7 @@ fn route_label(path: Option<&str>) -> &'static str {
     match path {
         Some("/v1/graph") => "/v1/graph",
         Some("/v2/graph/{stream}") => "/v2/graph",
+        Some("/v2/reports/{stream}") => "/v2/reports",
         Some("/healthz") => "/healthz",
         Some("/readyz") => "/readyz",
         Some("/metrics") => "/metrics",
@@ -132,6 +140,12 @@ pub enum ServeError {
     /// The FleetLock store could not be opened.
     #[error("[fleet_lock]: {0}")]
     Store(#[from] store::StoreError),
+    /// The reports store could not be opened.
+    #[error("[reports]: {0}")]
+    ReportsStore(store::StoreError),
+    /// No random salt could be drawn for the per-address limit.
+    #[error("[reports]: drawing the per-address limit's salt: {0}")]
+    Salt(std::io::Error),
     /// The listen address is unusable.
     #[error("listening on {address}: {source}")]
     Listen {
@@ -160,13 +174,35 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         Some(section) => Some(open_fleet_lock(section, clock()).await?),
         None => None,
     };
-    let state = AppState::with_services(
-        config.streams.iter().map(|s| s.name.clone()),
+    let stream_names = || config.streams.iter().map(|s| s.name.clone());
+    let reports = match &config.reports {
+        Some(section) => Some(open_reports(section, stream_names()).await?),
+        None => None,
+    };
+    let state = AppState::with(
+        stream_names(),
         clock,
         config.refresh_interval.as_secs(),
-        fleet_lock,
-        config.tokens.clone(),
+        state::Services {
+            fleet_lock,
+            reports,
+            tokens: config.tokens.clone(),
+        },
     );
+    if state.shared.reports.is_some() {
+        let ticking = state.clone();
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(reports::TICK);
+            loop {
+                interval.tick().await;
+                if let Some(reports) = &ticking.shared.reports {
+                    reports
+                        .tick(&ticking.shared.metrics, (ticking.shared.clock)())
+                        .await;
+                }
+            }
+        });
+    }
     if let Some(lock) = &state.shared.fleet_lock {
         if let Err(error) = lock.load_metrics(&state.shared.metrics).await {
             tracing::error!(value = %error.value, "reading the FleetLock groups for metrics failed");
@@ -220,7 +256,7 @@ pub async fn open_fleet_lock(
     now: jiff::Timestamp,
 ) -> Result<fleetlock::FleetLock, store::StoreError> {
     let backend = match &section.store {
-        config::LockStoreConfig::Embedded { database } => {
+        config::StoreConfig::Embedded { database } => {
             let (store, opened) = store::embedded::EmbeddedStore::open(database, now)?;
             if opened.grace.is_positive() {
                 tracing::info!(
@@ -231,14 +267,42 @@ pub async fn open_fleet_lock(
             store::locks::LockBackend::Embedded(store)
         }
         #[cfg(feature = "etcd")]
-        config::LockStoreConfig::Etcd {
+        config::StoreConfig::Etcd {
             endpoints,
             key_prefix,
         } => store::locks::LockBackend::Etcd(Box::new(
             store::etcd::EtcdStore::connect(endpoints, key_prefix).await?,
         )),
         #[cfg(not(feature = "etcd"))]
-        config::LockStoreConfig::Etcd { .. } => return Err(store::StoreError::NotBuilt),
+        config::StoreConfig::Etcd { .. } => return Err(store::StoreError::NotBuilt),
     };
     Ok(fleetlock::FleetLock::new(section.clone(), backend))
+}
+
+/// Open the configured reports store and the collector for these streams.
+pub async fn open_reports(
+    section: &config::ReportsConfig,
+    streams: impl IntoIterator<Item = String>,
+) -> Result<reports::Reports, ServeError> {
+    let windows = store::reports::Windows::of(section);
+    let backend = match &section.store {
+        config::StoreConfig::Embedded { database } => store::reports::ReportBackend::Embedded(
+            store::reports_embedded::EmbeddedReports::open(database, windows)
+                .map_err(ServeError::ReportsStore)?,
+        ),
+        #[cfg(feature = "etcd")]
+        config::StoreConfig::Etcd {
+            endpoints,
+            key_prefix,
+        } => store::reports::ReportBackend::Etcd(Box::new(
+            store::reports_etcd::EtcdReports::connect(endpoints, key_prefix, windows)
+                .await
+                .map_err(ServeError::ReportsStore)?,
+        )),
+        #[cfg(not(feature = "etcd"))]
+        config::StoreConfig::Etcd { .. } => {
+            return Err(ServeError::ReportsStore(store::StoreError::NotBuilt));
+        }
+    };
+    reports::Reports::new(section.clone(), backend, streams).map_err(ServeError::Salt)
 }

@@ -77,6 +77,15 @@ pub struct KindLabels {
     pub kind: &'static str,
 }
 
+/// Labels of counted reports.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReportLabels {
+    /// Configured stream.
+    pub stream: String,
+    /// An outcome word of the fixed vocabulary.
+    pub outcome: &'static str,
+}
+
 /// Every metric the server exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -110,6 +119,16 @@ pub struct Metrics {
     pub lock_halted_groups: Gauge,
     /// Failed calls to the lock store, by error kind.
     pub lock_backend_errors: Family<KindLabels, Counter>,
+    /// Reports counted, by stream and outcome.
+    pub reports_counted: Family<ReportLabels, Counter>,
+    /// Reports whose id was already counted (retries), by stream.
+    pub report_duplicates: Family<StreamLabels, Counter>,
+    /// Reports refused, by error kind.
+    pub reports_refused: Family<KindLabels, Counter>,
+    /// Failed calls to the reports store, by error kind.
+    pub report_backend_errors: Family<KindLabels, Counter>,
+    /// Keys the per-address limit holds for the current hour.
+    pub report_limit_keys: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -203,7 +222,42 @@ impl Default for Metrics {
             "Failed calls to the FleetLock store, by error kind",
             lock_backend_errors.clone(),
         );
+        let reports_counted = Family::<ReportLabels, Counter>::default();
+        let report_duplicates = Family::<StreamLabels, Counter>::default();
+        let reports_refused = Family::<KindLabels, Counter>::default();
+        let report_backend_errors = Family::<KindLabels, Counter>::default();
+        let report_limit_keys = Gauge::default();
+        registry.register(
+            "cairn_reports_counted",
+            "Outcome reports counted, by stream and outcome",
+            reports_counted.clone(),
+        );
+        registry.register(
+            "cairn_reports_duplicates",
+            "Outcome reports whose id was already counted (retries), by stream",
+            report_duplicates.clone(),
+        );
+        registry.register(
+            "cairn_reports_refused",
+            "Outcome reports refused, by error kind",
+            reports_refused.clone(),
+        );
+        registry.register(
+            "cairn_reports_backend_errors",
+            "Failed calls to the reports store, by error kind",
+            report_backend_errors.clone(),
+        );
+        registry.register(
+            "cairn_reports_address_limit_keys",
+            "Keys the per-address report limit holds for the current hour",
+            report_limit_keys.clone(),
+        );
         Metrics {
+            reports_counted,
+            report_duplicates,
+            reports_refused,
+            report_backend_errors,
+            report_limit_keys,
             lock_slots_held,
             lock_grants,
             lock_denials,

@@ -221,16 +221,34 @@ impl Snapshot {
     /// unless [`Snapshot::built_graph`] has it.
     pub fn graph(&self, arch: &str, oci: bool) -> Option<&Arc<GraphEntry>> {
         let slot = self.graphs.get(&(arch.to_string(), oci))?;
-        Some(slot.get_or_init(|| {
-            let scheme = if oci { Scheme::Oci } else { Scheme::Checksum };
-            let graph = match &self.inputs {
-                Inputs::Document(document) => UpdateGraph::from_document(document, arch, scheme),
-                Inputs::Fcos(inputs) => {
-                    cairn_graph::fcos::build_graph(&inputs.0, &inputs.1, arch, scheme)
-                }
-            };
-            Arc::new(GraphEntry::new(graph))
-        }))
+        Some(slot.get_or_init(|| Arc::new(GraphEntry::new(self.build(arch, oci)))))
+    }
+
+    /// Every graph of every architecture and scheme, unfiltered: those
+    /// built for serving are copied, the others built here and not kept
+    /// (clients may never ask for them). For judging reports.
+    pub fn full_graphs(&self) -> Vec<UpdateGraph> {
+        let mut keys: Vec<&(String, bool)> = self.graphs.keys().collect();
+        keys.sort();
+        keys.into_iter()
+            .filter_map(|(arch, oci)| {
+                let slot = self.graphs.get(&(arch.clone(), *oci))?;
+                Some(match slot.get() {
+                    Some(entry) => entry.graph.clone(),
+                    None => self.build(arch, *oci),
+                })
+            })
+            .collect()
+    }
+
+    fn build(&self, arch: &str, oci: bool) -> UpdateGraph {
+        let scheme = if oci { Scheme::Oci } else { Scheme::Checksum };
+        match &self.inputs {
+            Inputs::Document(document) => UpdateGraph::from_document(document, arch, scheme),
+            Inputs::Fcos(inputs) => {
+                cairn_graph::fcos::build_graph(&inputs.0, &inputs.1, arch, scheme)
+            }
+        }
     }
 
     /// `None`: no such graph; `Some(None)`: not built yet.

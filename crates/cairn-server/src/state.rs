@@ -2,6 +2,7 @@
 
 use crate::fleetlock::FleetLock;
 use crate::metrics::Metrics;
+use crate::reports::Reports;
 use crate::snapshot::Snapshot;
 use crate::tokens::Tokens;
 use jiff::Timestamp;
@@ -37,6 +38,19 @@ pub struct Shared {
     pub max_age: u64,
     /// FleetLock, when configured.
     pub fleet_lock: Option<FleetLock>,
+    /// The outcome-report collector, when configured.
+    pub reports: Option<Reports>,
+    /// Bearer tokens.
+    pub tokens: Arc<Tokens>,
+}
+
+/// The services beside the graphs, each present when configured.
+#[derive(Debug, Default)]
+pub struct Services {
+    /// FleetLock.
+    pub fleet_lock: Option<FleetLock>,
+    /// The outcome-report collector.
+    pub reports: Option<Reports>,
     /// Bearer tokens.
     pub tokens: Arc<Tokens>,
 }
@@ -73,6 +87,25 @@ impl AppState {
         fleet_lock: Option<FleetLock>,
         tokens: Arc<Tokens>,
     ) -> Self {
+        Self::with(
+            streams,
+            clock,
+            max_age,
+            Services {
+                fleet_lock,
+                reports: None,
+                tokens,
+            },
+        )
+    }
+
+    /// State with every service given.
+    pub fn with(
+        streams: impl IntoIterator<Item = String>,
+        clock: Clock,
+        max_age: u64,
+        services: Services,
+    ) -> Self {
         let streams: BTreeMap<String, StreamSlot> = streams
             .into_iter()
             .map(|s| (s, StreamSlot::default()))
@@ -93,8 +126,9 @@ impl AppState {
                 metrics,
                 clock,
                 max_age,
-                fleet_lock,
-                tokens,
+                fleet_lock: services.fleet_lock,
+                reports: services.reports,
+                tokens: services.tokens,
             }),
         }
     }
@@ -110,8 +144,14 @@ impl AppState {
         slot.snapshot.read().ok()?.clone()
     }
 
-    /// Serve a new snapshot for a stream.
+    /// Serve a new snapshot for a stream. With the collector, its graphs
+    /// become the steps reports are checked against (building those not
+    /// built yet: called on the refresh runtime, off the request workers).
     pub fn install(&self, stream: &str, snapshot: Snapshot) {
+        if let Some(reports) = &self.shared.reports {
+            let now = (self.shared.clock)();
+            reports.graphs.serve(stream, snapshot.full_graphs(), now);
+        }
         if let Some(slot) = self.shared.streams.get(stream)
             && let Ok(mut current) = slot.snapshot.write()
         {

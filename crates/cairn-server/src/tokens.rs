@@ -18,7 +18,7 @@ pub const MIN_TOKEN_CHARS: usize = 16;
 pub enum Scope {
     /// Read FleetLock status, release a holder, ack a halted group.
     LockAdmin,
-    /// Send outcome reports (a later feature).
+    /// Send outcome reports (`POST /v2/reports/<stream>`).
     Report,
     /// Halt a rollout (a later feature).
     Halt,

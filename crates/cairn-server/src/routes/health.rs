@@ -1,5 +1,5 @@
 //! `/healthz` (the process answers) and `/readyz` (every stream has a graph,
-//! and the FleetLock store, when configured, takes writes).
+//! and the FleetLock and reports stores, when configured, take writes).
 
 use crate::state::AppState;
 use axum::extract::State;
@@ -35,6 +35,12 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         ready &= store.is_ok();
         body["ready"] = json!(ready);
         body["fleet_lock"] = json!({"store_ok": store.is_ok(), "store_error": store.err()});
+    }
+    if let Some(reports) = &state.shared.reports {
+        let store = reports.ready().await;
+        ready &= store.is_ok();
+        body["ready"] = json!(ready);
+        body["reports"] = json!({"store_ok": store.is_ok(), "store_error": store.err()});
     }
     let status = if ready {
         StatusCode::OK

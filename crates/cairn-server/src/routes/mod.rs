@@ -5,3 +5,4 @@ pub mod fleetlock;
 pub mod graph;
 pub mod health;
 pub mod metrics;
+pub mod reports;

@@ -125,20 +125,7 @@ impl EtcdStore {
     /// A store on these members. Connecting is lazy: a cluster that is down
     /// now makes calls fail (503) and `/readyz` say so, not the start.
     pub async fn connect(endpoints: &[String], prefix: &str) -> Result<EtcdStore, StoreError> {
-        let shown = endpoints.join(",");
-        let options = ConnectOptions::new()
-            .with_connect_timeout(Duration::from_secs(1))
-            .with_timeout(Duration::from_secs(2))
-            .with_keep_alive(Duration::from_secs(5), Duration::from_secs(2))
-            // A member cut off from the others answers nothing rather than
-            // stale reads or writes that cannot commit.
-            .with_require_leader(true);
-        let client = Client::connect(endpoints, Some(options))
-            .await
-            .map_err(|e| StoreError::Open {
-                path: format!("etcd {shown}"),
-                message: e.to_string(),
-            })?;
+        let (client, shown) = connect_client(endpoints).await?;
         let (queue, parts) = mpsc::unbounded_channel();
         tokio::spawn(batcher(client.clone(), parts));
         Ok(EtcdStore {
@@ -626,6 +613,26 @@ impl LockStore for EtcdStore {
         .await
         .map(|_| ())
     }
+}
+
+/// A client of these members, as every etcd store of the server connects:
+/// with the members' URLs joined, as messages name them. Connecting is lazy.
+pub(super) async fn connect_client(endpoints: &[String]) -> Result<(Client, String), StoreError> {
+    let shown = endpoints.join(",");
+    let options = ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(1))
+        .with_timeout(Duration::from_secs(2))
+        .with_keep_alive(Duration::from_secs(5), Duration::from_secs(2))
+        // A member cut off from the others answers nothing rather than
+        // stale reads or writes that cannot commit.
+        .with_require_leader(true);
+    let client = Client::connect(endpoints, Some(options))
+        .await
+        .map_err(|e| StoreError::Open {
+            path: format!("etcd {shown}"),
+            message: e.to_string(),
+        })?;
+    Ok((client, shown))
 }
 
 /// One call's transaction, waiting to be sent together with other groups'.

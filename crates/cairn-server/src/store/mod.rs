@@ -1,14 +1,19 @@
 //! The server's durable state, behind one seam per kind of record: FleetLock
-//! groups now ([`locks`]); the outcome reports of a later feature sit beside
-//! them with their own trait, on the same backends.
+//! groups ([`locks`]) and outcome-report counts ([`reports`]), each with its
+//! own trait, on the same two backends (SQLite on this server, or etcd).
 //!
 //! Backends are chosen by enum, not by `dyn`: each trait method is a plain
-//! `async fn`, and [`locks::LockBackend`] forwards to the configured one.
+//! `async fn`, and [`locks::LockBackend`] and [`reports::ReportBackend`]
+//! forward to the configured one.
 
 pub mod embedded;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 pub mod locks;
+pub mod reports;
+pub mod reports_embedded;
+#[cfg(feature = "etcd")]
+pub mod reports_etcd;
 
 /// Why the store could not answer.
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +46,7 @@ pub enum StoreError {
         message: String,
     },
     /// The backend's worker has stopped.
-    #[error("the lock store has stopped")]
+    #[error("the store has stopped")]
     Stopped,
     /// etcd did not answer, or refused.
     #[error("etcd {endpoints}: {message}")]

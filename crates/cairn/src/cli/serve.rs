@@ -4,7 +4,9 @@ use anyhow::Context;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Serve `/v1/graph` for Zincati hosts and `/v2/graph/<stream>` for agents.
+/// Serve `/v1/graph` for Zincati hosts and `/v2/graph/<stream>` for agents;
+/// with `[fleet_lock]`, a FleetLock server; with `[reports]`, the collector of
+/// hosts' outcome reports.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The server configuration (TOML).
