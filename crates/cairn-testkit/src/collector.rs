@@ -319,6 +319,10 @@ mod tests {
         assert!(text.contains("address_limit"), "{text}");
         collector.answer(Answer::Unavailable);
         assert_eq!(post(&collector.url, body).await.0, 503);
+        collector.answer(Answer::Refuse(422, "implausible"));
+        let (status, _, text) = post(&collector.url, body).await;
+        assert_eq!(status, 422);
+        assert!(text.contains("implausible"), "{text}");
         collector.answer(Answer::Down);
         assert!(
             reqwest::Client::new()
@@ -329,9 +333,9 @@ mod tests {
                 .is_err(),
             "down: no answer"
         );
-        assert_eq!(collector.connections(), 5);
+        assert_eq!(collector.connections(), 6);
         let requests = collector.requests();
-        assert_eq!(requests.len(), 4, "the unanswered one was not read");
+        assert_eq!(requests.len(), 5, "the unanswered one was not read");
         let first = &requests[0];
         assert_eq!(first.request_line(), "POST /v2/reports/stable HTTP/1.1");
         assert!(
@@ -342,7 +346,7 @@ mod tests {
         assert_eq!(first.body(), body.as_bytes());
         assert_eq!(
             requests.iter().map(|r| r.status).collect::<Vec<_>>(),
-            [200, 200, 429, 503]
+            [200, 200, 429, 503, 422]
         );
         assert_eq!(collector.counted().len(), 2);
     }

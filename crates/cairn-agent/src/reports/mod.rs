@@ -211,12 +211,12 @@ impl Reporter {
     /// `rebooting` leaves before the host goes down. Whatever fails, the
     /// report stays queued and goes after the boot.
     pub async fn flush(&self, id: &str, bound: Duration) {
-        let sent = tokio::time::timeout(bound, async {
+        let in_time = tokio::time::timeout(bound, async {
             let _turn = SENDING.lock().await;
             sender::send_queued(&self.state_dir, &self.settings, id, bound, &self.backoff).await
         })
         .await;
-        if sent.is_err() {
+        if in_time.is_err() {
             tracing::info!(
                 bound_seconds = bound.as_secs(),
                 "the report could not be sent before the reboot; it goes after the boot"

@@ -305,7 +305,7 @@ pub fn update<T>(state_dir: &Path, change: impl FnOnce(&mut Queue) -> T) -> Resu
     let mut queue = decode(state_dir, old.as_deref(), true);
     let result = change(&mut queue);
     queue.format = 1;
-    let bytes = serde_json::to_vec_pretty(&queue).map_err(|source| QueueError::Encode {
+    let bytes = serde_json::to_vec(&queue).map_err(|source| QueueError::Encode {
         path: path.clone(),
         source,
     })?;
