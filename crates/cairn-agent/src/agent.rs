@@ -96,6 +96,9 @@ impl AgentError {
     }
 }
 
+/// How long the `rebooting` report may hold up the reboot.
+const REPORT_BEFORE_REBOOT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How long a target a hook vetoed, or the host tool refused, waits after
 /// `attempts` in a row: 5 minutes, doubling each time, at most 6 hours.
 fn backoff(attempts: u32) -> jiff::SignedDuration {
@@ -149,6 +152,8 @@ pub struct Agent<R> {
     /// The operator's command when this pass stages on purpose
     /// (`cairn update-now`): what it stages is recorded as theirs.
     operator_staging: Option<&'static str>,
+    /// Where outcome reports are queued; `None`: nothing is reported.
+    reporter: Option<crate::reports::Reporter>,
 }
 
 impl<R: CommandRunner> Agent<R> {
@@ -175,7 +180,14 @@ impl<R: CommandRunner> Agent<R> {
             hooks: None,
             lock_gate: true,
             operator_staging: None,
+            reporter: None,
         })
+    }
+
+    /// Queue an outcome report of each attempt's `rebooting` and final outcome.
+    pub fn with_reports(mut self, reporter: crate::reports::Reporter) -> Self {
+        self.reporter = Some(reporter);
+        self
     }
 
     /// Reboot without taking a FleetLock slot (`update-now`); a slot already
@@ -874,11 +886,15 @@ impl<R: CommandRunner> Agent<R> {
         let host = self.driver.status().await?;
         self.attempt_at(&target, attempt::from(&host), world.now);
         self.transition(&Event::RebootStarted)?;
-        self.record_step(
+        let report = self.record_step(
             world.now,
             Outcome::Rebooting,
             &format!("rebooting into {}", target.version),
         );
+        // Best effort, bounded: a report not sent now goes after the boot.
+        if let (Some(id), Some(reporter)) = (report, &self.reporter) {
+            reporter.flush(&id, REPORT_BEFORE_REBOOT).await;
+        }
         match self.driver.apply(&target.digest).await {
             Ok(()) => Ok(self.report(
                 ReasonKind::Rebooting,

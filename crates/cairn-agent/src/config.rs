@@ -135,6 +135,16 @@ struct RawFragment {
     health: Option<RawHealth>,
     #[serde(default)]
     host: Option<RawHost>,
+    #[serde(default)]
+    reports: Option<RawReports>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReports {
+    url: Option<String>,
+    token_file: Option<PathBuf>,
+    max_delay_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -255,6 +265,22 @@ pub struct FleetLock {
     pub release_on_failure: bool,
 }
 
+/// Default longest random delay before a report that is not a failure.
+pub const DEFAULT_REPORT_DELAY_SECONDS: u64 = 1800;
+
+/// Outcome reports to a `cairn serve` collector (opt-in: without
+/// `reports.url` nothing is sent).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reports {
+    /// Base URL of the collector; reports go to `{url}/v2/reports/{stream}`.
+    pub url: url::Url,
+    /// The file holding the bearer token, read at each use and never logged.
+    pub token_file: PathBuf,
+    /// Longest random delay before a `booted_healthy` or
+    /// `booted_unverified` report, so its timing does not mark the host.
+    pub max_delay: Duration,
+}
+
 /// Validated settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -300,6 +326,8 @@ pub struct Settings {
     /// `systemctl`. False: boots are recorded as unverified, and no other
     /// updater can be seen.
     pub systemd: bool,
+    /// Where outcome reports go; `None`: nothing is reported.
+    pub reports: Option<Reports>,
 }
 
 impl Settings {
@@ -420,6 +448,20 @@ fn merge(merged: &mut Merged, fragment: RawFragment, file: &str) {
     }
     if let Some(h) = fragment.host {
         merged.set("host.systemd", h.systemd, file);
+    }
+    if let Some(r) = fragment.reports {
+        merged.set("reports.url", r.url, file);
+        merged.set(
+            "reports.token_file",
+            r.token_file.map(|path| path.display().to_string()),
+            file,
+        );
+        merged.set(
+            "reports.max_delay_seconds",
+            r.max_delay_seconds
+                .map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
+            file,
+        );
     }
     if let Some(s) = fragment.strategy {
         merged.set("strategy.time_zone", s.time_zone, file);
@@ -657,6 +699,7 @@ fn validate(merged: &Merged) -> Result<Settings, ConfigError> {
             None
         }
     };
+    let reports = reports(merged, &error, &seconds)?;
     Ok(Settings {
         enabled: flag("updates.enabled", true),
         stream,
@@ -677,7 +720,53 @@ fn validate(merged: &Merged) -> Result<Settings, ConfigError> {
         rollback_on_failure: flag("health.rollback_on_failure", false),
         health_timeout,
         systemd: flag("host.systemd", true),
+        reports,
     })
+}
+
+/// The `[reports]` table: nothing unless `url` is set, and then a token file too.
+fn reports(
+    merged: &Merged,
+    error: &impl Fn(&'static str, String) -> ConfigError,
+    seconds: &impl Fn(&'static str, i64, std::ops::RangeInclusive<i64>) -> Result<Duration, ConfigError>,
+) -> Result<Option<Reports>, ConfigError> {
+    let text = |key: &'static str| {
+        merged
+            .get(key)
+            .and_then(|(v, _)| v.as_str().map(str::to_string))
+    };
+    let Some(base) = text("reports.url") else {
+        for key in ["reports.token_file", "reports.max_delay_seconds"] {
+            if merged.get(key).is_some() {
+                return Err(error(key, "set without reports.url".into()));
+            }
+        }
+        return Ok(None);
+    };
+    let url = url::Url::parse(&base)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        .ok_or_else(|| error("reports.url", format!("{base:?} is not an http(s) URL")))?;
+    // Missing: the error names the file that set the URL.
+    let token_file = text("reports.token_file")
+        .filter(|path| !path.trim().is_empty())
+        .ok_or_else(|| ConfigError {
+            key: "reports.token_file".into(),
+            ..error(
+                "reports.url",
+                "must be set with reports.url (the file holding the collector's token)".into(),
+            )
+        })?;
+    let max_delay = seconds(
+        "reports.max_delay_seconds",
+        DEFAULT_REPORT_DELAY_SECONDS as i64,
+        0..=24 * 3600,
+    )?;
+    Ok(Some(Reports {
+        url,
+        token_file: PathBuf::from(token_file),
+        max_delay,
+    }))
 }
 
 fn schedule(

@@ -141,15 +141,16 @@ impl Attempt {
 /// Append a record; the file only grows, so a crash loses at most the line
 /// being written. A final record is written once: when the attempt already
 /// has one (a crash after appending it, before the state was saved), this
-/// does nothing, so a retried step never ends an attempt twice.
-pub fn append(state_dir: &Path, attempt: &Attempt) -> std::io::Result<()> {
+/// does nothing, so a retried step never ends an attempt twice. True when
+/// the record was written.
+pub fn append(state_dir: &Path, attempt: &Attempt) -> std::io::Result<bool> {
     if attempt.result.is_final() {
         let (existing, _) = read(state_dir)?;
         if existing
             .iter()
             .any(|a| a.result.is_final() && a.same_attempt(attempt))
         {
-            return Ok(());
+            return Ok(false);
         }
     }
     let mut line = serde_json::to_string(attempt).map_err(std::io::Error::other)?;
@@ -160,7 +161,8 @@ pub fn append(state_dir: &Path, attempt: &Attempt) -> std::io::Result<()> {
         .append(true)
         .open(state_dir.join(HISTORY_FILE))?;
     file.write_all(line.as_bytes())?;
-    file.sync_data()
+    file.sync_data()?;
+    Ok(true)
 }
 
 /// Every record, oldest first; a damaged line (bad JSON, bytes that are not
@@ -277,7 +279,8 @@ mod tests {
         append(dir.path(), &attempt(Outcome::Rebooting, 100)).expect("append");
         append(dir.path(), &attempt(Outcome::BootedHealthy, 100)).expect("append");
         // The same step again after a crash before the state was saved.
-        append(dir.path(), &attempt(Outcome::BootedHealthy, 100)).expect("append");
+        let again = append(dir.path(), &attempt(Outcome::BootedHealthy, 100)).expect("append");
+        assert!(!again, "not written twice");
         // A later attempt at the same target is a new one.
         append(dir.path(), &attempt(Outcome::HookVeto, 300)).expect("append");
         let (records, _) = read(dir.path()).expect("read");

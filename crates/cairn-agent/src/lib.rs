@@ -17,6 +17,7 @@
 //! - [`machine`]: the update state machine and crash recovery.
 //! - [`plan`]: what a check decides, and the gates before a reboot.
 //! - [`reason`]: why the agent is where it is, as a kind and a sentence.
+//! - [`reports`]: anonymous outcome reports to a collector (opt-in), queued and sent.
 //! - [`source`]: the graph a check plans against: a document or a Cincinnati answer.
 //! - [`status`]: what `cairn status` shows; the status, metrics and MOTD files.
 //! - [`store`]: the persistent state, written atomically.
@@ -37,6 +38,7 @@ pub mod identity;
 pub mod machine;
 pub mod plan;
 pub mod reason;
+pub mod reports;
 pub mod source;
 pub mod status;
 pub mod store;

@@ -272,6 +272,10 @@ pub struct AgentStatus {
     /// updates go on, but other tools are not warned off.
     #[serde(default)]
     pub driver_registration: Option<String>,
+    /// Outcome reports: on or off, the queue, the last send's error; none
+    /// when the pass read no valid configuration.
+    #[serde(default)]
+    pub reports: Option<crate::reports::ReportsStatus>,
 }
 
 /// Why the status file could not be read.
@@ -360,6 +364,7 @@ impl AgentStatus {
             fleet_lock_slot: None,
             last_outcome: None,
             driver_registration: None,
+            reports: None,
         }
     }
 
@@ -511,6 +516,21 @@ impl AgentStatus {
                 None => format!(
                     "Lock:       holds a FleetLock slot of group {group} for the reboot under way\n"
                 ),
+            });
+        }
+        if let Some(reports) = &self.reports {
+            text.push_str(&if !reports.enabled {
+                "Reports:    off (reports.url is not set): nothing is sent\n".to_string()
+            } else {
+                format!(
+                    "Reports:    on; {} queued{}\n",
+                    reports.queued,
+                    reports
+                        .last_error
+                        .as_deref()
+                        .map(|e| format!("; the last send failed: {e}"))
+                        .unwrap_or_default()
+                )
             });
         }
         if let Some(error) = &self.driver_registration {

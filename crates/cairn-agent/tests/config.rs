@@ -21,6 +21,37 @@ fn defaults_with_no_fragment() {
     assert_eq!(settings.group, "default");
     assert_eq!(settings.wariness, None);
     assert!(settings.systemd, "a host has systemd unless told otherwise");
+    assert_eq!(
+        settings.reports, None,
+        "nothing is reported unless configured"
+    );
+}
+
+#[test]
+fn reports_need_a_url_and_a_token_file_and_delay_healthy_boots_by_default() {
+    let root = tempfile::tempdir().expect("temp dir");
+    write(
+        root.path(),
+        "usr/lib",
+        "40-reports.toml",
+        "[reports]\nurl = \"https://cairn.example/collector\"\ntoken_file = \"/etc/cairn/report.token\"\n",
+    );
+    let settings = load(&ConfigDirs::under(root.path())).expect("valid");
+    let reports = settings.reports.expect("configured");
+    assert_eq!(reports.url.as_str(), "https://cairn.example/collector");
+    assert_eq!(reports.token_file, Path::new("/etc/cairn/report.token"));
+    assert_eq!(reports.max_delay.as_secs(), 1800);
+    // A later fragment changes one key; the others stay.
+    write(
+        root.path(),
+        "etc",
+        "60-site.toml",
+        "[reports]\nmax_delay_seconds = 0\n",
+    );
+    let settings = load(&ConfigDirs::under(root.path())).expect("valid");
+    let reports = settings.reports.expect("configured");
+    assert_eq!(reports.max_delay.as_secs(), 0);
+    assert_eq!(reports.url.as_str(), "https://cairn.example/collector");
 }
 
 #[test]
@@ -261,6 +292,42 @@ fn every_mistake_names_the_file_and_the_key() {
             "[strategy.fleet_lock]\nbase_url = \"https://l/\"\nrelease_on_failure = \"no\"\n",
             "strategy.fleet_lock.release_on_failure",
             "boolean",
+            "invalid_key",
+        ),
+        (
+            "[reports]\nurl = \"collector.example\"\ntoken_file = \"/etc/cairn/report.token\"\n",
+            "reports.url",
+            "not an http(s) URL",
+            "invalid_value",
+        ),
+        (
+            "[reports]\nurl = \"https://cairn.example/\"\n",
+            "reports.token_file",
+            "must be set with reports.url",
+            "invalid_value",
+        ),
+        (
+            "[reports]\ntoken_file = \"/etc/cairn/report.token\"\n",
+            "reports.token_file",
+            "without reports.url",
+            "invalid_value",
+        ),
+        (
+            "[reports]\nmax_delay_seconds = 60\n",
+            "reports.max_delay_seconds",
+            "without reports.url",
+            "invalid_value",
+        ),
+        (
+            "[reports]\nurl = \"https://c/\"\ntoken_file = \"t\"\nmax_delay_seconds = 90000\n",
+            "reports.max_delay_seconds",
+            "outside 0 to 86400 seconds",
+            "invalid_value",
+        ),
+        (
+            "[reports]\nurl = \"https://c/\"\ntoken_file = \"t\"\nhostname = true\n",
+            "reports.hostname",
+            "unknown field `hostname`",
             "invalid_key",
         ),
         ("[updates\n", "", "TOML", "syntax"),

@@ -48,6 +48,7 @@ fn options(dir: &Path, host: &FakeHost, own_unit: &str) -> Options {
         check_interval: None,
         socket: None,
         own_unit: Some(own_unit.into()),
+        report_backoff: None,
     }
 }
 

@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod collector;
 pub mod etcd;
 pub mod host;
 pub mod hostile;
@@ -13,6 +14,7 @@ pub mod serve;
 pub mod standins;
 pub mod token;
 
+pub use collector::CollectorStandIn;
 pub use etcd::EtcdCluster;
 pub use hostile::HostileServer;
 pub use images::{

@@ -219,6 +219,7 @@ strategy:   periodic  (the windows above)
 wariness:   derived from the node id  (default)
 group:      default  (default)
 check:      every 300 s  (default)
+reports:    off: nothing is sent  (default)
 updates:    enabled  (default)
 ok
 "

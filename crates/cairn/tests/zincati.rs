@@ -211,6 +211,7 @@ strategy:   periodic  (the windows above)
 wariness:   0.25  ({f})
 group:      workers  ({f})
 check:      every 600 s  ({f})
+reports:    off: nothing is sent  (default)
 updates:    enabled  ({f})
 ok
 "
@@ -310,6 +311,7 @@ strategy:   fleet_lock (lock http://fleet-lock.example.com:8080/workers/aarch64/
 wariness:   {before}, derived from the node id  (default)
 group:      workers  ({f})
 check:      every 300 s  ({f})
+reports:    off: nothing is sent  (default)
 updates:    enabled  ({f})
 ok
 "

@@ -54,6 +54,9 @@ impl<R: CommandRunner> Agent<R> {
             .or_else(|| self.persisted.state.target().cloned())
     }
 
+    /// Append the record, and queue its outcome report (when reports are
+    /// on and the outcome is reported): the report's id. A record already
+    /// in the history (a step repeated after a crash) is not reported again.
     fn write(
         &self,
         underway: &Underway,
@@ -61,7 +64,7 @@ impl<R: CommandRunner> Agent<R> {
         now: Timestamp,
         result: Outcome,
         reason: &str,
-    ) {
+    ) -> Option<String> {
         let attempt = Attempt {
             from_version: underway.from_version.clone(),
             from_digest: underway.from_digest.clone(),
@@ -72,17 +75,31 @@ impl<R: CommandRunner> Agent<R> {
             result,
             reason: reason.to_string(),
         };
-        if let Err(e) = crate::history::append(&self.state_dir, &attempt) {
-            tracing::warn!(error = %e, result = %result, "could not append to the update history");
+        match crate::history::append(&self.state_dir, &attempt) {
+            Ok(true) => self.reporter.as_ref()?.enqueue(&attempt, now),
+            Ok(false) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, result = %result, "could not append to the update history");
+                // The outcome happened all the same.
+                self.reporter.as_ref()?.enqueue(&attempt, now)
+            }
         }
     }
 
-    /// An intermediate record of the attempt under way.
-    pub(super) fn record_step(&self, now: Timestamp, result: Outcome, reason: &str) {
+    /// An intermediate record of the attempt under way; the id of its
+    /// outcome report, when one was queued.
+    pub(super) fn record_step(
+        &self,
+        now: Timestamp,
+        result: Outcome,
+        reason: &str,
+    ) -> Option<String> {
         debug_assert!(!result.is_final());
-        if let (Some(underway), Some(target)) = (&self.persisted.underway, self.attempt_target()) {
-            self.write(underway, &target, now, result, reason);
-        }
+        let (Some(underway), Some(target)) = (&self.persisted.underway, self.attempt_target())
+        else {
+            return None;
+        };
+        self.write(underway, &target, now, result, reason)
     }
 
     /// End the attempt under way with its final record. Nothing under way

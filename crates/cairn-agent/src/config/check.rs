@@ -81,6 +81,21 @@ pub fn check(root: &Path) -> Result<Checked, ConfigError> {
             origin(&merged, "updates.allow_unsigned")
         ));
     }
+    if let Some(reports) = &settings.reports {
+        // Read at each use, so a token written later still works: a warning.
+        let path = under_root(root, &reports.token_file);
+        match std::fs::read_to_string(&path) {
+            Ok(token) if token.trim().is_empty() => warnings.push(format!(
+                "reports.token_file {} is empty: the collector will refuse the reports",
+                reports.token_file.display()
+            )),
+            Ok(_) => {}
+            Err(e) => warnings.push(format!(
+                "reports.token_file {} cannot be read ({e}): reports wait in the queue until it can",
+                reports.token_file.display()
+            )),
+        }
+    }
     let summary = summary(&files, &merged, &settings, root);
     Ok(Checked {
         settings,
@@ -216,6 +231,19 @@ fn summary(files: &[PathBuf], merged: &Merged, settings: &Settings, root: &Path)
         "check:",
         format!("every {} s", settings.check_interval.as_secs()),
         origin(merged, "updates.check_interval_seconds"),
+    );
+    line(
+        "reports:",
+        match &settings.reports {
+            Some(reports) => format!(
+                "to {} (token {}; healthy boots after a random delay of up to {} s)",
+                reports.url,
+                reports.token_file.display(),
+                reports.max_delay.as_secs()
+            ),
+            None => "off: nothing is sent".into(),
+        },
+        origin(merged, "reports.url"),
     );
     line(
         "updates:",

@@ -54,6 +54,22 @@ pub struct Options {
     /// The systemd unit this process runs in (`/proc/self/cgroup`), to tell
     /// whether the registration is its own; `None` when not a service.
     pub own_unit: Option<String>,
+    /// The first pause after a failed report send instead of 30 s (tests).
+    pub report_backoff: Option<Duration>,
+}
+
+impl Options {
+    /// The backoff of failed report sends.
+    pub fn report_backoff(&self) -> crate::reports::queue::Backoff {
+        let default = crate::reports::queue::Backoff::default();
+        match self.report_backoff {
+            Some(first) => crate::reports::queue::Backoff {
+                first,
+                max: default.max,
+            },
+            None => default,
+        }
+    }
 }
 
 /// What one pass may do, beyond what the configuration says: the daemon's

@@ -99,6 +99,10 @@ pub async fn run_once(options: &Options, mode: PassMode, now: Timestamp) -> Agen
         }
         status.last_error = Some(stopped.message);
     }
+    status.reports = Some(crate::reports::ReportsStatus::read(
+        &options.state_dir,
+        settings.reports.is_some(),
+    ));
     leave(options, status, now)
 }
 
@@ -428,6 +432,16 @@ async fn pass(
             } else {
                 "cairn update-now"
             });
+    }
+    if let Some(reports) = &settings.reports
+        && let Some(reporter) = crate::reports::Reporter::new(
+            &options.state_dir,
+            reports,
+            &stream,
+            options.report_backoff(),
+        )
+    {
+        agent = agent.with_reports(reporter);
     }
     // Only a boot into a target needs a verdict.
     let boot_health = match (systemctl, agent.state()) {

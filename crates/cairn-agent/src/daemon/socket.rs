@@ -67,6 +67,12 @@ pub async fn run(options: Options) -> Result<(), RunError> {
             None
         }
     };
+    // Outcome reports leave beside the passes, never holding one up.
+    tokio::spawn(crate::reports::sender::run(
+        options.root.clone(),
+        options.state_dir.clone(),
+        options.report_backoff(),
+    ));
     let mut ready = false;
     let mut status = run_once(&options, PassMode::agent(true), Timestamp::now()).await;
     loop {

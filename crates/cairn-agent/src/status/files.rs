@@ -5,6 +5,7 @@ use super::{AgentStatus, LastOutcome, StateName, StatusError};
 use jiff::Timestamp;
 use prometheus_client::encoding::text::encode_registry;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -147,6 +148,42 @@ struct KindLabel {
     kind: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DropLabel {
+    reason: &'static str,
+}
+
+/// The report metrics: the queue's size, and what was sent and dropped
+/// since the queue file was made (counters, kept in that file).
+fn register_reports(registry: &mut Registry, reports: &crate::reports::ReportsStatus) {
+    registry.register(
+        "cairn_agent_reports_queued",
+        "Outcome reports waiting to be sent",
+        gauge(i64::try_from(reports.queued).unwrap_or(i64::MAX)),
+    );
+    let sent = Counter::<u64>::default();
+    sent.inc_by(reports.sent);
+    registry.register(
+        "cairn_agent_reports_sent",
+        "Outcome reports the collector took",
+        sent,
+    );
+    let dropped = Family::<DropLabel, Counter>::default();
+    let counts = reports.dropped;
+    for (reason, count) in [
+        ("full", counts.full),
+        ("expired", counts.expired),
+        ("refused", counts.refused),
+    ] {
+        dropped.get_or_create(&DropLabel { reason }).inc_by(count);
+    }
+    registry.register(
+        "cairn_agent_reports_dropped",
+        "Outcome reports dropped unsent: the queue was full, past the retry horizon, or refused by the collector",
+        dropped,
+    );
+}
+
 /// A gauge holding `value`.
 fn gauge(value: i64) -> Gauge {
     let gauge = Gauge::default();
@@ -217,6 +254,9 @@ pub fn metrics_text(status: &AgentStatus, now: Timestamp) -> String {
                 .is_some_and(|slot| slot.kept_after_failure.is_some()),
         )),
     );
+    if let Some(reports) = &status.reports {
+        register_reports(&mut registry, reports);
+    }
     // One series even when nothing is missing or vetoed, so a dashboard
     // sees 0 rather than no data.
     let missing = match &status.missing_base_image {
@@ -482,6 +522,39 @@ mod tests {
             calm.contains("cairn_agent_missing_base_image{barrier=\"\"} 0\n"),
             "{calm}"
         );
+    }
+
+    #[test]
+    fn report_metrics_have_fixed_labels_and_only_a_pass_that_read_the_configuration_has_them() {
+        let mut on = status(StateName::Steady, ReasonKind::UpToDate, "fine");
+        on.reports = Some(crate::reports::ReportsStatus {
+            enabled: true,
+            queued: 3,
+            last_error: Some("HTTP 503: backend_unavailable: down".into()),
+            sent: 7,
+            dropped: crate::reports::queue::Dropped {
+                full: 1,
+                expired: 2,
+                refused: 0,
+            },
+        });
+        let text = metrics_text(&on, at(1_800_000_000));
+        for line in [
+            "# TYPE cairn_agent_reports_queued gauge\n",
+            "cairn_agent_reports_queued 3\n",
+            "# TYPE cairn_agent_reports_sent counter\n",
+            "cairn_agent_reports_sent_total 7\n",
+            "cairn_agent_reports_dropped_total{reason=\"full\"} 1\n",
+            "cairn_agent_reports_dropped_total{reason=\"expired\"} 2\n",
+            "cairn_agent_reports_dropped_total{reason=\"refused\"} 0\n",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        let stopped = metrics_text(
+            &status(StateName::ConfigError, ReasonKind::ConfigError, "broken"),
+            at(1_800_000_000),
+        );
+        assert!(!stopped.contains("cairn_agent_reports"), "{stopped}");
     }
 
     #[test]

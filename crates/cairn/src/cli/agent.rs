@@ -127,6 +127,9 @@ pub struct AgentArgs {
     /// Check this often instead of the configured interval (benchmarks only).
     #[arg(long, hide = true)]
     check_interval_ms: Option<u64>,
+    /// The first pause after a failed report send instead of 30 s (tests only).
+    #[arg(long, hide = true)]
+    report_backoff_ms: Option<u64>,
     #[command(flatten)]
     registry: RegistryArgs,
 }
@@ -261,6 +264,7 @@ fn options(args: &AgentArgs) -> anyhow::Result<Options> {
         check_interval: args.check_interval_ms.map(Duration::from_millis),
         socket: (!args.once).then(|| args.state.socket.clone()),
         own_unit: cairn_agent::host::own_systemd_unit(),
+        report_backoff: args.report_backoff_ms.map(Duration::from_millis),
     })
 }
 

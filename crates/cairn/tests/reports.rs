@@ -1,0 +1,421 @@
+//! Outcome reports end to end: real `cairn agent` daemons on stand-in hosts
+//! following the published stream of [`common::fleet`], sending to the
+//! collector stand-in of `cairn_testkit::collector`, which keeps every byte.
+//! Failures and `rebooting` go at once, healthy boots after their delay,
+//! the queue outlives SIGKILL and an outage, nothing at all is sent without
+//! `[reports]`, and what is sent is exactly what docs/agent.md lists.
+
+mod common;
+use common::agent::{Daemon, Node};
+use common::fleet::{Published, command, fragment, node, published, status_json};
+use common::systemctl::FakeSystemctl;
+use common::wait_until;
+
+use cairn_testkit::collector::{Answer, Captured, CollectorStandIn};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+const TOKEN: &str = "report-token-0123456789abcdef";
+const MACHINE_ID: &str = "5f1e2d3c4b5a69788796a5b4c3d2e1f0";
+const BOOT_ID: &str = "0b5c3d7e-9f21-4a6b-8c0d-e1f2a3b4c5d6";
+
+/// A host on 44.2 at wariness 0.3 (44.3 is its target), reporting to
+/// `collector` with healthy boots delayed up to `max_delay` seconds.
+fn reporting_node(p: &Published, name: &str, collector: &CollectorStandIn, max_delay: u64) -> Node {
+    let token = p.dir.path().join(format!("{name}.token"));
+    std::fs::write(&token, format!("{TOKEN}\n")).expect("token");
+    node(
+        p,
+        name,
+        1,
+        &format!(
+            "{}[reports]\nurl = \"{}\"\ntoken_file = \"{}\"\nmax_delay_seconds = {max_delay}\n",
+            fragment(p, 0.3),
+            collector.url,
+            token.display()
+        ),
+    )
+}
+
+/// `cairn agent` for `n`, retrying failed sends after 200 ms at first.
+fn daemon(p: &Published, n: &Node) -> Daemon {
+    command(p, n, &["agent"])
+        .args(["--report-backoff-ms", "200"])
+        .daemon(&n.state)
+}
+
+/// The same, asking a stand-in `systemctl` about the boot's health.
+fn daemon_with_health(p: &Published, n: &Node, systemctl: &FakeSystemctl) -> Daemon {
+    command(p, n, &["agent"])
+        .systemctl(&systemctl.path)
+        .args(["--report-backoff-ms", "200"])
+        .daemon(&n.state)
+}
+
+/// The reports the collector took, by outcome word.
+fn outcomes(reports: &[Value]) -> Vec<String> {
+    reports
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+fn queue(n: &Node) -> Value {
+    std::fs::read(Path::new(&n.state).join("reports.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+fn queued_outcomes(n: &Node) -> Vec<String> {
+    queue(n)["entries"]
+        .as_array()
+        .map(|entries| {
+            entries
+                .iter()
+                .map(|e| {
+                    e["report"]["outcome"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// When the history recorded `word` (the time the report was made).
+fn recorded(n: &Node, word: &str) -> jiff::Timestamp {
+    let text = std::fs::read_to_string(Path::new(&n.state).join("history.jsonl")).expect("history");
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|r| r["result"] == word)
+        .and_then(|r| r["finished"].as_str().and_then(|t| t.parse().ok()))
+        .unwrap_or_else(|| panic!("no {word} in {text}"))
+}
+
+fn at(value: &Value) -> jiff::Timestamp {
+    value
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("not a time: {value}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_boot_is_reported_at_once_and_rebooting_before_the_reboot() {
+    let p = published().await;
+    let collector = CollectorStandIn::start(Answer::Counted).await;
+    // Healthy boots would wait up to an hour: failures must not.
+    let n = reporting_node(&p, "fails", &collector, 3600);
+    let _agent = daemon(&p, &n);
+    n.host.wait_for_apply().await;
+    // The host is going down: `rebooting` left before it.
+    assert_eq!(outcomes(&collector.counted()), ["rebooting"]);
+    n.host.reboot(false);
+    wait_until("the failed boot is reported", || {
+        collector.counted().len() == 2
+    })
+    .await;
+    let reports = collector.counted();
+    assert_eq!(outcomes(&reports), ["rebooting", "boot_failed"]);
+    let requests = collector.requests();
+    let failed = &requests[1];
+    let waited = failed.received.duration_since(recorded(&n, "boot_failed"));
+    assert!(waited.as_secs() < 5, "sent {waited} after it was recorded");
+    let digest = |i: usize| p.digests[i].as_str();
+    for report in &reports {
+        assert_eq!(report["from"]["version"], "44.2", "{report}");
+        assert_eq!(report["from"]["digest"], digest(1), "{report}");
+        assert_eq!(report["to"]["version"], "44.3", "{report}");
+        assert_eq!(report["to"]["digest"], digest(2), "{report}");
+    }
+    assert_ne!(reports[0]["id"], reports[1]["id"], "a fresh id per report");
+    wait_until("status shows the queue empty", || {
+        let status = status_json(&n);
+        status["reports"]["queued"] == 0 && status["reports"]["sent"] == 2
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_boot_is_reported_after_its_random_delay() {
+    let p = published().await;
+    let collector = CollectorStandIn::start(Answer::Counted).await;
+    let n = reporting_node(&p, "healthy", &collector, 4);
+    let systemctl = FakeSystemctl::new(&p.dir.path().join("healthy-systemctl"));
+    let _agent = daemon_with_health(&p, &n, &systemctl);
+    n.host.wait_for_apply().await;
+    // Each answer waits a second, so the report is still queued (with its
+    // delay) when the request arrives.
+    collector.hold(Duration::from_secs(1));
+    systemctl.boot(false, None);
+    n.host.reboot(true);
+    wait_until("the healthy boot is reported", || {
+        collector
+            .requests()
+            .iter()
+            .any(|r| r.json()["outcome"] == "booted_healthy")
+    })
+    .await;
+    let request = collector
+        .requests()
+        .into_iter()
+        .find(|r| r.json()["outcome"] == "booted_healthy")
+        .expect("the request");
+    let entry = queue(&n)["entries"]
+        .as_array()
+        .and_then(|entries| {
+            entries
+                .iter()
+                .find(|e| e["report"]["id"] == request.json()["id"])
+                .cloned()
+        })
+        .expect("still queued while the answer is held");
+    let (created, not_before) = (at(&entry["created"]), at(&entry["not_before"]));
+    assert_eq!(created, recorded(&n, "booted_healthy"));
+    let delay = not_before.duration_since(created);
+    assert!(
+        delay >= jiff::SignedDuration::ZERO && delay <= jiff::SignedDuration::from_secs(4),
+        "a delay of {delay} is outside [0, 4 s]"
+    );
+    assert!(
+        request.received >= not_before,
+        "sent at {}, before its time {not_before}",
+        request.received
+    );
+    wait_until("the queue drains", || queued_outcomes(&n).is_empty()).await;
+    assert_eq!(
+        outcomes(&collector.counted()),
+        ["rebooting", "booted_healthy"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_survives_sigkill_and_an_outage_and_drains_afterwards() {
+    let p = published().await;
+    let collector = CollectorStandIn::start(Answer::Down).await;
+    let n = reporting_node(&p, "outage", &collector, 3600);
+    let agent = daemon(&p, &n);
+    n.host.wait_for_apply().await;
+    n.host.reboot(false);
+    wait_until("both reports wait in the queue", || {
+        queued_outcomes(&n) == ["rebooting", "boot_failed"]
+    })
+    .await;
+    wait_until("the agent tried the collector", || {
+        collector.connections() >= 2
+    })
+    .await;
+    wait_until("status shows why they wait", || {
+        status_json(&n)["reports"]["lastError"].is_string()
+    })
+    .await;
+    let ids: Vec<Value> = queue(&n)["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| e["report"]["id"].clone())
+        .collect();
+    // SIGKILL: nothing of the agent's runs after it.
+    drop(agent);
+    assert!(collector.counted().is_empty());
+
+    // Back, but over the per-address limit for a second.
+    collector.answer(Answer::AddressLimit(1));
+    let _agent = daemon(&p, &n);
+    let limited_ids = || -> BTreeSet<String> {
+        collector
+            .requests()
+            .iter()
+            .filter(|r| r.status == 429)
+            .map(|r| r.json()["id"].to_string())
+            .collect()
+    };
+    wait_until("both reports met the limit", || limited_ids().len() == 2).await;
+    let limited = collector
+        .requests()
+        .into_iter()
+        .find(|r| r.status == 429)
+        .expect("limited");
+    collector.answer(Answer::Counted);
+    wait_until("the queue drains", || collector.counted().len() == 2).await;
+    let counted = collector.counted();
+    let sent: BTreeSet<String> = counted.iter().map(|r| r["id"].to_string()).collect();
+    let kept: BTreeSet<String> = ids.iter().map(Value::to_string).collect();
+    assert_eq!(
+        sent, kept,
+        "the same reports, with the ids they were made with"
+    );
+    let retried = collector
+        .requests()
+        .into_iter()
+        .find(|r| r.status == 200 && r.json()["id"] == limited.json()["id"])
+        .expect("the limited report, sent again");
+    assert!(
+        retried.received.duration_since(limited.received) >= jiff::SignedDuration::from_secs(1),
+        "Retry-After is honoured"
+    );
+    wait_until("status shows the queue empty", || {
+        let reports = &status_json(&n)["reports"];
+        reports["queued"] == 0 && reports["lastError"].is_null()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_sent_when_reports_are_not_configured() {
+    let p = published().await;
+    let collector = CollectorStandIn::start(Answer::Counted).await;
+    // The same host and stream, without `[reports]`.
+    let n = node(&p, "silent", 1, &fragment(&p, 0.3));
+    let _agent = daemon(&p, &n);
+    n.host.wait_for_apply().await;
+    n.host.reboot(false);
+    wait_until("the failed boot is judged", || {
+        status_json(&n)["lastOutcome"]["outcome"] == "boot_failed"
+    })
+    .await;
+    let status = status_json(&n);
+    assert_eq!(status["reports"]["enabled"], false, "{status}");
+    assert_eq!(status["reports"]["queued"], 0, "{status}");
+    assert!(!Path::new(&n.state).join("reports.json").exists());
+    assert_eq!(collector.connections(), 0);
+    let text = common::ok(&[
+        "status",
+        "--state-dir",
+        &n.state,
+        "--socket",
+        &format!("{}/agent.sock", n.state),
+    ]);
+    assert!(text.contains("Reports:    off"), "{text}");
+}
+
+/// The headers and body keys docs/agent.md lists, from its table of what a
+/// report carries: rows `| header | `name` | … |` and `| body | `key` | … |`.
+fn documented() -> (BTreeSet<String>, BTreeSet<String>) {
+    let doc = include_str!("../../../docs/agent.md");
+    let table = &doc[doc
+        .find("### What a report carries")
+        .expect("docs/agent.md: a table of what a report carries")..];
+    let mut headers = BTreeSet::new();
+    let mut body = BTreeSet::new();
+    for row in table
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+    {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let names = cells.get(2).copied().unwrap_or_default();
+        let quoted = names.split('`').skip(1).step_by(2).map(str::to_string);
+        match cells.get(1).copied() {
+            Some("header") => headers.extend(quoted),
+            Some("body") => body.extend(quoted),
+            _ => {}
+        }
+    }
+    (headers, body)
+}
+
+/// A JSON object's keys, nested ones as `outer.inner`.
+fn keys(value: &Value, prefix: &str, into: &mut BTreeSet<String>) {
+    if let Some(object) = value.as_object() {
+        for (key, inner) in object {
+            let name = format!("{prefix}{key}");
+            if inner.is_object() {
+                keys(inner, &format!("{name}."), into);
+            } else {
+                into.insert(name);
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_byte_sent_is_on_the_documented_list_and_nothing_identifies_the_host() {
+    let p = published().await;
+    let collector = CollectorStandIn::start(Answer::Counted).await;
+    let n = reporting_node(&p, "private", &collector, 0);
+    std::fs::write(
+        Path::new(&n.root).join("etc/machine-id"),
+        format!("{MACHINE_ID}\n"),
+    )
+    .expect("machine-id");
+    let boot_id = Path::new(&n.root).join("proc/sys/kernel/random");
+    std::fs::create_dir_all(&boot_id).expect("mkdir");
+    std::fs::write(boot_id.join("boot_id"), format!("{BOOT_ID}\n")).expect("boot_id");
+    let _agent = daemon(&p, &n);
+    n.host.wait_for_apply().await;
+    n.host.reboot(false);
+    wait_until("both reports arrived", || collector.counted().len() == 2).await;
+
+    let (documented_headers, documented_body) = documented();
+    let requests: Vec<Captured> = collector.requests();
+    assert_eq!(requests.len(), 2);
+    let host = collector.url.trim_start_matches("http://");
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let hostname = hostname.trim();
+    let mut ids = BTreeSet::new();
+    for request in &requests {
+        assert_eq!(request.request_line(), "POST /v2/reports/stable HTTP/1.1");
+        let headers = request.headers();
+        let names: BTreeSet<String> = headers.iter().map(|(n, _)| n.clone()).collect();
+        assert_eq!(names, documented_headers, "every header, and only those");
+        assert_eq!(names.len(), headers.len(), "each once: {headers:?}");
+        let body = request.json();
+        let mut body_keys = BTreeSet::new();
+        keys(&body, "", &mut body_keys);
+        assert_eq!(
+            body_keys, documented_body,
+            "every key, and only those: {body}"
+        );
+        // Every value is one the docs name, from public facts of the release.
+        let mut expected = [
+            ("host", host.to_string()),
+            ("authorization", format!("Bearer {TOKEN}")),
+            ("content-type", "application/json".to_string()),
+            ("accept", "application/json".to_string()),
+            (
+                "user-agent",
+                format!("cairn-agent/{}", env!("CARGO_PKG_VERSION")),
+            ),
+            ("content-length", request.body().len().to_string()),
+        ];
+        expected.sort();
+        let mut seen = headers.clone();
+        seen.sort();
+        assert_eq!(
+            seen,
+            expected
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.clone()))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(body["from"]["version"], "44.2");
+        assert_eq!(body["from"]["digest"], p.digests[1].as_str());
+        assert_eq!(body["to"]["version"], "44.3");
+        assert_eq!(body["to"]["digest"], p.digests[2].as_str());
+        assert_eq!(body["agent_version"], env!("CARGO_PKG_VERSION"));
+        let id = body["id"].as_str().expect("an id");
+        assert!(
+            id.len() == 32
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+            "{id}"
+        );
+        ids.insert(id.to_string());
+        // Nothing stable of the host, anywhere in the bytes.
+        let raw = String::from_utf8_lossy(&request.raw);
+        for secret in [MACHINE_ID, BOOT_ID, "0.3"] {
+            assert!(!raw.contains(secret), "{secret:?} was sent: {raw}");
+        }
+        let allowed: String = expected.iter().map(|(_, v)| v.as_str()).collect();
+        if !hostname.is_empty() && !allowed.contains(hostname) {
+            assert!(!raw.contains(hostname), "the host name was sent: {raw}");
+        }
+    }
+    assert_eq!(ids.len(), 2, "a fresh id for each report");
+    assert_eq!(outcomes(&collector.counted()), ["rebooting", "boot_failed"]);
+}
