@@ -8,6 +8,7 @@
 mod common;
 use common::agent::{Daemon, Node};
 use common::fleet::{Published, command, fragment, node, published, status_json};
+use common::served::serve;
 use common::systemctl::FakeSystemctl;
 use common::wait_until;
 
@@ -24,6 +25,11 @@ const BOOT_ID: &str = "0b5c3d7e-9f21-4a6b-8c0d-e1f2a3b4c5d6";
 /// A host on 44.2 at wariness 0.3 (44.3 is its target), reporting to
 /// `collector` with healthy boots delayed up to `max_delay` seconds.
 fn reporting_node(p: &Published, name: &str, collector: &CollectorStandIn, max_delay: u64) -> Node {
+    reporting_to(p, name, &collector.url, max_delay)
+}
+
+/// [`reporting_node`], reporting to the server at `url`.
+fn reporting_to(p: &Published, name: &str, url: &str, max_delay: u64) -> Node {
     let token = p.dir.path().join(format!("{name}.token"));
     std::fs::write(&token, format!("{TOKEN}\n")).expect("token");
     node(
@@ -33,7 +39,7 @@ fn reporting_node(p: &Published, name: &str, collector: &CollectorStandIn, max_d
         &format!(
             "{}[reports]\nurl = \"{}\"\ntoken_file = \"{}\"\nmax_delay_seconds = {max_delay}\n",
             fragment(p, 0.3),
-            collector.url,
+            url,
             token.display()
         ),
     )
@@ -418,4 +424,147 @@ async fn every_byte_sent_is_on_the_documented_list_and_nothing_identifies_the_ho
     }
     assert_eq!(ids.len(), 2, "a fresh id for each report");
     assert_eq!(outcomes(&collector.counted()), ["rebooting", "boot_failed"]);
+}
+
+/// Poll `done` every 100 ms for up to `seconds`; a fleet of daemons on two
+/// cores needs longer than [`wait_until`]'s bound.
+async fn wait_long(what: &str, seconds: u64, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
+    while std::time::Instant::now() < deadline {
+        if done().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out after {seconds} s waiting until {what}");
+}
+
+/// The collector's answer for 44.3 in `GET /v2/reports/stable`.
+async fn counts_of_44_3(url: &str) -> Value {
+    let Ok(answer) = reqwest::get(format!("{url}/v2/reports/stable")).await else {
+        return Value::Null;
+    };
+    let Ok(body) = answer.bytes().await else {
+        return Value::Null;
+    };
+    let Ok(summary) = serde_json::from_slice::<Value>(&body) else {
+        return Value::Null;
+    };
+    summary["releases"]
+        .as_array()
+        .and_then(|releases| releases.iter().find(|r| r["version"] == "44.3").cloned())
+        .unwrap_or(Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_hosts_report_to_cairn_serve_and_its_counts_match_their_boots() {
+    let p = published().await;
+    let dir = p.dir.path().join("collector");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join("report.token"), format!("{TOKEN}\n")).expect("token");
+    // Every host reports from 127.0.0.1: the loopback range is exempt from
+    // the per-address limit, as a fleet behind one NAT would be.
+    std::fs::write(
+        dir.join("server.toml"),
+        format!(
+            "refresh_interval_seconds = 1\ninsecure_registries = [\"{registry}\"]\n\
+             [[stream]]\nname = \"stable\"\n\
+             document = {{ location = \"{repo}:cairn-graph-stable\", keys = [\"{key}\"] }}\n\
+             [reports]\ndatabase = \"reports.sqlite\"\nexempt_networks = [\"127.0.0.0/8\"]\n\
+             missing_after_seconds = 2\n\
+             [[token]]\nfile = \"report.token\"\nscopes = [\"report\"]\n",
+            registry = p.registry.host,
+            repo = p.repo,
+            key = p.public_key,
+        ),
+    )
+    .expect("server config");
+    let server = serve(&dir);
+    // 12 boots come up healthy, 5 fail (the host comes back on 44.2), and 3
+    // hosts reboot and are never heard from again.
+    const HEALTHY: usize = 12;
+    const FAILED: usize = 5;
+    const GONE: usize = 3;
+    let mut healthy = Vec::new();
+    for i in 0..HEALTHY {
+        let n = reporting_to(&p, &format!("healthy-{i}"), &server.url, 3);
+        let systemctl = FakeSystemctl::new(&p.dir.path().join(format!("healthy-{i}-systemctl")));
+        let agent = daemon_with_health(&p, &n, &systemctl);
+        healthy.push((n, systemctl, agent));
+    }
+    let mut failed = Vec::new();
+    for i in 0..FAILED {
+        let n = reporting_to(&p, &format!("failed-{i}"), &server.url, 3);
+        let agent = daemon(&p, &n);
+        failed.push((n, agent));
+    }
+    let mut gone = Vec::new();
+    for i in 0..GONE {
+        let n = reporting_to(&p, &format!("gone-{i}"), &server.url, 3);
+        let agent = daemon(&p, &n);
+        gone.push((n, agent));
+    }
+    for (n, systemctl, _) in &healthy {
+        n.host.wait_for_apply().await;
+        systemctl.boot(false, None);
+        n.host.reboot(true);
+    }
+    for (n, _) in &failed {
+        n.host.wait_for_apply().await;
+        n.host.reboot(false);
+    }
+    // The rest go down for good once their `rebooting` left.
+    for (n, _) in &gone {
+        n.host.wait_for_apply().await;
+    }
+    let url = server.url.clone();
+    wait_long(
+        "every host's rebooting report was counted",
+        120,
+        async || counts_of_44_3(&url).await["counts"]["rebooting"] == 20,
+    )
+    .await;
+    for (_, agent) in gone.drain(..) {
+        drop(agent);
+    }
+    // Healthy boots arrive after their random delay (up to 3 s here).
+    wait_long("every final outcome was counted", 180, async || {
+        let release = counts_of_44_3(&url).await;
+        release["counts"]["booted_healthy"] == HEALTHY && release["counts"]["boot_failed"] == FAILED
+    })
+    .await;
+    wait_long(
+        "the hosts that never came back count as missing",
+        60,
+        async || counts_of_44_3(&url).await["missing"] == GONE,
+    )
+    .await;
+    let release = counts_of_44_3(&url).await;
+    assert_eq!(release["digest"], p.digests[2].as_str(), "{release}");
+    assert_eq!(release["rebooting"], 20, "{release}");
+    assert_eq!(release["failures"], FAILED, "{release}");
+    assert_eq!(release["failure_share"], 0.25, "{release}");
+    for (outcome, expected) in [
+        ("rebooting", 20),
+        ("booted_healthy", HEALTHY),
+        ("boot_failed", FAILED),
+        ("booted_unverified", 0),
+        ("booted_unhealthy", 0),
+        ("rolled_back", 0),
+        ("rollback_failed", 0),
+    ] {
+        assert_eq!(release["counts"][outcome], expected, "{outcome}: {release}");
+    }
+    // Each host agrees with what the server counted for it.
+    for (n, _, _) in &healthy {
+        assert_eq!(
+            status_json(n)["lastOutcome"]["outcome"],
+            "booted_healthy",
+            "{}",
+            n.state
+        );
+    }
+    for (n, _) in &failed {
+        assert_eq!(status_json(n)["lastOutcome"]["outcome"], "boot_failed");
+    }
 }
