@@ -109,14 +109,19 @@ pub fn plan(input: &CheckInput<'_>) -> Plan {
     // A staged release the graph no longer offers this host, now, goes
     // before anything else is decided: a rollout paused or narrowed, an
     // edge gone, a dead-end, the deny-list, an expired document.
+    let frozen = input.held || !input.settings.enabled;
     if let Some(staged_digest) = &staged
         && target.as_ref().map_or(true, |t| t.digest != *staged_digest)
         && let Err(why) = input.graph.offers(input.arch, &query, staged_digest)
         && !(input.operator_staged && why.waived_for_operator())
     {
-        return Plan::Unstage(withdrawal(input, staged_digest, &why));
+        // Another release offered now replaces it at once: staging is how
+        // bootc, which cannot drop a staged deployment, replaces one.
+        return match &target {
+            Ok(target) if !frozen => Plan::Restage(target.clone()),
+            _ => Plan::Unstage(withdrawal(input, staged_digest, &why)),
+        };
     }
-    let frozen = input.held || !input.settings.enabled;
     let staged_version = |staged: &str| {
         input
             .graph
@@ -550,18 +555,27 @@ mod tests {
         let newest = digest(&doc, "43.20251110.0");
         let staged_newest = host(&barrier, Some(&newest));
         // At 55%, the rollout of the staged release no longer reaches 0.9:
-        // withdrawn, though an older release is offered.
+        // the older release offered replaces it.
         let narrowed = plan(&input(&s, &staged_newest, &doc, 0.9, &[], false));
         assert_eq!(
             narrowed,
+            Plan::Restage(Target {
+                version: "43.20251027.0".into(),
+                digest: digest(&doc, "43.20251027.0").parse().expect("an id")
+            })
+        );
+        // Held, or with updates disabled, it goes and nothing replaces it.
+        let held = plan(&input(&s, &staged_newest, &doc, 0.9, &[], true));
+        assert_eq!(
+            held,
             Plan::Unstage(Reason::new(
                 ReasonKind::StagedNotOffered,
                 "the staged release 43.20251110.0 is no longer offered to this host: rollout at 55%, this node's wariness is 0.9"
             ))
         );
-        // Held, or with updates disabled, it goes all the same.
-        let held = plan(&input(&s, &staged_newest, &doc, 0.9, &[], true));
-        assert!(matches!(held, Plan::Unstage(r) if r.kind == ReasonKind::StagedNotOffered));
+        let disabled = settings("[updates]\nenabled = false\n");
+        let off = plan(&input(&disabled, &staged_newest, &doc, 0.9, &[], false));
+        assert!(matches!(off, Plan::Unstage(r) if r.kind == ReasonKind::StagedNotOffered));
         // Staged by the operator (update-now at wariness 0): kept, not
         // replaced by the older release the rollout offers.
         let operator = CheckInput {
@@ -594,9 +608,8 @@ mod tests {
             deny: &deny,
             ..operator
         };
-        assert!(
-            matches!(plan(&operator_denied), Plan::Unstage(r) if r.kind == ReasonKind::StagedDenied)
-        );
+        // Deny-listed: the older release offered replaces it.
+        assert!(matches!(plan(&operator_denied), Plan::Restage(t) if t.version == "43.20251027.0"));
         // An expired document offers nothing: the staged release goes too.
         let SourceGraph::Document(mut expired) = doc.clone() else {
             panic!("a document")

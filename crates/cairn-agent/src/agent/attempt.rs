@@ -75,15 +75,13 @@ impl<R: CommandRunner> Agent<R> {
             result,
             reason: reason.to_string(),
         };
-        match crate::history::append(&self.state_dir, &attempt) {
-            Ok(true) => self.reporter.as_ref()?.enqueue(&attempt, now),
-            Ok(false) => None,
-            Err(e) => {
-                tracing::warn!(error = %e, result = %result, "could not append to the update history");
-                // The outcome happened all the same.
-                self.reporter.as_ref()?.enqueue(&attempt, now)
-            }
+        if let Err(e) = crate::history::append(&self.state_dir, &attempt) {
+            tracing::warn!(error = %e, result = %result, "could not append to the update history");
         }
+        // Whether or not the record was there already: a crash between the
+        // record and the queue must not lose the report, and the queue
+        // makes each attempt's report of an outcome once.
+        self.reporter.as_ref()?.enqueue(&attempt, now)
     }
 
     /// An intermediate record of the attempt under way; the id of its

@@ -188,8 +188,10 @@ impl Reporter {
         };
         let id = report.id.clone();
         let entry = queue::Entry::new(&self.stream, report, now, delay);
-        match queue::update(&self.state_dir, |q| q.push(entry, now)) {
-            Ok(dropped) => {
+        let made = format!("{}|{}|{}", record.started, record.to_digest, record.result);
+        match queue::update(&self.state_dir, |q| q.push_once(made, entry, now)) {
+            Ok(None) => return None,
+            Ok(Some(dropped)) => {
                 for gone in dropped {
                     tracing::warn!(
                         outcome = %gone.report.outcome,

@@ -138,7 +138,14 @@ pub struct Queue {
     pub dropped: Dropped,
     /// Why the last send failed; cleared by the next that works.
     pub last_error: Option<String>,
+    /// The newest reports made, by attempt and outcome (see [`Queue::push_once`]),
+    /// at most [`MADE_KEPT`]: local only, never sent.
+    pub made: Vec<String>,
 }
+
+/// How many attempt-and-outcome keys [`Queue::made`] keeps: far more than
+/// the steps one attempt can repeat.
+pub const MADE_KEPT: usize = 32;
 
 /// What became of one send.
 #[derive(Debug, Clone, PartialEq)]
@@ -157,6 +164,19 @@ pub enum Settled {
 }
 
 impl Queue {
+    /// [`Queue::push`], once per `made` key (an attempt's start, target and
+    /// outcome): a step repeated after a crash, or a reboot retried after a
+    /// failed apply, is not reported twice. `None` when it was made before.
+    pub fn push_once(&mut self, made: String, entry: Entry, now: Timestamp) -> Option<Vec<Entry>> {
+        if self.made.contains(&made) {
+            return None;
+        }
+        self.made.push(made);
+        let excess = self.made.len().saturating_sub(MADE_KEPT);
+        self.made.drain(..excess);
+        Some(self.push(entry, now))
+    }
+
     /// Add `entry`, then drop what the bound and the horizon ask for.
     /// Returns the reports dropped because the queue was full.
     pub fn push(&mut self, entry: Entry, now: Timestamp) -> Vec<Entry> {
@@ -352,6 +372,35 @@ mod tests {
 
     fn ids(queue: &Queue) -> Vec<&str> {
         queue.entries.iter().map(|e| e.report.id.as_str()).collect()
+    }
+
+    #[test]
+    fn an_attempts_outcome_is_reported_once_however_often_its_step_runs() {
+        let mut queue = Queue::default();
+        let key = |n: usize| format!("2026-11-30T06:00:00Z|sha256:b|rebooting{n}");
+        assert!(
+            queue
+                .push_once(key(0), entry("r1", Outcome::Rebooting, 0), at(0))
+                .is_some()
+        );
+        // The same step again (a retried apply, a crash before the state
+        // was saved): not made twice.
+        assert!(
+            queue
+                .push_once(key(0), entry("r2", Outcome::Rebooting, 1), at(1))
+                .is_none()
+        );
+        assert_eq!(ids(&queue), ["r1"]);
+        // The keys kept are bounded, the newest kept.
+        for n in 1..=100 {
+            queue.push_once(
+                key(n),
+                entry(&format!("k{n}"), Outcome::Rebooting, 2),
+                at(2),
+            );
+        }
+        assert_eq!(queue.made.len(), MADE_KEPT);
+        assert_eq!(queue.made.last(), Some(&key(100)));
     }
 
     #[test]

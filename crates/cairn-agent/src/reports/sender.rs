@@ -107,6 +107,15 @@ pub fn judge(answer: &Answer) -> Verdict {
                     collector_wide: true,
                     token: true,
                 },
+                // No collector at that path, or not for this stream (a
+                // server restarted without `[reports]`, a proxy's wrong
+                // route): a configuration to fix, not a report to drop.
+                404 => Verdict::Retry {
+                    after: *retry_after,
+                    error,
+                    collector_wide: true,
+                    token: false,
+                },
                 400..=499 if *status != 408 => Verdict::Drop(error),
                 _ => Verdict::Retry {
                     after: *retry_after,
@@ -445,7 +454,7 @@ mod tests {
     #[test]
     fn answers_are_judged_as_the_contract_says() {
         assert_eq!(judge(&Answer::Taken), Verdict::Done);
-        for dropped in [400, 404, 413, 415, 422] {
+        for dropped in [400, 413, 415, 422] {
             assert!(
                 matches!(judge(&status(dropped, None)), Verdict::Drop(_)),
                 "{dropped}"
@@ -461,7 +470,7 @@ mod tests {
                 token: false,
             }
         );
-        for wide in [408, 500, 502, 503, 504] {
+        for wide in [404, 408, 500, 502, 503, 504] {
             assert!(
                 matches!(
                     judge(&status(wide, None)),
