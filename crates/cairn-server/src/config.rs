@@ -514,6 +514,14 @@ impl Config {
                     at("name")
                 )));
             }
+            // Agents report only for such names; and in the etcd store a
+            // `/` would let one stream's key prefix cover another's.
+            if reports.is_some() && !reportable_stream_name(&stream.name) {
+                return Err(error(format!(
+                    "{}: with [reports], a stream name is 1 to 64 of A-Z a-z 0-9 . _ - (not `.` or `..`), as agents report only for such names",
+                    at("name")
+                )));
+            }
             let source = match (stream.fcos, stream.document, stream.scan) {
                 (Some(fcos), None, None) => SourceSpec::Fcos {
                     releases: Input::parse(&fcos.releases, base),
@@ -732,6 +740,17 @@ fn networks(texts: &[String], key: &str) -> Result<Vec<ipnet::IpNet>, String> {
                 .map_err(|e| format!("key `{key}`: {text:?}: {e}"))
         })
         .collect()
+}
+
+/// `^[A-Za-z0-9._-]{1,64}$`, less `.` and `..`: the stream names agents
+/// send reports for.
+pub fn reportable_stream_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && name != "."
+        && name != ".."
 }
 
 fn reports(raw: RawReports, base: &Path) -> Result<ReportsConfig, String> {
@@ -997,7 +1016,19 @@ mod tests {
         let token = "[[token]]\nfile = \"report.token\"\nscopes = [\"report\"]\n";
         let admin = "[[token]]\nfile = \"admin.token\"\nscopes = [\"lock-admin\"]\n";
         let db = "[reports]\ndatabase = \"r.db\"\n";
+        let named = |name: &str| {
+            format!(
+                "[[stream]]\nname = {name:?}\nfcos = {{ releases = \"r\", updates = \"u\" }}\n{token}{db}"
+            )
+        };
+        let bad_name =
+            "with [reports], a stream name is 1 to 64 of A-Z a-z 0-9 . _ - (not `.` or `..`)";
         let cases = [
+            (named("a/b"), "key `stream[0].name` (a/b): with [reports]"),
+            (named(".."), bad_name),
+            (named("."), bad_name),
+            (named("stable "), bad_name),
+            (named(&"x".repeat(65)), bad_name),
             (format!("{token}{db}"), "no [[stream]]"),
             (
                 format!(
@@ -1066,6 +1097,14 @@ mod tests {
                 message.contains(needle),
                 "{needle:?} missing from {message}"
             );
+        }
+        // Without [reports] such names are still served; good names load.
+        let loads = |text: &str| Config::from_toml(text, &dir.path().join("server.toml"));
+        let plain = "[[stream]]\nname = \"a/b\"\nfcos = { releases = \"r\", updates = \"u\" }\n";
+        assert!(loads(plain).is_ok());
+        let long = named(&format!("Stable-1.x_{}", "y".repeat(53)));
+        if let Err(error) = loads(&long) {
+            panic!("{error}");
         }
     }
 

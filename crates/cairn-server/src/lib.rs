@@ -176,7 +176,16 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     };
     let stream_names = || config.streams.iter().map(|s| s.name.clone());
     let reports = match &config.reports {
-        Some(section) => Some(open_reports(section, stream_names()).await?),
+        Some(section) => {
+            let reports = open_reports(section, stream_names()).await?;
+            // Before the first refresh: reports are judged on the graphs
+            // served before the restart at once. A store that is down now
+            // does not stop the start (etcd connects lazily).
+            if let Err(error) = reports.restore_steps(clock()).await {
+                tracing::error!(%error, "the graphs served before this start could not be read; until 72 hours have passed, reports of steps only they offered are refused");
+            }
+            Some(reports)
+        }
         None => None,
     };
     let state = AppState::with(

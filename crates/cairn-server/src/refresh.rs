@@ -83,7 +83,9 @@ impl StreamSource {
                     for (arch, oci, entry) in snapshot.graphs() {
                         record_graph(metrics, &self.stream, arch, oci, entry.nodes, entry.edges);
                     }
-                    app.install(&self.stream, snapshot);
+                    if let Some(served) = app.install(&self.stream, snapshot) {
+                        app.keep_steps(&self.stream, &served).await;
+                    }
                 }
                 let previous = app.set_health(
                     &self.stream,

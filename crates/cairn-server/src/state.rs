@@ -3,6 +3,7 @@
 use crate::fleetlock::FleetLock;
 use crate::metrics::Metrics;
 use crate::reports::Reports;
+use crate::reports::plausible::Served;
 use crate::snapshot::Snapshot;
 use crate::tokens::Tokens;
 use jiff::Timestamp;
@@ -146,16 +147,30 @@ impl AppState {
 
     /// Serve a new snapshot for a stream. With the collector, its graphs
     /// become the steps reports are checked against (building those not
-    /// built yet: called on the refresh runtime, off the request workers).
-    pub fn install(&self, stream: &str, snapshot: Snapshot) {
-        if let Some(reports) = &self.shared.reports {
+    /// built yet: called on the refresh runtime, off the request workers);
+    /// the graph set for the reports store to keep, when it is new
+    /// ([`AppState::keep_steps`]).
+    pub fn install(&self, stream: &str, snapshot: Snapshot) -> Option<Served> {
+        let served = self.shared.reports.as_ref().and_then(|reports| {
             let now = (self.shared.clock)();
-            reports.graphs.serve(stream, snapshot.full_graphs(), now);
-        }
+            reports.graphs.serve(stream, &snapshot.full_graphs(), now)
+        });
         if let Some(slot) = self.shared.streams.get(stream)
             && let Ok(mut current) = slot.snapshot.write()
         {
             *current = Some(Arc::new(snapshot));
+        }
+        served
+    }
+
+    /// Keep a graph set [`AppState::install`] gave in the reports store, so
+    /// a restart judges reports on it too. A failure is logged and counted.
+    pub async fn keep_steps(&self, stream: &str, served: &Served) {
+        if let Some(reports) = &self.shared.reports {
+            let now = (self.shared.clock)();
+            reports
+                .keep_steps(&self.shared.metrics, stream, served, now)
+                .await;
         }
     }
 

@@ -37,6 +37,11 @@ fn commit(n: u8) -> String {
 /// 44.1, then 44.2 (a rollout: the one step 44.1 → 44.2), then 44.3 (no
 /// rollout, no barrier: nobody is sent to it).
 fn document() -> String {
+    document_with(None)
+}
+
+/// As [`document`], with 44.3 as given.
+fn document_with(release_3: Option<Release>) -> String {
     let release = |n: u8, rollout: Option<Rollout>| Release {
         version: format!("44.{n}"),
         architectures: [(
@@ -59,7 +64,7 @@ fn document() -> String {
         releases: vec![
             release(1, None),
             release(2, Some(Rollout::immediate())),
-            release(3, None),
+            release_3.unwrap_or_else(|| release(3, None)),
         ],
         ..GraphDocument::default()
     }
@@ -96,7 +101,13 @@ impl Server {
 }
 
 async fn start(backend: Backend, extra: &str) -> Server {
+    start_serving(backend, extra, &document()).await
+}
+
+/// A server whose stream starts with this document.
+async fn start_serving(backend: Backend, extra: &str, document: &str) -> Server {
     let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+    std::fs::write(dir.path().join("stable.json"), document).expect("document");
     match backend {
         Backend::Embedded => {
             start_in(dir, "database = \"reports.sqlite\"\n".into(), extra, t(0)).await
@@ -176,6 +187,7 @@ async fn try_start_in(
     let section = config.reports.clone().expect("reports");
     let names = || config.streams.iter().map(|s| s.name.clone());
     let reports = cairn_server::open_reports(&section, names()).await?;
+    reports.restore_steps(now).await.expect("kept steps");
     let clock_now = Arc::new(Mutex::new(now));
     let reading = Arc::clone(&clock_now);
     let clock = Arc::new(move || *reading.lock().expect("clock"));
@@ -335,6 +347,7 @@ macro_rules! on_every_backend {
 on_every_backend!(
     a_retried_report_counts_once_and_a_restart_keeps_the_counts,
     missing_hosts_are_counted_exactly,
+    a_restart_keeps_the_steps_of_the_documents_before_it,
 );
 
 async fn a_retried_report_counts_once_and_a_restart_keeps_the_counts(backend: Backend) {
@@ -362,6 +375,56 @@ async fn a_retried_report_counts_once_and_a_restart_keeps_the_counts(backend: Ba
     );
     let (status, body) = post(&server, &failed).await;
     assert_eq!(answer(status, &body), (200, "duplicate"), "so do the ids");
+}
+
+/// 44.3 as a rollout, then dead-ended with its rollout stopped (as `cairn
+/// deadend add` and `rollout stop` leave it), then two restarts: the step
+/// 44.2 → 44.3 that only the first document offered still counts, for 72
+/// hours after the second was served.
+async fn a_restart_keeps_the_steps_of_the_documents_before_it(backend: Backend) {
+    let release_3 = |rollout: Option<Rollout>, deadend: Option<cairn_graph::Reason>| Release {
+        version: "44.3".into(),
+        architectures: [("x86_64".to_string(), ArchEntry::image(digest(3)))].into(),
+        rollout,
+        deadend,
+        ..Release::default()
+    };
+    let offered = document_with(Some(release_3(Some(Rollout::immediate()), None)));
+    let exempt = "exempt_networks = [\"127.0.0.0/8\"]\n";
+    let server = start_serving(backend, exempt, &offered).await;
+    let failed = |id: u32| {
+        json!({
+            "id": format!("{id:032x}"),
+            "from": {"version": "44.2", "digest": digest(2)},
+            "to": {"version": "44.3", "digest": digest(3)},
+            "outcome": "boot_failed",
+            "agent_version": "0.1.0",
+        })
+    };
+    let (status, body) = post(&server, &failed(1)).await;
+    assert_eq!(answer(status, &body), COUNTED);
+    let stopped = document_with(Some(release_3(
+        None,
+        Some(cairn_graph::Reason::new("does not boot")),
+    )));
+    std::fs::write(server.dir.path().join("stable.json"), stopped).expect("document");
+    server.set_time(3600);
+    // The first restart serves the second document only.
+    let server = restart(server).await;
+    let (status, body) = post(&server, &failed(2)).await;
+    assert_eq!(answer(status, &body), COUNTED, "{body}");
+    let server = restart(server).await;
+    let (status, body) = post(&server, &failed(3)).await;
+    assert_eq!(answer(status, &body), COUNTED, "{body}");
+    // 72 hours after the second document was served, no longer.
+    server.set_time(3600 + 72 * 3600);
+    let (status, body) = post(&server, &failed(4)).await;
+    assert_eq!(answer(status, &body), (422, "implausible"), "{body}");
+    assert_eq!(
+        (post(&server, &report(5, "rebooting")).await.0),
+        200,
+        "the document served now still counts"
+    );
 }
 
 async fn missing_hosts_are_counted_exactly(backend: Backend) {

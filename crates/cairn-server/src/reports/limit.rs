@@ -1,6 +1,10 @@
 //! The per-address limit: from one source address, at most N reports of each
 //! outcome count per release per hour.
 //!
+//! An IPv4 source is its full address; an IPv6 source is its /64, the
+//! smallest network a site is usually given, so one host cannot take a new
+//! allowance from each of its 2^64 addresses.
+//!
 //! Addresses are kept only in memory, and only as a SHA-256 of the address
 //! with a salt, the stream, the release and the outcome. The salt is drawn
 //! at start and never stored or shown: a key can be tied to an address only
@@ -15,8 +19,8 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 
 /// The most keys kept for one hour (about 40 MB). Past it, reports of new
-/// keys count without the limit for the rest of the hour: that many keys
-/// means that many distinct sources already, which the limit cannot stop.
+/// keys are refused (429) for the rest of the hour: failing closed, so a
+/// source that cycles through addresses cannot switch the limit off.
 pub const MAX_KEYS: usize = 1_000_000;
 
 /// One report taken from a key's allowance, to give back if it is not counted.
@@ -31,6 +35,8 @@ pub struct Taken {
 pub struct OverLimit {
     /// Seconds until the next hour, when the allowance is new.
     pub retry_after: u64,
+    /// The limit holds [`MAX_KEYS`] sources this hour and takes no new one.
+    pub full: bool,
 }
 
 #[derive(Debug, Default)]
@@ -67,7 +73,12 @@ impl AddressLimit {
     fn key(&self, address: IpAddr, stream: &str, digest: &str, outcome: Outcome) -> [u8; 16] {
         let address = match address.to_canonical() {
             IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-            IpAddr::V6(v6) => v6.octets(),
+            IpAddr::V6(v6) => {
+                // The /64: the interface half is zeroed.
+                let mut octets = v6.octets();
+                octets[8..].fill(0);
+                octets
+            }
         };
         let mut hash = Sha256::new();
         hash.update(self.salt);
@@ -108,20 +119,25 @@ impl AddressLimit {
                 ..Hour::default()
             };
         }
+        let retry_after = u64::try_from(3600 - seconds.rem_euclid(3600)).unwrap_or(3600);
         if current.used.len() >= MAX_KEYS && !current.used.contains_key(&key) {
             if !current.warned {
                 current.warned = true;
                 tracing::warn!(
                     keys = MAX_KEYS,
-                    "the per-address report limit is full for this hour; new sources count without it until the hour ends"
+                    "the per-address report limit is full for this hour; reports from new sources are refused until the hour ends"
                 );
             }
-            return Ok(None);
+            return Err(OverLimit {
+                retry_after,
+                full: true,
+            });
         }
         let used = current.used.entry(key).or_default();
         if *used >= self.per_hour {
             return Err(OverLimit {
-                retry_after: u64::try_from(3600 - seconds.rem_euclid(3600)).unwrap_or(3600),
+                retry_after,
+                full: false,
             });
         }
         *used += 1;
@@ -167,7 +183,10 @@ mod tests {
         assert!(take(a, Outcome::BootFailed, 0).expect("first").is_some());
         assert_eq!(
             take(a, Outcome::BootFailed, 600),
-            Err(OverLimit { retry_after: 3000 })
+            Err(OverLimit {
+                retry_after: 3000,
+                full: false
+            })
         );
         // The same address as IPv4-mapped IPv6 is the same address.
         let mapped: IpAddr = "::ffff:192.0.2.1".parse().expect("ip");
@@ -204,6 +223,53 @@ mod tests {
                 .take(a, "s", DIGEST, Outcome::BootFailed, t(1))
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn an_ipv6_source_is_its_64() {
+        let limit = AddressLimit::new(1).expect("salt");
+        let take = |address: &str| {
+            let address: IpAddr = address.parse().expect("ip");
+            limit.take(address, "s", DIGEST, Outcome::BootFailed, t(0))
+        };
+        assert!(take("2001:db8:1:2::1").is_ok());
+        assert!(
+            take("2001:db8:1:2:ffff:ffff:ffff:ffff").is_err(),
+            "the same /64"
+        );
+        assert!(take("2001:db8:1:3::1").is_ok(), "another /64");
+        // IPv4 sources stay whole addresses.
+        assert!(take("192.0.2.1").is_ok());
+        assert!(take("192.0.2.2").is_ok());
+    }
+
+    #[test]
+    fn a_full_map_refuses_new_sources_and_keeps_counting_known_ones() {
+        let limit = AddressLimit::new(2).expect("salt");
+        let known: IpAddr = "192.0.2.1".parse().expect("ip");
+        let take = |address: IpAddr| limit.take(address, "s", DIGEST, Outcome::BootFailed, t(60));
+        assert!(take(known).is_ok());
+        {
+            // Fill the hour with other keys.
+            let mut current = limit.current.lock().expect("lock");
+            for n in 0..(MAX_KEYS - 1) as u64 {
+                let mut key = [0xffu8; 16];
+                key[..8].copy_from_slice(&n.to_le_bytes());
+                current.used.insert(key, 1);
+            }
+            assert_eq!(current.used.len(), MAX_KEYS);
+        }
+        let new: IpAddr = "192.0.2.2".parse().expect("ip");
+        assert_eq!(
+            take(new),
+            Err(OverLimit {
+                retry_after: 3540,
+                full: true
+            })
+        );
+        assert!(take(known).is_ok(), "a known source keeps its allowance");
+        assert!(take(known).is_err());
+        assert_eq!(limit.keys(), MAX_KEYS);
     }
 
     #[test]

@@ -128,6 +128,37 @@ impl Reports {
         }
     }
 
+    /// Keep the graph set `stream` serves from `now` on, within the timeout;
+    /// a failure is logged and counted, and only a restart misses it.
+    pub async fn keep_steps(
+        &self,
+        metrics: &Metrics,
+        stream: &str,
+        served: &plausible::Served,
+        now: Timestamp,
+    ) {
+        let kept = self.store.keep_steps(stream, served, now);
+        match tokio::time::timeout(self.timeout, kept).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                self.failed(metrics, error.kind());
+                tracing::error!(%stream, %error, "the reports store could not keep the served graphs; a restart will not judge reports on them");
+            }
+            Err(_) => {
+                self.failed(metrics, "timeout");
+                tracing::error!(%stream, "the reports store did not keep the served graphs in time; a restart will not judge reports on them");
+            }
+        }
+    }
+
+    /// Take back the graph sets the store kept from the last 72 hours:
+    /// before anything is served, so reports are judged on them at once.
+    pub async fn restore_steps(&self, now: Timestamp) -> Result<(), crate::store::StoreError> {
+        let kept = self.store.kept_steps(now).await?;
+        self.graphs.restore(kept, now);
+        Ok(())
+    }
+
     /// The periodic work: drop what aged out of its window.
     pub async fn tick(&self, metrics: &Metrics, now: Timestamp) {
         self.graphs.prune(now);

@@ -262,10 +262,14 @@ fn take_allowance(
             let error = ApiError {
                 status: StatusCode::TOO_MANY_REQUESTS,
                 kind: "address_limit",
-                value: format!(
-                    "this address already had {} report(s) of this outcome for this release this hour; not counted",
-                    reports.config.per_address_per_hour
-                ),
+                value: if over.full {
+                    "the per-address limit holds as many sources as it can this hour; not counted, send it again next hour".into()
+                } else {
+                    format!(
+                        "this address already had {} report(s) of this outcome for this release this hour; not counted",
+                        reports.config.per_address_per_hour
+                    )
+                },
             };
             Refusal {
                 error,

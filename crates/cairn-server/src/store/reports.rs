@@ -5,7 +5,10 @@
 //! - every report id counted within the de-duplication window, so a retried
 //!   report counts once;
 //! - the receipt time of each `rebooting` report younger than `missing_after`,
-//!   so the hosts missing a final report are counted exactly.
+//!   so the hosts missing a final report are counted exactly;
+//! - each graph set a stream served, in its compact form, until 72 hours
+//!   after it stopped being served, so reports are judged on the same steps
+//!   after a restart.
 //!
 //! Recording a report checks its id and counts it in one atomic, durable
 //! step: when `record` returns `Ok`, the count survives a crash.
@@ -13,6 +16,7 @@
 use super::StoreError;
 use super::reports_embedded::EmbeddedReports;
 use crate::reports::model::{Outcome, Release, Tally};
+use crate::reports::plausible::{KeptSteps, Served};
 use jiff::{SignedDuration, Timestamp};
 use std::future::Future;
 
@@ -91,6 +95,21 @@ pub trait ReportStore {
     /// Drop what has aged out of its window by `now`.
     fn prune(&self, now: Timestamp) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Keep the graph set `stream` serves from `now` on; mark every other
+    /// one it served as replaced at `now`, and forget the evicted ones.
+    fn keep_steps(
+        &self,
+        stream: &str,
+        served: &Served,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Every graph set kept that was served within 72 hours of `now`.
+    fn kept_steps(
+        &self,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Vec<KeptSteps>, StoreError>> + Send;
+
     /// Whether the backend can take writes now.
     fn check(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
@@ -128,6 +147,27 @@ impl ReportStore for ReportBackend {
             ReportBackend::Embedded(store) => store.prune(now).await,
             #[cfg(feature = "etcd")]
             ReportBackend::Etcd(store) => store.prune(now).await,
+        }
+    }
+
+    async fn keep_steps(
+        &self,
+        stream: &str,
+        served: &Served,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        match self {
+            ReportBackend::Embedded(store) => store.keep_steps(stream, served, now).await,
+            #[cfg(feature = "etcd")]
+            ReportBackend::Etcd(store) => store.keep_steps(stream, served, now).await,
+        }
+    }
+
+    async fn kept_steps(&self, now: Timestamp) -> Result<Vec<KeptSteps>, StoreError> {
+        match self {
+            ReportBackend::Embedded(store) => store.kept_steps(now).await,
+            #[cfg(feature = "etcd")]
+            ReportBackend::Etcd(store) => store.kept_steps(now).await,
         }
     }
 

@@ -8,6 +8,7 @@
 use super::StoreError;
 use super::reports::{Recorded, ReportRecord, ReportStore, Windows, hour_of};
 use crate::reports::model::{Outcome, Release, Tally};
+use crate::reports::plausible::{KeptSteps, RECENT, Served};
 use jiff::Timestamp;
 use rusqlite::{Connection, params};
 use std::collections::HashMap;
@@ -37,6 +38,16 @@ enum Request {
     Prune {
         now: Timestamp,
         reply: oneshot::Sender<Result<bool, StoreError>>,
+    },
+    KeepSteps {
+        stream: String,
+        served: Served,
+        now: Timestamp,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    KeptSteps {
+        now: Timestamp,
+        reply: oneshot::Sender<Result<Vec<KeptSteps>, StoreError>>,
     },
 }
 
@@ -103,6 +114,26 @@ impl ReportStore for EmbeddedReports {
         Ok(())
     }
 
+    async fn keep_steps(
+        &self,
+        stream: &str,
+        served: &Served,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let (stream, served) = (stream.to_string(), served.clone());
+        self.ask(|reply| Request::KeepSteps {
+            stream,
+            served,
+            now,
+            reply,
+        })
+        .await
+    }
+
+    async fn kept_steps(&self, now: Timestamp) -> Result<Vec<KeptSteps>, StoreError> {
+        self.ask(|reply| Request::KeptSteps { now, reply }).await
+    }
+
     async fn check(&self) -> Result<(), StoreError> {
         // Round-trips through the thread, so a stopped one shows.
         self.ask(|reply| Request::Tally {
@@ -164,6 +195,13 @@ impl Worker {
                  CREATE INDEX IF NOT EXISTS report_receipts_by_stream
                      ON report_receipts (stream, received);
                  CREATE INDEX IF NOT EXISTS report_receipts_by_time ON report_receipts (received);
+                 CREATE TABLE IF NOT EXISTS report_steps (
+                     stream TEXT NOT NULL,
+                     hash BLOB NOT NULL,
+                     steps BLOB NOT NULL,
+                     replaced INTEGER,
+                     PRIMARY KEY (stream, hash)
+                 ) WITHOUT ROWID;
                  COMMIT;",
             )
             .map_err(|e| StoreError::Open {
@@ -207,6 +245,7 @@ impl Worker {
         let mut reports = Vec::new();
         let mut reads = Vec::new();
         let mut prunes = Vec::new();
+        let mut steps = Vec::new();
         for request in batch {
             match request {
                 // The caller gave up (its timeout answered 503): the host
@@ -215,6 +254,7 @@ impl Worker {
                 Request::Record { report, now, reply } => reports.push((report, now, reply)),
                 Request::Tally { stream, now, reply } => reads.push((stream, now, reply)),
                 Request::Prune { now, reply } => prunes.push((now, reply)),
+                other => steps.push(other),
             }
         }
         if !reports.is_empty() {
@@ -249,6 +289,88 @@ impl Worker {
             }
             let _ = reply.send(result);
         }
+        for request in steps {
+            match request {
+                Request::KeepSteps {
+                    stream,
+                    served,
+                    now,
+                    reply,
+                } => {
+                    let _ = reply.send(self.keep_steps(&stream, &served, now));
+                }
+                Request::KeptSteps { now, reply } => {
+                    let _ = reply.send(self.kept_steps(now));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn keep_steps(
+        &mut self,
+        stream: &str,
+        served: &Served,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let io = |e: rusqlite::Error| StoreError::Io {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+        let transaction = self.connection.transaction().map_err(io)?;
+        transaction
+            .execute(
+                "UPDATE report_steps SET replaced = ?3
+                 WHERE stream = ?1 AND hash != ?2 AND replaced IS NULL",
+                params![stream, &served.hash[..], now.as_millisecond()],
+            )
+            .map_err(io)?;
+        transaction
+            .execute(
+                "INSERT INTO report_steps (stream, hash, steps, replaced) VALUES (?1, ?2, ?3, NULL)
+                 ON CONFLICT (stream, hash) DO UPDATE SET replaced = NULL",
+                params![stream, &served.hash[..], &served.steps],
+            )
+            .map_err(io)?;
+        for hash in &served.evicted {
+            transaction
+                .execute(
+                    "DELETE FROM report_steps WHERE stream = ?1 AND hash = ?2",
+                    params![stream, &hash[..]],
+                )
+                .map_err(io)?;
+        }
+        transaction.commit().map_err(io)
+    }
+
+    fn kept_steps(&self, now: Timestamp) -> Result<Vec<KeptSteps>, StoreError> {
+        let mut select = self
+            .connection
+            .prepare_cached(
+                "SELECT stream, steps, replaced FROM report_steps
+                 WHERE replaced IS NULL OR replaced > ?1",
+            )
+            .map_err(|e| self.io(e))?;
+        let rows = select
+            .query_map(params![(now - RECENT).as_millisecond()], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, Vec<u8>>(1)?,
+                    row.get::<_, Option<i64>>(2)?,
+                ))
+            })
+            .map_err(|e| self.io(e))?;
+        let mut kept = Vec::new();
+        for row in rows {
+            let (stream, steps, replaced) = row.map_err(|e| self.io(e))?;
+            kept.push(KeptSteps {
+                stream,
+                steps,
+                replaced: replaced.and_then(|ms| Timestamp::from_millisecond(ms).ok()),
+            });
+        }
+        Ok(kept)
     }
 
     /// Check and count reports in one durable transaction; what became of
@@ -419,6 +541,13 @@ impl Worker {
                 params![(now - windows.missing_after).as_millisecond(), limit],
             )
             .map_err(io)?;
+        // Graph sets are few (a handful a day per stream): all at once.
+        transaction
+            .execute(
+                "DELETE FROM report_steps WHERE replaced <= ?1",
+                params![(now - RECENT).as_millisecond()],
+            )
+            .map_err(io)?;
         transaction.commit().map_err(io)?;
         Ok(ids == PRUNE_ROWS || receipts == PRUNE_ROWS)
     }
@@ -524,6 +653,62 @@ mod tests {
         assert_eq!(counted, 50);
         let tally = store.tally("stable", t(0)).await.expect("tally");
         assert_eq!(tally[&release()].count(Outcome::BootedHealthy), 50);
+    }
+
+    #[tokio::test]
+    async fn served_graph_sets_are_kept_until_72_hours_after_they_were_replaced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = EmbeddedReports::open(&dir.path().join("r.sqlite"), windows()).expect("open");
+        let served = |n: u8, evicted: Vec<[u8; 32]>| Served {
+            hash: [n; 32],
+            steps: vec![n; 3],
+            evicted,
+        };
+        store
+            .keep_steps("stable", &served(1, vec![]), t(0))
+            .await
+            .expect("keep");
+        store
+            .keep_steps("other", &served(9, vec![]), t(0))
+            .await
+            .expect("keep");
+        store
+            .keep_steps("stable", &served(2, vec![]), t(10))
+            .await
+            .expect("keep");
+        let mut kept = store.kept_steps(t(10)).await.expect("kept");
+        kept.sort_by(|a, b| (&a.stream, &a.steps).cmp(&(&b.stream, &b.steps)));
+        let replaced: Vec<(&str, u8, Option<Timestamp>)> = kept
+            .iter()
+            .map(|k| (k.stream.as_str(), k.steps[0], k.replaced))
+            .collect();
+        assert_eq!(
+            replaced,
+            [
+                ("other", 9, None),
+                ("stable", 1, Some(t(10))),
+                ("stable", 2, None)
+            ]
+        );
+        // Read before any prune, an old one is left out already.
+        let later = t(10 + 72 * 3600);
+        assert_eq!(store.kept_steps(later).await.expect("kept").len(), 2);
+        store.prune(later).await.expect("prune");
+        assert_eq!(store.kept_steps(t(10)).await.expect("kept").len(), 2);
+        // Evicted for the bounds: forgotten at once.
+        store
+            .keep_steps("stable", &served(3, vec![[2; 32]]), later)
+            .await
+            .expect("keep");
+        let streams: Vec<(String, u8)> = store
+            .kept_steps(later)
+            .await
+            .expect("kept")
+            .into_iter()
+            .map(|k| (k.stream, k.steps[0]))
+            .filter(|(stream, _)| stream == "stable")
+            .collect();
+        assert_eq!(streams, [("stable".to_string(), 3)]);
     }
 
     #[test]

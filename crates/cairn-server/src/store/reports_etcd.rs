@@ -4,7 +4,11 @@
 //! Keys, under the configured prefix:
 //! - `id/<id>`: a counted report's id; its value is when it came (Unix ms);
 //! - `count/<stream>/<hour>/<outcome>/<digest>/<version>`: a count;
-//! - `receipt/<stream>/<id>`: a `rebooting` report's release and time.
+//! - `receipt/<stream>/<id>`: a `rebooting` report's release and time;
+//! - `steps/<stream>/<hash>/<n>`: part `n` of a served graph set's compact
+//!   form (parts of at most 1 MiB, under etcd's request size limit), and
+//!   `served/<stream>/<hash>`: how many parts, and when it stopped being
+//!   served. These are deleted by `prune`, 72 hours after that.
 //!
 //! Each key is bound to an etcd lease shared by the keys of its kind and
 //! hour, which outlives the kind's window (de-duplication, retention,
@@ -19,6 +23,7 @@
 use super::StoreError;
 use super::reports::{Recorded, ReportRecord, ReportStore, Windows, hour_of};
 use crate::reports::model::{Outcome, Release, Tally};
+use crate::reports::plausible::{KeptSteps, RECENT, Served};
 use etcd_client::{
     Client, Compare, CompareOp, GetOptions, KeyValue, PutOptions, Txn, TxnOp, TxnOpResponse,
 };
@@ -69,6 +74,20 @@ struct Pending {
     answer: oneshot::Sender<Result<Recorded, StoreError>>,
 }
 
+/// The largest part of a graph set's compact form in one key.
+const STEPS_PART_BYTES: usize = 1 << 20;
+
+/// The most operations put in one etcd transaction.
+const MAX_TXN_OPS: usize = 100;
+
+/// The value of `served/<stream>/<hash>`.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+struct ServedRecord {
+    parts: usize,
+    /// Unix ms; `None` while served.
+    replaced: Option<i64>,
+}
+
 /// The kinds of key, each with its own leases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Kind {
@@ -104,6 +123,18 @@ impl Keys {
 
     fn receipts(&self, stream: &str) -> String {
         format!("{}receipt/{stream}/", self.prefix)
+    }
+
+    fn served_all(&self) -> String {
+        format!("{}served/", self.prefix)
+    }
+
+    fn served(&self, stream: &str, hash: &[u8; 32]) -> String {
+        format!("{}{stream}/{}", self.served_all(), hex::encode(hash))
+    }
+
+    fn steps(&self, stream: &str, hash: &str) -> String {
+        format!("{}steps/{stream}/{hash}/", self.prefix)
     }
 
     fn receipt(&self, report: &ReportRecord) -> String {
@@ -195,6 +226,66 @@ impl EtcdReports {
     }
 }
 
+impl EtcdReports {
+    /// Every `served/` record: (key, stream, hash in hex, record).
+    async fn served_records(
+        &self,
+    ) -> Result<Vec<(String, String, String, ServedRecord)>, StoreError> {
+        let prefix = self.keys().served_all();
+        let response = self
+            .retrying(|mut client| {
+                let prefix = prefix.clone();
+                async move {
+                    client
+                        .get(prefix, Some(GetOptions::new().with_prefix()))
+                        .await
+                }
+            })
+            .await?;
+        let mut records = Vec::new();
+        for kv in response.kvs() {
+            let key = std::str::from_utf8(kv.key()).map_err(|e| self.corrupt(kv.key(), e))?;
+            let rest = key.strip_prefix(&prefix).unwrap_or_default();
+            let Some((stream, hash)) = rest.rsplit_once('/') else {
+                return Err(self.corrupt(kv.key(), "not served/<stream>/<hash>"));
+            };
+            let record: ServedRecord =
+                serde_json::from_slice(kv.value()).map_err(|e| self.corrupt(kv.key(), e))?;
+            records.push((
+                key.to_string(),
+                stream.to_string(),
+                hash.to_string(),
+                record,
+            ));
+        }
+        Ok(records)
+    }
+
+    /// Run these operations, at most [`MAX_TXN_OPS`] a transaction.
+    async fn apply(&self, operations: Vec<TxnOp>) -> Result<(), StoreError> {
+        for chunk in operations.chunks(MAX_TXN_OPS) {
+            let chunk = chunk.to_vec();
+            self.retrying(|mut client| {
+                let txn = Txn::new().and_then(chunk.clone());
+                async move { client.txn(txn).await }
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The operations that forget one graph set.
+    fn forget(&self, served_key: String, stream: &str, hash: &str) -> [TxnOp; 2] {
+        [
+            TxnOp::delete(served_key, None),
+            TxnOp::delete(
+                self.keys().steps(stream, hash),
+                Some(etcd_client::DeleteOptions::new().with_prefix()),
+            ),
+        ]
+    }
+}
+
 impl ReportStore for EtcdReports {
     async fn record(&self, report: ReportRecord, now: Timestamp) -> Result<Recorded, StoreError> {
         let (answer, outcome) = oneshot::channel();
@@ -278,9 +369,104 @@ impl ReportStore for EtcdReports {
         Ok(tally)
     }
 
-    async fn prune(&self, _now: Timestamp) -> Result<(), StoreError> {
-        // etcd deletes each key when its lease runs out.
-        Ok(())
+    async fn prune(&self, now: Timestamp) -> Result<(), StoreError> {
+        // etcd deletes the counting keys when their leases run out; graph
+        // sets are deleted here, 72 hours after they stopped being served.
+        let cutoff = (now - RECENT).as_millisecond();
+        let mut operations = Vec::new();
+        for (key, stream, hash, record) in self.served_records().await? {
+            if record.replaced.is_some_and(|at| at <= cutoff) {
+                operations.extend(self.forget(key, &stream, &hash));
+            }
+        }
+        self.apply(operations).await
+    }
+
+    async fn keep_steps(
+        &self,
+        stream: &str,
+        served: &Served,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let keys = self.keys();
+        let hash = hex::encode(served.hash);
+        let served_key = keys.served(stream, &served.hash);
+        let records = self.served_records().await?;
+        let parts = served.steps.chunks(STEPS_PART_BYTES).count();
+        let known = records
+            .iter()
+            .any(|(key, _, _, record)| *key == served_key && record.parts == parts);
+        if !known {
+            // The parts first, one request each: the record that names
+            // them is written only once they all are.
+            let base = keys.steps(stream, &hash);
+            for (n, part) in served.steps.chunks(STEPS_PART_BYTES).enumerate() {
+                let (key, part) = (format!("{base}{n}"), part.to_vec());
+                self.retrying(|mut client| {
+                    let (key, part) = (key.clone(), part.clone());
+                    async move { client.put(key, part, None).await }
+                })
+                .await?;
+            }
+        }
+        let record = |replaced| {
+            serde_json::to_vec(&ServedRecord { parts, replaced }).map_err(|e| self.error(e))
+        };
+        let mut operations = vec![TxnOp::put(served_key.clone(), record(None)?, None)];
+        let evicted: HashSet<String> = served.evicted.iter().map(hex::encode).collect();
+        for (key, other_stream, other_hash, other) in records {
+            if other_stream != stream || key == served_key {
+                continue;
+            }
+            if evicted.contains(&other_hash) {
+                operations.extend(self.forget(key, &other_stream, &other_hash));
+            } else if other.replaced.is_none() {
+                let replaced = ServedRecord {
+                    replaced: Some(now.as_millisecond()),
+                    ..other
+                };
+                let value = serde_json::to_vec(&replaced).map_err(|e| self.error(e))?;
+                operations.push(TxnOp::put(key, value, None));
+            }
+        }
+        self.apply(operations).await
+    }
+
+    async fn kept_steps(&self, now: Timestamp) -> Result<Vec<KeptSteps>, StoreError> {
+        let cutoff = (now - RECENT).as_millisecond();
+        let mut kept = Vec::new();
+        'records: for (_, stream, hash, record) in self.served_records().await? {
+            if record.replaced.is_some_and(|at| at <= cutoff) {
+                continue;
+            }
+            let base = self.keys().steps(&stream, &hash);
+            let mut steps = Vec::new();
+            for n in 0..record.parts {
+                let key = format!("{base}{n}");
+                let response = self
+                    .retrying(|mut client| {
+                        let key = key.clone();
+                        async move { client.get(key, None).await }
+                    })
+                    .await?;
+                match response.kvs().first() {
+                    Some(kv) => steps.extend_from_slice(kv.value()),
+                    // Another copy forgetting it right now: left out.
+                    None => {
+                        tracing::warn!(%key, "a part of a kept graph set is missing; left out");
+                        continue 'records;
+                    }
+                }
+            }
+            kept.push(KeptSteps {
+                stream,
+                steps,
+                replaced: record
+                    .replaced
+                    .and_then(|ms| Timestamp::from_millisecond(ms).ok()),
+            });
+        }
+        Ok(kept)
     }
 
     async fn check(&self) -> Result<(), StoreError> {
