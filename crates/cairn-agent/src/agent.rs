@@ -570,6 +570,16 @@ impl<R: CommandRunner> Agent<R> {
         // stays on its way, as for a vetoed one; else the refusal is the error.
         let mut refusal = None;
         let plan = match plan {
+            // The staged release goes all the same; nothing replaces it yet.
+            Plan::Replace(target, why)
+                if self.refusal(&target.digest, world.now).is_some()
+                    || self.vetoed(&target.digest, world.now).is_some() =>
+            {
+                Plan::Unstage(why)
+            }
+            plan => plan,
+        };
+        let plan = match plan {
             Plan::Stage(target) | Plan::Restage(target)
                 if let Some(refused) = self.refusal(&target.digest, world.now) =>
             {
@@ -603,8 +613,15 @@ impl<R: CommandRunner> Agent<R> {
             }
             plan => plan,
         };
+        // Withdraw the staged release first, then stage what replaces it.
+        if let Plan::Replace(_, why) = &plan {
+            self.driver.discard().await?;
+            self.persisted.operator_staged = None;
+            self.end_attempt(world.now, Outcome::Withdrawn, &why.message);
+            self.persisted.save(&self.state_dir)?;
+        }
         let report: Result<Report, AgentError> = match plan {
-            Plan::Stage(target) | Plan::Restage(target) => {
+            Plan::Stage(target) | Plan::Restage(target) | Plan::Replace(target, _) => {
                 let event = if matches!(self.persisted.state, State::Checking) {
                     Event::Found(target.clone())
                 } else {

@@ -20,6 +20,10 @@ pub enum Plan {
     Restage(Target),
     /// The staged target must go (dead-end, gone from the graph, rolled back).
     Unstage(Reason),
+    /// The staged target must go, and this one, offered now, takes its
+    /// place: drop it first where the host tool can (rpm-ostree compares a
+    /// new deployment's date with the pending one's), then stage.
+    Replace(Target, Reason),
     /// Nothing to do, and why.
     Nothing(Reason),
 }
@@ -117,9 +121,10 @@ pub fn plan(input: &CheckInput<'_>) -> Plan {
     {
         // Another release offered now replaces it at once: staging is how
         // bootc, which cannot drop a staged deployment, replaces one.
-        return match &target {
-            Ok(target) if !frozen => Plan::Restage(target.clone()),
-            _ => Plan::Unstage(withdrawal(input, staged_digest, &why)),
+        let why = withdrawal(input, staged_digest, &why);
+        return match target {
+            Ok(target) if !frozen => Plan::Replace(target, why),
+            _ => Plan::Unstage(why),
         };
     }
     let staged_version = |staged: &str| {
@@ -559,10 +564,16 @@ mod tests {
         let narrowed = plan(&input(&s, &staged_newest, &doc, 0.9, &[], false));
         assert_eq!(
             narrowed,
-            Plan::Restage(Target {
-                version: "43.20251027.0".into(),
-                digest: digest(&doc, "43.20251027.0").parse().expect("an id")
-            })
+            Plan::Replace(
+                Target {
+                    version: "43.20251027.0".into(),
+                    digest: digest(&doc, "43.20251027.0").parse().expect("an id")
+                },
+                Reason::new(
+                    ReasonKind::StagedNotOffered,
+                    "the staged release 43.20251110.0 is no longer offered to this host: rollout at 55%, this node's wariness is 0.9"
+                )
+            )
         );
         // Held, or with updates disabled, it goes and nothing replaces it.
         let held = plan(&input(&s, &staged_newest, &doc, 0.9, &[], true));
@@ -609,7 +620,9 @@ mod tests {
             ..operator
         };
         // Deny-listed: the older release offered replaces it.
-        assert!(matches!(plan(&operator_denied), Plan::Restage(t) if t.version == "43.20251027.0"));
+        assert!(
+            matches!(plan(&operator_denied), Plan::Replace(t, r) if t.version == "43.20251027.0" && r.kind == ReasonKind::StagedDenied)
+        );
         // An expired document offers nothing: the staged release goes too.
         let SourceGraph::Document(mut expired) = doc.clone() else {
             panic!("a document")
