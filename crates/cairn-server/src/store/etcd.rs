@@ -24,24 +24,17 @@
 //! a raft write, where a grant and a revocation are one each.
 
 use super::StoreError;
+use super::etcd_conn::{Etcd, RETRY_PAUSE, txn_gets};
 use super::locks::{Change, LockStore};
 use crate::fleetlock::model::{GroupPolicy, GroupState, LockOp};
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, PutOptions, Txn, TxnOp,
-    TxnOpResponse, TxnResponse,
+    Client, Compare, CompareOp, GetOptions, KeyValue, PutOptions, Txn, TxnOp, TxnResponse,
 };
 use jiff::Timestamp;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, mpsc, oneshot};
-
-/// How long one call keeps retrying etcd errors (a member down, an election)
-/// before it gives up; under the server's 2 s answer deadline.
-const RETRY_FOR: Duration = Duration::from_millis(1500);
-
-/// The pause between two tries after an etcd error.
-const RETRY_PAUSE: Duration = Duration::from_millis(50);
 
 /// The most compare failures (another server wrote first) one call retries.
 const MAX_CONFLICTS: usize = 32;
@@ -66,9 +59,8 @@ const BATCHES_IN_FLIGHT: usize = 4;
 /// A handle on the etcd store; cheap to clone.
 #[derive(Clone)]
 pub struct EtcdStore {
-    client: Client,
+    etcd: Etcd,
     prefix: String,
-    endpoints: String,
     /// One queue per group, so this server's own requests for a group take
     /// turns instead of failing each other's compares.
     turns: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
@@ -105,7 +97,7 @@ fn writes_state(state: &GroupState) -> bool {
 impl std::fmt::Debug for EtcdStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EtcdStore")
-            .field("endpoints", &self.endpoints)
+            .field("endpoints", &self.etcd.endpoints)
             .field("prefix", &self.prefix)
             .finish_non_exhaustive()
     }
@@ -125,25 +117,17 @@ impl EtcdStore {
     /// A store on these members. Connecting is lazy: a cluster that is down
     /// now makes calls fail (503) and `/readyz` say so, not the start.
     pub async fn connect(endpoints: &[String], prefix: &str) -> Result<EtcdStore, StoreError> {
-        let (client, shown) = connect_client(endpoints).await?;
+        let etcd = Etcd::connect(endpoints).await?;
         let (queue, parts) = mpsc::unbounded_channel();
-        tokio::spawn(batcher(client.clone(), parts));
+        tokio::spawn(batcher(etcd.client.clone(), parts));
         Ok(EtcdStore {
             queue,
-            client,
+            etcd,
             prefix: prefix.to_string(),
-            endpoints: shown,
             turns: Arc::default(),
             cache: Arc::default(),
             pool: Arc::default(),
         })
-    }
-
-    fn error(&self, e: impl std::fmt::Display) -> StoreError {
-        StoreError::Etcd {
-            endpoints: self.endpoints.clone(),
-            message: e.to_string(),
-        }
     }
 
     fn groups_prefix(&self) -> String {
@@ -180,7 +164,7 @@ impl EtcdStore {
             if what == "state" {
                 entry.state =
                     serde_json::from_slice(kv.value()).map_err(|e| StoreError::Corrupt {
-                        path: format!("etcd {}", self.endpoints),
+                        path: format!("etcd {}", self.etcd.endpoints),
                         group: group.to_string(),
                         message: e.to_string(),
                     })?;
@@ -202,39 +186,8 @@ impl EtcdStore {
         Ok(groups)
     }
 
-    /// Retry `call` on etcd errors for up to [`RETRY_FOR`]: a request that
-    /// went to a member just killed, or arrived during an election, goes to
-    /// another one or waits for the new leader.
-    async fn retrying<T, F, Fut>(&self, mut call: F) -> Result<T, StoreError>
-    where
-        F: FnMut(Client) -> Fut,
-        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
-    {
-        let started = Instant::now();
-        loop {
-            match call(self.client.clone()).await {
-                Ok(value) => return Ok(value),
-                Err(error) if started.elapsed() < RETRY_FOR => {
-                    tracing::debug!(%error, "etcd call failed; trying again");
-                    tokio::time::sleep(RETRY_PAUSE).await;
-                }
-                Err(error) => return Err(self.error(error)),
-            }
-        }
-    }
-
     async fn read_group(&self, group: &str) -> Result<Snapshot, StoreError> {
-        let prefix = self.group_prefix(group);
-        let response = self
-            .retrying(|mut client| {
-                let prefix = prefix.clone();
-                async move {
-                    client
-                        .get(prefix, Some(GetOptions::new().with_prefix()))
-                        .await
-                }
-            })
-            .await?;
+        let response = self.etcd.get_prefix(&self.group_prefix(group)).await?;
         Ok(self
             .snapshots(response.kvs())?
             .remove(group)
@@ -242,17 +195,7 @@ impl EtcdStore {
     }
 
     async fn read_all(&self) -> Result<BTreeMap<String, Snapshot>, StoreError> {
-        let prefix = self.groups_prefix();
-        let response = self
-            .retrying(|mut client| {
-                let prefix = prefix.clone();
-                async move {
-                    client
-                        .get(prefix, Some(GetOptions::new().with_prefix()))
-                        .await
-                }
-            })
-            .await?;
+        let response = self.etcd.get_prefix(&self.groups_prefix()).await?;
         self.snapshots(response.kvs())
     }
 
@@ -306,14 +249,7 @@ impl EtcdStore {
         group: &str,
         response: TxnResponse,
     ) -> Result<Snapshot, StoreError> {
-        let kvs: Vec<KeyValue> = response
-            .op_responses()
-            .into_iter()
-            .flat_map(|answer| match answer {
-                TxnOpResponse::Get(mut get) => get.take_kvs(),
-                _ => Vec::new(),
-            })
-            .collect();
+        let kvs: Vec<KeyValue> = txn_gets(response).flatten().collect();
         let snapshot = self.snapshots(&kvs)?.remove(group).unwrap_or_default();
         self.remember(group, snapshot.clone());
         Ok(snapshot)
@@ -324,7 +260,7 @@ impl EtcdStore {
     /// through raft), or else a new grant.
     async fn lease(&self, ttl: i64) -> Result<HeldLease, StoreError> {
         while let Some(id) = self.take_pooled(ttl) {
-            let mut client = self.client.clone();
+            let mut client = self.etcd.client.clone();
             match tokio::time::timeout(RENEW_FOR, client.lease_keep_alive(id)).await {
                 // The stream answered with a TTL above 0: renewed in full.
                 Ok(Ok(_)) => return Ok(HeldLease { id, ttl: Some(ttl) }),
@@ -339,6 +275,7 @@ impl EtcdStore {
             }
         }
         let lease = self
+            .etcd
             .retrying(|mut client| async move { client.lease_grant(ttl, None).await })
             .await?;
         Ok(HeldLease {
@@ -393,7 +330,7 @@ impl EtcdStore {
         if leases.is_empty() {
             return;
         }
-        let mut client = self.client.clone();
+        let mut client = self.etcd.client.clone();
         tokio::spawn(async move {
             for lease in leases {
                 if let Err(error) = client.lease_revoke(lease).await {
@@ -446,7 +383,7 @@ impl LockStore for EtcdStore {
                 // confirm it with a read-only transaction (a linearizable
                 // read in etcd, no raft write).
                 let txn = Txn::new().when(compares).or_else([fallback]);
-                match self.client.clone().txn(txn).await {
+                match self.etcd.client.clone().txn(txn).await {
                     Ok(response) if response.succeeded() => {
                         self.remember(group, snapshot);
                         return Ok(Change {
@@ -478,7 +415,7 @@ impl LockStore for EtcdStore {
             if after.holders.is_empty() && after.halt.is_none() {
                 writes.push(TxnOp::delete(state_key.clone(), None));
             } else {
-                let text = serde_json::to_vec(&after).map_err(|e| self.error(e))?;
+                let text = serde_json::to_vec(&after).map_err(|e| self.etcd.error(e))?;
                 writes.push(TxnOp::put(state_key.clone(), text, None));
             }
             let mut gone = Vec::new();
@@ -604,35 +541,8 @@ impl LockStore for EtcdStore {
     }
 
     async fn check(&self) -> Result<(), StoreError> {
-        // A linearizable read needs a leader and a quorum, as a grant does.
-        let key = format!("{}ready", self.prefix);
-        self.retrying(|mut client| {
-            let key = key.clone();
-            async move { client.get(key, None).await }
-        })
-        .await
-        .map(|_| ())
+        self.etcd.check(&self.prefix).await
     }
-}
-
-/// A client of these members, as every etcd store of the server connects:
-/// with the members' URLs joined, as messages name them. Connecting is lazy.
-pub(super) async fn connect_client(endpoints: &[String]) -> Result<(Client, String), StoreError> {
-    let shown = endpoints.join(",");
-    let options = ConnectOptions::new()
-        .with_connect_timeout(Duration::from_secs(1))
-        .with_timeout(Duration::from_secs(2))
-        .with_keep_alive(Duration::from_secs(5), Duration::from_secs(2))
-        // A member cut off from the others answers nothing rather than
-        // stale reads or writes that cannot commit.
-        .with_require_leader(true);
-    let client = Client::connect(endpoints, Some(options))
-        .await
-        .map_err(|e| StoreError::Open {
-            path: format!("etcd {shown}"),
-            message: e.to_string(),
-        })?;
-    Ok((client, shown))
 }
 
 /// One call's transaction, waiting to be sent together with other groups'.

@@ -9,6 +9,8 @@
 pub mod embedded;
 #[cfg(feature = "etcd")]
 pub mod etcd;
+#[cfg(feature = "etcd")]
+mod etcd_conn;
 pub mod locks;
 pub mod reports;
 pub mod reports_embedded;

@@ -21,15 +21,15 @@
 //! nothing is written and the batch is decided again on what is there now.
 
 use super::StoreError;
+use super::etcd_conn::{Etcd, txn_gets};
 use super::reports::{Recorded, ReportRecord, ReportStore, Windows, hour_of};
 use crate::reports::model::{Outcome, Release, Tally};
 use crate::reports::plausible::{KeptSteps, RECENT, Served};
 use etcd_client::{
-    Client, Compare, CompareOp, GetOptions, KeyValue, PutOptions, Txn, TxnOp, TxnOpResponse,
+    Compare, CompareOp, GetOptions, KeyValue, PutOptions, Txn, TxnOp, TxnOpResponse,
 };
 use jiff::Timestamp;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 /// The most reports one transaction counts: each adds at most one compare
@@ -39,21 +39,14 @@ const MAX_REPORTS: usize = 32;
 /// The most times a batch is decided again after another copy wrote first.
 const MAX_CONFLICTS: usize = 16;
 
-/// How long a read keeps retrying etcd errors (a member down, an election).
-const RETRY_FOR: Duration = Duration::from_millis(1500);
-
-/// The pause between two tries after an etcd error.
-const RETRY_PAUSE: Duration = Duration::from_millis(50);
-
 /// How long a lease outlives the window of the keys bound to it.
 const LEASE_MARGIN_SECONDS: i64 = 3600;
 
 /// A handle on the etcd report store; cheap to clone.
 #[derive(Clone)]
 pub struct EtcdReports {
-    client: Client,
+    etcd: Etcd,
     prefix: String,
-    endpoints: String,
     windows: Windows,
     queue: mpsc::UnboundedSender<Pending>,
 }
@@ -61,7 +54,7 @@ pub struct EtcdReports {
 impl std::fmt::Debug for EtcdReports {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EtcdReports")
-            .field("endpoints", &self.endpoints)
+            .field("endpoints", &self.etcd.endpoints)
             .field("prefix", &self.prefix)
             .finish_non_exhaustive()
     }
@@ -162,22 +155,20 @@ impl EtcdReports {
         prefix: &str,
         windows: Windows,
     ) -> Result<EtcdReports, StoreError> {
-        let (client, shown) = super::etcd::connect_client(endpoints).await?;
+        let etcd = Etcd::connect(endpoints).await?;
         let (queue, pending) = mpsc::unbounded_channel();
         let counter = Counter {
-            client: client.clone(),
+            etcd: etcd.clone(),
             keys: Keys {
                 prefix: prefix.to_string(),
             },
-            endpoints: shown.clone(),
             windows,
             leases: HashMap::new(),
         };
         tokio::spawn(counter.run(pending));
         Ok(EtcdReports {
-            client,
+            etcd,
             prefix: prefix.to_string(),
-            endpoints: shown,
             windows,
             queue,
         })
@@ -189,35 +180,9 @@ impl EtcdReports {
         }
     }
 
-    fn error(&self, e: impl std::fmt::Display) -> StoreError {
-        StoreError::Etcd {
-            endpoints: self.endpoints.clone(),
-            message: e.to_string(),
-        }
-    }
-
-    /// Retry `call` on etcd errors for up to [`RETRY_FOR`].
-    async fn retrying<T, F, Fut>(&self, mut call: F) -> Result<T, StoreError>
-    where
-        F: FnMut(Client) -> Fut,
-        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
-    {
-        let started = Instant::now();
-        loop {
-            match call(self.client.clone()).await {
-                Ok(value) => return Ok(value),
-                Err(error) if started.elapsed() < RETRY_FOR => {
-                    tracing::debug!(%error, "etcd call failed; trying again");
-                    tokio::time::sleep(RETRY_PAUSE).await;
-                }
-                Err(error) => return Err(self.error(error)),
-            }
-        }
-    }
-
     fn corrupt(&self, key: &[u8], message: impl std::fmt::Display) -> StoreError {
         StoreError::Etcd {
-            endpoints: self.endpoints.clone(),
+            endpoints: self.etcd.endpoints.clone(),
             message: format!(
                 "unreadable record {}: {message}",
                 String::from_utf8_lossy(key)
@@ -232,16 +197,7 @@ impl EtcdReports {
         &self,
     ) -> Result<Vec<(String, String, String, ServedRecord)>, StoreError> {
         let prefix = self.keys().served_all();
-        let response = self
-            .retrying(|mut client| {
-                let prefix = prefix.clone();
-                async move {
-                    client
-                        .get(prefix, Some(GetOptions::new().with_prefix()))
-                        .await
-                }
-            })
-            .await?;
+        let response = self.etcd.get_prefix(&prefix).await?;
         let mut records = Vec::new();
         for kv in response.kvs() {
             let key = std::str::from_utf8(kv.key()).map_err(|e| self.corrupt(kv.key(), e))?;
@@ -265,11 +221,12 @@ impl EtcdReports {
     async fn apply(&self, operations: Vec<TxnOp>) -> Result<(), StoreError> {
         for chunk in operations.chunks(MAX_TXN_OPS) {
             let chunk = chunk.to_vec();
-            self.retrying(|mut client| {
-                let txn = Txn::new().and_then(chunk.clone());
-                async move { client.txn(txn).await }
-            })
-            .await?;
+            self.etcd
+                .retrying(|mut client| {
+                    let txn = Txn::new().and_then(chunk.clone());
+                    async move { client.txn(txn).await }
+                })
+                .await?;
         }
         Ok(())
     }
@@ -304,6 +261,7 @@ impl ReportStore for EtcdReports {
         let (counts, receipts) = (keys.counts(stream), keys.receipts(stream));
         // One transaction: counts and receipts as of one revision.
         let response = self
+            .etcd
             .retrying(|mut client| {
                 let txn = Txn::new().and_then([
                     TxnOp::get(counts.clone(), Some(GetOptions::new().with_prefix())),
@@ -312,13 +270,7 @@ impl ReportStore for EtcdReports {
                 async move { client.txn(txn).await }
             })
             .await?;
-        let mut answers = response
-            .op_responses()
-            .into_iter()
-            .map(|answer| match answer {
-                TxnOpResponse::Get(mut get) => get.take_kvs(),
-                _ => Vec::new(),
-            });
+        let mut answers = txn_gets(response);
         let (count_kvs, receipt_kvs) = (
             answers.next().unwrap_or_default(),
             answers.next().unwrap_or_default(),
@@ -402,15 +354,16 @@ impl ReportStore for EtcdReports {
             let base = keys.steps(stream, &hash);
             for (n, part) in served.steps.chunks(STEPS_PART_BYTES).enumerate() {
                 let (key, part) = (format!("{base}{n}"), part.to_vec());
-                self.retrying(|mut client| {
-                    let (key, part) = (key.clone(), part.clone());
-                    async move { client.put(key, part, None).await }
-                })
-                .await?;
+                self.etcd
+                    .retrying(|mut client| {
+                        let (key, part) = (key.clone(), part.clone());
+                        async move { client.put(key, part, None).await }
+                    })
+                    .await?;
             }
         }
         let record = |replaced| {
-            serde_json::to_vec(&ServedRecord { parts, replaced }).map_err(|e| self.error(e))
+            serde_json::to_vec(&ServedRecord { parts, replaced }).map_err(|e| self.etcd.error(e))
         };
         let mut operations = vec![TxnOp::put(served_key.clone(), record(None)?, None)];
         let evicted: HashSet<String> = served.evicted.iter().map(hex::encode).collect();
@@ -425,7 +378,7 @@ impl ReportStore for EtcdReports {
                     replaced: Some(now.as_millisecond()),
                     ..other
                 };
-                let value = serde_json::to_vec(&replaced).map_err(|e| self.error(e))?;
+                let value = serde_json::to_vec(&replaced).map_err(|e| self.etcd.error(e))?;
                 operations.push(TxnOp::put(key, value, None));
             }
         }
@@ -444,6 +397,7 @@ impl ReportStore for EtcdReports {
             for n in 0..record.parts {
                 let key = format!("{base}{n}");
                 let response = self
+                    .etcd
                     .retrying(|mut client| {
                         let key = key.clone();
                         async move { client.get(key, None).await }
@@ -470,14 +424,7 @@ impl ReportStore for EtcdReports {
     }
 
     async fn check(&self) -> Result<(), StoreError> {
-        // A linearizable read needs a leader and a quorum, as a count does.
-        let key = format!("{}ready", self.prefix);
-        self.retrying(|mut client| {
-            let key = key.clone();
-            async move { client.get(key, None).await }
-        })
-        .await
-        .map(|_| ())
+        self.etcd.check(&self.prefix).await
     }
 }
 
@@ -490,9 +437,8 @@ fn count_value(kv: &KeyValue) -> Result<u64, String> {
 
 /// The task that counts: one batch at a time, each in one transaction.
 struct Counter {
-    client: Client,
+    etcd: Etcd,
     keys: Keys,
-    endpoints: String,
     windows: Windows,
     /// Leases by kind and hour.
     leases: HashMap<(Kind, i64), i64>,
@@ -508,13 +454,6 @@ struct Read {
 }
 
 impl Counter {
-    fn error(&self, e: impl std::fmt::Display) -> StoreError {
-        StoreError::Etcd {
-            endpoints: self.endpoints.clone(),
-            message: e.to_string(),
-        }
-    }
-
     async fn run(mut self, mut queue: mpsc::UnboundedReceiver<Pending>) {
         while let Some(first) = queue.recv().await {
             let mut batch = vec![first];
@@ -540,7 +479,7 @@ impl Counter {
                 Err(error) => {
                     tracing::error!(%error, "the reports store could not count a batch");
                     for pending in batch {
-                        let _ = pending.answer.send(Err(self.error(&error)));
+                        let _ = pending.answer.send(Err(self.etcd.error(&error)));
                     }
                 }
             }
@@ -581,11 +520,12 @@ impl Counter {
             .map(|key| TxnOp::get(key.clone(), None))
             .collect();
         let response = self
+            .etcd
             .client
             .clone()
             .txn(Txn::new().and_then(gets))
             .await
-            .map_err(|e| self.error(e))?;
+            .map_err(|e| self.etcd.error(e))?;
         let mut found: HashMap<Vec<u8>, KeyValue> = HashMap::new();
         for answer in response.op_responses() {
             if let TxnOpResponse::Get(mut get) = answer {
@@ -614,7 +554,7 @@ impl Counter {
             let entry = match found.get(key.as_bytes()) {
                 Some(kv) => (
                     kv.mod_revision(),
-                    count_value(kv).map_err(|e| self.error(format!("{key}: {e}")))?,
+                    count_value(kv).map_err(|e| self.etcd.error(format!("{key}: {e}")))?,
                 ),
                 None => (0, 0),
             };
@@ -667,7 +607,7 @@ impl Counter {
                     digest: report.release.digest.clone(),
                     received: pending.now.as_millisecond(),
                 };
-                let value = serde_json::to_vec(&receipt).map_err(|e| self.error(e))?;
+                let value = serde_json::to_vec(&receipt).map_err(|e| self.etcd.error(e))?;
                 let lease = self.lease(Kind::Receipt, hour, pending.now).await?;
                 writes.push(TxnOp::put(
                     self.keys.receipt(report),
@@ -699,6 +639,7 @@ impl Counter {
             ));
         }
         match self
+            .etcd
             .client
             .clone()
             .txn(Txn::new().when(compares).and_then(writes))
@@ -714,7 +655,7 @@ impl Counter {
             }
             // It may or may not have been written: the caller answers 503,
             // and the host's retry is counted, or found counted.
-            Err(error) => Err(self.error(error)),
+            Err(error) => Err(self.etcd.error(error)),
         }
     }
 
@@ -732,11 +673,12 @@ impl Counter {
         let expires = (hour + 1) * 3600 + window.as_secs() + LEASE_MARGIN_SECONDS;
         let ttl = (expires - now.as_second()).max(LEASE_MARGIN_SECONDS);
         let lease = self
+            .etcd
             .client
             .clone()
             .lease_grant(ttl, None)
             .await
-            .map_err(|e| self.error(e))?;
+            .map_err(|e| self.etcd.error(e))?;
         // Only the last two hours' leases are used again.
         self.leases.retain(|(_, at), _| *at >= hour - 1);
         self.leases.insert((kind, hour), lease.id());
