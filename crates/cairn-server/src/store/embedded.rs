@@ -12,6 +12,7 @@
 
 use super::StoreError;
 use super::locks::{Change, LockStore};
+use super::sqlite::{next_batch, open_exclusive, spawn_worker};
 use crate::fleetlock::model::{GroupPolicy, GroupState, LockOp};
 use jiff::{SignedDuration, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -77,14 +78,9 @@ impl EmbeddedStore {
     pub fn open(path: &Path, now: Timestamp) -> Result<(EmbeddedStore, Opened), StoreError> {
         let (worker, opened) = Worker::open(path, now)?;
         let writable = worker.writable.clone();
-        let (requests, receiver) = mpsc::channel();
-        std::thread::Builder::new()
-            .name("fleet-lock-store".into())
-            .spawn(move || worker.run(&receiver))
-            .map_err(|e| StoreError::Open {
-                path: path.display().to_string(),
-                message: format!("starting its thread: {e}"),
-            })?;
+        let requests = spawn_worker("fleet-lock-store", path, move |receiver| {
+            worker.run(&receiver);
+        })?;
         Ok((EmbeddedStore { requests, writable }, opened))
     }
 
@@ -96,33 +92,17 @@ impl EmbeddedStore {
 impl Worker {
     /// Open the database and bring every lease past the downtime.
     fn open(path: &Path, now: Timestamp) -> Result<(Worker, Opened), StoreError> {
-        let shown = path.display().to_string();
+        // Exclusive: a second server on the same file would grant the same
+        // slots.
+        let (connection, shown) = open_exclusive(
+            path,
+            "CREATE TABLE IF NOT EXISTS lock_groups (name TEXT PRIMARY KEY, state TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS server_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+        )?;
         let open_error = |e: rusqlite::Error| StoreError::Open {
             path: shown.clone(),
             message: e.to_string(),
         };
-        let connection = Connection::open(path).map_err(open_error)?;
-        // Exclusive: a second server on the same file would keep its own copy
-        // of the groups and grant the same slots; it fails to start instead.
-        connection
-            .execute_batch(
-                "PRAGMA locking_mode = EXCLUSIVE;
-                 PRAGMA journal_mode = WAL;
-                 PRAGMA synchronous = FULL;
-                 PRAGMA busy_timeout = 1000;
-                 BEGIN IMMEDIATE;
-                 CREATE TABLE IF NOT EXISTS lock_groups (name TEXT PRIMARY KEY, state TEXT NOT NULL);
-                 CREATE TABLE IF NOT EXISTS server_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-                 COMMIT;",
-            )
-            .map_err(|e| StoreError::Open {
-                path: shown.clone(),
-                message: if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) {
-                    format!("{e} (is another `cairn serve` using this database?)")
-                } else {
-                    e.to_string()
-                },
-            })?;
         let mut worker = Worker {
             connection,
             path: shown.clone(),
@@ -316,14 +296,7 @@ impl Worker {
     }
 
     fn run(mut self, requests: &mpsc::Receiver<Request>) {
-        while let Ok(first) = requests.recv() {
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match requests.try_recv() {
-                    Ok(next) => batch.push(next),
-                    Err(_) => break,
-                }
-            }
+        while let Some(batch) = next_batch(requests, MAX_BATCH) {
             if self.serve_batch(batch).is_err() {
                 // Memory may now be ahead of the disk: serving it could show
                 // grants that were answered 503. Stop: every later call gets

@@ -16,6 +16,7 @@ pub mod reports;
 pub mod reports_embedded;
 #[cfg(feature = "etcd")]
 pub mod reports_etcd;
+mod sqlite;
 
 /// Why the store could not answer.
 #[derive(Debug, thiserror::Error)]

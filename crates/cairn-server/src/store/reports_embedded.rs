@@ -7,6 +7,7 @@
 
 use super::StoreError;
 use super::reports::{Recorded, ReportRecord, ReportStore, Windows, hour_of};
+use super::sqlite::{next_batch, open_exclusive, spawn_worker};
 use crate::reports::model::{Outcome, Release, Tally};
 use crate::reports::plausible::{KeptSteps, RECENT, Served};
 use jiff::Timestamp;
@@ -72,14 +73,9 @@ impl EmbeddedReports {
     pub fn open(path: &Path, windows: Windows) -> Result<EmbeddedReports, StoreError> {
         let worker = Worker::open(path, windows)?;
         let writable = worker.writable.clone();
-        let (requests, receiver) = mpsc::channel();
-        std::thread::Builder::new()
-            .name("reports-store".into())
-            .spawn(move || worker.run(&receiver))
-            .map_err(|e| StoreError::Open {
-                path: path.display().to_string(),
-                message: format!("starting its thread: {e}"),
-            })?;
+        let requests = spawn_worker("reports-store", path, move |receiver| {
+            worker.run(&receiver);
+        })?;
         Ok(EmbeddedReports { requests, writable })
     }
 
@@ -158,20 +154,9 @@ type CountKey = (String, String, String, &'static str, i64);
 
 impl Worker {
     fn open(path: &Path, windows: Windows) -> Result<Worker, StoreError> {
-        let shown = path.display().to_string();
-        let connection = Connection::open(path).map_err(|e| StoreError::Open {
-            path: shown.clone(),
-            message: e.to_string(),
-        })?;
-        // Exclusive, as the lock store: one server owns the file.
-        connection
-            .execute_batch(
-                "PRAGMA locking_mode = EXCLUSIVE;
-                 PRAGMA journal_mode = WAL;
-                 PRAGMA synchronous = FULL;
-                 PRAGMA busy_timeout = 1000;
-                 BEGIN IMMEDIATE;
-                 CREATE TABLE IF NOT EXISTS report_ids (
+        let (connection, shown) = open_exclusive(
+            path,
+            "CREATE TABLE IF NOT EXISTS report_ids (
                      id BLOB PRIMARY KEY,
                      received INTEGER NOT NULL
                  ) WITHOUT ROWID;
@@ -201,17 +186,8 @@ impl Worker {
                      steps BLOB NOT NULL,
                      replaced INTEGER,
                      PRIMARY KEY (stream, hash)
-                 ) WITHOUT ROWID;
-                 COMMIT;",
-            )
-            .map_err(|e| StoreError::Open {
-                path: shown.clone(),
-                message: if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) {
-                    format!("{e} (is another `cairn serve` using this database?)")
-                } else {
-                    e.to_string()
-                },
-            })?;
+                 ) WITHOUT ROWID;",
+        )?;
         Ok(Worker {
             connection,
             path: shown,
@@ -228,14 +204,7 @@ impl Worker {
     }
 
     fn run(mut self, requests: &mpsc::Receiver<Request>) {
-        while let Ok(first) = requests.recv() {
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match requests.try_recv() {
-                    Ok(next) => batch.push(next),
-                    Err(_) => break,
-                }
-            }
+        while let Some(batch) = next_batch(requests, MAX_BATCH) {
             self.serve_batch(batch);
         }
     }
