@@ -12,7 +12,8 @@
 //! agent's loop already asks again at every tick, and a lock call held up by
 //! backoff would only delay the tick that reports the failure.
 
-use cairn_oci::http::{Http, Overflow, RetryPolicy, error_chain, limits, read_body};
+use crate::server_http::{error_reply, under_base};
+use cairn_oci::http::{Http, RetryPolicy, error_chain, limits};
 use serde_json::json;
 use std::time::Duration;
 
@@ -75,12 +76,7 @@ impl LockError {
 /// The URL of an operation: the base always counts as a directory, so a base
 /// without a trailing slash keeps its last path segment.
 pub fn endpoint(base: &url::Url, operation: &str) -> url::Url {
-    let mut base = base.clone();
-    if !base.path().ends_with('/') {
-        let path = format!("{}/", base.path());
-        base.set_path(&path);
-    }
-    base.join(&format!("v1/{operation}")).unwrap_or(base)
+    under_base(base, &format!("v1/{operation}"))
 }
 
 /// A FleetLock client for one node.
@@ -170,29 +166,12 @@ impl FleetLockClient {
         if status.is_success() {
             return Ok(());
         }
-        // Only the start of an error reply is read, whatever the server sends.
-        let text = match read_body(response, MAX_REPLY_BYTES, Overflow::Truncate).await {
-            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            Err(e) => {
-                tracing::debug!(%url, error = %e, "could not read the lock server's reply");
-                String::new()
-            }
-        };
-        let error: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let reply = error_reply(response, MAX_REPLY_BYTES, &url, "lock server").await;
         Err(LockError::Refused {
             url: url.to_string(),
             status: status.as_u16(),
-            kind: error["kind"].as_str().map_or_else(
-                || format!("generic_http_{}", status.as_u16()),
-                str::to_string,
-            ),
-            // Shown in status and the MOTD: keep it short.
-            value: error["value"]
-                .as_str()
-                .unwrap_or(&text)
-                .chars()
-                .take(200)
-                .collect(),
+            kind: reply.kind,
+            value: reply.value,
         })
     }
 }

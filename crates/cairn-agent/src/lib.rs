@@ -39,6 +39,7 @@ pub mod machine;
 pub mod plan;
 pub mod reason;
 pub mod reports;
+pub mod server_http;
 pub mod source;
 pub mod status;
 pub mod store;

@@ -12,7 +12,8 @@
 use super::queue::{self, Backoff, Settled};
 use super::{QUEUED, SENDING, USER_AGENT};
 use crate::config::{ConfigDirs, Reports};
-use cairn_oci::http::{Http, Overflow, RetryPolicy, error_chain, read_body};
+use crate::server_http::{error_reply, under_base};
+use cairn_oci::http::{Http, RetryPolicy, error_chain};
 use jiff::{SignedDuration, Timestamp};
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use std::path::{Path, PathBuf};
@@ -131,12 +132,7 @@ pub fn judge(answer: &Answer) -> Verdict {
 /// `base` as a directory: a base without a trailing slash keeps its last
 /// path segment, as the FleetLock client's does.
 pub fn endpoint(base: &url::Url, stream: &str) -> url::Url {
-    let mut base = base.clone();
-    if !base.path().ends_with('/') {
-        let path = format!("{}/", base.path());
-        base.set_path(&path);
-    }
-    base.join(&format!("v2/reports/{stream}")).unwrap_or(base)
+    under_base(base, &format!("v2/reports/{stream}"))
 }
 
 /// The collector, as configured.
@@ -214,27 +210,11 @@ impl Collector {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        // Only the start of an error reply is read, whatever the collector sends.
-        let text = match read_body(response, super::MAX_BODY_BYTES, Overflow::Truncate).await {
-            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            Err(e) => {
-                tracing::debug!(url = %shown, error = %e, "could not read the collector's reply");
-                String::new()
-            }
-        };
-        let error: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let reply = error_reply(response, super::MAX_BODY_BYTES, &shown, "collector").await;
         Answer::Status {
             status: status.as_u16(),
-            kind: error["kind"].as_str().map_or_else(
-                || format!("generic_http_{}", status.as_u16()),
-                str::to_string,
-            ),
-            value: error["value"]
-                .as_str()
-                .unwrap_or(&text)
-                .chars()
-                .take(200)
-                .collect(),
+            kind: reply.kind,
+            value: reply.value,
             retry_after,
         }
     }
