@@ -2,9 +2,12 @@
 //! agent speak it, every malformed request, exclusion under contention,
 //! leases and halts with an injected clock, and the admin calls.
 
+mod common;
+
 use cairn_agent::fleetlock::FleetLockClient;
 use cairn_server::fleetlock::model::LockOp;
 use cairn_server::{AppState, Config, router};
+use common::Backend;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -13,14 +16,6 @@ use std::sync::{Arc, Mutex};
 
 const ADMIN_TOKEN: &str = "admin-token-0123456789";
 const REPORT_TOKEN: &str = "report-token-0123456789";
-
-/// Where the server under test keeps its locks.
-#[derive(Debug, Clone, Copy)]
-enum Backend {
-    Embedded,
-    #[cfg(feature = "etcd")]
-    Etcd,
-}
 
 /// A server with a settable clock.
 struct Server {
@@ -97,30 +92,6 @@ async fn start_in(dir: tempfile::TempDir, store: &str, section: &str) -> Server 
 }
 
 const LOOPBACK: &str = "allowed_networks = [\"127.0.0.0/8\"]\n";
-
-/// The protocol tests, once per backend: `embedded::NAME` and `etcd::NAME`
-/// (a one-member etcd per test, with the `etcd` feature).
-macro_rules! on_every_backend {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Backend::Embedded).await
-                }
-            )*
-        }
-        #[cfg(feature = "etcd")]
-        mod etcd {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Backend::Etcd).await
-                }
-            )*
-        }
-    };
-}
 
 on_every_backend!(
     zincati_requests_take_and_release_slots_recursively,

@@ -5,10 +5,13 @@
 //! restart, retry and missing cases run on both backends (etcd with the
 //! `etcd` feature, a one-member cluster per test).
 
+mod common;
+
 use cairn_graph::{ArchEntry, GraphDocument, Release, Rollout};
 use cairn_server::refresh::StreamSource;
 use cairn_server::state::Services;
 use cairn_server::{AppState, Config, router};
+use common::Backend;
 use jiff::Timestamp;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -17,14 +20,6 @@ use std::time::Duration;
 
 const REPORT_TOKEN: &str = "report-token-0123456789";
 const ADMIN_TOKEN: &str = "admin-token-0123456789";
-
-/// Where the server under test keeps its counts.
-#[derive(Debug, Clone, Copy)]
-enum Backend {
-    Embedded,
-    #[cfg(feature = "etcd")]
-    Etcd,
-}
 
 fn digest(n: u8) -> String {
     format!("sha256:{}", format!("{n:02x}").repeat(32))
@@ -319,29 +314,6 @@ fn answer(status: u16, body: &Value) -> (u16, &str) {
         body["kind"].as_str().unwrap_or("?")
     };
     (status, word)
-}
-
-/// The collector tests, once per backend: `embedded::NAME` and `etcd::NAME`.
-macro_rules! on_every_backend {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Backend::Embedded).await
-                }
-            )*
-        }
-        #[cfg(feature = "etcd")]
-        mod etcd {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Backend::Etcd).await
-                }
-            )*
-        }
-    };
 }
 
 on_every_backend!(

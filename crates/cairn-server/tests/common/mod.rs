@@ -31,3 +31,37 @@ pub async fn get(state: &AppState, uri: &str) -> (StatusCode, String) {
         .to_bytes();
     (status, String::from_utf8_lossy(&body).into_owned())
 }
+
+/// Where the server under test keeps its state (locks, report counts).
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Embedded,
+    #[cfg(feature = "etcd")]
+    Etcd,
+}
+
+/// Run each named `async fn NAME(backend: Backend)` of the calling test file
+/// once per backend, as `embedded::NAME` and, with the `etcd` feature,
+/// `etcd::NAME` (the caller starts a one-member etcd per test).
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::Embedded).await
+                }
+            )*
+        }
+        #[cfg(feature = "etcd")]
+        mod etcd {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::Etcd).await
+                }
+            )*
+        }
+    };
+}
