@@ -783,11 +783,13 @@ async fn a_boot_judged_healthy_is_not_judged_again_when_leaving_is_retried() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refused_newer_target_does_not_keep_the_staged_one_from_finalizing() {
+async fn a_release_staged_past_a_barrier_is_withdrawn_and_a_refused_target_not_pulled_again() {
     let fleet = fleet().await;
     let n = node(&fleet, 0, 0.1, "");
     // This agent staged 44.3 on 44.1 (under an earlier document); the
     // target now is 44.2 (the barrier), which the host tool refused as older.
+    // 44.3 is no longer offered from 44.1 (the barrier stands between): it
+    // must not be finalized, and 44.2 waits out its backoff.
     let mut host = n.host.state();
     let booted = host.booted.clone().expect("booted");
     host.staged = Some(cairn_testkit::host::FakeDeployment {
@@ -827,19 +829,21 @@ async fn a_refused_newer_target_does_not_keep_the_staged_one_from_finalizing() {
     state.save(&n.state_dir).expect("save");
     let mut agent = agent(&fleet, &n, None);
     agent.recover(now).await.expect("recover");
-    let world = world(&fleet);
-    let task = tokio::spawn(async move { agent.tick(&world).await.map(|r| r.reason) });
-    n.host.wait_for_apply().await;
-    n.host.reboot(true);
-    let reason = task.await.expect("task").expect("tick");
-    assert_eq!(reason.kind, ReasonKind::Rebooting, "{reason}");
-    let reason = reason.message;
-    assert!(reason.starts_with("rebooting into 44.3"), "{reason}");
-    assert!(reason.contains("rpm-ostree refuses 44.2"), "{reason}");
+    let reason = agent.tick(&world(&fleet)).await.expect("tick").reason;
+    assert_eq!(reason.kind, ReasonKind::StagedNotOffered, "{reason}");
+    assert!(
+        reason
+            .message
+            .starts_with("the staged release 44.3 is no longer offered to this host"),
+        "{reason}"
+    );
+    assert_eq!(outcomes(&n), ["withdrawn"]);
     let calls = n.host.state().calls;
     assert!(
-        !calls.iter().any(|c| c.starts_with("switch")),
-        "44.2 not pulled again: {calls:?}"
+        !calls
+            .iter()
+            .any(|c| c.starts_with("switch") || c.contains("--apply")),
+        "44.2 not pulled again, 44.3 never applied: {calls:?}"
     );
 }
 
