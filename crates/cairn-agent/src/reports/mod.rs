@@ -188,8 +188,9 @@ impl Reporter {
         };
         let id = report.id.clone();
         let entry = queue::Entry::new(&self.stream, report, now, delay);
-        let made = format!("{}|{}|{}", record.started, record.to_digest, record.result);
-        match queue::update(&self.state_dir, |q| q.push_once(made, entry, now)) {
+        match queue::update(&self.state_dir, |q| {
+            q.push_once(made_key(record), entry, now)
+        }) {
             Ok(None) => return None,
             Ok(Some(dropped)) => {
                 for gone in dropped {
@@ -263,9 +264,40 @@ impl ReportsStatus {
     }
 }
 
+/// What makes a report once: the attempt (its start and target) and its
+/// step. An attempt ends once, so every final word is one step: a restart
+/// that judges the boot again (a crash after the first verdict) never
+/// reports a second ending.
+fn made_key(record: &Attempt) -> String {
+    let step = if record.result.is_final() {
+        "final"
+    } else {
+        record.result.as_str()
+    };
+    format!("{}|{}|{step}", record.started, record.to_digest)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_attempt_has_one_rebooting_and_one_ending_to_report() {
+        let attempt = |result: Outcome, started: i64| Attempt {
+            from_version: Some("44.2".into()),
+            from_digest: Some(format!("sha256:{}", "a".repeat(64))),
+            to_version: "44.3".into(),
+            to_digest: format!("sha256:{}", "b".repeat(64)),
+            started: Timestamp::from_second(started).expect("time"),
+            finished: Timestamp::from_second(started + 60).expect("time"),
+            result,
+            reason: String::new(),
+        };
+        let healthy = made_key(&attempt(Outcome::BootedHealthy, 100));
+        assert_eq!(healthy, made_key(&attempt(Outcome::BootFailed, 100)));
+        assert_ne!(healthy, made_key(&attempt(Outcome::Rebooting, 100)));
+        assert_ne!(healthy, made_key(&attempt(Outcome::BootedHealthy, 200)));
+    }
 
     #[test]
     fn only_rebooting_and_what_was_booted_is_reported_and_failures_go_at_once() {
