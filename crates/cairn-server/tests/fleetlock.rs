@@ -335,12 +335,7 @@ async fn every_malformed_request_gets_its_4xx_and_kind(backend: Backend) {
     let (status, _) = zincati(&server, "pre-reboot", "n1", "default").await;
     assert_eq!(status, 200);
     // Refusals are counted by kind.
-    let metrics = reqwest::get(format!("{}/metrics", server.url))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = cairn_testkit::serve::scrape_metrics(&server.url).await;
     assert!(
         metrics.contains("cairn_fleet_lock_denials_total{kind=\"invalid_group\"} 3"),
         "{metrics}"
@@ -512,12 +507,7 @@ async fn an_expired_lease_halts_the_group_until_ack_and_a_repeat_never_extends_i
     let (code, body) = admin(&server, "POST", "/w/ack", None).await;
     assert_eq!((code, &body["was_halted"]), (200, &json!(true)));
     assert_eq!(zincati(&server, "pre-reboot", "b", "w").await.0, 200);
-    let metrics = reqwest::get(format!("{}/metrics", server.url))
-        .await
-        .expect("m")
-        .text()
-        .await
-        .expect("t");
+    let metrics = cairn_testkit::serve::scrape_metrics(&server.url).await;
     assert!(
         metrics.contains("cairn_fleet_lock_lease_expiries_total{group=\"w\",on_expiry=\"halt\"} 1"),
         "{metrics}"

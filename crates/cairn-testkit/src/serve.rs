@@ -136,3 +136,14 @@ impl Drop for GraphServer {
         self.stop();
     }
 }
+
+/// The Prometheus text a `cairn serve` at `base_url` exposes on `/metrics`.
+pub async fn scrape_metrics(base_url: &str) -> String {
+    let url = format!("{base_url}/metrics");
+    reqwest::get(&url)
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("reading {url}: {e}"))
+}

@@ -225,12 +225,7 @@ async fn a_failed_boot_halts_the_group_and_the_other_host_waits_for_ack() {
         second.host.state().apply_pid.is_none(),
         "no reboot while halted"
     );
-    let metrics = reqwest::get(format!("{}/metrics", server.url))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = cairn_testkit::serve::scrape_metrics(&server.url).await;
     assert!(
         metrics.contains("cairn_fleet_lock_halted_groups 1"),
         "{metrics}"

@@ -161,12 +161,7 @@ async fn when_one_server_is_killed_the_other_carries_on_with_the_same_holders() 
     );
     assert_eq!(holders(&second.url, "g").await, ["a", "b"]);
     // Its gauges show the slots the first copy granted: read from etcd.
-    let metrics = reqwest::get(format!("{}/metrics", second.url))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = cairn_testkit::serve::scrape_metrics(&second.url).await;
     assert!(
         metrics.contains("cairn_fleet_lock_slots_held{group=\"g\"} 2"),
         "{metrics}"
