@@ -56,6 +56,7 @@ pub mod digest;
 pub mod document;
 pub mod fcos;
 pub mod graph;
+pub mod halts;
 pub mod policy;
 pub mod render;
 pub mod rollout;
