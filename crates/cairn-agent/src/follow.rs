@@ -323,6 +323,7 @@ fn blocking_barrier(
         wariness: 0.0,
         now: follow.now,
         deny: &[],
+        halted: &[],
         allow_downgrade: false,
     };
     document

@@ -65,6 +65,7 @@ pub fn plan(input: &CheckInput<'_>) -> Plan {
         wariness: input.wariness,
         now: input.now,
         deny: input.deny,
+        halted: &[],
         allow_downgrade: input.settings.allow_downgrade,
     };
     let decision = input.graph.decide(input.arch, &query);

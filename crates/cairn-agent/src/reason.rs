@@ -61,6 +61,8 @@ pub enum ReasonKind {
     TargetUnavailable,
     /// This host rolled back from the newest release.
     TargetRolledBack,
+    /// The stream's halt list halts the newest release.
+    TargetHalted,
     /// The newest release is older than the booted one.
     TargetDowngrade,
     /// Reaching the newest release would cross a base barrier no image is built on.
@@ -144,7 +146,7 @@ pub enum ReasonKind {
 
 impl ReasonKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ReasonKind; 60] = [
+    pub const ALL: [ReasonKind; 61] = [
         ReasonKind::StateUnreadable,
         ReasonKind::StateUnwritable,
         ReasonKind::ConfigError,
@@ -169,6 +171,7 @@ impl ReasonKind {
         ReasonKind::TargetDeadEnd,
         ReasonKind::TargetUnavailable,
         ReasonKind::TargetRolledBack,
+        ReasonKind::TargetHalted,
         ReasonKind::TargetDowngrade,
         ReasonKind::BaseBarrier,
         ReasonKind::UnknownBase,
@@ -235,6 +238,7 @@ impl ReasonKind {
             TargetDeadEnd => "target_dead_end",
             TargetUnavailable => "target_unavailable",
             TargetRolledBack => "target_rolled_back",
+            TargetHalted => "target_halted",
             TargetDowngrade => "target_downgrade",
             BaseBarrier => "base_barrier",
             UnknownBase => "unknown_base",
@@ -287,6 +291,7 @@ impl ReasonKind {
                 Hold::DeadEnd { .. } => ReasonKind::TargetDeadEnd,
                 Hold::Unavailable => ReasonKind::TargetUnavailable,
                 Hold::RolledBack => ReasonKind::TargetRolledBack,
+                Hold::Halted => ReasonKind::TargetHalted,
                 Hold::Downgrade => ReasonKind::TargetDowngrade,
                 Hold::BaseBarrier { .. } => ReasonKind::BaseBarrier,
                 Hold::UnknownBase => ReasonKind::UnknownBase,

@@ -251,6 +251,7 @@ mod tests {
                 wariness,
                 now: "2025-11-11T16:00:00Z".parse().expect("time"),
                 deny: &[],
+                halted: &[],
                 allow_downgrade: false,
             };
             let expected = from_document.decide("x86_64", &query);

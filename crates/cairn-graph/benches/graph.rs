@@ -82,6 +82,7 @@ fn query(booted: &str) -> Query<'_> {
         wariness: 0.42,
         now: Timestamp::from_second(NOW).expect("time"),
         deny: &[],
+        halted: &[],
         allow_downgrade: false,
     }
 }

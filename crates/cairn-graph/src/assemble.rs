@@ -295,6 +295,8 @@ pub fn assemble(
         releases,
         // Replaced from the base graph, when it is given.
         base: previous.and_then(|p| p.base.clone()),
+        // Carried forward on every publish until turned off.
+        halts: previous.and_then(|p| p.halts.clone()),
     };
     if let Some(base) = options.base {
         let inheritance = crate::derive::inherit(&mut document, base.graph, base.expanded);

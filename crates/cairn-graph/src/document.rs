@@ -52,6 +52,50 @@ pub struct GraphDocument {
     /// edge crosses a base barrier that no release of this document is built on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<BaseGraphSummary>,
+    /// The stream's halt list, when halts are on (`cairn publish
+    /// --halt-list`): where it is, the oldest list readers may pair with this
+    /// document, and the halts the release team cleared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub halts: Option<HaltSettings>,
+}
+
+/// Halts for a stream, as the release team's document states them.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct HaltSettings {
+    /// Where the halt list is published: an OCI reference, its own
+    /// repository recommended (docs/rollout-guard.md).
+    #[schemars(length(min = 1))]
+    pub location: String,
+    /// The newest halt-list sequence the publisher verified: readers refuse
+    /// a list below it, so a stale mirror cannot pair this document with an
+    /// older list.
+    #[serde(default)]
+    pub min_sequence: u64,
+    /// Halts cleared by the release team (`cairn policy halt clear`), by id:
+    /// the halts in effect are the list's entries minus these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cleared: Vec<ClearedHalt>,
+}
+
+/// A halt the release team cleared.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct ClearedHalt {
+    /// The halt entry's id.
+    #[schemars(length(min = 1))]
+    pub id: String,
+    /// The release it halted.
+    #[schemars(length(min = 1))]
+    pub version: String,
+}
+
+impl GraphDocument {
+    /// The ids of the halts this document clears.
+    pub fn cleared_halts(&self) -> Vec<String> {
+        self.halts
+            .iter()
+            .flat_map(|h| h.cleared.iter().map(|c| c.id.clone()))
+            .collect()
+    }
 }
 
 /// What a derived document keeps of its base graph.
@@ -174,6 +218,7 @@ impl Default for GraphDocument {
             expires: Timestamp::UNIX_EPOCH,
             releases: Vec::new(),
             base: None,
+            halts: None,
         }
     }
 }

@@ -564,6 +564,7 @@ pub fn to_document(
             expires: options.expires,
             releases,
             base: None,
+            halts: None,
         },
         warnings,
     })

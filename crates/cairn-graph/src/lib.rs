@@ -38,7 +38,7 @@
 //! let document = GraphDocument::from_json(json)?.document;
 //! let booted = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
 //! let noon = "2026-01-01T12:00:00Z".parse::<Timestamp>()?;
-//! let query = |wariness| Query { booted, wariness, now: noon, deny: &[], allow_downgrade: false };
+//! let query = |wariness| Query { booted, wariness, now: noon, deny: &[], halted: &[], allow_downgrade: false };
 //!
 //! // Half-way through the rollout: an early node updates, a late one waits.
 //! assert_eq!(document.decide("x86_64", &query(0.2)).target.map(|t| t.version), Some("2".into()));
@@ -56,6 +56,7 @@ pub mod digest;
 pub mod document;
 pub mod fcos;
 pub mod graph;
+pub mod halts;
 pub mod policy;
 pub mod render;
 pub mod rollout;

@@ -24,6 +24,9 @@ pub struct Query<'a> {
     pub now: Timestamp,
     /// Digests this host rolled back from; never offered again.
     pub deny: &'a [String],
+    /// Digests of releases halted for this stream (the halt list's entries
+    /// in effect): offered to no host; hosts already on one may move on.
+    pub halted: &'a [String],
     /// Whether an out-edge to an older release may be taken.
     pub allow_downgrade: bool,
 }
@@ -53,6 +56,8 @@ pub enum Hold {
     Unavailable,
     /// The host rolled back from it.
     RolledBack,
+    /// The stream's halt list halts it.
+    Halted,
     /// It is older than the booted release.
     Downgrade,
     /// Same config digest as the booted release.
@@ -159,6 +164,7 @@ impl fmt::Display for Hold {
             Hold::DeadEnd { reason } => write!(f, "it is a dead-end: {}", or_generic(reason)),
             Hold::Unavailable => f.write_str("its image is no longer in the registry"),
             Hold::RolledBack => f.write_str("this host rolled back from it"),
+            Hold::Halted => f.write_str("the stream's halt list halts it"),
             Hold::Downgrade => f.write_str("it is older than the booted release"),
             Hold::SameConfig => {
                 f.write_str("it has the booted config digest (metadata-only change)")
@@ -315,6 +321,9 @@ fn hold_for(booted: &Node, candidate: &Node, query: &Query<'_>) -> Option<Hold> 
     }
     if is_denied(candidate, query.deny) {
         return Some(Hold::RolledBack);
+    }
+    if is_denied(candidate, query.halted) {
+        return Some(Hold::Halted);
     }
     if candidate.age_index < booted.age_index && !query.allow_downgrade {
         return Some(Hold::Downgrade);
@@ -573,8 +582,9 @@ impl UpdateGraph {
         // What the release itself is (a dead-end, gone, rolled back from)
         // before whether an edge leads there: a rule graph has no edges
         // into a dead-end, and the operator must hear why.
-        if let Some(hold @ (Hold::DeadEnd { .. } | Hold::Unavailable | Hold::RolledBack)) =
-            hold_for(booted, candidate, query)
+        if let Some(
+            hold @ (Hold::DeadEnd { .. } | Hold::Unavailable | Hold::RolledBack | Hold::Halted),
+        ) = hold_for(booted, candidate, query)
         {
             return Err(NotOffered::Held(hold));
         }

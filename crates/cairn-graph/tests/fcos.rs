@@ -291,6 +291,7 @@ fn next_on_converted_document_matches_next_on_fedoras_own_graph() {
                                 wariness,
                                 now: Timestamp::from_second(now).expect("time"),
                                 deny: &[],
+                                halted: &[],
                                 allow_downgrade: false,
                             };
                             let a = fedora.decide(&query);

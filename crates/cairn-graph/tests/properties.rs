@@ -166,7 +166,7 @@ proptest! {
         let mut at = 0usize;
         let mut steps = 0;
         loop {
-            let q = Query { booted: &g.nodes()[at].id, wariness: w, now: Timestamp::from_second(now).expect("time"), deny: &[], allow_downgrade: false };
+            let q = Query { booted: &g.nodes()[at].id, wariness: w, now: Timestamp::from_second(now).expect("time"), deny: &[], halted: &[], allow_downgrade: false };
             let Some(target) = g.decide(&q).target else { break };
             let next = g.find_booted(&target.digest).expect("target is a node");
             prop_assert!(next > at, "updates move forward");
@@ -188,7 +188,7 @@ proptest! {
         let g = graph(&releases);
         let deny: Vec<String> = g.nodes().iter().step_by(deny_every).map(|n| n.id.to_string()).collect();
         for node in g.nodes() {
-            let q = Query { booted: &node.id, wariness: 0.0, now: Timestamp::from_second(T0 + 2_000_000).expect("time"), deny: &deny, allow_downgrade: false };
+            let q = Query { booted: &node.id, wariness: 0.0, now: Timestamp::from_second(T0 + 2_000_000).expect("time"), deny: &deny, halted: &[], allow_downgrade: false };
             if let Some(target) = g.decide(&q).target {
                 prop_assert!(!deny.iter().any(|d| *d == target.digest));
             }
@@ -204,7 +204,7 @@ proptest! {
         let doc = document(&releases);
         let g = UpdateGraph::from_document(&doc, ARCH, Scheme::Oci);
         for node in g.nodes() {
-            let q = Query { booted: &node.id, wariness: w, now: Timestamp::from_second(now).expect("time"), deny: &[], allow_downgrade: false };
+            let q = Query { booted: &node.id, wariness: w, now: Timestamp::from_second(now).expect("time"), deny: &[], halted: &[], allow_downgrade: false };
             let Some(change) = g.next_change_after(&q) else { continue };
             prop_assert!(change > q.now);
             let before = Query { now: Timestamp::from_second(change.as_second() - 1).expect("time"), ..q };
@@ -237,7 +237,7 @@ proptest! {
         }).collect();
         let g = UpdateGraph::with_edges(Scheme::Checksum, nodes, raw_edges);
         for booted in g.nodes() {
-            let q = Query { booted: &booted.id, wariness: w, now: Timestamp::from_second(now).expect("time"), deny: &[], allow_downgrade: false };
+            let q = Query { booted: &booted.id, wariness: w, now: Timestamp::from_second(now).expect("time"), deny: &[], halted: &[], allow_downgrade: false };
             let decision = g.decide(&q);
             if let Some(target) = &decision.target {
                 prop_assert!(target.age_index > booted.age_index, "only newer releases are updates");
@@ -321,7 +321,7 @@ proptest! {
             );
         }
         for booted in g.nodes() {
-            let query = Query { booted: &booted.id, wariness: w, now: Timestamp::from_second(now).expect("time"), deny: &[], allow_downgrade: false };
+            let query = Query { booted: &booted.id, wariness: w, now: Timestamp::from_second(now).expect("time"), deny: &[], halted: &[], allow_downgrade: false };
             if let Some(target) = g.decide(&query).target {
                 prop_assert!(g.successors(g.find_booted(&booted.id).unwrap_or(0)).iter().any(|&t| g.nodes()[t].id == target.digest));
             }
@@ -423,7 +423,7 @@ proptest! {
             let mut booted = start.id.clone();
             let mut visited_bases = vec![start.base_age];
             for _ in 0..=g.nodes().len() {
-                let query = Query { booted: &booted, wariness: 1.0, now, deny: &[], allow_downgrade: false };
+                let query = Query { booted: &booted, wariness: 1.0, now, deny: &[], halted: &[], allow_downgrade: false };
                 let Some(target) = g.decide(&query).target else { break };
                 let at = g.find_booted(&target.digest).unwrap_or(0);
                 let from = g.find_booted(&booted).unwrap_or(0);

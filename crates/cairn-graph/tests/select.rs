@@ -37,6 +37,7 @@ fn query<'a>(booted: &'a str, wariness: f64, now: i64, deny: &'a [String]) -> Qu
         wariness,
         now: at(now),
         deny,
+        halted: &[],
         allow_downgrade: false,
     }
 }
@@ -470,4 +471,37 @@ fn a_staged_release_is_offered_only_while_every_rule_still_allows_it() {
         Err(NotOffered::Held(Hold::Rollout { .. }))
     ));
     assert_eq!(graph.offers_served(&q, &older), Ok(()));
+}
+
+#[test]
+fn a_halted_release_is_offered_to_no_host_and_hosts_on_it_move_on() {
+    use cairn_graph::NotOffered;
+    let doc = example();
+    let booted = digest(&doc, "42.20250929.0", "x86_64");
+    let older = digest(&doc, "43.20251027.0", "x86_64");
+    let newest = digest(&doc, "43.20251110.0", "x86_64");
+    let halted = [newest.clone()];
+    let q = Query {
+        halted: &halted,
+        ..query(&booted, 0.0, END, &[])
+    };
+    // Fully rolled out, and still not offered: the next one down is taken.
+    assert_eq!(
+        target_version(&doc, "x86_64", &q).as_deref(),
+        Some("43.20251027.0")
+    );
+    let held = doc.offers("x86_64", &q, &newest).expect_err("halted");
+    assert_eq!(held, NotOffered::Held(Hold::Halted));
+    assert!(!held.waived_for_operator(), "not even the operator's pick");
+    assert_eq!(doc.offers("x86_64", &q, &older), Ok(()));
+    // Hosts already on a halted release are not stuck (unlike a dead-end).
+    let on_halted = [older.clone()];
+    let q = Query {
+        halted: &on_halted,
+        ..query(&older, 0.0, END, &[])
+    };
+    assert_eq!(
+        target_version(&doc, "x86_64", &q).as_deref(),
+        Some("43.20251110.0")
+    );
 }

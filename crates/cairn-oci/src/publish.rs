@@ -507,8 +507,8 @@ pub struct Publication<'a> {
 /// What [`publish`] did.
 #[derive(Debug, Clone)]
 pub enum Outcome {
-    /// Pushed: the document as published.
-    Published(Published),
+    /// Pushed: the document as published (boxed: a document is large).
+    Published(Box<Published>),
     /// A dry run: the lines that would change (none: only `issued` and
     /// `expires` would).
     DryRun(Vec<String>),
@@ -644,9 +644,9 @@ async fn push(
         settle: Duration::from_millis(500),
         expected,
     };
-    Ok(Outcome::Published(
+    Ok(Outcome::Published(Box::new(
         doc::publish(store, document, &options).await?,
-    ))
+    )))
 }
 
 #[cfg(test)]

@@ -314,6 +314,7 @@ pub fn simulate(document: &GraphDocument, options: &Options) -> Result<Timeline,
                     wariness: wariness[i],
                     now,
                     deny: &[],
+                    halted: &[],
                     allow_downgrade: false,
                 };
                 let (decision, change) = graph.decide_and_next_change_at(at[i], &query);

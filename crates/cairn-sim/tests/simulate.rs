@@ -106,6 +106,7 @@ fn each_node_lands_where_the_agents_decision_sends_it() {
                 wariness,
                 now: Timestamp::from_second(T0).expect("time"),
                 deny: &[],
+                halted: &[],
                 allow_downgrade: false,
             };
             match graph.decide_at(at, &query).target {

@@ -165,6 +165,7 @@ fn convert_then_next_agrees_with_graph_fcos() {
                     wariness: 0.0,
                     now,
                     deny: &[],
+                    halted: &[],
                     allow_downgrade: false,
                 };
                 let expected = graph.decide(&query).target;

@@ -487,6 +487,7 @@ async fn pass(
                 wariness,
                 now,
                 deny: &agent.persisted.denied(),
+                halted: &[],
                 allow_downgrade: settings.allow_downgrade,
             };
             status.next_change = graph.next_change_after(&options.arch, &query);

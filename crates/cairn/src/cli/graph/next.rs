@@ -40,6 +40,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         wariness: args.wariness.resolve(1.0)?,
         now: args::now_or(args.now.as_deref())?,
         deny: &args.deny,
+        halted: &[],
         allow_downgrade: args.allow_downgrade,
     };
     let decision = document.decide(&args.arch, &query);
