@@ -302,6 +302,58 @@ impl HaltList {
         Ok(())
     }
 
+    /// The list that follows `previous` at `now`: every entry kept, `added`
+    /// appended, a higher sequence (`max(previous + 1, now in ms)`) and a
+    /// new expiry `lifetime` from now. A first list starts from nothing.
+    pub fn successor(
+        previous: Option<&HaltList>,
+        stream: &str,
+        added: Option<HaltEntry>,
+        now: Timestamp,
+        lifetime: jiff::SignedDuration,
+    ) -> Result<HaltList, HaltListError> {
+        let now_ms = u64::try_from(now.as_millisecond()).unwrap_or(0);
+        let sequence = previous.map_or(now_ms, |p| now_ms.max(p.sequence.saturating_add(1)));
+        let expires = now
+            .checked_add(lifetime)
+            .map_err(|e| invalid("expires", e.to_string()))?;
+        let mut entries = previous.map(|p| p.entries.clone()).unwrap_or_default();
+        entries.extend(added);
+        let list = HaltList {
+            format: FORMAT,
+            stream: stream.to_string(),
+            sequence,
+            expires,
+            root_version: previous.map_or(0, |p| p.root_version),
+            entries,
+        };
+        list.validate()?;
+        Ok(list)
+    }
+
+    /// An id for a new halt of `version` at `now`, unique in `list`.
+    pub fn new_id(list: Option<&HaltList>, version: &str, now: Timestamp) -> String {
+        let base = format!("{version}-{}", now.as_second());
+        let mut id = base.clone();
+        let mut n = 1;
+        let taken = |id: &str| list.is_some_and(|l| l.entries.iter().any(|e| e.id == id));
+        while taken(&id) {
+            n += 1;
+            id = format!("{base}-{n}");
+        }
+        id
+    }
+
+    /// The entry halting `version`, if one is in effect.
+    pub fn halting_version<'a>(
+        &'a self,
+        cleared: &'a [String],
+        version: &str,
+    ) -> Option<&'a HaltEntry> {
+        self.effective(cleared)
+            .find(|entry| entry.version == version)
+    }
+
     /// The halts in effect: the entries whose ids the document does not clear.
     pub fn effective<'a>(&'a self, cleared: &'a [String]) -> impl Iterator<Item = &'a HaltEntry> {
         self.entries

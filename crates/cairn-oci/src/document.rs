@@ -274,20 +274,8 @@ impl FetchedDocument {
 
 /// Read the document a tag (or digest) of a store points at, with its signatures.
 pub async fn fetch(store: &Store, reference: &str) -> Result<FetchedDocument> {
-    let source_name = format!("{}:{reference}", store.describe());
-    let manifest = store.get_manifest(reference).await?;
-    let layer = document_layer(&manifest, &source_name)?;
-    let bytes = store.get_blob(&layer, MAX_DOCUMENT_BYTES).await?;
-    let (document, ignored_fields) = FetchedDocument::parse(bytes.clone(), &source_name)?;
-    let (signatures, unusable_signatures) = fetch_signatures(store, &manifest.digest).await?;
-    Ok(FetchedDocument {
-        bytes,
-        document,
-        manifest_digest: Some(manifest.digest),
-        signatures,
-        unusable_signatures,
-        ignored_fields,
-    })
+    let raw = fetch_raw(store, reference, &DOCUMENT_ARTIFACT).await?;
+    FetchedDocument::from_raw(raw)
 }
 
 /// Read a document from any [`Location`](crate::reference::Location): a
@@ -297,11 +285,89 @@ pub async fn fetch_location(
     location: &crate::reference::Location,
     client: &crate::client::RegistryClient,
 ) -> Result<FetchedDocument> {
+    let raw = fetch_raw_location(location, client, &DOCUMENT_ARTIFACT).await?;
+    FetchedDocument::from_raw(raw)
+}
+
+impl FetchedDocument {
+    fn from_raw(raw: RawArtifact) -> Result<FetchedDocument> {
+        let (document, ignored_fields) =
+            FetchedDocument::parse(raw.bytes.clone(), &raw.source_name)?;
+        Ok(FetchedDocument {
+            bytes: raw.bytes,
+            document,
+            manifest_digest: raw.manifest_digest,
+            signatures: raw.signatures,
+            unusable_signatures: raw.unusable_signatures,
+            ignored_fields,
+        })
+    }
+}
+
+/// How one kind of Cairn artifact is found and bounded.
+pub(crate) struct ArtifactKind {
+    /// `artifactType` and layer media type.
+    pub media_type: &'static str,
+    /// The most bytes its layer may have.
+    pub max_bytes: usize,
+    /// The prefix of its default tags, which a layout with one such tag may omit.
+    pub tag_prefix: &'static str,
+    /// An example tag for the "name the tag" error.
+    pub tag_example: &'static str,
+}
+
+const DOCUMENT_ARTIFACT: ArtifactKind = ArtifactKind {
+    media_type: DOCUMENT_MEDIA_TYPE,
+    max_bytes: MAX_DOCUMENT_BYTES,
+    tag_prefix: "cairn-graph-",
+    tag_example: ":cairn-graph-stable",
+};
+
+/// An artifact's bytes and signatures, before it is parsed or trusted.
+pub(crate) struct RawArtifact {
+    /// Where it came from, for messages.
+    pub source_name: String,
+    /// The layer's bytes.
+    pub bytes: Bytes,
+    /// The manifest digest, in a registry or layout.
+    pub manifest_digest: Option<String>,
+    /// Signatures found.
+    pub signatures: Vec<Signed>,
+    /// Signatures found but unusable, and why.
+    pub unusable_signatures: Vec<String>,
+}
+
+/// Read an artifact of `kind` under a tag or digest of a store, with its signatures.
+pub(crate) async fn fetch_raw(
+    store: &Store,
+    reference: &str,
+    kind: &ArtifactKind,
+) -> Result<RawArtifact> {
+    let source_name = format!("{}:{reference}", store.describe());
+    let manifest = store.get_manifest(reference).await?;
+    let layer = artifact_layer(&manifest, &source_name, kind.media_type, kind.max_bytes)?;
+    let bytes = store.get_blob(&layer, kind.max_bytes).await?;
+    let (signatures, unusable_signatures) = fetch_signatures(store, &manifest.digest).await?;
+    Ok(RawArtifact {
+        source_name,
+        bytes,
+        manifest_digest: Some(manifest.digest),
+        signatures,
+        unusable_signatures,
+    })
+}
+
+/// Read an artifact of `kind` from any location (see [`fetch_location`]).
+pub(crate) async fn fetch_raw_location(
+    location: &crate::reference::Location,
+    client: &crate::client::RegistryClient,
+    kind: &ArtifactKind,
+) -> Result<RawArtifact> {
     use crate::reference::Location;
     let need_tag = |what: &str| {
         OciError::invalid(
             what.to_string(),
-            "name the document's tag, for example :cairn-graph-stable",
+            format!("name the artifact's tag, for example {}", kind.tag_example),
         )
     };
     match location {
@@ -310,18 +376,18 @@ pub async fn fetch_location(
                 return Err(need_tag(&reference.to_string()).into());
             }
             let store = Store::registry(client.clone(), reference.repository.clone());
-            fetch(&store, reference.reference()).await
+            fetch_raw(&store, reference.reference(), kind).await
         }
         Location::Layout { path, tag } => {
             let layout = crate::layout::Layout::open(path)?;
             let tag = match tag {
                 Some(tag) => tag.clone(),
                 None => {
-                    // A layout with a single document needs no tag.
+                    // A layout with a single artifact of this kind needs no tag.
                     let mut tags: Vec<String> = layout
                         .list_tags()?
                         .into_iter()
-                        .filter(|t| t.starts_with("cairn-graph-"))
+                        .filter(|t| t.starts_with(kind.tag_prefix))
                         .collect();
                     if tags.len() != 1 {
                         return Err(need_tag(&location.to_string()).into());
@@ -329,29 +395,58 @@ pub async fn fetch_location(
                     tags.remove(0)
                 }
             };
-            fetch(&Store::Layout(layout), &tag).await
+            fetch_raw(&Store::Layout(layout), &tag, kind).await
         }
         Location::File(path) => {
             let bytes = std::fs::read(path).map_err(|e| OciError::io(path, e))?;
+            if bytes.len() > kind.max_bytes {
+                return Err(OciError::TooLarge {
+                    what: path.display().to_string(),
+                    limit: kind.max_bytes,
+                }
+                .into());
+            }
             let signature_path = std::path::PathBuf::from(format!("{}.sig", path.display()));
             let signature = match std::fs::read_to_string(&signature_path) {
                 Ok(text) => Some(text),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
                 Err(e) => return Err(OciError::io(signature_path, e).into()),
             };
-            from_bytes(Bytes::from(bytes), signature, &path.display().to_string())
+            Ok(raw_from_bytes(
+                Bytes::from(bytes),
+                signature,
+                &path.display().to_string(),
+            ))
         }
         Location::Url(url) => {
             let bytes = client
-                .get_url(url, MAX_DOCUMENT_BYTES)
+                .get_url(url, kind.max_bytes)
                 .await?
                 .ok_or_else(|| OciError::NotFound(url.clone()))?;
             let signature = client
                 .get_url(&format!("{url}.sig"), MAX_PAYLOAD_BYTES)
                 .await?
                 .map(|b| String::from_utf8_lossy(&b).into_owned());
-            from_bytes(bytes, signature, url)
+            Ok(raw_from_bytes(bytes, signature, url))
         }
+    }
+}
+
+/// Plain bytes with an optional detached `cosign sign-blob` signature.
+fn raw_from_bytes(bytes: Bytes, signature: Option<String>, source_name: &str) -> RawArtifact {
+    let signatures = signature
+        .map(|signature| Signed {
+            message: bytes.clone(),
+            signature: signature.trim().to_string(),
+        })
+        .into_iter()
+        .collect();
+    RawArtifact {
+        source_name: source_name.to_string(),
+        bytes,
+        manifest_digest: None,
+        signatures,
+        unusable_signatures: Vec::new(),
     }
 }
 
@@ -362,63 +457,65 @@ pub fn from_bytes(
     signature: Option<String>,
     source_name: &str,
 ) -> Result<FetchedDocument> {
-    let (document, ignored_fields) = FetchedDocument::parse(bytes.clone(), source_name)?;
-    let signatures = signature
-        .map(|signature| Signed {
-            message: bytes.clone(),
-            signature: signature.trim().to_string(),
-        })
-        .into_iter()
-        .collect();
-    Ok(FetchedDocument {
-        bytes,
-        document,
-        manifest_digest: None,
-        signatures,
-        unusable_signatures: Vec::new(),
-        ignored_fields,
-    })
+    FetchedDocument::from_raw(raw_from_bytes(bytes, signature, source_name))
 }
 
 /// The digest of the document layer, after checking the manifest is a document.
+#[cfg(test)]
 fn document_layer(fetched: &FetchedManifest, source_name: &str) -> Result<String> {
+    artifact_layer(
+        fetched,
+        source_name,
+        DOCUMENT_MEDIA_TYPE,
+        MAX_DOCUMENT_BYTES,
+    )
+}
+
+/// The digest of an artifact's one layer of `media_type`, after checking the
+/// manifest is such an artifact (by `artifactType` or by that layer).
+pub(crate) fn artifact_layer(
+    fetched: &FetchedManifest,
+    source_name: &str,
+    media_type: &str,
+    max_bytes: usize,
+) -> Result<String> {
     let not_a_document = || DocumentStoreError::NotADocument(source_name.to_string());
-    let media_type = if fetched.media_type.is_empty() {
+    let declared = if fetched.media_type.is_empty() {
         manifest::declared_media_type(&fetched.bytes)
     } else {
         fetched.media_type.clone()
     };
     // An image index under the tag is something else, not a broken document.
-    if media_type == OCI_INDEX || media_type == DOCKER_LIST {
+    if declared == OCI_INDEX || declared == DOCKER_LIST {
         return Err(not_a_document());
     }
     let what = format!("manifest of {source_name}");
     let parsed: ImageManifest = manifest::parse(&fetched.bytes, &what)?;
-    let is_document_layer = |layer: &Descriptor| layer.media_type().as_ref() == DOCUMENT_MEDIA_TYPE;
-    let is_document = parsed
+    let is_artifact_layer = |layer: &Descriptor| layer.media_type().as_ref() == media_type;
+    let is_artifact = parsed
         .artifact_type()
         .as_ref()
-        .is_some_and(|t| t.as_ref() == DOCUMENT_MEDIA_TYPE)
-        || parsed.layers().iter().any(is_document_layer);
-    if !is_document {
+        .is_some_and(|t| t.as_ref() == media_type)
+        || parsed.layers().iter().any(is_artifact_layer);
+    if !is_artifact {
         return Err(not_a_document());
     }
     let (index, layer) = parsed
         .layers()
         .iter()
         .enumerate()
-        .find(|(_, layer)| is_document_layer(layer))
+        .find(|(_, layer)| is_artifact_layer(layer))
         .ok_or_else(not_a_document)?;
     Ok(manifest::blob_digest(
         layer,
-        MAX_DOCUMENT_BYTES,
+        max_bytes,
         &what,
         &format!("layers[{index}]"),
     )?)
 }
 
 /// Signatures under the cosign tag that vouch for exactly this manifest digest.
-async fn fetch_signatures(
+pub(crate) async fn fetch_signatures(
     store: &Store,
     manifest_digest: &str,
 ) -> Result<(Vec<Signed>, Vec<String>)> {
@@ -577,6 +674,29 @@ pub async fn publish(
         })?;
     let body = Bytes::from(document.to_json_pretty());
     let manifest = document_manifest(store, &document, body).await?;
+    let manifest_digest = push_signed_and_tag(store, manifest, before, options).await?;
+    Ok(Published {
+        manifest_digest,
+        sequence: document.sequence,
+        document,
+    })
+}
+
+/// Put `manifest` by digest, sign it, then move `options.tag` to it unless
+/// the tag no longer holds `before`; check again `options.settle` later.
+/// Returns the manifest digest.
+pub(crate) async fn push_signed_and_tag(
+    store: &Store,
+    manifest: Bytes,
+    before: Option<String>,
+    options: &PublishOptions<'_>,
+) -> Result<String> {
+    let tag = options.tag;
+    let conflict = |found: Option<String>| DocumentStoreError::Conflict {
+        store: store.describe(),
+        tag: tag.to_string(),
+        found: found.unwrap_or_else(|| "nothing".into()),
+    };
     let manifest_digest = store
         .put_manifest(manifest.clone(), OCI_MANIFEST, None)
         .await?;
@@ -595,11 +715,7 @@ pub async fn publish(
     if after.as_deref() != Some(manifest_digest.as_str()) {
         return Err(conflict(after));
     }
-    Ok(Published {
-        manifest_digest,
-        sequence: document.sequence,
-        document,
-    })
+    Ok(manifest_digest)
 }
 
 /// Push the blobs of a document and return its manifest bytes.
@@ -616,7 +732,7 @@ async fn document_manifest(store: &Store, document: &GraphDocument, body: Bytes)
 }
 
 /// The empty config's bytes.
-const EMPTY_JSON: &[u8] = b"{}";
+pub(crate) const EMPTY_JSON: &[u8] = b"{}";
 
 /// A document's manifest: the empty config, the document as its one layer, and
 /// annotations a registry UI shows (stream, sequence, creation time).
@@ -626,45 +742,75 @@ fn document_manifest_json(
     layer_digest: &str,
     size: usize,
 ) -> crate::error::Result<Bytes> {
-    const WHAT: &str = "document manifest";
+    artifact_manifest_json(
+        &ArtifactShape {
+            media_type: DOCUMENT_MEDIA_TYPE,
+            title: format!("{}.json", default_tag(&document.stream)),
+            created: document.issued,
+            annotations: vec![
+                ("dev.cairn.graph.stream", document.stream.clone()),
+                ("dev.cairn.graph.sequence", document.sequence.to_string()),
+            ],
+        },
+        config_digest,
+        layer_digest,
+        size,
+    )
+}
+
+/// What distinguishes one kind of Cairn artifact from another.
+pub(crate) struct ArtifactShape {
+    /// `artifactType`, and the media type of the one layer.
+    pub media_type: &'static str,
+    /// The layer's file name, for tools that unpack artifacts.
+    pub title: String,
+    /// When it was made.
+    pub created: Timestamp,
+    /// Further manifest annotations a registry UI shows.
+    pub annotations: Vec<(&'static str, String)>,
+}
+
+/// An artifact manifest: the empty config and one layer.
+pub(crate) fn artifact_manifest_json(
+    shape: &ArtifactShape,
+    config_digest: &str,
+    layer_digest: &str,
+    size: usize,
+) -> crate::error::Result<Bytes> {
+    const WHAT: &str = "artifact manifest";
     let layer = DescriptorBuilder::default()
-        .media_type(MediaType::from(DOCUMENT_MEDIA_TYPE))
+        .media_type(MediaType::from(shape.media_type))
         .digest(manifest::digest(layer_digest)?)
         .size(size as u64)
         .annotations(HashMap::from([(
             ANNOTATION_TITLE.to_string(),
-            format!("{}.json", default_tag(&document.stream)),
+            shape.title.clone(),
         )]))
         .build()
         .map_err(|e| OciError::invalid(WHAT, e))?;
+    let mut annotations =
+        HashMap::from([(ANNOTATION_CREATED.to_string(), shape.created.to_string())]);
+    for (key, value) in &shape.annotations {
+        annotations.insert((*key).to_string(), value.clone());
+    }
     let built = ImageManifestBuilder::default()
         .schema_version(SCHEMA_VERSION)
         .media_type(MediaType::ImageManifest)
-        .artifact_type(MediaType::from(DOCUMENT_MEDIA_TYPE))
+        .artifact_type(MediaType::from(shape.media_type))
         .config(manifest::descriptor(
             EMPTY_CONFIG,
             config_digest,
             EMPTY_JSON.len(),
         )?)
         .layers(vec![layer])
-        .annotations(HashMap::from([
-            (ANNOTATION_CREATED.to_string(), document.issued.to_string()),
-            (
-                "dev.cairn.graph.stream".to_string(),
-                document.stream.clone(),
-            ),
-            (
-                "dev.cairn.graph.sequence".to_string(),
-                document.sequence.to_string(),
-            ),
-        ]))
+        .annotations(annotations)
         .build()
         .map_err(|e| OciError::invalid(WHAT, e))?;
     Ok(Bytes::from(manifest::to_json(&built, WHAT)?))
 }
 
 /// Store a cosign signature of `manifest_digest` under its `.sig` tag.
-async fn sign_manifest(
+pub(crate) async fn sign_manifest(
     store: &Store,
     identity: &str,
     manifest_digest: &str,

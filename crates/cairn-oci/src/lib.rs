@@ -20,6 +20,7 @@ pub mod derived;
 pub mod digest;
 pub mod document;
 pub mod error;
+pub mod halts;
 pub mod http;
 pub mod layout;
 mod manifest;

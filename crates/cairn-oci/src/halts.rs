@@ -1,0 +1,416 @@
+//! Halt lists stored as OCI artifacts: publishing, reading and verifying them
+//! (docs/rollout-guard.md).
+//!
+//! A halt list has the shape of a document (an OCI 1.1 artifact, the empty
+//! config, one JSON layer, a cosign signature) with its own media type, so
+//! registries, `skopeo sync` and mirrors carry it the same way. What differs is
+//! trust: a list verifies under the release team's graph keys, which may do
+//! anything, or under halt keys, which may only add entries.
+
+use crate::document::{
+    ArtifactKind, ArtifactShape, DocumentStoreError, EMPTY_JSON, PublishOptions, RawArtifact,
+    Signed, artifact_manifest_json, fetch_raw, fetch_raw_location, push_signed_and_tag,
+};
+use crate::error::OciError;
+use crate::signing::{SigningKey, VerifyingKey};
+use crate::store::Store;
+use bytes::Bytes;
+use cairn_graph::halts::{HaltEntry, HaltList, HaltListError, SignedAs};
+use jiff::{SignedDuration, Timestamp};
+
+/// `artifactType` of a halt list, and media type of its layer.
+pub const HALTS_MEDIA_TYPE: &str = "application/vnd.cairn.halts.v1+json";
+/// Largest halt list read: 1,000 entries fit in far less.
+pub const MAX_HALT_LIST_BYTES: usize = 1024 * 1024;
+/// How long a list stays valid unless told otherwise: the guard refreshes it
+/// every 6 hours, so a missed refresh or two is not yet a freeze.
+pub const DEFAULT_LIFETIME: SignedDuration = SignedDuration::from_hours(48);
+/// How many times a publish that lost a race is retried on top of the winner.
+const CONFLICT_RETRIES: u32 = 5;
+
+const HALTS_ARTIFACT: ArtifactKind = ArtifactKind {
+    media_type: HALTS_MEDIA_TYPE,
+    max_bytes: MAX_HALT_LIST_BYTES,
+    tag_prefix: "cairn-halts-",
+    tag_example: ":cairn-halts-stable",
+};
+
+/// The tag a stream's halt list is published under unless configured otherwise.
+pub fn default_tag(stream: &str) -> String {
+    format!("cairn-halts-{stream}")
+}
+
+/// A halt list as fetched, before any trust decision.
+#[derive(Debug, Clone)]
+pub struct FetchedHaltList {
+    /// Where it came from.
+    pub source_name: String,
+    /// The exact JSON bytes.
+    pub bytes: Bytes,
+    /// The parsed, validated list.
+    pub list: HaltList,
+    /// The manifest digest, in a registry or layout.
+    pub manifest_digest: Option<String>,
+    /// Signatures found, with the message each signs.
+    pub signatures: Vec<Signed>,
+    /// Signatures found but unusable, and why.
+    pub unusable_signatures: Vec<String>,
+}
+
+/// What a reader trusts a halt list with.
+#[derive(Debug, Clone, Copy)]
+pub struct HaltTrust<'a> {
+    /// The release team's keys: a list they sign may also drop entries.
+    pub graph_keys: &'a [VerifyingKey],
+    /// Halt keys: a list only they sign may only add entries.
+    pub halt_keys: &'a [VerifyingKey],
+    /// The stream followed.
+    pub stream: &'a str,
+    /// The newest list this reader accepted before, for the sequence and
+    /// add-only checks.
+    pub newest_held: Option<&'a HaltList>,
+    /// The trusted document's `halts.min_sequence`.
+    pub min_sequence: u64,
+    /// Now, for `expires`.
+    pub now: Timestamp,
+}
+
+/// Why a halt list was refused or could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HaltStoreError {
+    /// Reading or writing the store failed, or its signatures are missing or wrong.
+    #[error(transparent)]
+    Store(#[from] DocumentStoreError),
+    /// The list's content is refused.
+    #[error("{source_name}: {error}")]
+    List {
+        /// Where it came from.
+        source_name: String,
+        /// What is wrong.
+        error: HaltListError,
+    },
+}
+
+impl From<OciError> for HaltStoreError {
+    fn from(error: OciError) -> Self {
+        HaltStoreError::Store(DocumentStoreError::Store(error))
+    }
+}
+
+impl HaltStoreError {
+    /// A short fixed label for status and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            HaltStoreError::Store(DocumentStoreError::NotADocument(_)) => "halts_not_a_list",
+            HaltStoreError::Store(DocumentStoreError::Unsigned { .. }) => "halts_unsigned",
+            HaltStoreError::Store(DocumentStoreError::BadSignature(_)) => "halts_bad_signature",
+            HaltStoreError::Store(e) => e.kind(),
+            HaltStoreError::List { error, .. } => error.kind(),
+        }
+    }
+
+    /// Whether the list could not be reached at all (as opposed to refused).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, HaltStoreError::Store(DocumentStoreError::Store(_)))
+    }
+}
+
+type Result<T> = std::result::Result<T, HaltStoreError>;
+
+impl FetchedHaltList {
+    fn from_raw(raw: RawArtifact) -> Result<FetchedHaltList> {
+        let list = HaltList::from_json(&raw.bytes).map_err(|error| HaltStoreError::List {
+            source_name: raw.source_name.clone(),
+            error,
+        })?;
+        Ok(FetchedHaltList {
+            source_name: raw.source_name,
+            bytes: raw.bytes,
+            list,
+            manifest_digest: raw.manifest_digest,
+            signatures: raw.signatures,
+            unusable_signatures: raw.unusable_signatures,
+        })
+    }
+
+    /// The role of the strongest key whose signature verifies, if any.
+    pub fn signed_as(
+        &self,
+        graph_keys: &[VerifyingKey],
+        halt_keys: &[VerifyingKey],
+    ) -> Option<SignedAs> {
+        let verifies_with = |keys: &[VerifyingKey]| {
+            self.signatures.iter().any(|signed| {
+                keys.iter()
+                    .any(|key| key.verifies(&signed.message, &signed.signature))
+            })
+        };
+        if verifies_with(graph_keys) {
+            Some(SignedAs::Graph)
+        } else if verifies_with(halt_keys) {
+            Some(SignedAs::HaltOnly)
+        } else {
+            None
+        }
+    }
+
+    /// Check the signature and the list against what the reader holds.
+    /// A list must be signed by a graph or halt key; a reader configured with
+    /// no key at all (it trusts unsigned documents) takes an unsigned list,
+    /// but only under the add-only rule.
+    pub fn verify(&self, trust: &HaltTrust<'_>) -> Result<SignedAs> {
+        let source_name = || self.source_name.clone();
+        let signed_as = if trust.graph_keys.is_empty() && trust.halt_keys.is_empty() {
+            SignedAs::HaltOnly
+        } else if let Some(role) = self.signed_as(trust.graph_keys, trust.halt_keys) {
+            role
+        } else if self.signatures.is_empty() {
+            return Err(DocumentStoreError::Unsigned {
+                source_name: source_name(),
+                unusable: self.unusable_signatures.clone(),
+            }
+            .into());
+        } else {
+            return Err(DocumentStoreError::BadSignature(source_name()).into());
+        };
+        self.list
+            .accept(
+                trust.stream,
+                signed_as,
+                trust.newest_held,
+                trust.min_sequence,
+                trust.now,
+            )
+            .map_err(|error| HaltStoreError::List {
+                source_name: source_name(),
+                error,
+            })?;
+        Ok(signed_as)
+    }
+}
+
+/// Read the halt list a tag (or digest) of a store points at.
+pub async fn fetch(store: &Store, reference: &str) -> Result<FetchedHaltList> {
+    let raw = fetch_raw(store, reference, &HALTS_ARTIFACT).await?;
+    FetchedHaltList::from_raw(raw)
+}
+
+/// Read a halt list from any location: a registry reference or `oci:`
+/// layout (with its tag), a file (with `<file>.sig`) or a URL (with `<url>.sig`).
+pub async fn fetch_location(
+    location: &crate::reference::Location,
+    client: &crate::client::RegistryClient,
+) -> Result<FetchedHaltList> {
+    let raw = fetch_raw_location(location, client, &HALTS_ARTIFACT).await?;
+    FetchedHaltList::from_raw(raw)
+}
+
+/// What [`publish`], [`add`] and [`refresh`] did.
+#[derive(Debug, Clone)]
+pub struct PublishedHaltList {
+    /// The manifest digest now under the tag.
+    pub manifest_digest: String,
+    /// The list as published.
+    pub list: HaltList,
+    /// Whether the list gained an entry (false: the release was already halted).
+    pub added: bool,
+}
+
+/// Publish `list` under `options.tag`, moving the tag only if it still holds
+/// `before` (see [`crate::document::publish`] for how conflicts are caught).
+pub async fn publish(
+    store: &Store,
+    list: &HaltList,
+    before: Option<String>,
+    options: &PublishOptions<'_>,
+) -> Result<String> {
+    list.validate().map_err(|error| HaltStoreError::List {
+        source_name: "halt list to publish".into(),
+        error,
+    })?;
+    let body = Bytes::from(
+        serde_json::to_vec_pretty(list)
+            .map_err(|e| OciError::invalid("halt list to publish", e.to_string()))?,
+    );
+    let size = body.len();
+    let config_digest = store.put_blob(Bytes::from_static(EMPTY_JSON)).await?;
+    let layer_digest = store.put_blob(body).await?;
+    let manifest = artifact_manifest_json(
+        &ArtifactShape {
+            media_type: HALTS_MEDIA_TYPE,
+            title: format!("{}.json", default_tag(&list.stream)),
+            created: Timestamp::now(),
+            annotations: vec![
+                ("dev.cairn.halts.stream", list.stream.clone()),
+                ("dev.cairn.halts.sequence", list.sequence.to_string()),
+            ],
+        },
+        &config_digest,
+        &layer_digest,
+        size,
+    )?;
+    Ok(push_signed_and_tag(store, manifest, before, options).await?)
+}
+
+/// How [`add`] and [`refresh`] read the list they build on and write the next.
+#[derive(Debug, Clone)]
+pub struct UpdateOptions<'a> {
+    /// Where to publish.
+    pub publish: PublishOptions<'a>,
+    /// Keys that must have signed the current list (graph and halt keys,
+    /// including the signer's own). Empty: the current list is taken unverified.
+    pub trust_keys: &'a [VerifyingKey],
+    /// The stream.
+    pub stream: &'a str,
+    /// How long the new list stays valid.
+    pub lifetime: SignedDuration,
+    /// Halt ids the document clears: a release halted only by a cleared
+    /// entry is halted again by a new one.
+    pub cleared: &'a [String],
+}
+
+/// The list under the tag now, verified with `trust_keys` (expiry aside: an
+/// expired list is exactly what a refresh renews). `None`: no list yet.
+async fn current(
+    store: &Store,
+    options: &UpdateOptions<'_>,
+) -> Result<(Option<String>, Option<HaltList>)> {
+    let tag = options.publish.tag;
+    let Some(head) = store.resolve(tag).await? else {
+        return Ok((None, None));
+    };
+    let fetched = fetch(store, &head.digest).await?;
+    if !options.trust_keys.is_empty() && fetched.signed_as(options.trust_keys, &[]).is_none() {
+        return Err(if fetched.signatures.is_empty() {
+            DocumentStoreError::Unsigned {
+                source_name: fetched.source_name,
+                unusable: fetched.unusable_signatures,
+            }
+        } else {
+            DocumentStoreError::BadSignature(fetched.source_name)
+        }
+        .into());
+    }
+    if fetched.list.stream != options.stream {
+        return Err(HaltStoreError::List {
+            source_name: fetched.source_name,
+            error: HaltListError::WrongStream {
+                wanted: options.stream.to_string(),
+                found: fetched.list.stream,
+            },
+        });
+    }
+    Ok((Some(head.digest), Some(fetched.list)))
+}
+
+/// Add a halt of `version` (with `digests`) to the stream's list and publish
+/// it, unless an entry in effect already halts that version. A race with
+/// another writer is retried on top of what it published.
+pub async fn add(
+    store: &Store,
+    options: &UpdateOptions<'_>,
+    version: &str,
+    digests: Vec<String>,
+    reason: &str,
+    tripped_by: cairn_graph::halts::TrippedBy,
+) -> Result<PublishedHaltList> {
+    let mut attempt = 0;
+    loop {
+        let (before, previous) = current(store, options).await?;
+        let now = Timestamp::now();
+        if let Some(list) = &previous
+            && list.halting_version(options.cleared, version).is_some()
+            && list.expires > now
+        {
+            return Ok(PublishedHaltList {
+                manifest_digest: before.unwrap_or_default(),
+                list: list.clone(),
+                added: false,
+            });
+        }
+        let already = previous
+            .as_ref()
+            .is_some_and(|list| list.halting_version(options.cleared, version).is_some());
+        let entry = (!already).then(|| HaltEntry {
+            id: HaltList::new_id(previous.as_ref(), version, now),
+            version: version.to_string(),
+            digests: digests.clone(),
+            reason: reason.to_string(),
+            time: now,
+            tripped_by: tripped_by.clone(),
+        });
+        let added = entry.is_some();
+        let next = HaltList::successor(
+            previous.as_ref(),
+            options.stream,
+            entry,
+            now,
+            options.lifetime,
+        )
+        .map_err(|error| HaltStoreError::List {
+            source_name: "halt list to publish".into(),
+            error,
+        })?;
+        match publish(store, &next, before, &options.publish).await {
+            Ok(manifest_digest) => {
+                return Ok(PublishedHaltList {
+                    manifest_digest,
+                    list: next,
+                    added,
+                });
+            }
+            Err(HaltStoreError::Store(DocumentStoreError::Conflict { .. }))
+                if attempt < CONFLICT_RETRIES =>
+            {
+                attempt += 1;
+                tracing::info!(
+                    attempt,
+                    "the halt list moved while publishing; retrying on top of it"
+                );
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Publish the stream's list again with a new sequence and expiry and the
+/// same entries (or an empty first list), so hosts never see it expire.
+pub async fn refresh(store: &Store, options: &UpdateOptions<'_>) -> Result<PublishedHaltList> {
+    let mut attempt = 0;
+    loop {
+        let (before, previous) = current(store, options).await?;
+        let next = HaltList::successor(
+            previous.as_ref(),
+            options.stream,
+            None,
+            Timestamp::now(),
+            options.lifetime,
+        )
+        .map_err(|error| HaltStoreError::List {
+            source_name: "halt list to publish".into(),
+            error,
+        })?;
+        match publish(store, &next, before, &options.publish).await {
+            Ok(manifest_digest) => {
+                return Ok(PublishedHaltList {
+                    manifest_digest,
+                    list: next,
+                    added: false,
+                });
+            }
+            Err(HaltStoreError::Store(DocumentStoreError::Conflict { .. }))
+                if attempt < CONFLICT_RETRIES =>
+            {
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The signing key's public half, for callers that must also trust the
+/// lists they published themselves.
+pub fn own_key(key: Option<&SigningKey>) -> Vec<VerifyingKey> {
+    key.map(SigningKey::verifying_key).into_iter().collect()
+}
