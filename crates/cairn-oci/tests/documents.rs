@@ -376,3 +376,232 @@ async fn a_publication_that_landed_since_the_read_is_a_conflict() {
         "conflict"
     );
 }
+
+mod halt_lists {
+    use super::*;
+    use cairn_graph::halts::{SignedAs, TrippedBy};
+    use cairn_oci::halts::{self, HaltTrust, UpdateOptions};
+
+    const HALT_TAG: &str = "cairn-halts-stable";
+    const DIGEST: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    const OTHER: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+
+    fn update_options<'a>(
+        identity: &'a str,
+        key: &'a SigningKey,
+        trust_keys: &'a [VerifyingKey],
+    ) -> UpdateOptions<'a> {
+        UpdateOptions {
+            publish: document::PublishOptions {
+                tag: HALT_TAG,
+                identity,
+                key: Some(key),
+                settle: SETTLE,
+                expected: None,
+            },
+            trust_keys,
+            stream: "stable",
+            lifetime: halts::DEFAULT_LIFETIME,
+            cleared: &[],
+        }
+    }
+
+    fn trust<'a>(
+        graph_keys: &'a [VerifyingKey],
+        halt_keys: &'a [VerifyingKey],
+        newest_held: Option<&'a cairn_graph::halts::HaltList>,
+    ) -> HaltTrust<'a> {
+        HaltTrust {
+            graph_keys,
+            halt_keys,
+            stream: "stable",
+            newest_held,
+            min_sequence: 0,
+            now: Timestamp::now(),
+        }
+    }
+
+    fn person() -> TrippedBy {
+        TrippedBy::Person { who: "ops".into() }
+    }
+
+    #[tokio::test]
+    async fn halt_keys_add_the_graph_key_clears_and_every_role_is_checked() {
+        let registry = TestRegistry::start(Auth::Token).await;
+        let store = registry.store("acme/os-halts");
+        let identity = store.describe();
+        let graph = SigningKey::generate();
+        let halt = SigningKey::generate();
+        let stranger = SigningKey::generate();
+        let graph_keys = [graph.verifying_key()];
+        let halt_keys = [halt.verifying_key()];
+        let both = [graph.verifying_key(), halt.verifying_key()];
+
+        // The release team starts an empty list; the guard adds to it.
+        let first = halts::refresh(&store, &update_options(&identity, &graph, &both))
+            .await
+            .expect("first list");
+        assert!(first.list.entries.is_empty());
+        let added = halts::add(
+            &store,
+            &update_options(&identity, &halt, &both),
+            "1.2",
+            vec![DIGEST.into()],
+            "3 of 20 boots failed",
+            person(),
+        )
+        .await
+        .expect("halt");
+        assert!(added.added);
+        assert!(added.list.sequence > first.list.sequence);
+        // Halting a halted release again changes nothing.
+        let again = halts::add(
+            &store,
+            &update_options(&identity, &halt, &both),
+            "1.2",
+            vec![DIGEST.into()],
+            "again",
+            person(),
+        )
+        .await
+        .expect("halt again");
+        assert!(!again.added);
+        assert_eq!(again.list.sequence, added.list.sequence);
+
+        let fetched = halts::fetch(&store, HALT_TAG).await.expect("fetch");
+        assert_eq!(fetched.list, added.list);
+        let held = first.list.clone();
+        assert_eq!(
+            fetched
+                .verify(&trust(&graph_keys, &halt_keys, Some(&held)))
+                .expect("a halt key's list"),
+            SignedAs::HaltOnly
+        );
+        assert_eq!(
+            fetched
+                .list
+                .halting(&[], DIGEST)
+                .map(|entry| entry.version.as_str()),
+            Some("1.2")
+        );
+        // Without the halt key, a reader refuses it and says why.
+        let err = fetched
+            .verify(&trust(&graph_keys, &[], None))
+            .expect_err("unknown key");
+        assert_eq!(err.kind(), "halts_bad_signature", "{err}");
+        // A halt key's list that drops an entry is refused; the graph key's is not.
+        let mut dropped = added.list.clone();
+        dropped.entries.clear();
+        dropped.sequence += 1;
+        for (key, expected) in [
+            (&halt, Err("halts_dropped_entry")),
+            (&graph, Ok(SignedAs::Graph)),
+        ] {
+            let head = store
+                .resolve(HALT_TAG)
+                .await
+                .expect("resolve")
+                .map(|h| h.digest);
+            halts::publish(
+                &store,
+                &dropped,
+                head,
+                &document::PublishOptions {
+                    tag: HALT_TAG,
+                    identity: &identity,
+                    key: Some(key),
+                    settle: SETTLE,
+                    expected: None,
+                },
+            )
+            .await
+            .expect("publish");
+            dropped.sequence += 1;
+            let fetched = halts::fetch(&store, HALT_TAG).await.expect("fetch");
+            let verdict = fetched
+                .verify(&trust(&graph_keys, &halt_keys, Some(&added.list)))
+                .map_err(|e| e.kind());
+            assert_eq!(verdict, expected);
+        }
+        // A list signed by a stranger, and one older than held, are refused.
+        let strangers = halts::refresh(&store, &update_options(&identity, &stranger, &[]))
+            .await
+            .expect("stranger publishes (it can push)");
+        let fetched = halts::fetch(&store, HALT_TAG).await.expect("fetch");
+        assert_eq!(
+            fetched
+                .verify(&trust(&graph_keys, &halt_keys, None))
+                .map_err(|e| e.kind()),
+            Err("halts_bad_signature")
+        );
+        let mut newer = strangers.list.clone();
+        newer.sequence += 10;
+        assert_eq!(
+            fetched
+                .verify(&trust(
+                    &graph_keys,
+                    &[stranger.verifying_key()],
+                    Some(&newer)
+                ))
+                .map_err(|e| e.kind()),
+            Err("halts_replayed")
+        );
+        // The guard refuses to build on a list its trusted keys did not sign.
+        let err = halts::add(
+            &store,
+            &update_options(&identity, &halt, &both),
+            "1.3",
+            vec![OTHER.into()],
+            "x",
+            person(),
+        )
+        .await
+        .expect_err("the stranger's list is not built on");
+        assert_eq!(err.kind(), "halts_bad_signature", "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_halt_list_is_mirrored_with_skopeo_and_a_document_is_not_taken_for_one() {
+        let source = TestRegistry::start(Auth::None).await;
+        let mirror = TestRegistry::start(Auth::None).await;
+        let store = source.store("acme/os");
+        let identity = store.describe();
+        let halt = SigningKey::generate();
+        let keys = [halt.verifying_key()];
+        halts::add(
+            &store,
+            &update_options(&identity, &halt, &keys),
+            "1.2",
+            vec![DIGEST.into()],
+            "bad",
+            person(),
+        )
+        .await
+        .expect("halt");
+        publish(&store, example(24), None).await;
+        skopeo(&[
+            "sync",
+            "--src",
+            "docker",
+            "--dest",
+            "docker",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            &format!("{}/acme/os", source.host),
+            &format!("{}/mirror", mirror.host),
+        ]);
+        let copy = mirror.store("mirror/os");
+        let fetched = halts::fetch(&copy, HALT_TAG)
+            .await
+            .expect("the mirror has the list");
+        fetched
+            .verify(&trust(&[], &keys, None))
+            .expect("and its signature");
+        let err = halts::fetch(&copy, TAG).await.expect_err("a document");
+        assert_eq!(err.kind(), "halts_not_a_list", "{err}");
+        let err = document::fetch(&copy, HALT_TAG)
+            .await
+            .expect_err("a halt list");
+        assert_eq!(err.kind(), "not_a_document", "{err}");
+    }
+}
