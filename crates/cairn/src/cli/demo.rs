@@ -196,6 +196,8 @@ async fn demo(dir: &Path, nodes: usize) -> anyhow::Result<()> {
             lock_slots: None,
             samples: 400,
             seed: 1,
+            failures: Vec::new(),
+            guard: None,
         },
     )?;
     for line in timeline.summary().lines() {

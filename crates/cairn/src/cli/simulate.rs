@@ -152,6 +152,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         lock_slots: args.lock_slots,
         samples: 400,
         seed: args.seed,
+        failures: Vec::new(),
+        guard: None,
     };
     let timeline = cairn_sim::simulate(&document, &options)?;
     let mut text = timeline.summary();
