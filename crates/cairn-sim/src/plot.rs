@@ -172,6 +172,7 @@ fn draw_failures<DB: DrawingBackend>(
             start.strftime("%Y-%m-%d %H:%M UTC")
         ))
         .y_desc("hosts that rebooted into the failing release")
+        .y_label_formatter(&|hosts| format!("{hosts:.0}"))
         .draw()?;
     let failing: Vec<&str> = first
         .reports
