@@ -588,11 +588,38 @@ fn the_demo_runs_and_leaves_a_plot() {
         "-> now on 1.4 after 2 reboot(s)",
         "2000 nodes",
         "Plot: ",
+        "6. Suppose 1.4 fails to boot on 30% of the hosts that take it.",
+        "guard: halted 1.4 after ",
+        "Guard plot: ",
     ] {
         assert!(out.contains(expected), "{expected} in {out}");
     }
     let svg = std::fs::read_to_string(demo.join("rollout.svg")).expect("plot");
     assert!(svg.starts_with("<svg") && svg.contains("1.1 (barrier)"));
+    // The guard halts 1.4 while the quarter of the fleet its rollout has
+    // reached is still taking it; without it everybody takes it in 3 days.
+    let took = line_starting(&out, "   1.4 fails to boot on 30.0% of hosts: ");
+    let with = number_before(took, "hosts took it with the guard");
+    assert_eq!(number_before(took, "without"), 2000, "{out}");
+    assert!(with > 0 && with < 2000 * 35 / 100, "{out}");
+    let guard = std::fs::read_to_string(demo.join("guard.svg")).expect("guard plot");
+    assert!(
+        guard.contains(&format!("hosts that took 1.4, with the guard: {with}"))
+            && guard.contains("hosts that took 1.4, without the guard: 2000")
+            && guard.contains("guard halted 1.4"),
+        "the guard plot's labels"
+    );
+    // The command it suggests runs on the document it published.
+    let suggested = out
+        .lines()
+        .find(|l| l.starts_with("   cairn simulate ") && l.contains("--failure"))
+        .expect("a suggested simulate --failure");
+    let words: Vec<&str> = suggested.split_whitespace().skip(1).collect();
+    let tried = ok(&words);
+    assert!(
+        tried.contains("1.4 fails to boot on 30.0% of hosts"),
+        "{tried}"
+    );
     // The document it published verifies with the key it printed.
     let shown = ok(&cmd(
         "graph show --document",
