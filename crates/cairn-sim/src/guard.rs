@@ -68,7 +68,8 @@ pub struct Halt {
     pub failures: u64,
     /// `rebooting` reports counted then.
     pub rebooting: u64,
-    /// Missing hosts counted then.
+    /// Missing hosts counted then (counted only under a missing-host limit;
+    /// 0 without one).
     pub missing: u64,
 }
 
@@ -108,8 +109,10 @@ pub(crate) const DELAY_SALT: u64 = 0x6465_6c61;
 /// The counts per release, as the collector has them, and the guard.
 pub(crate) struct Counts {
     guard: Option<Guard>,
-    /// Per graph position: arrival times of `rebooting` reports, in order.
-    rebooting: Vec<Vec<i64>>,
+    /// Per graph position: `rebooting` reports.
+    rebooting: Vec<u64>,
+    /// Their arrival times, in order: kept only for a missing-host limit.
+    rebooting_times: Vec<Vec<i64>>,
     failures: Vec<u64>,
     healthy: Vec<u64>,
     /// Healthy reports still in their delay.
@@ -125,7 +128,8 @@ impl Counts {
         let next_reading = start + guard.as_ref().map_or(0, |g| g.interval.as_secs());
         Counts {
             guard,
-            rebooting: vec![Vec::new(); positions],
+            rebooting: vec![0; positions],
+            rebooting_times: vec![Vec::new(); positions],
             failures: vec![0; positions],
             healthy: vec![0; positions],
             pending: vec![BinaryHeap::new(); positions],
@@ -136,10 +140,13 @@ impl Counts {
     }
 
     pub(crate) fn rebooting(&mut self, position: usize, at: i64) {
-        if self.rebooting[position].is_empty() {
+        if self.rebooting[position] == 0 {
             self.active.push(position);
         }
-        self.rebooting[position].push(at);
+        self.rebooting[position] += 1;
+        if self.guard.as_ref().is_some_and(|g| g.max_missing.is_some()) {
+            self.rebooting_times[position].push(at);
+        }
     }
 
     pub(crate) fn failed(&mut self, position: usize) {
@@ -154,7 +161,7 @@ impl Counts {
     }
 
     pub(crate) fn took(&self, position: usize) -> u64 {
-        self.rebooting[position].len() as u64
+        self.rebooting[position]
     }
 
     pub(crate) fn failures(&self, position: usize) -> u64 {
@@ -173,6 +180,11 @@ impl Counts {
         };
         let step = guard.interval.as_secs().max(1);
         let mut halted = Vec::new();
+        if self.active.is_empty() && self.next_reading < t {
+            // Nothing reported yet: skip to the first reading at or after `t`.
+            let behind = (t - self.next_reading + step - 1) / step;
+            self.next_reading += behind * step;
+        }
         while self.next_reading < t {
             let now = self.next_reading;
             self.next_reading += step;
@@ -188,10 +200,10 @@ impl Counts {
                     self.pending[position].pop();
                     self.healthy[position] += 1;
                 }
-                let rebooting = self.rebooting[position].len() as u64;
+                let rebooting = self.rebooting[position];
                 let failures = self.failures[position];
                 let aged = now - guard.missing_after.as_secs();
-                let old = self.rebooting[position].partition_point(|&r| r <= aged) as u64;
+                let old = self.rebooting_times[position].partition_point(|&r| r <= aged) as u64;
                 let missing = old.saturating_sub(failures + self.healthy[position]);
                 let by_share = failures >= guard.min_failures
                     && rebooting > 0
@@ -283,14 +295,18 @@ impl crate::Timeline {
         {
             text.push_str(&match &report.halt {
                 Some(halt) => format!(
-                    "guard: halted {} after {} ({}) on {} failures of {} rebooting reports ({:.1}%), {} missing\n",
+                    "guard: halted {} after {} ({}) on {} failures of {} rebooting reports ({:.1}%){}\n",
                     report.version,
                     crate::human(halt.at.duration_since(self.start)),
                     halt.at,
                     halt.failures,
                     halt.rebooting,
                     percent(halt.failures, halt.rebooting),
-                    halt.missing
+                    if guard.max_missing.is_some() {
+                        format!(", {} missing", halt.missing)
+                    } else {
+                        String::new()
+                    }
                 ),
                 None => format!(
                     "guard: {} not tripped: {} failures of {} rebooting reports ({:.1}%)\n",
