@@ -63,6 +63,8 @@ fn bench(c: &mut Criterion) {
         lock_slots: None,
         samples: 400,
         seed: 1,
+        failures: Vec::new(),
+        guard: None,
     };
     let mut group = c.benchmark_group("simulate");
     group.sample_size(10);

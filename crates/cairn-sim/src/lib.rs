@@ -11,8 +11,11 @@
 
 #![forbid(unsafe_code)]
 
+pub mod guard;
 pub mod host;
 pub mod plot;
+
+pub use guard::{Comparison, Failure, Guard, Halt, ReleaseReports};
 
 use cairn_graph::windows::Schedule;
 use cairn_graph::{GraphDocument, Query, Scheme, UpdateGraph};
@@ -57,8 +60,13 @@ pub struct Options {
     pub lock_slots: Option<usize>,
     /// Points on the timeline.
     pub samples: usize,
-    /// Seed of the node phases (and of uniform wariness order).
+    /// Seed of the node phases, of which hosts a failing release fails on,
+    /// and of the delays of healthy reports.
     pub seed: u64,
+    /// Releases that fail to boot on a share of the hosts that take them.
+    pub failures: Vec<Failure>,
+    /// The rollout guard, halting a release on its hosts' reports.
+    pub guard: Option<Guard>,
 }
 
 /// Why a simulation cannot run.
@@ -108,14 +116,19 @@ pub struct Timeline {
     pub settled: [Option<Timestamp>; 4],
     /// The simulation's start.
     pub start: Timestamp,
+    /// Per release some node rebooted into, and per failing release, in
+    /// graph order: what the hosts reported and the guard's halt.
+    pub reports: Vec<ReleaseReports>,
+    /// The guard the run had.
+    pub guard: Option<Guard>,
 }
 
 /// A tiny deterministic generator (SplitMix64) for phases: no dependency,
 /// and the same seed gives the same fleet.
-struct SplitMix(u64);
+pub(crate) struct SplitMix(pub(crate) u64);
 
 impl SplitMix {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -128,6 +141,9 @@ impl SplitMix {
 enum Kind {
     /// The node comes up on its new release (before checks at the same second).
     Boot,
+    /// The new release failed to boot: the node is back on the one it came
+    /// from, and the failure is reported.
+    BootFailed,
     /// The node asks the graph.
     Check,
 }
@@ -218,6 +234,37 @@ pub fn simulate(document: &GraphDocument, options: &Options) -> Result<Timeline,
         return Err(SimError::NoReleases(options.arch.clone()));
     }
     let starts = starting_releases(&graph, options)?;
+    // Per graph position: the share of hosts it fails on.
+    let mut fails = vec![None::<f64>; graph.nodes().len()];
+    for failure in &options.failures {
+        if !(0.0..=1.0).contains(&failure.share) {
+            return Err(SimError::Invalid(format!(
+                "the failure share of {} must be in [0, 1]",
+                failure.version
+            )));
+        }
+        let position = graph
+            .nodes()
+            .iter()
+            .position(|n| n.version == failure.version)
+            .ok_or_else(|| {
+                SimError::UnknownRelease(failure.version.clone(), options.arch.clone())
+            })?;
+        fails[position] = Some(failure.share);
+    }
+    if let Some(guard) = &options.guard {
+        if guard.interval.as_secs() <= 0 {
+            return Err(SimError::Invalid(
+                "the guard interval must be positive".into(),
+            ));
+        }
+        if guard.report_delay.is_negative() || !(0.0..=1.0).contains(&guard.max_share) {
+            return Err(SimError::Invalid(
+                "the report delay must not be negative and the guard's share must be in [0, 1]"
+                    .into(),
+            ));
+        }
+    }
     let position: HashMap<&str, usize> = graph
         .nodes()
         .iter()
@@ -276,6 +323,22 @@ pub fn simulate(document: &GraphDocument, options: &Options) -> Result<Timeline,
     for (position, _) in &starts {
         visited[*position] = true;
     }
+    // Releases a host failed to boot: like the agent's deny-list, never
+    // offered to it again. Empty (no allocation) without failing releases.
+    let mut denied: Vec<Vec<String>> = if options.failures.is_empty() {
+        Vec::new()
+    } else {
+        vec![Vec::new(); options.nodes]
+    };
+    let mut counts_of_reports =
+        guard::Counts::new(graph.nodes().len(), options.guard.clone(), start);
+    let mut halted: Vec<String> = Vec::new();
+    let mut took_samples: Vec<Vec<u64>> = Vec::with_capacity(options.samples);
+    let reboot = options.reboot_time.as_secs().max(1);
+    let report_delay = options
+        .guard
+        .as_ref()
+        .map_or(0, |g| g.report_delay.as_secs().max(0));
     let mut queue = Calendar::new(start, end);
     for i in 0..options.nodes {
         queue.push((check_after(i, start), Kind::Check, i as u32, 0));
@@ -291,7 +354,13 @@ pub fn simulate(document: &GraphDocument, options: &Options) -> Result<Timeline,
     while let Some((t, kind, node, target)) = queue.pop() {
         while next_sample < sample_times.len() && sample_times[next_sample] < t {
             samples.push(counts.clone());
+            took_samples.push(took_now(&counts_of_reports, graph.nodes().len()));
             next_sample += 1;
+        }
+        // The guard's readings before this event; a halt reaches every host
+        // at its next check.
+        for position in counts_of_reports.read_before(t) {
+            halted.push(graph.nodes()[position].id.to_string());
         }
         events += 1;
         let i = node as usize;
@@ -303,6 +372,18 @@ pub fn simulate(document: &GraphDocument, options: &Options) -> Result<Timeline,
                 counts[at[i]] += 1;
                 visited[at[i]] = true;
                 last_move[i] = Some(t);
+                let delay = (guard::draw(options.seed, guard::DELAY_SALT, i, at[i])
+                    * report_delay as f64) as i64;
+                counts_of_reports.healthy(at[i], t + delay);
+                queue.push((check_after(i, t), Kind::Check, node, 0));
+            }
+            Kind::BootFailed => {
+                slots_taken = slots_taken.saturating_sub(1);
+                let failed = target as usize;
+                counts_of_reports.failed(failed);
+                if let Some(list) = denied.get_mut(i) {
+                    list.push(graph.nodes()[failed].id.to_string());
+                }
                 queue.push((check_after(i, t), Kind::Check, node, 0));
             }
             Kind::Check => {
@@ -313,8 +394,8 @@ pub fn simulate(document: &GraphDocument, options: &Options) -> Result<Timeline,
                     booted: &booted.id,
                     wariness: wariness[i],
                     now,
-                    deny: &[],
-                    halted: &[],
+                    deny: denied.get(i).map_or(&[], Vec::as_slice),
+                    halted: &halted,
                     allow_downgrade: false,
                 };
                 let (decision, change) = graph.decide_and_next_change_at(at[i], &query);
@@ -340,8 +421,19 @@ pub fn simulate(document: &GraphDocument, options: &Options) -> Result<Timeline,
                             if options.lock_slots.is_some() {
                                 slots_taken += 1;
                             }
-                            let up = t.saturating_add(options.reboot_time.as_secs().max(1));
-                            queue.push((up, Kind::Boot, node, *to as u32));
+                            counts_of_reports.rebooting(*to, t);
+                            let fails_here = fails[*to].is_some_and(|share| {
+                                guard::draw(options.seed, guard::FAIL_SALT, i, *to) < share
+                            });
+                            if fails_here {
+                                // The failed boot, then the boot back into
+                                // the release it came from.
+                                let back = t.saturating_add(2 * reboot);
+                                queue.push((back, Kind::BootFailed, node, *to as u32));
+                            } else {
+                                let up = t.saturating_add(reboot);
+                                queue.push((up, Kind::Boot, node, *to as u32));
+                            }
                         }
                     }
                 } else if let Some(change) = change {
@@ -352,7 +444,21 @@ pub fn simulate(document: &GraphDocument, options: &Options) -> Result<Timeline,
     }
     while samples.len() < sample_times.len() {
         samples.push(counts.clone());
+        took_samples.push(took_now(&counts_of_reports, graph.nodes().len()));
     }
+    // The guard reads on to the end: late reports can still trip it.
+    counts_of_reports.read_before(end.saturating_add(1));
+    let reports = (0..graph.nodes().len())
+        .filter(|&p| fails[p].is_some() || counts_of_reports.took(p) > 0)
+        .map(|p| ReleaseReports {
+            version: graph.nodes()[p].version.clone(),
+            fails: fails[p],
+            took: counts_of_reports.took(p),
+            failed: counts_of_reports.failures(p),
+            took_over_time: took_samples.iter().map(|s| s[p]).collect(),
+            halt: counts_of_reports.halt(p).cloned(),
+        })
+        .collect();
 
     let used: Vec<usize> = (0..graph.nodes().len()).filter(|&p| visited[p]).collect();
     let lines = used
@@ -389,7 +495,34 @@ pub fn simulate(document: &GraphDocument, options: &Options) -> Result<Timeline,
         final_counts: used.iter().map(|&p| counts[p]).collect(),
         settled: settled.map(|s| s.and_then(|t| Timestamp::from_second(t).ok())),
         start: options.start,
+        reports,
+        guard: options.guard.clone(),
     })
+}
+
+/// Simulate the fleet with the guard of `options` and without it, on the
+/// same seed (so the same hosts fail): what the guard spared.
+pub fn simulate_with_and_without_guard(
+    document: &GraphDocument,
+    options: &Options,
+) -> Result<Comparison, SimError> {
+    let with_guard = simulate(document, options)?;
+    let without_guard = simulate(
+        document,
+        &Options {
+            guard: None,
+            ..options.clone()
+        },
+    )?;
+    Ok(Comparison {
+        with_guard,
+        without_guard,
+    })
+}
+
+/// Hosts that have rebooted into each release so far.
+fn took_now(counts: &guard::Counts, positions: usize) -> Vec<u64> {
+    (0..positions).map(|p| counts.took(p)).collect()
 }
 
 fn starting_releases(

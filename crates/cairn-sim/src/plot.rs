@@ -1,6 +1,7 @@
 //! The timeline as an SVG plot: the fleet's share on each release over
 //! time, barriers and dead-ends marked in the legend, rollout starts and ends
-//! as dashed lines. SVG only: text in SVG needs no font files, while PNG
+//! as dashed lines; and the failing releases with and without the rollout
+//! guard. SVG only: text in SVG needs no font files, while PNG
 //! would need a font bundled into the binary.
 
 use crate::Timeline;
@@ -114,6 +115,121 @@ fn draw<DB: DrawingBackend>(
             .draw_series(LineSeries::new(points, color.stroke_width(2)))?
             .label(label)
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], color.stroke_width(3)));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.4))
+        .position(SeriesLabelPosition::MiddleRight)
+        .draw()?;
+    Ok(())
+}
+
+/// Write the failing releases' plot: for each, the hosts that had rebooted
+/// into it over time in every run of `runs` (a label and its timeline, for
+/// example "with the guard" and "without the guard"), and the guard's halt
+/// as a dashed line.
+pub fn failures_svg(runs: &[(&str, &Timeline)], title: &str, path: &Path) -> Result<(), PlotError> {
+    let failed = |message: String| PlotError {
+        path: path.display().to_string(),
+        message,
+    };
+    let root = SVGBackend::new(path, (1100, 620)).into_drawing_area();
+    draw_failures(runs, title, &root).map_err(|e| failed(e.to_string()))?;
+    root.present().map_err(|e| failed(e.to_string()))
+}
+
+fn draw_failures<DB: DrawingBackend>(
+    runs: &[(&str, &Timeline)],
+    title: &str,
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    root.fill(&WHITE)?;
+    let Some((_, first)) = runs.first() else {
+        return Ok(());
+    };
+    let start = first.start;
+    let hours = |t: jiff::Timestamp| t.duration_since(start).as_secs_f64() / 3600.0;
+    let span = first.times.last().map_or(1.0, |t| hours(*t)).max(1.0);
+    let most = runs
+        .iter()
+        .flat_map(|(_, t)| t.reports.iter())
+        .filter(|r| r.fails.is_some())
+        .map(|r| r.took)
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d(0.0..span, 0.0..most * 1.08)?;
+    chart
+        .configure_mesh()
+        .x_desc(format!(
+            "hours since {}",
+            start.strftime("%Y-%m-%d %H:%M UTC")
+        ))
+        .y_desc("hosts that rebooted into the failing release")
+        .y_label_formatter(&|hosts| format!("{hosts:.0}"))
+        .draw()?;
+    let failing: Vec<&str> = first
+        .reports
+        .iter()
+        .filter(|r| r.fails.is_some())
+        .map(|r| r.version.as_str())
+        .collect();
+    for (n, version) in failing.iter().enumerate() {
+        let color = PALETTE[n % PALETTE.len()];
+        for (k, (label, timeline)) in runs.iter().enumerate() {
+            let Some(report) = timeline.reports.iter().find(|r| r.version == *version) else {
+                continue;
+            };
+            let points: Vec<(f64, f64)> = timeline
+                .times
+                .iter()
+                .zip(&report.took_over_time)
+                .map(|(t, took)| (hours(*t), *took as f64))
+                .collect();
+            let name = format!("hosts that took {version}, {label}: {}", report.took);
+            // The first run solid, the others dashed.
+            let width = if k == 0 { 3 } else { 2 };
+            if k == 0 {
+                chart
+                    .draw_series(LineSeries::new(points, color.stroke_width(width)))?
+                    .label(name)
+                    .legend(move |(x, y)| {
+                        PathElement::new([(x, y), (x + 18, y)], color.stroke_width(3))
+                    });
+            } else {
+                chart
+                    .draw_series(DashedLineSeries::new(
+                        points,
+                        8,
+                        5,
+                        color.mix(0.7).stroke_width(width),
+                    ))?
+                    .label(name)
+                    .legend(move |(x, y)| {
+                        PathElement::new([(x, y), (x + 6, y)], color.stroke_width(2))
+                    });
+            }
+            if let Some(halt) = &report.halt {
+                let x = hours(halt.at);
+                chart.draw_series(DashedLineSeries::new(
+                    [(x, 0.0), (x, most * 1.08)],
+                    4,
+                    4,
+                    BLACK.mix(0.5).stroke_width(1),
+                ))?;
+                chart.draw_series(std::iter::once(Text::new(
+                    format!("guard halted {version}"),
+                    (x, most * 1.04),
+                    ("sans-serif", 12),
+                )))?;
+            }
+        }
     }
     chart
         .configure_series_labels()

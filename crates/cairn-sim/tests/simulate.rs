@@ -46,6 +46,8 @@ fn options(nodes: usize, hours: i64) -> Options {
         lock_slots: None,
         samples: 97,
         seed: 7,
+        failures: Vec::new(),
+        guard: None,
     }
 }
 
@@ -389,4 +391,244 @@ fn a_derived_fleet_walks_a_late_barrier_image_to_the_newest_base() {
     .expect("runs");
     assert_eq!(fresh.lines.len(), 1);
     assert_eq!(fresh.lines[0].version, "1.1");
+}
+
+/// 1.1 rolls out linearly over 48 h from T0 and fails to boot on `share`
+/// of the hosts that take it.
+fn failing_rollout(share: f64, guard: Option<cairn_sim::Guard>) -> (GraphDocument, Options) {
+    let doc = document(vec![release(0, None), release(1, linear(T0, 48))]);
+    let options = Options {
+        failures: vec![cairn_sim::Failure {
+            version: "1.1".into(),
+            share,
+        }],
+        guard,
+        ..options(10_000, 72)
+    };
+    (doc, options)
+}
+
+fn reports<'a>(timeline: &'a cairn_sim::Timeline, version: &str) -> &'a cairn_sim::ReleaseReports {
+    timeline
+        .reports
+        .iter()
+        .find(|r| r.version == version)
+        .expect("reports of the release")
+}
+
+fn final_count(timeline: &cairn_sim::Timeline, version: &str) -> usize {
+    timeline
+        .lines
+        .iter()
+        .zip(&timeline.final_counts)
+        .find(|(l, _)| l.version == version)
+        .map_or(0, |(_, c)| *c)
+}
+
+#[test]
+fn the_guard_halts_a_release_failing_on_30_percent_soon_after_its_third_failure() {
+    let guard = cairn_sim::Guard::default();
+    let (doc, options) = failing_rollout(0.3, Some(guard.clone()));
+    let compared = cairn_sim::simulate_with_and_without_guard(&doc, &options).expect("runs");
+    let (with, without) = (&compared.with_guard, &compared.without_guard);
+    let n = options.nodes as f64;
+    let rollout = 48.0 * 3600.0;
+    let (check, reboot) = (
+        options.check_interval.as_secs() as f64,
+        options.reboot_time.as_secs() as f64,
+    );
+
+    // Without the guard every host tries 1.1 once (the rollout ends within
+    // the 72 hours); 30% fail, roll back, and never try it again.
+    let open = reports(without, "1.1");
+    assert_eq!(open.took, 10_000);
+    assert!(open.halt.is_none());
+    // Binomial(10,000, 0.3): mean 3,000, standard deviation 46.
+    assert!((2_800..=3_200).contains(&open.failed), "{}", open.failed);
+    assert_eq!(final_count(without, "1.0") as u64, open.failed);
+    assert_eq!(final_count(without, "1.1") as u64, open.took - open.failed);
+
+    let guarded = reports(with, "1.1");
+    let halt = guarded.halt.as_ref().expect("the guard trips");
+    // It trips on the rule: enough failures, and a share above the limit.
+    assert!(halt.failures >= guard.min_failures, "{halt:?}");
+    assert!(
+        halt.failures as f64 / halt.rebooting as f64 > guard.max_share,
+        "{halt:?}"
+    );
+    // Hosts stop taking 1.1 from the halt on: every `rebooting` report it
+    // got was in when it tripped.
+    assert_eq!(guarded.took, halt.rebooting);
+    let after = (halt.at.as_second() - T0) as f64;
+    // Node i (of wariness (i + 0.5) / n) is offered 1.1 at T0 + its
+    // wariness x 48 h, and takes it at its next check, within one interval.
+    // So by the halt every host offered it a check interval earlier took
+    // it, and none offered it later did.
+    let offered_by = |seconds: f64| (seconds / rollout * n + 0.5).floor().max(0.0);
+    assert!(
+        (guarded.took as f64) >= offered_by(after - check)
+            && (guarded.took as f64) <= offered_by(after),
+        "took {} by {after} s",
+        guarded.took
+    );
+    // The earliest the third failure can be known: the third host offered
+    // it, plus a failed boot and the boot back. The latest it trips: with
+    // 30% failing, three failures among the first 40 takers fail to happen
+    // with a chance of 1 in 10,000; then the 40th host's check, its two
+    // boots and one guard reading.
+    let earliest = 2.5 / n * rollout + 2.0 * reboot;
+    let latest = 40.0 / n * rollout + check + 2.0 * reboot + guard.interval.as_secs() as f64;
+    assert!(
+        after >= earliest && after <= latest,
+        "{after} s not in [{earliest}, {latest}]"
+    );
+    // Nobody took it after the halt's sample; the hosts that got through
+    // stay on it, the failed ones are back on 1.0.
+    let halt_sample = (after / (72.0 * 3600.0) * 96.0).ceil() as usize;
+    assert!(
+        guarded.took_over_time[halt_sample..]
+            .iter()
+            .all(|took| *took == guarded.took),
+        "{:?}",
+        &guarded.took_over_time[..halt_sample + 2]
+    );
+    assert_eq!(
+        final_count(with, "1.1") as u64,
+        guarded.took - guarded.failed
+    );
+    assert_eq!(
+        final_count(with, "1.0") as u64,
+        10_000 - guarded.took + guarded.failed
+    );
+    assert!(
+        guarded.took * 100 < open.took,
+        "{} vs {}",
+        guarded.took,
+        open.took
+    );
+
+    let summary = compared.summary();
+    let expected = format!(
+        "1.1 fails to boot on 30.0% of hosts: {} hosts took it with the guard, 10000 without\n",
+        guarded.took
+    );
+    assert!(summary.contains(&expected), "{summary}");
+    assert!(summary.contains("guard: halted 1.1 after "), "{summary}");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("failures.svg");
+    cairn_sim::plot::failures_svg(
+        &[("with the guard", with), ("without the guard", without)],
+        "1.1 failing",
+        &path,
+    )
+    .expect("plot");
+    let svg = std::fs::read_to_string(&path).expect("svg");
+    for label in [
+        format!("hosts that took 1.1, with the guard: {}", guarded.took),
+        "hosts that took 1.1, without the guard: 10000".to_string(),
+        "guard halted 1.1".to_string(),
+    ] {
+        assert!(svg.contains(&label), "{label} in the plot");
+    }
+}
+
+#[test]
+fn without_failures_the_guard_never_trips() {
+    let doc = document(vec![release(0, None), release(1, linear(T0, 48))]);
+    let options = Options {
+        guard: Some(cairn_sim::Guard::default()),
+        ..options(10_000, 72)
+    };
+    let timeline = simulate(&doc, &options).expect("runs");
+    let took = reports(&timeline, "1.1");
+    assert_eq!((took.took, took.failed, &took.halt), (10_000, 0, &None));
+    assert_eq!(final_count(&timeline, "1.1"), 10_000);
+    let summary = timeline.guard_summary();
+    assert!(
+        summary.contains("guard: 1.1 not tripped: 0 failures of 10000 rebooting reports (0.0%)\n"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn hosts_never_retry_a_release_that_failed_and_move_past_it() {
+    // 1.1 fails on half the hosts; 1.2 comes out six hours later.
+    let doc = document(vec![
+        release(0, None),
+        release(1, Some(Rollout::immediate())),
+        release(
+            2,
+            Some(Rollout {
+                start_epoch: Some(T0 + 6 * 3600),
+                start_percentage: Some(1.0),
+                duration_minutes: None,
+            }),
+        ),
+    ]);
+    let options = Options {
+        failures: vec![cairn_sim::Failure {
+            version: "1.1".into(),
+            share: 0.5,
+        }],
+        ..options(2_000, 12)
+    };
+    let timeline = simulate(&doc, &options).expect("runs");
+    let failing = reports(&timeline, "1.1");
+    assert_eq!(failing.took, 2_000, "each host tried it once");
+    assert!(
+        (900..=1_100).contains(&failing.failed),
+        "{}",
+        failing.failed
+    );
+    // Sample 40 is 5 hours in: the failed hosts are back on 1.0 and stay.
+    let on_old = timeline
+        .lines
+        .iter()
+        .find(|l| l.version == "1.0")
+        .expect("1.0")
+        .shares[40];
+    assert_eq!(on_old, failing.failed as f64 / 2_000.0);
+    // Then everybody, failed or not, goes on to 1.2.
+    assert_eq!(final_count(&timeline, "1.2"), 2_000);
+    assert!(timeline.failure_summary().contains(&format!(
+        "1.1 fails to boot on 50.0% of hosts: 2000 hosts took it, {} failed and rolled back\n",
+        failing.failed
+    )));
+}
+
+#[test]
+fn the_guard_counts_hosts_silent_past_the_missing_time() {
+    // Healthy reports delayed up to 3 hours while a host counts as missing
+    // after one: with max_missing 0, silence alone trips it.
+    let doc = document(vec![
+        release(0, None),
+        release(1, Some(Rollout::immediate())),
+    ]);
+    let silent = Options {
+        guard: Some(cairn_sim::Guard {
+            max_missing: Some(0),
+            report_delay: SignedDuration::from_hours(3),
+            ..cairn_sim::Guard::default()
+        }),
+        ..options(1_000, 6)
+    };
+    let timeline = simulate(&doc, &silent).expect("runs");
+    let halt = reports(&timeline, "1.1").halt.clone().expect("trips");
+    assert_eq!(halt.failures, 0);
+    assert!(halt.missing > 0, "{halt:?}");
+    // Not before the first `rebooting` report is an hour old.
+    assert!(halt.at.as_second() >= T0 + 3600, "{halt:?}");
+    // Failing releases and settings out of range are refused.
+    let unknown = Options {
+        failures: vec![cairn_sim::Failure {
+            version: "9.9".into(),
+            share: 0.1,
+        }],
+        ..options(10, 1)
+    };
+    assert!(matches!(
+        simulate(&doc, &unknown),
+        Err(cairn_sim::SimError::UnknownRelease(v, _)) if v == "9.9"
+    ));
 }

@@ -588,11 +588,38 @@ fn the_demo_runs_and_leaves_a_plot() {
         "-> now on 1.4 after 2 reboot(s)",
         "2000 nodes",
         "Plot: ",
+        "6. Suppose 1.4 fails to boot on 30% of the hosts that take it.",
+        "guard: halted 1.4 after ",
+        "Guard plot: ",
     ] {
         assert!(out.contains(expected), "{expected} in {out}");
     }
     let svg = std::fs::read_to_string(demo.join("rollout.svg")).expect("plot");
     assert!(svg.starts_with("<svg") && svg.contains("1.1 (barrier)"));
+    // The guard halts 1.4 while the quarter of the fleet its rollout has
+    // reached is still taking it; without it everybody takes it in 3 days.
+    let took = line_starting(&out, "   1.4 fails to boot on 30.0% of hosts: ");
+    let with = number_before(took, "hosts took it with the guard");
+    assert_eq!(number_before(took, "without"), 2000, "{out}");
+    assert!(with > 0 && with < 2000 * 35 / 100, "{out}");
+    let guard = std::fs::read_to_string(demo.join("guard.svg")).expect("guard plot");
+    assert!(
+        guard.contains(&format!("hosts that took 1.4, with the guard: {with}"))
+            && guard.contains("hosts that took 1.4, without the guard: 2000")
+            && guard.contains("guard halted 1.4"),
+        "the guard plot's labels"
+    );
+    // The command it suggests runs on the document it published.
+    let suggested = out
+        .lines()
+        .find(|l| l.starts_with("   cairn simulate ") && l.contains("--failure"))
+        .expect("a suggested simulate --failure");
+    let words: Vec<&str> = suggested.split_whitespace().skip(1).collect();
+    let tried = ok(&words);
+    assert!(
+        tried.contains("1.4 fails to boot on 30.0% of hosts"),
+        "{tried}"
+    );
     // The document it published verifies with the key it printed.
     let shown = ok(&cmd(
         "graph show --document",
@@ -883,4 +910,121 @@ fn cairn_serve_shows_a_config_mistake_on_several_lines() {
             config.display()
         )
     );
+}
+
+/// A line of `out` that starts with `prefix`.
+fn line_starting<'a>(out: &'a str, prefix: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no line starting {prefix:?} in {out}"))
+}
+
+/// The number just before `word` in `line`.
+fn number_before(line: &str, word: &str) -> u64 {
+    let head = &line[..line
+        .find(word)
+        .unwrap_or_else(|| panic!("{word} in {line}"))];
+    head.split_whitespace()
+        .last()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a number before {word} in {line}"))
+}
+
+#[test]
+fn simulate_a_failing_release_with_and_without_the_rollout_guard() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let doc = example().display().to_string();
+    let plot = dir.path().join("plot.svg");
+    // 43.20251110.0 is at 55% of its rollout: about 5,500 of the 10,000
+    // hosts on the barrier take it within their first 5-minute check.
+    let out = ok(&cmd(
+        "simulate --nodes 10000 --days 3 --booted 42.20250929.0 --failure 43.20251110.0=0.3 --guard min_failures=3,max_share=0.05 --start",
+        &[EXAMPLE_NOW, &doc, "--out", &plot.display().to_string()],
+    ));
+    let took = line_starting(&out, "43.20251110.0 fails to boot on 30.0% of hosts: ");
+    let with = number_before(took, "hosts took it with the guard");
+    let without = number_before(took, "without");
+    // Without the guard every host takes it in the end; with it, only those
+    // that checked in the minutes before the failures came in.
+    assert_eq!(without, 10_000, "{out}");
+    assert!((5_000..=6_000).contains(&with), "{out}");
+    let halted = line_starting(&out, "guard: halted 43.20251110.0 after ");
+    let failures = number_before(halted, "failures of");
+    let rebooting = number_before(halted, "rebooting reports");
+    assert_eq!(rebooting, with, "{out}");
+    assert!(failures >= 3 && failures * 20 > rebooting, "{out}");
+    // Failure reports come 2 reboots (4 min) after `rebooting`: the share
+    // crosses 5% a few readings in, not at the first.
+    assert!(
+        halted.contains("after 5 min (2025-11-11T16:05:00Z)"),
+        "{out}"
+    );
+    // The release hosts took instead was never near the thresholds.
+    assert!(
+        out.contains("guard: 43.20251027.0 not tripped: 0 failures of "),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "failures plot: {}\n",
+            dir.path().join("plot-failures.svg").display()
+        )),
+        "{out}"
+    );
+    let svg = std::fs::read_to_string(dir.path().join("plot-failures.svg")).expect("plot");
+    for label in [
+        format!("hosts that took 43.20251110.0, with the guard: {with}"),
+        "hosts that took 43.20251110.0, without the guard: 10000".to_string(),
+        "guard halted 43.20251110.0".to_string(),
+    ] {
+        assert!(svg.contains(&label), "{label} in the plot");
+    }
+    assert!(
+        std::fs::read_to_string(&plot)
+            .expect("plot")
+            .contains("43.20251110.0")
+    );
+
+    // No failing release: the guard trips on nothing.
+    let out = ok(&cmd(
+        "simulate --nodes 2000 --days 3 --booted 42.20250929.0 --guard min_failures=3 --start",
+        &[EXAMPLE_NOW, &doc],
+    ));
+    assert!(!out.contains("guard: halted"), "{out}");
+    for version in ["43.20251027.0", "43.20251110.0"] {
+        let line = line_starting(
+            &out,
+            &format!("guard: {version} not tripped: 0 failures of "),
+        );
+        assert!(number_before(line, "rebooting reports") > 0, "{out}");
+    }
+
+    for (args, expected) in [
+        (
+            "--failure 9.9=0.3",
+            "cairn: error: --failure 9.9=0.3: no x86_64 release has the version or digest 9.9\n",
+        ),
+        (
+            "--failure 43.20251110.0=1.5",
+            "cairn: error: --failure 43.20251110.0=1.5: the share must be a number from 0 to 1\n",
+        ),
+        (
+            "--guard min_failures=many",
+            "cairn: error: --guard min_failures=many: expected a whole number, at least 1\n",
+        ),
+        (
+            "--guard max_share=0.05,max_missing=some",
+            "cairn: error: --guard max_missing=some: expected a whole number: invalid digit found in string\n",
+        ),
+        (
+            "--guard max_failures=3",
+            "cairn: error: --guard max_failures: unknown key; the keys are min_failures, max_share and max_missing\n",
+        ),
+    ] {
+        let err = failure(&cmd(
+            &format!("simulate --nodes 10 --days 1 {args} --start"),
+            &[EXAMPLE_NOW, &doc],
+        ));
+        assert!(err.ends_with(expected), "{args}: {err}");
+    }
 }

@@ -1,7 +1,8 @@
 //! `cairn demo`: Cairn end to end on this machine in under a minute, with
 //! no registry, no root and no network: real OCI images in an `oci:`
 //! layout, a signed document published next to them, real agents deciding
-//! for simulated hosts, and a simulated fleet with its plot.
+//! for simulated hosts, a simulated fleet with its plot, and the rollout
+//! guard halting a release that fails on part of that fleet.
 
 use crate::cli::args;
 use anyhow::Context;
@@ -181,23 +182,23 @@ async fn demo(dir: &Path, nodes: usize) -> anyhow::Result<()> {
     say(&format!(
         "\n5. The whole fleet: {nodes} nodes on 1.0, checking every 5 minutes, over 3 days:"
     ));
-    let timeline = cairn_sim::simulate(
-        &document,
-        &cairn_sim::Options {
-            nodes,
-            wariness: cairn_sim::Wariness::Uniform,
-            arch: "x86_64".into(),
-            booted: vec![("1.0".into(), 1.0)],
-            start: now,
-            span: SignedDuration::from_hours(72),
-            check_interval: SignedDuration::from_mins(5),
-            reboot_time: SignedDuration::from_mins(2),
-            schedule: None,
-            lock_slots: None,
-            samples: 400,
-            seed: 1,
-        },
-    )?;
+    let fleet = cairn_sim::Options {
+        nodes,
+        wariness: cairn_sim::Wariness::Uniform,
+        arch: "x86_64".into(),
+        booted: vec![("1.0".into(), 1.0)],
+        start: now,
+        span: SignedDuration::from_hours(72),
+        check_interval: SignedDuration::from_mins(5),
+        reboot_time: SignedDuration::from_mins(2),
+        schedule: None,
+        lock_slots: None,
+        samples: 400,
+        seed: 1,
+        failures: Vec::new(),
+        guard: None,
+    };
+    let timeline = cairn_sim::simulate(&document, &fleet)?;
     for line in timeline.summary().lines() {
         say(&format!("   {line}"));
     }
@@ -209,6 +210,36 @@ async fn demo(dir: &Path, nodes: usize) -> anyhow::Result<()> {
     )
     .map_err(anyhow::Error::msg)?;
     say(&format!("\nPlot: {}", plot.display()));
+
+    say("\n6. Suppose 1.4 fails to boot on 30% of the hosts that take it. Each host tells");
+    say("   cairn serve \"rebooting\" before it reboots and its failure at once; the rollout");
+    say("   guard halts 1.4 at 3 failures and a failure share above 5%, and from then on no");
+    say("   host is offered it. The same fleet, with the guard and without:");
+    let compared = cairn_sim::simulate_with_and_without_guard(
+        &document,
+        &cairn_sim::Options {
+            failures: vec![cairn_sim::Failure {
+                version: "1.4".into(),
+                share: 0.3,
+            }],
+            guard: Some(cairn_sim::Guard::default()),
+            ..fleet
+        },
+    )?;
+    for line in compared.summary().lines() {
+        say(&format!("   {line}"));
+    }
+    let guard_plot = dir.join("guard.svg");
+    cairn_sim::plot::failures_svg(
+        &[
+            ("with the guard", &compared.with_guard),
+            ("without the guard", &compared.without_guard),
+        ],
+        "cairn demo: 1.4 fails on 30% of hosts",
+        &guard_plot,
+    )
+    .map_err(anyhow::Error::msg)?;
+    say(&format!("Guard plot: {}", guard_plot.display()));
     say("\nNext, try:");
     say(&format!(
         "   cairn graph show --document {repository}:{tag} --key {}",
@@ -222,6 +253,11 @@ async fn demo(dir: &Path, nodes: usize) -> anyhow::Result<()> {
         "   cairn simulate --document {repository}:{tag} --key {} --nodes 100000 --window \"Sat,Sun 02:00 120\" --out {}",
         dir.join("demo.pub").display(),
         dir.join("windows.svg").display()
+    ));
+    say(&format!(
+        "   cairn simulate --document {repository}:{tag} --key {} --booted 1.0 --failure 1.4=0.3 --guard min_failures=3,max_share=0.05 --out {}",
+        dir.join("demo.pub").display(),
+        dir.join("failing.svg").display()
     ));
     Ok(())
 }

@@ -56,9 +56,29 @@ pub struct Args {
     /// Write the plot here (SVG).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Seed of the nodes' check phases.
+    /// Seed of the nodes' check phases, of which hosts a failing release
+    /// fails on, and of the delays of healthy reports.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// `VERSION=SHARE`: this release fails to boot on SHARE (0 to 1) of the
+    /// hosts that take them; they roll back and never take it again.
+    /// Repeatable.
+    #[arg(long = "failure")]
+    failures: Vec<String>,
+    /// Model the rollout guard of `cairn serve`:
+    /// `min_failures=N,max_share=S[,max_missing=M]` (keys left out take the
+    /// defaults 3 and 0.05; no missing limit). The fleet is then simulated
+    /// with and without it.
+    #[arg(long)]
+    guard: Option<String>,
+    /// With --guard: the longest random delay of a healthy report (the
+    /// agent's `reports.max_delay_seconds`). Default: 30m.
+    #[arg(long, requires = "guard")]
+    report_delay: Option<String>,
+    /// With --guard: the time between the guard's readings of the counts.
+    /// Default: 1m.
+    #[arg(long, requires = "guard")]
+    guard_interval: Option<String>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -152,9 +172,33 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         lock_slots: args.lock_slots,
         samples: 400,
         seed: args.seed,
+        failures: args
+            .failures
+            .iter()
+            .map(|text| parse_failure(&document, &args.arch, text))
+            .collect::<anyhow::Result<_>>()?,
+        guard: match &args.guard {
+            None => None,
+            Some(text) => Some(parse_guard(
+                text,
+                args::parse_duration(args.report_delay.as_deref().unwrap_or("30m"))
+                    .context("--report-delay")?,
+                args::parse_duration(args.guard_interval.as_deref().unwrap_or("1m"))
+                    .context("--guard-interval")?,
+            )?),
+        },
     };
-    let timeline = cairn_sim::simulate(&document, &options)?;
+    let (timeline, compared) = if options.guard.is_some() {
+        let compared = cairn_sim::simulate_with_and_without_guard(&document, &options)?;
+        (compared.with_guard.clone(), Some(compared))
+    } else {
+        (cairn_sim::simulate(&document, &options)?, None)
+    };
     let mut text = timeline.summary();
+    text.push_str(&match &compared {
+        Some(compared) => compared.summary(),
+        None => timeline.failure_summary(),
+    });
     // What the fleet's reboots were bound to, so the numbers above can be read.
     text.push_str(&if args.windows.is_empty() {
         "windows: none, nodes reboot at any time\n".to_string()
@@ -172,6 +216,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
         cairn_sim::plot::svg(&timeline, &title, out).map_err(anyhow::Error::msg)?;
         text.push_str(&format!("plot: {}\n", out.display()));
+        if !options.failures.is_empty() {
+            let beside = failures_plot_path(out);
+            let runs: Vec<(&str, &cairn_sim::Timeline)> = match &compared {
+                Some(c) => vec![
+                    ("with the guard", &c.with_guard),
+                    ("without the guard", &c.without_guard),
+                ],
+                None => vec![("without a guard", &timeline)],
+            };
+            cairn_sim::plot::failures_svg(&runs, &format!("{title}: failing releases"), &beside)
+                .map_err(anyhow::Error::msg)?;
+            text.push_str(&format!("failures plot: {}\n", beside.display()));
+        }
     }
     args::emit(&text)?;
     args.document.warn_if_unchecked();
@@ -256,4 +313,84 @@ fn parse_booted(text: &str) -> anyhow::Result<Vec<(String, f64)>> {
             Ok((version.to_string(), share))
         })
         .collect()
+}
+
+/// The failing releases' plot beside `out`: `plot.svg` gives `plot-failures.svg`.
+pub fn failures_plot_path(out: &std::path::Path) -> PathBuf {
+    let stem = out
+        .file_stem()
+        .map_or_else(|| "plot".into(), |s| s.to_string_lossy().into_owned());
+    out.with_file_name(format!("{stem}-failures.svg"))
+}
+
+/// `VERSION=SHARE` of `--failure`; the version (or digest) must name a
+/// release of `arch`.
+fn parse_failure(
+    document: &cairn_graph::GraphDocument,
+    arch: &str,
+    text: &str,
+) -> anyhow::Result<cairn_sim::Failure> {
+    let (version, share) = text.rsplit_once('=').with_context(|| {
+        format!("--failure {text}: expected VERSION=SHARE, for example 44.2=0.3")
+    })?;
+    let share: f64 = share
+        .parse()
+        .ok()
+        .filter(|s: &f64| (0.0..=1.0).contains(s))
+        .with_context(|| format!("--failure {text}: the share must be a number from 0 to 1"))?;
+    let release = booted_release(document, arch, version).with_context(|| {
+        format!("--failure {text}: no {arch} release has the version or digest {version}")
+    })?;
+    Ok(cairn_sim::Failure {
+        version: release.version.clone(),
+        share,
+    })
+}
+
+/// `min_failures=N,max_share=S[,max_missing=M]` of `--guard`.
+fn parse_guard(
+    text: &str,
+    report_delay: jiff::SignedDuration,
+    interval: jiff::SignedDuration,
+) -> anyhow::Result<cairn_sim::Guard> {
+    anyhow::ensure!(
+        interval.as_secs() > 0,
+        "--guard-interval must be at least 1s"
+    );
+    let mut guard = cairn_sim::Guard {
+        report_delay,
+        interval,
+        ..cairn_sim::Guard::default()
+    };
+    for part in text.split(',').filter(|p| !p.trim().is_empty()) {
+        let (key, value) = part.split_once('=').with_context(|| {
+            format!("--guard {part:?}: expected KEY=VALUE (min_failures, max_share, max_missing)")
+        })?;
+        let (key, value) = (key.trim(), value.trim());
+        match key {
+            "min_failures" => {
+                guard.min_failures = value.parse().ok().filter(|n| *n >= 1).with_context(|| {
+                    format!("--guard min_failures={value}: expected a whole number, at least 1")
+                })?
+            }
+            "max_share" => {
+                guard.max_share = value
+                    .parse()
+                    .ok()
+                    .filter(|s: &f64| (0.0..=1.0).contains(s))
+                    .with_context(|| {
+                        format!("--guard max_share={value}: expected a number from 0 to 1")
+                    })?
+            }
+            "max_missing" => {
+                guard.max_missing = Some(value.parse().with_context(|| {
+                    format!("--guard max_missing={value}: expected a whole number")
+                })?)
+            }
+            other => anyhow::bail!(
+                "--guard {other}: unknown key; the keys are min_failures, max_share and max_missing"
+            ),
+        }
+    }
+    Ok(guard)
 }
