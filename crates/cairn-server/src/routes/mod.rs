@@ -3,6 +3,7 @@
 pub mod document;
 pub mod fleetlock;
 pub mod graph;
+pub mod halts;
 pub mod health;
 pub mod metrics;
 pub mod reports;

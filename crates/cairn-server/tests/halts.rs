@@ -1,0 +1,365 @@
+//! Halt lists in `cairn serve`, against a real registry: the list a
+//! document names is read, verified with the halt keys and kept through the
+//! store (both backends, etcd with the `etcd` feature); `/v1/graph` drops
+//! edges into halted releases at once and offers nothing without a
+//! verified, unexpired list; `/v2/halts/<stream>` serves the signed bytes;
+//! a restarted server refuses an older list.
+
+mod common;
+
+use cairn_graph::document::HaltSettings;
+use cairn_graph::halts::{HaltList, TrippedBy};
+use cairn_graph::{ArchEntry, GraphDocument, Release, Rollout};
+use cairn_oci::document::PublishOptions;
+use cairn_oci::halts::UpdateOptions;
+use cairn_oci::signing::SigningKey;
+use cairn_server::refresh::StreamSource;
+use cairn_server::state::Services;
+use cairn_server::{AppState, Config};
+use cairn_testkit::{Auth, TestRegistry};
+use common::{Backend, get};
+use jiff::{SignedDuration, Timestamp};
+use serde_json::Value;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const TAG: &str = "cairn-halts-stable";
+
+fn digest(n: u8) -> String {
+    format!("sha256:{}", format!("{n:02x}").repeat(32))
+}
+
+/// 44.1, then 44.2 and 44.3, both rolled out at once: 44.1 → 44.2, 44.1 →
+/// 44.3 and 44.2 → 44.3 are edges. Halts on, at `location`.
+fn document(location: &str, min_sequence: u64) -> String {
+    let release = |n: u8, rollout: Option<Rollout>| Release {
+        version: format!("44.{n}"),
+        architectures: [("x86_64".to_string(), ArchEntry::image(digest(n)))].into(),
+        rollout,
+        ..Release::default()
+    };
+    GraphDocument {
+        stream: "stable".into(),
+        repository: "registry.example.org/acme/os".into(),
+        sequence: 1,
+        issued: Timestamp::from_second(1_690_000_000).expect("time"),
+        expires: Timestamp::from_second(4_000_000_000).expect("time"),
+        releases: vec![
+            release(1, None),
+            release(2, Some(Rollout::immediate())),
+            release(3, Some(Rollout::immediate())),
+        ],
+        halts: Some(HaltSettings {
+            location: location.into(),
+            min_sequence,
+            cleared: Vec::new(),
+        }),
+        ..GraphDocument::default()
+    }
+    .to_json_pretty()
+}
+
+/// A registry with the halt-list repository, and the halt key.
+struct Lists {
+    registry: TestRegistry,
+    key: SigningKey,
+    dir: tempfile::TempDir,
+}
+
+impl Lists {
+    async fn start() -> Lists {
+        let registry = TestRegistry::start(Auth::None).await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = SigningKey::generate();
+        std::fs::write(dir.path().join("halt.key"), key.to_pem().expect("pem")).expect("key");
+        std::fs::write(
+            dir.path().join("halt.pub"),
+            key.verifying_key().to_pem().expect("pem"),
+        )
+        .expect("key");
+        Lists { registry, key, dir }
+    }
+
+    fn location(&self) -> String {
+        format!("{}/acme/halts:{TAG}", self.registry.host)
+    }
+
+    fn options(&self) -> (cairn_oci::Store, String) {
+        let repository = format!("{}/acme/halts", self.registry.host);
+        (self.registry.store("acme/halts"), repository)
+    }
+
+    /// Publish the next list, adding a halt of `version` (or none).
+    async fn publish(&self, version: Option<u8>) -> HaltList {
+        let (store, identity) = self.options();
+        let trust = [self.key.verifying_key()];
+        let options = UpdateOptions {
+            publish: PublishOptions {
+                tag: TAG,
+                identity: &identity,
+                key: Some(&self.key),
+                settle: Duration::ZERO,
+                expected: None,
+            },
+            trust_keys: &trust,
+            stream: "stable",
+            lifetime: SignedDuration::from_hours(48),
+            cleared: &[],
+        };
+        let published = match version {
+            Some(n) => cairn_oci::halts::add(
+                &store,
+                &options,
+                &format!("44.{n}"),
+                vec![digest(n)],
+                "a test halt",
+                TrippedBy::Person { who: "test".into() },
+            )
+            .await
+            .expect("add"),
+            None => cairn_oci::halts::refresh(&store, &options)
+                .await
+                .expect("refresh"),
+        };
+        published.list
+    }
+
+    /// Publish exactly `list`, signed with the halt key, over what the tag holds.
+    async fn publish_exactly(&self, list: &HaltList) {
+        let (store, identity) = self.options();
+        let before = store.resolve(TAG).await.expect("resolve").map(|h| h.digest);
+        let options = PublishOptions {
+            tag: TAG,
+            identity: &identity,
+            key: Some(&self.key),
+            settle: Duration::ZERO,
+            expected: None,
+        };
+        cairn_oci::halts::publish(&store, list, before, &options)
+            .await
+            .expect("publish");
+    }
+}
+
+/// A server on a settable clock, refreshed by hand.
+struct Server {
+    state: AppState,
+    source: StreamSource,
+    now: Arc<Mutex<Timestamp>>,
+}
+
+impl Server {
+    async fn refresh(&mut self) {
+        let _ = self.source.refresh_once(&self.state).await;
+    }
+
+    fn set_time(&self, time: Timestamp) {
+        *self.now.lock().expect("clock") = time;
+    }
+
+    /// The edges `/v1/graph` offers, as (from, to) versions.
+    async fn edges(&self) -> Vec<(String, String)> {
+        let (status, body) = get(
+            &self.state,
+            "/v1/graph?basearch=x86_64&stream=stable&oci=true&rollout_wariness=0.5",
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let graph: Value = serde_json::from_str(&body).expect("JSON");
+        let version = |i: &Value| {
+            graph["nodes"][i.as_u64().expect("index") as usize]["version"]
+                .as_str()
+                .expect("version")
+                .to_string()
+        };
+        let mut edges: Vec<_> = graph["edges"]
+            .as_array()
+            .expect("edges")
+            .iter()
+            .map(|e| (version(&e[0]), version(&e[1])))
+            .collect();
+        edges.sort();
+        edges
+    }
+
+    async fn source_error(&self) -> Value {
+        let (status, body) = get(&self.state, "/readyz").await;
+        assert_eq!(status, 200, "a halt list never changes readiness: {body}");
+        let ready: Value = serde_json::from_str(&body).expect("JSON");
+        ready["streams"]["stable"]["source_error"]["kind"].clone()
+    }
+}
+
+fn edge(from: u8, to: u8) -> (String, String) {
+    (format!("44.{from}"), format!("44.{to}"))
+}
+
+/// The `[halts]` store keys of `backend` (etcd: a one-member cluster, kept
+/// alive by the returned handle).
+async fn store_keys(backend: Backend) -> (String, Option<Arc<dyn std::any::Any + Send + Sync>>) {
+    match backend {
+        Backend::Embedded => ("database = \"halts.sqlite\"\n".into(), None),
+        #[cfg(feature = "etcd")]
+        Backend::Etcd => {
+            let etcd = tokio::task::spawn_blocking(|| cairn_testkit::EtcdCluster::start(1))
+                .await
+                .expect("etcd");
+            let keys = format!("backend = \"etcd\"\nendpoints = {:?}\n", etcd.endpoints());
+            (keys, Some(Arc::new(etcd)))
+        }
+    }
+}
+
+/// Start a server on `lists`' directory with these `[halts]` store keys.
+async fn start(lists: &Lists, store: &str, now: Timestamp, min_sequence: u64) -> Server {
+    let dir = lists.dir.path();
+    std::fs::write(
+        dir.join("stable.json"),
+        document(&lists.location(), min_sequence),
+    )
+    .expect("document");
+    let text = format!(
+        "insecure_registries = [{:?}]\n[[stream]]\nname = \"stable\"\ndocument = {{ location = {:?} }}\n\
+         [halts]\nhalt_keys = [\"halt.pub\"]\n{store}",
+        lists.registry.host,
+        dir.join("stable.json").display().to_string(),
+    );
+    let config = Config::from_toml(&text, &dir.join("server.toml")).expect("config");
+    let names = || config.streams.iter().map(|s| s.name.clone());
+    let halts = cairn_server::open_halts(&config, names())
+        .await
+        .expect("halts store");
+    halts.restore().await.expect("restore");
+    let clock_now = Arc::new(Mutex::new(now));
+    let reading = Arc::clone(&clock_now);
+    let state = AppState::with(
+        names(),
+        Arc::new(move || *reading.lock().expect("clock")),
+        30,
+        Services {
+            halts: Some(Arc::new(halts)),
+            ..Services::default()
+        },
+    );
+    let client = lists.registry.client();
+    let source = StreamSource::new(&config.streams[0], client, Duration::from_secs(10));
+    let mut server = Server {
+        state,
+        source,
+        now: clock_now,
+    };
+    server.refresh().await;
+    server
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_halt_drops_the_edge_into_its_release_and_the_list_is_served_as_signed() {
+    let lists = Lists::start().await;
+    lists.publish(None).await;
+    let mut server = start(&lists, "database = \"halts.sqlite\"\n", Timestamp::now(), 0).await;
+    assert_eq!(server.edges().await, [edge(1, 2), edge(1, 3), edge(2, 3)]);
+    assert_eq!(server.source_error().await, Value::Null);
+    let halted = lists.publish(Some(3)).await;
+    server.refresh().await;
+    assert_eq!(server.edges().await, [edge(1, 2)]);
+    // The exact bytes of the registry's copy, and where its signature is.
+    let response = tower::ServiceExt::oneshot(
+        cairn_server::router(server.state.clone()),
+        axum::http::Request::get("/v2/halts/stable")
+            .body(axum::body::Body::empty())
+            .expect("request"),
+    )
+    .await
+    .expect("response");
+    assert_eq!(response.status(), 200);
+    let signature = response.headers()["cairn-signature"]
+        .to_str()
+        .expect("header")
+        .to_string();
+    assert!(signature.ends_with(".sig"), "{signature}");
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .expect("body")
+        .to_bytes();
+    let (store, _) = lists.options();
+    let fetched = cairn_oci::halts::fetch(&store, TAG).await.expect("fetch");
+    assert_eq!(body, fetched.bytes);
+    assert_eq!(HaltList::from_json(&body).expect("list"), halted);
+    assert!(signature.contains(&cairn_oci::signing::signature_tag(
+        fetched.manifest_digest.as_deref().expect("digest")
+    )));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_verified_unexpired_list_no_edge_is_offered() {
+    let lists = Lists::start().await;
+    // Nothing published yet: no list, no edges.
+    let mut server = start(&lists, "database = \"halts.sqlite\"\n", Timestamp::now(), 0).await;
+    assert_eq!(server.edges().await, []);
+    assert_eq!(server.source_error().await, "halts_not_found");
+    // A list signed by a key nobody trusts is refused.
+    let stranger = SigningKey::generate();
+    let list = HaltList::successor(
+        None,
+        "stable",
+        None,
+        Timestamp::now(),
+        SignedDuration::from_hours(1),
+    )
+    .expect("list");
+    let (store, identity) = lists.options();
+    cairn_oci::halts::publish(
+        &store,
+        &list,
+        None,
+        &PublishOptions {
+            tag: TAG,
+            identity: &identity,
+            key: Some(&stranger),
+            settle: Duration::ZERO,
+            expected: None,
+        },
+    )
+    .await
+    .expect("publish");
+    server.refresh().await;
+    assert_eq!(server.source_error().await, "halts_bad_signature");
+    assert_eq!(server.edges().await, []);
+    let published = HaltList::successor(
+        Some(&list),
+        "stable",
+        None,
+        Timestamp::now(),
+        SignedDuration::from_hours(1),
+    )
+    .expect("list");
+    lists.publish_exactly(&published).await;
+    server.refresh().await;
+    assert_eq!(server.source_error().await, Value::Null);
+    assert_eq!(server.edges().await.len(), 3);
+    // Past its expiry: the stream offers nothing and says why.
+    server.set_time(published.expires + SignedDuration::from_secs(1));
+    server.refresh().await;
+    assert_eq!(server.source_error().await, "halts_expired");
+    assert_eq!(server.edges().await, []);
+}
+
+async fn a_restarted_server_refuses_an_older_list(backend: Backend) {
+    let lists = Lists::start().await;
+    let (keys, _etcd) = store_keys(backend).await;
+    let first = lists.publish(None).await;
+    let newer = lists.publish(Some(2)).await;
+    let server = start(&lists, &keys, Timestamp::now(), 0).await;
+    assert_eq!(server.edges().await, [edge(1, 3), edge(2, 3)]);
+    drop(server);
+    // The registry goes back to the first list (a stale mirror, a replay).
+    lists.publish_exactly(&first).await;
+    let server = start(&lists, &keys, Timestamp::now(), 0).await;
+    assert_eq!(server.source_error().await, "halts_replayed");
+    // The newer list, kept before the restart, is still in force and served.
+    assert_eq!(server.edges().await, [edge(1, 3), edge(2, 3)]);
+    let (_, body) = get(&server.state, "/v2/halts/stable").await;
+    assert_eq!(HaltList::from_json(body.as_bytes()).expect("list"), newer);
+}
+
+on_every_backend!(a_restarted_server_refuses_an_older_list);
