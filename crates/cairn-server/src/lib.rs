@@ -225,6 +225,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             }
         });
     }
+    if state.shared.halts.guard.is_some() {
+        tokio::spawn(halts::guard::run(state.clone()));
+    }
     if let Some(lock) = &state.shared.fleet_lock {
         if let Err(error) = lock.load_metrics(&state.shared.metrics).await {
             tracing::error!(value = %error.value, "reading the FleetLock groups for metrics failed");

@@ -212,6 +212,17 @@ async fn store_keys(backend: Backend) -> (String, Option<Arc<dyn std::any::Any +
 
 /// Start a server on `lists`' directory with these `[halts]` store keys.
 async fn start(lists: &Lists, store: &str, now: Timestamp, min_sequence: u64) -> Server {
+    start_with(lists, store, now, min_sequence, "").await
+}
+
+/// [`start`], with more configuration (`[reports]`, `[guard]`, tokens).
+async fn start_with(
+    lists: &Lists,
+    store: &str,
+    now: Timestamp,
+    min_sequence: u64,
+    extra: &str,
+) -> Server {
     let dir = lists.dir.path();
     std::fs::write(
         dir.join("stable.json"),
@@ -220,7 +231,7 @@ async fn start(lists: &Lists, store: &str, now: Timestamp, min_sequence: u64) ->
     .expect("document");
     let text = format!(
         "insecure_registries = [{:?}]\n[[stream]]\nname = \"stable\"\ndocument = {{ location = {:?} }}\n\
-         [halts]\nhalt_keys = [\"halt.pub\"]\n{store}",
+         [halts]\nhalt_keys = [\"halt.pub\"]\n{store}{extra}",
         lists.registry.host,
         dir.join("stable.json").display().to_string(),
     );
@@ -230,6 +241,14 @@ async fn start(lists: &Lists, store: &str, now: Timestamp, min_sequence: u64) ->
         .await
         .expect("halts store");
     halts.restore().await.expect("restore");
+    let reports = match &config.reports {
+        Some(section) => Some(
+            cairn_server::open_reports(section, names())
+                .await
+                .expect("reports store"),
+        ),
+        None => None,
+    };
     let clock_now = Arc::new(Mutex::new(now));
     let reading = Arc::clone(&clock_now);
     let state = AppState::with(
@@ -238,6 +257,8 @@ async fn start(lists: &Lists, store: &str, now: Timestamp, min_sequence: u64) ->
         30,
         Services {
             halts: Some(Arc::new(halts)),
+            reports,
+            tokens: config.tokens.clone(),
             ..Services::default()
         },
     );
@@ -363,3 +384,178 @@ async fn a_restarted_server_refuses_an_older_list(backend: Backend) {
 }
 
 on_every_backend!(a_restarted_server_refuses_an_older_list);
+
+const REPORT_TOKEN: &str = "report-token-0123456789";
+
+/// `[reports]` and `[guard]` (with a webhook at `webhook`), in `dir`.
+fn guard_config(dir: &std::path::Path, webhook: &str) -> String {
+    std::fs::write(dir.join("report.token"), REPORT_TOKEN).expect("token");
+    format!(
+        "[reports]\ndatabase = \"reports.sqlite\"\nexempt_networks = [\"127.0.0.0/8\"]\n\
+         [[token]]\nfile = \"report.token\"\nscopes = [\"report\"]\n\
+         [guard]\nhalt_key = \"halt.key\"\nwebhook = \"{webhook}\"\n"
+    )
+}
+
+/// Count `n` reports of `outcome` for 44.3 (from 44.2) through the store.
+async fn count(server: &Server, first_id: u32, n: u32, outcome: &str) {
+    use cairn_server::reports::model::{Outcome, Release};
+    use cairn_server::store::reports::ReportRecord;
+    let reports = server.state.shared.reports.as_ref().expect("reports");
+    let now = (server.state.shared.clock)();
+    for id in first_id..first_id + n {
+        let mut report_id = [0u8; 16];
+        report_id[..4].copy_from_slice(&id.to_be_bytes());
+        let record = ReportRecord {
+            stream: "stable".into(),
+            release: Release {
+                version: "44.3".into(),
+                digest: digest(3),
+            },
+            outcome: Outcome::parse(outcome).expect("outcome"),
+            id: report_id,
+        };
+        reports
+            .record(&server.state.shared.metrics, record, now)
+            .await
+            .expect("counted");
+    }
+}
+
+/// A webhook receiver keeping every JSON body it is sent.
+async fn webhook() -> (String, Arc<Mutex<Vec<Value>>>) {
+    let received: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let kept = Arc::clone(&received);
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: axum::Json<Value>| {
+            let kept = Arc::clone(&kept);
+            async move {
+                kept.lock().expect("lock").push(body.0);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{address}/hook"), received)
+}
+
+fn evaluations(server: &Server) -> u64 {
+    server
+        .state
+        .shared
+        .metrics
+        .guard_evaluations
+        .get_or_create(&cairn_server::metrics::StreamLabels {
+            stream: "stable".into(),
+        })
+        .get()
+}
+
+async fn check(server: &Server) {
+    let guard = server.state.shared.halts.guard.as_ref().expect("guard");
+    cairn_server::halts::guard::check(&server.state, guard).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_failures_among_200_rebooting_reports_do_not_trip_the_guard() {
+    let lists = Lists::start().await;
+    lists.publish(None).await;
+    let (url, received) = webhook().await;
+    let extra = guard_config(lists.dir.path(), &url);
+    let server = start_with(
+        &lists,
+        "database = \"halts.sqlite\"\n",
+        Timestamp::now(),
+        0,
+        &extra,
+    )
+    .await;
+    // 200 hosts are rebooting into 44.3; their healthy reports are still on
+    // their way, and 3 boots failed: 1.5 %, under the 5 % share.
+    count(&server, 0, 200, "rebooting").await;
+    count(&server, 1000, 3, "boot_failed").await;
+    let before = evaluations(&server);
+    check(&server).await;
+    assert_eq!(
+        evaluations(&server),
+        before + 1,
+        "the guard evaluated the stream"
+    );
+    let (store, _) = lists.options();
+    let list = cairn_oci::halts::fetch(&store, TAG)
+        .await
+        .expect("fetch")
+        .list;
+    assert!(list.entries.is_empty(), "{list:?}");
+    assert_eq!(server.edges().await, [edge(1, 2), edge(1, 3), edge(2, 3)]);
+    assert!(received.lock().expect("lock").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enough_failures_halt_the_release_signed_audited_and_announced() {
+    let lists = Lists::start().await;
+    lists.publish(None).await;
+    let (url, received) = webhook().await;
+    let extra = guard_config(lists.dir.path(), &url);
+    let server = start_with(
+        &lists,
+        "database = \"halts.sqlite\"\n",
+        Timestamp::now(),
+        0,
+        &extra,
+    )
+    .await;
+    count(&server, 0, 20, "rebooting").await;
+    count(&server, 1000, 2, "boot_failed").await;
+    count(&server, 2000, 1, "rolled_back").await;
+    check(&server).await;
+    // In the registry, signed with the halt key.
+    let (store, _) = lists.options();
+    let fetched = cairn_oci::halts::fetch(&store, TAG).await.expect("fetch");
+    assert_eq!(
+        fetched.signed_as(&[], &[lists.key.verifying_key()]),
+        Some(cairn_graph::halts::SignedAs::HaltOnly)
+    );
+    let [entry] = fetched.list.entries.as_slice() else {
+        panic!("one entry: {:?}", fetched.list);
+    };
+    assert_eq!(entry.version, "44.3");
+    assert_eq!(entry.digests, [digest(3)]);
+    assert_eq!(
+        entry.tripped_by,
+        TrippedBy::Guard {
+            failures: 3,
+            rebooting: 20
+        }
+    );
+    // Audited through the store.
+    let store = server.state.shared.halts.store.as_ref().expect("store");
+    let audits = cairn_server::store::halts::HaltStore::audits(store, "stable")
+        .await
+        .expect("audits");
+    assert_eq!(audits.len(), 1, "{audits:?}");
+    assert_eq!(audits[0].halt_id, entry.id);
+    assert_eq!(audits[0].sequence, fetched.list.sequence);
+    // Announced.
+    let calls = received.lock().expect("lock").clone();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0]["version"], "44.3");
+    assert_eq!(calls[0]["tripped_by"]["failures"], 3);
+    // Zincati-style clients no longer see an edge into it.
+    assert_eq!(server.edges().await, [edge(1, 2)]);
+    // A second check finds it halted already: no second entry, no second call.
+    check(&server).await;
+    let list = cairn_oci::halts::fetch(&lists.options().0, TAG)
+        .await
+        .expect("fetch")
+        .list;
+    assert_eq!(list.entries.len(), 1);
+    assert_eq!(received.lock().expect("lock").len(), 1);
+}

@@ -57,6 +57,10 @@ pub struct HaltView {
     pub cleared: Vec<String>,
     /// Digests of the releases halted in effect.
     pub halted: Arc<BTreeSet<String>>,
+    /// The document's halt settings, while halts are on.
+    pub settings: Option<HaltSettings>,
+    /// The document's keys.
+    pub graph_keys: Vec<VerifyingKey>,
 }
 
 impl HaltView {
@@ -115,6 +119,13 @@ pub struct Halts {
     /// The guard, when configured.
     pub guard: Option<guard::Guard>,
     views: BTreeMap<String, RwLock<HaltView>>,
+}
+
+impl Halts {
+    /// The streams.
+    pub fn streams(&self) -> impl Iterator<Item = &String> {
+        self.views.keys()
+    }
 }
 
 impl Halts {
@@ -217,12 +228,15 @@ impl Halts {
             self.update(stream, |view| {
                 view.on = false;
                 view.failing = None;
+                view.settings = None;
             });
             return Ok(());
         };
         self.update(stream, |view| {
             view.on = true;
             view.cleared = cleared;
+            view.settings = Some(settings.clone());
+            view.graph_keys = graph_keys.to_vec();
         });
         let outcome = self.read(stream, settings, graph_keys, client, now).await;
         let failing = outcome
