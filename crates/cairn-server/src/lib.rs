@@ -56,6 +56,9 @@ pub fn router(state: AppState) -> Router {
             get(routes::reports::get).post(routes::reports::post),
         );
     }
+    if state.shared.halts.guard.is_some() {
+        router = router.route("/v2/alerts", post(routes::alerts::post));
+    }
     router
         .route("/v1/graph", get(routes::graph::get))
         .route("/v2/graph/{stream}", get(routes::document::get))
@@ -92,6 +95,7 @@ fn route_label(path: Option<&str>) -> &'static str {
         Some("/v1/graph") => "/v1/graph",
         Some("/v2/graph/{stream}") => "/v2/graph",
         Some("/v2/halts/{stream}") => "/v2/halts",
+        Some("/v2/alerts") => "/v2/alerts",
         Some("/v2/reports/{stream}") => "/v2/reports",
         Some("/healthz") => "/healthz",
         Some("/readyz") => "/readyz",

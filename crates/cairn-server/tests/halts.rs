@@ -386,13 +386,16 @@ async fn a_restarted_server_refuses_an_older_list(backend: Backend) {
 on_every_backend!(a_restarted_server_refuses_an_older_list);
 
 const REPORT_TOKEN: &str = "report-token-0123456789";
+const HALT_TOKEN: &str = "halt-token-0123456789ab";
 
 /// `[reports]` and `[guard]` (with a webhook at `webhook`), in `dir`.
 fn guard_config(dir: &std::path::Path, webhook: &str) -> String {
     std::fs::write(dir.join("report.token"), REPORT_TOKEN).expect("token");
+    std::fs::write(dir.join("halt.token"), HALT_TOKEN).expect("token");
     format!(
         "[reports]\ndatabase = \"reports.sqlite\"\nexempt_networks = [\"127.0.0.0/8\"]\n\
          [[token]]\nfile = \"report.token\"\nscopes = [\"report\"]\n\
+         [[token]]\nfile = \"halt.token\"\nscopes = [\"halt\"]\n\
          [guard]\nhalt_key = \"halt.key\"\nwebhook = \"{webhook}\"\n"
     )
 }
@@ -558,4 +561,93 @@ async fn enough_failures_halt_the_release_signed_audited_and_announced() {
         .list;
     assert_eq!(list.entries.len(), 1);
     assert_eq!(received.lock().expect("lock").len(), 1);
+}
+
+/// POST an Alertmanager payload with `token`: the status and the JSON answer.
+async fn alert(server: &Server, token: Option<&str>, payload: &Value) -> (u16, Value) {
+    let mut request =
+        axum::http::Request::post("/v2/alerts").header("content-type", "application/json");
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let response = tower::ServiceExt::oneshot(
+        cairn_server::router(server.state.clone()),
+        request
+            .body(axum::body::Body::from(payload.to_string()))
+            .expect("request"),
+    )
+    .await
+    .expect("response");
+    let status = response.status().as_u16();
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .expect("body")
+        .to_bytes();
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alertmanager_payload_halts_with_the_halt_scope_only() {
+    let lists = Lists::start().await;
+    lists.publish(None).await;
+    let (url, _) = webhook().await;
+    let extra = guard_config(lists.dir.path(), &url);
+    let server = start_with(
+        &lists,
+        "database = \"halts.sqlite\"\n",
+        Timestamp::now(),
+        0,
+        &extra,
+    )
+    .await;
+    let payload = serde_json::json!({
+        "version": "4",
+        "status": "firing",
+        "receiver": "cairn",
+        "groupKey": "{}:{alertname=\"CairnRollbacks\"}",
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": {"alertname": "CairnRollbacks", "cairn_stream": "stable", "cairn_release": "44.2"},
+                "annotations": {"summary": "hosts roll back from 44.2"},
+                "startsAt": "2026-05-01T10:00:00Z",
+                "endsAt": "0001-01-01T00:00:00Z",
+            },
+            {
+                "status": "resolved",
+                "labels": {"alertname": "CairnRollbacks", "cairn_stream": "stable", "cairn_release": "44.3"},
+                "annotations": {},
+                "startsAt": "2026-05-01T09:00:00Z",
+                "endsAt": "2026-05-01T09:30:00Z",
+            },
+            {"status": "firing", "labels": {"alertname": "DiskFull"}}
+        ]
+    });
+    let (status, answer) = alert(&server, None, &payload).await;
+    assert_eq!(status, 401, "{answer}");
+    assert_eq!(answer["kind"], "missing_token");
+    let (status, answer) = alert(&server, Some(REPORT_TOKEN), &payload).await;
+    assert_eq!(status, 403, "{answer}");
+    let (store, _) = lists.options();
+    let untouched = cairn_oci::halts::fetch(&store, TAG)
+        .await
+        .expect("fetch")
+        .list;
+    assert!(untouched.entries.is_empty(), "refused calls halt nothing");
+    let (status, answer) = alert(&server, Some(HALT_TOKEN), &payload).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["ignored"], 2, "{answer}");
+    let list = cairn_oci::halts::fetch(&store, TAG)
+        .await
+        .expect("fetch")
+        .list;
+    let versions: Vec<_> = list.entries.iter().map(|e| e.version.as_str()).collect();
+    assert_eq!(versions, ["44.2"], "a resolved alert halts nothing");
+    assert_eq!(
+        list.entries[0].tripped_by,
+        TrippedBy::Alert {
+            name: "CairnRollbacks".into()
+        }
+    );
+    assert_eq!(server.edges().await, [edge(1, 3), edge(2, 3)]);
 }

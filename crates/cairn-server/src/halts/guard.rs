@@ -173,7 +173,7 @@ pub async fn check(app: &AppState, guard: &Guard) {
 
 /// Every digest and checksum of `version` in the stream's document, and the
 /// reported one.
-fn release_digests(app: &AppState, stream: &str, version: &str, reported: &str) -> Vec<String> {
+pub fn release_digests(app: &AppState, stream: &str, version: &str, reported: &str) -> Vec<String> {
     let mut digests: Vec<String> = app
         .snapshot(stream)
         .and_then(|snapshot| {

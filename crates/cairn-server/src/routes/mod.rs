@@ -1,5 +1,6 @@
 //! One module per resource; `router` puts them together.
 
+pub mod alerts;
 pub mod document;
 pub mod fleetlock;
 pub mod graph;
