@@ -390,13 +390,18 @@ const HALT_TOKEN: &str = "halt-token-0123456789ab";
 
 /// `[reports]` and `[guard]` (with a webhook at `webhook`), in `dir`.
 fn guard_config(dir: &std::path::Path, webhook: &str) -> String {
+    guard_config_on(dir, webhook, "database = \"reports.sqlite\"\n", "")
+}
+
+/// [`guard_config`] with these `[reports]` store keys and more `[guard]` keys.
+fn guard_config_on(dir: &std::path::Path, webhook: &str, reports: &str, more: &str) -> String {
     std::fs::write(dir.join("report.token"), REPORT_TOKEN).expect("token");
     std::fs::write(dir.join("halt.token"), HALT_TOKEN).expect("token");
     format!(
-        "[reports]\ndatabase = \"reports.sqlite\"\nexempt_networks = [\"127.0.0.0/8\"]\n\
+        "[reports]\n{reports}exempt_networks = [\"127.0.0.0/8\"]\n\
          [[token]]\nfile = \"report.token\"\nscopes = [\"report\"]\n\
          [[token]]\nfile = \"halt.token\"\nscopes = [\"halt\"]\n\
-         [guard]\nhalt_key = \"halt.key\"\nwebhook = \"{webhook}\"\n"
+         [guard]\nhalt_key = \"halt.key\"\nwebhook = \"{webhook}\"\n{more}"
     )
 }
 
@@ -650,4 +655,76 @@ async fn an_alertmanager_payload_halts_with_the_halt_scope_only() {
         }
     );
     assert_eq!(server.edges().await, [edge(1, 3), edge(2, 3)]);
+}
+
+#[cfg(feature = "etcd")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_on_one_etcd_publish_exactly_one_halt() {
+    let lists = Lists::start().await;
+    lists.publish(None).await;
+    let (store, _etcd) = store_keys(Backend::Etcd).await;
+    let (url, received) = webhook().await;
+    let extra = guard_config_on(
+        lists.dir.path(),
+        &url,
+        &store,
+        "check_interval_seconds = 1\n",
+    );
+    let first = start_with(&lists, &store, Timestamp::now(), 0, &extra).await;
+    let second = start_with(&lists, &store, Timestamp::now(), 0, &extra).await;
+    // Counted once, in the shared etcd: both servers read the same counts.
+    count(&first, 0, 20, "rebooting").await;
+    count(&first, 1000, 5, "boot_failed").await;
+    let guards = [
+        tokio::spawn(cairn_server::halts::guard::run(first.state.clone())),
+        tokio::spawn(cairn_server::halts::guard::run(second.state.clone())),
+    ];
+    let (store, _) = lists.options();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let list = cairn_oci::halts::fetch(&store, TAG)
+            .await
+            .expect("fetch")
+            .list;
+        // Halted, and the leader evaluated twice more since: another
+        // chance for a second halt, had both servers been judging.
+        if !list.entries.is_empty() {
+            let leader = [&first, &second]
+                .into_iter()
+                .find(|s| s.state.shared.metrics.guard_leader.get() == 1)
+                .expect("a leader");
+            let seen = evaluations(leader);
+            while evaluations(leader) < seen + 2 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the leader stopped evaluating"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no halt within 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for guard in guards {
+        guard.abort();
+    }
+    let list = cairn_oci::halts::fetch(&store, TAG)
+        .await
+        .expect("fetch")
+        .list;
+    assert_eq!(list.entries.len(), 1, "{list:?}");
+    let leaders: i64 = [&first, &second]
+        .iter()
+        .map(|s| s.state.shared.metrics.guard_leader.get())
+        .sum();
+    assert_eq!(leaders, 1, "exactly one leader");
+    let judged: Vec<u64> = [&first, &second].iter().map(|s| evaluations(s)).collect();
+    assert!(judged.contains(&0), "only the leader evaluates: {judged:?}");
+    assert_eq!(received.lock().expect("lock").len(), 1);
+    let halts_store = first.state.shared.halts.store.as_ref().expect("store");
+    let audits = cairn_server::store::halts::HaltStore::audits(halts_store, "stable")
+        .await
+        .expect("audits");
+    assert_eq!(audits.len(), 1, "{audits:?}");
 }
