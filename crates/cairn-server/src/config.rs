@@ -52,6 +52,10 @@ struct RawConfig {
     reports: Option<RawReports>,
     #[serde(default, rename = "token")]
     tokens: Vec<RawToken>,
+    #[serde(default)]
+    halts: Option<crate::halts::config::RawHalts>,
+    #[serde(default)]
+    guard: Option<crate::halts::config::RawGuard>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -131,7 +135,7 @@ struct RawToken {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
-enum BackendName {
+pub(crate) enum BackendName {
     #[default]
     Embedded,
     Etcd,
@@ -410,6 +414,10 @@ pub struct Config {
     pub reports: Option<ReportsConfig>,
     /// Bearer tokens for the calls that need one.
     pub tokens: Arc<Tokens>,
+    /// Where halt lists are kept, and the halt keys, when configured.
+    pub halts: Option<crate::halts::config::HaltsConfig>,
+    /// The rollout guard, when configured.
+    pub guard: Option<crate::halts::config::GuardConfig>,
 }
 
 /// A configuration that cannot be used; names the file and the key.
@@ -478,6 +486,35 @@ impl Config {
                 "key `reports.database`: {} is FleetLock's database too; give each its own file (each store holds its file alone)",
                 ours.display()
             )));
+        }
+        let halts = raw
+            .halts
+            .map(|section| crate::halts::config::halts(section, base))
+            .transpose()
+            .map_err(error)?;
+        let guard = raw
+            .guard
+            .map(|section| crate::halts::config::guard(section, base))
+            .transpose()
+            .map_err(error)?;
+        if guard.is_some() && (halts.is_none() || reports.is_none()) {
+            return Err(error(
+                "key `guard`: the guard needs [reports] (the counts it judges) and [halts] (where it keeps its audit and, with etcd, elects its leader)".into(),
+            ));
+        }
+        if let Some(StoreConfig::Embedded { database: ours }) = halts.as_ref().map(|h| &h.store) {
+            let theirs = [
+                reports.as_ref().map(|r| &r.store),
+                fleet_lock.as_ref().map(|l| &l.store),
+            ];
+            if theirs.into_iter().flatten().any(
+                |store| matches!(store, StoreConfig::Embedded { database } if database == ours),
+            ) {
+                return Err(error(format!(
+                    "key `halts.database`: {} is another section's database too; give each its own file",
+                    ours.display()
+                )));
+            }
         }
         if reports.is_some() && raw.streams.is_empty() {
             return Err(error(
@@ -578,6 +615,8 @@ impl Config {
             fleet_lock,
             reports,
             tokens: Arc::new(Tokens(tokens)),
+            halts,
+            guard,
         })
     }
 }
@@ -664,19 +703,19 @@ fn fleet_lock(raw: RawFleetLock, base: &Path) -> Result<FleetLockConfig, String>
 }
 
 /// A `[fleet_lock]` or `[reports]` section's store keys, as one.
-struct RawStore<'a> {
+pub(crate) struct RawStore<'a> {
     /// The section, as keys are named: `fleet_lock`, `reports`.
-    section: &'static str,
+    pub(crate) section: &'static str,
     /// What the database holds, for messages: "the locks", "the counts".
-    holds: &'static str,
-    backend: BackendName,
-    database: Option<&'a PathBuf>,
-    endpoints: &'a [String],
-    key_prefix: Option<&'a String>,
-    default_prefix: &'static str,
+    pub(crate) holds: &'static str,
+    pub(crate) backend: BackendName,
+    pub(crate) database: Option<&'a PathBuf>,
+    pub(crate) endpoints: &'a [String],
+    pub(crate) key_prefix: Option<&'a String>,
+    pub(crate) default_prefix: &'static str,
 }
 
-fn store(raw: RawStore<'_>, base: &Path) -> Result<StoreConfig, String> {
+pub(crate) fn store(raw: RawStore<'_>, base: &Path) -> Result<StoreConfig, String> {
     let section = raw.section;
     match raw.backend {
         BackendName::Embedded => {

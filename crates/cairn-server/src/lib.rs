@@ -13,6 +13,7 @@
 pub mod config;
 pub mod error;
 pub mod fleetlock;
+pub mod halts;
 pub mod metrics;
 pub mod refresh;
 pub mod reports;
@@ -55,9 +56,13 @@ pub fn router(state: AppState) -> Router {
             get(routes::reports::get).post(routes::reports::post),
         );
     }
+    if state.shared.halts.guard.is_some() {
+        router = router.route("/v2/alerts", post(routes::alerts::post));
+    }
     router
         .route("/v1/graph", get(routes::graph::get))
         .route("/v2/graph/{stream}", get(routes::document::get))
+        .route("/v2/halts/{stream}", get(routes::halts::get))
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
         .route("/metrics", get(routes::metrics::get))
@@ -71,7 +76,7 @@ async fn not_found() -> error::ApiError {
     error::ApiError {
         status: axum::http::StatusCode::NOT_FOUND,
         kind: "not_found",
-        value: "no such resource; see /v1/graph, /v2/graph/<stream>, /healthz, /readyz, /metrics"
+        value: "no such resource; see /v1/graph, /v2/graph/<stream>, /v2/halts/<stream>, /healthz, /readyz, /metrics"
             .into(),
     }
 }
@@ -89,6 +94,8 @@ fn route_label(path: Option<&str>) -> &'static str {
     match path {
         Some("/v1/graph") => "/v1/graph",
         Some("/v2/graph/{stream}") => "/v2/graph",
+        Some("/v2/halts/{stream}") => "/v2/halts",
+        Some("/v2/alerts") => "/v2/alerts",
         Some("/v2/reports/{stream}") => "/v2/reports",
         Some("/healthz") => "/healthz",
         Some("/readyz") => "/readyz",
@@ -143,6 +150,9 @@ pub enum ServeError {
     /// The reports store could not be opened.
     #[error("[reports]: {0}")]
     ReportsStore(store::StoreError),
+    /// The halts store could not be opened.
+    #[error("[halts]: {0}")]
+    HaltsStore(store::StoreError),
     /// No random salt could be drawn for the per-address limit.
     #[error("[reports]: drawing the per-address limit's salt: {0}")]
     Salt(std::io::Error),
@@ -188,6 +198,12 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         }
         None => None,
     };
+    let halts = open_halts(&config, stream_names()).await?;
+    // Before the first refresh: a restarted copy accepts no list older than
+    // what it held.
+    if let Err(error) = halts.restore().await {
+        tracing::error!(%error, "the halt lists kept before this start could not be read; the documents' halts.min_sequence is the only floor until a list is read");
+    }
     let state = AppState::with(
         stream_names(),
         clock,
@@ -196,6 +212,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             fleet_lock,
             reports,
             tokens: config.tokens.clone(),
+            halts: Some(std::sync::Arc::new(halts)),
         },
     );
     if state.shared.reports.is_some() {
@@ -211,6 +228,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
                 }
             }
         });
+    }
+    if state.shared.halts.guard.is_some() {
+        tokio::spawn(halts::guard::run(state.clone()));
     }
     if let Some(lock) = &state.shared.fleet_lock {
         if let Err(error) = lock.load_metrics(&state.shared.metrics).await {
@@ -314,4 +334,43 @@ pub async fn open_reports(
         }
     };
     reports::Reports::new(section.clone(), backend, streams).map_err(ServeError::Salt)
+}
+
+/// Open the `[halts]` store (if configured) and the guard for these streams.
+pub async fn open_halts(
+    config: &Config,
+    streams: impl IntoIterator<Item = String>,
+) -> Result<halts::Halts, ServeError> {
+    let Some(section) = &config.halts else {
+        return Ok(halts::Halts::new(streams, Vec::new(), None, None));
+    };
+    let backend = match &section.store {
+        config::StoreConfig::Embedded { database } => store::halts::HaltBackend::Embedded(
+            store::halts_embedded::EmbeddedHalts::open(database).map_err(ServeError::HaltsStore)?,
+        ),
+        #[cfg(feature = "etcd")]
+        config::StoreConfig::Etcd {
+            endpoints,
+            key_prefix,
+        } => store::halts::HaltBackend::Etcd(Box::new(
+            store::halts_etcd::EtcdHalts::connect(endpoints, key_prefix)
+                .await
+                .map_err(ServeError::HaltsStore)?,
+        )),
+        #[cfg(not(feature = "etcd"))]
+        config::StoreConfig::Etcd { .. } => {
+            return Err(ServeError::HaltsStore(store::StoreError::NotBuilt));
+        }
+    };
+    let guard = config
+        .guard
+        .as_ref()
+        .map(|guard| halts::guard::Guard::new(guard.clone(), config))
+        .transpose()?;
+    Ok(halts::Halts::new(
+        streams,
+        section.halt_keys.clone(),
+        Some(backend),
+        guard,
+    ))
 }

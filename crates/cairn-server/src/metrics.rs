@@ -129,6 +129,23 @@ pub struct Metrics {
     pub report_backend_errors: Family<KindLabels, Counter>,
     /// Keys the per-address limit holds for the current hour.
     pub report_limit_keys: Gauge,
+    /// Evaluations of a stream's counts by the guard's leader.
+    pub guard_evaluations: Family<StreamLabels, Counter>,
+    /// Halts added by this server, by what tripped them (`guard`, `alert`).
+    pub halts_added: Family<TriggerLabels, Counter>,
+    /// Failed guard steps (store, publish, webhook), by error kind.
+    pub guard_errors: Family<KindLabels, Counter>,
+    /// 1 while this server leads the guard.
+    pub guard_leader: Gauge,
+}
+
+/// What tripped a halt.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TriggerLabels {
+    /// Stream name (from the configuration).
+    pub stream: String,
+    /// `guard` or `alert`.
+    pub trigger: &'static str,
 }
 
 fn latency_histogram() -> Histogram {
@@ -252,7 +269,35 @@ impl Default for Metrics {
             "Keys the per-address report limit holds for the current hour",
             report_limit_keys.clone(),
         );
+        let guard_evaluations = Family::<StreamLabels, Counter>::default();
+        let halts_added = Family::<TriggerLabels, Counter>::default();
+        let guard_errors = Family::<KindLabels, Counter>::default();
+        let guard_leader = Gauge::default();
+        registry.register(
+            "cairn_guard_evaluations",
+            "Evaluations of a stream's outcome counts by the rollout guard's leader",
+            guard_evaluations.clone(),
+        );
+        registry.register(
+            "cairn_halts_added",
+            "Halts this server added to a stream's halt list, by trigger",
+            halts_added.clone(),
+        );
+        registry.register(
+            "cairn_guard_errors",
+            "Failed steps of the rollout guard and the alert trigger, by error kind",
+            guard_errors.clone(),
+        );
+        registry.register(
+            "cairn_guard_leader",
+            "1 while this server leads the rollout guard",
+            guard_leader.clone(),
+        );
         Metrics {
+            guard_evaluations,
+            halts_added,
+            guard_errors,
+            guard_leader,
             reports_counted,
             report_duplicates,
             reports_refused,

@@ -24,12 +24,19 @@ pub struct StreamSource {
     state: SourceState,
     client: RegistryClient,
     timeout: Duration,
+    /// The document's keys, which halt lists may also be signed with.
+    graph_keys: Vec<cairn_oci::signing::VerifyingKey>,
 }
 
 impl StreamSource {
     /// A source for a configured stream.
     pub fn new(config: &StreamConfig, client: RegistryClient, timeout: Duration) -> Self {
+        let graph_keys = match &config.source {
+            SourceSpec::Document { keys, .. } => keys.clone(),
+            _ => Vec::new(),
+        };
         StreamSource {
+            graph_keys,
             stream: config.name.clone(),
             spec: config.source.clone(),
             state: SourceState::default(),
@@ -38,8 +45,74 @@ impl StreamSource {
         }
     }
 
-    /// Refresh once and apply the outcome to the served state.
+    /// Refresh once and apply the outcome to the served state: the source,
+    /// then the halt list of the document served (if it names one).
     pub async fn refresh_once(&mut self, app: &AppState) -> Result<bool, SourceError> {
+        let updated = self.refresh_source(app).await;
+        self.refresh_halts(app).await;
+        updated
+    }
+
+    /// Read the served document's halt list. A failure becomes the
+    /// stream's source error unless the source failed itself; `/readyz`
+    /// stays as it is.
+    async fn refresh_halts(&self, app: &AppState) {
+        let Some(snapshot) = app.snapshot(&self.stream) else {
+            return;
+        };
+        let halts = &app.shared.halts;
+        let settings = snapshot.halt_settings();
+        let cleared = snapshot
+            .source_document()
+            .map(cairn_graph::GraphDocument::cleared_halts)
+            .unwrap_or_default();
+        let before = halts.view(&self.stream).failing.map(|(kind, _)| kind);
+        let now = (app.shared.clock)();
+        let read = halts.refresh(
+            &self.stream,
+            settings,
+            cleared,
+            &self.graph_keys,
+            &self.client,
+            now,
+        );
+        let error = match tokio::time::timeout(self.timeout, read).await {
+            Ok(Ok(())) => {
+                if let Some(kind) = before {
+                    tracing::info!(stream = %self.stream, previous_error = kind, "halt list recovered");
+                }
+                return;
+            }
+            Ok(Err(error)) => error,
+            Err(_) => crate::halts::HaltsError {
+                kind: "halts_unreachable",
+                message: format!("reading the halt list took longer than {:?}", self.timeout),
+            },
+        };
+        if before != Some(error.kind) {
+            tracing::warn!(stream = %self.stream, kind = error.kind, error = %error.message, "halt list refused or unreadable; edges are served only while a verified, unexpired list is held");
+        }
+        let health = app.health(&self.stream);
+        if health.failing.is_none() {
+            app.set_health(
+                &self.stream,
+                Health {
+                    last_success: health.last_success,
+                    failing: Some((error.kind, error.message.clone())),
+                },
+            );
+        }
+        app.shared
+            .metrics
+            .refreshes
+            .get_or_create(&RefreshLabels {
+                stream: self.stream.clone(),
+                result: error.kind,
+            })
+            .inc();
+    }
+
+    async fn refresh_source(&mut self, app: &AppState) -> Result<bool, SourceError> {
         let now = (app.shared.clock)();
         let served_from = self.state.checkpoint();
         let attempt = refresh(&self.spec, &self.stream, &mut self.state, &self.client, now);

@@ -7,6 +7,7 @@
 //! rendered once and then served from memory, which is what lets filtered
 //! answers go as fast as a static file.
 
+use crate::halts::Withheld;
 use bytes::Bytes;
 use cairn_graph::{GraphDocument, Rollout, Scheme, UpdateGraph};
 use sha2::{Digest, Sha256};
@@ -30,12 +31,16 @@ pub struct Rendered {
 /// wait for a single render instead of each starting their own.
 type Variant = Arc<OnceCell<Rendered>>;
 
+/// What tells variants apart: the rollouts hidden, and the nodes whose
+/// incoming edges halts withhold (`None`: every edge).
+type VariantKey = (Vec<usize>, Option<Vec<usize>>);
+
 /// One architecture and scheme of a stream.
 #[derive(Debug)]
 pub struct GraphEntry {
     graph: UpdateGraph,
     rollouts: Vec<(usize, Rollout)>,
-    cache: Mutex<HashMap<Vec<usize>, Variant>>,
+    cache: Mutex<HashMap<VariantKey, Variant>>,
     /// Node count, for metrics.
     pub nodes: usize,
     /// Edge count before filtering, for metrics.
@@ -62,14 +67,38 @@ impl GraphEntry {
         }
     }
 
-    /// The answer for a wariness at `now` (Unix seconds). A cached answer is
-    /// returned at once; a new one is rendered on the blocking pool, since a
-    /// large graph takes milliseconds to serialize and hash.
+    /// The positions of the nodes whose incoming edges `withheld` drops;
+    /// `None`: every edge.
+    pub fn blocked(&self, withheld: &Withheld) -> Option<Vec<usize>> {
+        match withheld {
+            Withheld::Nothing => Some(Vec::new()),
+            Withheld::Everything => None,
+            Withheld::Halted(digests) => Some(
+                self.graph
+                    .nodes()
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, node)| {
+                        digests.contains(node.id.as_str())
+                            || node.aliases.iter().any(|alias| digests.contains(alias))
+                    })
+                    .map(|(i, _)| i)
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The answer for a wariness at `now` (Unix seconds), less what the
+    /// halts withhold. A cached answer is returned at once; a new one is
+    /// rendered on the blocking pool, since a large graph takes
+    /// milliseconds to serialize and hash.
     pub async fn render(
         self: &Arc<Self>,
         wariness: f64,
         now: i64,
+        withheld: &Withheld,
     ) -> Result<Rendered, RenderError> {
+        let blocked = self.blocked(withheld);
         let hidden: Vec<usize> = self
             .rollouts
             .iter()
@@ -77,14 +106,15 @@ impl GraphEntry {
             .map(|(i, _)| *i)
             .collect();
         let variant = {
+            let key = (hidden, blocked.clone());
             let mut cache = self.cache.lock().map_err(|_| RenderError)?;
-            if let Some(variant) = cache.get(&hidden) {
+            if let Some(variant) = cache.get(&key) {
                 variant.clone()
             } else {
                 if cache.len() >= MAX_VARIANTS {
                     cache.clear();
                 }
-                cache.entry(hidden).or_default().clone()
+                cache.entry(key).or_default().clone()
             }
         };
         if let Some(rendered) = variant.get() {
@@ -93,22 +123,26 @@ impl GraphEntry {
         let entry = self.clone();
         variant
             .get_or_try_init(|| async move {
-                tokio::task::spawn_blocking(move || entry.render_now(wariness, now))
-                    .await
-                    .map_err(|_| RenderError)
+                tokio::task::spawn_blocking(move || {
+                    entry.render_now(wariness, now, blocked.as_deref())
+                })
+                .await
+                .map_err(|_| RenderError)
             })
             .await
             .cloned()
     }
 
-    /// Render without the cache.
-    pub fn render_now(&self, wariness: f64, now: i64) -> Rendered {
-        let body = Bytes::from(
-            self.graph
-                .throttled(wariness, now)
-                .to_cincinnati()
-                .to_json_pretty(),
-        );
+    /// Render without the cache, leaving out edges into `blocked` (`None`: every edge).
+    pub fn render_now(&self, wariness: f64, now: i64, blocked: Option<&[usize]>) -> Rendered {
+        let mut graph = self.graph.throttled(wariness, now).to_cincinnati();
+        match blocked {
+            None => graph.edges.clear(),
+            Some(blocked) => graph
+                .edges
+                .retain(|(_, to)| usize::try_from(*to).is_ok_and(|to| !blocked.contains(&to))),
+        }
+        let body = Bytes::from(graph.to_json_pretty());
         let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&body))[..32]);
         Rendered { body, etag }
     }
@@ -153,6 +187,21 @@ pub struct Snapshot {
     pub document: Option<ServedDocument>,
     /// The sequence of that document, to refuse going backwards.
     pub sequence: Option<u64>,
+}
+
+impl Snapshot {
+    /// The document's halt settings, when it turns halts on.
+    pub fn halt_settings(&self) -> Option<&cairn_graph::document::HaltSettings> {
+        self.source_document()?.halts.as_ref()
+    }
+
+    /// The Cairn document the graphs were built from, if any.
+    pub fn source_document(&self) -> Option<&GraphDocument> {
+        match &self.inputs {
+            Inputs::Document(document) => Some(document),
+            Inputs::Fcos(_) => None,
+        }
+    }
 }
 
 impl Snapshot {

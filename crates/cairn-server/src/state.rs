@@ -1,6 +1,7 @@
 //! The server's shared state, passed explicitly to every handler.
 
 use crate::fleetlock::FleetLock;
+use crate::halts::Halts;
 use crate::metrics::Metrics;
 use crate::reports::Reports;
 use crate::reports::plausible::Served;
@@ -43,6 +44,8 @@ pub struct Shared {
     pub reports: Option<Reports>,
     /// Bearer tokens.
     pub tokens: Arc<Tokens>,
+    /// Halt lists of every stream.
+    pub halts: Arc<Halts>,
 }
 
 /// The services beside the graphs, each present when configured.
@@ -54,6 +57,8 @@ pub struct Services {
     pub reports: Option<Reports>,
     /// Bearer tokens.
     pub tokens: Arc<Tokens>,
+    /// Halt lists; `None`: read and kept in memory only, with no halt keys.
+    pub halts: Option<Arc<Halts>>,
 }
 
 /// One stream: the graph being served and how its source is doing.
@@ -96,6 +101,7 @@ impl AppState {
                 fleet_lock,
                 reports: None,
                 tokens,
+                halts: None,
             },
         )
     }
@@ -111,6 +117,9 @@ impl AppState {
             .into_iter()
             .map(|s| (s, StreamSlot::default()))
             .collect();
+        let halts = services.halts.unwrap_or_else(|| {
+            Arc::new(Halts::new(streams.keys().cloned(), Vec::new(), None, None))
+        });
         let metrics = Metrics::default();
         // Every stream has its health series from the start, so a source that
         // never comes up is visible (and alertable) too.
@@ -130,6 +139,7 @@ impl AppState {
                 fleet_lock: services.fleet_lock,
                 reports: services.reports,
                 tokens: services.tokens,
+                halts,
             }),
         }
     }

@@ -194,6 +194,7 @@ async fn try_start_in(
             fleet_lock: None,
             reports: Some(reports),
             tokens: config.tokens.clone(),
+            halts: None,
         },
     );
     // The real refresh path: the document is read, checked and served.

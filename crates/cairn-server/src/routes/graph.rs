@@ -169,15 +169,19 @@ pub async fn get(
             })
             .inc();
     }
-    let now = (state.shared.clock)().as_second();
-    let rendered = entry.render(query.wariness, now).await.map_err(|e| {
-        tracing::error!(stream = %query.stream, error = %e, "rendering a graph answer failed");
-        ApiError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            kind: "render_failed",
-            value: "the answer could not be rendered".into(),
-        }
-    })?;
+    let now = (state.shared.clock)();
+    let withheld = state.shared.halts.view(&query.stream).withheld(now);
+    let rendered = entry
+        .render(query.wariness, now.as_second(), &withheld)
+        .await
+        .map_err(|e| {
+            tracing::error!(stream = %query.stream, error = %e, "rendering a graph answer failed");
+            ApiError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                kind: "render_failed",
+                value: "the answer could not be rendered".into(),
+            }
+        })?;
     let etag = HeaderValue::from_str(&rendered.etag).unwrap_or(HeaderValue::from_static("\"\""));
     let cache_control = HeaderValue::from_str(&format!("public, max-age={}", state.shared.max_age))
         .unwrap_or(HeaderValue::from_static("no-cache"));

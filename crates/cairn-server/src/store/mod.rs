@@ -1,5 +1,6 @@
 //! The server's durable state, behind one seam per kind of record: FleetLock
-//! groups ([`locks`]) and outcome-report counts ([`reports`]), each with its
+//! groups ([`locks`]), outcome-report counts ([`reports`]) and halt lists
+//! ([`halts`]), each with its
 //! own trait, on the same two backends (SQLite on this server, or etcd).
 //!
 //! Backends are chosen by enum, not by `dyn`: each trait method is a plain
@@ -11,6 +12,10 @@ pub mod embedded;
 pub mod etcd;
 #[cfg(feature = "etcd")]
 mod etcd_conn;
+pub mod halts;
+pub mod halts_embedded;
+#[cfg(feature = "etcd")]
+pub mod halts_etcd;
 pub mod locks;
 pub mod reports;
 pub mod reports_embedded;

@@ -1,0 +1,388 @@
+//! The rollout guard (docs/server.md#the-rollout-guard): the leader reads
+//! each stream's outcome counts and halts a release whose failures cross
+//! both thresholds; it also keeps each list fresh. Alerts add halts through
+//! the same [`add_halt`].
+//!
+//! A halt is published as a new list signed with the halt key, in the
+//! halt-list repository, through a registry client holding only that
+//! repository's credentials; then it is held at once (this server's
+//! `/v1/graph` drops the edges without waiting for a refresh), audited in
+//! the store, and announced to the optional webhook.
+
+use super::config::{GuardConfig, WEBHOOK_TIMEOUT};
+use super::{HaltsError, record_of};
+use crate::metrics::{KindLabels, StreamLabels, TriggerLabels};
+use crate::reports::model::{ReleaseSummary, summarize};
+use crate::state::AppState;
+use crate::store::halts::{AuditEntry, HaltStore};
+use cairn_graph::halts::TrippedBy;
+use cairn_oci::document::PublishOptions;
+use cairn_oci::halts::UpdateOptions;
+use cairn_oci::{Location, Store};
+use std::time::Duration;
+
+/// The guard of every stream with halts on.
+#[derive(Debug)]
+pub struct Guard {
+    /// The `[guard]` section.
+    pub config: GuardConfig,
+    /// A registry client with the halt-list repository's credentials only.
+    pub client: cairn_oci::RegistryClient,
+    webhook: reqwest::Client,
+}
+
+impl Guard {
+    /// The guard of `config`, with a client of its own credentials.
+    pub fn new(config: GuardConfig, server: &crate::Config) -> Result<Guard, cairn_oci::OciError> {
+        let credentials = match &config.authfile {
+            Some(path) => cairn_oci::auth::Credentials::from_file(path)?,
+            None => cairn_oci::auth::Credentials::from_default_files()?,
+        };
+        let client = cairn_oci::RegistryClient::new(cairn_oci::ClientOptions {
+            credentials,
+            insecure_registries: server.insecure_registries.clone(),
+            registries_conf: Ok(server.registries_conf.clone()),
+            timeout: server.timeout,
+            ..cairn_oci::ClientOptions::default()
+        })?;
+        // The call is bounded by a timeout around it as well.
+        let webhook = reqwest::Client::builder()
+            .timeout(WEBHOOK_TIMEOUT)
+            .build()
+            .unwrap_or_default();
+        Ok(Guard {
+            config,
+            client,
+            webhook,
+        })
+    }
+
+    /// Whether a release's counts cross the thresholds: at least
+    /// `min_failures` failures and a failure share above
+    /// `max_failure_share`; or, with `max_missing_share`, at least
+    /// `min_failures` failures and missing outcomes together and a missing
+    /// share above it.
+    pub fn trips(&self, release: &ReleaseSummary) -> bool {
+        let config = &self.config;
+        if release.rebooting == 0 {
+            return false;
+        }
+        let share = |n: u64| n as f64 / release.rebooting as f64;
+        let failing = release.failures >= config.min_failures
+            && share(release.failures) > config.max_failure_share;
+        let missing = config.max_missing_share.is_some_and(|max| {
+            release.failures.saturating_add(release.missing) >= config.min_failures
+                && share(release.missing) > max
+        });
+        failing || missing
+    }
+}
+
+fn failed(app: &AppState, kind: &'static str) {
+    app.shared
+        .metrics
+        .guard_errors
+        .get_or_create(&KindLabels { kind })
+        .inc();
+}
+
+/// Run the guard for ever, every check interval.
+pub async fn run(app: AppState) {
+    let Some(guard) = &app.shared.halts.guard else {
+        return;
+    };
+    let mut interval = tokio::time::interval(guard.config.check_interval);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut leading = false;
+    loop {
+        interval.tick().await;
+        let lead = match &app.shared.halts.store {
+            Some(store) => store.lead().await,
+            None => Ok(false),
+        };
+        let now_leading = match lead {
+            Ok(lead) => lead,
+            Err(error) => {
+                failed(&app, error.kind());
+                tracing::warn!(%error, "could not tell whether this server leads the guard; not evaluating");
+                false
+            }
+        };
+        if now_leading != leading {
+            tracing::info!(leading = now_leading, "rollout guard leadership changed");
+            leading = now_leading;
+        }
+        app.shared.metrics.guard_leader.set(i64::from(leading));
+        if leading {
+            check(&app, guard).await;
+        }
+    }
+}
+
+/// One evaluation of every stream with halts on, and the refreshes due.
+pub async fn check(app: &AppState, guard: &Guard) {
+    let Some(reports) = &app.shared.reports else {
+        return;
+    };
+    let halts = &app.shared.halts;
+    for stream in halts.streams() {
+        let view = halts.view(stream);
+        if !view.on {
+            continue;
+        }
+        let now = (app.shared.clock)();
+        let Ok(tally) = reports.tally(&app.shared.metrics, stream, now).await else {
+            continue;
+        };
+        app.shared
+            .metrics
+            .guard_evaluations
+            .get_or_create(&StreamLabels {
+                stream: stream.clone(),
+            })
+            .inc();
+        for release in summarize(&tally) {
+            if !guard.trips(&release) || view.halted.contains(&release.digest) {
+                continue;
+            }
+            let reason = format!(
+                "the rollout guard: {} failures among {} rebooting reports ({} missing)",
+                release.failures, release.rebooting, release.missing
+            );
+            let tripped_by = TrippedBy::Guard {
+                failures: release.failures,
+                rebooting: release.rebooting,
+            };
+            let digests = release_digests(app, stream, &release.version, &release.digest);
+            if let Err(error) =
+                add_halt(app, stream, &release.version, digests, &reason, tripped_by).await
+            {
+                tracing::error!(stream, version = release.version, kind = error.kind, error = %error.message, "the guard could not halt a failing release; trying again at the next check");
+            }
+        }
+        let due = view.held.as_ref().is_none_or(|held| {
+            let age = guard.config.lifetime - held.list.expires.duration_since(now);
+            age >= jiff::SignedDuration::try_from(guard.config.refresh_interval)
+                .unwrap_or(jiff::SignedDuration::MAX)
+        });
+        if due && let Err(error) = refresh_list(app, stream).await {
+            tracing::error!(stream, kind = error.kind, error = %error.message, "refreshing the halt list failed; trying again at the next check");
+        }
+    }
+}
+
+/// Every digest and checksum of `version` in the stream's document, and the
+/// reported one.
+pub fn release_digests(app: &AppState, stream: &str, version: &str, reported: &str) -> Vec<String> {
+    let mut digests: Vec<String> = app
+        .snapshot(stream)
+        .and_then(|snapshot| {
+            let document = snapshot.source_document()?;
+            let release = document.releases.iter().find(|r| r.version == version)?;
+            Some(
+                release
+                    .architectures
+                    .values()
+                    .flat_map(|entry| entry.digest.iter().chain(entry.ostree.iter()).cloned())
+                    .collect(),
+            )
+        })
+        .unwrap_or_default();
+    if !reported.is_empty() && !digests.iter().any(|d| d == reported) {
+        digests.push(reported.to_string());
+    }
+    digests
+}
+
+/// Where a stream's list is published, and the options to update it with.
+struct Target {
+    store: Store,
+    location: Location,
+    tag: String,
+    identity: String,
+    trust: Vec<cairn_oci::signing::VerifyingKey>,
+    cleared: Vec<String>,
+}
+
+fn target(app: &AppState, guard: &Guard, stream: &str) -> Result<Target, HaltsError> {
+    let view = app.shared.halts.view(stream);
+    let settings = view.settings.as_ref().ok_or_else(|| HaltsError {
+        kind: "halts_off",
+        message: format!("the document of {stream} names no halt list"),
+    })?;
+    let location = Location::parse(&settings.location).map_err(|e| HaltsError {
+        kind: "halts_invalid",
+        message: format!("halts.location {:?}: {e}", settings.location),
+    })?;
+    let Location::Registry(reference) = &location else {
+        return Err(HaltsError {
+            kind: "halts_invalid",
+            message: format!("halts.location {location}: the guard publishes only to a registry"),
+        });
+    };
+    let mut trust = view.graph_keys.clone();
+    trust.extend(app.shared.halts.halt_keys.iter().cloned());
+    trust.push(guard.config.halt_key.verifying_key());
+    Ok(Target {
+        store: Store::registry(guard.client.clone(), reference.repository.clone()),
+        tag: reference
+            .tag
+            .clone()
+            .unwrap_or_else(|| cairn_oci::halts::default_tag(stream)),
+        identity: reference.repository.to_string(),
+        location: location.clone(),
+        trust,
+        cleared: view.cleared,
+    })
+}
+
+/// Publish the list again, fresh, and hold it.
+async fn refresh_list(app: &AppState, stream: &str) -> Result<(), HaltsError> {
+    let Some(guard) = &app.shared.halts.guard else {
+        return Ok(());
+    };
+    let target = target(app, guard, stream)?;
+    let options = update_options(guard, &target, stream);
+    let published = cairn_oci::halts::refresh(&target.store, &options)
+        .await
+        .inspect_err(|_| failed(app, "publish"))?;
+    hold_published(app, stream, &target, &published.manifest_digest).await?;
+    tracing::info!(
+        stream,
+        sequence = published.list.sequence,
+        "refreshed the halt list"
+    );
+    Ok(())
+}
+
+fn update_options<'a>(guard: &'a Guard, target: &'a Target, stream: &'a str) -> UpdateOptions<'a> {
+    UpdateOptions {
+        publish: PublishOptions {
+            tag: &target.tag,
+            identity: &target.identity,
+            key: Some(&guard.config.halt_key),
+            settle: Duration::from_millis(200),
+            expected: None,
+        },
+        trust_keys: &target.trust,
+        stream,
+        lifetime: guard.config.lifetime,
+        cleared: &target.cleared,
+    }
+}
+
+async fn hold_published(
+    app: &AppState,
+    stream: &str,
+    target: &Target,
+    manifest_digest: &str,
+) -> Result<(), HaltsError> {
+    let fetched = cairn_oci::halts::fetch(&target.store, manifest_digest).await?;
+    let record = record_of(&fetched, Some(&target.store), &target.location);
+    app.shared.halts.hold(stream, fetched.list, record).await;
+    Ok(())
+}
+
+/// Halt `version` of `stream`: publish the list with the entry added (no
+/// new entry when a halt in effect already names it), hold it at once,
+/// audit it and call the webhook. `Ok(false)`: it was already halted.
+pub async fn add_halt(
+    app: &AppState,
+    stream: &str,
+    version: &str,
+    digests: Vec<String>,
+    reason: &str,
+    tripped_by: TrippedBy,
+) -> Result<bool, HaltsError> {
+    let guard = app.shared.halts.guard.as_ref().ok_or_else(|| HaltsError {
+        kind: "no_guard",
+        message: "this server has no [guard] section, so no halt key to sign with".into(),
+    })?;
+    let target = target(app, guard, stream)?;
+    let options = update_options(guard, &target, stream);
+    let published = cairn_oci::halts::add(
+        &target.store,
+        &options,
+        version,
+        digests.clone(),
+        reason,
+        tripped_by.clone(),
+    )
+    .await
+    .inspect_err(|_| failed(app, "publish"))?;
+    hold_published(app, stream, &target, &published.manifest_digest).await?;
+    if !published.added {
+        return Ok(false);
+    }
+    let trigger = match tripped_by {
+        TrippedBy::Guard { .. } => "guard",
+        TrippedBy::Alert { .. } => "alert",
+        TrippedBy::Person { .. } => "person",
+    };
+    app.shared
+        .metrics
+        .halts_added
+        .get_or_create(&TriggerLabels {
+            stream: stream.to_string(),
+            trigger,
+        })
+        .inc();
+    let entry = published
+        .list
+        .entries
+        .iter()
+        .rev()
+        .find(|entry| entry.version == version);
+    let audit = AuditEntry {
+        time: (app.shared.clock)(),
+        stream: stream.to_string(),
+        version: version.to_string(),
+        digests,
+        halt_id: entry.map(|e| e.id.clone()).unwrap_or_default(),
+        tripped_by,
+        sequence: published.list.sequence,
+    };
+    tracing::warn!(
+        stream,
+        version,
+        halt_id = audit.halt_id,
+        sequence = audit.sequence,
+        reason,
+        "halted a release"
+    );
+    if let Some(store) = &app.shared.halts.store
+        && let Err(error) = store.audit(&audit).await
+    {
+        failed(app, error.kind());
+        tracing::error!(%error, "writing the halt's audit entry failed");
+    }
+    if let Some(url) = &guard.config.webhook {
+        let body = serde_json::json!({
+            "event": "halted",
+            "stream": audit.stream,
+            "version": audit.version,
+            "digests": audit.digests,
+            "halt_id": audit.halt_id,
+            "sequence": audit.sequence,
+            "reason": reason,
+            "tripped_by": audit.tripped_by,
+            "time": audit.time,
+        });
+        let call = guard
+            .webhook
+            .post(url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string());
+        let answer = tokio::time::timeout(WEBHOOK_TIMEOUT, call.send()).await;
+        let error = match answer {
+            Ok(Ok(response)) => response.error_for_status().err().map(|e| e.to_string()),
+            Ok(Err(error)) => Some(error.to_string()),
+            Err(_) => Some(format!("no answer within {WEBHOOK_TIMEOUT:?}")),
+        };
+        if let Some(error) = error {
+            failed(app, "webhook");
+            tracing::warn!(%error, "the halt webhook call failed (the halt stands)");
+        }
+    }
+    Ok(true)
+}
