@@ -28,12 +28,12 @@ pub enum HaltCommand {
 /// Where the list is, and its stream.
 #[derive(Debug, clap::Args)]
 struct ListArgs {
-    /// The halt list: a registry reference or oci:DIR, with its tag
-    /// (default tag: cairn-halts-<stream>).
+    /// The halt list: a registry reference or oci:DIR, with its tag (the
+    /// tag cairn-halts-<stream> when none is given).
     #[arg(long, value_name = "REF")]
     halt_list: String,
-    /// The stream. Default: the one the tag cairn-halts-<stream> names (for
-    /// `add`, the document's).
+    /// The stream. Default: the one the tag cairn-halts-<stream> names, and
+    /// for `add` the document's.
     #[arg(long)]
     stream: Option<String>,
 }

@@ -61,7 +61,7 @@ struct HaltClearArgs {
     #[arg(long)]
     over: Option<String>,
     /// The halt list, for the time of the halt (a registry reference or
-    /// oci:DIR; tag default cairn-halts-<stream>).
+    /// oci:DIR; the tag cairn-halts-<stream> when none is given).
     #[arg(long, value_name = "REF")]
     halt_list: Option<String>,
     /// Require the halt list to be signed by this public key (PEM;
