@@ -719,7 +719,11 @@ pub(crate) async fn push_signed_and_tag(
 }
 
 /// Push the blobs of a document and return its manifest bytes.
-async fn document_manifest(store: &Store, document: &GraphDocument, body: Bytes) -> Result<Bytes> {
+pub(crate) async fn document_manifest(
+    store: &Store,
+    document: &GraphDocument,
+    body: Bytes,
+) -> Result<Bytes> {
     let size = body.len();
     let config_digest = store.put_blob(Bytes::from_static(EMPTY_JSON)).await?;
     let layer_digest = store.put_blob(body).await?;

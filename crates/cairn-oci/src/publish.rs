@@ -918,6 +918,82 @@ async fn push(
 mod tests {
     use super::*;
 
+    /// A document written by a newer publisher, with a field this version
+    /// does not know, is not built on: re-serialising it would drop the field.
+    #[tokio::test]
+    async fn a_document_with_unknown_fields_is_not_built_on() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let layout = crate::layout::Layout::open_or_create(dir.path()).expect("layout");
+        let store = Store::Layout(layout);
+        let issued: Timestamp = "2026-03-10T12:00:00Z".parse().expect("time");
+        let document = GraphDocument {
+            schema: 1,
+            stream: "stable".into(),
+            repository: "example.org/acme/os".into(),
+            sequence: 1,
+            issued,
+            expires: issued + jiff::SignedDuration::from_hours(24),
+            releases: Vec::new(),
+            base: None,
+            halts: None,
+        };
+        let text =
+            document
+                .to_json_pretty()
+                .replacen('{', "{\n  \"future_setting\": {\"on\": true},", 1);
+        let manifest = doc::document_manifest(&store, &document, text.into())
+            .await
+            .expect("manifest");
+        let tag = doc::default_tag("stable");
+        let push = doc::PublishOptions {
+            tag: &tag,
+            identity: "example.org/acme/os",
+            key: None,
+            settle: Duration::ZERO,
+            expected: None,
+        };
+        doc::push_signed_and_tag(&store, manifest, None, &push)
+            .await
+            .expect("pushed");
+        let client = RegistryClient::new(crate::ClientOptions::default()).expect("client");
+        let publication = Publication {
+            options: Options {
+                stream: "stable",
+                policy: None,
+                tag_pattern: None,
+                mutable_tags: &[],
+                recheck: false,
+                default_rollout: None,
+                now: issued,
+                expires: issued + jiff::SignedDuration::from_hours(24),
+                base: None,
+                layout_repository: "example.org/acme/os",
+            },
+            tag: &tag,
+            key: None,
+            accept_unverified_previous: false,
+            dry_run: false,
+            refresh: false,
+            allow_unknown_releases: false,
+            halt_list: HaltListSetting::Keep,
+            halt_keys: &[],
+        };
+        let mut cache = ScanCache::default();
+        let error = publish(&store, &client, &publication, &mut cache, &Quiet)
+            .await
+            .expect_err("refused");
+        assert_eq!(error.kind(), "unknown_fields");
+        assert!(error.to_string().contains("future_setting"), "{error}");
+        let refresh = Publication {
+            refresh: true,
+            ..publication
+        };
+        let error = publish(&store, &client, &refresh, &mut cache, &Quiet)
+            .await
+            .expect_err("a refresh too");
+        assert_eq!(error.kind(), "unknown_fields");
+    }
+
     /// Only an answer that the architecture is not there skips it; an
     /// overloaded or failing server fails the read, to be tried again.
     #[test]
