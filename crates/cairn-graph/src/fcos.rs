@@ -99,6 +99,15 @@ pub struct UpdateMetadata {
         skip_serializing_if = "Option::is_none"
     )]
     pub resume_minutes: Option<u64>,
+    /// Cairn's own: halts of this version made at or before this time are
+    /// cleared (`cairn policy halt clear`); `cairn publish` records their ids
+    /// in the document. A halt made later stays in force.
+    #[serde(
+        default,
+        rename = "cairn_halt_cleared",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub halt_cleared: Option<Timestamp>,
 }
 
 /// Fedora requires `reason` inside `barrier` and `deadend`.
@@ -432,6 +441,9 @@ fn settings_for(updates: &Updates, version: &str) -> UpdateMetadata {
         }
         if let Some(minutes) = entry.metadata.resume_minutes {
             merged.resume_minutes = Some(minutes);
+        }
+        if let Some(cleared) = entry.metadata.halt_cleared {
+            merged.halt_cleared = Some(cleared);
         }
         if let Some(rollout) = &entry.metadata.rollout {
             // Fedora inserts each present key, so later entries override per field.

@@ -69,6 +69,20 @@ pub enum PolicyEdit {
         /// Release.
         version: String,
     },
+    /// Clear the halts of a release made up to now, and restart its rollout
+    /// now from `from` over `minutes`. Either defaults to what the rollout
+    /// had when it was halted (`halted_at`, Unix seconds): its progress then,
+    /// never the clock's share now, and the minutes it had left then.
+    HaltClear {
+        /// Release.
+        version: String,
+        /// When the (first uncleared) halt was made.
+        halted_at: Option<i64>,
+        /// Where the rollout restarts.
+        from: Option<f64>,
+        /// How long it takes from there.
+        minutes: Option<u64>,
+    },
 }
 
 /// Why an edit cannot be made.
@@ -102,6 +116,27 @@ pub enum PolicyError {
         "{0}'s rollout has no duration to resume with (it was paused without one): give --over"
     )]
     NoDuration(String),
+    /// A clear that cannot tell where the rollout stood when it was halted.
+    #[error(
+        "to restart {0}'s rollout where it stood when it was halted, give the halt list \
+         (--halt-list, for the time of the halt) or the starting point (--from)"
+    )]
+    NoHaltTime(String),
+    /// A clear whose defaults need a rollout the policy does not have.
+    #[error(
+        "{0} has no rollout in the policy to restart where it stood when it was halted: \
+         give --from and --over"
+    )]
+    NoRolloutToRestart(String),
+    /// A clear without `--over` or the halt time.
+    #[error(
+        "without the halt list, the time {0}'s rollout had left when it was halted is unknown: \
+         give --over (or --halt-list)"
+    )]
+    NoHaltTimeForOver(String),
+    /// A clear whose rollout had no time left at the halt.
+    #[error("{0}'s rollout had no time left when it was halted: give --over")]
+    NoTimeLeft(String),
 }
 
 /// What an edit did, in two sentences.
@@ -184,7 +219,8 @@ pub fn apply(updates: &mut Updates, edit: &PolicyEdit, now: i64) -> Result<Chang
         | PolicyEdit::BarrierAdd { version, .. }
         | PolicyEdit::BarrierRemove { version }
         | PolicyEdit::DeadendAdd { version, .. }
-        | PolicyEdit::DeadendRemove { version } => version.clone(),
+        | PolicyEdit::DeadendRemove { version }
+        | PolicyEdit::HaltClear { version, .. } => version.clone(),
     };
     if version.trim().is_empty() {
         return Err(PolicyError::EmptyVersion);
@@ -376,8 +412,115 @@ pub fn apply(updates: &mut Updates, edit: &PolicyEdit, now: i64) -> Result<Chang
                 fleet: format!("hosts on {version} update normally again"),
             }
         }
+        PolicyEdit::HaltClear {
+            halted_at,
+            from,
+            minutes,
+            ..
+        } => {
+            let restarted =
+                restart_after_halt(&version, &current, *halted_at, *from, *minutes, now)?;
+            metadata.rollout = Some(restarted);
+            metadata.resume_minutes = None;
+            metadata.halt_cleared = Some(Timestamp::from_second(now).unwrap_or_default());
+            let (changed, fleet) = match restarted.duration_minutes {
+                Some(minutes) => (
+                    format!(
+                        "{version}: halts made up to {} cleared; rollout restarts from {} over {}",
+                        when(now),
+                        percent(restarted.start_value()),
+                        duration_words(minutes)
+                    ),
+                    format!(
+                        "{version} is offered again to {} of hosts, growing to all of them by {}; \
+                         a halt made after this clear stays in force",
+                        percent(restarted.start_value()),
+                        when(restarted.end().unwrap_or(now))
+                    ),
+                ),
+                None => (
+                    format!(
+                        "{version}: halts made up to {} cleared; rollout restarts at {}",
+                        when(now),
+                        percent(restarted.start_value())
+                    ),
+                    format!(
+                        "{version} is offered again to {} of hosts; a halt made after this \
+                         clear stays in force",
+                        percent(restarted.start_value())
+                    ),
+                ),
+            };
+            Change { changed, fleet }
+        }
     };
     Ok(change)
+}
+
+/// The rollout a cleared release restarts with, at `now`: from `from` (else
+/// its progress when halted) over `minutes` (else the time it had left when
+/// halted, or the time a pause remembered).
+fn restart_after_halt(
+    version: &str,
+    current: &crate::fcos::UpdateMetadata,
+    halted_at: Option<i64>,
+    from: Option<f64>,
+    minutes: Option<u64>,
+    now: i64,
+) -> Result<Rollout, PolicyError> {
+    let rollout = current.rollout;
+    let from = match (from, halted_at) {
+        (Some(from), _) => from,
+        (None, Some(halted_at)) => rollout
+            .ok_or_else(|| PolicyError::NoRolloutToRestart(version.to_string()))?
+            .progress_at(halted_at),
+        (None, None) => return Err(PolicyError::NoHaltTime(version.to_string())),
+    };
+    if !(0.0..=1.0).contains(&from) {
+        return Err(PolicyError::Fraction(from));
+    }
+    if from >= 1.0 {
+        // Everybody at once: no duration to grow over.
+        return Ok(Rollout {
+            start_epoch: Some(now),
+            start_percentage: Some(1.0),
+            duration_minutes: None,
+        });
+    }
+    let minutes = match minutes {
+        Some(minutes) => minutes,
+        None => time_left_at_halt(version, current, rollout, halted_at)?,
+    };
+    check_minutes(minutes)?;
+    Ok(Rollout {
+        start_epoch: Some(now),
+        start_percentage: Some(from),
+        duration_minutes: Some(minutes),
+    })
+}
+
+/// The minutes a rollout had left when it was halted, as `resume` would
+/// grow it over.
+fn time_left_at_halt(
+    version: &str,
+    current: &crate::fcos::UpdateMetadata,
+    rollout: Option<Rollout>,
+    halted_at: Option<i64>,
+) -> Result<u64, PolicyError> {
+    let rollout = rollout.ok_or_else(|| PolicyError::NoRolloutToRestart(version.to_string()))?;
+    match (rollout.end(), halted_at) {
+        (Some(end), Some(halted_at)) => {
+            u64::try_from(end.saturating_sub(halted_at.max(rollout.start())))
+                .ok()
+                .map(|seconds| seconds.div_ceil(60))
+                .filter(|&minutes| minutes > 0)
+                .ok_or_else(|| PolicyError::NoTimeLeft(version.to_string()))
+        }
+        (Some(_), None) => Err(PolicyError::NoHaltTimeForOver(version.to_string())),
+        (None, _) => current
+            .resume_minutes
+            .ok_or_else(|| PolicyError::NoDuration(version.to_string())),
+    }
 }
 
 /// A `--from` value that is not a fraction or a percentage.
@@ -442,6 +585,76 @@ mod tests {
             from: 0.0,
         };
         apply(updates, &edit, NOW).expect("start");
+    }
+
+    /// A 2-day rollout halted at 5% and cleared 2 days later restarts at 5%
+    /// over the time it had left, not at the clock's 100%.
+    #[test]
+    fn a_cleared_halt_restarts_the_rollout_where_it_stood() {
+        let two_days = 2 * 24 * 60;
+        let mut updates = Updates::default();
+        let edit = PolicyEdit::RolloutStart {
+            version: "2".into(),
+            minutes: two_days,
+            at: NOW,
+            from: 0.0,
+        };
+        apply(&mut updates, &edit, NOW).expect("start");
+        let halted_at = NOW + i64::try_from(two_days * 60 / 20).expect("seconds");
+        let cleared_at = halted_at + 2 * 86_400;
+        let clear = |halted_at, from, minutes| PolicyEdit::HaltClear {
+            version: "2".into(),
+            halted_at,
+            from,
+            minutes,
+        };
+        let mut defaulted = updates.clone();
+        let change = apply(
+            &mut defaulted,
+            &clear(Some(halted_at), None, None),
+            cleared_at,
+        )
+        .expect("clear");
+        assert!(
+            change.changed.contains("from 5% over 1 d 21 h 36 min"),
+            "{change:?}"
+        );
+        let settings = defaulted.settings("2").expect("entry");
+        let rollout = settings.rollout.expect("rollout");
+        assert_eq!(rollout.start(), cleared_at);
+        assert!((rollout.start_value() - 0.05).abs() < 1e-9);
+        assert_eq!(rollout.duration_minutes, Some(two_days * 19 / 20));
+        assert_eq!(
+            settings.halt_cleared.map(|t| t.as_second()),
+            Some(cleared_at)
+        );
+        let mut given = updates.clone();
+        apply(&mut given, &clear(None, Some(0.1), Some(60)), cleared_at).expect("given");
+        let rollout = given
+            .settings("2")
+            .and_then(|s| s.rollout)
+            .expect("rollout");
+        assert_eq!(
+            (rollout.start_value(), rollout.duration_minutes),
+            (0.1, Some(60))
+        );
+        let mut neither = updates.clone();
+        assert_eq!(
+            apply(&mut neither, &clear(None, None, None), cleared_at),
+            Err(PolicyError::NoHaltTime("2".into()))
+        );
+        assert_eq!(
+            apply(&mut neither, &clear(None, Some(0.1), None), cleared_at),
+            Err(PolicyError::NoHaltTimeForOver("2".into()))
+        );
+        let late = NOW + i64::try_from(two_days * 60).expect("seconds");
+        let mut finished = updates.clone();
+        apply(&mut finished, &clear(Some(late), None, None), cleared_at).expect("at 100%");
+        let rollout = finished
+            .settings("2")
+            .and_then(|s| s.rollout)
+            .expect("rollout");
+        assert!(is_default(&rollout), "{rollout:?}");
     }
 
     #[test]

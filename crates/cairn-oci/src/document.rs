@@ -357,6 +357,17 @@ pub(crate) async fn fetch_raw(
     })
 }
 
+impl ArtifactKind {
+    /// What people call this kind of artifact, for messages.
+    fn noun(&self) -> &'static str {
+        match self.tag_prefix {
+            "cairn-graph-" => "document",
+            "cairn-halts-" => "halt list",
+            _ => "artifact",
+        }
+    }
+}
+
 /// Read an artifact of `kind` from any location (see [`fetch_location`]).
 pub(crate) async fn fetch_raw_location(
     location: &crate::reference::Location,
@@ -367,7 +378,11 @@ pub(crate) async fn fetch_raw_location(
     let need_tag = |what: &str| {
         OciError::invalid(
             what.to_string(),
-            format!("name the artifact's tag, for example {}", kind.tag_example),
+            format!(
+                "name the {}'s tag, for example {}",
+                kind.noun(),
+                kind.tag_example
+            ),
         )
     };
     match location {
@@ -719,7 +734,11 @@ pub(crate) async fn push_signed_and_tag(
 }
 
 /// Push the blobs of a document and return its manifest bytes.
-async fn document_manifest(store: &Store, document: &GraphDocument, body: Bytes) -> Result<Bytes> {
+pub(crate) async fn document_manifest(
+    store: &Store,
+    document: &GraphDocument,
+    body: Bytes,
+) -> Result<Bytes> {
     let size = body.len();
     let config_digest = store.put_blob(Bytes::from_static(EMPTY_JSON)).await?;
     let layer_digest = store.put_blob(body).await?;

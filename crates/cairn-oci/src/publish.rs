@@ -8,13 +8,17 @@
 use crate::client::RegistryClient;
 use crate::document::{self as doc, DocumentStoreError, FetchedDocument, Published, Seen};
 use crate::error::OciError;
+use crate::halts::{HaltStoreError, HaltTrust, UpdateOptions};
+use crate::reference::Location;
 use crate::scan::{self, ScanCache, ScanOptions, ScanReport};
 use crate::signing::{SigningKey, VerifyingKey};
 use crate::sources::{BaseRead, BaseSource, SourceError};
 use crate::store::Store;
 use cairn_graph::assemble::{AssembleError, AssembleOptions, Assembled, BaseInput, Candidate};
 use cairn_graph::derive::BaseGraph;
+use cairn_graph::document::{ClearedHalt, HaltSettings};
 use cairn_graph::fcos::Updates;
+use cairn_graph::halts::HaltList;
 use cairn_graph::{GraphDocument, Rollout};
 use jiff::Timestamp;
 use std::collections::{BTreeMap, BTreeSet};
@@ -79,6 +83,36 @@ pub enum PublishError {
     /// Policy entries name no release, and that was not allowed.
     #[error("the policy names no release {}: its settings would apply to nothing (fix the version, or allow it)", .0.join(", "))]
     UnknownReleases(Vec<String>),
+    /// The published document has fields this version does not know:
+    /// building on it would silently drop them.
+    #[error(
+        "the published document {tag} has fields this version of cairn does not know: {}; \
+         building on it would drop them (publish with the newer cairn that wrote them)",
+        .fields.join(", ")
+    )]
+    UnknownFields {
+        /// The document tag.
+        tag: String,
+        /// The fields, as JSON paths.
+        fields: Vec<String>,
+    },
+    /// The stream's halt list could not be read, created or trusted.
+    #[error("halt list {location}")]
+    Halts {
+        /// Where it is.
+        location: String,
+        /// Why.
+        #[source]
+        source: HaltStoreError,
+    },
+    /// A `--halt-list` value that names no place a list can live.
+    #[error("halt list {location}: {message}")]
+    HaltLocation {
+        /// As given.
+        location: String,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 impl PublishError {
@@ -97,6 +131,9 @@ impl PublishError {
             PublishError::Keep(e) => e.kind(),
             PublishError::Push(e) => e.kind(),
             PublishError::UnknownReleases(_) => "unknown_releases",
+            PublishError::UnknownFields { .. } => "unknown_fields",
+            PublishError::Halts { source, .. } => source.kind(),
+            PublishError::HaltLocation { .. } => "halts_location",
         }
     }
 }
@@ -179,6 +216,9 @@ pub trait Observer: Sync {
     fn assembled(&self, _assembly: &Assembly) {}
     /// This many images were tagged to keep them.
     fn kept(&self, _kept: usize) {}
+    /// The halt list was read and verified (`created`: published as a first,
+    /// empty list just now; `None`: none yet, in a dry run).
+    fn halts(&self, _settings: &HaltSettings, _list: Option<&HaltList>, _created: bool) {}
 }
 
 /// An observer that hears nothing.
@@ -502,6 +542,81 @@ pub struct Publication<'a> {
     /// Publish even when policy entries name no release (they apply to
     /// nothing); otherwise that is [`PublishError::UnknownReleases`].
     pub allow_unknown_releases: bool,
+    /// The stream's halt list: turned on, kept as the previous document
+    /// has it, or turned off.
+    pub halt_list: HaltListSetting,
+    /// Halt keys a halt list may be signed with (the signing key's public
+    /// half is trusted as a graph key).
+    pub halt_keys: &'a [VerifyingKey],
+}
+
+/// Whether a publication turns halt lists on or off for the stream.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum HaltListSetting {
+    /// As the previous document has it.
+    #[default]
+    Keep,
+    /// Halt lists on, at this location (see [`halt_list_location`]).
+    On(String),
+    /// Halt lists off.
+    Off,
+}
+
+/// A halt list's location as documents name it: `oci:DIR` or a registry
+/// repository gets the stream's default tag (`cairn-halts-<stream>`); a
+/// tag, digest, file or URL is kept as given.
+pub fn halt_list_location(text: &str, stream: &str) -> Result<String, PublishError> {
+    let bad = |message: String| PublishError::HaltLocation {
+        location: text.to_string(),
+        message,
+    };
+    let location = Location::parse(text).map_err(|e| bad(e.to_string()))?;
+    let location = match location {
+        Location::Registry(mut reference) => {
+            if reference.tag.is_none() && reference.digest.is_none() {
+                reference.tag = Some(crate::halts::default_tag(stream));
+            }
+            Location::Registry(reference)
+        }
+        Location::Layout { path, tag } => Location::Layout {
+            path,
+            tag: tag.or_else(|| Some(crate::halts::default_tag(stream))),
+        },
+        other => other,
+    };
+    Ok(location.to_string())
+}
+
+/// Where a halt list can be written: its store and tag. Files, URLs and
+/// digests cannot take a new list.
+pub fn halt_list_store(
+    location: &str,
+    client: &RegistryClient,
+) -> Result<(Store, String), PublishError> {
+    let bad = |message: &str| PublishError::HaltLocation {
+        location: location.to_string(),
+        message: message.to_string(),
+    };
+    match Location::parse(location).map_err(|e| bad(&e.to_string()))? {
+        Location::Registry(reference) => match (&reference.tag, &reference.digest) {
+            (Some(tag), None) => Ok((
+                Store::registry(client.clone(), reference.repository.clone()),
+                tag.clone(),
+            )),
+            _ => Err(bad("a list is written under a tag, not a digest")),
+        },
+        Location::Layout {
+            path,
+            tag: Some(tag),
+        } => {
+            let layout =
+                crate::layout::Layout::open_or_create(&path).map_err(|e| bad(&e.to_string()))?;
+            Ok((Store::Layout(layout), tag))
+        }
+        _ => Err(bad(
+            "a list is written to a registry repository or an oci: layout, with a tag",
+        )),
+    }
 }
 
 /// What [`publish`] did.
@@ -529,6 +644,12 @@ pub async fn publish(
     let (previous, expected) = match doc::fetch(store, tag).await {
         Ok(fetched) => {
             check_previous(&fetched, publication, observer)?;
+            if !fetched.ignored_fields.is_empty() {
+                return Err(PublishError::UnknownFields {
+                    tag: tag.to_string(),
+                    fields: fetched.ignored_fields,
+                });
+            }
             (Some(fetched.document), Some(fetched.manifest_digest))
         }
         Err(DocumentStoreError::Store(OciError::NotFound(_))) => (None, Some(None)),
@@ -543,14 +664,31 @@ pub async fn publish(
         let mut document = previous.ok_or_else(|| PublishError::NothingPublished(tag.into()))?;
         document.issued = publication.options.now;
         document.expires = publication.options.expires;
+        let previous = document.clone();
+        settle_halts(
+            client,
+            Some(&previous),
+            &mut document,
+            publication,
+            observer,
+        )
+        .await?;
         return push(store, document, publication, expected).await;
     }
-    let assembly = assemble(
+    let mut assembly = assemble(
         store,
         client,
         previous.as_ref(),
         &publication.options,
         cache,
+        observer,
+    )
+    .await?;
+    settle_halts(
+        client,
+        previous.as_ref(),
+        &mut assembly.assembled.document,
+        publication,
         observer,
     )
     .await?;
@@ -569,6 +707,133 @@ pub async fn publish(
         .map_err(PublishError::Keep)?;
     observer.kept(kept);
     push(store, assembly.assembled.document, publication, expected).await
+}
+
+/// Set the document's `halts` as the publication says: off, or on at a
+/// location, with the sequence of the list verified now as the floor readers
+/// pair with this document, and the halts the policy clears added to those
+/// already cleared. With halts on and no list yet, a first, empty list is
+/// published with the signing key, so that hosts have one to verify.
+async fn settle_halts(
+    client: &RegistryClient,
+    previous: Option<&GraphDocument>,
+    document: &mut GraphDocument,
+    publication: &Publication<'_>,
+    observer: &dyn Observer,
+) -> Result<(), PublishError> {
+    let options = &publication.options;
+    let held = previous.and_then(|p| p.halts.as_ref());
+    let location = match (&publication.halt_list, held) {
+        (HaltListSetting::On(text), _) => halt_list_location(text, options.stream)?,
+        (HaltListSetting::Keep, Some(held)) => held.location.clone(),
+        (HaltListSetting::Off, _) | (HaltListSetting::Keep, None) => {
+            document.halts = None;
+            return Ok(());
+        }
+    };
+    let failed = |source| PublishError::Halts {
+        location: location.clone(),
+        source,
+    };
+    let graph_keys = crate::halts::own_key(publication.key);
+    let mut created = false;
+    let fetched = match halt_list_store(&location, client) {
+        Ok((store, tag)) => match store.resolve(&tag).await.map_err(|e| failed(e.into()))? {
+            Some(_) => Some(crate::halts::fetch(&store, &tag).await.map_err(failed)?),
+            None if publication.dry_run => None,
+            None => {
+                let key = publication.key.ok_or_else(|| PublishError::HaltLocation {
+                    location: location.clone(),
+                    message: "no halt list there yet, and a first one must be signed: \
+                              publish with --sign-key"
+                        .into(),
+                })?;
+                let identity = store_identity(&store, &document.repository);
+                let update = UpdateOptions {
+                    publish: doc::PublishOptions {
+                        tag: &tag,
+                        identity: &identity,
+                        key: Some(key),
+                        settle: Duration::from_millis(500),
+                        expected: Some(None),
+                    },
+                    trust_keys: &graph_keys,
+                    stream: options.stream,
+                    lifetime: crate::halts::DEFAULT_LIFETIME,
+                    cleared: &[],
+                };
+                crate::halts::refresh(&store, &update)
+                    .await
+                    .map_err(failed)?;
+                created = true;
+                Some(crate::halts::fetch(&store, &tag).await.map_err(failed)?)
+            }
+        },
+        // A file or URL: read only.
+        Err(_) => {
+            let parsed = Location::parse(&location).map_err(|e| failed(e.into()))?;
+            Some(
+                crate::halts::fetch_location(&parsed, client)
+                    .await
+                    .map_err(failed)?,
+            )
+        }
+    };
+    let mut cleared = held.map(|h| h.cleared.clone()).unwrap_or_default();
+    let mut min_sequence = 0;
+    if let Some(fetched) = &fetched {
+        let floor = held
+            .filter(|h| h.location == location)
+            .map_or(0, |h| h.min_sequence);
+        fetched
+            .verify(&HaltTrust {
+                graph_keys: &graph_keys,
+                halt_keys: publication.halt_keys,
+                stream: options.stream,
+                newest_held: None,
+                min_sequence: floor,
+                now: options.now,
+            })
+            .map_err(failed)?;
+        min_sequence = fetched.list.sequence;
+        if let Some(policy) = options.policy {
+            clear_marked(&fetched.list, policy, &mut cleared);
+        }
+    }
+    let settings = HaltSettings {
+        location,
+        min_sequence,
+        cleared,
+    };
+    observer.halts(&settings, fetched.as_ref().map(|f| &f.list), created);
+    document.halts = Some(settings);
+    Ok(())
+}
+
+/// Add to `cleared` every entry of `list` made at or before the time the
+/// policy marks its release's halts cleared (`cairn_halt_cleared`).
+fn clear_marked(list: &HaltList, policy: &Updates, cleared: &mut Vec<ClearedHalt>) {
+    for entry in &list.entries {
+        let mark = policy
+            .settings(&entry.version)
+            .and_then(|settings| settings.halt_cleared);
+        let marked = mark.is_some_and(|mark| entry.time <= mark);
+        if marked && !cleared.iter().any(|c| c.id == entry.id) {
+            cleared.push(ClearedHalt {
+                id: entry.id.clone(),
+                version: entry.version.clone(),
+            });
+        }
+    }
+}
+
+/// The repository a signature names: the registry repository, or for a
+/// layout the document's repository.
+fn store_identity(store: &Store, repository: &str) -> String {
+    match store {
+        Store::Registry { repository, .. } => repository.to_string(),
+        Store::Layout(_) => repository.to_string(),
+    }
 }
 
 /// Refuse to build on (and so re-sign) a document this key did not sign:
@@ -652,6 +917,82 @@ async fn push(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A document written by a newer publisher, with a field this version
+    /// does not know, is not built on: re-serialising it would drop the field.
+    #[tokio::test]
+    async fn a_document_with_unknown_fields_is_not_built_on() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let layout = crate::layout::Layout::open_or_create(dir.path()).expect("layout");
+        let store = Store::Layout(layout);
+        let issued: Timestamp = "2026-03-10T12:00:00Z".parse().expect("time");
+        let document = GraphDocument {
+            schema: 1,
+            stream: "stable".into(),
+            repository: "example.org/acme/os".into(),
+            sequence: 1,
+            issued,
+            expires: issued + jiff::SignedDuration::from_hours(24),
+            releases: Vec::new(),
+            base: None,
+            halts: None,
+        };
+        let text =
+            document
+                .to_json_pretty()
+                .replacen('{', "{\n  \"future_setting\": {\"on\": true},", 1);
+        let manifest = doc::document_manifest(&store, &document, text.into())
+            .await
+            .expect("manifest");
+        let tag = doc::default_tag("stable");
+        let push = doc::PublishOptions {
+            tag: &tag,
+            identity: "example.org/acme/os",
+            key: None,
+            settle: Duration::ZERO,
+            expected: None,
+        };
+        doc::push_signed_and_tag(&store, manifest, None, &push)
+            .await
+            .expect("pushed");
+        let client = RegistryClient::new(crate::ClientOptions::default()).expect("client");
+        let publication = Publication {
+            options: Options {
+                stream: "stable",
+                policy: None,
+                tag_pattern: None,
+                mutable_tags: &[],
+                recheck: false,
+                default_rollout: None,
+                now: issued,
+                expires: issued + jiff::SignedDuration::from_hours(24),
+                base: None,
+                layout_repository: "example.org/acme/os",
+            },
+            tag: &tag,
+            key: None,
+            accept_unverified_previous: false,
+            dry_run: false,
+            refresh: false,
+            allow_unknown_releases: false,
+            halt_list: HaltListSetting::Keep,
+            halt_keys: &[],
+        };
+        let mut cache = ScanCache::default();
+        let error = publish(&store, &client, &publication, &mut cache, &Quiet)
+            .await
+            .expect_err("refused");
+        assert_eq!(error.kind(), "unknown_fields");
+        assert!(error.to_string().contains("future_setting"), "{error}");
+        let refresh = Publication {
+            refresh: true,
+            ..publication
+        };
+        let error = publish(&store, &client, &refresh, &mut cache, &Quiet)
+            .await
+            .expect_err("a refresh too");
+        assert_eq!(error.kind(), "unknown_fields");
+    }
 
     /// Only an answer that the architecture is not there skips it; an
     /// overloaded or failing server fails the read, to be tried again.

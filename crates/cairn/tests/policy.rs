@@ -280,3 +280,98 @@ async fn the_first_publish_explains_its_defaults_and_counts_cairns_own_tags_apar
     );
     assert!(!again.stderr.contains("without a policy entry"));
 }
+
+/// A 2-day rollout halted at about 5% and cleared 2 days later restarts at
+/// about 5% over the time it had left, not at the clock's 100%: the clear
+/// reads the halt's time from the halt list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cleared_halt_restarts_the_rollout_where_it_stood_when_halted() {
+    let s = Setup::new().await;
+    let now = jiff::Timestamp::now();
+    let policy = s.policy_path();
+    let key = s.path("team.key").display().to_string();
+    common::ok(&[
+        "document",
+        "keygen",
+        "--output",
+        &s.path("team").display().to_string(),
+    ]);
+    // Started 2 h 24 min ago over 2 days: at 5% now, when it is halted.
+    let started = (now - jiff::SignedDuration::from_mins(144))
+        .as_second()
+        .to_string();
+    common::ok(&[
+        "policy", "--policy", &policy, "--stream", "stable", "rollout", "start", "1.1", "--over",
+        "2d", "--at", &started,
+    ]);
+    let halts = format!("oci:{}", s.path("halts").display());
+    Publish::signed(&s.location, &key)
+        .cache(s.path("cache.json"))
+        .policy(s.path("updates.json"))
+        .args(["--halt-list", &halts])
+        .run();
+    let document = format!("{}:cairn-graph-stable", s.location);
+    let added = common::ok(&[
+        "halt",
+        "add",
+        "1.1",
+        "--halt-list",
+        &halts,
+        "--key",
+        &key,
+        "--document",
+        &document,
+        "--who",
+        "tester",
+    ]);
+    assert!(added.starts_with("halted 1.1"), "{added}");
+    // Neither --from nor --halt-list: the clear cannot tell where it stood.
+    let two_days_later = (now + jiff::SignedDuration::from_hours(48)).to_string();
+    let clear = |extra: &[&str]| {
+        let mut args = vec![
+            "policy",
+            "--policy",
+            &policy,
+            "--now",
+            &two_days_later,
+            "halt",
+            "clear",
+            "1.1",
+        ];
+        args.extend(extra);
+        common::cairn(&args)
+    };
+    let refused = clear(&[]);
+    assert!(
+        failed(&refused).contains("give the halt list (--halt-list, for the time of the halt) or the starting point (--from)"),
+        "{}",
+        stderr(&refused)
+    );
+    let out = clear(&[
+        "--halt-list",
+        &halts,
+        "--halt-key",
+        &s.path("team.pub").display().to_string(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&policy).expect("policy");
+    let updates = cairn_graph::fcos::Updates::from_json(text.as_bytes()).expect("policy");
+    let settings = updates.settings("1.1").expect("entry");
+    let rollout = settings.rollout.expect("rollout");
+    let from = rollout.start_value();
+    assert!(
+        (0.05..0.051).contains(&from),
+        "restarts at {from}, not about 5%"
+    );
+    assert_eq!(
+        rollout.start(),
+        two_days_later
+            .parse::<jiff::Timestamp>()
+            .expect("time")
+            .as_second()
+    );
+    // The 95% of 2 days it had left, give or take the test's own seconds.
+    let minutes = rollout.duration_minutes.expect("a duration");
+    assert!((2730..=2736).contains(&minutes), "{minutes} minutes");
+    assert!(settings.halt_cleared.is_some());
+}

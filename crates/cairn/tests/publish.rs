@@ -381,3 +381,252 @@ async fn publishing_into_an_oci_layout() {
     );
     publish.arg("--accept-unverified-previous").run();
 }
+
+/// What `graph next` answers for the first host of every rollout on 44.1.
+fn next_for_first_host(doc_ref: &str, dir: &Path, host: &str, auth: &str) -> Output {
+    let d = |name: &str| dir.join(name).display().to_string();
+    cairn(&[
+        "graph",
+        "next",
+        "--document",
+        doc_ref,
+        "--key",
+        &d("team.pub"),
+        "--halt-key",
+        &d("halt.pub"),
+        "--insecure-registry",
+        host,
+        "--authfile",
+        auth,
+        "--arch",
+        "x86_64",
+        "--booted",
+        "44.1",
+        "--wariness",
+        "0",
+    ])
+}
+
+fn next_target(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "graph next failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    answer["target"]["version"].clone()
+}
+
+async fn published_halts(store: &cairn_oci::Store) -> cairn_graph::document::HaltSettings {
+    cairn_oci::document::fetch(store, "cairn-graph-stable")
+        .await
+        .expect("the document")
+        .document
+        .halts
+        .expect("halts are on")
+}
+
+/// Halts through the release team's tools: turned on by a publish, carried
+/// by later publishes from a policy file that knows nothing of them, cleared
+/// only through `cairn policy halt clear`, and in force again once re-halted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_halt_survives_publishes_and_is_cleared_only_through_the_policy() {
+    let registry = TestRegistry::start(Auth::Htpasswd).await;
+    let store = registry.store("acme/os");
+    cairn_testkit::write_release(&store, "44.1", "2026-01-01T00:00:00Z", &["44.1"]).await;
+    cairn_testkit::write_release(&store, "44.2", "2026-02-01T00:00:00Z", &["44.2", "stable"]).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = |name: &str| dir.path().join(name).display().to_string();
+    let auth = auth_file(dir.path(), &registry);
+    let host = registry.host.clone();
+    let repo = format!("{host}/acme/os");
+    let doc_ref = format!("{repo}:cairn-graph-stable");
+    let halt_repo = format!("{host}/acme/os-halts");
+    let halt_ref = format!("{halt_repo}:cairn-halts-stable");
+    let reg = [
+        "--insecure-registry",
+        host.as_str(),
+        "--authfile",
+        auth.as_str(),
+    ];
+    ok(&["document", "keygen", "--output", &d("team")]);
+    ok(&["document", "keygen", "--output", &d("halt")]);
+    let policy = |args: &[&str]| {
+        let policy_file = d("updates.json");
+        let mut all = vec!["policy", "--policy", &policy_file, "--stream", "stable"];
+        all.extend(args);
+
+        ok(&all)
+    };
+    policy(&["rollout", "start", "44.2", "--over", "2d", "--from", "5%"]);
+    // The release team's policy file as it is before any halt.
+    std::fs::copy(d("updates.json"), d("old-updates.json")).expect("copy");
+    let publish = |policy_file: &str| {
+        Publish::signed(&repo, d("team.key"))
+            .policy(policy_file)
+            .cache(d("cache.json"))
+            .args(["--halt-key", &d("halt.pub")])
+            .args(reg)
+    };
+    // Turning halts on publishes an empty first list, signed with the graph key.
+    let first = publish(&d("updates.json"))
+        .arg("--halt-list")
+        .arg(&halt_repo)
+        .run();
+    assert!(
+        first.stderr.contains("published an empty first list"),
+        "{}",
+        first.stderr
+    );
+    let halts = published_halts(&store).await;
+    assert_eq!(halts.location, halt_ref);
+    let halt_store = registry.store("acme/os-halts");
+    let list = cairn_oci::halts::fetch(&halt_store, "cairn-halts-stable")
+        .await
+        .expect("the first list");
+    assert_eq!(halts.min_sequence, list.list.sequence);
+    assert!(list.list.entries.is_empty());
+    let next = || next_for_first_host(&doc_ref, dir.path(), &host, &auth);
+    assert_eq!(next_target(&next()), "44.2");
+
+    // A halt, signed with the halt key on top of the graph key's list.
+    let halt = |reason: &str| {
+        let mut args = vec!["halt", "add", "44.2", "--halt-list", &halt_ref, "--key"];
+        let key = d("halt.key");
+        let team = d("team.pub");
+        args.extend([key.as_str(), "--trust-key", team.as_str()]);
+        args.extend(["--document", &doc_ref, "--document-key", team.as_str()]);
+        args.extend(["--who", "tester", "--reason", reason]);
+        args.extend(reg);
+        ok(&args)
+    };
+    let added = halt("3 of 20 boots failed");
+    assert!(added.starts_with("halted 44.2 (halt 44.2-"), "{added}");
+    let next_out = next();
+    assert_eq!(next_target(&next_out), Value::Null);
+    let answer: Value = serde_json::from_slice(&next_out.stdout).expect("JSON");
+    assert_eq!(answer["halts"]["halted"][0]["version"], "44.2", "{answer}");
+    let shown = ok(&[
+        "halt",
+        "show",
+        "--halt-list",
+        &halt_ref,
+        "--key",
+        &d("team.pub"),
+        "--halt-key",
+        &d("halt.pub"),
+        "--insecure-registry",
+        &host,
+        "--authfile",
+        &auth,
+    ]);
+    assert!(shown.contains("verified, signed by a halt key"), "{shown}");
+    assert!(
+        shown.contains(" 44.2 at ") && shown.contains("(by tester): 3 of 20 boots failed"),
+        "{shown}"
+    );
+    // Shown with only the graph key, the halt key's list is refused by kind.
+    let refused = cairn(&[
+        "halt",
+        "show",
+        "--halt-list",
+        &halt_ref,
+        "--key",
+        &d("team.pub"),
+        "--insecure-registry",
+        &host,
+        "--authfile",
+        &auth,
+    ]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("(halts_bad_signature)"));
+
+    // The team's routine publish from its old policy file keeps the halt.
+    publish(&d("old-updates.json")).run();
+    let halts = published_halts(&store).await;
+    assert_eq!(halts.location, halt_ref, "carried without --halt-list");
+    assert!(halts.cleared.is_empty());
+    let list = cairn_oci::halts::fetch(&halt_store, "cairn-halts-stable")
+        .await
+        .expect("the list");
+    assert_eq!(halts.min_sequence, list.list.sequence);
+    assert_eq!(next_target(&next()), Value::Null);
+
+    // Cleared through the policy: the rollout restarts at 5%, offered again.
+    let cleared = policy(&["halt", "clear", "44.2", "--from", "5%", "--over", "1d"]);
+    assert!(
+        cleared.contains("rollout restarts from 5% over 1 d"),
+        "{cleared}"
+    );
+    let text = std::fs::read_to_string(d("updates.json")).expect("policy");
+    assert!(text.contains("\"cairn_halt_cleared\""), "{text}");
+    publish(&d("updates.json")).run();
+    let halts = published_halts(&store).await;
+    assert_eq!(halts.cleared.len(), 1);
+    assert_eq!(halts.cleared[0].id, list.list.entries[0].id);
+    let document = cairn_oci::document::fetch(&store, "cairn-graph-stable")
+        .await
+        .expect("document")
+        .document;
+    let rollout = document
+        .release("44.2")
+        .and_then(|(_, r)| r.rollout)
+        .expect("a rollout");
+    assert_eq!(rollout.start_percentage, Some(0.05));
+    assert_eq!(rollout.duration_minutes, Some(24 * 60));
+    assert_eq!(next_target(&next()), "44.2");
+
+    // A halt made after the clear stays in force through the next publish.
+    let again = halt("it failed again");
+    assert!(again.starts_with("halted 44.2"), "{again}");
+    publish(&d("updates.json")).run();
+    assert_eq!(published_halts(&store).await.cleared.len(), 1);
+    assert_eq!(next_target(&next()), Value::Null);
+
+    // A stale list (below the document's min_sequence) is refused by kind.
+    let halts = published_halts(&store).await;
+    let mut stale = cairn_oci::halts::fetch(&halt_store, "cairn-halts-stable")
+        .await
+        .expect("list")
+        .list;
+    stale.sequence = halts.min_sequence - 1;
+    let team_key = cairn_oci::signing::SigningKey::from_pem(
+        &std::fs::read_to_string(d("team.key")).expect("key"),
+        "team.key",
+    )
+    .expect("key");
+    let identity = halt_store.describe();
+    let options = cairn_oci::document::PublishOptions {
+        tag: "cairn-halts-stable",
+        identity: &identity,
+        key: Some(&team_key),
+        settle: std::time::Duration::ZERO,
+        expected: None,
+    };
+    let head = halt_store
+        .resolve("cairn-halts-stable")
+        .await
+        .expect("resolve")
+        .map(|h| h.digest);
+    cairn_oci::halts::publish(&halt_store, &stale, head, &options)
+        .await
+        .expect("a stale list pushed");
+    let out = next();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("(halts_replayed)"), "{stderr}");
+    assert!(out.stdout.is_empty(), "no answer without a list");
+
+    // --no-halt-list turns halts off.
+    let off = Publish::signed(&repo, d("team.key"))
+        .policy(d("updates.json"))
+        .cache(d("cache.json"))
+        .arg("--no-halt-list")
+        .args(reg);
+    off.run();
+    let document = cairn_oci::document::fetch(&store, "cairn-graph-stable")
+        .await
+        .expect("document")
+        .document;
+    assert_eq!(document.halts, None);
+}

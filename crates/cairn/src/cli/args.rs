@@ -439,6 +439,55 @@ impl DocumentArgs {
         Ok(fetched.document)
     }
 
+    /// The halts in effect for `document`, when it has halts on: its halt
+    /// list fetched and verified (the document's `--key`s as graph keys,
+    /// `halt_keys` as halt keys, the document's `min_sequence` as the floor),
+    /// minus the halts the document clears. A list refused, expired or
+    /// unreachable is an error naming its kind: with halts on, no list means
+    /// no rollout.
+    pub fn halts(
+        &self,
+        document: &cairn_graph::GraphDocument,
+        halt_keys: &[PathBuf],
+        now: Timestamp,
+    ) -> anyhow::Result<Option<Halts>> {
+        let Some(settings) = &document.halts else {
+            return Ok(None);
+        };
+        let location = &settings.location;
+        let failed = |error: cairn_oci::halts::HaltStoreError| {
+            let kind = error.kind();
+            anyhow::Error::new(error).context(format!("halt list {location} ({kind})"))
+        };
+        let parsed = cairn_oci::Location::parse(location)
+            .with_context(|| format!("{}: halts.location", self.name()))?;
+        let client = self.registry.client()?;
+        let fetched = runtime()?
+            .block_on(cairn_oci::halts::fetch_location(&parsed, &client))
+            .map_err(failed)?;
+        let graph_keys = verifying_keys(&self.keys)?;
+        let halt_keys = verifying_keys(halt_keys)?;
+        let signed_as = fetched
+            .verify(&cairn_oci::halts::HaltTrust {
+                graph_keys: &graph_keys,
+                halt_keys: &halt_keys,
+                stream: &document.stream,
+                newest_held: None,
+                min_sequence: settings.min_sequence,
+                now,
+            })
+            .map_err(failed)?;
+        let cleared = document.cleared_halts();
+        let entries: Vec<cairn_graph::halts::HaltEntry> =
+            fetched.list.effective(&cleared).cloned().collect();
+        Ok(Some(Halts {
+            location: location.clone(),
+            sequence: fetched.list.sequence,
+            signed_as: (!graph_keys.is_empty() || !halt_keys.is_empty()).then_some(signed_as),
+            entries,
+        }))
+    }
+
     /// After a command's output: warn when `load` checked no signature.
     /// Not before, so that an error stays the only line of a failure.
     pub fn warn_if_unchecked(&self) {
@@ -448,6 +497,51 @@ impl DocumentArgs {
                 self.name()
             );
         }
+    }
+}
+
+/// Keys a stream's halt list may be signed with besides the document's.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HaltKeyArgs {
+    /// A halt key's public half (PEM; repeatable): a halt list it signs may
+    /// only add halts. The document's --key may also sign the list.
+    #[arg(long = "halt-key", value_name = "PEM")]
+    pub halt_keys: Vec<PathBuf>,
+}
+
+/// The halts in effect for a document, from its verified halt list.
+#[derive(Debug, Clone)]
+pub struct Halts {
+    /// Where the list was read.
+    pub location: String,
+    /// Its sequence.
+    pub sequence: u64,
+    /// The role of the key it verified under; `None`: no key given.
+    pub signed_as: Option<cairn_graph::halts::SignedAs>,
+    /// The halts in effect (the document's cleared ones left out).
+    pub entries: Vec<cairn_graph::halts::HaltEntry>,
+}
+
+impl Halts {
+    /// Every digest (and commit) a halt in effect names.
+    pub fn digests(&self) -> Vec<String> {
+        self.entries
+            .iter()
+            .flat_map(|entry| entry.digests.iter().cloned())
+            .collect()
+    }
+
+    /// How the list was checked, in words.
+    pub fn note(&self) -> String {
+        let how = match self.signed_as {
+            Some(cairn_graph::halts::SignedAs::Graph) => "verified with a graph key",
+            Some(cairn_graph::halts::SignedAs::HaltOnly) => "verified with a halt key",
+            None => "signature NOT checked (no --key or --halt-key)",
+        };
+        format!(
+            "halt list {} sequence {}: {how}",
+            self.location, self.sequence
+        )
     }
 }
 

@@ -297,6 +297,28 @@ fn refresh_job<'a>(name: &str, lines: &'a [CairnLine], depth: usize) -> &'a [Str
     &first.at[..depth]
 }
 
+/// The nightly job also renews the halt list, signed.
+fn check_halt_refresh(name: &str, lines: &[CairnLine], depth: usize) {
+    let renewals: Vec<&CairnLine> = lines
+        .iter()
+        .filter(|command| command.words.get(1..3) == Some(&["halt".into(), "refresh".into()]))
+        .collect();
+    let first = renewals
+        .first()
+        .unwrap_or_else(|| panic!("{name}: no `cairn halt refresh`"));
+    assert!(
+        first.words.iter().any(|word| word == "--key"),
+        "{name}:{}: renews the halt list unsigned: {}",
+        first.line,
+        first.text
+    );
+    assert_eq!(
+        &first.at[..depth],
+        refresh_job(name, lines, depth),
+        "{name}: `cairn halt refresh` is not in the nightly job"
+    );
+}
+
 fn lookup<'a>(value: &'a Value, keys: &[String]) -> &'a Value {
     keys.iter().fold(value, |value, key| {
         value
@@ -309,6 +331,7 @@ fn lookup<'a>(value: &'a Value, keys: &[String]) -> &'a Value {
 fn github_actions_example_matches_the_cli() {
     let name = "github-actions.yml";
     let (yaml, lines) = check(name);
+    check_halt_refresh(name, &lines, 2);
     // A nightly schedule, and the refresh job runs on it alone.
     let on = yaml.get("on").expect("an `on` trigger");
     assert!(on.get("schedule").is_some(), "{name}: no schedule: {on:?}");
@@ -324,6 +347,7 @@ fn github_actions_example_matches_the_cli() {
 fn gitlab_ci_example_matches_the_cli() {
     let name = "gitlab-ci.yml";
     let (yaml, lines) = check(name);
+    check_halt_refresh(name, &lines, 1);
     let job = lookup(&yaml, refresh_job(name, &lines, 1));
     let rules =
         serde_yaml_ng::to_string(job.get("rules").expect("refresh rules")).expect("rules as text");

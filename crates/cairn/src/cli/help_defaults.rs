@@ -115,9 +115,13 @@ fn expected() -> BTreeMap<String, String> {
         "cairn graph show",
         "cairn publish",
         "cairn simulate",
+        "cairn halt add",
+        "cairn halt refresh",
+        "cairn halt show",
+        "cairn policy halt clear",
     ] {
         put(&format!("{verb} --authfile [prose]"), user_authfile);
-        if verb != "cairn publish" {
+        if !verb.starts_with("cairn publish") && !verb.contains("halt") {
             put(&format!("{verb} --stream [prose]"), &stream_tag);
         }
     }
@@ -134,6 +138,27 @@ fn expected() -> BTreeMap<String, String> {
     ] {
         put(&format!("{at} [prose]"), "now");
     }
+    let halt_lifetime = format!("{}h", cairn_oci::halts::DEFAULT_LIFETIME.as_hours());
+    for verb in ["cairn halt add", "cairn halt refresh", "cairn halt show"] {
+        put(
+            &format!("{verb} --stream [prose]"),
+            "the one the tag cairn-halts-<stream> names, and for `add` the document's",
+        );
+        if verb != "cairn halt show" {
+            put(&format!("{verb} --lifetime [default]"), &halt_lifetime);
+        }
+    }
+    put("cairn halt add --reason [default]", "halted by hand");
+    put("cairn halt add --who [prose]", "$USER");
+    put("cairn halt show --now [prose]", "now");
+    put(
+        "cairn policy halt clear --from [prose]",
+        "its progress when it was halted (needs --halt-list)",
+    );
+    put(
+        "cairn policy halt clear --over [prose]",
+        "the time it had left when it was halted (needs --halt-list)",
+    );
     put("cairn demo --dir [prose]", "a new temporary directory");
     put("cairn demo --nodes [default]", "10000");
     put("cairn document keygen --output [default]", "cairn");

@@ -15,6 +15,8 @@ mod config;
 mod demo;
 mod document;
 mod graph;
+#[cfg(feature = "publish")]
+mod halt;
 #[cfg(feature = "server")]
 mod lock;
 // It checks every verb's help, so it needs them all: the default build.
@@ -60,6 +62,10 @@ enum Command {
     #[cfg(feature = "publish")]
     /// Edit the release team's policy file.
     Policy(policy::Args),
+    #[cfg(feature = "publish")]
+    /// Halt a release through the stream's signed halt list; show or renew the list.
+    #[command(subcommand)]
+    Halt(halt::HaltCommand),
     #[cfg_attr(feature = "publish", doc = "Verify documents and make signing keys.")]
     #[cfg_attr(not(feature = "publish"), doc = "Verify documents.")]
     #[command(subcommand)]
@@ -121,6 +127,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Publish(args) => publish::run(args),
         #[cfg(feature = "publish")]
         Command::Policy(args) => policy::run(args),
+        #[cfg(feature = "publish")]
+        Command::Halt(command) => halt::run(command),
         Command::Document(command) => document::run(command),
         #[cfg(feature = "server")]
         Command::Serve(args) => serve::run(args),
@@ -157,6 +165,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 const GATED_VERBS: &[(&str, &str)] = &[
     ("publish", "publish"),
     ("policy", "publish"),
+    ("halt", "publish"),
     ("fcos", "publish"),
     ("convert-fcos", "publish"),
     ("schema", "publish"),

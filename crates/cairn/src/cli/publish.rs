@@ -10,7 +10,7 @@ use cairn_graph::fcos::Updates;
 use cairn_oci::document::{self as doc, DocumentStoreError};
 use cairn_oci::layout::Layout;
 use cairn_oci::publish::{
-    Assembly, BaseOptions, Observer, Options, Outcome, Publication, PublishError,
+    Assembly, BaseOptions, HaltListSetting, Observer, Options, Outcome, Publication, PublishError,
 };
 use cairn_oci::scan::{ScanCache, ScanReport, is_release_tag};
 use cairn_oci::sources::BaseSource;
@@ -99,6 +99,18 @@ pub struct Args {
     /// base releases' images in this repository.
     #[arg(long, value_name = "REPOSITORY", requires = "base_graph")]
     base_layers_from: Option<String>,
+    /// Turn halt lists on for the stream, with the list at this location
+    /// (registry reference or oci:DIR; the tag defaults to
+    /// cairn-halts-<stream>). Later publishes keep it until --no-halt-list.
+    #[arg(long, value_name = "REF", conflicts_with = "no_halt_list")]
+    halt_list: Option<String>,
+    /// Turn halt lists off for the stream.
+    #[arg(long)]
+    no_halt_list: bool,
+    /// Public key (PEM) of a halt key the halt list may be signed with
+    /// (repeatable); the --sign-key's own public half is always trusted.
+    #[arg(long = "halt-key", value_name = "PEM")]
+    halt_keys: Vec<PathBuf>,
     #[command(flatten)]
     registry: RegistryArgs,
 }
@@ -169,11 +181,18 @@ async fn publish(args: &Args, store: &Store) -> anyhow::Result<()> {
         }),
         None => None,
     };
-    let client = match (store, &base) {
+    let halt_keys = args::verifying_keys(&args.halt_keys)?;
+    let halt_list = match (&args.halt_list, args.no_halt_list) {
+        (Some(location), _) => HaltListSetting::On(location.clone()),
+        (None, true) => HaltListSetting::Off,
+        (None, false) => HaltListSetting::Keep,
+    };
+    let reads_registry = base.is_some() || args.halt_list.is_some();
+    let client = match (store, reads_registry) {
         (Store::Registry { client, .. }, _) => client.clone(),
-        (Store::Layout(_), Some(_)) => args.registry.client()?,
+        (Store::Layout(_), true) => args.registry.client()?,
         // Nothing to fetch: a layout without a base graph needs no credentials.
-        (Store::Layout(_), None) => RegistryClient::new(cairn_oci::ClientOptions::default())?,
+        (Store::Layout(_), false) => RegistryClient::new(cairn_oci::ClientOptions::default())?,
     };
     let publication = Publication {
         options: Options {
@@ -197,6 +216,8 @@ async fn publish(args: &Args, store: &Store) -> anyhow::Result<()> {
         dry_run: args.dry_run,
         refresh: args.refresh,
         allow_unknown_releases: args.allow_unknown_releases,
+        halt_list,
+        halt_keys: &halt_keys,
     };
     let cache_path = args
         .cache
@@ -295,6 +316,14 @@ fn cli_error(error: PublishError) -> anyhow::Error {
         ),
         // Unwrapped, so a conflict is recognised by its type.
         PublishError::Push(error) => error.into(),
+        PublishError::Halts { location, source } if source.kind() == "halts_expired" => {
+            anyhow::Error::new(source).context(format!(
+                "halt list {location} (renew it with `cairn halt refresh --halt-list {location} --key <graph key>`)"
+            ))
+        }
+        PublishError::Halts { location, source } => anyhow::Error::new(source).context(format!(
+            "halt list {location} (a list signed by another key needs --halt-key)"
+        )),
         other => other.into(),
     }
 }
@@ -432,6 +461,44 @@ impl Observer for Printer {
             assembled.added.len(),
         );
         self.defaults(assembled);
+    }
+
+    fn halts(
+        &self,
+        settings: &cairn_graph::document::HaltSettings,
+        list: Option<&cairn_graph::halts::HaltList>,
+        created: bool,
+    ) {
+        let Some(list) = list else {
+            eprintln!(
+                "cairn: halt list {}: none yet; publishing creates an empty first one",
+                settings.location
+            );
+            return;
+        };
+        let cleared: Vec<String> = settings.cleared.iter().map(|c| c.id.clone()).collect();
+        let in_effect: Vec<&str> = list
+            .effective(&cleared)
+            .map(|entry| entry.version.as_str())
+            .collect();
+        let made = if created {
+            "published an empty first list, "
+        } else {
+            ""
+        };
+        eprintln!(
+            "cairn: halt list {}: {made}sequence {} verified, expires {}; halted: {}; \
+             {} halt(s) cleared",
+            settings.location,
+            list.sequence,
+            list.expires,
+            if in_effect.is_empty() {
+                "none".to_string()
+            } else {
+                in_effect.join(", ")
+            },
+            settings.cleared.len()
+        );
     }
 
     fn kept(&self, kept: usize) {

@@ -30,17 +30,26 @@ pub struct Args {
     /// Allow an edge to an older release.
     #[arg(long)]
     allow_downgrade: bool,
+    #[command(flatten)]
+    halt_keys: args::HaltKeyArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let document = args.source.load()?;
     let booted = args::booted_id(&document, &args.arch, &args.booted)?;
+    let now = args::now_or(args.now.as_deref())?;
+    // With halts on, no verified list means no answer: never an edge into
+    // a release that may be halted.
+    let halts = args
+        .source
+        .halts(&document, &args.halt_keys.halt_keys, now)?;
+    let halted = halts.as_ref().map(args::Halts::digests).unwrap_or_default();
     let query = Query {
         booted: &booted,
         wariness: args.wariness.resolve(1.0)?,
-        now: args::now_or(args.now.as_deref())?,
+        now,
         deny: &args.deny,
-        halted: &[],
+        halted: &halted,
         allow_downgrade: args.allow_downgrade,
     };
     let decision = document.decide(&args.arch, &query);
@@ -58,6 +67,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "reason": h.hold.to_string(),
         })).collect::<Vec<_>>(),
         "next_change": next_change.map(|t| t.to_string()),
+        "halts": halts.as_ref().map(|h| json!({
+            "location": h.location,
+            "sequence": h.sequence,
+            "halted": h.entries.iter().map(|e| json!({
+                "id": e.id,
+                "version": e.version,
+                "reason": e.reason,
+                "time": e.time.to_string(),
+            })).collect::<Vec<_>>(),
+        })),
     });
     args::emit(&format!("{}\n", serde_json::to_string_pretty(&answer)?))?;
     args.source.warn_if_unchecked();

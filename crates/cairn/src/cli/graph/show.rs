@@ -30,6 +30,8 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
+    #[command(flatten)]
+    halt_keys: args::HaltKeyArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -43,6 +45,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             document.architectures().join(", ")
         );
     }
+    let now = args::now_or(args.now.as_deref())?;
+    let halts = args
+        .source
+        .halts(&document, &args.halt_keys.halt_keys, now)?;
     let options = ShowOptions {
         arch: args.arch,
         wariness: args
@@ -50,7 +56,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .as_deref()
             .map(args::parse_wariness)
             .transpose()?,
-        now: args::now_or(args.now.as_deref())?,
+        now,
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match args.format {
@@ -61,6 +67,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 args.source.name(),
                 args.source.signature_note()
             )?;
+            if let Some(halts) = &halts {
+                write_halts(halts, &mut out)?;
+            }
             render::text(&document, &options, &mut out)?
         }
         Format::Json => render::json(&document, &options, &mut out)?,
@@ -69,4 +78,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     out.flush()?;
     args.source.warn_if_unchecked();
     Ok(ExitCode::SUCCESS)
+}
+
+/// The halt list's state and each halt in effect: offered to no host.
+fn write_halts(halts: &args::Halts, out: &mut impl Write) -> std::io::Result<()> {
+    writeln!(out, "{}", halts.note())?;
+    if halts.entries.is_empty() {
+        return writeln!(out, "halted: none");
+    }
+    for entry in &halts.entries {
+        writeln!(
+            out,
+            "halted: {} (halt {} at {}): {}; offered to no host",
+            entry.version, entry.id, entry.time, entry.reason
+        )?;
+    }
+    Ok(())
 }

@@ -1,0 +1,413 @@
+//! `cairn halt`: add a halt to a stream's signed halt list, show a list, and
+//! renew it before it expires (docs/rollout-guard.md). Clearing a halt is the
+//! release team's act and goes through `cairn policy halt clear`.
+
+use crate::cli::args::{self, RegistryArgs};
+use anyhow::{Context, bail};
+use cairn_graph::halts::{HaltList, SignedAs, TrippedBy};
+use cairn_oci::halts::{FetchedHaltList, HaltStoreError, HaltTrust, UpdateOptions};
+use cairn_oci::signing::{SigningKey, VerifyingKey};
+use cairn_oci::{Location, RegistryClient};
+use clap::Subcommand;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// The `halt` verbs.
+#[derive(Debug, Subcommand)]
+pub enum HaltCommand {
+    /// Halt a release: add it to the stream's halt list and publish the list.
+    Add(AddArgs),
+    /// Print a halt list, and verify it when keys are given.
+    Show(ShowArgs),
+    /// Publish the list again with a new sequence and expiry, so hosts never
+    /// see it expire (the nightly job of teams without `cairn serve`'s guard).
+    Refresh(RefreshArgs),
+}
+
+/// Where the list is, and its stream.
+#[derive(Debug, clap::Args)]
+struct ListArgs {
+    /// The halt list: a registry reference or oci:DIR, with its tag (the
+    /// tag cairn-halts-<stream> when none is given).
+    #[arg(long, value_name = "REF")]
+    halt_list: String,
+    /// The stream. Default: the one the tag cairn-halts-<stream> names, and
+    /// for `add` the document's.
+    #[arg(long)]
+    stream: Option<String>,
+}
+
+/// How a list is signed and what the current one must be signed by.
+#[derive(Debug, clap::Args)]
+struct SignerArgs {
+    /// Sign with this ECDSA P-256 private key (PEM): a halt key, or the
+    /// release team's graph key.
+    #[arg(long, value_name = "PEM")]
+    key: PathBuf,
+    /// Another public key (PEM) the current list may be signed with, such as
+    /// the graph key when signing with a halt key (repeatable).
+    #[arg(long = "trust-key", value_name = "PEM")]
+    trust_keys: Vec<PathBuf>,
+    /// How long the published list stays valid (s, m, h, d or w).
+    #[arg(long, default_value = "48h")]
+    lifetime: String,
+}
+
+/// Halt a release.
+#[derive(Debug, clap::Args)]
+pub struct AddArgs {
+    /// The release to halt.
+    version: String,
+    #[command(flatten)]
+    list: ListArgs,
+    #[command(flatten)]
+    signer: SignerArgs,
+    /// The stream's document, for the release's digests and the halts it
+    /// clears: a file, URL, oci:DIR[:TAG] or registry reference.
+    #[arg(long, value_name = "DOCUMENT")]
+    document: String,
+    /// Require the document to be signed by this public key (PEM; repeatable).
+    #[arg(long = "document-key", value_name = "PEM")]
+    document_keys: Vec<PathBuf>,
+    /// Why, shown to operators.
+    #[arg(long, default_value = "halted by hand")]
+    reason: String,
+    /// Who halts it. Default: $USER.
+    #[arg(long)]
+    who: Option<String>,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+/// Print a halt list.
+#[derive(Debug, clap::Args)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    list: ListArgs,
+    /// A graph key's public half (PEM; repeatable): a list it signs may clear.
+    #[arg(long = "key", value_name = "PEM")]
+    keys: Vec<PathBuf>,
+    /// A halt key's public half (PEM; repeatable): a list it signs may only add.
+    #[arg(long = "halt-key", value_name = "PEM")]
+    halt_keys: Vec<PathBuf>,
+    /// The time expiry is checked at (Unix seconds or RFC 3339). Default: now.
+    #[arg(long)]
+    now: Option<String>,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+/// Renew a halt list.
+#[derive(Debug, clap::Args)]
+pub struct RefreshArgs {
+    #[command(flatten)]
+    list: ListArgs,
+    #[command(flatten)]
+    signer: SignerArgs,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+/// Run a `halt` verb.
+pub fn run(command: HaltCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        HaltCommand::Add(args) => add(args),
+        HaltCommand::Show(args) => show(args),
+        HaltCommand::Refresh(args) => refresh(args),
+    }
+}
+
+/// The stream a halt list's tag names: `cairn-halts-<stream>`.
+fn stream_of_tag(location: &Location) -> Option<String> {
+    let tag = match location {
+        Location::Registry(reference) => reference.tag.as_deref(),
+        Location::Layout { tag, .. } => tag.as_deref(),
+        _ => None,
+    };
+    tag.and_then(|tag| tag.strip_prefix("cairn-halts-"))
+        .filter(|stream| !stream.is_empty())
+        .map(str::to_string)
+}
+
+impl ListArgs {
+    /// The list's full location and its stream (`stream` when the caller
+    /// knows it otherwise).
+    fn resolve(&self, stream: Option<&str>) -> anyhow::Result<(String, String)> {
+        let parsed = Location::parse(&self.halt_list).context("--halt-list")?;
+        let Some(stream) = self
+            .stream
+            .clone()
+            .or_else(|| stream.map(str::to_string))
+            .or_else(|| stream_of_tag(&parsed))
+        else {
+            bail!(
+                "--halt-list {}: name the stream with --stream (or use the tag cairn-halts-<stream>)",
+                self.halt_list
+            );
+        };
+        let location = cairn_oci::publish::halt_list_location(&self.halt_list, &stream)
+            .context("--halt-list")?;
+        Ok((location, stream))
+    }
+}
+
+impl SignerArgs {
+    fn load(&self) -> anyhow::Result<(SigningKey, Vec<VerifyingKey>, jiff::SignedDuration)> {
+        let text = std::fs::read_to_string(&self.key)
+            .with_context(|| format!("reading {}", self.key.display()))?;
+        let key = SigningKey::from_pem(&text, &self.key.display().to_string())?;
+        let mut trust = vec![key.verifying_key()];
+        trust.extend(args::verifying_keys(&self.trust_keys)?);
+        let lifetime = args::parse_duration(&self.lifetime).context("--lifetime")?;
+        if lifetime <= jiff::SignedDuration::ZERO {
+            bail!("--lifetime {} must be longer than nothing", self.lifetime);
+        }
+        Ok((key, trust, lifetime))
+    }
+}
+
+/// A halt-list error with its kind, which is also its metric label.
+fn list_error(location: &str, error: HaltStoreError) -> anyhow::Error {
+    let kind = error.kind();
+    anyhow::Error::new(error).context(format!("halt list {location} ({kind})"))
+}
+
+fn add(args: AddArgs) -> anyhow::Result<ExitCode> {
+    let client = args.registry.client()?;
+    let document = load_document(&args, &client)?;
+    let (location, stream) = args.list.resolve(Some(&document.stream))?;
+    if stream != document.stream {
+        bail!(
+            "{}: the document is for stream {:?}, not {stream:?}",
+            args.document,
+            document.stream
+        );
+    }
+    if let Some(halts) = &document.halts
+        && halts.location != location
+    {
+        eprintln!(
+            "cairn: warning: {} names the halt list {}, not {location}; hosts read that one",
+            args.document, halts.location
+        );
+    }
+    let (_, release) = document.release(&args.version).with_context(|| {
+        format!(
+            "{}: no release {} in the document",
+            args.document, args.version
+        )
+    })?;
+    let mut digests: Vec<String> = Vec::new();
+    for entry in release.architectures.values() {
+        for id in entry
+            .digest
+            .iter()
+            .chain(&entry.ostree)
+            .chain(&entry.aliases)
+        {
+            if !digests.contains(id) {
+                digests.push(id.clone());
+            }
+        }
+    }
+    if digests.is_empty() {
+        bail!(
+            "{}: release {} has no image digest or commit to halt",
+            args.document,
+            args.version
+        );
+    }
+    let who = match &args.who {
+        Some(who) => who.clone(),
+        None => std::env::var("USER")
+            .ok()
+            .filter(|user| !user.trim().is_empty())
+            .context("--who: name who halts the release ($USER is not set)")?,
+    };
+    let (key, trust, lifetime) = args.signer.load()?;
+    let cleared = document.cleared_halts();
+    let (store, tag) =
+        cairn_oci::publish::halt_list_store(&location, &client).context("--halt-list")?;
+    let identity = identity_of(&location);
+    let options = update_options(&tag, &identity, &key, &trust, &stream, lifetime, &cleared);
+    let published = args::runtime()?
+        .block_on(cairn_oci::halts::add(
+            &store,
+            &options,
+            &args.version,
+            digests,
+            &args.reason,
+            TrippedBy::Person { who },
+        ))
+        .map_err(|e| list_error(&location, e))?;
+    let list = &published.list;
+    let entry = list.halting_version(&cleared, &args.version);
+    let id = entry.map_or("?", |e| e.id.as_str());
+    let text = if published.added {
+        format!(
+            "halted {} (halt {id}) in {location}: sequence {}, expires {}\n",
+            args.version, list.sequence, list.expires
+        )
+    } else {
+        format!(
+            "{} is already halted (halt {id}) in {location}; nothing published\n",
+            args.version
+        )
+    };
+    args::emit(&text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn load_document(
+    args: &AddArgs,
+    client: &RegistryClient,
+) -> anyhow::Result<cairn_graph::GraphDocument> {
+    let location = Location::parse(&args.document).context("--document")?;
+    let fetched = args::fetch_document(&args.document, &location, client)?;
+    let keys = args::verifying_keys(&args.document_keys)?;
+    let stream = args::expected_stream(&location, args.list.stream.as_deref());
+    let policy = cairn_oci::document::TrustPolicy {
+        keys: &keys,
+        allow_unsigned: keys.is_empty(),
+        now: fetched.document.issued,
+        last_seen: None,
+        stream: stream.as_deref(),
+    };
+    fetched.verify(&args.document, &policy)?;
+    if keys.is_empty() {
+        eprintln!(
+            "cairn: warning: {}: signature not checked; give the publisher's key with --document-key",
+            args.document
+        );
+    }
+    Ok(fetched.document)
+}
+
+/// The repository a list's signature names.
+fn identity_of(location: &str) -> String {
+    match Location::parse(location) {
+        Ok(Location::Registry(reference)) => reference.repository.to_string(),
+        _ => location.to_string(),
+    }
+}
+
+fn update_options<'a>(
+    tag: &'a str,
+    identity: &'a str,
+    key: &'a SigningKey,
+    trust: &'a [VerifyingKey],
+    stream: &'a str,
+    lifetime: jiff::SignedDuration,
+    cleared: &'a [String],
+) -> UpdateOptions<'a> {
+    UpdateOptions {
+        publish: cairn_oci::document::PublishOptions {
+            tag,
+            identity,
+            key: Some(key),
+            settle: Duration::from_millis(500),
+            expected: None,
+        },
+        trust_keys: trust,
+        stream,
+        lifetime,
+        cleared,
+    }
+}
+
+fn refresh(args: RefreshArgs) -> anyhow::Result<ExitCode> {
+    let client = args.registry.client()?;
+    let (location, stream) = args.list.resolve(None)?;
+    let (key, trust, lifetime) = args.signer.load()?;
+    let (store, tag) =
+        cairn_oci::publish::halt_list_store(&location, &client).context("--halt-list")?;
+    let identity = identity_of(&location);
+    let options = update_options(&tag, &identity, &key, &trust, &stream, lifetime, &[]);
+    let published = args::runtime()?
+        .block_on(cairn_oci::halts::refresh(&store, &options))
+        .map_err(|e| list_error(&location, e))?;
+    let list = &published.list;
+    args::emit(&format!(
+        "refreshed {location}: sequence {}, expires {}, {} entries\n",
+        list.sequence,
+        list.expires,
+        list.entries.len()
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
+    let client = args.registry.client()?;
+    let (location, stream) = args.list.resolve(None)?;
+    let now = args::now_or(args.now.as_deref())?;
+    let parsed = Location::parse(&location).context("--halt-list")?;
+    let fetched = args::runtime()?
+        .block_on(cairn_oci::halts::fetch_location(&parsed, &client))
+        .map_err(|e| list_error(&location, e))?;
+    let graph_keys = args::verifying_keys(&args.keys)?;
+    let halt_keys = args::verifying_keys(&args.halt_keys)?;
+    let checked = if graph_keys.is_empty() && halt_keys.is_empty() {
+        None
+    } else {
+        let trust = HaltTrust {
+            graph_keys: &graph_keys,
+            halt_keys: &halt_keys,
+            stream: &stream,
+            newest_held: None,
+            min_sequence: 0,
+            now,
+        };
+        Some(
+            fetched
+                .verify(&trust)
+                .map_err(|e| list_error(&location, e))?,
+        )
+    };
+    args::emit(&render(&location, &fetched, checked, now))?;
+    if checked.is_none() {
+        eprintln!(
+            "cairn: warning: {location}: signature not checked; give the graph key with --key \
+             or a halt key with --halt-key"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The list for people: who signed it, its sequence and expiry, each entry.
+fn render(
+    location: &str,
+    fetched: &FetchedHaltList,
+    checked: Option<SignedAs>,
+    now: jiff::Timestamp,
+) -> String {
+    let list: &HaltList = &fetched.list;
+    let signer = match checked {
+        Some(SignedAs::Graph) => "verified, signed by a graph key (may clear halts)",
+        Some(SignedAs::HaltOnly) => "verified, signed by a halt key (may only add halts)",
+        None => "signature NOT checked (no --key or --halt-key)",
+    };
+    let expiry = if list.expires < now { " (EXPIRED)" } else { "" };
+    let mut text = format!(
+        "{location}: {signer}\nstream: {}\nsequence: {}\nexpires: {}{expiry}\nentries: {}\n",
+        list.stream,
+        list.sequence,
+        list.expires,
+        list.entries.len()
+    );
+    for entry in &list.entries {
+        let by = match &entry.tripped_by {
+            TrippedBy::Guard {
+                failures,
+                rebooting,
+            } => format!("guard: {failures} failed of {rebooting} rebooting"),
+            TrippedBy::Alert { name } => format!("alert {name}"),
+            TrippedBy::Person { who } => format!("by {who}"),
+        };
+        text.push_str(&format!(
+            "  {} {} at {} ({by}): {}\n",
+            entry.id, entry.version, entry.time, entry.reason
+        ));
+    }
+    text
+}
