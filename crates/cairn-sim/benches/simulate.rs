@@ -65,6 +65,7 @@ fn bench(c: &mut Criterion) {
         seed: 1,
         failures: Vec::new(),
         guard: None,
+        halted: Vec::new(),
     };
     let mut group = c.benchmark_group("simulate");
     group.sample_size(10);

@@ -67,6 +67,8 @@ pub struct Options {
     pub failures: Vec<Failure>,
     /// The rollout guard, halting a release on its hosts' reports.
     pub guard: Option<Guard>,
+    /// Digests a verified halt list halts from the start: offered to no host.
+    pub halted: Vec<String>,
 }
 
 /// Why a simulation cannot run.
@@ -332,7 +334,7 @@ pub fn simulate(document: &GraphDocument, options: &Options) -> Result<Timeline,
     };
     let mut counts_of_reports =
         guard::Counts::new(graph.nodes().len(), options.guard.clone(), start);
-    let mut halted: Vec<String> = Vec::new();
+    let mut halted: Vec<String> = options.halted.clone();
     let mut took_samples: Vec<Vec<u64>> = Vec::with_capacity(options.samples);
     let reboot = options.reboot_time.as_secs().max(1);
     let report_delay = options

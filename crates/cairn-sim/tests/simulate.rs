@@ -48,6 +48,7 @@ fn options(nodes: usize, hours: i64) -> Options {
         seed: 7,
         failures: Vec::new(),
         guard: None,
+        halted: Vec::new(),
     }
 }
 

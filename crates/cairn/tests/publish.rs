@@ -583,6 +583,84 @@ async fn a_halt_survives_publishes_and_is_cleared_only_through_the_policy() {
     assert_eq!(published_halts(&store).await.cleared.len(), 1);
     assert_eq!(next_target(&next()), Value::Null);
 
+    // The simulator applies the halt: a fleet on 44.1 never moves to 44.2,
+    // though its rollout (restarted at 5%) reaches everybody within the run.
+    let simulate = || {
+        cairn(&[
+            "simulate",
+            "--document",
+            &doc_ref,
+            "--key",
+            &d("team.pub"),
+            "--halt-key",
+            &d("halt.pub"),
+            "--halt-state",
+            &d("held-halts.json"),
+            "--insecure-registry",
+            &host,
+            "--authfile",
+            &auth,
+            "--booted",
+            "44.1",
+            "--nodes",
+            "200",
+            "--days",
+            "3",
+        ])
+    };
+    let simulated = simulate();
+    let summary = String::from_utf8_lossy(&simulated.stdout);
+    assert!(
+        simulated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&simulated.stderr)
+    );
+    assert!(
+        summary.contains("95% on 44.1 from the start"),
+        "nobody leaves 44.1 for the halted 44.2: {summary}"
+    );
+    assert!(
+        std::path::Path::new(&d("held-halts.json")).exists(),
+        "--halt-state keeps the list accepted"
+    );
+    // A list signed with the halt key that drops the halt is refused by a
+    // simulator holding the newer one, as hosts and cairn serve refuse it.
+    let halt_key = cairn_oci::signing::SigningKey::from_pem(
+        &std::fs::read_to_string(d("halt.key")).expect("key"),
+        "halt.key",
+    )
+    .expect("key");
+    let mut dropped = cairn_oci::halts::fetch(&halt_store, "cairn-halts-stable")
+        .await
+        .expect("list")
+        .list;
+    dropped.entries.pop();
+    dropped.sequence += 1;
+    let dropped_identity = halt_store.describe();
+    let head = halt_store
+        .resolve("cairn-halts-stable")
+        .await
+        .expect("resolve")
+        .map(|h| h.digest);
+    cairn_oci::halts::publish(
+        &halt_store,
+        &dropped,
+        head,
+        &cairn_oci::document::PublishOptions {
+            tag: "cairn-halts-stable",
+            identity: &dropped_identity,
+            key: Some(&halt_key),
+            settle: std::time::Duration::ZERO,
+            expected: None,
+        },
+    )
+    .await
+    .expect("the halt key can push");
+    let refused = simulate();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("(halts_dropped_entry)"), "{stderr}");
+
     // A stale list (below the document's min_sequence) is refused by kind.
     let halts = published_halts(&store).await;
     let mut stale = cairn_oci::halts::fetch(&halt_store, "cairn-halts-stable")

@@ -448,9 +448,10 @@ impl DocumentArgs {
     pub fn halts(
         &self,
         document: &cairn_graph::GraphDocument,
-        halt_keys: &[PathBuf],
+        halt_args: &HaltKeyArgs,
         now: Timestamp,
     ) -> anyhow::Result<Option<Halts>> {
+        let halt_keys = &halt_args.halt_keys;
         let Some(settings) = &document.halts else {
             return Ok(None);
         };
@@ -467,16 +468,18 @@ impl DocumentArgs {
             .map_err(failed)?;
         let graph_keys = verifying_keys(&self.keys)?;
         let halt_keys = verifying_keys(halt_keys)?;
+        let held = halt_args.held()?;
         let signed_as = fetched
             .verify(&cairn_oci::halts::HaltTrust {
                 graph_keys: &graph_keys,
                 halt_keys: &halt_keys,
                 stream: &document.stream,
-                newest_held: None,
+                newest_held: held.as_ref(),
                 min_sequence: settings.min_sequence,
                 now,
             })
             .map_err(failed)?;
+        halt_args.hold(&fetched.bytes, held.as_ref(), &fetched.list)?;
         let cleared = document.cleared_halts();
         let entries: Vec<cairn_graph::halts::HaltEntry> =
             fetched.list.effective(&cleared).cloned().collect();
@@ -507,6 +510,43 @@ pub struct HaltKeyArgs {
     /// only add halts. The document's --key may also sign the list.
     #[arg(long = "halt-key", value_name = "PEM")]
     pub halt_keys: Vec<PathBuf>,
+    /// A file keeping the newest halt list accepted (created when missing):
+    /// a later list older than it, or signed only by a halt key and lacking
+    /// one of its entries, is refused, as hosts and `cairn serve` refuse it.
+    #[arg(long, value_name = "FILE")]
+    pub halt_state: Option<PathBuf>,
+}
+
+impl HaltKeyArgs {
+    /// The list `--halt-state` holds, if any.
+    fn held(&self) -> anyhow::Result<Option<cairn_graph::halts::HaltList>> {
+        let Some(path) = &self.halt_state else {
+            return Ok(None);
+        };
+        let Some(bytes) = cairn_fs::read_optional(path)? else {
+            return Ok(None);
+        };
+        let list = cairn_graph::halts::HaltList::from_json(&bytes)
+            .with_context(|| format!("{} (--halt-state)", path.display()))?;
+        Ok(Some(list))
+    }
+
+    /// Keep `accepted` in `--halt-state` when it is newer than what it held.
+    fn hold(
+        &self,
+        bytes: &[u8],
+        held: Option<&cairn_graph::halts::HaltList>,
+        accepted: &cairn_graph::halts::HaltList,
+    ) -> anyhow::Result<()> {
+        let Some(path) = &self.halt_state else {
+            return Ok(());
+        };
+        if held.is_some_and(|held| held.sequence >= accepted.sequence) {
+            return Ok(());
+        }
+        cairn_fs::write_atomic(path, bytes)?;
+        Ok(())
+    }
 }
 
 /// The halts in effect for a document, from its verified halt list.

@@ -197,6 +197,7 @@ async fn demo(dir: &Path, nodes: usize) -> anyhow::Result<()> {
         seed: 1,
         failures: Vec::new(),
         guard: None,
+        halted: Vec::new(),
     };
     let timeline = cairn_sim::simulate(&document, &fleet)?;
     for line in timeline.summary().lines() {

@@ -12,6 +12,8 @@ use std::process::ExitCode;
 pub struct Args {
     #[command(flatten)]
     document: DocumentArgs,
+    #[command(flatten)]
+    halt_keys: args::HaltKeyArgs,
     /// A release team's policy (updates.json) applied on top of the document:
     /// preview a rollout before publishing it.
     #[arg(long)]
@@ -144,6 +146,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         args.days > 0.0 && args.days <= 3660.0,
         "--days must be in (0, 3660]"
     );
+    // Halts in force now (the list is read now, whatever --start says).
+    let halts = args
+        .document
+        .halts(&document, &args.halt_keys, jiff::Timestamp::now())?;
+    if let Some(halts) = &halts {
+        eprintln!("cairn: {}", halts.note());
+    }
     let options = cairn_sim::Options {
         nodes: args.nodes,
         wariness,
@@ -187,6 +196,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     .context("--guard-interval")?,
             )?),
         },
+        halted: halts.as_ref().map(args::Halts::digests).unwrap_or_default(),
     };
     let (timeline, compared) = if options.guard.is_some() {
         let compared = cairn_sim::simulate_with_and_without_guard(&document, &options)?;

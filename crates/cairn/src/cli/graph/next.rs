@@ -40,9 +40,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let now = args::now_or(args.now.as_deref())?;
     // With halts on, no verified list means no answer: never an edge into
     // a release that may be halted.
-    let halts = args
-        .source
-        .halts(&document, &args.halt_keys.halt_keys, now)?;
+    let halts = args.source.halts(&document, &args.halt_keys, now)?;
     let halted = halts.as_ref().map(args::Halts::digests).unwrap_or_default();
     let query = Query {
         booted: &booted,

@@ -46,9 +46,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     let now = args::now_or(args.now.as_deref())?;
-    let halts = args
-        .source
-        .halts(&document, &args.halt_keys.halt_keys, now)?;
+    let halts = args.source.halts(&document, &args.halt_keys, now)?;
     let options = ShowOptions {
         arch: args.arch,
         wariness: args
