@@ -154,6 +154,11 @@ pub struct Agent<R> {
     operator_staging: Option<&'static str>,
     /// Where outcome reports are queued; `None`: nothing is reported.
     reporter: Option<crate::reports::Reporter>,
+    /// The digests the stream's halt list halts (entries minus the ids the
+    /// document clears; empty when the document turns no halt list on), or
+    /// why no verified, unexpired list is at hand: then, as without a
+    /// document, nothing is staged or finalized.
+    halted: Result<Vec<String>, GraphUnavailable>,
 }
 
 impl<R: CommandRunner> Agent<R> {
@@ -181,12 +186,20 @@ impl<R: CommandRunner> Agent<R> {
             lock_gate: true,
             operator_staging: None,
             reporter: None,
+            halted: Ok(Vec::new()),
         })
     }
 
     /// Queue an outcome report of each attempt's `rebooting` and final outcome.
     pub fn with_reports(mut self, reporter: crate::reports::Reporter) -> Self {
         self.reporter = Some(reporter);
+        self
+    }
+
+    /// The halted digests of this pass (see [`cairn_graph::halts`]), or why
+    /// the halt list the document asks for is not at hand.
+    pub fn with_halts(mut self, halted: Result<Vec<String>, GraphUnavailable>) -> Self {
+        self.halted = halted;
         self
     }
 
@@ -497,8 +510,8 @@ impl<R: CommandRunner> Agent<R> {
             }
             State::Staged { .. } | State::FinalizeAllowed { .. } => {
                 let (report, refusal) = self.check(world).await?;
-                // Without a trusted document there is no reboot either.
-                if world.graph.is_err() {
+                // Without a trusted document (or halt list) there is no reboot either.
+                if world.graph.is_err() || self.halted.is_err() {
                     if matches!(self.persisted.state, State::FinalizeAllowed { .. }) {
                         self.transition(&Event::GatesClosed)?;
                         self.release_lock_if_off_path().await?;
@@ -528,14 +541,24 @@ impl<R: CommandRunner> Agent<R> {
         if matches!(self.persisted.state, State::Steady) {
             self.transition(&Event::CheckStarted)?;
         }
-        let graph = match &world.graph {
-            Ok(graph) => graph,
-            Err(why) => {
+        let halts = self.halted.clone();
+        let (graph, halted) = match (&world.graph, &halts) {
+            (Ok(graph), Ok(halted)) => (graph, halted),
+            (Err(why), _) | (Ok(_), Err(why)) => {
                 if matches!(self.persisted.state, State::Checking) {
                     self.transition(&Event::NothingToDo)?;
                 }
-                let reason = Reason::new(ReasonKind::SourceError, format!("no action: {why}"))
-                    .caused_by(why.kind());
+                let (kind, message) = if world.graph.is_err() {
+                    (ReasonKind::SourceError, format!("no action: {why}"))
+                } else {
+                    (
+                        ReasonKind::HaltsUnavailable,
+                        format!(
+                            "no action: the stream turns halt lists on and no verified, unexpired list is at hand: {why}"
+                        ),
+                    )
+                };
+                let reason = Reason::new(kind, message).caused_by(why.kind());
                 return Ok((self.report_why(reason), None));
             }
         };
@@ -562,6 +585,7 @@ impl<R: CommandRunner> Agent<R> {
             wariness: self.wariness,
             now: world.now,
             deny: &deny,
+            halted,
             held: self.persisted.is_held(world.now),
             operator_staged: self.persisted.operator_staged.is_some(),
         });

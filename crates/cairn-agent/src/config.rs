@@ -174,6 +174,7 @@ struct RawUpdates {
     stream: Option<String>,
     source: Option<String>,
     keys: Option<Vec<PathBuf>>,
+    halt_keys: Option<Vec<PathBuf>>,
     allow_unsigned: Option<bool>,
     base_source: Option<String>,
     base_keys: Option<Vec<PathBuf>>,
@@ -292,6 +293,9 @@ pub struct Settings {
     pub source: Source,
     /// Trusted public keys (PEM files).
     pub keys: Vec<PathBuf>,
+    /// Public keys (PEM files) that may only add halts to the stream's
+    /// halt list; `keys` may halt and clear too (docs/rollout-guard.md).
+    pub halt_keys: Vec<PathBuf>,
     /// Accept unsigned documents although keys are configured.
     pub allow_unsigned: bool,
     /// Where the base graph of a derived image comes from; `None`: Fedora's
@@ -398,6 +402,15 @@ fn merge(merged: &mut Merged, fragment: RawFragment, file: &str) {
         merged.set(
             "updates.keys",
             u.keys.map(|keys| {
+                keys.iter()
+                    .map(|k| k.display().to_string())
+                    .collect::<Vec<_>>()
+            }),
+            file,
+        );
+        merged.set(
+            "updates.halt_keys",
+            u.halt_keys.map(|keys| {
                 keys.iter()
                     .map(|k| k.display().to_string())
                     .collect::<Vec<_>>()
@@ -627,6 +640,7 @@ fn validate(merged: &Merged) -> Result<Settings, ConfigError> {
             .unwrap_or_default()
     };
     let keys = paths("updates.keys");
+    let halt_keys = paths("updates.halt_keys");
     let base_keys = paths("updates.base_keys");
     let base_source = match text("updates.base_source") {
         Some(text) => {
@@ -705,6 +719,7 @@ fn validate(merged: &Merged) -> Result<Settings, ConfigError> {
         stream,
         source,
         keys,
+        halt_keys,
         allow_unsigned: flag("updates.allow_unsigned", false),
         base_source,
         base_keys,

@@ -10,6 +10,7 @@
 //!   [`cairn_graph::windows`]).
 //! - [`fleetlock`]: the FleetLock reboot-lock client.
 //! - [`follow`]: following a tag, guarded by the base graph (derived images).
+//! - [`halts`]: the stream's halt list on a host: which list is in force.
 //! - [`health`]: whether a boot into a new release is healthy.
 //! - [`history`]: the outcome of every update attempt.
 //! - [`hooks`]: pre-update hooks from the new image, and the operator's.
@@ -30,6 +31,7 @@ pub mod control;
 pub mod daemon;
 pub mod fleetlock;
 pub mod follow;
+pub mod halts;
 pub mod health;
 pub mod history;
 pub mod hooks;

@@ -45,6 +45,9 @@ pub struct CheckInput<'a> {
     pub now: Timestamp,
     /// Rolled-back digests.
     pub deny: &'a [String],
+    /// Digests of releases the stream's verified halt list halts (its
+    /// entries minus the ids the document clears).
+    pub halted: &'a [String],
     /// Held by the operator.
     pub held: bool,
     /// The staged release was staged by the operator on purpose: the
@@ -65,7 +68,7 @@ pub fn plan(input: &CheckInput<'_>) -> Plan {
         wariness: input.wariness,
         now: input.now,
         deny: input.deny,
-        halted: &[],
+        halted: input.halted,
         allow_downgrade: input.settings.allow_downgrade,
     };
     let decision = input.graph.decide(input.arch, &query);
@@ -190,6 +193,7 @@ fn withdrawal(input: &CheckInput<'_>, staged: &str, why: &NotOffered) -> Reason 
         NotOffered::Held(Hold::BaseBarrier { .. } | Hold::UnknownBase) => {
             ReasonKind::StagedCrossesBaseBarrier
         }
+        NotOffered::Held(Hold::Halted) => ReasonKind::StagedHalted,
         _ => ReasonKind::StagedNotOffered,
     };
     let message = match why {
@@ -201,6 +205,9 @@ fn withdrawal(input: &CheckInput<'_>, staged: &str, why: &NotOffered) -> Reason 
         }
         NotOffered::Held(Hold::RolledBack) => {
             format!("the staged release {version} was rolled back from")
+        }
+        NotOffered::Held(Hold::Halted) => {
+            format!("the staged release {version} is halted by the stream's halt list")
         }
         why => format!("the staged release {version} is no longer offered to this host: {why}"),
     };
@@ -349,6 +356,7 @@ mod tests {
             wariness,
             now: NOW.parse().expect("time"),
             deny,
+            halted: &[],
             held,
             operator_staged: false,
         }
@@ -636,6 +644,37 @@ mod tests {
         };
         assert!(
             matches!(plan(&stale), Plan::Unstage(r) if r.kind == ReasonKind::StagedNotOffered && r.message.contains("expired"))
+        );
+    }
+
+    #[test]
+    fn a_halted_release_is_not_staged_and_a_staged_one_is_withdrawn_even_if_the_operator_picked_it()
+    {
+        let doc = document();
+        let s = settings("");
+        let older = digest(&doc, "43.20251027.0");
+        let newest = digest(&doc, "43.20251110.0");
+        let halted = [newest.clone()];
+        let booted_old = host(&older, None);
+        let fresh = CheckInput {
+            halted: &halted,
+            ..input(&s, &booted_old, &doc, 0.0, &[], false)
+        };
+        assert!(
+            matches!(plan(&fresh), Plan::Nothing(r) if r.kind == ReasonKind::TargetHalted),
+            "{:?}",
+            plan(&fresh)
+        );
+        let staged = host(&older, Some(&newest));
+        let picked = CheckInput {
+            halted: &halted,
+            operator_staged: true,
+            ..input(&s, &staged, &doc, 0.0, &[], false)
+        };
+        assert!(
+            matches!(plan(&picked), Plan::Unstage(ref r) if r.kind == ReasonKind::StagedHalted && r.message.contains("halt list")),
+            "{:?}",
+            plan(&picked)
         );
     }
 

@@ -34,6 +34,9 @@ pub enum ReasonKind {
     SetupFailed,
     /// No trusted graph: the source is down, or its document is untrusted.
     SourceError,
+    /// The document turns halt lists on, and no verified, unexpired halt
+    /// list is at hand: nothing is staged or finalized.
+    HaltsUnavailable,
     /// The host tool failed.
     HostError,
     /// The host tool refused the target as older; it waits out a backoff.
@@ -97,6 +100,8 @@ pub enum ReasonKind {
     /// this host now (its rollout no longer reaches this wariness, its edge
     /// went, the document expired, ...).
     StagedNotOffered,
+    /// The staged release was withdrawn: the stream's halt list halts it.
+    StagedHalted,
     // Finalization.
     /// A one-shot check stages and runs the hooks, but never reboots.
     OneShot,
@@ -146,7 +151,7 @@ pub enum ReasonKind {
 
 impl ReasonKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ReasonKind; 61] = [
+    pub const ALL: [ReasonKind; 63] = [
         ReasonKind::StateUnreadable,
         ReasonKind::StateUnwritable,
         ReasonKind::ConfigError,
@@ -158,6 +163,7 @@ impl ReasonKind {
         ReasonKind::RegistriesConfInvalid,
         ReasonKind::SetupFailed,
         ReasonKind::SourceError,
+        ReasonKind::HaltsUnavailable,
         ReasonKind::HostError,
         ReasonKind::StagingRefused,
         ReasonKind::LockError,
@@ -188,6 +194,7 @@ impl ReasonKind {
         ReasonKind::StagedDenied,
         ReasonKind::StagedCrossesBaseBarrier,
         ReasonKind::StagedNotOffered,
+        ReasonKind::StagedHalted,
         ReasonKind::OneShot,
         ReasonKind::WindowClosed,
         ReasonKind::UsersLoggedIn,
@@ -225,6 +232,7 @@ impl ReasonKind {
             RegistriesConfInvalid => "registries_conf_invalid",
             SetupFailed => "setup_failed",
             SourceError => "source_error",
+            HaltsUnavailable => "halts_unavailable",
             HostError => "host_error",
             StagingRefused => "staging_refused",
             LockError => "lock_error",
@@ -254,6 +262,7 @@ impl ReasonKind {
             StagedDeadEnd => "staged_dead_end",
             StagedDenied => "staged_denied",
             StagedNotOffered => "staged_not_offered",
+            StagedHalted => "staged_halted",
             StagedCrossesBaseBarrier => "staged_crosses_base_barrier",
             OneShot => "one_shot",
             WindowClosed => "window_closed",

@@ -276,6 +276,9 @@ pub struct AgentStatus {
     /// when the pass read no valid configuration.
     #[serde(default)]
     pub reports: Option<crate::reports::ReportsStatus>,
+    /// The stream's halt list, when the document turns halt lists on.
+    #[serde(default)]
+    pub halt_list: Option<crate::halts::HaltListStatus>,
 }
 
 /// Why the status file could not be read.
@@ -365,6 +368,7 @@ impl AgentStatus {
             last_outcome: None,
             driver_registration: None,
             reports: None,
+            halt_list: None,
         }
     }
 
@@ -431,15 +435,17 @@ impl AgentStatus {
     }
 
     /// True when an operator must know: a configuration error, a hold, a
-    /// missing base image, a dead-end, a booted image not in the graph,
+    /// missing base image, a halt list refused or missing, a dead-end, a booted image not in the graph,
     /// another updater in the way.
     pub fn needs_attention(&self) -> bool {
         self.state == StateName::ConfigError
             || self.held
             || self.missing_base_image.is_some()
+            || self.halt_list.as_ref().is_some_and(|h| h.refused.is_some())
             || matches!(
                 self.reason.kind,
                 ReasonKind::ConfigError
+                    | ReasonKind::HaltsUnavailable
                     | ReasonKind::BootedDeadEnd
                     | ReasonKind::BootedNotInGraph
                     | ReasonKind::OtherUpdaterEnabled
@@ -532,6 +538,9 @@ impl AgentStatus {
                         .unwrap_or_default()
                 )
             });
+        }
+        if let Some(halts) = &self.halt_list {
+            text.push_str(&crate::halts::render(halts));
         }
         if let Some(error) = &self.driver_registration {
             text.push_str(&format!(

@@ -135,6 +135,12 @@ pub struct AgentState {
     /// The staged target, when the operator staged it on purpose; cleared
     /// when another target is staged or the staged one goes.
     pub operator_staged: Option<OperatorStaged>,
+    /// The newest halt list accepted, by stream: a restarted agent still
+    /// refuses an older list and, under halt keys, one that drops an entry.
+    pub halt_lists: BTreeMap<String, cairn_graph::halts::HaltList>,
+    /// Halt lists refused or unread, by kind ([`crate::halts::REFUSAL_KINDS`]):
+    /// the metrics' counters.
+    pub halt_refusals: BTreeMap<String, u64>,
 }
 
 /// An attempt between staging and its final outcome.
@@ -186,6 +192,8 @@ impl Default for AgentState {
             post_update_ran: None,
             judged: None,
             operator_staged: None,
+            halt_lists: BTreeMap::new(),
+            halt_refusals: BTreeMap::new(),
         }
     }
 }

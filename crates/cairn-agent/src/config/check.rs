@@ -55,12 +55,11 @@ pub fn check(root: &Path) -> Result<Checked, ConfigError> {
     }
     let merged = read_merged(&files)?;
     let settings = validate(&merged)?;
-    for key in ["updates.keys", "updates.base_keys"] {
-        let paths = if key == "updates.keys" {
-            &settings.keys
-        } else {
-            &settings.base_keys
-        };
+    for (key, paths) in [
+        ("updates.keys", &settings.keys),
+        ("updates.halt_keys", &settings.halt_keys),
+        ("updates.base_keys", &settings.base_keys),
+    ] {
         for path in paths {
             cairn_oci::signing::VerifyingKey::from_file(&under_root(root, path))
                 .map_err(|e| error(&origin(&merged, key), key, e.to_string(), "bad_key"))?;
@@ -162,6 +161,19 @@ fn summary(files: &[PathBuf], merged: &Merged, settings: &Settings, root: &Path)
         },
         origin(merged, "updates.keys"),
     );
+    // Shown once set: hosts of streams without halt lists need none.
+    if !settings.halt_keys.is_empty() {
+        let halt_keys: Vec<String> = settings
+            .halt_keys
+            .iter()
+            .map(|k| k.display().to_string())
+            .collect();
+        line(
+            "halt keys:",
+            halt_keys.join(", "),
+            origin(merged, "updates.halt_keys"),
+        );
+    }
     if merged.windows.is_empty() {
         line(
             "windows:",
@@ -255,4 +267,31 @@ fn summary(files: &[PathBuf], merged: &Merged, settings: &Settings, root: &Path)
         origin(merged, "updates.enabled"),
     );
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn halt_keys_are_read_checked_and_shown() {
+        let root = tempfile::tempdir().expect("temp dir");
+        let dir = root.path().join("etc/cairn/config.d");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let key = cairn_oci::signing::SigningKey::generate()
+            .verifying_key()
+            .to_pem()
+            .expect("PEM");
+        std::fs::write(root.path().join("halt.pub"), key).expect("key");
+        let fragment = dir.join("50-site.toml");
+        std::fs::write(&fragment, "[updates]\nhalt_keys = [\"/halt.pub\"]\n").expect("write");
+        let checked = check(root.path()).expect("valid");
+        assert_eq!(checked.settings.halt_keys, vec![PathBuf::from("/halt.pub")]);
+        let shown = format!("halt keys:  /halt.pub  ({})", fragment.display());
+        assert!(checked.summary.contains(&shown), "{}", checked.summary);
+        // A key file that is not a key is an error naming the setting.
+        std::fs::write(root.path().join("halt.pub"), "not a key").expect("key");
+        let error = check(root.path()).expect_err("bad key").to_string();
+        assert!(error.contains("updates.halt_keys"), "{error}");
+    }
 }

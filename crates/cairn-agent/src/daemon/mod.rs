@@ -3,6 +3,7 @@
 //! the document's trust, the pass itself and the socket loop each have their
 //! own module; what a pass leaves for `cairn status` is [`crate::status`].
 
+mod halts;
 mod pass;
 mod probes;
 mod socket;

@@ -370,6 +370,26 @@ async fn pass(
             (graph, described)
         }
     });
+    // A verified document that turns halt lists on: the list, verified too.
+    let halts = match &fetched {
+        Ok((SourceGraph::Document(document), _)) => {
+            super::halts::halt_list(
+                settings, document, &stream, &mut state, &client, &mirrors, now,
+            )
+            .await
+        }
+        _ => None,
+    };
+    let halted = match &halts {
+        Some(halts) => {
+            status.halt_list = Some(halts.status.clone());
+            if let Some(refused) = &halts.status.refused {
+                status.last_error = Some(refused.message.clone());
+            }
+            halts.halted.clone()
+        }
+        None => Ok(Vec::new()),
+    };
     // The trust state is kept as soon as a document is accepted.
     state
         .save(&options.state_dir)
@@ -383,6 +403,7 @@ async fn pass(
     if let Err(e) = &fetched {
         status.last_error = Some(e.to_string());
     }
+    let halted_now = halted.as_ref().map(Vec::as_slice).unwrap_or_default();
     let lock = match &settings.fleet_lock {
         Some(lock) => Some(
             FleetLockClient::new(
@@ -424,6 +445,7 @@ async fn pass(
         },
         &stream,
     );
+    agent = agent.with_halts(halted.clone());
     if mode.update_now {
         agent = agent
             .without_lock_gate()
@@ -487,7 +509,7 @@ async fn pass(
                 wariness,
                 now,
                 deny: &agent.persisted.denied(),
-                halted: &[],
+                halted: halted_now,
                 allow_downgrade: settings.allow_downgrade,
             };
             status.next_change = graph.next_change_after(&options.arch, &query);

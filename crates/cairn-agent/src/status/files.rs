@@ -184,6 +184,45 @@ fn register_reports(registry: &mut Registry, reports: &crate::reports::ReportsSt
     );
 }
 
+/// The halt list metrics, for a stream that turns halt lists on: the list
+/// in force (its sequence and expiry; absent when none is), how many halts
+/// it holds, and refusals since the state began, by kind (counters, kept in
+/// the state file).
+fn register_halts(registry: &mut Registry, halts: &crate::halts::HaltListStatus) {
+    if let (Some(sequence), Some(expires)) = (halts.sequence, halts.expires) {
+        registry.register(
+            "cairn_agent_halt_list_sequence",
+            "Sequence of the halt list in force",
+            gauge(i64::try_from(sequence).unwrap_or(i64::MAX)),
+        );
+        registry.register(
+            "cairn_agent_halt_list_expires_seconds",
+            "Unix time the halt list in force expires",
+            gauge(expires.as_second()),
+        );
+    }
+    registry.register(
+        "cairn_agent_halt_list_valid",
+        "1 while a verified, unexpired halt list is in force",
+        gauge(i64::from(halts.sequence.is_some())),
+    );
+    registry.register(
+        "cairn_agent_halts_effective",
+        "Releases the halt list in force halts",
+        gauge(i64::try_from(halts.halted.len()).unwrap_or(i64::MAX)),
+    );
+    let refused = Family::<KindLabel, Counter>::default();
+    for kind in crate::halts::REFUSAL_KINDS {
+        let count = halts.refusals.get(kind).copied().unwrap_or(0);
+        refused.get_or_create(&KindLabel { kind }).inc_by(count);
+    }
+    registry.register(
+        "cairn_agent_halt_list_refused",
+        "Halt lists refused or unreachable, by kind",
+        refused,
+    );
+}
+
 /// A gauge holding `value`.
 fn gauge(value: i64) -> Gauge {
     let gauge = Gauge::default();
@@ -256,6 +295,9 @@ pub fn metrics_text(status: &AgentStatus, now: Timestamp) -> String {
     );
     if let Some(reports) = &status.reports {
         register_reports(&mut registry, reports);
+    }
+    if let Some(halts) = &status.halt_list {
+        register_halts(&mut registry, halts);
     }
     // One series even when nothing is missing or vetoed, so a dashboard
     // sees 0 rather than no data.

@@ -897,5 +897,6 @@ async fn a_host_kept_on_an_unhealthy_target_is_not_reported_as_rolled_back() {
     assert_eq!(outcomes(&m), ["staged", "rebooting", "booted_unhealthy"]);
 }
 
+mod halts;
 mod kept_slot;
 mod rollback;
