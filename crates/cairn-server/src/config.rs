@@ -1306,4 +1306,169 @@ mod tests {
             );
         }
     }
+
+    /// A directory with a halt key and a report token, and the head of a
+    /// configuration that a `[guard]` may follow.
+    fn guard_setup() -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = cairn_oci::signing::SigningKey::generate();
+        std::fs::write(dir.path().join("halt.key"), key.to_pem().expect("pem")).expect("write");
+        std::fs::write(dir.path().join("not-a-key"), "hello").expect("write");
+        std::fs::write(dir.path().join("report.token"), "0123456789abcdef-report").expect("write");
+        let head = "[[stream]]\nname = \"s\"\nfcos = { releases = \"r\", updates = \"u\" }\n\
+                    [[token]]\nfile = \"report.token\"\nscopes = [\"report\"]\n\
+                    [reports]\ndatabase = \"reports.sqlite\"\n";
+        (dir, head.to_string())
+    }
+
+    fn guard_of(dir: &Path, head: &str, keys: &str) -> crate::halts::config::GuardConfig {
+        let text = format!(
+            "{head}[halts]\ndatabase = \"halts.sqlite\"\n[guard]\nhalt_key = \"halt.key\"\n{keys}"
+        );
+        let config = Config::from_toml(&text, &dir.join("server.toml")).expect("valid");
+        config.guard.expect("guard")
+    }
+
+    fn summary(
+        failures: u64,
+        rebooting: u64,
+        missing: u64,
+    ) -> crate::reports::model::ReleaseSummary {
+        crate::reports::model::ReleaseSummary {
+            version: "44.3".into(),
+            digest: "sha256:03".into(),
+            counts: Default::default(),
+            failures,
+            rebooting,
+            failure_share: None,
+            missing,
+        }
+    }
+
+    #[test]
+    fn the_guard_trips_only_past_both_failure_thresholds() {
+        let (dir, head) = guard_setup();
+        // The defaults: 3 failures and a share above 0.05.
+        let guard = guard_of(dir.path(), &head, "");
+        assert_eq!(guard.min_failures, 3);
+        assert_eq!(guard.max_failure_share, 0.05);
+        assert_eq!(guard.max_missing_share, None);
+        // min_failures reached, share exactly 0.05: not above it.
+        assert!(!guard.trips(&summary(3, 60, 0)));
+        // Both: 3 failures, 3/59 above 0.05.
+        assert!(guard.trips(&summary(3, 59, 0)));
+        // The share far above, the failures one short.
+        assert!(!guard.trips(&summary(2, 10, 0)));
+        assert!(!guard.trips(&summary(2, 2, 0)));
+        // No rebooting report: never.
+        assert!(!guard.trips(&summary(50, 0, 0)));
+        // Missing outcomes count for nothing without max_missing_share.
+        assert!(!guard.trips(&summary(0, 50, 50)));
+        // Set thresholds are read and used.
+        let guard = guard_of(
+            dir.path(),
+            &head,
+            "min_failures = 1\nmax_failure_share = 0.5\n",
+        );
+        assert!(!guard.trips(&summary(1, 2, 0)), "1/2 is not above 0.5");
+        assert!(guard.trips(&summary(1, 1, 0)));
+    }
+
+    #[test]
+    fn the_guard_trips_on_missing_outcomes_past_max_missing_share() {
+        let (dir, head) = guard_setup();
+        let guard = guard_of(dir.path(), &head, "max_missing_share = 0.2\n");
+        assert_eq!(guard.max_missing_share, Some(0.2));
+        // 10 of 50 missing: exactly 0.2, not above it.
+        assert!(!guard.trips(&summary(0, 50, 10)));
+        assert!(guard.trips(&summary(0, 50, 11)));
+        // A share of 0.4, but failures and missing together under min_failures.
+        assert!(!guard.trips(&summary(0, 5, 2)));
+        // Together they reach it: 1 failure and 2 missing.
+        assert!(guard.trips(&summary(1, 5, 2)));
+        // The failure thresholds still apply on their own.
+        assert!(guard.trips(&summary(3, 59, 0)));
+    }
+
+    #[test]
+    fn guard_and_halts_mistakes_name_the_file_and_key() {
+        let (dir, head) = guard_setup();
+        let halts = "[halts]\ndatabase = \"halts.sqlite\"\n";
+        let guard = "[guard]\nhalt_key = \"halt.key\"\n";
+        let with = |keys: &str| format!("{head}{halts}{guard}{keys}");
+        let missing_key = dir.path().join("missing.key");
+        let cases = [
+            (with("min_failures = 0\n"), "key `guard.min_failures`: must be at least 1".to_string()),
+            (with("min_failures = -1\n"), "min_failures".into()),
+            (
+                with("max_failure_share = 1.5\n"),
+                "key `guard.max_failure_share`: 1.5 is not a share between 0 and 1".into(),
+            ),
+            (
+                with("max_failure_share = -0.1\n"),
+                "key `guard.max_failure_share`: -0.1 is not a share".into(),
+            ),
+            (
+                with("max_missing_share = 2.0\n"),
+                "key `guard.max_missing_share`: 2 is not a share".into(),
+            ),
+            (
+                with("webhook = \"ftp://chat.example.org/hook\"\n"),
+                "key `guard.webhook`: \"ftp://chat.example.org/hook\" is not an http(s) URL".into(),
+            ),
+            (
+                with("check_interval_seconds = 0\n"),
+                "key `guard.check_interval_seconds`: must be at least 1".into(),
+            ),
+            (
+                with("check_interval_seconds = 11\n"),
+                "key `guard.check_interval_seconds`: at most 10".into(),
+            ),
+            (
+                with("refresh_interval_seconds = 172800\n"),
+                "key `guard.refresh_interval_seconds`: 172800 must be shorter than the lifetime (172800 s)".into(),
+            ),
+            (
+                with("lifetime_seconds = 0\n"),
+                "key `guard.lifetime_seconds`: must be at least 1".into(),
+            ),
+            (with("min_failure = 3\n"), "min_failure".into()),
+            (
+                format!("{head}{halts}[guard]\nhalt_key = \"missing.key\"\n"),
+                format!("key `guard.halt_key`: {}", missing_key.display()),
+            ),
+            (
+                format!("{head}{halts}[guard]\nhalt_key = \"not-a-key\"\n"),
+                "key `guard.halt_key`: ".into(),
+            ),
+            (format!("{head}{halts}[guard]\n"), "halt_key".into()),
+            (
+                format!("{head}{guard}"),
+                "key `guard`: the guard needs [reports] (the counts it judges) and [halts]".into(),
+            ),
+            (
+                format!("{head}[halts]\nhalt_keys = [\"missing.pub\"]\ndatabase = \"h.db\"\n"),
+                "key `halts.halt_keys`: ".into(),
+            ),
+            (format!("{head}[halts]\n"), "key `halts.database`".into()),
+            (
+                format!("{head}[halts]\ndatabase = \"reports.sqlite\"\n"),
+                "is another section's database too".into(),
+            ),
+            (format!("{head}{halts}clear = true\n"), "clear".into()),
+        ];
+        let file = dir.path().join("server.toml");
+        for (text, needle) in cases {
+            let err = Config::from_toml(&text, &file).expect_err(&text);
+            let message = err.to_string();
+            assert!(
+                message.starts_with(&format!("{}: ", file.display())),
+                "{message}"
+            );
+            assert!(
+                message.contains(&needle),
+                "{needle:?} missing from {message}"
+            );
+        }
+    }
 }

@@ -3,7 +3,8 @@
 //! store (both backends, etcd with the `etcd` feature); `/v1/graph` drops
 //! edges into halted releases at once and offers nothing without a
 //! verified, unexpired list; `/v2/halts/<stream>` serves the signed bytes;
-//! a restarted server refuses an older list.
+//! a restarted server refuses an older list; the guard halts failing
+//! releases, with a scoped login that cannot push to the image repository.
 
 mod common;
 
@@ -29,9 +30,14 @@ fn digest(n: u8) -> String {
     format!("sha256:{}", format!("{n:02x}").repeat(32))
 }
 
+/// [`graph_document`] as JSON.
+fn document(location: &str, min_sequence: u64) -> String {
+    graph_document(location, min_sequence).to_json_pretty()
+}
+
 /// 44.1, then 44.2 and 44.3, both rolled out at once: 44.1 → 44.2, 44.1 →
 /// 44.3 and 44.2 → 44.3 are edges. Halts on, at `location`.
-fn document(location: &str, min_sequence: u64) -> String {
+fn graph_document(location: &str, min_sequence: u64) -> GraphDocument {
     let release = |n: u8, rollout: Option<Rollout>| Release {
         version: format!("44.{n}"),
         architectures: [("x86_64".to_string(), ArchEntry::image(digest(n)))].into(),
@@ -56,19 +62,24 @@ fn document(location: &str, min_sequence: u64) -> String {
         }),
         ..GraphDocument::default()
     }
-    .to_json_pretty()
 }
 
 /// A registry with the halt-list repository, and the halt key.
 struct Lists {
     registry: TestRegistry,
+    /// The halt-list repository's path in it.
+    path: &'static str,
     key: SigningKey,
     dir: tempfile::TempDir,
 }
 
 impl Lists {
     async fn start() -> Lists {
-        let registry = TestRegistry::start(Auth::None).await;
+        Lists::start_on(TestRegistry::start(Auth::None).await, "acme/halts")
+    }
+
+    /// The lists in `path` of `registry`.
+    fn start_on(registry: TestRegistry, path: &'static str) -> Lists {
         let dir = tempfile::tempdir().expect("tempdir");
         let key = SigningKey::generate();
         std::fs::write(dir.path().join("halt.key"), key.to_pem().expect("pem")).expect("key");
@@ -77,16 +88,21 @@ impl Lists {
             key.verifying_key().to_pem().expect("pem"),
         )
         .expect("key");
-        Lists { registry, key, dir }
+        Lists {
+            registry,
+            path,
+            key,
+            dir,
+        }
     }
 
     fn location(&self) -> String {
-        format!("{}/acme/halts:{TAG}", self.registry.host)
+        format!("{}/{}:{TAG}", self.registry.host, self.path)
     }
 
     fn options(&self) -> (cairn_oci::Store, String) {
-        let repository = format!("{}/acme/halts", self.registry.host);
-        (self.registry.store("acme/halts"), repository)
+        let repository = format!("{}/{}", self.registry.host, self.path);
+        (self.registry.store(self.path), repository)
     }
 
     /// Publish the next list, adding a halt of `version` (or none).
@@ -229,10 +245,11 @@ async fn start_with(
         document(&lists.location(), min_sequence),
     )
     .expect("document");
+    // The registry and, with tokens, its token endpoint: both plain HTTP.
+    let insecure = lists.registry.client_options().insecure_registries;
     let text = format!(
-        "insecure_registries = [{:?}]\n[[stream]]\nname = \"stable\"\ndocument = {{ location = {:?} }}\n\
+        "insecure_registries = {insecure:?}\n[[stream]]\nname = \"stable\"\ndocument = {{ location = {:?} }}\n\
          [halts]\nhalt_keys = [\"halt.pub\"]\n{store}{extra}",
-        lists.registry.host,
         dir.join("stable.json").display().to_string(),
     );
     let config = Config::from_toml(&text, &dir.join("server.toml")).expect("config");
@@ -566,6 +583,133 @@ async fn enough_failures_halt_the_release_signed_audited_and_announced() {
         .list;
     assert_eq!(list.entries.len(), 1);
     assert_eq!(received.lock().expect("lock").len(), 1);
+}
+
+/// The guard's own login: push and pull on the halt-list repository only,
+/// pull elsewhere (what the docs advise for `[guard] authfile`).
+fn halter() -> cairn_testkit::token::ScopedUser {
+    cairn_testkit::token::ScopedUser {
+        username: "halter".into(),
+        password: "halter's own password".into(),
+        push_repositories: vec!["acme/os-halts".into()],
+        pull_elsewhere: true,
+    }
+}
+
+/// A signed document for `acme/os` of `registry`, published with `client`.
+async fn publish_release_document(
+    registry: &TestRegistry,
+    client: cairn_oci::RegistryClient,
+    key: &SigningKey,
+) -> Result<(), cairn_oci::document::DocumentStoreError> {
+    let store = cairn_oci::Store::registry(client, registry.repository("acme/os"));
+    let identity = format!("{}/acme/os", registry.host);
+    let halt_location = format!("{}/acme/os-halts:{TAG}", registry.host);
+    cairn_oci::document::publish(
+        &store,
+        graph_document(&halt_location, 0),
+        &PublishOptions {
+            tag: "cairn-graph-stable",
+            identity: &identity,
+            key: Some(key),
+            settle: Duration::ZERO,
+            expected: None,
+        },
+    )
+    .await
+    .map(|_| ())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guard_credential_publishes_halts_and_is_refused_on_the_image_repository() {
+    let user = halter();
+    let registry = TestRegistry::start_scoped(vec![user.clone()]).await;
+    let lists = Lists::start_on(registry, "acme/os-halts");
+    lists.publish(None).await;
+    // A release document in the image repository, by the release pipeline's
+    // (unscoped) login, so the scoped one has something to overwrite.
+    publish_release_document(&lists.registry, lists.registry.client(), &lists.key)
+        .await
+        .expect("the release login publishes");
+    let authfile = lists.dir.path().join("halter-auth.json");
+    std::fs::write(
+        &authfile,
+        lists.registry.auth_json(&user.username, &user.password),
+    )
+    .expect("authfile");
+    let (url, received) = webhook().await;
+    let extra = guard_config_on(
+        lists.dir.path(),
+        &url,
+        "database = \"reports.sqlite\"\n",
+        "authfile = \"halter-auth.json\"\n",
+    );
+    let server = start_with(
+        &lists,
+        "database = \"halts.sqlite\"\n",
+        Timestamp::now(),
+        0,
+        &extra,
+    )
+    .await;
+    count(&server, 0, 20, "rebooting").await;
+    count(&server, 1000, 3, "boot_failed").await;
+    check(&server).await;
+    // Published to acme/os-halts with the scoped login.
+    let (store, _) = lists.options();
+    let fetched = cairn_oci::halts::fetch(&store, TAG).await.expect("fetch");
+    let versions: Vec<_> = fetched
+        .list
+        .entries
+        .iter()
+        .map(|e| e.version.as_str())
+        .collect();
+    assert_eq!(versions, ["44.3"], "{:?}", fetched.list);
+    assert_eq!(received.lock().expect("lock").len(), 1);
+    assert_eq!(server.edges().await, [edge(1, 2)]);
+    // The same login may read the image repository, never write to it: not
+    // through the guard's client, not through one built from the authfile.
+    let guard = server.state.shared.halts.guard.as_ref().expect("guard");
+    let image = lists.registry.repository("acme/os");
+    let before = lists
+        .registry
+        .store("acme/os")
+        .resolve("cairn-graph-stable")
+        .await
+        .expect("resolve")
+        .expect("the release document");
+    let refused = guard
+        .client
+        .push_blob(&image, bytes::Bytes::from_static(b"not a release"))
+        .await
+        .expect_err("a blob push to the image repository is refused");
+    assert_eq!(refused.kind(), "unauthorized", "{refused}");
+    let options = cairn_oci::ClientOptions {
+        credentials: cairn_oci::auth::Credentials::from_file(&authfile).expect("authfile"),
+        ..lists.registry.client_options()
+    };
+    let client = cairn_oci::RegistryClient::new(options).expect("client");
+    let readable = cairn_oci::Store::registry(client.clone(), image.clone())
+        .resolve("cairn-graph-stable")
+        .await
+        .expect("the scoped login pulls elsewhere")
+        .expect("the release document");
+    assert_eq!(readable.digest, before.digest);
+    let refused = publish_release_document(&lists.registry, client, &lists.key)
+        .await
+        .expect_err("a document push to the image repository is refused");
+    assert_eq!(refused.kind(), "unauthorized", "{refused}");
+    let after = lists
+        .registry
+        .store("acme/os")
+        .resolve("cairn-graph-stable")
+        .await
+        .expect("resolve")
+        .expect("the release document");
+    assert_eq!(
+        after.digest, before.digest,
+        "the image repository is unchanged"
+    );
 }
 
 /// POST an Alertmanager payload with `token`: the status and the JSON answer.

@@ -1,7 +1,7 @@
 //! A real Debian `docker-registry` on 127.0.0.1 and a free port, with its own
 //! configuration and storage, in three flavours: no auth, htpasswd and token.
 
-use crate::token::TokenServer;
+use crate::token::{ScopedUser, TokenServer};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -62,12 +62,22 @@ fn which(name: &str) -> Option<PathBuf> {
 impl TestRegistry {
     /// Start a registry. Token flavours need a Tokio runtime (the token server runs on it).
     pub async fn start(auth: Auth) -> TestRegistry {
+        TestRegistry::start_with(auth, Vec::new()).await
+    }
+
+    /// Start a token-flavour registry whose token server also knows `users`,
+    /// each granted only its scopes.
+    pub async fn start_scoped(users: Vec<ScopedUser>) -> TestRegistry {
+        TestRegistry::start_with(Auth::Token, users).await
+    }
+
+    async fn start_with(auth: Auth, scoped: Vec<ScopedUser>) -> TestRegistry {
         require_binary(REGISTRY_BINARY, "docker-registry");
         let directory = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
         let port = free_port();
         let host = format!("127.0.0.1:{port}");
         let token = match auth {
-            Auth::Token => Some(TokenServer::start(directory.path()).await),
+            Auth::Token => Some(TokenServer::start(directory.path(), scoped).await),
             _ => None,
         };
         let auth_section = match (&auth, &token) {
@@ -176,6 +186,14 @@ impl TestRegistry {
             backoff: Duration::from_millis(50),
             registries_conf: Ok(Default::default()),
         }
+    }
+
+    /// A containers `auth.json` holding `username`'s login to this registry.
+    pub fn auth_json(&self, username: &str, password: &str) -> String {
+        use base64::Engine;
+        let auth =
+            base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+        serde_json::json!({"auths": {self.host.clone(): {"auth": auth}}}).to_string()
     }
 
     /// A client for this registry.

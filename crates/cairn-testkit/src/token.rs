@@ -1,6 +1,11 @@
 //! A token server for the registry's bearer-token flow: it checks basic
 //! credentials and issues ES256 JWTs whose `x5c` header carries a self-signed
 //! certificate that the registry trusts (`rootcertbundle`).
+//!
+//! The harness's user ([`USER`]) gets every scope it asks for. A
+//! [`ScopedUser`] gets push and pull only on its own repositories and pull
+//! (or nothing) elsewhere: the registry enforces whatever the token grants,
+//! as it would with a production token service's access rules.
 
 use crate::registry::{PASSWORD, USER};
 use axum::extract::{Query, State};
@@ -21,6 +26,35 @@ pub const SERVICE: &str = "cairn-test-registry";
 /// The token `iss`.
 pub const ISSUER: &str = "cairn-test-issuer";
 
+/// A second user of the token server, with scoped rights.
+#[derive(Debug, Clone)]
+pub struct ScopedUser {
+    /// Its name.
+    pub username: String,
+    /// Its password.
+    pub password: String,
+    /// Repositories (paths, e.g. `acme/os-halts`) it may push to and pull from.
+    pub push_repositories: Vec<String>,
+    /// Whether it may pull from every other repository.
+    pub pull_elsewhere: bool,
+}
+
+impl ScopedUser {
+    /// The actions of a requested `repository` scope this user is granted.
+    fn grant(&self, name: &str, requested: &[&str]) -> Vec<String> {
+        let pushable = self.push_repositories.iter().any(|r| r == name);
+        requested
+            .iter()
+            .filter(|action| match **action {
+                "pull" => pushable || self.pull_elsewhere,
+                "push" => pushable,
+                _ => false,
+            })
+            .map(|action| action.to_string())
+            .collect()
+    }
+}
+
 /// A running token server.
 #[derive(Debug)]
 pub struct TokenServer {
@@ -34,11 +68,13 @@ pub struct TokenServer {
 struct Keys {
     signing: p256::ecdsa::SigningKey,
     certificate_der: String,
+    scoped: Vec<ScopedUser>,
 }
 
 impl TokenServer {
-    /// Make a key and certificate with `openssl`, then serve on a free port.
-    pub async fn start(directory: &Path) -> TokenServer {
+    /// Make a key and certificate with `openssl`, then serve on a free port;
+    /// besides [`USER`], the `scoped` users may log in.
+    pub async fn start(directory: &Path, scoped: Vec<ScopedUser>) -> TokenServer {
         crate::registry::require_binary("openssl", "openssl");
         let key = directory.join("token.key");
         let certificate = directory.join("token.crt");
@@ -79,6 +115,7 @@ impl TokenServer {
         let keys = Arc::new(Keys {
             signing,
             certificate_der,
+            scoped,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -111,19 +148,29 @@ async fn issue(
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> impl IntoResponse {
-    let authorized = headers
+    let presented = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "))
         .and_then(|v| STANDARD.decode(v).ok())
-        .is_some_and(|raw| raw == format!("{USER}:{PASSWORD}").as_bytes());
-    if !authorized {
+        .and_then(|raw| String::from_utf8(raw).ok())
+        .unwrap_or_default();
+    // `None`: the harness's user, granted whatever it asks for.
+    let (subject, scoped) = if presented == format!("{USER}:{PASSWORD}") {
+        (USER.to_string(), None)
+    } else if let Some(user) = keys
+        .scoped
+        .iter()
+        .find(|u| presented == format!("{}:{}", u.username, u.password))
+    {
+        (user.username.clone(), Some(user))
+    } else {
         return (
             StatusCode::UNAUTHORIZED,
             Json(json!({"details": "bad credentials"})),
         )
             .into_response();
-    }
+    };
     let access: Vec<_> = query
         .get("scope")
         .into_iter()
@@ -131,13 +178,20 @@ async fn issue(
         .filter_map(|scope| {
             let mut parts = scope.splitn(3, ':');
             let (kind, name, actions) = (parts.next()?, parts.next()?, parts.next()?);
-            Some(json!({"type": kind, "name": name, "actions": actions.split(',').collect::<Vec<_>>()}))
+            let requested: Vec<&str> = actions.split(',').collect();
+            let granted: Vec<String> = match scoped {
+                None => requested.iter().map(|a| a.to_string()).collect(),
+                Some(user) if kind == "repository" => user.grant(name, &requested),
+                Some(_) => Vec::new(),
+            };
+            // A scope with nothing granted is left out, as token services do.
+            (!granted.is_empty()).then(|| json!({"type": kind, "name": name, "actions": granted}))
         })
         .collect();
     let now = jiff::Timestamp::now().as_second();
     let header = json!({"alg": "ES256", "typ": "JWT", "x5c": [keys.certificate_der]});
     let claims = json!({
-        "iss": ISSUER, "sub": USER, "aud": SERVICE,
+        "iss": ISSUER, "sub": subject, "aud": SERVICE,
         "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("{now}-{}", access.len()),
         "access": access,
     });

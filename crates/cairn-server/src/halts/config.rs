@@ -106,6 +106,27 @@ pub struct GuardConfig {
     pub lifetime: jiff::SignedDuration,
 }
 
+impl GuardConfig {
+    /// Whether a release's counts cross the thresholds: at least
+    /// `min_failures` failures and a failure share above
+    /// `max_failure_share`; or, with `max_missing_share`, at least
+    /// `min_failures` failures and missing outcomes together and a missing
+    /// share above it. Never without a `rebooting` report.
+    pub fn trips(&self, release: &crate::reports::model::ReleaseSummary) -> bool {
+        if release.rebooting == 0 {
+            return false;
+        }
+        let share = |n: u64| n as f64 / release.rebooting as f64;
+        let failing = release.failures >= self.min_failures
+            && share(release.failures) > self.max_failure_share;
+        let missing = self.max_missing_share.is_some_and(|max| {
+            release.failures.saturating_add(release.missing) >= self.min_failures
+                && share(release.missing) > max
+        });
+        failing || missing
+    }
+}
+
 pub(crate) fn halts(raw: RawHalts, base: &Path) -> Result<HaltsConfig, String> {
     let halt_keys =
         cairn_oci::signing::VerifyingKey::from_files(raw.halt_keys.iter().map(|p| base.join(p)))

@@ -57,24 +57,10 @@ impl Guard {
         })
     }
 
-    /// Whether a release's counts cross the thresholds: at least
-    /// `min_failures` failures and a failure share above
-    /// `max_failure_share`; or, with `max_missing_share`, at least
-    /// `min_failures` failures and missing outcomes together and a missing
-    /// share above it.
+    /// Whether a release's counts cross the thresholds (see
+    /// [`GuardConfig::trips`]).
     pub fn trips(&self, release: &ReleaseSummary) -> bool {
-        let config = &self.config;
-        if release.rebooting == 0 {
-            return false;
-        }
-        let share = |n: u64| n as f64 / release.rebooting as f64;
-        let failing = release.failures >= config.min_failures
-            && share(release.failures) > config.max_failure_share;
-        let missing = config.max_missing_share.is_some_and(|max| {
-            release.failures.saturating_add(release.missing) >= config.min_failures
-                && share(release.missing) > max
-        });
-        failing || missing
+        self.config.trips(release)
     }
 }
 
