@@ -566,3 +566,220 @@ async fn twenty_hosts_report_to_cairn_serve_and_its_counts_match_their_boots() {
         assert_eq!(status_json(n)["lastOutcome"]["outcome"], "boot_failed");
     }
 }
+
+/// The versions `/v1/graph` (as Zincati asks it, at wariness 0) has edges into.
+async fn v1_edge_targets(url: &str) -> BTreeSet<String> {
+    let Ok(reply) = reqwest::get(format!(
+        "{url}/v1/graph?basearch=x86_64&stream=stable&oci=true&rollout_wariness=0"
+    ))
+    .await
+    else {
+        return BTreeSet::new();
+    };
+    let answer: Value = match reply.bytes().await {
+        Ok(body) => serde_json::from_slice(&body).unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    };
+    let nodes = answer["nodes"].as_array().cloned().unwrap_or_default();
+    answer["edges"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|edge| edge[1].as_u64())
+        .filter_map(|to| nodes.get(to as usize))
+        .filter_map(|node| node["version"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guard_halts_a_release_failing_on_its_first_hosts_and_no_host_takes_it_after() {
+    let p = published().await;
+    let d = |name: &str| p.dir.path().join(name).display().to_string();
+    let host = p.registry.host.clone();
+    let halt_repo = format!("{host}/acme/os-halts");
+    common::ok(&["document", "keygen", "--output", &d("halt")]);
+    // The release team turns halt lists on for the stream.
+    let publish = || {
+        common::publish::Publish::signed(&p.repo, d("team.key"))
+            .policy(d("updates.json"))
+            .insecure_registry(&host)
+            .cache(d("cache.json"))
+            .args(["--halt-key", &d("halt.pub")])
+    };
+    publish().arg("--halt-list").arg(&halt_repo).run();
+
+    let dir = p.dir.path().join("server");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join("report.token"), format!("{TOKEN}\n")).expect("token");
+    std::fs::write(
+        dir.join("server.toml"),
+        format!(
+            "refresh_interval_seconds = 1\ninsecure_registries = [\"{host}\"]\n\
+             [[stream]]\nname = \"stable\"\n\
+             document = {{ location = \"{repo}:cairn-graph-stable\", keys = [\"{team}\"] }}\n\
+             [reports]\ndatabase = \"reports.sqlite\"\nexempt_networks = [\"127.0.0.0/8\"]\n\
+             [halts]\nhalt_keys = [\"{halt_pub}\"]\ndatabase = \"halts.sqlite\"\n\
+             [guard]\nhalt_key = \"{halt_key}\"\ncheck_interval_seconds = 1\n\
+             [[token]]\nfile = \"report.token\"\nscopes = [\"report\"]\n",
+            repo = p.repo,
+            team = p.public_key,
+            halt_pub = d("halt.pub"),
+            halt_key = d("halt.key"),
+        ),
+    )
+    .expect("server config");
+    let server = serve(&dir);
+    let url = server.url.clone();
+    wait_long("cairn serve offers 44.3", 60, async || {
+        v1_edge_targets(&url).await.contains("44.3")
+    })
+    .await;
+
+    // 44.3's rollout is half way: hosts below wariness 0.5 are offered it.
+    let token = p.dir.path().join("hosts.token");
+    std::fs::write(&token, format!("{TOKEN}\n")).expect("token");
+    let config = |wariness: f64, extra: &str| {
+        format!(
+            "[updates]\nkeys = [\"{}\"]\nhalt_keys = [\"{}\"]\n[identity]\nrollout_wariness = {wariness}\n\
+             [reports]\nurl = \"{url}\"\ntoken_file = \"{}\"\nmax_delay_seconds = 3\n{extra}",
+            p.public_key,
+            d("halt.pub"),
+            token.display()
+        )
+    };
+    // 4 hosts stage 44.3 but may reboot only in a window two days away.
+    // Formatted in UTC, the agents' default time zone.
+    let later = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(48);
+    let window = format!(
+        "[[strategy.window]]\ndays = [\"{}\"]\nstart_time = \"{}\"\nlength_minutes = 60\n",
+        later.strftime("%a"),
+        later.strftime("%H:%M")
+    );
+    let mut waiting = Vec::new();
+    for i in 0..4 {
+        let n = node(&p, &format!("waiting-{i}"), 1, &config(0.1, &window));
+        let agent = daemon(&p, &n);
+        waiting.push((n, agent));
+    }
+    // 13 hosts the rollout has not reached yet.
+    let mut unreached = Vec::new();
+    for i in 0..13 {
+        let n = node(&p, &format!("unreached-{i}"), 1, &config(0.95, ""));
+        let agent = daemon(&p, &n);
+        unreached.push((n, agent));
+    }
+    for (n, _) in &waiting {
+        wait_long("a waiting host staged 44.3", 120, async || {
+            let status = status_json(n);
+            status["reason"]["kind"] == "window_closed"
+                && status["staged"][1] == p.digests[2].as_str()
+        })
+        .await;
+    }
+    // 3 hosts take 44.3 first, and it fails to boot on each.
+    let mut first = Vec::new();
+    for i in 0..3 {
+        let n = node(&p, &format!("first-{i}"), 1, &config(0.05, ""));
+        let agent = daemon(&p, &n);
+        first.push((n, agent));
+    }
+    for (n, _) in &first {
+        n.host.wait_for_apply().await;
+        n.host.reboot(false);
+    }
+    // The guard trips on 3 failures of 3 `rebooting` reports and publishes
+    // the halt, signed with its halt key.
+    let halt_store = p.registry.store("acme/os-halts");
+    let halt_key =
+        cairn_oci::signing::VerifyingKey::from_file(Path::new(&d("halt.pub"))).expect("halt key");
+    let mut list = None;
+    for _ in 0..240 {
+        if let Ok(fetched) = cairn_oci::halts::fetch(&halt_store, "cairn-halts-stable").await
+            && fetched.list.entries.iter().any(|e| e.version == "44.3")
+        {
+            list = Some(fetched);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let list = list.expect("the guard published a halt of 44.3 within 2 minutes");
+    assert_eq!(
+        list.signed_as(&[], std::slice::from_ref(&halt_key)),
+        Some(cairn_graph::halts::SignedAs::HaltOnly)
+    );
+    let entry = list
+        .list
+        .entries
+        .iter()
+        .find(|e| e.version == "44.3")
+        .expect("entry");
+    assert_eq!(entry.digests, vec![p.digests[2].clone()]);
+    match &entry.tripped_by {
+        cairn_graph::halts::TrippedBy::Guard {
+            failures,
+            rebooting,
+        } => {
+            assert!(*failures >= 3, "{entry:?}");
+            assert!(*rebooting >= *failures, "{entry:?}");
+        }
+        other => panic!("tripped by {other:?}"),
+    }
+    for (n, _) in &first {
+        assert_eq!(status_json(n)["lastOutcome"]["outcome"], "boot_failed");
+    }
+
+    // Zincati-style readers no longer see an edge into 44.3.
+    wait_long("/v1/graph drops the edge into 44.3", 60, async || {
+        !v1_edge_targets(&url).await.contains("44.3")
+    })
+    .await;
+    // The hosts that had staged it withdraw it.
+    for (n, _) in &waiting {
+        wait_long("a waiting host withdrew 44.3", 120, async || {
+            let status = status_json(n);
+            status["reason"]["kind"] == "staged_halted" && status["staged"].is_null()
+        })
+        .await;
+    }
+    // The release team's next routine publish moves the rollout to the whole
+    // fleet: the halt survives it, and no unreached host ever stages 44.3.
+    common::ok(&[
+        "policy",
+        "--policy",
+        &d("updates.json"),
+        "--stream",
+        "stable",
+        "rollout",
+        "start",
+        "44.3",
+        "--over",
+        "1m",
+        "--from",
+        "100%",
+    ]);
+    publish().run();
+    for (n, _) in &unreached {
+        wait_long(
+            "an unreached host is told 44.3 is halted",
+            120,
+            async || status_json(n)["reason"]["kind"] == "target_halted",
+        )
+        .await;
+    }
+    for (n, _) in unreached.iter().chain(&waiting) {
+        let staged_calls = n
+            .host
+            .state()
+            .calls
+            .iter()
+            .filter(|c| c.contains(&p.digests[2]) && !c.contains("--download-only"))
+            .count();
+        let status = status_json(n);
+        assert_eq!(status["booted"][1], p.digests[1].as_str(), "{status}");
+        assert!(status["staged"].is_null(), "{status}");
+        if unreached.iter().any(|(u, _)| u.state == n.state) {
+            assert_eq!(staged_calls, 0, "{:?}", n.host.state().calls);
+        }
+    }
+    assert!(!v1_edge_targets(&url).await.contains("44.3"));
+}
