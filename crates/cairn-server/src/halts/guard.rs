@@ -127,8 +127,8 @@ pub async fn check(app: &AppState, guard: &Guard) {
                 stream: stream.clone(),
             })
             .inc();
-        for release in summarize(&tally) {
-            if !guard.trips(&release) || view.halted.contains(&release.digest) {
+        for (release, reported) in by_version(summarize(&tally)) {
+            if !guard.trips(&release) || reported.iter().any(|d| view.halted.contains(d)) {
                 continue;
             }
             let reason = format!(
@@ -139,7 +139,12 @@ pub async fn check(app: &AppState, guard: &Guard) {
                 failures: release.failures,
                 rebooting: release.rebooting,
             };
-            let digests = release_digests(app, stream, &release.version, &release.digest);
+            let mut digests = release_digests(app, stream, &release.version, "");
+            for digest in reported {
+                if !digest.is_empty() && !digests.contains(&digest) {
+                    digests.push(digest);
+                }
+            }
             if let Err(error) =
                 add_halt(app, stream, &release.version, digests, &reason, tripped_by).await
             {
@@ -155,6 +160,34 @@ pub async fn check(app: &AppState, guard: &Guard) {
             tracing::error!(stream, kind = error.kind, error = %error.message, "refreshing the halt list failed; trying again at the next check");
         }
     }
+}
+
+/// The counts of each version, summed over its digests (a multi-arch
+/// release is reported under one digest per architecture, and the guard
+/// judges the release as a whole), with the digests reported.
+pub fn by_version(summaries: Vec<ReleaseSummary>) -> Vec<(ReleaseSummary, Vec<String>)> {
+    let mut merged: Vec<(ReleaseSummary, Vec<String>)> = Vec::new();
+    for summary in summaries {
+        match merged.iter_mut().find(|(m, _)| m.version == summary.version) {
+            Some((total, digests)) => {
+                for (outcome, n) in &summary.counts {
+                    let sum = total.counts.entry(outcome).or_default();
+                    *sum = sum.saturating_add(*n);
+                }
+                total.failures = total.failures.saturating_add(summary.failures);
+                total.rebooting = total.rebooting.saturating_add(summary.rebooting);
+                total.missing = total.missing.saturating_add(summary.missing);
+                total.failure_share = (total.rebooting > 0)
+                    .then(|| total.failures as f64 / total.rebooting as f64);
+                digests.push(summary.digest);
+            }
+            None => {
+                let digests = vec![summary.digest.clone()];
+                merged.push((summary, digests));
+            }
+        }
+    }
+    merged
 }
 
 /// Every digest and checksum of `version` in the stream's document, and the
@@ -371,4 +404,37 @@ pub async fn add_halt(
         }
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reports::model::{Outcome, Release, ReleaseTally, Tally};
+
+    fn counted(rebooting: u64, failed: u64) -> ReleaseTally {
+        let mut tally = ReleaseTally::default();
+        tally.add(Outcome::Rebooting, rebooting);
+        tally.add(Outcome::BootFailed, failed);
+        tally
+    }
+
+    #[test]
+    fn a_multi_arch_release_is_judged_on_the_sum_over_its_digests() {
+        let release = |digest: &str| Release {
+            version: "44.3".into(),
+            digest: digest.into(),
+        };
+        let tally = Tally::from([
+            (release("sha256:aa"), counted(10, 2)),
+            (release("sha256:bb"), counted(10, 1)),
+        ]);
+        let merged = by_version(summarize(&tally));
+        let [(total, digests)] = merged.as_slice() else {
+            panic!("one version: {merged:?}");
+        };
+        assert_eq!((total.failures, total.rebooting), (3, 20));
+        assert_eq!(total.counts["boot_failed"], 3);
+        assert_eq!(total.failure_share, Some(0.15));
+        assert_eq!(digests, &["sha256:aa", "sha256:bb"]);
+    }
 }
