@@ -585,6 +585,66 @@ async fn enough_failures_halt_the_release_signed_audited_and_announced() {
     assert_eq!(received.lock().expect("lock").len(), 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cleared_halt_stands_cleared_until_new_reports_cross_the_thresholds() {
+    let lists = Lists::start().await;
+    lists.publish(None).await;
+    let (url, received) = webhook().await;
+    let extra = guard_config(lists.dir.path(), &url);
+    let mut server = start_with(
+        &lists,
+        "database = \"halts.sqlite\"\n",
+        Timestamp::now(),
+        0,
+        &extra,
+    )
+    .await;
+    count(&server, 0, 20, "rebooting").await;
+    count(&server, 1000, 3, "boot_failed").await;
+    check(&server).await;
+    let (store, _) = lists.options();
+    let halted = cairn_oci::halts::fetch(&store, TAG).await.expect("fetch").list;
+    let [entry] = halted.entries.as_slice() else {
+        panic!("one entry: {halted:?}");
+    };
+    assert_eq!(server.edges().await, [edge(1, 2)]);
+    // The release team clears it in a new document.
+    let mut cleared = graph_document(&lists.location(), 0);
+    cleared.sequence = 2;
+    if let Some(settings) = cleared.halts.as_mut() {
+        settings.cleared.push(cairn_graph::document::ClearedHalt {
+            id: entry.id.clone(),
+            version: "44.3".into(),
+        });
+    }
+    std::fs::write(lists.dir.path().join("stable.json"), cleared.to_json_pretty())
+        .expect("document");
+    server.refresh().await;
+    assert_eq!(server.edges().await, [edge(1, 2), edge(1, 3), edge(2, 3)]);
+    // The counts that tripped the halt are still retained: they do not halt again.
+    let before = evaluations(&server);
+    check(&server).await;
+    assert_eq!(evaluations(&server), before + 1);
+    let list = cairn_oci::halts::fetch(&store, TAG).await.expect("fetch").list;
+    assert_eq!(list.entries.len(), 1, "{list:?}");
+    assert_eq!(server.edges().await, [edge(1, 2), edge(1, 3), edge(2, 3)]);
+    // Failures after the clear do.
+    count(&server, 3000, 20, "rebooting").await;
+    count(&server, 4000, 3, "boot_failed").await;
+    check(&server).await;
+    let list = cairn_oci::halts::fetch(&store, TAG).await.expect("fetch").list;
+    assert_eq!(list.entries.len(), 2, "{list:?}");
+    assert_eq!(
+        list.entries[1].tripped_by,
+        TrippedBy::Guard {
+            failures: 3,
+            rebooting: 20
+        }
+    );
+    assert_eq!(server.edges().await, [edge(1, 2)]);
+    assert_eq!(received.lock().expect("lock").len(), 2);
+}
+
 /// The guard's own login: push and pull on the halt-list repository only,
 /// pull elsewhere (what the docs advise for `[guard] authfile`).
 fn halter() -> cairn_testkit::token::ScopedUser {

@@ -19,6 +19,7 @@ use cairn_graph::halts::TrippedBy;
 use cairn_oci::document::PublishOptions;
 use cairn_oci::halts::UpdateOptions;
 use cairn_oci::{Location, Store};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// The guard of every stream with halts on.
@@ -29,6 +30,17 @@ pub struct Guard {
     /// A registry client with the halt-list repository's credentials only.
     pub client: cairn_oci::RegistryClient,
     webhook: reqwest::Client,
+    /// Per (stream, version) with a cleared halt: the counts when this
+    /// server first saw it cleared. Only reports since count against it.
+    baselines: std::sync::Mutex<BTreeMap<(String, String), Counts>>,
+}
+
+/// A release's counts the guard judges on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Counts {
+    failures: u64,
+    rebooting: u64,
+    missing: u64,
 }
 
 impl Guard {
@@ -54,7 +66,55 @@ impl Guard {
             config,
             client,
             webhook,
+            baselines: std::sync::Mutex::default(),
         })
+    }
+
+    /// `release` as the guard judges it: a release whose halt the document
+    /// clears counts only the reports since this server first saw the clear.
+    /// `None`: a halt of it is in effect. The baselines live in memory: a
+    /// new leader starts counting again from the counts it first sees.
+    fn since_clear(
+        &self,
+        stream: &str,
+        view: &super::HaltView,
+        mut release: ReleaseSummary,
+    ) -> Option<ReleaseSummary> {
+        let key = (stream.to_string(), release.version.clone());
+        let mut baselines = self.baselines.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(held) = &view.held else {
+            return Some(release);
+        };
+        if held.list.halting_version(&view.cleared, &release.version).is_some() {
+            baselines.remove(&key);
+            return None;
+        }
+        let cleared = held
+            .list
+            .entries
+            .iter()
+            .any(|e| e.version == release.version && view.cleared.contains(&e.id));
+        if !cleared {
+            baselines.remove(&key);
+            return Some(release);
+        }
+        let now = Counts {
+            failures: release.failures,
+            rebooting: release.rebooting,
+            missing: release.missing,
+        };
+        let base = baselines.entry(key).or_insert(now);
+        // Reports age out of the retained hours: the baseline follows the
+        // counts down, so new reports are never hidden behind expired ones.
+        base.failures = base.failures.min(now.failures);
+        base.rebooting = base.rebooting.min(now.rebooting);
+        base.missing = base.missing.min(now.missing);
+        release.failures = now.failures - base.failures;
+        release.rebooting = now.rebooting - base.rebooting;
+        release.missing = now.missing - base.missing;
+        release.failure_share = (release.rebooting > 0)
+            .then(|| release.failures as f64 / release.rebooting as f64);
+        Some(release)
     }
 
     /// Whether a release's counts cross the thresholds (see
@@ -128,7 +188,13 @@ pub async fn check(app: &AppState, guard: &Guard) {
             })
             .inc();
         for (release, reported) in by_version(summarize(&tally)) {
-            if !guard.trips(&release) || reported.iter().any(|d| view.halted.contains(d)) {
+            if reported.iter().any(|d| view.halted.contains(d)) {
+                continue;
+            }
+            let Some(release) = guard.since_clear(stream, &view, release) else {
+                continue;
+            };
+            if !guard.trips(&release) {
                 continue;
             }
             let reason = format!(
