@@ -175,8 +175,21 @@ impl Server {
 
     /// The edges `/v1/graph` offers, as (from, to) versions.
     async fn edges(&self) -> Vec<(String, String)> {
+        edges_of(&self.state).await
+    }
+
+    async fn source_error(&self) -> Value {
+        let (status, body) = get(&self.state, "/readyz").await;
+        assert_eq!(status, 200, "a halt list never changes readiness: {body}");
+        let ready: Value = serde_json::from_str(&body).expect("JSON");
+        ready["streams"]["stable"]["source_error"]["kind"].clone()
+    }
+}
+
+/// The edges `/v1/graph` of `state` offers, as (from, to) versions.
+async fn edges_of(state: &AppState) -> Vec<(String, String)> {
         let (status, body) = get(
-            &self.state,
+            state,
             "/v1/graph?basearch=x86_64&stream=stable&oci=true&rollout_wariness=0.5",
         )
         .await;
@@ -196,14 +209,6 @@ impl Server {
             .collect();
         edges.sort();
         edges
-    }
-
-    async fn source_error(&self) -> Value {
-        let (status, body) = get(&self.state, "/readyz").await;
-        assert_eq!(status, 200, "a halt list never changes readiness: {body}");
-        let ready: Value = serde_json::from_str(&body).expect("JSON");
-        ready["streams"]["stable"]["source_error"]["kind"].clone()
-    }
 }
 
 fn edge(from: u8, to: u8) -> (String, String) {
@@ -239,12 +244,23 @@ async fn start_with(
     min_sequence: u64,
     extra: &str,
 ) -> Server {
+    let mut server = unrefreshed(lists, &lists.location(), store, now, min_sequence, extra).await;
+    server.refresh().await;
+    server
+}
+
+/// [`start_with`], with the list at `location`, before the first refresh.
+async fn unrefreshed(
+    lists: &Lists,
+    location: &str,
+    store: &str,
+    now: Timestamp,
+    min_sequence: u64,
+    extra: &str,
+) -> Server {
     let dir = lists.dir.path();
-    std::fs::write(
-        dir.join("stable.json"),
-        document(&lists.location(), min_sequence),
-    )
-    .expect("document");
+    std::fs::write(dir.join("stable.json"), document(location, min_sequence))
+        .expect("document");
     // The registry and, with tokens, its token endpoint: both plain HTTP.
     let insecure = lists.registry.client_options().insecure_registries;
     let text = format!(
@@ -281,13 +297,11 @@ async fn start_with(
     );
     let client = lists.registry.client();
     let source = StreamSource::new(&config.streams[0], client, Duration::from_secs(10));
-    let mut server = Server {
+    Server {
         state,
         source,
         now: clock_now,
-    };
-    server.refresh().await;
-    server
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -401,6 +415,45 @@ async fn a_restarted_server_refuses_an_older_list(backend: Backend) {
 }
 
 on_every_backend!(a_restarted_server_refuses_an_older_list);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_the_first_graph_already_applies_the_list_kept() {
+    let lists = Lists::start().await;
+    lists.publish(Some(3)).await;
+    let keys = "database = \"halts.sqlite\"\n";
+    let server = start(&lists, keys, Timestamp::now(), 0).await;
+    assert_eq!(server.edges().await, [edge(1, 2)]);
+    drop(server);
+    // After the restart the list's registry does not answer: the refresh
+    // serves the document, then waits on the list until its timeout.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = silent.local_addr().expect("address");
+    let open: Arc<Mutex<Vec<tokio::net::TcpStream>>> = Arc::default();
+    let kept = Arc::clone(&open);
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = silent.accept().await {
+            kept.lock().expect("lock").push(socket);
+        }
+    });
+    let location = format!("{address}/acme/halts:{TAG}");
+    let Server {
+        state, mut source, ..
+    } = unrefreshed(&lists, &location, keys, Timestamp::now(), 0, "").await;
+    let refreshing = state.clone();
+    let refresh = tokio::spawn(async move {
+        let _ = source.refresh_once(&refreshing).await;
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while state.snapshot("stable").is_none() {
+        assert!(std::time::Instant::now() < deadline, "no document served");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(!refresh.is_finished(), "the list's read still hangs");
+    assert_eq!(edges_of(&state).await, [edge(1, 2)]);
+    refresh.abort();
+}
 
 const REPORT_TOKEN: &str = "report-token-0123456789";
 const HALT_TOKEN: &str = "halt-token-0123456789ab";

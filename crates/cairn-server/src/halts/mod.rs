@@ -212,6 +212,32 @@ impl Halts {
         }
     }
 
+    /// Apply a document's halt settings (`None`: halts off), its cleared
+    /// ids and keys, to what `/v1/graph` withholds. The refresh calls this
+    /// before it installs a document that turns halts on, so that no answer
+    /// ever comes from such a document without its halts applied.
+    pub fn configure(
+        &self,
+        stream: &str,
+        settings: Option<&HaltSettings>,
+        cleared: Vec<String>,
+        graph_keys: &[VerifyingKey],
+    ) {
+        self.update(stream, |view| match settings {
+            None => {
+                view.on = false;
+                view.failing = None;
+                view.settings = None;
+            }
+            Some(settings) => {
+                view.on = true;
+                view.cleared = cleared;
+                view.settings = Some(settings.clone());
+                view.graph_keys = graph_keys.to_vec();
+            }
+        });
+    }
+
     /// Read `stream`'s list at `settings.location` (or note that halts are
     /// off), verify it with the document's `graph_keys` and the halt keys
     /// against the list held, and hold it.
@@ -224,20 +250,10 @@ impl Halts {
         client: &RegistryClient,
         now: Timestamp,
     ) -> Result<(), HaltsError> {
+        self.configure(stream, settings, cleared, graph_keys);
         let Some(settings) = settings else {
-            self.update(stream, |view| {
-                view.on = false;
-                view.failing = None;
-                view.settings = None;
-            });
             return Ok(());
         };
-        self.update(stream, |view| {
-            view.on = true;
-            view.cleared = cleared;
-            view.settings = Some(settings.clone());
-            view.graph_keys = graph_keys.to_vec();
-        });
         let outcome = self.read(stream, settings, graph_keys, client, now).await;
         let failing = outcome
             .as_ref()
