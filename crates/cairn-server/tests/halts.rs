@@ -396,6 +396,27 @@ async fn without_a_verified_unexpired_list_no_edge_is_offered() {
     assert_eq!(server.edges().await, []);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_list_below_the_documents_min_sequence_counts_as_none() {
+    let lists = Lists::start().await;
+    let held = lists.publish(Some(3)).await;
+    let mut server = start(&lists, "database = \"halts.sqlite\"\n", Timestamp::now(), 0).await;
+    assert_eq!(server.edges().await, [edge(1, 2)]);
+    // A new document raises the floor above the list held (and published).
+    let mut raised = graph_document(&lists.location(), held.sequence + 1);
+    raised.sequence = 2;
+    std::fs::write(lists.dir.path().join("stable.json"), raised.to_json_pretty())
+        .expect("document");
+    server.refresh().await;
+    assert_eq!(server.source_error().await, "halts_replayed");
+    assert_eq!(server.edges().await, []);
+    // A list at the floor brings the edges back.
+    lists.publish(None).await;
+    server.refresh().await;
+    assert_eq!(server.source_error().await, Value::Null);
+    assert_eq!(server.edges().await, [edge(1, 2)]);
+}
+
 async fn a_restarted_server_refuses_an_older_list(backend: Backend) {
     let lists = Lists::start().await;
     let (keys, _etcd) = store_keys(backend).await;

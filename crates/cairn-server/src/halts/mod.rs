@@ -79,8 +79,11 @@ impl HaltView {
         if !self.on {
             return Withheld::Nothing;
         }
+        let floor = self.settings.as_ref().map_or(0, |s| s.min_sequence);
         match &self.held {
-            Some(held) if held.list.expires >= now => Withheld::Halted(self.halted.clone()),
+            Some(held) if held.list.expires >= now && held.list.sequence >= floor => {
+                Withheld::Halted(self.halted.clone())
+            }
             _ => Withheld::Everything,
         }
     }
@@ -301,11 +304,11 @@ impl Halts {
                         kind: "halts_not_found",
                         message: format!("{location}: no halt list"),
                     })?;
-                // Unchanged: the list held only needs to be still in date.
+                // Unchanged: the list held only needs to be still valid.
                 if let Some(held) = &held
                     && held.record.manifest_digest.as_deref() == Some(head.digest.as_str())
                 {
-                    return in_date(&held.list, &location, now);
+                    return valid(&held.list, settings.min_sequence, &location, now);
                 }
                 cairn_oci::halts::fetch(store, &head.digest).await?
             }
@@ -348,7 +351,21 @@ pub fn record_of(
     }
 }
 
-fn in_date(list: &HaltList, location: &Location, now: Timestamp) -> Result<(), HaltsError> {
+fn valid(
+    list: &HaltList,
+    min_sequence: u64,
+    location: &Location,
+    now: Timestamp,
+) -> Result<(), HaltsError> {
+    if list.sequence < min_sequence {
+        return Err(HaltsError {
+            kind: "halts_replayed",
+            message: format!(
+                "{location}: the halt list has sequence {}, below the document's halts.min_sequence {min_sequence}; no update is offered until a newer one is published",
+                list.sequence
+            ),
+        });
+    }
     if now > list.expires {
         return Err(HaltsError {
             kind: "halts_expired",
