@@ -903,7 +903,10 @@ async fn an_alertmanager_payload_halts_with_the_halt_scope_only() {
                 "startsAt": "2026-05-01T09:00:00Z",
                 "endsAt": "2026-05-01T09:30:00Z",
             },
-            {"status": "firing", "labels": {"alertname": "DiskFull"}}
+            {"status": "firing", "labels": {"alertname": "DiskFull"}},
+            {"status": "firing", "labels": {"alertname": "X", "cairn_stream": "nightly", "cairn_release": "44.3"}},
+            {"status": "firing", "labels": {"alertname": "X", "cairn_stream": "stable", "cairn_release": "99.9"}},
+            {"status": "firing", "labels": {"alertname": "Long".repeat(400), "cairn_stream": "stable", "cairn_release": "44.3"}}
         ]
     });
     let (status, answer) = alert(&server, None, &payload).await;
@@ -920,19 +923,36 @@ async fn an_alertmanager_payload_halts_with_the_halt_scope_only() {
     let (status, answer) = alert(&server, Some(HALT_TOKEN), &payload).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["ignored"], 2, "{answer}");
+    // Bad alerts are skipped and counted; the ones after them still halt.
+    let skipped: Vec<_> = answer["skipped"]
+        .as_array()
+        .expect("skipped")
+        .iter()
+        .map(|s| s["kind"].as_str().expect("kind"))
+        .collect();
+    assert_eq!(
+        skipped,
+        ["alert_unknown_stream", "alert_unknown_release"],
+        "{answer}"
+    );
     let list = cairn_oci::halts::fetch(&store, TAG)
         .await
         .expect("fetch")
         .list;
     let versions: Vec<_> = list.entries.iter().map(|e| e.version.as_str()).collect();
-    assert_eq!(versions, ["44.2"], "a resolved alert halts nothing");
+    assert_eq!(versions, ["44.2", "44.3"], "a resolved alert halts nothing");
     assert_eq!(
         list.entries[0].tripped_by,
         TrippedBy::Alert {
             name: "CairnRollbacks".into()
         }
     );
-    assert_eq!(server.edges().await, [edge(1, 3), edge(2, 3)]);
+    // An overlong alertname is cut to fit the list's bounds.
+    let TrippedBy::Alert { name } = &list.entries[1].tripped_by else {
+        panic!("{:?}", list.entries[1]);
+    };
+    assert_eq!(name.chars().count(), 200);
+    assert_eq!(server.edges().await, [edge(1, 2)]);
 }
 
 #[cfg(feature = "etcd")]

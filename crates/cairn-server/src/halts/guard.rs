@@ -124,7 +124,8 @@ impl Guard {
     }
 }
 
-fn failed(app: &AppState, kind: &'static str) {
+/// Count a failed step of the guard or the alert trigger.
+pub(crate) fn failed(app: &AppState, kind: &'static str) {
     app.shared
         .metrics
         .guard_errors
