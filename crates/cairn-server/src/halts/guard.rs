@@ -133,6 +133,33 @@ pub(crate) fn failed(app: &AppState, kind: &'static str) {
         .inc();
 }
 
+/// The longest one check may take: well below the etcd leader lease's 30
+/// seconds, so a leader that lost its lease mid-check stops soon after.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Whether this server still leads, asked right before it publishes: with
+/// etcd, another server may have taken over since the check began.
+async fn still_leads(app: &AppState, stream: &str) -> bool {
+    let Some(store) = &app.shared.halts.store else {
+        return false;
+    };
+    match store.lead().await {
+        Ok(true) => true,
+        Ok(false) => {
+            tracing::info!(
+                stream,
+                "no longer leading the rollout guard; not publishing"
+            );
+            false
+        }
+        Err(error) => {
+            failed(app, error.kind());
+            tracing::warn!(stream, %error, "could not tell whether this server still leads the guard; not publishing");
+            false
+        }
+    }
+}
+
 /// Run the guard for ever, every check interval.
 pub async fn run(app: AppState) {
     let Some(guard) = &app.shared.halts.guard else {
@@ -160,8 +187,11 @@ pub async fn run(app: AppState) {
             leading = now_leading;
         }
         app.shared.metrics.guard_leader.set(i64::from(leading));
-        if leading {
-            check(&app, guard).await;
+        if leading && tokio::time::timeout(CHECK_TIMEOUT, check(&app, guard)).await.is_err() {
+            failed(&app, "check_timeout");
+            tracing::warn!(
+                "a guard check took longer than {CHECK_TIMEOUT:?}; stopped it, trying again at the next check"
+            );
         }
     }
 }
@@ -212,6 +242,9 @@ pub async fn check(app: &AppState, guard: &Guard) {
                     digests.push(digest);
                 }
             }
+            if !still_leads(app, stream).await {
+                return;
+            }
             if let Err(error) =
                 add_halt(app, stream, &release.version, digests, &reason, tripped_by).await
             {
@@ -223,6 +256,9 @@ pub async fn check(app: &AppState, guard: &Guard) {
             age >= jiff::SignedDuration::try_from(guard.config.refresh_interval)
                 .unwrap_or(jiff::SignedDuration::MAX)
         });
+        if due && !still_leads(app, stream).await {
+            return;
+        }
         if due && let Err(error) = refresh_list(app, stream).await {
             tracing::error!(stream, kind = error.kind, error = %error.message, "refreshing the halt list failed; trying again at the next check");
         }
