@@ -15,7 +15,7 @@ use crate::metrics::{KindLabels, StreamLabels, TriggerLabels};
 use crate::reports::model::{ReleaseSummary, summarize};
 use crate::state::AppState;
 use crate::store::halts::{AuditEntry, HaltStore};
-use cairn_graph::halts::TrippedBy;
+use cairn_graph::halts::{SignedAs, TrippedBy};
 use cairn_oci::document::PublishOptions;
 use cairn_oci::halts::UpdateOptions;
 use cairn_oci::{Location, Store};
@@ -85,7 +85,11 @@ impl Guard {
         let Some(held) = &view.held else {
             return Some(release);
         };
-        if held.list.halting_version(&view.cleared, &release.version).is_some() {
+        if held
+            .list
+            .halting_version(&view.cleared, &release.version)
+            .is_some()
+        {
             baselines.remove(&key);
             return None;
         }
@@ -112,8 +116,8 @@ impl Guard {
         release.failures = now.failures - base.failures;
         release.rebooting = now.rebooting - base.rebooting;
         release.missing = now.missing - base.missing;
-        release.failure_share = (release.rebooting > 0)
-            .then(|| release.failures as f64 / release.rebooting as f64);
+        release.failure_share =
+            (release.rebooting > 0).then(|| release.failures as f64 / release.rebooting as f64);
         Some(release)
     }
 
@@ -187,7 +191,11 @@ pub async fn run(app: AppState) {
             leading = now_leading;
         }
         app.shared.metrics.guard_leader.set(i64::from(leading));
-        if leading && tokio::time::timeout(CHECK_TIMEOUT, check(&app, guard)).await.is_err() {
+        if leading
+            && tokio::time::timeout(CHECK_TIMEOUT, check(&app, guard))
+                .await
+                .is_err()
+        {
             failed(&app, "check_timeout");
             tracing::warn!(
                 "a guard check took longer than {CHECK_TIMEOUT:?}; stopped it, trying again at the next check"
@@ -208,47 +216,16 @@ pub async fn check(app: &AppState, guard: &Guard) {
             continue;
         }
         let now = (app.shared.clock)();
-        let Ok(tally) = reports.tally(&app.shared.metrics, stream, now).await else {
-            continue;
-        };
-        app.shared
-            .metrics
-            .guard_evaluations
-            .get_or_create(&StreamLabels {
-                stream: stream.clone(),
-            })
-            .inc();
-        for (release, reported) in by_version(summarize(&tally)) {
-            if reported.iter().any(|d| view.halted.contains(d)) {
-                continue;
-            }
-            let Some(release) = guard.since_clear(stream, &view, release) else {
-                continue;
-            };
-            if !guard.trips(&release) {
-                continue;
-            }
-            let reason = format!(
-                "the rollout guard: {} failures among {} rebooting reports ({} missing)",
-                release.failures, release.rebooting, release.missing
-            );
-            let tripped_by = TrippedBy::Guard {
-                failures: release.failures,
-                rebooting: release.rebooting,
-            };
-            let mut digests = release_digests(app, stream, &release.version, "");
-            for digest in reported {
-                if !digest.is_empty() && !digests.contains(&digest) {
-                    digests.push(digest);
+        // A reports-store outage stops the judging, never the list's refresh.
+        match reports.tally(&app.shared.metrics, stream, now).await {
+            Ok(tally) => {
+                if !judge(app, guard, stream, &view, &tally).await {
+                    return;
                 }
             }
-            if !still_leads(app, stream).await {
-                return;
-            }
-            if let Err(error) =
-                add_halt(app, stream, &release.version, digests, &reason, tripped_by).await
-            {
-                tracing::error!(stream, version = release.version, kind = error.kind, error = %error.message, "the guard could not halt a failing release; trying again at the next check");
+            Err(error) => {
+                failed(app, "tally");
+                tracing::warn!(stream, %error, "reading the outcome counts failed; not judging this stream now");
             }
         }
         let due = view.held.as_ref().is_none_or(|held| {
@@ -265,13 +242,68 @@ pub async fn check(app: &AppState, guard: &Guard) {
     }
 }
 
+/// Judge each release of `stream` on its counts, halting those that trip.
+/// `false`: this server no longer leads.
+async fn judge(
+    app: &AppState,
+    guard: &Guard,
+    stream: &str,
+    view: &super::HaltView,
+    tally: &crate::reports::model::Tally,
+) -> bool {
+    app.shared
+        .metrics
+        .guard_evaluations
+        .get_or_create(&StreamLabels {
+            stream: stream.to_string(),
+        })
+        .inc();
+    for (release, reported) in by_version(summarize(tally)) {
+        if reported.iter().any(|d| view.halted.contains(d)) {
+            continue;
+        }
+        let Some(release) = guard.since_clear(stream, view, release) else {
+            continue;
+        };
+        if !guard.trips(&release) {
+            continue;
+        }
+        let reason = format!(
+            "the rollout guard: {} failures among {} rebooting reports ({} missing)",
+            release.failures, release.rebooting, release.missing
+        );
+        let tripped_by = TrippedBy::Guard {
+            failures: release.failures,
+            rebooting: release.rebooting,
+        };
+        let mut digests = release_digests(app, stream, &release.version, "");
+        for digest in reported {
+            if !digest.is_empty() && !digests.contains(&digest) {
+                digests.push(digest);
+            }
+        }
+        if !still_leads(app, stream).await {
+            return false;
+        }
+        if let Err(error) =
+            add_halt(app, stream, &release.version, digests, &reason, tripped_by).await
+        {
+            tracing::error!(stream, version = release.version, kind = error.kind, error = %error.message, "the guard could not halt a failing release; trying again at the next check");
+        }
+    }
+    true
+}
+
 /// The counts of each version, summed over its digests (a multi-arch
 /// release is reported under one digest per architecture, and the guard
 /// judges the release as a whole), with the digests reported.
 pub fn by_version(summaries: Vec<ReleaseSummary>) -> Vec<(ReleaseSummary, Vec<String>)> {
     let mut merged: Vec<(ReleaseSummary, Vec<String>)> = Vec::new();
     for summary in summaries {
-        match merged.iter_mut().find(|(m, _)| m.version == summary.version) {
+        match merged
+            .iter_mut()
+            .find(|(m, _)| m.version == summary.version)
+        {
             Some((total, digests)) => {
                 for (outcome, n) in &summary.counts {
                     let sum = total.counts.entry(outcome).or_default();
@@ -280,8 +312,8 @@ pub fn by_version(summaries: Vec<ReleaseSummary>) -> Vec<(ReleaseSummary, Vec<St
                 total.failures = total.failures.saturating_add(summary.failures);
                 total.rebooting = total.rebooting.saturating_add(summary.rebooting);
                 total.missing = total.missing.saturating_add(summary.missing);
-                total.failure_share = (total.rebooting > 0)
-                    .then(|| total.failures as f64 / total.rebooting as f64);
+                total.failure_share =
+                    (total.rebooting > 0).then(|| total.failures as f64 / total.rebooting as f64);
                 digests.push(summary.digest);
             }
             None => {
@@ -401,8 +433,12 @@ async fn hold_published(
 ) -> Result<(), HaltsError> {
     let fetched = cairn_oci::halts::fetch(&target.store, manifest_digest).await?;
     let record = record_of(&fetched, Some(&target.store), &target.location);
-    app.shared.halts.hold(stream, fetched.list, record).await;
-    Ok(())
+    // Signed with the halt key: held under the add-only rule like any other.
+    let now = (app.shared.clock)();
+    app.shared
+        .halts
+        .hold(stream, fetched.list, record, SignedAs::HaltOnly, now)
+        .await
 }
 
 /// Halt `version` of `stream`: publish the list with the entry added (no

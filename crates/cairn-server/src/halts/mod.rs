@@ -15,7 +15,7 @@ pub mod guard;
 use crate::store::StoreError;
 use crate::store::halts::{HaltBackend, HaltStore, HeldRecord};
 use cairn_graph::document::HaltSettings;
-use cairn_graph::halts::HaltList;
+use cairn_graph::halts::{HaltList, SignedAs};
 use cairn_oci::halts::{FetchedHaltList, HaltStoreError, HaltTrust};
 use cairn_oci::signing::VerifyingKey;
 use cairn_oci::{Location, RegistryClient, Store};
@@ -185,16 +185,35 @@ impl Halts {
         Ok(())
     }
 
-    /// Hold `list` (verified, or published by this server) for `stream`, and
-    /// keep it in the store; a newer one the store holds wins. A store
-    /// failure is logged: the list applies at once all the same.
-    pub async fn hold(&self, stream: &str, list: HaltList, record: HeldRecord) {
+    /// Hold `list` (verified as `signed_as`, or published by this server
+    /// with the halt key) for `stream`, and keep it in the store; a newer one
+    /// the store holds wins. The list must pass [`HaltList::accept`] against
+    /// the list held (sequence floors, add-only for `HaltOnly`), checked and
+    /// installed under one lock. A store failure is logged: the list applies
+    /// at once all the same.
+    pub async fn hold(
+        &self,
+        stream: &str,
+        list: HaltList,
+        record: HeldRecord,
+        signed_as: SignedAs,
+        now: Timestamp,
+    ) -> Result<(), HaltsError> {
+        let view = self.view(stream);
+        let floor = view.settings.as_ref().map_or(0, |s| s.min_sequence);
+        let newest = view.held.as_ref().map(|held| &held.list);
+        list.accept(stream, signed_as, newest, floor, now)
+            .map_err(refused)?;
         let mut held = HeldList { list, record };
+        let mut from_store = false;
         if let Some(store) = &self.store {
             match store.keep(stream, &held.record).await {
                 Ok(kept) if kept.sequence > held.record.sequence => {
                     match HaltList::from_json(&kept.body) {
-                        Ok(list) => held = HeldList { list, record: kept },
+                        Ok(list) => {
+                            held = HeldList { list, record: kept };
+                            from_store = true;
+                        }
                         Err(error) => {
                             tracing::error!(stream, %error, "the halt list kept in the store is unreadable")
                         }
@@ -206,13 +225,24 @@ impl Halts {
                 }
             }
         }
-        let newer = self
-            .view(stream)
-            .held
-            .is_none_or(|current| current.list.sequence <= held.list.sequence);
-        if newer {
-            self.update(stream, |view| view.held = Some(Arc::new(held)));
+        let Some(mut view) = self.views.get(stream).and_then(|v| v.write().ok()) else {
+            return Ok(());
+        };
+        let current = view.held.as_ref().map(|held| &held.list);
+        if from_store {
+            // Accepted by a server sharing the store: only the newest wins.
+            if current.is_some_and(|c| c.sequence > held.list.sequence) {
+                return Ok(());
+            }
+        } else {
+            let floor = view.settings.as_ref().map_or(0, |s| s.min_sequence);
+            held.list
+                .accept(stream, signed_as, current, floor, now)
+                .map_err(refused)?;
         }
+        view.held = Some(Arc::new(held));
+        view.recompute();
+        Ok(())
     }
 
     /// Apply a document's halt settings (`None`: halts off), its cleared
@@ -322,10 +352,17 @@ impl Halts {
             min_sequence: settings.min_sequence,
             now,
         };
-        fetched.verify(&trust)?;
+        let signed_as = fetched.verify(&trust)?;
         let record = record_of(&fetched, store.as_ref().map(|(store, _)| store), &location);
-        self.hold(stream, fetched.list, record).await;
-        Ok(())
+        self.hold(stream, fetched.list, record, signed_as, now)
+            .await
+    }
+}
+
+fn refused(error: cairn_graph::halts::HaltListError) -> HaltsError {
+    HaltsError {
+        kind: error.kind(),
+        message: error.to_string(),
     }
 }
 
