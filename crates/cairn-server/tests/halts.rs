@@ -188,27 +188,27 @@ impl Server {
 
 /// The edges `/v1/graph` of `state` offers, as (from, to) versions.
 async fn edges_of(state: &AppState) -> Vec<(String, String)> {
-        let (status, body) = get(
-            state,
-            "/v1/graph?basearch=x86_64&stream=stable&oci=true&rollout_wariness=0.5",
-        )
-        .await;
-        assert_eq!(status, 200, "{body}");
-        let graph: Value = serde_json::from_str(&body).expect("JSON");
-        let version = |i: &Value| {
-            graph["nodes"][i.as_u64().expect("index") as usize]["version"]
-                .as_str()
-                .expect("version")
-                .to_string()
-        };
-        let mut edges: Vec<_> = graph["edges"]
-            .as_array()
-            .expect("edges")
-            .iter()
-            .map(|e| (version(&e[0]), version(&e[1])))
-            .collect();
-        edges.sort();
-        edges
+    let (status, body) = get(
+        state,
+        "/v1/graph?basearch=x86_64&stream=stable&oci=true&rollout_wariness=0.5",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let graph: Value = serde_json::from_str(&body).expect("JSON");
+    let version = |i: &Value| {
+        graph["nodes"][i.as_u64().expect("index") as usize]["version"]
+            .as_str()
+            .expect("version")
+            .to_string()
+    };
+    let mut edges: Vec<_> = graph["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|e| (version(&e[0]), version(&e[1])))
+        .collect();
+    edges.sort();
+    edges
 }
 
 fn edge(from: u8, to: u8) -> (String, String) {
@@ -259,8 +259,7 @@ async fn unrefreshed(
     extra: &str,
 ) -> Server {
     let dir = lists.dir.path();
-    std::fs::write(dir.join("stable.json"), document(location, min_sequence))
-        .expect("document");
+    std::fs::write(dir.join("stable.json"), document(location, min_sequence)).expect("document");
     // The registry and, with tokens, its token endpoint: both plain HTTP.
     let insecure = lists.registry.client_options().insecure_registries;
     let text = format!(
@@ -405,8 +404,11 @@ async fn a_held_list_below_the_documents_min_sequence_counts_as_none() {
     // A new document raises the floor above the list held (and published).
     let mut raised = graph_document(&lists.location(), held.sequence + 1);
     raised.sequence = 2;
-    std::fs::write(lists.dir.path().join("stable.json"), raised.to_json_pretty())
-        .expect("document");
+    std::fs::write(
+        lists.dir.path().join("stable.json"),
+        raised.to_json_pretty(),
+    )
+    .expect("document");
     server.refresh().await;
     assert_eq!(server.source_error().await, "halts_replayed");
     assert_eq!(server.edges().await, []);
@@ -677,7 +679,10 @@ async fn a_cleared_halt_stands_cleared_until_new_reports_cross_the_thresholds() 
     count(&server, 1000, 3, "boot_failed").await;
     check(&server).await;
     let (store, _) = lists.options();
-    let halted = cairn_oci::halts::fetch(&store, TAG).await.expect("fetch").list;
+    let halted = cairn_oci::halts::fetch(&store, TAG)
+        .await
+        .expect("fetch")
+        .list;
     let [entry] = halted.entries.as_slice() else {
         panic!("one entry: {halted:?}");
     };
@@ -691,22 +696,31 @@ async fn a_cleared_halt_stands_cleared_until_new_reports_cross_the_thresholds() 
             version: "44.3".into(),
         });
     }
-    std::fs::write(lists.dir.path().join("stable.json"), cleared.to_json_pretty())
-        .expect("document");
+    std::fs::write(
+        lists.dir.path().join("stable.json"),
+        cleared.to_json_pretty(),
+    )
+    .expect("document");
     server.refresh().await;
     assert_eq!(server.edges().await, [edge(1, 2), edge(1, 3), edge(2, 3)]);
     // The counts that tripped the halt are still retained: they do not halt again.
     let before = evaluations(&server);
     check(&server).await;
     assert_eq!(evaluations(&server), before + 1);
-    let list = cairn_oci::halts::fetch(&store, TAG).await.expect("fetch").list;
+    let list = cairn_oci::halts::fetch(&store, TAG)
+        .await
+        .expect("fetch")
+        .list;
     assert_eq!(list.entries.len(), 1, "{list:?}");
     assert_eq!(server.edges().await, [edge(1, 2), edge(1, 3), edge(2, 3)]);
     // Failures after the clear do.
     count(&server, 3000, 20, "rebooting").await;
     count(&server, 4000, 3, "boot_failed").await;
     check(&server).await;
-    let list = cairn_oci::halts::fetch(&store, TAG).await.expect("fetch").list;
+    let list = cairn_oci::halts::fetch(&store, TAG)
+        .await
+        .expect("fetch")
+        .list;
     assert_eq!(list.entries.len(), 2, "{list:?}");
     assert_eq!(
         list.entries[1].tripped_by,

@@ -225,7 +225,7 @@ pub async fn check(app: &AppState, guard: &Guard) {
             }
             Err(error) => {
                 failed(app, "tally");
-                tracing::warn!(stream, %error, "reading the outcome counts failed; not judging this stream now");
+                tracing::warn!(stream, kind = error.kind, error = %error.value, "reading the outcome counts failed; not judging this stream now");
             }
         }
         let due = view.held.as_ref().is_none_or(|held| {
