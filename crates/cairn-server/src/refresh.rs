@@ -156,6 +156,21 @@ impl StreamSource {
                     for (arch, oci, entry) in snapshot.graphs() {
                         record_graph(metrics, &self.stream, arch, oci, entry.nodes, entry.edges);
                     }
+                    // Halts turned on apply before the document is served:
+                    // after a restart, the list restored from the store
+                    // withholds its edges from the first answer on.
+                    if let Some(settings) = snapshot.halt_settings() {
+                        let cleared = snapshot
+                            .source_document()
+                            .map(cairn_graph::GraphDocument::cleared_halts)
+                            .unwrap_or_default();
+                        app.shared.halts.configure(
+                            &self.stream,
+                            Some(settings),
+                            cleared,
+                            &self.graph_keys,
+                        );
+                    }
                     if let Some(served) = app.install(&self.stream, snapshot) {
                         app.keep_steps(&self.stream, &served).await;
                     }

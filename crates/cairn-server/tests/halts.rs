@@ -175,27 +175,7 @@ impl Server {
 
     /// The edges `/v1/graph` offers, as (from, to) versions.
     async fn edges(&self) -> Vec<(String, String)> {
-        let (status, body) = get(
-            &self.state,
-            "/v1/graph?basearch=x86_64&stream=stable&oci=true&rollout_wariness=0.5",
-        )
-        .await;
-        assert_eq!(status, 200, "{body}");
-        let graph: Value = serde_json::from_str(&body).expect("JSON");
-        let version = |i: &Value| {
-            graph["nodes"][i.as_u64().expect("index") as usize]["version"]
-                .as_str()
-                .expect("version")
-                .to_string()
-        };
-        let mut edges: Vec<_> = graph["edges"]
-            .as_array()
-            .expect("edges")
-            .iter()
-            .map(|e| (version(&e[0]), version(&e[1])))
-            .collect();
-        edges.sort();
-        edges
+        edges_of(&self.state).await
     }
 
     async fn source_error(&self) -> Value {
@@ -204,6 +184,31 @@ impl Server {
         let ready: Value = serde_json::from_str(&body).expect("JSON");
         ready["streams"]["stable"]["source_error"]["kind"].clone()
     }
+}
+
+/// The edges `/v1/graph` of `state` offers, as (from, to) versions.
+async fn edges_of(state: &AppState) -> Vec<(String, String)> {
+    let (status, body) = get(
+        state,
+        "/v1/graph?basearch=x86_64&stream=stable&oci=true&rollout_wariness=0.5",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let graph: Value = serde_json::from_str(&body).expect("JSON");
+    let version = |i: &Value| {
+        graph["nodes"][i.as_u64().expect("index") as usize]["version"]
+            .as_str()
+            .expect("version")
+            .to_string()
+    };
+    let mut edges: Vec<_> = graph["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|e| (version(&e[0]), version(&e[1])))
+        .collect();
+    edges.sort();
+    edges
 }
 
 fn edge(from: u8, to: u8) -> (String, String) {
@@ -239,12 +244,22 @@ async fn start_with(
     min_sequence: u64,
     extra: &str,
 ) -> Server {
+    let mut server = unrefreshed(lists, &lists.location(), store, now, min_sequence, extra).await;
+    server.refresh().await;
+    server
+}
+
+/// [`start_with`], with the list at `location`, before the first refresh.
+async fn unrefreshed(
+    lists: &Lists,
+    location: &str,
+    store: &str,
+    now: Timestamp,
+    min_sequence: u64,
+    extra: &str,
+) -> Server {
     let dir = lists.dir.path();
-    std::fs::write(
-        dir.join("stable.json"),
-        document(&lists.location(), min_sequence),
-    )
-    .expect("document");
+    std::fs::write(dir.join("stable.json"), document(location, min_sequence)).expect("document");
     // The registry and, with tokens, its token endpoint: both plain HTTP.
     let insecure = lists.registry.client_options().insecure_registries;
     let text = format!(
@@ -281,13 +296,11 @@ async fn start_with(
     );
     let client = lists.registry.client();
     let source = StreamSource::new(&config.streams[0], client, Duration::from_secs(10));
-    let mut server = Server {
+    Server {
         state,
         source,
         now: clock_now,
-    };
-    server.refresh().await;
-    server
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -382,6 +395,30 @@ async fn without_a_verified_unexpired_list_no_edge_is_offered() {
     assert_eq!(server.edges().await, []);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_list_below_the_documents_min_sequence_counts_as_none() {
+    let lists = Lists::start().await;
+    let held = lists.publish(Some(3)).await;
+    let mut server = start(&lists, "database = \"halts.sqlite\"\n", Timestamp::now(), 0).await;
+    assert_eq!(server.edges().await, [edge(1, 2)]);
+    // A new document raises the floor above the list held (and published).
+    let mut raised = graph_document(&lists.location(), held.sequence + 1);
+    raised.sequence = 2;
+    std::fs::write(
+        lists.dir.path().join("stable.json"),
+        raised.to_json_pretty(),
+    )
+    .expect("document");
+    server.refresh().await;
+    assert_eq!(server.source_error().await, "halts_replayed");
+    assert_eq!(server.edges().await, []);
+    // A list at the floor brings the edges back.
+    lists.publish(None).await;
+    server.refresh().await;
+    assert_eq!(server.source_error().await, Value::Null);
+    assert_eq!(server.edges().await, [edge(1, 2)]);
+}
+
 async fn a_restarted_server_refuses_an_older_list(backend: Backend) {
     let lists = Lists::start().await;
     let (keys, _etcd) = store_keys(backend).await;
@@ -401,6 +438,45 @@ async fn a_restarted_server_refuses_an_older_list(backend: Backend) {
 }
 
 on_every_backend!(a_restarted_server_refuses_an_older_list);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_the_first_graph_already_applies_the_list_kept() {
+    let lists = Lists::start().await;
+    lists.publish(Some(3)).await;
+    let keys = "database = \"halts.sqlite\"\n";
+    let server = start(&lists, keys, Timestamp::now(), 0).await;
+    assert_eq!(server.edges().await, [edge(1, 2)]);
+    drop(server);
+    // After the restart the list's registry does not answer: the refresh
+    // serves the document, then waits on the list until its timeout.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = silent.local_addr().expect("address");
+    let open: Arc<Mutex<Vec<tokio::net::TcpStream>>> = Arc::default();
+    let kept = Arc::clone(&open);
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = silent.accept().await {
+            kept.lock().expect("lock").push(socket);
+        }
+    });
+    let location = format!("{address}/acme/halts:{TAG}");
+    let Server {
+        state, mut source, ..
+    } = unrefreshed(&lists, &location, keys, Timestamp::now(), 0, "").await;
+    let refreshing = state.clone();
+    let refresh = tokio::spawn(async move {
+        let _ = source.refresh_once(&refreshing).await;
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while state.snapshot("stable").is_none() {
+        assert!(std::time::Instant::now() < deadline, "no document served");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(!refresh.is_finished(), "the list's read still hangs");
+    assert_eq!(edges_of(&state).await, [edge(1, 2)]);
+    refresh.abort();
+}
 
 const REPORT_TOKEN: &str = "report-token-0123456789";
 const HALT_TOKEN: &str = "halt-token-0123456789ab";
@@ -583,6 +659,78 @@ async fn enough_failures_halt_the_release_signed_audited_and_announced() {
         .list;
     assert_eq!(list.entries.len(), 1);
     assert_eq!(received.lock().expect("lock").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cleared_halt_stands_cleared_until_new_reports_cross_the_thresholds() {
+    let lists = Lists::start().await;
+    lists.publish(None).await;
+    let (url, received) = webhook().await;
+    let extra = guard_config(lists.dir.path(), &url);
+    let mut server = start_with(
+        &lists,
+        "database = \"halts.sqlite\"\n",
+        Timestamp::now(),
+        0,
+        &extra,
+    )
+    .await;
+    count(&server, 0, 20, "rebooting").await;
+    count(&server, 1000, 3, "boot_failed").await;
+    check(&server).await;
+    let (store, _) = lists.options();
+    let halted = cairn_oci::halts::fetch(&store, TAG)
+        .await
+        .expect("fetch")
+        .list;
+    let [entry] = halted.entries.as_slice() else {
+        panic!("one entry: {halted:?}");
+    };
+    assert_eq!(server.edges().await, [edge(1, 2)]);
+    // The release team clears it in a new document.
+    let mut cleared = graph_document(&lists.location(), 0);
+    cleared.sequence = 2;
+    if let Some(settings) = cleared.halts.as_mut() {
+        settings.cleared.push(cairn_graph::document::ClearedHalt {
+            id: entry.id.clone(),
+            version: "44.3".into(),
+        });
+    }
+    std::fs::write(
+        lists.dir.path().join("stable.json"),
+        cleared.to_json_pretty(),
+    )
+    .expect("document");
+    server.refresh().await;
+    assert_eq!(server.edges().await, [edge(1, 2), edge(1, 3), edge(2, 3)]);
+    // The counts that tripped the halt are still retained: they do not halt again.
+    let before = evaluations(&server);
+    check(&server).await;
+    assert_eq!(evaluations(&server), before + 1);
+    let list = cairn_oci::halts::fetch(&store, TAG)
+        .await
+        .expect("fetch")
+        .list;
+    assert_eq!(list.entries.len(), 1, "{list:?}");
+    assert_eq!(server.edges().await, [edge(1, 2), edge(1, 3), edge(2, 3)]);
+    // Failures after the clear do.
+    count(&server, 3000, 20, "rebooting").await;
+    count(&server, 4000, 3, "boot_failed").await;
+    check(&server).await;
+    let list = cairn_oci::halts::fetch(&store, TAG)
+        .await
+        .expect("fetch")
+        .list;
+    assert_eq!(list.entries.len(), 2, "{list:?}");
+    assert_eq!(
+        list.entries[1].tripped_by,
+        TrippedBy::Guard {
+            failures: 3,
+            rebooting: 20
+        }
+    );
+    assert_eq!(server.edges().await, [edge(1, 2)]);
+    assert_eq!(received.lock().expect("lock").len(), 2);
 }
 
 /// The guard's own login: push and pull on the halt-list repository only,
@@ -769,7 +917,10 @@ async fn an_alertmanager_payload_halts_with_the_halt_scope_only() {
                 "startsAt": "2026-05-01T09:00:00Z",
                 "endsAt": "2026-05-01T09:30:00Z",
             },
-            {"status": "firing", "labels": {"alertname": "DiskFull"}}
+            {"status": "firing", "labels": {"alertname": "DiskFull"}},
+            {"status": "firing", "labels": {"alertname": "X", "cairn_stream": "nightly", "cairn_release": "44.3"}},
+            {"status": "firing", "labels": {"alertname": "X", "cairn_stream": "stable", "cairn_release": "99.9"}},
+            {"status": "firing", "labels": {"alertname": "Long".repeat(400), "cairn_stream": "stable", "cairn_release": "44.3"}}
         ]
     });
     let (status, answer) = alert(&server, None, &payload).await;
@@ -786,19 +937,37 @@ async fn an_alertmanager_payload_halts_with_the_halt_scope_only() {
     let (status, answer) = alert(&server, Some(HALT_TOKEN), &payload).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["ignored"], 2, "{answer}");
+    // Bad alerts are skipped and counted; the ones after them still halt.
+    let skipped: Vec<_> = answer["skipped"]
+        .as_array()
+        .expect("skipped")
+        .iter()
+        .map(|s| s["kind"].as_str().expect("kind"))
+        .collect();
+    assert_eq!(
+        skipped,
+        ["alert_unknown_stream", "alert_unknown_release"],
+        "{answer}"
+    );
     let list = cairn_oci::halts::fetch(&store, TAG)
         .await
         .expect("fetch")
         .list;
     let versions: Vec<_> = list.entries.iter().map(|e| e.version.as_str()).collect();
-    assert_eq!(versions, ["44.2"], "a resolved alert halts nothing");
+    assert_eq!(versions, ["44.2", "44.3"], "a resolved alert halts nothing");
     assert_eq!(
         list.entries[0].tripped_by,
         TrippedBy::Alert {
             name: "CairnRollbacks".into()
         }
     );
-    assert_eq!(server.edges().await, [edge(1, 3), edge(2, 3)]);
+    // An overlong alertname is cut to fit the list's bounds.
+    let TrippedBy::Alert { name } = &list.entries[1].tripped_by else {
+        panic!("{:?}", list.entries[1]);
+    };
+    assert_eq!(name.chars().count(), 200);
+    // Both 44.2 and 44.3 are halted: no edge leads into either.
+    assert_eq!(server.edges().await, []);
 }
 
 #[cfg(feature = "etcd")]

@@ -15,10 +15,11 @@ use crate::metrics::{KindLabels, StreamLabels, TriggerLabels};
 use crate::reports::model::{ReleaseSummary, summarize};
 use crate::state::AppState;
 use crate::store::halts::{AuditEntry, HaltStore};
-use cairn_graph::halts::TrippedBy;
+use cairn_graph::halts::{SignedAs, TrippedBy};
 use cairn_oci::document::PublishOptions;
 use cairn_oci::halts::UpdateOptions;
 use cairn_oci::{Location, Store};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// The guard of every stream with halts on.
@@ -29,6 +30,17 @@ pub struct Guard {
     /// A registry client with the halt-list repository's credentials only.
     pub client: cairn_oci::RegistryClient,
     webhook: reqwest::Client,
+    /// Per (stream, version) with a cleared halt: the counts when this
+    /// server first saw it cleared. Only reports since count against it.
+    baselines: std::sync::Mutex<BTreeMap<(String, String), Counts>>,
+}
+
+/// A release's counts the guard judges on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Counts {
+    failures: u64,
+    rebooting: u64,
+    missing: u64,
 }
 
 impl Guard {
@@ -54,7 +66,59 @@ impl Guard {
             config,
             client,
             webhook,
+            baselines: std::sync::Mutex::default(),
         })
+    }
+
+    /// `release` as the guard judges it: a release whose halt the document
+    /// clears counts only the reports since this server first saw the clear.
+    /// `None`: a halt of it is in effect. The baselines live in memory: a
+    /// new leader starts counting again from the counts it first sees.
+    fn since_clear(
+        &self,
+        stream: &str,
+        view: &super::HaltView,
+        mut release: ReleaseSummary,
+    ) -> Option<ReleaseSummary> {
+        let key = (stream.to_string(), release.version.clone());
+        let mut baselines = self.baselines.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(held) = &view.held else {
+            return Some(release);
+        };
+        if held
+            .list
+            .halting_version(&view.cleared, &release.version)
+            .is_some()
+        {
+            baselines.remove(&key);
+            return None;
+        }
+        let cleared = held
+            .list
+            .entries
+            .iter()
+            .any(|e| e.version == release.version && view.cleared.contains(&e.id));
+        if !cleared {
+            baselines.remove(&key);
+            return Some(release);
+        }
+        let now = Counts {
+            failures: release.failures,
+            rebooting: release.rebooting,
+            missing: release.missing,
+        };
+        let base = baselines.entry(key).or_insert(now);
+        // Reports age out of the retained hours: the baseline follows the
+        // counts down, so new reports are never hidden behind expired ones.
+        base.failures = base.failures.min(now.failures);
+        base.rebooting = base.rebooting.min(now.rebooting);
+        base.missing = base.missing.min(now.missing);
+        release.failures = now.failures - base.failures;
+        release.rebooting = now.rebooting - base.rebooting;
+        release.missing = now.missing - base.missing;
+        release.failure_share =
+            (release.rebooting > 0).then(|| release.failures as f64 / release.rebooting as f64);
+        Some(release)
     }
 
     /// Whether a release's counts cross the thresholds (see
@@ -64,12 +128,40 @@ impl Guard {
     }
 }
 
-fn failed(app: &AppState, kind: &'static str) {
+/// Count a failed step of the guard or the alert trigger.
+pub(crate) fn failed(app: &AppState, kind: &'static str) {
     app.shared
         .metrics
         .guard_errors
         .get_or_create(&KindLabels { kind })
         .inc();
+}
+
+/// The longest one check may take: well below the etcd leader lease's 30
+/// seconds, so a leader that lost its lease mid-check stops soon after.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Whether this server still leads, asked right before it publishes: with
+/// etcd, another server may have taken over since the check began.
+async fn still_leads(app: &AppState, stream: &str) -> bool {
+    let Some(store) = &app.shared.halts.store else {
+        return false;
+    };
+    match store.lead().await {
+        Ok(true) => true,
+        Ok(false) => {
+            tracing::info!(
+                stream,
+                "no longer leading the rollout guard; not publishing"
+            );
+            false
+        }
+        Err(error) => {
+            failed(app, error.kind());
+            tracing::warn!(stream, %error, "could not tell whether this server still leads the guard; not publishing");
+            false
+        }
+    }
 }
 
 /// Run the guard for ever, every check interval.
@@ -99,8 +191,15 @@ pub async fn run(app: AppState) {
             leading = now_leading;
         }
         app.shared.metrics.guard_leader.set(i64::from(leading));
-        if leading {
-            check(&app, guard).await;
+        if leading
+            && tokio::time::timeout(CHECK_TIMEOUT, check(&app, guard))
+                .await
+                .is_err()
+        {
+            failed(&app, "check_timeout");
+            tracing::warn!(
+                "a guard check took longer than {CHECK_TIMEOUT:?}; stopped it, trying again at the next check"
+            );
         }
     }
 }
@@ -117,33 +216,16 @@ pub async fn check(app: &AppState, guard: &Guard) {
             continue;
         }
         let now = (app.shared.clock)();
-        let Ok(tally) = reports.tally(&app.shared.metrics, stream, now).await else {
-            continue;
-        };
-        app.shared
-            .metrics
-            .guard_evaluations
-            .get_or_create(&StreamLabels {
-                stream: stream.clone(),
-            })
-            .inc();
-        for release in summarize(&tally) {
-            if !guard.trips(&release) || view.halted.contains(&release.digest) {
-                continue;
+        // A reports-store outage stops the judging, never the list's refresh.
+        match reports.tally(&app.shared.metrics, stream, now).await {
+            Ok(tally) => {
+                if !judge(app, guard, stream, &view, &tally).await {
+                    return;
+                }
             }
-            let reason = format!(
-                "the rollout guard: {} failures among {} rebooting reports ({} missing)",
-                release.failures, release.rebooting, release.missing
-            );
-            let tripped_by = TrippedBy::Guard {
-                failures: release.failures,
-                rebooting: release.rebooting,
-            };
-            let digests = release_digests(app, stream, &release.version, &release.digest);
-            if let Err(error) =
-                add_halt(app, stream, &release.version, digests, &reason, tripped_by).await
-            {
-                tracing::error!(stream, version = release.version, kind = error.kind, error = %error.message, "the guard could not halt a failing release; trying again at the next check");
+            Err(error) => {
+                failed(app, "tally");
+                tracing::warn!(stream, kind = error.kind, error = %error.value, "reading the outcome counts failed; not judging this stream now");
             }
         }
         let due = view.held.as_ref().is_none_or(|held| {
@@ -151,10 +233,96 @@ pub async fn check(app: &AppState, guard: &Guard) {
             age >= jiff::SignedDuration::try_from(guard.config.refresh_interval)
                 .unwrap_or(jiff::SignedDuration::MAX)
         });
+        if due && !still_leads(app, stream).await {
+            return;
+        }
         if due && let Err(error) = refresh_list(app, stream).await {
             tracing::error!(stream, kind = error.kind, error = %error.message, "refreshing the halt list failed; trying again at the next check");
         }
     }
+}
+
+/// Judge each release of `stream` on its counts, halting those that trip.
+/// `false`: this server no longer leads.
+async fn judge(
+    app: &AppState,
+    guard: &Guard,
+    stream: &str,
+    view: &super::HaltView,
+    tally: &crate::reports::model::Tally,
+) -> bool {
+    app.shared
+        .metrics
+        .guard_evaluations
+        .get_or_create(&StreamLabels {
+            stream: stream.to_string(),
+        })
+        .inc();
+    for (release, reported) in by_version(summarize(tally)) {
+        if reported.iter().any(|d| view.halted.contains(d)) {
+            continue;
+        }
+        let Some(release) = guard.since_clear(stream, view, release) else {
+            continue;
+        };
+        if !guard.trips(&release) {
+            continue;
+        }
+        let reason = format!(
+            "the rollout guard: {} failures among {} rebooting reports ({} missing)",
+            release.failures, release.rebooting, release.missing
+        );
+        let tripped_by = TrippedBy::Guard {
+            failures: release.failures,
+            rebooting: release.rebooting,
+        };
+        let mut digests = release_digests(app, stream, &release.version, "");
+        for digest in reported {
+            if !digest.is_empty() && !digests.contains(&digest) {
+                digests.push(digest);
+            }
+        }
+        if !still_leads(app, stream).await {
+            return false;
+        }
+        if let Err(error) =
+            add_halt(app, stream, &release.version, digests, &reason, tripped_by).await
+        {
+            tracing::error!(stream, version = release.version, kind = error.kind, error = %error.message, "the guard could not halt a failing release; trying again at the next check");
+        }
+    }
+    true
+}
+
+/// The counts of each version, summed over its digests (a multi-arch
+/// release is reported under one digest per architecture, and the guard
+/// judges the release as a whole), with the digests reported.
+pub fn by_version(summaries: Vec<ReleaseSummary>) -> Vec<(ReleaseSummary, Vec<String>)> {
+    let mut merged: Vec<(ReleaseSummary, Vec<String>)> = Vec::new();
+    for summary in summaries {
+        match merged
+            .iter_mut()
+            .find(|(m, _)| m.version == summary.version)
+        {
+            Some((total, digests)) => {
+                for (outcome, n) in &summary.counts {
+                    let sum = total.counts.entry(outcome).or_default();
+                    *sum = sum.saturating_add(*n);
+                }
+                total.failures = total.failures.saturating_add(summary.failures);
+                total.rebooting = total.rebooting.saturating_add(summary.rebooting);
+                total.missing = total.missing.saturating_add(summary.missing);
+                total.failure_share =
+                    (total.rebooting > 0).then(|| total.failures as f64 / total.rebooting as f64);
+                digests.push(summary.digest);
+            }
+            None => {
+                let digests = vec![summary.digest.clone()];
+                merged.push((summary, digests));
+            }
+        }
+    }
+    merged
 }
 
 /// Every digest and checksum of `version` in the stream's document, and the
@@ -265,8 +433,12 @@ async fn hold_published(
 ) -> Result<(), HaltsError> {
     let fetched = cairn_oci::halts::fetch(&target.store, manifest_digest).await?;
     let record = record_of(&fetched, Some(&target.store), &target.location);
-    app.shared.halts.hold(stream, fetched.list, record).await;
-    Ok(())
+    // Signed with the halt key: held under the add-only rule like any other.
+    let now = (app.shared.clock)();
+    app.shared
+        .halts
+        .hold(stream, fetched.list, record, SignedAs::HaltOnly, now)
+        .await
 }
 
 /// Halt `version` of `stream`: publish the list with the entry added (no
@@ -371,4 +543,37 @@ pub async fn add_halt(
         }
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reports::model::{Outcome, Release, ReleaseTally, Tally};
+
+    fn counted(rebooting: u64, failed: u64) -> ReleaseTally {
+        let mut tally = ReleaseTally::default();
+        tally.add(Outcome::Rebooting, rebooting);
+        tally.add(Outcome::BootFailed, failed);
+        tally
+    }
+
+    #[test]
+    fn a_multi_arch_release_is_judged_on_the_sum_over_its_digests() {
+        let release = |digest: &str| Release {
+            version: "44.3".into(),
+            digest: digest.into(),
+        };
+        let tally = Tally::from([
+            (release("sha256:aa"), counted(10, 2)),
+            (release("sha256:bb"), counted(10, 1)),
+        ]);
+        let merged = by_version(summarize(&tally));
+        let [(total, digests)] = merged.as_slice() else {
+            panic!("one version: {merged:?}");
+        };
+        assert_eq!((total.failures, total.rebooting), (3, 20));
+        assert_eq!(total.counts["boot_failed"], 3);
+        assert_eq!(total.failure_share, Some(0.15));
+        assert_eq!(digests, &["sha256:aa", "sha256:bb"]);
+    }
 }

@@ -15,7 +15,7 @@ pub mod guard;
 use crate::store::StoreError;
 use crate::store::halts::{HaltBackend, HaltStore, HeldRecord};
 use cairn_graph::document::HaltSettings;
-use cairn_graph::halts::HaltList;
+use cairn_graph::halts::{HaltList, SignedAs};
 use cairn_oci::halts::{FetchedHaltList, HaltStoreError, HaltTrust};
 use cairn_oci::signing::VerifyingKey;
 use cairn_oci::{Location, RegistryClient, Store};
@@ -79,8 +79,11 @@ impl HaltView {
         if !self.on {
             return Withheld::Nothing;
         }
+        let floor = self.settings.as_ref().map_or(0, |s| s.min_sequence);
         match &self.held {
-            Some(held) if held.list.expires >= now => Withheld::Halted(self.halted.clone()),
+            Some(held) if held.list.expires >= now && held.list.sequence >= floor => {
+                Withheld::Halted(self.halted.clone())
+            }
             _ => Withheld::Everything,
         }
     }
@@ -182,16 +185,35 @@ impl Halts {
         Ok(())
     }
 
-    /// Hold `list` (verified, or published by this server) for `stream`, and
-    /// keep it in the store; a newer one the store holds wins. A store
-    /// failure is logged: the list applies at once all the same.
-    pub async fn hold(&self, stream: &str, list: HaltList, record: HeldRecord) {
+    /// Hold `list` (verified as `signed_as`, or published by this server
+    /// with the halt key) for `stream`, and keep it in the store; a newer one
+    /// the store holds wins. The list must pass [`HaltList::accept`] against
+    /// the list held (sequence floors, add-only for `HaltOnly`), checked and
+    /// installed under one lock. A store failure is logged: the list applies
+    /// at once all the same.
+    pub async fn hold(
+        &self,
+        stream: &str,
+        list: HaltList,
+        record: HeldRecord,
+        signed_as: SignedAs,
+        now: Timestamp,
+    ) -> Result<(), HaltsError> {
+        let view = self.view(stream);
+        let floor = view.settings.as_ref().map_or(0, |s| s.min_sequence);
+        let newest = view.held.as_ref().map(|held| &held.list);
+        list.accept(stream, signed_as, newest, floor, now)
+            .map_err(refused)?;
         let mut held = HeldList { list, record };
+        let mut from_store = false;
         if let Some(store) = &self.store {
             match store.keep(stream, &held.record).await {
                 Ok(kept) if kept.sequence > held.record.sequence => {
                     match HaltList::from_json(&kept.body) {
-                        Ok(list) => held = HeldList { list, record: kept },
+                        Ok(list) => {
+                            held = HeldList { list, record: kept };
+                            from_store = true;
+                        }
                         Err(error) => {
                             tracing::error!(stream, %error, "the halt list kept in the store is unreadable")
                         }
@@ -203,13 +225,50 @@ impl Halts {
                 }
             }
         }
-        let newer = self
-            .view(stream)
-            .held
-            .is_none_or(|current| current.list.sequence <= held.list.sequence);
-        if newer {
-            self.update(stream, |view| view.held = Some(Arc::new(held)));
+        let Some(mut view) = self.views.get(stream).and_then(|v| v.write().ok()) else {
+            return Ok(());
+        };
+        let current = view.held.as_ref().map(|held| &held.list);
+        if from_store {
+            // Accepted by a server sharing the store: only the newest wins.
+            if current.is_some_and(|c| c.sequence > held.list.sequence) {
+                return Ok(());
+            }
+        } else {
+            let floor = view.settings.as_ref().map_or(0, |s| s.min_sequence);
+            held.list
+                .accept(stream, signed_as, current, floor, now)
+                .map_err(refused)?;
         }
+        view.held = Some(Arc::new(held));
+        view.recompute();
+        Ok(())
+    }
+
+    /// Apply a document's halt settings (`None`: halts off), its cleared
+    /// ids and keys, to what `/v1/graph` withholds. The refresh calls this
+    /// before it installs a document that turns halts on, so that no answer
+    /// ever comes from such a document without its halts applied.
+    pub fn configure(
+        &self,
+        stream: &str,
+        settings: Option<&HaltSettings>,
+        cleared: Vec<String>,
+        graph_keys: &[VerifyingKey],
+    ) {
+        self.update(stream, |view| match settings {
+            None => {
+                view.on = false;
+                view.failing = None;
+                view.settings = None;
+            }
+            Some(settings) => {
+                view.on = true;
+                view.cleared = cleared;
+                view.settings = Some(settings.clone());
+                view.graph_keys = graph_keys.to_vec();
+            }
+        });
     }
 
     /// Read `stream`'s list at `settings.location` (or note that halts are
@@ -224,20 +283,10 @@ impl Halts {
         client: &RegistryClient,
         now: Timestamp,
     ) -> Result<(), HaltsError> {
+        self.configure(stream, settings, cleared, graph_keys);
         let Some(settings) = settings else {
-            self.update(stream, |view| {
-                view.on = false;
-                view.failing = None;
-                view.settings = None;
-            });
             return Ok(());
         };
-        self.update(stream, |view| {
-            view.on = true;
-            view.cleared = cleared;
-            view.settings = Some(settings.clone());
-            view.graph_keys = graph_keys.to_vec();
-        });
         let outcome = self.read(stream, settings, graph_keys, client, now).await;
         let failing = outcome
             .as_ref()
@@ -285,11 +334,11 @@ impl Halts {
                         kind: "halts_not_found",
                         message: format!("{location}: no halt list"),
                     })?;
-                // Unchanged: the list held only needs to be still in date.
+                // Unchanged: the list held only needs to be still valid.
                 if let Some(held) = &held
                     && held.record.manifest_digest.as_deref() == Some(head.digest.as_str())
                 {
-                    return in_date(&held.list, &location, now);
+                    return valid(&held.list, settings.min_sequence, &location, now);
                 }
                 cairn_oci::halts::fetch(store, &head.digest).await?
             }
@@ -303,10 +352,17 @@ impl Halts {
             min_sequence: settings.min_sequence,
             now,
         };
-        fetched.verify(&trust)?;
+        let signed_as = fetched.verify(&trust)?;
         let record = record_of(&fetched, store.as_ref().map(|(store, _)| store), &location);
-        self.hold(stream, fetched.list, record).await;
-        Ok(())
+        self.hold(stream, fetched.list, record, signed_as, now)
+            .await
+    }
+}
+
+fn refused(error: cairn_graph::halts::HaltListError) -> HaltsError {
+    HaltsError {
+        kind: error.kind(),
+        message: error.to_string(),
     }
 }
 
@@ -332,7 +388,21 @@ pub fn record_of(
     }
 }
 
-fn in_date(list: &HaltList, location: &Location, now: Timestamp) -> Result<(), HaltsError> {
+fn valid(
+    list: &HaltList,
+    min_sequence: u64,
+    location: &Location,
+    now: Timestamp,
+) -> Result<(), HaltsError> {
+    if list.sequence < min_sequence {
+        return Err(HaltsError {
+            kind: "halts_replayed",
+            message: format!(
+                "{location}: the halt list has sequence {}, below the document's halts.min_sequence {min_sequence}; no update is offered until a newer one is published",
+                list.sequence
+            ),
+        });
+    }
     if now > list.expires {
         return Err(HaltsError {
             kind: "halts_expired",

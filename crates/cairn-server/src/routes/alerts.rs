@@ -22,6 +22,10 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 /// The most alerts acted on from one payload.
 pub const MAX_ALERTS: usize = 100;
 
+/// The most characters of an `alertname` kept in a halt's `tripped_by` and
+/// reason; a longer name is cut, so the list stays within its bounds.
+pub const MAX_ALERT_NAME_CHARS: usize = 200;
+
 /// The payload's parts this handler reads; the rest is ignored.
 #[derive(Debug, Deserialize)]
 pub struct Payload {
@@ -66,8 +70,12 @@ pub async fn post(
             format!("expected Alertmanager's webhook JSON (version 4): {e}"),
         )
     })?;
+    // Alert by alert: a bad one is skipped and counted, never a reason to
+    // refuse the rest (Alertmanager does not send a 4xx payload again).
     let mut halted = Vec::new();
+    let mut skipped = Vec::new();
     let mut ignored = 0usize;
+    let mut unpublished: Option<&'static str> = None;
     for alert in payload.alerts.iter().take(MAX_ALERTS) {
         let (Some(stream), Some(version)) = (
             alert.labels.get("cairn_stream"),
@@ -80,26 +88,35 @@ pub async fn post(
             ignored += 1;
             continue;
         }
+        let mut skip = |kind: &'static str, why: String| {
+            crate::halts::guard::failed(&state, kind);
+            tracing::warn!(stream, version, kind, "an alert was skipped: {why}");
+            skipped.push(serde_json::json!({"stream": stream, "version": version, "kind": kind}));
+        };
         if !state.shared.streams.contains_key(stream) {
-            return Err(ApiError::bad_request(
-                "unknown_stream",
+            skip(
+                "alert_unknown_stream",
                 format!("cairn_stream {stream:?} is not served here"),
-            ));
+            );
+            continue;
         }
-        let name = alert
-            .labels
-            .get("alertname")
-            .cloned()
-            .unwrap_or_else(|| "unnamed".into());
         let digests = crate::halts::guard::release_digests(&state, stream, version, "");
         if digests.is_empty() {
-            return Err(ApiError::bad_request(
-                "unknown_release",
+            skip(
+                "alert_unknown_release",
                 format!("stream {stream} has no release {version:?} in its document"),
-            ));
+            );
+            continue;
         }
+        let name: String = alert
+            .labels
+            .get("alertname")
+            .map_or("unnamed", String::as_str)
+            .chars()
+            .take(MAX_ALERT_NAME_CHARS)
+            .collect();
         let reason = format!("Alertmanager alert {name}");
-        let added = add_halt(
+        match add_halt(
             &state,
             stream,
             version,
@@ -108,19 +125,29 @@ pub async fn post(
             TrippedBy::Alert { name },
         )
         .await
-        .map_err(|error| {
-            tracing::error!(stream, version, kind = error.kind, error = %error.message, "an alert could not halt a release");
-            ApiError {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                kind: error.kind,
-                value: format!("the halt could not be published ({}); Alertmanager will send it again", error.kind),
+        {
+            Ok(added) => halted
+                .push(serde_json::json!({"stream": stream, "version": version, "added": added})),
+            Err(error) => {
+                tracing::error!(stream, version, kind = error.kind, error = %error.message, "an alert could not halt a release");
+                unpublished.get_or_insert(error.kind);
             }
-        })?;
-        halted.push(serde_json::json!({"stream": stream, "version": version, "added": added}));
+        }
+    }
+    if let Some(kind) = unpublished {
+        // The halts published stand; a second delivery finds them in effect.
+        return Err(ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            kind,
+            value: format!(
+                "a halt could not be published ({kind}); Alertmanager will send the payload again"
+            ),
+        });
     }
     Ok(Json(serde_json::json!({
         "status": payload.status,
         "halted": halted,
+        "skipped": skipped,
         "ignored": ignored,
     })))
 }

@@ -14,9 +14,13 @@ use super::halts::{AuditEntry, HaltStore, HeldRecord};
 use etcd_client::{Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp};
 use std::sync::Arc;
 
-/// How long the leader's lease lives without a renewal. The guard renews it
-/// at every check, which is at most a third of this apart.
+/// How long the leader's lease lives without a renewal. A task of its own
+/// renews it every third of this, whatever the guard is doing.
 pub const LEADER_TTL_SECONDS: i64 = 30;
+
+/// Time between two renewals of the lease.
+const RENEW_EVERY: std::time::Duration =
+    std::time::Duration::from_secs(LEADER_TTL_SECONDS.unsigned_abs() / 3);
 
 /// The most times a write is tried again after another copy wrote first.
 const MAX_CONFLICTS: usize = 16;
@@ -70,23 +74,13 @@ impl EtcdHalts {
         self.etcd.error(format!("unreadable record {key}: {e}"))
     }
 
-    /// Renew the held lease, or grant a new one; the lease id.
-    async fn renewed_lease(&self) -> Result<i64, StoreError> {
+    /// The lease this copy holds, or a new one, renewed from then on by a
+    /// task of its own every [`RENEW_EVERY`] until a renewal fails (then the
+    /// next call asks for a new lease) or this store is dropped.
+    async fn live_lease(&self) -> Result<i64, StoreError> {
         let mut held = self.lease.lock().await;
         if let Some(id) = *held {
-            let mut client = self.etcd.client.clone();
-            let alive = async {
-                let (mut keeper, mut answers) = client.lease_keep_alive(id).await?;
-                keeper.keep_alive().await?;
-                answers.message().await
-            }
-            .await;
-            match alive {
-                Ok(Some(answer)) if answer.ttl() > 0 => return Ok(id),
-                Ok(_) => tracing::info!("the guard's leader lease ran out; asking for a new one"),
-                Err(error) => tracing::warn!(%error, "renewing the guard's leader lease failed"),
-            }
-            *held = None;
+            return Ok(id);
         }
         let granted = self
             .etcd
@@ -94,8 +88,70 @@ impl EtcdHalts {
                 |mut client| async move { client.lease_grant(LEADER_TTL_SECONDS, None).await },
             )
             .await?;
-        *held = Some(granted.id());
-        Ok(granted.id())
+        let id = granted.id();
+        *held = Some(id);
+        let lease = Arc::downgrade(&self.lease);
+        let client = self.etcd.client.clone();
+        tokio::spawn(renew(client, id, lease));
+        Ok(id)
+    }
+}
+
+/// Keep lease `id` alive until a renewal fails or `lease` is gone or holds
+/// another lease; then forget it.
+async fn renew(
+    mut client: etcd_client::Client,
+    id: i64,
+    lease: std::sync::Weak<tokio::sync::Mutex<Option<i64>>>,
+) {
+    let mut keeper = match client.lease_keep_alive(id).await {
+        Ok(keeper) => Some(keeper),
+        Err(error) => {
+            tracing::warn!(%error, "renewing the guard's leader lease failed");
+            None
+        }
+    };
+    loop {
+        let alive = match keeper.as_mut() {
+            Some((keeper, answers)) => {
+                tokio::time::sleep(RENEW_EVERY).await;
+                let answer = tokio::time::timeout(RENEW_EVERY, async {
+                    keeper.keep_alive().await?;
+                    answers.message().await
+                })
+                .await;
+                match answer {
+                    Ok(Ok(Some(answer))) if answer.ttl() > 0 => true,
+                    Ok(Ok(_)) => {
+                        tracing::info!("the guard's leader lease ran out; asking for a new one");
+                        false
+                    }
+                    Ok(Err(error)) => {
+                        tracing::warn!(%error, "renewing the guard's leader lease failed");
+                        false
+                    }
+                    Err(_) => {
+                        tracing::warn!("renewing the guard's leader lease got no answer in time");
+                        false
+                    }
+                }
+            }
+            None => false,
+        };
+        let Some(lease) = lease.upgrade() else {
+            return;
+        };
+        if alive {
+            if *lease.lock().await != Some(id) {
+                return;
+            }
+            continue;
+        }
+        let mut held = lease.lock().await;
+        if *held == Some(id) {
+            *held = None;
+        }
+        return;
     }
 }
 
@@ -198,7 +254,7 @@ impl HaltStore for EtcdHalts {
     }
 
     async fn lead(&self) -> Result<bool, StoreError> {
-        let lease = self.renewed_lease().await?;
+        let lease = self.live_lease().await?;
         let key = format!("{}leader", self.prefix);
         let me = self.me.clone();
         let answer = self
