@@ -90,6 +90,18 @@ pub enum HaltStoreError {
         /// What is wrong.
         error: HaltListError,
     },
+    /// No list under the tag, though the writer knows one was published:
+    /// writing a first list now would lift every halt.
+    #[error(
+        "no halt list under the tag {tag}, though sequence {min_sequence} was published; \
+         restore it (push the list back under the tag) rather than start a new one"
+    )]
+    Missing {
+        /// The tag read.
+        tag: String,
+        /// The lowest sequence the writer knows was published.
+        min_sequence: u64,
+    },
 }
 
 impl From<OciError> for HaltStoreError {
@@ -107,6 +119,7 @@ impl HaltStoreError {
             HaltStoreError::Store(DocumentStoreError::BadSignature(_)) => "halts_bad_signature",
             HaltStoreError::Store(e) => e.kind(),
             HaltStoreError::List { error, .. } => error.kind(),
+            HaltStoreError::Missing { .. } => "halts_missing",
         }
     }
 
@@ -190,6 +203,16 @@ impl FetchedHaltList {
     }
 }
 
+impl FetchedHaltList {
+    /// [`FetchedHaltList::verify`] with expiry aside, for writers: an
+    /// expired list is exactly what a refresh or a publish renews, and must
+    /// not block it. Signature, stream and sequence floors are still checked.
+    pub fn verify_expiry_aside(&self, trust: &HaltTrust<'_>) -> Result<SignedAs> {
+        let now = trust.now.min(self.list.expires);
+        self.verify(&HaltTrust { now, ..*trust })
+    }
+}
+
 /// Read the halt list a tag (or digest) of a store points at.
 pub async fn fetch(store: &Store, reference: &str) -> Result<FetchedHaltList> {
     let raw = fetch_raw(store, reference, &HALTS_ARTIFACT).await?;
@@ -270,14 +293,86 @@ pub struct UpdateOptions<'a> {
     pub cleared: &'a [String],
 }
 
-/// The list under the tag now, verified with `trust_keys` (expiry aside: an
-/// expired list is exactly what a refresh renews). `None`: no list yet.
+/// What a writer knows was published before, so that it never builds on a
+/// list someone with push rights deleted or replaced with an older one: its
+/// next list would be signed by the writer and drop the halts since.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Floor<'a> {
+    /// The trusted document's `halts.min_sequence` (0: none known).
+    pub min_sequence: u64,
+    /// The newest list the writer holds: the current one must be at least as
+    /// new and keep all its entries.
+    pub held: Option<&'a HaltList>,
+}
+
+impl Floor<'_> {
+    /// No floor: any list under the tag, or none, is built on. Only for a
+    /// writer that knows of no list (the first one, or tests).
+    pub const NONE: Floor<'static> = Floor {
+        min_sequence: 0,
+        held: None,
+    };
+
+    /// The lowest sequence the current list may have.
+    fn sequence(&self) -> u64 {
+        self.min_sequence
+            .max(self.held.map_or(0, |held| held.sequence))
+    }
+
+    /// Refuse a list below the floor or lacking an entry of the held list,
+    /// whoever signed it: a person must look at a list that went back.
+    fn check(&self, source_name: &str, list: &HaltList) -> Result<()> {
+        let refuse = |error| HaltStoreError::List {
+            source_name: source_name.to_string(),
+            error,
+        };
+        if list.sequence < self.min_sequence {
+            return Err(refuse(HaltListError::Replayed {
+                found: list.sequence,
+                floor: self.min_sequence,
+                why: "the document's halts.min_sequence",
+            }));
+        }
+        let Some(held) = self.held else {
+            return Ok(());
+        };
+        if list.sequence < held.sequence {
+            return Err(refuse(HaltListError::Replayed {
+                found: list.sequence,
+                floor: held.sequence,
+                why: "the newest list this writer holds",
+            }));
+        }
+        if let Some(gone) = held
+            .entries
+            .iter()
+            .find(|held| !list.entries.iter().any(|e| e.id == held.id))
+        {
+            return Err(refuse(HaltListError::DroppedEntry {
+                id: gone.id.clone(),
+                version: gone.version.clone(),
+            }));
+        }
+        Ok(())
+    }
+}
+
+/// The list under the tag now, verified with `trust_keys` and checked
+/// against `floor` (expiry aside: an expired list is exactly what a refresh
+/// renews). `None`: no list yet, which the floor must allow.
 async fn current(
     store: &Store,
     options: &UpdateOptions<'_>,
+    floor: &Floor<'_>,
 ) -> Result<(Option<String>, Option<HaltList>)> {
     let tag = options.publish.tag;
     let Some(head) = store.resolve(tag).await? else {
+        if floor.min_sequence > 0 || floor.held.is_some() {
+            return Err(HaltStoreError::Missing {
+                tag: tag.to_string(),
+                min_sequence: floor.sequence(),
+            });
+        }
         return Ok((None, None));
     };
     let fetched = fetch(store, &head.digest).await?;
@@ -301,12 +396,12 @@ async fn current(
             },
         });
     }
+    floor.check(&fetched.source_name, &fetched.list)?;
     Ok((Some(head.digest), Some(fetched.list)))
 }
 
-/// Add a halt of `version` (with `digests`) to the stream's list and publish
-/// it, unless an entry in effect already halts that version. A race with
-/// another writer is retried on top of what it published.
+/// [`add_above`] with no floor: builds on whatever is under the tag. For
+/// tests and fixtures; writers that know of a list use [`add_above`].
 pub async fn add(
     store: &Store,
     options: &UpdateOptions<'_>,
@@ -315,9 +410,35 @@ pub async fn add(
     reason: &str,
     tripped_by: cairn_graph::halts::TrippedBy,
 ) -> Result<PublishedHaltList> {
+    add_above(
+        store,
+        options,
+        &Floor::NONE,
+        version,
+        digests,
+        reason,
+        tripped_by,
+    )
+    .await
+}
+
+/// Add a halt of `version` (with `digests`) to the stream's list and publish
+/// it, unless an entry in effect already halts that version. The list under
+/// the tag must pass `floor` ([`HaltStoreError::Missing`] or `halts_replayed`
+/// otherwise). A race with another writer is retried on top of what it
+/// published.
+pub async fn add_above(
+    store: &Store,
+    options: &UpdateOptions<'_>,
+    floor: &Floor<'_>,
+    version: &str,
+    digests: Vec<String>,
+    reason: &str,
+    tripped_by: cairn_graph::halts::TrippedBy,
+) -> Result<PublishedHaltList> {
     let mut attempt = 0;
     loop {
-        let (before, previous) = current(store, options).await?;
+        let (before, previous) = current(store, options, floor).await?;
         let now = Timestamp::now();
         if let Some(list) = &previous
             && list.halting_version(options.cleared, version).is_some()
@@ -374,12 +495,24 @@ pub async fn add(
     }
 }
 
-/// Publish the stream's list again with a new sequence and expiry and the
-/// same entries (or an empty first list), so hosts never see it expire.
+/// [`refresh_above`] with no floor: an empty first list when there is none.
+/// For a first list, tests and fixtures; writers that know of a list use
+/// [`refresh_above`].
 pub async fn refresh(store: &Store, options: &UpdateOptions<'_>) -> Result<PublishedHaltList> {
+    refresh_above(store, options, &Floor::NONE).await
+}
+
+/// Publish the stream's list again with a new sequence and expiry and the
+/// same entries (or an empty first list, if `floor` allows none), so hosts
+/// never see it expire. The list under the tag must pass `floor`.
+pub async fn refresh_above(
+    store: &Store,
+    options: &UpdateOptions<'_>,
+    floor: &Floor<'_>,
+) -> Result<PublishedHaltList> {
     let mut attempt = 0;
     loop {
-        let (before, previous) = current(store, options).await?;
+        let (before, previous) = current(store, options, floor).await?;
         let next = HaltList::successor(
             previous.as_ref(),
             options.stream,

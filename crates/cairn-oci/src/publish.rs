@@ -219,6 +219,9 @@ pub trait Observer: Sync {
     /// The halt list was read and verified (`created`: published as a first,
     /// empty list just now; `None`: none yet, in a dry run).
     fn halts(&self, _settings: &HaltSettings, _list: Option<&HaltList>, _created: bool) {}
+    /// The halt list verified, but expired at `expires`: the publish goes
+    /// on (hosts freeze until `cairn halt refresh` renews the list).
+    fn halts_expired(&self, _location: &str, _expires: jiff::Timestamp) {}
 }
 
 /// An observer that hears nothing.
@@ -548,6 +551,10 @@ pub struct Publication<'a> {
     /// Halt keys a halt list may be signed with (the signing key's public
     /// half is trusted as a graph key).
     pub halt_keys: &'a [VerifyingKey],
+    /// Publish a new, empty first halt list although the previous document
+    /// proves one was published there (`halts.min_sequence` > 0) and it is
+    /// gone: this lifts every halt it held, so only when meant.
+    pub recreate_halt_list: bool,
 }
 
 /// Whether a publication turns halt lists on or off for the stream.
@@ -736,10 +743,23 @@ async fn settle_halts(
         source,
     };
     let graph_keys = crate::halts::own_key(publication.key);
+    // The floor the list must reach: what the previous document paired with
+    // the list at this location. A new location starts from nothing.
+    let floor = held
+        .filter(|h| h.location == location)
+        .map_or(0, |h| h.min_sequence);
     let mut created = false;
     let fetched = match halt_list_store(&location, client) {
         Ok((store, tag)) => match store.resolve(&tag).await.map_err(|e| failed(e.into()))? {
             Some(_) => Some(crate::halts::fetch(&store, &tag).await.map_err(failed)?),
+            // The previous document proves a list was here: a new, empty
+            // one would lift every halt it held.
+            None if floor > 0 && !publication.recreate_halt_list => {
+                return Err(failed(HaltStoreError::Missing {
+                    tag: tag.clone(),
+                    min_sequence: floor,
+                }));
+            }
             None if publication.dry_run => None,
             None => {
                 let key = publication.key.ok_or_else(|| PublishError::HaltLocation {
@@ -762,7 +782,9 @@ async fn settle_halts(
                     lifetime: crate::halts::DEFAULT_LIFETIME,
                     cleared: &[],
                 };
-                crate::halts::refresh(&store, &update)
+                // No floor: a first list (or one re-created as asked), and
+                // `expected: Some(None)` refuses one that appeared meanwhile.
+                crate::halts::refresh_above(&store, &update, &crate::halts::Floor::NONE)
                     .await
                     .map_err(failed)?;
                 created = true;
@@ -782,11 +804,11 @@ async fn settle_halts(
     let mut cleared = held.map(|h| h.cleared.clone()).unwrap_or_default();
     let mut min_sequence = 0;
     if let Some(fetched) = &fetched {
-        let floor = held
-            .filter(|h| h.location == location)
-            .map_or(0, |h| h.min_sequence);
+        // Expiry aside: an expired list must not block the publish (least of
+        // all `--refresh`); hosts freeze on it until `cairn halt refresh`.
+        let floor = if created { 0 } else { floor };
         fetched
-            .verify(&HaltTrust {
+            .verify_expiry_aside(&HaltTrust {
                 graph_keys: &graph_keys,
                 halt_keys: publication.halt_keys,
                 stream: options.stream,
@@ -795,6 +817,9 @@ async fn settle_halts(
                 now: options.now,
             })
             .map_err(failed)?;
+        if fetched.list.expires < options.now {
+            observer.halts_expired(&location, fetched.list.expires);
+        }
         min_sequence = fetched.list.sequence;
         if let Some(policy) = options.policy {
             clear_marked(&fetched.list, policy, &mut cleared);
@@ -977,6 +1002,7 @@ mod tests {
             allow_unknown_releases: false,
             halt_list: HaltListSetting::Keep,
             halt_keys: &[],
+            recreate_halt_list: false,
         };
         let mut cache = ScanCache::default();
         let error = publish(&store, &client, &publication, &mut cache, &Quiet)

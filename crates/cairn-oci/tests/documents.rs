@@ -604,4 +604,130 @@ mod halt_lists {
             .expect_err("a halt list");
         assert_eq!(err.kind(), "not_a_document", "{err}");
     }
+
+    /// Re-tag `manifest` (as fetched before) under the halt tag, as anyone
+    /// with push rights on the repository can.
+    async fn retag(store: &cairn_oci::Store, manifest: &cairn_oci::client::FetchedManifest) {
+        store
+            .put_manifest(manifest.bytes.clone(), &manifest.media_type, Some(HALT_TAG))
+            .await
+            .expect("re-tag");
+    }
+
+    /// A writer that knows a list was published never builds on a list
+    /// deleted or put back older: its next list would be signed by it and
+    /// lift the halts since. An expired list is still renewed.
+    #[tokio::test]
+    async fn a_writer_refuses_a_deleted_or_replayed_list_and_renews_an_expired_one() {
+        let registry = TestRegistry::start(Auth::None).await;
+        let store = registry.store("acme/os-halts");
+        let identity = store.describe();
+        let graph = SigningKey::generate();
+        let halt = SigningKey::generate();
+        let both = [graph.verifying_key(), halt.verifying_key()];
+        let by_graph = update_options(&identity, &graph, &both);
+        let by_halt = update_options(&identity, &halt, &both);
+
+        let first = halts::refresh(&store, &by_graph).await.expect("first list");
+        let old = store
+            .get_manifest(&first.manifest_digest)
+            .await
+            .expect("first manifest");
+        let halted = halts::add(
+            &store,
+            &by_halt,
+            "1.2",
+            vec![DIGEST.into()],
+            "bad",
+            person(),
+        )
+        .await
+        .expect("halt");
+        let newest = store
+            .get_manifest(&halted.manifest_digest)
+            .await
+            .expect("newest manifest");
+        let by_document = halts::Floor {
+            min_sequence: halted.list.sequence,
+            held: None,
+        };
+        let by_held = halts::Floor {
+            min_sequence: 0,
+            held: Some(&halted.list),
+        };
+
+        // The older, graph-signed list put back under the tag.
+        retag(&store, &old).await;
+        for floor in [&by_document, &by_held] {
+            let err = halts::refresh_above(&store, &by_graph, floor)
+                .await
+                .expect_err("an older list is not renewed");
+            assert_eq!(err.kind(), "halts_replayed", "{err}");
+            let err = halts::add_above(
+                &store,
+                &by_halt,
+                floor,
+                "1.3",
+                vec![OTHER.into()],
+                "bad",
+                person(),
+            )
+            .await
+            .expect_err("nor added to");
+            assert_eq!(err.kind(), "halts_replayed", "{err}");
+        }
+        // Newer, but without the held halt: refused whoever signed it.
+        let mut dropped = halted.list.clone();
+        dropped.entries.clear();
+        dropped.sequence += 1;
+        let head = store
+            .resolve(HALT_TAG)
+            .await
+            .expect("head")
+            .map(|h| h.digest);
+        halts::publish(&store, &dropped, head, &by_graph.publish)
+            .await
+            .expect("a graph-signed list without the halt");
+        let err = halts::refresh_above(&store, &by_graph, &by_held)
+            .await
+            .expect_err("a list dropping a held halt");
+        assert_eq!(err.kind(), "halts_dropped_entry", "{err}");
+
+        // The tag deleted: no new, empty first list.
+        retag(&store, &newest).await;
+        skopeo(&[
+            "delete",
+            "--tls-verify=false",
+            &format!("docker://{}/acme/os-halts:{HALT_TAG}", registry.host),
+        ]);
+        assert!(store.resolve(HALT_TAG).await.expect("resolve").is_none());
+        for floor in [&by_document, &by_held] {
+            let err = halts::refresh_above(&store, &by_graph, floor)
+                .await
+                .expect_err("a missing list is not re-created");
+            assert_eq!(err.kind(), "halts_missing", "{err}");
+            assert!(err.to_string().contains("restore it"), "{err}");
+        }
+        assert!(store.resolve(HALT_TAG).await.expect("resolve").is_none());
+
+        // Restored, then expired: a refresh above both floors renews it.
+        retag(&store, &newest).await;
+        let mut expired = halted.list.clone();
+        expired.sequence += 1;
+        expired.expires = Timestamp::now() - jiff::SignedDuration::from_hours(1);
+        let head = store
+            .resolve(HALT_TAG)
+            .await
+            .expect("head")
+            .map(|h| h.digest);
+        halts::publish(&store, &expired, head, &by_graph.publish)
+            .await
+            .expect("an expired list");
+        let renewed = halts::refresh_above(&store, &by_halt, &by_held)
+            .await
+            .expect("renewed");
+        assert!(renewed.list.sequence > expired.sequence);
+        assert!(renewed.list.expires > Timestamp::now());
+        assert_eq!(renewed.list.entries, halted.list.entries);
+    }
 }

@@ -708,3 +708,150 @@ async fn a_halt_survives_publishes_and_is_cleared_only_through_the_policy() {
         .document;
     assert_eq!(document.halts, None);
 }
+
+/// The release team's tools never build on a halt list that someone with
+/// push rights on its repository deleted or put back older: a routine
+/// publish does not create an empty one, and `halt refresh --document` does
+/// not sign the older one again. An expired list blocks no publish, and
+/// `halt refresh` renews it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_or_replayed_halt_list_is_refused_and_an_expired_one_renewed() {
+    let registry = TestRegistry::start(Auth::Htpasswd).await;
+    let store = registry.store("acme/os");
+    cairn_testkit::write_release(&store, "44.1", "2026-01-01T00:00:00Z", &["44.1"]).await;
+    cairn_testkit::write_release(&store, "44.2", "2026-02-01T00:00:00Z", &["44.2", "stable"]).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = |name: &str| dir.path().join(name).display().to_string();
+    let auth = auth_file(dir.path(), &registry);
+    let host = registry.host.clone();
+    let repo = format!("{host}/acme/os");
+    let doc_ref = format!("{repo}:cairn-graph-stable");
+    let halt_repo = format!("{host}/acme/os-halts");
+    let halt_ref = format!("{halt_repo}:cairn-halts-stable");
+    let reg = [
+        "--insecure-registry",
+        host.as_str(),
+        "--authfile",
+        auth.as_str(),
+    ];
+    ok(&["document", "keygen", "--output", &d("team")]);
+    ok(&["document", "keygen", "--output", &d("halt")]);
+    let publish = || {
+        Publish::signed(&repo, d("team.key"))
+            .cache(d("cache.json"))
+            .args(["--halt-key", &d("halt.pub")])
+            .args(reg)
+    };
+    publish().arg("--halt-list").arg(&halt_repo).run();
+    let halt_store = registry.store("acme/os-halts");
+    let tag = "cairn-halts-stable";
+    let first = halt_store.get_manifest(tag).await.expect("first list");
+    let team_pub = d("team.pub");
+    let halt_key = d("halt.key");
+    let mut add = vec!["halt", "add", "44.2", "--halt-list", &halt_ref];
+    add.extend(["--key", &halt_key, "--trust-key", &team_pub]);
+    add.extend(["--document", &doc_ref, "--document-key", &team_pub]);
+    add.extend(["--who", "tester"]);
+    add.extend(reg);
+    ok(&add);
+    publish().run();
+    let halted = halt_store.get_manifest(tag).await.expect("halted list");
+    let min_sequence = published_halts(&store).await.min_sequence;
+    let retag = |manifest: &cairn_oci::client::FetchedManifest| {
+        let (bytes, media_type) = (manifest.bytes.clone(), manifest.media_type.clone());
+        let halt_store = halt_store.clone();
+        async move {
+            halt_store
+                .put_manifest(bytes, &media_type, Some(tag))
+                .await
+                .expect("re-tag");
+        }
+    };
+    let mut refresh = vec!["halt", "refresh", "--halt-list", &halt_ref];
+    refresh.extend(["--key", &halt_key, "--trust-key", &team_pub]);
+    refresh.extend(["--document", &doc_ref, "--document-key", &team_pub]);
+    refresh.extend(reg);
+
+    // The first, empty list put back: the nightly refresh refuses it.
+    retag(&first).await;
+    let out = cairn(&refresh);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("(halts_replayed)"), "{stderr}");
+    assert!(stderr.contains("halts.min_sequence"), "{stderr}");
+    let under_tag = halt_store.get_manifest(tag).await.expect("list");
+    assert_eq!(
+        under_tag.digest, first.digest,
+        "nothing signed on top of it"
+    );
+
+    // The tag deleted: a routine publish creates no empty list, nor does
+    // the refresh; both say what to do.
+    retag(&halted).await;
+    cairn_testkit::skopeo(&[
+        "delete",
+        "--tls-verify=false",
+        "--authfile",
+        &auth,
+        &format!("docker://{halt_ref}"),
+    ]);
+    let refused = publish().output();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains(&format!("sequence {min_sequence} was published")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--recreate-halt-list"), "{stderr}");
+    let refused = publish().arg("--refresh").output();
+    assert!(!refused.status.success(), "nor a --refresh");
+    let out = cairn(&refresh);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("(halts_missing)"), "{stderr}");
+    assert!(halt_store.resolve(tag).await.expect("resolve").is_none());
+
+    // Restored, then expired: `publish --refresh` goes on with a warning,
+    // and `halt refresh` renews the list with its halt.
+    retag(&halted).await;
+    let team_key = cairn_oci::signing::SigningKey::from_pem(
+        &std::fs::read_to_string(d("team.key")).expect("key"),
+        "team.key",
+    )
+    .expect("key");
+    let mut expired = cairn_oci::halts::fetch(&halt_store, tag)
+        .await
+        .expect("list")
+        .list;
+    expired.sequence += 1;
+    expired.expires = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1);
+    let identity = halt_store.describe();
+    cairn_oci::halts::publish(
+        &halt_store,
+        &expired,
+        Some(halted.digest.clone()),
+        &cairn_oci::document::PublishOptions {
+            tag,
+            identity: &identity,
+            key: Some(&team_key),
+            settle: std::time::Duration::ZERO,
+            expected: None,
+        },
+    )
+    .await
+    .expect("an expired list");
+    let refreshed = publish().arg("--refresh").run();
+    assert!(
+        refreshed.stderr.contains("expired at") && refreshed.stderr.contains("cairn halt refresh"),
+        "{}",
+        refreshed.stderr
+    );
+    assert_eq!(published_halts(&store).await.min_sequence, expired.sequence);
+    let renewed = ok(&refresh);
+    assert!(renewed.contains("1 entries"), "{renewed}");
+    let list = cairn_oci::halts::fetch(&halt_store, tag)
+        .await
+        .expect("list");
+    assert!(list.list.expires > jiff::Timestamp::now());
+    assert_eq!(list.list.entries, expired.entries);
+}

@@ -17,7 +17,7 @@ use crate::state::AppState;
 use crate::store::halts::{AuditEntry, HaltStore};
 use cairn_graph::halts::{SignedAs, TrippedBy};
 use cairn_oci::document::PublishOptions;
-use cairn_oci::halts::UpdateOptions;
+use cairn_oci::halts::{Floor, UpdateOptions};
 use cairn_oci::{Location, Store};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -356,6 +356,20 @@ struct Target {
     identity: String,
     trust: Vec<cairn_oci::signing::VerifyingKey>,
     cleared: Vec<String>,
+    /// The document's `halts.min_sequence`: the list under the tag must be
+    /// at least this new, or the guard would sign a replayed or re-created list.
+    min_sequence: u64,
+    /// The newest list this server holds: the same check, and its entries kept.
+    held: Option<std::sync::Arc<super::HeldList>>,
+}
+
+impl Target {
+    fn floor(&self) -> Floor<'_> {
+        Floor {
+            min_sequence: self.min_sequence,
+            held: self.held.as_deref().map(|held| &held.list),
+        }
+    }
 }
 
 fn target(app: &AppState, guard: &Guard, stream: &str) -> Result<Target, HaltsError> {
@@ -386,6 +400,8 @@ fn target(app: &AppState, guard: &Guard, stream: &str) -> Result<Target, HaltsEr
         identity: reference.repository.to_string(),
         location: location.clone(),
         trust,
+        min_sequence: settings.min_sequence,
+        held: view.held.clone(),
         cleared: view.cleared,
     })
 }
@@ -397,7 +413,7 @@ async fn refresh_list(app: &AppState, stream: &str) -> Result<(), HaltsError> {
     };
     let target = target(app, guard, stream)?;
     let options = update_options(guard, &target, stream);
-    let published = cairn_oci::halts::refresh(&target.store, &options)
+    let published = cairn_oci::halts::refresh_above(&target.store, &options, &target.floor())
         .await
         .inspect_err(|_| failed(app, "publish"))?;
     hold_published(app, stream, &target, &published.manifest_digest).await?;
@@ -458,9 +474,10 @@ pub async fn add_halt(
     })?;
     let target = target(app, guard, stream)?;
     let options = update_options(guard, &target, stream);
-    let published = cairn_oci::halts::add(
+    let published = cairn_oci::halts::add_above(
         &target.store,
         &options,
+        &target.floor(),
         version,
         digests.clone(),
         reason,

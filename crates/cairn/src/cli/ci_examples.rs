@@ -280,6 +280,14 @@ fn check(name: &str) -> (Value, Vec<CairnLine>) {
             command.line,
             command.text
         );
+        // Once the guard signs the list, a publish trusting only its own
+        // key would fail with halts_bad_signature.
+        assert!(
+            command.words.iter().any(|word| word == "--halt-key"),
+            "{name}:{}: publishes without --halt-key: {}",
+            command.line,
+            command.text
+        );
     }
     assert!(
         !publishes(&lines, "--refresh").is_empty(),
@@ -306,11 +314,25 @@ fn check_halt_refresh(name: &str, lines: &[CairnLine], depth: usize) {
     let first = renewals
         .first()
         .unwrap_or_else(|| panic!("{name}: no `cairn halt refresh`"));
+    for flag in ["--key", "--trust-key", "--document", "--document-key"] {
+        assert!(
+            first.words.iter().any(|word| word == flag),
+            "{name}:{}: renews the halt list without {flag}: {}",
+            first.line,
+            first.text
+        );
+    }
+    // The list first, so the document re-signed next pairs with it.
+    let document_refresh = publishes(lines, "--refresh")
+        .into_iter()
+        .find(|command| command.at[..depth] == first.at[..depth])
+        .unwrap_or_else(|| panic!("{name}: no `cairn publish --refresh` in the nightly job"));
     assert!(
-        first.words.iter().any(|word| word == "--key"),
-        "{name}:{}: renews the halt list unsigned: {}",
+        first.line < document_refresh.line,
+        "{name}:{}: `cairn halt refresh` runs after `cairn publish --refresh` (line {}): \
+         the document would pair with the list before it",
         first.line,
-        first.text
+        document_refresh.line
     );
     assert_eq!(
         &first.at[..depth],

@@ -5,7 +5,7 @@
 use crate::cli::args::{self, RegistryArgs};
 use anyhow::{Context, bail};
 use cairn_graph::halts::{HaltList, SignedAs, TrippedBy};
-use cairn_oci::halts::{FetchedHaltList, HaltStoreError, HaltTrust, UpdateOptions};
+use cairn_oci::halts::{FetchedHaltList, Floor, HaltStoreError, HaltTrust, UpdateOptions};
 use cairn_oci::signing::{SigningKey, VerifyingKey};
 use cairn_oci::{Location, RegistryClient};
 use clap::Subcommand;
@@ -63,8 +63,9 @@ pub struct AddArgs {
     list: ListArgs,
     #[command(flatten)]
     signer: SignerArgs,
-    /// The stream's document, for the release's digests and the halts it
-    /// clears: a file, URL, oci:DIR[:TAG] or registry reference.
+    /// The stream's document, for the release's digests, the halts it
+    /// clears and the lowest list sequence it pairs with
+    /// (`halts.min_sequence`): a file, URL, oci:DIR[:TAG] or registry reference.
     #[arg(long, value_name = "DOCUMENT")]
     document: String,
     /// Require the document to be signed by this public key (PEM; repeatable).
@@ -105,6 +106,15 @@ pub struct RefreshArgs {
     list: ListArgs,
     #[command(flatten)]
     signer: SignerArgs,
+    /// The stream's document: the list under the tag must be at least as new
+    /// as its `halts.min_sequence`, so a list deleted or replaced with an
+    /// older one is refused rather than signed again. A file, URL,
+    /// oci:DIR[:TAG] or registry reference.
+    #[arg(long, value_name = "DOCUMENT")]
+    document: Option<String>,
+    /// Require the document to be signed by this public key (PEM; repeatable).
+    #[arg(long = "document-key", value_name = "PEM", requires = "document")]
+    document_keys: Vec<PathBuf>,
     #[command(flatten)]
     registry: RegistryArgs,
 }
@@ -175,7 +185,12 @@ fn list_error(location: &str, error: HaltStoreError) -> anyhow::Error {
 
 fn add(args: AddArgs) -> anyhow::Result<ExitCode> {
     let client = args.registry.client()?;
-    let document = load_document(&args, &client)?;
+    let document = load_document(
+        &args.document,
+        &args.document_keys,
+        args.list.stream.as_deref(),
+        &client,
+    )?;
     let (location, stream) = args.list.resolve(Some(&document.stream))?;
     if stream != document.stream {
         bail!(
@@ -231,10 +246,12 @@ fn add(args: AddArgs) -> anyhow::Result<ExitCode> {
         cairn_oci::publish::halt_list_store(&location, &client).context("--halt-list")?;
     let identity = identity_of(&location);
     let options = update_options(&tag, &identity, &key, &trust, &stream, lifetime, &cleared);
+    let floor = floor_of(&document, &location);
     let published = args::runtime()?
-        .block_on(cairn_oci::halts::add(
+        .block_on(cairn_oci::halts::add_above(
             &store,
             &options,
+            &floor,
             &args.version,
             digests,
             &args.reason,
@@ -259,14 +276,29 @@ fn add(args: AddArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The floor a writer builds on: the document's `halts.min_sequence` when it
+/// names this list (a document naming another list proves nothing here).
+fn floor_of(document: &cairn_graph::GraphDocument, location: &str) -> Floor<'static> {
+    Floor {
+        min_sequence: document
+            .halts
+            .as_ref()
+            .filter(|halts| halts.location == location)
+            .map_or(0, |halts| halts.min_sequence),
+        held: None,
+    }
+}
+
 fn load_document(
-    args: &AddArgs,
+    text: &str,
+    document_keys: &[PathBuf],
+    stream: Option<&str>,
     client: &RegistryClient,
 ) -> anyhow::Result<cairn_graph::GraphDocument> {
-    let location = Location::parse(&args.document).context("--document")?;
-    let fetched = args::fetch_document(&args.document, &location, client)?;
-    let keys = args::verifying_keys(&args.document_keys)?;
-    let stream = args::expected_stream(&location, args.list.stream.as_deref());
+    let location = Location::parse(text).context("--document")?;
+    let fetched = args::fetch_document(text, &location, client)?;
+    let keys = args::verifying_keys(document_keys)?;
+    let stream = args::expected_stream(&location, stream);
     let policy = cairn_oci::document::TrustPolicy {
         keys: &keys,
         allow_unsigned: keys.is_empty(),
@@ -274,11 +306,10 @@ fn load_document(
         last_seen: None,
         stream: stream.as_deref(),
     };
-    fetched.verify(&args.document, &policy)?;
+    fetched.verify(text, &policy)?;
     if keys.is_empty() {
         eprintln!(
-            "cairn: warning: {}: signature not checked; give the publisher's key with --document-key",
-            args.document
+            "cairn: warning: {text}: signature not checked; give the publisher's key with --document-key"
         );
     }
     Ok(fetched.document)
@@ -318,14 +349,44 @@ fn update_options<'a>(
 
 fn refresh(args: RefreshArgs) -> anyhow::Result<ExitCode> {
     let client = args.registry.client()?;
-    let (location, stream) = args.list.resolve(None)?;
+    let document = match &args.document {
+        Some(text) => Some(load_document(
+            text,
+            &args.document_keys,
+            args.list.stream.as_deref(),
+            &client,
+        )?),
+        None => None,
+    };
+    let (location, stream) = args
+        .list
+        .resolve(document.as_ref().map(|d| d.stream.as_str()))?;
+    let floor = match &document {
+        Some(document) => {
+            if document.stream != stream {
+                bail!(
+                    "{}: the document is for stream {:?}, not {stream:?}",
+                    args.document.as_deref().unwrap_or_default(),
+                    document.stream
+                );
+            }
+            floor_of(document, &location)
+        }
+        None => {
+            eprintln!(
+                "cairn: warning: no --document: the list under {location} is not checked against \
+                 the document's halts.min_sequence, so a deleted or older list would be renewed"
+            );
+            Floor::NONE
+        }
+    };
     let (key, trust, lifetime) = args.signer.load()?;
     let (store, tag) =
         cairn_oci::publish::halt_list_store(&location, &client).context("--halt-list")?;
     let identity = identity_of(&location);
     let options = update_options(&tag, &identity, &key, &trust, &stream, lifetime, &[]);
     let published = args::runtime()?
-        .block_on(cairn_oci::halts::refresh(&store, &options))
+        .block_on(cairn_oci::halts::refresh_above(&store, &options, &floor))
         .map_err(|e| list_error(&location, e))?;
     let list = &published.list;
     args::emit(&format!(

@@ -111,6 +111,10 @@ pub struct Args {
     /// (repeatable); the --sign-key's own public half is always trusted.
     #[arg(long = "halt-key", value_name = "PEM")]
     halt_keys: Vec<PathBuf>,
+    /// Publish a new, empty halt list when the stream's list is gone although
+    /// the previous document paired with one: this lifts every halt it held.
+    #[arg(long)]
+    recreate_halt_list: bool,
     #[command(flatten)]
     registry: RegistryArgs,
 }
@@ -218,6 +222,7 @@ async fn publish(args: &Args, store: &Store) -> anyhow::Result<()> {
         allow_unknown_releases: args.allow_unknown_releases,
         halt_list,
         halt_keys: &halt_keys,
+        recreate_halt_list: args.recreate_halt_list,
     };
     let cache_path = args
         .cache
@@ -316,9 +321,10 @@ fn cli_error(error: PublishError) -> anyhow::Error {
         ),
         // Unwrapped, so a conflict is recognised by its type.
         PublishError::Push(error) => error.into(),
-        PublishError::Halts { location, source } if source.kind() == "halts_expired" => {
+        PublishError::Halts { location, source } if source.kind() == "halts_missing" => {
             anyhow::Error::new(source).context(format!(
-                "halt list {location} (renew it with `cairn halt refresh --halt-list {location} --key <graph key>`)"
+                "halt list {location} (restore it; or, knowing that it lifts every halt, \
+                 publish an empty one with --recreate-halt-list)"
             ))
         }
         PublishError::Halts { location, source } => anyhow::Error::new(source).context(format!(
@@ -461,6 +467,13 @@ impl Observer for Printer {
             assembled.added.len(),
         );
         self.defaults(assembled);
+    }
+
+    fn halts_expired(&self, location: &str, expires: jiff::Timestamp) {
+        eprintln!(
+            "cairn: warning: the halt list {location} expired at {expires}, so hosts stage \
+             nothing; run `cairn halt refresh --halt-list {location} --key <key> --document <document>`"
+        );
     }
 
     fn halts(
