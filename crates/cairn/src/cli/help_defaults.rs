@@ -197,6 +197,21 @@ fn expected() -> BTreeMap<String, String> {
         &format!("{}m", cairn_agent::config::DEFAULT_CHECK_SECONDS / 60),
     );
     put("cairn simulate --days [default]", "14");
+    // The guard model's own defaults, which follow `cairn serve` and the agent.
+    let guard = cairn_sim::Guard::default();
+    assert_eq!(
+        guard.report_delay.as_secs(),
+        cairn_agent::config::DEFAULT_REPORT_DELAY_SECONDS as i64,
+        "the simulated report delay is the agent's default"
+    );
+    put(
+        "cairn simulate --guard-interval [default]",
+        &format!("{}m", guard.interval.as_secs() / 60),
+    );
+    put(
+        "cairn simulate --report-delay [default]",
+        &format!("{}m", guard.report_delay.as_secs() / 60),
+    );
     put("cairn simulate --nodes [default]", "10000");
     put("cairn simulate --seed [default]", "1");
     put("cairn simulate --strategy [default]", "immediate");

@@ -74,13 +74,12 @@ pub struct Args {
     #[arg(long)]
     guard: Option<String>,
     /// With --guard: the longest random delay of a healthy report (the
-    /// agent's `reports.max_delay_seconds`). Default: 30m.
-    #[arg(long, requires = "guard")]
-    report_delay: Option<String>,
+    /// agent's `reports.max_delay_seconds`).
+    #[arg(long, requires = "guard", default_value = "30m")]
+    report_delay: String,
     /// With --guard: the time between the guard's readings of the counts.
-    /// Default: 1m.
-    #[arg(long, requires = "guard")]
-    guard_interval: Option<String>,
+    #[arg(long, requires = "guard", default_value = "1m")]
+    guard_interval: String,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -190,10 +189,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             None => None,
             Some(text) => Some(parse_guard(
                 text,
-                args::parse_duration(args.report_delay.as_deref().unwrap_or("30m"))
-                    .context("--report-delay")?,
-                args::parse_duration(args.guard_interval.as_deref().unwrap_or("1m"))
-                    .context("--guard-interval")?,
+                args::parse_duration(&args.report_delay).context("--report-delay")?,
+                args::parse_duration(&args.guard_interval).context("--guard-interval")?,
             )?),
         },
         halted: halts.as_ref().map(args::Halts::digests).unwrap_or_default(),
