@@ -785,6 +785,36 @@ async fn a_deleted_or_replayed_halt_list_is_refused_and_an_expired_one_renewed()
         "nothing signed on top of it"
     );
 
+    // A list at the document's floor but older than the newest one the
+    // writer published: with --halt-state, the refresh refuses to build on it.
+    retag(&halted).await;
+    let state = d("writer-halts.json");
+    let mut add_kept = vec!["halt", "add", "44.1", "--halt-list", &halt_ref];
+    add_kept.extend(["--key", &halt_key, "--trust-key", &team_pub]);
+    add_kept.extend(["--document", &doc_ref, "--document-key", &team_pub]);
+    add_kept.extend(["--who", "tester", "--halt-state", &state]);
+    add_kept.extend(reg);
+    ok(&add_kept);
+    let newest = halt_store.get_manifest(tag).await.expect("newest list");
+    retag(&halted).await;
+    let mut kept_refresh = refresh.clone();
+    kept_refresh.extend(["--halt-state", &state]);
+    let out = cairn(&kept_refresh);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("(halts_replayed)"), "{stderr}");
+    assert_eq!(
+        halt_store.get_manifest(tag).await.expect("list").digest,
+        halted.digest,
+        "nothing signed on top of the replayed list"
+    );
+    // Put back, the newest list is renewed and kept.
+    retag(&newest).await;
+    ok(&kept_refresh);
+    let kept = std::fs::read(&state).expect("state");
+    let kept: Value = serde_json::from_slice(&kept).expect("JSON");
+    assert_eq!(kept["entries"].as_array().map(Vec::len), Some(2), "{kept}");
+
     // The tag deleted: a routine publish creates no empty list, nor does
     // the refresh; both say what to do.
     retag(&halted).await;

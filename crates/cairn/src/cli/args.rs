@@ -517,18 +517,23 @@ pub struct HaltKeyArgs {
     pub halt_state: Option<PathBuf>,
 }
 
+/// The halt list a `--halt-state` file holds, if it exists.
+pub fn read_halt_state(path: &Path) -> anyhow::Result<Option<cairn_graph::halts::HaltList>> {
+    let Some(bytes) = cairn_fs::read_optional(path)? else {
+        return Ok(None);
+    };
+    let list = cairn_graph::halts::HaltList::from_json(&bytes)
+        .with_context(|| format!("{} (--halt-state)", path.display()))?;
+    Ok(Some(list))
+}
+
 impl HaltKeyArgs {
     /// The list `--halt-state` holds, if any.
     fn held(&self) -> anyhow::Result<Option<cairn_graph::halts::HaltList>> {
-        let Some(path) = &self.halt_state else {
-            return Ok(None);
-        };
-        let Some(bytes) = cairn_fs::read_optional(path)? else {
-            return Ok(None);
-        };
-        let list = cairn_graph::halts::HaltList::from_json(&bytes)
-            .with_context(|| format!("{} (--halt-state)", path.display()))?;
-        Ok(Some(list))
+        match &self.halt_state {
+            Some(path) => read_halt_state(path),
+            None => Ok(None),
+        }
     }
 
     /// Keep `accepted` in `--halt-state` when it is newer than what it held.

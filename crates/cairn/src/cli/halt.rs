@@ -52,6 +52,31 @@ struct SignerArgs {
     /// How long the published list stays valid (s, m, h, d or w).
     #[arg(long, default_value = "48h")]
     lifetime: String,
+    /// A file keeping the newest list this writer published (created when
+    /// missing): a list under the tag older than it, or lacking one of its
+    /// entries (a replayed list), is refused instead of built on. Keep it
+    /// between runs of a nightly job.
+    #[arg(long, value_name = "FILE")]
+    halt_state: Option<PathBuf>,
+}
+
+impl SignerArgs {
+    /// The list `--halt-state` holds, if any.
+    fn held(&self) -> anyhow::Result<Option<cairn_graph::halts::HaltList>> {
+        match &self.halt_state {
+            Some(path) => args::read_halt_state(path),
+            None => Ok(None),
+        }
+    }
+
+    /// Keep what was published in `--halt-state`.
+    fn keep(&self, list: &cairn_graph::halts::HaltList) -> anyhow::Result<()> {
+        if let Some(path) = &self.halt_state {
+            let bytes = serde_json::to_vec_pretty(list).context("--halt-state")?;
+            cairn_fs::write_atomic(path, &bytes)?;
+        }
+        Ok(())
+    }
 }
 
 /// Halt a release.
@@ -246,7 +271,11 @@ fn add(args: AddArgs) -> anyhow::Result<ExitCode> {
         cairn_oci::publish::halt_list_store(&location, &client).context("--halt-list")?;
     let identity = identity_of(&location);
     let options = update_options(&tag, &identity, &key, &trust, &stream, lifetime, &cleared);
-    let floor = floor_of(&document, &location);
+    let held = args.signer.held()?;
+    let floor = Floor {
+        held: held.as_ref(),
+        ..floor_of(&document, &location)
+    };
     let published = args::runtime()?
         .block_on(cairn_oci::halts::add_above(
             &store,
@@ -258,6 +287,7 @@ fn add(args: AddArgs) -> anyhow::Result<ExitCode> {
             TrippedBy::Person { who },
         ))
         .map_err(|e| list_error(&location, e))?;
+    args.signer.keep(&published.list)?;
     let list = &published.list;
     let entry = list.halting_version(&cleared, &args.version);
     let id = entry.map_or("?", |e| e.id.as_str());
@@ -385,9 +415,15 @@ fn refresh(args: RefreshArgs) -> anyhow::Result<ExitCode> {
         cairn_oci::publish::halt_list_store(&location, &client).context("--halt-list")?;
     let identity = identity_of(&location);
     let options = update_options(&tag, &identity, &key, &trust, &stream, lifetime, &[]);
+    let held = args.signer.held()?;
+    let floor = Floor {
+        held: held.as_ref(),
+        ..floor
+    };
     let published = args::runtime()?
         .block_on(cairn_oci::halts::refresh_above(&store, &options, &floor))
         .map_err(|e| list_error(&location, e))?;
+    args.signer.keep(&published.list)?;
     let list = &published.list;
     args::emit(&format!(
         "refreshed {location}: sequence {}, expires {}, {} entries\n",
