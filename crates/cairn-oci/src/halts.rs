@@ -436,31 +436,59 @@ pub async fn add_above(
     reason: &str,
     tripped_by: cairn_graph::halts::TrippedBy,
 ) -> Result<PublishedHaltList> {
-    let mut attempt = 0;
-    loop {
-        let (before, previous) = current(store, options, floor).await?;
-        let now = Timestamp::now();
-        if let Some(list) = &previous
-            && list.halting_version(options.cleared, version).is_some()
-            && list.expires > now
-        {
-            return Ok(PublishedHaltList {
-                manifest_digest: before.unwrap_or_default(),
-                list: list.clone(),
-                added: false,
-            });
+    publish_next(store, options, floor, |previous, now| {
+        let already =
+            previous.is_some_and(|list| list.halting_version(options.cleared, version).is_some());
+        if already && previous.is_some_and(|list| list.expires > now) {
+            return Step::Unchanged;
         }
-        let already = previous
-            .as_ref()
-            .is_some_and(|list| list.halting_version(options.cleared, version).is_some());
-        let entry = (!already).then(|| HaltEntry {
-            id: HaltList::new_id(previous.as_ref(), version, now),
+        Step::Publish((!already).then(|| HaltEntry {
+            id: HaltList::new_id(previous, version, now),
             version: version.to_string(),
             digests: digests.clone(),
             reason: reason.to_string(),
             time: now,
             tripped_by: tripped_by.clone(),
-        });
+        }))
+    })
+    .await
+}
+
+/// What [`publish_next`] does with the list under the tag.
+enum Step {
+    /// Leave it as it is.
+    Unchanged,
+    /// Publish its successor, with this entry added.
+    Publish(Option<HaltEntry>),
+}
+
+/// Read the list under the tag (it must pass `floor`), decide with `step`,
+/// and publish the successor; a race with another writer is retried on top
+/// of what it published.
+async fn publish_next(
+    store: &Store,
+    options: &UpdateOptions<'_>,
+    floor: &Floor<'_>,
+    step: impl Fn(Option<&HaltList>, Timestamp) -> Step,
+) -> Result<PublishedHaltList> {
+    let mut attempt = 0;
+    loop {
+        let (before, previous) = current(store, options, floor).await?;
+        let now = Timestamp::now();
+        let entry = match step(previous.as_ref(), now) {
+            Step::Unchanged => match previous {
+                Some(list) => {
+                    return Ok(PublishedHaltList {
+                        manifest_digest: before.unwrap_or_default(),
+                        list,
+                        added: false,
+                    });
+                }
+                // Nothing to leave as it is: a first list, then.
+                None => None,
+            },
+            Step::Publish(entry) => entry,
+        };
         let added = entry.is_some();
         let next = HaltList::successor(
             previous.as_ref(),
@@ -510,36 +538,7 @@ pub async fn refresh_above(
     options: &UpdateOptions<'_>,
     floor: &Floor<'_>,
 ) -> Result<PublishedHaltList> {
-    let mut attempt = 0;
-    loop {
-        let (before, previous) = current(store, options, floor).await?;
-        let next = HaltList::successor(
-            previous.as_ref(),
-            options.stream,
-            None,
-            Timestamp::now(),
-            options.lifetime,
-        )
-        .map_err(|error| HaltStoreError::List {
-            source_name: "halt list to publish".into(),
-            error,
-        })?;
-        match publish(store, &next, before, &options.publish).await {
-            Ok(manifest_digest) => {
-                return Ok(PublishedHaltList {
-                    manifest_digest,
-                    list: next,
-                    added: false,
-                });
-            }
-            Err(HaltStoreError::Store(DocumentStoreError::Conflict { .. }))
-                if attempt < CONFLICT_RETRIES =>
-            {
-                attempt += 1;
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    publish_next(store, options, floor, |_, _| Step::Publish(None)).await
 }
 
 /// The signing key's public half, for callers that must also trust the
