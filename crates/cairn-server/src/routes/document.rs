@@ -15,11 +15,11 @@ pub const MANIFEST_DIGEST: &str = "cairn-manifest-digest";
 /// Header naming where the signature is.
 pub const SIGNATURE: &str = "cairn-signature";
 
-/// The handler.
-pub async fn get(
-    State(state): State<AppState>,
+/// The stream a `/v2/…/{stream}` path names, when this server serves it.
+pub fn served_stream(
+    state: &AppState,
     stream: Result<Path<String>, PathRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<String, ApiError> {
     let Path(stream) =
         stream.map_err(|e| ApiError::bad_request("invalid_params", e.body_text()))?;
     if !state.shared.streams.contains_key(&stream) {
@@ -29,6 +29,15 @@ pub async fn get(
             value: format!("unknown stream {stream:?}"),
         });
     }
+    Ok(stream)
+}
+
+/// The handler.
+pub async fn get(
+    State(state): State<AppState>,
+    stream: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let stream = served_stream(&state, stream)?;
     let snapshot = state.snapshot(&stream).ok_or(ApiError {
         status: StatusCode::SERVICE_UNAVAILABLE,
         kind: "not_ready",

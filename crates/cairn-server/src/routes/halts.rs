@@ -4,7 +4,7 @@
 //! signature is, `Cairn-Manifest-Digest` which manifest it came in.
 
 use crate::error::ApiError;
-use crate::routes::document::{MANIFEST_DIGEST, SIGNATURE};
+use crate::routes::document::{MANIFEST_DIGEST, SIGNATURE, served_stream};
 use crate::state::AppState;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
@@ -19,15 +19,7 @@ pub async fn get(
     State(state): State<AppState>,
     stream: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let Path(stream) =
-        stream.map_err(|e| ApiError::bad_request("invalid_params", e.body_text()))?;
-    if !state.shared.streams.contains_key(&stream) {
-        return Err(ApiError {
-            status: StatusCode::NOT_FOUND,
-            kind: "unknown_stream",
-            value: format!("unknown stream {stream:?}"),
-        });
-    }
+    let stream = served_stream(&state, stream)?;
     let view = state.shared.halts.view(&stream);
     let held = view.held.as_ref().ok_or_else(|| ApiError {
         status: StatusCode::NOT_FOUND,
