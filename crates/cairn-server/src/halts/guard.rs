@@ -32,10 +32,19 @@ pub struct Guard {
     webhook: reqwest::Client,
     /// Per (stream, version) with a cleared halt: the counts when this
     /// server first saw it cleared. Only reports since count against it.
-    baselines: std::sync::Mutex<BTreeMap<(String, String), Counts>>,
+    baselines: std::sync::Mutex<BTreeMap<(String, String), Baseline>>,
+    /// How long report counts are retained (`[reports] retention_days`).
+    retention: Option<jiff::SignedDuration>,
     /// How many checks have run: each starts at the next stream, so a slow
     /// stream cannot starve those after it.
     checks: std::sync::atomic::AtomicUsize,
+}
+
+/// The counts of a cleared release when this server first saw the clear.
+#[derive(Debug, Clone, Copy)]
+struct Baseline {
+    counts: Counts,
+    seen: jiff::Timestamp,
 }
 
 /// A release's counts the guard judges on.
@@ -70,6 +79,7 @@ impl Guard {
             client,
             webhook,
             baselines: std::sync::Mutex::default(),
+            retention: server.reports.as_ref().map(|reports| reports.retention),
             checks: std::sync::atomic::AtomicUsize::new(0),
         })
     }
@@ -83,6 +93,7 @@ impl Guard {
         stream: &str,
         view: &super::HaltView,
         mut release: ReleaseSummary,
+        time: jiff::Timestamp,
     ) -> Option<ReleaseSummary> {
         let key = (stream.to_string(), release.version.clone());
         let mut baselines = self.baselines.lock().unwrap_or_else(|p| p.into_inner());
@@ -111,15 +122,14 @@ impl Guard {
             rebooting: release.rebooting,
             missing: release.missing,
         };
-        let base = baselines.entry(key).or_insert(now);
-        // Reports age out of the retained hours: the baseline follows the
-        // counts down, so new reports are never hidden behind expired ones.
-        base.failures = base.failures.min(now.failures);
-        base.rebooting = base.rebooting.min(now.rebooting);
-        base.missing = base.missing.min(now.missing);
-        release.failures = now.failures - base.failures;
-        release.rebooting = now.rebooting - base.rebooting;
-        release.missing = now.missing - base.missing;
+        let base = baselines.entry(key).or_insert(Baseline {
+            counts: now,
+            seen: time,
+        });
+        let base = base_at(base, self.retention, time);
+        release.failures = now.failures.saturating_sub(base.failures);
+        release.rebooting = now.rebooting.saturating_sub(base.rebooting);
+        release.missing = now.missing.saturating_sub(base.missing);
         release.failure_share =
             (release.rebooting > 0).then(|| release.failures as f64 / release.rebooting as f64);
         Some(release)
@@ -129,6 +139,30 @@ impl Guard {
     /// [`GuardConfig::trips`]).
     pub fn trips(&self, release: &ReleaseSummary) -> bool {
         self.config.trips(release)
+    }
+}
+
+/// The counts to subtract at `time`: the noted ones, kept as they are
+/// while reports from before the clear may still be retained (counts are
+/// per hour, so one hour more than the retention), none after that, when
+/// every retained report came after the clear.
+fn base_at(
+    base: &Baseline,
+    retention: Option<jiff::SignedDuration>,
+    time: jiff::Timestamp,
+) -> Counts {
+    let aged_out = retention
+        .and_then(|retention| retention.checked_add(jiff::SignedDuration::from_hours(1)))
+        .and_then(|window| base.seen.checked_add(window).ok())
+        .is_some_and(|all_gone| time >= all_gone);
+    if aged_out {
+        Counts {
+            failures: 0,
+            rebooting: 0,
+            missing: 0,
+        }
+    } else {
+        base.counts
     }
 }
 
@@ -308,7 +342,7 @@ async fn judge(
         if reported.iter().any(|d| view.halted.contains(d)) {
             continue;
         }
-        let Some(release) = guard.since_clear(stream, view, release) else {
+        let Some(release) = guard.since_clear(stream, view, release, (app.shared.clock)()) else {
             continue;
         };
         if !guard.trips(&release) {
@@ -652,6 +686,30 @@ mod tests {
         tally.add(Outcome::Rebooting, rebooting);
         tally.add(Outcome::BootFailed, failed);
         tally
+    }
+
+    #[test]
+    fn failures_after_a_clear_stay_counted_while_old_reports_age_out() {
+        let counts = |failures| Counts {
+            failures,
+            rebooting: 20,
+            missing: 0,
+        };
+        let seen: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().expect("time");
+        let base = Baseline {
+            counts: counts(10),
+            seen,
+        };
+        let retention = Some(jiff::SignedDuration::from_hours(48));
+        // Before every pre-clear report can have aged out, the noted counts
+        // stay as they were (never lowered to a smaller total).
+        let during = seen + jiff::SignedDuration::from_hours(30);
+        assert_eq!(base_at(&base, retention, during), counts(10));
+        // After retention and an hour, every retained report is post-clear.
+        let after = seen + jiff::SignedDuration::from_hours(49);
+        assert_eq!(base_at(&base, retention, after).failures, 0);
+        // Without a reports section nothing ages out.
+        assert_eq!(base_at(&base, None, after), counts(10));
     }
 
     #[test]
