@@ -32,7 +32,19 @@ pub struct Guard {
     webhook: reqwest::Client,
     /// Per (stream, version) with a cleared halt: the counts when this
     /// server first saw it cleared. Only reports since count against it.
-    baselines: std::sync::Mutex<BTreeMap<(String, String), Counts>>,
+    baselines: std::sync::Mutex<BTreeMap<(String, String), Baseline>>,
+    /// How long report counts are retained (`[reports] retention_days`).
+    retention: Option<jiff::SignedDuration>,
+    /// How many checks have run: each starts at the next stream, so a slow
+    /// stream cannot starve those after it.
+    checks: std::sync::atomic::AtomicUsize,
+}
+
+/// The counts of a cleared release when this server first saw the clear.
+#[derive(Debug, Clone, Copy)]
+struct Baseline {
+    counts: Counts,
+    seen: jiff::Timestamp,
 }
 
 /// A release's counts the guard judges on.
@@ -67,6 +79,8 @@ impl Guard {
             client,
             webhook,
             baselines: std::sync::Mutex::default(),
+            retention: server.reports.as_ref().map(|reports| reports.retention),
+            checks: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -79,6 +93,7 @@ impl Guard {
         stream: &str,
         view: &super::HaltView,
         mut release: ReleaseSummary,
+        time: jiff::Timestamp,
     ) -> Option<ReleaseSummary> {
         let key = (stream.to_string(), release.version.clone());
         let mut baselines = self.baselines.lock().unwrap_or_else(|p| p.into_inner());
@@ -107,15 +122,14 @@ impl Guard {
             rebooting: release.rebooting,
             missing: release.missing,
         };
-        let base = baselines.entry(key).or_insert(now);
-        // Reports age out of the retained hours: the baseline follows the
-        // counts down, so new reports are never hidden behind expired ones.
-        base.failures = base.failures.min(now.failures);
-        base.rebooting = base.rebooting.min(now.rebooting);
-        base.missing = base.missing.min(now.missing);
-        release.failures = now.failures - base.failures;
-        release.rebooting = now.rebooting - base.rebooting;
-        release.missing = now.missing - base.missing;
+        let base = baselines.entry(key).or_insert(Baseline {
+            counts: now,
+            seen: time,
+        });
+        let base = base_at(base, self.retention, time);
+        release.failures = now.failures.saturating_sub(base.failures);
+        release.rebooting = now.rebooting.saturating_sub(base.rebooting);
+        release.missing = now.missing.saturating_sub(base.missing);
         release.failure_share =
             (release.rebooting > 0).then(|| release.failures as f64 / release.rebooting as f64);
         Some(release)
@@ -128,6 +142,30 @@ impl Guard {
     }
 }
 
+/// The counts to subtract at `time`: the noted ones, kept as they are
+/// while reports from before the clear may still be retained (counts are
+/// per hour, so one hour more than the retention), none after that, when
+/// every retained report came after the clear.
+fn base_at(
+    base: &Baseline,
+    retention: Option<jiff::SignedDuration>,
+    time: jiff::Timestamp,
+) -> Counts {
+    let aged_out = retention
+        .and_then(|retention| retention.checked_add(jiff::SignedDuration::from_hours(1)))
+        .and_then(|window| base.seen.checked_add(window).ok())
+        .is_some_and(|all_gone| time >= all_gone);
+    if aged_out {
+        Counts {
+            failures: 0,
+            rebooting: 0,
+            missing: 0,
+        }
+    } else {
+        base.counts
+    }
+}
+
 /// Count a failed step of the guard or the alert trigger.
 pub(crate) fn failed(app: &AppState, kind: &'static str) {
     app.shared
@@ -137,9 +175,19 @@ pub(crate) fn failed(app: &AppState, kind: &'static str) {
         .inc();
 }
 
-/// The longest one check may take: well below the etcd leader lease's 30
-/// seconds, so a leader that lost its lease mid-check stops soon after.
-pub const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
+/// The longest one stream's part of a check may take: well below the etcd
+/// leader lease's 30 seconds, and leadership is asked again before each
+/// stream, so a leader that lost its lease mid-check stops soon after.
+pub const STREAM_CHECK_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// `streams` rotated to start at the `check`th (modulo their number).
+fn rotated<T>(mut streams: Vec<T>, check: usize) -> Vec<T> {
+    if !streams.is_empty() {
+        let start = check % streams.len();
+        streams.rotate_left(start);
+    }
+    streams
+}
 
 /// Whether this server still leads, asked right before it publishes: with
 /// etcd, another server may have taken over since the check began.
@@ -191,55 +239,87 @@ pub async fn run(app: AppState) {
             leading = now_leading;
         }
         app.shared.metrics.guard_leader.set(i64::from(leading));
-        if leading
-            && tokio::time::timeout(CHECK_TIMEOUT, check(&app, guard))
-                .await
-                .is_err()
-        {
-            failed(&app, "check_timeout");
-            tracing::warn!(
-                "a guard check took longer than {CHECK_TIMEOUT:?}; stopped it, trying again at the next check"
-            );
+        if leading {
+            check(&app, guard).await;
         }
     }
 }
 
 /// One evaluation of every stream with halts on, and the refreshes due.
+/// Each stream's part is time-limited on its own, after asking whether this
+/// server still leads; the order rotates from one check to the next.
 pub async fn check(app: &AppState, guard: &Guard) {
     let Some(reports) = &app.shared.reports else {
         return;
     };
     let halts = &app.shared.halts;
-    for stream in halts.streams() {
-        let view = halts.view(stream);
-        if !view.on {
+    let count = guard
+        .checks
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    for stream in rotated(halts.streams().collect(), count) {
+        let stream = stream.as_str();
+        if !halts.view(stream).on {
             continue;
         }
-        let now = (app.shared.clock)();
-        // A reports-store outage stops the judging, never the list's refresh.
-        match reports.tally(&app.shared.metrics, stream, now).await {
-            Ok(tally) => {
-                if !judge(app, guard, stream, &view, &tally).await {
-                    return;
-                }
-            }
-            Err(error) => {
-                failed(app, "tally");
-                tracing::warn!(stream, kind = error.kind, error = %error.value, "reading the outcome counts failed; not judging this stream now");
-            }
-        }
-        let due = view.held.as_ref().is_none_or(|held| {
-            let age = guard.config.lifetime - held.list.expires.duration_since(now);
-            age >= jiff::SignedDuration::try_from(guard.config.refresh_interval)
-                .unwrap_or(jiff::SignedDuration::MAX)
-        });
-        if due && !still_leads(app, stream).await {
+        if !still_leads(app, stream).await {
             return;
         }
-        if due && let Err(error) = refresh_list(app, stream).await {
-            tracing::error!(stream, kind = error.kind, error = %error.message, "refreshing the halt list failed; trying again at the next check");
+        match tokio::time::timeout(
+            STREAM_CHECK_TIMEOUT,
+            check_stream(app, guard, reports, stream),
+        )
+        .await
+        {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(_) => {
+                failed(app, "check_timeout");
+                tracing::warn!(
+                    stream,
+                    "checking a stream took longer than {STREAM_CHECK_TIMEOUT:?}; stopped it, trying again at the next check"
+                );
+            }
         }
     }
+}
+
+/// Judge one stream and refresh its list when due. `false`: this server no
+/// longer leads.
+async fn check_stream(
+    app: &AppState,
+    guard: &Guard,
+    reports: &crate::reports::Reports,
+    stream: &str,
+) -> bool {
+    let view = app.shared.halts.view(stream);
+    let now = (app.shared.clock)();
+    // A reports-store outage stops the judging, never the list's refresh.
+    match reports.tally(&app.shared.metrics, stream, now).await {
+        Ok(tally) => {
+            if !judge(app, guard, stream, &view, &tally).await {
+                return false;
+            }
+        }
+        Err(error) => {
+            failed(app, "tally");
+            tracing::warn!(stream, kind = error.kind, error = %error.value, "reading the outcome counts failed; not judging this stream now");
+        }
+    }
+    let due = view.held.as_ref().is_none_or(|held| {
+        let age = guard.config.lifetime - held.list.expires.duration_since(now);
+        age >= jiff::SignedDuration::try_from(guard.config.refresh_interval)
+            .unwrap_or(jiff::SignedDuration::MAX)
+    });
+    if !due {
+        return true;
+    }
+    if !still_leads(app, stream).await {
+        return false;
+    }
+    if let Err(error) = refresh_list(app, stream).await {
+        tracing::error!(stream, kind = error.kind, error = %error.message, "refreshing the halt list failed; trying again at the next check");
+    }
+    true
 }
 
 /// Judge each release of `stream` on its counts, halting those that trip.
@@ -262,7 +342,7 @@ async fn judge(
         if reported.iter().any(|d| view.halted.contains(d)) {
             continue;
         }
-        let Some(release) = guard.since_clear(stream, view, release) else {
+        let Some(release) = guard.since_clear(stream, view, release, (app.shared.clock)()) else {
             continue;
         };
         if !guard.trips(&release) {
@@ -416,7 +496,12 @@ async fn refresh_list(app: &AppState, stream: &str) -> Result<(), HaltsError> {
     let published = cairn_oci::halts::refresh_above(&target.store, &options, &target.floor())
         .await
         .inspect_err(|_| failed(app, "publish"))?;
-    hold_published(app, stream, &target, &published.manifest_digest).await?;
+    // Pushed: holding it runs on in a task of its own, so a check's time
+    // limit cannot stop it halfway.
+    let (task_app, task_stream) = (app.clone(), stream.to_string());
+    let digest = published.manifest_digest.clone();
+    finish_detached(async move { hold_published(&task_app, &task_stream, &target, &digest).await })
+        .await?;
     tracing::info!(
         stream,
         sequence = published.list.sequence,
@@ -485,81 +570,110 @@ pub async fn add_halt(
     )
     .await
     .inspect_err(|_| failed(app, "publish"))?;
-    hold_published(app, stream, &target, &published.manifest_digest).await?;
-    if !published.added {
-        return Ok(false);
-    }
-    let trigger = match tripped_by {
-        TrippedBy::Guard { .. } => "guard",
-        TrippedBy::Alert { .. } => "alert",
-        TrippedBy::Person { .. } => "person",
-    };
-    app.shared
-        .metrics
-        .halts_added
-        .get_or_create(&TriggerLabels {
-            stream: stream.to_string(),
-            trigger,
-        })
-        .inc();
-    let entry = published
-        .list
-        .entries
-        .iter()
-        .rev()
-        .find(|entry| entry.version == version);
-    let audit = AuditEntry {
-        time: (app.shared.clock)(),
-        stream: stream.to_string(),
-        version: version.to_string(),
-        digests,
-        halt_id: entry.map(|e| e.id.clone()).unwrap_or_default(),
-        tripped_by,
-        sequence: published.list.sequence,
-    };
-    tracing::warn!(
-        stream,
-        version,
-        halt_id = audit.halt_id,
-        sequence = audit.sequence,
-        reason,
-        "halted a release"
+    // Pushed: holding, auditing and announcing it run on in a task of their
+    // own, so a check's time limit cannot leave the halt unrecorded.
+    let (app, stream, version, reason) = (
+        app.clone(),
+        stream.to_string(),
+        version.to_string(),
+        reason.to_string(),
     );
-    if let Some(store) = &app.shared.halts.store
-        && let Err(error) = store.audit(&audit).await
-    {
-        failed(app, error.kind());
-        tracing::error!(%error, "writing the halt's audit entry failed");
-    }
-    if let Some(url) = &guard.config.webhook {
-        let body = serde_json::json!({
-            "event": "halted",
-            "stream": audit.stream,
-            "version": audit.version,
-            "digests": audit.digests,
-            "halt_id": audit.halt_id,
-            "sequence": audit.sequence,
-            "reason": reason,
-            "tripped_by": audit.tripped_by,
-            "time": audit.time,
-        });
-        let call = guard
-            .webhook
-            .post(url.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.to_string());
-        let answer = tokio::time::timeout(WEBHOOK_TIMEOUT, call.send()).await;
-        let error = match answer {
-            Ok(Ok(response)) => response.error_for_status().err().map(|e| e.to_string()),
-            Ok(Err(error)) => Some(error.to_string()),
-            Err(_) => Some(format!("no answer within {WEBHOOK_TIMEOUT:?}")),
-        };
-        if let Some(error) = error {
-            failed(app, "webhook");
-            tracing::warn!(%error, "the halt webhook call failed (the halt stands)");
+    finish_detached(async move {
+        let (app, stream, version, reason) =
+            (&app, stream.as_str(), version.as_str(), reason.as_str());
+        let webhook = app
+            .shared
+            .halts
+            .guard
+            .as_ref()
+            .and_then(|guard| Some((guard.config.webhook.clone()?, guard.webhook.clone())));
+        hold_published(app, stream, &target, &published.manifest_digest).await?;
+        if !published.added {
+            return Ok(false);
         }
-    }
-    Ok(true)
+        let trigger = match tripped_by {
+            TrippedBy::Guard { .. } => "guard",
+            TrippedBy::Alert { .. } => "alert",
+            TrippedBy::Person { .. } => "person",
+        };
+        app.shared
+            .metrics
+            .halts_added
+            .get_or_create(&TriggerLabels {
+                stream: stream.to_string(),
+                trigger,
+            })
+            .inc();
+        let entry = published
+            .list
+            .entries
+            .iter()
+            .rev()
+            .find(|entry| entry.version == version);
+        let audit = AuditEntry {
+            time: (app.shared.clock)(),
+            stream: stream.to_string(),
+            version: version.to_string(),
+            digests,
+            halt_id: entry.map(|e| e.id.clone()).unwrap_or_default(),
+            tripped_by,
+            sequence: published.list.sequence,
+        };
+        tracing::warn!(
+            stream,
+            version,
+            halt_id = audit.halt_id,
+            sequence = audit.sequence,
+            reason,
+            "halted a release"
+        );
+        if let Some(store) = &app.shared.halts.store
+            && let Err(error) = store.audit(&audit).await
+        {
+            failed(app, error.kind());
+            tracing::error!(%error, "writing the halt's audit entry failed");
+        }
+        if let Some((url, webhook)) = webhook {
+            let body = serde_json::json!({
+                "event": "halted",
+                "stream": audit.stream,
+                "version": audit.version,
+                "digests": audit.digests,
+                "halt_id": audit.halt_id,
+                "sequence": audit.sequence,
+                "reason": reason,
+                "tripped_by": audit.tripped_by,
+                "time": audit.time,
+            });
+            let call = webhook
+                .post(url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.to_string());
+            let answer = tokio::time::timeout(WEBHOOK_TIMEOUT, call.send()).await;
+            let error = match answer {
+                Ok(Ok(response)) => response.error_for_status().err().map(|e| e.to_string()),
+                Ok(Err(error)) => Some(error.to_string()),
+                Err(_) => Some(format!("no answer within {WEBHOOK_TIMEOUT:?}")),
+            };
+            if let Some(error) = error {
+                failed(app, "webhook");
+                tracing::warn!(%error, "the halt webhook call failed (the halt stands)");
+            }
+        }
+        Ok(true)
+    })
+    .await
+}
+
+/// Run `work` as a task of its own and wait for it: dropping the waiting
+/// future (a time limit) leaves the task running to its end.
+async fn finish_detached<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T, HaltsError>> + Send + 'static,
+) -> Result<T, HaltsError> {
+    tokio::spawn(work).await.map_err(|error| HaltsError {
+        kind: "task_failed",
+        message: format!("the task finishing a published halt list failed: {error}"),
+    })?
 }
 
 #[cfg(test)]
@@ -572,6 +686,59 @@ mod tests {
         tally.add(Outcome::Rebooting, rebooting);
         tally.add(Outcome::BootFailed, failed);
         tally
+    }
+
+    #[test]
+    fn failures_after_a_clear_stay_counted_while_old_reports_age_out() {
+        let counts = |failures| Counts {
+            failures,
+            rebooting: 20,
+            missing: 0,
+        };
+        let seen: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().expect("time");
+        let base = Baseline {
+            counts: counts(10),
+            seen,
+        };
+        let retention = Some(jiff::SignedDuration::from_hours(48));
+        // Before every pre-clear report can have aged out, the noted counts
+        // stay as they were (never lowered to a smaller total).
+        let during = seen + jiff::SignedDuration::from_hours(30);
+        assert_eq!(base_at(&base, retention, during), counts(10));
+        // After retention and an hour, every retained report is post-clear.
+        let after = seen + jiff::SignedDuration::from_hours(49);
+        assert_eq!(base_at(&base, retention, after).failures, 0);
+        // Without a reports section nothing ages out.
+        assert_eq!(base_at(&base, None, after), counts(10));
+    }
+
+    #[test]
+    fn each_check_starts_at_the_next_stream() {
+        let streams = || vec!["a", "b", "c"];
+        assert_eq!(rotated(streams(), 0), ["a", "b", "c"]);
+        assert_eq!(rotated(streams(), 1), ["b", "c", "a"]);
+        assert_eq!(rotated(streams(), 5), ["c", "a", "b"]);
+        assert!(rotated(Vec::<&str>::new(), 3).is_empty());
+    }
+
+    #[tokio::test]
+    async fn work_finished_detached_outlives_a_cancelled_wait() {
+        let (done, finished) = tokio::sync::oneshot::channel();
+        let (go, start) = tokio::sync::oneshot::channel::<()>();
+        let waiting = finish_detached(async move {
+            let _ = start.await;
+            let _ = done.send(());
+            Ok(())
+        });
+        // The wait is cut off before the work can finish...
+        assert!(
+            tokio::time::timeout(Duration::from_millis(10), waiting)
+                .await
+                .is_err()
+        );
+        // ...and the work still runs to its end.
+        go.send(()).expect("the task is alive");
+        finished.await.expect("the detached work finished");
     }
 
     #[test]
