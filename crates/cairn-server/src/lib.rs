@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod fleetlock;
 pub mod halts;
