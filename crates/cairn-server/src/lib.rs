@@ -61,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         router = router.route("/v2/alerts", post(routes::alerts::post));
     }
     router
+        .merge(dashboard::routes())
         .route("/v1/graph", get(routes::graph::get))
         .route("/v2/graph/{stream}", get(routes::document::get))
         .route("/v2/halts/{stream}", get(routes::halts::get))
@@ -107,7 +108,11 @@ fn route_label(path: Option<&str>) -> &'static str {
         Some("/v1/x-cairn/locks") => "/v1/x-cairn/locks",
         Some("/v1/x-cairn/locks/{group}/release") => "/v1/x-cairn/locks/release",
         Some("/v1/x-cairn/locks/{group}/ack") => "/v1/x-cairn/locks/ack",
-        _ => "other",
+        // The dashboard's routes, by kind: templates, never request paths.
+        Some(path) if path.starts_with("/api/") => "/api",
+        Some(path) if path.starts_with("/static/") => "/static",
+        Some(_) => "dashboard",
+        None => "other",
     }
 }
 

@@ -46,6 +46,8 @@ pub struct Shared {
     pub tokens: Arc<Tokens>,
     /// Halt lists of every stream.
     pub halts: Arc<Halts>,
+    /// Dashboard sessions.
+    pub sessions: crate::dashboard::session::Sessions,
 }
 
 /// The services beside the graphs, each present when configured.
@@ -140,6 +142,7 @@ impl AppState {
                 reports: services.reports,
                 tokens: services.tokens,
                 halts,
+                sessions: Default::default(),
             }),
         }
     }
