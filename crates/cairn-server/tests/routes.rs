@@ -486,7 +486,14 @@ async fn the_login_form_refuses_bad_csrf_plain_http_unknown_and_report_tokens() 
 
     let planted_cookie = format!("cairn_login_csrf={planted}");
     let with_cookie = [("cookie", login_cookie.as_str())];
-    let cases: Vec<(&str, Option<&str>, Vec<(&str, &str)>, Vec<(&str, &str)>)> = vec![
+    // (notice, peer, headers, fields)
+    type Case<'a> = (
+        &'a str,
+        Option<&'a str>,
+        Vec<(&'a str, &'a str)>,
+        Vec<(&'a str, &'a str)>,
+    );
+    let cases: Vec<Case> = vec![
         (
             "csrf",
             Some(LOOPBACK),
