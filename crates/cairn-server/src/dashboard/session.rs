@@ -926,6 +926,15 @@ mod tests {
     }
 
     #[test]
+    fn the_login_page_and_the_login_action_share_their_path() {
+        // The page (GET, in `pages`) and the action (POST, here) are merged
+        // routers on one path: axum merges their methods.
+        let pages: Router<AppState> =
+            Router::new().route("/login", axum::routing::get(|| async { "page" }));
+        let _ = pages.merge(routes());
+    }
+
+    #[test]
     fn the_oldest_session_goes_past_the_cap() {
         let sessions = Sessions::default();
         let token = Token::from_text(
