@@ -56,6 +56,54 @@ struct RawConfig {
     halts: Option<crate::halts::config::RawHalts>,
     #[serde(default)]
     guard: Option<crate::halts::config::RawGuard>,
+    #[serde(default)]
+    dashboard: Option<RawDashboard>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDashboard {
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(default)]
+    session_hours: Option<u64>,
+}
+
+/// Default lifetime of a dashboard session, in hours: a working day.
+pub const DEFAULT_SESSION_HOURS: u64 = 8;
+/// The longest dashboard session allowed, in hours: a week.
+pub const MAX_SESSION_HOURS: u64 = 168;
+
+/// The `[dashboard]` section, validated (all defaults without one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DashboardConfig {
+    /// Serve the dashboard (pages, `/api/` and the actions) at all.
+    pub enabled: bool,
+    /// How long a login lasts; the session cookie's `Max-Age`.
+    pub session_lifetime: jiff::SignedDuration,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        DashboardConfig {
+            enabled: true,
+            session_lifetime: jiff::SignedDuration::from_hours(DEFAULT_SESSION_HOURS as i64),
+        }
+    }
+}
+
+fn dashboard(raw: RawDashboard) -> Result<DashboardConfig, String> {
+    let hours = raw.session_hours.unwrap_or(DEFAULT_SESSION_HOURS);
+    if !(1..=MAX_SESSION_HOURS).contains(&hours) {
+        return Err(format!(
+            "key `dashboard.session_hours`: {hours} is not between 1 and {MAX_SESSION_HOURS} (a week)"
+        ));
+    }
+    Ok(DashboardConfig {
+        enabled: raw.enabled.unwrap_or(true),
+        // At most 168: the cast cannot wrap.
+        session_lifetime: jiff::SignedDuration::from_hours(hours as i64),
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -418,6 +466,8 @@ pub struct Config {
     pub halts: Option<crate::halts::config::HaltsConfig>,
     /// The rollout guard, when configured.
     pub guard: Option<crate::halts::config::GuardConfig>,
+    /// The web dashboard at `/`.
+    pub dashboard: DashboardConfig,
 }
 
 /// A configuration that cannot be used; names the file and the key.
@@ -521,6 +571,12 @@ impl Config {
                 "key `reports`: the collector needs at least one [[stream]]: a report is checked against its stream's graph".into(),
             ));
         }
+        let dashboard = raw
+            .dashboard
+            .map(dashboard)
+            .transpose()
+            .map_err(error)?
+            .unwrap_or_default();
         let mut tokens = Vec::new();
         for (n, token) in raw.tokens.into_iter().enumerate() {
             let file = base.join(&token.file);
@@ -617,6 +673,7 @@ impl Config {
             tokens: Arc::new(Tokens(tokens)),
             halts,
             guard,
+            dashboard,
         })
     }
 }
@@ -1187,6 +1244,25 @@ mod tests {
         let config = Config::from_toml(text, Path::new("c.toml")).expect("valid");
         assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(config.refresh_interval, Duration::from_secs(30));
+        assert!(config.dashboard.enabled);
+        assert_eq!(
+            config.dashboard.session_lifetime,
+            jiff::SignedDuration::from_hours(8)
+        );
+    }
+
+    #[test]
+    fn the_dashboard_section_is_read() {
+        let text = "[[stream]]\nname = \"s\"\nfcos = { releases = \"r\", updates = \"u\" }\n\
+                    [dashboard]\nenabled = false\nsession_hours = 168\n";
+        let config = Config::from_toml(text, Path::new("c.toml")).expect("valid");
+        assert_eq!(
+            config.dashboard,
+            DashboardConfig {
+                enabled: false,
+                session_lifetime: jiff::SignedDuration::from_hours(168),
+            }
+        );
     }
 
     #[test]
@@ -1294,6 +1370,18 @@ mod tests {
             (
                 "[[stream]]\nname = \"s\"\nscan = { repository = \"r.example/os\", base_graph = \"fcos:s\", base_layers_from = \"Not A Repo\" }",
                 "key `stream[0].scan.base_layers_from` (s): ",
+            ),
+            (
+                "[[stream]]\nname = \"s\"\nfcos = { releases = \"r\", updates = \"u\" }\n[dashboard]\nsession_hours = 0",
+                "key `dashboard.session_hours`: 0 is not between 1 and 168",
+            ),
+            (
+                "[[stream]]\nname = \"s\"\nfcos = { releases = \"r\", updates = \"u\" }\n[dashboard]\nsession_hours = 169",
+                "key `dashboard.session_hours`: 169 is not between 1 and 168",
+            ),
+            (
+                "[[stream]]\nname = \"s\"\nfcos = { releases = \"r\", updates = \"u\" }\n[dashboard]\nsesion_hours = 8",
+                "sesion_hours",
             ),
         ];
         for (text, needle) in cases {

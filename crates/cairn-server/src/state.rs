@@ -46,6 +46,8 @@ pub struct Shared {
     pub tokens: Arc<Tokens>,
     /// Halt lists of every stream.
     pub halts: Arc<Halts>,
+    /// The `[dashboard]` settings.
+    pub dashboard: crate::config::DashboardConfig,
     /// Dashboard sessions.
     pub sessions: crate::dashboard::session::Sessions,
 }
@@ -115,6 +117,17 @@ impl AppState {
         max_age: u64,
         services: Services,
     ) -> Self {
+        Self::with_dashboard(streams, clock, max_age, services, Default::default())
+    }
+
+    /// State with every service and the `[dashboard]` settings given.
+    pub fn with_dashboard(
+        streams: impl IntoIterator<Item = String>,
+        clock: Clock,
+        max_age: u64,
+        services: Services,
+        dashboard: crate::config::DashboardConfig,
+    ) -> Self {
         let streams: BTreeMap<String, StreamSlot> = streams
             .into_iter()
             .map(|s| (s, StreamSlot::default()))
@@ -142,7 +155,8 @@ impl AppState {
                 reports: services.reports,
                 tokens: services.tokens,
                 halts,
-                sessions: Default::default(),
+                sessions: crate::dashboard::session::Sessions::new(dashboard.session_lifetime),
+                dashboard,
             }),
         }
     }

@@ -57,6 +57,16 @@ impl std::fmt::Debug for Token {
 }
 
 impl Token {
+    /// How the token is named to people (the dashboard, logs): its file's
+    /// name, never its secret.
+    pub fn name(&self) -> String {
+        self.file
+            .file_name()
+            .unwrap_or(self.file.as_os_str())
+            .to_string_lossy()
+            .into_owned()
+    }
+
     /// A token from its file's text (surrounding whitespace ignored).
     pub fn from_text(file: PathBuf, text: &str, scopes: Vec<Scope>) -> Result<Token, String> {
         let secret = text.trim();
@@ -82,6 +92,21 @@ impl Token {
 pub struct Tokens(pub Vec<Token>);
 
 impl Tokens {
+    /// The configured token whose secret is `presented` (surrounding
+    /// whitespace ignored, as in its file), compared in constant time.
+    pub fn find(&self, presented: &str) -> Option<&Token> {
+        // Digests have one length, so the comparison time tells nothing; and
+        // every token is compared, so neither does the count.
+        let digest: [u8; 32] = Sha256::digest(presented.trim().as_bytes()).into();
+        let mut matched: Option<&Token> = None;
+        for token in &self.0 {
+            if bool::from(token.digest.ct_eq(&digest)) {
+                matched = Some(token);
+            }
+        }
+        matched
+    }
+
     /// Allow the request if its `Authorization: Bearer` token has `scope`.
     pub fn authorize(&self, headers: &HeaderMap, scope: Scope) -> Result<(), ApiError> {
         let unauthorized = |kind, value: &str| ApiError {
@@ -104,17 +129,9 @@ impl Tokens {
                     "this call needs an `Authorization: Bearer <token>` header",
                 )
             })?;
-        // Digests have one length, so the comparison time tells nothing; and
-        // every token is compared, so neither does the count.
-        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        let mut matched: Option<&Token> = None;
-        for token in &self.0 {
-            if bool::from(token.digest.ct_eq(&digest)) {
-                matched = Some(token);
-            }
-        }
-        let token =
-            matched.ok_or_else(|| unauthorized("invalid_token", "the token is not known"))?;
+        let token = self
+            .find(presented)
+            .ok_or_else(|| unauthorized("invalid_token", "the token is not known"))?;
         if token.scopes.contains(&scope) {
             Ok(())
         } else {
@@ -169,6 +186,22 @@ mod tests {
             kind(&headers("Bearer report-secret-0123456789")),
             Some("missing_scope")
         );
+    }
+
+    #[test]
+    fn a_token_is_found_by_its_secret_and_named_by_its_file() {
+        let tokens = Tokens(vec![
+            Token::from_text(
+                "/etc/cairn/ops.token".into(),
+                "ops-secret-0123456789",
+                vec![Scope::Halt],
+            )
+            .expect("token"),
+        ]);
+        let found = tokens.find(" ops-secret-0123456789\n").expect("found");
+        assert_eq!(found.name(), "ops.token");
+        assert!(tokens.find("ops-secret-012345678").is_none());
+        assert!(tokens.find("").is_none());
     }
 
     #[test]

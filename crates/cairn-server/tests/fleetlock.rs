@@ -20,6 +20,7 @@ const REPORT_TOKEN: &str = "report-token-0123456789";
 /// A server with a settable clock.
 struct Server {
     url: String,
+    state: AppState,
     now: Arc<Mutex<Timestamp>>,
     _dir: tempfile::TempDir,
     #[cfg(feature = "etcd")]
@@ -78,12 +79,13 @@ async fn start_in(dir: tempfile::TempDir, store: &str, section: &str) -> Server 
         .await
         .expect("bind");
     let address = listener.local_addr().expect("address");
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
     Server {
         url: format!("http://{address}"),
+        state,
         now,
         _dir: dir,
         #[cfg(feature = "etcd")]
@@ -688,4 +690,40 @@ async fn only_a_holder_halts_its_group_and_ack_frees_the_failed_node_s_slot() {
     let (_, locks) = admin(&server, "GET", "", None).await;
     assert!(holders(&locks, "default").is_empty(), "{locks}");
     assert_eq!(zincati(&server, "pre-reboot", "b", "default").await.0, 200);
+}
+
+#[tokio::test]
+async fn the_dashboard_acks_a_halted_group_only_with_its_csrf_token() {
+    let server = start(&format!("{LOOPBACK}[[fleet_lock.group]]\nname = \"w\"\n")).await;
+    assert_eq!(zincati(&server, "pre-reboot", "a", "w").await.0, 200);
+    server.set_time(61);
+    assert_eq!(
+        zincati(&server, "pre-reboot", "b", "w").await.0,
+        423,
+        "halted"
+    );
+    let (cookie, csrf) = common::dashboard_login(&server.state, ADMIN_TOKEN).await;
+    let ack = |csrf: String| {
+        let (state, cookie) = (server.state.clone(), cookie.clone());
+        async move {
+            common::post_form(
+                &state,
+                "/ui/locks/w/ack",
+                None,
+                &[("cookie", &cookie)],
+                &[("csrf", &csrf)],
+            )
+            .await
+            .location
+        }
+    };
+    assert_eq!(ack("f".repeat(64)).await, "/locks?notice=csrf");
+    assert_eq!(
+        zincati(&server, "pre-reboot", "b", "w").await.0,
+        423,
+        "a wrong CSRF token leaves the group halted"
+    );
+    assert_eq!(ack(csrf.clone()).await, "/locks?notice=acked");
+    assert_eq!(zincati(&server, "pre-reboot", "b", "w").await.0, 200);
+    assert_eq!(ack(csrf).await, "/locks?notice=not_halted");
 }

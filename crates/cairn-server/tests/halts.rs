@@ -1041,3 +1041,99 @@ async fn two_servers_on_one_etcd_publish_exactly_one_halt() {
         .expect("audits");
     assert_eq!(audits.len(), 1, "{audits:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_halts_a_release_only_with_a_halt_session_and_its_csrf_token() {
+    const ADMIN_TOKEN: &str = "admin-token-0123456789ab";
+    let lists = Lists::start().await;
+    lists.publish(None).await;
+    let (url, _) = webhook().await;
+    std::fs::write(lists.dir.path().join("admin.token"), ADMIN_TOKEN).expect("token");
+    let extra = format!(
+        "{}[[token]]\nfile = \"admin.token\"\nscopes = [\"lock-admin\"]\n",
+        guard_config(lists.dir.path(), &url)
+    );
+    let server = start_with(
+        &lists,
+        "database = \"halts.sqlite\"\n",
+        Timestamp::now(),
+        0,
+        &extra,
+    )
+    .await;
+    let state = &server.state;
+    let (store, _) = lists.options();
+    let entries = || async {
+        cairn_oci::halts::fetch(&store, TAG)
+            .await
+            .expect("fetch")
+            .list
+            .entries
+    };
+    let form = |csrf: &str| {
+        vec![
+            ("stream", "stable".to_string()),
+            ("version", "44.2".to_string()),
+            ("reason", "hosts roll back from 44.2".to_string()),
+            ("csrf", csrf.to_string()),
+        ]
+    };
+    let post = |cookie: Option<String>, fields: Vec<(&'static str, String)>| async move {
+        let headers: Vec<(&str, &str)> = cookie.iter().map(|c| ("cookie", c.as_str())).collect();
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        common::post_form(state, "/ui/halt", None, &headers, &fields)
+            .await
+            .location
+    };
+    let (admin, admin_csrf) = common::dashboard_login(state, ADMIN_TOKEN).await;
+    let (halter, csrf) = common::dashboard_login(state, HALT_TOKEN).await;
+    // Refused: no session, a session without the halt scope, a missing or
+    // another session's CSRF token, an unknown release, no reason.
+    let mut missing_csrf = form("");
+    missing_csrf.pop();
+    let mut no_reason = form(&csrf);
+    no_reason[2].1 = " ".into();
+    let mut unknown = form(&csrf);
+    unknown[1].1 = "99.9".into();
+    let refused = [
+        (None, form(&csrf), "unauthorized"),
+        (Some(admin.clone()), form(&admin_csrf), "forbidden"),
+        (Some(halter.clone()), missing_csrf, "csrf"),
+        (Some(halter.clone()), form(&admin_csrf), "csrf"),
+        (Some(halter.clone()), unknown, "unknown_release"),
+        (Some(halter.clone()), no_reason, "invalid_reason"),
+    ];
+    for (cookie, fields, notice) in refused {
+        assert_eq!(
+            post(cookie, fields).await,
+            format!("/streams/stable?notice={notice}")
+        );
+    }
+    assert!(entries().await.is_empty(), "refused forms halt nothing");
+    assert_eq!(server.edges().await.len(), 3);
+
+    // Everything right: published through the add-only list, as the person
+    // the token's file names.
+    assert_eq!(
+        post(Some(halter.clone()), form(&csrf)).await,
+        "/streams/stable?notice=halted"
+    );
+    let list = entries().await;
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0].version, "44.2");
+    assert_eq!(list[0].reason, "hosts roll back from 44.2");
+    assert_eq!(list[0].digests, [digest(2)]);
+    assert_eq!(
+        list[0].tripped_by,
+        TrippedBy::Person {
+            who: "halt.token".into()
+        }
+    );
+    // Held at once: no edge leads into 44.2 any more.
+    assert_eq!(server.edges().await, [edge(1, 3), edge(2, 3)]);
+    assert_eq!(
+        post(Some(halter), form(&csrf)).await,
+        "/streams/stable?notice=already_halted"
+    );
+    assert_eq!(entries().await.len(), 1);
+}

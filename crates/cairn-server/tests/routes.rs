@@ -1,6 +1,8 @@
 //! Every route through `router(state).oneshot(request)`, with no socket: golden
 //! answers against `cairn graph fcos`'s model, errors, caching headers.
 
+mod common;
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use cairn_graph::Scheme;
@@ -423,4 +425,327 @@ async fn derived_streams_number_nodes_in_update_order() {
         .map(|n| (n.version.as_str(), n.base_age))
         .collect();
     assert_eq!(bases, [("d0", Some(0)), ("d2", Some(1)), ("d1", Some(2))]);
+}
+
+// The dashboard's login, sessions and logout.
+
+const HALT_TOKEN: &str = "halt-secret-0123456789";
+const ADMIN_TOKEN: &str = "admin-secret-0123456789";
+const REPORT_TOKEN: &str = "report-secret-0123456789";
+const LOOPBACK: &str = "127.0.0.1:40000";
+
+/// A server with the three kinds of token, on a settable clock.
+fn dashboard_state() -> (AppState, Arc<std::sync::Mutex<Timestamp>>) {
+    use cairn_server::tokens::{Scope, Token, Tokens};
+    let token = |file: &str, secret: &str, scope| {
+        Token::from_text(format!("/etc/cairn/{file}").into(), secret, vec![scope]).expect("token")
+    };
+    let tokens = Tokens(vec![
+        token("halt.token", HALT_TOKEN, Scope::Halt),
+        token("admin.token", ADMIN_TOKEN, Scope::LockAdmin),
+        token("report.token", REPORT_TOKEN, Scope::Report),
+    ]);
+    let now = Arc::new(std::sync::Mutex::new(
+        Timestamp::from_second(NOW).expect("time"),
+    ));
+    let reading = Arc::clone(&now);
+    let clock = Arc::new(move || *reading.lock().expect("clock"));
+    let state =
+        AppState::with_services(STREAMS.map(String::from), clock, 30, None, Arc::new(tokens));
+    (state, now)
+}
+
+fn cookie_headers(cookie: &str) -> axum::http::HeaderMap {
+    let mut headers = axum::http::HeaderMap::new();
+    headers.insert(header::COOKIE, cookie.parse().expect("cookie"));
+    headers
+}
+
+#[tokio::test]
+async fn the_login_form_refuses_bad_csrf_plain_http_unknown_and_report_tokens() {
+    use cairn_server::dashboard::session::{login_form_token, viewer};
+    let (state, _) = dashboard_state();
+    let (csrf, set) = login_form_token(&state, &axum::http::HeaderMap::new());
+    assert_eq!(
+        set.expect("a cookie to set").to_str().expect("ASCII"),
+        format!(
+            "cairn_login_csrf={csrf}; HttpOnly; Secure; SameSite=Strict; Path=/login; Max-Age=3600"
+        )
+    );
+    let login_cookie = format!("cairn_login_csrf={csrf}");
+    // The form's token is reused while the cookie carries it.
+    let (again, set) = login_form_token(&state, &cookie_headers(&login_cookie));
+    assert_eq!((again.as_str(), set), (csrf.as_str(), None));
+    // A well-formed token this server did not make is replaced.
+    let planted = "ab".repeat(64);
+    let (fresh, set) = login_form_token(
+        &state,
+        &cookie_headers(&format!("cairn_login_csrf={planted}")),
+    );
+    assert!(fresh != planted && set.is_some());
+
+    let planted_cookie = format!("cairn_login_csrf={planted}");
+    let with_cookie = [("cookie", login_cookie.as_str())];
+    // (notice, peer, headers, fields)
+    type Case<'a> = (
+        &'a str,
+        Option<&'a str>,
+        Vec<(&'a str, &'a str)>,
+        Vec<(&'a str, &'a str)>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "csrf",
+            Some(LOOPBACK),
+            with_cookie.to_vec(),
+            vec![("token", HALT_TOKEN)],
+        ),
+        (
+            "csrf",
+            Some(LOOPBACK),
+            with_cookie.to_vec(),
+            vec![("csrf", &fresh), ("token", HALT_TOKEN)],
+        ),
+        (
+            "csrf",
+            Some(LOOPBACK),
+            vec![],
+            vec![("csrf", &csrf), ("token", HALT_TOKEN)],
+        ),
+        (
+            "csrf",
+            Some(LOOPBACK),
+            vec![("cookie", &planted_cookie)],
+            vec![("csrf", planted.as_str()), ("token", HALT_TOKEN)],
+        ),
+        (
+            "plain_http",
+            Some("10.0.0.5:40000"),
+            with_cookie.to_vec(),
+            vec![("csrf", &csrf), ("token", HALT_TOKEN)],
+        ),
+        (
+            "plain_http",
+            Some(LOOPBACK),
+            vec![("cookie", &login_cookie), ("x-forwarded-proto", "http")],
+            vec![("csrf", &csrf), ("token", HALT_TOKEN)],
+        ),
+        (
+            "plain_http",
+            None,
+            with_cookie.to_vec(),
+            vec![("csrf", &csrf), ("token", HALT_TOKEN)],
+        ),
+        (
+            "unauthorized",
+            Some(LOOPBACK),
+            with_cookie.to_vec(),
+            vec![("csrf", &csrf), ("token", "unknown-secret-0123456789")],
+        ),
+        (
+            "unauthorized",
+            Some(LOOPBACK),
+            with_cookie.to_vec(),
+            vec![("csrf", &csrf)],
+        ),
+        (
+            "forbidden",
+            Some(LOOPBACK),
+            with_cookie.to_vec(),
+            vec![("csrf", &csrf), ("token", REPORT_TOKEN)],
+        ),
+    ];
+    for (notice, peer, headers, fields) in &cases {
+        let posted = common::post_form(&state, "/login", *peer, headers, fields).await;
+        assert_eq!(posted.status, StatusCode::SEE_OTHER, "{posted:?}");
+        assert_eq!(
+            posted.location,
+            format!("/login?notice={notice}"),
+            "{fields:?}"
+        );
+        assert!(posted.cookies.is_empty(), "{posted:?}");
+        assert!(
+            state.shared.sessions.is_empty(),
+            "no session from {fields:?}"
+        );
+    }
+
+    // A TLS proxy on this host says it received HTTPS: the login succeeds.
+    let posted = common::post_form(
+        &state,
+        "/login",
+        Some(LOOPBACK),
+        &[("cookie", &login_cookie), ("x-forwarded-proto", "https")],
+        &[("csrf", &csrf), ("token", HALT_TOKEN)],
+    )
+    .await;
+    assert_eq!(posted.status, StatusCode::SEE_OTHER);
+    assert_eq!(posted.location, "/?notice=logged_in");
+    let session = posted.cookies[0]
+        .strip_prefix("cairn_session=")
+        .and_then(|rest| rest.split(';').next())
+        .expect("the session cookie first");
+    assert!(
+        session.len() == 64 && session.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{session}"
+    );
+    assert_eq!(
+        posted.cookies,
+        [
+            format!(
+                "cairn_session={session}; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=28800"
+            ),
+            "cairn_login_csrf=; HttpOnly; Secure; SameSite=Strict; Path=/login; Max-Age=0"
+                .to_string(),
+        ]
+    );
+    let viewer = viewer(&state, &cookie_headers(&format!("cairn_session={session}")));
+    assert_eq!(viewer.name.as_deref(), Some("halt.token"));
+    assert!(viewer.can_halt && !viewer.can_admin_locks);
+    let session_csrf = viewer.csrf.expect("csrf");
+    assert_eq!(session_csrf.len(), 64);
+    // The session's own CSRF token is not the login form's.
+    assert_ne!(session_csrf, csrf);
+    // Neither the id, nor the digest it is kept under, nor the CSRF token
+    // shows in a debug print.
+    let debug = format!("{:?}", state.shared.sessions);
+    let digest = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(session));
+    for secret in [session.to_string(), hex::encode(digest), session_csrf] {
+        assert!(!debug.contains(&secret), "{debug}");
+    }
+    assert!(debug.contains("live: 1"), "{debug}");
+}
+
+#[tokio::test]
+async fn sessions_end_at_their_expiry_on_the_injected_clock_and_at_logout() {
+    use cairn_server::dashboard::session::viewer;
+    let (state, now) = dashboard_state();
+    let (cookie, csrf) = common::dashboard_login(&state, ADMIN_TOKEN).await;
+    let headers = cookie_headers(&cookie);
+    let admin = viewer(&state, &headers);
+    assert_eq!(admin.name.as_deref(), Some("admin.token"));
+    assert!(admin.can_admin_locks && !admin.can_halt);
+    let start = Timestamp::from_second(NOW).expect("time");
+    *now.lock().expect("clock") =
+        start + jiff::SignedDuration::from_hours(8) - jiff::SignedDuration::from_secs(1);
+    assert!(
+        viewer(&state, &headers).name.is_some(),
+        "a second before its end"
+    );
+    *now.lock().expect("clock") = start + jiff::SignedDuration::from_hours(8);
+    let expired = viewer(&state, &headers);
+    assert!(expired.name.is_none() && expired.csrf.is_none() && !expired.can_admin_locks);
+    assert!(
+        state.shared.sessions.is_empty(),
+        "the expired session is dropped"
+    );
+
+    // Logout needs the session's CSRF token too.
+    let (cookie, csrf_now) = common::dashboard_login(&state, ADMIN_TOKEN).await;
+    assert_ne!(csrf_now, csrf);
+    let posted = common::post_form(
+        &state,
+        "/logout",
+        None,
+        &[("cookie", &cookie)],
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(posted.location, "/?notice=csrf");
+    assert!(viewer(&state, &cookie_headers(&cookie)).name.is_some());
+    let posted = common::post_form(
+        &state,
+        "/logout",
+        None,
+        &[("cookie", &cookie)],
+        &[("csrf", &csrf_now)],
+    )
+    .await;
+    assert_eq!(posted.location, "/?notice=logged_out");
+    assert_eq!(
+        posted.cookies,
+        ["cairn_session=; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=0"]
+    );
+    assert!(viewer(&state, &cookie_headers(&cookie)).name.is_none());
+    assert!(state.shared.sessions.is_empty());
+}
+
+#[tokio::test]
+async fn failed_logins_from_one_address_are_limited_to_ten_a_minute() {
+    use cairn_server::dashboard::session::login_form_token;
+    let (state, now) = dashboard_state();
+    let (csrf, _) = login_form_token(&state, &axum::http::HeaderMap::new());
+    let cookie = format!("cairn_login_csrf={csrf}");
+    let attempt = |token: &'static str| {
+        let (state, csrf, cookie) = (state.clone(), csrf.clone(), cookie.clone());
+        async move {
+            common::post_form(
+                &state,
+                "/login",
+                Some(LOOPBACK),
+                &[("cookie", &cookie)],
+                &[("csrf", &csrf), ("token", token)],
+            )
+            .await
+            .notice()
+            .to_string()
+        }
+    };
+    for _ in 0..10 {
+        assert_eq!(attempt("guessed-secret-0123456789").await, "unauthorized");
+    }
+    assert_eq!(attempt(HALT_TOKEN).await, "too_many_attempts");
+    *now.lock().expect("clock") = Timestamp::from_second(NOW + 60).expect("time");
+    assert_eq!(attempt(HALT_TOKEN).await, "logged_in");
+}
+
+#[tokio::test]
+async fn actions_without_a_session_or_its_csrf_token_do_nothing() {
+    let (state, _) = dashboard_state();
+    let (cookie, csrf) = common::dashboard_login(&state, ADMIN_TOKEN).await;
+    let halt = [
+        ("stream", "stable"),
+        ("version", "40.20240906.3.0"),
+        ("reason", "broken"),
+    ];
+    let posted = common::post_form(
+        &state,
+        "/ui/halt",
+        None,
+        &[],
+        &[&halt[..], &[("csrf", &csrf)]].concat(),
+    )
+    .await;
+    assert_eq!(posted.location, "/streams/stable?notice=unauthorized");
+    let posted = common::post_form(
+        &state,
+        "/ui/halt",
+        None,
+        &[("cookie", &cookie)],
+        &[&halt[..], &[("csrf", &csrf)]].concat(),
+    )
+    .await;
+    assert_eq!(
+        posted.location, "/streams/stable?notice=forbidden",
+        "a lock-admin session may not halt"
+    );
+    let posted = common::post_form(
+        &state,
+        "/ui/locks/default/ack",
+        None,
+        &[("cookie", &cookie)],
+        &[("csrf", "0".repeat(64).as_str())],
+    )
+    .await;
+    assert_eq!(posted.location, "/locks?notice=csrf");
+    // Without FleetLock the checked ack fails, and says so.
+    let posted = common::post_form(
+        &state,
+        "/ui/locks/default/ack",
+        None,
+        &[("cookie", &cookie)],
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(posted.location, "/locks?notice=failed");
 }

@@ -389,14 +389,22 @@ pub async fn ack(
     Path(group): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let lock = fleet(&state)?;
+    fleet(&state)?;
     state.shared.tokens.authorize(&headers, Scope::LockAdmin)?;
-    let policy = admin_group(lock, &group)?;
+    let was_halted = ack_group(&state, &group).await?;
+    Ok(Json(json!({"was_halted": was_halted})).into_response())
+}
+
+/// Resume a halted group, for whoever the caller has authorized (the API
+/// route and the dashboard's action): whether it was halted.
+pub async fn ack_group(state: &AppState, group: &str) -> Result<bool, ApiError> {
+    let lock = fleet(state)?;
+    let policy = admin_group(lock, group)?;
     let now = (state.shared.clock)();
     let change = lock
-        .apply(&state.shared.metrics, &group, policy, LockOp::Ack, now)
+        .apply(&state.shared.metrics, group, policy, LockOp::Ack, now)
         .await?;
     let was_halted = matches!(change.applied.outcome, Outcome::Acked { was_halted: true });
     tracing::warn!(group, was_halted, "FleetLock group acked by an operator");
-    Ok(Json(json!({"was_halted": was_halted})).into_response())
+    Ok(was_halted)
 }

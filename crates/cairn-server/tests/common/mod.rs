@@ -65,3 +65,98 @@ macro_rules! on_every_backend {
         }
     };
 }
+
+/// What a dashboard form POST answered: its status, `Location` and every
+/// `Set-Cookie`.
+#[derive(Debug)]
+pub struct Posted {
+    pub status: StatusCode,
+    pub location: String,
+    pub cookies: Vec<String>,
+}
+
+impl Posted {
+    /// The `?notice=` kind of the redirect.
+    pub fn notice(&self) -> &str {
+        self.location
+            .split_once("?notice=")
+            .map_or("", |(_, notice)| notice)
+    }
+}
+
+/// POST `fields` form-encoded to `uri` through the router, from `peer` (as
+/// a server with connect info sees it; `None`: no peer known), with these
+/// extra headers.
+pub async fn post_form(
+    state: &AppState,
+    uri: &str,
+    peer: Option<&str>,
+    headers: &[(&str, &str)],
+    fields: &[(&str, &str)],
+) -> Posted {
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(fields)
+        .finish();
+    let mut request =
+        Request::post(uri).header("content-type", "application/x-www-form-urlencoded");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let mut request = request.body(Body::from(body)).expect("request");
+    if let Some(peer) = peer {
+        let peer: std::net::SocketAddr = peer.parse().expect("peer address");
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+    }
+    let response = router(state.clone())
+        .oneshot(request)
+        .await
+        .expect("response");
+    let text = |value: &axum::http::HeaderValue| value.to_str().expect("ASCII").to_string();
+    Posted {
+        status: response.status(),
+        location: response
+            .headers()
+            .get("location")
+            .map(text)
+            .unwrap_or_default(),
+        cookies: response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(text)
+            .collect(),
+    }
+}
+
+/// Log in to the dashboard with `token` from loopback, as the login form
+/// does: the `Cookie` header of the session and the session's CSRF token.
+pub async fn dashboard_login(state: &AppState, token: &str) -> (String, String) {
+    use cairn_server::dashboard::session;
+    let (csrf, _) = session::login_form_token(state, &axum::http::HeaderMap::new());
+    let cookie = format!("{}={csrf}", session::LOGIN_CSRF_COOKIE);
+    let posted = post_form(
+        state,
+        "/login",
+        Some("127.0.0.1:40000"),
+        &[("cookie", &cookie)],
+        &[("csrf", &csrf), ("token", token)],
+    )
+    .await;
+    assert_eq!(posted.location, "/?notice=logged_in", "{posted:?}");
+    let session = posted
+        .cookies
+        .iter()
+        .find_map(|c| c.strip_prefix("cairn_session="))
+        .and_then(|c| c.split(';').next())
+        .expect("a session cookie")
+        .to_string();
+    let cookie = format!("cairn_session={session}");
+    let mut headers = axum::http::HeaderMap::new();
+    headers.insert("cookie", cookie.parse().expect("cookie"));
+    let csrf = session::viewer(state, &headers)
+        .csrf
+        .expect("a session CSRF token");
+    (cookie, csrf)
+}
