@@ -60,8 +60,10 @@ pub fn router(state: AppState) -> Router {
     if state.shared.halts.guard.is_some() {
         router = router.route("/v2/alerts", post(routes::alerts::post));
     }
+    if state.shared.dashboard.enabled {
+        router = router.merge(dashboard::routes());
+    }
     router
-        .merge(dashboard::routes())
         .route("/v1/graph", get(routes::graph::get))
         .route("/v2/graph/{stream}", get(routes::document::get))
         .route("/v2/halts/{stream}", get(routes::halts::get))
@@ -210,7 +212,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     if let Err(error) = halts.restore().await {
         tracing::error!(%error, "the halt lists kept before this start could not be read; the documents' halts.min_sequence is the only floor until a list is read");
     }
-    let state = AppState::with(
+    let state = AppState::with_dashboard(
         stream_names(),
         clock,
         config.refresh_interval.as_secs(),
@@ -220,6 +222,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             tokens: config.tokens.clone(),
             halts: Some(std::sync::Arc::new(halts)),
         },
+        config.dashboard.clone(),
     );
     if state.shared.reports.is_some() {
         let ticking = state.clone();
