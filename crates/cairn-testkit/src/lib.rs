@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod browser;
 pub mod collector;
 pub mod etcd;
 pub mod host;
@@ -14,6 +15,7 @@ pub mod serve;
 pub mod standins;
 pub mod token;
 
+pub use browser::{Browser, Page, PageOptions};
 pub use collector::CollectorStandIn;
 pub use etcd::EtcdCluster;
 pub use hostile::HostileServer;
