@@ -318,12 +318,279 @@ impl Fleet {
 
 /// Where screenshots go: always under the target directory, and into
 /// `docs/images/` when `CAIRN_UPDATE_SCREENSHOTS` is set.
-fn screenshot(page: &Page, name: &str) {
+async fn screenshot(page: &Page, name: &str) {
     let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
     std::fs::create_dir_all(&target).expect("screenshot directory");
-    page.screenshot(&target.join(name)).expect("screenshot");
+    page.screenshot(&target.join(name)).await.expect("screenshot");
     if std::env::var_os("CAIRN_UPDATE_SCREENSHOTS").is_some() {
         let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/images");
         std::fs::copy(target.join(name), docs.join(name)).expect("copy the screenshot");
     }
+}
+
+/// A Chromium page at `path` of the fleet's server, loaded.
+async fn open(browser: &Browser, fleet: &Fleet, options: PageOptions, path: &str) -> Page {
+    let page = browser.new_page(options).await.expect("a page");
+    page.goto(&format!("{}{path}", fleet.url))
+        .await
+        .unwrap_or_else(|e| panic!("loading {path}: {e}"));
+    page
+}
+
+/// The releases table's row of `version`: (its class, its state cell's text).
+async fn release_state(page: &Page, version: &str) -> (String, String) {
+    let found = page
+        .eval(&format!(
+            "(() => {{ for (const row of document.querySelectorAll('table.releases tbody tr')) {{ \
+               if (row.querySelector('th').textContent.trim() === {version:?}) \
+                 return [row.className, row.lastElementChild.textContent.replace(/\\s+/g, ' ').trim()]; }} \
+               return null; }})()"
+        ))
+        .await
+        .expect("eval");
+    let pair: (String, String) = serde_json::from_value(found)
+        .unwrap_or_else(|e| panic!("no row for {version} in the releases table: {e}"));
+    pair
+}
+
+fn assert_clean(page: &Page, what: &str) {
+    let problems = page.problems();
+    assert!(problems.is_empty(), "{what}: {problems:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pages_show_each_state_and_answer_as_cairn_graph_next() {
+    let fleet = Fleet::start().await;
+    let browser = Browser::launch().await.expect("Chromium");
+
+    // The overview: the stream, its newest release, the rollout half-way, the
+    // halted release and the halted lock group, each said in words.
+    let overview = open(&browser, &fleet, PageOptions::desktop(), "/").await;
+    let text = overview.text("main").await.expect("main");
+    for expected in ["stable", "43.10", "43.9", "50%", "Halted", "workers"] {
+        assert!(text.contains(expected), "the overview lacks {expected:?}: {text}");
+    }
+    assert_clean(&overview, "overview");
+    screenshot(&overview, "dashboard-overview.png").await;
+
+    // The stream page: every release's state.
+    let stream = open(&browser, &fleet, PageOptions::desktop(), "/streams/stable").await;
+    let (class, state) = release_state(&stream, "43.6").await;
+    assert_eq!(class, "state-barrier", "{state}");
+    assert!(state.contains("moves to the new signing key"), "{state}");
+    let link = stream
+        .eval("document.querySelector('table.releases a[href^=\"https://example.org/\"]')?.href ?? null")
+        .await
+        .expect("eval");
+    assert_eq!(link, "https://example.org/acme/os/issues/6");
+    let (class, state) = release_state(&stream, "43.7").await;
+    assert_eq!(class, "state-dead-end", "{state}");
+    assert!(state.contains("breaks networking"), "{state}");
+    let (class, state) = release_state(&stream, "43.8").await;
+    assert_eq!(class, "state-barrier", "the base's barrier, inherited: {state}");
+    assert!(state.contains("from base") && state.contains(BASE), "{state}");
+    let (class, state) = release_state(&stream, "43.9").await;
+    assert_eq!(class, "state-rollout", "{state}");
+    assert!(state.contains("50%"), "half-way at the server's clock: {state}");
+    let (class, state) = release_state(&stream, "43.10").await;
+    assert_eq!(class, "state-halted", "{state}");
+    assert!(state.contains("guard"), "what tripped it: {state}");
+    assert!(state.contains("cairn policy halt clear 43.10"), "the resume command: {state}");
+    let (class, _) = release_state(&stream, "43.2").await;
+    assert_eq!(class, "state-plain");
+    let resume_buttons = stream
+        .eval("[...document.querySelectorAll('button')].filter(b => /resume/i.test(b.textContent)).length")
+        .await
+        .expect("eval");
+    assert_eq!(resume_buttons, 0, "resuming is the release team's signed act");
+    // The plain run 43.1–43.5 is one row of the graph until expanded.
+    let drawn = |page: &Page| {
+        page.eval("[...document.querySelectorAll('#graph ~ div svg text, #graph ~ .figure svg text')].map(t => t.textContent).join(' ')")
+    };
+    let collapsed = drawn(&stream).await.expect("eval").as_str().unwrap_or_default().to_string();
+    assert!(!collapsed.contains("43.3 ") || collapsed.contains('…'), "{collapsed}");
+    assert_clean(&stream, "stream page");
+    screenshot(&stream, "dashboard-stream.png").await;
+    let expanded = open(&browser, &fleet, PageOptions::desktop(), "/streams/stable?expand=all").await;
+    let all = drawn(&expanded).await.expect("eval").as_str().unwrap_or_default().to_string();
+    for n in 1..=10 {
+        assert!(all.contains(&format!("43.{n}")), "43.{n} is drawn once expanded: {all}");
+    }
+
+    // "What would this host get?", filled in and sent as a user does, against
+    // `cairn graph next` on the same document, halt list and time.
+    for (booted, wariness) in [("43.6", "0.3"), ("43.6", "0.8"), ("43.8", "0.2"), ("43.1", "1")] {
+        let page = open(&browser, &fleet, PageOptions::desktop(), "/streams/stable").await;
+        page.fill("#ask-booted", booted).await.expect("fill");
+        page.fill("#ask-wariness", wariness).await.expect("fill");
+        page.click_and_wait("form.ask button[type=submit]").await.expect("submit");
+        let shown = page.text(".decision").await.expect("a decision");
+        let expected = fleet.graph_next(booted, wariness);
+        match expected["target"]["version"].as_str() {
+            Some(version) => assert!(
+                shown.contains(&format!("Offered now {version}")),
+                "booted {booted}, wariness {wariness}: cairn graph next offers {version}; the page: {shown}"
+            ),
+            None => assert!(shown.contains("No update"), "{shown}"),
+        }
+        let reason = expected["reason"].as_str().expect("reason");
+        assert!(shown.contains(reason), "the reason {reason:?}; the page: {shown}");
+        assert_clean(&page, "the host control");
+    }
+
+    // Phones: the pages fit 390 px without sideways scrolling.
+    for path in ["/", "/streams/stable", "/locks"] {
+        let page = open(&browser, &fleet, PageOptions::phone(), path).await;
+        let width = page.eval("document.documentElement.scrollWidth").await.expect("eval");
+        assert!(width.as_u64().is_some_and(|w| w <= 390), "{path} is {width} px wide on a phone");
+        assert_clean(&page, path);
+        match path {
+            "/" => screenshot(&page, "dashboard-overview-phone.png").await,
+            "/streams/stable" => screenshot(&page, "dashboard-stream-phone.png").await,
+            _ => {}
+        }
+    }
+
+    // Without JavaScript every page still renders, with no problem.
+    for path in ["/", "/streams/stable", "/streams/stable?booted=43.6&wariness=0.3", "/locks", "/login"] {
+        let page = open(&browser, &fleet, PageOptions::desktop().without_javascript(), path).await;
+        let heading = page.text("main h1").await.expect("a heading");
+        assert!(!heading.is_empty(), "{path}");
+        assert_clean(&page, path);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_ids_show_only_to_a_lock_admin_and_forms_need_their_csrf_token_and_scope() {
+    let fleet = Fleet::start().await;
+    let browser = Browser::launch().await.expect("Chromium");
+
+    // Read-only: the halted group, but not whose boot failed.
+    let locks = open(&browser, &fleet, PageOptions::desktop(), "/locks").await;
+    let text = locks.text("main").await.expect("main");
+    assert!(text.contains("workers") && text.contains("Halted"), "{text}");
+    assert!(text.contains("boot_failed"), "{text}");
+    assert!(!locks.eval("document.documentElement.outerHTML").await.expect("eval").as_str().unwrap_or_default().contains(NODE_ID));
+    assert_eq!(locks.count("form[action$='/ack']").await.expect("count"), 0);
+    assert_clean(&locks, "locks, read-only");
+
+    // A halt token logs in, but may not acknowledge: no form, and a forged
+    // post is refused.
+    let halter = login(&browser, &fleet, HALT_TOKEN).await;
+    halter.goto(&format!("{}/locks", fleet.url)).await.expect("locks");
+    assert!(!halter.text("main").await.expect("main").contains(NODE_ID));
+    let forged = post_from(&halter, "/ui/locks/workers/ack", "").await;
+    assert!(forged.contains("notice="), "{forged}");
+    assert!(!forged.contains("notice=acked"), "{forged}");
+    assert!(fleet_halted(&fleet).await, "a halt-scoped session acknowledged nothing");
+
+    // A lock admin sees the node id; a wrong CSRF token changes nothing.
+    let admin = login(&browser, &fleet, LOCK_TOKEN).await;
+    let cookies = admin.cookies().await.expect("cookies");
+    let session = cookies.iter().find(|c| c.name == "cairn_session").expect("a session cookie");
+    assert!(session.http_only && session.secure, "{session:?}");
+    assert_eq!(session.same_site.as_deref(), Some("Strict"), "{session:?}");
+    admin.goto(&format!("{}/locks", fleet.url)).await.expect("locks");
+    let text = admin.text("main").await.expect("main");
+    assert!(text.contains(NODE_ID), "the admin sees the holder: {text}");
+    assert!(!admin.eval("document.documentElement.outerHTML").await.expect("eval").as_str().unwrap_or_default().contains(LOCK_TOKEN), "the token is never shown");
+    admin
+        .eval("document.querySelector('form[action$=\"/ack\"] input[name=csrf]').value = 'wrong'")
+        .await
+        .expect("eval");
+    admin.click_and_wait("form[action$='/ack'] button").await.expect("submit");
+    assert!(admin.url().await.expect("url").contains("notice=csrf"));
+    assert!(fleet_halted(&fleet).await, "a wrong CSRF token acknowledged nothing");
+    let missing = post_from(&admin, "/ui/locks/workers/ack", "").await;
+    assert!(missing.contains("notice=csrf"), "{missing}");
+    assert!(fleet_halted(&fleet).await);
+    // The form as served acknowledges.
+    admin.goto(&format!("{}/locks", fleet.url)).await.expect("locks");
+    admin.click_and_wait("form[action$='/ack'] button").await.expect("submit");
+    assert!(admin.url().await.expect("url").contains("notice=acked"));
+    assert!(!fleet_halted(&fleet).await, "acknowledged");
+    assert_clean(&admin, "the lock admin's pages");
+
+    // The halt form: only for a halt session, and refused without its CSRF token.
+    let stream = open(&browser, &fleet, PageOptions::desktop(), "/streams/stable").await;
+    assert_eq!(stream.count("form[action='/ui/halt']").await.expect("count"), 0);
+    admin.goto(&format!("{}/streams/stable", fleet.url)).await.expect("stream");
+    assert_eq!(admin.count("form[action='/ui/halt']").await.expect("count"), 0);
+    let wrong_scope = post_from(&admin, "/ui/halt", "stream=stable&version=43.9&reason=test").await;
+    assert!(wrong_scope.contains("notice="), "{wrong_scope}");
+    halter.goto(&format!("{}/streams/stable", fleet.url)).await.expect("stream");
+    assert_eq!(halter.count("form[action='/ui/halt']").await.expect("count"), 1);
+    let no_csrf = post_from(&halter, "/ui/halt", "stream=stable&version=43.9&reason=test").await;
+    assert!(no_csrf.contains("notice=csrf"), "{no_csrf}");
+    assert!(!halted_versions(&fleet).contains(&"43.9".to_string()));
+    halter.fill("form[action='/ui/halt'] select[name=version]", "43.9").await.expect("fill");
+    halter.fill("form[action='/ui/halt'] [name=reason]", "kernel panics on boot").await.expect("fill");
+    halter.click_and_wait("form[action='/ui/halt'] button").await.expect("submit");
+    assert!(halter.url().await.expect("url").contains("notice=halted"));
+    assert!(halted_versions(&fleet).contains(&"43.9".to_string()));
+    let (class, state) = release_state(&halter, "43.9").await;
+    assert_eq!(class, "state-halted", "{state}");
+    assert!(state.contains("halt.token"), "tripped by the person the token names: {state}");
+    assert_clean(&halter, "the halt session's pages");
+}
+
+/// A fresh page logged in with `token` through the login form.
+async fn login(browser: &Browser, fleet: &Fleet, token: &str) -> Page {
+    let page = open(browser, fleet, PageOptions::desktop(), "/login").await;
+    page.fill("#login-token", token).await.expect("fill");
+    page.click_and_wait("form.login button[type=submit]").await.expect("log in");
+    let url = page.url().await.expect("url");
+    assert!(url.contains("notice=logged_in"), "{url}");
+    page
+}
+
+/// POST a form body from `page` (its cookies, no CSRF field unless given):
+/// where the answer sent the browser.
+async fn post_from(page: &Page, path: &str, body: &str) -> String {
+    let script = format!(
+        "fetch({path:?}, {{method: 'POST', headers: {{'content-type': 'application/x-www-form-urlencoded'}}, body: {body:?}, redirect: 'manual'}}) \
+           .then(r => r.type === 'opaqueredirect' ? 'redirected' : r.status + ' ' + r.headers.get('location'))"
+    );
+    let _ = page.eval(&script).await.expect("eval");
+    // A manual redirect hides its Location from scripts: ask the server the
+    // same way the browser would, with the page's cookies.
+    let cookies = page.cookies().await.expect("cookies");
+    let header: Vec<String> = cookies.iter().map(|c| format!("{}={}", c.name, c.value)).collect();
+    let response = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .post(format!("{}{path}", page.url().await.expect("url").split('/').take(3).collect::<Vec<_>>().join("/")))
+        .header("cookie", header.join("; "))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("post");
+    response
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+async fn fleet_halted(fleet: &Fleet) -> bool {
+    let lock = fleet.state.shared.fleet_lock.as_ref().expect("FleetLock");
+    let groups = lock.groups().await.expect("groups");
+    groups.get("workers").is_some_and(|group| group.halt.is_some())
+}
+
+fn halted_versions(fleet: &Fleet) -> Vec<String> {
+    let view = fleet.state.shared.halts.view("stable");
+    view.held
+        .map(|held| {
+            held.list
+                .entries
+                .iter()
+                .filter(|e| !view.cleared.contains(&e.id))
+                .map(|e| e.version.clone())
+                .collect()
+        })
+        .unwrap_or_default()
 }
