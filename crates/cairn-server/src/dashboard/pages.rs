@@ -1,9 +1,1096 @@
 //! The dashboard's HTML pages, rendered on the server from the view model.
+//!
+//! Every render function here is pure: a [`super::model`] value in, maud
+//! [`Markup`] out. maud escapes every value, so nothing from a release
+//! document, a report or a request can turn into markup; notices are a
+//! fixed map from a kind to fixed text, so no input is ever echoed.
+//! The pages work without JavaScript: `dashboard.js` only refreshes them.
 
+use super::model::{
+    HaltMark, HostDecision, LockGroup, Locks, Marked, Overview, ReleaseRow, RolloutProgress,
+    SourceHealth, StreamPage, StreamSummary, Viewer,
+};
+use super::svg;
 use crate::AppState;
 use axum::Router;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use jiff::Timestamp;
+use maud::{DOCTYPE, Markup, html};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-/// `/`, `/streams/{stream}`, `/locks`, `/login`, `/static/...`.
+/// The stylesheet, embedded in the binary.
+pub const DASHBOARD_CSS: &str = include_str!("assets/dashboard.css");
+/// The auto-refresh script, embedded in the binary.
+pub const DASHBOARD_JS: &str = include_str!("assets/dashboard.js");
+
+/// The Content-Security-Policy of every dashboard response: nothing from
+/// other hosts, no inline script or style, forms only to this server.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+     style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; \
+     base-uri 'none'";
+
+/// The version in asset URLs, so a new build's assets are fetched anew
+/// despite the long cache.
+const ASSET_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// `/`, `/streams/{stream}`, `/locks`, `/login` (see [`handlers`]) and the
+/// static assets `/static/dashboard.css` and `/static/dashboard.js`.
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/static/dashboard.css", get(stylesheet))
+        .route("/static/dashboard.js", get(script))
+}
+
+async fn stylesheet() -> Response {
+    asset("text/css; charset=utf-8", DASHBOARD_CSS)
+}
+
+async fn script() -> Response {
+    asset("text/javascript; charset=utf-8", DASHBOARD_JS)
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=86400"),
+    );
+    security_headers(headers);
+    response
+}
+
+/// Adds the dashboard's security headers (CSP, `nosniff`, no referrer) to
+/// any response's headers.
+pub fn security_headers(headers: &mut HeaderMap) {
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+}
+
+/// A `200 OK` HTML page with the dashboard's security headers. Pages are
+/// `no-store`: they carry the session's CSRF token and change every refresh.
+pub fn secure_html(markup: Markup) -> Response {
+    secure_html_status(StatusCode::OK, markup)
+}
+
+/// [`secure_html`] with another status (an error page).
+pub fn secure_html_status(status: StatusCode, markup: Markup) -> Response {
+    let mut response = (status, markup.into_string()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    security_headers(headers);
+    response
+}
+
+/// Characters kept as they are in a path segment or query value.
+const URL_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// A path segment or query value, percent-encoded.
+pub(super) fn url_value(text: &str) -> String {
+    utf8_percent_encode(text, URL_VALUE).to_string()
+}
+
+/// The page of a stream.
+pub(super) fn stream_href(name: &str) -> String {
+    format!("/streams/{}", url_value(name))
+}
+
+/// A link to the stream page shown, with other runs expanded: `expand` is
+/// the model's `expand=<first>` (or just its value); empty: none expanded.
+pub(super) fn expand_href(page: &StreamPage, expand: &str) -> String {
+    let value = expand.strip_prefix("expand=").unwrap_or(expand);
+    let mut href = format!(
+        "?arch={}&scheme={}",
+        url_value(&page.arch),
+        url_value(&page.scheme)
+    );
+    if !value.is_empty() {
+        href.push_str("&expand=");
+        href.push_str(&url_value(value));
+    }
+    href.push_str("#graph");
+    href
+}
+
+/// A share in [0, 1] as a percentage people read: whole percents, with one
+/// decimal below 10% so an early rollout does not read "0%".
+pub(super) fn percent(share: f64) -> String {
+    let value = (share * 100.0).clamp(0.0, 100.0);
+    if value < 10.0 && value.fract() != 0.0 {
+        format!("{value:.1}%")
+    } else {
+        format!("{value:.0}%")
+    }
+}
+
+/// An RFC 3339 time as people read it (UTC, to the minute); anything else
+/// as it is.
+pub(super) fn short_time(rfc3339: &str) -> String {
+    match rfc3339.parse::<Timestamp>() {
+        Ok(at) => at.strftime("%Y-%m-%d %H:%M UTC").to_string(),
+        Err(_) => rfc3339.to_string(),
+    }
+}
+
+/// A `<time>` element for an RFC 3339 time.
+fn when(rfc3339: &str) -> Markup {
+    html! { time datetime=(rfc3339) { (short_time(rfc3339)) } }
+}
+
+/// A span of seconds in words: "2 h 5 min", "4 min 10 s", "12 s".
+fn duration(seconds: u64) -> String {
+    let (hours, minutes, secs) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
+    match (hours, minutes) {
+        (0, 0) => format!("{secs} s"),
+        (0, _) if secs == 0 => format!("{minutes} min"),
+        (0, _) => format!("{minutes} min {secs} s"),
+        _ if minutes == 0 => format!("{hours} h"),
+        _ => format!("{hours} h {minutes} min"),
+    }
+}
+
+/// The fixed text of a notice kind (`?notice=`): a class and the sentence.
+/// Unknown kinds show nothing: the query is never echoed.
+pub fn notice_text(kind: &str) -> Option<(&'static str, &'static str)> {
+    Some(match kind {
+        "halted" => (
+            "ok",
+            "The release is halted: the signed halt list was published.",
+        ),
+        "already_halted" => ("ok", "That release was already halted; nothing changed."),
+        "acked" => ("ok", "The lock group's halt was acknowledged."),
+        "logged_in" => ("ok", "You are logged in."),
+        "logged_out" => ("ok", "You are logged out."),
+        "csrf" => (
+            "error",
+            "The form was stale or did not come from this page; nothing was done. Please try again.",
+        ),
+        "forbidden" => (
+            "error",
+            "Your token does not have the scope for that action; nothing was done.",
+        ),
+        "unauthorized" => (
+            "error",
+            "The token was not accepted, or your session has ended; nothing was done.",
+        ),
+        "plain_http" => (
+            "error",
+            "Login over plain HTTP is accepted only from loopback: use this server's HTTPS address.",
+        ),
+        "failed" => ("error", "The action failed; the server's log says why."),
+        _ => return None,
+    })
+}
+
+/// Which nav entry is the current page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Current<'a> {
+    Overview,
+    Stream(&'a str),
+    Locks,
+    Login,
+    Other,
+}
+
+/// What every page has around its content.
+struct Frame<'a> {
+    title: &'a str,
+    current: Current<'a>,
+    streams: &'a [String],
+    viewer: &'a Viewer,
+    notice: Option<&'a str>,
+    now: Option<&'a str>,
+}
+
+fn layout(frame: &Frame<'_>, content: Markup) -> Markup {
+    let page_marker = |entry: Current<'_>| (frame.current == entry).then_some("page");
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (frame.title) " · Cairn" }
+                link rel="stylesheet" href=(format!("/static/dashboard.css?v={ASSET_VERSION}"));
+                script src=(format!("/static/dashboard.js?v={ASSET_VERSION}")) defer {}
+            }
+            body {
+                a class="skip" href="#main" { "Skip to content" }
+                header class="site" {
+                    nav aria-label="Dashboard" {
+                        ul {
+                            li { a href="/" aria-current=[page_marker(Current::Overview)] { "Overview" } }
+                            @for name in frame.streams {
+                                li {
+                                    a href=(stream_href(name))
+                                        aria-current=[page_marker(Current::Stream(name))] { (name) }
+                                }
+                            }
+                            li { a href="/locks" aria-current=[page_marker(Current::Locks)] { "Locks" } }
+                        }
+                    }
+                    div class="account" {
+                        @if let Some(name) = &frame.viewer.name {
+                            span { "Logged in as " strong { (name) } }
+                            @if let Some(csrf) = &frame.viewer.csrf {
+                                form method="post" action="/logout" class="inline" {
+                                    input type="hidden" name="csrf" value=(csrf);
+                                    button type="submit" { "Log out" }
+                                }
+                            }
+                        } @else {
+                            span { "Read-only" }
+                            @if frame.current != Current::Login {
+                                " · "
+                                a href="/login" { "Log in" }
+                            }
+                        }
+                    }
+                }
+                main id="main" {
+                    @if let Some((class, text)) = frame.notice.and_then(notice_text) {
+                        p class=(format!("notice notice-{class}")) role="status" { (text) }
+                    }
+                    (content)
+                }
+                footer {
+                    "Cairn " (ASSET_VERSION)
+                    @if let Some(now) = frame.now { " · as of " (when(now)) }
+                    " · with JavaScript on, this page refreshes every 30 seconds."
+                }
+            }
+        }
+    }
+}
+
+/// A state tag: the word is always written, the colour only repeats it.
+fn tag(class: &str, word: &str) -> Markup {
+    html! { span class=(format!("tag tag-{class}")) { (word) } }
+}
+
+/// A source's health: up or failing in words, last good refresh, error.
+fn health(health: &SourceHealth) -> Markup {
+    html! {
+        dl class="facts" {
+            dt { "Source" }
+            dd {
+                @if health.up { (tag("up", "Up")) } @else { (tag("failing", "Failing")) }
+            }
+            dt { "Last good refresh" }
+            dd {
+                @match &health.last_success { Some(at) => (when(at)), None => "never" }
+            }
+            @if let Some(error) = &health.error {
+                dt { "Last error" }
+                dd { code { (error.kind) } ": " (error.message) }
+            }
+            @if let Some(sequence) = health.sequence {
+                dt { "Document sequence" }
+                dd { (sequence) }
+            }
+            @if let Some(expires) = &health.expires {
+                dt { "Document expires" }
+                dd { (when(expires)) }
+            }
+        }
+    }
+}
+
+/// A rollout's bar with its percentage in text and when it is full.
+fn rollout_bar(rollout: &RolloutProgress) -> Markup {
+    let value = format!("{:.1}", (rollout.share * 100.0).clamp(0.0, 100.0));
+    html! {
+        span class="rollout" {
+            progress max="100" value=(value) { (percent(rollout.share)) }
+            " " strong { (percent(rollout.share)) } " offered"
+            @match &rollout.full_at {
+                Some(at) => { ", 100% at " (when(at)) }
+                None => { ", never grows" }
+            }
+        }
+    }
+}
+
+/// A halt, highlighted, with what tripped it and the resume command.
+fn halt_block(halt: &HaltMark) -> Markup {
+    html! {
+        div class="halt" {
+            p {
+                (tag("halted", "Halted")) " "
+                strong { (halt.version) } " by " (halt.tripped_by) ", " (when(&halt.time))
+            }
+            p { "Reason: " (halt.reason) }
+            p class="resume" { "Resume (the release team, signed): " }
+            pre { code { (halt.resume_command) } }
+        }
+    }
+}
+
+/// The link in a barrier or dead-end reason, only if it is http(s).
+fn reason_link(marked: &Marked) -> Option<&str> {
+    marked
+        .link
+        .as_deref()
+        .filter(|link| link.starts_with("https://") || link.starts_with("http://"))
+}
+
+fn marked(kind: &str, word: &str, marked: &Marked) -> Markup {
+    html! {
+        div class="state-line" {
+            (tag(kind, word)) " " (marked.reason)
+            @if let Some(link) = reason_link(marked) {
+                " " a href=(link) rel="noreferrer" { "(link)" }
+            }
+            @if let Some(base) = &marked.from_base {
+                " " span class="from-base" { "from base " code { (base) } }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- overview
+
+/// `/`: every stream at a glance, halted releases and lock groups first
+/// to the eye.
+pub fn overview(overview: &Overview, viewer: &Viewer, notice: Option<&str>) -> Markup {
+    let streams: Vec<String> = overview.streams.iter().map(|s| s.name.clone()).collect();
+    let frame = Frame {
+        title: "Overview",
+        current: Current::Overview,
+        streams: &streams,
+        viewer,
+        notice,
+        now: Some(&overview.now),
+    };
+    let content = html! {
+        h1 { "Overview" }
+        @if !overview.halted_lock_groups.is_empty() {
+            section class="alert" aria-labelledby="halted-groups" {
+                h2 id="halted-groups" { (tag("halted", "Halted")) " reboot lock groups" }
+                ul {
+                    @for group in &overview.halted_lock_groups {
+                        li {
+                            strong { (group.name) }
+                            @if let Some(halt) = &group.halt {
+                                ": " (halt.reason)
+                                @if !halt.detail.is_empty() { " (" (halt.detail) ")" }
+                                ", " (when(&halt.at))
+                            }
+                        }
+                    }
+                }
+                p { a href="/locks" { "See the reboot locks" } }
+            }
+        }
+        @if overview.streams.is_empty() {
+            p { "No stream is configured." }
+        }
+        @for stream in &overview.streams {
+            (stream_card(stream))
+        }
+        @if !overview.fleet_lock {
+            p class="muted" { "FleetLock reboot locks are not configured on this server." }
+        }
+    };
+    layout(&frame, content)
+}
+
+fn stream_card(stream: &StreamSummary) -> Markup {
+    let heading = format!("stream-{}", url_value(&stream.name));
+    html! {
+        section class=(if stream.halted.is_empty() { "card" } else { "card alert" })
+            aria-labelledby=(heading) {
+            h2 id=(heading) {
+                a href=(stream_href(&stream.name)) { (stream.name) }
+                @if !stream.halted.is_empty() { " " (tag("halted", "Halted")) }
+            }
+            (health(&stream.health))
+            dl class="facts" {
+                dt { "Newest release" }
+                dd {
+                    @match &stream.newest {
+                        Some(newest) => { strong { (newest.version) } " (age " (newest.age_index) ")" }
+                        None => "no graph served yet",
+                    }
+                }
+                dt { "Releases" }
+                dd { (stream.releases) }
+            }
+            @if !stream.rollouts.is_empty() {
+                h3 { "Rollouts in progress" }
+                ul class="plain" {
+                    @for rollout in &stream.rollouts {
+                        li { strong { (rollout.version) } " " (rollout_bar(rollout)) }
+                    }
+                }
+            }
+            @for halt in &stream.halted {
+                (halt_block(halt))
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------- stream page
+
+/// `/streams/{stream}`: the releases, the graph, rollout timelines, the
+/// "what would this host get" control, outcomes and halts. `streams` names
+/// every configured stream, for the navigation.
+pub fn stream(
+    page: &StreamPage,
+    viewer: &Viewer,
+    decision: Option<&HostDecision>,
+    notice: Option<&str>,
+    streams: &[String],
+) -> Markup {
+    let frame = Frame {
+        title: &page.name,
+        current: Current::Stream(&page.name),
+        streams,
+        viewer,
+        notice,
+        now: Some(&page.now),
+    };
+    let now = page.now.parse::<Timestamp>().ok();
+    let content = html! {
+        h1 { "Stream " (page.name) }
+        (health(&page.health))
+        @if let Some(base) = &page.base {
+            p { "Derived from base " code { (base.repository) } ", its graph read from " code { (base.source) } "." }
+        }
+        (switcher(page))
+        @if !page.halts.halted.is_empty() {
+            section class="alert" aria-labelledby="halted-now" {
+                h2 id="halted-now" { (tag("halted", "Halted")) " releases" }
+                @for halt in &page.halts.halted { (halt_block(halt)) }
+            }
+        }
+        section aria-labelledby="releases" {
+            h2 id="releases" { "Releases" }
+            (releases_table(page))
+        }
+        section aria-labelledby="graph" {
+            h2 id="graph" { "Update graph" }
+            div class="figure" { (svg::graph(page)) }
+            h3 { "The graph in text" }
+            (svg::graph_text(page))
+        }
+        section aria-labelledby="rollouts" {
+            h2 id="rollouts" { "Rollouts" }
+            @if page.timeline.is_empty() {
+                p { "No rollout in progress." }
+            }
+            @for series in &page.timeline {
+                figure {
+                    @if let Some(now) = now { (svg::timeline(series, now)) }
+                    figcaption {
+                        strong { (series.version) } ": " (percent(series.share_now)) " of the fleet offered now"
+                        @if let (Some(first), Some(last)) = (series.points.first(), series.points.last()) {
+                            "; started " (when(&first.0)) ", " (percent(last.1)) " at " (when(&last.0))
+                        }
+                        "."
+                    }
+                }
+            }
+        }
+        (host_control(page, decision))
+        (outcomes(page))
+        (halts(page, viewer))
+    };
+    layout(&frame, content)
+}
+
+fn switcher(page: &StreamPage) -> Markup {
+    let href = |arch: &str, scheme: &str| {
+        format!("?arch={}&scheme={}", url_value(arch), url_value(scheme))
+    };
+    html! {
+        nav class="switcher" aria-label="Architecture and scheme" {
+            span { "Architecture: " }
+            ul {
+                @for arch in &page.arches {
+                    li {
+                        a href=(href(arch, &page.scheme))
+                            aria-current=[(arch == &page.arch).then_some("page")] { (arch) }
+                    }
+                }
+            }
+            span { "Scheme: " }
+            ul {
+                @for scheme in &page.schemes {
+                    li {
+                        a href=(href(&page.arch, scheme))
+                            aria-current=[(scheme == &page.scheme).then_some("page")] { (scheme) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn releases_table(page: &StreamPage) -> Markup {
+    html! {
+        div class="table-wrap" {
+            table class="releases" {
+                caption { "Oldest first, in update order; architecture " (page.arch) "." }
+                thead {
+                    tr {
+                        th scope="col" { "Age" }
+                        th scope="col" { "Version" }
+                        th scope="col" { "Architectures" }
+                        th scope="col" { "Base release" }
+                        th scope="col" { "State" }
+                    }
+                }
+                tbody {
+                    @for row in &page.releases { (release_row(row, &page.arch)) }
+                }
+            }
+        }
+    }
+}
+
+fn release_row(row: &ReleaseRow, arch: &str) -> Markup {
+    let state = &row.state;
+    html! {
+        tr class=(format!("state-{}", state.word())) {
+            td { (row.age_index) }
+            th scope="row" { (row.version) }
+            td { (row.architectures.join(", ")) }
+            td { @if let Some(base) = &row.base_release { (base) } }
+            td {
+                @if let Some(halt) = &state.halt {
+                    div class="state-line" {
+                        (tag("halted", "Halted")) " by " (halt.tripped_by) ", " (when(&halt.time)) ": " (halt.reason)
+                    }
+                    pre { code { (halt.resume_command) } }
+                }
+                @if let Some(deadend) = &state.deadend { (marked("deadend", "Dead-end", deadend)) }
+                @if let Some(barrier) = &state.barrier { (marked("barrier", "Barrier", barrier)) }
+                @if let Some(rollout) = &state.rollout {
+                    div class="state-line" { (tag("rollout", "Rollout")) " " (rollout_bar(rollout)) }
+                }
+                @if state.word() == "plain" { span class="muted" { "plain" } }
+                @if !row.available {
+                    div class="state-line" { (tag("unavailable", "Unavailable")) " on " (arch) }
+                }
+            }
+        }
+    }
+}
+
+fn host_control(page: &StreamPage, decision: Option<&HostDecision>) -> Markup {
+    let action = format!("{}#host", stream_href(&page.name));
+    let wariness = decision.map(|decision| decision.wariness.to_string());
+    let booted = decision.and_then(|decision| decision.booted.clone());
+    html! {
+        section aria-labelledby="host" {
+            h2 id="host" { "What would this host get?" }
+            p { "The decision the agent makes now, for a host of this stream." }
+            form method="get" action=(action) class="ask" {
+                input type="hidden" name="scheme" value=(page.scheme);
+                div {
+                    label for="ask-arch" { "Architecture" }
+                    select id="ask-arch" name="arch" {
+                        @for arch in &page.arches {
+                            option value=(arch) selected[arch == &page.arch] { (arch) }
+                        }
+                    }
+                }
+                div {
+                    label for="ask-booted" { "Booted version" }
+                    input id="ask-booted" type="text" name="booted" list="ask-versions"
+                        autocomplete="off" value=[booted];
+                    datalist id="ask-versions" {
+                        @for row in page.releases.iter().rev() { option value=(row.version) {} }
+                    }
+                }
+                div {
+                    label for="ask-wariness" { "Wariness (0 eager to 1 wary)" }
+                    input id="ask-wariness" type="number" name="wariness" min="0" max="1"
+                        step="any" value=[wariness];
+                }
+                div { button type="submit" { "Show the decision" } }
+            }
+            @if let Some(decision) = decision {
+                (decision_view(decision))
+            }
+        }
+    }
+}
+
+fn decision_view(decision: &HostDecision) -> Markup {
+    html! {
+        div class="decision" role="region" aria-label="Decision" {
+            dl class="facts" {
+                dt { "Asked" }
+                dd {
+                    (decision.arch) ", booted "
+                    @match &decision.booted { Some(booted) => (booted), None => "(none given)" }
+                    ", wariness " (decision.wariness)
+                }
+                dt { "Offered now" }
+                dd {
+                    @match &decision.target {
+                        Some(target) => { strong { (target.version) } " " code class="digest" { (target.digest) } }
+                        None => strong { "No update" },
+                    }
+                }
+                dt { "Why" }
+                dd { (decision.reason) }
+                @if !decision.held.is_empty() {
+                    dt { "Held back" }
+                    dd {
+                        ul class="plain" {
+                            @for held in &decision.held { li { strong { (held.version) } ": " (held.reason) } }
+                        }
+                    }
+                }
+                dt { "Next change" }
+                dd { @match &decision.next_change { Some(at) => (when(at)), None => "none foreseen" } }
+            }
+        }
+    }
+}
+
+fn outcomes(page: &StreamPage) -> Markup {
+    html! {
+        section aria-labelledby="outcomes" {
+            h2 id="outcomes" { "Outcomes" }
+            @match &page.outcomes {
+                None => p { "The report collector is not configured on this server (" code { "[reports]" } ")." },
+                Some(outcomes) => {
+                    @if let Some(error) = &outcomes.error {
+                        p class="notice notice-error" { "The counts could not be read: " (error) }
+                    }
+                    @if let Some(guard) = &outcomes.guard {
+                        p {
+                            "The guard halts a release at " strong { (guard.min_failures) } " failures or more with a failure share above "
+                            strong { (percent(guard.max_failure_share)) }
+                            @if let Some(missing) = guard.max_missing_share {
+                                ", or with a missing share above " strong { (percent(missing)) }
+                            }
+                            ". A host is missing " (duration(guard.missing_after_seconds)) " after saying it reboots."
+                        }
+                    } @else {
+                        p { "No guard is configured: no release is halted by outcomes." }
+                    }
+                    @if outcomes.releases.is_empty() {
+                        p { "No reports yet." }
+                    } @else {
+                        @let words: Vec<&str> = outcomes.releases[0].counts.iter().map(|(word, _)| word.as_str()).collect();
+                        div class="table-wrap" {
+                            table {
+                                caption { "Reports per release, newest first" }
+                                thead {
+                                    tr {
+                                        th scope="col" { "Version" }
+                                        @for word in &words { th scope="col" { (word) } }
+                                        th scope="col" { "Failure share" }
+                                        th scope="col" { "Missing hosts" }
+                                    }
+                                }
+                                tbody {
+                                    @for release in &outcomes.releases {
+                                        tr {
+                                            th scope="row" { (release.version) }
+                                            @for word in &words {
+                                                td { (release.counts.iter().find(|(w, _)| w == word).map_or(0, |(_, count)| *count)) }
+                                            }
+                                            td { @match release.failure_share { Some(share) => (percent(share)), None => "–" } }
+                                            td { (release.missing) }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    @if !outcomes.audit.is_empty() {
+                        h3 { "Halts, as audited" }
+                        div class="table-wrap" {
+                            table {
+                                thead {
+                                    tr {
+                                        th scope="col" { "When" }
+                                        th scope="col" { "Version" }
+                                        th scope="col" { "Halt id" }
+                                        th scope="col" { "Tripped by" }
+                                        th scope="col" { "List sequence" }
+                                    }
+                                }
+                                tbody {
+                                    @for line in &outcomes.audit {
+                                        tr {
+                                            td { (when(&line.time)) }
+                                            th scope="row" { (line.version) }
+                                            td { code { (line.halt_id) } }
+                                            td { (line.tripped_by) }
+                                            td { (line.sequence) }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn halts(page: &StreamPage, viewer: &Viewer) -> Markup {
+    let state = &page.halts;
+    let form_csrf = viewer
+        .csrf
+        .as_deref()
+        .filter(|_| viewer.can_halt && state.can_publish);
+    html! {
+        section aria-labelledby="halts" {
+            h2 id="halts" { "Halts" }
+            @if state.on {
+                p {
+                    "Halts are on for this stream"
+                    @if let Some(location) = &state.location { "; the list is at " code { (location) } }
+                    @if let Some(sequence) = state.sequence { ", sequence " (sequence) }
+                    @if let Some(expires) = &state.expires { ", expiring " (when(expires)) }
+                    "."
+                }
+            } @else {
+                p { "This stream's document does not turn halts on." }
+            }
+            @if let Some(error) = &state.error {
+                p class="notice notice-error" { "The halt list could not be read: " (error) }
+            }
+            @if state.halted.is_empty() {
+                p { "No release is halted." }
+            } @else {
+                p { (state.halted.len()) " halted: see above; only the release team resumes a release, with the command shown." }
+            }
+            @if let Some(csrf) = form_csrf {
+                form method="post" action="/ui/halt" class="halt-form" {
+                    input type="hidden" name="csrf" value=(csrf);
+                    input type="hidden" name="stream" value=(page.name);
+                    div {
+                        label for="halt-version" { "Release to halt" }
+                        select id="halt-version" name="version" required {
+                            @for row in page.releases.iter().rev() { option value=(row.version) { (row.version) } }
+                        }
+                    }
+                    div {
+                        label for="halt-reason" { "Reason" }
+                        input id="halt-reason" type="text" name="reason" required maxlength="500";
+                    }
+                    div { button type="submit" class="danger" { "Halt this release" } }
+                }
+            } @else {
+                p class="muted" {
+                    "Halting a release from here needs "
+                    @if !viewer.can_halt {
+                        a href="/login" { "a login" } " with a token of the " code { "halt" } " scope"
+                        @if !state.can_publish { ", and " }
+                    }
+                    @if !state.can_publish {
+                        "a server with a " code { "[guard]" } " section and a halt key"
+                    }
+                    @if viewer.can_halt && state.can_publish { "a session" }
+                    "."
+                }
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------- locks
+
+/// `/locks`: the FleetLock groups: slots, lease, holders (ids only for a
+/// lock admin), halts and, for an admin, the acknowledge form.
+pub fn locks(locks: &Locks, viewer: &Viewer, notice: Option<&str>, streams: &[String]) -> Markup {
+    let frame = Frame {
+        title: "Reboot locks",
+        current: Current::Locks,
+        streams,
+        viewer,
+        notice,
+        now: Some(&locks.now),
+    };
+    let content = html! {
+        h1 { "Reboot locks" }
+        @if locks.groups.is_empty() { p { "No lock group has been used yet." } }
+        @if !locks.holders_shown {
+            p class="muted" { "Holder ids are node identifiers: " a href="/login" { "log in" } " as lock admin to see them." }
+        }
+        @for group in &locks.groups { (lock_group(group, viewer)) }
+    };
+    layout(&frame, content)
+}
+
+fn lock_group(group: &LockGroup, viewer: &Viewer) -> Markup {
+    let heading = format!("group-{}", url_value(&group.name));
+    let ack_csrf = viewer
+        .csrf
+        .as_deref()
+        .filter(|_| viewer.can_admin_locks && group.halt.is_some());
+    html! {
+        section class=(if group.halt.is_some() { "card alert" } else { "card" }) aria-labelledby=(heading) {
+            h2 id=(heading) {
+                (group.name)
+                @if group.halt.is_some() { " " (tag("halted", "Halted")) }
+            }
+            dl class="facts" {
+                dt { "Slots taken" }
+                dd { (group.taken) " of " (group.slots) }
+                dt { "Lease length" }
+                dd { (duration(group.lease_seconds)) }
+            }
+            @if let Some(halt) = &group.halt {
+                div class="halt" {
+                    p { (tag("halted", "Halted")) " " (when(&halt.at)) ": " strong { (halt.reason) } }
+                    @if !halt.detail.is_empty() { p { "Detail: " (halt.detail) } }
+                    @if let Some(node) = &halt.node { p { "Node: " code { (node) } } }
+                }
+            }
+            @if let Some(csrf) = ack_csrf {
+                form method="post" action=(format!("/ui/locks/{}/ack", url_value(&group.name))) {
+                    input type="hidden" name="csrf" value=(csrf);
+                    button type="submit" { "Acknowledge" }
+                }
+            }
+            @if group.holders.is_empty() {
+                p { "No holder." }
+            } @else {
+                div class="table-wrap" {
+                    table {
+                        thead {
+                            tr {
+                                th scope="col" { "Holder" }
+                                th scope="col" { "Took the slot" }
+                                th scope="col" { "Lease left" }
+                            }
+                        }
+                        tbody {
+                            @for holder in &group.holders {
+                                tr {
+                                    td {
+                                        @match &holder.id {
+                                            Some(id) => code { (id) },
+                                            None => span class="muted" { "hidden: log in as lock admin to see node ids" },
+                                        }
+                                    }
+                                    td { (when(&holder.taken)) }
+                                    td { (duration(holder.lease_left_seconds)) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------- login
+
+/// `/login`: the token form (the token is sent once; the session lives in
+/// a cookie).
+pub fn login(csrf: &str, notice: Option<&str>, streams: &[String]) -> Markup {
+    let viewer = Viewer::default();
+    let frame = Frame {
+        title: "Log in",
+        current: Current::Login,
+        streams,
+        viewer: &viewer,
+        notice,
+        now: None,
+    };
+    let content = html! {
+        h1 { "Log in" }
+        p { "Without logging in, the dashboard is read-only. A token with the " code { "halt" } " scope may halt releases; one with the " code { "lock-admin" } " scope sees lock holders and acknowledges halted lock groups." }
+        form method="post" action="/login" class="login" {
+            input type="hidden" name="csrf" value=(csrf);
+            div {
+                label for="login-token" { "Token" }
+                input id="login-token" type="password" name="token" autocomplete="off" required;
+            }
+            div { button type="submit" { "Log in" } }
+        }
+        p { "The session cookie is HttpOnly, Secure and SameSite=Strict; the page never shows the token." }
+        p { "Over plain HTTP, login is accepted only from loopback (such as a TLS proxy on this host)." }
+    };
+    layout(&frame, content)
+}
+
+/// An error page (unknown stream, no FleetLock here, ...): the status and
+/// the error's own message, rendered as text.
+pub fn error(status: StatusCode, message: &str, viewer: &Viewer, streams: &[String]) -> Markup {
+    let title = status.canonical_reason().unwrap_or("Error");
+    let frame = Frame {
+        title,
+        current: Current::Other,
+        streams,
+        viewer,
+        notice: None,
+        now: None,
+    };
+    let content = html! {
+        h1 { (title) }
+        p { (message) }
+        p { a href="/" { "Back to the overview" } }
+    };
+    layout(&frame, content)
+}
+
+/// The page handlers' request side, ready for the builders in
+/// [`super::build`]: query parsing and turning a built model (or its error)
+/// into a secure response. The async handlers that call the builders are
+/// wired by the dashboard's [`super::routes`] once `build.rs` has them.
+pub mod handlers {
+    use super::super::model::{HostDecision, Locks, Overview, StreamPage, Viewer};
+    use crate::AppState;
+    use crate::error::ApiError;
+    use axum::http::{HeaderValue, header};
+    use axum::response::Response;
+    use serde::Deserialize;
+
+    /// `?notice=` of every page.
+    #[derive(Debug, Default, Deserialize)]
+    pub struct PageQuery {
+        /// A notice kind after an action (fixed texts; unknown: nothing).
+        pub notice: Option<String>,
+    }
+
+    /// The stream page's query: the view and the "what would this host
+    /// get" form. Numbers are read leniently, since an empty form field
+    /// arrives as `wariness=`.
+    #[derive(Debug, Default, Deserialize)]
+    pub struct StreamPageQuery {
+        /// Architecture shown.
+        pub arch: Option<String>,
+        /// `oci` or `checksum`.
+        pub scheme: Option<String>,
+        /// Expanded runs: comma-separated run starts, or `all`.
+        pub expand: Option<String>,
+        /// The form's wariness (0..1).
+        pub wariness: Option<String>,
+        /// The form's booted version.
+        pub booted: Option<String>,
+        /// A notice kind after an action.
+        pub notice: Option<String>,
+    }
+
+    impl StreamPageQuery {
+        /// The wariness asked about, if the field holds a number in [0, 1].
+        pub fn wariness(&self) -> Option<f64> {
+            let value = self.wariness.as_deref()?.trim().parse::<f64>().ok()?;
+            (0.0..=1.0).contains(&value).then_some(value)
+        }
+
+        /// The booted version asked about, if the field is not empty.
+        pub fn booted(&self) -> Option<&str> {
+            self.booted
+                .as_deref()
+                .map(str::trim)
+                .filter(|booted| !booted.is_empty())
+        }
+
+        /// Whether the form asked anything (otherwise no decision is shown).
+        pub fn asks(&self) -> bool {
+            self.wariness().is_some() || self.booted().is_some()
+        }
+    }
+
+    /// Every configured stream's name, for the navigation.
+    pub fn stream_names(state: &AppState) -> Vec<String> {
+        state.shared.streams.keys().cloned().collect()
+    }
+
+    /// A builder's error as an HTML page with its status.
+    pub fn error_response(error: &ApiError, viewer: &Viewer, streams: &[String]) -> Response {
+        super::secure_html_status(
+            error.status,
+            super::error(error.status, &error.value, viewer, streams),
+        )
+    }
+
+    /// `GET /`, once the overview is built.
+    pub fn overview_response(overview: &Overview, viewer: &Viewer, query: &PageQuery) -> Response {
+        super::secure_html(super::overview(overview, viewer, query.notice.as_deref()))
+    }
+
+    /// `GET /streams/{stream}`, once the page (and the decision, if the
+    /// form asked one) are built. A failed decision shows as no decision
+    /// rather than failing the page.
+    pub fn stream_response(
+        page: Result<StreamPage, ApiError>,
+        decision: Option<Result<HostDecision, ApiError>>,
+        viewer: &Viewer,
+        query: &StreamPageQuery,
+        streams: &[String],
+    ) -> Response {
+        match page {
+            Ok(page) => {
+                let decision = decision.and_then(Result::ok);
+                super::secure_html(super::stream(
+                    &page,
+                    viewer,
+                    decision.as_ref(),
+                    query.notice.as_deref(),
+                    streams,
+                ))
+            }
+            Err(error) => error_response(&error, viewer, streams),
+        }
+    }
+
+    /// `GET /locks`, once the lock view is built.
+    pub fn locks_response(
+        locks: Result<Locks, ApiError>,
+        viewer: &Viewer,
+        query: &PageQuery,
+        streams: &[String],
+    ) -> Response {
+        match locks {
+            Ok(locks) => super::secure_html(super::locks(
+                &locks,
+                viewer,
+                query.notice.as_deref(),
+                streams,
+            )),
+            Err(error) => error_response(&error, viewer, streams),
+        }
+    }
+
+    /// `GET /login`: the form, with the double-submit CSRF cookie to set.
+    pub fn login_response(
+        csrf: &str,
+        cookie: Option<HeaderValue>,
+        query: &PageQuery,
+        streams: &[String],
+    ) -> Response {
+        let mut response = super::secure_html(super::login(csrf, query.notice.as_deref(), streams));
+        if let Some(cookie) = cookie {
+            response.headers_mut().append(header::SET_COOKIE, cookie);
+        }
+        response
+    }
 }
