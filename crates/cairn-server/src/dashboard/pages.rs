@@ -1094,3 +1094,618 @@ pub mod handlers {
         response
     }
 }
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::super::model::*;
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use std::time::Instant;
+    use tower::ServiceExt;
+
+    pub(crate) const CSRF: &str = "c5rf0123456789abcdefABCDEF0123456789xyz";
+    const NOW: &str = "2026-05-01T12:00:00Z";
+    const EVIL: &str = "<script>alert('x')</script>";
+
+    fn version(index: usize) -> String {
+        format!("40.2025{:04}.3.0", index + 1)
+    }
+
+    fn halt_mark(version: &str) -> HaltMark {
+        HaltMark {
+            version: version.to_string(),
+            id: "h-1".into(),
+            reason: format!("boot failures {EVIL}"),
+            tripped_by: "guard: 4 failures of 20 reboots".into(),
+            time: "2026-05-01T11:00:00Z".into(),
+            resume_command: format!(
+                "cairn policy halt clear --version {version} ... && cairn publish ..."
+            ),
+        }
+    }
+
+    fn rollout(share: f64) -> RolloutProgress {
+        RolloutProgress {
+            version: String::new(),
+            share,
+            start: "2026-05-01T00:00:00Z".into(),
+            full_at: Some("2026-05-02T00:00:00Z".into()),
+        }
+    }
+
+    /// A stream page of `count` releases: a barrier at 2, an inherited
+    /// dead-end at 5, a halt three before the end and a rollout at the
+    /// newest; plain runs of 4 or more collapse unless `expand_all`.
+    pub(crate) fn sample_page(count: usize, expand_all: bool, can_publish: bool) -> StreamPage {
+        let newest = count - 1;
+        let halted = count.saturating_sub(3);
+        let releases: Vec<ReleaseRow> = (0..count)
+            .map(|index| {
+                let mut state = ReleaseState::default();
+                if index == 2 {
+                    state.barrier = Some(Marked {
+                        reason: format!("migrate first {EVIL}, see https://example.org/b"),
+                        link: Some("https://example.org/b".into()),
+                        from_base: None,
+                    });
+                }
+                if index == 5 {
+                    state.deadend = Some(Marked {
+                        reason: "broken bootloader".into(),
+                        link: Some("javascript:alert(1)".into()),
+                        from_base: Some("quay.io/fedora/fedora-coreos".into()),
+                    });
+                }
+                if index == halted {
+                    state.halt = Some(halt_mark(&version(index)));
+                }
+                if index == newest {
+                    state.rollout = Some(RolloutProgress {
+                        version: version(index),
+                        ..rollout(0.42)
+                    });
+                }
+                ReleaseRow {
+                    age_index: index as u64,
+                    version: version(index),
+                    architectures: vec!["aarch64".into(), "x86_64".into()],
+                    base_release: (index % 2 == 0).then(|| format!("base-{index}")),
+                    available: true,
+                    state,
+                }
+            })
+            .collect();
+        let plain = |index: usize| releases[index].state.word() == "plain" && index != newest;
+        let mut items = Vec::new();
+        let mut index = 0;
+        while index < count {
+            let mut end = index;
+            while end < count && plain(end) {
+                end += 1;
+            }
+            if !expand_all && end - index >= 4 {
+                items.push(GraphItem::Collapsed {
+                    first: index,
+                    last: end - 1,
+                    expand: format!("expand={index}"),
+                });
+                index = end;
+            } else {
+                items.push(GraphItem::Release { index });
+                index += 1;
+            }
+        }
+        let arcs = (0..newest)
+            .filter(|index| *index != 5)
+            .map(|from| {
+                let to = if from < 2 { 2 } else { newest };
+                GraphArc {
+                    from,
+                    to,
+                    arches: if from == 3 {
+                        vec!["aarch64".into()]
+                    } else {
+                        Vec::new()
+                    },
+                }
+            })
+            .collect();
+        let timeline = vec![TimelineSeries {
+            version: version(newest),
+            points: (0..=10)
+                .map(|step| {
+                    (
+                        format!("2026-05-01T{:02}:00:00Z", step * 2),
+                        step as f64 / 10.0,
+                    )
+                })
+                .collect(),
+            now: NOW.into(),
+            share_now: 0.42,
+        }];
+        StreamPage {
+            now: NOW.into(),
+            name: "stable".into(),
+            health: SourceHealth {
+                up: false,
+                last_success: Some("2026-05-01T11:55:00Z".into()),
+                error: Some(SourceError {
+                    kind: "registry".into(),
+                    message: format!("unreachable {EVIL}"),
+                }),
+                sequence: Some(7),
+                expires: None,
+            },
+            arch: "x86_64".into(),
+            arches: vec!["aarch64".into(), "x86_64".into()],
+            scheme: "oci".into(),
+            schemes: vec!["oci".into(), "checksum".into()],
+            base: Some(BaseInfo {
+                repository: "quay.io/fedora/fedora-coreos".into(),
+                source: "graph.json".into(),
+            }),
+            releases,
+            graph: GraphView { items, arcs },
+            timeline,
+            outcomes: Some(Outcomes {
+                releases: vec![ReleaseOutcomes {
+                    version: version(halted),
+                    counts: vec![("booted".into(), 16), ("failed".into(), 4)],
+                    failures: 4,
+                    rebooting: 20,
+                    failure_share: Some(0.2),
+                    missing: 1,
+                }],
+                guard: Some(GuardThresholds {
+                    min_failures: 3,
+                    max_failure_share: 0.1,
+                    max_missing_share: None,
+                    missing_after_seconds: 1800,
+                }),
+                audit: vec![AuditLine {
+                    time: "2026-05-01T11:00:00Z".into(),
+                    version: version(halted),
+                    halt_id: "h-1".into(),
+                    tripped_by: "guard".into(),
+                    sequence: 3,
+                }],
+                error: None,
+            }),
+            halts: HaltState {
+                on: true,
+                location: Some("registry.example/halts:stable".into()),
+                sequence: Some(3),
+                expires: None,
+                error: None,
+                halted: vec![halt_mark(&version(halted))],
+                can_publish,
+            },
+        }
+    }
+
+    fn decision() -> HostDecision {
+        HostDecision {
+            arch: "x86_64".into(),
+            booted: Some(version(0)),
+            wariness: 0.5,
+            target: Some(DecisionTarget {
+                version: version(2),
+                digest: format!("sha256:{}", "ab".repeat(32)),
+            }),
+            reason: "barrier first".into(),
+            held: vec![HeldRelease {
+                version: version(9),
+                reason: "rollout: wariness above the share".into(),
+            }],
+            next_change: None,
+        }
+    }
+
+    pub(crate) fn viewer(can_halt: bool, can_admin_locks: bool) -> Viewer {
+        Viewer {
+            name: Some("ops".into()),
+            can_halt,
+            can_admin_locks,
+            csrf: Some(CSRF.into()),
+        }
+    }
+
+    fn streams() -> Vec<String> {
+        vec!["stable".into(), "next".into()]
+    }
+
+    /// Every element opened is closed, in order (void elements aside).
+    pub(crate) fn assert_balanced(html: &str) {
+        const VOID: [&str; 8] = ["meta", "link", "input", "br", "hr", "img", "source", "wbr"];
+        let mut stack: Vec<String> = Vec::new();
+        let mut rest = html;
+        while let Some(start) = rest.find('<') {
+            rest = &rest[start + 1..];
+            let end = rest.find('>').expect("a tag ends");
+            let tag = &rest[..end];
+            rest = &rest[end + 1..];
+            if tag.starts_with('!') {
+                continue;
+            }
+            assert!(!tag.ends_with('/'), "no self-closing tags: <{tag}>");
+            if let Some(name) = tag.strip_prefix('/') {
+                let open = stack.pop().unwrap_or_default();
+                assert_eq!(open, name, "</{name}> closes <{open}>");
+            } else {
+                let name = tag.split_whitespace().next().unwrap_or_default();
+                assert!(!name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric()));
+                if !VOID.contains(&name) {
+                    stack.push(name.to_string());
+                }
+            }
+        }
+        assert!(stack.is_empty(), "unclosed: {stack:?}");
+    }
+
+    /// Long runs of token-like characters: only the CSRF token and digests
+    /// may appear, and the CSRF token only in `csrf` fields.
+    fn assert_no_secrets(html: &str) {
+        let mut run = String::new();
+        let mut runs = Vec::new();
+        for c in html.chars().chain(std::iter::once(' ')) {
+            if c.is_ascii_alphanumeric() || "+/_=-".contains(c) {
+                run.push(c);
+            } else {
+                if run.len() >= 24 {
+                    runs.push(std::mem::take(&mut run));
+                }
+                run.clear();
+            }
+        }
+        for run in runs {
+            // Mixed case with digits, or one long unbroken word: random-looking.
+            let mixed = run.chars().any(|c| c.is_ascii_uppercase())
+                && run.chars().any(|c| c.is_ascii_lowercase())
+                && run.chars().any(|c| c.is_ascii_digit());
+            let unbroken = run.len() >= 32 && !run.contains('-');
+            let digest = run.len() == 64 && run.chars().all(|c| c.is_ascii_hexdigit());
+            assert!(
+                run == CSRF || digest || !(mixed || unbroken),
+                "token-like text in the page: {run}"
+            );
+        }
+        assert_eq!(
+            html.matches(CSRF).count(),
+            html.matches(&format!(r#"name="csrf" value="{CSRF}""#))
+                .count(),
+            "the CSRF token only in csrf fields"
+        );
+        assert!(!html.to_ascii_lowercase().contains("bearer"));
+    }
+
+    #[test]
+    fn the_secret_check_catches_a_token_outside_a_csrf_field() {
+        let leaked =
+            std::panic::catch_unwind(|| assert_no_secrets("<p>Tk9aXq3LmZ0pR7sV2wY5bN8c</p>"));
+        assert!(leaked.is_err());
+        let misplaced = std::panic::catch_unwind(|| assert_no_secrets(&format!("<p>{CSRF}</p>")));
+        assert!(misplaced.is_err());
+        assert_no_secrets(&format!(
+            r#"<input name="csrf" value="{CSRF}"> sha256:{}"#,
+            "ab".repeat(32)
+        ));
+    }
+
+    #[test]
+    fn stream_page_is_balanced_escaped_and_says_states_in_words() {
+        let page = sample_page(20, false, true);
+        let html = stream(
+            &page,
+            &viewer(true, false),
+            Some(&decision()),
+            None,
+            &streams(),
+        )
+        .into_string();
+        assert_balanced(&html);
+        assert!(!html.contains("<script>alert"), "reasons are escaped");
+        assert!(html.contains("&lt;script&gt;alert"));
+        assert!(!html.contains("javascript:"), "only http(s) links");
+        assert!(html.starts_with("<!DOCTYPE html><html lang=\"en\">"));
+        for needle in [
+            "<main id=\"main\">",
+            "<nav aria-label=\"Dashboard\">",
+            "<footer>",
+            "name=\"viewport\"",
+            "/static/dashboard.css?v=",
+            "defer",
+            ">Barrier</span>",
+            ">Dead-end</span>",
+            "from base <code>quay.io/fedora/fedora-coreos</code>",
+            ">Halted</span>",
+            "guard: 4 failures of 20 reboots",
+            "<pre><code>cairn policy halt clear --version",
+            ">Failing</span>",
+            "<progress max=\"100\" value=\"42.0\">42%</progress>",
+            "100% at <time datetime=\"2026-05-02T00:00:00Z\">2026-05-02 00:00 UTC</time>",
+            "<th scope=\"col\">Base release</th>",
+            "href=\"https://example.org/b\"",
+            "<datalist id=\"ask-versions\">",
+            "name=\"wariness\" min=\"0\" max=\"1\" step=\"any\" value=\"0.5\"",
+            "<label for=\"ask-booted\">",
+            "barrier first",
+            "Held back",
+            "20%",
+            "Missing hosts",
+        ] {
+            assert!(html.contains(needle), "the page shows {needle}");
+        }
+        assert!(!html.contains("resume\" method"), "no resume form");
+        assert!(!html.contains(" style="), "no inline styles (CSP)");
+        assert_no_secrets(&html);
+    }
+
+    #[test]
+    fn halt_form_only_for_a_halt_session_on_a_publishing_server() {
+        for (can_halt, can_publish) in [(true, true), (true, false), (false, true), (false, false)]
+        {
+            let page = sample_page(12, false, can_publish);
+            let html = stream(&page, &viewer(can_halt, true), None, None, &streams()).into_string();
+            assert_eq!(
+                html.contains("action=\"/ui/halt\""),
+                can_halt && can_publish,
+                "halt form for can_halt={can_halt} can_publish={can_publish}"
+            );
+            if !can_publish {
+                assert!(html.contains("<code>[guard]</code>"));
+            }
+            if !can_halt {
+                assert!(html.contains("<code>halt</code> scope"));
+            }
+        }
+        let anonymous = stream(
+            &sample_page(12, false, true),
+            &Viewer::default(),
+            None,
+            None,
+            &streams(),
+        )
+        .into_string();
+        assert!(!anonymous.contains("/ui/halt"));
+        assert!(!anonymous.contains("name=\"csrf\""));
+        assert!(anonymous.contains("href=\"/login\""));
+    }
+
+    fn sample_locks(admin: bool) -> Locks {
+        LockGroup {
+            name: "workers a".into(),
+            slots: 2,
+            taken: 1,
+            lease_seconds: 900,
+            holders: vec![LockHolder {
+                id: admin.then(|| "node-7f3e".into()),
+                taken: "2026-05-01T11:50:00Z".into(),
+                lease_left_seconds: 300,
+            }],
+            halt: Some(LockHalt {
+                at: "2026-05-01T11:40:00Z".into(),
+                reason: "boot_failed".into(),
+                detail: format!("rpm-ostree said {EVIL}"),
+                node: admin.then(|| "node-dead".into()),
+            }),
+        }
+        .into_locks(admin)
+    }
+
+    impl LockGroup {
+        fn into_locks(self, admin: bool) -> Locks {
+            Locks {
+                now: NOW.into(),
+                groups: vec![self],
+                holders_shown: admin,
+            }
+        }
+    }
+
+    #[test]
+    fn lock_holders_only_for_an_admin_and_ack_only_for_an_admin() {
+        let html =
+            locks(&sample_locks(false), &viewer(true, false), None, &streams()).into_string();
+        assert_balanced(&html);
+        assert!(!html.contains("node-7f3e") && !html.contains("node-dead"));
+        assert!(html.contains("hidden: log in as lock admin to see node ids"));
+        assert!(!html.contains("/ack"));
+        assert!(html.contains(">Halted</span>") && html.contains("boot_failed"));
+        assert!(html.contains("1 of 2") && html.contains("15 min") && html.contains("5 min"));
+        assert!(html.contains("&lt;script&gt;"));
+
+        let html = locks(&sample_locks(true), &viewer(false, true), None, &streams()).into_string();
+        assert_balanced(&html);
+        assert!(html.contains("<code>node-7f3e</code>") && html.contains("node-dead"));
+        assert!(html.contains("action=\"/ui/locks/workers%20a/ack\""));
+        assert_no_secrets(&html);
+    }
+
+    #[test]
+    fn overview_highlights_halts_and_health_in_words() {
+        let page = sample_page(12, false, false);
+        let summary = |name: &str, up: bool, halted: bool| StreamSummary {
+            name: name.into(),
+            health: SourceHealth {
+                up,
+                ..page.health.clone()
+            },
+            newest: Some(ReleaseRef {
+                version: version(11),
+                age_index: 11,
+            }),
+            releases: 12,
+            rollouts: vec![RolloutProgress {
+                version: version(11),
+                ..rollout(0.05)
+            }],
+            halted: if halted {
+                vec![halt_mark(&version(9))]
+            } else {
+                Vec::new()
+            },
+        };
+        let model = Overview {
+            now: NOW.into(),
+            streams: vec![summary("stable", true, false), summary("next", false, true)],
+            halted_lock_groups: sample_locks(false).groups,
+            fleet_lock: true,
+        };
+        let html = overview(&model, &Viewer::default(), Some("logged_out")).into_string();
+        assert_balanced(&html);
+        for needle in [
+            ">Up</span>",
+            ">Failing</span>",
+            ">Halted</span> reboot lock groups",
+            "href=\"/streams/next\"",
+            "5%",
+            "You are logged out.",
+            "Read-only",
+            "aria-current=\"page\">Overview",
+        ] {
+            assert!(html.contains(needle), "the overview shows {needle}");
+        }
+        assert_eq!(html.matches(">Halted</span>").count(), 3);
+        assert_no_secrets(&html);
+    }
+
+    #[test]
+    fn notices_are_fixed_texts_and_unknown_kinds_show_nothing() {
+        for kind in [
+            "halted",
+            "already_halted",
+            "acked",
+            "logged_in",
+            "logged_out",
+            "csrf",
+            "forbidden",
+            "unauthorized",
+            "plain_http",
+            "failed",
+        ] {
+            let (_, text) = notice_text(kind).expect("a known kind");
+            let html = login(CSRF, Some(kind), &streams()).into_string();
+            assert!(html.contains(text), "{kind} shows its text");
+        }
+        let html = login(CSRF, Some("<b>pwned</b>"), &streams()).into_string();
+        assert!(!html.contains("pwned") && !html.contains("role=\"status\""));
+        assert_balanced(&html);
+        assert!(html.contains("type=\"password\" name=\"token\" autocomplete=\"off\""));
+        assert!(html.contains("<label for=\"login-token\">"));
+        assert!(html.contains("HttpOnly, Secure and SameSite=Strict"));
+        assert!(html.contains("loopback"));
+        assert_no_secrets(&html);
+    }
+
+    #[test]
+    fn a_stream_page_of_179_releases_is_small_and_quick() {
+        let page = sample_page(179, false, true);
+        let viewer = viewer(true, true);
+        let html = stream(&page, &viewer, Some(&decision()), None, &streams()).into_string();
+        assert_balanced(&html);
+        let rounds = 200;
+        let started = Instant::now();
+        let mut bytes = 0;
+        for _ in 0..rounds {
+            bytes += stream(&page, &viewer, Some(&decision()), None, &streams())
+                .into_string()
+                .len();
+        }
+        let each = started.elapsed() / rounds;
+        println!(
+            "179-release stream page: {} bytes, {:?} per render ({} rounds)",
+            html.len(),
+            each,
+            rounds
+        );
+        assert_eq!(bytes, html.len() * rounds as usize);
+        assert!(html.len() < 200 * 1024, "{} bytes", html.len());
+        let expanded = stream(
+            &sample_page(179, true, true),
+            &viewer,
+            None,
+            None,
+            &streams(),
+        )
+        .into_string();
+        println!("expanded: {} bytes", expanded.len());
+        assert!(expanded.len() < 200 * 1024, "{} bytes", expanded.len());
+    }
+
+    #[test]
+    fn error_pages_are_text() {
+        let html = error(
+            StatusCode::NOT_FOUND,
+            &format!("no stream {EVIL}"),
+            &Viewer::default(),
+            &streams(),
+        )
+        .into_string();
+        assert_balanced(&html);
+        assert!(html.contains("<h1>Not Found</h1>") && html.contains("&lt;script&gt;"));
+    }
+
+    #[tokio::test]
+    async fn assets_and_pages_carry_types_cache_and_security_headers() {
+        let state = AppState::new(
+            ["stable".to_string()],
+            std::sync::Arc::new(jiff::Timestamp::now),
+            300,
+        );
+        let app = routes().with_state(state);
+        for (path, content_type, body) in [
+            (
+                "/static/dashboard.css",
+                "text/css; charset=utf-8",
+                DASHBOARD_CSS,
+            ),
+            (
+                "/static/dashboard.js",
+                "text/javascript; charset=utf-8",
+                DASHBOARD_JS,
+            ),
+        ] {
+            let response = app
+                .clone()
+                .oneshot(Request::get(path).body(Body::empty()).expect("request"))
+                .await
+                .expect("response");
+            assert_eq!(response.status(), StatusCode::OK);
+            let headers = response.headers();
+            assert_eq!(headers[header::CONTENT_TYPE], content_type);
+            assert_eq!(headers[header::CACHE_CONTROL], "public, max-age=86400");
+            assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+            let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .expect("body");
+            assert_eq!(bytes, body.as_bytes());
+        }
+        let response = secure_html(login(CSRF, None, &streams()));
+        let headers = response.headers();
+        assert_eq!(
+            headers[header::CONTENT_SECURITY_POLICY],
+            CONTENT_SECURITY_POLICY
+        );
+        assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert_eq!(headers[header::REFERRER_POLICY], "no-referrer");
+        assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+        assert_eq!(headers[header::CONTENT_TYPE], "text/html; charset=utf-8");
+    }
+
+    #[test]
+    fn the_stream_query_reads_empty_form_fields_as_absent() {
+        let query: handlers::StreamPageQuery =
+            serde_json::from_value(serde_json::json!({"wariness": "", "booted": " "}))
+                .expect("query");
+        assert!(!query.asks());
+        let query: handlers::StreamPageQuery =
+            serde_json::from_value(serde_json::json!({"wariness": "0.25", "booted": "40.1"}))
+                .expect("query");
+        assert_eq!(query.wariness(), Some(0.25));
+        assert_eq!(query.booted(), Some("40.1"));
+        let query: handlers::StreamPageQuery =
+            serde_json::from_value(serde_json::json!({"wariness": "7"})).expect("query");
+        assert_eq!(query.wariness(), None);
+    }
+}

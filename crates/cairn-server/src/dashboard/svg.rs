@@ -506,3 +506,104 @@ pub fn timeline(series: &TimelineSeries, now: Timestamp) -> Markup {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::pages::tests::{assert_balanced, sample_page};
+    use super::*;
+
+    fn versions_drawn(svg: &str, page: &StreamPage) -> usize {
+        page.releases
+            .iter()
+            .filter(|row| svg.contains(&format!("<tspan class=\"version\">{}<", row.version)))
+            .count()
+    }
+
+    #[test]
+    fn a_plain_run_of_ten_collapses_into_one_linked_row() {
+        // Releases 6..=15 are plain (barrier at 2, dead-end at 5, halt at 17,
+        // rollout at 19): one collapsed row.
+        let page = sample_page(20, false, false);
+        let run = page
+            .graph
+            .items
+            .iter()
+            .find_map(|item| match item {
+                GraphItem::Collapsed { first, last, .. } => Some((*first, *last)),
+                GraphItem::Release { .. } => None,
+            })
+            .expect("a collapsed run");
+        assert_eq!(run, (6, 16));
+        let svg = graph(&page).into_string();
+        assert_balanced(&svg);
+        assert!(svg.contains(
+            "<a href=\"?arch=x86_64&amp;scheme=oci&amp;expand=6#graph\"><text x=\"126\""
+        ));
+        assert!(svg.contains("11 releases 40.20250007.3.0 … 40.20250017.3.0 (expand)"));
+        assert!(versions_drawn(&svg, &page) < page.releases.len() - 10);
+        assert!(svg.contains("role=\"img\" aria-labelledby=\"graph-title graph-desc\""));
+        assert!(
+            svg.contains("<title id=\"graph-title\">") && svg.contains("<desc id=\"graph-desc\">")
+        );
+        assert!(svg.contains("width=\"100%\"") && svg.contains("viewBox=\"0 0 440 "));
+        assert!(!svg.contains("style="));
+        // Shapes and words for every state.
+        for needle in [
+            "mark-barrier",
+            "mark-deadend",
+            "mark-halted",
+            "mark-rollout",
+            "mark-run",
+            " · HALTED",
+            " · barrier",
+            " · dead-end (from base)",
+            " · rollout 42%",
+        ] {
+            assert!(svg.contains(needle), "the graph shows {needle}");
+        }
+        // The partial arc is dashed and names its architecture.
+        assert!(svg.contains("stroke-dasharray=\"4 3\""));
+        assert!(svg.contains("class=\"arc-label\" font-size=\"10\""));
+
+        let text = graph_text(&page).into_string();
+        assert_balanced(&text);
+        assert!(text.contains("href=\"?arch=x86_64&amp;scheme=oci&amp;expand=6#graph\""));
+        assert!(text.contains("expand=all"));
+        assert!(text.contains(
+            "<strong>40.20250004.3.0</strong>; updates to 40.20250020.3.0 (only aarch64)"
+        ));
+        assert!(text.contains("updates to 40.20250020.3.0"));
+    }
+
+    #[test]
+    fn expanded_every_release_is_drawn() {
+        let page = sample_page(20, true, false);
+        let svg = graph(&page).into_string();
+        assert_balanced(&svg);
+        assert_eq!(versions_drawn(&svg, &page), page.releases.len());
+        assert!(!svg.contains("mark-run"));
+        let text = graph_text(&page).into_string();
+        for row in &page.releases {
+            assert!(text.contains(&format!("<strong>{}</strong>", row.version)));
+        }
+        assert!(text.contains("Collapse long runs"));
+    }
+
+    #[test]
+    fn a_timeline_marks_now_with_its_share() {
+        let page = sample_page(8, false, false);
+        let series = &page.timeline[0];
+        let now: Timestamp = "2026-05-01T12:00:00Z".parse().expect("time");
+        let svg = timeline(series, now).into_string();
+        assert_balanced(&svg);
+        assert!(svg.contains("now · 42%"));
+        assert!(svg.contains("<polyline class=\"timeline-line\""));
+        // 12:00 is 60% of the way from 00:00 to 20:00: x = 44 + 0.6 * 380.
+        assert!(svg.contains("x1=\"272\" x2=\"272\""), "{svg}");
+        assert!(svg.contains(
+            "aria-labelledby=\"timeline-40-20250008-3-0-title timeline-40-20250008-3-0-desc\""
+        ));
+        assert!(svg.contains("reaches 100% at 2026-05-01 20:00 UTC"));
+        assert!(!svg.contains("style="));
+    }
+}
