@@ -480,21 +480,21 @@ pub fn stream(
             p { "Derived from base " code { (base.repository) } ", its graph read from " code { (base.source) } "." }
         }
         (switcher(page))
+        nav class="toc" aria-label="On this page" {
+            ul {
+                li { a href="#rollouts" { "Rollouts" } }
+                li { a href="#host" { "What would a host get" } }
+                li { a href="#graph" { "Graph" } }
+                li { a href="#releases" { "Releases" } }
+                li { a href="#outcomes" { "Outcomes" } }
+                li { a href="#halts" { "Halts" } }
+            }
+        }
         @if !page.halts.halted.is_empty() {
             section class="alert" aria-labelledby="halted-now" {
                 h2 id="halted-now" { (tag("halted", "Halted")) " releases" }
                 @for halt in &page.halts.halted { (halt_block(halt)) }
             }
-        }
-        section aria-labelledby="releases" {
-            h2 id="releases" { "Releases" }
-            (releases_table(page))
-        }
-        section aria-labelledby="graph" {
-            h2 id="graph" { "Update graph" }
-            div class="figure" { (svg::graph(page)) }
-            h3 { "The graph in text" }
-            (svg::graph_text(page))
         }
         section aria-labelledby="rollouts" {
             h2 id="rollouts" { "Rollouts" }
@@ -515,6 +515,16 @@ pub fn stream(
             }
         }
         (host_control(page, decision))
+        section aria-labelledby="graph" {
+            h2 id="graph" { "Update graph" }
+            div class="figure" { (svg::graph(page)) }
+            h3 { "The graph in text" }
+            (svg::graph_text(page))
+        }
+        section aria-labelledby="releases" {
+            h2 id="releases" { "Releases" }
+            (releases_table(page))
+        }
         (outcomes(page))
         (halts(page, viewer))
     };
@@ -874,6 +884,11 @@ fn lock_group(group: &LockGroup, viewer: &Viewer) -> Markup {
                 form method="post" action=(format!("/ui/locks/{}/ack", url_value(&group.name))) {
                     input type="hidden" name="csrf" value=(csrf);
                     button type="submit" { "Acknowledge" }
+                }
+            } @else if group.halt.is_some() {
+                p class="muted" {
+                    "Acknowledging the halt needs " a href="/login" { "a login" }
+                    " with a token of the " code { "lock-admin" } " scope."
                 }
             }
             @if group.holders.is_empty() {
@@ -1472,7 +1487,7 @@ pub(super) mod tests {
         assert!(anonymous.contains("href=\"/login\""));
     }
 
-    fn sample_locks(admin: bool) -> Locks {
+    pub(crate) fn sample_locks(admin: bool) -> Locks {
         LockGroup {
             name: "workers a".into(),
             slots: 2,
@@ -1511,6 +1526,7 @@ pub(super) mod tests {
         assert!(!html.contains("node-7f3e") && !html.contains("node-dead"));
         assert!(html.contains("hidden: log in as lock admin to see node ids"));
         assert!(!html.contains("/ack"));
+        assert!(html.contains("<code>lock-admin</code> scope"));
         assert!(html.contains(">Halted</span>") && html.contains("boot_failed"));
         assert!(html.contains("1 of 2") && html.contains("15 min") && html.contains("5 min"));
         assert!(html.contains("&lt;script&gt;"));

@@ -135,7 +135,7 @@ pub(super) fn run_label(page: &StreamPage, first: usize, last: usize) -> String 
             .map(|row| row.version.as_str())
             .unwrap_or("?")
     };
-    format!("{count} releases {} … {}", version(first), version(last))
+    format!("{count} releases: {} … {}", version(first), version(last))
 }
 
 /// An update arc as drawn: between rows, for some architectures.
@@ -273,8 +273,8 @@ pub fn graph(page: &StreamPage) -> Markup {
                         }
                     }
                     @if partial {
-                        text class="arc-label" font-size="10"
-                            x=(n(NODE_X - bulge * 0.75 + 2.0))
+                        text class="arc-label" font-size="10" text-anchor="end"
+                            x=(n((NODE_X - bulge * 0.75 - 2.0).max(40.0)))
                             y=(n((y_from + y_to) / 2.0 + 3.0)) {
                             (arc.arches.join(", "))
                         }
@@ -306,8 +306,9 @@ pub fn graph(page: &StreamPage) -> Markup {
                             g class="row row-run" {
                                 (run_mark(y))
                                 a href=(expand_href(page, expand)) {
-                                    text x=(n(TEXT_X)) y=(n(y + 4.5)) font-size="13" class="run-link" {
-                                        (run_label(page, *first, *last)) " (expand)"
+                                    title { "Expand " (run_label(page, *first, *last)) }
+                                    text x=(n(TEXT_X)) y=(n(y + 4.5)) font-size="12" class="run-link" {
+                                        (run_label(page, *first, *last))
                                     }
                                 }
                             }
@@ -403,9 +404,9 @@ fn id_fragment(text: &str) -> String {
 }
 
 /// Plot area of a timeline, in `viewBox` units.
-const PLOT_LEFT: f64 = 44.0;
+const PLOT_LEFT: f64 = 48.0;
 const PLOT_RIGHT: f64 = 424.0;
-const PLOT_TOP: f64 = 26.0;
+const PLOT_TOP: f64 = 30.0;
 const PLOT_BOTTOM: f64 = 126.0;
 
 /// A rollout's timeline: the share of the fleet (by wariness) offered the
@@ -480,17 +481,17 @@ pub fn timeline(series: &TimelineSeries, now: Timestamp) -> Markup {
     html! {
         svg class="timeline" role="img"
             aria-labelledby=(format!("{id}-title {id}-desc"))
-            viewBox="0 0 440 150" width="100%" preserveAspectRatio="xMinYMin meet" {
+            viewBox="0 0 440 152" width="100%" preserveAspectRatio="xMinYMin meet" {
             title id=(format!("{id}-title")) { (title) }
             desc id=(format!("{id}-desc")) { (desc) }
-            g class="axes" font-size="11" {
+            g class="axes" font-size="13" {
                 @for (share, label) in [(0.0, "0%"), (0.5, "50%"), (1.0, "100%")] {
                     line class="grid" x1=(n(PLOT_LEFT)) x2=(n(PLOT_RIGHT))
                         y1=(n(y_of(share))) y2=(n(y_of(share))) stroke="currentColor" stroke-width="0.5" {}
                     text x=(n(PLOT_LEFT - 4.0)) y=(n(y_of(share) + 4.0)) text-anchor="end" { (label) }
                 }
-                text x=(n(PLOT_LEFT)) y=(n(PLOT_BOTTOM + 16.0)) text-anchor="start" { (axis_time(first_time)) }
-                text x=(n(PLOT_RIGHT)) y=(n(PLOT_BOTTOM + 16.0)) text-anchor="end" { (axis_time(last_time)) }
+                text x=(n(PLOT_LEFT)) y=(n(PLOT_BOTTOM + 18.0)) text-anchor="start" { (axis_time(first_time)) }
+                text x=(n(PLOT_RIGHT)) y=(n(PLOT_BOTTOM + 18.0)) text-anchor="end" { (axis_time(last_time)) }
             }
             @if points.len() >= 2 {
                 polygon class="timeline-area" points=(area) {}
@@ -501,7 +502,7 @@ pub fn timeline(series: &TimelineSeries, now: Timestamp) -> Markup {
                     stroke="currentColor" stroke-width="1.5" stroke-dasharray="3 2" {}
                 circle cx=(n(now_x)) cy=(n(now_y)) r="4" {}
                 text x=(n(if now_anchor == "end" { now_x - 4.0 } else { now_x + 4.0 }))
-                    y=(n(PLOT_TOP - 10.0)) text-anchor=(now_anchor) font-size="12" { (now_label) }
+                    y=(n(PLOT_TOP - 12.0)) text-anchor=(now_anchor) font-size="14" { (now_label) }
             }
         }
     }
@@ -536,10 +537,8 @@ mod tests {
         assert_eq!(run, (6, 16));
         let svg = graph(&page).into_string();
         assert_balanced(&svg);
-        assert!(svg.contains(
-            "<a href=\"?arch=x86_64&amp;scheme=oci&amp;expand=6#graph\"><text x=\"126\""
-        ));
-        assert!(svg.contains("11 releases 40.20250007.3.0 … 40.20250017.3.0 (expand)"));
+        assert!(svg.contains("<a href=\"?arch=x86_64&amp;scheme=oci&amp;expand=6#graph\"><title>"));
+        assert!(svg.contains(">11 releases: 40.20250007.3.0 … 40.20250017.3.0</text></a>"));
         assert!(versions_drawn(&svg, &page) < page.releases.len() - 10);
         assert!(svg.contains("role=\"img\" aria-labelledby=\"graph-title graph-desc\""));
         assert!(
@@ -598,8 +597,8 @@ mod tests {
         assert_balanced(&svg);
         assert!(svg.contains("now · 42%"));
         assert!(svg.contains("<polyline class=\"timeline-line\""));
-        // 12:00 is 60% of the way from 00:00 to 20:00: x = 44 + 0.6 * 380.
-        assert!(svg.contains("x1=\"272\" x2=\"272\""), "{svg}");
+        // 12:00 is 60% of the way from 00:00 to 20:00: x = 48 + 0.6 * 376.
+        assert!(svg.contains("x1=\"273.6\" x2=\"273.6\""), "{svg}");
         assert!(svg.contains(
             "aria-labelledby=\"timeline-40-20250008-3-0-title timeline-40-20250008-3-0-desc\""
         ));
