@@ -41,6 +41,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/static/dashboard.css", get(stylesheet))
         .route("/static/dashboard.js", get(script))
+        .route("/login", get(handlers::login))
 }
 
 async fn stylesheet() -> Response {
@@ -199,6 +200,22 @@ pub fn notice_text(kind: &str) -> Option<(&'static str, &'static str)> {
             "Login over plain HTTP is accepted only from loopback: use this server's HTTPS address.",
         ),
         "failed" => ("error", "The action failed; the server's log says why."),
+        "too_many_attempts" => (
+            "error",
+            "Too many failed logins from this address; wait a minute.",
+        ),
+        "bad_request" => ("error", "The form was malformed; nothing was done."),
+        "unknown_stream" => ("error", "No such stream is served here."),
+        "unknown_release" => (
+            "error",
+            "That version is not a release of the stream; nothing was done.",
+        ),
+        "invalid_reason" => (
+            "error",
+            "Give the halt a reason of at most 500 characters, on one line.",
+        ),
+        "not_halted" => ("ok", "The lock group was not halted; nothing changed."),
+        "invalid_group" => ("error", "That is not a lock group name."),
         _ => return None,
     })
 }
@@ -981,11 +998,92 @@ pub fn error(status: StatusCode, message: &str, viewer: &Viewer, streams: &[Stri
 /// wired by the dashboard's [`super::routes`] once `build.rs` has them.
 pub mod handlers {
     use super::super::model::{HostDecision, Locks, Overview, StreamPage, Viewer};
+    use super::super::session;
     use crate::AppState;
     use crate::error::ApiError;
-    use axum::http::{HeaderValue, header};
+    use axum::extract::rejection::QueryRejection;
+    use axum::extract::{Query, State};
+    use axum::http::{HeaderMap, HeaderValue, header};
     use axum::response::Response;
     use serde::Deserialize;
+
+    /// `GET /login`: the token form, with its double-submit CSRF cookie.
+    pub async fn login(
+        State(state): State<AppState>,
+        headers: HeaderMap,
+        query: Result<Query<PageQuery>, QueryRejection>,
+    ) -> Response {
+        let query = query.map(|Query(query)| query).unwrap_or_default();
+        let (csrf, cookie) = session::login_form_token(&state, &headers);
+        login_response(&csrf, cookie, &query, &stream_names(&state))
+    }
+
+    // The page handlers that need the builders of `build.rs` (written in
+    // parallel): compiled out until those land. To wire them, drop the
+    // `cfg`, add `.await` where a builder is async, and route
+    // `/` → `overview`, `/streams/{stream}` → `stream`, `/locks` → `locks`.
+    #[cfg(any())]
+    mod wiring {
+        use super::*;
+        use crate::dashboard::build;
+        use axum::extract::Path;
+
+        /// `GET /`.
+        pub async fn overview(
+            State(state): State<AppState>,
+            headers: HeaderMap,
+            query: Result<Query<PageQuery>, QueryRejection>,
+        ) -> Response {
+            let query = query.map(|Query(query)| query).unwrap_or_default();
+            let viewer = session::viewer(&state, &headers);
+            let model = build::overview(&state, (state.shared.clock)());
+            overview_response(&model, &viewer, &query)
+        }
+
+        /// `GET /streams/{stream}`: the page, and the decision when the
+        /// form asked one.
+        pub async fn stream(
+            State(state): State<AppState>,
+            Path(stream): Path<String>,
+            headers: HeaderMap,
+            query: Result<Query<StreamPageQuery>, QueryRejection>,
+        ) -> Response {
+            let query = query.map(|Query(query)| query).unwrap_or_default();
+            let viewer = session::viewer(&state, &headers);
+            let now = (state.shared.clock)();
+            let view = build::StreamQuery {
+                arch: query.arch.clone(),
+                scheme: query.scheme.clone(),
+                expand: query.expand.clone(),
+                booted: query.booted().map(str::to_string),
+            };
+            let page = build::stream_page(&state, &stream, &view, now);
+            let decision = match &page {
+                Ok(page) if query.asks() => Some(build::decide(
+                    &state,
+                    &stream,
+                    &page.arch,
+                    query.booted(),
+                    query.wariness(),
+                    now,
+                )),
+                _ => None,
+            };
+            stream_response(page, decision, &viewer, &query, &stream_names(&state))
+        }
+
+        /// `GET /locks`.
+        pub async fn locks(
+            State(state): State<AppState>,
+            headers: HeaderMap,
+            query: Result<Query<PageQuery>, QueryRejection>,
+        ) -> Response {
+            let query = query.map(|Query(query)| query).unwrap_or_default();
+            let viewer = session::viewer(&state, &headers);
+            let model = build::locks(&state, (state.shared.clock)(), &viewer);
+            locks_response(model, &viewer, &query, &stream_names(&state))
+        }
+    }
 
     /// `?notice=` of every page.
     #[derive(Debug, Default, Deserialize)]
@@ -1707,6 +1805,51 @@ pub(super) mod tests {
         assert_eq!(headers[header::REFERRER_POLICY], "no-referrer");
         assert_eq!(headers[header::CACHE_CONTROL], "no-store");
         assert_eq!(headers[header::CONTENT_TYPE], "text/html; charset=utf-8");
+    }
+
+    #[tokio::test]
+    async fn the_login_page_is_served_beside_a_post_login_route() {
+        let state = AppState::new(
+            ["stable".to_string()],
+            std::sync::Arc::new(jiff::Timestamp::now),
+            300,
+        );
+        // The session routes answer POST /login; the page answers GET.
+        let app = routes()
+            .merge(Router::new().route("/login", axum::routing::post(|| async { "posted" })))
+            .with_state(state);
+        let response = app
+            .clone()
+            .oneshot(
+                Request::get("/login?notice=csrf&x=%3Cb%3E")
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("response");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers()[header::CONTENT_SECURITY_POLICY],
+            CONTENT_SECURITY_POLICY
+        );
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        let html = String::from_utf8(body.to_vec()).expect("utf-8");
+        assert!(html.contains("action=\"/login\"") && html.contains("href=\"/streams/stable\""));
+        assert!(html.contains(notice_text("csrf").expect("known").1));
+        let posted = app
+            .oneshot(
+                Request::post("/login")
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("response");
+        let body = axum::body::to_bytes(posted.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        assert_eq!(&body[..], b"posted");
     }
 
     #[test]
