@@ -342,7 +342,7 @@ fn rollout_bar(rollout: &RolloutProgress) -> Markup {
     let value = format!("{:.1}", (rollout.share * 100.0).clamp(0.0, 100.0));
     html! {
         span class="rollout" {
-            progress max="100" value=(value) { (percent(rollout.share)) }
+            progress max="100" value=(value) aria-label="Share of the fleet offered" { (percent(rollout.share)) }
             " " strong { (percent(rollout.share)) } " offered"
             @match &rollout.full_at {
                 Some(at) => { ", 100% at " (when(at)) }
@@ -1551,7 +1551,9 @@ pub(super) mod tests {
             "guard: 4 failures of 20 reboots",
             "<pre><code>cairn policy halt clear --version",
             ">Failing</span>",
-            "<progress max=\"100\" value=\"42.0\">42%</progress>",
+            "<progress max=\"100\" value=\"42.0\" aria-label=\"Share of the fleet offered\">42%</progress>",
+            "<option value=\"x86_64\" selected>x86_64</option>",
+            "<option value=\"aarch64\">aarch64</option>",
             "100% at <time datetime=\"2026-05-02T00:00:00Z\">2026-05-02 00:00 UTC</time>",
             "<th scope=\"col\">Base release</th>",
             "href=\"https://example.org/b\"",
