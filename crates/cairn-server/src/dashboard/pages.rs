@@ -815,7 +815,7 @@ fn halts(page: &StreamPage, viewer: &Viewer) -> Markup {
             @if state.halted.is_empty() {
                 p { "No release is halted." }
             } @else {
-                p { (state.halted.len()) " halted: see above; only the release team resumes a release, with the command shown." }
+                p { "Halted releases: " (state.halted.len()) ", listed at the top of this page. Only the release team resumes one, with the command shown there." }
             }
             @if let Some(csrf) = form_csrf {
                 form method="post" action="/ui/halt" class="halt-form" {
