@@ -924,6 +924,8 @@ pub fn decide(
     })?;
     let arch = choose_arch(&snapshot, arch)?;
     let document = snapshot.source_document();
+    let view = state.shared.halts.view(stream);
+    let withheld = view.withheld(now);
     let booted = match booted {
         Some(booted) => match document {
             Some(document) => document
@@ -937,13 +939,16 @@ pub fn decide(
                 .graph(&arch, oci)
                 .ok_or_else(|| internal("finding the graph"))?;
             let nodes = graph.graph().nodes();
-            default_booted(nodes, now)
+            let halted = match &withheld {
+                Withheld::Halted(digests) => Some(digests.as_ref()),
+                _ => None,
+            };
+            default_booted(nodes, now, halted)
                 .map(|n| n.id.to_string())
                 .ok_or_else(|| invalid("booted", "the graph has no release to start from"))?
         }
     };
-    let view = state.shared.halts.view(stream);
-    let halted: Vec<String> = match view.withheld(now) {
+    let halted: Vec<String> = match withheld {
         Withheld::Nothing => Vec::new(),
         Withheld::Halted(digests) => digests.iter().cloned().collect(),
         Withheld::Everything => {
@@ -1036,14 +1041,23 @@ fn version_of(snapshot: &Snapshot, booted: &str) -> Option<String> {
 }
 
 /// The newest release every host is offered now: no rollout in progress,
-/// not a dead-end, available. A host on it is up to date but for rollouts.
-pub fn default_booted(nodes: &[Node], now: Timestamp) -> Option<&Node> {
+/// not a dead-end, available, not halted. A host on it is up to date but
+/// for rollouts.
+pub fn default_booted<'a>(
+    nodes: &'a [Node],
+    now: Timestamp,
+    halted: Option<&BTreeSet<String>>,
+) -> Option<&'a Node> {
+    let is_halted = |n: &Node| {
+        halted.is_some_and(|h| h.contains(n.id.as_str()) || n.aliases.iter().any(|a| h.contains(a)))
+    };
     nodes
         .iter()
         .rev()
         .find(|n| {
             n.deadend.is_none()
                 && n.available
+                && !is_halted(n)
                 && n.rollout.is_none_or(|r| !r.hides(1.0, now.as_second()))
         })
         .or_else(|| nodes.first())
