@@ -314,15 +314,16 @@ fn scheme_name(oci: bool) -> &'static str {
     if oci { "oci" } else { "checksum" }
 }
 
-/// Whether every graph a page of `arch` needs is built already.
-fn page_graphs_built(snapshot: &Snapshot, arch: &str) -> bool {
+/// Whether every graph a page of `arch` needs is built already: both
+/// schemes of `arch` (to choose one), and the scheme shown of every
+/// architecture (for the arcs and the releases' architectures).
+fn page_graphs_built(snapshot: &Snapshot, arch: &str, scheme: Option<bool>) -> bool {
     let built = |arch: &str, oci| matches!(snapshot.built_graph(arch, oci), Some(Some(_)));
-    built(arch, true)
-        && built(arch, false)
-        && snapshot
-            .arches
-            .iter()
-            .all(|a| built(a, true) && built(a, false))
+    if !(built(arch, true) && built(arch, false)) {
+        return false;
+    }
+    let oci = choose_scheme(snapshot, arch, scheme);
+    snapshot.arches.iter().all(|a| built(a, oci))
 }
 
 /// Run `work` on the blocking pool when `cheap` is false, else here.
@@ -436,8 +437,8 @@ pub async fn stream_page(
         None => true,
         Some(snapshot) => {
             let arch = choose_arch(&snapshot, query.arch.as_deref())?;
-            parse_scheme(query.scheme.as_deref())?;
-            page_graphs_built(&snapshot, &arch)
+            let scheme = parse_scheme(query.scheme.as_deref())?;
+            page_graphs_built(&snapshot, &arch, scheme)
         }
     };
     let (state, stream, query) = (state.clone(), stream.to_string(), query.clone());
