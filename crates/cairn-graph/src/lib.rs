@@ -69,4 +69,4 @@ pub use document::{
 };
 pub use graph::{Node, Scheme, UpdateGraph};
 pub use rollout::Rollout;
-pub use select::{Decision, NoUpdate, NotOffered, Query, Target};
+pub use select::{BootedError, Decision, NoUpdate, NotOffered, Query, Target};

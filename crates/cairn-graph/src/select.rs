@@ -644,6 +644,72 @@ impl UpdateGraph {
     }
 }
 
+/// A booted release named by version that has no payload to boot on `arch`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BootedError {
+    /// The release has no entry for the architecture.
+    #[error("release {version} has no {arch} image (it has: {have})")]
+    NoArch {
+        /// The release.
+        version: String,
+        /// The architecture asked about.
+        arch: String,
+        /// The architectures it has, comma-separated.
+        have: String,
+    },
+    /// The entry names neither a digest nor a commit.
+    #[error("release {version} has no {arch} digest")]
+    NoDigest {
+        /// The release.
+        version: String,
+        /// The architecture asked about.
+        arch: String,
+    },
+}
+
+impl BootedError {
+    /// A short label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BootedError::NoArch { .. } => "no_arch",
+            BootedError::NoDigest { .. } => "no_digest",
+        }
+    }
+}
+
+impl GraphDocument {
+    /// What a host booted on `booted` reports: a release version becomes its
+    /// `arch` manifest digest (or commit, for an ostree-only release);
+    /// anything else (a digest, a checksum, a pull spec) is passed as given.
+    pub fn booted_id(&self, arch: &str, booted: &str) -> Result<String, BootedError> {
+        let Some((_, release)) = self.release(booted) else {
+            return Ok(booted.to_string());
+        };
+        let entry = release
+            .architectures
+            .get(arch)
+            .ok_or_else(|| BootedError::NoArch {
+                version: booted.to_string(),
+                arch: arch.to_string(),
+                have: release
+                    .architectures
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
+        entry
+            .digest
+            .clone()
+            .or_else(|| entry.ostree.clone())
+            .ok_or_else(|| BootedError::NoDigest {
+                version: booted.to_string(),
+                arch: arch.to_string(),
+            })
+    }
+}
+
 impl GraphDocument {
     /// True from the first whole second after `expires` on. Whole seconds keep
     /// this in step with rollouts, whose times are Unix seconds too.

@@ -67,6 +67,11 @@ impl GraphEntry {
         }
     }
 
+    /// The graph, unfiltered.
+    pub fn graph(&self) -> &UpdateGraph {
+        &self.graph
+    }
+
     /// The positions of the nodes whose incoming edges `withheld` drops;
     /// `None`: every edge.
     pub fn blocked(&self, withheld: &Withheld) -> Option<Vec<usize>> {

@@ -749,3 +749,847 @@ async fn actions_without_a_session_or_its_csrf_token_do_nothing() {
     .await;
     assert_eq!(posted.location, "/locks?notice=failed");
 }
+
+/// The dashboard's JSON (`/api/...`), from the same in-process state.
+mod dashboard {
+    use super::*;
+    use cairn_graph::derive::{BaseGraph, BaseRelease, inherit};
+    use cairn_graph::document::{HaltSettings, Reason};
+    use cairn_graph::halts::{HaltEntry, HaltList, SignedAs, TrippedBy};
+    use cairn_graph::{ArchEntry, BaseImage, GraphDocument, Query, Release, Rollout};
+    use cairn_server::dashboard::build::{self, StreamQuery};
+    use cairn_server::halts::Halts;
+    use cairn_server::reports::model::{Outcome, Release as ReportedRelease};
+    use cairn_server::state::Services;
+    use cairn_server::store::halts::{AuditEntry, HaltBackend, HaltStore, HeldRecord};
+    use cairn_server::store::reports::ReportRecord;
+    use serde_json::Value;
+
+    /// The dashboard test's clock.
+    const T: i64 = 1_800_000_000;
+    const ADMIN: &str = "admin-token-0123456789";
+    const REPORTER: &str = "report-token-0123456789";
+
+    fn digest(n: u64, arch: u64) -> String {
+        format!("sha256:{:064x}", n * 16 + arch)
+    }
+
+    /// 1.0 … 1.6 on x86_64 and aarch64 (1.4 on x86_64 only), each offered
+    /// at once, except: 1.1 a barrier, 1.3 a dead-end, 1.6 a 2-hour rollout
+    /// that started an hour before `T`.
+    fn document() -> GraphDocument {
+        let releases = (0..7u64)
+            .map(|n| {
+                let arches: &[(&str, u64)] = if n == 4 {
+                    &[("x86_64", 0)]
+                } else {
+                    &[("x86_64", 0), ("aarch64", 1)]
+                };
+                Release {
+                    version: format!("1.{n}"),
+                    architectures: arches
+                        .iter()
+                        .map(|&(arch, i)| (arch.to_string(), ArchEntry::image(digest(n, i))))
+                        .collect(),
+                    barrier: (n == 1).then(|| Reason::new("migrate first: https://example.org/b1")),
+                    deadend: (n == 3).then(|| Reason::new("broken kernel")),
+                    rollout: Some(if n == 6 {
+                        Rollout {
+                            start_epoch: Some(T - 3600),
+                            start_percentage: Some(0.0),
+                            duration_minutes: Some(120),
+                        }
+                    } else {
+                        Rollout::immediate()
+                    }),
+                    ..Release::default()
+                }
+            })
+            .collect();
+        GraphDocument {
+            stream: "stable".into(),
+            repository: "registry.example.org/acme/os".into(),
+            sequence: 7,
+            issued: Timestamp::from_second(T - 86_400).expect("time"),
+            expires: Timestamp::from_second(T + 86_400).expect("time"),
+            releases,
+            halts: Some(halt_settings()),
+            ..GraphDocument::default()
+        }
+    }
+
+    fn halt_settings() -> HaltSettings {
+        HaltSettings {
+            location: "registry.example.org/acme/os-halts".into(),
+            min_sequence: 0,
+            cleared: Vec::new(),
+        }
+    }
+
+    fn halted_digests() -> Vec<String> {
+        vec![digest(5, 0), digest(5, 1)]
+    }
+
+    /// The derived stream of `derived_streams_number_nodes_in_update_order`:
+    /// d2 is built on the base barrier b1 and inherits it.
+    fn derived() -> GraphDocument {
+        let base_digest = |age: u64| format!("sha256:{:064x}", 100 + age);
+        let base = BaseGraph {
+            source: "test".into(),
+            repository: "quay.io/base".into(),
+            releases: (0..3)
+                .map(|age| BaseRelease {
+                    version: format!("b{age}"),
+                    age_index: age,
+                    digests: [base_digest(age)].into(),
+                    barrier: (age == 1).then(|| "migrate".to_string()),
+                    deadend: None,
+                })
+                .collect(),
+            uneven: Vec::new(),
+        };
+        let mut document = GraphDocument {
+            stream: "derived".into(),
+            repository: "quay.io/derived".into(),
+            sequence: 1,
+            issued: Timestamp::from_second(1_000).expect("time"),
+            expires: Timestamp::from_second(T + 86_400).expect("time"),
+            releases: [("d0", 0), ("d1", 2), ("d2", 1)]
+                .iter()
+                .enumerate()
+                .map(|(i, &(version, on))| Release {
+                    version: version.into(),
+                    architectures: [(
+                        "x86_64".to_string(),
+                        ArchEntry::image(format!("sha256:{:064x}", 500 + i)),
+                    )]
+                    .into(),
+                    base: Some(BaseImage::new("", base_digest(on))),
+                    rollout: Some(Rollout::immediate()),
+                    ..Release::default()
+                })
+                .collect(),
+            ..GraphDocument::default()
+        };
+        inherit(&mut document, &base, &Default::default());
+        document
+    }
+
+    struct Dash {
+        state: AppState,
+        _dir: tempfile::TempDir,
+    }
+
+    /// A server with both streams, reports, FleetLock, tokens and a halt
+    /// of 1.5 held, at `T`.
+    async fn dash() -> Dash {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("admin.token"), ADMIN).expect("token");
+        std::fs::write(dir.path().join("report.token"), REPORTER).expect("token");
+        let text = "[[stream]]\nname = \"stable\"\ndocument = { location = \"stable.json\" }\n\
+             [[stream]]\nname = \"derived\"\ndocument = { location = \"derived.json\" }\n\
+             [[token]]\nfile = \"admin.token\"\nscopes = [\"lock-admin\"]\n\
+             [[token]]\nfile = \"report.token\"\nscopes = [\"report\"]\n\
+             [reports]\ndatabase = \"reports.sqlite\"\n\
+             [fleet_lock]\ndatabase = \"locks.sqlite\"\nallowed_networks = [\"127.0.0.0/8\"]\n";
+        let config =
+            cairn_server::Config::from_toml(text, &dir.path().join("server.toml")).expect("config");
+        let now = Timestamp::from_second(T).expect("time");
+        let names = || config.streams.iter().map(|s| s.name.clone());
+        let reports =
+            cairn_server::open_reports(config.reports.as_ref().expect("reports"), names())
+                .await
+                .expect("reports");
+        let lock = cairn_server::open_fleet_lock(config.fleet_lock.as_ref().expect("locks"), now)
+            .await
+            .expect("locks");
+        let store = cairn_server::store::halts_embedded::EmbeddedHalts::open(
+            &dir.path().join("halts.sqlite"),
+        )
+        .expect("halts store");
+        let halts = Halts::new(
+            names(),
+            Vec::new(),
+            Some(HaltBackend::Embedded(store)),
+            None,
+        );
+        let clock = Arc::new(move || now);
+        let state = AppState::with(
+            names(),
+            clock,
+            30,
+            Services {
+                fleet_lock: Some(lock),
+                reports: Some(reports),
+                tokens: config.tokens.clone(),
+                halts: Some(Arc::new(halts)),
+            },
+        );
+        state.install("stable", Snapshot::from_document(&document(), None));
+        state.install("derived", Snapshot::from_document(&derived(), None));
+        // Halt 1.5, as a person did.
+        let halts = &state.shared.halts;
+        halts.configure("stable", Some(&halt_settings()), Vec::new(), &[]);
+        let list = HaltList {
+            format: cairn_graph::halts::FORMAT,
+            stream: "stable".into(),
+            sequence: 3,
+            expires: Timestamp::from_second(T + 3600).expect("time"),
+            root_version: 0,
+            entries: vec![HaltEntry {
+                id: "h-1.5".into(),
+                version: "1.5".into(),
+                digests: halted_digests(),
+                reason: "boots fail".into(),
+                time: Timestamp::from_second(T - 600).expect("time"),
+                tripped_by: TrippedBy::Person {
+                    who: "alice".into(),
+                },
+            }],
+        };
+        let record = HeldRecord {
+            sequence: 3,
+            body: serde_json::to_vec(&list).expect("json"),
+            manifest_digest: None,
+            signature: None,
+        };
+        halts
+            .hold("stable", list, record, SignedAs::Graph, now)
+            .await
+            .expect("held");
+        let store = halts.store.as_ref().expect("store");
+        store
+            .audit(&AuditEntry {
+                time: Timestamp::from_second(T - 600).expect("time"),
+                stream: "stable".into(),
+                version: "1.5".into(),
+                digests: halted_digests(),
+                halt_id: "h-1.5".into(),
+                tripped_by: TrippedBy::Guard {
+                    failures: 4,
+                    rebooting: 20,
+                },
+                sequence: 3,
+            })
+            .await
+            .expect("audit");
+        // Reports of 1.6: 3 rebooting, 1 boot failure.
+        let reports = state.shared.reports.as_ref().expect("reports");
+        for (i, outcome) in ["rebooting", "rebooting", "rebooting", "boot_failed"]
+            .into_iter()
+            .enumerate()
+        {
+            let record = ReportRecord {
+                stream: "stable".into(),
+                release: ReportedRelease {
+                    version: "1.6".into(),
+                    digest: digest(6, 0),
+                },
+                outcome: Outcome::parse(outcome).expect("outcome"),
+                id: [i as u8 + 1; 16],
+            };
+            reports
+                .record(&state.shared.metrics, record, now)
+                .await
+                .expect("recorded");
+        }
+        // Locks: node-a holds a slot of `default`; node-b's boot failed in `workers`.
+        let lock = state.shared.fleet_lock.as_ref().expect("lock");
+        let policy = lock.stored_policy("default");
+        for (group, op) in [
+            (
+                "default",
+                LockOp::PreReboot {
+                    id: "node-a".into(),
+                },
+            ),
+            (
+                "workers",
+                LockOp::PreReboot {
+                    id: "node-b".into(),
+                },
+            ),
+            (
+                "workers",
+                LockOp::BootFailed {
+                    id: "node-b".into(),
+                    reason: "no network".into(),
+                },
+            ),
+        ] {
+            lock.apply(&state.shared.metrics, group, policy, op, now)
+                .await
+                .expect("lock op");
+        }
+        Dash { state, _dir: dir }
+    }
+
+    use cairn_server::fleetlock::model::LockOp;
+
+    async fn json(state: &AppState, uri: &str, token: Option<&str>) -> (StatusCode, Value) {
+        let mut request = Request::get(uri);
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let response = router(state.clone())
+            .oneshot(request.body(Body::empty()).expect("request"))
+            .await
+            .expect("response");
+        let status = response.status();
+        if status == StatusCode::OK {
+            assert_eq!(
+                response.headers()[header::CACHE_CONTROL],
+                "no-store",
+                "{uri}"
+            );
+        }
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        (status, serde_json::from_slice(&body).expect("JSON"))
+    }
+
+    fn row<'a>(page: &'a Value, version: &str) -> &'a Value {
+        page["releases"]
+            .as_array()
+            .expect("releases")
+            .iter()
+            .find(|r| r["version"] == version)
+            .unwrap_or_else(|| panic!("no release {version}: {page}"))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stream_page_shows_every_state_rollout_halt_and_outcome() {
+        let dash = dash().await;
+        let (status, page) = json(&dash.state, "/api/streams/stable", None).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert_eq!(page["arch"], "x86_64");
+        assert_eq!(page["arches"], serde_json::json!(["aarch64", "x86_64"]));
+        assert_eq!(page["scheme"], "oci");
+        assert_eq!(page["health"]["sequence"], 7);
+        let words: Vec<(String, &str)> = page["releases"]
+            .as_array()
+            .expect("releases")
+            .iter()
+            .map(|r| {
+                let state = &r["state"];
+                let word = if !state["halt"].is_null() {
+                    "halted"
+                } else if !state["deadend"].is_null() {
+                    "dead-end"
+                } else if !state["barrier"].is_null() {
+                    "barrier"
+                } else if !state["rollout"].is_null() {
+                    "rollout"
+                } else {
+                    "plain"
+                };
+                (r["version"].as_str().expect("version").to_string(), word)
+            })
+            .collect();
+        let expected = [
+            ("1.0", "plain"),
+            ("1.1", "barrier"),
+            ("1.2", "plain"),
+            ("1.3", "dead-end"),
+            ("1.4", "plain"),
+            ("1.5", "halted"),
+            ("1.6", "rollout"),
+        ]
+        .map(|(v, w)| (v.to_string(), w));
+        assert_eq!(words, expected);
+        let barrier = &row(&page, "1.1")["state"]["barrier"];
+        assert_eq!(barrier["reason"], "migrate first: https://example.org/b1");
+        assert_eq!(barrier["link"], "https://example.org/b1");
+        assert!(barrier["from_base"].is_null());
+        assert_eq!(
+            row(&page, "1.3")["state"]["deadend"]["reason"],
+            "broken kernel"
+        );
+        assert_eq!(
+            row(&page, "1.4")["architectures"],
+            serde_json::json!(["x86_64"])
+        );
+        assert_eq!(
+            row(&page, "1.6")["architectures"],
+            serde_json::json!(["aarch64", "x86_64"])
+        );
+        // Half-way at the injected clock: started an hour ago, 2 hours long.
+        let rollout = &row(&page, "1.6")["state"]["rollout"];
+        assert_eq!(rollout["share"], 0.5);
+        assert_eq!(rollout["start"], "2027-01-15T07:00:00Z");
+        assert_eq!(rollout["full_at"], "2027-01-15T09:00:00Z");
+        let halt = &row(&page, "1.5")["state"]["halt"];
+        assert_eq!(halt["id"], "h-1.5");
+        assert_eq!(halt["reason"], "boots fail");
+        assert_eq!(halt["tripped_by"], "person alice");
+        assert!(
+            halt["resume_command"]
+                .as_str()
+                .expect("command")
+                .starts_with(
+                    "cairn policy halt clear 1.5 --halt-list registry.example.org/acme/os-halts"
+                ),
+            "{halt}"
+        );
+        assert_eq!(page["halts"]["on"], true);
+        assert_eq!(page["halts"]["sequence"], 3);
+        assert!(page["halts"]["error"].is_null());
+        assert_eq!(page["halts"]["halted"][0]["version"], "1.5");
+        // The timeline: 48 samples from 0 to 1, "now" at a half.
+        let [series] = page["timeline"].as_array().expect("timeline").as_slice() else {
+            panic!("one rollout in progress: {}", page["timeline"]);
+        };
+        assert_eq!(series["version"], "1.6");
+        assert_eq!(series["share_now"], 0.5);
+        let points = series["points"].as_array().expect("points");
+        assert_eq!(points.len(), build::TIMELINE_SAMPLES);
+        assert_eq!(points[0][1], 0.0);
+        assert_eq!(points[points.len() - 1][1], 1.0);
+        // Arcs: 1.0 must go through the barrier; after it, to the newest
+        // release every host gets once rollouts are done (halts aside).
+        let arcs: Vec<(u64, u64, Value)> = page["graph"]["arcs"]
+            .as_array()
+            .expect("arcs")
+            .iter()
+            .map(|a| {
+                (
+                    a["from"].as_u64().expect("from"),
+                    a["to"].as_u64().expect("to"),
+                    a["arches"].clone(),
+                )
+            })
+            .collect();
+        let none = serde_json::json!([]);
+        assert_eq!(
+            arcs,
+            [
+                (0, 1, none.clone()),
+                (1, 6, none.clone()),
+                (2, 6, none.clone()),
+                (4, 6, none.clone()),
+                (5, 6, none.clone()),
+            ],
+            "no arc out of the dead-end 1.3 or the newest"
+        );
+        // Outcomes: counts, failure share, audits.
+        let outcomes = &page["outcomes"];
+        assert!(outcomes["error"].is_null(), "{outcomes}");
+        let [release] = outcomes["releases"]
+            .as_array()
+            .expect("releases")
+            .as_slice()
+        else {
+            panic!("one release reported: {outcomes}");
+        };
+        assert_eq!(release["version"], "1.6");
+        assert_eq!(release["rebooting"], 3);
+        assert_eq!(release["failures"], 1);
+        assert!((release["failure_share"].as_f64().expect("share") - 1.0 / 3.0).abs() < 1e-9);
+        assert!(
+            release["counts"]
+                .as_array()
+                .expect("counts")
+                .contains(&serde_json::json!(["boot_failed", 1]))
+        );
+        assert!(outcomes["guard"].is_null(), "no [guard] here");
+        assert_eq!(outcomes["audit"][0]["halt_id"], "h-1.5");
+        assert_eq!(
+            outcomes["audit"][0]["tripped_by"],
+            "guard: 4 failures of 20 reboots"
+        );
+        // The other architecture.
+        let (_, aarch) = json(&dash.state, "/api/streams/stable?arch=aarch64", None).await;
+        assert_eq!(aarch["arch"], "aarch64");
+        assert_eq!(aarch["releases"].as_array().expect("releases").len(), 6);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_derived_stream_shows_its_inherited_base_barrier() {
+        let dash = dash().await;
+        let (status, page) = json(&dash.state, "/api/streams/derived", None).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert_eq!(page["base"]["repository"], "quay.io/base");
+        assert_eq!(page["base"]["barriers"][0]["version"], "b1");
+        assert_eq!(
+            page["base"]["barriers"][0]["built_on"],
+            serde_json::json!(["d2"])
+        );
+        let versions: Vec<&str> = page["releases"]
+            .as_array()
+            .expect("releases")
+            .iter()
+            .map(|r| r["version"].as_str().expect("version"))
+            .collect();
+        assert_eq!(versions, ["d0", "d2", "d1"], "update order");
+        let d2 = row(&page, "d2");
+        assert_eq!(d2["base_release"], "b1");
+        assert_eq!(d2["state"]["barrier"]["reason"], "migrate");
+        assert_eq!(d2["state"]["barrier"]["from_base"], "quay.io/base b1");
+        assert!(row(&page, "d1")["state"]["barrier"].is_null());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn decide_answers_what_the_document_decides() {
+        let dash = dash().await;
+        let document = document();
+        let now = Timestamp::from_second(T).expect("time");
+        let halted = halted_digests();
+        let mut targets = Vec::new();
+        for (booted, wariness) in [
+            ("1.0", 1.0),
+            ("1.2", 0.2),
+            ("1.2", 1.0),
+            ("1.4", 0.9),
+            (digest(4, 0).as_str(), 0.5),
+        ] {
+            let uri = format!(
+                "/api/streams/stable/decide?arch=x86_64&booted={booted}&wariness={wariness}"
+            );
+            let (status, answer) = json(&dash.state, &uri, None).await;
+            assert_eq!(status, StatusCode::OK, "{answer}");
+            let id = document.booted_id("x86_64", booted).expect("booted");
+            let query = Query {
+                booted: &id,
+                wariness,
+                now,
+                deny: &[],
+                halted: &halted,
+                allow_downgrade: false,
+            };
+            let decision = document.decide("x86_64", &query);
+            assert_eq!(answer["reason"], decision.reason(), "{uri}");
+            assert_eq!(
+                answer["target"]["version"].as_str(),
+                decision.target.as_ref().map(|t| t.version.as_str()),
+                "{uri}"
+            );
+            assert_eq!(
+                answer["next_change"].as_str().map(String::from),
+                document
+                    .next_change_after("x86_64", &query)
+                    .map(|t| t.to_string()),
+                "{uri}"
+            );
+            targets.push(answer["target"]["version"].as_str().map(String::from));
+        }
+        // The halted 1.5 is never offered; the rollout at 50% reaches a
+        // wariness of 0.5 (equal is offered) but not 0.9.
+        assert_eq!(
+            targets,
+            [
+                Some("1.1".to_string()),
+                Some("1.6".to_string()),
+                Some("1.4".to_string()),
+                None,
+                Some("1.6".to_string())
+            ]
+        );
+        // By default: a host on the newest release every host gets (1.4,
+        // as 1.5 is halted and 1.6 rolling out), of wariness 1.
+        let (_, answer) = json(&dash.state, "/api/streams/stable/decide", None).await;
+        assert_eq!(answer["booted"], "1.4");
+        assert_eq!(answer["wariness"], 1.0);
+        assert!(answer["target"].is_null());
+        assert!(
+            answer["reason"]
+                .as_str()
+                .expect("reason")
+                .contains("rollout of 1.6 at 50%"),
+            "{answer}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_halts_on_and_no_list_nothing_is_offered() {
+        let dash = dash().await;
+        // A document naming no list sequence the server holds: the held list
+        // is below its floor, as after a stale mirror.
+        let settings = HaltSettings {
+            min_sequence: 9,
+            ..halt_settings()
+        };
+        dash.state
+            .shared
+            .halts
+            .configure("stable", Some(&settings), Vec::new(), &[]);
+        let (_, answer) = json(
+            &dash.state,
+            "/api/streams/stable/decide?booted=1.2&wariness=0",
+            None,
+        )
+        .await;
+        assert!(answer["target"].is_null(), "{answer}");
+        assert!(
+            answer["reason"]
+                .as_str()
+                .expect("reason")
+                .contains("no verified, unexpired list"),
+            "{answer}"
+        );
+        let (_, page) = json(&dash.state, "/api/streams/stable", None).await;
+        assert!(page["halts"]["error"].is_string(), "{}", page["halts"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bad_parameters_are_named_and_unknown_streams_are_404() {
+        let dash = dash().await;
+        for (uri, status, kind, names) in [
+            (
+                "/api/streams/nope",
+                StatusCode::NOT_FOUND,
+                "unknown_stream",
+                "nope",
+            ),
+            (
+                "/api/streams/nope/decide",
+                StatusCode::NOT_FOUND,
+                "unknown_stream",
+                "nope",
+            ),
+            (
+                "/api/streams/stable?arch=riscv64",
+                StatusCode::BAD_REQUEST,
+                "unknown_arch",
+                "arch",
+            ),
+            (
+                "/api/streams/stable?scheme=rpm",
+                StatusCode::BAD_REQUEST,
+                "invalid_params",
+                "scheme",
+            ),
+            (
+                "/api/streams/stable?expand=x",
+                StatusCode::BAD_REQUEST,
+                "invalid_params",
+                "expand",
+            ),
+            (
+                "/api/streams/stable/decide?wariness=1.5",
+                StatusCode::BAD_REQUEST,
+                "invalid_params",
+                "wariness",
+            ),
+            (
+                "/api/streams/stable/decide?arch=aarch64&booted=1.4",
+                StatusCode::BAD_REQUEST,
+                "invalid_params",
+                "booted",
+            ),
+        ] {
+            let (got, error) = json(&dash.state, uri, None).await;
+            assert_eq!(got, status, "{uri}: {error}");
+            assert_eq!(error["kind"], kind, "{uri}");
+            assert!(
+                error["value"].as_str().expect("value").contains(names),
+                "{uri}: {error}"
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lock_holders_are_shown_to_a_lock_admin_only() {
+        let dash = dash().await;
+        let (status, locks) = json(&dash.state, "/api/locks", None).await;
+        assert_eq!(status, StatusCode::OK, "{locks}");
+        assert_eq!(locks["holders_shown"], false);
+        let group = |locks: &Value, name: &str| -> Value {
+            locks["groups"]
+                .as_array()
+                .expect("groups")
+                .iter()
+                .find(|g| g["name"] == name)
+                .cloned()
+                .unwrap_or_else(|| panic!("no group {name}: {locks}"))
+        };
+        let default = group(&locks, "default");
+        assert_eq!(default["taken"], 1);
+        assert!(default["holders"][0]["id"].is_null());
+        assert_eq!(default["holders"][0]["lease_left_seconds"], 3600);
+        let workers = group(&locks, "workers");
+        assert_eq!(workers["halt"]["reason"], "boot_failed");
+        assert_eq!(workers["halt"]["detail"], "no network");
+        assert!(workers["halt"]["node"].is_null());
+        assert!(!locks.to_string().contains("node-"), "{locks}");
+        // A lock-admin token shows them.
+        let (status, locks) = json(&dash.state, "/api/locks", Some(ADMIN)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(locks["holders_shown"], true);
+        assert_eq!(group(&locks, "default")["holders"][0]["id"], "node-a");
+        assert_eq!(group(&locks, "workers")["halt"]["node"], "node-b");
+        // A wrong token is refused, never read as no token; a token without
+        // the scope too.
+        let (status, error) = json(&dash.state, "/api/locks", Some("wrong-token-0123456789")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(error["kind"], "invalid_token");
+        let (status, _) = json(&dash.state, "/api/locks", Some(REPORTER)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        // The overview highlights the halted group, holders hidden.
+        let (status, overview) = json(&dash.state, "/api/overview", None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(overview["fleet_lock"], true);
+        let [halted] = overview["halted_lock_groups"]
+            .as_array()
+            .expect("groups")
+            .as_slice()
+        else {
+            panic!("one halted group: {overview}");
+        };
+        assert_eq!(halted["name"], "workers");
+        assert!(halted["halt"]["node"].is_null());
+        let stable = &overview["streams"][1];
+        assert_eq!(stable["name"], "stable");
+        assert_eq!(stable["newest"]["version"], "1.6");
+        assert_eq!(stable["rollouts"][0]["share"], 0.5);
+        assert_eq!(stable["halted"][0]["version"], "1.5");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_fleet_lock_the_lock_view_is_404() {
+        let (status, error) = json(&super::state(), "/api/locks", None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(error["kind"], "fleet_lock_not_configured");
+    }
+
+    /// Fedora's stable stream: long runs collapse, `expand=all` opens them,
+    /// and the page's builder is timed (printed: a benchmark, not a test).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fedoras_stable_stream_collapses_runs_and_expands_them() {
+        let state = super::state();
+        let (status, page) = json(&state, "/api/streams/stable", None).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let (index, updates) = inputs("stable");
+        let oci = build_graph(&index, &updates, "x86_64", Scheme::Oci);
+        let checksum = build_graph(&index, &updates, "x86_64", Scheme::Checksum);
+        let (graph, scheme) = if oci.nodes().len() >= checksum.nodes().len() {
+            (oci, "oci")
+        } else {
+            (checksum, "checksum")
+        };
+        assert_eq!(page["scheme"], scheme);
+        let releases = page["releases"].as_array().expect("releases");
+        assert_eq!(releases.len(), graph.nodes().len());
+        assert!(releases.len() > 150, "{}", releases.len());
+        let items = page["graph"]["items"].as_array().expect("items");
+        let collapsed = items.iter().filter(|i| i["kind"] == "collapsed").count();
+        assert!(collapsed > 0, "some runs collapse");
+        assert!(items.len() < releases.len() / 2, "{} rows", items.len());
+        // Every release is on one row, in order.
+        let mut next = 0;
+        for item in items {
+            let (first, last) = match item["kind"].as_str() {
+                Some("release") => (item["index"].as_u64(), item["index"].as_u64()),
+                _ => (item["first"].as_u64(), item["last"].as_u64()),
+            };
+            assert_eq!(first, Some(next));
+            next = last.expect("last") + 1;
+        }
+        assert_eq!(next as usize, releases.len());
+        assert_eq!(
+            page["graph"]["items"]
+                .as_array()
+                .expect("items")
+                .last()
+                .expect("a row")["kind"],
+            "release",
+            "the newest is never collapsed"
+        );
+        // The rollout mid-way at NOW.
+        let progress = graph
+            .nodes()
+            .iter()
+            .filter_map(|n| Some((n.version.clone(), n.rollout?.progress_at(NOW))))
+            .filter(|(_, p)| *p < 1.0)
+            .collect::<Vec<_>>();
+        let shown: Vec<(String, f64)> = page["timeline"]
+            .as_array()
+            .expect("timeline")
+            .iter()
+            .map(|s| {
+                (
+                    s["version"].as_str().expect("v").to_string(),
+                    s["share_now"].as_f64().expect("share"),
+                )
+            })
+            .collect();
+        assert_eq!(shown, progress);
+        // One run opened, then all.
+        let first = items
+            .iter()
+            .find(|i| i["kind"] == "collapsed")
+            .expect("a run");
+        let (_, opened) = json(
+            &state,
+            &format!(
+                "/api/streams/stable?{}",
+                first["expand"].as_str().expect("expand")
+            ),
+            None,
+        )
+        .await;
+        assert_eq!(
+            opened["graph"]["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .filter(|i| i["kind"] == "collapsed")
+                .count(),
+            collapsed - 1
+        );
+        let (_, all) = json(&state, "/api/streams/stable?expand=all", None).await;
+        let items = all["graph"]["items"].as_array().expect("items");
+        assert_eq!(items.len(), releases.len());
+        assert!(items.iter().all(|i| i["kind"] == "release"));
+        // Fedora's sources decide at graph level: a node on an old release
+        // goes to the barrier or rollout the graph sends it to.
+        let old = &graph.nodes()[0];
+        let (_, answer) = json(
+            &state,
+            &format!(
+                "/api/streams/stable/decide?arch=x86_64&booted={}&wariness=0.3",
+                old.version
+            ),
+            None,
+        )
+        .await;
+        let query = Query {
+            booted: old.id.as_str(),
+            wariness: 0.3,
+            now: Timestamp::from_second(NOW).expect("time"),
+            deny: &[],
+            halted: &[],
+            allow_downgrade: false,
+        };
+        let decision = graph.decide(&query);
+        assert_eq!(answer["reason"], decision.reason());
+        assert_eq!(answer["booted"], old.version.as_str());
+        // The builder, timed with every graph built (the steady state).
+        let now = Timestamp::from_second(NOW).expect("time");
+        let query = StreamQuery::default();
+        let started = std::time::Instant::now();
+        let rounds = 200;
+        let mut bytes = 0;
+        for _ in 0..rounds {
+            let page = build::stream_page_now(&state, "stable", &query, now, None).expect("page");
+            bytes = serde_json::to_vec(&page).expect("json").len();
+        }
+        let each = started.elapsed() / rounds;
+        let all = StreamQuery {
+            expand: build::Expand::All,
+            ..StreamQuery::default()
+        };
+        let started = std::time::Instant::now();
+        for _ in 0..rounds {
+            build::stream_page_now(&state, "stable", &all, now, None).expect("page");
+        }
+        println!(
+            "fedora stable stream page: built in {:?} (expand=all {:?}), {bytes} bytes of JSON",
+            each,
+            started.elapsed() / rounds
+        );
+    }
+}

@@ -19,6 +19,8 @@ pub struct Overview {
     pub halted_lock_groups: Vec<LockGroup>,
     /// Whether FleetLock is configured here.
     pub fleet_lock: bool,
+    /// Why the lock groups could not be read, if they could not.
+    pub fleet_lock_error: Option<String>,
 }
 
 /// One stream on the overview.
@@ -140,6 +142,23 @@ pub struct BaseInfo {
     pub repository: String,
     /// Where its graph was read.
     pub source: String,
+    /// The base's barriers, oldest first: no update crosses one except
+    /// through a release built on it.
+    pub barriers: Vec<BaseBarrierRow>,
+}
+
+/// A barrier of the base graph, as a derived stream inherits it.
+#[derive(Debug, Clone, Serialize)]
+pub struct BaseBarrierRow {
+    /// The base release's version.
+    pub version: String,
+    /// The base's reason (may be empty: generic).
+    pub reason: String,
+    /// The first `http(s)://` link in the reason, if any.
+    pub link: Option<String>,
+    /// The releases of this stream built on it (each inherits the barrier);
+    /// empty: none is, and hosts on older bases cannot update past it.
+    pub built_on: Vec<String>,
 }
 
 /// One release on the stream page.
@@ -199,7 +218,8 @@ pub struct Marked {
     pub reason: String,
     /// The first `http(s)://` link in the reason, if any.
     pub link: Option<String>,
-    /// Inherited from the base graph: the base's repository.
+    /// Inherited from the base graph: the base release it came from
+    /// (`<repository> <version>`).
     pub from_base: Option<String>,
 }
 

@@ -598,23 +598,7 @@ pub fn booted_id(
     arch: &str,
     booted: &str,
 ) -> anyhow::Result<String> {
-    let Some((_, release)) = document.release(booted) else {
-        return Ok(booted.to_string());
-    };
-    let entry = release.architectures.get(arch).with_context(|| {
-        format!(
-            "--booted {booted}: release {booted} has no {arch} image (it has: {})",
-            release
-                .architectures
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    })?;
-    entry
-        .digest
-        .clone()
-        .or_else(|| entry.ostree.clone())
-        .with_context(|| format!("--booted {booted}: release {booted} has no {arch} digest"))
+    document
+        .booted_id(arch, booted)
+        .with_context(|| format!("--booted {booted}"))
 }
