@@ -1125,3 +1125,24 @@ pub async fn locks(state: &AppState, now: Timestamp, viewer: &Viewer) -> Result<
         holders_shown: admin,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sent_form_with_empty_fields_asks_nothing_and_a_bad_wariness_is_named() {
+        let query = StreamQuery::parse(Some("arch=x86_64&booted=+&wariness=&notice=halted"))
+            .expect("query");
+        assert_eq!(query.booted, None);
+        assert_eq!(query.wariness, None);
+        assert_eq!(query.arch.as_deref(), Some("x86_64"));
+        let query = StreamQuery::parse(Some("booted=40.1&wariness=0.25")).expect("query");
+        assert_eq!(query.booted.as_deref(), Some("40.1"));
+        assert_eq!(query.wariness, Some(0.25));
+        let error = StreamQuery::parse(Some("wariness=7")).expect_err("out of range");
+        assert!(error.value.starts_with("wariness:"), "{}", error.value);
+        let error = StreamQuery::parse(Some("expand=x")).expect_err("not an index");
+        assert!(error.value.starts_with("expand:"), "{}", error.value);
+    }
+}

@@ -26,9 +26,10 @@ pub const DASHBOARD_CSS: &str = include_str!("assets/dashboard.css");
 pub const DASHBOARD_JS: &str = include_str!("assets/dashboard.js");
 
 /// The Content-Security-Policy of every dashboard response: nothing from
-/// other hosts, no inline script or style, forms only to this server.
+/// other hosts, no inline script or style, forms only to this server, and
+/// requests from scripts (the auto-refresh) only to this server.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
-     style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; \
+     connect-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; \
      base-uri 'none'";
 
 /// The version in asset URLs, so a new build's assets are fetched anew
@@ -41,6 +42,9 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/static/dashboard.css", get(stylesheet))
         .route("/static/dashboard.js", get(script))
+        .route("/", get(handlers::overview))
+        .route("/streams/{stream}", get(handlers::stream))
+        .route("/locks", get(handlers::locks))
         .route("/login", get(handlers::login))
 }
 
@@ -174,50 +178,9 @@ fn duration(seconds: u64) -> String {
 /// The fixed text of a notice kind (`?notice=`): a class and the sentence.
 /// Unknown kinds show nothing: the query is never echoed.
 pub fn notice_text(kind: &str) -> Option<(&'static str, &'static str)> {
-    Some(match kind {
-        "halted" => (
-            "ok",
-            "The release is halted: the signed halt list was published.",
-        ),
-        "already_halted" => ("ok", "That release was already halted; nothing changed."),
-        "acked" => ("ok", "The lock group's halt was acknowledged."),
-        "logged_in" => ("ok", "You are logged in."),
-        "logged_out" => ("ok", "You are logged out."),
-        "csrf" => (
-            "error",
-            "The form was stale or did not come from this page; nothing was done. Please try again.",
-        ),
-        "forbidden" => (
-            "error",
-            "Your token does not have the scope for that action; nothing was done.",
-        ),
-        "unauthorized" => (
-            "error",
-            "The token was not accepted, or your session has ended; nothing was done.",
-        ),
-        "plain_http" => (
-            "error",
-            "Login over plain HTTP is accepted only from loopback: use this server's HTTPS address.",
-        ),
-        "failed" => ("error", "The action failed; the server's log says why."),
-        "too_many_attempts" => (
-            "error",
-            "Too many failed logins from this address; wait a minute.",
-        ),
-        "bad_request" => ("error", "The form was malformed; nothing was done."),
-        "unknown_stream" => ("error", "No such stream is served here."),
-        "unknown_release" => (
-            "error",
-            "That version is not a release of the stream; nothing was done.",
-        ),
-        "invalid_reason" => (
-            "error",
-            "Give the halt a reason of at most 500 characters, on one line.",
-        ),
-        "not_halted" => ("ok", "The lock group was not halted; nothing changed."),
-        "invalid_group" => ("error", "That is not a lock group name."),
-        _ => return None,
-    })
+    let notice = super::session::Notice::parse(kind)?;
+    let class = if notice.is_success() { "ok" } else { "error" };
+    Some((class, notice.message()))
 }
 
 /// Which nav entry is the current page.
@@ -1003,9 +966,10 @@ pub mod handlers {
     use super::super::model::{HostDecision, Locks, Overview, StreamPage, Viewer};
     use super::super::session;
     use crate::AppState;
+    use crate::dashboard::build;
     use crate::error::ApiError;
     use axum::extract::rejection::QueryRejection;
-    use axum::extract::{Query, State};
+    use axum::extract::{Path, Query, RawQuery, State};
     use axum::http::{HeaderMap, HeaderValue, header};
     use axum::response::Response;
     use serde::Deserialize;
@@ -1021,71 +985,61 @@ pub mod handlers {
         login_response(&csrf, cookie, &query, &stream_names(&state))
     }
 
-    // The page handlers that need the builders of `build.rs` (written in
-    // parallel): compiled out until those land. To wire them, drop the
-    // `cfg`, add `.await` where a builder is async, and route
-    // `/` → `overview`, `/streams/{stream}` → `stream`, `/locks` → `locks`.
-    #[cfg(any())]
-    mod wiring {
-        use super::*;
-        use crate::dashboard::build;
-        use axum::extract::Path;
+    /// `GET /`.
+    pub async fn overview(
+        State(state): State<AppState>,
+        headers: HeaderMap,
+        query: Result<Query<PageQuery>, QueryRejection>,
+    ) -> Response {
+        let query = query.map(|Query(query)| query).unwrap_or_default();
+        let viewer = session::viewer(&state, &headers);
+        let model = build::overview(&state, (state.shared.clock)()).await;
+        overview_response(&model, &viewer, &query)
+    }
 
-        /// `GET /`.
-        pub async fn overview(
-            State(state): State<AppState>,
-            headers: HeaderMap,
-            query: Result<Query<PageQuery>, QueryRejection>,
-        ) -> Response {
-            let query = query.map(|Query(query)| query).unwrap_or_default();
-            let viewer = session::viewer(&state, &headers);
-            let model = build::overview(&state, (state.shared.clock)());
-            overview_response(&model, &viewer, &query)
-        }
+    /// `GET /streams/{stream}`: the page, and the decision when the form
+    /// asked one. The query is read as `/api/streams/{stream}` reads it, so
+    /// a bad value is an error page naming the parameter.
+    pub async fn stream(
+        State(state): State<AppState>,
+        Path(stream): Path<String>,
+        headers: HeaderMap,
+        RawQuery(raw): RawQuery,
+    ) -> Response {
+        let viewer = session::viewer(&state, &headers);
+        let streams = stream_names(&state);
+        let view = match build::StreamQuery::parse(raw.as_deref()) {
+            Ok(view) => view,
+            Err(error) => return error_response(&error, &viewer, &streams),
+        };
+        let notice = PageQuery::from_raw(raw.as_deref());
+        let now = (state.shared.clock)();
+        let page = build::stream_page(&state, &stream, &view, now).await;
+        let asks = view.booted.is_some() || view.wariness.is_some();
+        let decision = match &page {
+            Ok(page) if asks => Some(build::decide(
+                &state,
+                &stream,
+                Some(&page.arch),
+                view.booted.as_deref(),
+                view.wariness,
+                now,
+            )),
+            _ => None,
+        };
+        stream_response(page, decision, &viewer, &notice, &streams)
+    }
 
-        /// `GET /streams/{stream}`: the page, and the decision when the
-        /// form asked one.
-        pub async fn stream(
-            State(state): State<AppState>,
-            Path(stream): Path<String>,
-            headers: HeaderMap,
-            query: Result<Query<StreamPageQuery>, QueryRejection>,
-        ) -> Response {
-            let query = query.map(|Query(query)| query).unwrap_or_default();
-            let viewer = session::viewer(&state, &headers);
-            let now = (state.shared.clock)();
-            let view = build::StreamQuery {
-                arch: query.arch.clone(),
-                scheme: query.scheme.clone(),
-                expand: query.expand.clone(),
-                booted: query.booted().map(str::to_string),
-            };
-            let page = build::stream_page(&state, &stream, &view, now);
-            let decision = match &page {
-                Ok(page) if query.asks() => Some(build::decide(
-                    &state,
-                    &stream,
-                    &page.arch,
-                    query.booted(),
-                    query.wariness(),
-                    now,
-                )),
-                _ => None,
-            };
-            stream_response(page, decision, &viewer, &query, &stream_names(&state))
-        }
-
-        /// `GET /locks`.
-        pub async fn locks(
-            State(state): State<AppState>,
-            headers: HeaderMap,
-            query: Result<Query<PageQuery>, QueryRejection>,
-        ) -> Response {
-            let query = query.map(|Query(query)| query).unwrap_or_default();
-            let viewer = session::viewer(&state, &headers);
-            let model = build::locks(&state, (state.shared.clock)(), &viewer);
-            locks_response(model, &viewer, &query, &stream_names(&state))
-        }
+    /// `GET /locks`.
+    pub async fn locks(
+        State(state): State<AppState>,
+        headers: HeaderMap,
+        query: Result<Query<PageQuery>, QueryRejection>,
+    ) -> Response {
+        let query = query.map(|Query(query)| query).unwrap_or_default();
+        let viewer = session::viewer(&state, &headers);
+        let model = build::locks(&state, (state.shared.clock)(), &viewer).await;
+        locks_response(model, &viewer, &query, &stream_names(&state))
     }
 
     /// `?notice=` of every page.
@@ -1095,43 +1049,13 @@ pub mod handlers {
         pub notice: Option<String>,
     }
 
-    /// The stream page's query: the view and the "what would this host
-    /// get" form. Numbers are read leniently, since an empty form field
-    /// arrives as `wariness=`.
-    #[derive(Debug, Default, Deserialize)]
-    pub struct StreamPageQuery {
-        /// Architecture shown.
-        pub arch: Option<String>,
-        /// `oci` or `checksum`.
-        pub scheme: Option<String>,
-        /// Expanded runs: comma-separated run starts, or `all`.
-        pub expand: Option<String>,
-        /// The form's wariness (0..1).
-        pub wariness: Option<String>,
-        /// The form's booted version.
-        pub booted: Option<String>,
-        /// A notice kind after an action.
-        pub notice: Option<String>,
-    }
-
-    impl StreamPageQuery {
-        /// The wariness asked about, if the field holds a number in [0, 1].
-        pub fn wariness(&self) -> Option<f64> {
-            let value = self.wariness.as_deref()?.trim().parse::<f64>().ok()?;
-            (0.0..=1.0).contains(&value).then_some(value)
-        }
-
-        /// The booted version asked about, if the field is not empty.
-        pub fn booted(&self) -> Option<&str> {
-            self.booted
-                .as_deref()
-                .map(str::trim)
-                .filter(|booted| !booted.is_empty())
-        }
-
-        /// Whether the form asked anything (otherwise no decision is shown).
-        pub fn asks(&self) -> bool {
-            self.wariness().is_some() || self.booted().is_some()
+    impl PageQuery {
+        /// The notice of a raw query string, other parameters ignored.
+        pub fn from_raw(raw: Option<&str>) -> PageQuery {
+            let notice = url::form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+                .find(|(key, _)| key == "notice")
+                .map(|(_, value)| value.into_owned());
+            PageQuery { notice }
         }
     }
 
@@ -1160,7 +1084,7 @@ pub mod handlers {
         page: Result<StreamPage, ApiError>,
         decision: Option<Result<HostDecision, ApiError>>,
         viewer: &Viewer,
-        query: &StreamPageQuery,
+        query: &PageQuery,
         streams: &[String],
     ) -> Response {
         match page {
@@ -1868,21 +1792,5 @@ pub(super) mod tests {
             .await
             .expect("body");
         assert_eq!(&body[..], b"posted");
-    }
-
-    #[test]
-    fn the_stream_query_reads_empty_form_fields_as_absent() {
-        let query: handlers::StreamPageQuery =
-            serde_json::from_value(serde_json::json!({"wariness": "", "booted": " "}))
-                .expect("query");
-        assert!(!query.asks());
-        let query: handlers::StreamPageQuery =
-            serde_json::from_value(serde_json::json!({"wariness": "0.25", "booted": "40.1"}))
-                .expect("query");
-        assert_eq!(query.wariness(), Some(0.25));
-        assert_eq!(query.booted(), Some("40.1"));
-        let query: handlers::StreamPageQuery =
-            serde_json::from_value(serde_json::json!({"wariness": "7"})).expect("query");
-        assert_eq!(query.wariness(), None);
     }
 }
