@@ -751,6 +751,56 @@ async fn actions_without_a_session_or_its_csrf_token_do_nothing() {
 }
 
 /// The dashboard's JSON (`/api/...`), from the same in-process state.
+#[tokio::test]
+async fn the_dashboard_is_served_unless_the_configuration_turns_it_off() {
+    let on = state();
+    for path in [
+        "/",
+        "/streams/stable",
+        "/api/overview",
+        "/login",
+        "/static/dashboard.css",
+    ] {
+        let (status, _, body) = get(&on, path).await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "{path}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    let clock = Arc::new(|| Timestamp::from_second(NOW).expect("time"));
+    let off = AppState::with_dashboard(
+        STREAMS.map(String::from),
+        clock,
+        30,
+        cairn_server::state::Services::default(),
+        cairn_server::config::DashboardConfig {
+            enabled: false,
+            ..Default::default()
+        },
+    );
+    for path in [
+        "/",
+        "/streams/stable",
+        "/api/overview",
+        "/login",
+        "/static/dashboard.css",
+    ] {
+        let (status, _, _) = get(&off, path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path} with enabled = false");
+    }
+    let posted = router(off)
+        .oneshot(
+            Request::post("/login")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    assert_eq!(posted.status(), StatusCode::NOT_FOUND, "no login route");
+}
+
 mod dashboard {
     use super::*;
     use cairn_graph::derive::{BaseGraph, BaseRelease, inherit};

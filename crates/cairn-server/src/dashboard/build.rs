@@ -1075,48 +1075,32 @@ pub async fn locks(state: &AppState, now: Timestamp, viewer: &Viewer) -> Result<
         kind: "fleet_lock_not_configured",
         value: "FleetLock is not configured on this server".into(),
     })?;
-    // Judge expiries first: the view never shows a lease past its end.
-    lock.sweep(&state.shared.metrics, now).await?;
-    let stored = lock.groups().await?;
-    let default = crate::config::DEFAULT_GROUP.to_string();
-    let mut names: BTreeSet<&String> = lock.config.groups.keys().collect();
-    names.extend(stored.keys());
-    names.insert(&default);
     let admin = viewer.can_admin_locks;
-    let groups = names
+    let groups = lock
+        .overview(&state.shared.metrics, now)
+        .await?
         .into_iter()
-        .map(|name| {
-            let policy = lock.stored_policy(name);
-            let group = stored.get(name).cloned().unwrap_or_default();
-            LockGroup {
-                name: name.clone(),
-                slots: u64::from(policy.slots),
-                taken: group.holders.len() as u64,
-                lease_seconds: u64::try_from(policy.lease.as_secs()).unwrap_or(0),
-                holders: group
-                    .holders
-                    .iter()
-                    .map(|(id, holder)| LockHolder {
-                        id: admin.then(|| id.clone()),
-                        taken: holder.taken.to_string(),
-                        lease_left_seconds: u64::try_from(
-                            holder.expires.duration_since(now).as_secs(),
-                        )
+        .map(|(name, _, policy, group)| LockGroup {
+            name,
+            slots: u64::from(policy.slots),
+            taken: group.holders.len() as u64,
+            lease_seconds: u64::try_from(policy.lease.as_secs()).unwrap_or(0),
+            holders: group
+                .holders
+                .iter()
+                .map(|(id, holder)| LockHolder {
+                    id: admin.then(|| id.clone()),
+                    taken: holder.taken.to_string(),
+                    lease_left_seconds: u64::try_from(holder.expires.duration_since(now).as_secs())
                         .unwrap_or(0),
-                    })
-                    .collect(),
-                halt: group.halt.as_ref().map(|halt| LockHalt {
-                    at: halt.at.to_string(),
-                    reason: halt.reason.kind().to_string(),
-                    detail: match &halt.reason {
-                        crate::fleetlock::model::HaltReason::BootFailed { reason } => {
-                            reason.clone()
-                        }
-                        crate::fleetlock::model::HaltReason::LeaseExpired => String::new(),
-                    },
-                    node: admin.then(|| halt.node.clone()),
-                }),
-            }
+                })
+                .collect(),
+            halt: group.halt.as_ref().map(|halt| LockHalt {
+                at: halt.at.to_string(),
+                reason: halt.reason.kind().to_string(),
+                detail: halt.reason.detail().to_string(),
+                node: admin.then(|| halt.node.clone()),
+            }),
         })
         .collect();
     Ok(Locks {

@@ -568,10 +568,10 @@ fn release_row(row: &ReleaseRow, arch: &str) -> Markup {
     let state = &row.state;
     html! {
         tr class=(format!("state-{}", state.word())) {
-            td { (row.age_index) }
+            td data-label="Age" { (row.age_index) }
             th scope="row" { (row.version) }
-            td { (row.architectures.join(", ")) }
-            td { @if let Some(base) = &row.base_release { (base) } }
+            td data-label="Architectures" { (row.architectures.join(", ")) }
+            td data-label="Base release" { @if let Some(base) = &row.base_release { (base) } }
             td {
                 @if let Some(halt) = &state.halt {
                     div class="state-line" {

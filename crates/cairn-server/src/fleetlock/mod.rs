@@ -184,6 +184,32 @@ impl FleetLock {
         }
     }
 
+    /// Every group to show at `now`, by name: the configured ones, the
+    /// stored ones and the default group, with expiries judged first so no
+    /// lease past its end is shown. The flag: listed in the configuration.
+    pub async fn overview(
+        &self,
+        metrics: &Metrics,
+        now: Timestamp,
+    ) -> Result<Vec<(String, bool, model::GroupPolicy, model::GroupState)>, ApiError> {
+        self.sweep(metrics, now).await?;
+        let mut stored = self.groups().await?;
+        let default = crate::config::DEFAULT_GROUP.to_string();
+        let mut names: std::collections::BTreeSet<String> =
+            self.config.groups.keys().cloned().collect();
+        names.extend(stored.keys().cloned());
+        names.insert(default.clone());
+        Ok(names
+            .into_iter()
+            .map(|name| {
+                let listed = self.config.groups.contains_key(&name) || name == default;
+                let policy = self.stored_policy(&name);
+                let state = stored.remove(&name).unwrap_or_default();
+                (name, listed, policy, state)
+            })
+            .collect())
+    }
+
     /// Judge the leases that ran out by `now`, in every group that has one.
     pub async fn sweep(&self, metrics: &Metrics, now: Timestamp) -> Result<(), ApiError> {
         let due = match tokio::time::timeout(self.timeout, self.store.due(now)).await {

@@ -78,6 +78,14 @@ pub enum HaltReason {
 }
 
 impl HaltReason {
+    /// What the host said of its failed boot; empty for an expiry.
+    pub fn detail(&self) -> &str {
+        match self {
+            HaltReason::BootFailed { reason } => reason,
+            HaltReason::LeaseExpired => "",
+        }
+    }
+
     /// A short fixed label.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -9,7 +9,7 @@
 use crate::config::valid_group;
 use crate::error::ApiError;
 use crate::fleetlock::FleetLock;
-use crate::fleetlock::model::{Denial, GroupPolicy, HaltReason, LockOp, Outcome};
+use crate::fleetlock::model::{Denial, GroupPolicy, LockOp, Outcome};
 use crate::metrics::KindLabels;
 use crate::state::AppState;
 use crate::tokens::Scope;
@@ -283,18 +283,11 @@ pub async fn status(
     let lock = fleet(&state)?;
     state.shared.tokens.authorize(&headers, Scope::LockAdmin)?;
     let now = (state.shared.clock)();
-    // Judge expiries first: the status never shows a lease past its end.
-    lock.sweep(&state.shared.metrics, now).await?;
-    let stored = lock.groups().await?;
-    let mut names: std::collections::BTreeSet<&String> = lock.config.groups.keys().collect();
-    names.extend(stored.keys());
-    let default = crate::config::DEFAULT_GROUP.to_string();
-    names.insert(&default);
-    let groups: Vec<serde_json::Value> = names
+    let groups: Vec<serde_json::Value> = lock
+        .overview(&state.shared.metrics, now)
+        .await?
         .into_iter()
-        .map(|name| {
-            let policy = lock.stored_policy(name);
-            let state = stored.get(name).cloned().unwrap_or_default();
+        .map(|(name, listed, policy, state)| {
             let holders: Vec<serde_json::Value> = state
                 .holders
                 .iter()
@@ -309,7 +302,7 @@ pub async fn status(
                 .collect();
             json!({
                 "group": name,
-                "listed": lock.config.groups.contains_key(name.as_str()) || *name == default,
+                "listed": listed,
                 "slots": policy.slots,
                 "lease_seconds": policy.lease.as_secs(),
                 "on_expiry": policy.on_expiry.as_str(),
@@ -318,10 +311,7 @@ pub async fn status(
                     "node": halt.node,
                     "at": halt.at.to_string(),
                     "reason": halt.reason.kind(),
-                    "detail": match &halt.reason {
-                        HaltReason::BootFailed { reason } => reason.clone(),
-                        HaltReason::LeaseExpired => String::new(),
-                    },
+                    "detail": halt.reason.detail(),
                 })),
             })
         })
