@@ -265,7 +265,9 @@ fn halt_state(state: &AppState, view: &HaltView, now: Timestamp) -> HaltState {
         expires: view.held.as_ref().map(|h| h.list.expires.to_string()),
         error: error.filter(|_| view.on),
         halted: effective_halts(view),
-        can_publish: state.shared.halts.guard.is_some(),
+        // A halt needs the guard's key and a document that turns halts on
+        // (a Fedora-metadata stream has no list to add to).
+        can_publish: state.shared.halts.guard.is_some() && view.on,
     }
 }
 
@@ -359,9 +361,24 @@ pub async fn overview(state: &AppState, now: Timestamp) -> Overview {
             stream_summary(&task_state, &task_name, snapshot.as_deref(), now)
         })
         .await;
-        if let Ok(summary) = summary {
-            streams.push(summary);
-        }
+        // A failed summary still lists the stream, as down: never left out.
+        streams.push(summary.unwrap_or_else(|_| StreamSummary {
+            name: name.clone(),
+            health: SourceHealth {
+                up: false,
+                last_success: None,
+                error: Some(SourceError {
+                    kind: "internal_error".into(),
+                    message: "summarising the stream failed; the server's log says why".into(),
+                }),
+                sequence: None,
+                expires: None,
+            },
+            newest: None,
+            releases: 0,
+            rollouts: Vec::new(),
+            halted: Vec::new(),
+        }));
     }
     let (halted_lock_groups, fleet_lock_error) = match &state.shared.fleet_lock {
         None => (Vec::new(), None),
@@ -1076,9 +1093,16 @@ pub async fn locks(state: &AppState, now: Timestamp, viewer: &Viewer) -> Result<
         value: "FleetLock is not configured on this server".into(),
     })?;
     let admin = viewer.can_admin_locks;
-    let groups = lock
+    // The store's own message may name files or endpoints: a viewer is
+    // told its kind only (the log has the rest).
+    let listed = lock
         .overview(&state.shared.metrics, now)
-        .await?
+        .await
+        .map_err(|error| ApiError {
+            value: format!("the lock store is unavailable ({})", error.kind),
+            ..error
+        })?;
+    let groups = listed
         .into_iter()
         .map(|(name, _, policy, group)| LockGroup {
             name,
@@ -1098,7 +1122,12 @@ pub async fn locks(state: &AppState, now: Timestamp, viewer: &Viewer) -> Result<
             halt: group.halt.as_ref().map(|halt| LockHalt {
                 at: halt.at.to_string(),
                 reason: halt.reason.kind().to_string(),
-                detail: halt.reason.detail().to_string(),
+                // What the host said is its own text: for admins only.
+                detail: if admin {
+                    halt.reason.detail().to_string()
+                } else {
+                    String::new()
+                },
                 node: admin.then(|| halt.node.clone()),
             }),
         })

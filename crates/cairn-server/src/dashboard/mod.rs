@@ -20,10 +20,17 @@ pub mod svg;
 use crate::AppState;
 use axum::Router;
 
-/// Every dashboard route: pages, JSON and actions.
+/// Every dashboard route: pages, JSON and actions, each answer (errors and
+/// redirects too) with the dashboard's security headers.
 pub fn routes() -> Router<AppState> {
     Router::new()
         .merge(api::routes())
         .merge(pages::routes())
         .merge(session::routes())
+        .layer(axum::middleware::map_response(
+            |mut response: axum::response::Response| async move {
+                pages::security_headers(response.headers_mut());
+                response
+            },
+        ))
 }

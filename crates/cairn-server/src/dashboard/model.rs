@@ -390,7 +390,8 @@ pub struct HaltState {
     pub error: Option<String>,
     /// Halts in effect.
     pub halted: Vec<HaltMark>,
-    /// This server can publish a halt (a `[guard]` with a halt key).
+    /// This server can publish a halt: it has a `[guard]` with a halt key,
+    /// and the stream's document turns halts on.
     pub can_publish: bool,
 }
 
@@ -440,7 +441,8 @@ pub struct LockHalt {
     pub at: String,
     /// `boot_failed` or `lease_expired`.
     pub reason: String,
-    /// The detail the host gave, if any.
+    /// The detail the host gave, if any: shown only to an admin (empty
+    /// otherwise), as it is the host's own text.
     pub detail: String,
     /// The node: shown only to an admin.
     pub node: Option<String>,

@@ -368,6 +368,9 @@ pub fn overview(overview: &Overview, viewer: &Viewer, notice: Option<&str>) -> M
     };
     let content = html! {
         h1 { "Overview" }
+        @if let Some(error) = &overview.fleet_lock_error {
+            p class="notice notice-error" { "The reboot locks could not be read: " (error) }
+        }
         @if !overview.halted_lock_groups.is_empty() {
             section class="alert" aria-labelledby="halted-groups" {
                 h2 id="halted-groups" { (tag("halted", "Halted")) " reboot lock groups" }
@@ -443,7 +446,7 @@ fn stream_card(stream: &StreamSummary) -> Markup {
 pub fn stream(
     page: &StreamPage,
     viewer: &Viewer,
-    decision: Option<&HostDecision>,
+    decision: Option<Result<&HostDecision, &str>>,
     notice: Option<&str>,
     streams: &[String],
 ) -> Markup {
@@ -461,6 +464,22 @@ pub fn stream(
         (health(&page.health))
         @if let Some(base) = &page.base {
             p { "Derived from base " code { (base.repository) } ", its graph read from " code { (base.source) } "." }
+            @if !base.barriers.is_empty() {
+                ul class="base-barriers" aria-label="The base's barriers" {
+                    @for barrier in &base.barriers {
+                        li {
+                            (tag("barrier", "Base barrier")) " " strong { (barrier.version) }
+                            @if !barrier.reason.is_empty() { ": " (barrier.reason) }
+                            @if let Some(link) = &barrier.link { " " a href=(link) { "(link)" } }
+                            @if barrier.built_on.is_empty() {
+                                " — no release of this stream is built on it yet, so hosts on older bases wait for one."
+                            } @else {
+                                " — inherited by " (barrier.built_on.join(", ")) "."
+                            }
+                        }
+                    }
+                }
+            }
         }
         (switcher(page))
         nav class="toc" aria-label="On this page" {
@@ -593,8 +612,11 @@ fn release_row(row: &ReleaseRow, arch: &str) -> Markup {
     }
 }
 
-fn host_control(page: &StreamPage, decision: Option<&HostDecision>) -> Markup {
+/// The "what would this host get" form, with the answer (or why there is
+/// none) when it was asked.
+fn host_control(page: &StreamPage, asked: Option<Result<&HostDecision, &str>>) -> Markup {
     let action = format!("{}#host", stream_href(&page.name));
+    let decision = asked.and_then(Result::ok);
     let wariness = decision.map(|decision| decision.wariness.to_string());
     let booted = decision.and_then(|decision| decision.booted.clone());
     html! {
@@ -626,8 +648,10 @@ fn host_control(page: &StreamPage, decision: Option<&HostDecision>) -> Markup {
                 }
                 div { button type="submit" { "Show the decision" } }
             }
-            @if let Some(decision) = decision {
-                (decision_view(decision))
+            @match asked {
+                Some(Ok(decision)) => (decision_view(decision)),
+                Some(Err(why)) => p class="notice notice-error" role="status" { "No answer: " (why) },
+                None => {},
             }
         }
     }
@@ -911,7 +935,10 @@ fn lock_group(group: &LockGroup, viewer: &Viewer) -> Markup {
 
 /// `/login`: the token form (the token is sent once; the session lives in
 /// a cookie).
-pub fn login(csrf: &str, notice: Option<&str>, streams: &[String]) -> Markup {
+/// The login page; `csrf` is `None` when the request did not come over
+/// HTTPS (or from loopback): then the page has no token field at all, so no
+/// token is typed where it would cross the network in clear text.
+pub fn login(csrf: Option<&str>, notice: Option<&str>, streams: &[String]) -> Markup {
     let viewer = Viewer::default();
     let frame = Frame {
         title: "Log in",
@@ -924,13 +951,19 @@ pub fn login(csrf: &str, notice: Option<&str>, streams: &[String]) -> Markup {
     let content = html! {
         h1 { "Log in" }
         p { "Without logging in, the dashboard is read-only. A token with the " code { "halt" } " scope may halt releases; one with the " code { "lock-admin" } " scope sees lock holders and acknowledges halted lock groups." }
-        form method="post" action="/login" class="login" {
-            input type="hidden" name="csrf" value=(csrf);
-            div {
-                label for="login-token" { "Token" }
-                input id="login-token" type="password" name="token" autocomplete="off" required;
+        @if let Some(csrf) = csrf {
+            form method="post" action="/login" class="login" {
+                input type="hidden" name="csrf" value=(csrf);
+                div {
+                    label for="login-token" { "Token" }
+                    input id="login-token" type="password" name="token" autocomplete="off" required;
+                }
+                div { button type="submit" { "Log in" } }
             }
-            div { button type="submit" { "Log in" } }
+        } @else {
+            p class="notice notice-error" role="status" {
+                "This page was not reached over HTTPS, so it takes no token: one typed here would cross the network in clear text. Open the dashboard through its HTTPS address."
+            }
         }
         p { "The session cookie is HttpOnly, Secure and SameSite=Strict; the page never shows the token." }
         p { "Over plain HTTP, login is accepted only from loopback (such as a TLS proxy on this host)." }
@@ -969,20 +1002,26 @@ pub mod handlers {
     use crate::dashboard::build;
     use crate::error::ApiError;
     use axum::extract::rejection::QueryRejection;
-    use axum::extract::{Path, Query, RawQuery, State};
+    use axum::extract::{ConnectInfo, Path, Query, RawQuery, Request, State};
     use axum::http::{HeaderMap, HeaderValue, header};
     use axum::response::Response;
     use serde::Deserialize;
+    use std::net::SocketAddr;
 
     /// `GET /login`: the token form, with its double-submit CSRF cookie.
-    pub async fn login(
-        State(state): State<AppState>,
-        headers: HeaderMap,
-        query: Result<Query<PageQuery>, QueryRejection>,
-    ) -> Response {
-        let query = query.map(|Query(query)| query).unwrap_or_default();
-        let (csrf, cookie) = session::login_form_token(&state, &headers);
-        login_response(&csrf, cookie, &query, &stream_names(&state))
+    pub async fn login(State(state): State<AppState>, request: Request) -> Response {
+        let query = PageQuery::from_raw(request.uri().query());
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(peer)| *peer);
+        let headers = request.headers();
+        let streams = stream_names(&state);
+        if !session::secure_transport(peer, headers) {
+            return login_response(None, None, &query, &streams);
+        }
+        let (csrf, cookie) = session::login_form_token(&state, headers);
+        login_response(Some(&csrf), cookie, &query, &streams)
     }
 
     /// `GET /`.
@@ -1016,15 +1055,30 @@ pub mod handlers {
         let now = (state.shared.clock)();
         let page = build::stream_page(&state, &stream, &view, now).await;
         let asks = view.booted.is_some() || view.wariness.is_some();
+        // Deciding on a document builds its graph: CPU work, off the worker.
         let decision = match &page {
-            Ok(page) if asks => Some(build::decide(
-                &state,
-                &stream,
-                Some(&page.arch),
-                view.booted.as_deref(),
-                view.wariness,
-                now,
-            )),
+            Ok(page) if asks => {
+                let (state, stream, arch) = (state.clone(), stream.clone(), page.arch.clone());
+                let (booted, wariness) = (view.booted.clone(), view.wariness);
+                let decided = tokio::task::spawn_blocking(move || {
+                    build::decide(
+                        &state,
+                        &stream,
+                        Some(&arch),
+                        booted.as_deref(),
+                        wariness,
+                        now,
+                    )
+                })
+                .await;
+                Some(decided.unwrap_or_else(|_| {
+                    Err(ApiError {
+                        status: axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                        kind: "internal_error",
+                        value: "deciding failed".into(),
+                    })
+                }))
+            }
             _ => None,
         };
         stream_response(page, decision, &viewer, &notice, &streams)
@@ -1078,8 +1132,8 @@ pub mod handlers {
     }
 
     /// `GET /streams/{stream}`, once the page (and the decision, if the
-    /// form asked one) are built. A failed decision shows as no decision
-    /// rather than failing the page.
+    /// form asked one) are built. A failed decision is shown with its
+    /// message next to the form, never failing the page.
     pub fn stream_response(
         page: Result<StreamPage, ApiError>,
         decision: Option<Result<HostDecision, ApiError>>,
@@ -1089,11 +1143,13 @@ pub mod handlers {
     ) -> Response {
         match page {
             Ok(page) => {
-                let decision = decision.and_then(Result::ok);
+                let decision = decision
+                    .as_ref()
+                    .map(|decision| decision.as_ref().map_err(|error| error.value.as_str()));
                 super::secure_html(super::stream(
                     &page,
                     viewer,
-                    decision.as_ref(),
+                    decision,
                     query.notice.as_deref(),
                     streams,
                 ))
@@ -1122,7 +1178,7 @@ pub mod handlers {
 
     /// `GET /login`: the form, with the double-submit CSRF cookie to set.
     pub fn login_response(
-        csrf: &str,
+        csrf: Option<&str>,
         cookie: Option<HeaderValue>,
         query: &PageQuery,
         streams: &[String],
@@ -1284,6 +1340,20 @@ pub(super) mod tests {
             base: Some(BaseInfo {
                 repository: "quay.io/fedora/fedora-coreos".into(),
                 source: "graph.json".into(),
+                barriers: vec![
+                    BaseBarrierRow {
+                        version: "40.20250301.3.0".into(),
+                        reason: "bootloader update".into(),
+                        link: None,
+                        built_on: vec!["40.20250302.3.0".into()],
+                    },
+                    BaseBarrierRow {
+                        version: "41.20250501.3.0".into(),
+                        reason: String::new(),
+                        link: None,
+                        built_on: Vec::new(),
+                    },
+                ],
             }),
             releases,
             graph: GraphView { items, arcs },
@@ -1450,7 +1520,7 @@ pub(super) mod tests {
         let html = stream(
             &page,
             &viewer(true, false),
-            Some(&decision()),
+            Some(Ok(&decision())),
             None,
             &streams(),
         )
@@ -1607,6 +1677,7 @@ pub(super) mod tests {
             streams: vec![summary("stable", true, false), summary("next", false, true)],
             halted_lock_groups: sample_locks(false).groups,
             fleet_lock: true,
+            fleet_lock_error: Some("the lock store failed (store_unavailable)".into()),
         };
         let html = overview(&model, &Viewer::default(), Some("logged_out")).into_string();
         assert_balanced(&html);
@@ -1616,7 +1687,7 @@ pub(super) mod tests {
             ">Halted</span> reboot lock groups",
             "href=\"/streams/next\"",
             "5%",
-            "You are logged out.",
+            "Logged out.",
             "Read-only",
             "aria-current=\"page\">Overview",
         ] {
@@ -1641,10 +1712,10 @@ pub(super) mod tests {
             "failed",
         ] {
             let (_, text) = notice_text(kind).expect("a known kind");
-            let html = login(CSRF, Some(kind), &streams()).into_string();
+            let html = login(Some(CSRF), Some(kind), &streams()).into_string();
             assert!(html.contains(text), "{kind} shows its text");
         }
-        let html = login(CSRF, Some("<b>pwned</b>"), &streams()).into_string();
+        let html = login(Some(CSRF), Some("<b>pwned</b>"), &streams()).into_string();
         assert!(!html.contains("pwned") && !html.contains("role=\"status\""));
         assert_balanced(&html);
         assert!(html.contains("type=\"password\" name=\"token\" autocomplete=\"off\""));
@@ -1658,13 +1729,13 @@ pub(super) mod tests {
     fn a_stream_page_of_179_releases_is_small_and_quick() {
         let page = sample_page(179, false, true);
         let viewer = viewer(true, true);
-        let html = stream(&page, &viewer, Some(&decision()), None, &streams()).into_string();
+        let html = stream(&page, &viewer, Some(Ok(&decision())), None, &streams()).into_string();
         assert_balanced(&html);
         let rounds = 200;
         let started = Instant::now();
         let mut bytes = 0;
         for _ in 0..rounds {
-            bytes += stream(&page, &viewer, Some(&decision()), None, &streams())
+            bytes += stream(&page, &viewer, Some(Ok(&decision())), None, &streams())
                 .into_string()
                 .len();
         }
@@ -1737,7 +1808,7 @@ pub(super) mod tests {
                 .expect("body");
             assert_eq!(bytes, body.as_bytes());
         }
-        let response = secure_html(login(CSRF, None, &streams()));
+        let response = secure_html(login(Some(CSRF), None, &streams()));
         let headers = response.headers();
         assert_eq!(
             headers[header::CONTENT_SECURITY_POLICY],
@@ -1760,13 +1831,33 @@ pub(super) mod tests {
         let app = routes()
             .merge(Router::new().route("/login", axum::routing::post(|| async { "posted" })))
             .with_state(state);
+        let from = |peer: &str| {
+            let mut request = Request::get("/login?notice=csrf&x=%3Cb%3E")
+                .body(Body::empty())
+                .expect("request");
+            let peer: std::net::SocketAddr = peer.parse().expect("address");
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            request
+        };
+        // From another host over plain HTTP: no field to type a token into.
+        let remote = app
+            .clone()
+            .oneshot(from("10.0.0.5:40000"))
+            .await
+            .expect("response");
+        assert_eq!(remote.status(), StatusCode::OK);
+        assert!(remote.headers().get(header::SET_COOKIE).is_none());
+        let body = axum::body::to_bytes(remote.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        let html = String::from_utf8(body.to_vec()).expect("utf-8");
+        assert!(!html.contains("name=\"token\""), "{html}");
+        assert!(html.contains("not reached over HTTPS"), "{html}");
         let response = app
             .clone()
-            .oneshot(
-                Request::get("/login?notice=csrf&x=%3Cb%3E")
-                    .body(Body::empty())
-                    .expect("request"),
-            )
+            .oneshot(from("127.0.0.1:40000"))
             .await
             .expect("response");
         assert_eq!(response.status(), StatusCode::OK);
@@ -1779,6 +1870,7 @@ pub(super) mod tests {
             .expect("body");
         let html = String::from_utf8(body.to_vec()).expect("utf-8");
         assert!(html.contains("action=\"/login\"") && html.contains("href=\"/streams/stable\""));
+        assert!(html.contains("name=\"token\""), "{html}");
         assert!(html.contains(notice_text("csrf").expect("known").1));
         let posted = app
             .oneshot(

@@ -557,7 +557,7 @@ fn same_token(presented: Option<&str>, expected: &str) -> bool {
 /// tell: only a loopback peer is trusted, being either a browser on this
 /// host or a TLS proxy on it; a proxy that says it received plain HTTP
 /// (`X-Forwarded-Proto` or `Forwarded: proto=`) is believed.
-fn secure_transport(peer: Option<SocketAddr>, headers: &HeaderMap) -> bool {
+pub fn secure_transport(peer: Option<SocketAddr>, headers: &HeaderMap) -> bool {
     let Some(peer) = peer else {
         return false;
     };
