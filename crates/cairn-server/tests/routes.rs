@@ -469,10 +469,10 @@ async fn the_login_form_refuses_bad_csrf_plain_http_unknown_and_report_tokens() 
     assert_eq!(
         set.expect("a cookie to set").to_str().expect("ASCII"),
         format!(
-            "cairn_login_csrf={csrf}; HttpOnly; Secure; SameSite=Strict; Path=/login; Max-Age=3600"
+            "__Host-cairn_login_csrf={csrf}; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=3600"
         )
     );
-    let login_cookie = format!("cairn_login_csrf={csrf}");
+    let login_cookie = format!("__Host-cairn_login_csrf={csrf}");
     // The form's token is reused while the cookie carries it.
     let (again, set) = login_form_token(&state, &cookie_headers(&login_cookie));
     assert_eq!((again.as_str(), set), (csrf.as_str(), None));
@@ -480,11 +480,11 @@ async fn the_login_form_refuses_bad_csrf_plain_http_unknown_and_report_tokens() 
     let planted = "ab".repeat(64);
     let (fresh, set) = login_form_token(
         &state,
-        &cookie_headers(&format!("cairn_login_csrf={planted}")),
+        &cookie_headers(&format!("__Host-cairn_login_csrf={planted}")),
     );
     assert!(fresh != planted && set.is_some());
 
-    let planted_cookie = format!("cairn_login_csrf={planted}");
+    let planted_cookie = format!("__Host-cairn_login_csrf={planted}");
     let with_cookie = [("cookie", login_cookie.as_str())];
     // (notice, peer, headers, fields)
     type Case<'a> = (
@@ -528,6 +528,20 @@ async fn the_login_form_refuses_bad_csrf_plain_http_unknown_and_report_tokens() 
             "plain_http",
             Some(LOOPBACK),
             vec![("cookie", &login_cookie), ("x-forwarded-proto", "http")],
+            vec![("csrf", &csrf), ("token", HALT_TOKEN)],
+        ),
+        // A proxy on this host that forwards without naming the scheme is
+        // not trusted to have used TLS.
+        (
+            "plain_http",
+            Some(LOOPBACK),
+            vec![("cookie", &login_cookie), ("x-forwarded-for", "10.0.0.5")],
+            vec![("csrf", &csrf), ("token", HALT_TOKEN)],
+        ),
+        (
+            "plain_http",
+            Some(LOOPBACK),
+            vec![("cookie", &login_cookie), ("forwarded", "for=10.0.0.5")],
             vec![("csrf", &csrf), ("token", HALT_TOKEN)],
         ),
         (
@@ -575,14 +589,18 @@ async fn the_login_form_refuses_bad_csrf_plain_http_unknown_and_report_tokens() 
         &state,
         "/login",
         Some(LOOPBACK),
-        &[("cookie", &login_cookie), ("x-forwarded-proto", "https")],
+        &[
+            ("cookie", &login_cookie),
+            ("x-forwarded-for", "10.0.0.5"),
+            ("x-forwarded-proto", "https"),
+        ],
         &[("csrf", &csrf), ("token", HALT_TOKEN)],
     )
     .await;
     assert_eq!(posted.status, StatusCode::SEE_OTHER);
     assert_eq!(posted.location, "/?notice=logged_in");
     let session = posted.cookies[0]
-        .strip_prefix("cairn_session=")
+        .strip_prefix("__Host-cairn_session=")
         .and_then(|rest| rest.split(';').next())
         .expect("the session cookie first");
     assert!(
@@ -593,13 +611,16 @@ async fn the_login_form_refuses_bad_csrf_plain_http_unknown_and_report_tokens() 
         posted.cookies,
         [
             format!(
-                "cairn_session={session}; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=28800"
+                "__Host-cairn_session={session}; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=28800"
             ),
-            "cairn_login_csrf=; HttpOnly; Secure; SameSite=Strict; Path=/login; Max-Age=0"
+            "__Host-cairn_login_csrf=; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=0"
                 .to_string(),
         ]
     );
-    let viewer = viewer(&state, &cookie_headers(&format!("cairn_session={session}")));
+    let viewer = viewer(
+        &state,
+        &cookie_headers(&format!("__Host-cairn_session={session}")),
+    );
     assert_eq!(viewer.name.as_deref(), Some("halt.token"));
     assert!(viewer.can_halt && !viewer.can_admin_locks);
     let session_csrf = viewer.csrf.expect("csrf");
@@ -664,18 +685,18 @@ async fn sessions_end_at_their_expiry_on_the_injected_clock_and_at_logout() {
     assert_eq!(posted.location, "/?notice=logged_out");
     assert_eq!(
         posted.cookies,
-        ["cairn_session=; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=0"]
+        ["__Host-cairn_session=; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=0"]
     );
     assert!(viewer(&state, &cookie_headers(&cookie)).name.is_none());
     assert!(state.shared.sessions.is_empty());
 }
 
 #[tokio::test]
-async fn failed_logins_from_one_address_are_limited_to_ten_a_minute() {
+async fn failed_logins_from_one_address_are_limited_to_ten_a_minute_but_not_right_tokens() {
     use cairn_server::dashboard::session::login_form_token;
     let (state, now) = dashboard_state();
     let (csrf, _) = login_form_token(&state, &axum::http::HeaderMap::new());
-    let cookie = format!("cairn_login_csrf={csrf}");
+    let cookie = format!("__Host-cairn_login_csrf={csrf}");
     let attempt = |token: &'static str| {
         let (state, csrf, cookie) = (state.clone(), csrf.clone(), cookie.clone());
         async move {
@@ -691,12 +712,32 @@ async fn failed_logins_from_one_address_are_limited_to_ten_a_minute() {
             .to_string()
         }
     };
-    for _ in 0..10 {
+    for _ in 0..9 {
         assert_eq!(attempt("guessed-secret-0123456789").await, "unauthorized");
     }
-    assert_eq!(attempt(HALT_TOKEN).await, "too_many_attempts");
-    *now.lock().expect("clock") = Timestamp::from_second(NOW + 60).expect("time");
+    // A report token has no dashboard scope: it counts as a failure too.
+    assert_eq!(attempt(REPORT_TOKEN).await, "forbidden");
+    assert_eq!(
+        attempt("guessed-secret-0123456789").await,
+        "too_many_attempts"
+    );
+    assert_eq!(attempt(REPORT_TOKEN).await, "too_many_attempts");
+    assert!(state.shared.sessions.is_empty());
+    // Behind a proxy on this host every browser is this one address: a
+    // right token still logs in, and the guesser stays limited.
     assert_eq!(attempt(HALT_TOKEN).await, "logged_in");
+    assert_eq!(attempt(ADMIN_TOKEN).await, "logged_in");
+    assert_eq!(state.shared.sessions.len(), 2);
+    assert_eq!(
+        attempt("guessed-secret-0123456789").await,
+        "too_many_attempts"
+    );
+    *now.lock().expect("clock") = Timestamp::from_second(NOW + 60).expect("time");
+    assert_eq!(
+        attempt("guessed-secret-0123456789").await,
+        "unauthorized",
+        "a minute later guesses count afresh"
+    );
 }
 
 #[tokio::test]

@@ -625,7 +625,7 @@ async fn node_ids_show_only_to_a_lock_admin_and_forms_need_their_csrf_token_and_
     let cookies = admin.cookies().await.expect("cookies");
     let session = cookies
         .iter()
-        .find(|c| c.name == "cairn_session")
+        .find(|c| c.name == "__Host-cairn_session")
         .expect("a session cookie");
     assert!(session.http_only && session.secure, "{session:?}");
     assert_eq!(session.same_site.as_deref(), Some("Strict"), "{session:?}");

@@ -26,10 +26,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Mutex, MutexGuard};
 use subtle::ConstantTimeEq;
 
-/// The session cookie.
-pub const SESSION_COOKIE: &str = "cairn_session";
-/// The login form's double-submit cookie.
-pub const LOGIN_CSRF_COOKIE: &str = "cairn_login_csrf";
+/// The session cookie. The `__Host-` prefix makes browsers accept it only
+/// when set `Secure`, with `Path=/` and no `Domain`: a sibling subdomain can
+/// neither plant nor shadow it.
+pub const SESSION_COOKIE: &str = "__Host-cairn_session";
+/// The login form's double-submit cookie (`__Host-` for the same reason).
+pub const LOGIN_CSRF_COOKIE: &str = "__Host-cairn_login_csrf";
 /// How long the login form's CSRF cookie lasts, in seconds.
 pub const LOGIN_CSRF_SECONDS: u64 = 3600;
 /// The most live sessions kept; past it, the oldest is dropped.
@@ -42,7 +44,8 @@ pub const MAX_COOKIE_BYTES: usize = 8 * 1024;
 pub const MAX_REASON_CHARS: usize = 500;
 /// The longest version accepted from the form, in characters.
 pub const MAX_VERSION_CHARS: usize = 128;
-/// Failed logins allowed from one peer address per minute.
+/// Failed logins (unknown or unscoped tokens) allowed from one peer address
+/// per minute; a known token with a dashboard scope always logs in.
 pub const FAILED_LOGINS_PER_MINUTE: u32 = 10;
 /// The most peer addresses whose failures are counted at once.
 const MAX_COUNTED_PEERS: usize = 10_000;
@@ -366,8 +369,9 @@ impl Sessions {
     }
 
     /// A new login form token: a random nonce and this server's tag of it,
-    /// so a cookie planted by another host (a sibling subdomain) is no
-    /// valid token.
+    /// so a token this server did not make is refused. The tag does not stop
+    /// planting (anyone can fetch a valid token from `/login`); the cookie's
+    /// `__Host-` prefix does, as a sibling subdomain cannot set it.
     pub fn new_login_token(&self) -> Option<String> {
         let nonce = random_bytes()?;
         let tag = self.login_tag(&nonce)?;
@@ -487,7 +491,7 @@ pub fn login_form_token(state: &AppState, headers: &HeaderMap) -> (String, Optio
         return (String::new(), None);
     };
     let set = HeaderValue::from_str(&format!(
-        "{LOGIN_CSRF_COOKIE}={token}; HttpOnly; Secure; SameSite=Strict; Path=/login; Max-Age={LOGIN_CSRF_SECONDS}"
+        "{LOGIN_CSRF_COOKIE}={token}; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age={LOGIN_CSRF_SECONDS}"
     ))
     .ok();
     (token, set)
@@ -555,8 +559,10 @@ fn same_token(presented: Option<&str>, expected: &str) -> bool {
 
 /// Whether the request reached this server over HTTPS, as far as it can
 /// tell: only a loopback peer is trusted, being either a browser on this
-/// host or a TLS proxy on it; a proxy that says it received plain HTTP
-/// (`X-Forwarded-Proto` or `Forwarded: proto=`) is believed.
+/// host (no forwarding headers) or a TLS proxy on it. A proxy that says it
+/// received plain HTTP (`X-Forwarded-Proto` or `Forwarded: proto=`) is
+/// believed; one that forwards (`X-Forwarded-For` or `Forwarded: for=`)
+/// without naming the scheme is not trusted to have used TLS.
 pub fn secure_transport(peer: Option<SocketAddr>, headers: &HeaderMap) -> bool {
     let Some(peer) = peer else {
         return false;
@@ -564,7 +570,10 @@ pub fn secure_transport(peer: Option<SocketAddr>, headers: &HeaderMap) -> bool {
     if !peer.ip().to_canonical().is_loopback() {
         return false;
     }
+    let mut forwarded_for = headers.contains_key("x-forwarded-for");
+    let mut proto_named = false;
     for value in headers.get_all("x-forwarded-proto") {
+        proto_named = true;
         let Ok(text) = value.to_str() else {
             return false;
         };
@@ -580,15 +589,21 @@ pub fn secure_transport(peer: Option<SocketAddr>, headers: &HeaderMap) -> bool {
             return false;
         };
         for pair in text.split([',', ';']) {
-            if let Some((key, proto)) = pair.split_once('=')
-                && key.trim().eq_ignore_ascii_case("proto")
-                && !proto.trim().trim_matches('"').eq_ignore_ascii_case("https")
-            {
-                return false;
+            let Some((key, value)) = pair.split_once('=') else {
+                continue;
+            };
+            let key = key.trim();
+            if key.eq_ignore_ascii_case("for") {
+                forwarded_for = true;
+            } else if key.eq_ignore_ascii_case("proto") {
+                proto_named = true;
+                if !value.trim().trim_matches('"').eq_ignore_ascii_case("https") {
+                    return false;
+                }
             }
         }
     }
-    true
+    proto_named || !forwarded_for
 }
 
 fn session_cookie(value: &str, max_age: i64) -> Option<HeaderValue> {
@@ -600,7 +615,7 @@ fn session_cookie(value: &str, max_age: i64) -> Option<HeaderValue> {
 
 fn expired_login_cookie() -> HeaderValue {
     HeaderValue::from_static(
-        "cairn_login_csrf=; HttpOnly; Secure; SameSite=Strict; Path=/login; Max-Age=0",
+        "__Host-cairn_login_csrf=; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=0",
     )
 }
 
@@ -635,25 +650,29 @@ async fn login(State(state): State<AppState>, request: Request) -> Response {
     }
     let now = (state.shared.clock)();
     let peer_ip = peer.map_or(IpAddr::from([0, 0, 0, 0]), |p| p.ip().to_canonical());
-    if !sessions.login_allowed(peer_ip, now) {
-        return refuse(Notice::TooManyAttempts);
-    }
-    let Some(token) = form
+    // The token is looked up first (in constant time): behind a proxy on
+    // this host every browser is one loopback address, and guesses must not
+    // lock out an operator who holds a right token. Only failures count.
+    let found = form
         .field("token")
-        .and_then(|t| state.shared.tokens.find(t))
-    else {
-        sessions.login_failed(peer_ip, now);
-        return refuse(Notice::Unauthorized);
-    };
+        .and_then(|t| state.shared.tokens.find(t));
     // A report token belongs on hosts, not in a browser.
-    if !token
-        .scopes
-        .iter()
-        .any(|s| matches!(s, Scope::Halt | Scope::LockAdmin))
-    {
+    let Some(token) = found.filter(|token| {
+        token
+            .scopes
+            .iter()
+            .any(|s| matches!(s, Scope::Halt | Scope::LockAdmin))
+    }) else {
+        if !sessions.login_allowed(peer_ip, now) {
+            return refuse(Notice::TooManyAttempts);
+        }
         sessions.login_failed(peer_ip, now);
-        return refuse(Notice::Forbidden);
-    }
+        return refuse(if found.is_some() {
+            Notice::Forbidden
+        } else {
+            Notice::Unauthorized
+        });
+    };
     // A login replaces the session the browser had.
     if let Some(old) = cookie(&headers, SESSION_COOKIE) {
         sessions.close(old);
@@ -757,32 +776,44 @@ async fn halt(State(state): State<AppState>, request: Request) -> Response {
     let tripped_by = TrippedBy::Person {
         who: view.token.clone(),
     };
-    let notice =
-        match crate::halts::guard::add_halt(&state, stream, version, digests, reason, tripped_by)
-            .await
-        {
-            Ok(true) => Notice::Halted,
-            Ok(false) => Notice::AlreadyHalted,
-            Err(error) => {
-                tracing::error!(
-                    token = view.token,
-                    stream,
-                    version,
-                    kind = error.kind,
-                    error = %error.message,
-                    "a halt from the dashboard could not be published"
-                );
-                Notice::Failed
-            }
-        };
-    tracing::warn!(
-        token = view.token,
-        stream,
-        version,
-        reason,
-        outcome = notice.as_str(),
-        "a release was halted from the dashboard"
-    );
+    let notice = match crate::halts::guard::add_halt(
+        &state, stream, version, digests, reason, tripped_by,
+    )
+    .await
+    {
+        Ok(true) => {
+            tracing::warn!(
+                token = view.token,
+                stream,
+                version,
+                reason,
+                "a release was halted from the dashboard"
+            );
+            Notice::Halted
+        }
+        Ok(false) => {
+            tracing::info!(
+                token = view.token,
+                stream,
+                version,
+                outcome = Notice::AlreadyHalted.as_str(),
+                "a halt from the dashboard changed nothing: a halt in effect already names the release"
+            );
+            Notice::AlreadyHalted
+        }
+        Err(error) => {
+            tracing::error!(
+                token = view.token,
+                stream,
+                version,
+                outcome = Notice::Failed.as_str(),
+                kind = error.kind,
+                error = %error.message,
+                "a halt from the dashboard could not be published"
+            );
+            Notice::Failed
+        }
+    };
     see_other(&page, notice, &[])
 }
 
@@ -837,16 +868,22 @@ mod tests {
 
     #[test]
     fn cookies_are_read_strictly() {
-        let one = headers(&[("cookie", "a=1; cairn_session=abc; b=2")]);
+        let one = headers(&[("cookie", "a=1; __Host-cairn_session=abc; b=2")]);
         assert_eq!(cookie(&one, SESSION_COOKIE), Some("abc"));
         let twice = headers(&[
-            ("cookie", "cairn_session=abc"),
-            ("cookie", "cairn_session=x"),
+            ("cookie", "__Host-cairn_session=abc"),
+            ("cookie", "__Host-cairn_session=x"),
         ]);
         assert_eq!(cookie(&twice, SESSION_COOKIE), None);
-        let long = format!("cairn_session=abc; pad={}", "x".repeat(MAX_COOKIE_BYTES));
+        let long = format!(
+            "__Host-cairn_session=abc; pad={}",
+            "x".repeat(MAX_COOKIE_BYTES)
+        );
         assert_eq!(cookie(&headers(&[("cookie", &long)]), SESSION_COOKIE), None);
-        let prefixed = headers(&[("cookie", "xcairn_session=abc")]);
+        // Without the prefix it is another cookie (one any subdomain can set).
+        let unprefixed = headers(&[("cookie", "cairn_session=abc")]);
+        assert_eq!(cookie(&unprefixed, SESSION_COOKIE), None);
+        let prefixed = headers(&[("cookie", "x__Host-cairn_session=abc")]);
         assert_eq!(cookie(&prefixed, SESSION_COOKIE), None);
     }
 
@@ -872,11 +909,27 @@ mod tests {
             ]),
             headers(&[("forwarded", "for=10.0.0.5;proto=http")]),
             headers(&[("forwarded", "proto=\"HTTP\"")]),
+            // A proxy that forwards without naming the scheme.
+            headers(&[("x-forwarded-for", "10.0.0.5")]),
+            headers(&[("forwarded", "for=10.0.0.5")]),
+            headers(&[("forwarded", "For=\"[2001:db8::1]\";by=127.0.0.1")]),
         ] {
             assert!(!secure_transport(Some(loopback), &plain), "{plain:?}");
         }
-        let forwarded = headers(&[("forwarded", "for=10.0.0.5;proto=https")]);
-        assert!(secure_transport(Some(loopback), &forwarded));
+        for https in [
+            headers(&[("forwarded", "for=10.0.0.5;proto=https")]),
+            headers(&[
+                ("x-forwarded-for", "10.0.0.5"),
+                ("x-forwarded-proto", "https"),
+            ]),
+            headers(&[
+                ("x-forwarded-for", "10.0.0.5"),
+                ("forwarded", "proto=https"),
+            ]),
+        ] {
+            assert!(secure_transport(Some(loopback), &https), "{https:?}");
+            assert!(!secure_transport(Some(remote), &https), "{https:?}");
+        }
     }
 
     #[test]

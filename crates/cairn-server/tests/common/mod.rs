@@ -148,11 +148,11 @@ pub async fn dashboard_login(state: &AppState, token: &str) -> (String, String) 
     let session = posted
         .cookies
         .iter()
-        .find_map(|c| c.strip_prefix("cairn_session="))
+        .find_map(|c| c.strip_prefix("__Host-cairn_session="))
         .and_then(|c| c.split(';').next())
         .expect("a session cookie")
         .to_string();
-    let cookie = format!("cairn_session={session}");
+    let cookie = format!("__Host-cairn_session={session}");
     let mut headers = axum::http::HeaderMap::new();
     headers.insert("cookie", cookie.parse().expect("cookie"));
     let csrf = session::viewer(state, &headers)
