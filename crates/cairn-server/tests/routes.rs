@@ -1503,7 +1503,10 @@ mod dashboard {
         assert_eq!(default["holders"][0]["lease_left_seconds"], 3600);
         let workers = group(&locks, "workers");
         assert_eq!(workers["halt"]["reason"], "boot_failed");
-        assert_eq!(workers["halt"]["detail"], "no network");
+        assert_eq!(
+            workers["halt"]["detail"], "",
+            "the host's own text is for admins"
+        );
         assert!(workers["halt"]["node"].is_null());
         assert!(!locks.to_string().contains("node-"), "{locks}");
         // A lock-admin token shows them.
@@ -1512,6 +1515,7 @@ mod dashboard {
         assert_eq!(locks["holders_shown"], true);
         assert_eq!(group(&locks, "default")["holders"][0]["id"], "node-a");
         assert_eq!(group(&locks, "workers")["halt"]["node"], "node-b");
+        assert_eq!(group(&locks, "workers")["halt"]["detail"], "no network");
         // A wrong token is refused, never read as no token; a token without
         // the scope too.
         let (status, error) = json(&dash.state, "/api/locks", Some("wrong-token-0123456789")).await;
