@@ -339,12 +339,9 @@ async fn every_error_is_json() {
     );
 }
 
-/// A derived stream whose barrier image was built after the fact: d0 on base
-/// 0, d1 on base 2, then d2 on the base barrier 1. `/v1/graph` must number
-/// nodes in update order, because Zincati takes only a target whose age index
-/// is above the booted one's.
-#[tokio::test]
-async fn derived_streams_number_nodes_in_update_order() {
+/// Three releases of a stream derived from a base with a barrier at b1:
+/// d0 on b0, d1 on b2 and d2 on b1, which inherits the barrier.
+fn derived_document(stream: &str, expires: i64) -> cairn_graph::GraphDocument {
     use cairn_graph::derive::{BaseGraph, BaseRelease, inherit};
     use cairn_graph::{ArchEntry, BaseImage, GraphDocument, Release, Rollout};
     let base_digest = |age: u64| format!("sha256:{:064x}", 100 + age);
@@ -363,11 +360,11 @@ async fn derived_streams_number_nodes_in_update_order() {
         uneven: Vec::new(),
     };
     let mut document = GraphDocument {
-        stream: "stable".into(),
+        stream: stream.into(),
         repository: "quay.io/derived".into(),
         sequence: 1,
         issued: Timestamp::from_second(1_000).expect("time"),
-        expires: Timestamp::from_second(NOW + 86_400).expect("time"),
+        expires: Timestamp::from_second(expires).expect("time"),
         releases: [("d0", 0), ("d1", 2), ("d2", 1)]
             .iter()
             .enumerate()
@@ -375,7 +372,7 @@ async fn derived_streams_number_nodes_in_update_order() {
                 version: version.into(),
                 architectures: [(
                     "x86_64".to_string(),
-                    ArchEntry::image(format!("sha256:{i:064x}")),
+                    ArchEntry::image(format!("sha256:{:064x}", 500 + i)),
                 )]
                 .into(),
                 base: Some(BaseImage::new("", base_digest(on))),
@@ -386,6 +383,16 @@ async fn derived_streams_number_nodes_in_update_order() {
         ..GraphDocument::default()
     };
     inherit(&mut document, &base, &Default::default());
+    document
+}
+
+/// A derived stream whose barrier image was built after the fact: d0 on base
+/// 0, d1 on base 2, then d2 on the base barrier 1. `/v1/graph` must number
+/// nodes in update order, because Zincati takes only a target whose age index
+/// is above the booted one's.
+#[tokio::test]
+async fn derived_streams_number_nodes_in_update_order() {
+    let document = derived_document("stable", NOW + 86_400);
     let clock = Arc::new(|| Timestamp::from_second(NOW).expect("time"));
     let state = AppState::new(["stable".to_string()], clock, 30);
     state.install("stable", Snapshot::from_document(&document, None));
@@ -844,10 +851,9 @@ async fn the_dashboard_is_served_unless_the_configuration_turns_it_off() {
 
 mod dashboard {
     use super::*;
-    use cairn_graph::derive::{BaseGraph, BaseRelease, inherit};
     use cairn_graph::document::{HaltSettings, Reason};
     use cairn_graph::halts::{HaltEntry, HaltList, SignedAs, TrippedBy};
-    use cairn_graph::{ArchEntry, BaseImage, GraphDocument, Query, Release, Rollout};
+    use cairn_graph::{ArchEntry, GraphDocument, Query, Release, Rollout};
     use cairn_server::dashboard::build::{self, StreamQuery};
     use cairn_server::halts::Halts;
     use cairn_server::reports::model::{Outcome, Release as ReportedRelease};
@@ -924,46 +930,7 @@ mod dashboard {
     /// The derived stream of `derived_streams_number_nodes_in_update_order`:
     /// d2 is built on the base barrier b1 and inherits it.
     fn derived() -> GraphDocument {
-        let base_digest = |age: u64| format!("sha256:{:064x}", 100 + age);
-        let base = BaseGraph {
-            source: "test".into(),
-            repository: "quay.io/base".into(),
-            releases: (0..3)
-                .map(|age| BaseRelease {
-                    version: format!("b{age}"),
-                    age_index: age,
-                    digests: [base_digest(age)].into(),
-                    barrier: (age == 1).then(|| "migrate".to_string()),
-                    deadend: None,
-                })
-                .collect(),
-            uneven: Vec::new(),
-        };
-        let mut document = GraphDocument {
-            stream: "derived".into(),
-            repository: "quay.io/derived".into(),
-            sequence: 1,
-            issued: Timestamp::from_second(1_000).expect("time"),
-            expires: Timestamp::from_second(T + 86_400).expect("time"),
-            releases: [("d0", 0), ("d1", 2), ("d2", 1)]
-                .iter()
-                .enumerate()
-                .map(|(i, &(version, on))| Release {
-                    version: version.into(),
-                    architectures: [(
-                        "x86_64".to_string(),
-                        ArchEntry::image(format!("sha256:{:064x}", 500 + i)),
-                    )]
-                    .into(),
-                    base: Some(BaseImage::new("", base_digest(on))),
-                    rollout: Some(Rollout::immediate()),
-                    ..Release::default()
-                })
-                .collect(),
-            ..GraphDocument::default()
-        };
-        inherit(&mut document, &base, &Default::default());
-        document
+        super::derived_document("derived", T + 86_400)
     }
 
     struct Dash {
