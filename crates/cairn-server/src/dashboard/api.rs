@@ -66,24 +66,15 @@ async fn decide(
     let stream = stream_name(stream)?;
     let query = StreamQuery::parse(raw.as_deref())?;
     let now = (state.shared.clock)();
-    let task_state = state.clone();
-    // Deciding builds a graph: CPU work, off the request workers.
-    let decision = tokio::task::spawn_blocking(move || {
-        build::decide(
-            &task_state,
-            &stream,
-            query.arch.as_deref(),
-            query.booted.as_deref(),
-            query.wariness,
-            now,
-        )
-    })
-    .await
-    .map_err(|_| ApiError {
-        status: StatusCode::INTERNAL_SERVER_ERROR,
-        kind: "internal_error",
-        value: "deciding failed".into(),
-    })??;
+    let decision = build::decide_off_worker(
+        &state,
+        &stream,
+        query.arch,
+        query.booted,
+        query.wariness,
+        now,
+    )
+    .await?;
     Ok(no_store(&decision))
 }
 

@@ -915,6 +915,31 @@ pub async fn outcomes(state: &AppState, stream: &str, now: Timestamp) -> Option<
 // ---------------------------------------------------------------------------
 // What a host would get.
 
+/// [`decide`] on the blocking pool: deciding on a document builds its
+/// graph, CPU work to keep off the request workers.
+pub async fn decide_off_worker(
+    state: &AppState,
+    stream: &str,
+    arch: Option<String>,
+    booted: Option<String>,
+    wariness: Option<f64>,
+    now: Timestamp,
+) -> Result<HostDecision, ApiError> {
+    let (state, stream) = (state.clone(), stream.to_string());
+    tokio::task::spawn_blocking(move || {
+        decide(
+            &state,
+            &stream,
+            arch.as_deref(),
+            booted.as_deref(),
+            wariness,
+            now,
+        )
+    })
+    .await
+    .map_err(|_| internal("deciding"))?
+}
+
 /// `GET /api/streams/<stream>/decide`: exactly what `cairn graph next`
 /// decides for a host of `arch` booted on `booted` (a version, digest or
 /// checksum; default: the newest release every host is offered) with

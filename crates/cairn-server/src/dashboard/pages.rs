@@ -1055,30 +1055,18 @@ pub mod handlers {
         let now = (state.shared.clock)();
         let page = build::stream_page(&state, &stream, &view, now).await;
         let asks = view.booted.is_some() || view.wariness.is_some();
-        // Deciding on a document builds its graph: CPU work, off the worker.
         let decision = match &page {
-            Ok(page) if asks => {
-                let (state, stream, arch) = (state.clone(), stream.clone(), page.arch.clone());
-                let (booted, wariness) = (view.booted.clone(), view.wariness);
-                let decided = tokio::task::spawn_blocking(move || {
-                    build::decide(
-                        &state,
-                        &stream,
-                        Some(&arch),
-                        booted.as_deref(),
-                        wariness,
-                        now,
-                    )
-                })
-                .await;
-                Some(decided.unwrap_or_else(|_| {
-                    Err(ApiError {
-                        status: axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                        kind: "internal_error",
-                        value: "deciding failed".into(),
-                    })
-                }))
-            }
+            Ok(page) if asks => Some(
+                build::decide_off_worker(
+                    &state,
+                    &stream,
+                    Some(page.arch.clone()),
+                    view.booted.clone(),
+                    view.wariness,
+                    now,
+                )
+                .await,
+            ),
             _ => None,
         };
         stream_response(page, decision, &viewer, &notice, &streams)
