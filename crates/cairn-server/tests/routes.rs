@@ -1602,6 +1602,28 @@ mod dashboard {
                 .count(),
             collapsed - 1
         );
+        // Opening a second run keeps the first open.
+        let second = opened["graph"]["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .find(|i| i["kind"] == "collapsed")
+            .expect("another run")
+            .clone();
+        let both = second["expand"].as_str().expect("expand");
+        assert_eq!(
+            both,
+            format!("expand={},{}", first["first"], second["first"]),
+            "the open run stays open"
+        );
+        let (_, opened_both) = json(&state, &format!("/api/streams/stable?{both}"), None).await;
+        let still_collapsed = opened_both["graph"]["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .filter(|i| i["kind"] == "collapsed")
+            .count();
+        assert_eq!(still_collapsed, collapsed - 2);
         let (_, all) = json(&state, "/api/streams/stable?expand=all", None).await;
         let items = all["graph"]["items"].as_array().expect("items");
         assert_eq!(items.len(), releases.len());

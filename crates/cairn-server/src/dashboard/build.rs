@@ -769,10 +769,17 @@ fn layout(
         }
         let run = end - i;
         if run >= MIN_RUN && !expand.opens(i) {
+            // The runs already open stay open.
+            let mut open: BTreeSet<usize> = match expand {
+                Expand::Runs(firsts) => firsts.clone(),
+                Expand::None | Expand::All => BTreeSet::new(),
+            };
+            open.insert(i);
+            let list: Vec<String> = open.iter().map(usize::to_string).collect();
             items.push(GraphItem::Collapsed {
                 first: i,
                 last: end - 1,
-                expand: format!("expand={i}"),
+                expand: format!("expand={}", list.join(",")),
             });
             i = end;
         } else if run > 0 {

@@ -250,7 +250,8 @@ pub enum GraphItem {
         first: usize,
         /// Last index into `releases` (inclusive).
         last: usize,
-        /// The query that expands it (`expand=<first>`).
+        /// The query that expands it, keeping open the runs already open
+        /// (`expand=<first>[,<first>…]`).
         expand: String,
     },
 }
