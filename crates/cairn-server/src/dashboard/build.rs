@@ -761,6 +761,9 @@ fn layout(
             && !targets.contains(&i)
     };
     let mut items = Vec::new();
+    // Runs drawn open: each collapsed run's link keeps them open. Only real
+    // run starts are kept, so a crafted `expand=` cannot grow every link.
+    let mut open = BTreeSet::new();
     let mut i = 0;
     while i < releases.len() {
         let mut end = i;
@@ -768,18 +771,14 @@ fn layout(
             end += 1;
         }
         let run = end - i;
-        if run >= MIN_RUN && !expand.opens(i) {
-            // The runs already open stay open.
-            let mut open: BTreeSet<usize> = match expand {
-                Expand::Runs(firsts) => firsts.clone(),
-                Expand::None | Expand::All => BTreeSet::new(),
-            };
+        if run >= MIN_RUN && expand.opens(i) && !matches!(expand, Expand::All) {
             open.insert(i);
-            let list: Vec<String> = open.iter().map(usize::to_string).collect();
+        }
+        if run >= MIN_RUN && !expand.opens(i) {
             items.push(GraphItem::Collapsed {
                 first: i,
                 last: end - 1,
-                expand: format!("expand={}", list.join(",")),
+                expand: String::new(),
             });
             i = end;
         } else if run > 0 {
@@ -788,6 +787,14 @@ fn layout(
         } else {
             items.push(GraphItem::Release { index: i });
             i += 1;
+        }
+    }
+    for item in &mut items {
+        if let GraphItem::Collapsed { first, expand, .. } = item {
+            let mut firsts = open.clone();
+            firsts.insert(*first);
+            let list: Vec<String> = firsts.iter().map(usize::to_string).collect();
+            *expand = format!("expand={}", list.join(","));
         }
     }
     items

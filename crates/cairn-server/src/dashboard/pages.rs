@@ -828,7 +828,11 @@ fn halts(page: &StreamPage, viewer: &Viewer) -> Markup {
                         @if !state.can_publish { ", and " }
                     }
                     @if !state.can_publish {
-                        "a server with a " code { "[guard]" } " section and a halt key"
+                        @if state.on {
+                            "a server with a " code { "[guard]" } " section and a halt key"
+                        } @else {
+                            "a stream whose document turns halts on (" code { "cairn publish --halt-list" } ")"
+                        }
                     }
                     @if viewer.can_halt && state.can_publish { "a session" }
                     "."

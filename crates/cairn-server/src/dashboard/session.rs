@@ -561,8 +561,9 @@ fn same_token(presented: Option<&str>, expected: &str) -> bool {
 /// tell: only a loopback peer is trusted, being either a browser on this
 /// host (no forwarding headers) or a TLS proxy on it. A proxy that says it
 /// received plain HTTP (`X-Forwarded-Proto` or `Forwarded: proto=`) is
-/// believed; one that forwards (`X-Forwarded-For` or `Forwarded: for=`)
-/// without naming the scheme is not trusted to have used TLS.
+/// believed; one that forwards (`X-Forwarded-For`, `Forwarded: for=`,
+/// `X-Real-IP`, `X-Forwarded-Host` or `Via`) without naming the scheme is
+/// not trusted to have used TLS.
 pub fn secure_transport(peer: Option<SocketAddr>, headers: &HeaderMap) -> bool {
     let Some(peer) = peer else {
         return false;
@@ -570,7 +571,11 @@ pub fn secure_transport(peer: Option<SocketAddr>, headers: &HeaderMap) -> bool {
     if !peer.ip().to_canonical().is_loopback() {
         return false;
     }
-    let mut forwarded_for = headers.contains_key("x-forwarded-for");
+    // Any sign of a proxy: it must then say it received HTTPS. (A plain
+    // `proxy_pass` adds none of these; the docs ask for X-Forwarded-Proto.)
+    let mut forwarded_for = ["x-forwarded-for", "x-real-ip", "x-forwarded-host", "via"]
+        .iter()
+        .any(|name| headers.contains_key(*name));
     let mut proto_named = false;
     for value in headers.get_all("x-forwarded-proto") {
         proto_named = true;
@@ -604,6 +609,39 @@ pub fn secure_transport(peer: Option<SocketAddr>, headers: &HeaderMap) -> bool {
         }
     }
     proto_named || !forwarded_for
+}
+
+/// Whom a login's failures count against: the peer, or, for a proxy on
+/// this host (a loopback peer), the client it names last in
+/// `X-Forwarded-For` or `Forwarded: for=` (the entry it added itself).
+fn login_client(peer: Option<SocketAddr>, headers: &HeaderMap) -> IpAddr {
+    let peer_ip = peer.map_or(IpAddr::from([0, 0, 0, 0]), |p| p.ip().to_canonical());
+    if !peer_ip.is_loopback() {
+        return peer_ip;
+    }
+    let last = |name: &str| -> Option<String> {
+        let text = headers.get_all(name).iter().last()?.to_str().ok()?;
+        Some(text.rsplit(',').next()?.trim().to_string())
+    };
+    let named = last("x-forwarded-for").or_else(|| {
+        let text = last(header::FORWARDED.as_str())?;
+        text.split(';').find_map(|pair| {
+            let (key, value) = pair.split_once('=')?;
+            key.trim()
+                .eq_ignore_ascii_case("for")
+                .then(|| value.trim().trim_matches('"').to_string())
+        })
+    });
+    named
+        .and_then(|name| {
+            // `Forwarded` writes IPv6 as "[::1]:port"; a port may follow IPv4.
+            let bare = name.trim_start_matches('[');
+            let bare = bare.split(']').next().unwrap_or(bare);
+            bare.parse::<IpAddr>()
+                .ok()
+                .or_else(|| name.parse::<SocketAddr>().ok().map(|a| a.ip()))
+        })
+        .map_or(peer_ip, |ip| ip.to_canonical())
 }
 
 fn session_cookie(value: &str, max_age: i64) -> Option<HeaderValue> {
@@ -649,10 +687,14 @@ async fn login(State(state): State<AppState>, request: Request) -> Response {
         return refuse(Notice::Csrf);
     }
     let now = (state.shared.clock)();
-    let peer_ip = peer.map_or(IpAddr::from([0, 0, 0, 0]), |p| p.ip().to_canonical());
-    // The token is looked up first (in constant time): behind a proxy on
-    // this host every browser is one loopback address, and guesses must not
-    // lock out an operator who holds a right token. Only failures count.
+    // Failures count per client: behind a TLS proxy on this host, the one it
+    // names, so a guesser cannot lock out the operators sharing the proxy's
+    // address. A limited client is refused before its token is looked at,
+    // so the limit slows guessing for real.
+    let client = login_client(peer, &headers);
+    if !sessions.login_allowed(client, now) {
+        return refuse(Notice::TooManyAttempts);
+    }
     let found = form
         .field("token")
         .and_then(|t| state.shared.tokens.find(t));
@@ -663,10 +705,7 @@ async fn login(State(state): State<AppState>, request: Request) -> Response {
             .iter()
             .any(|s| matches!(s, Scope::Halt | Scope::LockAdmin))
     }) else {
-        if !sessions.login_allowed(peer_ip, now) {
-            return refuse(Notice::TooManyAttempts);
-        }
-        sessions.login_failed(peer_ip, now);
+        sessions.login_failed(client, now);
         return refuse(if found.is_some() {
             Notice::Forbidden
         } else {
@@ -945,6 +984,37 @@ mod tests {
         assert!(!sessions.valid_login_token(&forged));
         assert!(!sessions.valid_login_token(&token[..64]));
         assert!(!sessions.valid_login_token(&token.to_uppercase()));
+    }
+
+    #[test]
+    fn failures_count_against_the_client_a_same_host_proxy_names() {
+        let loopback: SocketAddr = "127.0.0.1:40000".parse().expect("address");
+        let remote: SocketAddr = "10.0.0.5:40000".parse().expect("address");
+        let ip = |text: &str| text.parse::<IpAddr>().expect("address");
+        assert_eq!(login_client(Some(loopback), &headers(&[])), ip("127.0.0.1"));
+        // The entry the proxy added is the last; earlier ones came from the client.
+        let proxied = headers(&[("x-forwarded-for", "1.2.3.4, 203.0.113.9")]);
+        assert_eq!(login_client(Some(loopback), &proxied), ip("203.0.113.9"));
+        let proxied = headers(&[("forwarded", "for=\"[2001:db8::1]:4711\";proto=https")]);
+        assert_eq!(login_client(Some(loopback), &proxied), ip("2001:db8::1"));
+        // Only a same-host proxy is believed.
+        let claimed = headers(&[("x-forwarded-for", "203.0.113.9")]);
+        assert_eq!(login_client(Some(remote), &claimed), ip("10.0.0.5"));
+        assert_eq!(
+            login_client(Some(loopback), &headers(&[("x-forwarded-for", "junk")])),
+            ip("127.0.0.1")
+        );
+    }
+
+    #[test]
+    fn any_sign_of_a_proxy_without_a_scheme_is_plain_http() {
+        let loopback: SocketAddr = "127.0.0.1:40000".parse().expect("address");
+        for name in ["x-real-ip", "via", "x-forwarded-host"] {
+            let bare = headers(&[(name, "10.0.0.5")]);
+            assert!(!secure_transport(Some(loopback), &bare), "{name}");
+            let told = headers(&[(name, "10.0.0.5"), ("x-forwarded-proto", "https")]);
+            assert!(secure_transport(Some(loopback), &told), "{name} with https");
+        }
     }
 
     #[test]
