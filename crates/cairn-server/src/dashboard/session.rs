@@ -620,7 +620,7 @@ fn login_client(peer: Option<SocketAddr>, headers: &HeaderMap) -> IpAddr {
         return peer_ip;
     }
     let last = |name: &str| -> Option<String> {
-        let text = headers.get_all(name).iter().last()?.to_str().ok()?;
+        let text = headers.get_all(name).iter().next_back()?.to_str().ok()?;
         Some(text.rsplit(',').next()?.trim().to_string())
     };
     let named = last("x-forwarded-for").or_else(|| {
