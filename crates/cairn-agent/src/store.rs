@@ -138,6 +138,11 @@ pub struct AgentState {
     /// The newest halt list accepted, by stream: a restarted agent still
     /// refuses an older list and, under halt keys, one that drops an entry.
     pub halt_lists: BTreeMap<String, cairn_graph::halts::HaltList>,
+    /// The manifest digest each held list was read under, by stream, with a
+    /// digest of the keys it was verified with: a check whose tag still
+    /// names that manifest, under the same keys, reads nothing more (a HEAD
+    /// only).
+    pub halt_list_digests: BTreeMap<String, String>,
     /// Halt lists refused or unread, by kind ([`crate::halts::REFUSAL_KINDS`]):
     /// the metrics' counters.
     pub halt_refusals: BTreeMap<String, u64>,
@@ -194,6 +199,7 @@ impl Default for AgentState {
             operator_staged: None,
             halt_lists: BTreeMap::new(),
             halt_refusals: BTreeMap::new(),
+            halt_list_digests: BTreeMap::new(),
         }
     }
 }

@@ -7,6 +7,7 @@ use crate::halts::{Fetched, HaltRefusal, InForce, in_force, refusal_label};
 use crate::source::GraphUnavailable;
 use crate::store::AgentState;
 use cairn_graph::GraphDocument;
+use cairn_graph::halts::SignedAs;
 use cairn_oci::Location;
 use cairn_oci::halts::{FetchedHaltList, HaltStoreError, HaltTrust};
 use jiff::Timestamp;
@@ -38,17 +39,51 @@ pub(super) async fn halt_list(
         .get(stream)
         .filter(|list| list.stream == stream)
         .cloned();
-    let fetched = match read(&halts.location, client, mirrors).await {
-        Ok(fetched) => verify(
-            settings,
-            &fetched,
-            stream,
-            held.as_ref(),
-            halts.min_sequence,
-            now,
-        ),
-        Err(refusal) => Fetched::Refused(refusal),
+    // The tag still names the manifest of the list held: that list,
+    // re-judged for its expiry and the document's floor, is the answer, and
+    // nothing but a HEAD was read. Anything else reads the list in full.
+    // It is the same list only under the same keys: a key dropped from the
+    // configuration since must be able to refuse it.
+    let trust = trust_fingerprint(settings);
+    let known = held
+        .as_ref()
+        .and_then(|_| state.halt_list_digests.get(stream))
+        .and_then(|kept| {
+            let (digest, kept_trust) = kept.split_once(' ')?;
+            (Some(kept_trust) == trust.as_deref()).then(|| digest.to_string())
+        });
+    let unchanged = match (&held, &known) {
+        (Some(list), Some(digest)) => unchanged(&halts.location, digest, client, mirrors)
+            .await
+            .then(|| list.clone())
+            .filter(|list| {
+                list.accept(stream, SignedAs::Graph, None, halts.min_sequence, now)
+                    .is_ok()
+            }),
+        _ => None,
     };
+    let mut read_digest = None;
+    let fetched = match unchanged {
+        Some(list) => {
+            read_digest = known;
+            Fetched::Accepted(list, SignedAs::Graph)
+        }
+        None => match read(&halts.location, client, mirrors).await {
+            Ok(fetched) => {
+                read_digest = fetched.manifest_digest.clone();
+                verify(
+                    settings,
+                    &fetched,
+                    stream,
+                    held.as_ref(),
+                    halts.min_sequence,
+                    now,
+                )
+            }
+            Err(refusal) => Fetched::Refused(refusal),
+        },
+    };
+    let accepted = matches!(fetched, Fetched::Accepted(..));
     if let Fetched::Refused(refusal) = &fetched {
         tracing::warn!(
             location = %halts.location,
@@ -80,6 +115,18 @@ pub(super) async fn halt_list(
     if let Some(hold) = hold {
         state.halt_lists.insert(stream.to_string(), hold);
     }
+    // The digest goes with the list it was read as; a refused read leaves
+    // the held list with no digest, so the next check reads in full.
+    match (read_digest.filter(|_| accepted), trust) {
+        (Some(digest), Some(trust)) => {
+            state
+                .halt_list_digests
+                .insert(stream.to_string(), format!("{digest} {trust}"));
+        }
+        _ => {
+            state.halt_list_digests.remove(stream);
+        }
+    }
     status.refusals = state.halt_refusals.clone();
     let halted = match &list {
         Some(list) => Ok(crate::halts::halted_digests(list, &cleared)),
@@ -106,19 +153,37 @@ fn unavailable_kind(kind: &str) -> &'static str {
     }
 }
 
-/// Fetch the list: from the mirrors of a registry location first, then the
-/// location itself; the first that answers is the one read.
-async fn read(
+/// A digest of the key files a list is verified with (`updates.keys`, then
+/// `updates.halt_keys`, each path and its contents); `None` if one cannot be
+/// read, and the list is then read and verified in full.
+fn trust_fingerprint(settings: &Settings) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for (role, paths) in [("keys", &settings.keys), ("halt_keys", &settings.halt_keys)] {
+        for path in paths {
+            let contents = std::fs::read(path).ok()?;
+            hasher.update(role.as_bytes());
+            hasher.update(path.as_os_str().as_encoded_bytes());
+            hasher.update((contents.len() as u64).to_be_bytes());
+            hasher.update(&contents);
+        }
+        hasher.update(b"/");
+    }
+    Some(hex::encode(hasher.finalize()))
+}
+
+/// The places a list is read from: the mirrors of a registry location
+/// first, then the location itself.
+fn places(
     location: &str,
-    client: &cairn_oci::RegistryClient,
     mirrors: &cairn_oci::registries_conf::RegistriesConf,
-) -> Result<FetchedHaltList, HaltRefusal> {
+) -> Result<Vec<Location>, HaltRefusal> {
     let parsed = Location::parse(location).map_err(|e| HaltRefusal {
         kind: "halts_other".into(),
         message: format!("halts.location {location:?}: {e}"),
         unreachable: false,
     })?;
-    let places = match &parsed {
+    Ok(match &parsed {
         Location::Registry(reference) if reference.digest.is_none() => {
             let tag = reference.tag.clone().unwrap_or_else(|| "latest".into());
             mirrors
@@ -128,7 +193,46 @@ async fn read(
                 .collect()
         }
         _ => vec![parsed],
+    })
+}
+
+/// Whether the first place that answers a HEAD of the list's tag names
+/// `digest` there. Only registry tags are asked; any failure says no, and
+/// the list is then read in full (which reports the failure).
+async fn unchanged(
+    location: &str,
+    digest: &str,
+    client: &cairn_oci::RegistryClient,
+    mirrors: &cairn_oci::registries_conf::RegistriesConf,
+) -> bool {
+    let Ok(places) = places(location, mirrors) else {
+        return false;
     };
+    for place in places {
+        let Location::Registry(reference) = place else {
+            return false;
+        };
+        let Some(tag) = reference.tag.as_deref() else {
+            return false;
+        };
+        let store = cairn_oci::Store::registry(client.clone(), reference.repository.clone());
+        match store.resolve(tag).await {
+            Ok(Some(head)) => return head.digest == digest,
+            // Not there, or not reachable: the next place, as a read does.
+            Ok(None) | Err(_) => continue,
+        }
+    }
+    false
+}
+
+/// Fetch the list: from the mirrors of a registry location first, then the
+/// location itself; the first that answers is the one read.
+async fn read(
+    location: &str,
+    client: &cairn_oci::RegistryClient,
+    mirrors: &cairn_oci::registries_conf::RegistriesConf,
+) -> Result<FetchedHaltList, HaltRefusal> {
+    let places = places(location, mirrors)?;
     let mut failures = Vec::new();
     for place in places {
         match cairn_oci::halts::fetch_location(&place, client).await {

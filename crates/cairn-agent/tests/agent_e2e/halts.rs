@@ -379,3 +379,49 @@ async fn without_an_unexpired_list_nothing_is_staged_or_finalized() {
         Some(list.sequence)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unchanged_list_is_asked_for_by_tag_only_unless_the_keys_changed() {
+    let h = Halting::new().await;
+    let list = h.halt("44.3", &h.fleet.digests[2]).await;
+    let n = h.node(true);
+    let first = h.once(&n).await;
+    assert_eq!(refused_kind(&first), None, "{first:?}");
+    assert_eq!(first.reason.kind, ReasonKind::TargetHalted, "{first:?}");
+    // The list's layer goes from the registry, its manifest and tag stay:
+    // reading the list in full can no longer succeed.
+    let fetched = cairn_oci::halts::fetch(&h.list_store(), LIST_TAG)
+        .await
+        .expect("the list");
+    let layer = format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&fetched.bytes))
+    );
+    let deleted = reqwest::Client::new()
+        .delete(format!(
+            "http://{}/v2/acme/halts/blobs/{layer}",
+            h.fleet.registry.host
+        ))
+        .send()
+        .await
+        .expect("delete the layer");
+    assert_eq!(deleted.status(), 202, "the registry deleted the layer");
+    // The tag still names the manifest held: only it is asked for.
+    let second = h.once(&n).await;
+    assert_eq!(refused_kind(&second), None, "{second:?}");
+    assert_eq!(second.reason.kind, ReasonKind::TargetHalted, "{second:?}");
+    assert_eq!(
+        second.halt_list.as_ref().and_then(|h| h.sequence),
+        Some(list.sequence)
+    );
+    // The host's halt key changes: the list is read and verified anew, and
+    // with its layer gone that read fails; the halt held stays in force.
+    std::fs::write(
+        h.key_path("halt"),
+        h.stranger.verifying_key().to_pem().expect("PEM"),
+    )
+    .expect("write key");
+    let third = h.once(&n).await;
+    assert!(refused_kind(&third).is_some(), "read in full: {third:?}");
+    assert_eq!(staged(&n), None, "the halt held stays in force");
+}
