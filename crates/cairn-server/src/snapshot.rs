@@ -12,6 +12,7 @@ use bytes::Bytes;
 use cairn_graph::{GraphDocument, Rollout, Scheme, UpdateGraph};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::OnceCell;
 
@@ -176,15 +177,24 @@ enum Inputs {
     Fcos(Arc<(cairn_graph::fcos::ReleaseIndex, cairn_graph::fcos::Updates)>),
 }
 
+/// One architecture and scheme: its graph once built, and whether a client
+/// of the graph (not only a person's view) asked for it.
+#[derive(Debug, Default)]
+struct Slot {
+    entry: std::sync::OnceLock<Arc<GraphEntry>>,
+    served: AtomicBool,
+}
+
 /// Everything served for one stream.
 ///
 /// A graph is built the first time it is asked for, not at every refresh:
 /// a source lists every architecture in both schemes, and most fleets ask
-/// for one or two of them. A refresh builds again only the graphs the last
-/// snapshot had built (see [`Snapshot::build_like`]), on the refresh runtime.
+/// for one or two of them. A refresh builds again only the graphs clients
+/// asked the last snapshot for (see [`Snapshot::build_like`]), on the
+/// refresh runtime.
 #[derive(Debug)]
 pub struct Snapshot {
-    graphs: HashMap<(String, bool), std::sync::OnceLock<Arc<GraphEntry>>>,
+    graphs: HashMap<(String, bool), Slot>,
     inputs: Inputs,
     /// Architectures with a graph.
     pub arches: BTreeSet<String>,
@@ -259,7 +269,7 @@ impl Snapshot {
         let graphs = arches
             .iter()
             .flat_map(|arch| [(arch.clone(), false), (arch.clone(), true)])
-            .map(|key| (key, std::sync::OnceLock::new()))
+            .map(|key| (key, Slot::default()))
             .collect();
         Snapshot {
             graphs,
@@ -275,7 +285,21 @@ impl Snapshot {
     /// unless [`Snapshot::built_graph`] has it.
     pub fn graph(&self, arch: &str, oci: bool) -> Option<&Arc<GraphEntry>> {
         let slot = self.graphs.get(&(arch.to_string(), oci))?;
-        Some(slot.get_or_init(|| Arc::new(GraphEntry::new(self.build(arch, oci)))))
+        slot.served.store(true, Ordering::Relaxed);
+        Some(self.entry(slot, arch, oci))
+    }
+
+    /// [`Snapshot::graph`] for a person's view (the dashboard): kept for
+    /// this snapshot, but not built again at the next refresh, which
+    /// builds only what clients of the graph ask for.
+    pub fn view_graph(&self, arch: &str, oci: bool) -> Option<&Arc<GraphEntry>> {
+        let slot = self.graphs.get(&(arch.to_string(), oci))?;
+        Some(self.entry(slot, arch, oci))
+    }
+
+    fn entry<'a>(&'a self, slot: &'a Slot, arch: &str, oci: bool) -> &'a Arc<GraphEntry> {
+        slot.entry
+            .get_or_init(|| Arc::new(GraphEntry::new(self.build(arch, oci))))
     }
 
     /// Every graph of every architecture and scheme, unfiltered: those
@@ -287,7 +311,7 @@ impl Snapshot {
         keys.into_iter()
             .filter_map(|(arch, oci)| {
                 let slot = self.graphs.get(&(arch.clone(), *oci))?;
-                Some(match slot.get() {
+                Some(match slot.entry.get() {
                     Some(entry) => entry.graph.clone(),
                     None => self.build(arch, *oci),
                 })
@@ -305,17 +329,30 @@ impl Snapshot {
         }
     }
 
-    /// `None`: no such graph; `Some(None)`: not built yet.
+    /// `None`: no such graph; `Some(None)`: not built yet. For serving:
+    /// a graph found built is marked as one clients ask for.
     pub fn built_graph(&self, arch: &str, oci: bool) -> Option<Option<&Arc<GraphEntry>>> {
-        self.graphs
-            .get(&(arch.to_string(), oci))
-            .map(|slot| slot.get())
+        let slot = self.graphs.get(&(arch.to_string(), oci))?;
+        let entry = slot.entry.get();
+        if entry.is_some() {
+            slot.served.store(true, Ordering::Relaxed);
+        }
+        Some(entry)
     }
 
-    /// Build the graphs `previous` had built: those clients ask for.
+    /// [`Snapshot::built_graph`] for a person's view: marks nothing.
+    pub fn view_built(&self, arch: &str, oci: bool) -> Option<Option<&Arc<GraphEntry>>> {
+        self.graphs
+            .get(&(arch.to_string(), oci))
+            .map(|slot| slot.entry.get())
+    }
+
+    /// Build the graphs clients asked `previous` for. Graphs built only
+    /// for a view are left out: one look at the dashboard must not keep
+    /// every architecture's graphs rebuilt at every refresh from then on.
     pub fn build_like(&self, previous: &Snapshot) {
         for ((arch, oci), slot) in &previous.graphs {
-            if slot.get().is_some() {
+            if slot.served.load(Ordering::Relaxed) && slot.entry.get().is_some() {
                 self.graph(arch, *oci);
             }
         }
@@ -324,7 +361,8 @@ impl Snapshot {
     /// Every graph built so far, for metrics.
     pub fn graphs(&self) -> impl Iterator<Item = (&str, bool, &GraphEntry)> {
         self.graphs.iter().filter_map(|((arch, oci), slot)| {
-            slot.get()
+            slot.entry
+                .get()
                 .map(|entry| (arch.as_str(), *oci, entry.as_ref()))
         })
     }
@@ -362,6 +400,36 @@ mod tests {
         assert_eq!(
             next.built_graph("x86_64", true).flatten().map(|e| e.nodes),
             Some(entry.nodes)
+        );
+    }
+
+    #[test]
+    fn graphs_built_only_for_a_view_are_not_rebuilt_at_the_next_refresh() {
+        let document = example();
+        let first = Snapshot::from_document(&document, None);
+        first.view_graph("x86_64", false).expect("a graph");
+        first.view_graph("aarch64", true).expect("a graph");
+        first.graph("x86_64", true).expect("a graph");
+        assert_eq!(
+            first.graphs().count(),
+            3,
+            "a view keeps its graphs for this snapshot"
+        );
+        assert!(matches!(first.view_built("aarch64", true), Some(Some(_))));
+        let next = Snapshot::from_document(&document, None);
+        next.build_like(&first);
+        let built: Vec<_> = next.graphs().map(|(a, o, _)| (a.to_string(), o)).collect();
+        assert_eq!(built, [("x86_64".to_string(), true)]);
+        // A client that finds a view's graph built marks it as served.
+        let third = Snapshot::from_document(&document, None);
+        next.view_graph("aarch64", true);
+        assert!(matches!(next.built_graph("aarch64", true), Some(Some(_))));
+        third.build_like(&next);
+        let mut built: Vec<_> = third.graphs().map(|(a, o, _)| (a.to_string(), o)).collect();
+        built.sort();
+        assert_eq!(
+            built,
+            [("aarch64".to_string(), true), ("x86_64".to_string(), true)]
         );
     }
 }

@@ -307,7 +307,11 @@ fn parse_scheme(asked: Option<&str>) -> Result<Option<bool>, ApiError> {
 /// more releases (ties: oci). Builds both graphs of `arch`.
 fn choose_scheme(snapshot: &Snapshot, arch: &str, asked: Option<bool>) -> bool {
     asked.unwrap_or_else(|| {
-        let size = |oci| snapshot.graph(arch, oci).map_or(0, |entry| entry.nodes);
+        let size = |oci| {
+            snapshot
+                .view_graph(arch, oci)
+                .map_or(0, |entry| entry.nodes)
+        };
         size(true) >= size(false)
     })
 }
@@ -320,7 +324,7 @@ fn scheme_name(oci: bool) -> &'static str {
 /// schemes of `arch` (to choose one), and the scheme shown of every
 /// architecture (for the arcs and the releases' architectures).
 fn page_graphs_built(snapshot: &Snapshot, arch: &str, scheme: Option<bool>) -> bool {
-    let built = |arch: &str, oci| matches!(snapshot.built_graph(arch, oci), Some(Some(_)));
+    let built = |arch: &str, oci| matches!(snapshot.view_built(arch, oci), Some(Some(_)));
     if !(built(arch, true) && built(arch, false)) {
         return false;
     }
@@ -352,8 +356,8 @@ pub async fn overview(state: &AppState, now: Timestamp) -> Overview {
         let snapshot = state.snapshot(name);
         let cheap = snapshot.as_ref().is_none_or(|s| {
             choose_arch(s, None).is_ok_and(|arch| {
-                matches!(s.built_graph(&arch, true), Some(Some(_)))
-                    && matches!(s.built_graph(&arch, false), Some(Some(_)))
+                matches!(s.view_built(&arch, true), Some(Some(_)))
+                    && matches!(s.view_built(&arch, false), Some(Some(_)))
             })
         });
         let (task_state, task_name) = (state.clone(), name.clone());
@@ -416,7 +420,7 @@ pub fn stream_summary(
     let graph = snapshot.and_then(|s| {
         let arch = choose_arch(s, None).ok()?;
         let oci = choose_scheme(s, &arch, None);
-        s.graph(&arch, oci).cloned()
+        s.view_graph(&arch, oci).cloned()
     });
     let nodes = graph.as_ref().map_or(&[][..], |g| g.graph().nodes());
     StreamSummary {
@@ -507,7 +511,7 @@ pub fn stream_page_now(
     let oci = choose_scheme(&snapshot, &arch, parse_scheme(query.scheme.as_deref())?);
     let schemes: Vec<String> = [true, false]
         .into_iter()
-        .filter(|&o| snapshot.graph(&arch, o).is_some_and(|e| e.nodes > 0))
+        .filter(|&o| snapshot.view_graph(&arch, o).is_some_and(|e| e.nodes > 0))
         .map(|o| scheme_name(o).to_string())
         .collect();
     // Every architecture's graph of this scheme: for the release rows'
@@ -515,10 +519,10 @@ pub fn stream_page_now(
     let graphs: Vec<(String, Arc<GraphEntry>)> = snapshot
         .arches
         .iter()
-        .filter_map(|a| Some((a.clone(), snapshot.graph(a, oci)?.clone())))
+        .filter_map(|a| Some((a.clone(), snapshot.view_graph(a, oci)?.clone())))
         .collect();
     let graph = snapshot
-        .graph(&arch, oci)
+        .view_graph(&arch, oci)
         .cloned()
         .ok_or_else(|| internal("finding the graph"))?;
     let document = snapshot.source_document();
@@ -993,7 +997,7 @@ pub fn decide(
         None => {
             let oci = choose_scheme(&snapshot, &arch, None);
             let graph = snapshot
-                .graph(&arch, oci)
+                .view_graph(&arch, oci)
                 .ok_or_else(|| internal("finding the graph"))?;
             let nodes = graph.graph().nodes();
             let halted = match &withheld {
@@ -1042,7 +1046,7 @@ pub fn decide(
         None => {
             let oci = cairn_graph::Scheme::of_booted(&booted) == cairn_graph::Scheme::Oci;
             let graph = snapshot
-                .graph(&arch, oci)
+                .view_graph(&arch, oci)
                 .ok_or_else(|| internal("finding the graph"))?;
             (
                 graph.graph().decide(&query),
@@ -1076,7 +1080,7 @@ pub fn decide(
 fn fedora_booted_id(snapshot: &Snapshot, arch: &str, booted: &str) -> String {
     let oci = choose_scheme(snapshot, arch, None);
     snapshot
-        .graph(arch, oci)
+        .view_graph(arch, oci)
         .and_then(|entry| {
             let nodes = entry.graph().nodes();
             nodes
@@ -1090,7 +1094,7 @@ fn fedora_booted_id(snapshot: &Snapshot, arch: &str, booted: &str) -> String {
 fn version_of(snapshot: &Snapshot, booted: &str) -> Option<String> {
     snapshot.arches.iter().find_map(|arch| {
         [true, false].into_iter().find_map(|oci| {
-            let entry = snapshot.built_graph(arch, oci).flatten()?;
+            let entry = snapshot.view_built(arch, oci).flatten()?;
             let at = entry.graph().find_booted(booted)?;
             Some(entry.graph().nodes()[at].version.clone())
         })
