@@ -11,6 +11,7 @@
 //! - [`publish`]: the publish pipeline, from scan to pushed document.
 //! - [`signing`]: cosign-compatible ECDSA P-256 keys and signatures.
 //! - [`sources`]: Fedora's files, Cincinnati answers, and base graphs.
+//! - [`trust`]: trust roots, key roles and thresholds, and root rotation.
 
 #![forbid(unsafe_code)]
 
@@ -31,6 +32,7 @@ pub mod scan;
 pub mod signing;
 pub mod sources;
 pub mod store;
+pub mod trust;
 
 pub use client::{ClientOptions, RegistryClient};
 

@@ -123,6 +123,20 @@ impl VerifyingKey {
             })
     }
 
+    /// The key's id: the SHA-256 of its SPKI DER encoding, in hex. Two
+    /// files holding one key give one id, so counting ids counts keys.
+    pub fn key_id(&self) -> KeyId {
+        use sha2::Digest;
+        // Encoding a valid P-256 point as SPKI cannot fail; the SEC1 form
+        // stands in should it ever, and is as unique.
+        let der = self
+            .0
+            .to_public_key_der()
+            .map(|doc| doc.as_bytes().to_vec())
+            .unwrap_or_else(|_| self.0.to_encoded_point(false).as_bytes().to_vec());
+        KeyId(hex::encode(sha2::Sha256::digest(der)))
+    }
+
     /// True when `signature` (base64 DER, or base64 of the raw 64 bytes) signs `message`.
     pub fn verifies(&self, message: &[u8], signature: &str) -> bool {
         let Ok(bytes) = STANDARD.decode(signature.trim()) else {
@@ -130,6 +144,34 @@ impl VerifyingKey {
         };
         let parsed = Signature::from_der(&bytes).or_else(|_| Signature::from_slice(&bytes));
         parsed.is_ok_and(|sig| self.0.verify(message, &sig).is_ok())
+    }
+}
+
+/// A key's id: the lowercase hex SHA-256 of its SPKI DER encoding.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KeyId(String);
+
+impl KeyId {
+    /// Parse an id as written in a trust root: 64 lowercase hex digits.
+    pub fn parse(text: &str) -> Option<KeyId> {
+        (text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+            .then(|| KeyId(text.to_string()))
+    }
+
+    /// The full hex id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The first 12 hex digits, for messages.
+    pub fn short(&self) -> &str {
+        &self.0[..12]
+    }
+}
+
+impl std::fmt::Display for KeyId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -219,6 +261,25 @@ mod tests {
         let err = VerifyingKey::from_file(&missing).expect_err("missing file");
         assert_eq!(err.kind(), "io");
         assert!(err.to_string().contains("missing.pub"), "{err}");
+    }
+
+    #[test]
+    fn a_key_id_is_the_sha256_of_its_spki_der() {
+        let key = SigningKey::generate().verifying_key();
+        let pem = key.to_pem().expect("pem");
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = STANDARD.decode(body).expect("base64");
+        use sha2::Digest;
+        let expected = hex::encode(sha2::Sha256::digest(&der));
+        assert_eq!(key.key_id().as_str(), expected);
+        assert_eq!(KeyId::parse(&expected), Some(key.key_id()));
+        assert_eq!(key.key_id().short(), &expected[..12]);
+        assert!(KeyId::parse("ABC").is_none());
+        assert!(KeyId::parse(&expected.to_uppercase()).is_none());
+        assert_ne!(
+            key.key_id(),
+            SigningKey::generate().verifying_key().key_id()
+        );
     }
 
     #[test]
