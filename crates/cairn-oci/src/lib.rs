@@ -12,6 +12,7 @@
 //! - [`signing`]: cosign-compatible ECDSA P-256 keys and signatures.
 //! - [`sources`]: Fedora's files, Cincinnati answers, and base graphs.
 //! - [`trust`]: trust roots, key roles and thresholds, and root rotation.
+//! - [`roots`]: trust roots stored as artifacts, and walking their chain.
 
 #![forbid(unsafe_code)]
 
@@ -28,6 +29,7 @@ mod manifest;
 pub mod publish;
 pub mod reference;
 pub mod registries_conf;
+pub mod roots;
 pub mod scan;
 pub mod signing;
 pub mod sources;

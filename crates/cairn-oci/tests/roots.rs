@@ -1,0 +1,308 @@
+//! Trust roots stored in a real registry (Debian's docker-registry) and in
+//! OCI layouts, and the walk a reader makes through them.
+
+use cairn_oci::layout::Layout;
+use cairn_oci::roots::{self, Pushed, WalkError};
+use cairn_oci::signing::{SigningKey, VerifyingKey};
+use cairn_oci::trust::{Role, RootError, SignedRoot, TrustRoot, TrustedRoot, build_root};
+use cairn_oci::{Location, Store};
+use cairn_testkit::{Auth, TestRegistry};
+use jiff::{SignedDuration, Timestamp};
+
+fn in_a_year() -> Timestamp {
+    Timestamp::now() + SignedDuration::from_hours(24 * 365)
+}
+
+fn public(keys: &[&SigningKey]) -> Vec<VerifyingKey> {
+    keys.iter().map(|k| k.verifying_key()).collect()
+}
+
+/// A root: `root` keys with threshold `t`, `graph` keys for graph and halt.
+fn content(version: u64, root: &[&SigningKey], t: u32, graph: &[&SigningKey]) -> TrustRoot {
+    let (root, graph) = (public(root), public(graph));
+    build_root(version, in_a_year(), [(&root, t), (&graph, 1), (&graph, 1)]).expect("builds")
+}
+
+fn sign(root: &TrustRoot, by: &[&SigningKey]) -> SignedRoot {
+    let keys: Vec<SigningKey> = by.iter().map(|k| (*k).clone()).collect();
+    SignedRoot::sign(root, &keys).expect("signs")
+}
+
+/// Roots 1 to 3: root keys a+b, then a+c, then c+d (threshold 2 each); the
+/// graph key moves from g1 to g3 at version 3.
+struct Chain {
+    keys: Vec<SigningKey>,
+    roots: Vec<SignedRoot>,
+}
+
+impl Chain {
+    fn new() -> Chain {
+        let keys: Vec<SigningKey> = (0..6).map(|_| SigningKey::generate()).collect();
+        let [a, b, c, d, g1, g3] = [0, 1, 2, 3, 4, 5].map(|i| &keys[i]);
+        let roots = vec![
+            sign(&content(1, &[a, b], 2, &[g1]), &[a, b]),
+            sign(&content(2, &[a, c], 2, &[g1]), &[a, b, c]),
+            sign(&content(3, &[c, d], 2, &[g3]), &[a, c, d]),
+        ];
+        Chain { keys, roots }
+    }
+
+    fn first(&self) -> TrustedRoot {
+        TrustedRoot::pin(self.roots[0].clone()).expect("pins")
+    }
+}
+
+async fn push_all(store: &Store, roots: &[SignedRoot]) {
+    let written = roots::push_missing(store, roots)
+        .await
+        .unwrap_or_else(|e| panic!("pushing roots to {}: {e}", store.describe()));
+    assert_eq!(
+        written,
+        roots.iter().map(|r| r.version()).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn a_reader_pinned_at_root_1_walks_to_root_3_in_a_registry_and_a_layout() {
+    let chain = Chain::new();
+    let registry = TestRegistry::start(Auth::None).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let layout = dir.path().join("layout");
+    let stores = [
+        registry.store("acme/os"),
+        Store::Layout(Layout::open_or_create(&layout).expect("layout")),
+    ];
+    for store in &stores {
+        push_all(store, &chain.roots).await;
+        let walked = roots::walk(store, &chain.first(), Timestamp::now()).await;
+        assert!(walked.refused.is_none(), "{:?}", walked.refused);
+        assert_eq!(walked.adopted, [2, 3]);
+        let graph = walked.trusted().expect("current").role(Role::Graph);
+        assert!(graph.contains(&chain.keys[5].verifying_key().key_id()));
+        assert!(!graph.contains(&chain.keys[4].verifying_key().key_id()));
+        // Walking again from 3 finds nothing new.
+        let again = roots::walk(store, &walked.root, Timestamp::now()).await;
+        assert!(again.adopted.is_empty() && again.refused.is_none());
+    }
+    // The same through the document's location.
+    let location =
+        Location::parse(&format!("oci:{}:cairn-graph-stable", layout.display())).expect("location");
+    let walked = roots::walk_location(
+        &location,
+        &registry.client(),
+        &chain.first(),
+        Timestamp::now(),
+    )
+    .await;
+    assert_eq!(walked.root.version(), 3);
+}
+
+#[tokio::test]
+async fn a_check_with_no_new_root_costs_one_request() {
+    let chain = Chain::new();
+    let registry = TestRegistry::start(Auth::None).await;
+    let store = registry.store("acme/os");
+    push_all(&store, &chain.roots).await;
+    let held = roots::walk(&store, &chain.first(), Timestamp::now())
+        .await
+        .root;
+    let before = store.request_count();
+    let walked = roots::walk(&store, &held, Timestamp::now()).await;
+    assert_eq!(walked.root.version(), 3);
+    assert_eq!(
+        store.request_count() - before,
+        1,
+        "one HEAD of cairn-root-4"
+    );
+}
+
+#[tokio::test]
+async fn bad_links_stop_the_walk_where_they_are_and_keep_what_was_verified() {
+    let chain = Chain::new();
+    let [a, b, c, d, g1, _] = [0, 1, 2, 3, 4, 5].map(|i| &chain.keys[i]);
+    let registry = TestRegistry::start(Auth::None).await;
+
+    // Root 2 signed by a key root 1 does not list (and one that it does).
+    let store = registry.store("acme/foreign");
+    let foreign = sign(&content(2, &[a, c], 2, &[g1]), &[a, c, d]);
+    push_all(&store, &[chain.roots[0].clone(), foreign]).await;
+    let walked = roots::walk(&store, &chain.first(), Timestamp::now()).await;
+    assert_eq!(walked.root.version(), 1);
+    let refused = walked.refused.expect("refused");
+    assert!(
+        matches!(
+            &refused,
+            WalkError::Root(RootError::Unsigned {
+                signer_version: 1,
+                ..
+            })
+        ),
+        "{refused}"
+    );
+    assert!(
+        refused
+            .to_string()
+            .contains("1 of the root role's keys signed, 2 must"),
+        "{refused}"
+    );
+
+    // A chain with a gap: 1 and 3 only. Nothing is taken past 1.
+    let store = registry.store("acme/gap");
+    roots::publish_root(&store, &chain.roots[0])
+        .await
+        .expect("1");
+    roots::publish_root(&store, &chain.roots[2])
+        .await
+        .expect("3");
+    let walked = roots::walk(&store, &chain.first(), Timestamp::now()).await;
+    assert_eq!((walked.root.version(), walked.adopted.len()), (1, 0));
+    assert!(walked.refused.is_none());
+
+    // Root 2 good, root 3 bad: 2 is kept, with the refusal of 3.
+    let store = registry.store("acme/half");
+    let bad_three = sign(&content(3, &[c, d], 2, &[g1]), &[c, d]);
+    push_all(
+        &store,
+        &[chain.roots[0].clone(), chain.roots[1].clone(), bad_three],
+    )
+    .await;
+    let walked = roots::walk(&store, &chain.first(), Timestamp::now()).await;
+    assert_eq!(
+        (walked.root.version(), walked.adopted.clone()),
+        (2, vec![2])
+    );
+    assert_eq!(walked.refused.expect("3 refused").kind(), "root_unsigned");
+
+    // An expired root in the middle is walked through; an expired final root
+    // stops trust, naming the version to wait for.
+    let store = registry.store("acme/expired");
+    let mut old_two = content(2, &[a, b], 2, &[g1]);
+    old_two.expires = Timestamp::now() - SignedDuration::from_hours(1);
+    let old_two = sign(&old_two, &[a, b]);
+    push_all(&store, &[chain.roots[0].clone(), old_two.clone()]).await;
+    let walked = roots::walk(&store, &chain.first(), Timestamp::now()).await;
+    assert_eq!(walked.root.version(), 2);
+    let refused = walked.trusted().expect_err("expired");
+    assert_eq!(refused.kind(), "root_expired");
+    assert!(refused.to_string().contains("root version 3"), "{refused}");
+    let three = sign(&content(3, &[a, b], 2, &[g1]), &[a, b]);
+    roots::publish_root(&store, &three).await.expect("3");
+    let walked = roots::walk(&store, &chain.first(), Timestamp::now()).await;
+    assert_eq!(walked.trusted().expect("current").version(), 3);
+
+    // Never back: a reader at 3 is not moved by root 2 again.
+    let error = walked
+        .root
+        .accept_next(chain.roots[1].clone(), "replayed")
+        .expect_err("older");
+    assert!(
+        matches!(
+            error,
+            RootError::NotNext {
+                held: 3,
+                found: 2,
+                ..
+            }
+        ),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_published_version_is_never_replaced() {
+    let chain = Chain::new();
+    let registry = TestRegistry::start(Auth::None).await;
+    let store = registry.store("acme/os");
+    assert_eq!(
+        roots::publish_root(&store, &chain.roots[0])
+            .await
+            .expect("first"),
+        Pushed::Written
+    );
+    assert_eq!(
+        roots::publish_root(&store, &chain.roots[0])
+            .await
+            .expect("again"),
+        Pushed::AlreadyThere
+    );
+    let [a, b, _, _, _, g3] = [0, 1, 2, 3, 4, 5].map(|i| &chain.keys[i]);
+    let other = sign(&content(1, &[a, b], 2, &[g3]), &[a, b]);
+    let error = roots::publish_root(&store, &other)
+        .await
+        .expect_err("replaced");
+    assert_eq!(error.kind(), "root_replaced");
+    let held = roots::fetch_root(&store, 1)
+        .await
+        .expect("reads")
+        .expect("there");
+    assert_eq!(held.envelope, chain.roots[0].envelope);
+    assert!(roots::fetch_root(&store, 2).await.expect("reads").is_none());
+    // A tag holding something else is not a root.
+    let spec = cairn_testkit::images::ImageSpec::bootable(
+        "x86_64",
+        "1.0",
+        "stable",
+        "2026-01-01T00:00:00Z",
+    );
+    cairn_testkit::images::write_image(&store, &spec, Some("cairn-root-2")).await;
+    let error = roots::fetch_root(&store, 2).await.expect_err("an image");
+    assert_eq!(error.kind(), "root_not_a_root");
+}
+
+#[tokio::test]
+async fn version_zero_from_configured_keys_takes_root_1_only_when_every_key_signed() {
+    let keys: Vec<SigningKey> = (0..3).map(|_| SigningKey::generate()).collect();
+    let [k1, k2, k3] = [0, 1, 2].map(|i| &keys[i]);
+    let zero = TrustedRoot::from_config(&public(&[k1, k2]), &[]).expect("keys");
+    let registry = TestRegistry::start(Auth::None).await;
+    let store = registry.store("acme/zero");
+    let one = content(1, &[k1, k3], 2, &[k3]);
+    roots::publish_root(&store, &sign(&one, &[k1, k3]))
+        .await
+        .expect("1");
+    let walked = roots::walk(&store, &zero, Timestamp::now()).await;
+    assert_eq!(walked.root.version(), 0);
+    assert!(walked.refused.is_some(), "k2 did not sign");
+
+    let store = registry.store("acme/zero-ok");
+    roots::publish_root(&store, &sign(&one, &[k1, k2, k3]))
+        .await
+        .expect("1");
+    let walked = roots::walk(&store, &zero, Timestamp::now()).await;
+    assert_eq!(walked.trusted().expect("taken").version(), 1);
+}
+
+#[test]
+fn a_directory_of_roots_must_chain_from_1() {
+    let chain = Chain::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |version: u64, root: &SignedRoot| {
+        std::fs::write(
+            dir.path().join(roots::root_file_name(version)),
+            &root.envelope,
+        )
+        .expect("write")
+    };
+    let error = roots::read_chain_dir(dir.path()).expect_err("empty");
+    assert!(error.to_string().contains("cairn root init"), "{error}");
+    write(1, &chain.roots[0]);
+    write(3, &chain.roots[2]);
+    let error = roots::read_chain_dir(dir.path()).expect_err("gap");
+    assert!(
+        error.to_string().contains("root version 2 is missing"),
+        "{error}"
+    );
+    write(2, &chain.roots[1]);
+    let read = roots::read_chain_dir(dir.path()).expect("chain");
+    assert_eq!(
+        read.iter().map(|r| r.version()).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    // A file under the wrong number.
+    write(4, &chain.roots[2]);
+    let error = roots::read_chain_dir(dir.path()).expect_err("misnamed");
+    assert!(
+        error.to_string().contains("holds root version 3"),
+        "{error}"
+    );
+}
