@@ -303,7 +303,7 @@ pub enum RootError {
     },
     /// The newest root has expired.
     #[error(
-        "trust root version {version} expired at {expires}; no newer root was found, so nothing it would sign is trusted until the release team publishes root version {next}"
+        "trust root version {version} expired at {expires}: nothing it would sign is trusted until this reader takes root version {next}"
     )]
     Expired {
         /// The version held.
@@ -597,10 +597,13 @@ pub struct TrustedRoot {
 impl TrustedRoot {
     /// Version 0, from configured keys: `graph_keys` form the root role (all
     /// must sign version 1) and the graph role (any one); the halt role is
-    /// `halt_keys` and `graph_keys`, any one. `None` when no key is
+    /// `halt_keys` and `graph_keys`, any one. `None` when no key at all is
     /// configured: there is nothing to trust, and the reader runs unsigned.
+    /// With halt keys only, the graph and root roles are empty: documents
+    /// are read as unsigned, halt lists still need a halt key, and no root
+    /// can follow (an empty root role never signs).
     pub fn from_config(graph_keys: &[VerifyingKey], halt_keys: &[VerifyingKey]) -> Option<Self> {
-        if graph_keys.is_empty() {
+        if graph_keys.is_empty() && halt_keys.is_empty() {
             return None;
         }
         let mut keys: Vec<(KeyId, VerifyingKey)> = Vec::new();
@@ -668,7 +671,12 @@ impl TrustedRoot {
 
     /// The keys and threshold of `role`.
     pub fn role(&self, role: Role) -> RoleKeys {
-        let (ids, threshold) = &self.roles[role as usize];
+        let index = match role {
+            Role::Root => 0,
+            Role::Graph => 1,
+            Role::Halt => 2,
+        };
+        let (ids, threshold) = &self.roles[index];
         let keys: Vec<VerifyingKey> = ids
             .iter()
             .filter_map(|id| {
@@ -993,6 +1001,10 @@ mod tests {
     #[test]
     fn version_zero_comes_from_configured_keys() {
         assert!(TrustedRoot::from_config(&[], &[]).is_none());
+        let halt_only = SigningKey::generate().verifying_key();
+        let halt_only = TrustedRoot::from_config(&[], &[halt_only]).expect("a halt key");
+        assert!(halt_only.role(Role::Graph).is_empty() && halt_only.role(Role::Root).is_empty());
+        assert_eq!(halt_only.role(Role::Halt).key_ids().count(), 1);
         let k = keys(3);
         let graph = public(&[&k[0], &k[1]]);
         let halt = public(&[&k[2]]);
