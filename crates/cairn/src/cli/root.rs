@@ -32,13 +32,15 @@ pub enum RootCommand {
     /// those private keys as --sign-key too.
     Init(InitArgs),
     /// Write the next root version: add or remove keys, change thresholds or
-    /// renew the expiry. It is written only if a host holding the newest
-    /// root would accept it, else the command says which signatures are
-    /// missing.
-    Rotate(RotateArgs),
-    /// Print a root, a directory of roots, or the chain a repository holds:
-    /// version, expiry, keys with their roles, each role's threshold.
+    /// renew the expiry.
     ///
+    /// It is written only if a host holding the newest root would accept it;
+    /// otherwise the command says which signatures are missing.
+    Rotate(RotateArgs),
+    /// Print a root, a directory of roots, or the chain a repository holds.
+    ///
+    /// It shows the version, expiry, every key with its roles and each role's
+    /// threshold; for a repository, the versions walked from cairn-root-1.
     /// Exits 1 when a chain or root is refused or the newest root has expired.
     Show(ShowArgs),
 }
