@@ -186,6 +186,21 @@ fn expected() -> BTreeMap<String, String> {
         "cairn publish --tag [prose]",
         &cairn_oci::document::default_tag("<stream>"),
     );
+    put("cairn root show --authfile [prose]", user_authfile);
+    let root_expires = super::root::DEFAULT_EXPIRES;
+    put("cairn root init --expires [default]", root_expires);
+    put("cairn root rotate --expires [default]", root_expires);
+    put("cairn root init --root-key [prose]", "the graph keys");
+    put(
+        "cairn root init --root-threshold [prose]",
+        "2 when there are two root keys or more, else 1 (which needs --allow-single-key)",
+    );
+    for role in ["root", "graph", "halt"] {
+        put(
+            &format!("cairn root rotate --{role}-threshold [prose]"),
+            "as in the newest root",
+        );
+    }
     put("cairn simulate --arch [default]", "x86_64");
     put(
         "cairn simulate --booted [prose]",

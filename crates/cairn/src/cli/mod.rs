@@ -34,6 +34,8 @@ mod manual;
 mod policy;
 #[cfg(feature = "publish")]
 mod publish;
+#[cfg(feature = "publish")]
+mod root;
 #[cfg(feature = "server")]
 mod serve;
 #[cfg(feature = "sim")]
@@ -66,6 +68,10 @@ enum Command {
     /// Halt a release through the stream's signed halt list; show or renew the list.
     #[command(subcommand)]
     Halt(halt::HaltCommand),
+    #[cfg(feature = "publish")]
+    /// Make, rotate and show the trust roots that say which keys sign what.
+    #[command(subcommand)]
+    Root(root::RootCommand),
     #[cfg_attr(feature = "publish", doc = "Verify documents and make signing keys.")]
     #[cfg_attr(not(feature = "publish"), doc = "Verify documents.")]
     #[command(subcommand)]
@@ -129,6 +135,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Policy(args) => policy::run(args),
         #[cfg(feature = "publish")]
         Command::Halt(command) => halt::run(command),
+        #[cfg(feature = "publish")]
+        Command::Root(command) => root::run(command),
         Command::Document(command) => document::run(command),
         #[cfg(feature = "server")]
         Command::Serve(args) => serve::run(args),
@@ -166,6 +174,7 @@ const GATED_VERBS: &[(&str, &str)] = &[
     ("publish", "publish"),
     ("policy", "publish"),
     ("halt", "publish"),
+    ("root", "publish"),
     ("fcos", "publish"),
     ("convert-fcos", "publish"),
     ("schema", "publish"),

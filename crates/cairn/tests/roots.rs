@@ -1,0 +1,528 @@
+//! `cairn root init`, `rotate` and `show` on the real binary: a chain made,
+//! rotated twice and shown; rotations and first roots that hosts would
+//! refuse are refused and write nothing; a chain pushed to a real registry
+//! (Debian's docker-registry) and to an OCI layout is walked by `show`.
+
+mod common;
+use common::{cairn, ok};
+
+use cairn_oci::Store;
+use cairn_oci::layout::Layout;
+use cairn_oci::roots;
+use cairn_oci::signing::SigningKey;
+use cairn_oci::trust::{SignedRoot, build_root};
+use cairn_testkit::{Auth, TestRegistry};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+/// Key pairs written as `<name>.key` and `<name>.pub` in a directory.
+struct Keys {
+    dir: tempfile::TempDir,
+}
+
+impl Keys {
+    fn new(names: &[&str]) -> Keys {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for name in names {
+            let key = SigningKey::generate();
+            std::fs::write(
+                dir.path().join(format!("{name}.key")),
+                key.to_pem().expect("pem"),
+            )
+            .expect("write key");
+            std::fs::write(
+                dir.path().join(format!("{name}.pub")),
+                key.verifying_key().to_pem().expect("pem"),
+            )
+            .expect("write pub");
+        }
+        Keys { dir }
+    }
+
+    fn private(&self, name: &str) -> String {
+        self.path(&format!("{name}.key"))
+    }
+
+    fn public(&self, name: &str) -> String {
+        self.path(&format!("{name}.pub"))
+    }
+
+    fn path(&self, file: &str) -> String {
+        self.dir.path().join(file).display().to_string()
+    }
+
+    /// The full key id of `name`.
+    fn id(&self, name: &str) -> String {
+        cairn_oci::signing::VerifyingKey::from_file(Path::new(&self.public(name)))
+            .expect("reads")
+            .key_id()
+            .to_string()
+    }
+
+    fn signing(&self, name: &str) -> SigningKey {
+        let text = std::fs::read_to_string(self.private(name)).expect("reads");
+        SigningKey::from_pem(&text, name).expect("parses")
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn refused(args: &[&str]) -> String {
+    let out = cairn(args);
+    assert!(
+        !out.status.success(),
+        "cairn {args:?} should fail; it printed {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    stderr(&out)
+}
+
+/// The `<N>.root.json` files in `dir`, sorted.
+fn root_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|name| name.ends_with(".root.json"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Roots 1 to 3 in `<tmp>/roots`: root keys a+b, then a+b+n, then b+n
+/// (threshold 2 throughout), graph key g.
+fn three_roots(keys: &Keys, tmp: &Path) -> PathBuf {
+    let dir = tmp.join("roots");
+    let dir_text = dir.display().to_string();
+    ok(&[
+        "root",
+        "init",
+        "--graph-key",
+        &keys.public("g"),
+        "--root-key",
+        &keys.public("a"),
+        "--root-key",
+        &keys.public("b"),
+        "--sign-key",
+        &keys.private("a"),
+        "--sign-key",
+        &keys.private("b"),
+        "--out",
+        &dir_text,
+    ]);
+    let added = ok(&[
+        "root",
+        "rotate",
+        "--dir",
+        &dir_text,
+        "--add-key",
+        &format!("root={}", keys.public("n")),
+        "--sign-key",
+        &keys.private("a"),
+        "--sign-key",
+        &keys.private("b"),
+        "--sign-key",
+        &keys.private("n"),
+    ]);
+    assert!(
+        added.contains("2.root.json") && added.contains("root 2/3"),
+        "{added}"
+    );
+    // The old key goes, named by a prefix of its id as `show` prints it.
+    let removed = ok(&[
+        "root",
+        "rotate",
+        "--dir",
+        &dir_text,
+        "--remove-key",
+        &format!("root={}", &keys.id("a")[..12]),
+        "--sign-key",
+        &keys.private("b"),
+        "--sign-key",
+        &keys.private("n"),
+    ]);
+    assert!(
+        removed.contains("3.root.json")
+            && removed.contains(&format!("keys gone from the root: {}", &keys.id("a")[..12])),
+        "{removed}"
+    );
+    dir
+}
+
+#[test]
+fn a_root_is_made_rotated_twice_and_shown() {
+    let keys = Keys::new(&["a", "b", "n", "g"]);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = three_roots(&keys, tmp.path());
+    assert_eq!(
+        root_files(&dir),
+        ["1.root.json", "2.root.json", "3.root.json"]
+    );
+    // The library reads the same chain, each version accepted by the last.
+    let chain = roots::read_chain_dir(&dir).expect("a chain");
+    assert_eq!(chain.len(), 3);
+
+    let text = ok(&["root", "show", &dir.display().to_string()]);
+    assert!(text.contains("versions 1, 2, 3"), "{text}");
+    assert!(text.contains("trust root version 3"), "{text}");
+    assert!(
+        text.contains(&format!("{}  root\n", keys.id("n"))),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{}  graph, halt\n", keys.id("g"))),
+        "{text}"
+    );
+    assert!(text.contains("root: 2 of 2 keys must sign"), "{text}");
+    assert!(!text.contains(&keys.id("a")), "a was removed: {text}");
+
+    let json: Value =
+        serde_json::from_str(&ok(&["root", "show", "--json", &dir.display().to_string()]))
+            .expect("JSON");
+    assert_eq!(json["versions"], serde_json::json!([1, 2, 3]));
+    assert_eq!(json["root"]["expired"], false);
+    let ids: Vec<&str> = json["root"]["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .filter_map(|k| k["id"].as_str())
+        .collect();
+    // A removed key leaves `keys` once no role names it.
+    assert_eq!(ids.len(), 3, "{json}");
+    assert!(!ids.contains(&keys.id("a").as_str()));
+    assert_eq!(json["root"]["roles"]["root"]["threshold"], 2);
+
+    // One file: its signatures, each checked against its own root keys.
+    let file = ok(&[
+        "root",
+        "show",
+        &dir.join("3.root.json").display().to_string(),
+    ]);
+    for signer in ["b", "n"] {
+        assert!(
+            file.contains(&format!("{}: verifies with this root key", keys.id(signer))),
+            "{file}"
+        );
+    }
+}
+
+#[test]
+fn a_rotation_too_few_keys_signed_is_refused_and_writes_nothing() {
+    let keys = Keys::new(&["a", "b", "n", "g"]);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("roots");
+    let dir_text = dir.display().to_string();
+    ok(&[
+        "root",
+        "init",
+        "--graph-key",
+        &keys.public("g"),
+        "--root-key",
+        &keys.public("a"),
+        "--root-key",
+        &keys.public("b"),
+        "--sign-key",
+        &keys.private("a"),
+        "--sign-key",
+        &keys.private("b"),
+        "--out",
+        &dir_text,
+    ]);
+    // One old root key of the two version 1 needs.
+    let error = refused(&[
+        "root",
+        "rotate",
+        "--dir",
+        &dir_text,
+        "--add-key",
+        &format!("graph={}", keys.public("n")),
+        "--sign-key",
+        &keys.private("a"),
+        "--sign-key",
+        &keys.private("n"),
+    ]);
+    assert!(error.contains("nothing was written"), "{error}");
+    assert!(
+        error.contains("the root role of version 1 needs 2 distinct signatures and has 1"),
+        "{error}"
+    );
+    // It names the key that would make up the threshold.
+    assert!(
+        error.contains(&format!("1 more of: {}", &keys.id("b")[..12])),
+        "{error}"
+    );
+    assert_eq!(root_files(&dir), ["1.root.json"]);
+
+    // Old keys enough, but the new root's own threshold not met: a removes
+    // b and adds n, and only a and b sign.
+    let error = refused(&[
+        "root",
+        "rotate",
+        "--dir",
+        &dir_text,
+        "--remove-key",
+        &format!("root={}", keys.public("b")),
+        "--add-key",
+        &format!("root={}", keys.public("n")),
+        "--sign-key",
+        &keys.private("a"),
+        "--sign-key",
+        &keys.private("b"),
+    ]);
+    assert!(
+        error.contains("the root role of version 2 needs 2 distinct signatures and has 1"),
+        "{error}"
+    );
+    assert!(error.contains(&keys.id("n")[..12]), "{error}");
+    assert_eq!(root_files(&dir), ["1.root.json"]);
+
+    // A threshold no longer met once a key leaves.
+    let error = refused(&[
+        "root",
+        "rotate",
+        "--dir",
+        &dir_text,
+        "--remove-key",
+        &format!("root={}", keys.public("b")),
+        "--sign-key",
+        &keys.private("a"),
+        "--sign-key",
+        &keys.private("b"),
+    ]);
+    assert!(error.contains("cannot be met"), "{error}");
+    assert_eq!(root_files(&dir), ["1.root.json"]);
+}
+
+#[test]
+fn a_single_root_key_needs_allow_single_key() {
+    let keys = Keys::new(&["g"]);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("roots");
+    let dir_text = dir.display().to_string();
+    let args = [
+        "root",
+        "init",
+        "--graph-key",
+        &keys.public("g"),
+        "--sign-key",
+        &keys.private("g"),
+        "--out",
+        &dir_text,
+    ];
+    let error = refused(&args);
+    assert!(
+        error.contains("one stolen or lost key would then decide every later root"),
+        "{error}"
+    );
+    assert!(error.contains("--allow-single-key"), "{error}");
+    assert!(root_files(&dir).is_empty());
+
+    let mut allowed = args.to_vec();
+    allowed.push("--allow-single-key");
+    let written = ok(&allowed);
+    assert!(written.contains("root 1/1"), "{written}");
+    assert_eq!(root_files(&dir), ["1.root.json"]);
+    // The root keys are the graph keys when none is given.
+    let text = ok(&["root", "show", &dir_text]);
+    assert!(
+        text.contains(&format!("{}  root, graph, halt\n", keys.id("g"))),
+        "{text}"
+    );
+    // Never overwritten.
+    let error = refused(&allowed);
+    assert!(error.contains("holds roots already"), "{error}");
+}
+
+#[test]
+fn the_same_key_twice_is_refused() {
+    let keys = Keys::new(&["a", "b", "g"]);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // The same key material under another file name.
+    let copy = keys.path("a-copy.pub");
+    std::fs::copy(keys.public("a"), &copy).expect("copy");
+    let dir = tmp.path().join("roots");
+    let dir_text = dir.display().to_string();
+    let error = refused(&[
+        "root",
+        "init",
+        "--graph-key",
+        &keys.public("g"),
+        "--root-key",
+        &keys.public("a"),
+        "--root-key",
+        &copy,
+        "--sign-key",
+        &keys.private("a"),
+        "--out",
+        &dir_text,
+    ]);
+    assert!(
+        error.contains(&format!(
+            "--root-key {copy} is the same key as --root-key {}",
+            keys.public("a")
+        )),
+        "{error}"
+    );
+    assert!(root_files(&dir).is_empty());
+
+    // A rotation that gives a role a key it has.
+    ok(&[
+        "root",
+        "init",
+        "--graph-key",
+        &keys.public("g"),
+        "--root-key",
+        &keys.public("a"),
+        "--root-key",
+        &keys.public("b"),
+        "--sign-key",
+        &keys.private("a"),
+        "--sign-key",
+        &keys.private("b"),
+        "--out",
+        &dir_text,
+    ]);
+    let error = refused(&[
+        "root",
+        "rotate",
+        "--dir",
+        &dir_text,
+        "--add-key",
+        &format!("root={copy}"),
+        "--sign-key",
+        &keys.private("a"),
+        "--sign-key",
+        &keys.private("b"),
+    ]);
+    assert!(
+        error.contains("the root role has this key already"),
+        "{error}"
+    );
+    assert_eq!(root_files(&dir), ["1.root.json"]);
+}
+
+#[test]
+fn an_expired_root_file_is_shown_as_expired() {
+    let keys = Keys::new(&["a", "b"]);
+    let (a, b) = (keys.signing("a"), keys.signing("b"));
+    let public = [a.verifying_key(), b.verifying_key()];
+    let expired = jiff::Timestamp::from_second(1_700_000_000).expect("time");
+    let content = build_root(
+        1,
+        expired,
+        [(&public, 2), (&public[..1], 1), (&public[..1], 1)],
+    )
+    .expect("builds");
+    // Signed by a alone: the root's own threshold of 2 is not met either.
+    let signed = SignedRoot::sign(&content, &[a]).expect("signs");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let file = tmp.path().join("1.root.json");
+    std::fs::write(&file, &signed.envelope).expect("write");
+    let out = cairn(&["root", "show", &file.display().to_string()]);
+    assert!(!out.status.success(), "an expired root exits non-zero");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("(EXPIRED)"), "{text}");
+    assert!(
+        text.contains("REFUSED: root version 1 fails its own root threshold"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{}: verifies with this root key", keys.id("a"))),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn show_walks_the_chain_in_a_registry_and_a_layout() {
+    let keys = Keys::new(&["a", "b", "n", "g"]);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = three_roots(&keys, tmp.path());
+    let chain = roots::read_chain_dir(&dir).expect("a chain");
+
+    let registry = TestRegistry::start(Auth::None).await;
+    let layout_dir = tmp.path().join("layout");
+    let stores = [
+        (
+            registry.store("acme/os"),
+            // A document reference: only its repository counts.
+            format!("{}/acme/os:cairn-graph-stable", registry.host),
+        ),
+        (
+            Store::Layout(Layout::open_or_create(&layout_dir).expect("layout")),
+            format!("oci:{}:cairn-graph-stable", layout_dir.display()),
+        ),
+    ];
+    for (store, reference) in &stores {
+        // Nothing there yet: show says what is missing.
+        let error = refused(&[
+            "root",
+            "show",
+            reference,
+            "--insecure-registry",
+            &registry.host,
+        ]);
+        assert!(error.contains("has no cairn-root-1"), "{error}");
+
+        let written = roots::push_missing(store, &chain).await.expect("pushed");
+        assert_eq!(written, [1, 2, 3]);
+        let text = ok(&[
+            "root",
+            "show",
+            reference,
+            "--insecure-registry",
+            &registry.host,
+        ]);
+        assert!(
+            text.contains("walked from cairn-root-1 through versions 1, 2, 3"),
+            "{text}"
+        );
+        assert!(text.contains("trust root version 3"), "{text}");
+        assert!(!text.contains("REFUSED"), "{text}");
+        let json: Value = serde_json::from_str(&ok(&[
+            "root",
+            "show",
+            "--json",
+            reference,
+            "--insecure-registry",
+            &registry.host,
+        ]))
+        .expect("JSON");
+        assert_eq!(json["versions"], serde_json::json!([1, 2, 3]), "{json}");
+        assert_eq!(json["kind"], "repository");
+    }
+
+    // A root 2 that root 1's keys did not sign enough: the walk stops at 1
+    // and says why.
+    let store = registry.store("acme/forged");
+    roots::publish_root(&store, &chain[0])
+        .await
+        .expect("root 1");
+    let forged = SignedRoot::sign(&chain[1].root, &[keys.signing("a")]).expect("signs");
+    roots::publish_root(&store, &forged).await.expect("root 2");
+    let out = cairn(&[
+        "root",
+        "show",
+        &format!("{}/acme/forged", registry.host),
+        "--insecure-registry",
+        &registry.host,
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success(),
+        "a refused walk exits non-zero: {text}"
+    );
+    assert!(
+        text.contains("walked from cairn-root-1 through version 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("REFUSED: ") && text.contains("root version 2 is not signed well enough"),
+        "{text}"
+    );
+    assert!(text.contains("trust root version 1\n"), "{text}");
+}
