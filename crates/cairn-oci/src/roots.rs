@@ -39,8 +39,22 @@ pub enum WalkError {
         error: OciError,
     },
     /// A tag holds something other than a root.
-    #[error("{0} holds something other than a Cairn trust root")]
-    NotARoot(String),
+    #[error("{source_name} holds something other than a Cairn trust root: {reason}")]
+    NotARoot {
+        /// The tag read.
+        source_name: String,
+        /// What was found instead.
+        reason: String,
+    },
+    /// The walk stopped at its cap before reaching the newest root: what the
+    /// reader holds is not yet current, so nothing is trusted this check.
+    #[error(
+        "walked {MAX_ROOT_WALK} trust root versions, the most in one check, to version {version}; newer ones remain and the next check walks on"
+    )]
+    Behind {
+        /// The version reached.
+        version: u64,
+    },
     /// A root version is published already, with other content.
     #[error(
         "{tag} already holds a different root; a published version is never replaced (publish the next version instead)"
@@ -65,7 +79,8 @@ impl WalkError {
         match self {
             WalkError::Root(error) => error.kind(),
             WalkError::Store { .. } => "root_unreachable",
-            WalkError::NotARoot(_) => "root_not_a_root",
+            WalkError::NotARoot { .. } => "root_not_a_root",
+            WalkError::Behind { .. } => "root_behind",
             WalkError::Replaced { .. } => "root_replaced",
             WalkError::Chain { .. } => "root_chain",
         }
@@ -95,8 +110,12 @@ async fn read_manifest(
     manifest: &crate::client::FetchedManifest,
     source_name: &str,
 ) -> Result<SignedRoot, WalkError> {
-    let layer = artifact_layer(manifest, source_name, ROOT_PAYLOAD_TYPE, MAX_ROOT_BYTES)
-        .map_err(|_| WalkError::NotARoot(source_name.to_string()))?;
+    let layer = artifact_layer(manifest, source_name, ROOT_PAYLOAD_TYPE, MAX_ROOT_BYTES).map_err(
+        |error| WalkError::NotARoot {
+            source_name: source_name.to_string(),
+            reason: error.to_string(),
+        },
+    )?;
     let bytes = store
         .get_blob(&layer, MAX_ROOT_BYTES)
         .await
@@ -173,7 +192,7 @@ pub struct Walked {
     /// (expired). `None`: the root is the newest there is, and current.
     pub refused: Option<WalkError>,
     /// Something people should know that is not a refusal: a source that
-    /// carries no chain, or a walk that stopped at its cap.
+    /// carries no chain.
     pub note: Option<String>,
 }
 
@@ -194,15 +213,7 @@ pub async fn walk(store: &Store, held: &TrustedRoot, now: Timestamp) -> Walked {
     let mut root = held.clone();
     let mut adopted = Vec::new();
     let mut refused = None;
-    let mut note = None;
     while let Some(next) = root.version().checked_add(1) {
-        if adopted.len() as u64 >= MAX_ROOT_WALK {
-            note = Some(format!(
-                "walked {MAX_ROOT_WALK} root versions, the most in one check; the next check walks on from version {}",
-                root.version()
-            ));
-            break;
-        }
         let tag = root_tag(next);
         let source_name = format!("{}:{tag}", store.describe());
         // The cheap question first: most checks find no new root.
@@ -213,6 +224,14 @@ pub async fn walk(store: &Store, held: &TrustedRoot, now: Timestamp) -> Walked {
                 refused = Some(store_error(source_name)(error));
                 break;
             }
+        }
+        if adopted.len() as u64 >= MAX_ROOT_WALK {
+            // Not current yet: a key a newer root dropped may still count
+            // under this one, so nothing is trusted until the walk is done.
+            refused = Some(WalkError::Behind {
+                version: root.version(),
+            });
+            break;
         }
         let signed = match fetch_root(store, next).await {
             Ok(Some(signed)) => signed,
@@ -243,7 +262,7 @@ pub async fn walk(store: &Store, held: &TrustedRoot, now: Timestamp) -> Walked {
         root,
         adopted,
         refused,
-        note,
+        note: None,
     }
 }
 
@@ -316,6 +335,14 @@ pub fn read_chain_dir(dir: &Path) -> Result<Vec<SignedRoot>, WalkError> {
         found.push((version, path));
     }
     found.sort();
+    if let Some(pair) = found.windows(2).find(|pair| pair[0].0 == pair[1].0) {
+        return Err(chain_error(format!(
+            "{} and {} both hold version {}: keep one file per version",
+            pair[0].1.display(),
+            pair[1].1.display(),
+            pair[0].0
+        )));
+    }
     if found.is_empty() {
         return Err(chain_error(
             "holds no root (<version>.root.json); `cairn root init` writes the first".into(),

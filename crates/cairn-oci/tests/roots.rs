@@ -306,3 +306,32 @@ fn a_directory_of_roots_must_chain_from_1() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn a_reader_far_behind_walks_on_over_several_checks_and_trusts_nothing_until_current() {
+    let key = SigningKey::generate();
+    let versions = cairn_oci::trust::MAX_ROOT_WALK + 3;
+    let chain: Vec<SignedRoot> = (1..=versions)
+        .map(|v| sign(&content(v, &[&key], 1, &[&key]), &[&key]))
+        .collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::Layout(Layout::open_or_create(dir.path()).expect("layout"));
+    push_all(&store, &chain).await;
+    let first = TrustedRoot::pin(chain[0].clone()).expect("pins");
+    let walked = roots::walk(&store, &first, Timestamp::now()).await;
+    assert_eq!(walked.root.version(), 1 + cairn_oci::trust::MAX_ROOT_WALK);
+    let behind = walked.trusted().expect_err("not current");
+    assert_eq!(behind.kind(), "root_behind");
+    let walked = roots::walk(&store, &walked.root, Timestamp::now()).await;
+    assert_eq!(walked.trusted().expect("current").version(), versions);
+}
+
+#[test]
+fn two_files_of_one_version_are_named() {
+    let chain = Chain::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("1.root.json"), &chain.roots[0].envelope).expect("write");
+    std::fs::write(dir.path().join("01.root.json"), &chain.roots[0].envelope).expect("write");
+    let error = roots::read_chain_dir(dir.path()).expect_err("two files");
+    assert!(error.to_string().contains("both hold version 1"), "{error}");
+}
