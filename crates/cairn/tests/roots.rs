@@ -526,3 +526,158 @@ async fn show_walks_the_chain_in_a_registry_and_a_layout() {
     );
     assert!(text.contains("trust root version 1\n"), "{text}");
 }
+
+/// The example document, current, published in `store` signed by `key`.
+async fn publish_signed(store: &Store, key: &SigningKey) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/stable.json");
+    let bytes = std::fs::read(path).expect("example");
+    let mut document = cairn_graph::GraphDocument::from_json(&bytes)
+        .expect("parses")
+        .document;
+    let now = jiff::Timestamp::now();
+    document.issued = now - jiff::SignedDuration::from_hours(1);
+    document.expires = now + jiff::SignedDuration::from_hours(48);
+    let identity = store.describe();
+    let options = cairn_oci::document::PublishOptions {
+        tag: "cairn-graph-stable",
+        identity: &identity,
+        key: Some(key),
+        settle: std::time::Duration::from_millis(50),
+        expected: None,
+    };
+    cairn_oci::document::publish(store, document, &options)
+        .await
+        .expect("publishes");
+}
+
+#[tokio::test]
+async fn verifiers_walk_to_the_newest_root_before_they_trust_a_document() {
+    let keys = Keys::new(&["a", "b", "g1", "g3"]);
+    let public = |name: &str| vec![keys.signing(name).verifying_key()];
+    let in_a_year = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * 365);
+    let root_keys = [
+        keys.signing("a").verifying_key(),
+        keys.signing("b").verifying_key(),
+    ];
+    let make = |version, graph: &[cairn_oci::signing::VerifyingKey], expires| {
+        build_root(version, expires, [(&root_keys, 2), (graph, 1), (graph, 1)]).expect("builds")
+    };
+    let by = |names: &[&str]| names.iter().map(|n| keys.signing(n)).collect::<Vec<_>>();
+    // Root 1 is signed by g1 too: hosts on `--key g1.pub` (version 0) need it.
+    let one = SignedRoot::sign(&make(1, &public("g1"), in_a_year), &by(&["a", "b", "g1"]))
+        .expect("signs");
+    let two =
+        SignedRoot::sign(&make(2, &public("g1"), in_a_year), &by(&["a", "b"])).expect("signs");
+    // Root 3 drops g1 for g3.
+    let three =
+        SignedRoot::sign(&make(3, &public("g3"), in_a_year), &by(&["a", "b"])).expect("signs");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let first = tmp.path().join("1.root.json");
+    std::fs::write(&first, &one.envelope).expect("write");
+    let first = first.display().to_string();
+
+    let registry = TestRegistry::start(Auth::None).await;
+    let store = registry.store("acme/os");
+    let reference = format!("{}/acme/os:cairn-graph-stable", registry.host);
+    let insecure = ["--insecure-registry", registry.host.as_str()];
+    let verify = |extra: &[&str]| {
+        let mut args = vec!["document", "verify", reference.as_str()];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&insecure);
+        cairn(&args)
+    };
+    roots::push_missing(&store, &[one.clone(), two.clone()])
+        .await
+        .expect("pushed");
+    publish_signed(&store, &keys.signing("g1")).await;
+    for start in [["--root", first.as_str()], ["--key", &keys.public("g1")]] {
+        let out = verify(&start);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{start:?}: {}", stderr(&out));
+        assert!(text.contains("trust root version 2"), "{text}");
+    }
+    let shown = ok(&[
+        "graph",
+        "show",
+        &reference,
+        "--root",
+        &first,
+        "--insecure-registry",
+        &registry.host,
+    ]);
+    assert!(shown.contains("trust root version 2"), "{shown}");
+
+    // Root 3 is published: the same document, signed by g1, is refused by
+    // every reader, even one that has not walked before.
+    roots::publish_root(&store, &three).await.expect("root 3");
+    for start in [["--root", first.as_str()], ["--key", &keys.public("g1")]] {
+        let out = verify(&start);
+        assert!(
+            !out.status.success(),
+            "{start:?} trusted a key root 3 dropped"
+        );
+        let error = stderr(&out);
+        assert!(
+            error.contains("0 of the graph role's keys signed, 1 must (root version 3"),
+            "{error}"
+        );
+    }
+    // Signed by g3, it verifies; --state keeps root 3.
+    publish_signed(&store, &keys.signing("g3")).await;
+    let state = tmp.path().join("state.json").display().to_string();
+    let out = verify(&["--root", &first, "--state", &state]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let kept: Value = serde_json::from_slice(&std::fs::read(&state).expect("state")).expect("JSON");
+    let kept_root = kept["root"].as_str().expect("a root kept");
+    assert_eq!(kept_root.as_bytes(), &three.envelope[..]);
+
+    // A repository that only has root 1 and a document g1 signed: a reader
+    // holding root 3 does not go back.
+    let old = registry.store("acme/old");
+    roots::publish_root(&old, &one).await.expect("root 1");
+    publish_signed(&old, &keys.signing("g1")).await;
+    let out = cairn(&[
+        "document",
+        "verify",
+        &format!("{}/acme/old:cairn-graph-stable", registry.host),
+        "--root",
+        &first,
+        "--state",
+        &state,
+        "--insecure-registry",
+        &registry.host,
+    ]);
+    assert!(!out.status.success(), "went back to root 1");
+    assert!(stderr(&out).contains("root version 3"), "{}", stderr(&out));
+
+    // An expired final root stops trust, naming itself.
+    let expired = registry.store("acme/expired");
+    let stale = SignedRoot::sign(
+        &make(
+            2,
+            &public("g1"),
+            jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1),
+        ),
+        &by(&["a", "b"]),
+    )
+    .expect("signs");
+    roots::push_missing(&expired, &[one.clone(), stale])
+        .await
+        .expect("pushed");
+    publish_signed(&expired, &keys.signing("g1")).await;
+    let out = cairn(&[
+        "document",
+        "verify",
+        &format!("{}/acme/expired:cairn-graph-stable", registry.host),
+        "--root",
+        &first,
+        "--insecure-registry",
+        &registry.host,
+    ]);
+    assert!(!out.status.success(), "an expired root was trusted");
+    let error = stderr(&out);
+    assert!(
+        error.contains("root_expired") && error.contains("trust root version 2 expired"),
+        "{error}"
+    );
+}

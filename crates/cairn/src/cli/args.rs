@@ -349,8 +349,95 @@ pub struct DocumentArgs {
     /// `cairn-graph-<stream>` tag names.
     #[arg(long)]
     stream: Option<String>,
+    /// Start from this trust root (a root file, such as an image's
+    /// /usr/lib/cairn/root.json) instead of the --key files, and walk to the
+    /// newest root beside the document (docs/key-rotation.md).
+    #[arg(long = "root", value_name = "FILE")]
+    root: Option<PathBuf>,
     #[command(flatten)]
     registry: RegistryArgs,
+    /// The root `load` walked to, for `halts`.
+    #[arg(skip)]
+    walked: std::sync::OnceLock<Option<Box<cairn_oci::trust::TrustedRoot>>>,
+}
+
+/// The trust root a command verifies with: `root_file` pinned, else version
+/// 0 built from the configured keys, then walked to the newest root beside
+/// `location`. `None`: no key and no root, so nothing is verified. A walk
+/// refused (a bad next root, an expired final root, a registry that cannot
+/// be asked) is an error: nothing may be trusted then.
+pub fn trusted_root(
+    location: &cairn_oci::Location,
+    client: &cairn_oci::RegistryClient,
+    root_file: Option<&Path>,
+    graph_keys: &[cairn_oci::signing::VerifyingKey],
+    halt_keys: &[cairn_oci::signing::VerifyingKey],
+    now: Timestamp,
+) -> anyhow::Result<Option<cairn_oci::trust::TrustedRoot>> {
+    match start_root(root_file, graph_keys, halt_keys)? {
+        Some(start) => walk_root(location, client, &start, now).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Where trust starts: `root_file` pinned, else version 0 from the keys.
+pub fn start_root(
+    root_file: Option<&Path>,
+    graph_keys: &[cairn_oci::signing::VerifyingKey],
+    halt_keys: &[cairn_oci::signing::VerifyingKey],
+) -> anyhow::Result<Option<cairn_oci::trust::TrustedRoot>> {
+    use cairn_oci::trust::{SignedRoot, TrustedRoot};
+    match root_file {
+        Some(path) => {
+            let bytes = read(path)?;
+            let name = format!("{} (--root)", path.display());
+            let signed = SignedRoot::from_envelope(bytes.into(), &name)?;
+            Ok(Some(
+                TrustedRoot::pin(signed).with_context(|| name.clone())?,
+            ))
+        }
+        None => Ok(TrustedRoot::from_config(graph_keys, halt_keys)),
+    }
+}
+
+/// Walk from `start` to the newest root beside `location`; refused walks
+/// are errors.
+pub fn walk_root(
+    location: &cairn_oci::Location,
+    client: &cairn_oci::RegistryClient,
+    start: &cairn_oci::trust::TrustedRoot,
+    now: Timestamp,
+) -> anyhow::Result<cairn_oci::trust::TrustedRoot> {
+    let walked = runtime()?.block_on(cairn_oci::roots::walk_location(
+        location, client, start, now,
+    ));
+    if let Some(note) = &walked.note {
+        eprintln!("cairn: note: {note}");
+    }
+    if let Some(refused) = &walked.refused {
+        anyhow::bail!(
+            "trust root version {} held ({}): {refused}",
+            walked.root.version(),
+            refused.kind()
+        );
+    }
+    Ok(walked.root)
+}
+
+/// How a root's keys read in a signature note.
+pub fn root_note(root: &cairn_oci::trust::TrustedRoot, keys: &[PathBuf]) -> String {
+    if root.version() == 0 {
+        format!("signature verified with {}", key_names(keys))
+    } else {
+        let graph = root.role(cairn_oci::trust::Role::Graph);
+        let ids: Vec<&str> = graph.key_ids().map(|id| id.short()).collect();
+        format!(
+            "signature verified under trust root version {} ({} of graph keys {})",
+            root.version(),
+            graph.threshold(),
+            ids.join(", ")
+        )
+    }
 }
 
 /// The stream a document location implies: `--stream`, else its default tag.
@@ -407,10 +494,9 @@ impl DocumentArgs {
 
     /// What `load` checked of the signature, in words.
     pub fn signature_note(&self) -> String {
-        if self.keys.is_empty() {
-            "signature NOT checked (no --key)".to_string()
-        } else {
-            format!("signature verified with {}", key_names(&self.keys))
+        match self.walked.get() {
+            Some(Some(root)) => root_note(root, &self.keys),
+            _ => "signature NOT checked (no --key)".to_string(),
         }
     }
 
@@ -427,7 +513,19 @@ impl DocumentArgs {
         }
         let keys = verifying_keys(&self.keys)?;
         let stream = expected_stream(&location, self.stream.as_deref());
-        let signers = cairn_oci::document::configured_role(cairn_oci::trust::Role::Graph, &keys);
+        let root = trusted_root(
+            &location,
+            &client,
+            self.root.as_deref(),
+            &keys,
+            &[],
+            Timestamp::now(),
+        )
+        .with_context(|| name.to_string())?;
+        let signers = root
+            .as_ref()
+            .map(|root| root.role(cairn_oci::trust::Role::Graph));
+        let _ = self.walked.set(root.map(Box::new));
         let policy = cairn_oci::document::TrustPolicy {
             signers: signers.as_ref(),
             allow_unsigned: false,
@@ -470,12 +568,19 @@ impl DocumentArgs {
         let graph_keys = verifying_keys(&self.keys)?;
         let halt_keys = verifying_keys(halt_keys)?;
         let held = halt_args.held()?;
-        let graph =
-            cairn_oci::document::configured_role(cairn_oci::trust::Role::Graph, &graph_keys);
-        let halt = cairn_oci::document::configured_role(
-            cairn_oci::trust::Role::Halt,
-            &[&halt_keys[..], &graph_keys[..]].concat(),
-        );
+        // The root `load` walked to; at version 0 the --halt-keys join its
+        // halt role, from a root of version 1 on only the root decides.
+        let root = match self.walked.get() {
+            Some(Some(root)) if root.version() > 0 => Some(root.as_ref().clone()),
+            _ => cairn_oci::trust::TrustedRoot::from_config(&graph_keys, &halt_keys),
+        };
+        let role = |role| {
+            root.as_ref()
+                .map(|root| root.role(role))
+                .filter(|keys| !keys.is_empty())
+        };
+        let graph = role(cairn_oci::trust::Role::Graph);
+        let halt = role(cairn_oci::trust::Role::Halt);
         let signed_as = fetched
             .verify(&cairn_oci::halts::HaltTrust {
                 graph: graph.as_ref(),
@@ -493,7 +598,7 @@ impl DocumentArgs {
         Ok(Some(Halts {
             location: location.clone(),
             sequence: fetched.list.sequence,
-            signed_as: (!graph_keys.is_empty() || !halt_keys.is_empty()).then_some(signed_as),
+            signed_as: root.is_some().then_some(signed_as),
             entries,
         }))
     }
@@ -501,7 +606,7 @@ impl DocumentArgs {
     /// After a command's output: warn when `load` checked no signature.
     /// Not before, so that an error stays the only line of a failure.
     pub fn warn_if_unchecked(&self) {
-        if self.keys.is_empty() {
+        if !matches!(self.walked.get(), Some(Some(_))) {
             eprintln!(
                 "cairn: warning: {}: signature not checked; give the publisher's key with --key",
                 self.name()

@@ -54,6 +54,12 @@ pub struct VerifyArgs {
     /// `cairn-graph-<stream>` tag names.
     #[arg(long)]
     stream: Option<String>,
+    /// Start from this trust root (a root file) instead of the --key files,
+    /// and walk to the newest root beside the document. A root kept in
+    /// `--state` comes first: from then on the --key files and this file are
+    /// not used (docs/key-rotation.md).
+    #[arg(long = "root", value_name = "FILE")]
+    root: Option<PathBuf>,
     #[command(flatten)]
     registry: RegistryArgs,
 }
@@ -97,14 +103,19 @@ fn sign(args: SignArgs) -> anyhow::Result<ExitCode> {
 struct State {
     sequence: u64,
     digest: String,
+    /// The newest trust root verified (its envelope), so a later run never
+    /// walks back to an older one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    root: Option<String>,
 }
 
 fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     // Refused before any fetch: without a key, nothing would be verified.
     anyhow::ensure!(
-        !args.keys.is_empty() || args.allow_unsigned,
-        "{}: no --key, so the signature cannot be checked; give the publisher's public key \
-         with --key, or --allow-unsigned to check only stream, expiry and sequence",
+        !args.keys.is_empty() || args.root.is_some() || args.allow_unsigned,
+        "{}: no --key or --root, so the signature cannot be checked; give the publisher's \
+         public key with --key (or a trust root with --root), or --allow-unsigned to check \
+         only stream, expiry and sequence",
         args.location
     );
     let location = cairn_oci::Location::parse(&args.location)?;
@@ -122,12 +133,37 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let stream = args::expected_stream(&location, args.stream.as_deref());
-    let signers = cairn_oci::document::configured_role(cairn_oci::trust::Role::Graph, &keys);
+    let now = args::now_or(args.now.as_deref())?;
+    let stored = match state.as_ref().and_then(|s| s.root.as_deref()) {
+        Some(text) => {
+            let name = format!("the trust root kept in {}", args.state_name());
+            let signed = cairn_oci::trust::SignedRoot::from_envelope(
+                text.as_bytes().to_vec().into(),
+                &name,
+            )?;
+            Some(cairn_oci::trust::TrustedRoot::pin(signed).context(name)?)
+        }
+        None => None,
+    };
+    let start = match stored {
+        Some(stored) => Some(stored),
+        None => args::start_root(args.root.as_deref(), &keys, &[])?,
+    };
+    let root = match &start {
+        Some(start) => Some(
+            args::walk_root(&location, &client, start, now)
+                .with_context(|| args.location.clone())?,
+        ),
+        None => None,
+    };
+    let signers = root
+        .as_ref()
+        .map(|root| root.role(cairn_oci::trust::Role::Graph));
     let policy = TrustPolicy {
         stream: stream.as_deref(),
         signers: signers.as_ref(),
         allow_unsigned: false,
-        now: args::now_or(args.now.as_deref())?,
+        now,
         last_seen: state.as_ref().map(|s| Seen {
             sequence: s.sequence,
             digest: &s.digest,
@@ -139,17 +175,33 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         let state = State {
             sequence: fetched.document.sequence,
             digest: digest.clone(),
+            root: root
+                .as_ref()
+                .and_then(|root| root.signed())
+                .map(|signed| String::from_utf8_lossy(&signed.envelope).into_owned()),
         };
         cairn_fs::write_atomic(path, &serde_json::to_vec(&state)?)?;
     }
     let document = &fetched.document;
-    let (verdict, signature) = if keys.is_empty() {
-        ("checked", "NOT checked (--allow-unsigned)".to_string())
-    } else {
-        (
+    let (verdict, signature) = match &root {
+        None => ("checked", "NOT checked (--allow-unsigned)".to_string()),
+        Some(root) if root.version() == 0 => (
             "verified",
             format!("valid ({})", args::key_names(&args.keys)),
-        )
+        ),
+        Some(root) => {
+            let graph = root.role(cairn_oci::trust::Role::Graph);
+            let ids: Vec<&str> = graph.key_ids().map(|id| id.short()).collect();
+            (
+                "verified",
+                format!(
+                    "valid (trust root version {}: {} of graph keys {})",
+                    root.version(),
+                    graph.threshold(),
+                    ids.join(", ")
+                ),
+            )
+        }
     };
     args::emit(&format!(
         "{verdict} {}: stream {}, sequence {}, {} releases, issued {}, expires {}, signature {signature}\n",
@@ -161,6 +213,14 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         document.expires
     ))?;
     Ok(ExitCode::SUCCESS)
+}
+
+impl VerifyArgs {
+    fn state_name(&self) -> String {
+        self.state
+            .as_ref()
+            .map_or_else(String::new, |path| path.display().to_string())
+    }
 }
 
 #[cfg(feature = "publish")]
