@@ -335,3 +335,187 @@ fn two_files_of_one_version_are_named() {
     let error = roots::read_chain_dir(dir.path()).expect_err("two files");
     assert!(error.to_string().contains("both hold version 1"), "{error}");
 }
+
+mod property {
+    //! No sequence of roots, documents and halt lists makes a verifier
+    //! trust a key the newest root does not list for that role.
+
+    use super::*;
+    use bytes::Bytes;
+    use cairn_graph::halts::{HaltList, SignedAs};
+    use cairn_oci::document::{FetchedDocument, Signed, TrustPolicy};
+    use cairn_oci::halts::{FetchedHaltList, HaltTrust};
+    use cairn_oci::trust::RoleKeys;
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+    use std::sync::OnceLock;
+
+    const POOL: usize = 5;
+
+    fn pool() -> &'static [SigningKey] {
+        static KEYS: OnceLock<Vec<SigningKey>> = OnceLock::new();
+        KEYS.get_or_init(|| (0..POOL).map(|_| SigningKey::generate()).collect())
+    }
+
+    fn pick(mask: u8) -> Vec<&'static SigningKey> {
+        let chosen: Vec<&SigningKey> = pool()
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| mask & (1 << i) != 0)
+            .map(|(_, k)| k)
+            .collect();
+        if chosen.is_empty() {
+            vec![&pool()[0]]
+        } else {
+            chosen
+        }
+    }
+
+    fn signed_by(message: &Bytes, mask: u8) -> (Vec<Signed>, BTreeSet<String>) {
+        let keys = pick(mask);
+        let signatures = keys
+            .iter()
+            .map(|k| Signed {
+                message: message.clone(),
+                signature: k.sign(message),
+            })
+            .collect();
+        let ids = keys
+            .iter()
+            .map(|k| k.verifying_key().key_id().to_string())
+            .collect();
+        (signatures, ids)
+    }
+
+    fn document() -> FetchedDocument {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../docs/examples/stable.json");
+        let bytes = Bytes::from(std::fs::read(path).expect("example"));
+        let document = cairn_graph::GraphDocument::from_json(&bytes)
+            .expect("parses")
+            .document;
+        FetchedDocument {
+            bytes,
+            document,
+            manifest_digest: None,
+            signatures: Vec::new(),
+            unusable_signatures: Vec::new(),
+            ignored_fields: Vec::new(),
+        }
+    }
+
+    fn halt_list() -> FetchedHaltList {
+        let list = HaltList::successor(
+            None,
+            "stable",
+            None,
+            Timestamp::now(),
+            SignedDuration::from_hours(1),
+        )
+        .expect("a list");
+        FetchedHaltList {
+            source_name: "list".into(),
+            bytes: Bytes::from(serde_json::to_vec(&list).expect("JSON")),
+            list,
+            manifest_digest: None,
+            signatures: Vec::new(),
+            unusable_signatures: Vec::new(),
+        }
+    }
+
+    /// Ids the newest root gives `role`.
+    fn listed(root: &TrustedRoot, role: Role) -> BTreeSet<String> {
+        root.role(role).key_ids().map(|id| id.to_string()).collect()
+    }
+
+    /// Keys of `role` among `ids`.
+    fn counted(role: &RoleKeys, ids: &BTreeSet<String>) -> usize {
+        role.key_ids()
+            .filter(|id| ids.contains(id.as_str()))
+            .count()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        #[test]
+        fn only_the_newest_roots_keys_count(
+            steps in proptest::collection::vec(
+                // root keys, threshold, graph keys, halt keys, root signers,
+                // version skew, document signers, list signers
+                (1u8..32, 1u32..4, 1u8..32, 1u8..32, 1u8..32, 0u64..3, 1u8..32, 1u8..32),
+                1..7,
+            )
+        ) {
+            let first = build_root(
+                1,
+                in_a_year(),
+                [(&public(&pick(1)), 1), (&public(&pick(2)), 1), (&public(&pick(4)), 1)],
+            )
+            .expect("builds");
+            let mut held = TrustedRoot::pin(SignedRoot::sign(&first, &[pool()[0].clone()]).expect("signs"))
+                .expect("pins");
+            let now = Timestamp::now();
+            for (root_mask, threshold, graph_mask, halt_mask, signer_mask, skew, doc_mask, list_mask) in steps {
+                // Offer a next root, well or badly signed, in or out of order.
+                let root_keys = public(&pick(root_mask));
+                let threshold = threshold.min(root_keys.len() as u32);
+                let content = build_root(
+                    (held.version() + skew).max(1),
+                    in_a_year(),
+                    [(&root_keys, threshold), (&public(&pick(graph_mask)), 1), (&public(&pick(halt_mask)), 1)],
+                )
+                .expect("builds");
+                let signers: Vec<SigningKey> = pick(signer_mask).into_iter().cloned().collect();
+                if let Ok(next) = SignedRoot::sign(&content, &signers)
+                    .map_err(|e| e.to_string())
+                    .and_then(|signed| held.accept_next(signed, "offered").map_err(|e| e.to_string()))
+                {
+                    held = next;
+                }
+
+                // A document counts only through the newest root's graph keys.
+                let mut fetched = document();
+                let (signatures, ids) = signed_by(&fetched.bytes, doc_mask);
+                fetched.signatures = signatures;
+                let graph = held.role(Role::Graph);
+                let policy = TrustPolicy {
+                    signers: Some(&graph),
+                    allow_unsigned: false,
+                    now: fetched.document.issued,
+                    last_seen: None,
+                    stream: None,
+                };
+                let accepted = fetched.verify("document", &policy).is_ok();
+                let by_listed = counted(&graph, &ids);
+                prop_assert_eq!(accepted, by_listed >= graph.threshold());
+                prop_assert!(!accepted || ids.iter().any(|id| listed(&held, Role::Graph).contains(id)));
+
+                // A halt list: dropping entries needs the graph role, adding
+                // only the halt role; a key of neither counts for nothing.
+                let mut list = halt_list();
+                let (signatures, ids) = signed_by(&list.bytes, list_mask);
+                list.signatures = signatures;
+                let halt = held.role(Role::Halt);
+                let trust = HaltTrust {
+                    graph: Some(&graph),
+                    halt: Some(&halt),
+                    stream: "stable",
+                    newest_held: None,
+                    min_sequence: 0,
+                    now,
+                };
+                match list.verify(&trust) {
+                    Ok(SignedAs::Graph) => prop_assert!(counted(&graph, &ids) >= graph.threshold()),
+                    Ok(SignedAs::HaltOnly) => {
+                        prop_assert!(counted(&graph, &ids) < graph.threshold());
+                        prop_assert!(counted(&halt, &ids) >= halt.threshold());
+                    }
+                    Err(_) => prop_assert!(
+                        counted(&graph, &ids) < graph.threshold()
+                            && counted(&halt, &ids) < halt.threshold()
+                    ),
+                }
+            }
+        }
+    }
+}
