@@ -50,7 +50,8 @@ fn options<'a>(identity: &'a str, key: Option<&'a SigningKey>) -> document::Publ
     document::PublishOptions {
         tag: TAG,
         identity,
-        key,
+        keys: key.map_or(&[], std::slice::from_ref),
+        root_version: 0,
         settle: SETTLE,
         expected: None,
     }
@@ -410,7 +411,8 @@ mod halt_lists {
             publish: document::PublishOptions {
                 tag: HALT_TAG,
                 identity,
-                key: Some(key),
+                keys: std::slice::from_ref(key),
+                root_version: 0,
                 settle: SETTLE,
                 expected: None,
             },
@@ -528,7 +530,8 @@ mod halt_lists {
                 &document::PublishOptions {
                     tag: HALT_TAG,
                     identity: &identity,
-                    key: Some(key),
+                    keys: std::slice::from_ref(key),
+                    root_version: 0,
                     settle: SETTLE,
                     expected: None,
                 },

@@ -649,7 +649,8 @@ async fn a_halt_survives_publishes_and_is_cleared_only_through_the_policy() {
         &cairn_oci::document::PublishOptions {
             tag: "cairn-halts-stable",
             identity: &dropped_identity,
-            key: Some(&halt_key),
+            keys: std::slice::from_ref(&halt_key),
+            root_version: 0,
             settle: std::time::Duration::ZERO,
             expected: None,
         },
@@ -677,7 +678,8 @@ async fn a_halt_survives_publishes_and_is_cleared_only_through_the_policy() {
     let options = cairn_oci::document::PublishOptions {
         tag: "cairn-halts-stable",
         identity: &identity,
-        key: Some(&team_key),
+        keys: std::slice::from_ref(&team_key),
+        root_version: 0,
         settle: std::time::Duration::ZERO,
         expected: None,
     };
@@ -863,7 +865,8 @@ async fn a_deleted_or_replayed_halt_list_is_refused_and_an_expired_one_renewed()
         &cairn_oci::document::PublishOptions {
             tag,
             identity: &identity,
-            key: Some(&team_key),
+            keys: std::slice::from_ref(&team_key),
+            root_version: 0,
             settle: std::time::Duration::ZERO,
             expected: None,
         },
