@@ -380,6 +380,48 @@ async fn publishing_into_an_oci_layout() {
         String::from_utf8_lossy(&refused.stderr).contains("refusing to build on and re-sign it")
     );
     publish.arg("--accept-unverified-previous").run();
+
+    // Two --sign-keys: one signature layer each, and a graph role of
+    // threshold 2 is met. Either key alone may then build on the document.
+    ok(&[
+        "document",
+        "keygen",
+        "--output",
+        &dir.path().join("k2").display().to_string(),
+    ]);
+    let second = dir.path().join("k2.key").display().to_string();
+    let both = Publish::signed(&location, &key)
+        .cache(&cache)
+        .args(["--sign-key", &second])
+        .run();
+    assert!(
+        both.stdout.contains("published signed (2 keys)"),
+        "{}",
+        both.stdout
+    );
+    let fetched = cairn_oci::document::fetch(&store, "cairn-graph-stable")
+        .await
+        .expect("fetch");
+    assert_eq!(fetched.signatures.len(), 2, "one signature layer per key");
+    let keys = cairn_oci::signing::VerifyingKey::from_files([
+        public.clone(),
+        dir.path().join("k2.pub").display().to_string(),
+    ])
+    .expect("keys");
+    let role = cairn_oci::trust::RoleKeys::new(cairn_oci::trust::Role::Graph, 0, &keys, 2);
+    fetched
+        .verify(
+            "layout",
+            &cairn_oci::document::TrustPolicy {
+                signers: Some(&role),
+                allow_unsigned: false,
+                now: fetched.document.issued,
+                last_seen: None,
+                stream: Some("stable"),
+            },
+        )
+        .expect("two keys signed");
+    Publish::signed(&location, &second).cache(&cache).run();
 }
 
 /// What `graph next` answers for the first host of every rollout on 44.1.
