@@ -297,6 +297,7 @@ pub fn assemble(
         base: previous.and_then(|p| p.base.clone()),
         // Carried forward on every publish until turned off.
         halts: previous.and_then(|p| p.halts.clone()),
+        root_version: 0,
     };
     if let Some(base) = options.base {
         let inheritance = crate::derive::inherit(&mut document, base.graph, base.expanded);

@@ -57,6 +57,15 @@ pub struct GraphDocument {
     /// document, and the halts the release team cleared.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub halts: Option<HaltSettings>,
+    /// The trust root version the publisher signed under (docs/key-rotation.md):
+    /// a reader holding an older root walks the root chain before checking
+    /// the signatures. Absent (0): signed with configured keys, no trust root.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub root_version: u64,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 /// Halts for a stream, as the release team's document states them.
@@ -219,6 +228,7 @@ impl Default for GraphDocument {
             releases: Vec::new(),
             base: None,
             halts: None,
+            root_version: 0,
         }
     }
 }

@@ -577,6 +577,7 @@ pub fn to_document(
             releases,
             base: None,
             halts: None,
+            root_version: 0,
         },
         warnings,
     })

@@ -276,7 +276,7 @@ impl FetchedDocument {
                 return Err(DocumentStoreError::BadSignature {
                     source_name: source_name.to_string(),
                     shortfalls: vec![shortfall],
-                    signed_under: 0,
+                    signed_under: self.document.root_version,
                 });
             }
         }
@@ -490,26 +490,43 @@ pub(crate) async fn fetch_raw_location(
     }
 }
 
-/// Plain bytes with an optional detached `cosign sign-blob` signature.
+/// Plain bytes with an optional detached signature file: one base64
+/// signature per line (a single line is exactly `cosign sign-blob` output),
+/// blank lines ignored, at most as many as a signature manifest's layers.
 fn raw_from_bytes(bytes: Bytes, signature: Option<String>, source_name: &str) -> RawArtifact {
-    let signatures = signature
-        .map(|signature| Signed {
-            message: bytes.clone(),
-            signature: signature.trim().to_string(),
-        })
-        .into_iter()
+    let text = signature.unwrap_or_default();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
         .collect();
+    let mut unusable_signatures = Vec::new();
+    let signatures = if lines.len() > MAX_SIGNATURE_LAYERS {
+        unusable_signatures.push(format!(
+            "{source_name}.sig: {} lines; at most {MAX_SIGNATURE_LAYERS} signatures are read",
+            lines.len()
+        ));
+        Vec::new()
+    } else {
+        lines
+            .into_iter()
+            .map(|line| Signed {
+                message: bytes.clone(),
+                signature: line.to_string(),
+            })
+            .collect()
+    };
     RawArtifact {
         source_name: source_name.to_string(),
         bytes,
         manifest_digest: None,
         signatures,
-        unusable_signatures: Vec::new(),
+        unusable_signatures,
     }
 }
 
-/// A document from plain bytes (a file or URL) with an optional detached
-/// `cosign sign-blob` signature.
+/// A document from plain bytes (a file or URL) with the optional text of its
+/// detached signature file (one base64 signature per line).
 pub fn from_bytes(
     bytes: Bytes,
     signature: Option<String>,
@@ -673,8 +690,12 @@ pub struct PublishOptions<'a> {
     pub tag: &'a str,
     /// The repository named in the signature payload.
     pub identity: &'a str,
-    /// Sign with this key.
-    pub key: Option<&'a SigningKey>,
+    /// Sign with each of these keys (none: unsigned). All signatures go in
+    /// one cosign signature manifest, a layer each.
+    pub keys: &'a [SigningKey],
+    /// The trust root version the keys sign under, written into the
+    /// document (0: no trust root, only configured keys).
+    pub root_version: u64,
     /// Wait after tagging before the final check (see [`publish`]).
     pub settle: std::time::Duration,
     /// What the tag held when the caller read the document it built on
@@ -724,6 +745,7 @@ pub async fn publish(
         None => None,
     };
     document.sequence = next_sequence(previous_sequence, document.issued);
+    document.root_version = options.root_version;
     document
         .validate()
         .map_err(|errors| DocumentStoreError::Document {
@@ -758,8 +780,8 @@ pub(crate) async fn push_signed_and_tag(
     let manifest_digest = store
         .put_manifest(manifest.clone(), OCI_MANIFEST, None)
         .await?;
-    if let Some(key) = options.key {
-        sign_manifest(store, options.identity, &manifest_digest, key).await?;
+    if !options.keys.is_empty() {
+        sign_manifest(store, options.identity, &manifest_digest, options.keys).await?;
     }
     let current = store.resolve(tag).await?.map(|head| head.digest);
     if current != before {
@@ -871,18 +893,20 @@ pub(crate) fn artifact_manifest_json(
     Ok(Bytes::from(manifest::to_json(&built, WHAT)?))
 }
 
-/// Store a cosign signature of `manifest_digest` under its `.sig` tag.
+/// Store cosign signatures of `manifest_digest` by each of `keys` under its
+/// `.sig` tag: one manifest, one layer per key, every layer the same
+/// simple-signing payload (how cosign stores several signatures).
 pub(crate) async fn sign_manifest(
     store: &Store,
     identity: &str,
     manifest_digest: &str,
-    key: &SigningKey,
+    keys: &[SigningKey],
 ) -> Result<()> {
     let payload = Bytes::from(simple_signing_payload(identity, manifest_digest));
-    let signature = key.sign(&payload);
+    let signatures: Vec<String> = keys.iter().map(|key| key.sign(&payload)).collect();
     let payload_size = payload.len();
     let payload_digest = store.put_blob(payload).await?;
-    let config = signature_config_json(&payload_digest)?;
+    let config = signature_config_json(&payload_digest, signatures.len())?;
     let config_size = config.len();
     let config_digest = store.put_blob(config).await?;
     let signature_manifest = signature_manifest_json(
@@ -890,7 +914,7 @@ pub(crate) async fn sign_manifest(
         config_size,
         &payload_digest,
         payload_size,
-        signature,
+        signatures,
     )?;
     store
         .put_manifest(
@@ -902,13 +926,13 @@ pub(crate) async fn sign_manifest(
     Ok(())
 }
 
-/// The image config cosign writes next to a signature: no platform, and the
-/// payload as its only layer.
-fn signature_config_json(payload_digest: &str) -> crate::error::Result<Bytes> {
+/// The image config cosign writes next to signatures: no platform, and the
+/// payload once per signature layer.
+fn signature_config_json(payload_digest: &str, layers: usize) -> crate::error::Result<Bytes> {
     const WHAT: &str = "signature config";
     let rootfs = RootFsBuilder::default()
         .typ("layers")
-        .diff_ids(vec![payload_digest.to_string()])
+        .diff_ids(vec![payload_digest.to_string(); layers])
         .build()
         .map_err(|e| OciError::invalid(WHAT, e))?;
     let config = ImageConfigurationBuilder::default()
@@ -925,26 +949,32 @@ fn signature_config_json(payload_digest: &str) -> crate::error::Result<Bytes> {
     Ok(Bytes::from(manifest::to_json(&config, WHAT)?))
 }
 
-/// A signature manifest in cosign's format: one simple-signing layer (the
-/// payload), its signature in an annotation.
+/// A signature manifest in cosign's format: a simple-signing layer (the
+/// payload) per signature, the signature in the layer's annotation.
 fn signature_manifest_json(
     config_digest: &str,
     config_size: usize,
     payload_digest: &str,
     payload_size: usize,
-    signature: String,
+    signatures: Vec<String>,
 ) -> crate::error::Result<Bytes> {
     const WHAT: &str = "signature manifest";
-    let layer = DescriptorBuilder::default()
-        .media_type(MediaType::from(SIMPLE_SIGNING))
-        .digest(manifest::digest(payload_digest)?)
-        .size(payload_size as u64)
-        .annotations(HashMap::from([(
-            SIGNATURE_ANNOTATION.to_string(),
-            signature,
-        )]))
-        .build()
-        .map_err(|e| OciError::invalid(WHAT, e))?;
+    let digest = manifest::digest(payload_digest)?;
+    let layers = signatures
+        .into_iter()
+        .map(|signature| {
+            DescriptorBuilder::default()
+                .media_type(MediaType::from(SIMPLE_SIGNING))
+                .digest(digest.clone())
+                .size(payload_size as u64)
+                .annotations(HashMap::from([(
+                    SIGNATURE_ANNOTATION.to_string(),
+                    signature,
+                )]))
+                .build()
+                .map_err(|e| OciError::invalid(WHAT, e))
+        })
+        .collect::<crate::error::Result<Vec<Descriptor>>>()?;
     let built = ImageManifestBuilder::default()
         .schema_version(SCHEMA_VERSION)
         .media_type(MediaType::ImageManifest)
@@ -953,7 +983,7 @@ fn signature_manifest_json(
             config_size as u64,
             manifest::digest(config_digest)?,
         ))
-        .layers(vec![layer])
+        .layers(layers)
         .build()
         .map_err(|e| OciError::invalid(WHAT, e))?;
     Ok(Bytes::from(manifest::to_json(&built, WHAT)?))
@@ -1028,7 +1058,7 @@ mod tests {
         );
 
         let payload_digest = sha256_digest(b"payload");
-        let config = signature_config_json(&payload_digest).expect("config");
+        let config = signature_config_json(&payload_digest, 1).expect("config");
         let before = serde_json::json!({
             "architecture": "",
             "os": "",
@@ -1045,7 +1075,7 @@ mod tests {
             config.len(),
             &payload_digest,
             7,
-            "c2lnbmF0dXJl".to_string(),
+            vec!["c2lnbmF0dXJl".to_string()],
         )
         .expect("signature manifest");
         let before = serde_json::json!({

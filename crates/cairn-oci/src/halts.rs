@@ -501,6 +501,11 @@ async fn publish_next(
             source_name: "halt list to publish".into(),
             error,
         })?;
+        // The list names the root its signers sign under, when one is given.
+        let mut next = next;
+        if options.publish.root_version > 0 {
+            next.root_version = options.publish.root_version;
+        }
         match publish(store, &next, before, &options.publish).await {
             Ok(manifest_digest) => {
                 return Ok(PublishedHaltList {
@@ -541,8 +546,8 @@ pub async fn refresh_above(
     publish_next(store, options, floor, |_, _| Step::Publish(None)).await
 }
 
-/// The signing key's public half, for callers that must also trust the
+/// The signing keys' public halves, for callers that must also trust the
 /// lists they published themselves.
-pub fn own_key(key: Option<&SigningKey>) -> Vec<VerifyingKey> {
-    key.map(SigningKey::verifying_key).into_iter().collect()
+pub fn own_keys(keys: &[SigningKey]) -> Vec<VerifyingKey> {
+    keys.iter().map(SigningKey::verifying_key).collect()
 }

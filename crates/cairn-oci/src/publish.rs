@@ -14,7 +14,7 @@ use crate::scan::{self, ScanCache, ScanOptions, ScanReport};
 use crate::signing::{SigningKey, VerifyingKey};
 use crate::sources::{BaseRead, BaseSource, SourceError};
 use crate::store::Store;
-use crate::trust::{Role, RoleKeys};
+use crate::trust::Role;
 use cairn_graph::assemble::{AssembleError, AssembleOptions, Assembled, BaseInput, Candidate};
 use cairn_graph::derive::BaseGraph;
 use cairn_graph::document::{ClearedHalt, HaltSettings};
@@ -535,9 +535,12 @@ pub struct Publication<'a> {
     pub options: Options<'a>,
     /// The document's tag.
     pub tag: &'a str,
-    /// Sign with this key.
-    pub key: Option<&'a SigningKey>,
-    /// Build on a published document this key does not verify.
+    /// Sign with each of these keys (none: unsigned).
+    pub keys: &'a [SigningKey],
+    /// The trust root version the keys sign under, written into the
+    /// document's `root_version` (0: no trust root).
+    pub root_version: u64,
+    /// Build on a published document none of these keys verifies.
     pub accept_unverified_previous: bool,
     /// Only work out what would change.
     pub dry_run: bool,
@@ -743,7 +746,7 @@ async fn settle_halts(
         location: location.clone(),
         source,
     };
-    let graph_keys = crate::halts::own_key(publication.key);
+    let graph_keys = crate::halts::own_keys(publication.keys);
     // The floor the list must reach: what the previous document paired with
     // the list at this location. A new location starts from nothing.
     let floor = held
@@ -763,18 +766,21 @@ async fn settle_halts(
             }
             None if publication.dry_run => None,
             None => {
-                let key = publication.key.ok_or_else(|| PublishError::HaltLocation {
-                    location: location.clone(),
-                    message: "no halt list there yet, and a first one must be signed: \
+                if publication.keys.is_empty() {
+                    return Err(PublishError::HaltLocation {
+                        location: location.clone(),
+                        message: "no halt list there yet, and a first one must be signed: \
                               publish with --sign-key"
-                        .into(),
-                })?;
+                            .into(),
+                    });
+                }
                 let identity = store_identity(&store, &document.repository);
                 let update = UpdateOptions {
                     publish: doc::PublishOptions {
                         tag: &tag,
                         identity: &identity,
-                        key: Some(key),
+                        keys: publication.keys,
+                        root_version: publication.root_version,
                         settle: Duration::from_millis(500),
                         expected: Some(None),
                     },
@@ -871,10 +877,11 @@ fn check_previous(
     publication: &Publication<'_>,
     observer: &dyn Observer,
 ) -> Result<(), PublishError> {
-    let Some(key) = publication.key else {
+    let Some(signers) =
+        doc::configured_role(Role::Graph, &crate::halts::own_keys(publication.keys))
+    else {
         return Ok(());
     };
-    let signers = RoleKeys::any_of(Role::Graph, &[key.verifying_key()]);
     let policy = doc::TrustPolicy {
         signers: Some(&signers),
         allow_unsigned: false,
@@ -933,7 +940,8 @@ async fn push(
     let options = doc::PublishOptions {
         tag: publication.tag,
         identity: &identity,
-        key: publication.key,
+        keys: publication.keys,
+        root_version: publication.root_version,
         settle: Duration::from_millis(500),
         expected,
     };
@@ -964,6 +972,7 @@ mod tests {
             releases: Vec::new(),
             base: None,
             halts: None,
+            root_version: 0,
         };
         let text =
             document
@@ -976,7 +985,8 @@ mod tests {
         let push = doc::PublishOptions {
             tag: &tag,
             identity: "example.org/acme/os",
-            key: None,
+            keys: &[],
+            root_version: 0,
             settle: Duration::ZERO,
             expected: None,
         };
@@ -998,7 +1008,8 @@ mod tests {
                 layout_repository: "example.org/acme/os",
             },
             tag: &tag,
-            key: None,
+            keys: &[],
+            root_version: 0,
             accept_unverified_previous: false,
             dry_run: false,
             refresh: false,

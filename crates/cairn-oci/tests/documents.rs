@@ -50,7 +50,8 @@ fn options<'a>(identity: &'a str, key: Option<&'a SigningKey>) -> document::Publ
     document::PublishOptions {
         tag: TAG,
         identity,
-        key,
+        keys: key.map_or(&[], std::slice::from_ref),
+        root_version: 0,
         settle: SETTLE,
         expected: None,
     }
@@ -410,7 +411,8 @@ mod halt_lists {
             publish: document::PublishOptions {
                 tag: HALT_TAG,
                 identity,
-                key: Some(key),
+                keys: std::slice::from_ref(key),
+                root_version: 0,
                 settle: SETTLE,
                 expected: None,
             },
@@ -528,7 +530,8 @@ mod halt_lists {
                 &document::PublishOptions {
                     tag: HALT_TAG,
                     identity: &identity,
-                    key: Some(key),
+                    keys: std::slice::from_ref(key),
+                    root_version: 0,
                     settle: SETTLE,
                     expected: None,
                 },
@@ -756,5 +759,347 @@ mod halt_lists {
         assert!(renewed.list.sequence > expired.sequence);
         assert!(renewed.list.expires > Timestamp::now());
         assert_eq!(renewed.list.entries, halted.list.entries);
+    }
+}
+
+/// Several signatures per document: one cosign layer per key, and a
+/// verifier that counts distinct keys of the role.
+mod several_signatures {
+    use super::*;
+    use cairn_graph::halts::{SignedAs, TrippedBy};
+    use cairn_oci::halts::{self, HaltTrust, UpdateOptions};
+    use cairn_oci::trust::{SignedRoot, TrustedRoot, build_root};
+
+    async fn publish_signed(
+        store: &Store,
+        keys: &[SigningKey],
+        root_version: u64,
+    ) -> document::Published {
+        let options = document::PublishOptions {
+            tag: TAG,
+            identity: &store.describe(),
+            keys,
+            root_version,
+            settle: SETTLE,
+            expected: None,
+        };
+        document::publish(store, example(24), &options)
+            .await
+            .unwrap_or_else(|e| panic!("publishing to {}: {e}", store.describe()))
+    }
+
+    fn role(keys: &[&SigningKey], root_version: u64, threshold: usize) -> RoleKeys {
+        let keys: Vec<VerifyingKey> = keys.iter().map(|k| k.verifying_key()).collect();
+        RoleKeys::new(Role::Graph, root_version, &keys, threshold)
+    }
+
+    #[tokio::test]
+    async fn a_threshold_counts_distinct_keys_of_the_graph_role() {
+        let registry = TestRegistry::start(Auth::None).await;
+        let first = SigningKey::generate();
+        let second = SigningKey::generate();
+        let outsider = SigningKey::generate();
+        let both = role(&[&first, &second], 1, 2);
+
+        // Two keys of the role: threshold 2 met, and the document says
+        // which root it was signed under.
+        let store = registry.store("acme/two-keys");
+        let published = publish_signed(&store, &[first.clone(), second.clone()], 1).await;
+        assert_eq!(published.document.root_version, 1);
+        let fetched = document::fetch(&store, TAG).await.expect("fetch");
+        assert_eq!(fetched.signatures.len(), 2, "one signature per key");
+        assert_eq!(fetched.document.root_version, 1);
+        let signers = Some(both.clone());
+        fetched
+            .verify("two keys", &policy(&signers, None))
+            .expect("two distinct keys of the role signed");
+
+        // The same key twice: two layers, one key.
+        let store = registry.store("acme/one-key-twice");
+        publish_signed(&store, &[first.clone(), first.clone()], 1).await;
+        let fetched = document::fetch(&store, TAG).await.expect("fetch");
+        assert_eq!(fetched.signatures.len(), 2, "both layers are read");
+        let err = fetched
+            .verify("same key twice", &policy(&signers, None))
+            .expect_err("one key counts once");
+        assert_eq!(err.kind(), "bad_signature", "{err}");
+        let message = err.to_string();
+        assert!(
+            message.contains("1 of the graph role's keys signed, 2 must (root version 1")
+                && message.contains(first.verifying_key().key_id().short()),
+            "{message}"
+        );
+
+        // A key outside the role does not count.
+        let store = registry.store("acme/outsider");
+        publish_signed(&store, &[first.clone(), outsider.clone()], 1).await;
+        let fetched = document::fetch(&store, TAG).await.expect("fetch");
+        let err = fetched
+            .verify("outsider", &policy(&signers, None))
+            .expect_err("the outsider does not count");
+        let message = err.to_string();
+        assert!(
+            message.contains("1 of the graph role's keys signed, 2 must")
+                && !message.contains(outsider.verifying_key().key_id().short()),
+            "{message}"
+        );
+
+        // Signed under a root this reader has not reached: the refusal
+        // says which root it needs.
+        let store = registry.store("acme/newer-root");
+        publish_signed(&store, std::slice::from_ref(&outsider), 3).await;
+        let fetched = document::fetch(&store, TAG).await.expect("fetch");
+        let err = fetched
+            .verify("newer root", &policy(&signers, None))
+            .expect_err("no key of root 1 signed");
+        let message = err.to_string();
+        assert!(
+            message.contains("no signature verifies")
+                && message.contains("signed under root version 3")
+                && message.contains("cairn-root-2"),
+            "{message}"
+        );
+    }
+
+    /// What `cosign verify` checks, written here without Cairn's reader or
+    /// verifier: the signature manifest under `sha256-<hex>.sig`, a
+    /// simple-signing layer per key naming the document's manifest digest,
+    /// and an ECDSA P-256 signature over each payload's exact bytes.
+    #[tokio::test]
+    async fn signatures_verify_with_an_independent_cosign_format_check() {
+        use base64::Engine;
+        use p256::ecdsa::signature::Verifier;
+        use p256::pkcs8::DecodePublicKey;
+        use sha2::Digest;
+
+        let registry = TestRegistry::start(Auth::None).await;
+        let store = registry.store("acme/cosign");
+        let keys = [SigningKey::generate(), SigningKey::generate()];
+        let published = publish_signed(&store, &keys, 0).await;
+
+        let http = reqwest::Client::new();
+        let base = format!("http://{}/v2/acme/cosign", registry.host);
+        let get = |url: String, accept: &'static str| {
+            let http = http.clone();
+            async move {
+                let response = http
+                    .get(&url)
+                    .header("Accept", accept)
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+                assert!(
+                    response.status().is_success(),
+                    "GET {url}: {}",
+                    response.status()
+                );
+                response.bytes().await.expect("body").to_vec()
+            }
+        };
+        const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+        // The tag holds the manifest the signatures must name.
+        let manifest = get(format!("{base}/manifests/{TAG}"), OCI_MANIFEST).await;
+        let manifest_digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&manifest)));
+        assert_eq!(manifest_digest, published.manifest_digest);
+
+        let signature_tag = format!("{}.sig", manifest_digest.replacen(':', "-", 1));
+        let signature_manifest: serde_json::Value = serde_json::from_slice(
+            &get(format!("{base}/manifests/{signature_tag}"), OCI_MANIFEST).await,
+        )
+        .expect("signature manifest is JSON");
+        let layers = signature_manifest["layers"]
+            .as_array()
+            .expect("layers")
+            .clone();
+        assert_eq!(layers.len(), 2, "one layer per key: {signature_manifest}");
+        let config: serde_json::Value = serde_json::from_slice(
+            &get(
+                format!(
+                    "{base}/blobs/{}",
+                    signature_manifest["config"]["digest"]
+                        .as_str()
+                        .expect("config digest")
+                ),
+                "*/*",
+            )
+            .await,
+        )
+        .expect("config is JSON");
+        assert_eq!(
+            config["rootfs"]["diff_ids"].as_array().map(Vec::len),
+            Some(2),
+            "{config}"
+        );
+
+        let publics: Vec<p256::ecdsa::VerifyingKey> = keys
+            .iter()
+            .map(|key| {
+                let pem = key.verifying_key().to_pem().expect("pem");
+                p256::ecdsa::VerifyingKey::from_public_key_pem(&pem).expect("a P-256 key")
+            })
+            .collect();
+        let mut verified_by = vec![0; publics.len()];
+        for layer in &layers {
+            assert_eq!(
+                layer["mediaType"], "application/vnd.dev.cosign.simplesigning.v1+json",
+                "{layer}"
+            );
+            let digest = layer["digest"].as_str().expect("layer digest");
+            let payload = get(format!("{base}/blobs/{digest}"), "*/*").await;
+            assert_eq!(
+                format!("sha256:{}", hex::encode(sha2::Sha256::digest(&payload))),
+                digest
+            );
+            let simple: serde_json::Value =
+                serde_json::from_slice(&payload).expect("payload is JSON");
+            assert_eq!(
+                simple["critical"]["type"], "cosign container image signature",
+                "{simple}"
+            );
+            assert_eq!(
+                simple["critical"]["image"]["docker-manifest-digest"], manifest_digest,
+                "{simple}"
+            );
+            assert_eq!(
+                simple["critical"]["identity"]["docker-reference"],
+                format!("{}/acme/cosign", registry.host),
+                "{simple}"
+            );
+            let encoded = layer["annotations"]["dev.cosignproject.cosign/signature"]
+                .as_str()
+                .expect("signature annotation");
+            let der = base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .expect("base64");
+            let signature = p256::ecdsa::Signature::from_der(&der).expect("DER ECDSA signature");
+            for (index, public) in publics.iter().enumerate() {
+                if public.verify(&payload, &signature).is_ok() {
+                    verified_by[index] += 1;
+                }
+            }
+        }
+        assert_eq!(verified_by, vec![1, 1], "each key signed exactly one layer");
+    }
+
+    /// A root whose graph role is one key and whose halt role is another.
+    fn root(graph: &SigningKey, halt: &SigningKey) -> TrustedRoot {
+        let root_keys = [SigningKey::generate(), SigningKey::generate()];
+        let root_public: Vec<VerifyingKey> = root_keys.iter().map(|k| k.verifying_key()).collect();
+        let content = build_root(
+            1,
+            Timestamp::now() + SignedDuration::from_hours(24 * 365),
+            [
+                (&root_public, 2),
+                (&[graph.verifying_key()], 1),
+                (&[halt.verifying_key()], 1),
+            ],
+        )
+        .expect("root");
+        TrustedRoot::pin(SignedRoot::sign(&content, &root_keys).expect("signed")).expect("pinned")
+    }
+
+    #[tokio::test]
+    async fn a_halt_key_signs_add_only_halt_lists_and_no_document() {
+        let registry = TestRegistry::start(Auth::None).await;
+        let graph = SigningKey::generate();
+        let halt = SigningKey::generate();
+        let root = root(&graph, &halt);
+        let graph_role = root.role(Role::Graph);
+        let halt_role = root.role(Role::Halt);
+
+        let store = registry.store("acme/halt-role");
+        let identity = store.describe();
+        let halt_keys = [halt.clone()];
+        let trusted = [halt.verifying_key()];
+        let options = UpdateOptions {
+            publish: document::PublishOptions {
+                tag: "cairn-halts-stable",
+                identity: &identity,
+                keys: &halt_keys,
+                root_version: 1,
+                settle: SETTLE,
+                expected: None,
+            },
+            trust_keys: &trusted,
+            stream: "stable",
+            lifetime: halts::DEFAULT_LIFETIME,
+            cleared: &[],
+        };
+        let added = halts::add(
+            &store,
+            &options,
+            "1.2",
+            vec![format!("sha256:{}", "1".repeat(64))],
+            "boots failed",
+            TrippedBy::Person { who: "ops".into() },
+        )
+        .await
+        .expect("a halt key adds");
+        assert_eq!(added.list.root_version, 1);
+        let fetched = halts::fetch(&store, "cairn-halts-stable")
+            .await
+            .expect("fetch");
+        let trust = HaltTrust {
+            graph: Some(&graph_role),
+            halt: Some(&halt_role),
+            stream: "stable",
+            newest_held: None,
+            min_sequence: 0,
+            now: Timestamp::now(),
+        };
+        assert_eq!(
+            fetched.verify(&trust).expect("accepted"),
+            SignedAs::HaltOnly,
+            "a halt key's list may only add"
+        );
+
+        // A document signed only by the halt key is refused.
+        let store = registry.store("acme/halt-signed-document");
+        publish_signed(&store, &halt_keys, 1).await;
+        let fetched = document::fetch(&store, TAG).await.expect("fetch");
+        let signers = Some(graph_role.clone());
+        let err = fetched
+            .verify("halt-signed", &policy(&signers, None))
+            .expect_err("a halt key does not sign documents");
+        assert_eq!(err.kind(), "bad_signature", "{err}");
+        assert!(
+            err.to_string()
+                .contains("0 of the graph role's keys signed, 1 must (root version 1)"),
+            "{err}"
+        );
+        // The graph key's document is accepted under the same root.
+        let store = registry.store("acme/graph-signed-document");
+        publish_signed(&store, std::slice::from_ref(&graph), 1).await;
+        document::fetch(&store, TAG)
+            .await
+            .expect("fetch")
+            .verify("graph-signed", &policy(&signers, None))
+            .expect("the graph key signs documents");
+    }
+
+    /// A `.sig` file holds one signature per line; blank lines are skipped.
+    #[test]
+    fn a_signature_file_with_two_lines_meets_threshold_two() {
+        let first = SigningKey::generate();
+        let second = SigningKey::generate();
+        let bytes = bytes::Bytes::from(example(24).to_json_pretty());
+        let lines = format!("{}\n\n{}\n", first.sign(&bytes), second.sign(&bytes));
+        let fetched = document::from_bytes(bytes.clone(), Some(lines), "doc.json").expect("parses");
+        assert_eq!(fetched.signatures.len(), 2);
+        let signers = Some(role(&[&first, &second], 0, 2));
+        fetched
+            .verify("doc.json", &policy(&signers, None))
+            .expect("two keys, two lines");
+        let one_line = format!("{}\n", first.sign(&bytes));
+        let err = document::from_bytes(bytes, Some(one_line), "doc.json")
+            .expect("parses")
+            .verify("doc.json", &policy(&signers, None))
+            .expect_err("one line is one key");
+        assert!(
+            err.to_string()
+                .contains("1 of the graph role's keys signed, 2 must"),
+            "{err}"
+        );
     }
 }

@@ -272,7 +272,8 @@ async fn an_outage_mid_scan_is_a_clear_error_and_publishes_nothing() {
     let options = document::PublishOptions {
         tag: "cairn-graph-stable",
         identity: "acme/os",
-        key: Some(&key),
+        keys: std::slice::from_ref(&key),
+        root_version: 0,
         settle: std::time::Duration::ZERO,
         expected: None,
     };

@@ -249,7 +249,8 @@ async fn registry_document_faults_keep_the_last_good_graph() {
             let options = cairn_oci::document::PublishOptions {
                 tag: "cairn-graph-stable",
                 identity: "acme/os",
-                key: Some(&key),
+                keys: std::slice::from_ref(&key),
+                root_version: 0,
                 settle: Duration::ZERO,
                 expected: None,
             };

@@ -113,7 +113,8 @@ impl Lists {
             publish: PublishOptions {
                 tag: TAG,
                 identity: &identity,
-                key: Some(&self.key),
+                keys: std::slice::from_ref(&self.key),
+                root_version: 0,
                 settle: Duration::ZERO,
                 expected: None,
             },
@@ -147,7 +148,8 @@ impl Lists {
         let options = PublishOptions {
             tag: TAG,
             identity: &identity,
-            key: Some(&self.key),
+            keys: std::slice::from_ref(&self.key),
+            root_version: 0,
             settle: Duration::ZERO,
             expected: None,
         };
@@ -366,7 +368,8 @@ async fn without_a_verified_unexpired_list_no_edge_is_offered() {
         &PublishOptions {
             tag: TAG,
             identity: &identity,
-            key: Some(&stranger),
+            keys: std::slice::from_ref(&stranger),
+            root_version: 0,
             settle: Duration::ZERO,
             expected: None,
         },
@@ -765,7 +768,8 @@ async fn publish_release_document(
         &PublishOptions {
             tag: "cairn-graph-stable",
             identity: &identity,
-            key: Some(key),
+            keys: std::slice::from_ref(key),
+            root_version: 0,
             settle: Duration::ZERO,
             expected: None,
         },

@@ -916,6 +916,7 @@ mod dashboard {
             expires: Timestamp::from_second(T + 86_400).expect("time"),
             releases,
             halts: Some(halt_settings()),
+            root_version: 0,
             ..GraphDocument::default()
         }
     }

@@ -168,7 +168,8 @@ impl Fleet {
                 publish: PublishOptions {
                     tag: LIST_TAG,
                     identity: &list_repository,
-                    key: Some(&halt_key),
+                    keys: std::slice::from_ref(&halt_key),
+                    root_version: 0,
                     settle: Duration::ZERO,
                     expected: None,
                 },
@@ -186,7 +187,8 @@ impl Fleet {
             &PublishOptions {
                 tag: GRAPH_TAG,
                 identity: &repository,
-                key: Some(&graph_key),
+                keys: std::slice::from_ref(&graph_key),
+                root_version: 0,
                 settle: Duration::ZERO,
                 expected: None,
             },

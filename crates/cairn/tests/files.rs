@@ -172,3 +172,103 @@ async fn documents_are_read_from_urls_with_their_signature() {
     .expect("join");
     assert!(String::from_utf8_lossy(&refused.stderr).contains("only https"));
 }
+
+/// `document sign` with two `--sign-key`s writes a line per key, and the
+/// file meets a graph role of threshold 2 only with both lines.
+#[test]
+fn two_sign_keys_write_two_lines_that_meet_threshold_two() {
+    use cairn_oci::trust::{Role, RoleKeys};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let doc = example_document(dir.path());
+    let mut publics = Vec::new();
+    let mut private = Vec::new();
+    for name in ["first", "second"] {
+        let prefix = dir.path().join(name).display().to_string();
+        let made = cairn(&["document", "keygen", "--output", &prefix]);
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        private.push(format!("{prefix}.key"));
+        publics.push(std::path::PathBuf::from(format!("{prefix}.pub")));
+    }
+    let signed = cairn(&[
+        "document",
+        "sign",
+        &doc,
+        "--sign-key",
+        &private[0],
+        "--sign-key",
+        &private[1],
+    ]);
+    assert!(
+        signed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&signed.stderr)
+    );
+    let lines = std::fs::read_to_string(format!("{doc}.sig")).expect("signature file");
+    assert_eq!(lines.lines().count(), 2, "{lines}");
+
+    // The same key twice is refused rather than written as a second line.
+    let twice = cairn(&[
+        "document",
+        "sign",
+        &doc,
+        "--sign-key",
+        &private[0],
+        "--sign-key",
+        &private[0],
+    ]);
+    assert!(!twice.status.success());
+    assert!(
+        String::from_utf8_lossy(&twice.stderr).contains("the same key is given twice"),
+        "{}",
+        String::from_utf8_lossy(&twice.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(format!("{doc}.sig")).expect("signature file"),
+        lines,
+        "the file is left as it was"
+    );
+
+    let keys = cairn_oci::signing::VerifyingKey::from_files(&publics).expect("keys");
+    let role = RoleKeys::new(Role::Graph, 0, &keys, 2);
+    let bytes = bytes::Bytes::from(std::fs::read(&doc).expect("document"));
+    let policy = cairn_oci::document::TrustPolicy {
+        signers: Some(&role),
+        allow_unsigned: false,
+        now: "2025-11-11T00:00:00Z".parse().expect("time"),
+        last_seen: None,
+        stream: None,
+    };
+    cairn_oci::document::from_bytes(bytes.clone(), Some(lines.clone()), &doc)
+        .expect("parses")
+        .verify(&doc, &policy)
+        .expect("both keys signed");
+    let first_line = lines.lines().next().map(str::to_string);
+    let err = cairn_oci::document::from_bytes(bytes, first_line, &doc)
+        .expect("parses")
+        .verify(&doc, &policy)
+        .expect_err("one line is one key");
+    assert!(
+        err.to_string()
+            .contains("1 of the graph role's keys signed, 2 must"),
+        "{err}"
+    );
+    // The CLI trusts either key given with --key.
+    let ok = cairn(&[
+        "document",
+        "verify",
+        &doc,
+        "--key",
+        &publics[1].display().to_string(),
+        "--now",
+        "2025-11-11T00:00:00Z",
+    ]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+}

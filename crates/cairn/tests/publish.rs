@@ -380,6 +380,48 @@ async fn publishing_into_an_oci_layout() {
         String::from_utf8_lossy(&refused.stderr).contains("refusing to build on and re-sign it")
     );
     publish.arg("--accept-unverified-previous").run();
+
+    // Two --sign-keys: one signature layer each, and a graph role of
+    // threshold 2 is met. Either key alone may then build on the document.
+    ok(&[
+        "document",
+        "keygen",
+        "--output",
+        &dir.path().join("k2").display().to_string(),
+    ]);
+    let second = dir.path().join("k2.key").display().to_string();
+    let both = Publish::signed(&location, &key)
+        .cache(&cache)
+        .args(["--sign-key", &second])
+        .run();
+    assert!(
+        both.stdout.contains("published signed (2 keys)"),
+        "{}",
+        both.stdout
+    );
+    let fetched = cairn_oci::document::fetch(&store, "cairn-graph-stable")
+        .await
+        .expect("fetch");
+    assert_eq!(fetched.signatures.len(), 2, "one signature layer per key");
+    let keys = cairn_oci::signing::VerifyingKey::from_files([
+        public.clone(),
+        dir.path().join("k2.pub").display().to_string(),
+    ])
+    .expect("keys");
+    let role = cairn_oci::trust::RoleKeys::new(cairn_oci::trust::Role::Graph, 0, &keys, 2);
+    fetched
+        .verify(
+            "layout",
+            &cairn_oci::document::TrustPolicy {
+                signers: Some(&role),
+                allow_unsigned: false,
+                now: fetched.document.issued,
+                last_seen: None,
+                stream: Some("stable"),
+            },
+        )
+        .expect("two keys signed");
+    Publish::signed(&location, &second).cache(&cache).run();
 }
 
 /// What `graph next` answers for the first host of every rollout on 44.1.
@@ -649,7 +691,8 @@ async fn a_halt_survives_publishes_and_is_cleared_only_through_the_policy() {
         &cairn_oci::document::PublishOptions {
             tag: "cairn-halts-stable",
             identity: &dropped_identity,
-            key: Some(&halt_key),
+            keys: std::slice::from_ref(&halt_key),
+            root_version: 0,
             settle: std::time::Duration::ZERO,
             expected: None,
         },
@@ -677,7 +720,8 @@ async fn a_halt_survives_publishes_and_is_cleared_only_through_the_policy() {
     let options = cairn_oci::document::PublishOptions {
         tag: "cairn-halts-stable",
         identity: &identity,
-        key: Some(&team_key),
+        keys: std::slice::from_ref(&team_key),
+        root_version: 0,
         settle: std::time::Duration::ZERO,
         expected: None,
     };
@@ -863,7 +907,8 @@ async fn a_deleted_or_replayed_halt_list_is_refused_and_an_expired_one_renewed()
         &cairn_oci::document::PublishOptions {
             tag,
             identity: &identity,
-            key: Some(&team_key),
+            keys: std::slice::from_ref(&team_key),
+            root_version: 0,
             settle: std::time::Duration::ZERO,
             expected: None,
         },

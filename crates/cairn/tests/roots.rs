@@ -541,7 +541,8 @@ async fn publish_signed(store: &Store, key: &SigningKey) {
     let options = cairn_oci::document::PublishOptions {
         tag: "cairn-graph-stable",
         identity: &identity,
-        key: Some(key),
+        keys: std::slice::from_ref(key),
+        root_version: 0,
         settle: std::time::Duration::from_millis(50),
         expected: None,
     };

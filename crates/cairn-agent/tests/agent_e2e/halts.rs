@@ -66,7 +66,8 @@ impl Halting {
         let options = PublishOptions {
             tag: "cairn-graph-stable",
             identity: &self.fleet.repo,
-            key: Some(&self.graph_key),
+            keys: std::slice::from_ref(&self.graph_key),
+            root_version: 0,
             settle: Duration::ZERO,
             expected: None,
         };
@@ -87,7 +88,8 @@ impl Halting {
             publish: PublishOptions {
                 tag: LIST_TAG,
                 identity: &repository,
-                key: Some(&self.halt_key),
+                keys: std::slice::from_ref(&self.halt_key),
+                root_version: 0,
                 settle: Duration::ZERO,
                 expected: None,
             },
@@ -122,7 +124,8 @@ impl Halting {
         let options = PublishOptions {
             tag: LIST_TAG,
             identity: &repository,
-            key: Some(key),
+            keys: std::slice::from_ref(key),
+            root_version: 0,
             settle: Duration::ZERO,
             expected: None,
         };

@@ -89,7 +89,8 @@ async fn fleet() -> Fleet {
     let options = cairn_oci::document::PublishOptions {
         tag: "cairn-graph-stable",
         identity: &repo,
-        key: Some(&key),
+        keys: std::slice::from_ref(&key),
+        root_version: 0,
         settle: Duration::ZERO,
         expected: None,
     };

@@ -515,7 +515,8 @@ fn update_options<'a>(guard: &'a Guard, target: &'a Target, stream: &'a str) -> 
         publish: PublishOptions {
             tag: &target.tag,
             identity: &target.identity,
-            key: Some(&guard.config.halt_key),
+            keys: std::slice::from_ref(&guard.config.halt_key),
+            root_version: 0,
             settle: Duration::from_millis(200),
             expected: None,
         },

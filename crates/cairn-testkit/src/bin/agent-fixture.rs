@@ -101,7 +101,8 @@ fn publish_options<'a>(
     cairn_oci::document::PublishOptions {
         tag,
         identity,
-        key: Some(key),
+        keys: std::slice::from_ref(key),
+        root_version: 0,
         settle: std::time::Duration::ZERO,
         expected: None,
     }

@@ -322,6 +322,28 @@ pub fn parallel_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
+/// Read private signing keys from PEM files (`--sign-key`, repeatable).
+/// The same key given twice would add a signature that counts once, so it
+/// is refused as the mistake it most likely is.
+pub fn signing_keys(paths: &[PathBuf]) -> anyhow::Result<Vec<cairn_oci::signing::SigningKey>> {
+    let mut keys: Vec<cairn_oci::signing::SigningKey> = Vec::new();
+    for path in paths {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let key = cairn_oci::signing::SigningKey::from_pem(&text, &path.display().to_string())?;
+        let id = key.verifying_key().key_id();
+        if keys.iter().any(|k| k.verifying_key().key_id() == id) {
+            anyhow::bail!(
+                "{}: the same key is given twice with --sign-key (key id {}); a key's signatures count once",
+                path.display(),
+                id.short()
+            );
+        }
+        keys.push(key);
+    }
+    Ok(keys)
+}
+
 /// Read public keys from PEM files.
 pub fn verifying_keys(paths: &[PathBuf]) -> anyhow::Result<Vec<cairn_oci::signing::VerifyingKey>> {
     Ok(cairn_oci::signing::VerifyingKey::from_files(paths)?)

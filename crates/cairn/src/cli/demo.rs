@@ -130,7 +130,8 @@ async fn demo(dir: &Path, nodes: usize) -> anyhow::Result<()> {
         &cairn_oci::document::PublishOptions {
             tag: &tag,
             identity: &repository,
-            key: Some(&key),
+            keys: std::slice::from_ref(&key),
+            root_version: 0,
             settle: std::time::Duration::ZERO,
             expected: Some(None),
         },

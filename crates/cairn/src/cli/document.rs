@@ -15,7 +15,8 @@ pub enum DocumentCommand {
     /// Make an ECDSA P-256 key pair (PKCS#8 and SPKI PEM, as cosign reads them).
     #[cfg(feature = "publish")]
     Keygen(KeygenArgs),
-    /// Sign a document file: writes `<file>.sig`, as `cosign sign-blob` does.
+    /// Sign a document file: writes `<file>.sig`, one base64 signature per
+    /// key and line (one key: exactly what `cosign sign-blob` writes).
     #[cfg(feature = "publish")]
     Sign(SignArgs),
 }
@@ -26,9 +27,14 @@ pub enum DocumentCommand {
 pub struct SignArgs {
     /// The document file.
     file: PathBuf,
-    /// The private key (PEM).
-    #[arg(long = "key", value_name = "PEM")]
-    key: PathBuf,
+    /// The private key (PEM; repeatable: one signature line per key).
+    #[arg(
+        long = "sign-key",
+        visible_alias = "key",
+        value_name = "PEM",
+        required = true
+    )]
+    keys: Vec<PathBuf>,
 }
 
 /// Check, in order: the signature, `expires`, and that `sequence` has not
@@ -89,11 +95,13 @@ fn sign(args: SignArgs) -> anyhow::Result<ExitCode> {
     // Refuse to sign what no reader would accept.
     cairn_graph::GraphDocument::from_json(&bytes)
         .with_context(|| args.file.display().to_string())?;
-    let text = std::fs::read_to_string(&args.key)
-        .with_context(|| format!("reading {}", args.key.display()))?;
-    let key = cairn_oci::signing::SigningKey::from_pem(&text, &args.key.display().to_string())?;
+    let keys = args::signing_keys(&args.keys)?;
+    let lines: String = keys
+        .iter()
+        .map(|key| format!("{}\n", key.sign(&bytes)))
+        .collect();
     let signature_path = PathBuf::from(format!("{}.sig", args.file.display()));
-    std::fs::write(&signature_path, format!("{}\n", key.sign(&bytes)))
+    std::fs::write(&signature_path, lines)
         .with_context(|| format!("writing {}", signature_path.display()))?;
     args::emit(&format!("wrote {}\n", signature_path.display()))?;
     Ok(ExitCode::SUCCESS)

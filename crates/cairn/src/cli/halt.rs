@@ -42,9 +42,14 @@ struct ListArgs {
 #[derive(Debug, clap::Args)]
 struct SignerArgs {
     /// Sign with this ECDSA P-256 private key (PEM): a halt key, or the
-    /// release team's graph key.
-    #[arg(long, value_name = "PEM")]
-    key: PathBuf,
+    /// release team's graph key (repeatable: one signature per key).
+    #[arg(
+        long = "sign-key",
+        visible_alias = "key",
+        value_name = "PEM",
+        required = true
+    )]
+    keys: Vec<PathBuf>,
     /// Another public key (PEM) the current list may be signed with, such as
     /// the graph key when signing with a halt key (repeatable).
     #[arg(long = "trust-key", value_name = "PEM")]
@@ -188,17 +193,15 @@ impl ListArgs {
 }
 
 impl SignerArgs {
-    fn load(&self) -> anyhow::Result<(SigningKey, Vec<VerifyingKey>, jiff::SignedDuration)> {
-        let text = std::fs::read_to_string(&self.key)
-            .with_context(|| format!("reading {}", self.key.display()))?;
-        let key = SigningKey::from_pem(&text, &self.key.display().to_string())?;
-        let mut trust = vec![key.verifying_key()];
+    fn load(&self) -> anyhow::Result<(Vec<SigningKey>, Vec<VerifyingKey>, jiff::SignedDuration)> {
+        let keys = args::signing_keys(&self.keys)?;
+        let mut trust = cairn_oci::halts::own_keys(&keys);
         trust.extend(args::verifying_keys(&self.trust_keys)?);
         let lifetime = args::parse_duration(&self.lifetime).context("--lifetime")?;
         if lifetime <= jiff::SignedDuration::ZERO {
             bail!("--lifetime {} must be longer than nothing", self.lifetime);
         }
-        Ok((key, trust, lifetime))
+        Ok((keys, trust, lifetime))
     }
 }
 
@@ -265,12 +268,12 @@ fn add(args: AddArgs) -> anyhow::Result<ExitCode> {
             .filter(|user| !user.trim().is_empty())
             .context("--who: name who halts the release ($USER is not set)")?,
     };
-    let (key, trust, lifetime) = args.signer.load()?;
+    let (keys, trust, lifetime) = args.signer.load()?;
     let cleared = document.cleared_halts();
     let (store, tag) =
         cairn_oci::publish::halt_list_store(&location, &client).context("--halt-list")?;
     let identity = identity_of(&location);
-    let options = update_options(&tag, &identity, &key, &trust, &stream, lifetime, &cleared);
+    let options = update_options(&tag, &identity, &keys, &trust, &stream, lifetime, &cleared);
     let held = args.signer.held()?;
     let floor = Floor {
         held: held.as_ref(),
@@ -357,7 +360,7 @@ fn identity_of(location: &str) -> String {
 fn update_options<'a>(
     tag: &'a str,
     identity: &'a str,
-    key: &'a SigningKey,
+    keys: &'a [SigningKey],
     trust: &'a [VerifyingKey],
     stream: &'a str,
     lifetime: jiff::SignedDuration,
@@ -367,7 +370,8 @@ fn update_options<'a>(
         publish: cairn_oci::document::PublishOptions {
             tag,
             identity,
-            key: Some(key),
+            keys,
+            root_version: 0,
             settle: Duration::from_millis(500),
             expected: None,
         },
@@ -411,11 +415,11 @@ fn refresh(args: RefreshArgs) -> anyhow::Result<ExitCode> {
             Floor::NONE
         }
     };
-    let (key, trust, lifetime) = args.signer.load()?;
+    let (keys, trust, lifetime) = args.signer.load()?;
     let (store, tag) =
         cairn_oci::publish::halt_list_store(&location, &client).context("--halt-list")?;
     let identity = identity_of(&location);
-    let options = update_options(&tag, &identity, &key, &trust, &stream, lifetime, &[]);
+    let options = update_options(&tag, &identity, &keys, &trust, &stream, lifetime, &[]);
     let held = args.signer.held()?;
     let floor = Floor {
         held: held.as_ref(),

@@ -47,9 +47,10 @@ pub struct Args {
     /// Only tags matching this glob are releases (mutable tags are always read).
     #[arg(long)]
     tag_pattern: Option<String>,
-    /// Sign with this ECDSA P-256 private key (PEM).
-    #[arg(long, value_name = "PEM")]
-    sign_key: Option<PathBuf>,
+    /// Sign with this ECDSA P-256 private key (PEM; repeatable: one
+    /// signature per key, all in one cosign signature manifest).
+    #[arg(long = "sign-key", value_name = "PEM")]
+    sign_keys: Vec<PathBuf>,
     /// How long the document stays valid (s, m, h, d or w).
     #[arg(long, default_value = "14d")]
     expires_in: String,
@@ -160,17 +161,7 @@ async fn publish(args: &Args, store: &Store) -> anyhow::Result<()> {
         .tag
         .clone()
         .unwrap_or_else(|| doc::default_tag(&args.stream));
-    let key = match &args.sign_key {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            Some(cairn_oci::signing::SigningKey::from_pem(
-                &text,
-                &path.display().to_string(),
-            )?)
-        }
-        None => None,
-    };
+    let keys = args::signing_keys(&args.sign_keys)?;
     let policy = match &args.policy {
         Some(path) => Some(read_policy(path, &args.stream)?),
         None => None,
@@ -215,7 +206,8 @@ async fn publish(args: &Args, store: &Store) -> anyhow::Result<()> {
             layout_repository: &args.repository,
         },
         tag: &tag,
-        key: key.as_ref(),
+        keys: &keys,
+        root_version: 0,
         accept_unverified_previous: args.accept_unverified_previous,
         dry_run: args.dry_run,
         refresh: args.refresh,
@@ -269,7 +261,11 @@ async fn publish(args: &Args, store: &Store) -> anyhow::Result<()> {
             args::emit(&text)?;
         }
         Outcome::Published(published) => {
-            let signed = if key.is_some() { "signed" } else { "unsigned" };
+            let signed = match keys.len() {
+                0 => "unsigned".to_string(),
+                1 => "signed".to_string(),
+                n => format!("signed ({n} keys)"),
+            };
             args::emit(&format!(
                 "published {signed} document sequence {} ({} releases) as {}:{tag} ({})\n",
                 published.sequence,
