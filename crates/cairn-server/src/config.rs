@@ -58,6 +58,8 @@ struct RawConfig {
     guard: Option<crate::halts::config::RawGuard>,
     #[serde(default)]
     dashboard: Option<RawDashboard>,
+    #[serde(default)]
+    roots_directory: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -343,6 +345,8 @@ struct RawDocument {
     keys: Vec<PathBuf>,
     #[serde(default)]
     allow_unsigned: bool,
+    #[serde(default)]
+    root: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -414,6 +418,12 @@ pub enum SourceSpec {
         keys: Vec<cairn_oci::signing::VerifyingKey>,
         /// Accept unsigned documents even with keys configured.
         allow_unsigned: bool,
+        /// The trust root to start from (`root = "FILE"`), pinned as given
+        /// when this server has stored none yet.
+        root: Option<cairn_oci::trust::SignedRoot>,
+        /// Where this server keeps the newest root it verified for the
+        /// stream; `None`: in memory only.
+        root_state: Option<PathBuf>,
     },
     /// A live scan of a repository, assembled like `cairn publish`.
     Scan {
@@ -596,6 +606,18 @@ impl Config {
                 "key `reports`: the collector needs at least one [[token]] with scope \"report\", which the hosts send their reports with".into(),
             ));
         }
+        // Beside the halt lists' database unless said otherwise: both are
+        // what a restart must not forget.
+        let roots_directory = match (&raw.roots_directory, halts.as_ref().map(|h| &h.store)) {
+            (Some(dir), _) => Some(base.join(dir)),
+            (None, Some(StoreConfig::Embedded { database })) => Some(
+                database
+                    .parent()
+                    .unwrap_or(Path::new("."))
+                    .join(DEFAULT_ROOTS_DIRECTORY),
+            ),
+            (None, _) => None,
+        };
         let mut streams = Vec::new();
         for (n, stream) in raw.streams.into_iter().enumerate() {
             let at = |key: &str| format!("key `stream[{n}].{key}` ({})", stream.name);
@@ -631,10 +653,19 @@ impl Config {
                         document.keys.iter().map(|path| base.join(path)),
                     )
                     .map_err(|e| error(format!("{}: {e}", at("document.keys"))))?;
+                    let root = document
+                        .root
+                        .map(|path| read_root(&base.join(path)))
+                        .transpose()
+                        .map_err(|e| error(format!("{}: {e}", at("document.root"))))?;
                     SourceSpec::Document {
                         location,
                         keys,
                         allow_unsigned: document.allow_unsigned,
+                        root,
+                        root_state: roots_directory
+                            .as_ref()
+                            .map(|dir| dir.join(root_state_name(&stream.name))),
                     }
                 }
                 (None, None, Some(scan)) => {
@@ -907,6 +938,43 @@ fn reports(raw: RawReports, base: &Path) -> Result<ReportsConfig, String> {
         exempt_networks: networks(&raw.exempt_networks, "reports.exempt_networks")?,
         log_client_addresses: raw.log_client_addresses,
     })
+}
+
+/// The directory beside `[halts] database` the newest trust roots are kept
+/// in when `roots_directory` is not given.
+pub const DEFAULT_ROOTS_DIRECTORY: &str = "roots";
+
+/// Read and parse a root envelope to pin (`document.root`).
+fn read_root(path: &Path) -> Result<cairn_oci::trust::SignedRoot, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if bytes.len() > cairn_oci::trust::MAX_ROOT_BYTES {
+        return Err(format!(
+            "{}: larger than {} bytes",
+            path.display(),
+            cairn_oci::trust::MAX_ROOT_BYTES
+        ));
+    }
+    let name = path.display().to_string();
+    let signed = cairn_oci::trust::SignedRoot::from_envelope(bytes.into(), &name)
+        .map_err(|e| e.to_string())?;
+    // Checked now, so a root that cannot be pinned stops the start.
+    cairn_oci::trust::TrustedRoot::pin(signed.clone()).map_err(|e| format!("{name}: {e}"))?;
+    Ok(signed)
+}
+
+/// The file a stream's newest root is kept in: its name, with every byte
+/// outside `A-Z a-z 0-9 _ -` written `%XX`, so no name can leave the
+/// directory or name another stream's file.
+pub fn root_state_name(stream: &str) -> String {
+    let mut name = String::new();
+    for byte in stream.bytes() {
+        if byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-' {
+            name.push(char::from(byte));
+        } else {
+            name.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    format!("{name}.root.json")
 }
 
 /// serde's type names in the words of a TOML file.
