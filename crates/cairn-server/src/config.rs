@@ -1273,6 +1273,66 @@ mod tests {
     }
 
     #[test]
+    fn a_document_stream_reads_its_root_and_keeps_roots_beside_the_halts_database() {
+        use cairn_oci::signing::SigningKey;
+        use cairn_oci::trust::{SignedRoot, build_root};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let keys = [SigningKey::generate(), SigningKey::generate()];
+        let public: Vec<_> = keys.iter().map(|k| k.verifying_key()).collect();
+        let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24);
+        let root =
+            build_root(1, expires, [(&public, 2), (&public, 1), (&public, 1)]).expect("root");
+        let signed = SignedRoot::sign(&root, &keys).expect("signs");
+        std::fs::write(dir.path().join("1.root.json"), &signed.envelope).expect("write");
+        std::fs::write(dir.path().join("bad.root.json"), "{}").expect("write");
+        let file = dir.path().join("server.toml");
+        let stream = |root: &str| {
+            format!(
+                "[[stream]]\nname = \"a/b\"\ndocument = {{ location = \"doc.json\", root = \"{root}\" }}\n"
+            )
+        };
+        let halts = "[halts]\ndatabase = \"state/halts.sqlite\"\n";
+        let config =
+            Config::from_toml(&format!("{}{halts}", stream("1.root.json")), &file).expect("valid");
+        let SourceSpec::Document {
+            root, root_state, ..
+        } = &config.streams[0].source
+        else {
+            panic!("a document source");
+        };
+        assert_eq!(root.as_ref().map(SignedRoot::version), Some(1));
+        assert_eq!(
+            root_state.as_deref(),
+            Some(dir.path().join("state/roots/a%2Fb.root.json").as_path())
+        );
+        // Said otherwise, or in memory only without an embedded [halts].
+        let elsewhere = format!("roots_directory = \"kept\"\n{}", stream("1.root.json"));
+        let config = Config::from_toml(&elsewhere, &file).expect("valid");
+        let SourceSpec::Document { root_state, .. } = &config.streams[0].source else {
+            panic!("a document source");
+        };
+        assert_eq!(
+            root_state.as_deref(),
+            Some(dir.path().join("kept/a%2Fb.root.json").as_path())
+        );
+        let config = Config::from_toml(&stream("1.root.json"), &file).expect("valid");
+        assert!(matches!(
+            &config.streams[0].source,
+            SourceSpec::Document {
+                root_state: None,
+                ..
+            }
+        ));
+        let error = Config::from_toml(&stream("bad.root.json"), &file).expect_err("bad root");
+        assert!(
+            error
+                .to_string()
+                .contains("key `stream[0].document.root` (a/b)"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn a_scan_reads_its_base_graph_settings() {
         let text = r#"
             [[stream]]
