@@ -172,6 +172,8 @@ pub struct BaseMemory {
     pub warnings: Vec<String>,
     /// The accepted base document's sequence and digest.
     pub seen: Option<(u64, String)>,
+    /// The newest base trust root verified: the next read walks on from it.
+    pub root: Option<crate::trust::TrustedRoot>,
 }
 
 /// What to assemble, and from what.
@@ -449,14 +451,21 @@ async fn read_base(
             sequence: *sequence,
             digest,
         });
-        let (graph, seen) =
-            crate::sources::read_base_graph_after(client, &base.source, &read(""), last_seen)
-                .await
-                .map_err(failed)?;
-        if seen.is_some() {
-            memory.seen = seen;
+        let held = memory.root.as_ref();
+        let read = crate::sources::read_base_graph_rooted(
+            client,
+            &base.source,
+            &read(""),
+            last_seen,
+            held,
+        )
+        .await
+        .map_err(failed)?;
+        if read.seen.is_some() {
+            memory.seen = read.seen;
         }
-        graph
+        memory.root = read.root;
+        read.graph
     } else {
         let mut graphs = Vec::new();
         let mut refused = Vec::new();
@@ -1055,6 +1064,7 @@ mod tests {
         let memory = BaseMemory {
             graph: Some((BaseGraph::default(), read_at)),
             seen: None,
+            root: None,
             arches: vec!["x86_64".into(), "ppc64le".into()],
             warnings: Vec::new(),
         };

@@ -5,6 +5,7 @@
 use crate::client::RegistryClient;
 use crate::document::TrustPolicy;
 use crate::signing::VerifyingKey;
+use crate::trust::TrustedRoot;
 use cairn_graph::derive::BaseGraph;
 use cairn_graph::{GraphDocument, UpdateGraph};
 use jiff::Timestamp;
@@ -481,11 +482,48 @@ pub async fn read_base_graph_after(
     read: &BaseRead<'_>,
     last_seen: Option<crate::document::Seen<'_>>,
 ) -> Result<(BaseGraph, Option<(u64, String)>), SourceError> {
+    read_base_graph_rooted(client, source, read, last_seen, None)
+        .await
+        .map(|read| (read.graph, read.seen))
+}
+
+/// A base graph as [`read_base_graph_rooted`] read it.
+#[derive(Debug)]
+pub struct BaseRoot {
+    /// The graph.
+    pub graph: BaseGraph,
+    /// A Cairn document's sequence and digest.
+    pub seen: Option<(u64, String)>,
+    /// The trust root a Cairn document was verified with: hold it and give
+    /// it back next time, so the walk never goes back.
+    pub root: Option<TrustedRoot>,
+}
+
+/// As [`read_base_graph_after`], for a Cairn document verified under a
+/// trust root (docs/key-rotation.md): `held`, or version 0 built from the
+/// base keys, walked in the document's repository or layout first. A walk
+/// refused and a document the newest root's graph role does not vouch for
+/// are refused, naming the root version.
+pub async fn read_base_graph_rooted(
+    client: &RegistryClient,
+    source: &BaseSource,
+    read: &BaseRead<'_>,
+    last_seen: Option<crate::document::Seen<'_>>,
+    held: Option<&TrustedRoot>,
+) -> Result<BaseRoot, SourceError> {
+    let unrooted = |(graph, seen)| BaseRoot {
+        graph,
+        seen,
+        root: held.cloned(),
+    };
     match source {
         BaseSource::Fcos { stream, base_url } => {
             let (document, shown) =
                 fcos_document(client, base_url.as_deref(), stream, read.now, None, true).await?;
-            Ok((BaseGraph::from_document(&document, &shown), None))
+            Ok(unrooted((
+                BaseGraph::from_document(&document, &shown),
+                None,
+            )))
         }
         BaseSource::Cincinnati { url, stream } => {
             // Wariness 1: a base release counts once the whole fleet may have it.
@@ -501,10 +539,10 @@ pub async fn read_base_graph_after(
                 .iter()
                 .find_map(|node| node.payload.split_once('@').map(|(r, _)| r.to_string()))
                 .unwrap_or_else(|| FEDORA_COREOS_REPOSITORY.to_string());
-            Ok((
+            Ok(unrooted((
                 BaseGraph::from_update_graph(&graph, &repository, &shown),
                 None,
-            ))
+            )))
         }
         BaseSource::Document(text) => {
             let location = crate::Location::parse(text)
@@ -520,7 +558,30 @@ pub async fn read_base_graph_after(
                     ),
                 ));
             }
-            let signers = crate::document::configured_role(crate::trust::Role::Graph, read.keys);
+            let start = held
+                .cloned()
+                .or_else(|| TrustedRoot::from_config(read.keys, &[]));
+            let root = match start {
+                Some(start) => {
+                    let walked =
+                        crate::roots::walk_location(&location, client, &start, read.now).await;
+                    if let Some(error) = walked.refused {
+                        return Err(SourceError::new(
+                            error.kind(),
+                            format!(
+                                "{text}: trust root: {error} (holding base trust root version {})",
+                                walked.root.version()
+                            ),
+                        ));
+                    }
+                    Some(walked.root)
+                }
+                None => None,
+            };
+            let signers = root.as_ref().and_then(|root| {
+                let role = root.role(crate::trust::Role::Graph);
+                (root.version() >= 1 || !role.is_empty()).then_some(role)
+            });
             let policy = TrustPolicy {
                 signers: signers.as_ref(),
                 allow_unsigned: read.allow_unsigned,
@@ -528,17 +589,22 @@ pub async fn read_base_graph_after(
                 last_seen,
                 stream: None,
             };
-            fetched
-                .verify(text, &policy)
-                .map_err(|e| SourceError::new(e.kind(), format!("{text}: {e}")))?;
+            fetched.verify(text, &policy).map_err(|e| {
+                let under = root
+                    .as_ref()
+                    .map(|r| format!(" (judged under base trust root version {})", r.version()))
+                    .unwrap_or_default();
+                SourceError::new(e.kind(), format!("{text}: {e}{under}"))
+            })?;
             let seen = (
                 fetched.document.sequence,
                 crate::digest::sha256_digest(&fetched.bytes),
             );
-            Ok((
-                BaseGraph::from_document(&fetched.document, text),
-                Some(seen),
-            ))
+            Ok(BaseRoot {
+                graph: BaseGraph::from_document(&fetched.document, text),
+                seen: Some(seen),
+                root,
+            })
         }
     }
 }

@@ -519,3 +519,87 @@ mod property {
         }
     }
 }
+
+/// A base graph given with `base_keys` starts from the version 0 those keys
+/// make and walks the base document's repository: once a root removes the
+/// key, a base document it signs is refused, and one signed by the key the
+/// root brought in is read though no configured key names it.
+#[tokio::test]
+async fn a_base_graph_follows_its_repositorys_roots() {
+    use cairn_oci::document::PublishOptions;
+    use cairn_oci::sources::{BaseRead, BaseSource, read_base_graph, read_base_graph_rooted};
+    let registry = TestRegistry::start(Auth::None).await;
+    let store = registry.store("acme/base");
+    let keys: Vec<SigningKey> = (0..4).map(|_| SigningKey::generate()).collect();
+    let [a, b, g1, g2] = [0, 1, 2, 3].map(|i| &keys[i]);
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../docs/examples/stable.json");
+    let mut document =
+        cairn_graph::GraphDocument::from_json(&std::fs::read(path).expect("example"))
+            .expect("parses")
+            .document;
+    document.issued = Timestamp::now();
+    document.expires = document.issued + SignedDuration::from_hours(24);
+    let publish = |key: &SigningKey| {
+        let (store, document, key) = (store.clone(), document.clone(), key.clone());
+        async move {
+            let options = PublishOptions {
+                tag: "cairn-graph-stable",
+                identity: "acme/base",
+                keys: std::slice::from_ref(&key),
+                root_version: 0,
+                settle: std::time::Duration::ZERO,
+                expected: None,
+            };
+            cairn_oci::document::publish(&store, document, &options)
+                .await
+                .expect("publish");
+        }
+    };
+    let source = BaseSource::parse(&format!("{}/acme/base:cairn-graph-stable", registry.host))
+        .expect("source");
+    let base_keys = [g1.verifying_key()];
+    let read = BaseRead {
+        keys: &base_keys,
+        allow_unsigned: false,
+        now: Timestamp::now(),
+        arch: "",
+    };
+    // Root 1 follows the version 0 of the base key (g1 signs it), root 2
+    // drops g1 for g2.
+    let one = sign(&content(1, &[a, b], 2, &[g1]), &[g1, a, b]);
+    let two = sign(&content(2, &[a, b], 2, &[g2]), &[a, b]);
+    push_all(&store, &[one, two]).await;
+
+    publish(g1).await;
+    let refused = read_base_graph(&registry.client(), &source, &read)
+        .await
+        .expect_err("g1 was removed by root 2");
+    assert_eq!(refused.kind(), "bad_signature", "{refused}");
+    assert!(
+        refused.to_string().contains("base trust root version 2"),
+        "{refused}"
+    );
+
+    publish(g2).await;
+    let taken = read_base_graph_rooted(&registry.client(), &source, &read, None, None)
+        .await
+        .expect("g2 signs under root 2");
+    assert_eq!(taken.root.as_ref().map(TrustedRoot::version), Some(2));
+
+    // Walking on from the root held: an expired final root is refused.
+    let later = BaseRead {
+        now: in_a_year() + SignedDuration::from_hours(1),
+        ..read
+    };
+    let expired = read_base_graph_rooted(
+        &registry.client(),
+        &source,
+        &later,
+        None,
+        taken.root.as_ref(),
+    )
+    .await
+    .expect_err("root 2 expired");
+    assert_eq!(expired.kind(), "root_expired", "{expired}");
+}

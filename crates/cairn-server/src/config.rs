@@ -58,6 +58,8 @@ struct RawConfig {
     guard: Option<crate::halts::config::RawGuard>,
     #[serde(default)]
     dashboard: Option<RawDashboard>,
+    #[serde(default)]
+    roots_directory: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -343,6 +345,8 @@ struct RawDocument {
     keys: Vec<PathBuf>,
     #[serde(default)]
     allow_unsigned: bool,
+    #[serde(default)]
+    root: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -414,6 +418,12 @@ pub enum SourceSpec {
         keys: Vec<cairn_oci::signing::VerifyingKey>,
         /// Accept unsigned documents even with keys configured.
         allow_unsigned: bool,
+        /// The trust root to start from (`root = "FILE"`), pinned as given
+        /// when this server has stored none yet.
+        root: Option<cairn_oci::trust::SignedRoot>,
+        /// Where this server keeps the newest root it verified for the
+        /// stream; `None`: in memory only.
+        root_state: Option<PathBuf>,
     },
     /// A live scan of a repository, assembled like `cairn publish`.
     Scan {
@@ -596,6 +606,18 @@ impl Config {
                 "key `reports`: the collector needs at least one [[token]] with scope \"report\", which the hosts send their reports with".into(),
             ));
         }
+        // Beside the halt lists' database unless said otherwise: both are
+        // what a restart must not forget.
+        let roots_directory = match (&raw.roots_directory, halts.as_ref().map(|h| &h.store)) {
+            (Some(dir), _) => Some(base.join(dir)),
+            (None, Some(StoreConfig::Embedded { database })) => Some(
+                database
+                    .parent()
+                    .unwrap_or(Path::new("."))
+                    .join(DEFAULT_ROOTS_DIRECTORY),
+            ),
+            (None, _) => None,
+        };
         let mut streams = Vec::new();
         for (n, stream) in raw.streams.into_iter().enumerate() {
             let at = |key: &str| format!("key `stream[{n}].{key}` ({})", stream.name);
@@ -631,10 +653,19 @@ impl Config {
                         document.keys.iter().map(|path| base.join(path)),
                     )
                     .map_err(|e| error(format!("{}: {e}", at("document.keys"))))?;
+                    let root = document
+                        .root
+                        .map(|path| read_root(&base.join(path)))
+                        .transpose()
+                        .map_err(|e| error(format!("{}: {e}", at("document.root"))))?;
                     SourceSpec::Document {
                         location,
                         keys,
                         allow_unsigned: document.allow_unsigned,
+                        root,
+                        root_state: roots_directory
+                            .as_ref()
+                            .map(|dir| dir.join(root_state_name(&stream.name))),
                     }
                 }
                 (None, None, Some(scan)) => {
@@ -907,6 +938,43 @@ fn reports(raw: RawReports, base: &Path) -> Result<ReportsConfig, String> {
         exempt_networks: networks(&raw.exempt_networks, "reports.exempt_networks")?,
         log_client_addresses: raw.log_client_addresses,
     })
+}
+
+/// The directory beside `[halts] database` the newest trust roots are kept
+/// in when `roots_directory` is not given.
+pub const DEFAULT_ROOTS_DIRECTORY: &str = "roots";
+
+/// Read and parse a root envelope to pin (`document.root`).
+fn read_root(path: &Path) -> Result<cairn_oci::trust::SignedRoot, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if bytes.len() > cairn_oci::trust::MAX_ROOT_BYTES {
+        return Err(format!(
+            "{}: larger than {} bytes",
+            path.display(),
+            cairn_oci::trust::MAX_ROOT_BYTES
+        ));
+    }
+    let name = path.display().to_string();
+    let signed = cairn_oci::trust::SignedRoot::from_envelope(bytes.into(), &name)
+        .map_err(|e| e.to_string())?;
+    // Checked now, so a root that cannot be pinned stops the start.
+    cairn_oci::trust::TrustedRoot::pin(signed.clone()).map_err(|e| format!("{name}: {e}"))?;
+    Ok(signed)
+}
+
+/// The file a stream's newest root is kept in: its name, with every byte
+/// outside `A-Z a-z 0-9 _ -` written `%XX`, so no name can leave the
+/// directory or name another stream's file.
+pub fn root_state_name(stream: &str) -> String {
+    let mut name = String::new();
+    for byte in stream.bytes() {
+        if byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-' {
+            name.push(char::from(byte));
+        } else {
+            name.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    format!("{name}.root.json")
 }
 
 /// serde's type names in the words of a TOML file.
@@ -1202,6 +1270,66 @@ mod tests {
         if let Err(error) = loads(&long) {
             panic!("{error}");
         }
+    }
+
+    #[test]
+    fn a_document_stream_reads_its_root_and_keeps_roots_beside_the_halts_database() {
+        use cairn_oci::signing::SigningKey;
+        use cairn_oci::trust::{SignedRoot, build_root};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let keys = [SigningKey::generate(), SigningKey::generate()];
+        let public: Vec<_> = keys.iter().map(|k| k.verifying_key()).collect();
+        let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24);
+        let root =
+            build_root(1, expires, [(&public, 2), (&public, 1), (&public, 1)]).expect("root");
+        let signed = SignedRoot::sign(&root, &keys).expect("signs");
+        std::fs::write(dir.path().join("1.root.json"), &signed.envelope).expect("write");
+        std::fs::write(dir.path().join("bad.root.json"), "{}").expect("write");
+        let file = dir.path().join("server.toml");
+        let stream = |root: &str| {
+            format!(
+                "[[stream]]\nname = \"a/b\"\ndocument = {{ location = \"doc.json\", root = \"{root}\" }}\n"
+            )
+        };
+        let halts = "[halts]\ndatabase = \"state/halts.sqlite\"\n";
+        let config =
+            Config::from_toml(&format!("{}{halts}", stream("1.root.json")), &file).expect("valid");
+        let SourceSpec::Document {
+            root, root_state, ..
+        } = &config.streams[0].source
+        else {
+            panic!("a document source");
+        };
+        assert_eq!(root.as_ref().map(SignedRoot::version), Some(1));
+        assert_eq!(
+            root_state.as_deref(),
+            Some(dir.path().join("state/roots/a%2Fb.root.json").as_path())
+        );
+        // Said otherwise, or in memory only without an embedded [halts].
+        let elsewhere = format!("roots_directory = \"kept\"\n{}", stream("1.root.json"));
+        let config = Config::from_toml(&elsewhere, &file).expect("valid");
+        let SourceSpec::Document { root_state, .. } = &config.streams[0].source else {
+            panic!("a document source");
+        };
+        assert_eq!(
+            root_state.as_deref(),
+            Some(dir.path().join("kept/a%2Fb.root.json").as_path())
+        );
+        let config = Config::from_toml(&stream("1.root.json"), &file).expect("valid");
+        assert!(matches!(
+            &config.streams[0].source,
+            SourceSpec::Document {
+                root_state: None,
+                ..
+            }
+        ));
+        let error = Config::from_toml(&stream("bad.root.json"), &file).expect_err("bad root");
+        assert!(
+            error
+                .to_string()
+                .contains("key `stream[0].document.root` (a/b)"),
+            "{error}"
+        );
     }
 
     #[test]

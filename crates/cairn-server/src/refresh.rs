@@ -13,6 +13,8 @@ use crate::snapshot::Snapshot;
 use crate::source::{Refresh, SourceError, SourceState, refresh};
 use crate::state::{AppState, Health};
 use cairn_oci::RegistryClient;
+use cairn_oci::document::configured_role;
+use cairn_oci::trust::{Role, RoleKeys};
 use std::time::Duration;
 
 /// One stream's source, with what it remembers between refreshes.
@@ -49,14 +51,35 @@ impl StreamSource {
     /// then the halt list of the document served (if it names one).
     pub async fn refresh_once(&mut self, app: &AppState) -> Result<bool, SourceError> {
         let updated = self.refresh_source(app).await;
+        app.set_root_version(&self.stream, self.state.root().map(|r| r.version()));
         self.refresh_halts(app).await;
         updated
+    }
+
+    /// The roles a halt list is judged by: those of the stream's trust root,
+    /// or (a stream with no document keys) the `[halts] halt_keys` alone.
+    fn halt_roles(&self, app: &AppState) -> (Option<RoleKeys>, Option<RoleKeys>) {
+        match self.state.root() {
+            Some(root) => {
+                let graph = root.role(Role::Graph);
+                let halt = root.role(Role::Halt);
+                let empty_v0 = |role: &RoleKeys| root.version() == 0 && role.is_empty();
+                (
+                    (!empty_v0(&graph)).then_some(graph),
+                    (!empty_v0(&halt)).then_some(halt),
+                )
+            }
+            None => (
+                None,
+                configured_role(Role::Halt, &app.shared.halts.halt_keys),
+            ),
+        }
     }
 
     /// Read the served document's halt list. A failure becomes the
     /// stream's source error unless the source failed itself; `/readyz`
     /// stays as it is.
-    async fn refresh_halts(&self, app: &AppState) {
+    async fn refresh_halts(&mut self, app: &AppState) {
         let Some(snapshot) = app.snapshot(&self.stream) else {
             return;
         };
@@ -68,16 +91,24 @@ impl StreamSource {
             .unwrap_or_default();
         let before = halts.view(&self.stream).failing.map(|(kind, _)| kind);
         let now = (app.shared.clock)();
+        let (graph, halt) = self.halt_roles(app);
+        let trust = crate::halts::HaltRoles {
+            graph: graph.as_ref(),
+            halt: halt.as_ref(),
+            recheck: self.state.halts_recheck(),
+        };
         let read = halts.refresh(
             &self.stream,
             settings,
             cleared,
             &self.graph_keys,
+            &trust,
             &self.client,
             now,
         );
         let error = match tokio::time::timeout(self.timeout, read).await {
             Ok(Ok(())) => {
+                self.state.halts_checked();
                 if let Some(kind) = before {
                     tracing::info!(stream = %self.stream, previous_error = kind, "halt list recovered");
                 }
@@ -115,13 +146,19 @@ impl StreamSource {
     async fn refresh_source(&mut self, app: &AppState) -> Result<bool, SourceError> {
         let now = (app.shared.clock)();
         let served_from = self.state.checkpoint();
-        let attempt = refresh(&self.spec, &self.stream, &mut self.state, &self.client, now);
+        let halt_keys = &app.shared.halts.halt_keys;
+        let attempt = async {
+            self.state
+                .start_root(&self.spec, &self.stream, halt_keys)
+                .await?;
+            refresh(&self.spec, &self.stream, &mut self.state, &self.client, now).await
+        };
         let mut outcome = match tokio::time::timeout(self.timeout, attempt).await {
             Ok(outcome) => outcome,
-            Err(_) => Err(SourceError {
-                kind: "timeout",
-                message: format!("refresh took longer than {:?}", self.timeout),
-            }),
+            Err(_) => Err(SourceError::new(
+                "timeout",
+                format!("refresh took longer than {:?}", self.timeout),
+            )),
         };
         // A source that suddenly lacks an architecture is far more likely broken
         // than retired: hosts of that architecture would lose their graph.
@@ -131,12 +168,12 @@ impl StreamSource {
         {
             // Not installed, so not what the next refresh compares against.
             self.state.rollback(served_from);
-            outcome = Err(SourceError {
-                kind: "lost_architecture",
-                message: format!(
+            outcome = Err(SourceError::new(
+                "lost_architecture",
+                format!(
                     "the new graph has no {lost} releases; keeping the last good graph (restart the server to accept the change)"
                 ),
-            });
+            ));
         }
         let metrics = &app.shared.metrics;
         let stream = StreamLabels {
@@ -201,6 +238,9 @@ impl StreamSource {
                 Ok(updated)
             }
             Err(error) => {
+                if error.withdraw && app.withdraw(&self.stream) {
+                    tracing::error!(stream = %self.stream, kind = error.kind, error = %error.message, "stopped serving the stream's graph");
+                }
                 let previous = app.set_health(
                     &self.stream,
                     Health {

@@ -10,7 +10,9 @@ use cairn_graph::fcos::{ReleaseIndex, Updates};
 use cairn_oci::client::{Conditional, Validators};
 use cairn_oci::document::{self as doc, DocumentStoreError, Seen, TrustPolicy};
 use cairn_oci::publish::{self, BaseOptions};
+use cairn_oci::roots;
 use cairn_oci::scan::ScanCache;
+use cairn_oci::trust::{Role, SignedRoot, TrustedRoot};
 use cairn_oci::{Location, RegistryClient, Store};
 use jiff::Timestamp;
 use std::collections::HashMap;
@@ -27,13 +29,18 @@ pub struct SourceError {
     pub kind: &'static str,
     /// What happened, naming the input.
     pub message: String,
+    /// The graph served must stop being served: its document is no longer
+    /// vouched for by the newest trust root.
+    pub withdraw: bool,
 }
 
 impl SourceError {
-    fn new(kind: &'static str, message: impl Into<String>) -> Self {
+    /// An error of this kind; the graph served stays served.
+    pub fn new(kind: &'static str, message: impl Into<String>) -> Self {
         SourceError {
             kind,
             message: message.into(),
+            withdraw: false,
         }
     }
 }
@@ -64,6 +71,21 @@ pub enum Refresh {
 pub struct SourceState {
     known: Known,
     scan_cache: ScanCache,
+    trust: RootHold,
+}
+
+/// The trust root a document source verifies with (docs/server.md#trust-roots).
+/// Never rolled back with [`Known`]: a root, once taken, is never given up.
+#[derive(Debug, Default)]
+struct RootHold {
+    /// Whether the start root was chosen.
+    started: bool,
+    /// The newest root verified; `None`: no key at all is configured.
+    root: Option<TrustedRoot>,
+    /// A root was taken since the served document was last checked.
+    recheck_document: bool,
+    /// A root was taken since the held halt list was last checked.
+    recheck_halts: bool,
 }
 
 /// What decides that a refresh found nothing new. A refresh writes it as it
@@ -79,6 +101,9 @@ pub struct Known {
     seen: Option<(u64, String)>,
     expires: Option<Timestamp>,
     previous: Option<std::sync::Arc<GraphDocument>>,
+    /// The document served, with its signatures, to check again when a new
+    /// trust root is taken.
+    served: Option<std::sync::Arc<doc::FetchedDocument>>,
 }
 
 impl SourceState {
@@ -91,6 +116,142 @@ impl SourceState {
     pub fn rollback(&mut self, known: Known) {
         self.known = known;
     }
+
+    /// The trust root the source verifies with, once the first refresh
+    /// chose it (`None` also when no key is configured).
+    pub fn root(&self) -> Option<&TrustedRoot> {
+        self.trust.root.as_ref()
+    }
+
+    /// Whether the held halt list must be checked again against the root
+    /// (after a start or a new root); [`Self::halts_checked`] clears it.
+    pub fn halts_recheck(&self) -> bool {
+        self.trust.recheck_halts
+    }
+
+    /// The held halt list was checked against the current root.
+    pub fn halts_checked(&mut self) {
+        self.trust.recheck_halts = false;
+    }
+
+    /// Choose the root to start from, once: the newest this server stored,
+    /// else the `root` file, else version 0 from the configured keys (and
+    /// `halt_keys` for the halt role). A stored root of version 1 or more
+    /// means the configured keys are ignored; a `root` file is then only a
+    /// link to walk, never a new pin.
+    pub async fn start_root(
+        &mut self,
+        spec: &SourceSpec,
+        stream: &str,
+        halt_keys: &[cairn_oci::signing::VerifyingKey],
+    ) -> Result<(), SourceError> {
+        if self.trust.started {
+            return Ok(());
+        }
+        let SourceSpec::Document {
+            keys,
+            root,
+            root_state,
+            ..
+        } = spec
+        else {
+            self.trust.started = true;
+            return Ok(());
+        };
+        let stored = match root_state {
+            Some(path) => load_root(path).await?,
+            None => None,
+        };
+        let start = match (stored, root) {
+            (Some(stored), pinned) => {
+                match pinned.as_ref().filter(|p| p.version() > stored.version()) {
+                    Some(link) => match stored.accept_next(link.clone(), "document.root") {
+                        Ok(next) => {
+                            tracing::info!(
+                                stream,
+                                version = next.version(),
+                                "took the configured trust root as the next link of the stored one"
+                            );
+                            if let Some(path) = root_state {
+                                save_root(path, &next).await?;
+                            }
+                            next
+                        }
+                        Err(error) => {
+                            tracing::warn!(stream, %error, "the configured trust root does not follow the stored one; walking from the stored root");
+                            stored
+                        }
+                    },
+                    None => stored,
+                }
+            }
+            (None, Some(pinned)) => TrustedRoot::pin(pinned.clone())
+                .map_err(|e| SourceError::new(e.kind(), format!("document.root: {e}")))?,
+            (None, None) => match TrustedRoot::from_config(keys, halt_keys) {
+                Some(root) => root,
+                None => {
+                    self.trust.started = true;
+                    return Ok(());
+                }
+            },
+        };
+        if start.version() >= 1 && !keys.is_empty() {
+            tracing::info!(
+                stream,
+                version = start.version(),
+                "holding a trust root of version 1 or more: the configured document.keys are ignored"
+            );
+        }
+        self.trust = RootHold {
+            started: true,
+            root: Some(start),
+            // What was held before this start is checked again.
+            recheck_document: true,
+            recheck_halts: true,
+        };
+        Ok(())
+    }
+}
+
+/// Read the root this server stored, pinned as verified before.
+async fn load_root(path: &std::path::Path) -> Result<Option<TrustedRoot>, SourceError> {
+    let name = path.display().to_string();
+    let bytes = match tokio::fs::read(path).await {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(SourceError::new("root_state", format!("{name}: {error}"))),
+    };
+    // Never fall back to an older start: that is going back.
+    let unreadable = |e: cairn_oci::trust::RootError| {
+        SourceError::new(
+            "root_state",
+            format!("{name}: the stored trust root is unreadable ({e}); fix or remove it"),
+        )
+    };
+    let signed = SignedRoot::from_envelope(Bytes::from(bytes), &name).map_err(unreadable)?;
+    TrustedRoot::pin(signed).map(Some).map_err(unreadable)
+}
+
+/// Keep `root` at `path`, replacing the file whole (written beside it, then
+/// renamed), so a crash leaves the old root or the new one.
+async fn save_root(path: &std::path::Path, root: &TrustedRoot) -> Result<(), SourceError> {
+    let Some(signed) = root.signed() else {
+        return Ok(());
+    };
+    let failed = |e: std::io::Error| {
+        SourceError::new(
+            "root_state",
+            format!("keeping the trust root in {}: {e}", path.display()),
+        )
+    };
+    if let Some(dir) = path.parent() {
+        tokio::fs::create_dir_all(dir).await.map_err(failed)?;
+    }
+    let partial = path.with_extension("json.partial");
+    tokio::fs::write(&partial, &signed.envelope)
+        .await
+        .map_err(failed)?;
+    tokio::fs::rename(&partial, path).await.map_err(failed)
 }
 
 /// What identifies a file's content without reading it: a replacement with
@@ -152,9 +313,17 @@ pub async fn refresh(
         }
         SourceSpec::Document {
             location,
-            keys,
             allow_unsigned,
-        } => refresh_document(location, keys, *allow_unsigned, stream, state, client, now).await,
+            root_state,
+            ..
+        } => {
+            let document = DocumentSource {
+                location,
+                allow_unsigned: *allow_unsigned,
+                root_state: root_state.as_deref(),
+            };
+            refresh_document(&document, stream, state, client, now).await
+        }
         SourceSpec::Scan {
             repository,
             policy,
@@ -275,15 +444,118 @@ fn check_expiry(state: &SourceState, now: Timestamp) -> Result<(), SourceError> 
     }
 }
 
-async fn refresh_document(
-    location: &Location,
-    keys: &[cairn_oci::signing::VerifyingKey],
+/// A document source's settings.
+struct DocumentSource<'a> {
+    location: &'a Location,
     allow_unsigned: bool,
+    root_state: Option<&'a std::path::Path>,
+}
+
+/// Walk the trust root chain in the document's repository or layout (one
+/// HEAD when nothing is new), keep a root taken, and check the document
+/// served against it: one it no longer vouches for is withdrawn. A walk
+/// refused (a bad next root, an expired final root) fails the refresh.
+async fn walk_roots(
+    source: &DocumentSource<'_>,
+    stream: &str,
+    state: &mut SourceState,
+    client: &RegistryClient,
+    now: Timestamp,
+) -> Result<(), SourceError> {
+    let Some(held) = &state.trust.root else {
+        return Ok(());
+    };
+    let location = source.location;
+    let walked = roots::walk_location(location, client, held, now).await;
+    if !walked.adopted.is_empty() {
+        tracing::info!(stream, versions = ?walked.adopted, "took new trust root versions: {}", walked.root.describe());
+        state.trust.root = Some(walked.root.clone());
+        state.trust.recheck_document = true;
+        state.trust.recheck_halts = true;
+        if let Some(path) = source.root_state
+            && let Err(error) = save_root(path, &walked.root).await
+        {
+            tracing::error!(stream, error = %error.message, "a restart will walk again from the root kept before");
+        }
+    }
+    if state.trust.recheck_document {
+        if let Some(served) = state.known.served.clone()
+            && let Err(error) = vouched(&served, &walked.root, source)
+        {
+            // Read and judged afresh by the next refresh; `seen` stays, so
+            // no older document comes back either.
+            state.known.served = None;
+            state.known.document_digest = None;
+            state.known.document_stamps = None;
+            return Err(error);
+        }
+        state.trust.recheck_document = false;
+    }
+    match walked.refused {
+        None => Ok(()),
+        Some(error) => Err(SourceError::new(
+            // An unreachable registry is reported as such, root or not.
+            match &error {
+                roots::WalkError::Store { error, .. } => error.kind(),
+                _ => error.kind(),
+            },
+            format!(
+                "{location}: trust root: {error} (holding trust root version {}); serving the last good graph, no newer document is taken",
+                walked.root.version()
+            ),
+        )),
+    }
+}
+
+/// Whether `root`'s graph role still vouches for the document served.
+fn vouched(
+    served: &doc::FetchedDocument,
+    root: &TrustedRoot,
+    source: &DocumentSource<'_>,
+) -> Result<(), SourceError> {
+    let Some(signers) = graph_signers(root) else {
+        return Ok(());
+    };
+    let withdrawn = |reason: String| SourceError {
+        kind: "root_revoked",
+        message: format!(
+            "{}: the document served (sequence {}) is not vouched for by trust root version {}: {reason}; no longer serving it",
+            source.location,
+            served.document.sequence,
+            root.version()
+        ),
+        withdraw: true,
+    };
+    if served.signatures.is_empty() {
+        return match source.allow_unsigned {
+            true => Ok(()),
+            false => Err(withdrawn("it is unsigned".into())),
+        };
+    }
+    signers
+        .check(&served.signatures)
+        .map(|_| ())
+        .map_err(|shortfall| withdrawn(shortfall.to_string()))
+}
+
+/// The keys a document must be signed with under `root`: `None` when the
+/// root is version 0 without a graph key (halt keys only: documents are read
+/// as unsigned, as before roots).
+fn graph_signers(root: &TrustedRoot) -> Option<cairn_oci::trust::RoleKeys> {
+    let role = root.role(Role::Graph);
+    (root.version() >= 1 || !role.is_empty()).then_some(role)
+}
+
+async fn refresh_document(
+    source: &DocumentSource<'_>,
     stream: &str,
     state: &mut SourceState,
     client: &RegistryClient,
     now: Timestamp,
 ) -> Result<Refresh, SourceError> {
+    let (location, allow_unsigned) = (source.location, source.allow_unsigned);
+    // Before anything is judged: a new root may revoke what is served.
+    walk_roots(source, stream, state, client, now).await?;
     // For a registry or layout, one HEAD tells whether anything changed.
     let (store, reference) = match location {
         Location::Registry(reference) => (
@@ -323,7 +595,8 @@ async fn refresh_document(
         None => doc::fetch_location(location, client).await?,
     };
     let digest = cairn_oci::digest::sha256_digest(&fetched.bytes);
-    if state.known.seen.as_ref().is_some_and(|(_, d)| d == &digest) {
+    if state.known.served.is_some() && state.known.seen.as_ref().is_some_and(|(_, d)| d == &digest)
+    {
         // The same bytes under another manifest or file stamp: remember it,
         // so the next refresh costs one HEAD or stat again.
         state.known.document_digest = fetched.manifest_digest.clone();
@@ -331,7 +604,8 @@ async fn refresh_document(
         check_expiry(state, now)?;
         return Ok(Refresh::Unchanged);
     }
-    let signers = cairn_oci::document::configured_role(cairn_oci::trust::Role::Graph, keys);
+    let root = state.trust.root.as_ref();
+    let signers = root.and_then(graph_signers);
     let policy = TrustPolicy {
         signers: signers.as_ref(),
         allow_unsigned,
@@ -342,7 +616,9 @@ async fn refresh_document(
         }),
         stream: Some(stream),
     };
-    fetched.verify(&location.to_string(), &policy)?;
+    fetched
+        .verify(&location.to_string(), &policy)
+        .map_err(|error| refused_under(error, root))?;
     let signature = match (&store, &fetched.manifest_digest) {
         (Some(store), Some(manifest)) => Some(format!(
             "{}:{}",
@@ -355,6 +631,8 @@ async fn refresh_document(
     state.known.document_stamps = stamps;
     state.known.seen = Some((fetched.document.sequence, digest));
     state.known.expires = Some(fetched.document.expires);
+    let fetched = std::sync::Arc::new(fetched);
+    state.known.served = Some(fetched.clone());
     let served = ServedDocument {
         bytes: fetched.bytes.clone(),
         manifest_digest: fetched.manifest_digest.clone(),
@@ -364,6 +642,21 @@ async fn refresh_document(
         &fetched.document,
         Some(served),
     )))
+}
+
+/// A verifier's refusal, naming the trust root it was judged under.
+fn refused_under(error: DocumentStoreError, root: Option<&TrustedRoot>) -> SourceError {
+    let mut refused = SourceError::from(error);
+    if let Some(root) = root
+        && matches!(refused.kind, "bad_signature" | "unsigned")
+    {
+        refused.message = format!(
+            "{} (judged under trust root version {})",
+            refused.message,
+            root.version()
+        );
+    }
+    refused
 }
 
 /// A scan source's settings.

@@ -72,6 +72,9 @@ pub struct StreamSlot {
     pub snapshot: RwLock<Option<Arc<Snapshot>>>,
     /// Source health.
     pub health: Mutex<Health>,
+    /// The version of the trust root the source verifies with; `None`: the
+    /// source has no trust root (no key configured, or not a document).
+    pub root_version: Mutex<Option<u64>>,
 }
 
 /// How a source is doing.
@@ -198,6 +201,32 @@ impl AppState {
             reports
                 .keep_steps(&self.shared.metrics, stream, served, now)
                 .await;
+        }
+    }
+
+    /// Stop serving a stream's graph (its document is no longer trusted):
+    /// its requests get 503 and `/readyz` fails until a trusted one is read.
+    /// Returns whether a graph was served.
+    pub fn withdraw(&self, stream: &str) -> bool {
+        self.shared
+            .streams
+            .get(stream)
+            .and_then(|slot| slot.snapshot.write().ok())
+            .is_some_and(|mut current| current.take().is_some())
+    }
+
+    /// The trust root version a stream's source verifies with.
+    pub fn root_version(&self, stream: &str) -> Option<u64> {
+        let slot = self.shared.streams.get(stream)?;
+        *slot.root_version.lock().ok()?
+    }
+
+    /// Record the trust root version a stream's source verifies with.
+    pub fn set_root_version(&self, stream: &str, version: Option<u64>) {
+        if let Some(slot) = self.shared.streams.get(stream)
+            && let Ok(mut current) = slot.root_version.lock()
+        {
+            *current = version;
         }
     }
 

@@ -270,6 +270,8 @@ async fn registry_document_faults_keep_the_last_good_graph() {
             .expect("location"),
             keys: vec![key.verifying_key()],
             allow_unsigned: false,
+            root: None,
+            root_state: None,
         },
     };
     let client = registry.client();
@@ -286,10 +288,11 @@ async fn registry_document_faults_keep_the_last_good_graph() {
     assert_eq!(status, StatusCode::OK);
     assert!(served.contains("\"stream\": \"stable\""));
 
-    // Unchanged costs one HEAD.
+    // Unchanged costs two HEADs: the next trust root's tag (version 1 after
+    // the version 0 the key makes), and the document's.
     let before = client.request_count();
     assert!(!source.refresh_once(&state).await.expect("unchanged"));
-    assert_eq!(client.request_count() - before, 1);
+    assert_eq!(client.request_count() - before, 2);
 
     // A document signed by someone else is refused; the old one stays.
     publish(document.clone(), SigningKey::generate()).await;
@@ -332,4 +335,258 @@ async fn registry_document_faults_keep_the_last_good_graph() {
         .await,
         good
     );
+}
+
+// ---------------------------------------------------------------------------
+// Trust roots: the walk at each refresh, the re-check, the stored root.
+
+mod roots {
+    use super::*;
+    use cairn_oci::trust::{SignedRoot, TrustRoot, build_root};
+    use jiff::{SignedDuration, Timestamp};
+
+    const GRAPH: &str = "/v1/graph?basearch=x86_64&stream=stable&oci=true&rollout_wariness=0";
+
+    fn root(
+        version: u64,
+        root: &[&SigningKey],
+        graph: &[&SigningKey],
+        by: &[&SigningKey],
+    ) -> SignedRoot {
+        root_expiring(
+            version,
+            root,
+            graph,
+            by,
+            Timestamp::now() + SignedDuration::from_hours(24 * 365),
+        )
+    }
+
+    fn root_expiring(
+        version: u64,
+        root: &[&SigningKey],
+        graph: &[&SigningKey],
+        by: &[&SigningKey],
+        expires: Timestamp,
+    ) -> SignedRoot {
+        let public =
+            |keys: &[&SigningKey]| keys.iter().map(|k| k.verifying_key()).collect::<Vec<_>>();
+        let (root, graph) = (public(root), public(graph));
+        let content: TrustRoot =
+            build_root(version, expires, [(&root, 2), (&graph, 1), (&graph, 1)]).expect("root");
+        let by: Vec<SigningKey> = by.iter().map(|k| (*k).clone()).collect();
+        SignedRoot::sign(&content, &by).expect("signs")
+    }
+
+    /// A registry with a document publisher, and a server state on a clock
+    /// the test sets.
+    struct Setup {
+        registry: TestRegistry,
+        store: cairn_oci::Store,
+        document: cairn_graph::GraphDocument,
+        now: Arc<Mutex<Timestamp>>,
+        state: AppState,
+        client: cairn_oci::RegistryClient,
+        dir: tempfile::TempDir,
+    }
+
+    impl Setup {
+        async fn new() -> Setup {
+            let registry = TestRegistry::start(Auth::None).await;
+            let store = registry.store("acme/os");
+            let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../docs/examples/stable.json");
+            let mut document =
+                cairn_graph::GraphDocument::from_json(&std::fs::read(path).expect("example"))
+                    .expect("parses")
+                    .document;
+            document.issued = Timestamp::now();
+            document.expires = document.issued + SignedDuration::from_hours(24);
+            let now = Arc::new(Mutex::new(Timestamp::now()));
+            let reading = Arc::clone(&now);
+            let state = AppState::new(
+                ["stable".to_string()],
+                Arc::new(move || *reading.lock().expect("clock")),
+                30,
+            );
+            Setup {
+                client: registry.client(),
+                registry,
+                store,
+                document,
+                now,
+                state,
+                dir: tempfile::tempdir().expect("tempdir"),
+            }
+        }
+
+        async fn publish(&self, key: &SigningKey) {
+            let options = cairn_oci::document::PublishOptions {
+                tag: "cairn-graph-stable",
+                identity: "acme/os",
+                keys: std::slice::from_ref(key),
+                root_version: 0,
+                settle: Duration::ZERO,
+                expected: None,
+            };
+            cairn_oci::document::publish(&self.store, self.document.clone(), &options)
+                .await
+                .expect("publish");
+        }
+
+        async fn publish_roots(&self, roots: &[SignedRoot]) {
+            for root in roots {
+                cairn_oci::roots::publish_root(&self.store, root)
+                    .await
+                    .expect("root published");
+            }
+        }
+
+        fn stored_root(&self) -> std::path::PathBuf {
+            self.dir.path().join("roots").join("stable.root.json")
+        }
+
+        /// A server source configured with `keys` and the `root` file.
+        fn source(&self, keys: &[&SigningKey], pinned: Option<SignedRoot>) -> StreamSource {
+            let config = StreamConfig {
+                name: "stable".into(),
+                source: SourceSpec::Document {
+                    location: cairn_oci::Location::parse(&format!(
+                        "{}/acme/os:cairn-graph-stable",
+                        self.registry.host
+                    ))
+                    .expect("location"),
+                    keys: keys.iter().map(|k| k.verifying_key()).collect(),
+                    allow_unsigned: false,
+                    root: pinned,
+                    root_state: Some(self.stored_root()),
+                },
+            };
+            StreamSource::new(&config, self.client.clone(), Duration::from_secs(10))
+        }
+
+        async fn readyz(&self) -> serde_json::Value {
+            let (_, body) = get(&self.state, "/readyz").await;
+            serde_json::from_str(&body).expect("JSON")
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_server_pinned_at_root_1_serves_a_document_signed_by_a_key_of_root_3_and_keeps_root_3()
+     {
+        let setup = Setup::new().await;
+        let keys: Vec<SigningKey> = (0..6).map(|_| SigningKey::generate()).collect();
+        let [a, b, c, d, g1, g3] = [0, 1, 2, 3, 4, 5].map(|i| &keys[i]);
+        let chain = [
+            root(1, &[a, b], &[g1], &[a, b]),
+            root(2, &[a, c], &[g1], &[a, b, c]),
+            root(3, &[c, d], &[g3], &[a, c, d]),
+        ];
+        setup.publish_roots(&chain).await;
+        setup.publish(g3).await;
+        // Configured with g1 only and pinned at root 1: g3 is known only
+        // from root 3.
+        let mut source = setup.source(&[g1], Some(chain[0].clone()));
+        assert!(
+            source
+                .refresh_once(&setup.state)
+                .await
+                .expect("walked and served")
+        );
+        let (status, _) = get(&setup.state, GRAPH).await;
+        assert_eq!(status, StatusCode::OK);
+        let ready = setup.readyz().await;
+        assert_eq!(ready["streams"]["stable"]["root_version"], 3, "{ready}");
+        let stored = std::fs::read(setup.stored_root()).expect("root 3 kept");
+        assert_eq!(stored, chain[2].envelope.to_vec());
+
+        // Nothing new: one HEAD of cairn-root-4 and one of the document.
+        let before = setup.client.request_count();
+        assert!(!source.refresh_once(&setup.state).await.expect("unchanged"));
+        assert_eq!(setup.client.request_count() - before, 2);
+
+        // A restart starts from the stored root 3, even pinned at 1 and
+        // configured with g1: a document g1 signs is refused.
+        setup.publish(g1).await;
+        let mut restarted = setup.source(&[g1], Some(chain[0].clone()));
+        let error = restarted
+            .refresh_once(&setup.state)
+            .await
+            .expect_err("g1 is not in root 3");
+        assert_eq!(error.kind, "bad_signature", "{}", error.message);
+        assert!(
+            error.message.contains("trust root version 3"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_root_that_drops_the_served_documents_key_stops_it_being_served() {
+        let setup = Setup::new().await;
+        let keys: Vec<SigningKey> = (0..5).map(|_| SigningKey::generate()).collect();
+        let [a, b, c, g1, g2] = [0, 1, 2, 3, 4].map(|i| &keys[i]);
+        let one = root(1, &[a, b], &[g1], &[a, b]);
+        setup.publish_roots(std::slice::from_ref(&one)).await;
+        setup.publish(g1).await;
+        let mut source = setup.source(&[], Some(one.clone()));
+        assert!(source.refresh_once(&setup.state).await.expect("served"));
+        assert_eq!(get(&setup.state, GRAPH).await.0, StatusCode::OK);
+
+        // Root 2 removes g1 (a leak): the document tag does not move, yet the
+        // next refresh withdraws the document.
+        setup
+            .publish_roots(&[root(2, &[a, c], &[g2], &[a, b, c])])
+            .await;
+        let error = source
+            .refresh_once(&setup.state)
+            .await
+            .expect_err("no longer vouched for");
+        assert_eq!(error.kind, "root_revoked", "{}", error.message);
+        assert!(
+            error.message.contains("trust root version 2"),
+            "{}",
+            error.message
+        );
+        assert_eq!(
+            get(&setup.state, GRAPH).await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let ready = setup.readyz().await;
+        assert_eq!(ready["ready"], false, "{ready}");
+        assert_eq!(ready["streams"]["stable"]["root_version"], 2, "{ready}");
+        assert_eq!(
+            ready["streams"]["stable"]["source_error"]["kind"],
+            "root_revoked"
+        );
+        // Read again, it is refused again: it never comes back.
+        let error = source
+            .refresh_once(&setup.state)
+            .await
+            .expect_err("still refused");
+        assert_eq!(error.kind, "bad_signature", "{}", error.message);
+        // Signed anew with g2, it is served again.
+        setup.publish(g2).await;
+        assert!(source.refresh_once(&setup.state).await.expect("g2 signs"));
+        assert_eq!(get(&setup.state, GRAPH).await.0, StatusCode::OK);
+
+        // An expired final root stops the source, naming the version.
+        let past = Timestamp::now() + SignedDuration::from_hours(2);
+        setup
+            .publish_roots(&[root_expiring(3, &[a, c], &[g2], &[a, c], past)])
+            .await;
+        *setup.now.lock().expect("clock") = past + SignedDuration::from_hours(1);
+        let error = source
+            .refresh_once(&setup.state)
+            .await
+            .expect_err("expired root");
+        assert_eq!(error.kind, "root_expired", "{}", error.message);
+        assert!(
+            error.message.contains("trust root version 3 expired"),
+            "{}",
+            error.message
+        );
+        let metrics = get(&setup.state, "/metrics").await.1;
+        assert!(metrics.contains("result=\"root_expired\""), "{metrics}");
+    }
 }

@@ -110,6 +110,8 @@ async fn an_expired_document_is_reported_but_still_served() {
             location: cairn_oci::Location::File(path),
             keys: Vec::new(),
             allow_unsigned: false,
+            root: None,
+            root_state: None,
         },
     };
     let mut source = StreamSource::new(&config, local_client(), Duration::from_secs(5));
@@ -176,6 +178,8 @@ async fn a_document_file_is_reread_only_when_it_changes() {
             location: cairn_oci::Location::File(path.clone()),
             keys: Vec::new(),
             allow_unsigned: false,
+            root: None,
+            root_state: None,
         },
     };
     let mut source = StreamSource::new(&config, local_client(), Duration::from_secs(5));

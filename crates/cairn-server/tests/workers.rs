@@ -93,6 +93,8 @@ async fn requests_are_answered_while_a_large_source_is_refreshed() {
             location: cairn_oci::Location::File(path.clone()),
             keys: Vec::new(),
             allow_unsigned: false,
+            root: None,
+            root_state: None,
         },
     };
     let client = cairn_oci::RegistryClient::new(cairn_oci::ClientOptions::default())

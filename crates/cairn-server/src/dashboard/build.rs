@@ -162,6 +162,7 @@ pub fn source_health(state: &AppState, stream: &str, snapshot: Option<&Snapshot>
         expires: snapshot
             .and_then(|s| s.source_document())
             .map(|d| d.expires.to_string()),
+        root_version: state.root_version(stream),
     }
 }
 
@@ -377,6 +378,7 @@ pub async fn overview(state: &AppState, now: Timestamp) -> Overview {
                 }),
                 sequence: None,
                 expires: None,
+                root_version: None,
             },
             newest: None,
             releases: 0,

@@ -53,6 +53,9 @@ pub struct SourceHealth {
     pub sequence: Option<u64>,
     /// When the served document expires, for document sources.
     pub expires: Option<String>,
+    /// The version of the trust root the source verifies with (0: built
+    /// from the configured keys); `None` without one.
+    pub root_version: Option<u64>,
 }
 
 /// Why a source's last refresh failed.

@@ -296,6 +296,12 @@ fn health(health: &SourceHealth) -> Markup {
                 dt { "Document expires" }
                 dd { (when(expires)) }
             }
+            @if let Some(version) = health.root_version {
+                dt { "Trust root" }
+                dd {
+                    @if version == 0 { "version 0 (the configured keys)" } @else { "version " (version) }
+                }
+            }
         }
     }
 }
@@ -1324,6 +1330,7 @@ pub(super) mod tests {
                 }),
                 sequence: Some(7),
                 expires: None,
+                root_version: Some(3),
             },
             arch: "x86_64".into(),
             arches: vec!["aarch64".into(), "x86_64".into()],

@@ -18,6 +18,7 @@ use cairn_graph::document::HaltSettings;
 use cairn_graph::halts::{HaltList, SignedAs};
 use cairn_oci::halts::{FetchedHaltList, HaltStoreError, HaltTrust};
 use cairn_oci::signing::VerifyingKey;
+use cairn_oci::trust::RoleKeys;
 use cairn_oci::{Location, RegistryClient, Store};
 use jiff::Timestamp;
 use std::collections::{BTreeMap, BTreeSet};
@@ -110,6 +111,19 @@ impl From<HaltStoreError> for HaltsError {
             message: error.to_string(),
         }
     }
+}
+
+/// The roles a stream's halt list is judged by, from its trust root.
+#[derive(Debug, Clone, Copy)]
+pub struct HaltRoles<'a> {
+    /// A list a threshold of these keys signed may also drop entries.
+    pub graph: Option<&'a RoleKeys>,
+    /// A list only these keys signed may only add entries.
+    pub halt: Option<&'a RoleKeys>,
+    /// A new root was taken (or the server started): the list held is read
+    /// and judged again even if its tag did not move, and dropped when the
+    /// roles no longer vouch for it.
+    pub recheck: bool,
 }
 
 /// Halt lists of every stream.
@@ -272,14 +286,17 @@ impl Halts {
     }
 
     /// Read `stream`'s list at `settings.location` (or note that halts are
-    /// off), verify it with the document's `graph_keys` and the halt keys
-    /// against the list held, and hold it.
+    /// off), verify it with the roles of the stream's trust root against the
+    /// list held, and hold it. `graph_keys` are the document's configured
+    /// keys, which the guard's lists are checked against.
+    #[allow(clippy::too_many_arguments)]
     pub async fn refresh(
         &self,
         stream: &str,
         settings: Option<&HaltSettings>,
         cleared: Vec<String>,
         graph_keys: &[VerifyingKey],
+        roles: &HaltRoles<'_>,
         client: &RegistryClient,
         now: Timestamp,
     ) -> Result<(), HaltsError> {
@@ -287,7 +304,7 @@ impl Halts {
         let Some(settings) = settings else {
             return Ok(());
         };
-        let outcome = self.read(stream, settings, graph_keys, client, now).await;
+        let outcome = self.read(stream, settings, roles, client, now).await;
         let failing = outcome
             .as_ref()
             .err()
@@ -300,7 +317,7 @@ impl Halts {
         &self,
         stream: &str,
         settings: &HaltSettings,
-        graph_keys: &[VerifyingKey],
+        roles: &HaltRoles<'_>,
         client: &RegistryClient,
         now: Timestamp,
     ) -> Result<(), HaltsError> {
@@ -324,6 +341,19 @@ impl Halts {
             )),
             _ => None,
         };
+        if roles.recheck
+            && let Some(held) = &held
+        {
+            self.recheck_held(
+                stream,
+                held,
+                store.as_ref().map(|(s, _)| s),
+                &location,
+                roles,
+                client,
+            )
+            .await?;
+        }
         let fetched = match &store {
             Some((store, reference)) => {
                 let head = store
@@ -336,6 +366,7 @@ impl Halts {
                     })?;
                 // Unchanged: the list held only needs to be still valid.
                 if let Some(held) = &held
+                    && !roles.recheck
                     && held.record.manifest_digest.as_deref() == Some(head.digest.as_str())
                 {
                     return valid(&held.list, settings.min_sequence, &location, now);
@@ -344,13 +375,9 @@ impl Halts {
             }
             None => cairn_oci::halts::fetch_location(&location, client).await?,
         };
-        use cairn_oci::document::configured_role;
-        use cairn_oci::trust::Role;
-        let graph = configured_role(Role::Graph, graph_keys);
-        let halt = configured_role(Role::Halt, &[&self.halt_keys[..], graph_keys].concat());
         let trust = HaltTrust {
-            graph: graph.as_ref(),
-            halt: halt.as_ref(),
+            graph: roles.graph,
+            halt: roles.halt,
             stream,
             newest_held: held.as_ref().map(|h| &h.list),
             min_sequence: settings.min_sequence,
@@ -360,6 +387,63 @@ impl Halts {
         let record = record_of(&fetched, store.as_ref().map(|(store, _)| store), &location);
         self.hold(stream, fetched.list, record, signed_as, now)
             .await
+    }
+}
+
+impl Halts {
+    /// Judge the list held again under the roles of a new trust root (its
+    /// signatures read again by digest, or from the file or URL while it
+    /// still holds the same list), and drop it when they no longer vouch for
+    /// it: edges are then withheld until a list they vouch for arrives. A
+    /// list that cannot be read again is kept, and the check is tried again
+    /// at the next refresh.
+    async fn recheck_held(
+        &self,
+        stream: &str,
+        held: &HeldList,
+        store: Option<&Store>,
+        location: &Location,
+        roles: &HaltRoles<'_>,
+        client: &RegistryClient,
+    ) -> Result<(), HaltsError> {
+        let again = match (store, &held.record.manifest_digest) {
+            (Some(store), Some(digest)) => cairn_oci::halts::fetch(store, digest).await?,
+            _ => {
+                let fetched = cairn_oci::halts::fetch_location(location, client).await?;
+                if fetched.bytes.as_ref() != held.record.body.as_slice() {
+                    // Replaced since: the new list is judged as any other.
+                    return Ok(());
+                }
+                fetched
+            }
+        };
+        let trust = HaltTrust {
+            graph: roles.graph,
+            halt: roles.halt,
+            stream,
+            newest_held: None,
+            min_sequence: 0,
+            now: held.list.expires,
+        };
+        let Err(error) = again.verify_expiry_aside(&trust) else {
+            return Ok(());
+        };
+        let error = HaltsError::from(error);
+        if !matches!(error.kind, "halts_bad_signature" | "halts_unsigned") {
+            return Err(error);
+        }
+        self.update(stream, |view| view.held = None);
+        let version = roles
+            .graph
+            .or(roles.halt)
+            .map_or(0, |role| role.root_version);
+        Err(HaltsError {
+            kind: error.kind,
+            message: format!(
+                "{}; the list held (sequence {}) is dropped: trust root version {version} does not vouch for it",
+                error.message, held.list.sequence
+            ),
+        })
     }
 }
 

@@ -25,6 +25,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             json!({
                 "serving": serving,
                 "last_success": health.last_success.map(|t| t.to_string()),
+                "root_version": state.root_version(name),
                 "source_error": health.failing.as_ref().map(|(kind, message)| json!({"kind": kind, "message": message})),
             }),
         );
