@@ -564,10 +564,23 @@ pub struct Publication<'a> {
     /// Halt keys a halt list may be signed with (the signing key's public
     /// half is trusted as a graph key).
     pub halt_keys: &'a [VerifyingKey],
+    /// Further keys the previous document and halt list may be signed by:
+    /// the graph keys of earlier trust roots, so that the first publish
+    /// after a rotation builds on what the key it replaced signed.
+    pub previous_signers: &'a [VerifyingKey],
     /// Publish a new, empty first halt list although the previous document
     /// proves one was published there (`halts.min_sequence` > 0) and it is
     /// gone: this lifts every halt it held, so only when meant.
     pub recreate_halt_list: bool,
+}
+
+impl Publication<'_> {
+    /// The signing keys' public halves, then `previous_signers`.
+    fn own_and_previous_keys(&self) -> Vec<VerifyingKey> {
+        let mut keys = crate::halts::own_keys(self.keys);
+        keys.extend(self.previous_signers.iter().cloned());
+        keys
+    }
 }
 
 /// Whether a publication turns halt lists on or off for the stream.
@@ -755,7 +768,7 @@ async fn settle_halts(
         location: location.clone(),
         source,
     };
-    let graph_keys = crate::halts::own_keys(publication.keys);
+    let graph_keys = publication.own_and_previous_keys();
     // The floor the list must reach: what the previous document paired with
     // the list at this location. A new location starts from nothing.
     let floor = held
@@ -886,8 +899,7 @@ fn check_previous(
     publication: &Publication<'_>,
     observer: &dyn Observer,
 ) -> Result<(), PublishError> {
-    let Some(signers) =
-        doc::configured_role(Role::Graph, &crate::halts::own_keys(publication.keys))
+    let Some(signers) = doc::configured_role(Role::Graph, &publication.own_and_previous_keys())
     else {
         return Ok(());
     };
@@ -1025,6 +1037,7 @@ mod tests {
             allow_unknown_releases: false,
             halt_list: HaltListSetting::Keep,
             halt_keys: &[],
+            previous_signers: &[],
             recreate_halt_list: false,
         };
         let mut cache = ScanCache::default();

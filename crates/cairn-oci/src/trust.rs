@@ -150,6 +150,11 @@ impl RoleKeys {
         self.threshold
     }
 
+    /// The role's keys.
+    pub fn keys(&self) -> impl Iterator<Item = &VerifyingKey> {
+        self.keys.iter().map(|(_, key)| key)
+    }
+
     /// The role's key ids.
     pub fn key_ids(&self) -> impl Iterator<Item = &KeyId> {
         self.keys.iter().map(|(id, _)| id)

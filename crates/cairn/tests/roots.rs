@@ -682,3 +682,140 @@ async fn verifiers_walk_to_the_newest_root_before_they_trust_a_document() {
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_pushes_the_roots_signs_under_the_newest_and_refuses_short_keys() {
+    let keys = Keys::new(&["a", "b", "g1", "g2"]);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("roots").display().to_string();
+    ok(&[
+        "root",
+        "init",
+        "--out",
+        &dir,
+        "--graph-key",
+        &keys.public("g1"),
+        "--root-key",
+        &keys.public("a"),
+        "--root-key",
+        &keys.public("b"),
+        "--sign-key",
+        &keys.private("a"),
+        "--sign-key",
+        &keys.private("b"),
+        "--sign-key",
+        &keys.private("g1"),
+    ]);
+    let registry = TestRegistry::start(Auth::None).await;
+    let store = registry.store("acme/os");
+    cairn_testkit::write_release(&store, "44.1", "2026-01-01T00:00:00Z", &["44.1", "stable"]).await;
+    let repository = format!("{}/acme/os", registry.host);
+    let cache = tmp.path().join("cache.json").display().to_string();
+    let publish = |sign: &[&str]| {
+        let mut args = vec![
+            "publish",
+            "--repository",
+            repository.as_str(),
+            "--stream",
+            "stable",
+            "--roots",
+            dir.as_str(),
+            "--cache",
+            cache.as_str(),
+            "--insecure-registry",
+            registry.host.as_str(),
+        ];
+        for key in sign {
+            args.extend(["--sign-key", key]);
+        }
+        cairn(&args)
+    };
+    // A key the root does not give the graph role: refused before any push.
+    let out = publish(&[&keys.private("g2")]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("hosts would refuse this document under trust root version 1"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(roots::fetch_root(&store, 1).await.expect("reads").is_none());
+
+    let out = publish(&[&keys.private("g1")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("pushed trust root versions 1"));
+    let fetched = cairn_oci::document::fetch(&store, "cairn-graph-stable")
+        .await
+        .expect("document");
+    assert_eq!(fetched.document.root_version, 1);
+
+    // Rotate the graph key from g1 to g2; the first publish signed by g2
+    // alone builds on what g1 signed, and pushes root 2.
+    ok(&[
+        "root",
+        "rotate",
+        "--dir",
+        &dir,
+        "--add-key",
+        &format!("graph={}", keys.public("g2")),
+        "--remove-key",
+        &format!("graph={}", keys.public("g1")),
+        "--sign-key",
+        &keys.private("a"),
+        "--sign-key",
+        &keys.private("b"),
+    ]);
+    let out = publish(&[&keys.private("g2")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("pushed trust root versions 2"));
+    let fetched = cairn_oci::document::fetch(&store, "cairn-graph-stable")
+        .await
+        .expect("document");
+    assert_eq!(fetched.document.root_version, 2);
+    // A reader starting from root 1 walks to 2 and accepts g2's signature.
+    let verified = ok(&[
+        "document",
+        "verify",
+        &format!("{repository}:cairn-graph-stable"),
+        "--root",
+        &format!("{dir}/1.root.json"),
+        "--insecure-registry",
+        &registry.host,
+    ]);
+    assert!(verified.contains("trust root version 2"), "{verified}");
+    // g1 alone is now short of root 2's graph role.
+    let out = publish(&[&keys.private("g1")]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("trust root version 2"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A repository that holds a newer root than the directory: refused.
+    let newer = roots::read_chain_dir(Path::new(&dir)).expect("chain");
+    let three = build_root(
+        3,
+        newer[1].root.expires,
+        [
+            (
+                &[
+                    keys.signing("a").verifying_key(),
+                    keys.signing("b").verifying_key(),
+                ],
+                2,
+            ),
+            (&[keys.signing("g2").verifying_key()], 1),
+            (&[keys.signing("g2").verifying_key()], 1),
+        ],
+    )
+    .expect("builds");
+    let three = SignedRoot::sign(&three, &[keys.signing("a"), keys.signing("b")]).expect("signs");
+    roots::publish_root(&store, &three).await.expect("root 3");
+    let out = publish(&[&keys.private("g2")]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("holds cairn-root-3"),
+        "{}",
+        stderr(&out)
+    );
+}

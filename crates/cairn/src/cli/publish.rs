@@ -14,6 +14,7 @@ use cairn_oci::publish::{
 };
 use cairn_oci::scan::{ScanCache, ScanReport, is_release_tag};
 use cairn_oci::sources::BaseSource;
+use cairn_oci::trust::Role;
 use cairn_oci::{Location, RegistryClient, Repository, Store};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -112,6 +113,12 @@ pub struct Args {
     /// (repeatable); the --sign-key's own public half is always trusted.
     #[arg(long = "halt-key", value_name = "PEM")]
     halt_keys: Vec<PathBuf>,
+    /// The release team's directory of trust roots (<N>.root.json, written by
+    /// `cairn root init` and `rotate`): the versions the repository lacks are
+    /// pushed as cairn-root-<N>, the document is signed under the newest,
+    /// and the --sign-keys must meet its graph threshold.
+    #[arg(long, value_name = "DIR")]
+    roots: Option<PathBuf>,
     /// Publish a new, empty halt list when the stream's list is gone although
     /// the previous document paired with one: this lifts every halt it held.
     #[arg(long)]
@@ -176,7 +183,21 @@ async fn publish(args: &Args, store: &Store) -> anyhow::Result<()> {
         }),
         None => None,
     };
-    let halt_keys = args::verifying_keys(&args.halt_keys)?;
+    let mut halt_keys = args::verifying_keys(&args.halt_keys)?;
+    let roots = match &args.roots {
+        Some(dir) => Some(prepare_roots(dir, store, &keys, now).await?),
+        None => None,
+    };
+    let mut previous_signers = Vec::new();
+    if let Some(roots) = &roots {
+        // The newest root's halt keys may sign the current halt list, and
+        // any root's graph keys may have signed what this publish builds on.
+        halt_keys.extend(roots.newest.role(Role::Halt).keys().cloned());
+        for signed in &roots.chain {
+            let root = cairn_oci::trust::TrustedRoot::pin(signed.clone())?;
+            previous_signers.extend(root.role(Role::Graph).keys().cloned());
+        }
+    }
     let halt_list = match (&args.halt_list, args.no_halt_list) {
         (Some(location), _) => HaltListSetting::On(location.clone()),
         (None, true) => HaltListSetting::Off,
@@ -207,15 +228,19 @@ async fn publish(args: &Args, store: &Store) -> anyhow::Result<()> {
         },
         tag: &tag,
         keys: &keys,
-        root_version: 0,
+        root_version: roots.as_ref().map_or(0, |r| r.newest.version()),
         accept_unverified_previous: args.accept_unverified_previous,
         dry_run: args.dry_run,
         refresh: args.refresh,
         allow_unknown_releases: args.allow_unknown_releases,
         halt_list,
         halt_keys: &halt_keys,
+        previous_signers: &previous_signers,
         recreate_halt_list: args.recreate_halt_list,
     };
+    if let Some(roots) = &roots {
+        push_roots(store, roots, args.dry_run).await?;
+    }
     let cache_path = args
         .cache
         .clone()
@@ -280,6 +305,97 @@ async fn publish(args: &Args, store: &Store) -> anyhow::Result<()> {
 
 /// The policy file, which must be for the stream published: another
 /// stream's barriers and rollouts would land on releases of the same names.
+/// The release team's chain of roots, checked against the repository and
+/// the signing keys.
+struct Roots {
+    chain: Vec<cairn_oci::trust::SignedRoot>,
+    newest: cairn_oci::trust::TrustedRoot,
+}
+
+/// Read `dir`'s chain and refuse to publish under it when a host would
+/// refuse the result: the newest root expired, a newer root in the
+/// repository that `dir` lacks, or signing keys short of the graph role.
+async fn prepare_roots(
+    dir: &std::path::Path,
+    store: &Store,
+    keys: &[cairn_oci::signing::SigningKey],
+    now: jiff::Timestamp,
+) -> anyhow::Result<Roots> {
+    let chain = cairn_oci::roots::read_chain_dir(dir).context("--roots")?;
+    let last = chain.last().cloned().context("--roots: no root")?;
+    let newest = cairn_oci::trust::TrustedRoot::pin(last)?;
+    newest.check_expiry(now).with_context(|| {
+        format!(
+            "--roots {}: rotate (`cairn root rotate --expires …`) before publishing",
+            dir.display()
+        )
+    })?;
+    let next = cairn_oci::roots::root_tag(newest.version() + 1);
+    if store.resolve(&next).await?.is_some() {
+        bail!(
+            "{} holds {next}, which {} lacks: copy the newer roots into the directory \
+             before publishing (hosts that walked to it would refuse a document signed \
+             under version {})",
+            store.describe(),
+            dir.display(),
+            newest.version()
+        );
+    }
+    // Sign a probe with every key: what hosts count is what these keys give.
+    let probe = bytes::Bytes::from_static(b"cairn publish --roots: which keys sign");
+    let probes: Vec<cairn_oci::document::Signed> = keys
+        .iter()
+        .map(|key| cairn_oci::document::Signed {
+            message: probe.clone(),
+            signature: key.sign(&probe),
+        })
+        .collect();
+    newest.role(Role::Graph).check(&probes).map_err(|shortfall| {
+        anyhow::anyhow!(
+            "--sign-key: hosts would refuse this document under trust root version {}: {shortfall}",
+            newest.version()
+        )
+    })?;
+    Ok(Roots { chain, newest })
+}
+
+/// Push the root versions the repository lacks (or say which, for a dry run).
+async fn push_roots(store: &Store, roots: &Roots, dry_run: bool) -> anyhow::Result<()> {
+    let mut missing = Vec::new();
+    for root in &roots.chain {
+        let tag = cairn_oci::roots::root_tag(root.version());
+        if store.resolve(&tag).await?.is_none() {
+            missing.push(root.version());
+        }
+    }
+    if dry_run {
+        if !missing.is_empty() {
+            args::emit(&format!(
+                "would push trust root versions {}\n",
+                join_versions(&missing)
+            ))?;
+        }
+        return Ok(());
+    }
+    let written = cairn_oci::roots::push_missing(store, &roots.chain).await?;
+    if !written.is_empty() {
+        args::emit(&format!(
+            "pushed trust root versions {} to {}\n",
+            join_versions(&written),
+            store.describe()
+        ))?;
+    }
+    Ok(())
+}
+
+fn join_versions(versions: &[u64]) -> String {
+    versions
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn read_policy(path: &std::path::Path, stream: &str) -> anyhow::Result<Updates> {
     let name = path.display().to_string();
     let policy = Updates::from_json(&args::read(path)?).with_context(|| name.clone())?;
