@@ -19,6 +19,7 @@ use crate::signing::{
     simple_signing_payload,
 };
 use crate::store::Store;
+use crate::trust::{Role, RoleKeys, Shortfall};
 use bytes::Bytes;
 use cairn_graph::GraphDocument;
 use jiff::Timestamp;
@@ -78,9 +79,16 @@ pub enum DocumentStoreError {
         /// manifest, a layer that declares an oversized payload).
         unusable: Vec<String>,
     },
-    /// Signatures exist but none verifies with a trusted key.
-    #[error("{0}: no signature verifies with the trusted key(s)")]
-    BadSignature(String),
+    /// Signatures exist but too few distinct trusted keys signed.
+    #[error("{source_name}: {}", refusal_note(.shortfalls, *.signed_under))]
+    BadSignature {
+        /// Where it came from.
+        source_name: String,
+        /// For each role that could have signed, what fell short.
+        shortfalls: Vec<Shortfall>,
+        /// The root version the artifact says it was signed under.
+        signed_under: u64,
+    },
     /// The document expired.
     #[error("{source_name}: expired at {expires}")]
     Expired {
@@ -141,7 +149,7 @@ impl DocumentStoreError {
             DocumentStoreError::Document { .. } => "invalid_document",
             DocumentStoreError::NotADocument(_) => "not_a_document",
             DocumentStoreError::Unsigned { .. } => "unsigned",
-            DocumentStoreError::BadSignature(_) => "bad_signature",
+            DocumentStoreError::BadSignature { .. } => "bad_signature",
             DocumentStoreError::Expired { .. } => "expired",
             DocumentStoreError::WrongStream { .. } => "wrong_stream",
             DocumentStoreError::Replayed { .. } => "replayed",
@@ -152,6 +160,40 @@ impl DocumentStoreError {
 }
 
 type Result<T> = std::result::Result<T, DocumentStoreError>;
+
+/// Why signatures fell short, and whether the signer used a root this reader
+/// has not reached (then walking the root chain is what is missing).
+fn refusal_note(shortfalls: &[Shortfall], signed_under: u64) -> String {
+    let found = shortfalls.iter().map(|s| s.found).max().unwrap_or(0);
+    let mut note = if found == 0 {
+        "no signature verifies with the trusted key(s)".to_string()
+    } else {
+        "too few distinct trusted keys signed".to_string()
+    };
+    for shortfall in shortfalls {
+        note.push_str(&format!("; {shortfall}"));
+    }
+    let held = shortfalls.iter().map(|s| s.root_version).max().unwrap_or(0);
+    if signed_under > held {
+        note.push_str(&format!(
+            "; it was signed under root version {signed_under}, newer than version {held} \
+             this reader holds: it needs root version {} (tag {}{})",
+            held + 1,
+            ROOT_TAG_PREFIX,
+            held + 1
+        ));
+    }
+    note
+}
+
+/// The prefix of the tags roots are published under (`cairn-root-<N>`).
+const ROOT_TAG_PREFIX: &str = "cairn-root-";
+
+/// A role of any one of `keys`, or `None` when no key is configured: the
+/// version 0 a reader without a trust root builds from its configuration.
+pub fn configured_role(role: Role, keys: &[VerifyingKey]) -> Option<RoleKeys> {
+    (!keys.is_empty()).then(|| RoleKeys::any_of(role, keys))
+}
 
 /// A document as fetched, before any trust decision.
 #[derive(Debug, Clone)]
@@ -194,8 +236,9 @@ pub struct Seen<'a> {
 /// How much to trust.
 #[derive(Debug, Clone, Copy)]
 pub struct TrustPolicy<'a> {
-    /// Keys that may sign. With any key configured, a signature is required.
-    pub keys: &'a [VerifyingKey],
+    /// The graph role: which keys may sign, and how many distinct ones must.
+    /// `None`: no key configured, and unsigned documents are accepted.
+    pub signers: Option<&'a RoleKeys>,
     /// Accept unsigned documents even though keys are configured (explicit opt-out).
     pub allow_unsigned: bool,
     /// The current time, for `expires`.
@@ -217,10 +260,11 @@ impl FetchedDocument {
             })
     }
 
-    /// Check, in order: the signature (when keys are configured), expiry, and
-    /// that the sequence has not gone backwards.
+    /// Check, in order: the signatures (a threshold of distinct keys of the
+    /// graph role, when one is configured), expiry, and that the sequence
+    /// has not gone backwards.
     pub fn verify(&self, source_name: &str, policy: &TrustPolicy<'_>) -> Result<()> {
-        if !policy.keys.is_empty() {
+        if let Some(signers) = policy.signers {
             if self.signatures.is_empty() {
                 if !policy.allow_unsigned {
                     return Err(DocumentStoreError::Unsigned {
@@ -228,13 +272,12 @@ impl FetchedDocument {
                         unusable: self.unusable_signatures.clone(),
                     });
                 }
-            } else if !self.signatures.iter().any(|signed| {
-                policy
-                    .keys
-                    .iter()
-                    .any(|key| key.verifies(&signed.message, &signed.signature))
-            }) {
-                return Err(DocumentStoreError::BadSignature(source_name.to_string()));
+            } else if let Err(shortfall) = signers.check(&self.signatures) {
+                return Err(DocumentStoreError::BadSignature {
+                    source_name: source_name.to_string(),
+                    shortfalls: vec![shortfall],
+                    signed_under: 0,
+                });
             }
         }
         if let Some(expected) = policy.stream

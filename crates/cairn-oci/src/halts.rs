@@ -14,6 +14,7 @@ use crate::document::{
 use crate::error::OciError;
 use crate::signing::{SigningKey, VerifyingKey};
 use crate::store::Store;
+use crate::trust::{Role, RoleKeys};
 use bytes::Bytes;
 use cairn_graph::halts::{HaltEntry, HaltList, HaltListError, SignedAs};
 use jiff::{SignedDuration, Timestamp};
@@ -60,10 +61,11 @@ pub struct FetchedHaltList {
 /// What a reader trusts a halt list with.
 #[derive(Debug, Clone, Copy)]
 pub struct HaltTrust<'a> {
-    /// The release team's keys: a list they sign may also drop entries.
-    pub graph_keys: &'a [VerifyingKey],
-    /// Halt keys: a list only they sign may only add entries.
-    pub halt_keys: &'a [VerifyingKey],
+    /// The graph role: a list a threshold of its keys signs may also drop
+    /// entries.
+    pub graph: Option<&'a RoleKeys>,
+    /// The halt role: a list only its keys sign may only add entries.
+    pub halt: Option<&'a RoleKeys>,
     /// The stream followed.
     pub stream: &'a str,
     /// The newest list this reader accepted before, for the sequence and
@@ -116,7 +118,7 @@ impl HaltStoreError {
         match self {
             HaltStoreError::Store(DocumentStoreError::NotADocument(_)) => "halts_not_a_list",
             HaltStoreError::Store(DocumentStoreError::Unsigned { .. }) => "halts_unsigned",
-            HaltStoreError::Store(DocumentStoreError::BadSignature(_)) => "halts_bad_signature",
+            HaltStoreError::Store(DocumentStoreError::BadSignature { .. }) => "halts_bad_signature",
             HaltStoreError::Store(e) => e.kind(),
             HaltStoreError::List { error, .. } => error.kind(),
             HaltStoreError::Missing { .. } => "halts_missing",
@@ -147,45 +149,50 @@ impl FetchedHaltList {
         })
     }
 
-    /// The role of the strongest key whose signature verifies, if any.
-    pub fn signed_as(
-        &self,
-        graph_keys: &[VerifyingKey],
-        halt_keys: &[VerifyingKey],
-    ) -> Option<SignedAs> {
-        let verifies_with = |keys: &[VerifyingKey]| {
-            self.signatures.iter().any(|signed| {
-                keys.iter()
-                    .any(|key| key.verifies(&signed.message, &signed.signature))
-            })
-        };
-        if verifies_with(graph_keys) {
+    /// The strongest role whose threshold of distinct keys signed, if any:
+    /// the graph role, else the halt role.
+    pub fn signed_as(&self, graph: Option<&RoleKeys>, halt: Option<&RoleKeys>) -> Option<SignedAs> {
+        let met = |role: Option<&RoleKeys>| role.is_some_and(|r| r.check(&self.signatures).is_ok());
+        if met(graph) {
             Some(SignedAs::Graph)
-        } else if verifies_with(halt_keys) {
+        } else if met(halt) {
             Some(SignedAs::HaltOnly)
         } else {
             None
         }
     }
 
+    /// Why neither role's threshold was met.
+    fn refusal(&self, roles: &[Option<&RoleKeys>]) -> DocumentStoreError {
+        if self.signatures.is_empty() {
+            return DocumentStoreError::Unsigned {
+                source_name: self.source_name.clone(),
+                unusable: self.unusable_signatures.clone(),
+            };
+        }
+        DocumentStoreError::BadSignature {
+            source_name: self.source_name.clone(),
+            shortfalls: roles
+                .iter()
+                .flatten()
+                .filter_map(|role| role.check(&self.signatures).err())
+                .collect(),
+            signed_under: self.list.root_version,
+        }
+    }
+
     /// Check the signature and the list against what the reader holds.
-    /// A list must be signed by a graph or halt key; a reader configured with
-    /// no key at all (it trusts unsigned documents) takes an unsigned list,
-    /// but only under the add-only rule.
+    /// A list must be signed by the graph or the halt role; a reader
+    /// configured with no key at all (it trusts unsigned documents) takes an
+    /// unsigned list, but only under the add-only rule.
     pub fn verify(&self, trust: &HaltTrust<'_>) -> Result<SignedAs> {
         let source_name = || self.source_name.clone();
-        let signed_as = if trust.graph_keys.is_empty() && trust.halt_keys.is_empty() {
+        let signed_as = if trust.graph.is_none() && trust.halt.is_none() {
             SignedAs::HaltOnly
-        } else if let Some(role) = self.signed_as(trust.graph_keys, trust.halt_keys) {
+        } else if let Some(role) = self.signed_as(trust.graph, trust.halt) {
             role
-        } else if self.signatures.is_empty() {
-            return Err(DocumentStoreError::Unsigned {
-                source_name: source_name(),
-                unusable: self.unusable_signatures.clone(),
-            }
-            .into());
         } else {
-            return Err(DocumentStoreError::BadSignature(source_name()).into());
+            return Err(self.refusal(&[trust.graph, trust.halt]).into());
         };
         self.list
             .accept(
@@ -376,16 +383,9 @@ async fn current(
         return Ok((None, None));
     };
     let fetched = fetch(store, &head.digest).await?;
-    if !options.trust_keys.is_empty() && fetched.signed_as(options.trust_keys, &[]).is_none() {
-        return Err(if fetched.signatures.is_empty() {
-            DocumentStoreError::Unsigned {
-                source_name: fetched.source_name,
-                unusable: fetched.unusable_signatures,
-            }
-        } else {
-            DocumentStoreError::BadSignature(fetched.source_name)
-        }
-        .into());
+    let trusted = crate::document::configured_role(Role::Graph, options.trust_keys);
+    if trusted.is_some() && fetched.signed_as(trusted.as_ref(), None).is_none() {
+        return Err(fetched.refusal(&[trusted.as_ref()]).into());
     }
     if fetched.list.stream != options.stream {
         return Err(HaltStoreError::List {

@@ -14,6 +14,7 @@ use crate::scan::{self, ScanCache, ScanOptions, ScanReport};
 use crate::signing::{SigningKey, VerifyingKey};
 use crate::sources::{BaseRead, BaseSource, SourceError};
 use crate::store::Store;
+use crate::trust::{Role, RoleKeys};
 use cairn_graph::assemble::{AssembleError, AssembleOptions, Assembled, BaseInput, Candidate};
 use cairn_graph::derive::BaseGraph;
 use cairn_graph::document::{ClearedHalt, HaltSettings};
@@ -807,10 +808,12 @@ async fn settle_halts(
         // Expiry aside: an expired list must not block the publish (least of
         // all `--refresh`); hosts freeze on it until `cairn halt refresh`.
         let floor = if created { 0 } else { floor };
+        let graph = doc::configured_role(Role::Graph, &graph_keys);
+        let halt = doc::configured_role(Role::Halt, &[publication.halt_keys, &graph_keys].concat());
         fetched
             .verify_expiry_aside(&HaltTrust {
-                graph_keys: &graph_keys,
-                halt_keys: publication.halt_keys,
+                graph: graph.as_ref(),
+                halt: halt.as_ref(),
                 stream: options.stream,
                 newest_held: None,
                 min_sequence: floor,
@@ -871,9 +874,9 @@ fn check_previous(
     let Some(key) = publication.key else {
         return Ok(());
     };
-    let keys = [key.verifying_key()];
+    let signers = RoleKeys::any_of(Role::Graph, &[key.verifying_key()]);
     let policy = doc::TrustPolicy {
-        keys: &keys,
+        signers: Some(&signers),
         allow_unsigned: false,
         now: previous.document.issued,
         last_seen: None,

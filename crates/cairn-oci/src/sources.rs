@@ -520,8 +520,9 @@ pub async fn read_base_graph_after(
                     ),
                 ));
             }
+            let signers = crate::document::configured_role(crate::trust::Role::Graph, read.keys);
             let policy = TrustPolicy {
-                keys: read.keys,
+                signers: signers.as_ref(),
                 allow_unsigned: read.allow_unsigned,
                 now: read.now,
                 last_seen,

@@ -4,6 +4,7 @@
 use cairn_graph::GraphDocument;
 use cairn_oci::document::{self, DocumentStoreError, Seen, TrustPolicy};
 use cairn_oci::signing::{SigningKey, VerifyingKey, signature_tag, simple_signing_payload};
+use cairn_oci::trust::{Role, RoleKeys};
 use cairn_oci::{Store, layout::Layout};
 use cairn_testkit::{Auth, TestRegistry, skopeo};
 use jiff::{SignedDuration, Timestamp};
@@ -25,9 +26,19 @@ fn example(hours_valid: i64) -> GraphDocument {
     document
 }
 
-fn policy<'a>(keys: &'a [VerifyingKey], last_seen: Option<Seen<'a>>) -> TrustPolicy<'a> {
+/// The graph role of any one of `keys` (none: no key configured).
+fn graph_role(keys: &[VerifyingKey]) -> Option<RoleKeys> {
+    document::configured_role(Role::Graph, keys)
+}
+
+/// The halt role of any one of `keys`.
+fn halt_role(keys: &[VerifyingKey]) -> Option<RoleKeys> {
+    document::configured_role(Role::Halt, keys)
+}
+
+fn policy<'a>(signers: &'a Option<RoleKeys>, last_seen: Option<Seen<'a>>) -> TrustPolicy<'a> {
     TrustPolicy {
-        keys,
+        signers: signers.as_ref(),
         allow_unsigned: false,
         now: Timestamp::now(),
         last_seen,
@@ -70,7 +81,7 @@ async fn publish_read_and_verify_with_every_kind_of_auth() {
         assert_eq!(fetched.document, published.document, "{auth:?}");
         let keys = [key.verifying_key()];
         fetched
-            .verify("test", &policy(&keys, None))
+            .verify("test", &policy(&graph_role(&keys), None))
             .expect("verifies");
         // The tag points at a signed document: the signature exists before the tag.
         let signature = store
@@ -110,7 +121,7 @@ async fn tampered_unsigned_wrong_key_expired_and_replayed_documents_are_rejected
     // Wrong key.
     let strangers = [SigningKey::generate().verifying_key()];
     let err = original_fetch
-        .verify("t", &policy(&strangers, None))
+        .verify("t", &policy(&graph_role(&strangers), None))
         .expect_err("wrong key");
     assert_eq!(err.kind(), "bad_signature");
 
@@ -132,7 +143,7 @@ async fn tampered_unsigned_wrong_key_expired_and_replayed_documents_are_rejected
         .expect("copy signature");
     let fetched = document::fetch(&store, TAG).await.expect("fetch");
     let err = fetched
-        .verify("t", &policy(&keys, None))
+        .verify("t", &policy(&graph_role(&keys), None))
         .expect_err("copied signature");
     assert_eq!(
         err.kind(),
@@ -148,7 +159,7 @@ async fn tampered_unsigned_wrong_key_expired_and_replayed_documents_are_rejected
     });
     assert_eq!(
         signed
-            .verify("t", &policy(&keys, None))
+            .verify("t", &policy(&graph_role(&keys), None))
             .expect_err("forged")
             .kind(),
         "bad_signature"
@@ -156,9 +167,10 @@ async fn tampered_unsigned_wrong_key_expired_and_replayed_documents_are_rejected
 
     // Unsigned is fine only when no key is configured or unsigned is allowed explicitly.
     fetched
-        .verify("t", &policy(&[], None))
+        .verify("t", &policy(&graph_role(&[]), None))
         .expect("no key configured");
-    let mut lenient = policy(&keys, None);
+    let signers = graph_role(&keys);
+    let mut lenient = policy(&signers, None);
     lenient.allow_unsigned = true;
     fetched.verify("t", &lenient).expect("explicitly allowed");
 
@@ -169,7 +181,7 @@ async fn tampered_unsigned_wrong_key_expired_and_replayed_documents_are_rejected
     publish(&store, stale, Some(&key)).await;
     let fetched = document::fetch(&store, TAG).await.expect("fetch");
     let err = fetched
-        .verify("t", &policy(&keys, None))
+        .verify("t", &policy(&graph_role(&keys), None))
         .expect_err("expired");
     assert_eq!(err.kind(), "expired", "{err}");
 
@@ -180,7 +192,7 @@ async fn tampered_unsigned_wrong_key_expired_and_replayed_documents_are_rejected
         digest: &digest,
     };
     let err = original_fetch
-        .verify("t", &policy(&keys, Some(newer)))
+        .verify("t", &policy(&graph_role(&keys), Some(newer)))
         .expect_err("replay");
     assert!(matches!(err, DocumentStoreError::Replayed { .. }), "{err}");
     let same = Seen {
@@ -188,7 +200,7 @@ async fn tampered_unsigned_wrong_key_expired_and_replayed_documents_are_rejected
         digest: "sha256:other",
     };
     let err = original_fetch
-        .verify("t", &policy(&keys, Some(same)))
+        .verify("t", &policy(&graph_role(&keys), Some(same)))
         .expect_err("conflict");
     assert_eq!(err.kind(), "sequence_conflict");
     let same = Seen {
@@ -196,7 +208,7 @@ async fn tampered_unsigned_wrong_key_expired_and_replayed_documents_are_rejected
         digest: &digest,
     };
     original_fetch
-        .verify("t", &policy(&keys, Some(same)))
+        .verify("t", &policy(&graph_role(&keys), Some(same)))
         .expect("the same document again is fine");
 }
 
@@ -238,7 +250,7 @@ async fn concurrent_publishers_leave_one_complete_document_and_losers_know() {
     assert_eq!(winners[0].1, on_tag, "and it is the one on the tag");
     let fetched = document::fetch(&store, TAG).await.expect("fetch");
     fetched
-        .verify("t", &policy(&[key.verifying_key()], None))
+        .verify("t", &policy(&graph_role(&[key.verifying_key()]), None))
         .expect("complete and verifiable");
 }
 
@@ -292,7 +304,7 @@ async fn mirrored_with_skopeo_sync_and_still_verifiable() {
         .await
         .expect("the mirror has the document");
     fetched
-        .verify("mirror", &policy(&[key.verifying_key()], None))
+        .verify("mirror", &policy(&graph_role(&[key.verifying_key()]), None))
         .expect("and its signature");
 }
 
@@ -305,7 +317,7 @@ async fn oci_layout_round_trip() {
     let fetched = document::fetch(&store, TAG).await.expect("fetch");
     assert_eq!(fetched.document, published.document);
     fetched
-        .verify("layout", &policy(&[key.verifying_key()], None))
+        .verify("layout", &policy(&graph_role(&[key.verifying_key()]), None))
         .expect("verifies");
 }
 
@@ -333,7 +345,10 @@ async fn a_layout_written_by_skopeo_is_read() {
         Some(published.manifest_digest.as_str())
     );
     fetched
-        .verify("skopeo layout", &policy(&[key.verifying_key()], None))
+        .verify(
+            "skopeo layout",
+            &policy(&graph_role(&[key.verifying_key()]), None),
+        )
         .expect("verifies");
 }
 
@@ -348,7 +363,7 @@ async fn a_signed_document_of_another_stream_is_refused() {
     publish(&store, testing, Some(&key)).await;
     let fetched = document::fetch(&store, TAG).await.expect("fetch");
     let err = fetched
-        .verify("t", &policy(&[key.verifying_key()], None))
+        .verify("t", &policy(&graph_role(&[key.verifying_key()]), None))
         .expect_err("wrong stream");
     assert_eq!(err.kind(), "wrong_stream", "{err}");
 }
@@ -407,13 +422,13 @@ mod halt_lists {
     }
 
     fn trust<'a>(
-        graph_keys: &'a [VerifyingKey],
-        halt_keys: &'a [VerifyingKey],
+        graph: &'a Option<RoleKeys>,
+        halt: &'a Option<RoleKeys>,
         newest_held: Option<&'a cairn_graph::halts::HaltList>,
     ) -> HaltTrust<'a> {
         HaltTrust {
-            graph_keys,
-            halt_keys,
+            graph: graph.as_ref(),
+            halt: halt.as_ref(),
             stream: "stable",
             newest_held,
             min_sequence: 0,
@@ -473,7 +488,11 @@ mod halt_lists {
         let held = first.list.clone();
         assert_eq!(
             fetched
-                .verify(&trust(&graph_keys, &halt_keys, Some(&held)))
+                .verify(&trust(
+                    &graph_role(&graph_keys),
+                    &halt_role(&halt_keys),
+                    Some(&held)
+                ))
                 .expect("a halt key's list"),
             SignedAs::HaltOnly
         );
@@ -486,7 +505,7 @@ mod halt_lists {
         );
         // Without the halt key, a reader refuses it and says why.
         let err = fetched
-            .verify(&trust(&graph_keys, &[], None))
+            .verify(&trust(&graph_role(&graph_keys), &None, None))
             .expect_err("unknown key");
         assert_eq!(err.kind(), "halts_bad_signature", "{err}");
         // A halt key's list that drops an entry is refused; the graph key's is not.
@@ -519,7 +538,11 @@ mod halt_lists {
             dropped.sequence += 1;
             let fetched = halts::fetch(&store, HALT_TAG).await.expect("fetch");
             let verdict = fetched
-                .verify(&trust(&graph_keys, &halt_keys, Some(&added.list)))
+                .verify(&trust(
+                    &graph_role(&graph_keys),
+                    &halt_role(&halt_keys),
+                    Some(&added.list),
+                ))
                 .map_err(|e| e.kind());
             assert_eq!(verdict, expected);
         }
@@ -530,7 +553,11 @@ mod halt_lists {
         let fetched = halts::fetch(&store, HALT_TAG).await.expect("fetch");
         assert_eq!(
             fetched
-                .verify(&trust(&graph_keys, &halt_keys, None))
+                .verify(&trust(
+                    &graph_role(&graph_keys),
+                    &halt_role(&halt_keys),
+                    None
+                ))
                 .map_err(|e| e.kind()),
             Err("halts_bad_signature")
         );
@@ -539,8 +566,8 @@ mod halt_lists {
         assert_eq!(
             fetched
                 .verify(&trust(
-                    &graph_keys,
-                    &[stranger.verifying_key()],
+                    &graph_role(&graph_keys),
+                    &halt_role(&[stranger.verifying_key()]),
                     Some(&newer)
                 ))
                 .map_err(|e| e.kind()),
@@ -595,7 +622,7 @@ mod halt_lists {
             .await
             .expect("the mirror has the list");
         fetched
-            .verify(&trust(&[], &keys, None))
+            .verify(&trust(&None, &halt_role(&keys), None))
             .expect("and its signature");
         let err = halts::fetch(&copy, TAG).await.expect_err("a document");
         assert_eq!(err.kind(), "halts_not_a_list", "{err}");

@@ -155,10 +155,10 @@ async fn a_malformed_signature_counts_as_none_names_the_field_and_fetches_no_pay
             "{expected}: blobs fetched"
         );
         let key = cairn_oci::signing::SigningKey::generate().verifying_key();
-        let keys = [key];
+        let signers = cairn_oci::trust::RoleKeys::any_of(cairn_oci::trust::Role::Graph, &[key]);
         let now = fetched.document.expires - jiff::SignedDuration::from_hours(1);
         let policy = |allow_unsigned| document::TrustPolicy {
-            keys: &keys,
+            signers: Some(&signers),
             allow_unsigned,
             now,
             last_seen: None,

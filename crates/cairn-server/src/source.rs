@@ -331,8 +331,9 @@ async fn refresh_document(
         check_expiry(state, now)?;
         return Ok(Refresh::Unchanged);
     }
+    let signers = cairn_oci::document::configured_role(cairn_oci::trust::Role::Graph, keys);
     let policy = TrustPolicy {
-        keys,
+        signers: signers.as_ref(),
         allow_unsigned,
         now,
         last_seen: state.known.seen.as_ref().map(|(sequence, digest)| Seen {

@@ -621,7 +621,13 @@ async fn enough_failures_halt_the_release_signed_audited_and_announced() {
     let (store, _) = lists.options();
     let fetched = cairn_oci::halts::fetch(&store, TAG).await.expect("fetch");
     assert_eq!(
-        fetched.signed_as(&[], &[lists.key.verifying_key()]),
+        fetched.signed_as(
+            None,
+            Some(&cairn_oci::trust::RoleKeys::any_of(
+                cairn_oci::trust::Role::Halt,
+                &[lists.key.verifying_key()]
+            ))
+        ),
         Some(cairn_graph::halts::SignedAs::HaltOnly)
     );
     let [entry] = fetched.list.entries.as_slice() else {

@@ -718,7 +718,13 @@ async fn the_guard_halts_a_release_failing_on_its_first_hosts_and_no_host_takes_
     }
     let list = list.expect("the guard published a halt of 44.3 within 2 minutes");
     assert_eq!(
-        list.signed_as(&[], std::slice::from_ref(&halt_key)),
+        list.signed_as(
+            None,
+            Some(&cairn_oci::trust::RoleKeys::any_of(
+                cairn_oci::trust::Role::Halt,
+                std::slice::from_ref(&halt_key)
+            ))
+        ),
         Some(cairn_graph::halts::SignedAs::HaltOnly)
     );
     let entry = list

@@ -282,9 +282,13 @@ fn verify(
         (Ok(graph), Ok(halt)) => (graph, halt),
         (Err(refusal), _) | (_, Err(refusal)) => return Fetched::Refused(refusal),
     };
+    use cairn_oci::document::configured_role;
+    use cairn_oci::trust::Role;
+    let graph = configured_role(Role::Graph, &graph_keys);
+    let halt = configured_role(Role::Halt, &[halt_keys, graph_keys].concat());
     let trust = HaltTrust {
-        graph_keys: &graph_keys,
-        halt_keys: &halt_keys,
+        graph: graph.as_ref(),
+        halt: halt.as_ref(),
         stream,
         newest_held: held,
         min_sequence,

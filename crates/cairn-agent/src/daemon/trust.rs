@@ -97,8 +97,9 @@ pub(super) async fn document(
     let keys = cairn_oci::signing::VerifyingKey::from_files(&settings.keys)
         .map_err(|e| GraphUnavailable::new(e.kind(), format!("updates.keys: {e}")))?;
     let last = state.last_document.clone();
+    let signers = cairn_oci::document::configured_role(cairn_oci::trust::Role::Graph, &keys);
     let policy = cairn_oci::document::TrustPolicy {
-        keys: &keys,
+        signers: signers.as_ref(),
         allow_unsigned: settings.allow_unsigned,
         now,
         last_seen: last

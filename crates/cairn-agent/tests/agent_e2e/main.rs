@@ -100,9 +100,10 @@ async fn fleet() -> Fleet {
     let fetched = cairn_oci::document::fetch(&store, "cairn-graph-stable")
         .await
         .expect("fetch");
-    let keys = [key.verifying_key()];
+    let signers =
+        cairn_oci::trust::RoleKeys::any_of(cairn_oci::trust::Role::Graph, &[key.verifying_key()]);
     let trust = cairn_oci::document::TrustPolicy {
-        keys: &keys,
+        signers: Some(&signers),
         allow_unsigned: false,
         now,
         last_seen: None,

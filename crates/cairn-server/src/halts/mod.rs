@@ -344,9 +344,13 @@ impl Halts {
             }
             None => cairn_oci::halts::fetch_location(&location, client).await?,
         };
+        use cairn_oci::document::configured_role;
+        use cairn_oci::trust::Role;
+        let graph = configured_role(Role::Graph, graph_keys);
+        let halt = configured_role(Role::Halt, &[&self.halt_keys[..], graph_keys].concat());
         let trust = HaltTrust {
-            graph_keys,
-            halt_keys: &self.halt_keys,
+            graph: graph.as_ref(),
+            halt: halt.as_ref(),
             stream,
             newest_held: held.as_ref().map(|h| &h.list),
             min_sequence: settings.min_sequence,

@@ -427,8 +427,9 @@ impl DocumentArgs {
         }
         let keys = verifying_keys(&self.keys)?;
         let stream = expected_stream(&location, self.stream.as_deref());
+        let signers = cairn_oci::document::configured_role(cairn_oci::trust::Role::Graph, &keys);
         let policy = cairn_oci::document::TrustPolicy {
-            keys: &keys,
+            signers: signers.as_ref(),
             allow_unsigned: false,
             // Expiry is checked by the caller at its own `--now`.
             now: fetched.document.issued,
@@ -469,10 +470,16 @@ impl DocumentArgs {
         let graph_keys = verifying_keys(&self.keys)?;
         let halt_keys = verifying_keys(halt_keys)?;
         let held = halt_args.held()?;
+        let graph =
+            cairn_oci::document::configured_role(cairn_oci::trust::Role::Graph, &graph_keys);
+        let halt = cairn_oci::document::configured_role(
+            cairn_oci::trust::Role::Halt,
+            &[&halt_keys[..], &graph_keys[..]].concat(),
+        );
         let signed_as = fetched
             .verify(&cairn_oci::halts::HaltTrust {
-                graph_keys: &graph_keys,
-                halt_keys: &halt_keys,
+                graph: graph.as_ref(),
+                halt: halt.as_ref(),
                 stream: &document.stream,
                 newest_held: held.as_ref(),
                 min_sequence: settings.min_sequence,

@@ -146,10 +146,12 @@ async fn demo(dir: &Path, nodes: usize) -> anyhow::Result<()> {
     let location = cairn_oci::Location::parse(&format!("{repository}:{tag}"))?;
     let client = cairn_oci::RegistryClient::new(cairn_oci::ClientOptions::default())?;
     let fetched = cairn_oci::document::fetch_location(&location, &client).await?;
+    let signers =
+        cairn_oci::trust::RoleKeys::any_of(cairn_oci::trust::Role::Graph, &[key.verifying_key()]);
     fetched.verify(
         &location.to_string(),
         &cairn_oci::document::TrustPolicy {
-            keys: &[key.verifying_key()],
+            signers: Some(&signers),
             allow_unsigned: false,
             now,
             last_seen: None,

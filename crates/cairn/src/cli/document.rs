@@ -122,9 +122,10 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let stream = args::expected_stream(&location, args.stream.as_deref());
+    let signers = cairn_oci::document::configured_role(cairn_oci::trust::Role::Graph, &keys);
     let policy = TrustPolicy {
         stream: stream.as_deref(),
-        keys: &keys,
+        signers: signers.as_ref(),
         allow_unsigned: false,
         now: args::now_or(args.now.as_deref())?,
         last_seen: state.as_ref().map(|s| Seen {

@@ -329,8 +329,9 @@ fn load_document(
     let fetched = args::fetch_document(text, &location, client)?;
     let keys = args::verifying_keys(document_keys)?;
     let stream = args::expected_stream(&location, stream);
+    let signers = cairn_oci::document::configured_role(cairn_oci::trust::Role::Graph, &keys);
     let policy = cairn_oci::document::TrustPolicy {
-        keys: &keys,
+        signers: signers.as_ref(),
         allow_unsigned: keys.is_empty(),
         now: fetched.document.issued,
         last_seen: None,
@@ -447,9 +448,15 @@ fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
     let checked = if graph_keys.is_empty() && halt_keys.is_empty() {
         None
     } else {
+        let graph =
+            cairn_oci::document::configured_role(cairn_oci::trust::Role::Graph, &graph_keys);
+        let halt = cairn_oci::document::configured_role(
+            cairn_oci::trust::Role::Halt,
+            &[&halt_keys[..], &graph_keys[..]].concat(),
+        );
         let trust = HaltTrust {
-            graph_keys: &graph_keys,
-            halt_keys: &halt_keys,
+            graph: graph.as_ref(),
+            halt: halt.as_ref(),
             stream: &stream,
             newest_held: None,
             min_sequence: 0,

@@ -271,7 +271,16 @@ fn halt_times(
         eprintln!(
             "cairn: warning: {location}: signature not checked; give the key that signs it with --halt-key"
         );
-    } else if fetched.signed_as(&keys, &[]).is_none() {
+    } else if fetched
+        .signed_as(
+            None,
+            Some(&cairn_oci::trust::RoleKeys::any_of(
+                cairn_oci::trust::Role::Halt,
+                &keys,
+            )),
+        )
+        .is_none()
+    {
         // Only the signature matters here: an expired list still says
         // when a release was halted.
         bail!(
