@@ -287,6 +287,7 @@ pub struct AgentStatus {
 
 /// The trust root a pass verified with (docs/agent.md, "Trust roots").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct TrustRootStatus {
     /// Its version (0: built from `updates.keys` and `updates.halt_keys`).
     pub version: u64,
