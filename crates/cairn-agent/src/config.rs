@@ -175,6 +175,7 @@ struct RawUpdates {
     source: Option<String>,
     keys: Option<Vec<PathBuf>>,
     halt_keys: Option<Vec<PathBuf>>,
+    root: Option<PathBuf>,
     allow_unsigned: Option<bool>,
     base_source: Option<String>,
     base_keys: Option<Vec<PathBuf>>,
@@ -296,6 +297,10 @@ pub struct Settings {
     /// Public keys (PEM files) that may only add halts to the stream's
     /// halt list; `keys` may halt and clear too (docs/rollout-guard.md).
     pub halt_keys: Vec<PathBuf>,
+    /// The trust root file shipped in the image, read under the host root
+    /// (docs/agent.md, "Trust roots"): pinned when the state holds no root,
+    /// otherwise only a link to walk.
+    pub root: PathBuf,
     /// Accept unsigned documents although keys are configured.
     pub allow_unsigned: bool,
     /// Where the base graph of a derived image comes from; `None`: Fedora's
@@ -415,6 +420,11 @@ fn merge(merged: &mut Merged, fragment: RawFragment, file: &str) {
                     .map(|k| k.display().to_string())
                     .collect::<Vec<_>>()
             }),
+            file,
+        );
+        merged.set(
+            "updates.root",
+            u.root.map(|path| path.display().to_string()),
             file,
         );
         merged.set("updates.allow_unsigned", u.allow_unsigned, file);
@@ -642,6 +652,16 @@ fn validate(merged: &Merged) -> Result<Settings, ConfigError> {
     let keys = paths("updates.keys");
     let halt_keys = paths("updates.halt_keys");
     let base_keys = paths("updates.base_keys");
+    let root = match text("updates.root") {
+        Some(path) if !path.starts_with('/') => {
+            return Err(error(
+                "updates.root",
+                format!("{path:?} is not an absolute path"),
+            ));
+        }
+        Some(path) => PathBuf::from(path),
+        None => PathBuf::from(cairn_oci::trust::SHIPPED_ROOT_PATH),
+    };
     let base_source = match text("updates.base_source") {
         Some(text) => {
             Some(
@@ -720,6 +740,7 @@ fn validate(merged: &Merged) -> Result<Settings, ConfigError> {
         source,
         keys,
         halt_keys,
+        root,
         allow_unsigned: flag("updates.allow_unsigned", false),
         base_source,
         base_keys,

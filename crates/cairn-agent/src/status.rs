@@ -279,6 +279,110 @@ pub struct AgentStatus {
     /// The stream's halt list, when the document turns halt lists on.
     #[serde(default)]
     pub halt_list: Option<crate::halts::HaltListStatus>,
+    /// The trust root documents and halt lists were verified with; none
+    /// when no key and no root is configured (unsigned documents).
+    #[serde(default)]
+    pub trust_root: Option<TrustRootStatus>,
+}
+
+/// The trust root a pass verified with (docs/agent.md, "Trust roots").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrustRootStatus {
+    /// Its version (0: built from `updates.keys` and `updates.halt_keys`).
+    pub version: u64,
+    /// How the host came to hold it: `configured`, `shipped`, `stored` or `walked`.
+    pub origin: String,
+    /// When it expires (none for version 0).
+    #[serde(default)]
+    pub expires: Option<Timestamp>,
+    /// Each role's threshold and full key ids, by role name.
+    pub roles: std::collections::BTreeMap<String, RoleStatus>,
+    /// A root of version 1 or more is held: `updates.keys` and
+    /// `updates.halt_keys` are not used.
+    #[serde(default)]
+    pub configured_keys_ignored: bool,
+    /// What people should know that is not a refusal (a source without a
+    /// root chain, a shipped root not taken).
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// One role of a trust root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleStatus {
+    /// How many distinct keys must sign.
+    pub threshold: usize,
+    /// The role's key ids (hex SHA-256 of each key's SPKI DER).
+    pub keys: Vec<String>,
+}
+
+impl TrustRootStatus {
+    /// The status of `root`, held by way of `origin`.
+    pub fn of(root: &cairn_oci::trust::TrustedRoot, origin: &str) -> TrustRootStatus {
+        use cairn_oci::trust::Role;
+        TrustRootStatus {
+            version: root.version(),
+            origin: origin.to_string(),
+            expires: root.expires(),
+            roles: Role::ALL
+                .iter()
+                .map(|&role| {
+                    let keys = root.role(role);
+                    (
+                        role.name().to_string(),
+                        RoleStatus {
+                            threshold: keys.threshold(),
+                            keys: keys.key_ids().map(|id| id.as_str().to_string()).collect(),
+                        },
+                    )
+                })
+                .collect(),
+            configured_keys_ignored: root.version() >= 1,
+            note: None,
+        }
+    }
+
+    /// The lines `cairn status` shows.
+    pub fn render(&self) -> String {
+        let roles: Vec<String> = self
+            .roles
+            .iter()
+            .map(|(name, role)| {
+                let ids: Vec<&str> = role
+                    .keys
+                    .iter()
+                    .map(|id| id.get(..12).unwrap_or(id))
+                    .collect();
+                format!(
+                    "{name} {}/{} [{}]",
+                    role.threshold,
+                    role.keys.len(),
+                    ids.join(" ")
+                )
+            })
+            .collect();
+        let expires = self
+            .expires
+            .map(|e| format!(", expires {e}"))
+            .unwrap_or_default();
+        let mut text = format!(
+            "Trust root: version {} ({}{expires}); {}\n",
+            self.version,
+            self.origin,
+            roles.join("; ")
+        );
+        if self.configured_keys_ignored {
+            text.push_str(&format!(
+                "            updates.keys is ignored: trust root version {} is held\n",
+                self.version
+            ));
+        }
+        if let Some(note) = &self.note {
+            text.push_str(&format!("            {note}\n"));
+        }
+        text
+    }
 }
 
 /// Why the status file could not be read.
@@ -369,6 +473,7 @@ impl AgentStatus {
             driver_registration: None,
             reports: None,
             halt_list: None,
+            trust_root: None,
         }
     }
 
@@ -538,6 +643,9 @@ impl AgentStatus {
                         .unwrap_or_default()
                 )
             });
+        }
+        if let Some(root) = &self.trust_root {
+            text.push_str(&root.render());
         }
         if let Some(halts) = &self.halt_list {
             text.push_str(&crate::halts::render(halts));

@@ -87,6 +87,21 @@ pub struct OperatorStaged {
     pub since: Timestamp,
 }
 
+/// One signature a halt list was accepted with, and the bytes it signs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptSignature {
+    /// The signed message, hex.
+    pub message: String,
+    /// The base64 signature.
+    pub signature: String,
+}
+
+/// Most signatures kept per halt list, and the longest message kept: a
+/// simple-signing payload is a few hundred bytes.
+pub const MAX_KEPT_SIGNATURES: usize = 16;
+/// See [`MAX_KEPT_SIGNATURES`].
+pub const MAX_KEPT_MESSAGE_BYTES: usize = 16 * 1024;
+
 /// Everything the agent must remember across restarts and reboots.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -143,6 +158,12 @@ pub struct AgentState {
     /// names that manifest, under the same keys, reads nothing more (a HEAD
     /// only).
     pub halt_list_digests: BTreeMap<String, String>,
+    /// The signatures each held halt list was accepted with, by stream: a
+    /// new trust root re-checks the list held against its keys.
+    pub halt_list_signatures: BTreeMap<String, Vec<KeptSignature>>,
+    /// The newest trust root this host verified (version 1 or more), as its
+    /// envelope's JSON text: where the next check starts and walks on from.
+    pub trust_root: Option<String>,
     /// Halt lists refused or unread, by kind ([`crate::halts::REFUSAL_KINDS`]):
     /// the metrics' counters.
     pub halt_refusals: BTreeMap<String, u64>,
@@ -200,6 +221,8 @@ impl Default for AgentState {
             halt_lists: BTreeMap::new(),
             halt_refusals: BTreeMap::new(),
             halt_list_digests: BTreeMap::new(),
+            halt_list_signatures: BTreeMap::new(),
+            trust_root: None,
         }
     }
 }

@@ -23,8 +23,10 @@ pub(super) struct Halts {
 
 /// Read, verify and keep the halt list `document` turns on; `None` when it
 /// turns none on. `state` keeps the newest accepted list and the refusal counts.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn halt_list(
     settings: &Settings,
+    root: &super::roots::Held,
     document: &GraphDocument,
     stream: &str,
     state: &mut AgentState,
@@ -42,15 +44,15 @@ pub(super) async fn halt_list(
     // The tag still names the manifest of the list held: that list,
     // re-judged for its expiry and the document's floor, is the answer, and
     // nothing but a HEAD was read. Anything else reads the list in full.
-    // It is the same list only under the same keys: a key dropped from the
-    // configuration since must be able to refuse it.
-    let trust = trust_fingerprint(settings);
+    // It is the same list only under the same trust root: a key a new root
+    // (or the configuration, at version 0) dropped must be able to refuse it.
+    let trust = root.fingerprint();
     let known = held
         .as_ref()
         .and_then(|_| state.halt_list_digests.get(stream))
         .and_then(|kept| {
             let (digest, kept_trust) = kept.split_once(' ')?;
-            (Some(kept_trust) == trust.as_deref()).then(|| digest.to_string())
+            (kept_trust == trust).then(|| digest.to_string())
         });
     let unchanged = match (&held, &known) {
         (Some(list), Some(digest)) => unchanged(&halts.location, digest, client, mirrors)
@@ -63,6 +65,7 @@ pub(super) async fn halt_list(
         _ => None,
     };
     let mut read_digest = None;
+    let mut read_signatures = None;
     let fetched = match unchanged {
         Some(list) => {
             read_digest = known;
@@ -71,8 +74,9 @@ pub(super) async fn halt_list(
         None => match read(&halts.location, client, mirrors).await {
             Ok(fetched) => {
                 read_digest = fetched.manifest_digest.clone();
+                read_signatures = Some(super::roots::kept(&fetched.signatures));
                 verify(
-                    settings,
+                    root,
                     &fetched,
                     stream,
                     held.as_ref(),
@@ -109,21 +113,28 @@ pub(super) async fn halt_list(
         stream,
         halts.min_sequence,
         &cleared,
-        !settings.halt_keys.is_empty(),
+        !settings.halt_keys.is_empty() || root.root.as_ref().is_some_and(|r| r.version() >= 1),
         now,
     );
     if let Some(hold) = hold {
         state.halt_lists.insert(stream.to_string(), hold);
     }
+    // A list read in full and taken: its signatures are kept, for a new
+    // trust root to re-check it.
+    if let Some(signatures) = read_signatures.filter(|_| accepted) {
+        state
+            .halt_list_signatures
+            .insert(stream.to_string(), signatures);
+    }
     // The digest goes with the list it was read as; a refused read leaves
     // the held list with no digest, so the next check reads in full.
-    match (read_digest.filter(|_| accepted), trust) {
-        (Some(digest), Some(trust)) => {
+    match read_digest.filter(|_| accepted) {
+        Some(digest) => {
             state
                 .halt_list_digests
                 .insert(stream.to_string(), format!("{digest} {trust}"));
         }
-        _ => {
+        None => {
             state.halt_list_digests.remove(stream);
         }
     }
@@ -151,25 +162,6 @@ fn unavailable_kind(kind: &str) -> &'static str {
         "halts_other" => "halts_unavailable",
         label => label,
     }
-}
-
-/// A digest of the key files a list is verified with (`updates.keys`, then
-/// `updates.halt_keys`, each path and its contents); `None` if one cannot be
-/// read, and the list is then read and verified in full.
-fn trust_fingerprint(settings: &Settings) -> Option<String> {
-    use sha2::{Digest, Sha256};
-    let mut hasher = Sha256::new();
-    for (role, paths) in [("keys", &settings.keys), ("halt_keys", &settings.halt_keys)] {
-        for path in paths {
-            let contents = std::fs::read(path).ok()?;
-            hasher.update(role.as_bytes());
-            hasher.update(path.as_os_str().as_encoded_bytes());
-            hasher.update((contents.len() as u64).to_be_bytes());
-            hasher.update(&contents);
-        }
-        hasher.update(b"/");
-    }
-    Some(hex::encode(hasher.finalize()))
 }
 
 /// The places a list is read from: the mirrors of a registry location
@@ -258,34 +250,17 @@ async fn read(
     })
 }
 
-/// Verify a fetched list with `updates.keys` (which may also drop halts)
-/// and `updates.halt_keys` (which may only add them).
+/// Verify a fetched list with the trust root's graph role (which may also
+/// drop halts) and halt role (which may only add them).
 fn verify(
-    settings: &Settings,
+    root: &super::roots::Held,
     fetched: &FetchedHaltList,
     stream: &str,
     held: Option<&cairn_graph::halts::HaltList>,
     min_sequence: u64,
     now: Timestamp,
 ) -> Fetched {
-    let keys = |paths: &[std::path::PathBuf], key: &str| {
-        cairn_oci::signing::VerifyingKey::from_files(paths).map_err(|e| HaltRefusal {
-            kind: "halts_other".into(),
-            message: format!("{key}: {e}"),
-            unreachable: false,
-        })
-    };
-    let (graph_keys, halt_keys) = match (
-        keys(&settings.keys, "updates.keys"),
-        keys(&settings.halt_keys, "updates.halt_keys"),
-    ) {
-        (Ok(graph), Ok(halt)) => (graph, halt),
-        (Err(refusal), _) | (_, Err(refusal)) => return Fetched::Refused(refusal),
-    };
-    use cairn_oci::document::configured_role;
-    use cairn_oci::trust::Role;
-    let graph = configured_role(Role::Graph, &graph_keys);
-    let halt = configured_role(Role::Halt, &[halt_keys, graph_keys].concat());
+    let (graph, halt) = (root.graph(), root.halt());
     let trust = HaltTrust {
         graph: graph.as_ref(),
         halt: halt.as_ref(),
@@ -296,7 +271,17 @@ fn verify(
     };
     match fetched.verify(&trust) {
         Ok(signed_as) => Fetched::Accepted(fetched.list.clone(), signed_as),
-        Err(e) => Fetched::Refused(refusal(&e)),
+        Err(e) => {
+            let mut refused = refusal(&e);
+            if let Some(root) = &root.root {
+                refused.message = format!(
+                    "{} (verified under trust root version {})",
+                    refused.message,
+                    root.version()
+                );
+            }
+            Fetched::Refused(refused)
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 mod halts;
 mod pass;
 mod probes;
+mod roots;
 mod socket;
 mod trust;
 

@@ -304,6 +304,8 @@ async fn pass(
         ReasonKind::SetupFailed,
         cairn_oci::OciError::kind,
     ))?;
+    // The trust root a Cairn document was verified with, for its halt list.
+    let mut held = None;
     let fetched = match &source {
         Source::Cincinnati(url) => {
             // A host booted from an image needs the OCI graph; one booted
@@ -344,20 +346,30 @@ async fn pass(
                 .map(|(document, described)| (SourceGraph::Followed(document), described))
                 .map_err(GraphUnavailable::from)
         }
-        _ => document(
-            settings,
-            &source,
-            oci,
-            &followed,
-            &stream,
-            &mut state,
-            &client,
-            &mirrors,
-            now,
-            &options.state_dir.join("fcos"),
-        )
-        .await
-        .map(|(document, described)| (SourceGraph::Document(document), described)),
+        _ => match super::roots::start(settings, &options.root, &mut state) {
+            Ok(mut started) => {
+                status.trust_root = started.status();
+                let read = document(
+                    settings,
+                    &source,
+                    oci,
+                    &followed,
+                    &stream,
+                    &mut state,
+                    &client,
+                    &mirrors,
+                    now,
+                    &options.state_dir.join("fcos"),
+                    &mut started,
+                    &mut status.trust_root,
+                )
+                .await
+                .map(|(document, described)| (SourceGraph::Document(document), described));
+                held = Some(started);
+                read
+            }
+            Err(e) => Err(e),
+        },
     };
     let fetched = fetched.map(|(graph, described)| {
         if mode.cross_barrier {
@@ -373,8 +385,20 @@ async fn pass(
     // A verified document that turns halt lists on: the list, verified too.
     let halts = match &fetched {
         Ok((SourceGraph::Document(document), _)) => {
+            let unsigned = super::roots::Held {
+                root: None,
+                origin: "configured",
+                note: None,
+            };
             super::halts::halt_list(
-                settings, document, &stream, &mut state, &client, &mirrors, now,
+                settings,
+                held.as_ref().unwrap_or(&unsigned),
+                document,
+                &stream,
+                &mut state,
+                &client,
+                &mirrors,
+                now,
             )
             .await
         }

@@ -9,6 +9,7 @@ use cairn_graph::GraphDocument;
 // Fedora publishes no Cairn document for its own repository: its release
 // index and updates file are the source there.
 use cairn_oci::sources::FEDORA_COREOS_REPOSITORY;
+use cairn_oci::trust::TrustedRoot;
 use jiff::Timestamp;
 use std::path::Path;
 
@@ -28,6 +29,8 @@ pub(super) async fn document(
     mirrors: &cairn_oci::registries_conf::RegistriesConf,
     now: Timestamp,
     fcos_cache: &Path,
+    held: &mut super::roots::Held,
+    root_status: &mut Option<crate::status::TrustRootStatus>,
 ) -> Result<(GraphDocument, String), GraphUnavailable> {
     // Fedora's own files: configured, or the default for Fedora's repository.
     let fedora_files = |base_url| {
@@ -79,25 +82,30 @@ pub(super) async fn document(
             ));
         }
     };
+    let origin = locations.last().cloned();
     let mut failures = Vec::new();
     let mut found = None;
     for location in locations {
         let described = location.to_string();
         match cairn_oci::document::fetch_location(&location, client).await {
             Ok(fetched) => {
-                found = Some((fetched, described));
+                found = Some((fetched, described, location));
                 break;
             }
             Err(e) => failures.push(GraphUnavailable::new(e.kind(), format!("{described}: {e}"))),
         }
     }
-    let Some((fetched, described)) = found else {
+    let Some((fetched, described, location)) = found else {
         return Err(GraphUnavailable::all_failed(failures));
     };
-    let keys = cairn_oci::signing::VerifyingKey::from_files(&settings.keys)
-        .map_err(|e| GraphUnavailable::new(e.kind(), format!("updates.keys: {e}")))?;
+    // The walk happens where the document was found, before it is
+    // verified: a key the next root removed must not count here.
+    let before = held.root.as_ref().map(TrustedRoot::version);
+    let walked = super::roots::walk(held, &location, client, state, now).await;
+    *root_status = held.status();
+    walked?;
     let last = state.last_document.clone();
-    let signers = cairn_oci::document::configured_role(cairn_oci::trust::Role::Graph, &keys);
+    let signers = held.graph();
     let policy = cairn_oci::document::TrustPolicy {
         signers: signers.as_ref(),
         allow_unsigned: settings.allow_unsigned,
@@ -110,9 +118,23 @@ pub(super) async fn document(
             }),
         stream: Some(stream),
     };
-    fetched
-        .verify(&described, &policy)
-        .map_err(|e| GraphUnavailable::new(e.kind(), e.to_string()))?;
+    if let Err(e) = fetched.verify(&described, &policy) {
+        let version = held.root.as_ref().map_or(0, TrustedRoot::version);
+        let mut message = format!("{e} (verified under trust root version {version})");
+        let walked_nothing = held.root.as_ref().map(TrustedRoot::version) == before;
+        if let (Some(root), Some(origin)) = (held.root.as_ref(), origin.as_ref())
+            && walked_nothing
+            && origin != &location
+            && let Some(missing) =
+                super::roots::missing_at_mirror(root, &location, origin, client).await
+        {
+            message = format!("{message}; {missing}");
+            if let Some(status) = root_status.as_mut() {
+                status.note = Some(missing);
+            }
+        }
+        return Err(GraphUnavailable::new(e.kind(), message));
+    }
     state.last_document = Some((
         fetched.document.sequence,
         cairn_oci::digest::sha256_digest(&fetched.bytes),

@@ -10,19 +10,19 @@ use cairn_graph::halts::{HaltList, TrippedBy};
 use cairn_oci::document::PublishOptions;
 use cairn_oci::signing::SigningKey;
 
-const LIST_TAG: &str = "cairn-halts-stable";
+pub(super) const LIST_TAG: &str = "cairn-halts-stable";
 
 /// The fleet, republished with halt lists on, and the three keys.
-struct Halting {
-    fleet: Fleet,
-    graph_key: SigningKey,
-    halt_key: SigningKey,
-    stranger: SigningKey,
-    keys: tempfile::TempDir,
+pub(super) struct Halting {
+    pub(super) fleet: Fleet,
+    pub(super) graph_key: SigningKey,
+    pub(super) halt_key: SigningKey,
+    pub(super) stranger: SigningKey,
+    pub(super) keys: tempfile::TempDir,
 }
 
 impl Halting {
-    async fn new() -> Halting {
+    pub(super) async fn new() -> Halting {
         let halting = Halting {
             fleet: fleet().await,
             graph_key: SigningKey::generate(),
@@ -38,7 +38,7 @@ impl Halting {
         halting
     }
 
-    fn key_path(&self, name: &str) -> String {
+    pub(super) fn key_path(&self, name: &str) -> String {
         self.keys
             .path()
             .join(format!("{name}.pub"))
@@ -46,16 +46,16 @@ impl Halting {
             .to_string()
     }
 
-    fn list_repository(&self) -> String {
+    pub(super) fn list_repository(&self) -> String {
         format!("{}/acme/halts", self.fleet.registry.host)
     }
 
-    fn list_store(&self) -> cairn_oci::Store {
+    pub(super) fn list_store(&self) -> cairn_oci::Store {
         self.fleet.registry.store("acme/halts")
     }
 
     /// Sign and push the document with halt lists on, at `min_sequence`.
-    async fn publish_document(&self, min_sequence: u64) {
+    pub(super) async fn publish_document(&self, min_sequence: u64) {
         let mut document = self.fleet.document.clone();
         document.issued = Timestamp::now();
         document.halts = Some(HaltSettings {
@@ -78,7 +78,7 @@ impl Halting {
     }
 
     /// Halt `version` as the guard does: `add`, signed with the halt key.
-    async fn halt(&self, version: &str, digest: &str) -> HaltList {
+    pub(super) async fn halt(&self, version: &str, digest: &str) -> HaltList {
         let repository = self.list_repository();
         let trust = [
             self.graph_key.verifying_key(),
@@ -113,7 +113,7 @@ impl Halting {
     }
 
     /// Push `list` as it is, signed with `key`.
-    async fn publish_list(&self, list: &HaltList, key: &SigningKey) {
+    pub(super) async fn publish_list(&self, list: &HaltList, key: &SigningKey) {
         let store = self.list_store();
         let before = store
             .resolve(LIST_TAG)
@@ -136,7 +136,7 @@ impl Halting {
 
     /// A node on 44.2 at wariness 0.2 (the rollout of 44.3 reaches it),
     /// trusting the graph key and, with `halt_keys`, the halt key.
-    fn node(&self, halt_keys: bool) -> Node {
+    pub(super) fn node(&self, halt_keys: bool) -> Node {
         let mut config = format!("[updates]\nkeys = [\"{}\"]\n", self.key_path("graph"));
         if halt_keys {
             config.push_str(&format!("halt_keys = [\"{}\"]\n", self.key_path("halt")));
@@ -145,7 +145,7 @@ impl Halting {
         node(&self.fleet, 1, 0.2, &config)
     }
 
-    fn options(&self, n: &Node) -> Options {
+    pub(super) fn options(&self, n: &Node) -> Options {
         let client = cairn_oci::ClientOptions {
             insecure_registries: vec![self.fleet.registry.host.clone()],
             ..cairn_oci::ClientOptions::default()
@@ -170,16 +170,16 @@ impl Halting {
     }
 
     /// One pass of `cairn agent --once` at `now`.
-    async fn once_at(&self, n: &Node, now: Timestamp) -> AgentStatus {
+    pub(super) async fn once_at(&self, n: &Node, now: Timestamp) -> AgentStatus {
         run_once(&self.options(n), PassMode::agent(false), now).await
     }
 
-    async fn once(&self, n: &Node) -> AgentStatus {
+    pub(super) async fn once(&self, n: &Node) -> AgentStatus {
         self.once_at(n, Timestamp::now()).await
     }
 }
 
-fn refused_kind(status: &AgentStatus) -> Option<String> {
+pub(super) fn refused_kind(status: &AgentStatus) -> Option<String> {
     status
         .halt_list
         .as_ref()

@@ -902,3 +902,4 @@ async fn a_host_kept_on_an_unhealthy_target_is_not_reported_as_rolled_back() {
 mod halts;
 mod kept_slot;
 mod rollback;
+mod roots;

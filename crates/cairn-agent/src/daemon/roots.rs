@@ -1,0 +1,329 @@
+//! The trust root a check verifies with (docs/agent.md, "Trust roots"):
+//! where a host starts, the walk to the newest root where the document was
+//! found, and what is re-checked once a new root is taken.
+
+use crate::config::Settings;
+use crate::source::GraphUnavailable;
+use crate::status::TrustRootStatus;
+use crate::store::{AgentState, KeptSignature, MAX_KEPT_MESSAGE_BYTES, MAX_KEPT_SIGNATURES};
+use bytes::Bytes;
+use cairn_oci::Location;
+use cairn_oci::document::Signed;
+use cairn_oci::roots::{WalkError, root_tag};
+use cairn_oci::trust::{MAX_ROOT_BYTES, Role, RoleKeys, SignedRoot, TrustedRoot};
+use jiff::Timestamp;
+use std::path::{Path, PathBuf};
+
+/// The root a check starts from, and how the host came to hold it.
+#[derive(Debug, Clone)]
+pub(super) struct Held {
+    /// `None`: no key and no root at all, documents are read unsigned.
+    pub root: Option<TrustedRoot>,
+    /// `configured`, `shipped`, `stored` or `walked`.
+    pub origin: &'static str,
+    /// A shipped root that was not taken, and why.
+    pub note: Option<String>,
+}
+
+impl Held {
+    /// What status shows of it.
+    pub fn status(&self) -> Option<TrustRootStatus> {
+        let root = self.root.as_ref()?;
+        let mut status = TrustRootStatus::of(root, self.origin);
+        status.note = self.note.clone();
+        Some(status)
+    }
+
+    /// The graph role documents are verified with: `None` for no root, and
+    /// for a version 0 without graph keys (halt keys only), as before roots.
+    pub fn graph(&self) -> Option<RoleKeys> {
+        role(self.root.as_ref()?, Role::Graph)
+    }
+
+    /// The halt role halt lists may be signed with.
+    pub fn halt(&self) -> Option<RoleKeys> {
+        role(self.root.as_ref()?, Role::Halt)
+    }
+
+    /// A digest that changes whenever what a halt list is verified with
+    /// does: the root's version and each role's threshold and key ids.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        match &self.root {
+            None => hasher.update(b"unsigned"),
+            Some(root) => {
+                hasher.update(root.version().to_be_bytes());
+                for role in Role::ALL {
+                    let keys = root.role(role);
+                    hasher.update(role.name().as_bytes());
+                    hasher.update((keys.threshold() as u64).to_be_bytes());
+                    for id in keys.key_ids() {
+                        hasher.update(id.as_str().as_bytes());
+                    }
+                    hasher.update(b"/");
+                }
+            }
+        }
+        hex::encode(hasher.finalize())
+    }
+}
+
+fn role(root: &TrustedRoot, role: Role) -> Option<RoleKeys> {
+    let keys = root.role(role);
+    (root.version() >= 1 || !keys.is_empty()).then_some(keys)
+}
+
+/// Where `updates.root` is on this host: under the host root.
+fn shipped_path(settings: &Settings, host_root: &Path) -> PathBuf {
+    host_root.join(settings.root.strip_prefix("/").unwrap_or(&settings.root))
+}
+
+/// Read the shipped root; `Ok(None)` when there is no such file.
+fn read_shipped(path: &Path) -> Result<Option<SignedRoot>, String> {
+    let name = format!("updates.root {}", path.display());
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{name}: {e}")),
+    };
+    if bytes.len() > MAX_ROOT_BYTES {
+        return Err(format!("{name}: larger than {MAX_ROOT_BYTES} bytes"));
+    }
+    SignedRoot::from_envelope(Bytes::from(bytes), &name)
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
+/// The root a check starts from: the one stored in the state (version 1 or
+/// more) > the one shipped in the image (pinned only when nothing is
+/// stored) > version 0 from `updates.keys` and `updates.halt_keys`. A host
+/// that stores a root takes a shipped root only as the next link.
+pub(super) fn start(
+    settings: &Settings,
+    host_root: &Path,
+    state: &mut AgentState,
+) -> Result<Held, GraphUnavailable> {
+    let shipped_at = shipped_path(settings, host_root);
+    if let Some(text) = &state.trust_root {
+        let stored = SignedRoot::from_envelope(
+            Bytes::from(text.clone().into_bytes()),
+            "the trust root stored in the agent state",
+        )
+        .and_then(TrustedRoot::pin)
+        .map_err(|e| {
+            GraphUnavailable::new(
+                e.kind(),
+                format!("{e}; nothing is trusted until the state is repaired"),
+            )
+        })?;
+        let mut held = Held {
+            root: Some(stored),
+            origin: "stored",
+            note: None,
+        };
+        let shipped = match read_shipped(&shipped_at) {
+            Ok(shipped) => shipped,
+            Err(why) => {
+                held.note = Some(format!("the shipped root is not used: {why}"));
+                None
+            }
+        };
+        if let (Some(shipped), Some(stored)) = (shipped, held.root.clone()) {
+            let version = shipped.version();
+            let name = format!("updates.root {}", shipped_at.display());
+            if Some(version) == stored.version().checked_add(1) {
+                match stored.accept_next(shipped, &name) {
+                    Ok(taken) => {
+                        keep(state, &taken);
+                        recheck(state, &stored, &taken);
+                        held.root = Some(taken);
+                        held.origin = "walked";
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the shipped trust root was not taken");
+                        held.note = Some(format!(
+                            "the shipped root (version {version}) was not taken: {e}"
+                        ));
+                    }
+                }
+            } else if version > stored.version() {
+                held.note = Some(format!(
+                    "the shipped root (version {version}) is not the next of the stored version {}: the chain is walked in the registry instead",
+                    stored.version()
+                ));
+            }
+        }
+        return Ok(held);
+    }
+    let shipped = read_shipped(&shipped_at).map_err(|why| {
+        GraphUnavailable::new(
+            "root_invalid",
+            format!("{why}; nothing is trusted until it is fixed or removed"),
+        )
+    })?;
+    if let Some(shipped) = shipped {
+        let pinned = TrustedRoot::pin(shipped)
+            .map_err(|e| GraphUnavailable::new(e.kind(), e.to_string()))?;
+        keep(state, &pinned);
+        return Ok(Held {
+            root: Some(pinned),
+            origin: "shipped",
+            note: None,
+        });
+    }
+    let read = |paths: &[PathBuf], key: &str| {
+        cairn_oci::signing::VerifyingKey::from_files(paths)
+            .map_err(|e| GraphUnavailable::new(e.kind(), format!("{key}: {e}")))
+    };
+    let graph_keys = read(&settings.keys, "updates.keys")?;
+    let halt_keys = read(&settings.halt_keys, "updates.halt_keys")?;
+    Ok(Held {
+        root: TrustedRoot::from_config(&graph_keys, &halt_keys),
+        origin: "configured",
+        note: None,
+    })
+}
+
+/// Store `root` as the newest verified, if it is newer than the one stored.
+fn keep(state: &mut AgentState, root: &TrustedRoot) {
+    let Some(signed) = root.signed() else {
+        return;
+    };
+    let stored_version = state
+        .trust_root
+        .as_ref()
+        .and_then(|text| {
+            SignedRoot::from_envelope(Bytes::from(text.clone().into_bytes()), "state").ok()
+        })
+        .map_or(0, |s| s.version());
+    if signed.version() > stored_version || state.trust_root.is_none() {
+        state.trust_root = Some(String::from_utf8_lossy(&signed.envelope).into_owned());
+    }
+}
+
+/// Walk from the held root in `location` (where the document was found),
+/// store what was verified, and re-check what was trusted under the old
+/// root. Returns the root to verify with, or why there is none.
+pub(super) async fn walk(
+    held: &mut Held,
+    location: &Location,
+    client: &cairn_oci::RegistryClient,
+    state: &mut AgentState,
+    now: Timestamp,
+) -> Result<(), GraphUnavailable> {
+    let Some(before) = held.root.clone() else {
+        return Ok(());
+    };
+    let walked = cairn_oci::roots::walk_location(location, client, &before, now).await;
+    if !walked.adopted.is_empty() {
+        keep(state, &walked.root);
+        recheck(state, &before, &walked.root);
+        held.origin = "walked";
+    }
+    if let Some(note) = &walked.note {
+        held.note = Some(note.clone());
+    }
+    held.root = Some(walked.root.clone());
+    match &walked.refused {
+        None => Ok(()),
+        Some(error) => Err(refusal(&walked.root, location, error)),
+    }
+}
+
+fn refusal(root: &TrustedRoot, location: &Location, error: &WalkError) -> GraphUnavailable {
+    GraphUnavailable::new(
+        error.kind(),
+        format!(
+            "trust root version {} is held; the walk in {location} stopped: {error}",
+            root.version()
+        ),
+    )
+}
+
+/// After a new root is taken: halt lists held are kept only if the new
+/// root's graph or halt role still signs them; the last document's
+/// sequence is forgotten when the graph keys changed (it was vouched for by
+/// keys no longer all trusted).
+fn recheck(state: &mut AgentState, before: &TrustedRoot, after: &TrustedRoot) {
+    let graph_ids = |root: &TrustedRoot| -> Vec<String> {
+        root.role(Role::Graph)
+            .key_ids()
+            .map(|id| id.as_str().to_string())
+            .collect()
+    };
+    if graph_ids(before) != graph_ids(after) {
+        state.last_document = None;
+    }
+    let graph = after.role(Role::Graph);
+    let halt = after.role(Role::Halt);
+    let streams: Vec<String> = state.halt_lists.keys().cloned().collect();
+    for stream in streams {
+        let signatures = state
+            .halt_list_signatures
+            .get(&stream)
+            .map(|kept| restore(kept))
+            .unwrap_or_default();
+        if graph.check(&signatures).is_ok() || halt.check(&signatures).is_ok() {
+            continue;
+        }
+        tracing::warn!(
+            stream = %stream,
+            version = after.version(),
+            "the halt list held is not signed by trust root version {}'s keys: dropped",
+            after.version()
+        );
+        state.halt_lists.remove(&stream);
+        state.halt_list_digests.remove(&stream);
+        state.halt_list_signatures.remove(&stream);
+    }
+}
+
+/// The signatures a halt list was accepted with, as kept in the state.
+pub(super) fn kept(signatures: &[Signed]) -> Vec<KeptSignature> {
+    signatures
+        .iter()
+        .filter(|s| s.message.len() <= MAX_KEPT_MESSAGE_BYTES)
+        .take(MAX_KEPT_SIGNATURES)
+        .map(|s| KeptSignature {
+            message: hex::encode(&s.message),
+            signature: s.signature.clone(),
+        })
+        .collect()
+}
+
+fn restore(kept: &[KeptSignature]) -> Vec<Signed> {
+    kept.iter()
+        .filter_map(|k| {
+            Some(Signed {
+                message: Bytes::from(hex::decode(&k.message).ok()?),
+                signature: k.signature.clone(),
+            })
+        })
+        .collect()
+}
+
+/// When a document read at a mirror does not verify and the walk there
+/// found nothing new: whether the repository itself has the next root the
+/// mirror lacks, and a sentence saying so.
+pub(super) async fn missing_at_mirror(
+    held: &TrustedRoot,
+    mirror: &Location,
+    origin: &Location,
+    client: &cairn_oci::RegistryClient,
+) -> Option<String> {
+    let Location::Registry(reference) = origin else {
+        return None;
+    };
+    let next = held.version().checked_add(1)?;
+    let tag = root_tag(next);
+    let store = cairn_oci::Store::registry(client.clone(), reference.repository.clone());
+    match store.resolve(&tag).await {
+        Ok(Some(_)) => Some(format!(
+            "the mirror {mirror} carries the document but not {tag}, which {} has: the host keeps trust root version {} until the mirror carries the root chain (copy the cairn-root-* tags)",
+            reference.repository,
+            held.version()
+        )),
+        _ => None,
+    }
+}
