@@ -92,7 +92,8 @@ impl Rooted {
         let options = PublishOptions {
             tag: "cairn-graph-stable",
             identity: &self.h.fleet.repo,
-            key: Some(key),
+            keys: std::slice::from_ref(key),
+            root_version: 0,
             settle: Duration::ZERO,
             expected: None,
         };
@@ -420,4 +421,72 @@ async fn a_mirror_without_the_root_chain_keeps_the_stored_root_and_says_what_is_
         .unwrap_or_default();
     assert!(note.contains("cairn-root-2"), "{note}");
     let _ = (&r.d, &r.b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_key_signing_twice_does_not_meet_a_graph_threshold_of_two() {
+    let r = Rooted::new().await;
+    let g1 = r.h.graph_key.clone();
+    let content = build_root(
+        1,
+        in_a_year(),
+        [
+            (&public(&[&r.a, &r.b]), 2),
+            (&public(&[&g1, &r.g3]), 2),
+            (&public(&[&g1]), 1),
+        ],
+    )
+    .expect("root builds");
+    let first = SignedRoot::sign(&content, &[r.a.clone(), r.b.clone()]).expect("root signs");
+    let publish_with = |keys: Vec<SigningKey>| {
+        let (store_dir, document) = (
+            tempfile::tempdir().expect("temp dir"),
+            r.h.fleet.document.clone(),
+        );
+        let (repo, first) = (r.h.fleet.repo.clone(), first.clone());
+        async move {
+            let store = Store::Layout(Layout::open_or_create(store_dir.path()).expect("layout"));
+            let mut document = document;
+            document.issued = Timestamp::now();
+            let options = PublishOptions {
+                tag: "cairn-graph-stable",
+                identity: &repo,
+                keys: &keys,
+                root_version: 1,
+                settle: Duration::ZERO,
+                expected: None,
+            };
+            cairn_oci::document::publish(&store, document, &options)
+                .await
+                .expect("publish the document");
+            roots::push_missing(&store, &[first]).await.expect("roots");
+            let source = format!(
+                "registry:oci:{}:cairn-graph-stable",
+                store_dir.path().display()
+            );
+            (store_dir, source)
+        }
+    };
+    // g1 twice: two signature layers, one key.
+    let (_dir, source) = publish_with(vec![g1.clone(), g1.clone()]).await;
+    let n = r.node(Some(&source), Some(&first));
+    let status = r.h.once(&n).await;
+    assert_refused(&n, &status, "bad_signature", 1);
+    assert!(
+        status
+            .reason
+            .message
+            .contains("1 of the graph role's keys signed, 2 must"),
+        "{}",
+        status.reason.message
+    );
+    // g1 and g3: two distinct keys of the role.
+    let (_dir, source) = publish_with(vec![g1.clone(), r.g3.clone()]).await;
+    let n = r.node(Some(&source), Some(&first));
+    let status = r.h.once(&n).await;
+    assert_eq!(
+        staged(&n).as_deref(),
+        Some(r.h.fleet.digests[2].as_str()),
+        "{status:?}"
+    );
 }
