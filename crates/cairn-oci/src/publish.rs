@@ -565,8 +565,8 @@ pub struct Publication<'a> {
     /// half is trusted as a graph key).
     pub halt_keys: &'a [VerifyingKey],
     /// Further keys the previous document and halt list may be signed by:
-    /// the graph keys of earlier trust roots, so that the first publish
-    /// after a rotation builds on what the key it replaced signed.
+    /// the newest trust root's graph keys, so that a publish by one graph
+    /// key builds on what another key of the role signed.
     pub previous_signers: &'a [VerifyingKey],
     /// Publish a new, empty first halt list although the previous document
     /// proves one was published there (`halts.min_sequence` > 0) and it is

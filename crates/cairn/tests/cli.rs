@@ -694,9 +694,9 @@ fn document_verify_without_a_key_fails_unless_unsigned_is_allowed() {
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
         format!(
-            "cairn: error: {doc}: no --key, so the signature cannot be checked; give the \
-             publisher's public key with --key, or --allow-unsigned to check only stream, \
-             expiry and sequence\n"
+            "cairn: error: {doc}: no --key or --root, so the signature cannot be checked; give \
+             the publisher's public key with --key (or a trust root with --root), or \
+             --allow-unsigned to check only stream, expiry and sequence\n"
         )
     );
 

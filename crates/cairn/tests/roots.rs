@@ -748,31 +748,56 @@ async fn publish_pushes_the_roots_signs_under_the_newest_and_refuses_short_keys(
         .expect("document");
     assert_eq!(fetched.document.root_version, 1);
 
-    // Rotate the graph key from g1 to g2; the first publish signed by g2
-    // alone builds on what g1 signed, and pushes root 2.
-    ok(&[
-        "root",
-        "rotate",
-        "--dir",
-        &dir,
-        "--add-key",
-        &format!("graph={}", keys.public("g2")),
-        "--remove-key",
-        &format!("graph={}", keys.public("g1")),
-        "--sign-key",
-        &keys.private("a"),
-        "--sign-key",
-        &keys.private("b"),
-    ]);
-    let out = publish(&[&keys.private("g2")]);
+    // Rotate the graph key from g1 to g2 as the playbook says: add g2 and
+    // sign with both (root 2), then drop g1 (root 3).
+    let rotate = |change: &[&str]| {
+        let mut args = vec!["root", "rotate", "--dir", dir.as_str()];
+        args.extend_from_slice(change);
+        let (a, b) = (keys.private("a"), keys.private("b"));
+        args.extend(["--sign-key", a.as_str(), "--sign-key", b.as_str()]);
+        ok(&args);
+    };
+    let g2 = format!("graph={}", keys.public("g2"));
+    rotate(&["--add-key", &g2]);
+    let out = publish(&[&keys.private("g1"), &keys.private("g2")]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("pushed trust root versions 2"));
+    // Once root 3 drops g1, a publish by g2 alone builds on what g1 and g2
+    // signed; but not on a document g1 alone signed (a revoked key's).
+    let g1 = format!("graph={}", keys.public("g1"));
+    rotate(&["--remove-key", &g1]);
+    let out = publish(&[&keys.private("g2")]);
+    assert!(out.status.success(), "{}", stderr(&out));
     let fetched = cairn_oci::document::fetch(&store, "cairn-graph-stable")
         .await
         .expect("document");
-    assert_eq!(fetched.document.root_version, 2);
-    // A reader starting from root 1 walks to 2 and accepts g2's signature.
-    let verified = ok(&[
+    assert_eq!(fetched.document.root_version, 3);
+    let mut forged = fetched.document.clone();
+    forged.issued = jiff::Timestamp::now();
+    let identity = store.describe();
+    cairn_oci::document::publish(
+        &store,
+        forged,
+        &cairn_oci::document::PublishOptions {
+            tag: "cairn-graph-stable",
+            identity: &identity,
+            keys: &[keys.signing("g1")],
+            root_version: 2,
+            settle: std::time::Duration::ZERO,
+            expected: None,
+        },
+    )
+    .await
+    .expect("the thief publishes");
+    let out = publish(&[&keys.private("g2")]);
+    assert!(!out.status.success(), "re-signed what a revoked key signed");
+    assert!(
+        stderr(&out).contains("accept-unverified-previous"),
+        "{}",
+        stderr(&out)
+    );
+    // A reader starting from root 1 walks to 3 and refuses g1's document.
+    let out = cairn(&[
         "document",
         "verify",
         &format!("{repository}:cairn-graph-stable"),
@@ -781,20 +806,21 @@ async fn publish_pushes_the_roots_signs_under_the_newest_and_refuses_short_keys(
         "--insecure-registry",
         &registry.host,
     ]);
-    assert!(verified.contains("trust root version 2"), "{verified}");
-    // g1 alone is now short of root 2's graph role.
+    assert!(!out.status.success(), "a revoked key's document verified");
+    assert!(stderr(&out).contains("root version 3"), "{}", stderr(&out));
+    // g1 alone is now short of root 3's graph role.
     let out = publish(&[&keys.private("g1")]);
     assert!(!out.status.success());
     assert!(
-        stderr(&out).contains("trust root version 2"),
+        stderr(&out).contains("trust root version 3"),
         "{}",
         stderr(&out)
     );
 
     // A repository that holds a newer root than the directory: refused.
     let newer = roots::read_chain_dir(Path::new(&dir)).expect("chain");
-    let three = build_root(
-        3,
+    let four = build_root(
+        4,
         newer[1].root.expires,
         [
             (
@@ -809,12 +835,12 @@ async fn publish_pushes_the_roots_signs_under_the_newest_and_refuses_short_keys(
         ],
     )
     .expect("builds");
-    let three = SignedRoot::sign(&three, &[keys.signing("a"), keys.signing("b")]).expect("signs");
-    roots::publish_root(&store, &three).await.expect("root 3");
+    let four = SignedRoot::sign(&four, &[keys.signing("a"), keys.signing("b")]).expect("signs");
+    roots::publish_root(&store, &four).await.expect("root 4");
     let out = publish(&[&keys.private("g2")]);
     assert!(!out.status.success());
     assert!(
-        stderr(&out).contains("holds cairn-root-3"),
+        stderr(&out).contains("holds cairn-root-4"),
         "{}",
         stderr(&out)
     );

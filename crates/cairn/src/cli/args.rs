@@ -433,7 +433,8 @@ pub fn walk_root(
     let walked = runtime()?.block_on(cairn_oci::roots::walk_location(
         location, client, start, now,
     ));
-    if let Some(note) = &walked.note {
+    // Version 0 on a file or URL is the plain --key check: nothing to say.
+    if let Some(note) = walked.note.as_ref().filter(|_| start.version() > 0) {
         eprintln!("cairn: note: {note}");
     }
     if let Some(refused) = &walked.refused {

@@ -119,8 +119,9 @@ struct State {
 
 fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     // Refused before any fetch: without a key, nothing would be verified.
+    // A root kept in --state is checked for below, once the state is read.
     anyhow::ensure!(
-        !args.keys.is_empty() || args.root.is_some() || args.allow_unsigned,
+        !args.keys.is_empty() || args.root.is_some() || args.state.is_some() || args.allow_unsigned,
         "{}: no --key or --root, so the signature cannot be checked; give the publisher's \
          public key with --key (or a trust root with --root), or --allow-unsigned to check \
          only stream, expiry and sequence",
@@ -157,6 +158,14 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         Some(stored) => Some(stored),
         None => args::start_root(args.root.as_deref(), &keys, &[])?,
     };
+    anyhow::ensure!(
+        start.is_some() || args.allow_unsigned,
+        "{}: no --key or --root, and --state {} keeps no trust root, so the signature \
+         cannot be checked; give the publisher's public key with --key (or a trust root \
+         with --root), or --allow-unsigned",
+        args.location,
+        args.state_name()
+    );
     let root = match &start {
         Some(start) => Some(
             args::walk_root(&location, &client, start, now)

@@ -191,12 +191,10 @@ async fn publish(args: &Args, store: &Store) -> anyhow::Result<()> {
     let mut previous_signers = Vec::new();
     if let Some(roots) = &roots {
         // The newest root's halt keys may sign the current halt list, and
-        // any root's graph keys may have signed what this publish builds on.
+        // its graph keys what this publish builds on. Only the newest's: a
+        // key a later root revoked must not get what it signed re-signed.
         halt_keys.extend(roots.newest.role(Role::Halt).keys().cloned());
-        for signed in &roots.chain {
-            let root = cairn_oci::trust::TrustedRoot::pin(signed.clone())?;
-            previous_signers.extend(root.role(Role::Graph).keys().cloned());
-        }
+        previous_signers.extend(roots.newest.role(Role::Graph).keys().cloned());
     }
     let halt_list = match (&args.halt_list, args.no_halt_list) {
         (Some(location), _) => HaltListSetting::On(location.clone()),
