@@ -845,3 +845,106 @@ async fn publish_pushes_the_roots_signs_under_the_newest_and_refuses_short_keys(
         stderr(&out)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn halt_commands_trust_the_newest_roots_graph_and_halt_keys() {
+    let keys = Keys::new(&["a", "b", "g", "h"]);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("roots").display().to_string();
+    ok(&[
+        "root",
+        "init",
+        "--out",
+        &dir,
+        "--graph-key",
+        &keys.public("g"),
+        "--halt-key",
+        &keys.public("h"),
+        "--root-key",
+        &keys.public("a"),
+        "--root-key",
+        &keys.public("b"),
+        "--sign-key",
+        &keys.private("a"),
+        "--sign-key",
+        &keys.private("b"),
+        "--sign-key",
+        &keys.private("g"),
+    ]);
+    let registry = TestRegistry::start(Auth::None).await;
+    let store = registry.store("acme/os");
+    cairn_testkit::write_release(&store, "44.1", "2026-01-01T00:00:00Z", &["44.1", "stable"]).await;
+    let repository = format!("{}/acme/os", registry.host);
+    let document = format!("{repository}:cairn-graph-stable");
+    let list = format!("{repository}:cairn-halts-stable");
+    let cache = tmp.path().join("cache.json").display().to_string();
+    ok(&[
+        "publish",
+        "--repository",
+        &repository,
+        "--stream",
+        "stable",
+        "--roots",
+        &dir,
+        "--cache",
+        &cache,
+        "--halt-list",
+        &list,
+        "--sign-key",
+        &keys.private("g"),
+        "--insecure-registry",
+        &registry.host,
+    ]);
+    let first = format!("{dir}/1.root.json");
+    let halt = |with_root: bool| {
+        let mut args = vec![
+            "halt",
+            "add",
+            "44.1",
+            "--halt-list",
+            list.as_str(),
+            "--document",
+            document.as_str(),
+            "--reason",
+            "bad boots",
+            "--who",
+            "ops",
+            "--insecure-registry",
+            registry.host.as_str(),
+        ];
+        let (h, root) = (keys.private("h"), first.clone());
+        let mut owned = vec!["--sign-key".to_string(), h];
+        if with_root {
+            owned.extend(["--root".to_string(), root]);
+        }
+        let owned: Vec<&str> = owned.iter().map(String::as_str).collect();
+        args.extend(owned.iter().copied());
+        cairn(&args)
+    };
+    // Without the root, the halt key does not trust the graph key's list.
+    let out = halt(false);
+    assert!(!out.status.success(), "built on a list it could not verify");
+    assert!(stderr(&out).contains("halts_bad_signature"), "{}", stderr(&out));
+    // With it, the root's graph key vouches for the list built on.
+    let out = halt(true);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = ok(&[
+        "halt",
+        "show",
+        "--halt-list",
+        &list,
+        "--root",
+        &first,
+        "--insecure-registry",
+        &registry.host,
+    ]);
+    assert!(
+        shown.contains("signed by a halt key (may only add halts)"),
+        "{shown}"
+    );
+    assert!(shown.contains("44.1"), "{shown}");
+    let fetched = cairn_oci::halts::fetch(&store, "cairn-halts-stable")
+        .await
+        .expect("list");
+    assert_eq!(fetched.list.root_version, 1);
+}

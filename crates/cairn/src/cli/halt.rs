@@ -101,6 +101,11 @@ pub struct AddArgs {
     /// Require the document to be signed by this public key (PEM; repeatable).
     #[arg(long = "document-key", value_name = "PEM")]
     document_keys: Vec<PathBuf>,
+    /// Start from this trust root (a root file) instead of --document-key,
+    /// and walk to the newest root beside the document: its graph and halt
+    /// keys may have signed the list built on, and the list names its version.
+    #[arg(long = "root", value_name = "FILE")]
+    root: Option<PathBuf>,
     /// Why, shown to operators.
     #[arg(long, default_value = "halted by hand")]
     reason: String,
@@ -122,6 +127,10 @@ pub struct ShowArgs {
     /// A halt key's public half (PEM; repeatable): a list it signs may only add.
     #[arg(long = "halt-key", value_name = "PEM")]
     halt_keys: Vec<PathBuf>,
+    /// Start from this trust root (a root file) instead of the keys, and walk
+    /// to the newest root beside the list: its graph and halt roles judge it.
+    #[arg(long = "root", value_name = "FILE")]
+    root: Option<PathBuf>,
     /// The time expiry is checked at (Unix seconds or RFC 3339). Default: now.
     #[arg(long)]
     now: Option<String>,
@@ -145,6 +154,11 @@ pub struct RefreshArgs {
     /// Require the document to be signed by this public key (PEM; repeatable).
     #[arg(long = "document-key", value_name = "PEM", requires = "document")]
     document_keys: Vec<PathBuf>,
+    /// Start from this trust root (a root file) instead of --document-key,
+    /// and walk to the newest root beside the document: its graph and halt
+    /// keys may have signed the list built on, and the list names its version.
+    #[arg(long = "root", value_name = "FILE", requires = "document")]
+    root: Option<PathBuf>,
     #[command(flatten)]
     registry: RegistryArgs,
 }
@@ -213,9 +227,10 @@ fn list_error(location: &str, error: HaltStoreError) -> anyhow::Error {
 
 fn add(args: AddArgs) -> anyhow::Result<ExitCode> {
     let client = args.registry.client()?;
-    let document = load_document(
+    let (document, root) = load_document(
         &args.document,
         &args.document_keys,
+        args.root.as_deref(),
         args.list.stream.as_deref(),
         &client,
     )?;
@@ -268,12 +283,14 @@ fn add(args: AddArgs) -> anyhow::Result<ExitCode> {
             .filter(|user| !user.trim().is_empty())
             .context("--who: name who halts the release ($USER is not set)")?,
     };
-    let (keys, trust, lifetime) = args.signer.load()?;
+    let (keys, mut trust, lifetime) = args.signer.load()?;
+    let root_version = root_trust(root.as_ref(), &mut trust);
     let cleared = document.cleared_halts();
     let (store, tag) =
         cairn_oci::publish::halt_list_store(&location, &client).context("--halt-list")?;
     let identity = identity_of(&location);
-    let options = update_options(&tag, &identity, &keys, &trust, &stream, lifetime, &cleared);
+    let options = update_options(&tag, &identity, &keys, &trust, &stream, lifetime, &cleared)
+        .with_root_version(root_version);
     let held = args.signer.held()?;
     let floor = Floor {
         held: held.as_ref(),
@@ -322,31 +339,60 @@ fn floor_of(document: &cairn_graph::GraphDocument, location: &str) -> Floor<'sta
     }
 }
 
+/// The document, verified under the newest trust root beside it, and that
+/// root (`None`: no key and no root given).
 fn load_document(
     text: &str,
     document_keys: &[PathBuf],
+    root_file: Option<&std::path::Path>,
     stream: Option<&str>,
     client: &RegistryClient,
-) -> anyhow::Result<cairn_graph::GraphDocument> {
+) -> anyhow::Result<(
+    cairn_graph::GraphDocument,
+    Option<cairn_oci::trust::TrustedRoot>,
+)> {
     let location = Location::parse(text).context("--document")?;
     let fetched = args::fetch_document(text, &location, client)?;
     let keys = args::verifying_keys(document_keys)?;
     let stream = args::expected_stream(&location, stream);
-    let signers = cairn_oci::document::configured_role(cairn_oci::trust::Role::Graph, &keys);
+    let root = args::trusted_root(
+        &location,
+        client,
+        root_file,
+        &keys,
+        &[],
+        jiff::Timestamp::now(),
+    )
+    .with_context(|| text.to_string())?;
+    let signers = root
+        .as_ref()
+        .map(|root| root.role(cairn_oci::trust::Role::Graph));
     let policy = cairn_oci::document::TrustPolicy {
         signers: signers.as_ref(),
-        allow_unsigned: keys.is_empty(),
+        allow_unsigned: root.is_none(),
         now: fetched.document.issued,
         last_seen: None,
         stream: stream.as_deref(),
     };
     fetched.verify(text, &policy)?;
-    if keys.is_empty() {
+    if root.is_none() {
         eprintln!(
             "cairn: warning: {text}: signature not checked; give the publisher's key with --document-key"
         );
     }
-    Ok(fetched.document)
+    Ok((fetched.document, root))
+}
+
+/// What a writer trusts the list it builds on with, beyond its own keys:
+/// the newest root's graph and halt keys; and the root version it signs under.
+fn root_trust(root: Option<&cairn_oci::trust::TrustedRoot>, trust: &mut Vec<VerifyingKey>) -> u64 {
+    let Some(root) = root.filter(|root| root.version() > 0) else {
+        return 0;
+    };
+    for role in [cairn_oci::trust::Role::Graph, cairn_oci::trust::Role::Halt] {
+        trust.extend(root.role(role).keys().cloned());
+    }
+    root.version()
 }
 
 /// The repository a list's signature names.
@@ -354,6 +400,18 @@ fn identity_of(location: &str) -> String {
     match Location::parse(location) {
         Ok(Location::Registry(reference)) => reference.repository.to_string(),
         _ => location.to_string(),
+    }
+}
+
+/// Set the trust root version a list is signed under.
+trait WithRootVersion {
+    fn with_root_version(self, version: u64) -> Self;
+}
+
+impl WithRootVersion for UpdateOptions<'_> {
+    fn with_root_version(mut self, version: u64) -> Self {
+        self.publish.root_version = version;
+        self
     }
 }
 
@@ -384,14 +442,18 @@ fn update_options<'a>(
 
 fn refresh(args: RefreshArgs) -> anyhow::Result<ExitCode> {
     let client = args.registry.client()?;
-    let document = match &args.document {
-        Some(text) => Some(load_document(
-            text,
-            &args.document_keys,
-            args.list.stream.as_deref(),
-            &client,
-        )?),
-        None => None,
+    let (document, root) = match &args.document {
+        Some(text) => {
+            let (document, root) = load_document(
+                text,
+                &args.document_keys,
+                args.root.as_deref(),
+                args.list.stream.as_deref(),
+                &client,
+            )?;
+            (Some(document), root)
+        }
+        None => (None, None),
     };
     let (location, stream) = args
         .list
@@ -415,11 +477,13 @@ fn refresh(args: RefreshArgs) -> anyhow::Result<ExitCode> {
             Floor::NONE
         }
     };
-    let (keys, trust, lifetime) = args.signer.load()?;
+    let (keys, mut trust, lifetime) = args.signer.load()?;
+    let root_version = root_trust(root.as_ref(), &mut trust);
     let (store, tag) =
         cairn_oci::publish::halt_list_store(&location, &client).context("--halt-list")?;
     let identity = identity_of(&location);
-    let options = update_options(&tag, &identity, &keys, &trust, &stream, lifetime, &[]);
+    let options = update_options(&tag, &identity, &keys, &trust, &stream, lifetime, &[])
+        .with_root_version(root_version);
     let held = args.signer.held()?;
     let floor = Floor {
         held: held.as_ref(),
@@ -449,15 +513,20 @@ fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
         .map_err(|e| list_error(&location, e))?;
     let graph_keys = args::verifying_keys(&args.keys)?;
     let halt_keys = args::verifying_keys(&args.halt_keys)?;
-    let checked = if graph_keys.is_empty() && halt_keys.is_empty() {
-        None
-    } else {
-        let graph =
-            cairn_oci::document::configured_role(cairn_oci::trust::Role::Graph, &graph_keys);
-        let halt = cairn_oci::document::configured_role(
-            cairn_oci::trust::Role::Halt,
-            &[&halt_keys[..], &graph_keys[..]].concat(),
-        );
+    // The list's repository carries the stream's roots, as the document's does.
+    let root = args::trusted_root(
+        &parsed,
+        &client,
+        args.root.as_deref(),
+        &graph_keys,
+        &halt_keys,
+        jiff::Timestamp::now(),
+    )
+    .with_context(|| location.clone())?;
+    let checked = if let Some(root) = &root {
+        let role = |role| Some(root.role(role)).filter(|keys| !keys.is_empty());
+        let graph = role(cairn_oci::trust::Role::Graph);
+        let halt = role(cairn_oci::trust::Role::Halt);
         let trust = HaltTrust {
             graph: graph.as_ref(),
             halt: halt.as_ref(),
@@ -471,6 +540,8 @@ fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
                 .verify(&trust)
                 .map_err(|e| list_error(&location, e))?,
         )
+    } else {
+        None
     };
     args::emit(&render(&location, &fetched, checked, now))?;
     if checked.is_none() {
