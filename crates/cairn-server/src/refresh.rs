@@ -76,6 +76,20 @@ impl StreamSource {
         }
     }
 
+    /// What the guard trusts the list it builds on with, and the root
+    /// version it signs under: under a root of version 1 or more, its graph
+    /// and halt keys (never a key it dropped); else the configured keys.
+    fn guard_trust(&self) -> (Vec<cairn_oci::signing::VerifyingKey>, u64) {
+        match self.state.root().filter(|root| root.version() > 0) {
+            Some(root) => {
+                let mut keys: Vec<_> = root.role(Role::Graph).keys().cloned().collect();
+                keys.extend(root.role(Role::Halt).keys().cloned());
+                (keys, root.version())
+            }
+            None => (self.graph_keys.clone(), 0),
+        }
+    }
+
     /// Read the served document's halt list. A failure becomes the
     /// stream's source error unless the source failed itself; `/readyz`
     /// stays as it is.
@@ -97,11 +111,12 @@ impl StreamSource {
             halt: halt.as_ref(),
             recheck: self.state.halts_recheck(),
         };
+        let guard_trust = self.guard_trust();
         let read = halts.refresh(
             &self.stream,
             settings,
             cleared,
-            &self.graph_keys,
+            &guard_trust,
             &trust,
             &self.client,
             now,
@@ -205,7 +220,7 @@ impl StreamSource {
                             &self.stream,
                             Some(settings),
                             cleared,
-                            &self.graph_keys,
+                            &self.guard_trust(),
                         );
                     }
                     if let Some(served) = app.install(&self.stream, snapshot) {

@@ -924,7 +924,11 @@ async fn halt_commands_trust_the_newest_roots_graph_and_halt_keys() {
     // Without the root, the halt key does not trust the graph key's list.
     let out = halt(false);
     assert!(!out.status.success(), "built on a list it could not verify");
-    assert!(stderr(&out).contains("halts_bad_signature"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("halts_bad_signature"),
+        "{}",
+        stderr(&out)
+    );
     // With it, the root's graph key vouches for the list built on.
     let out = halt(true);
     assert!(out.status.success(), "{}", stderr(&out));

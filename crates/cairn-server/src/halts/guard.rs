@@ -441,6 +441,8 @@ struct Target {
     min_sequence: u64,
     /// The newest list this server holds: the same check, and its entries kept.
     held: Option<std::sync::Arc<super::HeldList>>,
+    /// The trust root version the list is signed under.
+    root_version: u64,
 }
 
 impl Target {
@@ -483,6 +485,7 @@ fn target(app: &AppState, guard: &Guard, stream: &str) -> Result<Target, HaltsEr
         min_sequence: settings.min_sequence,
         held: view.held.clone(),
         cleared: view.cleared,
+        root_version: view.root_version,
     })
 }
 
@@ -516,7 +519,7 @@ fn update_options<'a>(guard: &'a Guard, target: &'a Target, stream: &'a str) -> 
             tag: &target.tag,
             identity: &target.identity,
             keys: std::slice::from_ref(&guard.config.halt_key),
-            root_version: 0,
+            root_version: target.root_version,
             settle: Duration::from_millis(200),
             expected: None,
         },

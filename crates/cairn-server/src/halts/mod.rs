@@ -60,8 +60,11 @@ pub struct HaltView {
     pub halted: Arc<BTreeSet<String>>,
     /// The document's halt settings, while halts are on.
     pub settings: Option<HaltSettings>,
-    /// The document's keys.
+    /// The keys the guard trusts the list it builds on with: the stream's
+    /// trust root's graph and halt keys, or the document's configured keys.
     pub graph_keys: Vec<VerifyingKey>,
+    /// The trust root version the guard signs under (0: none).
+    pub root_version: u64,
 }
 
 impl HaltView {
@@ -268,7 +271,7 @@ impl Halts {
         stream: &str,
         settings: Option<&HaltSettings>,
         cleared: Vec<String>,
-        graph_keys: &[VerifyingKey],
+        (graph_keys, root_version): &(Vec<VerifyingKey>, u64),
     ) {
         self.update(stream, |view| match settings {
             None => {
@@ -280,7 +283,8 @@ impl Halts {
                 view.on = true;
                 view.cleared = cleared;
                 view.settings = Some(settings.clone());
-                view.graph_keys = graph_keys.to_vec();
+                view.graph_keys = graph_keys.clone();
+                view.root_version = *root_version;
             }
         });
     }
@@ -295,12 +299,12 @@ impl Halts {
         stream: &str,
         settings: Option<&HaltSettings>,
         cleared: Vec<String>,
-        graph_keys: &[VerifyingKey],
+        guard_trust: &(Vec<VerifyingKey>, u64),
         roles: &HaltRoles<'_>,
         client: &RegistryClient,
         now: Timestamp,
     ) -> Result<(), HaltsError> {
-        self.configure(stream, settings, cleared, graph_keys);
+        self.configure(stream, settings, cleared, guard_trust);
         let Some(settings) = settings else {
             return Ok(());
         };
