@@ -12,7 +12,7 @@ use cairn_oci::document::{self as doc, DocumentStoreError, Seen, TrustPolicy};
 use cairn_oci::publish::{self, BaseOptions};
 use cairn_oci::roots;
 use cairn_oci::scan::ScanCache;
-use cairn_oci::trust::{Role, SignedRoot, TrustedRoot};
+use cairn_oci::trust::{Role, RootError, SignedRoot, TrustedRoot};
 use cairn_oci::{Location, RegistryClient, Store};
 use jiff::Timestamp;
 use std::collections::HashMap;
@@ -185,8 +185,18 @@ impl SourceState {
                     None => stored,
                 }
             }
-            (None, Some(pinned)) => TrustedRoot::pin(pinned.clone())
-                .map_err(|e| SourceError::new(e.kind(), format!("document.root: {e}")))?,
+            (None, Some(pinned)) => {
+                let pinned = TrustedRoot::pin(pinned.clone())
+                    .map_err(|e| SourceError::new(e.kind(), format!("document.root: {e}")))?;
+                // Kept from the start, so a restart holds it even if the
+                // `root` file changes before a newer one is walked to.
+                if let Some(path) = root_state
+                    && let Err(error) = save_root(path, &pinned).await
+                {
+                    tracing::error!(stream, error = %error.message, "a restart pins the configured root again");
+                }
+                pinned
+            }
             (None, None) => match TrustedRoot::from_config(keys, halt_keys) {
                 Some(root) => root,
                 None => {
@@ -232,26 +242,25 @@ async fn load_root(path: &std::path::Path) -> Result<Option<TrustedRoot>, Source
     TrustedRoot::pin(signed).map(Some).map_err(unreadable)
 }
 
-/// Keep `root` at `path`, replacing the file whole (written beside it, then
-/// renamed), so a crash leaves the old root or the new one.
+/// Keep `root` at `path`, replacing the file whole and synced
+/// ([`cairn_fs::write_atomic`]), so a crash leaves the old root or the new one.
 async fn save_root(path: &std::path::Path, root: &TrustedRoot) -> Result<(), SourceError> {
     let Some(signed) = root.signed() else {
         return Ok(());
     };
-    let failed = |e: std::io::Error| {
-        SourceError::new(
-            "root_state",
-            format!("keeping the trust root in {}: {e}", path.display()),
-        )
+    let (path, envelope) = (path.to_path_buf(), signed.envelope.clone());
+    let failed = |detail: String| {
+        SourceError::new("root_state", format!("keeping the trust root: {detail}"))
     };
-    if let Some(dir) = path.parent() {
-        tokio::fs::create_dir_all(dir).await.map_err(failed)?;
-    }
-    let partial = path.with_extension("json.partial");
-    tokio::fs::write(&partial, &signed.envelope)
-        .await
-        .map_err(failed)?;
-    tokio::fs::rename(&partial, path).await.map_err(failed)
+    tokio::task::spawn_blocking(move || {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| failed(format!("{}: {e}", dir.display())))?;
+        }
+        // Its error names the file written.
+        cairn_fs::write_atomic(&path, &envelope).map_err(|e| failed(e.to_string()))
+    })
+    .await
+    .map_err(|e| SourceError::new("panic", e.to_string()))?
 }
 
 /// What identifies a file's content without reading it: a replacement with
@@ -454,7 +463,8 @@ struct DocumentSource<'a> {
 /// Walk the trust root chain in the document's repository or layout (one
 /// HEAD when nothing is new), keep a root taken, and check the document
 /// served against it: one it no longer vouches for is withdrawn. A walk
-/// refused (a bad next root, an expired final root) fails the refresh.
+/// refused fails the refresh; an expired final root or a walk stopped at its
+/// cap also withdraws the graph served.
 async fn walk_roots(
     source: &DocumentSource<'_>,
     stream: &str,
@@ -491,20 +501,42 @@ async fn walk_roots(
         }
         state.trust.recheck_document = false;
     }
-    match walked.refused {
-        None => Ok(()),
-        Some(error) => Err(SourceError::new(
-            // An unreachable registry is reported as such, root or not.
-            match &error {
-                roots::WalkError::Store { error, .. } => error.kind(),
-                _ => error.kind(),
-            },
-            format!(
-                "{location}: trust root: {error} (holding trust root version {}); serving the last good graph, no newer document is taken",
-                walked.root.version()
+    let Some(error) = walked.refused else {
+        return Ok(());
+    };
+    let holding = walked.root.version();
+    // An expired final root, or a chain not yet walked to its end, leaves no
+    // current root to vouch for the served graph: Zincati clients verify no
+    // signature, so it stops being served. A next root refused (malformed,
+    // badly signed) or a registry not answering says nothing against the one
+    // held: the last good graph stays served.
+    let withdraw = matches!(
+        error,
+        roots::WalkError::Root(RootError::Expired { .. }) | roots::WalkError::Behind { .. }
+    );
+    if withdraw {
+        // Read and judged afresh once a current root is held; `seen` stays.
+        state.known.served = None;
+        state.known.document_digest = None;
+        state.known.document_stamps = None;
+        return Err(SourceError {
+            kind: error.kind(),
+            message: format!(
+                "{location}: trust root: {error} (holding trust root version {holding}); no longer serving the graph until a current root is held"
             ),
-        )),
+            withdraw: true,
+        });
     }
+    Err(SourceError::new(
+        // An unreachable registry is reported as such, root or not.
+        match &error {
+            roots::WalkError::Store { error, .. } => error.kind(),
+            _ => error.kind(),
+        },
+        format!(
+            "{location}: trust root: {error} (holding trust root version {holding}); serving the last good graph, no newer document is taken"
+        ),
+    ))
 }
 
 /// Whether `root`'s graph role still vouches for the document served.

@@ -532,6 +532,9 @@ mod roots {
         let mut source = setup.source(&[], Some(one.clone()));
         assert!(source.refresh_once(&setup.state).await.expect("served"));
         assert_eq!(get(&setup.state, GRAPH).await.0, StatusCode::OK);
+        // The pinned root is kept from the start, before any walk.
+        let stored = std::fs::read(setup.stored_root()).expect("root 1 kept at pin time");
+        assert_eq!(stored, one.envelope.to_vec());
 
         // Root 2 removes g1 (a leak): the document tag does not move, yet the
         // next refresh withdraws the document.
@@ -588,5 +591,34 @@ mod roots {
         );
         let metrics = get(&setup.state, "/metrics").await.1;
         assert!(metrics.contains("result=\"root_expired\""), "{metrics}");
+        // No current root vouches for the graph: Zincati clients, which
+        // check no signature, must not keep updating from it.
+        assert_eq!(
+            get(&setup.state, GRAPH).await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let ready = setup.readyz().await;
+        assert_eq!(ready["ready"], false, "{ready}");
+        assert_eq!(ready["streams"]["stable"]["root_version"], 3, "{ready}");
+        assert_eq!(
+            ready["streams"]["stable"]["source_error"]["kind"],
+            "root_expired"
+        );
+
+        // Root 4, current, brings the same document back without a new
+        // publication.
+        setup
+            .publish_roots(&[root(4, &[a, c], &[g2], &[a, c])])
+            .await;
+        assert!(
+            source
+                .refresh_once(&setup.state)
+                .await
+                .expect("root 4 is current")
+        );
+        assert_eq!(get(&setup.state, GRAPH).await.0, StatusCode::OK);
+        let ready = setup.readyz().await;
+        assert_eq!(ready["ready"], true, "{ready}");
+        assert_eq!(ready["streams"]["stable"]["root_version"], 4, "{ready}");
     }
 }
