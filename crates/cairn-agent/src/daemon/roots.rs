@@ -303,27 +303,40 @@ fn restore(kept: &[KeptSignature]) -> Vec<Signed> {
         .collect()
 }
 
-/// When a document read at a mirror does not verify and the walk there
-/// found nothing new: whether the repository itself has the next root the
-/// mirror lacks, and a sentence saying so.
-pub(super) async fn missing_at_mirror(
+/// When the document was read at a mirror: whether the repository itself
+/// (`origin`) has the root after the one the walk at the mirror ended on.
+/// Asked before the document is verified, so a mirror that lacks
+/// `cairn-root-<N+1>` cannot make a key that root removed count. `Err`: the
+/// origin has it and the mirror does not, refused. `Ok(Some(note))`: the
+/// origin could not be asked, the mirror's answer stands and the note says
+/// so. `Ok(None)`: the mirror is not behind.
+pub(super) async fn check_origin(
     held: &TrustedRoot,
     mirror: &Location,
     origin: &Location,
     client: &cairn_oci::RegistryClient,
-) -> Option<String> {
+) -> Result<Option<String>, GraphUnavailable> {
     let Location::Registry(reference) = origin else {
-        return None;
+        return Ok(None);
     };
-    let next = held.version().checked_add(1)?;
+    let Some(next) = held.version().checked_add(1) else {
+        return Ok(None);
+    };
     let tag = root_tag(next);
     let store = cairn_oci::Store::registry(client.clone(), reference.repository.clone());
     match store.resolve(&tag).await {
-        Ok(Some(_)) => Some(format!(
-            "the mirror {mirror} carries the document but not {tag}, which {} has: the host keeps trust root version {} until the mirror carries the root chain (copy the cairn-root-* tags)",
-            reference.repository,
-            held.version()
+        Ok(None) => Ok(None),
+        Ok(Some(_)) => Err(GraphUnavailable::new(
+            "root_missing_at_mirror",
+            format!(
+                "the mirror {mirror} carries the document but not {tag}, which the repository {} has: the document is not verified, and trust root version {} is held until the mirror carries the root chain (copy the cairn-root-* tags)",
+                reference.repository,
+                held.version()
+            ),
         )),
-        _ => None,
+        Err(e) => Ok(Some(format!(
+            "the repository {} could not be asked for {tag} ({e}): the mirror {mirror}'s root chain is trusted as it is",
+            reference.repository
+        ))),
     }
 }

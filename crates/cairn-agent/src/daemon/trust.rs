@@ -99,11 +99,29 @@ pub(super) async fn document(
         return Err(GraphUnavailable::all_failed(failures));
     };
     // The walk happens where the document was found, before it is
-    // verified: a key the next root removed must not count here.
-    let before = held.root.as_ref().map(TrustedRoot::version);
+    // verified: a key the next root removed must not count here. At a
+    // mirror, the repository itself is also asked for the next root, so a
+    // mirror without the chain cannot keep a removed key counting.
     let walked = super::roots::walk(held, &location, client, state, now).await;
     *root_status = held.status();
     walked?;
+    if let (Some(root), Some(origin)) = (held.root.as_ref(), origin.as_ref())
+        && origin != &location
+    {
+        let checked = super::roots::check_origin(root, &location, origin, client).await;
+        let note = match &checked {
+            Ok(note) => note.clone(),
+            Err(refused) => Some(refused.to_string()),
+        };
+        if let Some(note) = note {
+            held.note = Some(match held.note.take() {
+                Some(earlier) => format!("{earlier}; {note}"),
+                None => note,
+            });
+            *root_status = held.status();
+        }
+        checked?;
+    }
     let last = state.last_document.clone();
     let signers = held.graph();
     let policy = cairn_oci::document::TrustPolicy {
@@ -120,20 +138,10 @@ pub(super) async fn document(
     };
     if let Err(e) = fetched.verify(&described, &policy) {
         let version = held.root.as_ref().map_or(0, TrustedRoot::version);
-        let mut message = format!("{e} (verified under trust root version {version})");
-        let walked_nothing = held.root.as_ref().map(TrustedRoot::version) == before;
-        if let (Some(root), Some(origin)) = (held.root.as_ref(), origin.as_ref())
-            && walked_nothing
-            && origin != &location
-            && let Some(missing) =
-                super::roots::missing_at_mirror(root, &location, origin, client).await
-        {
-            message = format!("{message}; {missing}");
-            if let Some(status) = root_status.as_mut() {
-                status.note = Some(missing);
-            }
-        }
-        return Err(GraphUnavailable::new(e.kind(), message));
+        return Err(GraphUnavailable::new(
+            e.kind(),
+            format!("{e} (verified under trust root version {version})"),
+        ));
     }
     state.last_document = Some((
         fetched.document.sequence,

@@ -388,6 +388,20 @@ async fn a_halt_key_signs_halt_lists_and_never_documents() {
     assert_refused(&n, &status, "bad_signature", 1);
 }
 
+/// Point the node's `registries.conf` for the fleet's repository at
+/// `location` (the repository itself), with `mirror/os` as its mirror.
+fn mirrored(n: &Node, host: &str, location: &str) {
+    let conf = n.config_root.join("etc/containers/registries.conf");
+    std::fs::create_dir_all(conf.parent().expect("parent")).expect("mkdir");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[registry]]\nprefix = \"{host}/acme/os\"\nlocation = \"{location}\"\ninsecure = true\n[[registry.mirror]]\nlocation = \"{host}/mirror/os\"\ninsecure = true\n"
+        ),
+    )
+    .expect("registries.conf");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mirror_without_the_root_chain_keeps_the_stored_root_and_says_what_is_missing() {
     let r = Rooted::new().await;
@@ -399,17 +413,9 @@ async fn a_mirror_without_the_root_chain_keeps_the_stored_root_and_says_what_is_
     r.publish(&r.h.fleet.registry.store("mirror/os"), &r.g3)
         .await;
     let n = r.node(None, Some(&r.roots[0]));
-    let conf = n.config_root.join("etc/containers/registries.conf");
-    std::fs::create_dir_all(conf.parent().expect("parent")).expect("mkdir");
-    std::fs::write(
-        &conf,
-        format!(
-            "[[registry]]\nprefix = \"{host}/acme/os\"\nlocation = \"{host}/acme/os\"\ninsecure = true\n[[registry.mirror]]\nlocation = \"{host}/mirror/os\"\ninsecure = true\n"
-        ),
-    )
-    .expect("registries.conf");
+    mirrored(&n, &host, &format!("{host}/acme/os"));
     let status = r.h.once(&n).await;
-    assert_refused(&n, &status, "bad_signature", 1);
+    assert_refused(&n, &status, "root_missing_at_mirror", 1);
     let message = &status.reason.message;
     assert!(message.contains("cairn-root-2"), "{message}");
     assert!(message.contains("mirror/os"), "{message}");
@@ -421,6 +427,75 @@ async fn a_mirror_without_the_root_chain_keeps_the_stored_root_and_says_what_is_
         .unwrap_or_default();
     assert!(note.contains("cairn-root-2"), "{note}");
     let _ = (&r.d, &r.b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_without_the_next_root_cannot_keep_a_removed_key_counting() {
+    let r = Rooted::new().await;
+    let g1 = &r.h.graph_key;
+    let host = r.h.fleet.registry.host.clone();
+    // Root 2 drops g1 for g3; the mirror serves a document g1 signed and
+    // only root 1.
+    let hk = &r.h.halt_key;
+    let without_g1 = root(
+        2,
+        in_a_year(),
+        [&[&r.a, &r.c], &[&r.g3], &[hk]],
+        &[&r.a, &r.b, &r.c],
+    );
+    let origin = r.h.fleet.registry.store("acme/os");
+    r.publish(&origin, &r.g3).await;
+    roots::push_missing(&origin, &r.roots[..1])
+        .await
+        .expect("root 1");
+    let mirror = r.h.fleet.registry.store("mirror/os");
+    r.publish(&mirror, g1).await;
+    roots::push_missing(&mirror, &r.roots[..1])
+        .await
+        .expect("root 1");
+    // Before root 2 is out, g1 counts at the mirror.
+    let n = r.node(None, Some(&r.roots[0]));
+    mirrored(&n, &host, &format!("{host}/acme/os"));
+    let status = r.h.once(&n).await;
+    assert_eq!(
+        staged(&n).as_deref(),
+        Some(r.h.fleet.digests[2].as_str()),
+        "{status:?}"
+    );
+    // Root 2 is published at the origin only: the mirror's document is
+    // refused by a host that never walked to root 2.
+    roots::publish_root(&origin, &without_g1)
+        .await
+        .expect("root 2");
+    let n = r.node(None, Some(&r.roots[0]));
+    mirrored(&n, &host, &format!("{host}/acme/os"));
+    let status = r.h.once(&n).await;
+    assert_refused(&n, &status, "root_missing_at_mirror", 1);
+    let message = &status.reason.message;
+    assert!(message.contains("cairn-root-2"), "{message}");
+    assert!(message.contains(&format!("{host}/mirror/os")), "{message}");
+    assert!(message.contains("acme/os"), "{message}");
+    assert_eq!(stored_version(&n), Some(1));
+    // An origin that cannot be reached: the mirror's answer stands, and
+    // the note says the origin was not asked.
+    let n = r.node(None, Some(&r.roots[0]));
+    mirrored(&n, &host, "127.0.0.1:9/acme/os");
+    let status = r.h.once(&n).await;
+    assert_eq!(
+        staged(&n).as_deref(),
+        Some(r.h.fleet.digests[2].as_str()),
+        "{status:?}"
+    );
+    let note = status
+        .trust_root
+        .as_ref()
+        .and_then(|t| t.note.clone())
+        .unwrap_or_default();
+    assert!(
+        note.contains("could not be asked for cairn-root-2"),
+        "{note}"
+    );
+    let _ = &r.d;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
