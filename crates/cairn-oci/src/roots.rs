@@ -305,6 +305,18 @@ pub async fn walk_location(
     walk(&store, held, now).await
 }
 
+/// Read a root file, at most one byte more than a root may hold, so that
+/// [`SignedRoot::from_envelope`] refuses a larger one without it being read
+/// whole.
+pub fn read_root_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_ROOT_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// The file name root version `version` is kept under in a release team's
 /// directory of roots.
 pub fn root_file_name(version: u64) -> String {
@@ -357,7 +369,7 @@ pub fn read_chain_dir(dir: &Path) -> Result<Vec<SignedRoot>, WalkError> {
                 "root version {expected} is missing: the chain must run from 1 without a gap"
             )));
         }
-        let bytes = std::fs::read(&path).map_err(|e| chain_error(format!("{name}: {e}")))?;
+        let bytes = read_root_file(&path).map_err(|e| chain_error(format!("{name}: {e}")))?;
         if bytes.len() > MAX_ROOT_BYTES {
             return Err(chain_error(format!(
                 "{name}: larger than {MAX_ROOT_BYTES} bytes"

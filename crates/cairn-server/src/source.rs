@@ -226,7 +226,11 @@ impl SourceState {
 /// Read the root this server stored, pinned as verified before.
 async fn load_root(path: &std::path::Path) -> Result<Option<TrustedRoot>, SourceError> {
     let name = path.display().to_string();
-    let bytes = match tokio::fs::read(path).await {
+    let owned = path.to_path_buf();
+    let read = tokio::task::spawn_blocking(move || cairn_oci::roots::read_root_file(&owned))
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    let bytes = match read {
         Ok(bytes) => bytes,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(error) => return Err(SourceError::new("root_state", format!("{name}: {error}"))),
@@ -534,7 +538,7 @@ async fn walk_roots(
             _ => error.kind(),
         },
         format!(
-            "{location}: trust root: {error} (holding trust root version {holding}); serving the last good graph, no newer document is taken"
+            "{location}: trust root: {error} (holding trust root version {holding}); no newer document is taken until it is"
         ),
     ))
 }

@@ -82,7 +82,7 @@ fn shipped_path(settings: &Settings, host_root: &Path) -> PathBuf {
 /// Read the shipped root; `Ok(None)` when there is no such file.
 fn read_shipped(path: &Path) -> Result<Option<SignedRoot>, String> {
     let name = format!("updates.root {}", path.display());
-    let bytes = match std::fs::read(path) {
+    let bytes = match cairn_oci::roots::read_root_file(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("{name}: {e}")),
@@ -252,18 +252,28 @@ fn recheck(state: &mut AgentState, before: &TrustedRoot, after: &TrustedRoot) {
             .map(|id| id.as_str().to_string())
             .collect()
     };
-    if graph_ids(before) != graph_ids(after) {
+    // The replay floor came from a document a graph key signed. Adding keys
+    // cannot make it untrustworthy; removing one might (a leaked key's
+    // document with a high sequence would block every later one), so only
+    // then is it forgotten. Until the next document, one the kept keys
+    // signed earlier could be replayed, as far as its own expiry allows.
+    let kept_ids = graph_ids(after);
+    if graph_ids(before).iter().any(|id| !kept_ids.contains(id)) {
         state.last_document = None;
     }
     let graph = after.role(Role::Graph);
     let halt = after.role(Role::Halt);
     let streams: Vec<String> = state.halt_lists.keys().cloned().collect();
     for stream in streams {
-        let signatures = state
-            .halt_list_signatures
-            .get(&stream)
-            .map(|kept| restore(kept))
-            .unwrap_or_default();
+        let Some(kept) = state.halt_list_signatures.get(&stream) else {
+            // Held since before the agent kept signatures: it was accepted
+            // under the configured keys. Dropping it would lift its halts
+            // and the add-only floor, so it stays, and the next check reads
+            // the list again (the HEAD-only shortcut is forgotten).
+            state.halt_list_digests.remove(&stream);
+            continue;
+        };
+        let signatures = restore(kept);
         if graph.check(&signatures).is_ok() || halt.check(&signatures).is_ok() {
             continue;
         }
@@ -338,5 +348,84 @@ pub(super) async fn check_origin(
             "the repository {} could not be asked for {tag} ({e}): the mirror {mirror}'s root chain is trusted as it is",
             reference.repository
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_oci::signing::SigningKey;
+    use cairn_oci::trust::build_root;
+
+    fn root(version: u64, root_key: &SigningKey, graph: &[&SigningKey]) -> TrustedRoot {
+        let graph: Vec<_> = graph.iter().map(|k| k.verifying_key()).collect();
+        let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24);
+        let content = build_root(
+            version,
+            expires,
+            [(&[root_key.verifying_key()], 1), (&graph, 1), (&graph, 1)],
+        )
+        .expect("builds");
+        TrustedRoot::pin(SignedRoot::sign(&content, std::slice::from_ref(root_key)).expect("signs"))
+            .expect("pins")
+    }
+
+    fn list() -> cairn_graph::halts::HaltList {
+        cairn_graph::halts::HaltList::successor(
+            None,
+            "stable",
+            None,
+            jiff::Timestamp::now(),
+            jiff::SignedDuration::from_hours(1),
+        )
+        .expect("a list")
+    }
+
+    #[test]
+    fn a_root_that_only_adds_keys_keeps_the_replay_floor_and_one_that_removes_forgets_it() {
+        let [r, g1, g2] = [(); 3].map(|()| SigningKey::generate());
+        let (one, two, three) = (
+            root(1, &r, &[&g1]),
+            root(2, &r, &[&g1, &g2]),
+            root(3, &r, &[&g2]),
+        );
+        let mut state = AgentState {
+            last_document: Some((7, "sha256:aa".into())),
+            ..AgentState::default()
+        };
+        recheck(&mut state, &one, &two);
+        assert_eq!(state.last_document, Some((7, "sha256:aa".into())));
+        recheck(&mut state, &two, &three);
+        assert_eq!(state.last_document, None);
+    }
+
+    #[test]
+    fn a_list_held_without_kept_signatures_stays_and_is_read_again() {
+        let [r, g1, g2] = [(); 3].map(|()| SigningKey::generate());
+        let mut state = AgentState::default();
+        state.halt_lists.insert("stable".into(), list());
+        state
+            .halt_list_digests
+            .insert("stable".into(), "sha256:bb keys".into());
+        // A list whose kept signature the new root does not vouch for.
+        state.halt_lists.insert("other".into(), list());
+        let message = Bytes::from_static(b"list");
+        state.halt_list_signatures.insert(
+            "other".into(),
+            kept(&[Signed {
+                message: message.clone(),
+                signature: g1.sign(&message),
+            }]),
+        );
+        recheck(&mut state, &root(1, &r, &[&g1]), &root(2, &r, &[&g2]));
+        assert!(state.halt_lists.contains_key("stable"), "its halts stay");
+        assert!(
+            !state.halt_list_digests.contains_key("stable"),
+            "read again"
+        );
+        assert!(
+            !state.halt_lists.contains_key("other"),
+            "no longer vouched for"
+        );
     }
 }

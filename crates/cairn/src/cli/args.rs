@@ -411,7 +411,8 @@ pub fn start_root(
     use cairn_oci::trust::{SignedRoot, TrustedRoot};
     match root_file {
         Some(path) => {
-            let bytes = read(path)?;
+            let bytes = cairn_oci::roots::read_root_file(path)
+                .with_context(|| format!("reading {}", path.display()))?;
             let name = format!("{} (--root)", path.display());
             let signed = SignedRoot::from_envelope(bytes.into(), &name)?;
             Ok(Some(

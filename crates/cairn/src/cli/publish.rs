@@ -186,7 +186,20 @@ async fn publish(args: &Args, store: &Store) -> anyhow::Result<()> {
     let mut halt_keys = args::verifying_keys(&args.halt_keys)?;
     let roots = match &args.roots {
         Some(dir) => Some(prepare_roots(dir, store, &keys, now).await?),
-        None => None,
+        None => {
+            // Hosts that walked the repository's roots judge the document
+            // by them, not by the keys this publish happens to hold.
+            let first = cairn_oci::roots::root_tag(1);
+            if !args.dry_run && store.resolve(&first).await?.is_some() {
+                eprintln!(
+                    "cairn: warning: {} holds trust roots ({first}, …) but no --roots was given: \
+                     the document names no root_version, and nothing checks that the \
+                     --sign-keys meet the newest root's graph threshold",
+                    store.describe()
+                );
+            }
+            None
+        }
     };
     let mut previous_signers = Vec::new();
     if let Some(roots) = &roots {
