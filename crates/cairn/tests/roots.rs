@@ -683,32 +683,40 @@ async fn verifiers_walk_to_the_newest_root_before_they_trust_a_document() {
     );
 }
 
+/// A release team's first root in `<tmp>/roots` (root keys a and b, graph
+/// key `graph`, and `extra` flags such as a halt key), and a registry
+/// holding release 44.1 under `stable`.
+async fn team_with_a_release(
+    keys: &Keys,
+    tmp: &Path,
+    graph: &str,
+    extra: &[String],
+) -> (String, TestRegistry, Store) {
+    let dir = tmp.join("roots").display().to_string();
+    let mut args: Vec<String> = ["root", "init", "--out", &dir, "--graph-key"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.push(keys.public(graph));
+    args.extend(extra.iter().cloned());
+    for name in ["a", "b"] {
+        args.extend(["--root-key".to_string(), keys.public(name)]);
+    }
+    for name in ["a", "b", graph] {
+        args.extend(["--sign-key".to_string(), keys.private(name)]);
+    }
+    ok(&args);
+    let registry = TestRegistry::start(Auth::None).await;
+    let store = registry.store("acme/os");
+    cairn_testkit::write_release(&store, "44.1", "2026-01-01T00:00:00Z", &["44.1", "stable"]).await;
+    (dir, registry, store)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_pushes_the_roots_signs_under_the_newest_and_refuses_short_keys() {
     let keys = Keys::new(&["a", "b", "g1", "g2"]);
     let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path().join("roots").display().to_string();
-    ok(&[
-        "root",
-        "init",
-        "--out",
-        &dir,
-        "--graph-key",
-        &keys.public("g1"),
-        "--root-key",
-        &keys.public("a"),
-        "--root-key",
-        &keys.public("b"),
-        "--sign-key",
-        &keys.private("a"),
-        "--sign-key",
-        &keys.private("b"),
-        "--sign-key",
-        &keys.private("g1"),
-    ]);
-    let registry = TestRegistry::start(Auth::None).await;
-    let store = registry.store("acme/os");
-    cairn_testkit::write_release(&store, "44.1", "2026-01-01T00:00:00Z", &["44.1", "stable"]).await;
+    let (dir, registry, store) = team_with_a_release(&keys, tmp.path(), "g1", &[]).await;
     let repository = format!("{}/acme/os", registry.host);
     let cache = tmp.path().join("cache.json").display().to_string();
     let publish = |sign: &[&str]| {
@@ -850,30 +858,8 @@ async fn publish_pushes_the_roots_signs_under_the_newest_and_refuses_short_keys(
 async fn halt_commands_trust_the_newest_roots_graph_and_halt_keys() {
     let keys = Keys::new(&["a", "b", "g", "h"]);
     let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path().join("roots").display().to_string();
-    ok(&[
-        "root",
-        "init",
-        "--out",
-        &dir,
-        "--graph-key",
-        &keys.public("g"),
-        "--halt-key",
-        &keys.public("h"),
-        "--root-key",
-        &keys.public("a"),
-        "--root-key",
-        &keys.public("b"),
-        "--sign-key",
-        &keys.private("a"),
-        "--sign-key",
-        &keys.private("b"),
-        "--sign-key",
-        &keys.private("g"),
-    ]);
-    let registry = TestRegistry::start(Auth::None).await;
-    let store = registry.store("acme/os");
-    cairn_testkit::write_release(&store, "44.1", "2026-01-01T00:00:00Z", &["44.1", "stable"]).await;
+    let halt_key = ["--halt-key".to_string(), keys.public("h")];
+    let (dir, registry, store) = team_with_a_release(&keys, tmp.path(), "g", &halt_key).await;
     let repository = format!("{}/acme/os", registry.host);
     let document = format!("{repository}:cairn-graph-stable");
     let list = format!("{repository}:cairn-halts-stable");
