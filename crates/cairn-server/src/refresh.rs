@@ -78,15 +78,27 @@ impl StreamSource {
 
     /// What the guard trusts the list it builds on with, and the root
     /// version it signs under: under a root of version 1 or more, its graph
-    /// and halt keys (never a key it dropped); else the configured keys.
-    fn guard_trust(&self) -> (Vec<cairn_oci::signing::VerifyingKey>, u64) {
+    /// and halt keys (never a key it dropped, the guard's own included);
+    /// else the configured document keys, halt keys and the guard's key.
+    fn guard_trust(&self, app: &AppState) -> (Vec<cairn_oci::signing::VerifyingKey>, u64) {
         match self.state.root().filter(|root| root.version() > 0) {
             Some(root) => {
                 let mut keys: Vec<_> = root.role(Role::Graph).keys().cloned().collect();
                 keys.extend(root.role(Role::Halt).keys().cloned());
                 (keys, root.version())
             }
-            None => (self.graph_keys.clone(), 0),
+            None => {
+                let halts = &app.shared.halts;
+                let mut keys = self.graph_keys.clone();
+                keys.extend(halts.halt_keys.iter().cloned());
+                keys.extend(
+                    halts
+                        .guard
+                        .as_ref()
+                        .map(|g| g.config.halt_key.verifying_key()),
+                );
+                (keys, 0)
+            }
         }
     }
 
@@ -111,7 +123,7 @@ impl StreamSource {
             halt: halt.as_ref(),
             recheck: self.state.halts_recheck(),
         };
-        let guard_trust = self.guard_trust();
+        let guard_trust = self.guard_trust(app);
         let read = halts.refresh(
             &self.stream,
             settings,
@@ -220,7 +232,7 @@ impl StreamSource {
                             &self.stream,
                             Some(settings),
                             cleared,
-                            &self.guard_trust(),
+                            &self.guard_trust(app),
                         );
                     }
                     if let Some(served) = app.install(&self.stream, snapshot) {

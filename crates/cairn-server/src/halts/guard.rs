@@ -470,9 +470,9 @@ fn target(app: &AppState, guard: &Guard, stream: &str) -> Result<Target, HaltsEr
             message: format!("halts.location {location}: the guard publishes only to a registry"),
         });
     };
-    let mut trust = view.graph_keys.clone();
-    trust.extend(app.shared.halts.halt_keys.iter().cloned());
-    trust.push(guard.config.halt_key.verifying_key());
+    // What the stream's trust root (or, before one, the configuration)
+    // vouches for: decided where the root is held, not added to here.
+    let trust = view.graph_keys.clone();
     Ok(Target {
         store: Store::registry(guard.client.clone(), reference.repository.clone()),
         tag: reference

@@ -61,7 +61,8 @@ pub struct HaltView {
     /// The document's halt settings, while halts are on.
     pub settings: Option<HaltSettings>,
     /// The keys the guard trusts the list it builds on with: the stream's
-    /// trust root's graph and halt keys, or the document's configured keys.
+    /// trust root's graph and halt keys, or before a root the configured
+    /// document and halt keys and the guard's own.
     pub graph_keys: Vec<VerifyingKey>,
     /// The trust root version the guard signs under (0: none).
     pub root_version: u64,
