@@ -176,6 +176,7 @@ struct RawUpdates {
     keys: Option<Vec<PathBuf>>,
     halt_keys: Option<Vec<PathBuf>>,
     root: Option<PathBuf>,
+    mirror_root_check: Option<String>,
     allow_unsigned: Option<bool>,
     base_source: Option<String>,
     base_keys: Option<Vec<PathBuf>>,
@@ -283,6 +284,38 @@ pub struct Reports {
     pub max_delay: Duration,
 }
 
+/// `updates.mirror_root_check`: a document read at a `registries.conf`
+/// mirror is taken only if the repository itself has no newer trust root
+/// than the mirror's chain; this says what happens when the repository
+/// cannot be reached to ask (docs/agent.md, "Trust roots"). An answer that
+/// is an error (an HTTP error status, a refusal, a malformed reply) always
+/// refuses the document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MirrorRootCheck {
+    /// `best-effort`: the mirror's chain is trusted as it is, and the trust
+    /// root's note says the repository was not asked.
+    #[default]
+    BestEffort,
+    /// `required`: the document is refused until the repository answers.
+    Required,
+}
+
+impl MirrorRootCheck {
+    /// The value as the configuration writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MirrorRootCheck::BestEffort => "best-effort",
+            MirrorRootCheck::Required => "required",
+        }
+    }
+
+    fn parse(text: &str) -> Option<MirrorRootCheck> {
+        [MirrorRootCheck::BestEffort, MirrorRootCheck::Required]
+            .into_iter()
+            .find(|value| value.as_str() == text)
+    }
+}
+
 /// Validated settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -301,6 +334,9 @@ pub struct Settings {
     /// (docs/agent.md, "Trust roots"): pinned when the state holds no root,
     /// otherwise only a link to walk.
     pub root: PathBuf,
+    /// What a document read at a mirror needs of the repository itself
+    /// when it cannot be asked for the next trust root.
+    pub mirror_root_check: MirrorRootCheck,
     /// Accept unsigned documents although keys are configured.
     pub allow_unsigned: bool,
     /// Where the base graph of a derived image comes from; `None`: Fedora's
@@ -427,6 +463,7 @@ fn merge(merged: &mut Merged, fragment: RawFragment, file: &str) {
             u.root.map(|path| path.display().to_string()),
             file,
         );
+        merged.set("updates.mirror_root_check", u.mirror_root_check, file);
         merged.set("updates.allow_unsigned", u.allow_unsigned, file);
         merged.set("updates.base_source", u.base_source, file);
         merged.set(
@@ -662,6 +699,15 @@ fn validate(merged: &Merged) -> Result<Settings, ConfigError> {
         Some(path) => PathBuf::from(path),
         None => PathBuf::from(cairn_oci::trust::SHIPPED_ROOT_PATH),
     };
+    let mirror_root_check = match text("updates.mirror_root_check") {
+        None => MirrorRootCheck::default(),
+        Some(value) => MirrorRootCheck::parse(&value).ok_or_else(|| {
+            error(
+                "updates.mirror_root_check",
+                format!("{value:?} is neither \"best-effort\" nor \"required\""),
+            )
+        })?,
+    };
     let base_source = match text("updates.base_source") {
         Some(text) => {
             Some(
@@ -741,6 +787,7 @@ fn validate(merged: &Merged) -> Result<Settings, ConfigError> {
         keys,
         halt_keys,
         root,
+        mirror_root_check,
         allow_unsigned: flag("updates.allow_unsigned", false),
         base_source,
         base_keys,

@@ -306,6 +306,11 @@ pub struct TrustRootStatus {
     /// root chain, a shipped root not taken).
     #[serde(default)]
     pub note: Option<String>,
+    /// Checks since the state began whose document was read at a mirror
+    /// while the repository could not be reached to ask for the next root,
+    /// by the error's kind (`updates.mirror_root_check = "best-effort"`).
+    #[serde(default)]
+    pub origin_unasked: std::collections::BTreeMap<String, u64>,
 }
 
 /// One role of a trust root.
@@ -340,6 +345,7 @@ impl TrustRootStatus {
                 .collect(),
             configured_keys_ignored: root.version() >= 1,
             note: None,
+            origin_unasked: std::collections::BTreeMap::new(),
         }
     }
 

@@ -164,6 +164,10 @@ pub struct AgentState {
     /// The newest trust root this host verified (version 1 or more), as its
     /// envelope's JSON text: where the next check starts and walks on from.
     pub trust_root: Option<String>,
+    /// Checks of a document read at a mirror whose repository could not be
+    /// reached to ask for the next trust root, by the error's kind: the
+    /// metrics' counters.
+    pub root_origin_unasked: BTreeMap<String, u64>,
     /// Halt lists refused or unread, by kind ([`crate::halts::REFUSAL_KINDS`]):
     /// the metrics' counters.
     pub halt_refusals: BTreeMap<String, u64>,
@@ -223,6 +227,7 @@ impl Default for AgentState {
             halt_list_digests: BTreeMap::new(),
             halt_list_signatures: BTreeMap::new(),
             trust_root: None,
+            root_origin_unasked: BTreeMap::new(),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Configuration fragments: precedence, order, masking, merging, and errors
 //! that name the file and the key.
 
-use cairn_agent::config::{ConfigDirs, Source, load};
+use cairn_agent::config::{ConfigDirs, MirrorRootCheck, Source, load};
 use std::path::Path;
 
 fn write(root: &Path, dir: &str, name: &str, text: &str) {
@@ -21,6 +21,7 @@ fn defaults_with_no_fragment() {
     assert_eq!(settings.group, "default");
     assert_eq!(settings.wariness, None);
     assert!(settings.systemd, "a host has systemd unless told otherwise");
+    assert_eq!(settings.mirror_root_check, MirrorRootCheck::BestEffort);
     assert_eq!(
         settings.reports, None,
         "nothing is reported unless configured"
@@ -332,6 +333,12 @@ fn every_mistake_names_the_file_and_the_key() {
         ),
         ("[updates\n", "", "TOML", "syntax"),
         (
+            "[updates]\nmirror_root_check = \"always\"\n",
+            "updates.mirror_root_check",
+            "neither \"best-effort\" nor \"required\"",
+            "invalid_value",
+        ),
+        (
             "[updates]\nbase_source = \"fcos:\"\n",
             "updates.base_source",
             "expected fcos:<stream>",
@@ -361,4 +368,18 @@ fn every_mistake_names_the_file_and_the_key() {
         );
         load(&ConfigDirs::under(root.path())).expect("fixed");
     }
+}
+
+#[test]
+fn the_mirror_root_check_can_be_required() {
+    let root = tempfile::tempdir().expect("temp dir");
+    write(
+        root.path(),
+        "etc",
+        "70-site.toml",
+        "[updates]\nmirror_root_check = \"required\"\n",
+    );
+    let settings = load(&ConfigDirs::under(root.path())).expect("valid");
+    assert_eq!(settings.mirror_root_check, MirrorRootCheck::Required);
+    assert_eq!(settings.mirror_root_check.as_str(), "required");
 }

@@ -131,6 +131,13 @@ impl OciError {
         }
     }
 
+    /// The registry could not be reached: no HTTP answer came (DNS,
+    /// connection refused, timeout, TLS), or the answer was cut off. Any
+    /// answer, an error status included, is not unreachable.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, OciError::Transport { .. })
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         OciError::Io {
             path: path.into(),

@@ -389,6 +389,7 @@ async fn pass(
                 root: None,
                 origin: "configured",
                 note: None,
+                unasked: std::collections::BTreeMap::new(),
             };
             super::halts::halt_list(
                 settings,

@@ -2,7 +2,7 @@
 //! where a host starts, the walk to the newest root where the document was
 //! found, and what is re-checked once a new root is taken.
 
-use crate::config::Settings;
+use crate::config::{MirrorRootCheck, Settings};
 use crate::source::GraphUnavailable;
 use crate::status::TrustRootStatus;
 use crate::store::{AgentState, KeptSignature, MAX_KEPT_MESSAGE_BYTES, MAX_KEPT_SIGNATURES};
@@ -23,6 +23,9 @@ pub(super) struct Held {
     pub origin: &'static str,
     /// A shipped root that was not taken, and why.
     pub note: Option<String>,
+    /// The state's count of mirror checks that could not ask the
+    /// repository, by kind, for status and metrics.
+    pub unasked: std::collections::BTreeMap<String, u64>,
 }
 
 impl Held {
@@ -31,6 +34,7 @@ impl Held {
         let root = self.root.as_ref()?;
         let mut status = TrustRootStatus::of(root, self.origin);
         status.note = self.note.clone();
+        status.origin_unasked = self.unasked.clone();
         Some(status)
     }
 
@@ -121,6 +125,7 @@ pub(super) fn start(
             root: Some(stored),
             origin: "stored",
             note: None,
+            unasked: state.root_origin_unasked.clone(),
         };
         let shipped = match read_shipped(&shipped_at) {
             Ok(shipped) => shipped,
@@ -165,24 +170,40 @@ pub(super) fn start(
     if let Some(shipped) = shipped {
         let pinned = TrustedRoot::pin(shipped)
             .map_err(|e| GraphUnavailable::new(e.kind(), e.to_string()))?;
+        // The host may have run before at version 0: what it holds was
+        // trusted under the configured keys, and is checked again under the
+        // pinned root as after any new root. Keys that cannot be read leave
+        // nothing to compare with, so such a host stops until they can.
+        let holds_trusted = state.last_document.is_some() || !state.halt_lists.is_empty();
+        if holds_trusted && let Some(version_0) = configured(settings)? {
+            recheck(state, &version_0, &pinned);
+        }
         keep(state, &pinned);
         return Ok(Held {
             root: Some(pinned),
             origin: "shipped",
             note: None,
+            unasked: state.root_origin_unasked.clone(),
         });
     }
+    Ok(Held {
+        root: configured(settings)?,
+        origin: "configured",
+        note: None,
+        unasked: state.root_origin_unasked.clone(),
+    })
+}
+
+/// Version 0 from `updates.keys` and `updates.halt_keys`; `None` without
+/// any key.
+fn configured(settings: &Settings) -> Result<Option<TrustedRoot>, GraphUnavailable> {
     let read = |paths: &[PathBuf], key: &str| {
         cairn_oci::signing::VerifyingKey::from_files(paths)
             .map_err(|e| GraphUnavailable::new(e.kind(), format!("{key}: {e}")))
     };
     let graph_keys = read(&settings.keys, "updates.keys")?;
     let halt_keys = read(&settings.halt_keys, "updates.halt_keys")?;
-    Ok(Held {
-        root: TrustedRoot::from_config(&graph_keys, &halt_keys),
-        origin: "configured",
-        note: None,
-    })
+    Ok(TrustedRoot::from_config(&graph_keys, &halt_keys))
 }
 
 /// Store `root` as the newest verified, if it is newer than the one stored.
@@ -243,22 +264,27 @@ fn refusal(root: &TrustedRoot, location: &Location, error: &WalkError) -> GraphU
 
 /// After a new root is taken: halt lists held are kept only if the new
 /// root's graph or halt role still signs them; the last document's
-/// sequence is forgotten when the graph keys changed (it was vouched for by
-/// keys no longer all trusted).
+/// sequence is forgotten when the new root removed a graph key (it was
+/// vouched for by keys no longer all trusted).
 fn recheck(state: &mut AgentState, before: &TrustedRoot, after: &TrustedRoot) {
-    let graph_ids = |root: &TrustedRoot| -> Vec<String> {
-        root.role(Role::Graph)
+    let ids = |root: &TrustedRoot, role: Role| -> Vec<String> {
+        root.role(role)
             .key_ids()
             .map(|id| id.as_str().to_string())
             .collect()
     };
+    let removed = |role: Role| {
+        let kept = ids(after, role);
+        ids(before, role).into_iter().any(|id| !kept.contains(&id))
+    };
+    // Whether every key that could have signed a list held still counts.
+    let removed_a_list_key = removed(Role::Graph) || removed(Role::Halt);
     // The replay floor came from a document a graph key signed. Adding keys
     // cannot make it untrustworthy; removing one might (a leaked key's
     // document with a high sequence would block every later one), so only
     // then is it forgotten. Until the next document, one the kept keys
     // signed earlier could be replayed, as far as its own expiry allows.
-    let kept_ids = graph_ids(after);
-    if graph_ids(before).iter().any(|id| !kept_ids.contains(id)) {
+    if removed(Role::Graph) {
         state.last_document = None;
     }
     let graph = after.role(Role::Graph);
@@ -266,10 +292,21 @@ fn recheck(state: &mut AgentState, before: &TrustedRoot, after: &TrustedRoot) {
     let streams: Vec<String> = state.halt_lists.keys().cloned().collect();
     for stream in streams {
         let Some(kept) = state.halt_list_signatures.get(&stream) else {
-            // Held since before the agent kept signatures: it was accepted
-            // under the configured keys. Dropping it would lift its halts
-            // and the add-only floor, so it stays, and the next check reads
-            // the list again (the HEAD-only shortcut is forgotten).
+            // Held since before the agent kept signatures: who signed it is
+            // not known. While every key that could have is still trusted,
+            // it stays (dropping it would lift its halts and the add-only
+            // floor) and the next check reads the list again (the HEAD-only
+            // shortcut is forgotten). Once a key is removed, it may have
+            // been that key's: dropped, as a list whose signatures fail.
+            if removed_a_list_key {
+                tracing::warn!(
+                    stream = %stream,
+                    version = after.version(),
+                    "the halt list held has no kept signatures and trust root version {} removed a key: dropped",
+                    after.version()
+                );
+                state.halt_lists.remove(&stream);
+            }
             state.halt_list_digests.remove(&stream);
             continue;
         };
@@ -313,19 +350,32 @@ fn restore(kept: &[KeptSignature]) -> Vec<Signed> {
         .collect()
 }
 
+/// The repository could not be reached to ask for the next root, and the
+/// mirror's chain was trusted as it is.
+#[derive(Debug)]
+pub(super) struct Unasked {
+    /// What `trustRoot.note` says.
+    pub note: String,
+    /// The error's kind: the label of the counter of such checks.
+    pub kind: &'static str,
+}
+
 /// When the document was read at a mirror: whether the repository itself
 /// (`origin`) has the root after the one the walk at the mirror ended on.
 /// Asked before the document is verified, so a mirror that lacks
 /// `cairn-root-<N+1>` cannot make a key that root removed count. `Err`: the
-/// origin has it and the mirror does not, refused. `Ok(Some(note))`: the
-/// origin could not be asked, the mirror's answer stands and the note says
-/// so. `Ok(None)`: the mirror is not behind.
+/// origin has it and the mirror does not, or the origin answered with an
+/// error, or (`updates.mirror_root_check = "required"`) it could not be
+/// reached; refused. `Ok(Some(_))`: the origin could not be reached, the
+/// mirror's answer stands and the note says so. `Ok(None)`: the mirror is
+/// not behind.
 pub(super) async fn check_origin(
     held: &TrustedRoot,
     mirror: &Location,
     origin: &Location,
     client: &cairn_oci::RegistryClient,
-) -> Result<Option<String>, GraphUnavailable> {
+    check: MirrorRootCheck,
+) -> Result<Option<Unasked>, GraphUnavailable> {
     let Location::Registry(reference) = origin else {
         return Ok(None);
     };
@@ -333,21 +383,39 @@ pub(super) async fn check_origin(
         return Ok(None);
     };
     let tag = root_tag(next);
-    let store = cairn_oci::Store::registry(client.clone(), reference.repository.clone());
+    let repository = &reference.repository;
+    let version = held.version();
+    let store = cairn_oci::Store::registry(client.clone(), repository.clone());
     match store.resolve(&tag).await {
         Ok(None) => Ok(None),
         Ok(Some(_)) => Err(GraphUnavailable::new(
             "root_missing_at_mirror",
             format!(
-                "the mirror {mirror} carries the document but not {tag}, which the repository {} has: the document is not verified, and trust root version {} is held until the mirror carries the root chain (copy the cairn-root-* tags)",
-                reference.repository,
-                held.version()
+                "the mirror {mirror} carries the document but not {tag}, which the repository {repository} has: the document is not verified, and trust root version {version} is held until the mirror carries the root chain (copy the cairn-root-* tags)",
             ),
         )),
-        Err(e) => Ok(Some(format!(
-            "the repository {} could not be asked for {tag} ({e}): the mirror {mirror}'s root chain is trusted as it is",
-            reference.repository
-        ))),
+        // Serving while the repository cannot is what a mirror is for.
+        Err(e) if e.is_unreachable() && check == MirrorRootCheck::BestEffort => Ok(Some(Unasked {
+            note: format!(
+                "the repository {repository} could not be asked for {tag}, it could not be reached ({e}): the mirror {mirror}'s root chain is trusted as it is (updates.mirror_root_check = \"best-effort\")",
+            ),
+            kind: e.kind(),
+        })),
+        Err(e) if e.is_unreachable() => Err(GraphUnavailable::new(
+            "root_origin_unreachable",
+            format!(
+                "the repository {repository} could not be reached to ask for {tag} ({e}), and updates.mirror_root_check = \"required\": the document read at the mirror {mirror} is not verified, and trust root version {version} is held",
+            ),
+        )),
+        // An answer that is an error (a failing or refusing registry, a
+        // reply that does not parse) could hide the next root: no check
+        // passes on it.
+        Err(e) => Err(GraphUnavailable::new(
+            "root_origin_unanswered",
+            format!(
+                "the repository {repository} answered the request for {tag} with an error ({e}): the document read at the mirror {mirror} is not verified, and trust root version {version} is held",
+            ),
+        )),
     }
 }
 
@@ -399,25 +467,37 @@ mod tests {
         assert_eq!(state.last_document, None);
     }
 
-    #[test]
-    fn a_list_held_without_kept_signatures_stays_and_is_read_again() {
-        let [r, g1, g2] = [(); 3].map(|()| SigningKey::generate());
+    /// A kept signature by `key`.
+    fn signed_by(key: &SigningKey) -> Vec<KeptSignature> {
+        let message = Bytes::from_static(b"list");
+        kept(&[Signed {
+            message: message.clone(),
+            signature: key.sign(&message),
+        }])
+    }
+
+    /// A state holding `stable` without kept signatures (read under the
+    /// HEAD-only shortcut) and `other`, signed by `other_key`.
+    fn holding(other_key: &SigningKey) -> AgentState {
         let mut state = AgentState::default();
         state.halt_lists.insert("stable".into(), list());
         state
             .halt_list_digests
             .insert("stable".into(), "sha256:bb keys".into());
-        // A list whose kept signature the new root does not vouch for.
         state.halt_lists.insert("other".into(), list());
-        let message = Bytes::from_static(b"list");
-        state.halt_list_signatures.insert(
-            "other".into(),
-            kept(&[Signed {
-                message: message.clone(),
-                signature: g1.sign(&message),
-            }]),
-        );
-        recheck(&mut state, &root(1, &r, &[&g1]), &root(2, &r, &[&g2]));
+        state
+            .halt_list_signatures
+            .insert("other".into(), signed_by(other_key));
+        state
+    }
+
+    #[test]
+    fn a_list_held_without_kept_signatures_stays_and_is_read_again() {
+        let [r, g1, g2, stranger] = [(); 4].map(|()| SigningKey::generate());
+        // A list whose kept signature the new root does not vouch for.
+        let mut state = holding(&stranger);
+        // Root 2 only adds a key.
+        recheck(&mut state, &root(1, &r, &[&g1]), &root(2, &r, &[&g1, &g2]));
         assert!(state.halt_lists.contains_key("stable"), "its halts stay");
         assert!(
             !state.halt_list_digests.contains_key("stable"),
@@ -427,5 +507,79 @@ mod tests {
             !state.halt_lists.contains_key("other"),
             "no longer vouched for"
         );
+    }
+
+    #[test]
+    fn a_list_held_without_kept_signatures_is_dropped_when_the_new_root_removes_a_key() {
+        let [r, g1, g2] = [(); 3].map(|()| SigningKey::generate());
+        let mut state = holding(&g2);
+        recheck(&mut state, &root(1, &r, &[&g1]), &root(2, &r, &[&g2]));
+        assert!(
+            !state.halt_lists.contains_key("stable"),
+            "g1, which may have signed it, was removed"
+        );
+        assert!(!state.halt_list_digests.contains_key("stable"));
+        assert!(
+            state.halt_lists.contains_key("other"),
+            "its kept signature is g2's, which root 2 vouches for"
+        );
+    }
+
+    /// Settings trusting `graph` as `updates.keys` (written under `dir`).
+    fn configured_with(dir: &Path, graph: &SigningKey) -> Settings {
+        let key = dir.join("graph.pub");
+        std::fs::write(&key, graph.verifying_key().to_pem().expect("PEM")).expect("write key");
+        let text = format!("[updates]\nkeys = [\"{}\"]\n", key.display());
+        crate::config::validate_fragment(&text, "test.toml").expect("settings")
+    }
+
+    fn ship(host_root: &Path, root: &TrustedRoot) {
+        let path = host_root.join("usr/lib/cairn/root.json");
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        let signed = root.signed().expect("a signed root");
+        std::fs::write(path, &signed.envelope).expect("ship the root");
+    }
+
+    #[test]
+    fn a_shipped_root_first_pinned_re_checks_what_version_0_trusted() {
+        let [r, g1, g2] = [(); 3].map(|()| SigningKey::generate());
+        let dir = tempfile::tempdir().expect("temp dir");
+        let settings = configured_with(dir.path(), &g1);
+        // The shipped root keeps g1: nothing the configured key vouched for
+        // is lost.
+        let keeps = tempfile::tempdir().expect("temp dir");
+        ship(keeps.path(), &root(1, &r, &[&g1, &g2]));
+        let mut state = AgentState {
+            last_document: Some((7, "sha256:aa".into())),
+            ..holding(&g1)
+        };
+        let held = start(&settings, keeps.path(), &mut state).expect("starts");
+        assert_eq!(
+            (held.origin, held.root.map(|r| r.version())),
+            ("shipped", Some(1))
+        );
+        assert!(state.trust_root.is_some(), "the pinned root is stored");
+        assert_eq!(state.last_document, Some((7, "sha256:aa".into())));
+        assert!(state.halt_lists.contains_key("stable"));
+        assert!(state.halt_lists.contains_key("other"));
+        // The shipped root replaces g1 with g2: the replay floor, the list
+        // without kept signatures and the list g1 signed all go.
+        let replaces = tempfile::tempdir().expect("temp dir");
+        ship(replaces.path(), &root(1, &r, &[&g2]));
+        let mut state = AgentState {
+            last_document: Some((7, "sha256:aa".into())),
+            ..holding(&g1)
+        };
+        let held = start(&settings, replaces.path(), &mut state).expect("starts");
+        assert_eq!(held.origin, "shipped");
+        assert_eq!(state.last_document, None);
+        assert!(state.halt_lists.is_empty(), "{:?}", state.halt_lists);
+        assert!(state.halt_list_signatures.is_empty());
+        // Once stored, the next start is from the stored root and checks
+        // nothing again.
+        state.halt_lists.insert("stable".into(), list());
+        let held = start(&settings, replaces.path(), &mut state).expect("starts");
+        assert_eq!(held.origin, "stored");
+        assert!(state.halt_lists.contains_key("stable"));
     }
 }

@@ -108,9 +108,20 @@ pub(super) async fn document(
     if let (Some(root), Some(origin)) = (held.root.as_ref(), origin.as_ref())
         && origin != &location
     {
-        let checked = super::roots::check_origin(root, &location, origin, client).await;
+        let checked =
+            super::roots::check_origin(root, &location, origin, client, settings.mirror_root_check)
+                .await;
         let note = match &checked {
-            Ok(note) => note.clone(),
+            Ok(None) => None,
+            Ok(Some(unasked)) => {
+                tracing::warn!(note = %unasked.note, kind = unasked.kind, "the trust root check at the repository failed open");
+                *state
+                    .root_origin_unasked
+                    .entry(unasked.kind.to_string())
+                    .or_default() += 1;
+                held.unasked = state.root_origin_unasked.clone();
+                Some(unasked.note.clone())
+            }
             Err(refused) => Some(refused.to_string()),
         };
         if let Some(note) = note {

@@ -149,6 +149,11 @@ struct KindLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorKindLabel {
+    kind: Escaped,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DropLabel {
     reason: &'static str,
 }
@@ -220,6 +225,29 @@ fn register_halts(registry: &mut Registry, halts: &crate::halts::HaltListStatus)
         "cairn_agent_halt_list_refused",
         "Halt lists refused or unreachable, by kind",
         refused,
+    );
+}
+
+/// Checks whose document was read at a mirror while the repository could
+/// not be reached to ask for the next trust root (the check failed open),
+/// by the error's kind, since the state began (counters, kept in the state
+/// file). `transport` is always shown, so a dashboard sees 0 rather than no
+/// data.
+fn register_trust_root(registry: &mut Registry, trust: &super::TrustRootStatus) {
+    let unasked = Family::<ErrorKindLabel, Counter>::default();
+    let mut counts = trust.origin_unasked.clone();
+    counts.entry("transport".into()).or_insert(0);
+    for (kind, count) in counts {
+        unasked
+            .get_or_create(&ErrorKindLabel {
+                kind: Escaped(kind),
+            })
+            .inc_by(count);
+    }
+    registry.register(
+        "cairn_agent_trust_root_origin_unasked",
+        "Documents read at a mirror whose repository could not be reached to ask for the next trust root, by kind",
+        unasked,
     );
 }
 
@@ -298,6 +326,9 @@ pub fn metrics_text(status: &AgentStatus, now: Timestamp) -> String {
     }
     if let Some(halts) = &status.halt_list {
         register_halts(&mut registry, halts);
+    }
+    if let Some(trust) = &status.trust_root {
+        register_trust_root(&mut registry, trust);
     }
     // One series even when nothing is missing or vetoed, so a dashboard
     // sees 0 rather than no data.
@@ -597,6 +628,35 @@ mod tests {
             at(1_800_000_000),
         );
         assert!(!stopped.contains("cairn_agent_reports"), "{stopped}");
+    }
+
+    #[test]
+    fn mirror_checks_that_failed_open_are_counted_by_kind() {
+        let mut checked = status(StateName::Steady, ReasonKind::UpToDate, "fine");
+        let calm = metrics_text(&checked, at(1_800_000_000));
+        assert!(!calm.contains("origin_unasked"), "{calm}");
+        checked.trust_root = Some(crate::status::TrustRootStatus {
+            version: 2,
+            origin: "stored".into(),
+            expires: None,
+            roles: std::collections::BTreeMap::new(),
+            configured_keys_ignored: true,
+            note: None,
+            origin_unasked: std::collections::BTreeMap::new(),
+        });
+        let none = metrics_text(&checked, at(1_800_000_000));
+        assert!(
+            none.contains("cairn_agent_trust_root_origin_unasked_total{kind=\"transport\"} 0\n"),
+            "{none}"
+        );
+        if let Some(trust) = checked.trust_root.as_mut() {
+            trust.origin_unasked.insert("transport".into(), 3);
+        }
+        let three = metrics_text(&checked, at(1_800_000_000));
+        assert!(
+            three.contains("cairn_agent_trust_root_origin_unasked_total{kind=\"transport\"} 3\n"),
+            "{three}"
+        );
     }
 
     #[test]

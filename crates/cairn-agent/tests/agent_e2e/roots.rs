@@ -565,3 +565,201 @@ async fn one_key_signing_twice_does_not_meet_a_graph_threshold_of_two() {
         "{status:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_halt_list_signed_by_a_key_the_next_root_removed_is_dropped_and_the_new_key_s_list_read()
+{
+    let r = Rooted::new().await;
+    let g1 = &r.h.graph_key;
+    let registry = r.h.fleet.registry.store("acme/os");
+    roots::push_missing(&registry, &r.roots[..1])
+        .await
+        .expect("root 1");
+    // Two hosts at root 1 hold the list the halt key signed: one kept its
+    // signatures, the other's state is an older agent's, without them.
+    let held = r.h.halt("44.3", &r.h.fleet.digests[2]).await;
+    let kept = r.node(None, Some(&r.roots[0]));
+    let legacy = r.node(None, Some(&r.roots[0]));
+    for n in [&kept, &legacy] {
+        let status = r.h.once(n).await;
+        assert_eq!(status.reason.kind, ReasonKind::TargetHalted, "{status:?}");
+        let state = AgentState::load(&n.state_dir).expect("state");
+        assert!(state.halt_list_signatures.contains_key("stable"));
+    }
+    let mut state = AgentState::load(&legacy.state_dir).expect("state");
+    state.halt_list_signatures.clear();
+    state.save(&legacy.state_dir).expect("save the state");
+    // Root 2 replaces the halt key with h2.
+    let h2 = SigningKey::generate();
+    let replaced = root(
+        2,
+        in_a_year(),
+        [&[&r.a, &r.c], &[g1], &[&h2]],
+        &[&r.a, &r.b, &r.c],
+    );
+    roots::publish_root(&registry, &replaced)
+        .await
+        .expect("root 2");
+    for n in [&kept, &legacy] {
+        let status = r.h.once(n).await;
+        assert_eq!(root_version(&status), Some(2), "{status:?}");
+        // The list held is gone, and the one at the registry is still the
+        // old key's: refused, so no list is in force and nothing is staged.
+        let state = AgentState::load(&n.state_dir).expect("state");
+        assert!(!state.halt_lists.contains_key("stable"), "{state:?}");
+        assert!(refused_kind(&status).is_some(), "{status:?}");
+        let halts = status.halt_list.as_ref().expect("halt list status");
+        assert_eq!(halts.sequence, None, "{halts:?}");
+        assert_eq!(staged(n), None);
+    }
+    // The same halt, signed with h2: read and in force on both hosts.
+    let mut resigned = held.clone();
+    resigned.sequence += 1;
+    r.h.publish_list(&resigned, &h2).await;
+    for n in [&kept, &legacy] {
+        let status = r.h.once(n).await;
+        assert_eq!(refused_kind(&status), None, "{status:?}");
+        assert_eq!(status.reason.kind, ReasonKind::TargetHalted, "{status:?}");
+        let halts = status.halt_list.as_ref().expect("halt list status");
+        assert_eq!(halts.sequence, Some(resigned.sequence), "{halts:?}");
+        let state = AgentState::load(&n.state_dir).expect("state");
+        assert_eq!(
+            state.halt_lists.get("stable").map(|l| l.sequence),
+            Some(resigned.sequence)
+        );
+        assert_eq!(staged(n), None);
+    }
+}
+
+/// A `127.0.0.1` port nothing listens on.
+async fn closed_port() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address").to_string();
+    drop(listener);
+    address
+}
+
+/// A server that answers HTTP `status` to every request, and to a TLS hello
+/// too (which then meets plain HTTP, so the client goes on in plain HTTP, as
+/// for a registry marked insecure). Returns its `127.0.0.1:PORT` and how
+/// many requests in plain HTTP it answered.
+async fn failing_with(status: u16) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address").to_string();
+    let answered = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&answered);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let counted = std::sync::Arc::clone(&counted);
+            tokio::spawn(async move {
+                let reply = format!(
+                    "HTTP/1.1 {status} Failing\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                let mut read = Vec::new();
+                let mut buffer = [0u8; 4096];
+                // A TLS record starts with 0x16; a request ends with a blank line.
+                while !read.starts_with(&[0x16]) && !read.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buffer).await {
+                        Ok(n) if n > 0 => read.extend_from_slice(&buffer[..n]),
+                        _ => return,
+                    }
+                }
+                if !read.starts_with(&[0x16]) {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                }
+                let _ = stream.write_all(reply.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    (address, answered)
+}
+
+fn trust_note(status: &AgentStatus) -> String {
+    status
+        .trust_root
+        .as_ref()
+        .and_then(|t| t.note.clone())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repository_that_answers_an_error_refuses_the_mirror_s_document_and_an_unreachable_one_is_as_configured()
+ {
+    let r = Rooted::new().await;
+    let host = r.h.fleet.registry.host.clone();
+    let mirror = r.h.fleet.registry.store("mirror/os");
+    r.publish(&mirror, &r.h.graph_key).await;
+    roots::push_missing(&mirror, &r.roots[..1])
+        .await
+        .expect("root 1");
+    // The repository answers, with an error: a failing registry, then one
+    // refusing the host.
+    for code in [500, 403] {
+        let (failing, connections) = failing_with(code).await;
+        let n = r.node(None, Some(&r.roots[0]));
+        mirrored(&n, &host, &format!("{failing}/acme/os"));
+        let status = r.h.once(&n).await;
+        assert_refused(&n, &status, "root_origin_unanswered", 1);
+        let message = &status.reason.message;
+        for part in [
+            "cairn-root-2".to_string(),
+            format!("{failing}/acme/os"),
+            format!("{host}/mirror/os"),
+            code.to_string(),
+        ] {
+            assert!(message.contains(&part), "{part} in {message}");
+        }
+        let note = trust_note(&status);
+        assert!(
+            note.contains("answered the request for cairn-root-2"),
+            "{note}"
+        );
+        assert!(connections.load(std::sync::atomic::Ordering::SeqCst) > 0);
+        assert_eq!(stored_version(&n), Some(1));
+    }
+    // Unreachable, best-effort (the default): the mirror's chain stands,
+    // the note says so and the counter counts it.
+    let closed = closed_port().await;
+    let n = r.node(None, Some(&r.roots[0]));
+    mirrored(&n, &host, &format!("{closed}/acme/os"));
+    let status = r.h.once(&n).await;
+    assert_eq!(
+        staged(&n).as_deref(),
+        Some(r.h.fleet.digests[2].as_str()),
+        "{status:?}"
+    );
+    let note = trust_note(&status);
+    assert!(
+        note.contains("could not be asked for cairn-root-2"),
+        "{note}"
+    );
+    assert!(note.contains("best-effort"), "{note}");
+    let trust = status.trust_root.as_ref().expect("trust root status");
+    assert_eq!(trust.origin_unasked.get("transport"), Some(&1), "{trust:?}");
+    let metrics = std::fs::read_to_string(n.state_dir.join("metrics.prom")).expect("metrics");
+    assert!(
+        metrics.contains("cairn_agent_trust_root_origin_unasked_total{kind=\"transport\"} 1\n"),
+        "{metrics}"
+    );
+    // Unreachable, required: refused.
+    let n = r.node(None, Some(&r.roots[0]));
+    mirrored(&n, &host, &format!("{closed}/acme/os"));
+    std::fs::write(
+        n.config_root.join("etc/cairn/config.d/60-required.toml"),
+        "[updates]\nmirror_root_check = \"required\"\n",
+    )
+    .expect("write config");
+    let status = r.h.once(&n).await;
+    assert_refused(&n, &status, "root_origin_unreachable", 1);
+    let message = &status.reason.message;
+    assert!(message.contains("cairn-root-2"), "{message}");
+    assert!(message.contains("required"), "{message}");
+    assert_eq!(stored_version(&n), Some(1));
+}
