@@ -816,6 +816,7 @@ async fn settle_halts(
                     stream: options.stream,
                     lifetime: crate::halts::DEFAULT_LIFETIME,
                     cleared: &[],
+                    accept_unverified_current: false,
                 };
                 // No floor: a first list (or one re-created as asked), and
                 // `expected: Some(None)` refuses one that appeared meanwhile.
