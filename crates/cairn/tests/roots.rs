@@ -1192,6 +1192,57 @@ mod emergency_playbook {
         let halts = succeeded(&team.run(&["halt", "show", "--halt-list", &list, "--root", &last]));
         assert!(halts.contains("signed by a graph key"), "{halts}");
 
+        // A host that cannot walk (a file source here; server: and URLs
+        // alike) keeps root 1: the new key alone does not count for it, the
+        // leaked key co-signing does, as the page says.
+        let bytes = cairn_oci::document::fetch(&team.store, "cairn-graph-stable")
+            .await
+            .expect("document")
+            .bytes;
+        let copy = team.path("stable.json");
+        std::fs::write(&copy, &bytes).expect("copy");
+        succeeded(&cairn(&["document", "sign", &copy, "--sign-key", &new_key]));
+        let out = team.run(&["document", "verify", &copy, "--root", &last]);
+        assert!(!out.status.success(), "root 1 trusted the new key");
+        assert!(stderr(&out).contains("(root version 1"), "{}", stderr(&out));
+        succeeded(&cairn(&[
+            "document",
+            "sign",
+            &copy,
+            "--sign-key",
+            &new_key,
+            "--sign-key",
+            &leaked,
+        ]));
+        let verified = succeeded(&team.run(&["document", "verify", &copy, "--root", &last]));
+        assert!(verified.contains("trust root version 1"), "{verified}");
+        // Co-signing is accepted by the writers too, and counts only the
+        // new key's signature under root 2.
+        succeeded(&team.publish(&[
+            "--roots",
+            dir,
+            "--sign-key",
+            &new_key,
+            "--sign-key",
+            &leaked,
+        ]));
+        succeeded(&team.run(&[
+            "halt",
+            "refresh",
+            "--halt-list",
+            &list,
+            "--document",
+            &document,
+            "--root",
+            &last,
+            "--sign-key",
+            &new_key,
+            "--sign-key",
+            &leaked,
+        ]));
+        let halts = succeeded(&team.run(&["halt", "show", "--halt-list", &list, "--root", &last]));
+        assert!(halts.contains("signed by a graph key"), "{halts}");
+
         // The thief signs again with the leaked key: refused by a reader
         // that starts from root 1, whatever root version the document names.
         for named in [1, 2] {
