@@ -566,7 +566,8 @@ pub struct Publication<'a> {
     pub halt_keys: &'a [VerifyingKey],
     /// Further keys the previous document and halt list may be signed by:
     /// the newest trust root's graph keys, so that a publish by one graph
-    /// key builds on what another key of the role signed.
+    /// key builds on what another key of the role signed. For the document,
+    /// `previous_role` takes their place when set.
     pub previous_signers: &'a [VerifyingKey],
     /// The role the previous document must be signed by, with its
     /// threshold: under trust roots, the newest root's graph role. When set,
