@@ -245,6 +245,25 @@ pub struct PublishedHaltList {
     pub list: HaltList,
     /// Whether the list gained an entry (false: the release was already halted).
     pub added: bool,
+    /// The list built on, when no trusted key signed it and
+    /// [`UpdateOptions::accept_unverified_current`] let it through.
+    pub built_on_unverified: Option<UnverifiedCurrent>,
+}
+
+/// A list under the tag that no trusted key signs, built on anyway because
+/// the writer was told to ([`UpdateOptions::accept_unverified_current`]).
+#[derive(Debug, Clone)]
+pub struct UnverifiedCurrent {
+    /// Where it came from.
+    pub source_name: String,
+    /// Its manifest digest.
+    pub manifest_digest: String,
+    /// Its sequence.
+    pub sequence: u64,
+    /// Its signatures, so the caller can name the keys it knows among them.
+    pub signatures: Vec<Signed>,
+    /// Why the trusted roles refused it.
+    pub refusal: String,
 }
 
 /// Publish `list` under `options.tag`, moving the tag only if it still holds
@@ -298,6 +317,11 @@ pub struct UpdateOptions<'a> {
     /// Halt ids the document clears: a release halted only by a cleared
     /// entry is halted again by a new one.
     pub cleared: &'a [String],
+    /// Build on the list under the tag even though no trusted key signs it
+    /// (after a leaked key that signed it was removed from the root). The
+    /// floor and the stream are still checked; the list built on is reported
+    /// in [`PublishedHaltList::built_on_unverified`].
+    pub accept_unverified_current: bool,
 }
 
 /// What a writer knows was published before, so that it never builds on a
@@ -367,11 +391,7 @@ impl Floor<'_> {
 /// The list under the tag now, verified with `trust_keys` and checked
 /// against `floor` (expiry aside: an expired list is exactly what a refresh
 /// renews). `None`: no list yet, which the floor must allow.
-async fn current(
-    store: &Store,
-    options: &UpdateOptions<'_>,
-    floor: &Floor<'_>,
-) -> Result<(Option<String>, Option<HaltList>)> {
+async fn current(store: &Store, options: &UpdateOptions<'_>, floor: &Floor<'_>) -> Result<Current> {
     let tag = options.publish.tag;
     let Some(head) = store.resolve(tag).await? else {
         if floor.min_sequence > 0 || floor.held.is_some() {
@@ -380,12 +400,23 @@ async fn current(
                 min_sequence: floor.sequence(),
             });
         }
-        return Ok((None, None));
+        return Ok(Current::default());
     };
     let fetched = fetch(store, &head.digest).await?;
     let trusted = crate::document::configured_role(Role::Graph, options.trust_keys);
+    let mut unverified = None;
     if trusted.is_some() && fetched.signed_as(trusted.as_ref(), None).is_none() {
-        return Err(fetched.refusal(&[trusted.as_ref()]).into());
+        let refusal = fetched.refusal(&[trusted.as_ref()]);
+        if !options.accept_unverified_current {
+            return Err(refusal.into());
+        }
+        unverified = Some(UnverifiedCurrent {
+            source_name: fetched.source_name.clone(),
+            manifest_digest: head.digest.clone(),
+            sequence: fetched.list.sequence,
+            signatures: fetched.signatures.clone(),
+            refusal: refusal.to_string(),
+        });
     }
     if fetched.list.stream != options.stream {
         return Err(HaltStoreError::List {
@@ -397,7 +428,29 @@ async fn current(
         });
     }
     floor.check(&fetched.source_name, &fetched.list)?;
-    Ok((Some(head.digest), Some(fetched.list)))
+    if let Some(unverified) = &unverified {
+        tracing::warn!(
+            list = %unverified.source_name,
+            refusal = %unverified.refusal,
+            "building on a halt list no trusted key signs, as asked"
+        );
+    }
+    Ok(Current {
+        head: Some(head.digest),
+        list: Some(fetched.list),
+        unverified,
+    })
+}
+
+/// The list under the tag, as [`current`] read it.
+#[derive(Debug, Default)]
+struct Current {
+    /// The manifest digest under the tag (`None`: no list yet).
+    head: Option<String>,
+    /// The list.
+    list: Option<HaltList>,
+    /// Set when it was taken although no trusted key signs it.
+    unverified: Option<UnverifiedCurrent>,
 }
 
 /// [`add_above`] with no floor: builds on whatever is under the tag. For
@@ -473,7 +526,11 @@ async fn publish_next(
 ) -> Result<PublishedHaltList> {
     let mut attempt = 0;
     loop {
-        let (before, previous) = current(store, options, floor).await?;
+        let Current {
+            head: before,
+            list: previous,
+            unverified,
+        } = current(store, options, floor).await?;
         let now = Timestamp::now();
         let entry = match step(previous.as_ref(), now) {
             Step::Unchanged => match previous {
@@ -482,6 +539,7 @@ async fn publish_next(
                         manifest_digest: before.unwrap_or_default(),
                         list,
                         added: false,
+                        built_on_unverified: unverified,
                     });
                 }
                 // Nothing to leave as it is: a first list, then.
@@ -512,6 +570,7 @@ async fn publish_next(
                     manifest_digest,
                     list: next,
                     added,
+                    built_on_unverified: unverified,
                 });
             }
             Err(HaltStoreError::Store(DocumentStoreError::Conflict { .. }))

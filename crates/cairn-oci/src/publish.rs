@@ -14,7 +14,7 @@ use crate::scan::{self, ScanCache, ScanOptions, ScanReport};
 use crate::signing::{SigningKey, VerifyingKey};
 use crate::sources::{BaseRead, BaseSource, SourceError};
 use crate::store::Store;
-use crate::trust::Role;
+use crate::trust::{Role, RoleKeys};
 use cairn_graph::assemble::{AssembleError, AssembleOptions, Assembled, BaseInput, Candidate};
 use cairn_graph::derive::BaseGraph;
 use cairn_graph::document::{ClearedHalt, HaltSettings};
@@ -566,8 +566,15 @@ pub struct Publication<'a> {
     pub halt_keys: &'a [VerifyingKey],
     /// Further keys the previous document and halt list may be signed by:
     /// the newest trust root's graph keys, so that a publish by one graph
-    /// key builds on what another key of the role signed.
+    /// key builds on what another key of the role signed. For the document,
+    /// `previous_role` takes their place when set.
     pub previous_signers: &'a [VerifyingKey],
+    /// The role the previous document must be signed by, with its
+    /// threshold: under trust roots, the newest root's graph role. When set,
+    /// it replaces the signing keys and `previous_signers` for that check,
+    /// so a signing key the newest root revoked does not vouch for what it
+    /// signed.
+    pub previous_role: Option<&'a RoleKeys>,
     /// Publish a new, empty first halt list although the previous document
     /// proves one was published there (`halts.min_sequence` > 0) and it is
     /// gone: this lifts every halt it held, so only when meant.
@@ -810,6 +817,7 @@ async fn settle_halts(
                     stream: options.stream,
                     lifetime: crate::halts::DEFAULT_LIFETIME,
                     cleared: &[],
+                    accept_unverified_current: false,
                 };
                 // No floor: a first list (or one re-created as asked), and
                 // `expected: Some(None)` refuses one that appeared meanwhile.
@@ -894,17 +902,27 @@ fn store_identity(store: &Store, repository: &str) -> String {
 
 /// Refuse to build on (and so re-sign) a document this key did not sign:
 /// someone who can push but cannot sign must not get their releases signed.
+/// Under trust roots, only the newest root's graph role counts, with its
+/// threshold: a document a revoked key signed is not built on, even when
+/// that key is among the signing keys.
 fn check_previous(
     previous: &FetchedDocument,
     publication: &Publication<'_>,
     observer: &dyn Observer,
 ) -> Result<(), PublishError> {
-    let Some(signers) = doc::configured_role(Role::Graph, &publication.own_and_previous_keys())
-    else {
-        return Ok(());
+    let configured;
+    let signers = match publication.previous_role {
+        Some(role) => role,
+        None => match doc::configured_role(Role::Graph, &publication.own_and_previous_keys()) {
+            Some(role) => {
+                configured = role;
+                &configured
+            }
+            None => return Ok(()),
+        },
     };
     let policy = doc::TrustPolicy {
-        signers: Some(&signers),
+        signers: Some(signers),
         allow_unsigned: false,
         now: previous.document.issued,
         last_seen: None,
@@ -1038,6 +1056,7 @@ mod tests {
             halt_list: HaltListSetting::Keep,
             halt_keys: &[],
             previous_signers: &[],
+            previous_role: None,
             recreate_halt_list: false,
         };
         let mut cache = ScanCache::default();

@@ -420,6 +420,7 @@ mod halt_lists {
             stream: "stable",
             lifetime: halts::DEFAULT_LIFETIME,
             cleared: &[],
+            accept_unverified_current: false,
         }
     }
 
@@ -1025,6 +1026,7 @@ mod several_signatures {
             stream: "stable",
             lifetime: halts::DEFAULT_LIFETIME,
             cleared: &[],
+            accept_unverified_current: false,
         };
         let added = halts::add(
             &store,

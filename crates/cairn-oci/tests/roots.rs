@@ -337,54 +337,130 @@ fn two_files_of_one_version_are_named() {
 }
 
 mod property {
-    //! No sequence of roots, documents and halt lists makes a verifier
-    //! trust a key the newest root does not list for that role.
+    //! Roots, documents and halt lists judged by the code and by a small
+    //! reference model of TUF's rules that knows keys only as indices into a
+    //! pool: a next root counts when its version is exactly N+1 and a
+    //! threshold of N's root keys and of its own signed it, each key once;
+    //! a document or list counts only through the newest root's roles. The
+    //! thresholds vary from 1 to 3, so "one key is enough" is never assumed.
 
     use super::*;
     use bytes::Bytes;
     use cairn_graph::halts::{HaltList, SignedAs};
     use cairn_oci::document::{FetchedDocument, Signed, TrustPolicy};
     use cairn_oci::halts::{FetchedHaltList, HaltTrust};
-    use cairn_oci::trust::RoleKeys;
     use proptest::prelude::*;
     use std::collections::BTreeSet;
     use std::sync::OnceLock;
 
-    const POOL: usize = 5;
+    const POOL: usize = 6;
 
     fn pool() -> &'static [SigningKey] {
         static KEYS: OnceLock<Vec<SigningKey>> = OnceLock::new();
         KEYS.get_or_init(|| (0..POOL).map(|_| SigningKey::generate()).collect())
     }
 
-    fn pick(mask: u8) -> Vec<&'static SigningKey> {
-        let chosen: Vec<&SigningKey> = pool()
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| mask & (1 << i) != 0)
-            .map(|(_, k)| k)
-            .collect();
-        if chosen.is_empty() {
-            vec![&pool()[0]]
-        } else {
-            chosen
+    /// A role as the model sees it: pool indices and a threshold.
+    #[derive(Debug, Clone)]
+    struct ModelRole {
+        keys: BTreeSet<usize>,
+        threshold: usize,
+    }
+
+    impl ModelRole {
+        /// From a non-empty bit mask over the pool; the threshold is capped
+        /// at the number of keys, as a root may not ask for more.
+        fn new(mask: u8, threshold: usize) -> ModelRole {
+            let keys: BTreeSet<usize> = (0..POOL).filter(|i| mask & (1 << i) != 0).collect();
+            let threshold = threshold.min(keys.len());
+            ModelRole { keys, threshold }
+        }
+
+        /// Met by these signers, each distinct key counted once.
+        fn met_by(&self, signers: &[usize]) -> bool {
+            let distinct: BTreeSet<usize> = signers.iter().copied().collect();
+            self.keys.intersection(&distinct).count() >= self.threshold
+        }
+
+        fn public(&self) -> Vec<VerifyingKey> {
+            self.keys
+                .iter()
+                .map(|&i| pool()[i].verifying_key())
+                .collect()
+        }
+
+        fn ids(&self) -> BTreeSet<String> {
+            self.keys
+                .iter()
+                .map(|&i| pool()[i].verifying_key().key_id().to_string())
+                .collect()
         }
     }
 
-    fn signed_by(message: &Bytes, mask: u8) -> (Vec<Signed>, BTreeSet<String>) {
-        let keys = pick(mask);
-        let signatures = keys
+    #[derive(Debug, Clone)]
+    struct ModelRoot {
+        version: u64,
+        root: ModelRole,
+        graph: ModelRole,
+        halt: ModelRole,
+    }
+
+    impl ModelRoot {
+        /// TUF's rule for taking `next` after this root.
+        fn accepts(&self, next: &ModelRoot, signers: &[usize]) -> bool {
+            Some(next.version) == self.version.checked_add(1)
+                && self.root.met_by(signers)
+                && next.root.met_by(signers)
+        }
+
+        fn content(&self) -> TrustRoot {
+            let threshold = |role: &ModelRole| u32::try_from(role.threshold).expect("small");
+            build_root(
+                self.version,
+                in_a_year(),
+                [
+                    (&self.root.public(), threshold(&self.root)),
+                    (&self.graph.public(), threshold(&self.graph)),
+                    (&self.halt.public(), threshold(&self.halt)),
+                ],
+            )
+            .expect("builds")
+        }
+
+        fn signed(&self, signers: &[usize]) -> SignedRoot {
+            let keys: Vec<SigningKey> = signers.iter().map(|&i| pool()[i].clone()).collect();
+            SignedRoot::sign(&self.content(), &keys).expect("signs")
+        }
+    }
+
+    /// A role: a non-empty key mask and a threshold of 1 to 3.
+    fn role() -> impl Strategy<Value = (u8, usize)> {
+        (1u8..(1 << POOL), 1usize..=3)
+    }
+
+    /// Who signs: pool indices, repeats allowed (they must count once).
+    fn signers() -> impl Strategy<Value = Vec<usize>> {
+        proptest::collection::vec(0..POOL, 0..8)
+    }
+
+    fn model_root(version: u64, roles: [(u8, usize); 3]) -> ModelRoot {
+        let [root, graph, halt] = roles.map(|(mask, threshold)| ModelRole::new(mask, threshold));
+        ModelRoot {
+            version,
+            root,
+            graph,
+            halt,
+        }
+    }
+
+    fn signed_by(message: &Bytes, signers: &[usize]) -> Vec<Signed> {
+        signers
             .iter()
-            .map(|k| Signed {
+            .map(|&i| Signed {
                 message: message.clone(),
-                signature: k.sign(message),
+                signature: pool()[i].sign(message),
             })
-            .collect();
-        let ids = keys
-            .iter()
-            .map(|k| k.verifying_key().key_id().to_string())
-            .collect();
-        (signatures, ids)
+            .collect()
     }
 
     fn document() -> FetchedDocument {
@@ -423,60 +499,63 @@ mod property {
         }
     }
 
-    /// Ids the newest root gives `role`.
-    fn listed(root: &TrustedRoot, role: Role) -> BTreeSet<String> {
-        root.role(role).key_ids().map(|id| id.to_string()).collect()
+    /// How the model says a halt list signed by `signers` counts.
+    fn model_list(held: &ModelRoot, signers: &[usize]) -> Option<SignedAs> {
+        if held.graph.met_by(signers) {
+            Some(SignedAs::Graph)
+        } else if held.halt.met_by(signers) {
+            Some(SignedAs::HaltOnly)
+        } else {
+            None
+        }
     }
 
-    /// Keys of `role` among `ids`.
-    fn counted(role: &RoleKeys, ids: &BTreeSet<String>) -> usize {
-        role.key_ids()
-            .filter(|id| ids.contains(id.as_str()))
-            .count()
+    /// Roles as (key mask, threshold), the version's distance, and three
+    /// lists of signers.
+    type Step = ([(u8, usize); 3], u64, Vec<usize>, Vec<usize>, Vec<usize>);
+
+    /// One offered root: its roles, the version's distance from the one
+    /// held (0: the same again, 1: the next, 2: a gap), and its signers;
+    /// then who signs a document and a halt list under the root held after.
+    fn step() -> impl Strategy<Value = Step> {
+        (
+            [role(), role(), role()],
+            prop_oneof![1 => Just(0u64), 4 => Just(1u64), 1 => Just(2u64)],
+            signers(),
+            signers(),
+            signers(),
+        )
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(24))]
+        #![proptest_config(ProptestConfig::with_cases(32))]
         #[test]
-        fn only_the_newest_roots_keys_count(
-            steps in proptest::collection::vec(
-                // root keys, threshold, graph keys, halt keys, root signers,
-                // version skew, document signers, list signers
-                (1u8..32, 1u32..4, 1u8..32, 1u8..32, 1u8..32, 0u64..3, 1u8..32, 1u8..32),
-                1..7,
-            )
+        fn accept_next_and_the_roles_after_it_agree_with_the_model(
+            first in [role(), role(), role()],
+            steps in proptest::collection::vec(step(), 1..7),
         ) {
-            let first = build_root(
-                1,
-                in_a_year(),
-                [(&public(&pick(1)), 1), (&public(&pick(2)), 1), (&public(&pick(4)), 1)],
-            )
-            .expect("builds");
-            let mut held = TrustedRoot::pin(SignedRoot::sign(&first, &[pool()[0].clone()]).expect("signs"))
-                .expect("pins");
+            let mut model = model_root(1, first);
+            // Pinned: a start is trusted as given, whoever signed it.
+            let mut held = TrustedRoot::pin(model.signed(&[])).expect("pins");
             let now = Timestamp::now();
-            for (root_mask, threshold, graph_mask, halt_mask, signer_mask, skew, doc_mask, list_mask) in steps {
-                // Offer a next root, well or badly signed, in or out of order.
-                let root_keys = public(&pick(root_mask));
-                let threshold = threshold.min(root_keys.len() as u32);
-                let content = build_root(
-                    (held.version() + skew).max(1),
-                    in_a_year(),
-                    [(&root_keys, threshold), (&public(&pick(graph_mask)), 1), (&public(&pick(halt_mask)), 1)],
-                )
-                .expect("builds");
-                let signers: Vec<SigningKey> = pick(signer_mask).into_iter().cloned().collect();
-                if let Ok(next) = SignedRoot::sign(&content, &signers)
-                    .map_err(|e| e.to_string())
-                    .and_then(|signed| held.accept_next(signed, "offered").map_err(|e| e.to_string()))
-                {
+            for (roles, skew, root_signers, doc_signers, list_signers) in steps {
+                let offered = model_root(model.version + skew, roles);
+                let expected = model.accepts(&offered, &root_signers);
+                let taken = held.accept_next(offered.signed(&root_signers), "offered");
+                prop_assert_eq!(taken.is_ok(), expected, "{:?}", taken.as_ref().err());
+                if let Ok(next) = taken {
                     held = next;
+                    model = offered;
                 }
+                prop_assert_eq!(held.version(), model.version);
+                let ids = |role: Role| -> BTreeSet<String> {
+                    held.role(role).key_ids().map(|id| id.to_string()).collect()
+                };
+                prop_assert_eq!(ids(Role::Graph), model.graph.ids());
+                prop_assert_eq!(ids(Role::Halt), model.halt.ids());
 
-                // A document counts only through the newest root's graph keys.
                 let mut fetched = document();
-                let (signatures, ids) = signed_by(&fetched.bytes, doc_mask);
-                fetched.signatures = signatures;
+                fetched.signatures = signed_by(&fetched.bytes, &doc_signers);
                 let graph = held.role(Role::Graph);
                 let policy = TrustPolicy {
                     signers: Some(&graph),
@@ -485,16 +564,11 @@ mod property {
                     last_seen: None,
                     stream: None,
                 };
-                let accepted = fetched.verify("document", &policy).is_ok();
-                let by_listed = counted(&graph, &ids);
-                prop_assert_eq!(accepted, by_listed >= graph.threshold());
-                prop_assert!(!accepted || ids.iter().any(|id| listed(&held, Role::Graph).contains(id)));
+                let verified = fetched.verify("document", &policy);
+                prop_assert_eq!(verified.is_ok(), model.graph.met_by(&doc_signers), "{:?}", verified.err());
 
-                // A halt list: dropping entries needs the graph role, adding
-                // only the halt role; a key of neither counts for nothing.
                 let mut list = halt_list();
-                let (signatures, ids) = signed_by(&list.bytes, list_mask);
-                list.signatures = signatures;
+                list.signatures = signed_by(&list.bytes, &list_signers);
                 let halt = held.role(Role::Halt);
                 let trust = HaltTrust {
                     graph: Some(&graph),
@@ -504,18 +578,58 @@ mod property {
                     min_sequence: 0,
                     now,
                 };
-                match list.verify(&trust) {
-                    Ok(SignedAs::Graph) => prop_assert!(counted(&graph, &ids) >= graph.threshold()),
-                    Ok(SignedAs::HaltOnly) => {
-                        prop_assert!(counted(&graph, &ids) < graph.threshold());
-                        prop_assert!(counted(&halt, &ids) >= halt.threshold());
-                    }
-                    Err(_) => prop_assert!(
-                        counted(&graph, &ids) < graph.threshold()
-                            && counted(&halt, &ids) < halt.threshold()
-                    ),
-                }
+                prop_assert_eq!(list.verify(&trust).ok(), model_list(&model, &list_signers));
             }
+        }
+
+        #[test]
+        fn a_walk_takes_exactly_the_versions_the_model_takes(
+            first in [role(), role(), role()],
+            links in proptest::collection::vec(([role(), role(), role()], signers()), 1..6),
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = Store::Layout(Layout::open_or_create(dir.path()).expect("layout"));
+            let start = model_root(1, first);
+            // Every version is published under its tag, however badly signed.
+            let mut chain = Vec::new();
+            for (version, (roles, signers)) in (2u64..).zip(&links) {
+                let root = model_root(version, *roles);
+                let signed = root.signed(signers);
+                runtime
+                    .block_on(roots::publish_root(&store, &signed))
+                    .expect("publishes");
+                chain.push((root, signers.clone()));
+            }
+            let mut model = start.clone();
+            let mut expected = Vec::new();
+            for (next, signers) in &chain {
+                if !model.accepts(next, signers) {
+                    break;
+                }
+                expected.push(next.version);
+                model = next.clone();
+            }
+            let pinned = TrustedRoot::pin(start.signed(&[])).expect("pins");
+            let walked = runtime.block_on(roots::walk(&store, &pinned, Timestamp::now()));
+            prop_assert_eq!(&walked.adopted, &expected);
+            prop_assert_eq!(walked.root.version(), model.version);
+            // Stopped short exactly when a published link was refused.
+            let stopped = expected.len() < chain.len();
+            prop_assert_eq!(walked.refused.is_some(), stopped, "{:?}", walked.refused);
+            if let Some(refused) = &walked.refused {
+                prop_assert_eq!(refused.kind(), "root_unsigned");
+            }
+            let graph: BTreeSet<String> = walked
+                .root
+                .role(Role::Graph)
+                .key_ids()
+                .map(|id| id.to_string())
+                .collect();
+            prop_assert_eq!(graph, model.graph.ids());
         }
     }
 }

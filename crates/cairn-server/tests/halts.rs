@@ -122,6 +122,7 @@ impl Lists {
             stream: "stable",
             lifetime: SignedDuration::from_hours(48),
             cleared: &[],
+            accept_unverified_current: false,
         };
         let published = match version {
             Some(n) => cairn_oci::halts::add(

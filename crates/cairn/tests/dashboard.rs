@@ -177,6 +177,7 @@ impl Fleet {
                 stream: "stable",
                 lifetime: SignedDuration::from_hours(48),
                 cleared: &[],
+                accept_unverified_current: false,
             },
         )
         .await

@@ -938,3 +938,418 @@ async fn halt_commands_trust_the_newest_roots_graph_and_halt_keys() {
         .expect("list");
     assert_eq!(fetched.list.root_version, 1);
 }
+
+mod emergency_playbook {
+    //! docs/key-rotation.md, "Emergency revocation", run as the page writes
+    //! it (only paths and references differ) against a real registry: the
+    //! leaked graph key stops counting, the new one takes over, and what the
+    //! leaked key signed is reviewed, then replaced. Also: under --roots, a
+    //! --sign-key the newest root revoked does not vouch for the previous
+    //! document.
+
+    use super::*;
+    use cairn_oci::trust::{Role, RoleKeys};
+
+    /// The team's repository and the files a publish needs.
+    struct Team {
+        keys: Keys,
+        tmp: tempfile::TempDir,
+        dir: String,
+        registry: TestRegistry,
+        store: Store,
+    }
+
+    impl Team {
+        /// Root keys a and b, graph key `graph`, release 44.1 in the registry.
+        async fn new(names: &[&str], graph: &str) -> Team {
+            let keys = Keys::new(names);
+            let tmp = tempfile::tempdir().expect("tempdir");
+            let (dir, registry, store) = team_with_a_release(&keys, tmp.path(), graph, &[]).await;
+            Team {
+                keys,
+                tmp,
+                dir,
+                registry,
+                store,
+            }
+        }
+
+        fn repository(&self) -> String {
+            format!("{}/acme/os", self.registry.host)
+        }
+
+        fn document(&self) -> String {
+            format!("{}:cairn-graph-stable", self.repository())
+        }
+
+        fn halt_list(&self) -> String {
+            format!("{}:cairn-halts-stable", self.repository())
+        }
+
+        fn first_root(&self) -> String {
+            format!("{}/1.root.json", self.dir)
+        }
+
+        /// `cairn` with the test registry allowed over plain HTTP.
+        fn run(&self, args: &[&str]) -> Output {
+            let mut args = args.to_vec();
+            args.extend(["--insecure-registry", self.registry.host.as_str()]);
+            cairn(&args)
+        }
+
+        /// `cairn publish …`: what the page writes as `…` (repository,
+        /// stream, and here a scan cache of the test's own), then `rest`.
+        fn publish(&self, rest: &[&str]) -> Output {
+            let (repository, cache) = (self.repository(), self.path("cache.json"));
+            let mut args = vec![
+                "publish",
+                "--repository",
+                repository.as_str(),
+                "--stream",
+                "stable",
+                "--cache",
+                cache.as_str(),
+            ];
+            args.extend_from_slice(rest);
+            self.run(&args)
+        }
+
+        fn path(&self, name: &str) -> String {
+            self.tmp.path().join(name).display().to_string()
+        }
+
+        /// The document under the tag, signed by `key` alone, as someone
+        /// holding only that key (and push access) would publish it.
+        async fn publish_as(&self, key: &str, root_version: u64) {
+            let fetched = cairn_oci::document::fetch(&self.store, "cairn-graph-stable")
+                .await
+                .expect("document");
+            let mut document = fetched.document;
+            document.issued = jiff::Timestamp::now();
+            let identity = self.store.describe();
+            cairn_oci::document::publish(
+                &self.store,
+                document,
+                &cairn_oci::document::PublishOptions {
+                    tag: "cairn-graph-stable",
+                    identity: &identity,
+                    keys: &[self.keys.signing(key)],
+                    root_version,
+                    settle: std::time::Duration::ZERO,
+                    expected: None,
+                },
+            )
+            .await
+            .expect("published");
+        }
+
+        /// The sequence of the document under the tag.
+        async fn sequence(&self) -> u64 {
+            cairn_oci::document::fetch(&self.store, "cairn-graph-stable")
+                .await
+                .expect("document")
+                .document
+                .sequence
+        }
+    }
+
+    fn succeeded(out: &Output) -> String {
+        assert!(out.status.success(), "{}", stderr(out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_emergency_revocation_playbook_works_as_written() {
+        let team = Team::new(&["a", "b", "release-2027"], "release-2027").await;
+        let (keys, dir) = (&team.keys, team.dir.as_str());
+        let (document, list) = (team.document(), team.halt_list());
+        // The CI publishes with the graph key, halt lists on; then the key
+        // leaks and the thief publishes a document of their own.
+        let leaked = keys.private("release-2027");
+        succeeded(&team.publish(&["--roots", dir, "--halt-list", &list, "--sign-key", &leaked]));
+        let by_ci = team.sequence().await;
+        team.publish_as("release-2027", 1).await;
+        let by_thief = team.sequence().await;
+        assert!(by_thief > by_ci);
+
+        // Step 1: a new key, and a root without the leaked one.
+        let new_prefix = keys.path("release-2027b");
+        succeeded(&cairn(&["document", "keygen", "--output", &new_prefix]));
+        let (leaked_pub, new_pub) = (keys.public("release-2027"), keys.public("release-2027b"));
+        let rotated = succeeded(&cairn(&[
+            "root",
+            "rotate",
+            "--dir",
+            dir,
+            "--remove-key",
+            &format!("graph={leaked_pub}"),
+            "--remove-key",
+            &format!("halt={leaked_pub}"),
+            "--add-key",
+            &format!("graph={new_pub}"),
+            "--add-key",
+            &format!("halt={new_pub}"),
+            "--expires",
+            "365d",
+            "--sign-key",
+            &keys.private("a"),
+            "--sign-key",
+            &keys.private("b"),
+        ]));
+        assert!(rotated.contains("2.root.json"), "{rotated}");
+
+        // Step 2, the review: under the last root that lists the leaked key
+        // (here root 1), the thief's document and the list still verify.
+        let last = team.first_root();
+        let verified = succeeded(&team.run(&["document", "verify", &document, "--root", &last]));
+        assert!(
+            verified.contains(&format!("sequence {by_thief}"))
+                && verified.contains("trust root version 1"),
+            "the thief's document, under root 1: {verified}"
+        );
+        let shown = succeeded(&team.run(&["graph", "show", &document, "--root", &last]));
+        assert!(shown.contains("44.1"), "{shown}");
+        let halts = succeeded(&team.run(&["halt", "show", "--halt-list", &list, "--root", &last]));
+        assert!(halts.contains("signed by a graph key"), "{halts}");
+        let new_key = keys.private("release-2027b");
+        let dry = succeeded(&team.publish(&[
+            "--roots",
+            dir,
+            "--sign-key",
+            &new_key,
+            "--accept-unverified-previous",
+            "--halt-key",
+            &leaked_pub,
+            "--dry-run",
+        ]));
+        assert!(dry.contains("would push trust root versions 2"), "{dry}");
+        assert!(
+            roots::fetch_root(&team.store, 2)
+                .await
+                .expect("reads")
+                .is_none(),
+            "a dry run pushed a root"
+        );
+
+        // Step 2, the publish and the halt list.
+        let published = succeeded(&team.publish(&[
+            "--roots",
+            dir,
+            "--sign-key",
+            &new_key,
+            "--accept-unverified-previous",
+            "--halt-key",
+            &leaked_pub,
+        ]));
+        assert!(
+            published.contains("pushed trust root versions 2"),
+            "{published}"
+        );
+        // Without the flag, the leaked key's list is not built on.
+        let out = team.run(&[
+            "halt",
+            "refresh",
+            "--halt-list",
+            &list,
+            "--document",
+            &document,
+            "--root",
+            &team.first_root(),
+            "--sign-key",
+            &new_key,
+        ]);
+        assert!(!out.status.success(), "built on the leaked key's list");
+        succeeded(&team.run(&[
+            "halt",
+            "refresh",
+            "--halt-list",
+            &list,
+            "--document",
+            &document,
+            "--root",
+            &team.first_root(),
+            "--sign-key",
+            &new_key,
+            "--accept-unverified-current",
+        ]));
+
+        // The document: under root 2, signed by the new key and not the
+        // leaked one; a host starting from root 1 walks to 2 and takes it.
+        let fetched = cairn_oci::document::fetch(&team.store, "cairn-graph-stable")
+            .await
+            .expect("document");
+        assert_eq!(fetched.document.root_version, 2);
+        let by = |name: &str| RoleKeys::any_of(Role::Graph, &[keys.signing(name).verifying_key()]);
+        assert!(by("release-2027b").check(&fetched.signatures).is_ok());
+        assert!(by("release-2027").check(&fetched.signatures).is_err());
+        let verified = succeeded(&team.run(&["document", "verify", &document, "--root", &last]));
+        assert!(verified.contains("trust root version 2"), "{verified}");
+        // The halt list: signed under root 2, verified by its graph role.
+        let fetched = cairn_oci::halts::fetch(&team.store, "cairn-halts-stable")
+            .await
+            .expect("list");
+        assert_eq!(fetched.list.root_version, 2);
+        let halts = succeeded(&team.run(&["halt", "show", "--halt-list", &list, "--root", &last]));
+        assert!(halts.contains("signed by a graph key"), "{halts}");
+
+        // A host that cannot walk (a file source here; server: and URLs
+        // alike) keeps root 1: the new key alone does not count for it, the
+        // leaked key co-signing does, as the page says.
+        let bytes = cairn_oci::document::fetch(&team.store, "cairn-graph-stable")
+            .await
+            .expect("document")
+            .bytes;
+        let copy = team.path("stable.json");
+        std::fs::write(&copy, &bytes).expect("copy");
+        succeeded(&cairn(&["document", "sign", &copy, "--sign-key", &new_key]));
+        let out = team.run(&["document", "verify", &copy, "--root", &last]);
+        assert!(!out.status.success(), "root 1 trusted the new key");
+        assert!(stderr(&out).contains("(root version 1"), "{}", stderr(&out));
+        succeeded(&cairn(&[
+            "document",
+            "sign",
+            &copy,
+            "--sign-key",
+            &new_key,
+            "--sign-key",
+            &leaked,
+        ]));
+        let verified = succeeded(&team.run(&["document", "verify", &copy, "--root", &last]));
+        assert!(verified.contains("trust root version 1"), "{verified}");
+        // Co-signing is accepted by the writers too, and counts only the
+        // new key's signature under root 2.
+        succeeded(&team.publish(&[
+            "--roots",
+            dir,
+            "--sign-key",
+            &new_key,
+            "--sign-key",
+            &leaked,
+        ]));
+        succeeded(&team.run(&[
+            "halt",
+            "refresh",
+            "--halt-list",
+            &list,
+            "--document",
+            &document,
+            "--root",
+            &last,
+            "--sign-key",
+            &new_key,
+            "--sign-key",
+            &leaked,
+        ]));
+        let halts = succeeded(&team.run(&["halt", "show", "--halt-list", &list, "--root", &last]));
+        assert!(halts.contains("signed by a graph key"), "{halts}");
+
+        // The thief signs again with the leaked key: refused by a reader
+        // that starts from root 1, whatever root version the document names.
+        for named in [1, 2] {
+            team.publish_as("release-2027", named).await;
+            let out = team.run(&["document", "verify", &document, "--root", &last]);
+            assert!(!out.status.success(), "the leaked key's document verified");
+            assert!(
+                stderr(&out).contains("0 of the graph role's keys signed, 1 must (root version 2"),
+                "{}",
+                stderr(&out)
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sign_key_the_newest_root_revoked_does_not_vouch_for_the_previous_document() {
+        let team = Team::new(&["a", "b", "old", "new", "third"], "old").await;
+        let (keys, dir) = (&team.keys, team.dir.as_str());
+        let (old, new) = (keys.private("old"), keys.private("new"));
+        succeeded(&team.publish(&["--roots", dir, "--sign-key", &old]));
+        let first = team.sequence().await;
+        let (old_pub, new_pub) = (keys.public("old"), keys.public("new"));
+        succeeded(&cairn(&[
+            "root",
+            "rotate",
+            "--dir",
+            dir,
+            "--remove-key",
+            &format!("graph={old_pub}"),
+            "--remove-key",
+            &format!("halt={old_pub}"),
+            "--add-key",
+            &format!("graph={new_pub}"),
+            "--add-key",
+            &format!("halt={new_pub}"),
+            "--sign-key",
+            &keys.private("a"),
+            "--sign-key",
+            &keys.private("b"),
+        ]));
+        // The previous document is the revoked key's alone: signing with it
+        // too does not make it count.
+        let out = team.publish(&["--roots", dir, "--sign-key", &new, "--sign-key", &old]);
+        assert!(!out.status.success(), "built on a revoked key's document");
+        let error = stderr(&out);
+        assert!(
+            error.contains("accept-unverified-previous")
+                && error.contains("0 of the graph role's keys signed, 1 must (root version 2"),
+            "{error}"
+        );
+        assert_eq!(team.sequence().await, first, "the refused publish pushed");
+        // Reviewed and accepted, it is built on, signed by both.
+        succeeded(&team.publish(&[
+            "--roots",
+            dir,
+            "--sign-key",
+            &new,
+            "--sign-key",
+            &old,
+            "--accept-unverified-previous",
+        ]));
+        let fetched = cairn_oci::document::fetch(&team.store, "cairn-graph-stable")
+            .await
+            .expect("document");
+        assert!(fetched.document.sequence > first);
+        assert_eq!(fetched.document.root_version, 2);
+        // Now the new key vouches for it: a publish by both builds on it.
+        succeeded(&team.publish(&["--roots", dir, "--sign-key", &new, "--sign-key", &old]));
+
+        // The role's threshold counts too: once two graph keys must sign,
+        // a document one of them signed is not built on, though both sign
+        // this publish.
+        let third_pub = keys.public("third");
+        succeeded(&cairn(&[
+            "root",
+            "rotate",
+            "--dir",
+            dir,
+            "--add-key",
+            &format!("graph={third_pub}"),
+            "--graph-threshold",
+            "2",
+            "--sign-key",
+            &keys.private("a"),
+            "--sign-key",
+            &keys.private("b"),
+        ]));
+        let third = keys.private("third");
+        let out = team.publish(&["--roots", dir, "--sign-key", &new, "--sign-key", &third]);
+        assert!(
+            !out.status.success(),
+            "built on a document short of the threshold"
+        );
+        let error = stderr(&out);
+        assert!(
+            error.contains("1 of the graph role's keys signed, 2 must (root version 3"),
+            "{error}"
+        );
+        succeeded(&team.publish(&[
+            "--roots",
+            dir,
+            "--sign-key",
+            &new,
+            "--sign-key",
+            &third,
+            "--accept-unverified-previous",
+        ]));
+        succeeded(&team.publish(&["--roots", dir, "--sign-key", &new, "--sign-key", &third]));
+    }
+}

@@ -97,6 +97,7 @@ impl Halting {
             stream: "stable",
             lifetime: cairn_oci::halts::DEFAULT_LIFETIME,
             cleared: &[],
+            accept_unverified_current: false,
         };
         let added = cairn_oci::halts::add(
             &self.list_store(),

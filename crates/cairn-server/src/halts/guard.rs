@@ -527,6 +527,7 @@ fn update_options<'a>(guard: &'a Guard, target: &'a Target, stream: &'a str) -> 
         stream,
         lifetime: guard.config.lifetime,
         cleared: &target.cleared,
+        accept_unverified_current: false,
     }
 }
 

@@ -67,6 +67,7 @@ async fn halts_on(registry: &TestRegistry, repository: &str, key: &str) -> u64 {
             stream: "stable",
             lifetime: cairn_oci::halts::DEFAULT_LIFETIME,
             cleared: &[],
+            accept_unverified_current: false,
         },
     )
     .await

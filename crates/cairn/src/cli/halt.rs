@@ -63,6 +63,12 @@ struct SignerArgs {
     /// between runs of a nightly job.
     #[arg(long, value_name = "FILE")]
     halt_state: Option<PathBuf>,
+    /// Build on the list under the tag even though no trusted key signs it,
+    /// such as after a leaked key that signed it was removed from the root.
+    /// The list is still checked against --halt-state, the document's
+    /// halts.min_sequence and the stream; a warning names who signed it.
+    #[arg(long)]
+    accept_unverified_current: bool,
 }
 
 impl SignerArgs {
@@ -289,8 +295,9 @@ fn add(args: AddArgs) -> anyhow::Result<ExitCode> {
     let (store, tag) =
         cairn_oci::publish::halt_list_store(&location, &client).context("--halt-list")?;
     let identity = identity_of(&location);
-    let options = update_options(&tag, &identity, &keys, &trust, &stream, lifetime, &cleared)
+    let mut options = update_options(&tag, &identity, &keys, &trust, &stream, lifetime, &cleared)
         .with_root_version(root_version);
+    options.accept_unverified_current = args.signer.accept_unverified_current;
     let held = args.signer.held()?;
     let floor = Floor {
         held: held.as_ref(),
@@ -307,6 +314,11 @@ fn add(args: AddArgs) -> anyhow::Result<ExitCode> {
             TrippedBy::Person { who },
         ))
         .map_err(|e| list_error(&location, e))?;
+    warn_unverified(
+        &location,
+        &published,
+        &known_keys(args.root.as_deref(), &trust)?,
+    );
     args.signer.keep(&published.list)?;
     let list = &published.list;
     let entry = list.halting_version(&cleared, &args.version);
@@ -395,6 +407,58 @@ fn root_trust(root: Option<&cairn_oci::trust::TrustedRoot>, trust: &mut Vec<Veri
     root.version()
 }
 
+/// Every key this writer knows of, to name who signed a list no trusted key
+/// signs: the keys it trusts and those of the `--root` file it started from
+/// (a key removed since is named there).
+fn known_keys(
+    root_file: Option<&std::path::Path>,
+    trust: &[VerifyingKey],
+) -> anyhow::Result<Vec<VerifyingKey>> {
+    let mut known = trust.to_vec();
+    if let Some(start) = args::start_root(root_file, &[], &[])? {
+        for role in cairn_oci::trust::Role::ALL {
+            known.extend(start.role(role).keys().cloned());
+        }
+    }
+    Ok(known)
+}
+
+/// Warn that the list built on was taken unverified
+/// (`--accept-unverified-current`), naming the known keys that signed it.
+fn warn_unverified(
+    location: &str,
+    published: &cairn_oci::halts::PublishedHaltList,
+    known: &[VerifyingKey],
+) {
+    let Some(base) = &published.built_on_unverified else {
+        return;
+    };
+    let mut signers: Vec<String> = Vec::new();
+    for key in known {
+        let id = key.key_id().short().to_string();
+        let signed = base
+            .signatures
+            .iter()
+            .any(|signed| key.verifies(&signed.message, &signed.signature));
+        if signed && !signers.contains(&id) {
+            signers.push(id);
+        }
+    }
+    let who = if signers.is_empty() {
+        format!(
+            "{} signature(s) by no key this writer knows",
+            base.signatures.len()
+        )
+    } else {
+        format!("signed by key(s) {}", signers.join(", "))
+    };
+    eprintln!(
+        "cairn: warning: --accept-unverified-current: built on the halt list under {location} \
+         ({}, sequence {}, {}) although no trusted key signs it: {who}; {}",
+        base.source_name, base.sequence, base.manifest_digest, base.refusal
+    );
+}
+
 /// The repository a list's signature names.
 fn identity_of(location: &str) -> String {
     match Location::parse(location) {
@@ -437,6 +501,7 @@ fn update_options<'a>(
         stream,
         lifetime,
         cleared,
+        accept_unverified_current: false,
     }
 }
 
@@ -482,8 +547,9 @@ fn refresh(args: RefreshArgs) -> anyhow::Result<ExitCode> {
     let (store, tag) =
         cairn_oci::publish::halt_list_store(&location, &client).context("--halt-list")?;
     let identity = identity_of(&location);
-    let options = update_options(&tag, &identity, &keys, &trust, &stream, lifetime, &[])
+    let mut options = update_options(&tag, &identity, &keys, &trust, &stream, lifetime, &[])
         .with_root_version(root_version);
+    options.accept_unverified_current = args.signer.accept_unverified_current;
     let held = args.signer.held()?;
     let floor = Floor {
         held: held.as_ref(),
@@ -492,6 +558,11 @@ fn refresh(args: RefreshArgs) -> anyhow::Result<ExitCode> {
     let published = args::runtime()?
         .block_on(cairn_oci::halts::refresh_above(&store, &options, &floor))
         .map_err(|e| list_error(&location, e))?;
+    warn_unverified(
+        &location,
+        &published,
+        &known_keys(args.root.as_deref(), &trust)?,
+    );
     args.signer.keep(&published.list)?;
     let list = &published.list;
     args::emit(&format!(

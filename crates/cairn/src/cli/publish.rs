@@ -83,7 +83,8 @@ pub struct Args {
     /// The publication time (Unix seconds or RFC 3339). Default: now.
     #[arg(long)]
     now: Option<String>,
-    /// Build on the published document even if it is not signed by --sign-key.
+    /// Build on the published document even if it is not signed by
+    /// --sign-key (with --roots: by the newest root's graph threshold).
     #[arg(long)]
     accept_unverified_previous: bool,
     /// The base graph derived releases inherit barriers and dead-ends from:
@@ -204,6 +205,10 @@ async fn publish(args: &Args, store: &Store) -> anyhow::Result<()> {
         }
     };
     let mut previous_signers = Vec::new();
+    // Under roots, the previous document is judged as hosts judge it: by the
+    // newest root's graph role and its threshold. A --sign-key that root
+    // revoked does not vouch for it.
+    let previous_role = roots.as_ref().map(|r| r.newest.role(Role::Graph));
     if let Some(roots) = &roots {
         // The newest root's halt keys may sign the current halt list, and
         // its graph keys what this publish builds on. Only the newest's: a
@@ -249,6 +254,7 @@ async fn publish(args: &Args, store: &Store) -> anyhow::Result<()> {
         halt_list,
         halt_keys: &halt_keys,
         previous_signers: &previous_signers,
+        previous_role: previous_role.as_ref(),
         recreate_halt_list: args.recreate_halt_list,
     };
     if let Some(roots) = &roots {
