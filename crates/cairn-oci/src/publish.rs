@@ -451,20 +451,18 @@ async fn read_base(
             sequence: *sequence,
             digest,
         });
-        let held = memory.root.as_ref();
         let read = crate::sources::read_base_graph_rooted(
             client,
             &base.source,
             &read(""),
             last_seen,
-            held,
+            &mut memory.root,
         )
         .await
         .map_err(failed)?;
         if read.seen.is_some() {
             memory.seen = read.seen;
         }
-        memory.root = read.root;
         read.graph
     } else {
         let mut graphs = Vec::new();

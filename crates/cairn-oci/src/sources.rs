@@ -482,7 +482,7 @@ pub async fn read_base_graph_after(
     read: &BaseRead<'_>,
     last_seen: Option<crate::document::Seen<'_>>,
 ) -> Result<(BaseGraph, Option<(u64, String)>), SourceError> {
-    read_base_graph_rooted(client, source, read, last_seen, None)
+    read_base_graph_rooted(client, source, read, last_seen, &mut None)
         .await
         .map(|read| (read.graph, read.seen))
 }
@@ -494,28 +494,24 @@ pub struct BaseRoot {
     pub graph: BaseGraph,
     /// A Cairn document's sequence and digest.
     pub seen: Option<(u64, String)>,
-    /// The trust root a Cairn document was verified with: hold it and give
-    /// it back next time, so the walk never goes back.
-    pub root: Option<TrustedRoot>,
 }
 
 /// As [`read_base_graph_after`], for a Cairn document verified under a
 /// trust root (docs/key-rotation.md): `held`, or version 0 built from the
 /// base keys, walked in the document's repository or layout first. A walk
 /// refused and a document the newest root's graph role does not vouch for
-/// are refused, naming the root version.
+/// are refused, naming the root version. `held` is advanced to every root
+/// the walk verified, even when the read is then refused: a chain longer
+/// than one walk's cap is read over several calls, never from the start
+/// again.
 pub async fn read_base_graph_rooted(
     client: &RegistryClient,
     source: &BaseSource,
     read: &BaseRead<'_>,
     last_seen: Option<crate::document::Seen<'_>>,
-    held: Option<&TrustedRoot>,
+    held: &mut Option<TrustedRoot>,
 ) -> Result<BaseRoot, SourceError> {
-    let unrooted = |(graph, seen)| BaseRoot {
-        graph,
-        seen,
-        root: held.cloned(),
-    };
+    let unrooted = |(graph, seen)| BaseRoot { graph, seen };
     match source {
         BaseSource::Fcos { stream, base_url } => {
             let (document, shown) =
@@ -559,12 +555,15 @@ pub async fn read_base_graph_rooted(
                 ));
             }
             let start = held
-                .cloned()
+                .clone()
                 .or_else(|| TrustedRoot::from_config(read.keys, &[]));
             let root = match start {
                 Some(start) => {
                     let walked =
                         crate::roots::walk_location(&location, client, &start, read.now).await;
+                    if !walked.adopted.is_empty() {
+                        *held = Some(walked.root.clone());
+                    }
                     if let Some(error) = walked.refused {
                         return Err(SourceError::new(
                             error.kind(),
@@ -603,7 +602,6 @@ pub async fn read_base_graph_rooted(
             Ok(BaseRoot {
                 graph: BaseGraph::from_document(&fetched.document, text),
                 seen: Some(seen),
-                root,
             })
         }
     }

@@ -696,24 +696,82 @@ async fn a_base_graph_follows_its_repositorys_roots() {
     );
 
     publish(g2).await;
-    let taken = read_base_graph_rooted(&registry.client(), &source, &read, None, None)
+    let mut held = None;
+    read_base_graph_rooted(&registry.client(), &source, &read, None, &mut held)
         .await
         .expect("g2 signs under root 2");
-    assert_eq!(taken.root.as_ref().map(TrustedRoot::version), Some(2));
+    assert_eq!(held.as_ref().map(TrustedRoot::version), Some(2));
 
     // Walking on from the root held: an expired final root is refused.
     let later = BaseRead {
         now: in_a_year() + SignedDuration::from_hours(1),
         ..read
     };
-    let expired = read_base_graph_rooted(
-        &registry.client(),
-        &source,
-        &later,
-        None,
-        taken.root.as_ref(),
-    )
-    .await
-    .expect_err("root 2 expired");
+    let expired = read_base_graph_rooted(&registry.client(), &source, &later, None, &mut held)
+        .await
+        .expect_err("root 2 expired");
     assert_eq!(expired.kind(), "root_expired", "{expired}");
+    assert_eq!(held.as_ref().map(TrustedRoot::version), Some(2));
+}
+
+/// A base chain longer than one walk's cap: the first read is refused as
+/// behind, but keeps the roots it verified, so the next read walks on from
+/// there and takes the document; it never starts from version 0 again.
+#[tokio::test]
+async fn a_base_graph_far_behind_is_read_over_several_calls() {
+    use cairn_oci::document::PublishOptions;
+    use cairn_oci::sources::{BaseRead, BaseSource, read_base_graph_rooted};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::Layout(Layout::open_or_create(dir.path()).expect("layout"));
+    let key = SigningKey::generate();
+    let versions = cairn_oci::trust::MAX_ROOT_WALK + 3;
+    let chain: Vec<SignedRoot> = (1..=versions)
+        .map(|v| sign(&content(v, &[&key], 1, &[&key]), &[&key]))
+        .collect();
+    push_all(&store, &chain).await;
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../docs/examples/stable.json");
+    let mut document =
+        cairn_graph::GraphDocument::from_json(&std::fs::read(path).expect("example"))
+            .expect("parses")
+            .document;
+    document.issued = Timestamp::now();
+    document.expires = document.issued + SignedDuration::from_hours(24);
+    let options = PublishOptions {
+        tag: "cairn-graph-stable",
+        identity: "acme/base",
+        keys: std::slice::from_ref(&key),
+        root_version: versions,
+        settle: std::time::Duration::ZERO,
+        expected: None,
+    };
+    cairn_oci::document::publish(&store, document, &options)
+        .await
+        .expect("publish");
+    let source = BaseSource::parse(&format!("oci:{}:cairn-graph-stable", dir.path().display()))
+        .expect("source");
+    let base_keys = [key.verifying_key()];
+    let read = BaseRead {
+        keys: &base_keys,
+        allow_unsigned: false,
+        now: Timestamp::now(),
+        arch: "",
+    };
+    let client =
+        cairn_oci::RegistryClient::new(cairn_oci::ClientOptions::default()).expect("client");
+    let mut held = None;
+    let behind = read_base_graph_rooted(&client, &source, &read, None, &mut held)
+        .await
+        .expect_err("more roots than one walk takes");
+    assert_eq!(behind.kind(), "root_behind", "{behind}");
+    // Version 0 of the base keys, then as many versions as one walk takes.
+    assert_eq!(
+        held.as_ref().map(TrustedRoot::version),
+        Some(cairn_oci::trust::MAX_ROOT_WALK)
+    );
+    let read_on = read_base_graph_rooted(&client, &source, &read, None, &mut held)
+        .await
+        .expect("the walk goes on from the root held");
+    assert!(read_on.seen.is_some());
+    assert_eq!(held.as_ref().map(TrustedRoot::version), Some(versions));
 }

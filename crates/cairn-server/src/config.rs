@@ -436,6 +436,9 @@ pub enum SourceSpec {
         /// The base graph derived releases inherit from, as `cairn publish
         /// --base-graph` reads it.
         base: Option<cairn_oci::publish::BaseOptions>,
+        /// Where the newest base trust root walked to is kept, so a restart
+        /// walks on from it instead of from `base_keys` (`None`: memory only).
+        base_root_state: Option<PathBuf>,
     },
 }
 
@@ -676,6 +679,10 @@ impl Config {
                         repository: scan.repository,
                         policy: scan.policy.map(|p| base.join(p)),
                         tag_pattern: scan.tag_pattern,
+                        base_root_state: roots_directory
+                            .as_ref()
+                            .filter(|_| base_options.is_some())
+                            .map(|dir| dir.join(base_root_state_name(&stream.name))),
                         base: base_options,
                     }
                 }
@@ -975,6 +982,14 @@ pub fn root_state_name(stream: &str) -> String {
         }
     }
     format!("{name}.root.json")
+}
+
+/// The file a scan stream's newest base trust root is kept in. A stream's
+/// escaped name holds no `.`, so this never names another stream's file.
+pub fn base_root_state_name(stream: &str) -> String {
+    let own = root_state_name(stream);
+    let name = own.strip_suffix(".root.json").unwrap_or(&own);
+    format!("{name}.base.root.json")
 }
 
 /// serde's type names in the words of a TOML file.
@@ -1330,6 +1345,40 @@ mod tests {
                 .contains("key `stream[0].document.root` (a/b)"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_scan_with_a_base_graph_keeps_its_base_root_in_the_roots_directory() {
+        let file = Path::new("/etc/cairn/server.toml");
+        let scan = |base: &str| {
+            format!(
+                "roots_directory = \"kept\"\n[[stream]]\nname = \"a/b\"\nscan = {{ repository = \"quay.io/acme/os\"{base} }}\n"
+            )
+        };
+        let config = Config::from_toml(
+            &scan(", base_graph = \"quay.io/acme/base:cairn-graph-stable\", base_unsigned = true"),
+            file,
+        )
+        .expect("valid");
+        let SourceSpec::Scan {
+            base_root_state, ..
+        } = &config.streams[0].source
+        else {
+            panic!("a scan source");
+        };
+        assert_eq!(
+            base_root_state.as_deref(),
+            Some(Path::new("/etc/cairn/kept/a%2Fb.base.root.json"))
+        );
+        // No base graph, no base root to keep.
+        let config = Config::from_toml(&scan(""), file).expect("valid");
+        assert!(matches!(
+            &config.streams[0].source,
+            SourceSpec::Scan {
+                base_root_state: None,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -71,6 +71,8 @@ pub enum Refresh {
 pub struct SourceState {
     known: Known,
     scan_cache: ScanCache,
+    /// The scan's stored base trust root was read into `scan_cache`.
+    base_root_loaded: bool,
     trust: RootHold,
 }
 
@@ -342,12 +344,14 @@ pub async fn refresh(
             policy,
             tag_pattern,
             base,
+            base_root_state,
         } => {
             let scan = Scan {
                 repository,
                 policy: policy.as_deref(),
                 tag_pattern: tag_pattern.as_deref(),
                 base: base.as_ref(),
+                base_root_state: base_root_state.as_deref(),
             };
             refresh_scan(&scan, stream, state, client, now).await
         }
@@ -701,6 +705,7 @@ struct Scan<'a> {
     policy: Option<&'a std::path::Path>,
     tag_pattern: Option<&'a str>,
     base: Option<&'a BaseOptions>,
+    base_root_state: Option<&'a std::path::Path>,
 }
 
 /// Tags that move and are read again at every refresh, as `cairn publish`'s default.
@@ -732,10 +737,47 @@ async fn refresh_scan(
         }
         None => None,
     };
+    if let Some(path) = scan.base_root_state
+        && !state.base_root_loaded
+    {
+        // A stored root that cannot be read stops the scan: walking from
+        // `base_keys` instead would be going back.
+        state.scan_cache.base.root = load_root(path).await?;
+        state.base_root_loaded = true;
+    }
+    let kept_version = state
+        .scan_cache
+        .base
+        .root
+        .as_ref()
+        .map(TrustedRoot::version);
+    let assembled = assemble_scan(scan, stream, state, client, now, &store, policy.as_ref()).await;
+    // Kept whether or not the scan then succeeded: the walk's progress is
+    // verified on its own, and a long chain is walked over several refreshes.
+    if let Some(path) = scan.base_root_state
+        && let Some(root) = &state.scan_cache.base.root
+        && Some(root.version()) != kept_version
+    {
+        save_root(path, root).await?;
+    }
+    assembled
+}
+
+/// The scan proper: assemble the document and decide whether it is news.
+async fn assemble_scan(
+    scan: &Scan<'_>,
+    stream: &str,
+    state: &mut SourceState,
+    client: &RegistryClient,
+    now: Timestamp,
+    store: &Store,
+    policy: Option<&Updates>,
+) -> Result<Refresh, SourceError> {
+    let repository = scan.repository;
     let mutable_tags = MUTABLE_TAGS.map(String::from);
     let options = publish::Options {
         stream,
-        policy: policy.as_ref(),
+        policy,
         tag_pattern: scan.tag_pattern,
         mutable_tags: &mutable_tags,
         recheck: false,
@@ -746,7 +788,7 @@ async fn refresh_scan(
         layout_repository: repository,
     };
     let assembly = publish::assemble(
-        &store,
+        store,
         client,
         state.known.previous.as_deref(),
         &options,

@@ -142,6 +142,7 @@ async fn a_live_scan_serves_the_repository() {
             policy: None,
             tag_pattern: None,
             base: None,
+            base_root_state: None,
         },
     };
     let state = AppState::new(["stable".to_string()], AppState::system_clock(), 30);
@@ -223,6 +224,7 @@ async fn a_scan_keeps_its_base_graph_and_refuses_a_replayed_one() {
             repository: format!("{}/acme/os", registry.host),
             policy: None,
             tag_pattern: None,
+            base_root_state: None,
             base: Some(cairn_oci::publish::BaseOptions {
                 source: cairn_oci::sources::BaseSource::Document(base_path.display().to_string()),
                 keys: Vec::new(),
@@ -265,4 +267,109 @@ async fn a_scan_keeps_its_base_graph_and_refuses_a_replayed_one() {
         !refreshed.expect("the kept base graph, not the file"),
         "nothing new"
     );
+}
+
+/// A scan's base trust root is kept in `roots_directory`: a base chain
+/// longer than one walk's cap is refused as behind at first, and the server
+/// started again walks on from the root it kept (from `base_keys` it would be
+/// behind again), takes the base document, and keeps the newest root.
+#[tokio::test]
+async fn a_scan_keeps_its_base_trust_root_across_a_restart() {
+    use cairn_oci::trust::{MAX_ROOT_WALK, SignedRoot, TrustedRoot, build_root};
+    let registry = TestRegistry::start(Auth::None).await;
+    let store = registry.store("acme/os");
+    cairn_testkit::write_release(&store, "44.1", "2026-01-01T00:00:00Z", &["44.1", "stable"]).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let base_dir = dir.path().join("base");
+    let base = cairn_oci::Store::Layout(
+        cairn_oci::layout::Layout::open_or_create(&base_dir).expect("layout"),
+    );
+    let key = cairn_oci::signing::SigningKey::generate();
+    let public = [key.verifying_key()];
+    let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * 365);
+    let versions = MAX_ROOT_WALK + 2;
+    let chain: Vec<SignedRoot> = (1..=versions)
+        .map(|version| {
+            let content = build_root(version, expires, [(&public, 1), (&public, 1), (&public, 1)])
+                .expect("root");
+            SignedRoot::sign(&content, std::slice::from_ref(&key)).expect("signs")
+        })
+        .collect();
+    cairn_oci::roots::push_missing(&base, &chain)
+        .await
+        .expect("roots");
+    let example = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../docs/examples/stable.json");
+    let mut document =
+        cairn_graph::GraphDocument::from_json(&std::fs::read(example).expect("example"))
+            .expect("parses")
+            .document;
+    document.issued = jiff::Timestamp::now();
+    document.expires = document.issued + jiff::SignedDuration::from_hours(24);
+    let options = cairn_oci::document::PublishOptions {
+        tag: "cairn-graph-stable",
+        identity: "acme/base",
+        keys: std::slice::from_ref(&key),
+        root_version: versions,
+        settle: Duration::ZERO,
+        expected: None,
+    };
+    cairn_oci::document::publish(&base, document, &options)
+        .await
+        .expect("base document");
+
+    let kept = dir
+        .path()
+        .join("roots")
+        .join(cairn_server::config::base_root_state_name("stable"));
+    let config = StreamConfig {
+        name: "stable".into(),
+        source: SourceSpec::Scan {
+            repository: format!("{}/acme/os", registry.host),
+            policy: None,
+            tag_pattern: None,
+            base_root_state: Some(kept.clone()),
+            base: Some(cairn_oci::publish::BaseOptions {
+                source: cairn_oci::sources::BaseSource::parse(&format!(
+                    "oci:{}:cairn-graph-stable",
+                    base_dir.display()
+                ))
+                .expect("base source"),
+                keys: public.to_vec(),
+                allow_unsigned: false,
+                layers_from: None,
+                reread_after: None,
+            }),
+        },
+    };
+    let kept_version = || {
+        let bytes = std::fs::read(&kept).expect("the base root is kept");
+        let signed = SignedRoot::from_envelope(bytes.into(), "kept").expect("envelope");
+        TrustedRoot::pin(signed).expect("pins").version()
+    };
+
+    let state = AppState::new(["stable".to_string()], AppState::system_clock(), 30);
+    let mut first = StreamSource::new(&config, registry.client(), Duration::from_secs(10));
+    let behind = first
+        .refresh_once(&state)
+        .await
+        .expect_err("more roots than one walk takes");
+    assert!(
+        behind.message.contains("root_behind") || behind.kind == "root_behind",
+        "{}: {}",
+        behind.kind,
+        behind.message
+    );
+    assert_eq!(kept_version(), MAX_ROOT_WALK);
+
+    // Started again: the walk goes on from the kept root.
+    let state = AppState::new(["stable".to_string()], AppState::system_clock(), 30);
+    let mut restarted = StreamSource::new(&config, registry.client(), Duration::from_secs(10));
+    assert!(
+        restarted
+            .refresh_once(&state)
+            .await
+            .expect("walks on from the kept root")
+    );
+    assert_eq!(kept_version(), versions);
 }
