@@ -108,7 +108,7 @@ impl Lists {
     /// Publish the next list, adding a halt of `version` (or none).
     async fn publish(&self, version: Option<u8>) -> HaltList {
         let (store, identity) = self.options();
-        let trust = [self.key.verifying_key()];
+        let trust = cairn_oci::trust::TrustedRoot::from_config(&[self.key.verifying_key()], &[]);
         let options = UpdateOptions {
             publish: PublishOptions {
                 tag: TAG,
@@ -118,7 +118,7 @@ impl Lists {
                 settle: Duration::ZERO,
                 expected: None,
             },
-            trust_keys: &trust,
+            trust: trust.as_ref(),
             stream: "stable",
             lifetime: SignedDuration::from_hours(48),
             cleared: &[],
