@@ -136,9 +136,15 @@ pub struct ShowArgs {
     #[arg(long = "halt-key", value_name = "PEM")]
     halt_keys: Vec<PathBuf>,
     /// Start from this trust root (a root file) instead of the keys, and walk
-    /// to the newest root beside the list: its graph and halt roles judge it.
+    /// to the newest root beside the document (--document), or beside the
+    /// list when it lives with the document: its graph and halt roles judge it.
     #[arg(long = "root", value_name = "FILE")]
     root: Option<PathBuf>,
+    /// The stream's document (a registry reference or oci:DIR[:TAG]): the
+    /// trust roots are walked where it is, since they live beside it. Only
+    /// its location is used.
+    #[arg(long, value_name = "DOCUMENT")]
+    document: Option<String>,
     /// The time expiry is checked at (Unix seconds or RFC 3339). Default: now.
     #[arg(long)]
     now: Option<String>,
@@ -603,9 +609,18 @@ fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
         .map_err(|e| list_error(&location, e))?;
     let graph_keys = args::verifying_keys(&args.keys)?;
     let halt_keys = args::verifying_keys(&args.halt_keys)?;
-    // The list's repository carries the stream's roots, as the document's does.
+    // The roots live beside the document; a list kept elsewhere has none.
+    let roots_at = match &args.document {
+        Some(text) => Location::parse(text).context("--document")?,
+        None => {
+            if args.root.is_some() {
+                require_roots_beside_list(&parsed, &location, &client)?;
+            }
+            parsed.clone()
+        }
+    };
     let root = args::trusted_root(
-        &parsed,
+        &roots_at,
         &client,
         args.root.as_deref(),
         &graph_keys,
@@ -641,6 +656,37 @@ fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuse `--root` without `--document` when the list's repository holds no
+/// trust root: walking there would judge the list by the root file alone,
+/// whatever rotations the document's repository records since.
+fn require_roots_beside_list(
+    parsed: &Location,
+    location: &str,
+    client: &RegistryClient,
+) -> anyhow::Result<()> {
+    let store = match parsed {
+        Location::Registry(reference) => {
+            cairn_oci::Store::registry(client.clone(), reference.repository.clone())
+        }
+        Location::Layout { path, .. } => cairn_oci::Store::Layout(
+            cairn_oci::layout::Layout::open(path).with_context(|| location.to_string())?,
+        ),
+        // A file or URL carries no chain; the walk says so itself.
+        _ => return Ok(()),
+    };
+    let tag = cairn_oci::roots::root_tag(1);
+    let found = args::runtime()?
+        .block_on(store.resolve(&tag))
+        .with_context(|| format!("{location}: looking for {tag}"))?;
+    if found.is_none() {
+        bail!(
+            "--root: the halt list's repository ({location}) holds no trust root ({tag}); the roots \
+             live beside the stream's document: pass --document with the document's reference"
+        );
+    }
+    Ok(())
 }
 
 /// The list for people: who signed it, its sequence and expiry, each entry.
