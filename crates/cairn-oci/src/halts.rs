@@ -537,7 +537,8 @@ pub async fn add(
 }
 
 /// Add a halt of `version` (with `digests`) to the stream's list and publish
-/// it, unless an entry in effect already halts that version. The list under
+/// it, unless an entry in effect already halts that version (and the list is
+/// unexpired and vouched for: one taken unverified is always signed again). The list under
 /// the tag must pass `floor` ([`HaltStoreError::Missing`] or `halts_replayed`
 /// otherwise). A race with another writer is retried on top of what it
 /// published.
@@ -595,6 +596,9 @@ async fn publish_next(
         } = current(store, options, floor).await?;
         let now = Timestamp::now();
         let entry = match step(previous.as_ref(), now) {
+            // A list no trusted key signs is never left as it is: hosts
+            // refuse it, so its successor is signed even with nothing new.
+            Step::Unchanged if unverified.is_some() => None,
             Step::Unchanged => match previous {
                 Some(list) => {
                     return Ok(PublishedHaltList {

@@ -1173,12 +1173,19 @@ mod halt_writers {
             "{}",
             stderr(&out)
         );
+        // Adding a halt the list already holds still signs it again, so
+        // that hosts hold a list the root vouches for.
         let out = team.write(
-            &["refresh"],
+            &["add", "44.1", "--who", "ops"],
             &["old", "second"],
             &["--accept-unverified-current"],
         );
         assert!(out.status.success(), "{}", stderr(&out));
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            said.contains("already halted") && said.contains("published the list again"),
+            "{said}"
+        );
         let shown = team.show(true);
         assert!(shown.status.success(), "{}", stderr(&shown));
         assert!(

@@ -343,6 +343,12 @@ fn add(args: AddArgs) -> anyhow::Result<ExitCode> {
             "halted {} (halt {id}) in {location}: sequence {}, expires {}\n",
             args.version, list.sequence, list.expires
         )
+    } else if published.built_on_unverified.is_some() {
+        format!(
+            "{} is already halted (halt {id}) in {location}; published the list again as \
+             sequence {}, expires {}, since no trusted key signed it\n",
+            args.version, list.sequence, list.expires
+        )
     } else {
         format!(
             "{} is already halted (halt {id}) in {location}; nothing published\n",
