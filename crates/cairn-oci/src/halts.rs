@@ -14,7 +14,7 @@ use crate::document::{
 use crate::error::OciError;
 use crate::signing::{SigningKey, VerifyingKey};
 use crate::store::Store;
-use crate::trust::{Role, RoleKeys};
+use crate::trust::{Role, RoleKeys, TrustedRoot};
 use bytes::Bytes;
 use cairn_graph::halts::{HaltEntry, HaltList, HaltListError, SignedAs};
 use jiff::{SignedDuration, Timestamp};
@@ -92,6 +92,23 @@ pub enum HaltStoreError {
         /// What is wrong.
         error: HaltListError,
     },
+    /// The writer's keys meet neither the graph nor the halt role of the
+    /// root it writes under: hosts would refuse the list it signs.
+    #[error(
+        "the signing keys [{}] meet neither the graph nor the halt role of trust root version \
+         {root_version} ({}); hosts would refuse the list, so it is not published: sign with \
+         keys the root names",
+        signers.join(", "),
+        shortfalls.join("; ")
+    )]
+    SignersNotInRoot {
+        /// The root version.
+        root_version: u64,
+        /// The signing keys' short ids.
+        signers: Vec<String>,
+        /// How far short of each role they fall.
+        shortfalls: Vec<String>,
+    },
     /// No list under the tag, though the writer knows one was published:
     /// writing a first list now would lift every halt.
     #[error(
@@ -122,6 +139,7 @@ impl HaltStoreError {
             HaltStoreError::Store(e) => e.kind(),
             HaltStoreError::List { error, .. } => error.kind(),
             HaltStoreError::Missing { .. } => "halts_missing",
+            HaltStoreError::SignersNotInRoot { .. } => "halts_signers_not_in_root",
         }
     }
 
@@ -307,9 +325,12 @@ pub async fn publish(
 pub struct UpdateOptions<'a> {
     /// Where to publish.
     pub publish: PublishOptions<'a>,
-    /// Keys that must have signed the current list (graph and halt keys,
-    /// including the signer's own). Empty: the current list is taken unverified.
-    pub trust_keys: &'a [VerifyingKey],
+    /// The root whose graph and halt roles (with their thresholds) must
+    /// vouch for the current list. A writer with no root builds one with
+    /// [`TrustedRoot::from_config`] (graph keys and its own, halt keys).
+    /// `None`: the current list is taken unverified. Under a root of version
+    /// 1 or more, the writer's keys must also meet its graph or halt role.
+    pub trust: Option<&'a TrustedRoot>,
     /// The stream.
     pub stream: &'a str,
     /// How long the new list stays valid.
@@ -388,7 +409,45 @@ impl Floor<'_> {
     }
 }
 
-/// The list under the tag now, verified with `trust_keys` and checked
+/// A root's graph and halt roles, each only when it has a key: an empty
+/// role vouches for nothing and is left out of refusals.
+fn roles_of(root: &TrustedRoot) -> (Option<RoleKeys>, Option<RoleKeys>) {
+    let role = |role| Some(root.role(role)).filter(|keys| !keys.is_empty());
+    (role(Role::Graph), role(Role::Halt))
+}
+
+/// Refuse to sign under a root of version 1 or more with keys that meet
+/// neither its graph nor its halt role: hosts would refuse the list.
+fn check_signers(options: &UpdateOptions<'_>) -> Result<()> {
+    let Some(root) = options.trust.filter(|root| root.version() > 0) else {
+        return Ok(());
+    };
+    let ids: Vec<crate::signing::KeyId> = options
+        .publish
+        .keys
+        .iter()
+        .map(|key| key.verifying_key().key_id())
+        .collect();
+    let mut shortfalls = Vec::new();
+    for role in [Role::Graph, Role::Halt] {
+        let keys = root.role(role);
+        let found = ids.iter().filter(|id| keys.contains(id)).count();
+        if keys.threshold() > 0 && found >= keys.threshold() {
+            return Ok(());
+        }
+        shortfalls.push(format!(
+            "{found} of the {role} role's keys, {} must",
+            keys.threshold().max(1)
+        ));
+    }
+    Err(HaltStoreError::SignersNotInRoot {
+        root_version: root.version(),
+        signers: ids.iter().map(|id| id.short().to_string()).collect(),
+        shortfalls,
+    })
+}
+
+/// The list under the tag now, verified under `options.trust` and checked
 /// against `floor` (expiry aside: an expired list is exactly what a refresh
 /// renews). `None`: no list yet, which the floor must allow.
 async fn current(store: &Store, options: &UpdateOptions<'_>, floor: &Floor<'_>) -> Result<Current> {
@@ -403,20 +462,22 @@ async fn current(store: &Store, options: &UpdateOptions<'_>, floor: &Floor<'_>) 
         return Ok(Current::default());
     };
     let fetched = fetch(store, &head.digest).await?;
-    let trusted = crate::document::configured_role(Role::Graph, options.trust_keys);
     let mut unverified = None;
-    if trusted.is_some() && fetched.signed_as(trusted.as_ref(), None).is_none() {
-        let refusal = fetched.refusal(&[trusted.as_ref()]);
-        if !options.accept_unverified_current {
-            return Err(refusal.into());
+    if let Some(root) = options.trust {
+        let (graph, halt) = roles_of(root);
+        if fetched.signed_as(graph.as_ref(), halt.as_ref()).is_none() {
+            let refusal = fetched.refusal(&[graph.as_ref(), halt.as_ref()]);
+            if !options.accept_unverified_current {
+                return Err(refusal.into());
+            }
+            unverified = Some(UnverifiedCurrent {
+                source_name: fetched.source_name.clone(),
+                manifest_digest: head.digest.clone(),
+                sequence: fetched.list.sequence,
+                signatures: fetched.signatures.clone(),
+                refusal: refusal.to_string(),
+            });
         }
-        unverified = Some(UnverifiedCurrent {
-            source_name: fetched.source_name.clone(),
-            manifest_digest: head.digest.clone(),
-            sequence: fetched.list.sequence,
-            signatures: fetched.signatures.clone(),
-            refusal: refusal.to_string(),
-        });
     }
     if fetched.list.stream != options.stream {
         return Err(HaltStoreError::List {
@@ -476,7 +537,8 @@ pub async fn add(
 }
 
 /// Add a halt of `version` (with `digests`) to the stream's list and publish
-/// it, unless an entry in effect already halts that version. The list under
+/// it, unless an entry in effect already halts that version (and the list is
+/// unexpired and vouched for: one taken unverified is always signed again). The list under
 /// the tag must pass `floor` ([`HaltStoreError::Missing`] or `halts_replayed`
 /// otherwise). A race with another writer is retried on top of what it
 /// published.
@@ -524,6 +586,7 @@ async fn publish_next(
     floor: &Floor<'_>,
     step: impl Fn(Option<&HaltList>, Timestamp) -> Step,
 ) -> Result<PublishedHaltList> {
+    check_signers(options)?;
     let mut attempt = 0;
     loop {
         let Current {
@@ -533,6 +596,9 @@ async fn publish_next(
         } = current(store, options, floor).await?;
         let now = Timestamp::now();
         let entry = match step(previous.as_ref(), now) {
+            // A list no trusted key signs is never left as it is: hosts
+            // refuse it, so its successor is signed even with nothing new.
+            Step::Unchanged if unverified.is_some() => None,
             Step::Unchanged => match previous {
                 Some(list) => {
                     return Ok(PublishedHaltList {
@@ -561,8 +627,12 @@ async fn publish_next(
         })?;
         // The list names the root its signers sign under, when one is given.
         let mut next = next;
-        if options.publish.root_version > 0 {
-            next.root_version = options.publish.root_version;
+        let root_version = options
+            .trust
+            .map_or(0, TrustedRoot::version)
+            .max(options.publish.root_version);
+        if root_version > 0 {
+            next.root_version = root_version;
         }
         match publish(store, &next, before, &options.publish).await {
             Ok(manifest_digest) => {

@@ -802,6 +802,10 @@ async fn settle_halts(
                     });
                 }
                 let identity = store_identity(&store, &document.repository);
+                // A first list: nothing is built on, but the writer's keys
+                // and those it trusts judge a list that appears meanwhile.
+                let trust =
+                    crate::trust::TrustedRoot::from_config(&graph_keys, publication.halt_keys);
                 let update = UpdateOptions {
                     publish: doc::PublishOptions {
                         tag: &tag,
@@ -811,7 +815,7 @@ async fn settle_halts(
                         settle: Duration::from_millis(500),
                         expected: Some(None),
                     },
-                    trust_keys: &graph_keys,
+                    trust: trust.as_ref(),
                     stream: options.stream,
                     lifetime: crate::halts::DEFAULT_LIFETIME,
                     cleared: &[],

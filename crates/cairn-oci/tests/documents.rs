@@ -402,10 +402,15 @@ mod halt_lists {
     const DIGEST: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
     const OTHER: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
 
+    /// Version 0 from `keys` (graph, any one), as a writer with no root uses.
+    fn configured(keys: &[VerifyingKey]) -> Option<cairn_oci::trust::TrustedRoot> {
+        cairn_oci::trust::TrustedRoot::from_config(keys, &[])
+    }
+
     fn update_options<'a>(
         identity: &'a str,
         key: &'a SigningKey,
-        trust_keys: &'a [VerifyingKey],
+        trust: &'a Option<cairn_oci::trust::TrustedRoot>,
     ) -> UpdateOptions<'a> {
         UpdateOptions {
             publish: document::PublishOptions {
@@ -416,7 +421,7 @@ mod halt_lists {
                 settle: SETTLE,
                 expected: None,
             },
-            trust_keys,
+            trust: trust.as_ref(),
             stream: "stable",
             lifetime: halts::DEFAULT_LIFETIME,
             cleared: &[],
@@ -453,7 +458,7 @@ mod halt_lists {
         let stranger = SigningKey::generate();
         let graph_keys = [graph.verifying_key()];
         let halt_keys = [halt.verifying_key()];
-        let both = [graph.verifying_key(), halt.verifying_key()];
+        let both = configured(&[graph.verifying_key(), halt.verifying_key()]);
 
         // The release team starts an empty list; the guard adds to it.
         let first = halts::refresh(&store, &update_options(&identity, &graph, &both))
@@ -551,7 +556,7 @@ mod halt_lists {
             assert_eq!(verdict, expected);
         }
         // A list signed by a stranger, and one older than held, are refused.
-        let strangers = halts::refresh(&store, &update_options(&identity, &stranger, &[]))
+        let strangers = halts::refresh(&store, &update_options(&identity, &stranger, &None))
             .await
             .expect("stranger publishes (it can push)");
         let fetched = halts::fetch(&store, HALT_TAG).await.expect("fetch");
@@ -601,7 +606,7 @@ mod halt_lists {
         let keys = [halt.verifying_key()];
         halts::add(
             &store,
-            &update_options(&identity, &halt, &keys),
+            &update_options(&identity, &halt, &configured(&keys)),
             "1.2",
             vec![DIGEST.into()],
             "bad",
@@ -655,7 +660,7 @@ mod halt_lists {
         let identity = store.describe();
         let graph = SigningKey::generate();
         let halt = SigningKey::generate();
-        let both = [graph.verifying_key(), halt.verifying_key()];
+        let both = configured(&[graph.verifying_key(), halt.verifying_key()]);
         let by_graph = update_options(&identity, &graph, &both);
         let by_halt = update_options(&identity, &halt, &both);
 
@@ -1012,7 +1017,7 @@ mod several_signatures {
         let store = registry.store("acme/halt-role");
         let identity = store.describe();
         let halt_keys = [halt.clone()];
-        let trusted = [halt.verifying_key()];
+        let trusted = TrustedRoot::from_config(&[halt.verifying_key()], &[]);
         let options = UpdateOptions {
             publish: document::PublishOptions {
                 tag: "cairn-halts-stable",
@@ -1022,7 +1027,7 @@ mod several_signatures {
                 settle: SETTLE,
                 expected: None,
             },
-            trust_keys: &trusted,
+            trust: trusted.as_ref(),
             stream: "stable",
             lifetime: halts::DEFAULT_LIFETIME,
             cleared: &[],

@@ -14,7 +14,7 @@ use crate::source::{Refresh, SourceError, SourceState, refresh};
 use crate::state::{AppState, Health};
 use cairn_oci::RegistryClient;
 use cairn_oci::document::configured_role;
-use cairn_oci::trust::{Role, RoleKeys};
+use cairn_oci::trust::{Role, RoleKeys, TrustedRoot};
 use std::time::Duration;
 
 /// One stream's source, with what it remembers between refreshes.
@@ -76,30 +76,24 @@ impl StreamSource {
         }
     }
 
-    /// What the guard trusts the list it builds on with, and the root
-    /// version it signs under: under a root of version 1 or more, its graph
-    /// and halt keys (never a key it dropped, the guard's own included);
-    /// else the configured document keys, halt keys and the guard's key.
-    fn guard_trust(&self, app: &AppState) -> (Vec<cairn_oci::signing::VerifyingKey>, u64) {
-        match self.state.root().filter(|root| root.version() > 0) {
-            Some(root) => {
-                let mut keys: Vec<_> = root.role(Role::Graph).keys().cloned().collect();
-                keys.extend(root.role(Role::Halt).keys().cloned());
-                (keys, root.version())
-            }
-            None => {
-                let halts = &app.shared.halts;
-                let mut keys = self.graph_keys.clone();
-                keys.extend(halts.halt_keys.iter().cloned());
-                keys.extend(
-                    halts
-                        .guard
-                        .as_ref()
-                        .map(|g| g.config.halt_key.verifying_key()),
-                );
-                (keys, 0)
-            }
+    /// The root that judges the list the guard builds on, with its roles'
+    /// thresholds, and whose version it signs under: the stream's root of
+    /// version 1 or more (never a key it dropped, the guard's own included);
+    /// else version 0 from the configured document keys and the guard's key
+    /// (graph) and the halt keys (halt).
+    fn guard_trust(&self, app: &AppState) -> Option<TrustedRoot> {
+        if let Some(root) = self.state.root().filter(|root| root.version() > 0) {
+            return Some(root.clone());
         }
+        let halts = &app.shared.halts;
+        let mut graph = self.graph_keys.clone();
+        graph.extend(
+            halts
+                .guard
+                .as_ref()
+                .map(|g| g.config.halt_key.verifying_key()),
+        );
+        TrustedRoot::from_config(&graph, &halts.halt_keys)
     }
 
     /// Read the served document's halt list. A failure becomes the
@@ -128,7 +122,7 @@ impl StreamSource {
             &self.stream,
             settings,
             cleared,
-            &guard_trust,
+            guard_trust.as_ref(),
             &trust,
             &self.client,
             now,
@@ -232,7 +226,7 @@ impl StreamSource {
                             &self.stream,
                             Some(settings),
                             cleared,
-                            &self.guard_trust(app),
+                            self.guard_trust(app).as_ref(),
                         );
                     }
                     if let Some(served) = app.install(&self.stream, snapshot) {

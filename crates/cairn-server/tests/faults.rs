@@ -621,4 +621,177 @@ mod roots {
         assert_eq!(ready["ready"], true, "{ready}");
         assert_eq!(ready["streams"]["stable"]["root_version"], 4, "{ready}");
     }
+
+    /// Root `version` with a halt role of its own: `root` keys (2 must
+    /// sign), `graph` and `halt` (1 must).
+    fn root_with_halt(
+        version: u64,
+        root: &[&SigningKey],
+        graph: &[&SigningKey],
+        halt: &[&SigningKey],
+        by: &[&SigningKey],
+    ) -> SignedRoot {
+        let public =
+            |keys: &[&SigningKey]| keys.iter().map(|k| k.verifying_key()).collect::<Vec<_>>();
+        let (root, graph, halt) = (public(root), public(graph), public(halt));
+        let expires = Timestamp::now() + SignedDuration::from_hours(24 * 365);
+        let content =
+            build_root(version, expires, [(&root, 2), (&graph, 1), (&halt, 1)]).expect("root");
+        let by: Vec<SigningKey> = by.iter().map(|k| (*k).clone()).collect();
+        SignedRoot::sign(&content, &by).expect("signs")
+    }
+
+    /// Options to write `acme/os`'s halt list with `key`.
+    fn update<'a>(
+        key: &'a SigningKey,
+        trust: Option<&'a cairn_oci::trust::TrustedRoot>,
+        accept_unverified_current: bool,
+    ) -> cairn_oci::halts::UpdateOptions<'a> {
+        cairn_oci::halts::UpdateOptions {
+            publish: cairn_oci::document::PublishOptions {
+                tag: "cairn-halts-stable",
+                identity: "acme/os",
+                keys: std::slice::from_ref(key),
+                root_version: 0,
+                settle: Duration::ZERO,
+                expected: None,
+            },
+            trust,
+            stream: "stable",
+            lifetime: cairn_oci::halts::DEFAULT_LIFETIME,
+            cleared: &[],
+            accept_unverified_current,
+        }
+    }
+
+    /// How many edges `/v1/graph` offers.
+    async fn edge_count(state: &AppState) -> usize {
+        let (status, body) = get(state, GRAPH).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let graph: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        graph["edges"].as_array().expect("edges").len()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_halt_list_signed_only_by_a_key_the_next_root_drops_is_no_longer_held() {
+        let mut setup = Setup::new().await;
+        let keys: Vec<SigningKey> = (0..5).map(|_| SigningKey::generate()).collect();
+        let [a, b, g, leaked, fresh] = [0, 1, 2, 3, 4].map(|i| &keys[i]);
+        let location = format!("{}/acme/os:cairn-halts-stable", setup.registry.host);
+        setup.document.halts = Some(cairn_graph::document::HaltSettings {
+            location: location.clone(),
+            min_sequence: 0,
+            cleared: Vec::new(),
+        });
+        let one = root_with_halt(1, &[a, b], &[g], &[leaked], &[a, b]);
+        setup.publish_roots(std::slice::from_ref(&one)).await;
+        setup.publish(g).await;
+        let first = cairn_oci::halts::refresh(&setup.store, &update(leaked, None, false))
+            .await
+            .expect("the halt key's list");
+        let mut source = setup.source(&[], Some(one.clone()));
+        assert!(source.refresh_once(&setup.state).await.expect("served"));
+        let (status, body) = get(&setup.state, "/v2/halts/stable").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let edges = edge_count(&setup.state).await;
+        assert!(edges > 0, "the example document has edges");
+
+        // Root 2 drops the halt key (it leaked): the tag does not move, yet
+        // the list it alone signed is no longer held, and no edge is offered.
+        let two = root_with_halt(2, &[a, b], &[g], &[fresh], &[a, b]);
+        setup.publish_roots(std::slice::from_ref(&two)).await;
+        let _ = source.refresh_once(&setup.state).await;
+        let ready = setup.readyz().await;
+        assert_eq!(ready["streams"]["stable"]["root_version"], 2, "{ready}");
+        assert_eq!(
+            ready["streams"]["stable"]["source_error"]["kind"], "halts_bad_signature",
+            "{ready}"
+        );
+        let message = ready["streams"]["stable"]["source_error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            message.contains("trust root version 2 does not vouch for it"),
+            "{message}"
+        );
+        let (status, body) = get(&setup.state, "/v2/halts/stable").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        assert!(body.contains("halts_bad_signature"), "{body}");
+        assert_eq!(edge_count(&setup.state).await, 0);
+
+        // The new halt key cannot build on the leaked key's list unless told
+        // to; then its list is held and the edges come back.
+        let two_trusted = cairn_oci::trust::TrustedRoot::pin(two).expect("root 2");
+        let error =
+            cairn_oci::halts::refresh(&setup.store, &update(fresh, Some(&two_trusted), false))
+                .await
+                .expect_err("the leaked key's list is not built on");
+        assert_eq!(error.kind(), "halts_bad_signature", "{error}");
+        let renewed =
+            cairn_oci::halts::refresh(&setup.store, &update(fresh, Some(&two_trusted), true))
+                .await
+                .expect("built on as asked");
+        let base = renewed.built_on_unverified.expect("reported as unverified");
+        assert_eq!(base.sequence, first.list.sequence);
+        assert_eq!(renewed.list.root_version, 2);
+        let _ = source.refresh_once(&setup.state).await;
+        let (status, body) = get(&setup.state, "/v2/halts/stable").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(edge_count(&setup.state).await, edges);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_chain_longer_than_one_walk_withdraws_the_stream_until_walked_to_its_end() {
+        let setup = Setup::new().await;
+        let keys: Vec<SigningKey> = (0..3).map(|_| SigningKey::generate()).collect();
+        let [a, b, g] = [0, 1, 2].map(|i| &keys[i]);
+        let one = root(1, &[a, b], &[g], &[a, b]);
+        setup.publish_roots(std::slice::from_ref(&one)).await;
+        setup.publish(g).await;
+        let mut source = setup.source(&[], Some(one.clone()));
+        assert!(source.refresh_once(&setup.state).await.expect("served"));
+        assert_eq!(get(&setup.state, GRAPH).await.0, StatusCode::OK);
+
+        // One version more than a walk takes: 2 ..= MAX_ROOT_WALK + 2.
+        let last = cairn_oci::trust::MAX_ROOT_WALK + 2;
+        let chain: Vec<SignedRoot> = (2..=last)
+            .map(|v| root(v, &[a, b], &[g], &[a, b]))
+            .collect();
+        setup.publish_roots(&chain).await;
+        let error = source
+            .refresh_once(&setup.state)
+            .await
+            .expect_err("not walked to the end");
+        assert_eq!(error.kind, "root_behind", "{}", error.message);
+        let reached = 1 + cairn_oci::trust::MAX_ROOT_WALK;
+        assert!(
+            error.message.contains(&format!(
+                "walked {} trust root versions, the most in one check, to version {reached}; newer ones remain",
+                cairn_oci::trust::MAX_ROOT_WALK
+            )) && error.message.contains("no longer serving the graph"),
+            "{}",
+            error.message
+        );
+        assert_eq!(
+            get(&setup.state, GRAPH).await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let ready = setup.readyz().await;
+        assert_eq!(ready["ready"], false, "{ready}");
+        assert_eq!(
+            ready["streams"]["stable"]["source_error"]["kind"], "root_behind",
+            "{ready}"
+        );
+        assert_eq!(
+            ready["streams"]["stable"]["root_version"], reached,
+            "{ready}"
+        );
+
+        // The next check walks on to the end and serves the graph again.
+        assert!(source.refresh_once(&setup.state).await.expect("walked on"));
+        assert_eq!(get(&setup.state, GRAPH).await.0, StatusCode::OK);
+        let ready = setup.readyz().await;
+        assert_eq!(ready["streams"]["stable"]["root_version"], last, "{ready}");
+    }
 }

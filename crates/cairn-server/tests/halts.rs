@@ -108,7 +108,7 @@ impl Lists {
     /// Publish the next list, adding a halt of `version` (or none).
     async fn publish(&self, version: Option<u8>) -> HaltList {
         let (store, identity) = self.options();
-        let trust = [self.key.verifying_key()];
+        let trust = cairn_oci::trust::TrustedRoot::from_config(&[self.key.verifying_key()], &[]);
         let options = UpdateOptions {
             publish: PublishOptions {
                 tag: TAG,
@@ -118,7 +118,7 @@ impl Lists {
                 settle: Duration::ZERO,
                 expected: None,
             },
-            trust_keys: &trust,
+            trust: trust.as_ref(),
             stream: "stable",
             lifetime: SignedDuration::from_hours(48),
             cleared: &[],
@@ -1147,4 +1147,168 @@ async fn the_dashboard_halts_a_release_only_with_a_halt_session_and_its_csrf_tok
         "/streams/stable?notice=already_halted"
     );
     assert_eq!(entries().await.len(), 1);
+}
+
+/// The guard after a key rotation: the stream's trust root judges the list
+/// it builds on and names the version it signs under, and a root that no
+/// longer names its halt key stops it signing at all.
+mod rotation {
+    use super::*;
+    use cairn_oci::trust::{Role, SignedRoot, TrustedRoot, build_root};
+
+    /// Root `version`: `root` keys (2 must sign), `graph` and `halt` (1 must).
+    fn root(
+        version: u64,
+        root: &[&SigningKey],
+        graph: &[&SigningKey],
+        halt: &[&SigningKey],
+        by: &[&SigningKey],
+    ) -> SignedRoot {
+        let public =
+            |keys: &[&SigningKey]| keys.iter().map(|k| k.verifying_key()).collect::<Vec<_>>();
+        let (root, graph, halt) = (public(root), public(graph), public(halt));
+        let expires = Timestamp::now() + SignedDuration::from_hours(24 * 365);
+        let content =
+            build_root(version, expires, [(&root, 2), (&graph, 1), (&halt, 1)]).expect("root");
+        let by: Vec<SigningKey> = by.iter().map(|k| (*k).clone()).collect();
+        SignedRoot::sign(&content, &by).expect("signs")
+    }
+
+    /// A server with the guard, following a document in `acme/os` signed by
+    /// `graph` and pinned at `first`, with halts in `lists`.
+    async fn server(lists: &Lists, first: &SignedRoot, graph: &SigningKey) -> Server {
+        let dir = lists.dir.path();
+        std::fs::write(dir.join("root1.json"), &first.envelope).expect("root file");
+        let store = lists.registry.store("acme/os");
+        cairn_oci::roots::publish_root(&store, first)
+            .await
+            .expect("root 1");
+        let identity = format!("{}/acme/os", lists.registry.host);
+        cairn_oci::document::publish(
+            &store,
+            graph_document(&lists.location(), 0),
+            &PublishOptions {
+                tag: "cairn-graph-stable",
+                identity: &identity,
+                keys: std::slice::from_ref(graph),
+                root_version: 1,
+                settle: Duration::ZERO,
+                expected: None,
+            },
+        )
+        .await
+        .expect("document");
+        let (url, _) = webhook().await;
+        let insecure = lists.registry.client_options().insecure_registries;
+        let text = format!(
+            "insecure_registries = {insecure:?}\n[[stream]]\nname = \"stable\"\n\
+             document = {{ location = \"{identity}:cairn-graph-stable\", root = \"root1.json\" }}\n\
+             [halts]\nhalt_keys = [\"halt.pub\"]\ndatabase = \"halts.sqlite\"\n{}",
+            guard_config(dir, &url)
+        );
+        let config = Config::from_toml(&text, &dir.join("server.toml")).expect("config");
+        let names = || config.streams.iter().map(|s| s.name.clone());
+        let halts = cairn_server::open_halts(&config, names())
+            .await
+            .expect("halts store");
+        let reports =
+            cairn_server::open_reports(config.reports.as_ref().expect("reports"), names())
+                .await
+                .expect("reports store");
+        let now = Arc::new(Mutex::new(Timestamp::now()));
+        let reading = Arc::clone(&now);
+        let state = AppState::with(
+            names(),
+            Arc::new(move || *reading.lock().expect("clock")),
+            30,
+            Services {
+                halts: Some(Arc::new(halts)),
+                reports: Some(reports),
+                tokens: config.tokens.clone(),
+                ..Services::default()
+            },
+        );
+        let source = StreamSource::new(
+            &config.streams[0],
+            lists.registry.client(),
+            Duration::from_secs(10),
+        );
+        let mut server = Server { state, source, now };
+        server.refresh().await;
+        server
+    }
+
+    async fn halt(server: &Server, version: &str) -> Result<bool, cairn_server::halts::HaltsError> {
+        cairn_server::halts::guard::add_halt(
+            &server.state,
+            "stable",
+            version,
+            vec![digest(3)],
+            "halted in a test",
+            TrippedBy::Person { who: "ops".into() },
+        )
+        .await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_guard_signs_under_the_newest_root_and_refuses_once_its_key_is_dropped() {
+        let lists = Lists::start().await;
+        let keys: Vec<SigningKey> = (0..4).map(|_| SigningKey::generate()).collect();
+        let [a, b, graph, other_halt] = [0, 1, 2, 3].map(|i| &keys[i]);
+        let guard = &lists.key;
+        let one = root(1, &[a, b], &[graph], &[guard], &[a, b]);
+        lists.publish(None).await;
+        let mut server = server(&lists, &one, graph).await;
+        assert_eq!(server.source_error().await, Value::Null);
+        assert_eq!(server.edges().await, [edge(1, 2), edge(1, 3), edge(2, 3)]);
+
+        // Root 2 adds a second halt key and keeps the guard's.
+        let two = root(2, &[a, b], &[graph], &[guard, other_halt], &[a, b]);
+        let repository = lists.registry.store("acme/os");
+        cairn_oci::roots::publish_root(&repository, &two)
+            .await
+            .expect("root 2");
+        server.refresh().await;
+        assert_eq!(server.source_error().await, Value::Null);
+        assert!(halt(&server, "44.3").await.expect("the guard halts"));
+        let (store, _) = lists.options();
+        let fetched = cairn_oci::halts::fetch(&store, TAG).await.expect("fetch");
+        assert_eq!(fetched.list.root_version, 2, "{:?}", fetched.list);
+        let under_two = TrustedRoot::pin(two.clone()).expect("root 2");
+        assert_eq!(
+            fetched.signed_as(
+                Some(&under_two.role(Role::Graph)),
+                Some(&under_two.role(Role::Halt))
+            ),
+            Some(cairn_graph::halts::SignedAs::HaltOnly)
+        );
+        assert_eq!(server.edges().await, [edge(1, 2)]);
+
+        // Root 3 drops the guard's key: it signs nothing hosts would refuse.
+        let three = root(3, &[a, b], &[graph], &[other_halt], &[a, b]);
+        cairn_oci::roots::publish_root(&repository, &three)
+            .await
+            .expect("root 3");
+        server.refresh().await;
+        let before = store.resolve(TAG).await.expect("resolve").map(|h| h.digest);
+        let error = halt(&server, "44.2")
+            .await
+            .expect_err("the guard's key is not in root 3");
+        assert_eq!(error.kind, "halts_signers_not_in_root", "{}", error.message);
+        assert!(
+            error.message.contains("trust root version 3")
+                && error
+                    .message
+                    .contains(guard.verifying_key().key_id().short()),
+            "{}",
+            error.message
+        );
+        let after = store.resolve(TAG).await.expect("resolve").map(|h| h.digest);
+        assert_eq!(before, after, "nothing was pushed");
+        let guard_errors = get(&server.state, "/metrics").await.1;
+        assert!(
+            guard_errors.contains("cairn_guard_errors_total{kind=\"publish\"} 1"),
+            "{guard_errors}"
+        );
+    }
 }

@@ -993,12 +993,7 @@ mod dashboard {
         state.install("derived", Snapshot::from_document(&derived(), None));
         // Halt 1.5, as a person did.
         let halts = &state.shared.halts;
-        halts.configure(
-            "stable",
-            Some(&halt_settings()),
-            Vec::new(),
-            &(Vec::new(), 0),
-        );
+        halts.configure("stable", Some(&halt_settings()), Vec::new(), None);
         let list = HaltList {
             format: cairn_graph::halts::FORMAT,
             stream: "stable".into(),
@@ -1384,7 +1379,7 @@ mod dashboard {
         dash.state
             .shared
             .halts
-            .configure("stable", Some(&settings), Vec::new(), &(Vec::new(), 0));
+            .configure("stable", Some(&settings), Vec::new(), None);
         let (_, answer) = json(
             &dash.state,
             "/api/streams/stable/decide?booted=1.2&wariness=0",

@@ -161,7 +161,8 @@ impl Fleet {
         let document = document(&repository, &list, now);
         document.validate().expect("a valid document");
         // The first, empty halt list, then the document.
-        let halt_trust = [halt_key.verifying_key()];
+        let halt_trust =
+            cairn_oci::trust::TrustedRoot::from_config(&[halt_key.verifying_key()], &[]);
         cairn_oci::halts::refresh(
             &registry.store("acme/os-halts"),
             &cairn_oci::halts::UpdateOptions {
@@ -173,7 +174,7 @@ impl Fleet {
                     settle: Duration::ZERO,
                     expected: None,
                 },
-                trust_keys: &halt_trust,
+                trust: halt_trust.as_ref(),
                 stream: "stable",
                 lifetime: SignedDuration::from_hours(48),
                 cleared: &[],

@@ -1353,3 +1353,260 @@ mod emergency_playbook {
         succeeded(&team.publish(&["--roots", dir, "--sign-key", &new, "--sign-key", &third]));
     }
 }
+
+/// `cairn halt add` and `refresh` under a trust root: the walked root's
+/// roles and thresholds judge the list built on and the keys signing the
+/// next; `--accept-unverified-current` builds on a list a dropped key
+/// signed; `halt show` walks the roots beside the document.
+mod halt_writers {
+    use super::*;
+
+    /// A team with root 1 (graph g, halt keys g and `old`), the document
+    /// published with its halt list in `acme/halts` (no roots there), and a
+    /// halt of 44.1 signed by `old` alone.
+    struct Team {
+        keys: Keys,
+        _tmp: tempfile::TempDir,
+        dir: String,
+        registry: TestRegistry,
+        store: Store,
+        document: String,
+        list: String,
+        first: String,
+    }
+
+    impl Team {
+        async fn new() -> Team {
+            let keys = Keys::new(&["a", "b", "g", "old", "new", "second", "stranger"]);
+            let tmp = tempfile::tempdir().expect("tempdir");
+            let halt_key = ["--halt-key".to_string(), keys.public("old")];
+            let (dir, registry, store) =
+                team_with_a_release(&keys, tmp.path(), "g", &halt_key).await;
+            let repository = format!("{}/acme/os", registry.host);
+            let document = format!("{repository}:cairn-graph-stable");
+            let list = format!("{}/acme/halts:cairn-halts-stable", registry.host);
+            let cache = tmp.path().join("cache.json").display().to_string();
+            ok(&[
+                "publish",
+                "--repository",
+                &repository,
+                "--stream",
+                "stable",
+                "--roots",
+                &dir,
+                "--cache",
+                &cache,
+                "--halt-list",
+                &list,
+                "--sign-key",
+                &keys.private("g"),
+                "--insecure-registry",
+                &registry.host,
+            ]);
+            let first = format!("{dir}/1.root.json");
+            let team = Team {
+                keys,
+                _tmp: tmp,
+                dir,
+                registry,
+                store,
+                document,
+                list,
+                first,
+            };
+            let out = team.write(
+                &["add", "44.1", "--reason", "bad boots", "--who", "ops"],
+                &["old"],
+                &[],
+            );
+            assert!(out.status.success(), "{}", stderr(&out));
+            team
+        }
+
+        /// `cairn halt <verb>` on the team's list and document, from root
+        /// 1, signed by `signers`.
+        fn write(&self, verb: &[&str], signers: &[&str], extra: &[&str]) -> Output {
+            let mut args: Vec<String> = verb.iter().map(|s| s.to_string()).collect();
+            args.insert(0, "halt".into());
+            for (flag, value) in [
+                ("--halt-list", self.list.as_str()),
+                ("--document", self.document.as_str()),
+                ("--root", self.first.as_str()),
+                ("--insecure-registry", self.registry.host.as_str()),
+            ] {
+                args.extend([flag.to_string(), value.to_string()]);
+            }
+            for name in signers {
+                args.extend(["--sign-key".to_string(), self.keys.private(name)]);
+            }
+            args.extend(extra.iter().map(|s| s.to_string()));
+            cairn(&args)
+        }
+
+        /// Write the next root (signed by a and b) and push the chain
+        /// beside the document.
+        async fn rotate(&self, change: &[&str]) {
+            let mut args = vec!["root", "rotate", "--dir", self.dir.as_str()];
+            args.extend_from_slice(change);
+            let (a, b) = (self.keys.private("a"), self.keys.private("b"));
+            args.extend(["--sign-key", a.as_str(), "--sign-key", b.as_str()]);
+            ok(&args);
+            for root in roots::read_chain_dir(Path::new(&self.dir)).expect("chain") {
+                roots::publish_root(&self.store, &root)
+                    .await
+                    .expect("root pushed");
+            }
+        }
+
+        /// Root 2: `old` (leaked) leaves the halt role, `new` joins it.
+        async fn drop_the_leaked_halt_key(&self) {
+            let new = format!("halt={}", self.keys.public("new"));
+            let old = format!("halt={}", &self.keys.id("old")[..12]);
+            self.rotate(&["--add-key", &new, "--remove-key", &old])
+                .await;
+        }
+
+        fn show(&self, with_document: bool) -> Output {
+            let mut args = vec![
+                "halt",
+                "show",
+                "--halt-list",
+                self.list.as_str(),
+                "--root",
+                self.first.as_str(),
+                "--insecure-registry",
+                self.registry.host.as_str(),
+            ];
+            if with_document {
+                args.extend(["--document", self.document.as_str()]);
+            }
+            cairn(&args)
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_list_a_dropped_key_signed_is_built_on_only_when_accepted_unverified() {
+        let team = Team::new().await;
+        team.drop_the_leaked_halt_key().await;
+        let before =
+            cairn_oci::halts::fetch(&team.registry.store("acme/halts"), "cairn-halts-stable")
+                .await
+                .expect("list")
+                .list;
+
+        // The leaked key alone signed the list under the tag: root 2's roles
+        // do not vouch for it, so the new halt key does not build on it.
+        let out = team.write(&["refresh"], &["new"], &[]);
+        assert!(!out.status.success(), "built on the leaked key's list");
+        assert!(
+            stderr(&out).contains("halts_bad_signature") && stderr(&out).contains("root version 2"),
+            "{}",
+            stderr(&out)
+        );
+
+        let out = team.write(&["refresh"], &["new"], &["--accept-unverified-current"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let warning = stderr(&out);
+        assert!(
+            warning.contains("--accept-unverified-current")
+                && warning.contains(&team.list)
+                && warning.contains(&format!("signed by key(s) {}", &team.keys.id("old")[..12])),
+            "{warning}"
+        );
+        let after =
+            cairn_oci::halts::fetch(&team.registry.store("acme/halts"), "cairn-halts-stable")
+                .await
+                .expect("list")
+                .list;
+        assert_eq!(after.root_version, 2);
+        assert!(after.sequence > before.sequence);
+        assert_eq!(after.entries, before.entries, "the halts are kept");
+
+        // Shown under the roots beside the document: root 2's halt key.
+        let out = team.show(true);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let shown = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            shown.contains("verified, signed by a halt key (may only add halts)")
+                && shown.contains("44.1"),
+            "{shown}"
+        );
+        // The list's own repository holds no root: --document is asked for.
+        let out = team.show(false);
+        assert!(!out.status.success(), "judged by the root file alone");
+        assert!(
+            stderr(&out).contains("holds no trust root (cairn-root-1)")
+                && stderr(&out).contains("--document"),
+            "{}",
+            stderr(&out)
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn keys_that_meet_no_role_of_the_root_sign_nothing() {
+        let team = Team::new().await;
+        let (store, tag) = (team.registry.store("acme/halts"), "cairn-halts-stable");
+        let head = || async { store.resolve(tag).await.expect("resolve").map(|h| h.digest) };
+        let before = head().await;
+
+        // A key the root names in no role.
+        let out = team.write(&["refresh"], &["stranger"], &[]);
+        assert!(!out.status.success(), "signed with a stranger's key");
+        let error = stderr(&out);
+        assert!(
+            error.contains("halts_signers_not_in_root")
+                && error.contains("trust root version 1")
+                && error.contains(&team.keys.id("stranger")[..12]),
+            "{error}"
+        );
+
+        // Root 2 asks two halt keys; one alone is short, even though the
+        // list under the tag is built on unverified.
+        let second = format!("halt={}", team.keys.public("second"));
+        team.rotate(&["--add-key", &second, "--halt-threshold", "2"])
+            .await;
+        let out = team.write(&["refresh"], &["old"], &["--accept-unverified-current"]);
+        assert!(!out.status.success(), "one halt key of two signed");
+        let error = stderr(&out);
+        assert!(
+            error.contains("halts_signers_not_in_root")
+                && error.contains("trust root version 2")
+                && error.contains("1 of the halt role's keys, 2 must"),
+            "{error}"
+        );
+        assert_eq!(head().await, before, "nothing was pushed");
+
+        // Two halt keys meet the threshold; the list the old key alone
+        // signed no longer does, so it is built on only when accepted.
+        let out = team.write(&["refresh"], &["old", "second"], &[]);
+        assert!(
+            !out.status.success(),
+            "built on a list short of the threshold"
+        );
+        assert!(
+            stderr(&out).contains("halts_bad_signature"),
+            "{}",
+            stderr(&out)
+        );
+        // Adding a halt the list already holds still signs it again, so
+        // that hosts hold a list the root vouches for.
+        let out = team.write(
+            &["add", "44.1", "--who", "ops"],
+            &["old", "second"],
+            &["--accept-unverified-current"],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            said.contains("already halted") && said.contains("published the list again"),
+            "{said}"
+        );
+        let shown = team.show(true);
+        assert!(shown.status.success(), "{}", stderr(&shown));
+        assert!(
+            String::from_utf8_lossy(&shown.stdout).contains("signed by a halt key"),
+            "{}",
+            String::from_utf8_lossy(&shown.stdout)
+        );
+    }
+}

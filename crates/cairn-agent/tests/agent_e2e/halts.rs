@@ -80,10 +80,10 @@ impl Halting {
     /// Halt `version` as the guard does: `add`, signed with the halt key.
     pub(super) async fn halt(&self, version: &str, digest: &str) -> HaltList {
         let repository = self.list_repository();
-        let trust = [
-            self.graph_key.verifying_key(),
-            self.halt_key.verifying_key(),
-        ];
+        let trust = cairn_oci::trust::TrustedRoot::from_config(
+            &[self.graph_key.verifying_key()],
+            &[self.halt_key.verifying_key()],
+        );
         let options = cairn_oci::halts::UpdateOptions {
             publish: PublishOptions {
                 tag: LIST_TAG,
@@ -93,7 +93,7 @@ impl Halting {
                 settle: Duration::ZERO,
                 expected: None,
             },
-            trust_keys: &trust,
+            trust: trust.as_ref(),
             stream: "stable",
             lifetime: cairn_oci::halts::DEFAULT_LIFETIME,
             cleared: &[],

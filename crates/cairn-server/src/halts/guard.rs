@@ -434,15 +434,14 @@ struct Target {
     location: Location,
     tag: String,
     identity: String,
-    trust: Vec<cairn_oci::signing::VerifyingKey>,
+    /// The root judging the list built on; its version is signed under.
+    trust: Option<cairn_oci::trust::TrustedRoot>,
     cleared: Vec<String>,
     /// The document's `halts.min_sequence`: the list under the tag must be
     /// at least this new, or the guard would sign a replayed or re-created list.
     min_sequence: u64,
     /// The newest list this server holds: the same check, and its entries kept.
     held: Option<std::sync::Arc<super::HeldList>>,
-    /// The trust root version the list is signed under.
-    root_version: u64,
 }
 
 impl Target {
@@ -472,7 +471,7 @@ fn target(app: &AppState, guard: &Guard, stream: &str) -> Result<Target, HaltsEr
     };
     // What the stream's trust root (or, before one, the configuration)
     // vouches for: decided where the root is held, not added to here.
-    let trust = view.graph_keys.clone();
+    let trust = view.guard_trust.clone();
     Ok(Target {
         store: Store::registry(guard.client.clone(), reference.repository.clone()),
         tag: reference
@@ -485,7 +484,6 @@ fn target(app: &AppState, guard: &Guard, stream: &str) -> Result<Target, HaltsEr
         min_sequence: settings.min_sequence,
         held: view.held.clone(),
         cleared: view.cleared,
-        root_version: view.root_version,
     })
 }
 
@@ -519,11 +517,16 @@ fn update_options<'a>(guard: &'a Guard, target: &'a Target, stream: &'a str) -> 
             tag: &target.tag,
             identity: &target.identity,
             keys: std::slice::from_ref(&guard.config.halt_key),
-            root_version: target.root_version,
+            root_version: target
+                .trust
+                .as_ref()
+                .map_or(0, cairn_oci::trust::TrustedRoot::version),
             settle: Duration::from_millis(200),
             expected: None,
         },
-        trust_keys: &target.trust,
+        // Under a root of version 1 or more, a halt key the root does not
+        // name is refused before anything is pushed (`halts_signers_not_in_root`).
+        trust: target.trust.as_ref(),
         stream,
         lifetime: guard.config.lifetime,
         cleared: &target.cleared,

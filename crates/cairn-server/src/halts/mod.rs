@@ -18,7 +18,7 @@ use cairn_graph::document::HaltSettings;
 use cairn_graph::halts::{HaltList, SignedAs};
 use cairn_oci::halts::{FetchedHaltList, HaltStoreError, HaltTrust};
 use cairn_oci::signing::VerifyingKey;
-use cairn_oci::trust::RoleKeys;
+use cairn_oci::trust::{RoleKeys, TrustedRoot};
 use cairn_oci::{Location, RegistryClient, Store};
 use jiff::Timestamp;
 use std::collections::{BTreeMap, BTreeSet};
@@ -60,12 +60,11 @@ pub struct HaltView {
     pub halted: Arc<BTreeSet<String>>,
     /// The document's halt settings, while halts are on.
     pub settings: Option<HaltSettings>,
-    /// The keys the guard trusts the list it builds on with: the stream's
-    /// trust root's graph and halt keys, or before a root the configured
-    /// document and halt keys and the guard's own.
-    pub graph_keys: Vec<VerifyingKey>,
-    /// The trust root version the guard signs under (0: none).
-    pub root_version: u64,
+    /// The root whose graph and halt roles (and thresholds) judge the list
+    /// the guard builds on, and whose version it signs under: the stream's
+    /// trust root, or before a root version 0 from the configured document
+    /// and halt keys and the guard's own.
+    pub guard_trust: Option<TrustedRoot>,
 }
 
 impl HaltView {
@@ -272,7 +271,7 @@ impl Halts {
         stream: &str,
         settings: Option<&HaltSettings>,
         cleared: Vec<String>,
-        (graph_keys, root_version): &(Vec<VerifyingKey>, u64),
+        guard_trust: Option<&TrustedRoot>,
     ) {
         self.update(stream, |view| match settings {
             None => {
@@ -284,23 +283,22 @@ impl Halts {
                 view.on = true;
                 view.cleared = cleared;
                 view.settings = Some(settings.clone());
-                view.graph_keys = graph_keys.clone();
-                view.root_version = *root_version;
+                view.guard_trust = guard_trust.cloned();
             }
         });
     }
 
     /// Read `stream`'s list at `settings.location` (or note that halts are
     /// off), verify it with the roles of the stream's trust root against the
-    /// list held, and hold it. `graph_keys` are the document's configured
-    /// keys, which the guard's lists are checked against.
+    /// list held, and hold it. `guard_trust` judges the list the guard
+    /// builds on (see [`HaltView::guard_trust`]).
     #[allow(clippy::too_many_arguments)]
     pub async fn refresh(
         &self,
         stream: &str,
         settings: Option<&HaltSettings>,
         cleared: Vec<String>,
-        guard_trust: &(Vec<VerifyingKey>, u64),
+        guard_trust: Option<&TrustedRoot>,
         roles: &HaltRoles<'_>,
         client: &RegistryClient,
         now: Timestamp,

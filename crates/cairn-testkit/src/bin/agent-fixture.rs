@@ -63,7 +63,7 @@ async fn halts_on(registry: &TestRegistry, repository: &str, key: &str) -> u64 {
         &registry.store("acme/halts"),
         &cairn_oci::halts::UpdateOptions {
             publish: publish_options(&tag, &halts_repository, &key),
-            trust_keys: &[key.verifying_key()],
+            trust: cairn_oci::trust::TrustedRoot::from_config(&[key.verifying_key()], &[]).as_ref(),
             stream: "stable",
             lifetime: cairn_oci::halts::DEFAULT_LIFETIME,
             cleared: &[],

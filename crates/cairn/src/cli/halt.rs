@@ -51,7 +51,9 @@ struct SignerArgs {
     )]
     keys: Vec<PathBuf>,
     /// Another public key (PEM) the current list may be signed with, such as
-    /// the graph key when signing with a halt key (repeatable).
+    /// the graph key when signing with a halt key (repeatable). Only without
+    /// a trust root: under a root (--root, or one beside the document) the
+    /// root's graph and halt roles and their thresholds judge the list.
     #[arg(long = "trust-key", value_name = "PEM")]
     trust_keys: Vec<PathBuf>,
     /// How long the published list stays valid (s, m, h, d or w).
@@ -134,9 +136,15 @@ pub struct ShowArgs {
     #[arg(long = "halt-key", value_name = "PEM")]
     halt_keys: Vec<PathBuf>,
     /// Start from this trust root (a root file) instead of the keys, and walk
-    /// to the newest root beside the list: its graph and halt roles judge it.
+    /// to the newest root beside the document (--document), or beside the
+    /// list when it lives with the document: its graph and halt roles judge it.
     #[arg(long = "root", value_name = "FILE")]
     root: Option<PathBuf>,
+    /// The stream's document (a registry reference or oci:DIR[:TAG]): the
+    /// trust roots are walked where it is, since they live beside it. Only
+    /// its location is used.
+    #[arg(long, value_name = "DOCUMENT")]
+    document: Option<String>,
     /// The time expiry is checked at (Unix seconds or RFC 3339). Default: now.
     #[arg(long)]
     now: Option<String>,
@@ -213,10 +221,10 @@ impl ListArgs {
 }
 
 impl SignerArgs {
+    /// The signing keys, the `--trust-key` keys and the lifetime.
     fn load(&self) -> anyhow::Result<(Vec<SigningKey>, Vec<VerifyingKey>, jiff::SignedDuration)> {
         let keys = args::signing_keys(&self.keys)?;
-        let mut trust = cairn_oci::halts::own_keys(&keys);
-        trust.extend(args::verifying_keys(&self.trust_keys)?);
+        let trust = args::verifying_keys(&self.trust_keys)?;
         let lifetime = args::parse_duration(&self.lifetime).context("--lifetime")?;
         if lifetime <= jiff::SignedDuration::ZERO {
             bail!("--lifetime {} must be longer than nothing", self.lifetime);
@@ -289,14 +297,21 @@ fn add(args: AddArgs) -> anyhow::Result<ExitCode> {
             .filter(|user| !user.trim().is_empty())
             .context("--who: name who halts the release ($USER is not set)")?,
     };
-    let (keys, mut trust, lifetime) = args.signer.load()?;
-    let root_version = root_trust(root.as_ref(), &mut trust);
+    let (keys, trust_keys, lifetime) = args.signer.load()?;
+    let trust = root_trust(root, &args.signer, &keys, &trust_keys, &args.document_keys)?;
     let cleared = document.cleared_halts();
     let (store, tag) =
         cairn_oci::publish::halt_list_store(&location, &client).context("--halt-list")?;
     let identity = identity_of(&location);
-    let mut options = update_options(&tag, &identity, &keys, &trust, &stream, lifetime, &cleared)
-        .with_root_version(root_version);
+    let mut options = update_options(
+        &tag,
+        &identity,
+        &keys,
+        trust.as_ref(),
+        &stream,
+        lifetime,
+        &cleared,
+    );
     options.accept_unverified_current = args.signer.accept_unverified_current;
     let held = args.signer.held()?;
     let floor = Floor {
@@ -317,7 +332,7 @@ fn add(args: AddArgs) -> anyhow::Result<ExitCode> {
     warn_unverified(
         &location,
         &published,
-        &known_keys(args.root.as_deref(), &trust)?,
+        &known_keys(args.root.as_deref(), trust.as_ref(), &trust_keys)?,
     );
     args.signer.keep(&published.list)?;
     let list = &published.list;
@@ -326,6 +341,12 @@ fn add(args: AddArgs) -> anyhow::Result<ExitCode> {
     let text = if published.added {
         format!(
             "halted {} (halt {id}) in {location}: sequence {}, expires {}\n",
+            args.version, list.sequence, list.expires
+        )
+    } else if published.built_on_unverified.is_some() {
+        format!(
+            "{} is already halted (halt {id}) in {location}; published the list again as \
+             sequence {}, expires {}, since no trusted key signed it\n",
             args.version, list.sequence, list.expires
         )
     } else {
@@ -395,16 +416,29 @@ fn load_document(
     Ok((fetched.document, root))
 }
 
-/// What a writer trusts the list it builds on with, beyond its own keys:
-/// the newest root's graph and halt keys; and the root version it signs under.
-fn root_trust(root: Option<&cairn_oci::trust::TrustedRoot>, trust: &mut Vec<VerifyingKey>) -> u64 {
-    let Some(root) = root.filter(|root| root.version() > 0) else {
-        return 0;
-    };
-    for role in [cairn_oci::trust::Role::Graph, cairn_oci::trust::Role::Halt] {
-        trust.extend(root.role(role).keys().cloned());
+/// The root that judges the list a writer builds on: the newest root
+/// (version 1 or more) beside the document, else version 0 from the keys
+/// given (the document's, `--trust-key`'s and the writer's own, any one).
+fn root_trust(
+    root: Option<cairn_oci::trust::TrustedRoot>,
+    signer: &SignerArgs,
+    keys: &[SigningKey],
+    trust_keys: &[VerifyingKey],
+    document_keys: &[PathBuf],
+) -> anyhow::Result<Option<cairn_oci::trust::TrustedRoot>> {
+    if let Some(root) = root.filter(|root| root.version() > 0) {
+        if !signer.trust_keys.is_empty() {
+            eprintln!(
+                "cairn: warning: --trust-key is not used: trust root version {} judges the list built on",
+                root.version()
+            );
+        }
+        return Ok(Some(root));
     }
-    root.version()
+    let mut graph = cairn_oci::halts::own_keys(keys);
+    graph.extend(trust_keys.iter().cloned());
+    graph.extend(args::verifying_keys(document_keys)?);
+    Ok(cairn_oci::trust::TrustedRoot::from_config(&graph, &[]))
 }
 
 /// Every key this writer knows of, to name who signed a list no trusted key
@@ -412,12 +446,14 @@ fn root_trust(root: Option<&cairn_oci::trust::TrustedRoot>, trust: &mut Vec<Veri
 /// (a key removed since is named there).
 fn known_keys(
     root_file: Option<&std::path::Path>,
-    trust: &[VerifyingKey],
+    trust: Option<&cairn_oci::trust::TrustedRoot>,
+    trust_keys: &[VerifyingKey],
 ) -> anyhow::Result<Vec<VerifyingKey>> {
-    let mut known = trust.to_vec();
-    if let Some(start) = args::start_root(root_file, &[], &[])? {
+    let mut known = trust_keys.to_vec();
+    let start = args::start_root(root_file, &[], &[])?;
+    for root in start.iter().chain(trust) {
         for role in cairn_oci::trust::Role::ALL {
-            known.extend(start.role(role).keys().cloned());
+            known.extend(root.role(role).keys().cloned());
         }
     }
     Ok(known)
@@ -467,23 +503,11 @@ fn identity_of(location: &str) -> String {
     }
 }
 
-/// Set the trust root version a list is signed under.
-trait WithRootVersion {
-    fn with_root_version(self, version: u64) -> Self;
-}
-
-impl WithRootVersion for UpdateOptions<'_> {
-    fn with_root_version(mut self, version: u64) -> Self {
-        self.publish.root_version = version;
-        self
-    }
-}
-
 fn update_options<'a>(
     tag: &'a str,
     identity: &'a str,
     keys: &'a [SigningKey],
-    trust: &'a [VerifyingKey],
+    trust: Option<&'a cairn_oci::trust::TrustedRoot>,
     stream: &'a str,
     lifetime: jiff::SignedDuration,
     cleared: &'a [String],
@@ -493,11 +517,11 @@ fn update_options<'a>(
             tag,
             identity,
             keys,
-            root_version: 0,
+            root_version: trust.map_or(0, cairn_oci::trust::TrustedRoot::version),
             settle: Duration::from_millis(500),
             expected: None,
         },
-        trust_keys: trust,
+        trust,
         stream,
         lifetime,
         cleared,
@@ -542,13 +566,20 @@ fn refresh(args: RefreshArgs) -> anyhow::Result<ExitCode> {
             Floor::NONE
         }
     };
-    let (keys, mut trust, lifetime) = args.signer.load()?;
-    let root_version = root_trust(root.as_ref(), &mut trust);
+    let (keys, trust_keys, lifetime) = args.signer.load()?;
+    let trust = root_trust(root, &args.signer, &keys, &trust_keys, &args.document_keys)?;
     let (store, tag) =
         cairn_oci::publish::halt_list_store(&location, &client).context("--halt-list")?;
     let identity = identity_of(&location);
-    let mut options = update_options(&tag, &identity, &keys, &trust, &stream, lifetime, &[])
-        .with_root_version(root_version);
+    let mut options = update_options(
+        &tag,
+        &identity,
+        &keys,
+        trust.as_ref(),
+        &stream,
+        lifetime,
+        &[],
+    );
     options.accept_unverified_current = args.signer.accept_unverified_current;
     let held = args.signer.held()?;
     let floor = Floor {
@@ -561,7 +592,7 @@ fn refresh(args: RefreshArgs) -> anyhow::Result<ExitCode> {
     warn_unverified(
         &location,
         &published,
-        &known_keys(args.root.as_deref(), &trust)?,
+        &known_keys(args.root.as_deref(), trust.as_ref(), &trust_keys)?,
     );
     args.signer.keep(&published.list)?;
     let list = &published.list;
@@ -584,9 +615,18 @@ fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
         .map_err(|e| list_error(&location, e))?;
     let graph_keys = args::verifying_keys(&args.keys)?;
     let halt_keys = args::verifying_keys(&args.halt_keys)?;
-    // The list's repository carries the stream's roots, as the document's does.
+    // The roots live beside the document; a list kept elsewhere has none.
+    let roots_at = match &args.document {
+        Some(text) => Location::parse(text).context("--document")?,
+        None => {
+            if args.root.is_some() {
+                require_roots_beside_list(&parsed, &location, &client)?;
+            }
+            parsed.clone()
+        }
+    };
     let root = args::trusted_root(
-        &parsed,
+        &roots_at,
         &client,
         args.root.as_deref(),
         &graph_keys,
@@ -622,6 +662,37 @@ fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuse `--root` without `--document` when the list's repository holds no
+/// trust root: walking there would judge the list by the root file alone,
+/// whatever rotations the document's repository records since.
+fn require_roots_beside_list(
+    parsed: &Location,
+    location: &str,
+    client: &RegistryClient,
+) -> anyhow::Result<()> {
+    let store = match parsed {
+        Location::Registry(reference) => {
+            cairn_oci::Store::registry(client.clone(), reference.repository.clone())
+        }
+        Location::Layout { path, .. } => cairn_oci::Store::Layout(
+            cairn_oci::layout::Layout::open(path).with_context(|| location.to_string())?,
+        ),
+        // A file or URL carries no chain; the walk says so itself.
+        _ => return Ok(()),
+    };
+    let tag = cairn_oci::roots::root_tag(1);
+    let found = args::runtime()?
+        .block_on(store.resolve(&tag))
+        .with_context(|| format!("{location}: looking for {tag}"))?;
+    if found.is_none() {
+        bail!(
+            "--root: the halt list's repository ({location}) holds no trust root ({tag}); the roots \
+             live beside the stream's document: pass --document with the document's reference"
+        );
+    }
+    Ok(())
 }
 
 /// The list for people: who signed it, its sequence and expiry, each entry.
