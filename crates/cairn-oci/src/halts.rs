@@ -422,7 +422,8 @@ fn check_signers(options: &UpdateOptions<'_>) -> Result<()> {
     let Some(root) = options.trust.filter(|root| root.version() > 0) else {
         return Ok(());
     };
-    let ids: Vec<crate::signing::KeyId> = options
+    // Distinct keys, as hosts count them: one key given twice counts once.
+    let ids: std::collections::BTreeSet<crate::signing::KeyId> = options
         .publish
         .keys
         .iter()

@@ -562,17 +562,12 @@ pub struct Publication<'a> {
     /// Halt keys a halt list may be signed with (the signing key's public
     /// half is trusted as a graph key).
     pub halt_keys: &'a [VerifyingKey],
-    /// Further keys the previous document and halt list may be signed by:
-    /// the newest trust root's graph keys, so that a publish by one graph
-    /// key builds on what another key of the role signed. For the document,
-    /// `previous_role` takes their place when set.
-    pub previous_signers: &'a [VerifyingKey],
-    /// The role the previous document must be signed by, with its
-    /// threshold: under trust roots, the newest root's graph role. When set,
-    /// it replaces the signing keys and `previous_signers` for that check,
-    /// so a signing key the newest root revoked does not vouch for what it
-    /// signed.
-    pub previous_role: Option<&'a RoleKeys>,
+    /// The newest trust root the publish signs under. When set, its graph
+    /// role (with its threshold) alone judges the previous document, and its
+    /// graph and halt roles the halt list, in place of the signing keys: a
+    /// signing key the newest root revoked does not vouch for what it signed. `halt_keys` then only let a list be read
+    /// as one that may only add halts.
+    pub root: Option<&'a crate::trust::TrustedRoot>,
     /// Publish a new, empty first halt list although the previous document
     /// proves one was published there (`halts.min_sequence` > 0) and it is
     /// gone: this lifts every halt it held, so only when meant.
@@ -580,11 +575,10 @@ pub struct Publication<'a> {
 }
 
 impl Publication<'_> {
-    /// The signing keys' public halves, then `previous_signers`.
-    fn own_and_previous_keys(&self) -> Vec<VerifyingKey> {
-        let mut keys = crate::halts::own_keys(self.keys);
-        keys.extend(self.previous_signers.iter().cloned());
-        keys
+    /// The signing keys' public halves: without a root, what they signed
+    /// may be built on.
+    fn own_keys(&self) -> Vec<VerifyingKey> {
+        crate::halts::own_keys(self.keys)
     }
 }
 
@@ -773,7 +767,7 @@ async fn settle_halts(
         location: location.clone(),
         source,
     };
-    let graph_keys = publication.own_and_previous_keys();
+    let graph_keys = publication.own_keys();
     // The floor the list must reach: what the previous document paired with
     // the list at this location. A new location starts from nothing.
     let floor = held
@@ -804,8 +798,12 @@ async fn settle_halts(
                 let identity = store_identity(&store, &document.repository);
                 // A first list: nothing is built on, but the writer's keys
                 // and those it trusts judge a list that appears meanwhile.
-                let trust =
-                    crate::trust::TrustedRoot::from_config(&graph_keys, publication.halt_keys);
+                let trust = match publication.root {
+                    Some(root) => Some(root.clone()),
+                    None => {
+                        crate::trust::TrustedRoot::from_config(&graph_keys, publication.halt_keys)
+                    }
+                };
                 let update = UpdateOptions {
                     publish: doc::PublishOptions {
                         tag: &tag,
@@ -846,18 +844,38 @@ async fn settle_halts(
         // Expiry aside: an expired list must not block the publish (least of
         // all `--refresh`); hosts freeze on it until `cairn halt refresh`.
         let floor = if created { 0 } else { floor };
-        let graph = doc::configured_role(Role::Graph, &graph_keys);
-        let halt = doc::configured_role(Role::Halt, &[publication.halt_keys, &graph_keys].concat());
-        fetched
-            .verify_expiry_aside(&HaltTrust {
-                graph: graph.as_ref(),
-                halt: halt.as_ref(),
+        let (graph, halt, also_halt) = match publication.root {
+            Some(root) => (
+                Some(root.role(Role::Graph)),
+                Some(root.role(Role::Halt)).filter(|role| !role.is_empty()),
+                doc::configured_role(Role::Halt, publication.halt_keys),
+            ),
+            None => (
+                doc::configured_role(Role::Graph, &graph_keys),
+                doc::configured_role(Role::Halt, &[publication.halt_keys, &graph_keys].concat()),
+                None,
+            ),
+        };
+        let judge = |graph: Option<&RoleKeys>, halt: Option<&RoleKeys>| {
+            fetched.verify_expiry_aside(&HaltTrust {
+                graph,
+                halt,
                 stream: options.stream,
                 newest_held: None,
                 min_sequence: floor,
                 now: options.now,
             })
-            .map_err(failed)?;
+        };
+        match (judge(graph.as_ref(), halt.as_ref()), &also_halt) {
+            (Ok(_), _) => {}
+            // Under a root, a `--halt-key` the root does not list (the
+            // leaked key of docs/key-rotation.md's emergency) lets the list
+            // be read, as one that may only add halts.
+            (Err(_), Some(extra)) => {
+                judge(None, Some(extra)).map_err(failed)?;
+            }
+            (Err(error), None) => return Err(failed(error)),
+        }
         if fetched.list.expires < options.now {
             observer.halts_expired(&location, fetched.list.expires);
         }
@@ -912,19 +930,15 @@ fn check_previous(
     publication: &Publication<'_>,
     observer: &dyn Observer,
 ) -> Result<(), PublishError> {
-    let configured;
-    let signers = match publication.previous_role {
-        Some(role) => role,
-        None => match doc::configured_role(Role::Graph, &publication.own_and_previous_keys()) {
-            Some(role) => {
-                configured = role;
-                &configured
-            }
+    let signers = match publication.root {
+        Some(root) => root.role(Role::Graph),
+        None => match doc::configured_role(Role::Graph, &publication.own_keys()) {
+            Some(role) => role,
             None => return Ok(()),
         },
     };
     let policy = doc::TrustPolicy {
-        signers: Some(signers),
+        signers: Some(&signers),
         allow_unsigned: false,
         now: previous.document.issued,
         last_seen: None,
@@ -1057,8 +1071,7 @@ mod tests {
             allow_unknown_releases: false,
             halt_list: HaltListSetting::Keep,
             halt_keys: &[],
-            previous_signers: &[],
-            previous_role: None,
+            root: None,
             recreate_halt_list: false,
         };
         let mut cache = ScanCache::default();

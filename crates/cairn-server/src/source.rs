@@ -73,6 +73,8 @@ pub struct SourceState {
     scan_cache: ScanCache,
     /// The scan's stored base trust root was read into `scan_cache`.
     base_root_loaded: bool,
+    /// The version of the base trust root kept on disk.
+    base_root_saved: Option<u64>,
     trust: RootHold,
 }
 
@@ -743,22 +745,31 @@ async fn refresh_scan(
         // A stored root that cannot be read stops the scan: walking from
         // `base_keys` instead would be going back.
         state.scan_cache.base.root = load_root(path).await?;
+        state.base_root_saved = state
+            .scan_cache
+            .base
+            .root
+            .as_ref()
+            .map(TrustedRoot::version);
         state.base_root_loaded = true;
     }
-    let kept_version = state
-        .scan_cache
-        .base
-        .root
-        .as_ref()
-        .map(TrustedRoot::version);
     let assembled = assemble_scan(scan, stream, state, client, now, &store, policy.as_ref()).await;
     // Kept whether or not the scan then succeeded: the walk's progress is
     // verified on its own, and a long chain is walked over several refreshes.
+    // A failed save is tried again at the next refresh; it never hides what
+    // the scan found.
     if let Some(path) = scan.base_root_state
         && let Some(root) = &state.scan_cache.base.root
-        && Some(root.version()) != kept_version
+        && Some(root.version()) != state.base_root_saved
     {
-        save_root(path, root).await?;
+        match save_root(path, root).await {
+            Ok(()) => state.base_root_saved = Some(root.version()),
+            Err(error) => tracing::error!(
+                stream,
+                error = %error.message,
+                "the base trust root walked to is not kept: a restart walks from the one kept before"
+            ),
+        }
     }
     assembled
 }

@@ -1112,6 +1112,18 @@ mod emergency_playbook {
         let halts = succeeded(&team.run(&["halt", "show", "--halt-list", &list, "--root", &last]));
         assert!(halts.contains("signed by a graph key"), "{halts}");
         let new_key = keys.private("release-2027b");
+        // Under root 2 the leaked key's halt list counts for nothing: read
+        // only with it named as a --halt-key (may only add halts).
+        let out = team.publish(&[
+            "--roots",
+            dir,
+            "--sign-key",
+            &new_key,
+            "--accept-unverified-previous",
+            "--dry-run",
+        ]);
+        assert!(!out.status.success(), "built on the leaked key's list");
+        assert!(stderr(&out).contains("--halt-key"), "{}", stderr(&out));
         let dry = succeeded(&team.publish(&[
             "--roots",
             dir,

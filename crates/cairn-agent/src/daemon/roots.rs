@@ -141,7 +141,7 @@ pub(super) fn start(
                 match stored.accept_next(shipped, &name) {
                     Ok(taken) => {
                         keep(state, &taken);
-                        recheck(state, &stored, &taken);
+                        recheck(state, Some(&stored), &taken);
                         held.root = Some(taken);
                         held.origin = "walked";
                     }
@@ -172,11 +172,13 @@ pub(super) fn start(
             .map_err(|e| GraphUnavailable::new(e.kind(), e.to_string()))?;
         // The host may have run before at version 0: what it holds was
         // trusted under the configured keys, and is checked again under the
-        // pinned root as after any new root. Keys that cannot be read leave
-        // nothing to compare with, so such a host stops until they can.
+        // pinned root as after any new root. With no key to compare with
+        // (none configured, or their files gone with the image that brought
+        // the root), every key counts as removed.
         let holds_trusted = state.last_document.is_some() || !state.halt_lists.is_empty();
-        if holds_trusted && let Some(version_0) = configured(settings)? {
-            recheck(state, &version_0, &pinned);
+        if holds_trusted {
+            let version_0 = configured(settings).ok().flatten();
+            recheck(state, version_0.as_ref(), &pinned);
         }
         keep(state, &pinned);
         return Ok(Held {
@@ -239,7 +241,7 @@ pub(super) async fn walk(
     let walked = cairn_oci::roots::walk_location(location, client, &before, now).await;
     if !walked.adopted.is_empty() {
         keep(state, &walked.root);
-        recheck(state, &before, &walked.root);
+        recheck(state, Some(&before), &walked.root);
         held.origin = "walked";
     }
     if let Some(note) = &walked.note {
@@ -266,16 +268,17 @@ fn refusal(root: &TrustedRoot, location: &Location, error: &WalkError) -> GraphU
 /// root's graph or halt role still signs them; the last document's
 /// sequence is forgotten when the new root removed a graph key (it was
 /// vouched for by keys no longer all trusted).
-fn recheck(state: &mut AgentState, before: &TrustedRoot, after: &TrustedRoot) {
-    let ids = |root: &TrustedRoot, role: Role| -> Vec<String> {
-        root.role(role)
-            .key_ids()
-            .map(|id| id.as_str().to_string())
-            .collect()
-    };
+/// `before` is `None` when what was trusted before is not known: every key
+/// counts as removed.
+fn recheck(state: &mut AgentState, before: Option<&TrustedRoot>, after: &TrustedRoot) {
+    // A role is weakened when it lost a key or now needs more signatures
+    // (a common answer to a leak): what it vouched for may not hold now.
     let removed = |role: Role| {
-        let kept = ids(after, role);
-        ids(before, role).into_iter().any(|id| !kept.contains(&id))
+        let Some(before) = before else {
+            return true;
+        };
+        let (old, new) = (before.role(role), after.role(role));
+        new.threshold() > old.threshold() || old.key_ids().any(|id| !new.contains(id))
     };
     // Whether every key that could have signed a list held still counts.
     let removed_a_list_key = removed(Role::Graph) || removed(Role::Halt);
@@ -438,6 +441,38 @@ mod tests {
             .expect("pins")
     }
 
+    #[test]
+    fn a_raised_threshold_counts_as_a_removal() {
+        let [r, g1, g2] = [(); 3].map(|()| SigningKey::generate());
+        let graph = [g1.verifying_key(), g2.verifying_key()];
+        let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24);
+        let with = |version, threshold| {
+            let content = build_root(
+                version,
+                expires,
+                [
+                    (&[r.verifying_key()], 1),
+                    (&graph, threshold),
+                    (&graph, threshold),
+                ],
+            )
+            .expect("builds");
+            TrustedRoot::pin(SignedRoot::sign(&content, std::slice::from_ref(&r)).expect("signs"))
+                .expect("pins")
+        };
+        let mut state = AgentState {
+            last_document: Some((7, "sha256:aa".into())),
+            ..holding(&g1)
+        };
+        recheck(&mut state, Some(&with(1, 1)), &with(2, 2));
+        assert_eq!(state.last_document, None, "one key no longer vouches");
+        assert!(!state.halt_lists.contains_key("stable"));
+        assert!(
+            !state.halt_lists.contains_key("other"),
+            "g1 alone is below the new threshold"
+        );
+    }
+
     fn list() -> cairn_graph::halts::HaltList {
         cairn_graph::halts::HaltList::successor(
             None,
@@ -461,9 +496,9 @@ mod tests {
             last_document: Some((7, "sha256:aa".into())),
             ..AgentState::default()
         };
-        recheck(&mut state, &one, &two);
+        recheck(&mut state, Some(&one), &two);
         assert_eq!(state.last_document, Some((7, "sha256:aa".into())));
-        recheck(&mut state, &two, &three);
+        recheck(&mut state, Some(&two), &three);
         assert_eq!(state.last_document, None);
     }
 
@@ -497,7 +532,11 @@ mod tests {
         // A list whose kept signature the new root does not vouch for.
         let mut state = holding(&stranger);
         // Root 2 only adds a key.
-        recheck(&mut state, &root(1, &r, &[&g1]), &root(2, &r, &[&g1, &g2]));
+        recheck(
+            &mut state,
+            Some(&root(1, &r, &[&g1])),
+            &root(2, &r, &[&g1, &g2]),
+        );
         assert!(state.halt_lists.contains_key("stable"), "its halts stay");
         assert!(
             !state.halt_list_digests.contains_key("stable"),
@@ -513,7 +552,7 @@ mod tests {
     fn a_list_held_without_kept_signatures_is_dropped_when_the_new_root_removes_a_key() {
         let [r, g1, g2] = [(); 3].map(|()| SigningKey::generate());
         let mut state = holding(&g2);
-        recheck(&mut state, &root(1, &r, &[&g1]), &root(2, &r, &[&g2]));
+        recheck(&mut state, Some(&root(1, &r, &[&g1])), &root(2, &r, &[&g2]));
         assert!(
             !state.halt_lists.contains_key("stable"),
             "g1, which may have signed it, was removed"
@@ -575,6 +614,26 @@ mod tests {
         assert_eq!(state.last_document, None);
         assert!(state.halt_lists.is_empty(), "{:?}", state.halt_lists);
         assert!(state.halt_list_signatures.is_empty());
+        // The image that brought the root dropped the key files: nothing to
+        // compare with, so every key counts as removed, and the host still
+        // starts from the shipped root.
+        let gone = configured_with(dir.path(), &g1);
+        std::fs::remove_file(dir.path().join("graph.pub")).expect("remove key");
+        let mut dropped = AgentState {
+            last_document: Some((7, "sha256:aa".into())),
+            ..holding(&g1)
+        };
+        let held = start(&gone, keeps.path(), &mut dropped).expect("starts without the keys");
+        assert_eq!(held.origin, "shipped");
+        assert_eq!(dropped.last_document, None);
+        assert!(
+            !dropped.halt_lists.contains_key("stable"),
+            "no kept signatures"
+        );
+        assert!(
+            dropped.halt_lists.contains_key("other"),
+            "its kept signature is g1's, which the shipped root vouches for"
+        );
         // Once stored, the next start is from the stored root and checks
         // nothing again.
         state.halt_lists.insert("stable".into(), list());

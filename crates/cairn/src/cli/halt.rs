@@ -329,12 +329,14 @@ fn add(args: AddArgs) -> anyhow::Result<ExitCode> {
             TrippedBy::Person { who },
         ))
         .map_err(|e| list_error(&location, e))?;
+    // Kept first: what was published is the floor of the next run, whatever
+    // happens after.
+    args.signer.keep(&published.list)?;
     warn_unverified(
         &location,
         &published,
         &known_keys(args.root.as_deref(), trust.as_ref(), &trust_keys)?,
     );
-    args.signer.keep(&published.list)?;
     let list = &published.list;
     let entry = list.halting_version(&cleared, &args.version);
     let id = entry.map_or("?", |e| e.id.as_str());
@@ -589,12 +591,14 @@ fn refresh(args: RefreshArgs) -> anyhow::Result<ExitCode> {
     let published = args::runtime()?
         .block_on(cairn_oci::halts::refresh_above(&store, &options, &floor))
         .map_err(|e| list_error(&location, e))?;
+    // Kept first: what was published is the floor of the next run, whatever
+    // happens after.
+    args.signer.keep(&published.list)?;
     warn_unverified(
         &location,
         &published,
         &known_keys(args.root.as_deref(), trust.as_ref(), &trust_keys)?,
     );
-    args.signer.keep(&published.list)?;
     let list = &published.list;
     args::emit(&format!(
         "refreshed {location}: sequence {}, expires {}, {} entries\n",

@@ -14,7 +14,7 @@ use cairn_oci::publish::{
 };
 use cairn_oci::scan::{ScanCache, ScanReport, is_release_tag};
 use cairn_oci::sources::BaseSource;
-use cairn_oci::trust::Role;
+use cairn_oci::trust::{Role, TrustedRoot};
 use cairn_oci::{Location, RegistryClient, Repository, Store};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -98,6 +98,13 @@ pub struct Args {
     /// Accept an unsigned Cairn base document.
     #[arg(long, requires = "base_graph")]
     base_unsigned: bool,
+    /// A file keeping the newest trust root of a Cairn base document's
+    /// repository (created when missing): each publish walks on from it
+    /// rather than from the --base-key version 0, so a key a later base root
+    /// revoked never counts again, and a chain longer than one walk is read
+    /// over several publishes. Keep it between runs, as --halt-state.
+    #[arg(long, value_name = "FILE", requires = "base_graph")]
+    base_root: Option<PathBuf>,
     /// For images that record no base: match their lower layers against the
     /// base releases' images in this repository.
     #[arg(long, value_name = "REPOSITORY", requires = "base_graph")]
@@ -184,7 +191,7 @@ async fn publish(args: &Args, store: &Store) -> anyhow::Result<()> {
         }),
         None => None,
     };
-    let mut halt_keys = args::verifying_keys(&args.halt_keys)?;
+    let halt_keys = args::verifying_keys(&args.halt_keys)?;
     let roots = match &args.roots {
         Some(dir) => Some(prepare_roots(dir, store, &keys, now).await?),
         None => {
@@ -204,18 +211,6 @@ async fn publish(args: &Args, store: &Store) -> anyhow::Result<()> {
             None
         }
     };
-    let mut previous_signers = Vec::new();
-    // Under roots, the previous document is judged as hosts judge it: by the
-    // newest root's graph role and its threshold. A --sign-key that root
-    // revoked does not vouch for it.
-    let previous_role = roots.as_ref().map(|r| r.newest.role(Role::Graph));
-    if let Some(roots) = &roots {
-        // The newest root's halt keys may sign the current halt list, and
-        // its graph keys what this publish builds on. Only the newest's: a
-        // key a later root revoked must not get what it signed re-signed.
-        halt_keys.extend(roots.newest.role(Role::Halt).keys().cloned());
-        previous_signers.extend(roots.newest.role(Role::Graph).keys().cloned());
-    }
     let halt_list = match (&args.halt_list, args.no_halt_list) {
         (Some(location), _) => HaltListSetting::On(location.clone()),
         (None, true) => HaltListSetting::Off,
@@ -253,8 +248,10 @@ async fn publish(args: &Args, store: &Store) -> anyhow::Result<()> {
         allow_unknown_releases: args.allow_unknown_releases,
         halt_list,
         halt_keys: &halt_keys,
-        previous_signers: &previous_signers,
-        previous_role: previous_role.as_ref(),
+        // Under roots, the previous document and the halt list are judged as
+        // hosts judge them: by the newest root's roles and thresholds. A
+        // --sign-key that root revoked vouches for nothing.
+        root: roots.as_ref().map(|r| &r.newest),
         recreate_halt_list: args.recreate_halt_list,
     };
     if let Some(roots) = &roots {
@@ -272,6 +269,14 @@ async fn publish(args: &Args, store: &Store) -> anyhow::Result<()> {
             .unwrap_or_default(),
         None => ScanCache::default(),
     };
+    let kept_base_root = match &args.base_root {
+        Some(path) => read_base_root(path)?,
+        None => None,
+    };
+    let kept_version = kept_base_root.as_ref().map(TrustedRoot::version);
+    if kept_base_root.is_some() {
+        cache.base.root = kept_base_root;
+    }
     let printer = Printer {
         policy_versions: policy
             .iter()
@@ -286,6 +291,16 @@ async fn publish(args: &Args, store: &Store) -> anyhow::Result<()> {
         && !args.refresh
     {
         save_cache(path, &cache);
+    }
+    // The walk's progress is verified on its own: kept even when the
+    // publish then failed.
+    if let (Some(path), Some(root)) = (&args.base_root, &cache.base.root)
+        && !args.dry_run
+        && Some(root.version()) != kept_version
+        && let Some(signed) = root.signed()
+    {
+        cairn_fs::write_atomic(path, &signed.envelope)
+            .with_context(|| format!("--base-root {}", path.display()))?;
     }
     let outcome = outcome.map_err(cli_error)?;
     // The store's requests go through `client` too (a layout makes none).
@@ -405,6 +420,22 @@ async fn push_roots(store: &Store, roots: &Roots, dry_run: bool) -> anyhow::Resu
         ))?;
     }
     Ok(())
+}
+
+/// The base root `--base-root` keeps, pinned as verified before; `None`
+/// when the file does not exist yet.
+fn read_base_root(path: &std::path::Path) -> anyhow::Result<Option<TrustedRoot>> {
+    let name = format!("--base-root {}", path.display());
+    let bytes = match cairn_oci::roots::read_root_file(path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(anyhow::Error::new(error).context(name)),
+    };
+    // Never fall back to --base-key: that would be going back.
+    let signed = cairn_oci::trust::SignedRoot::from_envelope(bytes.into(), &name)
+        .with_context(|| format!("{name}: fix or remove it"))?;
+    let root = TrustedRoot::pin(signed).with_context(|| format!("{name}: fix or remove it"))?;
+    Ok(Some(root))
 }
 
 fn join_versions(versions: &[u64]) -> String {

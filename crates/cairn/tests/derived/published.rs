@@ -232,3 +232,79 @@ async fn rebuilds_on_one_base_get_distinct_versions(kind: BaseKind) {
         assert_eq!(release(&shown, version)["base"]["version"], "40.3");
     }
 }
+
+/// `--base-root` keeps the base repository's newest trust root between
+/// publishes: a base chain longer than one walk (32 versions) is refused as
+/// behind at first, the file keeps where the walk stopped, and the next
+/// publish walks on from it and succeeds (from `--base-key` it would be
+/// behind again).
+#[tokio::test]
+async fn base_root_keeps_the_walk_between_publishes() {
+    let w = world(BaseKind::Document).await;
+    let repo = "acme/rooted";
+    derive(&w, repo, &[("a1", 0, Index, "2026-01-03", "a1 stable")]).await;
+    let (roots, base_pub, base_key) =
+        (w.path("base-roots"), w.path("base.pub"), w.path("base.key"));
+    ok(&[
+        "root",
+        "init",
+        "--graph-key",
+        &base_pub,
+        "--sign-key",
+        &base_key,
+        "--out",
+        &roots,
+        "--allow-single-key",
+    ]);
+    let versions = cairn_oci::trust::MAX_ROOT_WALK + 2;
+    for _ in 2..=versions {
+        ok(&[
+            "root",
+            "rotate",
+            "--dir",
+            &roots,
+            "--sign-key",
+            &base_key,
+            "--allow-single-key",
+        ]);
+    }
+    let chain = cairn_oci::roots::read_chain_dir(std::path::Path::new(&roots)).expect("chain");
+    assert_eq!(chain.len() as u64, versions);
+    cairn_oci::roots::push_missing(&w.registry.store("fedora/fedora-coreos"), &chain)
+        .await
+        .expect("push the base roots");
+    let kept = w.path("base-root.json");
+    let kept_version = || {
+        let bytes = std::fs::read(&kept).expect("--base-root is written");
+        let signed =
+            cairn_oci::trust::SignedRoot::from_envelope(bytes.into(), "kept").expect("envelope");
+        signed.version()
+    };
+    let publish_rooted = || {
+        let key = w.path("team.key");
+        if !std::path::Path::new(&key).exists() {
+            ok(&["document", "keygen", "--output", &w.path("team")]);
+        }
+        Publish::signed(&format!("{}/{repo}", w.registry.host), key)
+            .insecure_registry(&w.registry.host)
+            .cache(w.path("rooted-cache.json"))
+            .args(w.base_args())
+            .args(["--base-root", kept.as_str()])
+            .output()
+    };
+    let behind = publish_rooted();
+    let stderr = String::from_utf8_lossy(&behind.stderr);
+    assert!(!behind.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("newer ones remain and the next check walks on"),
+        "{stderr}"
+    );
+    assert_eq!(kept_version(), cairn_oci::trust::MAX_ROOT_WALK);
+    let walked_on = publish_rooted();
+    assert!(
+        walked_on.status.success(),
+        "{}",
+        String::from_utf8_lossy(&walked_on.stderr)
+    );
+    assert_eq!(kept_version(), versions);
+}
