@@ -681,3 +681,61 @@ pub async fn refresh_above(
 pub fn own_keys(keys: &[SigningKey]) -> Vec<VerifyingKey> {
     keys.iter().map(SigningKey::verifying_key).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trust::{SignedRoot, TrustedRoot, build_root};
+
+    /// A root whose halt role needs two of `halt`'s keys and whose graph
+    /// role is `graph`'s one key.
+    fn root(root_key: &SigningKey, graph: &SigningKey, halt: &[&SigningKey]) -> TrustedRoot {
+        let halt: Vec<_> = halt.iter().map(|k| k.verifying_key()).collect();
+        let content = build_root(
+            1,
+            Timestamp::now() + SignedDuration::from_hours(24),
+            [
+                (&[root_key.verifying_key()], 1),
+                (&[graph.verifying_key()], 1),
+                (&halt, 2),
+            ],
+        )
+        .expect("builds");
+        TrustedRoot::pin(SignedRoot::sign(&content, std::slice::from_ref(root_key)).expect("signs"))
+            .expect("pins")
+    }
+
+    fn options<'a>(keys: &'a [SigningKey], trust: &'a TrustedRoot) -> UpdateOptions<'a> {
+        UpdateOptions {
+            publish: PublishOptions {
+                tag: "cairn-halts-stable",
+                identity: "acme/os",
+                keys,
+                root_version: trust.version(),
+                settle: std::time::Duration::ZERO,
+                expected: None,
+            },
+            trust: Some(trust),
+            stream: "stable",
+            lifetime: DEFAULT_LIFETIME,
+            cleared: &[],
+            accept_unverified_current: false,
+        }
+    }
+
+    #[test]
+    fn one_key_given_twice_counts_once_against_a_threshold() {
+        let [r, g, h1, h2] = [(); 4].map(|()| SigningKey::generate());
+        let trust = root(&r, &g, &[&h1, &h2]);
+        let twice = [h1.clone(), h1.clone()];
+        let refused = check_signers(&options(&twice, &trust)).expect_err("one key, twice");
+        assert_eq!(refused.kind(), "halts_signers_not_in_root", "{refused}");
+        assert!(
+            refused.to_string().contains("1 of the halt role's keys"),
+            "{refused}"
+        );
+        let both = [h1, h2];
+        check_signers(&options(&both, &trust)).expect("two distinct halt keys");
+        check_signers(&options(std::slice::from_ref(&g), &trust)).expect("the graph key");
+    }
+}

@@ -565,8 +565,8 @@ pub struct Publication<'a> {
     /// The newest trust root the publish signs under. When set, its graph
     /// role (with its threshold) alone judges the previous document, and its
     /// graph and halt roles the halt list, in place of the signing keys: a
-    /// signing key the newest root revoked does not vouch for what it signed. `halt_keys` then only let a list be read
-    /// as one that may only add halts.
+    /// signing key the newest root revoked does not vouch for what it
+    /// signed. `halt_keys` then only let the list be read for its sequence.
     pub root: Option<&'a crate::trust::TrustedRoot>,
     /// Publish a new, empty first halt list although the previous document
     /// proves one was published there (`halts.min_sequence` > 0) and it is
@@ -870,9 +870,12 @@ async fn settle_halts(
             (Ok(_), _) => {}
             // Under a root, a `--halt-key` the root does not list (the
             // leaked key of docs/key-rotation.md's emergency) lets the list
-            // be read, as one that may only add halts.
-            (Err(_), Some(extra)) => {
-                judge(None, Some(extra)).map_err(failed)?;
+            // be read for its sequence; hosts still judge it by their root.
+            // When that fails too, the root's refusal is the one to report.
+            (Err(error), Some(extra)) => {
+                if judge(None, Some(extra)).is_err() {
+                    return Err(failed(error));
+                }
             }
             (Err(error), None) => return Err(failed(error)),
         }

@@ -1112,13 +1112,16 @@ mod emergency_playbook {
         let halts = succeeded(&team.run(&["halt", "show", "--halt-list", &list, "--root", &last]));
         assert!(halts.contains("signed by a graph key"), "{halts}");
         let new_key = keys.private("release-2027b");
-        // Under root 2 the leaked key's halt list counts for nothing: read
-        // only with it named as a --halt-key (may only add halts).
+        // Under root 2 the leaked key's halt list counts for nothing, even
+        // with the leaked key among the signing keys: read only with it
+        // named as a --halt-key.
         let out = team.publish(&[
             "--roots",
             dir,
             "--sign-key",
             &new_key,
+            "--sign-key",
+            &leaked,
             "--accept-unverified-previous",
             "--dry-run",
         ]);

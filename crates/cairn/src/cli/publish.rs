@@ -100,9 +100,10 @@ pub struct Args {
     base_unsigned: bool,
     /// A file keeping the newest trust root of a Cairn base document's
     /// repository (created when missing): each publish walks on from it
-    /// rather than from the --base-key version 0, so a key a later base root
-    /// revoked never counts again, and a chain longer than one walk is read
-    /// over several publishes. Keep it between runs, as --halt-state.
+    /// rather than from the --base-key version 0, so a registry or mirror
+    /// that lacks the newest root tags cannot take it back to an older root,
+    /// and a chain longer than one walk (32 versions) is read over several
+    /// publishes. Keep it between runs; it belongs to that base repository.
     #[arg(long, value_name = "FILE", requires = "base_graph")]
     base_root: Option<PathBuf>,
     /// For images that record no base: match their lower layers against the
@@ -254,6 +255,11 @@ async fn publish(args: &Args, store: &Store) -> anyhow::Result<()> {
         root: roots.as_ref().map(|r| &r.newest),
         recreate_halt_list: args.recreate_halt_list,
     };
+    // Read before anything is pushed: a damaged file stops the publish.
+    let kept_base_root = match &args.base_root {
+        Some(path) => read_base_root(path)?,
+        None => None,
+    };
     if let Some(roots) = &roots {
         push_roots(store, roots, args.dry_run).await?;
     }
@@ -268,10 +274,6 @@ async fn publish(args: &Args, store: &Store) -> anyhow::Result<()> {
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .unwrap_or_default(),
         None => ScanCache::default(),
-    };
-    let kept_base_root = match &args.base_root {
-        Some(path) => read_base_root(path)?,
-        None => None,
     };
     let kept_version = kept_base_root.as_ref().map(TrustedRoot::version);
     if kept_base_root.is_some() {
@@ -298,9 +300,15 @@ async fn publish(args: &Args, store: &Store) -> anyhow::Result<()> {
         && !args.dry_run
         && Some(root.version()) != kept_version
         && let Some(signed) = root.signed()
+        && let Err(error) = cairn_fs::write_atomic(path, &signed.envelope)
     {
-        cairn_fs::write_atomic(path, &signed.envelope)
-            .with_context(|| format!("--base-root {}", path.display()))?;
+        // The publish's own outcome is what the exit code reports.
+        eprintln!(
+            "cairn: warning: --base-root {}: base trust root version {} not kept ({error}); \
+             the next publish walks from the one kept before",
+            path.display(),
+            root.version()
+        );
     }
     let outcome = outcome.map_err(cli_error)?;
     // The store's requests go through `client` too (a layout makes none).
