@@ -58,6 +58,7 @@ pub mod fcos;
 pub mod graph;
 pub mod halts;
 pub mod policy;
+pub mod promote;
 pub mod render;
 pub mod rollout;
 pub mod select;
