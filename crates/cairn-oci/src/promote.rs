@@ -181,7 +181,6 @@ async fn put_if_unchanged(
 
 /// An index or manifest list, by its media type (or, when the registry gave
 /// none, by what the bytes declare).
-#[allow(dead_code)] // used from step 2 on
 fn is_index(media_type: &str, bytes: &[u8]) -> bool {
     let declared = if media_type.is_empty() {
         crate::manifest::declared_media_type(bytes)

@@ -1,13 +1,19 @@
 //! Release images as the signed document names them: finding the image of a
 //! release to point a wave at, and reading which release a wave points at.
 
-use super::PromoteStoreError;
+use super::{PromoteStoreError, is_index};
+use crate::client::FetchedManifest;
 use crate::error::OciError;
+use crate::scan::{IndexPlatforms, index_platforms};
 use crate::store::Store;
 use bytes::Bytes;
 use cairn_graph::GraphDocument;
+use cairn_graph::document::{ArchEntry, Release};
 use cairn_graph::promote::Observed;
 use std::collections::BTreeMap;
+
+/// The tags publish keeps barrier and target indexes alive under.
+const KEEP_PREFIX: &str = "cairn-keep-";
 
 /// The image a wave tag is pointed at for one release, checked against the
 /// signed document.
@@ -38,8 +44,208 @@ pub async fn observe(
     document: &GraphDocument,
     cache: &mut BTreeMap<String, Observed>,
 ) -> Result<(Observed, Option<String>), OciError> {
-    let _ = (store, tag, document, cache);
-    unimplemented!("WP1 step 2")
+    let Some(head) = store.resolve(tag).await? else {
+        return Ok((Observed::Absent, None));
+    };
+    let digest = head.digest;
+    if let Some(known) = cache.get(&digest) {
+        return Ok((known.clone(), Some(digest)));
+    }
+    let observed = if let Some(release) = release_of_manifest(document, &digest) {
+        Observed::Release {
+            version: release.version.clone(),
+        }
+    } else if is_index(&head.media_type, &[]) || head.media_type.is_empty() {
+        let fetched = store.get_manifest(&digest).await?;
+        release_of_index(document, &fetched)
+            .map(|release| Observed::Release {
+                version: release.version.clone(),
+            })
+            .unwrap_or_else(|| Observed::Unknown {
+                digest: digest.clone(),
+            })
+    } else {
+        Observed::Unknown {
+            digest: digest.clone(),
+        }
+    };
+    cache.insert(digest.clone(), observed.clone());
+    Ok((observed, Some(digest)))
+}
+
+/// The release one of whose per-architecture digests (or aliases) is
+/// `digest`: a wave on a single-architecture image.
+fn release_of_manifest<'d>(document: &'d GraphDocument, digest: &str) -> Option<&'d Release> {
+    let by_digest = document.releases.iter().find(|release| {
+        release
+            .architectures
+            .values()
+            .any(|entry| entry.digest.as_deref() == Some(digest))
+    });
+    by_digest.or_else(|| {
+        document.releases.iter().find(|release| {
+            release
+                .architectures
+                .values()
+                .any(|entry| entry.aliases.iter().any(|alias| alias == digest))
+        })
+    })
+}
+
+/// The release an index is the image of, if it is an index at all.
+fn release_of_index<'d>(
+    document: &'d GraphDocument,
+    fetched: &FetchedManifest,
+) -> Option<&'d Release> {
+    if !is_index(&fetched.media_type, &fetched.bytes) {
+        return None;
+    }
+    // Something that is not a readable index is no release's image.
+    let platforms =
+        index_platforms(&fetched.bytes, &format!("image index {}", fetched.digest)).ok()?;
+    document
+        .releases
+        .iter()
+        .find(|release| compare_index(release, &platforms).is_ok())
+}
+
+/// How an image differs from what the document says of a release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Difference {
+    arch: String,
+    image_digest: String,
+    document_digest: String,
+}
+
+const NOTHING: &str = "nothing";
+
+/// The release's architectures that name an image, with their digests.
+fn image_arches(release: &Release) -> BTreeMap<&str, &ArchEntry> {
+    release
+        .architectures
+        .iter()
+        .filter(|(_, entry)| entry.digest.is_some())
+        .map(|(arch, entry)| (arch.as_str(), entry))
+        .collect()
+}
+
+fn names(entry: &ArchEntry, digest: &str) -> bool {
+    entry.digest.as_deref() == Some(digest) || entry.aliases.iter().any(|alias| alias == digest)
+}
+
+/// An index is a release's image when its Linux children are exactly the
+/// release's per-architecture images: none missing, none different, none
+/// extra (attestations aside).
+fn compare_index(release: &Release, platforms: &IndexPlatforms) -> Result<(), Difference> {
+    let expected = image_arches(release);
+    if expected.is_empty() {
+        return Err(Difference {
+            arch: "any".into(),
+            image_digest: NOTHING.into(),
+            document_digest: NOTHING.into(),
+        });
+    }
+    for (arch, entry) in &expected {
+        let found = platforms.by_arch.get(*arch);
+        if !found.is_some_and(|digest| names(entry, digest)) {
+            return Err(Difference {
+                arch: (*arch).to_string(),
+                image_digest: found.cloned().unwrap_or_else(|| NOTHING.into()),
+                document_digest: entry.digest.clone().unwrap_or_default(),
+            });
+        }
+    }
+    if let Some((arch, digest)) = platforms
+        .by_arch
+        .iter()
+        .find(|(arch, _)| !expected.contains_key(arch.as_str()))
+    {
+        return Err(Difference {
+            arch: arch.clone(),
+            image_digest: digest.clone(),
+            document_digest: NOTHING.into(),
+        });
+    }
+    Ok(())
+}
+
+/// A single manifest is a release's image only for a release of one
+/// architecture that names it.
+fn compare_manifest(release: &Release, digest: &str) -> Result<(), Difference> {
+    let expected = image_arches(release);
+    let mut arches = expected.iter();
+    match (arches.next(), arches.next()) {
+        (Some((_, entry)), None) if names(entry, digest) => Ok(()),
+        (Some((arch, entry)), None) => Err(Difference {
+            arch: (*arch).to_string(),
+            image_digest: digest.to_string(),
+            document_digest: entry.digest.clone().unwrap_or_default(),
+        }),
+        (Some((arch, entry)), Some(_)) => {
+            // A release of several architectures needs an index; name the
+            // first one the manifest does not stand for.
+            let (arch, entry) = expected
+                .iter()
+                .find(|(_, entry)| !names(entry, digest))
+                .unwrap_or((arch, entry));
+            Err(Difference {
+                arch: (*arch).to_string(),
+                image_digest: NOTHING.into(),
+                document_digest: entry.digest.clone().unwrap_or_default(),
+            })
+        }
+        (None, _) => Err(Difference {
+            arch: "any".into(),
+            image_digest: digest.to_string(),
+            document_digest: NOTHING.into(),
+        }),
+    }
+}
+
+/// `fetched` as the image of `release`, or how it differs.
+fn verify_against(
+    release: &Release,
+    fetched: FetchedManifest,
+    found_at: &str,
+) -> Result<ReleaseImage, Difference> {
+    let children = if is_index(&fetched.media_type, &fetched.bytes) {
+        let platforms = index_platforms(&fetched.bytes, &format!("image index {found_at}"))
+            .map_err(|e| Difference {
+                arch: "any".into(),
+                image_digest: format!("an unreadable index ({e})"),
+                document_digest: NOTHING.into(),
+            })?;
+        compare_index(release, &platforms)?;
+        platforms.children
+    } else {
+        compare_manifest(release, &fetched.digest)?;
+        Vec::new()
+    };
+    let media_type = if fetched.media_type.is_empty() {
+        crate::manifest::declared_media_type(&fetched.bytes)
+    } else {
+        fetched.media_type
+    };
+    Ok(ReleaseImage {
+        version: release.version.clone(),
+        digest: fetched.digest,
+        media_type,
+        bytes: fetched.bytes,
+        children,
+        found_at: found_at.to_string(),
+    })
+}
+
+/// A manifest by reference, or `None` when there is none.
+async fn fetch_if_present(
+    store: &Store,
+    reference: &str,
+) -> Result<Option<FetchedManifest>, OciError> {
+    match store.get_manifest(reference).await {
+        Ok(fetched) => Ok(Some(fetched)),
+        Err(OciError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// The image to point a wave at for release `version`: the index (or
@@ -53,6 +259,80 @@ pub async fn release_image(
     document: &GraphDocument,
     version: &str,
 ) -> Result<ReleaseImage, PromoteStoreError> {
-    let _ = (store, document, version);
-    unimplemented!("WP1 step 2")
+    let Some((_, release)) = document.release(version) else {
+        return Err(PromoteStoreError::NoImage {
+            version: version.to_string(),
+            tried: vec![format!("no release {version} in the document")],
+        });
+    };
+    let mut tried = Vec::new();
+    let mut checked = Vec::new();
+    // Only the version tag and the document's own digest speak for this
+    // release; a keep tag that differs is simply another release's.
+    let mut refused: Option<(String, Difference)> = None;
+
+    if crate::reference::is_valid_tag(version) {
+        match fetch_if_present(store, version).await? {
+            Some(fetched) => {
+                tried.push(version.to_string());
+                checked.push(fetched.digest.clone());
+                match verify_against(release, fetched, version) {
+                    Ok(image) => return Ok(image),
+                    Err(difference) => refused = Some((version.to_string(), difference)),
+                }
+            }
+            None => tried.push(format!("{version} (absent)")),
+        }
+    }
+
+    // Publish keeps barrier and target indexes alive under keep tags, which
+    // name the digest but not the release: try each until one matches.
+    let tags = store.list_tags().await?;
+    for tag in tags.iter().filter(|tag| tag.starts_with(KEEP_PREFIX)) {
+        let digest = format!("sha256:{}", &tag[KEEP_PREFIX.len()..]);
+        if !cairn_graph::digest::is_sha256_digest(&digest) || checked.contains(&digest) {
+            continue;
+        }
+        checked.push(digest);
+        if let Some(fetched) = fetch_if_present(store, tag).await? {
+            tried.push(tag.clone());
+            if let Ok(image) = verify_against(release, fetched, tag) {
+                return Ok(image);
+            }
+        }
+    }
+
+    // One architecture needs no index: the manifest the document names will do.
+    let arches = image_arches(release);
+    if arches.len() == 1
+        && let Some(digest) = arches.values().find_map(|entry| entry.digest.clone())
+        && !checked.contains(&digest)
+    {
+        match fetch_if_present(store, &digest).await? {
+            Some(fetched) => {
+                tried.push(digest.clone());
+                match verify_against(release, fetched, &digest) {
+                    Ok(image) => return Ok(image),
+                    Err(difference) => {
+                        refused.get_or_insert((digest, difference));
+                    }
+                }
+            }
+            None => tried.push(format!("{digest} (absent)")),
+        }
+    }
+
+    match refused {
+        Some((tag, difference)) => Err(PromoteStoreError::Mismatch {
+            version: version.to_string(),
+            tag,
+            arch: difference.arch,
+            tag_digest: difference.image_digest,
+            document_digest: difference.document_digest,
+        }),
+        None => Err(PromoteStoreError::NoImage {
+            version: version.to_string(),
+            tried,
+        }),
+    }
 }

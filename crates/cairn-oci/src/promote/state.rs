@@ -2,8 +2,13 @@
 //! [`STATE_TAG`] in the repository whose tags it moves.
 
 use super::PromoteStoreError;
+use crate::client::OCI_MANIFEST;
+use crate::document::{
+    ArtifactShape, DocumentStoreError, EMPTY_JSON, artifact_layer, artifact_manifest_json,
+};
 use crate::error::OciError;
 use crate::store::Store;
+use bytes::Bytes;
 use cairn_graph::promote::PromoteState;
 use jiff::Timestamp;
 use std::time::Duration;
@@ -21,8 +26,26 @@ pub const MAX_STATE_BYTES: usize = 1024 * 1024;
 pub async fn read_state(
     store: &Store,
 ) -> Result<(PromoteState, Option<String>), PromoteStoreError> {
-    let _ = store;
-    unimplemented!("WP1 step 2")
+    let source_name = format!("{}:{STATE_TAG}", store.describe());
+    let manifest = match store.get_manifest(STATE_TAG).await {
+        Ok(manifest) => manifest,
+        Err(OciError::NotFound(_)) => return Ok((PromoteState::default(), None)),
+        Err(e) => return Err(e.into()),
+    };
+    let layer = artifact_layer(&manifest, &source_name, STATE_MEDIA_TYPE, MAX_STATE_BYTES)
+        .map_err(|e| match e {
+            DocumentStoreError::Store(e) => PromoteStoreError::Store(e),
+            other => PromoteStoreError::NotAState {
+                source_name: source_name.clone(),
+                why: other.to_string(),
+            },
+        })?;
+    let bytes = store.get_blob(&layer, MAX_STATE_BYTES).await?;
+    let state = PromoteState::from_json(&bytes).map_err(|source| PromoteStoreError::State {
+        source_name,
+        source,
+    })?;
+    Ok((state, Some(manifest.digest)))
 }
 
 /// Store `state` as an artifact (the empty config and one layer) and move
@@ -35,13 +58,40 @@ pub async fn write_state(
     now: Timestamp,
     settle: Duration,
 ) -> Result<String, PromoteStoreError> {
-    let _ = (store, state, before, now, settle);
-    unimplemented!("WP1 step 2")
+    let body = Bytes::from(state.to_json_pretty());
+    let size = body.len();
+    let config_digest = store.put_blob(Bytes::from_static(EMPTY_JSON)).await?;
+    let layer_digest = store.put_blob(body).await?;
+    let manifest = artifact_manifest_json(
+        &ArtifactShape {
+            media_type: STATE_MEDIA_TYPE,
+            title: format!("{STATE_TAG}.json"),
+            created: now,
+            annotations: vec![(
+                "dev.cairn.promote.sequence",
+                state.last_sequence.to_string(),
+            )],
+        },
+        &config_digest,
+        &layer_digest,
+        size,
+    )?;
+    // Unsigned, so never stored by digest alone: the tag is its only name.
+    super::put_if_unchanged(store, STATE_TAG, manifest, OCI_MANIFEST, before, settle).await
 }
 
 /// The wave tags the repository's promote state names, when `all_tags`
 /// holds [`STATE_TAG`]; nothing otherwise (for the scan to ignore them).
 pub async fn wave_tags(store: &Store, all_tags: &[String]) -> Result<Vec<String>, OciError> {
-    let _ = (store, all_tags);
-    unimplemented!("WP1 step 2")
+    if !all_tags.iter().any(|tag| tag == STATE_TAG) {
+        return Ok(Vec::new());
+    }
+    match read_state(store).await {
+        Ok((state, _)) => Ok(state.waves.into_keys().collect()),
+        Err(PromoteStoreError::Store(e)) => Err(e),
+        Err(other) => Err(OciError::invalid(
+            format!("{}:{STATE_TAG}", store.describe()),
+            other,
+        )),
+    }
 }
