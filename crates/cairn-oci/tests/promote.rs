@@ -8,7 +8,7 @@ use cairn_oci::Store;
 use cairn_oci::digest::sha256_digest;
 use cairn_oci::promote::{
     PromoteStoreError, STATE_TAG, copy_image, move_tag, observe, read_state, release_image,
-    write_state,
+    wave_tags, write_state,
 };
 use cairn_testkit::{Auth, ImageSpec, TestRegistry, Written, add_tags, write_image, write_release};
 use serde_json::json;
@@ -104,6 +104,22 @@ async fn state_round_trips_and_a_moved_state_tag_is_a_conflict() {
     let (read, at) = read_state(&store).await.expect("read again");
     assert_eq!(read.last_sequence, 8);
     assert_eq!(at, Some(second));
+
+    // The scan's view: the waves a state names, once the state tag is listed.
+    let tags = store.list_tags().await.expect("tags");
+    assert_eq!(
+        wave_tags(&store, &tags).await.expect("wave tags"),
+        vec!["stable-early".to_string()]
+    );
+    let requests = store.request_count();
+    let without_state = vec!["44.1".to_string()];
+    assert!(
+        wave_tags(&store, &without_state)
+            .await
+            .expect("no state tag")
+            .is_empty()
+    );
+    assert_eq!(store.request_count(), requests, "no state tag, no request");
 }
 
 #[tokio::test]

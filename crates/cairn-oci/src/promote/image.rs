@@ -336,3 +336,115 @@ pub async fn release_image(
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn digest(n: u8) -> String {
+        format!("sha256:{}", hex_of(n))
+    }
+
+    fn hex_of(n: u8) -> String {
+        format!("{n:02x}").repeat(32)
+    }
+
+    fn release(arches: &[(&str, String, &[String])]) -> Release {
+        Release {
+            version: "44.1".into(),
+            architectures: arches
+                .iter()
+                .map(|(arch, digest, aliases)| {
+                    let mut entry = ArchEntry::image(digest.clone());
+                    entry.aliases = aliases.to_vec();
+                    ((*arch).to_string(), entry)
+                })
+                .collect(),
+            ..Release::default()
+        }
+    }
+
+    fn index(children: &[(&str, &str, String)]) -> IndexPlatforms {
+        let manifests: Vec<_> = children
+            .iter()
+            .map(|(os, arch, digest)| {
+                json!({
+                    "mediaType": crate::client::OCI_MANIFEST,
+                    "digest": digest,
+                    "size": 100,
+                    "platform": {"architecture": arch, "os": os}
+                })
+            })
+            .collect();
+        let bytes = json!({"schemaVersion": 2, "mediaType": crate::client::OCI_INDEX, "manifests": manifests})
+            .to_string();
+        index_platforms(bytes.as_bytes(), "test index").expect("index")
+    }
+
+    #[test]
+    fn an_index_matches_when_its_linux_children_are_the_documents() {
+        let release = release(&[("x86_64", digest(1), &[]), ("aarch64", digest(2), &[])]);
+        let platforms = index(&[
+            ("linux", "amd64", digest(1)),
+            ("linux", "arm64", digest(2)),
+            ("unknown", "unknown", digest(9)),
+        ]);
+        assert_eq!(compare_index(&release, &platforms), Ok(()));
+        assert_eq!(platforms.children.len(), 3, "attestations are still copied");
+    }
+
+    #[test]
+    fn an_alias_stands_for_the_architecture() {
+        let release = release(&[("x86_64", digest(1), &[digest(3)])]);
+        assert_eq!(
+            compare_index(&release, &index(&[("linux", "amd64", digest(3))])),
+            Ok(())
+        );
+        assert_eq!(compare_manifest(&release, &digest(3)), Ok(()));
+    }
+
+    #[test]
+    fn a_missing_a_different_or_an_extra_architecture_is_refused() {
+        let release = release(&[("x86_64", digest(1), &[]), ("aarch64", digest(2), &[])]);
+        let missing = compare_index(&release, &index(&[("linux", "amd64", digest(1))]))
+            .expect_err("aarch64 is missing");
+        assert_eq!(missing.arch, "aarch64");
+        assert_eq!(missing.image_digest, NOTHING);
+
+        let different = compare_index(
+            &release,
+            &index(&[("linux", "amd64", digest(1)), ("linux", "arm64", digest(5))]),
+        )
+        .expect_err("aarch64 differs");
+        assert_eq!(different.image_digest, digest(5));
+        assert_eq!(different.document_digest, digest(2));
+
+        let extra = compare_index(
+            &release,
+            &index(&[
+                ("linux", "amd64", digest(1)),
+                ("linux", "arm64", digest(2)),
+                ("linux", "s390x", digest(6)),
+            ]),
+        )
+        .expect_err("s390x is not in the document");
+        assert_eq!(extra.arch, "s390x");
+        assert_eq!(extra.document_digest, NOTHING);
+    }
+
+    #[test]
+    fn a_single_manifest_is_only_the_image_of_a_single_architecture_release() {
+        let two = release(&[("x86_64", digest(1), &[]), ("aarch64", digest(2), &[])]);
+        let refused = compare_manifest(&two, &digest(1)).expect_err("aarch64 is missing");
+        assert_eq!(refused.arch, "aarch64");
+        let one = release(&[("x86_64", digest(1), &[])]);
+        assert_eq!(compare_manifest(&one, &digest(1)), Ok(()));
+        assert!(compare_manifest(&one, &digest(4)).is_err());
+        let none = release(&[]);
+        assert!(
+            compare_index(&none, &index(&[])).is_err(),
+            "an empty release matches nothing"
+        );
+    }
+}
