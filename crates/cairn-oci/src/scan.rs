@@ -210,10 +210,15 @@ pub async fn scan(
         all_tags: store.list_tags().await?,
         ..ScanReport::default()
     };
+    // Wave tags that `cairn promote` moves point at releases already tagged
+    // by the build: read as tags of their own they would be trusted forever
+    // by the cache, or become a release's version. The promote state names
+    // them (two requests, only when it exists).
+    let waves = crate::promote::wave_tags(store, &report.all_tags).await?;
     let tags: Vec<String> = report
         .all_tags
         .iter()
-        .filter(|tag| is_release_tag(tag))
+        .filter(|tag| is_release_tag(tag) && !waves.contains(tag))
         .filter(|tag| {
             pattern.as_ref().is_none_or(|p| p.matches(tag)) || options.mutable_tags.contains(tag)
         })

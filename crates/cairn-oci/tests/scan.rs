@@ -342,3 +342,63 @@ async fn an_index_naming_too_many_architectures_is_not_read_through() {
         assert!(report.candidates.is_empty(), "{:?}", report.candidates);
     }
 }
+
+/// A wave tag `cairn promote` moves is not a release tag: once the promote
+/// state names it, the scan neither reads it nor lists it among a release's
+/// tags, and the cache never holds it; the state costs two requests.
+#[tokio::test]
+async fn wave_tags_named_by_the_promote_state_are_not_read() {
+    use cairn_graph::promote::{PromoteState, WaveState};
+    let registry = TestRegistry::start(Auth::None).await;
+    let store = registry.store("acme/os");
+    let (index_1, _) = release(&store, "44.1", "2026-01-01T00:00:00Z", &["44.1"]).await;
+    release(&store, "44.2", "2026-02-01T00:00:00Z", &["44.2", "stable"]).await;
+    add_tags(&store, &index_1, &["stable-early"]).await;
+    let options = ScanOptions::for_stream("stable");
+
+    // Before the state names it, the wave tag is read like any other.
+    let mut cache = ScanCache::default();
+    let before = scan(&store, &options, &mut cache, &no_progress)
+        .await
+        .expect("scan");
+    assert!(cache.tags.contains_key("stable-early"));
+    let tags_of = |report: &cairn_oci::scan::ScanReport, version: &str| {
+        report
+            .candidates
+            .iter()
+            .find(|c| c.version == version)
+            .map(|c| c.tags.clone())
+            .unwrap_or_default()
+    };
+    assert!(tags_of(&before, "44.1").contains(&"stable-early".to_string()));
+
+    let mut state = PromoteState::default();
+    state.waves.insert(
+        "stable-early".into(),
+        WaveState {
+            version: "44.1".into(),
+            arrived: jiff::Timestamp::now(),
+            came_from: None,
+        },
+    );
+    cairn_oci::promote::write_state(
+        &store,
+        &state,
+        None,
+        jiff::Timestamp::now(),
+        std::time::Duration::ZERO,
+    )
+    .await
+    .expect("state");
+    let mut cache = ScanCache::default();
+    let requests = store.request_count();
+    let after = scan(&store, &options, &mut cache, &no_progress)
+        .await
+        .expect("scan");
+    let cost = store.request_count() - requests;
+    assert!(!cache.tags.contains_key("stable-early"), "{:?}", cache.tags);
+    assert_eq!(tags_of(&after, "44.1"), vec!["44.1".to_string()]);
+    assert_eq!(after.candidates.len(), 2);
+    // 1 tag list + 2 for the state + 3 HEADs + 2 indexes + 4 manifests + 4 configs.
+    assert_eq!(cost, 1 + 2 + 3 + 2 + 4 + 4);
+}
