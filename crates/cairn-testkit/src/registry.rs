@@ -258,14 +258,18 @@ impl TestRegistry {
     }
 
     /// Every request the registry answered since it last (re)started, in
-    /// the order it logged them.
+    /// the order it logged them. [`TestRegistry::resume`] starts a new log,
+    /// so a test that counts across a restart adds up both sides itself.
+    /// Tests count a step's requests as the difference between a call
+    /// before and one after it.
     ///
     /// The registry writes a request's line as its handler finishes, which
     /// for a large body can be just after the client has the reply. So when
     /// the registry runs, this first sends a request of its own and waits
     /// until that one is logged: every request a caller finished before the
     /// call is then in the answer (requests still in flight may or may not
-    /// be). Those marker requests are left out.
+    /// be). Those marker requests are left out. It blocks the calling thread
+    /// for that round trip, a few milliseconds.
     pub fn requests(&self) -> Vec<Logged> {
         let mark = self.child.is_some().then(|| self.send_settle_mark());
         let deadline = Instant::now() + Duration::from_secs(20);

@@ -350,3 +350,30 @@ async fn a_resumed_registry_starts_a_new_log() {
     w.move_stable(&w.second.0).await;
     assert_eq!(w.registry.write_requests(), 1);
 }
+
+#[tokio::test]
+async fn the_registry_log_also_counts_on_registries_that_demand_credentials() {
+    for auth in [Auth::Htpasswd, Auth::Token] {
+        let registry = TestRegistry::start(auth).await;
+        let store = registry.store(REPOSITORY);
+        let before = registry.write_requests();
+        let (index, _) = write_release(&store, "44.1", "2026-01-01T00:00:00Z", &["44.1"]).await;
+        let between = registry.requests();
+        add_tags(&store, &index, &["stable"]).await;
+        let after = registry.requests();
+        let tagged: Vec<_> = after[between.len()..]
+            .iter()
+            .filter(|r| r.is_write() && r.status == 201)
+            .collect();
+        assert_eq!(tagged.len(), 1, "{auth:?}: {:?}", &after[between.len()..]);
+        assert_eq!(tagged[0].uri, format!("/v2/{REPOSITORY}/manifests/stable"));
+        assert!(
+            registry.write_requests() > before,
+            "{auth:?}: writing a release wrote nothing: {after:?}"
+        );
+        assert!(
+            after.iter().all(|r| !r.uri.contains("cairn-testkit")),
+            "{auth:?}: marker requests leaked"
+        );
+    }
+}
