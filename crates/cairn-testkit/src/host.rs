@@ -86,9 +86,18 @@ pub struct FakeState {
     /// The commits the ostree remote has, for a host booted from commits.
     #[serde(default)]
     pub commits: Vec<FakeCommit>,
+    /// The host's OCI architecture (`amd64`, `arm64`): which image of an
+    /// index it boots. Unset: `amd64`.
+    #[serde(default)]
+    pub arch: Option<String>,
 }
 
 impl FakeState {
+    /// The host's OCI architecture.
+    pub fn arch(&self) -> &str {
+        self.arch.as_deref().unwrap_or("amd64")
+    }
+
     /// The remote's commit with this checksum.
     pub fn commit(&self, checksum: &str) -> Option<&FakeCommit> {
         self.commits.iter().find(|c| c.checksum == checksum)
@@ -121,7 +130,36 @@ struct ReadImage {
     config: serde_json::Value,
 }
 
-/// Read `repo@digest` (or `repo:tag`) from the registry.
+/// Whether a fetched manifest is an OCI index or a Docker manifest list.
+fn is_index(media_type: &str, manifest: &serde_json::Value) -> bool {
+    let declared = manifest["mediaType"].as_str().unwrap_or_default();
+    let media_type = if media_type.is_empty() {
+        declared
+    } else {
+        media_type
+    };
+    media_type == cairn_oci::client::OCI_INDEX
+        || media_type == cairn_oci::client::DOCKER_LIST
+        || (media_type.is_empty() && manifest["manifests"].is_array())
+}
+
+/// The digest of the image an index holds for Linux on `arch`, as bootc
+/// picks it: the first entry whose platform matches.
+fn index_child(index: &serde_json::Value, arch: &str) -> Option<String> {
+    index["manifests"]
+        .as_array()?
+        .iter()
+        .find(|entry| {
+            entry["platform"]["os"].as_str() == Some("linux")
+                && entry["platform"]["architecture"].as_str() == Some(arch)
+        })
+        .and_then(|entry| entry["digest"].as_str())
+        .map(str::to_string)
+}
+
+/// Read `repo@digest` (or `repo:tag`) from the registry. A reference to an
+/// index reads the host architecture's image in it, and its digest is that
+/// image's, as bootc reports it.
 fn read_image(state: &FakeState, reference: &str) -> Result<ReadImage, String> {
     let image = cairn_oci::ImageRef::parse(reference).map_err(|e| e.to_string())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -136,15 +174,26 @@ fn read_image(state: &FakeState, reference: &str) -> Result<ReadImage, String> {
         })
         .map_err(|e| e.to_string())?;
         let store = cairn_oci::Store::registry(client, image.repository.clone());
-        let fetched = store
+        let mut fetched = store
             .get_manifest(image.reference())
             .await
             .map_err(|e| e.to_string())?;
-        let manifest: serde_json::Value =
+        let mut manifest: serde_json::Value =
             serde_json::from_slice(&fetched.bytes).map_err(|e| e.to_string())?;
+        if is_index(&fetched.media_type, &manifest) {
+            let arch = state.arch();
+            let child = index_child(&manifest, arch).ok_or_else(|| {
+                format!("no image for linux/{arch} in the index {}", fetched.digest)
+            })?;
+            fetched = store
+                .get_manifest(&child)
+                .await
+                .map_err(|e| e.to_string())?;
+            manifest = serde_json::from_slice(&fetched.bytes).map_err(|e| e.to_string())?;
+        }
         let config = manifest["config"]["digest"]
             .as_str()
-            .unwrap_or_default()
+            .ok_or_else(|| format!("the manifest {} names no config", fetched.digest))?
             .to_string();
         let config = store
             .get_blob(&config, 1 << 20)
@@ -344,6 +393,20 @@ pub fn fake_rpm_ostree_binary() -> PathBuf {
     crate::standins::locate("fake-rpm-ostree", "CAIRN_FAKE_RPM_OSTREE")
 }
 
+/// What a [`FakeHost::timer_run`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upgraded {
+    /// The upgrade finished without rebooting.
+    NoUpdate,
+    /// The upgrade rebooted the host into this deployment.
+    Rebooted {
+        /// The booted manifest digest.
+        digest: String,
+        /// Its version label.
+        version: Option<String>,
+    },
+}
+
 /// A stand-in host for a test.
 #[derive(Debug)]
 pub struct FakeHost {
@@ -507,6 +570,74 @@ impl FakeHost {
             .await
             .unwrap_or_else(|e| panic!("joining {e}"))
             .unwrap_or_else(|e| panic!("waiting for cairn: {e}"))
+    }
+
+    /// The booted deployment.
+    pub fn booted(&self) -> Option<FakeDeployment> {
+        self.state().booted
+    }
+
+    /// Make the host boot `arch`'s image (`amd64`, `arm64`) out of an index.
+    pub fn set_arch(&self, arch: &str) {
+        let mut state = self.state();
+        state.arch = Some(arch.to_string());
+        write_state(&self.dir, &state);
+    }
+
+    /// What the stock `bootc-fetch-apply-updates.service` does when its
+    /// timer fires: `bootc upgrade --apply --quiet`. When that blocks to
+    /// reboot, the host reboots (healthy) and the call returns what it booted.
+    /// Panics when the upgrade fails, as the unit would.
+    pub async fn timer_run(&self) -> Upgraded {
+        let mut child = std::process::Command::new(&self.program)
+            .args(["upgrade", "--apply", "--quiet"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("running {}: {e}", self.program.display()));
+        // The wrapper script execs the stand-in, so the PIDs agree.
+        let pid = child.id();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let exited = child
+                .try_wait()
+                .unwrap_or_else(|e| panic!("waiting for bootc upgrade --apply: {e}"));
+            if exited.is_some() {
+                let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+                    .await
+                    .unwrap_or_else(|e| panic!("joining {e}"))
+                    .unwrap_or_else(|e| panic!("waiting for bootc upgrade --apply: {e}"));
+                assert!(
+                    output.status.success(),
+                    "bootc upgrade --apply --quiet failed ({}): {}",
+                    output.status,
+                    String::from_utf8_lossy(&output.stderr)
+                );
+                return Upgraded::NoUpdate;
+            }
+            if self.state().apply_pid == Some(pid) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "bootc upgrade --apply --quiet neither finished nor reached the reboot: {:?}",
+                self.state().calls
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        self.reboot(true);
+        tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .unwrap_or_else(|e| panic!("joining {e}"))
+            .unwrap_or_else(|e| panic!("reaping bootc upgrade --apply: {e}"));
+        let booted = self
+            .booted()
+            .unwrap_or_else(|| panic!("the host booted nothing: {:?}", self.state()));
+        Upgraded::Rebooted {
+            digest: booted.digest,
+            version: booted.version,
+        }
     }
 
     /// Reboot: the running `--apply` dies with the shutdown. A healthy boot

@@ -1,10 +1,15 @@
 //! A real Debian `docker-registry` on 127.0.0.1 and a free port, with its own
 //! configuration and storage, in three flavours: no auth, htpasswd and token.
+//!
+//! The registry logs every request it answers at `info` level to
+//! `<scratch>/registry.log`; [`TestRegistry::requests`] reads them back, so a
+//! test can count what reached the registry independently of the client.
 
 use crate::token::{ScopedUser, TokenServer};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// The registry binary Debian's `docker-registry` package installs.
@@ -35,6 +40,97 @@ pub struct TestRegistry {
     directory: tempfile::TempDir,
     child: Option<Child>,
     _token: Option<TokenServer>,
+    settle_marks: AtomicU64,
+}
+
+/// One request as the registry logged it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Logged {
+    /// `GET`, `HEAD`, `PUT`, `POST`, `PATCH` or `DELETE`.
+    pub method: String,
+    /// Path and query, as sent (`/v2/os/blobs/uploads/?mount=…&from=…`).
+    pub uri: String,
+    /// The response status; 401 for a request refused before it reached a
+    /// handler (the registry logs no status for those).
+    pub status: u16,
+}
+
+impl Logged {
+    /// PUT, POST, PATCH or DELETE: a request that may change the registry.
+    pub fn is_write(&self) -> bool {
+        matches!(self.method.as_str(), "PUT" | "POST" | "PATCH" | "DELETE")
+    }
+}
+
+/// The query of the request [`TestRegistry::requests`] sends to know the log
+/// has caught up; such requests are left out of what it returns.
+const SETTLE_MARK: &str = "/v2/?cairn-testkit-settled=";
+
+/// The `key=value` fields of one logrus text line; quoted values unescaped.
+fn log_fields(line: &str) -> Vec<(&str, String)> {
+    let mut fields = Vec::new();
+    let mut rest = line.trim_start();
+    while let Some(equals) = rest.find('=') {
+        let key = &rest[..equals];
+        let after = &rest[equals + 1..];
+        let (value, remainder) = if let Some(quoted) = after.strip_prefix('"') {
+            let mut value = String::new();
+            let mut chars = quoted.char_indices();
+            let mut end = quoted.len();
+            while let Some((at, c)) = chars.next() {
+                match c {
+                    '\\' => {
+                        if let Some((_, escaped)) = chars.next() {
+                            value.push(match escaped {
+                                'n' => '\n',
+                                't' => '\t',
+                                other => other,
+                            });
+                        }
+                    }
+                    '"' => {
+                        end = at + 1;
+                        break;
+                    }
+                    other => value.push(other),
+                }
+            }
+            (value, &quoted[end..])
+        } else {
+            let end = after.find(' ').unwrap_or(after.len());
+            (after[..end].to_string(), &after[end..])
+        };
+        fields.push((key, value));
+        rest = remainder.trim_start();
+    }
+    fields
+}
+
+/// A request from one registry log line: a completed response (with its
+/// status), or a request refused for want of authorization (401, logged
+/// without a status). Other lines, and the extra lines a refused request
+/// also gets, give none.
+fn logged_request(line: &str) -> Option<Logged> {
+    let fields = log_fields(line);
+    let field = |name: &str| {
+        fields
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.as_str())
+    };
+    let message = field("msg")?;
+    let status = if message.starts_with("response completed") {
+        field("http.response.status")?.parse().ok()?
+    } else if message.starts_with("error authorizing context") {
+        401
+    } else {
+        return None;
+    };
+    Some(Logged {
+        method: field("http.request.method")?.to_string(),
+        uri: field("http.request.uri")?.to_string(),
+        status,
+    })
 }
 
 fn free_port() -> u16 {
@@ -102,7 +198,7 @@ impl TestRegistry {
             (Auth::Token, None) => unreachable!("token server started above"),
         };
         let config = format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n{auth_section}",
+            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n{auth_section}",
             directory.path().join("data").display()
         );
         std::fs::write(directory.path().join("config.yml"), config)
@@ -113,15 +209,18 @@ impl TestRegistry {
             directory,
             child: None,
             _token: token,
+            settle_marks: AtomicU64::new(0),
         };
         registry.resume();
         registry
     }
 
     /// Start (again) the registry process on the same port and storage.
+    /// This starts a new log: [`TestRegistry::requests`] forgets the
+    /// requests of earlier runs.
     pub fn resume(&mut self) {
-        let log = std::fs::File::create(self.directory.path().join("registry.log"))
-            .unwrap_or_else(|e| panic!("registry log: {e}"));
+        let log =
+            std::fs::File::create(self.log_path()).unwrap_or_else(|e| panic!("registry log: {e}"));
         let child = Command::new(REGISTRY_BINARY)
             .arg("serve")
             .arg(self.directory.path().join("config.yml"))
@@ -142,8 +241,7 @@ impl TestRegistry {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let log =
-            std::fs::read_to_string(self.directory.path().join("registry.log")).unwrap_or_default();
+        let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
         panic!("docker-registry did not start on {}: {log}", self.host);
     }
 
@@ -153,6 +251,84 @@ impl TestRegistry {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.directory.path().join("registry.log")
+    }
+
+    /// Every request the registry answered since it last (re)started, in
+    /// the order it logged them. [`TestRegistry::resume`] starts a new log,
+    /// so a test that counts across a restart adds up both sides itself.
+    /// Tests count a step's requests as the difference between a call
+    /// before and one after it.
+    ///
+    /// The registry writes a request's line as its handler finishes, which
+    /// for a large body can be just after the client has the reply. So when
+    /// the registry runs, this first sends a request of its own and waits
+    /// until that one is logged: every request a caller finished before the
+    /// call is then in the answer (requests still in flight may or may not
+    /// be). Those marker requests are left out. It blocks the calling thread
+    /// for that round trip, a few milliseconds.
+    pub fn requests(&self) -> Vec<Logged> {
+        let mark = self.child.is_some().then(|| self.send_settle_mark());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let log = std::fs::read(self.log_path())
+                .unwrap_or_else(|e| panic!("reading {}: {e}", self.log_path().display()));
+            // A line is only whole once its newline is written.
+            let whole = log
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(&log[..0], |end| &log[..end]);
+            let text = String::from_utf8_lossy(whole);
+            let requests: Vec<Logged> = text.lines().filter_map(logged_request).collect();
+            let marked = mark
+                .as_ref()
+                .is_none_or(|mark| requests.iter().any(|r| &r.uri == mark));
+            if marked {
+                return requests
+                    .into_iter()
+                    .filter(|r| !r.uri.starts_with(SETTLE_MARK))
+                    .collect();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the registry on {} never logged the request {mark:?}",
+                self.host
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// How many of [`TestRegistry::requests`] were PUT, POST, PATCH or
+    /// DELETE, whatever the registry answered (refusals included).
+    pub fn write_requests(&self) -> usize {
+        self.requests().iter().filter(|r| r.is_write()).count()
+    }
+
+    /// Send the marker request that [`TestRegistry::requests`] waits to see
+    /// logged; returns its URI.
+    fn send_settle_mark(&self) -> String {
+        use std::io::{Read, Write};
+        let uri = format!(
+            "{SETTLE_MARK}{}",
+            self.settle_marks.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut stream = std::net::TcpStream::connect(&self.host)
+            .unwrap_or_else(|e| panic!("connecting to the registry on {}: {e}", self.host));
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+        write!(
+            stream,
+            "GET {uri} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.host
+        )
+        .unwrap_or_else(|e| panic!("asking the registry on {}: {e}", self.host));
+        let mut reply = Vec::new();
+        stream
+            .read_to_end(&mut reply)
+            .unwrap_or_else(|e| panic!("reading the registry on {}: {e}", self.host));
+        uri
     }
 
     /// Client options that reach this registry (plain HTTP, its credentials).

@@ -6,7 +6,7 @@ use cairn_testkit::host::{
     FakeDeployment, FakeState, begin_command, block_until_rebooted, check_out, checksum_of,
     resolve_digest, write_state,
 };
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 fn fail(message: &str) -> ExitCode {
@@ -90,11 +90,81 @@ fn status(state: &FakeState) -> String {
     let host = serde_json::json!({
         "apiVersion": "org.containers.bootc/v1", "kind": "BootcHost", "metadata": {"name": "host"},
         "spec": {"bootOrder": "default", "image": spec_image},
-        "status": {"booted": entry(&state.booted, "amd64"), "staged": entry(&state.staged, "amd64"),
-                   "rollback": entry(&state.rollback, "amd64"), "rollbackQueued": false, "readOnly": false,
+        "status": {"booted": entry(&state.booted, state.arch()), "staged": entry(&state.staged, state.arch()),
+                   "rollback": entry(&state.rollback, state.arch()), "rollbackQueued": false, "readOnly": false,
                    "type": "bootcHost", "usrOverlay": null}
     });
     host.to_string()
+}
+
+/// `bootc upgrade [--apply]`, as bootc's ostree backend does it: fetch the
+/// spec image and compare its digest with the staged one, then the booted
+/// one; otherwise stage it. There is no downgrade check: whatever the tag
+/// names is staged. `--quiet` only hides progress, which the stand-in has none of.
+fn upgrade(dir: &Path, mut state: FakeState, apply: bool) -> ExitCode {
+    if state.spec_image.is_empty() {
+        return fail("No image source specified");
+    }
+    let image = state.spec_image.clone();
+    let (digest, version) = match resolve_digest(&state, &image) {
+        Ok(found) => found,
+        Err(message) => return fail(&format!("Upgrading: pulling {image}: {message}")),
+    };
+    if let Some(staged) = state.staged.as_mut().filter(|s| s.digest == digest) {
+        if staged.download_only {
+            staged.download_only = false;
+            write_state(dir, &state);
+            println!("Staged deployment will now be applied on reboot");
+        } else {
+            println!("Staged update present, not changed");
+        }
+        if apply {
+            block_until_rebooted(dir, state)
+        }
+        return ExitCode::SUCCESS;
+    }
+    if state.booted.as_ref().is_some_and(|b| b.digest == digest) {
+        // bootc leaves a different staged deployment alone and does not reboot.
+        println!("No update available.");
+        return ExitCode::SUCCESS;
+    }
+    if let Err(message) = check_out(dir, &state, &image, &digest) {
+        return fail(&format!("Upgrading: deploying {image}: {message}"));
+    }
+    println!("Queued for next boot: {image}");
+    if let Some(version) = &version {
+        println!("  Version: {version}");
+    }
+    println!("  Digest: {digest}");
+    state.staged = Some(FakeDeployment {
+        digest,
+        version,
+        image,
+        download_only: false,
+    });
+    write_state(dir, &state);
+    if apply {
+        block_until_rebooted(dir, state)
+    }
+    ExitCode::SUCCESS
+}
+
+/// Whether a plain `bootc upgrade`'s flags (`--apply` and `--quiet`, each at
+/// most once, in any order) ask to apply. `None` for any other flags.
+fn plain_upgrade_applies(flags: &[&str]) -> Option<bool> {
+    let (mut apply, mut quiet) = (false, false);
+    for flag in flags {
+        let seen = match *flag {
+            "--apply" => &mut apply,
+            "--quiet" => &mut quiet,
+            _ => return None,
+        };
+        if *seen {
+            return None;
+        }
+        *seen = true;
+    }
+    Some(apply)
 }
 
 fn main() -> ExitCode {
@@ -169,6 +239,10 @@ fn main() -> ExitCode {
             }
             block_until_rebooted(&dir, state)
         }
+        ["upgrade", flags @ ..] => match plain_upgrade_applies(flags) {
+            Some(apply) => upgrade(&dir, state, apply),
+            None => usage(&format!("unrecognized arguments: {}", args.join(" "))),
+        },
         ["rollback", "--apply"] => {
             if state.rollback.is_none() {
                 return fail("No rollback available");
