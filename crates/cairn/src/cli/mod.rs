@@ -33,6 +33,8 @@ mod manual;
 #[cfg(feature = "publish")]
 mod policy;
 #[cfg(feature = "publish")]
+mod promote;
+#[cfg(feature = "publish")]
 mod publish;
 #[cfg(feature = "publish")]
 mod root;
@@ -72,6 +74,9 @@ enum Command {
     /// Make, rotate and show the trust roots that say which keys sign what.
     #[command(subcommand)]
     Root(root::RootCommand),
+    #[cfg(feature = "publish")]
+    /// Move wave tags that hosts without an agent follow, one safe step per run.
+    Promote(promote::Args),
     #[cfg_attr(feature = "publish", doc = "Verify documents and make signing keys.")]
     #[cfg_attr(not(feature = "publish"), doc = "Verify documents.")]
     #[command(subcommand)]
@@ -137,6 +142,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Halt(command) => halt::run(command),
         #[cfg(feature = "publish")]
         Command::Root(command) => root::run(command),
+        #[cfg(feature = "publish")]
+        Command::Promote(args) => promote::run(args),
         Command::Document(command) => document::run(command),
         #[cfg(feature = "server")]
         Command::Serve(args) => serve::run(args),
@@ -175,6 +182,7 @@ const GATED_VERBS: &[(&str, &str)] = &[
     ("policy", "publish"),
     ("halt", "publish"),
     ("root", "publish"),
+    ("promote", "publish"),
     ("fcos", "publish"),
     ("convert-fcos", "publish"),
     ("schema", "publish"),
@@ -278,5 +286,15 @@ mod tests {
         assert!(note.contains("`publish` feature"), "{note}");
         let error = Cli::try_parse_from(["cairn", "no-such-verb"]).expect_err("no verb");
         assert_eq!(compiled_out(&error), None);
+    }
+
+    #[cfg(not(feature = "publish"))]
+    #[test]
+    fn a_build_without_publish_says_promote_needs_it() {
+        let error = Cli::try_parse_from(["cairn", "promote", "--wave", "stable-early=0.3"])
+            .expect_err("promote is compiled out");
+        let note = compiled_out(&error).expect("a note");
+        assert!(note.contains("`promote`"), "{note}");
+        assert!(note.contains("`publish` feature"), "{note}");
     }
 }
