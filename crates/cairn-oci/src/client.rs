@@ -117,6 +117,16 @@ pub enum Conditional {
     NotFound,
 }
 
+/// What a cross-repository mount request got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mount {
+    /// The registry linked the blob in: nothing to send.
+    Mounted,
+    /// The registry declined and opened this upload session instead (an
+    /// absolute URL).
+    Upload(String),
+}
+
 /// A registry client; cheap to clone, shares its connection pool and tokens.
 #[derive(Debug, Clone)]
 pub struct RegistryClient {
@@ -155,6 +165,12 @@ impl RegistryClient {
     /// HTTP requests sent so far, token requests and retries included.
     pub fn request_count(&self) -> u64 {
         self.inner.http.request_count()
+    }
+
+    /// Requests sent so far other than GET and HEAD: the ones that may
+    /// change a registry.
+    pub fn write_count(&self) -> u64 {
+        self.inner.http.write_count()
     }
 
     fn base_url(&self, repository: &Repository) -> String {
@@ -690,12 +706,49 @@ impl RegistryClient {
             .send(repository, Method::POST, &start, HeaderMap::new(), None)
             .await?;
         let response = expect_success(response, "POST", &start).await?;
-        let location = response
-            .headers()
-            .get(header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| OciError::invalid(format!("upload to {repository}"), "no Location"))?;
-        let mut upload = resolve_url(&start, location)?;
+        let upload = upload_location(&response, &start, repository)?;
+        self.finish_upload(repository, upload.as_str(), data).await
+    }
+
+    /// Ask the registry to link blob `digest` of `from` into `to` without
+    /// sending it (a cross-repository mount; both on one registry host).
+    /// A registry that declines opens an upload session instead, which the
+    /// caller finishes with [`RegistryClient::finish_upload`].
+    pub async fn mount_blob(
+        &self,
+        to: &Repository,
+        digest: &str,
+        from: &Repository,
+    ) -> Result<Mount> {
+        check_digest(digest)?;
+        let start = format!("{}/blobs/uploads/", self.base_url(to));
+        let mut url = resolve_url(&start, "")?;
+        url.query_pairs_mut()
+            .append_pair("mount", digest)
+            .append_pair("from", &from.path);
+        let response = self
+            .send(to, Method::POST, url.as_str(), HeaderMap::new(), None)
+            .await?;
+        let status = response.status();
+        let response = expect_success(response, "POST", url.as_str()).await?;
+        if status == StatusCode::CREATED {
+            return Ok(Mount::Mounted);
+        }
+        Ok(Mount::Upload(
+            upload_location(&response, url.as_str(), to)?.to_string(),
+        ))
+    }
+
+    /// Send a whole blob into an upload session a POST opened (`upload` is
+    /// its `Location`, resolved); returns the blob's digest.
+    pub async fn finish_upload(
+        &self,
+        repository: &Repository,
+        upload: &str,
+        data: Bytes,
+    ) -> Result<String> {
+        let digest = sha256_digest(&data);
+        let mut upload = resolve_url(&self.base_url(repository), upload)?;
         upload.query_pairs_mut().append_pair("digest", &digest);
         let mut headers = HeaderMap::new();
         headers.insert(
@@ -747,6 +800,20 @@ impl RegistryClient {
         }
         Ok(digest)
     }
+}
+
+/// The upload session a POST opened, as an absolute URL.
+fn upload_location(
+    response: &reqwest::Response,
+    request_url: &str,
+    repository: &Repository,
+) -> Result<url::Url> {
+    let location = response
+        .headers()
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| OciError::invalid(format!("upload to {repository}"), "no Location"))?;
+    resolve_url(request_url, location)
 }
 
 fn accept_manifests() -> HeaderMap {

@@ -91,6 +91,7 @@ pub struct Http {
     client: reqwest::Client,
     retry: RetryPolicy,
     requests: Arc<AtomicU64>,
+    writes: Arc<AtomicU64>,
 }
 
 impl Http {
@@ -121,12 +122,19 @@ impl Http {
             client,
             retry,
             requests: Arc::new(AtomicU64::new(0)),
+            writes: Arc::new(AtomicU64::new(0)),
         })
     }
 
     /// HTTP requests sent so far, retries included.
     pub fn request_count(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Requests sent so far that may change something (any method but GET
+    /// and HEAD), retries included.
+    pub fn write_count(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
     }
 
     /// Send the request `build` makes, building it again for each retry of a
@@ -150,6 +158,7 @@ impl Http {
             ) {
                 self.retry.retries
             } else {
+                self.writes.fetch_add(1, Ordering::Relaxed);
                 0
             };
             let error = match self.client.execute(request).await {

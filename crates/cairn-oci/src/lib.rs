@@ -26,6 +26,7 @@ pub mod halts;
 pub mod http;
 pub mod layout;
 mod manifest;
+pub mod promote;
 pub mod publish;
 pub mod reference;
 pub mod registries_conf;

@@ -356,6 +356,57 @@ pub async fn scan(
 /// Most architectures one image index may name.
 const MAX_ARCHITECTURES: usize = 16;
 
+/// What Cairn reads of an image index: the one rule the scan and the
+/// promoter share, so that they agree on which child is which release's
+/// image.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct IndexPlatforms {
+    /// Base architecture to child manifest digest: Linux children only, the
+    /// first variant of an architecture wins, attestations (`unknown`) left out.
+    pub by_arch: BTreeMap<String, String>,
+    /// Every child's digest in index order, attestations included.
+    pub children: Vec<String>,
+    /// The index's own annotations.
+    pub annotations: std::collections::HashMap<String, String>,
+}
+
+/// Parse an image index (`what` names it in errors) into its platforms.
+pub(crate) fn index_platforms(bytes: &[u8], what: &str) -> Result<IndexPlatforms> {
+    let index: ImageIndex = crate::manifest::parse(bytes, what)?;
+    let mut platforms = IndexPlatforms {
+        annotations: index.annotations().clone().unwrap_or_default(),
+        ..IndexPlatforms::default()
+    };
+    for child in index.manifests() {
+        platforms.children.push(child.digest().to_string());
+        let Some(platform) = child.platform() else {
+            continue;
+        };
+        let arch = platform.architecture().to_string();
+        // Hosts boot Linux images; the first variant of an architecture wins.
+        if platform.os().to_string() != "linux" || platforms.by_arch.contains_key(&basearch(&arch))
+        {
+            continue;
+        }
+        // Attestation manifests hide under "unknown".
+        if arch == "unknown" {
+            continue;
+        }
+        // Each architecture costs a request: an index from an untrusted
+        // registry may name thousands.
+        if platforms.by_arch.len() >= MAX_ARCHITECTURES {
+            return Err(OciError::invalid(
+                what.to_string(),
+                format!("names more than {MAX_ARCHITECTURES} architectures"),
+            ));
+        }
+        platforms
+            .by_arch
+            .insert(basearch(&arch), child.digest().to_string());
+    }
+    Ok(platforms)
+}
+
 /// Read one image by digest: an index with its children, or a manifest.
 async fn read_image(store: &Store, digest: &str) -> Result<BTreeMap<String, ArchImage>> {
     let fetched = store.get_manifest(digest).await?;
@@ -366,39 +417,16 @@ async fn read_image(store: &Store, digest: &str) -> Result<BTreeMap<String, Arch
     };
     let mut images = BTreeMap::new();
     if media_type == OCI_INDEX || media_type == DOCKER_LIST {
-        let index: ImageIndex =
-            crate::manifest::parse(&fetched.bytes, &format!("image index {digest}"))?;
-        let index_annotations = index.annotations().clone().unwrap_or_default();
-        for child in index.manifests() {
-            let Some(platform) = child.platform() else {
-                continue;
-            };
-            let arch = platform.architecture().to_string();
-            // Hosts boot Linux images; the first variant of an architecture wins.
-            if platform.os().to_string() != "linux" || images.contains_key(&basearch(&arch)) {
-                continue;
-            }
-            // Attestation manifests hide under "unknown".
-            if arch == "unknown" {
-                continue;
-            }
-            // Each architecture costs a request: an index from an untrusted
-            // registry may name thousands.
-            if images.len() >= MAX_ARCHITECTURES {
-                return Err(OciError::invalid(
-                    format!("image index {digest}"),
-                    format!("names more than {MAX_ARCHITECTURES} architectures"),
-                ));
-            }
-            let child_digest = child.digest().to_string();
-            let mut image = read_manifest(store, &child_digest).await?;
-            for (key, value) in &index_annotations {
+        let index = index_platforms(&fetched.bytes, &format!("image index {digest}"))?;
+        for (arch, child_digest) in &index.by_arch {
+            let mut image = read_manifest(store, child_digest).await?;
+            for (key, value) in &index.annotations {
                 image
                     .labels
                     .entry(key.clone())
                     .or_insert_with(|| value.clone());
             }
-            images.insert(basearch(&arch), image);
+            images.insert(arch.clone(), image);
         }
     } else {
         let image = read_manifest_bytes(store, digest, &fetched.bytes).await?;

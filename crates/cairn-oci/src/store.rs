@@ -1,6 +1,6 @@
 //! One interface over a registry repository and an OCI layout directory.
 
-use crate::client::{FetchedManifest, ManifestHead, RegistryClient};
+use crate::client::{FetchedManifest, ManifestHead, Mount, RegistryClient};
 use crate::error::Result;
 use crate::layout::Layout;
 use crate::reference::Repository;
@@ -104,6 +104,59 @@ impl Store {
         match self {
             Store::Registry { client, .. } => client.request_count(),
             Store::Layout(_) => 0,
+        }
+    }
+
+    /// Requests sent so far other than GET and HEAD (0 for a layout).
+    pub fn write_count(&self) -> u64 {
+        match self {
+            Store::Registry { client, .. } => client.write_count(),
+            Store::Layout(_) => 0,
+        }
+    }
+
+    /// True when the store holds blob `digest`.
+    pub async fn blob_exists(&self, digest: &str) -> Result<bool> {
+        match self {
+            Store::Registry { client, repository } => client.blob_exists(repository, digest).await,
+            Store::Layout(layout) => {
+                if !cairn_graph::digest::is_sha256_digest(digest) {
+                    return Err(crate::error::OciError::invalid(
+                        format!("digest {digest:?}"),
+                        "not a sha256 digest",
+                    ));
+                }
+                let hex = &digest["sha256:".len()..];
+                Ok(layout.path().join("blobs/sha256").join(hex).is_file())
+            }
+        }
+    }
+
+    /// Link blob `digest` of `from` into this store without sending it,
+    /// when both are repositories on one registry host; `None` when they
+    /// are not (then only an upload copies it).
+    pub async fn mount_blob(&self, digest: &str, from: &Store) -> Result<Option<Mount>> {
+        match (self, from) {
+            (
+                Store::Registry { client, repository },
+                Store::Registry {
+                    repository: source, ..
+                },
+            ) if repository.api_host() == source.api_host() => client
+                .mount_blob(repository, digest, source)
+                .await
+                .map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// Send a whole blob into an upload session a declined mount opened.
+    pub async fn finish_upload(&self, upload: &str, data: Bytes) -> Result<String> {
+        match self {
+            Store::Registry { client, repository } => {
+                client.finish_upload(repository, upload, data).await
+            }
+            Store::Layout(layout) => layout.put_blob(&data),
         }
     }
 }
