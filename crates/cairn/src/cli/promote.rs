@@ -10,10 +10,8 @@ use cairn_graph::GraphDocument;
 use cairn_graph::promote::{Observed, Plan, PlanOptions, PromoteState, WaveSpec};
 use cairn_oci::promote::{self as registry, PromoteStoreError, ReleaseImage};
 use cairn_oci::{RegistryClient, Repository, Store};
-use jiff::Timestamp;
 use std::collections::BTreeMap;
 use std::process::ExitCode;
-use std::time::Duration;
 
 /// Exit code when a wave is stuck on a bad release and may not retreat; the
 /// other waves have moved.
@@ -21,9 +19,6 @@ pub const STUCK_EXIT: u8 = 4;
 
 /// `--barrier-dwell`'s default, as clap states it.
 const DEFAULT_BARRIER_DWELL: &str = "7d";
-
-/// How long a moved tag is left before it is read back, as `cairn publish` does.
-const SETTLE: Duration = Duration::from_millis(500);
 
 /// Move wave tags along the update graph: each wave tag, followed by hosts
 /// without an agent (bootc's timer, podman auto-update), moves at most one
@@ -88,9 +83,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let document = args.source.load_verified(options.now, None)?;
     // With halts on, no verified list means no plan: never a step into a
     // release that may be halted.
-    let halts = args
-        .source
-        .halts(&document, &args.halt_keys, options.now)?;
+    let halts = args.source.halts(&document, &args.halt_keys, options.now)?;
     let halted = halts.as_ref().map(args::Halts::digests).unwrap_or_default();
     let client = args.source.client()?;
     let stores = Stores::open(&args, &document, &client)?;
@@ -154,7 +147,11 @@ struct Stores {
 }
 
 impl Stores {
-    fn open(args: &Args, document: &GraphDocument, client: &RegistryClient) -> anyhow::Result<Self> {
+    fn open(
+        args: &Args,
+        document: &GraphDocument,
+        client: &RegistryClient,
+    ) -> anyhow::Result<Self> {
         let source = Repository::parse(&document.repository).with_context(|| {
             format!(
                 "{}: the document's repository {:?}",
@@ -206,14 +203,8 @@ async fn promote(
     }
     let forbidden = forbidden_tags(document, &state, &observed);
     cairn_graph::promote::check_waves(&args.waves, &forbidden)?;
-    let plan = cairn_graph::promote::plan(
-        document,
-        halted,
-        &args.waves,
-        &state,
-        &observed,
-        options,
-    )?;
+    let plan =
+        cairn_graph::promote::plan(document, halted, &args.waves, &state, &observed, options)?;
     // Every image is found and checked against the signed document before
     // anything is written.
     let mut images: BTreeMap<&str, ReleaseImage> = BTreeMap::new();
@@ -255,7 +246,7 @@ async fn promote(
             &plan.next_state,
             state_digest.as_deref(),
             options.now,
-            SETTLE,
+            registry::SETTLE,
         )
         .await?;
     }
@@ -267,12 +258,14 @@ async fn promote(
             continue;
         };
         let was = before.get(tag).and_then(Option::as_deref);
-        match registry::move_tag(target, tag, image, was, SETTLE).await {
+        match registry::move_tag(target, tag, image, was, registry::SETTLE).await {
             Ok(()) => {}
             Err(conflict @ PromoteStoreError::Conflict { .. }) => conflicts.push(conflict),
             Err(error) => {
-                return Err(anyhow::Error::new(error)
-                    .context(format!("moving {tag} to {version} in {}", target.describe())));
+                return Err(anyhow::Error::new(error).context(format!(
+                    "moving {tag} to {version} in {}",
+                    target.describe()
+                )));
             }
         }
     }
@@ -338,7 +331,7 @@ mod tests {
     use super::*;
     use crate::cli::Cli;
     use clap::Parser;
-    use jiff::SignedDuration;
+    use jiff::{SignedDuration, Timestamp};
 
     fn parse(extra: &[&str]) -> Result<Args, clap::Error> {
         let mut argv = vec![
@@ -416,7 +409,10 @@ mod tests {
             options.architectures,
             Some(vec!["x86_64".to_string(), "aarch64".to_string()])
         );
-        assert_eq!(options.now, Timestamp::from_second(1_784_728_800).expect("time"));
+        assert_eq!(
+            options.now,
+            Timestamp::from_second(1_784_728_800).expect("time")
+        );
     }
 
     #[test]
@@ -443,10 +439,14 @@ mod tests {
             ("stable-early=often", "not a number"),
             ("stable-early=1.5", "outside [0, 1]"),
             ("cairn-early=0.3", "Cairn's own"),
-            ("-bad=0.3", "not a valid tag"),
+            (".bad=0.3", "not a valid tag"),
         ] {
             let error = parse(&["--wave", wave]).expect_err(wave);
-            assert_eq!(error.kind(), clap::error::ErrorKind::ValueValidation, "{wave}");
+            assert_eq!(
+                error.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{wave}"
+            );
             let text = error.to_string();
             assert!(text.contains("--wave <TAG=WARINESS>"), "{wave}: {text}");
             assert!(text.contains(says), "{wave}: {text}");
