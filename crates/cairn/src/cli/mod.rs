@@ -76,6 +76,19 @@ enum Command {
     Root(root::RootCommand),
     #[cfg(feature = "publish")]
     /// Move wave tags that hosts without an agent follow, one safe step per run.
+    ///
+    /// Each wave tag, followed by hosts without an agent (bootc's timer,
+    /// podman auto-update), moves at most one step per run: to the release an
+    /// agent of the wave's wariness would be offered now. The promote state
+    /// (tag cairn-promote-state beside the wave tags) remembers when each wave
+    /// arrived; it is written before any tag moves. Exit codes: 0 done, 1
+    /// error (nothing written when the document, its halt list or an image is
+    /// refused), 3 another writer moved a tag (re-run), 4 a wave is stuck on a
+    /// bad release (the other waves moved).
+    #[command(mut_arg("keys", |key| key.help(
+        "Verify the document's signature with this public key (PEM; repeatable). \
+         Without --key or --root promote refuses to run."
+    )))]
     Promote(promote::Args),
     #[cfg_attr(feature = "publish", doc = "Verify documents and make signing keys.")]
     #[cfg_attr(not(feature = "publish"), doc = "Verify documents.")]

@@ -7,7 +7,9 @@ use crate::cli::args::{self, DocumentArgs, HaltKeyArgs};
 use crate::cli::publish::CONFLICT_EXIT;
 use anyhow::Context;
 use cairn_graph::GraphDocument;
-use cairn_graph::promote::{Observed, Plan, PlanOptions, PromoteState, WaveSpec};
+use cairn_graph::promote::{
+    Action, Observed, Plan, PlanOptions, PromoteError, PromoteState, WaveSpec,
+};
 use cairn_oci::promote::{self as registry, PromoteStoreError, ReleaseImage};
 use cairn_oci::{RegistryClient, Repository, Store};
 use std::collections::BTreeMap;
@@ -20,13 +22,7 @@ pub const STUCK_EXIT: u8 = 4;
 /// `--barrier-dwell`'s default, as clap states it.
 const DEFAULT_BARRIER_DWELL: &str = "7d";
 
-/// Move wave tags along the update graph: each wave tag, followed by hosts
-/// without an agent (bootc's timer, podman auto-update), moves at most one
-/// step per run, to the release an agent of the wave's wariness would be
-/// offered now. The promote state (tag cairn-promote-state in the target
-/// repository) remembers when each wave arrived; it is written before any tag
-/// moves. Exit codes: 0 done, 1 error, 3 another writer moved a tag (re-run),
-/// 4 a wave is stuck on a bad release (the others moved).
+/// The arguments of `cairn promote` (its help is the `Command` variant's).
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
@@ -109,13 +105,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for conflict in &ran.conflicts {
         eprintln!("cairn: {conflict}");
     }
-    for wave in ran
-        .plan
-        .waves
-        .iter()
-        .filter(|wave| matches!(wave.action, cairn_graph::promote::Action::Stuck { .. }))
-    {
-        eprintln!("cairn: {wave}");
+    // Said again on stderr, where a cron job's log keeps it.
+    for wave in &ran.plan.waves {
+        match &wave.action {
+            Action::Stuck { .. } => eprintln!("cairn: {wave}"),
+            Action::Retreat { warning, .. } => eprintln!("cairn: warning: {warning}"),
+            _ => {}
+        }
     }
     if !ran.conflicts.is_empty() {
         Ok(ExitCode::from(CONFLICT_EXIT))
@@ -202,7 +198,24 @@ async fn promote(
         before.insert(wave.tag.clone(), digest);
     }
     let forbidden = forbidden_tags(document, &state, &observed);
-    cairn_graph::promote::check_waves(&args.waves, &forbidden)?;
+    cairn_graph::promote::check_waves(&args.waves, &forbidden).map_err(|error| {
+        let unknown_wave = match &error {
+            PromoteError::ReleaseTag { tag } => match observed.get(tag) {
+                Some(Observed::Release { version }) if !state.waves.contains_key(tag) => {
+                    Some(format!(
+                        "{tag} already points at release {version} in {}, and the promote state there does not know it as a wave",
+                        target.describe()
+                    ))
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        match unknown_wave {
+            Some(context) => anyhow::Error::new(error).context(context),
+            None => anyhow::Error::new(error),
+        }
+    })?;
     let plan =
         cairn_graph::promote::plan(document, halted, &args.waves, &state, &observed, options)?;
     // Every image is found and checked against the signed document before
