@@ -324,19 +324,34 @@ fn print_plan(args: &Args, plan: &Plan, client: &RegistryClient) -> anyhow::Resu
         args::emit(&plan.to_string())?;
         return Ok(());
     }
-    let mut value = serde_json::to_value(plan)?;
-    if let Some(object) = value.as_object_mut() {
-        object.insert(
-            "requests".into(),
-            serde_json::json!({
-                "total": client.request_count(),
-                "writes": client.write_count(),
-            }),
-        );
-        object.insert("dry_run".into(), args.dry_run.into());
-    }
+    let value = plan_json(
+        plan,
+        args.dry_run,
+        client.request_count(),
+        client.write_count(),
+    )?;
     args::emit(&format!("{}\n", serde_json::to_string_pretty(&value)?))?;
     Ok(())
+}
+
+/// `--json`: the plan (without the state to store), the run's HTTP requests
+/// and writes, and whether it was a dry run.
+fn plan_json(
+    plan: &Plan,
+    dry_run: bool,
+    total: u64,
+    writes: u64,
+) -> anyhow::Result<serde_json::Value> {
+    let mut value = serde_json::to_value(plan)?;
+    let object = value
+        .as_object_mut()
+        .context("the plan does not serialize as an object")?;
+    object.insert(
+        "requests".into(),
+        serde_json::json!({ "total": total, "writes": writes }),
+    );
+    object.insert("dry_run".into(), dry_run.into());
+    Ok(value)
 }
 
 #[cfg(test)]
@@ -425,6 +440,66 @@ mod tests {
         assert_eq!(
             options.now,
             Timestamp::from_second(1_784_728_800).expect("time")
+        );
+    }
+
+    #[test]
+    fn without_a_key_or_root_the_document_is_not_even_read() {
+        let cli = Cli::try_parse_from([
+            "cairn",
+            "promote",
+            "/nonexistent/document.json",
+            "--wave",
+            "stable-early=0.3",
+        ])
+        .expect("parses");
+        let crate::cli::Command::Promote(args) = cli.command else {
+            panic!("not promote");
+        };
+        assert!(!args.source.has_trust());
+        let error = args
+            .source
+            .load_verified(Timestamp::UNIX_EPOCH, None)
+            .expect_err("refused");
+        let text = format!("{error:#}");
+        assert!(
+            text.contains("no --key or --root: refusing to act on an unverified document"),
+            "{text}"
+        );
+        assert!(!text.contains("reading"), "{text}");
+    }
+
+    #[test]
+    fn the_json_is_the_plan_with_requests_and_dry_run() {
+        let plan = Plan {
+            sequence: 7,
+            waves: vec![cairn_graph::promote::WavePlan {
+                tag: "stable-early".into(),
+                wariness: 0.3,
+                at: Some("44.1".into()),
+                at_barrier: false,
+                action: Action::Move {
+                    to: "44.2".into(),
+                    why: "offered".into(),
+                },
+            }],
+            state_changed: true,
+            next_state: PromoteState::default(),
+        };
+        let value = plan_json(&plan, true, 19, 4).expect("json");
+        assert_eq!(value["sequence"], 7);
+        assert_eq!(value["state_changed"], true);
+        assert_eq!(value["waves"][0]["action"]["action"], "move");
+        assert_eq!(value["waves"][0]["action"]["to"], "44.2");
+        assert_eq!(
+            value["requests"],
+            serde_json::json!({"total": 19, "writes": 4})
+        );
+        assert_eq!(value["dry_run"], true);
+        assert!(value.get("next_state").is_none(), "{value}");
+        assert_eq!(
+            plan.to_string(),
+            "stable-early: at 44.1, moves to 44.2: offered\n"
         );
     }
 
