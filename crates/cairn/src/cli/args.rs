@@ -82,9 +82,12 @@ pub fn now_or(value: Option<&str>) -> anyhow::Result<Timestamp> {
     }
 }
 
-/// A duration such as `90s`, `30m`, `48h`, `14d` or `2w`.
+/// A duration such as `90s`, `30m`, `48h`, `14d` or `2w`; a bare `0` needs no unit.
 pub fn parse_duration(value: &str) -> anyhow::Result<SignedDuration> {
     let value = value.trim();
+    if value == "0" {
+        return Ok(SignedDuration::ZERO);
+    }
     let split = value
         .find(|c: char| !c.is_ascii_digit())
         .with_context(|| format!("{value:?} has no unit; use s, m, h, d or w (for example 14d)"))?;
@@ -169,6 +172,15 @@ mod tests {
         assert!(parse_duration("14").is_err());
         assert!(parse_duration("5y").is_err());
         assert!(parse_duration("d").is_err());
+    }
+
+    #[test]
+    fn a_bare_zero_is_the_one_duration_without_a_unit() {
+        assert_eq!(parse_duration("0").ok(), Some(SignedDuration::ZERO));
+        assert_eq!(parse_duration(" 0 ").ok(), Some(SignedDuration::ZERO));
+        assert_eq!(parse_duration("0s").ok(), Some(SignedDuration::ZERO));
+        assert!(parse_duration("00").is_err());
+        assert!(parse_duration("1").is_err());
     }
 
     #[test]
@@ -381,6 +393,10 @@ pub struct DocumentArgs {
     /// The root `load` walked to, for `halts`.
     #[arg(skip)]
     walked: std::sync::OnceLock<Option<Box<cairn_oci::trust::TrustedRoot>>>,
+    /// One client for every request of a command, so that its count is the
+    /// command's.
+    #[arg(skip)]
+    client: std::sync::OnceLock<cairn_oci::RegistryClient>,
 }
 
 /// The trust root a command verifies with: `root_file` pinned, else version
@@ -516,6 +532,16 @@ impl DocumentArgs {
             .unwrap_or_default()
     }
 
+    /// The registry client `load` and `halts` use (made once; clones share
+    /// its connections, tokens and request counts).
+    pub fn client(&self) -> anyhow::Result<cairn_oci::RegistryClient> {
+        if let Some(client) = self.client.get() {
+            return Ok(client.clone());
+        }
+        let client = self.registry.client()?;
+        Ok(self.client.get_or_init(|| client).clone())
+    }
+
     /// What `load` checked of the signature, in words.
     pub fn signature_note(&self) -> String {
         match self.walked.get() {
@@ -524,13 +550,47 @@ impl DocumentArgs {
         }
     }
 
+    /// True when `--key` or `--root` was given, so `load` checks a signature.
+    pub fn has_trust(&self) -> bool {
+        !self.keys.is_empty() || self.root.is_some()
+    }
+
     /// Read the document and check its signature when keys are given
     /// (callers then say what was checked: [`DocumentArgs::warn_if_unchecked`]).
     /// Expiry is left to the caller, which reports it in its own terms.
     pub fn load(&self) -> anyhow::Result<cairn_graph::GraphDocument> {
+        self.load_with(Timestamp::now(), None, None)
+    }
+
+    /// As [`DocumentArgs::load`], for verbs that act on the document
+    /// (promote), as an agent trusts it: refuses to run without `--key` or
+    /// `--root`, walks the root at `now`, refuses a document expired at
+    /// `now` and, given `floor`, one older than it.
+    pub fn load_verified(
+        &self,
+        now: Timestamp,
+        floor: Option<cairn_oci::document::Seen<'_>>,
+    ) -> anyhow::Result<cairn_graph::GraphDocument> {
+        if !self.has_trust() {
+            bail!(
+                "{}: no --key or --root: refusing to act on an unverified document",
+                self.name()
+            );
+        }
+        self.load_with(now, Some(now), floor)
+    }
+
+    /// Fetch, walk the root at `root_now`, and verify. `policy_now: None`
+    /// leaves expiry to the caller (checked at the document's own `issued`).
+    fn load_with(
+        &self,
+        root_now: Timestamp,
+        policy_now: Option<Timestamp>,
+        last_seen: Option<cairn_oci::document::Seen<'_>>,
+    ) -> anyhow::Result<cairn_graph::GraphDocument> {
         let name = self.name();
         let location = cairn_oci::Location::parse(name)?;
-        let client = self.registry.client()?;
+        let client = self.client()?;
         let fetched = fetch_document(name, &location, &client)?;
         for field in &fetched.ignored_fields {
             eprintln!("cairn: warning: {name}: unknown field `{field}` ignored");
@@ -543,7 +603,7 @@ impl DocumentArgs {
             self.root.as_deref(),
             &keys,
             &[],
-            Timestamp::now(),
+            root_now,
         )
         .with_context(|| name.to_string())?;
         let signers = root
@@ -553,9 +613,9 @@ impl DocumentArgs {
         let policy = cairn_oci::document::TrustPolicy {
             signers: signers.as_ref(),
             allow_unsigned: false,
-            // Expiry is checked by the caller at its own `--now`.
-            now: fetched.document.issued,
-            last_seen: None,
+            // Without `policy_now`, expiry is the caller's, at its own `--now`.
+            now: policy_now.unwrap_or(fetched.document.issued),
+            last_seen,
             stream: stream.as_deref(),
         };
         fetched.verify(name, &policy)?;
@@ -585,7 +645,7 @@ impl DocumentArgs {
         };
         let parsed = cairn_oci::Location::parse(location)
             .with_context(|| format!("{}: halts.location", self.name()))?;
-        let client = self.registry.client()?;
+        let client = self.client()?;
         let fetched = runtime()?
             .block_on(cairn_oci::halts::fetch_location(&parsed, &client))
             .map_err(failed)?;

@@ -119,6 +119,7 @@ fn expected() -> BTreeMap<String, String> {
         "cairn halt refresh",
         "cairn halt show",
         "cairn policy halt clear",
+        "cairn promote",
     ] {
         put(&format!("{verb} --authfile [prose]"), user_authfile);
         if !verb.starts_with("cairn publish") && !verb.contains("halt") {
@@ -133,6 +134,7 @@ fn expected() -> BTreeMap<String, String> {
         "cairn graph show --now",
         "cairn policy --now",
         "cairn policy rollout start --at",
+        "cairn promote --now",
         "cairn publish --now",
         "cairn simulate --start",
     ] {
@@ -173,6 +175,22 @@ fn expected() -> BTreeMap<String, String> {
     put(
         "cairn publish --cache [prose]",
         "under $XDG_CACHE_HOME/cairn",
+    );
+    put(
+        "cairn promote --barrier-dwell [default]",
+        &format!(
+            "{}d",
+            cairn_graph::promote::DEFAULT_BARRIER_DWELL.as_hours() / 24
+        ),
+    );
+    put("cairn promote --min-dwell [default]", "0");
+    put(
+        "cairn promote --to [prose]",
+        "the document's own repository",
+    );
+    put(
+        "cairn promote --arch [prose]",
+        "every architecture of the wave's release",
     );
     put("cairn publish --default-rollout [default]", "immediate");
     put("cairn publish --expires-in [default]", "14d");

@@ -33,6 +33,8 @@ mod manual;
 #[cfg(feature = "publish")]
 mod policy;
 #[cfg(feature = "publish")]
+mod promote;
+#[cfg(feature = "publish")]
 mod publish;
 #[cfg(feature = "publish")]
 mod root;
@@ -72,6 +74,22 @@ enum Command {
     /// Make, rotate and show the trust roots that say which keys sign what.
     #[command(subcommand)]
     Root(root::RootCommand),
+    #[cfg(feature = "publish")]
+    /// Move wave tags that hosts without an agent follow, one safe step per run.
+    ///
+    /// Each wave tag, followed by hosts without an agent (bootc's timer,
+    /// podman auto-update), moves at most one step per run: to the release an
+    /// agent of the wave's wariness would be offered now. The promote state
+    /// (tag cairn-promote-state beside the wave tags) remembers when each wave
+    /// arrived; it is written before any tag moves. Exit codes: 0 done, 1
+    /// error (nothing written when the document, its halt list or an image is
+    /// refused), 3 another writer moved a tag (re-run), 4 a wave is stuck on a
+    /// bad release (the other waves moved).
+    #[command(mut_arg("keys", |key| key.help(
+        "Verify the document's signature with this public key (PEM; repeatable). \
+         Without --key or --root promote refuses to run."
+    )))]
+    Promote(promote::Args),
     #[cfg_attr(feature = "publish", doc = "Verify documents and make signing keys.")]
     #[cfg_attr(not(feature = "publish"), doc = "Verify documents.")]
     #[command(subcommand)]
@@ -137,6 +155,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Halt(command) => halt::run(command),
         #[cfg(feature = "publish")]
         Command::Root(command) => root::run(command),
+        #[cfg(feature = "publish")]
+        Command::Promote(args) => promote::run(args),
         Command::Document(command) => document::run(command),
         #[cfg(feature = "server")]
         Command::Serve(args) => serve::run(args),
@@ -175,6 +195,7 @@ const GATED_VERBS: &[(&str, &str)] = &[
     ("policy", "publish"),
     ("halt", "publish"),
     ("root", "publish"),
+    ("promote", "publish"),
     ("fcos", "publish"),
     ("convert-fcos", "publish"),
     ("schema", "publish"),
@@ -278,5 +299,15 @@ mod tests {
         assert!(note.contains("`publish` feature"), "{note}");
         let error = Cli::try_parse_from(["cairn", "no-such-verb"]).expect_err("no verb");
         assert_eq!(compiled_out(&error), None);
+    }
+
+    #[cfg(not(feature = "publish"))]
+    #[test]
+    fn a_build_without_publish_says_promote_needs_it() {
+        let error = Cli::try_parse_from(["cairn", "promote", "--wave", "stable-early=0.3"])
+            .expect_err("promote is compiled out");
+        let note = compiled_out(&error).expect("a note");
+        assert!(note.contains("`promote`"), "{note}");
+        assert!(note.contains("`publish` feature"), "{note}");
     }
 }
