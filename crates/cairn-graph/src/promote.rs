@@ -557,6 +557,7 @@ impl Planner<'_> {
             action,
         };
         match seen {
+            Observed::Absent if state.waves.contains_key(&wave.tag) => self.restore(wave, state),
             Observed::Absent => {
                 let Some(start) = self.starting_release() else {
                     return unplaced(Action::Wait {
@@ -586,6 +587,44 @@ impl Planner<'_> {
                     })
                 },
             },
+        }
+    }
+
+    /// A wave the state knows whose tag is gone (registry retention, or
+    /// deleted by hand): its hosts are still where the state put it, so the
+    /// tag goes back there, and the dwell restarts. Starting it afresh at the
+    /// newest release could take them across barriers in one step.
+    fn restore(&self, wave: &WaveSpec, state: &mut PromoteState) -> WavePlan {
+        let recorded = state.waves[&wave.tag].clone();
+        let version = recorded.version.clone();
+        let stuck = |why: String| WavePlan {
+            tag: wave.tag.clone(),
+            wariness: wave.wariness,
+            at: None,
+            at_barrier: false,
+            action: Action::Stuck {
+                why: StuckReason::NotDecidable {
+                    version: version.clone(),
+                    why,
+                },
+            },
+        };
+        let Some((_, release)) = self.document.release(&version) else {
+            return stuck("the tag is gone, and the release the promote state had it on is in no release of the document".into());
+        };
+        if let Some(bad) = self.badness(release) {
+            return stuck(format!(
+                "the tag is gone, and the release the promote state had it on is {bad}: put the tag back by hand"
+            ));
+        }
+        let why = "the tag was gone: put back where the promote state had it; the dwell restarts";
+        self.arrive(state, &wave.tag, None, &version, recorded.came_from, why);
+        WavePlan {
+            tag: wave.tag.clone(),
+            wariness: wave.wariness,
+            at: None,
+            at_barrier: release.barrier.is_some(),
+            action: Action::Start { to: version },
         }
     }
 

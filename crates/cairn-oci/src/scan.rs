@@ -371,6 +371,9 @@ pub(crate) struct IndexPlatforms {
     pub by_arch: BTreeMap<String, String>,
     /// Every child's digest in index order, attestations included.
     pub children: Vec<String>,
+    /// Every Linux child (base architecture, digest), every variant, in
+    /// index order, attestations left out: a client may pick any of them.
+    pub linux: Vec<(String, String)>,
     /// The index's own annotations.
     pub annotations: std::collections::HashMap<String, String>,
 }
@@ -388,13 +391,15 @@ pub(crate) fn index_platforms(bytes: &[u8], what: &str) -> Result<IndexPlatforms
             continue;
         };
         let arch = platform.architecture().to_string();
-        // Hosts boot Linux images; the first variant of an architecture wins.
-        if platform.os().to_string() != "linux" || platforms.by_arch.contains_key(&basearch(&arch))
-        {
+        // Attestation manifests hide under "unknown".
+        if platform.os().to_string() != "linux" || arch == "unknown" {
             continue;
         }
-        // Attestation manifests hide under "unknown".
-        if arch == "unknown" {
+        platforms
+            .linux
+            .push((basearch(&arch), child.digest().to_string()));
+        // The first variant of an architecture is the one read.
+        if platforms.by_arch.contains_key(&basearch(&arch)) {
             continue;
         }
         // Each architecture costs a request: an index from an untrusted

@@ -784,3 +784,43 @@ fn the_plan_serializes_for_scripts() {
     assert_eq!(json["state_changed"], true);
     assert!(json.get("next_state").is_none());
 }
+
+#[test]
+fn a_wave_whose_tag_is_gone_goes_back_where_the_state_had_it() {
+    let mut doc = document(4);
+    doc.releases[1].barrier = Some(Reason::new("migration"));
+    let early = wave("stable-early", 0.3);
+    let options = PlanOptions::new(at(0));
+    let state = settled(&[("stable-early", "v1", None)]);
+    let gone = observed(&[("stable-early", Observed::Absent)]);
+    let restored = plan(
+        &doc,
+        &[],
+        std::slice::from_ref(&early),
+        &state,
+        &gone,
+        &options,
+    )
+    .expect("plans");
+    // Not the newest release (v4, past the barrier): back to v1.
+    assert_eq!(
+        action(&restored),
+        &Action::Start { to: "v1".into() },
+        "{restored}"
+    );
+    let kept = &restored.next_state.waves["stable-early"];
+    assert_eq!((kept.version.as_str(), kept.arrived), ("v1", at(0)));
+    // The release it was on became a dead-end meanwhile: stuck, not moved.
+    doc.releases[0].deadend = Some(Reason::new("breaks boot"));
+    let stuck = plan(
+        &doc,
+        &[],
+        std::slice::from_ref(&early),
+        &state,
+        &gone,
+        &options,
+    )
+    .expect("plans");
+    assert!(stuck.stuck(), "{stuck}");
+    assert!(!stuck.changes(), "{stuck}");
+}

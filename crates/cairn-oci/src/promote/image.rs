@@ -155,15 +155,20 @@ fn compare_index(release: &Release, platforms: &IndexPlatforms) -> Result<(), Di
             });
         }
     }
-    if let Some((arch, digest)) = platforms
-        .by_arch
-        .iter()
-        .find(|(arch, _)| !expected.contains_key(arch.as_str()))
-    {
+    // Every Linux child, each variant included: a client picks the variant
+    // that fits it best, so an unsigned second variant would reach hosts.
+    if let Some((arch, digest)) = platforms.linux.iter().find(|(arch, digest)| {
+        !expected
+            .get(arch.as_str())
+            .is_some_and(|entry| names(entry, digest))
+    }) {
         return Err(Difference {
             arch: arch.clone(),
             image_digest: digest.clone(),
-            document_digest: NOTHING.into(),
+            document_digest: expected
+                .get(arch.as_str())
+                .and_then(|entry| entry.digest.clone())
+                .unwrap_or_else(|| NOTHING.into()),
         });
     }
     Ok(())
@@ -380,6 +385,21 @@ mod tests {
         let bytes = json!({"schemaVersion": 2, "mediaType": crate::client::OCI_INDEX, "manifests": manifests})
             .to_string();
         index_platforms(bytes.as_bytes(), "test index").expect("index")
+    }
+
+    #[test]
+    fn a_second_variant_the_document_does_not_name_is_refused() {
+        let release = release(&[("x86_64", digest(1), &[]), ("aarch64", digest(2), &[])]);
+        let platforms = index(&[
+            ("linux", "amd64", digest(1)),
+            ("linux", "arm64", digest(2)),
+            ("linux", "arm64", digest(7)),
+        ]);
+        let refused = compare_index(&release, &platforms).expect_err("an unsigned variant");
+        assert_eq!(
+            (refused.arch.as_str(), refused.image_digest.clone()),
+            ("aarch64", digest(7))
+        );
     }
 
     #[test]

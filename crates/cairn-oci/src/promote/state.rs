@@ -26,10 +26,23 @@ pub const MAX_STATE_BYTES: usize = 1024 * 1024;
 pub async fn read_state(
     store: &Store,
 ) -> Result<(PromoteState, Option<String>), PromoteStoreError> {
+    let Some((bytes, digest)) = read_state_bytes(store).await? else {
+        return Ok((PromoteState::default(), None));
+    };
+    let state = PromoteState::from_json(&bytes).map_err(|source| PromoteStoreError::State {
+        source_name: format!("{}:{STATE_TAG}", store.describe()),
+        source,
+    })?;
+    Ok((state, Some(digest)))
+}
+
+/// The raw state under [`STATE_TAG`] and its manifest digest; `None` when
+/// the tag is absent.
+async fn read_state_bytes(store: &Store) -> Result<Option<(Bytes, String)>, PromoteStoreError> {
     let source_name = format!("{}:{STATE_TAG}", store.describe());
     let manifest = match store.get_manifest(STATE_TAG).await {
         Ok(manifest) => manifest,
-        Err(OciError::NotFound(_)) => return Ok((PromoteState::default(), None)),
+        Err(OciError::NotFound(_)) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
     let layer = artifact_layer(&manifest, &source_name, STATE_MEDIA_TYPE, MAX_STATE_BYTES)
@@ -41,11 +54,7 @@ pub async fn read_state(
             },
         })?;
     let bytes = store.get_blob(&layer, MAX_STATE_BYTES).await?;
-    let state = PromoteState::from_json(&bytes).map_err(|source| PromoteStoreError::State {
-        source_name,
-        source,
-    })?;
-    Ok((state, Some(manifest.digest)))
+    Ok(Some((bytes, manifest.digest)))
 }
 
 /// Store `state` as an artifact (the empty config and one layer) and move
@@ -86,12 +95,48 @@ pub async fn wave_tags(store: &Store, all_tags: &[String]) -> Result<Vec<String>
     if !all_tags.iter().any(|tag| tag == STATE_TAG) {
         return Ok(Vec::new());
     }
-    match read_state(store).await {
-        Ok((state, _)) => Ok(state.waves.into_keys().collect()),
-        Err(PromoteStoreError::Store(e)) => Err(e),
-        Err(other) => Err(OciError::invalid(
+    let unreadable = |why: String| {
+        OciError::invalid(
             format!("{}:{STATE_TAG}", store.describe()),
-            other,
-        )),
+            format!(
+                "{why}; the scan cannot tell wave tags from release tags (restore the promote state, or delete the tag if promote is no longer used)"
+            ),
+        )
+    };
+    let bytes = match read_state_bytes(store).await {
+        Ok(Some((bytes, _))) => bytes,
+        Ok(None) => return Ok(Vec::new()),
+        Err(PromoteStoreError::Store(e)) => return Err(e),
+        Err(other) => return Err(unreadable(other.to_string())),
+    };
+    wave_names(&bytes).map_err(|e| unreadable(format!("not a promote state: {e}")))
+}
+
+/// The wave names of a state. Only those: a state written by a newer
+/// promoter, with fields or a schema this one does not know, still names
+/// its waves.
+fn wave_names(bytes: &[u8]) -> Result<Vec<String>, serde_json::Error> {
+    #[derive(serde::Deserialize)]
+    struct Waves {
+        #[serde(default)]
+        waves: std::collections::BTreeMap<String, serde::de::IgnoredAny>,
+    }
+    let waves: Waves = serde_json::from_slice(bytes)?;
+    Ok(waves.waves.into_keys().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wave_names;
+
+    #[test]
+    fn wave_names_read_a_newer_state_and_refuse_what_is_not_one() {
+        let newer = br#"{"schema": 2, "waves": {"stable-early": {"version": "44.1", "later": true}}, "more": 1}"#;
+        assert_eq!(
+            wave_names(newer).expect("names"),
+            vec!["stable-early".to_string()]
+        );
+        assert!(wave_names(b"not json").is_err());
+        assert!(wave_names(br#"{"waves": []}"#).is_err());
     }
 }
