@@ -203,10 +203,26 @@ async fn a_host_following_a_wave_passes_the_barrier_and_skips_the_dead_end() {
     assert_eq!(action(&plan, "stable-early").0, "stay", "{plan}");
     assert_eq!(host.timer_run().await, Upgraded::NoUpdate);
 
-    // The state records every move, and the booted versions never
-    // included the dead-end.
-    let shown = String::from_utf8_lossy(&w.promote(later, &["--dry-run"]).stdout).into_owned();
-    assert!(!shown.contains("\"44.4\""), "{shown}");
+    // The state's audit records every move of the early wave, in order,
+    // and none to the dead-end.
+    let (state, _) = cairn_oci::promote::read_state(&store)
+        .await
+        .expect("the promote state");
+    let early: Vec<(Option<String>, String)> = state
+        .audit
+        .iter()
+        .filter(|entry| entry.tag == "stable-early")
+        .map(|entry| (entry.from.clone(), entry.to.clone()))
+        .collect();
+    assert_eq!(
+        early,
+        vec![
+            (None, "44.1".to_string()),
+            (Some("44.1".to_string()), "44.2".to_string()),
+            (Some("44.2".to_string()), "44.5".to_string()),
+        ]
+    );
+    assert!(state.audit.iter().all(|entry| entry.to != "44.4"));
 }
 
 /// Refusals: no key, a document signed by another key, and a wave tag the
