@@ -621,25 +621,7 @@ mod roots {
         assert_eq!(ready["ready"], true, "{ready}");
         assert_eq!(ready["streams"]["stable"]["root_version"], 4, "{ready}");
     }
-
-    /// Root `version` with a halt role of its own: `root` keys (2 must
-    /// sign), `graph` and `halt` (1 must).
-    fn root_with_halt(
-        version: u64,
-        root: &[&SigningKey],
-        graph: &[&SigningKey],
-        halt: &[&SigningKey],
-        by: &[&SigningKey],
-    ) -> SignedRoot {
-        let public =
-            |keys: &[&SigningKey]| keys.iter().map(|k| k.verifying_key()).collect::<Vec<_>>();
-        let (root, graph, halt) = (public(root), public(graph), public(halt));
-        let expires = Timestamp::now() + SignedDuration::from_hours(24 * 365);
-        let content =
-            build_root(version, expires, [(&root, 2), (&graph, 1), (&halt, 1)]).expect("root");
-        let by: Vec<SigningKey> = by.iter().map(|k| (*k).clone()).collect();
-        SignedRoot::sign(&content, &by).expect("signs")
-    }
+    use cairn_testkit::roots::signed_root as root_with_halt;
 
     /// Options to write `acme/os`'s halt list with `key`.
     fn update<'a>(

@@ -1154,25 +1154,8 @@ async fn the_dashboard_halts_a_release_only_with_a_halt_session_and_its_csrf_tok
 /// longer names its halt key stops it signing at all.
 mod rotation {
     use super::*;
-    use cairn_oci::trust::{Role, SignedRoot, TrustedRoot, build_root};
-
-    /// Root `version`: `root` keys (2 must sign), `graph` and `halt` (1 must).
-    fn root(
-        version: u64,
-        root: &[&SigningKey],
-        graph: &[&SigningKey],
-        halt: &[&SigningKey],
-        by: &[&SigningKey],
-    ) -> SignedRoot {
-        let public =
-            |keys: &[&SigningKey]| keys.iter().map(|k| k.verifying_key()).collect::<Vec<_>>();
-        let (root, graph, halt) = (public(root), public(graph), public(halt));
-        let expires = Timestamp::now() + SignedDuration::from_hours(24 * 365);
-        let content =
-            build_root(version, expires, [(&root, 2), (&graph, 1), (&halt, 1)]).expect("root");
-        let by: Vec<SigningKey> = by.iter().map(|k| (*k).clone()).collect();
-        SignedRoot::sign(&content, &by).expect("signs")
-    }
+    use cairn_oci::trust::{Role, SignedRoot, TrustedRoot};
+    use cairn_testkit::roots::signed_root as root;
 
     /// A server with the guard, following a document in `acme/os` signed by
     /// `graph` and pinned at `first`, with halts in `lists`.

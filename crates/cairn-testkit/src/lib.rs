@@ -11,6 +11,7 @@ pub mod hostile;
 pub mod images;
 pub mod lockserver;
 pub mod registry;
+pub mod roots;
 pub mod serve;
 pub mod standins;
 pub mod token;
