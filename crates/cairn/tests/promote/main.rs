@@ -2,6 +2,7 @@
 //! follows a wave tag with no agent (`bootc switch` to the wave, then the
 //! stock `bootc upgrade --apply` timer).
 
+#[path = "../common/mod.rs"]
 mod common;
 use common::ok;
 use common::publish::Publish;
@@ -10,6 +11,11 @@ use cairn_testkit::host::{FakeHost, Upgraded};
 use cairn_testkit::{Auth, TestRegistry, write_release};
 use serde_json::Value;
 use std::process::Output;
+
+// Each file is one group of the scenarios.
+mod bad_releases;
+mod mirror;
+mod waves;
 
 struct World {
     registry: TestRegistry,
@@ -44,8 +50,14 @@ impl World {
         ok(&all);
     }
 
-    /// `cairn promote` with the waves, at `now`.
+    /// `cairn promote` with the early and late waves, at `now`.
     fn promote(&self, now: jiff::Timestamp, extra: &[&str]) -> Output {
+        self.promote_waves(now, &["stable-early=0.3", "stable-late=1.0"], extra)
+    }
+
+    /// `cairn promote --json` with `waves` (each `TAG=WARINESS`), at `now`,
+    /// trusting the team key.
+    fn promote_waves(&self, now: jiff::Timestamp, waves: &[&str], extra: &[&str]) -> Output {
         let key = self.path("team.pub");
         let now = now.to_string();
         let document = self.document();
@@ -56,14 +68,13 @@ impl World {
             &key,
             "--insecure-registry",
             &self.registry.host,
-            "--wave",
-            "stable-early=0.3",
-            "--wave",
-            "stable-late=1.0",
             "--now",
             &now,
             "--json",
         ];
+        for wave in waves {
+            args.extend_from_slice(&["--wave", wave]);
+        }
         args.extend_from_slice(extra);
         common::cairn(&args)
     }
