@@ -86,6 +86,26 @@ pub enum PromoteError {
     /// The stored state does not parse.
     #[error("promote state: {0}")]
     BadState(String),
+    /// The state's waves follow another stream than the document's.
+    #[error(
+        "the promote state's waves follow stream {state_stream:?}, but the document is of stream {document_stream:?}: give the {state_stream} document, or keep this stream's waves in another repository (--to)"
+    )]
+    OtherStream {
+        /// The state's stream.
+        state_stream: String,
+        /// The document's.
+        document_stream: String,
+    },
+    /// The halt list is older than one already acted on.
+    #[error(
+        "the halt list's sequence {sequence} is below {last_sequence}, the sequence the promote state last acted on: refusing a replayed halt list"
+    )]
+    HaltsReplayed {
+        /// The list's sequence.
+        sequence: u64,
+        /// The state's.
+        last_sequence: u64,
+    },
 }
 
 impl PromoteError {
@@ -100,6 +120,8 @@ impl PromoteError {
             PromoteError::NotObserved { .. } => "not_observed",
             PromoteError::BadOption { .. } => "bad_option",
             PromoteError::BadState(_) => "bad_state",
+            PromoteError::OtherStream { .. } => "other_stream",
+            PromoteError::HaltsReplayed { .. } => "halts_replayed",
         }
     }
 }
@@ -216,6 +238,18 @@ pub enum Observed {
     },
 }
 
+/// The halts a run plans with: the verified list's sequence and the
+/// digests of its entries in effect. The default is a stream without halts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HaltsInEffect {
+    /// The list's sequence; `None` when the document has halts off.
+    pub sequence: Option<u64>,
+    /// The digests of the entries in effect, as the agent passes them to
+    /// [`Query`]: those of [`crate::halts::HaltList::effective`] given the
+    /// document's [`GraphDocument::cleared_halts`].
+    pub digests: Vec<String>,
+}
+
 /// How a run plans.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlanOptions {
@@ -229,6 +263,9 @@ pub struct PlanOptions {
     pub allow_retreat: bool,
     /// The architectures to decide for; `None`: those of the wave's release.
     pub architectures: Option<Vec<String>>,
+    /// The document's manifest digest, recorded in the state; `None` for a
+    /// file or URL.
+    pub document_digest: Option<String>,
 }
 
 impl PlanOptions {
@@ -240,6 +277,7 @@ impl PlanOptions {
             min_dwell: SignedDuration::ZERO,
             allow_retreat: false,
             architectures: None,
+            document_digest: None,
         }
     }
 
@@ -482,15 +520,13 @@ fn retreat_warning(tag: &str, to: &str) -> String {
 }
 
 /// Plans one run: for each wave, where its tag goes (at most one hop), or
-/// why it stays. `halted` holds the digests of the halt list's entries in
-/// effect, as the agent passes them to [`Query`]: those of
-/// [`crate::halts::HaltList::effective`] given the document's
-/// [`GraphDocument::cleared_halts`]. `observed` says where each wave's tag
-/// points now; every wave must have an entry. The caller has verified the
-/// document's signature; its sequence and expiry are checked here.
+/// why it stays. `observed` says where each wave's tag points now; every
+/// wave must have an entry. The caller has verified the signatures of the
+/// document and the halt list; their sequences, the document's expiry and
+/// its stream are checked here against the state.
 pub fn plan(
     document: &GraphDocument,
-    halted: &[String],
+    halts: &HaltsInEffect,
     waves: &[WaveSpec],
     state: &PromoteState,
     observed: &BTreeMap<String, Observed>,
@@ -512,18 +548,38 @@ pub fn plan(
             last_sequence: state.last_sequence,
         });
     }
+    if let (Some(sequence), Some(last_sequence)) = (halts.sequence, state.halt_sequence)
+        && sequence < last_sequence
+    {
+        return Err(PromoteError::HaltsReplayed {
+            sequence,
+            last_sequence,
+        });
+    }
     if document.is_expired(options.now) {
         return Err(PromoteError::Expired {
             expires: document.expires,
         });
     }
+    if let Some(state_stream) = state.stream.as_ref().filter(|s| **s != document.stream) {
+        return Err(PromoteError::OtherStream {
+            state_stream: state_stream.clone(),
+            document_stream: document.stream.clone(),
+        });
+    }
     let planner = Planner {
         document,
-        halted,
+        halted: &halts.digests,
         options,
     };
     let mut next_state = state.clone();
     next_state.last_sequence = document.sequence;
+    next_state.stream = Some(document.stream.clone());
+    if options.document_digest.is_some() {
+        next_state.document_digest = options.document_digest.clone();
+    }
+    // A document that turns halts off keeps the floor, should they return.
+    next_state.halt_sequence = halts.sequence.max(state.halt_sequence);
     let mut planned = Vec::with_capacity(waves.len());
     for wave in waves {
         let seen = observed
@@ -691,6 +747,7 @@ impl Planner<'_> {
             from,
             to: to.to_string(),
             why: why.to_string(),
+            sequence: self.document.sequence,
         });
     }
 

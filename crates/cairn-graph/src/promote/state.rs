@@ -21,6 +21,18 @@ pub struct PromoteState {
     /// The document sequence last acted on; older documents are refused.
     #[serde(default)]
     pub last_sequence: u64,
+    /// The stream the waves follow; a document of another stream is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
+    /// The manifest digest of the document last acted on, when it came from
+    /// a registry or layout: which signed document the waves stand on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document_digest: Option<String>,
+    /// The highest halt list sequence acted on; an older list is refused,
+    /// so a replayed list cannot lift a halt. Kept here because a cron
+    /// runner has no other memory between runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub halt_sequence: Option<u64>,
     /// Where each wave was put, by tag.
     #[serde(default)]
     pub waves: BTreeMap<String, WaveState>,
@@ -56,6 +68,9 @@ pub struct AuditEntry {
     pub to: String,
     /// Why, for people.
     pub why: String,
+    /// The sequence of the document that decided it.
+    #[serde(default)]
+    pub sequence: u64,
 }
 
 impl Default for PromoteState {
@@ -63,6 +78,9 @@ impl Default for PromoteState {
         PromoteState {
             schema: STATE_SCHEMA,
             last_sequence: 0,
+            stream: None,
+            document_digest: None,
+            halt_sequence: None,
             waves: BTreeMap::new(),
             audit: Vec::new(),
         }

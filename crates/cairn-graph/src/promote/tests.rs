@@ -51,10 +51,13 @@ fn on(version: &str) -> Observed {
     }
 }
 
-/// A state that put each `(tag, version)` there long before `at(0)`.
+/// A state that put each `(tag, version)` there long before `at(0)`,
+/// having acted on the documents' stream and sequence and on halt list 1.
 fn settled(waves: &[(&str, &str, Option<&str>)]) -> PromoteState {
     PromoteState {
         last_sequence: 5,
+        stream: Some("stable".into()),
+        halt_sequence: Some(1),
         waves: waves
             .iter()
             .map(|(tag, version, came_from)| {
@@ -76,6 +79,14 @@ fn observed(tags: &[(&str, Observed)]) -> BTreeMap<String, Observed> {
         .collect()
 }
 
+/// A halt list of sequence 1 with these digests in effect.
+fn halts_of(digests: &[String]) -> HaltsInEffect {
+    HaltsInEffect {
+        sequence: Some(1),
+        digests: digests.to_vec(),
+    }
+}
+
 /// Plans one wave found on `version`, which the state put there long ago.
 fn plan_one(
     document: &GraphDocument,
@@ -89,7 +100,7 @@ fn plan_one(
     let seen = observed(&[(&wave.tag, on(version))]);
     plan(
         document,
-        halted,
+        &halts_of(halted),
         std::slice::from_ref(wave),
         &state,
         &seen,
@@ -160,7 +171,7 @@ fn a_barrier_holds_the_wave_for_the_dwell_then_releases_it() {
     let run = |minutes| {
         plan(
             &doc,
-            &[],
+            &HaltsInEffect::default(),
             std::slice::from_ref(&early),
             &state,
             &seen,
@@ -213,7 +224,15 @@ fn the_minimum_dwell_spaces_ordinary_steps() {
         ..PromoteState::default()
     };
     let seen = observed(&[("stable-late", on("v1"))]);
-    let planned = plan(&doc, &[], &[late], &state, &seen, &options).expect("plans");
+    let planned = plan(
+        &doc,
+        &HaltsInEffect::default(),
+        &[late],
+        &state,
+        &seen,
+        &options,
+    )
+    .expect("plans");
     assert_eq!(
         action(&planned),
         &Action::Wait {
@@ -242,7 +261,7 @@ fn dead_ends_and_halted_releases_are_never_destinations() {
         assert!(!from_v2.changes(), "{from_v2}");
         let fresh = plan(
             doc,
-            halted,
+            &halts_of(halted),
             std::slice::from_ref(&early),
             &PromoteState::default(),
             &observed(&[("stable-early", Observed::Absent)]),
@@ -382,7 +401,15 @@ fn the_canary_takes_a_rollout_release_before_the_late_wave() {
     let waves = [wave("stable-canary", 0.05), wave("stable-late", 1.0)];
     let state = settled(&[("stable-canary", "v1", None), ("stable-late", "v1", None)]);
     let seen = observed(&[("stable-canary", on("v1")), ("stable-late", on("v1"))]);
-    let planned = plan(&doc, &[], &waves, &state, &seen, &PlanOptions::new(at(50))).expect("plans");
+    let planned = plan(
+        &doc,
+        &HaltsInEffect::default(),
+        &waves,
+        &state,
+        &seen,
+        &PlanOptions::new(at(50)),
+    )
+    .expect("plans");
     assert_eq!(planned.moves(), vec![("stable-canary", "v2")]);
     match &planned.waves[1].action {
         Action::Stay {
@@ -405,7 +432,15 @@ fn the_canary_takes_a_rollout_release_before_the_late_wave() {
             .contains("the rollout of v2 is at 50%, not yet at this wave's wariness"),
         "{planned}"
     );
-    let later = plan(&doc, &[], &waves, &state, &seen, &PlanOptions::new(at(102))).expect("plans");
+    let later = plan(
+        &doc,
+        &HaltsInEffect::default(),
+        &waves,
+        &state,
+        &seen,
+        &PlanOptions::new(at(102)),
+    )
+    .expect("plans");
     assert_eq!(
         later.moves(),
         vec![("stable-canary", "v2"), ("stable-late", "v2")]
@@ -472,7 +507,7 @@ fn a_replayed_or_expired_document_is_refused() {
     let options = PlanOptions::new(at(0));
     let replayed = plan(
         &doc,
-        &[],
+        &HaltsInEffect::default(),
         std::slice::from_ref(&early),
         &state,
         &seen,
@@ -487,7 +522,7 @@ fn a_replayed_or_expired_document_is_refused() {
     state.last_sequence = 5;
     let expired = plan(
         &doc,
-        &[],
+        &HaltsInEffect::default(),
         &[early],
         &state,
         &seen,
@@ -498,6 +533,60 @@ fn a_replayed_or_expired_document_is_refused() {
 }
 
 #[test]
+fn the_state_keeps_the_stream_document_and_halt_floor_and_refuses_what_is_older() {
+    let doc = document(2);
+    let early = wave("stable-early", 0.3);
+    let seen = observed(&[("stable-early", Observed::Absent)]);
+    let mut options = PlanOptions::new(at(0));
+    options.document_digest = Some(digest(9, 9));
+    let halts = HaltsInEffect {
+        sequence: Some(4),
+        digests: Vec::new(),
+    };
+    let run = |state: &PromoteState, halts: &HaltsInEffect, doc: &GraphDocument| {
+        plan(
+            doc,
+            halts,
+            std::slice::from_ref(&early),
+            state,
+            &seen,
+            &options,
+        )
+    };
+    let first = run(&PromoteState::default(), &halts, &doc).expect("plans");
+    let state = first.next_state;
+    assert_eq!(state.stream.as_deref(), Some("stable"));
+    assert_eq!(state.document_digest, Some(digest(9, 9)));
+    assert_eq!(state.halt_sequence, Some(4));
+    assert_eq!(state.audit.last().map(|entry| entry.sequence), Some(5));
+    let stored = PromoteState::from_json(state.to_json_pretty().as_bytes()).expect("reads");
+    assert_eq!(stored, state);
+
+    // An older halt list could lift a halt: refused.
+    let older = HaltsInEffect {
+        sequence: Some(3),
+        ..halts.clone()
+    };
+    let error = run(&state, &older, &doc).expect_err("replayed halts");
+    assert_eq!(error.kind(), "halts_replayed");
+    assert!(error.to_string().contains("3 is below 4"), "{error}");
+
+    // A document that turns halts off keeps the floor for when they return.
+    let off = run(&state, &HaltsInEffect::default(), &doc).expect("plans");
+    assert_eq!(off.next_state.halt_sequence, Some(4));
+
+    // Another stream's document never moves these waves.
+    let mut other = document(2);
+    other.stream = "testing".into();
+    let error = run(&state, &halts, &other).expect_err("other stream");
+    assert_eq!(error.kind(), "other_stream");
+    assert!(
+        error.to_string().contains("\"stable\"") && error.to_string().contains("\"testing\""),
+        "{error}"
+    );
+}
+
+#[test]
 fn a_tag_moved_by_someone_else_restarts_the_dwell() {
     let mut doc = document(3);
     doc.releases[1].barrier = Some(Reason::new("migration"));
@@ -505,7 +594,7 @@ fn a_tag_moved_by_someone_else_restarts_the_dwell() {
     let seen = observed(&[("stable-early", on("v2"))]);
     let planned = plan(
         &doc,
-        &[],
+        &HaltsInEffect::default(),
         &[wave("stable-early", 0.3)],
         &state,
         &seen,
@@ -544,11 +633,27 @@ fn nothing_due_leaves_the_state_as_it_was() {
     let seen = observed(&[("stable-early", on("v3")), ("stable-late", on("v1"))]);
     // The late wave was moved back by hand: the first run records that, and
     // moves it on.
-    let first = plan(&doc, &[], &waves, &state, &seen, &PlanOptions::new(at(10))).expect("plans");
+    let first = plan(
+        &doc,
+        &HaltsInEffect::default(),
+        &waves,
+        &state,
+        &seen,
+        &PlanOptions::new(at(10)),
+    )
+    .expect("plans");
     assert_eq!(first.moves(), vec![("stable-late", "v3")]);
     let state = first.next_state;
     let seen = observed(&[("stable-early", on("v3")), ("stable-late", on("v3"))]);
-    let second = plan(&doc, &[], &waves, &state, &seen, &PlanOptions::new(at(20))).expect("plans");
+    let second = plan(
+        &doc,
+        &HaltsInEffect::default(),
+        &waves,
+        &state,
+        &seen,
+        &PlanOptions::new(at(20)),
+    )
+    .expect("plans");
     assert!(!second.changes() && !second.state_changed, "{second}");
     assert_eq!(second.next_state, state);
     assert_eq!(
@@ -558,7 +663,15 @@ fn nothing_due_leaves_the_state_as_it_was() {
     );
     // A newer document with nothing due still needs its sequence stored.
     doc.sequence = 6;
-    let newer = plan(&doc, &[], &waves, &state, &seen, &PlanOptions::new(at(20))).expect("plans");
+    let newer = plan(
+        &doc,
+        &HaltsInEffect::default(),
+        &waves,
+        &state,
+        &seen,
+        &PlanOptions::new(at(20)),
+    )
+    .expect("plans");
     assert!(!newer.changes() && newer.state_changed);
     assert_eq!(newer.next_state.last_sequence, 6);
 }
@@ -583,7 +696,15 @@ fn a_new_wave_starts_at_the_newest_release_offered_to_everyone() {
     let seen = observed(&[("stable-late", Observed::Absent)]);
     let late = [wave("stable-late", 1.0)];
     let state = PromoteState::default();
-    let planned = plan(&doc, &[], &late, &state, &seen, &PlanOptions::new(at(50))).expect("plans");
+    let planned = plan(
+        &doc,
+        &HaltsInEffect::default(),
+        &late,
+        &state,
+        &seen,
+        &PlanOptions::new(at(50)),
+    )
+    .expect("plans");
     assert_eq!(action(&planned), &Action::Start { to: "v2".into() });
     assert_eq!(planned.moves(), vec![("stable-late", "v2")]);
     let started = &planned.next_state.waves["stable-late"];
@@ -598,7 +719,15 @@ fn a_new_wave_starts_at_the_newest_release_offered_to_everyone() {
         release.rollout = Some(Rollout::default());
         release.barrier = None;
     }
-    let none = plan(&doc, &[], &late, &state, &seen, &PlanOptions::new(at(50))).expect("plans");
+    let none = plan(
+        &doc,
+        &HaltsInEffect::default(),
+        &late,
+        &state,
+        &seen,
+        &PlanOptions::new(at(50)),
+    )
+    .expect("plans");
     assert_eq!(
         action(&none),
         &Action::Wait {
@@ -655,7 +784,7 @@ fn wave_arguments_are_checked() {
     let versioned = [wave("v1", 0.3)];
     let error = plan(
         &document(1),
-        &[],
+        &HaltsInEffect::default(),
         &versioned,
         &PromoteState::default(),
         &observed(&[("v1", Observed::Absent)]),
@@ -714,7 +843,7 @@ fn an_unknown_image_under_a_wave_is_left_alone_and_fails_the_run() {
     let state = settled(&[("stable-early", "v1", None)]);
     let planned = plan(
         &doc,
-        &[],
+        &HaltsInEffect::default(),
         &[wave("stable-early", 0.3)],
         &state,
         &seen,
@@ -724,7 +853,7 @@ fn an_unknown_image_under_a_wave_is_left_alone_and_fails_the_run() {
     assert!(planned.stuck() && !planned.changes() && !planned.state_changed);
     let missing = plan(
         &doc,
-        &[],
+        &HaltsInEffect::default(),
         &[wave("stable-early", 0.3)],
         &state,
         &BTreeMap::new(),
@@ -744,6 +873,7 @@ fn state_round_trips_and_bad_state_is_refused() {
             from: None,
             to: format!("v{n}"),
             why: "test".into(),
+            sequence: 1,
         });
     }
     assert_eq!(state.audit.len(), MAX_AUDIT);
@@ -795,7 +925,7 @@ fn a_wave_whose_tag_is_gone_goes_back_where_the_state_had_it() {
     let gone = observed(&[("stable-early", Observed::Absent)]);
     let restored = plan(
         &doc,
-        &[],
+        &HaltsInEffect::default(),
         std::slice::from_ref(&early),
         &state,
         &gone,
@@ -814,7 +944,7 @@ fn a_wave_whose_tag_is_gone_goes_back_where_the_state_had_it() {
     doc.releases[0].deadend = Some(Reason::new("breaks boot"));
     let stuck = plan(
         &doc,
-        &[],
+        &HaltsInEffect::default(),
         std::slice::from_ref(&early),
         &state,
         &gone,

@@ -559,18 +559,19 @@ impl DocumentArgs {
     /// (callers then say what was checked: [`DocumentArgs::warn_if_unchecked`]).
     /// Expiry is left to the caller, which reports it in its own terms.
     pub fn load(&self) -> anyhow::Result<cairn_graph::GraphDocument> {
-        self.load_with(Timestamp::now(), None, None)
+        Ok(self.load_with(Timestamp::now(), None, None)?.document)
     }
 
     /// As [`DocumentArgs::load`], for verbs that act on the document
     /// (promote), as an agent trusts it: refuses to run without `--key` or
     /// `--root`, walks the root at `now`, refuses a document expired at
-    /// `now` and, given `floor`, one older than it.
+    /// `now` and, given `floor`, one older than it. The whole fetch is
+    /// returned, for its manifest digest.
     pub fn load_verified(
         &self,
         now: Timestamp,
         floor: Option<cairn_oci::document::Seen<'_>>,
-    ) -> anyhow::Result<cairn_graph::GraphDocument> {
+    ) -> anyhow::Result<cairn_oci::document::FetchedDocument> {
         if !self.has_trust() {
             bail!(
                 "{}: no --key or --root: refusing to act on an unverified document",
@@ -587,7 +588,7 @@ impl DocumentArgs {
         root_now: Timestamp,
         policy_now: Option<Timestamp>,
         last_seen: Option<cairn_oci::document::Seen<'_>>,
-    ) -> anyhow::Result<cairn_graph::GraphDocument> {
+    ) -> anyhow::Result<cairn_oci::document::FetchedDocument> {
         let name = self.name();
         let location = cairn_oci::Location::parse(name)?;
         let client = self.client()?;
@@ -619,7 +620,7 @@ impl DocumentArgs {
             stream: stream.as_deref(),
         };
         fetched.verify(name, &policy)?;
-        Ok(fetched.document)
+        Ok(fetched)
     }
 
     /// The halts in effect for `document`, when it has halts on: its halt

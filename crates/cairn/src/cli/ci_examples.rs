@@ -379,6 +379,38 @@ fn gitlab_ci_example_matches_the_cli() {
     );
 }
 
+#[test]
+fn github_actions_promote_example_matches_the_cli() {
+    let name = "github-actions-promote.yml";
+    let path = example(name);
+    let source = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let (yaml, lines) = cairn_lines(name, &source);
+    let errors = parse_errors(name, &lines);
+    assert!(
+        errors.is_empty(),
+        "cairn command lines the CLI refuses:\n{}",
+        errors.join("\n")
+    );
+    let promotes: Vec<&CairnLine> = lines
+        .iter()
+        .filter(|command| command.words.get(1).map(String::as_str) == Some("promote"))
+        .collect();
+    let [promote] = promotes.as_slice() else {
+        panic!("{name}: not exactly one `cairn promote`: {promotes:?}");
+    };
+    let has = |flag: &str| promote.words.iter().any(|word| word == flag);
+    // Trusted as hosts trust it, halts included; real time, real writes.
+    for flag in ["--key", "--halt-key", "--wave"] {
+        assert!(has(flag), "{name}:{}: promote without {flag}", promote.line);
+    }
+    for flag in ["--now", "--dry-run", "--allow-retreat"] {
+        assert!(!has(flag), "{name}:{}: promote with {flag}", promote.line);
+    }
+    let on = yaml.get("on").expect("an `on` trigger");
+    assert!(on.get("schedule").is_some(), "{name}: no schedule: {on:?}");
+}
+
 const BOGUS_FLAG: &str = "\
 jobs:
   a:

@@ -8,7 +8,7 @@ use crate::cli::publish::CONFLICT_EXIT;
 use anyhow::Context;
 use cairn_graph::GraphDocument;
 use cairn_graph::promote::{
-    Action, Observed, Plan, PlanOptions, PromoteError, PromoteState, WaveSpec,
+    Action, HaltsInEffect, Observed, Plan, PlanOptions, PromoteError, PromoteState, WaveSpec,
 };
 use cairn_oci::promote::{self as registry, PromoteStoreError, ReleaseImage};
 use cairn_oci::{RegistryClient, Repository, Store};
@@ -53,7 +53,8 @@ pub struct Args {
     #[arg(long)]
     allow_retreat: bool,
     /// An architecture to decide for (repeatable). Default: every
-    /// architecture of the wave's release.
+    /// architecture of the wave's release. The tag still moves the whole
+    /// image: use it only when every host of the waves is of these.
     #[arg(long = "arch", value_name = "ARCH")]
     architectures: Vec<String>,
     /// The time to plan at (Unix seconds or RFC 3339). Default: now.
@@ -75,12 +76,23 @@ struct Ran {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let options = plan_options(&args)?;
-    let document = args.source.load_verified(options.now, None)?;
+    let mut options = plan_options(&args)?;
+    if args.now.is_some() && !args.dry_run {
+        eprintln!(
+            "cairn: warning: --now without --dry-run: arrivals are recorded at {}, and dwells counted from it",
+            options.now
+        );
+    }
+    let fetched = args.source.load_verified(options.now, None)?;
+    options.document_digest = fetched.manifest_digest;
+    let document = fetched.document;
     // With halts on, no verified list means no plan: never a step into a
     // release that may be halted.
     let halts = args.source.halts(&document, &args.halt_keys, options.now)?;
-    let halted = halts.as_ref().map(args::Halts::digests).unwrap_or_default();
+    let halted = HaltsInEffect {
+        sequence: halts.as_ref().map(|halts| halts.sequence),
+        digests: halts.as_ref().map(args::Halts::digests).unwrap_or_default(),
+    };
     let client = args.source.client()?;
     let stores = Stores::open(&args, &document, &client)?;
     let outcome = args::runtime()?.block_on(promote(&args, &document, &halted, &stores, &options));
@@ -179,7 +191,7 @@ impl Stores {
 async fn promote(
     args: &Args,
     document: &GraphDocument,
-    halted: &[String],
+    halted: &HaltsInEffect,
     stores: &Stores,
     options: &PlanOptions,
 ) -> anyhow::Result<Ran> {
