@@ -58,6 +58,14 @@ impl World {
     /// `cairn promote --json` with `waves` (each `TAG=WARINESS`), at `now`,
     /// trusting the team key.
     fn promote_waves(&self, now: jiff::Timestamp, waves: &[&str], extra: &[&str]) -> Output {
+        let mut args = vec!["--json"];
+        args.extend_from_slice(extra);
+        self.promote_waves_raw(now, waves, &args)
+    }
+
+    /// `cairn promote` with `waves` at `now`, trusting the team key, with
+    /// `extra` (no `--json` unless given).
+    fn promote_waves_raw(&self, now: jiff::Timestamp, waves: &[&str], extra: &[&str]) -> Output {
         let key = self.path("team.pub");
         let now = now.to_string();
         let document = self.document();
@@ -70,7 +78,6 @@ impl World {
             &self.registry.host,
             "--now",
             &now,
-            "--json",
         ];
         for wave in waves {
             args.extend_from_slice(&["--wave", wave]);
@@ -89,6 +96,33 @@ impl World {
         );
         serde_json::from_slice(&out.stdout).expect("--json prints JSON")
     }
+}
+
+/// `cairn promote --dry-run` for both waves at `now`, which must succeed.
+fn dry_run(w: &World, now: jiff::Timestamp, extra: &[&str]) -> Output {
+    let mut args = vec!["--dry-run"];
+    args.extend_from_slice(extra);
+    let out = w.promote_waves_raw(now, &["stable-early=0.3", "stable-late=1.0"], &args);
+    assert!(
+        out.status.success(),
+        "dry run failed ({:?}): {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("dry run: no image copied, no state written, no tag moved"),
+        "{stderr}"
+    );
+    out
+}
+
+fn dry_run_plan(w: &World, now: jiff::Timestamp, extra: &[&str]) -> Value {
+    serde_json::from_slice(&dry_run(w, now, extra).stdout).expect("--json prints JSON")
+}
+
+fn dry_run_text(w: &World, now: jiff::Timestamp, extra: &[&str]) -> String {
+    String::from_utf8_lossy(&dry_run(w, now, extra).stdout).into_owned()
 }
 
 /// The wave's planned action in `plan`: its `action` and the version it
@@ -170,6 +204,27 @@ async fn a_host_following_a_wave_passes_the_barrier_and_skips_the_dead_end() {
     w.policy(&["deadend", "add", "44.4", "--reason", "broken kernel"]);
     w.publish();
 
+    // The dry run says what the run would do, and writes nothing.
+    let writes = w.registry.write_requests();
+    let early_before = store.resolve("stable-early").await.expect("resolves");
+    let plan = dry_run_plan(&w, start, &["--json"]);
+    assert_eq!(plan["dry_run"], true, "{plan}");
+    assert_eq!(
+        action(&plan, "stable-early"),
+        ("move".into(), Some("44.2".into()))
+    );
+    assert_eq!(plan["requests"]["writes"], 0, "{plan}");
+    let text = dry_run_text(&w, start + jiff::SignedDuration::from_hours(1), &[]);
+    assert!(
+        text.contains("stable-early: at 44.1, moves to 44.2"),
+        "{text}"
+    );
+    assert_eq!(w.registry.write_requests(), writes, "a dry run wrote");
+    assert_eq!(
+        store.resolve("stable-early").await.expect("resolves"),
+        early_before
+    );
+
     // One step: onto the barrier, not past it.
     let plan = w.promoted(start);
     assert_eq!(
@@ -191,6 +246,16 @@ async fn a_host_following_a_wave_passes_the_barrier_and_skips_the_dead_end() {
         w.registry.write_requests(),
         writes,
         "a run with nothing due wrote"
+    );
+
+    // The dry run gives the wait's reason and its end.
+    let text = dry_run_text(&w, start + jiff::SignedDuration::from_hours(24), &[]);
+    let until = start + jiff::SignedDuration::from_hours(7 * 24);
+    assert!(
+        text.contains(&format!(
+            "stable-early: at 44.2 (barrier), waits for the barrier dwell until {until}, then moves to 44.5"
+        )),
+        "{text}"
     );
 
     // After the dwell: past the barrier to the newest release, never the
