@@ -120,7 +120,7 @@ async fn a_wave_on_a_dead_end_is_stuck_retreats_only_when_allowed_and_moves_on_t
         "{plan}"
     );
     assert_eq!(action(&plan, "stable-late").0, "stay", "{plan}");
-    let on_44_2 = boots(&host, "44.2").await;
+    boots(&host, "44.2").await;
 
     // 44.2 turns out bad, and nothing newer is published.
     w.policy(&[
@@ -191,6 +191,7 @@ async fn a_wave_on_a_dead_end_is_stuck_retreats_only_when_allowed_and_moves_on_t
 
     // The dry run of a retreat says what it would do, warning included,
     // and writes nothing.
+    let warning = "bootc has no downgrade check: hosts following stable-early go back to 44.1 at their next upgrade";
     let writes = w.registry.write_requests();
     let out = w.promote(Timestamp::now(), &["--allow-retreat", "--dry-run"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -199,6 +200,11 @@ async fn a_wave_on_a_dead_end_is_stuck_retreats_only_when_allowed_and_moves_on_t
         action(&plan, "stable-early"),
         ("retreat".into(), Some("44.1".into())),
         "{plan}"
+    );
+    assert!(
+        stderr(&out).contains(&format!("cairn: warning: {warning}")),
+        "{}",
+        stderr(&out)
     );
     assert_eq!(w.registry.write_requests(), writes, "a dry run wrote");
     assert_eq!(points_at(&w, "stable-early").await, Some(index_2.clone()));
@@ -213,7 +219,6 @@ async fn a_wave_on_a_dead_end_is_stuck_retreats_only_when_allowed_and_moves_on_t
         ("retreat".into(), Some("44.1".into())),
         "{plan}"
     );
-    let warning = "bootc has no downgrade check: hosts following stable-early go back to 44.1 at their next upgrade";
     assert_eq!(
         wave(&plan, "stable-early")["action"]["warning"],
         warning,
@@ -226,7 +231,6 @@ async fn a_wave_on_a_dead_end_is_stuck_retreats_only_when_allowed_and_moves_on_t
     );
     assert_eq!(points_at(&w, "stable-early").await, Some(index_1.clone()));
     assert_eq!(boots(&host, "44.1").await, first[0].manifest);
-    assert_ne!(first[0].manifest, on_44_2);
 
     // A fix is published: the wave moves forward to it, never to the
     // dead-end, and so does the late wave.
@@ -328,7 +332,10 @@ async fn a_halted_release_is_never_a_destination() {
     write_release(&store, "44.3", "2026-03-01T00:00:00Z", &["44.3"]).await;
     publish().run();
     halt("44.3");
-    let plan = promoted(&with_halts);
+    let waves = ["stable-early=0.3", "stable-late=1.0", "stable-fresh=1.0"];
+    let out = w.promote_waves(Timestamp::now(), &waves, &with_halts);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan = plan_of(&out);
     for tag in ["stable-early", "stable-late"] {
         assert_eq!(
             action(&plan, tag),
@@ -337,6 +344,11 @@ async fn a_halted_release_is_never_a_destination() {
         );
         assert_eq!(points_at(&w, tag).await, Some(index_2.clone()));
     }
+    assert_eq!(
+        action(&plan, "stable-fresh"),
+        ("start".into(), Some("44.2".into())),
+        "a new wave starts at the newest release that is not halted: {plan}"
+    );
 
     // On 44.2, only the halted 44.3 is ahead: the waves stay, naming it.
     let writes = w.registry.write_requests();
@@ -405,6 +417,38 @@ async fn a_halted_release_is_never_a_destination() {
         state.audit
     );
 
+    // 44.4 is halted too, with nothing newer, and the release the waves
+    // came from is halted: stuck, and no retreat even when allowed.
+    halt("44.4");
+    let writes = w.registry.write_requests();
+    let out = w.promote(
+        Timestamp::now(),
+        &["--halt-key", &halt_pub, "--allow-retreat"],
+    );
+    assert_eq!(out.status.code(), Some(STUCK_EXIT), "{}", stderr(&out));
+    let plan = plan_of(&out);
+    for tag in ["stable-early", "stable-late"] {
+        let stuck = &wave(&plan, tag)["action"];
+        assert_eq!(stuck["action"], "stuck", "{plan}");
+        assert_eq!(stuck["why"]["version"], "44.4", "{plan}");
+        assert_eq!(stuck["why"]["retreat_to"], Value::Null, "{plan}");
+        assert_eq!(
+            stuck["why"]["no_retreat"],
+            "44.2, where it came from, is halted by the stream's halt list too",
+            "{plan}"
+        );
+        assert_eq!(points_at(&w, tag).await, Some(index_4.clone()));
+    }
+    let said = stderr(&out);
+    assert!(
+        said.contains(
+            "cairn: stable-early: at 44.4, stuck: 44.4 is halted by the stream's halt list"
+        ),
+        "{said}"
+    );
+    assert_eq!(w.registry.write_requests(), writes, "a stuck run wrote");
+    assert_eq!(promote_state(&w).await, state);
+
     // Without the halt key the list, signed by it, is refused: exit 1,
     // nothing written, no tag moved.
     let writes = w.registry.write_requests();
@@ -415,6 +459,22 @@ async fn a_halted_release_is_never_a_destination() {
         said.contains(&halt_list) && said.contains("halts_bad_signature"),
         "{said}"
     );
+    assert_eq!(w.registry.write_requests(), writes, "a refused run wrote");
+    assert_eq!(points_at(&w, "stable-early").await, Some(index_4.clone()));
+    assert_eq!(promote_state(&w).await, state);
+
+    // The list deleted: with halts on, a missing list is refused too, even
+    // with the halt key, rather than read as "nothing is halted".
+    cairn_testkit::skopeo(&[
+        "delete",
+        "--tls-verify=false",
+        &format!("docker://{halt_list}"),
+    ]);
+    let writes = w.registry.write_requests();
+    let out = w.promote(Timestamp::now(), &with_halts);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(said.contains(&halt_list), "{said}");
     assert_eq!(w.registry.write_requests(), writes, "a refused run wrote");
     assert_eq!(points_at(&w, "stable-early").await, Some(index_4));
     assert_eq!(promote_state(&w).await, state);
