@@ -419,8 +419,13 @@ async fn a_halted_release_is_never_a_destination() {
 
     // 44.4 is halted too, with nothing newer, and the release the waves
     // came from is halted: stuck, and no retreat even when allowed.
+    let halts_store = w.registry.store("acme/os-halts");
+    let older_list = halts_store
+        .get_manifest("cairn-halts-stable")
+        .await
+        .unwrap_or_else(|e| panic!("the halt list before 44.4's halt: {e}"));
     halt("44.4");
-    let writes = w.registry.write_requests();
+    let logged = w.registry.requests().len();
     let out = w.promote(
         Timestamp::now(),
         &["--halt-key", &halt_pub, "--allow-retreat"],
@@ -446,7 +451,47 @@ async fn a_halted_release_is_never_a_destination() {
         ),
         "{said}"
     );
-    assert_eq!(w.registry.write_requests(), writes, "a stuck run wrote");
+    // The only write records the new halt list's sequence in the state
+    // (its floor from now on); no tag moves.
+    let manifest_puts: Vec<String> = w.registry.requests()[logged..]
+        .iter()
+        .filter(|r| r.method == "PUT" && r.uri.contains("/manifests/"))
+        .map(|r| r.uri.clone())
+        .collect();
+    assert_eq!(manifest_puts.len(), 1, "{manifest_puts:?}");
+    assert!(
+        manifest_puts[0].ends_with("/manifests/cairn-promote-state"),
+        "{manifest_puts:?}"
+    );
+    let recorded = promote_state(&w).await;
+    assert_eq!(
+        (&recorded.waves, &recorded.audit),
+        (&state.waves, &state.audit)
+    );
+    assert!(
+        recorded.halt_sequence > state.halt_sequence,
+        "{:?} then {:?}",
+        state.halt_sequence,
+        recorded.halt_sequence
+    );
+    let state = recorded;
+
+    // The list before 44.4's halt, signed and served again, would lift that
+    // halt: the state's floor refuses it, and nothing is written.
+    halts_store
+        .put_manifest(
+            older_list.bytes.clone(),
+            &older_list.media_type,
+            Some("cairn-halts-stable"),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("putting the older halt list back: {e}"));
+    let writes = w.registry.write_requests();
+    let out = w.promote(Timestamp::now(), &with_halts);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(said.contains("refusing a replayed halt list"), "{said}");
+    assert_eq!(w.registry.write_requests(), writes, "a replayed list wrote");
     assert_eq!(promote_state(&w).await, state);
 
     // Without the halt key the list, signed by it, is refused: exit 1,
