@@ -790,6 +790,22 @@ impl RegistryClient {
         Ok(upload_location(&response, url.as_str(), repository)?.to_string())
     }
 
+    /// Abandon upload session `upload` (a DELETE).
+    pub async fn cancel_upload(&self, repository: &Repository, upload: &str) -> Result<()> {
+        let url = resolve_url(&self.base_url(repository), upload)?;
+        let response = self
+            .send(
+                repository,
+                Method::DELETE,
+                url.as_str(),
+                HeaderMap::new(),
+                None,
+            )
+            .await?;
+        expect_success(response, "DELETE", url.as_str()).await?;
+        Ok(())
+    }
+
     /// Close upload session `upload`, whose chunks were all sent, as blob
     /// `digest`; the registry checks the digest of what it received.
     pub async fn commit_upload(

@@ -8,8 +8,8 @@ use cairn_oci::Store;
 use cairn_oci::client::OCI_MANIFEST;
 use cairn_oci::digest::sha256_digest;
 use cairn_oci::promote::{
-    COPY_CHUNK_BYTES, PromoteStoreError, STATE_TAG, copy_image, move_tag, observe, read_state,
-    release_image, signature_tag, wave_tags, write_state,
+    COPY_CHUNK_BYTES, PromoteStoreError, ReleaseImage, STATE_TAG, copy_image, move_tag, observe,
+    read_state, release_image, signature_tag, wave_tags, write_state,
 };
 use cairn_testkit::{Auth, ImageSpec, TestRegistry, Written, add_tags, write_image, write_release};
 use serde_json::json;
@@ -579,6 +579,69 @@ async fn copy_streams_a_blob_larger_than_a_chunk_in_order() {
     assert_eq!(copied.len() as u64, size);
 }
 
+/// A single-manifest release image in `store` whose one layer is `layer`,
+/// its descriptor claiming `claimed` bytes.
+async fn image_with_layer(store: &Store, layer: bytes::Bytes, claimed: u64) -> ReleaseImage {
+    let layer_digest = store.put_blob(layer).await.expect("layer");
+    let config = bytes::Bytes::from(json!({"architecture": "amd64", "os": "linux"}).to_string());
+    let config_size = config.len();
+    let config_digest = store.put_blob(config).await.expect("config");
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": claimed}],
+    });
+    let bytes = bytes::Bytes::from(manifest.to_string());
+    let digest = store
+        .put_manifest(bytes.clone(), OCI_MANIFEST, None)
+        .await
+        .expect("manifest");
+    ReleaseImage {
+        version: "44.9".into(),
+        digest,
+        media_type: OCI_MANIFEST.into(),
+        bytes,
+        children: Vec::new(),
+        found_at: "44.9".into(),
+    }
+}
+
+#[tokio::test]
+async fn a_streamed_blob_of_another_size_than_its_descriptor_is_refused_and_its_upload_cancelled() {
+    let source = TestRegistry::start(Auth::None).await;
+    let target = TestRegistry::start(Auth::None).await;
+    let from = source.store("acme/os");
+    let to = target.store("acme/os");
+    let layer: bytes::Bytes = (0..COPY_CHUNK_BYTES * 2)
+        .map(|n| (n % 251) as u8)
+        .collect::<Vec<u8>>()
+        .into();
+    let real = layer.len() as u64;
+    for (claimed, says) in [
+        (real - 1, format!("more than the {} bytes", real - 1)),
+        (
+            real + 1,
+            format!("sent {real} bytes, but its descriptor says {}", real + 1),
+        ),
+    ] {
+        let image = image_with_layer(&from, layer.clone(), claimed).await;
+        let before = target.requests().len();
+        let error = copy_image(&from, &to, &image)
+            .await
+            .expect_err("a blob of another size");
+        let text = error.to_string();
+        assert!(text.contains(&says), "{text}");
+        assert_eq!(to.resolve(&image.digest).await.expect("HEAD"), None);
+        let requests = target.requests();
+        let deleted = requests[before..]
+            .iter()
+            .filter(|r| r.method == "DELETE" && r.uri.contains("/blobs/uploads/"))
+            .count();
+        assert_eq!(deleted, 1, "{:?}", &requests[before..]);
+    }
+}
+
 #[tokio::test]
 async fn copy_from_a_layout_refuses_a_blob_too_large_to_hold() {
     let registry = TestRegistry::start(Auth::None).await;
@@ -595,7 +658,7 @@ async fn copy_from_a_layout_refuses_a_blob_too_large_to_hold() {
         "layers": [],
     });
     let bytes = bytes::Bytes::from(manifest.to_string());
-    let image = cairn_oci::promote::ReleaseImage {
+    let image = ReleaseImage {
         version: "44.9".into(),
         digest: sha256_digest(&bytes),
         media_type: OCI_MANIFEST.into(),

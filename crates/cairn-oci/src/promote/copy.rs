@@ -230,7 +230,14 @@ async fn copy_blob(
             digest: &digest,
             size,
         };
-        stream_blob(&reading, client, repository, upload).await?;
+        let mut upload = upload;
+        if let Err(error) = stream_blob(&reading, client, repository, &mut upload).await {
+            // Best effort: the registry expires a forgotten session anyway.
+            if let Err(cancel) = client.cancel_upload(repository, &upload).await {
+                tracing::debug!(%cancel, "cancelling the upload of a failed blob copy");
+            }
+            return Err(error);
+        }
         stats.blobs_uploaded += 1;
         return Ok(());
     }
@@ -260,7 +267,8 @@ struct Reading<'a> {
     size: u64,
 }
 
-/// Stream blob `reading` into upload session `upload` of `repository`, at
+/// Stream blob `reading` into upload session `upload` of `repository` (kept
+/// at the session's latest `Location`, to cancel it on failure), at
 /// most [`COPY_CHUNK_BYTES`] held at a time. The descriptor's size bounds
 /// the read, the digest is checked before the upload is closed, and the
 /// registry checks it again when it is.
@@ -268,7 +276,7 @@ async fn stream_blob(
     reading: &Reading<'_>,
     client: &RegistryClient,
     repository: &Repository,
-    mut upload: String,
+    upload: &mut String,
 ) -> Result<(), PromoteStoreError> {
     let source = format!(
         "blob {}@{} of {}",
@@ -300,9 +308,7 @@ async fn stream_blob(
         if pending.len() >= COPY_CHUNK_BYTES {
             let data = pending.split().freeze();
             let length = data.len() as u64;
-            upload = client
-                .append_upload(repository, &upload, sent, data)
-                .await?;
+            *upload = client.append_upload(repository, upload, sent, data).await?;
             sent += length;
         }
     }
@@ -326,12 +332,12 @@ async fn stream_blob(
         .into());
     }
     if !pending.is_empty() {
-        upload = client
-            .append_upload(repository, &upload, sent, pending.freeze())
+        *upload = client
+            .append_upload(repository, upload, sent, pending.freeze())
             .await?;
     }
     client
-        .commit_upload(repository, &upload, reading.digest)
+        .commit_upload(repository, upload, reading.digest)
         .await?;
     Ok(())
 }
