@@ -206,7 +206,7 @@ async fn copy_blob(
         Store::Registry { client, repository },
     ) = (from, to)
     {
-        let upload = match to.mount_blob(&digest, from).await? {
+        let mut upload = match to.mount_blob(&digest, from).await? {
             Some(Mount::Mounted) => {
                 stats.blobs_mounted += 1;
                 return Ok(());
@@ -230,7 +230,6 @@ async fn copy_blob(
             digest: &digest,
             size,
         };
-        let mut upload = upload;
         if let Err(error) = stream_blob(&reading, client, repository, &mut upload).await {
             // Best effort: the registry expires a forgotten session anyway.
             if let Err(cancel) = client.cancel_upload(repository, &upload).await {
