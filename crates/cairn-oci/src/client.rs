@@ -241,6 +241,21 @@ impl RegistryClient {
         headers: HeaderMap,
         body: Option<Bytes>,
     ) -> Result<reqwest::Response> {
+        self.send_timed(repository, method, url, headers, body, None)
+            .await
+    }
+
+    /// [`RegistryClient::send`], with `timeout` (the whole exchange, body
+    /// included) instead of the client's own when given.
+    async fn send_timed(
+        &self,
+        repository: &Repository,
+        method: Method,
+        url: &str,
+        headers: HeaderMap,
+        body: Option<Bytes>,
+        timeout: Option<Duration>,
+    ) -> Result<reqwest::Response> {
         if let Err(error) = &self.inner.options.registries_conf {
             return Err(OciError::RegistriesConf(error.clone()));
         }
@@ -267,6 +282,9 @@ impl RegistryClient {
                     }
                     if let Some(value) = &authorization {
                         request = request.header(header::AUTHORIZATION, value.clone());
+                    }
+                    if let Some(timeout) = timeout {
+                        request = request.timeout(timeout);
                     }
                     request
                 })
@@ -701,13 +719,115 @@ impl RegistryClient {
         if self.blob_exists(repository, &digest).await? {
             return Ok(digest);
         }
+        let upload = self.start_upload(repository).await?;
+        self.finish_upload(repository, &upload, data).await
+    }
+
+    /// Open an upload session (a POST); returns its `Location`, resolved.
+    pub async fn start_upload(&self, repository: &Repository) -> Result<String> {
         let start = format!("{}/blobs/uploads/", self.base_url(repository));
         let response = self
             .send(repository, Method::POST, &start, HeaderMap::new(), None)
             .await?;
         let response = expect_success(response, "POST", &start).await?;
-        let upload = upload_location(&response, &start, repository)?;
-        self.finish_upload(repository, upload.as_str(), data).await
+        Ok(upload_location(&response, &start, repository)?.to_string())
+    }
+
+    /// GET a blob to be read a chunk at a time, nothing checked yet: the
+    /// caller bounds the size and checks the digest. `timeout` covers the
+    /// whole read.
+    pub async fn open_blob(
+        &self,
+        repository: &Repository,
+        digest: &str,
+        timeout: Duration,
+    ) -> Result<BlobReader> {
+        check_digest(digest)?;
+        let url = format!("{}/blobs/{digest}", self.base_url(repository));
+        let response = self
+            .send_timed(
+                repository,
+                Method::GET,
+                &url,
+                HeaderMap::new(),
+                None,
+                Some(timeout),
+            )
+            .await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Err(OciError::NotFound(format!("blob {repository}@{digest}")));
+        }
+        let response = expect_success(response, "GET", &url).await?;
+        Ok(BlobReader { response, url })
+    }
+
+    /// Send the bytes at `offset` of a blob into upload session `upload`
+    /// (a chunked PATCH); returns the session's next `Location`.
+    pub async fn append_upload(
+        &self,
+        repository: &Repository,
+        upload: &str,
+        offset: u64,
+        data: Bytes,
+    ) -> Result<String> {
+        let url = resolve_url(&self.base_url(repository), upload)?;
+        let Some(last) = (offset + data.len() as u64).checked_sub(1) else {
+            return Ok(url.to_string());
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        headers.insert(
+            header::CONTENT_RANGE,
+            header_value(&format!("{offset}-{last}"))?,
+        );
+        let response = self
+            .send(repository, Method::PATCH, url.as_str(), headers, Some(data))
+            .await?;
+        let response = expect_success(response, "PATCH", url.as_str()).await?;
+        Ok(upload_location(&response, url.as_str(), repository)?.to_string())
+    }
+
+    /// Abandon upload session `upload` (a DELETE).
+    pub async fn cancel_upload(&self, repository: &Repository, upload: &str) -> Result<()> {
+        let url = resolve_url(&self.base_url(repository), upload)?;
+        let response = self
+            .send(
+                repository,
+                Method::DELETE,
+                url.as_str(),
+                HeaderMap::new(),
+                None,
+            )
+            .await?;
+        expect_success(response, "DELETE", url.as_str()).await?;
+        Ok(())
+    }
+
+    /// Close upload session `upload`, whose chunks were all sent, as blob
+    /// `digest`; the registry checks the digest of what it received.
+    pub async fn commit_upload(
+        &self,
+        repository: &Repository,
+        upload: &str,
+        digest: &str,
+    ) -> Result<()> {
+        check_digest(digest)?;
+        let mut url = resolve_url(&self.base_url(repository), upload)?;
+        url.query_pairs_mut().append_pair("digest", digest);
+        let response = self
+            .send(
+                repository,
+                Method::PUT,
+                url.as_str(),
+                HeaderMap::new(),
+                Some(Bytes::new()),
+            )
+            .await?;
+        expect_success(response, "PUT", url.as_str()).await?;
+        Ok(())
     }
 
     /// Ask the registry to link blob `digest` of `from` into `to` without
@@ -799,6 +919,27 @@ impl RegistryClient {
             });
         }
         Ok(digest)
+    }
+}
+
+/// A blob being read from a registry, a chunk at a time.
+#[derive(Debug)]
+pub struct BlobReader {
+    response: reqwest::Response,
+    url: String,
+}
+
+impl BlobReader {
+    /// The next bytes as they arrive; `None` at the end.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>> {
+        self.response
+            .chunk()
+            .await
+            .map_err(|e| OciError::Transport {
+                method: "GET".to_string(),
+                url: self.url.clone(),
+                message: error_chain(&e),
+            })
     }
 }
 

@@ -16,7 +16,7 @@ mod copy;
 mod image;
 mod state;
 
-pub use copy::{CopyStats, MAX_COPY_BLOB_BYTES, copy_image};
+pub use copy::{COPY_CHUNK_BYTES, CopyStats, MAX_COPY_BLOB_BYTES, copy_image, signature_tag};
 pub use image::{ReleaseImage, observe, release_image};
 pub use state::{MAX_STATE_BYTES, STATE_MEDIA_TYPE, STATE_TAG, read_state, wave_tags, write_state};
 
@@ -88,8 +88,11 @@ pub enum PromoteStoreError {
         /// The references looked at.
         tried: Vec<String>,
     },
-    /// A blob too large for this version's in-memory copy.
-    #[error("blob {digest} of {what} is {size} bytes, more than the {limit} bytes a copy holds")]
+    /// A blob too large to copy in memory, as a copy to or from an OCI
+    /// layout does (between registries blobs are streamed).
+    #[error(
+        "blob {digest} of {what} is {size} bytes, more than the {limit} bytes a copy to or from an OCI layout holds in memory"
+    )]
     BlobTooLarge {
         /// The manifest that names it.
         what: String,

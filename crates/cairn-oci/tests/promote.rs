@@ -5,10 +5,11 @@
 use cairn_graph::GraphDocument;
 use cairn_graph::promote::{Observed, PromoteState, WaveState};
 use cairn_oci::Store;
+use cairn_oci::client::OCI_MANIFEST;
 use cairn_oci::digest::sha256_digest;
 use cairn_oci::promote::{
-    PromoteStoreError, STATE_TAG, copy_image, move_tag, observe, read_state, release_image,
-    wave_tags, write_state,
+    COPY_CHUNK_BYTES, PromoteStoreError, ReleaseImage, STATE_TAG, copy_image, move_tag, observe,
+    read_state, release_image, signature_tag, wave_tags, write_state,
 };
 use cairn_testkit::{Auth, ImageSpec, TestRegistry, Written, add_tags, write_image, write_release};
 use serde_json::json;
@@ -418,6 +419,264 @@ async fn copy_across_registries_keeps_index_and_child_digests() {
             version: "44.1".into()
         }
     );
+}
+
+/// A cosign-shaped signature of manifest `digest` in `store`, under
+/// `sha256-<hex>.sig`: a simple-signing payload layer with the signature
+/// annotation. `signer` makes it unique. Returns its manifest digest.
+async fn write_signature(store: &Store, digest: &str, signer: &str) -> String {
+    let payload = json!({
+        "critical": {
+            "identity": {"docker-reference": store.describe()},
+            "image": {"docker-manifest-digest": digest},
+            "type": "cosign container image signature",
+        },
+        "optional": {"signer": signer},
+    });
+    let payload = bytes::Bytes::from(payload.to_string());
+    let payload_size = payload.len();
+    let payload_digest = store.put_blob(payload).await.expect("payload blob");
+    let config = json!({
+        "architecture": "",
+        "os": "",
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [payload_digest]},
+    });
+    let config = bytes::Bytes::from(config.to_string());
+    let config_size = config.len();
+    let config_digest = store.put_blob(config).await.expect("config blob");
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": config_digest,
+            "size": config_size,
+        },
+        "layers": [{
+            "mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
+            "digest": payload_digest,
+            "size": payload_size,
+            "annotations": {"dev.cosignproject.cosign/signature": format!("MEUC-{signer}")},
+        }],
+    });
+    let tag = signature_tag(digest).expect("a sha256 digest");
+    store
+        .put_manifest(
+            bytes::Bytes::from(manifest.to_string()),
+            OCI_MANIFEST,
+            Some(&tag),
+        )
+        .await
+        .expect("signature manifest")
+}
+
+#[test]
+fn the_signature_tag_is_cosigns() {
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    assert_eq!(
+        signature_tag(&digest),
+        Some(format!("sha256-{}.sig", "ab".repeat(32)))
+    );
+    assert_eq!(signature_tag("sha256:short"), None);
+    assert_eq!(signature_tag("sha512:ab"), None);
+}
+
+#[tokio::test]
+async fn copy_takes_the_cosign_signatures_of_the_index_and_its_children() {
+    let source = TestRegistry::start(Auth::None).await;
+    let target = TestRegistry::start(Auth::None).await;
+    let from = source.store("acme/os");
+    let to = target.store("mirror/os");
+    let (document, [index_1, _]) = two_releases(&source, &from).await;
+    let image = release_image(&from, &document, "44.1").await.expect("44.1");
+    let amd64 = image.children[0].clone();
+    let arm64 = image.children[1].clone();
+    let index_signature = write_signature(&from, &index_1, "release-team").await;
+    let amd64_signature = write_signature(&from, &amd64, "release-team").await;
+
+    let stats = copy_image(&from, &to, &image).await.expect("copy");
+    assert_eq!(stats.signatures_copied, 2, "{stats:?}");
+    assert_eq!(stats.signatures_present, 0, "{stats:?}");
+    // Two images of a config and a layer, two signatures of a config and a payload.
+    assert_eq!(stats.blobs_uploaded, 8, "{stats:?}");
+    for (digest, signature) in [(&index_1, &index_signature), (&amd64, &amd64_signature)] {
+        let tag = signature_tag(digest).expect("a sha256 digest");
+        let copied = to.resolve(&tag).await.expect("HEAD").map(|h| h.digest);
+        assert_eq!(copied.as_ref(), Some(signature), "{tag}");
+        assert_eq!(
+            &skopeo_digest(&target, &format!("mirror/os:{tag}")),
+            signature
+        );
+    }
+    // The unsigned child has none, and that is no error.
+    let unsigned = signature_tag(&arm64).expect("a sha256 digest");
+    assert_eq!(to.resolve(&unsigned).await.expect("HEAD"), None);
+
+    // Again: everything is there, nothing is written.
+    let writes = to.write_count();
+    let again = copy_image(&from, &to, &image).await.expect("copy again");
+    assert_eq!(again.signatures_present, 2, "{again:?}");
+    assert_eq!(again.signatures_copied, 0, "{again:?}");
+    assert_eq!(to.write_count(), writes);
+
+    // Signed again in the source (cosign rewrites the tag): the image is in
+    // the target already, and the new signature still follows.
+    let resigned = write_signature(&from, &index_1, "second-signer").await;
+    assert_ne!(resigned, index_signature);
+    let third = copy_image(&from, &to, &image)
+        .await
+        .expect("copy a new signature");
+    assert_eq!(third.manifests_present, 1, "{third:?}");
+    assert_eq!(third.signatures_copied, 1, "{third:?}");
+    assert_eq!(third.signatures_present, 1, "{third:?}");
+    let tag = signature_tag(&index_1).expect("a sha256 digest");
+    assert_eq!(
+        to.resolve(&tag).await.expect("HEAD").map(|h| h.digest),
+        Some(resigned)
+    );
+}
+
+#[tokio::test]
+async fn copy_streams_a_blob_larger_than_a_chunk_in_order() {
+    let source = TestRegistry::start(Auth::None).await;
+    let target = TestRegistry::start(Auth::None).await;
+    let from = source.store("acme/os");
+    let to = target.store("acme/os");
+    // An uncompressed layer of two and a half chunks, not all one byte.
+    let mut spec = ImageSpec::bootable("amd64", "44.3", "stable", "2026-03-01T00:00:00Z");
+    spec.content = (0..COPY_CHUNK_BYTES * 5 / 2 / 16)
+        .map(|n| format!("{:015x}\n", n.wrapping_mul(2_654_435_761)))
+        .collect();
+    let single = write_image(&from, &spec, Some("44.3")).await;
+    let repository = source.repository("acme/os").to_string();
+    let document = document(&repository, &[("44.3", std::slice::from_ref(&single))]);
+    let image = release_image(&from, &document, "44.3").await.expect("44.3");
+
+    let before = target.requests().len();
+    let stats = copy_image(&from, &to, &image).await.expect("copy");
+    assert_eq!(stats.blobs_uploaded, 2, "{stats:?}");
+    let patches: Vec<_> = target.requests()[before..]
+        .iter()
+        .filter(|r| r.method == "PATCH")
+        .cloned()
+        .collect();
+    // The layer in three chunks; the config, smaller than one, in one PUT.
+    assert_eq!(patches.len(), 3, "{patches:?}");
+    assert_eq!(
+        skopeo_digest(&target, &format!("acme/os@{}", single.manifest)),
+        single.manifest
+    );
+    let manifest = to.get_manifest(&single.manifest).await.expect("the copy");
+    let parsed: serde_json::Value = serde_json::from_slice(&manifest.bytes).expect("JSON");
+    let layer = parsed["layers"][0]["digest"].as_str().expect("a layer");
+    let size = parsed["layers"][0]["size"].as_u64().expect("a size");
+    assert!(size > 2 * COPY_CHUNK_BYTES as u64, "{size}");
+    let copied = to
+        .get_blob(layer, usize::try_from(size).expect("fits"))
+        .await
+        .expect("the layer in the target, its digest checked");
+    assert_eq!(copied.len() as u64, size);
+}
+
+/// A single-manifest release image in `store` whose one layer is `layer`,
+/// its descriptor claiming `claimed` bytes.
+async fn image_with_layer(store: &Store, layer: bytes::Bytes, claimed: u64) -> ReleaseImage {
+    let layer_digest = store.put_blob(layer).await.expect("layer");
+    let config = bytes::Bytes::from(json!({"architecture": "amd64", "os": "linux"}).to_string());
+    let config_size = config.len();
+    let config_digest = store.put_blob(config).await.expect("config");
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": claimed}],
+    });
+    let bytes = bytes::Bytes::from(manifest.to_string());
+    let digest = store
+        .put_manifest(bytes.clone(), OCI_MANIFEST, None)
+        .await
+        .expect("manifest");
+    ReleaseImage {
+        version: "44.9".into(),
+        digest,
+        media_type: OCI_MANIFEST.into(),
+        bytes,
+        children: Vec::new(),
+        found_at: "44.9".into(),
+    }
+}
+
+#[tokio::test]
+async fn a_streamed_blob_of_another_size_than_its_descriptor_is_refused_and_its_upload_cancelled() {
+    let source = TestRegistry::start(Auth::None).await;
+    let target = TestRegistry::start(Auth::None).await;
+    let from = source.store("acme/os");
+    let to = target.store("acme/os");
+    let layer: bytes::Bytes = (0..COPY_CHUNK_BYTES * 2)
+        .map(|n| (n % 251) as u8)
+        .collect::<Vec<u8>>()
+        .into();
+    let real = layer.len() as u64;
+    for (claimed, says) in [
+        (real - 1, format!("more than the {} bytes", real - 1)),
+        (
+            real + 1,
+            format!("sent {real} bytes, but its descriptor says {}", real + 1),
+        ),
+    ] {
+        let image = image_with_layer(&from, layer.clone(), claimed).await;
+        let before = target.requests().len();
+        let error = copy_image(&from, &to, &image)
+            .await
+            .expect_err("a blob of another size");
+        let text = error.to_string();
+        assert!(text.contains(&says), "{text}");
+        assert_eq!(to.resolve(&image.digest).await.expect("HEAD"), None);
+        let requests = target.requests();
+        let deleted = requests[before..]
+            .iter()
+            .filter(|r| r.method == "DELETE" && r.uri.contains("/blobs/uploads/"))
+            .count();
+        assert_eq!(deleted, 1, "{:?}", &requests[before..]);
+    }
+}
+
+#[tokio::test]
+async fn copy_from_a_layout_refuses_a_blob_too_large_to_hold() {
+    let registry = TestRegistry::start(Auth::None).await;
+    let directory = tempfile::tempdir().expect("temp dir");
+    let layout = cairn_oci::layout::Layout::open_or_create(directory.path()).expect("layout");
+    let from = Store::Layout(layout);
+    let to = registry.store("acme/os");
+    let huge = cairn_oci::promote::MAX_COPY_BLOB_BYTES + 1;
+    let config = format!("sha256:{}", "c0".repeat(32));
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": huge},
+        "layers": [],
+    });
+    let bytes = bytes::Bytes::from(manifest.to_string());
+    let image = ReleaseImage {
+        version: "44.9".into(),
+        digest: sha256_digest(&bytes),
+        media_type: OCI_MANIFEST.into(),
+        bytes,
+        children: Vec::new(),
+        found_at: "44.9".into(),
+    };
+    let writes = to.write_count();
+    let error = copy_image(&from, &to, &image)
+        .await
+        .expect_err("too large to hold in memory");
+    assert_eq!(error.kind(), "too_large", "{error}");
+    let text = error.to_string();
+    assert!(
+        text.contains(&config) && text.contains(&huge.to_string()) && text.contains("OCI layout"),
+        "{text}"
+    );
+    assert_eq!(to.write_count(), writes, "nothing was sent");
 }
 
 #[tokio::test]

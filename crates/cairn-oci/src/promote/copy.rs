@@ -1,15 +1,25 @@
 //! Copying a release image to another repository with every digest kept.
 
 use super::{PromoteStoreError, ReleaseImage, is_index};
-use crate::client::Mount;
+use crate::client::{Mount, RegistryClient};
 use crate::error::OciError;
+use crate::reference::Repository;
 use crate::store::Store;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use oci_spec::image::{Descriptor, ImageManifest};
+use sha2::{Digest, Sha256};
+use std::time::Duration;
 
-/// The largest blob one copy holds in memory: this version uploads each
-/// blob in one request.
+/// The largest blob a copy holds in memory, which it does only when one end
+/// is an OCI layout; between registries blobs are streamed.
 pub const MAX_COPY_BLOB_BYTES: u64 = 1024 * 1024 * 1024;
+
+/// How much of a streamed blob is held before it is sent on, as one PATCH.
+pub const COPY_CHUNK_BYTES: usize = 8 * 1024 * 1024;
+
+/// The slowest transfer a streamed blob's GET allows for before it times
+/// out, in bytes a second, on top of the client's own timeout.
+const SLOWEST_STREAM_BYTES_PER_SECOND: u64 = 256 * 1024;
 
 /// What a copy did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -24,12 +34,34 @@ pub struct CopyStats {
     pub manifests_put: u64,
     /// Manifests the target already had.
     pub manifests_present: u64,
+    /// Cosign signatures (`sha256-<hex>.sig` tags) copied.
+    pub signatures_copied: u64,
+    /// Cosign signatures the target already had under the same digest.
+    pub signatures_present: u64,
+}
+
+/// The tag cosign stores the signatures of manifest `digest` under, in the
+/// manifest's own repository; `None` for a digest that is not sha256.
+pub fn signature_tag(digest: &str) -> Option<String> {
+    if !cairn_graph::digest::is_sha256_digest(digest) {
+        return None;
+    }
+    digest
+        .strip_prefix("sha256:")
+        .map(|hex| format!("sha256-{hex}.sig"))
 }
 
 /// Copy `image` (an index with every child, their configs and layers, or a
 /// single manifest) from `from` to `to`, by digest only, with every digest
 /// unchanged. What `to` already has is skipped; on one registry host, blobs
 /// are mounted rather than sent. No tag is written.
+///
+/// The cosign signatures of the index and of each child go with it, when
+/// the source has them: a host whose policy requires sigstore signatures
+/// for the target verifies the copy as it would the source. They are
+/// checked even when the image is already there, since a release may be
+/// signed after its first copy; a signature tag the target holds at another
+/// digest is replaced by the source's. An image without signatures is fine.
 pub async fn copy_image(
     from: &Store,
     to: &Store,
@@ -38,21 +70,65 @@ pub async fn copy_image(
     let mut stats = CopyStats::default();
     if to.resolve(&image.digest).await?.is_some() {
         stats.manifests_present += 1;
-        return Ok(stats);
-    }
-    if is_index(&image.media_type, &image.bytes) {
-        // Every child, attestations too: a registry refuses an index whose
-        // children are missing, and dropping one would change its digest.
-        for child in &image.children {
-            copy_manifest(from, to, child, &mut stats).await?;
-        }
     } else {
-        copy_blobs(from, to, &image.digest, &image.bytes, &mut stats).await?;
+        if is_index(&image.media_type, &image.bytes) {
+            // Every child, attestations too: a registry refuses an index whose
+            // children are missing, and dropping one would change its digest.
+            for child in &image.children {
+                copy_manifest(from, to, child, &mut stats).await?;
+            }
+        } else {
+            copy_blobs(from, to, &image.digest, &image.bytes, &mut stats).await?;
+        }
+        to.put_manifest(image.bytes.clone(), &image.media_type, None)
+            .await?;
+        stats.manifests_put += 1;
     }
-    to.put_manifest(image.bytes.clone(), &image.media_type, None)
-        .await?;
-    stats.manifests_put += 1;
+    for digest in std::iter::once(&image.digest).chain(&image.children) {
+        copy_signature(from, to, digest, &mut stats).await?;
+    }
     Ok(stats)
+}
+
+/// Copy the cosign signature of manifest `digest`, if `from` has one: the
+/// signature manifest under its tag, with its config and layers, digest
+/// unchanged.
+async fn copy_signature(
+    from: &Store,
+    to: &Store,
+    digest: &str,
+    stats: &mut CopyStats,
+) -> Result<(), PromoteStoreError> {
+    let Some(tag) = signature_tag(digest) else {
+        return Ok(());
+    };
+    let Some(source) = from.resolve(&tag).await? else {
+        return Ok(());
+    };
+    let present = to.resolve(&tag).await?;
+    if present.is_some_and(|head| head.digest == source.digest) {
+        stats.signatures_present += 1;
+        return Ok(());
+    }
+    // By digest: a signature tag moved since the HEAD is not mixed up.
+    let fetched = from.get_manifest(&source.digest).await?;
+    if is_index(&fetched.media_type, &fetched.bytes) {
+        return Err(OciError::invalid(
+            format!("signature {}:{tag}", from.describe()),
+            "is an image index, not a cosign signature manifest",
+        )
+        .into());
+    }
+    copy_blobs(from, to, &source.digest, &fetched.bytes, stats).await?;
+    let media_type = if fetched.media_type.is_empty() {
+        crate::manifest::declared_media_type(&fetched.bytes)
+    } else {
+        fetched.media_type
+    };
+    to.put_manifest(fetched.bytes, &media_type, Some(&tag))
+        .await?;
+    stats.signatures_copied += 1;
+    Ok(())
 }
 
 /// Copy one image manifest, by digest, with its config and layers.
@@ -106,8 +182,9 @@ async fn copy_blobs(
     Ok(())
 }
 
-/// Copy one blob: skipped when present, mounted on one registry host, sent
-/// otherwise (or when the mount is declined).
+/// Copy one blob: skipped when present, mounted on one registry host,
+/// streamed between registries when larger than a chunk, held in memory
+/// otherwise (up to [`MAX_COPY_BLOB_BYTES`] when one end is a layout).
 async fn copy_blob(
     from: &Store,
     to: &Store,
@@ -121,6 +198,48 @@ async fn copy_blob(
         return Ok(());
     }
     let size = blob.size();
+    if let (
+        Store::Registry {
+            client: source_client,
+            repository: source,
+        },
+        Store::Registry { client, repository },
+    ) = (from, to)
+    {
+        let mut upload = match to.mount_blob(&digest, from).await? {
+            Some(Mount::Mounted) => {
+                stats.blobs_mounted += 1;
+                return Ok(());
+            }
+            Some(Mount::Upload(session)) => session,
+            None => client.start_upload(repository).await?,
+        };
+        // A blob of one chunk goes in one PUT, which every registry takes;
+        // only larger ones are sent in chunks.
+        if size <= COPY_CHUNK_BYTES as u64 {
+            let limit = usize::try_from(size).unwrap_or(usize::MAX);
+            let data = from.get_blob(&digest, limit).await?;
+            client.finish_upload(repository, &upload, data).await?;
+            stats.blobs_uploaded += 1;
+            return Ok(());
+        }
+        let reading = Reading {
+            client: source_client,
+            repository: source,
+            what,
+            digest: &digest,
+            size,
+        };
+        if let Err(error) = stream_blob(&reading, client, repository, &mut upload).await {
+            // Best effort: the registry expires a forgotten session anyway.
+            if let Err(cancel) = client.cancel_upload(repository, &upload).await {
+                tracing::debug!(%cancel, "cancelling the upload of a failed blob copy");
+            }
+            return Err(error);
+        }
+        stats.blobs_uploaded += 1;
+        return Ok(());
+    }
     if size > MAX_COPY_BLOB_BYTES {
         return Err(PromoteStoreError::BlobTooLarge {
             what: what.to_string(),
@@ -129,21 +248,95 @@ async fn copy_blob(
             limit: MAX_COPY_BLOB_BYTES,
         });
     }
-    let upload = match to.mount_blob(&digest, from).await? {
-        Some(Mount::Mounted) => {
-            stats.blobs_mounted += 1;
-            return Ok(());
-        }
-        Some(Mount::Upload(session)) => Some(session),
-        None => None,
-    };
     // The descriptor's size bounds the read; the digest check catches the rest.
     let limit = usize::try_from(size).unwrap_or(usize::MAX);
     let data: Bytes = from.get_blob(&digest, limit).await?;
-    match upload {
-        Some(session) => to.finish_upload(&session, data).await?,
-        None => to.put_blob(data).await?,
-    };
+    to.put_blob(data).await?;
     stats.blobs_uploaded += 1;
+    Ok(())
+}
+
+/// The blob a stream reads, as its manifest describes it.
+struct Reading<'a> {
+    client: &'a RegistryClient,
+    repository: &'a Repository,
+    /// The manifest that names it, for messages.
+    what: &'a str,
+    digest: &'a str,
+    size: u64,
+}
+
+/// Stream blob `reading` into upload session `upload` of `repository` (kept
+/// at the session's latest `Location`, to cancel it on failure), at
+/// most [`COPY_CHUNK_BYTES`] held at a time. The descriptor's size bounds
+/// the read, the digest is checked before the upload is closed, and the
+/// registry checks it again when it is.
+async fn stream_blob(
+    reading: &Reading<'_>,
+    client: &RegistryClient,
+    repository: &Repository,
+    upload: &mut String,
+) -> Result<(), PromoteStoreError> {
+    let source = format!(
+        "blob {}@{} of {}",
+        reading.repository, reading.digest, reading.what
+    );
+    let timeout = Duration::from_secs(30 + reading.size / SLOWEST_STREAM_BYTES_PER_SECOND);
+    let mut body = reading
+        .client
+        .open_blob(reading.repository, reading.digest, timeout)
+        .await?;
+    let mut hasher = Sha256::new();
+    let mut pending = BytesMut::new();
+    let mut received: u64 = 0;
+    let mut sent: u64 = 0;
+    while let Some(chunk) = body.chunk().await? {
+        received += chunk.len() as u64;
+        if received > reading.size {
+            return Err(OciError::invalid(
+                source,
+                format!(
+                    "the registry sent more than the {} bytes its descriptor says",
+                    reading.size
+                ),
+            )
+            .into());
+        }
+        hasher.update(&chunk);
+        pending.extend_from_slice(&chunk);
+        if pending.len() >= COPY_CHUNK_BYTES {
+            let data = pending.split().freeze();
+            let length = data.len() as u64;
+            *upload = client.append_upload(repository, upload, sent, data).await?;
+            sent += length;
+        }
+    }
+    if received != reading.size {
+        return Err(OciError::invalid(
+            source,
+            format!(
+                "the registry sent {received} bytes, but its descriptor says {}",
+                reading.size
+            ),
+        )
+        .into());
+    }
+    let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
+    if actual != reading.digest {
+        return Err(OciError::DigestMismatch {
+            what: source,
+            expected: reading.digest.to_string(),
+            actual,
+        }
+        .into());
+    }
+    if !pending.is_empty() {
+        *upload = client
+            .append_upload(repository, upload, sent, pending.freeze())
+            .await?;
+    }
+    client
+        .commit_upload(repository, upload, reading.digest)
+        .await?;
     Ok(())
 }
