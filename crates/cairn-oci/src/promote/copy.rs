@@ -40,6 +40,18 @@ pub struct CopyStats {
     pub signatures_present: u64,
 }
 
+impl std::ops::AddAssign for CopyStats {
+    fn add_assign(&mut self, other: CopyStats) {
+        self.blobs_mounted += other.blobs_mounted;
+        self.blobs_uploaded += other.blobs_uploaded;
+        self.blobs_present += other.blobs_present;
+        self.manifests_put += other.manifests_put;
+        self.manifests_present += other.manifests_present;
+        self.signatures_copied += other.signatures_copied;
+        self.signatures_present += other.signatures_present;
+    }
+}
+
 /// The tag cosign stores the signatures of manifest `digest` under, in the
 /// manifest's own repository; `None` for a digest that is not sha256.
 pub fn signature_tag(digest: &str) -> Option<String> {

@@ -10,7 +10,7 @@ use cairn_graph::GraphDocument;
 use cairn_graph::promote::{
     Action, HaltsInEffect, Observed, Plan, PlanOptions, PromoteError, PromoteState, WaveSpec,
 };
-use cairn_oci::promote::{self as registry, PromoteStoreError, ReleaseImage};
+use cairn_oci::promote::{self as registry, CopyStats, PromoteStoreError, ReleaseImage};
 use cairn_oci::{RegistryClient, Repository, Store};
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -73,6 +73,8 @@ struct Ran {
     plan: Plan,
     /// Tag moves another writer got in the way of; the state was written.
     conflicts: Vec<PromoteStoreError>,
+    /// What copying to `--to` did; `None` without a copy.
+    copied: Option<CopyStats>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -110,7 +112,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     };
     report_counts(&client);
-    print_plan(&args, &ran.plan, &client)?;
+    if let (Some(copied), Some(to)) = (&ran.copied, &args.to) {
+        eprintln!(
+            "cairn: copied to {to}: {} manifests, {} blobs sent, {} mounted, {} already there; {} signatures copied",
+            copied.manifests_put,
+            copied.blobs_uploaded,
+            copied.blobs_mounted,
+            copied.blobs_present,
+            copied.signatures_copied
+        );
+    }
+    print_plan(&args, &ran, &client)?;
     if args.dry_run {
         eprintln!("cairn: dry run: no image copied, no state written, no tag moved");
     }
@@ -250,11 +262,14 @@ async fn promote(
         return Ok(Ran {
             plan,
             conflicts: Vec::new(),
+            copied: None,
         });
     }
+    let mut copied = None;
     if let Some(to) = &stores.target {
+        let mut total = CopyStats::default();
         for (version, image) in &images {
-            registry::copy_image(&stores.source, to, image)
+            total += registry::copy_image(&stores.source, to, image)
                 .await
                 .with_context(|| {
                     format!(
@@ -264,6 +279,7 @@ async fn promote(
                     )
                 })?;
         }
+        copied = (!images.is_empty()).then_some(total);
     }
     if plan.state_changed {
         registry::write_state(
@@ -294,7 +310,11 @@ async fn promote(
             }
         }
     }
-    Ok(Ran { plan, conflicts })
+    Ok(Ran {
+        plan,
+        conflicts,
+        copied,
+    })
 }
 
 /// The tags no wave may take besides the release versions `plan` refuses:
@@ -330,18 +350,22 @@ fn report_counts(client: &RegistryClient) {
     );
 }
 
-/// The plan on stdout: a line per wave, or JSON with the request counts.
-fn print_plan(args: &Args, plan: &Plan, client: &RegistryClient) -> anyhow::Result<()> {
+/// The plan on stdout: a line per wave, or JSON with the request counts
+/// and what a copy did.
+fn print_plan(args: &Args, ran: &Ran, client: &RegistryClient) -> anyhow::Result<()> {
     if !args.json {
-        args::emit(&plan.to_string())?;
+        args::emit(&ran.plan.to_string())?;
         return Ok(());
     }
-    let value = plan_json(
-        plan,
+    let mut value = plan_json(
+        &ran.plan,
         args.dry_run,
         client.request_count(),
         client.write_count(),
     )?;
+    if let (Some(copied), Some(object)) = (&ran.copied, value.as_object_mut()) {
+        object.insert("copied".into(), serde_json::to_value(copied)?);
+    }
     args::emit(&format!("{}\n", serde_json::to_string_pretty(&value)?))?;
     Ok(())
 }

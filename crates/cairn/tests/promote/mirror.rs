@@ -194,6 +194,7 @@ async fn waves_in_a_mirror_on_another_registry_point_at_identical_copies() {
         assert_eq!(action(&plan, wave).0, "stay", "{plan}");
     }
     assert_eq!(plan["requests"]["writes"], 0, "{plan}");
+    assert!(plan.get("copied").is_none(), "nothing to copy: {plan}");
     assert_eq!(
         (w.registry.write_requests(), mirror.write_requests()),
         writes,
@@ -225,6 +226,13 @@ async fn waves_in_a_mirror_on_another_registry_point_at_identical_copies() {
         );
     }
     assert_eq!(w.registry.write_requests(), source_writes);
+    // Another registry: every blob is sent (no mount across hosts), the
+    // index and its children are put, and the one signature copied.
+    let copied = &plan["copied"];
+    assert_eq!(copied["blobs_mounted"], 0, "{plan}");
+    assert!(copied["blobs_uploaded"].as_u64() > Some(0), "{plan}");
+    assert!(copied["manifests_put"].as_u64() >= Some(3), "{plan}");
+    assert_eq!(copied["signatures_copied"], 1, "{plan}");
     assert_eq!(
         sha256_digest(skopeo_raw(&mirror.host, "mirror/os:stable-late", false).as_bytes()),
         second
