@@ -642,6 +642,71 @@ async fn a_streamed_blob_of_another_size_than_its_descriptor_is_refused_and_its_
     }
 }
 
+/// Flip one byte of blob `digest` in the registry's own storage, as a
+/// failing disk would: the registry serves it as it is.
+fn corrupt_stored_blob(registry: &TestRegistry, digest: &str) {
+    let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
+    let path = registry
+        .scratch()
+        .join("data/docker/registry/v2/blobs/sha256")
+        .join(&hex[..2])
+        .join(hex)
+        .join("data");
+    let mut data = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    data[0] ^= 0xff;
+    std::fs::write(&path, data).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
+/// A source that serves a blob of the right size but other bytes: refused
+/// by digest, naming the blob and its manifest, with nothing left behind:
+/// a streamed blob's session is cancelled, and a small blob is read whole
+/// before any session is opened.
+#[tokio::test]
+async fn a_corrupted_source_blob_is_refused_by_digest_and_leaves_no_upload() {
+    let source = TestRegistry::start(Auth::None).await;
+    let target = TestRegistry::start(Auth::None).await;
+    let from = source.store("acme/os");
+    let to = target.store("acme/os");
+    for (size, streamed) in [(COPY_CHUNK_BYTES * 2, true), (4096, false)] {
+        let layer: bytes::Bytes = (0..size)
+            .map(|n| (n % 241) as u8)
+            .chain(std::iter::once(streamed as u8))
+            .collect::<Vec<u8>>()
+            .into();
+        let layer_digest = sha256_digest(&layer);
+        let image = image_with_layer(&from, layer.clone(), layer.len() as u64).await;
+        corrupt_stored_blob(&source, &layer_digest);
+        let before = target.requests().len();
+        let error = copy_image(&from, &to, &image)
+            .await
+            .expect_err("a corrupted blob");
+        assert_eq!(error.kind(), "digest_mismatch", "{error}");
+        let text = error.to_string();
+        assert!(
+            text.contains(&layer_digest) && text.contains(&image.digest),
+            "names the blob and its manifest: {text}"
+        );
+        assert_eq!(to.resolve(&image.digest).await.expect("HEAD"), None);
+        assert!(!to.blob_exists(&layer_digest).await.expect("HEAD blob"));
+        let requests = target.requests();
+        let requests = &requests[before..];
+        let count = |method: &str| {
+            requests
+                .iter()
+                .filter(|r| r.method == method && r.uri.contains("/blobs/uploads/"))
+                .count()
+        };
+        if streamed {
+            assert!(count("PATCH") >= 1, "{requests:?}");
+            assert_eq!(count("DELETE"), 1, "the session is cancelled: {requests:?}");
+        } else {
+            // The config is there from the first round, and the layer,
+            // read whole first, never opened a session: no write at all.
+            assert!(requests.iter().all(|r| !r.is_write()), "{requests:?}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn copy_from_a_layout_refuses_a_blob_too_large_to_hold() {
     let registry = TestRegistry::start(Auth::None).await;
