@@ -367,6 +367,7 @@ async fn a_halted_release_is_never_a_destination() {
 
     // The dry run's text says it in words, and exits 0.
     let now = Timestamp::now().to_string();
+    let halt_state = w.path("halt-state.json");
     let dry = cairn(&[
         "promote",
         &document,
@@ -380,9 +381,16 @@ async fn a_halted_release_is_never_a_destination() {
         &now,
         "--wave",
         "stable-early=0.3",
+        "--halt-state",
+        &halt_state,
         "--dry-run",
     ]);
     assert_eq!(dry.status.code(), Some(0), "{}", stderr(&dry));
+    // Nothing written: not even the --halt-state file.
+    assert!(
+        !std::path::Path::new(&halt_state).exists(),
+        "a dry run wrote {halt_state}"
+    );
     let said = String::from_utf8_lossy(&dry.stdout);
     assert!(
         said.contains(
