@@ -11,7 +11,10 @@ use cairn_oci::promote::{
     COPY_CHUNK_BYTES, PromoteStoreError, ReleaseImage, STATE_TAG, copy_image, move_tag, observe,
     read_state, release_image, signature_tag, wave_tags, write_state,
 };
-use cairn_testkit::{Auth, ImageSpec, TestRegistry, Written, add_tags, write_image, write_release};
+use cairn_testkit::{
+    Auth, ImageSpec, TestRegistry, Written, add_tags, write_cosign_signature, write_image,
+    write_release,
+};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -421,56 +424,6 @@ async fn copy_across_registries_keeps_index_and_child_digests() {
     );
 }
 
-/// A cosign-shaped signature of manifest `digest` in `store`, under
-/// `sha256-<hex>.sig`: a simple-signing payload layer with the signature
-/// annotation. `signer` makes it unique. Returns its manifest digest.
-async fn write_signature(store: &Store, digest: &str, signer: &str) -> String {
-    let payload = json!({
-        "critical": {
-            "identity": {"docker-reference": store.describe()},
-            "image": {"docker-manifest-digest": digest},
-            "type": "cosign container image signature",
-        },
-        "optional": {"signer": signer},
-    });
-    let payload = bytes::Bytes::from(payload.to_string());
-    let payload_size = payload.len();
-    let payload_digest = store.put_blob(payload).await.expect("payload blob");
-    let config = json!({
-        "architecture": "",
-        "os": "",
-        "config": {},
-        "rootfs": {"type": "layers", "diff_ids": [payload_digest]},
-    });
-    let config = bytes::Bytes::from(config.to_string());
-    let config_size = config.len();
-    let config_digest = store.put_blob(config).await.expect("config blob");
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            "digest": config_digest,
-            "size": config_size,
-        },
-        "layers": [{
-            "mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
-            "digest": payload_digest,
-            "size": payload_size,
-            "annotations": {"dev.cosignproject.cosign/signature": format!("MEUC-{signer}")},
-        }],
-    });
-    let tag = signature_tag(digest).expect("a sha256 digest");
-    store
-        .put_manifest(
-            bytes::Bytes::from(manifest.to_string()),
-            OCI_MANIFEST,
-            Some(&tag),
-        )
-        .await
-        .expect("signature manifest")
-}
-
 #[test]
 fn the_signature_tag_is_cosigns() {
     let digest = format!("sha256:{}", "ab".repeat(32));
@@ -492,8 +445,8 @@ async fn copy_takes_the_cosign_signatures_of_the_index_and_its_children() {
     let image = release_image(&from, &document, "44.1").await.expect("44.1");
     let amd64 = image.children[0].clone();
     let arm64 = image.children[1].clone();
-    let index_signature = write_signature(&from, &index_1, "release-team").await;
-    let amd64_signature = write_signature(&from, &amd64, "release-team").await;
+    let index_signature = write_cosign_signature(&from, &index_1, "release-team").await;
+    let amd64_signature = write_cosign_signature(&from, &amd64, "release-team").await;
 
     let stats = copy_image(&from, &to, &image).await.expect("copy");
     assert_eq!(stats.signatures_copied, 2, "{stats:?}");
@@ -522,7 +475,7 @@ async fn copy_takes_the_cosign_signatures_of_the_index_and_its_children() {
 
     // Signed again in the source (cosign rewrites the tag): the image is in
     // the target already, and the new signature still follows.
-    let resigned = write_signature(&from, &index_1, "second-signer").await;
+    let resigned = write_cosign_signature(&from, &index_1, "second-signer").await;
     assert_ne!(resigned, index_signature);
     let third = copy_image(&from, &to, &image)
         .await
