@@ -99,14 +99,7 @@ async fn a_wave_on_a_dead_end_is_stuck_retreats_only_when_allowed_and_moves_on_t
         action(&plan, "stable-early"),
         ("start".into(), Some("44.1".into()))
     );
-    let host = FakeHost::new(
-        &w.dir.path().join("host"),
-        "1.17.0",
-        &format!("{}:stable-early", w.repository),
-        (&first[0].manifest, "44.1"),
-        std::slice::from_ref(&w.registry.host),
-        false,
-    );
+    let host = w.early_host(&first[0].manifest, "44.1");
 
     // 44.2 rolls out from 50%: the early wave (0.3) takes it, the late
     // one (1.0) not yet.

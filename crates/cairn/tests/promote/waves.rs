@@ -399,13 +399,7 @@ async fn a_concurrent_writer_ends_the_run_with_a_conflict_and_the_dwell_restarts
     ] {
         write_release(&store, version, created, &[version]).await;
     }
-    w.policy(&[
-        "barrier",
-        "add",
-        "44.2",
-        "--reason",
-        "https://example.org/migrate",
-    ]);
+    w.barrier("44.2");
     w.publish();
     let barrier_index = store
         .resolve("44.2")
