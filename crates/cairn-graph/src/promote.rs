@@ -574,6 +574,8 @@ pub fn plan(
         options,
     };
     let mut next_state = state.clone();
+    // Written back in this version's schema (once, for a schema 1 state).
+    next_state.schema = STATE_SCHEMA;
     next_state.last_sequence = document.sequence;
     next_state.stream = Some(document.stream.clone());
     next_state.document_digest = options.document_digest.clone();

@@ -732,7 +732,12 @@ impl RegistryClient {
     /// plus the bytes at [`SLOWEST_TRANSFER_BYTES_PER_SECOND`]. A fixed
     /// timeout would fail every large blob on a slow link.
     pub fn transfer_timeout(&self, bytes: u64) -> Duration {
-        self.inner.options.timeout + Duration::from_secs(bytes / SLOWEST_TRANSFER_BYTES_PER_SECOND)
+        self.inner
+            .options
+            .timeout
+            .saturating_add(Duration::from_secs(
+                bytes / SLOWEST_TRANSFER_BYTES_PER_SECOND,
+            ))
     }
 
     /// Open an upload session (a POST); returns its `Location`, resolved.

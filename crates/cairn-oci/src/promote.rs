@@ -89,7 +89,7 @@ pub enum PromoteStoreError {
         tried: Vec<String>,
     },
     /// Copying one blob failed.
-    #[error("blob {digest} of {what}: {source}")]
+    #[error("blob {digest} of {what}")]
     Blob {
         /// The blob.
         digest: String,

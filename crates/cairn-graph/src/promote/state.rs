@@ -105,9 +105,6 @@ impl PromoteState {
                 state.schema
             )));
         }
-        // Written back in this version's schema.
-        let mut state = state;
-        state.schema = STATE_SCHEMA;
         Ok(state)
     }
 

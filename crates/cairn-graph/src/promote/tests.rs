@@ -575,6 +575,19 @@ fn the_state_keeps_the_stream_document_and_halt_floor_and_refuses_what_is_older(
     let off = run(&state, &HaltsInEffect::default(), &doc).expect("plans");
     assert_eq!(off.next_state.halt_sequence, Some(4));
 
+    // The digest is the last document's: none for one read from a file.
+    let from_file = plan(
+        &doc,
+        &halts,
+        std::slice::from_ref(&early),
+        &state,
+        &seen,
+        &PlanOptions::new(at(0)),
+    )
+    .expect("plans");
+    assert_eq!(from_file.next_state.document_digest, None);
+    assert!(from_file.state_changed);
+
     // Another stream's document never moves these waves.
     let mut other = document(2);
     other.stream = "testing".into();
@@ -915,7 +928,7 @@ fn a_schema_1_state_reads_and_is_written_back_as_schema_2() {
   ]
 }"#;
     let state = PromoteState::from_json(old).expect("schema 1 reads");
-    assert_eq!(state.schema, STATE_SCHEMA);
+    assert_eq!(state.schema, 1);
     assert_eq!(state.stream, None);
     assert_eq!(state.audit[0].sequence, None);
     let planned = plan(

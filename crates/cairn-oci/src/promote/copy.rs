@@ -190,8 +190,9 @@ async fn copy_blobs(
 }
 
 /// Copy one blob: skipped when present, mounted on one registry host,
-/// streamed between registries when larger than a chunk, held in memory
-/// otherwise (up to [`MAX_COPY_BLOB_BYTES`] when one end is a layout).
+/// streamed between registries (one PUT for a blob of one chunk, ordered
+/// PATCHes for a larger one), held in memory when one end is a layout (up
+/// to [`MAX_COPY_BLOB_BYTES`]).
 async fn copy_blob(
     from: &Store,
     to: &Store,
@@ -339,7 +340,8 @@ async fn stream_blob(
         }
         hasher.update(&chunk);
         pending.extend_from_slice(&chunk);
-        if pending.len() >= COPY_CHUNK_BYTES {
+        // Sent on only while more is due: a blob of one chunk goes whole.
+        if pending.len() >= COPY_CHUNK_BYTES && received < reading.size {
             let data = pending.split().freeze();
             pending.reserve(COPY_CHUNK_BYTES);
             let length = data.len() as u64;

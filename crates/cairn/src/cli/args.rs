@@ -82,8 +82,8 @@ pub fn now_or(value: Option<&str>) -> anyhow::Result<Timestamp> {
     }
 }
 
-/// A duration such as `500ms`, `90s`, `30m`, `48h`, `14d` or `2w`; a bare
-/// `0` needs no unit.
+/// A duration such as `90s`, `30m`, `48h`, `14d` or `2w`; a bare `0` needs
+/// no unit. Whole seconds: expiries and lifetimes are stored in seconds.
 pub fn parse_duration(value: &str) -> anyhow::Result<SignedDuration> {
     let value = value.trim();
     if value == "0" {
@@ -96,9 +96,6 @@ pub fn parse_duration(value: &str) -> anyhow::Result<SignedDuration> {
     let number: i64 = number
         .parse()
         .with_context(|| format!("{value:?} does not start with a whole number"))?;
-    if unit == "ms" {
-        return Ok(SignedDuration::from_millis(number));
-    }
     let seconds_per_unit = match unit {
         "s" => 1,
         "m" => 60,
@@ -173,13 +170,9 @@ mod tests {
             parse_duration("90s").ok(),
             Some(SignedDuration::from_secs(90))
         );
-        assert_eq!(
-            parse_duration("500ms").ok(),
-            Some(SignedDuration::from_millis(500))
-        );
         assert!(parse_duration("14").is_err());
         assert!(parse_duration("5y").is_err());
-        assert!(parse_duration("5ns").is_err());
+        assert!(parse_duration("500ms").is_err(), "whole seconds only");
         assert!(parse_duration("d").is_err());
     }
 

@@ -61,7 +61,7 @@ pub struct Args {
     #[arg(long)]
     now: Option<String>,
     /// How long to wait after writing a tag before checking that the write
-    /// stuck, so that a racing writer is noticed (s, m, h, d or w). A
+    /// stuck, so that a racing writer is noticed (ms, s, m, h, d or w). A
     /// registry that is slow to show its writes everywhere needs longer.
     #[arg(long, value_name = "DURATION", default_value = "500ms")]
     settle: String,
@@ -92,9 +92,7 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     }
     // A dry run writes nothing, the --halt-state file included.
     args.halt_keys.halt_state_read_only = args.dry_run;
-    let settle = args::parse_duration(&args.settle)
-        .context("--settle")?
-        .unsigned_abs();
+    let settle = parse_settle(&args.settle).context("--settle")?;
     let fetched = args.source.load_verified(options.now, None)?;
     options.document_digest = fetched.manifest_digest;
     let document = fetched.document;
@@ -157,6 +155,19 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
         Ok(ExitCode::from(STUCK_EXIT))
     } else {
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// `--settle`: milliseconds (`500ms`) or any whole-second duration.
+fn parse_settle(value: &str) -> anyhow::Result<std::time::Duration> {
+    match value.trim().strip_suffix("ms") {
+        Some(millis) => {
+            let millis: u64 = millis
+                .parse()
+                .with_context(|| format!("{value:?} is not a whole number of milliseconds"))?;
+            Ok(std::time::Duration::from_millis(millis))
+        }
+        None => Ok(args::parse_duration(value)?.unsigned_abs()),
     }
 }
 
@@ -458,9 +469,15 @@ mod tests {
     fn the_settle_default_is_half_a_second() {
         let args = parse(&["--wave", "stable-early=0.3"]).expect("parses");
         assert_eq!(
-            args::parse_duration(&args.settle).ok(),
-            Some(SignedDuration::from_millis(500))
+            parse_settle(&args.settle).ok(),
+            Some(cairn_oci::promote::SETTLE)
         );
+        assert_eq!(
+            parse_settle("5s").ok(),
+            Some(std::time::Duration::from_secs(5))
+        );
+        assert!(parse_settle("-5ms").is_err());
+        assert!(parse_settle("fast").is_err());
     }
 
     #[test]
