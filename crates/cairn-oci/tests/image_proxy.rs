@@ -6,10 +6,12 @@ use bytes::Bytes;
 use cairn_graph::GraphDocument;
 use cairn_oci::document::{self, TrustPolicy};
 use cairn_oci::proxy::{ProtocolVersion, ProxyAuth, ProxyConfig, ProxyReader, ProxyUnavailable};
+use cairn_oci::roots;
 use cairn_oci::signing::SigningKey;
-use cairn_oci::trust::Role;
+use cairn_oci::trust::{Role, TrustedRoot};
 use cairn_oci::{OciError, Store};
 use cairn_testkit::registry::require_binary;
+use cairn_testkit::roots::signed_root;
 use cairn_testkit::{Auth, TestRegistry};
 use jiff::{SignedDuration, Timestamp};
 use std::path::PathBuf;
@@ -332,4 +334,124 @@ async fn tags_listed_by_skopeo_are_the_built_in_list() {
     assert_eq!(through_skopeo, built_in);
     assert_eq!(through_skopeo.len(), 4, "{through_skopeo:?}");
     assert_eq!(reader.call_count(), 1);
+}
+
+#[tokio::test]
+async fn trust_roots_walk_the_same_through_skopeo() {
+    let keys: Vec<SigningKey> = (0..3).map(|_| SigningKey::generate()).collect();
+    let [a, b, graph] = [&keys[0], &keys[1], &keys[2]];
+    let first = signed_root(1, &[a, b], &[graph], &[graph], &[a, b]);
+    let second = signed_root(2, &[a, b], &[graph], &[graph], &[a, b]);
+    let registry = TestRegistry::start(Auth::None).await;
+    let direct = registry.store("acme/os");
+    roots::push_missing(&direct, &[first.clone(), second])
+        .await
+        .expect("roots pushed");
+    let reader = reader(registries_conf(
+        registry.scratch(),
+        &insecure(&registry.host),
+    ))
+    .await;
+    let proxied = Store::proxy(reader, registry.repository("acme/os"));
+    let held = TrustedRoot::pin(first).expect("pins");
+    let through_proxy = roots::walk(&proxied, &held, Timestamp::now()).await;
+    let through_client = roots::walk(&direct, &held, Timestamp::now()).await;
+    assert!(
+        through_proxy.trusted().is_ok(),
+        "{:?}",
+        through_proxy.refused
+    );
+    assert_eq!(through_proxy.root.version(), 2);
+    assert_eq!(through_proxy.root.version(), through_client.root.version());
+}
+
+/// A stand-in for skopeo: a script run in its place.
+fn fake_skopeo(dir: &std::path::Path, script: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("fake-skopeo");
+    std::fs::write(&path, script).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    path
+}
+
+#[tokio::test]
+async fn a_proxy_speaking_an_old_protocol_is_unavailable_with_its_version() {
+    require_binary("python3", "python3");
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Answers Initialize the way skopeo 1.5 would (protocol 0.2.1), on the
+    // SEQPACKET socket the crate hands over as stdin.
+    let skopeo = fake_skopeo(
+        dir.path(),
+        "#!/usr/bin/env python3\nimport json, socket\ns = socket.socket(fileno=0)\ns.recv(65536)\ns.send(json.dumps({'success': True, 'error': '', 'pipeid': 0, 'value': '0.2.1'}).encode())\ns.recv(65536)\n",
+    );
+    let config = ProxyConfig {
+        skopeo: skopeo.clone(),
+        timeout: Duration::from_secs(30),
+        ..ProxyConfig::default()
+    };
+    let error = ProxyReader::start(config).await.expect_err("too old");
+    assert!(
+        matches!(&error, ProxyUnavailable::TooOld { found, .. } if found == "0.2.1"),
+        "{error:?}"
+    );
+    assert_eq!(error.kind(), "skopeo_too_old");
+    assert!(error.to_string().contains("0.2.3"), "{error}");
+}
+
+#[tokio::test]
+async fn a_proxy_that_never_answers_fails_to_start_within_the_timeout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // It ends by itself a while later: the crate owns the child, and the
+    // test runtime waits for the thread still blocked on its socket.
+    let skopeo = fake_skopeo(dir.path(), "#!/bin/sh\nexec sleep 5\n");
+    let config = ProxyConfig {
+        skopeo,
+        timeout: Duration::from_millis(500),
+        ..ProxyConfig::default()
+    };
+    let started = std::time::Instant::now();
+    let error = ProxyReader::start(config).await.expect_err("no answer");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(error.kind(), "skopeo_failed", "{error:?}");
+    assert!(error.to_string().contains("no answer"), "{error}");
+}
+
+#[tokio::test]
+async fn a_call_that_times_out_is_unreachable_and_later_calls_fail_at_once() {
+    require_binary("python3", "python3");
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Starts like skopeo 1.9 (protocol 0.2.3), then never answers OpenImage.
+    let skopeo = fake_skopeo(
+        dir.path(),
+        "#!/usr/bin/env python3\nimport json, socket, time\ns = socket.socket(fileno=0)\ns.recv(65536)\ns.send(json.dumps({'success': True, 'error': '', 'pipeid': 0, 'value': '0.2.3'}).encode())\ns.recv(65536)\ntime.sleep(3)\n",
+    );
+    let config = ProxyConfig {
+        skopeo,
+        timeout: Duration::from_millis(500),
+        ..ProxyConfig::default()
+    };
+    let reader = Arc::new(ProxyReader::start(config).await.expect("starts"));
+    assert_eq!(reader.protocol_version(), ProtocolVersion(0, 2, 3));
+    let store = Store::proxy(
+        reader.clone(),
+        cairn_oci::Repository::parse("registry.example/acme/os").expect("repository"),
+    );
+    let error = store.get_manifest(TAG).await.expect_err("no answer");
+    assert!(error.is_unreachable(), "{error:?}");
+    assert!(
+        error.to_string().contains("no answer from skopeo"),
+        "{error}"
+    );
+    assert!(error.to_string().contains(TAG), "{error}");
+    let started = std::time::Instant::now();
+    let again = store.resolve("other").await.expect_err("unusable");
+    assert!(again.is_unreachable(), "{again:?}");
+    assert!(again.to_string().contains("unusable"), "{again}");
+    assert!(started.elapsed() < Duration::from_millis(400));
+    assert_eq!(reader.call_count(), 2);
 }
