@@ -282,6 +282,16 @@ fn classify_text(text: &str) -> Failure {
     }
 }
 
+/// The message of skopeo's last log line (`time=… level=fatal msg="…"`),
+/// or the whole text when it is not such a line.
+fn skopeo_message(stderr: &str) -> String {
+    let last = stderr.trim().lines().last().unwrap_or_default();
+    match last.split_once("msg=\"") {
+        Some((_, rest)) => rest.strip_suffix('"').unwrap_or(rest).replace("\\\"", "\""),
+        None => stderr.trim().to_string(),
+    }
+}
+
 /// Map a proxy error of `method` on `target` to Cairn's error kinds;
 /// `missing` is what a not-found error names.
 fn map_error(
@@ -750,7 +760,7 @@ impl ProxyReader {
             .await?;
         let (status, out, err) = output;
         if !status.success() {
-            let message = String::from_utf8_lossy(&err).trim().to_string();
+            let message = skopeo_message(&String::from_utf8_lossy(&err));
             return Err(match classify_text(&message) {
                 Failure::NotFound => OciError::NotFound(target),
                 Failure::Unauthorized => OciError::Unauthorized {
@@ -843,6 +853,17 @@ mod tests {
         );
         assert!(docker_reference(&repository, "sha256:short").is_err());
         assert!(docker_reference(&repository, "bad tag").is_err());
+    }
+
+    #[test]
+    fn skopeo_s_log_line_gives_its_message() {
+        assert_eq!(
+            skopeo_message(
+                "time=\"2026-11-30T22:54:13Z\" level=fatal msg=\"Error listing: \\\"x\\\" is blocked\"\n"
+            ),
+            "Error listing: \"x\" is blocked"
+        );
+        assert_eq!(skopeo_message(" plain text\n"), "plain text");
     }
 
     #[test]

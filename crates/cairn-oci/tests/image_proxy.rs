@@ -455,3 +455,40 @@ async fn a_call_that_times_out_is_unreachable_and_later_calls_fail_at_once() {
     assert!(started.elapsed() < Duration::from_millis(400));
     assert_eq!(reader.call_count(), 2);
 }
+
+#[tokio::test]
+async fn a_registry_whose_ca_is_only_in_the_cert_dir_is_read_through_skopeo_alone() {
+    let mut registry = TestRegistry::start(Auth::None).await;
+    let published = publish(&registry.store("acme/os"), &SigningKey::generate()).await;
+    let certs = registry.serve_tls();
+    // Nothing marks the registry insecure: TLS with the test CA or nothing.
+    let conf = registries_conf(registry.scratch(), "unqualified-search-registries = []\n");
+    let config = ProxyConfig {
+        registries_conf: Some(conf.clone()),
+        cert_dir: Some(certs),
+        auth: ProxyAuth::Anonymous,
+        timeout: Duration::from_secs(30),
+        ..ProxyConfig::default()
+    };
+    let trusting = Arc::new(ProxyReader::start(config).await.expect("skopeo proxy"));
+    let proxied = Store::proxy(trusting, registry.repository("acme/os"));
+    let fetched = document::fetch(&proxied, TAG)
+        .await
+        .expect("read over TLS with the test CA");
+    assert_eq!(fetched.document, published.document);
+    assert_eq!(fetched.signatures.len(), 1);
+
+    // Without the CA, neither skopeo nor the built-in client gets an answer.
+    let untrusting = reader(conf).await;
+    let error = document::fetch(
+        &Store::proxy(untrusting, registry.repository("acme/os")),
+        TAG,
+    )
+    .await
+    .expect_err("unknown CA");
+    assert!(error.to_string().contains("certificate"), "{error}");
+    let error = document::fetch(&registry.store("acme/os"), TAG)
+        .await
+        .expect_err("built-in client, unknown CA");
+    assert!(error.to_string().contains("certificate"), "{error}");
+}
