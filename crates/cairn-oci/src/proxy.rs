@@ -612,15 +612,12 @@ impl ProxyReader {
     ) -> Result<Bytes> {
         let target = format!("docker://{repository}@{digest}");
         let what = format!("blob {digest} in {repository}");
-        let parsed: containers_image_proxy::oci_spec::image::Digest =
-            match cairn_graph::digest::is_sha256_digest(digest) {
-                true => digest
-                    .parse()
-                    .map_err(|e| OciError::invalid(what.clone(), e))?,
-                false => {
-                    return Err(OciError::invalid(what, "not a sha256 digest"));
-                }
-            };
+        if !cairn_graph::digest::is_sha256_digest(digest) {
+            return Err(OciError::invalid(what, "not a sha256 digest"));
+        }
+        let parsed: containers_image_proxy::oci_spec::image::Digest = digest
+            .parse()
+            .map_err(|e| OciError::invalid(what.clone(), e))?;
         if size > limit as u64 {
             return Err(OciError::TooLarge { what, limit });
         }
@@ -656,19 +653,14 @@ impl ProxyReader {
                     url: target.clone(),
                     message: format!("reading the blob pipe: {e}"),
                 })?;
-                if data.len() as u64 != size {
-                    return Err(OciError::invalid(
-                        what.clone(),
-                        format!(
-                            "{}{} bytes, the descriptor says {size}",
-                            if data.len() as u64 > size {
-                                "more than "
-                            } else {
-                                ""
-                            },
-                            data.len()
-                        ),
-                    ));
+                let read_size = data.len() as u64;
+                if read_size != size {
+                    let message = if read_size > size {
+                        format!("more than the {size} bytes its descriptor says")
+                    } else {
+                        format!("{read_size} bytes, its descriptor says {size}")
+                    };
+                    return Err(OciError::invalid(what.clone(), message));
                 }
                 let actual = sha256_digest(&data);
                 if actual != digest {

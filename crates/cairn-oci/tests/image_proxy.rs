@@ -4,12 +4,13 @@
 
 use bytes::Bytes;
 use cairn_graph::GraphDocument;
+use cairn_graph::halts::TrippedBy;
 use cairn_oci::document::{self, TrustPolicy};
 use cairn_oci::proxy::{ProtocolVersion, ProxyAuth, ProxyConfig, ProxyReader, ProxyUnavailable};
-use cairn_oci::roots;
 use cairn_oci::signing::SigningKey;
 use cairn_oci::trust::{Role, TrustedRoot};
 use cairn_oci::{OciError, Store};
+use cairn_oci::{halts, roots};
 use cairn_testkit::registry::require_binary;
 use cairn_testkit::roots::signed_root;
 use cairn_testkit::{Auth, TestRegistry};
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const TAG: &str = "cairn-graph-stable";
+const HALT_TAG: &str = "cairn-halts-stable";
 
 #[tokio::test]
 async fn a_missing_skopeo_is_unavailable_and_named() {
@@ -244,6 +246,27 @@ async fn a_missing_tag_resolves_to_none_and_a_missing_blob_is_named() {
         .await
         .expect_err("short size");
     assert!(error.to_string().contains(layer), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains(&format!("more than the {} bytes", size - 1)),
+        "{error}"
+    );
+    let error = proxied
+        .get_blob_sized(layer, size + 1, 1 << 20)
+        .await
+        .expect_err("long size");
+    assert!(
+        error
+            .to_string()
+            .contains(&format!("{size} bytes, its descriptor says {}", size + 1)),
+        "{error}"
+    );
+    // The reader still works after both.
+    proxied
+        .get_blob_sized(layer, size, 1 << 20)
+        .await
+        .expect("the layer again");
     let error = proxied
         .get_blob_sized(layer, size, usize::try_from(size - 1).expect("fits"))
         .await
@@ -491,4 +514,69 @@ async fn a_registry_whose_ca_is_only_in_the_cert_dir_is_read_through_skopeo_alon
         .await
         .expect_err("built-in client, unknown CA");
     assert!(error.to_string().contains("certificate"), "{error}");
+}
+
+#[tokio::test]
+async fn a_halt_list_reads_the_same_through_skopeo() {
+    let registry = TestRegistry::start(Auth::None).await;
+    let direct = registry.store("acme/os-halts");
+    let identity = direct.describe();
+    let key = SigningKey::generate();
+    let trust = TrustedRoot::from_config(&[key.verifying_key()], &[]);
+    let options = halts::UpdateOptions {
+        publish: document::PublishOptions {
+            tag: HALT_TAG,
+            identity: &identity,
+            keys: std::slice::from_ref(&key),
+            root_version: 0,
+            settle: Duration::from_millis(300),
+            expected: None,
+        },
+        trust: trust.as_ref(),
+        stream: "stable",
+        lifetime: halts::DEFAULT_LIFETIME,
+        cleared: &[],
+        accept_unverified_current: false,
+    };
+    let digest = format!("sha256:{}", "1".repeat(64));
+    let added = halts::add(
+        &direct,
+        &options,
+        "1.2",
+        vec![digest],
+        "3 of 20 boots failed",
+        TrippedBy::Person { who: "ops".into() },
+    )
+    .await
+    .expect("halt");
+    let reader = reader(registries_conf(
+        registry.scratch(),
+        &insecure(&registry.host),
+    ))
+    .await;
+    let proxied = Store::proxy(reader, registry.repository("acme/os-halts"));
+    let through_proxy = halts::fetch(&proxied, HALT_TAG)
+        .await
+        .expect("through skopeo");
+    let through_client = halts::fetch(&direct, HALT_TAG).await.expect("built-in");
+    assert_eq!(through_proxy.list, added.list);
+    assert_eq!(through_proxy.bytes, through_client.bytes);
+    assert_eq!(
+        through_proxy.manifest_digest,
+        through_client.manifest_digest
+    );
+    assert_eq!(through_proxy.source_name, through_client.source_name);
+    assert_eq!(
+        through_proxy
+            .signatures
+            .iter()
+            .map(|s| (s.message.clone(), s.signature.clone()))
+            .collect::<Vec<_>>(),
+        through_client
+            .signatures
+            .iter()
+            .map(|s| (s.message.clone(), s.signature.clone()))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(through_proxy.signatures.len(), 1);
 }
