@@ -345,7 +345,19 @@ impl ProxyReader {
             skopeo: skopeo.clone(),
             message,
         };
-        let mut command = std::process::Command::new(&skopeo);
+        // Giving the crate a command (for the global flags) drops its own
+        // parent-death signal; util-linux's setpriv puts it back, as
+        // ostree-ext does, so skopeo ends with the agent. (The signal comes
+        // when the thread that started it ends: start readers on a thread
+        // that outlives them, as a runtime's own threads do.)
+        let mut command = match find_binary(Path::new("setpriv")) {
+            Ok(setpriv) => {
+                let mut command = std::process::Command::new(setpriv);
+                command.args(["--pdeathsig", "TERM", "--"]).arg(&skopeo);
+                command
+            }
+            Err(_) => std::process::Command::new(&skopeo),
+        };
         command.args(config.global_args());
         let mut proxy_config = ImageProxyConfig::default();
         proxy_config.skopeo_cmd = Some(command);
@@ -856,6 +868,27 @@ mod tests {
             "Error listing: \"x\" is blocked"
         );
         assert_eq!(skopeo_message(" plain text\n"), "plain text");
+    }
+
+    /// The agent shares one reader between tasks and awaits store reads
+    /// inside spawned ones.
+    #[test]
+    fn readers_and_their_reads_can_cross_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>(_: &T) {}
+        send_sync::<ProxyReader>();
+        send_sync::<crate::Store>();
+        let repository = Repository::parse("registry.example/os").expect("repository");
+        let reads = |store: crate::Store| async move {
+            let _ = store.get_manifest("tag").await;
+            let _ = store.resolve("tag").await;
+            let _ = store.get_blob_sized("sha256:x", 1, 1).await;
+            let _ = store.list_tags().await;
+        };
+        // Built, never run: only its type is checked.
+        let _ = |reader: Arc<ProxyReader>| {
+            send(&reads(crate::Store::proxy(reader, repository.clone())))
+        };
     }
 
     #[test]
