@@ -8,7 +8,19 @@
 //! since the proxy protocol has no method for them.
 //!
 //! Only reads go through it; a [`Store::Proxy`](crate::Store::Proxy)
-//! refuses writes.
+//! refuses writes. What containers/image does differently from the
+//! built-in client:
+//!
+//! - an index is resolved to the host platform's manifest: an index itself
+//!   is never returned;
+//! - Docker schema 2 manifests arrive converted to OCI under their
+//!   original digest, so they are refused (the bytes are not the digest's);
+//! - a blob needs its exact size, and a manifest of its repository read
+//!   first (the proxy reads blobs through an open image);
+//! - mirrors serve manifest and blob reads, but `list-tags` asks only the
+//!   repository named, so callers list at each mirror place themselves;
+//! - skopeo 1.9 (protocol 0.2.3) classifies no errors, so "not found",
+//!   "unauthorized" and "unreachable" are read from its messages.
 
 use crate::client::{FetchedManifest, ManifestHead};
 use crate::digest::sha256_digest;
