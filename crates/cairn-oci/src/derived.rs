@@ -20,6 +20,10 @@ pub fn sibling_store(store: &Store, repository: &str) -> Option<Store> {
             .ok()
             .map(|repository| Store::registry(client.clone(), repository)),
         Store::Layout(layout) => Some(Store::Layout(layout.clone())),
+        #[cfg(feature = "image-proxy")]
+        Store::Proxy { reader, .. } => crate::reference::Repository::parse(repository)
+            .ok()
+            .map(|repository| Store::proxy(reader.clone(), repository)),
     }
 }
 

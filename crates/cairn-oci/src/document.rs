@@ -388,8 +388,9 @@ pub(crate) async fn fetch_raw(
 ) -> Result<RawArtifact> {
     let source_name = format!("{}:{reference}", store.describe());
     let manifest = store.get_manifest(reference).await?;
-    let layer = artifact_layer(&manifest, &source_name, kind.media_type, kind.max_bytes)?;
-    let bytes = store.get_blob(&layer, kind.max_bytes).await?;
+    let (layer, size) =
+        artifact_layer_sized(&manifest, &source_name, kind.media_type, kind.max_bytes)?;
+    let bytes = store.get_blob_sized(&layer, size, kind.max_bytes).await?;
     let (signatures, unusable_signatures) = fetch_signatures(store, &manifest.digest).await?;
     Ok(RawArtifact {
         source_name,
@@ -554,6 +555,17 @@ pub(crate) fn artifact_layer(
     media_type: &str,
     max_bytes: usize,
 ) -> Result<String> {
+    artifact_layer_sized(fetched, source_name, media_type, max_bytes).map(|(digest, _)| digest)
+}
+
+/// [`artifact_layer`] with the layer's declared size, which a read through
+/// skopeo must give exactly.
+pub(crate) fn artifact_layer_sized(
+    fetched: &FetchedManifest,
+    source_name: &str,
+    media_type: &str,
+    max_bytes: usize,
+) -> Result<(String, u64)> {
     let not_a_document = || DocumentStoreError::NotADocument(source_name.to_string());
     let declared = if fetched.media_type.is_empty() {
         manifest::declared_media_type(&fetched.bytes)
@@ -581,12 +593,8 @@ pub(crate) fn artifact_layer(
         .enumerate()
         .find(|(_, layer)| is_artifact_layer(layer))
         .ok_or_else(not_a_document)?;
-    Ok(manifest::blob_digest(
-        layer,
-        max_bytes,
-        &what,
-        &format!("layers[{index}]"),
-    )?)
+    let digest = manifest::blob_digest(layer, max_bytes, &what, &format!("layers[{index}]"))?;
+    Ok((digest, layer.size()))
 }
 
 /// Signatures under the cosign tag that vouch for exactly this manifest digest.
@@ -644,7 +652,10 @@ pub(crate) async fn fetch_signatures(
                 continue;
             }
         };
-        let payload = match store.get_blob(&digest, MAX_PAYLOAD_BYTES).await {
+        let payload = match store
+            .get_blob_sized(&digest, layer.size(), MAX_PAYLOAD_BYTES)
+            .await
+        {
             Ok(payload) => payload,
             // What the signature layer points at is missing, too large or not
             // what it claims: that signature is unusable, the document is not.

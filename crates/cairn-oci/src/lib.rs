@@ -5,7 +5,8 @@
 //! - [`client`]: the registry client (tags, manifests, blobs, auth).
 //! - [`http`]: the HTTP layer under every request: retries and size limits.
 //! - [`layout`]: `oci:DIR` layouts with the same operations.
-//! - [`store`]: one interface over both.
+//! - [`store`]: one interface over both (and, with the `image-proxy`
+//!   feature, over skopeo's image proxy: `proxy`).
 //! - [`document`]: publishing, reading and verifying documents.
 //! - [`derived`]: finding a derived image's base release.
 //! - [`publish`]: the publish pipeline, from scan to pushed document.
@@ -27,6 +28,8 @@ pub mod http;
 pub mod layout;
 mod manifest;
 pub mod promote;
+#[cfg(feature = "image-proxy")]
+pub mod proxy;
 pub mod publish;
 pub mod reference;
 pub mod registries_conf;

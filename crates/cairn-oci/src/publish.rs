@@ -280,6 +280,8 @@ pub async fn assemble(
     observer.found(&report);
     let repository = match store {
         Store::Registry { repository, .. } => repository.to_string(),
+        #[cfg(feature = "image-proxy")]
+        Store::Proxy { repository, .. } => repository.to_string(),
         Store::Layout(_) => previous
             .map(|p| p.repository.clone())
             .unwrap_or_else(|| options.layout_repository.to_string()),
@@ -919,6 +921,8 @@ fn clear_marked(list: &HaltList, policy: &Updates, cleared: &mut Vec<ClearedHalt
 fn store_identity(store: &Store, repository: &str) -> String {
     match store {
         Store::Registry { repository, .. } => repository.to_string(),
+        #[cfg(feature = "image-proxy")]
+        Store::Proxy { repository, .. } => repository.to_string(),
         Store::Layout(_) => repository.to_string(),
     }
 }
@@ -993,6 +997,8 @@ async fn push(
 ) -> Result<Outcome, PublishError> {
     let identity = match store {
         Store::Registry { repository, .. } => repository.to_string(),
+        #[cfg(feature = "image-proxy")]
+        Store::Proxy { repository, .. } => repository.to_string(),
         Store::Layout(_) => document.repository.clone(),
     };
     let options = doc::PublishOptions {

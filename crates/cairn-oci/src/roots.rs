@@ -7,7 +7,7 @@
 //! (the empty config, one layer holding the signed envelope), so registries,
 //! `skopeo sync` and mirrors carry it like the document.
 
-use crate::document::{ArtifactShape, EMPTY_JSON, artifact_layer, artifact_manifest_json};
+use crate::document::{ArtifactShape, EMPTY_JSON, artifact_layer_sized, artifact_manifest_json};
 use crate::error::OciError;
 use crate::reference::Location;
 use crate::store::Store;
@@ -110,14 +110,15 @@ async fn read_manifest(
     manifest: &crate::client::FetchedManifest,
     source_name: &str,
 ) -> Result<SignedRoot, WalkError> {
-    let layer = artifact_layer(manifest, source_name, ROOT_PAYLOAD_TYPE, MAX_ROOT_BYTES).map_err(
-        |error| WalkError::NotARoot {
-            source_name: source_name.to_string(),
-            reason: error.to_string(),
-        },
-    )?;
+    let (layer, size) =
+        artifact_layer_sized(manifest, source_name, ROOT_PAYLOAD_TYPE, MAX_ROOT_BYTES).map_err(
+            |error| WalkError::NotARoot {
+                source_name: source_name.to_string(),
+                reason: error.to_string(),
+            },
+        )?;
     let bytes = store
-        .get_blob(&layer, MAX_ROOT_BYTES)
+        .get_blob_sized(&layer, size, MAX_ROOT_BYTES)
         .await
         .map_err(store_error(source_name.to_string()))?;
     Ok(SignedRoot::from_envelope(bytes, source_name)?)

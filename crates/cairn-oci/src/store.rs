@@ -18,6 +18,24 @@ pub enum Store {
     },
     /// An OCI image layout directory.
     Layout(Layout),
+    /// A repository read through skopeo's image proxy, with the host's
+    /// containers settings. Read-only.
+    #[cfg(feature = "image-proxy")]
+    Proxy {
+        /// The reader (one skopeo process, shared by the stores of a pass).
+        reader: std::sync::Arc<crate::proxy::ProxyReader>,
+        /// The repository.
+        repository: Repository,
+    },
+}
+
+/// The error of a write to a store that only reads.
+#[cfg(feature = "image-proxy")]
+fn read_only(repository: &Repository, operation: &str) -> crate::error::OciError {
+    crate::error::OciError::invalid(
+        format!("{operation} to {repository}"),
+        "this store reads through skopeo's image proxy and cannot write",
+    )
 }
 
 impl Store {
@@ -26,11 +44,22 @@ impl Store {
         Store::Registry { client, repository }
     }
 
+    /// A repository read through skopeo's image proxy.
+    #[cfg(feature = "image-proxy")]
+    pub fn proxy(
+        reader: std::sync::Arc<crate::proxy::ProxyReader>,
+        repository: Repository,
+    ) -> Self {
+        Store::Proxy { reader, repository }
+    }
+
     /// How to name this store to people (`registry/repo` or `oci:DIR`).
     pub fn describe(&self) -> String {
         match self {
             Store::Registry { repository, .. } => repository.to_string(),
             Store::Layout(layout) => format!("oci:{}", layout.path().display()),
+            #[cfg(feature = "image-proxy")]
+            Store::Proxy { repository, .. } => repository.to_string(),
         }
     }
 
@@ -39,6 +68,8 @@ impl Store {
         match self {
             Store::Registry { client, repository } => client.list_tags(repository).await,
             Store::Layout(layout) => layout.list_tags(),
+            #[cfg(feature = "image-proxy")]
+            Store::Proxy { reader, repository } => reader.list_tags(repository).await,
         }
     }
 
@@ -49,6 +80,8 @@ impl Store {
                 client.head_manifest(repository, reference).await
             }
             Store::Layout(layout) => layout.resolve(reference),
+            #[cfg(feature = "image-proxy")]
+            Store::Proxy { reader, repository } => reader.resolve(repository, reference).await,
         }
     }
 
@@ -59,16 +92,40 @@ impl Store {
                 client.get_manifest(repository, reference).await
             }
             Store::Layout(layout) => layout.get_manifest(reference),
+            #[cfg(feature = "image-proxy")]
+            Store::Proxy { reader, repository } => reader.get_manifest(repository, reference).await,
         }
     }
 
-    /// A blob, checked against its digest, at most `limit` bytes.
+    /// A blob, checked against its digest, at most `limit` bytes. A proxy
+    /// store needs the blob's size: use [`Store::get_blob_sized`].
     pub async fn get_blob(&self, digest: &str, limit: usize) -> Result<Bytes> {
         match self {
             Store::Registry { client, repository } => {
                 client.get_blob(repository, digest, limit).await
             }
             Store::Layout(layout) => layout.get_blob(digest, limit),
+            #[cfg(feature = "image-proxy")]
+            Store::Proxy { repository, .. } => Err(crate::error::OciError::invalid(
+                format!("blob {digest} in {repository}"),
+                "read through skopeo without its size (a caller bug: use get_blob_sized)",
+            )),
+        }
+    }
+
+    /// A blob of `size` bytes (its descriptor's), checked against its
+    /// digest, at most `limit` bytes. skopeo needs the exact size; a
+    /// registry or layout reads as [`Store::get_blob`] does.
+    pub async fn get_blob_sized(&self, digest: &str, size: u64, limit: usize) -> Result<Bytes> {
+        match self {
+            #[cfg(feature = "image-proxy")]
+            Store::Proxy { reader, repository } => {
+                reader.get_blob(repository, digest, size, limit).await
+            }
+            _ => {
+                let _ = size;
+                self.get_blob(digest, limit).await
+            }
         }
     }
 
@@ -77,6 +134,8 @@ impl Store {
         match self {
             Store::Registry { client, repository } => client.push_blob(repository, data).await,
             Store::Layout(layout) => layout.put_blob(&data),
+            #[cfg(feature = "image-proxy")]
+            Store::Proxy { repository, .. } => Err(read_only(repository, "blob upload")),
         }
     }
 
@@ -96,14 +155,19 @@ impl Store {
                     .await
             }
             Store::Layout(layout) => layout.put_manifest(&bytes, media_type, tag),
+            #[cfg(feature = "image-proxy")]
+            Store::Proxy { repository, .. } => Err(read_only(repository, "manifest upload")),
         }
     }
 
-    /// HTTP requests sent so far (0 for a layout).
+    /// HTTP requests sent so far (0 for a layout); for a proxy store, the
+    /// calls to skopeo, whose own requests are not seen.
     pub fn request_count(&self) -> u64 {
         match self {
             Store::Registry { client, .. } => client.request_count(),
             Store::Layout(_) => 0,
+            #[cfg(feature = "image-proxy")]
+            Store::Proxy { reader, .. } => reader.call_count(),
         }
     }
 
@@ -112,6 +176,8 @@ impl Store {
         match self {
             Store::Registry { client, .. } => client.write_count(),
             Store::Layout(_) => 0,
+            #[cfg(feature = "image-proxy")]
+            Store::Proxy { .. } => 0,
         }
     }
 
@@ -129,6 +195,9 @@ impl Store {
                 let hex = &digest["sha256:".len()..];
                 Ok(layout.path().join("blobs/sha256").join(hex).is_file())
             }
+            // Only copies ask, and a proxy store is never copied into.
+            #[cfg(feature = "image-proxy")]
+            Store::Proxy { repository, .. } => Err(read_only(repository, "blob check")),
         }
     }
 
@@ -157,6 +226,8 @@ impl Store {
                 client.finish_upload(repository, upload, data).await
             }
             Store::Layout(layout) => layout.put_blob(&data),
+            #[cfg(feature = "image-proxy")]
+            Store::Proxy { repository, .. } => Err(read_only(repository, "blob upload")),
         }
     }
 }

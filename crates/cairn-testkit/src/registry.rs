@@ -41,6 +41,8 @@ pub struct TestRegistry {
     child: Option<Child>,
     _token: Option<TokenServer>,
     settle_marks: AtomicU64,
+    /// Serving HTTPS with a test CA's certificate (see [`TestRegistry::serve_tls`]).
+    tls: bool,
 }
 
 /// One request as the registry logged it.
@@ -210,6 +212,7 @@ impl TestRegistry {
             child: None,
             _token: token,
             settle_marks: AtomicU64::new(0),
+            tls: false,
         };
         registry.resume();
         registry
@@ -271,7 +274,8 @@ impl TestRegistry {
     /// be). Those marker requests are left out. It blocks the calling thread
     /// for that round trip, a few milliseconds.
     pub fn requests(&self) -> Vec<Logged> {
-        let mark = self.child.is_some().then(|| self.send_settle_mark());
+        // The marker is a plain HTTP request: over TLS the log is read as it is.
+        let mark = (self.child.is_some() && !self.tls).then(|| self.send_settle_mark());
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let log = std::fs::read(self.log_path())
@@ -343,7 +347,10 @@ impl TestRegistry {
                 },
             ),
         };
-        let mut insecure_registries = vec![self.host.clone()];
+        let mut insecure_registries = Vec::new();
+        if !self.tls {
+            insecure_registries.push(self.host.clone());
+        }
         // The token server is plain HTTP on loopback too.
         if let Some(token) = &self._token {
             let host = token
@@ -392,6 +399,99 @@ impl TestRegistry {
     /// `--creds`/`--dest-creds` value for skopeo, if the registry wants one.
     pub fn skopeo_creds(&self) -> Option<String> {
         (self.auth != Auth::None).then(|| format!("{USER}:{PASSWORD}"))
+    }
+
+    /// Restart the registry on the same port and storage, now over HTTPS
+    /// with a certificate (for `127.0.0.1`) from a new test CA that nothing
+    /// trusts by default. Returns a directory holding that CA as `ca.crt`,
+    /// the layout containers' certs.d and skopeo's `--cert-dir` read.
+    /// [`TestRegistry::client_options`] then no longer lists the registry as
+    /// insecure, and [`TestRegistry::requests`] reads the log without waiting
+    /// for it to settle.
+    pub fn serve_tls(&mut self) -> PathBuf {
+        require_binary("openssl", "openssl");
+        let dir = self.directory.path().join("tls");
+        let certs = dir.join("certs.d");
+        std::fs::create_dir_all(&certs).unwrap_or_else(|e| panic!("{}: {e}", certs.display()));
+        let file = |name: &str| dir.join(name).display().to_string();
+        let extensions = dir.join("server.ext");
+        std::fs::write(
+            &extensions,
+            "subjectAltName = IP:127.0.0.1\nbasicConstraints = CA:FALSE\nkeyUsage = digitalSignature\nextendedKeyUsage = serverAuth\n",
+        )
+        .unwrap_or_else(|e| panic!("{}: {e}", extensions.display()));
+        let openssl = |args: &[&str]| {
+            let output = Command::new("openssl")
+                .args(args)
+                .output()
+                .unwrap_or_else(|e| panic!("running openssl: {e}"));
+            assert!(
+                output.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let (ca_key, ca_crt) = (file("ca.key"), certs.join("ca.crt").display().to_string());
+        let (server_key, server_csr, server_crt) =
+            (file("server.key"), file("server.csr"), file("server.crt"));
+        let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=cairn test CA"];
+        ca.extend(ec);
+        ca.extend([
+            "-keyout",
+            &ca_key,
+            "-out",
+            &ca_crt,
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+        openssl(&ca);
+        let mut request = vec!["req", "-subj", "/CN=127.0.0.1"];
+        request.extend(ec);
+        request.extend(["-keyout", &server_key, "-out", &server_csr]);
+        openssl(&request);
+        let extfile = extensions.display().to_string();
+        openssl(&[
+            "x509",
+            "-req",
+            "-days",
+            "2",
+            "-in",
+            &server_csr,
+            "-CA",
+            &ca_crt,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-extfile",
+            &extfile,
+            "-out",
+            &server_crt,
+        ]);
+        let config_path = self.directory.path().join("config.yml");
+        let config = std::fs::read_to_string(&config_path)
+            .unwrap_or_else(|e| panic!("{}: {e}", config_path.display()));
+        let addr = format!("http:\n  addr: {}\n", self.host);
+        assert!(config.contains(&addr), "registry config without {addr:?}");
+        let config = config.replacen(
+            &addr,
+            &format!("{addr}  tls:\n    certificate: {server_crt}\n    key: {server_key}\n"),
+            1,
+        );
+        std::fs::write(&config_path, config)
+            .unwrap_or_else(|e| panic!("{}: {e}", config_path.display()));
+        self.stop();
+        self.tls = true;
+        self.resume();
+        certs
     }
 
     /// A scratch directory that lives as long as the registry.
