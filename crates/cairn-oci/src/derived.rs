@@ -20,10 +20,10 @@ pub fn sibling_store(store: &Store, repository: &str) -> Option<Store> {
             .ok()
             .map(|repository| Store::registry(client.clone(), repository)),
         Store::Layout(layout) => Some(Store::Layout(layout.clone())),
+        // skopeo resolves an index to one platform's image, and base digests
+        // are expanded through index children: not through the proxy.
         #[cfg(feature = "image-proxy")]
-        Store::Proxy { reader, .. } => crate::reference::Repository::parse(repository)
-            .ok()
-            .map(|repository| Store::proxy(reader.clone(), repository)),
+        Store::Proxy { .. } => None,
     }
 }
 

@@ -166,7 +166,8 @@ impl ProxyUnavailable {
 /// An image opened in the proxy, with its manifest once read.
 struct Opened {
     image: Arc<OpenedImage>,
-    manifest: Option<FetchedManifest>,
+    /// Its digest and bytes, once read.
+    manifest: Option<(String, Bytes)>,
 }
 
 /// Reads manifests, blobs and tags through one skopeo proxy process.
@@ -254,16 +255,52 @@ enum Failure {
 }
 
 /// Sort an error message of skopeo (containers/image) into what Cairn
-/// tells apart. Before protocol 0.2.8 the proxy gives text only.
-fn classify_text(text: &str) -> Failure {
-    let lower = text.to_ascii_lowercase();
+/// tells apart. Before protocol 0.2.8 the proxy gives text only, so the
+/// text decides, and three rules keep a refusal from passing for an
+/// absence (which a caller may take as "nothing there, go on"):
+/// - names Cairn put in the request (`names`: the reference, repository,
+///   tag) are taken out first, so a tag such as `name-unknown` says nothing;
+/// - with mirrors, containers/image joins every place's error; only the
+///   primary location's, the last, counts;
+/// - a transport failure wins over everything else in the text.
+fn classify_text(text: &str, names: &[&str]) -> Failure {
+    let mut lower = text.to_ascii_lowercase();
+    for name in names.iter().filter(|name| !name.is_empty()) {
+        lower = lower.replace(&name.to_ascii_lowercase(), "");
+    }
+    if lower.contains("mirrors also failed")
+        && let Some(at) = lower.rfind("]): ")
+    {
+        lower = lower[at + "]): ".len()..].to_string();
+    }
     let has = |needle: &str| lower.contains(needle);
     let status = lower
         .split("status code from registry ")
         .nth(1)
         .and_then(|rest| rest.get(..3))
         .and_then(|code| code.parse::<u16>().ok());
-    if has("manifest unknown")
+    let unreachable = [
+        "pinging container registry",
+        "dial tcp",
+        "connection refused",
+        "connection reset",
+        "no such host",
+        "lookup ",
+        "server misbehaving",
+        "temporary failure in name resolution",
+        "i/o timeout",
+        "deadline exceeded",
+        "client.timeout",
+        "tls handshake",
+        "tls:",
+        "x509:",
+        "http response to https client",
+        "unexpected eof",
+        "broken pipe",
+    ];
+    if unreachable.iter().any(|needle| has(needle)) || lower.trim_end().ends_with(": eof") {
+        Failure::Unreachable
+    } else if has("manifest unknown")
         || has("blob unknown")
         || has("name unknown")
         || status == Some(404)
@@ -272,21 +309,10 @@ fn classify_text(text: &str) -> Failure {
         Failure::NotFound
     } else if has("unauthorized")
         || has("authentication required")
-        || has("denied")
+        || (has("denied") && !has("permission denied"))
         || matches!(status, Some(401 | 403))
     {
         Failure::Unauthorized
-    } else if has("dial tcp")
-        || has("connection refused")
-        || has("no such host")
-        || has("i/o timeout")
-        || has("connection reset")
-        || has("tls handshake")
-        || has("x509:")
-        || has("http response to https client")
-        || has("unexpected eof")
-    {
-        Failure::Unreachable
     } else if let Some(code) = status {
         Failure::Status(code)
     } else {
@@ -319,9 +345,6 @@ fn map_error(
         url: target.to_string(),
         message,
     };
-    if error.is_retryable() {
-        return transport(message);
-    }
     // Failures of the proxy itself (it died, its socket broke) are not an
     // answer from the registry either.
     if matches!(
@@ -330,7 +353,18 @@ fn map_error(
     ) {
         return transport(format!("skopeo proxy: {message}"));
     }
-    match classify_text(&message) {
+    // The text first, as for skopeo 1.9, so every version sorts alike
+    // (protocol 0.2.8 calls a 503 retryable; here it stays a status).
+    let names = [
+        target,
+        target.strip_prefix("docker://").unwrap_or(target),
+        missing,
+    ];
+    let failure = match classify_text(&message, &names) {
+        Failure::Other if error.is_retryable() => Failure::Unreachable,
+        failure => failure,
+    };
+    match failure {
         Failure::NotFound => OciError::NotFound(missing.to_string()),
         Failure::Unauthorized => OciError::Unauthorized {
             url: target.to_string(),
@@ -533,16 +567,17 @@ impl ProxyReader {
         Ok(opened.map(|image| self.remember(repository, target, image)))
     }
 
-    /// Read the manifest of an open image, checking its bytes against the
-    /// digest skopeo gives.
-    async fn read_manifest(&self, target: &str, image: &OpenedImage) -> Result<FetchedManifest> {
-        if let Some(manifest) = self
+    /// The manifest of an open image as skopeo gives it (cached): its
+    /// digest, of the bytes the registry holds, and its bytes, converted to
+    /// OCI where they were not.
+    async fn raw_manifest(&self, target: &str, image: &OpenedImage) -> Result<(String, Bytes)> {
+        if let Some(raw) = self
             .opened
             .lock()
             .ok()
             .and_then(|opened| opened.get(target).and_then(|o| o.manifest.clone()))
         {
-            return Ok(manifest);
+            return Ok(raw);
         }
         let (digest, raw) = self
             .call("GetManifest", target, async {
@@ -558,10 +593,59 @@ impl ProxyReader {
                 limit: crate::client::MAX_MANIFEST_BYTES,
             });
         }
+        let raw = (digest, Bytes::from(raw));
+        if let Ok(mut opened) = self.opened.lock()
+            && let Some(entry) = opened.get_mut(target)
+        {
+            entry.manifest = Some(raw.clone());
+        }
+        Ok(raw)
+    }
+
+    /// Open `reference` and read its manifest's digest and bytes; for a
+    /// digest reference, the digest must be the one asked for: skopeo
+    /// answers an index's digest with one platform's image, which is not
+    /// what was asked.
+    async fn open_manifest(
+        &self,
+        repository: &Repository,
+        reference: &str,
+    ) -> Result<Option<(String, Bytes)>> {
+        let target = docker_reference(repository, reference)?;
+        let Some(image) = self.open(repository, &target).await? else {
+            return Ok(None);
+        };
+        let (digest, bytes) = self.raw_manifest(&target, &image).await?;
+        if reference.starts_with("sha256:") && digest != reference {
+            return Err(OciError::DigestMismatch {
+                what: format!(
+                    "manifest of {target} (skopeo resolved an index to one platform's image; read indexes with the built-in client)"
+                ),
+                expected: reference.to_string(),
+                actual: digest,
+            });
+        }
+        Ok(Some((digest, bytes)))
+    }
+
+    /// The manifest under a tag or digest, its bytes checked against its
+    /// digest. An index is resolved by skopeo to the host's platform: what
+    /// comes back is never an index, and an index asked for by digest is
+    /// refused.
+    pub async fn get_manifest(
+        &self,
+        repository: &Repository,
+        reference: &str,
+    ) -> Result<FetchedManifest> {
+        let target = docker_reference(repository, reference)?;
+        let (digest, bytes) = self
+            .open_manifest(repository, reference)
+            .await?
+            .ok_or_else(|| OciError::NotFound(target.clone()))?;
         // skopeo converts Docker schema 2 manifests to OCI and still gives
         // the original digest: such bytes are not what the digest names,
         // and signatures are over the digest, so they are refused.
-        let actual = sha256_digest(&raw);
+        let actual = sha256_digest(&bytes);
         if actual != digest {
             return Err(OciError::DigestMismatch {
                 what: format!(
@@ -571,9 +655,8 @@ impl ProxyReader {
                 actual,
             });
         }
-        let bytes = Bytes::from(raw);
         let declared = crate::manifest::declared_media_type(&bytes);
-        let manifest = FetchedManifest {
+        Ok(FetchedManifest {
             media_type: if declared.is_empty() {
                 OCI_MANIFEST.to_string()
             } else {
@@ -581,45 +664,30 @@ impl ProxyReader {
             },
             bytes,
             digest,
-        };
-        if let Ok(mut opened) = self.opened.lock()
-            && let Some(entry) = opened.get_mut(target)
-        {
-            entry.manifest = Some(manifest.clone());
-        }
-        Ok(manifest)
-    }
-
-    /// The manifest under a tag or digest. An index is resolved by skopeo
-    /// to the host's platform: what comes back is never an index.
-    pub async fn get_manifest(
-        &self,
-        repository: &Repository,
-        reference: &str,
-    ) -> Result<FetchedManifest> {
-        let target = docker_reference(repository, reference)?;
-        let image = self
-            .open(repository, &target)
-            .await?
-            .ok_or_else(|| OciError::NotFound(target.clone()))?;
-        self.read_manifest(&target, &image).await
+        })
     }
 
     /// The manifest a tag or digest points at, `None` when there is none.
+    /// Only its digest is vouched for: skopeo's, of the registry's bytes
+    /// (the size and media type are of what skopeo hands over, converted to
+    /// OCI where it was not).
     pub async fn resolve(
         &self,
         repository: &Repository,
         reference: &str,
     ) -> Result<Option<ManifestHead>> {
-        let target = docker_reference(repository, reference)?;
-        let Some(image) = self.open(repository, &target).await? else {
+        let Some((digest, bytes)) = self.open_manifest(repository, reference).await? else {
             return Ok(None);
         };
-        let manifest = self.read_manifest(&target, &image).await?;
+        let declared = crate::manifest::declared_media_type(&bytes);
         Ok(Some(ManifestHead {
-            size: manifest.bytes.len() as u64,
-            digest: manifest.digest,
-            media_type: manifest.media_type,
+            size: bytes.len() as u64,
+            digest,
+            media_type: if declared.is_empty() {
+                OCI_MANIFEST.to_string()
+            } else {
+                declared
+            },
         }))
     }
 
@@ -678,13 +746,20 @@ impl ProxyReader {
                     message: format!("reading the blob pipe: {e}"),
                 })?;
                 let read_size = data.len() as u64;
+                if read_size > size {
+                    return Err(OciError::invalid(
+                        what.clone(),
+                        format!("more than the {size} bytes its descriptor says"),
+                    ));
+                }
+                // A short read is most often the transfer failing: skopeo's
+                // own word on it says which.
+                finished.map_err(|e| map_error("GetBlob", &target, &what, &e))?;
                 if read_size != size {
-                    let message = if read_size > size {
-                        format!("more than the {size} bytes its descriptor says")
-                    } else {
-                        format!("{read_size} bytes, its descriptor says {size}")
-                    };
-                    return Err(OciError::invalid(what.clone(), message));
+                    return Err(OciError::invalid(
+                        what.clone(),
+                        format!("{read_size} bytes, its descriptor says {size}"),
+                    ));
                 }
                 let actual = sha256_digest(&data);
                 if actual != digest {
@@ -694,8 +769,6 @@ impl ProxyReader {
                         actual,
                     });
                 }
-                // Only now, with skopeo's own checks done, is the data used.
-                finished.map_err(|e| map_error("GetBlob", &target, &what, &e))?;
                 Ok(Bytes::from(data))
             })
             .await?;
@@ -736,85 +809,103 @@ impl ProxyReader {
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .kill_on_drop(true);
-        let output = self
-            .call("list-tags", &target, async {
-                let spawn_error = |e: std::io::Error| OciError::Transport {
-                    method: "list-tags".into(),
-                    url: target.clone(),
-                    message: format!("running {}: {e}", self.skopeo.display()),
-                };
-                let mut child = command.spawn().map_err(spawn_error)?;
-                let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take())
-                else {
-                    return Err(spawn_error(std::io::Error::other("no pipes")));
-                };
-                // Each pipe is dropped as soon as its limit is reached, so a
-                // skopeo that writes more gets EPIPE rather than blocking.
-                let read_out = async move {
-                    let mut out = Vec::new();
-                    let limit = MAX_TAG_LIST_OUTPUT as u64 + 1;
-                    stdout.take(limit).read_to_end(&mut out).await.map(|_| out)
-                };
-                let read_err = async move {
-                    let mut err = Vec::new();
-                    let limit = MAX_STDERR as u64;
-                    stderr.take(limit).read_to_end(&mut err).await.map(|_| err)
-                };
-                let (out, err) = tokio::join!(read_out, read_err);
-                let out = out.map_err(spawn_error)?;
-                let err = err.map_err(spawn_error)?;
-                if out.len() > MAX_TAG_LIST_OUTPUT {
-                    // Dropping the child kills it.
-                    return Err(OciError::TooLarge {
-                        what: what.clone(),
-                        limit: MAX_TAG_LIST_OUTPUT,
-                    });
-                }
-                let status = child.wait().await.map_err(spawn_error)?;
-                Ok((status, out, err))
-            })
-            .await?;
-        let (status, out, err) = output;
+        // A process of its own, killed when dropped: its timeout leaves the
+        // proxy usable, unlike a proxy call's.
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let listing = async {
+            let spawn_error = |e: std::io::Error| OciError::Transport {
+                method: "list-tags".into(),
+                url: target.clone(),
+                message: format!("running {}: {e}", self.skopeo.display()),
+            };
+            let mut child = command.spawn().map_err(spawn_error)?;
+            let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+                return Err(spawn_error(std::io::Error::other("no pipes")));
+            };
+            // Each pipe is dropped as soon as its limit is reached, so a
+            // skopeo that writes more gets EPIPE rather than blocking.
+            let read_out = async move {
+                let mut out = Vec::new();
+                let limit = MAX_TAG_LIST_OUTPUT as u64 + 1;
+                stdout.take(limit).read_to_end(&mut out).await.map(|_| out)
+            };
+            let read_err = async move {
+                let mut err = Vec::new();
+                let limit = MAX_STDERR as u64;
+                stderr.take(limit).read_to_end(&mut err).await.map(|_| err)
+            };
+            let (out, err) = tokio::join!(read_out, read_err);
+            let out = out.map_err(spawn_error)?;
+            let err = err.map_err(spawn_error)?;
+            if out.len() > MAX_TAG_LIST_OUTPUT {
+                // Dropping the child kills it.
+                return Err(OciError::TooLarge {
+                    what: what.clone(),
+                    limit: MAX_TAG_LIST_OUTPUT,
+                });
+            }
+            let status = child.wait().await.map_err(spawn_error)?;
+            Ok((status, out, err))
+        };
+        let (status, out, err) = tokio::time::timeout(self.config.timeout, listing)
+            .await
+            .map_err(|_| OciError::Transport {
+                method: "list-tags".into(),
+                url: target.clone(),
+                message: format!("no answer from skopeo within {:?}", self.config.timeout),
+            })??;
         if !status.success() {
             let message = skopeo_message(&String::from_utf8_lossy(&err));
-            return Err(match classify_text(&message) {
-                Failure::NotFound => OciError::NotFound(target),
-                Failure::Unauthorized => OciError::Unauthorized {
-                    url: target,
-                    message,
+            return Err(
+                match classify_text(&message, &[target.as_str(), &repository.to_string()]) {
+                    Failure::NotFound => OciError::NotFound(target),
+                    Failure::Unauthorized => OciError::Unauthorized {
+                        url: target,
+                        message,
+                    },
+                    Failure::Unreachable => OciError::Transport {
+                        method: "list-tags".into(),
+                        url: target,
+                        message,
+                    },
+                    Failure::Status(status) => OciError::Status {
+                        method: "list-tags".into(),
+                        url: target,
+                        status,
+                        body: message,
+                    },
+                    Failure::Other => OciError::invalid(
+                        format!("skopeo list-tags {target}"),
+                        format!("{status}: {message}"),
+                    ),
                 },
-                Failure::Unreachable => OciError::Transport {
-                    method: "list-tags".into(),
-                    url: target,
-                    message,
-                },
-                Failure::Status(status) => OciError::Status {
-                    method: "list-tags".into(),
-                    url: target,
-                    status,
-                    body: message,
-                },
-                Failure::Other => OciError::invalid(
-                    format!("skopeo list-tags {target}"),
-                    format!("{status}: {message}"),
-                ),
-            });
+            );
         }
         let list: TagList = serde_json::from_slice(&out).map_err(|e| OciError::invalid(what, e))?;
         Ok(list.tags.unwrap_or_default())
     }
 
-    /// Close every open image and stop skopeo, reporting how it ended.
+    /// Stop skopeo, reporting how it ended. A reader whose call timed out
+    /// is only dropped: the crate's shutdown needs every request finished,
+    /// and the timed-out one may never be. Its skopeo ends with the agent
+    /// (setpriv's parent-death signal) or when its request does.
     pub async fn finish(self) -> Result<()> {
         let target = self.skopeo.display().to_string();
-        self.proxy
-            .finalize()
-            .await
-            .map_err(|e| OciError::Transport {
-                method: "Shutdown".into(),
-                url: target,
-                message: e.to_string(),
-            })
+        let failed = |message: String| OciError::Transport {
+            method: "Shutdown".into(),
+            url: target.clone(),
+            message,
+        };
+        let stuck = self.stuck.lock().ok().and_then(|stuck| stuck.clone());
+        if let Some(stuck) = stuck {
+            return Err(failed(format!("not shut down cleanly: {stuck}")));
+        }
+        // On its own task: should the crate panic, that is an error here.
+        match tokio::spawn(self.proxy.finalize()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(failed(e.to_string())),
+            Err(e) => Err(failed(format!("the proxy's shutdown failed: {e}"))),
+        }
     }
 }
 
@@ -851,7 +942,54 @@ mod tests {
             ),
         ];
         for (text, expected) in cases {
-            assert_eq!(classify_text(text), expected, "{text}");
+            assert_eq!(classify_text(text, &[]), expected, "{text}");
+        }
+    }
+
+    /// Refusals never pass for absences: names in the request say nothing,
+    /// a mirror's "unknown" does not hide the origin's failure, transport
+    /// failures win, and a local "permission denied" is no login problem.
+    #[test]
+    fn refusals_and_outages_never_read_as_absent() {
+        let cases = [
+            (
+                "registry r.example/denied-os is blocked in /etc/containers/registries.conf",
+                &["r.example/denied-os"][..],
+                Failure::Other,
+            ),
+            (
+                "reading manifest v1 in r.example/os: (Mirrors also failed: [m.example/os:v1: reading manifest v1 in m.example/os: manifest unknown]): r.example/os:v1: pinging container registry r.example: Get \"https://r.example/v2/\": dial tcp: lookup r.example: no such host",
+                &[],
+                Failure::Unreachable,
+            ),
+            (
+                "pinging container registry r.example: invalid status code from registry 404 (Not Found)",
+                &[],
+                Failure::Unreachable,
+            ),
+            (
+                "reading manifest v1 in r.example/os: Get \"https://r.example/v2/os/manifests/v1\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)",
+                &[],
+                Failure::Unreachable,
+            ),
+            (
+                "reading blob sha256:aa: remote error: tls: bad certificate",
+                &[],
+                Failure::Unreachable,
+            ),
+            (
+                "open /etc/ostree/auth.json: permission denied",
+                &[],
+                Failure::Other,
+            ),
+            (
+                "reading manifest v1 in r.example/os: denied: requested access to the resource is denied",
+                &[],
+                Failure::Unauthorized,
+            ),
+        ];
+        for (text, names, expected) in cases {
+            assert_eq!(classify_text(text, names), expected, "{text}");
         }
     }
 

@@ -1,7 +1,7 @@
 //! One interface over a registry repository and an OCI layout directory.
 
 use crate::client::{FetchedManifest, ManifestHead, Mount, RegistryClient};
-use crate::error::Result;
+use crate::error::{OciError, Result};
 use crate::layout::Layout;
 use crate::reference::Repository;
 use bytes::Bytes;
@@ -123,8 +123,15 @@ impl Store {
                 reader.get_blob(repository, digest, size, limit).await
             }
             _ => {
-                let _ = size;
-                self.get_blob(digest, limit).await
+                let data = self.get_blob(digest, limit).await?;
+                // Every backend holds the descriptor to its size alike.
+                if data.len() as u64 != size {
+                    return Err(OciError::invalid(
+                        format!("blob {digest} in {}", self.describe()),
+                        format!("{} bytes, its descriptor says {size}", data.len()),
+                    ));
+                }
+                Ok(data)
             }
         }
     }
