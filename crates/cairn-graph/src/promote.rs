@@ -542,6 +542,13 @@ pub fn plan(
     for wave in waves {
         WaveSpec::new(&wave.tag, wave.wariness)?;
     }
+    // First: sequences only compare within one stream.
+    if let Some(state_stream) = state.stream.as_ref().filter(|s| **s != document.stream) {
+        return Err(PromoteError::OtherStream {
+            state_stream: state_stream.clone(),
+            document_stream: document.stream.clone(),
+        });
+    }
     if document.sequence < state.last_sequence {
         return Err(PromoteError::Replayed {
             sequence: document.sequence,
@@ -561,23 +568,17 @@ pub fn plan(
             expires: document.expires,
         });
     }
-    if let Some(state_stream) = state.stream.as_ref().filter(|s| **s != document.stream) {
-        return Err(PromoteError::OtherStream {
-            state_stream: state_stream.clone(),
-            document_stream: document.stream.clone(),
-        });
-    }
     let planner = Planner {
         document,
         halted: &halts.digests,
         options,
     };
     let mut next_state = state.clone();
+    // Written back in this version's schema (once, for a schema 1 state).
+    next_state.schema = STATE_SCHEMA;
     next_state.last_sequence = document.sequence;
     next_state.stream = Some(document.stream.clone());
-    if options.document_digest.is_some() {
-        next_state.document_digest = options.document_digest.clone();
-    }
+    next_state.document_digest = options.document_digest.clone();
     // A document that turns halts off keeps the floor, should they return.
     next_state.halt_sequence = halts.sequence.max(state.halt_sequence);
     let mut planned = Vec::with_capacity(waves.len());
@@ -747,7 +748,7 @@ impl Planner<'_> {
             from,
             to: to.to_string(),
             why: why.to_string(),
-            sequence: self.document.sequence,
+            sequence: Some(self.document.sequence),
         });
     }
 

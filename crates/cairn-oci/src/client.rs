@@ -35,6 +35,11 @@ const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.manifest.v1+json, appl
 /// Largest manifest Cairn accepts (registries cap manifests at 4 MiB).
 pub const MAX_MANIFEST_BYTES: usize = limits::MANIFEST;
 
+/// The slowest link a blob transfer is given time for, in bytes a second
+/// (on top of [`ClientOptions::timeout`]): 256 KiB/s, a 1 GiB layer in about
+/// 70 minutes.
+pub const SLOWEST_TRANSFER_BYTES_PER_SECOND: u64 = 256 * 1024;
+
 /// How the client behaves.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
@@ -723,6 +728,18 @@ impl RegistryClient {
         self.finish_upload(repository, &upload, data).await
     }
 
+    /// How long moving `bytes` may take, one way: the client's own timeout
+    /// plus the bytes at [`SLOWEST_TRANSFER_BYTES_PER_SECOND`]. A fixed
+    /// timeout would fail every large blob on a slow link.
+    pub fn transfer_timeout(&self, bytes: u64) -> Duration {
+        self.inner
+            .options
+            .timeout
+            .saturating_add(Duration::from_secs(
+                bytes / SLOWEST_TRANSFER_BYTES_PER_SECOND,
+            ))
+    }
+
     /// Open an upload session (a POST); returns its `Location`, resolved.
     pub async fn start_upload(&self, repository: &Repository) -> Result<String> {
         let start = format!("{}/blobs/uploads/", self.base_url(repository));
@@ -783,8 +800,16 @@ impl RegistryClient {
             header::CONTENT_RANGE,
             header_value(&format!("{offset}-{last}"))?,
         );
+        let timeout = self.transfer_timeout(data.len() as u64);
         let response = self
-            .send(repository, Method::PATCH, url.as_str(), headers, Some(data))
+            .send_timed(
+                repository,
+                Method::PATCH,
+                url.as_str(),
+                headers,
+                Some(data),
+                Some(timeout),
+            )
             .await?;
         let response = expect_success(response, "PATCH", url.as_str()).await?;
         Ok(upload_location(&response, url.as_str(), repository)?.to_string())
@@ -806,24 +831,27 @@ impl RegistryClient {
         Ok(())
     }
 
-    /// Close upload session `upload`, whose chunks were all sent, as blob
-    /// `digest`; the registry checks the digest of what it received.
+    /// Close upload session `upload`, whose `size` bytes were all sent, as
+    /// blob `digest`; the registry checks the digest of what it received,
+    /// which for a large blob on remote storage takes a while.
     pub async fn commit_upload(
         &self,
         repository: &Repository,
         upload: &str,
         digest: &str,
+        size: u64,
     ) -> Result<()> {
         check_digest(digest)?;
         let mut url = resolve_url(&self.base_url(repository), upload)?;
         url.query_pairs_mut().append_pair("digest", digest);
         let response = self
-            .send(
+            .send_timed(
                 repository,
                 Method::PUT,
                 url.as_str(),
                 HeaderMap::new(),
                 Some(Bytes::new()),
+                Some(self.transfer_timeout(size)),
             )
             .await?;
         expect_success(response, "PUT", url.as_str()).await?;
@@ -875,13 +903,15 @@ impl RegistryClient {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/octet-stream"),
         );
+        let timeout = self.transfer_timeout(data.len() as u64);
         let response = self
-            .send(
+            .send_timed(
                 repository,
                 Method::PUT,
                 upload.as_str(),
                 headers,
                 Some(data),
+                Some(timeout),
             )
             .await?;
         expect_success(response, "PUT", upload.as_str()).await?;

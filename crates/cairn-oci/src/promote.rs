@@ -88,6 +88,17 @@ pub enum PromoteStoreError {
         /// The references looked at.
         tried: Vec<String>,
     },
+    /// Copying one blob failed.
+    #[error("blob {digest} of {what}")]
+    Blob {
+        /// The blob.
+        digest: String,
+        /// The manifest that names it.
+        what: String,
+        /// What failed.
+        #[source]
+        source: OciError,
+    },
     /// A blob too large to copy in memory, as a copy to or from an OCI
     /// layout does (between registries blobs are streamed).
     #[error(
@@ -117,7 +128,7 @@ impl PromoteStoreError {
     /// A short, fixed label for metrics and logs.
     pub fn kind(&self) -> &'static str {
         match self {
-            PromoteStoreError::Store(e) => e.kind(),
+            PromoteStoreError::Store(e) | PromoteStoreError::Blob { source: e, .. } => e.kind(),
             PromoteStoreError::State { .. } => "invalid_state",
             PromoteStoreError::NotAState { .. } => "not_a_state",
             PromoteStoreError::Conflict { .. } => "conflict",

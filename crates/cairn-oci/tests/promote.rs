@@ -11,12 +11,26 @@ use cairn_oci::promote::{
     COPY_CHUNK_BYTES, PromoteStoreError, ReleaseImage, STATE_TAG, copy_image, move_tag, observe,
     read_state, release_image, signature_tag, wave_tags, write_state,
 };
-use cairn_testkit::{Auth, ImageSpec, TestRegistry, Written, add_tags, write_image, write_release};
+use cairn_testkit::{
+    Auth, ImageSpec, TestRegistry, Written, add_tags, write_cosign_signature, write_image,
+    write_release,
+};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 const SETTLE: Duration = Duration::from_millis(50);
+
+/// An error and every cause under it, as `cairn` prints it.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        text.push_str(&format!(": {next}"));
+        cause = next.source();
+    }
+    text
+}
 
 fn now() -> jiff::Timestamp {
     "2026-03-01T00:00:00Z".parse().expect("timestamp")
@@ -421,56 +435,6 @@ async fn copy_across_registries_keeps_index_and_child_digests() {
     );
 }
 
-/// A cosign-shaped signature of manifest `digest` in `store`, under
-/// `sha256-<hex>.sig`: a simple-signing payload layer with the signature
-/// annotation. `signer` makes it unique. Returns its manifest digest.
-async fn write_signature(store: &Store, digest: &str, signer: &str) -> String {
-    let payload = json!({
-        "critical": {
-            "identity": {"docker-reference": store.describe()},
-            "image": {"docker-manifest-digest": digest},
-            "type": "cosign container image signature",
-        },
-        "optional": {"signer": signer},
-    });
-    let payload = bytes::Bytes::from(payload.to_string());
-    let payload_size = payload.len();
-    let payload_digest = store.put_blob(payload).await.expect("payload blob");
-    let config = json!({
-        "architecture": "",
-        "os": "",
-        "config": {},
-        "rootfs": {"type": "layers", "diff_ids": [payload_digest]},
-    });
-    let config = bytes::Bytes::from(config.to_string());
-    let config_size = config.len();
-    let config_digest = store.put_blob(config).await.expect("config blob");
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            "digest": config_digest,
-            "size": config_size,
-        },
-        "layers": [{
-            "mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
-            "digest": payload_digest,
-            "size": payload_size,
-            "annotations": {"dev.cosignproject.cosign/signature": format!("MEUC-{signer}")},
-        }],
-    });
-    let tag = signature_tag(digest).expect("a sha256 digest");
-    store
-        .put_manifest(
-            bytes::Bytes::from(manifest.to_string()),
-            OCI_MANIFEST,
-            Some(&tag),
-        )
-        .await
-        .expect("signature manifest")
-}
-
 #[test]
 fn the_signature_tag_is_cosigns() {
     let digest = format!("sha256:{}", "ab".repeat(32));
@@ -492,8 +456,8 @@ async fn copy_takes_the_cosign_signatures_of_the_index_and_its_children() {
     let image = release_image(&from, &document, "44.1").await.expect("44.1");
     let amd64 = image.children[0].clone();
     let arm64 = image.children[1].clone();
-    let index_signature = write_signature(&from, &index_1, "release-team").await;
-    let amd64_signature = write_signature(&from, &amd64, "release-team").await;
+    let index_signature = write_cosign_signature(&from, &index_1, "release-team").await;
+    let amd64_signature = write_cosign_signature(&from, &amd64, "release-team").await;
 
     let stats = copy_image(&from, &to, &image).await.expect("copy");
     assert_eq!(stats.signatures_copied, 2, "{stats:?}");
@@ -522,7 +486,7 @@ async fn copy_takes_the_cosign_signatures_of_the_index_and_its_children() {
 
     // Signed again in the source (cosign rewrites the tag): the image is in
     // the target already, and the new signature still follows.
-    let resigned = write_signature(&from, &index_1, "second-signer").await;
+    let resigned = write_cosign_signature(&from, &index_1, "second-signer").await;
     assert_ne!(resigned, index_signature);
     let third = copy_image(&from, &to, &image)
         .await
@@ -579,6 +543,36 @@ async fn copy_streams_a_blob_larger_than_a_chunk_in_order() {
     assert_eq!(copied.len() as u64, size);
 }
 
+/// A blob of exactly one chunk goes whole, in the one PUT every registry
+/// takes: no PATCH.
+#[tokio::test]
+async fn a_blob_of_exactly_one_chunk_goes_in_one_put() {
+    let source = TestRegistry::start(Auth::None).await;
+    let target = TestRegistry::start(Auth::None).await;
+    let from = source.store("acme/os");
+    let to = target.store("acme/os");
+    let layer: bytes::Bytes = (0..COPY_CHUNK_BYTES)
+        .map(|n| (n % 239) as u8)
+        .collect::<Vec<u8>>()
+        .into();
+    let image = image_with_layer(&from, layer.clone(), layer.len() as u64).await;
+    let before = target.requests().len();
+    copy_image(&from, &to, &image).await.expect("copy");
+    let requests = target.requests();
+    let uploads: Vec<&str> = requests[before..]
+        .iter()
+        .filter(|r| r.uri.contains("/blobs/uploads/"))
+        .map(|r| r.method.as_str())
+        .collect();
+    // Config and layer: a POST and a PUT each.
+    assert_eq!(uploads, ["POST", "PUT", "POST", "PUT"], "{requests:?}");
+    assert!(
+        to.blob_exists(&sha256_digest(&layer))
+            .await
+            .expect("HEAD blob")
+    );
+}
+
 /// A single-manifest release image in `store` whose one layer is `layer`,
 /// its descriptor claiming `claimed` bytes.
 async fn image_with_layer(store: &Store, layer: bytes::Bytes, claimed: u64) -> ReleaseImage {
@@ -630,15 +624,91 @@ async fn a_streamed_blob_of_another_size_than_its_descriptor_is_refused_and_its_
         let error = copy_image(&from, &to, &image)
             .await
             .expect_err("a blob of another size");
-        let text = error.to_string();
+        let text = with_causes(&error);
         assert!(text.contains(&says), "{text}");
         assert_eq!(to.resolve(&image.digest).await.expect("HEAD"), None);
         let requests = target.requests();
         let deleted = requests[before..]
             .iter()
             .filter(|r| r.method == "DELETE" && r.uri.contains("/blobs/uploads/"))
-            .count();
-        assert_eq!(deleted, 1, "{:?}", &requests[before..]);
+            .map(|r| r.status)
+            .collect::<Vec<_>>();
+        // 204: the session the last PATCH named was the one cancelled.
+        assert_eq!(deleted, vec![204], "{:?}", &requests[before..]);
+    }
+}
+
+/// Flip one byte of blob `digest` in the registry's own storage, as a
+/// failing disk would: the registry serves it as it is.
+fn corrupt_stored_blob(registry: &TestRegistry, digest: &str) {
+    let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
+    let path = registry
+        .scratch()
+        .join("data/docker/registry/v2/blobs/sha256")
+        .join(&hex[..2])
+        .join(hex)
+        .join("data");
+    let mut data = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    data[0] ^= 0xff;
+    std::fs::write(&path, data).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
+/// A source that serves a blob of the right size but other bytes: refused
+/// by digest, naming the blob and its manifest, with nothing left behind:
+/// a streamed blob's session is cancelled, and a small blob is read whole
+/// before any session is opened.
+#[tokio::test]
+async fn a_corrupted_source_blob_is_refused_by_digest_and_leaves_no_upload() {
+    let source = TestRegistry::start(Auth::None).await;
+    let target = TestRegistry::start(Auth::None).await;
+    let from = source.store("acme/os");
+    let to = target.store("acme/os");
+    for (size, streamed) in [(COPY_CHUNK_BYTES * 2, true), (4096, false)] {
+        let layer: bytes::Bytes = (0..size)
+            .map(|n| (n % 241) as u8)
+            .chain(std::iter::once(streamed as u8))
+            .collect::<Vec<u8>>()
+            .into();
+        let layer_digest = sha256_digest(&layer);
+        let image = image_with_layer(&from, layer.clone(), layer.len() as u64).await;
+        corrupt_stored_blob(&source, &layer_digest);
+        let before = target.requests().len();
+        let error = copy_image(&from, &to, &image)
+            .await
+            .expect_err("a corrupted blob");
+        assert_eq!(error.kind(), "digest_mismatch", "{error}");
+        let text = with_causes(&error);
+        assert!(
+            text.contains(&layer_digest) && text.contains(&image.digest),
+            "names the blob and its manifest: {text}"
+        );
+        assert_eq!(to.resolve(&image.digest).await.expect("HEAD"), None);
+        assert!(!to.blob_exists(&layer_digest).await.expect("HEAD blob"));
+        let requests = target.requests();
+        let requests = &requests[before..];
+        let count = |method: &str| {
+            requests
+                .iter()
+                .filter(|r| r.method == method && r.uri.contains("/blobs/uploads/"))
+                .count()
+        };
+        if streamed {
+            assert!(count("PATCH") >= 1, "{requests:?}");
+            let cancelled: Vec<u16> = requests
+                .iter()
+                .filter(|r| r.method == "DELETE" && r.uri.contains("/blobs/uploads/"))
+                .map(|r| r.status)
+                .collect();
+            assert_eq!(
+                cancelled,
+                vec![204],
+                "the session is cancelled: {requests:?}"
+            );
+        } else {
+            // The config is there from the first round, and the layer,
+            // read whole first, never opened a session: no write at all.
+            assert!(requests.iter().all(|r| !r.is_write()), "{requests:?}");
+        }
     }
 }
 

@@ -256,3 +256,50 @@ pub async fn write_derived_release(
     add_tags(store, &index, rest).await;
     (index, written)
 }
+
+/// A cosign-shaped signature of manifest `digest` in `store`, under
+/// `sha256-<hex>.sig`: a simple-signing payload layer with the signature
+/// annotation, as cosign writes it (no real signature: copies and
+/// lookups only). `signer` makes it unique. Returns its manifest digest.
+pub async fn write_cosign_signature(store: &Store, digest: &str, signer: &str) -> String {
+    let payload = json!({
+        "critical": {
+            "identity": {"docker-reference": store.describe()},
+            "image": {"docker-manifest-digest": digest},
+            "type": "cosign container image signature",
+        },
+        "optional": {"signer": signer},
+    });
+    let payload = Bytes::from(payload.to_string());
+    let payload_size = payload.len();
+    let payload_digest = store.put_blob(payload).await.expect("payload blob");
+    let config = json!({
+        "architecture": "",
+        "os": "",
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [payload_digest]},
+    });
+    let config = Bytes::from(config.to_string());
+    let config_size = config.len();
+    let config_digest = store.put_blob(config).await.expect("config blob");
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": config_digest,
+            "size": config_size,
+        },
+        "layers": [{
+            "mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
+            "digest": payload_digest,
+            "size": payload_size,
+            "annotations": {"dev.cosignproject.cosign/signature": format!("MEUC-{signer}")},
+        }],
+    });
+    let tag = cairn_oci::promote::signature_tag(digest).expect("a sha256 digest");
+    store
+        .put_manifest(Bytes::from(manifest.to_string()), OCI_MANIFEST, Some(&tag))
+        .await
+        .expect("signature manifest")
+}

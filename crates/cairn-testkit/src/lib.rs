@@ -21,8 +21,8 @@ pub use collector::CollectorStandIn;
 pub use etcd::EtcdCluster;
 pub use hostile::HostileServer;
 pub use images::{
-    Base, ImageSpec, Recorded, Written, add_tags, write_derived_release, write_image, write_index,
-    write_release,
+    Base, ImageSpec, Recorded, Written, add_tags, write_cosign_signature, write_derived_release,
+    write_image, write_index, write_release,
 };
 pub use lockserver::LockServer;
 pub use registry::{Auth, TestRegistry};

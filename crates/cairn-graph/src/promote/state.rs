@@ -9,14 +9,20 @@ use std::collections::BTreeMap;
 /// The most audit entries kept; older ones are dropped first.
 pub const MAX_AUDIT: usize = 1000;
 
-/// The state format this version reads and writes.
-pub const STATE_SCHEMA: u32 = 1;
+/// The state format this version writes. Schema 2 added `stream`,
+/// `document_digest`, `halt_sequence` and the audit's `sequence`; a
+/// promoter that reads only schema 1 refuses it by its number rather than
+/// drop those fields when it writes the state back.
+pub const STATE_SCHEMA: u32 = 2;
+
+/// The schemas this version reads: 1 (written by the first promoter) and 2.
+const READABLE_SCHEMAS: [u32; 2] = [1, STATE_SCHEMA];
 
 /// What the promoter remembers between runs (stored as a small artifact).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PromoteState {
-    /// Always [`STATE_SCHEMA`].
+    /// [`STATE_SCHEMA`] once written by this version.
     pub schema: u32,
     /// The document sequence last acted on; older documents are refused.
     #[serde(default)]
@@ -68,9 +74,10 @@ pub struct AuditEntry {
     pub to: String,
     /// Why, for people.
     pub why: String,
-    /// The sequence of the document that decided it.
-    #[serde(default)]
-    pub sequence: u64,
+    /// The sequence of the document that decided it (absent in entries
+    /// written by schema 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<u64>,
 }
 
 impl Default for PromoteState {
@@ -92,9 +99,9 @@ impl PromoteState {
     pub fn from_json(bytes: &[u8]) -> Result<PromoteState, PromoteError> {
         let state: PromoteState = serde_json::from_slice(bytes)
             .map_err(|e| PromoteError::BadState(format!("not valid state JSON: {e}")))?;
-        if state.schema != STATE_SCHEMA {
+        if !READABLE_SCHEMAS.contains(&state.schema) {
             return Err(PromoteError::BadState(format!(
-                "field `schema`: {} is not a schema this version reads ({STATE_SCHEMA})",
+                "field `schema`: {} is not a schema this version reads (1 or {STATE_SCHEMA}); a newer cairn wrote it",
                 state.schema
             )));
         }

@@ -558,7 +558,7 @@ fn the_state_keeps_the_stream_document_and_halt_floor_and_refuses_what_is_older(
     assert_eq!(state.stream.as_deref(), Some("stable"));
     assert_eq!(state.document_digest, Some(digest(9, 9)));
     assert_eq!(state.halt_sequence, Some(4));
-    assert_eq!(state.audit.last().map(|entry| entry.sequence), Some(5));
+    assert_eq!(state.audit.last().and_then(|entry| entry.sequence), Some(5));
     let stored = PromoteState::from_json(state.to_json_pretty().as_bytes()).expect("reads");
     assert_eq!(stored, state);
 
@@ -575,9 +575,24 @@ fn the_state_keeps_the_stream_document_and_halt_floor_and_refuses_what_is_older(
     let off = run(&state, &HaltsInEffect::default(), &doc).expect("plans");
     assert_eq!(off.next_state.halt_sequence, Some(4));
 
+    // The digest is the last document's: none for one read from a file.
+    let from_file = plan(
+        &doc,
+        &halts,
+        std::slice::from_ref(&early),
+        &state,
+        &seen,
+        &PlanOptions::new(at(0)),
+    )
+    .expect("plans");
+    assert_eq!(from_file.next_state.document_digest, None);
+    assert!(from_file.state_changed);
+
     // Another stream's document never moves these waves.
     let mut other = document(2);
     other.stream = "testing".into();
+    // Its lower sequence says nothing: sequences belong to a stream.
+    other.sequence = 1;
     let error = run(&state, &halts, &other).expect_err("other stream");
     assert_eq!(error.kind(), "other_stream");
     assert!(
@@ -873,17 +888,18 @@ fn state_round_trips_and_bad_state_is_refused() {
             from: None,
             to: format!("v{n}"),
             why: "test".into(),
-            sequence: 1,
+            sequence: Some(1),
         });
     }
     assert_eq!(state.audit.len(), MAX_AUDIT);
     assert_eq!(state.audit[0].to, "v5", "the oldest go first");
     let json = state.to_json_pretty();
-    assert!(json.contains("\"schema\": 1"), "{json}");
+    assert!(json.contains("\"schema\": 2"), "{json}");
     assert_eq!(PromoteState::from_json(json.as_bytes()), Ok(state));
     for (bytes, says) in [
         (&b"not json"[..], "not valid state JSON"),
-        (br#"{"schema": 2}"#, "field `schema`: 2"),
+        (br#"{"schema": 3}"#, "field `schema`: 3"),
+        (br#"{"schema": 2, "extra": true}"#, "unknown field `extra`"),
         (br#"{"schema": 1, "extra": true}"#, "unknown field `extra`"),
         (
             br#"{"schema": 1, "waves": {"w": {"version": "v1", "arrived": "yesterday"}}}"#,
@@ -894,6 +910,49 @@ fn state_round_trips_and_bad_state_is_refused() {
         assert_eq!(error.kind(), "bad_state");
         assert!(error.to_string().contains(says), "{error}");
     }
+}
+
+/// A state as the first promoter wrote it (schema 1: no stream, document
+/// digest, halt floor or audit sequence) reads, plans, and is written back
+/// as schema 2 with the new fields.
+#[test]
+fn a_schema_1_state_reads_and_is_written_back_as_schema_2() {
+    let old = br#"{
+  "schema": 1,
+  "last_sequence": 5,
+  "waves": {
+    "stable-early": {"version": "v1", "arrived": "2026-07-01T00:00:00Z", "came_from": null}
+  },
+  "audit": [
+    {"time": "2026-07-01T00:00:00Z", "tag": "stable-early", "from": null, "to": "v1", "why": "new wave"}
+  ]
+}"#;
+    let state = PromoteState::from_json(old).expect("schema 1 reads");
+    assert_eq!(state.schema, 1);
+    assert_eq!(state.stream, None);
+    assert_eq!(state.audit[0].sequence, None);
+    let planned = plan(
+        &document(2),
+        &halts_of(&[]),
+        &[wave("stable-early", 0.3)],
+        &state,
+        &observed(&[("stable-early", on("v1"))]),
+        &PlanOptions::new(at(0)),
+    )
+    .expect("plans");
+    assert!(planned.state_changed, "the new fields are recorded once");
+    let written = planned.next_state.to_json_pretty();
+    let again = PromoteState::from_json(written.as_bytes()).expect("reads back");
+    assert_eq!(again.stream.as_deref(), Some("stable"));
+    assert_eq!(again.halt_sequence, Some(1));
+    assert!(written.contains("\"schema\": 2"), "{written}");
+    // The old audit entry stays without a sequence; the move has one.
+    assert!(!written.contains("\"sequence\": null"), "{written}");
+    assert_eq!(
+        again.audit.last().and_then(|entry| entry.sequence),
+        Some(5),
+        "{written}"
+    );
 }
 
 #[test]

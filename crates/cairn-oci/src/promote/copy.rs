@@ -5,10 +5,9 @@ use crate::client::{Mount, RegistryClient};
 use crate::error::OciError;
 use crate::reference::Repository;
 use crate::store::Store;
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use oci_spec::image::{Descriptor, ImageManifest};
 use sha2::{Digest, Sha256};
-use std::time::Duration;
 
 /// The largest blob a copy holds in memory, which it does only when one end
 /// is an OCI layout; between registries blobs are streamed.
@@ -16,10 +15,6 @@ pub const MAX_COPY_BLOB_BYTES: u64 = 1024 * 1024 * 1024;
 
 /// How much of a streamed blob is held before it is sent on, as one PATCH.
 pub const COPY_CHUNK_BYTES: usize = 8 * 1024 * 1024;
-
-/// The slowest transfer a streamed blob's GET allows for before it times
-/// out, in bytes a second, on top of the client's own timeout.
-const SLOWEST_STREAM_BYTES_PER_SECOND: u64 = 256 * 1024;
 
 /// What a copy did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -195,8 +190,9 @@ async fn copy_blobs(
 }
 
 /// Copy one blob: skipped when present, mounted on one registry host,
-/// streamed between registries when larger than a chunk, held in memory
-/// otherwise (up to [`MAX_COPY_BLOB_BYTES`] when one end is a layout).
+/// streamed between registries (one PUT for a blob of one chunk, ordered
+/// PATCHes for a larger one), held in memory when one end is a layout (up
+/// to [`MAX_COPY_BLOB_BYTES`]).
 async fn copy_blob(
     from: &Store,
     to: &Store,
@@ -218,36 +214,35 @@ async fn copy_blob(
         Store::Registry { client, repository },
     ) = (from, to)
     {
+        // A declined mount opens a session; otherwise one is opened only
+        // once there is something to send.
         let mut upload = match to.mount_blob(&digest, from).await? {
             Some(Mount::Mounted) => {
                 stats.blobs_mounted += 1;
                 return Ok(());
             }
-            Some(Mount::Upload(session)) => session,
-            None => client.start_upload(repository).await?,
+            Some(Mount::Upload(session)) => Some(session),
+            None => None,
         };
-        // A blob of one chunk goes in one PUT, which every registry takes;
-        // only larger ones are sent in chunks.
-        if size <= COPY_CHUNK_BYTES as u64 {
-            let limit = usize::try_from(size).unwrap_or(usize::MAX);
-            let data = from.get_blob(&digest, limit).await?;
-            client.finish_upload(repository, &upload, data).await?;
-            stats.blobs_uploaded += 1;
-            return Ok(());
-        }
         let reading = Reading {
             client: source_client,
             repository: source,
-            what,
             digest: &digest,
             size,
         };
-        if let Err(error) = stream_blob(&reading, client, repository, &mut upload).await {
-            // Best effort: the registry expires a forgotten session anyway.
-            if let Err(cancel) = client.cancel_upload(repository, &upload).await {
-                tracing::debug!(%cancel, "cancelling the upload of a failed blob copy");
+        let target = Writing { client, repository };
+        if let Err(error) = stream_blob(&reading, &target, &mut upload).await {
+            if let Some(upload) = &upload {
+                // Best effort: the registry expires a forgotten session anyway.
+                if let Err(cancel) = client.cancel_upload(repository, upload).await {
+                    tracing::debug!(%cancel, "cancelling the upload of a failed blob copy");
+                }
             }
-            return Err(error);
+            return Err(PromoteStoreError::Blob {
+                digest,
+                what: what.to_string(),
+                source: error,
+            });
         }
         stats.blobs_uploaded += 1;
         return Ok(());
@@ -262,44 +257,74 @@ async fn copy_blob(
     }
     // The descriptor's size bounds the read; the digest check catches the rest.
     let limit = usize::try_from(size).unwrap_or(usize::MAX);
-    let data: Bytes = from.get_blob(&digest, limit).await?;
-    to.put_blob(data).await?;
-    stats.blobs_uploaded += 1;
-    Ok(())
+    let copied = match from.get_blob(&digest, limit).await {
+        Ok(data) => to.put_blob(data).await,
+        Err(error) => Err(error),
+    };
+    match copied {
+        Ok(_) => {
+            stats.blobs_uploaded += 1;
+            Ok(())
+        }
+        Err(source) => Err(PromoteStoreError::Blob {
+            digest,
+            what: what.to_string(),
+            source,
+        }),
+    }
 }
 
 /// The blob a stream reads, as its manifest describes it.
 struct Reading<'a> {
     client: &'a RegistryClient,
     repository: &'a Repository,
-    /// The manifest that names it, for messages.
-    what: &'a str,
     digest: &'a str,
     size: u64,
 }
 
-/// Stream blob `reading` into upload session `upload` of `repository` (kept
-/// at the session's latest `Location`, to cancel it on failure), at
-/// most [`COPY_CHUNK_BYTES`] held at a time. The descriptor's size bounds
-/// the read, the digest is checked before the upload is closed, and the
-/// registry checks it again when it is.
+/// Where a stream writes.
+struct Writing<'a> {
+    client: &'a RegistryClient,
+    repository: &'a Repository,
+}
+
+impl Writing<'_> {
+    /// The session `upload` holds, opened now if it holds none.
+    async fn session(&self, upload: &mut Option<String>) -> Result<String, OciError> {
+        match upload {
+            Some(session) => Ok(session.clone()),
+            None => {
+                let session = self.client.start_upload(self.repository).await?;
+                *upload = Some(session.clone());
+                Ok(session)
+            }
+        }
+    }
+}
+
+/// Stream blob `reading` into `target`, at most [`COPY_CHUNK_BYTES`] held at
+/// a time. A blob of one chunk goes in one PUT, which every registry takes;
+/// a larger one in ordered PATCHes, then a closing PUT. `upload` holds the
+/// session's latest `Location` (opened when first needed), for the caller
+/// to cancel on failure. The descriptor's size bounds the read, the digest
+/// is checked before the upload is closed, and the registry checks it again
+/// when it is. The GET's timeout allows for both legs, since the body is
+/// read between the PATCHes.
 async fn stream_blob(
     reading: &Reading<'_>,
-    client: &RegistryClient,
-    repository: &Repository,
-    upload: &mut String,
-) -> Result<(), PromoteStoreError> {
-    let source = format!(
-        "blob {}@{} of {}",
-        reading.repository, reading.digest, reading.what
-    );
-    let timeout = Duration::from_secs(30 + reading.size / SLOWEST_STREAM_BYTES_PER_SECOND);
+    target: &Writing<'_>,
+    upload: &mut Option<String>,
+) -> Result<(), OciError> {
+    let source = format!("{}@{}", reading.repository, reading.digest);
+    let timeout = reading
+        .client
+        .transfer_timeout(reading.size.saturating_mul(2));
     let mut body = reading
         .client
         .open_blob(reading.repository, reading.digest, timeout)
         .await?;
     let mut hasher = Sha256::new();
-    let mut pending = BytesMut::new();
+    let mut pending = BytesMut::with_capacity(COPY_CHUNK_BYTES.min(chunk_hint(reading.size)));
     let mut received: u64 = 0;
     let mut sent: u64 = 0;
     while let Some(chunk) = body.chunk().await? {
@@ -311,15 +336,21 @@ async fn stream_blob(
                     "the registry sent more than the {} bytes its descriptor says",
                     reading.size
                 ),
-            )
-            .into());
+            ));
         }
         hasher.update(&chunk);
         pending.extend_from_slice(&chunk);
-        if pending.len() >= COPY_CHUNK_BYTES {
+        // Sent on only while more is due: a blob of one chunk goes whole.
+        if pending.len() >= COPY_CHUNK_BYTES && received < reading.size {
             let data = pending.split().freeze();
+            pending.reserve(COPY_CHUNK_BYTES);
             let length = data.len() as u64;
-            *upload = client.append_upload(repository, upload, sent, data).await?;
+            let session = target.session(upload).await?;
+            let next = target
+                .client
+                .append_upload(target.repository, &session, sent, data)
+                .await?;
+            *upload = Some(next);
             sent += length;
         }
     }
@@ -330,25 +361,39 @@ async fn stream_blob(
                 "the registry sent {received} bytes, but its descriptor says {}",
                 reading.size
             ),
-        )
-        .into());
+        ));
     }
     let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
     if actual != reading.digest {
         return Err(OciError::DigestMismatch {
-            what: source,
+            what: format!("blob {source}"),
             expected: reading.digest.to_string(),
             actual,
-        }
-        .into());
+        });
     }
-    if !pending.is_empty() {
-        *upload = client
-            .append_upload(repository, upload, sent, pending.freeze())
+    let session = target.session(upload).await?;
+    if sent == 0 {
+        target
+            .client
+            .finish_upload(target.repository, &session, pending.freeze())
             .await?;
+        return Ok(());
     }
-    client
-        .commit_upload(repository, upload, reading.digest)
-        .await?;
-    Ok(())
+    let mut session = session;
+    if !pending.is_empty() {
+        session = target
+            .client
+            .append_upload(target.repository, &session, sent, pending.freeze())
+            .await?;
+        *upload = Some(session.clone());
+    }
+    target
+        .client
+        .commit_upload(target.repository, &session, reading.digest, reading.size)
+        .await
+}
+
+/// The buffer a blob of `size` bytes starts with.
+fn chunk_hint(size: u64) -> usize {
+    usize::try_from(size).unwrap_or(usize::MAX)
 }

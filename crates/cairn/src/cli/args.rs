@@ -82,7 +82,8 @@ pub fn now_or(value: Option<&str>) -> anyhow::Result<Timestamp> {
     }
 }
 
-/// A duration such as `90s`, `30m`, `48h`, `14d` or `2w`; a bare `0` needs no unit.
+/// A duration such as `90s`, `30m`, `48h`, `14d` or `2w`; a bare `0` needs
+/// no unit. Whole seconds: expiries and lifetimes are stored in seconds.
 pub fn parse_duration(value: &str) -> anyhow::Result<SignedDuration> {
     let value = value.trim();
     if value == "0" {
@@ -171,6 +172,7 @@ mod tests {
         );
         assert!(parse_duration("14").is_err());
         assert!(parse_duration("5y").is_err());
+        assert!(parse_duration("500ms").is_err(), "whole seconds only");
         assert!(parse_duration("d").is_err());
     }
 
@@ -712,6 +714,9 @@ pub struct HaltKeyArgs {
     /// one of its entries, is refused, as hosts and `cairn serve` refuse it.
     #[arg(long, value_name = "FILE")]
     pub halt_state: Option<PathBuf>,
+    /// Read `--halt-state` but never write it (a dry run).
+    #[arg(skip)]
+    pub halt_state_read_only: bool,
 }
 
 /// The halt list a `--halt-state` file holds, if it exists.
@@ -740,7 +745,11 @@ impl HaltKeyArgs {
         held: Option<&cairn_graph::halts::HaltList>,
         accepted: &cairn_graph::halts::HaltList,
     ) -> anyhow::Result<()> {
-        let Some(path) = &self.halt_state else {
+        let Some(path) = self
+            .halt_state
+            .as_ref()
+            .filter(|_| !self.halt_state_read_only)
+        else {
             return Ok(());
         };
         if held.is_some_and(|held| held.sequence >= accepted.sequence) {

@@ -185,6 +185,10 @@ fn expected() -> BTreeMap<String, String> {
     );
     put("cairn promote --min-dwell [default]", "0");
     put(
+        "cairn promote --settle [default]",
+        &format!("{}ms", cairn_oci::promote::SETTLE.as_millis()),
+    );
+    put(
         "cairn promote --to [prose]",
         "the document's own repository",
     );

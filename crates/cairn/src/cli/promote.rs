@@ -60,6 +60,11 @@ pub struct Args {
     /// The time to plan at (Unix seconds or RFC 3339). Default: now.
     #[arg(long)]
     now: Option<String>,
+    /// How long to wait after writing a tag before checking that the write
+    /// stuck, so that a racing writer is noticed (ms, s, m, h, d or w). A
+    /// registry that is slow to show its writes everywhere needs longer.
+    #[arg(long, value_name = "DURATION", default_value = "500ms")]
+    settle: String,
     /// Print the plan and write nothing: no copy, no state, no tag.
     #[arg(long)]
     dry_run: bool,
@@ -77,14 +82,17 @@ struct Ran {
     copied: Option<CopyStats>,
 }
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     let mut options = plan_options(&args)?;
     if args.now.is_some() && !args.dry_run {
         eprintln!(
-            "cairn: warning: --now without --dry-run: arrivals are recorded at {}, and dwells counted from it",
+            "cairn: warning: --now without --dry-run: arrivals are recorded at {}, dwells counted from it, and the document's and halt list's expiry judged at it",
             options.now
         );
     }
+    // A dry run writes nothing, the --halt-state file included.
+    args.halt_keys.halt_state_read_only = args.dry_run;
+    let settle = parse_settle(&args.settle).context("--settle")?;
     let fetched = args.source.load_verified(options.now, None)?;
     options.document_digest = fetched.manifest_digest;
     let document = fetched.document;
@@ -97,7 +105,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let client = args.source.client()?;
     let stores = Stores::open(&args, &document, &client)?;
-    let outcome = args::runtime()?.block_on(promote(&args, &document, &halted, &stores, &options));
+    let outcome = args::runtime()?.block_on(promote(
+        &args, &document, &halted, &stores, &options, settle,
+    ));
     let ran = match outcome {
         Ok(ran) => ran,
         Err(error) => {
@@ -114,12 +124,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     report_counts(&client);
     if let (Some(copied), Some(to)) = (&ran.copied, &args.to) {
         eprintln!(
-            "cairn: copied to {to}: {} manifests, {} blobs sent, {} mounted, {} already there; {} signatures copied",
+            "cairn: copied to {to}: {} manifests put ({} already there), {} blobs sent, {} mounted ({} already there), {} signatures copied ({} already there)",
             copied.manifests_put,
+            copied.manifests_present,
             copied.blobs_uploaded,
             copied.blobs_mounted,
             copied.blobs_present,
-            copied.signatures_copied
+            copied.signatures_copied,
+            copied.signatures_present
         );
     }
     print_plan(&args, &ran, &client)?;
@@ -143,6 +155,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok(ExitCode::from(STUCK_EXIT))
     } else {
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// `--settle`: milliseconds (`500ms`) or any whole-second duration.
+fn parse_settle(value: &str) -> anyhow::Result<std::time::Duration> {
+    match value.trim().strip_suffix("ms") {
+        Some(millis) => {
+            let millis: u64 = millis
+                .parse()
+                .with_context(|| format!("{value:?} is not a whole number of milliseconds"))?;
+            Ok(std::time::Duration::from_millis(millis))
+        }
+        None => Ok(args::parse_duration(value)?.unsigned_abs()),
     }
 }
 
@@ -206,6 +231,7 @@ async fn promote(
     halted: &HaltsInEffect,
     stores: &Stores,
     options: &PlanOptions,
+    settle: std::time::Duration,
 ) -> anyhow::Result<Ran> {
     let target = stores.target();
     let (state, state_digest) = registry::read_state(target)
@@ -287,7 +313,7 @@ async fn promote(
             &plan.next_state,
             state_digest.as_deref(),
             options.now,
-            registry::SETTLE,
+            settle,
         )
         .await?;
     }
@@ -299,7 +325,7 @@ async fn promote(
             continue;
         };
         let was = before.get(tag).and_then(Option::as_deref);
-        match registry::move_tag(target, tag, image, was, registry::SETTLE).await {
+        match registry::move_tag(target, tag, image, was, settle).await {
             Ok(()) => {}
             Err(conflict @ PromoteStoreError::Conflict { .. }) => conflicts.push(conflict),
             Err(error) => {
@@ -437,6 +463,21 @@ mod tests {
         );
         assert_eq!(options.architectures, None);
         assert!(!options.allow_retreat && !args.dry_run && !args.json);
+    }
+
+    #[test]
+    fn the_settle_default_is_half_a_second() {
+        let args = parse(&["--wave", "stable-early=0.3"]).expect("parses");
+        assert_eq!(
+            parse_settle(&args.settle).ok(),
+            Some(cairn_oci::promote::SETTLE)
+        );
+        assert_eq!(
+            parse_settle("5s").ok(),
+            Some(std::time::Duration::from_secs(5))
+        );
+        assert!(parse_settle("-5ms").is_err());
+        assert!(parse_settle("fast").is_err());
     }
 
     #[test]

@@ -99,14 +99,7 @@ async fn a_wave_on_a_dead_end_is_stuck_retreats_only_when_allowed_and_moves_on_t
         action(&plan, "stable-early"),
         ("start".into(), Some("44.1".into()))
     );
-    let host = FakeHost::new(
-        &w.dir.path().join("host"),
-        "1.17.0",
-        &format!("{}:stable-early", w.repository),
-        (&first[0].manifest, "44.1"),
-        std::slice::from_ref(&w.registry.host),
-        false,
-    );
+    let host = w.early_host(&first[0].manifest, "44.1");
 
     // 44.2 rolls out from 50%: the early wave (0.3) takes it, the late
     // one (1.0) not yet.
@@ -367,6 +360,7 @@ async fn a_halted_release_is_never_a_destination() {
 
     // The dry run's text says it in words, and exits 0.
     let now = Timestamp::now().to_string();
+    let halt_state = w.path("halt-state.json");
     let dry = cairn(&[
         "promote",
         &document,
@@ -380,9 +374,16 @@ async fn a_halted_release_is_never_a_destination() {
         &now,
         "--wave",
         "stable-early=0.3",
+        "--halt-state",
+        &halt_state,
         "--dry-run",
     ]);
     assert_eq!(dry.status.code(), Some(0), "{}", stderr(&dry));
+    // Nothing written: not even the --halt-state file.
+    assert!(
+        !std::path::Path::new(&halt_state).exists(),
+        "a dry run wrote {halt_state}"
+    );
     let said = String::from_utf8_lossy(&dry.stdout);
     assert!(
         said.contains(

@@ -50,6 +50,30 @@ impl World {
         ok(&all);
     }
 
+    /// Make `version` a barrier in the release policy.
+    fn barrier(&self, version: &str) {
+        self.policy(&[
+            "barrier",
+            "add",
+            version,
+            "--reason",
+            "https://example.org/migrate",
+        ]);
+    }
+
+    /// A stand-in bootc host, booted on image `digest` of `version`, that
+    /// follows `stable-early` with bootc's own timer.
+    fn early_host(&self, digest: &str, version: &str) -> FakeHost {
+        FakeHost::new(
+            &self.dir.path().join("host"),
+            "1.17.0",
+            &format!("{}:stable-early", self.repository),
+            (digest, version),
+            std::slice::from_ref(&self.registry.host),
+            false,
+        )
+    }
+
     /// `cairn promote` with the early and late waves, at `now`.
     fn promote(&self, now: jiff::Timestamp, extra: &[&str]) -> Output {
         self.promote_waves(now, &["stable-early=0.3", "stable-late=1.0"], extra)
@@ -175,14 +199,7 @@ async fn a_host_following_a_wave_passes_the_barrier_and_skips_the_dead_end() {
         ("start".into(), Some("44.1".into()))
     );
 
-    let host = FakeHost::new(
-        &w.dir.path().join("host"),
-        "1.17.0",
-        &format!("{}:stable-early", w.repository),
-        (&first[0].manifest, "44.1"),
-        std::slice::from_ref(&w.registry.host),
-        false,
-    );
+    let host = w.early_host(&first[0].manifest, "44.1");
     assert_eq!(host.timer_run().await, Upgraded::NoUpdate);
 
     // The barrier, a plain release, a dead-end and the newest.
@@ -194,13 +211,7 @@ async fn a_host_following_a_wave_passes_the_barrier_and_skips_the_dead_end() {
     ] {
         write_release(&store, version, created, &[version]).await;
     }
-    w.policy(&[
-        "barrier",
-        "add",
-        "44.2",
-        "--reason",
-        "https://example.org/migrate",
-    ]);
+    w.barrier("44.2");
     w.policy(&["deadend", "add", "44.4", "--reason", "broken kernel"]);
     w.publish();
 

@@ -3,13 +3,11 @@
 //! every digest (and its cosign signature) unchanged.
 
 use super::{World, action, world};
-use bytes::Bytes;
 use cairn_oci::Store;
-use cairn_oci::client::OCI_MANIFEST;
 use cairn_oci::digest::sha256_digest;
 use cairn_oci::promote::{STATE_TAG, signature_tag};
 use cairn_testkit::{Auth, TestRegistry, write_release};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const WAVES: [&str; 2] = ["stable-early", "stable-late"];
 
@@ -23,52 +21,6 @@ fn skopeo_raw(host: &str, reference: &str, config: bool) -> String {
     }
     args.extend_from_slice(&["--raw", &target]);
     cairn_testkit::skopeo(&args)
-}
-
-/// A cosign-shaped signature of manifest `digest` in `store`: a manifest
-/// under `sha256-<hex>.sig` whose layer is a simple-signing payload with
-/// the signature annotation. Returns the signature manifest's digest.
-async fn write_signature(store: &Store, digest: &str, signer: &str) -> String {
-    let payload = json!({
-        "critical": {
-            "identity": {"docker-reference": store.describe()},
-            "image": {"docker-manifest-digest": digest},
-            "type": "cosign container image signature",
-        },
-        "optional": {"signer": signer},
-    });
-    let payload = Bytes::from(payload.to_string());
-    let payload_size = payload.len();
-    let payload_digest = store.put_blob(payload).await.expect("payload blob");
-    let config = json!({
-        "architecture": "",
-        "os": "",
-        "config": {},
-        "rootfs": {"type": "layers", "diff_ids": [payload_digest]},
-    });
-    let config = Bytes::from(config.to_string());
-    let config_size = config.len();
-    let config_digest = store.put_blob(config).await.expect("config blob");
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            "digest": config_digest,
-            "size": config_size,
-        },
-        "layers": [{
-            "mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
-            "digest": payload_digest,
-            "size": payload_size,
-            "annotations": {"dev.cosignproject.cosign/signature": format!("MEUC-{signer}")},
-        }],
-    });
-    let tag = signature_tag(digest).expect("a sha256 digest");
-    store
-        .put_manifest(Bytes::from(manifest.to_string()), OCI_MANIFEST, Some(&tag))
-        .await
-        .expect("signature manifest")
 }
 
 /// The mirror holds release `index` exactly as the source does: the index
@@ -204,7 +156,7 @@ async fn waves_in_a_mirror_on_another_registry_point_at_identical_copies() {
     // The next release, signed with cosign after it was published.
     let (second, _) = write_release(&source, "44.2", "2026-02-01T00:00:00Z", &["44.2"]).await;
     w.publish();
-    let signature = write_signature(&source, &second, "release-team").await;
+    let signature = cairn_testkit::write_cosign_signature(&source, &second, "release-team").await;
     let source_writes = w.registry.write_requests();
     // An hour on: a new release is offered from when it is published.
     let plan = promoted(start + jiff::SignedDuration::from_hours(1));

@@ -338,7 +338,9 @@ async fn a_derived_wave_stops_on_the_release_built_on_a_base_barrier() {
     );
 }
 
-/// `cairn promote --json` with `waves` at `now`, as a child process.
+/// `cairn promote --json` with `waves` at `now`, as a child process, with
+/// a settle window of five seconds: room for the other writer's PUT on a
+/// loaded machine.
 fn spawn_promote(w: &World, now: Timestamp, waves: &[&str]) -> std::process::Child {
     let mut command = Command::new(env!("CARGO_BIN_EXE_cairn"));
     command.args([
@@ -350,6 +352,8 @@ fn spawn_promote(w: &World, now: Timestamp, waves: &[&str]) -> std::process::Chi
         w.registry.host.clone(),
         "--now".to_string(),
         now.to_string(),
+        "--settle".to_string(),
+        "5s".to_string(),
         "--json".to_string(),
     ]);
     for wave in waves {
@@ -395,13 +399,7 @@ async fn a_concurrent_writer_ends_the_run_with_a_conflict_and_the_dwell_restarts
     ] {
         write_release(&store, version, created, &[version]).await;
     }
-    w.policy(&[
-        "barrier",
-        "add",
-        "44.2",
-        "--reason",
-        "https://example.org/migrate",
-    ]);
+    w.barrier("44.2");
     w.publish();
     let barrier_index = store
         .resolve("44.2")
@@ -422,6 +420,7 @@ async fn a_concurrent_writer_ends_the_run_with_a_conflict_and_the_dwell_restarts
     let mut child = spawn_promote(&w, moved, &waves);
     let deadline = Instant::now() + Duration::from_secs(60);
     while tag_puts(&w, "stable-early") == puts {
+        std::thread::sleep(Duration::from_millis(10));
         if let Some(status) = child.try_wait().expect("the child") {
             panic!("promote ended ({status}) before it moved stable-early");
         }
