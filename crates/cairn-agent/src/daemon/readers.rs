@@ -1,0 +1,165 @@
+//! What reads the registries in a pass: skopeo's image proxy, so the
+//! host's containers settings apply, or the built-in client when the proxy
+//! is off or cannot start (docs/agent.md, "How the agent reads registries").
+
+use super::Options;
+use crate::config::{RegistryReader, Settings, Source};
+use crate::host::repository_of;
+use crate::status::{ReaderBackend, RegistryReaderStatus};
+use cairn_oci::Readers;
+use cairn_oci::proxy::{ProxyAuth, ProxyConfig, ProxyReader};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The readers of one pass, and what the status says about them.
+pub(super) struct PassReaders {
+    pub readers: Readers,
+    pub status: RegistryReaderStatus,
+}
+
+fn builtin(client: cairn_oci::RegistryClient, reason: String) -> PassReaders {
+    PassReaders {
+        readers: Readers::builtin(client),
+        status: RegistryReaderStatus {
+            backend: ReaderBackend::Builtin,
+            skopeo_protocol: None,
+            reason: Some(reason),
+            scans: ReaderBackend::Builtin,
+        },
+    }
+}
+
+/// Start the proxy for this pass unless it is configured off, pointless for
+/// the source, or cannot start; the built-in client otherwise.
+pub(super) async fn start(
+    settings: &Settings,
+    options: &Options,
+    source: &Source,
+    followed: &str,
+    client: cairn_oci::RegistryClient,
+) -> PassReaders {
+    if settings.registry_reader == RegistryReader::Builtin {
+        return builtin(client, "updates.registry_reader = \"builtin\"".to_string());
+    }
+    let registry = match source {
+        Source::Registry(None) => Some(repository_of(followed).to_string()),
+        Source::Registry(Some(reference)) => match cairn_oci::Location::parse(reference) {
+            Ok(cairn_oci::Location::Registry(reference)) => Some(reference.repository.to_string()),
+            _ => None,
+        },
+        Source::File(_) | Source::Server(_) => None,
+        Source::Tag => {
+            return builtin(
+                client,
+                "updates.source = \"tag\" scans tags, which the built-in client reads".to_string(),
+            );
+        }
+        Source::Fcos { .. } | Source::Cincinnati(_) => {
+            return builtin(
+                client,
+                format!("the source {source} reads no registry artifacts"),
+            );
+        }
+    };
+    // skopeo takes insecure registries from registries.conf only; its one
+    // switch (`--tls-verify=false`) would drop TLS checks for every registry.
+    if !options.client.insecure_registries.is_empty() {
+        return builtin(
+            client,
+            format!(
+                "--insecure-registry {} is given, which skopeo does not take (mark the registry `insecure = true` in registries.conf instead)",
+                options.client.insecure_registries.join(",")
+            ),
+        );
+    }
+    // `--registries-conf` replaces the host's registries.conf.d as well, and
+    // skopeo has no flag for another drop-in directory.
+    let drop_ins = options.root.join("etc/containers/registries.conf.d");
+    if options.root != Path::new("/") && has_drop_ins(&drop_ins) {
+        return builtin(
+            client,
+            format!(
+                "{} cannot be handed to skopeo under a test root (--root {})",
+                drop_ins.display(),
+                options.root.display()
+            ),
+        );
+    }
+    let config = proxy_config(settings, options, registry.as_deref());
+    match ProxyReader::start(config).await {
+        Ok(reader) => {
+            let protocol = reader.protocol_version().to_string();
+            PassReaders {
+                readers: Readers::with_proxy(client, Some(Arc::new(reader))),
+                status: RegistryReaderStatus {
+                    backend: ReaderBackend::Proxy,
+                    skopeo_protocol: Some(protocol),
+                    reason: None,
+                    scans: ReaderBackend::Builtin,
+                },
+            }
+        }
+        Err(unavailable) => {
+            tracing::warn!(error = %unavailable, kind = unavailable.kind(), "skopeo's image proxy is not available: the built-in client reads registries");
+            builtin(client, unavailable.to_string())
+        }
+    }
+}
+
+/// skopeo's settings: the host's own files on `/`; under a test root, that
+/// root's files, passed as flags.
+fn proxy_config(settings: &Settings, options: &Options, repository: Option<&str>) -> ProxyConfig {
+    let root = options.root.as_path();
+    let under_root = |path: &str| {
+        let path = root.join(path);
+        path.exists().then_some(path)
+    };
+    let test_root = root != Path::new("/");
+    // As ostree-ext: the ostree auth file, or no credentials at all (never
+    // a user's containers auth file).
+    let auth = match &options.auth_file {
+        Some(path) => ProxyAuth::File(path.clone()),
+        None => ProxyAuth::Anonymous,
+    };
+    ProxyConfig {
+        skopeo: settings.skopeo.clone(),
+        registries_conf: under_root("etc/containers/registries.conf").filter(|_| test_root),
+        policy: under_root("etc/containers/policy.json").filter(|_| test_root),
+        // skopeo has no flag for a certs.d root, and `--cert-dir` serves
+        // every registry: under a test root only, the document registry's
+        // directory. On `/` containers/image looks up certs.d itself.
+        cert_dir: repository
+            .and_then(|repository| repository.split('/').next())
+            .filter(|_| test_root)
+            .and_then(|host| cert_dir(root, host)),
+        auth,
+        ..ProxyConfig::default()
+    }
+}
+
+/// Whether `dir` holds a `.conf` drop-in.
+fn has_drop_ins(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|entry| entry.path().extension().is_some_and(|e| e == "conf"))
+    })
+}
+
+fn cert_dir(root: &Path, host: &str) -> Option<PathBuf> {
+    let dir = root.join("etc/containers/certs.d").join(host);
+    dir.is_dir().then_some(dir)
+}
+
+/// Stop the proxy of a pass, once its reads are done.
+pub(super) async fn finish(readers: &mut Readers) {
+    let Some(proxy) = readers.proxy.take() else {
+        return;
+    };
+    // The pass's reads are done, so this is the last handle.
+    if let Ok(reader) = Arc::try_unwrap(proxy)
+        && let Err(e) = reader.finish().await
+    {
+        tracing::debug!(error = %e, "skopeo's image proxy did not stop cleanly");
+    }
+}
