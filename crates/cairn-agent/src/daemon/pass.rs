@@ -346,7 +346,7 @@ async fn pass(
                 state_dir: &options.state_dir,
                 mirrors: &mirrors,
             };
-            crate::follow::tag_document(settings, &follow, &client)
+            crate::follow::tag_document_in(settings, &follow, &readers)
                 .await
                 .map(|(document, described)| (SourceGraph::Followed(document), described))
                 .map_err(GraphUnavailable::from)

@@ -29,6 +29,10 @@ fn builtin(client: cairn_oci::RegistryClient, reason: String) -> PassReaders {
     }
 }
 
+fn tag_scans() -> String {
+    "updates.source = \"tag\" with no Cairn base document in a registry: tag and barrier scans are the built-in client's".to_string()
+}
+
 /// Start the proxy for this pass unless it is configured off, pointless for
 /// the source, or cannot start; the built-in client otherwise.
 pub(super) async fn start(
@@ -48,12 +52,21 @@ pub(super) async fn start(
             _ => None,
         },
         Source::File(_) | Source::Server(_) => None,
-        Source::Tag => {
-            return builtin(
-                client,
-                "updates.source = \"tag\" scans tags, which the built-in client reads".to_string(),
-            );
-        }
+        // Only a Cairn base document in a registry is read through the
+        // proxy; the tag and barrier scans are the built-in client's.
+        Source::Tag => match &settings.base_source {
+            Some(cairn_oci::sources::BaseSource::Document(text)) => {
+                match cairn_oci::Location::parse(text) {
+                    Ok(cairn_oci::Location::Registry(reference)) => {
+                        Some(reference.repository.to_string())
+                    }
+                    _ => {
+                        return builtin(client, tag_scans());
+                    }
+                }
+            }
+            _ => return builtin(client, tag_scans()),
+        },
         Source::Fcos { .. } | Source::Cincinnati(_) => {
             return builtin(
                 client,
