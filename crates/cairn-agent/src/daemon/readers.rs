@@ -176,3 +176,77 @@ pub(super) async fn finish(readers: &mut Readers) {
         tracing::debug!(error = %e, "skopeo's image proxy did not stop cleanly");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(root: &Path, auth_file: Option<PathBuf>) -> Options {
+        Options {
+            root: root.to_path_buf(),
+            sysroot: root.join("sysroot"),
+            state_dir: root.join("state"),
+            bootc: "bootc".into(),
+            rpm_ostree: "rpm-ostree".into(),
+            systemctl: None,
+            updater_check: false,
+            loginctl: None,
+            motd_dir: None,
+            arch: "x86_64".into(),
+            client: cairn_oci::ClientOptions::default(),
+            auth_file,
+            check_interval: None,
+            socket: None,
+            own_unit: None,
+            report_backoff: None,
+        }
+    }
+
+    fn settings() -> Settings {
+        crate::config::validate_fragment("[updates]\n", "test.toml").expect("settings")
+    }
+
+    #[test]
+    fn a_test_root_hands_skopeo_its_files_and_the_source_registry_s_certs_d() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path();
+        let options = options(root, None);
+        // Nothing under the root yet: nothing is passed but "no credentials".
+        let bare = proxy_config(&settings(), &options, Some("127.0.0.1:5000/acme/os"));
+        assert_eq!(bare.registries_conf, None);
+        assert_eq!(bare.policy, None);
+        assert_eq!(bare.cert_dir, None);
+        assert_eq!(bare.auth, ProxyAuth::Anonymous);
+
+        let containers = root.join("etc/containers");
+        let certs = containers.join("certs.d/127.0.0.1:5000");
+        std::fs::create_dir_all(&certs).expect("mkdir");
+        std::fs::create_dir_all(containers.join("certs.d/other:1")).expect("mkdir");
+        std::fs::write(containers.join("registries.conf"), "").expect("write");
+        std::fs::write(containers.join("policy.json"), "{}").expect("write");
+        let config = proxy_config(&settings(), &options, Some("127.0.0.1:5000/acme/os"));
+        assert_eq!(
+            config.registries_conf,
+            Some(containers.join("registries.conf"))
+        );
+        assert_eq!(config.policy, Some(containers.join("policy.json")));
+        assert_eq!(config.cert_dir, Some(certs));
+        assert_eq!(config.skopeo, PathBuf::from("skopeo"));
+        // No registry known (a file or server source): no certificate directory.
+        assert_eq!(proxy_config(&settings(), &options, None).cert_dir, None);
+    }
+
+    #[test]
+    fn on_the_host_root_skopeo_reads_the_host_s_own_files_and_the_ostree_auth_file() {
+        let auth = PathBuf::from("/etc/ostree/auth.json");
+        let config = proxy_config(
+            &settings(),
+            &options(Path::new("/"), Some(auth.clone())),
+            Some("quay.io/acme/os"),
+        );
+        assert_eq!(config.registries_conf, None);
+        assert_eq!(config.policy, None);
+        assert_eq!(config.cert_dir, None);
+        assert_eq!(config.auth, ProxyAuth::File(auth));
+    }
+}
