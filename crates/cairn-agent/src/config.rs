@@ -177,6 +177,8 @@ struct RawUpdates {
     halt_keys: Option<Vec<PathBuf>>,
     root: Option<PathBuf>,
     mirror_root_check: Option<String>,
+    registry_reader: Option<String>,
+    skopeo: Option<PathBuf>,
     allow_unsigned: Option<bool>,
     base_source: Option<String>,
     base_keys: Option<Vec<PathBuf>>,
@@ -316,6 +318,35 @@ impl MirrorRootCheck {
     }
 }
 
+/// `updates.registry_reader`: how the agent reads registry artifacts
+/// (docs/agent.md, "How the agent reads registries").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RegistryReader {
+    /// `auto`: through skopeo's image proxy (containers/image, with the
+    /// host's registries.conf, certs.d and auth) when skopeo starts, else
+    /// the built-in client.
+    #[default]
+    Auto,
+    /// `builtin`: always the built-in client.
+    Builtin,
+}
+
+impl RegistryReader {
+    /// The value as the configuration writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RegistryReader::Auto => "auto",
+            RegistryReader::Builtin => "builtin",
+        }
+    }
+
+    fn parse(text: &str) -> Option<RegistryReader> {
+        [RegistryReader::Auto, RegistryReader::Builtin]
+            .into_iter()
+            .find(|value| value.as_str() == text)
+    }
+}
+
 /// Validated settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -337,6 +368,11 @@ pub struct Settings {
     /// What a document read at a mirror needs of the repository itself
     /// when it cannot be asked for the next trust root.
     pub mirror_root_check: MirrorRootCheck,
+    /// Whether registry artifacts are read through skopeo.
+    pub registry_reader: RegistryReader,
+    /// The skopeo binary for `registry_reader = "auto"`: a path, or a
+    /// name looked up on the agent's `PATH`.
+    pub skopeo: PathBuf,
     /// Accept unsigned documents although keys are configured.
     pub allow_unsigned: bool,
     /// Where the base graph of a derived image comes from; `None`: Fedora's
@@ -464,6 +500,12 @@ fn merge(merged: &mut Merged, fragment: RawFragment, file: &str) {
             file,
         );
         merged.set("updates.mirror_root_check", u.mirror_root_check, file);
+        merged.set("updates.registry_reader", u.registry_reader, file);
+        merged.set(
+            "updates.skopeo",
+            u.skopeo.map(|path| path.display().to_string()),
+            file,
+        );
         merged.set("updates.allow_unsigned", u.allow_unsigned, file);
         merged.set("updates.base_source", u.base_source, file);
         merged.set(
@@ -708,6 +750,22 @@ fn validate(merged: &Merged) -> Result<Settings, ConfigError> {
             )
         })?,
     };
+    let registry_reader = match text("updates.registry_reader") {
+        None => RegistryReader::default(),
+        Some(value) => RegistryReader::parse(&value).ok_or_else(|| {
+            error(
+                "updates.registry_reader",
+                format!("{value:?} is neither \"auto\" nor \"builtin\""),
+            )
+        })?,
+    };
+    let skopeo = match text("updates.skopeo") {
+        Some(path) if path.is_empty() => {
+            return Err(error("updates.skopeo", "is empty".to_string()));
+        }
+        Some(path) => PathBuf::from(path),
+        None => PathBuf::from("skopeo"),
+    };
     let base_source = match text("updates.base_source") {
         Some(text) => {
             Some(
@@ -788,6 +846,8 @@ fn validate(merged: &Merged) -> Result<Settings, ConfigError> {
         halt_keys,
         root,
         mirror_root_check,
+        registry_reader,
+        skopeo,
         allow_unsigned: flag("updates.allow_unsigned", false),
         base_source,
         base_keys,

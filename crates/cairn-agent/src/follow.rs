@@ -134,6 +134,24 @@ pub async fn tag_document(
     follow: &Follow<'_>,
     client: &RegistryClient,
 ) -> Result<(GraphDocument, String), FollowError> {
+    tag_document_in(
+        settings,
+        follow,
+        &cairn_oci::Readers::builtin(client.clone()),
+    )
+    .await
+}
+
+/// [`tag_document`], reading a Cairn base document with `readers` (through
+/// the image proxy when it has one). The tag and barrier scans stay on the
+/// built-in client: the proxy resolves a multi-arch index to one image and
+/// lists no tags through a mirror.
+pub async fn tag_document_in(
+    settings: &Settings,
+    follow: &Follow<'_>,
+    readers: &cairn_oci::Readers,
+) -> Result<(GraphDocument, String), FollowError> {
+    let client = &readers.client;
     let reference = ImageRef::parse(follow.followed).map_err(|error| FollowError::Reference {
         what: follow.followed.to_string(),
         error,
@@ -208,8 +226,8 @@ pub async fn tag_document(
     let source = base_source(settings, &cache, follow)?;
     let base_keys = cairn_oci::signing::VerifyingKey::from_files(&settings.base_keys)
         .map_err(FollowError::BaseKeys)?;
-    let base = cairn_oci::sources::read_base_graph(
-        client,
+    let base = cairn_oci::sources::read_base_graph_in(
+        readers,
         &source,
         &BaseRead {
             keys: &base_keys,

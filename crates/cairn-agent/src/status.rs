@@ -283,6 +283,69 @@ pub struct AgentStatus {
     /// when no key and no root is configured (unsigned documents).
     #[serde(default)]
     pub trust_root: Option<TrustRootStatus>,
+    /// What read the registries in this pass; none when the pass stopped
+    /// before reading any.
+    #[serde(default)]
+    pub registry_reader: Option<RegistryReaderStatus>,
+}
+
+/// What reads registries (docs/agent.md, "How the agent reads registries").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReaderBackend {
+    /// skopeo's image proxy (containers/image, with the host's settings).
+    Proxy,
+    /// Cairn's own registry client.
+    Builtin,
+}
+
+impl ReaderBackend {
+    /// The value as the status writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReaderBackend::Proxy => "proxy",
+            ReaderBackend::Builtin => "builtin",
+        }
+    }
+}
+
+/// How a pass read registries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistryReaderStatus {
+    /// What read the document, its signatures, halt lists and trust roots.
+    pub backend: ReaderBackend,
+    /// The proxy protocol skopeo spoke, when the proxy read.
+    #[serde(default)]
+    pub skopeo_protocol: Option<String>,
+    /// Why the built-in client read instead of the proxy.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// What read the tag and barrier scans and asked a mirror's repository
+    /// for its next trust root: always the built-in client for now.
+    pub scans: ReaderBackend,
+}
+
+impl RegistryReaderStatus {
+    fn render(&self) -> String {
+        let backend = match (self.backend, &self.skopeo_protocol) {
+            (ReaderBackend::Proxy, Some(protocol)) => {
+                format!("through skopeo (image proxy protocol {protocol})")
+            }
+            (ReaderBackend::Proxy, None) => "through skopeo".to_string(),
+            (ReaderBackend::Builtin, _) => "built-in client".to_string(),
+        };
+        let reason = self
+            .reason
+            .as_deref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default();
+        let scans = match self.scans {
+            ReaderBackend::Builtin => "built-in client",
+            ReaderBackend::Proxy => "through skopeo",
+        };
+        format!("Registries: {backend}{reason}; tag and barrier scans: {scans}\n")
+    }
 }
 
 /// The trust root a pass verified with (docs/agent.md, "Trust roots").
@@ -480,6 +543,7 @@ impl AgentStatus {
             reports: None,
             halt_list: None,
             trust_root: None,
+            registry_reader: None,
         }
     }
 
@@ -655,6 +719,9 @@ impl AgentStatus {
         }
         if let Some(halts) = &self.halt_list {
             text.push_str(&crate::halts::render(halts));
+        }
+        if let Some(reader) = &self.registry_reader {
+            text.push_str(&reader.render());
         }
         if let Some(error) = &self.driver_registration {
             text.push_str(&format!(

@@ -1,7 +1,7 @@
 //! Configuration fragments: precedence, order, masking, merging, and errors
 //! that name the file and the key.
 
-use cairn_agent::config::{ConfigDirs, MirrorRootCheck, Source, load};
+use cairn_agent::config::{ConfigDirs, MirrorRootCheck, RegistryReader, Source, load};
 use std::path::Path;
 
 fn write(root: &Path, dir: &str, name: &str, text: &str) {
@@ -22,6 +22,8 @@ fn defaults_with_no_fragment() {
     assert_eq!(settings.wariness, None);
     assert!(settings.systemd, "a host has systemd unless told otherwise");
     assert_eq!(settings.mirror_root_check, MirrorRootCheck::BestEffort);
+    assert_eq!(settings.registry_reader, RegistryReader::Auto);
+    assert_eq!(settings.skopeo, Path::new("skopeo"));
     assert_eq!(
         settings.reports, None,
         "nothing is reported unless configured"
@@ -339,6 +341,18 @@ fn every_mistake_names_the_file_and_the_key() {
             "invalid_value",
         ),
         (
+            "[updates]\nregistry_reader = \"skopeo\"\n",
+            "updates.registry_reader",
+            "neither \"auto\" nor \"builtin\"",
+            "invalid_value",
+        ),
+        (
+            "[updates]\nskopeo = \"\"\n",
+            "updates.skopeo",
+            "is empty",
+            "invalid_value",
+        ),
+        (
             "[updates]\nbase_source = \"fcos:\"\n",
             "updates.base_source",
             "expected fcos:<stream>",
@@ -382,4 +396,19 @@ fn the_mirror_root_check_can_be_required() {
     let settings = load(&ConfigDirs::under(root.path())).expect("valid");
     assert_eq!(settings.mirror_root_check, MirrorRootCheck::Required);
     assert_eq!(settings.mirror_root_check.as_str(), "required");
+}
+
+#[test]
+fn the_registry_reader_can_be_the_built_in_client_and_skopeo_a_path() {
+    let root = tempfile::tempdir().expect("temp dir");
+    write(
+        root.path(),
+        "etc",
+        "70-site.toml",
+        "[updates]\nregistry_reader = \"builtin\"\nskopeo = \"/opt/bin/skopeo\"\n",
+    );
+    let settings = load(&ConfigDirs::under(root.path())).expect("valid");
+    assert_eq!(settings.registry_reader, RegistryReader::Builtin);
+    assert_eq!(settings.registry_reader.as_str(), "builtin");
+    assert_eq!(settings.skopeo, Path::new("/opt/bin/skopeo"));
 }

@@ -45,6 +45,7 @@ fn options(dir: &Path, host: &FakeHost, own_unit: &str) -> Options {
         motd_dir: None,
         arch: "x86_64".into(),
         client: cairn_oci::ClientOptions::default(),
+        auth_file: None,
         check_interval: None,
         socket: None,
         own_unit: Some(own_unit.into()),

@@ -328,7 +328,16 @@ pub async fn fetch_location(
     location: &crate::reference::Location,
     client: &crate::client::RegistryClient,
 ) -> Result<FetchedDocument> {
-    let raw = fetch_raw_location(location, client, &DOCUMENT_ARTIFACT).await?;
+    fetch_location_in(location, &crate::readers::Readers::builtin(client.clone())).await
+}
+
+/// [`fetch_location`], reading a registry location with `readers` (through
+/// the image proxy when it has one).
+pub async fn fetch_location_in(
+    location: &crate::reference::Location,
+    readers: &crate::readers::Readers,
+) -> Result<FetchedDocument> {
+    let raw = fetch_raw_location(location, readers, &DOCUMENT_ARTIFACT).await?;
     FetchedDocument::from_raw(raw)
 }
 
@@ -415,9 +424,10 @@ impl ArtifactKind {
 /// Read an artifact of `kind` from any location (see [`fetch_location`]).
 pub(crate) async fn fetch_raw_location(
     location: &crate::reference::Location,
-    client: &crate::client::RegistryClient,
+    readers: &crate::readers::Readers,
     kind: &ArtifactKind,
 ) -> Result<RawArtifact> {
+    let client = &readers.client;
     use crate::reference::Location;
     let need_tag = |what: &str| {
         OciError::invalid(
@@ -434,7 +444,7 @@ pub(crate) async fn fetch_raw_location(
             if reference.tag.is_none() && reference.digest.is_none() {
                 return Err(need_tag(&reference.to_string()).into());
             }
-            let store = Store::registry(client.clone(), reference.repository.clone());
+            let store = readers.store(&reference.repository);
             fetch_raw(&store, reference.reference(), kind).await
         }
         Location::Layout { path, tag } => {

@@ -250,7 +250,16 @@ pub async fn fetch_location(
     location: &crate::reference::Location,
     client: &crate::client::RegistryClient,
 ) -> Result<FetchedHaltList> {
-    let raw = fetch_raw_location(location, client, &HALTS_ARTIFACT).await?;
+    fetch_location_in(location, &crate::readers::Readers::builtin(client.clone())).await
+}
+
+/// [`fetch_location`], reading a registry location with `readers` (through
+/// the image proxy when it has one).
+pub async fn fetch_location_in(
+    location: &crate::reference::Location,
+    readers: &crate::readers::Readers,
+) -> Result<FetchedHaltList> {
+    let raw = fetch_raw_location(location, readers, &HALTS_ARTIFACT).await?;
     FetchedHaltList::from_raw(raw)
 }
 

@@ -31,6 +31,7 @@ pub mod promote;
 #[cfg(feature = "image-proxy")]
 pub mod proxy;
 pub mod publish;
+pub mod readers;
 pub mod reference;
 pub mod registries_conf;
 pub mod roots;
@@ -47,5 +48,6 @@ pub use client::{ClientOptions, RegistryClient};
 /// need not repeat `--insecure-registry`.
 pub const INSECURE_REGISTRIES_ENV: &str = "CAIRN_INSECURE_REGISTRIES";
 pub use error::OciError;
+pub use readers::Readers;
 pub use reference::{ImageRef, Location, Repository};
 pub use store::Store;

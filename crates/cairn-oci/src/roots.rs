@@ -275,10 +275,25 @@ pub async fn walk_location(
     held: &TrustedRoot,
     now: Timestamp,
 ) -> Walked {
+    walk_location_in(
+        location,
+        &crate::readers::Readers::builtin(client.clone()),
+        held,
+        now,
+    )
+    .await
+}
+
+/// [`walk_location`], reading a registry location with `readers` (through
+/// the image proxy when it has one).
+pub async fn walk_location_in(
+    location: &Location,
+    readers: &crate::readers::Readers,
+    held: &TrustedRoot,
+    now: Timestamp,
+) -> Walked {
     let store = match location {
-        Location::Registry(reference) => {
-            Store::registry(client.clone(), reference.repository.clone())
-        }
+        Location::Registry(reference) => readers.store(&reference.repository),
         Location::Layout { path, .. } => match crate::layout::Layout::open(path) {
             Ok(layout) => Store::Layout(layout),
             Err(error) => {

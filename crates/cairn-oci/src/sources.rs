@@ -473,6 +473,18 @@ pub async fn read_base_graph(
     Ok(read_base_graph_after(client, source, read, None).await?.0)
 }
 
+/// [`read_base_graph`], reading a Cairn document in a registry with
+/// `readers` (through the image proxy when it has one).
+pub async fn read_base_graph_in(
+    readers: &crate::readers::Readers,
+    source: &BaseSource,
+    read: &BaseRead<'_>,
+) -> Result<BaseGraph, SourceError> {
+    read_base_graph_rooted_in(readers, source, read, None, &mut None)
+        .await
+        .map(|read| read.graph)
+}
+
 /// As [`read_base_graph`], refusing a Cairn base document older than
 /// `last_seen` (a replay: kind `replayed`). Returns the graph and, for a
 /// Cairn document, its sequence and digest, to give as `last_seen` next time.
@@ -511,6 +523,20 @@ pub async fn read_base_graph_rooted(
     last_seen: Option<crate::document::Seen<'_>>,
     held: &mut Option<TrustedRoot>,
 ) -> Result<BaseRoot, SourceError> {
+    let readers = crate::readers::Readers::builtin(client.clone());
+    read_base_graph_rooted_in(&readers, source, read, last_seen, held).await
+}
+
+/// [`read_base_graph_rooted`], reading a Cairn document in a registry, and
+/// its trust roots, with `readers` (through the image proxy when it has one).
+pub async fn read_base_graph_rooted_in(
+    readers: &crate::readers::Readers,
+    source: &BaseSource,
+    read: &BaseRead<'_>,
+    last_seen: Option<crate::document::Seen<'_>>,
+    held: &mut Option<TrustedRoot>,
+) -> Result<BaseRoot, SourceError> {
+    let client = &readers.client;
     let unrooted = |(graph, seen)| BaseRoot { graph, seen };
     match source {
         BaseSource::Fcos { stream, base_url } => {
@@ -543,7 +569,7 @@ pub async fn read_base_graph_rooted(
         BaseSource::Document(text) => {
             let location = crate::Location::parse(text)
                 .map_err(|e| SourceError::new("bad_source", format!("{text}: {e}")))?;
-            let fetched = crate::document::fetch_location(&location, client)
+            let fetched = crate::document::fetch_location_in(&location, readers)
                 .await
                 .map_err(|e| SourceError::new(e.kind(), format!("{text}: {e}")))?;
             if read.keys.is_empty() && !read.allow_unsigned {
@@ -560,7 +586,7 @@ pub async fn read_base_graph_rooted(
             let root = match start {
                 Some(start) => {
                     let walked =
-                        crate::roots::walk_location(&location, client, &start, read.now).await;
+                        crate::roots::walk_location_in(&location, readers, &start, read.now).await;
                     if !walked.adopted.is_empty() {
                         *held = Some(walked.root.clone());
                     }

@@ -30,7 +30,7 @@ pub(super) async fn halt_list(
     document: &GraphDocument,
     stream: &str,
     state: &mut AgentState,
-    client: &cairn_oci::RegistryClient,
+    readers: &cairn_oci::Readers,
     mirrors: &cairn_oci::registries_conf::RegistriesConf,
     now: Timestamp,
 ) -> Option<Halts> {
@@ -55,7 +55,7 @@ pub(super) async fn halt_list(
             (kept_trust == trust).then(|| digest.to_string())
         });
     let unchanged = match (&held, &known) {
-        (Some(list), Some(digest)) => unchanged(&halts.location, digest, client, mirrors)
+        (Some(list), Some(digest)) => unchanged(&halts.location, digest, readers, mirrors)
             .await
             .then(|| list.clone())
             .filter(|list| {
@@ -71,7 +71,7 @@ pub(super) async fn halt_list(
             read_digest = known;
             Fetched::Accepted(list, SignedAs::Graph)
         }
-        None => match read(&halts.location, client, mirrors).await {
+        None => match read(&halts.location, readers, mirrors).await {
             Ok(fetched) => {
                 read_digest = fetched.manifest_digest.clone();
                 read_signatures = Some(super::roots::kept(&fetched.signatures));
@@ -194,7 +194,7 @@ fn places(
 async fn unchanged(
     location: &str,
     digest: &str,
-    client: &cairn_oci::RegistryClient,
+    readers: &cairn_oci::Readers,
     mirrors: &cairn_oci::registries_conf::RegistriesConf,
 ) -> bool {
     let Ok(places) = places(location, mirrors) else {
@@ -207,7 +207,7 @@ async fn unchanged(
         let Some(tag) = reference.tag.as_deref() else {
             return false;
         };
-        let store = cairn_oci::Store::registry(client.clone(), reference.repository.clone());
+        let store = readers.store(&reference.repository);
         match store.resolve(tag).await {
             Ok(Some(head)) => return head.digest == digest,
             // Not there, or not reachable: the next place, as a read does.
@@ -221,13 +221,13 @@ async fn unchanged(
 /// location itself; the first that answers is the one read.
 async fn read(
     location: &str,
-    client: &cairn_oci::RegistryClient,
+    readers: &cairn_oci::Readers,
     mirrors: &cairn_oci::registries_conf::RegistriesConf,
 ) -> Result<FetchedHaltList, HaltRefusal> {
     let places = places(location, mirrors)?;
     let mut failures = Vec::new();
     for place in places {
-        match cairn_oci::halts::fetch_location(&place, client).await {
+        match cairn_oci::halts::fetch_location_in(&place, readers).await {
             Ok(fetched) => return Ok(fetched),
             Err(e) => failures.push((place.to_string(), e)),
         }

@@ -6,6 +6,7 @@
 mod halts;
 mod pass;
 mod probes;
+mod readers;
 mod roots;
 mod socket;
 mod trust;
@@ -48,6 +49,9 @@ pub struct Options {
     pub arch: String,
     /// Registry access.
     pub client: cairn_oci::ClientOptions,
+    /// The auth file `client`'s credentials were read from, handed to
+    /// skopeo as well; `None`: skopeo reads anonymously.
+    pub auth_file: Option<PathBuf>,
     /// Check this often instead of the configured interval, without jitter
     /// (benchmarks).
     pub check_interval: Option<Duration>,

@@ -304,6 +304,11 @@ async fn pass(
         ReasonKind::SetupFailed,
         cairn_oci::OciError::kind,
     ))?;
+    let super::readers::PassReaders {
+        mut readers,
+        status: reader_status,
+    } = super::readers::start(settings, options, &source, &followed, client.clone()).await;
+    status.registry_reader = Some(reader_status);
     // The trust root a Cairn document was verified with, for its halt list.
     let mut held = None;
     let fetched = match &source {
@@ -341,7 +346,7 @@ async fn pass(
                 state_dir: &options.state_dir,
                 mirrors: &mirrors,
             };
-            crate::follow::tag_document(settings, &follow, &client)
+            crate::follow::tag_document_in(settings, &follow, &readers)
                 .await
                 .map(|(document, described)| (SourceGraph::Followed(document), described))
                 .map_err(GraphUnavailable::from)
@@ -356,7 +361,7 @@ async fn pass(
                     &followed,
                     &stream,
                     &mut state,
-                    &client,
+                    &readers,
                     &mirrors,
                     now,
                     &options.state_dir.join("fcos"),
@@ -397,7 +402,7 @@ async fn pass(
                 document,
                 &stream,
                 &mut state,
-                &client,
+                &readers,
                 &mirrors,
                 now,
             )
@@ -405,6 +410,7 @@ async fn pass(
         }
         _ => None,
     };
+    super::readers::finish(&mut readers).await;
     let halted = match &halts {
         Some(halts) => {
             status.halt_list = Some(halts.status.clone());

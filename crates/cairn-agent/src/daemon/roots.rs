@@ -231,14 +231,14 @@ fn keep(state: &mut AgentState, root: &TrustedRoot) {
 pub(super) async fn walk(
     held: &mut Held,
     location: &Location,
-    client: &cairn_oci::RegistryClient,
+    readers: &cairn_oci::Readers,
     state: &mut AgentState,
     now: Timestamp,
 ) -> Result<(), GraphUnavailable> {
     let Some(before) = held.root.clone() else {
         return Ok(());
     };
-    let walked = cairn_oci::roots::walk_location(location, client, &before, now).await;
+    let walked = cairn_oci::roots::walk_location_in(location, readers, &before, now).await;
     if !walked.adopted.is_empty() {
         keep(state, &walked.root);
         recheck(state, Some(&before), &walked.root);
@@ -388,6 +388,9 @@ pub(super) async fn check_origin(
     let tag = root_tag(next);
     let repository = &reference.repository;
     let version = held.version();
+    // The built-in client, even when the proxy reads the rest: skopeo
+    // applies registries.conf mirrors itself, so asked for the repository
+    // it could answer from the very mirror this check is about.
     let store = cairn_oci::Store::registry(client.clone(), repository.clone());
     match store.resolve(&tag).await {
         Ok(None) => Ok(None),

@@ -25,13 +25,14 @@ pub(super) async fn document(
     followed: &str,
     stream: &str,
     state: &mut AgentState,
-    client: &cairn_oci::RegistryClient,
+    readers: &cairn_oci::Readers,
     mirrors: &cairn_oci::registries_conf::RegistriesConf,
     now: Timestamp,
     fcos_cache: &Path,
     held: &mut super::roots::Held,
     root_status: &mut Option<crate::status::TrustRootStatus>,
 ) -> Result<(GraphDocument, String), GraphUnavailable> {
+    let client = &readers.client;
     // Fedora's own files: configured, or the default for Fedora's repository.
     let fedora_files = |base_url| {
         cairn_oci::sources::fcos_document(client, base_url, stream, now, Some(fcos_cache), oci)
@@ -87,7 +88,7 @@ pub(super) async fn document(
     let mut found = None;
     for location in locations {
         let described = location.to_string();
-        match cairn_oci::document::fetch_location(&location, client).await {
+        match cairn_oci::document::fetch_location_in(&location, readers).await {
             Ok(fetched) => {
                 found = Some((fetched, described, location));
                 break;
@@ -102,7 +103,7 @@ pub(super) async fn document(
     // verified: a key the next root removed must not count here. At a
     // mirror, the repository itself is also asked for the next root, so a
     // mirror without the chain cannot keep a removed key counting.
-    let walked = super::roots::walk(held, &location, client, state, now).await;
+    let walked = super::roots::walk(held, &location, readers, state, now).await;
     *root_status = held.status();
     walked?;
     if let (Some(root), Some(origin)) = (held.root.as_ref(), origin.as_ref())

@@ -144,6 +144,11 @@ struct StateLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendLabel {
+    backend: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabel {
     kind: &'static str,
 }
@@ -329,6 +334,24 @@ pub fn metrics_text(status: &AgentStatus, now: Timestamp) -> String {
     }
     if let Some(trust) = &status.trust_root {
         register_trust_root(&mut registry, trust);
+    }
+    if let Some(reader) = &status.registry_reader {
+        registry.register(
+            "cairn_agent_registry_reader",
+            "1 for what read the registry artifacts in the last pass",
+            family(
+                [
+                    crate::status::ReaderBackend::Proxy,
+                    crate::status::ReaderBackend::Builtin,
+                ]
+                .map(|backend| {
+                    let labels = BackendLabel {
+                        backend: backend.as_str(),
+                    };
+                    (labels, i64::from(reader.backend == backend))
+                }),
+            ),
+        );
     }
     // One series even when nothing is missing or vetoed, so a dashboard
     // sees 0 rather than no data.
@@ -594,6 +617,32 @@ mod tests {
         assert!(
             calm.contains("cairn_agent_missing_base_image{barrier=\"\"} 0\n"),
             "{calm}"
+        );
+    }
+
+    #[test]
+    fn the_registry_reader_metric_marks_the_backend_of_the_pass_and_only_once_one_read() {
+        let mut read = status(StateName::Steady, ReasonKind::UpToDate, "fine");
+        let none = metrics_text(&read, at(1_800_000_000));
+        assert!(!none.contains("cairn_agent_registry_reader"), "{none}");
+        read.registry_reader = Some(crate::status::RegistryReaderStatus {
+            backend: crate::status::ReaderBackend::Builtin,
+            skopeo_protocol: None,
+            reason: Some("skopeo not found: skopeo".into()),
+            scans: crate::status::ReaderBackend::Builtin,
+        });
+        let text = metrics_text(&read, at(1_800_000_000));
+        for line in [
+            "cairn_agent_registry_reader{backend=\"builtin\"} 1\n",
+            "cairn_agent_registry_reader{backend=\"proxy\"} 0\n",
+        ] {
+            assert!(text.contains(line), "{line} missing from {text}");
+        }
+        assert!(
+            read.render()
+                .contains("Registries: built-in client: skopeo not found: skopeo; tag and barrier scans: built-in client\n"),
+            "{}",
+            read.render()
         );
     }
 

@@ -163,6 +163,7 @@ impl Halting {
             motd_dir: None,
             arch: "x86_64".into(),
             client,
+            auth_file: None,
             check_interval: None,
             socket: None,
             own_unit: None,

@@ -261,6 +261,9 @@ fn options(args: &AgentArgs) -> anyhow::Result<Options> {
         client: args
             .registry
             .host_client_options(&OSTREE_AUTH_FILES.map(|path| args.root.join(path)))?,
+        auth_file: args
+            .registry
+            .host_auth_file(&OSTREE_AUTH_FILES.map(|path| args.root.join(path))),
         check_interval: args.check_interval_ms.map(Duration::from_millis),
         socket: (!args.once).then(|| args.state.socket.clone()),
         own_unit: cairn_agent::host::own_systemd_unit(),

@@ -262,12 +262,8 @@ impl RegistryArgs {
         &self,
         host_files: &[PathBuf],
     ) -> anyhow::Result<cairn_oci::ClientOptions> {
-        let credentials = match self
-            .authfile
-            .as_ref()
-            .or_else(|| host_files.iter().find(|path| path.exists()))
-        {
-            Some(path) => cairn_oci::auth::Credentials::from_file(path)?,
+        let credentials = match self.host_auth_file(host_files) {
+            Some(path) => cairn_oci::auth::Credentials::from_file(&path)?,
             None => cairn_oci::auth::Credentials::none(),
         };
         Ok(cairn_oci::ClientOptions {
@@ -275,6 +271,14 @@ impl RegistryArgs {
             insecure_registries: self.insecure_registries(),
             ..cairn_oci::ClientOptions::default()
         })
+    }
+
+    /// `--authfile`, else the first of `host_files` that exists.
+    #[cfg(feature = "agent")]
+    pub fn host_auth_file(&self, host_files: &[PathBuf]) -> Option<PathBuf> {
+        self.authfile
+            .clone()
+            .or_else(|| host_files.iter().find(|path| path.exists()).cloned())
     }
 
     /// The `--insecure-registry` hosts, then those of

@@ -218,11 +218,13 @@ async fn publish(args: &Args, store: &Store) -> anyhow::Result<()> {
         (None, false) => HaltListSetting::Keep,
     };
     let reads_registry = base.is_some() || args.halt_list.is_some();
-    let client = match (store, reads_registry) {
-        (Store::Registry { client, .. }, _) => client.clone(),
-        (Store::Layout(_), true) => args.registry.client()?,
+    // Guards rather than `Store::Layout` arms: with the agent in the build,
+    // cairn-oci also has a read-only `Store::Proxy`, which publishing never makes.
+    let client = match store {
+        Store::Registry { client, .. } => client.clone(),
+        _ if reads_registry => args.registry.client()?,
         // Nothing to fetch: a layout without a base graph needs no credentials.
-        (Store::Layout(_), false) => RegistryClient::new(cairn_oci::ClientOptions::default())?,
+        _ => RegistryClient::new(cairn_oci::ClientOptions::default())?,
     };
     let publication = Publication {
         options: Options {

@@ -318,3 +318,46 @@ async fn a_tag_following_host_reads_through_its_registries_conf_mirror() {
     );
     assert!(out.contains("Last error: none"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cairn_base_document_is_read_through_skopeo_while_the_scans_stay_built_in() {
+    let w = world(BaseKind::Document).await;
+    let repo = "acme/follow-proxy";
+    let digests = derive(
+        &w,
+        repo,
+        &[
+            ("p1", 0, Manifests, "2026-01-03", "p1"),
+            ("p2", 1, Index, "2026-01-17", "p2"),
+            ("p3", 2, Manifests, "2026-02-03", "p3 stable"),
+        ],
+    )
+    .await;
+    let h = host(
+        &w,
+        "follow-proxy",
+        repo,
+        (&digests[0], "p1"),
+        &tag_config(&w),
+    );
+    // No --insecure-registry: the root's registries.conf says how to reach
+    // the registry, for skopeo and the built-in client alike.
+    let conf = std::path::Path::new(&h.root).join("etc/containers");
+    std::fs::create_dir_all(&conf).expect("mkdir");
+    std::fs::write(
+        conf.join("registries.conf"),
+        format!(
+            "[[registry]]\nlocation = \"{}\"\ninsecure = true\n",
+            w.registry.host
+        ),
+    )
+    .expect("registries.conf");
+    let out = h.command(&["agent", "--once"]).ok();
+    assert!(out.contains("staged p2"), "the barrier image first: {out}");
+    assert_eq!(staged(&h).as_deref(), Some(digests[1].as_str()));
+    let status: Value =
+        serde_json::from_str(&ok(&["status", "--state-dir", &h.state, "--json"])).expect("JSON");
+    let reader = &status["registryReader"];
+    assert_eq!(reader["backend"], "proxy", "{status}");
+    assert_eq!(reader["scans"], "builtin", "{status}");
+}

@@ -1,0 +1,249 @@
+//! The agent reads registry artifacts through skopeo's image proxy, with
+//! the settings of the host (here: its test `--root`), and falls back to
+//! the built-in client when skopeo is not there; `cairn status` says which.
+
+mod common;
+use common::agent::AgentCommand;
+use common::fleet::{Published, fragment, published};
+use common::ok;
+use common::publish::Publish;
+
+use cairn_testkit::host::FakeHost;
+use cairn_testkit::{Auth, TestRegistry, write_release};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// A host booted on the newest release (so a trusted document means
+/// "up to date"), its root configured with `fragment` and `extra` keys
+/// of `[updates]`.
+fn host_at_newest(p: &Published, base: &Path, extra: &str) -> (FakeHost, PathBuf) {
+    let host = FakeHost::new(
+        &base.join("host"),
+        "1.17.0",
+        &format!("{}:stable", p.repo),
+        (&p.digests[2], "44.3"),
+        &[],
+        true,
+    );
+    let root = base.join("root");
+    std::fs::create_dir_all(root.join("etc/cairn/config.d")).expect("mkdir");
+    std::fs::write(
+        root.join("etc/cairn/config.d/50-site.toml"),
+        fragment(p, 0.5),
+    )
+    .expect("config");
+    std::fs::write(
+        root.join("etc/cairn/config.d/60-reader.toml"),
+        format!("[updates]\n{extra}"),
+    )
+    .expect("config");
+    (host, root)
+}
+
+/// `<root>/etc/containers/registries.conf` with `text`.
+fn registries_conf(root: &Path, text: &str) {
+    std::fs::create_dir_all(root.join("etc/containers")).expect("mkdir");
+    std::fs::write(root.join("etc/containers/registries.conf"), text).expect("registries.conf");
+}
+
+/// One `cairn agent --once` (no `--insecure-registry`: only the root's
+/// files say how to reach the registry), and the status it left.
+fn once(host: &FakeHost, root: &Path, state: &Path) -> (String, Value) {
+    let out = AgentCommand::new(&["agent", "--once"], host, root, state)
+        .output()
+        .stdout;
+    let status = ok(&[
+        "status",
+        "--json",
+        "--state-dir",
+        &state.display().to_string(),
+    ]);
+    (
+        String::from_utf8_lossy(&out).into_owned(),
+        serde_json::from_str(&status).expect("status JSON"),
+    )
+}
+
+fn insecure(host: &str) -> String {
+    format!("[[registry]]\nlocation = \"{host}\"\ninsecure = true\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_trusted_only_through_the_roots_certs_d_is_read_through_skopeo() {
+    let mut p = published().await;
+    let ca = p.registry.serve_tls().join("ca.crt");
+    let base = p.dir.path().join("tls");
+    let (host, root) = host_at_newest(&p, &base, "");
+    registries_conf(&root, "unqualified-search-registries = []\n");
+    let certs = root.join("etc/containers/certs.d").join(&p.registry.host);
+    std::fs::create_dir_all(&certs).expect("mkdir");
+    std::fs::copy(&ca, certs.join("ca.crt")).expect("ca.crt");
+
+    let (out, status) = once(&host, &root, &base.join("state"));
+    assert!(out.contains("State:      steady — up to date"), "{out}");
+    assert!(
+        out.contains("Registries: through skopeo (image proxy protocol"),
+        "{out}"
+    );
+    assert!(
+        out.contains("tag and barrier scans: built-in client"),
+        "{out}"
+    );
+    let reader = &status["registryReader"];
+    assert_eq!(reader["backend"], "proxy", "{status}");
+    assert_eq!(reader["scans"], "builtin", "{status}");
+    assert!(reader["skopeoProtocol"].as_str().is_some(), "{status}");
+    assert_eq!(reader["reason"], Value::Null, "{status}");
+
+    // The certs.d made the difference: the built-in client, which does
+    // not read it, cannot verify the registry's certificate.
+    let (host, root) = host_at_newest(&p, &base.join("builtin"), "registry_reader = \"builtin\"\n");
+    registries_conf(&root, "unqualified-search-registries = []\n");
+    let (out, status) = once(&host, &root, &base.join("builtin/state"));
+    assert_eq!(status["registryReader"]["backend"], "builtin", "{status}");
+    assert!(out.contains("certificate"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_registry_is_not_asked_and_the_agent_says_so() {
+    let p = published().await;
+    let base = p.dir.path().join("blocked");
+    let (host, root) = host_at_newest(&p, &base, "");
+    registries_conf(
+        &root,
+        &format!(
+            "[[registry]]\nlocation = \"{}\"\ninsecure = true\nblocked = true\n",
+            p.registry.host
+        ),
+    );
+    let before = p.registry.requests().len();
+    let (out, status) = once(&host, &root, &base.join("state"));
+    assert_eq!(status["registryReader"]["backend"], "proxy", "{status}");
+    let error = status["lastError"].as_str().unwrap_or_default();
+    assert!(error.contains("blocked"), "{status}");
+    assert!(error.contains("cairn-graph-stable"), "{status}");
+    assert!(out.contains("Last error:"), "{out}");
+    let asked: Vec<String> = p.registry.requests()[before..]
+        .iter()
+        .filter(|r| r.uri.starts_with("/v2/"))
+        .map(|r| format!("{} {}", r.method, r.uri))
+        .collect();
+    assert!(
+        asked.is_empty(),
+        "the blocked registry was asked: {asked:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_skopeo_the_built_in_client_reads_and_status_says_why() {
+    let p = published().await;
+    let base = p.dir.path().join("no-skopeo");
+    let missing = base.join("bin/skopeo");
+    let (host, root) = host_at_newest(&p, &base, &format!("skopeo = \"{}\"\n", missing.display()));
+    registries_conf(&root, &insecure(&p.registry.host));
+    let (out, status) = once(&host, &root, &base.join("state"));
+    assert!(out.contains("State:      steady — up to date"), "{out}");
+    let reader = &status["registryReader"];
+    assert_eq!(reader["backend"], "builtin", "{status}");
+    assert_eq!(reader["skopeoProtocol"], Value::Null, "{status}");
+    let reason = reader["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("skopeo not found"), "{status}");
+    assert!(reason.contains(&missing.display().to_string()), "{status}");
+    assert!(
+        out.contains("Registries: built-in client: skopeo not found"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_and_the_built_in_client_read_the_same_document() {
+    let p = published().await;
+    let mut statuses = Vec::new();
+    for (name, extra) in [
+        ("proxy", ""),
+        ("builtin", "registry_reader = \"builtin\"\n"),
+    ] {
+        let base = p.dir.path().join(name);
+        let (host, root) = host_at_newest(&p, &base, extra);
+        registries_conf(&root, &insecure(&p.registry.host));
+        let (out, status) = once(&host, &root, &base.join("state"));
+        assert!(out.contains("State:      steady — up to date"), "{out}");
+        assert_eq!(status["registryReader"]["backend"], name, "{status}");
+        statuses.push(status);
+    }
+    let builtin = statuses.pop().expect("two statuses");
+    let proxy = statuses.pop().expect("two statuses");
+    assert!(proxy["documentSequence"].as_u64().is_some(), "{proxy}");
+    for field in ["documentSequence", "source", "trustRoot", "state", "reason"] {
+        assert_eq!(proxy[field], builtin[field], "{field}");
+    }
+    assert_eq!(
+        builtin["registryReader"]["reason"],
+        "updates.registry_reader = \"builtin\""
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skopeo_reads_with_the_hosts_ostree_credentials_and_without_them_anonymously() {
+    use base64::Engine;
+    let registry = TestRegistry::start(Auth::Htpasswd).await;
+    let store = registry.store("acme/os");
+    let (_, written) =
+        write_release(&store, "44.1", "2026-01-01T00:00:00Z", &["44.1", "stable"]).await;
+    let digest = written[0].manifest.clone();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = |name: &str| dir.path().join(name).display().to_string();
+    let login = base64::engine::general_purpose::STANDARD.encode(format!(
+        "{}:{}",
+        cairn_testkit::registry::USER,
+        cairn_testkit::registry::PASSWORD
+    ));
+    let auth = format!(
+        r#"{{"auths":{{"{}":{{"auth":"{login}"}}}}}}"#,
+        registry.host
+    );
+    std::fs::write(d("auth.json"), &auth).expect("auth.json");
+    let repo = format!("{}/acme/os", registry.host);
+    ok(&["document", "keygen", "--output", &d("team")]);
+    Publish::signed(&repo, d("team.key"))
+        .insecure_registry(&registry.host)
+        .cache(d("cache.json"))
+        .args(["--authfile", &d("auth.json")])
+        .run();
+    let host = FakeHost::new(
+        &dir.path().join("host"),
+        "1.17.0",
+        &format!("{repo}:stable"),
+        (&digest, "44.1"),
+        &[],
+        true,
+    );
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("etc/cairn/config.d")).expect("mkdir");
+    std::fs::write(
+        root.join("etc/cairn/config.d/50-site.toml"),
+        format!(
+            "[updates]\nkeys = [\"{}\"]\n[identity]\nrollout_wariness = 0.5\n",
+            d("team.pub")
+        ),
+    )
+    .expect("config");
+    registries_conf(&root, &insecure(&registry.host));
+    // No ostree auth file: skopeo is told to send no credentials (never a
+    // user's auth.json), and the registry refuses.
+    let (out, status) = once(&host, &root, &dir.path().join("state"));
+    assert_eq!(status["registryReader"]["backend"], "proxy", "{status}");
+    assert!(out.contains("Last error: 127.0.0.1"), "{out}");
+    assert!(
+        status["lastError"]
+            .as_str()
+            .is_some_and(|e| e.contains("authentication required") || e.contains("unauthorized")),
+        "{status}"
+    );
+    std::fs::create_dir_all(root.join("etc/ostree")).expect("mkdir");
+    std::fs::write(root.join("etc/ostree/auth.json"), &auth).expect("auth.json");
+    let (out, status) = once(&host, &root, &dir.path().join("state"));
+    assert_eq!(status["registryReader"]["backend"], "proxy", "{status}");
+    assert!(out.contains("State:      steady — up to date"), "{out}");
+    assert!(out.contains("Last error: none"), "{out}");
+}
