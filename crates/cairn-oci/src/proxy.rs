@@ -89,6 +89,15 @@ pub struct ProxyConfig {
     pub tls_verify: bool,
     /// The longest any one call (open, manifest, blob, tag list) may take.
     pub timeout: Duration,
+    /// The longest skopeo lives: it is killed then, whatever it is doing.
+    /// The crate owns the process, so this bound (coreutils' `timeout`) is
+    /// what ends a skopeo stuck on a registry that never answers.
+    pub lifetime: Duration,
+    /// Let skopeo apply the host's `policy.json` (protocol 0.2.6 and newer
+    /// check it at every open). Off by default: Cairn verifies its own
+    /// artifacts with its own keys, and an image policy requiring sigstore
+    /// signatures would refuse them.
+    pub check_policy: bool,
 }
 
 impl Default for ProxyConfig {
@@ -101,6 +110,8 @@ impl Default for ProxyConfig {
             auth: ProxyAuth::Default,
             tls_verify: true,
             timeout: Duration::from_secs(60),
+            lifetime: Duration::from_secs(600),
+            check_policy: false,
         }
     }
 }
@@ -116,6 +127,9 @@ impl ProxyConfig {
         if let Some(path) = &self.policy {
             args.push("--policy".into());
             args.push(path.clone().into_os_string());
+        }
+        if !self.check_policy {
+            args.push("--insecure-policy".into());
         }
         args
     }
@@ -399,12 +413,25 @@ impl ProxyReader {
         let mut command = match find_binary(Path::new("setpriv")) {
             Ok(setpriv) => {
                 let mut command = std::process::Command::new(setpriv);
-                command.args(["--pdeathsig", "TERM", "--"]).arg(&skopeo);
+                command.args(["--pdeathsig", "TERM", "--"]);
                 command
             }
-            Err(_) => std::process::Command::new(&skopeo),
+            Err(_) => {
+                tracing::debug!("setpriv not found: skopeo runs without a parent-death signal");
+                std::process::Command::new("env")
+            }
         };
-        command.args(config.global_args());
+        // coreutils' timeout bounds skopeo's life (it forwards TERM too).
+        match find_binary(Path::new("timeout")) {
+            Ok(timeout) => {
+                command.arg(timeout).args([
+                    "--signal=KILL".to_string(),
+                    format!("{}s", config.lifetime.as_secs().max(1)),
+                ]);
+            }
+            Err(_) => tracing::debug!("timeout not found: skopeo's life is not bounded"),
+        }
+        command.arg(&skopeo).args(config.global_args());
         let mut proxy_config = ImageProxyConfig::default();
         proxy_config.skopeo_cmd = Some(command);
         match &config.auth {
@@ -900,11 +927,15 @@ impl ProxyReader {
         if let Some(stuck) = stuck {
             return Err(failed(format!("not shut down cleanly: {stuck}")));
         }
-        // On its own task: should the crate panic, that is an error here.
-        match tokio::spawn(self.proxy.finalize()).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(failed(e.to_string())),
-            Err(e) => Err(failed(format!("the proxy's shutdown failed: {e}"))),
+        // On its own task: should the crate panic, that is an error here;
+        // and bounded, since a skopeo that never exits must not hold the
+        // caller (its `lifetime` ends it).
+        let timeout = self.config.timeout;
+        match tokio::time::timeout(timeout, tokio::spawn(self.proxy.finalize())).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(failed(e.to_string())),
+            Ok(Err(e)) => Err(failed(format!("the proxy's shutdown failed: {e}"))),
+            Err(_) => Err(failed(format!("skopeo did not stop within {timeout:?}"))),
         }
     }
 }

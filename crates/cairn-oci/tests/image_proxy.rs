@@ -496,6 +496,57 @@ async fn a_call_that_times_out_is_unreachable_and_later_calls_fail_at_once() {
     assert_eq!(reader.call_count(), 2);
 }
 
+/// A skopeo stuck on a call is not waited for at the end of the pass, and
+/// its lifetime ends it: nothing is left running.
+#[tokio::test]
+async fn a_stuck_skopeo_is_not_waited_for_and_its_lifetime_ends_it() {
+    require_binary("python3", "python3");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pid_file = dir.path().join("pid");
+    let skopeo = fake_skopeo(
+        dir.path(),
+        &format!(
+            "#!/usr/bin/env python3\nimport json, os, socket, time\nopen({pid:?}, 'w').write(str(os.getpid()))\ns = socket.socket(fileno=0)\ns.recv(65536)\ns.send(json.dumps({{'success': True, 'error': '', 'pipeid': 0, 'value': '0.2.3'}}).encode())\ns.recv(65536)\ntime.sleep(1000)\n",
+            pid = pid_file.display().to_string()
+        ),
+    );
+    let config = ProxyConfig {
+        skopeo,
+        timeout: Duration::from_secs(2),
+        lifetime: Duration::from_secs(4),
+        ..ProxyConfig::default()
+    };
+    let reader = ProxyReader::start(config).await.expect("starts");
+    let pid = std::fs::read_to_string(&pid_file).expect("the stand-in's pid");
+    let alive = std::path::PathBuf::from(format!("/proc/{}", pid.trim()));
+    assert!(alive.exists(), "the stand-in runs");
+    let store = Store::proxy(
+        Arc::new(reader),
+        cairn_oci::Repository::parse("registry.example/acme/os").expect("repository"),
+    );
+    store.get_manifest(TAG).await.expect_err("no answer");
+    let Store::Proxy { reader, .. } = store else {
+        panic!("a proxy store");
+    };
+    let reader = Arc::try_unwrap(reader).expect("the one handle");
+    let started = std::time::Instant::now();
+    let error = reader.finish().await.expect_err("not a clean stop");
+    assert!(
+        error.to_string().contains("not shut down cleanly"),
+        "{error}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(1), "finish waited");
+    // The lifetime kills it; wait for that, with room for a loaded machine.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while alive.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stuck stand-in {pid} outlived its lifetime"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_registry_whose_ca_is_only_in_the_cert_dir_is_read_through_skopeo_alone() {
     let mut registry = TestRegistry::start(Auth::None).await;

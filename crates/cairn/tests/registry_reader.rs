@@ -155,6 +155,39 @@ async fn without_skopeo_the_built_in_client_reads_and_status_says_why() {
     );
 }
 
+/// A skopeo that is there but does not start does not hand the pass to
+/// the built-in client, which would ignore the host's settings (a blocked
+/// registry, its certs.d): the pass stops and says why, and the registry
+/// is not asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skopeo_that_fails_to_start_stops_the_pass_rather_than_fall_back() {
+    let p = published().await;
+    let base = p.dir.path().join("broken-skopeo");
+    std::fs::create_dir_all(base.join("bin")).expect("mkdir");
+    let broken = base.join("bin/skopeo");
+    std::fs::write(
+        &broken,
+        "#!/bin/sh\necho 'skopeo: broken install' >&2\nexit 1\n",
+    )
+    .expect("write");
+    std::fs::set_permissions(&broken, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let (host, root) = host_at_newest(&p, &base, &format!("skopeo = \"{}\"\n", broken.display()));
+    registries_conf(&root, &insecure(&p.registry.host));
+    let before = p.registry.requests().len();
+    let (out, status) = once(&host, &root, &base.join("state"));
+    let error = status["lastError"].as_str().unwrap_or_default();
+    assert!(error.contains("did not start"), "{status}");
+    assert!(error.contains(&broken.display().to_string()), "{status}");
+    assert!(!out.contains("up to date"), "{out}");
+    let asked: Vec<String> = p.registry.requests()[before..]
+        .iter()
+        .filter(|r| r.uri.starts_with("/v2/"))
+        .map(|r| format!("{} {}", r.method, r.uri))
+        .collect();
+    assert!(asked.is_empty(), "the registry was asked: {asked:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_proxy_and_the_built_in_client_read_the_same_document() {
     let p = published().await;

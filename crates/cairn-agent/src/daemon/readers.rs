@@ -7,7 +7,7 @@ use crate::config::{RegistryReader, Settings, Source};
 use crate::host::repository_of;
 use crate::status::{ReaderBackend, RegistryReaderStatus};
 use cairn_oci::Readers;
-use cairn_oci::proxy::{ProxyAuth, ProxyConfig, ProxyReader};
+use cairn_oci::proxy::{ProxyAuth, ProxyConfig, ProxyReader, ProxyUnavailable};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -34,16 +34,22 @@ fn tag_scans() -> String {
 }
 
 /// Start the proxy for this pass unless it is configured off, pointless for
-/// the source, or cannot start; the built-in client otherwise.
+/// the source, or skopeo is absent or too old; the built-in client then.
+/// A skopeo that is there but fails to start stops the pass instead: the
+/// built-in client would ignore what the host's settings say (a `blocked`
+/// registry, its certs.d).
 pub(super) async fn start(
     settings: &Settings,
     options: &Options,
     source: &Source,
     followed: &str,
     client: cairn_oci::RegistryClient,
-) -> PassReaders {
+) -> Result<PassReaders, ProxyUnavailable> {
     if settings.registry_reader == RegistryReader::Builtin {
-        return builtin(client, "updates.registry_reader = \"builtin\"".to_string());
+        return Ok(builtin(
+            client,
+            "updates.registry_reader = \"builtin\"".to_string(),
+        ));
     }
     let registry = match source {
         Source::Registry(None) => Some(repository_of(followed).to_string()),
@@ -61,48 +67,48 @@ pub(super) async fn start(
                         Some(reference.repository.to_string())
                     }
                     _ => {
-                        return builtin(client, tag_scans());
+                        return Ok(builtin(client, tag_scans()));
                     }
                 }
             }
-            _ => return builtin(client, tag_scans()),
+            _ => return Ok(builtin(client, tag_scans())),
         },
         Source::Fcos { .. } | Source::Cincinnati(_) => {
-            return builtin(
+            return Ok(builtin(
                 client,
                 format!("the source {source} reads no registry artifacts"),
-            );
+            ));
         }
     };
     // skopeo takes insecure registries from registries.conf only; its one
     // switch (`--tls-verify=false`) would drop TLS checks for every registry.
     if !options.client.insecure_registries.is_empty() {
-        return builtin(
+        return Ok(builtin(
             client,
             format!(
                 "--insecure-registry {} is given, which skopeo does not take (mark the registry `insecure = true` in registries.conf instead)",
                 options.client.insecure_registries.join(",")
             ),
-        );
+        ));
     }
     // `--registries-conf` replaces the host's registries.conf.d as well, and
     // skopeo has no flag for another drop-in directory.
     let drop_ins = options.root.join("etc/containers/registries.conf.d");
     if options.root != Path::new("/") && has_drop_ins(&drop_ins) {
-        return builtin(
+        return Ok(builtin(
             client,
             format!(
                 "{} cannot be handed to skopeo under a test root (--root {})",
                 drop_ins.display(),
                 options.root.display()
             ),
-        );
+        ));
     }
     let config = proxy_config(settings, options, registry.as_deref());
     match ProxyReader::start(config).await {
         Ok(reader) => {
             let protocol = reader.protocol_version().to_string();
-            PassReaders {
+            Ok(PassReaders {
                 readers: Readers::with_proxy(client, Some(Arc::new(reader))),
                 status: RegistryReaderStatus {
                     backend: ReaderBackend::Proxy,
@@ -110,12 +116,15 @@ pub(super) async fn start(
                     reason: None,
                     scans: ReaderBackend::Builtin,
                 },
-            }
+            })
         }
-        Err(unavailable) => {
+        Err(
+            unavailable @ (ProxyUnavailable::NotFound { .. } | ProxyUnavailable::TooOld { .. }),
+        ) => {
             tracing::warn!(error = %unavailable, kind = unavailable.kind(), "skopeo's image proxy is not available: the built-in client reads registries");
-            builtin(client, unavailable.to_string())
+            Ok(builtin(client, unavailable.to_string()))
         }
+        Err(failed) => Err(failed),
     }
 }
 
@@ -137,7 +146,6 @@ fn proxy_config(settings: &Settings, options: &Options, repository: Option<&str>
     ProxyConfig {
         skopeo: settings.skopeo.clone(),
         registries_conf: under_root("etc/containers/registries.conf").filter(|_| test_root),
-        policy: under_root("etc/containers/policy.json").filter(|_| test_root),
         // skopeo has no flag for a certs.d root, and `--cert-dir` serves
         // every registry: under a test root only, the document registry's
         // directory. On `/` containers/image looks up certs.d itself.
@@ -170,10 +178,16 @@ pub(super) async fn finish(readers: &mut Readers) {
         return;
     };
     // The pass's reads are done, so this is the last handle.
-    if let Ok(reader) = Arc::try_unwrap(proxy)
-        && let Err(e) = reader.finish().await
-    {
-        tracing::debug!(error = %e, "skopeo's image proxy did not stop cleanly");
+    match Arc::try_unwrap(proxy) {
+        Ok(reader) => {
+            if let Err(e) = reader.finish().await {
+                // Its `lifetime` still ends it.
+                tracing::warn!(error = %e, "skopeo's image proxy did not stop cleanly");
+            }
+        }
+        Err(_) => tracing::warn!(
+            "skopeo's image proxy is still in use at the end of the pass; it ends with its lifetime"
+        ),
     }
 }
 
@@ -229,7 +243,9 @@ mod tests {
             config.registries_conf,
             Some(containers.join("registries.conf"))
         );
-        assert_eq!(config.policy, Some(containers.join("policy.json")));
+        // Cairn checks its own signatures: the policy is never handed over.
+        assert_eq!(config.policy, None);
+        assert!(!config.check_policy);
         assert_eq!(config.cert_dir, Some(certs));
         assert_eq!(config.skopeo, PathBuf::from("skopeo"));
         // No registry known (a file or server source): no certificate directory.
