@@ -202,6 +202,18 @@ async fn the_proxy_and_the_built_in_client_read_the_same_document() {
         let (out, status) = once(&host, &root, &base.join("state"));
         assert!(out.contains("State:      steady — up to date"), "{out}");
         assert_eq!(status["registryReader"]["backend"], name, "{status}");
+        // A second, idle check: what it costs each way, for the record.
+        let before = p.registry.requests().len();
+        let started = std::time::Instant::now();
+        let (out, _) = once(&host, &root, &base.join("state"));
+        let took = started.elapsed();
+        assert!(out.contains("State:      steady — up to date"), "{out}");
+        let requests = p.registry.requests().len() - before;
+        assert!(requests > 0, "{name}: the idle check asked nothing");
+        eprintln!(
+            "idle check through the {name}: {requests} registry requests, {} ms for `cairn agent --once`",
+            took.as_millis()
+        );
         statuses.push(status);
     }
     let builtin = statuses.pop().expect("two statuses");
