@@ -3,12 +3,13 @@
 //! registry, and a host stand-in.
 
 mod common;
-use common::agent::{AgentCommand, Daemon, closed_window, wait_for_passes};
+use common::agent::{
+    AgentCommand, BehindLogin, Daemon, behind_login, closed_window, wait_for_passes,
+};
 use common::fleet::{
     Node, Published, agent_once, command, count_calls, fragment, history_words, node,
     node_with_lock, published, republish, status_json,
 };
-use common::publish::Publish;
 use common::{cairn, ok, wait_until};
 
 use cairn_testkit::host::FakeHost;
@@ -896,49 +897,14 @@ async fn a_lock_without_a_machine_id_stops_rather_than_share_an_id() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_reads_the_hosts_ostree_registry_credentials() {
-    use base64::Engine;
-    let registry = TestRegistry::start(Auth::Htpasswd).await;
-    let store = registry.store("acme/os");
-    let (_, written) =
-        write_release(&store, "44.1", "2026-01-01T00:00:00Z", &["44.1", "stable"]).await;
-    let digest = written[0].manifest.clone();
-    let dir = tempfile::tempdir().expect("temp dir");
+    let BehindLogin {
+        registry,
+        dir,
+        host,
+        root,
+        auth,
+    } = behind_login(true).await;
     let d = |name: &str| dir.path().join(name).display().to_string();
-    let login = base64::engine::general_purpose::STANDARD.encode(format!(
-        "{}:{}",
-        cairn_testkit::registry::USER,
-        cairn_testkit::registry::PASSWORD
-    ));
-    let auth = format!(
-        r#"{{"auths":{{"{}":{{"auth":"{login}"}}}}}}"#,
-        registry.host
-    );
-    std::fs::write(d("auth.json"), &auth).expect("auth.json");
-    let repo = format!("{}/acme/os", registry.host);
-    ok(&["document", "keygen", "--output", &d("team")]);
-    Publish::signed(&repo, d("team.key"))
-        .insecure_registry(&registry.host)
-        .cache(d("cache.json"))
-        .args(["--authfile", &d("auth.json")])
-        .run();
-    let host = FakeHost::new(
-        &dir.path().join("host"),
-        "1.17.0",
-        &format!("{repo}:stable"),
-        (&digest, "44.1"),
-        std::slice::from_ref(&registry.host),
-        true,
-    );
-    let root = dir.path().join("root");
-    std::fs::create_dir_all(root.join("etc/cairn/config.d")).expect("mkdir");
-    std::fs::write(
-        root.join("etc/cairn/config.d/50-site.toml"),
-        format!(
-            "[updates]\nkeys = [\"{}\"]\n[identity]\nrollout_wariness = 0.5\n",
-            d("team.pub")
-        ),
-    )
-    .expect("config");
     let once = || {
         AgentCommand::new(&["agent", "--once"], &host, &root, d("state"))
             .insecure_registry(&registry.host)

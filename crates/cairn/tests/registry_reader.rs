@@ -3,13 +3,11 @@
 //! the built-in client when skopeo is not there; `cairn status` says which.
 
 mod common;
-use common::agent::AgentCommand;
+use common::agent::{AgentCommand, BehindLogin, behind_login};
 use common::fleet::{Published, fragment, published};
 use common::ok;
-use common::publish::Publish;
 
 use cairn_testkit::host::FakeHost;
-use cairn_testkit::{Auth, TestRegistry, write_release};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -230,49 +228,13 @@ async fn the_proxy_and_the_built_in_client_read_the_same_document() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skopeo_reads_with_the_hosts_ostree_credentials_and_without_them_anonymously() {
-    use base64::Engine;
-    let registry = TestRegistry::start(Auth::Htpasswd).await;
-    let store = registry.store("acme/os");
-    let (_, written) =
-        write_release(&store, "44.1", "2026-01-01T00:00:00Z", &["44.1", "stable"]).await;
-    let digest = written[0].manifest.clone();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let d = |name: &str| dir.path().join(name).display().to_string();
-    let login = base64::engine::general_purpose::STANDARD.encode(format!(
-        "{}:{}",
-        cairn_testkit::registry::USER,
-        cairn_testkit::registry::PASSWORD
-    ));
-    let auth = format!(
-        r#"{{"auths":{{"{}":{{"auth":"{login}"}}}}}}"#,
-        registry.host
-    );
-    std::fs::write(d("auth.json"), &auth).expect("auth.json");
-    let repo = format!("{}/acme/os", registry.host);
-    ok(&["document", "keygen", "--output", &d("team")]);
-    Publish::signed(&repo, d("team.key"))
-        .insecure_registry(&registry.host)
-        .cache(d("cache.json"))
-        .args(["--authfile", &d("auth.json")])
-        .run();
-    let host = FakeHost::new(
-        &dir.path().join("host"),
-        "1.17.0",
-        &format!("{repo}:stable"),
-        (&digest, "44.1"),
-        &[],
-        true,
-    );
-    let root = dir.path().join("root");
-    std::fs::create_dir_all(root.join("etc/cairn/config.d")).expect("mkdir");
-    std::fs::write(
-        root.join("etc/cairn/config.d/50-site.toml"),
-        format!(
-            "[updates]\nkeys = [\"{}\"]\n[identity]\nrollout_wariness = 0.5\n",
-            d("team.pub")
-        ),
-    )
-    .expect("config");
+    let BehindLogin {
+        registry,
+        dir,
+        host,
+        root,
+        auth,
+    } = behind_login(false).await;
     registries_conf(&root, &insecure(&registry.host));
     // No ostree auth file: skopeo is told to send no credentials (never a
     // user's auth.json), and the registry refuses.

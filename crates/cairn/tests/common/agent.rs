@@ -226,3 +226,77 @@ pub fn closed_window() -> String {
 pub fn open_window() -> String {
     "[[strategy.window]]\ndays = [\"Mon\", \"Tue\", \"Wed\", \"Thu\", \"Fri\", \"Sat\", \"Sun\"]\nstart_time = \"00:00\"\nlength_minutes = 1440\n".to_string()
 }
+
+/// A signed stream behind a registry login (htpasswd), and a stand-in host
+/// on its one release whose agent is configured to trust the team key. The
+/// login is in `auth` (an `auth.json`), not yet anywhere the agent looks.
+pub struct BehindLogin {
+    pub registry: cairn_testkit::TestRegistry,
+    pub dir: tempfile::TempDir,
+    pub host: FakeHost,
+    /// The agent's `--root`, with its `config.d` written.
+    pub root: std::path::PathBuf,
+    /// The `auth.json` text that logs in to the registry.
+    pub auth: String,
+}
+
+/// [`BehindLogin`]; `bootc_insecure`: the stand-in bootc reaches the
+/// registry over plain HTTP itself (not needed when nothing is pulled).
+pub async fn behind_login(bootc_insecure: bool) -> BehindLogin {
+    use base64::Engine;
+    use cairn_testkit::{Auth, TestRegistry, write_release};
+    let registry = TestRegistry::start(Auth::Htpasswd).await;
+    let store = registry.store("acme/os");
+    let (_, written) =
+        write_release(&store, "44.1", "2026-01-01T00:00:00Z", &["44.1", "stable"]).await;
+    let digest = written[0].manifest.clone();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = |name: &str| dir.path().join(name).display().to_string();
+    let login = base64::engine::general_purpose::STANDARD.encode(format!(
+        "{}:{}",
+        cairn_testkit::registry::USER,
+        cairn_testkit::registry::PASSWORD
+    ));
+    let auth = format!(
+        r#"{{"auths":{{"{}":{{"auth":"{login}"}}}}}}"#,
+        registry.host
+    );
+    std::fs::write(d("auth.json"), &auth).expect("auth.json");
+    let repo = format!("{}/acme/os", registry.host);
+    super::ok(&["document", "keygen", "--output", &d("team")]);
+    super::publish::Publish::signed(&repo, d("team.key"))
+        .insecure_registry(&registry.host)
+        .cache(d("cache.json"))
+        .args(["--authfile", &d("auth.json")])
+        .run();
+    let insecure = if bootc_insecure {
+        vec![registry.host.clone()]
+    } else {
+        Vec::new()
+    };
+    let host = FakeHost::new(
+        &dir.path().join("host"),
+        "1.17.0",
+        &format!("{repo}:stable"),
+        (&digest, "44.1"),
+        &insecure,
+        true,
+    );
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("etc/cairn/config.d")).expect("mkdir");
+    std::fs::write(
+        root.join("etc/cairn/config.d/50-site.toml"),
+        format!(
+            "[updates]\nkeys = [\"{}\"]\n[identity]\nrollout_wariness = 0.5\n",
+            d("team.pub")
+        ),
+    )
+    .expect("config");
+    BehindLogin {
+        registry,
+        dir,
+        host,
+        root,
+        auth,
+    }
+}
