@@ -8,23 +8,10 @@ use cairn_oci::trust::{Role, RoleKeys};
 use cairn_oci::{Store, layout::Layout};
 use cairn_testkit::{Auth, TestRegistry, skopeo};
 use jiff::{SignedDuration, Timestamp};
-use std::path::PathBuf;
 use std::time::Duration;
 
 const TAG: &str = "cairn-graph-stable";
 const SETTLE: Duration = Duration::from_millis(300);
-
-fn example(hours_valid: i64) -> GraphDocument {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/stable.json");
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut document = GraphDocument::from_json(&bytes)
-        .expect("example parses")
-        .document;
-    let now = Timestamp::now();
-    document.issued = now - SignedDuration::from_hours(1);
-    document.expires = now + SignedDuration::from_hours(hours_valid);
-    document
-}
 
 /// The graph role of any one of `keys` (none: no key configured).
 fn graph_role(keys: &[VerifyingKey]) -> Option<RoleKeys> {
@@ -73,7 +60,7 @@ async fn publish_read_and_verify_with_every_kind_of_auth() {
         let registry = TestRegistry::start(auth).await;
         let store = registry.store("acme/os");
         let key = SigningKey::generate();
-        let published = publish(&store, example(24), Some(&key)).await;
+        let published = publish(&store, cairn_testkit::example_document(24), Some(&key)).await;
         let fetched = document::fetch(&store, TAG).await.expect("fetch");
         assert_eq!(
             fetched.manifest_digest.as_deref(),
@@ -91,7 +78,7 @@ async fn publish_read_and_verify_with_every_kind_of_auth() {
             .expect("resolve");
         assert!(signature.is_some(), "{auth:?}");
         // A second publication gets a higher sequence.
-        let second = publish(&store, example(24), Some(&key)).await;
+        let second = publish(&store, cairn_testkit::example_document(24), Some(&key)).await;
         assert!(second.sequence > published.sequence);
     }
 }
@@ -116,7 +103,7 @@ async fn tampered_unsigned_wrong_key_expired_and_replayed_documents_are_rejected
     let store = registry.store("acme/os");
     let key = SigningKey::generate();
     let keys = [key.verifying_key()];
-    let original = publish(&store, example(24), Some(&key)).await;
+    let original = publish(&store, cairn_testkit::example_document(24), Some(&key)).await;
     let original_fetch = document::fetch(&store, TAG).await.expect("fetch");
 
     // Wrong key.
@@ -127,7 +114,7 @@ async fn tampered_unsigned_wrong_key_expired_and_replayed_documents_are_rejected
     assert_eq!(err.kind(), "bad_signature");
 
     // Tampered: another document under the tag, with the old signature copied over.
-    let mut forged = example(24);
+    let mut forged = cairn_testkit::example_document(24);
     forged.releases[5].rollout = None;
     let forged = publish(&store, forged, None).await;
     let old_signature = store
@@ -176,7 +163,7 @@ async fn tampered_unsigned_wrong_key_expired_and_replayed_documents_are_rejected
     fetched.verify("t", &lenient).expect("explicitly allowed");
 
     // Expired.
-    let mut stale = example(24);
+    let mut stale = cairn_testkit::example_document(24);
     stale.issued = Timestamp::now() - SignedDuration::from_hours(48);
     stale.expires = Timestamp::now() - SignedDuration::from_hours(1);
     publish(&store, stale, Some(&key)).await;
@@ -222,7 +209,7 @@ async fn concurrent_publishers_leave_one_complete_document_and_losers_know() {
         let store = registry.store("acme/os");
         let key = key.clone();
         tasks.push(tokio::spawn(async move {
-            let mut doc = example(24);
+            let mut doc = cairn_testkit::example_document(24);
             doc.releases[5].version = format!("43.20251110.{writer}");
             let result = document::publish(&store, doc, &options("acme/os", Some(&key))).await;
             (writer, result)
@@ -260,11 +247,15 @@ async fn a_registry_outage_fails_cleanly_and_leaves_the_tag_alone() {
     let mut registry = TestRegistry::start(Auth::None).await;
     let store = registry.store("acme/os");
     let key = SigningKey::generate();
-    let first = publish(&store, example(24), Some(&key)).await;
+    let first = publish(&store, cairn_testkit::example_document(24), Some(&key)).await;
     registry.stop();
-    let err = document::publish(&store, example(24), &options("acme/os", Some(&key)))
-        .await
-        .expect_err("registry down");
+    let err = document::publish(
+        &store,
+        cairn_testkit::example_document(24),
+        &options("acme/os", Some(&key)),
+    )
+    .await
+    .expect_err("registry down");
     assert_eq!(err.kind(), "transport", "{err}");
     assert!(
         err.to_string().contains(&registry.host),
@@ -285,7 +276,12 @@ async fn mirrored_with_skopeo_sync_and_still_verifiable() {
     let source = TestRegistry::start(Auth::Htpasswd).await;
     let mirror = TestRegistry::start(Auth::None).await;
     let key = SigningKey::generate();
-    publish(&source.store("acme/os"), example(24), Some(&key)).await;
+    publish(
+        &source.store("acme/os"),
+        cairn_testkit::example_document(24),
+        Some(&key),
+    )
+    .await;
     let creds = source.skopeo_creds().expect("credentials");
     skopeo(&[
         "sync",
@@ -314,7 +310,7 @@ async fn oci_layout_round_trip() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Store::Layout(Layout::open_or_create(dir.path()).expect("layout"));
     let key = SigningKey::generate();
-    let published = publish(&store, example(24), Some(&key)).await;
+    let published = publish(&store, cairn_testkit::example_document(24), Some(&key)).await;
     let fetched = document::fetch(&store, TAG).await.expect("fetch");
     assert_eq!(fetched.document, published.document);
     fetched
@@ -327,7 +323,7 @@ async fn a_layout_written_by_skopeo_is_read() {
     let registry = TestRegistry::start(Auth::None).await;
     let store = registry.store("acme/os");
     let key = SigningKey::generate();
-    let published = publish(&store, example(24), Some(&key)).await;
+    let published = publish(&store, cairn_testkit::example_document(24), Some(&key)).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let layout = dir.path().display().to_string();
     let sig = signature_tag(&published.manifest_digest);
@@ -358,7 +354,7 @@ async fn a_signed_document_of_another_stream_is_refused() {
     let registry = TestRegistry::start(Auth::None).await;
     let store = registry.store("acme/os");
     let key = SigningKey::generate();
-    let mut testing = example(24);
+    let mut testing = cairn_testkit::example_document(24);
     testing.stream = "testing".into();
     // Someone who can push but not sign retags the testing document as stable.
     publish(&store, testing, Some(&key)).await;
@@ -373,19 +369,19 @@ async fn a_signed_document_of_another_stream_is_refused() {
 async fn a_publication_that_landed_since_the_read_is_a_conflict() {
     let registry = TestRegistry::start(Auth::None).await;
     let store = registry.store("acme/os");
-    let first = publish(&store, example(24), None).await;
+    let first = publish(&store, cairn_testkit::example_document(24), None).await;
     // Built on `first`, but someone else published meanwhile.
-    publish(&store, example(24), None).await;
+    publish(&store, cairn_testkit::example_document(24), None).await;
     let mut stale = options("acme/os", None);
     stale.expected = Some(Some(first.manifest_digest.clone()));
-    let err = document::publish(&store, example(24), &stale)
+    let err = document::publish(&store, cairn_testkit::example_document(24), &stale)
         .await
         .expect_err("conflict");
     assert_eq!(err.kind(), "conflict", "{err}");
     // Built on nothing while something is there: also a conflict.
     stale.expected = Some(None);
     assert_eq!(
-        document::publish(&store, example(24), &stale)
+        document::publish(&store, cairn_testkit::example_document(24), &stale)
             .await
             .expect_err("conflict")
             .kind(),
@@ -614,7 +610,7 @@ mod halt_lists {
         )
         .await
         .expect("halt");
-        publish(&store, example(24), None).await;
+        publish(&store, cairn_testkit::example_document(24), None).await;
         skopeo(&[
             "sync",
             "--src",
@@ -789,7 +785,7 @@ mod several_signatures {
             settle: SETTLE,
             expected: None,
         };
-        document::publish(store, example(24), &options)
+        document::publish(store, cairn_testkit::example_document(24), &options)
             .await
             .unwrap_or_else(|e| panic!("publishing to {}: {e}", store.describe()))
     }
@@ -1090,7 +1086,7 @@ mod several_signatures {
     fn a_signature_file_with_two_lines_meets_threshold_two() {
         let first = SigningKey::generate();
         let second = SigningKey::generate();
-        let bytes = bytes::Bytes::from(example(24).to_json_pretty());
+        let bytes = bytes::Bytes::from(cairn_testkit::example_document(24).to_json_pretty());
         let lines = format!("{}\n\n{}\n", first.sign(&bytes), second.sign(&bytes));
         let fetched = document::from_bytes(bytes.clone(), Some(lines), "doc.json").expect("parses");
         assert_eq!(fetched.signatures.len(), 2);

@@ -3,7 +3,6 @@
 //! client.
 
 use bytes::Bytes;
-use cairn_graph::GraphDocument;
 use cairn_graph::halts::TrippedBy;
 use cairn_oci::document::{self, TrustPolicy};
 use cairn_oci::proxy::{ProtocolVersion, ProxyAuth, ProxyConfig, ProxyReader, ProxyUnavailable};
@@ -14,7 +13,7 @@ use cairn_oci::{halts, roots};
 use cairn_testkit::registry::require_binary;
 use cairn_testkit::roots::signed_root;
 use cairn_testkit::{Auth, TestRegistry};
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -98,18 +97,6 @@ async fn reader(registries_conf: PathBuf) -> Arc<ProxyReader> {
     )
 }
 
-fn example(hours_valid: i64) -> GraphDocument {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/stable.json");
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut document = GraphDocument::from_json(&bytes)
-        .expect("example parses")
-        .document;
-    let now = Timestamp::now();
-    document.issued = now - SignedDuration::from_hours(1);
-    document.expires = now + SignedDuration::from_hours(hours_valid);
-    document
-}
-
 async fn publish(store: &Store, key: &SigningKey) -> document::Published {
     let identity = store.describe();
     let options = document::PublishOptions {
@@ -120,7 +107,7 @@ async fn publish(store: &Store, key: &SigningKey) -> document::Published {
         settle: Duration::from_millis(300),
         expected: None,
     };
-    document::publish(store, example(24), &options)
+    document::publish(store, cairn_testkit::example_document(24), &options)
         .await
         .unwrap_or_else(|e| panic!("publishing to {identity}: {e}"))
 }

@@ -43,3 +43,19 @@ pub fn skopeo(args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
+
+/// The shipped example document (`docs/examples/stable.json`), issued an
+/// hour ago and expiring `hours_valid` hours from now, for tests that sign
+/// and publish a fresh one.
+pub fn example_document(hours_valid: i64) -> cairn_graph::GraphDocument {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/stable.json");
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut document = cairn_graph::GraphDocument::from_json(&bytes)
+        .expect("the example parses")
+        .document;
+    let now = jiff::Timestamp::now();
+    document.issued = now - jiff::SignedDuration::from_hours(1);
+    document.expires = now + jiff::SignedDuration::from_hours(hours_valid);
+    document
+}
