@@ -142,16 +142,15 @@ pub async fn tag_document(
     .await
 }
 
-/// [`tag_document`], reading a Cairn base document with `readers` (through
-/// the image proxy when it has one). The tag and barrier scans stay on the
-/// built-in client: the proxy resolves a multi-arch index to one image and
-/// lists no tags through a mirror.
+/// [`tag_document`], reading with `readers`: through the image proxy when
+/// it has one, which reads each image as the host's pull would (an index as
+/// the host platform's image) and lists tags at each mirror place in turn,
+/// since `skopeo list-tags` asks only the repository it names.
 pub async fn tag_document_in(
     settings: &Settings,
     follow: &Follow<'_>,
     readers: &cairn_oci::Readers,
 ) -> Result<(GraphDocument, String), FollowError> {
-    let client = &readers.client;
     let reference = ImageRef::parse(follow.followed).map_err(|error| FollowError::Reference {
         what: follow.followed.to_string(),
         error,
@@ -173,7 +172,7 @@ pub async fn tag_document_in(
             what: place.clone(),
             error,
         })?;
-        let store = Store::registry(client.clone(), repository);
+        let store = scan_store(readers, repository);
         match store.resolve(&tag).await {
             Ok(Some(head)) => {
                 found = Some((store, head));
@@ -193,10 +192,17 @@ pub async fn tag_document_in(
         return Err(FollowError::Tag(GraphUnavailable::all_failed(failures)));
     };
     let cache_path = follow.state_dir.join(CACHE_FILE);
+    // Per backend: the built-in client reads an index's digest as the index,
+    // skopeo as one platform's image.
+    let cache_key = scan_cache_key(readers, &repository);
     let mut cache: ScanCache = std::fs::read(&cache_path)
         .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or_default();
+        .and_then(|bytes| serde_json::from_slice::<ScanCache>(&bytes).ok())
+        .filter(|cache| cache.store == cache_key)
+        .unwrap_or_else(|| ScanCache {
+            store: cache_key,
+            ..ScanCache::default()
+        });
     let options = ScanOptions {
         mutable_tags: vec![tag.clone()],
         ..ScanOptions::for_stream(follow.stream)
@@ -287,6 +293,24 @@ pub async fn tag_document_in(
         document,
         format!("tag {} (base graph {})", follow.followed, base.source),
     ))
+}
+
+/// The store the scans read `repository` through: skopeo's image proxy as
+/// the host's pulls see it, when the pass has one.
+fn scan_store(readers: &cairn_oci::Readers, repository: Repository) -> Store {
+    match &readers.proxy {
+        Some(proxy) => Store::proxy_as_host_pulls(proxy.clone(), repository),
+        None => Store::registry(readers.client.clone(), repository),
+    }
+}
+
+/// What the scan cache of `repository` is kept for: the backend matters, as
+/// the two read an index differently.
+fn scan_cache_key(readers: &cairn_oci::Readers, repository: &str) -> String {
+    match &readers.proxy {
+        Some(_) => format!("{repository} through skopeo"),
+        None => repository.to_string(),
+    }
 }
 
 /// Read one image as a candidate; `what` names it in errors.

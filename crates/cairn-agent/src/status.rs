@@ -321,8 +321,8 @@ pub struct RegistryReaderStatus {
     /// Why the built-in client read instead of the proxy.
     #[serde(default)]
     pub reason: Option<String>,
-    /// What read the tag and barrier scans and asked a mirror's repository
-    /// for its next trust root: always the built-in client for now.
+    /// What read the tag and barrier scans (`updates.source = "tag"`): the
+    /// proxy when it read, else the built-in client.
     pub scans: ReaderBackend,
 }
 

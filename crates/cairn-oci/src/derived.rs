@@ -20,10 +20,14 @@ pub fn sibling_store(store: &Store, repository: &str) -> Option<Store> {
             .ok()
             .map(|repository| Store::registry(client.clone(), repository)),
         Store::Layout(layout) => Some(Store::Layout(layout.clone())),
-        // skopeo resolves an index to one platform's image, and base digests
-        // are expanded through index children: not through the proxy.
         #[cfg(feature = "image-proxy")]
-        Store::Proxy { .. } => None,
+        Store::Proxy { reader, view, .. } => crate::reference::Repository::parse(repository)
+            .ok()
+            .map(|repository| Store::Proxy {
+                reader: reader.clone(),
+                repository,
+                view: *view,
+            }),
     }
 }
 
@@ -90,9 +94,14 @@ pub async fn expand_base_digests(
     expanded
 }
 
-/// The manifests an index lists; empty for a plain manifest.
+/// The manifests an index lists; empty for a plain manifest. Read through
+/// skopeo an index is only the host platform's manifest, which skopeo hands
+/// back in its place.
 async fn index_children(store: &Store, digest: &str) -> Result<Vec<String>> {
     let fetched = store.get_manifest(digest).await?;
+    if fetched.digest != digest {
+        return Ok(vec![fetched.digest]);
+    }
     let media_type = media_type(&fetched.media_type, &fetched.bytes);
     if media_type != OCI_INDEX && media_type != DOCKER_LIST {
         return Ok(Vec::new());

@@ -694,6 +694,35 @@ impl ProxyReader {
         })
     }
 
+    /// The image manifest `reference` gives this host, the way bootc's
+    /// pull sees it: an index (by tag or by digest) resolved to the host's
+    /// platform, and a Docker manifest converted to OCI. The digest is
+    /// skopeo's, of the registry's bytes of that image, so it can differ
+    /// from a digest asked for (an index's) and need not be the digest of
+    /// the bytes (a converted manifest). For reading labels and layers,
+    /// never for checking a signature over the bytes.
+    pub async fn get_manifest_as_host_pulls(
+        &self,
+        repository: &Repository,
+        reference: &str,
+    ) -> Result<FetchedManifest> {
+        let target = docker_reference(repository, reference)?;
+        let Some(image) = self.open(repository, &target).await? else {
+            return Err(OciError::NotFound(target));
+        };
+        let (digest, bytes) = self.raw_manifest(&target, &image).await?;
+        let declared = crate::manifest::declared_media_type(&bytes);
+        Ok(FetchedManifest {
+            media_type: if declared.is_empty() {
+                OCI_MANIFEST.to_string()
+            } else {
+                declared
+            },
+            bytes,
+            digest,
+        })
+    }
+
     /// The manifest a tag or digest points at, `None` when there is none.
     /// Only its digest is vouched for: skopeo's, of the registry's bytes
     /// (the size and media type are of what skopeo hands over, converted to

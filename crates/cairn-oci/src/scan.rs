@@ -439,7 +439,9 @@ async fn read_image(store: &Store, digest: &str) -> Result<BTreeMap<String, Arch
             images.insert(arch.clone(), image);
         }
     } else {
-        let image = read_manifest_bytes(store, digest, &fetched.bytes).await?;
+        // Through skopeo an index's digest gives the host platform's
+        // manifest, under its own digest.
+        let image = read_manifest_bytes(store, &fetched.digest, &fetched.bytes).await?;
         let arch = image.1;
         images.insert(basearch(&arch), image.0);
     }
@@ -459,7 +461,9 @@ async fn read_manifest_bytes(
 ) -> Result<(ArchImage, String)> {
     let manifest: ImageManifest = crate::manifest::parse(bytes, &format!("manifest {digest}"))?;
     let config_digest = manifest.config().digest().to_string();
-    let config_bytes = store.get_blob(&config_digest, MAX_CONFIG_BYTES).await?;
+    let config_bytes = store
+        .get_blob_sized(&config_digest, manifest.config().size(), MAX_CONFIG_BYTES)
+        .await?;
     let config: ImageConfiguration = crate::manifest::parse(
         &config_bytes,
         &format!("config {config_digest} of {digest}"),

@@ -26,7 +26,22 @@ pub enum Store {
         reader: std::sync::Arc<crate::proxy::ProxyReader>,
         /// The repository.
         repository: Repository,
+        /// How manifests are read.
+        view: ProxyView,
     },
+}
+
+/// How a [`Store::Proxy`] reads manifests.
+#[cfg(feature = "image-proxy")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyView {
+    /// Exactly the manifest asked for, its bytes checked against its
+    /// digest: for documents, signatures, halt lists and roots.
+    Exact,
+    /// The image the host would pull
+    /// ([`ProxyReader::get_manifest_as_host_pulls`](crate::proxy::ProxyReader::get_manifest_as_host_pulls)):
+    /// for the tag and barrier scans, which read labels and layers.
+    AsHostPulls,
 }
 
 /// The error of a write to a store that only reads.
@@ -50,7 +65,25 @@ impl Store {
         reader: std::sync::Arc<crate::proxy::ProxyReader>,
         repository: Repository,
     ) -> Self {
-        Store::Proxy { reader, repository }
+        Store::Proxy {
+            reader,
+            repository,
+            view: ProxyView::Exact,
+        }
+    }
+
+    /// A repository read through skopeo's image proxy as the host's pulls
+    /// see it: one platform of an index, Docker manifests converted.
+    #[cfg(feature = "image-proxy")]
+    pub fn proxy_as_host_pulls(
+        reader: std::sync::Arc<crate::proxy::ProxyReader>,
+        repository: Repository,
+    ) -> Self {
+        Store::Proxy {
+            reader,
+            repository,
+            view: ProxyView::AsHostPulls,
+        }
     }
 
     /// How to name this store to people (`registry/repo` or `oci:DIR`).
@@ -69,7 +102,9 @@ impl Store {
             Store::Registry { client, repository } => client.list_tags(repository).await,
             Store::Layout(layout) => layout.list_tags(),
             #[cfg(feature = "image-proxy")]
-            Store::Proxy { reader, repository } => reader.list_tags(repository).await,
+            Store::Proxy {
+                reader, repository, ..
+            } => reader.list_tags(repository).await,
         }
     }
 
@@ -81,7 +116,9 @@ impl Store {
             }
             Store::Layout(layout) => layout.resolve(reference),
             #[cfg(feature = "image-proxy")]
-            Store::Proxy { reader, repository } => reader.resolve(repository, reference).await,
+            Store::Proxy {
+                reader, repository, ..
+            } => reader.resolve(repository, reference).await,
         }
     }
 
@@ -93,7 +130,21 @@ impl Store {
             }
             Store::Layout(layout) => layout.get_manifest(reference),
             #[cfg(feature = "image-proxy")]
-            Store::Proxy { reader, repository } => reader.get_manifest(repository, reference).await,
+            Store::Proxy {
+                reader,
+                repository,
+                view: ProxyView::Exact,
+            } => reader.get_manifest(repository, reference).await,
+            #[cfg(feature = "image-proxy")]
+            Store::Proxy {
+                reader,
+                repository,
+                view: ProxyView::AsHostPulls,
+            } => {
+                reader
+                    .get_manifest_as_host_pulls(repository, reference)
+                    .await
+            }
         }
     }
 
@@ -119,9 +170,9 @@ impl Store {
     pub async fn get_blob_sized(&self, digest: &str, size: u64, limit: usize) -> Result<Bytes> {
         match self {
             #[cfg(feature = "image-proxy")]
-            Store::Proxy { reader, repository } => {
-                reader.get_blob(repository, digest, size, limit).await
-            }
+            Store::Proxy {
+                reader, repository, ..
+            } => reader.get_blob(repository, digest, size, limit).await,
             _ => {
                 let data = self.get_blob(digest, limit).await?;
                 // Every backend holds the descriptor to its size alike.

@@ -636,3 +636,82 @@ async fn a_halt_list_reads_the_same_through_skopeo() {
     );
     assert_eq!(through_proxy.signatures.len(), 1);
 }
+
+/// Single-architecture releases read alike; a multi-architecture release
+/// reads as the host's platform alone, the image bootc would pull here.
+#[tokio::test]
+async fn a_tag_scan_reads_the_same_through_skopeo_as_the_built_in_client_for_the_host_platform() {
+    use cairn_oci::scan::{ScanCache, ScanOptions, scan};
+    use cairn_testkit::images::{ImageSpec, write_image, write_release};
+    let registry = TestRegistry::start(Auth::None).await;
+    let direct = registry.store("acme/os");
+    for (version, created) in [
+        ("41.1", "2026-01-03T00:00:00Z"),
+        ("41.2", "2026-01-10T00:00:00Z"),
+    ] {
+        let spec = ImageSpec::bootable("amd64", version, "stable", created);
+        write_image(&direct, &spec, Some(version)).await;
+    }
+    let (index, children) =
+        write_release(&direct, "41.3", "2026-01-17T00:00:00Z", &["41.3", "stable"]).await;
+    // Something that is not a release: skipped alike.
+    publish(&direct, &SigningKey::generate()).await;
+
+    let reader = reader(registries_conf(
+        registry.scratch(),
+        &insecure(&registry.host),
+    ))
+    .await;
+    let proxied = Store::proxy_as_host_pulls(reader.clone(), registry.repository("acme/os"));
+    let options = ScanOptions::for_stream("stable");
+    let no_progress = |_: u64, _: u64| {};
+    let built_in = scan(&direct, &options, &mut ScanCache::default(), &no_progress)
+        .await
+        .expect("built-in scan");
+    let through_skopeo = scan(&proxied, &options, &mut ScanCache::default(), &no_progress)
+        .await
+        .expect("scan through skopeo");
+    assert!(reader.call_count() > 0, "skopeo answered the scan");
+
+    let versions = |report: &cairn_oci::scan::ScanReport| {
+        let mut v: Vec<String> = report
+            .candidates
+            .iter()
+            .map(|c| c.version.clone())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(versions(&built_in), ["41.1", "41.2", "41.3"]);
+    assert_eq!(versions(&through_skopeo), versions(&built_in));
+    assert_eq!(
+        through_skopeo.skipped.len(),
+        built_in.skipped.len(),
+        "{:?} / {:?}",
+        through_skopeo.skipped,
+        built_in.skipped
+    );
+    for candidate in &built_in.candidates {
+        let other = through_skopeo
+            .candidates
+            .iter()
+            .find(|c| c.version == candidate.version)
+            .expect("the same release");
+        if candidate.source_digest == index {
+            // skopeo reads the index as this machine's platform: that
+            // child alone, with the same labels.
+            let (arch, child) = match std::env::consts::ARCH {
+                "aarch64" => ("aarch64", &children[1]),
+                _ => ("x86_64", &children[0]),
+            };
+            assert_eq!(other.source_digest, child.manifest);
+            assert_eq!(candidate.architectures.len(), 2);
+            assert_eq!(other.architectures.keys().collect::<Vec<_>>(), [arch]);
+            assert_eq!(other.architectures[arch], candidate.architectures[arch]);
+            assert_eq!(other.created, candidate.created);
+            assert_eq!(other.tags, candidate.tags);
+        } else {
+            assert_eq!(other, candidate);
+        }
+    }
+}

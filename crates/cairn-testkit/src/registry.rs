@@ -55,6 +55,9 @@ pub struct Logged {
     /// The response status; 401 for a request refused before it reached a
     /// handler (the registry logs no status for those).
     pub status: u16,
+    /// The client's `User-Agent` (skopeo's names containers/image); empty
+    /// when the registry logged none.
+    pub user_agent: String,
 }
 
 impl Logged {
@@ -132,6 +135,9 @@ fn logged_request(line: &str) -> Option<Logged> {
         method: field("http.request.method")?.to_string(),
         uri: field("http.request.uri")?.to_string(),
         status,
+        user_agent: field("http.request.useragent")
+            .unwrap_or_default()
+            .to_string(),
     })
 }
 

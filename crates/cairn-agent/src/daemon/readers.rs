@@ -29,10 +29,6 @@ fn builtin(client: cairn_oci::RegistryClient, reason: String) -> PassReaders {
     }
 }
 
-fn tag_scans() -> String {
-    "updates.source = \"tag\" with no Cairn base document in a registry: tag and barrier scans are the built-in client's".to_string()
-}
-
 /// Start the proxy for this pass unless it is configured off, pointless for
 /// the source, or skopeo is absent or too old; the built-in client then.
 /// A skopeo that is there but fails to start stops the pass instead: the
@@ -58,21 +54,9 @@ pub(super) async fn start(
             _ => None,
         },
         Source::File(_) | Source::Server(_) => None,
-        // Only a Cairn base document in a registry is read through the
-        // proxy; the tag and barrier scans are the built-in client's.
-        Source::Tag => match &settings.base_source {
-            Some(cairn_oci::sources::BaseSource::Document(text)) => {
-                match cairn_oci::Location::parse(text) {
-                    Ok(cairn_oci::Location::Registry(reference)) => {
-                        Some(reference.repository.to_string())
-                    }
-                    _ => {
-                        return Ok(builtin(client, tag_scans()));
-                    }
-                }
-            }
-            _ => return Ok(builtin(client, tag_scans())),
-        },
+        // The tag and barrier scans, and a Cairn base document in a
+        // registry; under a test root the followed registry's certs.d.
+        Source::Tag => Some(repository_of(followed).to_string()),
         Source::Fcos { .. } | Source::Cincinnati(_) => {
             return Ok(builtin(
                 client,
@@ -114,7 +98,11 @@ pub(super) async fn start(
                     backend: ReaderBackend::Proxy,
                     skopeo_protocol: Some(protocol),
                     reason: None,
-                    scans: ReaderBackend::Builtin,
+                    scans: if matches!(source, Source::Tag) {
+                        ReaderBackend::Proxy
+                    } else {
+                        ReaderBackend::Builtin
+                    },
                 },
             })
         }

@@ -320,7 +320,7 @@ async fn a_tag_following_host_reads_through_its_registries_conf_mirror() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cairn_base_document_is_read_through_skopeo_while_the_scans_stay_built_in() {
+async fn the_scans_and_a_cairn_base_document_are_read_through_skopeo() {
     let w = world(BaseKind::Document).await;
     let repo = "acme/follow-proxy";
     let digests = derive(
@@ -352,6 +352,7 @@ async fn a_cairn_base_document_is_read_through_skopeo_while_the_scans_stay_built
         ),
     )
     .expect("registries.conf");
+    let before = w.registry.requests().len();
     let out = h.command(&["agent", "--once"]).ok();
     assert!(out.contains("staged p2"), "the barrier image first: {out}");
     assert_eq!(staged(&h).as_deref(), Some(digests[1].as_str()));
@@ -359,5 +360,38 @@ async fn a_cairn_base_document_is_read_through_skopeo_while_the_scans_stay_built
         serde_json::from_str(&ok(&["status", "--state-dir", &h.state, "--json"])).expect("JSON");
     let reader = &status["registryReader"];
     assert_eq!(reader["backend"], "proxy", "{status}");
-    assert_eq!(reader["scans"], "builtin", "{status}");
+    assert_eq!(reader["scans"], "proxy", "{status}");
+    // The followed repository was read by containers/image alone: its tag
+    // list, the tag, and the barrier search's images.
+    let pass = w.registry.requests().split_off(before);
+    let of_repo: Vec<_> = pass
+        .iter()
+        .filter(|r| r.uri.starts_with(&format!("/v2/{repo}/")))
+        .collect();
+    assert!(
+        of_repo.iter().any(|r| r.uri.ends_with("/tags/list")),
+        "the barrier search listed tags: {of_repo:?}"
+    );
+    assert!(
+        of_repo.iter().any(|r| r.uri.ends_with("/manifests/stable")),
+        "{of_repo:?}"
+    );
+    // The stand-in bootc pulls with Cairn's own client, and only once the
+    // agent has decided: every read before its pull is skopeo's.
+    let skopeo = |r: &&&cairn_testkit::registry::Logged| r.user_agent.starts_with("skopeo/");
+    let last_skopeo = of_repo
+        .iter()
+        .rposition(|r| skopeo(&r))
+        .expect("skopeo read");
+    let first_other = of_repo.iter().position(|r| !skopeo(&r));
+    assert!(
+        first_other.is_none_or(|first| first > last_skopeo),
+        "the built-in client read the followed repository during the pass: {of_repo:?}"
+    );
+    assert!(
+        of_repo
+            .iter()
+            .any(|r| skopeo(&r) && r.uri.ends_with("/tags/list")),
+        "{of_repo:?}"
+    );
 }
