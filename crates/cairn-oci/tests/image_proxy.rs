@@ -311,9 +311,27 @@ async fn a_mirror_in_registries_conf_serves_a_tag_pull() {
             mirror.host
         ),
     );
-    let reader = reader(conf).await;
+    let reader = reader(conf.clone()).await;
     let origin = cairn_oci::Repository::parse("example.invalid/acme/os").expect("repository");
     let proxied = Store::proxy(reader, origin);
+    // skopeo's own `inspect` through the same registries.conf finds the
+    // same manifest at the mirror.
+    let inspected = std::process::Command::new("skopeo")
+        .arg("--registries-conf")
+        .arg(&conf)
+        .args(["inspect", "--raw", "--no-creds"])
+        .arg(format!("docker://example.invalid/acme/os:{TAG}"))
+        .output()
+        .expect("skopeo inspect");
+    assert!(
+        inspected.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inspected.stderr)
+    );
+    assert_eq!(
+        cairn_oci::digest::sha256_digest(&inspected.stdout),
+        published.manifest_digest
+    );
     let before = mirror.requests().len();
     let fetched = document::fetch(&proxied, TAG)
         .await
