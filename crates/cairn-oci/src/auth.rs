@@ -1,5 +1,10 @@
 //! Registry credentials (containers `auth.json`, docker `config.json`) and
 //! `WWW-Authenticate` challenges.
+//!
+//! Kept although an agent reading through skopeo hands the auth file to
+//! skopeo: the publisher, `cairn promote` and the server have no skopeo, and
+//! an agent without one (or given `--insecure-registry`) reads with the
+//! built-in client.
 
 use crate::error::{OciError, Result};
 use crate::reference::Repository;

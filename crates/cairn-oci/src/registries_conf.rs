@@ -7,6 +7,13 @@
 //! - registries marked `insecure = true` (or listed under the old
 //!   `[registries.insecure]`), which every command reaches over plain HTTP
 //!   without a `--insecure-registry` flag.
+//!
+//! On a host whose agent reads through skopeo's image proxy, containers/image
+//! applies this file itself; the agent still needs this reading where skopeo
+//! cannot help: the places a barrier scan lists tags at (`skopeo list-tags`
+//! ignores mirrors), the check of a mirror against its origin, and every
+//! read when skopeo is absent or too old. The publisher, `cairn promote`
+//! and the server, which never run skopeo, read registries with it too.
 
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
