@@ -254,3 +254,111 @@ async fn skopeo_reads_with_the_hosts_ostree_credentials_and_without_them_anonymo
     assert!(out.contains("State:      steady — up to date"), "{out}");
     assert!(out.contains("Last error: none"), "{out}");
 }
+
+/// `updates.check_image_policy`: off, skopeo is told to skip the host's
+/// `policy.json`; on, it is handed the policy, and the status says whether
+/// this skopeo checks it (proxy protocol 0.2.6 and newer do).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hosts_image_policy_is_handed_to_skopeo_only_when_asked() {
+    let p = published().await;
+    let base = p.dir.path().join("image-policy");
+    std::fs::create_dir_all(base.join("bin")).expect("mkdir");
+    // A skopeo that notes its arguments, then is the real one.
+    let calls = base.join("skopeo-calls");
+    let real = which_skopeo();
+    let wrapper = base.join("bin/skopeo");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+            calls.display(),
+            real.display()
+        ),
+    )
+    .expect("write");
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let skopeo = format!("skopeo = \"{}\"\n", wrapper.display());
+    let (host, root) = host_at_newest(&p, &base, &skopeo);
+    registries_conf(&root, &insecure(&p.registry.host));
+    let policy = root.join("etc/containers/policy.json");
+    std::fs::write(
+        &policy,
+        r#"{"default": [{"type": "insecureAcceptAnything"}]}"#,
+    )
+    .expect("policy.json");
+
+    let (out, status) = once(&host, &root, &base.join("state"));
+    assert!(out.contains("up to date"), "{out}");
+    assert_eq!(
+        status["registryReader"]["imagePolicy"], "ignored",
+        "{status}"
+    );
+    let proxy_calls = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.contains("experimental-image-proxy"))
+            .map(str::to_string)
+            .collect()
+    };
+    let first = std::fs::read_to_string(&calls).expect("skopeo was run");
+    let started = proxy_calls(&first);
+    assert_eq!(started.len(), 1, "{first}");
+    assert!(started[0].contains("--insecure-policy"), "{first}");
+    assert!(!started[0].contains("--policy"), "{first}");
+
+    std::fs::write(
+        root.join("etc/cairn/config.d/60-reader.toml"),
+        format!("[updates]\n{skopeo}check_image_policy = true\n"),
+    )
+    .expect("config");
+    std::fs::remove_file(&calls).expect("rm");
+    let (out, status) = once(&host, &root, &base.join("state"));
+    assert!(out.contains("up to date"), "{out}");
+    let second = std::fs::read_to_string(&calls).expect("skopeo was run");
+    let started = proxy_calls(&second);
+    assert_eq!(started.len(), 1, "{second}");
+    assert!(!started[0].contains("--insecure-policy"), "{second}");
+    assert!(
+        started[0].contains(&format!("--policy {}", policy.display())),
+        "{second}"
+    );
+    let reader = &status["registryReader"];
+    let protocol: Vec<u64> = reader["skopeoProtocol"]
+        .as_str()
+        .expect("protocol")
+        .split('.')
+        .map(|n| n.parse().expect("number"))
+        .collect();
+    let expected = if protocol >= vec![0, 2, 6] {
+        "checked"
+    } else {
+        "unsupported"
+    };
+    assert_eq!(reader["imagePolicy"], expected, "{status}");
+    let shown = ok(&[
+        "status",
+        "--state-dir",
+        &base.join("state").display().to_string(),
+    ]);
+    let line = if expected == "checked" {
+        "policy.json checked by skopeo"
+    } else {
+        "policy.json not checked (this skopeo is too old to check it)"
+    };
+    assert!(shown.contains(line), "{shown}");
+}
+
+/// The real skopeo on `PATH`.
+fn which_skopeo() -> PathBuf {
+    cairn_testkit::registry::require_binary("skopeo", "skopeo");
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join("skopeo"))
+                .find(|candidate| candidate.is_file())
+        })
+        .expect("skopeo on PATH")
+}
