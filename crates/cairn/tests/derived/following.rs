@@ -394,4 +394,41 @@ async fn the_scans_and_a_cairn_base_document_are_read_through_skopeo() {
             .any(|r| skopeo(&r) && r.uri.ends_with("/tags/list")),
         "{of_repo:?}"
     );
+
+    // On to p3, then an idle check through each reader, for the record.
+    h.host.reboot(true);
+    for _ in 0..3 {
+        h.command(&["agent", "--once"]).ok();
+        if staged(&h).as_deref() == Some(digests[2].as_str()) {
+            break;
+        }
+    }
+    assert_eq!(staged(&h).as_deref(), Some(digests[2].as_str()));
+    h.host.reboot(true);
+    h.command(&["agent", "--once"]).ok();
+    let idle = |reader: &str| {
+        let before = w.registry.requests().len();
+        let started = std::time::Instant::now();
+        let out = h.command(&["agent", "--once"]).ok();
+        let took = started.elapsed();
+        let requests = w.registry.requests().len() - before;
+        let status: Value =
+            serde_json::from_str(&ok(&["status", "--state-dir", &h.state, "--json"]))
+                .expect("JSON");
+        assert_eq!(status["registryReader"]["scans"], reader, "{status}");
+        assert_eq!(staged(&h), None, "{out}");
+        assert_eq!(status["lastError"], Value::Null, "{status}");
+        println!(
+            "idle tag-following check, scans {reader}: {requests} registry requests, {} ms for `cairn agent --once`",
+            took.as_millis()
+        );
+        requests
+    };
+    let through_skopeo = idle("proxy");
+    let fragment = std::path::Path::new(&h.root).join("etc/cairn/config.d/90-builtin.toml");
+    std::fs::write(&fragment, "[updates]\nregistry_reader = \"builtin\"\n").expect("config");
+    // The scan cache is kept per reader: one pass to warm the built-in's.
+    h.command(&["agent", "--once"]).ok();
+    let built_in = idle("builtin");
+    assert!(through_skopeo > 0 && built_in > 0);
 }
