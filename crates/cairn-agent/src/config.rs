@@ -179,7 +179,6 @@ struct RawUpdates {
     mirror_root_check: Option<String>,
     registry_reader: Option<String>,
     skopeo: Option<PathBuf>,
-    check_image_policy: Option<bool>,
     allow_unsigned: Option<bool>,
     base_source: Option<String>,
     base_keys: Option<Vec<PathBuf>>,
@@ -374,9 +373,6 @@ pub struct Settings {
     /// The skopeo binary for `registry_reader = "auto"`: a path, or a
     /// name looked up on the agent's `PATH`.
     pub skopeo: PathBuf,
-    /// Let skopeo check the host's `policy.json` on every image it opens
-    /// (protocol 0.2.6 and newer), on top of Cairn's own verification.
-    pub check_image_policy: bool,
     /// Accept unsigned documents although keys are configured.
     pub allow_unsigned: bool,
     /// Where the base graph of a derived image comes from; `None`: Fedora's
@@ -510,7 +506,6 @@ fn merge(merged: &mut Merged, fragment: RawFragment, file: &str) {
             u.skopeo.map(|path| path.display().to_string()),
             file,
         );
-        merged.set("updates.check_image_policy", u.check_image_policy, file);
         merged.set("updates.allow_unsigned", u.allow_unsigned, file);
         merged.set("updates.base_source", u.base_source, file);
         merged.set(
@@ -853,7 +848,6 @@ fn validate(merged: &Merged) -> Result<Settings, ConfigError> {
         mirror_root_check,
         registry_reader,
         skopeo,
-        check_image_policy: flag("updates.check_image_policy", false),
         allow_unsigned: flag("updates.allow_unsigned", false),
         base_source,
         base_keys,

@@ -324,22 +324,6 @@ pub struct RegistryReaderStatus {
     /// What read the tag and barrier scans (`updates.source = "tag"`): the
     /// proxy when it read, else the built-in client.
     pub scans: ReaderBackend,
-    /// Whether skopeo checked the host's `policy.json`, when the proxy read.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image_policy: Option<ImagePolicy>,
-}
-
-/// Whether skopeo checks the host's `policy.json` on the images it opens
-/// for the agent (`updates.check_image_policy`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ImagePolicy {
-    /// Off (the default): skopeo runs with `--insecure-policy`.
-    Ignored,
-    /// On, and skopeo's protocol checks it.
-    Checked,
-    /// On, but skopeo is too old to check it (protocol before 0.2.6).
-    Unsupported,
 }
 
 impl RegistryReaderStatus {
@@ -360,14 +344,7 @@ impl RegistryReaderStatus {
             ReaderBackend::Builtin => "built-in client",
             ReaderBackend::Proxy => "through skopeo",
         };
-        let policy = match self.image_policy {
-            Some(ImagePolicy::Checked) => "; policy.json checked by skopeo",
-            Some(ImagePolicy::Unsupported) => {
-                "; policy.json not checked (this skopeo is too old to check it)"
-            }
-            Some(ImagePolicy::Ignored) | None => "",
-        };
-        format!("Registries: {backend}{reason}; tag and barrier scans: {scans}{policy}\n")
+        format!("Registries: {backend}{reason}; tag and barrier scans: {scans}\n")
     }
 }
 

@@ -46,9 +46,6 @@ const MAX_STDERR: usize = 16 * 1024;
 const OLDEST_PROTOCOL: ProtocolVersion = ProtocolVersion(0, 2, 3);
 /// The protocol that added `OpenImageOptional`.
 const OPEN_IMAGE_OPTIONAL: ProtocolVersion = ProtocolVersion(0, 2, 4);
-/// The protocol from which `OpenImage` checks `policy.json` (unless told
-/// `--insecure-policy`).
-pub const POLICY_CHECKED: ProtocolVersion = ProtocolVersion(0, 2, 6);
 
 /// A proxy protocol version (`major.minor.patch`), as skopeo's `Initialize` gives it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

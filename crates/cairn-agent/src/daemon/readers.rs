@@ -5,7 +5,7 @@
 use super::Options;
 use crate::config::{RegistryReader, Settings, Source};
 use crate::host::repository_of;
-use crate::status::{ImagePolicy, ReaderBackend, RegistryReaderStatus};
+use crate::status::{ReaderBackend, RegistryReaderStatus};
 use cairn_oci::Readers;
 use cairn_oci::proxy::{ProxyAuth, ProxyConfig, ProxyReader, ProxyUnavailable};
 use std::path::{Path, PathBuf};
@@ -25,7 +25,6 @@ fn builtin(client: cairn_oci::RegistryClient, reason: String) -> PassReaders {
             skopeo_protocol: None,
             reason: Some(reason),
             scans: ReaderBackend::Builtin,
-            image_policy: None,
         },
     }
 }
@@ -92,23 +91,18 @@ pub(super) async fn start(
     let config = proxy_config(settings, options, registry.as_deref());
     match ProxyReader::start(config).await {
         Ok(reader) => {
-            let protocol = reader.protocol_version();
-            let image_policy = image_policy(settings.check_image_policy, protocol);
-            if image_policy == ImagePolicy::Unsupported {
-                tracing::warn!(%protocol, "updates.check_image_policy is on, but this skopeo does not check policy.json (proxy protocol 0.2.6 or newer does)");
-            }
+            let protocol = reader.protocol_version().to_string();
             Ok(PassReaders {
                 readers: Readers::with_proxy(client, Some(Arc::new(reader))),
                 status: RegistryReaderStatus {
                     backend: ReaderBackend::Proxy,
-                    skopeo_protocol: Some(protocol.to_string()),
+                    skopeo_protocol: Some(protocol),
                     reason: None,
                     scans: if matches!(source, Source::Tag) {
                         ReaderBackend::Proxy
                     } else {
                         ReaderBackend::Builtin
                     },
-                    image_policy: Some(image_policy),
                 },
             })
         }
@@ -119,15 +113,6 @@ pub(super) async fn start(
             Ok(builtin(client, unavailable.to_string()))
         }
         Err(failed) => Err(failed),
-    }
-}
-
-/// Whether skopeo checks the host's `policy.json` for the reads.
-fn image_policy(configured: bool, protocol: cairn_oci::proxy::ProtocolVersion) -> ImagePolicy {
-    match configured {
-        false => ImagePolicy::Ignored,
-        true if protocol >= cairn_oci::proxy::POLICY_CHECKED => ImagePolicy::Checked,
-        true => ImagePolicy::Unsupported,
     }
 }
 
@@ -149,10 +134,6 @@ fn proxy_config(settings: &Settings, options: &Options, repository: Option<&str>
     ProxyConfig {
         skopeo: settings.skopeo.clone(),
         registries_conf: under_root("etc/containers/registries.conf").filter(|_| test_root),
-        // Only handed over when it is to be checked (`--insecure-policy` otherwise).
-        policy: under_root("etc/containers/policy.json")
-            .filter(|_| test_root && settings.check_image_policy),
-        check_policy: settings.check_image_policy,
         // skopeo has no flag for a certs.d root, and `--cert-dir` serves
         // every registry: under a test root only, the document registry's
         // directory. On `/` containers/image looks up certs.d itself.
@@ -228,23 +209,6 @@ mod tests {
     }
 
     #[test]
-    fn the_image_policy_is_checked_only_when_asked_and_skopeo_can() {
-        use cairn_oci::proxy::ProtocolVersion;
-        assert_eq!(
-            image_policy(false, ProtocolVersion(0, 2, 8)),
-            ImagePolicy::Ignored
-        );
-        assert_eq!(
-            image_policy(true, ProtocolVersion(0, 2, 3)),
-            ImagePolicy::Unsupported
-        );
-        assert_eq!(
-            image_policy(true, ProtocolVersion(0, 2, 6)),
-            ImagePolicy::Checked
-        );
-    }
-
-    #[test]
     fn a_test_root_hands_skopeo_its_files_and_the_source_registry_s_certs_d() {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path();
@@ -267,16 +231,9 @@ mod tests {
             config.registries_conf,
             Some(containers.join("registries.conf"))
         );
-        // Cairn checks its own signatures: the policy is handed over only
-        // when asked for.
+        // Cairn checks its own signatures: the policy is never handed over.
         assert_eq!(config.policy, None);
         assert!(!config.check_policy);
-        let checking =
-            crate::config::validate_fragment("[updates]\ncheck_image_policy = true\n", "test.toml")
-                .expect("settings");
-        let config = proxy_config(&checking, &options, Some("127.0.0.1:5000/acme/os"));
-        assert_eq!(config.policy, Some(containers.join("policy.json")));
-        assert!(config.check_policy);
         assert_eq!(config.cert_dir, Some(certs));
         assert_eq!(config.skopeo, PathBuf::from("skopeo"));
         // No registry known (a file or server source): no certificate directory.

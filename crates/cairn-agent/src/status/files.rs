@@ -630,7 +630,6 @@ mod tests {
             skopeo_protocol: None,
             reason: Some("skopeo not found: skopeo".into()),
             scans: crate::status::ReaderBackend::Builtin,
-            image_policy: None,
         });
         let text = metrics_text(&read, at(1_800_000_000));
         for line in [
