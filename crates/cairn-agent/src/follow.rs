@@ -143,9 +143,8 @@ pub async fn tag_document(
 }
 
 /// [`tag_document`], reading with `readers`: through the image proxy when
-/// it has one, which reads each image as the host's pull would (an index as
-/// the host platform's image) and lists tags at each mirror place in turn,
-/// since `skopeo list-tags` asks only the repository it names.
+/// it has one, which reads each image as the host's pull would (from the
+/// mirror containers/image picks; an index as the host platform's image).
 pub async fn tag_document_in(
     settings: &Settings,
     follow: &Follow<'_>,
@@ -161,7 +160,11 @@ pub async fn tag_document_in(
     let repository = reference.repository.to_string();
     // The host's registries.conf mirrors first, as its own pulls go; the
     // document keeps the canonical name, so staging goes through them too.
-    let mut places = follow.mirrors.for_tag(&repository);
+    // skopeo picks the mirror itself (and lists tags at each place in turn).
+    let mut places = match readers.proxy {
+        Some(_) => Vec::new(),
+        None => follow.mirrors.for_tag(&repository),
+    };
     if places.is_empty() {
         places.push(repository.clone());
     }

@@ -549,27 +549,18 @@ pub fn from_bytes(
 /// The digest of the document layer, after checking the manifest is a document.
 #[cfg(test)]
 fn document_layer(fetched: &FetchedManifest, source_name: &str) -> Result<String> {
-    artifact_layer(
+    artifact_layer_sized(
         fetched,
         source_name,
         DOCUMENT_MEDIA_TYPE,
         MAX_DOCUMENT_BYTES,
     )
+    .map(|(digest, _)| digest)
 }
 
 /// The digest of an artifact's one layer of `media_type`, after checking the
-/// manifest is such an artifact (by `artifactType` or by that layer).
-pub(crate) fn artifact_layer(
-    fetched: &FetchedManifest,
-    source_name: &str,
-    media_type: &str,
-    max_bytes: usize,
-) -> Result<String> {
-    artifact_layer_sized(fetched, source_name, media_type, max_bytes).map(|(digest, _)| digest)
-}
-
-/// [`artifact_layer`] with the layer's declared size, which a read through
-/// skopeo must give exactly.
+/// manifest is such an artifact (by `artifactType` or by that layer), and
+/// the layer's declared size, which a read through skopeo must give exactly.
 pub(crate) fn artifact_layer_sized(
     fetched: &FetchedManifest,
     source_name: &str,

@@ -18,7 +18,8 @@
 //! - a blob needs its exact size, and a manifest of its repository read
 //!   first (the proxy reads blobs through an open image);
 //! - mirrors serve manifest and blob reads, but `list-tags` asks only the
-//!   repository named, so callers list at each mirror place themselves;
+//!   repository named, so [`ProxyReader::list_tags`] asks each mirror place
+//!   of [`ProxyConfig::mirrors`] in turn;
 //! - skopeo 1.9 (protocol 0.2.3) classifies no errors, so "not found",
 //!   "unauthorized" and "unreachable" are read from its messages.
 
@@ -71,7 +72,7 @@ pub enum ProxyAuth {
 
 /// How to run skopeo, and which host settings it is pointed at. `None`
 /// everywhere means skopeo's own defaults, i.e. the host's files.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ProxyConfig {
     /// The skopeo binary: a path, or a name looked up on `PATH`.
     pub skopeo: PathBuf,
@@ -98,6 +99,11 @@ pub struct ProxyConfig {
     /// artifacts with its own keys, and an image policy requiring sigstore
     /// signatures would refuse them.
     pub check_policy: bool,
+    /// The host's registries.conf as Cairn reads it, for tag lists only:
+    /// `skopeo list-tags` asks just the repository it is given, so
+    /// [`ProxyReader::list_tags`] asks each mirror place in turn, as a pull
+    /// would. Everything else skopeo reads from registries.conf itself.
+    pub mirrors: crate::registries_conf::RegistriesConf,
 }
 
 impl Default for ProxyConfig {
@@ -112,6 +118,7 @@ impl Default for ProxyConfig {
             timeout: Duration::from_secs(60),
             lifetime: Duration::from_secs(600),
             check_policy: false,
+            mirrors: crate::registries_conf::RegistriesConf::default(),
         }
     }
 }
@@ -835,6 +842,30 @@ impl ProxyReader {
     /// same settings. containers/image lists the repository where it is,
     /// not at its mirrors.
     pub async fn list_tags(&self, repository: &Repository) -> Result<Vec<String>> {
+        let name = repository.to_string();
+        let mut last = None;
+        for place in self.config.mirrors.for_tag(&name) {
+            let at = Repository::parse(&place)?;
+            // skopeo finds no registries.conf entry for a mirror named
+            // directly: its `insecure` is passed along.
+            let insecure = place != name && self.config.mirrors.allows_plain_http(&place);
+            match self.list_tags_at(&at, insecure).await {
+                Ok(tags) => return Ok(tags),
+                Err(e) => {
+                    if place != name {
+                        tracing::warn!(mirror = %place, repository = %name, error = %e, "listing tags at a mirror failed; trying the next place");
+                    }
+                    last = Some(e);
+                }
+            }
+        }
+        // The last place is the repository's own: its error is the one to report.
+        Err(last.unwrap_or_else(|| OciError::NotFound(format!("docker://{name}"))))
+    }
+
+    /// `skopeo list-tags` of exactly `repository`; `insecure` lets it
+    /// reach that registry over plain HTTP or without a TLS check.
+    async fn list_tags_at(&self, repository: &Repository, insecure: bool) -> Result<Vec<String>> {
         #[derive(serde::Deserialize)]
         struct TagList {
             #[serde(rename = "Tags", default)]
@@ -856,7 +887,7 @@ impl ProxyReader {
         if let Some(dir) = &self.config.cert_dir {
             command.arg("--cert-dir").arg(dir);
         }
-        if !self.config.tls_verify {
+        if !self.config.tls_verify || insecure {
             command.arg("--tls-verify=false");
         }
         command

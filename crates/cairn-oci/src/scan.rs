@@ -235,12 +235,23 @@ pub async fn scan(
 
     // 1. Which digest each tag points at.
     let cached_tags = &cache.tags;
-    let resolved: Vec<(String, Option<String>)> = stream::iter(tags)
+    type Resolved = (String, std::result::Result<Option<String>, NotRelease>);
+    let resolved: Vec<Resolved> = stream::iter(tags)
         .map(|tag| async {
             let trusted = !options.recheck && !options.mutable_tags.contains(&tag);
             let digest = match cached_tags.get(&tag).filter(|_| trusted) {
-                Some(digest) => Some(digest.clone()),
-                None => store.resolve(&tag).await?.map(|head| head.digest),
+                Some(digest) => Ok(Some(digest.clone())),
+                None => match store.resolve(&tag).await {
+                    Ok(head) => Ok(head.map(|head| head.digest)),
+                    // Through skopeo a tag is resolved to this host's image:
+                    // an index without this host's platform, or a manifest
+                    // skopeo cannot take, is one unusable tag, not a failed
+                    // scan. An unreachable registry still fails it.
+                    Err(e @ (OciError::Invalid { .. } | OciError::DigestMismatch { .. })) => {
+                        Err(NotRelease::Unreadable(std::sync::Arc::new(e)))
+                    }
+                    Err(e) => return Err(e),
+                },
             };
             tick();
             Ok::<_, OciError>((tag, digest))
@@ -252,11 +263,12 @@ pub async fn scan(
     cache.tags.clear();
     for (tag, digest) in resolved {
         match digest {
-            Some(digest) => {
+            Ok(Some(digest)) => {
                 cache.tags.insert(tag.clone(), digest.clone());
                 by_digest.entry(digest).or_default().push(tag);
             }
-            None => report.skipped.push((tag, NotRelease::Vanished)),
+            Ok(None) => report.skipped.push((tag, NotRelease::Vanished)),
+            Err(unusable) => report.skipped.push((tag, unusable)),
         }
     }
 

@@ -82,13 +82,18 @@ fn open_policy(registries_conf: &std::path::Path) -> PathBuf {
 }
 
 async fn reader(registries_conf: PathBuf) -> Arc<ProxyReader> {
+    reader_with(registries_conf, ProxyConfig::default()).await
+}
+
+/// [`reader`], starting from `config` (for its `mirrors`).
+async fn reader_with(registries_conf: PathBuf, config: ProxyConfig) -> Arc<ProxyReader> {
     require_binary("skopeo", "skopeo");
     let config = ProxyConfig {
         policy: Some(open_policy(&registries_conf)),
         registries_conf: Some(registries_conf),
         auth: ProxyAuth::Anonymous,
         timeout: Duration::from_secs(30),
-        ..ProxyConfig::default()
+        ..config
     };
     Arc::new(
         ProxyReader::start(config)
@@ -304,14 +309,24 @@ async fn a_mirror_in_registries_conf_serves_a_tag_pull() {
     let mirror = TestRegistry::start(Auth::None).await;
     let key = SigningKey::generate();
     let published = publish(&mirror.store("mirrorns/os"), &key).await;
-    let conf = registries_conf(
-        mirror.scratch(),
-        &format!(
-            "[[registry]]\nlocation = \"example.invalid/acme\"\n\n[[registry.mirror]]\nlocation = \"{}/mirrorns\"\ninsecure = true\n",
-            mirror.host
-        ),
+    // `insecure` only on the mirror's entry, as a disconnected site writes it.
+    let text = format!(
+        "[[registry]]\nlocation = \"example.invalid/acme\"\n\n[[registry.mirror]]\nlocation = \"{}/mirrorns\"\ninsecure = true\n",
+        mirror.host
     );
-    let reader = reader(conf.clone()).await;
+    let conf = registries_conf(mirror.scratch(), &text);
+    let mut mirrors = cairn_oci::registries_conf::RegistriesConf::default();
+    mirrors
+        .add(&text, "registries.conf")
+        .expect("registries.conf");
+    let reader = reader_with(
+        conf.clone(),
+        ProxyConfig {
+            mirrors,
+            ..ProxyConfig::default()
+        },
+    )
+    .await;
     let origin = cairn_oci::Repository::parse("example.invalid/acme/os").expect("repository");
     let proxied = Store::proxy(reader, origin);
     // skopeo's own `inspect` through the same registries.conf finds the
@@ -342,7 +357,21 @@ async fn a_mirror_in_registries_conf_serves_a_tag_pull() {
         Some(published.manifest_digest.as_str())
     );
     assert_eq!(fetched.signatures.len(), 1);
+    // Tags are listed at the mirror, over plain HTTP (the origin does not
+    // exist), where `skopeo list-tags` of the origin alone would fail.
+    let mut tags = proxied.list_tags().await.expect("tags at the mirror");
+    tags.sort();
+    let mut at_mirror = mirror.store("mirrorns/os").list_tags().await.expect("tags");
+    at_mirror.sort();
+    assert_eq!(tags, at_mirror);
     let requests = mirror.requests();
+    assert!(
+        requests[before..]
+            .iter()
+            .any(|r| r.uri == "/v2/mirrorns/os/tags/list" && r.user_agent.starts_with("skopeo/")),
+        "{:?}",
+        &requests[before..]
+    );
     let tag_pull = format!("/v2/mirrorns/os/manifests/{TAG}");
     assert!(
         requests[before..]
@@ -674,6 +703,43 @@ async fn a_tag_scan_reads_the_same_through_skopeo_as_the_built_in_client_for_the
         write_release(&direct, "41.3", "2026-01-17T00:00:00Z", &["41.3", "stable"]).await;
     // Something that is not a release: skipped alike.
     publish(&direct, &SigningKey::generate()).await;
+    // A release for another platform only: skopeo finds no image for this
+    // host under it, which skips that one tag rather than fail the scan.
+    let (foreign, _) = cairn_testkit::images::write_index(
+        &direct,
+        &[ImageSpec::bootable(
+            "s390x",
+            "41.4",
+            "stable",
+            "2026-01-20T00:00:00Z",
+        )],
+        "41.4",
+    )
+    .await;
+    // A promote state naming a wave tag: read through skopeo too.
+    let mut state = cairn_graph::promote::PromoteState::default();
+    state.waves.insert(
+        "stable-early".into(),
+        cairn_graph::promote::WaveState {
+            version: "41.2".into(),
+            arrived: Timestamp::now(),
+            came_from: None,
+        },
+    );
+    cairn_oci::promote::write_state(&direct, &state, None, Timestamp::now(), Duration::ZERO)
+        .await
+        .expect("promote state");
+    cairn_testkit::images::add_tags(
+        &direct,
+        &direct
+            .resolve("41.2")
+            .await
+            .expect("head")
+            .expect("41.2")
+            .digest,
+        &["stable-early"],
+    )
+    .await;
 
     let reader = reader(registries_conf(
         registry.scratch(),
@@ -700,16 +766,21 @@ async fn a_tag_scan_reads_the_same_through_skopeo_as_the_built_in_client_for_the
         v.sort();
         v
     };
-    assert_eq!(versions(&built_in), ["41.1", "41.2", "41.3"]);
-    assert_eq!(versions(&through_skopeo), versions(&built_in));
-    assert_eq!(
-        through_skopeo.skipped.len(),
-        built_in.skipped.len(),
-        "{:?} / {:?}",
-        through_skopeo.skipped,
-        built_in.skipped
-    );
+    assert_eq!(versions(&built_in), ["41.1", "41.2", "41.3", "41.4"]);
+    assert_eq!(versions(&through_skopeo), ["41.1", "41.2", "41.3"]);
+    let unusable: Vec<_> = through_skopeo
+        .skipped
+        .iter()
+        .filter(|(tag, _)| !built_in.skipped.iter().any(|(t, _)| t == tag))
+        .collect();
+    assert_eq!(unusable.len(), 1, "{:?}", through_skopeo.skipped);
+    assert_eq!(unusable[0].0, "41.4");
+    assert_eq!(unusable[0].1.kind(), "unreadable", "{:?}", unusable[0].1);
+    assert_eq!(through_skopeo.skipped.len(), built_in.skipped.len() + 1);
     for candidate in &built_in.candidates {
+        if candidate.source_digest == foreign {
+            continue;
+        }
         let other = through_skopeo
             .candidates
             .iter()

@@ -307,12 +307,19 @@ async fn pass(
     let super::readers::PassReaders {
         mut readers,
         status: reader_status,
-    } = super::readers::start(settings, options, &source, &followed, client.clone())
-        .await
-        .map_err(stopped_by(
-            ReasonKind::SetupFailed,
-            cairn_oci::proxy::ProxyUnavailable::kind,
-        ))?;
+    } = super::readers::start(
+        settings,
+        options,
+        &source,
+        &followed,
+        client.clone(),
+        &mirrors,
+    )
+    .await
+    .map_err(stopped_by(
+        ReasonKind::SetupFailed,
+        cairn_oci::proxy::ProxyUnavailable::kind,
+    ))?;
     status.registry_reader = Some(reader_status);
     // The trust root a Cairn document was verified with, for its halt list.
     let mut held = None;

@@ -40,6 +40,7 @@ pub(super) async fn start(
     source: &Source,
     followed: &str,
     client: cairn_oci::RegistryClient,
+    mirrors: &cairn_oci::registries_conf::RegistriesConf,
 ) -> Result<PassReaders, ProxyUnavailable> {
     if settings.registry_reader == RegistryReader::Builtin {
         return Ok(builtin(
@@ -88,7 +89,10 @@ pub(super) async fn start(
             ),
         ));
     }
-    let config = proxy_config(settings, options, registry.as_deref());
+    let config = ProxyConfig {
+        mirrors: mirrors.clone(),
+        ..proxy_config(settings, options, registry.as_deref())
+    };
     match ProxyReader::start(config).await {
         Ok(reader) => {
             let protocol = reader.protocol_version().to_string();

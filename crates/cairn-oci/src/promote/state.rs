@@ -4,7 +4,7 @@
 use super::PromoteStoreError;
 use crate::client::OCI_MANIFEST;
 use crate::document::{
-    ArtifactShape, DocumentStoreError, EMPTY_JSON, artifact_layer, artifact_manifest_json,
+    ArtifactShape, DocumentStoreError, EMPTY_JSON, artifact_layer_sized, artifact_manifest_json,
 };
 use crate::error::OciError;
 use crate::store::Store;
@@ -45,15 +45,18 @@ async fn read_state_bytes(store: &Store) -> Result<Option<(Bytes, String)>, Prom
         Err(OciError::NotFound(_)) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    let layer = artifact_layer(&manifest, &source_name, STATE_MEDIA_TYPE, MAX_STATE_BYTES)
-        .map_err(|e| match e {
-            DocumentStoreError::Store(e) => PromoteStoreError::Store(e),
-            other => PromoteStoreError::NotAState {
-                source_name: source_name.clone(),
-                why: other.to_string(),
+    let (layer, size) =
+        artifact_layer_sized(&manifest, &source_name, STATE_MEDIA_TYPE, MAX_STATE_BYTES).map_err(
+            |e| match e {
+                DocumentStoreError::Store(e) => PromoteStoreError::Store(e),
+                other => PromoteStoreError::NotAState {
+                    source_name: source_name.clone(),
+                    why: other.to_string(),
+                },
             },
-        })?;
-    let bytes = store.get_blob(&layer, MAX_STATE_BYTES).await?;
+        )?;
+    // Sized: a barrier scan through skopeo reads the state too (`wave_tags`).
+    let bytes = store.get_blob_sized(&layer, size, MAX_STATE_BYTES).await?;
     Ok(Some((bytes, manifest.digest)))
 }
 

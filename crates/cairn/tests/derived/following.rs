@@ -274,10 +274,25 @@ async fn a_tag_following_host_reads_its_base_graph_from_a_cincinnati_server() {
 }
 
 /// A disconnected host: the registry it follows is unreachable, and its
-/// registries.conf names a mirror that has the images.
+/// registries.conf names a mirror that has the images, marked insecure on
+/// the mirror's entry alone. In a drop-in (which a test root cannot hand
+/// to skopeo) the built-in client reads; in registries.conf itself, skopeo.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tag_following_host_reads_through_its_registries_conf_mirror() {
-    let w = world(BaseKind::Fcos).await;
+    for reader in ["builtin", "proxy"] {
+        follow_through_a_mirror(reader).await;
+    }
+}
+
+async fn follow_through_a_mirror(reader: &str) {
+    // Fedora's files come over plain HTTP here, which takes
+    // --insecure-registry and so the built-in client; skopeo's host reads a
+    // Cairn base document instead.
+    let w = world(match reader {
+        "builtin" => BaseKind::Fcos,
+        _ => BaseKind::Document,
+    })
+    .await;
     let repo = "acme/follow-mirror";
     let digests = derive(
         &w,
@@ -299,24 +314,46 @@ async fn a_tag_following_host_reads_through_its_registries_conf_mirror() {
     );
     let h = Host::configured(host, &base, &tag_config(&w));
     let root = std::path::Path::new(&h.root);
-    std::fs::create_dir_all(root.join("etc/containers/registries.conf.d")).expect("mkdir");
-    std::fs::write(
-        root.join("etc/containers/registries.conf.d/50-mirror.conf"),
-        format!(
-            "[[registry]]\nprefix = \"127.0.0.1:1/acme\"\nlocation = \"127.0.0.1:1/acme\"\n[[registry.mirror]]\nlocation = \"{}/acme\"\ninsecure = true\n",
-            w.registry.host
-        ),
-    )
-    .expect("registries.conf");
-    let out = agent_once(&w, &h, &["agent", "--once"]);
+    let conf = format!(
+        "[[registry]]\nprefix = \"127.0.0.1:1/acme\"\nlocation = \"127.0.0.1:1/acme\"\n[[registry.mirror]]\nlocation = \"{}/acme\"\ninsecure = true\n\n[[registry]]\nlocation = \"{}\"\ninsecure = true\n",
+        w.registry.host, w.base_repo
+    );
+    let path = match reader {
+        "builtin" => root.join("etc/containers/registries.conf.d/50-mirror.conf"),
+        _ => root.join("etc/containers/registries.conf"),
+    };
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&path, conf).expect("registries.conf");
+    // The mirror's entry says how to reach it.
+    let before = w.registry.requests().len();
+    let out = match reader {
+        "builtin" => h
+            .command(&["agent", "--once"])
+            .insecure_registry(&w.fedora)
+            .ok(),
+        _ => h.command(&["agent", "--once"]).ok(),
+    };
     // Both images and the repository's tags were read through the mirror.
     assert!(
-        out.contains(&format!(
-            "no image in 127.0.0.1:1/{repo} is built on quay.io/fedora/fedora-coreos 40.2"
-        )),
-        "{out}"
+        out.contains(&format!("no image in 127.0.0.1:1/{repo} is built on "))
+            && out.contains("40.2"),
+        "{reader}: {out}"
     );
-    assert!(out.contains("Last error: none"), "{out}");
+    assert!(out.contains("Last error: none"), "{reader}: {out}");
+    let status: Value =
+        serde_json::from_str(&ok(&["status", "--state-dir", &h.state, "--json"])).expect("JSON");
+    assert_eq!(status["registryReader"]["scans"], reader, "{status}");
+    let listed = w.registry.requests()[before..]
+        .iter()
+        .filter(|r| r.uri.starts_with(&format!("/v2/{repo}/tags/list")))
+        .map(|r| r.user_agent.clone())
+        .collect::<Vec<_>>();
+    let by_skopeo = listed.iter().any(|agent| agent.starts_with("skopeo/"));
+    assert!(
+        !listed.is_empty(),
+        "{reader}: the tags were listed at the mirror"
+    );
+    assert_eq!(by_skopeo, reader == "proxy", "{reader}: {listed:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
