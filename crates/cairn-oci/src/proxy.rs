@@ -246,6 +246,16 @@ fn find_binary(name: &Path) -> std::result::Result<PathBuf, ProxyUnavailable> {
 }
 
 /// `docker://repo:tag` or `docker://repo@digest`, after checking the reference.
+/// The media type a manifest declares; skopeo hands over OCI when it says none.
+fn declared_or_oci(bytes: &[u8]) -> String {
+    let declared = crate::manifest::declared_media_type(bytes);
+    if declared.is_empty() {
+        OCI_MANIFEST.to_string()
+    } else {
+        declared
+    }
+}
+
 fn docker_reference(repository: &Repository, reference: &str) -> Result<String> {
     if reference.starts_with("sha256:") {
         if !cairn_graph::digest::is_sha256_digest(reference) {
@@ -689,13 +699,8 @@ impl ProxyReader {
                 actual,
             });
         }
-        let declared = crate::manifest::declared_media_type(&bytes);
         Ok(FetchedManifest {
-            media_type: if declared.is_empty() {
-                OCI_MANIFEST.to_string()
-            } else {
-                declared
-            },
+            media_type: declared_or_oci(&bytes),
             bytes,
             digest,
         })
@@ -718,13 +723,8 @@ impl ProxyReader {
             return Err(OciError::NotFound(target));
         };
         let (digest, bytes) = self.raw_manifest(&target, &image).await?;
-        let declared = crate::manifest::declared_media_type(&bytes);
         Ok(FetchedManifest {
-            media_type: if declared.is_empty() {
-                OCI_MANIFEST.to_string()
-            } else {
-                declared
-            },
+            media_type: declared_or_oci(&bytes),
             bytes,
             digest,
         })
@@ -742,15 +742,10 @@ impl ProxyReader {
         let Some((digest, bytes)) = self.open_manifest(repository, reference).await? else {
             return Ok(None);
         };
-        let declared = crate::manifest::declared_media_type(&bytes);
         Ok(Some(ManifestHead {
             size: bytes.len() as u64,
             digest,
-            media_type: if declared.is_empty() {
-                OCI_MANIFEST.to_string()
-            } else {
-                declared
-            },
+            media_type: declared_or_oci(&bytes),
         }))
     }
 
