@@ -305,11 +305,21 @@ fn classify_text(text: &str, names: &[&str]) -> Failure {
         lower = lower[at + "]): ".len()..].to_string();
     }
     let has = |needle: &str| lower.contains(needle);
-    let status = lower
-        .split("status code from registry ")
-        .nth(1)
-        .and_then(|rest| rest.get(..3))
-        .and_then(|code| code.parse::<u16>().ok());
+    // containers/image words an HTTP status several ways.
+    let status = [
+        "status code from registry ",
+        "unexpected http status: ",
+        "statuscode: ",
+    ]
+    .iter()
+    .find_map(|marker| {
+        lower
+            .split(marker)
+            .nth(1)
+            .and_then(|rest| rest.get(..3))
+            .and_then(|code| code.parse::<u16>().ok())
+    })
+    .or_else(|| has("toomanyrequests").then_some(429));
     let unreachable = [
         "pinging container registry",
         "dial tcp",
@@ -834,13 +844,21 @@ impl ProxyReader {
     }
 
     /// Every tag of `repository`, from `skopeo list-tags` run with the
-    /// same settings. containers/image lists the repository where it is,
-    /// not at its mirrors.
+    /// same settings. `skopeo list-tags` asks only the repository it is
+    /// given, so each place of [`ProxyConfig::mirrors`] is asked in turn
+    /// (mirrors first, as a pull goes), moving on when one fails; the
+    /// repository's own error is the one reported.
     pub async fn list_tags(&self, repository: &Repository) -> Result<Vec<String>> {
         let name = repository.to_string();
         let mut last = None;
         for place in self.config.mirrors.for_tag(&name) {
-            let at = Repository::parse(&place)?;
+            let at = match Repository::parse(&place) {
+                Ok(at) => at,
+                Err(e) => {
+                    last = Some(e);
+                    continue;
+                }
+            };
             // skopeo finds no registries.conf entry for a mirror named
             // directly: its `insecure` is passed along.
             let insecure = place != name && self.config.mirrors.allows_plain_http(&place);
@@ -1025,6 +1043,16 @@ mod tests {
             (
                 "registry 127.0.0.1:5000/blockedns is blocked in /etc/containers/registries.conf",
                 Failure::Other,
+            ),
+            // skopeo 1.9.3 against a gateway answering 502: a status, which
+            // fails a scan, never an unusable image it would skip.
+            (
+                "reading manifest sha256:0a1d in 127.0.0.1:5000/x: received unexpected HTTP status: 502 Bad Gateway",
+                Failure::Status(502),
+            ),
+            (
+                "reading manifest latest in quay.io/x: toomanyrequests: Rate limit exceeded",
+                Failure::Status(429),
             ),
         ];
         for (text, expected) in cases {

@@ -47,6 +47,9 @@ struct RawRegistry {
     insecure: bool,
     #[serde(default)]
     mirror: Vec<RawMirror>,
+    /// The older, registry-wide form of `pull-from-mirror = "digest-only"`.
+    #[serde(rename = "mirror-by-digest-only", default)]
+    mirror_by_digest_only: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -240,13 +243,15 @@ impl RegistriesConf {
                 .unwrap_or_else(|| prefix.clone())
                 .trim_end_matches('/')
                 .to_string();
+            let by_digest_only = registry.mirror_by_digest_only;
             let mirrors = registry
                 .mirror
                 .into_iter()
                 .map(|m| Mirror {
                     location: m.location.trim_end_matches('/').to_string(),
                     insecure: m.insecure,
-                    digest_only: m.pull_from_mirror.as_deref() == Some("digest-only"),
+                    digest_only: by_digest_only
+                        || m.pull_from_mirror.as_deref() == Some("digest-only"),
                 })
                 .collect();
             self.entries.retain(|e| e.prefix != prefix);
@@ -402,6 +407,27 @@ location = "whole.example.net"
         );
         assert!(mirrors.allows_plain_http("mirror.example.net:5000/fedora/fedora-coreos"));
         assert!(!mirrors.allows_plain_http("quay.io/fedora/fedora-coreos"));
+    }
+
+    #[test]
+    fn a_registry_wide_mirror_by_digest_only_keeps_tags_at_the_registry() {
+        let mut conf = RegistriesConf::default();
+        conf.add(
+            r#"
+[[registry]]
+location = "quay.io/acme"
+blocked = true
+mirror-by-digest-only = true
+[[registry.mirror]]
+location = "mirror.example.net/acme"
+"#,
+            "registries.conf",
+        )
+        .expect("parses");
+        assert_eq!(
+            conf.for_tag("quay.io/acme/os"),
+            vec!["quay.io/acme/os".to_string()]
+        );
     }
 
     #[test]

@@ -246,8 +246,12 @@ pub async fn scan(
                     // Through skopeo a tag is resolved to this host's image:
                     // an index without this host's platform, or a manifest
                     // skopeo cannot take, is one unusable tag, not a failed
-                    // scan. An unreachable registry still fails it.
-                    Err(e @ (OciError::Invalid { .. } | OciError::DigestMismatch { .. })) => {
+                    // scan. Anywhere else (the publisher's scans) it fails
+                    // the scan, since a skipped tag would read as a release
+                    // gone from the registry; so does an unreachable one.
+                    Err(e @ (OciError::Invalid { .. } | OciError::DigestMismatch { .. }))
+                        if store.reads_as_host_pulls() =>
+                    {
                         Err(NotRelease::Unreadable(std::sync::Arc::new(e)))
                     }
                     Err(e) => return Err(e),

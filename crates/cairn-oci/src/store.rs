@@ -86,6 +86,20 @@ impl Store {
         }
     }
 
+    /// Whether reads resolve an index to this host's platform, as skopeo
+    /// does for a scan: a tag with no image for this host is then unusable
+    /// here, not a broken registry.
+    pub fn reads_as_host_pulls(&self) -> bool {
+        match self {
+            #[cfg(feature = "image-proxy")]
+            Store::Proxy {
+                view: ProxyView::AsHostPulls,
+                ..
+            } => true,
+            _ => false,
+        }
+    }
+
     /// How to name this store to people (`registry/repo` or `oci:DIR`).
     pub fn describe(&self) -> String {
         match self {

@@ -804,3 +804,51 @@ async fn a_tag_scan_reads_the_same_through_skopeo_as_the_built_in_client_for_the
         }
     }
 }
+
+/// Tag lists walk the mirrors in order past one that fails, and when every
+/// place fails, the repository's own error is the one given.
+#[tokio::test]
+async fn tag_lists_move_past_a_failing_mirror_and_report_the_origin_s_error() {
+    let mirror = TestRegistry::start(Auth::None).await;
+    publish(&mirror.store("good/os"), &SigningKey::generate()).await;
+    let text = |second: &str| {
+        format!(
+            "[[registry]]\nlocation = \"example.invalid/acme\"\n\n[[registry.mirror]]\nlocation = \"127.0.0.1:1/dead\"\ninsecure = true\n\n[[registry.mirror]]\nlocation = \"{second}\"\ninsecure = true\n"
+        )
+    };
+    let origin = cairn_oci::Repository::parse("example.invalid/acme/os").expect("repository");
+    let start = |body: String, dir: &str| {
+        let dir = mirror.scratch().join(dir);
+        async move {
+            std::fs::create_dir_all(&dir).expect("mkdir");
+            let conf = registries_conf(&dir, &body);
+            let mut mirrors = cairn_oci::registries_conf::RegistriesConf::default();
+            mirrors
+                .add(&body, "registries.conf")
+                .expect("registries.conf");
+            reader_with(
+                conf,
+                ProxyConfig {
+                    mirrors,
+                    ..ProxyConfig::default()
+                },
+            )
+            .await
+        }
+    };
+    let working = start(text(&format!("{}/good", mirror.host)), "working").await;
+    let tags = Store::proxy(working, origin.clone())
+        .list_tags()
+        .await
+        .expect("the second mirror answers");
+    assert!(tags.contains(&TAG.to_string()), "{tags:?}");
+
+    let failing = start(text("127.0.0.1:1/also-dead"), "failing").await;
+    let error = Store::proxy(failing, origin)
+        .list_tags()
+        .await
+        .expect_err("no place answers");
+    let message = error.to_string();
+    assert!(message.contains("example.invalid"), "{message}");
+    assert_eq!(error.kind(), "transport", "{message}");
+}
