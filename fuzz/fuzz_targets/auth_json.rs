@@ -18,15 +18,15 @@ fuzz_target!(|data: &[u8]| {
         "localhost:5000/x",
         "registry.example/os",
     ] {
-        if let Ok(repository) = Repository::parse(text) {
-            if let Some(login) = credentials.for_repository(&repository) {
-                // The password never shows in debug output.
-                let shown = format!("{login:?}");
-                assert_eq!(
-                    shown,
-                    format!("Login {{ username: {:?}, .. }}", login.username)
-                );
-            }
+        if let Ok(repository) = Repository::parse(text)
+            && let Some(login) = credentials.for_repository(&repository)
+        {
+            // The password never shows in debug output.
+            let shown = format!("{login:?}");
+            assert_eq!(
+                shown,
+                format!("Login {{ username: {:?}, .. }}", login.username)
+            );
         }
     }
 });

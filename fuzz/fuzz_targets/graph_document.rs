@@ -10,8 +10,9 @@ use cairn_graph::GraphDocument;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(parsed) = GraphDocument::from_json(data) else {
-        return;
+    let parsed = match GraphDocument::from_json(data) {
+        Ok(parsed) => parsed,
+        Err(e) => return cairn_fuzz::note(format_args!("document: {e}")),
     };
     let document = parsed.document;
     let text = document.to_json_pretty();

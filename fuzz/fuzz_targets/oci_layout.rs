@@ -7,7 +7,7 @@
 #![no_main]
 #![forbid(unsafe_code)]
 
-use cairn_fuzz::{runtime, scratch, split, write};
+use cairn_fuzz::{note, runtime, scratch, split, write};
 use cairn_oci::layout::Layout;
 use cairn_oci::scan::{self, ScanCache, ScanOptions};
 use cairn_oci::{Store, document, halts, roots};
@@ -57,29 +57,37 @@ fuzz_target!(|data: &[u8]| {
         named.push((n, format!("sha256:{hex}"), blob.len()));
     }
     write(&root.join("index.json"), &linked(pieces[0], &named));
-    let Ok(layout) = Layout::open(&root) else {
-        return;
+    let layout = match Layout::open(&root) {
+        Ok(layout) => layout,
+        Err(e) => return note(format_args!("layout: {e}")),
     };
-    let Ok(tags) = layout.list_tags() else {
-        return;
+    let tags = match layout.list_tags() {
+        Ok(tags) => tags,
+        Err(e) => return note(format_args!("tags: {e}")),
     };
+    note(format_args!("tags: {tags:?}"));
     for tag in tags.iter().take(4) {
         let _ = layout.resolve(tag);
         let _ = layout.get_manifest(tag);
     }
     let store = Store::Layout(layout);
     runtime().block_on(async {
-        let _ = document::fetch(&store, "stable").await;
-        let _ = halts::fetch(&store, &halts::default_tag("stable")).await;
-        let _ = roots::fetch_root(&store, 1).await;
+        let fetched = document::fetch(&store, "stable").await;
+        note(format_args!(
+            "document: {:?}",
+            fetched.map(|d| d.document.sequence)
+        ));
+        let halts = halts::fetch(&store, &halts::default_tag("stable")).await;
+        note(format_args!("halt list: {}", halts.is_ok()));
+        let root = roots::fetch_root(&store, 1).await;
+        note(format_args!("root: {}", root.is_ok()));
         let mut cache = ScanCache::default();
-        let _ = scan::scan(
-            &store,
-            &ScanOptions::for_stream("stable"),
-            &mut cache,
-            &|_, _| {},
-        )
-        .await;
+        let options = ScanOptions::for_stream("stable");
+        let scanned = scan::scan(&store, &options, &mut cache, &|_, _| {}).await;
+        note(format_args!(
+            "scan: {:?}",
+            scanned.map(|r| (r.candidates.len(), r.skipped))
+        ));
     });
 });
 

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 use bytes::Bytes;
+use cairn_fuzz::note;
 use cairn_oci::signing::SigningKey;
 use cairn_oci::trust::{Role, SignedRoot, TrustedRoot};
 use libfuzzer_sys::fuzz_target;
@@ -17,9 +18,9 @@ fn key() -> &'static SigningKey {
 
 fuzz_target!(|data: &[u8]| {
     let pieces = cairn_fuzz::split(data, 2);
-    let Ok(signed) = SignedRoot::from_envelope(Bytes::copy_from_slice(pieces[0]), "root.json")
-    else {
-        return;
+    let signed = match SignedRoot::from_envelope(Bytes::copy_from_slice(pieces[0]), "root.json") {
+        Ok(signed) => signed,
+        Err(e) => return note(format_args!("root: {e}")),
     };
     let payload = signed.root.to_json();
     let reread: cairn_oci::trust::TrustRoot = serde_json::from_slice(&payload)
@@ -45,12 +46,17 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Some(next) = pieces.get(1)
         && let Ok(next) = SignedRoot::from_envelope(Bytes::copy_from_slice(next), "next.json")
-        && let Ok(accepted) = trusted.accept_next(next, "next.json")
     {
-        assert_eq!(
-            accepted.version(),
-            trusted.version() + 1,
-            "a root that skips a version"
-        );
+        match trusted.accept_next(next, "next.json") {
+            Ok(accepted) => {
+                note(format_args!("accepted root {}", accepted.version()));
+                assert_eq!(
+                    accepted.version(),
+                    trusted.version() + 1,
+                    "a root that skips a version"
+                );
+            }
+            Err(e) => note(format_args!("next root: {e}")),
+        }
     }
 });

@@ -280,6 +280,11 @@ pub fn decide_document(document: &GraphDocument, choices: &mut Choices) {
                     continue;
                 }
                 let decision = document.decide(arch, &query);
+                note(format_args!(
+                    "{arch} {scheme:?} {}: {}",
+                    query.booted,
+                    decision.reason()
+                ));
                 if document.is_expired(query.now) {
                     assert!(
                         decision.target.is_none(),
@@ -290,6 +295,15 @@ pub fn decide_document(document: &GraphDocument, choices: &mut Choices) {
                 check_decision(&graph, &query, &decision, Edges::Rule);
             }
         }
+    }
+}
+
+/// Say what an input reached, when `CAIRN_FUZZ_VERBOSE` is set: for
+/// checking that seeds get past the parsers (run a target's binary on them).
+pub fn note(what: std::fmt::Arguments<'_>) {
+    static VERBOSE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *VERBOSE.get_or_init(|| std::env::var_os("CAIRN_FUZZ_VERBOSE").is_some()) {
+        eprintln!("{what}");
     }
 }
 
