@@ -202,6 +202,11 @@ pub fn check_decision(graph: &UpdateGraph, query: &Query<'_>, decision: &Decisio
         node.age_index, booted.age_index,
         "a target of the booted age"
     );
+    assert!(
+        !booted.matches(target.digest.as_str()),
+        "an update to the booted release {}",
+        booted.version
+    );
     if !query.allow_downgrade {
         assert!(
             node.age_index > booted.age_index,
