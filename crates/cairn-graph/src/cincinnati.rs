@@ -94,6 +94,19 @@ pub enum CincinnatiError {
         /// What is wrong with it.
         error: crate::digest::InvalidId,
     },
+    /// Two nodes with one payload: a host booted on it could not tell
+    /// which release it runs, and would be offered the other as an update.
+    #[error("node {index} ({version}): payload is also node {first}'s ({first_version})")]
+    DuplicatePayload {
+        /// Node position.
+        index: usize,
+        /// Node version.
+        version: String,
+        /// The earlier node with the same payload.
+        first: usize,
+        /// Its version.
+        first_version: String,
+    },
     /// An edge that names a node that does not exist.
     #[error("edge [{from}, {to}] names a node beyond the {nodes} nodes")]
     EdgeOutOfRange {
@@ -114,6 +127,7 @@ impl CincinnatiError {
             CincinnatiError::Metadata { .. } => "metadata",
             CincinnatiError::EdgeOutOfRange { .. } => "edge_out_of_range",
             CincinnatiError::InvalidPayload { .. } => "invalid_payload",
+            CincinnatiError::DuplicatePayload { .. } => "duplicate_payload",
         }
     }
 }
@@ -137,7 +151,8 @@ impl UpdateGraph {
     /// Read a graph from a Cincinnati response. Edges are taken as given.
     pub fn from_cincinnati(graph: &CincinnatiGraph) -> Result<UpdateGraph, CincinnatiError> {
         let mut scheme = Scheme::Checksum;
-        let mut nodes = Vec::with_capacity(graph.nodes.len());
+        let mut nodes: Vec<Node> = Vec::with_capacity(graph.nodes.len());
+        let mut seen: std::collections::HashMap<TargetId, usize> = std::collections::HashMap::new();
         for (index, raw) in graph.nodes.iter().enumerate() {
             let missing = |key| CincinnatiError::Metadata {
                 index,
@@ -165,6 +180,15 @@ impl UpdateGraph {
                 version: raw.version.clone(),
                 error,
             })?;
+            if let Some(&first) = seen.get(&id) {
+                return Err(CincinnatiError::DuplicatePayload {
+                    index,
+                    version: raw.version.clone(),
+                    first,
+                    first_version: nodes[first].version.clone(),
+                });
+            }
+            seen.insert(id.clone(), index);
             nodes.push(parse_node(raw, id, age_index));
         }
         let mut edges = Vec::with_capacity(graph.edges.len());

@@ -459,18 +459,25 @@ fn settings_for(updates: &Updates, version: &str) -> UpdateMetadata {
 }
 
 /// The graph Fedora's graph builder serves for one architecture and scheme.
+/// A release whose payload an older release already has is left out: a
+/// host booted on it could not tell the two apart, and would be offered
+/// the other as an update to what it runs.
 pub fn build_graph(
     index: &ReleaseIndex,
     updates: &Updates,
     basearch: &str,
     scheme: Scheme,
 ) -> UpdateGraph {
+    let mut seen = std::collections::HashSet::new();
     let nodes = index
         .releases
         .iter()
         .enumerate()
         .filter_map(|(age, release)| {
             let (id, payload) = release.payload(basearch, scheme)?;
+            if !seen.insert(id.clone()) {
+                return None;
+            }
             let settings = settings_for(updates, &release.version);
             Some(Node {
                 version: release.version.clone(),

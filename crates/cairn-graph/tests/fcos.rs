@@ -516,3 +516,61 @@ fn cincinnati_payloads_that_are_not_ids_refuse_the_whole_answer() {
         }
     }
 }
+
+/// Found by fuzzing (`fuzz/regressions/fcos_metadata/`): two releases of
+/// Fedora's index with one checksum. The graph keeps the older; a host
+/// booted on that checksum is never offered itself, and what it is
+/// offered, `offers` agrees to (the agent re-checks a staged release so).
+#[test]
+fn a_checksum_two_releases_share_is_one_release_never_an_update_to_itself() {
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&data("releases/stable/releases.json")).expect("JSON");
+    let releases = index["releases"].as_array_mut().expect("releases");
+    let x86_64 = |release: &serde_json::Value| {
+        release["commits"]
+            .as_array()
+            .and_then(|commits| commits.iter().position(|c| c["architecture"] == "x86_64"))
+            .expect("an x86_64 commit")
+    };
+    let count = releases.len();
+    let (older, newest) = (count - 3, count - 1);
+    let at = x86_64(&releases[older]);
+    let shared = releases[older]["commits"][at]["checksum"].clone();
+    let at = x86_64(&releases[newest]);
+    releases[newest]["commits"][at]["checksum"] = shared.clone();
+    let index = ReleaseIndex::from_json(&serde_json::to_vec(&index).expect("JSON"))
+        .expect("the index still parses");
+    let (_, updates) = inputs("stable");
+    let graph = fcos::build_graph(&index, &updates, "x86_64", Scheme::Checksum);
+    let shared = shared.as_str().expect("checksum");
+    assert_eq!(
+        graph.nodes().iter().filter(|n| n.payload == shared).count(),
+        1
+    );
+    for wariness in [0.0, 0.5, 1.0] {
+        let query = Query {
+            booted: shared,
+            wariness,
+            now: Timestamp::from_second(ROLLOUT_END + 1).expect("time"),
+            deny: &[],
+            halted: &[],
+            allow_downgrade: false,
+        };
+        let decision = graph.decide(&query);
+        let target = decision.target.as_ref().expect("an update");
+        assert_ne!(target.digest.as_str(), shared);
+        assert_eq!(graph.offers(&query, target.digest.as_str()), Ok(()));
+    }
+}
+
+/// Found by fuzzing (`fuzz/regressions/cincinnati/`): an answer naming one
+/// payload on two nodes is refused whole, as a document with a duplicate
+/// digest is.
+#[test]
+fn a_cincinnati_answer_with_one_payload_on_two_nodes_is_refused() {
+    let mut served = golden("gb_stable_x86_64_oci-false.json");
+    served.nodes[3].payload = served.nodes[1].payload.clone();
+    let error = UpdateGraph::from_cincinnati(&served).expect_err("refused");
+    assert_eq!(error.kind(), "duplicate_payload");
+    assert!(error.to_string().contains("node 3"), "{error}");
+}
