@@ -213,10 +213,18 @@ impl CincinnatiGraph {
     /// Parse a `/v1/graph` response body.
     pub fn from_json(bytes: &[u8]) -> Result<CincinnatiGraph, CincinnatiError> {
         let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-        serde_path_to_error::deserialize(&mut deserializer).map_err(|e| CincinnatiError::Shape {
-            path: e.path().to_string(),
-            message: e.into_inner().to_string(),
-        })
+        let graph = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+            CincinnatiError::Shape {
+                path: e.path().to_string(),
+                message: e.into_inner().to_string(),
+            }
+        })?;
+        // Nothing but whitespace may follow the JSON.
+        deserializer.end().map_err(|e| CincinnatiError::Shape {
+            path: ".".to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(graph)
     }
 
     /// Pretty JSON, as Fedora's servers send it.

@@ -179,10 +179,17 @@ impl FcosError {
 
 fn from_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, FcosError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| FcosError::Shape {
-        path: e.path().to_string(),
-        message: e.into_inner().to_string(),
-    })
+    let value =
+        serde_path_to_error::deserialize(&mut deserializer).map_err(|e| FcosError::Shape {
+            path: e.path().to_string(),
+            message: e.into_inner().to_string(),
+        })?;
+    // Nothing but whitespace may follow the JSON.
+    deserializer.end().map_err(|e| FcosError::Shape {
+        path: ".".to_string(),
+        message: e.to_string(),
+    })?;
+    Ok(value)
 }
 
 fn from_value<T: serde::de::DeserializeOwned>(value: &serde_json::Value) -> Result<T, FcosError> {

@@ -574,3 +574,18 @@ fn a_cincinnati_answer_with_one_payload_on_two_nodes_is_refused() {
     assert_eq!(error.kind(), "duplicate_payload");
     assert!(error.to_string().contains("node 3"), "{error}");
 }
+
+/// Found by fuzzing: bytes after the JSON were ignored. Whitespace is fine;
+/// anything else refuses the file, naming it.
+#[test]
+fn bytes_after_the_json_refuse_fedoras_files_and_cincinnati_answers() {
+    let mut index = data("releases/stable/releases.json");
+    assert!(ReleaseIndex::from_json(&[index.as_slice(), b"\n \n"].concat()).is_ok());
+    index.extend_from_slice(b"{}");
+    let error = ReleaseIndex::from_json(&index).expect_err("trailing bytes");
+    assert!(error.to_string().contains("trailing"), "{error}");
+    let mut answer = data("fcos-cincinnati-golden/gb_stable_x86_64_oci-false.json");
+    answer.extend_from_slice(b"]");
+    let error = CincinnatiGraph::from_json(&answer).expect_err("trailing bytes");
+    assert!(error.to_string().contains("trailing"), "{error}");
+}

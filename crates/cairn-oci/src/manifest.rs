@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 /// field at fault, such as `layers[0].size`.
 pub(crate) fn parse<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let inner = error.inner();
         // An error of the whole document (bad JSON, a missing top-level field) has no path.
         let located = error
@@ -23,7 +23,12 @@ pub(crate) fn parse<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> 
         } else {
             OciError::invalid(what, inner)
         }
-    })
+    })?;
+    // Nothing but whitespace may follow the JSON.
+    deserializer
+        .end()
+        .map_err(|e| OciError::invalid(what, format!("after the JSON: {e}")))?;
+    Ok(value)
 }
 
 /// The JSON of a manifest or index, compact and with keys sorted.
@@ -119,6 +124,16 @@ mod tests {
         format!(
             r#"{{"schemaVersion":2,"config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{DIGEST}","size":2}},"layers":[{layer}]}}"#
         )
+    }
+
+    /// Found by fuzzing: bytes after the JSON were ignored.
+    #[test]
+    fn only_whitespace_may_follow_a_manifest() {
+        let manifest = manifest_with_layer("");
+        assert!(parse::<ImageManifest>(format!("{manifest}\n").as_bytes(), "m").is_ok());
+        let error = parse::<ImageManifest>(format!("{manifest}{{}}").as_bytes(), "m")
+            .expect_err("trailing bytes");
+        assert!(error.to_string().contains("after the JSON"), "{error}");
     }
 
     fn error_of<T: DeserializeOwned + std::fmt::Debug>(json: &str) -> String {
