@@ -415,10 +415,16 @@ async fn two_hundred_clients_racing_for_three_slots_never_hold_more_than_three(b
                 // slot too many would show as overlapping holders.
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 holding.fetch_sub(1, Ordering::SeqCst);
-                assert_eq!(
-                    call("steady-state").await.expect("send").status().as_u16(),
-                    200
-                );
+                // A release past its deadline on a loaded etcd is a 503 too,
+                // and is asked again; anything else must be a 200.
+                let released = loop {
+                    let status = call("steady-state").await.expect("send").status().as_u16();
+                    if status != 503 || matches!(backend, Backend::Embedded) {
+                        break status;
+                    }
+                    tokio::task::yield_now().await;
+                };
+                assert_eq!(released, 200);
                 attempts
             })
         })
