@@ -5,9 +5,7 @@
 #![no_main]
 #![forbid(unsafe_code)]
 
-use cairn_fuzz::{
-    Choices, Edges, booted_candidates, check_decision, interesting_times, random_query,
-};
+use cairn_fuzz::{Choices, Edges, decide_random_queries, interesting_times};
 use cairn_graph::UpdateGraph;
 use cairn_graph::cincinnati::CincinnatiGraph;
 use libfuzzer_sys::fuzz_target;
@@ -37,26 +35,21 @@ fuzz_target!(|data: &[u8]| {
         "the answer changed on a round trip"
     );
     let mut choices = Choices::new(data);
-    let booted = booted_candidates(&graph);
     let times = interesting_times(&graph, &[]);
-    for _ in 0..4 {
-        let (mut deny, mut halted) = (Vec::new(), Vec::new());
-        let query = random_query(
-            &mut choices,
-            &booted,
-            &times,
-            &mut deny,
-            &mut halted,
-            &graph,
-        );
-        let decision = graph.decide(&query);
-        check_decision(&graph, &query, &decision, Edges::Explicit);
-        let served = graph.decide_served(&query);
-        assert_eq!(
-            served.target, decision.target,
-            "a throttled graph changed the target"
-        );
-        let _ = graph.offers_served(&query, query.booted);
-        let _ = graph.next_change_after_served(&query);
-    }
+    decide_random_queries(
+        &mut choices,
+        &graph,
+        &times,
+        4,
+        Edges::Explicit,
+        |query, decision| {
+            let served = graph.decide_served(query);
+            assert_eq!(
+                served.target, decision.target,
+                "a throttled graph changed the target"
+            );
+            let _ = graph.offers_served(query, query.booted);
+            let _ = graph.next_change_after_served(query);
+        },
+    );
 });

@@ -6,9 +6,7 @@
 #![no_main]
 #![forbid(unsafe_code)]
 
-use cairn_fuzz::{
-    Choices, Edges, booted_candidates, check_decision, interesting_times, random_query, split,
-};
+use cairn_fuzz::{Choices, Edges, decide_random_queries, interesting_times, split};
 use cairn_graph::Scheme;
 use cairn_graph::fcos::{self, ConvertOptions, ReleaseIndex, Updates};
 use jiff::Timestamp;
@@ -35,21 +33,8 @@ fuzz_target!(|data: &[u8]| {
     for arch in ["x86_64", "aarch64"] {
         for scheme in [Scheme::Oci, Scheme::Checksum] {
             let graph = fcos::build_graph(&index, &updates, arch, scheme);
-            let booted = booted_candidates(&graph);
             let times = interesting_times(&graph, &[now]);
-            for _ in 0..3 {
-                let (mut deny, mut halted) = (Vec::new(), Vec::new());
-                let query = random_query(
-                    &mut choices,
-                    &booted,
-                    &times,
-                    &mut deny,
-                    &mut halted,
-                    &graph,
-                );
-                let decision = graph.decide(&query);
-                check_decision(&graph, &query, &decision, Edges::Rule);
-            }
+            decide_random_queries(&mut choices, &graph, &times, 3, Edges::Rule, |_, _| {});
         }
     }
     let options = ConvertOptions {

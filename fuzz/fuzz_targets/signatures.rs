@@ -11,11 +11,9 @@ use cairn_oci::document::{self, TrustPolicy};
 use cairn_oci::signing::{self, KeyId, SigningKey, VerifyingKey};
 use cairn_oci::trust::{Role, RoleKeys};
 use libfuzzer_sys::fuzz_target;
-use std::sync::OnceLock;
 
 fn key() -> &'static SigningKey {
-    static KEY: OnceLock<SigningKey> = OnceLock::new();
-    KEY.get_or_init(SigningKey::generate)
+    cairn_fuzz::process_key()
 }
 
 fuzz_target!(|data: &[u8]| {

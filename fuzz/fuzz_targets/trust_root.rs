@@ -9,11 +9,9 @@ use cairn_fuzz::note;
 use cairn_oci::signing::SigningKey;
 use cairn_oci::trust::{Role, SignedRoot, TrustedRoot};
 use libfuzzer_sys::fuzz_target;
-use std::sync::OnceLock;
 
 fn key() -> &'static SigningKey {
-    static KEY: OnceLock<SigningKey> = OnceLock::new();
-    KEY.get_or_init(SigningKey::generate)
+    cairn_fuzz::process_key()
 }
 
 fuzz_target!(|data: &[u8]| {

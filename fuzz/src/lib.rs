@@ -343,3 +343,30 @@ pub fn runtime() -> &'static tokio::runtime::Runtime {
             .unwrap_or_else(|e| panic!("no runtime: {e}"))
     })
 }
+
+/// `rounds` random queries of `graph` (booted among its releases, times
+/// from `times`), each decided and checked against `edges`, then handed to
+/// `more` for the target's own checks.
+pub fn decide_random_queries(
+    choices: &mut Choices,
+    graph: &UpdateGraph,
+    times: &[Timestamp],
+    rounds: usize,
+    edges: Edges,
+    mut more: impl FnMut(&Query<'_>, &Decision),
+) {
+    let booted = booted_candidates(graph);
+    for _ in 0..rounds {
+        let (mut deny, mut halted) = (Vec::new(), Vec::new());
+        let query = random_query(choices, &booted, times, &mut deny, &mut halted, graph);
+        let decision = graph.decide(&query);
+        check_decision(graph, &query, &decision, edges);
+        more(&query, &decision);
+    }
+}
+
+/// One signing key per fuzzing process: nothing in the input is signed by it.
+pub fn process_key() -> &'static cairn_oci::signing::SigningKey {
+    static KEY: std::sync::OnceLock<cairn_oci::signing::SigningKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(cairn_oci::signing::SigningKey::generate)
+}
