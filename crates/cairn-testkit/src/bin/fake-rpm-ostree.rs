@@ -19,7 +19,7 @@
 
 use cairn_testkit::host::{
     FakeCommit, FakeDeployment, FakeState, begin_command, block_until_rebooted, check_out,
-    checksum_of, image_timestamp, resolve_digest, write_state,
+    checksum_of, image_timestamp, resolve_digest, save_host,
 };
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -237,7 +237,7 @@ fn deploy_commit(
         image: origin.to_string(),
         download_only: options.contains(&"--lock-finalization"),
     });
-    write_state(dir, &state);
+    save_host(dir, &state, None);
     ExitCode::SUCCESS
 }
 
@@ -303,7 +303,7 @@ fn main() -> ExitCode {
             }
             state.update_driver = Some("Cairn".into());
             state.update_driver_unit = Some(caller_unit());
-            write_state(&dir, &state);
+            save_host(&dir, &state, None);
             ExitCode::SUCCESS
         }
         ["deploy", "--lock-finalization", rest @ ..]
@@ -364,7 +364,7 @@ fn main() -> ExitCode {
                 image: state.spec_image.clone(),
                 download_only: true,
             });
-            write_state(&dir, &state);
+            save_host(&dir, &state, None);
             ExitCode::SUCCESS
         }
         ["finalize-deployment", digest] => match &state.staged {
@@ -380,7 +380,7 @@ fn main() -> ExitCode {
         },
         ["cleanup", "-p"] => {
             state.staged = None;
-            write_state(&dir, &state);
+            save_host(&dir, &state, None);
             ExitCode::SUCCESS
         }
         ["rollback", "-r"] => {
