@@ -714,7 +714,14 @@ impl<R: CommandRunner> Agent<R> {
                 self.driver.discard().await?;
                 self.persisted.operator_staged = None;
                 self.end_attempt(world.now, Outcome::Withdrawn, &why.message);
-                self.transition(&Event::Withdrawn)?;
+                // bootc cannot drop a staged deployment: later passes find it
+                // again, already withdrawn, with no state to leave.
+                if matches!(
+                    self.persisted.state,
+                    State::Staged { .. } | State::FinalizeAllowed { .. }
+                ) {
+                    self.transition(&Event::Withdrawn)?;
+                }
                 Ok(self.report_why(why))
             }
             Plan::Nothing(why) => {

@@ -1038,6 +1038,32 @@ impl Rig {
         lock(&self.server).stop();
     }
 
+    /// What the agents logged about the faults: the documents they refused
+    /// and why, and state-machine events they had to ignore.
+    fn agent_log_counts(&self) -> BTreeMap<String, u64> {
+        let mut counts = BTreeMap::new();
+        for host in &self.hosts {
+            let log = std::fs::read_to_string(&host.log).unwrap_or_default();
+            for line in log.lines() {
+                let what = if line.contains("ignored invalid=") {
+                    "agent warnings: a state-machine event ignored"
+                } else if !line.contains("kind=source_error") {
+                    continue;
+                } else if line.contains("expired at") {
+                    "checks refused an expired document"
+                } else if line.contains("signature") {
+                    "checks refused a forged document (no valid signature)"
+                } else if line.contains("HTTP 5") {
+                    "checks stopped by a registry 5xx"
+                } else {
+                    "checks stopped by another source error"
+                };
+                *counts.entry(what.to_string()).or_default() += 1;
+            }
+        }
+        counts
+    }
+
     pub fn report(&self, converged: &[(String, Option<u64>)], took: Duration) -> String {
         let mut out = String::new();
         let table = |out: &mut String, title: &str, map: &BTreeMap<String, u64>| {
@@ -1073,6 +1099,9 @@ impl Rig {
             })
             .sum();
         events.insert("stagings".into(), staged);
+        for (what, n) in self.agent_log_counts() {
+            events.insert(what, n);
+        }
         events.insert(
             "agent checks".into(),
             self.hosts.iter().map(Host::checks).sum(),
