@@ -715,11 +715,10 @@ impl<R: CommandRunner> Agent<R> {
                 self.persisted.operator_staged = None;
                 self.end_attempt(world.now, Outcome::Withdrawn, &why.message);
                 // bootc cannot drop a staged deployment: later passes find it
-                // again, already withdrawn, with no state to leave.
-                if matches!(
-                    self.persisted.state,
-                    State::Staged { .. } | State::FinalizeAllowed { .. }
-                ) {
+                // again, already withdrawn, and have only the check to end.
+                if matches!(self.persisted.state, State::Checking) {
+                    self.transition(&Event::NothingToDo)?;
+                } else {
                     self.transition(&Event::Withdrawn)?;
                 }
                 Ok(self.report_why(why))

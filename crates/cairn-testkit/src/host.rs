@@ -91,9 +91,10 @@ pub struct FakeState {
     #[serde(default)]
     pub arch: Option<String>,
     /// What happened to the deployments, in order: `staged <digest>` for
-    /// each staging that succeeded, `booted <digest>` for a healthy reboot
-    /// into it and `boot-failed <digest>` for a failed one (the harness's
-    /// reboots). A soak judges the host by this log.
+    /// each staging that succeeded, `discarded <digest>` when rpm-ostree
+    /// dropped it, `booted <digest>` for a healthy reboot into it and
+    /// `boot-failed <digest>` for a failed one (the harness's reboots). A
+    /// soak judges the host by this log.
     #[serde(default)]
     pub events: Vec<String>,
 }

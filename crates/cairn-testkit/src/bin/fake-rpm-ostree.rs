@@ -237,7 +237,7 @@ fn deploy_commit(
         image: origin.to_string(),
         download_only: options.contains(&"--lock-finalization"),
     });
-    save_host(dir, &state, None);
+    save_host(dir, &state, Some(format!("staged {}", commit.checksum)));
     ExitCode::SUCCESS
 }
 
@@ -358,13 +358,14 @@ fn main() -> ExitCode {
             if let Err(message) = check_out(&dir, &state, &reference, &digest) {
                 return fail(&message);
             }
+            let event = format!("staged {digest}");
             state.staged = Some(FakeDeployment {
                 digest,
                 version,
                 image: state.spec_image.clone(),
                 download_only: true,
             });
-            save_host(&dir, &state, None);
+            save_host(&dir, &state, Some(event));
             ExitCode::SUCCESS
         }
         ["finalize-deployment", digest] => match &state.staged {
@@ -379,8 +380,11 @@ fn main() -> ExitCode {
             None => fail("No pending staged deployment found"),
         },
         ["cleanup", "-p"] => {
-            state.staged = None;
-            save_host(&dir, &state, None);
+            let event = state
+                .staged
+                .take()
+                .map(|staged| format!("discarded {}", staged.digest));
+            save_host(&dir, &state, event);
             ExitCode::SUCCESS
         }
         ["rollback", "-r"] => {

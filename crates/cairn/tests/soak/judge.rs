@@ -106,6 +106,7 @@ pub fn judge_events(cursor: &mut EventCursor, events: &[String], host: &str) -> 
                 cursor.failed.insert(digest.to_string());
                 cursor.staged = None;
             }
+            "discarded" => cursor.staged = None,
             other => wrong.push(format!("{host}: unknown event {other:?}")),
         }
     }

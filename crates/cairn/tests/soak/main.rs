@@ -20,6 +20,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+/// Shuts the rig down when the test ends, a panic included.
+struct ShutDown(Arc<Rig>);
+
+impl Drop for ShutDown {
+    fn drop(&mut self) {
+        self.0.shut_down();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "a soak of minutes: scripts/soak runs it"]
 async fn a_fleet_under_faults_keeps_every_invariant_and_converges() {
@@ -44,6 +53,8 @@ async fn a_fleet_under_faults_keeps_every_invariant_and_converges() {
     );
     let started = Instant::now();
     let rig = Arc::new(Rig::set_up(seed, hosts).await);
+    // Whatever happens from here, no agent or server outlives the test.
+    let _shut_down = ShutDown(rig.clone());
     println!(
         "soak: set up in {:.1} s: registry {} behind the fault proxy {}, cairn serve at {}",
         started.elapsed().as_secs_f64(),

@@ -12,6 +12,7 @@ use cairn_testkit::host::{FakeHost, modify_state};
 use cairn_testkit::{Auth, TestRegistry, write_release};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -91,6 +92,8 @@ fn strings(args: &[&str]) -> Vec<String> {
 /// One stand-in host and its agent.
 pub struct Host {
     pub name: String,
+    /// Driven through rpm-ostree rather than bootc.
+    rpm_ostree: bool,
     pub node: Node,
     pub wariness: f64,
     agent: Mutex<Option<Child>>,
@@ -122,6 +125,9 @@ impl Host {
             .args(["--socket", &self.socket(), "--no-user-check"])
             .args(["--check-interval-ms", &CHECK_INTERVAL_MS.to_string()])
             .command()
+            // Its own process group, killed whole: as systemd stops a
+            // crashed unit's processes, a host tool it ran dies with it.
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -130,12 +136,25 @@ impl Host {
         *lock(&self.agent) = Some(child);
     }
 
-    /// SIGKILL, as a crash or a power cut does.
+    /// SIGKILL to the agent and whatever it runs, as a crash under systemd
+    /// or a power cut does.
     fn kill_agent(&self) {
         if let Some(mut child) = lock(&self.agent).take() {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .stderr(Stdio::null())
+                .status();
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// The agent's exit status, if it exited when nobody killed it.
+    fn exited_by_itself(&self) -> Option<std::process::ExitStatus> {
+        let mut agent = lock(&self.agent);
+        let status = agent.as_mut()?.try_wait().ok()??;
+        *agent = None;
+        Some(status)
     }
 
     fn agent_running(&self) -> bool {
@@ -248,6 +267,10 @@ pub struct Rig {
     documents: Mutex<HashMap<String, GraphDocument>>,
     pub faults_over: AtomicBool,
     pub all_over: AtomicBool,
+    /// Set when the rig shuts down: no agent starts any more.
+    stopping: AtomicBool,
+    /// The expired document's bytes' digest: no agent may ever accept it.
+    expired_digest: Mutex<String>,
     faults: Mutex<BTreeMap<String, u64>>,
     checks: Mutex<BTreeMap<String, u64>>,
     events: Mutex<BTreeMap<String, u64>>,
@@ -328,7 +351,7 @@ impl Rig {
             repo,
             server: Mutex::new(Server {
                 child: None,
-                port: 0,
+                port: free_port_below_ephemeral(seed),
                 dir: server_dir,
             }),
             hosts: Vec::new(),
@@ -338,6 +361,8 @@ impl Rig {
             documents: Mutex::new(HashMap::new()),
             faults_over: AtomicBool::new(false),
             all_over: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            expired_digest: Mutex::new(String::new()),
             faults: Mutex::new(BTreeMap::new()),
             checks: Mutex::new(BTreeMap::new()),
             events: Mutex::new(BTreeMap::new()),
@@ -363,6 +388,12 @@ impl Rig {
             )
             .await
             .expect("keep the expired document");
+        let expired = cairn_oci::document::fetch(&store, EXPIRED_TAG)
+            .await
+            .expect("the expired document");
+        let expired = cairn_oci::digest::sha256_digest(&expired.bytes);
+        lock(&rig.documents).remove(&expired);
+        *lock(&rig.expired_digest) = expired;
         rig.publish_until_done(&[]).await;
         lock(&rig.server).start();
         let mut rig = rig;
@@ -372,14 +403,28 @@ impl Rig {
             let name = format!("host-{i:02}");
             let base = rig.dir.join(&name);
             let (version, digest) = &releases[rng.below(2)];
-            let host = FakeHost::new(
-                &base.join("host"),
-                "1.17.0",
-                &format!("{}:stable", rig.repo),
-                (digest, version),
-                std::slice::from_ref(&rig.proxy.host),
-                true,
-            );
+            // Every third host is driven through rpm-ostree.
+            let rpm_ostree = i % 3 == 2;
+            let image = format!("{}:stable", rig.repo);
+            let insecure = std::slice::from_ref(&rig.proxy.host);
+            let host = if rpm_ostree {
+                FakeHost::rpm_ostree(
+                    &base.join("host"),
+                    &image,
+                    (digest, version),
+                    insecure,
+                    true,
+                )
+            } else {
+                FakeHost::new(
+                    &base.join("host"),
+                    "1.17.0",
+                    &image,
+                    (digest, version),
+                    insecure,
+                    true,
+                )
+            };
             let wariness = (i as f64 + 0.5) / count as f64;
             let node = Node::configured(host, &base, &rig.agent_config(wariness));
             std::fs::write(
@@ -389,6 +434,7 @@ impl Rig {
             .expect("machine-id");
             rig.hosts.push(Host {
                 log: base.join("agent.log"),
+                rpm_ostree,
                 name,
                 node,
                 wariness,
@@ -400,9 +446,16 @@ impl Rig {
             });
         }
         for host in &rig.hosts {
-            host.start_agent(&rig.proxy.host);
+            rig.start(host);
         }
         rig
+    }
+
+    /// Start a host's agent, unless the rig is shutting down.
+    fn start(&self, host: &Host) {
+        if !self.stopping.load(Ordering::SeqCst) {
+            host.start_agent(&self.proxy.host);
+        }
     }
 
     pub fn server_url(&self) -> String {
@@ -539,6 +592,14 @@ impl Rig {
         // The shutdown takes a while: other hosts may reach theirs meanwhile.
         std::thread::sleep(rng.millis(200, 1500));
         let _power = lock(&host.power);
+        let apply = host.node.host.state().apply_pid;
+        if apply.is_none_or(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+            // The agent was killed, and its reboot command with it: no reboot.
+            modify_state(&host.node.host.dir, |s| s.apply_pid = None);
+            bump(&self.events, "reboot commands killed with their agent", 1);
+            host.rebooting.store(false, Ordering::SeqCst);
+            return;
+        }
         host.kill_agent();
         let version = target.as_deref().and_then(|t| self.version_of(t));
         let bad = version
@@ -563,7 +624,7 @@ impl Rig {
             });
         }
         std::thread::sleep(rng.millis(100, 500));
-        host.start_agent(&self.proxy.host);
+        self.start(host);
         host.rebooting.store(false, Ordering::SeqCst);
     }
 
@@ -614,9 +675,21 @@ impl Rig {
     /// The continuous checks: reboots at once against the slots, holds,
     /// and each host's event log.
     pub fn monitor(self: std::sync::Arc<Self>) {
+        let mut round = 0u64;
         while !self.all_over.load(Ordering::SeqCst) {
+            round += 1;
             let mut rebooting = 0;
             for host in &self.hosts {
+                if let Some(status) = host.exited_by_itself() {
+                    self.violation(format!(
+                        "{}: the agent exited by itself ({status})",
+                        host.name
+                    ));
+                    self.start(host);
+                }
+                if round.is_multiple_of(10) {
+                    self.check_accepted_document(host);
+                }
                 let state = host.node.host.state();
                 if host.rebooting.load(Ordering::SeqCst) || state.apply_pid.is_some() {
                     rebooting += 1;
@@ -627,7 +700,9 @@ impl Rig {
                 for wrong in wrong {
                     self.violation(wrong);
                 }
-                if let Some(at) = *lock(&host.held_at) {
+                // Held across the check: an unhold clears it first.
+                let mut held_at = lock(&host.held_at);
+                if let Some(at) = *held_at {
                     bump(&self.checks, "holds checked", 1);
                     let agent_holds = host.agent_state().is_some_and(|s| s.held);
                     if !agent_holds {
@@ -638,7 +713,7 @@ impl Rig {
                         .find(|e| e.starts_with("staged"))
                     {
                         self.violation(format!("{}: {staged} while held", host.name));
-                        *lock(&host.held_at) = Some(state.events.len());
+                        *held_at = Some(state.events.len());
                     }
                 }
             }
@@ -651,6 +726,32 @@ impl Rig {
                 ));
             }
             std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The document an agent last accepted must be one the release team
+    /// published, never the expired one nor a forgery.
+    fn check_accepted_document(&self, host: &Host) {
+        let Some((sequence, digest)) = host.agent_state().and_then(|s| s.last_document) else {
+            return;
+        };
+        bump(
+            &self.checks,
+            "documents agents accepted, checked as published",
+            1,
+        );
+        if digest == *lock(&self.expired_digest) {
+            return self.violation(format!("{}: accepted the expired document", host.name));
+        }
+        if lock(&self.documents).contains_key(&digest) {
+            return;
+        }
+        self.runtime.block_on(self.keep_published_document());
+        if !lock(&self.documents).contains_key(&digest) {
+            self.violation(format!(
+                "{}: accepted a document never published (sequence {sequence}, {digest})",
+                host.name
+            ));
         }
     }
 
@@ -719,14 +820,21 @@ impl Rig {
                     host.kill_agent();
                     self.fault("agents SIGKILLed");
                     std::thread::sleep(rng.millis(0, 1500));
-                    host.start_agent(&self.proxy.host);
+                    self.start(host);
                 }
                 30..45 => {
-                    let command = ["switch", "status", "upgrade"][rng.below(3)];
+                    let (tool, command) = if host.rpm_ostree {
+                        (
+                            "rpm-ostree",
+                            ["deploy", "status", "finalize-deployment"][rng.below(3)],
+                        )
+                    } else {
+                        ("bootc", ["switch", "status", "upgrade"][rng.below(3)])
+                    };
                     host.node
                         .host
                         .fail(command, "injected: the host tool failed");
-                    self.fault(&format!("bootc {command} failing"));
+                    self.fault(&format!("{tool} {command} failing"));
                     let wait = rng.millis(1000, 5000);
                     let dir = host.node.host.dir.clone();
                     std::thread::spawn(move || {
@@ -735,18 +843,19 @@ impl Rig {
                     });
                 }
                 45..58 => {
-                    let command = ["switch", "status"][rng.below(2)];
+                    let (tool, command) = if host.rpm_ostree {
+                        ("rpm-ostree", ["deploy", "status"][rng.below(2)])
+                    } else {
+                        ("bootc", ["switch", "status"][rng.below(2)])
+                    };
                     host.node.host.pause_before(command);
-                    self.fault(&format!("bootc {command} hanging"));
-                    let wait = rng.millis(1000, 6000);
+                    self.fault(&format!("{tool} {command} hanging"));
+                    let wait = rng.millis(1000, 15000);
                     let dir = host.node.host.dir.clone();
+                    let program = host.node.host.program.clone();
                     std::thread::spawn(move || {
                         std::thread::sleep(wait);
-                        FakeHost {
-                            program: dir.join("bootc"),
-                            dir,
-                        }
-                        .resume();
+                        FakeHost { program, dir }.resume();
                     });
                 }
                 58..66 => {
@@ -975,10 +1084,20 @@ impl Rig {
                 }
                 std::thread::sleep(Duration::from_millis(500));
             }
+            {
+                let _power = lock(&host.power);
+                if !host.agent_running() && !host.rebooting.load(Ordering::SeqCst) {
+                    self.start(host);
+                }
+            }
             baseline.push(host.checks());
         }
         let mut took: Vec<Option<u64>> = vec![None; self.hosts.len()];
-        let deadline = Instant::now() + Duration::from_secs(30 * 60);
+        // Twice the checks' time, and a margin for reboots.
+        let began = Instant::now();
+        let deadline = began
+            + Duration::from_millis(2 * CONVERGE_WITHIN_CHECKS * CHECK_INTERVAL_MS)
+            + Duration::from_secs(120);
         loop {
             let document = self.runtime.block_on(self.current_document());
             let halts = self.runtime.block_on(self.halt_list());
@@ -1012,7 +1131,19 @@ impl Rig {
                     }
                 }
             }
-            if all || Instant::now() > deadline {
+            if all {
+                return self.convergence(took);
+            }
+            if Instant::now() > deadline {
+                for (at, host) in self.hosts.iter().enumerate() {
+                    if took[at].is_none() {
+                        self.violation(format!(
+                            "{}: not on what it is offered {} s after the faults stopped",
+                            host.name,
+                            began.elapsed().as_secs()
+                        ));
+                    }
+                }
                 return self.convergence(took);
             }
             std::thread::sleep(Duration::from_millis(250));
@@ -1027,8 +1158,13 @@ impl Rig {
             .collect()
     }
 
+    /// Stop every agent (no reboot thread starts one again) and the server.
     pub fn shut_down(&self) {
+        self.faults_over.store(true, Ordering::SeqCst);
+        self.all_over.store(true, Ordering::SeqCst);
+        self.stopping.store(true, Ordering::SeqCst);
         for host in &self.hosts {
+            let _power = lock(&host.power);
             host.kill_agent();
             // A stand-in still blocked in a reboot command.
             if let Some(pid) = host.node.host.state().apply_pid {
@@ -1130,6 +1266,18 @@ impl Rig {
         out.push_str(&format!("violations: {}\n", lock(&self.violations).len()));
         out
     }
+}
+
+/// A free loopback port below the usual ephemeral range (32768 and up), so
+/// that no outgoing connection takes it while the server is stopped.
+fn free_port_below_ephemeral(seed: u64) -> u16 {
+    for attempt in 0..2000u64 {
+        let port = 20000 + ((seed.wrapping_add(attempt * 7919)) % 12000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port between 20000 and 32000");
 }
 
 fn now() -> String {
