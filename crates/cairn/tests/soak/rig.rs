@@ -1021,7 +1021,9 @@ impl Rig {
         let created = "2026-01-01T00:00:00Z"
             .parse::<jiff::Timestamp>()
             .expect("a time")
-            + jiff::SignedDuration::from_hours(24 * i64::from(minor));
+            // A month a release, after the first three (January to March):
+            // rpm-ostree refuses an image older than the booted one.
+            + jiff::SignedDuration::from_hours(24 * 31 * i64::from(minor));
         let (_, written) =
             write_release(&store, version, &created.to_string(), &[version, "stable"]).await;
         lock(&self.releases).push((version.to_string(), written[0].manifest.clone()));
