@@ -714,7 +714,13 @@ impl<R: CommandRunner> Agent<R> {
                 self.driver.discard().await?;
                 self.persisted.operator_staged = None;
                 self.end_attempt(world.now, Outcome::Withdrawn, &why.message);
-                self.transition(&Event::Withdrawn)?;
+                // bootc cannot drop a staged deployment: later passes find it
+                // again, already withdrawn, and have only the check to end.
+                if matches!(self.persisted.state, State::Checking) {
+                    self.transition(&Event::NothingToDo)?;
+                } else {
+                    self.transition(&Event::Withdrawn)?;
+                }
                 Ok(self.report_why(why))
             }
             Plan::Nothing(why) => {

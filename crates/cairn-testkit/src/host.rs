@@ -90,6 +90,13 @@ pub struct FakeState {
     /// index it boots. Unset: `amd64`.
     #[serde(default)]
     pub arch: Option<String>,
+    /// What happened to the deployments, in order: `staged <digest>` for
+    /// each staging that succeeded, `discarded <digest>` when rpm-ostree
+    /// dropped it, `booted <digest>` for a healthy reboot into it and
+    /// `boot-failed <digest>` for a failed one (the harness's reboots). A
+    /// soak judges the host by this log.
+    #[serde(default)]
+    pub events: Vec<String>,
 }
 
 impl FakeState {
@@ -304,9 +311,10 @@ pub fn check_out(
 /// The start of every stand-in command: record the command line, then wait
 /// while the test pauses this subcommand. Returns the host state to act on.
 pub fn begin_command(dir: &Path, args: &[String]) -> FakeState {
-    let mut state = read_state(dir);
-    state.calls.push(args.join(" "));
-    write_state(dir, &state);
+    let mut state = modify_state(dir, |state| {
+        state.calls.push(args.join(" "));
+        state.clone()
+    });
     if state
         .pause_before
         .as_ref()
@@ -327,7 +335,7 @@ pub fn begin_command(dir: &Path, args: &[String]) -> FakeState {
 /// return; the harness's "reboot" kills the process.
 pub fn block_until_rebooted(dir: &Path, mut state: FakeState) -> ! {
     state.apply_pid = Some(std::process::id());
-    write_state(dir, &state);
+    save_host(dir, &state, None);
     loop {
         std::thread::sleep(std::time::Duration::from_secs(3600));
     }
@@ -365,6 +373,41 @@ pub fn state_path(dir: &Path) -> PathBuf {
 pub fn read_state(dir: &Path) -> FakeState {
     let bytes = std::fs::read(state_path(dir)).unwrap_or_else(|e| panic!("fake host state: {e}"));
     serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("fake host state: {e}"))
+}
+
+/// Change the stand-in's state under its lock: the harness and stand-in
+/// processes (several at once when an agent is killed mid-command) never
+/// lose each other's changes.
+pub fn modify_state<T>(dir: &Path, change: impl FnOnce(&mut FakeState) -> T) -> T {
+    let path = dir.join("fake-bootc.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    lock.lock()
+        .unwrap_or_else(|e| panic!("locking {}: {e}", path.display()));
+    let mut state = read_state(dir);
+    let answer = change(&mut state);
+    write_state(dir, &state);
+    answer
+}
+
+/// Save what a stand-in command did to the host (`state`, read when the
+/// command began), keeping what others changed since: the calls and events
+/// logged and the harness's faults. `event` is added to the log.
+pub fn save_host(dir: &Path, state: &FakeState, event: Option<String>) {
+    modify_state(dir, |fresh| {
+        let mut merged = state.clone();
+        merged.calls = std::mem::take(&mut fresh.calls);
+        merged.events = std::mem::take(&mut fresh.events);
+        merged.events.extend(event);
+        merged.fail = fresh.fail.take();
+        merged.fail_usage = fresh.fail_usage.take();
+        merged.pause_before = fresh.pause_before.take();
+        *fresh = merged;
+    });
 }
 
 /// Write the stand-in's state; by rename, so that a test reading it while
@@ -500,34 +543,34 @@ impl FakeHost {
     /// Make the next command line that starts with `prefix` wait until
     /// [`FakeHost::resume`].
     pub fn pause_before(&self, prefix: &str) {
-        let mut state = self.state();
-        state.pause_before = Some(prefix.to_string());
-        write_state(&self.dir, &state);
+        modify_state(&self.dir, |state| {
+            state.pause_before = Some(prefix.to_string())
+        });
     }
 
     /// Pretend to be bootc `version`, whose `switch` does or does not accept
     /// `--download-only`, whatever the version would suggest.
     pub fn set_bootc(&self, version: &str, switch_download_only: bool) {
-        let mut state = self.state();
-        state.version = version.to_string();
-        state.switch_download_only = Some(switch_download_only);
-        write_state(&self.dir, &state);
+        modify_state(&self.dir, |state| {
+            state.version = version.to_string();
+            state.switch_download_only = Some(switch_download_only);
+        });
     }
 
     /// Make every later command line that starts with `prefix` fail with
     /// `message`, as the tool does.
     pub fn fail(&self, prefix: &str, message: &str) {
-        let mut state = self.state();
-        state.fail = Some((prefix.to_string(), message.to_string()));
-        write_state(&self.dir, &state);
+        modify_state(&self.dir, |state| {
+            state.fail = Some((prefix.to_string(), message.to_string()));
+        });
     }
 
     /// Make every later command line that starts with `prefix` a usage
     /// error (exit 2), as clap reports an argument it does not know.
     pub fn fail_usage(&self, prefix: &str) {
-        let mut state = self.state();
-        state.fail_usage = Some(prefix.to_string());
-        write_state(&self.dir, &state);
+        modify_state(&self.dir, |state| {
+            state.fail_usage = Some(prefix.to_string())
+        });
     }
 
     /// The PID of a stand-in process waiting at the pause, if one is.
@@ -539,9 +582,7 @@ impl FakeHost {
 
     /// Let a paused command go on, and pause no more.
     pub fn resume(&self) {
-        let mut state = self.state();
-        state.pause_before = None;
-        write_state(&self.dir, &state);
+        modify_state(&self.dir, |state| state.pause_before = None);
         let _ = std::fs::remove_file(pause_marker(&self.dir));
     }
 
@@ -579,9 +620,7 @@ impl FakeHost {
 
     /// Make the host boot `arch`'s image (`amd64`, `arm64`) out of an index.
     pub fn set_arch(&self, arch: &str) {
-        let mut state = self.state();
-        state.arch = Some(arch.to_string());
-        write_state(&self.dir, &state);
+        modify_state(&self.dir, |state| state.arch = Some(arch.to_string()));
     }
 
     /// What the stock `bootc-fetch-apply-updates.service` does when its
@@ -644,19 +683,22 @@ impl FakeHost {
     /// makes the staged deployment the booted one; a failed boot (greenboot
     /// rolling back) leaves the old one booted and the new one as rollback.
     pub fn reboot(&self, healthy: bool) {
-        let mut state = self.state();
-        let apply = state.apply_pid.take();
-        if let Some(mut staged) = state.staged.take() {
-            staged.download_only = false;
-            if healthy {
-                state.rollback = state.booted.replace(staged);
-            } else {
-                state.rollback = Some(staged);
-            }
-        }
         // The new boot first: an agent that outlives the killed `--apply`
         // (a test's update-now) may ask for status at once.
-        write_state(&self.dir, &state);
+        let apply = modify_state(&self.dir, |state| {
+            let apply = state.apply_pid.take();
+            if let Some(mut staged) = state.staged.take() {
+                staged.download_only = false;
+                let word = if healthy { "booted" } else { "boot-failed" };
+                state.events.push(format!("{word} {}", staged.digest));
+                if healthy {
+                    state.rollback = state.booted.replace(staged);
+                } else {
+                    state.rollback = Some(staged);
+                }
+            }
+            apply
+        });
         if let Some(pid) = apply {
             let _ = std::process::Command::new("kill")
                 .arg(pid.to_string())

@@ -446,7 +446,21 @@ impl<R: CommandRunner> Agent<R> {
         if !(self.persisted.lock_held && self.keeps_slot_after_failure()) {
             return self.leave_verifying(event).await;
         }
-        if self.persisted.slot_kept.is_none() {
+        // A slot kept since an earlier failure (whose halt an operator may
+        // have acknowledged, freeing it at the server) is kept anew for this
+        // one: the lock server must hear of every failure, or the slot
+        // taken again for this reboot stays held with no halt to resolve it.
+        // The failure is the target's deny-list entry: a slot kept for it
+        // was kept after that entry was made (a retried pass keeps it as is).
+        let denied_since = self
+            .persisted
+            .deny_list
+            .get(target.digest.as_str())
+            .map(|d| d.since);
+        let kept_for_this_failure = self.persisted.slot_kept.as_ref().is_some_and(|kept| {
+            kept.version == target.version && denied_since.is_none_or(|since| kept.since >= since)
+        });
+        if !kept_for_this_failure {
             tracing::warn!(
                 target = %target.version,
                 "the boot failed: the FleetLock slot is kept until `cairn release-slot` or a healthy boot"

@@ -235,3 +235,44 @@ async fn the_failed_boot_is_reported_to_the_lock_server_until_it_hears() {
     assert_eq!(reports(&lock), 3, "heard: not sent again");
     assert_eq!(lock.holders("default"), vec!["node-0.1".to_string()]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_failed_boot_is_reported_to_the_lock_server_too() {
+    let fleet = fleet().await;
+    let lock = LockServer::start(1).await;
+    let n = node(&fleet, 1, 0.1, LOCK);
+    drop(fail_a_boot(&fleet, &n, &lock).await);
+    let reports = |lock: &LockServer| {
+        lock.requests()
+            .iter()
+            .filter(|(operation, _, _)| operation == "x-cairn/boot-failed")
+            .count()
+    };
+    assert_eq!(reports(&lock), 1);
+    // The operator acknowledged the halt (a Cairn server then frees the
+    // failed node's slot); 44.3 is offered to this host again, and its boot
+    // fails again. The slot taken for that reboot must halt the group too,
+    // or it stays held with no halt for anyone to acknowledge.
+    cairn_agent::control::remove_from_deny_list(&n.state_dir, "44.3").expect("denied");
+    {
+        let mut agent = agent(&fleet, &n, Some(&lock));
+        let report = agent.tick(&world(&fleet)).await.expect("stage");
+        assert_eq!(report.reason.message, "staged 44.3");
+    }
+    finalize_and_reboot(&fleet, &n, Some(&lock), false).await;
+    let mut agent = agent(&fleet, &n, Some(&lock));
+    agent.recover(Timestamp::now()).await.expect("recover");
+    let report = agent.tick(&world(&fleet)).await.expect("verify");
+    assert_eq!(
+        report.reason.kind,
+        ReasonKind::RolledBack,
+        "{}",
+        report.reason
+    );
+    assert_eq!(reports(&lock), 2, "the second failure is reported too");
+    let kept = agent.persisted.slot_kept.clone().expect("kept");
+    assert!(kept.reported, "{kept:?}");
+    // The pass after sends nothing more.
+    agent.tick(&world(&fleet)).await.expect("check");
+    assert_eq!(reports(&lock), 2);
+}

@@ -4,7 +4,7 @@
 
 use cairn_testkit::host::{
     FakeDeployment, FakeState, begin_command, block_until_rebooted, check_out, checksum_of,
-    resolve_digest, write_state,
+    resolve_digest, save_host,
 };
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -113,7 +113,7 @@ fn upgrade(dir: &Path, mut state: FakeState, apply: bool) -> ExitCode {
     if let Some(staged) = state.staged.as_mut().filter(|s| s.digest == digest) {
         if staged.download_only {
             staged.download_only = false;
-            write_state(dir, &state);
+            save_host(dir, &state, None);
             println!("Staged deployment will now be applied on reboot");
         } else {
             println!("Staged update present, not changed");
@@ -136,13 +136,14 @@ fn upgrade(dir: &Path, mut state: FakeState, apply: bool) -> ExitCode {
         println!("  Version: {version}");
     }
     println!("  Digest: {digest}");
+    let event = format!("staged {digest}");
     state.staged = Some(FakeDeployment {
         digest,
         version,
         image,
         download_only: false,
     });
-    write_state(dir, &state);
+    save_host(dir, &state, Some(event));
     if apply {
         block_until_rebooted(dir, state)
     }
@@ -213,6 +214,7 @@ fn main() -> ExitCode {
             if let Err(message) = check_out(&dir, &state, reference, &digest) {
                 return fail(&format!("Switching: deploying {reference}: {message}"));
             }
+            let event = format!("staged {digest}");
             state.staged = Some(FakeDeployment {
                 digest,
                 version,
@@ -222,13 +224,13 @@ fn main() -> ExitCode {
             state.spec_image = reference.to_string();
             // An unverified switch really does turn verification off.
             state.container_policy = enforce;
-            write_state(&dir, &state);
+            save_host(&dir, &state, Some(event));
             ExitCode::SUCCESS
         }
         ["upgrade", "--download-only"] => match state.staged.as_mut() {
             Some(staged) => {
                 staged.download_only = true;
-                write_state(&dir, &state);
+                save_host(&dir, &state, None);
                 ExitCode::SUCCESS
             }
             None => fail("No update available"),

@@ -19,7 +19,7 @@
 
 use cairn_testkit::host::{
     FakeCommit, FakeDeployment, FakeState, begin_command, block_until_rebooted, check_out,
-    checksum_of, image_timestamp, resolve_digest, write_state,
+    checksum_of, image_timestamp, resolve_digest, save_host,
 };
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -237,7 +237,7 @@ fn deploy_commit(
         image: origin.to_string(),
         download_only: options.contains(&"--lock-finalization"),
     });
-    write_state(dir, &state);
+    save_host(dir, &state, Some(format!("staged {}", commit.checksum)));
     ExitCode::SUCCESS
 }
 
@@ -303,7 +303,7 @@ fn main() -> ExitCode {
             }
             state.update_driver = Some("Cairn".into());
             state.update_driver_unit = Some(caller_unit());
-            write_state(&dir, &state);
+            save_host(&dir, &state, None);
             ExitCode::SUCCESS
         }
         ["deploy", "--lock-finalization", rest @ ..]
@@ -358,13 +358,14 @@ fn main() -> ExitCode {
             if let Err(message) = check_out(&dir, &state, &reference, &digest) {
                 return fail(&message);
             }
+            let event = format!("staged {digest}");
             state.staged = Some(FakeDeployment {
                 digest,
                 version,
                 image: state.spec_image.clone(),
                 download_only: true,
             });
-            write_state(&dir, &state);
+            save_host(&dir, &state, Some(event));
             ExitCode::SUCCESS
         }
         ["finalize-deployment", digest] => match &state.staged {
@@ -379,8 +380,11 @@ fn main() -> ExitCode {
             None => fail("No pending staged deployment found"),
         },
         ["cleanup", "-p"] => {
-            state.staged = None;
-            write_state(&dir, &state);
+            let event = state
+                .staged
+                .take()
+                .map(|staged| format!("discarded {}", staged.digest));
+            save_host(&dir, &state, event);
             ExitCode::SUCCESS
         }
         ["rollback", "-r"] => {
