@@ -934,61 +934,41 @@ impl Rig {
                     if bad {
                         lock(&self.bad).insert(version.clone());
                     }
-                    if rng.chance(0.5) {
-                        self.policy(&[
-                            "rollout",
-                            "start",
-                            &version,
-                            "--over",
-                            "30s",
-                            "--at",
-                            &now(),
-                        ]);
-                    }
-                    self.runtime.block_on(self.publish_until_done(&[]));
-                    self.fault(if bad {
+                    let what = if bad {
                         "releases published (failing to boot)"
                     } else {
                         "releases published"
-                    });
+                    };
+                    if rng.chance(0.5) {
+                        self.publish_rollout(&version, what);
+                    } else {
+                        self.publish_change(&[], what);
+                    }
                 }
                 60..70 => {
                     let Some(version) = self.pick_release(&mut rng, 1) else {
                         continue;
                     };
-                    self.policy(&["barrier", "add", &version, "--reason", "soak"]);
-                    self.runtime.block_on(self.publish_until_done(&[]));
-                    self.fault("barriers published");
+                    self.publish_change(
+                        &["barrier", "add", &version, "--reason", "soak"],
+                        "barriers published",
+                    );
                 }
                 70..78 => {
                     let Some(version) = self.pick_release(&mut rng, 1) else {
                         continue;
                     };
-                    self.policy(&[
-                        "deadend",
-                        "add",
-                        &version,
-                        "--reason",
-                        "https://example.org/soak",
-                    ]);
-                    self.runtime.block_on(self.publish_until_done(&[]));
-                    self.fault("dead-ends published");
+                    let reason = "https://example.org/soak";
+                    self.publish_change(
+                        &["deadend", "add", &version, "--reason", reason],
+                        "dead-ends published",
+                    );
                 }
                 78..90 => {
                     let Some(version) = self.pick_release(&mut rng, 1) else {
                         continue;
                     };
-                    self.policy(&[
-                        "rollout",
-                        "start",
-                        &version,
-                        "--over",
-                        "30s",
-                        "--at",
-                        &now(),
-                    ]);
-                    self.runtime.block_on(self.publish_until_done(&[]));
-                    self.fault("rollouts published");
+                    self.publish_rollout(&version, "rollouts published");
                 }
                 _ => {
                     let Some(version) = self.pick_release(&mut rng, 2) else {
@@ -1000,6 +980,22 @@ impl Rig {
                 }
             }
         }
+    }
+
+    /// Edit the policy (unless `edit` is empty), publish, and count it.
+    fn publish_change(&self, edit: &[&str], what: &str) {
+        if !edit.is_empty() {
+            self.policy(edit);
+        }
+        self.runtime.block_on(self.publish_until_done(&[]));
+        self.fault(what);
+    }
+
+    /// Roll `version` out over 30 seconds from now, publish, and count it.
+    fn publish_rollout(&self, version: &str, what: &str) {
+        let now = now();
+        let edit = ["rollout", "start", version, "--over", "30s", "--at", &now];
+        self.publish_change(&edit, what);
     }
 
     /// One of the newest releases, never the first (every host must have
