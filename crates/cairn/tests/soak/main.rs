@@ -102,6 +102,15 @@ async fn a_fleet_under_faults_keeps_every_invariant_and_converges() {
     let converged = tokio::task::spawn_blocking(move || rig_for_end.clear_faults_and_converge())
         .await
         .expect("convergence");
+    // The watchers go on judging the settled fleet for the rest of the time.
+    let total = Duration::from_secs_f64(minutes * 60.0);
+    if let Some(rest) = total.checked_sub(started.elapsed()) {
+        println!(
+            "soak: converged; watching the settled fleet for the last {:.0} s",
+            rest.as_secs_f64()
+        );
+        tokio::time::sleep(rest).await;
+    }
     rig.all_over.store(true, Ordering::SeqCst);
     for thread in background {
         thread.join().expect("a watcher panicked");

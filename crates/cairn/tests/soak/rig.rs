@@ -263,6 +263,9 @@ pub struct Rig {
     releases: Mutex<Vec<(String, String)>>,
     /// Releases that fail to boot on every host.
     bad: Mutex<BTreeSet<String>>,
+    /// Releases made barriers, and releases made dead-ends or halted.
+    barriers: Mutex<BTreeSet<String>>,
+    blocked: Mutex<BTreeSet<String>>,
     /// Every document published, by the digest of its bytes.
     documents: Mutex<HashMap<String, GraphDocument>>,
     pub faults_over: AtomicBool,
@@ -358,6 +361,8 @@ impl Rig {
             runtime: tokio::runtime::Handle::current(),
             releases: Mutex::new(releases),
             bad: Mutex::new(BTreeSet::new()),
+            barriers: Mutex::new(BTreeSet::new()),
+            blocked: Mutex::new(BTreeSet::new()),
             documents: Mutex::new(HashMap::new()),
             faults_over: AtomicBool::new(false),
             all_over: AtomicBool::new(false),
@@ -946,7 +951,7 @@ impl Rig {
                     }
                 }
                 60..70 => {
-                    let Some(version) = self.pick_release(&mut rng, 1) else {
+                    let Some(version) = self.pick_release(&mut rng, 1, Pick::Barrier) else {
                         continue;
                     };
                     self.publish_change(
@@ -955,7 +960,7 @@ impl Rig {
                     );
                 }
                 70..78 => {
-                    let Some(version) = self.pick_release(&mut rng, 1) else {
+                    let Some(version) = self.pick_release(&mut rng, 1, Pick::Block) else {
                         continue;
                     };
                     let reason = "https://example.org/soak";
@@ -965,13 +970,13 @@ impl Rig {
                     );
                 }
                 78..90 => {
-                    let Some(version) = self.pick_release(&mut rng, 1) else {
+                    let Some(version) = self.pick_release(&mut rng, 1, Pick::Any) else {
                         continue;
                     };
                     self.publish_rollout(&version, "rollouts published");
                 }
                 _ => {
-                    let Some(version) = self.pick_release(&mut rng, 2) else {
+                    let Some(version) = self.pick_release(&mut rng, 2, Pick::Block) else {
                         continue;
                     };
                     if self.halt_by_hand(&version) {
@@ -998,13 +1003,38 @@ impl Rig {
         self.publish_change(&edit, what);
     }
 
-    /// One of the newest releases, never the first (every host must have
-    /// somewhere to go).
-    fn pick_release(&self, rng: &mut Rng, skip_oldest: usize) -> Option<String> {
-        let releases = lock(&self.releases);
-        let candidates: Vec<&String> = releases.iter().skip(skip_oldest).map(|(v, _)| v).collect();
-        let recent = &candidates[candidates.len().saturating_sub(4)..];
-        (!recent.is_empty()).then(|| recent[rng.below(recent.len())].clone())
+    /// One of the four newest releases, never among the `skip_oldest`
+    /// first (every host must have somewhere to go). A barrier goes only on
+    /// a release every host can take (one that boots, not a dead-end, not
+    /// halted), and a dead-end or halt never on a barrier: otherwise the
+    /// fleet stops at the first such mark for the rest of the run, which is
+    /// right, but leaves little to watch.
+    fn pick_release(&self, rng: &mut Rng, skip_oldest: usize, pick: Pick) -> Option<String> {
+        let version = {
+            let releases = lock(&self.releases);
+            let bad = lock(&self.bad);
+            let barriers = lock(&self.barriers);
+            let blocked = lock(&self.blocked);
+            let allowed = |v: &String| match pick {
+                Pick::Any => true,
+                Pick::Barrier => !bad.contains(v) && !blocked.contains(v),
+                Pick::Block => !barriers.contains(v),
+            };
+            let newest: Vec<&String> = releases.iter().skip(skip_oldest).map(|(v, _)| v).collect();
+            let recent: Vec<&String> = newest[newest.len().saturating_sub(4)..]
+                .iter()
+                .copied()
+                .filter(|v| allowed(v))
+                .collect();
+            (!recent.is_empty()).then(|| recent[rng.below(recent.len())].clone())?
+        };
+        // Marked once the guards above are gone.
+        match pick {
+            Pick::Any => {}
+            Pick::Barrier => drop(lock(&self.barriers).insert(version.clone())),
+            Pick::Block => drop(lock(&self.blocked).insert(version.clone())),
+        }
+        Some(version)
     }
 
     async fn add_release(&self, version: &str) {
@@ -1264,6 +1294,14 @@ impl Rig {
         out.push_str(&format!("violations: {}\n", lock(&self.violations).len()));
         out
     }
+}
+
+/// What a release is picked for.
+#[derive(Debug, Clone, Copy)]
+enum Pick {
+    Any,
+    Barrier,
+    Block,
 }
 
 /// A free loopback port below the usual ephemeral range (32768 and up), so
