@@ -4,7 +4,7 @@
 
 mod common;
 use common::agent::{Daemon, wait_for_passes};
-use common::fleet::{Node, Published, command, node_with_lock, published};
+use common::fleet::{Node, Published, command, node_with_lock, published, status_json};
 use common::served::{Served, serve};
 use common::{cairn, wait_until};
 
@@ -249,6 +249,85 @@ async fn a_failed_boot_halts_the_group_and_the_other_host_waits_for_ack() {
     let now_held = holder_ids(&status, "workers");
     assert_eq!(now_held.len(), 1, "{status}");
     assert_ne!(now_held, holders, "{status}");
+}
+
+/// The host whose failed boot halted the group keeps its slot, but reboots
+/// again (here into the same release, taken off its deny-list) only after
+/// the ack, on a slot taken afresh: found by the fleet soak, where such a
+/// reboot lost its slot to the ack midway and ran beside two others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_that_halted_the_group_waits_for_the_ack_too() {
+    let p = published().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    configure(
+        dir.path(),
+        "[[fleet_lock.group]]\nname = \"workers\"\nslots = 2\n",
+    );
+    let server = serve(dir.path());
+    let first = agent_node(&p, "first", "0123456789abcdef0123456789abcdef", &server);
+    let _agent = spawn_agent(&p, &first);
+    wait_until("the host finalizes", || {
+        first.host.state().apply_pid.is_some()
+    })
+    .await;
+    first.host.reboot(false);
+    wait_until("the group is halted", || {
+        !group(&lock_status(&server, dir.path()), "workers")["halt"].is_null()
+    })
+    .await;
+    let halted = lock_status(&server, dir.path());
+    let holders = holder_ids(&halted, "workers");
+    assert_eq!(holders.len(), 1, "the failed host keeps its slot");
+    let kept_since = group(&halted, "workers")["holders"][0]["taken"].clone();
+
+    // The agent re-checks at once and the command waits for that pass: had
+    // the host been granted its reboot, the pass would block in it.
+    let socket = format!("{}/agent.sock", first.state);
+    let mut remove = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["deny-list", "remove", "--state-dir", &first.state])
+        .args(["--socket", &socket, "44.3"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("cairn runs");
+    wait_until("the pass ends, or the host reboots", || {
+        first.host.state().apply_pid.is_some() || matches!(remove.try_wait(), Ok(Some(_)))
+    })
+    .await;
+    if first.host.state().apply_pid.is_some() {
+        let _ = remove.kill();
+        panic!("the host rebooted while its group was halted");
+    }
+    let out = remove.wait_with_output().expect("cairn runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = status_json(&first);
+    assert_eq!(status["reason"]["kind"], "reboot_lock_wait", "{status}");
+    assert_eq!(status["reason"]["cause"], "group_halted", "{status}");
+    assert!(first.host.state().staged.is_some(), "44.3 is staged again");
+
+    lock_cli(&server, dir.path(), &["ack", "workers"]);
+    wait_until("the host finalizes after the ack", || {
+        first.host.state().apply_pid.is_some()
+    })
+    .await;
+    let status = lock_status(&server, dir.path());
+    assert_eq!(holder_ids(&status, "workers"), holders, "{status}");
+    assert!(group(&status, "workers")["halt"].is_null(), "{status}");
+    assert_ne!(
+        group(&status, "workers")["holders"][0]["taken"],
+        kept_since,
+        "the slot is taken afresh: {status}"
+    );
+    // A healthy boot hands the slot back.
+    first.host.reboot(true);
+    wait_until("the slot is handed back", || {
+        holder_ids(&lock_status(&server, dir.path()), "workers").is_empty()
+    })
+    .await;
 }
 
 /// Four hosts, two slots: never more than two reboot at once, and every host

@@ -307,12 +307,16 @@ impl GroupState {
     }
 
     fn pre_reboot(&mut self, id: &str, policy: &GroupPolicy, now: Timestamp) -> Outcome {
+        // A halt stops every reboot not yet under way, a holder's too: the
+        // host whose failed boot halted the group would otherwise reboot
+        // again before the ack, and the ack, freeing its slot, would let
+        // another host reboot beside it. A holder keeps its slot meanwhile.
+        if let Some(halt) = &self.halt {
+            return Outcome::Denied(Denial::Halted(halt.clone()));
+        }
         // Recursive: the holder keeps its slot, and its lease as it was.
         if self.holders.contains_key(id) {
             return Outcome::Granted { already: true };
-        }
-        if let Some(halt) = &self.halt {
-            return Outcome::Denied(Denial::Halted(halt.clone()));
         }
         if self.holders.len() >= policy.slots as usize {
             return Outcome::Denied(Denial::Full {
@@ -490,8 +494,12 @@ mod tests {
         );
         assert!(!g.holders.contains_key("a"), "the expired slot is freed");
         assert!(g.holders.contains_key("b"), "b's lease still runs");
-        // b holds on, recursively, even while the group is halted.
-        assert_eq!(g.apply(&take("b"), &p, t(62)).outcome, granted(true));
+        // b keeps its slot, but may not reboot while the group is halted.
+        assert_eq!(
+            g.apply(&take("b"), &p, t(62)).outcome,
+            Outcome::Denied(Denial::Halted(halt.clone()))
+        );
+        assert!(g.holders.contains_key("b"), "b keeps its slot");
         // b's own expiry keeps the first halt.
         g.apply(&LockOp::Expire, &p, t(91));
         assert!(g.holders.is_empty());
@@ -584,6 +592,37 @@ mod tests {
         ));
         g.apply(&LockOp::Ack, &p, t(10));
         assert_eq!(g.apply(&take("b"), &p, t(11)).outcome, granted(false));
+    }
+
+    /// Found by the fleet soak: the failed node, still holding its slot,
+    /// was granted again and rebooted into a newer release; the ack then
+    /// freed that slot mid-reboot, and two more nodes took the two slots.
+    #[test]
+    fn the_node_that_halted_the_group_reboots_again_only_after_the_ack() {
+        let p = policy(2, OnExpiry::Halt);
+        let mut g = GroupState::default();
+        g.apply(&take("a"), &p, t(0));
+        g.apply(&take("b"), &p, t(0));
+        g.apply(&give("b"), &p, t(1));
+        let failed = LockOp::BootFailed {
+            id: "a".into(),
+            reason: "rolled back".into(),
+        };
+        assert_eq!(g.apply(&failed, &p, t(2)).outcome, Outcome::Halted);
+        assert!(matches!(
+            g.apply(&take("a"), &p, t(3)).outcome,
+            Outcome::Denied(Denial::Halted(_))
+        ));
+        assert!(g.holders.contains_key("a"), "a keeps its slot meanwhile");
+        g.apply(&LockOp::Ack, &p, t(4));
+        assert!(g.holders.is_empty(), "the ack frees the failed node's slot");
+        // a asks afresh, like everyone else: two slots, two reboots.
+        assert_eq!(g.apply(&take("a"), &p, t(5)).outcome, granted(false));
+        assert_eq!(g.apply(&take("b"), &p, t(5)).outcome, granted(false));
+        assert_eq!(
+            g.apply(&take("c"), &p, t(5)).outcome,
+            Outcome::Denied(Denial::Full { slots: 2 })
+        );
     }
 
     #[test]

@@ -102,6 +102,9 @@ pub struct Host {
     power: Mutex<()>,
     /// Between the harness seeing the reboot command and the new boot.
     rebooting: AtomicBool,
+    /// The reboot command was alive when the shutdown ended: the host goes
+    /// down, from then until its agent runs again.
+    reboot_committed: AtomicBool,
     /// Held: the length of the event log when `cairn hold` returned.
     held_at: Mutex<Option<usize>>,
     cursor: Mutex<EventCursor>,
@@ -446,6 +449,7 @@ impl Rig {
                 agent: Mutex::new(None),
                 power: Mutex::new(()),
                 rebooting: AtomicBool::new(false),
+                reboot_committed: AtomicBool::new(false),
                 held_at: Mutex::new(None),
                 cursor: Mutex::new(EventCursor::default()),
             });
@@ -598,13 +602,14 @@ impl Rig {
         std::thread::sleep(rng.millis(200, 1500));
         let _power = lock(&host.power);
         let apply = host.node.host.state().apply_pid;
-        if apply.is_none_or(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+        if !apply.is_some_and(process_alive) {
             // The agent was killed, and its reboot command with it: no reboot.
             modify_state(&host.node.host.dir, |s| s.apply_pid = None);
             bump(&self.events, "reboot commands killed with their agent", 1);
             host.rebooting.store(false, Ordering::SeqCst);
             return;
         }
+        host.reboot_committed.store(true, Ordering::SeqCst);
         host.kill_agent();
         let version = target.as_deref().and_then(|t| self.version_of(t));
         let bad = version
@@ -630,6 +635,7 @@ impl Rig {
         }
         std::thread::sleep(rng.millis(100, 500));
         self.start(host);
+        host.reboot_committed.store(false, Ordering::SeqCst);
         host.rebooting.store(false, Ordering::SeqCst);
     }
 
@@ -683,7 +689,7 @@ impl Rig {
         let mut round = 0u64;
         while !self.all_over.load(Ordering::SeqCst) {
             round += 1;
-            let mut rebooting = 0;
+            let mut rebooting = Vec::new();
             for host in &self.hosts {
                 if let Some(status) = host.exited_by_itself() {
                     self.violation(format!(
@@ -696,8 +702,21 @@ impl Rig {
                     self.check_accepted_document(host);
                 }
                 let state = host.node.host.state();
-                if host.rebooting.load(Ordering::SeqCst) || state.apply_pid.is_some() {
-                    rebooting += 1;
+                // A reboot command killed with its agent leaves its PID in
+                // the stand-in's state until the reboot thread clears it; the
+                // restarted agent rightly gives the slot back meanwhile.
+                if host.reboot_committed.load(Ordering::SeqCst) {
+                    rebooting.push(format!("{} (going down)", host.name));
+                } else if let Some(pid) = state.apply_pid {
+                    if process_alive(pid) {
+                        rebooting.push(format!("{} (reboot command {pid} running)", host.name));
+                    } else {
+                        bump(
+                            &self.events,
+                            "checks that saw a killed reboot command not yet cleared",
+                            1,
+                        );
+                    }
                 }
                 let (judged, wrong) =
                     judge::judge_events(&mut lock(&host.cursor), &state.events, &host.name);
@@ -724,10 +743,12 @@ impl Rig {
             }
             bump(&self.checks, "reboots at once compared with the slots", 1);
             self.most_rebooting
-                .fetch_max(rebooting as u64, Ordering::SeqCst);
-            if rebooting > SLOTS {
+                .fetch_max(rebooting.len() as u64, Ordering::SeqCst);
+            if rebooting.len() > SLOTS {
                 self.violation(format!(
-                    "{rebooting} hosts rebooting at once, with {SLOTS} slots"
+                    "{} hosts rebooting at once, with {SLOTS} slots: {}",
+                    rebooting.len(),
+                    rebooting.join(", ")
                 ));
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -1211,6 +1232,12 @@ impl Rig {
             for line in log.lines() {
                 let what = if line.contains("ignored invalid=") {
                     "agent warnings: a state-machine event ignored"
+                } else if line.contains("kind=reboot_lock_wait") {
+                    if line.contains("halted this host's group") {
+                        "checks refused a reboot: the lock group halted"
+                    } else {
+                        "checks waiting for a free slot"
+                    }
                 } else if !line.contains("kind=source_error") {
                     continue;
                 } else if line.contains("expired at") {
@@ -1302,6 +1329,18 @@ enum Pick {
     Any,
     Barrier,
     Block,
+}
+
+/// The process runs (a zombie has ended; only its parent has not reaped it).
+fn process_alive(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // `pid (comm) S ...`: the state follows the last parenthesis.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    !matches!(state, None | Some('Z' | 'X' | 'x'))
 }
 
 /// A free loopback port below the usual ephemeral range (32768 and up), so
