@@ -177,19 +177,27 @@ fn agent_node(p: &Published, name: &str, machine_id: &str, server: &Served) -> N
     node_with_lock(p, name, &format!("{}/", server.url), "workers", machine_id)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_boot_halts_the_group_and_the_other_host_waits_for_ack() {
-    let p = published().await;
+/// A `workers` group of two slots whose first host failed its boot into
+/// 44.3: the group is halted naming that host, which keeps its slot.
+struct HaltedByFailure {
+    dir: tempfile::TempDir,
+    server: Served,
+    first: Node,
+    _agent: Daemon,
+    /// The first host's id at the lock server, and the status while halted.
+    holder: String,
+    halted: Value,
+}
+
+async fn halted_by_a_failed_boot(p: &Published) -> HaltedByFailure {
     let dir = tempfile::tempdir().expect("tempdir");
     configure(
         dir.path(),
         "[[fleet_lock.group]]\nname = \"workers\"\nslots = 2\n",
     );
     let server = serve(dir.path());
-    let first = agent_node(&p, "first", "0123456789abcdef0123456789abcdef", &server);
-    let second = agent_node(&p, "second", "fedcba9876543210fedcba9876543210", &server);
-
-    let _first_agent = spawn_agent(&p, &first);
+    let first = agent_node(p, "first", "0123456789abcdef0123456789abcdef", &server);
+    let agent = spawn_agent(p, &first);
     wait_until("the first host finalizes", || {
         first.host.state().apply_pid.is_some()
     })
@@ -212,6 +220,28 @@ async fn a_failed_boot_halts_the_group_and_the_other_host_waits_for_ack() {
         holders,
         "the failed host keeps its slot"
     );
+    HaltedByFailure {
+        dir,
+        server,
+        first,
+        _agent: agent,
+        holder: holders[0].clone(),
+        halted,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_boot_halts_the_group_and_the_other_host_waits_for_ack() {
+    let p = published().await;
+    let HaltedByFailure {
+        dir,
+        server,
+        first: _first,
+        _agent,
+        holder,
+        halted: _,
+    } = halted_by_a_failed_boot(&p).await;
+    let second = agent_node(&p, "second", "fedcba9876543210fedcba9876543210", &server);
 
     // The second host stages, but may not reboot while the group is halted,
     // though a slot is free.
@@ -248,7 +278,7 @@ async fn a_failed_boot_halts_the_group_and_the_other_host_waits_for_ack() {
     let status = lock_status(&server, dir.path());
     let now_held = holder_ids(&status, "workers");
     assert_eq!(now_held.len(), 1, "{status}");
-    assert_ne!(now_held, holders, "{status}");
+    assert_ne!(now_held, [holder], "{status}");
 }
 
 /// The host whose failed boot halted the group keeps its slot, but reboots
@@ -258,26 +288,14 @@ async fn a_failed_boot_halts_the_group_and_the_other_host_waits_for_ack() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_host_that_halted_the_group_waits_for_the_ack_too() {
     let p = published().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    configure(
-        dir.path(),
-        "[[fleet_lock.group]]\nname = \"workers\"\nslots = 2\n",
-    );
-    let server = serve(dir.path());
-    let first = agent_node(&p, "first", "0123456789abcdef0123456789abcdef", &server);
-    let _agent = spawn_agent(&p, &first);
-    wait_until("the host finalizes", || {
-        first.host.state().apply_pid.is_some()
-    })
-    .await;
-    first.host.reboot(false);
-    wait_until("the group is halted", || {
-        !group(&lock_status(&server, dir.path()), "workers")["halt"].is_null()
-    })
-    .await;
-    let halted = lock_status(&server, dir.path());
-    let holders = holder_ids(&halted, "workers");
-    assert_eq!(holders.len(), 1, "the failed host keeps its slot");
+    let HaltedByFailure {
+        dir,
+        server,
+        first,
+        _agent,
+        holder,
+        halted,
+    } = halted_by_a_failed_boot(&p).await;
     let kept_since = group(&halted, "workers")["holders"][0]["taken"].clone();
 
     // The agent re-checks at once and the command waits for that pass: had
@@ -315,7 +333,7 @@ async fn the_host_that_halted_the_group_waits_for_the_ack_too() {
     })
     .await;
     let status = lock_status(&server, dir.path());
-    assert_eq!(holder_ids(&status, "workers"), holders, "{status}");
+    assert_eq!(holder_ids(&status, "workers"), [holder], "{status}");
     assert!(group(&status, "workers")["halt"].is_null(), "{status}");
     assert_ne!(
         group(&status, "workers")["holders"][0]["taken"],
